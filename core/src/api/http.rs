@@ -1,0 +1,343 @@
+//! The HTTP and WebSocket API (axum), the edge of every remote surface.
+//!
+//! Every route but `/api/v1/health` requires `Authorization: Bearer <token>`,
+//! on loopback too (deny by default); the token is compared in constant time
+//! and never logged. Bodies are read with a hard limit and parsed here, so
+//! every refusal — malformed JSON, a field out of range, too large — comes
+//! back as the one JSON error shape before anything changes.
+
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::{ApiError, ErrorBody, ErrorKind};
+use crate::controller::{Controller, CoreEvent};
+use crate::store::{MAX_PAGE, TicketQuery};
+use crate::ticket::{BotId, MAX_PAYLOAD_BYTES, NewTicket, TenantId, TicketId, TicketState};
+
+/// Room for the envelope around a maximal payload.
+pub const MAX_BODY_BYTES: usize = MAX_PAYLOAD_BYTES + 64 * 1024;
+
+/// The API token. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct ApiToken(Arc<str>);
+
+impl ApiToken {
+    pub fn new(token: impl Into<String>) -> Result<Self, ApiError> {
+        let token = token.into();
+        if token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(ApiError::new(ErrorKind::Invalid, "an API token must be at least 16 printable characters").field("OSHAL_API_TOKEN").limit(16));
+        }
+        Ok(Self(token.into()))
+    }
+
+    /// A fresh random token (256 bits, hex).
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the OS random source works");
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        constant_time_eq::constant_time_eq(self.0.as_bytes(), presented.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    controller: Controller,
+    token: ApiToken,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody { error: self })).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router with every route and the auth gate.
+pub fn router(controller: Controller, token: ApiToken) -> Router {
+    let state = AppState { controller, token };
+    let protected = Router::new()
+        .route("/api/v1/tickets", post(submit).get(list))
+        .route("/api/v1/tickets/{id}", get(ticket))
+        .route("/api/v1/tickets/{id}/cancel", post(cancel))
+        .route("/api/v1/tickets/{id}/approve", post(approve))
+        .route("/api/v1/bots", get(bots))
+        .route("/api/v1/cost/summary", get(cost_summary))
+        .route("/api/v1/tenants", get(tenants))
+        .route("/api/v1/tenants/{id}", put(set_budget))
+        .route("/api/v1/events", get(events))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(ErrorKind::NotFound, "no such route") })
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` fires.
+pub async fn serve(controller: Controller, listener: tokio::net::TcpListener, token: ApiToken, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router(controller, token)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+/// The auth gate: a bearer token on every request (a `token` query
+/// parameter is accepted for the event stream, which browsers cannot give
+/// headers).
+async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let presented = match header {
+        Some(h) => h.strip_prefix("Bearer ").map(str::trim),
+        None if request.uri().path() == "/api/v1/events" => request
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token="))),
+        None => None,
+    };
+    match presented {
+        None => ApiError::new(ErrorKind::Unauthorized, "missing credentials: send Authorization: Bearer <token>").into_response(),
+        Some(t) if !state.token.matches(t) => ApiError::new(ErrorKind::Unauthorized, "invalid API token").into_response(),
+        Some(_) => next.run(request).await,
+    }
+}
+
+/// Reads a body up to `MAX_BODY_BYTES` and parses it as JSON, telling
+/// malformed input (400) from well-formed input with wrong fields (422).
+async fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: Body) -> ApiResult<T> {
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > MAX_BODY_BYTES as u64
+    {
+        return Err(too_large(len));
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large(MAX_BODY_BYTES as u64 + 1))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::new(ErrorKind::Invalid, format!("request body: {e}")).field(data_field(&e.to_string())),
+            _ => ApiError::new(ErrorKind::Malformed, format!("request body is not valid JSON: {e}")).field("body"),
+        }
+    })
+}
+
+fn too_large(len: u64) -> ApiError {
+    ApiError::new(ErrorKind::TooLarge, format!("request body is {len} bytes; the limit is {MAX_BODY_BYTES} bytes"))
+        .field("body")
+        .limit(MAX_BODY_BYTES as u64)
+}
+
+/// The field a serde data error is about, when its message names one.
+fn data_field(message: &str) -> String {
+    for marker in ["unknown field `", "missing field `"] {
+        if let Some(rest) = message.split(marker).nth(1)
+            && let Some(name) = rest.split('`').next()
+        {
+            return name.to_owned();
+        }
+    }
+    "body".to_owned()
+}
+
+fn ticket_id(raw: &str) -> ApiResult<TicketId> {
+    TicketId::parse(raw).map_err(|_| ApiError::new(ErrorKind::NotFound, format!("no ticket has id {raw:?}")))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let health = state.controller.health().await;
+    let status = if health.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(health)).into_response()
+}
+
+async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let new: NewTicket = json_body(&headers, body).await?;
+    let submitted = state.controller.submit(new).await?;
+    let status = if submitted.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(submitted)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    state: Option<String>,
+    tenant: Option<String>,
+    bot: Option<String>,
+    kind: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+async fn list(State(state): State<AppState>, Query(p): Query<ListParams>) -> ApiResult<Response> {
+    let invalid = |field: &str, msg: String| ApiError::new(ErrorKind::Invalid, msg).field(field);
+    let filter_state = match p.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(TicketState::parse(s).ok_or_else(|| {
+            let known: Vec<_> = TicketState::ALL.iter().map(|s| s.as_str()).collect();
+            invalid("state", format!("unknown state {s:?}; known states: {}", known.join(", ")))
+        })?),
+    };
+    let limit = match p.limit.as_deref() {
+        None | Some("") => 100,
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => return Err(invalid("limit", format!("{l:?} is outside 1..={MAX_PAGE}")).limit(u64::from(MAX_PAGE))),
+        },
+    };
+    let cursor = match p.cursor.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(c) => Some(TicketId::parse(c).map_err(|_| invalid("cursor", format!("{c:?} is not a cursor from a previous page")))?),
+    };
+    let tenant = p.tenant.as_deref().filter(|s| !s.is_empty()).map(TenantId::parse).transpose()?;
+    let bot = p.bot.as_deref().filter(|s| !s.is_empty()).map(BotId::parse).transpose()?;
+    let query = TicketQuery { state: filter_state, tenant, bot, kind: p.kind.filter(|s| !s.is_empty()), cursor, limit };
+    Ok(Json(state.controller.tickets(&query).await?).into_response())
+}
+
+async fn ticket(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(state.controller.ticket(ticket_id(&id)?).await?).into_response())
+}
+
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(state.controller.cancel(ticket_id(&id)?).await?).into_response())
+}
+
+async fn approve(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(state.controller.approve(ticket_id(&id)?).await?).into_response())
+}
+
+async fn bots(State(state): State<AppState>) -> Response {
+    Json(state.controller.bots().await).into_response()
+}
+
+async fn cost_summary(State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.controller.cost_summary().await?).into_response())
+}
+
+async fn tenants(State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.controller.tenants().await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetBody {
+    /// Dollars; `null` removes the limit.
+    budget_usd: Option<f64>,
+}
+
+async fn set_budget(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let tenant = TenantId::parse(&id)?;
+    let body: BudgetBody = json_body(&headers, body).await?;
+    let budget_nusd = match body.budget_usd {
+        None => None,
+        Some(usd) if usd.is_finite() && (0.0..=1e9).contains(&usd) => Some((usd * crate::cost::NANOS_PER_USD as f64).round() as i64),
+        Some(usd) => return Err(ApiError::new(ErrorKind::Invalid, format!("{usd} is outside 0..=1000000000 USD")).field("budget_usd")),
+    };
+    Ok(Json(state.controller.set_budget(tenant, budget_nusd).await?).into_response())
+}
+
+async fn events(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let controller = state.controller.clone();
+    ws.on_upgrade(move |socket| stream_events(socket, controller))
+}
+
+/// Forwards `CoreEvent`s to one WebSocket until either side goes away. A
+/// slow client gets a `lagged` event instead of stalling the controller.
+async fn stream_events(mut socket: WebSocket, controller: Controller) {
+    let mut rx = controller.subscribe();
+    loop {
+        tokio::select! {
+            biased;
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+            event = rx.recv() => {
+                let event = match event {
+                    Ok(e) => e,
+                    Err(RecvError::Lagged(missed)) => CoreEvent::Lagged { missed },
+                    Err(RecvError::Closed) => return,
+                };
+                let Ok(text) = serde_json::to_string(&event) else { continue };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Prometheus text exposition of the controller's counters and gauges.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let c = &state.controller;
+    let s = c.stats();
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    metric("oshal_tickets_submitted_total", "counter", "Tickets accepted.", &one(s.submitted.load(Ordering::Relaxed)));
+    metric("oshal_tickets_refused_total", "counter", "Submissions refused at admission.", &one(s.refused.load(Ordering::Relaxed)));
+    metric("oshal_transitions_total", "counter", "Ticket transitions made durable.", &one(s.transitions.load(Ordering::Relaxed)));
+    metric("oshal_store_commits_total", "counter", "Group commits.", &one(s.commits.load(Ordering::Relaxed)));
+    metric("oshal_store_committed_rows_total", "counter", "Rows written by group commits.", &one(s.committed_rows.load(Ordering::Relaxed)));
+    metric("oshal_ledger_rows_total", "counter", "Attempts priced.", &one(s.ledger_rows.load(Ordering::Relaxed)));
+    metric(
+        "oshal_cost_usd_total",
+        "counter",
+        "Dollars captured in the ledger by this process.",
+        &[(String::new(), crate::cost::usd(s.cost_nusd.load(Ordering::Relaxed) as i64))],
+    );
+    metric(
+        "oshal_tokens_total",
+        "counter",
+        "Model tokens used.",
+        &[
+            ("{direction=\"input\"}".into(), s.input_tokens.load(Ordering::Relaxed) as f64),
+            ("{direction=\"output\"}".into(), s.output_tokens.load(Ordering::Relaxed) as f64),
+        ],
+    );
+    if let Ok(counts) = c.state_counts().await {
+        let samples: Vec<_> = TicketState::ALL
+            .iter()
+            .map(|st| {
+                let n = counts.iter().find(|(s, _)| s == st).map_or(0, |(_, n)| *n);
+                (format!("{{state=\"{st}\"}}"), n as f64)
+            })
+            .collect();
+        metric("oshal_tickets", "gauge", "Tickets by state.", &samples);
+    }
+    let bots = c.bots().await;
+    let per_bot = |f: &dyn Fn(&crate::controller::BotView) -> f64| -> Vec<(String, f64)> {
+        bots.iter().map(|b| (format!("{{bot=\"{}\"}}", b.id), f(b))).collect()
+    };
+    metric("oshal_lane_depth", "gauge", "Entries waiting in a bot's lane.", &per_bot(&|b| f64::from(b.lane.depth)));
+    metric("oshal_lane_pending", "gauge", "Entries delivered and not yet acknowledged.", &per_bot(&|b| f64::from(b.lane.pending)));
+    metric("oshal_bot_in_flight", "gauge", "Tickets routed to a bot and not finished.", &per_bot(&|b| f64::from(b.in_flight)));
+    metric("oshal_bot_succeeded_total", "counter", "Tickets a bot finished.", &per_bot(&|b| b.succeeded as f64));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}

@@ -1,0 +1,188 @@
+//! Bots: workers that each consume only their own lane and run a model.
+//!
+//! A bot reads deliveries from its lane, runs the model for each (abandoning
+//! the call at once if the ticket is cancelled), and reports `Started` and
+//! `Finished` to the controller with the model's usage. A bot never prices its
+//! work, never writes to the store and never acknowledges its own lane: the
+//! controller acks an entry only after the result is durable, so a bot that
+//! dies mid-ticket loses nothing. Start with [`run_bot`]; [`spawn_supervised`]
+//! restarts a bot that panicked, and the new incarnation claims what the old
+//! one held.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{SharedClock, UnixMs};
+use crate::cost::Usage;
+use crate::lane::{Delivery, EntryId, Lane};
+use crate::model::{ChatRequest, Model};
+use crate::ticket::{BotId, ModelId, Skill, TicketId, Work};
+
+/// Deliveries past this count are not run again: the entry is dead-lettered.
+pub const MAX_DELIVERIES: u32 = 5;
+/// How many entries a bot takes from its lane at once.
+const READ_BATCH: usize = 16;
+/// How long a read waits before checking for shutdown again.
+const READ_BLOCK: Duration = Duration::from_millis(500);
+
+/// What a bot is: its id, its skills and the model it runs.
+#[derive(Debug, Clone)]
+pub struct BotSpec {
+    pub id: BotId,
+    pub skills: Vec<Skill>,
+    pub model: Arc<dyn Model>,
+}
+
+impl BotSpec {
+    pub fn model_id(&self) -> &ModelId {
+        self.model.id()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded { text: String, usage: Usage, reported_model: Option<String> },
+    Failed { error: String, retryable: bool },
+    /// The ticket was cancelled before or during the call; no usage is known.
+    Cancelled,
+}
+
+/// What a bot tells the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BotReport {
+    Started { bot: BotId, ticket: TicketId, attempt: u32, at_ms: UnixMs },
+    Finished { bot: BotId, entry: EntryId, ticket: TicketId, attempt: u32, outcome: Outcome, started_at_ms: UnixMs, at_ms: UnixMs },
+}
+
+/// Cancellation signals from the controller to whichever bot holds a ticket.
+///
+/// The controller cancels by ticket id; a bot registers a ticket when it
+/// starts it. A cancel that arrives before the bot has the ticket leaves a
+/// cancelled token behind, which the bot finds when it picks the entry up.
+#[derive(Debug, Default)]
+pub struct CancelRegistry {
+    tokens: Mutex<HashMap<TicketId, CancellationToken>>,
+}
+
+impl CancelRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TicketId, CancellationToken>> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token a bot watches while it runs `ticket`.
+    pub fn begin(&self, ticket: TicketId) -> CancellationToken {
+        self.lock().entry(ticket).or_default().clone()
+    }
+
+    /// Cancels `ticket`, now or as soon as a bot picks it up.
+    pub fn cancel(&self, ticket: TicketId) {
+        self.lock().entry(ticket).or_default().cancel();
+    }
+
+    pub fn end(&self, ticket: TicketId) {
+        self.lock().remove(&ticket);
+    }
+}
+
+/// Everything a running bot holds.
+#[derive(Debug, Clone)]
+pub struct BotContext {
+    pub spec: BotSpec,
+    pub lane: Arc<dyn Lane>,
+    pub reports: mpsc::Sender<BotReport>,
+    pub cancels: Arc<CancelRegistry>,
+    pub clock: SharedClock,
+    pub shutdown: CancellationToken,
+}
+
+/// Runs one incarnation of a bot until shutdown. `consumer` names this
+/// incarnation in its lane's consumer group.
+pub async fn run_bot(cx: BotContext, consumer: String) {
+    // Entries a previous incarnation held are ours to finish.
+    if let Ok(held) = cx.lane.claim(&consumer, Duration::ZERO, usize::MAX).await {
+        for d in held {
+            if !handle(&cx, d).await {
+                return;
+            }
+        }
+    }
+    loop {
+        let batch = tokio::select! {
+            biased;
+            _ = cx.shutdown.cancelled() => return,
+            r = cx.lane.read(&consumer, READ_BATCH, READ_BLOCK) => r,
+        };
+        match batch {
+            Ok(batch) => {
+                for d in batch {
+                    if !handle(&cx, d).await {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(bot = %cx.spec.id, error = %e, "lane read failed");
+                tokio::time::sleep(READ_BLOCK).await;
+            }
+        }
+    }
+}
+
+/// Runs one delivery; returns `false` if the controller has gone away.
+async fn handle(cx: &BotContext, d: Delivery) -> bool {
+    let bot = cx.spec.id.clone();
+    let (ticket, attempt) = (d.entry.ticket, d.entry.attempt);
+    let started_at_ms = cx.clock.now_ms();
+    let token = cx.cancels.begin(ticket);
+    let outcome = if token.is_cancelled() {
+        Outcome::Cancelled
+    } else if d.deliveries > MAX_DELIVERIES {
+        Outcome::Failed {
+            error: format!("delivered {} times without finishing (limit {MAX_DELIVERIES}); dead-lettered", d.deliveries),
+            retryable: false,
+        }
+    } else {
+        let started = BotReport::Started { bot: bot.clone(), ticket, attempt, at_ms: started_at_ms };
+        if cx.reports.send(started).await.is_err() {
+            return false;
+        }
+        let run = async {
+            match &*d.entry.work {
+                Work::Chat(payload) => cx.spec.model.chat(&ChatRequest::from_payload(payload)).await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => Outcome::Cancelled,
+            r = run => match r {
+                Ok(reply) => Outcome::Succeeded { text: reply.text, usage: reply.usage, reported_model: reply.reported_model },
+                Err(e) => Outcome::Failed { retryable: e.retryable(), error: e.to_string() },
+            },
+        }
+    };
+    cx.cancels.end(ticket);
+    let finished = BotReport::Finished { bot, entry: d.id, ticket, attempt, outcome, started_at_ms, at_ms: cx.clock.now_ms() };
+    cx.reports.send(finished).await.is_ok()
+}
+
+/// Runs a bot, restarting it if it panics; each incarnation has its own
+/// consumer name and claims what the last one held.
+pub fn spawn_supervised(cx: BotContext) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for incarnation in 1u64.. {
+            let consumer = format!("{}#{incarnation}", cx.spec.id);
+            match tokio::spawn(run_bot(cx.clone(), consumer)).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(bot = %cx.spec.id, error = %e, "bot crashed; restarting");
+                    if cx.shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,478 @@
+//! The controller: admission, routing, results, retries, cost capture, events.
+//!
+//! [`Controller`] is the facade every surface holds (cheap to clone). The
+//! mutable state of the fleet — which tickets are live, which bot holds what,
+//! each tenant's spend — is owned by one task, the scheduler
+//! ([`scheduler`]), and changed only by messages to it. Writes go through the
+//! group-commit writer (`store::writer`); events go out on one broadcast
+//! channel of [`CoreEvent`]s after they are durable.
+//!
+//! The flow of one ticket: `submit` validates at the edge → the scheduler
+//! admits (tenant, budget, capacity) → the ticket is durable as `queued`
+//! before the caller hears back → routed to the least-loaded live bot with the
+//! skill, on that bot's own lane → the bot runs it and reports → the scheduler
+//! prices usage once (one ledger row per attempt) and records the result →
+//! the lane entry is acknowledged only after that is durable.
+//!
+//! Start with [`Controller::start`].
+
+mod scheduler;
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::bot::{self, BotContext, BotSpec, CancelRegistry};
+use crate::clock::{SharedClock, UnixMs};
+use crate::cost::{CostError, CostSummary, LedgerEntry, PriceTable};
+use crate::lane::{Lane, LaneStats, local::LocalLane};
+use crate::store::writer::Writer;
+use crate::store::{Store, StoreError, Tenant, TicketPage, TicketQuery, TicketView, WriteBatch};
+use crate::ticket::{BotId, ModelId, NewTicket, Skill, TenantId, TicketError, TicketId, TicketState, Transition, TransitionKind};
+
+pub use scheduler::Submitted;
+
+/// How the controller behaves.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Entries a bot's lane holds (queued and pending together).
+    pub lane_capacity: usize,
+    /// Tickets routed to one bot and not yet finished; the routing load limit.
+    pub max_in_flight_per_bot: usize,
+    /// First retry delay; doubles per attempt up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Create a tenant on its first ticket (local mode) instead of refusing.
+    pub auto_create_tenants: bool,
+    /// Budget of a tenant created on first use; `None`: no limit.
+    pub default_budget_nusd: Option<i64>,
+    /// Non-terminal tickets the controller holds before refusing more.
+    pub max_live_tickets: usize,
+    pub prices: PriceTable,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            lane_capacity: 256,
+            max_in_flight_per_bot: 64,
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            auto_create_tenants: true,
+            default_budget_nusd: None,
+            max_live_tickets: 500_000,
+            prices: PriceTable::builtin(),
+        }
+    }
+}
+
+/// The one event stream every surface follows (Tauri events in the app,
+/// WebSocket in the browser). High-rate feeds travel as batches: one event
+/// per group commit, not one per ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CoreEvent {
+    /// Ticket transitions that just became durable, in order.
+    TicketsTransitioned { transitions: Vec<Transition> },
+    /// Ledger rows that just became durable.
+    CostCaptured { entries: Vec<LedgerEntry> },
+    /// Bots, their lanes and their load (about once a second).
+    BotsUpdated { bots: Vec<BotView> },
+    /// A subscriber fell behind and missed this many events.
+    Lagged { missed: u64 },
+}
+
+/// A bot as the surfaces show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct BotView {
+    pub id: BotId,
+    pub skills: Vec<Skill>,
+    pub model: ModelId,
+    pub live: bool,
+    pub in_flight: u32,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub lane: LaneStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct Health {
+    pub ok: bool,
+    pub store: String,
+    pub bots_live: u32,
+    pub version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerError {
+    #[error(transparent)]
+    Invalid(#[from] TicketError),
+    #[error("ticket {0} not found")]
+    NotFound(TicketId),
+    #[error("tenant {0} does not exist")]
+    UnknownTenant(TenantId),
+    #[error("tenant {tenant} budget exhausted: spent ${spent_usd:.6} of ${budget_usd:.6}")]
+    BudgetExhausted { tenant: TenantId, spent_usd: f64, budget_usd: f64 },
+    #[error("the controller holds {live} unfinished tickets (limit {limit}); retry later")]
+    Overloaded { live: usize, limit: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cost(#[from] CostError),
+    #[error("the controller is shutting down")]
+    ShuttingDown,
+}
+
+/// Per-bot counters shared between the scheduler (writer) and the facade.
+#[derive(Debug, Default)]
+pub(crate) struct BotCounters {
+    in_flight: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// What the facade knows of a bot without asking the scheduler.
+#[derive(Debug, Clone)]
+pub(crate) struct BotHandle {
+    id: BotId,
+    skills: Vec<Skill>,
+    model: ModelId,
+    lane: Arc<dyn Lane>,
+    counters: Arc<BotCounters>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub submitted: AtomicU64,
+    pub refused: AtomicU64,
+    pub commits: AtomicU64,
+    pub committed_rows: AtomicU64,
+    pub transitions: AtomicU64,
+    pub ledger_rows: AtomicU64,
+    pub cost_nusd: AtomicU64,
+    pub input_tokens: AtomicU64,
+    pub output_tokens: AtomicU64,
+}
+
+/// The local bot pool: `bots` bots with the same skills and model.
+#[derive(Debug, Clone)]
+pub struct LocalPool {
+    pub bots: usize,
+    pub skills: Vec<Skill>,
+    pub model: Arc<dyn crate::model::Model>,
+}
+
+/// The controller facade. Cheap to clone; every method is safe to call from
+/// any task.
+#[derive(Clone)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    inbox: mpsc::UnboundedSender<scheduler::Command>,
+    store: Arc<dyn Store>,
+    writer: Writer,
+    events: broadcast::Sender<CoreEvent>,
+    bots: Vec<BotHandle>,
+    clock: SharedClock,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    price_version: String,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").field("bots", &self.inner.bots.len()).finish()
+    }
+}
+
+impl Controller {
+    /// Starts the controller over `store` with a local bot pool: recovers
+    /// every unfinished ticket, then starts routing.
+    pub async fn start(config: ControllerConfig, store: Arc<dyn Store>, pool: LocalPool, clock: SharedClock) -> Result<Self, ControllerError> {
+        // Fail closed before anything runs: a model with no price is refused.
+        config.prices.check(pool.model.id())?;
+        let (events, _) = broadcast::channel(1024);
+        let stats = Arc::new(Stats::default());
+        let shutdown = CancellationToken::new();
+
+        let on_commit = {
+            let events = events.clone();
+            let stats = stats.clone();
+            Box::new(move |batch: &WriteBatch, applied: &crate::store::Applied| {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.committed_rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let mut transitions = batch.transitions.clone();
+                if !applied.duplicates.is_empty() {
+                    let refused: std::collections::HashSet<_> = applied.duplicates.iter().map(|d| d.0).collect();
+                    transitions.retain(|t| !refused.contains(&t.ticket));
+                }
+                if !transitions.is_empty() {
+                    stats.transitions.fetch_add(transitions.len() as u64, Ordering::Relaxed);
+                    let _ = events.send(CoreEvent::TicketsTransitioned { transitions });
+                }
+                if !batch.ledger.is_empty() {
+                    let _ = events.send(CoreEvent::CostCaptured { entries: batch.ledger.clone() });
+                }
+            }) as crate::store::writer::OnCommit
+        };
+        let (writer, writer_task) = Writer::spawn(store.clone(), on_commit);
+
+        let cancels = Arc::new(CancelRegistry::default());
+        let (reports_tx, reports_rx) = mpsc::channel(8192);
+        let mut bots = Vec::with_capacity(pool.bots);
+        // The writer task ends by itself once every `Writer` handle is dropped.
+        drop(writer_task);
+        let mut tasks = Vec::with_capacity(pool.bots + 2);
+        for i in 1..=pool.bots {
+            let id = BotId::parse(&format!("bot-{i:02}")).map_err(ControllerError::Invalid)?;
+            let lane: Arc<dyn Lane> = Arc::new(LocalLane::new(id.clone(), config.lane_capacity));
+            let spec = BotSpec { id: id.clone(), skills: pool.skills.clone(), model: pool.model.clone() };
+            bots.push(BotHandle {
+                id,
+                skills: pool.skills.clone(),
+                model: pool.model.id().clone(),
+                lane: lane.clone(),
+                counters: Arc::default(),
+            });
+            tasks.push(bot::spawn_supervised(BotContext {
+                spec,
+                lane,
+                reports: reports_tx.clone(),
+                cancels: cancels.clone(),
+                clock: clock.clone(),
+                shutdown: shutdown.clone(),
+            }));
+        }
+        drop(reports_tx);
+
+        let (inbox, inbox_rx) = mpsc::unbounded_channel();
+        let price_version = config.prices.version().to_owned();
+        let state = scheduler::Scheduler::recover(
+            config,
+            store.clone(),
+            writer.clone(),
+            bots.clone(),
+            cancels,
+            clock.clone(),
+            stats.clone(),
+            inbox.clone(),
+        )
+        .await?;
+        tasks.push(tokio::spawn(state.run(inbox_rx, reports_rx, shutdown.clone())));
+
+        let controller = Self {
+            inner: Arc::new(Inner {
+                inbox,
+                store,
+                writer,
+                events,
+                bots,
+                clock,
+                stats,
+                shutdown,
+                tasks: std::sync::Mutex::new(tasks),
+                price_version,
+            }),
+        };
+        controller.spawn_bot_feed();
+        Ok(controller)
+    }
+
+    /// Publishes `BotsUpdated` about once a second while anyone listens.
+    fn spawn_bot_feed(&self) {
+        let this = self.clone();
+        let shutdown = self.inner.shutdown.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if this.inner.events.receiver_count() > 0 {
+                    let bots = this.bots().await;
+                    let _ = this.inner.events.send(CoreEvent::BotsUpdated { bots });
+                }
+            }
+        });
+        self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> scheduler::Command) -> Result<T, ControllerError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.inbox.send(make(tx)).map_err(|_| ControllerError::ShuttingDown)?;
+        rx.await.map_err(|_| ControllerError::ShuttingDown)
+    }
+
+    /// Submits one ticket; returns once it is durable (or refused, having
+    /// changed nothing).
+    pub async fn submit(&self, ticket: NewTicket) -> Result<Submitted, ControllerError> {
+        self.submit_many(vec![ticket]).await.pop().unwrap_or(Err(ControllerError::ShuttingDown))
+    }
+
+    /// Submits several tickets in one durable write. Each gets its own result.
+    pub async fn submit_many(&self, tickets: Vec<NewTicket>) -> Vec<Result<Submitted, ControllerError>> {
+        let mut results: Vec<Option<Result<Submitted, ControllerError>>> = Vec::with_capacity(tickets.len());
+        let mut valid = Vec::with_capacity(tickets.len());
+        for t in tickets {
+            match t.validate() {
+                Ok(v) => {
+                    valid.push((results.len(), v));
+                    results.push(None);
+                }
+                Err(e) => {
+                    self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    results.push(Some(Err(e.into())));
+                }
+            }
+        }
+        if !valid.is_empty() {
+            let (slots, valid): (Vec<usize>, Vec<_>) = valid.into_iter().unzip();
+            let admitted = match self.ask(|reply| scheduler::Command::Submit { tickets: valid, reply }).await {
+                Ok(r) => r,
+                Err(_) => slots.iter().map(|_| Err(ControllerError::ShuttingDown)).collect(),
+            };
+            for (slot, r) in slots.into_iter().zip(admitted) {
+                match &r {
+                    Ok(_) => self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => self.inner.stats.refused.fetch_add(1, Ordering::Relaxed),
+                };
+                results[slot] = Some(r);
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown))).collect()
+    }
+
+    /// A ticket in full, with why it is waiting if it is not finished.
+    pub async fn ticket(&self, id: TicketId) -> Result<TicketView, ControllerError> {
+        let mut view = self.inner.store.ticket(id).await?.ok_or(ControllerError::NotFound(id))?;
+        if !view.state.is_terminal() {
+            view.waiting = self.ask(|reply| scheduler::Command::Waiting { id, reply }).await?.map(Into::into);
+        }
+        Ok(view)
+    }
+
+    pub async fn tickets(&self, query: &TicketQuery) -> Result<TicketPage, ControllerError> {
+        Ok(self.inner.store.tickets(query).await?)
+    }
+
+    /// Cancels a ticket: at once if queued, and by aborting the bot's model
+    /// call if it is running. Cancelling a finished ticket is refused.
+    pub async fn cancel(&self, id: TicketId) -> Result<TicketView, ControllerError> {
+        let live = self.ask(|reply| scheduler::Command::Cancel { id, reply }).await?;
+        self.settle(id, live, TransitionKind::Cancel).await
+    }
+
+    /// Releases a ticket held for approval.
+    pub async fn approve(&self, id: TicketId) -> Result<TicketView, ControllerError> {
+        let live = self.ask(|reply| scheduler::Command::Approve { id, reply }).await?;
+        self.settle(id, live, TransitionKind::Approve).await
+    }
+
+    /// Turns the scheduler's answer to a command on one ticket into the
+    /// ticket's view, or the right error for a ticket it does not hold.
+    async fn settle(&self, id: TicketId, answer: scheduler::Answer, event: TransitionKind) -> Result<TicketView, ControllerError> {
+        match answer {
+            scheduler::Answer::Done => self.ticket(id).await,
+            scheduler::Answer::Refused(e) => Err(e.into()),
+            scheduler::Answer::NotLive => match self.inner.store.ticket(id).await? {
+                None => Err(ControllerError::NotFound(id)),
+                Some(t) => Err(TicketError::IllegalTransition { id, from: t.state, event }.into()),
+            },
+        }
+    }
+
+    pub async fn bots(&self) -> Vec<BotView> {
+        let mut out = Vec::with_capacity(self.inner.bots.len());
+        for b in &self.inner.bots {
+            let lane = b.lane.stats().await.unwrap_or_default();
+            out.push(BotView {
+                id: b.id.clone(),
+                skills: b.skills.clone(),
+                model: b.model.clone(),
+                live: !self.inner.shutdown.is_cancelled(),
+                in_flight: b.counters.in_flight.load(Ordering::Relaxed) as u32,
+                succeeded: b.counters.succeeded.load(Ordering::Relaxed),
+                failed: b.counters.failed.load(Ordering::Relaxed),
+                lane,
+            });
+        }
+        out
+    }
+
+    pub async fn cost_summary(&self) -> Result<CostSummary, ControllerError> {
+        let mut s = self.inner.store.cost_summary().await?;
+        s.price_version = self.inner.price_version.clone();
+        Ok(s)
+    }
+
+    pub async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, ControllerError> {
+        Ok(self.inner.store.state_counts().await?)
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, ControllerError> {
+        Ok(self.inner.store.tenants().await?)
+    }
+
+    /// Sets a tenant's budget (creating the tenant if needed); `None` lifts it.
+    pub async fn set_budget(&self, tenant: TenantId, budget_nusd: Option<i64>) -> Result<Tenant, ControllerError> {
+        if let Some(b) = budget_nusd
+            && b < 0
+        {
+            return Err(TicketError::Invalid { field: "budget_usd", reason: "must not be negative".into() }.into());
+        }
+        self.ask(|reply| scheduler::Command::SetBudget { tenant, budget_nusd, reply }).await?
+    }
+
+    pub async fn health(&self) -> Health {
+        let store = match self.inner.store.ping().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        Health {
+            ok: store == "ok" && !self.inner.shutdown.is_cancelled(),
+            store,
+            bots_live: if self.inner.shutdown.is_cancelled() { 0 } else { self.inner.bots.len() as u32 },
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    pub fn now_ms(&self) -> UnixMs {
+        self.inner.clock.now_ms()
+    }
+
+    /// Stops bots and the scheduler, then drains the writer: everything
+    /// already recorded is durable when this returns. Unfinished tickets stay
+    /// in the store and are recovered on the next start.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let _ = self.inner.inbox.send(scheduler::Command::Shutdown);
+        let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        // Wait for the writer to finish what is queued: a write-and-wait of an
+        // empty batch lands after everything sent before it.
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.writer.write_and_wait(WriteBatch::default())).await;
+    }
+}
+

@@ -1,0 +1,787 @@
+//! The scheduler: the one task that owns the controller's mutable state.
+//!
+//! It holds every live (non-terminal) ticket, the queue per skill, the
+//! backoff timers, which bot holds which attempt, and each tenant's spend.
+//! Each loop turn handles one message, drains whatever else is ready, routes,
+//! and hands everything it decided to the writer as one batch, so the cost of
+//! a durable write is shared by every ticket that moved in that turn.
+//!
+//! Invariants kept here:
+//! - a ticket is routed only after it is durable as `queued`;
+//! - an attempt's result is recorded and priced at most once in memory, and
+//!   the ledger's primary key makes the store agree;
+//! - a lane entry is acknowledged only after its result is durable.
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{BotHandle, ControllerConfig, ControllerError, Stats};
+use crate::bot::{BotReport, CancelRegistry, Outcome};
+use crate::clock::{SharedClock, UnixMs};
+use crate::cost::{LedgerEntry, Usage};
+use crate::lane::{EntryId, LaneEntry};
+use crate::store::writer::{Done, Writer};
+use crate::store::{Applied, Store, StoreError, Tenant, TicketUpdate, WriteBatch};
+use crate::ticket::{
+    BotId, Skill, TenantId, Ticket, TicketError, TicketId, TicketState, TransitionKind, ValidTicket, WaitReason,
+};
+
+/// How often backoff timers are checked.
+const TICK: Duration = Duration::from_millis(20);
+/// Messages handled per loop turn before routing and writing.
+const DRAIN: usize = 1024;
+
+/// The answer to a submission that was accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct Submitted {
+    pub id: TicketId,
+    pub tenant: TenantId,
+    pub kind: String,
+    pub skill: Skill,
+    pub priority: u8,
+    pub state: TicketState,
+    /// True when the idempotency key matched an earlier ticket, whose id this is.
+    pub duplicate: bool,
+    pub created_at_ms: UnixMs,
+}
+
+/// The scheduler's answer to a command on one ticket.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Done,
+    Refused(TicketError),
+    /// The scheduler does not hold it: finished, or never existed.
+    NotLive,
+}
+
+type SubmitReply = oneshot::Sender<Vec<Result<Submitted, ControllerError>>>;
+
+pub(crate) enum Command {
+    Submit { tickets: Vec<ValidTicket>, reply: SubmitReply },
+    Persisted { tickets: Vec<Ticket>, results: Vec<Option<Result<Submitted, ControllerError>>>, outcome: Result<Applied, String>, new_tenants: Vec<TenantId>, reply: SubmitReply },
+    Cancel { id: TicketId, reply: oneshot::Sender<Answer> },
+    Approve { id: TicketId, reply: oneshot::Sender<Answer> },
+    Waiting { id: TicketId, reply: oneshot::Sender<Option<WaitReason>> },
+    SetBudget { tenant: TenantId, budget_nusd: Option<i64>, reply: oneshot::Sender<Result<Tenant, ControllerError>> },
+    Shutdown,
+}
+
+/// Queue order: higher priority first, then first come first served.
+#[derive(Debug, PartialEq, Eq)]
+struct QueueKey {
+    priority: u8,
+    seq: Reverse<u64>,
+    id: TicketId,
+}
+
+impl Ord for QueueKey {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (self.priority, self.seq).cmp(&(other.priority, other.seq))
+    }
+}
+impl PartialOrd for QueueKey {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Debug)]
+struct TenantBook {
+    budget_nusd: Option<i64>,
+    spent_nusd: i64,
+    created_at_ms: UnixMs,
+}
+
+impl TenantBook {
+    fn exhausted(&self) -> bool {
+        self.budget_nusd.is_some_and(|b| self.spent_nusd >= b)
+    }
+}
+
+struct BotSlot {
+    handle: BotHandle,
+    in_flight: usize,
+}
+
+pub(crate) struct Scheduler {
+    config: ControllerConfig,
+    writer: Writer,
+    bots: Vec<BotSlot>,
+    bot_index: HashMap<BotId, usize>,
+    by_skill: HashMap<Skill, Vec<usize>>,
+    cancels: Arc<CancelRegistry>,
+    clock: SharedClock,
+    stats: Arc<Stats>,
+    inbox: mpsc::UnboundedSender<Command>,
+
+    live: HashMap<TicketId, Ticket>,
+    queues: HashMap<Skill, BinaryHeap<QueueKey>>,
+    seq: u64,
+    parked: HashMap<TenantId, Vec<TicketId>>,
+    backoff: BinaryHeap<Reverse<(UnixMs, TicketId)>>,
+    /// (ticket, attempt) → the bot it was routed to and the ticket's tenant,
+    /// until its first result (the tenant charges a ticket cancelled meanwhile).
+    outstanding: HashMap<(TicketId, u32), (usize, TenantId)>,
+    tenants: HashMap<TenantId, TenantBook>,
+    /// Submissions handed to the writer and not yet answered.
+    admitting: usize,
+
+    /// What this turn decided, written at the end of the turn.
+    batch: WriteBatch,
+    acks: Vec<(usize, EntryId)>,
+    acker: mpsc::UnboundedSender<Vec<(usize, EntryId)>>,
+}
+
+impl Scheduler {
+    /// Builds the scheduler from the store: every unfinished ticket is driven
+    /// on. Tickets that were routed or running when the last process stopped
+    /// are requeued (their lane entries died with it) as a new attempt.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn recover(
+        config: ControllerConfig,
+        store: Arc<dyn Store>,
+        writer: Writer,
+        bots: Vec<BotHandle>,
+        cancels: Arc<CancelRegistry>,
+        clock: SharedClock,
+        stats: Arc<Stats>,
+        inbox: mpsc::UnboundedSender<Command>,
+    ) -> Result<Self, ControllerError> {
+        let mut by_skill: HashMap<Skill, Vec<usize>> = HashMap::new();
+        let mut bot_index = HashMap::new();
+        for (i, b) in bots.iter().enumerate() {
+            bot_index.insert(b.id.clone(), i);
+            for s in &b.skills {
+                by_skill.entry(s.clone()).or_default().push(i);
+            }
+        }
+        let acker = spawn_acker(bots.clone());
+        let mut tenants: HashMap<TenantId, TenantBook> = store
+            .tenants()
+            .await?
+            .into_iter()
+            .map(|t| (t.id, TenantBook { budget_nusd: t.budget_nusd, spent_nusd: 0, created_at_ms: t.created_at_ms }))
+            .collect();
+        for (tenant, spent) in store.spend_by_tenant().await? {
+            if let Some(book) = tenants.get_mut(&tenant) {
+                book.spent_nusd = spent;
+            }
+        }
+        let mut s = Self {
+            config,
+            writer,
+            bots: bots.into_iter().map(|handle| BotSlot { handle, in_flight: 0 }).collect(),
+            bot_index,
+            by_skill,
+            cancels,
+            clock,
+            stats,
+            inbox,
+            live: HashMap::new(),
+            queues: HashMap::new(),
+            seq: 0,
+            parked: HashMap::new(),
+            backoff: BinaryHeap::new(),
+            outstanding: HashMap::new(),
+            tenants,
+            admitting: 0,
+            batch: WriteBatch::default(),
+            acks: Vec::new(),
+            acker,
+        };
+        let now = s.clock.now_ms();
+        let unfinished = store.unfinished().await?;
+        let recovered = unfinished.len();
+        for mut t in unfinished {
+            match t.state {
+                TicketState::Routed | TicketState::Running => {
+                    let reason = format!("recovered after restart: attempt {} was in flight when the controller stopped", t.attempts);
+                    s.transition(&mut t, TransitionKind::Requeue, None, &reason, now);
+                    s.enqueue(&t);
+                }
+                TicketState::Queued => s.enqueue(&t),
+                TicketState::Failed => s.backoff.push(Reverse((t.not_before_ms.unwrap_or(now), t.id))),
+                _ => {}
+            }
+            s.live.insert(t.id, t);
+        }
+        if recovered > 0 {
+            tracing::info!(recovered, "recovered unfinished tickets");
+        }
+        s.flush().await;
+        Ok(s)
+    }
+
+    pub(crate) async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Command>, mut reports: mpsc::Receiver<BotReport>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                cmd = inbox.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(cmd) => self.on_command(cmd).await,
+                },
+                Some(report) = reports.recv() => self.on_report(report),
+                _ = tick.tick() => self.on_tick(),
+            }
+            for _ in 0..DRAIN {
+                let mut idle = true;
+                if let Ok(report) = reports.try_recv() {
+                    self.on_report(report);
+                    idle = false;
+                }
+                match inbox.try_recv() {
+                    Ok(Command::Shutdown) => return self.flush().await,
+                    Ok(cmd) => {
+                        self.on_command(cmd).await;
+                        idle = false;
+                    }
+                    Err(_) => {}
+                }
+                if idle {
+                    break;
+                }
+            }
+            self.route().await;
+            self.flush().await;
+        }
+        self.flush().await;
+    }
+
+    // ---- bookkeeping helpers -------------------------------------------------
+
+    /// Applies a transition the scheduler has decided is legal, and queues
+    /// its record. An illegal one here is a bug: it is logged, not applied.
+    fn transition(&mut self, t: &mut Ticket, event: TransitionKind, bot: Option<&BotId>, reason: &str, now: UnixMs) -> bool {
+        match t.apply(event, bot, reason, now) {
+            Ok(record) => {
+                self.batch.transitions.push(record);
+                self.batch.updates.push(TicketUpdate::of(t));
+                true
+            }
+            Err(e) => {
+                tracing::error!(ticket = %t.id, error = %e, "scheduler attempted an illegal transition");
+                false
+            }
+        }
+    }
+
+    fn enqueue(&mut self, t: &Ticket) {
+        self.seq += 1;
+        self.queues.entry(t.skill.clone()).or_default().push(QueueKey { priority: t.priority, seq: Reverse(self.seq), id: t.id });
+    }
+
+    fn set_in_flight(&mut self, bot: usize, delta: isize) {
+        let slot = &mut self.bots[bot];
+        slot.in_flight = slot.in_flight.saturating_add_signed(delta);
+        slot.handle.counters.in_flight.store(slot.in_flight as u64, Ordering::Relaxed);
+    }
+
+    fn backoff_for(&self, attempts: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.config.backoff_base.saturating_mul(factor).min(self.config.backoff_max)
+    }
+
+    /// Hands this turn's decisions to the writer as one batch; the lane
+    /// entries whose results are in it are acked once it is durable.
+    async fn flush(&mut self) {
+        if self.batch.is_empty() && self.acks.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let acks = std::mem::take(&mut self.acks);
+        let done: Option<Done> = if acks.is_empty() {
+            None
+        } else {
+            let acker = self.acker.clone();
+            Some(Box::new(move |r: Result<&Applied, &StoreError>| {
+                if r.is_ok() {
+                    let _ = acker.send(acks);
+                }
+            }))
+        };
+        if self.writer.record(batch, done).await.is_err() {
+            tracing::error!("store writer is gone; decisions of this turn are lost until restart recovery");
+        }
+    }
+
+    // ---- commands ------------------------------------------------------------
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit { tickets, reply } => self.on_submit(tickets, reply).await,
+            Command::Persisted { tickets, results, outcome, new_tenants, reply } => self.on_persisted(tickets, results, outcome, new_tenants, reply),
+            Command::Cancel { id, reply } => {
+                let _ = reply.send(self.on_cancel(id));
+            }
+            Command::Approve { id, reply } => {
+                let _ = reply.send(self.on_approve(id));
+            }
+            Command::Waiting { id, reply } => {
+                let _ = reply.send(self.waiting(id));
+            }
+            Command::SetBudget { tenant, budget_nusd, reply } => self.on_set_budget(tenant, budget_nusd, reply).await,
+            Command::Shutdown => {}
+        }
+    }
+
+    /// Admission: tenant, budget and capacity; then the tickets are proposed
+    /// to the store, and the caller is answered once they are durable.
+    async fn on_submit(&mut self, tickets: Vec<ValidTicket>, reply: SubmitReply) {
+        let now = self.clock.now_ms();
+        let mut results: Vec<Option<Result<Submitted, ControllerError>>> = Vec::with_capacity(tickets.len());
+        let mut batch = WriteBatch::default();
+        let mut accepted = Vec::new();
+        let mut new_tenants = Vec::new();
+        for v in tickets {
+            let live = self.live.len() + self.admitting + accepted.len();
+            if live >= self.config.max_live_tickets {
+                results.push(Some(Err(ControllerError::Overloaded { live, limit: self.config.max_live_tickets })));
+                continue;
+            }
+            match self.tenants.get(&v.tenant) {
+                None if !self.config.auto_create_tenants => {
+                    results.push(Some(Err(ControllerError::UnknownTenant(v.tenant))));
+                    continue;
+                }
+                None => {
+                    let book = TenantBook { budget_nusd: self.config.default_budget_nusd, spent_nusd: 0, created_at_ms: now };
+                    batch.tenants.push(Tenant { id: v.tenant.clone(), budget_nusd: book.budget_nusd, created_at_ms: now });
+                    new_tenants.push(v.tenant.clone());
+                    self.tenants.insert(v.tenant.clone(), book);
+                }
+                Some(book) if book.exhausted() => {
+                    results.push(Some(Err(ControllerError::BudgetExhausted {
+                        tenant: v.tenant,
+                        spent_usd: crate::cost::usd(book.spent_nusd),
+                        budget_usd: crate::cost::usd(book.budget_nusd.unwrap_or(0)),
+                    })));
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let (ticket, created) = Ticket::create(TicketId::new(), v, now);
+            batch.transitions.push(created);
+            batch.new_tickets.push(ticket.clone());
+            accepted.push(ticket);
+            results.push(None);
+        }
+        if accepted.is_empty() {
+            let _ = reply.send(results.into_iter().map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown))).collect());
+            return;
+        }
+        self.admitting += accepted.len();
+        let inbox = self.inbox.clone();
+        let done: Done = Box::new(move |r: Result<&Applied, &StoreError>| {
+            let outcome = r.cloned().map_err(|e| e.to_string());
+            let _ = inbox.send(Command::Persisted { tickets: accepted, results, outcome, new_tenants, reply });
+        });
+        if let Err(e) = self.writer.propose(batch, done).await {
+            tracing::error!(error = %e, "store writer is gone; submission refused");
+        }
+    }
+
+    fn on_persisted(
+        &mut self,
+        tickets: Vec<Ticket>,
+        mut results: Vec<Option<Result<Submitted, ControllerError>>>,
+        outcome: Result<Applied, String>,
+        new_tenants: Vec<TenantId>,
+        reply: SubmitReply,
+    ) {
+        self.admitting = self.admitting.saturating_sub(tickets.len());
+        let mut pending = results.iter_mut().filter(|r| r.is_none());
+        match outcome {
+            Err(e) => {
+                for tenant in new_tenants {
+                    self.tenants.remove(&tenant);
+                }
+                for slot in pending {
+                    *slot = Some(Err(StoreError::Unavailable(e.clone()).into()));
+                }
+            }
+            Ok(applied) => {
+                let duplicates: HashMap<TicketId, TicketId> = applied.duplicates.into_iter().collect();
+                for t in tickets {
+                    let Some(slot) = pending.next() else { break };
+                    let (id, duplicate) = match duplicates.get(&t.id) {
+                        Some(existing) => (*existing, true),
+                        None => (t.id, false),
+                    };
+                    let state = if duplicate { self.live.get(&id).map_or(t.state, |l| l.state) } else { t.state };
+                    *slot = Some(Ok(Submitted {
+                        id,
+                        tenant: t.tenant.clone(),
+                        kind: t.work.kind().to_owned(),
+                        skill: t.skill.clone(),
+                        priority: t.priority,
+                        state,
+                        duplicate,
+                        created_at_ms: t.created_at_ms,
+                    }));
+                    if !duplicate {
+                        if t.state == TicketState::Queued {
+                            self.enqueue(&t);
+                        }
+                        self.live.insert(t.id, t);
+                    }
+                }
+            }
+        }
+        let _ = reply.send(results.into_iter().map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown))).collect());
+    }
+
+    fn on_cancel(&mut self, id: TicketId) -> Answer {
+        let Some(mut t) = self.live.remove(&id) else { return Answer::NotLive };
+        let now = self.clock.now_ms();
+        let was = t.state;
+        match t.apply(TransitionKind::Cancel, None, "cancelled by operator", now) {
+            Ok(record) => {
+                self.batch.transitions.push(record);
+                self.batch.updates.push(TicketUpdate::of(&t));
+                if matches!(was, TicketState::Routed | TicketState::Running) {
+                    // Abort the bot's model call now; its report settles the lane.
+                    self.cancels.cancel(id);
+                }
+                Answer::Done
+            }
+            Err(e) => {
+                self.live.insert(id, t);
+                Answer::Refused(e)
+            }
+        }
+    }
+
+    fn on_approve(&mut self, id: TicketId) -> Answer {
+        let Some(mut t) = self.live.remove(&id) else { return Answer::NotLive };
+        let now = self.clock.now_ms();
+        let answer = match t.apply(TransitionKind::Approve, None, "approved by operator", now) {
+            Ok(record) => {
+                self.batch.transitions.push(record);
+                self.batch.updates.push(TicketUpdate::of(&t));
+                self.enqueue(&t);
+                Answer::Done
+            }
+            Err(e) => Answer::Refused(e),
+        };
+        self.live.insert(id, t);
+        answer
+    }
+
+    async fn on_set_budget(&mut self, tenant: TenantId, budget_nusd: Option<i64>, reply: oneshot::Sender<Result<Tenant, ControllerError>>) {
+        let now = self.clock.now_ms();
+        let book = self.tenants.entry(tenant.clone()).or_insert(TenantBook { budget_nusd, spent_nusd: 0, created_at_ms: now });
+        book.budget_nusd = budget_nusd;
+        let row = Tenant { id: tenant.clone(), budget_nusd, created_at_ms: book.created_at_ms };
+        if !book.exhausted() {
+            // Tickets parked on this tenant's budget may move again.
+            for id in self.parked.remove(&tenant).unwrap_or_default() {
+                if let Some(t) = self.live.get(&id) {
+                    let t = t.clone();
+                    self.enqueue(&t);
+                }
+            }
+        }
+        let batch = WriteBatch { budgets: vec![row.clone()], ..WriteBatch::default() };
+        let done: Done = Box::new(move |r: Result<&Applied, &StoreError>| {
+            let _ = reply.send(r.map(|_| row).map_err(|e| StoreError::Unavailable(e.to_string()).into()));
+        });
+        let _ = self.writer.propose(batch, done).await;
+    }
+
+    /// Why a live ticket is not moving, from what the scheduler knows now.
+    fn waiting(&self, id: TicketId) -> Option<WaitReason> {
+        let t = self.live.get(&id)?;
+        Some(match t.state {
+            TicketState::AwaitingApproval => WaitReason::AwaitingApproval,
+            TicketState::Failed => WaitReason::BackingOff { until_ms: t.not_before_ms.unwrap_or_else(|| self.clock.now_ms()) },
+            TicketState::Routed => WaitReason::InLane { bot: t.bot.clone()? },
+            TicketState::Running => WaitReason::Running { bot: t.bot.clone()?, since_ms: t.updated_at_ms },
+            TicketState::Queued => {
+                if let Some(book) = self.tenants.get(&t.tenant)
+                    && book.exhausted()
+                {
+                    return Some(WaitReason::TenantBudgetExhausted {
+                        tenant: t.tenant.clone(),
+                        spent_usd: crate::cost::usd(book.spent_nusd),
+                        budget_usd: crate::cost::usd(book.budget_nusd.unwrap_or(0)),
+                    });
+                }
+                let candidates = self.by_skill.get(&t.skill).map(Vec::as_slice).unwrap_or_default();
+                if candidates.is_empty() {
+                    return Some(WaitReason::NoLiveBotWithSkill { skill: t.skill.clone() });
+                }
+                if candidates.iter().all(|&b| self.bots[b].in_flight >= self.config.max_in_flight_per_bot) {
+                    return Some(WaitReason::LanesFull { skill: t.skill.clone(), bots: candidates.len() as u32 });
+                }
+                let ahead = self.queues.get(&t.skill).map_or(0, |q| {
+                    q.iter().filter(|k| k.priority > t.priority || (k.priority == t.priority && k.id < t.id)).count()
+                });
+                WaitReason::InQueue { position: ahead as u32 }
+            }
+            _ => return None,
+        })
+    }
+
+    // ---- time ----------------------------------------------------------------
+
+    fn on_tick(&mut self) {
+        let now = self.clock.now_ms();
+        while let Some(Reverse((at, id))) = self.backoff.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.backoff.pop();
+            let Some(mut t) = self.live.remove(&id) else { continue };
+            if t.state != TicketState::Failed {
+                self.live.insert(id, t);
+                continue;
+            }
+            if t.can_retry() {
+                let reason = format!("backoff elapsed; attempt {} of {}", t.attempts + 1, t.max_attempts);
+                self.transition(&mut t, TransitionKind::Retry, None, &reason, now);
+                self.enqueue(&t);
+                self.live.insert(id, t);
+            } else {
+                self.transition(&mut t, TransitionKind::GiveUp, None, "no attempts left", now);
+            }
+        }
+    }
+
+    // ---- routing -------------------------------------------------------------
+
+    /// Routes queued tickets to the least-loaded live bot with the skill,
+    /// publishing each bot's share to its own lane in one call.
+    async fn route(&mut self) {
+        let now = self.clock.now_ms();
+        let mut per_bot: Vec<Vec<LaneEntry>> = Vec::new();
+        let skills: Vec<Skill> = self.queues.iter().filter(|(_, q)| !q.is_empty()).map(|(s, _)| s.clone()).collect();
+        for skill in skills {
+            let Some(candidates) = self.by_skill.get(&skill).cloned() else { continue };
+            loop {
+                let Some(top) = self.queues.get(&skill).and_then(|q| q.peek()).map(|k| k.id) else { break };
+                let Some(t) = self.live.get(&top) else {
+                    self.pop(&skill); // cancelled or finished while queued
+                    continue;
+                };
+                if t.state != TicketState::Queued {
+                    self.pop(&skill);
+                    continue;
+                }
+                if self.tenants.get(&t.tenant).is_some_and(TenantBook::exhausted) {
+                    let tenant = t.tenant.clone();
+                    self.pop(&skill);
+                    self.parked.entry(tenant).or_default().push(top);
+                    continue;
+                }
+                let Some(bot) = candidates
+                    .iter()
+                    .copied()
+                    .filter(|&b| self.bots[b].in_flight < self.config.max_in_flight_per_bot)
+                    .min_by_key(|&b| self.bots[b].in_flight)
+                else {
+                    break; // every lane with this skill is at its limit
+                };
+                self.pop(&skill);
+                let Some(mut t) = self.live.remove(&top) else { continue };
+                let bot_id = self.bots[bot].handle.id.clone();
+                self.transition(&mut t, TransitionKind::Route, Some(&bot_id), "least-loaded live bot with the skill", now);
+                self.outstanding.insert((t.id, t.attempts), (bot, t.tenant.clone()));
+                self.set_in_flight(bot, 1);
+                if per_bot.len() < self.bots.len() {
+                    per_bot.resize_with(self.bots.len(), Vec::new);
+                }
+                per_bot[bot].push(LaneEntry {
+                    ticket: t.id,
+                    attempt: t.attempts,
+                    tenant: t.tenant.clone(),
+                    work: t.work.clone(),
+                    correlation_id: t.correlation_id,
+                });
+                self.live.insert(t.id, t);
+            }
+        }
+        for (bot, entries) in per_bot.into_iter().enumerate() {
+            if entries.is_empty() {
+                continue;
+            }
+            let lane = self.bots[bot].handle.lane.clone();
+            let refused = match lane.publish(entries).await {
+                Ok(rest) => rest,
+                Err(e) => {
+                    tracing::warn!(bot = %self.bots[bot].handle.id, error = %e, "lane publish failed");
+                    Vec::new()
+                }
+            };
+            for entry in refused {
+                self.outstanding.remove(&(entry.ticket, entry.attempt));
+                self.set_in_flight(bot, -1);
+                if let Some(mut t) = self.live.remove(&entry.ticket) {
+                    self.transition(&mut t, TransitionKind::Requeue, None, "lane full", now);
+                    self.enqueue(&t);
+                    self.live.insert(t.id, t);
+                }
+            }
+        }
+    }
+
+    fn pop(&mut self, skill: &Skill) {
+        if let Some(q) = self.queues.get_mut(skill) {
+            q.pop();
+        }
+    }
+
+    // ---- results -------------------------------------------------------------
+
+    fn on_report(&mut self, report: BotReport) {
+        match report {
+            BotReport::Started { ticket, attempt, at_ms, .. } => {
+                let Some(mut t) = self.live.remove(&ticket) else { return };
+                if t.attempts == attempt && t.state == TicketState::Routed {
+                    self.transition(&mut t, TransitionKind::Start, None, "bot started the model call", at_ms);
+                }
+                self.live.insert(ticket, t);
+            }
+            BotReport::Finished { bot, entry, ticket, attempt, outcome, at_ms, .. } => {
+                self.on_finished(bot, entry, ticket, attempt, outcome, at_ms);
+            }
+        }
+    }
+
+    fn on_finished(&mut self, bot: BotId, entry: EntryId, ticket: TicketId, attempt: u32, outcome: Outcome, at_ms: UnixMs) {
+        let Some(&bot_idx) = self.bot_index.get(&bot) else {
+            tracing::warn!(%bot, "result from an unknown bot ignored");
+            return;
+        };
+        self.acks.push((bot_idx, entry));
+        let held = self.outstanding.remove(&(ticket, attempt));
+        let first = held.is_some();
+        if let Some((routed_to, _)) = &held {
+            self.set_in_flight(*routed_to, -1);
+        }
+        // A reply costs what it cost, even for a ticket cancelled meanwhile.
+        let tenant = self.live.get(&ticket).map(|t| t.tenant.clone()).or(held.map(|(_, tenant)| tenant));
+        if let (Outcome::Succeeded { usage, .. }, Some(tenant)) = (&outcome, tenant) {
+            self.charge(ticket, attempt, tenant, bot_idx, *usage, at_ms, first);
+        }
+        let Some(mut t) = self.live.remove(&ticket) else { return };
+        let current = t.attempts == attempt && matches!(t.state, TicketState::Routed | TicketState::Running);
+        if !current {
+            self.live.insert(ticket, t);
+            return;
+        }
+        if t.state == TicketState::Routed {
+            self.transition(&mut t, TransitionKind::Start, None, "bot started the model call", at_ms);
+        }
+        let counters = self.bots[bot_idx].handle.counters.clone();
+        match outcome {
+            Outcome::Succeeded { text, usage, reported_model } => {
+                t.result = Some(Arc::new(serde_json::json!({
+                    "text": text,
+                    "model": self.bots[bot_idx].handle.model,
+                    "reported_model": reported_model,
+                    "usage": usage,
+                })));
+                self.transition(&mut t, TransitionKind::Succeed, None, "model replied", at_ms);
+                counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Failed { error, retryable } => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                t.error = Some(error.clone());
+                if retryable && t.can_retry() {
+                    let delay = self.backoff_for(t.attempts);
+                    t.not_before_ms = Some(at_ms + delay.as_millis() as i64);
+                    let reason = format!("{error}; retrying in {} ms", delay.as_millis());
+                    self.transition(&mut t, TransitionKind::Fail, None, &reason, at_ms);
+                    self.backoff.push(Reverse((t.not_before_ms.unwrap_or(at_ms), t.id)));
+                } else {
+                    self.transition(&mut t, TransitionKind::Fail, None, &error, at_ms);
+                    let why = if retryable { "no attempts left" } else { "error is not retryable" };
+                    self.transition(&mut t, TransitionKind::GiveUp, None, why, at_ms);
+                }
+            }
+            Outcome::Cancelled => {
+                // The scheduler cancels tickets itself; a bot reporting a
+                // cancel for a ticket still current means the token outlived
+                // its ticket. Treat it as a lost attempt and run it again.
+                self.transition(&mut t, TransitionKind::Requeue, None, "bot abandoned the attempt", at_ms);
+                self.enqueue(&t);
+            }
+        }
+        if !t.state.is_terminal() {
+            self.live.insert(ticket, t);
+        }
+    }
+
+    /// Prices one finished attempt, centrally, and records its ledger row.
+    /// In-memory spend moves only for the first result of an attempt; the
+    /// ledger's primary key keeps the store from counting a duplicate.
+    #[allow(clippy::too_many_arguments)]
+    fn charge(&mut self, ticket: TicketId, attempt: u32, tenant: TenantId, bot_idx: usize, usage: Usage, at_ms: UnixMs, first: bool) {
+        let model = self.bots[bot_idx].handle.model.clone();
+        let priced = match self.config.prices.price(&model, usage) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(%ticket, error = %e, "attempt not charged");
+                return;
+            }
+        };
+        if first {
+            if let Some(book) = self.tenants.get_mut(&tenant) {
+                book.spent_nusd += priced.cost_nusd;
+            }
+            self.stats.ledger_rows.fetch_add(1, Ordering::Relaxed);
+            self.stats.cost_nusd.fetch_add(priced.cost_nusd as u64, Ordering::Relaxed);
+            self.stats.input_tokens.fetch_add(u64::from(usage.input_tokens), Ordering::Relaxed);
+            self.stats.output_tokens.fetch_add(u64::from(usage.output_tokens), Ordering::Relaxed);
+        }
+        self.batch.ledger.push(LedgerEntry {
+            ticket,
+            attempt,
+            tenant,
+            bot: self.bots[bot_idx].handle.id.clone(),
+            model,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_nusd: priced.cost_nusd,
+            unpriced: priced.unpriced,
+            price_version: self.config.prices.version().to_owned(),
+            at_ms,
+        });
+    }
+}
+
+/// Acknowledges lane entries once their results are durable, batched per lane.
+fn spawn_acker(bots: Vec<BotHandle>) -> mpsc::UnboundedSender<Vec<(usize, EntryId)>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(usize, EntryId)>>();
+    tokio::spawn(async move {
+        let mut per_lane: Vec<Vec<EntryId>> = vec![Vec::new(); bots.len()];
+        while let Some(first) = rx.recv().await {
+            let mut all = first;
+            while let Ok(more) = rx.try_recv() {
+                all.extend(more);
+            }
+            for (bot, id) in all {
+                per_lane[bot].push(id);
+            }
+            for (bot, ids) in per_lane.iter_mut().enumerate() {
+                if !ids.is_empty() {
+                    if let Err(e) = bots[bot].lane.ack(ids).await {
+                        tracing::warn!(bot = %bots[bot].id, error = %e, "lane ack failed; entries will be redelivered");
+                    }
+                    ids.clear();
+                }
+            }
+        }
+    });
+    tx
+}

@@ -1,0 +1,23 @@
+//! Oshal's platform as a library: everything but the window.
+//!
+//! A control center for fleets of AI-agent bots. Work flows down from a
+//! surface (`api`) to the controller (`controller`), which persists each
+//! ticket (`store`) before routing it to one bot's own lane (`lane`); the bot
+//! (`bot`) runs a model (`model`) and reports back; the controller captures
+//! cost once, centrally (`cost`), and streams every transition to every
+//! surface. `ticket` holds the kernel types and the lifecycle state machine.
+//!
+//! This crate knows nothing of Tauri or IPC. Only `lane`, `store` and `model`
+//! (and the HTTP server in `api`) do I/O; only the controller wires adapters
+//! together. See ARCHITECTURE.md at the repository root for the map.
+
+pub mod api;
+pub mod bench;
+pub mod bot;
+pub mod clock;
+pub mod controller;
+pub mod cost;
+pub mod lane;
+pub mod model;
+pub mod store;
+pub mod ticket;

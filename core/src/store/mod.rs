@@ -1,0 +1,257 @@
+//! Durable state: tickets, transition events, the ledger and tenants.
+//!
+//! Owns persistence behind one port, [`Store`]. Writes arrive as a
+//! [`WriteBatch`] that a store applies in a single transaction with a fixed
+//! number of statements (each table's rows travel as one JSON array), which
+//! is what makes group commit ([`writer`]) cheap: durability is paid once per
+//! batch, not once per ticket. Reads serve the API and restart recovery.
+//! Adapters: [`sqlite`] (the embedded default) and, in fleet mode, PostgreSQL.
+//! Never decides anything about a ticket: the controller does.
+
+pub mod sqlite;
+pub mod writer;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use crate::clock::UnixMs;
+use crate::cost::{CostSummary, LedgerEntry};
+use crate::ticket::{BotId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, WaitReason};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store migration failed: {0}")]
+    Migrate(String),
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store is shut down")]
+    Closed,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// The mutable part of a ticket, written when it changes state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketUpdate {
+    pub id: TicketId,
+    pub state: TicketState,
+    pub attempts: u32,
+    pub bot: Option<BotId>,
+    pub not_before_ms: Option<UnixMs>,
+    pub result: Option<std::sync::Arc<serde_json::Value>>,
+    pub error: Option<String>,
+    pub updated_at_ms: UnixMs,
+}
+
+impl TicketUpdate {
+    pub fn of(t: &Ticket) -> Self {
+        Self {
+            id: t.id,
+            state: t.state,
+            attempts: t.attempts,
+            bot: t.bot.clone(),
+            not_before_ms: t.not_before_ms,
+            result: t.result.clone(),
+            error: t.error.clone(),
+            updated_at_ms: t.updated_at_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct Tenant {
+    pub id: TenantId,
+    /// `None`: no limit.
+    pub budget_nusd: Option<i64>,
+    pub created_at_ms: UnixMs,
+}
+
+/// Everything one group commit writes, in one transaction.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    /// Inserted if absent.
+    pub tenants: Vec<Tenant>,
+    /// Inserted unless their (tenant, idempotency key) already exists.
+    pub new_tickets: Vec<Ticket>,
+    /// Later updates of the same ticket win (see [`WriteBatch::coalesce`]).
+    pub updates: Vec<TicketUpdate>,
+    pub transitions: Vec<Transition>,
+    /// Inserted unless the (ticket, attempt) row exists: never charged twice.
+    pub ledger: Vec<LedgerEntry>,
+    /// Tenants whose budget is set (created if absent; `None` removes the limit).
+    pub budgets: Vec<Tenant>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+            && self.new_tickets.is_empty()
+            && self.updates.is_empty()
+            && self.transitions.is_empty()
+            && self.ledger.is_empty()
+            && self.budgets.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tenants.len() + self.new_tickets.len() + self.updates.len() + self.transitions.len() + self.ledger.len() + self.budgets.len()
+    }
+
+    pub fn absorb(&mut self, other: WriteBatch) {
+        self.tenants.extend(other.tenants);
+        self.new_tickets.extend(other.new_tickets);
+        self.updates.extend(other.updates);
+        self.transitions.extend(other.transitions);
+        self.ledger.extend(other.ledger);
+        self.budgets.extend(other.budgets);
+    }
+
+    /// Keeps only the last update of each ticket: a batch writes a ticket's
+    /// latest state once, however many transitions it went through.
+    pub fn coalesce(&mut self) {
+        if self.updates.len() < 2 {
+            return;
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.updates.len());
+        let mut kept: Vec<TicketUpdate> = self.updates.drain(..).rev().filter(|u| seen.insert(u.id)).collect();
+        kept.reverse();
+        self.updates = kept;
+    }
+}
+
+/// What applying a batch found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Applied {
+    /// New tickets refused as duplicates: (the id we tried, the id that exists).
+    pub duplicates: Vec<(TicketId, TicketId)>,
+}
+
+/// A ticket as the API shows it in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct TicketView {
+    pub id: TicketId,
+    pub tenant: TenantId,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub priority: u8,
+    pub skill: Skill,
+    pub idempotency_key: Option<String>,
+    pub state: TicketState,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub bot: Option<BotId>,
+    pub parent_id: Option<TicketId>,
+    pub correlation_id: TicketId,
+    pub causation_id: Option<TicketId>,
+    pub not_before_ms: Option<UnixMs>,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub created_at_ms: UnixMs,
+    pub updated_at_ms: UnixMs,
+    pub cost: TicketCost,
+    pub events: Vec<Transition>,
+    pub ledger: Vec<LedgerEntry>,
+    /// Why it is not moving yet (non-terminal tickets only).
+    pub waiting: Option<Waiting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct Waiting {
+    #[serde(flatten)]
+    pub reason: WaitReason,
+    pub message: String,
+}
+
+impl From<WaitReason> for Waiting {
+    fn from(reason: WaitReason) -> Self {
+        Self { message: reason.describe(), reason }
+    }
+}
+
+/// A ticket's cost: the sum of its ledger rows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+pub struct TicketCost {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nusd: i64,
+    pub usd: f64,
+    pub attempts_charged: u32,
+}
+
+impl TicketCost {
+    pub fn of(ledger: &[LedgerEntry]) -> Self {
+        let cost_nusd = ledger.iter().map(|l| l.cost_nusd).sum();
+        Self {
+            input_tokens: ledger.iter().map(|l| i64::from(l.input_tokens)).sum(),
+            output_tokens: ledger.iter().map(|l| i64::from(l.output_tokens)).sum(),
+            cost_nusd,
+            usd: crate::cost::usd(cost_nusd),
+            attempts_charged: ledger.len() as u32,
+        }
+    }
+}
+
+/// A ticket as a list shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct TicketSummary {
+    pub id: TicketId,
+    pub tenant: TenantId,
+    pub kind: String,
+    pub skill: Skill,
+    pub priority: u8,
+    pub state: TicketState,
+    pub attempts: u32,
+    pub bot: Option<BotId>,
+    pub error: Option<String>,
+    pub created_at_ms: UnixMs,
+    pub updated_at_ms: UnixMs,
+}
+
+/// A page of tickets, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+pub struct TicketPage {
+    pub tickets: Vec<TicketSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<TicketId>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TicketQuery {
+    pub state: Option<TicketState>,
+    pub tenant: Option<TenantId>,
+    pub bot: Option<BotId>,
+    pub kind: Option<String>,
+    /// Return tickets older than this one.
+    pub cursor: Option<TicketId>,
+    pub limit: u32,
+}
+
+/// The most tickets one page holds.
+pub const MAX_PAGE: u32 = 1000;
+
+/// Durable state, as every adapter provides it.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Applies the whole batch in one transaction, or nothing of it.
+    async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError>;
+    /// One ticket with its events and ledger rows (`waiting` left empty).
+    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError>;
+    async fn tickets(&self, query: &TicketQuery) -> Result<TicketPage, StoreError>;
+    /// Every ticket not in a terminal state, oldest first: what a restarted
+    /// controller must drive on.
+    async fn unfinished(&self) -> Result<Vec<Ticket>, StoreError>;
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// Total spend per tenant, nano-dollars.
+    async fn spend_by_tenant(&self) -> Result<Vec<(TenantId, i64)>, StoreError>;
+    async fn cost_summary(&self) -> Result<CostSummary, StoreError>;
+    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError>;
+    /// Liveness of the backing database.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,532 @@
+//! The embedded store: SQLite through sqlx, one file in the data directory.
+//!
+//! WAL journal with `synchronous=FULL`: a batch is on disk (fsynced) when
+//! [`Store::apply`] returns, so an acknowledged ticket survives a crash or a
+//! power cut. Each table's rows in a batch go in as one JSON array through
+//! `json_each`, so a batch of any size costs a handful of statements.
+//! Migrations are embedded (`migrations/sqlite`).
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Applied, Store, StoreError, Tenant, TicketCost, TicketPage, TicketQuery, TicketSummary, TicketUpdate, TicketView, WriteBatch};
+use crate::clock::UnixMs;
+use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
+use crate::ticket::{BotId, ModelId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, Work};
+
+/// The database file inside a data directory.
+pub const DB_FILE: &str = "oshal.db";
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/oshal.db` and runs migrations.
+    pub async fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        Self::open_file(&dir.join(DB_FILE)).await
+    }
+
+    pub async fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32768");
+        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+// ---- rows as they travel into json_each -------------------------------------
+
+#[derive(Serialize)]
+struct NewTicketRow<'a> {
+    id: TicketId,
+    tenant: &'a str,
+    #[serde(flatten)]
+    work: &'a Work,
+    priority: u8,
+    skill: &'a str,
+    key: Option<&'a str>,
+    state: &'static str,
+    attempts: u32,
+    max_attempts: u32,
+    bot: Option<&'a str>,
+    parent: Option<TicketId>,
+    corr: TicketId,
+    caus: Option<TicketId>,
+    not_before: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a serde_json::Value>,
+    error: Option<&'a str>,
+    created: i64,
+    updated: i64,
+}
+
+#[derive(Serialize)]
+struct UpdateRow<'a> {
+    id: TicketId,
+    state: &'static str,
+    attempts: u32,
+    bot: Option<&'a str>,
+    not_before: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a serde_json::Value>,
+    error: Option<&'a str>,
+    updated: i64,
+}
+
+#[derive(Serialize)]
+struct EventRow<'a> {
+    ticket: TicketId,
+    at: i64,
+    from: Option<&'static str>,
+    to: &'static str,
+    attempt: u32,
+    bot: Option<&'a str>,
+    reason: &'a str,
+    corr: TicketId,
+    caus: Option<TicketId>,
+}
+
+pub(crate) fn json_rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Result<String, StoreError> {
+    let rows: Vec<T> = rows.collect();
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(format!("cannot encode batch: {e}")))
+}
+
+pub(crate) fn new_ticket_rows<'a>(tickets: impl Iterator<Item = &'a Ticket>) -> Result<String, StoreError> {
+    json_rows(tickets.map(|t| NewTicketRow {
+        id: t.id,
+        tenant: t.tenant.as_str(),
+        work: &t.work,
+        priority: t.priority,
+        skill: t.skill.as_str(),
+        key: t.idempotency_key.as_deref(),
+        state: t.state.as_str(),
+        attempts: t.attempts,
+        max_attempts: t.max_attempts,
+        bot: t.bot.as_ref().map(BotId::as_str),
+        parent: t.parent_id,
+        corr: t.correlation_id,
+        caus: t.causation_id,
+        not_before: t.not_before_ms,
+        result: t.result.as_deref(),
+        error: t.error.as_deref(),
+        created: t.created_at_ms,
+        updated: t.updated_at_ms,
+    }))
+}
+
+pub(crate) fn update_rows<'a>(updates: impl Iterator<Item = &'a TicketUpdate>) -> Result<String, StoreError> {
+    json_rows(updates.map(|u| UpdateRow {
+        id: u.id,
+        state: u.state.as_str(),
+        attempts: u.attempts,
+        bot: u.bot.as_ref().map(BotId::as_str),
+        not_before: u.not_before_ms,
+        result: u.result.as_deref(),
+        error: u.error.as_deref(),
+        updated: u.updated_at_ms,
+    }))
+}
+
+pub(crate) fn event_rows<'a>(transitions: impl Iterator<Item = &'a Transition>) -> Result<String, StoreError> {
+    json_rows(transitions.map(|t| EventRow {
+        ticket: t.ticket,
+        at: t.at_ms,
+        from: t.from.map(TicketState::as_str),
+        to: t.to.as_str(),
+        attempt: t.attempt,
+        bot: t.bot.as_ref().map(BotId::as_str),
+        reason: &t.reason,
+        corr: t.correlation_id,
+        caus: t.causation_id,
+    }))
+}
+
+const INSERT_TICKETS: &str = "
+INSERT INTO tickets (id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts,
+                     bot_id, parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms)
+SELECT j.value->>'id', j.value->>'tenant', j.value->>'kind', j.value->'payload', j.value->>'priority', j.value->>'skill',
+       j.value->>'key', j.value->>'state', j.value->>'attempts', j.value->>'max_attempts', j.value->>'bot', j.value->>'parent',
+       j.value->>'corr', j.value->>'caus', j.value->>'not_before', j.value->'result', j.value->>'error',
+       j.value->>'created', j.value->>'updated'
+FROM json_each(?1) AS j WHERE true
+ON CONFLICT DO NOTHING
+RETURNING id";
+
+const UPDATE_TICKETS: &str = "
+UPDATE tickets SET state = u.value->>'state', attempts = u.value->>'attempts', bot_id = u.value->>'bot',
+       not_before_ms = u.value->>'not_before', result = u.value->'result', error = u.value->>'error',
+       updated_at_ms = u.value->>'updated'
+FROM json_each(?1) AS u
+WHERE tickets.id = u.value->>'id'";
+
+const INSERT_EVENTS: &str = "
+INSERT INTO ticket_events (ticket_id, at_ms, from_state, to_state, attempt, bot_id, reason, correlation_id, causation_id)
+SELECT j.value->>'ticket', j.value->>'at', j.value->>'from', j.value->>'to', j.value->>'attempt', j.value->>'bot',
+       j.value->>'reason', j.value->>'corr', j.value->>'caus'
+FROM json_each(?1) AS j";
+
+const INSERT_LEDGER: &str = "
+INSERT INTO ledger (ticket_id, attempt, tenant_id, bot_id, model, input_tokens, output_tokens, cost_nusd, unpriced, price_version, at_ms)
+SELECT j.value->>'ticket', j.value->>'attempt', j.value->>'tenant', j.value->>'bot', j.value->>'model', j.value->>'input_tokens',
+       j.value->>'output_tokens', j.value->>'cost_nusd', j.value->>'unpriced', j.value->>'price_version', j.value->>'at_ms'
+FROM json_each(?1) AS j WHERE true
+ON CONFLICT DO NOTHING";
+
+const TICKET_COLUMNS: &str = "id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, bot_id, \
+     parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms";
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn ticket_id(s: &str) -> Result<TicketId, StoreError> {
+    TicketId::parse(s).map_err(|e| corrupt("ticket id", e))
+}
+
+fn opt_ticket_id(s: Option<String>) -> Result<Option<TicketId>, StoreError> {
+    s.as_deref().map(ticket_id).transpose()
+}
+
+fn opt_bot(s: Option<String>) -> Result<Option<BotId>, StoreError> {
+    s.as_deref().map(|b| BotId::parse(b).map_err(|e| corrupt("bot id", e))).transpose()
+}
+
+fn state(s: &str) -> Result<TicketState, StoreError> {
+    TicketState::parse(s).ok_or_else(|| corrupt("state", s))
+}
+
+fn ticket_from_row(row: &SqliteRow) -> Result<Ticket, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let payload: String = row.try_get("payload")?;
+    let payload: serde_json::Value = serde_json::from_str(&payload).map_err(|e| corrupt("payload", e))?;
+    let work = Work::parse(&kind, payload).map_err(|e| corrupt("payload", e))?;
+    let result: Option<String> = row.try_get("result")?;
+    let result = result.map(|r| serde_json::from_str(&r).map(Arc::new)).transpose().map_err(|e| corrupt("result", e))?;
+    Ok(Ticket {
+        id: ticket_id(&row.try_get::<String, _>("id")?)?,
+        tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(|e| corrupt("tenant", e))?,
+        work: Arc::new(work),
+        priority: row.try_get::<i64, _>("priority")? as u8,
+        skill: Skill::parse(&row.try_get::<String, _>("skill")?).map_err(|e| corrupt("skill", e))?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        state: state(&row.try_get::<String, _>("state")?)?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        bot: opt_bot(row.try_get("bot_id")?)?,
+        parent_id: opt_ticket_id(row.try_get("parent_id")?)?,
+        correlation_id: ticket_id(&row.try_get::<String, _>("correlation_id")?)?,
+        causation_id: opt_ticket_id(row.try_get("causation_id")?)?,
+        not_before_ms: row.try_get("not_before_ms")?,
+        result,
+        error: row.try_get("error")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+fn transition_from_row(row: &SqliteRow) -> Result<Transition, StoreError> {
+    let from: Option<String> = row.try_get("from_state")?;
+    Ok(Transition {
+        ticket: ticket_id(&row.try_get::<String, _>("ticket_id")?)?,
+        from: from.as_deref().map(state).transpose()?,
+        to: state(&row.try_get::<String, _>("to_state")?)?,
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        bot: opt_bot(row.try_get("bot_id")?)?,
+        reason: row.try_get("reason")?,
+        at_ms: row.try_get("at_ms")?,
+        correlation_id: ticket_id(&row.try_get::<String, _>("correlation_id")?)?,
+        causation_id: opt_ticket_id(row.try_get("causation_id")?)?,
+    })
+}
+
+fn ledger_from_row(row: &SqliteRow) -> Result<LedgerEntry, StoreError> {
+    Ok(LedgerEntry {
+        ticket: ticket_id(&row.try_get::<String, _>("ticket_id")?)?,
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(|e| corrupt("tenant", e))?,
+        bot: BotId::parse(&row.try_get::<String, _>("bot_id")?).map_err(|e| corrupt("bot", e))?,
+        model: ModelId::parse(&row.try_get::<String, _>("model")?).map_err(|e| corrupt("model", e))?,
+        input_tokens: row.try_get::<i64, _>("input_tokens")? as u32,
+        output_tokens: row.try_get::<i64, _>("output_tokens")? as u32,
+        cost_nusd: row.try_get("cost_nusd")?,
+        unpriced: row.try_get::<i64, _>("unpriced")? != 0,
+        price_version: row.try_get("price_version")?,
+        at_ms: row.try_get("at_ms")?,
+    })
+}
+
+/// Assembles the full view of a ticket from its parts.
+pub(crate) fn view(t: Ticket, events: Vec<Transition>, ledger: Vec<LedgerEntry>) -> TicketView {
+    TicketView {
+        id: t.id,
+        tenant: t.tenant,
+        kind: t.work.kind().to_owned(),
+        payload: t.work.payload_json(),
+        priority: t.priority,
+        skill: t.skill,
+        idempotency_key: t.idempotency_key,
+        state: t.state,
+        attempts: t.attempts,
+        max_attempts: t.max_attempts,
+        bot: t.bot,
+        parent_id: t.parent_id,
+        correlation_id: t.correlation_id,
+        causation_id: t.causation_id,
+        not_before_ms: t.not_before_ms,
+        result: t.result.map(|r| (*r).clone()),
+        error: t.error,
+        created_at_ms: t.created_at_ms,
+        updated_at_ms: t.updated_at_ms,
+        cost: TicketCost::of(&ledger),
+        events,
+        ledger,
+        waiting: None,
+    }
+}
+
+fn totals(row: &SqliteRow) -> Result<CostTotals, StoreError> {
+    let cost_nusd: i64 = row.try_get("cost")?;
+    Ok(CostTotals {
+        attempts: row.try_get("n")?,
+        input_tokens: row.try_get("input")?,
+        output_tokens: row.try_get("output")?,
+        cost_nusd,
+        usd: crate::cost::usd(cost_nusd),
+    })
+}
+
+macro_rules! group_query {
+    ($key:literal) => {
+        concat!(
+            "SELECT ",
+            $key,
+            " AS key, count(*) AS n, coalesce(sum(input_tokens),0) AS input, coalesce(sum(output_tokens),0) AS output, \
+             coalesce(sum(cost_nusd),0) AS cost FROM ledger GROUP BY 1 ORDER BY 1"
+        )
+    };
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+        let mut applied = Applied::default();
+        let mut tx = self.pool.begin().await?;
+        for t in &batch.tenants {
+            sqlx::query("INSERT INTO tenants (id, budget_nusd, created_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
+                .bind(t.id.as_str())
+                .bind(t.budget_nusd)
+                .bind(t.created_at_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for t in &batch.budgets {
+            sqlx::query(
+                "INSERT INTO tenants (id, budget_nusd, created_at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET budget_nusd = excluded.budget_nusd",
+            )
+            .bind(t.id.as_str())
+            .bind(t.budget_nusd)
+            .bind(t.created_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !batch.new_tickets.is_empty() {
+            let rows = new_ticket_rows(batch.new_tickets.iter())?;
+            let inserted: Vec<String> = sqlx::query_scalar(INSERT_TICKETS).bind(rows).fetch_all(&mut *tx).await?;
+            if inserted.len() != batch.new_tickets.len() {
+                let inserted: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+                for t in &batch.new_tickets {
+                    if inserted.contains(t.id.to_string().as_str()) {
+                        continue;
+                    }
+                    let existing: Option<String> =
+                        sqlx::query_scalar("SELECT id FROM tickets WHERE tenant_id = ?1 AND idempotency_key = ?2")
+                            .bind(t.tenant.as_str())
+                            .bind(t.idempotency_key.as_deref())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let existing = existing.ok_or_else(|| corrupt("duplicate ticket", t.id))?;
+                    applied.duplicates.push((t.id, ticket_id(&existing)?));
+                }
+            }
+        }
+        if !batch.updates.is_empty() {
+            sqlx::query(UPDATE_TICKETS).bind(update_rows(batch.updates.iter())?).execute(&mut *tx).await?;
+        }
+        if !batch.transitions.is_empty() {
+            let rows = if applied.duplicates.is_empty() {
+                event_rows(batch.transitions.iter())?
+            } else {
+                let refused: std::collections::HashSet<TicketId> = applied.duplicates.iter().map(|d| d.0).collect();
+                event_rows(batch.transitions.iter().filter(|t| !refused.contains(&t.ticket)))?
+            };
+            sqlx::query(INSERT_EVENTS).bind(rows).execute(&mut *tx).await?;
+        }
+        if !batch.ledger.is_empty() {
+            let rows = serde_json::to_string(&batch.ledger).map_err(|e| corrupt("ledger", e))?;
+            sqlx::query(INSERT_LEDGER).bind(rows).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
+        let id_s = id.to_string();
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"));
+        let Some(row) = sqlx::query(sql).bind(&id_s).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let ticket = ticket_from_row(&row)?;
+        let events = sqlx::query("SELECT * FROM ticket_events WHERE ticket_id = ?1 ORDER BY id")
+            .bind(&id_s)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(transition_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let ledger = sqlx::query("SELECT * FROM ledger WHERE ticket_id = ?1 ORDER BY attempt")
+            .bind(&id_s)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(ledger_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(view(ticket, events, ledger)))
+    }
+
+    async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
+        let limit = q.limit.clamp(1, super::MAX_PAGE);
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, kind, skill, priority, state, attempts, bot_id, error, created_at_ms, updated_at_ms FROM tickets
+             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR tenant_id = ?2) AND (?3 IS NULL OR bot_id = ?3)
+               AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR id < ?5)
+             ORDER BY id DESC LIMIT ?6",
+        )
+        .bind(q.state.map(TicketState::as_str))
+        .bind(q.tenant.as_ref().map(TenantId::as_str))
+        .bind(q.bot.as_ref().map(BotId::as_str))
+        .bind(q.kind.as_deref())
+        .bind(q.cursor.map(|c| c.to_string()))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tickets = rows
+            .iter()
+            .map(|row| {
+                Ok(TicketSummary {
+                    id: ticket_id(&row.try_get::<String, _>("id")?)?,
+                    tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(|e| corrupt("tenant", e))?,
+                    kind: row.try_get("kind")?,
+                    skill: Skill::parse(&row.try_get::<String, _>("skill")?).map_err(|e| corrupt("skill", e))?,
+                    priority: row.try_get::<i64, _>("priority")? as u8,
+                    state: state(&row.try_get::<String, _>("state")?)?,
+                    attempts: row.try_get::<i64, _>("attempts")? as u32,
+                    bot: opt_bot(row.try_get("bot_id")?)?,
+                    error: row.try_get("error")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                    updated_at_ms: row.try_get("updated_at_ms")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let next_cursor = if tickets.len() > limit as usize {
+            tickets.truncate(limit as usize);
+            tickets.last().map(|t| t.id)
+        } else {
+            None
+        };
+        Ok(TicketPage { tickets, next_cursor })
+    }
+
+    async fn unfinished(&self) -> Result<Vec<Ticket>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE state NOT IN ('succeeded', 'dead', 'cancelled') ORDER BY id"
+        ));
+        sqlx::query(sql).fetch_all(&self.pool).await?.iter().map(ticket_from_row).collect()
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        sqlx::query("SELECT id, budget_nusd, created_at_ms FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Tenant {
+                    id: TenantId::parse(&row.try_get::<String, _>("id")?).map_err(|e| corrupt("tenant", e))?,
+                    budget_nusd: row.try_get("budget_nusd")?,
+                    created_at_ms: row.try_get::<UnixMs, _>("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn spend_by_tenant(&self) -> Result<Vec<(TenantId, i64)>, StoreError> {
+        sqlx::query("SELECT tenant_id, sum(cost_nusd) AS spent FROM ledger GROUP BY tenant_id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                let tenant = TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(|e| corrupt("tenant", e))?;
+                Ok((tenant, row.try_get("spent")?))
+            })
+            .collect()
+    }
+
+    async fn cost_summary(&self) -> Result<CostSummary, StoreError> {
+        let groups = |rows: Vec<SqliteRow>| -> Result<Vec<CostGroup>, StoreError> {
+            rows.iter().map(|r| Ok(CostGroup { key: r.try_get("key")?, totals: totals(r)? })).collect()
+        };
+        let total_row = sqlx::query(
+            "SELECT count(*) AS n, coalesce(sum(input_tokens),0) AS input, coalesce(sum(output_tokens),0) AS output, \
+             coalesce(sum(cost_nusd),0) AS cost FROM ledger",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(CostSummary {
+            price_version: String::new(),
+            total: totals(&total_row)?,
+            by_bot: groups(sqlx::query(group_query!("bot_id")).fetch_all(&self.pool).await?)?,
+            by_tenant: groups(sqlx::query(group_query!("tenant_id")).fetch_all(&self.pool).await?)?,
+            by_model: groups(sqlx::query(group_query!("model")).fetch_all(&self.pool).await?)?,
+            by_day: groups(sqlx::query(group_query!("date(at_ms / 1000, 'unixepoch')")).fetch_all(&self.pool).await?)?,
+        })
+    }
+
+    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError> {
+        sqlx::query("SELECT state, count(*) AS n FROM tickets GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((state(&row.try_get::<String, _>("state")?)?, row.try_get("n")?)))
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
