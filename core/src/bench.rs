@@ -35,7 +35,13 @@ pub struct BenchConfig {
 
 impl Default for BenchConfig {
     fn default() -> Self {
-        Self { tickets: 50_000, bots: 26, chunk: 500, window: 20_000, dir: std::env::temp_dir() }
+        Self {
+            tickets: 50_000,
+            bots: 26,
+            chunk: 500,
+            window: 20_000,
+            dir: std::env::temp_dir(),
+        }
     }
 }
 
@@ -97,14 +103,18 @@ impl Drop for Scratch {
 async fn baseline(cfg: &BenchConfig) -> Result<f64, BenchError> {
     let scratch = Scratch::new(&cfg.dir, "baseline")?;
     let store = SqliteStore::open(&scratch.0).await.map_err(setup)?;
-    let valid = NewTicket::chat("benchmark prompt: summarise the state of the fleet").validate().map_err(setup)?;
+    let valid = NewTicket::chat("benchmark prompt: summarise the state of the fleet")
+        .validate()
+        .map_err(setup)?;
     let n = cfg.tickets.min(50_000);
     let started = Instant::now();
     let mut written = 0;
     while written < n {
         let take = cfg.chunk.min(n - written);
         let batch = WriteBatch {
-            new_tickets: (0..take).map(|_| Ticket::create(TicketId::new(), valid.clone(), 0).0).collect(),
+            new_tickets: (0..take)
+                .map(|_| Ticket::create(TicketId::new(), valid.clone(), 0).0)
+                .collect(),
             ..WriteBatch::default()
         };
         store.apply(&batch).await.map_err(setup)?;
@@ -121,9 +131,18 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     let scratch = Scratch::new(&cfg.dir, "run")?;
     let store = Arc::new(SqliteStore::open(&scratch.0).await.map_err(setup)?);
     let clock: SharedClock = Arc::new(SystemClock);
-    let pool = LocalPool { bots: cfg.bots, skills: vec![Skill::parse("chat").map_err(setup)?], model: Arc::new(BuiltinModel::new()) };
-    let config = ControllerConfig { max_live_tickets: cfg.window * 2, ..ControllerConfig::default() };
-    let controller = Controller::start(config, store.clone(), pool, clock).await.map_err(setup)?;
+    let pool = LocalPool {
+        bots: cfg.bots,
+        skills: vec![Skill::parse("chat").map_err(setup)?],
+        model: Arc::new(BuiltinModel::new()),
+    };
+    let config = ControllerConfig {
+        max_live_tickets: cfg.window * 2,
+        ..ControllerConfig::default()
+    };
+    let controller = Controller::start(config, store.clone(), pool, clock)
+        .await
+        .map_err(setup)?;
     let mut events = controller.subscribe();
 
     let started = Instant::now();
@@ -144,8 +163,14 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
                     }
                 }
                 let take = cfg.chunk.min(cfg.tickets - sent);
-                let chunk: Vec<NewTicket> =
-                    (0..take).map(|i| NewTicket::chat(format!("benchmark prompt {}: summarise the state of the fleet", sent + i))).collect();
+                let chunk: Vec<NewTicket> = (0..take)
+                    .map(|i| {
+                        NewTicket::chat(format!(
+                            "benchmark prompt {}: summarise the state of the fleet",
+                            sent + i
+                        ))
+                    })
+                    .collect();
                 let at = Instant::now();
                 let results = controller.submit_many(chunk).await;
                 let mut times = times.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,15 +196,25 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     while finished < cfg.tickets {
         let left = deadline.saturating_duration_since(Instant::now());
         let event = match tokio::time::timeout(left, events.recv()).await {
-            Err(_) => return Err(BenchError::Stalled(cfg.tickets - finished, Duration::from_secs(300))),
+            Err(_) => {
+                return Err(BenchError::Stalled(
+                    cfg.tickets - finished,
+                    Duration::from_secs(300),
+                ));
+            }
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
-                tracing::warn!(missed = n, "bench fell behind the event stream; latencies will miss some tickets");
+                tracing::warn!(
+                    missed = n,
+                    "bench fell behind the event stream; latencies will miss some tickets"
+                );
                 continue;
             }
             Ok(Err(_)) => break,
             Ok(Ok(e)) => e,
         };
-        let CoreEvent::TicketsTransitioned { transitions } = event else { continue };
+        let CoreEvent::TicketsTransitioned { transitions } = event else {
+            continue;
+        };
         let now = Instant::now();
         let times = submit_times.lock().unwrap_or_else(|e| e.into_inner());
         for t in transitions.iter().filter(|t| t.to.is_terminal()) {
@@ -207,16 +242,32 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
 
     // The store is the judge.
     let counts = store.state_counts().await.map_err(setup)?;
-    let count = |s: TicketState| counts.iter().find(|(st, _)| *st == s).map_or(0, |(_, n)| *n as usize);
-    let terminal = count(TicketState::Succeeded) + count(TicketState::Dead) + count(TicketState::Cancelled);
+    let count = |s: TicketState| {
+        counts
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map_or(0, |(_, n)| *n as usize)
+    };
+    let terminal =
+        count(TicketState::Succeeded) + count(TicketState::Dead) + count(TicketState::Cancelled);
     let ledger_rows = store.cost_summary().await.map_err(setup)?.total.attempts;
     let stats = controller.stats();
     let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
-    let rows = stats.committed_rows.load(std::sync::atomic::Ordering::Relaxed);
+    let rows = stats
+        .committed_rows
+        .load(std::sync::atomic::Ordering::Relaxed);
     store.close().await;
 
     latencies_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies_ms.get(((latencies_ms.len() as f64 * p) as usize).min(latencies_ms.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        latencies_ms
+            .get(
+                ((latencies_ms.len() as f64 * p) as usize)
+                    .min(latencies_ms.len().saturating_sub(1)),
+            )
+            .copied()
+            .unwrap_or(0.0)
+    };
     Ok(BenchReport {
         tickets: cfg.tickets,
         ok: count(TicketState::Succeeded),
@@ -227,6 +278,10 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
         p99_ms: pct(0.99),
         baseline_inserts_per_s,
         commits,
-        rows_per_commit: if commits == 0 { 0.0 } else { rows as f64 / commits as f64 },
+        rows_per_commit: if commits == 0 {
+            0.0
+        } else {
+            rows as f64 / commits as f64
+        },
     })
 }

@@ -27,7 +27,11 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
 const TOKEN_FILE: &str = "api-token";
 
 #[derive(Parser)]
-#[command(name = "oshal", version, about = "Oshal: a control center for fleets of AI-agent bots")]
+#[command(
+    name = "oshal",
+    version,
+    about = "Oshal: a control center for fleets of AI-agent bots"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -143,16 +147,24 @@ enum Command {
 }
 
 fn default_data_dir() -> PathBuf {
-    dirs::data_dir().map(|d| d.join("oshal")).unwrap_or_else(|| PathBuf::from(".oshal"))
+    dirs::data_dir()
+        .map(|d| d.join("oshal"))
+        .unwrap_or_else(|| PathBuf::from(".oshal"))
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -187,39 +199,75 @@ async fn run(cli: Cli) -> Result<()> {
             let model: Arc<dyn Model> = match model_url {
                 None => Arc::new(BuiltinModel::new()),
                 Some(url) => {
-                    let price_id = ModelId::parse(model_price_id.as_deref().unwrap_or(&model_name)).context("--model-price-id")?;
+                    let price_id = ModelId::parse(model_price_id.as_deref().unwrap_or(&model_name))
+                        .context("--model-price-id")?;
                     let mut config = OpenAiConfig::new(url, model_name, price_id);
                     config.stream = model_stream;
                     config.request_timeout = Duration::from_secs(model_timeout_s);
-                    let key = match model_api_key_env {
-                        None => None,
-                        Some(var) => Some(std::env::var(&var).with_context(|| format!("--model-api-key-env: ${var} is not set"))?),
-                    };
+                    let key =
+                        match model_api_key_env {
+                            None => None,
+                            Some(var) => Some(std::env::var(&var).with_context(|| {
+                                format!("--model-api-key-env: ${var} is not set")
+                            })?),
+                        };
                     Arc::new(OpenAiCompatible::new(config, key)?)
                 }
             };
             let prices = match prices {
                 None => PriceTable::builtin(),
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("--prices {}", path.display()))?;
-                    PriceTable::parse(&text).with_context(|| format!("--prices {}", path.display()))?
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("--prices {}", path.display()))?;
+                    PriceTable::parse(&text)
+                        .with_context(|| format!("--prices {}", path.display()))?
                 }
             }
             .allow_unpriced(allow_unpriced);
-            let skills = skills.iter().map(|s| Skill::parse(s)).collect::<Result<Vec<_>, _>>().context("--skills")?;
+            let skills = skills
+                .iter()
+                .map(|s| Skill::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+                .context("--skills")?;
             if bots == 0 || bots > 1024 {
                 bail!("--bots {bots} is outside 1..=1024");
             }
-            serve(data_dir.unwrap_or_else(default_data_dir), listen, LocalPool { bots, skills, model }, prices).await
+            serve(
+                data_dir.unwrap_or_else(default_data_dir),
+                listen,
+                LocalPool {
+                    bots,
+                    skills,
+                    model,
+                },
+                prices,
+            )
+            .await
         }
-        Command::Submit { prompt, kind, payload, tenant, idempotency_key, priority, wait, api } => {
+        Command::Submit {
+            prompt,
+            kind,
+            payload,
+            tenant,
+            idempotency_key,
+            priority,
+            wait,
+            api,
+        } => {
             let payload = match (payload, prompt) {
                 (Some(p), _) => serde_json::from_str(&p).context("--payload is not JSON")?,
                 (None, Some(prompt)) => serde_json::json!({ "prompt": prompt }),
                 (None, None) => bail!("give a prompt, or --payload JSON"),
             };
             let client = client(&api)?;
-            let ticket = NewTicket { kind, payload, tenant, idempotency_key, priority, ..NewTicket::default() };
+            let ticket = NewTicket {
+                kind,
+                payload,
+                tenant,
+                idempotency_key,
+                priority,
+                ..NewTicket::default()
+            };
             let submitted = client.submit(&ticket).await.map_err(api_error)?;
             if !wait {
                 println!("{}", serde_json::to_string_pretty(&submitted)?);
@@ -238,15 +286,39 @@ async fn run(cli: Cli) -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Command::Tickets { state, limit, cursor, api } => {
-            let state = state.map(|s| TicketState::parse(&s).with_context(|| format!("--state {s:?} is not a ticket state"))).transpose()?;
-            let cursor = cursor.map(|c| oshal_core::ticket::TicketId::parse(&c)).transpose().context("--cursor")?;
-            let page = client(&api)?.tickets(state, limit, cursor).await.map_err(api_error)?;
+        Command::Tickets {
+            state,
+            limit,
+            cursor,
+            api,
+        } => {
+            let state = state
+                .map(|s| {
+                    TicketState::parse(&s)
+                        .with_context(|| format!("--state {s:?} is not a ticket state"))
+                })
+                .transpose()?;
+            let cursor = cursor
+                .map(|c| oshal_core::ticket::TicketId::parse(&c))
+                .transpose()
+                .context("--cursor")?;
+            let page = client(&api)?
+                .tickets(state, limit, cursor)
+                .await
+                .map_err(api_error)?;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<36}  {:<17}  {:>3}  {:<8}  {:<12}  KIND", "ID", "STATE", "TRY", "BOT", "TENANT")?;
+            writeln!(
+                out,
+                "{:<36}  {:<17}  {:>3}  {:<8}  {:<12}  KIND",
+                "ID", "STATE", "TRY", "BOT", "TENANT"
+            )?;
             for t in &page.tickets {
                 let bot = t.bot.as_ref().map_or("-", |b| b.as_str());
-                writeln!(out, "{:<36}  {:<17}  {:>3}  {:<8}  {:<12}  {}", t.id, t.state, t.attempts, bot, t.tenant, t.kind)?;
+                writeln!(
+                    out,
+                    "{:<36}  {:<17}  {:>3}  {:<8}  {:<12}  {}",
+                    t.id, t.state, t.attempts, bot, t.tenant, t.kind
+                )?;
             }
             if let Some(next) = page.next_cursor {
                 writeln!(out, "(more: --cursor {next})")?;
@@ -267,7 +339,12 @@ async fn run(cli: Cli) -> Result<()> {
             if tickets == 0 || bots == 0 {
                 bail!("--tickets and --bots must be at least 1");
             }
-            let cfg = BenchConfig { tickets, bots, dir: dir.unwrap_or_else(std::env::temp_dir), ..BenchConfig::default() };
+            let cfg = BenchConfig {
+                tickets,
+                bots,
+                dir: dir.unwrap_or_else(std::env::temp_dir),
+                ..BenchConfig::default()
+            };
             let report = bench::run_local(cfg).await?;
             println!(
                 "baseline sqlite_ticket_inserts_per_s={:.0} (durable batches of 500, same schema and pragmas)",
@@ -282,7 +359,9 @@ async fn run(cli: Cli) -> Result<()> {
             );
             println!("{}", report.line());
             if report.lost > 0 || report.ledger_rows != report.ok as i64 {
-                bail!("bench found lost tickets or a ledger that does not match the finished attempts");
+                bail!(
+                    "bench found lost tickets or a ledger that does not match the finished attempts"
+                );
             }
             Ok(())
         }
@@ -306,9 +385,18 @@ fn client(api: &ApiArgs) -> Result<Client> {
     let token = match &api.token {
         Some(t) => t.clone(),
         None => {
-            let path = api.data_dir.clone().unwrap_or_else(default_data_dir).join(TOKEN_FILE);
+            let path = api
+                .data_dir
+                .clone()
+                .unwrap_or_else(default_data_dir)
+                .join(TOKEN_FILE);
             std::fs::read_to_string(&path)
-                .with_context(|| format!("no API token: set OSHAL_API_TOKEN or pass --token (looked in {})", path.display()))?
+                .with_context(|| {
+                    format!(
+                        "no API token: set OSHAL_API_TOKEN or pass --token (looked in {})",
+                        path.display()
+                    )
+                })?
                 .trim()
                 .to_owned()
         }
@@ -324,7 +412,8 @@ fn load_or_create_token(dir: &Path) -> Result<ApiToken> {
     }
     let path = dir.join(TOKEN_FILE);
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        return ApiToken::new(existing.trim()).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message));
+        return ApiToken::new(existing.trim())
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message));
     }
     let token = ApiToken::generate();
     let tmp = dir.join(format!(".{TOKEN_FILE}.tmp"));
@@ -332,22 +421,35 @@ fn load_or_create_token(dir: &Path) -> Result<ApiToken> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     file.write_all(token.expose().as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(token)
 }
 
-async fn serve(data_dir: PathBuf, listen: SocketAddr, pool: LocalPool, prices: PriceTable) -> Result<()> {
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+async fn serve(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    pool: LocalPool,
+    prices: PriceTable,
+) -> Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let token = load_or_create_token(&data_dir)?;
     let store = Arc::new(SqliteStore::open(&data_dir).await?);
     let bots = pool.bots;
     let model = pool.model.id().clone();
-    let config = ControllerConfig { prices, ..ControllerConfig::default() };
+    let config = ControllerConfig {
+        prices,
+        ..ControllerConfig::default()
+    };
     let controller = Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     tokio::spawn({

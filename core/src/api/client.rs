@@ -34,37 +34,73 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| ClientError::Transport { url: base.to_owned(), message: e.to_string() })?;
-        Ok(Self { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
+            .map_err(|e| ClientError::Transport {
+                url: base.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http,
+        })
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
-        let transport = |e: reqwest::Error| ClientError::Transport { url: self.base.clone(), message: e.to_string() };
-        let resp = req.bearer_auth(&self.token).send().await.map_err(transport)?;
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            url: self.base.clone(),
+            message: e.to_string(),
+        };
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(transport)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Transport { url: self.base.clone(), message: format!("unexpected reply ({e})") });
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Transport {
+                url: self.base.clone(),
+                message: format!("unexpected reply ({e})"),
+            });
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => Err(ClientError::Api(body.error)),
             Err(_) => Err(ClientError::Api(ApiError::new(
                 ErrorKind::Internal,
-                format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()),
+                format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
             ))),
         }
     }
 
     pub async fn submit(&self, ticket: &NewTicket) -> Result<Submitted, ClientError> {
-        self.send(self.http.post(format!("{}/api/v1/tickets", self.base)).json(ticket)).await
+        self.send(
+            self.http
+                .post(format!("{}/api/v1/tickets", self.base))
+                .json(ticket),
+        )
+        .await
     }
 
     pub async fn ticket(&self, id: &str) -> Result<TicketView, ClientError> {
-        self.send(self.http.get(format!("{}/api/v1/tickets/{id}", self.base))).await
+        self.send(self.http.get(format!("{}/api/v1/tickets/{id}", self.base)))
+            .await
     }
 
-    pub async fn tickets(&self, state: Option<TicketState>, limit: u32, cursor: Option<TicketId>) -> Result<TicketPage, ClientError> {
+    pub async fn tickets(
+        &self,
+        state: Option<TicketState>,
+        limit: u32,
+        cursor: Option<TicketId>,
+    ) -> Result<TicketPage, ClientError> {
         let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
         if let Some(s) = state {
             query.push(("state", s.as_str().to_owned()));
@@ -72,18 +108,29 @@ impl Client {
         if let Some(c) = cursor {
             query.push(("cursor", c.to_string()));
         }
-        self.send(self.http.get(format!("{}/api/v1/tickets", self.base)).query(&query)).await
+        self.send(
+            self.http
+                .get(format!("{}/api/v1/tickets", self.base))
+                .query(&query),
+        )
+        .await
     }
 
     pub async fn cancel(&self, id: &str) -> Result<TicketView, ClientError> {
-        self.send(self.http.post(format!("{}/api/v1/tickets/{id}/cancel", self.base))).await
+        self.send(
+            self.http
+                .post(format!("{}/api/v1/tickets/{id}/cancel", self.base)),
+        )
+        .await
     }
 
     pub async fn bots(&self) -> Result<Vec<BotView>, ClientError> {
-        self.send(self.http.get(format!("{}/api/v1/bots", self.base))).await
+        self.send(self.http.get(format!("{}/api/v1/bots", self.base)))
+            .await
     }
 
     pub async fn cost_summary(&self) -> Result<CostSummary, ClientError> {
-        self.send(self.http.get(format!("{}/api/v1/cost/summary", self.base))).await
+        self.send(self.http.get(format!("{}/api/v1/cost/summary", self.base)))
+            .await
     }
 }

@@ -37,7 +37,12 @@ impl ApiToken {
     pub fn new(token: impl Into<String>) -> Result<Self, ApiError> {
         let token = token.into();
         if token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(ApiError::new(ErrorKind::Invalid, "an API token must be at least 16 printable characters").field("OSHAL_API_TOKEN").limit(16));
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                "an API token must be at least 16 printable characters",
+            )
+            .field("OSHAL_API_TOKEN")
+            .limit(16));
         }
         Ok(Self(token.into()))
     }
@@ -46,7 +51,13 @@ impl ApiToken {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).expect("the OS random source works");
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into())
+        Self(
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into(),
+        )
     }
 
     pub fn expose(&self) -> &str {
@@ -72,7 +83,8 @@ struct AppState {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, Json(ErrorBody { error: self })).into_response()
     }
 }
@@ -102,15 +114,25 @@ pub fn router(controller: Controller, token: ApiToken) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` fires.
-pub async fn serve(controller: Controller, listener: tokio::net::TcpListener, token: ApiToken, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(controller, token)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+pub async fn serve(
+    controller: Controller,
+    listener: tokio::net::TcpListener,
+    token: ApiToken,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(controller, token))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// The auth gate: a bearer token on every request (a `token` query
 /// parameter is accepted for the event stream, which browsers cannot give
 /// headers).
 async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let presented = match header {
         Some(h) => h.strip_prefix("Bearer ").map(str::trim),
         None if request.uri().path() == "/api/v1/events" => request
@@ -120,34 +142,55 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
         None => None,
     };
     match presented {
-        None => ApiError::new(ErrorKind::Unauthorized, "missing credentials: send Authorization: Bearer <token>").into_response(),
-        Some(t) if !state.token.matches(t) => ApiError::new(ErrorKind::Unauthorized, "invalid API token").into_response(),
+        None => ApiError::new(
+            ErrorKind::Unauthorized,
+            "missing credentials: send Authorization: Bearer <token>",
+        )
+        .into_response(),
+        Some(t) if !state.token.matches(t) => {
+            ApiError::new(ErrorKind::Unauthorized, "invalid API token").into_response()
+        }
         Some(_) => next.run(request).await,
     }
 }
 
 /// Reads a body up to `MAX_BODY_BYTES` and parses it as JSON, telling
 /// malformed input (400) from well-formed input with wrong fields (422).
-async fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: Body) -> ApiResult<T> {
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<T> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && len > MAX_BODY_BYTES as u64
     {
         return Err(too_large(len));
     }
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large(MAX_BODY_BYTES as u64 + 1))?;
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large(MAX_BODY_BYTES as u64 + 1))?;
     serde_json::from_slice(&bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Data => ApiError::new(ErrorKind::Invalid, format!("request body: {e}")).field(data_field(&e.to_string())),
-            _ => ApiError::new(ErrorKind::Malformed, format!("request body is not valid JSON: {e}")).field("body"),
+            Category::Data => ApiError::new(ErrorKind::Invalid, format!("request body: {e}"))
+                .field(data_field(&e.to_string())),
+            _ => ApiError::new(
+                ErrorKind::Malformed,
+                format!("request body is not valid JSON: {e}"),
+            )
+            .field("body"),
         }
     })
 }
 
 fn too_large(len: u64) -> ApiError {
-    ApiError::new(ErrorKind::TooLarge, format!("request body is {len} bytes; the limit is {MAX_BODY_BYTES} bytes"))
-        .field("body")
-        .limit(MAX_BODY_BYTES as u64)
+    ApiError::new(
+        ErrorKind::TooLarge,
+        format!("request body is {len} bytes; the limit is {MAX_BODY_BYTES} bytes"),
+    )
+    .field("body")
+    .limit(MAX_BODY_BYTES as u64)
 }
 
 /// The field a serde data error is about, when its message names one.
@@ -163,19 +206,32 @@ fn data_field(message: &str) -> String {
 }
 
 fn ticket_id(raw: &str) -> ApiResult<TicketId> {
-    TicketId::parse(raw).map_err(|_| ApiError::new(ErrorKind::NotFound, format!("no ticket has id {raw:?}")))
+    TicketId::parse(raw)
+        .map_err(|_| ApiError::new(ErrorKind::NotFound, format!("no ticket has id {raw:?}")))
 }
 
 async fn health(State(state): State<AppState>) -> Response {
     let health = state.controller.health().await;
-    let status = if health.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if health.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(health)).into_response()
 }
 
-async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let new: NewTicket = json_body(&headers, body).await?;
     let submitted = state.controller.submit(new).await?;
-    let status = if submitted.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if submitted.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, Json(submitted)).into_response())
 }
 
@@ -195,23 +251,51 @@ async fn list(State(state): State<AppState>, Query(p): Query<ListParams>) -> Api
         None => None,
         Some(s) => Some(TicketState::parse(s).ok_or_else(|| {
             let known: Vec<_> = TicketState::ALL.iter().map(|s| s.as_str()).collect();
-            invalid("state", format!("unknown state {s:?}; known states: {}", known.join(", ")))
+            invalid(
+                "state",
+                format!("unknown state {s:?}; known states: {}", known.join(", ")),
+            )
         })?),
     };
     let limit = match p.limit.as_deref() {
         None | Some("") => 100,
         Some(l) => match l.parse::<u32>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => return Err(invalid("limit", format!("{l:?} is outside 1..={MAX_PAGE}")).limit(u64::from(MAX_PAGE))),
+            _ => {
+                return Err(invalid("limit", format!("{l:?} is outside 1..={MAX_PAGE}"))
+                    .limit(u64::from(MAX_PAGE)));
+            }
         },
     };
     let cursor = match p.cursor.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(c) => Some(TicketId::parse(c).map_err(|_| invalid("cursor", format!("{c:?} is not a cursor from a previous page")))?),
+        Some(c) => Some(TicketId::parse(c).map_err(|_| {
+            invalid(
+                "cursor",
+                format!("{c:?} is not a cursor from a previous page"),
+            )
+        })?),
     };
-    let tenant = p.tenant.as_deref().filter(|s| !s.is_empty()).map(TenantId::parse).transpose()?;
-    let bot = p.bot.as_deref().filter(|s| !s.is_empty()).map(BotId::parse).transpose()?;
-    let query = TicketQuery { state: filter_state, tenant, bot, kind: p.kind.filter(|s| !s.is_empty()), cursor, limit };
+    let tenant = p
+        .tenant
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(TenantId::parse)
+        .transpose()?;
+    let bot = p
+        .bot
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(BotId::parse)
+        .transpose()?;
+    let query = TicketQuery {
+        state: filter_state,
+        tenant,
+        bot,
+        kind: p.kind.filter(|s| !s.is_empty()),
+        cursor,
+        limit,
+    };
     Ok(Json(state.controller.tickets(&query).await?).into_response())
 }
 
@@ -246,13 +330,26 @@ struct BudgetBody {
     budget_usd: Option<f64>,
 }
 
-async fn set_budget(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn set_budget(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let tenant = TenantId::parse(&id)?;
     let body: BudgetBody = json_body(&headers, body).await?;
     let budget_nusd = match body.budget_usd {
         None => None,
-        Some(usd) if usd.is_finite() && (0.0..=1e9).contains(&usd) => Some((usd * crate::cost::NANOS_PER_USD as f64).round() as i64),
-        Some(usd) => return Err(ApiError::new(ErrorKind::Invalid, format!("{usd} is outside 0..=1000000000 USD")).field("budget_usd")),
+        Some(usd) if usd.is_finite() && (0.0..=1e9).contains(&usd) => {
+            Some((usd * crate::cost::NANOS_PER_USD as f64).round() as i64)
+        }
+        Some(usd) => {
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!("{usd} is outside 0..=1000000000 USD"),
+            )
+            .field("budget_usd"));
+        }
     };
     Ok(Json(state.controller.set_budget(tenant, budget_nusd).await?).into_response())
 }
@@ -300,25 +397,64 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
     };
     let one = |v: u64| vec![(String::new(), v as f64)];
-    metric("oshal_tickets_submitted_total", "counter", "Tickets accepted.", &one(s.submitted.load(Ordering::Relaxed)));
-    metric("oshal_tickets_refused_total", "counter", "Submissions refused at admission.", &one(s.refused.load(Ordering::Relaxed)));
-    metric("oshal_transitions_total", "counter", "Ticket transitions made durable.", &one(s.transitions.load(Ordering::Relaxed)));
-    metric("oshal_store_commits_total", "counter", "Group commits.", &one(s.commits.load(Ordering::Relaxed)));
-    metric("oshal_store_committed_rows_total", "counter", "Rows written by group commits.", &one(s.committed_rows.load(Ordering::Relaxed)));
-    metric("oshal_ledger_rows_total", "counter", "Attempts priced.", &one(s.ledger_rows.load(Ordering::Relaxed)));
+    metric(
+        "oshal_tickets_submitted_total",
+        "counter",
+        "Tickets accepted.",
+        &one(s.submitted.load(Ordering::Relaxed)),
+    );
+    metric(
+        "oshal_tickets_refused_total",
+        "counter",
+        "Submissions refused at admission.",
+        &one(s.refused.load(Ordering::Relaxed)),
+    );
+    metric(
+        "oshal_transitions_total",
+        "counter",
+        "Ticket transitions made durable.",
+        &one(s.transitions.load(Ordering::Relaxed)),
+    );
+    metric(
+        "oshal_store_commits_total",
+        "counter",
+        "Group commits.",
+        &one(s.commits.load(Ordering::Relaxed)),
+    );
+    metric(
+        "oshal_store_committed_rows_total",
+        "counter",
+        "Rows written by group commits.",
+        &one(s.committed_rows.load(Ordering::Relaxed)),
+    );
+    metric(
+        "oshal_ledger_rows_total",
+        "counter",
+        "Attempts priced.",
+        &one(s.ledger_rows.load(Ordering::Relaxed)),
+    );
     metric(
         "oshal_cost_usd_total",
         "counter",
         "Dollars captured in the ledger by this process.",
-        &[(String::new(), crate::cost::usd(s.cost_nusd.load(Ordering::Relaxed) as i64))],
+        &[(
+            String::new(),
+            crate::cost::usd(s.cost_nusd.load(Ordering::Relaxed) as i64),
+        )],
     );
     metric(
         "oshal_tokens_total",
         "counter",
         "Model tokens used.",
         &[
-            ("{direction=\"input\"}".into(), s.input_tokens.load(Ordering::Relaxed) as f64),
-            ("{direction=\"output\"}".into(), s.output_tokens.load(Ordering::Relaxed) as f64),
+            (
+                "{direction=\"input\"}".into(),
+                s.input_tokens.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "{direction=\"output\"}".into(),
+                s.output_tokens.load(Ordering::Relaxed) as f64,
+            ),
         ],
     );
     if let Ok(counts) = c.state_counts().await {
@@ -333,11 +469,40 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     let bots = c.bots().await;
     let per_bot = |f: &dyn Fn(&crate::controller::BotView) -> f64| -> Vec<(String, f64)> {
-        bots.iter().map(|b| (format!("{{bot=\"{}\"}}", b.id), f(b))).collect()
+        bots.iter()
+            .map(|b| (format!("{{bot=\"{}\"}}", b.id), f(b)))
+            .collect()
     };
-    metric("oshal_lane_depth", "gauge", "Entries waiting in a bot's lane.", &per_bot(&|b| f64::from(b.lane.depth)));
-    metric("oshal_lane_pending", "gauge", "Entries delivered and not yet acknowledged.", &per_bot(&|b| f64::from(b.lane.pending)));
-    metric("oshal_bot_in_flight", "gauge", "Tickets routed to a bot and not finished.", &per_bot(&|b| f64::from(b.in_flight)));
-    metric("oshal_bot_succeeded_total", "counter", "Tickets a bot finished.", &per_bot(&|b| b.succeeded as f64));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+    metric(
+        "oshal_lane_depth",
+        "gauge",
+        "Entries waiting in a bot's lane.",
+        &per_bot(&|b| f64::from(b.lane.depth)),
+    );
+    metric(
+        "oshal_lane_pending",
+        "gauge",
+        "Entries delivered and not yet acknowledged.",
+        &per_bot(&|b| f64::from(b.lane.pending)),
+    );
+    metric(
+        "oshal_bot_in_flight",
+        "gauge",
+        "Tickets routed to a bot and not finished.",
+        &per_bot(&|b| f64::from(b.in_flight)),
+    );
+    metric(
+        "oshal_bot_succeeded_total",
+        "counter",
+        "Tickets a bot finished.",
+        &per_bot(&|b| b.succeeded as f64),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
 }

@@ -73,7 +73,12 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), field: None, limit: None }
+        Self {
+            kind,
+            message: message.into(),
+            field: None,
+            limit: None,
+        }
     }
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
@@ -89,9 +94,17 @@ impl From<TicketError> for ApiError {
     fn from(e: TicketError) -> Self {
         let message = e.to_string();
         match e {
-            TicketError::Invalid { field, .. } => ApiError::new(ErrorKind::Invalid, message).field(field),
-            TicketError::TooLarge { field, limit, .. } => ApiError::new(ErrorKind::TooLarge, message).field(field).limit(limit as u64),
-            TicketError::IllegalTransition { .. } | TicketError::AttemptsExhausted { .. } => ApiError::new(ErrorKind::IllegalTransition, message),
+            TicketError::Invalid { field, .. } => {
+                ApiError::new(ErrorKind::Invalid, message).field(field)
+            }
+            TicketError::TooLarge { field, limit, .. } => {
+                ApiError::new(ErrorKind::TooLarge, message)
+                    .field(field)
+                    .limit(limit as u64)
+            }
+            TicketError::IllegalTransition { .. } | TicketError::AttemptsExhausted { .. } => {
+                ApiError::new(ErrorKind::IllegalTransition, message)
+            }
         }
     }
 }
@@ -102,13 +115,24 @@ impl From<ControllerError> for ApiError {
         match e {
             ControllerError::Invalid(t) => t.into(),
             ControllerError::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
-            ControllerError::UnknownTenant(_) => ApiError::new(ErrorKind::UnknownTenant, message).field("tenant"),
-            ControllerError::BudgetExhausted { .. } => ApiError::new(ErrorKind::BudgetExhausted, message).field("tenant"),
-            ControllerError::Overloaded { limit, .. } => ApiError::new(ErrorKind::Overloaded, message).limit(limit as u64),
-            ControllerError::Store(StoreError::Closed) | ControllerError::ShuttingDown => ApiError::new(ErrorKind::ShuttingDown, message),
+            ControllerError::UnknownTenant(_) => {
+                ApiError::new(ErrorKind::UnknownTenant, message).field("tenant")
+            }
+            ControllerError::BudgetExhausted { .. } => {
+                ApiError::new(ErrorKind::BudgetExhausted, message).field("tenant")
+            }
+            ControllerError::Overloaded { limit, .. } => {
+                ApiError::new(ErrorKind::Overloaded, message).limit(limit as u64)
+            }
+            ControllerError::Store(StoreError::Closed) | ControllerError::ShuttingDown => {
+                ApiError::new(ErrorKind::ShuttingDown, message)
+            }
             ControllerError::Store(e) => {
                 tracing::error!(error = %e, "store error surfaced to a caller");
-                ApiError::new(ErrorKind::StoreUnavailable, "the store is unavailable; nothing was changed, retry later")
+                ApiError::new(
+                    ErrorKind::StoreUnavailable,
+                    "the store is unavailable; nothing was changed, retry later",
+                )
             }
             other => {
                 tracing::error!(error = %other, "internal error surfaced to a caller");

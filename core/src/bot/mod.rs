@@ -44,8 +44,15 @@ impl BotSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Succeeded { text: String, usage: Usage, reported_model: Option<String> },
-    Failed { error: String, retryable: bool },
+    Succeeded {
+        text: String,
+        usage: Usage,
+        reported_model: Option<String>,
+    },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
     /// The ticket was cancelled before or during the call; no usage is known.
     Cancelled,
 }
@@ -53,8 +60,21 @@ pub enum Outcome {
 /// What a bot tells the controller.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BotReport {
-    Started { bot: BotId, ticket: TicketId, attempt: u32, at_ms: UnixMs },
-    Finished { bot: BotId, entry: EntryId, ticket: TicketId, attempt: u32, outcome: Outcome, started_at_ms: UnixMs, at_ms: UnixMs },
+    Started {
+        bot: BotId,
+        ticket: TicketId,
+        attempt: u32,
+        at_ms: UnixMs,
+    },
+    Finished {
+        bot: BotId,
+        entry: EntryId,
+        ticket: TicketId,
+        attempt: u32,
+        outcome: Outcome,
+        started_at_ms: UnixMs,
+        at_ms: UnixMs,
+    },
 }
 
 /// Cancellation signals from the controller to whichever bot holds a ticket.
@@ -141,17 +161,30 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
         Outcome::Cancelled
     } else if d.deliveries > MAX_DELIVERIES {
         Outcome::Failed {
-            error: format!("delivered {} times without finishing (limit {MAX_DELIVERIES}); dead-lettered", d.deliveries),
+            error: format!(
+                "delivered {} times without finishing (limit {MAX_DELIVERIES}); dead-lettered",
+                d.deliveries
+            ),
             retryable: false,
         }
     } else {
-        let started = BotReport::Started { bot: bot.clone(), ticket, attempt, at_ms: started_at_ms };
+        let started = BotReport::Started {
+            bot: bot.clone(),
+            ticket,
+            attempt,
+            at_ms: started_at_ms,
+        };
         if cx.reports.send(started).await.is_err() {
             return false;
         }
         let run = async {
             match &*d.entry.work {
-                Work::Chat(payload) => cx.spec.model.chat(&ChatRequest::from_payload(payload)).await,
+                Work::Chat(payload) => {
+                    cx.spec
+                        .model
+                        .chat(&ChatRequest::from_payload(payload))
+                        .await
+                }
             }
         };
         tokio::select! {
@@ -164,7 +197,15 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
         }
     };
     cx.cancels.end(ticket);
-    let finished = BotReport::Finished { bot, entry: d.id, ticket, attempt, outcome, started_at_ms, at_ms: cx.clock.now_ms() };
+    let finished = BotReport::Finished {
+        bot,
+        entry: d.id,
+        ticket,
+        attempt,
+        outcome,
+        started_at_ms,
+        at_ms: cx.clock.now_ms(),
+    };
     cx.reports.send(finished).await.is_ok()
 }
 

@@ -32,7 +32,10 @@ use crate::cost::{CostError, CostSummary, LedgerEntry, PriceTable};
 use crate::lane::{Lane, LaneStats, local::LocalLane};
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError, Tenant, TicketPage, TicketQuery, TicketView, WriteBatch};
-use crate::ticket::{BotId, ModelId, NewTicket, Skill, TenantId, TicketError, TicketId, TicketState, Transition, TransitionKind};
+use crate::ticket::{
+    BotId, ModelId, NewTicket, Skill, TenantId, TicketError, TicketId, TicketState, Transition,
+    TransitionKind,
+};
 
 pub use scheduler::Submitted;
 
@@ -117,7 +120,11 @@ pub enum ControllerError {
     #[error("tenant {0} does not exist")]
     UnknownTenant(TenantId),
     #[error("tenant {tenant} budget exhausted: spent ${spent_usd:.6} of ${budget_usd:.6}")]
-    BudgetExhausted { tenant: TenantId, spent_usd: f64, budget_usd: f64 },
+    BudgetExhausted {
+        tenant: TenantId,
+        spent_usd: f64,
+        budget_usd: f64,
+    },
     #[error("the controller holds {live} unfinished tickets (limit {limit}); retry later")]
     Overloaded { live: usize, limit: usize },
     #[error(transparent)]
@@ -190,14 +197,21 @@ struct Inner {
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Controller").field("bots", &self.inner.bots.len()).finish()
+        f.debug_struct("Controller")
+            .field("bots", &self.inner.bots.len())
+            .finish()
     }
 }
 
 impl Controller {
     /// Starts the controller over `store` with a local bot pool: recovers
     /// every unfinished ticket, then starts routing.
-    pub async fn start(config: ControllerConfig, store: Arc<dyn Store>, pool: LocalPool, clock: SharedClock) -> Result<Self, ControllerError> {
+    pub async fn start(
+        config: ControllerConfig,
+        store: Arc<dyn Store>,
+        pool: LocalPool,
+        clock: SharedClock,
+    ) -> Result<Self, ControllerError> {
         // Fail closed before anything runs: a model with no price is refused.
         config.prices.check(pool.model.id())?;
         let (events, _) = broadcast::channel(1024);
@@ -209,18 +223,25 @@ impl Controller {
             let stats = stats.clone();
             Box::new(move |batch: &WriteBatch, applied: &crate::store::Applied| {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats.committed_rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                stats
+                    .committed_rows
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let mut transitions = batch.transitions.clone();
                 if !applied.duplicates.is_empty() {
-                    let refused: std::collections::HashSet<_> = applied.duplicates.iter().map(|d| d.0).collect();
+                    let refused: std::collections::HashSet<_> =
+                        applied.duplicates.iter().map(|d| d.0).collect();
                     transitions.retain(|t| !refused.contains(&t.ticket));
                 }
                 if !transitions.is_empty() {
-                    stats.transitions.fetch_add(transitions.len() as u64, Ordering::Relaxed);
+                    stats
+                        .transitions
+                        .fetch_add(transitions.len() as u64, Ordering::Relaxed);
                     let _ = events.send(CoreEvent::TicketsTransitioned { transitions });
                 }
                 if !batch.ledger.is_empty() {
-                    let _ = events.send(CoreEvent::CostCaptured { entries: batch.ledger.clone() });
+                    let _ = events.send(CoreEvent::CostCaptured {
+                        entries: batch.ledger.clone(),
+                    });
                 }
             }) as crate::store::writer::OnCommit
         };
@@ -235,7 +256,11 @@ impl Controller {
         for i in 1..=pool.bots {
             let id = BotId::parse(&format!("bot-{i:02}")).map_err(ControllerError::Invalid)?;
             let lane: Arc<dyn Lane> = Arc::new(LocalLane::new(id.clone(), config.lane_capacity));
-            let spec = BotSpec { id: id.clone(), skills: pool.skills.clone(), model: pool.model.clone() };
+            let spec = BotSpec {
+                id: id.clone(),
+                skills: pool.skills.clone(),
+                model: pool.model.clone(),
+            };
             bots.push(BotHandle {
                 id,
                 skills: pool.skills.clone(),
@@ -267,7 +292,11 @@ impl Controller {
             inbox.clone(),
         )
         .await?;
-        tasks.push(tokio::spawn(state.run(inbox_rx, reports_rx, shutdown.clone())));
+        tasks.push(tokio::spawn(state.run(
+            inbox_rx,
+            reports_rx,
+            shutdown.clone(),
+        )));
 
         let controller = Self {
             inner: Arc::new(Inner {
@@ -306,24 +335,41 @@ impl Controller {
                 }
             }
         });
-        self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> scheduler::Command) -> Result<T, ControllerError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> scheduler::Command,
+    ) -> Result<T, ControllerError> {
         let (tx, rx) = oneshot::channel();
-        self.inner.inbox.send(make(tx)).map_err(|_| ControllerError::ShuttingDown)?;
+        self.inner
+            .inbox
+            .send(make(tx))
+            .map_err(|_| ControllerError::ShuttingDown)?;
         rx.await.map_err(|_| ControllerError::ShuttingDown)
     }
 
     /// Submits one ticket; returns once it is durable (or refused, having
     /// changed nothing).
     pub async fn submit(&self, ticket: NewTicket) -> Result<Submitted, ControllerError> {
-        self.submit_many(vec![ticket]).await.pop().unwrap_or(Err(ControllerError::ShuttingDown))
+        self.submit_many(vec![ticket])
+            .await
+            .pop()
+            .unwrap_or(Err(ControllerError::ShuttingDown))
     }
 
     /// Submits several tickets in one durable write. Each gets its own result.
-    pub async fn submit_many(&self, tickets: Vec<NewTicket>) -> Vec<Result<Submitted, ControllerError>> {
-        let mut results: Vec<Option<Result<Submitted, ControllerError>>> = Vec::with_capacity(tickets.len());
+    pub async fn submit_many(
+        &self,
+        tickets: Vec<NewTicket>,
+    ) -> Vec<Result<Submitted, ControllerError>> {
+        let mut results: Vec<Option<Result<Submitted, ControllerError>>> =
+            Vec::with_capacity(tickets.len());
         let mut valid = Vec::with_capacity(tickets.len());
         for t in tickets {
             match t.validate() {
@@ -339,9 +385,18 @@ impl Controller {
         }
         if !valid.is_empty() {
             let (slots, valid): (Vec<usize>, Vec<_>) = valid.into_iter().unzip();
-            let admitted = match self.ask(|reply| scheduler::Command::Submit { tickets: valid, reply }).await {
+            let admitted = match self
+                .ask(|reply| scheduler::Command::Submit {
+                    tickets: valid,
+                    reply,
+                })
+                .await
+            {
                 Ok(r) => r,
-                Err(_) => slots.iter().map(|_| Err(ControllerError::ShuttingDown)).collect(),
+                Err(_) => slots
+                    .iter()
+                    .map(|_| Err(ControllerError::ShuttingDown))
+                    .collect(),
             };
             for (slot, r) in slots.into_iter().zip(admitted) {
                 match &r {
@@ -351,14 +406,25 @@ impl Controller {
                 results[slot] = Some(r);
             }
         }
-        results.into_iter().map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown))).collect()
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown)))
+            .collect()
     }
 
     /// A ticket in full, with why it is waiting if it is not finished.
     pub async fn ticket(&self, id: TicketId) -> Result<TicketView, ControllerError> {
-        let mut view = self.inner.store.ticket(id).await?.ok_or(ControllerError::NotFound(id))?;
+        let mut view = self
+            .inner
+            .store
+            .ticket(id)
+            .await?
+            .ok_or(ControllerError::NotFound(id))?;
         if !view.state.is_terminal() {
-            view.waiting = self.ask(|reply| scheduler::Command::Waiting { id, reply }).await?.map(Into::into);
+            view.waiting = self
+                .ask(|reply| scheduler::Command::Waiting { id, reply })
+                .await?
+                .map(Into::into);
         }
         Ok(view)
     }
@@ -370,25 +436,39 @@ impl Controller {
     /// Cancels a ticket: at once if queued, and by aborting the bot's model
     /// call if it is running. Cancelling a finished ticket is refused.
     pub async fn cancel(&self, id: TicketId) -> Result<TicketView, ControllerError> {
-        let live = self.ask(|reply| scheduler::Command::Cancel { id, reply }).await?;
+        let live = self
+            .ask(|reply| scheduler::Command::Cancel { id, reply })
+            .await?;
         self.settle(id, live, TransitionKind::Cancel).await
     }
 
     /// Releases a ticket held for approval.
     pub async fn approve(&self, id: TicketId) -> Result<TicketView, ControllerError> {
-        let live = self.ask(|reply| scheduler::Command::Approve { id, reply }).await?;
+        let live = self
+            .ask(|reply| scheduler::Command::Approve { id, reply })
+            .await?;
         self.settle(id, live, TransitionKind::Approve).await
     }
 
     /// Turns the scheduler's answer to a command on one ticket into the
     /// ticket's view, or the right error for a ticket it does not hold.
-    async fn settle(&self, id: TicketId, answer: scheduler::Answer, event: TransitionKind) -> Result<TicketView, ControllerError> {
+    async fn settle(
+        &self,
+        id: TicketId,
+        answer: scheduler::Answer,
+        event: TransitionKind,
+    ) -> Result<TicketView, ControllerError> {
         match answer {
             scheduler::Answer::Done => self.ticket(id).await,
             scheduler::Answer::Refused(e) => Err(e.into()),
             scheduler::Answer::NotLive => match self.inner.store.ticket(id).await? {
                 None => Err(ControllerError::NotFound(id)),
-                Some(t) => Err(TicketError::IllegalTransition { id, from: t.state, event }.into()),
+                Some(t) => Err(TicketError::IllegalTransition {
+                    id,
+                    from: t.state,
+                    event,
+                }
+                .into()),
             },
         }
     }
@@ -426,13 +506,26 @@ impl Controller {
     }
 
     /// Sets a tenant's budget (creating the tenant if needed); `None` lifts it.
-    pub async fn set_budget(&self, tenant: TenantId, budget_nusd: Option<i64>) -> Result<Tenant, ControllerError> {
+    pub async fn set_budget(
+        &self,
+        tenant: TenantId,
+        budget_nusd: Option<i64>,
+    ) -> Result<Tenant, ControllerError> {
         if let Some(b) = budget_nusd
             && b < 0
         {
-            return Err(TicketError::Invalid { field: "budget_usd", reason: "must not be negative".into() }.into());
+            return Err(TicketError::Invalid {
+                field: "budget_usd",
+                reason: "must not be negative".into(),
+            }
+            .into());
         }
-        self.ask(|reply| scheduler::Command::SetBudget { tenant, budget_nusd, reply }).await?
+        self.ask(|reply| scheduler::Command::SetBudget {
+            tenant,
+            budget_nusd,
+            reply,
+        })
+        .await?
     }
 
     pub async fn health(&self) -> Health {
@@ -443,7 +536,11 @@ impl Controller {
         Health {
             ok: store == "ok" && !self.inner.shutdown.is_cancelled(),
             store,
-            bots_live: if self.inner.shutdown.is_cancelled() { 0 } else { self.inner.bots.len() as u32 },
+            bots_live: if self.inner.shutdown.is_cancelled() {
+                0
+            } else {
+                self.inner.bots.len() as u32
+            },
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -466,13 +563,20 @@ impl Controller {
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         let _ = self.inner.inbox.send(scheduler::Command::Shutdown);
-        let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         // Wait for the writer to finish what is queued: a write-and-wait of an
         // empty batch lands after everything sent before it.
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.writer.write_and_wait(WriteBatch::default())).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.inner.writer.write_and_wait(WriteBatch::default()),
+        )
+        .await;
     }
 }
 
+#[cfg(test)]
+mod tests;

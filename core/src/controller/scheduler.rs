@@ -30,7 +30,8 @@ use crate::lane::{EntryId, LaneEntry};
 use crate::store::writer::{Done, Writer};
 use crate::store::{Applied, Store, StoreError, Tenant, TicketUpdate, WriteBatch};
 use crate::ticket::{
-    BotId, Skill, TenantId, Ticket, TicketError, TicketId, TicketState, TransitionKind, ValidTicket, WaitReason,
+    BotId, Skill, TenantId, Ticket, TicketError, TicketId, TicketState, TransitionKind,
+    ValidTicket, WaitReason,
 };
 
 /// How often backoff timers are checked.
@@ -64,12 +65,34 @@ pub(crate) enum Answer {
 type SubmitReply = oneshot::Sender<Vec<Result<Submitted, ControllerError>>>;
 
 pub(crate) enum Command {
-    Submit { tickets: Vec<ValidTicket>, reply: SubmitReply },
-    Persisted { tickets: Vec<Ticket>, results: Vec<Option<Result<Submitted, ControllerError>>>, outcome: Result<Applied, String>, new_tenants: Vec<TenantId>, reply: SubmitReply },
-    Cancel { id: TicketId, reply: oneshot::Sender<Answer> },
-    Approve { id: TicketId, reply: oneshot::Sender<Answer> },
-    Waiting { id: TicketId, reply: oneshot::Sender<Option<WaitReason>> },
-    SetBudget { tenant: TenantId, budget_nusd: Option<i64>, reply: oneshot::Sender<Result<Tenant, ControllerError>> },
+    Submit {
+        tickets: Vec<ValidTicket>,
+        reply: SubmitReply,
+    },
+    Persisted {
+        tickets: Vec<Ticket>,
+        results: Vec<Option<Result<Submitted, ControllerError>>>,
+        outcome: Result<Applied, String>,
+        new_tenants: Vec<TenantId>,
+        reply: SubmitReply,
+    },
+    Cancel {
+        id: TicketId,
+        reply: oneshot::Sender<Answer>,
+    },
+    Approve {
+        id: TicketId,
+        reply: oneshot::Sender<Answer>,
+    },
+    Waiting {
+        id: TicketId,
+        reply: oneshot::Sender<Option<WaitReason>>,
+    },
+    SetBudget {
+        tenant: TenantId,
+        budget_nusd: Option<i64>,
+        reply: oneshot::Sender<Result<Tenant, ControllerError>>,
+    },
     Shutdown,
 }
 
@@ -136,6 +159,10 @@ pub(crate) struct Scheduler {
     /// What this turn decided, written at the end of the turn.
     batch: WriteBatch,
     acks: Vec<(usize, EntryId)>,
+    /// Answers to send once this turn's batch is durable.
+    replies: Vec<(oneshot::Sender<Answer>, Answer)>,
+    /// Per skill: where the next tie-break among equally loaded bots starts.
+    next_bot: HashMap<Skill, usize>,
     acker: mpsc::UnboundedSender<Vec<(usize, EntryId)>>,
 }
 
@@ -167,7 +194,16 @@ impl Scheduler {
             .tenants()
             .await?
             .into_iter()
-            .map(|t| (t.id, TenantBook { budget_nusd: t.budget_nusd, spent_nusd: 0, created_at_ms: t.created_at_ms }))
+            .map(|t| {
+                (
+                    t.id,
+                    TenantBook {
+                        budget_nusd: t.budget_nusd,
+                        spent_nusd: 0,
+                        created_at_ms: t.created_at_ms,
+                    },
+                )
+            })
             .collect();
         for (tenant, spent) in store.spend_by_tenant().await? {
             if let Some(book) = tenants.get_mut(&tenant) {
@@ -177,7 +213,13 @@ impl Scheduler {
         let mut s = Self {
             config,
             writer,
-            bots: bots.into_iter().map(|handle| BotSlot { handle, in_flight: 0 }).collect(),
+            bots: bots
+                .into_iter()
+                .map(|handle| BotSlot {
+                    handle,
+                    in_flight: 0,
+                })
+                .collect(),
             bot_index,
             by_skill,
             cancels,
@@ -194,6 +236,8 @@ impl Scheduler {
             admitting: 0,
             batch: WriteBatch::default(),
             acks: Vec::new(),
+            replies: Vec::new(),
+            next_bot: HashMap::new(),
             acker,
         };
         let now = s.clock.now_ms();
@@ -202,12 +246,17 @@ impl Scheduler {
         for mut t in unfinished {
             match t.state {
                 TicketState::Routed | TicketState::Running => {
-                    let reason = format!("recovered after restart: attempt {} was in flight when the controller stopped", t.attempts);
+                    let reason = format!(
+                        "recovered after restart: attempt {} was in flight when the controller stopped",
+                        t.attempts
+                    );
                     s.transition(&mut t, TransitionKind::Requeue, None, &reason, now);
                     s.enqueue(&t);
                 }
                 TicketState::Queued => s.enqueue(&t),
-                TicketState::Failed => s.backoff.push(Reverse((t.not_before_ms.unwrap_or(now), t.id))),
+                TicketState::Failed => s
+                    .backoff
+                    .push(Reverse((t.not_before_ms.unwrap_or(now), t.id))),
                 _ => {}
             }
             s.live.insert(t.id, t);
@@ -219,7 +268,12 @@ impl Scheduler {
         Ok(s)
     }
 
-    pub(crate) async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Command>, mut reports: mpsc::Receiver<BotReport>, shutdown: CancellationToken) {
+    pub(crate) async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Command>,
+        mut reports: mpsc::Receiver<BotReport>,
+        shutdown: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -261,7 +315,14 @@ impl Scheduler {
 
     /// Applies a transition the scheduler has decided is legal, and queues
     /// its record. An illegal one here is a bug: it is logged, not applied.
-    fn transition(&mut self, t: &mut Ticket, event: TransitionKind, bot: Option<&BotId>, reason: &str, now: UnixMs) -> bool {
+    fn transition(
+        &mut self,
+        t: &mut Ticket,
+        event: TransitionKind,
+        bot: Option<&BotId>,
+        reason: &str,
+        now: UnixMs,
+    ) -> bool {
         match t.apply(event, bot, reason, now) {
             Ok(record) => {
                 self.batch.transitions.push(record);
@@ -277,40 +338,75 @@ impl Scheduler {
 
     fn enqueue(&mut self, t: &Ticket) {
         self.seq += 1;
-        self.queues.entry(t.skill.clone()).or_default().push(QueueKey { priority: t.priority, seq: Reverse(self.seq), id: t.id });
+        self.queues
+            .entry(t.skill.clone())
+            .or_default()
+            .push(QueueKey {
+                priority: t.priority,
+                seq: Reverse(self.seq),
+                id: t.id,
+            });
     }
 
     fn set_in_flight(&mut self, bot: usize, delta: isize) {
         let slot = &mut self.bots[bot];
         slot.in_flight = slot.in_flight.saturating_add_signed(delta);
-        slot.handle.counters.in_flight.store(slot.in_flight as u64, Ordering::Relaxed);
+        slot.handle
+            .counters
+            .in_flight
+            .store(slot.in_flight as u64, Ordering::Relaxed);
     }
 
     fn backoff_for(&self, attempts: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.config.backoff_base.saturating_mul(factor).min(self.config.backoff_max)
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.config
+            .backoff_base
+            .saturating_mul(factor)
+            .min(self.config.backoff_max)
     }
 
-    /// Hands this turn's decisions to the writer as one batch; the lane
-    /// entries whose results are in it are acked once it is durable.
+    /// Hands this turn's decisions to the writer as one batch. Once it is
+    /// durable, the lane entries whose results are in it are acked and the
+    /// commands decided in it are answered.
     async fn flush(&mut self) {
-        if self.batch.is_empty() && self.acks.is_empty() {
+        if self.batch.is_empty() && self.acks.is_empty() && self.replies.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
         let acks = std::mem::take(&mut self.acks);
-        let done: Option<Done> = if acks.is_empty() {
+        let replies = std::mem::take(&mut self.replies);
+        let done: Option<Done> = if acks.is_empty() && replies.is_empty() {
             None
         } else {
             let acker = self.acker.clone();
             Some(Box::new(move |r: Result<&Applied, &StoreError>| {
                 if r.is_ok() {
-                    let _ = acker.send(acks);
+                    if !acks.is_empty() {
+                        let _ = acker.send(acks);
+                    }
+                    for (reply, answer) in replies {
+                        let _ = reply.send(answer);
+                    }
                 }
             }))
         };
         if self.writer.record(batch, done).await.is_err() {
-            tracing::error!("store writer is gone; decisions of this turn are lost until restart recovery");
+            tracing::error!(
+                "store writer is gone; decisions of this turn are lost until restart recovery"
+            );
+        }
+    }
+
+    /// Answers `reply` once what this turn decided is durable; refusals,
+    /// which changed nothing, are answered at once.
+    fn answer(&mut self, reply: oneshot::Sender<Answer>, answer: Answer) {
+        match answer {
+            Answer::Done => self.replies.push((reply, answer)),
+            other => {
+                let _ = reply.send(other);
+            }
         }
     }
 
@@ -319,17 +415,29 @@ impl Scheduler {
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Submit { tickets, reply } => self.on_submit(tickets, reply).await,
-            Command::Persisted { tickets, results, outcome, new_tenants, reply } => self.on_persisted(tickets, results, outcome, new_tenants, reply),
+            Command::Persisted {
+                tickets,
+                results,
+                outcome,
+                new_tenants,
+                reply,
+            } => self.on_persisted(tickets, results, outcome, new_tenants, reply),
             Command::Cancel { id, reply } => {
-                let _ = reply.send(self.on_cancel(id));
+                let answer = self.on_cancel(id);
+                self.answer(reply, answer);
             }
             Command::Approve { id, reply } => {
-                let _ = reply.send(self.on_approve(id));
+                let answer = self.on_approve(id);
+                self.answer(reply, answer);
             }
             Command::Waiting { id, reply } => {
                 let _ = reply.send(self.waiting(id));
             }
-            Command::SetBudget { tenant, budget_nusd, reply } => self.on_set_budget(tenant, budget_nusd, reply).await,
+            Command::SetBudget {
+                tenant,
+                budget_nusd,
+                reply,
+            } => self.on_set_budget(tenant, budget_nusd, reply).await,
             Command::Shutdown => {}
         }
     }
@@ -338,14 +446,18 @@ impl Scheduler {
     /// to the store, and the caller is answered once they are durable.
     async fn on_submit(&mut self, tickets: Vec<ValidTicket>, reply: SubmitReply) {
         let now = self.clock.now_ms();
-        let mut results: Vec<Option<Result<Submitted, ControllerError>>> = Vec::with_capacity(tickets.len());
+        let mut results: Vec<Option<Result<Submitted, ControllerError>>> =
+            Vec::with_capacity(tickets.len());
         let mut batch = WriteBatch::default();
         let mut accepted = Vec::new();
         let mut new_tenants = Vec::new();
         for v in tickets {
             let live = self.live.len() + self.admitting + accepted.len();
             if live >= self.config.max_live_tickets {
-                results.push(Some(Err(ControllerError::Overloaded { live, limit: self.config.max_live_tickets })));
+                results.push(Some(Err(ControllerError::Overloaded {
+                    live,
+                    limit: self.config.max_live_tickets,
+                })));
                 continue;
             }
             match self.tenants.get(&v.tenant) {
@@ -354,8 +466,16 @@ impl Scheduler {
                     continue;
                 }
                 None => {
-                    let book = TenantBook { budget_nusd: self.config.default_budget_nusd, spent_nusd: 0, created_at_ms: now };
-                    batch.tenants.push(Tenant { id: v.tenant.clone(), budget_nusd: book.budget_nusd, created_at_ms: now });
+                    let book = TenantBook {
+                        budget_nusd: self.config.default_budget_nusd,
+                        spent_nusd: 0,
+                        created_at_ms: now,
+                    };
+                    batch.tenants.push(Tenant {
+                        id: v.tenant.clone(),
+                        budget_nusd: book.budget_nusd,
+                        created_at_ms: now,
+                    });
                     new_tenants.push(v.tenant.clone());
                     self.tenants.insert(v.tenant.clone(), book);
                 }
@@ -376,14 +496,25 @@ impl Scheduler {
             results.push(None);
         }
         if accepted.is_empty() {
-            let _ = reply.send(results.into_iter().map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown))).collect());
+            let _ = reply.send(
+                results
+                    .into_iter()
+                    .map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown)))
+                    .collect(),
+            );
             return;
         }
         self.admitting += accepted.len();
         let inbox = self.inbox.clone();
         let done: Done = Box::new(move |r: Result<&Applied, &StoreError>| {
             let outcome = r.cloned().map_err(|e| e.to_string());
-            let _ = inbox.send(Command::Persisted { tickets: accepted, results, outcome, new_tenants, reply });
+            let _ = inbox.send(Command::Persisted {
+                tickets: accepted,
+                results,
+                outcome,
+                new_tenants,
+                reply,
+            });
         });
         if let Err(e) = self.writer.propose(batch, done).await {
             tracing::error!(error = %e, "store writer is gone; submission refused");
@@ -410,14 +541,19 @@ impl Scheduler {
                 }
             }
             Ok(applied) => {
-                let duplicates: HashMap<TicketId, TicketId> = applied.duplicates.into_iter().collect();
+                let duplicates: HashMap<TicketId, TicketId> =
+                    applied.duplicates.into_iter().collect();
                 for t in tickets {
                     let Some(slot) = pending.next() else { break };
                     let (id, duplicate) = match duplicates.get(&t.id) {
                         Some(existing) => (*existing, true),
                         None => (t.id, false),
                     };
-                    let state = if duplicate { self.live.get(&id).map_or(t.state, |l| l.state) } else { t.state };
+                    let state = if duplicate {
+                        self.live.get(&id).map_or(t.state, |l| l.state)
+                    } else {
+                        t.state
+                    };
                     *slot = Some(Ok(Submitted {
                         id,
                         tenant: t.tenant.clone(),
@@ -437,11 +573,18 @@ impl Scheduler {
                 }
             }
         }
-        let _ = reply.send(results.into_iter().map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown))).collect());
+        let _ = reply.send(
+            results
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown)))
+                .collect(),
+        );
     }
 
     fn on_cancel(&mut self, id: TicketId) -> Answer {
-        let Some(mut t) = self.live.remove(&id) else { return Answer::NotLive };
+        let Some(mut t) = self.live.remove(&id) else {
+            return Answer::NotLive;
+        };
         let now = self.clock.now_ms();
         let was = t.state;
         match t.apply(TransitionKind::Cancel, None, "cancelled by operator", now) {
@@ -462,7 +605,9 @@ impl Scheduler {
     }
 
     fn on_approve(&mut self, id: TicketId) -> Answer {
-        let Some(mut t) = self.live.remove(&id) else { return Answer::NotLive };
+        let Some(mut t) = self.live.remove(&id) else {
+            return Answer::NotLive;
+        };
         let now = self.clock.now_ms();
         let answer = match t.apply(TransitionKind::Approve, None, "approved by operator", now) {
             Ok(record) => {
@@ -477,11 +622,24 @@ impl Scheduler {
         answer
     }
 
-    async fn on_set_budget(&mut self, tenant: TenantId, budget_nusd: Option<i64>, reply: oneshot::Sender<Result<Tenant, ControllerError>>) {
+    async fn on_set_budget(
+        &mut self,
+        tenant: TenantId,
+        budget_nusd: Option<i64>,
+        reply: oneshot::Sender<Result<Tenant, ControllerError>>,
+    ) {
         let now = self.clock.now_ms();
-        let book = self.tenants.entry(tenant.clone()).or_insert(TenantBook { budget_nusd, spent_nusd: 0, created_at_ms: now });
+        let book = self.tenants.entry(tenant.clone()).or_insert(TenantBook {
+            budget_nusd,
+            spent_nusd: 0,
+            created_at_ms: now,
+        });
         book.budget_nusd = budget_nusd;
-        let row = Tenant { id: tenant.clone(), budget_nusd, created_at_ms: book.created_at_ms };
+        let row = Tenant {
+            id: tenant.clone(),
+            budget_nusd,
+            created_at_ms: book.created_at_ms,
+        };
         if !book.exhausted() {
             // Tickets parked on this tenant's budget may move again.
             for id in self.parked.remove(&tenant).unwrap_or_default() {
@@ -491,9 +649,15 @@ impl Scheduler {
                 }
             }
         }
-        let batch = WriteBatch { budgets: vec![row.clone()], ..WriteBatch::default() };
+        let batch = WriteBatch {
+            budgets: vec![row.clone()],
+            ..WriteBatch::default()
+        };
         let done: Done = Box::new(move |r: Result<&Applied, &StoreError>| {
-            let _ = reply.send(r.map(|_| row).map_err(|e| StoreError::Unavailable(e.to_string()).into()));
+            let _ = reply.send(
+                r.map(|_| row)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()).into()),
+            );
         });
         let _ = self.writer.propose(batch, done).await;
     }
@@ -503,9 +667,16 @@ impl Scheduler {
         let t = self.live.get(&id)?;
         Some(match t.state {
             TicketState::AwaitingApproval => WaitReason::AwaitingApproval,
-            TicketState::Failed => WaitReason::BackingOff { until_ms: t.not_before_ms.unwrap_or_else(|| self.clock.now_ms()) },
-            TicketState::Routed => WaitReason::InLane { bot: t.bot.clone()? },
-            TicketState::Running => WaitReason::Running { bot: t.bot.clone()?, since_ms: t.updated_at_ms },
+            TicketState::Failed => WaitReason::BackingOff {
+                until_ms: t.not_before_ms.unwrap_or_else(|| self.clock.now_ms()),
+            },
+            TicketState::Routed => WaitReason::InLane {
+                bot: t.bot.clone()?,
+            },
+            TicketState::Running => WaitReason::Running {
+                bot: t.bot.clone()?,
+                since_ms: t.updated_at_ms,
+            },
             TicketState::Queued => {
                 if let Some(book) = self.tenants.get(&t.tenant)
                     && book.exhausted()
@@ -516,17 +687,35 @@ impl Scheduler {
                         budget_usd: crate::cost::usd(book.budget_nusd.unwrap_or(0)),
                     });
                 }
-                let candidates = self.by_skill.get(&t.skill).map(Vec::as_slice).unwrap_or_default();
+                let candidates = self
+                    .by_skill
+                    .get(&t.skill)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
                 if candidates.is_empty() {
-                    return Some(WaitReason::NoLiveBotWithSkill { skill: t.skill.clone() });
+                    return Some(WaitReason::NoLiveBotWithSkill {
+                        skill: t.skill.clone(),
+                    });
                 }
-                if candidates.iter().all(|&b| self.bots[b].in_flight >= self.config.max_in_flight_per_bot) {
-                    return Some(WaitReason::LanesFull { skill: t.skill.clone(), bots: candidates.len() as u32 });
+                if candidates
+                    .iter()
+                    .all(|&b| self.bots[b].in_flight >= self.config.max_in_flight_per_bot)
+                {
+                    return Some(WaitReason::LanesFull {
+                        skill: t.skill.clone(),
+                        bots: candidates.len() as u32,
+                    });
                 }
                 let ahead = self.queues.get(&t.skill).map_or(0, |q| {
-                    q.iter().filter(|k| k.priority > t.priority || (k.priority == t.priority && k.id < t.id)).count()
+                    q.iter()
+                        .filter(|k| {
+                            k.priority > t.priority || (k.priority == t.priority && k.id < t.id)
+                        })
+                        .count()
                 });
-                WaitReason::InQueue { position: ahead as u32 }
+                WaitReason::InQueue {
+                    position: ahead as u32,
+                }
             }
             _ => return None,
         })
@@ -541,18 +730,30 @@ impl Scheduler {
                 break;
             }
             self.backoff.pop();
-            let Some(mut t) = self.live.remove(&id) else { continue };
+            let Some(mut t) = self.live.remove(&id) else {
+                continue;
+            };
             if t.state != TicketState::Failed {
                 self.live.insert(id, t);
                 continue;
             }
             if t.can_retry() {
-                let reason = format!("backoff elapsed; attempt {} of {}", t.attempts + 1, t.max_attempts);
+                let reason = format!(
+                    "backoff elapsed; attempt {} of {}",
+                    t.attempts + 1,
+                    t.max_attempts
+                );
                 self.transition(&mut t, TransitionKind::Retry, None, &reason, now);
                 self.enqueue(&t);
                 self.live.insert(id, t);
             } else {
-                self.transition(&mut t, TransitionKind::GiveUp, None, "no attempts left", now);
+                self.transition(
+                    &mut t,
+                    TransitionKind::GiveUp,
+                    None,
+                    "no attempts left",
+                    now,
+                );
             }
         }
     }
@@ -564,11 +765,20 @@ impl Scheduler {
     async fn route(&mut self) {
         let now = self.clock.now_ms();
         let mut per_bot: Vec<Vec<LaneEntry>> = Vec::new();
-        let skills: Vec<Skill> = self.queues.iter().filter(|(_, q)| !q.is_empty()).map(|(s, _)| s.clone()).collect();
+        let skills: Vec<Skill> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(s, _)| s.clone())
+            .collect();
         for skill in skills {
-            let Some(candidates) = self.by_skill.get(&skill).cloned() else { continue };
+            let Some(candidates) = self.by_skill.get(&skill).cloned() else {
+                continue;
+            };
             loop {
-                let Some(top) = self.queues.get(&skill).and_then(|q| q.peek()).map(|k| k.id) else { break };
+                let Some(top) = self.queues.get(&skill).and_then(|q| q.peek()).map(|k| k.id) else {
+                    break;
+                };
                 let Some(t) = self.live.get(&top) else {
                     self.pop(&skill); // cancelled or finished while queued
                     continue;
@@ -577,25 +787,33 @@ impl Scheduler {
                     self.pop(&skill);
                     continue;
                 }
-                if self.tenants.get(&t.tenant).is_some_and(TenantBook::exhausted) {
+                if self
+                    .tenants
+                    .get(&t.tenant)
+                    .is_some_and(TenantBook::exhausted)
+                {
                     let tenant = t.tenant.clone();
                     self.pop(&skill);
                     self.parked.entry(tenant).or_default().push(top);
                     continue;
                 }
-                let Some(bot) = candidates
-                    .iter()
-                    .copied()
-                    .filter(|&b| self.bots[b].in_flight < self.config.max_in_flight_per_bot)
-                    .min_by_key(|&b| self.bots[b].in_flight)
-                else {
+                let Some(bot) = self.least_loaded(&skill, &candidates) else {
                     break; // every lane with this skill is at its limit
                 };
                 self.pop(&skill);
-                let Some(mut t) = self.live.remove(&top) else { continue };
+                let Some(mut t) = self.live.remove(&top) else {
+                    continue;
+                };
                 let bot_id = self.bots[bot].handle.id.clone();
-                self.transition(&mut t, TransitionKind::Route, Some(&bot_id), "least-loaded live bot with the skill", now);
-                self.outstanding.insert((t.id, t.attempts), (bot, t.tenant.clone()));
+                self.transition(
+                    &mut t,
+                    TransitionKind::Route,
+                    Some(&bot_id),
+                    "least-loaded live bot with the skill",
+                    now,
+                );
+                self.outstanding
+                    .insert((t.id, t.attempts), (bot, t.tenant.clone()));
                 self.set_in_flight(bot, 1);
                 if per_bot.len() < self.bots.len() {
                     per_bot.resize_with(self.bots.len(), Vec::new);
@@ -634,6 +852,24 @@ impl Scheduler {
         }
     }
 
+    /// The bot with the fewest tickets in flight among `candidates`, below
+    /// the per-bot limit; ties go round-robin so equal bots share the work.
+    fn least_loaded(&mut self, skill: &Skill, candidates: &[usize]) -> Option<usize> {
+        let n = candidates.len();
+        let start = self.next_bot.get(skill).copied().unwrap_or(0) % n.max(1);
+        let mut best: Option<(usize, usize)> = None;
+        for k in 0..n {
+            let pos = (start + k) % n;
+            let load = self.bots[candidates[pos]].in_flight;
+            if load < self.config.max_in_flight_per_bot && best.is_none_or(|(_, l)| load < l) {
+                best = Some((pos, load));
+            }
+        }
+        let (pos, _) = best?;
+        self.next_bot.insert(skill.clone(), pos + 1);
+        Some(candidates[pos])
+    }
+
     fn pop(&mut self, skill: &Skill) {
         if let Some(q) = self.queues.get_mut(skill) {
             q.pop();
@@ -644,20 +880,49 @@ impl Scheduler {
 
     fn on_report(&mut self, report: BotReport) {
         match report {
-            BotReport::Started { ticket, attempt, at_ms, .. } => {
-                let Some(mut t) = self.live.remove(&ticket) else { return };
+            BotReport::Started {
+                ticket,
+                attempt,
+                at_ms,
+                ..
+            } => {
+                let Some(mut t) = self.live.remove(&ticket) else {
+                    return;
+                };
                 if t.attempts == attempt && t.state == TicketState::Routed {
-                    self.transition(&mut t, TransitionKind::Start, None, "bot started the model call", at_ms);
+                    self.transition(
+                        &mut t,
+                        TransitionKind::Start,
+                        None,
+                        "bot started the model call",
+                        at_ms,
+                    );
                 }
                 self.live.insert(ticket, t);
             }
-            BotReport::Finished { bot, entry, ticket, attempt, outcome, at_ms, .. } => {
+            BotReport::Finished {
+                bot,
+                entry,
+                ticket,
+                attempt,
+                outcome,
+                at_ms,
+                ..
+            } => {
                 self.on_finished(bot, entry, ticket, attempt, outcome, at_ms);
             }
         }
     }
 
-    fn on_finished(&mut self, bot: BotId, entry: EntryId, ticket: TicketId, attempt: u32, outcome: Outcome, at_ms: UnixMs) {
+    fn on_finished(
+        &mut self,
+        bot: BotId,
+        entry: EntryId,
+        ticket: TicketId,
+        attempt: u32,
+        outcome: Outcome,
+        at_ms: UnixMs,
+    ) {
         let Some(&bot_idx) = self.bot_index.get(&bot) else {
             tracing::warn!(%bot, "result from an unknown bot ignored");
             return;
@@ -669,29 +934,52 @@ impl Scheduler {
             self.set_in_flight(*routed_to, -1);
         }
         // A reply costs what it cost, even for a ticket cancelled meanwhile.
-        let tenant = self.live.get(&ticket).map(|t| t.tenant.clone()).or(held.map(|(_, tenant)| tenant));
+        let tenant = self
+            .live
+            .get(&ticket)
+            .map(|t| t.tenant.clone())
+            .or(held.map(|(_, tenant)| tenant));
         if let (Outcome::Succeeded { usage, .. }, Some(tenant)) = (&outcome, tenant) {
             self.charge(ticket, attempt, tenant, bot_idx, *usage, at_ms, first);
         }
-        let Some(mut t) = self.live.remove(&ticket) else { return };
-        let current = t.attempts == attempt && matches!(t.state, TicketState::Routed | TicketState::Running);
+        let Some(mut t) = self.live.remove(&ticket) else {
+            return;
+        };
+        let current =
+            t.attempts == attempt && matches!(t.state, TicketState::Routed | TicketState::Running);
         if !current {
             self.live.insert(ticket, t);
             return;
         }
         if t.state == TicketState::Routed {
-            self.transition(&mut t, TransitionKind::Start, None, "bot started the model call", at_ms);
+            self.transition(
+                &mut t,
+                TransitionKind::Start,
+                None,
+                "bot started the model call",
+                at_ms,
+            );
         }
         let counters = self.bots[bot_idx].handle.counters.clone();
         match outcome {
-            Outcome::Succeeded { text, usage, reported_model } => {
+            Outcome::Succeeded {
+                text,
+                usage,
+                reported_model,
+            } => {
                 t.result = Some(Arc::new(serde_json::json!({
                     "text": text,
                     "model": self.bots[bot_idx].handle.model,
                     "reported_model": reported_model,
                     "usage": usage,
                 })));
-                self.transition(&mut t, TransitionKind::Succeed, None, "model replied", at_ms);
+                self.transition(
+                    &mut t,
+                    TransitionKind::Succeed,
+                    None,
+                    "model replied",
+                    at_ms,
+                );
                 counters.succeeded.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Failed { error, retryable } => {
@@ -702,10 +990,15 @@ impl Scheduler {
                     t.not_before_ms = Some(at_ms + delay.as_millis() as i64);
                     let reason = format!("{error}; retrying in {} ms", delay.as_millis());
                     self.transition(&mut t, TransitionKind::Fail, None, &reason, at_ms);
-                    self.backoff.push(Reverse((t.not_before_ms.unwrap_or(at_ms), t.id)));
+                    self.backoff
+                        .push(Reverse((t.not_before_ms.unwrap_or(at_ms), t.id)));
                 } else {
                     self.transition(&mut t, TransitionKind::Fail, None, &error, at_ms);
-                    let why = if retryable { "no attempts left" } else { "error is not retryable" };
+                    let why = if retryable {
+                        "no attempts left"
+                    } else {
+                        "error is not retryable"
+                    };
                     self.transition(&mut t, TransitionKind::GiveUp, None, why, at_ms);
                 }
             }
@@ -713,7 +1006,13 @@ impl Scheduler {
                 // The scheduler cancels tickets itself; a bot reporting a
                 // cancel for a ticket still current means the token outlived
                 // its ticket. Treat it as a lost attempt and run it again.
-                self.transition(&mut t, TransitionKind::Requeue, None, "bot abandoned the attempt", at_ms);
+                self.transition(
+                    &mut t,
+                    TransitionKind::Requeue,
+                    None,
+                    "bot abandoned the attempt",
+                    at_ms,
+                );
                 self.enqueue(&t);
             }
         }
@@ -726,7 +1025,16 @@ impl Scheduler {
     /// In-memory spend moves only for the first result of an attempt; the
     /// ledger's primary key keeps the store from counting a duplicate.
     #[allow(clippy::too_many_arguments)]
-    fn charge(&mut self, ticket: TicketId, attempt: u32, tenant: TenantId, bot_idx: usize, usage: Usage, at_ms: UnixMs, first: bool) {
+    fn charge(
+        &mut self,
+        ticket: TicketId,
+        attempt: u32,
+        tenant: TenantId,
+        bot_idx: usize,
+        usage: Usage,
+        at_ms: UnixMs,
+        first: bool,
+    ) {
         let model = self.bots[bot_idx].handle.model.clone();
         let priced = match self.config.prices.price(&model, usage) {
             Ok(p) => p,
@@ -740,9 +1048,15 @@ impl Scheduler {
                 book.spent_nusd += priced.cost_nusd;
             }
             self.stats.ledger_rows.fetch_add(1, Ordering::Relaxed);
-            self.stats.cost_nusd.fetch_add(priced.cost_nusd as u64, Ordering::Relaxed);
-            self.stats.input_tokens.fetch_add(u64::from(usage.input_tokens), Ordering::Relaxed);
-            self.stats.output_tokens.fetch_add(u64::from(usage.output_tokens), Ordering::Relaxed);
+            self.stats
+                .cost_nusd
+                .fetch_add(priced.cost_nusd as u64, Ordering::Relaxed);
+            self.stats
+                .input_tokens
+                .fetch_add(u64::from(usage.input_tokens), Ordering::Relaxed);
+            self.stats
+                .output_tokens
+                .fetch_add(u64::from(usage.output_tokens), Ordering::Relaxed);
         }
         self.batch.ledger.push(LedgerEntry {
             ticket,

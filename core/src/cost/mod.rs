@@ -25,8 +25,15 @@ pub enum CostError {
     #[error("price table: {0}")]
     Parse(String),
     #[error("price table: models.{model}.{field} = {value:?}: {reason}")]
-    BadPrice { model: String, field: &'static str, value: String, reason: &'static str },
-    #[error("model {0} has no price in the price table (version {1}); refusing it (start with --allow-unpriced to record it at $0, flagged)")]
+    BadPrice {
+        model: String,
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error(
+        "model {0} has no price in the price table (version {1}); refusing it (start with --allow-unpriced to record it at $0, flagged)"
+    )]
     Unpriced(ModelId, String),
 }
 
@@ -50,7 +57,8 @@ impl ModelPrice {
     pub fn cost_nusd(&self, usage: Usage) -> i64 {
         // tokens × µUSD/Mtok = 1e-12 USD; /1000 → nano-dollars.
         let part = |tokens: u32, p: i64| (i64::from(tokens) * p + 500) / 1000;
-        part(usage.input_tokens, self.input_micro_usd_per_mtok) + part(usage.output_tokens, self.output_micro_usd_per_mtok)
+        part(usage.input_tokens, self.input_micro_usd_per_mtok)
+            + part(usage.output_tokens, self.output_micro_usd_per_mtok)
     }
 }
 
@@ -91,14 +99,27 @@ impl PriceTable {
         }
         let mut prices = BTreeMap::new();
         for (name, entry) in file.models {
-            let model = ModelId::parse(&name).map_err(|e| CostError::Parse(format!("models.{name}: {e}")))?;
+            let model = ModelId::parse(&name)
+                .map_err(|e| CostError::Parse(format!("models.{name}: {e}")))?;
             let price = ModelPrice {
-                input_micro_usd_per_mtok: parse_usd(&name, "input_per_mtok_usd", &entry.input_per_mtok_usd)?,
-                output_micro_usd_per_mtok: parse_usd(&name, "output_per_mtok_usd", &entry.output_per_mtok_usd)?,
+                input_micro_usd_per_mtok: parse_usd(
+                    &name,
+                    "input_per_mtok_usd",
+                    &entry.input_per_mtok_usd,
+                )?,
+                output_micro_usd_per_mtok: parse_usd(
+                    &name,
+                    "output_per_mtok_usd",
+                    &entry.output_per_mtok_usd,
+                )?,
             };
             prices.insert(model, price);
         }
-        Ok(Self { version: file.version, prices, allow_unpriced: false })
+        Ok(Self {
+            version: file.version,
+            prices,
+            allow_unpriced: false,
+        })
     }
 
     pub fn builtin() -> Self {
@@ -126,8 +147,14 @@ impl PriceTable {
 
     pub fn price(&self, model: &ModelId, usage: Usage) -> Result<Priced, CostError> {
         match self.prices.get(model) {
-            Some(p) => Ok(Priced { cost_nusd: p.cost_nusd(usage), unpriced: false }),
-            None if self.allow_unpriced => Ok(Priced { cost_nusd: 0, unpriced: true }),
+            Some(p) => Ok(Priced {
+                cost_nusd: p.cost_nusd(usage),
+                unpriced: false,
+            }),
+            None if self.allow_unpriced => Ok(Priced {
+                cost_nusd: 0,
+                unpriced: true,
+            }),
             None => Err(CostError::Unpriced(model.clone(), self.version.clone())),
         }
     }
@@ -136,10 +163,20 @@ impl PriceTable {
 /// Parses a non-negative decimal dollar amount with at most six decimals into
 /// micro-dollars, exactly.
 fn parse_usd(model: &str, field: &'static str, s: &str) -> Result<i64, CostError> {
-    let bad = |reason| CostError::BadPrice { model: model.to_owned(), field, value: s.to_owned(), reason };
+    let bad = |reason| CostError::BadPrice {
+        model: model.to_owned(),
+        field,
+        value: s.to_owned(),
+        reason,
+    };
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad("must be a non-negative decimal number such as \"0.15\""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad(
+            "must be a non-negative decimal number such as \"0.15\"",
+        ));
     }
     if frac.len() > 6 {
         return Err(bad("at most 6 decimal places"));
@@ -148,7 +185,9 @@ fn parse_usd(model: &str, field: &'static str, s: &str) -> Result<i64, CostError
         return Err(bad("at most 999999999 USD per million tokens"));
     }
     let whole: i64 = whole.parse().map_err(|_| bad("not a number"))?;
-    let frac_micro: i64 = format!("{frac:0<6}").parse().map_err(|_| bad("not a number"))?;
+    let frac_micro: i64 = format!("{frac:0<6}")
+        .parse()
+        .map_err(|_| bad("not a number"))?;
     Ok(whole * 1_000_000 + frac_micro)
 }
 
@@ -216,16 +255,35 @@ mod tests {
         let t = PriceTable::builtin();
         assert_eq!(t.version(), "2026-11-01");
         // 1M input at $0.05 + 1M output at $0.20 = $0.25
-        let p = t.price(&model("builtin"), Usage { input_tokens: 1_000_000, output_tokens: 1_000_000 }).unwrap();
+        let p = t
+            .price(
+                &model("builtin"),
+                Usage {
+                    input_tokens: 1_000_000,
+                    output_tokens: 1_000_000,
+                },
+            )
+            .unwrap();
         assert_eq!(p.cost_nusd, 250_000_000);
         assert!(!p.unpriced);
     }
 
     #[test]
     fn prices_are_exact_for_small_counts() {
-        let t = PriceTable::parse("version='v'\n[models.m]\ninput_per_mtok_usd='0.15'\noutput_per_mtok_usd='0.6'").unwrap();
+        let t = PriceTable::parse(
+            "version='v'\n[models.m]\ninput_per_mtok_usd='0.15'\noutput_per_mtok_usd='0.6'",
+        )
+        .unwrap();
         // 7 × 0.15 µUSD = 1.05 µUSD = 1050 nUSD; 3 × 0.6 µUSD = 1800 nUSD.
-        let p = t.price(&model("m"), Usage { input_tokens: 7, output_tokens: 3 }).unwrap();
+        let p = t
+            .price(
+                &model("m"),
+                Usage {
+                    input_tokens: 7,
+                    output_tokens: 3,
+                },
+            )
+            .unwrap();
         assert_eq!(p.cost_nusd, 2_850);
     }
 
@@ -236,17 +294,49 @@ mod tests {
         assert!(matches!(err, CostError::Unpriced(..)));
         assert!(err.to_string().contains("mystery"));
         let lenient = t.allow_unpriced(true);
-        assert_eq!(lenient.price(&model("mystery"), Usage { input_tokens: 5, output_tokens: 5 }).unwrap(), Priced { cost_nusd: 0, unpriced: true });
+        assert_eq!(
+            lenient
+                .price(
+                    &model("mystery"),
+                    Usage {
+                        input_tokens: 5,
+                        output_tokens: 5
+                    }
+                )
+                .unwrap(),
+            Priced {
+                cost_nusd: 0,
+                unpriced: true
+            }
+        );
     }
 
     #[test]
     fn bad_prices_name_model_and_field() {
-        for (price, reason) in [("-1", "non-negative"), ("1.1234567", "6 decimal"), ("abc", "non-negative"), ("", "non-negative")] {
-            let text = format!("version='v'\n[models.m]\ninput_per_mtok_usd='{price}'\noutput_per_mtok_usd='1'");
+        for (price, reason) in [
+            ("-1", "non-negative"),
+            ("1.1234567", "6 decimal"),
+            ("abc", "non-negative"),
+            ("", "non-negative"),
+        ] {
+            let text = format!(
+                "version='v'\n[models.m]\ninput_per_mtok_usd='{price}'\noutput_per_mtok_usd='1'"
+            );
             let err = PriceTable::parse(&text).unwrap_err().to_string();
-            assert!(err.contains("models.m.input_per_mtok_usd") && err.contains(reason), "{err}");
+            assert!(
+                err.contains("models.m.input_per_mtok_usd") && err.contains(reason),
+                "{err}"
+            );
         }
-        assert!(PriceTable::parse("version='v'\n[models.m]\ninput_per_mtok_usd='1'").is_err(), "missing output price");
-        assert!(PriceTable::parse("version='v'\n[models.m]\ninput_per_mtok_usd='1'\noutput_per_mtok_usd='1'\nextra=1").is_err());
+        assert!(
+            PriceTable::parse("version='v'\n[models.m]\ninput_per_mtok_usd='1'").is_err(),
+            "missing output price"
+        );
+        assert!(
+            PriceTable::parse(
+                "version='v'\n[models.m]\ninput_per_mtok_usd='1'\noutput_per_mtok_usd='1'\nextra=1"
+            )
+            .is_err()
+        );
     }
 }

@@ -41,7 +41,12 @@ pub struct LocalLane {
 
 impl LocalLane {
     pub fn new(bot: BotId, capacity: usize) -> Self {
-        Self { bot, capacity: capacity.max(1), inner: Mutex::new(Inner::default()), notify: Notify::new() }
+        Self {
+            bot,
+            capacity: capacity.max(1),
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -56,10 +61,24 @@ impl LocalLane {
         let now = Instant::now();
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let Some((id, entry, prior)) = inner.queue.pop_front() else { break };
+            let Some((id, entry, prior)) = inner.queue.pop_front() else {
+                break;
+            };
             let deliveries = prior + 1;
-            inner.pending.insert(id, Pending { consumer: consumer.to_owned(), delivered_at: now, deliveries, entry: entry.clone() });
-            out.push(Delivery { id, entry, deliveries });
+            inner.pending.insert(
+                id,
+                Pending {
+                    consumer: consumer.to_owned(),
+                    delivered_at: now,
+                    deliveries,
+                    entry: entry.clone(),
+                },
+            );
+            out.push(Delivery {
+                id,
+                entry,
+                deliveries,
+            });
         }
         out
     }
@@ -74,12 +93,17 @@ impl Lane for LocalLane {
     async fn publish(&self, entries: Vec<LaneEntry>) -> Result<Vec<LaneEntry>, LaneError> {
         let rest = {
             let mut inner = self.lock();
-            let room = self.capacity.saturating_sub(inner.queue.len() + inner.pending.len());
+            let room = self
+                .capacity
+                .saturating_sub(inner.queue.len() + inner.pending.len());
             let mut entries = entries;
             let rest = entries.split_off(room.min(entries.len()));
             for entry in entries {
                 inner.next_seq += 1;
-                let id = EntryId { ms: 0, seq: inner.next_seq };
+                let id = EntryId {
+                    ms: 0,
+                    seq: inner.next_seq,
+                };
                 inner.queue.push_back((id, entry, 0));
                 inner.published_total += 1;
             }
@@ -89,7 +113,12 @@ impl Lane for LocalLane {
         Ok(rest)
     }
 
-    async fn read(&self, consumer: &str, max: usize, block: Duration) -> Result<Vec<Delivery>, LaneError> {
+    async fn read(
+        &self,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, LaneError> {
         let deadline = tokio::time::Instant::now() + block;
         loop {
             let notified = self.notify.notified();
@@ -108,14 +137,22 @@ impl Lane for LocalLane {
     async fn ack(&self, ids: &[EntryId]) -> Result<u64, LaneError> {
         let n = {
             let mut inner = self.lock();
-            let n = ids.iter().filter(|id| inner.pending.remove(id).is_some()).count() as u64;
+            let n = ids
+                .iter()
+                .filter(|id| inner.pending.remove(id).is_some())
+                .count() as u64;
             inner.acked_total += n;
             n
         };
         Ok(n)
     }
 
-    async fn claim(&self, consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, LaneError> {
+    async fn claim(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, LaneError> {
         let mut inner = self.lock();
         let now = Instant::now();
         let mut out = Vec::new();
@@ -127,7 +164,11 @@ impl Lane for LocalLane {
                 p.consumer = consumer.to_owned();
                 p.delivered_at = now;
                 p.deliveries += 1;
-                out.push(Delivery { id: *id, entry: p.entry.clone(), deliveries: p.deliveries });
+                out.push(Delivery {
+                    id: *id,
+                    entry: p.entry.clone(),
+                    deliveries: p.deliveries,
+                });
             }
         }
         Ok(out)
@@ -155,7 +196,13 @@ mod tests {
     fn entry() -> LaneEntry {
         let v = NewTicket::chat("x").validate().unwrap();
         let id = TicketId::new();
-        LaneEntry { ticket: id, attempt: 1, tenant: TenantId::default_tenant(), work: v.work, correlation_id: id }
+        LaneEntry {
+            ticket: id,
+            attempt: 1,
+            tenant: TenantId::default_tenant(),
+            work: v.work,
+            correlation_id: id,
+        }
     }
 
     fn lane(cap: usize) -> LocalLane {
@@ -193,7 +240,12 @@ mod tests {
     #[tokio::test]
     async fn read_times_out_empty() {
         let l = lane(1);
-        assert!(l.read("c", 1, Duration::from_millis(5)).await.unwrap().is_empty());
+        assert!(
+            l.read("c", 1, Duration::from_millis(5))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -201,12 +253,28 @@ mod tests {
         let l = lane(8);
         l.publish(vec![entry(), entry()]).await.unwrap();
         let held = l.read("dead", 2, Duration::ZERO).await.unwrap();
-        assert!(l.claim("heir", Duration::from_secs(60), 10).await.unwrap().is_empty(), "not idle long enough");
+        assert!(
+            l.claim("heir", Duration::from_secs(60), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "not idle long enough"
+        );
         let claimed = l.claim("heir", Duration::ZERO, 10).await.unwrap();
-        assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), held.iter().map(|d| d.id).collect::<Vec<_>>());
+        assert_eq!(
+            claimed.iter().map(|d| d.id).collect::<Vec<_>>(),
+            held.iter().map(|d| d.id).collect::<Vec<_>>()
+        );
         assert!(claimed.iter().all(|d| d.deliveries == 2));
-        assert_eq!(l.ack(&[claimed[0].id, claimed[0].id]).await.unwrap(), 1, "an ack counts once");
+        assert_eq!(
+            l.ack(&[claimed[0].id, claimed[0].id]).await.unwrap(),
+            1,
+            "an ack counts once"
+        );
         let s = l.stats().await.unwrap();
-        assert_eq!((s.depth, s.pending, s.published_total, s.acked_total), (0, 1, 2, 1));
+        assert_eq!(
+            (s.depth, s.pending, s.published_total, s.acked_total),
+            (0, 1, 2, 1)
+        );
     }
 }

@@ -88,14 +88,24 @@ pub trait Lane: Send + Sync + fmt::Debug {
     /// Delivers up to `max` new entries to `consumer`, waiting up to `block`
     /// for one. Cancellation-safe: an entry is only handed over when this
     /// returns.
-    async fn read(&self, consumer: &str, max: usize, block: Duration) -> Result<Vec<Delivery>, LaneError>;
+    async fn read(
+        &self,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, LaneError>;
 
     /// Acknowledges entries; returns how many were pending.
     async fn ack(&self, ids: &[EntryId]) -> Result<u64, LaneError>;
 
     /// Takes over up to `max` entries pending at least `min_idle` (held by a
     /// consumer that died) and delivers them to `consumer`.
-    async fn claim(&self, consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, LaneError>;
+    async fn claim(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, LaneError>;
 
     async fn stats(&self) -> Result<LaneStats, LaneError>;
 }

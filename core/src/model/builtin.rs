@@ -28,7 +28,9 @@ impl BuiltinModel {
     pub const NAME: &'static str = "builtin";
 
     pub fn new() -> Self {
-        Self { id: ModelId::parse(Self::NAME).expect("valid model id") }
+        Self {
+            id: ModelId::parse(Self::NAME).expect("valid model id"),
+        }
     }
 
     fn bpe() -> &'static CoreBPE {
@@ -48,8 +50,14 @@ impl BuiltinModel {
             }
         }
         let echo_len = last_user.len().min(ECHO_TOKENS);
-        let echo = String::from_utf8_lossy(&bpe.decode_bytes(&last_user[..echo_len]).unwrap_or_default()).into_owned();
-        let ellipsis = if last_user.len() > ECHO_TOKENS { "…" } else { "" };
+        let echo =
+            String::from_utf8_lossy(&bpe.decode_bytes(&last_user[..echo_len]).unwrap_or_default())
+                .into_owned();
+        let ellipsis = if last_user.len() > ECHO_TOKENS {
+            "…"
+        } else {
+            ""
+        };
         let text = format!(
             "[builtin offline model, deterministic] Received {input_tokens} prompt tokens. You said: \"{}{ellipsis}\"",
             echo.trim()
@@ -64,7 +72,10 @@ impl BuiltinModel {
         };
         ChatReply {
             text,
-            usage: Usage { input_tokens, output_tokens: out.len() as u32 },
+            usage: Usage {
+                input_tokens,
+                output_tokens: out.len() as u32,
+            },
             reported_model: Some(Self::NAME.to_owned()),
         }
     }
@@ -94,7 +105,10 @@ mod tests {
 
     fn ask(prompt: &str, max_tokens: Option<u32>) -> ChatReply {
         BuiltinModel::reply(&ChatRequest {
-            messages: vec![ChatMessage { role: "user".into(), content: prompt.into() }],
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: prompt.into(),
+            }],
             max_tokens,
         })
     }
@@ -104,7 +118,9 @@ mod tests {
         // "hello world" is two cl100k tokens; +3 framing +3 priming.
         let r = ask("hello world", None);
         assert_eq!(r.usage.input_tokens, 8);
-        let out = tiktoken_rs::cl100k_base_singleton().encode_ordinary(&r.text).len() as u32;
+        let out = tiktoken_rs::cl100k_base_singleton()
+            .encode_ordinary(&r.text)
+            .len() as u32;
         assert_eq!(r.usage.output_tokens, out);
         assert!(r.text.contains("hello world") && r.text.contains("builtin"));
     }
@@ -116,7 +132,10 @@ mod tests {
 
     #[test]
     fn max_tokens_truncates_at_a_token_boundary() {
-        let r = ask("a long enough prompt to make the reply longer than five tokens", Some(5));
+        let r = ask(
+            "a long enough prompt to make the reply longer than five tokens",
+            Some(5),
+        );
         assert_eq!(r.usage.output_tokens, 5);
         assert!(r.text.len() < 40, "{}", r.text);
     }

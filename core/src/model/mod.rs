@@ -35,10 +35,19 @@ impl ChatRequest {
     pub fn from_payload(p: &ChatPayload) -> Self {
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = &p.system {
-            messages.push(ChatMessage { role: "system".into(), content: system.clone() });
+            messages.push(ChatMessage {
+                role: "system".into(),
+                content: system.clone(),
+            });
         }
-        messages.push(ChatMessage { role: "user".into(), content: p.prompt.clone() });
-        Self { messages, max_tokens: p.max_tokens }
+        messages.push(ChatMessage {
+            role: "user".into(),
+            content: p.prompt.clone(),
+        });
+        Self {
+            messages,
+            max_tokens: p.max_tokens,
+        }
     }
 }
 

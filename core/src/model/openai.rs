@@ -37,7 +37,11 @@ pub struct OpenAiConfig {
 }
 
 impl OpenAiConfig {
-    pub fn new(base_url: impl Into<String>, remote_model: impl Into<String>, price_id: ModelId) -> Self {
+    pub fn new(
+        base_url: impl Into<String>,
+        remote_model: impl Into<String>,
+        price_id: ModelId,
+    ) -> Self {
         Self {
             base_url: base_url.into(),
             remote_model: remote_model.into(),
@@ -60,7 +64,10 @@ pub struct OpenAiCompatible {
 impl std::fmt::Debug for OpenAiCompatible {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The key is deliberately absent.
-        f.debug_struct("OpenAiCompatible").field("url", &self.url).field("model", &self.config.remote_model).finish()
+        f.debug_struct("OpenAiCompatible")
+            .field("url", &self.url)
+            .field("model", &self.config.remote_model)
+            .finish()
     }
 }
 
@@ -68,13 +75,20 @@ impl OpenAiCompatible {
     pub fn new(config: OpenAiConfig, api_key: Option<String>) -> Result<Self, ModelError> {
         let base = config.base_url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ModelError::Config(format!("base URL {base:?} must start with http:// or https://")));
+            return Err(ModelError::Config(format!(
+                "base URL {base:?} must start with http:// or https://"
+            )));
         }
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(|e| ModelError::Config(e.to_string()))?;
-        Ok(Self { url: format!("{base}/chat/completions"), config, api_key, client })
+        Ok(Self {
+            url: format!("{base}/chat/completions"),
+            config,
+            api_key,
+            client,
+        })
     }
 
     fn body(&self, request: &ChatRequest) -> serde_json::Value {
@@ -98,17 +112,37 @@ impl OpenAiCompatible {
             req = req.bearer_auth(key);
         }
         let response = match tokio::time::timeout(self.config.request_timeout, req.send()).await {
-            Err(_) => return Err(ModelError::Timeout { what: "request", after: self.config.request_timeout }),
-            Ok(Err(e)) if e.is_timeout() => {
-                return Err(ModelError::Timeout { what: "connect", after: self.config.connect_timeout });
+            Err(_) => {
+                return Err(ModelError::Timeout {
+                    what: "request",
+                    after: self.config.request_timeout,
+                });
             }
-            Ok(Err(e)) => return Err(ModelError::Connect { endpoint: self.url.clone(), message: without_url(&e) }),
+            Ok(Err(e)) if e.is_timeout() => {
+                return Err(ModelError::Timeout {
+                    what: "connect",
+                    after: self.config.connect_timeout,
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(ModelError::Connect {
+                    endpoint: self.url.clone(),
+                    message: without_url(&e),
+                });
+            }
             Ok(Ok(r)) => r,
         };
         let status = response.status();
         if !status.is_success() {
-            let body = tokio::time::timeout(self.config.idle_timeout, response.text()).await.ok().and_then(Result::ok).unwrap_or_default();
-            return Err(ModelError::Status { status: status.as_u16(), body: quote(&body) });
+            let body = tokio::time::timeout(self.config.idle_timeout, response.text())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            return Err(ModelError::Status {
+                status: status.as_u16(),
+                body: quote(&body),
+            });
         }
         Ok(response)
     }
@@ -117,8 +151,18 @@ impl OpenAiCompatible {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let response = self.send(request).await?;
         let bytes = match tokio::time::timeout_at(deadline, response.bytes()).await {
-            Err(_) => return Err(ModelError::Timeout { what: "reply body", after: self.config.request_timeout }),
-            Ok(Err(e)) => return Err(ModelError::Connect { endpoint: self.url.clone(), message: without_url(&e) }),
+            Err(_) => {
+                return Err(ModelError::Timeout {
+                    what: "reply body",
+                    after: self.config.request_timeout,
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(ModelError::Connect {
+                    endpoint: self.url.clone(),
+                    message: without_url(&e),
+                });
+            }
             Ok(Ok(b)) => b,
         };
         parse_plain(&bytes)
@@ -131,9 +175,19 @@ impl OpenAiCompatible {
         let mut acc = StreamAccumulator::default();
         loop {
             let chunk = match tokio::time::timeout(self.config.idle_timeout, stream.next()).await {
-                Err(_) => return Err(ModelError::Timeout { what: "stream chunk", after: self.config.idle_timeout }),
+                Err(_) => {
+                    return Err(ModelError::Timeout {
+                        what: "stream chunk",
+                        after: self.config.idle_timeout,
+                    });
+                }
                 Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(ModelError::Connect { endpoint: self.url.clone(), message: without_url(&e) }),
+                Ok(Some(Err(e))) => {
+                    return Err(ModelError::Connect {
+                        endpoint: self.url.clone(),
+                        message: without_url(&e),
+                    });
+                }
                 Ok(Some(Ok(c))) => c,
             };
             buf.extend_from_slice(&chunk);
@@ -158,7 +212,11 @@ impl Model for OpenAiCompatible {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, ModelError> {
-        if self.config.stream { self.chat_stream(request).await } else { self.chat_plain(request).await }
+        if self.config.stream {
+            self.chat_stream(request).await
+        } else {
+            self.chat_plain(request).await
+        }
     }
 }
 
@@ -187,13 +245,26 @@ struct PlainMessage {
 
 /// Parses a non-streamed chat-completions reply.
 pub fn parse_plain(bytes: &[u8]) -> Result<ChatReply, ModelError> {
-    let reply: PlainReply = serde_json::from_slice(bytes)
-        .map_err(|e| ModelError::Malformed(format!("not a chat-completions reply ({e}): {}", quote(&String::from_utf8_lossy(bytes)))))?;
-    let usage = reply.usage.ok_or_else(|| ModelError::Malformed("reply has no usage; cost cannot be captured".into()))?;
-    let choice = reply.choices.into_iter().next().ok_or_else(|| ModelError::Malformed("reply has no choices".into()))?;
+    let reply: PlainReply = serde_json::from_slice(bytes).map_err(|e| {
+        ModelError::Malformed(format!(
+            "not a chat-completions reply ({e}): {}",
+            quote(&String::from_utf8_lossy(bytes))
+        ))
+    })?;
+    let usage = reply.usage.ok_or_else(|| {
+        ModelError::Malformed("reply has no usage; cost cannot be captured".into())
+    })?;
+    let choice = reply
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| ModelError::Malformed("reply has no choices".into()))?;
     Ok(ChatReply {
         text: choice.message.content.unwrap_or_default(),
-        usage: Usage { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens },
+        usage: Usage {
+            input_tokens: usage.prompt_tokens,
+            output_tokens: usage.completion_tokens,
+        },
         reported_model: reply.model,
     })
 }
@@ -228,19 +299,29 @@ pub struct StreamAccumulator {
 impl StreamAccumulator {
     /// Takes one line; returns `true` at `data: [DONE]`.
     pub fn line(&mut self, raw: &[u8]) -> Result<bool, ModelError> {
-        let line = std::str::from_utf8(raw).map_err(|_| ModelError::Malformed("stream line is not UTF-8".into()))?.trim();
-        if line.is_empty() || line.starts_with(':') || line.starts_with("event:") || line.starts_with("id:") {
+        let line = std::str::from_utf8(raw)
+            .map_err(|_| ModelError::Malformed("stream line is not UTF-8".into()))?
+            .trim();
+        if line.is_empty()
+            || line.starts_with(':')
+            || line.starts_with("event:")
+            || line.starts_with("id:")
+        {
             return Ok(false);
         }
         let Some(data) = line.strip_prefix("data:") else {
-            return Err(ModelError::Malformed(format!("unexpected stream line: {}", quote(line))));
+            return Err(ModelError::Malformed(format!(
+                "unexpected stream line: {}",
+                quote(line)
+            )));
         };
         let data = data.trim();
         if data == "[DONE]" {
             return Ok(true);
         }
-        let chunk: StreamChunk =
-            serde_json::from_str(data).map_err(|e| ModelError::Malformed(format!("stream chunk is not JSON ({e}): {}", quote(data))))?;
+        let chunk: StreamChunk = serde_json::from_str(data).map_err(|e| {
+            ModelError::Malformed(format!("stream chunk is not JSON ({e}): {}", quote(data)))
+        })?;
         self.chunks += 1;
         if chunk.model.is_some() {
             self.model = chunk.model;
@@ -251,17 +332,28 @@ impl StreamAccumulator {
             }
         }
         if let Some(u) = chunk.usage {
-            self.usage = Some(Usage { input_tokens: u.prompt_tokens, output_tokens: u.completion_tokens });
+            self.usage = Some(Usage {
+                input_tokens: u.prompt_tokens,
+                output_tokens: u.completion_tokens,
+            });
         }
         Ok(false)
     }
 
     pub fn finish(self) -> Result<ChatReply, ModelError> {
         if self.chunks == 0 {
-            return Err(ModelError::Malformed("stream ended before any chunk".into()));
+            return Err(ModelError::Malformed(
+                "stream ended before any chunk".into(),
+            ));
         }
-        let usage = self.usage.ok_or_else(|| ModelError::Malformed("stream ended without usage; cost cannot be captured".into()))?;
-        Ok(ChatReply { text: self.text, usage, reported_model: self.model })
+        let usage = self.usage.ok_or_else(|| {
+            ModelError::Malformed("stream ended without usage; cost cannot be captured".into())
+        })?;
+        Ok(ChatReply {
+            text: self.text,
+            usage,
+            reported_model: self.model,
+        })
     }
 }
 
@@ -299,7 +391,13 @@ mod tests {
     fn plain_reply_with_usage() {
         let r = parse_plain(br#"{"model":"m","choices":[{"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#).unwrap();
         assert_eq!(r.text, "hi");
-        assert_eq!(r.usage, Usage { input_tokens: 5, output_tokens: 2 });
+        assert_eq!(
+            r.usage,
+            Usage {
+                input_tokens: 5,
+                output_tokens: 2
+            }
+        );
     }
 
     #[test]
@@ -313,7 +411,10 @@ mod tests {
     fn garbage_is_quoted_and_bounded() {
         let garbage = "<html>".repeat(200);
         let e = parse_plain(garbage.as_bytes()).unwrap_err().to_string();
-        assert!(e.starts_with("malformed model reply: not a chat-completions reply"), "{e}");
+        assert!(
+            e.starts_with("malformed model reply: not a chat-completions reply"),
+            "{e}"
+        );
         assert!(e.len() < 500, "{}", e.len());
     }
 
@@ -333,23 +434,62 @@ mod tests {
         }
         assert!(acc.line(b"data: [DONE]").unwrap());
         let r = acc.finish().unwrap();
-        assert_eq!((r.text.as_str(), r.usage), ("Hello", Usage { input_tokens: 9, output_tokens: 2 }));
+        assert_eq!(
+            (r.text.as_str(), r.usage),
+            (
+                "Hello",
+                Usage {
+                    input_tokens: 9,
+                    output_tokens: 2
+                }
+            )
+        );
     }
 
     #[test]
     fn stream_without_usage_fails() {
         let mut acc = StreamAccumulator::default();
-        acc.line(br#"data: {"choices":[{"delta":{"content":"x"}}]}"#).unwrap();
-        assert!(acc.finish().unwrap_err().to_string().contains("without usage"));
+        acc.line(br#"data: {"choices":[{"delta":{"content":"x"}}]}"#)
+            .unwrap();
+        assert!(
+            acc.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("without usage")
+        );
         let mut acc = StreamAccumulator::default();
         assert!(acc.line(b"data: {not json").is_err());
     }
 
     #[test]
     fn status_classification() {
-        assert!(ModelError::Status { status: 503, body: String::new() }.retryable());
-        assert!(ModelError::Status { status: 429, body: String::new() }.retryable());
-        assert!(!ModelError::Status { status: 400, body: String::new() }.retryable());
-        assert!(!ModelError::Status { status: 401, body: String::new() }.retryable());
+        assert!(
+            ModelError::Status {
+                status: 503,
+                body: String::new()
+            }
+            .retryable()
+        );
+        assert!(
+            ModelError::Status {
+                status: 429,
+                body: String::new()
+            }
+            .retryable()
+        );
+        assert!(
+            !ModelError::Status {
+                status: 400,
+                body: String::new()
+            }
+            .retryable()
+        );
+        assert!(
+            !ModelError::Status {
+                status: 401,
+                body: String::new()
+            }
+            .retryable()
+        );
     }
 }

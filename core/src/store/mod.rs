@@ -17,7 +17,9 @@ use specta::Type;
 
 use crate::clock::UnixMs;
 use crate::cost::{CostSummary, LedgerEntry};
-use crate::ticket::{BotId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, WaitReason};
+use crate::ticket::{
+    BotId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, WaitReason,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -101,7 +103,12 @@ impl WriteBatch {
     }
 
     pub fn len(&self) -> usize {
-        self.tenants.len() + self.new_tickets.len() + self.updates.len() + self.transitions.len() + self.ledger.len() + self.budgets.len()
+        self.tenants.len()
+            + self.new_tickets.len()
+            + self.updates.len()
+            + self.transitions.len()
+            + self.ledger.len()
+            + self.budgets.len()
     }
 
     pub fn absorb(&mut self, other: WriteBatch) {
@@ -120,7 +127,12 @@ impl WriteBatch {
             return;
         }
         let mut seen = std::collections::HashSet::with_capacity(self.updates.len());
-        let mut kept: Vec<TicketUpdate> = self.updates.drain(..).rev().filter(|u| seen.insert(u.id)).collect();
+        let mut kept: Vec<TicketUpdate> = self
+            .updates
+            .drain(..)
+            .rev()
+            .filter(|u| seen.insert(u.id))
+            .collect();
         kept.reverse();
         self.updates = kept;
     }
@@ -171,7 +183,10 @@ pub struct Waiting {
 
 impl From<WaitReason> for Waiting {
     fn from(reason: WaitReason) -> Self {
-        Self { message: reason.describe(), reason }
+        Self {
+            message: reason.describe(),
+            reason,
+        }
     }
 }
 

@@ -8,17 +8,24 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Applied, Store, StoreError, Tenant, TicketCost, TicketPage, TicketQuery, TicketSummary, TicketUpdate, TicketView, WriteBatch};
+use super::{
+    Applied, Store, StoreError, Tenant, TicketCost, TicketPage, TicketQuery, TicketSummary,
+    TicketUpdate, TicketView, WriteBatch,
+};
 use crate::clock::UnixMs;
 use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
-use crate::ticket::{BotId, ModelId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, Work};
+use crate::ticket::{
+    BotId, ModelId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, Work,
+};
 
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "oshal.db";
@@ -31,7 +38,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) `dir/oshal.db` and runs migrations.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
         Self::open_file(&dir.join(DB_FILE)).await
     }
 
@@ -44,8 +53,15 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-32768");
-        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(options).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
         Ok(Self { pool })
     }
 
@@ -112,10 +128,13 @@ struct EventRow<'a> {
 
 pub(crate) fn json_rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Result<String, StoreError> {
     let rows: Vec<T> = rows.collect();
-    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(format!("cannot encode batch: {e}")))
+    serde_json::to_string(&rows)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode batch: {e}")))
 }
 
-pub(crate) fn new_ticket_rows<'a>(tickets: impl Iterator<Item = &'a Ticket>) -> Result<String, StoreError> {
+pub(crate) fn new_ticket_rows<'a>(
+    tickets: impl Iterator<Item = &'a Ticket>,
+) -> Result<String, StoreError> {
     json_rows(tickets.map(|t| NewTicketRow {
         id: t.id,
         tenant: t.tenant.as_str(),
@@ -138,7 +157,9 @@ pub(crate) fn new_ticket_rows<'a>(tickets: impl Iterator<Item = &'a Ticket>) -> 
     }))
 }
 
-pub(crate) fn update_rows<'a>(updates: impl Iterator<Item = &'a TicketUpdate>) -> Result<String, StoreError> {
+pub(crate) fn update_rows<'a>(
+    updates: impl Iterator<Item = &'a TicketUpdate>,
+) -> Result<String, StoreError> {
     json_rows(updates.map(|u| UpdateRow {
         id: u.id,
         state: u.state.as_str(),
@@ -151,7 +172,9 @@ pub(crate) fn update_rows<'a>(updates: impl Iterator<Item = &'a TicketUpdate>) -
     }))
 }
 
-pub(crate) fn event_rows<'a>(transitions: impl Iterator<Item = &'a Transition>) -> Result<String, StoreError> {
+pub(crate) fn event_rows<'a>(
+    transitions: impl Iterator<Item = &'a Transition>,
+) -> Result<String, StoreError> {
     json_rows(transitions.map(|t| EventRow {
         ticket: t.ticket,
         at: t.at_ms,
@@ -212,7 +235,9 @@ fn opt_ticket_id(s: Option<String>) -> Result<Option<TicketId>, StoreError> {
 }
 
 fn opt_bot(s: Option<String>) -> Result<Option<BotId>, StoreError> {
-    s.as_deref().map(|b| BotId::parse(b).map_err(|e| corrupt("bot id", e))).transpose()
+    s.as_deref()
+        .map(|b| BotId::parse(b).map_err(|e| corrupt("bot id", e)))
+        .transpose()
 }
 
 fn state(s: &str) -> Result<TicketState, StoreError> {
@@ -222,16 +247,22 @@ fn state(s: &str) -> Result<TicketState, StoreError> {
 fn ticket_from_row(row: &SqliteRow) -> Result<Ticket, StoreError> {
     let kind: String = row.try_get("kind")?;
     let payload: String = row.try_get("payload")?;
-    let payload: serde_json::Value = serde_json::from_str(&payload).map_err(|e| corrupt("payload", e))?;
+    let payload: serde_json::Value =
+        serde_json::from_str(&payload).map_err(|e| corrupt("payload", e))?;
     let work = Work::parse(&kind, payload).map_err(|e| corrupt("payload", e))?;
     let result: Option<String> = row.try_get("result")?;
-    let result = result.map(|r| serde_json::from_str(&r).map(Arc::new)).transpose().map_err(|e| corrupt("result", e))?;
+    let result = result
+        .map(|r| serde_json::from_str(&r).map(Arc::new))
+        .transpose()
+        .map_err(|e| corrupt("result", e))?;
     Ok(Ticket {
         id: ticket_id(&row.try_get::<String, _>("id")?)?,
-        tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(|e| corrupt("tenant", e))?,
+        tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
+            .map_err(|e| corrupt("tenant", e))?,
         work: Arc::new(work),
         priority: row.try_get::<i64, _>("priority")? as u8,
-        skill: Skill::parse(&row.try_get::<String, _>("skill")?).map_err(|e| corrupt("skill", e))?,
+        skill: Skill::parse(&row.try_get::<String, _>("skill")?)
+            .map_err(|e| corrupt("skill", e))?,
         idempotency_key: row.try_get("idempotency_key")?,
         state: state(&row.try_get::<String, _>("state")?)?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
@@ -267,9 +298,11 @@ fn ledger_from_row(row: &SqliteRow) -> Result<LedgerEntry, StoreError> {
     Ok(LedgerEntry {
         ticket: ticket_id(&row.try_get::<String, _>("ticket_id")?)?,
         attempt: row.try_get::<i64, _>("attempt")? as u32,
-        tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(|e| corrupt("tenant", e))?,
+        tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
+            .map_err(|e| corrupt("tenant", e))?,
         bot: BotId::parse(&row.try_get::<String, _>("bot_id")?).map_err(|e| corrupt("bot", e))?,
-        model: ModelId::parse(&row.try_get::<String, _>("model")?).map_err(|e| corrupt("model", e))?,
+        model: ModelId::parse(&row.try_get::<String, _>("model")?)
+            .map_err(|e| corrupt("model", e))?,
         input_tokens: row.try_get::<i64, _>("input_tokens")? as u32,
         output_tokens: row.try_get::<i64, _>("output_tokens")? as u32,
         cost_nusd: row.try_get("cost_nusd")?,
@@ -356,39 +389,59 @@ impl Store for SqliteStore {
         }
         if !batch.new_tickets.is_empty() {
             let rows = new_ticket_rows(batch.new_tickets.iter())?;
-            let inserted: Vec<String> = sqlx::query_scalar(INSERT_TICKETS).bind(rows).fetch_all(&mut *tx).await?;
+            let inserted: Vec<String> = sqlx::query_scalar(INSERT_TICKETS)
+                .bind(rows)
+                .fetch_all(&mut *tx)
+                .await?;
             if inserted.len() != batch.new_tickets.len() {
-                let inserted: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+                let inserted: std::collections::HashSet<&str> =
+                    inserted.iter().map(String::as_str).collect();
                 for t in &batch.new_tickets {
                     if inserted.contains(t.id.to_string().as_str()) {
                         continue;
                     }
-                    let existing: Option<String> =
-                        sqlx::query_scalar("SELECT id FROM tickets WHERE tenant_id = ?1 AND idempotency_key = ?2")
-                            .bind(t.tenant.as_str())
-                            .bind(t.idempotency_key.as_deref())
-                            .fetch_optional(&mut *tx)
-                            .await?;
+                    let existing: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM tickets WHERE tenant_id = ?1 AND idempotency_key = ?2",
+                    )
+                    .bind(t.tenant.as_str())
+                    .bind(t.idempotency_key.as_deref())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                     let existing = existing.ok_or_else(|| corrupt("duplicate ticket", t.id))?;
                     applied.duplicates.push((t.id, ticket_id(&existing)?));
                 }
             }
         }
         if !batch.updates.is_empty() {
-            sqlx::query(UPDATE_TICKETS).bind(update_rows(batch.updates.iter())?).execute(&mut *tx).await?;
+            sqlx::query(UPDATE_TICKETS)
+                .bind(update_rows(batch.updates.iter())?)
+                .execute(&mut *tx)
+                .await?;
         }
         if !batch.transitions.is_empty() {
             let rows = if applied.duplicates.is_empty() {
                 event_rows(batch.transitions.iter())?
             } else {
-                let refused: std::collections::HashSet<TicketId> = applied.duplicates.iter().map(|d| d.0).collect();
-                event_rows(batch.transitions.iter().filter(|t| !refused.contains(&t.ticket)))?
+                let refused: std::collections::HashSet<TicketId> =
+                    applied.duplicates.iter().map(|d| d.0).collect();
+                event_rows(
+                    batch
+                        .transitions
+                        .iter()
+                        .filter(|t| !refused.contains(&t.ticket)),
+                )?
             };
-            sqlx::query(INSERT_EVENTS).bind(rows).execute(&mut *tx).await?;
+            sqlx::query(INSERT_EVENTS)
+                .bind(rows)
+                .execute(&mut *tx)
+                .await?;
         }
         if !batch.ledger.is_empty() {
             let rows = serde_json::to_string(&batch.ledger).map_err(|e| corrupt("ledger", e))?;
-            sqlx::query(INSERT_LEDGER).bind(rows).execute(&mut *tx).await?;
+            sqlx::query(INSERT_LEDGER)
+                .bind(rows)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(applied)
@@ -396,8 +449,14 @@ impl Store for SqliteStore {
 
     async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
         let id_s = id.to_string();
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"));
-        let Some(row) = sqlx::query(sql).bind(&id_s).fetch_optional(&self.pool).await? else {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"
+        ));
+        let Some(row) = sqlx::query(sql)
+            .bind(&id_s)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
             return Ok(None);
         };
         let ticket = ticket_from_row(&row)?;
@@ -439,9 +498,11 @@ impl Store for SqliteStore {
             .map(|row| {
                 Ok(TicketSummary {
                     id: ticket_id(&row.try_get::<String, _>("id")?)?,
-                    tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(|e| corrupt("tenant", e))?,
+                    tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
+                        .map_err(|e| corrupt("tenant", e))?,
                     kind: row.try_get("kind")?,
-                    skill: Skill::parse(&row.try_get::<String, _>("skill")?).map_err(|e| corrupt("skill", e))?,
+                    skill: Skill::parse(&row.try_get::<String, _>("skill")?)
+                        .map_err(|e| corrupt("skill", e))?,
                     priority: row.try_get::<i64, _>("priority")? as u8,
                     state: state(&row.try_get::<String, _>("state")?)?,
                     attempts: row.try_get::<i64, _>("attempts")? as u32,
@@ -458,14 +519,22 @@ impl Store for SqliteStore {
         } else {
             None
         };
-        Ok(TicketPage { tickets, next_cursor })
+        Ok(TicketPage {
+            tickets,
+            next_cursor,
+        })
     }
 
     async fn unfinished(&self) -> Result<Vec<Ticket>, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE state NOT IN ('succeeded', 'dead', 'cancelled') ORDER BY id"
         ));
-        sqlx::query(sql).fetch_all(&self.pool).await?.iter().map(ticket_from_row).collect()
+        sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(ticket_from_row)
+            .collect()
     }
 
     async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
@@ -475,7 +544,8 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| {
                 Ok(Tenant {
-                    id: TenantId::parse(&row.try_get::<String, _>("id")?).map_err(|e| corrupt("tenant", e))?,
+                    id: TenantId::parse(&row.try_get::<String, _>("id")?)
+                        .map_err(|e| corrupt("tenant", e))?,
                     budget_nusd: row.try_get("budget_nusd")?,
                     created_at_ms: row.try_get::<UnixMs, _>("created_at_ms")?,
                 })
@@ -489,7 +559,8 @@ impl Store for SqliteStore {
             .await?
             .iter()
             .map(|row| {
-                let tenant = TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(|e| corrupt("tenant", e))?;
+                let tenant = TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
+                    .map_err(|e| corrupt("tenant", e))?;
                 Ok((tenant, row.try_get("spent")?))
             })
             .collect()
@@ -497,7 +568,14 @@ impl Store for SqliteStore {
 
     async fn cost_summary(&self) -> Result<CostSummary, StoreError> {
         let groups = |rows: Vec<SqliteRow>| -> Result<Vec<CostGroup>, StoreError> {
-            rows.iter().map(|r| Ok(CostGroup { key: r.try_get("key")?, totals: totals(r)? })).collect()
+            rows.iter()
+                .map(|r| {
+                    Ok(CostGroup {
+                        key: r.try_get("key")?,
+                        totals: totals(r)?,
+                    })
+                })
+                .collect()
         };
         let total_row = sqlx::query(
             "SELECT count(*) AS n, coalesce(sum(input_tokens),0) AS input, coalesce(sum(output_tokens),0) AS output, \
@@ -508,10 +586,26 @@ impl Store for SqliteStore {
         Ok(CostSummary {
             price_version: String::new(),
             total: totals(&total_row)?,
-            by_bot: groups(sqlx::query(group_query!("bot_id")).fetch_all(&self.pool).await?)?,
-            by_tenant: groups(sqlx::query(group_query!("tenant_id")).fetch_all(&self.pool).await?)?,
-            by_model: groups(sqlx::query(group_query!("model")).fetch_all(&self.pool).await?)?,
-            by_day: groups(sqlx::query(group_query!("date(at_ms / 1000, 'unixepoch')")).fetch_all(&self.pool).await?)?,
+            by_bot: groups(
+                sqlx::query(group_query!("bot_id"))
+                    .fetch_all(&self.pool)
+                    .await?,
+            )?,
+            by_tenant: groups(
+                sqlx::query(group_query!("tenant_id"))
+                    .fetch_all(&self.pool)
+                    .await?,
+            )?,
+            by_model: groups(
+                sqlx::query(group_query!("model"))
+                    .fetch_all(&self.pool)
+                    .await?,
+            )?,
+            by_day: groups(
+                sqlx::query(group_query!("date(at_ms / 1000, 'unixepoch')"))
+                    .fetch_all(&self.pool)
+                    .await?,
+            )?,
         })
     }
 
@@ -520,7 +614,12 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|row| Ok((state(&row.try_get::<String, _>("state")?)?, row.try_get("n")?)))
+            .map(|row| {
+                Ok((
+                    state(&row.try_get::<String, _>("state")?)?,
+                    row.try_get("n")?,
+                ))
+            })
             .collect()
     }
 
@@ -530,3 +629,5 @@ impl Store for SqliteStore {
     }
 }
 
+#[cfg(test)]
+mod tests;

@@ -45,13 +45,18 @@ pub struct Writer {
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").field("queued", &(QUEUE - self.tx.capacity())).finish()
+        f.debug_struct("Writer")
+            .field("queued", &(QUEUE - self.tx.capacity()))
+            .finish()
     }
 }
 
 impl Writer {
     /// Starts the writer task over `store`.
-    pub fn spawn(store: Arc<dyn Store>, on_commit: OnCommit) -> (Writer, tokio::task::JoinHandle<()>) {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        on_commit: OnCommit,
+    ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let handle = tokio::spawn(run(store, rx, on_commit));
         (Writer { tx }, handle)
@@ -64,21 +69,40 @@ impl Writer {
     /// those (and their creation events), so refusing proposals after a
     /// failure drops exactly their rows and keeps every record.
     pub async fn record(&self, batch: WriteBatch, done: Option<Done>) -> Result<(), StoreError> {
-        debug_assert!(batch.new_tickets.is_empty() && batch.tenants.is_empty() && batch.budgets.is_empty());
-        self.tx.send(Request { batch, done, refusable: false }).await.map_err(|_| StoreError::Closed)
+        debug_assert!(
+            batch.new_tickets.is_empty() && batch.tenants.is_empty() && batch.budgets.is_empty()
+        );
+        self.tx
+            .send(Request {
+                batch,
+                done,
+                refusable: false,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Queues a batch its caller may be refused (`done` gets the error).
     pub async fn propose(&self, batch: WriteBatch, done: Done) -> Result<(), StoreError> {
         debug_assert!(batch.updates.is_empty() && batch.ledger.is_empty());
-        self.tx.send(Request { batch, done: Some(done), refusable: true }).await.map_err(|_| StoreError::Closed)
+        self.tx
+            .send(Request {
+                batch,
+                done: Some(done),
+                refusable: true,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Writes `batch` and waits until it is durable.
     pub async fn write_and_wait(&self, batch: WriteBatch) -> Result<Applied, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let done: Done = Box::new(move |r| {
-            let _ = tx.send(r.cloned().map_err(|e| StoreError::Unavailable(e.to_string())));
+            let _ = tx.send(
+                r.cloned()
+                    .map_err(|e| StoreError::Unavailable(e.to_string())),
+            );
         });
         self.propose(batch, done).await?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -128,11 +152,14 @@ async fn commit(store: &dyn Store, pending: &mut Vec<Request>, on_commit: &mut O
                 if tries >= REFUSABLE_TRIES && pending.iter().any(|r| r.refusable) {
                     // Refuse every refusable request: drop exactly its rows
                     // (see `Writer::record` for why they are separable).
-                    let refused: std::collections::HashSet<_> = combined.new_tickets.iter().map(|t| t.id).collect();
+                    let refused: std::collections::HashSet<_> =
+                        combined.new_tickets.iter().map(|t| t.id).collect();
                     combined.new_tickets.clear();
                     combined.tenants.clear();
                     combined.budgets.clear();
-                    combined.transitions.retain(|t| !refused.contains(&t.ticket));
+                    combined
+                        .transitions
+                        .retain(|t| !refused.contains(&t.ticket));
                     for r in pending.extract_if(.., |r| r.refusable) {
                         if let Some(done) = r.done {
                             done(Err(&e));

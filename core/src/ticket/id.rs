@@ -10,7 +10,9 @@ use uuid::Uuid;
 use super::TicketError;
 
 /// A ticket id: a UUIDv7, so ids sort by creation time (cursors, B-tree appends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Type)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Type,
+)]
 #[serde(transparent)]
 pub struct TicketId(pub Uuid);
 
@@ -19,10 +21,12 @@ impl TicketId {
         Self(Uuid::now_v7())
     }
     pub fn parse(s: &str) -> Result<Self, TicketError> {
-        Uuid::parse_str(s).map(Self).map_err(|_| TicketError::Invalid {
-            field: "id",
-            reason: format!("{s:?} is not a ticket id (a UUID)"),
-        })
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| TicketError::Invalid {
+                field: "id",
+                reason: format!("{s:?} is not a ticket id (a UUID)"),
+            })
     }
 }
 

@@ -41,11 +41,23 @@ pub enum TicketError {
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     #[error("{field} is {actual} bytes; the limit is {limit} bytes")]
-    TooLarge { field: &'static str, limit: usize, actual: usize },
+    TooLarge {
+        field: &'static str,
+        limit: usize,
+        actual: usize,
+    },
     #[error("ticket {id} is {from}; it cannot {event:?}")]
-    IllegalTransition { id: TicketId, from: TicketState, event: TransitionKind },
+    IllegalTransition {
+        id: TicketId,
+        from: TicketState,
+        event: TransitionKind,
+    },
     #[error("ticket {id} has used {attempts} of {max} attempts; it cannot be retried")]
-    AttemptsExhausted { id: TicketId, attempts: u32, max: u32 },
+    AttemptsExhausted {
+        id: TicketId,
+        attempts: u32,
+        max: u32,
+    },
 }
 
 /// A chat request: what kind `chat` carries.
@@ -89,7 +101,10 @@ impl Work {
                     reason: format!("not a chat payload ({e}); expected {{\"prompt\": string, \"system\"?: string, \"max_tokens\"?: integer}}"),
                 })?;
                 if chat.prompt.trim().is_empty() {
-                    return Err(TicketError::Invalid { field: "payload.prompt", reason: "must not be empty".into() });
+                    return Err(TicketError::Invalid {
+                        field: "payload.prompt",
+                        reason: "must not be empty".into(),
+                    });
                 }
                 if let Some(n) = chat.max_tokens
                     && !(1..=MAX_REPLY_TOKENS).contains(&n)
@@ -103,7 +118,10 @@ impl Work {
             }
             other => Err(TicketError::Invalid {
                 field: "kind",
-                reason: format!("unknown kind {other:?}; known kinds: {}", Work::KINDS.join(", ")),
+                reason: format!(
+                    "unknown kind {other:?}; known kinds: {}",
+                    Work::KINDS.join(", ")
+                ),
             }),
         }
     }
@@ -172,7 +190,11 @@ impl NewTicket {
     pub fn validate(self) -> Result<ValidTicket, TicketError> {
         let payload_bytes = json_len(&self.payload);
         if payload_bytes > MAX_PAYLOAD_BYTES {
-            return Err(TicketError::TooLarge { field: "payload", limit: MAX_PAYLOAD_BYTES, actual: payload_bytes });
+            return Err(TicketError::TooLarge {
+                field: "payload",
+                limit: MAX_PAYLOAD_BYTES,
+                actual: payload_bytes,
+            });
         }
         let work = Work::parse(&self.kind, self.payload)?;
         let tenant = match self.tenant.as_deref() {
@@ -184,13 +206,18 @@ impl NewTicket {
             if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !printable {
                 return Err(TicketError::Invalid {
                     field: "idempotency_key",
-                    reason: format!("must be 1..={MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces"),
+                    reason: format!(
+                        "must be 1..={MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces"
+                    ),
                 });
             }
         }
         let priority = self.priority.unwrap_or(5);
         if priority > MAX_PRIORITY {
-            return Err(TicketError::Invalid { field: "priority", reason: format!("{priority} is above the limit {MAX_PRIORITY}") });
+            return Err(TicketError::Invalid {
+                field: "priority",
+                reason: format!("{priority} is above the limit {MAX_PRIORITY}"),
+            });
         }
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
@@ -203,12 +230,16 @@ impl NewTicket {
             None => work.default_skill(),
             Some(s) => Skill::parse(s)?,
         };
-        let parse_ref = |field: &'static str, v: Option<String>| -> Result<Option<TicketId>, TicketError> {
-            v.map(|s| {
-                TicketId::parse(&s).map_err(|_| TicketError::Invalid { field, reason: format!("{s:?} is not a ticket id (a UUID)") })
-            })
-            .transpose()
-        };
+        let parse_ref =
+            |field: &'static str, v: Option<String>| -> Result<Option<TicketId>, TicketError> {
+                v.map(|s| {
+                    TicketId::parse(&s).map_err(|_| TicketError::Invalid {
+                        field,
+                        reason: format!("{s:?} is not a ticket id (a UUID)"),
+                    })
+                })
+                .transpose()
+            };
         Ok(ValidTicket {
             tenant,
             work: Arc::new(work),
@@ -284,7 +315,11 @@ pub struct Transition {
 impl Ticket {
     /// A new ticket from a valid submission; its first transition is its creation.
     pub fn create(id: TicketId, v: ValidTicket, now: UnixMs) -> (Ticket, Transition) {
-        let state = if v.requires_approval { TicketState::AwaitingApproval } else { TicketState::Queued };
+        let state = if v.requires_approval {
+            TicketState::AwaitingApproval
+        } else {
+            TicketState::Queued
+        };
         let ticket = Ticket {
             id,
             tenant: v.tenant,
@@ -309,7 +344,12 @@ impl Ticket {
         (ticket, t)
     }
 
-    fn transition_record(&self, from: Option<TicketState>, reason: &str, at_ms: UnixMs) -> Transition {
+    fn transition_record(
+        &self,
+        from: Option<TicketState>,
+        reason: &str,
+        at_ms: UnixMs,
+    ) -> Transition {
         Transition {
             ticket: self.id,
             from,
@@ -326,11 +366,25 @@ impl Ticket {
     /// Applies `event`, or refuses it with a typed error and changes nothing.
     ///
     /// `Route` starts a new attempt on `bot`; `Retry` needs attempts left.
-    pub fn apply(&mut self, event: TransitionKind, bot: Option<&BotId>, reason: &str, now: UnixMs) -> Result<Transition, TicketError> {
-        let illegal = || TicketError::IllegalTransition { id: self.id, from: self.state, event };
+    pub fn apply(
+        &mut self,
+        event: TransitionKind,
+        bot: Option<&BotId>,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Transition, TicketError> {
+        let illegal = || TicketError::IllegalTransition {
+            id: self.id,
+            from: self.state,
+            event,
+        };
         let to = self.state.on(event).ok_or_else(illegal)?;
         if event == TransitionKind::Retry && self.attempts >= self.max_attempts {
-            return Err(TicketError::AttemptsExhausted { id: self.id, attempts: self.attempts, max: self.max_attempts });
+            return Err(TicketError::AttemptsExhausted {
+                id: self.id,
+                attempts: self.attempts,
+                max: self.max_attempts,
+            });
         }
         let from = self.state;
         match event {
@@ -360,14 +414,32 @@ impl Ticket {
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum WaitReason {
     AwaitingApproval,
-    NoLiveBotWithSkill { skill: Skill },
-    LanesFull { skill: Skill, bots: u32 },
-    TenantBudgetExhausted { tenant: TenantId, spent_usd: f64, budget_usd: f64 },
-    BackingOff { until_ms: UnixMs },
+    NoLiveBotWithSkill {
+        skill: Skill,
+    },
+    LanesFull {
+        skill: Skill,
+        bots: u32,
+    },
+    TenantBudgetExhausted {
+        tenant: TenantId,
+        spent_usd: f64,
+        budget_usd: f64,
+    },
+    BackingOff {
+        until_ms: UnixMs,
+    },
     /// Ahead of it in the queue for its skill.
-    InQueue { position: u32 },
-    InLane { bot: BotId },
-    Running { bot: BotId, since_ms: UnixMs },
+    InQueue {
+        position: u32,
+    },
+    InLane {
+        bot: BotId,
+    },
+    Running {
+        bot: BotId,
+        since_ms: UnixMs,
+    },
 }
 
 impl WaitReason {
@@ -375,14 +447,24 @@ impl WaitReason {
         match self {
             Self::AwaitingApproval => "waiting for approval".into(),
             Self::NoLiveBotWithSkill { skill } => format!("no live bot has skill {skill}"),
-            Self::LanesFull { skill, bots } => format!("every lane of the {bots} bots with skill {skill} is full"),
-            Self::TenantBudgetExhausted { tenant, spent_usd, budget_usd } => {
-                format!("tenant {tenant} budget exhausted (spent ${spent_usd:.6} of ${budget_usd:.6})")
+            Self::LanesFull { skill, bots } => {
+                format!("every lane of the {bots} bots with skill {skill} is full")
+            }
+            Self::TenantBudgetExhausted {
+                tenant,
+                spent_usd,
+                budget_usd,
+            } => {
+                format!(
+                    "tenant {tenant} budget exhausted (spent ${spent_usd:.6} of ${budget_usd:.6})"
+                )
             }
             Self::BackingOff { until_ms } => format!("backing off until {until_ms} (unix ms)"),
             Self::InQueue { position } => format!("queued behind {position} tickets"),
             Self::InLane { bot } => format!("in the lane of bot {bot}"),
-            Self::Running { bot, since_ms } => format!("running on bot {bot} since {since_ms} (unix ms)"),
+            Self::Running { bot, since_ms } => {
+                format!("running on bot {bot} since {since_ms} (unix ms)")
+            }
         }
     }
 }

@@ -15,31 +15,131 @@ fn chat_submission_validates_with_defaults() {
     assert_eq!(v.skill.as_str(), "chat");
     assert_eq!(v.priority, 5);
     assert_eq!(v.max_attempts, DEFAULT_MAX_ATTEMPTS);
-    assert_eq!(*v.work, Work::Chat(ChatPayload { prompt: "hello".into(), system: None, max_tokens: None }));
+    assert_eq!(
+        *v.work,
+        Work::Chat(ChatPayload {
+            prompt: "hello".into(),
+            system: None,
+            max_tokens: None
+        })
+    );
 }
 
 #[test]
 fn each_bad_field_is_named() {
     let base = NewTicket::chat("hi");
     let cases: Vec<(NewTicket, &str)> = vec![
-        (NewTicket { kind: "teleport".into(), ..base.clone() }, "kind"),
-        (NewTicket { payload: json!({"prompt": 3}), ..base.clone() }, "payload"),
-        (NewTicket { payload: json!({"prompt": "x", "extra": 1}), ..base.clone() }, "payload"),
-        (NewTicket { payload: json!({"prompt": "  "}), ..base.clone() }, "payload.prompt"),
-        (NewTicket { payload: json!({"prompt": "x", "max_tokens": 0}), ..base.clone() }, "payload.max_tokens"),
-        (NewTicket { tenant: Some("no spaces".into()), ..base.clone() }, "tenant"),
-        (NewTicket { tenant: Some("x".repeat(65)), ..base.clone() }, "tenant"),
-        (NewTicket { idempotency_key: Some(String::new()), ..base.clone() }, "idempotency_key"),
-        (NewTicket { idempotency_key: Some("k".repeat(129)), ..base.clone() }, "idempotency_key"),
-        (NewTicket { priority: Some(10), ..base.clone() }, "priority"),
-        (NewTicket { max_attempts: Some(0), ..base.clone() }, "max_attempts"),
-        (NewTicket { max_attempts: Some(11), ..base.clone() }, "max_attempts"),
-        (NewTicket { skill: Some("".into()), ..base.clone() }, "skill"),
-        (NewTicket { parent_id: Some("nope".into()), ..base.clone() }, "parent_id"),
-        (NewTicket { causation_id: Some("nope".into()), ..base.clone() }, "causation_id"),
+        (
+            NewTicket {
+                kind: "teleport".into(),
+                ..base.clone()
+            },
+            "kind",
+        ),
+        (
+            NewTicket {
+                payload: json!({"prompt": 3}),
+                ..base.clone()
+            },
+            "payload",
+        ),
+        (
+            NewTicket {
+                payload: json!({"prompt": "x", "extra": 1}),
+                ..base.clone()
+            },
+            "payload",
+        ),
+        (
+            NewTicket {
+                payload: json!({"prompt": "  "}),
+                ..base.clone()
+            },
+            "payload.prompt",
+        ),
+        (
+            NewTicket {
+                payload: json!({"prompt": "x", "max_tokens": 0}),
+                ..base.clone()
+            },
+            "payload.max_tokens",
+        ),
+        (
+            NewTicket {
+                tenant: Some("no spaces".into()),
+                ..base.clone()
+            },
+            "tenant",
+        ),
+        (
+            NewTicket {
+                tenant: Some("x".repeat(65)),
+                ..base.clone()
+            },
+            "tenant",
+        ),
+        (
+            NewTicket {
+                idempotency_key: Some(String::new()),
+                ..base.clone()
+            },
+            "idempotency_key",
+        ),
+        (
+            NewTicket {
+                idempotency_key: Some("k".repeat(129)),
+                ..base.clone()
+            },
+            "idempotency_key",
+        ),
+        (
+            NewTicket {
+                priority: Some(10),
+                ..base.clone()
+            },
+            "priority",
+        ),
+        (
+            NewTicket {
+                max_attempts: Some(0),
+                ..base.clone()
+            },
+            "max_attempts",
+        ),
+        (
+            NewTicket {
+                max_attempts: Some(11),
+                ..base.clone()
+            },
+            "max_attempts",
+        ),
+        (
+            NewTicket {
+                skill: Some("".into()),
+                ..base.clone()
+            },
+            "skill",
+        ),
+        (
+            NewTicket {
+                parent_id: Some("nope".into()),
+                ..base.clone()
+            },
+            "parent_id",
+        ),
+        (
+            NewTicket {
+                causation_id: Some("nope".into()),
+                ..base.clone()
+            },
+            "causation_id",
+        ),
     ];
     for (ticket, field) in cases {
-        let err = ticket.clone().validate().expect_err(&format!("{ticket:?} must be refused"));
+        let err = ticket
+            .clone()
+            .validate()
+            .expect_err(&format!("{ticket:?} must be refused"));
         assert_eq!(field_of(err), field, "{ticket:?}");
     }
 }
@@ -51,7 +151,11 @@ fn payload_limit_is_exact() {
     assert!(at_limit.validate().is_ok());
     let over = NewTicket::chat("a".repeat(MAX_PAYLOAD_BYTES - 12));
     match over.validate() {
-        Err(TicketError::TooLarge { field: "payload", limit, actual }) => {
+        Err(TicketError::TooLarge {
+            field: "payload",
+            limit,
+            actual,
+        }) => {
             assert_eq!(limit, MAX_PAYLOAD_BYTES);
             assert_eq!(actual, MAX_PAYLOAD_BYTES + 1);
         }
@@ -60,7 +164,12 @@ fn payload_limit_is_exact() {
 }
 
 fn fresh(max_attempts: u32) -> Ticket {
-    let v = NewTicket { max_attempts: Some(max_attempts), ..NewTicket::chat("x") }.validate().unwrap();
+    let v = NewTicket {
+        max_attempts: Some(max_attempts),
+        ..NewTicket::chat("x")
+    }
+    .validate()
+    .unwrap();
     Ticket::create(TicketId::new(), v, 1_000).0
 }
 
@@ -68,8 +177,13 @@ fn fresh(max_attempts: u32) -> Ticket {
 fn route_starts_an_attempt_and_records_the_bot() {
     let mut t = fresh(3);
     let bot = BotId::parse("bot-01").unwrap();
-    let tr = t.apply(TransitionKind::Route, Some(&bot), "least loaded", 1_001).unwrap();
-    assert_eq!((tr.from, tr.to, tr.attempt), (Some(TicketState::Queued), TicketState::Routed, 1));
+    let tr = t
+        .apply(TransitionKind::Route, Some(&bot), "least loaded", 1_001)
+        .unwrap();
+    assert_eq!(
+        (tr.from, tr.to, tr.attempt),
+        (Some(TicketState::Queued), TicketState::Routed, 1)
+    );
     assert_eq!(tr.bot, Some(bot));
     assert_eq!(t.updated_at_ms, 1_001);
 }
@@ -82,20 +196,37 @@ fn retry_needs_attempts_left_and_illegal_moves_change_nothing() {
     t.apply(TransitionKind::Start, None, "", 2).unwrap();
     t.apply(TransitionKind::Fail, None, "boom", 3).unwrap();
     let before = t.clone();
-    assert!(matches!(t.apply(TransitionKind::Retry, None, "", 4), Err(TicketError::AttemptsExhausted { attempts: 1, max: 1, .. })));
+    assert!(matches!(
+        t.apply(TransitionKind::Retry, None, "", 4),
+        Err(TicketError::AttemptsExhausted {
+            attempts: 1,
+            max: 1,
+            ..
+        })
+    ));
     assert!(matches!(
         t.apply(TransitionKind::Succeed, None, "", 4),
-        Err(TicketError::IllegalTransition { from: TicketState::Failed, event: TransitionKind::Succeed, .. })
+        Err(TicketError::IllegalTransition {
+            from: TicketState::Failed,
+            event: TransitionKind::Succeed,
+            ..
+        })
     ));
     assert_eq!(t, before, "a refused transition changes nothing");
-    t.apply(TransitionKind::GiveUp, None, "no attempts left", 5).unwrap();
+    t.apply(TransitionKind::GiveUp, None, "no attempts left", 5)
+        .unwrap();
     assert!(t.state.is_terminal());
 }
 
 #[test]
 fn correlation_follows_the_parent() {
     let parent = TicketId::new();
-    let v = NewTicket { parent_id: Some(parent.to_string()), ..NewTicket::chat("child") }.validate().unwrap();
+    let v = NewTicket {
+        parent_id: Some(parent.to_string()),
+        ..NewTicket::chat("child")
+    }
+    .validate()
+    .unwrap();
     let (child, created) = Ticket::create(TicketId::new(), v, 0);
     assert_eq!(child.correlation_id, parent);
     assert_eq!(child.causation_id, Some(parent));
@@ -105,10 +236,16 @@ fn correlation_follows_the_parent() {
 
 #[test]
 fn approval_holds_a_ticket_until_approved() {
-    let v = NewTicket { requires_approval: true, ..NewTicket::chat("x") }.validate().unwrap();
+    let v = NewTicket {
+        requires_approval: true,
+        ..NewTicket::chat("x")
+    }
+    .validate()
+    .unwrap();
     let (mut t, _) = Ticket::create(TicketId::new(), v, 0);
     assert_eq!(t.state, TicketState::AwaitingApproval);
     assert!(t.apply(TransitionKind::Route, None, "", 1).is_err());
-    t.apply(TransitionKind::Approve, None, "operator approved", 1).unwrap();
+    t.apply(TransitionKind::Approve, None, "operator approved", 1)
+        .unwrap();
     assert_eq!(t.state, TicketState::Queued);
 }

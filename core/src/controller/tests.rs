@@ -1,0 +1,714 @@
+//! Controller tests: a real controller on a real SQLite file, driven the way
+//! a surface drives it. Models here are scripts of behaviour (fail, hang,
+//! succeed) so each path is reached on purpose; the real providers are tested
+//! in `model/` and end to end against llama-server.
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::cost::Usage;
+use crate::model::builtin::BuiltinModel;
+use crate::model::{ChatReply, ChatRequest, Model, ModelError};
+use crate::store::sqlite::SqliteStore;
+use crate::ticket::WaitReason;
+use async_trait::async_trait;
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Harness {
+    dir: tempfile::TempDir,
+    controller: Controller,
+    store: Arc<SqliteStore>,
+}
+
+struct HarnessBuilder {
+    bots: usize,
+    skills: Vec<&'static str>,
+    model: Arc<dyn Model>,
+    config: ControllerConfig,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    fn builder() -> HarnessBuilder {
+        HarnessBuilder {
+            bots: 3,
+            skills: vec!["chat"],
+            model: Arc::new(BuiltinModel::new()),
+            config: ControllerConfig {
+                backoff_base: Duration::from_millis(5),
+                backoff_max: Duration::from_millis(20),
+                ..Default::default()
+            },
+            dir: None,
+        }
+    }
+
+    async fn submit(&self, t: NewTicket) -> Submitted {
+        self.controller
+            .submit(t)
+            .await
+            .expect("submission accepted")
+    }
+
+    /// Waits, on the event stream, until the ticket is in `state`.
+    async fn wait_for(&self, id: TicketId, state: TicketState) -> TicketView {
+        let mut events = self.controller.subscribe();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let view = self.controller.ticket(id).await.unwrap();
+            if view.state == state {
+                return view;
+            }
+            assert!(
+                !view.state.is_terminal(),
+                "ticket ended {} while waiting for {state}: {view:#?}",
+                view.state
+            );
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => panic!(
+                    "ticket {id} still {} after {WAIT:?}, waiting for {state}",
+                    view.state
+                ),
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    async fn wait_terminal(&self, id: TicketId) -> TicketView {
+        let mut events = self.controller.subscribe();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let view = self.controller.ticket(id).await.unwrap();
+            if view.state.is_terminal() {
+                return view;
+            }
+            if tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .is_err()
+            {
+                panic!("ticket {id} still {} after {WAIT:?}", view.state);
+            }
+        }
+    }
+
+    /// Waits until `check` holds, re-checking on every event.
+    async fn eventually(&self, what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let mut events = self.controller.subscribe();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !check().await {
+            let step = tokio::time::Instant::now() + Duration::from_millis(50);
+            if tokio::time::timeout_at(step.min(deadline), events.recv())
+                .await
+                .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                panic!("{what}: not true after {WAIT:?}");
+            }
+        }
+    }
+
+    /// Stops this controller and starts a new one on the same data.
+    async fn restart(self, model: Arc<dyn Model>) -> Harness {
+        self.controller.shutdown().await;
+        self.store.close().await;
+        let mut b = Harness::builder();
+        b.model = model;
+        b.dir = Some(self.dir);
+        b.build().await
+    }
+}
+
+impl HarnessBuilder {
+    fn bots(mut self, n: usize) -> Self {
+        self.bots = n;
+        self
+    }
+    fn skills(mut self, skills: Vec<&'static str>) -> Self {
+        self.skills = skills;
+        self
+    }
+    fn model(mut self, m: impl Model + 'static) -> Self {
+        self.model = Arc::new(m);
+        self
+    }
+    fn config(mut self, f: impl FnOnce(&mut ControllerConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+    async fn build(self) -> Harness {
+        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let pool = LocalPool {
+            bots: self.bots,
+            skills: self
+                .skills
+                .iter()
+                .map(|s| Skill::parse(s).unwrap())
+                .collect(),
+            model: self.model,
+        };
+        let controller = Controller::start(self.config, store.clone(), pool, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        Harness {
+            dir,
+            controller,
+            store,
+        }
+    }
+}
+
+/// What a scripted model does on one call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    Succeed,
+    FailRetryable,
+    FailFatal,
+    Hang,
+}
+
+/// A model that follows a script per prompt: the n-th call with a prompt
+/// does `script[n]` (the last step repeats). The script is read from the
+/// prompt: `"<name>:s,f,F,h"` (succeed, fail retryable, fail fatal, hang).
+#[derive(Debug, Default)]
+struct Scripted {
+    calls: Mutex<HashMap<String, usize>>,
+    aborted: Arc<AtomicUsize>,
+    id: std::sync::OnceLock<ModelId>,
+}
+
+fn script_of(prompt: &str) -> Vec<Step> {
+    let steps = prompt.split_once(':').map_or("s", |(_, s)| s);
+    steps
+        .split(',')
+        .map(|s| match s {
+            "f" => Step::FailRetryable,
+            "F" => Step::FailFatal,
+            "h" => Step::Hang,
+            _ => Step::Succeed,
+        })
+        .collect()
+}
+
+/// Counts calls abandoned mid-flight (the future dropped while hanging).
+struct AbortGuard(Arc<AtomicUsize>);
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Model for Scripted {
+    fn id(&self) -> &ModelId {
+        self.id.get_or_init(|| ModelId::parse("builtin").unwrap())
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, ModelError> {
+        let prompt = request
+            .messages
+            .last()
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            let n = calls.entry(prompt.clone()).or_default();
+            *n += 1;
+            *n - 1
+        };
+        let script = script_of(&prompt);
+        match script[n.min(script.len() - 1)] {
+            Step::Succeed => Ok(ChatReply {
+                text: format!("ok {n}"),
+                usage: Usage {
+                    input_tokens: 100,
+                    output_tokens: 50,
+                },
+                reported_model: None,
+            }),
+            Step::FailRetryable => Err(ModelError::Status {
+                status: 503,
+                body: "overloaded".into(),
+            }),
+            Step::FailFatal => Err(ModelError::Status {
+                status: 400,
+                body: "bad request".into(),
+            }),
+            Step::Hang => {
+                let _guard = AbortGuard(self.aborted.clone());
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
+        }
+    }
+}
+
+fn chat(prompt: &str) -> NewTicket {
+    NewTicket::chat(prompt)
+}
+
+#[tokio::test]
+async fn tickets_flow_end_to_end_and_cost_is_captured_once_each() {
+    let h = Harness::builder().bots(3).build().await;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(h.submit(chat(&format!("hello {i}"))).await.id);
+    }
+    let mut total = 0;
+    for id in &ids {
+        let v = h.wait_terminal(*id).await;
+        assert_eq!(v.state, TicketState::Succeeded, "{v:#?}");
+        let path: Vec<_> = v.events.iter().map(|e| e.to).collect();
+        assert_eq!(
+            path,
+            vec![
+                TicketState::Queued,
+                TicketState::Routed,
+                TicketState::Running,
+                TicketState::Succeeded
+            ]
+        );
+        assert_eq!(v.ledger.len(), 1);
+        assert!(v.cost.input_tokens > 0 && v.cost.cost_nusd > 0);
+        assert_eq!(v.result.as_ref().unwrap()["model"], "builtin");
+        assert!(v.waiting.is_none());
+        total += v.cost.cost_nusd;
+    }
+    let summary = h.controller.cost_summary().await.unwrap();
+    assert_eq!(summary.total.attempts, 60);
+    assert_eq!(
+        summary.total.cost_nusd, total,
+        "summary equals the sum of ledger rows"
+    );
+    assert!(
+        summary.by_bot.len() > 1,
+        "work spread over bots: {:?}",
+        summary.by_bot
+    );
+    assert_eq!(summary.price_version, "2026-11-01");
+}
+
+#[tokio::test]
+async fn retryable_failures_back_off_and_retry() {
+    let h = Harness::builder()
+        .bots(1)
+        .model(Scripted::default())
+        .build()
+        .await;
+    let id = h.submit(chat("r:f,f,s")).await.id;
+    let v = h.wait_terminal(id).await;
+    assert_eq!(v.state, TicketState::Succeeded);
+    assert_eq!(v.attempts, 3);
+    assert_eq!(
+        v.ledger.len(),
+        1,
+        "failed attempts report no usage, so only the third is charged"
+    );
+    assert_eq!(v.ledger[0].attempt, 3);
+    let fails = v
+        .events
+        .iter()
+        .filter(|e| e.to == TicketState::Failed)
+        .count();
+    assert_eq!(fails, 2);
+    assert!(
+        v.events.iter().any(|e| e.reason.contains("retrying in")),
+        "{:#?}",
+        v.events
+    );
+}
+
+#[tokio::test]
+async fn exhausted_attempts_end_dead_with_the_error() {
+    let h = Harness::builder()
+        .bots(1)
+        .model(Scripted::default())
+        .build()
+        .await;
+    let id = h
+        .submit(NewTicket {
+            max_attempts: Some(2),
+            ..chat("d:f")
+        })
+        .await
+        .id;
+    let v = h.wait_terminal(id).await;
+    assert_eq!(v.state, TicketState::Dead);
+    assert_eq!(v.attempts, 2);
+    assert!(v.error.as_deref().unwrap().contains("503"), "{:?}", v.error);
+    assert_eq!(v.events.last().unwrap().reason, "no attempts left");
+
+    let fatal = h.submit(chat("x:F")).await.id;
+    let v = h.wait_terminal(fatal).await;
+    assert_eq!(
+        (v.state, v.attempts),
+        (TicketState::Dead, 1),
+        "a 4xx is not retried"
+    );
+    assert_eq!(v.events.last().unwrap().reason, "error is not retryable");
+}
+
+#[tokio::test]
+async fn a_ticket_says_why_it_waits_and_cancel_refuses_finished_tickets() {
+    let h = Harness::builder()
+        .bots(2)
+        .skills(vec!["chat"])
+        .build()
+        .await;
+    let id = h
+        .submit(NewTicket {
+            skill: Some("translate".into()),
+            ..chat("bonjour")
+        })
+        .await
+        .id;
+    let v = h.controller.ticket(id).await.unwrap();
+    assert_eq!(v.state, TicketState::Queued);
+    let w = v.waiting.unwrap();
+    assert_eq!(
+        w.reason,
+        WaitReason::NoLiveBotWithSkill {
+            skill: Skill::parse("translate").unwrap()
+        }
+    );
+    assert!(w.message.contains("no live bot has skill translate"));
+
+    let v = h.controller.cancel(id).await.unwrap();
+    assert_eq!(v.state, TicketState::Cancelled);
+    match h.controller.cancel(id).await {
+        Err(ControllerError::Invalid(TicketError::IllegalTransition {
+            from: TicketState::Cancelled,
+            ..
+        })) => {}
+        other => panic!("expected an illegal transition, got {other:?}"),
+    }
+    match h.controller.cancel(TicketId::new()).await {
+        Err(ControllerError::NotFound(_)) => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_running_ticket_aborts_the_model_call() {
+    let model = Scripted::default();
+    let aborted = model.aborted.clone();
+    let h = Harness::builder().bots(1).model(model).build().await;
+    let id = h.submit(chat("c:h")).await.id;
+    let running = h.wait_for(id, TicketState::Running).await;
+    assert!(matches!(
+        running.waiting.unwrap().reason,
+        WaitReason::Running { .. }
+    ));
+    let v = h.controller.cancel(id).await.unwrap();
+    assert_eq!(v.state, TicketState::Cancelled);
+    h.eventually("the hanging call is abandoned", async || {
+        aborted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    h.eventually("the bot is free again", async || {
+        let bots = h.controller.bots().await;
+        bots[0].in_flight == 0 && bots[0].lane.pending == 0
+    })
+    .await;
+    // The freed bot takes new work.
+    let next = h.submit(chat("after")).await.id;
+    assert_eq!(h.wait_terminal(next).await.state, TicketState::Succeeded);
+}
+
+#[tokio::test]
+async fn budgets_refuse_at_admission_and_park_queued_work() {
+    let h = Harness::builder()
+        .bots(1)
+        .model(Scripted::default())
+        .build()
+        .await;
+    // 100 in × $0.05/M + 50 out × $0.20/M = 15,000 nano-dollars per ticket.
+    let tenant = TenantId::parse("acme").unwrap();
+    h.controller
+        .set_budget(tenant.clone(), Some(15_000))
+        .await
+        .unwrap();
+    let t = |p: &str| NewTicket {
+        tenant: Some("acme".into()),
+        ..chat(p)
+    };
+    let first = h.submit(t("b1:s")).await.id;
+    assert_eq!(h.wait_terminal(first).await.cost.cost_nusd, 15_000);
+    match h.controller.submit(t("b2:s")).await {
+        Err(ControllerError::BudgetExhausted { tenant: tn, .. }) => assert_eq!(tn, tenant),
+        other => panic!("expected budget exhausted, got {other:?}"),
+    }
+    // Raising the budget lets work in again.
+    h.controller
+        .set_budget(tenant.clone(), Some(1_000_000))
+        .await
+        .unwrap();
+    let next = h.submit(t("b3:s")).await.id;
+    assert_eq!(h.wait_terminal(next).await.state, TicketState::Succeeded);
+    let tenants = h.controller.tenants().await.unwrap();
+    assert_eq!(
+        tenants.iter().find(|x| x.id == tenant).unwrap().budget_nusd,
+        Some(1_000_000)
+    );
+}
+
+#[tokio::test]
+async fn queued_work_waits_on_an_exhausted_budget_until_it_is_raised() {
+    let model = Scripted::default();
+    let h = Harness::builder()
+        .bots(1)
+        .model(model)
+        .config(|c| c.max_in_flight_per_bot = 1)
+        .build()
+        .await;
+    let tenant = TenantId::parse("tight").unwrap();
+    h.controller
+        .set_budget(tenant.clone(), Some(10_000))
+        .await
+        .unwrap();
+    let t = |p: &str| NewTicket {
+        tenant: Some("tight".into()),
+        ..chat(p)
+    };
+    // Both are admitted while the budget is untouched; the first runs alone
+    // (one slot) and its cost exhausts the budget before the second routes.
+    let both = h.controller.submit_many(vec![t("p1:s"), t("p2:s")]).await;
+    let (first, second) = (both[0].as_ref().unwrap().id, both[1].as_ref().unwrap().id);
+    assert_eq!(h.wait_terminal(first).await.state, TicketState::Succeeded);
+    h.eventually("the second ticket waits on the budget", async || {
+        let v = h.controller.ticket(second).await.unwrap();
+        matches!(
+            v.waiting.map(|w| w.reason),
+            Some(WaitReason::TenantBudgetExhausted { .. })
+        )
+    })
+    .await;
+    assert_eq!(
+        h.controller.ticket(second).await.unwrap().state,
+        TicketState::Queued
+    );
+    h.controller.set_budget(tenant, None).await.unwrap();
+    assert_eq!(h.wait_terminal(second).await.state, TicketState::Succeeded);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_gives_back_the_first_ticket() {
+    let h = Harness::builder().build().await;
+    let key = NewTicket {
+        idempotency_key: Some("order-42".into()),
+        ..chat("once")
+    };
+    let a = h.submit(key.clone()).await;
+    let b = h.submit(key.clone()).await;
+    assert!(!a.duplicate && b.duplicate);
+    assert_eq!(a.id, b.id);
+    // Duplicates within one submission are caught too.
+    let many = h.controller.submit_many(vec![key.clone(), key]).await;
+    assert!(many.iter().all(|r| r.as_ref().unwrap().id == a.id));
+    h.wait_terminal(a.id).await;
+    assert_eq!(h.controller.cost_summary().await.unwrap().total.attempts, 1);
+}
+
+#[tokio::test]
+async fn approval_holds_a_ticket_until_released() {
+    let h = Harness::builder().build().await;
+    let id = h
+        .submit(NewTicket {
+            requires_approval: true,
+            ..chat("deploy")
+        })
+        .await
+        .id;
+    let v = h.controller.ticket(id).await.unwrap();
+    assert_eq!(v.state, TicketState::AwaitingApproval);
+    assert_eq!(v.waiting.unwrap().reason, WaitReason::AwaitingApproval);
+    h.controller.approve(id).await.unwrap();
+    assert_eq!(h.wait_terminal(id).await.state, TicketState::Succeeded);
+    assert!(matches!(
+        h.controller.approve(id).await,
+        Err(ControllerError::Invalid(
+            TicketError::IllegalTransition { .. }
+        ))
+    ));
+}
+
+#[tokio::test]
+async fn a_restart_redrives_in_flight_tickets_and_charges_each_attempt_once() {
+    let model = Scripted::default();
+    let h = Harness::builder().bots(2).model(model).build().await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(h.submit(chat(&format!("hang {i}:h"))).await.id);
+    }
+    let queued_only = h
+        .submit(NewTicket {
+            skill: Some("nobody".into()),
+            ..chat("q")
+        })
+        .await
+        .id;
+    // Two sequential bots: two tickets run (and hang), four wait in lanes.
+    h.eventually("every ticket is in a lane or running", async || {
+        let mut n = 0;
+        for id in &ids {
+            let s = h.controller.ticket(*id).await.unwrap().state;
+            n += usize::from(matches!(s, TicketState::Routed | TicketState::Running));
+        }
+        n == ids.len()
+    })
+    .await;
+    // The process "dies": a new controller starts on the same store with a
+    // model that works.
+    let h = h.restart(Arc::new(BuiltinModel::new())).await;
+    for id in &ids {
+        let v = h.wait_terminal(*id).await;
+        assert_eq!(v.state, TicketState::Succeeded);
+        assert_eq!(
+            v.attempts, 2,
+            "the lost attempt counts; the rerun is attempt 2"
+        );
+        assert!(
+            v.events
+                .iter()
+                .any(|e| e.reason.starts_with("recovered after restart")),
+            "{:#?}",
+            v.events
+        );
+        assert_eq!(
+            v.ledger.iter().map(|l| l.attempt).collect::<Vec<_>>(),
+            vec![2]
+        );
+    }
+    assert_eq!(
+        h.controller.ticket(queued_only).await.unwrap().state,
+        TicketState::Queued,
+        "queued work survives as queued"
+    );
+    assert_eq!(h.controller.cost_summary().await.unwrap().total.attempts, 6);
+}
+
+#[tokio::test]
+async fn refused_submissions_change_nothing() {
+    let h = Harness::builder().build().await;
+    let bad = vec![
+        NewTicket {
+            kind: "nope".into(),
+            ..chat("x")
+        },
+        NewTicket {
+            priority: Some(42),
+            ..chat("x")
+        },
+        NewTicket::chat("a".repeat(crate::ticket::MAX_PAYLOAD_BYTES)),
+    ];
+    for r in h.controller.submit_many(bad).await {
+        assert!(matches!(r, Err(ControllerError::Invalid(_))), "{r:?}");
+    }
+    let page = h
+        .controller
+        .tickets(&crate::store::TicketQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.tickets.is_empty());
+    assert!(
+        h.controller.tenants().await.unwrap().is_empty(),
+        "no tenant created by a refused ticket"
+    );
+}
+
+#[tokio::test]
+async fn an_unpriced_model_is_refused_at_start() {
+    #[derive(Debug)]
+    struct Mystery(ModelId);
+    #[async_trait]
+    impl Model for Mystery {
+        fn id(&self) -> &ModelId {
+            &self.0
+        }
+        async fn chat(&self, _: &ChatRequest) -> Result<ChatReply, ModelError> {
+            unreachable!("never started")
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let pool = LocalPool {
+        bots: 1,
+        skills: vec![Skill::parse("chat").unwrap()],
+        model: Arc::new(Mystery(ModelId::parse("mystery-9b").unwrap())),
+    };
+    let err = Controller::start(
+        ControllerConfig::default(),
+        store,
+        pool,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ControllerError::Cost(CostError::Unpriced(..))),
+        "{err}"
+    );
+}
+
+/// One ticket's script in the property test.
+fn step() -> impl Strategy<Value = char> {
+    prop_oneof![4 => Just('s'), 3 => Just('f'), 1 => Just('F')]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Whatever the models do and whatever is cancelled: no ticket is lost,
+    /// each ends where its script says, and the ledger holds exactly one row
+    /// per attempt that finished with usage.
+    #[test]
+    fn no_ticket_is_lost_and_the_ledger_matches_finished_attempts(
+        scripts in prop::collection::vec((prop::collection::vec(step(), 1..4), any::<bool>()), 1..16),
+        bots in 1usize..4,
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let h = Harness::builder().bots(bots).model(Scripted::default()).build().await;
+            let mut tickets = Vec::new();
+            for (i, (script, cancel)) in scripts.iter().enumerate() {
+                let prompt = format!("p{i}:{}", script.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","));
+                let id = h.submit(chat(&prompt)).await.id;
+                if *cancel {
+                    let _ = h.controller.cancel(id).await;
+                }
+                tickets.push((id, script.clone()));
+            }
+            let mut charged = 0;
+            for (id, script) in &tickets {
+                let v = h.wait_terminal(*id).await;
+                charged += v.ledger.len() as i64;
+                if v.state == TicketState::Cancelled {
+                    continue;
+                }
+                // Expected end: the first 's' or 'F' within 3 attempts decides.
+                let mut expected = TicketState::Dead;
+                for attempt in 0..3 {
+                    match script[attempt.min(script.len() - 1)] {
+                        's' => { expected = TicketState::Succeeded; break; }
+                        'F' => break,
+                        _ => {}
+                    }
+                }
+                assert_eq!(v.state, expected, "script {script:?}: {v:#?}");
+                assert_eq!(v.ledger.len(), usize::from(v.state == TicketState::Succeeded));
+            }
+            let summary = h.controller.cost_summary().await.unwrap();
+            assert_eq!(summary.total.attempts, charged);
+            let counts = h.controller.state_counts().await.unwrap();
+            let total: i64 = counts.iter().map(|(_, n)| n).sum();
+            assert_eq!(total as usize, tickets.len(), "every submitted ticket is stored");
+            assert!(counts.iter().all(|(s, _)| s.is_terminal()), "{counts:?}");
+        });
+    }
+}
