@@ -6,7 +6,7 @@
 //! every refusal — malformed JSON, a field out of range, too large — comes
 //! back as the one JSON error shape before anything changes.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -160,16 +160,10 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<T> {
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        && len > MAX_BODY_BYTES as u64
-    {
-        return Err(too_large(len));
-    }
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| too_large(MAX_BODY_BYTES as u64 + 1))?;
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let bytes = read_limited(body, declared).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -182,6 +176,49 @@ async fn json_body<T: serde::de::DeserializeOwned>(
             .field("body"),
         }
     })
+}
+
+/// Most of an oversized body read (and thrown away) so the client, still
+/// sending, receives the 413 instead of a reset connection; past this the
+/// connection is simply closed.
+const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+
+async fn read_limited(body: Body, declared: Option<u64>) -> ApiResult<Vec<u8>> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut total = 0u64;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let over = |n: u64| n > MAX_BODY_BYTES as u64;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorKind::Malformed,
+                    "request body took too long to arrive",
+                )
+                .field("body"));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(
+                    ApiError::new(ErrorKind::Malformed, format!("request body: {e}")).field("body"),
+                );
+            }
+            Ok(Some(Ok(c))) => c,
+        };
+        total += chunk.len() as u64;
+        if total > DRAIN_LIMIT {
+            break;
+        }
+        if !over(total) && !declared.is_some_and(over) {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if over(total) || declared.is_some_and(over) {
+        return Err(too_large(total.max(declared.unwrap_or(0))));
+    }
+    Ok(buf)
 }
 
 fn too_large(len: u64) -> ApiError {

@@ -775,10 +775,7 @@ impl Scheduler {
             let Some(candidates) = self.by_skill.get(&skill).cloned() else {
                 continue;
             };
-            loop {
-                let Some(top) = self.queues.get(&skill).and_then(|q| q.peek()).map(|k| k.id) else {
-                    break;
-                };
+            while let Some(top) = self.queues.get(&skill).and_then(|q| q.peek()).map(|k| k.id) {
                 let Some(t) = self.live.get(&top) else {
                     self.pop(&skill); // cancelled or finished while queued
                     continue;

@@ -1,0 +1,81 @@
+//! The `oshal` command line: usage errors and unreachable servers give a
+//! clear message and a non-zero exit. (This test also makes `cargo test
+//! --workspace` build the `oshal` binary the end-to-end tests drive.)
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn oshal(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_oshal"))
+        .args(args)
+        .env_remove("OSHAL_API_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_command() {
+    let (code, out, _) = oshal(&["--help"]);
+    assert_eq!(code, 0);
+    for cmd in ["serve", "submit", "tickets", "ticket", "cancel", "bench"] {
+        assert!(out.contains(cmd), "{cmd} missing from:\n{out}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_non_zero_with_a_message() {
+    let (code, _, err) = oshal(&["serve", "--bots", "many"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--bots"), "{err}");
+    let (code, _, err) = oshal(&["tickets", "--state", "asleep", "--token", "x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("asleep"), "{err}");
+}
+
+#[test]
+fn an_unreachable_api_is_reported_plainly() {
+    let (code, _, err) = oshal(&[
+        "ticket",
+        "0193a000-0000-7000-8000-000000000000",
+        "--api",
+        "http://127.0.0.1:9",
+        "--token",
+        "t",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot reach the Oshal API at http://127.0.0.1:9"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_token_says_where_it_looked() {
+    let dir = std::env::temp_dir().join(format!("oshal-cli-test-{}", std::process::id()));
+    let (code, _, err) = oshal(&["tickets", "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no API token") && err.contains("api-token"),
+        "{err}"
+    );
+}
+
+/// The bench's output is a contract (scripts parse its last line); this
+/// checks the shape and the accounting, not the speed.
+#[test]
+fn bench_prints_its_summary_line_last() {
+    let (code, out, err) = oshal(&["bench", "--tickets", "300", "--bots", "3"]);
+    assert_eq!(code, 0, "{err}");
+    let last = out.lines().last().unwrap();
+    let fields: Vec<&str> = last.split(' ').map(|kv| kv.split('=').next().unwrap()).collect();
+    assert_eq!(fields, ["tickets", "ok", "lost", "tickets_per_s", "p50_ms", "p99_ms"], "{last}");
+    assert!(last.starts_with("tickets=300 ok=300 lost=0 "), "{last}");
+    assert!(out.contains("baseline sqlite_ticket_inserts_per_s="), "{out}");
+    assert!(out.contains("ledger_rows=300"), "{out}");
+}

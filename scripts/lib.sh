@@ -1,0 +1,57 @@
+# Shared set-up for scripts/run and scripts/test: installs what a fresh
+# Debian/Ubuntu machine lacks, and starts the services tests use. Sourced.
+
+log() { echo "oshal: $*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root for: $*"; return 1; fi
+}
+
+# ensure_packages PKG...: apt-get installs the ones not installed yet.
+ensure_packages() {
+  command -v dpkg-query >/dev/null || { log "not a Debian/Ubuntu machine: install $* yourself"; return 0; }
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null; then
+    ensure_packages curl ca-certificates
+    log "installing the Rust toolchain (rustup)"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt >&2
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+}
+
+# The build needs a C toolchain (SQLite, ring/aws-lc) and cmake (llama.cpp).
+ensure_build_tools() {
+  ensure_packages build-essential pkg-config cmake python3 python3-pip
+}
+
+# PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379, started if not answering.
+ensure_services() {
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    ensure_packages postgresql postgresql-client
+    log "starting PostgreSQL"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+  fi
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    ensure_packages redis-server
+    log "starting Redis"
+    as_root mkdir -p /var/lib/redis /var/log/redis
+    as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.2; done
+  fi
+}

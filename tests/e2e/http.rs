@@ -1,0 +1,385 @@
+//! `oshal serve` over HTTP: the ticket flow, the error contract, events.
+
+use futures::StreamExt;
+use oshal_e2e::Server;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tickets_over_http_all_succeed_and_cost_adds_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--bots", "4"]).unwrap();
+    let mut ids = Vec::new();
+    let mut tasks = futures::stream::iter(0..1000)
+        .map(|i| {
+            let server = &server;
+            async move {
+                server
+                    .submit(&format!("ticket {i}: what is the state of the fleet?"))
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(32);
+    while let Some(id) = tasks.next().await {
+        ids.push(id);
+    }
+    drop(tasks);
+    assert_eq!(ids.len(), 1000);
+
+    let mut ledger_sum = 0i64;
+    let mut ledger_rows = 0;
+    for id in &ids {
+        let v = server.wait_terminal(id).await.unwrap();
+        assert_eq!(v["state"], "succeeded", "{v:#}");
+        assert!(v["cost"]["input_tokens"].as_i64().unwrap() > 0);
+        assert!(v["cost"]["output_tokens"].as_i64().unwrap() > 0);
+        assert!(v["cost"]["usd"].as_f64().unwrap() > 0.0);
+        for row in v["ledger"].as_array().unwrap() {
+            ledger_sum += row["cost_nusd"].as_i64().unwrap();
+            ledger_rows += 1;
+        }
+    }
+    assert_eq!(ledger_rows, 1000);
+    let summary = server.json("/api/v1/cost/summary").await.unwrap();
+    assert_eq!(summary["total"]["attempts"], 1000);
+    assert_eq!(
+        summary["total"]["cost_nusd"].as_i64().unwrap(),
+        ledger_sum,
+        "summary equals the sum of ledger rows"
+    );
+    let by_bot: i64 = summary["by_bot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["cost_nusd"].as_i64().unwrap())
+        .sum();
+    assert_eq!(by_bot, ledger_sum);
+    assert_eq!(
+        summary["by_bot"].as_array().unwrap().len(),
+        4,
+        "every bot took work"
+    );
+
+    let all = server.all_tickets().await.unwrap();
+    assert_eq!(all.len(), 1000);
+    let bots = server.json("/api/v1/bots").await.unwrap();
+    let done: u64 = bots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["succeeded"].as_u64().unwrap())
+        .sum();
+    assert_eq!(done, 1000);
+}
+
+/// Every refusal: the documented status, the error body naming the field,
+/// and nothing changed in the store.
+#[tokio::test]
+async fn bad_input_gets_the_documented_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--bots", "1"]).unwrap();
+    let http = server.raw();
+    let url = |p: &str| format!("{}{p}", server.url);
+    let auth = format!("Bearer {}", server.token);
+
+    let finished = server.submit("finish me").await.unwrap();
+    server.wait_terminal(&finished).await.unwrap();
+
+    let huge = "x".repeat(1024 * 1024);
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str, Option<&str>)> = vec![
+        (
+            "malformed JSON",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", &auth)
+                .body("{not json"),
+            400,
+            "malformed",
+            Some("body"),
+        ),
+        (
+            "unknown kind",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", &auth)
+                .json(&json!({"kind": "teleport", "payload": {}})),
+            422,
+            "invalid",
+            Some("kind"),
+        ),
+        (
+            "wrong payload",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", &auth)
+                .json(&json!({"kind": "chat", "payload": {"prompt": 7}})),
+            422,
+            "invalid",
+            Some("payload"),
+        ),
+        (
+            "unknown field",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", &auth)
+                .json(&json!({"kind": "chat", "payload": {"prompt": "x"}, "colour": "red"})),
+            422,
+            "invalid",
+            Some("colour"),
+        ),
+        (
+            "missing kind",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", &auth)
+                .json(&json!({"payload": {"prompt": "x"}})),
+            422,
+            "invalid",
+            Some("kind"),
+        ),
+        (
+            "bad priority",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", &auth)
+                .json(&json!({"kind": "chat", "payload": {"prompt": "x"}, "priority": 99})),
+            422,
+            "invalid",
+            Some("priority"),
+        ),
+        (
+            "bad tenant",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", &auth)
+                .json(&json!({"kind": "chat", "payload": {"prompt": "x"}, "tenant": "a b"})),
+            422,
+            "invalid",
+            Some("tenant"),
+        ),
+        (
+            "oversized payload",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", &auth)
+                .json(&json!({"kind": "chat", "payload": {"prompt": huge}})),
+            413,
+            "too_large",
+            Some("payload"),
+        ),
+        (
+            "oversized body",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", &auth)
+                .body(vec![b' '; 2 * 1024 * 1024]),
+            413,
+            "too_large",
+            Some("body"),
+        ),
+        (
+            "missing token",
+            http.post(url("/api/v1/tickets"))
+                .json(&json!({"kind": "chat", "payload": {"prompt": "x"}})),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "wrong token",
+            http.post(url("/api/v1/tickets"))
+                .header("authorization", "Bearer wrong-token-wrong-token")
+                .json(&json!({"kind": "chat", "payload": {"prompt": "x"}})),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "wrong scheme",
+            http.get(url("/api/v1/bots"))
+                .header("authorization", format!("Basic {}", server.token)),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "token on loopback still needed",
+            http.get(url("/api/v1/tickets")),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "metrics need a token",
+            http.get(url("/metrics")),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "unknown id",
+            http.get(url(&format!("/api/v1/tickets/{}", uuid::Uuid::now_v7())))
+                .header("authorization", &auth),
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "not an id",
+            http.get(url("/api/v1/tickets/does-not-exist"))
+                .header("authorization", &auth),
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "cancel unknown",
+            http.post(url(&format!(
+                "/api/v1/tickets/{}/cancel",
+                uuid::Uuid::now_v7()
+            )))
+            .header("authorization", &auth),
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "cancel finished",
+            http.post(url(&format!("/api/v1/tickets/{finished}/cancel")))
+                .header("authorization", &auth),
+            409,
+            "illegal_transition",
+            None,
+        ),
+        (
+            "bad state filter",
+            http.get(url("/api/v1/tickets?state=asleep"))
+                .header("authorization", &auth),
+            422,
+            "invalid",
+            Some("state"),
+        ),
+        (
+            "bad limit",
+            http.get(url("/api/v1/tickets?limit=5000"))
+                .header("authorization", &auth),
+            422,
+            "invalid",
+            Some("limit"),
+        ),
+        (
+            "no such route",
+            http.get(url("/api/v1/nope")).header("authorization", &auth),
+            404,
+            "not_found",
+            None,
+        ),
+    ];
+    for (name, req, status, kind, field) in cases {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{name}");
+        let body: Value = r
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: body is not JSON: {e}"));
+        let err = &body["error"];
+        assert_eq!(err["kind"], kind, "{name}: {body}");
+        assert!(
+            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{name}: {body}"
+        );
+        if let Some(field) = field {
+            assert_eq!(err["field"], field, "{name}: {body}");
+        }
+    }
+    // Nothing but the one good ticket exists, and it is unchanged.
+    let all = server.all_tickets().await.unwrap();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0]["state"], "succeeded");
+    let summary = server.json("/api/v1/cost/summary").await.unwrap();
+    assert_eq!(summary["total"]["attempts"], 1);
+    let tenants = server.json("/api/v1/tenants").await.unwrap();
+    assert_eq!(
+        tenants.as_array().unwrap().len(),
+        1,
+        "a refused ticket creates no tenant: {tenants}"
+    );
+    // Health needs no token.
+    let h = http.get(url("/api/v1/health")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+}
+
+#[tokio::test]
+async fn events_stream_over_websocket_and_metrics_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--bots", "2"]).unwrap();
+    let ws_url = server.url.replace("http://", "ws://") + "/api/v1/events";
+
+    // No token, no stream.
+    match tokio_tungstenite::connect_async(&ws_url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        ws_url.as_str(),
+    )
+    .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+
+    let id = server.submit("stream me").await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains(&"succeeded".to_owned()) {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("events within 30s")
+            .unwrap()
+            .unwrap();
+        let event: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        if event["type"] == "tickets_transitioned" {
+            for t in event["transitions"].as_array().unwrap() {
+                if t["ticket"] == id.as_str() {
+                    seen.push(t["to"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    assert_eq!(seen, ["queued", "routed", "running", "succeeded"]);
+    ws.close(None).await.unwrap();
+
+    let metrics = server
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("oshal_tickets{state=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("oshal_ledger_rows_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("oshal_lane_depth{bot=\"bot-01\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_token_file_is_private_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("api-token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(server.token.len() >= 32);
+    let status = server.stop().unwrap();
+    assert!(status.success(), "{status:?}");
+    // The same token is used on the next start.
+    let token = server.token.clone();
+    let again = Server::start(dir.path(), &[]).unwrap();
+    assert_eq!(again.token, token);
+}

@@ -1,0 +1,180 @@
+//! Models over the wire: the OpenAI-compatible provider against a real
+//! llama-server (SmolLM2-135M), and against servers that misbehave.
+
+use oshal_core::model::openai::{OpenAiCompatible, OpenAiConfig};
+use oshal_core::model::{ChatMessage, ChatRequest, Model};
+use oshal_core::ticket::ModelId;
+use oshal_e2e::{LlamaServer, Server};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn ask(prompt: &str, max_tokens: u32) -> ChatRequest {
+    ChatRequest {
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: prompt.into(),
+        }],
+        max_tokens: Some(max_tokens),
+    }
+}
+
+#[tokio::test]
+async fn the_provider_talks_to_a_real_llama_server_plain_and_streamed() {
+    let llama = LlamaServer::start().await.unwrap();
+    for stream in [false, true] {
+        let mut config = OpenAiConfig::new(
+            &llama.base_url,
+            "smollm2-135m",
+            ModelId::parse("smollm2-135m").unwrap(),
+        );
+        config.stream = stream;
+        let model = OpenAiCompatible::new(config, None).unwrap();
+        let reply = model
+            .chat(&ask("Name one colour of the sky.", 16))
+            .await
+            .unwrap();
+        assert!(
+            !reply.text.trim().is_empty(),
+            "stream={stream}: empty reply"
+        );
+        assert!(
+            reply.usage.input_tokens > 5,
+            "stream={stream}: {:?}",
+            reply.usage
+        );
+        assert!(
+            (1..=16).contains(&reply.usage.output_tokens),
+            "stream={stream}: {:?}",
+            reply.usage
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oshal_serve_runs_tickets_on_the_real_model_and_prices_its_usage() {
+    let llama = LlamaServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--bots",
+            "2",
+            "--model-url",
+            &llama.base_url,
+            "--model-name",
+            "smollm2-135m",
+            "--model-stream",
+        ],
+    )
+    .unwrap();
+    let r = server
+        .post("/api/v1/tickets")
+        .json(&json!({"kind": "chat", "payload": {"prompt": "Say hello in French.", "max_tokens": 12}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v = server.wait_terminal(&id).await.unwrap();
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let usage = &v["result"]["usage"];
+    let row = &v["ledger"][0];
+    assert_eq!(row["model"], "smollm2-135m");
+    assert_eq!(row["input_tokens"], usage["input_tokens"]);
+    assert_eq!(row["output_tokens"], usage["output_tokens"]);
+    assert!(row["output_tokens"].as_u64().unwrap() <= 12);
+    // $0.05/M in, $0.20/M out, in nano-dollars, rounded half up per direction.
+    let expect = (row["input_tokens"].as_i64().unwrap() * 50_000 + 500) / 1000
+        + (row["output_tokens"].as_i64().unwrap() * 200_000 + 500) / 1000;
+    assert_eq!(row["cost_nusd"].as_i64().unwrap(), expect);
+}
+
+/// A server that answers every request with `reply` (or never, if `None`).
+async fn misbehaving_server(reply: Option<&'static str>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            match reply {
+                None => held.push(sock), // accept and say nothing, forever
+                Some(body) => {
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        let _ = sock.read(&mut buf).await;
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = sock.write_all(resp.as_bytes()).await;
+                    });
+                }
+            }
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_or_silence_from_a_model_ends_in_a_clear_error_never_stuck() {
+    for (name, reply, timeout, expect) in [
+        (
+            "garbage",
+            Some("<html>definitely not json</html>"),
+            "5",
+            "malformed model reply",
+        ),
+        (
+            "no usage",
+            Some(r#"{"choices":[{"message":{"content":"hi"}}]}"#),
+            "5",
+            "no usage",
+        ),
+        ("hang", None, "1", "timed out"),
+    ] {
+        let url = misbehaving_server(reply).await;
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(
+            dir.path(),
+            &[
+                "--bots",
+                "1",
+                "--model-url",
+                &url,
+                "--model-name",
+                "x",
+                "--model-price-id",
+                "builtin",
+                "--model-timeout-s",
+                timeout,
+            ],
+        )
+        .unwrap();
+        let id = server.submit("hello?").await.unwrap();
+        let v = server.wait_terminal(&id).await.unwrap();
+        assert_eq!(v["state"], "dead", "{name}: {v:#}");
+        assert_eq!(v["attempts"], 3, "{name}: retried up to the limit");
+        assert!(
+            v["error"].as_str().unwrap().contains(expect),
+            "{name}: {v:#}"
+        );
+        assert_eq!(
+            v["ledger"].as_array().unwrap().len(),
+            0,
+            "{name}: nothing charged without usage"
+        );
+        let fails = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["to"] == "failed")
+            .count();
+        assert_eq!(fails, 3, "{name}");
+    }
+}
