@@ -73,9 +73,19 @@ fn bench_prints_its_summary_line_last() {
     let (code, out, err) = oshal(&["bench", "--tickets", "300", "--bots", "3"]);
     assert_eq!(code, 0, "{err}");
     let last = out.lines().last().unwrap();
-    let fields: Vec<&str> = last.split(' ').map(|kv| kv.split('=').next().unwrap()).collect();
-    assert_eq!(fields, ["tickets", "ok", "lost", "tickets_per_s", "p50_ms", "p99_ms"], "{last}");
+    let fields: Vec<&str> = last
+        .split(' ')
+        .map(|kv| kv.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["tickets", "ok", "lost", "tickets_per_s", "p50_ms", "p99_ms"],
+        "{last}"
+    );
     assert!(last.starts_with("tickets=300 ok=300 lost=0 "), "{last}");
-    assert!(out.contains("baseline sqlite_ticket_inserts_per_s="), "{out}");
+    assert!(
+        out.contains("baseline sqlite_ticket_inserts_per_s="),
+        "{out}"
+    );
     assert!(out.contains("ledger_rows=300"), "{out}");
 }

@@ -18,6 +18,7 @@ CREATE TABLE tickets (
     state           TEXT NOT NULL,
     attempts        INTEGER NOT NULL,
     max_attempts    INTEGER NOT NULL,
+    transitions     INTEGER NOT NULL,    -- events so far; the next event's seq
     bot_id          TEXT,
     parent_id       TEXT,
     correlation_id  TEXT NOT NULL,
@@ -32,9 +33,10 @@ CREATE TABLE tickets (
 CREATE UNIQUE INDEX tickets_idempotency ON tickets (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX tickets_state ON tickets (state, id);
 
+-- Keyed by (ticket, seq): one B-tree, and a ticket's history is one range.
 CREATE TABLE ticket_events (
-    id             INTEGER PRIMARY KEY,  -- global order, for replay and resume
     ticket_id      TEXT NOT NULL,
+    seq            INTEGER NOT NULL,     -- 0 for the creating event
     at_ms          INTEGER NOT NULL,
     from_state     TEXT,                 -- NULL for the creating event
     to_state       TEXT NOT NULL,
@@ -42,10 +44,9 @@ CREATE TABLE ticket_events (
     bot_id         TEXT,
     reason         TEXT NOT NULL,
     correlation_id TEXT NOT NULL,
-    causation_id   TEXT
-);
-
-CREATE INDEX ticket_events_ticket ON ticket_events (ticket_id, id);
+    causation_id   TEXT,
+    PRIMARY KEY (ticket_id, seq)
+) WITHOUT ROWID;
 
 -- One row per finished attempt, priced once. The primary key is what makes a
 -- retry or a duplicate delivery unable to charge twice.

@@ -226,16 +226,17 @@ impl Controller {
                 stats
                     .committed_rows
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                let mut transitions = batch.transitions.clone();
-                if !applied.duplicates.is_empty() {
-                    let refused: std::collections::HashSet<_> =
-                        applied.duplicates.iter().map(|d| d.0).collect();
-                    transitions.retain(|t| !refused.contains(&t.ticket));
+                // Creation events of refused duplicates were not written.
+                let refused: std::collections::HashSet<_> =
+                    applied.duplicates.iter().map(|d| d.0).collect();
+                let written = |t: &&Transition| !refused.contains(&t.ticket);
+                let n = batch.transitions.iter().filter(written).count();
+                stats.transitions.fetch_add(n as u64, Ordering::Relaxed);
+                if events.receiver_count() == 0 {
+                    return;
                 }
-                if !transitions.is_empty() {
-                    stats
-                        .transitions
-                        .fetch_add(transitions.len() as u64, Ordering::Relaxed);
+                if n > 0 {
+                    let transitions = batch.transitions.iter().filter(written).cloned().collect();
                     let _ = events.send(CoreEvent::TicketsTransitioned { transitions });
                 }
                 if !batch.ledger.is_empty() {

@@ -3,12 +3,14 @@
 //! It is not a language model. It answers every chat with a fixed-form reply
 //! that says what it is, how many tokens it was sent and a short echo of the
 //! prompt, so local mode works with no endpoint and no download. Its token
-//! counts are real: prompt and reply are tokenized with the cl100k_base BPE
-//! (the OpenAI GPT-4-era tokenizer), and `max_tokens` truncates the reply at a
-//! token boundary, exactly as a real model's limit would.
+//! counts are real, in the cl100k_base BPE (the OpenAI GPT-4-era tokenizer):
+//! the prompt is tokenized, and the reply is produced as a token sequence and
+//! decoded to text, the way a model generates, so `output_tokens` is exactly
+//! what it generated and `max_tokens` cuts at a token boundary.
 
 use async_trait::async_trait;
-use tiktoken_rs::CoreBPE;
+use std::sync::OnceLock;
+use tiktoken_rs::{CoreBPE, Rank};
 
 use super::{ChatReply, ChatRequest, Model, ModelError};
 use crate::cost::Usage;
@@ -49,27 +51,23 @@ impl BuiltinModel {
                 last_user = tokens;
             }
         }
+        let parts = Parts::get();
         let echo_len = last_user.len().min(ECHO_TOKENS);
-        let echo =
-            String::from_utf8_lossy(&bpe.decode_bytes(&last_user[..echo_len]).unwrap_or_default())
-                .into_owned();
-        let ellipsis = if last_user.len() > ECHO_TOKENS {
-            "…"
+        let mut out = Vec::with_capacity(parts.prefix.len() + parts.mid.len() + echo_len + 8);
+        out.extend_from_slice(&parts.prefix);
+        out.extend(bpe.encode_ordinary(&format!(" {input_tokens}")));
+        out.extend_from_slice(&parts.mid);
+        out.extend_from_slice(&last_user[..echo_len]);
+        out.extend_from_slice(if last_user.len() > ECHO_TOKENS {
+            &parts.cut
         } else {
-            ""
-        };
-        let text = format!(
-            "[builtin offline model, deterministic] Received {input_tokens} prompt tokens. You said: \"{}{ellipsis}\"",
-            echo.trim()
-        );
-        let mut out = bpe.encode_ordinary(&text);
-        let text = match request.max_tokens {
-            Some(max) if out.len() > max as usize => {
-                out.truncate(max as usize);
-                String::from_utf8_lossy(&bpe.decode_bytes(&out).unwrap_or_default()).into_owned()
-            }
-            _ => text,
-        };
+            &parts.end
+        });
+        if let Some(max) = request.max_tokens {
+            out.truncate(max as usize);
+        }
+        let text =
+            String::from_utf8_lossy(&bpe.decode_bytes(&out).unwrap_or_default()).into_owned();
         ChatReply {
             text,
             usage: Usage {
@@ -78,6 +76,29 @@ impl BuiltinModel {
             },
             reported_model: Some(Self::NAME.to_owned()),
         }
+    }
+}
+
+/// The fixed pieces of every reply, tokenized once.
+struct Parts {
+    prefix: Vec<Rank>,
+    mid: Vec<Rank>,
+    cut: Vec<Rank>,
+    end: Vec<Rank>,
+}
+
+impl Parts {
+    fn get() -> &'static Parts {
+        static PARTS: OnceLock<Parts> = OnceLock::new();
+        PARTS.get_or_init(|| {
+            let bpe = BuiltinModel::bpe();
+            Parts {
+                prefix: bpe.encode_ordinary("[builtin offline model, deterministic] Received"),
+                mid: bpe.encode_ordinary(" prompt tokens. You said: \""),
+                cut: bpe.encode_ordinary("…\""),
+                end: bpe.encode_ordinary("\""),
+            }
+        })
     }
 }
 

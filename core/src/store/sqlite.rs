@@ -88,6 +88,7 @@ struct NewTicketRow<'a> {
     state: &'static str,
     attempts: u32,
     max_attempts: u32,
+    transitions: u32,
     bot: Option<&'a str>,
     parent: Option<TicketId>,
     corr: TicketId,
@@ -105,6 +106,7 @@ struct UpdateRow<'a> {
     id: TicketId,
     state: &'static str,
     attempts: u32,
+    transitions: u32,
     bot: Option<&'a str>,
     not_before: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +118,7 @@ struct UpdateRow<'a> {
 #[derive(Serialize)]
 struct EventRow<'a> {
     ticket: TicketId,
+    seq: u32,
     at: i64,
     from: Option<&'static str>,
     to: &'static str,
@@ -145,6 +148,7 @@ pub(crate) fn new_ticket_rows<'a>(
         state: t.state.as_str(),
         attempts: t.attempts,
         max_attempts: t.max_attempts,
+        transitions: t.transitions,
         bot: t.bot.as_ref().map(BotId::as_str),
         parent: t.parent_id,
         corr: t.correlation_id,
@@ -164,6 +168,7 @@ pub(crate) fn update_rows<'a>(
         id: u.id,
         state: u.state.as_str(),
         attempts: u.attempts,
+        transitions: u.transitions,
         bot: u.bot.as_ref().map(BotId::as_str),
         not_before: u.not_before_ms,
         result: u.result.as_deref(),
@@ -177,6 +182,7 @@ pub(crate) fn event_rows<'a>(
 ) -> Result<String, StoreError> {
     json_rows(transitions.map(|t| EventRow {
         ticket: t.ticket,
+        seq: t.seq,
         at: t.at_ms,
         from: t.from.map(TicketState::as_str),
         to: t.to.as_str(),
@@ -190,36 +196,38 @@ pub(crate) fn event_rows<'a>(
 
 const INSERT_TICKETS: &str = "
 INSERT INTO tickets (id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts,
-                     bot_id, parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms)
+                     transitions, bot_id, parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms)
 SELECT j.value->>'id', j.value->>'tenant', j.value->>'kind', j.value->'payload', j.value->>'priority', j.value->>'skill',
-       j.value->>'key', j.value->>'state', j.value->>'attempts', j.value->>'max_attempts', j.value->>'bot', j.value->>'parent',
+       j.value->>'key', j.value->>'state', j.value->>'attempts', j.value->>'max_attempts', j.value->>'transitions',
+       j.value->>'bot', j.value->>'parent',
        j.value->>'corr', j.value->>'caus', j.value->>'not_before', j.value->'result', j.value->>'error',
        j.value->>'created', j.value->>'updated'
-FROM json_each(?1) AS j WHERE true
+FROM jsonb_each(?1) AS j WHERE true
 ON CONFLICT DO NOTHING
 RETURNING id";
 
 const UPDATE_TICKETS: &str = "
-UPDATE tickets SET state = u.value->>'state', attempts = u.value->>'attempts', bot_id = u.value->>'bot',
+UPDATE tickets SET state = u.value->>'state', attempts = u.value->>'attempts', transitions = u.value->>'transitions',
+       bot_id = u.value->>'bot',
        not_before_ms = u.value->>'not_before', result = u.value->'result', error = u.value->>'error',
        updated_at_ms = u.value->>'updated'
-FROM json_each(?1) AS u
+FROM jsonb_each(?1) AS u
 WHERE tickets.id = u.value->>'id'";
 
 const INSERT_EVENTS: &str = "
-INSERT INTO ticket_events (ticket_id, at_ms, from_state, to_state, attempt, bot_id, reason, correlation_id, causation_id)
-SELECT j.value->>'ticket', j.value->>'at', j.value->>'from', j.value->>'to', j.value->>'attempt', j.value->>'bot',
+INSERT INTO ticket_events (ticket_id, seq, at_ms, from_state, to_state, attempt, bot_id, reason, correlation_id, causation_id)
+SELECT j.value->>'ticket', j.value->>'seq', j.value->>'at', j.value->>'from', j.value->>'to', j.value->>'attempt', j.value->>'bot',
        j.value->>'reason', j.value->>'corr', j.value->>'caus'
-FROM json_each(?1) AS j";
+FROM jsonb_each(?1) AS j";
 
 const INSERT_LEDGER: &str = "
 INSERT INTO ledger (ticket_id, attempt, tenant_id, bot_id, model, input_tokens, output_tokens, cost_nusd, unpriced, price_version, at_ms)
 SELECT j.value->>'ticket', j.value->>'attempt', j.value->>'tenant', j.value->>'bot', j.value->>'model', j.value->>'input_tokens',
        j.value->>'output_tokens', j.value->>'cost_nusd', j.value->>'unpriced', j.value->>'price_version', j.value->>'at_ms'
-FROM json_each(?1) AS j WHERE true
+FROM jsonb_each(?1) AS j WHERE true
 ON CONFLICT DO NOTHING";
 
-const TICKET_COLUMNS: &str = "id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, bot_id, \
+const TICKET_COLUMNS: &str = "id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, transitions, bot_id, \
      parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -267,6 +275,7 @@ fn ticket_from_row(row: &SqliteRow) -> Result<Ticket, StoreError> {
         state: state(&row.try_get::<String, _>("state")?)?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        transitions: row.try_get::<i64, _>("transitions")? as u32,
         bot: opt_bot(row.try_get("bot_id")?)?,
         parent_id: opt_ticket_id(row.try_get("parent_id")?)?,
         correlation_id: ticket_id(&row.try_get::<String, _>("correlation_id")?)?,
@@ -283,6 +292,7 @@ fn transition_from_row(row: &SqliteRow) -> Result<Transition, StoreError> {
     let from: Option<String> = row.try_get("from_state")?;
     Ok(Transition {
         ticket: ticket_id(&row.try_get::<String, _>("ticket_id")?)?,
+        seq: row.try_get::<i64, _>("seq")? as u32,
         from: from.as_deref().map(state).transpose()?,
         to: state(&row.try_get::<String, _>("to_state")?)?,
         attempt: row.try_get::<i64, _>("attempt")? as u32,
@@ -460,7 +470,7 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let ticket = ticket_from_row(&row)?;
-        let events = sqlx::query("SELECT * FROM ticket_events WHERE ticket_id = ?1 ORDER BY id")
+        let events = sqlx::query("SELECT * FROM ticket_events WHERE ticket_id = ?1 ORDER BY seq")
             .bind(&id_s)
             .fetch_all(&self.pool)
             .await?

@@ -286,6 +286,8 @@ pub struct Ticket {
     /// Times this ticket has been routed to a bot (the current attempt number).
     pub attempts: u32,
     pub max_attempts: u32,
+    /// Transitions recorded so far (the next one's `seq`).
+    pub transitions: u32,
     pub bot: Option<BotId>,
     pub parent_id: Option<TicketId>,
     pub correlation_id: TicketId,
@@ -302,6 +304,8 @@ pub struct Ticket {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
 pub struct Transition {
     pub ticket: TicketId,
+    /// Position in the ticket's history, from 0.
+    pub seq: u32,
     pub from: Option<TicketState>,
     pub to: TicketState,
     pub attempt: u32,
@@ -320,7 +324,7 @@ impl Ticket {
         } else {
             TicketState::Queued
         };
-        let ticket = Ticket {
+        let mut ticket = Ticket {
             id,
             tenant: v.tenant,
             work: v.work,
@@ -330,6 +334,7 @@ impl Ticket {
             state,
             attempts: 0,
             max_attempts: v.max_attempts,
+            transitions: 0,
             bot: None,
             parent_id: v.parent_id,
             correlation_id: v.correlation_id.or(v.parent_id).unwrap_or(id),
@@ -344,14 +349,18 @@ impl Ticket {
         (ticket, t)
     }
 
+    /// The event row for the transition just made; numbers it in the
+    /// ticket's history.
     fn transition_record(
-        &self,
+        &mut self,
         from: Option<TicketState>,
         reason: &str,
         at_ms: UnixMs,
     ) -> Transition {
+        self.transitions += 1;
         Transition {
             ticket: self.id,
+            seq: self.transitions - 1,
             from,
             to: self.state,
             attempt: self.attempts,

@@ -79,6 +79,10 @@ async fn a_batch_round_trips_every_field() {
             (Some(TicketState::Running), TicketState::Succeeded),
         ]
     );
+    assert_eq!(
+        view.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
     assert_eq!(view.cost.cost_nusd, 42);
     assert_eq!(view.cost.attempts_charged, 1);
     assert!(store.unfinished().await.unwrap().is_empty());
