@@ -74,60 +74,73 @@ impl SqliteStore {
     }
 }
 
-// ---- rows as they travel into json_each -------------------------------------
+// ---- rows as they travel into jsonb_each --------------------------------------
+//
+// Each row is a JSON array read by position (`->>0`): looking a value up by
+// index skips the key comparisons an object would cost per column per row.
 
-#[derive(Serialize)]
-struct NewTicketRow<'a> {
-    id: TicketId,
-    tenant: &'a str,
-    #[serde(flatten)]
-    work: &'a Work,
-    priority: u8,
-    skill: &'a str,
-    key: Option<&'a str>,
-    state: &'static str,
-    attempts: u32,
-    max_attempts: u32,
-    transitions: u32,
-    bot: Option<&'a str>,
-    parent: Option<TicketId>,
-    corr: TicketId,
-    caus: Option<TicketId>,
-    not_before: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a serde_json::Value>,
-    error: Option<&'a str>,
-    created: i64,
-    updated: i64,
-}
-
-#[derive(Serialize)]
-struct UpdateRow<'a> {
-    id: TicketId,
-    state: &'static str,
-    attempts: u32,
-    transitions: u32,
-    bot: Option<&'a str>,
-    not_before: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a serde_json::Value>,
-    error: Option<&'a str>,
-    updated: i64,
-}
-
-#[derive(Serialize)]
-struct EventRow<'a> {
-    ticket: TicketId,
-    seq: u32,
-    at: i64,
-    from: Option<&'static str>,
-    to: &'static str,
-    attempt: u32,
-    bot: Option<&'a str>,
-    reason: &'a str,
-    corr: TicketId,
-    caus: Option<TicketId>,
-}
+type NewTicketRow<'a> = (
+    (
+        TicketId,
+        &'a str,
+        &'static str,
+        serde_json::Value,
+        u8,
+        &'a str,
+        Option<&'a str>,
+        &'static str,
+        u32,
+        u32,
+    ),
+    (
+        u32,
+        Option<&'a str>,
+        Option<TicketId>,
+        TicketId,
+        Option<TicketId>,
+        Option<i64>,
+        Option<&'a serde_json::Value>,
+        Option<&'a str>,
+        i64,
+        i64,
+    ),
+);
+type UpdateRow<'a> = (
+    TicketId,
+    &'static str,
+    u32,
+    u32,
+    Option<&'a str>,
+    Option<i64>,
+    Option<&'a serde_json::Value>,
+    Option<&'a str>,
+    i64,
+);
+type EventRow<'a> = (
+    TicketId,
+    u32,
+    i64,
+    Option<&'static str>,
+    &'static str,
+    u32,
+    Option<&'a str>,
+    &'a str,
+    TicketId,
+    Option<TicketId>,
+);
+type LedgerRow<'a> = (
+    TicketId,
+    u32,
+    &'a str,
+    &'a str,
+    &'a str,
+    u32,
+    u32,
+    i64,
+    bool,
+    &'a str,
+    i64,
+);
 
 pub(crate) fn json_rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Result<String, StoreError> {
     let rows: Vec<T> = rows.collect();
@@ -138,92 +151,122 @@ pub(crate) fn json_rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Result<S
 pub(crate) fn new_ticket_rows<'a>(
     tickets: impl Iterator<Item = &'a Ticket>,
 ) -> Result<String, StoreError> {
-    json_rows(tickets.map(|t| NewTicketRow {
-        id: t.id,
-        tenant: t.tenant.as_str(),
-        work: &t.work,
-        priority: t.priority,
-        skill: t.skill.as_str(),
-        key: t.idempotency_key.as_deref(),
-        state: t.state.as_str(),
-        attempts: t.attempts,
-        max_attempts: t.max_attempts,
-        transitions: t.transitions,
-        bot: t.bot.as_ref().map(BotId::as_str),
-        parent: t.parent_id,
-        corr: t.correlation_id,
-        caus: t.causation_id,
-        not_before: t.not_before_ms,
-        result: t.result.as_deref(),
-        error: t.error.as_deref(),
-        created: t.created_at_ms,
-        updated: t.updated_at_ms,
+    json_rows(tickets.map(|t| -> NewTicketRow<'a> {
+        (
+            (
+                t.id,
+                t.tenant.as_str(),
+                t.work.kind(),
+                t.work.payload_json(),
+                t.priority,
+                t.skill.as_str(),
+                t.idempotency_key.as_deref(),
+                t.state.as_str(),
+                t.attempts,
+                t.max_attempts,
+            ),
+            (
+                t.transitions,
+                t.bot.as_ref().map(BotId::as_str),
+                t.parent_id,
+                t.correlation_id,
+                t.causation_id,
+                t.not_before_ms,
+                t.result.as_deref(),
+                t.error.as_deref(),
+                t.created_at_ms,
+                t.updated_at_ms,
+            ),
+        )
     }))
 }
 
 pub(crate) fn update_rows<'a>(
     updates: impl Iterator<Item = &'a TicketUpdate>,
 ) -> Result<String, StoreError> {
-    json_rows(updates.map(|u| UpdateRow {
-        id: u.id,
-        state: u.state.as_str(),
-        attempts: u.attempts,
-        transitions: u.transitions,
-        bot: u.bot.as_ref().map(BotId::as_str),
-        not_before: u.not_before_ms,
-        result: u.result.as_deref(),
-        error: u.error.as_deref(),
-        updated: u.updated_at_ms,
+    json_rows(updates.map(|u| -> UpdateRow<'a> {
+        (
+            u.id,
+            u.state.as_str(),
+            u.attempts,
+            u.transitions,
+            u.bot.as_ref().map(BotId::as_str),
+            u.not_before_ms,
+            u.result.as_deref(),
+            u.error.as_deref(),
+            u.updated_at_ms,
+        )
     }))
 }
 
 pub(crate) fn event_rows<'a>(
     transitions: impl Iterator<Item = &'a Transition>,
 ) -> Result<String, StoreError> {
-    json_rows(transitions.map(|t| EventRow {
-        ticket: t.ticket,
-        seq: t.seq,
-        at: t.at_ms,
-        from: t.from.map(TicketState::as_str),
-        to: t.to.as_str(),
-        attempt: t.attempt,
-        bot: t.bot.as_ref().map(BotId::as_str),
-        reason: &t.reason,
-        corr: t.correlation_id,
-        caus: t.causation_id,
+    json_rows(transitions.map(|t| -> EventRow<'a> {
+        (
+            t.ticket,
+            t.seq,
+            t.at_ms,
+            t.from.map(TicketState::as_str),
+            t.to.as_str(),
+            t.attempt,
+            t.bot.as_ref().map(BotId::as_str),
+            &t.reason,
+            t.correlation_id,
+            t.causation_id,
+        )
+    }))
+}
+
+pub(crate) fn ledger_rows<'a>(
+    entries: impl Iterator<Item = &'a LedgerEntry>,
+) -> Result<String, StoreError> {
+    json_rows(entries.map(|l| -> LedgerRow<'a> {
+        (
+            l.ticket,
+            l.attempt,
+            l.tenant.as_str(),
+            l.bot.as_str(),
+            l.model.as_str(),
+            l.input_tokens,
+            l.output_tokens,
+            l.cost_nusd,
+            l.unpriced,
+            &l.price_version,
+            l.at_ms,
+        )
     }))
 }
 
 const INSERT_TICKETS: &str = "
 INSERT INTO tickets (id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts,
-                     transitions, bot_id, parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms)
-SELECT j.value->>'id', j.value->>'tenant', j.value->>'kind', j.value->'payload', j.value->>'priority', j.value->>'skill',
-       j.value->>'key', j.value->>'state', j.value->>'attempts', j.value->>'max_attempts', j.value->>'transitions',
-       j.value->>'bot', j.value->>'parent',
-       j.value->>'corr', j.value->>'caus', j.value->>'not_before', j.value->'result', j.value->>'error',
-       j.value->>'created', j.value->>'updated'
-FROM jsonb_each(?1) AS j WHERE true
+                     transitions, bot_id, parent_id, correlation_id, causation_id, not_before_ms, result, error,
+                     created_at_ms, updated_at_ms)
+SELECT r->>'$[0][0]', r->>'$[0][1]', r->>'$[0][2]', r->'$[0][3]', r->>'$[0][4]', r->>'$[0][5]', r->>'$[0][6]',
+       r->>'$[0][7]', r->>'$[0][8]', r->>'$[0][9]',
+       r->>'$[1][0]', r->>'$[1][1]', r->>'$[1][2]', r->>'$[1][3]', r->>'$[1][4]', r->>'$[1][5]',
+       CASE WHEN r->>'$[1][6]' IS NULL THEN NULL ELSE r->'$[1][6]' END, r->>'$[1][7]', r->>'$[1][8]', r->>'$[1][9]'
+FROM (SELECT j.value AS r FROM jsonb_each(?1) AS j) WHERE true
 ON CONFLICT DO NOTHING
 RETURNING id";
 
 const UPDATE_TICKETS: &str = "
-UPDATE tickets SET state = u.value->>'state', attempts = u.value->>'attempts', transitions = u.value->>'transitions',
-       bot_id = u.value->>'bot',
-       not_before_ms = u.value->>'not_before', result = u.value->'result', error = u.value->>'error',
-       updated_at_ms = u.value->>'updated'
+UPDATE tickets SET state = u.value->>1, attempts = u.value->>2, transitions = u.value->>3, bot_id = u.value->>4,
+       not_before_ms = u.value->>5, result = CASE WHEN u.value->>6 IS NULL THEN NULL ELSE u.value->6 END,
+       error = u.value->>7, updated_at_ms = u.value->>8
 FROM jsonb_each(?1) AS u
-WHERE tickets.id = u.value->>'id'";
+WHERE tickets.id = u.value->>0";
 
 const INSERT_EVENTS: &str = "
 INSERT INTO ticket_events (ticket_id, seq, at_ms, from_state, to_state, attempt, bot_id, reason, correlation_id, causation_id)
-SELECT j.value->>'ticket', j.value->>'seq', j.value->>'at', j.value->>'from', j.value->>'to', j.value->>'attempt', j.value->>'bot',
-       j.value->>'reason', j.value->>'corr', j.value->>'caus'
+SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6, j.value->>7,
+       j.value->>8, j.value->>9
 FROM jsonb_each(?1) AS j";
 
 const INSERT_LEDGER: &str = "
 INSERT INTO ledger (ticket_id, attempt, tenant_id, bot_id, model, input_tokens, output_tokens, cost_nusd, unpriced, price_version, at_ms)
-SELECT j.value->>'ticket', j.value->>'attempt', j.value->>'tenant', j.value->>'bot', j.value->>'model', j.value->>'input_tokens',
-       j.value->>'output_tokens', j.value->>'cost_nusd', j.value->>'unpriced', j.value->>'price_version', j.value->>'at_ms'
+SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6, j.value->>7,
+       j.value->>8, j.value->>9, j.value->>10
 FROM jsonb_each(?1) AS j WHERE true
 ON CONFLICT DO NOTHING";
 
@@ -447,7 +490,7 @@ impl Store for SqliteStore {
                 .await?;
         }
         if !batch.ledger.is_empty() {
-            let rows = serde_json::to_string(&batch.ledger).map_err(|e| corrupt("ledger", e))?;
+            let rows = ledger_rows(batch.ledger.iter())?;
             sqlx::query(INSERT_LEDGER)
                 .bind(rows)
                 .execute(&mut *tx)
