@@ -34,6 +34,7 @@ CREATE UNIQUE INDEX tickets_idempotency ON tickets (tenant_id, idempotency_key) 
 CREATE INDEX tickets_state ON tickets (state, id);
 
 -- Keyed by (ticket, seq): one B-tree, and a ticket's history is one range.
+-- An event's correlation and causation ids are its ticket's (not repeated).
 CREATE TABLE ticket_events (
     ticket_id      TEXT NOT NULL,
     seq            INTEGER NOT NULL,     -- 0 for the creating event
@@ -43,8 +44,6 @@ CREATE TABLE ticket_events (
     attempt        INTEGER NOT NULL,
     bot_id         TEXT,
     reason         TEXT NOT NULL,
-    correlation_id TEXT NOT NULL,
-    causation_id   TEXT,
     PRIMARY KEY (ticket_id, seq)
 ) WITHOUT ROWID;
 

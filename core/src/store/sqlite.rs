@@ -125,8 +125,6 @@ type EventRow<'a> = (
     u32,
     Option<&'a str>,
     &'a str,
-    TicketId,
-    Option<TicketId>,
 );
 type LedgerRow<'a> = (
     TicketId,
@@ -212,8 +210,6 @@ pub(crate) fn event_rows<'a>(
             t.attempt,
             t.bot.as_ref().map(BotId::as_str),
             &t.reason,
-            t.correlation_id,
-            t.causation_id,
         )
     }))
 }
@@ -258,9 +254,8 @@ FROM jsonb_each(?1) AS u
 WHERE tickets.id = u.value->>0";
 
 const INSERT_EVENTS: &str = "
-INSERT INTO ticket_events (ticket_id, seq, at_ms, from_state, to_state, attempt, bot_id, reason, correlation_id, causation_id)
-SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6, j.value->>7,
-       j.value->>8, j.value->>9
+INSERT INTO ticket_events (ticket_id, seq, at_ms, from_state, to_state, attempt, bot_id, reason)
+SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6, j.value->>7
 FROM jsonb_each(?1) AS j";
 
 const INSERT_LEDGER: &str = "
@@ -331,7 +326,8 @@ fn ticket_from_row(row: &SqliteRow) -> Result<Ticket, StoreError> {
     })
 }
 
-fn transition_from_row(row: &SqliteRow) -> Result<Transition, StoreError> {
+/// An event row, completed with its ticket's correlation and causation ids.
+fn transition_from_row(row: &SqliteRow, ticket: &Ticket) -> Result<Transition, StoreError> {
     let from: Option<String> = row.try_get("from_state")?;
     Ok(Transition {
         ticket: ticket_id(&row.try_get::<String, _>("ticket_id")?)?,
@@ -342,8 +338,8 @@ fn transition_from_row(row: &SqliteRow) -> Result<Transition, StoreError> {
         bot: opt_bot(row.try_get("bot_id")?)?,
         reason: row.try_get("reason")?,
         at_ms: row.try_get("at_ms")?,
-        correlation_id: ticket_id(&row.try_get::<String, _>("correlation_id")?)?,
-        causation_id: opt_ticket_id(row.try_get("causation_id")?)?,
+        correlation_id: ticket.correlation_id,
+        causation_id: ticket.causation_id,
     })
 }
 
@@ -518,7 +514,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(transition_from_row)
+            .map(|row| transition_from_row(row, &ticket))
             .collect::<Result<Vec<_>, _>>()?;
         let ledger = sqlx::query("SELECT * FROM ledger WHERE ticket_id = ?1 ORDER BY attempt")
             .bind(&id_s)
