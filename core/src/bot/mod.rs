@@ -151,7 +151,8 @@ pub async fn run_bot(cx: BotContext, consumer: String) {
     }
 }
 
-/// Runs one delivery; returns `false` if the controller has gone away.
+/// Runs one delivery; returns `false` if the bot must stop (the controller
+/// has gone away or is shutting down).
 async fn handle(cx: &BotContext, d: Delivery) -> bool {
     let bot = cx.spec.id.clone();
     let (ticket, attempt) = (d.entry.ticket, d.entry.attempt);
@@ -189,6 +190,12 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
         };
         tokio::select! {
             biased;
+            // Shutting down: abandon the call and report nothing; the ticket
+            // is still `running` in the store and is requeued on restart.
+            _ = cx.shutdown.cancelled() => {
+                cx.cancels.end(ticket);
+                return false;
+            }
             _ = token.cancelled() => Outcome::Cancelled,
             r = run => match r {
                 Ok(reply) => Outcome::Succeeded { text: reply.text, usage: reply.usage, reported_model: reply.reported_model },
