@@ -433,43 +433,42 @@ async fn metrics(State(state): State<AppState>) -> Response {
             let _ = writeln!(out, "{name}{labels} {v}");
         }
     };
-    let one = |v: u64| vec![(String::new(), v as f64)];
-    metric(
-        "oshal_tickets_submitted_total",
-        "counter",
-        "Tickets accepted.",
-        &one(s.submitted.load(Ordering::Relaxed)),
-    );
-    metric(
-        "oshal_tickets_refused_total",
-        "counter",
-        "Submissions refused at admission.",
-        &one(s.refused.load(Ordering::Relaxed)),
-    );
-    metric(
-        "oshal_transitions_total",
-        "counter",
-        "Ticket transitions made durable.",
-        &one(s.transitions.load(Ordering::Relaxed)),
-    );
-    metric(
-        "oshal_store_commits_total",
-        "counter",
-        "Group commits.",
-        &one(s.commits.load(Ordering::Relaxed)),
-    );
-    metric(
-        "oshal_store_committed_rows_total",
-        "counter",
-        "Rows written by group commits.",
-        &one(s.committed_rows.load(Ordering::Relaxed)),
-    );
-    metric(
-        "oshal_ledger_rows_total",
-        "counter",
-        "Attempts priced.",
-        &one(s.ledger_rows.load(Ordering::Relaxed)),
-    );
+    let counters = [
+        (
+            "oshal_tickets_submitted_total",
+            "Tickets accepted.",
+            &s.submitted,
+        ),
+        (
+            "oshal_tickets_refused_total",
+            "Submissions refused at admission.",
+            &s.refused,
+        ),
+        (
+            "oshal_transitions_total",
+            "Ticket transitions made durable.",
+            &s.transitions,
+        ),
+        ("oshal_store_commits_total", "Group commits.", &s.commits),
+        (
+            "oshal_store_committed_rows_total",
+            "Rows written by group commits.",
+            &s.committed_rows,
+        ),
+        (
+            "oshal_ledger_rows_total",
+            "Attempts priced.",
+            &s.ledger_rows,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        metric(
+            name,
+            "counter",
+            help,
+            &[(String::new(), counter.load(Ordering::Relaxed) as f64)],
+        );
+    }
     metric(
         "oshal_cost_usd_total",
         "counter",

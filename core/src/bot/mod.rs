@@ -19,7 +19,7 @@ use crate::clock::{SharedClock, UnixMs};
 use crate::cost::Usage;
 use crate::lane::{Delivery, EntryId, Lane};
 use crate::model::{ChatRequest, Model};
-use crate::ticket::{BotId, ModelId, Skill, TicketId, Work};
+use crate::ticket::{BotId, Skill, TicketId, Work};
 
 /// Deliveries past this count are not run again: the entry is dead-lettered.
 pub const MAX_DELIVERIES: u32 = 5;
@@ -34,12 +34,6 @@ pub struct BotSpec {
     pub id: BotId,
     pub skills: Vec<Skill>,
     pub model: Arc<dyn Model>,
-}
-
-impl BotSpec {
-    pub fn model_id(&self) -> &ModelId {
-        self.model.id()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::bot::{self, BotContext, BotSpec, CancelRegistry};
-use crate::clock::{SharedClock, UnixMs};
+use crate::clock::SharedClock;
 use crate::cost::{CostError, CostSummary, LedgerEntry, PriceTable};
 use crate::lane::{Lane, LaneStats, local::LocalLane};
 use crate::store::writer::Writer;
@@ -188,7 +188,6 @@ struct Inner {
     writer: Writer,
     events: broadcast::Sender<CoreEvent>,
     bots: Vec<BotHandle>,
-    clock: SharedClock,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -306,7 +305,6 @@ impl Controller {
                 writer,
                 events,
                 bots,
-                clock,
                 stats,
                 shutdown,
                 tasks: std::sync::Mutex::new(tasks),
@@ -552,10 +550,6 @@ impl Controller {
 
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
-    }
-
-    pub fn now_ms(&self) -> UnixMs {
-        self.inner.clock.now_ms()
     }
 
     /// Stops bots and the scheduler, then drains the writer: everything

@@ -886,14 +886,8 @@ impl Scheduler {
                 let Some(mut t) = self.live.remove(&ticket) else {
                     return;
                 };
-                if t.attempts == attempt && t.state == TicketState::Routed {
-                    self.transition(
-                        &mut t,
-                        TransitionKind::Start,
-                        None,
-                        "bot started the model call",
-                        at_ms,
-                    );
+                if t.attempts == attempt {
+                    self.mark_started(&mut t, at_ms);
                 }
                 self.live.insert(ticket, t);
             }
@@ -908,6 +902,19 @@ impl Scheduler {
             } => {
                 self.on_finished(bot, entry, ticket, attempt, outcome, at_ms);
             }
+        }
+    }
+
+    /// `routed → running`, once, whichever report shows it first.
+    fn mark_started(&mut self, t: &mut Ticket, at_ms: UnixMs) {
+        if t.state == TicketState::Routed {
+            self.transition(
+                t,
+                TransitionKind::Start,
+                None,
+                "bot started the model call",
+                at_ms,
+            );
         }
     }
 
@@ -948,15 +955,8 @@ impl Scheduler {
             self.live.insert(ticket, t);
             return;
         }
-        if t.state == TicketState::Routed {
-            self.transition(
-                &mut t,
-                TransitionKind::Start,
-                None,
-                "bot started the model call",
-                at_ms,
-            );
-        }
+        // A result can arrive in the same turn as its start report.
+        self.mark_started(&mut t, at_ms);
         let counters = self.bots[bot_idx].handle.counters.clone();
         match outcome {
             Outcome::Succeeded {

@@ -30,6 +30,7 @@ struct HarnessBuilder {
     model: Arc<dyn Model>,
     config: ControllerConfig,
     dir: Option<tempfile::TempDir>,
+    clock: crate::clock::SharedClock,
 }
 
 impl Harness {
@@ -44,6 +45,7 @@ impl Harness {
                 ..Default::default()
             },
             dir: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -135,6 +137,10 @@ impl HarnessBuilder {
         self.model = Arc::new(m);
         self
     }
+    fn clock(mut self, clock: crate::clock::SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
     fn config(mut self, f: impl FnOnce(&mut ControllerConfig)) -> Self {
         f(&mut self.config);
         self
@@ -151,7 +157,7 @@ impl HarnessBuilder {
                 .collect(),
             model: self.model,
         };
-        let controller = Controller::start(self.config, store.clone(), pool, Arc::new(SystemClock))
+        let controller = Controller::start(self.config, store.clone(), pool, self.clock)
             .await
             .unwrap();
         Harness {
@@ -319,6 +325,40 @@ async fn retryable_failures_back_off_and_retry() {
         "{:#?}",
         v.events
     );
+}
+
+/// Time is the controller's clock, not the wall's: a one-hour backoff says
+/// when it ends, and ends when the clock gets there.
+#[tokio::test]
+async fn a_backoff_waits_for_the_clock_and_says_until_when() {
+    let clock = crate::clock::ManualClock::at(1_000_000);
+    let h = Harness::builder()
+        .bots(1)
+        .model(Scripted::default())
+        .clock(Arc::new(clock.clone()))
+        .config(|c| {
+            c.backoff_base = Duration::from_secs(3600);
+            c.backoff_max = Duration::from_secs(7200);
+        })
+        .build()
+        .await;
+    let id = h.submit(chat("later:f,s")).await.id;
+    let v = h.wait_for(id, TicketState::Failed).await;
+    assert_eq!(v.not_before_ms, Some(1_000_000 + 3_600_000));
+    assert_eq!(
+        v.waiting.unwrap().reason,
+        WaitReason::BackingOff {
+            until_ms: 4_600_000
+        }
+    );
+    clock.advance(3_599_999);
+    h.eventually("still backing off a millisecond early", async || {
+        h.controller.ticket(id).await.unwrap().state == TicketState::Failed
+    })
+    .await;
+    clock.advance(1);
+    let v = h.wait_terminal(id).await;
+    assert_eq!((v.state, v.attempts), (TicketState::Succeeded, 2));
 }
 
 #[tokio::test]
