@@ -125,10 +125,7 @@ impl OpenAiCompatible {
                 });
             }
             Ok(Err(e)) => {
-                return Err(ModelError::Connect {
-                    endpoint: self.url.clone(),
-                    message: without_url(&e),
-                });
+                return Err(self.connection_error(&e));
             }
             Ok(Ok(r)) => r,
         };
@@ -147,6 +144,14 @@ impl OpenAiCompatible {
         Ok(response)
     }
 
+    /// The endpoint went away mid-call (refused, reset, closed early).
+    fn connection_error(&self, e: &reqwest::Error) -> ModelError {
+        ModelError::Connect {
+            endpoint: self.url.clone(),
+            message: without_url(e),
+        }
+    }
+
     async fn chat_plain(&self, request: &ChatRequest) -> Result<ChatReply, ModelError> {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let response = self.send(request).await?;
@@ -158,10 +163,7 @@ impl OpenAiCompatible {
                 });
             }
             Ok(Err(e)) => {
-                return Err(ModelError::Connect {
-                    endpoint: self.url.clone(),
-                    message: without_url(&e),
-                });
+                return Err(self.connection_error(&e));
             }
             Ok(Ok(b)) => b,
         };
@@ -183,10 +185,7 @@ impl OpenAiCompatible {
                 }
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
-                    return Err(ModelError::Connect {
-                        endpoint: self.url.clone(),
-                        message: without_url(&e),
-                    });
+                    return Err(self.connection_error(&e));
                 }
                 Ok(Some(Ok(c))) => c,
             };
