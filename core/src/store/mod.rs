@@ -5,9 +5,11 @@
 //! number of statements (each table's rows travel as one JSON array), which
 //! is what makes group commit ([`writer`]) cheap: durability is paid once per
 //! batch, not once per ticket. Reads serve the API and restart recovery.
-//! Adapters: [`sqlite`] (the embedded default) and, in fleet mode, PostgreSQL.
+//! Adapters: [`sqlite`] (the embedded default) and [`postgres`] (fleet mode,
+//! with tenant row-level security).
 //! Never decides anything about a ticket: the controller does.
 
+pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 
@@ -32,6 +34,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store is shut down")]
     Closed,
+    #[error("store configuration: {0}")]
+    Invalid(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -44,6 +48,7 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TicketUpdate {
     pub id: TicketId,
+    pub tenant: TenantId,
     pub state: TicketState,
     pub attempts: u32,
     pub transitions: u32,
@@ -58,6 +63,7 @@ impl TicketUpdate {
     pub fn of(t: &Ticket) -> Self {
         Self {
             id: t.id,
+            tenant: t.tenant.clone(),
             state: t.state,
             attempts: t.attempts,
             transitions: t.transitions,
@@ -212,6 +218,35 @@ impl TicketCost {
             usd: crate::cost::usd(cost_nusd),
             attempts_charged: ledger.len() as u32,
         }
+    }
+}
+
+/// Assembles the full view of a ticket from its parts.
+pub(crate) fn view(t: Ticket, events: Vec<Transition>, ledger: Vec<LedgerEntry>) -> TicketView {
+    TicketView {
+        id: t.id,
+        tenant: t.tenant,
+        kind: t.work.kind().to_owned(),
+        payload: t.work.payload_json(),
+        priority: t.priority,
+        skill: t.skill,
+        idempotency_key: t.idempotency_key,
+        state: t.state,
+        attempts: t.attempts,
+        max_attempts: t.max_attempts,
+        bot: t.bot,
+        parent_id: t.parent_id,
+        correlation_id: t.correlation_id,
+        causation_id: t.causation_id,
+        not_before_ms: t.not_before_ms,
+        result: t.result.map(|r| (*r).clone()),
+        error: t.error,
+        created_at_ms: t.created_at_ms,
+        updated_at_ms: t.updated_at_ms,
+        cost: TicketCost::of(&ledger),
+        events,
+        ledger,
+        waiting: None,
     }
 }
 

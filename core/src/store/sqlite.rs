@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Applied, Store, StoreError, Tenant, TicketCost, TicketPage, TicketQuery, TicketSummary,
-    TicketUpdate, TicketView, WriteBatch,
+    Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary, TicketUpdate,
+    TicketView, WriteBatch,
 };
 use crate::clock::UnixMs;
 use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
@@ -331,6 +331,7 @@ fn transition_from_row(row: &SqliteRow, ticket: &Ticket) -> Result<Transition, S
     let from: Option<String> = row.try_get("from_state")?;
     Ok(Transition {
         ticket: ticket_id(&row.try_get::<String, _>("ticket_id")?)?,
+        tenant: ticket.tenant.clone(),
         seq: row.try_get::<i64, _>("seq")? as u32,
         from: from.as_deref().map(state).transpose()?,
         to: state(&row.try_get::<String, _>("to_state")?)?,
@@ -359,35 +360,6 @@ fn ledger_from_row(row: &SqliteRow) -> Result<LedgerEntry, StoreError> {
         price_version: row.try_get("price_version")?,
         at_ms: row.try_get("at_ms")?,
     })
-}
-
-/// Assembles the full view of a ticket from its parts.
-pub(crate) fn view(t: Ticket, events: Vec<Transition>, ledger: Vec<LedgerEntry>) -> TicketView {
-    TicketView {
-        id: t.id,
-        tenant: t.tenant,
-        kind: t.work.kind().to_owned(),
-        payload: t.work.payload_json(),
-        priority: t.priority,
-        skill: t.skill,
-        idempotency_key: t.idempotency_key,
-        state: t.state,
-        attempts: t.attempts,
-        max_attempts: t.max_attempts,
-        bot: t.bot,
-        parent_id: t.parent_id,
-        correlation_id: t.correlation_id,
-        causation_id: t.causation_id,
-        not_before_ms: t.not_before_ms,
-        result: t.result.map(|r| (*r).clone()),
-        error: t.error,
-        created_at_ms: t.created_at_ms,
-        updated_at_ms: t.updated_at_ms,
-        cost: TicketCost::of(&ledger),
-        events,
-        ledger,
-        waiting: None,
-    }
 }
 
 fn totals(row: &SqliteRow) -> Result<CostTotals, StoreError> {
@@ -523,7 +495,7 @@ impl Store for SqliteStore {
             .iter()
             .map(ledger_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(view(ticket, events, ledger)))
+        Ok(Some(super::view(ticket, events, ledger)))
     }
 
     async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {

@@ -121,4 +121,14 @@ impl TenantId {
     pub fn default_tenant() -> Self {
         Self(Arc::from("default"))
     }
+
+    /// The tenant's UUID where a database keys tenants by UUID (PostgreSQL's
+    /// row-level security): a UUIDv5 of the name, so every process derives
+    /// the same one without a lookup.
+    pub fn uuid(&self) -> Uuid {
+        Uuid::new_v5(&TENANT_NAMESPACE, self.0.as_bytes())
+    }
 }
+
+/// The namespace of tenant UUIDs (a fixed, random UUID).
+const TENANT_NAMESPACE: Uuid = Uuid::from_u128(0x6f73_6861_6c5f_4a7e_9c1d_7465_6e61_6e74);

@@ -304,6 +304,7 @@ pub struct Ticket {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
 pub struct Transition {
     pub ticket: TicketId,
+    pub tenant: TenantId,
     /// Position in the ticket's history, from 0.
     pub seq: u32,
     pub from: Option<TicketState>,
@@ -360,6 +361,7 @@ impl Ticket {
         self.transitions += 1;
         Transition {
             ticket: self.id,
+            tenant: self.tenant.clone(),
             seq: self.transitions - 1,
             from,
             to: self.state,

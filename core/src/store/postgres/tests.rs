@@ -1,0 +1,341 @@
+//! Against the real PostgreSQL server (`OSHAL_TEST_POSTGRES`, default the
+//! local trust-auth server). Each test works in its own schema and drops it.
+
+use super::*;
+use crate::ticket::{NewTicket, TransitionKind};
+
+pub(crate) fn admin_url() -> String {
+    std::env::var("OSHAL_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh schema, set up, with a store connected as `oshal_app`.
+pub(crate) struct TestDb {
+    pub schema: String,
+    pub store: PgStore,
+}
+
+impl TestDb {
+    pub(crate) async fn new() -> Self {
+        let schema = format!("t_{}", Uuid::now_v7().simple());
+        setup(&admin_url(), &schema).await.unwrap();
+        let app = as_role(&admin_url(), APP_ROLE).unwrap();
+        let store = PgStore::connect(&app, &schema).await.unwrap();
+        Self { schema, store }
+    }
+
+    pub(crate) async fn drop(self) {
+        self.store.close().await;
+        drop_schema(&admin_url(), &self.schema).await.unwrap();
+    }
+
+    /// A single connection as `role`, in this schema.
+    async fn conn(&self, role: &str) -> PgConnection {
+        let opts = options(&as_role(&admin_url(), role).unwrap())
+            .unwrap()
+            .options([("search_path", self.schema.as_str())]);
+        PgConnection::connect_with(&opts).await.unwrap()
+    }
+}
+
+fn ticket(tenant: &str, key: Option<&str>) -> (Ticket, Transition) {
+    let v = NewTicket {
+        tenant: Some(tenant.into()),
+        idempotency_key: key.map(Into::into),
+        ..NewTicket::chat("hello")
+    }
+    .validate()
+    .unwrap();
+    Ticket::create(TicketId::new(), v, 1_000)
+}
+
+fn tenant_row(name: &str) -> Tenant {
+    Tenant {
+        id: TenantId::parse(name).unwrap(),
+        budget_nusd: None,
+        created_at_ms: 1,
+    }
+}
+
+fn ledger(t: &Ticket, attempt: u32, cost: i64) -> LedgerEntry {
+    LedgerEntry {
+        ticket: t.id,
+        attempt,
+        tenant: t.tenant.clone(),
+        bot: BotId::parse("bot-01").unwrap(),
+        model: ModelId::parse("builtin").unwrap(),
+        input_tokens: 10,
+        output_tokens: 5,
+        cost_nusd: cost,
+        unpriced: false,
+        price_version: "v".into(),
+        at_ms: 86_400_000,
+    }
+}
+
+/// Writes one finished ticket for each of `tenants`; returns them.
+async fn seed(store: &PgStore, tenants: &[&str]) -> Vec<Ticket> {
+    let mut batch = WriteBatch {
+        tenants: tenants.iter().map(|t| tenant_row(t)).collect(),
+        ..Default::default()
+    };
+    let bot = BotId::parse("bot-01").unwrap();
+    let mut out = Vec::new();
+    for tenant in tenants {
+        let (mut t, created) = ticket(tenant, Some("k1"));
+        batch.new_tickets.push(t.clone());
+        batch.transitions.push(created);
+        for (event, at) in [
+            (TransitionKind::Route, 1_001),
+            (TransitionKind::Start, 1_002),
+            (TransitionKind::Succeed, 1_003),
+        ] {
+            if event == TransitionKind::Succeed {
+                t.result = Some(Arc::new(serde_json::json!({"text": "hi"})));
+            }
+            let b = (event == TransitionKind::Route).then_some(&bot);
+            batch.transitions.push(t.apply(event, b, "r", at).unwrap());
+            batch.updates.push(TicketUpdate::of(&t));
+        }
+        batch.ledger.push(ledger(&t, 1, 42));
+        out.push(t);
+    }
+    batch.coalesce();
+    store.apply(&batch).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_batch_over_two_tenants_round_trips() {
+    let db = TestDb::new().await;
+    let written = seed(&db.store, &["acme", "globex"]).await;
+    for t in &written {
+        let v = db.store.ticket(t.id).await.unwrap().expect("stored");
+        assert_eq!(v.tenant, t.tenant);
+        assert_eq!(v.state, TicketState::Succeeded);
+        assert_eq!(v.attempts, 1);
+        assert_eq!(v.bot.as_ref().map(BotId::as_str), Some("bot-01"));
+        assert_eq!(v.result, Some(serde_json::json!({"text": "hi"})));
+        assert_eq!(v.events.len(), 4);
+        assert_eq!(v.events[3].from, Some(TicketState::Running));
+        assert_eq!(v.events[3].tenant, t.tenant);
+        assert_eq!(v.cost.cost_nusd, 42);
+        assert_eq!(v.ledger.len(), 1);
+    }
+    assert!(db.store.ticket(TicketId::new()).await.unwrap().is_none());
+
+    let page = db
+        .store
+        .tickets(&TicketQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.tickets.len(), 2);
+    assert!(page.tickets[0].id > page.tickets[1].id, "newest first");
+    let one = db
+        .store
+        .tickets(&TicketQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.tickets.len(), 1);
+    let rest = db
+        .store
+        .tickets(&TicketQuery {
+            limit: 1,
+            cursor: one.next_cursor,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.tickets[0].id, page.tickets[1].id);
+    assert_eq!(rest.next_cursor, None);
+
+    let summary = db.store.cost_summary().await.unwrap();
+    assert_eq!(summary.total.cost_nusd, 84);
+    assert_eq!(summary.total.attempts, 2);
+    assert_eq!(summary.by_tenant.len(), 2);
+    assert_eq!(summary.by_day[0].key, "1970-01-02");
+    assert_eq!(
+        db.store.state_counts().await.unwrap(),
+        vec![(TicketState::Succeeded, 2)]
+    );
+    let spend = db.store.spend_by_tenant().await.unwrap();
+    assert_eq!(spend.iter().map(|s| s.1).sum::<i64>(), 84);
+    assert!(db.store.unfinished().await.unwrap().is_empty());
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn duplicates_and_repeated_ledger_rows_write_nothing() {
+    let db = TestDb::new().await;
+    let first = seed(&db.store, &["acme"]).await;
+    // Same idempotency key again, and the same ledger row again.
+    let (dup, created) = ticket("acme", Some("k1"));
+    let batch = WriteBatch {
+        new_tickets: vec![dup.clone()],
+        transitions: vec![created],
+        ledger: vec![ledger(&first[0], 1, 999)],
+        ..Default::default()
+    };
+    let applied = db.store.apply(&batch).await.unwrap();
+    assert_eq!(applied.duplicates, vec![(dup.id, first[0].id)]);
+    assert!(db.store.ticket(dup.id).await.unwrap().is_none());
+    assert_eq!(db.store.cost_summary().await.unwrap().total.cost_nusd, 42);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_failed_batch_writes_nothing() {
+    let db = TestDb::new().await;
+    let (t, created) = ticket("acme", None);
+    // The tenant row is missing: the ticket's foreign key fails the batch.
+    let batch = WriteBatch {
+        new_tickets: vec![t.clone()],
+        transitions: vec![created],
+        budgets: vec![tenant_row("other")],
+        ..Default::default()
+    };
+    assert!(db.store.apply(&batch).await.is_err());
+    assert!(
+        db.store.tenants().await.unwrap().is_empty(),
+        "nothing half-written"
+    );
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn row_level_security_isolates_tenants_for_the_app_role() {
+    let db = TestDb::new().await;
+    let written = seed(&db.store, &["acme", "globex"]).await;
+    let (acme, globex) = (&written[0], &written[1]);
+    let mut app = db.conn(APP_ROLE).await;
+
+    // A tenant's transaction sees only its own rows, in every tenant table.
+    let mut tx = app.begin().await.unwrap();
+    scope(&mut tx, &acme.tenant).await.unwrap();
+    for table in ["tickets", "ticket_events", "ledger"] {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE tenant_id <> $1"
+        ));
+        let others: i64 = sqlx::query_scalar(sql)
+            .bind(acme.tenant.uuid())
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(others, 0, "{table}: another tenant's rows are visible");
+    }
+    let seen: Option<Uuid> = sqlx::query_scalar("SELECT id FROM tickets WHERE id = $1")
+        .bind(globex.id.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seen, None);
+    // Writing a row for another tenant is refused by the policy (42501).
+    let err = sqlx::query(
+        "INSERT INTO ledger (tenant_id, ticket_id, attempt, bot_id, model, input_tokens, output_tokens, \
+         cost_nusd, unpriced, price_version, at_ms) VALUES ($1, $2, 9, 'b', 'm', 1, 1, 1, false, 'v', 1)",
+    )
+    .bind(globex.tenant.uuid())
+    .bind(globex.id.0)
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
+    let code = err.as_database_error().and_then(|e| e.code()).unwrap();
+    assert_eq!(code, "42501", "{err}");
+    tx.rollback().await.unwrap();
+
+    // Updating another tenant's ticket touches nothing.
+    let mut tx = app.begin().await.unwrap();
+    scope(&mut tx, &acme.tenant).await.unwrap();
+    let n = sqlx::query("UPDATE tickets SET error = 'x' WHERE id = $1")
+        .bind(globex.id.0)
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(n, 0);
+    tx.rollback().await.unwrap();
+
+    // With no tenant set, or a reset one, there are no rows and no error.
+    for prelude in ["", "SELECT set_config('app.tenant_id', '', false)"] {
+        if !prelude.is_empty() {
+            sqlx::query(prelude).execute(&mut app).await.unwrap();
+        }
+        for table in ["tickets", "ticket_events", "ledger"] {
+            let sql = sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"));
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut app).await.unwrap();
+            assert_eq!(n, 0, "{table} with {prelude:?}");
+        }
+    }
+    // The app role may not delete, nor rewrite the ledger.
+    for sql in ["DELETE FROM tickets", "UPDATE ledger SET cost_nusd = 0"] {
+        let err = sqlx::query(sql).execute(&mut app).await.unwrap_err();
+        let code = err.as_database_error().and_then(|e| e.code()).unwrap();
+        assert_eq!(code, "42501", "{sql}: {err}");
+    }
+    app.close().await.unwrap();
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn the_app_role_is_least_privileged_and_every_tenant_table_is_forced() {
+    let db = TestDb::new().await;
+    let mut app = db.conn(APP_ROLE).await;
+    let (superuser, bypass, createrole, createdb): (bool, bool, bool, bool) = sqlx::query_as(
+        "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut app)
+    .await
+    .unwrap();
+    assert!(!superuser && !bypass && !createrole && !createdb);
+    let owned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = $1",
+    )
+    .bind(APP_ROLE)
+    .fetch_one(&mut app)
+    .await
+    .unwrap();
+    assert_eq!(owned, 0, "oshal_app owns nothing");
+    // Every table with a tenant_id column in this schema is forced, with a policy.
+    let rows: Vec<(String, bool, bool, i64, String)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+                (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid),
+                pg_get_userbyid(c.relowner)::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relkind = 'r'
+           AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')
+         ORDER BY 1",
+    )
+    .bind(&db.schema)
+    .fetch_all(&mut app)
+    .await
+    .unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names, ["ledger", "ticket_events", "tickets"]);
+    for (table, enabled, forced, policies, owner) in &rows {
+        assert!(
+            *enabled && *forced,
+            "{table} must ENABLE and FORCE row level security"
+        );
+        assert_eq!(*policies, 1, "{table}");
+        assert_eq!(owner, OWNER_ROLE, "{table}");
+    }
+    app.close().await.unwrap();
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn bad_configuration_is_refused_with_the_field_named() {
+    for bad in ["", "Robert'); DROP TABLE x;--", "9lives", &"a".repeat(64)] {
+        let err = check_schema(bad).unwrap_err();
+        assert!(err.to_string().contains("schema"), "{err}");
+    }
+    let err = PgStore::connect("mysql://nope", "oshal").await.unwrap_err();
+    assert!(err.to_string().contains("postgres URL"), "{err}");
+    setup(&admin_url(), "ok_schema; DROP").await.unwrap_err();
+}
