@@ -155,11 +155,15 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
     let outcome = if token.is_cancelled() {
         Outcome::Cancelled
     } else if d.deliveries > MAX_DELIVERIES {
+        let error = format!(
+            "delivered {} times without finishing (limit {MAX_DELIVERIES}); dead-lettered",
+            d.deliveries
+        );
+        if let Err(e) = cx.lane.dead_letter(&d, &error).await {
+            tracing::warn!(bot = %bot, error = %e, "could not record the dead letter");
+        }
         Outcome::Failed {
-            error: format!(
-                "delivered {} times without finishing (limit {MAX_DELIVERIES}); dead-lettered",
-                d.deliveries
-            ),
+            error,
             retryable: false,
         }
     } else {

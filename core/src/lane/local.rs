@@ -29,6 +29,7 @@ struct Inner {
     next_seq: u64,
     published_total: u64,
     acked_total: u64,
+    dead_lettered_total: u64,
 }
 
 #[derive(Debug)]
@@ -174,6 +175,12 @@ impl Lane for LocalLane {
         Ok(out)
     }
 
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), LaneError> {
+        self.lock().dead_lettered_total += 1;
+        tracing::warn!(bot = %self.bot, ticket = %delivery.entry.ticket, deliveries = delivery.deliveries, reason, "dead-lettered");
+        Ok(())
+    }
+
     async fn stats(&self) -> Result<LaneStats, LaneError> {
         let inner = self.lock();
         Ok(LaneStats {
@@ -183,6 +190,7 @@ impl Lane for LocalLane {
             capacity: self.capacity as u32,
             published_total: inner.published_total,
             acked_total: inner.acked_total,
+            dead_lettered_total: inner.dead_lettered_total,
         })
     }
 }

@@ -7,9 +7,11 @@
 //! bounded, never unbounded memory), `read` delivers entries to a consumer,
 //! which holds them as pending until `ack` (sent only once the controller has
 //! made the result durable), and `claim` takes over entries a dead consumer
-//! held past an idle time. Start with [`Lane`].
+//! held past an idle time. Start with [`Lane`]; the Redis Streams lane of
+//! fleet mode is [`redis::RedisLane`].
 
 pub mod local;
+pub mod redis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -65,6 +67,7 @@ pub struct LaneStats {
     pub capacity: u32,
     pub published_total: u64,
     pub acked_total: u64,
+    pub dead_lettered_total: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +109,11 @@ pub trait Lane: Send + Sync + fmt::Debug {
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<Delivery>, LaneError>;
+
+    /// Records an entry given up on after too many deliveries, with why.
+    /// The entry stays pending until the controller acks it with the
+    /// ticket's final state.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), LaneError>;
 
     async fn stats(&self) -> Result<LaneStats, LaneError>;
 }

@@ -1,0 +1,184 @@
+//! Against the real Redis server (`OSHAL_TEST_REDIS`, default the local
+//! one), each test under its own key prefix, deleted afterwards.
+
+use super::*;
+use crate::ticket::{NewTicket, TenantId, TicketId};
+use std::sync::Arc;
+
+pub(crate) fn redis_url() -> String {
+    std::env::var("OSHAL_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// A unique prefix on the test server; its keys are removed on drop.
+pub(crate) struct TestRedis {
+    pub client: Client,
+    pub conn: ConnectionManager,
+    pub keys: Keys,
+}
+
+impl TestRedis {
+    pub(crate) async fn new() -> Self {
+        let client = Client::open(redis_url()).unwrap();
+        let conn = manager(&client).await.unwrap();
+        let keys = Keys::new(&format!("t-{}", uuid::Uuid::now_v7().simple()));
+        Self { client, conn, keys }
+    }
+
+    pub(crate) async fn lane(&self, bot: &str) -> RedisLane {
+        RedisLane::open(
+            self.client.clone(),
+            self.conn.clone(),
+            &self.keys,
+            BotId::parse(bot).unwrap(),
+            64,
+        )
+        .await
+        .unwrap()
+    }
+
+    pub(crate) async fn cleanup(mut self) {
+        let pattern = format!("{}:*", self.keys.prefix());
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut self.conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut self.conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn entry() -> LaneEntry {
+    let v = NewTicket::chat("x").validate().unwrap();
+    let id = TicketId::new();
+    LaneEntry {
+        ticket: id,
+        attempt: 1,
+        tenant: TenantId::default_tenant(),
+        work: v.work,
+        correlation_id: id,
+    }
+}
+
+#[tokio::test]
+async fn entries_are_delivered_once_in_order_and_acked() {
+    let r = TestRedis::new().await;
+    let l = r.lane("bot-1").await;
+    let sent: Vec<LaneEntry> = (0..5).map(|_| entry()).collect();
+    assert!(l.publish(sent.clone()).await.unwrap().is_empty());
+    let got = l.read("c1", 3, Duration::ZERO).await.unwrap();
+    let more = l.read("c1", 10, Duration::from_millis(10)).await.unwrap();
+    let all: Vec<&LaneEntry> = got.iter().chain(&more).map(|d| &d.entry).collect();
+    assert_eq!(all, sent.iter().collect::<Vec<_>>(), "each once, in order");
+    assert!(got.iter().all(|d| d.deliveries == 1));
+    let s = l.stats().await.unwrap();
+    assert_eq!((s.depth, s.pending, s.published_total), (0, 5, 5));
+    let ids: Vec<EntryId> = got.iter().chain(&more).map(|d| d.id).collect();
+    assert_eq!(l.ack(&ids).await.unwrap(), 5);
+    assert_eq!(l.ack(&ids[..1]).await.unwrap(), 0, "an ack counts once");
+    let s = l.stats().await.unwrap();
+    assert_eq!((s.pending, s.acked_total), (0, 5));
+    r.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_blocked_read_wakes_on_publish() {
+    let r = TestRedis::new().await;
+    let l = Arc::new(r.lane("bot-1").await);
+    let reader = {
+        let l = l.clone();
+        tokio::spawn(async move { l.read("c", 1, Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let e = entry();
+    l.publish(vec![e.clone()]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got[0].entry, e);
+    r.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dead_consumers_entries_are_claimed_with_their_delivery_counts() {
+    let r = TestRedis::new().await;
+    let l = r.lane("bot-1").await;
+    l.publish(vec![entry(), entry()]).await.unwrap();
+    let held = l.read("dead", 2, Duration::ZERO).await.unwrap();
+    assert!(
+        l.claim("heir", Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not idle long enough"
+    );
+    let claimed = l.claim("heir", Duration::ZERO, 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|d| d.id).collect::<Vec<_>>(),
+        held.iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+    assert!(claimed.iter().all(|d| d.deliveries == 2));
+    let again = l.claim("third", Duration::ZERO, 1).await.unwrap();
+    assert_eq!((again.len(), again[0].deliveries), (1, 3));
+
+    l.dead_letter(&again[0], "too many deliveries")
+        .await
+        .unwrap();
+    let mut conn = r.conn.clone();
+    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(r.keys.dead())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead.ids.len(), 1);
+    assert_eq!(
+        field(&dead.ids[0].map, "reason"),
+        Some(&b"too many deliveries"[..])
+    );
+    assert_eq!(
+        field(&dead.ids[0].map, "ticket"),
+        Some(again[0].entry.ticket.to_string().as_bytes())
+    );
+    r.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_lost_group_is_recreated_instead_of_failing_reads() {
+    let r = TestRedis::new().await;
+    let l = r.lane("bot-1").await;
+    let mut conn = r.conn.clone();
+    // What a Redis restart without persistence looks like to a lane.
+    let _: () = redis::cmd("DEL")
+        .arg(l.key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(l.read("c", 1, Duration::ZERO).await.unwrap().is_empty());
+    l.publish(vec![entry()]).await.unwrap();
+    assert_eq!(l.read("c", 1, Duration::ZERO).await.unwrap().len(), 1);
+    assert!(l.claim("c2", Duration::ZERO, 5).await.unwrap().len() == 1);
+    r.cleanup().await;
+}
+
+#[test]
+fn stream_ids_parse_and_refuse_garbage() {
+    assert_eq!(
+        parse_entry_id("1700000000000-7").unwrap(),
+        EntryId {
+            ms: 1_700_000_000_000,
+            seq: 7
+        }
+    );
+    for bad in ["", "12", "a-1", "1-b", "1-2-3"] {
+        assert!(parse_entry_id(bad).is_err(), "{bad}");
+    }
+}
