@@ -9,6 +9,8 @@
 //! restarts a bot that panicked, and the new incarnation claims what the old
 //! one held.
 
+pub mod node;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +38,8 @@ pub struct BotSpec {
     pub model: Arc<dyn Model>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded {
         text: String,
@@ -51,8 +54,10 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// What a bot tells the controller.
-#[derive(Debug, Clone, PartialEq)]
+/// What a bot tells the controller (in fleet mode, as JSON on the results
+/// stream).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "report", rename_all = "snake_case")]
 pub enum BotReport {
     Started {
         bot: BotId,
@@ -68,6 +73,10 @@ pub enum BotReport {
         outcome: Outcome,
         started_at_ms: UnixMs,
         at_ms: UnixMs,
+        /// Where this report sits on the results stream (fleet mode), to be
+        /// acknowledged once the result is durable. Set by the reader.
+        #[serde(skip)]
+        receipt: Option<EntryId>,
     },
 }
 
@@ -79,6 +88,8 @@ pub enum BotReport {
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
     tokens: Mutex<HashMap<TicketId, CancellationToken>>,
+    /// Fleet mode: where cancels also go, for bots in other processes.
+    forward: Option<tokio::sync::mpsc::UnboundedSender<TicketId>>,
 }
 
 impl CancelRegistry {
@@ -91,9 +102,31 @@ impl CancelRegistry {
         self.lock().entry(ticket).or_default().clone()
     }
 
+    /// A registry whose cancels are also sent to `forward` (the controller
+    /// of a fleet publishes them to its nodes).
+    pub fn forwarding(forward: tokio::sync::mpsc::UnboundedSender<TicketId>) -> Self {
+        Self {
+            tokens: Mutex::default(),
+            forward: Some(forward),
+        }
+    }
+
     /// Cancels `ticket`, now or as soon as a bot picks it up.
     pub fn cancel(&self, ticket: TicketId) {
-        self.lock().entry(ticket).or_default().cancel();
+        match &self.forward {
+            Some(forward) => {
+                let _ = forward.send(ticket);
+            }
+            None => self.lock().entry(ticket).or_default().cancel(),
+        }
+    }
+
+    /// Cancels `ticket` only if a bot here is running it (what a node does
+    /// with the cancels its controller broadcasts to every node).
+    pub fn cancel_running(&self, ticket: TicketId) {
+        if let Some(token) = self.lock().get(&ticket) {
+            token.cancel();
+        }
     }
 
     pub fn end(&self, ticket: TicketId) {
@@ -210,6 +243,7 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
         outcome,
         started_at_ms,
         at_ms: cx.clock.now_ms(),
+        receipt: None,
     };
     cx.reports.send(finished).await.is_ok()
 }

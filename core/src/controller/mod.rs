@@ -16,6 +16,7 @@
 //!
 //! Start with [`Controller::start`].
 
+pub mod fleet;
 mod scheduler;
 
 use serde::{Deserialize, Serialize};
@@ -95,6 +96,8 @@ pub struct BotView {
     pub id: BotId,
     pub skills: Vec<Skill>,
     pub model: ModelId,
+    /// The node process hosting it; `None` for the local pool.
+    pub node: Option<String>,
     pub live: bool,
     pub in_flight: u32,
     pub succeeded: u64,
@@ -130,6 +133,8 @@ pub enum ControllerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
+    Lane(#[from] crate::lane::LaneError),
+    #[error(transparent)]
     Cost(#[from] CostError),
     #[error("the controller is shutting down")]
     ShuttingDown,
@@ -138,10 +143,22 @@ pub enum ControllerError {
 /// Per-bot counters shared between the scheduler (writer) and the facade.
 #[derive(Debug, Default)]
 pub(crate) struct BotCounters {
+    live: std::sync::atomic::AtomicBool,
     in_flight: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
 }
+
+impl BotCounters {
+    fn live() -> Arc<Self> {
+        let c = Self::default();
+        c.live.store(true, Ordering::Relaxed);
+        Arc::new(c)
+    }
+}
+
+/// Every bot the controller has known, live or not; the scheduler updates it.
+pub(crate) type SharedBots = Arc<std::sync::RwLock<Vec<BotHandle>>>;
 
 /// What the facade knows of a bot without asking the scheduler.
 #[derive(Debug, Clone)]
@@ -149,8 +166,21 @@ pub(crate) struct BotHandle {
     id: BotId,
     skills: Vec<Skill>,
     model: ModelId,
+    /// The node process hosting the bot (fleet mode).
+    node: Option<String>,
     lane: Arc<dyn Lane>,
     counters: Arc<BotCounters>,
+}
+
+/// How a controller's bots are wired to it: built by `start` (local pool)
+/// or `start_fleet` (Redis).
+struct Wiring {
+    bots: Vec<BotHandle>,
+    cancels: Arc<CancelRegistry>,
+    reports: mpsc::Receiver<bot::BotReport>,
+    receipt_sink: Option<mpsc::UnboundedSender<Vec<crate::lane::EntryId>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    shutdown: CancellationToken,
 }
 
 /// Counters for `/metrics`.
@@ -187,7 +217,7 @@ struct Inner {
     store: Arc<dyn Store>,
     writer: Writer,
     events: broadcast::Sender<CoreEvent>,
-    bots: Vec<BotHandle>,
+    bots: SharedBots,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -197,7 +227,7 @@ struct Inner {
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller")
-            .field("bots", &self.inner.bots.len())
+            .field("bots", &self.bot_handles().len())
             .finish()
     }
 }
@@ -213,9 +243,117 @@ impl Controller {
     ) -> Result<Self, ControllerError> {
         // Fail closed before anything runs: a model with no price is refused.
         config.prices.check(pool.model.id())?;
+        let shutdown = CancellationToken::new();
+        let cancels = Arc::new(CancelRegistry::default());
+        let (reports_tx, reports_rx) = mpsc::channel(8192);
+        let mut bots = Vec::with_capacity(pool.bots);
+        let mut tasks = Vec::with_capacity(pool.bots + 2);
+        for i in 1..=pool.bots {
+            let id = BotId::parse(&format!("bot-{i:02}")).map_err(ControllerError::Invalid)?;
+            let lane: Arc<dyn Lane> = Arc::new(LocalLane::new(id.clone(), config.lane_capacity));
+            let spec = BotSpec {
+                id: id.clone(),
+                skills: pool.skills.clone(),
+                model: pool.model.clone(),
+            };
+            bots.push(BotHandle {
+                id,
+                skills: pool.skills.clone(),
+                model: pool.model.id().clone(),
+                node: None,
+                lane: lane.clone(),
+                counters: BotCounters::live(),
+            });
+            tasks.push(bot::spawn_supervised(BotContext {
+                spec,
+                lane,
+                reports: reports_tx.clone(),
+                cancels: cancels.clone(),
+                clock: clock.clone(),
+                shutdown: shutdown.clone(),
+            }));
+        }
+        drop(reports_tx);
+        let wiring = Wiring {
+            bots,
+            cancels,
+            reports: reports_rx,
+            receipt_sink: None,
+            tasks,
+            shutdown,
+        };
+        Self::start_with(config, store, clock, wiring, |_, _| Vec::new()).await
+    }
+
+    /// Starts the controller of a fleet: bots live in `oshal node`
+    /// processes and register through Redis, each with its own stream;
+    /// results come back on the results stream. The store (PostgreSQL in
+    /// fleet mode) stays the source of truth.
+    pub async fn start_fleet(
+        config: ControllerConfig,
+        store: Arc<dyn Store>,
+        fleet: fleet::FleetConfig,
+        clock: SharedClock,
+    ) -> Result<Self, ControllerError> {
+        let shutdown = CancellationToken::new();
+        let redis = fleet::Redis::connect(&fleet).await?;
+        let (cancel_tx, cancel_rx) = mpsc::unbounded_channel();
+        let cancels = Arc::new(CancelRegistry::forwarding(cancel_tx));
+        let (reports_tx, reports_rx) = mpsc::channel(8192);
+        let (receipt_tx, receipt_rx) = mpsc::unbounded_channel();
+        let tasks = vec![
+            fleet::spawn_results_reader(redis.clone(), reports_tx, shutdown.clone()).await?,
+            fleet::spawn_receipt_acker(redis.clone(), receipt_rx),
+            fleet::spawn_cancel_publisher(redis.clone(), cancel_rx),
+        ];
+        let wiring = Wiring {
+            bots: Vec::new(),
+            cancels,
+            reports: reports_rx,
+            receipt_sink: Some(receipt_tx),
+            tasks,
+            shutdown: shutdown.clone(),
+        };
+        let prices = config.prices.clone();
+        let lane_capacity = config.lane_capacity;
+        Self::start_with(
+            config,
+            store,
+            clock,
+            wiring,
+            move |inbox, tasks_shutdown| {
+                vec![fleet::spawn_registry(
+                    redis,
+                    prices,
+                    lane_capacity,
+                    inbox,
+                    tasks_shutdown,
+                )]
+            },
+        )
+        .await
+    }
+
+    async fn start_with(
+        config: ControllerConfig,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        wiring: Wiring,
+        more_tasks: impl FnOnce(
+            mpsc::UnboundedSender<scheduler::Command>,
+            CancellationToken,
+        ) -> Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<Self, ControllerError> {
         let (events, _) = broadcast::channel(1024);
         let stats = Arc::new(Stats::default());
-        let shutdown = CancellationToken::new();
+        let Wiring {
+            bots,
+            cancels,
+            reports,
+            receipt_sink,
+            mut tasks,
+            shutdown,
+        } = wiring;
 
         let on_commit = {
             let events = events.clone();
@@ -245,58 +383,27 @@ impl Controller {
                 }
             }) as crate::store::writer::OnCommit
         };
-        let (writer, writer_task) = Writer::spawn(store.clone(), on_commit);
-
-        let cancels = Arc::new(CancelRegistry::default());
-        let (reports_tx, reports_rx) = mpsc::channel(8192);
-        let mut bots = Vec::with_capacity(pool.bots);
         // The writer task ends by itself once every `Writer` handle is dropped.
+        let (writer, writer_task) = Writer::spawn(store.clone(), on_commit);
         drop(writer_task);
-        let mut tasks = Vec::with_capacity(pool.bots + 2);
-        for i in 1..=pool.bots {
-            let id = BotId::parse(&format!("bot-{i:02}")).map_err(ControllerError::Invalid)?;
-            let lane: Arc<dyn Lane> = Arc::new(LocalLane::new(id.clone(), config.lane_capacity));
-            let spec = BotSpec {
-                id: id.clone(),
-                skills: pool.skills.clone(),
-                model: pool.model.clone(),
-            };
-            bots.push(BotHandle {
-                id,
-                skills: pool.skills.clone(),
-                model: pool.model.id().clone(),
-                lane: lane.clone(),
-                counters: Arc::default(),
-            });
-            tasks.push(bot::spawn_supervised(BotContext {
-                spec,
-                lane,
-                reports: reports_tx.clone(),
-                cancels: cancels.clone(),
-                clock: clock.clone(),
-                shutdown: shutdown.clone(),
-            }));
-        }
-        drop(reports_tx);
 
+        let shared_bots: SharedBots = Arc::new(std::sync::RwLock::new(bots));
         let (inbox, inbox_rx) = mpsc::unbounded_channel();
         let price_version = config.prices.version().to_owned();
         let state = scheduler::Scheduler::recover(
             config,
             store.clone(),
             writer.clone(),
-            bots.clone(),
+            shared_bots.clone(),
             cancels,
             clock.clone(),
             stats.clone(),
             inbox.clone(),
+            receipt_sink,
         )
         .await?;
-        tasks.push(tokio::spawn(state.run(
-            inbox_rx,
-            reports_rx,
-            shutdown.clone(),
-        )));
+        tasks.push(tokio::spawn(state.run(inbox_rx, reports, shutdown.clone())));
+        tasks.extend(more_tasks(inbox.clone(), shutdown.clone()));
 
         let controller = Self {
             inner: Arc::new(Inner {
@@ -304,7 +411,7 @@ impl Controller {
                 store,
                 writer,
                 events,
-                bots,
+                bots: shared_bots,
                 stats,
                 shutdown,
                 tasks: std::sync::Mutex::new(tasks),
@@ -313,6 +420,14 @@ impl Controller {
         };
         controller.spawn_bot_feed();
         Ok(controller)
+    }
+
+    fn bot_handles(&self) -> Vec<BotHandle> {
+        self.inner
+            .bots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Publishes `BotsUpdated` about once a second while anyone listens.
@@ -473,14 +588,17 @@ impl Controller {
     }
 
     pub async fn bots(&self) -> Vec<BotView> {
-        let mut out = Vec::with_capacity(self.inner.bots.len());
-        for b in &self.inner.bots {
+        let handles = self.bot_handles();
+        let mut out = Vec::with_capacity(handles.len());
+        for b in &handles {
             let lane = b.lane.stats().await.unwrap_or_default();
             out.push(BotView {
                 id: b.id.clone(),
                 skills: b.skills.clone(),
                 model: b.model.clone(),
-                live: !self.inner.shutdown.is_cancelled(),
+                node: b.node.clone(),
+                live: !self.inner.shutdown.is_cancelled()
+                    && b.counters.live.load(Ordering::Relaxed),
                 in_flight: b.counters.in_flight.load(Ordering::Relaxed) as u32,
                 succeeded: b.counters.succeeded.load(Ordering::Relaxed),
                 failed: b.counters.failed.load(Ordering::Relaxed),
@@ -538,7 +656,10 @@ impl Controller {
             bots_live: if self.inner.shutdown.is_cancelled() {
                 0
             } else {
-                self.inner.bots.len() as u32
+                self.bot_handles()
+                    .iter()
+                    .filter(|b| b.counters.live.load(Ordering::Relaxed))
+                    .count() as u32
             },
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }

@@ -22,11 +22,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{BotHandle, ControllerConfig, ControllerError, Stats};
+use super::{BotHandle, ControllerConfig, ControllerError, SharedBots, Stats};
 use crate::bot::{BotReport, CancelRegistry, Outcome};
 use crate::clock::{SharedClock, UnixMs};
 use crate::cost::{LedgerEntry, Usage};
-use crate::lane::{EntryId, LaneEntry};
+use crate::lane::{EntryId, Lane, LaneEntry};
 use crate::store::writer::{Done, Writer};
 use crate::store::{Applied, Store, StoreError, Tenant, TicketUpdate, WriteBatch};
 use crate::ticket::{
@@ -93,6 +93,17 @@ pub(crate) enum Command {
         budget_nusd: Option<i64>,
         reply: oneshot::Sender<Result<Tenant, ControllerError>>,
     },
+    /// Fleet mode: bots that registered, and bots whose heartbeat stopped
+    /// (with why); the latter's unfinished work is requeued.
+    BotsChanged {
+        up: Vec<BotHandle>,
+        down: Vec<(BotId, String)>,
+    },
+    /// Fleet mode: the lanes lost their entries (Redis restarted empty);
+    /// every routed or running ticket is requeued from the store's truth.
+    Redrive {
+        reason: String,
+    },
     Shutdown,
 }
 
@@ -131,6 +142,7 @@ impl TenantBook {
 struct BotSlot {
     handle: BotHandle,
     in_flight: usize,
+    live: bool,
 }
 
 pub(crate) struct Scheduler {
@@ -158,12 +170,17 @@ pub(crate) struct Scheduler {
 
     /// What this turn decided, written at the end of the turn.
     batch: WriteBatch,
-    acks: Vec<(usize, EntryId)>,
+    acks: Vec<(Arc<dyn Lane>, EntryId)>,
+    /// Results-stream entries (fleet mode) whose results are in this turn.
+    receipts: Vec<EntryId>,
     /// Answers to send once this turn's batch is durable.
     replies: Vec<(oneshot::Sender<Answer>, Answer)>,
     /// Per skill: where the next tie-break among equally loaded bots starts.
     next_bot: HashMap<Skill, usize>,
-    acker: mpsc::UnboundedSender<Vec<(usize, EntryId)>>,
+    acker: mpsc::UnboundedSender<Vec<(Arc<dyn Lane>, EntryId)>>,
+    receipt_sink: Option<mpsc::UnboundedSender<Vec<EntryId>>>,
+    /// The facade's view of the bots, updated as bots come and go.
+    shared_bots: SharedBots,
 }
 
 impl Scheduler {
@@ -175,12 +192,17 @@ impl Scheduler {
         config: ControllerConfig,
         store: Arc<dyn Store>,
         writer: Writer,
-        bots: Vec<BotHandle>,
+        shared_bots: SharedBots,
         cancels: Arc<CancelRegistry>,
         clock: SharedClock,
         stats: Arc<Stats>,
         inbox: mpsc::UnboundedSender<Command>,
+        receipt_sink: Option<mpsc::UnboundedSender<Vec<EntryId>>>,
     ) -> Result<Self, ControllerError> {
+        let bots: Vec<BotHandle> = shared_bots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut by_skill: HashMap<Skill, Vec<usize>> = HashMap::new();
         let mut bot_index = HashMap::new();
         for (i, b) in bots.iter().enumerate() {
@@ -189,7 +211,7 @@ impl Scheduler {
                 by_skill.entry(s.clone()).or_default().push(i);
             }
         }
-        let acker = spawn_acker(bots.clone());
+        let acker = spawn_acker();
         let mut tenants: HashMap<TenantId, TenantBook> = store
             .tenants()
             .await?
@@ -218,6 +240,7 @@ impl Scheduler {
                 .map(|handle| BotSlot {
                     handle,
                     in_flight: 0,
+                    live: true,
                 })
                 .collect(),
             bot_index,
@@ -236,9 +259,12 @@ impl Scheduler {
             admitting: 0,
             batch: WriteBatch::default(),
             acks: Vec::new(),
+            receipts: Vec::new(),
             replies: Vec::new(),
             next_bot: HashMap::new(),
             acker,
+            receipt_sink,
+            shared_bots,
         };
         let now = s.clock.now_ms();
         let unfinished = store.unfinished().await?;
@@ -371,20 +397,29 @@ impl Scheduler {
     /// durable, the lane entries whose results are in it are acked and the
     /// commands decided in it are answered.
     async fn flush(&mut self) {
-        if self.batch.is_empty() && self.acks.is_empty() && self.replies.is_empty() {
+        if self.batch.is_empty()
+            && self.acks.is_empty()
+            && self.receipts.is_empty()
+            && self.replies.is_empty()
+        {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
         let acks = std::mem::take(&mut self.acks);
+        let receipts = std::mem::take(&mut self.receipts);
         let replies = std::mem::take(&mut self.replies);
-        let done: Option<Done> = if acks.is_empty() && replies.is_empty() {
+        let done: Option<Done> = if acks.is_empty() && receipts.is_empty() && replies.is_empty() {
             None
         } else {
             let acker = self.acker.clone();
+            let receipt_sink = self.receipt_sink.clone();
             Some(Box::new(move |r: Result<&Applied, &StoreError>| {
                 if r.is_ok() {
                     if !acks.is_empty() {
                         let _ = acker.send(acks);
+                    }
+                    if let (Some(sink), false) = (receipt_sink, receipts.is_empty()) {
+                        let _ = sink.send(receipts);
                     }
                     for (reply, answer) in replies {
                         let _ = reply.send(answer);
@@ -438,6 +473,11 @@ impl Scheduler {
                 budget_nusd,
                 reply,
             } => self.on_set_budget(tenant, budget_nusd, reply).await,
+            Command::BotsChanged { up, down } => self.on_bots_changed(up, down),
+            Command::Redrive { reason } => {
+                let all: Vec<usize> = (0..self.bots.len()).collect();
+                self.requeue_outstanding(&all, &reason);
+            }
             Command::Shutdown => {}
         }
     }
@@ -873,6 +913,91 @@ impl Scheduler {
         }
     }
 
+    // ---- fleet membership ----------------------------------------------------
+
+    /// Bots registering (or coming back) join routing; bots lost leave it,
+    /// and what they held goes back to the queue as a new attempt.
+    fn on_bots_changed(&mut self, up: Vec<BotHandle>, down: Vec<(BotId, String)>) {
+        for handle in up {
+            let idx = match self.bot_index.get(&handle.id) {
+                Some(&i) => {
+                    if self.bots[i].live {
+                        continue;
+                    }
+                    self.bots[i].live = true;
+                    self.bots[i].handle = handle.clone();
+                    i
+                }
+                None => {
+                    let i = self.bots.len();
+                    self.bot_index.insert(handle.id.clone(), i);
+                    self.bots.push(BotSlot {
+                        handle: handle.clone(),
+                        in_flight: 0,
+                        live: true,
+                    });
+                    i
+                }
+            };
+            handle.counters.live.store(true, Ordering::Relaxed);
+            for s in &handle.skills {
+                let list = self.by_skill.entry(s.clone()).or_default();
+                if !list.contains(&idx) {
+                    list.push(idx);
+                }
+            }
+            tracing::info!(bot = %handle.id, "bot joined");
+        }
+        for (bot, why) in down {
+            let Some(&idx) = self.bot_index.get(&bot) else {
+                continue;
+            };
+            if !self.bots[idx].live {
+                continue;
+            }
+            self.bots[idx].live = false;
+            self.bots[idx]
+                .handle
+                .counters
+                .live
+                .store(false, Ordering::Relaxed);
+            for list in self.by_skill.values_mut() {
+                list.retain(|&i| i != idx);
+            }
+            tracing::warn!(%bot, reason = %why, "bot lost");
+            self.requeue_outstanding(&[idx], &format!("bot {bot} lost ({why}); requeued"));
+        }
+        let handles: Vec<BotHandle> = self.bots.iter().map(|b| b.handle.clone()).collect();
+        *self.shared_bots.write().unwrap_or_else(|e| e.into_inner()) = handles;
+    }
+
+    /// Requeues every attempt outstanding on `bots`: their lane entries are
+    /// gone or unreachable. A result that still arrives for one of them is
+    /// priced (it cost what it cost) but no longer moves the ticket.
+    fn requeue_outstanding(&mut self, bots: &[usize], reason: &str) {
+        let now = self.clock.now_ms();
+        let held: Vec<(TicketId, u32, usize)> = self
+            .outstanding
+            .iter()
+            .filter(|(_, (b, _))| bots.contains(b))
+            .map(|(&(t, a), (b, _))| (t, a, *b))
+            .collect();
+        for (ticket, attempt, bot) in held {
+            self.outstanding.remove(&(ticket, attempt));
+            self.set_in_flight(bot, -1);
+            let Some(mut t) = self.live.remove(&ticket) else {
+                continue;
+            };
+            if t.attempts == attempt
+                && matches!(t.state, TicketState::Routed | TicketState::Running)
+            {
+                self.transition(&mut t, TransitionKind::Requeue, None, reason, now);
+                self.enqueue(&t);
+            }
+            self.live.insert(ticket, t);
+        }
+    }
+
     // ---- results -------------------------------------------------------------
 
     fn on_report(&mut self, report: BotReport) {
@@ -898,9 +1023,10 @@ impl Scheduler {
                 attempt,
                 outcome,
                 at_ms,
+                receipt,
                 ..
             } => {
-                self.on_finished(bot, entry, ticket, attempt, outcome, at_ms);
+                self.on_finished(bot, entry, ticket, attempt, outcome, at_ms, receipt);
             }
         }
     }
@@ -918,6 +1044,7 @@ impl Scheduler {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_finished(
         &mut self,
         bot: BotId,
@@ -926,12 +1053,16 @@ impl Scheduler {
         attempt: u32,
         outcome: Outcome,
         at_ms: UnixMs,
+        receipt: Option<EntryId>,
     ) {
+        // The results-stream entry is settled with this turn, whatever it says.
+        self.receipts.extend(receipt);
         let Some(&bot_idx) = self.bot_index.get(&bot) else {
             tracing::warn!(%bot, "result from an unknown bot ignored");
             return;
         };
-        self.acks.push((bot_idx, entry));
+        self.acks
+            .push((self.bots[bot_idx].handle.lane.clone(), entry));
         let held = self.outstanding.remove(&(ticket, attempt));
         let first = held.is_some();
         if let Some((routed_to, _)) = &held {
@@ -1072,24 +1203,25 @@ impl Scheduler {
 }
 
 /// Acknowledges lane entries once their results are durable, batched per lane.
-fn spawn_acker(bots: Vec<BotHandle>) -> mpsc::UnboundedSender<Vec<(usize, EntryId)>> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(usize, EntryId)>>();
+fn spawn_acker() -> mpsc::UnboundedSender<Vec<(Arc<dyn Lane>, EntryId)>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(Arc<dyn Lane>, EntryId)>>();
     tokio::spawn(async move {
-        let mut per_lane: Vec<Vec<EntryId>> = vec![Vec::new(); bots.len()];
         while let Some(first) = rx.recv().await {
             let mut all = first;
             while let Ok(more) = rx.try_recv() {
                 all.extend(more);
             }
-            for (bot, id) in all {
-                per_lane[bot].push(id);
+            let mut per_lane: HashMap<BotId, (Arc<dyn Lane>, Vec<EntryId>)> = HashMap::new();
+            for (lane, id) in all {
+                per_lane
+                    .entry(lane.bot().clone())
+                    .or_insert_with(|| (lane.clone(), Vec::new()))
+                    .1
+                    .push(id);
             }
-            for (bot, ids) in per_lane.iter_mut().enumerate() {
-                if !ids.is_empty() {
-                    if let Err(e) = bots[bot].lane.ack(ids).await {
-                        tracing::warn!(bot = %bots[bot].id, error = %e, "lane ack failed; entries will be redelivered");
-                    }
-                    ids.clear();
+            for (bot, (lane, ids)) in per_lane {
+                if let Err(e) = lane.ack(&ids).await {
+                    tracing::warn!(%bot, error = %e, "lane ack failed; entries will be redelivered");
                 }
             }
         }

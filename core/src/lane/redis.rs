@@ -433,4 +433,4 @@ impl Lane for RedisLane {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

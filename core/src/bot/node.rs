@@ -1,0 +1,256 @@
+//! A bot node: the process (`oshal node`) that hosts bots in fleet mode.
+//!
+//! Each bot consumes only its own Redis stream, exactly as a local bot
+//! consumes its in-process lane ([`super::run_bot`] is the same code). The
+//! node adds what crossing processes needs:
+//! - a heartbeat: every bot's registration key is refreshed with a short TTL,
+//!   so the controller sees a killed node's bots disappear within seconds;
+//! - a forwarder that appends the bots' reports to the results stream in
+//!   pipelined batches;
+//! - a subscriber for the controller's cancels, which aborts a running call.
+//!
+//! On shutdown (SIGTERM) the bots abandon their calls and the node removes
+//! its registrations at once: the controller takes that as the bots leaving
+//! and requeues what they held, so nothing waits for a TTL to expire.
+
+use futures::StreamExt;
+use redis::Client;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{BotContext, BotReport, BotSpec, CancelRegistry, spawn_supervised};
+use crate::clock::SharedClock;
+use crate::controller::fleet::Registration;
+use crate::lane::redis::{self as rl, Keys, RedisLane};
+use crate::lane::{Lane, LaneError};
+use crate::model::Model;
+use crate::ticket::{BotId, Skill, TicketId};
+
+/// How long a registration lives without a heartbeat.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(1000);
+/// Lane entries a node's bots may hold (read ahead) at once, per bot.
+const LANE_CAPACITY: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub redis_url: String,
+    pub prefix: String,
+    /// Names the node; bot ids are `<name>-bot-NN`.
+    pub name: String,
+    pub bots: usize,
+    pub skills: Vec<Skill>,
+    pub model: Arc<dyn Model>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid node configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Lane(#[from] LaneError),
+}
+
+/// Runs a node until `shutdown`, then hands its work back and returns.
+pub async fn run_node(
+    config: NodeConfig,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    if config.bots == 0 || config.bots > 1000 {
+        return Err(NodeError::Invalid(format!(
+            "bots is {}; a node hosts 1..=1000",
+            config.bots
+        )));
+    }
+    let client = Client::open(config.redis_url.as_str())
+        .map_err(|e| NodeError::Invalid(format!("redis URL: {e}")))?;
+    let conn = rl::manager(&client).await?;
+    let keys = Keys::new(&config.prefix);
+    let cancels = Arc::new(CancelRegistry::default());
+    let (reports_tx, reports_rx) = mpsc::channel::<BotReport>(8192);
+
+    let mut registrations = Vec::with_capacity(config.bots);
+    let mut bots = Vec::with_capacity(config.bots);
+    for i in 1..=config.bots {
+        let id = BotId::parse(&format!("{}-bot-{i:02}", config.name))
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let lane: Arc<dyn Lane> = Arc::new(
+            RedisLane::open(
+                client.clone(),
+                conn.clone(),
+                &keys,
+                id.clone(),
+                LANE_CAPACITY,
+            )
+            .await?,
+        );
+        registrations.push(Registration {
+            bot: id.clone(),
+            node: config.name.clone(),
+            skills: config.skills.clone(),
+            model: config.model.id().clone(),
+        });
+        bots.push(spawn_supervised(BotContext {
+            spec: BotSpec {
+                id,
+                skills: config.skills.clone(),
+                model: config.model.clone(),
+            },
+            lane,
+            reports: reports_tx.clone(),
+            cancels: cancels.clone(),
+            clock: clock.clone(),
+            shutdown: shutdown.clone(),
+        }));
+    }
+    drop(reports_tx);
+
+    heartbeat(&conn, &keys, &registrations).await?;
+    let beat = {
+        let (conn, keys, regs, shutdown) = (
+            conn.clone(),
+            keys.clone(),
+            registrations.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = heartbeat(&conn, &keys, &regs).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+        })
+    };
+    let forward = tokio::spawn(forward_reports(conn.clone(), keys.clone(), reports_rx));
+    let listen = tokio::spawn(listen_for_cancels(
+        client.clone(),
+        keys.clone(),
+        cancels.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(node = %config.name, bots = config.bots, "node up");
+
+    shutdown.cancelled().await;
+    for b in bots {
+        let _ = tokio::time::timeout(Duration::from_secs(5), b).await;
+    }
+    // Every report the bots made is out before the node says goodbye.
+    let _ = tokio::time::timeout(Duration::from_secs(5), forward).await;
+    beat.abort();
+    listen.abort();
+    deregister(&conn, &keys, &registrations).await?;
+    tracing::info!(node = %config.name, "node down; its bots' work is handed back");
+    Ok(())
+}
+
+async fn heartbeat(
+    conn: &redis::aio::ConnectionManager,
+    keys: &Keys,
+    regs: &[Registration],
+) -> Result<(), LaneError> {
+    let mut pipe = redis::pipe();
+    for r in regs {
+        let json = serde_json::to_string(r).map_err(|e| LaneError::Backend(e.to_string()))?;
+        pipe.cmd("SET")
+            .arg(keys.bot(r.bot.as_str()))
+            .arg(json)
+            .arg("PX")
+            .arg(HEARTBEAT_TTL.as_millis() as u64)
+            .ignore();
+        pipe.cmd("SADD")
+            .arg(keys.bots())
+            .arg(r.bot.as_str())
+            .ignore();
+    }
+    let mut conn = conn.clone();
+    pipe.query_async::<()>(&mut conn).await.map_err(rl::backend)
+}
+
+async fn deregister(
+    conn: &redis::aio::ConnectionManager,
+    keys: &Keys,
+    regs: &[Registration],
+) -> Result<(), LaneError> {
+    let mut pipe = redis::pipe();
+    for r in regs {
+        pipe.cmd("DEL").arg(keys.bot(r.bot.as_str())).ignore();
+    }
+    let mut conn = conn.clone();
+    pipe.query_async::<()>(&mut conn).await.map_err(rl::backend)
+}
+
+/// Appends reports to the results stream, as many per round trip as are ready.
+async fn forward_reports(
+    conn: redis::aio::ConnectionManager,
+    keys: Keys,
+    mut rx: mpsc::Receiver<BotReport>,
+) {
+    let key = keys.results();
+    let mut conn = conn;
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let mut pipe = redis::pipe();
+        for r in &batch {
+            match serde_json::to_vec(r) {
+                Ok(json) => {
+                    pipe.cmd("XADD")
+                        .arg(&key)
+                        .arg("*")
+                        .arg("r")
+                        .arg(json)
+                        .ignore();
+                }
+                Err(e) => tracing::error!(error = %e, "report not encodable"),
+            }
+        }
+        // A report that cannot be sent is retried: its lane entry stays
+        // pending until the controller has the result, so none is lost.
+        let mut delay = Duration::from_millis(50);
+        while let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!(error = %e, "reports not delivered; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        batch.clear();
+    }
+}
+
+async fn listen_for_cancels(
+    client: Client,
+    keys: Keys,
+    cancels: Arc<CancelRegistry>,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let mut pubsub = match client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to cancels; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if pubsub.subscribe(keys.cancels()).await.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let Ok(payload) = msg.get_payload::<String>() else {
+                continue;
+            };
+            if let Ok(id) = TicketId::parse(&payload) {
+                cancels.cancel_running(id);
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Fleet mode in one process, on the real servers: a controller over
+//! PostgreSQL and nodes on Redis, each under its own schema and prefix.
+//! (Across processes, with kill -9, see `tests/e2e/fleet.rs`.)
+
+use super::*;
+use crate::bot::node::{NodeConfig, run_node};
+use crate::clock::SystemClock;
+use crate::controller::{Controller, ControllerConfig};
+use crate::lane::redis::tests::{TestRedis, redis_url};
+use crate::model::builtin::BuiltinModel;
+use crate::model::{ChatReply, ChatRequest, Model, ModelError};
+use crate::store::postgres::tests::TestDb;
+use crate::ticket::{NewTicket, TicketState};
+use async_trait::async_trait;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn node(r: &TestRedis, name: &str, bots: usize, model: Arc<dyn Model>) -> NodeConfig {
+    NodeConfig {
+        redis_url: redis_url(),
+        prefix: r.keys.prefix().to_owned(),
+        name: name.into(),
+        bots,
+        skills: vec![Skill::parse("chat").unwrap()],
+        model,
+    }
+}
+
+async fn controller(db: &TestDb, r: &TestRedis) -> Controller {
+    Controller::start_fleet(
+        ControllerConfig {
+            backoff_base: Duration::from_millis(5),
+            backoff_max: Duration::from_millis(20),
+            ..Default::default()
+        },
+        Arc::new(db.store.clone()),
+        FleetConfig {
+            redis_url: redis_url(),
+            prefix: r.keys.prefix().to_owned(),
+        },
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_until_settled(c: &Controller, ids: &[TicketId]) -> Vec<TicketState> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut states = Vec::with_capacity(ids.len());
+        for id in ids {
+            states.push(c.ticket(*id).await.unwrap().state);
+        }
+        if states.iter().all(|s| s.is_terminal()) {
+            return states;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unfinished after {WAIT:?}: {:?}",
+            states.iter().filter(|s| !s.is_terminal()).count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_bots(c: &Controller, n: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.health().await.bots_live != n {
+        assert!(tokio::time::Instant::now() < deadline, "bots never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_flow_through_redis_streams_to_node_bots_and_back() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let stop = CancellationToken::new();
+    let nodes: Vec<_> = ["n1", "n2"]
+        .into_iter()
+        .map(|name| {
+            tokio::spawn(run_node(
+                node(&r, name, 3, Arc::new(BuiltinModel::new())),
+                Arc::new(SystemClock),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    wait_for_bots(&c, 6).await;
+
+    let tickets: Vec<NewTicket> = (0..300)
+        .map(|i| NewTicket {
+            tenant: Some(if i % 2 == 0 { "acme" } else { "globex" }.into()),
+            ..NewTicket::chat(format!("hello {i}"))
+        })
+        .collect();
+    let ids: Vec<TicketId> = c
+        .submit_many(tickets)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let states = wait_until_settled(&c, &ids).await;
+    assert!(states.iter().all(|s| *s == TicketState::Succeeded));
+
+    let cost = c.cost_summary().await.unwrap();
+    assert_eq!(cost.total.attempts, 300, "one ledger row per attempt");
+    assert_eq!(cost.by_tenant.len(), 2);
+    let bots = c.bots().await;
+    assert_eq!(bots.len(), 6);
+    assert!(
+        bots.iter().all(|b| b.succeeded > 0),
+        "every bot took work: {bots:#?}"
+    );
+    assert!(bots.iter().all(|b| b.node.is_some()));
+    let view = c.ticket(ids[0]).await.unwrap();
+    assert!(view.bot.unwrap().as_str().contains("-bot-"));
+
+    // Everything is acknowledged: no lane or results entry left pending.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let pending: u32 = c.bots().await.iter().map(|b| b.lane.pending).sum();
+        if pending == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{pending} pending");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    stop.cancel();
+    for n in nodes {
+        n.await.unwrap().unwrap();
+    }
+    // Deregistered at once on shutdown.
+    wait_for_bots(&c, 0).await;
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}
+
+/// A model that never answers: work stays in flight until the bot goes.
+#[derive(Debug)]
+struct Hang(crate::ticket::ModelId);
+
+#[async_trait]
+impl Model for Hang {
+    fn id(&self) -> &crate::ticket::ModelId {
+        &self.0
+    }
+    async fn chat(&self, _: &ChatRequest) -> Result<ChatReply, ModelError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_hands_its_tickets_to_the_bots_that_remain() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let stop_stuck = CancellationToken::new();
+    let hang: Arc<dyn Model> = Arc::new(Hang(crate::ticket::ModelId::parse("builtin").unwrap()));
+    let stuck = tokio::spawn(run_node(
+        node(&r, "stuck", 2, hang),
+        Arc::new(SystemClock),
+        stop_stuck.clone(),
+    ));
+    wait_for_bots(&c, 2).await;
+    let ids: Vec<TicketId> = c
+        .submit_many((0..20).map(|i| NewTicket::chat(format!("t{i}"))).collect())
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    // All of them are held by the hanging node's bots.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c
+        .state_counts()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(s, _)| *s == TicketState::Queued)
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stop_good = CancellationToken::new();
+    let good = tokio::spawn(run_node(
+        node(&r, "good", 2, Arc::new(BuiltinModel::new())),
+        Arc::new(SystemClock),
+        stop_good.clone(),
+    ));
+    // SIGTERM-like stop of the stuck node: its work is handed back.
+    stop_stuck.cancel();
+    stuck.await.unwrap().unwrap();
+    let states = wait_until_settled(&c, &ids).await;
+    assert!(states.iter().all(|s| *s == TicketState::Succeeded));
+    for id in &ids {
+        let v = c.ticket(*id).await.unwrap();
+        assert!(v.bot.unwrap().as_str().starts_with("good-"));
+        assert!(
+            v.events.iter().any(|e| e.reason.contains("lost")),
+            "the requeue says why: {:#?}",
+            v.events
+        );
+        assert_eq!(v.ledger.len(), 1, "only the finished attempt is charged");
+    }
+    stop_good.cancel();
+    good.await.unwrap().unwrap();
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}
