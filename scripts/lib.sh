@@ -45,6 +45,14 @@ ensure_services() {
     log "starting PostgreSQL"
     as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
     for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+    # A cluster this script started is a test server: the tests connect as
+    # postgres and oshal_app over loopback without passwords (trust).
+    if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
+      local hba
+      hba=$(as_root su postgres -c "psql -Atc 'show hba_file'")
+      as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+      as_root su postgres -c "psql -Atc 'select pg_reload_conf()'" >/dev/null
+    fi
   fi
   if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     ensure_packages redis-server

@@ -1,6 +1,8 @@
-//! `oshal`: the headless binary. `serve` runs a controller with a local bot
-//! pool and the HTTP API; the other commands talk to that API (or, for
-//! `bench`, run the platform in-process and measure it).
+//! `oshal`: the headless binary. `serve` runs a controller and the HTTP API,
+//! with a local bot pool (local mode) or as a fleet's controller on
+//! PostgreSQL and Redis; `node` runs a fleet's bot node; `db-setup` prepares
+//! PostgreSQL; the other commands talk to the API (or, for `bench`, run the
+//! platform in-process and measure it).
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -14,12 +16,15 @@ use tokio_util::sync::CancellationToken;
 use oshal_core::api::client::{Client, ClientError};
 use oshal_core::api::http::{self, ApiToken};
 use oshal_core::bench::{self, BenchConfig};
+use oshal_core::bot::node::{NodeConfig, run_node};
 use oshal_core::clock::SystemClock;
+use oshal_core::controller::fleet::FleetConfig;
 use oshal_core::controller::{Controller, ControllerConfig, LocalPool};
 use oshal_core::cost::PriceTable;
 use oshal_core::model::Model;
 use oshal_core::model::builtin::BuiltinModel;
 use oshal_core::model::openai::{OpenAiCompatible, OpenAiConfig};
+use oshal_core::store::postgres::{self as pg, PgStore};
 use oshal_core::store::sqlite::SqliteStore;
 use oshal_core::ticket::{ModelId, NewTicket, Skill, TicketState};
 
@@ -50,9 +55,104 @@ struct ApiArgs {
     data_dir: Option<PathBuf>,
 }
 
+/// Which model the bots run.
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// An OpenAI-compatible endpoint (base URL up to /v1); without it the
+    /// built-in offline model runs.
+    #[arg(long)]
+    model_url: Option<String>,
+    /// The model name to ask the endpoint for.
+    #[arg(long, default_value = "default")]
+    model_name: String,
+    /// The price-table id of the endpoint's model (defaults to --model-name).
+    #[arg(long)]
+    model_price_id: Option<String>,
+    /// Stream replies from the endpoint.
+    #[arg(long)]
+    model_stream: bool,
+    /// Environment variable holding the endpoint's API key.
+    #[arg(long)]
+    model_api_key_env: Option<String>,
+    /// Seconds a model call may take.
+    #[arg(long, default_value_t = 120)]
+    model_timeout_s: u64,
+    /// A price table to use instead of the shipped one.
+    #[arg(long)]
+    prices: Option<PathBuf>,
+    /// Record models missing from the price table at $0, flagged, instead of refusing them.
+    #[arg(long)]
+    allow_unpriced: bool,
+}
+
+impl ModelArgs {
+    fn model(&self) -> Result<Arc<dyn Model>> {
+        Ok(match &self.model_url {
+            None => Arc::new(BuiltinModel::new()),
+            Some(url) => {
+                let price_id =
+                    ModelId::parse(self.model_price_id.as_deref().unwrap_or(&self.model_name))
+                        .context("--model-price-id")?;
+                let mut config = OpenAiConfig::new(url.clone(), self.model_name.clone(), price_id);
+                config.stream = self.model_stream;
+                config.request_timeout = Duration::from_secs(self.model_timeout_s);
+                let key = match &self.model_api_key_env {
+                    None => None,
+                    Some(var) => Some(
+                        std::env::var(var)
+                            .with_context(|| format!("--model-api-key-env: ${var} is not set"))?,
+                    ),
+                };
+                Arc::new(OpenAiCompatible::new(config, key)?)
+            }
+        })
+    }
+
+    fn prices(&self) -> Result<PriceTable> {
+        Ok(match &self.prices {
+            None => PriceTable::builtin(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--prices {}", path.display()))?;
+                PriceTable::parse(&text).with_context(|| format!("--prices {}", path.display()))?
+            }
+        }
+        .allow_unpriced(self.allow_unpriced))
+    }
+}
+
+/// Fleet mode: where the durable store and the lanes are.
+#[derive(clap::Args, Clone)]
+struct FleetArgs {
+    /// PostgreSQL URL, connecting as oshal_app (see `oshal db-setup`).
+    #[arg(long, env = "OSHAL_POSTGRES", requires = "redis")]
+    postgres: Option<String>,
+    #[arg(long, default_value = "oshal")]
+    postgres_schema: String,
+    /// If given, prepare the database first with this administrator URL.
+    #[arg(long, env = "OSHAL_POSTGRES_ADMIN")]
+    postgres_admin: Option<String>,
+    /// Redis URL for the bots' streams.
+    #[arg(long, env = "OSHAL_REDIS", requires = "postgres")]
+    redis: Option<String>,
+    /// Every Redis key of this fleet starts with it.
+    #[arg(long, default_value = "oshal")]
+    redis_prefix: String,
+}
+
+fn parse_skills(skills: &[String]) -> Result<Vec<Skill>> {
+    skills
+        .iter()
+        .map(|s| Skill::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--skills")
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run a controller with a local bot pool and the HTTP API (local mode).
+    /// Run a controller and the HTTP API: with a local bot pool on SQLite
+    /// (local mode, the default), or, given --postgres and --redis, as the
+    /// controller of a fleet whose bots run in `oshal node` processes.
     Serve {
         #[arg(long, env = "OSHAL_DATA_DIR")]
         data_dir: Option<PathBuf>,
@@ -64,31 +164,37 @@ enum Command {
         /// Skills every local bot offers (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "chat")]
         skills: Vec<String>,
-        /// An OpenAI-compatible endpoint (base URL up to /v1); without it the
-        /// built-in offline model runs.
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Run a bot node of a fleet: N bots, each consuming its own Redis stream.
+    Node {
+        #[arg(long, env = "OSHAL_REDIS")]
+        redis: String,
+        /// The fleet's key prefix (the controller's --redis-prefix).
+        #[arg(long, default_value = "oshal")]
+        redis_prefix: String,
+        /// This node's name; its bots are NAME-bot-NN. Defaults to host-pid.
         #[arg(long)]
-        model_url: Option<String>,
-        /// The model name to ask the endpoint for.
-        #[arg(long, default_value = "default")]
-        model_name: String,
-        /// The price-table id of the endpoint's model (defaults to --model-name).
-        #[arg(long)]
-        model_price_id: Option<String>,
-        /// Stream replies from the endpoint.
-        #[arg(long)]
-        model_stream: bool,
-        /// Environment variable holding the endpoint's API key.
-        #[arg(long)]
-        model_api_key_env: Option<String>,
-        /// Seconds a model call may take.
-        #[arg(long, default_value_t = 120)]
-        model_timeout_s: u64,
-        /// A price table to use instead of the shipped one.
-        #[arg(long)]
-        prices: Option<PathBuf>,
-        /// Record models missing from the price table at $0, flagged, instead of refusing them.
-        #[arg(long)]
-        allow_unpriced: bool,
+        name: Option<String>,
+        #[arg(long, default_value_t = 4)]
+        bots: usize,
+        #[arg(long, value_delimiter = ',', default_value = "chat")]
+        skills: Vec<String>,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Prepare a PostgreSQL database for fleet mode, as an administrator:
+    /// creates the roles oshal_owner, oshal_app and oshal_readonly, the
+    /// schema, and runs the migrations.
+    DbSetup {
+        /// An administrator's URL (a role that may create roles and schemas).
+        #[arg(long, env = "OSHAL_POSTGRES_ADMIN")]
+        admin: String,
+        #[arg(long, default_value = "oshal")]
+        schema: String,
     },
     /// Submit a ticket.
     Submit {
@@ -187,62 +293,121 @@ async fn run(cli: Cli) -> Result<()> {
             listen,
             bots,
             skills,
-            model_url,
-            model_name,
-            model_price_id,
-            model_stream,
-            model_api_key_env,
-            model_timeout_s,
-            prices,
-            allow_unpriced,
+            model,
+            fleet,
         } => {
-            let model: Arc<dyn Model> = match model_url {
-                None => Arc::new(BuiltinModel::new()),
-                Some(url) => {
-                    let price_id = ModelId::parse(model_price_id.as_deref().unwrap_or(&model_name))
-                        .context("--model-price-id")?;
-                    let mut config = OpenAiConfig::new(url, model_name, price_id);
-                    config.stream = model_stream;
-                    config.request_timeout = Duration::from_secs(model_timeout_s);
-                    let key =
-                        match model_api_key_env {
-                            None => None,
-                            Some(var) => Some(std::env::var(&var).with_context(|| {
-                                format!("--model-api-key-env: ${var} is not set")
-                            })?),
-                        };
-                    Arc::new(OpenAiCompatible::new(config, key)?)
+            let prices = model.prices()?;
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            if let (Some(postgres), Some(redis)) = (&fleet.postgres, &fleet.redis) {
+                if let Some(admin) = &fleet.postgres_admin {
+                    pg::setup(admin, &fleet.postgres_schema)
+                        .await
+                        .context("--postgres-admin")?;
                 }
-            };
-            let prices = match prices {
-                None => PriceTable::builtin(),
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("--prices {}", path.display()))?;
-                    PriceTable::parse(&text)
-                        .with_context(|| format!("--prices {}", path.display()))?
-                }
+                let store = PgStore::connect(postgres, &fleet.postgres_schema)
+                    .await
+                    .context("--postgres")?;
+                let config = ControllerConfig {
+                    prices,
+                    auto_create_tenants: true,
+                    ..ControllerConfig::default()
+                };
+                let fleet_config = FleetConfig {
+                    redis_url: redis.clone(),
+                    prefix: fleet.redis_prefix.clone(),
+                };
+                let controller = Controller::start_fleet(
+                    config,
+                    Arc::new(store.clone()),
+                    fleet_config,
+                    Arc::new(SystemClock),
+                )
+                .await
+                .context("--redis")?;
+                let what = format!(
+                    "fleet mode, store postgres schema {}, lanes redis prefix {}",
+                    fleet.postgres_schema, fleet.redis_prefix
+                );
+                serve(&data_dir, listen, controller, &what).await?;
+                store.close().await;
+                return Ok(());
             }
-            .allow_unpriced(allow_unpriced);
-            let skills = skills
-                .iter()
-                .map(|s| Skill::parse(s))
-                .collect::<Result<Vec<_>, _>>()
-                .context("--skills")?;
+            let skills = parse_skills(&skills)?;
             if bots == 0 || bots > 1024 {
                 bail!("--bots {bots} is outside 1..=1024");
             }
-            serve(
-                data_dir.unwrap_or_else(default_data_dir),
-                listen,
-                LocalPool {
-                    bots,
-                    skills,
-                    model,
-                },
+            let model = model.model()?;
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            let store = Arc::new(SqliteStore::open(&data_dir).await?);
+            let what = format!(
+                "local mode, {bots} bots on model {}, data in {}",
+                model.id(),
+                data_dir.display()
+            );
+            let config = ControllerConfig {
                 prices,
-            )
-            .await
+                ..ControllerConfig::default()
+            };
+            let pool = LocalPool {
+                bots,
+                skills,
+                model,
+            };
+            let controller =
+                Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
+            serve(&data_dir, listen, controller, &what).await?;
+            store.close().await;
+            Ok(())
+        }
+        Command::Node {
+            redis,
+            redis_prefix,
+            name,
+            bots,
+            skills,
+            model,
+        } => {
+            let name = name.unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| "node".into());
+                format!("{host}-{}", std::process::id())
+            });
+            let prices = model.prices()?;
+            let model = model.model()?;
+            // Refuse here what the controller would refuse: a model with no price.
+            prices.check(model.id())?;
+            let config = NodeConfig {
+                redis_url: redis,
+                prefix: redis_prefix,
+                name: name.clone(),
+                bots,
+                skills: parse_skills(&skills)?,
+                model,
+            };
+            let shutdown = CancellationToken::new();
+            tokio::spawn({
+                let shutdown = shutdown.clone();
+                async move {
+                    wait_for_signal().await;
+                    shutdown.cancel();
+                }
+            });
+            let node = tokio::spawn(run_node(config, Arc::new(SystemClock), shutdown.clone()));
+            // Tests and scripts wait for this line on stdout.
+            println!("node {name} up with {bots} bots");
+            node.await??;
+            eprintln!("oshal: node {name} stopped; its bots' work was handed back");
+            Ok(())
+        }
+        Command::DbSetup { admin, schema } => {
+            pg::setup(&admin, &schema).await?;
+            println!(
+                "schema {schema} ready; the controller connects as {} (set its password with ALTER ROLE)",
+                pg::APP_ROLE
+            );
+            Ok(())
         }
         Command::Submit {
             prompt,
@@ -431,22 +596,14 @@ fn load_or_create_token(dir: &Path) -> Result<ApiToken> {
 }
 
 async fn serve(
-    data_dir: PathBuf,
+    data_dir: &Path,
     listen: SocketAddr,
-    pool: LocalPool,
-    prices: PriceTable,
+    controller: Controller,
+    what: &str,
 ) -> Result<()> {
-    std::fs::create_dir_all(&data_dir)
+    std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let token = load_or_create_token(&data_dir)?;
-    let store = Arc::new(SqliteStore::open(&data_dir).await?);
-    let bots = pool.bots;
-    let model = pool.model.id().clone();
-    let config = ControllerConfig {
-        prices,
-        ..ControllerConfig::default()
-    };
-    let controller = Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
+    let token = load_or_create_token(data_dir)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -460,15 +617,13 @@ async fn serve(
         }
     });
     eprintln!(
-        "oshal: local mode, {bots} bots on model {model}, data in {}\noshal: API on http://{addr} (token in {})",
-        data_dir.display(),
+        "oshal: {what}\noshal: API on http://{addr} (token in {})",
         data_dir.join(TOKEN_FILE).display()
     );
     // Tests and scripts wait for this line on stdout.
     println!("listening on http://{addr}");
     http::serve(controller.clone(), listener, token, shutdown).await?;
     controller.shutdown().await;
-    store.close().await;
     eprintln!("oshal: stopped cleanly");
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! End-to-end tests across processes: the real `oshal` binary over HTTP, a
-//! `kill -9` mid-load, and a real language model server.
+//! `kill -9` mid-load, a fleet of `oshal node` processes on PostgreSQL and
+//! Redis, and a real language model server.
 
 #![allow(clippy::unwrap_used)]
 
 mod crash;
+mod fleet;
 mod http;
 mod model;

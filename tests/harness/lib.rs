@@ -185,27 +185,160 @@ impl Server {
 
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        let mut c = self.child.take().context("already stopped")?;
-        Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()?;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = c.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                bail!("oshal serve did not stop on SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let c = self.child.take().context("already stopped")?;
+        terminate(c, "oshal serve")
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// A running `oshal node`.
+pub struct Node {
+    child: Option<Child>,
+    pub name: String,
+}
+
+impl Node {
+    /// Starts `oshal node --name NAME` with `extra` arguments and waits until it is up.
+    pub fn start(name: &str, extra: &[&str]) -> Result<Node> {
+        let mut child = Command::new(oshal_bin())
+            .args(["node", "--name", name])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning oshal node")?;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("node ") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(WAIT).is_err() {
+            let _ = child.kill();
+            bail!("oshal node did not start within {WAIT:?}");
+        }
+        Ok(Node {
+            child: Some(child),
+            name: name.to_owned(),
+        })
+    }
+
+    /// `kill -9`: no goodbye; its heartbeat just stops.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let c = self.child.take().context("already stopped")?;
+        terminate(c, "oshal node")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn terminate(mut c: Child, what: &str) -> Result<std::process::ExitStatus> {
+    Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = c.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            bail!("{what} did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The PostgreSQL administrator URL tests use (`OSHAL_TEST_POSTGRES`).
+pub fn postgres_admin_url() -> String {
+    std::env::var("OSHAL_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The Redis URL tests use (`OSHAL_TEST_REDIS`).
+pub fn redis_url() -> String {
+    std::env::var("OSHAL_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// A fleet's own schema and key prefix on the shared servers; the schema is
+/// dropped and the keys deleted when the test is done with it.
+pub struct FleetSpace {
+    pub schema: String,
+    pub prefix: String,
+}
+
+impl FleetSpace {
+    pub async fn new() -> Result<FleetSpace> {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let space = FleetSpace {
+            schema: format!("e2e_{id}"),
+            prefix: format!("e2e-{id}"),
+        };
+        oshal_core::store::postgres::setup(&postgres_admin_url(), &space.schema).await?;
+        Ok(space)
+    }
+
+    /// `serve` arguments that make it this fleet's controller.
+    pub fn serve_args(&self) -> Vec<String> {
+        let app = oshal_core::store::postgres::as_role(&postgres_admin_url(), "oshal_app").unwrap();
+        vec![
+            "--postgres".into(),
+            app,
+            "--postgres-schema".into(),
+            self.schema.clone(),
+            "--redis".into(),
+            redis_url(),
+            "--redis-prefix".into(),
+            self.prefix.clone(),
+        ]
+    }
+
+    /// `node` arguments that join this fleet.
+    pub fn node_args(&self) -> Vec<String> {
+        vec![
+            "--redis".into(),
+            redis_url(),
+            "--redis-prefix".into(),
+            self.prefix.clone(),
+        ]
+    }
+
+    pub async fn cleanup(self) -> Result<()> {
+        oshal_core::store::postgres::drop_schema(&postgres_admin_url(), &self.schema).await?;
+        let client = redis::Client::open(redis_url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(keys)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        Ok(())
     }
 }
 

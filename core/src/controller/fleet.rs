@@ -117,7 +117,9 @@ pub(crate) fn spawn_registry(
                 }
             };
             let mut up = Vec::new();
-            for reg in regs.values() {
+            let mut joining: Vec<&Registration> = regs.values().collect();
+            joining.sort_by(|a, b| a.bot.cmp(&b.bot));
+            for reg in joining {
                 if live.contains_key(&reg.bot) {
                     continue;
                 }
