@@ -209,3 +209,63 @@ async fn a_node_that_leaves_hands_its_tickets_to_the_bots_that_remain() {
     db.drop().await;
     r.cleanup().await;
 }
+
+/// A model that crashes its bot on one prompt (and answers the others).
+#[derive(Debug)]
+struct Poison(crate::ticket::ModelId);
+
+#[async_trait]
+impl Model for Poison {
+    fn id(&self) -> &crate::ticket::ModelId {
+        &self.0
+    }
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatReply, ModelError> {
+        if format!("{req:?}").contains("poison") {
+            panic!("this prompt crashes the bot");
+        }
+        BuiltinModel::new().chat(req).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_with_the_reason() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let stop = CancellationToken::new();
+    let model: Arc<dyn Model> = Arc::new(Poison(crate::ticket::ModelId::parse("builtin").unwrap()));
+    let n = tokio::spawn(run_node(
+        node(&r, "p", 1, model),
+        Arc::new(SystemClock),
+        stop.clone(),
+    ));
+    wait_for_bots(&c, 1).await;
+    let poison = c.submit(NewTicket::chat("poison")).await.unwrap().id;
+    let fine = c.submit(NewTicket::chat("fine")).await.unwrap().id;
+    let states = wait_until_settled(&c, &[poison, fine]).await;
+    assert_eq!(states, [TicketState::Dead, TicketState::Succeeded]);
+    let v = c.ticket(poison).await.unwrap();
+    let why = v.error.clone().unwrap_or_default();
+    assert!(why.contains("dead-lettered"), "{v:#?}");
+    assert!(why.contains("limit 5"), "{why}");
+    assert!(v.ledger.is_empty(), "a crashed call reported no usage");
+    // The entry, with the reason, is on the dead-letter stream.
+    let mut conn = r.conn.clone();
+    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(r.keys.dead())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead.ids.len(), 1);
+    assert_eq!(
+        rl::field(&dead.ids[0].map, "ticket"),
+        Some(poison.to_string().as_bytes())
+    );
+    assert_eq!(rl::field(&dead.ids[0].map, "deliveries"), Some(&b"6"[..]));
+    stop.cancel();
+    n.await.unwrap().unwrap();
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}
