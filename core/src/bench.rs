@@ -9,6 +9,8 @@
 //! the same run on the same disk, is how fast SQLite takes durable ticket
 //! inserts alone, so the figure can be read against this machine.
 
+pub mod fleet;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,24 +127,13 @@ async fn baseline(cfg: &BenchConfig) -> Result<f64, BenchError> {
     Ok(rate)
 }
 
-pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
-    let baseline_inserts_per_s = baseline(&cfg).await?;
-
-    let scratch = Scratch::new(&cfg.dir, "run")?;
-    let store = Arc::new(SqliteStore::open(&scratch.0).await.map_err(setup)?);
-    let clock: SharedClock = Arc::new(SystemClock);
-    let pool = LocalPool {
-        bots: cfg.bots,
-        skills: vec![Skill::parse("chat").map_err(setup)?],
-        model: Arc::new(BuiltinModel::new()),
-    };
-    let config = ControllerConfig {
-        max_live_tickets: cfg.window * 2,
-        ..ControllerConfig::default()
-    };
-    let controller = Controller::start(config, store.clone(), pool, clock)
-        .await
-        .map_err(setup)?;
+/// Submits `cfg.tickets` in chunks (at most `cfg.window` unfinished) and
+/// follows the event stream until all are finished. Returns the elapsed
+/// time, how many were accepted, and each ticket's submit-to-finish latency.
+async fn drive(
+    controller: &Controller,
+    cfg: &BenchConfig,
+) -> Result<(Duration, usize, Vec<f64>), BenchError> {
     let mut events = controller.subscribe();
 
     let started = Instant::now();
@@ -238,6 +229,36 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
             }
         }
     }
+    Ok((elapsed, accepted, latencies_ms))
+}
+
+/// The `p` quantile of sorted values (0 when empty).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
+    let baseline_inserts_per_s = baseline(&cfg).await?;
+
+    let scratch = Scratch::new(&cfg.dir, "run")?;
+    let store = Arc::new(SqliteStore::open(&scratch.0).await.map_err(setup)?);
+    let clock: SharedClock = Arc::new(SystemClock);
+    let pool = LocalPool {
+        bots: cfg.bots,
+        skills: vec![Skill::parse("chat").map_err(setup)?],
+        model: Arc::new(BuiltinModel::new()),
+    };
+    let config = ControllerConfig {
+        max_live_tickets: cfg.window * 2,
+        ..ControllerConfig::default()
+    };
+    let controller = Controller::start(config, store.clone(), pool, clock)
+        .await
+        .map_err(setup)?;
+    let (elapsed, accepted, mut latencies_ms) = drive(&controller, &cfg).await?;
     controller.shutdown().await;
 
     // The store is the judge.
@@ -259,15 +280,7 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     store.close().await;
 
     latencies_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies_ms
-            .get(
-                ((latencies_ms.len() as f64 * p) as usize)
-                    .min(latencies_ms.len().saturating_sub(1)),
-            )
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let pct = |p: f64| percentile(&latencies_ms, p);
     Ok(BenchReport {
         tickets: cfg.tickets,
         ok: count(TicketState::Succeeded),

@@ -244,11 +244,25 @@ enum Command {
     Bench {
         #[arg(long, default_value_t = 50_000)]
         tickets: usize,
-        #[arg(long, default_value_t = 26)]
-        bots: usize,
+        /// Bots (local: in the pool, default 26; fleet: per node, default 13).
+        #[arg(long)]
+        bots: Option<usize>,
         /// Where scratch stores go (removed afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Measure fleet mode instead: PostgreSQL and Redis, nodes on streams.
+        #[arg(long, requires_all = ["redis", "postgres"])]
+        fleet: bool,
+        #[arg(long, env = "OSHAL_REDIS")]
+        redis: Option<String>,
+        /// An administrator's URL: the bench creates and drops a scratch schema.
+        #[arg(long, env = "OSHAL_POSTGRES_ADMIN")]
+        postgres: Option<String>,
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        /// One-at-a-time tickets for the round-trip latency (fleet).
+        #[arg(long, default_value_t = 500)]
+        sequential: usize,
     },
 }
 
@@ -500,7 +514,53 @@ async fn run(cli: Cli) -> Result<()> {
             println!("ticket {} is {}", view.id, view.state);
             Ok(())
         }
-        Command::Bench { tickets, bots, dir } => {
+        Command::Bench {
+            tickets,
+            bots,
+            dir,
+            fleet,
+            redis,
+            postgres,
+            nodes,
+            sequential,
+        } => {
+            if fleet {
+                let bots = bots.unwrap_or(13);
+                if tickets == 0 || bots == 0 || nodes == 0 || nodes * bots > 1024 {
+                    bail!(
+                        "--tickets, --nodes and --bots must be at least 1, and nodes × bots at most 1024"
+                    );
+                }
+                let (Some(redis), Some(postgres)) = (redis, postgres) else {
+                    bail!("--fleet needs --redis and --postgres");
+                };
+                let report = bench::fleet::run_fleet(bench::fleet::FleetBenchConfig {
+                    tickets,
+                    nodes,
+                    bots,
+                    postgres_admin: postgres,
+                    redis,
+                    sequential,
+                })
+                .await?;
+                println!(
+                    "fleet nodes={nodes} bots_per_node={bots} streams={} loaded_p50_ms={:.1} ledger_rows={} commits={} rows_per_commit={:.0} store_busy={:.2}",
+                    nodes * bots,
+                    report.loaded_p50_ms,
+                    report.ledger_rows,
+                    report.commits,
+                    report.rows_per_commit,
+                    report.store_busy
+                );
+                println!("{}", report.line());
+                if report.lost > 0 || report.ledger_rows != report.ok as i64 {
+                    bail!(
+                        "bench found lost tickets or a ledger that does not match the finished attempts"
+                    );
+                }
+                return Ok(());
+            }
+            let bots = bots.unwrap_or(26);
             if tickets == 0 || bots == 0 {
                 bail!("--tickets and --bots must be at least 1");
             }

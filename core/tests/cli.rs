@@ -89,3 +89,53 @@ fn bench_prints_its_summary_line_last() {
     );
     assert!(out.contains("ledger_rows=300"), "{out}");
 }
+
+#[test]
+fn fleet_bench_prints_its_summary_line_last_and_cleans_up() {
+    let pg = std::env::var("OSHAL_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let redis =
+        std::env::var("OSHAL_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let (code, out, err) = oshal(&[
+        "bench",
+        "--fleet",
+        "--redis",
+        &redis,
+        "--postgres",
+        &pg,
+        "--tickets",
+        "300",
+        "--nodes",
+        "2",
+        "--bots",
+        "2",
+        "--sequential",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let last = out.lines().last().unwrap();
+    let fields: Vec<&str> = last
+        .split(' ')
+        .map(|kv| kv.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "tickets",
+            "ok",
+            "lost",
+            "tickets_per_s",
+            "p50_ms",
+            "p99_ms",
+            "raw_streams_per_s",
+            "ratio"
+        ],
+        "{last}"
+    );
+    assert!(last.starts_with("tickets=300 ok=300 lost=0 "), "{last}");
+    assert!(out.contains("ledger_rows=300"), "{out}");
+    // Bad input is refused with the flag named, before anything runs.
+    let (code, _, err) = oshal(&["bench", "--fleet", "--redis", &redis]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--postgres"), "{err}");
+}

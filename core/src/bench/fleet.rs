@@ -1,0 +1,421 @@
+//! `oshal bench --fleet`: fleet mode end to end, measured against raw Redis.
+//!
+//! Runs a fleet controller on PostgreSQL (a scratch schema, as `oshal_app`)
+//! and `nodes` bot nodes of `bots` bots each, all on Redis under a scratch
+//! prefix. The nodes run in this process but meet the controller only
+//! through Redis, exactly as `oshal node` processes do. Three figures:
+//! - throughput: tickets submitted in chunks, durable and priced, until all
+//!   finish;
+//! - the sequential round trip: one ticket at a time, submit to `succeeded`
+//!   (two durable commits and four stream hops), p50 and p99;
+//! - the baseline, in the same run: a raw produce → consume → ack → result
+//!   loop over the same number of streams, in batches of 100, with nothing
+//!   durable and no ticket logic.
+
+use redis::aio::ConnectionManager;
+use redis::streams::StreamReadReply;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::{BenchConfig, BenchError, drive, percentile, setup};
+use crate::bot::node::{NodeConfig, run_node};
+use crate::clock::SystemClock;
+use crate::controller::fleet::FleetConfig;
+use crate::controller::{Controller, ControllerConfig, CoreEvent};
+use crate::cost::CostSummary;
+use crate::lane::redis::{self as rl, Keys};
+use crate::model::builtin::BuiltinModel;
+use crate::store::postgres::{self as pg, PgStore};
+use crate::store::{
+    Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketView, WriteBatch,
+};
+use crate::ticket::{NewTicket, Skill, TenantId, Ticket, TicketId, TicketState};
+
+#[derive(Debug, Clone)]
+pub struct FleetBenchConfig {
+    pub tickets: usize,
+    pub nodes: usize,
+    pub bots: usize,
+    /// A PostgreSQL administrator's URL (to create the scratch schema).
+    pub postgres_admin: String,
+    pub redis: String,
+    /// One-at-a-time tickets for the round-trip figure.
+    pub sequential: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetBenchReport {
+    pub tickets: usize,
+    pub ok: usize,
+    pub lost: usize,
+    pub ledger_rows: i64,
+    pub tickets_per_s: f64,
+    /// Sequential round trip.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Under load (open loop, queueing included).
+    pub loaded_p50_ms: f64,
+    pub raw_streams_per_s: f64,
+    pub commits: u64,
+    pub rows_per_commit: f64,
+    /// Seconds the writer spent in the store, over the load phase.
+    pub store_busy: f64,
+}
+
+impl FleetBenchReport {
+    pub fn line(&self) -> String {
+        format!(
+            "tickets={} ok={} lost={} tickets_per_s={:.0} p50_ms={:.3} p99_ms={:.3} raw_streams_per_s={:.0} ratio={:.2}",
+            self.tickets,
+            self.ok,
+            self.lost,
+            self.tickets_per_s,
+            self.p50_ms,
+            self.p99_ms,
+            self.raw_streams_per_s,
+            self.tickets_per_s / self.raw_streams_per_s
+        )
+    }
+}
+
+pub async fn run_fleet(cfg: FleetBenchConfig) -> Result<FleetBenchReport, BenchError> {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let schema = format!("bench_{id}");
+    let keys = Keys::new(&format!("bench-{id}"));
+    pg::setup(&cfg.postgres_admin, &schema)
+        .await
+        .map_err(setup)?;
+    let client = redis::Client::open(cfg.redis.as_str()).map_err(setup)?;
+    let conn = rl::manager(&client).await.map_err(setup)?;
+    let result = measure(&cfg, &schema, &keys, &client, &conn).await;
+    // Clean up whatever happened.
+    let _ = pg::drop_schema(&cfg.postgres_admin, &schema).await;
+    let _ = delete_keys(&conn, &keys).await;
+    result
+}
+
+async fn measure(
+    cfg: &FleetBenchConfig,
+    schema: &str,
+    keys: &Keys,
+    client: &redis::Client,
+    conn: &ConnectionManager,
+) -> Result<FleetBenchReport, BenchError> {
+    let streams = cfg.nodes * cfg.bots;
+    let raw_streams_per_s = raw_streams(client, conn, keys, streams, cfg.tickets.min(50_000))
+        .await
+        .map_err(setup)?;
+
+    let app = pg::as_role(&cfg.postgres_admin, pg::APP_ROLE).map_err(setup)?;
+    let store = Arc::new(PgStore::connect(&app, schema).await.map_err(setup)?);
+    let timed = Arc::new(Timed {
+        inner: store.clone(),
+        busy_us: Default::default(),
+    });
+    let controller = Controller::start_fleet(
+        ControllerConfig {
+            max_live_tickets: 40_000,
+            ..ControllerConfig::default()
+        },
+        timed.clone(),
+        FleetConfig {
+            redis_url: cfg.redis.clone(),
+            prefix: keys.prefix().to_owned(),
+        },
+        Arc::new(SystemClock),
+    )
+    .await
+    .map_err(setup)?;
+    let stop = CancellationToken::new();
+    let mut nodes = Vec::with_capacity(cfg.nodes);
+    for n in 1..=cfg.nodes {
+        nodes.push(tokio::spawn(run_node(
+            NodeConfig {
+                redis_url: cfg.redis.clone(),
+                prefix: keys.prefix().to_owned(),
+                name: format!("node{n}"),
+                bots: cfg.bots,
+                skills: vec![Skill::parse("chat").map_err(setup)?],
+                model: Arc::new(BuiltinModel::new()),
+            },
+            Arc::new(SystemClock),
+            stop.clone(),
+        )));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while controller.health().await.bots_live < streams as u32 {
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup(
+                "bots did not register within 30 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let t0 = Instant::now();
+    let sequential = round_trips(&controller, cfg.sequential).await?;
+    let sequential_s = t0.elapsed().as_secs_f64();
+    let load = BenchConfig {
+        tickets: cfg.tickets,
+        bots: streams,
+        ..BenchConfig::default()
+    };
+    let (elapsed, accepted, mut loaded) = drive(&controller, &load).await?;
+    loaded.sort_by(f64::total_cmp);
+
+    let stats = controller.stats();
+    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let rows = stats
+        .committed_rows
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let store_busy = timed.busy_us.load(std::sync::atomic::Ordering::Relaxed) as f64
+        / 1e6
+        / (elapsed.as_secs_f64() + sequential_s);
+    stop.cancel();
+    for n in nodes {
+        let _ = n.await;
+    }
+    controller.shutdown().await;
+    let counts = store.state_counts().await.map_err(setup)?;
+    let count = |s: TicketState| {
+        counts
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map_or(0, |(_, n)| *n as usize)
+    };
+    let terminal =
+        count(TicketState::Succeeded) + count(TicketState::Dead) + count(TicketState::Cancelled);
+    let ledger_rows = store.cost_summary().await.map_err(setup)?.total.attempts;
+    store.close().await;
+    Ok(FleetBenchReport {
+        tickets: cfg.tickets,
+        ok: count(TicketState::Succeeded) - cfg.sequential,
+        lost: (accepted + cfg.sequential).saturating_sub(terminal),
+        ledger_rows: ledger_rows - cfg.sequential as i64,
+        tickets_per_s: cfg.tickets as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(&sequential, 0.50),
+        p99_ms: percentile(&sequential, 0.99),
+        loaded_p50_ms: percentile(&loaded, 0.50),
+        raw_streams_per_s,
+        commits,
+        rows_per_commit: rows as f64 / commits.max(1) as f64,
+        store_busy,
+    })
+}
+
+/// One ticket at a time: submit, then wait for its `succeeded` event.
+async fn round_trips(controller: &Controller, n: usize) -> Result<Vec<f64>, BenchError> {
+    let mut events = controller.subscribe();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        let id = controller
+            .submit(NewTicket::chat(format!("round trip {i}")))
+            .await
+            .map_err(setup)?
+            .id;
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .map_err(|_| BenchError::Stalled(1, Duration::from_secs(10)))?;
+            let Ok(CoreEvent::TicketsTransitioned { transitions }) = e else {
+                continue;
+            };
+            if transitions
+                .iter()
+                .any(|t| t.ticket == id && t.to == TicketState::Succeeded)
+            {
+                break;
+            }
+        }
+        out.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    out.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
+/// The raw loop: a producer appends `n` entries round-robin over `streams`
+/// streams (pipelined, 100 per round trip); one consumer per stream reads
+/// them through a group, acks them and appends a result (pipelined); a
+/// collector reads the results until all `n` are back.
+async fn raw_streams(
+    client: &redis::Client,
+    conn: &ConnectionManager,
+    keys: &Keys,
+    streams: usize,
+    n: usize,
+) -> Result<f64, redis::RedisError> {
+    const BATCH: usize = 100;
+    let names: Vec<String> = (0..streams)
+        .map(|i| format!("{}:raw:{i}", keys.prefix()))
+        .collect();
+    let results = format!("{}:raw:results", keys.prefix());
+    let mut c = conn.clone();
+    for s in &names {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(s)
+            .arg("g")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut c)
+            .await?;
+    }
+    let stop = CancellationToken::new();
+    let mut consumers = Vec::new();
+    for s in names.clone() {
+        let mut reader = rl::blocking_connection(client)
+            .await
+            .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+        let mut writer = conn.clone();
+        let (results, stop) = (results.clone(), stop.clone());
+        consumers.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let r: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg("g")
+                    .arg("c")
+                    .arg("COUNT")
+                    .arg(BATCH)
+                    .arg("BLOCK")
+                    .arg(100)
+                    .arg("STREAMS")
+                    .arg(&s)
+                    .arg(">")
+                    .query_async(&mut reader)
+                    .await;
+                let Ok(Some(reply)) = r else { continue };
+                let ids: Vec<String> = reply
+                    .keys
+                    .into_iter()
+                    .flat_map(|k| k.ids)
+                    .map(|e| e.id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let mut pipe = redis::pipe();
+                pipe.cmd("XACK").arg(&s).arg("g").arg(&ids).ignore();
+                for id in &ids {
+                    pipe.cmd("XADD")
+                        .arg(&results)
+                        .arg("*")
+                        .arg("r")
+                        .arg(id)
+                        .ignore();
+                }
+                let _: redis::RedisResult<()> = pipe.query_async(&mut writer).await;
+            }
+        }));
+    }
+    let started = Instant::now();
+    let producer = {
+        let mut c = conn.clone();
+        let names = names.clone();
+        tokio::spawn(async move {
+            let mut sent = 0;
+            while sent < n {
+                let mut pipe = redis::pipe();
+                for i in sent..(sent + BATCH).min(n) {
+                    pipe.cmd("XADD")
+                        .arg(&names[i % names.len()])
+                        .arg("*")
+                        .arg("e")
+                        .arg("benchmark prompt: summarise the state of the fleet")
+                        .ignore();
+                }
+                sent = (sent + BATCH).min(n);
+                let _: redis::RedisResult<()> = pipe.query_async(&mut c).await;
+            }
+        })
+    };
+    let mut collector = rl::blocking_connection(client)
+        .await
+        .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+    let mut got = 0;
+    let mut last = "0".to_owned();
+    while got < n {
+        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg(&results)
+            .arg(&last)
+            .query_async(&mut collector)
+            .await?;
+        let Some(reply) = reply else { break };
+        for k in reply.keys {
+            for e in k.ids {
+                got += 1;
+                last = e.id;
+            }
+        }
+    }
+    let rate = got as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = producer.await;
+    for c in consumers {
+        let _ = c.await;
+    }
+    Ok(rate)
+}
+
+async fn delete_keys(conn: &ConnectionManager, keys: &Keys) -> Result<(), redis::RedisError> {
+    let mut c = conn.clone();
+    let found: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", keys.prefix()))
+        .query_async(&mut c)
+        .await?;
+    if !found.is_empty() {
+        let _: () = redis::cmd("DEL").arg(found).query_async(&mut c).await?;
+    }
+    Ok(())
+}
+
+/// The store, timing how long its writes take (how busy durability keeps
+/// the writer).
+#[derive(Debug)]
+struct Timed {
+    inner: Arc<PgStore>,
+    busy_us: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Store for Timed {
+    async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.apply(batch).await;
+        self.busy_us.fetch_add(
+            t.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r
+    }
+    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
+        self.inner.ticket(id).await
+    }
+    async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
+        self.inner.tickets(q).await
+    }
+    async fn unfinished(&self) -> Result<Vec<Ticket>, StoreError> {
+        self.inner.unfinished().await
+    }
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.inner.tenants().await
+    }
+    async fn spend_by_tenant(&self) -> Result<Vec<(TenantId, i64)>, StoreError> {
+        self.inner.spend_by_tenant().await
+    }
+    async fn cost_summary(&self) -> Result<CostSummary, StoreError> {
+        self.inner.cost_summary().await
+    }
+    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError> {
+        self.inner.state_counts().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
