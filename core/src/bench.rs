@@ -261,40 +261,58 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     let (elapsed, accepted, mut latencies_ms) = drive(&controller, &cfg).await?;
     controller.shutdown().await;
 
-    // The store is the judge.
-    let counts = store.state_counts().await.map_err(setup)?;
-    let count = |s: TicketState| {
-        counts
-            .iter()
-            .find(|(st, _)| *st == s)
-            .map_or(0, |(_, n)| *n as usize)
-    };
-    let terminal =
-        count(TicketState::Succeeded) + count(TicketState::Dead) + count(TicketState::Cancelled);
-    let ledger_rows = store.cost_summary().await.map_err(setup)?.total.attempts;
-    let stats = controller.stats();
-    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
-    let rows = stats
-        .committed_rows
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let verdict = Verdict::of(store.as_ref()).await?;
+    let (commits, rows_per_commit) = commit_stats(&controller);
     store.close().await;
 
     latencies_ms.sort_by(f64::total_cmp);
     let pct = |p: f64| percentile(&latencies_ms, p);
     Ok(BenchReport {
         tickets: cfg.tickets,
-        ok: count(TicketState::Succeeded),
-        lost: accepted.saturating_sub(terminal),
-        ledger_rows,
+        ok: verdict.succeeded,
+        lost: accepted.saturating_sub(verdict.terminal),
+        ledger_rows: verdict.ledger_rows,
         tickets_per_s: cfg.tickets as f64 / elapsed.as_secs_f64(),
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         baseline_inserts_per_s,
         commits,
-        rows_per_commit: if commits == 0 {
-            0.0
-        } else {
-            rows as f64 / commits as f64
-        },
+        rows_per_commit,
     })
+}
+
+/// What the store says happened: the bench's judge (not the events).
+struct Verdict {
+    succeeded: usize,
+    terminal: usize,
+    ledger_rows: i64,
+}
+
+impl Verdict {
+    async fn of(store: &dyn Store) -> Result<Self, BenchError> {
+        let counts = store.state_counts().await.map_err(setup)?;
+        let count = |s: TicketState| {
+            counts
+                .iter()
+                .find(|(st, _)| *st == s)
+                .map_or(0, |(_, n)| *n as usize)
+        };
+        Ok(Self {
+            succeeded: count(TicketState::Succeeded),
+            terminal: count(TicketState::Succeeded)
+                + count(TicketState::Dead)
+                + count(TicketState::Cancelled),
+            ledger_rows: store.cost_summary().await.map_err(setup)?.total.attempts,
+        })
+    }
+}
+
+/// Group commits so far, and the rows each carried on average.
+fn commit_stats(controller: &Controller) -> (u64, f64) {
+    let stats = controller.stats();
+    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let rows = stats
+        .committed_rows
+        .load(std::sync::atomic::Ordering::Relaxed);
+    (commits, rows as f64 / commits.max(1) as f64)
 }

@@ -400,14 +400,7 @@ async fn run(cli: Cli) -> Result<()> {
                 skills: parse_skills(&skills)?,
                 model,
             };
-            let shutdown = CancellationToken::new();
-            tokio::spawn({
-                let shutdown = shutdown.clone();
-                async move {
-                    wait_for_signal().await;
-                    shutdown.cancel();
-                }
-            });
+            let shutdown = cancel_on_signal();
             let node = tokio::spawn(run_node(config, Arc::new(SystemClock), shutdown.clone()));
             // Tests and scripts wait for this line on stdout.
             println!("node {name} up with {bots} bots");
@@ -668,14 +661,7 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            wait_for_signal().await;
-            shutdown.cancel();
-        }
-    });
+    let shutdown = cancel_on_signal();
     eprintln!(
         "oshal: {what}\noshal: API on http://{addr} (token in {})",
         data_dir.join(TOKEN_FILE).display()
@@ -686,6 +672,19 @@ async fn serve(
     controller.shutdown().await;
     eprintln!("oshal: stopped cleanly");
     Ok(())
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+fn cancel_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            shutdown.cancel();
+        }
+    });
+    shutdown
 }
 
 async fn wait_for_signal() {

@@ -73,10 +73,7 @@ fn bench_prints_its_summary_line_last() {
     let (code, out, err) = oshal(&["bench", "--tickets", "300", "--bots", "3"]);
     assert_eq!(code, 0, "{err}");
     let last = out.lines().last().unwrap();
-    let fields: Vec<&str> = last
-        .split(' ')
-        .map(|kv| kv.split('=').next().unwrap())
-        .collect();
+    let fields = keys_of(last);
     assert_eq!(
         fields,
         ["tickets", "ok", "lost", "tickets_per_s", "p50_ms", "p99_ms"],
@@ -114,10 +111,7 @@ fn fleet_bench_prints_its_summary_line_last_and_cleans_up() {
     ]);
     assert_eq!(code, 0, "{err}");
     let last = out.lines().last().unwrap();
-    let fields: Vec<&str> = last
-        .split(' ')
-        .map(|kv| kv.split('=').next().unwrap())
-        .collect();
+    let fields = keys_of(last);
     assert_eq!(
         fields,
         [
@@ -138,4 +132,11 @@ fn fleet_bench_prints_its_summary_line_last_and_cleans_up() {
     let (code, _, err) = oshal(&["bench", "--fleet", "--redis", &redis]);
     assert_ne!(code, 0);
     assert!(err.contains("--postgres"), "{err}");
+}
+
+/// The keys of a `key=value key=value …` line, in order.
+fn keys_of(line: &str) -> Vec<&str> {
+    line.split(' ')
+        .map(|kv| kv.split('=').next().unwrap())
+        .collect()
 }

@@ -47,32 +47,13 @@ pub struct Server {
 impl Server {
     /// Starts `oshal serve` on a free loopback port over `data_dir`.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Result<Server> {
-        let mut child = Command::new(oshal_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(oshal_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env_remove("OSHAL_API_TOKEN")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("spawning oshal serve")?;
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(WAIT) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                bail!("oshal serve did not start within {WAIT:?}");
-            }
-        };
+            .env_remove("OSHAL_API_TOKEN");
+        let (child, line) = spawn_until(cmd, "oshal serve", "listening on ")?;
+        let url = line["listening on ".len()..].to_owned();
         let token = std::fs::read_to_string(data_dir.join("api-token"))
             .context("reading the API token")?
             .trim()
@@ -177,10 +158,7 @@ impl Server {
 
     /// `kill -9`: no shutdown, no flush.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_now(self.child.take());
     }
 
     /// SIGTERM, then waits for a clean exit.
@@ -205,27 +183,9 @@ pub struct Node {
 impl Node {
     /// Starts `oshal node --name NAME` with `extra` arguments and waits until it is up.
     pub fn start(name: &str, extra: &[&str]) -> Result<Node> {
-        let mut child = Command::new(oshal_bin())
-            .args(["node", "--name", name])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("spawning oshal node")?;
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("node ") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        if rx.recv_timeout(WAIT).is_err() {
-            let _ = child.kill();
-            bail!("oshal node did not start within {WAIT:?}");
-        }
+        let mut cmd = Command::new(oshal_bin());
+        cmd.args(["node", "--name", name]).args(extra);
+        let (child, _) = spawn_until(cmd, "oshal node", "node ")?;
         Ok(Node {
             child: Some(child),
             name: name.to_owned(),
@@ -234,10 +194,7 @@ impl Node {
 
     /// `kill -9`: no goodbye; its heartbeat just stops.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_now(self.child.take());
     }
 
     /// SIGTERM, then waits for a clean exit.
@@ -250,6 +207,41 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Spawns `cmd` (quiet logs, stdout piped) and waits for its first stdout
+/// line starting with `prefix`, which says it is up; returns that line.
+fn spawn_until(mut cmd: Command, what: &str, prefix: &'static str) -> Result<(Child, String)> {
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("spawning {what}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with(prefix) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(line) => Ok((child, line)),
+        Err(_) => {
+            let _ = child.kill();
+            bail!("{what} did not start within {WAIT:?}")
+        }
+    }
+}
+
+/// SIGKILL and reap: no shutdown, no flush.
+fn kill_now(child: Option<Child>) {
+    if let Some(mut c) = child {
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 

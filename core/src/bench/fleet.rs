@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::{BenchConfig, BenchError, drive, percentile, setup};
+use super::{BenchConfig, BenchError, Verdict, commit_stats, drive, percentile, setup};
 use crate::bot::node::{NodeConfig, run_node};
 use crate::clock::SystemClock;
 use crate::controller::fleet::FleetConfig;
@@ -164,11 +164,7 @@ async fn measure(
     let (elapsed, accepted, mut loaded) = drive(&controller, &load).await?;
     loaded.sort_by(f64::total_cmp);
 
-    let stats = controller.stats();
-    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
-    let rows = stats
-        .committed_rows
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let (commits, rows_per_commit) = commit_stats(&controller);
     let store_busy = timed.busy_us.load(std::sync::atomic::Ordering::Relaxed) as f64
         / 1e6
         / (elapsed.as_secs_f64() + sequential_s);
@@ -177,29 +173,20 @@ async fn measure(
         let _ = n.await;
     }
     controller.shutdown().await;
-    let counts = store.state_counts().await.map_err(setup)?;
-    let count = |s: TicketState| {
-        counts
-            .iter()
-            .find(|(st, _)| *st == s)
-            .map_or(0, |(_, n)| *n as usize)
-    };
-    let terminal =
-        count(TicketState::Succeeded) + count(TicketState::Dead) + count(TicketState::Cancelled);
-    let ledger_rows = store.cost_summary().await.map_err(setup)?.total.attempts;
+    let verdict = Verdict::of(store.as_ref()).await?;
     store.close().await;
     Ok(FleetBenchReport {
         tickets: cfg.tickets,
-        ok: count(TicketState::Succeeded) - cfg.sequential,
-        lost: (accepted + cfg.sequential).saturating_sub(terminal),
-        ledger_rows: ledger_rows - cfg.sequential as i64,
+        ok: verdict.succeeded - cfg.sequential,
+        lost: (accepted + cfg.sequential).saturating_sub(verdict.terminal),
+        ledger_rows: verdict.ledger_rows - cfg.sequential as i64,
         tickets_per_s: cfg.tickets as f64 / elapsed.as_secs_f64(),
         p50_ms: percentile(&sequential, 0.50),
         p99_ms: percentile(&sequential, 0.99),
         loaded_p50_ms: percentile(&loaded, 0.50),
         raw_streams_per_s,
         commits,
-        rows_per_commit: rows as f64 / commits.max(1) as f64,
+        rows_per_commit,
         store_busy,
     })
 }

@@ -108,14 +108,15 @@ pub async fn run_node(
     }
     drop(reports_tx);
 
-    heartbeat(&conn, &keys, &registrations).await?;
+    // The registrations never change: the heartbeat is one pipeline, built once.
+    let beat_pipe = heartbeat_pipeline(&keys, &registrations)?;
+    let mut beat_conn = conn.clone();
+    beat_pipe
+        .query_async::<()>(&mut beat_conn)
+        .await
+        .map_err(rl::backend)?;
     let beat = {
-        let (conn, keys, regs, shutdown) = (
-            conn.clone(),
-            keys.clone(),
-            registrations.clone(),
-            shutdown.clone(),
-        );
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
             loop {
@@ -124,7 +125,7 @@ pub async fn run_node(
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                if let Err(e) = heartbeat(&conn, &keys, &regs).await {
+                if let Err(e) = beat_pipe.query_async::<()>(&mut beat_conn).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
             }
@@ -152,11 +153,8 @@ pub async fn run_node(
     Ok(())
 }
 
-async fn heartbeat(
-    conn: &redis::aio::ConnectionManager,
-    keys: &Keys,
-    regs: &[Registration],
-) -> Result<(), LaneError> {
+/// Refreshes every registration with its TTL and keeps the bots in the set.
+fn heartbeat_pipeline(keys: &Keys, regs: &[Registration]) -> Result<redis::Pipeline, LaneError> {
     let mut pipe = redis::pipe();
     for r in regs {
         let json = serde_json::to_string(r).map_err(|e| LaneError::Backend(e.to_string()))?;
@@ -171,8 +169,7 @@ async fn heartbeat(
             .arg(r.bot.as_str())
             .ignore();
     }
-    let mut conn = conn.clone();
-    pipe.query_async::<()>(&mut conn).await.map_err(rl::backend)
+    Ok(pipe)
 }
 
 async fn deregister(

@@ -289,7 +289,9 @@ pub(crate) async fn spawn_results_reader(
                         .await;
                     continue;
                 };
-                let receipt = match &mut report {
+                // A start report needs no durability: it is settled at once.
+                // A finish report is settled once its result is durable.
+                let settle_now = match &mut report {
                     BotReport::Finished { receipt, .. } => {
                         *receipt = Some(id);
                         false
@@ -299,8 +301,7 @@ pub(crate) async fn spawn_results_reader(
                 if reports.send(report).await.is_err() {
                     return;
                 }
-                // A start report needs no durability: settle it at once.
-                if receipt {
+                if settle_now {
                     let _: Result<(), _> = redis::pipe()
                         .cmd("XACK")
                         .arg(&key)

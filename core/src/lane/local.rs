@@ -198,20 +198,8 @@ impl Lane for LocalLane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::{NewTicket, TenantId, TicketId};
+    use crate::lane::contract::{self, entry};
     use std::sync::Arc;
-
-    fn entry() -> LaneEntry {
-        let v = NewTicket::chat("x").validate().unwrap();
-        let id = TicketId::new();
-        LaneEntry {
-            ticket: id,
-            attempt: 1,
-            tenant: TenantId::default_tenant(),
-            work: v.work,
-            correlation_id: id,
-        }
-    }
 
     fn lane(cap: usize) -> LocalLane {
         LocalLane::new(BotId::parse("bot-1").unwrap(), cap)
@@ -259,21 +247,7 @@ mod tests {
     #[tokio::test]
     async fn a_dead_consumers_entries_are_claimed_and_redelivered() {
         let l = lane(8);
-        l.publish(vec![entry(), entry()]).await.unwrap();
-        let held = l.read("dead", 2, Duration::ZERO).await.unwrap();
-        assert!(
-            l.claim("heir", Duration::from_secs(60), 10)
-                .await
-                .unwrap()
-                .is_empty(),
-            "not idle long enough"
-        );
-        let claimed = l.claim("heir", Duration::ZERO, 10).await.unwrap();
-        assert_eq!(
-            claimed.iter().map(|d| d.id).collect::<Vec<_>>(),
-            held.iter().map(|d| d.id).collect::<Vec<_>>()
-        );
-        assert!(claimed.iter().all(|d| d.deliveries == 2));
+        let claimed = contract::dead_consumers_entries_are_claimed(&l).await;
         assert_eq!(
             l.ack(&[claimed[0].id, claimed[0].id]).await.unwrap(),
             1,

@@ -117,3 +117,44 @@ pub trait Lane: Send + Sync + fmt::Debug {
 
     async fn stats(&self) -> Result<LaneStats, LaneError>;
 }
+
+/// What every lane must do, checked against each adapter by its tests.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::*;
+    use crate::ticket::NewTicket;
+
+    pub(crate) fn entry() -> LaneEntry {
+        let v = NewTicket::chat("x").validate().unwrap();
+        let id = TicketId::new();
+        LaneEntry {
+            ticket: id,
+            attempt: 1,
+            tenant: TenantId::default_tenant(),
+            work: v.work,
+            correlation_id: id,
+        }
+    }
+
+    /// Two entries read by a consumer that then dies are not claimable
+    /// before the idle time, then are claimed in order, delivered a second
+    /// time. Returns what was claimed.
+    pub(crate) async fn dead_consumers_entries_are_claimed(l: &dyn Lane) -> Vec<Delivery> {
+        l.publish(vec![entry(), entry()]).await.unwrap();
+        let held = l.read("dead", 2, Duration::ZERO).await.unwrap();
+        assert!(
+            l.claim("heir", Duration::from_secs(60), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "not idle long enough"
+        );
+        let claimed = l.claim("heir", Duration::ZERO, 10).await.unwrap();
+        assert_eq!(
+            claimed.iter().map(|d| d.id).collect::<Vec<_>>(),
+            held.iter().map(|d| d.id).collect::<Vec<_>>()
+        );
+        assert!(claimed.iter().all(|d| d.deliveries == 2));
+        claimed
+    }
+}

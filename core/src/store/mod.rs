@@ -9,6 +9,8 @@
 //! with tenant row-level security).
 //! Never decides anything about a ticket: the controller does.
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod postgres;
 pub mod sqlite;
 pub mod writer;
@@ -42,6 +44,26 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Unavailable(e.to_string())
     }
+}
+
+// ---- decoding stored rows (shared by the adapters) ----------------------------
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+pub(crate) fn tenant(s: &str) -> Result<TenantId, StoreError> {
+    TenantId::parse(s).map_err(|e| corrupt("tenant", e))
+}
+
+pub(crate) fn opt_bot(s: Option<String>) -> Result<Option<BotId>, StoreError> {
+    s.as_deref()
+        .map(|b| BotId::parse(b).map_err(|e| corrupt("bot id", e)))
+        .transpose()
+}
+
+pub(crate) fn state(s: &str) -> Result<TicketState, StoreError> {
+    TicketState::parse(s).ok_or_else(|| corrupt("state", s))
 }
 
 /// The mutable part of a ticket, written when it changes state.
@@ -272,6 +294,23 @@ pub struct TicketPage {
     pub tickets: Vec<TicketSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<TicketId>,
+}
+
+impl TicketPage {
+    /// A page from up to `limit + 1` tickets, newest first: the extra one
+    /// only says there is a next page.
+    pub(crate) fn from_overfetch(mut tickets: Vec<TicketSummary>, limit: usize) -> Self {
+        let next_cursor = if tickets.len() > limit {
+            tickets.truncate(limit);
+            tickets.last().map(|t| t.id)
+        } else {
+            None
+        };
+        Self {
+            tickets,
+            next_cursor,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

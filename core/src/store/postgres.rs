@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::{
     Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary, TicketUpdate,
-    TicketView, WriteBatch,
+    TicketView, WriteBatch, corrupt, opt_bot, state, tenant,
 };
 use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
 use crate::ticket::{
@@ -220,24 +220,6 @@ async fn scope(tx: &mut PgConnection, tenant: &TenantId) -> Result<(), StoreErro
         .execute(tx)
         .await?;
     Ok(())
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn tenant(s: &str) -> Result<TenantId, StoreError> {
-    TenantId::parse(s).map_err(|e| corrupt("tenant", e))
-}
-
-fn opt_bot(s: Option<String>) -> Result<Option<BotId>, StoreError> {
-    s.as_deref()
-        .map(|b| BotId::parse(b).map_err(|e| corrupt("bot id", e)))
-        .transpose()
-}
-
-fn state(s: &str) -> Result<TicketState, StoreError> {
-    TicketState::parse(s).ok_or_else(|| corrupt("state", s))
 }
 
 fn u32_of(v: i32) -> u32 {
@@ -737,16 +719,7 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         tickets.sort_by_key(|t| std::cmp::Reverse(t.id));
-        let next_cursor = if tickets.len() > limit {
-            tickets.truncate(limit);
-            tickets.last().map(|t| t.id)
-        } else {
-            None
-        };
-        Ok(TicketPage {
-            tickets,
-            next_cursor,
-        })
+        Ok(TicketPage::from_overfetch(tickets, limit))
     }
 
     async fn unfinished(&self) -> Result<Vec<Ticket>, StoreError> {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::{
     Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary, TicketUpdate,
-    TicketView, WriteBatch,
+    TicketView, WriteBatch, corrupt, opt_bot, state, tenant,
 };
 use crate::clock::UnixMs;
 use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
@@ -268,26 +268,12 @@ ON CONFLICT DO NOTHING";
 const TICKET_COLUMNS: &str = "id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, transitions, bot_id, \
      parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms";
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
 fn ticket_id(s: &str) -> Result<TicketId, StoreError> {
     TicketId::parse(s).map_err(|e| corrupt("ticket id", e))
 }
 
 fn opt_ticket_id(s: Option<String>) -> Result<Option<TicketId>, StoreError> {
     s.as_deref().map(ticket_id).transpose()
-}
-
-fn opt_bot(s: Option<String>) -> Result<Option<BotId>, StoreError> {
-    s.as_deref()
-        .map(|b| BotId::parse(b).map_err(|e| corrupt("bot id", e)))
-        .transpose()
-}
-
-fn state(s: &str) -> Result<TicketState, StoreError> {
-    TicketState::parse(s).ok_or_else(|| corrupt("state", s))
 }
 
 fn ticket_from_row(row: &SqliteRow) -> Result<Ticket, StoreError> {
@@ -303,8 +289,7 @@ fn ticket_from_row(row: &SqliteRow) -> Result<Ticket, StoreError> {
         .map_err(|e| corrupt("result", e))?;
     Ok(Ticket {
         id: ticket_id(&row.try_get::<String, _>("id")?)?,
-        tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-            .map_err(|e| corrupt("tenant", e))?,
+        tenant: tenant(&row.try_get::<String, _>("tenant_id")?)?,
         work: Arc::new(work),
         priority: row.try_get::<i64, _>("priority")? as u8,
         skill: Skill::parse(&row.try_get::<String, _>("skill")?)
@@ -348,8 +333,7 @@ fn ledger_from_row(row: &SqliteRow) -> Result<LedgerEntry, StoreError> {
     Ok(LedgerEntry {
         ticket: ticket_id(&row.try_get::<String, _>("ticket_id")?)?,
         attempt: row.try_get::<i64, _>("attempt")? as u32,
-        tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-            .map_err(|e| corrupt("tenant", e))?,
+        tenant: tenant(&row.try_get::<String, _>("tenant_id")?)?,
         bot: BotId::parse(&row.try_get::<String, _>("bot_id")?).map_err(|e| corrupt("bot", e))?,
         model: ModelId::parse(&row.try_get::<String, _>("model")?)
             .map_err(|e| corrupt("model", e))?,
@@ -514,13 +498,12 @@ impl Store for SqliteStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut tickets = rows
+        let tickets = rows
             .iter()
             .map(|row| {
                 Ok(TicketSummary {
                     id: ticket_id(&row.try_get::<String, _>("id")?)?,
-                    tenant: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-                        .map_err(|e| corrupt("tenant", e))?,
+                    tenant: tenant(&row.try_get::<String, _>("tenant_id")?)?,
                     kind: row.try_get("kind")?,
                     skill: Skill::parse(&row.try_get::<String, _>("skill")?)
                         .map_err(|e| corrupt("skill", e))?,
@@ -534,16 +517,7 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let next_cursor = if tickets.len() > limit as usize {
-            tickets.truncate(limit as usize);
-            tickets.last().map(|t| t.id)
-        } else {
-            None
-        };
-        Ok(TicketPage {
-            tickets,
-            next_cursor,
-        })
+        Ok(TicketPage::from_overfetch(tickets, limit as usize))
     }
 
     async fn unfinished(&self) -> Result<Vec<Ticket>, StoreError> {
@@ -565,8 +539,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| {
                 Ok(Tenant {
-                    id: TenantId::parse(&row.try_get::<String, _>("id")?)
-                        .map_err(|e| corrupt("tenant", e))?,
+                    id: tenant(&row.try_get::<String, _>("id")?)?,
                     budget_nusd: row.try_get("budget_nusd")?,
                     created_at_ms: row.try_get::<UnixMs, _>("created_at_ms")?,
                 })
@@ -580,8 +553,7 @@ impl Store for SqliteStore {
             .await?
             .iter()
             .map(|row| {
-                let tenant = TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-                    .map_err(|e| corrupt("tenant", e))?;
+                let tenant = tenant(&row.try_get::<String, _>("tenant_id")?)?;
                 Ok((tenant, row.try_get("spent")?))
             })
             .collect()

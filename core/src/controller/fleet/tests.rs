@@ -249,14 +249,7 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_with_the_rea
     assert!(why.contains("limit 5"), "{why}");
     assert!(v.ledger.is_empty(), "a crashed call reported no usage");
     // The entry, with the reason, is on the dead-letter stream.
-    let mut conn = r.conn.clone();
-    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(r.keys.dead())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let dead = r.dead_letters().await;
     assert_eq!(dead.ids.len(), 1);
     assert_eq!(
         rl::field(&dead.ids[0].map, "ticket"),

@@ -2,7 +2,7 @@
 //! one), each test under its own key prefix, deleted afterwards.
 
 use super::*;
-use crate::ticket::{NewTicket, TenantId, TicketId};
+use crate::lane::contract::{self, entry};
 use std::sync::Arc;
 
 pub(crate) fn redis_url() -> String {
@@ -36,6 +36,18 @@ impl TestRedis {
         .unwrap()
     }
 
+    /// Every entry on the dead-letter stream, oldest first.
+    pub(crate) async fn dead_letters(&self) -> redis::streams::StreamRangeReply {
+        let mut conn = self.conn.clone();
+        redis::cmd("XRANGE")
+            .arg(self.keys.dead())
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
     pub(crate) async fn cleanup(mut self) {
         let pattern = format!("{}:*", self.keys.prefix());
         let keys: Vec<String> = redis::cmd("KEYS")
@@ -50,18 +62,6 @@ impl TestRedis {
                 .await
                 .unwrap();
         }
-    }
-}
-
-fn entry() -> LaneEntry {
-    let v = NewTicket::chat("x").validate().unwrap();
-    let id = TicketId::new();
-    LaneEntry {
-        ticket: id,
-        attempt: 1,
-        tenant: TenantId::default_tenant(),
-        work: v.work,
-        correlation_id: id,
     }
 }
 
@@ -110,35 +110,14 @@ async fn a_blocked_read_wakes_on_publish() {
 async fn a_dead_consumers_entries_are_claimed_with_their_delivery_counts() {
     let r = TestRedis::new().await;
     let l = r.lane("bot-1").await;
-    l.publish(vec![entry(), entry()]).await.unwrap();
-    let held = l.read("dead", 2, Duration::ZERO).await.unwrap();
-    assert!(
-        l.claim("heir", Duration::from_secs(60), 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "not idle long enough"
-    );
-    let claimed = l.claim("heir", Duration::ZERO, 10).await.unwrap();
-    assert_eq!(
-        claimed.iter().map(|d| d.id).collect::<Vec<_>>(),
-        held.iter().map(|d| d.id).collect::<Vec<_>>()
-    );
-    assert!(claimed.iter().all(|d| d.deliveries == 2));
+    contract::dead_consumers_entries_are_claimed(&l).await;
     let again = l.claim("third", Duration::ZERO, 1).await.unwrap();
     assert_eq!((again.len(), again[0].deliveries), (1, 3));
 
     l.dead_letter(&again[0], "too many deliveries")
         .await
         .unwrap();
-    let mut conn = r.conn.clone();
-    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(r.keys.dead())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let dead = r.dead_letters().await;
     assert_eq!(dead.ids.len(), 1);
     assert_eq!(
         field(&dead.ids[0].map, "reason"),

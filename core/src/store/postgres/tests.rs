@@ -2,7 +2,8 @@
 //! local trust-auth server). Each test works in its own schema and drops it.
 
 use super::*;
-use crate::ticket::{NewTicket, TransitionKind};
+use crate::store::fixtures::{ledger, ticket};
+use crate::ticket::TransitionKind;
 
 pub(crate) fn admin_url() -> String {
     std::env::var("OSHAL_TEST_POSTGRES")
@@ -38,38 +39,11 @@ impl TestDb {
     }
 }
 
-fn ticket(tenant: &str, key: Option<&str>) -> (Ticket, Transition) {
-    let v = NewTicket {
-        tenant: Some(tenant.into()),
-        idempotency_key: key.map(Into::into),
-        ..NewTicket::chat("hello")
-    }
-    .validate()
-    .unwrap();
-    Ticket::create(TicketId::new(), v, 1_000)
-}
-
 fn tenant_row(name: &str) -> Tenant {
     Tenant {
         id: TenantId::parse(name).unwrap(),
         budget_nusd: None,
         created_at_ms: 1,
-    }
-}
-
-fn ledger(t: &Ticket, attempt: u32, cost: i64) -> LedgerEntry {
-    LedgerEntry {
-        ticket: t.id,
-        attempt,
-        tenant: t.tenant.clone(),
-        bot: BotId::parse("bot-01").unwrap(),
-        model: ModelId::parse("builtin").unwrap(),
-        input_tokens: 10,
-        output_tokens: 5,
-        cost_nusd: cost,
-        unpriced: false,
-        price_version: "v".into(),
-        at_ms: 86_400_000,
     }
 }
 

@@ -1,5 +1,6 @@
 use super::*;
-use crate::ticket::{NewTicket, TransitionKind};
+use crate::store::fixtures::{ledger, ticket};
+use crate::ticket::TransitionKind;
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -7,36 +8,10 @@ async fn store() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-fn ticket(key: Option<&str>) -> (Ticket, Transition) {
-    let v = NewTicket {
-        idempotency_key: key.map(Into::into),
-        ..NewTicket::chat("hello")
-    }
-    .validate()
-    .unwrap();
-    Ticket::create(TicketId::new(), v, 1_000)
-}
-
-fn ledger(t: &Ticket, attempt: u32, cost: i64) -> LedgerEntry {
-    LedgerEntry {
-        ticket: t.id,
-        attempt,
-        tenant: t.tenant.clone(),
-        bot: BotId::parse("bot-01").unwrap(),
-        model: ModelId::parse("builtin").unwrap(),
-        input_tokens: 10,
-        output_tokens: 5,
-        cost_nusd: cost,
-        unpriced: false,
-        price_version: "v".into(),
-        at_ms: 86_400_000,
-    }
-}
-
 #[tokio::test]
 async fn a_batch_round_trips_every_field() {
     let (_dir, store) = store().await;
-    let (mut t, created) = ticket(Some("k1"));
+    let (mut t, created) = ticket("default", Some("k1"));
     let mut batch = WriteBatch {
         new_tickets: vec![t.clone()],
         transitions: vec![created],
@@ -91,7 +66,7 @@ async fn a_batch_round_trips_every_field() {
 #[tokio::test]
 async fn the_ledger_never_charges_an_attempt_twice() {
     let (_dir, store) = store().await;
-    let (t, created) = ticket(None);
+    let (t, created) = ticket("default", None);
     store
         .apply(&WriteBatch {
             new_tickets: vec![t.clone()],
@@ -126,7 +101,7 @@ async fn the_ledger_never_charges_an_attempt_twice() {
 #[tokio::test]
 async fn an_idempotency_key_returns_the_first_ticket_and_writes_nothing_else() {
     let (_dir, store) = store().await;
-    let (first, c1) = ticket(Some("same"));
+    let (first, c1) = ticket("default", Some("same"));
     store
         .apply(&WriteBatch {
             new_tickets: vec![first.clone()],
@@ -136,9 +111,9 @@ async fn an_idempotency_key_returns_the_first_ticket_and_writes_nothing_else() {
         .await
         .unwrap();
     // A later batch, and a duplicate within one batch.
-    let (second, c2) = ticket(Some("same"));
-    let (third, c3) = ticket(Some("other"));
-    let (fourth, c4) = ticket(Some("other"));
+    let (second, c2) = ticket("default", Some("same"));
+    let (third, c3) = ticket("default", Some("other"));
+    let (fourth, c4) = ticket("default", Some("other"));
     let applied = store
         .apply(&WriteBatch {
             new_tickets: vec![second.clone(), third.clone(), fourth.clone()],
@@ -180,7 +155,7 @@ async fn pages_are_newest_first_with_a_cursor_and_filters() {
     let (_dir, store) = store().await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let (t, c) = ticket(None);
+        let (t, c) = ticket("default", None);
         ids.push(t.id);
         store
             .apply(&WriteBatch {
@@ -264,7 +239,7 @@ async fn batched_updates_use_the_primary_key() {
 #[tokio::test]
 async fn a_failed_batch_writes_nothing() {
     let (_dir, store) = store().await;
-    let (t, c) = ticket(None);
+    let (t, c) = ticket("default", None);
     let mut bad = ledger(&t, 1, 1);
     bad.price_version = String::new();
     // A ledger row whose JSON lacks a NOT NULL column makes the transaction fail.
