@@ -33,9 +33,12 @@ ensure_rust() {
   fi
 }
 
-# The build needs a C toolchain (SQLite, ring/aws-lc) and cmake (llama.cpp).
+# The build needs a C toolchain (SQLite, ring/aws-lc), cmake (llama.cpp) and
+# the WebKitGTK stack the desktop app (Tauri) links against.
 ensure_build_tools() {
-  ensure_packages build-essential pkg-config cmake python3 python3-pip
+  ensure_packages build-essential pkg-config cmake python3 python3-pip file \
+    libssl-dev libwebkit2gtk-4.1-dev libsoup-3.0-dev libayatana-appindicator3-dev \
+    librsvg2-dev libxdo-dev libdbus-1-dev
 }
 
 # PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379, started if not answering.
@@ -62,4 +65,24 @@ ensure_services() {
       --dir /var/lib/redis --logfile /var/log/redis/ci.log
     for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.2; done
   fi
+}
+
+# Node.js and npm (Debian's) for the UI build, and the UI's packages from
+# ui/package-lock.json. Then builds ui/dist.
+ensure_ui() {
+  if ! command -v npm >/dev/null; then
+    ensure_packages nodejs npm
+  fi
+  if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+    log "installing the UI's packages"
+    (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  log "building the UI"
+  (cd ui && npm run --silent build >/dev/null)
+}
+
+# Chromium for the browser tests of the UI; Xvfb and friends for the
+# desktop window's tests.
+ensure_ui_test_tools() {
+  ensure_packages chromium fonts-dejavu-core xvfb xauth imagemagick dbus
 }

@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::controller::{Controller, ControllerConfig, CoreEvent, LocalPool};
-use crate::model::builtin::BuiltinModel;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, WriteBatch};
-use crate::ticket::{NewTicket, Skill, Ticket, TicketId, TicketState};
+use crate::ticket::{NewTicket, Ticket, TicketId, TicketState};
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -246,11 +245,7 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     let scratch = Scratch::new(&cfg.dir, "run")?;
     let store = Arc::new(SqliteStore::open(&scratch.0).await.map_err(setup)?);
     let clock: SharedClock = Arc::new(SystemClock);
-    let pool = LocalPool {
-        bots: cfg.bots,
-        skills: vec![Skill::parse("chat").map_err(setup)?],
-        model: Arc::new(BuiltinModel::new()),
-    };
+    let pool = LocalPool::builtin(cfg.bots);
     let config = ControllerConfig {
         max_live_tickets: cfg.window * 2,
         ..ControllerConfig::default()

@@ -19,7 +19,7 @@ use oshal_core::bench::{self, BenchConfig};
 use oshal_core::bot::node::{NodeConfig, run_node};
 use oshal_core::clock::SystemClock;
 use oshal_core::controller::fleet::FleetConfig;
-use oshal_core::controller::{Controller, ControllerConfig, LocalPool};
+use oshal_core::controller::{Controller, ControllerConfig, LocalPool, MAX_BOTS};
 use oshal_core::cost::PriceTable;
 use oshal_core::model::Model;
 use oshal_core::model::builtin::BuiltinModel;
@@ -140,12 +140,31 @@ struct FleetArgs {
     redis_prefix: String,
 }
 
-fn parse_skills(skills: &[String]) -> Result<Vec<Skill>> {
-    skills
-        .iter()
-        .map(|s| Skill::parse(s))
-        .collect::<Result<Vec<_>, _>>()
-        .context("--skills")
+/// The bots a process runs: the local pool of `serve`, or a node's.
+#[derive(clap::Args)]
+struct PoolArgs {
+    /// Bots to run (1..=1024).
+    #[arg(long, default_value_t = 4)]
+    bots: usize,
+    /// Skills every bot offers (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "chat")]
+    skills: Vec<String>,
+}
+
+impl PoolArgs {
+    /// The bot count and skills, checked.
+    fn checked(&self) -> Result<(usize, Vec<Skill>)> {
+        if self.bots == 0 || self.bots > MAX_BOTS {
+            bail!("--bots {} is outside 1..={MAX_BOTS}", self.bots);
+        }
+        let skills = self
+            .skills
+            .iter()
+            .map(|s| Skill::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .context("--skills")?;
+        Ok((self.bots, skills))
+    }
 }
 
 #[derive(Subcommand)]
@@ -158,12 +177,12 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
-        /// Bots in the local pool.
-        #[arg(long, default_value_t = 4)]
-        bots: usize,
-        /// Skills every local bot offers (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "chat")]
-        skills: Vec<String>,
+        /// Serve the control center's web UI (a built `ui/dist`) at `/`.
+        #[arg(long, env = "OSHAL_UI_DIR")]
+        ui_dir: Option<PathBuf>,
+        /// The local pool (local mode).
+        #[command(flatten)]
+        pool: PoolArgs,
         #[command(flatten)]
         model: ModelArgs,
         #[command(flatten)]
@@ -179,10 +198,8 @@ enum Command {
         /// This node's name; its bots are NAME-bot-NN. Defaults to host-pid.
         #[arg(long)]
         name: Option<String>,
-        #[arg(long, default_value_t = 4)]
-        bots: usize,
-        #[arg(long, value_delimiter = ',', default_value = "chat")]
-        skills: Vec<String>,
+        #[command(flatten)]
+        pool: PoolArgs,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -305,8 +322,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             data_dir,
             listen,
-            bots,
-            skills,
+            ui_dir,
+            pool,
             model,
             fleet,
         } => {
@@ -342,14 +359,11 @@ async fn run(cli: Cli) -> Result<()> {
                     "fleet mode, store postgres schema {}, lanes redis prefix {}",
                     fleet.postgres_schema, fleet.redis_prefix
                 );
-                serve(&data_dir, listen, controller, &what).await?;
+                serve(&data_dir, listen, ui_dir.as_deref(), controller, &what).await?;
                 store.close().await;
                 return Ok(());
             }
-            let skills = parse_skills(&skills)?;
-            if bots == 0 || bots > 1024 {
-                bail!("--bots {bots} is outside 1..=1024");
-            }
+            let (bots, skills) = pool.checked()?;
             let model = model.model()?;
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -370,7 +384,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let controller =
                 Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
-            serve(&data_dir, listen, controller, &what).await?;
+            serve(&data_dir, listen, ui_dir.as_deref(), controller, &what).await?;
             store.close().await;
             Ok(())
         }
@@ -378,10 +392,10 @@ async fn run(cli: Cli) -> Result<()> {
             redis,
             redis_prefix,
             name,
-            bots,
-            skills,
+            pool,
             model,
         } => {
+            let (bots, skills) = pool.checked()?;
             let name = name.unwrap_or_else(|| {
                 let host = std::fs::read_to_string("/etc/hostname")
                     .map(|h| h.trim().to_owned())
@@ -397,7 +411,7 @@ async fn run(cli: Cli) -> Result<()> {
                 prefix: redis_prefix,
                 name: name.clone(),
                 bots,
-                skills: parse_skills(&skills)?,
+                skills,
                 model,
             };
             let shutdown = cancel_on_signal();
@@ -519,9 +533,9 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             if fleet {
                 let bots = bots.unwrap_or(13);
-                if tickets == 0 || bots == 0 || nodes == 0 || nodes * bots > 1024 {
+                if tickets == 0 || bots == 0 || nodes == 0 || nodes * bots > MAX_BOTS {
                     bail!(
-                        "--tickets, --nodes and --bots must be at least 1, and nodes × bots at most 1024"
+                        "--tickets, --nodes and --bots must be at least 1, and nodes × bots at most {MAX_BOTS}"
                     );
                 }
                 let (Some(redis), Some(postgres)) = (redis, postgres) else {
@@ -651,6 +665,7 @@ fn load_or_create_token(dir: &Path) -> Result<ApiToken> {
 async fn serve(
     data_dir: &Path,
     listen: SocketAddr,
+    ui_dir: Option<&Path>,
     controller: Controller,
     what: &str,
 ) -> Result<()> {
@@ -666,9 +681,20 @@ async fn serve(
         "oshal: {what}\noshal: API on http://{addr} (token in {})",
         data_dir.join(TOKEN_FILE).display()
     );
+    if let Some(ui) = ui_dir {
+        if !ui.join("index.html").is_file() {
+            bail!(
+                "--ui-dir {}: no index.html there (build it with `npm run build` in ui/)",
+                ui.display()
+            );
+        }
+        // The token is not printed: open the page and paste it, or append
+        // `#token=<token>` (a fragment never reaches a server or its log).
+        eprintln!("oshal: control center on http://{addr}/");
+    }
     // Tests and scripts wait for this line on stdout.
     println!("listening on http://{addr}");
-    http::serve(controller.clone(), listener, token, shutdown).await?;
+    http::serve(controller.clone(), listener, token, ui_dir, shutdown).await?;
     controller.shutdown().await;
     eprintln!("oshal: stopped cleanly");
     Ok(())

@@ -1,10 +1,13 @@
 //! Fleet mode across processes: `oshal serve` on PostgreSQL and Redis, bots
 //! in `oshal node` processes. A node dies (`kill -9`) or is stopped
 //! (SIGTERM) while it holds tickets: every ticket still succeeds, on the
-//! bots that remain, and each is charged exactly once.
+//! bots that remain, and each is charged exactly once. Redis restarts empty
+//! mid-load: the controller re-drives from PostgreSQL and nothing is lost.
+//! PostgreSQL crashes mid-load: submissions are refused (503, nothing
+//! written) until it is back, and the work already accepted completes,
+//! charged once.
 
-use futures::StreamExt;
-use oshal_e2e::{FleetSpace, Node, Server};
+use oshal_e2e::{FleetSpace, LlamaServer, PrivatePostgres, PrivateRedis, Server};
 use std::time::{Duration, Instant};
 
 /// A model endpoint that accepts connections and never answers: a node
@@ -43,13 +46,9 @@ enum Exit {
 async fn a_node_leaving_mid_work_loses_nothing(exit: Exit) {
     let space = FleetSpace::new().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let serve_args = space.serve_args();
-    let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
-    let server = Server::start(dir.path(), &serve_args).unwrap();
-    let node_args = space.node_args();
+    let server = space.serve(dir.path()).unwrap();
     let hole = black_hole().await;
-    let mut stuck_args: Vec<&str> = node_args.iter().map(String::as_str).collect();
-    stuck_args.extend([
+    let stuck_args = [
         "--bots",
         "2",
         "--model-url",
@@ -58,21 +57,16 @@ async fn a_node_leaving_mid_work_loses_nothing(exit: Exit) {
         "hole",
         "--model-price-id",
         "builtin",
-    ]);
-    let mut stuck = Node::start("stuck", &stuck_args).unwrap();
+    ];
+    let mut stuck = space.node("stuck", &stuck_args).unwrap();
     wait_for("the stuck node's bots", async || {
         bots_live(&server).await == 2
     })
     .await;
 
     // 200 tickets, all routed to the only bots there are, which hang.
-    let ids: Vec<String> = futures::stream::iter(0..200)
-        .map(|i| {
-            let server = &server;
-            async move { server.submit(&format!("fleet {i}")).await.unwrap() }
-        })
-        .buffer_unordered(16)
-        .collect()
+    let ids = server
+        .submit_all((0..200).map(|i| format!("fleet {i}")), 16)
         .await;
     wait_for("work in the stuck node's hands", async || {
         let bots = server.json("/api/v1/bots").await.unwrap();
@@ -83,9 +77,7 @@ async fn a_node_leaving_mid_work_loses_nothing(exit: Exit) {
     })
     .await;
 
-    let mut good_args: Vec<&str> = node_args.iter().map(String::as_str).collect();
-    good_args.extend(["--bots", "2"]);
-    let _good = Node::start("good", &good_args).unwrap();
+    let _good = space.node("good", &["--bots", "2"]).unwrap();
     match exit {
         Exit::Kill9 => stuck.kill9(),
         Exit::Sigterm => assert!(stuck.stop().unwrap().success()),
@@ -123,4 +115,157 @@ async fn kill_9_of_a_node_mid_load_requeues_its_tickets_to_the_survivors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigtermed_node_hands_back_its_in_flight_tickets() {
     a_node_leaving_mid_work_loses_nothing(Exit::Sigterm).await;
+}
+
+/// Redis keeps nothing on disk here: a restart loses every stream, group,
+/// registration and result in flight. PostgreSQL is the source of truth, so
+/// the controller notices the lost epoch, re-drives every routed ticket that
+/// had not finished, the node re-registers and re-creates its groups, and
+/// every ticket still succeeds. The ledger holds one row per attempt whose
+/// result was recorded, never two for one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarting_empty_mid_load_loses_no_ticket() {
+    let llama = LlamaServer::start().await.unwrap();
+    let mut redis = PrivateRedis::start().await.unwrap();
+    let space = FleetSpace::on(&oshal_e2e::postgres_admin_url(), &redis.url())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = space.serve(dir.path()).unwrap();
+    // The real model answers in tenths of a second: slow enough that the
+    // restart lands mid-load.
+    let model = [
+        "--bots",
+        "2",
+        "--model-url",
+        &llama.base_url,
+        "--model-name",
+        "smollm2-135m",
+    ];
+    let _node = space.node("n1", &model).unwrap();
+    wait_for("the node's bots", async || bots_live(&server).await == 2).await;
+
+    let prompts = (0..24).map(|i| format!("Say the number {i} in one word."));
+    let ids = server.submit_all(prompts, 8).await;
+    wait_for("some tickets done, most not", async || {
+        let done = server
+            .all_tickets()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|t| t["state"] == "succeeded")
+            .count();
+        done >= 2
+    })
+    .await;
+    redis.restart_empty().await.unwrap();
+
+    let mut redriven = 0;
+    let mut ledger_rows = 0;
+    for id in &ids {
+        let v = server.wait_terminal(id).await.unwrap();
+        assert_eq!(v["state"], "succeeded", "{v:#}");
+        let ledger = v["ledger"].as_array().unwrap();
+        let attempts: Vec<u64> = ledger
+            .iter()
+            .map(|l| l["attempt"].as_u64().unwrap())
+            .collect();
+        let mut unique = attempts.clone();
+        unique.dedup();
+        assert_eq!(unique, attempts, "one row per attempt: {v:#}");
+        assert!(
+            attempts.contains(&v["attempts"].as_u64().unwrap()),
+            "the succeeding attempt is charged: {v:#}"
+        );
+        ledger_rows += ledger.len();
+        let reasons: Vec<&str> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap())
+            .collect();
+        if reasons.iter().any(|r| r.contains("redis lost")) {
+            redriven += 1;
+        }
+        // The node never went away: its bots re-register within a heartbeat
+        // and are not declared lost on top of the re-drive.
+        assert!(
+            !reasons.iter().any(|r| r.contains("heartbeat stopped")),
+            "{v:#}"
+        );
+    }
+    assert!(redriven >= 1, "the restart re-drove in-flight tickets");
+    // What the bots had read ahead before the restart is superseded once
+    // the node sees the new epoch: skipped, not run and paid for again.
+    // (Only calls started before the node learned it are charged twice.)
+    assert!(
+        ledger_rows < ids.len() + redriven,
+        "{ledger_rows} ledger rows for {} tickets, {redriven} re-driven: stale entries were run",
+        ids.len()
+    );
+    let cost = server.json("/api/v1/cost/summary").await.unwrap();
+    assert_eq!(cost["total"]["attempts"], ledger_rows as u64);
+    drop(server);
+    space.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crashing_mid_load_refuses_new_work_and_loses_none() {
+    let mut pg = PrivatePostgres::start().await.unwrap();
+    let space = FleetSpace::on(&pg.admin_url(), &oshal_e2e::redis_url())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = space.serve(dir.path()).unwrap();
+    let _node = space.node("n1", &["--bots", "2"]).unwrap();
+    wait_for("the node's bots", async || bots_live(&server).await == 2).await;
+
+    let mut accepted = server
+        .submit_all((0..100).map(|i| format!("before {i}")), 16)
+        .await;
+    pg.crash().unwrap();
+
+    // Refused with the one error shape, and nothing was written.
+    let r = server
+        .post("/api/v1/tickets")
+        .json(&serde_json::json!({"kind": "chat", "payload": {"prompt": "while down"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "store_unavailable", "{body:#}");
+    let health = server.get("/api/v1/health").send().await.unwrap();
+    assert_eq!(health.status(), 503);
+
+    pg.start_again().unwrap();
+    wait_for("the store to answer again", async || {
+        server
+            .get("/api/v1/health")
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    accepted.push(server.submit("after").await.unwrap());
+
+    for id in &accepted {
+        let v = server.wait_terminal(id).await.unwrap();
+        assert_eq!(v["state"], "succeeded", "{v:#}");
+        assert_eq!(
+            v["ledger"].as_array().unwrap().len(),
+            1,
+            "charged once: {v:#}"
+        );
+    }
+    let all = server.all_tickets().await.unwrap();
+    assert_eq!(
+        all.len(),
+        accepted.len(),
+        "the refused submission left no ticket"
+    );
+    let cost = server.json("/api/v1/cost/summary").await.unwrap();
+    assert_eq!(cost["total"]["attempts"], accepted.len() as u64);
+    drop(server);
+    space.cleanup().await.unwrap();
 }

@@ -9,22 +9,8 @@ use std::time::Duration;
 async fn a_thousand_tickets_over_http_all_succeed_and_cost_adds_up() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--bots", "4"]).unwrap();
-    let mut ids = Vec::new();
-    let mut tasks = futures::stream::iter(0..1000)
-        .map(|i| {
-            let server = &server;
-            async move {
-                server
-                    .submit(&format!("ticket {i}: what is the state of the fleet?"))
-                    .await
-                    .unwrap()
-            }
-        })
-        .buffer_unordered(32);
-    while let Some(id) = tasks.next().await {
-        ids.push(id);
-    }
-    drop(tasks);
+    let prompts = (0..1000).map(|i| format!("ticket {i}: what is the state of the fleet?"));
+    let ids = server.submit_all(prompts, 32).await;
     assert_eq!(ids.len(), 1000);
 
     let mut ledger_sum = 0i64;

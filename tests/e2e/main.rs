@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod crash;
+mod desktop;
 mod fleet;
 mod http;
 mod model;
+mod ui;

@@ -20,16 +20,26 @@ pub fn oshal_bin() -> PathBuf {
     if let Ok(p) = std::env::var("OSHAL_BIN") {
         return PathBuf::from(p);
     }
+    sibling_bin("oshal")
+}
+
+/// The desktop app's binary under test.
+pub fn desktop_bin() -> PathBuf {
+    sibling_bin("oshal-desktop")
+}
+
+/// A workspace binary next to this test's own executable.
+fn sibling_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/e2e-<hash> → target/<profile>/oshal
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
     let bin = exe
         .parent()
         .and_then(Path::parent)
         .unwrap()
-        .join(format!("oshal{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} is missing: build it with `cargo build --bin oshal` (cargo test --workspace does)",
+        "{} is missing: build it with `cargo build --bin {name}` (cargo test --workspace does)",
         bin.display()
     );
     bin
@@ -109,6 +119,21 @@ impl Server {
         }
         let v: serde_json::Value = r.json().await?;
         Ok(v["id"].as_str().unwrap().to_owned())
+    }
+
+    /// Submits one chat ticket per prompt, `concurrency` at a time; returns
+    /// their ids (in completion order). Panics on a refusal.
+    pub async fn submit_all(
+        &self,
+        prompts: impl IntoIterator<Item = String>,
+        concurrency: usize,
+    ) -> Vec<String> {
+        use futures::StreamExt;
+        futures::stream::iter(prompts)
+            .map(|p| async move { self.submit(&p).await.unwrap() })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await
     }
 
     /// Polls until `check` holds for the ticket, or fails after `WAIT`.
@@ -278,47 +303,72 @@ pub fn redis_url() -> String {
 pub struct FleetSpace {
     pub schema: String,
     pub prefix: String,
+    pub redis: String,
+    pub postgres_admin: String,
 }
 
 impl FleetSpace {
+    /// On the shared servers.
     pub async fn new() -> Result<FleetSpace> {
+        Self::on(&postgres_admin_url(), &redis_url()).await
+    }
+
+    /// On the given servers (e.g. a [`PrivateRedis`] or [`PrivatePostgres`]).
+    pub async fn on(postgres_admin: &str, redis: &str) -> Result<FleetSpace> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let space = FleetSpace {
             schema: format!("e2e_{id}"),
             prefix: format!("e2e-{id}"),
+            redis: redis.to_owned(),
+            postgres_admin: postgres_admin.to_owned(),
         };
-        oshal_core::store::postgres::setup(&postgres_admin_url(), &space.schema).await?;
+        oshal_core::store::postgres::setup(postgres_admin, &space.schema).await?;
         Ok(space)
     }
 
+    /// `oshal serve` as this fleet's controller, over `data_dir`.
+    pub fn serve(&self, data_dir: &Path) -> Result<Server> {
+        let args = self.serve_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start(data_dir, &args)
+    }
+
+    /// `oshal node --name NAME` in this fleet, with `extra` arguments.
+    pub fn node(&self, name: &str, extra: &[&str]) -> Result<Node> {
+        let args = self.node_args();
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(extra);
+        Node::start(name, &args)
+    }
+
     /// `serve` arguments that make it this fleet's controller.
-    pub fn serve_args(&self) -> Vec<String> {
-        let app = oshal_core::store::postgres::as_role(&postgres_admin_url(), "oshal_app").unwrap();
+    fn serve_args(&self) -> Vec<String> {
+        let app = oshal_core::store::postgres::as_role(&self.postgres_admin, "oshal_app").unwrap();
         vec![
             "--postgres".into(),
             app,
             "--postgres-schema".into(),
             self.schema.clone(),
             "--redis".into(),
-            redis_url(),
+            self.redis.clone(),
             "--redis-prefix".into(),
             self.prefix.clone(),
         ]
     }
 
     /// `node` arguments that join this fleet.
-    pub fn node_args(&self) -> Vec<String> {
+    fn node_args(&self) -> Vec<String> {
         vec![
             "--redis".into(),
-            redis_url(),
+            self.redis.clone(),
             "--redis-prefix".into(),
             self.prefix.clone(),
         ]
     }
 
     pub async fn cleanup(self) -> Result<()> {
-        oshal_core::store::postgres::drop_schema(&postgres_admin_url(), &self.schema).await?;
-        let client = redis::Client::open(redis_url())?;
+        oshal_core::store::postgres::drop_schema(&self.postgres_admin, &self.schema).await?;
+        let client = redis::Client::open(self.redis.as_str())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}:*", self.prefix))
@@ -331,6 +381,178 @@ impl FleetSpace {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// A Redis server of a test's own, on a free port, keeping nothing on disk
+/// (as the fleet's Redis does): [`PrivateRedis::restart_empty`] is a Redis
+/// crash as the controller sees one.
+pub struct PrivateRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Result<PrivateRedis> {
+        let mut r = PrivateRedis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir()?,
+        };
+        r.launch().await?;
+        Ok(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn launch(&mut self) -> Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server")?;
+        self.child = Some(child);
+        let client = redis::Client::open(self.url())?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("redis-server on port {} did not answer", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `kill -9`, then a fresh server on the same port with nothing in it.
+    pub async fn restart_empty(&mut self) -> Result<()> {
+        kill_now(self.child.take());
+        self.launch().await
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        kill_now(self.child.take());
+    }
+}
+
+/// A PostgreSQL cluster of a test's own (Debian's binaries, trust auth on
+/// loopback, a free port), so a test may stop and restart it.
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    running: bool,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Whether this process runs as root (asked once).
+fn running_as_root() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout == b"0\n")
+    })
+}
+
+impl PrivatePostgres {
+    pub async fn start() -> Result<PrivatePostgres> {
+        let dir = tempfile::tempdir()?;
+        // initdb refuses to run as root: the cluster belongs to `postgres`.
+        if running_as_root() {
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()?;
+        }
+        let mut pg = PrivatePostgres {
+            dir,
+            port: free_port(),
+            running: false,
+        };
+        pg.run(
+            "initdb",
+            &["-A", "trust", "-U", "postgres", "-N", "-D", &pg.data()],
+        )?;
+        pg.start_again()?;
+        Ok(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<()> {
+        let program = format!("{PG_BIN}/{tool}");
+        let mut cmd = if running_as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &program]);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let out = cmd
+            .args(args)
+            .output()
+            .with_context(|| format!("running {tool}"))?;
+        if !out.status.success() {
+            bail!("{tool} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the (stopped) cluster and waits until it accepts connections.
+    pub fn start_again(&mut self) -> Result<()> {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
+        )?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stops it at once, as a crash would (`-m immediate`).
+    pub fn crash(&mut self) -> Result<()> {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )?;
+        self.running = false;
+        Ok(())
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.crash();
+        }
     }
 }
 

@@ -23,8 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ApiError, ErrorBody, ErrorKind};
 use crate::controller::{Controller, CoreEvent};
-use crate::store::{MAX_PAGE, TicketQuery};
-use crate::ticket::{BotId, MAX_PAYLOAD_BYTES, NewTicket, TenantId, TicketId, TicketState};
+use crate::ticket::{MAX_PAYLOAD_BYTES, NewTicket, TenantId, TicketId, TicketState};
 
 /// Room for the envelope around a maximal payload.
 pub const MAX_BODY_BYTES: usize = MAX_PAYLOAD_BYTES + 64 * 1024;
@@ -91,11 +90,50 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// The router with every route and the auth gate, and the web UI from
+/// `ui_dir` at `/` if given (static files, no secrets in them: the page asks
+/// for the token and sends it as a bearer header like any other client).
+pub fn router_with_ui(
+    controller: Controller,
+    token: ApiToken,
+    ui_dir: Option<&std::path::Path>,
+) -> Router {
+    let Some(dir) = ui_dir else {
+        return router(controller, token);
+    };
+    let files = tower_http::services::ServeDir::new(dir)
+        .fallback(tower_http::services::ServeFile::new(dir.join("index.html")));
+    let ui = Router::new().fallback_service(files).layer(
+        tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static(CSP),
+        ),
+    );
+    routes(AppState { controller, token })
+        .route("/api/{*rest}", axum::routing::any(no_such_route))
+        .merge(ui)
+}
+
+/// The UI's content security policy: its own scripts only, no eval, API
+/// calls and the event socket to this origin only. Styles may be inline
+/// (the diagram library positions nodes with style attributes).
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; \
+     frame-ancestors 'none'; form-action 'self'";
+
 /// The router with every route and the auth gate.
 pub fn router(controller: Controller, token: ApiToken) -> Router {
-    let state = AppState { controller, token };
+    routes(AppState { controller, token }).fallback(no_such_route)
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::new(ErrorKind::NotFound, "no such route")
+}
+
+fn routes(state: AppState) -> Router {
     let protected = Router::new()
         .route("/api/v1/tickets", post(submit).get(list))
+        .route("/api/v1/tickets/counts", get(counts))
         .route("/api/v1/tickets/{id}", get(ticket))
         .route("/api/v1/tickets/{id}/cancel", post(cancel))
         .route("/api/v1/tickets/{id}/approve", post(approve))
@@ -109,7 +147,6 @@ pub fn router(controller: Controller, token: ApiToken) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .merge(protected)
-        .fallback(|| async { ApiError::new(ErrorKind::NotFound, "no such route") })
         .with_state(state)
 }
 
@@ -118,9 +155,10 @@ pub async fn serve(
     controller: Controller,
     listener: tokio::net::TcpListener,
     token: ApiToken,
+    ui_dir: Option<&std::path::Path>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(controller, token))
+    axum::serve(listener, router_with_ui(controller, token, ui_dir))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
@@ -257,6 +295,10 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(health)).into_response()
 }
 
+async fn counts(State(state): State<AppState>) -> ApiResult<Json<Vec<super::StateCount>>> {
+    Ok(Json(super::state_counts(&state.controller).await?))
+}
+
 async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -272,68 +314,11 @@ async fn submit(
     Ok((status, Json(submitted)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct ListParams {
-    state: Option<String>,
-    tenant: Option<String>,
-    bot: Option<String>,
-    kind: Option<String>,
-    cursor: Option<String>,
-    limit: Option<String>,
-}
-
-async fn list(State(state): State<AppState>, Query(p): Query<ListParams>) -> ApiResult<Response> {
-    let invalid = |field: &str, msg: String| ApiError::new(ErrorKind::Invalid, msg).field(field);
-    let filter_state = match p.state.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => Some(TicketState::parse(s).ok_or_else(|| {
-            let known: Vec<_> = TicketState::ALL.iter().map(|s| s.as_str()).collect();
-            invalid(
-                "state",
-                format!("unknown state {s:?}; known states: {}", known.join(", ")),
-            )
-        })?),
-    };
-    let limit = match p.limit.as_deref() {
-        None | Some("") => 100,
-        Some(l) => match l.parse::<u32>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(invalid("limit", format!("{l:?} is outside 1..={MAX_PAGE}"))
-                    .limit(u64::from(MAX_PAGE)));
-            }
-        },
-    };
-    let cursor = match p.cursor.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(c) => Some(TicketId::parse(c).map_err(|_| {
-            invalid(
-                "cursor",
-                format!("{c:?} is not a cursor from a previous page"),
-            )
-        })?),
-    };
-    let tenant = p
-        .tenant
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(TenantId::parse)
-        .transpose()?;
-    let bot = p
-        .bot
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(BotId::parse)
-        .transpose()?;
-    let query = TicketQuery {
-        state: filter_state,
-        tenant,
-        bot,
-        kind: p.kind.filter(|s| !s.is_empty()),
-        cursor,
-        limit,
-    };
-    Ok(Json(state.controller.tickets(&query).await?).into_response())
+async fn list(
+    State(state): State<AppState>,
+    Query(filter): Query<super::TicketFilter>,
+) -> ApiResult<Response> {
+    Ok(Json(state.controller.tickets(&filter.query()?).await?).into_response())
 }
 
 async fn ticket(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {

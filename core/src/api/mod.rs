@@ -62,7 +62,101 @@ pub struct ApiError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[specta(type = Option<specta_typescript::Number>)]
     pub limit: Option<u64>,
+}
+
+/// How many tickets are in one state (the lifecycle diagram's numbers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct StateCount {
+    pub state: crate::ticket::TicketState,
+    #[specta(type = specta_typescript::Number)]
+    pub count: u64,
+}
+
+/// The lifecycle diagram's numbers, as every surface answers them.
+pub async fn state_counts(
+    controller: &crate::controller::Controller,
+) -> Result<Vec<StateCount>, ApiError> {
+    Ok(controller
+        .state_counts()
+        .await?
+        .into_iter()
+        .map(|(state, n)| StateCount {
+            state,
+            count: u64::try_from(n).unwrap_or(0),
+        })
+        .collect())
+}
+
+/// A ticket list's filters as a surface sends them (query parameters over
+/// HTTP, a command argument in the app): all optional text, checked here so
+/// every surface refuses the same input with the same field named.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+pub struct TicketFilter {
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub bot: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// 1..=1000; 100 if absent.
+    #[serde(default)]
+    pub limit: Option<String>,
+}
+
+impl TicketFilter {
+    pub fn query(&self) -> Result<crate::store::TicketQuery, ApiError> {
+        use crate::store::MAX_PAGE;
+        use crate::ticket::{BotId, TenantId, TicketId, TicketState};
+        let invalid =
+            |field: &str, msg: String| ApiError::new(ErrorKind::Invalid, msg).field(field);
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let state = match given(&self.state) {
+            None => None,
+            Some(s) => Some(TicketState::parse(&s).ok_or_else(|| {
+                let known: Vec<_> = TicketState::ALL.iter().map(|s| s.as_str()).collect();
+                invalid(
+                    "state",
+                    format!("unknown state {s:?}; known states: {}", known.join(", ")),
+                )
+            })?),
+        };
+        let limit = match given(&self.limit) {
+            None => 100,
+            Some(l) => match l.parse::<u32>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(invalid("limit", format!("{l:?} is outside 1..={MAX_PAGE}"))
+                        .limit(u64::from(MAX_PAGE)));
+                }
+            },
+        };
+        let cursor = match given(&self.cursor) {
+            None => None,
+            Some(c) => Some(TicketId::parse(&c).map_err(|_| {
+                invalid(
+                    "cursor",
+                    format!("{c:?} is not a cursor from a previous page"),
+                )
+            })?),
+        };
+        Ok(crate::store::TicketQuery {
+            state,
+            tenant: given(&self.tenant)
+                .map(|t| TenantId::parse(&t))
+                .transpose()?,
+            bot: given(&self.bot).map(|b| BotId::parse(&b)).transpose()?,
+            kind: given(&self.kind),
+            cursor,
+            limit,
+        })
+    }
 }
 
 /// The envelope errors travel in.

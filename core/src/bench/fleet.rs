@@ -30,7 +30,7 @@ use crate::store::postgres::{self as pg, PgStore};
 use crate::store::{
     Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketView, WriteBatch,
 };
-use crate::ticket::{NewTicket, Skill, TenantId, Ticket, TicketId, TicketState};
+use crate::ticket::{NewTicket, TenantId, Ticket, TicketId, TicketState, Work};
 
 #[derive(Debug, Clone)]
 pub struct FleetBenchConfig {
@@ -136,7 +136,7 @@ async fn measure(
                 prefix: keys.prefix().to_owned(),
                 name: format!("node{n}"),
                 bots: cfg.bots,
-                skills: vec![Skill::parse("chat").map_err(setup)?],
+                skills: Work::default_skills(),
                 model: Arc::new(BuiltinModel::new()),
             },
             Arc::new(SystemClock),

@@ -183,6 +183,12 @@ pub async fn run_bot(cx: BotContext, consumer: String) {
 async fn handle(cx: &BotContext, d: Delivery) -> bool {
     let bot = cx.spec.id.clone();
     let (ticket, attempt) = (d.entry.ticket, d.entry.attempt);
+    if cx.lane.superseded() {
+        // Read before Redis lost its data: the controller has re-driven this
+        // attempt as a new one, so running it would pay for nothing.
+        tracing::info!(bot = %bot, ticket = %ticket, attempt, "skipped: superseded by a re-drive");
+        return true;
+    }
     let started_at_ms = cx.clock.now_ms();
     let token = cx.cancels.begin(ticket);
     let outcome = if token.is_cancelled() {

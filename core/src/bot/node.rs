@@ -7,7 +7,10 @@
 //!   so the controller sees a killed node's bots disappear within seconds;
 //! - a forwarder that appends the bots' reports to the results stream in
 //!   pipelined batches;
-//! - a subscriber for the controller's cancels, which aborts a running call.
+//! - a subscriber for the controller's cancels, which aborts a running call;
+//! - the fleet's epoch, learned with each heartbeat and each lane read: once
+//!   Redis has restarted empty, entries read before are skipped (the
+//!   controller re-drives them), not run and paid for twice.
 //!
 //! On shutdown (SIGTERM) the bots abandon their calls and the node removes
 //! its registrations at once: the controller takes that as the bots leaving
@@ -59,10 +62,11 @@ pub async fn run_node(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
-    if config.bots == 0 || config.bots > 1000 {
+    if config.bots == 0 || config.bots > crate::controller::MAX_BOTS {
         return Err(NodeError::Invalid(format!(
-            "bots is {}; a node hosts 1..=1000",
-            config.bots
+            "bots is {}; a node hosts 1..={}",
+            config.bots,
+            crate::controller::MAX_BOTS
         )));
     }
     let client = Client::open(config.redis_url.as_str())
@@ -71,6 +75,7 @@ pub async fn run_node(
     let keys = Keys::new(&config.prefix);
     let cancels = Arc::new(CancelRegistry::default());
     let (reports_tx, reports_rx) = mpsc::channel::<BotReport>(8192);
+    let epoch = rl::EpochWatch::default();
 
     let mut registrations = Vec::with_capacity(config.bots);
     let mut bots = Vec::with_capacity(config.bots);
@@ -85,7 +90,8 @@ pub async fn run_node(
                 id.clone(),
                 LANE_CAPACITY,
             )
-            .await?,
+            .await?
+            .watching(&keys, epoch.clone()),
         );
         registrations.push(Registration {
             bot: id.clone(),
@@ -111,10 +117,11 @@ pub async fn run_node(
     // The registrations never change: the heartbeat is one pipeline, built once.
     let beat_pipe = heartbeat_pipeline(&keys, &registrations)?;
     let mut beat_conn = conn.clone();
-    beat_pipe
-        .query_async::<()>(&mut beat_conn)
+    let (seen,) = beat_pipe
+        .query_async::<(Option<String>,)>(&mut beat_conn)
         .await
         .map_err(rl::backend)?;
+    epoch.observe(seen);
     let beat = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -125,8 +132,12 @@ pub async fn run_node(
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                if let Err(e) = beat_pipe.query_async::<()>(&mut beat_conn).await {
-                    tracing::warn!(error = %e, "heartbeat failed");
+                match beat_pipe
+                    .query_async::<(Option<String>,)>(&mut beat_conn)
+                    .await
+                {
+                    Ok((seen,)) => epoch.observe(seen),
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
             }
         })
@@ -153,8 +164,13 @@ pub async fn run_node(
     Ok(())
 }
 
-/// Refreshes every registration with its TTL and keeps the bots in the set.
-fn heartbeat_pipeline(keys: &Keys, regs: &[Registration]) -> Result<redis::Pipeline, LaneError> {
+/// Refreshes every registration with its TTL and keeps the bots in the set;
+/// answers the fleet's epoch, so the node learns within a beat that Redis
+/// lost its data (and its lanes skip what they read before).
+pub(crate) fn heartbeat_pipeline(
+    keys: &Keys,
+    regs: &[Registration],
+) -> Result<redis::Pipeline, LaneError> {
     let mut pipe = redis::pipe();
     for r in regs {
         let json = serde_json::to_string(r).map_err(|e| LaneError::Backend(e.to_string()))?;
@@ -169,6 +185,7 @@ fn heartbeat_pipeline(keys: &Keys, regs: &[Registration]) -> Result<redis::Pipel
             .arg(r.bot.as_str())
             .ignore();
     }
+    pipe.cmd("GET").arg(keys.epoch());
     Ok(pipe)
 }
 

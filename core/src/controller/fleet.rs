@@ -89,6 +89,11 @@ pub(crate) fn spawn_registry(
         let mut live: HashMap<BotId, Registration> = HashMap::new();
         let mut refused: HashMap<BotId, ModelId> = HashMap::new();
         let mut epoch: Option<String> = None;
+        // After Redis lost its data every registration is gone too, though
+        // the nodes are fine: they re-register within a heartbeat. Until one
+        // TTL has passed, a missing bot is not declared lost (that would
+        // requeue, as a second new attempt, the work just re-driven to it).
+        let mut grace_until: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -101,6 +106,8 @@ pub(crate) fn spawn_registry(
             match check_epoch(&mut conn, &redis.keys, &mut epoch).await {
                 Ok(Some(reason)) => {
                     tracing::warn!(%reason, "re-driving in-flight tickets");
+                    grace_until =
+                        Some(tokio::time::Instant::now() + crate::bot::node::HEARTBEAT_TTL);
                     let _ = inbox.send(Command::Redrive { reason });
                 }
                 Ok(None) => {}
@@ -152,9 +159,10 @@ pub(crate) fn spawn_registry(
                     Err(e) => tracing::warn!(bot = %reg.bot, error = %e, "cannot open lane"),
                 }
             }
+            let in_grace = grace_until.is_some_and(|t| tokio::time::Instant::now() < t);
             let down: Vec<(BotId, String)> = live
                 .keys()
-                .filter(|b| !regs.contains_key(*b))
+                .filter(|b| !in_grace && !regs.contains_key(*b))
                 .map(|b| (b.clone(), "its heartbeat stopped".to_owned()))
                 .collect();
             for (b, _) in &down {

@@ -87,7 +87,10 @@ pub enum CoreEvent {
     /// Bots, their lanes and their load (about once a second).
     BotsUpdated { bots: Vec<BotView> },
     /// A subscriber fell behind and missed this many events.
-    Lagged { missed: u64 },
+    Lagged {
+        #[specta(type = specta_typescript::Number)]
+        missed: u64,
+    },
 }
 
 /// A bot as the surfaces show it.
@@ -100,7 +103,9 @@ pub struct BotView {
     pub node: Option<String>,
     pub live: bool,
     pub in_flight: u32,
+    #[specta(type = specta_typescript::Number)]
     pub succeeded: u64,
+    #[specta(type = specta_typescript::Number)]
     pub failed: u64,
     pub lane: LaneStats,
 }
@@ -197,12 +202,27 @@ pub struct Stats {
     pub output_tokens: AtomicU64,
 }
 
+/// The most bots one process hosts (a local pool or a node).
+pub const MAX_BOTS: usize = 1024;
+
 /// The local bot pool: `bots` bots with the same skills and model.
 #[derive(Debug, Clone)]
 pub struct LocalPool {
     pub bots: usize,
     pub skills: Vec<Skill>,
     pub model: Arc<dyn crate::model::Model>,
+}
+
+impl LocalPool {
+    /// The embedded default: `bots` bots on the built-in offline model,
+    /// offering the skill of every kind of work there is.
+    pub fn builtin(bots: usize) -> Self {
+        Self {
+            bots,
+            skills: crate::ticket::Work::default_skills(),
+            model: Arc::new(crate::model::builtin::BuiltinModel::new()),
+        }
+    }
 }
 
 /// The controller facade. Cheap to clone; every method is safe to call from

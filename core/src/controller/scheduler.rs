@@ -50,6 +50,7 @@ pub struct Submitted {
     pub state: TicketState,
     /// True when the idempotency key matched an earlier ticket, whose id this is.
     pub duplicate: bool,
+    #[specta(type = specta_typescript::Number)]
     pub created_at_ms: UnixMs,
 }
 

@@ -206,18 +206,24 @@ pub struct LedgerEntry {
     pub model: ModelId,
     pub input_tokens: u32,
     pub output_tokens: u32,
+    #[specta(type = specta_typescript::Number)]
     pub cost_nusd: i64,
     pub unpriced: bool,
     pub price_version: String,
+    #[specta(type = specta_typescript::Number)]
     pub at_ms: UnixMs,
 }
 
 /// A cost aggregate over ledger rows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
 pub struct CostTotals {
+    #[specta(type = specta_typescript::Number)]
     pub attempts: i64,
+    #[specta(type = specta_typescript::Number)]
     pub input_tokens: i64,
+    #[specta(type = specta_typescript::Number)]
     pub output_tokens: i64,
+    #[specta(type = specta_typescript::Number)]
     pub cost_nusd: i64,
     pub usd: f64,
 }

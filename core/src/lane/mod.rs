@@ -65,8 +65,11 @@ pub struct LaneStats {
     /// Entries appended but not yet delivered to the group (Redis `lag`).
     pub lag: u32,
     pub capacity: u32,
+    #[specta(type = specta_typescript::Number)]
     pub published_total: u64,
+    #[specta(type = specta_typescript::Number)]
     pub acked_total: u64,
+    #[specta(type = specta_typescript::Number)]
     pub dead_lettered_total: u64,
 }
 
@@ -116,6 +119,14 @@ pub trait Lane: Send + Sync + fmt::Debug {
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), LaneError>;
 
     async fn stats(&self) -> Result<LaneStats, LaneError>;
+
+    /// Whether the entries the last `read` delivered came from a store that
+    /// has since lost its data. The controller re-drives every such entry as
+    /// a new attempt, so running the old one would only pay for a result
+    /// nobody records. In-process lanes never lose data.
+    fn superseded(&self) -> bool {
+        false
+    }
 }
 
 /// What every lane must do, checked against each adapter by its tests.

@@ -14,13 +14,17 @@
 //!
 //! A missing group (Redis restarted and kept nothing) is recreated on the
 //! spot; what the lost entries carried is re-driven by the controller, whose
-//! store is the source of truth. [`Keys`] names every key under one prefix,
+//! store is the source of truth. A node's lanes share an [`EpochWatch`]:
+//! each read learns, in the same round trip, the epoch of the server it read
+//! from, and once the node has seen a newer epoch the entries still in hand
+//! are [`Lane::superseded`] and skipped, not paid for twice. [`Keys`] names every key under one prefix,
 //! so tests and fleets can share a server.
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamInfoGroupsReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, Value};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -124,8 +128,13 @@ pub(crate) fn field<'a>(
     }
 }
 
+/// The group is gone, from a lone command or from one in a pipeline (where
+/// the server's code is wrapped with the command's index).
 fn is_nogroup(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP")
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "NOGROUP"))
 }
 
 /// Creates `group` on `key` (and the stream) unless it exists.
@@ -148,6 +157,29 @@ pub async fn ensure_group(
     }
 }
 
+/// The latest fleet epoch a node has seen (`P:epoch`, set by the
+/// controller; a new value means Redis restarted without its data). Cheap to
+/// clone; every lane of a node shares one.
+#[derive(Debug, Clone, Default)]
+pub struct EpochWatch(Arc<std::sync::Mutex<Option<Arc<str>>>>);
+
+impl EpochWatch {
+    /// Records what the server said; an absent epoch changes nothing (the
+    /// controller sets a fresh one within its poll).
+    pub fn observe(&self, epoch: Option<String>) {
+        if let Some(e) = epoch {
+            let mut latest = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if latest.as_deref() != Some(e.as_str()) {
+                *latest = Some(e.into());
+            }
+        }
+    }
+
+    pub fn latest(&self) -> Option<Arc<str>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[derive(Debug)]
 pub struct RedisLane {
     bot: BotId,
@@ -156,6 +188,10 @@ pub struct RedisLane {
     client: Client,
     conn: ConnectionManager,
     reader: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Set on a node's lanes: the node's epoch, and the epoch of the server
+    /// the last read came from (`None`: unknown, never superseded).
+    epoch: Option<(String, EpochWatch)>,
+    read_epoch: std::sync::Mutex<Option<Arc<str>>>,
     capacity: usize,
     published_total: AtomicU64,
     acked_total: AtomicU64,
@@ -179,6 +215,8 @@ impl RedisLane {
             client,
             conn,
             reader: tokio::sync::Mutex::new(None),
+            epoch: None,
+            read_epoch: std::sync::Mutex::new(None),
             capacity,
             published_total: AtomicU64::new(0),
             acked_total: AtomicU64::new(0),
@@ -186,6 +224,13 @@ impl RedisLane {
         };
         ensure_group(&mut lane.conn, &lane.key, GROUP).await?;
         Ok(lane)
+    }
+
+    /// Makes reads learn the epoch of the server they read from, so that
+    /// entries read before Redis lost its data are skipped (a node's lanes).
+    pub fn watching(mut self, keys: &Keys, watch: EpochWatch) -> Self {
+        self.epoch = Some((keys.epoch(), watch));
+        self
     }
 
     pub fn key(&self) -> &str {
@@ -276,12 +321,28 @@ impl Lane for RedisLane {
         if !block.is_zero() {
             cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
         }
-        let r: redis::RedisResult<Option<StreamReadReply>> = cmd
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(">")
-            .query_async(conn)
-            .await;
+        cmd.arg("STREAMS").arg(&self.key).arg(">");
+        // The epoch comes from the same server as the entries: a GET
+        // pipelined ahead of the read on the same connection.
+        let r: redis::RedisResult<Option<StreamReadReply>> = match &self.epoch {
+            Some((key, watch)) => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("GET").arg(key).add_command(cmd);
+                match pipe
+                    .query_async::<(Option<String>, Option<StreamReadReply>)>(conn)
+                    .await
+                {
+                    Ok((epoch, reply)) => {
+                        watch.observe(epoch.clone());
+                        *self.read_epoch.lock().unwrap_or_else(|p| p.into_inner()) =
+                            epoch.map(Arc::from);
+                        Ok(reply)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => cmd.query_async(conn).await,
+        };
         match r {
             Ok(reply) => {
                 let entries = reply
@@ -324,6 +385,8 @@ impl Lane for RedisLane {
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<Delivery>, LaneError> {
+        // Claimed entries come from the server as it is now.
+        *self.read_epoch.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let mut conn = self.conn.clone();
         let mut claimed = Vec::new();
         let mut start = "0-0".to_owned();
@@ -404,6 +467,14 @@ impl Lane for RedisLane {
             .map_err(backend)?;
         self.dead_lettered_total.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn superseded(&self) -> bool {
+        let Some((_, watch)) = &self.epoch else {
+            return false;
+        };
+        let read = self.read_epoch.lock().unwrap_or_else(|p| p.into_inner());
+        matches!((read.as_deref(), watch.latest()), (Some(r), Some(l)) if r != &*l)
     }
 
     async fn stats(&self) -> Result<LaneStats, LaneError> {

@@ -102,7 +102,9 @@ impl TicketUpdate {
 pub struct Tenant {
     pub id: TenantId,
     /// `None`: no limit.
+    #[specta(type = Option<specta_typescript::Number>)]
     pub budget_nusd: Option<i64>,
+    #[specta(type = specta_typescript::Number)]
     pub created_at_ms: UnixMs,
 }
 
@@ -181,6 +183,7 @@ pub struct TicketView {
     pub id: TicketId,
     pub tenant: TenantId,
     pub kind: String,
+    #[specta(type = specta_typescript::Unknown)]
     pub payload: serde_json::Value,
     pub priority: u8,
     pub skill: Skill,
@@ -192,10 +195,14 @@ pub struct TicketView {
     pub parent_id: Option<TicketId>,
     pub correlation_id: TicketId,
     pub causation_id: Option<TicketId>,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub not_before_ms: Option<UnixMs>,
+    #[specta(type = Option<specta_typescript::Unknown>)]
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
+    #[specta(type = specta_typescript::Number)]
     pub created_at_ms: UnixMs,
+    #[specta(type = specta_typescript::Number)]
     pub updated_at_ms: UnixMs,
     pub cost: TicketCost,
     pub events: Vec<Transition>,
@@ -223,8 +230,11 @@ impl From<WaitReason> for Waiting {
 /// A ticket's cost: the sum of its ledger rows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
 pub struct TicketCost {
+    #[specta(type = specta_typescript::Number)]
     pub input_tokens: i64,
+    #[specta(type = specta_typescript::Number)]
     pub output_tokens: i64,
+    #[specta(type = specta_typescript::Number)]
     pub cost_nusd: i64,
     pub usd: f64,
     pub attempts_charged: u32,
@@ -284,7 +294,9 @@ pub struct TicketSummary {
     pub attempts: u32,
     pub bot: Option<BotId>,
     pub error: Option<String>,
+    #[specta(type = specta_typescript::Number)]
     pub created_at_ms: UnixMs,
+    #[specta(type = specta_typescript::Number)]
     pub updated_at_ms: UnixMs,
 }
 

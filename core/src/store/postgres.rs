@@ -21,17 +21,18 @@
 //! per tenant, so group commit costs the same few round trips at any size.
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary, TicketUpdate,
-    TicketView, WriteBatch, corrupt, opt_bot, state, tenant,
+    Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary, TicketView,
+    WriteBatch, corrupt, opt_bot, state, tenant,
 };
 use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
 use crate::ticket::{
@@ -151,6 +152,38 @@ pub fn as_role(url: &str, role: &str) -> Result<String, StoreError> {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    statistics: Arc<Statistics>,
+}
+
+/// When to ask for fresh planner statistics (see `0002_statistics.sql`):
+/// after this process has inserted 1,000 tickets, then each time the count
+/// doubles, so a table that grows from empty is re-estimated O(log n) times
+/// and the batched UPDATE keeps probing the primary key.
+#[derive(Debug)]
+struct Statistics {
+    inserted: AtomicU64,
+    next_refresh: AtomicU64,
+    refreshing: AtomicBool,
+}
+
+impl Statistics {
+    const FIRST_REFRESH: u64 = 1_000;
+
+    fn new() -> Self {
+        Self {
+            inserted: AtomicU64::new(0),
+            next_refresh: AtomicU64::new(Self::FIRST_REFRESH),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts `n` inserted tickets; true when a refresh is due and this
+    /// caller got to run it.
+    fn due(&self, n: u64) -> bool {
+        let total = self.inserted.fetch_add(n, Ordering::Relaxed) + n;
+        total >= self.next_refresh.load(Ordering::Relaxed)
+            && !self.refreshing.swap(true, Ordering::AcqRel)
+    }
 }
 
 impl PgStore {
@@ -158,14 +191,41 @@ impl PgStore {
     /// search path. `url` names the role to act as (normally `oshal_app`).
     pub async fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
         check_schema(schema)?;
-        let opts = options(url)?.options([("search_path", schema)]);
+        // The hot rows are cached, so a random page costs about what a
+        // sequential one does; the default (4.0) makes a 500-row batch
+        // prefer scanning the table to probing its primary key.
+        let opts = options(url)?.options([("search_path", schema), ("random_page_cost", "1.1")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(2))
             .connect_with(opts)
             .await?;
-        Ok(Self { pool })
+        // No refresh here: an empty table needs none, and an old one has
+        // been analyzed by autovacuum.
+        Ok(Self {
+            pool,
+            statistics: Arc::new(Statistics::new()),
+        })
+    }
+
+    /// Refreshes the planner's statistics in the background once enough
+    /// tickets were inserted (at most one refresh at a time).
+    fn count_inserted(&self, n: usize) {
+        if n == 0 || !self.statistics.due(n as u64) {
+            return;
+        }
+        let pool = self.pool.clone();
+        let statistics = self.statistics.clone();
+        tokio::spawn(async move {
+            refresh_statistics(&pool).await;
+            let inserted = statistics.inserted.load(Ordering::Relaxed);
+            statistics.next_refresh.store(
+                inserted.saturating_mul(2).max(Statistics::FIRST_REFRESH),
+                Ordering::Relaxed,
+            );
+            statistics.refreshing.store(false, Ordering::Release);
+        });
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -210,6 +270,25 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         Ok(tx)
+    }
+}
+
+/// Asks the schema's owner to ANALYZE the tenant tables. A failure only
+/// costs plan quality, so it is logged, not returned.
+async fn refresh_statistics(pool: &PgPool) {
+    let started = std::time::Instant::now();
+    match sqlx::query_scalar::<_, bool>("SELECT refresh_statistics()")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(ran) => tracing::debug!(
+            ran,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "planner statistics refreshed"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not refresh planner statistics (run `oshal db-setup` to add refresh_statistics)")
+        }
     }
 }
 
@@ -294,261 +373,92 @@ fn ledger_from_row(row: &PgRow, tenant: &TenantId) -> Result<LedgerEntry, StoreE
     })
 }
 
-/// One tenant's share of a batch, by index into the batch's vectors.
-#[derive(Default)]
-struct Share {
-    new_tickets: Vec<usize>,
-    updates: Vec<usize>,
-    transitions: Vec<usize>,
-    ledger: Vec<usize>,
-}
-
-const INSERT_TICKETS: &str = "
-INSERT INTO tickets (id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts,
-                     transitions, bot_id, parent_id, correlation_id, causation_id, not_before_ms, result, error,
-                     created_at_ms, updated_at_ms)
-SELECT u.id, $1, u.kind, u.payload, u.priority, u.skill, u.idempotency_key, u.state, u.attempts, u.max_attempts,
-       u.transitions, u.bot_id, u.parent_id, u.correlation_id, u.causation_id, u.not_before_ms, u.result, u.error,
-       u.created_at_ms, u.updated_at_ms
-FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::int2[], $6::text[], $7::text[], $8::text[], $9::int4[],
-            $10::int4[], $11::int4[], $12::text[], $13::uuid[], $14::uuid[], $15::uuid[], $16::int8[],
-            $17::jsonb[], $18::text[], $19::int8[], $20::int8[])
-     AS u(id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, transitions, bot_id,
-          parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms)
-ON CONFLICT DO NOTHING
-RETURNING id";
-
-const UPDATE_TICKETS: &str = "
-UPDATE tickets AS t SET state = u.state, attempts = u.attempts, transitions = u.transitions, bot_id = u.bot_id,
-       not_before_ms = u.not_before_ms, result = u.result, error = u.error, updated_at_ms = u.updated_at_ms
-FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int4[], $5::text[], $6::int8[], $7::jsonb[], $8::text[],
-            $9::int8[])
-     AS u(id, state, attempts, transitions, bot_id, not_before_ms, result, error, updated_at_ms)
-WHERE t.id = u.id";
-
-const INSERT_EVENTS: &str = "
-INSERT INTO ticket_events (tenant_id, ticket_id, seq, at_ms, from_state, to_state, attempt, bot_id, reason)
-SELECT $1, u.* FROM unnest($2::uuid[], $3::int4[], $4::int8[], $5::text[], $6::text[], $7::int4[], $8::text[],
-                           $9::text[]) AS u
-ON CONFLICT DO NOTHING";
-
-const INSERT_LEDGER: &str = "
-INSERT INTO ledger (tenant_id, ticket_id, attempt, bot_id, model, input_tokens, output_tokens, cost_nusd, unpriced,
-                    price_version, at_ms)
-SELECT $1, u.* FROM unnest($2::uuid[], $3::int4[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
-                           $9::bool[], $10::text[], $11::int8[]) AS u
-ON CONFLICT DO NOTHING";
-
 fn i32_of(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
-async fn insert_tickets(
-    tx: &mut PgConnection,
-    tenant: &TenantId,
-    tickets: &[&Ticket],
-) -> Result<HashSet<Uuid>, StoreError> {
-    let col = |f: fn(&Ticket) -> Option<String>| tickets.iter().map(|t| f(t)).collect::<Vec<_>>();
-    let inserted: Vec<Uuid> = sqlx::query_scalar(INSERT_TICKETS)
-        .bind(tenant.uuid())
-        .bind(tickets.iter().map(|t| t.id.0).collect::<Vec<_>>())
-        .bind(tickets.iter().map(|t| t.work.kind()).collect::<Vec<_>>())
-        .bind(
-            tickets
-                .iter()
-                .map(|t| t.work.payload_json())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tickets
-                .iter()
-                .map(|t| i16::from(t.priority))
-                .collect::<Vec<_>>(),
-        )
-        .bind(tickets.iter().map(|t| t.skill.as_str()).collect::<Vec<_>>())
-        .bind(col(|t| t.idempotency_key.clone()))
-        .bind(tickets.iter().map(|t| t.state.as_str()).collect::<Vec<_>>())
-        .bind(
-            tickets
-                .iter()
-                .map(|t| i32_of(t.attempts))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tickets
-                .iter()
-                .map(|t| i32_of(t.max_attempts))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tickets
-                .iter()
-                .map(|t| i32_of(t.transitions))
-                .collect::<Vec<_>>(),
-        )
-        .bind(col(|t| t.bot.as_ref().map(|b| b.as_str().to_owned())))
-        .bind(
-            tickets
-                .iter()
-                .map(|t| t.parent_id.map(|p| p.0))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tickets
-                .iter()
-                .map(|t| t.correlation_id.0)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tickets
-                .iter()
-                .map(|t| t.causation_id.map(|c| c.0))
-                .collect::<Vec<_>>(),
-        )
-        .bind(tickets.iter().map(|t| t.not_before_ms).collect::<Vec<_>>())
-        .bind(
-            tickets
-                .iter()
-                .map(|t| t.result.as_deref().cloned())
-                .collect::<Vec<_>>(),
-        )
-        .bind(col(|t| t.error.clone()))
-        .bind(tickets.iter().map(|t| t.created_at_ms).collect::<Vec<_>>())
-        .bind(tickets.iter().map(|t| t.updated_at_ms).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
-    Ok(inserted.into_iter().collect())
+/// One column of a batch's rows, as the typed array `apply_batch` takes.
+fn col<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
 }
 
-async fn update_tickets(
-    tx: &mut PgConnection,
-    updates: &[&TicketUpdate],
-) -> Result<(), StoreError> {
-    sqlx::query(UPDATE_TICKETS)
-        .bind(updates.iter().map(|u| u.id.0).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.state.as_str()).collect::<Vec<_>>())
-        .bind(
-            updates
-                .iter()
-                .map(|u| i32_of(u.attempts))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            updates
-                .iter()
-                .map(|u| i32_of(u.transitions))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            updates
-                .iter()
-                .map(|u| u.bot.as_ref().map(BotId::as_str))
-                .collect::<Vec<_>>(),
-        )
-        .bind(updates.iter().map(|u| u.not_before_ms).collect::<Vec<_>>())
-        .bind(
-            updates
-                .iter()
-                .map(|u| u.result.as_deref().cloned())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            updates
-                .iter()
-                .map(|u| u.error.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(updates.iter().map(|u| u.updated_at_ms).collect::<Vec<_>>())
-        .execute(tx)
-        .await?;
-    Ok(())
+/// The whole batch as one call of `apply_batch` (migration 0003): one round
+/// trip and one implicit transaction, whatever the number of tenants.
+fn apply_batch_query(batch: &WriteBatch) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    let tenants: Vec<(&Tenant, bool)> = batch
+        .tenants
+        .iter()
+        .map(|t| (t, false))
+        .chain(batch.budgets.iter().map(|t| (t, true)))
+        .collect();
+    let (n, u, e, l) = (
+        &batch.new_tickets,
+        &batch.updates,
+        &batch.transitions,
+        &batch.ledger,
+    );
+    sqlx::query(APPLY_BATCH)
+        .bind(col(&tenants, |(t, _)| t.id.uuid()))
+        .bind(col(&tenants, |(t, _)| t.id.as_str().to_owned()))
+        .bind(col(&tenants, |(t, _)| t.budget_nusd))
+        .bind(col(&tenants, |(t, _)| t.created_at_ms))
+        .bind(col(&tenants, |(_, set)| *set))
+        .bind(col(n, |t| t.tenant.uuid()))
+        .bind(col(n, |t| t.id.0))
+        .bind(col(n, |t| t.work.kind().to_owned()))
+        .bind(col(n, |t| t.work.payload_json()))
+        .bind(col(n, |t| i16::from(t.priority)))
+        .bind(col(n, |t| t.skill.as_str().to_owned()))
+        .bind(col(n, |t| t.idempotency_key.clone()))
+        .bind(col(n, |t| t.state.as_str()))
+        .bind(col(n, |t| i32_of(t.attempts)))
+        .bind(col(n, |t| i32_of(t.max_attempts)))
+        .bind(col(n, |t| i32_of(t.transitions)))
+        .bind(col(n, |t| t.bot.as_ref().map(|b| b.as_str().to_owned())))
+        .bind(col(n, |t| t.parent_id.map(|p| p.0)))
+        .bind(col(n, |t| t.correlation_id.0))
+        .bind(col(n, |t| t.causation_id.map(|c| c.0)))
+        .bind(col(n, |t| t.not_before_ms))
+        .bind(col(n, |t| t.result.as_deref().cloned()))
+        .bind(col(n, |t| t.error.clone()))
+        .bind(col(n, |t| t.created_at_ms))
+        .bind(col(n, |t| t.updated_at_ms))
+        .bind(col(u, |u| u.tenant.uuid()))
+        .bind(col(u, |u| u.id.0))
+        .bind(col(u, |u| u.state.as_str()))
+        .bind(col(u, |u| i32_of(u.attempts)))
+        .bind(col(u, |u| i32_of(u.transitions)))
+        .bind(col(u, |u| u.bot.as_ref().map(|b| b.as_str().to_owned())))
+        .bind(col(u, |u| u.not_before_ms))
+        .bind(col(u, |u| u.result.as_deref().cloned()))
+        .bind(col(u, |u| u.error.as_deref().map(str::to_owned)))
+        .bind(col(u, |u| u.updated_at_ms))
+        .bind(col(e, |e| e.tenant.uuid()))
+        .bind(col(e, |e| e.ticket.0))
+        .bind(col(e, |e| i32_of(e.seq)))
+        .bind(col(e, |e| e.at_ms))
+        .bind(col(e, |e| e.from.map(TicketState::as_str)))
+        .bind(col(e, |e| e.to.as_str()))
+        .bind(col(e, |e| i32_of(e.attempt)))
+        .bind(col(e, |e| e.bot.as_ref().map(|b| b.as_str().to_owned())))
+        .bind(col(e, |e| e.reason.clone()))
+        .bind(col(l, |l| l.tenant.uuid()))
+        .bind(col(l, |l| l.ticket.0))
+        .bind(col(l, |l| i32_of(l.attempt)))
+        .bind(col(l, |l| l.bot.as_str().to_owned()))
+        .bind(col(l, |l| l.model.as_str().to_owned()))
+        .bind(col(l, |l| i64::from(l.input_tokens)))
+        .bind(col(l, |l| i64::from(l.output_tokens)))
+        .bind(col(l, |l| l.cost_nusd))
+        .bind(col(l, |l| l.unpriced))
+        .bind(col(l, |l| l.price_version.clone()))
+        .bind(col(l, |l| l.at_ms))
 }
 
-async fn insert_events(
-    tx: &mut PgConnection,
-    tenant: &TenantId,
-    events: &[&Transition],
-) -> Result<(), StoreError> {
-    sqlx::query(INSERT_EVENTS)
-        .bind(tenant.uuid())
-        .bind(events.iter().map(|e| e.ticket.0).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| i32_of(e.seq)).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.at_ms).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.from.map(TicketState::as_str))
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.to.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| i32_of(e.attempt)).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.bot.as_ref().map(BotId::as_str))
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>())
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
-async fn insert_ledger(
-    tx: &mut PgConnection,
-    tenant: &TenantId,
-    rows: &[&LedgerEntry],
-) -> Result<(), StoreError> {
-    sqlx::query(INSERT_LEDGER)
-        .bind(tenant.uuid())
-        .bind(rows.iter().map(|l| l.ticket.0).collect::<Vec<_>>())
-        .bind(rows.iter().map(|l| i32_of(l.attempt)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|l| l.bot.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|l| l.model.as_str()).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|l| i64::from(l.input_tokens))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|l| i64::from(l.output_tokens))
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|l| l.cost_nusd).collect::<Vec<_>>())
-        .bind(rows.iter().map(|l| l.unpriced).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|l| l.price_version.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|l| l.at_ms).collect::<Vec<_>>())
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
-async fn upsert_tenant(
-    tx: &mut PgConnection,
-    t: &Tenant,
-    set_budget: bool,
-) -> Result<(), StoreError> {
-    let sql = if set_budget {
-        "INSERT INTO tenants (id, name, budget_nusd, created_at_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (id) DO UPDATE SET budget_nusd = excluded.budget_nusd"
-    } else {
-        "INSERT INTO tenants (id, name, budget_nusd, created_at_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT DO NOTHING"
-    };
-    sqlx::query(sql)
-        .bind(t.id.uuid())
-        .bind(t.id.as_str())
-        .bind(t.budget_nusd)
-        .bind(t.created_at_ms)
-        .execute(tx)
-        .await?;
-    Ok(())
-}
+const APPLY_BATCH: &str = "SELECT refused, existing FROM apply_batch(\
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+    $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, \
+    $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55)";
 
 /// Ledger totals grouped by (bot, model, day) for one tenant.
 const LEDGER_GROUPS: &str = "
@@ -574,72 +484,16 @@ fn groups(map: BTreeMap<String, CostTotals>) -> Vec<CostGroup> {
 #[async_trait]
 impl Store for PgStore {
     async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
-        let mut shares: BTreeMap<&TenantId, Share> = BTreeMap::new();
-        for (i, t) in batch.new_tickets.iter().enumerate() {
-            shares.entry(&t.tenant).or_default().new_tickets.push(i);
-        }
-        for (i, u) in batch.updates.iter().enumerate() {
-            shares.entry(&u.tenant).or_default().updates.push(i);
-        }
-        for (i, t) in batch.transitions.iter().enumerate() {
-            shares.entry(&t.tenant).or_default().transitions.push(i);
-        }
-        for (i, l) in batch.ledger.iter().enumerate() {
-            shares.entry(&l.tenant).or_default().ledger.push(i);
-        }
-
         let mut applied = Applied::default();
-        let mut tx = self.pool.begin().await?;
-        for t in &batch.tenants {
-            upsert_tenant(&mut tx, t, false).await?;
+        let refused: Vec<(Uuid, Option<Uuid>)> = apply_batch_query(batch)
+            .try_map(|row: PgRow| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .fetch_all(&self.pool)
+            .await?;
+        for (id, existing) in refused {
+            let existing = existing.ok_or_else(|| corrupt("duplicate ticket", id))?;
+            applied.duplicates.push((TicketId(id), TicketId(existing)));
         }
-        for t in &batch.budgets {
-            upsert_tenant(&mut tx, t, true).await?;
-        }
-        for (tenant, share) in shares {
-            scope(&mut tx, tenant).await?;
-            let mut refused = HashSet::new();
-            if !share.new_tickets.is_empty() {
-                let tickets: Vec<&Ticket> = share
-                    .new_tickets
-                    .iter()
-                    .map(|&i| &batch.new_tickets[i])
-                    .collect();
-                let inserted = insert_tickets(&mut tx, tenant, &tickets).await?;
-                for t in tickets.iter().filter(|t| !inserted.contains(&t.id.0)) {
-                    let existing: Option<Uuid> = sqlx::query_scalar(
-                        "SELECT id FROM tickets WHERE tenant_id = $1 AND idempotency_key = $2",
-                    )
-                    .bind(tenant.uuid())
-                    .bind(t.idempotency_key.as_deref())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let existing = existing.ok_or_else(|| corrupt("duplicate ticket", t.id))?;
-                    applied.duplicates.push((t.id, TicketId(existing)));
-                    refused.insert(t.id);
-                }
-            }
-            if !share.updates.is_empty() {
-                let updates: Vec<&TicketUpdate> =
-                    share.updates.iter().map(|&i| &batch.updates[i]).collect();
-                update_tickets(&mut tx, &updates).await?;
-            }
-            let events: Vec<&Transition> = share
-                .transitions
-                .iter()
-                .map(|&i| &batch.transitions[i])
-                .filter(|t| !refused.contains(&t.ticket))
-                .collect();
-            if !events.is_empty() {
-                insert_events(&mut tx, tenant, &events).await?;
-            }
-            if !share.ledger.is_empty() {
-                let rows: Vec<&LedgerEntry> =
-                    share.ledger.iter().map(|&i| &batch.ledger[i]).collect();
-                insert_ledger(&mut tx, tenant, &rows).await?;
-            }
-        }
-        tx.commit().await?;
+        self.count_inserted(batch.new_tickets.len() - applied.duplicates.len());
         Ok(applied)
     }
 

@@ -13,6 +13,7 @@
 //! record what already happened (transitions, results, costs) are retried
 //! until they land, because the controller has already acted on them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -110,25 +111,45 @@ impl Writer {
 }
 
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, mut on_commit: OnCommit) {
-    let mut pending: Vec<Request> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut ops = first.batch.len();
-        pending.push(first);
-        while ops < MAX_BATCH_OPS {
-            match rx.try_recv() {
-                Ok(r) => {
-                    ops += r.batch.len();
-                    pending.push(r);
-                }
-                Err(_) => break,
+    // Records set aside while the store was down, oldest first; they go
+    // before anything received later.
+    let mut backlog: VecDeque<Request> = VecDeque::new();
+    loop {
+        if backlog.is_empty() {
+            match rx.recv().await {
+                Some(r) => backlog.push_back(r),
+                None => return,
             }
         }
-        commit(&*store, &mut pending, &mut on_commit).await;
+        let mut pending = Vec::new();
+        let mut ops = 0;
+        while ops < MAX_BATCH_OPS {
+            let next = match backlog.pop_front() {
+                Some(r) => r,
+                None => match rx.try_recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
+            ops += next.batch.len();
+            pending.push(next);
+        }
+        commit(&*store, &mut pending, &mut on_commit, &mut rx, &mut backlog).await;
     }
 }
 
 /// Commits every request in `pending` together, retrying as the policy says.
-async fn commit(store: &dyn Store, pending: &mut Vec<Request>, on_commit: &mut OnCommit) {
+///
+/// While the store stays down, proposals that arrive meanwhile are refused at
+/// once (their callers hear "unavailable" instead of waiting for the store to
+/// return), and records are set aside in `backlog`, in order.
+async fn commit(
+    store: &dyn Store,
+    pending: &mut Vec<Request>,
+    on_commit: &mut OnCommit,
+    rx: &mut mpsc::Receiver<Request>,
+    backlog: &mut VecDeque<Request>,
+) {
     let mut combined = WriteBatch::default();
     for r in pending.iter_mut() {
         combined.absorb(std::mem::take(&mut r.batch));
@@ -167,6 +188,17 @@ async fn commit(store: &dyn Store, pending: &mut Vec<Request>, on_commit: &mut O
                     }
                     if pending.is_empty() {
                         return;
+                    }
+                }
+                if tries >= REFUSABLE_TRIES {
+                    while let Ok(r) = rx.try_recv() {
+                        if r.refusable {
+                            if let Some(done) = r.done {
+                                done(Err(&e));
+                            }
+                        } else {
+                            backlog.push_back(r);
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(50u64 << tries.min(6))).await;

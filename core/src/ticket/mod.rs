@@ -87,6 +87,14 @@ impl Work {
         }
     }
 
+    /// The default skill of every kind of work: what a general bot offers.
+    pub fn default_skills() -> Vec<Skill> {
+        Self::KINDS
+            .iter()
+            .map(|k| Skill::parse(k).expect("kind names are valid skills"))
+            .collect()
+    }
+
     /// The skill a bot needs for this work when the submission names none.
     pub fn default_skill(&self) -> Skill {
         Skill::parse(self.kind()).expect("kind names are valid skills")
@@ -138,6 +146,7 @@ impl Work {
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
     pub kind: String,
+    #[specta(type = specta_typescript::Unknown)]
     pub payload: serde_json::Value,
     #[serde(default)]
     pub tenant: Option<String>,
@@ -312,6 +321,7 @@ pub struct Transition {
     pub attempt: u32,
     pub bot: Option<BotId>,
     pub reason: String,
+    #[specta(type = specta_typescript::Number)]
     pub at_ms: UnixMs,
     pub correlation_id: TicketId,
     pub causation_id: Option<TicketId>,
@@ -438,6 +448,7 @@ pub enum WaitReason {
         budget_usd: f64,
     },
     BackingOff {
+        #[specta(type = specta_typescript::Number)]
         until_ms: UnixMs,
     },
     /// Ahead of it in the queue for its skill.
@@ -449,6 +460,7 @@ pub enum WaitReason {
     },
     Running {
         bot: BotId,
+        #[specta(type = specta_typescript::Number)]
         since_ms: UnixMs,
     },
 }

@@ -48,17 +48,24 @@ impl TestRedis {
             .unwrap()
     }
 
-    pub(crate) async fn cleanup(mut self) {
+    pub(crate) async fn cleanup(self) {
+        self.flush().await;
+    }
+
+    /// Deletes every key under the prefix: what a Redis restarting empty
+    /// does to this fleet.
+    pub(crate) async fn flush(&self) {
+        let mut conn = self.conn.clone();
         let pattern = format!("{}:*", self.keys.prefix());
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(&pattern)
-            .query_async(&mut self.conn)
+            .query_async(&mut conn)
             .await
             .unwrap();
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL")
                 .arg(keys)
-                .query_async(&mut self.conn)
+                .query_async(&mut conn)
                 .await
                 .unwrap();
         }
@@ -145,6 +152,84 @@ async fn a_lost_group_is_recreated_instead_of_failing_reads() {
     l.publish(vec![entry()]).await.unwrap();
     assert_eq!(l.read("c", 1, Duration::ZERO).await.unwrap().len(), 1);
     assert!(l.claim("c2", Duration::ZERO, 5).await.unwrap().len() == 1);
+
+    // A node's lane reads through a pipeline (the epoch, then the entries):
+    // the same loss is recognised there too.
+    let watched = r
+        .lane("bot-2")
+        .await
+        .watching(&r.keys, EpochWatch::default());
+    let _: () = redis::cmd("DEL")
+        .arg(watched.key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        watched
+            .read("c", 1, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    watched.publish(vec![entry()]).await.unwrap();
+    assert_eq!(watched.read("c", 1, Duration::ZERO).await.unwrap().len(), 1);
+    r.cleanup().await;
+}
+
+/// Entries read from a server whose data was then lost are superseded once
+/// the node sees the new epoch; entries read with no epoch set never are
+/// (they may have been published to the fresh server before the controller
+/// set its epoch), and a claim starts afresh.
+#[tokio::test]
+async fn entries_read_before_redis_lost_its_data_are_superseded() {
+    let r = TestRedis::new().await;
+    let watch = EpochWatch::default();
+    let l = r.lane("bot-1").await.watching(&r.keys, watch.clone());
+    let mut conn = r.conn.clone();
+    let set_epoch = async |conn: &mut ConnectionManager, e: &str| {
+        let _: () = redis::cmd("SET")
+            .arg(r.keys.epoch())
+            .arg(e)
+            .query_async(conn)
+            .await
+            .unwrap();
+    };
+
+    l.publish(vec![entry()]).await.unwrap();
+    assert_eq!(l.read("c", 1, Duration::ZERO).await.unwrap().len(), 1);
+    assert!(!l.superseded(), "no epoch yet: never superseded");
+    watch.observe(Some("e2".into()));
+    assert!(!l.superseded(), "read with no epoch: kept");
+
+    set_epoch(&mut conn, "e1").await;
+    l.publish(vec![entry()]).await.unwrap();
+    assert_eq!(l.read("c", 1, Duration::ZERO).await.unwrap().len(), 1);
+    assert_eq!(
+        watch.latest().as_deref(),
+        Some("e1"),
+        "reads teach the node"
+    );
+    assert!(!l.superseded());
+    watch.observe(None);
+    assert!(!l.superseded(), "an absent epoch changes nothing");
+    watch.observe(Some("e2".into()));
+    assert!(l.superseded(), "read under e1, the fleet is now at e2");
+
+    set_epoch(&mut conn, "e2").await;
+    l.publish(vec![entry()]).await.unwrap();
+    assert_eq!(l.read("c", 1, Duration::ZERO).await.unwrap().len(), 1);
+    assert!(!l.superseded(), "read under the current epoch");
+    watch.observe(Some("e3".into()));
+    l.claim("c2", Duration::ZERO, 5).await.unwrap();
+    assert!(
+        !l.superseded(),
+        "claimed entries are from the server as it is"
+    );
+
+    let plain = r.lane("bot-2").await;
+    plain.publish(vec![entry()]).await.unwrap();
+    plain.read("c", 1, Duration::ZERO).await.unwrap();
+    assert!(!plain.superseded(), "a controller's lane never is");
     r.cleanup().await;
 }
 

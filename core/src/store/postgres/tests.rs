@@ -2,6 +2,7 @@
 //! local trust-auth server). Each test works in its own schema and drops it.
 
 use super::*;
+use crate::store::TicketUpdate;
 use crate::store::fixtures::{ledger, ticket};
 use crate::ticket::TransitionKind;
 
@@ -312,4 +313,115 @@ async fn bad_configuration_is_refused_with_the_field_named() {
     let err = PgStore::connect("mysql://nope", "oshal").await.unwrap_err();
     assert!(err.to_string().contains("postgres URL"), "{err}");
     setup(&admin_url(), "ok_schema; DROP").await.unwrap_err();
+}
+
+#[tokio::test]
+async fn the_app_role_may_refresh_statistics_and_apply_batches_and_nothing_more() {
+    let db = TestDb::new().await;
+    let mut app = db.conn(APP_ROLE).await;
+    let ran: bool = sqlx::query_scalar("SELECT refresh_statistics()")
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
+    assert!(ran);
+    // SECURITY DEFINER with the search path pinned to this schema; nobody
+    // but oshal_app (and its owner) may execute it.
+    let (definer, config, public): (bool, Vec<String>, bool) = sqlx::query_as(
+        "SELECT p.prosecdef, p.proconfig::text[],
+                has_function_privilege('public', p.oid, 'EXECUTE')
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = $1 AND p.proname = 'refresh_statistics'",
+    )
+    .bind(&db.schema)
+    .fetch_one(&mut app)
+    .await
+    .unwrap();
+    assert!(definer);
+    assert_eq!(config, [format!("search_path={}, pg_temp", db.schema)]);
+    assert!(!public, "PUBLIC must not execute refresh_statistics");
+    let mut readonly = db.conn(READONLY_ROLE).await;
+    let err = sqlx::query("SELECT refresh_statistics()")
+        .execute(&mut readonly)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+
+    // apply_batch runs as its caller, so row-level security applies inside
+    // it; only oshal_app may call it.
+    let (definer, public): (bool, bool) = sqlx::query_as(
+        "SELECT p.prosecdef, has_function_privilege('public', p.oid, 'EXECUTE')
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = $1 AND p.proname = 'apply_batch'",
+    )
+    .bind(&db.schema)
+    .fetch_one(&mut app)
+    .await
+    .unwrap();
+    assert!(!definer, "apply_batch must be SECURITY INVOKER");
+    assert!(!public, "PUBLIC must not execute apply_batch");
+    let err = apply_batch_query(&WriteBatch::default())
+        .execute(&mut readonly)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    readonly.close().await.unwrap();
+    app.close().await.unwrap();
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_batched_update_probes_the_primary_key_once_statistics_are_fresh() {
+    let db = TestDb::new().await;
+    let mut batch = WriteBatch {
+        tenants: vec![tenant_row("acme")],
+        ..Default::default()
+    };
+    for i in 0..3_000 {
+        let (t, created) = ticket("acme", Some(&format!("k{i}")));
+        batch.new_tickets.push(t);
+        batch.transitions.push(created);
+    }
+    db.store.apply(&batch).await.unwrap();
+    // The store may be refreshing in the background right now (it just
+    // inserted 3,000 tickets), and a second refresh then skips: ask until
+    // one ran to the end on our side.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sqlx::query_scalar::<_, bool>("SELECT refresh_statistics()")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap()
+    {
+        assert!(std::time::Instant::now() < deadline, "no refresh ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 200 updates through apply_batch itself; the transaction's own scan
+    // counters say whether the tickets table was scanned whole.
+    let updates = WriteBatch {
+        updates: batch
+            .new_tickets
+            .iter()
+            .take(200)
+            .map(TicketUpdate::of)
+            .collect(),
+        ..Default::default()
+    };
+    let mut tx = db.store.pool().begin().await.unwrap();
+    apply_batch_query(&updates)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let (seq, idx): (i64, i64) = sqlx::query_as(
+        "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables
+         WHERE schemaname = current_schema() AND relname = 'tickets'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(seq, 0, "the tickets table was scanned whole");
+    assert!(
+        idx >= 200,
+        "each update probes the primary key: {idx} index scans"
+    );
+    db.drop().await;
 }

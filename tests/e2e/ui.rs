@@ -1,0 +1,69 @@
+//! The control center's web UI in a real browser (Chromium driven by
+//! playwright-core, `ui/tests/browser.mjs`) against a real `oshal serve`
+//! with its local bot pool: attach with the token, submit and watch a ticket
+//! succeed, filter from the lifecycle diagram, the topology's bots and lanes,
+//! the command palette, the architecture view, a ticket's journey.
+//! `scripts/test` builds `ui/dist` and installs Chromium first.
+
+use oshal_e2e::Server;
+use std::path::Path;
+use std::process::Command;
+
+#[tokio::test]
+async fn the_control_center_works_in_a_real_browser() {
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
+    let dist = ui.join("dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "ui/dist is missing: run `npm ci && npm run build` in ui/ (scripts/test does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dist_arg = dist.display().to_string();
+    let server = Server::start(dir.path(), &["--bots", "2", "--ui-dir", &dist_arg]).unwrap();
+
+    // The page itself is public and carries the CSP; the API behind it is not.
+    let page = server
+        .raw()
+        .get(format!("{}/", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(page.text().await.unwrap().contains("<div id=\"app\">"));
+    let r = server
+        .raw()
+        .get(format!("{}/api/v1/tickets", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = server
+        .raw()
+        .get(format!("{}/api/v1/nope", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/json");
+
+    let shot = std::env::temp_dir().join("oshal-ui-topology.png");
+    let out = Command::new("node")
+        .arg(ui.join("tests/browser.mjs"))
+        .arg(&server.url)
+        .arg(&server.token)
+        .arg(&shot)
+        .current_dir(&ui)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,181 @@
+// How the UI reaches the controller: in the desktop app, the generated
+// Tauri commands (`TauriTransport`); in a browser, the HTTP and WebSocket API
+// of `oshal serve` (`HttpTransport`). Both implement one interface with the
+// generated types: nothing here restates a Rust type or a command name.
+import { Channel } from "@tauri-apps/api/core";
+import { commands } from "../bindings";
+import type {
+  ApiError,
+  BotView,
+  CoreEvent,
+  CostSummary,
+  Health,
+  NewTicket,
+  StateCount,
+  Submitted,
+  TicketFilter,
+  TicketPage,
+  TicketView,
+} from "../bindings";
+
+export type { TicketFilter };
+
+export interface Transport {
+  /** What the header shows: where this UI is attached. */
+  readonly label: string;
+  health(): Promise<Health>;
+  counts(): Promise<StateCount[]>;
+  tickets(filter: TicketFilter): Promise<TicketPage>;
+  ticket(id: string): Promise<TicketView>;
+  submit(ticket: NewTicket): Promise<Submitted>;
+  cancel(id: string): Promise<TicketView>;
+  bots(): Promise<BotView[]>;
+  cost(): Promise<CostSummary>;
+  /** Calls `on` for every event until the returned function is called. */
+  events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
+}
+
+/** An error as the server phrased it (kind, message, field, limit). */
+export class ServerError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: ApiError,
+  ) {
+    super(body.field ? `${body.message} (${body.field})` : body.message);
+  }
+}
+
+export class HttpTransport implements Transport {
+  readonly label: string;
+
+  constructor(
+    private readonly base: string,
+    private readonly token: string,
+  ) {
+    this.label = new URL(base).host;
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const r = await fetch(this.base + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    const json = text ? JSON.parse(text) : null;
+    if (!r.ok) {
+      const err: ApiError = json?.error ?? { kind: "internal", message: `HTTP ${r.status}` };
+      throw new ServerError(r.status, err);
+    }
+    return json as T;
+  }
+
+  health = async (): Promise<Health> => {
+    // Health answers 503 with the same body when the store is down.
+    const r = await fetch(this.base + "/api/v1/health");
+    return (await r.json()) as Health;
+  };
+  counts = () => this.call<StateCount[]>("GET", "/api/v1/tickets/counts");
+  tickets = (f: TicketFilter) => {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(f)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+    return this.call<TicketPage>("GET", `/api/v1/tickets?${q}`);
+  };
+  ticket = (id: string) => this.call<TicketView>("GET", `/api/v1/tickets/${encodeURIComponent(id)}`);
+  submit = (t: NewTicket) => this.call<Submitted>("POST", "/api/v1/tickets", t);
+  cancel = (id: string) =>
+    this.call<TicketView>("POST", `/api/v1/tickets/${encodeURIComponent(id)}/cancel`);
+  bots = () => this.call<BotView[]>("GET", "/api/v1/bots");
+  cost = () => this.call<CostSummary>("GET", "/api/v1/cost/summary");
+
+  events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
+    let closed = false;
+    let socket: WebSocket | null = null;
+    let retry = 250;
+    const open = () => {
+      const url = new URL("/api/v1/events", this.base);
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      url.searchParams.set("token", this.token);
+      socket = new WebSocket(url);
+      socket.onopen = () => {
+        retry = 250;
+        status(true);
+      };
+      socket.onmessage = (m) => on(JSON.parse(m.data) as CoreEvent);
+      socket.onclose = () => {
+        status(false);
+        if (!closed) setTimeout(open, (retry = Math.min(retry * 2, 5000)));
+      };
+    };
+    open();
+    return () => {
+      closed = true;
+      socket?.close();
+    };
+  }
+}
+
+/**
+ * The browser's connection: the page is served by the controller, and the
+ * token arrives in the URL fragment (never sent to a server, never logged),
+ * then lives in this tab's session storage only.
+ */
+export function browserTransport(): Transport | null {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const fromHash = hash.get("token");
+  if (fromHash) history.replaceState(null, "", location.pathname + location.search);
+  const token = fromHash ?? sessionStorage.getItem("oshal.token");
+  return token ? attach(location.origin, token) : null;
+}
+
+/** Attaches to the controller at `base` with `token`, kept for this tab only. */
+export function attach(base: string, token: string): Transport {
+  sessionStorage.setItem("oshal.token", token);
+  return new HttpTransport(base, token);
+}
+
+/** A command's answer, as tauri-specta types it. */
+type Answer<T, E> = { status: "ok"; data: T } | { status: "error"; error: E };
+
+async function answer<T, E>(call: Promise<Answer<T, E>>): Promise<T> {
+  const a = await call;
+  if (a.status === "ok") return a.data;
+  const error = (a.error as ApiError | null) ?? { kind: "internal", message: "the command failed" };
+  throw new ServerError(0, error);
+}
+
+/** The desktop app: the embedded controller, through the app's commands. */
+export class TauriTransport implements Transport {
+  label = "local";
+
+  health = () => answer(commands.health());
+  counts = () => answer(commands.counts());
+  tickets = (f: TicketFilter) => answer(commands.tickets(f));
+  ticket = (id: string) => answer(commands.ticket(id));
+  submit = (t: NewTicket) => answer(commands.submit(t));
+  cancel = (id: string) => answer(commands.cancel(id));
+  bots = () => answer(commands.bots());
+  cost = () => answer(commands.cost());
+
+  events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
+    let open = true;
+    const channel = new Channel<CoreEvent>();
+    channel.onmessage = (e) => open && on(e);
+    commands.events(channel).then(
+      () => status(true),
+      () => status(false),
+    );
+    commands.connection().then((c) => (this.label = c.label));
+    return () => {
+      open = false;
+    };
+  }
+}
+
+/** Inside the desktop app's window? */
+export function tauriTransport(): Transport | null {
+  return "__TAURI_INTERNALS__" in window ? new TauriTransport() : null;
+}

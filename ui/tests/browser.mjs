@@ -1,0 +1,106 @@
+// The control center in a real browser (Debian's Chromium, driven by
+// playwright-core) against a real `oshal serve`: node tests/browser.mjs URL TOKEN [SHOT.png]
+// Exits non-zero with the failing step on stderr.
+import { chromium } from "playwright-core";
+
+const [url, token, shot] = process.argv.slice(2);
+if (!url || !token) {
+  console.error("usage: node tests/browser.mjs URL TOKEN [SHOT.png]");
+  process.exit(2);
+}
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const problems = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.setDefaultTimeout(20000);
+  const step = async (name, f) => {
+    try { await f(); } catch (e) { throw new Error(`${name}: ${e.message}`); }
+  };
+
+  await step("a wrong token shows the server's refusal", async () => {
+    await page.goto(`${url}/#token=not-the-token-0000`);
+    await page.getByText(/token/i).first().waitFor();
+    await page.locator("header").getByText(/missing or wrong|unauthor|token/i).waitFor();
+  });
+
+  await step("the right token attaches, live, and drops the token from the URL", async () => {
+    await page.evaluate(() => sessionStorage.clear());
+    await page.goto(`${url}/#token=${token}`);
+    await page.getByTestId("connection").getByText("live").waitFor();
+    if (page.url().includes(token)) throw new Error("token left in the address bar");
+  });
+
+  let id;
+  await step("submit a ticket and watch it succeed, with its result and cost", async () => {
+    await page.getByTestId("prompt").fill("What is the state of the fleet?");
+    await page.getByTestId("submit").click();
+    await page.getByTestId("detail-state").getByText("succeeded").waitFor();
+    await page.getByTestId("result").waitFor();
+    id = (await page.getByTestId("detail").locator("h3").innerText()).trim();
+    const n = Number(await page.getByTestId("count-succeeded").textContent());
+    if (!(n >= 1)) throw new Error(`succeeded count ${n}`);
+    await page.getByTestId("ticket-row").first().waitFor();
+  });
+
+  await step("filter by a state from the lifecycle diagram", async () => {
+    await page.locator('[data-state="dead"]').click();
+    await page.getByTestId("empty").waitFor();
+    await page.locator('[data-state="dead"]').click();
+    await page.getByTestId("ticket-row").first().waitFor();
+  });
+
+  await step("topology draws every live bot with its lane", async () => {
+    await page.getByTestId("nav-topology").click();
+    await page.locator(".svelte-flow__node", { hasText: "lane depth" }).first().waitFor();
+    const bots = await page.locator(".svelte-flow__node", { hasText: "lane depth" }).count();
+    if (bots !== 2) throw new Error(`${bots} bots drawn, want 2`);
+  });
+
+  await step("clicking a bot on the topology opens its tickets", async () => {
+    const bot = (await page.locator(".svelte-flow__node", { hasText: "ok 1" }).first().innerText()).split("\n")[0].trim();
+    await page.locator(".svelte-flow__node", { hasText: "ok 1" }).first().click();
+    await page.getByTestId("ticket-row").first().waitFor();
+    const picked = await page.getByLabel("bot").inputValue();
+    if (picked !== bot) throw new Error(`filtered by ${picked}, want ${bot}`);
+    await page.getByTestId("ticket-row").filter({ hasText: bot }).first().waitFor();
+  });
+
+  await step("the command palette (Ctrl+K) reaches the architecture view", async () => {
+    await page.keyboard.press("Control+k");
+    await page.getByTestId("palette-input").fill("archi");
+    await page.keyboard.press("Enter");
+    await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "8 Data" }).waitFor();
+    await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "6 Bots" }).getByText("2 live of 2").waitFor();
+  });
+
+  await step("routing replays the ticket's journey with its timestamps", async () => {
+    await page.getByTestId("nav-routing").click();
+    await page.getByLabel("ticket id").fill(id);
+    await page.getByRole("button", { name: "Replay" }).click();
+    const hops = page.getByTestId("journey").locator("li");
+    await hops.nth(6).waitFor();
+    const missing = await page.getByTestId("journey").locator("li.missing").count();
+    if (missing !== 0) throw new Error(`${missing} hops not reached for a succeeded ticket`);
+  });
+
+  if (shot) {
+    await page.getByTestId("nav-topology").click();
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: shot });
+  }
+  const csp = problems.filter((p) => /Content Security Policy/i.test(p));
+  if (csp.length) throw new Error(csp.join("\n"));
+  console.log("browser: all steps passed");
+} catch (e) {
+  console.error(`browser test failed at ${e.message}`);
+  for (const p of problems) console.error(p);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
