@@ -84,5 +84,5 @@ ensure_ui() {
 # Chromium for the browser tests of the UI; Xvfb and friends for the
 # desktop window's tests.
 ensure_ui_test_tools() {
-  ensure_packages chromium fonts-dejavu-core xvfb xauth imagemagick dbus
+  ensure_packages chromium fonts-dejavu-core xvfb xauth imagemagick dbus gnome-keyring libsecret-tools
 }

@@ -1,24 +1,60 @@
 //! The one managed state: the controller this window drives.
 //!
-//! Local-only mode embeds the controller: SQLite in the app-data directory,
-//! a local pool of bots on the built-in offline model, the shipped price
-//! table. (Attaching to a remote fleet goes through the same facade.)
+//! The embedded controller always runs (local-only mode: SQLite in the
+//! app-data directory, a local pool of bots on the built-in offline model,
+//! the shipped price table), so work submitted locally carries on while the
+//! window looks at a fleet. The window drives one [`Target`] at a time: the
+//! embedded controller, or a remote one reached through the HTTP API
+//! ([`oshal_core::api::client::Client`]) with its token from the OS keyring.
+//! Switching is one call, and every switch bumps a generation that ends the
+//! previous target's event feed.
 
+use oshal_core::api::client::Client;
+use oshal_core::api::{ApiError, ErrorKind};
 use oshal_core::clock::SystemClock;
 use oshal_core::controller::{Controller, ControllerConfig, LocalPool};
 use oshal_core::cost::PriceTable;
 use oshal_core::store::sqlite::SqliteStore;
+use serde::Serialize;
+use specta::Type;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::fleets::{Fleet, LOCAL};
 
 /// Bots in the embedded pool.
 pub const LOCAL_BOTS: usize = 4;
 
-pub struct Desktop {
-    pub controller: Controller,
-    store: Arc<SqliteStore>,
-    /// What the window's header shows.
+/// A remote controller the window is attached to.
+#[derive(Debug)]
+pub struct Remote {
+    pub fleet: Fleet,
+    pub client: Client,
+}
+
+/// What the window's commands act on.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Local(Controller),
+    Fleet(Arc<Remote>),
+}
+
+/// Which controller this window drives; the header always shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Type)]
+pub struct Connection {
+    /// `local` or the fleet's name.
     pub label: String,
+    pub embedded: bool,
+    /// The fleet's controller URL (none for the embedded one).
+    pub url: Option<String>,
+}
+
+pub struct Desktop {
+    local: Controller,
+    store: Arc<SqliteStore>,
+    target: RwLock<Target>,
+    generation: Arc<AtomicU64>,
 }
 
 impl Desktop {
@@ -33,14 +69,74 @@ impl Desktop {
         let controller =
             Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
         Ok(Self {
-            controller,
+            target: RwLock::new(Target::Local(controller.clone())),
+            local: controller,
             store,
-            label: "local".into(),
+            generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
+    /// What commands act on right now.
+    pub fn target(&self) -> Target {
+        self.target
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn connection(&self) -> Connection {
+        match self.target() {
+            Target::Local(_) => Connection {
+                label: LOCAL.into(),
+                embedded: true,
+                url: None,
+            },
+            Target::Fleet(r) => Connection {
+                label: r.fleet.name.clone(),
+                embedded: false,
+                url: Some(r.fleet.url.clone()),
+            },
+        }
+    }
+
+    /// Bumped on every switch; an event feed stops once it moves on.
+    pub fn generation(&self) -> Arc<AtomicU64> {
+        self.generation.clone()
+    }
+
+    /// Attaches to `fleet` once it has answered with this token: its health
+    /// says it is an Oshal controller, and a read proves the token.
+    pub async fn attach(&self, fleet: Fleet, token: &str) -> Result<Connection, ApiError> {
+        let client = Client::new(&fleet.url, token)?;
+        let health = client.health().await?;
+        if !health.ok {
+            tracing::warn!(fleet = %fleet.name, "attaching to a degraded controller");
+        }
+        client.counts().await.map_err(|e| match ApiError::from(e) {
+            e if e.kind == ErrorKind::Unauthorized => ApiError::new(
+                ErrorKind::Unauthorized,
+                format!("the controller at {} refused the token", fleet.url),
+            )
+            .field("token"),
+            e => e,
+        })?;
+        self.switch(Target::Fleet(Arc::new(Remote { fleet, client })));
+        Ok(self.connection())
+    }
+
+    /// Back to the embedded controller.
+    pub fn detach(&self) -> Connection {
+        self.switch(Target::Local(self.local.clone()));
+        self.connection()
+    }
+
+    fn switch(&self, to: Target) {
+        *self.target.write().unwrap_or_else(|p| p.into_inner()) = to;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
     pub async fn shutdown(&self) {
-        self.controller.shutdown().await;
+        self.local.shutdown().await;
         self.store.close().await;
     }
 }

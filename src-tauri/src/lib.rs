@@ -3,7 +3,9 @@
 //! It starts the embedded controller with a local bot pool (local-only mode:
 //! SQLite in the OS app-data directory, the built-in offline model, no
 //! servers, no accounts) and hands the window one managed state, the
-//! [`Desktop`] facade. Commands live in [`commands`], one file per core
+//! [`Desktop`] facade, which can also attach to a remote fleet's controller
+//! ([`fleets`]: the list in the app's settings, each token in the OS
+//! keyring) and switch back in one call. Commands live in [`commands`], one file per core
 //! module; events reach the window through one bridge ([`commands::events`])
 //! over a `tauri::ipc::Channel`, batched as the core batches them. The
 //! TypeScript the UI calls is generated from these commands and the core's
@@ -11,6 +13,7 @@
 
 pub mod commands;
 pub mod desktop;
+pub mod fleets;
 
 pub use desktop::Desktop;
 
@@ -31,6 +34,10 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::bot::bots,
             commands::cost::cost,
             commands::events::events,
+            commands::fleet::fleets,
+            commands::fleet::add_fleet,
+            commands::fleet::attach,
+            commands::fleet::remove_fleet,
         ])
         .typ::<oshal_core::api::ErrorBody>()
         .typ::<oshal_core::controller::CoreEvent>()
@@ -64,6 +71,7 @@ pub fn run() {
         .init();
     let builder = bindings();
     let app = tauri::Builder::default()
+        .plugin(tauri_plugin_store::Builder::default().build())
         .invoke_handler(builder.invoke_handler())
         .setup(move |app| {
             builder.mount_events(app);

@@ -6,16 +6,34 @@ import { invoke as __TAURI_INVOKE, Channel } from "@tauri-apps/api/core";
 
 /** Commands */
 export const commands = {
-	health: () => typedError<Health, null>(__TAURI_INVOKE("health")),
+	health: () => typedError<Health, ApiError>(__TAURI_INVOKE("health")),
 	connection: () => __TAURI_INVOKE<Connection>("connection"),
 	counts: () => typedError<StateCount[], ApiError>(__TAURI_INVOKE("counts")),
 	tickets: (filter: TicketFilter) => typedError<TicketPage, ApiError>(__TAURI_INVOKE("tickets", { filter })),
 	ticket: (id: string) => typedError<TicketView, ApiError>(__TAURI_INVOKE("ticket", { id })),
 	submit: (ticket: NewTicket) => typedError<Submitted, ApiError>(__TAURI_INVOKE("submit", { ticket })),
 	cancel: (id: string) => typedError<TicketView, ApiError>(__TAURI_INVOKE("cancel", { id })),
-	bots: () => typedError<BotView[], null>(__TAURI_INVOKE("bots")),
+	bots: () => typedError<BotView[], ApiError>(__TAURI_INVOKE("bots")),
 	cost: () => typedError<CostSummary, ApiError>(__TAURI_INVOKE("cost")),
-	events: (channel: Channel<CoreEvent>) => __TAURI_INVOKE<void>("events", { channel }),
+	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
+	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
+	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
+	/**
+	 *  Checks the fleet, attaches to it (which proves URL and token), then keeps
+	 *  it: the token in the OS keyring, the name and URL in the settings. A
+	 *  fleet of the same name is replaced.
+	 */
+	addFleet: (fleet: NewFleet) => typedError<Connection, ApiError>(__TAURI_INVOKE("add_fleet", { fleet })),
+	/**
+	 *  Switches the window: to the named fleet, or to the embedded controller
+	 *  when `name` is absent.
+	 */
+	attach: (name: string | null) => typedError<Connection, ApiError>(__TAURI_INVOKE("attach", { name })),
+	/**
+	 *  Forgets a fleet and its token; if the window was on it, it goes back to
+	 *  the embedded controller.
+	 */
+	removeFleet: (name: string) => typedError<Connection, ApiError>(__TAURI_INVOKE("remove_fleet", { name })),
 };
 
 /* Types */
@@ -44,11 +62,13 @@ export type BotView = {
 	lane: LaneStats,
 };
 
-/**  Which controller this window drives. */
+/**  Which controller this window drives; the header always shows it. */
 export type Connection = {
-	/**  `local` (embedded) or a fleet's name. */
+	/**  `local` or the fleet's name. */
 	label: string,
 	embedded: boolean,
+	/**  The fleet's controller URL (none for the embedded one). */
+	url: string | null,
 };
 
 /**
@@ -103,7 +123,15 @@ export type ErrorKind =
 /**  The ticket's state does not allow this. */
 "illegal_transition" | "too_large" | 
 /**  A field is present and well-formed but not acceptable. */
-"invalid" | "budget_exhausted" | "unknown_tenant" | "overloaded" | "store_unavailable" | "shutting_down" | "internal";
+"invalid" | "budget_exhausted" | "unknown_tenant" | "overloaded" | "store_unavailable" | "shutting_down" | 
+/**  The controller this client is attached to cannot be reached. */
+"unreachable" | "internal";
+
+/**  A remote controller, as listed in the settings (no secret here). */
+export type Fleet = {
+	name: string,
+	url: string,
+};
 
 export type Health = {
 	ok: boolean,
@@ -143,6 +171,13 @@ export type LedgerEntry = {
 
 /**  A model as the price table names it. */
 export type ModelId = string;
+
+/**  What the "Attach to fleet" form sends. */
+export type NewFleet = {
+	name: string,
+	url: string,
+	token: string,
+};
 
 /**  A submission as it arrives from a surface, before validation. */
 export type NewTicket = {

@@ -6,8 +6,8 @@
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-use super::{ApiError, ErrorBody, ErrorKind};
-use crate::controller::{BotView, Submitted};
+use super::{ApiError, ErrorBody, ErrorKind, StateCount, TicketFilter};
+use crate::controller::{BotView, CoreEvent, Health, Submitted};
 use crate::cost::CostSummary;
 use crate::store::{TicketPage, TicketView};
 use crate::ticket::{NewTicket, TicketId, TicketState};
@@ -21,14 +21,40 @@ pub enum ClientError {
     Transport { url: String, message: String },
 }
 
-#[derive(Debug, Clone)]
+impl From<ClientError> for ApiError {
+    /// The server's own error as it sent it; not reaching it at all is
+    /// `unreachable`, with the URL and the cause.
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Api(e) => e,
+            e @ ClientError::Transport { .. } => {
+                ApiError::new(ErrorKind::Unreachable, e.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
 }
 
+/// Never shows the token.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -132,5 +158,80 @@ impl Client {
     pub async fn cost_summary(&self) -> Result<CostSummary, ClientError> {
         self.send(self.http.get(format!("{}/api/v1/cost/summary", self.base)))
             .await
+    }
+
+    /// The controller's health; answered (200 or 503) without a token, so
+    /// this also checks the token by asking for the counts.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            url: self.base.clone(),
+            message: e.to_string(),
+        };
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/health", self.base))
+            .send()
+            .await
+            .map_err(transport)?;
+        let bytes = resp.bytes().await.map_err(transport)?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Transport {
+            url: self.base.clone(),
+            message: format!("not an Oshal controller ({e})"),
+        })
+    }
+
+    /// Tickets per state, every state listed.
+    pub async fn counts(&self) -> Result<Vec<StateCount>, ClientError> {
+        self.send(
+            self.http
+                .get(format!("{}/api/v1/tickets/counts", self.base)),
+        )
+        .await
+    }
+
+    /// A page of tickets, filtered as the server checks filters.
+    pub async fn list(&self, filter: &TicketFilter) -> Result<TicketPage, ClientError> {
+        self.send(
+            self.http
+                .get(format!("{}/api/v1/tickets", self.base))
+                .query(filter),
+        )
+        .await
+    }
+
+    /// The controller's events over its WebSocket, the token sent as a
+    /// bearer header (never in the URL). The stream ends when the server
+    /// goes away; an unreadable message is skipped.
+    pub async fn events(
+        &self,
+    ) -> Result<impl futures::Stream<Item = CoreEvent> + Send + use<>, ClientError> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let transport = |message: String| ClientError::Transport {
+            url: self.base.clone(),
+            message,
+        };
+        let ws_url = match self.base.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}/api/v1/events"),
+            Some((_, rest)) => format!("ws://{rest}/api/v1/events"),
+            None => return Err(transport("the URL has no scheme".into())),
+        };
+        let mut request = ws_url
+            .into_client_request()
+            .map_err(|e| transport(e.to_string()))?;
+        let bearer = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| transport("the token is not a valid header value".into()))?;
+        request.headers_mut().insert("authorization", bearer);
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        Ok(socket.filter_map(|m| async move {
+            match m {
+                Ok(Message::Text(text)) => serde_json::from_str::<CoreEvent>(&text).ok(),
+                _ => None,
+            }
+        }))
     }
 }

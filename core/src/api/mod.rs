@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Overloaded,
     StoreUnavailable,
     ShuttingDown,
+    /// The controller this client is attached to cannot be reached.
+    Unreachable,
     Internal,
 }
 
@@ -48,6 +50,7 @@ impl ErrorKind {
             Self::Invalid | Self::BudgetExhausted | Self::UnknownTenant => 422,
             Self::Overloaded => 429,
             Self::StoreUnavailable | Self::ShuttingDown => 503,
+            Self::Unreachable => 502,
             Self::Internal => 500,
         }
     }

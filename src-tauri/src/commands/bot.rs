@@ -3,10 +3,14 @@
 use oshal_core::controller::BotView;
 use tauri::State;
 
-use crate::Desktop;
+use super::CommandResult;
+use crate::desktop::{Desktop, Target};
 
 #[tauri::command]
 #[specta::specta]
-pub async fn bots(desktop: State<'_, Desktop>) -> Result<Vec<BotView>, ()> {
-    Ok(desktop.controller.bots().await)
+pub async fn bots(desktop: State<'_, Desktop>) -> CommandResult<Vec<BotView>> {
+    match desktop.target() {
+        Target::Local(c) => Ok(c.bots().await),
+        Target::Fleet(r) => Ok(r.client.bots().await?),
+    }
 }

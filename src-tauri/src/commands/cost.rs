@@ -4,10 +4,13 @@ use oshal_core::cost::CostSummary;
 use tauri::State;
 
 use super::CommandResult;
-use crate::Desktop;
+use crate::desktop::{Desktop, Target};
 
 #[tauri::command]
 #[specta::specta]
 pub async fn cost(desktop: State<'_, Desktop>) -> CommandResult<CostSummary> {
-    Ok(desktop.controller.cost_summary().await?)
+    match desktop.target() {
+        Target::Local(c) => Ok(c.cost_summary().await?),
+        Target::Fleet(r) => Ok(r.client.cost_summary().await?),
+    }
 }

@@ -1,31 +1,22 @@
-//! Health and where the window is attached.
+//! Health, and which controller the window drives.
 
 use oshal_core::controller::Health;
-use serde::Serialize;
-use specta::Type;
 use tauri::State;
 
-use crate::Desktop;
+use super::CommandResult;
+use crate::desktop::{Connection, Desktop, Target};
 
 #[tauri::command]
 #[specta::specta]
-pub async fn health(desktop: State<'_, Desktop>) -> Result<Health, ()> {
-    Ok(desktop.controller.health().await)
-}
-
-/// Which controller this window drives.
-#[derive(Debug, Clone, Serialize, Type)]
-pub struct Connection {
-    /// `local` (embedded) or a fleet's name.
-    pub label: String,
-    pub embedded: bool,
+pub async fn health(desktop: State<'_, Desktop>) -> CommandResult<Health> {
+    match desktop.target() {
+        Target::Local(c) => Ok(c.health().await),
+        Target::Fleet(r) => Ok(r.client.health().await?),
+    }
 }
 
 #[tauri::command]
 #[specta::specta]
 pub fn connection(desktop: State<'_, Desktop>) -> Connection {
-    Connection {
-        label: desktop.label.clone(),
-        embedded: true,
-    }
+    desktop.connection()
 }

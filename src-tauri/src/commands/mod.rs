@@ -5,6 +5,7 @@
 pub mod bot;
 pub mod cost;
 pub mod events;
+pub mod fleet;
 pub mod health;
 pub mod ticket;
 

@@ -1,4 +1,5 @@
-//! Tickets: counts per state, pages, one ticket, submit, cancel.
+//! Tickets: counts per state, pages, one ticket, submit, cancel — on the
+//! embedded controller or the attached fleet's.
 
 use oshal_core::api::{StateCount, TicketFilter};
 use oshal_core::controller::Submitted;
@@ -7,12 +8,15 @@ use oshal_core::ticket::NewTicket;
 use tauri::State;
 
 use super::{CommandResult, ticket_id};
-use crate::Desktop;
+use crate::desktop::{Desktop, Target};
 
 #[tauri::command]
 #[specta::specta]
 pub async fn counts(desktop: State<'_, Desktop>) -> CommandResult<Vec<StateCount>> {
-    oshal_core::api::state_counts(&desktop.controller).await
+    match desktop.target() {
+        Target::Local(c) => oshal_core::api::state_counts(&c).await,
+        Target::Fleet(r) => Ok(r.client.counts().await?),
+    }
 }
 
 #[tauri::command]
@@ -21,23 +25,39 @@ pub async fn tickets(
     desktop: State<'_, Desktop>,
     filter: TicketFilter,
 ) -> CommandResult<TicketPage> {
-    Ok(desktop.controller.tickets(&filter.query()?).await?)
+    // Checked here too: a bad filter never leaves the window.
+    let query = filter.query()?;
+    match desktop.target() {
+        Target::Local(c) => Ok(c.tickets(&query).await?),
+        Target::Fleet(r) => Ok(r.client.list(&filter).await?),
+    }
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn ticket(desktop: State<'_, Desktop>, id: String) -> CommandResult<TicketView> {
-    Ok(desktop.controller.ticket(ticket_id(&id)?).await?)
+    let id = ticket_id(&id)?;
+    match desktop.target() {
+        Target::Local(c) => Ok(c.ticket(id).await?),
+        Target::Fleet(r) => Ok(r.client.ticket(&id.to_string()).await?),
+    }
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn submit(desktop: State<'_, Desktop>, ticket: NewTicket) -> CommandResult<Submitted> {
-    Ok(desktop.controller.submit(ticket).await?)
+    match desktop.target() {
+        Target::Local(c) => Ok(c.submit(ticket).await?),
+        Target::Fleet(r) => Ok(r.client.submit(&ticket).await?),
+    }
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn cancel(desktop: State<'_, Desktop>, id: String) -> CommandResult<TicketView> {
-    Ok(desktop.controller.cancel(ticket_id(&id)?).await?)
+    let id = ticket_id(&id)?;
+    match desktop.target() {
+        Target::Local(c) => Ok(c.cancel(id).await?),
+        Target::Fleet(r) => Ok(r.client.cancel(&id.to_string()).await?),
+    }
 }

@@ -10,6 +10,7 @@ import type {
   CoreEvent,
   CostSummary,
   Health,
+  NewFleet,
   NewTicket,
   StateCount,
   Submitted,
@@ -147,9 +148,13 @@ async function answer<T, E>(call: Promise<Answer<T, E>>): Promise<T> {
   throw new ServerError(0, error);
 }
 
-/** The desktop app: the embedded controller, through the app's commands. */
+/**
+ * The desktop app, through the app's commands: the embedded controller, or
+ * the fleet the window is attached to (the app holds the fleet's token; the
+ * page never sees it).
+ */
 export class TauriTransport implements Transport {
-  label = "local";
+  constructor(readonly label = "local") {}
 
   health = () => answer(commands.health());
   counts = () => answer(commands.counts());
@@ -164,16 +169,25 @@ export class TauriTransport implements Transport {
     let open = true;
     const channel = new Channel<CoreEvent>();
     channel.onmessage = (e) => open && on(e);
-    commands.events(channel).then(
+    answer(commands.events(channel)).then(
       () => status(true),
       () => status(false),
     );
-    commands.connection().then((c) => (this.label = c.label));
     return () => {
       open = false;
     };
   }
 }
+
+/** The fleets the desktop app knows, and switching between them. */
+export const fleets = {
+  list: () => answer(commands.fleets()),
+  add: (f: NewFleet) => answer(commands.addFleet(f)),
+  /** `null`: the embedded controller. */
+  attach: (name: string | null) => answer(commands.attach(name)),
+  remove: (name: string) => answer(commands.removeFleet(name)),
+  current: () => commands.connection(),
+};
 
 /** Inside the desktop app's window? */
 export function tauriTransport(): Transport | null {
