@@ -84,5 +84,11 @@ ensure_ui() {
 # Chromium for the browser tests of the UI; Xvfb and friends for the
 # desktop window's tests.
 ensure_ui_test_tools() {
-  ensure_packages chromium fonts-dejavu-core xvfb xauth imagemagick dbus gnome-keyring libsecret-tools
+  ensure_packages chromium fonts-dejavu-core xvfb xauth imagemagick dbus gnome-keyring libsecret-tools \
+    webkit2gtk-driver
+  # WebDriver for the app's real window, in front of WebKitWebDriver (~70 s once).
+  if ! command -v tauri-driver >/dev/null; then
+    log "installing tauri-driver"
+    cargo install tauri-driver --locked --quiet >&2
+  fi
 }

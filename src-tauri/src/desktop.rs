@@ -17,7 +17,7 @@ use oshal_core::cost::PriceTable;
 use oshal_core::store::sqlite::SqliteStore;
 use serde::Serialize;
 use specta::Type;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -51,6 +51,7 @@ pub struct Connection {
 }
 
 pub struct Desktop {
+    data_dir: PathBuf,
     local: Controller,
     store: Arc<SqliteStore>,
     target: RwLock<Target>,
@@ -69,11 +70,17 @@ impl Desktop {
         let controller =
             Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
         Ok(Self {
+            data_dir: data_dir.to_owned(),
             target: RwLock::new(Target::Local(controller.clone())),
             local: controller,
             store,
             generation: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Where this app keeps its files (the store, the settings).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// What commands act on right now.

@@ -4,6 +4,12 @@
 //! window, and the page's console (forwarded with `OSHAL_WEBVIEW_CONSOLE`)
 //! must hold no error. The environment's `C` locale is kept on purpose: it is
 //! what broke the page once (see `src-tauri/src/main.rs`).
+//!
+//! The second test drives the window over WebDriver (`tauri-driver` in front
+//! of Debian's `WebKitWebDriver`, `ui/tests/window.mjs`): a ticket submitted
+//! in the window succeeds, the window attaches to a real `oshal serve` (the
+//! token goes to the OS keyring: `scripts/test` runs the tests in a D-Bus
+//! session with an unlocked gnome-keyring) and switches back in one click.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,8 +36,8 @@ fn colours(png: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn the_desktop_app_opens_a_window_with_the_embedded_controller() {
+/// A virtual display of our own: its name and the server.
+fn xvfb() -> (String, Reaper) {
     let display = format!(":{}", 90 + std::process::id() % 800);
     let xvfb = Reaper(
         Command::new("Xvfb")
@@ -49,6 +55,12 @@ fn the_desktop_app_opens_a_window_with_the_embedded_controller() {
             .expect("Xvfb starts (scripts/test installs it)"),
     );
     std::thread::sleep(Duration::from_millis(500));
+    (display, xvfb)
+}
+
+#[test]
+fn the_desktop_app_opens_a_window_with_the_embedded_controller() {
+    let (display, xvfb) = xvfb();
     let data = tempfile::tempdir().unwrap();
     let console = data.path().join("console.log");
     let app = Reaper(
@@ -99,4 +111,85 @@ fn the_desktop_app_opens_a_window_with_the_embedded_controller() {
     );
     drop(app);
     drop(xvfb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_runs_a_ticket_attaches_to_a_fleet_and_switches_back() {
+    let (display, xvfb) = xvfb();
+    let fleet_dir = tempfile::tempdir().unwrap();
+    let fleet = oshal_e2e::Server::start(fleet_dir.path(), &["--bots", "2"]).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = oshal_e2e::free_port();
+    let native_port = oshal_e2e::free_port();
+    let driver = Reaper(
+        Command::new("tauri-driver")
+            .args(["--port", &port.to_string()])
+            .args(["--native-port", &native_port.to_string()])
+            .env("DISPLAY", &display)
+            .env("OSHAL_DATA_DIR", data.path())
+            .env("NO_AT_BRIDGE", "1")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tauri-driver runs (scripts/test installs it)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tauri-driver never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ui = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
+    let shot = std::env::temp_dir().join(format!("oshal-window-{}.png", std::process::id()));
+    let out = Command::new("node")
+        .arg(ui.join("tests/window.mjs"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(oshal_e2e::desktop_bin())
+        .arg(&fleet.url)
+        .arg(&fleet.token)
+        .arg(&shot)
+        .current_dir(&ui)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the window flow failed (screenshot {}):\n{}{}",
+        shot.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(colours(&shot) > 16, "blank screenshot {}", shot.display());
+    // The fleet's token is nowhere in the app's files.
+    for entry in walk(data.path()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(fleet.token.len())
+                .any(|w| w == fleet.token.as_bytes()),
+            "the token is in {}",
+            entry.display()
+        );
+    }
+    drop(driver);
+    drop(xvfb);
+    // The list sits next to the embedded store; the token does not.
+    let listed = std::fs::read_to_string(data.path().join("settings.json")).unwrap_or_default();
+    assert!(
+        listed.contains("prod") && listed.contains(&fleet.url),
+        "{listed}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -9,7 +9,8 @@ use crate::desktop::{Connection, Desktop};
 use crate::fleets::{self, Fleet, NewFleet};
 use oshal_core::api::{ApiError, ErrorKind};
 
-/// The settings file, under the app's data directory.
+/// The settings file, next to the embedded store in the app's data
+/// directory (`OSHAL_DATA_DIR` moves both).
 pub const SETTINGS: &str = "settings.json";
 const FLEETS_KEY: &str = "fleets";
 
@@ -17,16 +18,20 @@ fn settings_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorKind::Internal, format!("the app's settings: {e}"))
 }
 
-fn load(app: &AppHandle) -> CommandResult<Vec<Fleet>> {
-    let store = app.store(SETTINGS).map_err(settings_error)?;
+fn load(app: &AppHandle, desktop: &Desktop) -> CommandResult<Vec<Fleet>> {
+    let store = app
+        .store(desktop.data_dir().join(SETTINGS))
+        .map_err(settings_error)?;
     match store.get(FLEETS_KEY) {
         None => Ok(Vec::new()),
         Some(v) => serde_json::from_value(v).map_err(settings_error),
     }
 }
 
-fn save(app: &AppHandle, list: &[Fleet]) -> CommandResult<()> {
-    let store = app.store(SETTINGS).map_err(settings_error)?;
+fn save(app: &AppHandle, desktop: &Desktop, list: &[Fleet]) -> CommandResult<()> {
+    let store = app
+        .store(desktop.data_dir().join(SETTINGS))
+        .map_err(settings_error)?;
     store.set(
         FLEETS_KEY,
         serde_json::to_value(list).map_err(settings_error)?,
@@ -37,8 +42,8 @@ fn save(app: &AppHandle, list: &[Fleet]) -> CommandResult<()> {
 /// The fleets this window knows (names and URLs; tokens stay in the keyring).
 #[tauri::command]
 #[specta::specta]
-pub fn fleets(app: AppHandle) -> CommandResult<Vec<Fleet>> {
-    load(&app)
+pub fn fleets(app: AppHandle, desktop: State<'_, Desktop>) -> CommandResult<Vec<Fleet>> {
+    load(&app, &desktop)
 }
 
 /// Checks the fleet, attaches to it (which proves URL and token), then keeps
@@ -54,11 +59,11 @@ pub async fn add_fleet(
     let (fleet, token) = fleet.check()?;
     let connection = desktop.attach(fleet.clone(), &token).await?;
     fleets::save_token(&fleet.name, &token)?;
-    let mut list = load(&app)?;
+    let mut list = load(&app, &desktop)?;
     list.retain(|f| f.name != fleet.name);
     list.push(fleet);
     list.sort_by(|a, b| a.name.cmp(&b.name));
-    save(&app, &list)?;
+    save(&app, &desktop, &list)?;
     Ok(connection)
 }
 
@@ -74,7 +79,7 @@ pub async fn attach(
     let Some(name) = name else {
         return Ok(desktop.detach());
     };
-    let fleet = load(&app)?
+    let fleet = load(&app, &desktop)?
         .into_iter()
         .find(|f| f.name == name)
         .ok_or_else(|| {
@@ -93,7 +98,7 @@ pub fn remove_fleet(
     desktop: State<'_, Desktop>,
     name: String,
 ) -> CommandResult<Connection> {
-    let mut list = load(&app)?;
+    let mut list = load(&app, &desktop)?;
     let before = list.len();
     list.retain(|f| f.name != name);
     if list.len() == before {
@@ -102,7 +107,7 @@ pub fn remove_fleet(
         );
     }
     fleets::delete_token(&name)?;
-    save(&app, &list)?;
+    save(&app, &desktop, &list)?;
     if desktop.connection().label == name && !desktop.connection().embedded {
         return Ok(desktop.detach());
     }

@@ -1,0 +1,103 @@
+// The desktop app's real window, driven over WebDriver (tauri-driver in
+// front of Debian's WebKitWebDriver), in the W3C protocol with plain fetch:
+//   node tests/window.mjs DRIVER_URL APP_BINARY FLEET_URL FLEET_TOKEN SHOT.png
+// Flow: the window comes up on the embedded controller; a ticket submitted
+// there succeeds; the window attaches to a fleet (its token goes to the OS
+// keyring), shows the fleet's name and its bots, and switches back to local
+// in one click. Exits non-zero with the failing step on stderr.
+import { writeFileSync } from "node:fs";
+
+const [driver, app, fleetUrl, fleetToken, shot] = process.argv.slice(2);
+if (!driver || !app || !fleetUrl || !fleetToken || !shot) {
+  console.error("usage: node tests/window.mjs DRIVER_URL APP_BINARY FLEET_URL FLEET_TOKEN SHOT.png");
+  process.exit(2);
+}
+const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
+
+async function wd(method, path, body) {
+  const r = await fetch(driver + path, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await r.json();
+  if (!r.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json.value ?? json)}`);
+  return json.value;
+}
+
+const session = await wd("POST", "/session", {
+  capabilities: { alwaysMatch: { browserName: "wry", "tauri:options": { application: app } } },
+});
+const s = `/session/${session.sessionId}`;
+const find = async (css) => (await wd("POST", `${s}/element`, { using: "css selector", value: css }))[ELEMENT];
+const click = async (css) => wd("POST", `${s}/element/${await find(css)}/click`, {});
+const type = async (css, text) => wd("POST", `${s}/element/${await find(css)}/value`, { text });
+const text = async (css) => wd("GET", `${s}/element/${await find(css)}/text`);
+/** Polls until `css`'s text matches (the implicit wait covers presence only). */
+async function until(css, pattern, ms = 30000) {
+  const end = Date.now() + ms;
+  let last = "";
+  while (Date.now() < end) {
+    try {
+      last = await text(css);
+      if (pattern.test(last)) return last;
+    } catch {
+      // Not there yet, or re-rendered under us: ask again.
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${css} never matched ${pattern} (last: ${JSON.stringify(last)})`);
+}
+const step = async (name, f) => {
+  try {
+    await f();
+  } catch (e) {
+    throw new Error(`${name}: ${e.message}`);
+  }
+};
+
+let failed = null;
+try {
+  await wd("POST", `${s}/timeouts`, { implicit: 10000 });
+
+  await step("the window is on the embedded controller, live", async () => {
+    await until('[data-testid="connection"]', /local · live/);
+  });
+
+  await step("a ticket submitted in the window succeeds", async () => {
+    await click('[data-testid="nav-tickets"]');
+    await type('[data-testid="prompt"]', "What is the state of the fleet?");
+    await click('[data-testid="submit"]');
+    await until('[data-testid="detail-state"]', /succeeded/);
+  });
+
+  await step("attaching to a fleet shows its name and its bots", async () => {
+    await click('[data-testid="add-fleet"]');
+    await type('[data-testid="fleets"] input[placeholder="prod"]', "prod");
+    await type('[data-testid="fleets"] input[type="url"]', fleetUrl);
+    await type('[data-testid="fleet-token"]', fleetToken);
+    await click('[data-testid="fleets"] form button.primary');
+    await until('[data-testid="connection"]', /prod · live/);
+    await until("header", /2 bots live/);
+  });
+
+  await step("one click goes back to local", async () => {
+    await click('[data-testid="attach-local"]');
+    await until('[data-testid="connection"]', /local · live/);
+    await until("header", /4 bots live/);
+  });
+} catch (e) {
+  failed = e;
+} finally {
+  try {
+    writeFileSync(shot, Buffer.from(await wd("GET", `${s}/screenshot`), "base64"));
+  } catch (e) {
+    console.error(`no screenshot: ${e.message}`);
+  }
+  await wd("DELETE", s).catch(() => {});
+}
+if (failed) {
+  console.error(failed.message);
+  process.exit(1);
+}
+console.log("window flow ok");
