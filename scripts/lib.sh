@@ -92,3 +92,17 @@ ensure_ui_test_tools() {
     cargo install tauri-driver --locked --quiet >&2
   fi
 }
+
+# The Tauri CLI (npm's prebuilt @tauri-apps/cli), kept outside the clone
+# like the other tools: ui/'s lock file cannot carry it, since npm records
+# its per-platform binaries only for platforms the registry here serves.
+TAURI_CLI_VERSION=2.12.5
+ensure_tauri_cli() {
+  local dir="${OSHAL_CACHE:-$HOME/.cache/oshal}/tauri-cli/$TAURI_CLI_VERSION"
+  if [ ! -x "$dir/node_modules/.bin/tauri" ]; then
+    log "installing the Tauri CLI $TAURI_CLI_VERSION"
+    mkdir -p "$dir"
+    npm install --silent --no-audit --no-fund --prefix "$dir" "@tauri-apps/cli@$TAURI_CLI_VERSION" >&2
+  fi
+  TAURI_CLI="$dir/node_modules/.bin/tauri"
+}

@@ -1,0 +1,101 @@
+// The live model's folding of events, on an in-memory transport that serves
+// what a controller would and lets the test push events. (The real
+// transports are driven end to end by tests/browser.mjs and tests/window.mjs.)
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { CoreEvent, StateCount, Transition } from "../bindings";
+import { usd } from "./format";
+import { Live } from "./live.svelte";
+import type { Transport } from "./transport";
+
+function transport(counts: StateCount[]) {
+  let push: (e: CoreEvent) => void = () => {};
+  const t = {
+    label: "test",
+    resyncs: 0,
+    health: async () => ({ ok: true, store: "sqlite", bots_live: 1, version: "0" }),
+    counts: async () => {
+      t.resyncs++;
+      return counts;
+    },
+    bots: async () => [],
+    events(on: (e: CoreEvent) => void, status: (live: boolean) => void) {
+      push = on;
+      status(true);
+      return () => {};
+    },
+    push: (e: CoreEvent) => push(e),
+  };
+  return t as unknown as Transport & { push: (e: CoreEvent) => void; resyncs: number };
+}
+
+const tr = (ticket: string, from: Transition["from"], to: Transition["to"], bot: string | null = null): Transition => ({
+  ticket, tenant: "default", seq: 1, from, to, attempt: 1, bot, reason: "test", at_ms: 0,
+  correlation_id: ticket, causation_id: null,
+});
+
+describe("Live", () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it("starts from the controller's counts and moves them with each transition", async () => {
+    const t = transport([{ state: "queued", count: 2 }, { state: "running", count: 0 }] as StateCount[]);
+    const live = new Live(t);
+    live.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(live.connected).toBe(true);
+    expect(live.counts.queued).toBe(2);
+
+    t.push({ type: "tickets_transitioned", transitions: [tr("a", "queued", "running", "bot-01"), tr("a", "running", "succeeded", "bot-01")] });
+    expect(live.counts).toMatchObject({ queued: 1, running: 0, succeeded: 1 });
+    expect(live.recent.map((r) => r.to)).toEqual(["succeeded", "running"]);
+    expect(live.batches).toBe(1);
+    live.dispose();
+  });
+
+  it("never counts below zero when events arrive before a resync", async () => {
+    const t = transport([]);
+    const live = new Live(t);
+    live.start();
+    await vi.advanceTimersByTimeAsync(0);
+    t.push({ type: "tickets_transitioned", transitions: [tr("b", "routed", "running")] });
+    expect(live.counts.routed).toBe(0);
+    expect(live.counts.running).toBe(1);
+    live.dispose();
+  });
+
+  it("turns each second into a sample of finished tickets, spend and per-bot rates", async () => {
+    const t = transport([]);
+    const live = new Live(t);
+    live.start();
+    t.push({ type: "tickets_transitioned", transitions: [tr("c", "running", "succeeded", "bot-02"), tr("d", "running", "dead", "bot-02")] });
+    t.push({ type: "cost_captured", entries: [{ cost_nusd: 1500 }, { cost_nusd: 500 }] } as unknown as CoreEvent);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(live.series.at(-1)).toMatchObject({ finished: 2, costNusd: 2000 });
+    expect(live.rates).toEqual({ "bot-02": 2 });
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(live.series.at(-1)).toMatchObject({ finished: 0, costNusd: 0 });
+    live.dispose();
+  });
+
+  it("resyncs when it has fallen behind, and every 5 s regardless", async () => {
+    const t = transport([]);
+    const live = new Live(t);
+    live.start();
+    await vi.advanceTimersByTimeAsync(0);
+    const first = t.resyncs;
+    t.push({ type: "lagged", missed: 12 });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(t.resyncs).toBe(first + 1);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(t.resyncs).toBe(first + 2);
+    live.dispose();
+  });
+});
+
+describe("usd", () => {
+  it("shows micro-amounts with six decimals and larger ones with four", () => {
+    expect(usd(2550)).toBe("$0.000003");
+    expect(usd(0)).toBe("$0.0000");
+    expect(usd(12_340_000_000)).toBe("$12.3400");
+  });
+});
