@@ -1,6 +1,7 @@
-//! The desktop app in a real window: `oshal-desktop` under Xvfb starts its
-//! embedded controller (SQLite in its data directory, the local pool) and
-//! draws the control center. The screenshot must show the UI, not a blank
+//! The desktop app in a real window: `oshal-desktop` under Xvfb, with no
+//! network (a namespace of its own, loopback down) and no configuration (an
+//! empty data directory), starts its embedded controller (SQLite in its data
+//! directory, the local pool) and draws the control center. The screenshot must show the UI, not a blank
 //! window, and the page's console (forwarded with `OSHAL_WEBVIEW_CONSOLE`)
 //! must hold no error. The environment's `C` locale is kept on purpose: it is
 //! what broke the page once (see `src-tauri/src/main.rs`).
@@ -59,12 +60,17 @@ fn xvfb() -> (String, Reaper) {
 }
 
 #[test]
-fn the_desktop_app_opens_a_window_with_the_embedded_controller() {
+fn the_desktop_app_opens_a_window_with_the_embedded_controller_offline_and_unconfigured() {
     let (display, xvfb) = xvfb();
     let data = tempfile::tempdir().unwrap();
     let console = data.path().join("console.log");
+    // No network at all: a network namespace of its own, whose only
+    // interface (loopback) is down. Local-only mode needs none. (A user
+    // namespace too, so this needs no privilege where they are enabled.)
     let app = Reaper(
-        Command::new(oshal_e2e::desktop_bin())
+        Command::new("unshare")
+            .args(["--map-root-user", "--net", "--"])
+            .arg(oshal_e2e::desktop_bin())
             .env("DISPLAY", &display)
             .env("OSHAL_DATA_DIR", data.path())
             .env("NO_AT_BRIDGE", "1")
