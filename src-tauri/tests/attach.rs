@@ -51,13 +51,9 @@ async fn remote() -> RemoteServer {
     }
 }
 
-fn chat(prompt: &str) -> NewTicket {
-    serde_json::from_value(serde_json::json!({"kind": "chat", "payload": {"prompt": prompt}}))
-        .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_window_attaches_to_a_fleet_reads_its_data_and_switches_back() {
+/// A remote controller, and a window (its own embedded controller) that has
+/// not attached to it yet.
+async fn window_and_fleet() -> (RemoteServer, Desktop, Fleet, tempfile::TempDir) {
     let fleet_side = remote().await;
     let dir = tempfile::tempdir().unwrap();
     let desktop = Desktop::start_local(dir.path()).await.unwrap();
@@ -65,6 +61,17 @@ async fn the_window_attaches_to_a_fleet_reads_its_data_and_switches_back() {
         name: "prod".into(),
         url: fleet_side.url.clone(),
     };
+    (fleet_side, desktop, fleet, dir)
+}
+
+fn chat(prompt: &str) -> NewTicket {
+    serde_json::from_value(serde_json::json!({"kind": "chat", "payload": {"prompt": prompt}}))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_attaches_to_a_fleet_reads_its_data_and_switches_back() {
+    let (fleet_side, desktop, fleet, _dir) = window_and_fleet().await;
 
     let c = desktop
         .attach(fleet.clone(), fleet_side.token.expose())
@@ -133,14 +140,8 @@ async fn the_window_attaches_to_a_fleet_reads_its_data_and_switches_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_or_a_dead_address_is_refused_and_the_window_stays_put() {
-    let fleet_side = remote().await;
-    let dir = tempfile::tempdir().unwrap();
-    let desktop = Desktop::start_local(dir.path()).await.unwrap();
+    let (fleet_side, desktop, fleet, _dir) = window_and_fleet().await;
 
-    let fleet = Fleet {
-        name: "prod".into(),
-        url: fleet_side.url.clone(),
-    };
     let err = desktop
         .attach(fleet, "not-the-token-0123456789")
         .await

@@ -134,14 +134,7 @@ async fn redis_restarting_empty_mid_load_loses_no_ticket() {
     let server = space.serve(dir.path()).unwrap();
     // The real model answers in tenths of a second: slow enough that the
     // restart lands mid-load.
-    let model = [
-        "--bots",
-        "2",
-        "--model-url",
-        &llama.base_url,
-        "--model-name",
-        "smollm2-135m",
-    ];
+    let model = [&["--bots", "2"][..], &llama.model_flags()].concat();
     let _node = space.node("n1", &model).unwrap();
     wait_for("the node's bots", async || bots_live(&server).await == 2).await;
 

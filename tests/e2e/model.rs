@@ -24,8 +24,8 @@ async fn the_provider_talks_to_a_real_llama_server_plain_and_streamed() {
     for stream in [false, true] {
         let mut config = OpenAiConfig::new(
             &llama.base_url,
-            "smollm2-135m",
-            ModelId::parse("smollm2-135m").unwrap(),
+            LlamaServer::MODEL,
+            ModelId::parse(LlamaServer::MODEL).unwrap(),
         );
         config.stream = stream;
         let model = OpenAiCompatible::new(config, None).unwrap();
@@ -56,15 +56,7 @@ async fn oshal_serve_runs_tickets_on_the_real_model_and_prices_its_usage() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         dir.path(),
-        &[
-            "--bots",
-            "2",
-            "--model-url",
-            &llama.base_url,
-            "--model-name",
-            "smollm2-135m",
-            "--model-stream",
-        ],
+        &[&["--bots", "2", "--model-stream"][..], &llama.model_flags()].concat(),
     )
     .unwrap();
     let r = server
@@ -82,7 +74,7 @@ async fn oshal_serve_runs_tickets_on_the_real_model_and_prices_its_usage() {
     assert_eq!(v["state"], "succeeded", "{v:#}");
     let usage = &v["result"]["usage"];
     let row = &v["ledger"][0];
-    assert_eq!(row["model"], "smollm2-135m");
+    assert_eq!(row["model"], LlamaServer::MODEL);
     assert_eq!(row["input_tokens"], usage["input_tokens"]);
     assert_eq!(row["output_tokens"], usage["output_tokens"]);
     assert!(row["output_tokens"].as_u64().unwrap() <= 12);

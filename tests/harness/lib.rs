@@ -573,6 +573,14 @@ pub struct LlamaServer {
 }
 
 impl LlamaServer {
+    /// The name the server answers to (`--alias`).
+    pub const MODEL: &str = "smollm2-135m";
+
+    /// The flags that point `oshal serve` or `oshal node` at this server.
+    pub fn model_flags(&self) -> [&str; 4] {
+        ["--model-url", &self.base_url, "--model-name", Self::MODEL]
+    }
+
     pub async fn start() -> Result<LlamaServer> {
         let (server, model) = match (std::env::var("LLAMA_SERVER"), std::env::var("LLAMA_MODEL")) {
             (Ok(s), Ok(m)) => (PathBuf::from(s), PathBuf::from(m)),
@@ -607,7 +615,7 @@ impl LlamaServer {
                 "--port",
                 &port.to_string(),
                 "--alias",
-                "smollm2-135m",
+                Self::MODEL,
                 "-c",
                 "2048",
                 "-t",

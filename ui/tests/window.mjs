@@ -6,33 +6,14 @@
 // keyring), shows the fleet's name and its bots, and switches back to local
 // in one click. Exits non-zero with the failing step on stderr.
 import { writeFileSync } from "node:fs";
+import { session } from "./webdriver.mjs";
 
 const [driver, app, fleetUrl, fleetToken, shot] = process.argv.slice(2);
 if (!driver || !app || !fleetUrl || !fleetToken || !shot) {
   console.error("usage: node tests/window.mjs DRIVER_URL APP_BINARY FLEET_URL FLEET_TOKEN SHOT.png");
   process.exit(2);
 }
-const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
-
-async function wd(method, path, body) {
-  const r = await fetch(driver + path, {
-    method,
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await r.json();
-  if (!r.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json.value ?? json)}`);
-  return json.value;
-}
-
-const session = await wd("POST", "/session", {
-  capabilities: { alwaysMatch: { browserName: "wry", "tauri:options": { application: app } } },
-});
-const s = `/session/${session.sessionId}`;
-const find = async (css) => (await wd("POST", `${s}/element`, { using: "css selector", value: css }))[ELEMENT];
-const click = async (css) => wd("POST", `${s}/element/${await find(css)}/click`, {});
-const type = async (css, text) => wd("POST", `${s}/element/${await find(css)}/value`, { text });
-const text = async (css) => wd("GET", `${s}/element/${await find(css)}/text`);
+const { wd, click, type, text, screenshot, close } = await session(driver, app);
 /** Polls until `css`'s text matches (the implicit wait covers presence only). */
 async function until(css, pattern, ms = 30000) {
   const end = Date.now() + ms;
@@ -58,7 +39,7 @@ const step = async (name, f) => {
 
 let failed = null;
 try {
-  await wd("POST", `${s}/timeouts`, { implicit: 10000 });
+  await wd("POST", "/timeouts", { implicit: 10000 });
 
   await step("the window is on the embedded controller, live", async () => {
     await until('[data-testid="connection"]', /local · live/);
@@ -90,11 +71,11 @@ try {
   failed = e;
 } finally {
   try {
-    writeFileSync(shot, Buffer.from(await wd("GET", `${s}/screenshot`), "base64"));
+    writeFileSync(shot, await screenshot());
   } catch (e) {
     console.error(`no screenshot: ${e.message}`);
   }
-  await wd("DELETE", s).catch(() => {});
+  await close();
 }
 if (failed) {
   console.error(failed.message);

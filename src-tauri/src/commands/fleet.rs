@@ -108,8 +108,9 @@ pub fn remove_fleet(
     }
     fleets::delete_token(&name)?;
     save(&app, &desktop, &list)?;
-    if desktop.connection().label == name && !desktop.connection().embedded {
+    let now = desktop.connection();
+    if !now.embedded && now.label == name {
         return Ok(desktop.detach());
     }
-    Ok(desktop.connection())
+    Ok(now)
 }

@@ -315,6 +315,26 @@ async fn bad_configuration_is_refused_with_the_field_named() {
     setup(&admin_url(), "ok_schema; DROP").await.unwrap_err();
 }
 
+/// A function of this schema: SECURITY DEFINER?, its settings, and whether
+/// PUBLIC may execute it.
+async fn function_facts(
+    db: &TestDb,
+    conn: &mut PgConnection,
+    name: &str,
+) -> (bool, Vec<String>, bool) {
+    sqlx::query_as(
+        "SELECT p.prosecdef, p.proconfig::text[],
+                has_function_privilege('public', p.oid, 'EXECUTE')
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = $1 AND p.proname = $2",
+    )
+    .bind(&db.schema)
+    .bind(name)
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn the_app_role_may_refresh_statistics_and_apply_batches_and_nothing_more() {
     let db = TestDb::new().await;
@@ -326,16 +346,7 @@ async fn the_app_role_may_refresh_statistics_and_apply_batches_and_nothing_more(
     assert!(ran);
     // SECURITY DEFINER with the search path pinned to this schema; nobody
     // but oshal_app (and its owner) may execute it.
-    let (definer, config, public): (bool, Vec<String>, bool) = sqlx::query_as(
-        "SELECT p.prosecdef, p.proconfig::text[],
-                has_function_privilege('public', p.oid, 'EXECUTE')
-         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE n.nspname = $1 AND p.proname = 'refresh_statistics'",
-    )
-    .bind(&db.schema)
-    .fetch_one(&mut app)
-    .await
-    .unwrap();
+    let (definer, config, public) = function_facts(&db, &mut app, "refresh_statistics").await;
     assert!(definer);
     assert_eq!(config, [format!("search_path={}, pg_temp", db.schema)]);
     assert!(!public, "PUBLIC must not execute refresh_statistics");
@@ -348,16 +359,9 @@ async fn the_app_role_may_refresh_statistics_and_apply_batches_and_nothing_more(
 
     // apply_batch runs as its caller, so row-level security applies inside
     // it; only oshal_app may call it.
-    let (definer, public): (bool, bool) = sqlx::query_as(
-        "SELECT p.prosecdef, has_function_privilege('public', p.oid, 'EXECUTE')
-         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE n.nspname = $1 AND p.proname = 'apply_batch'",
-    )
-    .bind(&db.schema)
-    .fetch_one(&mut app)
-    .await
-    .unwrap();
+    let (definer, config, public) = function_facts(&db, &mut app, "apply_batch").await;
     assert!(!definer, "apply_batch must be SECURITY INVOKER");
+    assert_eq!(config, [format!("search_path={}, pg_temp", db.schema)]);
     assert!(!public, "PUBLIC must not execute apply_batch");
     let err = apply_batch_query(&WriteBatch::default())
         .execute(&mut readonly)
