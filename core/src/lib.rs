@@ -14,7 +14,9 @@
 pub mod api;
 pub mod bench;
 pub mod bot;
+pub mod broker;
 pub mod clock;
+pub mod connector;
 pub mod controller;
 pub mod cost;
 pub mod lane;

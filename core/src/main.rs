@@ -18,6 +18,8 @@ use oshal_core::api::http::{self, ApiToken};
 use oshal_core::bench::{self, BenchConfig};
 use oshal_core::bot::node::{NodeConfig, run_node};
 use oshal_core::clock::SystemClock;
+use oshal_core::connector::Connectors;
+use oshal_core::connector::signing::TrustedKeys;
 use oshal_core::controller::fleet::FleetConfig;
 use oshal_core::controller::{Controller, ControllerConfig, LocalPool, MAX_BOTS};
 use oshal_core::cost::PriceTable;
@@ -53,6 +55,83 @@ struct ApiArgs {
     /// Where `oshal serve` keeps its data (for the token file).
     #[arg(long, env = "OSHAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
+}
+
+/// Connectors (local mode): where the token broker keeps credentials, and
+/// which publishers and manifests to trust besides the shipped ones.
+#[derive(clap::Args, Clone)]
+struct ConnectorArgs {
+    /// Keep connector credentials in Vault (or OpenBao) at this address,
+    /// KV v2, instead of the OS keyring.
+    #[arg(long, env = "OSHAL_VAULT_ADDR")]
+    vault_addr: Option<String>,
+    /// A file holding the Vault token (never a flag: flags show in `ps`).
+    #[arg(long, env = "OSHAL_VAULT_TOKEN_FILE", requires = "vault_addr")]
+    vault_token_file: Option<PathBuf>,
+    /// The KV v2 mount.
+    #[arg(long, default_value = "secret")]
+    vault_mount: String,
+    /// The path under the mount where Oshal's secrets live.
+    #[arg(long, default_value = "oshal")]
+    vault_prefix: String,
+    /// More trusted publisher keys (a publishers.json).
+    #[arg(long)]
+    trust_publishers: Option<PathBuf>,
+    /// A directory of signed connector manifests to load besides the shipped ones.
+    #[arg(long)]
+    connectors_dir: Option<PathBuf>,
+}
+
+impl ConnectorArgs {
+    async fn open(&self, store: &SqliteStore) -> Result<Connectors> {
+        use oshal_core::broker::{
+            Secret, SecretBackend, keyring::KeyringBackend, vault::VaultBackend,
+        };
+        let backend: Arc<dyn SecretBackend> = match &self.vault_addr {
+            None => Arc::new(KeyringBackend::default()),
+            Some(addr) => {
+                let file = self
+                    .vault_token_file
+                    .as_ref()
+                    .context("--vault-addr needs --vault-token-file")?;
+                let token = std::fs::read_to_string(file)
+                    .with_context(|| format!("--vault-token-file {}", file.display()))?;
+                Arc::new(
+                    VaultBackend::new(
+                        addr,
+                        Secret::new(token.trim()),
+                        &self.vault_mount,
+                        &self.vault_prefix,
+                    )
+                    .context("--vault-addr")?,
+                )
+            }
+        };
+        let mut trusted = TrustedKeys::shipped();
+        if let Some(path) = &self.trust_publishers {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--trust-publishers {}", path.display()))?;
+            let extra = TrustedKeys::from_json(&text)
+                .with_context(|| format!("--trust-publishers {}", path.display()))?;
+            trusted.extend(extra);
+        }
+        let connectors = Connectors::open(
+            store.pool().clone(),
+            backend,
+            trusted,
+            Arc::new(SystemClock),
+        )
+        .await?;
+        if let Some((name, e)) = connectors.load_shipped().into_iter().next() {
+            bail!("shipped connector {name} refused: {e}");
+        }
+        if let Some(dir) = &self.connectors_dir {
+            for (name, e) in connectors.load_dir(dir) {
+                eprintln!("oshal: connector {name} refused: {e}");
+            }
+        }
+        Ok(connectors)
+    }
 }
 
 /// Which model the bots run.
@@ -146,19 +225,24 @@ struct PoolArgs {
     /// Bots to run (1..=1024).
     #[arg(long, default_value_t = 4)]
     bots: usize,
-    /// Skills every bot offers (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "chat")]
+    /// Skills every bot offers (comma-separated). Defaults to `chat,tool`
+    /// for `serve` (whose bots reach connectors) and `chat` for `node`
+    /// (whose bots have no connector runtime yet).
+    #[arg(long, value_delimiter = ',')]
     skills: Vec<String>,
 }
 
 impl PoolArgs {
     /// The bot count and skills, checked.
-    fn checked(&self) -> Result<(usize, Vec<Skill>)> {
+    fn checked(&self, default: &[&str]) -> Result<(usize, Vec<Skill>)> {
         if self.bots == 0 || self.bots > MAX_BOTS {
             bail!("--bots {} is outside 1..={MAX_BOTS}", self.bots);
         }
-        let skills = self
-            .skills
+        let named: Vec<&str> = match self.skills.is_empty() {
+            true => default.to_vec(),
+            false => self.skills.iter().map(String::as_str).collect(),
+        };
+        let skills = named
             .iter()
             .map(|s| Skill::parse(s))
             .collect::<Result<Vec<_>, _>>()
@@ -167,6 +251,8 @@ impl PoolArgs {
     }
 }
 
+// Parsed once at start; boxing a variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a controller and the HTTP API: with a local bot pool on SQLite
@@ -187,6 +273,8 @@ enum Command {
         model: ModelArgs,
         #[command(flatten)]
         fleet: FleetArgs,
+        #[command(flatten)]
+        connectors: ConnectorArgs,
     },
     /// Run a bot node of a fleet: N bots, each consuming its own Redis stream.
     Node {
@@ -326,6 +414,7 @@ async fn run(cli: Cli) -> Result<()> {
             pool,
             model,
             fleet,
+            connectors,
         } => {
             let prices = model.prices()?;
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
@@ -363,7 +452,7 @@ async fn run(cli: Cli) -> Result<()> {
                 store.close().await;
                 return Ok(());
             }
-            let (bots, skills) = pool.checked()?;
+            let (bots, skills) = pool.checked(&["chat", "tool"])?;
             let model = model.model()?;
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -377,10 +466,12 @@ async fn run(cli: Cli) -> Result<()> {
                 prices,
                 ..ControllerConfig::default()
             };
+            let tools = connectors.open(&store).await?;
             let pool = LocalPool {
                 bots,
                 skills,
                 model,
+                tools: Some(tools),
             };
             let controller =
                 Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
@@ -395,7 +486,7 @@ async fn run(cli: Cli) -> Result<()> {
             pool,
             model,
         } => {
-            let (bots, skills) = pool.checked()?;
+            let (bots, skills) = pool.checked(&["chat"])?;
             let name = name.unwrap_or_else(|| {
                 let host = std::fs::read_to_string("/etc/hostname")
                     .map(|h| h.trim().to_owned())

@@ -62,7 +62,15 @@ impl Desktop {
     pub async fn start_local(data_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let store = Arc::new(SqliteStore::open(data_dir).await?);
-        let pool = LocalPool::builtin(LOCAL_BOTS);
+        let tools = oshal_core::connector::Connectors::open_local(
+            store.pool().clone(),
+            Arc::new(SystemClock),
+        )
+        .await?;
+        let pool = LocalPool {
+            tools: Some(tools),
+            ..LocalPool::builtin(LOCAL_BOTS)
+        };
         let config = ControllerConfig {
             prices: PriceTable::builtin(),
             ..ControllerConfig::default()

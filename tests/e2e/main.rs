@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod connectors;
 mod crash;
 mod desktop;
 mod fleet;

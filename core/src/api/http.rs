@@ -142,6 +142,23 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/tenants", get(tenants))
         .route("/api/v1/tenants/{id}", put(set_budget))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/connectors", get(connectors_list))
+        .route(
+            "/api/v1/connectors/{id}/credential",
+            put(connector_credential),
+        )
+        .route("/api/v1/catalog", get(catalog))
+        .route("/api/v1/catalog/import", post(catalog_import))
+        .route("/api/v1/catalog/{id}/approve", post(catalog_approve))
+        .route(
+            "/api/v1/grants",
+            get(grants_list)
+                .post(grants_add)
+                .delete(grants_revoke_by_query),
+        )
+        .route("/api/v1/grants/{id}", axum::routing::delete(grants_revoke))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/effects", get(effects))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -526,4 +543,180 @@ async fn metrics(State(state): State<AppState>) -> Response {
         out,
     )
         .into_response()
+}
+
+// ---- connectors -------------------------------------------------------------
+
+/// Who an operator action is recorded as: the holder of the API token.
+const OPERATOR: &str = "operator";
+
+fn connectors(state: &AppState) -> ApiResult<crate::connector::Connectors> {
+    state.controller.connectors().cloned().ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::NotFound,
+            "this controller has no connectors (they run with a local bot pool)",
+        )
+    })
+}
+
+async fn connectors_list(
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<crate::connector::ConnectorView>>> {
+    Ok(Json(connectors(&state)?.list()))
+}
+
+async fn catalog(
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<crate::connector::ConnectorView>>> {
+    Ok(Json(connectors(&state)?.catalog()))
+}
+
+async fn catalog_import(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<crate::connector::ConnectorView>)> {
+    let doc: serde_json::Value = json_body(&headers, body).await?;
+    let view = connectors(&state)?.import_openapi(&doc, OPERATOR).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn catalog_approve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<crate::connector::ConnectorView>> {
+    Ok(Json(connectors(&state)?.approve(&id, OPERATOR).await?))
+}
+
+/// Stores a connector's credential in the broker's backend. Write-only: no
+/// route ever answers with a credential.
+async fn connector_credential(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    let value: serde_json::Value = json_body(&headers, body).await?;
+    let connectors = connectors(&state)?;
+    if connectors.registry().get(&id).is_none() {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("connector {id:?} not found"),
+        ));
+    }
+    let fields = value.as_object().filter(|o| {
+        !o.is_empty()
+            && o.len() <= 8
+            && o.values()
+                .all(|v| v.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 4096))
+    });
+    if fields.is_none() {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            "a credential is a JSON object of 1 to 8 non-empty strings of at most 4096 bytes",
+        )
+        .field("credential"));
+    }
+    connectors
+        .broker()
+        .store_credential(&id, &value)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                ErrorKind::StoreUnavailable,
+                format!("the secret backend refused: {e}"),
+            )
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct GrantQuery {
+    bot: Option<String>,
+    id: Option<String>,
+}
+
+async fn grants_list(
+    State(state): State<AppState>,
+    Query(q): Query<GrantQuery>,
+) -> ApiResult<Json<Vec<crate::connector::store::Grant>>> {
+    Ok(Json(connectors(&state)?.grants(q.bot.as_deref()).await?))
+}
+
+async fn grants_add(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<crate::connector::store::Grant>)> {
+    let new: crate::connector::NewGrant = json_body(&headers, body).await?;
+    let grant = connectors(&state)?.grant(new, OPERATOR).await?;
+    Ok((StatusCode::CREATED, Json(grant)))
+}
+
+async fn grants_revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    connectors(&state)?.revoke_grant(&id, OPERATOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn grants_revoke_by_query(
+    State(state): State<AppState>,
+    Query(q): Query<GrantQuery>,
+) -> ApiResult<StatusCode> {
+    let id = q.id.ok_or_else(|| {
+        ApiError::new(ErrorKind::Invalid, "name the grant: ?id=<grant id>").field("id")
+    })?;
+    connectors(&state)?.revoke_grant(&id, OPERATOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TrailQuery {
+    ticket: Option<String>,
+    limit: Option<String>,
+}
+
+impl TrailQuery {
+    fn parse(&self) -> ApiResult<(Option<crate::ticket::TicketId>, u32)> {
+        let ticket = self
+            .ticket
+            .as_deref()
+            .map(crate::ticket::TicketId::parse)
+            .transpose()
+            .map_err(|e| ApiError::from(e).field("ticket"))?;
+        let limit = match self.limit.as_deref() {
+            None => 200,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=5000).contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorKind::Invalid,
+                        format!("limit {l:?} is outside 1..=5000"),
+                    )
+                    .field("limit")
+                    .limit(5000)
+                })?,
+        };
+        Ok((ticket, limit))
+    }
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    Query(q): Query<TrailQuery>,
+) -> ApiResult<Json<Vec<crate::connector::store::AuditEntry>>> {
+    let (ticket, limit) = q.parse()?;
+    Ok(Json(connectors(&state)?.audit(ticket, limit).await?))
+}
+
+async fn effects(
+    State(state): State<AppState>,
+    Query(q): Query<TrailQuery>,
+) -> ApiResult<Json<Vec<crate::connector::store::EffectRow>>> {
+    let (ticket, limit) = q.parse()?;
+    Ok(Json(connectors(&state)?.effects(ticket, limit).await?))
 }

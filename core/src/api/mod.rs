@@ -206,6 +206,25 @@ impl From<TicketError> for ApiError {
     }
 }
 
+impl From<crate::connector::ConnectorError> for ApiError {
+    fn from(e: crate::connector::ConnectorError) -> Self {
+        use crate::connector::ConnectorError as C;
+        let message = e.to_string();
+        match e {
+            C::Manifest(m) => ApiError::new(ErrorKind::Invalid, message).field(m.field),
+            C::Invalid { field, .. } => ApiError::new(ErrorKind::Invalid, message).field(field),
+            C::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            C::Db(_) => {
+                tracing::error!(error = %message, "connector store failed");
+                ApiError::new(
+                    ErrorKind::StoreUnavailable,
+                    "the connector store is unavailable",
+                )
+            }
+        }
+    }
+}
+
 impl From<ControllerError> for ApiError {
     fn from(e: ControllerError) -> Self {
         let message = e.to_string();

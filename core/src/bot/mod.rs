@@ -36,6 +36,9 @@ pub struct BotSpec {
     pub id: BotId,
     pub skills: Vec<Skill>,
     pub model: Arc<dyn Model>,
+    /// The connector runtime `tool` tickets go through; `None` where this
+    /// process has none (a fleet node, for now), and such tickets fail.
+    pub tools: Option<crate::connector::Connectors>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -85,11 +88,25 @@ pub enum BotReport {
 /// The controller cancels by ticket id; a bot registers a ticket when it
 /// starts it. A cancel that arrives before the bot has the ticket leaves a
 /// cancelled token behind, which the bot finds when it picks the entry up.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CancelRegistry {
     tokens: Mutex<HashMap<TicketId, CancellationToken>>,
     /// Fleet mode: where cancels also go, for bots in other processes.
     forward: Option<tokio::sync::mpsc::UnboundedSender<TicketId>>,
+    /// Called at once on every cancel: the broker revokes the ticket's tokens.
+    hook: Option<CancelHook>,
+}
+
+/// What else a cancel does, synchronously.
+pub type CancelHook = Arc<dyn Fn(TicketId) + Send + Sync>;
+
+impl std::fmt::Debug for CancelRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelRegistry")
+            .field("forwarding", &self.forward.is_some())
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
 }
 
 impl CancelRegistry {
@@ -108,11 +125,23 @@ impl CancelRegistry {
         Self {
             tokens: Mutex::default(),
             forward: Some(forward),
+            hook: None,
+        }
+    }
+
+    /// A registry that also calls `hook` on every cancel.
+    pub fn with_hook(hook: CancelHook) -> Self {
+        Self {
+            hook: Some(hook),
+            ..Self::default()
         }
     }
 
     /// Cancels `ticket`, now or as soon as a bot picks it up.
     pub fn cancel(&self, ticket: TicketId) {
+        if let Some(hook) = &self.hook {
+            hook(ticket);
+        }
         match &self.forward {
             Some(forward) => {
                 let _ = forward.send(ticket);
@@ -124,6 +153,9 @@ impl CancelRegistry {
     /// Cancels `ticket` only if a bot here is running it (what a node does
     /// with the cancels its controller broadcasts to every node).
     pub fn cancel_running(&self, ticket: TicketId) {
+        if let Some(hook) = &self.hook {
+            hook(ticket);
+        }
         if let Some(token) = self.lock().get(&ticket) {
             token.cancel();
         }
@@ -217,12 +249,13 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
         }
         let run = async {
             match &*d.entry.work {
-                Work::Chat(payload) => {
+                Work::Chat(payload) => chat_outcome(
                     cx.spec
                         .model
                         .chat(&ChatRequest::from_payload(payload))
-                        .await
-                }
+                        .await,
+                ),
+                Work::Tool(payload) => run_tool(cx, payload, ticket, attempt, &token).await,
             }
         };
         tokio::select! {
@@ -234,10 +267,7 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
                 return false;
             }
             _ = token.cancelled() => Outcome::Cancelled,
-            r = run => match r {
-                Ok(reply) => Outcome::Succeeded { text: reply.text, usage: reply.usage, reported_model: reply.reported_model },
-                Err(e) => Outcome::Failed { retryable: e.retryable(), error: e.to_string() },
-            },
+            outcome = run => outcome,
         }
     };
     cx.cancels.end(ticket);
@@ -252,6 +282,101 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
         receipt: None,
     };
     cx.reports.send(finished).await.is_ok()
+}
+
+fn chat_outcome(r: Result<crate::model::ChatReply, crate::model::ModelError>) -> Outcome {
+    match r {
+        Ok(reply) => Outcome::Succeeded {
+            text: reply.text,
+            usage: reply.usage,
+            reported_model: reply.reported_model,
+        },
+        Err(e) => Outcome::Failed {
+            retryable: e.retryable(),
+            error: e.to_string(),
+        },
+    }
+}
+
+/// What the model is asked when a tool ticket names no prompt.
+const DEFAULT_TOOL_PROMPT: &str = "Say in one sentence what this result means.";
+/// The most of a tool's result the model is shown.
+const MAX_TOOL_RESULT_IN_PROMPT: usize = 4096;
+
+/// A `tool` ticket: the call (gate, runtime, broker), then the model on its
+/// result. The bot sees the result, never a credential. The result stored
+/// on the ticket is `{"tool": …, "summary": …}`.
+async fn run_tool(
+    cx: &BotContext,
+    payload: &crate::ticket::ToolPayload,
+    ticket: TicketId,
+    attempt: u32,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let Some(tools) = &cx.spec.tools else {
+        return Outcome::Failed {
+            error: format!(
+                "bot {} has no connector runtime; tool tickets run where one is configured",
+                cx.spec.id
+            ),
+            retryable: false,
+        };
+    };
+    let request = crate::connector::runtime::ToolRequest {
+        call: crate::connector::gate::CallRef {
+            bot: cx.spec.id.clone(),
+            ticket,
+            attempt,
+            connector: payload.connector.clone(),
+            operation: payload.operation.clone(),
+        },
+        params: payload.params.clone(),
+        call_index: 0,
+    };
+    let result = match tools.runtime().call(&request, cancel).await {
+        Ok(result) => result,
+        Err(crate::connector::runtime::ToolError::Cancelled) => return Outcome::Cancelled,
+        Err(e) => {
+            return Outcome::Failed {
+                retryable: e.retryable(),
+                error: format!("{}.{}: {e}", payload.connector, payload.operation),
+            };
+        }
+    };
+    let mut shown = result.body.to_string();
+    if shown.len() > MAX_TOOL_RESULT_IN_PROMPT {
+        let mut cut = MAX_TOOL_RESULT_IN_PROMPT;
+        while !shown.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        shown.truncate(cut);
+        shown.push_str(" …");
+    }
+    let prompt = format!(
+        "{}\n\n{}.{} answered HTTP {}:\n{shown}",
+        payload.prompt.as_deref().unwrap_or(DEFAULT_TOOL_PROMPT),
+        result.connector,
+        result.operation,
+        result.status,
+    );
+    let chat = ChatRequest::from_payload(&crate::ticket::ChatPayload {
+        prompt,
+        system: None,
+        max_tokens: Some(96),
+    });
+    match cx.spec.model.chat(&chat).await {
+        Ok(reply) => Outcome::Succeeded {
+            text: serde_json::json!({ "tool": result, "summary": reply.text }).to_string(),
+            usage: reply.usage,
+            reported_model: reply.reported_model,
+        },
+        // A retry finds a write already done in the effect ledger and does
+        // not send it again.
+        Err(e) => Outcome::Failed {
+            retryable: e.retryable(),
+            error: e.to_string(),
+        },
+    }
 }
 
 /// Runs a bot, restarting it if it panics; each incarnation has its own

@@ -104,6 +104,7 @@ pub async fn run_node(
                 id,
                 skills: config.skills.clone(),
                 model: config.model.clone(),
+                tools: None,
             },
             lane,
             reports: reports_tx.clone(),

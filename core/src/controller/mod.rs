@@ -186,6 +186,7 @@ struct Wiring {
     receipt_sink: Option<mpsc::UnboundedSender<Vec<crate::lane::EntryId>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
+    connectors: Option<crate::connector::Connectors>,
 }
 
 /// Counters for `/metrics`.
@@ -211,6 +212,9 @@ pub struct LocalPool {
     pub bots: usize,
     pub skills: Vec<Skill>,
     pub model: Arc<dyn crate::model::Model>,
+    /// The connector runtime for `tool` tickets; a cancel also revokes the
+    /// ticket's tool tokens.
+    pub tools: Option<crate::connector::Connectors>,
 }
 
 impl LocalPool {
@@ -221,6 +225,7 @@ impl LocalPool {
             bots,
             skills: crate::ticket::Work::default_skills(),
             model: Arc::new(crate::model::builtin::BuiltinModel::new()),
+            tools: None,
         }
     }
 }
@@ -242,6 +247,7 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     price_version: String,
+    connectors: Option<crate::connector::Connectors>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -264,7 +270,15 @@ impl Controller {
         // Fail closed before anything runs: a model with no price is refused.
         config.prices.check(pool.model.id())?;
         let shutdown = CancellationToken::new();
-        let cancels = Arc::new(CancelRegistry::default());
+        let cancels = Arc::new(match &pool.tools {
+            Some(tools) => {
+                let broker = tools.broker().clone();
+                CancelRegistry::with_hook(Arc::new(move |ticket| {
+                    broker.revoke_ticket(ticket);
+                }))
+            }
+            None => CancelRegistry::default(),
+        });
         let (reports_tx, reports_rx) = mpsc::channel(8192);
         let mut bots = Vec::with_capacity(pool.bots);
         let mut tasks = Vec::with_capacity(pool.bots + 2);
@@ -275,6 +289,7 @@ impl Controller {
                 id: id.clone(),
                 skills: pool.skills.clone(),
                 model: pool.model.clone(),
+                tools: pool.tools.clone(),
             };
             bots.push(BotHandle {
                 id,
@@ -301,6 +316,7 @@ impl Controller {
             receipt_sink: None,
             tasks,
             shutdown,
+            connectors: pool.tools,
         };
         Self::start_with(config, store, clock, wiring, |_, _| Vec::new()).await
     }
@@ -333,6 +349,7 @@ impl Controller {
             receipt_sink: Some(receipt_tx),
             tasks,
             shutdown: shutdown.clone(),
+            connectors: None,
         };
         let prices = config.prices.clone();
         let lane_capacity = config.lane_capacity;
@@ -373,6 +390,7 @@ impl Controller {
             receipt_sink,
             mut tasks,
             shutdown,
+            connectors,
         } = wiring;
 
         let on_commit = {
@@ -436,6 +454,7 @@ impl Controller {
                 shutdown,
                 tasks: std::sync::Mutex::new(tasks),
                 price_version,
+                connectors,
             }),
         };
         controller.spawn_bot_feed();
@@ -691,6 +710,12 @@ impl Controller {
 
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
+    }
+
+    /// The connectors (gate, runtime, broker) of this controller's bots, if
+    /// it has any (a local pool started with them).
+    pub fn connectors(&self) -> Option<&crate::connector::Connectors> {
+        self.inner.connectors.as_ref()
     }
 
     /// Stops bots and the scheduler, then drains the writer: everything

@@ -156,6 +156,7 @@ impl HarnessBuilder {
                 .map(|s| Skill::parse(s).unwrap())
                 .collect(),
             model: self.model,
+            tools: None,
         };
         let controller = Controller::start(self.config, store.clone(), pool, self.clock)
             .await
@@ -681,6 +682,7 @@ async fn an_unpriced_model_is_refused_at_start() {
         bots: 1,
         skills: vec![Skill::parse("chat").unwrap()],
         model: Arc::new(Mystery(ModelId::parse("mystery-9b").unwrap())),
+        tools: None,
     };
     let err = Controller::start(
         ControllerConfig::default(),

@@ -71,19 +71,40 @@ pub struct ChatPayload {
     pub max_tokens: Option<u32>,
 }
 
+/// A tool call: what kind `tool` carries. The bot calls `operation` of
+/// `connector` through the auth gate, the connector runtime and the token
+/// broker, then has its model answer `prompt` from the result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(deny_unknown_fields)]
+pub struct ToolPayload {
+    pub connector: String,
+    pub operation: String,
+    #[serde(default = "empty_object")]
+    #[specta(type = specta_typescript::Unknown)]
+    pub params: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
 /// The typed work a ticket carries: its `kind` and `payload` together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
 #[serde(tag = "kind", content = "payload", rename_all = "snake_case")]
 pub enum Work {
     Chat(ChatPayload),
+    Tool(ToolPayload),
 }
 
 impl Work {
-    pub const KINDS: &'static [&'static str] = &["chat"];
+    pub const KINDS: &'static [&'static str] = &["chat", "tool"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             Work::Chat(_) => "chat",
+            Work::Tool(_) => "tool",
         }
     }
 
@@ -124,6 +145,42 @@ impl Work {
                 }
                 Ok(Work::Chat(chat))
             }
+            "tool" => {
+                let tool: ToolPayload = serde_json::from_value(payload).map_err(|e| TicketError::Invalid {
+                    field: "payload",
+                    reason: format!("not a tool payload ({e}); expected {{\"connector\": string, \"operation\": string, \"params\"?: object, \"prompt\"?: string}}"),
+                })?;
+                for (field, name) in [
+                    ("payload.connector", &tool.connector),
+                    ("payload.operation", &tool.operation),
+                ] {
+                    let ok = !name.is_empty()
+                        && name.len() <= 64
+                        && name.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                        });
+                    if !ok {
+                        return Err(TicketError::Invalid {
+                            field,
+                            reason: format!("{name:?} must be 1 to 64 of a-z, 0-9, '-', '_'"),
+                        });
+                    }
+                }
+                if !tool.params.is_object() {
+                    return Err(TicketError::Invalid {
+                        field: "payload.params",
+                        reason: "must be a JSON object".into(),
+                    });
+                }
+                if tool.prompt.as_ref().is_some_and(|p| p.len() > 16 * 1024) {
+                    return Err(TicketError::TooLarge {
+                        field: "payload.prompt",
+                        limit: 16 * 1024,
+                        actual: tool.prompt.as_ref().map_or(0, String::len),
+                    });
+                }
+                Ok(Work::Tool(tool))
+            }
             other => Err(TicketError::Invalid {
                 field: "kind",
                 reason: format!(
@@ -137,6 +194,7 @@ impl Work {
     pub fn payload_json(&self) -> serde_json::Value {
         match self {
             Work::Chat(c) => serde_json::to_value(c).unwrap_or(serde_json::Value::Null),
+            Work::Tool(t) => serde_json::to_value(t).unwrap_or(serde_json::Value::Null),
         }
     }
 }

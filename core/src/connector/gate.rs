@@ -1,0 +1,219 @@
+//! The per-agent auth gate: may this bot call this operation, now?
+//!
+//! Deny by default. A call is allowed only if the connector is enabled, a
+//! live grant of this bot names the operation and holds every scope the
+//! operation requires, the grant's conditions hold for these parameters, its
+//! rate (calls per rolling minute) has room and its budget (calls in all) is
+//! not spent. Evaluation that fails for any reason — a condition on a missing
+//! or non-numeric parameter, an unreadable grant, a store error — denies, and
+//! says so. Every decision, either way, is written to the audit trail before
+//! the caller hears it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use super::manifest::Manifest;
+use super::store::{AuditEntry, AuditKind, ConnectorDb, Grant};
+use crate::clock::{SharedClock, UnixMs};
+use crate::ticket::{BotId, TicketId};
+
+/// One tool call as the gate sees it.
+#[derive(Debug, Clone)]
+pub struct CallRef {
+    pub bot: BotId,
+    pub ticket: TicketId,
+    pub attempt: u32,
+    pub connector: String,
+    pub operation: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The grant that allowed it (or the one that came closest).
+    pub grant: Option<String>,
+    pub reason: String,
+}
+
+impl Decision {
+    fn deny(reason: impl Into<String>) -> Self {
+        Self {
+            allowed: false,
+            grant: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a policy could not be evaluated (which denies).
+#[derive(Debug, thiserror::Error)]
+enum EvalError {
+    #[error("condition on {param:?}: {reason}")]
+    Condition { param: String, reason: String },
+    #[error("{0}")]
+    Store(String),
+}
+
+#[derive(Debug)]
+pub struct Gate {
+    db: ConnectorDb,
+    clock: SharedClock,
+    /// Allowed calls in the last minute, per grant.
+    recent: Mutex<HashMap<String, VecDeque<UnixMs>>>,
+}
+
+impl Gate {
+    pub fn new(db: ConnectorDb, clock: SharedClock) -> Self {
+        Self {
+            db,
+            clock,
+            recent: Mutex::default(),
+        }
+    }
+
+    /// Decides, audits, and answers. `manifest` is `None` when the connector
+    /// is unknown or not enabled.
+    pub async fn check(
+        &self,
+        call: &CallRef,
+        manifest: Option<&Manifest>,
+        params: &serde_json::Value,
+    ) -> Decision {
+        let decision = match self.evaluate(call, manifest, params).await {
+            Ok(d) => d,
+            Err(e) => Decision::deny(format!("policy could not be evaluated, so denied: {e}")),
+        };
+        let mut entry = AuditEntry::new(AuditKind::Decision, decision.reason.clone());
+        entry.at_ms = self.clock.now_ms();
+        entry.allowed = Some(decision.allowed);
+        entry.actor = Some(call.bot.to_string());
+        entry.ticket = Some(call.ticket);
+        entry.attempt = Some(call.attempt);
+        entry.connector = Some(call.connector.clone());
+        entry.operation = Some(call.operation.clone());
+        entry.grant_id = decision.grant.clone();
+        if let Err(e) = self.db.audit(&entry).await {
+            // No audit, no call.
+            return Decision::deny(format!("the decision could not be audited, so denied: {e}"));
+        }
+        decision
+    }
+
+    async fn evaluate(
+        &self,
+        call: &CallRef,
+        manifest: Option<&Manifest>,
+        params: &serde_json::Value,
+    ) -> Result<Decision, EvalError> {
+        let Some(manifest) = manifest else {
+            return Ok(Decision::deny(format!(
+                "connector {:?} is unknown or not enabled",
+                call.connector
+            )));
+        };
+        let Some(op) = manifest.operation(&call.operation) else {
+            return Ok(Decision::deny(format!(
+                "connector {:?} has no operation {:?}",
+                call.connector, call.operation
+            )));
+        };
+        let grants = self
+            .db
+            .grants(Some(call.bot.as_str()), Some(&call.connector))
+            .await
+            .map_err(|e| EvalError::Store(e.to_string()))?;
+        let mut closest: Option<Decision> = None;
+        for grant in grants.iter().filter(|g| g.operations.contains(&op.id)) {
+            let missing: Vec<&str> = op
+                .scopes
+                .iter()
+                .filter(|s| !grant.scopes.contains(s))
+                .map(String::as_str)
+                .collect();
+            let verdict = if !missing.is_empty() {
+                Decision::deny(format!("grant lacks scope {}", missing.join(", ")))
+            } else if let Some(breach) = breached(grant, params)? {
+                Decision::deny(breach)
+            } else if let Some(limited) = self.rate_limited(grant) {
+                Decision::deny(limited)
+            } else if !self
+                .db
+                .spend(&grant.id)
+                .await
+                .map_err(|e| EvalError::Store(e.to_string()))?
+            {
+                Decision::deny(format!(
+                    "budget spent: {} of {} calls",
+                    grant.budget_calls, grant.budget_calls
+                ))
+            } else {
+                self.note_call(grant);
+                return Ok(Decision {
+                    allowed: true,
+                    grant: Some(grant.id.clone()),
+                    reason: format!("grant allows {}.{}", call.connector, op.id),
+                });
+            };
+            closest.get_or_insert(Decision {
+                grant: Some(grant.id.clone()),
+                ..verdict
+            });
+        }
+        Ok(closest.unwrap_or_else(|| {
+            Decision::deny(format!(
+                "no grant lets {} call {}.{} (denied by default)",
+                call.bot, call.connector, op.id
+            ))
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<UnixMs>>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn rate_limited(&self, grant: &Grant) -> Option<String> {
+        let now = self.clock.now_ms();
+        let mut recent = self.lock();
+        let window = recent.entry(grant.id.clone()).or_default();
+        while window.front().is_some_and(|&t| t <= now - 60_000) {
+            window.pop_front();
+        }
+        (window.len() >= grant.rate_per_minute as usize).then(|| {
+            format!(
+                "rate limit: {} calls in the last minute (limit {})",
+                window.len(),
+                grant.rate_per_minute
+            )
+        })
+    }
+
+    fn note_call(&self, grant: &Grant) {
+        let now = self.clock.now_ms();
+        self.lock()
+            .entry(grant.id.clone())
+            .or_default()
+            .push_back(now);
+    }
+}
+
+/// The first condition these parameters break, if any; an error if one
+/// cannot be evaluated.
+fn breached(grant: &Grant, params: &serde_json::Value) -> Result<Option<String>, EvalError> {
+    for c in &grant.conditions {
+        let value = params.get(&c.param).ok_or_else(|| EvalError::Condition {
+            param: c.param.clone(),
+            reason: "the parameter is missing".into(),
+        })?;
+        let n = value.as_f64().ok_or_else(|| EvalError::Condition {
+            param: c.param.clone(),
+            reason: format!("{value} is not a number"),
+        })?;
+        if !n.is_finite() || n > c.max {
+            return Ok(Some(format!(
+                "{} = {n} exceeds the grant's limit of {}",
+                c.param, c.max
+            )));
+        }
+    }
+    Ok(None)
+}

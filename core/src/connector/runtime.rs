@@ -1,0 +1,524 @@
+//! The shared connector runtime: one tool call, from the gate to the wire.
+//!
+//! For each call: the gate decides (and audits); the parameters are checked
+//! against the operation's schema; the broker issues a token bound to this
+//! call; then, per HTTP request, the token is exchanged for the credential,
+//! which goes on that request only.
+//!
+//! Reads are retried (3 tries, on timeouts, transport errors and 5xx), each
+//! try exchanging the token again, so a cancel (which revokes it) stops them.
+//! Writes are sent once. Each has an idempotency key derived from (ticket,
+//! connector, operation, call index) — the same on every attempt of the
+//! ticket — sent as `Idempotency-Key` and recorded in the effect ledger as
+//! `in_flight` *before* it is sent. A 2xx settles it `done`, a 4xx `failed`;
+//! a timeout, a 5xx or a crash leaves it unknown. A later attempt that finds
+//! it `done` returns the recorded response without sending; one that finds it
+//! unknown reconciles first: through the operation's `reconcile` read (found:
+//! `done`; 404: not applied, so send) or, when the manifest names none, by
+//! sending again with the same key, which the outside system deduplicates.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use super::Registry;
+use super::gate::{CallRef, Gate};
+use super::manifest::{Effect, Manifest, Operation};
+use super::store::{ConnectorDb, EffectRow, EffectState};
+use crate::broker::{Broker, BrokerError, ToolToken};
+use crate::clock::SharedClock;
+
+/// Each HTTP request's limit.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries of a read.
+pub const READ_TRIES: u32 = 3;
+/// The most of a response body kept (and returned to the bot).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// A bot's tool call.
+#[derive(Debug, Clone)]
+pub struct ToolRequest {
+    pub call: CallRef,
+    pub params: serde_json::Value,
+    /// Which call of the ticket this is (0 for the first): part of a
+    /// write's idempotency key.
+    pub call_index: u32,
+}
+
+/// What the outside system answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    pub connector: String,
+    pub operation: String,
+    pub status: u16,
+    pub body: serde_json::Value,
+    /// A write's idempotency key (its row in the effect ledger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// True if this result was recorded by an earlier attempt and not sent again.
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("{field}: {reason}")]
+    InvalidParams { field: String, reason: String },
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("{connector}.{operation} answered {status}")]
+    Refused {
+        connector: String,
+        operation: String,
+        status: u16,
+        body: serde_json::Value,
+    },
+    #[error("{0}")]
+    Transport(String),
+    #[error(
+        "the outcome of write {key} is unknown ({reason}); it will be reconciled, not sent blindly"
+    )]
+    UnknownOutcome { key: String, reason: String },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("effect ledger: {0}")]
+    Ledger(String),
+}
+
+impl ToolError {
+    /// Whether another attempt of the ticket may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ToolError::Transport(_) | ToolError::UnknownOutcome { .. } | ToolError::Ledger(_)
+        ) || matches!(self, ToolError::Refused { status, .. } if *status >= 500)
+    }
+}
+
+#[derive(Debug)]
+pub struct Runtime {
+    registry: Arc<Registry>,
+    gate: Gate,
+    broker: Arc<Broker>,
+    db: ConnectorDb,
+    clock: SharedClock,
+    http: reqwest::Client,
+}
+
+/// The idempotency key of a write: stable across the ticket's attempts.
+pub fn effect_key(req: &ToolRequest) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        req.call.ticket.to_string().as_bytes(),
+        req.call.connector.as_bytes(),
+        req.call.operation.as_bytes(),
+        &req.call_index.to_be_bytes(),
+    ] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part);
+    }
+    let digest = h.finalize();
+    format!(
+        "oshal-{}",
+        digest[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+enum Sent {
+    Answer {
+        status: u16,
+        body: serde_json::Value,
+    },
+    NoAnswer(String),
+}
+
+impl Runtime {
+    pub fn new(
+        registry: Arc<Registry>,
+        gate: Gate,
+        broker: Arc<Broker>,
+        db: ConnectorDb,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            registry,
+            gate,
+            broker,
+            db,
+            clock,
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a reqwest client builds"),
+        }
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Runs one tool call to the end (or until `cancel`).
+    pub async fn call(
+        &self,
+        req: &ToolRequest,
+        cancel: &CancellationToken,
+    ) -> Result<ToolResult, ToolError> {
+        let manifest = self.registry.enabled(&req.call.connector);
+        let decision = self
+            .gate
+            .check(&req.call, manifest.as_deref(), &req.params)
+            .await;
+        if !decision.allowed {
+            return Err(ToolError::Denied(decision.reason));
+        }
+        let manifest = manifest.expect("the gate allows only enabled connectors");
+        let op = manifest
+            .operation(&req.call.operation)
+            .expect("the gate allows only declared operations");
+        check_params(op, &req.params)?;
+        match op.effect {
+            Effect::Read => {
+                let token = self.broker.issue(&req.call, &op.scopes);
+                self.read(&manifest, op, req, &token, &req.params, cancel)
+                    .await
+            }
+            Effect::Write => self.write(&manifest, op, req, cancel).await,
+        }
+    }
+
+    async fn read(
+        &self,
+        manifest: &Manifest,
+        op: &Operation,
+        req: &ToolRequest,
+        token: &ToolToken,
+        params: &serde_json::Value,
+        cancel: &CancellationToken,
+    ) -> Result<ToolResult, ToolError> {
+        let mut last = String::new();
+        for try_no in 1..=READ_TRIES {
+            if cancel.is_cancelled() {
+                return Err(ToolError::Cancelled);
+            }
+            match self
+                .send(manifest, op, req, token, params, None, cancel)
+                .await?
+            {
+                Sent::Answer { status, body } if status < 500 => {
+                    return answer(manifest, op, status, body, None, false);
+                }
+                Sent::Answer { status, .. } => last = format!("{status}"),
+                Sent::NoAnswer(reason) => last = reason,
+            }
+            if try_no < READ_TRIES {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(ToolError::Cancelled),
+                    _ = tokio::time::sleep(Duration::from_millis(100 << try_no)) => {}
+                }
+            }
+        }
+        Err(ToolError::Transport(format!(
+            "{}.{}: {READ_TRIES} tries failed, the last with {last}",
+            manifest.id, op.id
+        )))
+    }
+
+    async fn write(
+        &self,
+        manifest: &Manifest,
+        op: &Operation,
+        req: &ToolRequest,
+        cancel: &CancellationToken,
+    ) -> Result<ToolResult, ToolError> {
+        let key = effect_key(req);
+        let ledger = |e: super::store::DbError| ToolError::Ledger(e.to_string());
+        let mut scopes = op.scopes.clone();
+        let reconcile = op.reconcile.as_deref().and_then(|r| manifest.operation(r));
+        if let Some(r) = reconcile {
+            scopes.extend(r.scopes.iter().cloned());
+        }
+        let token = self.broker.issue(&req.call, &scopes);
+        match self.db.effect(&key).await.map_err(ledger)? {
+            Some(done) if done.state == EffectState::Done => {
+                return answer(
+                    manifest,
+                    op,
+                    done.status.unwrap_or(200),
+                    done.response.unwrap_or_default(),
+                    Some(key),
+                    true,
+                );
+            }
+            Some(failed) if failed.state == EffectState::Failed => {
+                return Err(ToolError::Refused {
+                    connector: manifest.id.clone(),
+                    operation: op.id.clone(),
+                    status: failed.status.unwrap_or(400),
+                    body: failed.response.unwrap_or_default(),
+                });
+            }
+            Some(_unsettled) => {
+                if let Some(r) = reconcile {
+                    let probe = serde_json::json!({ "idempotency_key": key });
+                    match self
+                        .send(manifest, r, req, &token, &probe, None, cancel)
+                        .await?
+                    {
+                        Sent::Answer { status, body } if (200..300).contains(&status) => {
+                            let now = self.clock.now_ms();
+                            self.db
+                                .settle_effect(
+                                    &key,
+                                    EffectState::Done,
+                                    Some(status),
+                                    Some(&body),
+                                    now,
+                                )
+                                .await
+                                .map_err(ledger)?;
+                            tracing::info!(effect = %key, "reconciled: the write had been applied");
+                            return answer(manifest, op, status, body, Some(key), true);
+                        }
+                        // Not applied: send it (below).
+                        Sent::Answer { status: 404, .. } => {}
+                        Sent::Answer { status, .. } => {
+                            return Err(ToolError::UnknownOutcome {
+                                key,
+                                reason: format!("reconcile answered {status}"),
+                            });
+                        }
+                        Sent::NoAnswer(reason) => {
+                            return Err(ToolError::UnknownOutcome {
+                                key,
+                                reason: format!("reconcile: {reason}"),
+                            });
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+        if cancel.is_cancelled() {
+            return Err(ToolError::Cancelled);
+        }
+        let now = self.clock.now_ms();
+        self.db
+            .begin_effect(&EffectRow {
+                key: key.clone(),
+                ticket: req.call.ticket,
+                attempt: req.call.attempt,
+                connector: manifest.id.clone(),
+                operation: op.id.clone(),
+                token_id: token.id.clone(),
+                state: EffectState::InFlight,
+                status: None,
+                response: None,
+                created_at_ms: now,
+                updated_at_ms: now,
+            })
+            .await
+            .map_err(ledger)?;
+        let sent = self
+            .send(manifest, op, req, &token, &req.params, Some(&key), cancel)
+            .await?;
+        let now = self.clock.now_ms();
+        match sent {
+            Sent::Answer { status, body } if (200..300).contains(&status) => {
+                self.db
+                    .settle_effect(&key, EffectState::Done, Some(status), Some(&body), now)
+                    .await
+                    .map_err(ledger)?;
+                answer(manifest, op, status, body, Some(key), false)
+            }
+            Sent::Answer { status, body } if status < 500 => {
+                self.db
+                    .settle_effect(&key, EffectState::Failed, Some(status), Some(&body), now)
+                    .await
+                    .map_err(ledger)?;
+                answer(manifest, op, status, body, Some(key), false)
+            }
+            Sent::Answer { status, body } => {
+                self.db
+                    .settle_effect(&key, EffectState::Unknown, Some(status), Some(&body), now)
+                    .await
+                    .map_err(ledger)?;
+                Err(ToolError::UnknownOutcome {
+                    key,
+                    reason: format!("answered {status}"),
+                })
+            }
+            Sent::NoAnswer(reason) => {
+                self.db
+                    .settle_effect(&key, EffectState::Unknown, None, None, now)
+                    .await
+                    .map_err(ledger)?;
+                Err(ToolError::UnknownOutcome { key, reason })
+            }
+        }
+    }
+
+    /// One HTTP request: exchange the token, build, send, read.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        manifest: &Manifest,
+        op: &Operation,
+        req: &ToolRequest,
+        token: &ToolToken,
+        params: &serde_json::Value,
+        idempotency_key: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<Sent, ToolError> {
+        let call = CallRef {
+            operation: op.id.clone(),
+            ..req.call.clone()
+        };
+        let credential = self
+            .broker
+            .exchange(token, &call, manifest, &op.scopes)
+            .await?;
+        let (url, rest) = build_url(&manifest.base_url, op, params)?;
+        let mut request = self.http.request(
+            reqwest::Method::from_bytes(op.method.as_str().as_bytes()).expect("a known method"),
+            url,
+        );
+        if op.method.has_body() {
+            request = request.json(&rest);
+        } else {
+            let pairs: Vec<(String, String)> = rest
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect();
+            request = request.query(&pairs);
+        }
+        let mut value =
+            reqwest::header::HeaderValue::from_str(credential.value.expose()).map_err(|_| {
+                ToolError::Broker(BrokerError::Backend {
+                    backend: "broker",
+                    reason: "the credential is not a valid header value".into(),
+                })
+            })?;
+        value.set_sensitive(true);
+        request = request.header(credential.header.as_str(), value);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let reply = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(ToolError::Cancelled),
+            r = request.send() => r,
+        };
+        drop(credential);
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => return Ok(Sent::NoAnswer(e.without_url().to_string())),
+        };
+        let status = reply.status().as_u16();
+        let bytes = match reply.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Ok(Sent::NoAnswer(e.without_url().to_string())),
+        };
+        let bytes = &bytes[..bytes.len().min(MAX_RESPONSE_BYTES)];
+        let body = serde_json::from_slice(bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+        });
+        Ok(Sent::Answer { status, body })
+    }
+}
+
+fn answer(
+    manifest: &Manifest,
+    op: &Operation,
+    status: u16,
+    body: serde_json::Value,
+    effect: Option<String>,
+    replayed: bool,
+) -> Result<ToolResult, ToolError> {
+    if (200..300).contains(&status) {
+        Ok(ToolResult {
+            connector: manifest.id.clone(),
+            operation: op.id.clone(),
+            status,
+            body,
+            effect,
+            replayed,
+        })
+    } else {
+        Err(ToolError::Refused {
+            connector: manifest.id.clone(),
+            operation: op.id.clone(),
+            status,
+            body,
+        })
+    }
+}
+
+/// The parameters against the operation's schema; the error names the field.
+fn check_params(op: &Operation, params: &serde_json::Value) -> Result<(), ToolError> {
+    let validator =
+        jsonschema::validator_for(&op.params).map_err(|e| ToolError::InvalidParams {
+            field: "params".into(),
+            reason: format!("the operation's schema does not compile: {e}"),
+        })?;
+    if let Some(e) = validator.iter_errors(params).next() {
+        let at = e.instance_path().to_string();
+        return Err(ToolError::InvalidParams {
+            field: format!("params{}", at.replace('/', ".")),
+            reason: e.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Fills `{name}` path segments from the parameters; returns the URL and
+/// the parameters left over.
+fn build_url(
+    base: &str,
+    op: &Operation,
+    params: &serde_json::Value,
+) -> Result<(reqwest::Url, serde_json::Value), ToolError> {
+    let mut rest = params.as_object().cloned().unwrap_or_default();
+    let mut path = String::new();
+    let mut tail = op.path.as_str();
+    while let Some(open) = tail.find('{') {
+        let close = open + tail[open..].find('}').unwrap_or(tail.len() - open);
+        path.push_str(&tail[..open]);
+        let name = &tail[open + 1..close];
+        let value = rest.remove(name).ok_or_else(|| ToolError::InvalidParams {
+            field: format!("params.{name}"),
+            reason: "required by the path".into(),
+        })?;
+        let text = value
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| value.to_string());
+        path.extend(url::form_urlencoded::byte_serialize(text.as_bytes()));
+        tail = &tail[(close + 1).min(tail.len())..];
+    }
+    path.push_str(tail);
+    let url =
+        reqwest::Url::parse(&format!("{}{}", base.trim_end_matches('/'), path)).map_err(|e| {
+            ToolError::InvalidParams {
+                field: "params".into(),
+                reason: format!("the URL does not build: {e}"),
+            }
+        })?;
+    Ok((url, serde_json::Value::Object(rest)))
+}

@@ -1,0 +1,1150 @@
+//! Brokered connectors against real components: OpenBao (Vault's API) as
+//! the secret backend, a real HTTP server on loopback as the outside
+//! system, SQLite for grants, audit and the effect ledger, and the
+//! controller with its bots running `tool` tickets.
+
+use anyhow::Result;
+use async_trait::async_trait;
+use oshal_core::broker::vault::VaultBackend;
+use oshal_core::broker::{Secret, SecretBackend};
+use oshal_core::clock::SystemClock;
+use oshal_core::connector::gate::CallRef;
+use oshal_core::connector::runtime::{ToolError, ToolRequest};
+use oshal_core::connector::signing::TrustedKeys;
+use oshal_core::connector::store::{AuditKind, Condition, EffectState};
+use oshal_core::connector::{Connectors, NewGrant};
+use oshal_core::controller::{Controller, ControllerConfig, LocalPool};
+use oshal_core::model::builtin::BuiltinModel;
+use oshal_core::model::{ChatReply, ChatRequest, Model, ModelError};
+use oshal_core::store::sqlite::SqliteStore;
+use oshal_core::ticket::{BotId, ModelId, NewTicket, TicketId, TicketState, Work};
+use oshal_e2e::outside::{OpenBao, Outside};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Everything one test needs: a data directory, OpenBao, the outside
+/// system, and connectors over them with `shop` imported and approved.
+struct Rig {
+    dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    bao: OpenBao,
+    prefix: String,
+    outside: Outside,
+    connectors: Connectors,
+    api_key: String,
+}
+
+impl Rig {
+    async fn new() -> Result<Rig> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(SqliteStore::open(dir.path()).await?);
+        let bao = OpenBao::start().await?;
+        let api_key = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
+        let outside = Outside::start(&api_key).await?;
+        let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+        let connectors = open(&store, &bao, &prefix).await?;
+        connectors
+            .import_openapi(&outside.openapi("shop", "api_key"), "test")
+            .await?;
+        connectors.approve("shop", "test").await?;
+        connectors
+            .broker()
+            .store_credential("shop", &json!({ "api_key": api_key }))
+            .await?;
+        Ok(Rig {
+            dir,
+            store,
+            bao,
+            prefix,
+            outside,
+            connectors,
+            api_key,
+        })
+    }
+
+    /// The same connectors opened again over the same database and
+    /// backend: what a restarted process has.
+    async fn reopen(&self) -> Result<Connectors> {
+        open(&self.store, &self.bao, &self.prefix).await
+    }
+
+    async fn grant(&self, bot: &str, ops: &[&str], scopes: &[&str]) -> Result<String> {
+        let g = self
+            .connectors
+            .grant(
+                NewGrant {
+                    bot: bot.into(),
+                    connector: "shop".into(),
+                    operations: ops.iter().map(|s| s.to_string()).collect(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    ..NewGrant::default()
+                },
+                "test",
+            )
+            .await?;
+        Ok(g.id)
+    }
+}
+
+async fn open(store: &SqliteStore, bao: &OpenBao, prefix: &str) -> Result<Connectors> {
+    let backend = VaultBackend::new(
+        &bao.addr,
+        Secret::new(bao.root_token.clone()),
+        "secret",
+        prefix,
+    )?;
+    Ok(Connectors::open(
+        store.pool().clone(),
+        Arc::new(backend),
+        TrustedKeys::shipped(),
+        Arc::new(SystemClock),
+    )
+    .await?)
+}
+
+fn call(bot: &str, ticket: TicketId, attempt: u32, op: &str, params: Value) -> ToolRequest {
+    ToolRequest {
+        call: CallRef {
+            bot: BotId::parse(bot).unwrap(),
+            ticket,
+            attempt,
+            connector: "shop".into(),
+            operation: op.into(),
+        },
+        params,
+        call_index: 0,
+    }
+}
+
+fn new_ticket() -> TicketId {
+    TicketId::parse(&uuid::Uuid::now_v7().to_string()).unwrap()
+}
+
+async fn run(
+    c: &Connectors,
+    req: &ToolRequest,
+) -> Result<oshal_core::connector::runtime::ToolResult, ToolError> {
+    c.runtime().call(req, &CancellationToken::new()).await
+}
+
+fn denied(r: Result<oshal_core::connector::runtime::ToolResult, ToolError>) -> String {
+    match r {
+        Err(ToolError::Denied(reason)) => reason,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_gate_denies_by_default_and_a_grant_allows_exactly_its_operations_and_scopes()
+-> Result<()> {
+    let rig = Rig::new().await?;
+    let c = &rig.connectors;
+    let t = new_ticket();
+
+    let why = denied(
+        run(
+            c,
+            &call("bot-01", t, 1, "get_order", json!({"order_id": "o1"})),
+        )
+        .await,
+    );
+    assert!(why.contains("denied by default"), "{why}");
+    assert_eq!(
+        rig.outside.received().len(),
+        0,
+        "nothing reaches the outside system"
+    );
+
+    rig.grant("bot-01", &["get_order"], &["orders:read"])
+        .await?;
+    let ok = run(
+        c,
+        &call("bot-01", t, 1, "get_order", json!({"order_id": "o1"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!((ok.status, ok.body["id"].as_str()), (200, Some("o1")));
+    let got = rig.outside.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].header("x-api-key"),
+        Some(rig.api_key.as_str()),
+        "the broker's credential went on the request"
+    );
+
+    // The grant names one operation: its neighbours stay denied, as does another bot.
+    denied(run(c, &call("bot-01", t, 1, "list_orders", json!({}))).await);
+    denied(
+        run(
+            c,
+            &call("bot-02", t, 1, "get_order", json!({"order_id": "o1"})),
+        )
+        .await,
+    );
+    // A grant of the operation without all of its scopes does not allow it.
+    rig.grant("bot-03", &["create_order"], &["orders:read"])
+        .await?;
+    let why = denied(
+        run(
+            c,
+            &call(
+                "bot-03",
+                t,
+                1,
+                "create_order",
+                json!({"sku": "a", "quantity": 1, "amount": 1}),
+            ),
+        )
+        .await,
+    );
+    assert!(why.contains("lacks scope orders:write"), "{why}");
+    // An imported entry that nobody approved cannot run, grant or not.
+    let mut doc = rig.outside.openapi("shop-unapproved", "api_key");
+    doc["info"]["title"] = json!("Unapproved");
+    let view = c.import_openapi(&doc, "test").await?;
+    assert!(!view.enabled && !view.signed);
+    c.grant(
+        NewGrant {
+            bot: "bot-01".into(),
+            connector: "shop-unapproved".into(),
+            operations: vec!["get_order".into()],
+            scopes: vec!["orders:read".into()],
+            ..NewGrant::default()
+        },
+        "test",
+    )
+    .await?;
+    let mut req = call("bot-01", t, 1, "get_order", json!({"order_id": "o1"}));
+    req.call.connector = "shop-unapproved".into();
+    let why = denied(run(c, &req).await);
+    assert!(why.contains("not enabled"), "{why}");
+    assert_eq!(
+        rig.outside.received().len(),
+        1,
+        "only the allowed call went out"
+    );
+
+    // A grant cannot be broader than its connector, and says which field is wrong.
+    for (new, field) in [
+        (
+            NewGrant {
+                bot: "bot-01".into(),
+                connector: "shop".into(),
+                operations: vec!["get_order".into()],
+                scopes: vec!["admin:all".into()],
+                ..NewGrant::default()
+            },
+            "scopes[0]",
+        ),
+        (
+            NewGrant {
+                bot: "bot-01".into(),
+                connector: "shop".into(),
+                operations: vec!["drop_tables".into()],
+                ..NewGrant::default()
+            },
+            "operations[0]",
+        ),
+        (
+            NewGrant {
+                bot: "bot-01".into(),
+                connector: "shop".into(),
+                operations: vec!["get_order".into()],
+                rate_per_minute: Some(0),
+                ..NewGrant::default()
+            },
+            "rate_per_minute",
+        ),
+        (
+            NewGrant {
+                bot: "bot-01".into(),
+                connector: "nope".into(),
+                operations: vec!["get_order".into()],
+                ..NewGrant::default()
+            },
+            "connector",
+        ),
+        (
+            NewGrant {
+                bot: "bad bot".into(),
+                connector: "shop".into(),
+                operations: vec!["get_order".into()],
+                ..NewGrant::default()
+            },
+            "bot",
+        ),
+    ] {
+        let e = c.grant(new, "test").await.unwrap_err();
+        let api = oshal_core::api::ApiError::from(e);
+        assert_eq!(api.field.as_deref(), Some(field), "{api:?}");
+    }
+
+    // Every decision is in the audit trail, with who, what and why.
+    let decisions: Vec<_> = c
+        .audit(None, 100)
+        .await?
+        .into_iter()
+        .filter(|a| a.kind == AuditKind::Decision)
+        .collect();
+    assert_eq!(decisions.len(), 6);
+    assert_eq!(
+        decisions.iter().filter(|d| d.allowed == Some(true)).count(),
+        1
+    );
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d.ticket == Some(t) && d.actor.is_some() && !d.reason.is_empty())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_policy_error_denies_and_rate_and_budget_limits_deny_with_the_reason() -> Result<()> {
+    let rig = Rig::new().await?;
+    let c = &rig.connectors;
+    let t = new_ticket();
+    let grant = |bot: &str, ops: &[&str], conditions: Vec<Condition>, rate, budget| NewGrant {
+        bot: bot.into(),
+        connector: "shop".into(),
+        operations: ops.iter().map(|s| s.to_string()).collect(),
+        scopes: vec!["orders:read".into(), "orders:write".into()],
+        conditions,
+        rate_per_minute: Some(rate),
+        budget_calls: Some(budget),
+    };
+    // A condition that cannot be evaluated (the parameter is missing, or not
+    // a number) denies; one that is breached denies; one that holds allows.
+    c.grant(
+        grant(
+            "bot-01",
+            &["list_orders"],
+            vec![Condition {
+                param: "limit".into(),
+                max: 10.0,
+            }],
+            100,
+            100,
+        ),
+        "test",
+    )
+    .await?;
+    let why = denied(run(c, &call("bot-01", t, 1, "list_orders", json!({}))).await);
+    assert!(
+        why.contains("could not be evaluated") && why.contains("\"limit\""),
+        "{why}"
+    );
+    let why = denied(
+        run(
+            c,
+            &call("bot-01", t, 1, "list_orders", json!({"limit": "ten"})),
+        )
+        .await,
+    );
+    assert!(
+        why.contains("could not be evaluated") && why.contains("not a number"),
+        "{why}"
+    );
+    let why = denied(
+        run(
+            c,
+            &call("bot-01", t, 1, "list_orders", json!({"limit": 50})),
+        )
+        .await,
+    );
+    assert!(
+        why.contains("limit = 50 exceeds the grant's limit of 10"),
+        "{why}"
+    );
+    run(c, &call("bot-01", t, 1, "list_orders", json!({"limit": 5})))
+        .await
+        .unwrap();
+
+    // Rate: 2 calls per minute.
+    c.grant(grant("bot-02", &["get_order"], vec![], 2, 100), "test")
+        .await?;
+    for _ in 0..2 {
+        run(
+            c,
+            &call("bot-02", t, 1, "get_order", json!({"order_id": "x"})),
+        )
+        .await
+        .unwrap();
+    }
+    let why = denied(
+        run(
+            c,
+            &call("bot-02", t, 1, "get_order", json!({"order_id": "x"})),
+        )
+        .await,
+    );
+    assert_eq!(why, "rate limit: 2 calls in the last minute (limit 2)");
+
+    // Budget: 2 calls in all, and the count survives a restart.
+    c.grant(grant("bot-03", &["get_order"], vec![], 100, 2), "test")
+        .await?;
+    run(
+        c,
+        &call("bot-03", t, 1, "get_order", json!({"order_id": "x"})),
+    )
+    .await
+    .unwrap();
+    let again = rig.reopen().await?;
+    run(
+        &again,
+        &call("bot-03", t, 1, "get_order", json!({"order_id": "x"})),
+    )
+    .await
+    .unwrap();
+    let why = denied(
+        run(
+            &again,
+            &call("bot-03", t, 1, "get_order", json!({"order_id": "x"})),
+        )
+        .await,
+    );
+    assert_eq!(why, "budget spent: 2 of 2 calls");
+
+    // Bad parameters are refused after the gate, naming the field; nothing is sent.
+    let before = rig.outside.received().len();
+    let e = run(c, &call("bot-01", t, 1, "list_orders", json!({"limit": 0})))
+        .await
+        .unwrap_err();
+    match e {
+        ToolError::InvalidParams { field, .. } => assert_eq!(field, "params.limit"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rig.outside.received().len(), before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_write_is_sent_once_across_a_crash_a_retry_and_a_replay() -> Result<()> {
+    let rig = Rig::new().await?;
+    rig.grant(
+        "bot-01",
+        &["create_order"],
+        &["orders:read", "orders:write"],
+    )
+    .await?;
+    let t = new_ticket();
+    let order = json!({"sku": "sku-9", "quantity": 2, "amount": 40.0});
+
+    // The outside system applies the write and its answer is lost; the
+    // process dies while waiting for it.
+    rig.outside
+        .state
+        .swallow_write_answers
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let first = {
+        let c = rig.connectors.clone();
+        let req = call("bot-01", t, 1, "create_order", order.clone());
+        tokio::spawn(async move { c.runtime().call(&req, &CancellationToken::new()).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rig.outside.count("POST", "/orders") == 0 {
+        assert!(Instant::now() < deadline, "the write never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.abort();
+    let _ = first.await;
+    let effects = rig.connectors.effects(Some(t), 10).await?;
+    assert_eq!(effects.len(), 1);
+    assert_eq!(
+        effects[0].state,
+        EffectState::InFlight,
+        "an unanswered write is neither done nor failed"
+    );
+    rig.outside
+        .state
+        .swallow_write_answers
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    // After a restart, the ticket's next attempt reconciles instead of sending.
+    let restarted = rig.reopen().await?;
+    let second = run(
+        &restarted,
+        &call("bot-01", t, 2, "create_order", order.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(second.replayed);
+    assert_eq!(second.body["sku"], "sku-9");
+    // A replay of the whole ticket later returns the recorded answer and sends nothing.
+    let before = rig.outside.received().len();
+    let third = run(
+        &restarted,
+        &call("bot-01", t, 3, "create_order", order.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(third.replayed);
+    assert_eq!(third.body, second.body);
+    assert_eq!(
+        rig.outside.received().len(),
+        before,
+        "nothing at all was sent for the replay"
+    );
+
+    assert_eq!(
+        rig.outside.count("POST", "/orders"),
+        1,
+        "the outside system received the write once"
+    );
+    assert_eq!(rig.outside.orders(), 1);
+    let effects = restarted.effects(Some(t), 10).await?;
+    assert_eq!(effects.len(), 1);
+    assert_eq!(effects[0].state, EffectState::Done);
+    assert_eq!(
+        effects[0].key,
+        rig.outside
+            .received()
+            .iter()
+            .find(|r| r.method == "POST")
+            .unwrap()
+            .header("idempotency-key")
+            .unwrap()
+    );
+
+    // A different ticket is a different write.
+    run(
+        &restarted,
+        &call("bot-01", new_ticket(), 1, "create_order", order),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rig.outside.orders(), 2);
+    Ok(())
+}
+
+/// A real model that also keeps every prompt it was given.
+#[derive(Debug)]
+struct Recording {
+    inner: BuiltinModel,
+    prompts: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl Model for Recording {
+    fn id(&self) -> &ModelId {
+        self.inner.id()
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, ModelError> {
+        let text: Vec<String> = request.messages.iter().map(|m| m.content.clone()).collect();
+        self.prompts.lock().unwrap().push(text.join("\n"));
+        self.inner.chat(request).await
+    }
+}
+
+/// Log lines, as the process would print them, kept for searching.
+#[derive(Clone, Default)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn start_controller(rig: &Rig, model: Arc<dyn Model>) -> Result<Controller> {
+    let pool = LocalPool {
+        bots: 2,
+        skills: Work::default_skills(),
+        model,
+        tools: Some(rig.connectors.clone()),
+    };
+    Ok(Controller::start(
+        ControllerConfig::default(),
+        rig.store.clone(),
+        pool,
+        Arc::new(SystemClock),
+    )
+    .await?)
+}
+
+fn tool(op: &str, params: Value) -> NewTicket {
+    NewTicket {
+        kind: "tool".into(),
+        payload: json!({"connector": "shop", "operation": op, "params": params, "prompt": "Summarise the order."}),
+        ..NewTicket::default()
+    }
+}
+
+async fn wait_terminal(c: &Controller, id: TicketId) -> Result<oshal_core::store::TicketView> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = c.ticket(id).await?;
+        if t.state.is_terminal() {
+            return Ok(t);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ticket {id} stuck in {:?}",
+            t.state
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn no_raw_credential_reaches_a_lane_an_event_a_result_a_prompt_or_a_log() -> Result<()> {
+    let logs = LogSink::default();
+    let sink = logs.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let rig = Rig::new().await?;
+    // A second connector on OAuth2 with a refresh token: the broker refreshes
+    // (and stores the rotated refresh token) without the bot ever seeing one.
+    let oauth = rig.outside.openapi("shop-oauth", "refresh");
+    rig.connectors.import_openapi(&oauth, "test").await?;
+    rig.connectors.approve("shop-oauth", "test").await?;
+    let first_refresh = rig.outside.state.refresh_token.lock().unwrap().clone();
+    rig.connectors
+        .broker()
+        .store_credential(
+            "shop-oauth",
+            &json!({
+                "client_id": rig.outside.state.client_id,
+                "client_secret": rig.outside.state.client_secret,
+                "refresh_token": first_refresh,
+            }),
+        )
+        .await?;
+    for bot in ["bot-01", "bot-02"] {
+        rig.grant(
+            bot,
+            &["get_order", "create_order", "list_orders"],
+            &["orders:read", "orders:write"],
+        )
+        .await?;
+        rig.connectors
+            .grant(
+                NewGrant {
+                    bot: bot.into(),
+                    connector: "shop-oauth".into(),
+                    operations: vec!["list_orders".into()],
+                    scopes: vec!["orders:read".into()],
+                    ..NewGrant::default()
+                },
+                "test",
+            )
+            .await?;
+    }
+    let prompts = Arc::new(Mutex::new(Vec::new()));
+    let model = Arc::new(Recording {
+        inner: BuiltinModel::new(),
+        prompts: prompts.clone(),
+    });
+    let controller = start_controller(&rig, model).await?;
+    let mut events = controller.subscribe();
+    let mut oauth_ticket = tool("list_orders", json!({"limit": 5}));
+    oauth_ticket.payload["connector"] = json!("shop-oauth");
+    let mut ids = Vec::new();
+    for t in [
+        tool("get_order", json!({"order_id": "o-77"})),
+        tool(
+            "create_order",
+            json!({"sku": "sku-1", "quantity": 1, "amount": 9.5}),
+        ),
+        tool("list_orders", json!({"limit": 5})),
+        oauth_ticket,
+    ] {
+        ids.push(controller.submit(t).await?.id);
+    }
+    let mut views = Vec::new();
+    for id in &ids {
+        let v = wait_terminal(&controller, *id).await?;
+        assert_eq!(v.state, TicketState::Succeeded, "{:?}", v.error);
+        // Model usage and the tool's effect, both on the ticket.
+        let result: Value =
+            serde_json::from_str(v.result.as_ref().unwrap()["text"].as_str().unwrap())?;
+        assert!(
+            result["tool"]["status"].as_u64().is_some() && result["summary"].is_string(),
+            "{result}"
+        );
+        assert!(
+            v.cost.input_tokens > 0 && v.ledger.len() == 1,
+            "model usage is on the ticket"
+        );
+        views.push(serde_json::to_string(&v)?);
+    }
+    let effects = rig.connectors.effects(Some(ids[1]), 10).await?;
+    assert_eq!(
+        effects.len(),
+        1,
+        "the write is in the effect ledger under its ticket"
+    );
+    assert_eq!(effects[0].state, EffectState::Done);
+    assert_eq!(
+        rig.outside.count("POST", "/oauth/token"),
+        1,
+        "one refresh served both calls' needs"
+    );
+    controller.shutdown().await;
+
+    // The audit ties every credential read and refresh to its ticket, bot and token.
+    let audit = rig.connectors.audit(None, 1000).await?;
+    for id in &ids {
+        let reads: Vec<_> = audit
+            .iter()
+            .filter(|a| a.kind == AuditKind::CredentialRead && a.ticket == Some(*id))
+            .collect();
+        assert!(!reads.is_empty(), "no credential read audited for {id}");
+        assert!(reads.iter().all(
+            |a| a.token_id.as_deref().is_some_and(|t| t.starts_with("tok_"))
+                && a.actor.is_some()
+                && a.operation.is_some()
+        ));
+    }
+    let refresh: Vec<_> = audit
+        .iter()
+        .filter(|a| a.kind == AuditKind::Refresh)
+        .collect();
+    assert_eq!(refresh.len(), 1);
+    assert_eq!(refresh[0].ticket, Some(ids[3]));
+    assert!(
+        refresh[0].reason.contains("rotated and stored"),
+        "{}",
+        refresh[0].reason
+    );
+
+    // Now look everywhere a bot, a surface or an operator could see.
+    let mut seen = String::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push_str(&serde_json::to_string(&e)?);
+    }
+    assert!(seen.contains("succeeded"), "the events were captured");
+    seen.push_str(&prompts.lock().unwrap().join("\n"));
+    seen.push_str(&views.join("\n"));
+    seen.push_str(&serde_json::to_string(&audit)?);
+    seen.push_str(&serde_json::to_string(
+        &rig.connectors.effects(None, 1000).await?,
+    )?);
+    seen.push_str(&serde_json::to_string(&rig.connectors.list())?);
+    seen.push_str(&String::from_utf8_lossy(&logs.0.lock().unwrap()));
+    // Every file of the data directory: the store (tickets with their lane
+    // payloads and results, events, ledger, audit, effects) and its WAL.
+    for entry in std::fs::read_dir(rig.dir.path())? {
+        seen.push_str(&String::from_utf8_lossy(&std::fs::read(entry?.path())?));
+    }
+    assert!(seen.len() > 10_000, "searched {} bytes", seen.len());
+    let rotated = rig.outside.state.refresh_token.lock().unwrap().clone();
+    let mut secrets = vec![
+        rig.api_key.clone(),
+        rig.outside.state.client_secret.clone(),
+        first_refresh,
+        rotated.clone(),
+        "otk_".to_owned(),
+    ];
+    // The access tokens the outside system issued to the broker.
+    for r in rig.outside.received() {
+        if let Some(bearer) = r
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+        {
+            secrets.push(bearer.to_owned());
+        }
+    }
+    assert!(
+        secrets.len() >= 6,
+        "the outside system saw bearer tokens: {}",
+        secrets.len()
+    );
+    for s in &secrets {
+        assert!(
+            !seen.contains(s.as_str()),
+            "a secret ({}…) leaked",
+            &s[..6.min(s.len())]
+        );
+    }
+    // And the rotated refresh token really is in the backend.
+    let backend = VaultBackend::new(
+        &rig.bao.addr,
+        Secret::new(rig.bao.root_token.clone()),
+        "secret",
+        &rig.prefix,
+    )?;
+    let stored = backend.read("connector/shop-oauth").await?.unwrap();
+    assert!(stored.expose().contains(&rotated));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancelling_a_ticket_revokes_its_token_and_nothing_is_sent_after() -> Result<()> {
+    let rig = Rig::new().await?;
+    for bot in ["bot-01", "bot-02"] {
+        rig.grant(bot, &["get_order"], &["orders:read"]).await?;
+    }
+    // The outside system is slow and failing: the runtime keeps retrying the read.
+    rig.outside
+        .state
+        .fail_reads
+        .store(1_000, std::sync::atomic::Ordering::SeqCst);
+    rig.outside
+        .state
+        .read_delay_ms
+        .store(150, std::sync::atomic::Ordering::SeqCst);
+    let controller = start_controller(&rig, Arc::new(BuiltinModel::new())).await?;
+    let id = controller
+        .submit(tool("get_order", json!({"order_id": "o-1"})))
+        .await?
+        .id;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rig.outside.count("GET", "/orders/") == 0 {
+        assert!(Instant::now() < deadline, "the call never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    controller.cancel(id).await?;
+    let cancelled_at = Instant::now();
+    let v = wait_terminal(&controller, id).await?;
+    assert_eq!(v.state, TicketState::Cancelled);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late: Vec<_> = rig
+        .outside
+        .received()
+        .into_iter()
+        .filter(|r| r.at > cancelled_at)
+        .collect();
+    assert!(late.is_empty(), "{} requests after the cancel", late.len());
+    let audit = rig.connectors.audit(Some(id), 100).await?;
+    let revoked: Vec<_> = audit
+        .iter()
+        .filter(|a| a.kind == AuditKind::Revoke)
+        .collect();
+    assert_eq!(revoked.len(), 1, "{audit:?}");
+    let read = audit
+        .iter()
+        .find(|a| a.kind == AuditKind::CredentialRead)
+        .unwrap();
+    assert_eq!(
+        revoked[0].token_id, read.token_id,
+        "the token the call used is the one revoked"
+    );
+    controller.shutdown().await;
+
+    // A revoked token cannot be exchanged any more.
+    let c = &rig.connectors;
+    let t = new_ticket();
+    let req = call("bot-01", t, 1, "get_order", json!({}));
+    let token = c.broker().issue(&req.call, &["orders:read".into()]);
+    let manifest = c.registry().get("shop").unwrap();
+    c.broker()
+        .exchange(&token, &req.call, &manifest, &[])
+        .await?;
+    assert_eq!(c.broker().revoke_ticket(t), 1);
+    let e = c
+        .broker()
+        .exchange(&token, &req.call, &manifest, &[])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("revoked"), "{e}");
+    // Nor used for another call, or for more scopes than it was issued with.
+    let other = call("bot-02", new_ticket(), 1, "get_order", json!({}));
+    let token = c.broker().issue(&other.call, &["orders:read".into()]);
+    let e = c
+        .broker()
+        .exchange(&token, &req.call, &manifest, &[])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("bound to another call"), "{e}");
+    let e = c
+        .broker()
+        .exchange(&token, &other.call, &manifest, &["orders:write".into()])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("lacks scope orders:write"), "{e}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_vault_backend_reads_and_writes_and_a_read_only_token_cannot_write() -> Result<()> {
+    let bao = OpenBao::start().await?;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let root = VaultBackend::new(
+        &bao.addr,
+        Secret::new(bao.root_token.clone()),
+        "secret",
+        &prefix,
+    )?;
+    assert!(root.read("connector/none").await?.is_none());
+    root.write("connector/x", &Secret::new(r#"{"api_key":"k-1"}"#))
+        .await?;
+    let read: Value = serde_json::from_str(root.read("connector/x").await?.unwrap().expose())?;
+    assert_eq!(read, json!({"api_key": "k-1"}));
+
+    let policy = format!(r#"path "secret/data/{prefix}/*" {{ capabilities = ["read"] }}"#);
+    let limited = bao.token_with_policy("oshal-read-only", &policy).await?;
+    let reader = VaultBackend::new(&bao.addr, Secret::new(limited.clone()), "secret", &prefix)?;
+    let read: Value = serde_json::from_str(reader.read("connector/x").await?.unwrap().expose())?;
+    assert_eq!(read, json!({"api_key": "k-1"}));
+    let e = reader
+        .write("connector/x", &Secret::new(r#"{"api_key":"stolen"}"#))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("403"), "{e}");
+    assert!(
+        !format!("{e:?}{reader:?}").contains(&limited),
+        "the token is never printed"
+    );
+    let read: Value = serde_json::from_str(root.read("connector/x").await?.unwrap().expose())?;
+    assert_eq!(
+        read,
+        json!({"api_key": "k-1"}),
+        "the refused write changed nothing"
+    );
+    // Outside its path, the limited token reads nothing.
+    let elsewhere = VaultBackend::new(&bao.addr, Secret::new(limited), "secret", "other")?;
+    assert!(
+        elsewhere
+            .read("connector/x")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("403")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_keyring_backend_round_trips_through_the_os_keyring() -> Result<()> {
+    if std::env::var_os("OSHAL_TEST_KEYRING").is_none() {
+        eprintln!(
+            "skipped: set OSHAL_TEST_KEYRING=1 inside a D-Bus session with an unlocked keyring (scripts/test does)"
+        );
+        return Ok(());
+    }
+    use oshal_core::broker::keyring::KeyringBackend;
+    let backend = KeyringBackend::new(format!("dev.oshal.test.{}", uuid::Uuid::new_v4().simple()));
+    assert!(backend.read("connector/shop").await?.is_none());
+    backend
+        .write("connector/shop", &Secret::new(r#"{"api_key":"kr-1"}"#))
+        .await?;
+    assert_eq!(
+        backend.read("connector/shop").await?.unwrap().expose(),
+        r#"{"api_key":"kr-1"}"#
+    );
+    backend.delete("connector/shop").await?;
+    assert!(backend.read("connector/shop").await?.is_none());
+    Ok(())
+}
+
+/// A tool ticket over HTTP.
+async fn submit_tool(server: &oshal_e2e::Server, op: &str, params: Value) -> Result<String> {
+    let r = server
+        .post("/api/v1/tickets")
+        .json(&json!({"kind": "tool", "max_attempts": 3, "payload": {"connector": "shop", "operation": op, "params": params}}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status() == 201,
+        "submit: {} {}",
+        r.status(),
+        r.text().await?
+    );
+    Ok(r.json::<Value>().await?["id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn over_http_an_operator_imports_approves_and_grants_and_a_write_survives_kill_9()
+-> Result<()> {
+    let bao = OpenBao::start().await?;
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("vault-token");
+    std::fs::write(&token_file, &bao.root_token)?;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let api_key = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
+    let outside = Outside::start(&api_key).await?;
+    let data = dir.path().join("data");
+    let token_path = token_file.to_str().unwrap();
+    let args = [
+        "--bots",
+        "2",
+        "--vault-addr",
+        &bao.addr,
+        "--vault-token-file",
+        token_path,
+        "--vault-prefix",
+        &prefix,
+    ];
+    let mut server = oshal_e2e::Server::start(&data, &args)?;
+    let http = server.raw().clone();
+    let url = |p: &str| format!("{}{p}", server.url);
+
+    let r = http.get(url("/api/v1/connectors")).send().await?;
+    assert_eq!(r.status(), 401, "the token is required even on loopback");
+    let curated = server.json("/api/v1/connectors").await?;
+    let curated = curated.as_array().unwrap();
+    assert_eq!(curated.len(), 4);
+    assert!(
+        curated
+            .iter()
+            .all(|c| c["signed"] == true && c["enabled"] == true && c["source"] == "curated")
+    );
+    let mut categories: Vec<&str> = curated
+        .iter()
+        .map(|c| c["category"].as_str().unwrap())
+        .collect();
+    categories.sort();
+    assert_eq!(categories, ["commerce", "finance", "media", "travel"]);
+
+    // Import: a bad document is refused naming the field; a good one is disabled.
+    let r = server
+        .post("/api/v1/catalog/import")
+        .json(&json!({"openapi": "2.0"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await?["error"]["field"], "openapi");
+    let r = server
+        .post("/api/v1/catalog/import")
+        .json(&outside.openapi("shop", "api_key"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201);
+    let entry: Value = r.json().await?;
+    assert_eq!(
+        (entry["enabled"].as_bool(), entry["signed"].as_bool()),
+        (Some(false), Some(false))
+    );
+
+    let r = http
+        .put(url("/api/v1/connectors/shop/credential"))
+        .bearer_auth(&server.token)
+        .json(&json!({"api_key": api_key}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204);
+    let r = server.post("/api/v1/grants").json(&json!({"bot": "bot-01", "connector": "shop", "operations": ["get_order"], "scopes": ["admin"]})).send().await?;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await?["error"]["field"], "scopes[0]");
+    let mut grant_ids = Vec::new();
+    for bot in ["bot-01", "bot-02"] {
+        let r = server
+            .post("/api/v1/grants")
+            .json(&json!({"bot": bot, "connector": "shop", "operations": ["get_order", "create_order"], "scopes": ["orders:read", "orders:write"]}))
+            .send()
+            .await?;
+        assert_eq!(r.status(), 201);
+        grant_ids.push(r.json::<Value>().await?["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        server
+            .json("/api/v1/grants")
+            .await?
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Not approved yet: the ticket cannot reach the outside system.
+    let id = submit_tool(&server, "get_order", json!({"order_id": "o-5"})).await?;
+    let t = server.wait_terminal(&id).await?;
+    assert_eq!(t["state"], "dead", "{t:#}");
+    assert!(
+        t["error"].as_str().unwrap().contains("not enabled"),
+        "{t:#}"
+    );
+    assert_eq!(outside.received().len(), 0);
+
+    let r = server.post("/api/v1/catalog/shop/approve").send().await?;
+    assert_eq!(r.status(), 200);
+    let catalog = server.json("/api/v1/catalog").await?;
+    assert_eq!(catalog[0]["approved_by"], "operator");
+    assert_eq!(catalog[0]["enabled"], true);
+    let id = submit_tool(&server, "get_order", json!({"order_id": "o-5"})).await?;
+    let t = server.wait_terminal(&id).await?;
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let result: Value = serde_json::from_str(t["result"]["text"].as_str().unwrap())?;
+    assert_eq!(result["tool"]["body"]["id"], "o-5");
+
+    // A write whose answer is lost when the process is killed.
+    outside
+        .state
+        .swallow_write_answers
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let id = submit_tool(
+        &server,
+        "create_order",
+        json!({"sku": "sku-3", "quantity": 1, "amount": 3.0}),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while outside.count("POST", "/orders") == 0 {
+        assert!(Instant::now() < deadline, "the write never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill9();
+    outside
+        .state
+        .swallow_write_answers
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let server = oshal_e2e::Server::start(&data, &args)?;
+    let t = server.wait_terminal(&id).await?;
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert!(
+        t["attempts"].as_u64().unwrap() >= 2,
+        "the restart ran it again: {t:#}"
+    );
+    assert_eq!(
+        outside.count("POST", "/orders"),
+        1,
+        "the outside system received the write once"
+    );
+    assert_eq!(outside.orders(), 1);
+    let effects = server.json(&format!("/api/v1/effects?ticket={id}")).await?;
+    assert_eq!(effects.as_array().unwrap().len(), 1);
+    assert_eq!(effects[0]["state"], "done");
+    let audit = server.json(&format!("/api/v1/audit?ticket={id}")).await?;
+    let reads = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "credential_read")
+        .count();
+    assert!(
+        reads >= 2,
+        "the write and its reconciling read each read the credential: {audit:#}"
+    );
+
+    // Revoke the grants: the next call is denied by default.
+    for g in &grant_ids {
+        let r = server
+            .raw()
+            .delete(format!("{}/api/v1/grants/{g}", server.url))
+            .bearer_auth(&server.token)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 204);
+    }
+    let id = submit_tool(&server, "get_order", json!({"order_id": "o-6"})).await?;
+    let t = server.wait_terminal(&id).await?;
+    assert_eq!(t["state"], "dead");
+    assert!(
+        t["error"].as_str().unwrap().contains("denied by default"),
+        "{t:#}"
+    );
+    let r = server.get("/api/v1/audit?limit=0").send().await?;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await?["error"]["field"], "limit");
+    // The credential never comes back out of the API.
+    let everything = format!(
+        "{}{}{}",
+        server.json("/api/v1/audit?limit=5000").await?,
+        server.json("/api/v1/connectors").await?,
+        server.json("/api/v1/effects").await?
+    );
+    assert!(!everything.contains(&api_key));
+    Ok(())
+}
