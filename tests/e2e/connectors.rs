@@ -1080,6 +1080,7 @@ async fn over_http_an_operator_imports_approves_and_grants_and_a_write_survives_
         json!({"sku": "sku-3", "quantity": 1, "amount": 3.0}),
     )
     .await?;
+    let id_of_write = id.clone();
     let deadline = Instant::now() + Duration::from_secs(20);
     while outside.count("POST", "/orders") == 0 {
         assert!(Instant::now() < deadline, "the write never arrived");
@@ -1146,5 +1147,79 @@ async fn over_http_an_operator_imports_approves_and_grants_and_a_write_survives_
         server.json("/api/v1/effects").await?
     );
     assert!(!everything.contains(&api_key));
+
+    // The same through the command line.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(oshal_e2e::oshal_bin())
+            .args(["connectors"])
+            .args(["--api", &server.url, "--token", &server.token])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = cli(&["list"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out)?
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    let (code, _, err) = cli(&[
+        "grant",
+        "--bot",
+        "bot-01",
+        "--connector",
+        "shop",
+        "--operations",
+        "get_order",
+        "--scopes",
+        "admin",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("(field: scopes[0])"), "{err}");
+    let (code, _, err) = cli(&[
+        "grant",
+        "--bot",
+        "bot-01",
+        "--connector",
+        "shop",
+        "--operations",
+        "get_order",
+        "--condition",
+        "amount=5",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("param<=max"), "{err}");
+    let (code, out, _) = cli(&[
+        "grant",
+        "--bot",
+        "bot-01",
+        "--connector",
+        "shop",
+        "--operations",
+        "get_order",
+        "--scopes",
+        "orders:read",
+        "--condition",
+        "amount<=5",
+    ]);
+    assert_eq!(code, Some(0));
+    let grant: Value = serde_json::from_str(&out)?;
+    assert_eq!(
+        grant["conditions"][0],
+        json!({"param": "amount", "max": 5.0})
+    );
+    let (code, out, _) = cli(&["revoke", grant["id"].as_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (Some(0), ""));
+    let (code, out, _) = cli(&["effects", "--ticket", &id_of_write]);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<Value>(&out)?[0]["state"], "done");
     Ok(())
 }

@@ -87,7 +87,9 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Transport {
+            // A success with no body (204) reads as `null`.
+            let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(bytes).map_err(|e| ClientError::Transport {
                 url: self.base.clone(),
                 message: format!("unexpected reply ({e})"),
             });
@@ -105,6 +107,25 @@ impl Client {
                 ),
             ))),
         }
+    }
+
+    /// Any route: `method path` with an optional JSON body; an empty success
+    /// (204) is `null`.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.send(req).await
     }
 
     pub async fn submit(&self, ticket: &NewTicket) -> Result<Submitted, ClientError> {
