@@ -33,6 +33,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ticket::cancel,
             commands::bot::bots,
             commands::cost::cost,
+            commands::connector::integrations,
             commands::events::events,
             commands::fleet::fleets,
             commands::fleet::add_fleet,

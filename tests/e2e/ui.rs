@@ -51,6 +51,15 @@ async fn the_control_center_works_in_a_real_browser() {
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "application/json");
 
+    // A grant for the integrations view to draw.
+    let r = server
+        .post("/api/v1/grants")
+        .json(&serde_json::json!({"bot": "bot-01", "connector": "shopfront", "operations": ["get_order"], "scopes": ["orders:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
     let shot = std::env::temp_dir().join("oshal-ui-topology.png");
     let out = Command::new("node")
         .arg(ui.join("tests/browser.mjs"))

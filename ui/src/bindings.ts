@@ -15,6 +15,8 @@ export const commands = {
 	cancel: (id: string) => typedError<TicketView, ApiError>(__TAURI_INVOKE("cancel", { id })),
 	bots: () => typedError<BotView[], ApiError>(__TAURI_INVOKE("bots")),
 	cost: () => typedError<CostSummary, ApiError>(__TAURI_INVOKE("cost")),
+	/**  Every connector, grant, and the recent audit trail and effects. */
+	integrations: () => typedError<IntegrationView, ApiError>(__TAURI_INVOKE("integrations")),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -45,6 +47,24 @@ export type ApiError = {
 	limit?: number | null,
 };
 
+/**  One line of the audit trail: who, what, allowed or not, and why. */
+export type AuditEntry = {
+	seq: number,
+	at_ms: number,
+	kind: AuditKind,
+	allowed: boolean | null,
+	actor: string | null,
+	ticket: TicketId | null,
+	attempt: number | null,
+	connector: string | null,
+	operation: string | null,
+	token_id: string | null,
+	grant_id: string | null,
+	reason: string,
+};
+
+export type AuditKind = "decision" | "credential_read" | "refresh" | "revoke" | "grant" | "ungrant" | "import" | "approve";
+
 /**  A bot: one worker with its own lane. */
 export type BotId = string;
 
@@ -62,6 +82,15 @@ export type BotView = {
 	lane: LaneStats,
 };
 
+/**  What a connector is for; the catalog and the views group by it. */
+export type Category = "commerce" | "travel" | "media" | "finance" | "communication" | "productivity" | "data" | "other";
+
+/**  A numeric ceiling on one parameter: `amount` ≤ 100. */
+export type Condition = {
+	param: string,
+	max: number | null,
+};
+
 /**  Which controller this window drives; the header always shows it. */
 export type Connection = {
 	/**  `local` or the fleet's name. */
@@ -69,6 +98,23 @@ export type Connection = {
 	embedded: boolean,
 	/**  The fleet's controller URL (none for the embedded one). */
 	url: string | null,
+};
+
+/**  A connector as the surfaces show it. */
+export type ConnectorView = {
+	id: string,
+	version: string,
+	name: string,
+	category: Category,
+	base_url: string,
+	auth: string,
+	source: Source,
+	signed: boolean,
+	publisher: string | null,
+	enabled: boolean,
+	approved_by: string | null,
+	imported_at_ms: number | null,
+	operations: OperationView[],
 };
 
 /**
@@ -111,6 +157,38 @@ export type CostTotals = {
 	usd: number | null,
 };
 
+export type Effect = 
+/**  Changes nothing outside: safe to retry. */
+"read" | 
+/**
+ *  Changes something outside: sent once, with an idempotency key, and
+ *  recorded in the effect ledger.
+ */
+"write";
+
+/**  One write sent (or about to be sent) to an outside system. */
+export type EffectRow = {
+	key: string,
+	ticket: TicketId,
+	attempt: number,
+	connector: string,
+	operation: string,
+	token_id: string,
+	state: EffectState,
+	status: number | null,
+	response: unknown | null,
+	created_at_ms: number,
+	updated_at_ms: number,
+};
+
+export type EffectState = 
+/**  Recorded before sending; the outcome is not known yet. */
+"in_flight" | "done" | 
+/**  The outside system refused it (4xx): nothing happened there. */
+"failed" | 
+/**  Sent, and no answer came (timeout, 5xx, crash): settled by reconciling. */
+"unknown";
+
 /**  The envelope errors travel in. */
 export type ErrorBody = {
 	error: ApiError,
@@ -133,11 +211,40 @@ export type Fleet = {
 	url: string,
 };
 
+/**  What one bot may do with one connector. */
+export type Grant = {
+	id: string,
+	bot: BotId,
+	connector: string,
+	operations: string[],
+	scopes: string[],
+	conditions: Condition[],
+	rate_per_minute: number,
+	budget_calls: number,
+	calls_used: number,
+	created_at_ms: number,
+};
+
 export type Health = {
 	ok: boolean,
 	store: string,
 	bots_live: number,
 	version: string,
+};
+
+/**
+ *  What the integration view draws: every connector, every live grant, and
+ *  the recent audit trail and effects.
+ */
+export type IntegrationView = {
+	/**  Where credentials live: `keyring` or `vault`. */
+	backend: string,
+	connectors: ConnectorView[],
+	grants: Grant[],
+	/**  Newest first. */
+	audit: AuditEntry[],
+	/**  Newest first. */
+	effects: EffectRow[],
 };
 
 /**  A lane's gauges, as the topology views draw them. */
@@ -169,6 +276,8 @@ export type LedgerEntry = {
 	at_ms: number,
 };
 
+export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
 /**  A model as the price table names it. */
 export type ModelId = string;
 
@@ -195,8 +304,23 @@ export type NewTicket = {
 	requires_approval?: boolean,
 };
 
+/**  An operation as the surfaces show it. */
+export type OperationView = {
+	id: string,
+	method: Method,
+	path: string,
+	effect: Effect,
+	scopes: string[],
+};
+
 /**  A skill a bot offers and a ticket needs. */
 export type Skill = string;
+
+export type Source = 
+/**  Signed by a trusted publisher; enabled on load. */
+"curated" | 
+/**  Imported from an OpenAPI document; disabled until approved. */
+"catalog";
 
 /**  How many tickets are in one state (the lifecycle diagram's numbers). */
 export type StateCount = {

@@ -89,6 +89,16 @@ try {
     if (missing !== 0) throw new Error(`${missing} hops not reached for a succeeded ticket`);
   });
 
+  await step("integrations draws each bot's grants through the gate, runtime and broker to the connectors", async () => {
+    await page.getByTestId("nav-integrations").click();
+    const view = page.getByTestId("integrations");
+    for (const name of ["Shopfront Orders", "Skyways Flights", "Reelbox Media", "Ledgerly Payments", "auth gate", "token broker"]) {
+      await view.locator(".svelte-flow__node", { hasText: name }).first().waitFor();
+    }
+    await view.locator(".svelte-flow__edge-label", { hasText: "get_order" }).first().waitFor();
+    await view.getByTestId("audit-row").filter({ hasText: "grant" }).first().waitFor();
+  });
+
   if (shot) {
     await page.getByTestId("nav-topology").click();
     await page.waitForTimeout(500);

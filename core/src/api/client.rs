@@ -128,6 +128,11 @@ impl Client {
         self.send(req).await
     }
 
+    pub async fn integrations(&self) -> Result<crate::connector::IntegrationView, ClientError> {
+        self.send(self.http.get(format!("{}/api/v1/integrations", self.base)))
+            .await
+    }
+
     pub async fn submit(&self, ticket: &NewTicket) -> Result<Submitted, ClientError> {
         self.send(
             self.http

@@ -158,6 +158,7 @@ fn routes(state: AppState) -> Router {
         )
         .route("/api/v1/grants/{id}", axum::routing::delete(grants_revoke))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/integrations", get(integrations))
         .route("/api/v1/effects", get(effects))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -719,4 +720,11 @@ async fn effects(
 ) -> ApiResult<Json<Vec<crate::connector::store::EffectRow>>> {
     let (ticket, limit) = q.parse()?;
     Ok(Json(connectors(&state)?.effects(ticket, limit).await?))
+}
+
+/// The integration view's snapshot (the last 200 audit rows and effects).
+async fn integrations(
+    State(state): State<AppState>,
+) -> ApiResult<Json<crate::connector::IntegrationView>> {
+    Ok(Json(connectors(&state)?.integration(200).await?))
 }

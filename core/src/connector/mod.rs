@@ -147,6 +147,20 @@ pub struct ConnectorView {
     pub operations: Vec<OperationView>,
 }
 
+/// What the integration view draws: every connector, every live grant, and
+/// the recent audit trail and effects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct IntegrationView {
+    /// Where credentials live: `keyring` or `vault`.
+    pub backend: String,
+    pub connectors: Vec<ConnectorView>,
+    pub grants: Vec<Grant>,
+    /// Newest first.
+    pub audit: Vec<AuditEntry>,
+    /// Newest first.
+    pub effects: Vec<EffectRow>,
+}
+
 /// A grant as asked for, before it is checked.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Type)]
 #[serde(deny_unknown_fields)]
@@ -573,6 +587,17 @@ impl Connectors {
         limit: u32,
     ) -> Result<Vec<AuditEntry>, ConnectorError> {
         Ok(self.inner.db.audit_trail(ticket, limit).await?)
+    }
+
+    /// The integration view's snapshot: `recent` audit rows and effects.
+    pub async fn integration(&self, recent: u32) -> Result<IntegrationView, ConnectorError> {
+        Ok(IntegrationView {
+            backend: self.broker().backend_name().to_owned(),
+            connectors: self.list(),
+            grants: self.grants(None).await?,
+            audit: self.audit(None, recent).await?,
+            effects: self.effects(None, recent).await?,
+        })
     }
 
     pub async fn effects(

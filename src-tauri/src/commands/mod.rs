@@ -3,6 +3,7 @@
 //! handles the app and the HTTP API alike.
 
 pub mod bot;
+pub mod connector;
 pub mod cost;
 pub mod events;
 pub mod fleet;

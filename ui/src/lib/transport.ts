@@ -10,6 +10,7 @@ import type {
   CoreEvent,
   CostSummary,
   Health,
+  IntegrationView,
   NewFleet,
   NewTicket,
   StateCount,
@@ -32,6 +33,8 @@ export interface Transport {
   cancel(id: string): Promise<TicketView>;
   bots(): Promise<BotView[]>;
   cost(): Promise<CostSummary>;
+  /** Connectors, grants, the recent audit trail and effects. */
+  integrations(): Promise<IntegrationView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -91,6 +94,7 @@ export class HttpTransport implements Transport {
     this.call<TicketView>("POST", `/api/v1/tickets/${encodeURIComponent(id)}/cancel`);
   bots = () => this.call<BotView[]>("GET", "/api/v1/bots");
   cost = () => this.call<CostSummary>("GET", "/api/v1/cost/summary");
+  integrations = () => this.call<IntegrationView>("GET", "/api/v1/integrations");
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let closed = false;
@@ -164,6 +168,7 @@ export class TauriTransport implements Transport {
   cancel = (id: string) => answer(commands.cancel(id));
   bots = () => answer(commands.bots());
   cost = () => answer(commands.cost());
+  integrations = () => answer(commands.integrations());
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;
