@@ -6,10 +6,14 @@
 //! (`bot`) runs a model (`model`) and reports back; the controller captures
 //! cost once, centrally (`cost`), and streams every transition to every
 //! surface. `ticket` holds the kernel types and the lifecycle state machine.
+//! A bot reaches an outside system only through `connector` (auth gate,
+//! runtime, effect ledger), which gets each credential from `broker`, the
+//! only module that reads secrets.
 //!
-//! This crate knows nothing of Tauri or IPC. Only `lane`, `store` and `model`
-//! (and the HTTP server in `api`) do I/O; only the controller wires adapters
-//! together. See ARCHITECTURE.md at the repository root for the map.
+//! This crate knows nothing of Tauri or IPC. Only `lane`, `store`, `model`,
+//! `connector`, `broker` (and the HTTP server in `api`) do I/O; only the
+//! controller wires adapters together. See ARCHITECTURE.md at the repository
+//! root for the map.
 
 pub mod api;
 pub mod bench;

@@ -1,7 +1,9 @@
 //! Bots: workers that each consume only their own lane and run a model.
 //!
 //! A bot reads deliveries from its lane, runs the model for each (abandoning
-//! the call at once if the ticket is cancelled), and reports `Started` and
+//! the call at once if the ticket is cancelled; a `tool` ticket first calls
+//! one connector operation through the gate, runtime and broker, and never
+//! sees a credential), and reports `Started` and
 //! `Finished` to the controller with the model's usage. A bot never prices its
 //! work, never writes to the store and never acknowledges its own lane: the
 //! controller acks an entry only after the result is durable, so a bot that

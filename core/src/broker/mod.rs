@@ -233,12 +233,6 @@ impl Broker {
         count
     }
 
-    /// Whether `ticket` has had a token revoked (the runtime stops then).
-    pub fn is_revoked(&self, token: &ToolToken) -> bool {
-        let hash: [u8; 32] = Sha256::digest(token.secret.as_bytes()).into();
-        self.lock().get(&hash).is_none_or(|b| b.revoked)
-    }
-
     /// Exchanges `token` for the credential of one request of `call`.
     pub async fn exchange(
         &self,

@@ -134,20 +134,19 @@ impl Gate {
                 Decision::deny(format!("grant lacks scope {}", missing.join(", ")))
             } else if let Some(breach) = breached(grant, params)? {
                 Decision::deny(breach)
-            } else if let Some(limited) = self.rate_limited(grant) {
+            } else if let Err(limited) = self.reserve(grant) {
                 Decision::deny(limited)
             } else if !self
-                .db
-                .spend(&grant.id)
+                .spend(grant)
                 .await
-                .map_err(|e| EvalError::Store(e.to_string()))?
+                .inspect_err(|_| self.release(grant))?
             {
+                self.release(grant);
                 Decision::deny(format!(
                     "budget spent: {} of {} calls",
                     grant.budget_calls, grant.budget_calls
                 ))
             } else {
-                self.note_call(grant);
                 return Ok(Decision {
                     allowed: true,
                     grant: Some(grant.id.clone()),
@@ -171,28 +170,39 @@ impl Gate {
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn rate_limited(&self, grant: &Grant) -> Option<String> {
+    /// Takes a slot of the grant's rate (calls in the rolling minute), or
+    /// says why there is none. Checking and taking are one step, so
+    /// concurrent calls cannot both take the last slot.
+    fn reserve(&self, grant: &Grant) -> Result<(), String> {
         let now = self.clock.now_ms();
         let mut recent = self.lock();
         let window = recent.entry(grant.id.clone()).or_default();
         while window.front().is_some_and(|&t| t <= now - 60_000) {
             window.pop_front();
         }
-        (window.len() >= grant.rate_per_minute as usize).then(|| {
-            format!(
+        if window.len() >= grant.rate_per_minute as usize {
+            return Err(format!(
                 "rate limit: {} calls in the last minute (limit {})",
                 window.len(),
                 grant.rate_per_minute
-            )
-        })
+            ));
+        }
+        window.push_back(now);
+        Ok(())
     }
 
-    fn note_call(&self, grant: &Grant) {
-        let now = self.clock.now_ms();
-        self.lock()
-            .entry(grant.id.clone())
-            .or_default()
-            .push_back(now);
+    /// Gives back a slot taken by [`Self::reserve`] for a call that was then denied.
+    fn release(&self, grant: &Grant) {
+        if let Some(window) = self.lock().get_mut(&grant.id) {
+            window.pop_back();
+        }
+    }
+
+    async fn spend(&self, grant: &Grant) -> Result<bool, EvalError> {
+        self.db
+            .spend(&grant.id)
+            .await
+            .map_err(|e| EvalError::Store(e.to_string()))
     }
 }
 

@@ -82,10 +82,6 @@ impl TrustedKeys {
         self.0.extend(other.0);
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-
     /// Verifies an envelope and validates its manifest; returns the manifest
     /// and the publisher that signed it.
     pub fn verify(&self, envelope: &Envelope) -> Result<(Manifest, String), ManifestError> {
