@@ -23,7 +23,15 @@ fn oshal(args: &[&str]) -> (i32, String, String) {
 fn help_lists_every_command() {
     let (code, out, _) = oshal(&["--help"]);
     assert_eq!(code, 0);
-    for cmd in ["serve", "submit", "tickets", "ticket", "cancel", "connectors", "bench"] {
+    for cmd in [
+        "serve",
+        "submit",
+        "tickets",
+        "ticket",
+        "cancel",
+        "connectors",
+        "bench",
+    ] {
         assert!(out.contains(cmd), "{cmd} missing from:\n{out}");
     }
 }
