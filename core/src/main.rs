@@ -121,10 +121,8 @@ impl ConnectorArgs {
             trusted,
             Arc::new(SystemClock),
         )
-        .await?;
-        if let Some((name, e)) = connectors.load_shipped().into_iter().next() {
-            bail!("shipped connector {name} refused: {e}");
-        }
+        .await
+        .context("opening the connectors")?;
         if let Some(dir) = &self.connectors_dir {
             for (name, e) in connectors.load_dir(dir) {
                 eprintln!("oshal: connector {name} refused: {e}");

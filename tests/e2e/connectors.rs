@@ -443,11 +443,7 @@ async fn a_write_is_sent_once_across_a_crash_a_retry_and_a_replay() -> Result<()
         let req = call("bot-01", t, 1, "create_order", order.clone());
         tokio::spawn(async move { c.runtime().call(&req, &CancellationToken::new()).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rig.outside.count("POST", "/orders") == 0 {
-        assert!(Instant::now() < deadline, "the write never arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    rig.outside.wait_for("POST", "/orders").await?;
     first.abort();
     let _ = first.await;
     let effects = rig.connectors.effects(Some(t), 10).await?;
@@ -800,11 +796,7 @@ async fn cancelling_a_ticket_revokes_its_token_and_nothing_is_sent_after() -> Re
         .submit(tool("get_order", json!({"order_id": "o-1"})))
         .await?
         .id;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rig.outside.count("GET", "/orders/") == 0 {
-        assert!(Instant::now() < deadline, "the call never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    rig.outside.wait_for("GET", "/orders/").await?;
     controller.cancel(id).await?;
     let cancelled_at = Instant::now();
     let v = wait_terminal(&controller, id).await?;
@@ -1081,11 +1073,7 @@ async fn over_http_an_operator_imports_approves_and_grants_and_a_write_survives_
     )
     .await?;
     let id_of_write = id.clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while outside.count("POST", "/orders") == 0 {
-        assert!(Instant::now() < deadline, "the write never arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    outside.wait_for("POST", "/orders").await?;
     server.kill9();
     outside
         .state
@@ -1171,45 +1159,25 @@ async fn over_http_an_operator_imports_approves_and_grants_and_a_write_survives_
             .len(),
         5
     );
-    let (code, _, err) = cli(&[
-        "grant",
-        "--bot",
-        "bot-01",
-        "--connector",
-        "shop",
-        "--operations",
-        "get_order",
-        "--scopes",
-        "admin",
-    ]);
+    let grant = |extra: &[&str]| {
+        let base = [
+            "grant",
+            "--bot",
+            "bot-01",
+            "--connector",
+            "shop",
+            "--operations",
+            "get_order",
+        ];
+        cli(&[&base[..], extra].concat())
+    };
+    let (code, _, err) = grant(&["--scopes", "admin"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("(field: scopes[0])"), "{err}");
-    let (code, _, err) = cli(&[
-        "grant",
-        "--bot",
-        "bot-01",
-        "--connector",
-        "shop",
-        "--operations",
-        "get_order",
-        "--condition",
-        "amount=5",
-    ]);
+    let (code, _, err) = grant(&["--condition", "amount=5"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("param<=max"), "{err}");
-    let (code, out, _) = cli(&[
-        "grant",
-        "--bot",
-        "bot-01",
-        "--connector",
-        "shop",
-        "--operations",
-        "get_order",
-        "--scopes",
-        "orders:read",
-        "--condition",
-        "amount<=5",
-    ]);
+    let (code, out, _) = grant(&["--scopes", "orders:read", "--condition", "amount<=5"]);
     assert_eq!(code, Some(0));
     let grant: Value = serde_json::from_str(&out)?;
     assert_eq!(

@@ -201,6 +201,19 @@ impl Outside {
             .count()
     }
 
+    /// Waits (up to `WAIT`) until a request of `method` to a path starting
+    /// with `prefix` has arrived.
+    pub async fn wait_for(&self, method: &str, prefix: &str) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        while self.count(method, prefix) == 0 {
+            if Instant::now() > deadline {
+                bail!("no {method} {prefix}… arrived within {WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
     pub fn orders(&self) -> usize {
         self.state.orders.lock().unwrap().len()
     }
@@ -384,7 +397,9 @@ async fn create_order(
 }
 
 async fn token(State(state): State<Arc<OutsideState>>, body: String) -> Response {
-    let form: HashMap<String, String> = url_decode(&body);
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     if get("client_id") != state.client_id || get("client_secret") != state.client_secret {
         return (
@@ -420,10 +435,4 @@ async fn token(State(state): State<Arc<OutsideState>>, body: String) -> Response
     state.access_tokens.lock().unwrap().push(access.clone());
     reply["access_token"] = json!(access);
     Json(reply).into_response()
-}
-
-fn url_decode(body: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect()
 }

@@ -77,6 +77,7 @@ try {
     await page.keyboard.press("Enter");
     await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "8 Data" }).waitFor();
     await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "6 Bots" }).getByText("2 live of 2").waitFor();
+    await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "7 Connectors" }).getByText("4 enabled of 4 · 1 grants").waitFor();
   });
 
   await step("routing replays the ticket's journey with its timestamps", async () => {

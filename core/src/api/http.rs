@@ -50,13 +50,7 @@ impl ApiToken {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).expect("the OS random source works");
-        Self(
-            bytes
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-                .into(),
-        )
+        Self(crate::text::hex(&bytes).into())
     }
 
     pub fn expose(&self) -> &str {

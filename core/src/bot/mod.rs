@@ -345,17 +345,11 @@ async fn run_tool(
             };
         }
     };
-    let mut shown = result.body.to_string();
-    if shown.len() > MAX_TOOL_RESULT_IN_PROMPT {
-        let mut cut = MAX_TOOL_RESULT_IN_PROMPT;
-        while !shown.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        shown.truncate(cut);
-        shown.push_str(" …");
-    }
+    let body = result.body.to_string();
+    let shown = crate::text::clip(&body, MAX_TOOL_RESULT_IN_PROMPT);
+    let more = if shown.len() < body.len() { " …" } else { "" };
     let prompt = format!(
-        "{}\n\n{}.{} answered HTTP {}:\n{shown}",
+        "{}\n\n{}.{} answered HTTP {}:\n{shown}{more}",
         payload.prompt.as_deref().unwrap_or(DEFAULT_TOOL_PROMPT),
         result.connector,
         result.operation,

@@ -175,10 +175,11 @@ impl Broker {
         getrandom::fill(&mut raw).expect("the OS has randomness");
         let secret = format!("otk_{}", B64.encode(raw));
         let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        let id = format!("tok_{}", hex(&hash[..8]));
-        self.lock()
-            .retain(|_, b| b.expires_at > self.clock.now_ms());
-        self.lock().insert(
+        let id = format!("tok_{}", crate::text::hex(&hash[..8]));
+        let now = self.clock.now_ms();
+        let mut tokens = self.lock();
+        tokens.retain(|_, b| b.expires_at > now);
+        tokens.insert(
             hash,
             Binding {
                 id: id.clone(),
@@ -187,7 +188,7 @@ impl Broker {
                 bot: call.bot.to_string(),
                 connector: call.connector.clone(),
                 scopes: scopes.to_vec(),
-                expires_at: self.clock.now_ms() + TOKEN_TTL.as_millis() as i64,
+                expires_at: now + TOKEN_TTL.as_millis() as i64,
                 revoked: false,
             },
         );
@@ -471,8 +472,4 @@ fn auth_name(auth: &AuthKind) -> &'static str {
         AuthKind::Oauth2ClientCredentials { .. } => "oauth2 client-credentials",
         AuthKind::Oauth2RefreshToken { .. } => "oauth2 refresh-token",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -214,9 +214,10 @@ struct ConnectorsInner {
 }
 
 impl Connectors {
-    /// Over the local store's database, with secrets in `backend`; loads the
-    /// approved catalog. Curated connectors are added with [`Self::load_dir`]
-    /// or [`Self::add_signed`].
+    /// Over the local store's database, with secrets in `backend`: loads the
+    /// shipped curated connectors (refusing to start if one does not verify
+    /// under `trusted`) and the catalog. More curated connectors are added
+    /// with [`Self::load_dir`] or [`Self::add_signed`].
     pub async fn open(
         pool: sqlx::SqlitePool,
         backend: Arc<dyn SecretBackend>,
@@ -242,7 +243,7 @@ impl Connectors {
         let gate = gate::Gate::new(db.clone(), clock.clone());
         let runtime =
             runtime::Runtime::new(registry.clone(), gate, broker, db.clone(), clock.clone());
-        Ok(Self {
+        let connectors = Self {
             inner: Arc::new(ConnectorsInner {
                 registry,
                 db,
@@ -250,7 +251,11 @@ impl Connectors {
                 trusted: RwLock::new(trusted),
                 clock,
             }),
-        })
+        };
+        for (name, text) in SHIPPED {
+            connectors.add_envelope(name, text)?;
+        }
+        Ok(connectors)
     }
 
     /// Local mode's defaults: credentials in the OS keyring, the shipped
@@ -260,11 +265,7 @@ impl Connectors {
         clock: SharedClock,
     ) -> Result<Self, ConnectorError> {
         let backend = Arc::new(crate::broker::keyring::KeyringBackend::default());
-        let connectors = Self::open(pool, backend, TrustedKeys::shipped(), clock).await?;
-        if let Some((name, e)) = connectors.load_shipped().into_iter().next() {
-            return Err(invalid(name, e.to_string()));
-        }
-        Ok(connectors)
+        Self::open(pool, backend, TrustedKeys::shipped(), clock).await
     }
 
     pub fn runtime(&self) -> &runtime::Runtime {
@@ -277,14 +278,6 @@ impl Connectors {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.inner.registry
-    }
-
-    pub fn trust(&self, id: &str, key: ed25519_dalek::VerifyingKey) {
-        self.inner
-            .trusted
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, key);
     }
 
     /// Verifies a signed envelope and enables its connector.
@@ -308,29 +301,31 @@ impl Connectors {
         Ok(view)
     }
 
-    /// Loads the curated connectors that ship with Oshal (`assets/connectors`).
-    pub fn load_shipped(&self) -> Vec<(String, ConnectorError)> {
-        let mut refused = Vec::new();
-        for (name, text) in SHIPPED {
-            let loaded = serde_json::from_str::<Envelope>(text)
-                .map_err(|e| invalid(*name, format!("not a signed manifest ({e})")))
-                .and_then(|env| self.add_signed(&env));
-            if let Err(e) = loaded {
-                refused.push(((*name).to_owned(), e));
-            }
-        }
-        refused
+    /// Verifies the signed envelope `text` (from file `name`) and enables
+    /// its connector; a refusal names the file.
+    fn add_envelope(&self, name: &str, text: &str) -> Result<ConnectorView, ConnectorError> {
+        let envelope: Envelope = serde_json::from_str(text)
+            .map_err(|e| invalid(name, format!("not a signed manifest ({e})")))?;
+        self.add_signed(&envelope)
+            .map_err(|e| invalid(name, e.to_string()))
     }
 
     /// Loads every `*.json` envelope in `dir` (but `publishers.json`); a
-    /// file that fails verification is refused and named, the rest load.
+    /// file that fails verification is refused and named, the rest load. A
+    /// directory that cannot be read is one refusal.
     pub fn load_dir(&self, dir: &Path) -> Vec<(String, ConnectorError)> {
-        let mut refused = Vec::new();
-        let Ok(read) = std::fs::read_dir(dir) else {
-            return refused;
+        let read = match std::fs::read_dir(dir) {
+            Ok(read) => read,
+            Err(e) => {
+                return vec![(
+                    dir.display().to_string(),
+                    invalid("connectors_dir", e.to_string()),
+                )];
+            }
         };
         let mut paths: Vec<_> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
+        let mut refused = Vec::new();
         for path in paths {
             let name = path
                 .file_name()
@@ -342,11 +337,7 @@ impl Connectors {
             }
             let loaded = std::fs::read_to_string(&path)
                 .map_err(|e| invalid(name.clone(), e.to_string()))
-                .and_then(|text| {
-                    serde_json::from_str::<Envelope>(&text)
-                        .map_err(|e| invalid(name.clone(), format!("not a signed manifest ({e})")))
-                })
-                .and_then(|env| self.add_signed(&env));
+                .and_then(|text| self.add_envelope(&name, &text));
             if let Err(e) = loaded {
                 tracing::warn!(file = %name, error = %e, "connector refused");
                 refused.push((name, e));

@@ -122,13 +122,7 @@ pub fn effect_key(req: &ToolRequest) -> String {
         h.update(part);
     }
     let digest = h.finalize();
-    format!(
-        "oshal-{}",
-        digest[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    format!("oshal-{}", crate::text::hex(&digest[..16]))
 }
 
 enum Sent {

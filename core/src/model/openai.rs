@@ -361,11 +361,7 @@ fn quote(s: &str) -> String {
     if s.len() <= MAX_QUOTED_BODY {
         return format!("{s:?}");
     }
-    let mut end = MAX_QUOTED_BODY;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}…", &s[..end])
+    format!("{:?}…", crate::text::clip(s, MAX_QUOTED_BODY))
 }
 
 fn without_url(e: &reqwest::Error) -> String {

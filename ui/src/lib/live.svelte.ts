@@ -2,7 +2,7 @@
 // per state, recent transitions, and per-second series for the charts.
 // Fed by the event stream, with a periodic resync so a missed event
 // (`lagged`) heals itself.
-import type { BotView, CoreEvent, Health, TicketState, Transition } from "../bindings";
+import type { BotView, CoreEvent, Health, IntegrationView, TicketState, Transition } from "../bindings";
 import type { Transport } from "./transport";
 
 export const STATES: TicketState[] = [
@@ -34,6 +34,10 @@ export class Live {
   /** Transitions seen per bot in the last second, for edge rates. */
   rates = $state<Record<string, number>>({});
   error = $state<string | null>(null);
+  /** Connectors, grants, recent audit and effects (refreshed with each resync). */
+  integrations = $state<IntegrationView | null>(null);
+  /** Why there are none (a fleet controller has no connectors yet). */
+  integrationsUnavailable = $state<string | null>(null);
 
   private finishedThisSecond = 0;
   private costThisSecond = 0;
@@ -71,6 +75,17 @@ export class Live {
       this.error = null;
     } catch (e) {
       this.error = (e as Error).message;
+    }
+    await this.loadIntegrations();
+  }
+
+  async loadIntegrations() {
+    try {
+      this.integrations = await this.transport.integrations();
+      this.integrationsUnavailable = null;
+    } catch (e) {
+      this.integrations = null;
+      this.integrationsUnavailable = (e as Error).message;
     }
   }
 
