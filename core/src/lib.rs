@@ -8,7 +8,8 @@
 //! surface. `ticket` holds the kernel types and the lifecycle state machine.
 //! A bot reaches an outside system only through `connector` (auth gate,
 //! runtime, effect ledger), which gets each credential from `broker`, the
-//! only module that reads secrets.
+//! only module that reads secrets. `security` is the detective layer: it
+//! proves each preventive control live and files what it finds as tickets.
 //!
 //! This crate knows nothing of Tauri or IPC. Only `lane`, `store`, `model`,
 //! `connector`, `broker` (and the HTTP server in `api`) do I/O; only the
@@ -25,6 +26,7 @@ pub mod controller;
 pub mod cost;
 pub mod lane;
 pub mod model;
+pub mod security;
 pub mod store;
 pub mod text;
 pub mod ticket;

@@ -1,7 +1,7 @@
 //! `oshal`: the headless binary. `serve` runs a controller and the HTTP API,
 //! with a local bot pool (local mode) or as a fleet's controller on
 //! PostgreSQL and Redis; `node` runs a fleet's bot node; `db-setup` prepares
-//! PostgreSQL; the other commands talk to the API (or, for `bench`, run the
+//! PostgreSQL; the other commands (`security` among them) talk to the API (or, for `bench`, run the
 //! platform in-process and measure it).
 
 use anyhow::{Context, Result, bail};
@@ -26,6 +26,8 @@ use oshal_core::cost::PriceTable;
 use oshal_core::model::Model;
 use oshal_core::model::builtin::BuiltinModel;
 use oshal_core::model::openai::{OpenAiCompatible, OpenAiConfig};
+use oshal_core::security::secrets::SecretRules;
+use oshal_core::security::{Listener, SecurityCenter, SecurityConfig};
 use oshal_core::store::postgres::{self as pg, PgStore};
 use oshal_core::store::sqlite::SqliteStore;
 use oshal_core::ticket::{ModelId, NewTicket, Skill, TicketState};
@@ -129,6 +131,164 @@ impl ConnectorArgs {
             }
         }
         Ok(connectors)
+    }
+}
+
+/// The Security Center of `serve`.
+#[derive(clap::Args, Clone)]
+struct SecurityArgs {
+    /// Minutes between scheduled security scans (0: on demand only).
+    #[arg(long, default_value_t = 10)]
+    security_scan_every_min: u64,
+    /// More files or directories the secret scan reads (config files,
+    /// environment dumps, logs); the data directory is always read.
+    #[arg(long = "security-scan-path")]
+    scan_paths: Vec<PathBuf>,
+    /// Secret rules to use instead of the shipped ones (TOML; see
+    /// assets/security/secret-rules.toml for the format).
+    #[arg(long)]
+    secret_rules: Option<PathBuf>,
+    /// Clean scans before a finding is resolved.
+    #[arg(long, default_value_t = oshal_core::security::DEFAULT_RESOLVE_AFTER)]
+    resolve_after: u32,
+}
+
+impl SecurityArgs {
+    fn config(
+        &self,
+        data_dir: &Path,
+        extra_tokens: &[PathBuf],
+        postgres: Option<oshal_core::security::postgres::PgTarget>,
+    ) -> Result<SecurityConfig> {
+        let rules = match &self.secret_rules {
+            None => SecretRules::shipped(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("--secret-rules {}", p.display()))?;
+                SecretRules::from_toml(&text)
+                    .with_context(|| format!("--secret-rules {}", p.display()))?
+            }
+        };
+        if self.resolve_after == 0 {
+            bail!("--resolve-after must be at least 1");
+        }
+        let mut scan_paths = vec![data_dir.to_path_buf()];
+        scan_paths.extend(self.scan_paths.iter().cloned());
+        let mut token_files = vec![data_dir.join(TOKEN_FILE)];
+        token_files.extend(extra_tokens.iter().cloned());
+        Ok(SecurityConfig {
+            postgres,
+            scan_paths,
+            token_files,
+            rules,
+            resolve_after: self.resolve_after,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum SecurityAction {
+    /// Run every check now; print the findings (and write SARIF to FILE).
+    Scan {
+        #[arg(long)]
+        sarif: Option<PathBuf>,
+    },
+    /// Findings, worst first.
+    Findings {
+        /// open, suppressed or resolved.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Each preventive control and the checks that prove it.
+    Controls,
+    /// Write every unresolved finding as SARIF 2.1.0 (to FILE, or stdout).
+    Export { file: Option<PathBuf> },
+    /// Import a SARIF 2.1.0 log from another scanner (Trivy, Checkov, Semgrep…).
+    Import { file: PathBuf },
+    /// Suppress a finding, with a justification, for some days.
+    Suppress {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+impl SecurityAction {
+    async fn run(self, client: &Client) -> Result<serde_json::Value> {
+        use reqwest::Method;
+        let write = |file: &Path, value: &serde_json::Value| -> Result<()> {
+            std::fs::write(file, serde_json::to_vec_pretty(value)?)
+                .with_context(|| format!("writing {}", file.display()))
+        };
+        Ok(match self {
+            Self::Scan { sarif } => {
+                let report = client
+                    .call(Method::POST, "/api/v1/security/scans", &[], None)
+                    .await
+                    .map_err(api_error)?;
+                if let Some(file) = sarif {
+                    let log = client
+                        .call(Method::GET, "/api/v1/security/sarif", &[], None)
+                        .await
+                        .map_err(api_error)?;
+                    write(&file, &log)?;
+                    eprintln!("oshal: SARIF written to {}", file.display());
+                }
+                report
+            }
+            Self::Findings { state, source } => {
+                let mut q = Vec::new();
+                q.extend(state.map(|s| ("state", s)));
+                q.extend(source.map(|s| ("source", s)));
+                client
+                    .call(Method::GET, "/api/v1/security/findings", &q, None)
+                    .await
+                    .map_err(api_error)?
+            }
+            Self::Controls => client
+                .call(Method::GET, "/api/v1/security/controls", &[], None)
+                .await
+                .map_err(api_error)?,
+            Self::Export { file } => {
+                let log = client
+                    .call(Method::GET, "/api/v1/security/sarif", &[], None)
+                    .await
+                    .map_err(api_error)?;
+                match file {
+                    Some(f) => {
+                        write(&f, &log)?;
+                        serde_json::Value::Null
+                    }
+                    None => log,
+                }
+            }
+            Self::Import { file } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("{}", file.display()))?;
+                let log: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not JSON", file.display()))?;
+                client
+                    .call(Method::POST, "/api/v1/security/sarif", &[], Some(&log))
+                    .await
+                    .map_err(api_error)?
+            }
+            Self::Suppress { id, reason, days } => {
+                let body = serde_json::json!({ "reason": reason, "days": days });
+                client
+                    .call(
+                        Method::POST,
+                        &format!("/api/v1/security/findings/{id}/suppress"),
+                        &[],
+                        Some(&body),
+                    )
+                    .await
+                    .map_err(api_error)?
+            }
+        })
     }
 }
 
@@ -431,6 +591,8 @@ enum Command {
         fleet: FleetArgs,
         #[command(flatten)]
         connectors: ConnectorArgs,
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Run a bot node of a fleet: N bots, each consuming its own Redis stream.
     Node {
@@ -500,6 +662,14 @@ enum Command {
     Connectors {
         #[command(subcommand)]
         action: ConnectorAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The Security Center: scan now, list findings and controls, export
+    /// and import SARIF, suppress a finding with a reason.
+    Security {
+        #[command(subcommand)]
+        action: SecurityAction,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -579,6 +749,7 @@ async fn run(cli: Cli) -> Result<()> {
             model,
             fleet,
             connectors,
+            security,
         } => {
             let prices = model.prices()?;
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
@@ -612,8 +783,43 @@ async fn run(cli: Cli) -> Result<()> {
                     "fleet mode, store postgres schema {}, lanes redis prefix {}",
                     fleet.postgres_schema, fleet.redis_prefix
                 );
-                serve(&data_dir, listen, ui_dir.as_deref(), controller, &what).await?;
+                // The controller's own state (security findings) lives in
+                // SQLite in the data directory; the fleet's in PostgreSQL.
+                std::fs::create_dir_all(&data_dir)
+                    .with_context(|| format!("cannot create {}", data_dir.display()))?;
+                let local = SqliteStore::open(&data_dir).await?;
+                let app_role = url::Url::parse(postgres)
+                    .ok()
+                    .map(|u| u.username().to_owned())
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| pg::APP_ROLE.to_owned());
+                let target = oshal_core::security::postgres::PgTarget {
+                    pool: store.pool().clone(),
+                    schema: fleet.postgres_schema.clone(),
+                    app_role,
+                };
+                let config = security.config(&data_dir, &[], Some(target))?;
+                let center = SecurityCenter::open(
+                    local.pool().clone(),
+                    controller.clone(),
+                    config,
+                    Arc::new(SystemClock),
+                )
+                .await
+                .context("opening the Security Center")?;
+                let every = security.security_scan_every_min;
+                serve(
+                    &data_dir,
+                    listen,
+                    ui_dir.as_deref(),
+                    controller,
+                    center,
+                    every,
+                    &what,
+                )
+                .await?;
                 store.close().await;
+                local.close().await;
                 return Ok(());
             }
             let (bots, skills) = pool.checked(&["chat", "tool"])?;
@@ -639,7 +845,29 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let controller =
                 Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
-            serve(&data_dir, listen, ui_dir.as_deref(), controller, &what).await?;
+            let mut tokens = Vec::new();
+            tokens.extend(connectors.vault_token_file.clone());
+            let mut config = security.config(&data_dir, &tokens, None)?;
+            config.scan_paths.extend(connectors.connectors_dir.clone());
+            let center = SecurityCenter::open(
+                store.pool().clone(),
+                controller.clone(),
+                config,
+                Arc::new(SystemClock),
+            )
+            .await
+            .context("opening the Security Center")?;
+            let every = security.security_scan_every_min;
+            serve(
+                &data_dir,
+                listen,
+                ui_dir.as_deref(),
+                controller,
+                center,
+                every,
+                &what,
+            )
+            .await?;
             store.close().await;
             Ok(())
         }
@@ -772,6 +1000,13 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Connectors { action, api } => {
+            let reply = action.run(&client(&api)?).await?;
+            if !reply.is_null() {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+            }
+            Ok(())
+        }
+        Command::Security { action, api } => {
             let reply = action.run(&client(&api)?).await?;
             if !reply.is_null() {
                 println!("{}", serde_json::to_string_pretty(&reply)?);
@@ -929,6 +1164,8 @@ async fn serve(
     listen: SocketAddr,
     ui_dir: Option<&Path>,
     controller: Controller,
+    security: SecurityCenter,
+    scan_every_min: u64,
     what: &str,
 ) -> Result<()> {
     std::fs::create_dir_all(data_dir)
@@ -954,9 +1191,21 @@ async fn serve(
         // `#token=<token>` (a fragment never reaches a server or its log).
         eprintln!("oshal: control center on http://{addr}/");
     }
+    security.add_listener(Listener { addr, tls: false });
+    if scan_every_min > 0 {
+        security.spawn_schedule(Duration::from_secs(scan_every_min * 60), shutdown.clone());
+    }
     // Tests and scripts wait for this line on stdout.
     println!("listening on http://{addr}");
-    http::serve(controller.clone(), listener, token, ui_dir, shutdown).await?;
+    http::serve(
+        controller.clone(),
+        Some(security),
+        listener,
+        token,
+        ui_dir,
+        shutdown,
+    )
+    .await?;
     controller.shutdown().await;
     eprintln!("oshal: stopped cleanly");
     Ok(())

@@ -37,6 +37,7 @@ async fn remote() -> RemoteServer {
     let stop = CancellationToken::new();
     tokio::spawn(serve(
         controller,
+        None,
         listener,
         token.clone(),
         None,

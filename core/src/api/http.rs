@@ -71,6 +71,7 @@ impl std::fmt::Debug for ApiToken {
 #[derive(Clone)]
 struct AppState {
     controller: Controller,
+    security: Option<crate::security::SecurityCenter>,
     token: ApiToken,
 }
 
@@ -89,11 +90,12 @@ type ApiResult<T> = Result<T, ApiError>;
 /// for the token and sends it as a bearer header like any other client).
 pub fn router_with_ui(
     controller: Controller,
+    security: Option<crate::security::SecurityCenter>,
     token: ApiToken,
     ui_dir: Option<&std::path::Path>,
 ) -> Router {
     let Some(dir) = ui_dir else {
-        return router(controller, token);
+        return router(controller, security, token);
     };
     let files = tower_http::services::ServeDir::new(dir)
         .fallback(tower_http::services::ServeFile::new(dir.join("index.html")));
@@ -103,9 +105,13 @@ pub fn router_with_ui(
             header::HeaderValue::from_static(CSP),
         ),
     );
-    routes(AppState { controller, token })
-        .route("/api/{*rest}", axum::routing::any(no_such_route))
-        .merge(ui)
+    routes(AppState {
+        controller,
+        security,
+        token,
+    })
+    .route("/api/{*rest}", axum::routing::any(no_such_route))
+    .merge(ui)
 }
 
 /// The UI's content security policy: its own scripts only, no eval, API
@@ -116,8 +122,17 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
      frame-ancestors 'none'; form-action 'self'";
 
 /// The router with every route and the auth gate.
-pub fn router(controller: Controller, token: ApiToken) -> Router {
-    routes(AppState { controller, token }).fallback(no_such_route)
+pub fn router(
+    controller: Controller,
+    security: Option<crate::security::SecurityCenter>,
+    token: ApiToken,
+) -> Router {
+    routes(AppState {
+        controller,
+        security,
+        token,
+    })
+    .fallback(no_such_route)
 }
 
 async fn no_such_route() -> ApiError {
@@ -154,6 +169,17 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/integrations", get(integrations))
         .route("/api/v1/effects", get(effects))
+        .route("/api/v1/security/scans", post(security_scan))
+        .route("/api/v1/security/findings", get(security_findings))
+        .route(
+            "/api/v1/security/findings/{id}/suppress",
+            post(security_suppress),
+        )
+        .route("/api/v1/security/controls", get(security_controls))
+        .route(
+            "/api/v1/security/sarif",
+            get(security_sarif_export).post(security_sarif_import),
+        )
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -165,14 +191,18 @@ fn routes(state: AppState) -> Router {
 /// Serves the API on `listener` until `shutdown` fires.
 pub async fn serve(
     controller: Controller,
+    security: Option<crate::security::SecurityCenter>,
     listener: tokio::net::TcpListener,
     token: ApiToken,
     ui_dir: Option<&std::path::Path>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with_ui(controller, token, ui_dir))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router_with_ui(controller, security, token, ui_dir),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 /// The auth gate: a bearer token on every request (a `token` query
@@ -213,7 +243,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let bytes = read_limited(body, declared).await?;
+    let bytes = read_limited(body, declared, MAX_BODY_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -233,13 +263,14 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 /// connection is simply closed.
 const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 
-async fn read_limited(body: Body, declared: Option<u64>) -> ApiResult<Vec<u8>> {
+async fn read_limited(body: Body, declared: Option<u64>, limit: usize) -> ApiResult<Vec<u8>> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     let mut total = 0u64;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let over = |n: u64| n > MAX_BODY_BYTES as u64;
+    let over = |n: u64| n > limit as u64;
+    let drain_limit = DRAIN_LIMIT.max(limit as u64 + 1024 * 1024);
     loop {
         let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
@@ -258,7 +289,7 @@ async fn read_limited(body: Body, declared: Option<u64>) -> ApiResult<Vec<u8>> {
             Ok(Some(Ok(c))) => c,
         };
         total += chunk.len() as u64;
-        if total > DRAIN_LIMIT {
+        if total > drain_limit {
             break;
         }
         if !over(total) && !declared.is_some_and(over) {
@@ -266,18 +297,18 @@ async fn read_limited(body: Body, declared: Option<u64>) -> ApiResult<Vec<u8>> {
         }
     }
     if over(total) || declared.is_some_and(over) {
-        return Err(too_large(total.max(declared.unwrap_or(0))));
+        return Err(too_large(total.max(declared.unwrap_or(0)), limit));
     }
     Ok(buf)
 }
 
-fn too_large(len: u64) -> ApiError {
+fn too_large(len: u64, limit: usize) -> ApiError {
     ApiError::new(
         ErrorKind::TooLarge,
-        format!("request body is {len} bytes; the limit is {MAX_BODY_BYTES} bytes"),
+        format!("request body is {len} bytes; the limit is {limit} bytes"),
     )
     .field("body")
-    .limit(MAX_BODY_BYTES as u64)
+    .limit(limit as u64)
 }
 
 /// The field a serde data error is about, when its message names one.
@@ -721,4 +752,112 @@ async fn integrations(
     State(state): State<AppState>,
 ) -> ApiResult<Json<crate::connector::IntegrationView>> {
     Ok(Json(connectors(&state)?.integration(200).await?))
+}
+
+// ---- security center ---------------------------------------------------------
+
+fn security(state: &AppState) -> ApiResult<crate::security::SecurityCenter> {
+    state.security.clone().ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::NotFound,
+            "this controller runs no Security Center",
+        )
+    })
+}
+
+async fn security_scan(
+    State(state): State<AppState>,
+) -> ApiResult<Json<crate::security::ScanReport>> {
+    Ok(Json(security(&state)?.scan().await?))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindingsParams {
+    state: Option<String>,
+    source: Option<String>,
+    limit: Option<String>,
+}
+
+async fn security_findings(
+    State(state): State<AppState>,
+    Query(p): Query<FindingsParams>,
+) -> ApiResult<Json<Vec<crate::security::Finding>>> {
+    use crate::security::{FindingQuery, FindingState, store::MAX_LIST};
+    let finding_state = p
+        .state
+        .as_deref()
+        .map(|s| {
+            FindingState::parse(s).ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::Invalid,
+                    format!("state {s:?} is not one of open, suppressed, resolved"),
+                )
+                .field("state")
+            })
+        })
+        .transpose()?;
+    let limit = p
+        .limit
+        .as_deref()
+        .map(|l| {
+            l.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_LIST).contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorKind::Invalid,
+                        format!("limit {l:?} is outside 1..={MAX_LIST}"),
+                    )
+                    .field("limit")
+                    .limit(u64::from(MAX_LIST))
+                })
+        })
+        .transpose()?;
+    let query = FindingQuery {
+        state: finding_state,
+        source: p.source,
+        limit,
+    };
+    Ok(Json(security(&state)?.findings(&query).await?))
+}
+
+async fn security_suppress(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<crate::security::Finding>> {
+    let request: crate::security::SuppressRequest = json_body(&headers, body).await?;
+    Ok(Json(
+        security(&state)?.suppress(&id, &request, OPERATOR).await?,
+    ))
+}
+
+async fn security_controls(
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<crate::security::ControlView>>> {
+    Ok(Json(security(&state)?.controls().await?))
+}
+
+async fn security_sarif_export(State(state): State<AppState>) -> ApiResult<Response> {
+    let log = security(&state)?.export_sarif().await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/sarif+json")],
+        Json(log),
+    )
+        .into_response())
+}
+
+async fn security_sarif_import(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Vec<crate::security::ScanReport>>> {
+    let center = security(&state)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let bytes = read_limited(body, declared, crate::security::sarif::MAX_SARIF_BYTES).await?;
+    Ok(Json(center.import_sarif(&bytes).await?))
 }

@@ -405,4 +405,11 @@ impl Store for Timed {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn texts(
+        &self,
+        after: Option<TicketId>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::StoredText>, StoreError> {
+        self.inner.texts(after, limit).await
+    }
 }

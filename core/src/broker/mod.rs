@@ -95,6 +95,19 @@ pub struct ToolToken {
     pub id: String,
 }
 
+impl ToolToken {
+    /// A well-formed token the broker never issued: what the fail-closed
+    /// probe presents.
+    pub(crate) fn forged() -> Self {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).expect("the OS has randomness");
+        Self {
+            secret: format!("otk_{}", B64.encode(raw)),
+            id: "tok_forged".into(),
+        }
+    }
+}
+
 impl std::fmt::Debug for ToolToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ToolToken({})", self.id)

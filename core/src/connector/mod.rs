@@ -591,6 +591,59 @@ impl Connectors {
         })
     }
 
+    /// The gate's decision on `call`, as the runtime would take it (audited).
+    pub async fn decide(&self, call: &gate::CallRef, params: &serde_json::Value) -> gate::Decision {
+        self.inner.runtime.decide(call, params).await
+    }
+
+    /// How many connectors are enabled, and each enabled one that is
+    /// neither signed by a publisher trusted now nor approved in the store
+    /// (the registry in memory checked against the keys and the disk).
+    pub async fn untrusted_enabled(
+        &self,
+    ) -> Result<(usize, Vec<(String, String)>), ConnectorError> {
+        let approved: BTreeMap<String, Option<String>> = self
+            .inner
+            .db
+            .catalog()
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                let id = r.manifest.get("id")?.as_str()?.to_owned();
+                Some((id, r.approved_by))
+            })
+            .collect();
+        let trusted = self.inner.trusted.read().unwrap_or_else(|e| e.into_inner());
+        let entries = self.inner.registry.read();
+        let mut enabled = 0;
+        let mut problems = Vec::new();
+        for (id, e) in entries.iter().filter(|(_, e)| e.enabled()) {
+            enabled += 1;
+            match (e.source, &e.publisher) {
+                (Source::Curated, Some(p)) if trusted.contains(p) => {}
+                (Source::Curated, p) => problems.push((
+                    id.clone(),
+                    format!(
+                        "curated connector {id} is enabled but its publisher key {} is not trusted",
+                        p.as_deref().unwrap_or("(none)")
+                    ),
+                )),
+                (Source::Catalog, _) => match approved.get(id) {
+                    Some(Some(_)) => {}
+                    Some(None) => problems.push((
+                        id.clone(),
+                        format!("catalog connector {id} is enabled but not approved in the store"),
+                    )),
+                    None => problems.push((
+                        id.clone(),
+                        format!("catalog connector {id} is enabled but missing from the store"),
+                    )),
+                },
+            }
+        }
+        Ok((enabled, problems))
+    }
+
     pub async fn effects(
         &self,
         ticket: Option<TicketId>,

@@ -159,6 +159,17 @@ impl Runtime {
         &self.broker
     }
 
+    /// The gate's decision on `call`, taken (and audited) exactly as a real
+    /// call would take it, without making the call.
+    pub async fn decide(
+        &self,
+        call: &CallRef,
+        params: &serde_json::Value,
+    ) -> super::gate::Decision {
+        let manifest = self.registry.enabled(&call.connector);
+        self.gate.check(call, manifest.as_deref(), params).await
+    }
+
     /// Runs one tool call to the end (or until `cancel`).
     pub async fn call(
         &self,

@@ -78,6 +78,10 @@ impl TrustedKeys {
         self.0.insert(id.into(), key);
     }
 
+    pub fn contains(&self, key_id: &str) -> bool {
+        self.0.contains_key(key_id)
+    }
+
     pub fn extend(&mut self, other: TrustedKeys) {
         self.0.extend(other.0);
     }

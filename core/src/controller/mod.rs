@@ -661,6 +661,15 @@ impl Controller {
         Ok(self.inner.store.tenants().await?)
     }
 
+    /// Stored ticket text for the secret scan (see [`Store::texts`]).
+    pub async fn stored_texts(
+        &self,
+        after: Option<TicketId>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::StoredText>, ControllerError> {
+        Ok(self.inner.store.texts(after, limit).await?)
+    }
+
     /// Sets a tenant's budget (creating the tenant if needed); `None` lifts it.
     pub async fn set_budget(
         &self,

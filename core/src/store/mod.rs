@@ -357,4 +357,45 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError>;
     /// Liveness of the backing database.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The free text stored with tickets, for the secret scan: the payload,
+    /// result, error and event reasons of up to `limit` tickets whose ids
+    /// come after `after`, in id order (page on with the last ticket's id).
+    async fn texts(
+        &self,
+        after: Option<TicketId>,
+        limit: u32,
+    ) -> Result<Vec<StoredText>, StoreError>;
+}
+
+/// One stored text of a ticket: `field` is `payload`, `result`, `error` or
+/// `event <seq>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredText {
+    pub ticket: TicketId,
+    pub field: String,
+    pub text: String,
+}
+
+impl StoredText {
+    /// The texts of one ticket's row, skipping the absent ones.
+    pub(crate) fn of_row(
+        ticket: TicketId,
+        payload: String,
+        result: Option<String>,
+        error: Option<String>,
+    ) -> impl Iterator<Item = StoredText> {
+        [
+            ("payload", Some(payload)),
+            ("result", result),
+            ("error", error),
+        ]
+        .into_iter()
+        .filter_map(move |(field, text)| {
+            text.map(|text| StoredText {
+                ticket,
+                field: field.to_owned(),
+                text,
+            })
+        })
+    }
 }

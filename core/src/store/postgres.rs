@@ -685,6 +685,72 @@ impl Store for PgStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn texts(
+        &self,
+        after: Option<TicketId>,
+        limit: u32,
+    ) -> Result<Vec<super::StoredText>, StoreError> {
+        let limit = limit.clamp(1, super::MAX_PAGE) as usize;
+        let tenants = self.tenants_to_read(None).await?;
+        let mut tx = self.read_tx().await?;
+        // (id, tenant, payload, result, error) of each tenant's first
+        // `limit`, then the first `limit` of them all.
+        let mut rows: Vec<(Uuid, usize, String, Option<String>, Option<String>)> = Vec::new();
+        for (i, tenant) in tenants.iter().enumerate() {
+            scope(&mut tx, tenant).await?;
+            for row in sqlx::query(
+                "SELECT id, payload::text AS payload, result::text AS result, error FROM tickets
+                 WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            )
+            .bind(after.map(|a| a.0))
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                rows.push((
+                    row.try_get("id")?,
+                    i,
+                    row.try_get("payload")?,
+                    row.try_get("result")?,
+                    row.try_get("error")?,
+                ));
+            }
+        }
+        rows.sort_by_key(|r| r.0);
+        rows.truncate(limit);
+        let mut out = Vec::with_capacity(rows.len() * 3);
+        for (i, tenant) in tenants.iter().enumerate() {
+            let ids: Vec<Uuid> = rows.iter().filter(|r| r.1 == i).map(|r| r.0).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            scope(&mut tx, tenant).await?;
+            for e in sqlx::query(
+                "SELECT ticket_id, seq, reason FROM ticket_events WHERE ticket_id = ANY($1) ORDER BY ticket_id, seq",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                out.push(super::StoredText {
+                    ticket: TicketId(e.try_get("ticket_id")?),
+                    field: format!("event {}", e.try_get::<i32, _>("seq")?),
+                    text: e.try_get("reason")?,
+                });
+            }
+        }
+        tx.commit().await?;
+        for (id, _, payload, result, error) in rows {
+            out.extend(super::StoredText::of_row(
+                TicketId(id),
+                payload,
+                result,
+                error,
+            ));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -620,6 +620,48 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn texts(
+        &self,
+        after: Option<TicketId>,
+        limit: u32,
+    ) -> Result<Vec<super::StoredText>, StoreError> {
+        let after = after.map(|a| a.to_string());
+        let rows = sqlx::query(
+            "SELECT id, payload, result, error FROM tickets WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2",
+        )
+        .bind(after.as_deref())
+        .bind(i64::from(limit.clamp(1, super::MAX_PAGE)))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len() * 3);
+        for row in &rows {
+            let id = ticket_id(&row.try_get::<String, _>("id")?)?;
+            out.extend(super::StoredText::of_row(
+                id,
+                row.try_get("payload")?,
+                row.try_get("result")?,
+                row.try_get("error")?,
+            ));
+        }
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            let events = sqlx::query(
+                "SELECT ticket_id, seq, reason FROM ticket_events WHERE ticket_id BETWEEN ?1 AND ?2 ORDER BY ticket_id, seq",
+            )
+            .bind(first.try_get::<String, _>("id")?)
+            .bind(last.try_get::<String, _>("id")?)
+            .fetch_all(&self.pool)
+            .await?;
+            for e in &events {
+                out.push(super::StoredText {
+                    ticket: ticket_id(&e.try_get::<String, _>("ticket_id")?)?,
+                    field: format!("event {}", e.try_get::<i64, _>("seq")?),
+                    text: e.try_get("reason")?,
+                });
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
