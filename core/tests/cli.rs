@@ -30,6 +30,7 @@ fn help_lists_every_command() {
         "ticket",
         "cancel",
         "connectors",
+        "security",
         "bench",
     ] {
         assert!(out.contains(cmd), "{cmd} missing from:\n{out}");

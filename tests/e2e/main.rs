@@ -10,4 +10,5 @@ mod desktop;
 mod fleet;
 mod http;
 mod model;
+mod security;
 mod ui;
