@@ -14,6 +14,7 @@ use oshal_core::api::{ApiError, ErrorKind};
 use oshal_core::clock::SystemClock;
 use oshal_core::controller::{Controller, ControllerConfig, LocalPool};
 use oshal_core::cost::PriceTable;
+use oshal_core::security::{SecurityCenter, SecurityConfig};
 use oshal_core::store::sqlite::SqliteStore;
 use serde::Serialize;
 use specta::Type;
@@ -25,6 +26,8 @@ use crate::fleets::{Fleet, LOCAL};
 
 /// Bots in the embedded pool.
 pub const LOCAL_BOTS: usize = 4;
+/// How often the embedded Security Center scans on its own.
+pub const SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A remote controller the window is attached to.
 #[derive(Debug)]
@@ -53,6 +56,8 @@ pub struct Connection {
 pub struct Desktop {
     data_dir: PathBuf,
     local: Controller,
+    security: SecurityCenter,
+    stop_scans: tokio_util::sync::CancellationToken,
     store: Arc<SqliteStore>,
     target: RwLock<Target>,
     generation: Arc<AtomicU64>,
@@ -77,13 +82,35 @@ impl Desktop {
         };
         let controller =
             Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
+        // The embedded Security Center reads the app's own files (the store
+        // is binary and skipped; settings, logs and anything dropped there
+        // are read) and the store's tickets, on a schedule and on demand.
+        let security = SecurityCenter::open(
+            store.pool().clone(),
+            controller.clone(),
+            SecurityConfig {
+                scan_paths: vec![data_dir.to_owned()],
+                ..SecurityConfig::default()
+            },
+            Arc::new(SystemClock),
+        )
+        .await?;
+        let stop_scans = tokio_util::sync::CancellationToken::new();
+        security.spawn_schedule(SCAN_EVERY, stop_scans.clone());
         Ok(Self {
             data_dir: data_dir.to_owned(),
             target: RwLock::new(Target::Local(controller.clone())),
             local: controller,
+            security,
+            stop_scans,
             store,
             generation: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The embedded controller's Security Center.
+    pub fn security(&self) -> &SecurityCenter {
+        &self.security
     }
 
     /// Where this app keeps its files (the store, the settings).
@@ -151,6 +178,7 @@ impl Desktop {
     }
 
     pub async fn shutdown(&self) {
+        self.stop_scans.cancel();
         self.local.shutdown().await;
         self.store.close().await;
     }

@@ -2,7 +2,8 @@
 //! playwright-core, `ui/tests/browser.mjs`) against a real `oshal serve`
 //! with its local bot pool: attach with the token, submit and watch a ticket
 //! succeed, filter from the lifecycle diagram, the topology's bots and lanes,
-//! the command palette, the architecture view, a ticket's journey.
+//! the command palette, the architecture view, a ticket's journey, the
+//! integrations and the security views.
 //! `scripts/test` builds `ui/dist` and installs Chromium first.
 
 use oshal_e2e::Server;
@@ -18,6 +19,15 @@ async fn the_control_center_works_in_a_real_browser() {
         "ui/dist is missing: run `npm ci && npm run build` in ui/ (scripts/test does)"
     );
     let dir = tempfile::tempdir().unwrap();
+    // A key left in the data directory, for the security view to find.
+    let planted = dir.path().join("deploy.env");
+    std::fs::write(&planted, "AWS_ACCESS_KEY_ID=AKIAZ7Q4LMNB2XKD3PQR\n").unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        &planted,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let dist_arg = dist.display().to_string();
     let server = Server::start(dir.path(), &["--bots", "2", "--ui-dir", &dist_arg]).unwrap();
 

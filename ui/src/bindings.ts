@@ -17,6 +17,14 @@ export const commands = {
 	cost: () => typedError<CostSummary, ApiError>(__TAURI_INVOKE("cost")),
 	/**  Every connector, grant, and the recent audit trail and effects. */
 	integrations: () => typedError<IntegrationView, ApiError>(__TAURI_INVOKE("integrations")),
+	/**  Each preventive control with the checks that prove it and their last runs. */
+	securityControls: () => typedError<ControlView[], ApiError>(__TAURI_INVOKE("security_controls")),
+	/**  Findings, worst first (all states, or one). */
+	securityFindings: (state: FindingState | null) => typedError<Finding[], ApiError>(__TAURI_INVOKE("security_findings", { state })),
+	/**  Runs every check now. */
+	securityScan: () => typedError<ScanReport, ApiError>(__TAURI_INVOKE("security_scan")),
+	/**  Suppresses a finding with a justification, for some days. */
+	securitySuppress: (id: string, request: SuppressRequest) => typedError<Finding, ApiError>(__TAURI_INVOKE("security_suppress", { id, request })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -85,6 +93,28 @@ export type BotView = {
 /**  What a connector is for; the catalog and the views group by it. */
 export type Category = "commerce" | "travel" | "media" | "finance" | "communication" | "productivity" | "data" | "other";
 
+export type CheckStatus = "passed" | "failed" | 
+/**  Not applicable here (e.g. no PostgreSQL in local mode). */
+"skipped" | 
+/**  Could not run: proves nothing. */
+"error";
+
+/**  A check's latest run, as the controls board shows it. */
+export type CheckView = {
+	id: string,
+	title: string,
+	severity: Severity,
+	rationale: string,
+	remediation: string,
+	/**  `None`: never run. */
+	status: CheckStatus | null,
+	evidence: string | null,
+	/**  Open findings of this check. */
+	open: number,
+	last_run_ms: number | null,
+	last_passed_ms: number | null,
+};
+
 /**  A numeric ceiling on one parameter: `amount` ≤ 100. */
 export type Condition = {
 	param: string,
@@ -115,6 +145,29 @@ export type ConnectorView = {
 	approved_by: string | null,
 	imported_at_ms: number | null,
 	operations: OperationView[],
+};
+
+export type ControlStatus = 
+/**  Every applicable check ran and passed in the last scan. */
+"proven" | 
+/**  A check found something, or could not run. */
+"failing" | 
+/**  No check applies here (e.g. PostgreSQL controls in local mode). */
+"not_applicable" | "never_run";
+
+/**  One preventive control and the checks that prove it, live. */
+export type ControlView = {
+	id: string,
+	title: string,
+	prevents: string,
+	status: ControlStatus,
+	/**  The evidence of its checks in the last scan, joined. */
+	summary: string,
+	last_run_ms: number | null,
+	/**  When every applicable check last passed in the same scan. */
+	last_passed_ms: number | null,
+	open_findings: number,
+	checks: CheckView[],
 };
 
 /**
@@ -205,6 +258,39 @@ export type ErrorKind =
 /**  The controller this client is attached to cannot be reached. */
 "unreachable" | "internal";
 
+/**  A finding as every surface shows it. */
+export type Finding = {
+	/**  The first 16 hex digits of the fingerprint. */
+	id: string,
+	/**  sha256 of tool, rule and object: stable across scans and line moves. */
+	fingerprint: string,
+	/**  `oshal`, or the scanner an imported SARIF run came from. */
+	source: string,
+	rule: string,
+	title: string,
+	/**  The preventive control it breaks (Oshal's own rules). */
+	control: string | null,
+	severity: Severity,
+	object: string,
+	message: string,
+	location: Location | null,
+	state: FindingState,
+	first_seen_ms: number,
+	last_seen_ms: number,
+	resolved_at_ms: number | null,
+	/**  Scans in a row that did not see it. */
+	clean_scans: number,
+	/**  How often it came back after being resolved. */
+	reopened: number,
+	/**  The ticket that tracks it now. */
+	ticket: TicketId | null,
+	/**  The tickets of earlier rounds, oldest first. */
+	previous_tickets: TicketId[],
+	suppression: Suppression | null,
+};
+
+export type FindingState = "open" | "suppressed" | "resolved";
+
 /**  A remote controller, as listed in the settings (no secret here). */
 export type Fleet = {
 	name: string,
@@ -276,6 +362,12 @@ export type LedgerEntry = {
 	at_ms: number,
 };
 
+/**  Where a finding sits in a file, when it is in one. */
+export type Location = {
+	uri: string,
+	line: number | null,
+};
+
 export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
 /**  A model as the price table names it. */
@@ -313,6 +405,25 @@ export type OperationView = {
 	scopes: string[],
 };
 
+/**  What one scan (or one SARIF import) did. */
+export type ScanReport = {
+	id: string,
+	source: string,
+	started_ms: number,
+	finished_ms: number,
+	/**  Observations seen (distinct fingerprints). */
+	seen: number,
+	new: number,
+	reopened: number,
+	resolved: number,
+	/**  Tickets filed by this scan. */
+	tickets_filed: number,
+	/**  Every finding of this source that is not resolved, worst first. */
+	findings: Finding[],
+};
+
+export type Severity = "info" | "low" | "medium" | "high" | "critical";
+
 /**  A skill a bot offers and a ticket needs. */
 export type Skill = string;
 
@@ -339,6 +450,21 @@ export type Submitted = {
 	/**  True when the idempotency key matched an earlier ticket, whose id this is. */
 	duplicate: boolean,
 	created_at_ms: number,
+};
+
+/**  A suppression as a surface asks for it. */
+export type SuppressRequest = {
+	reason: string,
+	/**  How long, 1..=365 days. */
+	days: number,
+};
+
+/**  Why a finding is suppressed, by whom and until when. */
+export type Suppression = {
+	reason: string,
+	by: string,
+	at_ms: number,
+	until_ms: number,
 };
 
 /**  A tenant: the unit of isolation and budget. */

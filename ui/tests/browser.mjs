@@ -100,6 +100,32 @@ try {
     await view.getByTestId("audit-row").filter({ hasText: "grant" }).first().waitFor();
   });
 
+  await step("security: a scan proves the controls live and files the planted key as a finding with a ticket", async () => {
+    await page.getByTestId("nav-security").click();
+    const view = page.getByTestId("security");
+    await view.getByTestId("scan").click();
+    const surfaces = view.locator('[data-control="authenticated-surfaces"]');
+    await surfaces.getByTestId("control-status").getByText("proven").waitFor();
+    await surfaces.getByText(/2\/2 unauthenticated probes refused with 401/).waitFor();
+    await view.locator('[data-control="fail-closed"]').getByText("proven").waitFor();
+    await view.locator('[data-control="secret-hygiene"]').getByText("failing").waitFor();
+    const row = view.getByTestId("finding-row").filter({ hasText: "aws-access-key-id" });
+    await row.waitFor();
+    if ((await row.innerText()).includes("AKIAZ7Q4LMNB2XKD3PQR")) throw new Error("the secret is on the page");
+    await row.getByTestId("finding-ticket").click();
+    await page.getByTestId("detail-state").getByText("succeeded").waitFor();
+  });
+
+  await step("security: suppressing a finding needs a justification and takes it off the open list", async () => {
+    await page.getByTestId("nav-security").click();
+    const view = page.getByTestId("security");
+    const row = view.getByTestId("finding-row").filter({ hasText: "aws-access-key-id" });
+    await row.getByTestId("suppress").click();
+    await row.getByTestId("suppress-reason").fill("test key, rotated");
+    await row.getByRole("button", { name: "Suppress", exact: true }).click();
+    await view.getByTestId("no-findings").waitFor();
+  });
+
   if (shot) {
     await page.getByTestId("nav-topology").click();
     await page.waitForTimeout(500);

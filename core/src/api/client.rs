@@ -133,6 +133,53 @@ impl Client {
             .await
     }
 
+    pub async fn security_controls(
+        &self,
+    ) -> Result<Vec<crate::security::ControlView>, ClientError> {
+        self.send(
+            self.http
+                .get(format!("{}/api/v1/security/controls", self.base)),
+        )
+        .await
+    }
+
+    pub async fn security_findings(
+        &self,
+        state: Option<crate::security::FindingState>,
+    ) -> Result<Vec<crate::security::Finding>, ClientError> {
+        let q: Vec<(&str, &str)> = state.map(|s| ("state", s.as_str())).into_iter().collect();
+        self.send(
+            self.http
+                .get(format!("{}/api/v1/security/findings", self.base))
+                .query(&q),
+        )
+        .await
+    }
+
+    pub async fn security_scan(&self) -> Result<crate::security::ScanReport, ClientError> {
+        self.send(
+            self.http
+                .post(format!("{}/api/v1/security/scans", self.base)),
+        )
+        .await
+    }
+
+    pub async fn security_suppress(
+        &self,
+        id: &str,
+        request: &crate::security::SuppressRequest,
+    ) -> Result<crate::security::Finding, ClientError> {
+        self.send(
+            self.http
+                .post(format!(
+                    "{}/api/v1/security/findings/{id}/suppress",
+                    self.base
+                ))
+                .json(request),
+        )
+        .await
+    }
+
     pub async fn submit(&self, ticket: &NewTicket) -> Result<Submitted, ClientError> {
         self.send(
             self.http

@@ -8,6 +8,7 @@ pub mod cost;
 pub mod events;
 pub mod fleet;
 pub mod health;
+pub mod security;
 pub mod ticket;
 
 use oshal_core::api::{ApiError, ErrorKind};

@@ -7,14 +7,19 @@ import { commands } from "../bindings";
 import type {
   ApiError,
   BotView,
+  ControlView,
   CoreEvent,
   CostSummary,
+  Finding,
+  FindingState,
   Health,
   IntegrationView,
   NewFleet,
   NewTicket,
+  ScanReport,
   StateCount,
   Submitted,
+  SuppressRequest,
   TicketFilter,
   TicketPage,
   TicketView,
@@ -35,6 +40,11 @@ export interface Transport {
   cost(): Promise<CostSummary>;
   /** Connectors, grants, the recent audit trail and effects. */
   integrations(): Promise<IntegrationView>;
+  /** The Security Center: controls proven live, findings, scan, suppress. */
+  securityControls(): Promise<ControlView[]>;
+  securityFindings(state: FindingState | null): Promise<Finding[]>;
+  securityScan(): Promise<ScanReport>;
+  securitySuppress(id: string, request: SuppressRequest): Promise<Finding>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -95,6 +105,12 @@ export class HttpTransport implements Transport {
   bots = () => this.call<BotView[]>("GET", "/api/v1/bots");
   cost = () => this.call<CostSummary>("GET", "/api/v1/cost/summary");
   integrations = () => this.call<IntegrationView>("GET", "/api/v1/integrations");
+  securityControls = () => this.call<ControlView[]>("GET", "/api/v1/security/controls");
+  securityFindings = (state: FindingState | null) =>
+    this.call<Finding[]>("GET", `/api/v1/security/findings${state ? `?state=${state}` : ""}`);
+  securityScan = () => this.call<ScanReport>("POST", "/api/v1/security/scans");
+  securitySuppress = (id: string, request: SuppressRequest) =>
+    this.call<Finding>("POST", `/api/v1/security/findings/${encodeURIComponent(id)}/suppress`, request);
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let closed = false;
@@ -169,6 +185,10 @@ export class TauriTransport implements Transport {
   bots = () => answer(commands.bots());
   cost = () => answer(commands.cost());
   integrations = () => answer(commands.integrations());
+  securityControls = () => answer(commands.securityControls());
+  securityFindings = (state: FindingState | null) => answer(commands.securityFindings(state));
+  securityScan = () => answer(commands.securityScan());
+  securitySuppress = (id: string, request: SuppressRequest) => answer(commands.securitySuppress(id, request));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;
