@@ -64,6 +64,12 @@ impl Server {
             .arg(data_dir)
             .args(extra)
             .env_remove("OSHAL_API_TOKEN");
+        // Scheduled security scans file triage tickets of their own; tests
+        // that count tickets must not see them, so scans run on demand here
+        // unless a test asks for a schedule.
+        if !extra.contains(&"--security-scan-every-min") {
+            cmd.args(["--security-scan-every-min", "0"]);
+        }
         let (child, line) = spawn_until(cmd, "oshal serve", "listening on ")?;
         let url = line["listening on ".len()..].to_owned();
         let token = std::fs::read_to_string(data_dir.join("api-token"))

@@ -231,6 +231,12 @@ impl CheckRun {
         let error = error.into();
         let info = checks::check(checks::CHECK_ERROR).expect("the check-error rule exists");
         let control = checks::check(check).map(|c| c.control.to_owned());
+        // One finding per control that cannot be proven, not one per check:
+        // a database outage is one problem, not eleven.
+        let object = match &control {
+            Some(c) => format!("control {c}"),
+            None => format!("check {check}"),
+        };
         Self {
             status: CheckStatus::Error,
             evidence: format!("could not run: {error}"),
@@ -239,7 +245,7 @@ impl CheckRun {
                 title: info.title.to_owned(),
                 control,
                 severity: info.severity,
-                object: format!("check {check}"),
+                object,
                 message: format!("check {check} could not run: {error}"),
                 location: None,
             }],

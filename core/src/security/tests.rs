@@ -863,3 +863,51 @@ fn fingerprints_ignore_lines_and_separate_their_parts() {
     );
     assert_eq!(fingerprint("a", "b", "c").len(), 64);
 }
+
+/// A database the scan cannot reach proves nothing: each of its controls is
+/// failing with one finding (not one per check), and its ticket is filed.
+#[tokio::test]
+async fn an_unreachable_database_fails_its_controls_with_one_finding_each() {
+    let rig = Rig::new(2, async |_| {}).await;
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+        .unwrap();
+    let config = SecurityConfig {
+        postgres: Some(postgres::PgTarget {
+            pool,
+            schema: "oshal".into(),
+            app_role: "oshal_app".into(),
+        }),
+        ..SecurityConfig::default()
+    };
+    let store_pool = rig.center.inner.db.pool().clone();
+    let center = SecurityCenter::open(
+        store_pool,
+        rig.controller.clone(),
+        config,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let report = center.scan().await.unwrap();
+    let mut objects: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == checks::CHECK_ERROR)
+        .map(|f| f.object.as_str())
+        .collect();
+    objects.sort();
+    assert_eq!(
+        objects,
+        ["control least-privilege", "control tenant-isolation"]
+    );
+    let controls = center.controls().await.unwrap();
+    for id in ["tenant-isolation", "least-privilege"] {
+        let c = controls.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(c.status, ControlStatus::Failing, "{c:#?}");
+        assert_eq!(c.open_findings, 1);
+        assert!(c.summary.contains("could not run"), "{}", c.summary);
+    }
+    rig.controller.shutdown().await;
+}
