@@ -4,7 +4,7 @@
 //! real permissions, and the SARIF 2.1.0 JSON schema.
 
 use super::*;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::controller::{ControllerConfig, LocalPool};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, TicketUpdate, WriteBatch};
@@ -909,5 +909,48 @@ async fn an_unreachable_database_fails_its_controls_with_one_finding_each() {
         assert_eq!(c.open_findings, 1);
         assert!(c.summary.contains("could not run"), "{}", c.summary);
     }
+    rig.controller.shutdown().await;
+}
+
+/// A suppression lasts as long as it says: once it expires, a finding still
+/// there is open again (with its ticket), and one gone is resolved.
+#[tokio::test]
+async fn a_suppression_expires_and_the_finding_is_open_again() {
+    let rig = Rig::new(2, async |_| {}).await;
+    rig.write(
+        "config/app.env",
+        &format!("api_key = \"{OPENAI}\"\n"),
+        0o600,
+    );
+    let clock = crate::clock::ManualClock::at(crate::clock::SystemClock.now_ms());
+    let config = SecurityConfig {
+        scan_paths: vec![rig.path("config")],
+        ..SecurityConfig::default()
+    };
+    let center = SecurityCenter::open(
+        rig.center.inner.db.pool().clone(),
+        rig.controller.clone(),
+        config,
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    let first = center.scan().await.unwrap();
+    let f = &first.findings[0];
+    let request = SuppressRequest {
+        reason: "accepted until the vault migration".into(),
+        days: 1,
+    };
+    center.suppress(&f.id, &request, "operator").await.unwrap();
+    clock.advance(23 * 3_600_000);
+    let still = center.scan().await.unwrap();
+    assert_eq!(still.findings[0].state, FindingState::Suppressed);
+    clock.advance(2 * 3_600_000);
+    let open = center.scan().await.unwrap();
+    let f2 = &open.findings[0];
+    assert_eq!(f2.state, FindingState::Open);
+    assert_eq!(f2.suppression, None);
+    assert_eq!(f2.ticket, f.ticket, "the same round, the same ticket");
+    assert_eq!(open.tickets_filed, 0);
     rig.controller.shutdown().await;
 }
