@@ -602,9 +602,14 @@ impl SecurityCenter {
             .iter()
             .flat_map(|r| r.observations.iter().cloned())
             .collect();
+        let unproven: BTreeSet<String> = runs
+            .iter()
+            .filter(|r| matches!(r.status, CheckStatus::Error | CheckStatus::Skipped))
+            .map(|r| r.check.clone())
+            .collect();
         let finished = self.inner.clock.now_ms();
         self.inner.db.record_checks(&runs, finished).await?;
-        let mut report = self.triage(OSHAL, observations, started).await?;
+        let mut report = self.triage(OSHAL, observations, &unproven, started).await?;
         report.finished_ms = finished;
         Ok(report)
     }
@@ -740,11 +745,13 @@ impl SecurityCenter {
     }
 
     /// Applies one source's observations: stores the changes in one
-    /// transaction, then files the tickets they call for.
+    /// transaction, then files the tickets they call for. Findings of the
+    /// `unproven` rules (checks that could not run) are left as they are.
     async fn triage(
         &self,
         source: &str,
         observations: Vec<Observation>,
+        unproven: &BTreeSet<String>,
         started: UnixMs,
     ) -> Result<ScanReport, SecurityError> {
         let now = self.inner.clock.now_ms();
@@ -753,7 +760,8 @@ impl SecurityCenter {
             seen.entry(fingerprint(source, &o.rule, &o.object))
                 .or_insert(o);
         }
-        let known = self.inner.db.known(source).await?;
+        let mut known = self.inner.db.known(source).await?;
+        known.retain(|_, k| !unproven.contains(&k.rule));
         let keys: BTreeSet<String> = seen.keys().cloned().collect();
         let changes = triage::triage(&known, &keys, self.inner.config.resolve_after, now);
         self.inner.db.apply(source, &seen, &changes, now).await?;
@@ -920,7 +928,10 @@ impl SecurityCenter {
                 ));
             }
             let started = self.inner.clock.now_ms();
-            reports.push(self.triage(&source, observations, started).await?);
+            reports.push(
+                self.triage(&source, observations, &BTreeSet::new(), started)
+                    .await?,
+            );
         }
         Ok(reports)
     }

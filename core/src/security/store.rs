@@ -91,7 +91,7 @@ impl SecurityDb {
     /// What triage needs of `source`'s stored findings.
     pub async fn known(&self, source: &str) -> Result<BTreeMap<String, Known>, SecurityError> {
         let rows = sqlx::query(
-            "SELECT fingerprint, state, clean_scans, suppress_until FROM security_findings WHERE source = ?1",
+            "SELECT fingerprint, rule, state, clean_scans, suppress_until FROM security_findings WHERE source = ?1",
         )
         .bind(source)
         .fetch_all(&self.pool)
@@ -102,6 +102,7 @@ impl SecurityDb {
             out.insert(
                 r.try_get("fingerprint")?,
                 Known {
+                    rule: r.try_get("rule")?,
                     state: FindingState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
                     clean_scans: r.try_get::<i64, _>("clean_scans")? as u32,
                     suppressed_until: r.try_get("suppress_until")?,

@@ -9,6 +9,8 @@
 //!  suppressed ─ until passed ▶ open (or resolved, by the same N-scan rule)
 //! ```
 //!
+//! A check that could not run (or does not apply here) says nothing about
+//! its findings: the caller leaves them out, and they keep their state.
 //! A scan only speaks for its own source: Oshal's scan never resolves what
 //! Trivy reported, and an imported Trivy run only resolves Trivy's.
 
@@ -21,6 +23,9 @@ use super::FindingState;
 /// What triage needs to know of a finding already stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Known {
+    /// The rule that found it: a rule whose check could not run this scan
+    /// is left out of triage, so an outage never resolves what it hides.
+    pub rule: String,
     pub state: FindingState,
     pub clean_scans: u32,
     pub suppressed_until: Option<UnixMs>,
@@ -86,6 +91,7 @@ mod tests {
 
     fn known(state: FindingState, clean: u32) -> Known {
         Known {
+            rule: "r".into(),
             state,
             clean_scans: clean,
             suppressed_until: None,
