@@ -31,6 +31,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ticket::ticket,
             commands::ticket::submit,
             commands::ticket::cancel,
+            commands::ticket::bulk,
             commands::bot::bots,
             commands::cost::cost,
             commands::connector::integrations,

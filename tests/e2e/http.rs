@@ -369,3 +369,135 @@ async fn the_token_file_is_private_and_sigterm_stops_cleanly() {
     let again = Server::start(dir.path(), &[]).unwrap();
     assert_eq!(again.token, token);
 }
+
+/// Bulk cancel and retry by filter: a dry run counts and changes nothing;
+/// the run acts on exactly what it counted; a second retry of the same
+/// tickets makes no second copy; bad requests name their field.
+#[tokio::test]
+async fn bulk_cancel_and_retry_by_filter_with_a_dry_run_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--bots", "2"]).unwrap();
+    let mut held = Vec::new();
+    for i in 0..5 {
+        let r = server
+            .post("/api/v1/tickets")
+            .json(&json!({"kind": "chat", "payload": {"prompt": format!("held {i}")}, "requires_approval": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        held.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let done = server.submit("runs to the end").await.unwrap();
+    server.wait_terminal(&done).await.unwrap();
+    // Everything, dry: 6 match, 5 are unfinished; nothing changes.
+    let (status, dry) = bulk(&server, json!({"action": "cancel", "dry_run": true})).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        (
+            dry["matched"].as_u64(),
+            dry["eligible"].as_u64(),
+            dry["done"].as_u64()
+        ),
+        (Some(6), Some(5), Some(0))
+    );
+    assert_eq!(count(&server, "awaiting_approval").await, 5);
+
+    let (_, run) = bulk(
+        &server,
+        json!({"action": "cancel", "filter": {"state": "awaiting_approval"}}),
+    )
+    .await;
+    assert_eq!(
+        (run["eligible"].as_u64(), run["done"].as_u64()),
+        (Some(5), Some(5)),
+        "{run}"
+    );
+    assert_eq!(count(&server, "awaiting_approval").await, 0);
+    assert_eq!(count(&server, "cancelled").await, 5);
+
+    // Retry the cancelled ones: new tickets whose parent is the original.
+    let (_, dry) = bulk(
+        &server,
+        json!({"action": "retry", "filter": {"state": "cancelled"}, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(dry["eligible"].as_u64(), Some(5), "{dry}");
+    let (_, run) = bulk(
+        &server,
+        json!({"action": "retry", "filter": {"state": "cancelled"}}),
+    )
+    .await;
+    assert_eq!(run["done"].as_u64(), Some(5), "{run}");
+    let created: Vec<String> = run["created"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    for id in &created {
+        let t = server.wait_terminal(id).await.unwrap();
+        assert_eq!(t["state"], "succeeded", "{t:#}");
+        assert!(held.contains(&t["parent_id"].as_str().unwrap().to_owned()));
+    }
+    let (_, again) = bulk(
+        &server,
+        json!({"action": "retry", "filter": {"state": "cancelled"}}),
+    )
+    .await;
+    assert_eq!(again["done"].as_u64(), Some(0), "{again}");
+    assert_eq!(again["failed"].as_array().unwrap().len(), 5);
+    assert!(
+        again["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("already retried as")
+    );
+
+    for (body, field) in [
+        (json!({"action": "cancel", "max": 0}), "max"),
+        (json!({"action": "cancel", "max": 10001}), "max"),
+        (
+            json!({"action": "cancel", "filter": {"cursor": "x"}}),
+            "filter",
+        ),
+        (
+            json!({"action": "cancel", "filter": {"state": "asleep"}}),
+            "state",
+        ),
+        (json!({"action": "explode"}), "body"),
+        (
+            json!({"action": "cancel", "everything": true}),
+            "everything",
+        ),
+    ] {
+        let (status, err) = bulk(&server, body.clone()).await;
+        assert_eq!(status, 422, "{body}: {err}");
+        assert_eq!(err["error"]["field"], field, "{body}: {err}");
+    }
+}
+
+async fn bulk(server: &Server, body: Value) -> (u16, Value) {
+    let r = server
+        .post("/api/v1/tickets/bulk")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+}
+
+async fn count(server: &Server, state: &str) -> u64 {
+    let counts = server.json("/api/v1/tickets/counts").await.unwrap();
+    counts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["state"] == state)
+        .map_or(0, |c| c["count"].as_u64().unwrap())
+}

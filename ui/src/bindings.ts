@@ -13,6 +13,11 @@ export const commands = {
 	ticket: (id: string) => typedError<TicketView, ApiError>(__TAURI_INVOKE("ticket", { id })),
 	submit: (ticket: NewTicket) => typedError<Submitted, ApiError>(__TAURI_INVOKE("submit", { ticket })),
 	cancel: (id: string) => typedError<TicketView, ApiError>(__TAURI_INVOKE("cancel", { id })),
+	/**
+	 *  Cancels or retries every ticket a filter matches (dry-run first for the
+	 *  count).
+	 */
+	bulk: (request: BulkRequest) => typedError<BulkReport, ApiError>(__TAURI_INVOKE("bulk", { request })),
 	bots: () => typedError<BotView[], ApiError>(__TAURI_INVOKE("bots")),
 	cost: () => typedError<CostSummary, ApiError>(__TAURI_INVOKE("cost")),
 	/**  Every connector, grant, and the recent audit trail and effects. */
@@ -88,6 +93,51 @@ export type BotView = {
 	succeeded: number,
 	failed: number,
 	lane: LaneStats,
+};
+
+/**  What a bulk operation does to the tickets its filter matches. */
+export type BulkAction = 
+/**  Cancel every unfinished one. */
+"cancel" | 
+/**
+ *  Submit a copy of every dead or cancelled one (its parent is the
+ *  original; retrying the same ticket twice gives the same copy).
+ */
+"retry";
+
+/**  One ticket a bulk operation could not act on, and why. */
+export type BulkFailure = {
+	id: TicketId,
+	error: string,
+};
+
+/**  What a bulk operation found and did. */
+export type BulkReport = {
+	action: BulkAction,
+	dry_run: boolean,
+	/**  Tickets the filter matched (at most `max`). */
+	matched: number,
+	/**  Of them, those the action applies to. */
+	eligible: number,
+	/**  Changed (cancelled, or retried as a new ticket); 0 in a dry run. */
+	done: number,
+	/**  More tickets matched than `max`: run it again for the rest. */
+	truncated: boolean,
+	/**  Retry: the new tickets. */
+	created: TicketId[],
+	/**  The first 100 tickets it could not act on. */
+	failed: BulkFailure[],
+};
+
+/**  A bulk operation as a surface asks for it: dry-run first to see the count. */
+export type BulkRequest = {
+	action: BulkAction,
+	/**  Which tickets (state, tenant, bot, kind; no cursor or limit). */
+	filter?: TicketFilter,
+	/**  Count what would change; change nothing. */
+	dry_run?: boolean,
+	/**  At most this many matching tickets (1..=10,000; default 1,000). */
+	max?: number | null,
 };
 
 /**  What a connector is for; the catalog and the views group by it. */

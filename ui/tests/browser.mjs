@@ -55,6 +55,21 @@ try {
     await page.getByTestId("ticket-row").first().waitFor();
   });
 
+  await step("filter by tenant: a tenant with no tickets shows the empty state", async () => {
+    await page.getByTestId("filter-tenant").fill("nobody-here");
+    await page.getByTestId("empty").waitFor();
+    await page.getByTestId("filter-tenant").fill("default");
+    await page.getByTestId("ticket-row").first().waitFor();
+  });
+
+  await step("a bulk cancel counts first (a dry run) and waits for confirmation", async () => {
+    await page.getByTestId("bulk-cancel").click();
+    await page.getByTestId("bulk-count").filter({ hasText: /tickets match; 0\s+unfinished would be cancelled/ }).waitFor();
+    if (!(await page.getByTestId("bulk-go").isDisabled())) throw new Error("nothing to cancel, yet the button is live");
+    await page.getByTestId("bulk-confirm").getByRole("button", { name: "Dismiss" }).click();
+    await page.getByTestId("filter-tenant").fill("");
+  });
+
   await step("topology draws every live bot with its lane", async () => {
     await page.getByTestId("nav-topology").click();
     await page.locator(".svelte-flow__node", { hasText: "lane depth" }).first().waitFor();

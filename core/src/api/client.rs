@@ -133,6 +133,18 @@ impl Client {
             .await
     }
 
+    pub async fn bulk(
+        &self,
+        request: &super::BulkRequest,
+    ) -> Result<super::BulkReport, ClientError> {
+        self.send(
+            self.http
+                .post(format!("{}/api/v1/tickets/bulk", self.base))
+                .json(request),
+        )
+        .await
+    }
+
     pub async fn security_controls(
         &self,
     ) -> Result<Vec<crate::security::ControlView>, ClientError> {

@@ -143,6 +143,7 @@ fn routes(state: AppState) -> Router {
     let protected = Router::new()
         .route("/api/v1/tickets", post(submit).get(list))
         .route("/api/v1/tickets/counts", get(counts))
+        .route("/api/v1/tickets/bulk", post(bulk))
         .route("/api/v1/tickets/{id}", get(ticket))
         .route("/api/v1/tickets/{id}/cancel", post(cancel))
         .route("/api/v1/tickets/{id}/approve", post(approve))
@@ -362,6 +363,15 @@ async fn list(
     Query(filter): Query<super::TicketFilter>,
 ) -> ApiResult<Response> {
     Ok(Json(state.controller.tickets(&filter.query()?).await?).into_response())
+}
+
+async fn bulk(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<super::BulkReport>> {
+    let request: super::BulkRequest = json_body(&headers, body).await?;
+    Ok(Json(super::bulk(&state.controller, &request).await?))
 }
 
 async fn ticket(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {

@@ -92,6 +92,189 @@ pub async fn state_counts(
         .collect())
 }
 
+/// What a bulk operation does to the tickets its filter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkAction {
+    /// Cancel every unfinished one.
+    Cancel,
+    /// Submit a copy of every dead or cancelled one (its parent is the
+    /// original; retrying the same ticket twice gives the same copy).
+    Retry,
+}
+
+/// The most tickets one bulk operation touches.
+pub const MAX_BULK: u32 = 10_000;
+
+/// A bulk operation as a surface asks for it: dry-run first to see the count.
+#[derive(Debug, Clone, Serialize, Deserialize, Type)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    pub action: BulkAction,
+    /// Which tickets (state, tenant, bot, kind; no cursor or limit).
+    #[serde(default)]
+    pub filter: TicketFilter,
+    /// Count what would change; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// At most this many matching tickets (1..=10,000; default 1,000).
+    #[serde(default)]
+    pub max: Option<u32>,
+}
+
+/// One ticket a bulk operation could not act on, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct BulkFailure {
+    pub id: crate::ticket::TicketId,
+    pub error: String,
+}
+
+/// What a bulk operation found and did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct BulkReport {
+    pub action: BulkAction,
+    pub dry_run: bool,
+    /// Tickets the filter matched (at most `max`).
+    pub matched: u32,
+    /// Of them, those the action applies to.
+    pub eligible: u32,
+    /// Changed (cancelled, or retried as a new ticket); 0 in a dry run.
+    pub done: u32,
+    /// More tickets matched than `max`: run it again for the rest.
+    pub truncated: bool,
+    /// Retry: the new tickets.
+    pub created: Vec<crate::ticket::TicketId>,
+    /// The first 100 tickets it could not act on.
+    pub failed: Vec<BulkFailure>,
+}
+
+/// Runs a bulk cancel or retry over the tickets `request.filter` matches.
+pub async fn bulk(
+    controller: &crate::controller::Controller,
+    request: &BulkRequest,
+) -> Result<BulkReport, ApiError> {
+    use crate::ticket::{NewTicket, TicketState};
+    if request
+        .filter
+        .cursor
+        .as_deref()
+        .is_some_and(|c| !c.is_empty())
+        || request
+            .filter
+            .limit
+            .as_deref()
+            .is_some_and(|l| !l.is_empty())
+    {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            "a bulk filter takes state, tenant, bot and kind; use max to bound it",
+        )
+        .field("filter"));
+    }
+    let max = request.max.unwrap_or(1_000);
+    if max == 0 || max > MAX_BULK {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            format!("max {max} is outside 1..={MAX_BULK}"),
+        )
+        .field("max")
+        .limit(u64::from(MAX_BULK)));
+    }
+    let mut query = request.filter.query()?;
+    query.limit = crate::store::MAX_PAGE;
+    let mut matched = Vec::new();
+    let mut truncated = false;
+    loop {
+        let page = controller.tickets(&query).await?;
+        for t in page.tickets {
+            if matched.len() as u32 == max {
+                truncated = true;
+                break;
+            }
+            matched.push(t);
+        }
+        match page.next_cursor {
+            Some(c) if !truncated => query.cursor = Some(c),
+            _ => break,
+        }
+    }
+    let eligible: Vec<_> = matched
+        .iter()
+        .filter(|t| match request.action {
+            BulkAction::Cancel => !t.state.is_terminal(),
+            BulkAction::Retry => matches!(t.state, TicketState::Dead | TicketState::Cancelled),
+        })
+        .collect();
+    let mut report = BulkReport {
+        action: request.action,
+        dry_run: request.dry_run,
+        matched: matched.len() as u32,
+        eligible: eligible.len() as u32,
+        done: 0,
+        truncated,
+        created: Vec::new(),
+        failed: Vec::new(),
+    };
+    if request.dry_run {
+        return Ok(report);
+    }
+    let fail = |report: &mut BulkReport, id, error: String| {
+        if report.failed.len() < 100 {
+            report.failed.push(BulkFailure { id, error });
+        }
+    };
+    match request.action {
+        BulkAction::Cancel => {
+            for t in eligible {
+                match controller.cancel(t.id).await {
+                    Ok(_) => report.done += 1,
+                    // Finished meanwhile: nothing left to cancel.
+                    Err(e) => fail(&mut report, t.id, e.to_string()),
+                }
+            }
+        }
+        BulkAction::Retry => {
+            for chunk in eligible.chunks(500) {
+                let mut copies = Vec::with_capacity(chunk.len());
+                let mut ids = Vec::with_capacity(chunk.len());
+                for t in chunk {
+                    match controller.ticket(t.id).await {
+                        Ok(v) => {
+                            ids.push(t.id);
+                            copies.push(NewTicket {
+                                kind: v.kind,
+                                payload: v.payload,
+                                tenant: Some(v.tenant.to_string()),
+                                idempotency_key: Some(format!("retry-of-{}", v.id)),
+                                priority: Some(v.priority),
+                                skill: Some(v.skill.to_string()),
+                                max_attempts: Some(v.max_attempts),
+                                parent_id: Some(v.id.to_string()),
+                                causation_id: Some(v.id.to_string()),
+                                ..NewTicket::default()
+                            });
+                        }
+                        Err(e) => fail(&mut report, t.id, e.to_string()),
+                    }
+                }
+                for (id, r) in ids.into_iter().zip(controller.submit_many(copies).await) {
+                    match r {
+                        Ok(s) if s.duplicate => {
+                            fail(&mut report, id, format!("already retried as {}", s.id))
+                        }
+                        Ok(s) => {
+                            report.done += 1;
+                            report.created.push(s.id);
+                        }
+                        Err(e) => fail(&mut report, id, e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
 /// A ticket list's filters as a surface sends them (query parameters over
 /// HTTP, a command argument in the app): all optional text, checked here so
 /// every surface refuses the same input with the same field named.

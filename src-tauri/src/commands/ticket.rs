@@ -1,7 +1,7 @@
-//! Tickets: counts per state, pages, one ticket, submit, cancel — on the
-//! embedded controller or the attached fleet's.
+//! Tickets: counts per state, pages, one ticket, submit, cancel, bulk
+//! cancel and retry — on the embedded controller or the attached fleet's.
 
-use oshal_core::api::{StateCount, TicketFilter};
+use oshal_core::api::{BulkReport, BulkRequest, StateCount, TicketFilter};
 use oshal_core::controller::Submitted;
 use oshal_core::store::{TicketPage, TicketView};
 use oshal_core::ticket::NewTicket;
@@ -59,5 +59,16 @@ pub async fn cancel(desktop: State<'_, Desktop>, id: String) -> CommandResult<Ti
     match desktop.target() {
         Target::Local(c) => Ok(c.cancel(id).await?),
         Target::Fleet(r) => Ok(r.client.cancel(&id.to_string()).await?),
+    }
+}
+
+/// Cancels or retries every ticket a filter matches (dry-run first for the
+/// count).
+#[tauri::command]
+#[specta::specta]
+pub async fn bulk(desktop: State<'_, Desktop>, request: BulkRequest) -> CommandResult<BulkReport> {
+    match desktop.target() {
+        Target::Local(c) => oshal_core::api::bulk(&c, &request).await,
+        Target::Fleet(r) => Ok(r.client.bulk(&request).await?),
     }
 }

@@ -7,6 +7,8 @@ import { commands } from "../bindings";
 import type {
   ApiError,
   BotView,
+  BulkReport,
+  BulkRequest,
   ControlView,
   CoreEvent,
   CostSummary,
@@ -36,6 +38,8 @@ export interface Transport {
   ticket(id: string): Promise<TicketView>;
   submit(ticket: NewTicket): Promise<Submitted>;
   cancel(id: string): Promise<TicketView>;
+  /** Cancel or retry every ticket a filter matches (dry-run for the count). */
+  bulk(request: BulkRequest): Promise<BulkReport>;
   bots(): Promise<BotView[]>;
   cost(): Promise<CostSummary>;
   /** Connectors, grants, the recent audit trail and effects. */
@@ -102,6 +106,7 @@ export class HttpTransport implements Transport {
   submit = (t: NewTicket) => this.call<Submitted>("POST", "/api/v1/tickets", t);
   cancel = (id: string) =>
     this.call<TicketView>("POST", `/api/v1/tickets/${encodeURIComponent(id)}/cancel`);
+  bulk = (r: BulkRequest) => this.call<BulkReport>("POST", "/api/v1/tickets/bulk", r);
   bots = () => this.call<BotView[]>("GET", "/api/v1/bots");
   cost = () => this.call<CostSummary>("GET", "/api/v1/cost/summary");
   integrations = () => this.call<IntegrationView>("GET", "/api/v1/integrations");
@@ -182,6 +187,7 @@ export class TauriTransport implements Transport {
   ticket = (id: string) => answer(commands.ticket(id));
   submit = (t: NewTicket) => answer(commands.submit(t));
   cancel = (id: string) => answer(commands.cancel(id));
+  bulk = (r: BulkRequest) => answer(commands.bulk(r));
   bots = () => answer(commands.bots());
   cost = () => answer(commands.cost());
   integrations = () => answer(commands.integrations());
