@@ -1,8 +1,8 @@
 //! `oshal`: the headless binary. `serve` runs a controller and the HTTP API,
 //! with a local bot pool (local mode) or as a fleet's controller on
 //! PostgreSQL and Redis; `node` runs a fleet's bot node; `db-setup` prepares
-//! PostgreSQL; the other commands (`security` among them) talk to the API (or, for `bench`, run the
-//! platform in-process and measure it).
+//! PostgreSQL; the other commands (`security` among them) talk to the API
+//! (or, for `bench`, run the platform in-process and measure it).
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
