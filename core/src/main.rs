@@ -154,12 +154,19 @@ struct SecurityArgs {
 }
 
 impl SecurityArgs {
-    fn config(
+    /// The Security Center of a `serve` over `data_dir`, keeping its
+    /// findings in `pool`: it reads the data directory, `--security-scan-path`
+    /// and `extra_paths`, checks the API token file and `extra_tokens`, and
+    /// in fleet mode the `postgres` target.
+    async fn open(
         &self,
+        pool: sqlx::SqlitePool,
+        controller: Controller,
         data_dir: &Path,
-        extra_tokens: &[PathBuf],
+        extra_paths: Option<PathBuf>,
+        extra_tokens: Option<PathBuf>,
         postgres: Option<oshal_core::security::postgres::PgTarget>,
-    ) -> Result<SecurityConfig> {
+    ) -> Result<SecurityCenter> {
         let rules = match &self.secret_rules {
             None => SecretRules::shipped(),
             Some(p) => {
@@ -174,15 +181,19 @@ impl SecurityArgs {
         }
         let mut scan_paths = vec![data_dir.to_path_buf()];
         scan_paths.extend(self.scan_paths.iter().cloned());
+        scan_paths.extend(extra_paths);
         let mut token_files = vec![data_dir.join(TOKEN_FILE)];
-        token_files.extend(extra_tokens.iter().cloned());
-        Ok(SecurityConfig {
+        token_files.extend(extra_tokens);
+        let config = SecurityConfig {
             postgres,
             scan_paths,
             token_files,
             rules,
             resolve_after: self.resolve_after,
-        })
+        };
+        SecurityCenter::open(pool, controller, config, Arc::new(SystemClock))
+            .await
+            .context("opening the Security Center")
     }
 }
 
@@ -798,15 +809,16 @@ async fn run(cli: Cli) -> Result<()> {
                     schema: fleet.postgres_schema.clone(),
                     app_role,
                 };
-                let config = security.config(&data_dir, &[], Some(target))?;
-                let center = SecurityCenter::open(
-                    local.pool().clone(),
-                    controller.clone(),
-                    config,
-                    Arc::new(SystemClock),
-                )
-                .await
-                .context("opening the Security Center")?;
+                let center = security
+                    .open(
+                        local.pool().clone(),
+                        controller.clone(),
+                        &data_dir,
+                        None,
+                        None,
+                        Some(target),
+                    )
+                    .await?;
                 let every = security.security_scan_every_min;
                 serve(
                     &data_dir,
@@ -845,18 +857,16 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let controller =
                 Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
-            let mut tokens = Vec::new();
-            tokens.extend(connectors.vault_token_file.clone());
-            let mut config = security.config(&data_dir, &tokens, None)?;
-            config.scan_paths.extend(connectors.connectors_dir.clone());
-            let center = SecurityCenter::open(
-                store.pool().clone(),
-                controller.clone(),
-                config,
-                Arc::new(SystemClock),
-            )
-            .await
-            .context("opening the Security Center")?;
+            let center = security
+                .open(
+                    store.pool().clone(),
+                    controller.clone(),
+                    &data_dir,
+                    connectors.connectors_dir.clone(),
+                    connectors.vault_token_file.clone(),
+                    None,
+                )
+                .await?;
             let every = security.security_scan_every_min;
             serve(
                 &data_dir,

@@ -241,10 +241,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<T> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let bytes = read_limited(body, declared, MAX_BODY_BYTES).await?;
+    let bytes = read_limited(body, headers, MAX_BODY_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -264,7 +261,12 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 /// connection is simply closed.
 const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 
-async fn read_limited(body: Body, declared: Option<u64>, limit: usize) -> ApiResult<Vec<u8>> {
+/// Reads a body of at most `limit` bytes (the declared length is checked
+/// first).
+async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<Vec<u8>> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
@@ -865,9 +867,6 @@ async fn security_sarif_import(
     body: Body,
 ) -> ApiResult<Json<Vec<crate::security::ScanReport>>> {
     let center = security(&state)?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let bytes = read_limited(body, declared, crate::security::sarif::MAX_SARIF_BYTES).await?;
+    let bytes = read_limited(body, &headers, crate::security::sarif::MAX_SARIF_BYTES).await?;
     Ok(Json(center.import_sarif(&bytes).await?))
 }

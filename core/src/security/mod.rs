@@ -56,6 +56,36 @@ pub const MAX_SUPPRESS_DAYS: u32 = 365;
 /// The longest suppression reason, in bytes.
 pub const MAX_REASON_BYTES: usize = 1000;
 
+/// `ALL`, `as_str` and `parse` for an enum stored and sent by its
+/// snake_case name (the same names serde gives it).
+macro_rules! named {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
+named!(Severity { Info => "info", Low => "low", Medium => "medium", High => "high", Critical => "critical" });
+named!(FindingState { Open => "open", Suppressed => "suppressed", Resolved => "resolved" });
+named!(CheckStatus { Passed => "passed", Failed => "failed", Skipped => "skipped", Error => "error" });
+named!(ControlStatus {
+    Proven => "proven",
+    Failing => "failing",
+    NotApplicable => "not_applicable",
+    NeverRun => "never_run",
+});
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Type,
 )]
@@ -69,28 +99,6 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 5] = [
-        Self::Info,
-        Self::Low,
-        Self::Medium,
-        Self::High,
-        Self::Critical,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-            Self::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
     /// GitHub code scanning's `security-severity` (a CVSS-like score).
     pub fn score(self) -> f64 {
         match self {
@@ -133,22 +141,6 @@ pub enum FindingState {
     Resolved,
 }
 
-impl FindingState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Suppressed => "suppressed",
-            Self::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Open, Self::Suppressed, Self::Resolved]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
-
 /// Where a finding sits in a file, when it is in one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct Location {
@@ -178,23 +170,6 @@ pub enum CheckStatus {
     Skipped,
     /// Could not run: proves nothing.
     Error,
-}
-
-impl CheckStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Passed => "passed",
-            Self::Failed => "failed",
-            Self::Skipped => "skipped",
-            Self::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Passed, Self::Failed, Self::Skipped, Self::Error]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
 }
 
 /// One check's run in one scan.
@@ -369,28 +344,6 @@ pub enum ControlStatus {
     /// No check applies here (e.g. PostgreSQL controls in local mode).
     NotApplicable,
     NeverRun,
-}
-
-impl ControlStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Proven => "proven",
-            Self::Failing => "failing",
-            Self::NotApplicable => "not_applicable",
-            Self::NeverRun => "never_run",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Proven,
-            Self::Failing,
-            Self::NotApplicable,
-            Self::NeverRun,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
 }
 
 /// One preventive control and the checks that prove it, live.

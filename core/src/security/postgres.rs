@@ -420,51 +420,46 @@ async fn canary(t: &PgTarget, tables: &[TenantTable]) -> Vec<CheckRun> {
         .fetch_all(&t.pool)
         .await
         .unwrap_or_default();
+    // Each probe: the tenant setting, the tenant whose own rows are not
+    // counted (none: every visible row counts), and who that is. With no
+    // tenant, the setting is tried reset to '' (as after an earlier
+    // transaction) and never set.
+    let stranger = uuid::Uuid::new_v4();
+    let mut probes: Vec<(Option<String>, Option<uuid::Uuid>, String)> = vec![
+        (Some(String::new()), None, "with no tenant set".into()),
+        (None, None, "with no tenant set".into()),
+        (
+            Some(stranger.to_string()),
+            Some(stranger),
+            "scoped to a tenant that owns nothing".into(),
+        ),
+    ];
+    probes.extend(tenants.iter().map(|id| {
+        (
+            Some(id.to_string()),
+            Some(*id),
+            format!("scoped to tenant {id}"),
+        )
+    }));
     let mut reads = 0usize;
     let mut refused = 0usize;
     for table in tables {
         let everything = format!("SELECT count(*) FROM {}", t.qualified(&table.name));
         let others = format!("{everything} WHERE tenant_id IS DISTINCT FROM $1::uuid");
-        // No tenant: the setting reset to '' (as after an earlier
-        // transaction), and never set.
-        for setting in [Some(""), None] {
+        for (setting, own, whose) in &probes {
             reads += 1;
-            match count_as_app(t, setting, &everything, None).await {
-                Ok(0) => {}
-                Ok(n) => none.found(
-                    t.obj(&table.name),
-                    format!(
-                        "as {} with no tenant set, {n} rows of {}.{} are visible",
-                        t.app_role, t.schema, table.name
-                    ),
-                ),
-                Err(CanaryError::Refused) => refused += 1,
-                Err(CanaryError::Failed(e)) => {
-                    return vec![
-                        CheckRun::error(&cross.check, e.clone()),
-                        CheckRun::error(&none.check, e),
-                    ];
-                }
-            }
-        }
-        let stranger = uuid::Uuid::new_v4();
-        let mut scopes = vec![stranger];
-        scopes.extend(tenants.iter().copied());
-        for tenant in scopes {
-            reads += 1;
-            let s = tenant.to_string();
-            match count_as_app(t, Some(&s), &others, Some(tenant)).await {
+            let sql = if own.is_some() { &others } else { &everything };
+            match count_as_app(t, setting.as_deref(), sql, *own).await {
                 Ok(0) => {}
                 Ok(n) => {
-                    let whose = if tenant == stranger {
-                        "a tenant that owns nothing".to_owned()
-                    } else {
-                        format!("tenant {tenant}")
+                    let (run, rows) = match own {
+                        Some(_) => (&mut cross, "rows of other tenants in"),
+                        None => (&mut none, "rows of"),
                     };
-                    cross.found(
+                    run.found(
                         t.obj(&table.name),
                         format!(
-                            "as {} scoped to {whose}, {n} rows of other tenants in {}.{} are visible",
+                            "as {} {whose}, {n} {rows} {}.{} are visible",
                             t.app_role, t.schema, table.name
                         ),
                     );

@@ -853,15 +853,49 @@ async fn a_trivy_log_imports_into_findings_and_tickets() {
 
 #[test]
 fn fingerprints_ignore_lines_and_separate_their_parts() {
-    assert_eq!(
-        fingerprint("oshal", "r", "file a"),
-        fingerprint("oshal", "r", "file a")
-    );
+    // The same secret moved two lines down is the same finding, at a new line.
+    let rules = secrets::SecretRules::shipped();
+    let place = secrets::Place::File("/etc/app.conf".into());
+    let seen = |text: &str| {
+        let mut run = CheckRun::new("secrets.exposed");
+        rules.report(&mut run, &place, text);
+        let o = run.observations.remove(0);
+        (
+            fingerprint(OSHAL, &o.rule, &o.object),
+            o.location.unwrap().line,
+        )
+    };
+    let (before, line_before) = seen(&format!("{AWS}\n"));
+    let (after, line_after) = seen(&format!("# moved\n\n{AWS}\n"));
+    assert_eq!(before, after);
+    assert_eq!((line_before, line_after), (Some(1), Some(3)));
+    // Length-prefixed parts: moving a character between parts changes it.
     assert_ne!(
         fingerprint("oshal", "ab", "c"),
         fingerprint("oshal", "a", "bc")
     );
-    assert_eq!(fingerprint("a", "b", "c").len(), 64);
+    assert_ne!(
+        fingerprint("trivy", "r", "o"),
+        fingerprint("oshal", "r", "o")
+    );
+}
+
+#[test]
+fn stored_names_are_the_names_serde_sends() {
+    fn agree<T: serde::Serialize + Copy>(all: &[T], name: impl Fn(T) -> &'static str) {
+        for v in all {
+            assert_eq!(serde_json::to_value(v).unwrap(), name(*v));
+        }
+    }
+    agree(Severity::ALL, Severity::as_str);
+    agree(FindingState::ALL, FindingState::as_str);
+    agree(CheckStatus::ALL, CheckStatus::as_str);
+    agree(ControlStatus::ALL, ControlStatus::as_str);
+    assert_eq!(
+        ControlStatus::parse("not_applicable"),
+        Some(ControlStatus::NotApplicable)
+    );
+    assert_eq!(Severity::parse("dire"), None);
 }
 
 /// A database the scan cannot reach proves nothing: each of its controls is
