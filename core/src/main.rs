@@ -59,8 +59,10 @@ struct ApiArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// Connectors (local mode): where the token broker keeps credentials, and
-/// which publishers and manifests to trust besides the shipped ones.
+/// Connectors: where the token broker keeps credentials, and which
+/// publishers and manifests to trust besides the shipped ones. A fleet's
+/// controller runs every tool call of its nodes' bots, so these belong to
+/// `serve` in both modes.
 #[derive(clap::Args, Clone)]
 struct ConnectorArgs {
     /// Keep connector credentials in Vault (or OpenBao) at this address,
@@ -85,7 +87,7 @@ struct ConnectorArgs {
 }
 
 impl ConnectorArgs {
-    async fn open(&self, store: &SqliteStore) -> Result<Connectors> {
+    async fn open(&self, db: oshal_core::connector::store::ConnectorDb) -> Result<Connectors> {
         use oshal_core::broker::{
             Secret, SecretBackend, keyring::KeyringBackend, vault::VaultBackend,
         };
@@ -117,14 +119,9 @@ impl ConnectorArgs {
                 .with_context(|| format!("--trust-publishers {}", path.display()))?;
             trusted.extend(extra);
         }
-        let connectors = Connectors::open(
-            store.pool().clone(),
-            backend,
-            trusted,
-            Arc::new(SystemClock),
-        )
-        .await
-        .context("opening the connectors")?;
+        let connectors = Connectors::open(db, backend, trusted, Arc::new(SystemClock))
+            .await
+            .context("opening the connectors")?;
         if let Some(dir) = &self.connectors_dir {
             for (name, e) in connectors.load_dir(dir) {
                 eprintln!("oshal: connector {name} refused: {e}");
@@ -156,15 +153,14 @@ struct SecurityArgs {
 impl SecurityArgs {
     /// The Security Center of a `serve` over `data_dir`, keeping its
     /// findings in `pool`: it reads the data directory, `--security-scan-path`
-    /// and `extra_paths`, checks the API token file and `extra_tokens`, and
-    /// in fleet mode the `postgres` target.
+    /// and the connectors' `--connectors-dir`, checks the API token file and
+    /// the `--vault-token-file`, and in fleet mode the `postgres` target.
     async fn open(
         &self,
         pool: sqlx::SqlitePool,
         controller: Controller,
         data_dir: &Path,
-        extra_paths: Option<PathBuf>,
-        extra_tokens: Option<PathBuf>,
+        connectors: &ConnectorArgs,
         postgres: Option<oshal_core::security::postgres::PgTarget>,
     ) -> Result<SecurityCenter> {
         let rules = match &self.secret_rules {
@@ -181,9 +177,9 @@ impl SecurityArgs {
         }
         let mut scan_paths = vec![data_dir.to_path_buf()];
         scan_paths.extend(self.scan_paths.iter().cloned());
-        scan_paths.extend(extra_paths);
+        scan_paths.extend(connectors.connectors_dir.clone());
         let mut token_files = vec![data_dir.join(TOKEN_FILE)];
-        token_files.extend(extra_tokens);
+        token_files.extend(connectors.vault_token_file.clone());
         let config = SecurityConfig {
             postgres,
             scan_paths,
@@ -394,9 +390,9 @@ struct PoolArgs {
     /// Bots to run (1..=1024).
     #[arg(long, default_value_t = 4)]
     bots: usize,
-    /// Skills every bot offers (comma-separated). Defaults to `chat,tool`
-    /// for `serve` (whose bots reach connectors) and `chat` for `node`
-    /// (whose bots have no connector runtime yet).
+    /// Skills every bot offers (comma-separated). Defaults to `chat,tool`:
+    /// `serve`'s bots reach connectors through its runtime, a node's
+    /// through its controller's.
     #[arg(long, value_delimiter = ',')]
     skills: Vec<String>,
 }
@@ -782,11 +778,15 @@ async fn run(cli: Cli) -> Result<()> {
                     redis_url: redis.clone(),
                     prefix: fleet.redis_prefix.clone(),
                 };
+                let tools = connectors
+                    .open(oshal_core::connector::store::postgres(store.pool().clone()))
+                    .await?;
                 let controller = Controller::start_fleet(
                     config,
                     Arc::new(store.clone()),
                     fleet_config,
                     Arc::new(SystemClock),
+                    Some(tools),
                 )
                 .await
                 .context("--redis")?;
@@ -814,8 +814,7 @@ async fn run(cli: Cli) -> Result<()> {
                         local.pool().clone(),
                         controller.clone(),
                         &data_dir,
-                        None,
-                        None,
+                        &connectors,
                         Some(target),
                     )
                     .await?;
@@ -848,7 +847,9 @@ async fn run(cli: Cli) -> Result<()> {
                 prices,
                 ..ControllerConfig::default()
             };
-            let tools = connectors.open(&store).await?;
+            let tools = connectors
+                .open(oshal_core::connector::store::sqlite(store.pool().clone()))
+                .await?;
             let pool = LocalPool {
                 bots,
                 skills,
@@ -862,8 +863,7 @@ async fn run(cli: Cli) -> Result<()> {
                     store.pool().clone(),
                     controller.clone(),
                     &data_dir,
-                    connectors.connectors_dir.clone(),
-                    connectors.vault_token_file.clone(),
+                    &connectors,
                     None,
                 )
                 .await?;
@@ -888,7 +888,7 @@ async fn run(cli: Cli) -> Result<()> {
             pool,
             model,
         } => {
-            let (bots, skills) = pool.checked(&["chat"])?;
+            let (bots, skills) = pool.checked(&["chat", "tool"])?;
             let name = name.unwrap_or_else(|| {
                 let host = std::fs::read_to_string("/etc/hostname")
                     .map(|h| h.trim().to_owned())

@@ -17,7 +17,7 @@ use oshal_core::controller::{Controller, ControllerConfig, LocalPool};
 use oshal_core::model::builtin::BuiltinModel;
 use oshal_core::model::{ChatReply, ChatRequest, Model, ModelError};
 use oshal_core::store::sqlite::SqliteStore;
-use oshal_core::ticket::{BotId, ModelId, NewTicket, TicketId, TicketState, Work};
+use oshal_core::ticket::{BotId, ModelId, NewTicket, TenantId, TicketId, TicketState, Work};
 use oshal_e2e::outside::{OpenBao, Outside};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -96,7 +96,7 @@ async fn open(store: &SqliteStore, bao: &OpenBao, prefix: &str) -> Result<Connec
         prefix,
     )?;
     Ok(Connectors::open(
-        store.pool().clone(),
+        oshal_core::connector::store::sqlite(store.pool().clone()),
         Arc::new(backend),
         TrustedKeys::shipped(),
         Arc::new(SystemClock),
@@ -108,6 +108,7 @@ fn call(bot: &str, ticket: TicketId, attempt: u32, op: &str, params: Value) -> T
     ToolRequest {
         call: CallRef {
             bot: BotId::parse(bot).unwrap(),
+            tenant: Some(TenantId::default_tenant()),
             ticket,
             attempt,
             connector: "shop".into(),
@@ -1189,5 +1190,292 @@ async fn over_http_an_operator_imports_approves_and_grants_and_a_write_survives_
     let (code, out, _) = cli(&["effects", "--ticket", &id_of_write]);
     assert_eq!(code, Some(0));
     assert_eq!(serde_json::from_str::<Value>(&out)?[0]["state"], "done");
+    Ok(())
+}
+
+/// Everything a fleet holds about itself, as text: every Redis key under
+/// its prefix (streams entry by entry, strings, sets, hashes) and every row
+/// of every table of its schema (read as the administrator, past RLS).
+async fn fleet_contents(space: &oshal_e2e::FleetSpace) -> Result<String> {
+    let mut all = String::new();
+    let client = redis::Client::open(space.redis.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", space.prefix))
+        .query_async(&mut conn)
+        .await?;
+    for key in &keys {
+        let kind: String = redis::cmd("TYPE").arg(key).query_async(&mut conn).await?;
+        let mut read = match kind.as_str() {
+            "stream" => redis::cmd("XRANGE"),
+            "string" => redis::cmd("GET"),
+            "set" => redis::cmd("SMEMBERS"),
+            "hash" => redis::cmd("HGETALL"),
+            other => anyhow::bail!("{key}: unexpected type {other}"),
+        };
+        read.arg(key);
+        if kind == "stream" {
+            read.arg("-").arg("+");
+        }
+        let value: redis::Value = read.query_async(&mut conn).await?;
+        all.push_str(&format!("{key} {value:?}\n"));
+    }
+    let mut pg = sqlx_admin(&space.postgres_admin).await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY 1",
+    )
+    .bind(&space.schema)
+    .fetch_all(&mut pg)
+    .await?;
+    anyhow::ensure!(tables.len() >= 9, "tables: {tables:?}");
+    for table in tables {
+        let sql = format!(
+            "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM {}.{table} t",
+            space.schema
+        );
+        let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut pg)
+            .await?;
+        all.push_str(&rows);
+    }
+    Ok(all)
+}
+
+async fn sqlx_admin(url: &str) -> Result<sqlx::PgConnection> {
+    use sqlx::Connection;
+    Ok(sqlx::PgConnection::connect(url).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_fleet_node_bots_call_through_the_controller_and_never_hold_a_credential() -> Result<()>
+{
+    let bao = OpenBao::start().await?;
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("vault-token");
+    std::fs::write(&token_file, &bao.root_token)?;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let api_key = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
+    let outside = Outside::start(&api_key).await?;
+    let mut space = oshal_e2e::FleetSpace::new().await?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    space.logs = Some(logs.clone());
+    let vault = [
+        "--vault-addr",
+        &bao.addr,
+        "--vault-token-file",
+        token_file.to_str().unwrap(),
+        "--vault-prefix",
+        &prefix,
+    ];
+    let server = space.serve_with(&dir.path().join("data"), &vault)?;
+    // The node is given nothing but Redis: no Vault, no database.
+    let _node = space.node("tooly", &["--bots", "2"])?;
+
+    let r = server
+        .post("/api/v1/catalog/import")
+        .json(&outside.openapi("shop", "api_key"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201, "{}", r.text().await?);
+    let r = server.post("/api/v1/catalog/shop/approve").send().await?;
+    assert_eq!(r.status(), 200);
+    let r = server
+        .raw()
+        .put(format!("{}/api/v1/connectors/shop/credential", server.url))
+        .bearer_auth(&server.token)
+        .json(&json!({"api_key": api_key}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204);
+    for bot in ["tooly-bot-01", "tooly-bot-02"] {
+        let r = server
+            .post("/api/v1/grants")
+            .json(&json!({"bot": bot, "connector": "shop", "operations": ["get_order", "create_order"], "scopes": ["orders:read", "orders:write"]}))
+            .send()
+            .await?;
+        assert_eq!(r.status(), 201);
+    }
+
+    // A read and a write, each made by a node's bot at the controller.
+    let read = submit_tool(&server, "get_order", json!({"order_id": "o-7"})).await?;
+    let t = server.wait_terminal(&read).await?;
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let read_bot = t["bot"].clone();
+    assert!(
+        read_bot.as_str().unwrap().starts_with("tooly-bot-"),
+        "{t:#}"
+    );
+    let result: Value = serde_json::from_str(t["result"]["text"].as_str().unwrap())?;
+    assert_eq!(result["tool"]["body"]["id"], "o-7");
+    let write = submit_tool(
+        &server,
+        "create_order",
+        json!({"sku": "sku-1", "quantity": 2, "amount": 4.0}),
+    )
+    .await?;
+    let t = server.wait_terminal(&write).await?;
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(outside.count("POST", "/orders"), 1);
+    assert!(
+        outside
+            .received()
+            .iter()
+            .all(|r| r.header("x-api-key") == Some(api_key.as_str())),
+        "the outside system got the credential on every request"
+    );
+    let effects = server
+        .json(&format!("/api/v1/effects?ticket={write}"))
+        .await?;
+    assert_eq!(effects.as_array().unwrap().len(), 1, "{effects:#}");
+    assert_eq!(
+        (effects[0]["state"].as_str(), effects[0]["tenant"].as_str()),
+        (Some("done"), Some("default"))
+    );
+    let audit = server.json(&format!("/api/v1/audit?ticket={read}")).await?;
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"decision") && kinds.contains(&"credential_read"),
+        "{audit:#}"
+    );
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["tenant"] == "default" && a["actor"] == read_bot),
+        "each row is the ticket's tenant's, and its bot's: {audit:#}"
+    );
+
+    // A call for a ticket the bot does not hold is refused before the gate
+    // and audited; nothing reaches the outside system.
+    let client = redis::Client::open(space.redis.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let forged_ticket = new_ticket();
+    let forged = json!({
+        "id": "forged-1",
+        "node": "evil",
+        "request": {
+            "call": {"bot": "tooly-bot-01", "tenant": "default", "ticket": forged_ticket,
+                     "attempt": 1, "connector": "shop", "operation": "create_order"},
+            "params": {"sku": "sku-9", "quantity": 1, "amount": 1.0},
+            "call_index": 0
+        }
+    });
+    let before = outside.received().len();
+    redis::cmd("XADD")
+        .arg(format!("{}:tools", space.prefix))
+        .arg("*")
+        .arg("t")
+        .arg(forged.to_string())
+        .query_async::<()>(&mut conn)
+        .await?;
+    let answers = format!("{}:tools:evil", space.prefix);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let v: redis::Value = redis::cmd("XRANGE")
+            .arg(&answers)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await?;
+        let text = format!("{v:?}");
+        if text.contains("forged-1") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no answer to the forged call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(answer.contains("refused before the gate"), "{answer}");
+    assert!(answer.contains("not in flight"), "{answer}");
+    assert_eq!(outside.received().len(), before);
+    let refusal = server
+        .json(&format!("/api/v1/audit?ticket={forged_ticket}"))
+        .await?;
+    assert_eq!(refusal[0]["allowed"], false, "{refusal:#}");
+    assert_eq!(
+        refusal[0]["tenant"],
+        Value::Null,
+        "the node's claim of a tenant is not taken"
+    );
+
+    // Cancel mid-call: the controller's call stops and nothing is sent after.
+    outside
+        .state
+        .fail_reads
+        .store(1_000, std::sync::atomic::Ordering::SeqCst);
+    outside
+        .state
+        .read_delay_ms
+        .store(150, std::sync::atomic::Ordering::SeqCst);
+    let slow = submit_tool(&server, "get_order", json!({"order_id": "o-8"})).await?;
+    let gets = outside.count("GET", "/orders/o-8");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while outside.count("GET", "/orders/o-8") == gets {
+        assert!(Instant::now() < deadline, "the slow read never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = server
+        .post(&format!("/api/v1/tickets/{slow}/cancel"))
+        .send()
+        .await?;
+    assert!(r.status().is_success(), "{}", r.status());
+    let cancelled_at = Instant::now();
+    let t = server.wait_terminal(&slow).await?;
+    assert_eq!(t["state"], "cancelled", "{t:#}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = outside
+        .received()
+        .into_iter()
+        .filter(|r| r.at > cancelled_at)
+        .count();
+    assert_eq!(late, 0, "requests after the cancel");
+    let audit = server.json(&format!("/api/v1/audit?ticket={slow}")).await?;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "revoke"),
+        "{audit:#}"
+    );
+
+    // The credential is nowhere in the fleet's Redis or PostgreSQL, in the
+    // controller's or the node's TRACE logs, nor in what the API shows; the
+    // positive control: the outside system has it.
+    let mut log_text = String::new();
+    for entry in std::fs::read_dir(&logs)? {
+        log_text.push_str(&String::from_utf8_lossy(&std::fs::read(entry?.path())?));
+    }
+    assert!(
+        log_text.contains("tool") && log_text.len() > 10_000,
+        "the logs hold the run ({} bytes)",
+        log_text.len()
+    );
+    let everything = format!(
+        "{log_text}{}{}{}{}",
+        fleet_contents(&space).await?,
+        server.json("/api/v1/audit?limit=5000").await?,
+        server.json("/api/v1/effects").await?,
+        server.json("/api/v1/tickets?limit=500").await?,
+    );
+    assert!(
+        everything.len() > 5_000,
+        "searched {} bytes",
+        everything.len()
+    );
+    assert!(!everything.contains(&api_key), "the credential leaked");
+    assert!(!everything.contains("otk_"), "a broker token leaked");
+    assert!(
+        !everything.contains(&bao.root_token),
+        "the Vault token leaked"
+    );
+    drop(server);
+    space.cleanup().await?;
     Ok(())
 }

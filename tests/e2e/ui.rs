@@ -71,18 +71,35 @@ async fn the_control_center_works_in_a_real_browser() {
     assert_eq!(r.status(), 201);
 
     let shot = std::env::temp_dir().join("oshal-ui-topology.png");
+    browse(&ui, "browser.mjs", &server, &[shot.to_str().unwrap()]);
+}
+
+/// Runs `ui/tests/<script>` in Node against `server`; fails with its output.
+fn browse(ui: &Path, script: &str, server: &Server, extra: &[&str]) {
     let out = Command::new("node")
-        .arg(ui.join("tests/browser.mjs"))
+        .arg(ui.join("tests").join(script))
         .arg(&server.url)
         .arg(&server.token)
-        .arg(&shot)
-        .current_dir(&ui)
+        .args(extra)
+        .current_dir(ui)
         .output()
         .expect("node runs");
     assert!(
         out.status.success(),
-        "{}{}",
+        "{script}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// From 150 bots the topology is one canvas, not an element per bot
+/// (`scripts/bench-frames` measures why); clicking a bot on it still opens
+/// that bot's tickets.
+#[tokio::test]
+async fn a_large_pool_is_drawn_on_a_canvas_that_still_clicks_through() {
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
+    let dist = ui.join("dist").display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--bots", "160", "--ui-dir", &dist]).unwrap();
+    browse(&ui, "canvas.mjs", &server, &[]);
 }

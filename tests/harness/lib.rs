@@ -59,6 +59,11 @@ pub struct Server {
 impl Server {
     /// Starts `oshal serve` on a free loopback port over `data_dir`.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Result<Server> {
+        Self::start_logged(data_dir, extra, None)
+    }
+
+    /// As [`Self::start`], with its log (at TRACE) in `log` if given.
+    pub fn start_logged(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Result<Server> {
         let mut cmd = Command::new(oshal_bin());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -70,7 +75,7 @@ impl Server {
         if !extra.contains(&"--security-scan-every-min") {
             cmd.args(["--security-scan-every-min", "0"]);
         }
-        let (child, line) = spawn_until(cmd, "oshal serve", "listening on ")?;
+        let (child, line) = spawn_until(cmd, "oshal serve", "listening on ", log)?;
         let url = line["listening on ".len()..].to_owned();
         let token = std::fs::read_to_string(data_dir.join("api-token"))
             .context("reading the API token")?
@@ -216,9 +221,14 @@ pub struct Node {
 impl Node {
     /// Starts `oshal node --name NAME` with `extra` arguments and waits until it is up.
     pub fn start(name: &str, extra: &[&str]) -> Result<Node> {
+        Self::start_logged(name, extra, None)
+    }
+
+    /// As [`Self::start`], with its log (at TRACE) in `log` if given.
+    pub fn start_logged(name: &str, extra: &[&str], log: Option<&Path>) -> Result<Node> {
         let mut cmd = Command::new(oshal_bin());
         cmd.args(["node", "--name", name]).args(extra);
-        let (child, _) = spawn_until(cmd, "oshal node", "node ")?;
+        let (child, _) = spawn_until(cmd, "oshal node", "node ", log)?;
         Ok(Node {
             child: Some(child),
             name: name.to_owned(),
@@ -243,13 +253,23 @@ impl Drop for Node {
     }
 }
 
-/// Spawns `cmd` (quiet logs, stdout piped) and waits for its first stdout
-/// line starting with `prefix`, which says it is up; returns that line.
-fn spawn_until(mut cmd: Command, what: &str, prefix: &'static str) -> Result<(Child, String)> {
+/// Spawns `cmd` (quiet logs on stderr, or every log line in `log`; stdout
+/// piped) and waits for its first stdout line starting with `prefix`, which
+/// says it is up; returns that line.
+fn spawn_until(
+    mut cmd: Command,
+    what: &str,
+    prefix: &'static str,
+    log: Option<&Path>,
+) -> Result<(Child, String)> {
+    match log {
+        Some(path) => cmd
+            .env("RUST_LOG", "trace")
+            .stderr(std::fs::File::create(path).context("creating the log")?),
+        None => cmd.env("RUST_LOG", "warn").stderr(Stdio::inherit()),
+    };
     let mut child = cmd
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("spawning {what}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
@@ -313,6 +333,9 @@ pub struct FleetSpace {
     pub prefix: String,
     pub redis: String,
     pub postgres_admin: String,
+    /// Where the fleet's processes write their logs (at TRACE), if anywhere:
+    /// `serve.log`, `node-<name>.log`.
+    pub logs: Option<PathBuf>,
 }
 
 impl FleetSpace {
@@ -329,6 +352,7 @@ impl FleetSpace {
             prefix: format!("e2e-{id}"),
             redis: redis.to_owned(),
             postgres_admin: postgres_admin.to_owned(),
+            logs: None,
         };
         oshal_core::store::postgres::setup(postgres_admin, &space.schema).await?;
         Ok(space)
@@ -336,9 +360,16 @@ impl FleetSpace {
 
     /// `oshal serve` as this fleet's controller, over `data_dir`.
     pub fn serve(&self, data_dir: &Path) -> Result<Server> {
+        self.serve_with(data_dir, &[])
+    }
+
+    /// `oshal serve` as this fleet's controller, with `extra` arguments.
+    pub fn serve_with(&self, data_dir: &Path, extra: &[&str]) -> Result<Server> {
         let args = self.serve_args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Server::start(data_dir, &args)
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(extra);
+        let log = self.logs.as_ref().map(|d| d.join("serve.log"));
+        Server::start_logged(data_dir, &args, log.as_deref())
     }
 
     /// `oshal node --name NAME` in this fleet, with `extra` arguments.
@@ -346,7 +377,11 @@ impl FleetSpace {
         let args = self.node_args();
         let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
         args.extend(extra);
-        Node::start(name, &args)
+        let log = self
+            .logs
+            .as_ref()
+            .map(|d| d.join(format!("node-{name}.log")));
+        Node::start_logged(name, &args, log.as_deref())
     }
 
     /// `serve` arguments that make it this fleet's controller.

@@ -67,6 +67,11 @@ export type AuditEntry = {
 	kind: AuditKind,
 	allowed: boolean | null,
 	actor: string | null,
+	/**
+	 *  The tenant whose ticket made the call; `None` for an operator's
+	 *  action (and for the Security Center's probes, which act for no one).
+	 */
+	tenant: TenantId | null,
 	ticket: TicketId | null,
 	attempt: number | null,
 	connector: string | null,
@@ -272,6 +277,7 @@ export type Effect =
 /**  One write sent (or about to be sent) to an outside system. */
 export type EffectRow = {
 	key: string,
+	tenant: TenantId,
 	ticket: TicketId,
 	attempt: number,
 	connector: string,

@@ -131,6 +131,13 @@ try {
     await page.getByTestId("detail-state").getByText("succeeded").waitFor();
   });
 
+  await step("the architecture view carries the security layer's numbers", async () => {
+    await page.getByTestId("nav-architecture").click();
+    const arch = page.getByTestId("architecture");
+    await arch.locator(".svelte-flow__node", { hasText: "3 Auth gate" }).getByText(/security: 1 of 1 controls proven · 0 open findings/).waitFor();
+    await arch.locator(".svelte-flow__node.bad", { hasText: "7 Connectors" }).getByText(/security: [0-2] of 2 controls proven · [1-9]\d* open findings/).waitFor();
+  });
+
   await step("security: suppressing a finding needs a justification and takes it off the open list", async () => {
     await page.getByTestId("nav-security").click();
     const view = page.getByTestId("security");

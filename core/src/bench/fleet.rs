@@ -124,6 +124,7 @@ async fn measure(
             prefix: keys.prefix().to_owned(),
         },
         Arc::new(SystemClock),
+        None,
     )
     .await
     .map_err(setup)?;

@@ -38,9 +38,9 @@ pub struct BotSpec {
     pub id: BotId,
     pub skills: Vec<Skill>,
     pub model: Arc<dyn Model>,
-    /// The connector runtime `tool` tickets go through; `None` where this
-    /// process has none (a fleet node, for now), and such tickets fail.
-    pub tools: Option<crate::connector::Connectors>,
+    /// Where `tool` tickets' calls run: this process's connector runtime,
+    /// or (on a fleet node) the controller's. `None`: such tickets fail.
+    pub tools: Option<crate::connector::Tools>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -133,10 +133,13 @@ impl CancelRegistry {
 
     /// A registry that also calls `hook` on every cancel.
     pub fn with_hook(hook: CancelHook) -> Self {
-        Self {
-            hook: Some(hook),
-            ..Self::default()
-        }
+        Self::default().hooked(hook)
+    }
+
+    /// This registry, also calling `hook` on every cancel.
+    pub fn hooked(mut self, hook: CancelHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// Cancels `ticket`, now or as soon as a bot picks it up.
@@ -257,7 +260,10 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
                         .chat(&ChatRequest::from_payload(payload))
                         .await,
                 ),
-                Work::Tool(payload) => run_tool(cx, payload, ticket, attempt, &token).await,
+                Work::Tool(payload) => {
+                    let tenant = &d.entry.tenant;
+                    run_tool(cx, payload, (tenant, ticket, attempt), &token).await
+                }
             }
         };
         tokio::select! {
@@ -311,8 +317,7 @@ const MAX_TOOL_RESULT_IN_PROMPT: usize = 4096;
 async fn run_tool(
     cx: &BotContext,
     payload: &crate::ticket::ToolPayload,
-    ticket: TicketId,
-    attempt: u32,
+    (tenant, ticket, attempt): (&crate::ticket::TenantId, TicketId, u32),
     cancel: &CancellationToken,
 ) -> Outcome {
     let Some(tools) = &cx.spec.tools else {
@@ -327,6 +332,7 @@ async fn run_tool(
     let request = crate::connector::runtime::ToolRequest {
         call: crate::connector::gate::CallRef {
             bot: cx.spec.id.clone(),
+            tenant: Some(tenant.clone()),
             ticket,
             attempt,
             connector: payload.connector.clone(),
@@ -335,7 +341,7 @@ async fn run_tool(
         params: payload.params.clone(),
         call_index: 0,
     };
-    let result = match tools.runtime().call(&request, cancel).await {
+    let result = match tools.call(&request, cancel).await {
         Ok(result) => result,
         Err(crate::connector::runtime::ToolError::Cancelled) => return Outcome::Cancelled,
         Err(e) => {

@@ -8,6 +8,8 @@
 //! - a forwarder that appends the bots' reports to the results stream in
 //!   pipelined batches;
 //! - a subscriber for the controller's cancels, which aborts a running call;
+//! - for bots with the `tool` skill, the way to the controller's connector
+//!   runtime (`connector::remote`): a node holds no credential;
 //! - the fleet's epoch, learned with each heartbeat and each lane read: once
 //!   Redis has restarted empty, entries read before are skipped (the
 //!   controller re-drives them), not run and paid for twice.
@@ -76,6 +78,17 @@ pub async fn run_node(
     let cancels = Arc::new(CancelRegistry::default());
     let (reports_tx, reports_rx) = mpsc::channel::<BotReport>(8192);
     let epoch = rl::EpochWatch::default();
+    // Bots that take `tool` tickets make their calls at the controller.
+    let offers_tools = config.skills.iter().any(|s| s.as_str() == "tool");
+    let tools = offers_tools.then(|| {
+        crate::connector::Tools::Remote(crate::connector::RemoteTools::start(
+            &client,
+            conn.clone(),
+            &keys,
+            &config.name,
+            shutdown.clone(),
+        ))
+    });
 
     let mut registrations = Vec::with_capacity(config.bots);
     let mut bots = Vec::with_capacity(config.bots);
@@ -104,7 +117,7 @@ pub async fn run_node(
                 id,
                 skills: config.skills.clone(),
                 model: config.model.clone(),
-                tools: None,
+                tools: tools.clone(),
             },
             lane,
             reports: reports_tx.clone(),

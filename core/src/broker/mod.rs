@@ -34,7 +34,7 @@ use crate::clock::{SharedClock, UnixMs};
 use crate::connector::gate::CallRef;
 use crate::connector::manifest::{AuthKind, Manifest};
 use crate::connector::store::{AuditEntry, AuditKind, ConnectorDb};
-use crate::ticket::TicketId;
+use crate::ticket::{TenantId, TicketId};
 
 /// How long a tool token lives.
 pub const TOKEN_TTL: Duration = Duration::from_secs(60);
@@ -124,6 +124,7 @@ pub struct Credential {
 #[derive(Debug, Clone)]
 struct Binding {
     id: String,
+    tenant: Option<TenantId>,
     ticket: TicketId,
     attempt: u32,
     bot: String,
@@ -196,6 +197,7 @@ impl Broker {
             hash,
             Binding {
                 id: id.clone(),
+                tenant: call.tenant.clone(),
                 ticket: call.ticket,
                 attempt: call.attempt,
                 bot: call.bot.to_string(),
@@ -212,14 +214,14 @@ impl Broker {
     /// the audit rows follow on a task of their own. Returns how many
     /// tokens were live.
     pub fn revoke_ticket(&self, ticket: TicketId) -> usize {
-        let revoked: Vec<String> = {
+        let revoked: Vec<(String, Option<TenantId>)> = {
             let mut tokens = self.lock();
             tokens
                 .values_mut()
                 .filter(|b| b.ticket == ticket && !b.revoked)
                 .map(|b| {
                     b.revoked = true;
-                    b.id.clone()
+                    (b.id.clone(), b.tenant.clone())
                 })
                 .collect()
         };
@@ -227,9 +229,10 @@ impl Broker {
         if count > 0 {
             let (db, at) = (self.db.clone(), self.clock.now_ms());
             let audit = async move {
-                for id in revoked {
+                for (id, tenant) in revoked {
                     let mut e = AuditEntry::new(AuditKind::Revoke, "ticket cancelled");
                     e.at_ms = at;
+                    e.tenant = tenant;
                     e.ticket = Some(ticket);
                     e.token_id = Some(id);
                     if let Err(err) = db.audit(&e).await {
@@ -266,6 +269,7 @@ impl Broker {
         } else if binding.expires_at <= self.clock.now_ms() {
             Some("expired".to_owned())
         } else if binding.ticket != call.ticket
+            || binding.tenant != call.tenant
             || binding.attempt != call.attempt
             || binding.bot != call.bot.as_str()
             || binding.connector != call.connector
@@ -312,14 +316,7 @@ impl Broker {
         allowed: Option<bool>,
         reason: &str,
     ) -> Result<(), BrokerError> {
-        let mut e = AuditEntry::new(kind, reason);
-        e.at_ms = self.clock.now_ms();
-        e.allowed = allowed;
-        e.actor = Some(call.bot.to_string());
-        e.ticket = Some(call.ticket);
-        e.attempt = Some(call.attempt);
-        e.connector = Some(call.connector.clone());
-        e.operation = Some(call.operation.clone());
+        let mut e = AuditEntry::for_call(kind, call, allowed, reason, self.clock.now_ms());
         e.token_id = Some(token_id.to_owned());
         self.db
             .audit(&e)

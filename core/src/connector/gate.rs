@@ -15,12 +15,16 @@ use std::sync::Mutex;
 use super::manifest::Manifest;
 use super::store::{AuditEntry, AuditKind, ConnectorDb, Grant};
 use crate::clock::{SharedClock, UnixMs};
-use crate::ticket::{BotId, TicketId};
+use crate::ticket::{BotId, TenantId, TicketId};
 
 /// One tool call as the gate sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallRef {
     pub bot: BotId,
+    /// The tenant of the ticket; its audit rows and writes are that
+    /// tenant's. `None` only for the Security Center's probes, which act
+    /// for no tenant (and never reach a write).
+    pub tenant: Option<TenantId>,
     pub ticket: TicketId,
     pub attempt: u32,
     pub connector: String,
@@ -83,14 +87,13 @@ impl Gate {
             Ok(d) => d,
             Err(e) => Decision::deny(format!("policy could not be evaluated, so denied: {e}")),
         };
-        let mut entry = AuditEntry::new(AuditKind::Decision, decision.reason.clone());
-        entry.at_ms = self.clock.now_ms();
-        entry.allowed = Some(decision.allowed);
-        entry.actor = Some(call.bot.to_string());
-        entry.ticket = Some(call.ticket);
-        entry.attempt = Some(call.attempt);
-        entry.connector = Some(call.connector.clone());
-        entry.operation = Some(call.operation.clone());
+        let mut entry = AuditEntry::for_call(
+            AuditKind::Decision,
+            call,
+            Some(decision.allowed),
+            decision.reason.clone(),
+            self.clock.now_ms(),
+        );
         entry.grant_id = decision.grant.clone();
         if let Err(e) = self.db.audit(&entry).await {
             // No audit, no call.

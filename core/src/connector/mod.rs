@@ -17,6 +17,7 @@
 pub mod gate;
 pub mod manifest;
 pub mod openapi;
+pub mod remote;
 pub mod runtime;
 pub mod signing;
 pub mod store;
@@ -35,6 +36,8 @@ use crate::ticket::{BotId, TicketId};
 use manifest::{Category, Effect, Manifest, ManifestError, Method};
 use signing::{Envelope, TrustedKeys};
 use store::{AuditEntry, AuditKind, Condition, ConnectorDb, DbError, EffectRow, Grant};
+
+pub use remote::{RemoteTools, Tools};
 
 /// The curated connectors shipped in `assets/connectors`, one per category.
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -214,17 +217,17 @@ struct ConnectorsInner {
 }
 
 impl Connectors {
-    /// Over the local store's database, with secrets in `backend`: loads the
-    /// shipped curated connectors (refusing to start if one does not verify
-    /// under `trusted`) and the catalog. More curated connectors are added
-    /// with [`Self::load_dir`] or [`Self::add_signed`].
+    /// Over `db` (the local store's SQLite, [`store::sqlite`], or a fleet's
+    /// PostgreSQL, [`store::postgres`]), with secrets in `backend`: loads
+    /// the shipped curated connectors (refusing to start if one does not
+    /// verify under `trusted`) and the catalog. More curated connectors are
+    /// added with [`Self::load_dir`] or [`Self::add_signed`].
     pub async fn open(
-        pool: sqlx::SqlitePool,
+        db: ConnectorDb,
         backend: Arc<dyn SecretBackend>,
         trusted: TrustedKeys,
         clock: SharedClock,
     ) -> Result<Self, ConnectorError> {
-        let db = ConnectorDb::new(pool);
         let registry = Arc::new(Registry::default());
         for row in db.catalog().await? {
             let manifest = Manifest::from_json(row.manifest)?;
@@ -265,7 +268,7 @@ impl Connectors {
         clock: SharedClock,
     ) -> Result<Self, ConnectorError> {
         let backend = Arc::new(crate::broker::keyring::KeyringBackend::default());
-        Self::open(pool, backend, TrustedKeys::shipped(), clock).await
+        Self::open(store::sqlite(pool), backend, TrustedKeys::shipped(), clock).await
     }
 
     pub fn runtime(&self) -> &runtime::Runtime {
@@ -589,6 +592,14 @@ impl Connectors {
             audit: self.audit(None, recent).await?,
             effects: self.effects(None, recent).await?,
         })
+    }
+
+    /// Audits a call refused before the gate was asked (a node asked for a
+    /// call its bot does not hold), as a denied decision.
+    pub async fn refuse(&self, call: &gate::CallRef, reason: &str) -> Result<(), ConnectorError> {
+        let now = self.inner.clock.now_ms();
+        let e = AuditEntry::for_call(AuditKind::Decision, call, Some(false), reason, now);
+        Ok(self.inner.db.audit(&e).await?)
     }
 
     /// The gate's decision on `call`, as the runtime would take it (audited).

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::Registry;
 use super::gate::{CallRef, Gate};
 use super::manifest::{Effect, Manifest, Operation};
-use super::store::{ConnectorDb, EffectRow, EffectState};
+use super::store::{ConnectorDb, EffectRow, EffectState, Settled};
 use crate::broker::{Broker, BrokerError, ToolToken};
 use crate::clock::SharedClock;
 
@@ -38,7 +38,7 @@ pub const READ_TRIES: u32 = 3;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// A bot's tool call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolRequest {
     pub call: CallRef,
     pub params: serde_json::Value,
@@ -87,6 +87,10 @@ pub enum ToolError {
     Cancelled,
     #[error("effect ledger: {0}")]
     Ledger(String),
+    /// A call made by the controller for a bot in another process: what
+    /// it answered.
+    #[error("{message}")]
+    Remote { message: String, retryable: bool },
 }
 
 impl ToolError {
@@ -96,6 +100,13 @@ impl ToolError {
             self,
             ToolError::Transport(_) | ToolError::UnknownOutcome { .. } | ToolError::Ledger(_)
         ) || matches!(self, ToolError::Refused { status, .. } if *status >= 500)
+            || matches!(
+                self,
+                ToolError::Remote {
+                    retryable: true,
+                    ..
+                }
+            )
     }
 }
 
@@ -245,13 +256,33 @@ impl Runtime {
     ) -> Result<ToolResult, ToolError> {
         let key = effect_key(req);
         let ledger = |e: super::store::DbError| ToolError::Ledger(e.to_string());
+        let Some(tenant) = &req.call.tenant else {
+            return Err(ToolError::Ledger(
+                "a write is recorded under its ticket's tenant, and this call names none".into(),
+            ));
+        };
+        let settle = async |state, status, response: Option<&serde_json::Value>| {
+            let at = self.clock.now_ms();
+            let key = key.as_str();
+            self.db
+                .settle_effect(&Settled {
+                    tenant,
+                    key,
+                    state,
+                    status,
+                    response,
+                    at,
+                })
+                .await
+                .map_err(ledger)
+        };
         let mut scopes = op.scopes.clone();
         let reconcile = op.reconcile.as_deref().and_then(|r| manifest.operation(r));
         if let Some(r) = reconcile {
             scopes.extend(r.scopes.iter().cloned());
         }
         let token = self.broker.issue(&req.call, &scopes);
-        match self.db.effect(&key).await.map_err(ledger)? {
+        match self.db.effect(tenant, &key).await.map_err(ledger)? {
             Some(done) if done.state == EffectState::Done => {
                 return answer(
                     manifest,
@@ -278,17 +309,7 @@ impl Runtime {
                         .await?
                     {
                         Sent::Answer { status, body } if (200..300).contains(&status) => {
-                            let now = self.clock.now_ms();
-                            self.db
-                                .settle_effect(
-                                    &key,
-                                    EffectState::Done,
-                                    Some(status),
-                                    Some(&body),
-                                    now,
-                                )
-                                .await
-                                .map_err(ledger)?;
+                            settle(EffectState::Done, Some(status), Some(&body)).await?;
                             tracing::info!(effect = %key, "reconciled: the write had been applied");
                             return answer(manifest, op, status, body, Some(key), true);
                         }
@@ -318,6 +339,7 @@ impl Runtime {
         self.db
             .begin_effect(&EffectRow {
                 key: key.clone(),
+                tenant: tenant.clone(),
                 ticket: req.call.ticket,
                 attempt: req.call.attempt,
                 connector: manifest.id.clone(),
@@ -334,37 +356,24 @@ impl Runtime {
         let sent = self
             .send(manifest, op, req, &token, &req.params, Some(&key), cancel)
             .await?;
-        let now = self.clock.now_ms();
         match sent {
             Sent::Answer { status, body } if (200..300).contains(&status) => {
-                self.db
-                    .settle_effect(&key, EffectState::Done, Some(status), Some(&body), now)
-                    .await
-                    .map_err(ledger)?;
+                settle(EffectState::Done, Some(status), Some(&body)).await?;
                 answer(manifest, op, status, body, Some(key), false)
             }
             Sent::Answer { status, body } if status < 500 => {
-                self.db
-                    .settle_effect(&key, EffectState::Failed, Some(status), Some(&body), now)
-                    .await
-                    .map_err(ledger)?;
+                settle(EffectState::Failed, Some(status), Some(&body)).await?;
                 answer(manifest, op, status, body, Some(key), false)
             }
             Sent::Answer { status, body } => {
-                self.db
-                    .settle_effect(&key, EffectState::Unknown, Some(status), Some(&body), now)
-                    .await
-                    .map_err(ledger)?;
+                settle(EffectState::Unknown, Some(status), Some(&body)).await?;
                 Err(ToolError::UnknownOutcome {
                     key,
                     reason: format!("answered {status}"),
                 })
             }
             Sent::NoAnswer(reason) => {
-                self.db
-                    .settle_effect(&key, EffectState::Unknown, None, None, now)
-                    .await
-                    .map_err(ledger)?;
+                settle(EffectState::Unknown, None, None).await?;
                 Err(ToolError::UnknownOutcome { key, reason })
             }
         }

@@ -1,18 +1,37 @@
 //! Where connectors keep what must survive a restart: catalog entries and
 //! their approval, grants and their spent budget, the audit trail and the
-//! effect ledger. SQLite (the local store's file, migration 0002); every
-//! write is durable (`synchronous=FULL`) before the caller goes on.
+//! effect ledger. [`ConnectorStore`] is the port; local mode keeps it in
+//! SQLite (the local store's file, migrations 0002 and 0004), a fleet in
+//! PostgreSQL ([`postgres`], migration 0004 of the fleet schema) with the
+//! tenant's rows — its tool calls' audit and effects — under row-level
+//! security. Every write is durable before the caller goes on.
+//!
+//! Grants and the catalog are the operator's configuration, not a tenant's
+//! data (like the tenant directory), and so is the audit of operator
+//! actions: those rows carry no tenant.
 
+pub mod postgres;
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 use sqlx::{Row, SqlitePool};
+use std::sync::Arc;
 
 use crate::clock::UnixMs;
-use crate::ticket::{BotId, TicketId};
+use crate::ticket::{BotId, TenantId, TicketId};
 
 #[derive(Debug, thiserror::Error)]
 #[error("connector store: {0}")]
 pub struct DbError(String);
+
+impl DbError {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
 
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
@@ -64,7 +83,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuditKind::Decision => "decision",
             AuditKind::CredentialRead => "credential_read",
@@ -77,7 +96,7 @@ impl AuditKind {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
     }
 }
@@ -92,6 +111,9 @@ pub struct AuditEntry {
     pub kind: AuditKind,
     pub allowed: Option<bool>,
     pub actor: Option<String>,
+    /// The tenant whose ticket made the call; `None` for an operator's
+    /// action (and for the Security Center's probes, which act for no one).
+    pub tenant: Option<TenantId>,
     pub ticket: Option<TicketId>,
     pub attempt: Option<u32>,
     pub connector: Option<String>,
@@ -109,6 +131,7 @@ impl AuditEntry {
             kind,
             allowed: None,
             actor: None,
+            tenant: None,
             ticket: None,
             attempt: None,
             connector: None,
@@ -116,6 +139,28 @@ impl AuditEntry {
             token_id: None,
             grant_id: None,
             reason: reason.into(),
+        }
+    }
+
+    /// A row about one tool call: its bot (the actor), tenant, ticket,
+    /// attempt, connector and operation.
+    pub fn for_call(
+        kind: AuditKind,
+        call: &super::gate::CallRef,
+        allowed: Option<bool>,
+        reason: impl Into<String>,
+        at_ms: UnixMs,
+    ) -> Self {
+        Self {
+            at_ms,
+            allowed,
+            actor: Some(call.bot.to_string()),
+            tenant: call.tenant.clone(),
+            ticket: Some(call.ticket),
+            attempt: Some(call.attempt),
+            connector: Some(call.connector.clone()),
+            operation: Some(call.operation.clone()),
+            ..Self::new(kind, reason)
         }
     }
 }
@@ -133,7 +178,7 @@ pub enum EffectState {
 }
 
 impl EffectState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EffectState::InFlight => "in_flight",
             EffectState::Done => "done",
@@ -142,7 +187,7 @@ impl EffectState {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
     }
 }
@@ -151,6 +196,7 @@ impl EffectState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
 pub struct EffectRow {
     pub key: String,
+    pub tenant: TenantId,
     pub ticket: TicketId,
     pub attempt: u32,
     pub connector: String,
@@ -175,20 +221,97 @@ pub struct CatalogRow {
     pub approved_at_ms: Option<UnixMs>,
 }
 
+/// The port: what the registry, gate, broker and runtime need kept.
+#[async_trait]
+pub trait ConnectorStore: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn engine(&self) -> &'static str;
+
+    /// Adds or replaces a catalog entry; a replaced entry loses its approval.
+    async fn put_catalog(
+        &self,
+        id: &str,
+        manifest: &serde_json::Value,
+        at: UnixMs,
+    ) -> Result<(), DbError>;
+    /// `false` if there is no such entry.
+    async fn approve_catalog(&self, id: &str, by: &str, at: UnixMs) -> Result<bool, DbError>;
+    async fn catalog(&self) -> Result<Vec<CatalogRow>, DbError>;
+
+    async fn insert_grant(&self, g: &Grant) -> Result<(), DbError>;
+    /// Revokes a grant; `false` if there was no live grant with that id.
+    async fn revoke_grant(&self, id: &str, at: UnixMs) -> Result<bool, DbError>;
+    /// Spends one call of a grant's budget, atomically; `false` if it is
+    /// spent (or the grant was revoked meanwhile).
+    async fn spend(&self, id: &str) -> Result<bool, DbError>;
+    /// Live grants, optionally of one bot (and one connector).
+    async fn grants(
+        &self,
+        bot: Option<&str>,
+        connector: Option<&str>,
+    ) -> Result<Vec<Grant>, DbError>;
+
+    async fn audit(&self, e: &AuditEntry) -> Result<(), DbError>;
+    /// The audit trail, newest first, optionally of one ticket.
+    async fn audit_trail(
+        &self,
+        ticket: Option<TicketId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, DbError>;
+
+    /// One write of `tenant`'s, by its idempotency key.
+    async fn effect(&self, tenant: &TenantId, key: &str) -> Result<Option<EffectRow>, DbError>;
+    /// Writes, newest first, optionally of one ticket.
+    async fn effects(
+        &self,
+        ticket: Option<TicketId>,
+        limit: u32,
+    ) -> Result<Vec<EffectRow>, DbError>;
+    /// Records a write as in flight (before it is sent), or moves an
+    /// existing one back to in flight for another attempt.
+    async fn begin_effect(&self, e: &EffectRow) -> Result<(), DbError>;
+    async fn settle_effect(&self, settled: &Settled<'_>) -> Result<(), DbError>;
+}
+
+/// How a write ended (or did not).
+#[derive(Debug, Clone, Copy)]
+pub struct Settled<'a> {
+    pub tenant: &'a TenantId,
+    pub key: &'a str,
+    pub state: EffectState,
+    pub status: Option<u16>,
+    pub response: Option<&'a serde_json::Value>,
+    pub at: UnixMs,
+}
+
+/// The connector store a process holds.
+pub type ConnectorDb = Arc<dyn ConnectorStore>;
+
+/// Over the local store's SQLite pool (its migrations created the tables).
+pub fn sqlite(pool: SqlitePool) -> ConnectorDb {
+    Arc::new(SqliteConnectorStore { pool })
+}
+
+/// Over a fleet's PostgreSQL pool (`oshal_app`, the fleet schema first on
+/// its search path; `oshal db-setup` created the tables).
+pub fn postgres(pool: sqlx::PgPool) -> ConnectorDb {
+    Arc::new(postgres::PgConnectorStore::new(pool))
+}
+
 #[derive(Debug, Clone)]
-pub struct ConnectorDb {
+struct SqliteConnectorStore {
     pool: SqlitePool,
 }
 
-impl ConnectorDb {
-    /// Over the local store's pool (its migrations created the tables).
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+#[async_trait]
+impl ConnectorStore for SqliteConnectorStore {
+    fn engine(&self) -> &'static str {
+        "sqlite"
     }
 
     // ---- catalog ----------------------------------------------------------
 
-    pub async fn put_catalog(
+    async fn put_catalog(
         &self,
         id: &str,
         manifest: &serde_json::Value,
@@ -208,7 +331,7 @@ impl ConnectorDb {
         Ok(())
     }
 
-    pub async fn approve_catalog(&self, id: &str, by: &str, at: UnixMs) -> Result<bool, DbError> {
+    async fn approve_catalog(&self, id: &str, by: &str, at: UnixMs) -> Result<bool, DbError> {
         let r = sqlx::query(
             "UPDATE connector_catalog SET approved_by = ?2, approved_at = ?3 WHERE id = ?1",
         )
@@ -220,7 +343,7 @@ impl ConnectorDb {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn catalog(&self) -> Result<Vec<CatalogRow>, DbError> {
+    async fn catalog(&self) -> Result<Vec<CatalogRow>, DbError> {
         let rows = sqlx::query("SELECT manifest, imported_at, approved_by, approved_at FROM connector_catalog ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
@@ -238,7 +361,7 @@ impl ConnectorDb {
 
     // ---- grants -----------------------------------------------------------
 
-    pub async fn insert_grant(&self, g: &Grant) -> Result<(), DbError> {
+    async fn insert_grant(&self, g: &Grant) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO grants (id, bot, connector, operations, scopes, conditions, rate_per_minute, budget_calls, calls_used, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -258,8 +381,7 @@ impl ConnectorDb {
         Ok(())
     }
 
-    /// Revokes a grant; `false` if there was no live grant with that id.
-    pub async fn revoke_grant(&self, id: &str, at: UnixMs) -> Result<bool, DbError> {
+    async fn revoke_grant(&self, id: &str, at: UnixMs) -> Result<bool, DbError> {
         let r =
             sqlx::query("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")
                 .bind(id)
@@ -269,9 +391,7 @@ impl ConnectorDb {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Spends one call of a grant's budget; `false` if it is spent (or the
-    /// grant was revoked meanwhile).
-    pub async fn spend(&self, id: &str) -> Result<bool, DbError> {
+    async fn spend(&self, id: &str) -> Result<bool, DbError> {
         let r = sqlx::query(
             "UPDATE grants SET calls_used = calls_used + 1
              WHERE id = ?1 AND revoked_at IS NULL AND calls_used < budget_calls",
@@ -282,8 +402,7 @@ impl ConnectorDb {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Live grants, optionally of one bot (and one connector).
-    pub async fn grants(
+    async fn grants(
         &self,
         bot: Option<&str>,
         connector: Option<&str>,
@@ -317,10 +436,10 @@ impl ConnectorDb {
 
     // ---- audit ------------------------------------------------------------
 
-    pub async fn audit(&self, e: &AuditEntry) -> Result<(), DbError> {
+    async fn audit(&self, e: &AuditEntry) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO audit (at_ms, kind, allowed, actor, ticket, attempt, connector, operation, token_id, grant_id, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO audit (at_ms, kind, allowed, actor, ticket, attempt, connector, operation, token_id, grant_id, reason, tenant)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .bind(e.at_ms)
         .bind(e.kind.as_str())
@@ -333,19 +452,19 @@ impl ConnectorDb {
         .bind(&e.token_id)
         .bind(&e.grant_id)
         .bind(&e.reason)
+        .bind(e.tenant.as_ref().map(|t| t.as_str()))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// The audit trail, newest first, optionally of one ticket.
-    pub async fn audit_trail(
+    async fn audit_trail(
         &self,
         ticket: Option<TicketId>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, DbError> {
         let rows = sqlx::query(
-            "SELECT seq, at_ms, kind, allowed, actor, ticket, attempt, connector, operation, token_id, grant_id, reason
+            "SELECT seq, at_ms, kind, allowed, actor, ticket, attempt, connector, operation, token_id, grant_id, reason, tenant
              FROM audit WHERE (?1 IS NULL OR ticket = ?1) ORDER BY seq DESC LIMIT ?2",
         )
         .bind(ticket.map(|t| t.to_string()))
@@ -361,6 +480,11 @@ impl ConnectorDb {
                         .ok_or_else(|| DbError("unknown audit kind".into()))?,
                     allowed: r.get(3),
                     actor: r.get(4),
+                    tenant: r
+                        .get::<Option<&str>, _>(12)
+                        .map(TenantId::parse)
+                        .transpose()
+                        .map_err(|e| DbError(e.to_string()))?,
                     ticket: r
                         .get::<Option<&str>, _>(5)
                         .map(TicketId::parse)
@@ -379,17 +503,18 @@ impl ConnectorDb {
 
     // ---- effects ----------------------------------------------------------
 
-    pub async fn effect(&self, key: &str) -> Result<Option<EffectRow>, DbError> {
+    async fn effect(&self, tenant: &TenantId, key: &str) -> Result<Option<EffectRow>, DbError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{EFFECT_COLUMNS} WHERE key = ?1"
+            "{EFFECT_COLUMNS} WHERE key = ?1 AND tenant = ?2"
         )))
         .bind(key)
+        .bind(tenant.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(effect_row).transpose()
     }
 
-    pub async fn effects(
+    async fn effects(
         &self,
         ticket: Option<TicketId>,
         limit: u32,
@@ -404,12 +529,10 @@ impl ConnectorDb {
         rows.iter().map(effect_row).collect()
     }
 
-    /// Records a write as in flight (before it is sent), or moves an
-    /// existing one back to in flight for another attempt.
-    pub async fn begin_effect(&self, e: &EffectRow) -> Result<(), DbError> {
+    async fn begin_effect(&self, e: &EffectRow) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO effects (key, ticket, attempt, connector, operation, token_id, state, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'in_flight', ?7, ?7)
+            "INSERT INTO effects (key, ticket, attempt, connector, operation, token_id, state, created_at, updated_at, tenant)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'in_flight', ?7, ?7, ?8)
              ON CONFLICT (key) DO UPDATE SET attempt = ?3, token_id = ?6, state = 'in_flight', updated_at = ?7",
         )
         .bind(&e.key)
@@ -419,36 +542,32 @@ impl ConnectorDb {
         .bind(&e.operation)
         .bind(&e.token_id)
         .bind(e.created_at_ms)
+        .bind(e.tenant.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn settle_effect(
-        &self,
-        key: &str,
-        state: EffectState,
-        status: Option<u16>,
-        response: Option<&serde_json::Value>,
-        at: UnixMs,
-    ) -> Result<(), DbError> {
-        sqlx::query("UPDATE effects SET state = ?2, status = ?3, response = ?4, updated_at = ?5 WHERE key = ?1")
-            .bind(key)
-            .bind(state.as_str())
-            .bind(status)
-            .bind(response.map(|r| r.to_string()))
-            .bind(at)
+    async fn settle_effect(&self, s: &Settled<'_>) -> Result<(), DbError> {
+        sqlx::query("UPDATE effects SET state = ?2, status = ?3, response = ?4, updated_at = ?5 WHERE key = ?1 AND tenant = ?6")
+            .bind(s.key)
+            .bind(s.state.as_str())
+            .bind(s.status)
+            .bind(s.response.map(|r| r.to_string()))
+            .bind(s.at)
+            .bind(s.tenant.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 }
 
-const EFFECT_COLUMNS: &str = "SELECT key, ticket, attempt, connector, operation, token_id, state, status, response, created_at, updated_at FROM effects";
+const EFFECT_COLUMNS: &str = "SELECT key, ticket, attempt, connector, operation, token_id, state, status, response, created_at, updated_at, tenant FROM effects";
 
 fn effect_row(r: &sqlx::sqlite::SqliteRow) -> Result<EffectRow, DbError> {
     Ok(EffectRow {
         key: r.get(0),
+        tenant: TenantId::parse(r.get(11)).map_err(|e| DbError(e.to_string()))?,
         ticket: TicketId::parse(r.get(1)).map_err(|e| DbError(e.to_string()))?,
         attempt: r.get(2),
         connector: r.get(3),

@@ -14,6 +14,9 @@
 //!   what it reported is durable ([`spawn_receipt_acker`]). After a restart
 //!   the reader first re-reads what it had been given and not acknowledged.
 //! - Cancels go out on the `P:cancel` channel to every node.
+//! - Tool calls: the nodes' bots send them to the controller, which runs
+//!   them on its connector runtime once the scheduler confirms the bot holds
+//!   that attempt ([`verify_calls`], `connector::remote`).
 
 use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;
@@ -74,6 +77,29 @@ impl Redis {
             keys: Keys::new(&config.prefix),
         })
     }
+}
+
+/// How the tool server asks the scheduler whether a node's bot holds the
+/// attempt it makes a call for (see `connector::remote`).
+pub(crate) fn verify_calls(
+    inbox: mpsc::UnboundedSender<Command>,
+) -> crate::connector::remote::Verify {
+    Arc::new(move |call| {
+        let inbox = inbox.clone();
+        Box::pin(async move {
+            let stopping = || "the controller is stopping".to_owned();
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            inbox
+                .send(Command::CheckCall {
+                    ticket: call.ticket,
+                    attempt: call.attempt,
+                    bot: call.bot,
+                    reply,
+                })
+                .map_err(|_| stopping())?;
+            answer.await.map_err(|_| stopping())?
+        })
+    })
 }
 
 /// Reads the registry and the epoch until shutdown, telling the scheduler

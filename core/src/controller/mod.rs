@@ -289,7 +289,7 @@ impl Controller {
                 id: id.clone(),
                 skills: pool.skills.clone(),
                 model: pool.model.clone(),
-                tools: pool.tools.clone(),
+                tools: pool.tools.clone().map(crate::connector::Tools::Local),
             };
             bots.push(BotHandle {
                 id,
@@ -330,11 +330,22 @@ impl Controller {
         store: Arc<dyn Store>,
         fleet: fleet::FleetConfig,
         clock: SharedClock,
+        tools: Option<crate::connector::Connectors>,
     ) -> Result<Self, ControllerError> {
         let shutdown = CancellationToken::new();
         let redis = fleet::Redis::connect(&fleet).await?;
         let (cancel_tx, cancel_rx) = mpsc::unbounded_channel();
-        let cancels = Arc::new(CancelRegistry::forwarding(cancel_tx));
+        // The tool calls the controller runs for its nodes' bots; a cancel
+        // stops the ticket's call here and revokes its tokens at once.
+        let inflight = Arc::new(CancelRegistry::default());
+        let mut cancels = CancelRegistry::forwarding(cancel_tx);
+        if let Some(tools) = &tools {
+            let (broker, inflight) = (tools.broker().clone(), inflight.clone());
+            cancels = cancels.hooked(Arc::new(move |ticket| {
+                broker.revoke_ticket(ticket);
+                inflight.cancel_running(ticket);
+            }));
+        }
         let (reports_tx, reports_rx) = mpsc::channel(8192);
         let (receipt_tx, receipt_rx) = mpsc::unbounded_channel();
         let tasks = vec![
@@ -344,12 +355,12 @@ impl Controller {
         ];
         let wiring = Wiring {
             bots: Vec::new(),
-            cancels,
+            cancels: Arc::new(cancels),
             reports: reports_rx,
             receipt_sink: Some(receipt_tx),
             tasks,
             shutdown: shutdown.clone(),
-            connectors: None,
+            connectors: tools.clone(),
         };
         let prices = config.prices.clone();
         let lane_capacity = config.lane_capacity;
@@ -359,13 +370,26 @@ impl Controller {
             clock,
             wiring,
             move |inbox, tasks_shutdown| {
-                vec![fleet::spawn_registry(
+                let mut tasks = Vec::new();
+                if let Some(connectors) = tools {
+                    tasks.push(crate::connector::remote::spawn_server(
+                        &redis.client,
+                        redis.conn.clone(),
+                        &redis.keys,
+                        connectors,
+                        fleet::verify_calls(inbox.clone()),
+                        inflight,
+                        tasks_shutdown.clone(),
+                    ));
+                }
+                tasks.push(fleet::spawn_registry(
                     redis,
                     prices,
                     lane_capacity,
                     inbox,
                     tasks_shutdown,
-                )]
+                ));
+                tasks
             },
         )
         .await

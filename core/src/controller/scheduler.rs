@@ -105,6 +105,15 @@ pub(crate) enum Command {
     Redrive {
         reason: String,
     },
+    /// Fleet mode: a node asks to make a tool call for `bot`'s attempt of a
+    /// ticket; the answer is the ticket's tenant if that attempt is in
+    /// flight on that bot, or why not.
+    CheckCall {
+        ticket: TicketId,
+        attempt: u32,
+        bot: BotId,
+        reply: oneshot::Sender<Result<TenantId, String>>,
+    },
     Shutdown,
 }
 
@@ -479,6 +488,14 @@ impl Scheduler {
                 let all: Vec<usize> = (0..self.bots.len()).collect();
                 self.requeue_outstanding(&all, &reason);
             }
+            Command::CheckCall {
+                ticket,
+                attempt,
+                bot,
+                reply,
+            } => {
+                let _ = reply.send(self.check_call(ticket, attempt, &bot));
+            }
             Command::Shutdown => {}
         }
     }
@@ -642,6 +659,31 @@ impl Scheduler {
                 self.live.insert(id, t);
                 Answer::Refused(e)
             }
+        }
+    }
+
+    /// Whether `bot` holds attempt `attempt` of `ticket` now (routed or
+    /// running, not cancelled): only then may it make the ticket's calls.
+    fn check_call(&self, ticket: TicketId, attempt: u32, bot: &BotId) -> Result<TenantId, String> {
+        let live = self
+            .live
+            .get(&ticket)
+            .filter(|t| matches!(t.state, TicketState::Routed | TicketState::Running));
+        match (live, self.outstanding.get(&(ticket, attempt))) {
+            (Some(_), Some((i, tenant)))
+                if self.bots.get(*i).is_some_and(|b| &b.handle.id == bot) =>
+            {
+                Ok(tenant.clone())
+            }
+            (Some(_), Some((i, _))) => Err(format!(
+                "ticket {ticket} attempt {attempt} is held by {}, not {bot}",
+                self.bots
+                    .get(*i)
+                    .map_or("another bot", |b| b.handle.id.as_str())
+            )),
+            _ => Err(format!(
+                "ticket {ticket} attempt {attempt} is not in flight"
+            )),
         }
     }
 

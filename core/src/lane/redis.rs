@@ -79,6 +79,14 @@ impl Keys {
     pub fn epoch(&self) -> String {
         format!("{}:epoch", self.prefix)
     }
+    /// Tool calls from the nodes' bots to the controller's connector runtime.
+    pub fn tool_calls(&self) -> String {
+        format!("{}:tools", self.prefix)
+    }
+    /// The controller's answers to one node's tool calls.
+    pub fn tool_replies(&self, node: &str) -> String {
+        format!("{}:tools:{node}", self.prefix)
+    }
 }
 
 pub(crate) fn backend(e: redis::RedisError) -> LaneError {
@@ -130,7 +138,7 @@ pub(crate) fn field<'a>(
 
 /// The group is gone, from a lone command or from one in a pipeline (where
 /// the server's code is wrapped with the command's index).
-fn is_nogroup(e: &redis::RedisError) -> bool {
+pub(crate) fn is_nogroup(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP")
         || e.clone()
             .into_server_errors()

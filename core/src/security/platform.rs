@@ -147,6 +147,7 @@ pub async fn probes(connectors: Option<&Connectors>) -> Vec<CheckRun> {
     let bot = BotId::parse(PROBE_BOT).expect("the probe's id is a valid bot id");
     let call = CallRef {
         bot: bot.clone(),
+        tenant: None,
         ticket: TicketId::new(),
         attempt: 1,
         connector: connector.clone(),

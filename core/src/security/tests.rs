@@ -231,7 +231,7 @@ async fn the_shipped_fleet_schema_passes_every_database_check() {
         assert!(r.passed(), "{} on the shipped schema: {r:#?}", r.check);
     }
     let forced = runs.iter().find(|r| r.check == "pg.rls-forced").unwrap();
-    assert_eq!(forced.evidence, "RLS forced 3/3 tenant tables");
+    assert_eq!(forced.evidence, "RLS forced 5/5 tenant tables");
     db.drop().await;
 }
 
@@ -615,7 +615,7 @@ async fn connector_checks_and_the_fail_closed_probe_catch_a_bad_grant() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
     let connectors = crate::connector::Connectors::open(
-        store.pool().clone(),
+        crate::connector::store::sqlite(store.pool().clone()),
         Arc::new(crate::broker::keyring::KeyringBackend::default()),
         crate::connector::signing::TrustedKeys::shipped(),
         Arc::new(SystemClock),

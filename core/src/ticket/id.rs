@@ -43,7 +43,7 @@ impl fmt::Display for TicketId {
 }
 
 /// Checks a short name: 1..=64 bytes of `[A-Za-z0-9._-]`, starting alphanumeric.
-fn check_name(field: &'static str, s: &str) -> Result<(), TicketError> {
+pub(crate) fn check_name(field: &'static str, s: &str) -> Result<(), TicketError> {
     const MAX: usize = 64;
     let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_chars = s

@@ -13,6 +13,7 @@
 mod id;
 pub mod state;
 
+pub(crate) use id::check_name;
 pub use id::{BotId, ModelId, Skill, TenantId, TicketId};
 pub use state::{TicketState, TransitionKind};
 

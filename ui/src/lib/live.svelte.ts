@@ -2,7 +2,7 @@
 // per state, recent transitions, and per-second series for the charts.
 // Fed by the event stream, with a periodic resync so a missed event
 // (`lagged`) heals itself.
-import type { BotView, CoreEvent, Health, IntegrationView, TicketState, Transition } from "../bindings";
+import type { BotView, ControlView, CoreEvent, Health, IntegrationView, TicketState, Transition } from "../bindings";
 import type { Transport } from "./transport";
 
 export const STATES: TicketState[] = [
@@ -38,6 +38,8 @@ export class Live {
   integrations = $state<IntegrationView | null>(null);
   /** Why there are none (a fleet controller has no connectors yet). */
   integrationsUnavailable = $state<string | null>(null);
+  /** The Security Center's preventive controls (refreshed with each resync). */
+  security = $state<ControlView[] | null>(null);
 
   private finishedThisSecond = 0;
   private costThisSecond = 0;
@@ -76,7 +78,15 @@ export class Live {
     } catch (e) {
       this.error = (e as Error).message;
     }
-    await this.loadIntegrations();
+    await Promise.all([this.loadIntegrations(), this.loadSecurity()]);
+  }
+
+  async loadSecurity() {
+    try {
+      this.security = await this.transport.securityControls();
+    } catch {
+      this.security = null;
+    }
   }
 
   async loadIntegrations() {

@@ -39,6 +39,7 @@ async fn controller(db: &TestDb, r: &TestRedis) -> Controller {
             prefix: r.keys.prefix().to_owned(),
         },
         Arc::new(SystemClock),
+        None,
     )
     .await
     .unwrap()

@@ -32,7 +32,7 @@ impl TestDb {
     }
 
     /// A single connection as `role`, in this schema.
-    async fn conn(&self, role: &str) -> PgConnection {
+    pub(crate) async fn conn(&self, role: &str) -> PgConnection {
         let opts = options(&as_role(&admin_url(), role).unwrap())
             .unwrap()
             .options([("search_path", self.schema.as_str())]);
@@ -247,8 +247,15 @@ async fn row_level_security_isolates_tenants_for_the_app_role() {
             assert_eq!(n, 0, "{table} with {prelude:?}");
         }
     }
-    // The app role may not delete, nor rewrite the ledger.
-    for sql in ["DELETE FROM tickets", "UPDATE ledger SET cost_nusd = 0"] {
+    // The app role may not delete, nor rewrite the ledger or an audit trail.
+    for sql in [
+        "DELETE FROM tickets",
+        "UPDATE ledger SET cost_nusd = 0",
+        "UPDATE connector_audit SET reason = ''",
+        "UPDATE operator_audit SET reason = ''",
+        "DELETE FROM effects",
+        "DELETE FROM grants",
+    ] {
         let err = sqlx::query(sql).execute(&mut app).await.unwrap_err();
         let code = err.as_database_error().and_then(|e| e.code()).unwrap();
         assert_eq!(code, "42501", "{sql}: {err}");
@@ -291,7 +298,16 @@ async fn the_app_role_is_least_privileged_and_every_tenant_table_is_forced() {
     .await
     .unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-    assert_eq!(names, ["ledger", "ticket_events", "tickets"]);
+    assert_eq!(
+        names,
+        [
+            "connector_audit",
+            "effects",
+            "ledger",
+            "ticket_events",
+            "tickets"
+        ]
+    );
     for (table, enabled, forced, policies, owner) in &rows {
         assert!(
             *enabled && *forced,

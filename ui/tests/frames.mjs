@@ -1,0 +1,80 @@
+// Frame time of the control center under load (a bench, not a test): the
+// topology view of a real `oshal serve` open in Debian's Chromium while
+// tickets are submitted as fast as RATE asks, so the event feed carries
+// thousands of transitions a second. The page records every animation
+// frame's interval; the event rate is read off the server's metrics.
+//   node tests/frames.mjs URL TOKEN [SECONDS] [RATE_TICKETS_PER_S]
+// Prints `bots=N renderer=R events_per_s=E frames=F frame_p50_ms=A frame_p95_ms=B`.
+import { chromium } from "playwright-core";
+
+const [url, token, seconds = "10", rate = "2500"] = process.argv.slice(2);
+if (!url || !token) {
+  console.error("usage: node tests/frames.mjs URL TOKEN [SECONDS] [RATE]");
+  process.exit(2);
+}
+const auth = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+const bots = (await (await fetch(`${url}/api/v1/bots`, { headers: auth })).json()).length;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+page.setDefaultTimeout(60000);
+await page.goto(`${url}/#token=${token}`);
+await page.getByTestId("connection").getByText("live").waitFor();
+await page.getByTestId("nav-topology").click();
+// Large fleets are drawn on a canvas, small ones as elements.
+await page.locator('[data-testid="canvas-diagram"], .svelte-flow__node').first().waitFor();
+const renderer = (await page.getByTestId("canvas-diagram").count()) ? "canvas" : "elements";
+
+// The feed carries every transition: count them off the server's metrics.
+const transitions = async () => {
+  const text = await (await fetch(`${url}/metrics`, { headers: auth })).text();
+  return Number(/^oshal_transitions_total (\S+)$/m.exec(text)?.[1] ?? NaN);
+};
+
+// The load: RATE tickets a second in batches every 20 ms, 256 requests in flight at most.
+const stopAt = performance.now() + Number(seconds) * 1000 + 2000;
+let inFlight = 0;
+let submitted = 0;
+const load = (async () => {
+  const perTick = Math.max(1, Math.round(Number(rate) / 50));
+  while (performance.now() < stopAt) {
+    for (let i = 0; i < perTick && inFlight < 256; i++) {
+      inFlight++;
+      fetch(`${url}/api/v1/tickets`, {
+        method: "POST", headers: auth,
+        body: JSON.stringify({ kind: "chat", payload: { prompt: `frame ${submitted++}` } }),
+      }).then((r) => r.arrayBuffer()).catch(() => {}).finally(() => inFlight--);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+})();
+
+// Warm up 2 s, then record frames for SECONDS.
+await page.waitForTimeout(2000);
+const eventsBefore = await transitions();
+const t0 = performance.now();
+const frames = await page.evaluate((ms) => new Promise((resolve) => {
+  const out = [];
+  let last = performance.now();
+  const end = last + ms;
+  const tick = (now) => {
+    out.push(now - last);
+    last = now;
+    if (now < end) requestAnimationFrame(tick); else resolve(out);
+  };
+  requestAnimationFrame(tick);
+}), Number(seconds) * 1000);
+const eventsPerS = Math.round((((await transitions()) - eventsBefore) * 1000) / (performance.now() - t0));
+await load;
+await browser.close();
+
+const sorted = frames.slice(1).sort((a, b) => a - b);
+const pct = (p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+console.log(
+  `bots=${bots} renderer=${renderer} events_per_s=${eventsPerS} frames=${sorted.length} ` +
+  `frame_p50_ms=${pct(50).toFixed(1)} frame_p95_ms=${pct(95).toFixed(1)}`,
+);
