@@ -133,13 +133,17 @@ async fn redis_restarting_empty_mid_load_loses_no_ticket() {
     let dir = tempfile::tempdir().unwrap();
     let server = space.serve(dir.path()).unwrap();
     // The real model answers in tenths of a second: slow enough that the
-    // restart lands mid-load.
+    // restart lands mid-load. Replies are bounded: unbounded, this small
+    // model may ramble to the end of its context, and a bot's share of the
+    // re-driven work then outlasts the wait on a busy machine.
     let model = [&["--bots", "2"][..], &llama.model_flags()].concat();
     let _node = space.node("n1", &model).unwrap();
     wait_for("the node's bots", async || bots_live(&server).await == 2).await;
 
-    let prompts = (0..24).map(|i| format!("Say the number {i} in one word."));
-    let ids = server.submit_all(prompts, 8).await;
+    let payloads = (0..24).map(|i| {
+        serde_json::json!({"prompt": format!("Say the number {i} in one word."), "max_tokens": 16})
+    });
+    let ids = server.submit_all_chats(payloads, 8).await;
     wait_for("some tickets done, most not", async || {
         let done = server
             .all_tickets()

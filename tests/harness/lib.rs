@@ -122,9 +122,16 @@ impl Server {
 
     /// Submits a chat ticket; returns its id.
     pub async fn submit(&self, prompt: &str) -> Result<String> {
+        self.submit_chat(serde_json::json!({ "prompt": prompt }))
+            .await
+    }
+
+    /// Submits a chat ticket with this payload (`prompt`, `max_tokens`, …);
+    /// returns its id.
+    pub async fn submit_chat(&self, payload: serde_json::Value) -> Result<String> {
         let r = self
             .post("/api/v1/tickets")
-            .json(&serde_json::json!({"kind": "chat", "payload": {"prompt": prompt}}))
+            .json(&serde_json::json!({"kind": "chat", "payload": payload}))
             .send()
             .await?;
         if r.status() != 201 {
@@ -141,9 +148,22 @@ impl Server {
         prompts: impl IntoIterator<Item = String>,
         concurrency: usize,
     ) -> Vec<String> {
+        let payloads = prompts
+            .into_iter()
+            .map(|p| serde_json::json!({ "prompt": p }));
+        self.submit_all_chats(payloads, concurrency).await
+    }
+
+    /// Submits one chat ticket per payload, `concurrency` at a time; returns
+    /// their ids (in completion order). Panics on a refusal.
+    pub async fn submit_all_chats(
+        &self,
+        payloads: impl IntoIterator<Item = serde_json::Value>,
+        concurrency: usize,
+    ) -> Vec<String> {
         use futures::StreamExt;
-        futures::stream::iter(prompts)
-            .map(|p| async move { self.submit(&p).await.unwrap() })
+        futures::stream::iter(payloads)
+            .map(|p| async move { self.submit_chat(p).await.unwrap() })
             .buffer_unordered(concurrency)
             .collect()
             .await
