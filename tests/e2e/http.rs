@@ -470,7 +470,7 @@ async fn bulk_cancel_and_retry_by_filter_with_a_dry_run_first() {
             json!({"action": "cancel", "filter": {"state": "asleep"}}),
             "state",
         ),
-        (json!({"action": "explode"}), "body"),
+        (json!({"action": "explode"}), "action"),
         (
             json!({"action": "cancel", "everything": true}),
             "everything",
@@ -482,13 +482,72 @@ async fn bulk_cancel_and_retry_by_filter_with_a_dry_run_first() {
     }
 }
 
+#[tokio::test]
+async fn a_batch_admits_each_ticket_on_its_own_and_a_malformed_one_admits_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--bots", "2"]).unwrap();
+    let chat = |p: &str| json!({"kind": "chat", "payload": {"prompt": p}});
+
+    // Refused whole: nothing admitted.
+    let too_many: Vec<Value> = (0..1001).map(|i| chat(&format!("t{i}"))).collect();
+    for (name, body, field) in [
+        ("empty", json!({"tickets": []}), "tickets"),
+        ("too many", json!({ "tickets": too_many }), "tickets"),
+        ("not a list", json!({"tickets": {}}), "tickets"),
+        (
+            "a malformed ticket",
+            json!({"tickets": [chat("fine"), {"kind": "chat", "payload": {}, "colour": "red"}]}),
+            "tickets[1].colour",
+        ),
+        (
+            "a ticket missing its kind",
+            json!({"tickets": [chat("fine"), {"payload": {}}]}),
+            "tickets[1].kind",
+        ),
+    ] {
+        let (status, v) = post(&server, "/api/v1/tickets/batch", body).await;
+        assert_eq!(status, 422, "{name}: {v}");
+        assert_eq!(v["error"]["kind"], "invalid", "{name}: {v}");
+        assert_eq!(v["error"]["field"], field, "{name}: {v}");
+    }
+    let empty = server.json("/api/v1/tickets/counts").await.unwrap();
+    assert!(
+        empty.as_array().unwrap().iter().all(|c| c["count"] == 0),
+        "a refused batch admits nothing: {empty}"
+    );
+
+    // Admitted one by one: the bad one is refused by its place, the rest run.
+    let (status, v) = post(
+        &server,
+        "/api/v1/tickets/batch",
+        json!({"tickets": [
+            chat("first"),
+            {"kind": "chat", "payload": {"prompt": "second"}, "priority": 99},
+            {"kind": "chat", "payload": {"prompt": "third"}, "tenant": "acme"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{v}");
+    let refused = &results[1]["refused"];
+    assert_eq!(refused["kind"], "invalid", "{v}");
+    assert_eq!(refused["field"], "tickets[1].priority", "{v}");
+    assert_eq!(results[2]["accepted"]["tenant"], "acme", "{v}");
+    for r in [&results[0], &results[2]] {
+        let id = r["accepted"]["id"].as_str().unwrap();
+        let t = server.wait_terminal(id).await.unwrap();
+        assert_eq!(t["state"], "succeeded", "{t:#}");
+    }
+    assert_eq!(server.all_tickets().await.unwrap().len(), 2);
+}
+
 async fn bulk(server: &Server, body: Value) -> (u16, Value) {
-    let r = server
-        .post("/api/v1/tickets/bulk")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    post(server, "/api/v1/tickets/bulk", body).await
+}
+
+async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
+    let r = server.post(path).json(&body).send().await.unwrap();
     (r.status().as_u16(), r.json::<Value>().await.unwrap())
 }
 

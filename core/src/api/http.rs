@@ -144,6 +144,7 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/tickets", post(submit).get(list))
         .route("/api/v1/tickets/counts", get(counts))
         .route("/api/v1/tickets/bulk", post(bulk))
+        .route("/api/v1/tickets/batch", post(batch))
         .route("/api/v1/tickets/{id}", get(ticket))
         .route("/api/v1/tickets/{id}/cancel", post(cancel))
         .route("/api/v1/tickets/{id}/approve", post(approve))
@@ -242,18 +243,26 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     body: Body,
 ) -> ApiResult<T> {
     let bytes = read_limited(body, headers, MAX_BODY_BYTES).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => ApiError::new(ErrorKind::Invalid, format!("request body: {e}"))
-                .field(data_field(&e.to_string())),
-            _ => ApiError::new(
-                ErrorKind::Malformed,
-                format!("request body is not valid JSON: {e}"),
-            )
-            .field("body"),
+    let malformed = |e: &serde_json::Error| {
+        ApiError::new(
+            ErrorKind::Malformed,
+            format!("request body is not valid JSON: {e}"),
+        )
+        .field("body")
+    };
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = e.inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::new(ErrorKind::Invalid, format!("request body: {inner}"))
+                    .field(super::field_path(&e.path().to_string(), &inner.to_string()))
+            }
+            _ => malformed(inner),
         }
-    })
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
 }
 
 /// Most of an oversized body read (and thrown away) so the client, still
@@ -315,17 +324,6 @@ fn too_large(len: u64, limit: usize) -> ApiError {
 }
 
 /// The field a serde data error is about, when its message names one.
-fn data_field(message: &str) -> String {
-    for marker in ["unknown field `", "missing field `"] {
-        if let Some(rest) = message.split(marker).nth(1)
-            && let Some(name) = rest.split('`').next()
-        {
-            return name.to_owned();
-        }
-    }
-    "body".to_owned()
-}
-
 fn ticket_id(raw: &str) -> ApiResult<TicketId> {
     TicketId::parse(raw)
         .map_err(|_| ApiError::new(ErrorKind::NotFound, format!("no ticket has id {raw:?}")))
@@ -374,6 +372,15 @@ async fn bulk(
 ) -> ApiResult<Json<super::BulkReport>> {
     let request: super::BulkRequest = json_body(&headers, body).await?;
     Ok(Json(super::bulk(&state.controller, &request).await?))
+}
+
+async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<super::BatchReport>> {
+    let request: super::BatchSubmit = json_body(&headers, body).await?;
+    Ok(Json(super::submit_batch(&state.controller, request).await?))
 }
 
 async fn ticket(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {

@@ -148,6 +148,91 @@ pub struct BulkReport {
     pub failed: Vec<BulkFailure>,
 }
 
+/// The field a JSON deserialisation error is about, as a dotted path
+/// (`tickets[1].colour`; `body` for the document itself). `path` is where
+/// `serde_path_to_error` stopped; a missing or unknown field is reported at
+/// its parent, so its own name is added.
+pub(crate) fn field_path(path: &str, message: &str) -> String {
+    let named = ["missing field `", "unknown field `"].iter().find_map(|m| {
+        message
+            .split(m)
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+    });
+    let path = path.trim_start_matches('.');
+    match named {
+        Some(name) if path.is_empty() => name.to_owned(),
+        Some(name) if path != name && !path.ends_with(&format!(".{name}")) => {
+            format!("{path}.{name}")
+        }
+        _ if path.is_empty() => "body".to_owned(),
+        _ => path.to_owned(),
+    }
+}
+
+/// The most tickets one batch submission carries.
+pub const MAX_BATCH: usize = 1_000;
+
+/// Many tickets in one request (`POST /api/v1/tickets/batch`). Each is
+/// admitted or refused on its own; the answers come back in request order.
+#[derive(Debug, Clone, Serialize, Deserialize, Type)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSubmit {
+    /// 1..=1,000 tickets, each as `POST /api/v1/tickets` takes it.
+    pub tickets: Vec<crate::ticket::NewTicket>,
+}
+
+/// One ticket's answer in a batch: `{"accepted": …}` or `{"refused": …}`,
+/// where a refusal's `field` is prefixed with the ticket's place
+/// (`tickets[3].payload.prompt`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchItem {
+    Accepted(crate::controller::Submitted),
+    Refused(ApiError),
+}
+
+/// The answers to a batch, one per ticket, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct BatchReport {
+    pub results: Vec<BatchItem>,
+}
+
+/// Submits a batch: the tickets go to the controller together (one durable
+/// commit for all that are admitted), and each gets its own answer.
+pub async fn submit_batch(
+    controller: &crate::controller::Controller,
+    request: BatchSubmit,
+) -> Result<BatchReport, ApiError> {
+    let n = request.tickets.len();
+    if n == 0 || n > MAX_BATCH {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            format!("tickets holds {n}; a batch carries 1..={MAX_BATCH}"),
+        )
+        .field("tickets")
+        .limit(MAX_BATCH as u64));
+    }
+    let results = controller
+        .submit_many(request.tickets)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Ok(submitted) => BatchItem::Accepted(submitted),
+            Err(e) => {
+                let mut e = ApiError::from(e);
+                e.field = Some(match e.field.take() {
+                    Some(f) => format!("tickets[{i}].{f}"),
+                    None => format!("tickets[{i}]"),
+                });
+                BatchItem::Refused(e)
+            }
+        })
+        .collect();
+    Ok(BatchReport { results })
+}
+
 /// Runs a bulk cancel or retry over the tickets `request.filter` matches.
 pub async fn bulk(
     controller: &crate::controller::Controller,

@@ -245,21 +245,8 @@ pub fn import(bytes: &[u8]) -> Result<Vec<(String, Vec<Observation>)>, SecurityE
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let log: Sarif = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner().to_string();
-        let mut path = e.path().to_string();
-        // A missing field is reported at its parent: name the field itself.
-        if let Some(name) = inner
-            .split("missing field `")
-            .nth(1)
-            .and_then(|r| r.split('`').next())
-        {
-            path = if path == "." {
-                name.to_owned()
-            } else {
-                format!("{path}.{name}")
-            };
-        }
         invalid(
-            if path == "." { "body".to_owned() } else { path },
+            crate::api::field_path(&e.path().to_string(), &inner),
             format!("not a SARIF 2.1.0 log: {inner}"),
         )
     })?;
