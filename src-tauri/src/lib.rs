@@ -88,6 +88,7 @@ pub fn run() {
             let desktop = tauri::async_runtime::block_on(Desktop::start_local(&data_dir))?;
             eprintln!("oshal-desktop: local mode, data in {}", data_dir.display());
             app.manage(desktop);
+            lean_webview(app)?;
             if std::env::var_os("OSHAL_WEBVIEW_CONSOLE").is_some() {
                 forward_console(app)?;
             }
@@ -102,6 +103,37 @@ pub fn run() {
             tauri::async_runtime::block_on(desktop.shutdown());
         }
     });
+}
+
+/// Keeps the web view's memory to what one local page needs: no GPU
+/// compositing (where no GPU is, as under Xvfb, WebKitGTK would composite
+/// through Mesa's llvmpipe, loading LLVM and its buffers into the web
+/// process: about 100 MB for a page that draws one canvas and some SVG),
+/// WebKitGTK's document-viewer cache model (no memory cache of other pages'
+/// resources) and no back/forward page cache, which a single-page app never
+/// uses.
+fn lean_webview(app: &tauri::App) -> tauri::Result<()> {
+    let Some(window) = app.get_webview_window("main") else {
+        return Ok(());
+    };
+    window.with_webview(|webview| {
+        #[cfg(target_os = "linux")]
+        {
+            use webkit2gtk::{
+                CacheModel, HardwareAccelerationPolicy, SettingsExt, WebContextExt, WebViewExt,
+            };
+            let view = webview.inner();
+            if let Some(context) = view.context() {
+                context.set_cache_model(CacheModel::DocumentViewer);
+            }
+            if let Some(settings) = view.settings() {
+                settings.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+                settings.set_enable_page_cache(false);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = webview;
+    })
 }
 
 /// Writes the page's console to stdout (`OSHAL_WEBVIEW_CONSOLE=1`), for

@@ -21,9 +21,10 @@ while (performance.now() - t0 < 30000) {
 }
 // Idle: let it settle, then the caller reads the processes' memory.
 if (process.env.HOLD_MS) await new Promise((r) => setTimeout(r, Number(process.env.HOLD_MS)));
-if (process.env.RSS_CMD) {
+if (process.env.MEM_CMD) {
+  // Prints its own `key=value` lines (the memory figures).
   const { execSync } = await import("node:child_process");
-  console.log(`rss_kb=${execSync(process.env.RSS_CMD).toString().trim()}`);
+  console.log(execSync(process.env.MEM_CMD).toString().trim());
 }
 await close();
 if (ms === null) {
