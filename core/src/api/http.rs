@@ -323,7 +323,6 @@ fn too_large(len: u64, limit: usize) -> ApiError {
     .limit(limit as u64)
 }
 
-/// The field a serde data error is about, when its message names one.
 fn ticket_id(raw: &str) -> ApiResult<TicketId> {
     TicketId::parse(raw)
         .map_err(|_| ApiError::new(ErrorKind::NotFound, format!("no ticket has id {raw:?}")))
