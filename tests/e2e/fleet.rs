@@ -244,9 +244,10 @@ async fn postgres_crashing_mid_load_refuses_new_work_and_loses_none() {
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
-    // The API tells a refused client to retry; the first write after the
-    // restart may still meet a connection the crash left dead (and is
-    // refused, 503, with nothing written), so the client retries as told.
+    // The API tells a refused client to retry, so this client does: a
+    // submission that races the store's return may still be refused (503,
+    // nothing written), though the writer no longer refuses one on the word
+    // of a try that began before it (`store::writer::tests`).
     let mut tries = 0;
     let after = loop {
         match server.submit("after").await {

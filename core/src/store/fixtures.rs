@@ -1,7 +1,9 @@
-//! Rows the adapters' tests write: a fresh ticket and a ledger row.
+//! Rows the adapters' tests write: a fresh ticket, a ledger row, a whole
+//! ticket's life in one batch.
 
+use super::{TicketUpdate, WriteBatch};
 use crate::cost::LedgerEntry;
-use crate::ticket::{BotId, ModelId, NewTicket, Ticket, TicketId, Transition};
+use crate::ticket::{BotId, ModelId, NewTicket, Ticket, TicketId, Transition, TransitionKind};
 
 /// A new chat ticket of `tenant`, with its creating transition.
 pub(crate) fn ticket(tenant: &str, key: Option<&str>) -> (Ticket, Transition) {
@@ -30,4 +32,29 @@ pub(crate) fn ledger(t: &Ticket, attempt: u32, cost: i64) -> LedgerEntry {
         price_version: "v".into(),
         at_ms: 86_400_000,
     }
+}
+
+/// One batch that creates a ticket of `tenant` and carries it through to
+/// `succeeded`, priced at `cost`: every kind of row a batch holds.
+pub(crate) fn finished_batch(tenant: &str, key: Option<&str>, cost: i64) -> (Ticket, WriteBatch) {
+    let (mut t, created) = ticket(tenant, key);
+    let mut batch = WriteBatch {
+        new_tickets: vec![t.clone()],
+        transitions: vec![created],
+        ..Default::default()
+    };
+    let bot = BotId::parse("bot-01").unwrap();
+    for (kind, bot) in [
+        (TransitionKind::Route, Some(&bot)),
+        (TransitionKind::Start, None),
+        (TransitionKind::Succeed, None),
+    ] {
+        batch
+            .transitions
+            .push(t.apply(kind, bot, "step", 1_001).unwrap());
+        batch.updates.push(TicketUpdate::of(&t));
+    }
+    batch.ledger.push(ledger(&t, 1, cost));
+    batch.coalesce();
+    (t, batch)
 }

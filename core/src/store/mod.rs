@@ -343,6 +343,10 @@ pub const MAX_PAGE: u32 = 1000;
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Applies the whole batch in one transaction, or nothing of it.
+    ///
+    /// Idempotent: a batch that already landed (its answer lost with the
+    /// connection, say, and the writer retrying) lands nothing again and
+    /// reports none of its own tickets as duplicates.
     async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError>;
     /// One ticket with its events and ledger rows (`waiting` left empty).
     async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError>;

@@ -256,7 +256,8 @@ WHERE tickets.id = u.value->>0";
 const INSERT_EVENTS: &str = "
 INSERT INTO ticket_events (ticket_id, seq, at_ms, from_state, to_state, attempt, bot_id, reason)
 SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6, j.value->>7
-FROM jsonb_each(?1) AS j";
+FROM jsonb_each(?1) AS j WHERE true
+ON CONFLICT DO NOTHING";
 
 const INSERT_LEDGER: &str = "
 INSERT INTO ledger (ticket_id, attempt, tenant_id, bot_id, model, input_tokens, output_tokens, cost_nusd, unpriced, price_version, at_ms)
@@ -405,15 +406,22 @@ impl Store for SqliteStore {
                     if inserted.contains(t.id.to_string().as_str()) {
                         continue;
                     }
+                    // The ticket itself, if this batch landed before (see
+                    // `Store::apply`), else the holder of its key.
                     let existing: Option<String> = sqlx::query_scalar(
-                        "SELECT id FROM tickets WHERE tenant_id = ?1 AND idempotency_key = ?2",
+                        "SELECT id FROM tickets WHERE id = ?3 \
+                         OR (tenant_id = ?1 AND idempotency_key = ?2) ORDER BY id = ?3 DESC LIMIT 1",
                     )
                     .bind(t.tenant.as_str())
                     .bind(t.idempotency_key.as_deref())
+                    .bind(t.id.to_string())
                     .fetch_optional(&mut *tx)
                     .await?;
                     let existing = existing.ok_or_else(|| corrupt("duplicate ticket", t.id))?;
-                    applied.duplicates.push((t.id, ticket_id(&existing)?));
+                    let existing = ticket_id(&existing)?;
+                    if existing != t.id {
+                        applied.duplicates.push((t.id, existing));
+                    }
                 }
             }
         }

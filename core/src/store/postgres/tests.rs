@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::store::TicketUpdate;
-use crate::store::fixtures::{ledger, ticket};
+use crate::store::fixtures::{finished_batch, ledger, ticket};
 use crate::ticket::TransitionKind;
 
 pub(crate) fn admin_url() -> String {
@@ -161,6 +161,36 @@ async fn duplicates_and_repeated_ledger_rows_write_nothing() {
     assert_eq!(applied.duplicates, vec![(dup.id, first[0].id)]);
     assert!(db.store.ticket(dup.id).await.unwrap().is_none());
     assert_eq!(db.store.cost_summary().await.unwrap().total.cost_nusd, 42);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_batch_applied_twice_lands_once() {
+    let db = TestDb::new().await;
+    let (keyed, mut batch) = finished_batch("acme", Some("k1"), 42);
+    let (plain, other) = finished_batch("globex", None, 8);
+    batch.absorb(other);
+    batch.tenants = vec![tenant_row("acme"), tenant_row("globex")];
+    assert_eq!(db.store.apply(&batch).await.unwrap(), Applied::default());
+    // Its answer lost, the writer applies it again: nothing is refused,
+    // nothing written twice.
+    assert_eq!(db.store.apply(&batch).await.unwrap(), Applied::default());
+    for t in [&keyed, &plain] {
+        let view = db.store.ticket(t.id).await.unwrap().unwrap();
+        assert_eq!(view.state, TicketState::Succeeded);
+        assert_eq!(view.events.len(), 4, "{view:?}");
+        assert_eq!(view.ledger.len(), 1);
+    }
+    assert_eq!(db.store.cost_summary().await.unwrap().total.cost_nusd, 50);
+    // A new ticket with a stored key is still a duplicate.
+    let (dup, created) = ticket("acme", Some("k1"));
+    let again = WriteBatch {
+        new_tickets: vec![dup.clone()],
+        transitions: vec![created],
+        ..Default::default()
+    };
+    let applied = db.store.apply(&again).await.unwrap();
+    assert_eq!(applied.duplicates, vec![(dup.id, keyed.id)]);
     db.drop().await;
 }
 

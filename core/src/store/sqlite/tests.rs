@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::fixtures::{ledger, ticket};
+use crate::store::fixtures::{finished_batch, ledger, ticket};
 use crate::ticket::TransitionKind;
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -261,4 +261,32 @@ async fn a_failed_batch_writes_nothing() {
         store.ticket(t.id).await.unwrap().is_none(),
         "the ticket of a failed batch must not exist"
     );
+}
+
+#[tokio::test]
+async fn a_batch_applied_twice_lands_once() {
+    let (_dir, store) = store().await;
+    let (keyed, mut batch) = finished_batch("default", Some("k1"), 42);
+    let (plain, other) = finished_batch("default", None, 8);
+    batch.absorb(other);
+    assert_eq!(store.apply(&batch).await.unwrap(), Applied::default());
+    // Its answer lost, the writer applies it again: nothing is refused,
+    // nothing written twice.
+    assert_eq!(store.apply(&batch).await.unwrap(), Applied::default());
+    for t in [&keyed, &plain] {
+        let view = store.ticket(t.id).await.unwrap().unwrap();
+        assert_eq!(view.state, TicketState::Succeeded);
+        assert_eq!(view.events.len(), 4, "{view:?}");
+        assert_eq!(view.ledger.len(), 1);
+    }
+    assert_eq!(store.cost_summary().await.unwrap().total.cost_nusd, 50);
+    // A new ticket with a stored key is still a duplicate.
+    let (dup, created) = ticket("default", Some("k1"));
+    let again = WriteBatch {
+        new_tickets: vec![dup.clone()],
+        transitions: vec![created],
+        ..Default::default()
+    };
+    let applied = store.apply(&again).await.unwrap();
+    assert_eq!(applied.duplicates, vec![(dup.id, keyed.id)]);
 }
