@@ -226,6 +226,7 @@ async fn forward_reports(
     let mut conn = conn;
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 512).await > 0 {
+        drop_shown_starts(&mut batch);
         let mut pipe = redis::pipe();
         for r in &batch {
             match serde_json::to_vec(r) {
@@ -250,6 +251,30 @@ async fn forward_reports(
         }
         batch.clear();
     }
+}
+
+/// Drops each start report whose attempt's finish report travels in the same
+/// batch: the finish carries the start time, and the controller records
+/// `running` from it, so one results entry per attempt goes instead of two.
+fn drop_shown_starts(batch: &mut Vec<BotReport>) {
+    let finished: std::collections::HashSet<(TicketId, u32)> = batch
+        .iter()
+        .filter_map(|r| match r {
+            BotReport::Finished {
+                ticket, attempt, ..
+            } => Some((*ticket, *attempt)),
+            BotReport::Started { .. } => None,
+        })
+        .collect();
+    if finished.is_empty() {
+        return;
+    }
+    batch.retain(|r| match r {
+        BotReport::Started {
+            ticket, attempt, ..
+        } => !finished.contains(&(*ticket, *attempt)),
+        BotReport::Finished { .. } => true,
+    });
 }
 
 async fn listen_for_cancels(
@@ -280,5 +305,48 @@ async fn listen_for_cancels(
                 cancels.cancel_running(id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::Outcome;
+    use crate::lane::EntryId;
+
+    fn started(ticket: TicketId, attempt: u32) -> BotReport {
+        BotReport::Started {
+            bot: BotId::parse("n1-bot-01").unwrap(),
+            ticket,
+            attempt,
+            at_ms: 10,
+        }
+    }
+
+    fn finished(ticket: TicketId, attempt: u32) -> BotReport {
+        BotReport::Finished {
+            bot: BotId::parse("n1-bot-01").unwrap(),
+            entry: EntryId { ms: 1, seq: 0 },
+            ticket,
+            attempt,
+            outcome: Outcome::Cancelled,
+            started_at_ms: 10,
+            at_ms: 11,
+            receipt: None,
+        }
+    }
+
+    #[test]
+    fn a_start_travels_only_without_its_finish() {
+        let (a, b) = (TicketId::new(), TicketId::new());
+        let mut batch = vec![
+            started(a, 1),
+            started(b, 1),
+            finished(a, 1),
+            // A finish of another attempt does not stand for this start.
+            finished(b, 2),
+        ];
+        drop_shown_starts(&mut batch);
+        assert_eq!(batch, vec![started(b, 1), finished(a, 1), finished(b, 2)]);
     }
 }

@@ -307,6 +307,9 @@ pub(crate) async fn spawn_results_reader(
                 from = ">".to_owned();
                 continue;
             }
+            // Start reports and unreadable entries are settled together,
+            // in one round trip after the batch is handed on.
+            let mut settled: Vec<String> = Vec::new();
             for e in entries {
                 let Ok(id) = rl::parse_entry_id(&e.id) else {
                     continue;
@@ -315,40 +318,32 @@ pub(crate) async fn spawn_results_reader(
                     .and_then(|raw| serde_json::from_slice::<BotReport>(raw).ok());
                 let Some(mut report) = report else {
                     tracing::error!(entry = %e.id, "unreadable report dropped");
-                    let _: Result<(), _> = redis::cmd("XACK")
-                        .arg(&key)
-                        .arg(RESULTS_GROUP)
-                        .arg(&e.id)
-                        .query_async(&mut conn)
-                        .await;
+                    settled.push(e.id);
                     continue;
                 };
                 // A start report needs no durability: it is settled at once.
                 // A finish report is settled once its result is durable.
-                let settle_now = match &mut report {
-                    BotReport::Finished { receipt, .. } => {
-                        *receipt = Some(id);
-                        false
-                    }
-                    BotReport::Started { .. } => true,
-                };
+                match &mut report {
+                    BotReport::Finished { receipt, .. } => *receipt = Some(id),
+                    BotReport::Started { .. } => settled.push(e.id),
+                }
                 if reports.send(report).await.is_err() {
                     return;
                 }
-                if settle_now {
-                    let _: Result<(), _> = redis::pipe()
-                        .cmd("XACK")
-                        .arg(&key)
-                        .arg(RESULTS_GROUP)
-                        .arg(&e.id)
-                        .ignore()
-                        .cmd("XDEL")
-                        .arg(&key)
-                        .arg(&e.id)
-                        .ignore()
-                        .query_async(&mut conn)
-                        .await;
-                }
+            }
+            if !settled.is_empty() {
+                let _: Result<(), _> = redis::pipe()
+                    .cmd("XACK")
+                    .arg(&key)
+                    .arg(RESULTS_GROUP)
+                    .arg(&settled)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(&key)
+                    .arg(&settled)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await;
             }
         }
     }))

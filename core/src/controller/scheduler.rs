@@ -908,12 +908,19 @@ impl Scheduler {
                 self.live.insert(t.id, t);
             }
         }
-        for (bot, entries) in per_bot.into_iter().enumerate() {
-            if entries.is_empty() {
-                continue;
-            }
-            let lane = self.bots[bot].handle.lane.clone();
-            let refused = match lane.publish(entries).await {
+        // Every lane's share at once: over Redis the publishes share one
+        // multiplexed connection, so they cost one round trip, not one each.
+        let publishes: Vec<_> = per_bot
+            .into_iter()
+            .enumerate()
+            .filter(|(_, entries)| !entries.is_empty())
+            .map(|(bot, entries)| {
+                let lane = self.bots[bot].handle.lane.clone();
+                async move { (bot, lane.publish(entries).await) }
+            })
+            .collect();
+        for (bot, published) in futures::future::join_all(publishes).await {
+            let refused = match published {
                 Ok(rest) => rest,
                 Err(e) => {
                     tracing::warn!(bot = %self.bots[bot].handle.id, error = %e, "lane publish failed");
@@ -1065,11 +1072,12 @@ impl Scheduler {
                 ticket,
                 attempt,
                 outcome,
+                started_at_ms,
                 at_ms,
                 receipt,
-                ..
             } => {
-                self.on_finished(bot, entry, ticket, attempt, outcome, at_ms, receipt);
+                let at = (started_at_ms, at_ms);
+                self.on_finished(bot, entry, ticket, attempt, outcome, at, receipt);
             }
         }
     }
@@ -1095,7 +1103,7 @@ impl Scheduler {
         ticket: TicketId,
         attempt: u32,
         outcome: Outcome,
-        at_ms: UnixMs,
+        (started_at_ms, at_ms): (UnixMs, UnixMs),
         receipt: Option<EntryId>,
     ) {
         // The results-stream entry is settled with this turn, whatever it says.
@@ -1129,8 +1137,9 @@ impl Scheduler {
             self.live.insert(ticket, t);
             return;
         }
-        // A result can arrive in the same turn as its start report.
-        self.mark_started(&mut t, at_ms);
+        // A result can arrive in the same turn as its start report, or
+        // without it (a node drops the start when both travel together).
+        self.mark_started(&mut t, started_at_ms);
         let counters = self.bots[bot_idx].handle.counters.clone();
         match outcome {
             Outcome::Succeeded {
@@ -1262,11 +1271,12 @@ fn spawn_acker() -> mpsc::UnboundedSender<Vec<(Arc<dyn Lane>, EntryId)>> {
                     .1
                     .push(id);
             }
-            for (bot, (lane, ids)) in per_lane {
+            let acks = per_lane.into_iter().map(|(bot, (lane, ids))| async move {
                 if let Err(e) = lane.ack(&ids).await {
                     tracing::warn!(%bot, error = %e, "lane ack failed; entries will be redelivered");
                 }
-            }
+            });
+            futures::future::join_all(acks).await;
         }
     });
     tx

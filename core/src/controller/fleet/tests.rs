@@ -116,6 +116,16 @@ async fn tickets_flow_through_redis_streams_to_node_bots_and_back() {
     assert!(bots.iter().all(|b| b.node.is_some()));
     let view = c.ticket(ids[0]).await.unwrap();
     assert!(view.bot.unwrap().as_str().contains("-bot-"));
+    // Every timeline shows its attempt running, at the time it started,
+    // whether the start report travelled or was folded into the finish.
+    for id in &ids {
+        let view = c.ticket(*id).await.unwrap();
+        let to: Vec<_> = view.events.iter().map(|e| e.to).collect();
+        use TicketState::*;
+        assert_eq!(to, [Queued, Routed, Running, Succeeded], "{view:#?}");
+        assert!(view.events[1].at_ms <= view.events[2].at_ms);
+        assert!(view.events[2].at_ms <= view.events[3].at_ms);
+    }
 
     // Everything is acknowledged: no lane or results entry left pending.
     let deadline = tokio::time::Instant::now() + WAIT;
