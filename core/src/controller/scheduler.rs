@@ -30,7 +30,7 @@ use crate::lane::{EntryId, Lane, LaneEntry};
 use crate::store::writer::{Done, Writer};
 use crate::store::{Applied, Store, StoreError, Tenant, TicketUpdate, WriteBatch};
 use crate::ticket::{
-    BotId, Skill, TenantId, Ticket, TicketError, TicketId, TicketState, TransitionKind,
+    BotId, Skill, TenantId, Ticket, TicketError, TicketId, TicketState, Transition, TransitionKind,
     ValidTicket, WaitReason,
 };
 
@@ -177,6 +177,9 @@ pub(crate) struct Scheduler {
     tenants: HashMap<TenantId, TenantBook>,
     /// Submissions handed to the writer and not yet answered.
     admitting: usize,
+    /// Tickets routed in the commit that admitted them, durable now, to be
+    /// published with the next routing pass: (bot, entry).
+    admitted_routes: Vec<(usize, LaneEntry)>,
 
     /// What this turn decided, written at the end of the turn.
     batch: WriteBatch,
@@ -265,6 +268,7 @@ impl Scheduler {
             parked: HashMap::new(),
             backoff: BinaryHeap::new(),
             outstanding: HashMap::new(),
+            admitted_routes: Vec::new(),
             tenants,
             admitting: 0,
             batch: WriteBatch::default(),
@@ -549,10 +553,18 @@ impl Scheduler {
             }
             let (ticket, created) = Ticket::create(TicketId::new(), v, now);
             batch.transitions.push(created);
-            batch.new_tickets.push(ticket.clone());
             accepted.push(ticket);
             results.push(None);
         }
+        // Highest priority first, then in the order submitted.
+        let mut order: Vec<usize> = (0..accepted.len()).collect();
+        order.sort_by_key(|&i| (Reverse(accepted[i].priority), i));
+        for i in order {
+            if let Some(routed) = self.route_at_admission(&mut accepted[i], now) {
+                batch.transitions.push(routed);
+            }
+        }
+        batch.new_tickets = accepted.clone();
         if accepted.is_empty() {
             let _ = reply.send(
                 results
@@ -579,6 +591,66 @@ impl Scheduler {
         }
     }
 
+    /// Routes a ticket being admitted when nothing of its skill waits and a
+    /// lane has room, so the commit that admits it records its route too
+    /// (one durable write fewer than routing it after). Its lane entry is
+    /// published once that commit is durable ([`Self::publish_admitted`]).
+    fn route_at_admission(&mut self, t: &mut Ticket, now: UnixMs) -> Option<Transition> {
+        if t.state != TicketState::Queued
+            || self.queues.get(&t.skill).is_some_and(|q| !q.is_empty())
+        {
+            return None;
+        }
+        let candidates = self.by_skill.get(&t.skill)?.clone();
+        let bot = self.least_loaded(&t.skill, &candidates)?;
+        let bot_id = self.bots[bot].handle.id.clone();
+        let routed = t
+            .apply(
+                TransitionKind::Route,
+                Some(&bot_id),
+                "least-loaded live bot with the skill",
+                now,
+            )
+            .ok()?;
+        self.outstanding
+            .insert((t.id, t.attempts), (bot, t.tenant.clone()));
+        self.set_in_flight(bot, 1);
+        Some(routed)
+    }
+
+    /// Gives back the lane slot of a ticket routed at admission that was not
+    /// admitted after all (refused by the store, or a duplicate).
+    fn release_admission_route(&mut self, t: &Ticket) {
+        if t.state == TicketState::Routed
+            && let Some((bot, _)) = self.outstanding.remove(&(t.id, t.attempts))
+        {
+            self.set_in_flight(bot, -1);
+        }
+    }
+
+    /// A ticket routed at admission is durable: its entry goes out with the
+    /// next routing pass, unless its bot was lost meanwhile, when it is
+    /// requeued like any attempt its bot took down.
+    fn publish_admitted(&mut self, t: &mut Ticket) {
+        match self.outstanding.get(&(t.id, t.attempts)) {
+            Some(&(bot, _)) => self.admitted_routes.push((
+                bot,
+                LaneEntry {
+                    ticket: t.id,
+                    attempt: t.attempts,
+                    tenant: t.tenant.clone(),
+                    work: t.work.clone(),
+                    correlation_id: t.correlation_id,
+                },
+            )),
+            None => {
+                let now = self.clock.now_ms();
+                self.transition(t, TransitionKind::Requeue, None, "bot lost; requeued", now);
+                self.enqueue(t);
+            }
+        }
+    }
+
     fn on_persisted(
         &mut self,
         tickets: Vec<Ticket>,
@@ -594,6 +666,9 @@ impl Scheduler {
                 for tenant in new_tenants {
                     self.tenants.remove(&tenant);
                 }
+                for t in &tickets {
+                    self.release_admission_route(t);
+                }
                 for slot in pending {
                     *slot = Some(Err(StoreError::Unavailable(e.clone()).into()));
                 }
@@ -601,7 +676,7 @@ impl Scheduler {
             Ok(applied) => {
                 let duplicates: HashMap<TicketId, TicketId> =
                     applied.duplicates.into_iter().collect();
-                for t in tickets {
+                for mut t in tickets {
                     let Some(slot) = pending.next() else { break };
                     let (id, duplicate) = match duplicates.get(&t.id) {
                         Some(existing) => (*existing, true),
@@ -622,9 +697,13 @@ impl Scheduler {
                         duplicate,
                         created_at_ms: t.created_at_ms,
                     }));
-                    if !duplicate {
-                        if t.state == TicketState::Queued {
-                            self.enqueue(&t);
+                    if duplicate {
+                        self.release_admission_route(&t);
+                    } else {
+                        match t.state {
+                            TicketState::Queued => self.enqueue(&t),
+                            TicketState::Routed => self.publish_admitted(&mut t),
+                            _ => {}
                         }
                         self.live.insert(t.id, t);
                     }
@@ -848,6 +927,12 @@ impl Scheduler {
     async fn route(&mut self) {
         let now = self.clock.now_ms();
         let mut per_bot: Vec<Vec<LaneEntry>> = Vec::new();
+        for (bot, entry) in std::mem::take(&mut self.admitted_routes) {
+            if per_bot.len() < self.bots.len() {
+                per_bot.resize_with(self.bots.len(), Vec::new);
+            }
+            per_bot[bot].push(entry);
+        }
         let skills: Vec<Skill> = self
             .queues
             .iter()

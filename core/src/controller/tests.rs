@@ -536,6 +536,49 @@ async fn queued_work_waits_on_an_exhausted_budget_until_it_is_raised() {
 }
 
 #[tokio::test]
+async fn a_ticket_with_a_free_lane_is_routed_in_the_commit_that_admits_it() {
+    let h = Harness::builder()
+        .bots(1)
+        .model(Scripted::default())
+        .config(|c| c.max_in_flight_per_bot = 1)
+        .build()
+        .await;
+    let with = |prompt: &str, priority: u8, key: &str| NewTicket {
+        priority: Some(priority),
+        idempotency_key: Some(key.into()),
+        ..chat(prompt)
+    };
+    // One slot, two tickets in one submission: the higher priority takes it.
+    let both = h
+        .controller
+        .submit_many(vec![with("low:h", 1, "low"), with("high:h", 9, "high")])
+        .await;
+    let (low, high) = (both[0].as_ref().unwrap().id, both[1].as_ref().unwrap().id);
+    // Durable when the submission is answered: routed in the same commit
+    // (the same instant as its creation), not in a later one.
+    let stored = h.store.ticket(high).await.unwrap().unwrap();
+    assert_eq!(stored.events[1].to, TicketState::Routed, "{stored:#?}");
+    assert_eq!(stored.events[0].at_ms, stored.events[1].at_ms);
+    assert_eq!(
+        h.store.ticket(low).await.unwrap().unwrap().state,
+        TicketState::Queued
+    );
+    h.wait_for(high, TicketState::Running).await;
+    h.controller.cancel(high).await.unwrap();
+    h.wait_for(low, TicketState::Running).await;
+    h.controller.cancel(low).await.unwrap();
+
+    // The slot is free and nothing waits: a duplicate is routed at
+    // admission, then not admitted, and must give the slot back.
+    let again = h.submit(with("high:h", 9, "high")).await;
+    assert!(again.duplicate);
+    assert_eq!(again.id, high);
+    let next = h.submit(chat("next:h")).await;
+    h.wait_for(next.id, TicketState::Running).await;
+    h.controller.cancel(next.id).await.unwrap();
+}
+
+#[tokio::test]
 async fn an_idempotency_key_gives_back_the_first_ticket() {
     let h = Harness::builder().build().await;
     let key = NewTicket {
