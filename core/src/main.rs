@@ -151,6 +151,22 @@ struct SecurityArgs {
 }
 
 impl SecurityArgs {
+    /// `--secret-rules`, or the shipped rules: what the Security Center
+    /// scans for and what the controller refuses at the door.
+    fn rules(&self) -> Result<Arc<SecretRules>> {
+        Ok(match &self.secret_rules {
+            None => SecretRules::shipped_shared(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("--secret-rules {}", p.display()))?;
+                Arc::new(
+                    SecretRules::from_toml(&text)
+                        .with_context(|| format!("--secret-rules {}", p.display()))?,
+                )
+            }
+        })
+    }
+
     /// The Security Center of a `serve` over `data_dir`, keeping its
     /// findings in `pool`: it reads the data directory, `--security-scan-path`
     /// and the connectors' `--connectors-dir`, checks the API token file and
@@ -163,15 +179,7 @@ impl SecurityArgs {
         connectors: &ConnectorArgs,
         postgres: Option<oshal_core::security::postgres::PgTarget>,
     ) -> Result<SecurityCenter> {
-        let rules = match &self.secret_rules {
-            None => SecretRules::shipped(),
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("--secret-rules {}", p.display()))?;
-                SecretRules::from_toml(&text)
-                    .with_context(|| format!("--secret-rules {}", p.display()))?
-            }
-        };
+        let rules = SecretRules::clone(&*self.rules()?);
         if self.resolve_after == 0 {
             bail!("--resolve-after must be at least 1");
         }
@@ -772,6 +780,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let config = ControllerConfig {
                     prices,
                     auto_create_tenants: true,
+                    secret_rules: security.rules()?,
                     ..ControllerConfig::default()
                 };
                 let fleet_config = FleetConfig {
@@ -845,6 +854,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
             let config = ControllerConfig {
                 prices,
+                secret_rules: security.rules()?,
                 ..ControllerConfig::default()
             };
             let tools = connectors

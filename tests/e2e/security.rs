@@ -68,11 +68,29 @@ async fn local_mode_scans_files_tickets_and_proves_its_surfaces_over_http_and_cl
     let before = server.json("/api/v1/security/controls").await?;
     assert_eq!(control(&before, "tenant-isolation")["status"], "never_run");
 
-    // A secret in a ticket's prompt is stored text too.
-    let leaky = server
-        .submit(&format!("deploy with token {GITHUB} please"))
+    // A secret in a ticket's prompt is refused at the door: it reaches no
+    // bot, no model and no store, and the refusal does not repeat it.
+    let r = server
+        .post("/api/v1/tickets")
+        .json(&serde_json::json!({
+            "kind": "chat",
+            "payload": {"prompt": format!("deploy with token {GITHUB} please")},
+        }))
+        .send()
         .await?;
-    server.wait_terminal(&leaky).await?;
+    assert_eq!(r.status(), 422);
+    let refusal = r.text().await?;
+    assert!(!refusal.contains(GITHUB), "{refusal}");
+    let refusal: serde_json::Value = serde_json::from_str(&refusal)?;
+    assert_eq!(refusal["error"]["field"], "payload.prompt", "{refusal:#}");
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("github-token"),
+        "{refusal:#}"
+    );
+    assert!(server.all_tickets().await?.is_empty());
 
     let sarif_file = dir.path().join("scan.sarif");
     let (code, out, err) = cli(&server, &["scan", "--sarif", sarif_file.to_str().unwrap()]);
@@ -93,16 +111,13 @@ async fn local_mode_scans_files_tickets_and_proves_its_surfaces_over_http_and_cl
     objects.sort();
     assert_eq!(
         objects,
-        [
-            format!(
-                "secrets.exposed file {} (github-token)",
-                extra.join("deploy.log").display()
-            ),
-            format!("secrets.exposed ticket {leaky} payload (github-token)"),
-        ],
+        [format!(
+            "secrets.exposed file {} (github-token)",
+            extra.join("deploy.log").display()
+        )],
         "{report:#}"
     );
-    assert_eq!(report["tickets_filed"], 2);
+    assert_eq!(report["tickets_filed"], 1);
 
     // The controls board: what holds is proven live, with numbers.
     let controls = server.json("/api/v1/security/controls").await?;
@@ -123,13 +138,13 @@ async fn local_mode_scans_files_tickets_and_proves_its_surfaces_over_http_and_cl
     );
     let hygiene = control(&controls, "secret-hygiene");
     assert_eq!(hygiene["status"], "failing");
-    assert_eq!(hygiene["open_findings"], 2);
+    assert_eq!(hygiene["open_findings"], 1);
 
     // The SARIF file the CLI wrote, and the export route, hold the findings
     // and never the secret.
     let sarif: serde_json::Value = serde_json::from_slice(&std::fs::read(&sarif_file)?)?;
     assert_eq!(sarif["version"], "2.1.0");
-    assert_eq!(sarif["runs"][0]["results"].as_array().unwrap().len(), 2);
+    assert_eq!(sarif["runs"][0]["results"].as_array().unwrap().len(), 1);
     let exported = server.get("/api/v1/security/sarif").send().await?;
     assert_eq!(exported.headers()["content-type"], "application/sarif+json");
     let exported = exported.text().await?;

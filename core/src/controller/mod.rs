@@ -31,6 +31,7 @@ use crate::bot::{self, BotContext, BotSpec, CancelRegistry};
 use crate::clock::SharedClock;
 use crate::cost::{CostError, CostSummary, LedgerEntry, PriceTable};
 use crate::lane::{Lane, LaneStats, local::LocalLane};
+use crate::security::secrets::SecretRules;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError, Tenant, TicketPage, TicketQuery, TicketView, WriteBatch};
 use crate::ticket::{
@@ -57,6 +58,9 @@ pub struct ControllerConfig {
     /// Non-terminal tickets the controller holds before refusing more.
     pub max_live_tickets: usize,
     pub prices: PriceTable,
+    /// What counts as a secret: a ticket whose payload holds one is refused
+    /// at the door (`SecretRules::guard`).
+    pub secret_rules: Arc<SecretRules>,
 }
 
 impl Default for ControllerConfig {
@@ -70,6 +74,7 @@ impl Default for ControllerConfig {
             default_budget_nusd: None,
             max_live_tickets: 500_000,
             prices: PriceTable::builtin(),
+            secret_rules: SecretRules::shipped_shared(),
         }
     }
 }
@@ -247,6 +252,7 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     price_version: String,
+    secret_rules: Arc<SecretRules>,
     connectors: Option<crate::connector::Connectors>,
 }
 
@@ -452,6 +458,7 @@ impl Controller {
         let shared_bots: SharedBots = Arc::new(std::sync::RwLock::new(bots));
         let (inbox, inbox_rx) = mpsc::unbounded_channel();
         let price_version = config.prices.version().to_owned();
+        let secret_rules = config.secret_rules.clone();
         let state = scheduler::Scheduler::recover(
             config,
             store.clone(),
@@ -478,6 +485,7 @@ impl Controller {
                 shutdown,
                 tasks: std::sync::Mutex::new(tasks),
                 price_version,
+                secret_rules,
                 connectors,
             }),
         };
@@ -549,7 +557,11 @@ impl Controller {
             Vec::with_capacity(tickets.len());
         let mut valid = Vec::with_capacity(tickets.len());
         for t in tickets {
-            match t.validate() {
+            let checked = t.validate().and_then(|v| {
+                self.inner.secret_rules.guard(&v.work)?;
+                Ok(v)
+            });
+            match checked {
                 Ok(v) => {
                     valid.push((results.len(), v));
                     results.push(None);

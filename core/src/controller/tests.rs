@@ -707,6 +707,61 @@ async fn refused_submissions_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_secret_in_a_payload_is_refused_at_the_door_without_echoing_it() {
+    let h = Harness::builder().build().await;
+    let token = "ghp_T3stT0kenN0tR3alAbCdEfGhIjKlMnOpQrSt";
+    let tool = |params: serde_json::Value| NewTicket {
+        kind: "tool".into(),
+        payload: serde_json::json!({"connector": "github", "operation": "list", "params": params}),
+        ..chat("x")
+    };
+    let leaky = vec![
+        chat(&format!("deploy with {token} please")),
+        NewTicket {
+            payload: serde_json::json!({"prompt": "hi", "system": format!("\n\nkey: {token}")}),
+            ..chat("x")
+        },
+        tool(serde_json::json!({"repo": "a/b", "auth": {"password": "hunter2hunter2!"}})),
+    ];
+    let fields: Vec<String> = h
+        .controller
+        .submit_many(leaky)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Err(ControllerError::Invalid(TicketError::Invalid { field, reason })) => {
+                assert!(
+                    !reason.contains(token) && !reason.contains("hunter2"),
+                    "{reason}"
+                );
+                format!("{field} {}", reason.split(',').next().unwrap())
+            }
+            other => panic!("admitted: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "payload.prompt holds what looks like a secret (github-token",
+            "payload.system holds what looks like a secret (github-token",
+            "payload.params holds what looks like a secret (assigned-credential",
+        ]
+    );
+    // Nothing was written; ordinary text and placeholders pass.
+    let page = h
+        .controller
+        .tickets(&crate::store::TicketQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.tickets.is_empty());
+    h.submit(chat("how do I rotate my password = <redacted> safely?"))
+        .await;
+}
+
+#[tokio::test]
 async fn an_unpriced_model_is_refused_at_start() {
     #[derive(Debug)]
     struct Mystery(ModelId);

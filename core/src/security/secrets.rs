@@ -3,6 +3,10 @@
 //! files (config files, environment dumps, logs) and over stored text
 //! (ticket payloads, results, errors, events; connector audit and effects).
 //!
+//! The same rules guard the door: [`SecretRules::guard`] refuses a ticket
+//! whose payload holds a secret, so none reaches a bot, a model or the
+//! store (credentials reach tools through the token broker only).
+//!
 //! A hit is reported by rule, place and length; the secret itself never
 //! leaves this module. Files are walked without following symbolic links,
 //! up to [`MAX_FILES`] files of at most [`MAX_FILE_BYTES`]; binary files
@@ -12,8 +16,10 @@
 use regex::Regex;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
 
 use super::{CheckRun, Location, Severity};
+use crate::ticket::{TicketError, Work};
 
 /// The shipped rules.
 pub const SHIPPED_RULES: &str = include_str!("../../../assets/security/secret-rules.toml");
@@ -91,6 +97,42 @@ pub struct Hit {
 impl SecretRules {
     pub fn shipped() -> Self {
         Self::from_toml(SHIPPED_RULES).expect("the shipped secret rules parse")
+    }
+
+    /// The shipped rules, compiled once per process.
+    pub fn shipped_shared() -> Arc<Self> {
+        static SHIPPED: LazyLock<Arc<SecretRules>> =
+            LazyLock::new(|| Arc::new(SecretRules::shipped()));
+        SHIPPED.clone()
+    }
+
+    /// Refuses work whose payload holds a secret, naming the field, the rule
+    /// and the secret's length and line, never the secret. Every text the
+    /// payload carries is read: a chat's prompt and system text, a tool
+    /// call's prompt and its params.
+    pub fn guard(&self, work: &Work) -> Result<(), TicketError> {
+        let check = |field: &'static str, text: &str| match self.scan(text).first() {
+            None => Ok(()),
+            Some(hit) => Err(TicketError::Invalid {
+                field,
+                reason: format!(
+                    "holds what looks like a secret ({}, {} characters, line {}); \
+                     credentials reach tools through the token broker, never in a ticket",
+                    self.0[hit.rule].id, hit.len, hit.line
+                ),
+            }),
+        };
+        match work {
+            Work::Chat(c) => {
+                check("payload.prompt", &c.prompt)?;
+                check("payload.system", c.system.as_deref().unwrap_or(""))
+            }
+            Work::Tool(t) => {
+                check("payload.prompt", t.prompt.as_deref().unwrap_or(""))?;
+                // As JSON, so `{"password": "…"}` reads as an assignment.
+                check("payload.params", &t.params.to_string())
+            }
+        }
     }
 
     pub fn from_toml(text: &str) -> Result<Self, RulesError> {
