@@ -337,17 +337,20 @@ async fn a_policy_error_denies_and_rate_and_budget_limits_deny_with_the_reason()
         why.contains("could not be evaluated") && why.contains("\"limit\""),
         "{why}"
     );
-    let why = denied(
-        run(
-            c,
-            &call("bot-01", t, 1, "list_orders", json!({"limit": "ten"})),
-        )
-        .await,
-    );
-    assert!(
-        why.contains("could not be evaluated") && why.contains("not a number"),
-        "{why}"
-    );
+    // A parameter of the wrong type is refused by the operation's schema
+    // before any condition reads it.
+    match run(
+        c,
+        &call("bot-01", t, 1, "list_orders", json!({"limit": "ten"})),
+    )
+    .await
+    {
+        Err(ToolError::InvalidParams { field, reason }) => {
+            assert_eq!(field, "params.limit");
+            assert!(reason.contains("integer"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
     let why = denied(
         run(
             c,
@@ -408,16 +411,34 @@ async fn a_policy_error_denies_and_rate_and_budget_limits_deny_with_the_reason()
     );
     assert_eq!(why, "budget spent: 2 of 2 calls");
 
-    // Bad parameters are refused after the gate, naming the field; nothing is sent.
+    // Bad parameters are refused by the gate, naming the field, before they
+    // take a rate slot or spend budget; nothing is sent. A grant of one call:
+    // two malformed calls, then the good one still goes through.
+    c.grant(grant("bot-04", &["list_orders"], vec![], 1, 1), "test")
+        .await?;
     let before = rig.outside.received().len();
-    let e = run(c, &call("bot-01", t, 1, "list_orders", json!({"limit": 0})))
-        .await
-        .unwrap_err();
-    match e {
-        ToolError::InvalidParams { field, .. } => assert_eq!(field, "params.limit"),
-        other => panic!("{other:?}"),
+    for _ in 0..2 {
+        let e = run(c, &call("bot-04", t, 1, "list_orders", json!({"limit": 0})))
+            .await
+            .unwrap_err();
+        match e {
+            ToolError::InvalidParams { field, .. } => assert_eq!(field, "params.limit"),
+            other => panic!("{other:?}"),
+        }
     }
     assert_eq!(rig.outside.received().len(), before);
+    run(c, &call("bot-04", t, 1, "list_orders", json!({"limit": 5})))
+        .await
+        .unwrap();
+    let why = denied(run(c, &call("bot-04", t, 1, "list_orders", json!({"limit": 5}))).await);
+    assert!(
+        why.starts_with("rate limit") || why.starts_with("budget spent"),
+        "{why}"
+    );
+    // A bot with no grant is denied by default and learns nothing of the
+    // operation's parameters.
+    let why = denied(run(c, &call("bot-09", t, 1, "list_orders", json!({"limit": 0}))).await);
+    assert!(why.contains("denied by default"), "{why}");
     Ok(())
 }
 

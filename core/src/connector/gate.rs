@@ -37,14 +37,25 @@ pub struct Decision {
     /// The grant that allowed it (or the one that came closest).
     pub grant: Option<String>,
     pub reason: String,
+    /// Denied because the parameters do not fit the operation's schema:
+    /// (field, why), for a typed refusal. Checked before any rate slot or
+    /// budget is taken, so a malformed call spends nothing.
+    pub invalid_params: Option<(String, String)>,
 }
 
 impl Decision {
+    /// A grant covers this bot, operation and scopes: the call was allowed,
+    /// or refused only for its parameters.
+    pub fn granted(&self) -> bool {
+        self.allowed || self.invalid_params.is_some()
+    }
+
     fn deny(reason: impl Into<String>) -> Self {
         Self {
             allowed: false,
             grant: None,
             reason: reason.into(),
+            invalid_params: None,
         }
     }
 }
@@ -125,6 +136,15 @@ impl Gate {
             .grants(Some(call.bot.as_str()), Some(&call.connector))
             .await
             .map_err(|e| EvalError::Store(e.to_string()))?;
+        // Told only to a bot granted the operation (others learn nothing of
+        // its schema), and before a rate slot or budget is taken.
+        let invalid = match super::runtime::check_params(op, params) {
+            Err(super::runtime::ToolError::InvalidParams { field, reason }) => {
+                Some((field, reason))
+            }
+            Err(other) => Some(("params".to_owned(), other.to_string())),
+            Ok(()) => None,
+        };
         let mut closest: Option<Decision> = None;
         for grant in grants.iter().filter(|g| g.operations.contains(&op.id)) {
             let missing: Vec<&str> = op
@@ -135,6 +155,11 @@ impl Gate {
                 .collect();
             let verdict = if !missing.is_empty() {
                 Decision::deny(format!("grant lacks scope {}", missing.join(", ")))
+            } else if let Some((field, reason)) = &invalid {
+                Decision {
+                    invalid_params: Some((field.clone(), reason.clone())),
+                    ..Decision::deny(format!("{field}: {reason}"))
+                }
             } else if let Some(breach) = breached(grant, params)? {
                 Decision::deny(breach)
             } else if let Err(limited) = self.reserve(grant) {
@@ -154,6 +179,7 @@ impl Gate {
                     allowed: true,
                     grant: Some(grant.id.clone()),
                     reason: format!("grant allows {}.{}", call.connector, op.id),
+                    invalid_params: None,
                 });
             };
             closest.get_or_insert(Decision {

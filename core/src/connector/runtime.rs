@@ -192,6 +192,9 @@ impl Runtime {
             .gate
             .check(&req.call, manifest.as_deref(), &req.params)
             .await;
+        if let Some((field, reason)) = decision.invalid_params {
+            return Err(ToolError::InvalidParams { field, reason });
+        }
         if !decision.allowed {
             return Err(ToolError::Denied(decision.reason));
         }
@@ -199,7 +202,6 @@ impl Runtime {
         let op = manifest
             .operation(&req.call.operation)
             .expect("the gate allows only declared operations");
-        check_params(op, &req.params)?;
         match op.effect {
             Effect::Read => {
                 let token = self.broker.issue(&req.call, &op.scopes);
@@ -485,7 +487,8 @@ fn answer(
 }
 
 /// The parameters against the operation's schema; the error names the field.
-fn check_params(op: &Operation, params: &serde_json::Value) -> Result<(), ToolError> {
+/// The gate runs it, so a malformed call is refused before it spends.
+pub(crate) fn check_params(op: &Operation, params: &serde_json::Value) -> Result<(), ToolError> {
     let validator =
         jsonschema::validator_for(&op.params).map_err(|e| ToolError::InvalidParams {
             field: "params".into(),
