@@ -329,6 +329,11 @@ struct ModelArgs {
     /// Seconds a model call may take.
     #[arg(long, default_value_t = 120)]
     model_timeout_s: u64,
+    /// The reply's token limit for a ticket that sets no `max_tokens`
+    /// (1..=1000000): a runaway reply costs money and holds its bot.
+    #[arg(long, default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    model_max_tokens: u32,
     /// A price table to use instead of the shipped one.
     #[arg(long)]
     prices: Option<PathBuf>,
@@ -348,6 +353,7 @@ impl ModelArgs {
                 let mut config = OpenAiConfig::new(url.clone(), self.model_name.clone(), price_id);
                 config.stream = self.model_stream;
                 config.request_timeout = Duration::from_secs(self.model_timeout_s);
+                config.default_max_tokens = Some(self.model_max_tokens);
                 let key = match &self.model_api_key_env {
                     None => None,
                     Some(var) => Some(

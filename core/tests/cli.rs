@@ -42,6 +42,12 @@ fn usage_errors_exit_non_zero_with_a_message() {
     let (code, _, err) = oshal(&["serve", "--bots", "many"]);
     assert_ne!(code, 0);
     assert!(err.contains("--bots"), "{err}");
+    let (code, _, err) = oshal(&["serve", "--model-max-tokens", "0"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--model-max-tokens") && err.contains("1..=1000000"),
+        "{err}"
+    );
     let (code, _, err) = oshal(&["tickets", "--state", "asleep", "--token", "x"]);
     assert_eq!(code, 1);
     assert!(err.contains("asleep"), "{err}");

@@ -34,6 +34,9 @@ pub struct OpenAiConfig {
     pub request_timeout: Duration,
     /// The longest gap between two stream chunks.
     pub idle_timeout: Duration,
+    /// The reply's token limit when a ticket sets none: a runaway reply
+    /// costs money and holds its bot (`None`: the server's own default).
+    pub default_max_tokens: Option<u32>,
 }
 
 impl OpenAiConfig {
@@ -50,6 +53,7 @@ impl OpenAiConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(30),
+            default_max_tokens: None,
         }
     }
 }
@@ -97,7 +101,7 @@ impl OpenAiCompatible {
             "messages": request.messages,
             "stream": self.config.stream,
         });
-        if let Some(n) = request.max_tokens {
+        if let Some(n) = request.max_tokens.or(self.config.default_max_tokens) {
             body["max_tokens"] = json!(n);
         }
         if self.config.stream {
@@ -381,6 +385,27 @@ fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ticket_without_a_token_limit_gets_the_default_and_one_with_keeps_its_own() {
+        let mut config =
+            OpenAiConfig::new("http://127.0.0.1:1/v1", "m", ModelId::parse("m").unwrap());
+        let ask = |max_tokens| ChatRequest {
+            messages: vec![],
+            max_tokens,
+        };
+        let limit = |config: &OpenAiConfig, max_tokens| {
+            OpenAiCompatible::new(config.clone(), None)
+                .unwrap()
+                .body(&ask(max_tokens))
+                .get("max_tokens")
+                .cloned()
+        };
+        assert_eq!(limit(&config, None), None, "no default: the server's");
+        config.default_max_tokens = Some(512);
+        assert_eq!(limit(&config, None), Some(json!(512)));
+        assert_eq!(limit(&config, Some(16)), Some(json!(16)));
+    }
 
     #[test]
     fn plain_reply_with_usage() {
