@@ -1232,6 +1232,9 @@ impl Scheduler {
                 usage,
                 reported_model,
             } => {
+                // A secret a model repeats (from a tool's answer, say) is not
+                // kept, shown or streamed.
+                let text = self.config.secret_rules.redact(&text);
                 t.result = Some(Arc::new(serde_json::json!({
                     "text": text,
                     "model": self.bots[bot_idx].handle.model,
@@ -1248,6 +1251,8 @@ impl Scheduler {
                 counters.succeeded.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Failed { error, retryable } => {
+                // An upstream error may quote a credential.
+                let error = self.config.secret_rules.redact(&error).into_owned();
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 t.error = Some(error.clone());
                 if retryable && t.can_retry() {

@@ -762,6 +762,61 @@ async fn a_secret_in_a_payload_is_refused_at_the_door_without_echoing_it() {
 }
 
 #[tokio::test]
+async fn a_secret_in_a_reply_or_an_error_is_redacted_before_it_is_kept() {
+    /// Repeats a credential, as a model reading a tool's answer might, or
+    /// fails with an upstream error that quotes one.
+    #[derive(Debug)]
+    struct Leaky(ModelId);
+    #[async_trait]
+    impl Model for Leaky {
+        fn id(&self) -> &ModelId {
+            &self.0
+        }
+        async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, ModelError> {
+            let token = "ghp_T3stT0kenN0tR3alAbCdEfGhIjKlMnOpQrSt";
+            if request.messages[0].content == "fail" {
+                return Err(ModelError::Status {
+                    status: 400,
+                    body: format!("key {token} was revoked"),
+                });
+            }
+            Ok(ChatReply {
+                text: format!("the deploy token is {token}, keep it safe"),
+                usage: Usage {
+                    input_tokens: 1,
+                    output_tokens: 1,
+                },
+                reported_model: None,
+            })
+        }
+    }
+    let h = Harness::builder()
+        .model(Leaky(ModelId::parse("builtin").unwrap()))
+        .build()
+        .await;
+    let mut events = h.controller.subscribe();
+    let replied = h.submit(chat("tell me")).await.id;
+    let failed = h.submit(chat("fail")).await.id;
+    let replied = h.wait_terminal(replied).await;
+    let failed = h.wait_terminal(failed).await;
+    assert_eq!(
+        replied.result.as_ref().unwrap()["text"],
+        "the deploy token is [redacted: github-token], keep it safe"
+    );
+    assert_eq!(failed.state, TicketState::Dead);
+    let stored = format!(
+        "{:?}{:?}",
+        h.store.ticket(replied.id).await.unwrap(),
+        h.store.ticket(failed.id).await.unwrap()
+    );
+    assert!(stored.contains("[redacted: github-token]"), "{stored}");
+    assert!(!stored.contains("ghp_"), "{stored}");
+    while let Ok(e) = events.try_recv() {
+        assert!(!format!("{e:?}").contains("ghp_"), "{e:?}");
+    }
+}
+
+#[tokio::test]
 async fn an_unpriced_model_is_refused_at_start() {
     #[derive(Debug)]
     struct Mystery(ModelId);

@@ -5,7 +5,9 @@
 //!
 //! The same rules guard the door: [`SecretRules::guard`] refuses a ticket
 //! whose payload holds a secret, so none reaches a bot, a model or the
-//! store (credentials reach tools through the token broker only).
+//! store (credentials reach tools through the token broker only); and the
+//! way back: [`SecretRules::redact`] blanks one in a reply or an error
+//! before the controller keeps it.
 //!
 //! A hit is reported by rule, place and length; the secret itself never
 //! leaves this module. Files are walked without following symbolic links,
@@ -213,6 +215,29 @@ impl SecretRules {
     /// Every secret in `text`. Where two rules match overlapping text, the
     /// earlier rule's hit is kept.
     pub fn scan(&self, text: &str) -> Vec<Hit> {
+        self.spans(text).into_iter().map(|(_, _, h)| h).collect()
+    }
+
+    /// `text` with every secret replaced by `[redacted: <rule>]`; borrowed
+    /// when there is none.
+    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let spans = self.spans(text);
+        if spans.is_empty() {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end, hit) in spans {
+            out.push_str(&text[at..start]);
+            out.push_str(&format!("[redacted: {}]", self.0[hit.rule].id));
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        std::borrow::Cow::Owned(out)
+    }
+
+    /// Each secret's byte span and hit, in order of position.
+    fn spans(&self, text: &str) -> Vec<(usize, usize, Hit)> {
         let lower = text.to_lowercase();
         let mut spans: Vec<(usize, usize, Hit)> = Vec::new();
         for (i, rule) in self.0.iter().enumerate() {
@@ -242,7 +267,7 @@ impl SecretRules {
             }
         }
         spans.sort_by_key(|(s, _, _)| *s);
-        spans.into_iter().map(|(_, _, h)| h).collect()
+        spans
     }
 
     /// Scans `text` found at `place` into `run`: one observation per rule
@@ -473,6 +498,20 @@ mod tests {
         let hits = rules.scan("a\nb\nghp_abcdefghijklmnopqrstuvwxyz0123456789");
         assert_eq!(hits[0].line, 3);
         assert_eq!(hits[0].len, 40);
+    }
+
+    #[test]
+    fn redaction_replaces_each_secret_and_leaves_the_rest() {
+        let rules = SecretRules::shipped();
+        let text = "a ghp_abcdefghijklmnopqrstuvwxyz0123456789 b\naws = AKIAZ7Q4LMNB2XKD3PQR";
+        assert_eq!(
+            rules.redact(text),
+            "a [redacted: github-token] b\naws = [redacted: aws-access-key-id]"
+        );
+        assert!(matches!(
+            rules.redact("nothing here"),
+            std::borrow::Cow::Borrowed("nothing here")
+        ));
     }
 
     #[test]
