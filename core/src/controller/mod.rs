@@ -59,7 +59,8 @@ pub struct ControllerConfig {
     pub max_live_tickets: usize,
     pub prices: PriceTable,
     /// What counts as a secret: a ticket whose payload holds one is refused
-    /// at the door (`SecretRules::guard`).
+    /// at the door (`SecretRules::guard`), and one in a model's reply or a
+    /// failure's error is redacted before it is kept (`SecretRules::redact`).
     pub secret_rules: Arc<SecretRules>,
 }
 
