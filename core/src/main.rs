@@ -151,8 +151,8 @@ struct SecurityArgs {
 }
 
 impl SecurityArgs {
-    /// `--secret-rules`, or the shipped rules: what the Security Center
-    /// scans for and what the controller refuses at the door.
+    /// `--secret-rules`, or the shipped rules: what the controller refuses
+    /// at the door and redacts, and its Security Center scans for.
     fn rules(&self) -> Result<Arc<SecretRules>> {
         Ok(match &self.secret_rules {
             None => SecretRules::shipped_shared(),
@@ -179,7 +179,6 @@ impl SecurityArgs {
         connectors: &ConnectorArgs,
         postgres: Option<oshal_core::security::postgres::PgTarget>,
     ) -> Result<SecurityCenter> {
-        let rules = SecretRules::clone(&*self.rules()?);
         if self.resolve_after == 0 {
             bail!("--resolve-after must be at least 1");
         }
@@ -192,7 +191,6 @@ impl SecurityArgs {
             postgres,
             scan_paths,
             token_files,
-            rules,
             resolve_after: self.resolve_after,
         };
         SecurityCenter::open(pool, controller, config, Arc::new(SystemClock))

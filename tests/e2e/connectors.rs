@@ -88,6 +88,37 @@ impl Rig {
     }
 }
 
+/// What a served controller's connectors need: OpenBao with its root token
+/// in a file (`--vault-token-file`), a fresh key prefix, and the outside
+/// system with its API key.
+struct Served {
+    bao: OpenBao,
+    dir: tempfile::TempDir,
+    token_file: std::path::PathBuf,
+    prefix: String,
+    api_key: String,
+    outside: Outside,
+}
+
+impl Served {
+    async fn start() -> Result<Served> {
+        let bao = OpenBao::start().await?;
+        let dir = tempfile::tempdir()?;
+        let token_file = dir.path().join("vault-token");
+        std::fs::write(&token_file, &bao.root_token)?;
+        let api_key = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
+        let outside = Outside::start(&api_key).await?;
+        Ok(Served {
+            bao,
+            dir,
+            token_file,
+            prefix: format!("t{}", uuid::Uuid::new_v4().simple()),
+            api_key,
+            outside,
+        })
+    }
+}
+
 async fn open(store: &SqliteStore, bao: &OpenBao, prefix: &str) -> Result<Connectors> {
     let backend = VaultBackend::new(
         &bao.addr,
@@ -972,13 +1003,14 @@ async fn submit_tool(server: &oshal_e2e::Server, op: &str, params: Value) -> Res
 #[tokio::test]
 async fn over_http_an_operator_imports_approves_and_grants_and_a_write_survives_kill_9()
 -> Result<()> {
-    let bao = OpenBao::start().await?;
-    let dir = tempfile::tempdir()?;
-    let token_file = dir.path().join("vault-token");
-    std::fs::write(&token_file, &bao.root_token)?;
-    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    let api_key = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
-    let outside = Outside::start(&api_key).await?;
+    let Served {
+        bao,
+        dir,
+        token_file,
+        prefix,
+        api_key,
+        outside,
+    } = Served::start().await?;
     let data = dir.path().join("data");
     let token_path = token_file.to_str().unwrap();
     let args = [
@@ -1270,13 +1302,14 @@ async fn sqlx_admin(url: &str) -> Result<sqlx::PgConnection> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_fleet_node_bots_call_through_the_controller_and_never_hold_a_credential() -> Result<()>
 {
-    let bao = OpenBao::start().await?;
-    let dir = tempfile::tempdir()?;
-    let token_file = dir.path().join("vault-token");
-    std::fs::write(&token_file, &bao.root_token)?;
-    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    let api_key = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
-    let outside = Outside::start(&api_key).await?;
+    let Served {
+        bao,
+        dir,
+        token_file,
+        prefix,
+        api_key,
+        outside,
+    } = Served::start().await?;
     let mut space = oshal_e2e::FleetSpace::new().await?;
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs)?;

@@ -754,6 +754,11 @@ impl Controller {
         self.inner.events.subscribe()
     }
 
+    /// What counts as a secret here (see [`ControllerConfig::secret_rules`]).
+    pub fn secret_rules(&self) -> Arc<SecretRules> {
+        self.inner.secret_rules.clone()
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
     }

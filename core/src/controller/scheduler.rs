@@ -633,16 +633,7 @@ impl Scheduler {
     /// requeued like any attempt its bot took down.
     fn publish_admitted(&mut self, t: &mut Ticket) {
         match self.outstanding.get(&(t.id, t.attempts)) {
-            Some(&(bot, _)) => self.admitted_routes.push((
-                bot,
-                LaneEntry {
-                    ticket: t.id,
-                    attempt: t.attempts,
-                    tenant: t.tenant.clone(),
-                    work: t.work.clone(),
-                    correlation_id: t.correlation_id,
-                },
-            )),
+            Some(&(bot, _)) => self.admitted_routes.push((bot, LaneEntry::of(t))),
             None => {
                 let now = self.clock.now_ms();
                 self.transition(t, TransitionKind::Requeue, None, "bot lost; requeued", now);
@@ -926,12 +917,17 @@ impl Scheduler {
     /// publishing each bot's share to its own lane in one call.
     async fn route(&mut self) {
         let now = self.clock.now_ms();
+        // Each bot's entries, allocated only once something is routed.
+        let bots = self.bots.len();
         let mut per_bot: Vec<Vec<LaneEntry>> = Vec::new();
-        for (bot, entry) in std::mem::take(&mut self.admitted_routes) {
-            if per_bot.len() < self.bots.len() {
-                per_bot.resize_with(self.bots.len(), Vec::new);
+        let add = |per_bot: &mut Vec<Vec<LaneEntry>>, bot: usize, entry| {
+            if per_bot.is_empty() {
+                per_bot.resize_with(bots, Vec::new);
             }
             per_bot[bot].push(entry);
+        };
+        for (bot, entry) in std::mem::take(&mut self.admitted_routes) {
+            add(&mut per_bot, bot, entry);
         }
         let skills: Vec<Skill> = self
             .queues
@@ -980,16 +976,7 @@ impl Scheduler {
                 self.outstanding
                     .insert((t.id, t.attempts), (bot, t.tenant.clone()));
                 self.set_in_flight(bot, 1);
-                if per_bot.len() < self.bots.len() {
-                    per_bot.resize_with(self.bots.len(), Vec::new);
-                }
-                per_bot[bot].push(LaneEntry {
-                    ticket: t.id,
-                    attempt: t.attempts,
-                    tenant: t.tenant.clone(),
-                    work: t.work.clone(),
-                    correlation_id: t.correlation_id,
-                });
+                add(&mut per_bot, bot, LaneEntry::of(&t));
                 self.live.insert(t.id, t);
             }
         }

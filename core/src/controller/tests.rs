@@ -80,6 +80,18 @@ impl Harness {
         }
     }
 
+    /// The newest tickets in the store (up to 10).
+    async fn stored(&self) -> Vec<crate::store::TicketSummary> {
+        self.controller
+            .tickets(&crate::store::TicketQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .tickets
+    }
+
     async fn wait_terminal(&self, id: TicketId) -> TicketView {
         let mut events = self.controller.subscribe();
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -691,15 +703,7 @@ async fn refused_submissions_change_nothing() {
     for r in h.controller.submit_many(bad).await {
         assert!(matches!(r, Err(ControllerError::Invalid(_))), "{r:?}");
     }
-    let page = h
-        .controller
-        .tickets(&crate::store::TicketQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(page.tickets.is_empty());
+    assert!(h.stored().await.is_empty());
     assert!(
         h.controller.tenants().await.unwrap().is_empty(),
         "no tenant created by a refused ticket"
@@ -748,15 +752,7 @@ async fn a_secret_in_a_payload_is_refused_at_the_door_without_echoing_it() {
         ]
     );
     // Nothing was written; ordinary text and placeholders pass.
-    let page = h
-        .controller
-        .tickets(&crate::store::TicketQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(page.tickets.is_empty());
+    assert!(h.stored().await.is_empty());
     h.submit(chat("how do I rotate my password = <redacted> safely?"))
         .await;
 }

@@ -20,7 +20,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ticket::{BotId, TenantId, TicketId, Work};
+use crate::ticket::{BotId, TenantId, Ticket, TicketId, Work};
 
 /// A lane entry's id; the same shape as a Redis Streams id (`ms-seq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -44,6 +44,19 @@ pub struct LaneEntry {
     pub tenant: TenantId,
     pub work: Arc<Work>,
     pub correlation_id: TicketId,
+}
+
+impl LaneEntry {
+    /// The entry of `t`'s current attempt.
+    pub fn of(t: &Ticket) -> Self {
+        Self {
+            ticket: t.id,
+            attempt: t.attempts,
+            tenant: t.tenant.clone(),
+            work: t.work.clone(),
+            correlation_id: t.correlation_id,
+        }
+    }
 }
 
 /// An entry as delivered to a consumer.

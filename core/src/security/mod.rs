@@ -466,7 +466,6 @@ pub struct SecurityConfig {
     pub scan_paths: Vec<PathBuf>,
     /// Files holding tokens, which no other user may read.
     pub token_files: Vec<PathBuf>,
-    pub rules: secrets::SecretRules,
     /// Clean scans before a finding is resolved (at least 1).
     pub resolve_after: u32,
 }
@@ -477,7 +476,6 @@ impl Default for SecurityConfig {
             postgres: None,
             scan_paths: Vec::new(),
             token_files: Vec::new(),
-            rules: secrets::SecretRules::shipped(),
             resolve_after: DEFAULT_RESOLVE_AFTER,
         }
     }
@@ -601,8 +599,10 @@ impl SecurityCenter {
     async fn secret_checks(&self) -> Vec<CheckRun> {
         let mut exposed = CheckRun::new("secrets.exposed");
         let mut perms = CheckRun::new("secrets.token-file-permissions");
+        // The controller's rules: what it refuses and redacts is what the
+        // scan looks for.
         let (rules, roots, tokens) = (
-            self.inner.config.rules.clone(),
+            self.inner.controller.secret_rules(),
             self.inner.config.scan_paths.clone(),
             self.inner.config.token_files.clone(),
         );
@@ -625,7 +625,7 @@ impl SecurityCenter {
         };
         // Stored text: every ticket's payload, result, error and events,
         // then the connectors' audit trail and effect ledger.
-        let rules = &self.inner.config.rules;
+        let rules = self.inner.controller.secret_rules();
         let mut texts = 0usize;
         let mut after = None;
         loop {

@@ -11,6 +11,14 @@ pub(crate) fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Asserts that `err` is PostgreSQL's insufficient_privilege (42501): what
+/// row-level security and the app role's grants answer.
+#[track_caller]
+pub(crate) fn assert_refused(err: &sqlx::Error, what: &str) {
+    let code = err.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("42501"), "{what}: {err}");
+}
+
 /// A fresh schema, set up, with a store connected as `oshal_app`.
 pub(crate) struct TestDb {
     pub schema: String,
@@ -250,8 +258,7 @@ async fn row_level_security_isolates_tenants_for_the_app_role() {
     .execute(&mut *tx)
     .await
     .unwrap_err();
-    let code = err.as_database_error().and_then(|e| e.code()).unwrap();
-    assert_eq!(code, "42501", "{err}");
+    assert_refused(&err, "a ledger row for another tenant");
     tx.rollback().await.unwrap();
 
     // Updating another tenant's ticket touches nothing.
@@ -287,8 +294,7 @@ async fn row_level_security_isolates_tenants_for_the_app_role() {
         "DELETE FROM grants",
     ] {
         let err = sqlx::query(sql).execute(&mut app).await.unwrap_err();
-        let code = err.as_database_error().and_then(|e| e.code()).unwrap();
-        assert_eq!(code, "42501", "{sql}: {err}");
+        assert_refused(&err, sql);
     }
     app.close().await.unwrap();
     db.drop().await;
