@@ -87,7 +87,11 @@ struct ConnectorArgs {
 }
 
 impl ConnectorArgs {
-    async fn open(&self, db: oshal_core::connector::store::ConnectorDb) -> Result<Connectors> {
+    async fn open(
+        &self,
+        db: oshal_core::connector::store::ConnectorDb,
+        rules: Arc<SecretRules>,
+    ) -> Result<Connectors> {
         use oshal_core::broker::{
             Secret, SecretBackend, keyring::KeyringBackend, vault::VaultBackend,
         };
@@ -119,7 +123,7 @@ impl ConnectorArgs {
                 .with_context(|| format!("--trust-publishers {}", path.display()))?;
             trusted.extend(extra);
         }
-        let connectors = Connectors::open(db, backend, trusted, Arc::new(SystemClock))
+        let connectors = Connectors::open(db, backend, trusted, rules, Arc::new(SystemClock))
             .await
             .context("opening the connectors")?;
         if let Some(dir) = &self.connectors_dir {
@@ -781,10 +785,11 @@ async fn run(cli: Cli) -> Result<()> {
                 let store = PgStore::connect(postgres, &fleet.postgres_schema)
                     .await
                     .context("--postgres")?;
+                let rules = security.rules()?;
                 let config = ControllerConfig {
                     prices,
                     auto_create_tenants: true,
-                    secret_rules: security.rules()?,
+                    secret_rules: rules.clone(),
                     ..ControllerConfig::default()
                 };
                 let fleet_config = FleetConfig {
@@ -792,7 +797,10 @@ async fn run(cli: Cli) -> Result<()> {
                     prefix: fleet.redis_prefix.clone(),
                 };
                 let tools = connectors
-                    .open(oshal_core::connector::store::postgres(store.pool().clone()))
+                    .open(
+                        oshal_core::connector::store::postgres(store.pool().clone()),
+                        rules,
+                    )
                     .await?;
                 let controller = Controller::start_fleet(
                     config,
@@ -856,13 +864,17 @@ async fn run(cli: Cli) -> Result<()> {
                 model.id(),
                 data_dir.display()
             );
+            let rules = security.rules()?;
             let config = ControllerConfig {
                 prices,
-                secret_rules: security.rules()?,
+                secret_rules: rules.clone(),
                 ..ControllerConfig::default()
             };
             let tools = connectors
-                .open(oshal_core::connector::store::sqlite(store.pool().clone()))
+                .open(
+                    oshal_core::connector::store::sqlite(store.pool().clone()),
+                    rules,
+                )
                 .await?;
             let pool = LocalPool {
                 bots,
@@ -1072,8 +1084,11 @@ async fn run(cli: Cli) -> Result<()> {
                 })
                 .await?;
                 println!(
-                    "fleet nodes={nodes} bots_per_node={bots} streams={} loaded_p50_ms={:.1} ledger_rows={} commits={} rows_per_commit={:.0} store_busy={:.2}",
+                    "fleet nodes={nodes} bots_per_node={bots} streams={} admit_p50_ms={:.3} sequential_commits={:.2} sequential_store_ms={:.3} loaded_p50_ms={:.1} ledger_rows={} commits={} rows_per_commit={:.0} store_busy={:.2}",
                     nodes * bots,
+                    report.admit_p50_ms,
+                    report.sequential_commits,
+                    report.sequential_store_ms,
                     report.loaded_p50_ms,
                     report.ledger_rows,
                     report.commits,

@@ -16,6 +16,7 @@ use oshal_core::connector::{Connectors, NewGrant};
 use oshal_core::controller::{Controller, ControllerConfig, LocalPool};
 use oshal_core::model::builtin::BuiltinModel;
 use oshal_core::model::{ChatReply, ChatRequest, Model, ModelError};
+use oshal_core::security::secrets::SecretRules;
 use oshal_core::store::sqlite::SqliteStore;
 use oshal_core::ticket::{BotId, ModelId, NewTicket, TenantId, TicketId, TicketState, Work};
 use oshal_e2e::outside::{OpenBao, Outside};
@@ -130,6 +131,7 @@ async fn open(store: &SqliteStore, bao: &OpenBao, prefix: &str) -> Result<Connec
         oshal_core::connector::store::sqlite(store.pool().clone()),
         Arc::new(backend),
         TrustedKeys::shipped(),
+        SecretRules::shipped_shared(),
         Arc::new(SystemClock),
     )
     .await?)
@@ -470,6 +472,52 @@ async fn a_policy_error_denies_and_rate_and_budget_limits_deny_with_the_reason()
     // operation's parameters.
     let why = denied(run(c, &call("bot-09", t, 1, "list_orders", json!({"limit": 0}))).await);
     assert!(why.contains("denied by default"), "{why}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_secret_in_an_outside_answer_is_redacted_before_it_is_kept_or_returned() -> Result<()> {
+    let rig = Rig::new().await?;
+    rig.grant(
+        "bot-01",
+        &["create_order"],
+        &["orders:read", "orders:write"],
+    )
+    .await?;
+    let t = new_ticket();
+    // The outside system echoes the sku; here it is shaped like a token
+    // (a bot's own params are not scanned by this layer; a ticket's are, at
+    // admission).
+    let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+    let order = json!({"sku": token, "quantity": 1, "amount": 1.0});
+    let answer = run(
+        &rig.connectors,
+        &call("bot-01", t, 1, "create_order", order.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.body["sku"], "[redacted: github-token]");
+    assert_eq!(
+        answer.body["status"], "open",
+        "the rest of the answer is kept"
+    );
+    let effects = rig.connectors.effects(Some(t), 10).await?;
+    assert_eq!(effects.len(), 1);
+    let stored = serde_json::to_string(&effects[0].response)?;
+    assert!(
+        !stored.contains(token),
+        "the effect ledger keeps no secret: {stored}"
+    );
+    assert!(stored.contains("[redacted: github-token]"), "{stored}");
+    // A replay returns the recorded, redacted answer.
+    let replay = run(
+        &rig.connectors,
+        &call("bot-01", t, 2, "create_order", order),
+    )
+    .await
+    .unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.body, answer.body);
     Ok(())
 }
 

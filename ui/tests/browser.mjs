@@ -78,8 +78,13 @@ try {
   });
 
   await step("clicking a bot on the topology opens its tickets", async () => {
-    const bot = (await page.locator(".svelte-flow__node", { hasText: "ok 1" }).first().innerText()).split("\n")[0].trim();
-    await page.locator(".svelte-flow__node", { hasText: "ok 1" }).first().click();
+    // textContent, not innerText: SvelteFlow hides a node while it measures
+    // it again, and innerText of a hidden node is empty.
+    const node = page.locator(".svelte-flow__node", { hasText: "ok 1" }).first();
+    await node.waitFor();
+    const bot = (await node.textContent()).trim().split("\n")[0].trim();
+    if (!bot) throw new Error("the bot's node has no name");
+    await node.click();
     await page.getByTestId("ticket-row").first().waitFor();
     const picked = await page.getByLabel("bot").inputValue();
     if (picked !== bot) throw new Error(`filtered by ${picked}, want ${bot}`);

@@ -54,12 +54,18 @@ pub struct FleetBenchReport {
     /// Sequential round trip.
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Of the sequential round trip, until the submission is answered.
+    pub admit_p50_ms: f64,
+    /// Per sequential ticket: commits, and ms spent inside them.
+    pub sequential_commits: f64,
+    pub sequential_store_ms: f64,
     /// Under load (open loop, queueing included).
     pub loaded_p50_ms: f64,
     pub raw_streams_per_s: f64,
     pub commits: u64,
     pub rows_per_commit: f64,
-    /// Seconds the writer spent in the store, over the load phase.
+    /// Seconds the writer's transactions spent in the store per second of
+    /// the run (summed, so above 1 while two overlap).
     pub store_busy: f64,
 }
 
@@ -155,8 +161,14 @@ async fn measure(
     }
 
     let t0 = Instant::now();
-    let sequential = round_trips(&controller, cfg.sequential).await?;
+    let busy = || timed.busy_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e3;
+    let (commits0, busy0) = (commit_stats(&controller).0, busy());
+    let (sequential, admitted) = round_trips(&controller, cfg.sequential).await?;
     let sequential_s = t0.elapsed().as_secs_f64();
+    let (commits1, _) = commit_stats(&controller);
+    let per_ticket = |x: f64| x / cfg.sequential.max(1) as f64;
+    let sequential_commits = per_ticket((commits1 - commits0) as f64);
+    let sequential_store_ms = per_ticket(busy() - busy0);
     let load = BenchConfig {
         tickets: cfg.tickets,
         bots: streams,
@@ -184,6 +196,9 @@ async fn measure(
         tickets_per_s: cfg.tickets as f64 / elapsed.as_secs_f64(),
         p50_ms: percentile(&sequential, 0.50),
         p99_ms: percentile(&sequential, 0.99),
+        admit_p50_ms: percentile(&admitted, 0.50),
+        sequential_commits,
+        sequential_store_ms,
         loaded_p50_ms: percentile(&loaded, 0.50),
         raw_streams_per_s,
         commits,
@@ -193,9 +208,15 @@ async fn measure(
 }
 
 /// One ticket at a time: submit, then wait for its `succeeded` event.
-async fn round_trips(controller: &Controller, n: usize) -> Result<Vec<f64>, BenchError> {
+/// Sequential round trips, sorted, in ms: whole, and until the submission is
+/// answered (the ticket durable and published to its bot).
+async fn round_trips(
+    controller: &Controller,
+    n: usize,
+) -> Result<(Vec<f64>, Vec<f64>), BenchError> {
     let mut events = controller.subscribe();
     let mut out = Vec::with_capacity(n);
+    let mut admitted = Vec::with_capacity(n);
     for i in 0..n {
         let started = Instant::now();
         let id = controller
@@ -203,6 +224,7 @@ async fn round_trips(controller: &Controller, n: usize) -> Result<Vec<f64>, Benc
             .await
             .map_err(setup)?
             .id;
+        admitted.push(started.elapsed().as_secs_f64() * 1e3);
         loop {
             let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
                 .await
@@ -220,7 +242,8 @@ async fn round_trips(controller: &Controller, n: usize) -> Result<Vec<f64>, Benc
         out.push(started.elapsed().as_secs_f64() * 1e3);
     }
     out.sort_by(f64::total_cmp);
-    Ok(out)
+    admitted.sort_by(f64::total_cmp);
+    Ok((out, admitted))
 }
 
 /// The raw loop: a producer appends `n` entries round-robin over `streams`
@@ -381,6 +404,9 @@ impl Store for Timed {
             std::sync::atomic::Ordering::Relaxed,
         );
         r
+    }
+    fn parallel_commits(&self) -> usize {
+        self.inner.parallel_commits()
     }
     async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
         self.inner.ticket(id).await

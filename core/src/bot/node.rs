@@ -6,7 +6,8 @@
 //! - a heartbeat: every bot's registration key is refreshed with a short TTL,
 //!   so the controller sees a killed node's bots disappear within seconds;
 //! - a forwarder that appends the bots' reports to the results stream in
-//!   pipelined batches;
+//!   pipelined batches, holding a lone start report up to 5 ms so that a
+//!   quick attempt's start travels inside its finish;
 //! - a subscriber for the controller's cancels, which aborts a running call;
 //! - for bots with the `tool` skill, the way to the controller's connector
 //!   runtime (`connector::remote`): a node holds no credential;
@@ -38,6 +39,13 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(1000);
 /// Lane entries a node's bots may hold (read ahead) at once, per bot.
 const LANE_CAPACITY: usize = 256;
+/// How long a start report waits for its attempt's finish before it goes
+/// alone. A quick attempt's start then travels inside its finish: one results
+/// entry, one scheduler turn and one commit per attempt instead of two. A
+/// slow attempt shows `running` this much later, which no one can see.
+const START_LINGER: Duration = Duration::from_millis(5);
+/// Reports taken from the bots per results round trip.
+const REPORTS_PER_TRIP: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -225,7 +233,8 @@ async fn forward_reports(
     let key = keys.results();
     let mut conn = conn;
     let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 512).await > 0 {
+    while rx.recv_many(&mut batch, REPORTS_PER_TRIP).await > 0 {
+        linger_for_finishes(&mut rx, &mut batch).await;
         drop_shown_starts(&mut batch);
         let mut pipe = redis::pipe();
         for r in &batch {
@@ -250,6 +259,19 @@ async fn forward_reports(
             delay = (delay * 2).min(Duration::from_secs(2));
         }
         batch.clear();
+    }
+}
+
+/// While `batch` holds only start reports, takes more reports for up to
+/// [`START_LINGER`], until a finish is among them. Returns at once if the
+/// bots are gone (their channel closed), so nothing is held back at shutdown.
+async fn linger_for_finishes(rx: &mut mpsc::Receiver<BotReport>, batch: &mut Vec<BotReport>) {
+    let deadline = tokio::time::Instant::now() + START_LINGER;
+    while batch.iter().all(|r| matches!(r, BotReport::Started { .. })) {
+        match tokio::time::timeout_at(deadline, rx.recv_many(batch, REPORTS_PER_TRIP)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 
@@ -348,5 +370,43 @@ mod tests {
         ];
         drop_shown_starts(&mut batch);
         assert_eq!(batch, vec![started(b, 1), finished(a, 1), finished(b, 2)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_waits_briefly_for_its_finish() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let a = TicketId::new();
+        let mut batch = vec![started(a, 1)];
+        let t0 = tokio::time::Instant::now();
+        let bot = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            tx.send(started(TicketId::new(), 1)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            tx.send(finished(a, 1)).await.unwrap();
+            tx
+        });
+        linger_for_finishes(&mut rx, &mut batch).await;
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_millis(2),
+            "left when the finish came"
+        );
+        assert_eq!(batch.len(), 3);
+        drop_shown_starts(&mut batch);
+        assert_eq!(batch.len(), 2, "the start travels inside its finish");
+
+        // A slow attempt's start goes alone once the linger is over.
+        let tx = bot.await.unwrap();
+        let mut batch = vec![started(TicketId::new(), 1)];
+        let t0 = tokio::time::Instant::now();
+        linger_for_finishes(&mut rx, &mut batch).await;
+        assert_eq!(t0.elapsed(), START_LINGER);
+        assert_eq!(batch.len(), 1);
+
+        // Bots gone: nothing is held back.
+        drop(tx);
+        let t0 = tokio::time::Instant::now();
+        linger_for_finishes(&mut rx, &mut batch).await;
+        assert_eq!(t0.elapsed(), Duration::ZERO);
     }
 }

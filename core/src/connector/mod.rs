@@ -222,10 +222,13 @@ impl Connectors {
     /// the shipped curated connectors (refusing to start if one does not
     /// verify under `trusted`) and the catalog. More curated connectors are
     /// added with [`Self::load_dir`] or [`Self::add_signed`].
+    /// `rules` are the controller's secret rules: an outside system's
+    /// answer is redacted with them before it is kept or returned.
     pub async fn open(
         db: ConnectorDb,
         backend: Arc<dyn SecretBackend>,
         trusted: TrustedKeys,
+        rules: Arc<crate::security::secrets::SecretRules>,
         clock: SharedClock,
     ) -> Result<Self, ConnectorError> {
         let registry = Arc::new(Registry::default());
@@ -244,8 +247,14 @@ impl Connectors {
         }
         let broker = Arc::new(Broker::new(backend, db.clone(), clock.clone()));
         let gate = gate::Gate::new(db.clone(), clock.clone());
-        let runtime =
-            runtime::Runtime::new(registry.clone(), gate, broker, db.clone(), clock.clone());
+        let runtime = runtime::Runtime::new(
+            registry.clone(),
+            gate,
+            broker,
+            db.clone(),
+            rules,
+            clock.clone(),
+        );
         let connectors = Self {
             inner: Arc::new(ConnectorsInner {
                 registry,
@@ -262,13 +271,21 @@ impl Connectors {
     }
 
     /// Local mode's defaults: credentials in the OS keyring, the shipped
-    /// publishers and their curated connectors.
+    /// publishers and their curated connectors, the shipped secret rules.
     pub async fn open_local(
         pool: sqlx::SqlitePool,
         clock: SharedClock,
     ) -> Result<Self, ConnectorError> {
         let backend = Arc::new(crate::broker::keyring::KeyringBackend::default());
-        Self::open(store::sqlite(pool), backend, TrustedKeys::shipped(), clock).await
+        let rules = crate::security::secrets::SecretRules::shipped_shared();
+        Self::open(
+            store::sqlite(pool),
+            backend,
+            TrustedKeys::shipped(),
+            rules,
+            clock,
+        )
+        .await
     }
 
     pub fn runtime(&self) -> &runtime::Runtime {

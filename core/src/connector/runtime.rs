@@ -29,6 +29,7 @@ use super::manifest::{Effect, Manifest, Operation};
 use super::store::{ConnectorDb, EffectRow, EffectState, Settled};
 use crate::broker::{Broker, BrokerError, ToolToken};
 use crate::clock::SharedClock;
+use crate::security::secrets::SecretRules;
 
 /// Each HTTP request's limit.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,6 +119,9 @@ pub struct Runtime {
     db: ConnectorDb,
     clock: SharedClock,
     http: reqwest::Client,
+    /// Secrets in an outside system's answer are redacted before anything
+    /// keeps or returns it (the effect ledger, the bot, the ticket).
+    rules: Arc<SecretRules>,
 }
 
 /// The idempotency key of a write: stable across the ticket's attempts.
@@ -150,6 +154,7 @@ impl Runtime {
         gate: Gate,
         broker: Arc<Broker>,
         db: ConnectorDb,
+        rules: Arc<SecretRules>,
         clock: SharedClock,
     ) -> Self {
         Self {
@@ -158,6 +163,7 @@ impl Runtime {
             broker,
             db,
             clock,
+            rules,
             http: reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
@@ -455,7 +461,10 @@ impl Runtime {
         let body = serde_json::from_slice(bytes).unwrap_or_else(|_| {
             serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
         });
-        Ok(Sent::Answer { status, body })
+        Ok(Sent::Answer {
+            status,
+            body: self.rules.redact_json(&body),
+        })
     }
 }
 

@@ -236,6 +236,44 @@ impl SecretRules {
         std::borrow::Cow::Owned(out)
     }
 
+    /// `value` with its secrets redacted: each string as by [`Self::redact`],
+    /// and a string that holds none alone but does under its key, read as
+    /// JSON (`"password": "…"`), replaced whole.
+    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.redact(s).into_owned()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact_json(v)).collect())
+            }
+            Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Value::String(s) => match self.redact(s) {
+                                std::borrow::Cow::Owned(r) => Value::String(r),
+                                std::borrow::Cow::Borrowed(_) => {
+                                    let pair = serde_json::json!({ k: s }).to_string();
+                                    match self.scan(&pair).first() {
+                                        Some(hit) => Value::String(format!(
+                                            "[redacted: {}]",
+                                            self.0[hit.rule].id
+                                        )),
+                                        None => v.clone(),
+                                    }
+                                }
+                            },
+                            other => self.redact_json(other),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     /// Each secret's byte span and hit, in order of position.
     fn spans(&self, text: &str) -> Vec<(usize, usize, Hit)> {
         let lower = text.to_lowercase();
@@ -498,6 +536,28 @@ mod tests {
         let hits = rules.scan("a\nb\nghp_abcdefghijklmnopqrstuvwxyz0123456789");
         assert_eq!(hits[0].line, 3);
         assert_eq!(hits[0].len, 40);
+    }
+
+    #[test]
+    fn a_json_answer_is_redacted_string_by_string_and_key_by_key() {
+        let rules = SecretRules::shipped();
+        let answer = serde_json::json!({
+            "id": "ord-1",
+            "sku": "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "lines": [{"note": "key AKIAZ7Q4LMNB2XKD3PQR here", "password": "hunter2-hunter2"}],
+            "amount": 12.5
+        });
+        let redacted = rules.redact_json(&answer);
+        assert_eq!(redacted["id"], "ord-1");
+        assert_eq!(redacted["amount"], 12.5);
+        assert_eq!(redacted["sku"], "[redacted: github-token]");
+        assert_eq!(
+            redacted["lines"][0]["note"],
+            "key [redacted: aws-access-key-id] here"
+        );
+        let password = redacted["lines"][0]["password"].as_str().unwrap();
+        assert!(password.starts_with("[redacted: "), "{password}");
+        assert!(rules.scan(&redacted.to_string()).is_empty(), "{redacted}");
     }
 
     #[test]

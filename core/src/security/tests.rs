@@ -618,6 +618,7 @@ async fn connector_checks_and_the_fail_closed_probe_catch_a_bad_grant() {
         crate::connector::store::sqlite(store.pool().clone()),
         Arc::new(crate::broker::keyring::KeyringBackend::default()),
         crate::connector::signing::TrustedKeys::shipped(),
+        crate::security::secrets::SecretRules::shipped_shared(),
         Arc::new(SystemClock),
     )
     .await

@@ -361,6 +361,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError>;
     /// Liveness of the backing database.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// How many batches the writer may apply at once, each in its own
+    /// transaction on its own connection (see `writer`).
+    fn parallel_commits(&self) -> usize {
+        1
+    }
     /// The free text stored with tickets, for the secret scan: the payload,
     /// result, error and event reasons of up to `limit` tickets whose ids
     /// come after `after`, in id order (page on with the last ticket's id).

@@ -3,9 +3,17 @@
 //! Writers hand it a [`WriteBatch`] and a completion callback. While one
 //! transaction is committing, new requests queue up; the next transaction
 //! takes all of them (up to [`MAX_BATCH_OPS`]), so durability costs one fsync
-//! per batch rather than per ticket, and throughput rises with load. Requests
-//! are applied in the order they were sent, so a ticket's transitions land in
-//! order. Callbacks run after the commit, on this task: they must not block.
+//! per batch rather than per ticket, and throughput rises with load. Callbacks
+//! run after the commit, on this task: they must not block.
+//!
+//! Order: a ticket's writes land in the order they were sent. A store that
+//! can commit on several connections at once ([`Apply::parallel_commits`];
+//! PostgreSQL) gets up to that many transactions in flight, but only over
+//! disjoint footprints: a batch that touches a ticket (or an idempotency key)
+//! of one in flight waits for it, and one that writes the tenant directory,
+//! or is empty (a barrier), goes alone. Disjoint batches may land in either
+//! order, so commit callbacks keep each ticket's order but not the order
+//! across tickets.
 //!
 //! Failure policy: a failed batch is retried with backoff. Requests that may be
 //! refused (new submissions, whose callers can be told "store unavailable"
@@ -16,24 +24,39 @@
 //! was queued has failed: never on the word of an older try, which may have
 //! begun before the store came back. A retried batch may have landed the time
 //! its answer was lost; the store's `apply` is idempotent, so it lands once.
+//! After any failure the writer lets its other transactions land and goes
+//! back to one at a time, in order, until the failed batches have landed.
 
-use std::collections::VecDeque;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::{Applied, Store, StoreError, WriteBatch};
+use crate::ticket::{TenantId, TicketId};
 
-/// What the writer needs of a store: applying one batch at a time.
+/// What the writer needs of a store: applying batches.
 #[async_trait::async_trait]
 pub trait Apply: Send + Sync {
     async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError>;
+    /// How many batches may be applied at once (each in its own
+    /// transaction, on its own connection).
+    fn parallel_commits(&self) -> usize {
+        1
+    }
 }
 
 #[async_trait::async_trait]
 impl<S: Store + ?Sized> Apply for S {
     async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
         Store::apply(self, batch).await
+    }
+
+    fn parallel_commits(&self) -> usize {
+        Store::parallel_commits(self)
     }
 }
 
@@ -130,40 +153,279 @@ impl Writer {
     }
 }
 
-async fn run<S: Apply + ?Sized>(
-    store: Arc<S>,
-    mut rx: mpsc::Receiver<Request>,
-    mut on_commit: OnCommit,
-) {
-    // Requests set aside while the store was down (records, and proposals
-    // still awaiting a try's answer), oldest first; they go before anything
-    // received later.
-    let mut backlog: VecDeque<Request> = VecDeque::new();
-    loop {
-        if backlog.is_empty() {
-            match rx.recv().await {
-                Some(r) => backlog.push_back(r),
-                None => return,
+/// What a batch writes, for deciding whether it may commit beside another.
+#[derive(Debug)]
+enum Footprint {
+    /// Goes alone: it writes the tenant directory, or holds a barrier.
+    Whole,
+    Keys(HashSet<Key>),
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Ticket(TicketId),
+    Idempotency(TenantId, String),
+}
+
+impl Footprint {
+    fn add(&mut self, b: &WriteBatch) {
+        let Footprint::Keys(keys) = self else {
+            return;
+        };
+        if b.is_empty() || !b.tenants.is_empty() || !b.budgets.is_empty() {
+            *self = Footprint::Whole;
+            return;
+        }
+        for t in &b.new_tickets {
+            keys.insert(Key::Ticket(t.id));
+            if let Some(k) = &t.idempotency_key {
+                keys.insert(Key::Idempotency(t.tenant.clone(), k.clone()));
             }
         }
-        let mut pending = Vec::new();
-        let mut ops = 0;
-        while ops < MAX_BATCH_OPS {
-            let next = match backlog.pop_front() {
+        keys.extend(b.updates.iter().map(|u| Key::Ticket(u.id)));
+        keys.extend(b.transitions.iter().map(|t| Key::Ticket(t.ticket)));
+        keys.extend(b.ledger.iter().map(|l| Key::Ticket(l.ticket)));
+    }
+
+    fn disjoint(&self, other: &Footprint) -> bool {
+        match (self, other) {
+            (Footprint::Keys(a), Footprint::Keys(b)) => a.is_disjoint(b),
+            _ => false,
+        }
+    }
+}
+
+/// The requests of the next transaction, taken oldest first.
+struct Next {
+    requests: Vec<Request>,
+    ops: usize,
+    /// Whether a second transaction may run beside this one. If not, the
+    /// footprint is `Whole` from the start and no key is collected.
+    parallel: bool,
+    footprint: Footprint,
+}
+
+impl Next {
+    fn new(parallel: bool) -> Next {
+        Next {
+            requests: Vec::new(),
+            ops: 0,
+            parallel,
+            footprint: if parallel {
+                Footprint::Keys(HashSet::new())
+            } else {
+                Footprint::Whole
+            },
+        }
+    }
+
+    /// The requests taken so far, leaving this one empty.
+    fn take(&mut self) -> Next {
+        std::mem::replace(self, Next::new(self.parallel))
+    }
+
+    /// Takes requests, oldest first, up to [`MAX_BATCH_OPS`] rows.
+    fn top_up(&mut self, backlog: &mut VecDeque<Request>, rx: &mut mpsc::Receiver<Request>) {
+        while self.ops < MAX_BATCH_OPS {
+            let r = match backlog.pop_front() {
                 Some(r) => r,
                 None => match rx.try_recv() {
                     Ok(r) => r,
                     Err(_) => break,
                 },
             };
-            ops += next.batch.len();
-            pending.push(next);
+            self.ops += r.batch.len();
+            self.footprint.add(&r.batch);
+            self.requests.push(r);
         }
-        commit(&*store, &mut pending, &mut on_commit, &mut rx, &mut backlog).await;
+    }
+
+    /// Puts the requests back at the front of the queue, in order.
+    fn put_back(&mut self, backlog: &mut VecDeque<Request>) {
+        for r in self.take().requests.into_iter().rev() {
+            backlog.push_front(r);
+        }
     }
 }
 
-/// Commits every request in `pending` together, retrying as the policy says.
+/// A batch being applied: its requests, their rows, and the first try.
+struct Flight {
+    seq: u64,
+    pending: Vec<Request>,
+    combined: WriteBatch,
+    began: Instant,
+    result: Result<Applied, StoreError>,
+}
+
+/// The transactions in flight, with their footprints.
+struct Flying {
+    flights: FuturesUnordered<BoxFuture<'static, Flight>>,
+    footprints: Vec<(u64, Footprint)>,
+    seq: u64,
+}
+
+impl Flying {
+    fn len(&self) -> usize {
+        self.footprints.len()
+    }
+
+    /// The next transaction to land, if any is in flight.
+    async fn landed(&mut self) -> Option<Flight> {
+        let f = self.flights.next().await?;
+        self.footprints.retain(|(s, _)| *s != f.seq);
+        Some(f)
+    }
+
+    fn launch<S: Apply + ?Sized + 'static>(&mut self, store: &Arc<S>, next: Next) {
+        let Next {
+            requests: mut pending,
+            footprint,
+            ..
+        } = next;
+        let mut combined = WriteBatch::default();
+        for r in pending.iter_mut() {
+            combined.absorb(std::mem::take(&mut r.batch));
+        }
+        combined.coalesce();
+        self.seq += 1;
+        let seq = self.seq;
+        self.footprints.push((seq, footprint));
+        let store = store.clone();
+        self.flights.push(Box::pin(async move {
+            let began = Instant::now();
+            let result = store.apply(&combined).await;
+            Flight {
+                seq,
+                pending,
+                combined,
+                began,
+                result,
+            }
+        }));
+    }
+}
+
+async fn run<S: Apply + ?Sized + 'static>(
+    store: Arc<S>,
+    mut rx: mpsc::Receiver<Request>,
+    mut on_commit: OnCommit,
+) {
+    let parallel = store.parallel_commits().max(1);
+    // Requests set aside while the store was down (records, and proposals
+    // still awaiting a try's answer), oldest first; they go before anything
+    // received later.
+    let mut backlog: VecDeque<Request> = VecDeque::new();
+    let mut next = Next::new(parallel > 1);
+    let mut flying = Flying {
+        flights: FuturesUnordered::new(),
+        footprints: Vec::new(),
+        seq: 0,
+    };
+    let mut w = Settle {
+        store: &*store,
+        on_commit: &mut on_commit,
+        backlog: &mut backlog,
+    };
+    loop {
+        if next.requests.is_empty() && w.backlog.is_empty() {
+            let received = if flying.len() == 0 {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    r = rx.recv() => r,
+                    Some(f) = flying.landed() => {
+                        w.land(f, &mut flying, &mut next, &mut rx).await;
+                        continue;
+                    }
+                }
+            };
+            match received {
+                Some(r) => w.backlog.push_back(r),
+                None => {
+                    while let Some(f) = flying.landed().await {
+                        w.land(f, &mut flying, &mut next, &mut rx).await;
+                    }
+                    return;
+                }
+            }
+        }
+        // Taken as late as possible, so a transaction takes all that waits.
+        next.top_up(w.backlog, &mut rx);
+        let free = flying.len() < parallel
+            && flying
+                .footprints
+                .iter()
+                .all(|(_, f)| f.disjoint(&next.footprint));
+        if free {
+            flying.launch(&store, next.take());
+        } else if let Some(f) = flying.landed().await {
+            w.land(f, &mut flying, &mut next, &mut rx).await;
+        }
+    }
+}
+
+/// What settling a landed transaction needs.
+struct Settle<'a, S: ?Sized> {
+    store: &'a S,
+    on_commit: &'a mut OnCommit,
+    backlog: &'a mut VecDeque<Request>,
+}
+
+impl<S: Apply + ?Sized> Settle<'_, S> {
+    /// Settles a landed transaction. After a failure, the others in flight
+    /// land first; then every failed batch is retried alone, in the order
+    /// sent, before anything new starts (the batch being gathered goes back
+    /// to the front of the queue), so the retry policy sees one transaction
+    /// at a time, as with a store that commits one at a time.
+    async fn land(
+        &mut self,
+        flight: Flight,
+        flying: &mut Flying,
+        next: &mut Next,
+        rx: &mut mpsc::Receiver<Request>,
+    ) {
+        if flight.result.is_ok() {
+            self.finish(flight, rx).await;
+            return;
+        }
+        let mut failed = vec![flight];
+        while let Some(f) = flying.landed().await {
+            if f.result.is_ok() {
+                self.finish(f, rx).await;
+            } else {
+                failed.push(f);
+            }
+        }
+        next.put_back(self.backlog);
+        failed.sort_by_key(|f| f.seq);
+        for f in failed {
+            self.finish(f, rx).await;
+        }
+    }
+
+    async fn finish(&mut self, f: Flight, rx: &mut mpsc::Receiver<Request>) {
+        let Flight {
+            mut pending,
+            combined,
+            began,
+            result,
+            ..
+        } = f;
+        commit(
+            self.store,
+            &mut pending,
+            combined,
+            (began, result),
+            self.on_commit,
+            rx,
+            self.backlog,
+        )
+        .await;
+    }
+}
+
+/// Finishes the requests in `pending`, whose rows are `combined`, given the
+/// outcome of a first try, retrying as the policy says.
 ///
 /// While the store stays down, proposals that arrive meanwhile are refused
 /// after the next failed try (their callers hear "unavailable" instead of
@@ -172,19 +434,16 @@ async fn run<S: Apply + ?Sized>(
 async fn commit<S: Apply + ?Sized>(
     store: &S,
     pending: &mut Vec<Request>,
+    mut combined: WriteBatch,
+    first: (Instant, Result<Applied, StoreError>),
     on_commit: &mut OnCommit,
     rx: &mut mpsc::Receiver<Request>,
     backlog: &mut VecDeque<Request>,
 ) {
-    let mut combined = WriteBatch::default();
-    for r in pending.iter_mut() {
-        combined.absorb(std::mem::take(&mut r.batch));
-    }
-    combined.coalesce();
+    let (mut began, mut outcome) = first;
     let mut tries = 0u32;
     loop {
-        let began = Instant::now();
-        match store.apply(&combined).await {
+        match outcome {
             Ok(applied) => {
                 on_commit(&combined, &applied);
                 for r in pending.drain(..) {
@@ -200,8 +459,7 @@ async fn commit<S: Apply + ?Sized>(
                 if tries >= REFUSABLE_TRIES && pending.iter().any(|r| r.refusable) {
                     // Refuse every refusable request: drop exactly its rows
                     // (see `Writer::record` for why they are separable).
-                    let refused: std::collections::HashSet<_> =
-                        combined.new_tickets.iter().map(|t| t.id).collect();
+                    let refused: HashSet<_> = combined.new_tickets.iter().map(|t| t.id).collect();
                     combined.new_tickets.clear();
                     combined.tenants.clear();
                     combined.budgets.clear();
@@ -235,6 +493,8 @@ async fn commit<S: Apply + ?Sized>(
                 tokio::time::sleep(backoff(tries)).await;
             }
         }
+        began = Instant::now();
+        outcome = store.apply(&combined).await;
     }
 }
 
@@ -358,5 +618,214 @@ mod tests {
         assert_eq!(early.state, TicketState::Succeeded);
         assert_eq!(early.ledger.len(), 1);
         assert!(outage.store.ticket(refused.id).await.unwrap().is_none());
+    }
+
+    /// A real PostgreSQL store whose tries wait at a gate: each announces
+    /// the tickets it writes, then waits for the test to let it through
+    /// (`true`) or fail it as a lost connection would (`false`).
+    struct Gated {
+        store: crate::store::postgres::PgStore,
+        entered: mpsc::UnboundedSender<(Vec<TicketId>, tokio::sync::oneshot::Sender<bool>)>,
+    }
+
+    #[async_trait::async_trait]
+    impl Apply for Gated {
+        async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+            let mut ids: Vec<TicketId> = (batch.new_tickets.iter().map(|t| t.id))
+                .chain(batch.transitions.iter().map(|t| t.ticket))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let (open, gate) = tokio::sync::oneshot::channel();
+            let _ = self.entered.send((ids, open));
+            match gate.await {
+                Ok(true) => Store::apply(&self.store, batch).await,
+                _ => Err(StoreError::Unavailable("connection reset".into())),
+            }
+        }
+
+        fn parallel_commits(&self) -> usize {
+            2
+        }
+    }
+
+    type Entered = mpsc::UnboundedReceiver<(Vec<TicketId>, tokio::sync::oneshot::Sender<bool>)>;
+
+    /// A writer over a gated store in a fresh schema, with the tenant
+    /// `default` already written.
+    async fn gated() -> (
+        crate::store::postgres::tests::TestDb,
+        Writer,
+        tokio::task::JoinHandle<()>,
+        Entered,
+    ) {
+        let db = crate::store::postgres::tests::TestDb::new().await;
+        let (entered, mut rx) = mpsc::unbounded_channel();
+        let gated = Arc::new(Gated {
+            store: db.store.clone(),
+            entered,
+        });
+        let (writer, task) = Writer::spawn(gated, Box::new(|_, _| {}));
+        tenant(&writer, &mut rx).await;
+        (db, writer, task, rx)
+    }
+
+    /// The next try to reach the store, within a second.
+    async fn next_try(
+        entered: &mut Entered,
+    ) -> (Vec<TicketId>, tokio::sync::oneshot::Sender<bool>) {
+        tokio::time::timeout(Duration::from_secs(1), entered.recv())
+            .await
+            .expect("a try reaches the store")
+            .expect("the writer is running")
+    }
+
+    /// Asserts that no try reaches the store for a while.
+    async fn no_try(entered: &mut Entered, why: &str) {
+        let r = tokio::time::timeout(Duration::from_millis(150), entered.recv()).await;
+        assert!(r.is_err(), "{why}: {:?}", r.map(|e| e.map(|(ids, _)| ids)));
+    }
+
+    /// A ticket's creation, and the rest of its life, as separate batches.
+    fn life(tenant: &str) -> (TicketId, WriteBatch, WriteBatch) {
+        let (t, whole) = finished_batch(tenant, None, 7);
+        let creation = WriteBatch {
+            new_tickets: whole.new_tickets.clone(),
+            transitions: whole.transitions[..1].to_vec(),
+            ..Default::default()
+        };
+        let rest = WriteBatch {
+            new_tickets: Vec::new(),
+            transitions: whole.transitions[1..].to_vec(),
+            ..whole
+        };
+        (t.id, creation, rest)
+    }
+
+    fn propose(
+        writer: &Writer,
+        batch: WriteBatch,
+    ) -> tokio::task::JoinHandle<Result<Applied, StoreError>> {
+        let w = writer.clone();
+        tokio::spawn(async move { w.write_and_wait(batch).await })
+    }
+
+    async fn record(writer: &Writer, batch: WriteBatch) -> tokio::sync::oneshot::Receiver<bool> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done: Done = Box::new(move |r| {
+            let _ = tx.send(r.is_ok());
+        });
+        writer.record(batch, Some(done)).await.unwrap();
+        rx
+    }
+
+    async fn tenant(writer: &Writer, entered: &mut Entered) {
+        let t = propose(
+            writer,
+            WriteBatch {
+                tenants: vec![crate::store::Tenant {
+                    id: TenantId::parse("default").unwrap(),
+                    budget_nusd: None,
+                    created_at_ms: 1,
+                }],
+                ..Default::default()
+            },
+        );
+        next_try(entered).await.1.send(true).unwrap();
+        t.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn disjoint_batches_commit_at_once_and_a_ticket_waits_for_its_own() {
+        let (db, writer, task, mut entered) = gated().await;
+        let (a, create_a, rest_a) = life("default");
+        let (b, create_b, rest_b) = life("default");
+
+        // Two creations are in the store at once.
+        let created_a = propose(&writer, create_a);
+        let (ids, open_a) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a]);
+        let created_b = propose(&writer, create_b);
+        let (ids, open_b) = next_try(&mut entered).await;
+        assert_eq!(
+            ids,
+            vec![b],
+            "a disjoint batch goes while the first is in flight"
+        );
+
+        // The rest of a's life waits for a's creation, even with a slot free.
+        let finished_a = record(&writer, rest_a).await;
+        open_b.send(true).unwrap();
+        created_b.await.unwrap().unwrap();
+        no_try(&mut entered, "a's finish must wait for a's creation").await;
+        open_a.send(true).unwrap();
+        created_a.await.unwrap().unwrap();
+        let (ids, open) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a]);
+        open.send(true).unwrap();
+        assert!(finished_a.await.unwrap());
+
+        // A barrier (an empty batch) lands after everything sent before it.
+        let finished_b = record(&writer, rest_b).await;
+        let (ids, open_rest_b) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![b]);
+        let barrier = propose(&writer, WriteBatch::default());
+        no_try(&mut entered, "the barrier must wait").await;
+        open_rest_b.send(true).unwrap();
+        assert!(finished_b.await.unwrap());
+        let (ids, open) = next_try(&mut entered).await;
+        assert!(ids.is_empty());
+        open.send(true).unwrap();
+        barrier.await.unwrap().unwrap();
+
+        for id in [a, b] {
+            let t = db.store.ticket(id).await.unwrap().unwrap();
+            assert_eq!(t.state, TicketState::Succeeded);
+            assert_eq!((t.events.len(), t.ledger.len()), (4, 1));
+        }
+        drop(writer);
+        task.await.unwrap();
+        db.drop().await;
+    }
+
+    #[tokio::test]
+    async fn after_a_failure_the_others_land_and_the_failed_batch_is_retried_alone() {
+        let (db, writer, task, mut entered) = gated().await;
+        let (a, create_a, _) = life("default");
+        let (b, create_b, _) = life("default");
+        let (c, create_c, _) = life("default");
+
+        let created_a = propose(&writer, create_a);
+        let (_, open_a) = next_try(&mut entered).await;
+        let created_b = propose(&writer, create_b);
+        let (_, open_b) = next_try(&mut entered).await;
+        // a's try fails; b is still in flight, and c waits behind both.
+        open_a.send(false).unwrap();
+        let created_c = propose(&writer, create_c);
+        no_try(
+            &mut entered,
+            "nothing new starts while a failure is settled",
+        )
+        .await;
+        open_b.send(true).unwrap();
+        created_b.await.unwrap().unwrap();
+        // a is retried alone, then c goes.
+        let (ids, open) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a], "the failed batch is retried first");
+        no_try(&mut entered, "the retry goes alone").await;
+        open.send(true).unwrap();
+        created_a.await.unwrap().unwrap();
+        let (ids, open) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![c]);
+        open.send(true).unwrap();
+        created_c.await.unwrap().unwrap();
+
+        for id in [a, b, c] {
+            let t = db.store.ticket(id).await.unwrap().unwrap();
+            assert_eq!((t.state, t.events.len()), (TicketState::Queued, 1));
+        }
+        drop(writer);
+        task.await.unwrap();
+        db.drop().await;
     }
 }
