@@ -7,7 +7,11 @@
 //! a durable write is shared by every ticket that moved in that turn.
 //!
 //! Invariants kept here:
-//! - a ticket is routed only after it is durable as `queued`;
+//! - a ticket reaches a lane only after it is durable (as `queued`, or as
+//!   `routed` when it was routed in the commit that admitted it);
+//! - a submission refused on a store failure never runs, even if its commit
+//!   landed after all, unless it has an idempotency key (the submitter's
+//!   retry with the key is answered with it);
 //! - an attempt's result is recorded and priced at most once in memory, and
 //!   the ledger's primary key makes the store agree;
 //! - a lane entry is acknowledged only after its result is durable.
@@ -105,6 +109,13 @@ pub(crate) enum Command {
     Redrive {
         reason: String,
     },
+    /// Which of `ids` (submissions refused after a failed commit) the store
+    /// holds after all: those commits landed though their answers were lost.
+    Settle {
+        ids: Vec<TicketId>,
+        found: Vec<Ticket>,
+        tenants: Vec<Tenant>,
+    },
     /// Fleet mode: a node asks to make a tool call for `bot`'s attempt of a
     /// ticket; the answer is the ticket's tenant if that attempt is in
     /// flight on that bot, or why not.
@@ -157,6 +168,7 @@ struct BotSlot {
 
 pub(crate) struct Scheduler {
     config: ControllerConfig,
+    store: Arc<dyn Store>,
     writer: Writer,
     bots: Vec<BotSlot>,
     bot_index: HashMap<BotId, usize>,
@@ -177,6 +189,11 @@ pub(crate) struct Scheduler {
     tenants: HashMap<TenantId, TenantBook>,
     /// Submissions handed to the writer and not yet answered.
     admitting: usize,
+    /// Submissions refused because their commit failed: a commit whose
+    /// answer was lost may have landed all the same ([`Self::settle`]).
+    unsettled: Vec<TicketId>,
+    /// Whether a check of `unsettled` against the store is under way.
+    settling: bool,
     /// Tickets routed in the commit that admitted them, durable now, to be
     /// published with the next routing pass: (bot, entry).
     admitted_routes: Vec<(usize, LaneEntry)>,
@@ -247,6 +264,7 @@ impl Scheduler {
         }
         let mut s = Self {
             config,
+            store: store.clone(),
             writer,
             bots: bots
                 .into_iter()
@@ -271,6 +289,8 @@ impl Scheduler {
             admitted_routes: Vec::new(),
             tenants,
             admitting: 0,
+            unsettled: Vec::new(),
+            settling: false,
             batch: WriteBatch::default(),
             acks: Vec::new(),
             receipts: Vec::new(),
@@ -283,23 +303,12 @@ impl Scheduler {
         let now = s.clock.now_ms();
         let unfinished = store.unfinished().await?;
         let recovered = unfinished.len();
-        for mut t in unfinished {
-            match t.state {
-                TicketState::Routed | TicketState::Running => {
-                    let reason = format!(
-                        "recovered after restart: attempt {} was in flight when the controller stopped",
-                        t.attempts
-                    );
-                    s.transition(&mut t, TransitionKind::Requeue, None, &reason, now);
-                    s.enqueue(&t);
-                }
-                TicketState::Queued => s.enqueue(&t),
-                TicketState::Failed => s
-                    .backoff
-                    .push(Reverse((t.not_before_ms.unwrap_or(now), t.id))),
-                _ => {}
-            }
-            s.live.insert(t.id, t);
+        for t in unfinished {
+            let reason = format!(
+                "recovered after restart: attempt {} was in flight when the controller stopped",
+                t.attempts
+            );
+            s.adopt(t, &reason, now);
         }
         if recovered > 0 {
             tracing::info!(recovered, "recovered unfinished tickets");
@@ -374,6 +383,25 @@ impl Scheduler {
                 false
             }
         }
+    }
+
+    /// Takes on an unfinished ticket from the store: queued, it waits its
+    /// turn; routed or running (its lane entry is gone, or never went out),
+    /// it is requeued as a new attempt, saying `why`; failed, it waits out
+    /// its backoff.
+    fn adopt(&mut self, mut t: Ticket, why: &str, now: UnixMs) {
+        match t.state {
+            TicketState::Routed | TicketState::Running => {
+                self.transition(&mut t, TransitionKind::Requeue, None, why, now);
+                self.enqueue(&t);
+            }
+            TicketState::Queued => self.enqueue(&t),
+            TicketState::Failed => self
+                .backoff
+                .push(Reverse((t.not_before_ms.unwrap_or(now), t.id))),
+            _ => {}
+        }
+        self.live.insert(t.id, t);
     }
 
     fn enqueue(&mut self, t: &Ticket) {
@@ -492,6 +520,11 @@ impl Scheduler {
                 let all: Vec<usize> = (0..self.bots.len()).collect();
                 self.requeue_outstanding(&all, &reason);
             }
+            Command::Settle {
+                ids,
+                found,
+                tenants,
+            } => self.on_settle(ids, found, tenants),
             Command::CheckCall {
                 ticket,
                 attempt,
@@ -660,6 +693,7 @@ impl Scheduler {
                 for t in &tickets {
                     self.release_admission_route(t);
                 }
+                self.unsettled.extend(tickets.iter().map(|t| t.id));
                 for slot in pending {
                     *slot = Some(Err(StoreError::Unavailable(e.clone()).into()));
                 }
@@ -707,6 +741,74 @@ impl Scheduler {
                 .map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown)))
                 .collect(),
         );
+    }
+
+    /// Starts a check of the refused submissions against the store, once it
+    /// answers again (retrying with backoff until it does, or until the
+    /// controller stops). A refused commit lands nothing after its refusal,
+    /// so what the check finds is final.
+    fn settle(&mut self) {
+        if self.settling || self.unsettled.is_empty() {
+            return;
+        }
+        self.settling = true;
+        let ids = std::mem::take(&mut self.unsettled);
+        let (store, inbox) = (self.store.clone(), self.inbox.clone());
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(100);
+            loop {
+                let read = async {
+                    Ok::<_, StoreError>((store.unfinished().await?, store.tenants().await?))
+                };
+                match read.await {
+                    Ok((found, tenants)) => {
+                        let _ = inbox.send(Command::Settle {
+                            ids,
+                            found,
+                            tenants,
+                        });
+                        return;
+                    }
+                    Err(e) if !inbox.is_closed() => {
+                        tracing::warn!(error = %e, refused = ids.len(), "cannot yet check refused submissions against the store");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    /// Refused submissions the store holds after all. The submitter was told
+    /// "store unavailable", so one without an idempotency key is cancelled,
+    /// never run: a retry of it is a new ticket. One with a key is run: the
+    /// submitter's retry with that key is answered with this ticket.
+    fn on_settle(&mut self, ids: Vec<TicketId>, found: Vec<Ticket>, tenants: Vec<Tenant>) {
+        self.settling = false;
+        let ids: std::collections::HashSet<TicketId> = ids.into_iter().collect();
+        let now = self.clock.now_ms();
+        for mut t in found {
+            if !ids.contains(&t.id) || self.live.contains_key(&t.id) {
+                continue;
+            }
+            if t.idempotency_key.is_none() {
+                let why = "its submitter was told the store was unavailable, though the commit had landed; cancelled, never run";
+                self.transition(&mut t, TransitionKind::Cancel, None, why, now);
+                tracing::warn!(ticket = %t.id, "a refused submission had landed; cancelled");
+                continue;
+            }
+            if let Some(tenant) = tenants.iter().find(|x| x.id == t.tenant) {
+                self.tenants.entry(t.tenant.clone()).or_insert(TenantBook {
+                    budget_nusd: tenant.budget_nusd,
+                    spent_nusd: 0,
+                    created_at_ms: tenant.created_at_ms,
+                });
+            }
+            tracing::warn!(ticket = %t.id, "a refused submission with an idempotency key had landed; running it");
+            let why = "its submitter was told the store was unavailable, though the commit had landed; run under its idempotency key";
+            self.adopt(t, why, now);
+        }
     }
 
     fn on_cancel(&mut self, id: TicketId) -> Answer {
@@ -877,6 +979,7 @@ impl Scheduler {
     // ---- time ----------------------------------------------------------------
 
     fn on_tick(&mut self) {
+        self.settle();
         let now = self.clock.now_ms();
         while let Some(Reverse((at, id))) = self.backoff.peek().copied() {
             if at > now {

@@ -903,3 +903,158 @@ proptest! {
         });
     }
 }
+
+/// A real SQLite store whose commits can be made to fail the way a network
+/// store's do: [`Faulty::lose_next`] lets the next commit land and then
+/// reports it failed (its answer lost with the connection) and fails every
+/// later one without landing it, until [`Faulty::heal`]. Reads always work.
+#[derive(Debug)]
+struct Faulty {
+    inner: SqliteStore,
+    /// 0 healthy, 1 the next commit lands and its answer is lost, 2 down.
+    mode: std::sync::atomic::AtomicU8,
+}
+
+impl Faulty {
+    fn lose_next(&self) {
+        self.mode.store(1, Ordering::SeqCst);
+    }
+    fn heal(&self) {
+        self.mode.store(0, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Store for Faulty {
+    async fn apply(&self, batch: &WriteBatch) -> Result<crate::store::Applied, StoreError> {
+        let lost = || StoreError::Unavailable("connection reset by peer".into());
+        match self.mode.load(Ordering::SeqCst) {
+            0 => self.inner.apply(batch).await,
+            1 => {
+                self.inner.apply(batch).await?;
+                self.mode.store(2, Ordering::SeqCst);
+                Err(lost())
+            }
+            _ => Err(lost()),
+        }
+    }
+    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
+        self.inner.ticket(id).await
+    }
+    async fn tickets(
+        &self,
+        q: &crate::store::TicketQuery,
+    ) -> Result<crate::store::TicketPage, StoreError> {
+        self.inner.tickets(q).await
+    }
+    async fn unfinished(&self) -> Result<Vec<crate::ticket::Ticket>, StoreError> {
+        self.inner.unfinished().await
+    }
+    async fn tenants(&self) -> Result<Vec<crate::store::Tenant>, StoreError> {
+        self.inner.tenants().await
+    }
+    async fn spend_by_tenant(&self) -> Result<Vec<(TenantId, i64)>, StoreError> {
+        self.inner.spend_by_tenant().await
+    }
+    async fn cost_summary(&self) -> Result<crate::cost::CostSummary, StoreError> {
+        self.inner.cost_summary().await
+    }
+    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError> {
+        self.inner.state_counts().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn texts(
+        &self,
+        after: Option<TicketId>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::StoredText>, StoreError> {
+        self.inner.texts(after, limit).await
+    }
+}
+
+/// The one ticket of the store the controller has not yet finished or
+/// reported, waiting until it is `state`.
+async fn stored_in(store: &Faulty, except: &[TicketId], state: TicketState) -> TicketView {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = store
+            .tickets(&crate::store::TicketQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mine: Vec<_> = page
+            .tickets
+            .iter()
+            .filter(|t| !except.contains(&t.id))
+            .collect();
+        assert!(mine.len() <= 1, "one refused ticket at a time: {mine:#?}");
+        if let Some(t) = mine.first()
+            && t.state == state
+        {
+            return store.ticket(t.id).await.unwrap().unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ticket {state} after {WAIT:?}: {mine:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_submission_whose_commit_landed_is_cancelled_or_run_under_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Faulty {
+        inner: SqliteStore::open(dir.path()).await.unwrap(),
+        mode: Default::default(),
+    });
+    let controller = Controller::start(
+        ControllerConfig::default(),
+        store.clone(),
+        LocalPool::builtin(2),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+
+    // Without a key: the submitter hears "unavailable", so it must never run.
+    store.lose_next();
+    let refused = controller.submit(NewTicket::chat("lost answer")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ControllerError::Store(StoreError::Unavailable(_)))
+        ),
+        "{refused:?}"
+    );
+    store.heal();
+    let orphan = stored_in(&store, &[], TicketState::Cancelled).await;
+    assert!(
+        orphan.events.iter().all(|e| e.to != TicketState::Running),
+        "a refused ticket ran: {:#?}",
+        orphan.events
+    );
+    assert!(orphan.ledger.is_empty());
+    let why = &orphan.events.last().unwrap().reason;
+    assert!(why.contains("told the store was unavailable"), "{why}");
+
+    // With a key: the submitter's retry with the same key gets this ticket,
+    // and it runs once.
+    let keyed = NewTicket {
+        idempotency_key: Some("order-7".into()),
+        ..NewTicket::chat("lost answer, keyed")
+    };
+    store.lose_next();
+    assert!(controller.submit(keyed.clone()).await.is_err());
+    store.heal();
+    let retried = controller.submit(keyed).await.unwrap();
+    assert!(retried.duplicate, "{retried:?}");
+    let ran = stored_in(&store, &[orphan.id], TicketState::Succeeded).await;
+    assert_eq!(ran.id, retried.id);
+    assert_eq!(ran.ledger.len(), 1, "charged once: {:#?}", ran.ledger);
+    controller.shutdown().await;
+}

@@ -24,6 +24,8 @@
 //! was queued has failed: never on the word of an older try, which may have
 //! begun before the store came back. A retried batch may have landed the time
 //! its answer was lost; the store's `apply` is idempotent, so it lands once.
+//! A refused proposal may likewise have landed: the scheduler settles it
+//! once the store answers again (see `Scheduler::settle`).
 //! After any failure the writer lets its other transactions land and goes
 //! back to one at a time, in order, until the failed batches have landed.
 
