@@ -16,9 +16,12 @@
 //!   reader hands it to the waiting bot.
 //!
 //! Requests and answers are acknowledged and deleted as soon as they are
-//! read: each is handled at most once. A lost one (a crash, Redis restarted
-//! empty) costs the bot a timeout and the ticket a retry, never a repeated
-//! side effect, since the effect ledger keeps every write once. A cancel
+//! read: each is handled at most once. A lost one costs the ticket a retry,
+//! never a repeated side effect, since the effect ledger keeps every write
+//! once. When Redis loses the node's answer stream (it restarted empty), the
+//! node fails every call still waiting at once, as retryable, rather than
+//! let each wait out [`CALL_TIMEOUT`]; a call lost some other way (a crash
+//! of the controller) costs the bot that timeout. A cancel
 //! revokes the ticket's tokens and stops the controller's call, as in local
 //! mode.
 
@@ -145,13 +148,30 @@ impl RemoteTools {
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let waiting: Waiting = Arc::default();
-        let handed = waiting.clone();
+        let (handed, stranded) = (waiting.clone(), waiting.clone());
         spawn_taker(
             client,
             conn.clone(),
             keys.tool_replies(node),
             NODE_GROUP,
             shutdown,
+            move || {
+                // Every answer on the stream went with it.
+                let lost: Vec<_> = lock(&stranded).drain().collect();
+                if !lost.is_empty() {
+                    tracing::warn!(
+                        calls = lost.len(),
+                        "the tool answer stream was lost; failing the calls waiting on it"
+                    );
+                }
+                for (_, tx) in lost {
+                    let _ = tx.send(Answer::Err {
+                        message: "the call's answer was lost with the node's answer stream (Redis restarted empty?); it may or may not have run".into(),
+                        retryable: true,
+                        cancelled: false,
+                    });
+                }
+            },
             move |raw| {
                 let Ok(wire) = serde_json::from_slice::<WireAnswer>(&raw) else {
                     tracing::error!("an unreadable tool answer was dropped");
@@ -253,6 +273,9 @@ pub fn spawn_server(
         keys.tool_calls(),
         CONTROLLER_GROUP,
         shutdown,
+        // Calls lost with the stream: their nodes fail them when they find
+        // their own answer streams gone.
+        || {},
         move |raw| {
             let Ok(wire) = serde_json::from_slice::<WireCall>(&raw) else {
                 tracing::error!("an unreadable tool call was dropped");
@@ -333,13 +356,14 @@ async fn run(
 /// payload to `handle`. Each entry is acknowledged and deleted as soon as it
 /// is read. The group is created at the start of the stream, so nothing
 /// appended before the reader first ran is missed, and created again if
-/// Redis lost it; a broken connection is opened again.
+/// Redis lost it (after calling `lost`); a broken connection is opened again.
 fn spawn_taker(
     client: &Client,
     mut conn: ConnectionManager,
     key: String,
     group: &'static str,
     shutdown: CancellationToken,
+    mut lost: impl FnMut() + Send + 'static,
     mut handle: impl FnMut(Vec<u8>) + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let client = client.clone();
@@ -381,7 +405,10 @@ fn spawn_taker(
             };
             match read {
                 Ok(entries) => entries.into_iter().for_each(&mut handle),
-                Err(e) if rl::is_nogroup(&e) => grouped = false,
+                Err(e) if rl::is_nogroup(&e) => {
+                    lost();
+                    grouped = false;
+                }
                 Err(e) => {
                     tracing::warn!(stream = %key, error = %e, "tool stream read failed");
                     reader = None;
@@ -436,4 +463,68 @@ async fn take(
         .iter()
         .filter_map(|e| rl::field(&e.map, FIELD).map(<[u8]>::to_vec))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lane::redis::tests::TestRedis;
+    use crate::ticket::{BotId, TicketId};
+    use std::time::Instant;
+
+    /// Redis restarting empty takes the node's answer stream with it: the
+    /// call waiting on it fails at once, retryable, instead of after
+    /// `CALL_TIMEOUT`.
+    #[tokio::test]
+    async fn a_call_whose_answer_stream_is_lost_fails_at_once_as_retryable() {
+        let redis = TestRedis::new().await;
+        let shutdown = CancellationToken::new();
+        let tools = RemoteTools::start(
+            &redis.client,
+            redis.conn.clone(),
+            &redis.keys,
+            "n1",
+            shutdown.clone(),
+        );
+        // The answer stream and its group exist once the reader has run.
+        let replies = redis.keys.tool_replies("n1");
+        let mut conn = redis.conn.clone();
+        while !redis::cmd("EXISTS")
+            .arg(&replies)
+            .query_async::<bool>(&mut conn)
+            .await
+            .unwrap()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let request = ToolRequest {
+            call: CallRef {
+                bot: BotId::parse("bot-1").unwrap(),
+                tenant: None,
+                ticket: TicketId::new(),
+                attempt: 1,
+                connector: "shopfront".into(),
+                operation: "get_order".into(),
+            },
+            params: serde_json::json!({"id": "o-1"}),
+            call_index: 0,
+        };
+        let started = Instant::now();
+        let call = tools.call(&request, &shutdown);
+        let lose = async {
+            // No controller answers; the call is on its way, then Redis
+            // loses everything under the prefix.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            redis.flush().await;
+        };
+        let (answer, ()) = tokio::join!(call, lose);
+        let waited = started.elapsed();
+        let e = answer.expect_err("no answer can come");
+        assert!(e.retryable(), "{e}");
+        assert!(e.to_string().contains("answer stream"), "{e}");
+        assert!(waited < CALL_TIMEOUT / 10, "waited {waited:?}");
+        assert!(lock(&tools.waiting).is_empty());
+        shutdown.cancel();
+        redis.cleanup().await;
+    }
 }
