@@ -23,14 +23,11 @@ use crate::bot::node::{NodeConfig, run_node};
 use crate::clock::SystemClock;
 use crate::controller::fleet::FleetConfig;
 use crate::controller::{Controller, ControllerConfig, CoreEvent};
-use crate::cost::CostSummary;
 use crate::lane::redis::{self as rl, Keys};
 use crate::model::builtin::BuiltinModel;
 use crate::store::postgres::{self as pg, PgStore};
-use crate::store::{
-    Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketView, WriteBatch,
-};
-use crate::ticket::{NewTicket, TenantId, Ticket, TicketId, TicketState, Work};
+use crate::store::{Applied, ApplyHook, Hooked, Store, StoreError, WriteBatch};
+use crate::ticket::{NewTicket, TicketState, Work};
 
 #[derive(Debug, Clone)]
 pub struct FleetBenchConfig {
@@ -115,9 +112,9 @@ async fn measure(
 
     let app = pg::as_role(&cfg.postgres_admin, pg::APP_ROLE).map_err(setup)?;
     let store = Arc::new(PgStore::connect(&app, schema).await.map_err(setup)?);
-    let timed = Arc::new(Timed {
+    let timed = Arc::new(Hooked {
         inner: store.clone(),
-        busy_us: Default::default(),
+        hook: Timed::default(),
     });
     let controller = Controller::start_fleet(
         ControllerConfig {
@@ -161,7 +158,13 @@ async fn measure(
     }
 
     let t0 = Instant::now();
-    let busy = || timed.busy_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e3;
+    let busy = || {
+        timed
+            .hook
+            .busy_us
+            .load(std::sync::atomic::Ordering::Relaxed) as f64
+            / 1e3
+    };
     let (commits0, busy0) = (commit_stats(&controller).0, busy());
     let (sequential, admitted) = round_trips(&controller, cfg.sequential).await?;
     let sequential_s = t0.elapsed().as_secs_f64();
@@ -178,7 +181,10 @@ async fn measure(
     loaded.sort_by(f64::total_cmp);
 
     let (commits, rows_per_commit) = commit_stats(&controller);
-    let store_busy = timed.busy_us.load(std::sync::atomic::Ordering::Relaxed) as f64
+    let store_busy = timed
+        .hook
+        .busy_us
+        .load(std::sync::atomic::Ordering::Relaxed) as f64
         / 1e6
         / (elapsed.as_secs_f64() + sequential_s);
     stop.cancel();
@@ -386,57 +392,22 @@ async fn delete_keys(conn: &ConnectionManager, keys: &Keys) -> Result<(), redis:
     Ok(())
 }
 
-/// The store, timing how long its writes take (how busy durability keeps
-/// the writer).
-#[derive(Debug)]
+/// Times how long the store's writes take (how busy durability keeps the
+/// writer).
+#[derive(Debug, Default)]
 struct Timed {
-    inner: Arc<PgStore>,
     busy_us: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait::async_trait]
-impl Store for Timed {
-    async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+impl ApplyHook for Timed {
+    async fn apply(&self, inner: &dyn Store, batch: &WriteBatch) -> Result<Applied, StoreError> {
         let t = Instant::now();
-        let r = self.inner.apply(batch).await;
+        let r = inner.apply(batch).await;
         self.busy_us.fetch_add(
             t.elapsed().as_micros() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
         r
-    }
-    fn parallel_commits(&self) -> usize {
-        self.inner.parallel_commits()
-    }
-    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
-        self.inner.ticket(id).await
-    }
-    async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
-        self.inner.tickets(q).await
-    }
-    async fn unfinished(&self) -> Result<Vec<Ticket>, StoreError> {
-        self.inner.unfinished().await
-    }
-    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        self.inner.tenants().await
-    }
-    async fn spend_by_tenant(&self) -> Result<Vec<(TenantId, i64)>, StoreError> {
-        self.inner.spend_by_tenant().await
-    }
-    async fn cost_summary(&self) -> Result<CostSummary, StoreError> {
-        self.inner.cost_summary().await
-    }
-    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError> {
-        self.inner.state_counts().await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn texts(
-        &self,
-        after: Option<TicketId>,
-        limit: u32,
-    ) -> Result<Vec<crate::store::StoredText>, StoreError> {
-        self.inner.texts(after, limit).await
     }
 }

@@ -904,13 +904,12 @@ proptest! {
     }
 }
 
-/// A real SQLite store whose commits can be made to fail the way a network
-/// store's do: [`Faulty::lose_next`] lets the next commit land and then
-/// reports it failed (its answer lost with the connection) and fails every
-/// later one without landing it, until [`Faulty::heal`]. Reads always work.
-#[derive(Debug)]
+/// Makes a real store's commits fail the way a network store's do:
+/// [`Faulty::lose_next`] lets the next commit land and then reports it
+/// failed (its answer lost with the connection) and fails every later one
+/// without landing it, until [`Faulty::heal`]. Reads always work.
+#[derive(Debug, Default)]
 struct Faulty {
-    inner: SqliteStore,
     /// 0 healthy, 1 the next commit lands and its answer is lost, 2 down.
     mode: std::sync::atomic::AtomicU8,
 }
@@ -925,58 +924,28 @@ impl Faulty {
 }
 
 #[async_trait]
-impl Store for Faulty {
-    async fn apply(&self, batch: &WriteBatch) -> Result<crate::store::Applied, StoreError> {
+impl crate::store::ApplyHook for Faulty {
+    async fn apply(
+        &self,
+        inner: &dyn Store,
+        batch: &WriteBatch,
+    ) -> Result<crate::store::Applied, StoreError> {
         let lost = || StoreError::Unavailable("connection reset by peer".into());
         match self.mode.load(Ordering::SeqCst) {
-            0 => self.inner.apply(batch).await,
+            0 => inner.apply(batch).await,
             1 => {
-                self.inner.apply(batch).await?;
+                inner.apply(batch).await?;
                 self.mode.store(2, Ordering::SeqCst);
                 Err(lost())
             }
             _ => Err(lost()),
         }
     }
-    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
-        self.inner.ticket(id).await
-    }
-    async fn tickets(
-        &self,
-        q: &crate::store::TicketQuery,
-    ) -> Result<crate::store::TicketPage, StoreError> {
-        self.inner.tickets(q).await
-    }
-    async fn unfinished(&self) -> Result<Vec<crate::ticket::Ticket>, StoreError> {
-        self.inner.unfinished().await
-    }
-    async fn tenants(&self) -> Result<Vec<crate::store::Tenant>, StoreError> {
-        self.inner.tenants().await
-    }
-    async fn spend_by_tenant(&self) -> Result<Vec<(TenantId, i64)>, StoreError> {
-        self.inner.spend_by_tenant().await
-    }
-    async fn cost_summary(&self) -> Result<crate::cost::CostSummary, StoreError> {
-        self.inner.cost_summary().await
-    }
-    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError> {
-        self.inner.state_counts().await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn texts(
-        &self,
-        after: Option<TicketId>,
-        limit: u32,
-    ) -> Result<Vec<crate::store::StoredText>, StoreError> {
-        self.inner.texts(after, limit).await
-    }
 }
 
 /// The one ticket of the store the controller has not yet finished or
 /// reported, waiting until it is `state`.
-async fn stored_in(store: &Faulty, except: &[TicketId], state: TicketState) -> TicketView {
+async fn stored_in(store: &dyn Store, except: &[TicketId], state: TicketState) -> TicketView {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let page = store
@@ -1008,9 +977,9 @@ async fn stored_in(store: &Faulty, except: &[TicketId], state: TicketState) -> T
 #[tokio::test]
 async fn a_refused_submission_whose_commit_landed_is_cancelled_or_run_under_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Faulty {
-        inner: SqliteStore::open(dir.path()).await.unwrap(),
-        mode: Default::default(),
+    let store = Arc::new(crate::store::Hooked {
+        inner: Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+        hook: Faulty::default(),
     });
     let controller = Controller::start(
         ControllerConfig::default(),
@@ -1022,7 +991,7 @@ async fn a_refused_submission_whose_commit_landed_is_cancelled_or_run_under_its_
     .unwrap();
 
     // Without a key: the submitter hears "unavailable", so it must never run.
-    store.lose_next();
+    store.hook.lose_next();
     let refused = controller.submit(NewTicket::chat("lost answer")).await;
     assert!(
         matches!(
@@ -1031,8 +1000,8 @@ async fn a_refused_submission_whose_commit_landed_is_cancelled_or_run_under_its_
         ),
         "{refused:?}"
     );
-    store.heal();
-    let orphan = stored_in(&store, &[], TicketState::Cancelled).await;
+    store.hook.heal();
+    let orphan = stored_in(store.as_ref(), &[], TicketState::Cancelled).await;
     assert!(
         orphan.events.iter().all(|e| e.to != TicketState::Running),
         "a refused ticket ran: {:#?}",
@@ -1048,12 +1017,12 @@ async fn a_refused_submission_whose_commit_landed_is_cancelled_or_run_under_its_
         idempotency_key: Some("order-7".into()),
         ..NewTicket::chat("lost answer, keyed")
     };
-    store.lose_next();
+    store.hook.lose_next();
     assert!(controller.submit(keyed.clone()).await.is_err());
-    store.heal();
+    store.hook.heal();
     let retried = controller.submit(keyed).await.unwrap();
     assert!(retried.duplicate, "{retried:?}");
-    let ran = stored_in(&store, &[orphan.id], TicketState::Succeeded).await;
+    let ran = stored_in(store.as_ref(), &[orphan.id], TicketState::Succeeded).await;
     assert_eq!(ran.id, retried.id);
     assert_eq!(ran.ledger.len(), 1, "charged once: {:#?}", ran.ledger);
     controller.shutdown().await;

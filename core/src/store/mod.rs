@@ -18,6 +18,7 @@ pub mod writer;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use specta::Type;
+use std::sync::Arc;
 
 use crate::clock::UnixMs;
 use crate::cost::{CostSummary, LedgerEntry};
@@ -374,6 +375,63 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: Option<TicketId>,
         limit: u32,
     ) -> Result<Vec<StoredText>, StoreError>;
+}
+
+/// What [`Hooked`] does with each batch: apply it to `inner`, and around
+/// that whatever the hook is for.
+#[async_trait]
+pub trait ApplyHook: Send + Sync + std::fmt::Debug {
+    async fn apply(&self, inner: &dyn Store, batch: &WriteBatch) -> Result<Applied, StoreError>;
+}
+
+/// A store whose writes go through a hook and whose reads go straight to
+/// `inner`: how the fleet bench times commits, and how tests make a real
+/// store's commits fail.
+#[derive(Debug)]
+pub struct Hooked<H> {
+    pub inner: Arc<dyn Store>,
+    pub hook: H,
+}
+
+#[async_trait]
+impl<H: ApplyHook> Store for Hooked<H> {
+    async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+        self.hook.apply(self.inner.as_ref(), batch).await
+    }
+    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
+        self.inner.ticket(id).await
+    }
+    async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
+        self.inner.tickets(q).await
+    }
+    async fn unfinished(&self) -> Result<Vec<Ticket>, StoreError> {
+        self.inner.unfinished().await
+    }
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.inner.tenants().await
+    }
+    async fn spend_by_tenant(&self) -> Result<Vec<(TenantId, i64)>, StoreError> {
+        self.inner.spend_by_tenant().await
+    }
+    async fn cost_summary(&self) -> Result<CostSummary, StoreError> {
+        self.inner.cost_summary().await
+    }
+    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError> {
+        self.inner.state_counts().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    fn parallel_commits(&self) -> usize {
+        self.inner.parallel_commits()
+    }
+    async fn texts(
+        &self,
+        after: Option<TicketId>,
+        limit: u32,
+    ) -> Result<Vec<StoredText>, StoreError> {
+        self.inner.texts(after, limit).await
+    }
 }
 
 /// One stored text of a ticket: `field` is `payload`, `result`, `error` or
