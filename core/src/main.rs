@@ -776,123 +776,118 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let prices = model.prices()?;
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
-            if let (Some(postgres), Some(redis)) = (&fleet.postgres, &fleet.redis) {
-                if let Some(admin) = &fleet.postgres_admin {
-                    pg::setup(admin, &fleet.postgres_schema)
-                        .await
-                        .context("--postgres-admin")?;
-                }
-                let store = PgStore::connect(postgres, &fleet.postgres_schema)
-                    .await
-                    .context("--postgres")?;
-                let rules = security.rules()?;
-                let config = ControllerConfig {
-                    prices,
-                    auto_create_tenants: true,
-                    secret_rules: rules.clone(),
-                    ..ControllerConfig::default()
-                };
-                let fleet_config = FleetConfig {
-                    redis_url: redis.clone(),
-                    prefix: fleet.redis_prefix.clone(),
-                };
-                let tools = connectors
-                    .open(
-                        oshal_core::connector::store::postgres(store.pool().clone()),
-                        rules,
-                    )
-                    .await?;
-                let controller = Controller::start_fleet(
-                    config,
-                    Arc::new(store.clone()),
-                    fleet_config,
-                    Arc::new(SystemClock),
-                    Some(tools),
-                )
-                .await
-                .context("--redis")?;
-                let what = format!(
-                    "fleet mode, store postgres schema {}, lanes redis prefix {}",
-                    fleet.postgres_schema, fleet.redis_prefix
-                );
-                // The controller's own state (security findings) lives in
-                // SQLite in the data directory; the fleet's in PostgreSQL.
-                std::fs::create_dir_all(&data_dir)
-                    .with_context(|| format!("cannot create {}", data_dir.display()))?;
-                let local = SqliteStore::open(&data_dir).await?;
-                let app_role = url::Url::parse(postgres)
-                    .ok()
-                    .map(|u| u.username().to_owned())
-                    .filter(|u| !u.is_empty())
-                    .unwrap_or_else(|| pg::APP_ROLE.to_owned());
-                let target = oshal_core::security::postgres::PgTarget {
-                    pool: store.pool().clone(),
-                    schema: fleet.postgres_schema.clone(),
-                    app_role,
-                };
-                let center = security
-                    .open(
-                        local.pool().clone(),
-                        controller.clone(),
-                        &data_dir,
-                        &connectors,
-                        Some(target),
-                    )
-                    .await?;
-                let every = security.security_scan_every_min;
-                serve(
-                    &data_dir,
-                    listen,
-                    ui_dir.as_deref(),
-                    controller,
-                    center,
-                    every,
-                    &what,
-                )
-                .await?;
-                store.close().await;
-                local.close().await;
-                return Ok(());
-            }
-            let (bots, skills) = pool.checked(&["chat", "tool"])?;
-            let model = model.model()?;
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
-            let store = Arc::new(SqliteStore::open(&data_dir).await?);
-            let what = format!(
-                "local mode, {bots} bots on model {}, data in {}",
-                model.id(),
-                data_dir.display()
-            );
             let rules = security.rules()?;
-            let config = ControllerConfig {
-                prices,
-                secret_rules: rules.clone(),
-                ..ControllerConfig::default()
-            };
-            let tools = connectors
-                .open(
-                    oshal_core::connector::store::sqlite(store.pool().clone()),
-                    rules,
-                )
-                .await?;
-            let pool = LocalPool {
-                bots,
-                skills,
-                model,
-                tools: Some(tools),
-            };
-            let controller =
-                Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
-            let center = security
-                .open(
-                    store.pool().clone(),
-                    controller.clone(),
-                    &data_dir,
-                    &connectors,
-                    None,
-                )
-                .await?;
+            // Each mode opens its stores, controller and Security Center;
+            // `close` closes its stores once the API has stopped.
+            let (controller, center, what, close): (_, _, _, futures::future::BoxFuture<()>) =
+                if let (Some(postgres), Some(redis)) = (&fleet.postgres, &fleet.redis) {
+                    if let Some(admin) = &fleet.postgres_admin {
+                        pg::setup(admin, &fleet.postgres_schema)
+                            .await
+                            .context("--postgres-admin")?;
+                    }
+                    let store = PgStore::connect(postgres, &fleet.postgres_schema)
+                        .await
+                        .context("--postgres")?;
+                    let config = ControllerConfig {
+                        prices,
+                        auto_create_tenants: true,
+                        secret_rules: rules.clone(),
+                        ..ControllerConfig::default()
+                    };
+                    let fleet_config = FleetConfig {
+                        redis_url: redis.clone(),
+                        prefix: fleet.redis_prefix.clone(),
+                    };
+                    let tools = connectors
+                        .open(
+                            oshal_core::connector::store::postgres(store.pool().clone()),
+                            rules,
+                        )
+                        .await?;
+                    let controller = Controller::start_fleet(
+                        config,
+                        Arc::new(store.clone()),
+                        fleet_config,
+                        Arc::new(SystemClock),
+                        Some(tools),
+                    )
+                    .await
+                    .context("--redis")?;
+                    let what = format!(
+                        "fleet mode, store postgres schema {}, lanes redis prefix {}",
+                        fleet.postgres_schema, fleet.redis_prefix
+                    );
+                    // The controller's own state (security findings) lives in
+                    // SQLite in the data directory; the fleet's in PostgreSQL.
+                    let local = SqliteStore::open(&data_dir).await?;
+                    let app_role = url::Url::parse(postgres)
+                        .ok()
+                        .map(|u| u.username().to_owned())
+                        .filter(|u| !u.is_empty())
+                        .unwrap_or_else(|| pg::APP_ROLE.to_owned());
+                    let target = oshal_core::security::postgres::PgTarget {
+                        pool: store.pool().clone(),
+                        schema: fleet.postgres_schema.clone(),
+                        app_role,
+                    };
+                    let center = security
+                        .open(
+                            local.pool().clone(),
+                            controller.clone(),
+                            &data_dir,
+                            &connectors,
+                            Some(target),
+                        )
+                        .await?;
+                    let close = Box::pin(async move {
+                        store.close().await;
+                        local.close().await;
+                    });
+                    (controller, center, what, close)
+                } else {
+                    let (bots, skills) = pool.checked(&["chat", "tool"])?;
+                    let model = model.model()?;
+                    let store = Arc::new(SqliteStore::open(&data_dir).await?);
+                    let what = format!(
+                        "local mode, {bots} bots on model {}, data in {}",
+                        model.id(),
+                        data_dir.display()
+                    );
+                    let config = ControllerConfig {
+                        prices,
+                        secret_rules: rules.clone(),
+                        ..ControllerConfig::default()
+                    };
+                    let tools = connectors
+                        .open(
+                            oshal_core::connector::store::sqlite(store.pool().clone()),
+                            rules,
+                        )
+                        .await?;
+                    let pool = LocalPool {
+                        bots,
+                        skills,
+                        model,
+                        tools: Some(tools),
+                    };
+                    let controller =
+                        Controller::start(config, store.clone(), pool, Arc::new(SystemClock))
+                            .await?;
+                    let center = security
+                        .open(
+                            store.pool().clone(),
+                            controller.clone(),
+                            &data_dir,
+                            &connectors,
+                            None,
+                        )
+                        .await?;
+                    let close = Box::pin(async move { store.close().await });
+                    (controller, center, what, close)
+                };
             let every = security.security_scan_every_min;
             serve(
                 &data_dir,
@@ -904,7 +899,7 @@ async fn run(cli: Cli) -> Result<()> {
                 &what,
             )
             .await?;
-            store.close().await;
+            close.await;
             Ok(())
         }
         Command::Node {
