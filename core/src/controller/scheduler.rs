@@ -98,6 +98,13 @@ pub(crate) enum Command {
         budget_nusd: Option<i64>,
         reply: oneshot::Sender<Result<Tenant, ControllerError>>,
     },
+    /// A budget's write is durable (or was refused): only now does the
+    /// scheduler hold the new budget.
+    BudgetWritten {
+        row: Tenant,
+        outcome: Result<(), String>,
+        reply: oneshot::Sender<Result<Tenant, ControllerError>>,
+    },
     /// Fleet mode: bots that registered, and bots whose heartbeat stopped
     /// (with why); the latter's unfinished work is requeued.
     BotsChanged {
@@ -113,6 +120,7 @@ pub(crate) enum Command {
     /// holds after all: those commits landed though their answers were lost.
     Settle {
         ids: Vec<TicketId>,
+        budgets: Vec<TenantId>,
         found: Vec<Ticket>,
         tenants: Vec<Tenant>,
     },
@@ -192,6 +200,8 @@ pub(crate) struct Scheduler {
     /// Submissions refused because their commit failed: a commit whose
     /// answer was lost may have landed all the same ([`Self::settle`]).
     unsettled: Vec<TicketId>,
+    /// Tenants whose budget write was refused: it too may have landed.
+    unsettled_budgets: Vec<TenantId>,
     /// Whether a check of `unsettled` against the store is under way.
     settling: bool,
     /// Tickets routed in the commit that admitted them, durable now, to be
@@ -290,6 +300,7 @@ impl Scheduler {
             tenants,
             admitting: 0,
             unsettled: Vec::new(),
+            unsettled_budgets: Vec::new(),
             settling: false,
             batch: WriteBatch::default(),
             acks: Vec::new(),
@@ -515,6 +526,11 @@ impl Scheduler {
                 budget_nusd,
                 reply,
             } => self.on_set_budget(tenant, budget_nusd, reply).await,
+            Command::BudgetWritten {
+                row,
+                outcome,
+                reply,
+            } => self.on_budget_written(row, outcome, reply),
             Command::BotsChanged { up, down } => self.on_bots_changed(up, down),
             Command::Redrive { reason } => {
                 let all: Vec<usize> = (0..self.bots.len()).collect();
@@ -522,9 +538,10 @@ impl Scheduler {
             }
             Command::Settle {
                 ids,
+                budgets,
                 found,
                 tenants,
-            } => self.on_settle(ids, found, tenants),
+            } => self.on_settle(ids, budgets, found, tenants),
             Command::CheckCall {
                 ticket,
                 attempt,
@@ -748,11 +765,12 @@ impl Scheduler {
     /// controller stops). A refused commit lands nothing after its refusal,
     /// so what the check finds is final.
     fn settle(&mut self) {
-        if self.settling || self.unsettled.is_empty() {
+        if self.settling || (self.unsettled.is_empty() && self.unsettled_budgets.is_empty()) {
             return;
         }
         self.settling = true;
         let ids = std::mem::take(&mut self.unsettled);
+        let budgets = std::mem::take(&mut self.unsettled_budgets);
         let (store, inbox) = (self.store.clone(), self.inbox.clone());
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(100);
@@ -764,6 +782,7 @@ impl Scheduler {
                     Ok((found, tenants)) => {
                         let _ = inbox.send(Command::Settle {
                             ids,
+                            budgets,
                             found,
                             tenants,
                         });
@@ -784,8 +803,20 @@ impl Scheduler {
     /// "store unavailable", so one without an idempotency key is cancelled,
     /// never run: a retry of it is a new ticket. One with a key is run: the
     /// submitter's retry with that key is answered with this ticket.
-    fn on_settle(&mut self, ids: Vec<TicketId>, found: Vec<Ticket>, tenants: Vec<Tenant>) {
+    /// Refused budgets: the scheduler takes the stored one, whichever it is.
+    fn on_settle(
+        &mut self,
+        ids: Vec<TicketId>,
+        budgets: Vec<TenantId>,
+        found: Vec<Ticket>,
+        tenants: Vec<Tenant>,
+    ) {
         self.settling = false;
+        for id in budgets {
+            if let Some(row) = tenants.iter().find(|t| t.id == id) {
+                self.hold_budget(row);
+            }
+        }
         let ids: std::collections::HashSet<TicketId> = ids.into_iter().collect();
         let now = self.clock.now_ms();
         for mut t in found {
@@ -877,44 +908,77 @@ impl Scheduler {
         answer
     }
 
+    /// Proposes the budget to the store; the scheduler takes it on only once
+    /// it is durable ([`Self::on_budget_written`]), so a refused change
+    /// changes nothing.
     async fn on_set_budget(
         &mut self,
         tenant: TenantId,
         budget_nusd: Option<i64>,
         reply: oneshot::Sender<Result<Tenant, ControllerError>>,
     ) {
-        let now = self.clock.now_ms();
-        let book = self.tenants.entry(tenant.clone()).or_insert(TenantBook {
-            budget_nusd,
-            spent_nusd: 0,
-            created_at_ms: now,
-        });
-        book.budget_nusd = budget_nusd;
+        let created_at_ms = self
+            .tenants
+            .get(&tenant)
+            .map_or_else(|| self.clock.now_ms(), |b| b.created_at_ms);
         let row = Tenant {
-            id: tenant.clone(),
+            id: tenant,
             budget_nusd,
-            created_at_ms: book.created_at_ms,
+            created_at_ms,
         };
-        if !book.exhausted() {
-            // Tickets parked on this tenant's budget may move again.
-            for id in self.parked.remove(&tenant).unwrap_or_default() {
-                if let Some(t) = self.live.get(&id) {
-                    let t = t.clone();
-                    self.enqueue(&t);
-                }
-            }
-        }
         let batch = WriteBatch {
             budgets: vec![row.clone()],
             ..WriteBatch::default()
         };
+        let inbox = self.inbox.clone();
         let done: Done = Box::new(move |r: Result<&Applied, &StoreError>| {
-            let _ = reply.send(
-                r.map(|_| row)
-                    .map_err(|e| StoreError::Unavailable(e.to_string()).into()),
-            );
+            let _ = inbox.send(Command::BudgetWritten {
+                row,
+                outcome: r.map(|_| ()).map_err(|e| e.to_string()),
+                reply,
+            });
         });
         let _ = self.writer.propose(batch, done).await;
+    }
+
+    fn on_budget_written(
+        &mut self,
+        row: Tenant,
+        outcome: Result<(), String>,
+        reply: oneshot::Sender<Result<Tenant, ControllerError>>,
+    ) {
+        let answer = match outcome {
+            Ok(()) => {
+                self.hold_budget(&row);
+                Ok(row)
+            }
+            Err(e) => {
+                // Its answer may have been lost after it landed.
+                self.unsettled_budgets.push(row.id);
+                Err(StoreError::Unavailable(e).into())
+            }
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Takes on `row`'s budget; tickets parked on the tenant's budget move
+    /// again if it now has room.
+    fn hold_budget(&mut self, row: &Tenant) {
+        let book = self.tenants.entry(row.id.clone()).or_insert(TenantBook {
+            budget_nusd: row.budget_nusd,
+            spent_nusd: 0,
+            created_at_ms: row.created_at_ms,
+        });
+        book.budget_nusd = row.budget_nusd;
+        if book.exhausted() {
+            return;
+        }
+        for id in self.parked.remove(&row.id).unwrap_or_default() {
+            if let Some(t) = self.live.get(&id) {
+                let t = t.clone();
+                self.enqueue(&t);
+            }
+        }
     }
 
     /// Why a live ticket is not moving, from what the scheduler knows now.

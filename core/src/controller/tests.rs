@@ -921,6 +921,9 @@ impl Faulty {
     fn heal(&self) {
         self.mode.store(0, Ordering::SeqCst);
     }
+    fn down(&self) {
+        self.mode.store(2, Ordering::SeqCst);
+    }
 }
 
 #[async_trait]
@@ -1025,5 +1028,76 @@ async fn a_refused_submission_whose_commit_landed_is_cancelled_or_run_under_its_
     let ran = stored_in(store.as_ref(), &[orphan.id], TicketState::Succeeded).await;
     assert_eq!(ran.id, retried.id);
     assert_eq!(ran.ledger.len(), 1, "charged once: {:#?}", ran.ledger);
+    controller.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_budget_changes_nothing_unless_the_store_took_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(crate::store::Hooked {
+        inner: Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+        hook: Faulty::default(),
+    });
+    let controller = Controller::start(
+        ControllerConfig::default(),
+        store.clone(),
+        LocalPool::builtin(1),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let submit = async || {
+        controller
+            .submit(NewTicket {
+                tenant: Some("acme".into()),
+                ..NewTicket::chat("spend")
+            })
+            .await
+    };
+    let exhausted = |r: &Result<Submitted, ControllerError>| {
+        matches!(r, Err(ControllerError::BudgetExhausted { .. }))
+    };
+    controller.set_budget(acme.clone(), Some(0)).await.unwrap();
+    assert!(exhausted(&submit().await));
+
+    // Refused and never landed: the old budget holds.
+    store.hook.down();
+    let raise = controller.set_budget(acme.clone(), Some(1_000_000_000));
+    assert!(matches!(
+        raise.await,
+        Err(ControllerError::Store(StoreError::Unavailable(_)))
+    ));
+    store.hook.heal();
+    assert!(exhausted(&submit().await), "a refused raise let work in");
+    assert_eq!(
+        store.tenants().await.unwrap()[0].budget_nusd,
+        Some(0),
+        "{:?}",
+        store.tenants().await
+    );
+
+    // Refused, but it had landed: the scheduler takes the stored budget.
+    store.hook.lose_next();
+    assert!(
+        controller
+            .set_budget(acme.clone(), Some(1_000_000_000))
+            .await
+            .is_err()
+    );
+    store.hook.heal();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let admitted = loop {
+        match submit().await {
+            Ok(s) => break s,
+            Err(ControllerError::BudgetExhausted { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the stored budget was not taken on: {e}"),
+        }
+    };
+    assert_eq!(admitted.tenant, acme);
     controller.shutdown().await;
 }
