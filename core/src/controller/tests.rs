@@ -946,8 +946,8 @@ impl crate::store::ApplyHook for Faulty {
     }
 }
 
-/// The one ticket of the store the controller has not yet finished or
-/// reported, waiting until it is `state`.
+/// The store's one ticket not in `except`, once it is `state` (the
+/// refused ticket under test).
 async fn stored_in(store: &dyn Store, except: &[TicketId], state: TicketState) -> TicketView {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
