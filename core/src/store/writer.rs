@@ -26,8 +26,10 @@
 //! its answer was lost; the store's `apply` is idempotent, so it lands once.
 //! A refused proposal may likewise have landed: the scheduler settles it
 //! once the store answers again (see `Scheduler::settle`).
-//! After any failure the writer lets its other transactions land and goes
-//! back to one at a time, in order, until the failed batches have landed.
+//! After any failure the writer lets its other transactions land, then
+//! retries the failed batches together as one transaction, alone, until it
+//! lands: a proposal among them is refused by the policy above even while a
+//! record beside it keeps failing.
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -375,10 +377,11 @@ struct Settle<'a, S: ?Sized> {
 
 impl<S: Apply + ?Sized> Settle<'_, S> {
     /// Settles a landed transaction. After a failure, the others in flight
-    /// land first; then every failed batch is retried alone, in the order
-    /// sent, before anything new starts (the batch being gathered goes back
-    /// to the front of the queue), so the retry policy sees one transaction
-    /// at a time, as with a store that commits one at a time.
+    /// land first; then the failed batches are retried together, as one
+    /// transaction alone, before anything new starts (the batch being
+    /// gathered goes back to the front of the queue), so the retry policy
+    /// sees one transaction at a time, as with a store that commits one at a
+    /// time.
     async fn land(
         &mut self,
         flight: Flight,
@@ -399,10 +402,22 @@ impl<S: Apply + ?Sized> Settle<'_, S> {
             }
         }
         next.put_back(self.backlog);
+        // The failed batches are retried as one, so a proposal among them
+        // is refused as the policy says even while a record beside it keeps
+        // failing (retried alone in turn, the record would hold it back
+        // until the store returned). They were disjoint, so their rows merge.
         failed.sort_by_key(|f| f.seq);
+        let mut failed = failed.into_iter();
+        let Some(mut merged) = failed.next() else {
+            return;
+        };
         for f in failed {
-            self.finish(f, rx).await;
+            merged.combined.absorb(f.combined);
+            merged.pending.extend(f.pending);
+            merged.began = merged.began.min(f.began);
         }
+        merged.combined.coalesce();
+        self.finish(merged, rx).await;
     }
 
     async fn finish(&mut self, f: Flight, rx: &mut mpsc::Receiver<Request>) {
@@ -785,6 +800,59 @@ mod tests {
             assert_eq!(t.state, TicketState::Succeeded);
             assert_eq!((t.events.len(), t.ledger.len()), (4, 1));
         }
+        drop(writer);
+        task.await.unwrap();
+        db.drop().await;
+    }
+
+    /// A proposal that fails beside a record must still be refused while
+    /// the store stays down: the record is retried until it lands, and the
+    /// submitter (an API client told to retry on 503) must not wait for the
+    /// store's return. Seen in CI as a hung PostgreSQL crash test.
+    #[tokio::test]
+    async fn a_proposal_failing_beside_a_record_is_refused_while_the_store_is_down() {
+        let (db, writer, task, mut entered) = gated().await;
+        let (a, create_a, rest_a) = life("default");
+        let (b, create_b, _) = life("default");
+        let created_a = propose(&writer, create_a);
+        next_try(&mut entered).await.1.send(true).unwrap();
+        created_a.await.unwrap().unwrap();
+
+        // a's finish (a record) and b's creation (a proposal) are in flight
+        // at once, and the store goes down under both.
+        let finished_a = record(&writer, rest_a).await;
+        let (ids, open_a) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a]);
+        let created_b = propose(&writer, create_b);
+        let (ids, open_b) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![b]);
+        open_a.send(false).unwrap();
+        open_b.send(false).unwrap();
+
+        // Every try fails; b is refused after the policy's tries.
+        let mut tries = 1;
+        while !created_b.is_finished() {
+            assert!(
+                tries <= REFUSABLE_TRIES,
+                "b still waits after {tries} tries"
+            );
+            next_try(&mut entered).await.1.send(false).unwrap();
+            tries += 1;
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(matches!(
+            created_b.await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        // The store is back: only a's rows are left to write.
+        let (ids, open) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a]);
+        open.send(true).unwrap();
+        assert!(finished_a.await.unwrap());
+        let stored = db.store.ticket(a).await.unwrap().unwrap();
+        assert_eq!(stored.state, TicketState::Succeeded);
+        assert!(db.store.ticket(b).await.unwrap().is_none());
         drop(writer);
         task.await.unwrap();
         db.drop().await;
