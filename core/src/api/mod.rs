@@ -515,7 +515,7 @@ impl From<ControllerError> for ApiError {
                 tracing::error!(error = %e, "store error surfaced to a caller");
                 ApiError::new(
                     ErrorKind::StoreUnavailable,
-                    "the store is unavailable; nothing was changed, retry later",
+                    "the store is unavailable; retry later, with the same idempotency key for a submission (it then runs once)",
                 )
             }
             other => {
