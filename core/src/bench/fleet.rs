@@ -181,12 +181,7 @@ async fn measure(
     loaded.sort_by(f64::total_cmp);
 
     let (commits, rows_per_commit) = commit_stats(&controller);
-    let store_busy = timed
-        .hook
-        .busy_us
-        .load(std::sync::atomic::Ordering::Relaxed) as f64
-        / 1e6
-        / (elapsed.as_secs_f64() + sequential_s);
+    let store_busy = busy() / 1e3 / (elapsed.as_secs_f64() + sequential_s);
     stop.cancel();
     for n in nodes {
         let _ = n.await;
