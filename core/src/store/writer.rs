@@ -808,7 +808,7 @@ mod tests {
     /// A proposal that fails beside a record must still be refused while
     /// the store stays down: the record is retried until it lands, and the
     /// submitter (an API client told to retry on 503) must not wait for the
-    /// store's return. Seen in CI as a hung PostgreSQL crash test.
+    /// store's return. Seen locally as a hung PostgreSQL crash e2e test.
     #[tokio::test]
     async fn a_proposal_failing_beside_a_record_is_refused_while_the_store_is_down() {
         let (db, writer, task, mut entered) = gated().await;
