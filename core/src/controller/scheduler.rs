@@ -163,6 +163,15 @@ struct TenantBook {
 }
 
 impl TenantBook {
+    /// A stored tenant's book, nothing spent yet.
+    fn of(t: &Tenant) -> Self {
+        TenantBook {
+            budget_nusd: t.budget_nusd,
+            spent_nusd: 0,
+            created_at_ms: t.created_at_ms,
+        }
+    }
+
     fn exhausted(&self) -> bool {
         self.budget_nusd.is_some_and(|b| self.spent_nusd >= b)
     }
@@ -256,16 +265,7 @@ impl Scheduler {
             .tenants()
             .await?
             .into_iter()
-            .map(|t| {
-                (
-                    t.id,
-                    TenantBook {
-                        budget_nusd: t.budget_nusd,
-                        spent_nusd: 0,
-                        created_at_ms: t.created_at_ms,
-                    },
-                )
-            })
+            .map(|t| (t.id.clone(), TenantBook::of(&t)))
             .collect();
         for (tenant, spent) in store.spend_by_tenant().await? {
             if let Some(book) = tenants.get_mut(&tenant) {
@@ -830,11 +830,9 @@ impl Scheduler {
                 continue;
             }
             if let Some(tenant) = tenants.iter().find(|x| x.id == t.tenant) {
-                self.tenants.entry(t.tenant.clone()).or_insert(TenantBook {
-                    budget_nusd: tenant.budget_nusd,
-                    spent_nusd: 0,
-                    created_at_ms: tenant.created_at_ms,
-                });
+                self.tenants
+                    .entry(t.tenant.clone())
+                    .or_insert_with(|| TenantBook::of(tenant));
             }
             tracing::warn!(ticket = %t.id, "a refused submission with an idempotency key had landed; running it");
             let why = "its submitter was told the store was unavailable, though the commit had landed; run under its idempotency key";
@@ -964,11 +962,10 @@ impl Scheduler {
     /// Takes on `row`'s budget; tickets parked on the tenant's budget move
     /// again if it now has room.
     fn hold_budget(&mut self, row: &Tenant) {
-        let book = self.tenants.entry(row.id.clone()).or_insert(TenantBook {
-            budget_nusd: row.budget_nusd,
-            spent_nusd: 0,
-            created_at_ms: row.created_at_ms,
-        });
+        let book = self
+            .tenants
+            .entry(row.id.clone())
+            .or_insert_with(|| TenantBook::of(row));
         book.budget_nusd = row.budget_nusd;
         if book.exhausted() {
             return;

@@ -946,6 +946,27 @@ impl crate::store::ApplyHook for Faulty {
     }
 }
 
+type FaultyStore = crate::store::Hooked<Faulty>;
+
+/// A controller with `bots` built-in bots over a real SQLite store whose
+/// commits [`Faulty`] can fail.
+async fn faulty(bots: usize) -> (tempfile::TempDir, Arc<FaultyStore>, Controller) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(crate::store::Hooked {
+        inner: Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+        hook: Faulty::default(),
+    });
+    let controller = Controller::start(
+        ControllerConfig::default(),
+        store.clone(),
+        LocalPool::builtin(bots),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    (dir, store, controller)
+}
+
 /// The store's one ticket not in `except`, once it is `state` (the
 /// refused ticket under test).
 async fn stored_in(store: &dyn Store, except: &[TicketId], state: TicketState) -> TicketView {
@@ -979,19 +1000,7 @@ async fn stored_in(store: &dyn Store, except: &[TicketId], state: TicketState) -
 
 #[tokio::test]
 async fn a_refused_submission_whose_commit_landed_is_cancelled_or_run_under_its_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(crate::store::Hooked {
-        inner: Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
-        hook: Faulty::default(),
-    });
-    let controller = Controller::start(
-        ControllerConfig::default(),
-        store.clone(),
-        LocalPool::builtin(2),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let (_dir, store, controller) = faulty(2).await;
 
     // Without a key: the submitter hears "unavailable", so it must never run.
     store.hook.lose_next();
@@ -1033,19 +1042,7 @@ async fn a_refused_submission_whose_commit_landed_is_cancelled_or_run_under_its_
 
 #[tokio::test]
 async fn a_refused_budget_changes_nothing_unless_the_store_took_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(crate::store::Hooked {
-        inner: Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
-        hook: Faulty::default(),
-    });
-    let controller = Controller::start(
-        ControllerConfig::default(),
-        store.clone(),
-        LocalPool::builtin(1),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let (_dir, store, controller) = faulty(1).await;
     let acme = TenantId::parse("acme").unwrap();
     let submit = async || {
         controller

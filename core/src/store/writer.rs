@@ -838,7 +838,6 @@ mod tests {
             );
             next_try(&mut entered).await.1.send(false).unwrap();
             tries += 1;
-            tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(matches!(
