@@ -423,7 +423,18 @@ impl TicketFilter {
                 .map(|t| TenantId::parse(&t))
                 .transpose()?,
             bot: given(&self.bot).map(|b| BotId::parse(&b)).transpose()?,
-            kind: given(&self.kind),
+            kind: given(&self.kind)
+                .map(|k| match crate::ticket::Work::KINDS.contains(&k.as_str()) {
+                    true => Ok(k),
+                    false => Err(invalid(
+                        "kind",
+                        format!(
+                            "unknown kind {k:?}; known kinds: {}",
+                            crate::ticket::Work::KINDS.join(", ")
+                        ),
+                    )),
+                })
+                .transpose()?,
             cursor,
             limit,
         })
@@ -510,6 +521,12 @@ impl From<ControllerError> for ApiError {
             }
             ControllerError::Store(StoreError::Closed) | ControllerError::ShuttingDown => {
                 ApiError::new(ErrorKind::ShuttingDown, message)
+            }
+            // The data itself, not the store's health: retrying the same
+            // request cannot help, so it is not a 503.
+            ControllerError::Store(e @ StoreError::Rejected { .. }) => {
+                tracing::warn!(error = %e, "store refused a request's data");
+                ApiError::new(ErrorKind::Invalid, e.to_string())
             }
             ControllerError::Store(e) => {
                 tracing::error!(error = %e, "store error surfaced to a caller");

@@ -458,9 +458,17 @@ impl Runtime {
             Err(e) => return Ok(Sent::NoAnswer(e.without_url().to_string())),
         };
         let bytes = &bytes[..bytes.len().min(MAX_RESPONSE_BYTES)];
-        let body = serde_json::from_slice(bytes).unwrap_or_else(|_| {
+        let mut body = serde_json::from_slice(bytes).unwrap_or_else(|_| {
             serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
         });
+        // No store holds a NUL: the effect ledger keeps this answer.
+        let replaced = crate::ticket::text::clean_json(&mut body);
+        if replaced > 0 {
+            tracing::warn!(
+                replaced,
+                "an outside system's answer held NUL characters; replaced with U+FFFD"
+            );
+        }
         Ok(Sent::Answer {
             status,
             body: self.rules.redact_json(&body),

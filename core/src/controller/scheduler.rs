@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use specta::Type;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,10 +32,10 @@ use crate::clock::{SharedClock, UnixMs};
 use crate::cost::{LedgerEntry, Usage};
 use crate::lane::{EntryId, Lane, LaneEntry};
 use crate::store::writer::{Done, Writer};
-use crate::store::{Applied, Store, StoreError, Tenant, TicketUpdate, WriteBatch};
+use crate::store::{Applied, RejectedRows, Store, StoreError, Tenant, TicketUpdate, WriteBatch};
 use crate::ticket::{
     BotId, Skill, TenantId, Ticket, TicketError, TicketId, TicketState, Transition, TransitionKind,
-    ValidTicket, WaitReason,
+    ValidTicket, WaitReason, text,
 };
 
 /// How often backoff timers are checked.
@@ -77,7 +77,7 @@ pub(crate) enum Command {
     Persisted {
         tickets: Vec<Ticket>,
         results: Vec<Option<Result<Submitted, ControllerError>>>,
-        outcome: Result<Applied, String>,
+        outcome: Result<Applied, StoreError>,
         new_tenants: Vec<TenantId>,
         reply: SubmitReply,
     },
@@ -102,7 +102,7 @@ pub(crate) enum Command {
     /// scheduler hold the new budget.
     BudgetWritten {
         row: Tenant,
-        outcome: Result<(), String>,
+        outcome: Result<(), StoreError>,
         reply: oneshot::Sender<Result<Tenant, ControllerError>>,
     },
     /// Fleet mode: bots that registered, and bots whose heartbeat stopped
@@ -132,6 +132,16 @@ pub(crate) enum Command {
         attempt: u32,
         bot: BotId,
         reply: oneshot::Sender<Result<TenantId, String>>,
+    },
+    /// The store refused some tickets' records for their data (the writer
+    /// set them aside so the rest landed): those tickets are stopped.
+    Rejected {
+        rows: Vec<RejectedRows>,
+    },
+    /// The stored state of rejected tickets the scheduler no longer held.
+    RejectedStored {
+        rows: Vec<RejectedRows>,
+        found: Vec<Ticket>,
     },
     Shutdown,
 }
@@ -211,6 +221,9 @@ pub(crate) struct Scheduler {
     unsettled: Vec<TicketId>,
     /// Tenants whose budget write was refused: it too may have landed.
     unsettled_budgets: Vec<TenantId>,
+    /// Tickets stopped because the store refused their records: one
+    /// refused again is left to restart recovery, never stopped in a loop.
+    stopped_rejected: HashSet<TicketId>,
     /// Whether a check of `unsettled` against the store is under way.
     settling: bool,
     /// Tickets routed in the commit that admitted them, durable now, to be
@@ -301,6 +314,7 @@ impl Scheduler {
             admitting: 0,
             unsettled: Vec::new(),
             unsettled_budgets: Vec::new(),
+            stopped_rejected: HashSet::new(),
             settling: false,
             batch: WriteBatch::default(),
             acks: Vec::new(),
@@ -461,25 +475,28 @@ impl Scheduler {
         let acks = std::mem::take(&mut self.acks);
         let receipts = std::mem::take(&mut self.receipts);
         let replies = std::mem::take(&mut self.replies);
-        let done: Option<Done> = if acks.is_empty() && receipts.is_empty() && replies.is_empty() {
-            None
-        } else {
-            let acker = self.acker.clone();
-            let receipt_sink = self.receipt_sink.clone();
-            Some(Box::new(move |r: Result<&Applied, &StoreError>| {
-                if r.is_ok() {
-                    if !acks.is_empty() {
-                        let _ = acker.send(acks);
-                    }
-                    if let (Some(sink), false) = (receipt_sink, receipts.is_empty()) {
-                        let _ = sink.send(receipts);
-                    }
-                    for (reply, answer) in replies {
-                        let _ = reply.send(answer);
-                    }
-                }
-            }))
-        };
+        let (acker, receipt_sink, inbox) = (
+            self.acker.clone(),
+            self.receipt_sink.clone(),
+            self.inbox.clone(),
+        );
+        let done: Option<Done> = Some(Box::new(move |r: Result<&Applied, &StoreError>| {
+            let Ok(applied) = r else { return };
+            if !acks.is_empty() {
+                let _ = acker.send(acks);
+            }
+            if let (Some(sink), false) = (receipt_sink, receipts.is_empty()) {
+                let _ = sink.send(receipts);
+            }
+            for (reply, answer) in replies {
+                let _ = reply.send(answer);
+            }
+            if !applied.rejected.is_empty() {
+                let _ = inbox.send(Command::Rejected {
+                    rows: applied.rejected.clone(),
+                });
+            }
+        }));
         if self.writer.record(batch, done).await.is_err() {
             tracing::error!(
                 "store writer is gone; decisions of this turn are lost until restart recovery"
@@ -550,6 +567,8 @@ impl Scheduler {
             } => {
                 let _ = reply.send(self.check_call(ticket, attempt, &bot));
             }
+            Command::Rejected { rows } => self.on_rejected(rows),
+            Command::RejectedStored { rows, found } => self.on_rejected_stored(rows, found),
             Command::Shutdown => {}
         }
     }
@@ -627,7 +646,7 @@ impl Scheduler {
         self.admitting += accepted.len();
         let inbox = self.inbox.clone();
         let done: Done = Box::new(move |r: Result<&Applied, &StoreError>| {
-            let outcome = r.cloned().map_err(|e| e.to_string());
+            let outcome = r.cloned().map_err(StoreError::clone);
             let _ = inbox.send(Command::Persisted {
                 tickets: accepted,
                 results,
@@ -696,7 +715,7 @@ impl Scheduler {
         &mut self,
         tickets: Vec<Ticket>,
         mut results: Vec<Option<Result<Submitted, ControllerError>>>,
-        outcome: Result<Applied, String>,
+        outcome: Result<Applied, StoreError>,
         new_tenants: Vec<TenantId>,
         reply: SubmitReply,
     ) {
@@ -710,9 +729,13 @@ impl Scheduler {
                 for t in &tickets {
                     self.release_admission_route(t);
                 }
-                self.unsettled.extend(tickets.iter().map(|t| t.id));
+                // A refusal for the data is final; any other may have
+                // landed after all, and is settled once the store answers.
+                if !e.is_permanent() {
+                    self.unsettled.extend(tickets.iter().map(|t| t.id));
+                }
                 for slot in pending {
-                    *slot = Some(Err(StoreError::Unavailable(e.clone()).into()));
+                    *slot = Some(Err(e.clone().into()));
                 }
             }
             Ok(applied) => {
@@ -758,6 +781,86 @@ impl Scheduler {
                 .map(|r| r.unwrap_or(Err(ControllerError::ShuttingDown)))
                 .collect(),
         );
+    }
+
+    /// Stops the tickets whose records the store refused for their data, so
+    /// none waits on a write that can never land: the scheduler's own copy
+    /// if it still holds the ticket, else the store's (read in the
+    /// background). A refused ledger row alone is only reported: its ticket
+    /// went on, and its charge stays in the in-memory spend.
+    fn on_rejected(&mut self, rows: Vec<RejectedRows>) {
+        let mut stored = Vec::new();
+        for r in rows {
+            if r.ledger_only {
+                tracing::error!(ticket = %r.ticket, error = %r.error, "the store refused a ledger row; its charge is not recorded");
+                continue;
+            }
+            if !self.stopped_rejected.insert(r.ticket) {
+                tracing::error!(ticket = %r.ticket, error = %r.error, "the store refused the record that stops this ticket; restart recovery will find it");
+                continue;
+            }
+            match self.live.remove(&r.ticket) {
+                Some(t) => self.stop_rejected(t, &r.error),
+                None => stored.push(r),
+            }
+        }
+        if stored.is_empty() {
+            return;
+        }
+        let (store, inbox) = (self.store.clone(), self.inbox.clone());
+        tokio::spawn(async move {
+            match store.unfinished().await {
+                Ok(all) => {
+                    let ids: HashSet<TicketId> = stored.iter().map(|r| r.ticket).collect();
+                    let found = all.into_iter().filter(|t| ids.contains(&t.id)).collect();
+                    let _ = inbox.send(Command::RejectedStored {
+                        rows: stored,
+                        found,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, tickets = stored.len(), "cannot read tickets whose records the store refused; restart recovery will requeue them");
+                }
+            }
+        });
+    }
+
+    fn on_rejected_stored(&mut self, rows: Vec<RejectedRows>, found: Vec<Ticket>) {
+        let errors: HashMap<TicketId, String> =
+            rows.into_iter().map(|r| (r.ticket, r.error)).collect();
+        for t in found {
+            // Held again meanwhile (a requeue of the stored copy): ours wins.
+            let t = self.live.remove(&t.id).unwrap_or(t);
+            let error = errors.get(&t.id).map_or("", String::as_str);
+            self.stop_rejected(t, error);
+        }
+    }
+
+    /// Ends `t` as `dead` (or `cancelled`, before it ran) with the store's
+    /// refusal as its reason. Its result, if any, is dropped: it is what the
+    /// store could not hold.
+    fn stop_rejected(&mut self, mut t: Ticket, error: &str) {
+        let now = self.clock.now_ms();
+        let why = format!("the store refused this ticket's record ({error}); it was stopped");
+        t.result = None;
+        t.error = Some(why.clone());
+        let steps: &[TransitionKind] = match t.state {
+            TicketState::Routed | TicketState::Running => {
+                &[TransitionKind::Fail, TransitionKind::GiveUp]
+            }
+            TicketState::Failed => &[TransitionKind::GiveUp],
+            TicketState::Queued | TicketState::AwaitingApproval => &[TransitionKind::Cancel],
+            TicketState::Succeeded | TicketState::Dead | TicketState::Cancelled => &[],
+        };
+        for &step in steps {
+            self.transition(&mut t, step, None, &why, now);
+        }
+        if steps.is_empty() {
+            self.batch.updates.push(TicketUpdate::of(&t));
+        }
+        if !t.state.is_terminal() {
+            self.live.insert(t.id, t);
+        }
     }
 
     /// Starts a check of the refused submissions against the store, once it
@@ -932,7 +1035,7 @@ impl Scheduler {
         let done: Done = Box::new(move |r: Result<&Applied, &StoreError>| {
             let _ = inbox.send(Command::BudgetWritten {
                 row,
-                outcome: r.map(|_| ()).map_err(|e| e.to_string()),
+                outcome: r.map(|_| ()).map_err(StoreError::clone),
                 reply,
             });
         });
@@ -942,7 +1045,7 @@ impl Scheduler {
     fn on_budget_written(
         &mut self,
         row: Tenant,
-        outcome: Result<(), String>,
+        outcome: Result<(), StoreError>,
         reply: oneshot::Sender<Result<Tenant, ControllerError>>,
     ) {
         let answer = match outcome {
@@ -951,9 +1054,12 @@ impl Scheduler {
                 Ok(row)
             }
             Err(e) => {
-                // Its answer may have been lost after it landed.
-                self.unsettled_budgets.push(row.id);
-                Err(StoreError::Unavailable(e).into())
+                // Its answer may have been lost after it landed (a refusal
+                // for its data is final: nothing landed).
+                if !e.is_permanent() {
+                    self.unsettled_budgets.push(row.id);
+                }
+                Err(e.into())
             }
         };
         let _ = reply.send(answer);
@@ -1384,26 +1490,32 @@ impl Scheduler {
                 reported_model,
             } => {
                 // A secret a model repeats (from a tool's answer, say) is not
-                // kept, shown or streamed.
+                // kept, shown or streamed; a NUL no store can hold is
+                // replaced, and the history says so.
+                let (text, nuls) = text::clean(&text);
                 let text = self.config.secret_rules.redact(&text);
+                let (reported_model, nuls_in_model) = match reported_model {
+                    Some(m) => {
+                        let (m, n) = text::clean(&m);
+                        (Some(m.into_owned()), n)
+                    }
+                    None => (None, 0),
+                };
                 t.result = Some(Arc::new(serde_json::json!({
                     "text": text,
                     "model": self.bots[bot_idx].handle.model,
                     "reported_model": reported_model,
                     "usage": usage,
                 })));
-                self.transition(
-                    &mut t,
-                    TransitionKind::Succeed,
-                    None,
-                    "model replied",
-                    at_ms,
-                );
+                let reason = format!("model replied{}", text::note(nuls + nuls_in_model));
+                self.transition(&mut t, TransitionKind::Succeed, None, &reason, at_ms);
                 counters.succeeded.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Failed { error, retryable } => {
-                // An upstream error may quote a credential.
-                let error = self.config.secret_rules.redact(&error).into_owned();
+                // An upstream error may quote a credential, or hold a NUL.
+                let (error, nuls) = text::clean(&error);
+                let error =
+                    self.config.secret_rules.redact(&error).into_owned() + &text::note(nuls);
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 t.error = Some(error.clone());
                 if retryable && t.can_retry() {

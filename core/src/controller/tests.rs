@@ -1098,3 +1098,184 @@ async fn a_refused_budget_changes_nothing_unless_the_store_took_it() {
     assert_eq!(admitted.tenant, acme);
     controller.shutdown().await;
 }
+
+/// Replies with the prompt (and fails, quoting it, when it starts "fail").
+#[derive(Debug)]
+struct Echo(ModelId);
+
+#[async_trait]
+impl Model for Echo {
+    fn id(&self) -> &ModelId {
+        &self.0
+    }
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, ModelError> {
+        let prompt = request
+            .messages
+            .last()
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        let text = prompt.replace("NUL", "\u{0}");
+        if let Some(rest) = text.strip_prefix("fail") {
+            return Err(ModelError::Status {
+                status: 400,
+                body: format!("upstream said{rest}"),
+            });
+        }
+        Ok(ChatReply {
+            text,
+            usage: Usage {
+                input_tokens: 1,
+                output_tokens: 1,
+            },
+            reported_model: Some("echo\u{0}-1".into()),
+        })
+    }
+}
+
+fn echo() -> Echo {
+    Echo(ModelId::parse("builtin").unwrap())
+}
+
+/// A model reply holding U+0000 stopped a fleet's writes (PostgreSQL
+/// refuses it). It is replaced where it enters, and the history says so.
+#[tokio::test]
+async fn a_nul_in_a_reply_or_an_error_is_replaced_and_the_history_says_so() {
+    let h = Harness::builder().model(echo()).build().await;
+    let replied = h.submit(chat("aNULbNUL")).await.id;
+    let failed = h.submit(chat("fail NUL")).await.id;
+    let replied = h.wait_terminal(replied).await;
+    let failed = h.wait_terminal(failed).await;
+    assert_eq!(replied.state, TicketState::Succeeded);
+    let result = replied.result.unwrap();
+    assert_eq!(result["text"], "a\u{FFFD}b\u{FFFD}");
+    assert_eq!(result["reported_model"], "echo\u{FFFD}-1");
+    let said = &replied.events.last().unwrap().reason;
+    assert!(
+        said.starts_with("model replied; 3 NUL characters (U+0000)"),
+        "{said}"
+    );
+    assert_eq!(failed.state, TicketState::Dead);
+    let error = failed.error.unwrap();
+    assert!(!error.contains('\0'), "{error:?}");
+    assert!(error.contains("upstream said \u{FFFD}"), "{error}");
+    assert!(error.contains("1 NUL character (U+0000)"), "{error}");
+}
+
+/// Refuses, for its data, any batch with "poison" in a result or a payload,
+/// as PostgreSQL refuses a NUL.
+#[derive(Debug, Default)]
+struct Poisoned;
+
+#[async_trait]
+impl crate::store::ApplyHook for Poisoned {
+    async fn apply(
+        &self,
+        inner: &dyn Store,
+        batch: &WriteBatch,
+    ) -> Result<crate::store::Applied, StoreError> {
+        let poisoned = batch
+            .updates
+            .iter()
+            .filter_map(|u| u.result.as_ref())
+            .any(|r| r.to_string().contains("poison"))
+            || batch
+                .new_tickets
+                .iter()
+                .any(|t| t.work.payload_json().to_string().contains("poison pill"));
+        if poisoned {
+            return Err(StoreError::Rejected {
+                code: "22P05".into(),
+                message: "unsupported Unicode escape sequence".into(),
+            });
+        }
+        inner.apply(batch).await
+    }
+}
+
+/// One record the store refuses for its data stops its own ticket, with a
+/// reason, and nothing else: other tickets and later submissions flow on.
+#[tokio::test]
+async fn a_record_the_store_refuses_stops_its_ticket_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(crate::store::Hooked {
+        inner: Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+        hook: Poisoned,
+    });
+    let pool = LocalPool {
+        bots: 2,
+        skills: vec![Skill::parse("chat").unwrap()],
+        model: Arc::new(echo()),
+        tools: None,
+    };
+    let controller = Controller::start(
+        ControllerConfig::default(),
+        store.clone(),
+        pool,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let poisoned = controller
+        .submit(chat("the poison reply"))
+        .await
+        .unwrap()
+        .id;
+    let mut others = Vec::new();
+    for i in 0..20 {
+        let t = NewTicket {
+            tenant: Some(format!("tenant-{}", i % 3)),
+            ..chat(&format!("fine {i}"))
+        };
+        others.push(controller.submit(t).await.unwrap().id);
+    }
+    // A submission the store refuses is refused, as invalid, not as an outage.
+    let refused = controller.submit(chat("a poison pill")).await.unwrap_err();
+    assert!(
+        matches!(&refused, ControllerError::Store(e) if e.is_permanent()),
+        "{refused:?}"
+    );
+    assert_eq!(
+        crate::api::ApiError::from(refused).kind,
+        crate::api::ErrorKind::Invalid
+    );
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let stopped = loop {
+        let v = store.ticket(poisoned).await.unwrap().unwrap();
+        if v.state.is_terminal() {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {}", v.state);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stopped.state, TicketState::Dead, "{stopped:#?}");
+    let why = stopped.error.unwrap();
+    assert!(
+        why.contains("the store refused this ticket's record"),
+        "{why}"
+    );
+    assert!(why.contains("22P05"), "{why}");
+    assert!(stopped.result.is_none());
+    assert_eq!(
+        stopped.ledger.len(),
+        1,
+        "its model call is still charged, once"
+    );
+    for id in others {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = store.ticket(id).await.unwrap().unwrap();
+            if v.state == TicketState::Succeeded {
+                break;
+            }
+            assert!(
+                !v.state.is_terminal() && tokio::time::Instant::now() < deadline,
+                "{v:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let after = controller.submit(chat("after it")).await.unwrap();
+    assert!(!after.duplicate);
+    controller.shutdown().await;
+}

@@ -26,11 +26,19 @@ use crate::ticket::{
     BotId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, WaitReason,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// The store could not be reached or did not answer: transient, the
+    /// same write may succeed later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused the data itself (PostgreSQL's SQLSTATE classes 22,
+    /// data exception, and 23, integrity constraint; SQLite's constraint
+    /// errors): permanent, the same write will always fail. It belongs to
+    /// the rows that carry it, never to the rest of a batch.
+    #[error("the store refused the data (SQLSTATE {code}): {message}")]
+    Rejected { code: String, message: String },
     #[error("store migration failed: {0}")]
     Migrate(String),
     #[error("stored row is corrupt: {0}")]
@@ -41,8 +49,41 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl StoreError {
+    /// Whether retrying the same write can never help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StoreError::Rejected { .. })
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind as K;
+        if let sqlx::Error::Database(db) = &e {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let pg_data_class = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some_and(|_| code.starts_with("22") || code.starts_with("23"));
+            let constraint = matches!(
+                db.kind(),
+                K::UniqueViolation
+                    | K::ForeignKeyViolation
+                    | K::NotNullViolation
+                    | K::CheckViolation
+            );
+            if pg_data_class || constraint {
+                return StoreError::Rejected {
+                    code,
+                    message: db.message().to_owned(),
+                };
+            }
+        }
+        if let sqlx::Error::Encode(err) = &e {
+            return StoreError::Rejected {
+                code: "encode".into(),
+                message: err.to_string(),
+            };
+        }
         StoreError::Unavailable(e.to_string())
     }
 }
@@ -144,6 +185,133 @@ impl WriteBatch {
             + self.budgets.len()
     }
 
+    /// Replaces every NUL in the text the batch carries (payloads,
+    /// results, errors, event reasons); returns how many it replaced. The
+    /// writer's last resort when the store refuses a batch for its data:
+    /// text is cleaned where it enters, so this finds nothing unless a path
+    /// was missed.
+    pub fn clean(&mut self) -> usize {
+        use crate::ticket::text::{clean_json, clean_string};
+        let mut n = 0;
+        for t in &mut self.new_tickets {
+            let mut payload = t.work.payload_json();
+            if clean_json(&mut payload) > 0
+                && let Ok(work) = crate::ticket::Work::parse(t.work.kind(), payload)
+            {
+                n += 1;
+                t.work = Arc::new(work);
+            }
+            if let Some(r) = &mut t.result {
+                n += clean_json(Arc::make_mut(r));
+            }
+            n += t.error.as_mut().map_or(0, clean_string);
+            n += t.idempotency_key.as_mut().map_or(0, clean_string);
+        }
+        for u in &mut self.updates {
+            if let Some(r) = &mut u.result {
+                n += clean_json(Arc::make_mut(r));
+            }
+            n += u.error.as_mut().map_or(0, clean_string);
+        }
+        for t in &mut self.transitions {
+            n += clean_string(&mut t.reason);
+        }
+        for l in &mut self.ledger {
+            n += clean_string(&mut l.price_version);
+        }
+        n
+    }
+
+    /// Moves out the rows of `tickets` and `tenants` (their new tickets,
+    /// updates, events, ledger rows, directory and budget rows).
+    pub fn take_part(
+        &mut self,
+        tickets: &std::collections::HashSet<TicketId>,
+        tenants: &std::collections::HashSet<TenantId>,
+    ) -> WriteBatch {
+        WriteBatch {
+            tenants: self
+                .tenants
+                .extract_if(.., |t| tenants.contains(&t.id))
+                .collect(),
+            new_tickets: self
+                .new_tickets
+                .extract_if(.., |t| tickets.contains(&t.id))
+                .collect(),
+            updates: self
+                .updates
+                .extract_if(.., |u| tickets.contains(&u.id))
+                .collect(),
+            transitions: self
+                .transitions
+                .extract_if(.., |t| tickets.contains(&t.ticket))
+                .collect(),
+            ledger: self
+                .ledger
+                .extract_if(.., |l| tickets.contains(&l.ticket))
+                .collect(),
+            budgets: self
+                .budgets
+                .extract_if(.., |t| tenants.contains(&t.id))
+                .collect(),
+        }
+    }
+
+    /// Splits the batch into the parts the store can refuse one by one: the
+    /// directory (tenants and budgets) first, then each ticket's life (its
+    /// creation, updates and events) in the order the batch first names it,
+    /// then each ledger row alone, so a refused result never costs the
+    /// charge beside it.
+    pub fn split(self) -> Vec<WriteBatch> {
+        let mut parts = Vec::new();
+        if !self.tenants.is_empty() || !self.budgets.is_empty() {
+            parts.push(WriteBatch {
+                tenants: self.tenants,
+                budgets: self.budgets,
+                ..WriteBatch::default()
+            });
+        }
+        let mut index: std::collections::HashMap<TicketId, usize> = Default::default();
+        let first = parts.len();
+        let mut part_of = |id: TicketId, parts: &mut Vec<WriteBatch>| -> usize {
+            *index.entry(id).or_insert_with(|| {
+                parts.push(WriteBatch::default());
+                parts.len() - 1
+            })
+        };
+        for t in self.new_tickets {
+            let i = part_of(t.id, &mut parts);
+            parts[i].new_tickets.push(t);
+        }
+        for u in self.updates {
+            let i = part_of(u.id, &mut parts);
+            parts[i].updates.push(u);
+        }
+        for t in self.transitions {
+            let i = part_of(t.ticket, &mut parts);
+            parts[i].transitions.push(t);
+        }
+        debug_assert!(parts[first..].iter().all(|p| !p.is_empty()));
+        parts.extend(self.ledger.into_iter().map(|l| WriteBatch {
+            ledger: vec![l],
+            ..WriteBatch::default()
+        }));
+        parts
+    }
+
+    /// Every ticket the batch has a row of, once each.
+    pub fn tickets(&self) -> Vec<TicketId> {
+        let mut seen = std::collections::HashSet::new();
+        self.new_tickets
+            .iter()
+            .map(|t| t.id)
+            .chain(self.updates.iter().map(|u| u.id))
+            .chain(self.transitions.iter().map(|t| t.ticket))
+            .chain(self.ledger.iter().map(|l| l.ticket))
+            .filter(|id| seen.insert(*id))
+            .collect()
+    }
+
     pub fn absorb(&mut self, other: WriteBatch) {
         self.tenants.extend(other.tenants);
         self.new_tickets.extend(other.new_tickets);
@@ -176,6 +344,25 @@ impl WriteBatch {
 pub struct Applied {
     /// New tickets refused as duplicates: (the id we tried, the id that exists).
     pub duplicates: Vec<(TicketId, TicketId)>,
+    /// Records the store refused for their data, set aside so the rest of
+    /// the batch could land (the writer's isolation; see `writer`).
+    pub rejected: Vec<RejectedRows>,
+}
+
+/// A ticket's rows the store refused for their data: none of them landed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedRows {
+    pub ticket: TicketId,
+    /// Whether the refused rows were only its ledger row (its charge).
+    pub ledger_only: bool,
+    pub error: String,
+}
+
+impl Applied {
+    pub fn absorb(&mut self, other: Applied) {
+        self.duplicates.extend(other.duplicates);
+        self.rejected.extend(other.rejected);
+    }
 }
 
 /// A ticket as the API shows it in full.

@@ -30,6 +30,17 @@
 //! retries the failed batches together as one transaction, alone, until it
 //! lands: a proposal among them is refused by the policy above even while a
 //! record beside it keeps failing.
+//!
+//! A store that refuses a batch for its data ([`StoreError::is_permanent`]:
+//! PostgreSQL's SQLSTATE classes 22 and 23) will refuse it on every try, so
+//! retrying would stop every write behind it. The writer first replaces any
+//! NUL in the batch's text and tries once more (text is cleaned where it
+//! enters, so this is a safety net); if the store still refuses, it applies
+//! the batch part by part ([`WriteBatch::split`]): each proposal's rows
+//! whole, then each ticket's, then each ledger row. A refused proposal is
+//! refused with the store's error (it changed nothing); refused records are
+//! set aside and reported in [`Applied::rejected`], so the controller can
+//! fail their tickets with a reason; everything else lands.
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -39,7 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use super::{Applied, Store, StoreError, WriteBatch};
+use super::{Applied, RejectedRows, Store, StoreError, WriteBatch};
 use crate::ticket::{TenantId, TicketId};
 
 /// What the writer needs of a store: applying batches.
@@ -81,6 +92,30 @@ struct Request {
     done: Option<Done>,
     refusable: bool,
     queued_at: Instant,
+    /// A proposal's tickets and tenants, so that its rows can be told apart
+    /// after they are merged into a transaction (see [`isolate`]).
+    owns: Option<Box<Owns>>,
+}
+
+/// What a proposal creates or sets: the rows that land or fail with it.
+#[derive(Debug, Default)]
+struct Owns {
+    tickets: HashSet<TicketId>,
+    tenants: HashSet<TenantId>,
+}
+
+impl Owns {
+    fn of(b: &WriteBatch) -> Owns {
+        Owns {
+            tickets: b.new_tickets.iter().map(|t| t.id).collect(),
+            tenants: b
+                .tenants
+                .iter()
+                .chain(&b.budgets)
+                .map(|t| t.id.clone())
+                .collect(),
+        }
+    }
 }
 
 /// A handle to the writer task. Cheap to clone.
@@ -124,6 +159,7 @@ impl Writer {
                 done,
                 refusable: false,
                 queued_at: Instant::now(),
+                owns: None,
             })
             .await
             .map_err(|_| StoreError::Closed)
@@ -132,12 +168,14 @@ impl Writer {
     /// Queues a batch its caller may be refused (`done` gets the error).
     pub async fn propose(&self, batch: WriteBatch, done: Done) -> Result<(), StoreError> {
         debug_assert!(batch.updates.is_empty() && batch.ledger.is_empty());
+        let owns = Some(Box::new(Owns::of(&batch)));
         self.tx
             .send(Request {
                 batch,
                 done: Some(done),
                 refusable: true,
                 queued_at: Instant::now(),
+                owns,
             })
             .await
             .map_err(|_| StoreError::Closed)
@@ -147,10 +185,7 @@ impl Writer {
     pub async fn write_and_wait(&self, batch: WriteBatch) -> Result<Applied, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let done: Done = Box::new(move |r| {
-            let _ = tx.send(
-                r.cloned()
-                    .map_err(|e| StoreError::Unavailable(e.to_string())),
-            );
+            let _ = tx.send(r.cloned().map_err(StoreError::clone));
         });
         self.propose(batch, done).await?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -459,16 +494,53 @@ async fn commit<S: Apply + ?Sized>(
 ) {
     let (mut began, mut outcome) = first;
     let mut tries = 0u32;
+    let mut cleaned = false;
+    // What parts that landed on their own found, for the final answer.
+    let mut found = Applied::default();
     loop {
         match outcome {
-            Ok(applied) => {
+            Ok(mut applied) => {
                 on_commit(&combined, &applied);
+                applied.absorb(found);
                 for r in pending.drain(..) {
                     if let Some(done) = r.done {
                         done(Ok(&applied));
                     }
                 }
                 return;
+            }
+            Err(e) if e.is_permanent() && !cleaned => {
+                cleaned = true;
+                let replaced = combined.clean();
+                tracing::warn!(error = %e, replaced, rows = combined.len(), "store refused a batch for its data; retrying it with each NUL replaced");
+                if replaced == 0 {
+                    outcome = Err(e);
+                    continue;
+                }
+            }
+            Err(e) if e.is_permanent() => {
+                tracing::error!(error = %e, rows = combined.len(), "store refused a batch for its data; applying it part by part");
+                match isolate(store, pending, combined, on_commit, &mut found).await {
+                    Ok(()) => {
+                        for r in pending.drain(..) {
+                            if let Some(done) = r.done {
+                                done(Ok(&found));
+                            }
+                        }
+                        return;
+                    }
+                    Err(Unfinished {
+                        rest,
+                        began: b,
+                        error,
+                    }) => {
+                        // The store went away meanwhile: what is left goes
+                        // back to the ordinary retries.
+                        (combined, began, cleaned) = (rest, b, false);
+                        outcome = Err(error);
+                        continue;
+                    }
+                }
             }
             Err(e) => {
                 tries += 1;
@@ -512,6 +584,95 @@ async fn commit<S: Apply + ?Sized>(
         }
         began = Instant::now();
         outcome = store.apply(&combined).await;
+    }
+}
+
+/// What is left when the store stopped answering during [`isolate`].
+struct Unfinished {
+    rest: WriteBatch,
+    began: Instant,
+    error: StoreError,
+}
+
+/// Applies `rows` part by part after the store refused them for their data:
+/// each proposal of `pending` whole, then the records ticket by ticket
+/// ([`WriteBatch::split`]). A proposal whose part is refused is answered
+/// with the store's error and leaves `pending`, as does one whose part
+/// landed; refused records are added to `found.rejected`, landed parts'
+/// duplicates to `found.duplicates`. If the store stops answering, returns
+/// what has not landed, with the error, for the ordinary retries.
+async fn isolate<S: Apply + ?Sized>(
+    store: &S,
+    pending: &mut Vec<Request>,
+    mut rows: WriteBatch,
+    on_commit: &mut OnCommit,
+    found: &mut Applied,
+) -> Result<(), Unfinished> {
+    let mut parts: VecDeque<(Option<usize>, WriteBatch)> = VecDeque::new();
+    for (i, r) in pending.iter().enumerate() {
+        if let Some(owns) = &r.owns {
+            parts.push_back((Some(i), rows.take_part(&owns.tickets, &owns.tenants)));
+        }
+    }
+    parts.extend(rows.split().into_iter().map(|p| (None, p)));
+    // Each proposal's answer, by its place in `pending`.
+    let mut answers: Vec<(usize, Result<Applied, StoreError>)> = Vec::new();
+    let mut unfinished = None;
+    while let Some((owner, part)) = parts.pop_front() {
+        let began = Instant::now();
+        let result = if part.is_empty() {
+            Ok(Applied::default())
+        } else {
+            store.apply(&part).await
+        };
+        match result {
+            Ok(applied) => {
+                on_commit(&part, &applied);
+                found.duplicates.extend(applied.duplicates.iter().cloned());
+                if let Some(i) = owner {
+                    answers.push((i, Ok(applied)));
+                }
+            }
+            Err(e) if e.is_permanent() => match owner {
+                Some(i) => {
+                    tracing::error!(error = %e, tickets = part.new_tickets.len(), "store refused a submission for its data; it is refused");
+                    answers.push((i, Err(e)));
+                }
+                None => {
+                    let ledger_only = part.new_tickets.is_empty()
+                        && part.updates.is_empty()
+                        && part.transitions.is_empty();
+                    for ticket in part.tickets() {
+                        tracing::error!(%ticket, ledger_only, error = %e, "store refused a ticket's record for its data; it is set aside");
+                        found.rejected.push(RejectedRows {
+                            ticket,
+                            ledger_only,
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            },
+            Err(error) => {
+                let mut rest = part;
+                for (_, p) in parts.drain(..) {
+                    rest.absorb(p);
+                }
+                unfinished = Some(Unfinished { rest, began, error });
+            }
+        }
+    }
+    // Answer the proposals settled here, latest place first so the places
+    // of the others hold.
+    answers.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+    for (i, answer) in answers {
+        let r = pending.remove(i);
+        if let Some(done) = r.done {
+            done(answer.as_ref());
+        }
+    }
+    match unfinished {
+        None => Ok(()),
+        Some(u) => Err(u),
     }
 }
 
@@ -896,5 +1057,182 @@ mod tests {
         drop(writer);
         task.await.unwrap();
         db.drop().await;
+    }
+
+    /// A real SQLite store that refuses, for its data, any batch carrying
+    /// "poison" in a result or a payload, the way PostgreSQL refuses a NUL;
+    /// while `hold` is set, the next apply waits for `release`, so the test
+    /// can queue requests that then go in one transaction.
+    struct Picky {
+        store: SqliteStore,
+        hold: AtomicBool,
+        entered: Notify,
+        release: Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl Apply for Picky {
+        async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+            if self.hold.swap(false, Ordering::SeqCst) {
+                self.entered.notify_one();
+                self.release.notified().await;
+            }
+            let poisoned = batch
+                .updates
+                .iter()
+                .filter_map(|u| u.result.as_ref())
+                .any(|r| r.to_string().contains("poison"))
+                || batch
+                    .new_tickets
+                    .iter()
+                    .any(|t| t.work.payload_json().to_string().contains("poison"));
+            if poisoned {
+                return Err(StoreError::Rejected {
+                    code: "22P05".into(),
+                    message: "unsupported Unicode escape sequence".into(),
+                });
+            }
+            Store::apply(&self.store, batch).await
+        }
+    }
+
+    /// One refused record held a whole fleet's writes: the writer retried it
+    /// without end. Now the refused rows are set aside (reported), a refused
+    /// submission is refused, and every other row of the same transaction
+    /// lands.
+    #[tokio::test]
+    async fn rows_the_store_refuses_for_their_data_stop_nothing_else() {
+        use crate::store::TicketUpdate;
+        use crate::store::fixtures::{ledger, ticket};
+        use crate::ticket::TransitionKind;
+        let dir = tempfile::tempdir().unwrap();
+        let picky = Arc::new(Picky {
+            store: SqliteStore::open(dir.path()).await.unwrap(),
+            hold: AtomicBool::new(false),
+            entered: Notify::new(),
+            release: Notify::new(),
+        });
+        let (writer, _task) = Writer::spawn(picky.clone(), Box::new(|_, _| {}));
+        let mut seeded = Vec::new();
+        for _ in 0..3 {
+            let (t, created) = ticket("default", None);
+            writer
+                .write_and_wait(WriteBatch {
+                    new_tickets: vec![t.clone()],
+                    transitions: vec![created],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            seeded.push(t);
+        }
+        let [mut bad, mut good, held] = seeded.try_into().unwrap();
+
+        // The first transaction waits; everything after it queues up and
+        // goes in the next one, together.
+        picky.hold.store(true, Ordering::SeqCst);
+        let mut cancelled = held.clone();
+        let cancel = cancelled
+            .apply(TransitionKind::Cancel, None, "r", 2)
+            .unwrap();
+        writer
+            .record(
+                WriteBatch {
+                    transitions: vec![cancel],
+                    updates: vec![TicketUpdate::of(&cancelled)],
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        picky.entered.notified().await;
+        let mut records = WriteBatch::default();
+        for (t, text) in [(&mut bad, "poison"), (&mut good, "fine")] {
+            let bot = crate::ticket::BotId::parse("bot-01").unwrap();
+            records
+                .transitions
+                .push(t.apply(TransitionKind::Route, Some(&bot), "r", 3).unwrap());
+            t.result = Some(Arc::new(serde_json::json!({ "text": text })));
+            records.updates.push(TicketUpdate::of(t));
+            records.ledger.push(ledger(t, 1, 5));
+        }
+        let (recorded, record_answer) = tokio::sync::oneshot::channel();
+        writer
+            .record(
+                records,
+                Some(Box::new(move |r| {
+                    let _ = recorded.send(r.cloned().map_err(Clone::clone));
+                })),
+            )
+            .await
+            .unwrap();
+        let propose = |prompt: &str| {
+            let (t, created) = ticket("default", None);
+            let mut t = t;
+            t.work = Arc::new(
+                crate::ticket::Work::parse("chat", serde_json::json!({ "prompt": prompt }))
+                    .unwrap(),
+            );
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let done: Done = Box::new(move |r| {
+                let _ = tx.send(r.cloned().map_err(Clone::clone));
+            });
+            let batch = WriteBatch {
+                new_tickets: vec![t.clone()],
+                transitions: vec![created],
+                ..Default::default()
+            };
+            (t, batch, done, rx)
+        };
+        let (clean, clean_batch, clean_done, clean_answer) = propose("hello");
+        let (dirty, dirty_batch, dirty_done, dirty_answer) = propose("poison pill");
+        writer.propose(clean_batch, clean_done).await.unwrap();
+        writer.propose(dirty_batch, dirty_done).await.unwrap();
+        picky.release.notify_one();
+
+        let within = |rx| tokio::time::timeout(Duration::from_secs(10), rx);
+        let applied = within(record_answer).await.unwrap().unwrap().unwrap();
+        assert_eq!(applied.rejected.len(), 1, "{applied:?}");
+        assert_eq!(applied.rejected[0].ticket, bad.id);
+        assert!(!applied.rejected[0].ledger_only);
+        assert!(applied.rejected[0].error.contains("22P05"), "{applied:?}");
+        assert!(within(clean_answer).await.unwrap().unwrap().is_ok());
+        let refused = within(dirty_answer).await.unwrap().unwrap().unwrap_err();
+        assert!(refused.is_permanent(), "{refused:?}");
+
+        let stored = |id| Store::ticket(&picky.store, id);
+        let bad_view = stored(bad.id).await.unwrap().unwrap();
+        assert_eq!(
+            bad_view.state,
+            TicketState::Queued,
+            "its refused rows never landed"
+        );
+        assert_eq!(
+            bad_view.ledger.len(),
+            1,
+            "its charge, a part of its own, landed"
+        );
+        let good_view = stored(good.id).await.unwrap().unwrap();
+        assert_eq!(good_view.state, TicketState::Routed);
+        assert_eq!(good_view.result.unwrap()["text"], "fine");
+        assert_eq!(good_view.ledger.len(), 1);
+        assert_eq!(
+            stored(held.id).await.unwrap().unwrap().state,
+            TicketState::Cancelled
+        );
+        assert!(stored(clean.id).await.unwrap().is_some());
+        assert!(stored(dirty.id).await.unwrap().is_none());
+
+        // And the writer goes on.
+        let (next, created) = ticket("default", None);
+        writer
+            .write_and_wait(WriteBatch {
+                new_tickets: vec![next],
+                transitions: vec![created],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
     }
 }

@@ -12,6 +12,7 @@
 
 mod id;
 pub mod state;
+pub mod text;
 
 pub(crate) use id::check_name;
 pub use id::{BotId, ModelId, Skill, TenantId, TicketId};
@@ -264,6 +265,14 @@ impl NewTicket {
                 actual: payload_bytes,
             });
         }
+        if let Some(at) = text::find_in_json(&self.payload, "payload") {
+            return Err(TicketError::Invalid {
+                field: payload_field(&at),
+                reason: format!(
+                    "{at} holds U+0000 (NUL), which no store can hold; remove it or send the data base64-encoded"
+                ),
+            });
+        }
         let work = Work::parse(&self.kind, self.payload)?;
         let tenant = match self.tenant.as_deref() {
             None => TenantId::default_tenant(),
@@ -321,6 +330,21 @@ impl NewTicket {
             causation_id: parse_ref("causation_id", self.causation_id)?,
             requires_approval: self.requires_approval,
         })
+    }
+}
+
+/// The payload field a path below `payload` is in, as the error names it.
+fn payload_field(path: &str) -> &'static str {
+    let top = path
+        .strip_prefix("payload.")
+        .and_then(|p| p.split(['.', '[']).next());
+    match top {
+        Some("prompt") => "payload.prompt",
+        Some("system") => "payload.system",
+        Some("params") => "payload.params",
+        Some("connector") => "payload.connector",
+        Some("operation") => "payload.operation",
+        _ => "payload",
     }
 }
 

@@ -249,3 +249,42 @@ fn approval_holds_a_ticket_until_approved() {
         .unwrap();
     assert_eq!(t.state, TicketState::Queued);
 }
+
+/// A prompt holding U+0000 reached PostgreSQL, which refused it; the writer
+/// retried the batch without end and every tenant's submissions were refused.
+#[test]
+fn a_nul_anywhere_in_a_payload_is_refused_naming_its_field() {
+    let cases = [
+        (
+            json!({"prompt": "a\u{0}b"}),
+            "chat",
+            "payload.prompt",
+            "payload.prompt holds",
+        ),
+        (
+            json!({"prompt": "ok", "system": "\u{0}"}),
+            "chat",
+            "payload.system",
+            "payload.system holds",
+        ),
+        (
+            json!({"connector": "c", "operation": "o", "params": {"note": ["x", "y\u{0}"]}}),
+            "tool",
+            "payload.params",
+            "payload.params.note[1] holds",
+        ),
+    ];
+    for (payload, kind, field, says) in cases {
+        let err = NewTicket {
+            kind: kind.into(),
+            payload,
+            ..NewTicket::default()
+        }
+        .validate()
+        .unwrap_err();
+        let message = err.to_string();
+        assert_eq!(field_of(err), field);
+        assert!(message.contains(says), "{message}");
+        assert!(message.contains("U+0000"), "{message}");
+    }
+}

@@ -481,3 +481,95 @@ async fn a_batched_update_probes_the_primary_key_once_statistics_are_fresh() {
     );
     db.drop().await;
 }
+
+/// A model reply holding U+0000 reached PostgreSQL, which refuses it in
+/// `jsonb` and `text`; every sqlx error was "unavailable", so the writer
+/// retried that batch without end and the whole fleet's writes stopped. A
+/// refusal of the data must read as permanent, on writes and on reads.
+#[tokio::test]
+async fn postgres_refusing_a_nul_is_a_rejection_not_an_outage() {
+    let db = TestDb::new().await;
+    let (mut t, mut batch) = finished_batch("acme", None, 1);
+    batch.tenants.push(tenant_row("acme"));
+    db.store.apply(&batch).await.unwrap();
+    t.result = Some(Arc::new(serde_json::json!({"text": "a\u{0}b"})));
+    let poisoned = WriteBatch {
+        updates: vec![TicketUpdate::of(&t)],
+        ..Default::default()
+    };
+    let err = db.store.apply(&poisoned).await.unwrap_err();
+    assert!(err.is_permanent(), "{err:?}");
+    assert!(err.to_string().contains("SQLSTATE 22"), "{err}");
+
+    let read = db
+        .store
+        .tickets(&TicketQuery {
+            kind: Some("\u{0}".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(read.is_permanent(), "{read:?}");
+    db.drop().await;
+}
+
+/// The writer in front of the real server: a batch holding a NUL lands
+/// cleaned (U+FFFD), and the records beside it land with it.
+#[tokio::test]
+async fn the_writer_lands_a_nul_cleaned_and_everything_beside_it() {
+    use crate::store::writer::Writer;
+    let db = TestDb::new().await;
+    let store = Arc::new(
+        PgStore::connect(&as_role(&admin_url(), APP_ROLE).unwrap(), &db.schema)
+            .await
+            .unwrap(),
+    );
+    let (writer, _task) = Writer::spawn(store.clone(), Box::new(|_, _| {}));
+    let (mut bad, created_bad) = finished_batch("acme", None, 1);
+    let (mut good, created_good) = finished_batch("globex", None, 2);
+    for b in [created_bad, created_good] {
+        writer
+            .write_and_wait(WriteBatch {
+                tenants: b
+                    .new_tickets
+                    .iter()
+                    .map(|t| tenant_row(t.tenant.as_str()))
+                    .collect(),
+                new_tickets: b.new_tickets,
+                transitions: b.transitions[..1].to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut records = WriteBatch::default();
+    for (t, text) in [(&mut bad, "poison\u{0}ed"), (&mut good, "fine")] {
+        t.result = Some(Arc::new(serde_json::json!({ "text": text })));
+        t.error = Some(format!("{text}!"));
+        records.updates.push(TicketUpdate::of(t));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    writer
+        .record(
+            records,
+            Some(Box::new(move |r| {
+                let _ = tx.send(r.cloned().map_err(Clone::clone));
+            })),
+        )
+        .await
+        .unwrap();
+    let applied = tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+        .await
+        .expect("the writer answers at once, not after endless retries")
+        .unwrap()
+        .unwrap();
+    assert!(applied.rejected.is_empty(), "{applied:?}");
+    let stored_bad = store.ticket(bad.id).await.unwrap().unwrap();
+    assert_eq!(stored_bad.result.unwrap()["text"], "poison\u{FFFD}ed");
+    assert_eq!(stored_bad.error.as_deref(), Some("poison\u{FFFD}ed!"));
+    let stored_good = store.ticket(good.id).await.unwrap().unwrap();
+    assert_eq!(stored_good.result.unwrap()["text"], "fine");
+    store.close().await;
+    db.drop().await;
+}
