@@ -19,13 +19,14 @@
 pub mod api;
 pub mod bench;
 pub mod bot;
-pub mod broker;
+pub mod cancel;
 pub mod clock;
 pub mod connector;
 pub mod controller;
 pub mod cost;
 pub mod lane;
 pub mod model;
+pub mod secrets;
 pub mod security;
 pub mod store;
 pub mod text;

@@ -26,7 +26,7 @@ use oshal_core::cost::PriceTable;
 use oshal_core::model::Model;
 use oshal_core::model::builtin::BuiltinModel;
 use oshal_core::model::openai::{OpenAiCompatible, OpenAiConfig};
-use oshal_core::security::secrets::SecretRules;
+use oshal_core::secrets::SecretRules;
 use oshal_core::security::{Listener, SecurityCenter, SecurityConfig};
 use oshal_core::store::postgres::{self as pg, PgStore};
 use oshal_core::store::sqlite::SqliteStore;
@@ -92,7 +92,7 @@ impl ConnectorArgs {
         db: oshal_core::connector::store::ConnectorDb,
         rules: Arc<SecretRules>,
     ) -> Result<Connectors> {
-        use oshal_core::broker::{
+        use oshal_core::connector::broker::{
             Secret, SecretBackend, keyring::KeyringBackend, vault::VaultBackend,
         };
         let backend: Arc<dyn SecretBackend> = match &self.vault_addr {

@@ -5,9 +5,9 @@
 
 use anyhow::Result;
 use async_trait::async_trait;
-use oshal_core::broker::vault::VaultBackend;
-use oshal_core::broker::{Secret, SecretBackend};
 use oshal_core::clock::SystemClock;
+use oshal_core::connector::broker::vault::VaultBackend;
+use oshal_core::connector::broker::{Secret, SecretBackend};
 use oshal_core::connector::gate::CallRef;
 use oshal_core::connector::runtime::{ToolError, ToolRequest};
 use oshal_core::connector::signing::TrustedKeys;
@@ -1017,7 +1017,7 @@ async fn the_keyring_backend_round_trips_through_the_os_keyring() -> Result<()> 
         );
         return Ok(());
     }
-    use oshal_core::broker::keyring::KeyringBackend;
+    use oshal_core::connector::broker::keyring::KeyringBackend;
     let backend = KeyringBackend::new(format!("dev.oshal.test.{}", uuid::Uuid::new_v4().simple()));
     assert!(backend.read("connector/shop").await?.is_none());
     backend

@@ -255,8 +255,9 @@ async fn json_body<T: serde::de::DeserializeOwned>(
         let inner = e.inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                ApiError::new(ErrorKind::Invalid, format!("request body: {inner}"))
-                    .field(super::field_path(&e.path().to_string(), &inner.to_string()))
+                ApiError::new(ErrorKind::Invalid, format!("request body: {inner}")).field(
+                    crate::text::field_path(&e.path().to_string(), &inner.to_string()),
+                )
             }
             _ => malformed(inner),
         }

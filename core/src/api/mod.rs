@@ -8,11 +8,14 @@
 
 pub mod client;
 pub mod http;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
 use crate::controller::ControllerError;
+use crate::security::SecurityError;
 use crate::store::StoreError;
 use crate::ticket::TicketError;
 
@@ -146,28 +149,6 @@ pub struct BulkReport {
     pub created: Vec<crate::ticket::TicketId>,
     /// The first 100 tickets it could not act on.
     pub failed: Vec<BulkFailure>,
-}
-
-/// The field a JSON deserialisation error is about, as a dotted path
-/// (`tickets[1].colour`; `body` for the document itself). `path` is where
-/// `serde_path_to_error` stopped; a missing or unknown field is reported at
-/// its parent, so its own name is added.
-pub(crate) fn field_path(path: &str, message: &str) -> String {
-    let named = ["missing field `", "unknown field `"].iter().find_map(|m| {
-        message
-            .split(m)
-            .nth(1)
-            .and_then(|rest| rest.split('`').next())
-    });
-    let path = path.trim_start_matches('.');
-    match named {
-        Some(name) if path.is_empty() => name.to_owned(),
-        Some(name) if path != name && !path.ends_with(&format!(".{name}")) => {
-            format!("{path}.{name}")
-        }
-        _ if path.is_empty() => "body".to_owned(),
-        _ => path.to_owned(),
-    }
 }
 
 /// The most tickets one batch submission carries.
@@ -498,6 +479,28 @@ impl From<crate::connector::ConnectorError> for ApiError {
                 ApiError::new(
                     ErrorKind::StoreUnavailable,
                     "the connector store is unavailable",
+                )
+            }
+        }
+    }
+}
+
+impl From<SecurityError> for ApiError {
+    fn from(e: SecurityError) -> Self {
+        let message = e.to_string();
+        match e {
+            SecurityError::Invalid { field, .. } => {
+                ApiError::new(ErrorKind::Invalid, message).field(field)
+            }
+            SecurityError::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            SecurityError::TooLarge(field, limit) => ApiError::new(ErrorKind::TooLarge, message)
+                .field(field)
+                .limit(limit as u64),
+            SecurityError::Db(_) => {
+                tracing::error!(error = %message, "security store failed");
+                ApiError::new(
+                    ErrorKind::StoreUnavailable,
+                    "the security store is unavailable",
                 )
             }
         }

@@ -28,8 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BotContext, BotReport, BotSpec, CancelRegistry, spawn_supervised};
 use crate::clock::SharedClock;
-use crate::controller::fleet::Registration;
-use crate::lane::redis::{self as rl, Keys, RedisLane};
+use crate::lane::redis::{self as rl, Keys, RedisLane, Registration};
 use crate::lane::{Lane, LaneError};
 use crate::model::Model;
 use crate::ticket::{BotId, Skill, TicketId};
@@ -72,11 +71,11 @@ pub async fn run_node(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
-    if config.bots == 0 || config.bots > crate::controller::MAX_BOTS {
+    if config.bots == 0 || config.bots > super::MAX_BOTS {
         return Err(NodeError::Invalid(format!(
             "bots is {}; a node hosts 1..={}",
             config.bots,
-            crate::controller::MAX_BOTS
+            super::MAX_BOTS
         )));
     }
     let client = Client::open(config.redis_url.as_str())

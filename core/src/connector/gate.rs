@@ -15,21 +15,8 @@ use std::sync::Mutex;
 use super::manifest::Manifest;
 use super::store::{AuditEntry, AuditKind, ConnectorDb, Grant};
 use crate::clock::{SharedClock, UnixMs};
-use crate::ticket::{BotId, TenantId, TicketId};
 
-/// One tool call as the gate sees it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CallRef {
-    pub bot: BotId,
-    /// The tenant of the ticket; its audit rows and writes are that
-    /// tenant's. `None` only for the Security Center's probes, which act
-    /// for no tenant (and never reach a write).
-    pub tenant: Option<TenantId>,
-    pub ticket: TicketId,
-    pub attempt: u32,
-    pub connector: String,
-    pub operation: String,
-}
+pub use super::call::CallRef;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -138,13 +125,7 @@ impl Gate {
             .map_err(|e| EvalError::Store(e.to_string()))?;
         // Told only to a bot granted the operation (others learn nothing of
         // its schema), and before a rate slot or budget is taken.
-        let invalid = match super::runtime::check_params(op, params) {
-            Err(super::runtime::ToolError::InvalidParams { field, reason }) => {
-                Some((field, reason))
-            }
-            Err(other) => Some(("params".to_owned(), other.to_string())),
-            Ok(()) => None,
-        };
+        let invalid = op.check_params(params).err().map(|e| (e.field, e.reason));
         let mut closest: Option<Decision> = None;
         for grant in grants.iter().filter(|g| g.operations.contains(&op.id)) {
             let missing: Vec<&str> = op

@@ -132,6 +132,32 @@ pub struct Operation {
     pub summary: Option<String>,
 }
 
+impl Operation {
+    /// The parameters against this operation's schema; the error names the
+    /// field (`params.petId`) and why.
+    pub fn check_params(&self, params: &serde_json::Value) -> Result<(), InvalidParams> {
+        let validator = jsonschema::validator_for(&self.params).map_err(|e| InvalidParams {
+            field: "params".into(),
+            reason: format!("the operation's schema does not compile: {e}"),
+        })?;
+        if let Some(e) = validator.iter_errors(params).next() {
+            let at = e.instance_path().to_string();
+            return Err(InvalidParams {
+                field: format!("params{}", at.replace('/', ".")),
+                reason: e.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Parameters that do not fit an operation's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidParams {
+    pub field: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {

@@ -14,6 +14,8 @@
 //!
 //! Start with [`Connectors`], the facade the API and the bots hold.
 
+pub mod broker;
+pub mod call;
 pub mod gate;
 pub mod manifest;
 pub mod openapi;
@@ -30,8 +32,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use crate::broker::{Broker, SecretBackend};
 use crate::clock::{SharedClock, UnixMs};
+use crate::connector::broker::{Broker, SecretBackend};
 use crate::ticket::{BotId, TicketId};
 use manifest::{Category, Effect, Manifest, ManifestError, Method};
 use signing::{Envelope, TrustedKeys};
@@ -228,7 +230,7 @@ impl Connectors {
         db: ConnectorDb,
         backend: Arc<dyn SecretBackend>,
         trusted: TrustedKeys,
-        rules: Arc<crate::security::secrets::SecretRules>,
+        rules: Arc<crate::secrets::SecretRules>,
         clock: SharedClock,
     ) -> Result<Self, ConnectorError> {
         let registry = Arc::new(Registry::default());
@@ -276,8 +278,8 @@ impl Connectors {
         pool: sqlx::SqlitePool,
         clock: SharedClock,
     ) -> Result<Self, ConnectorError> {
-        let backend = Arc::new(crate::broker::keyring::KeyringBackend::default());
-        let rules = crate::security::secrets::SecretRules::shipped_shared();
+        let backend = Arc::new(crate::connector::broker::keyring::KeyringBackend::default());
+        let rules = crate::secrets::SecretRules::shipped_shared();
         Self::open(
             store::sqlite(pool),
             backend,
@@ -613,14 +615,14 @@ impl Connectors {
 
     /// Audits a call refused before the gate was asked (a node asked for a
     /// call its bot does not hold), as a denied decision.
-    pub async fn refuse(&self, call: &gate::CallRef, reason: &str) -> Result<(), ConnectorError> {
+    pub async fn refuse(&self, call: &call::CallRef, reason: &str) -> Result<(), ConnectorError> {
         let now = self.inner.clock.now_ms();
         let e = AuditEntry::for_call(AuditKind::Decision, call, Some(false), reason, now);
         Ok(self.inner.db.audit(&e).await?)
     }
 
     /// The gate's decision on `call`, as the runtime would take it (audited).
-    pub async fn decide(&self, call: &gate::CallRef, params: &serde_json::Value) -> gate::Decision {
+    pub async fn decide(&self, call: &call::CallRef, params: &serde_json::Value) -> gate::Decision {
         self.inner.runtime.decide(call, params).await
     }
 

@@ -36,9 +36,9 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Connectors;
-use super::gate::CallRef;
+use super::call::CallRef;
 use super::runtime::{ToolError, ToolRequest, ToolResult};
-use crate::bot::CancelRegistry;
+use crate::cancel::CancelRegistry;
 use crate::lane::redis::{self as rl, Keys};
 use crate::ticket::TenantId;
 

@@ -27,9 +27,9 @@ use super::Registry;
 use super::gate::{CallRef, Gate};
 use super::manifest::{Effect, Manifest, Operation};
 use super::store::{ConnectorDb, EffectRow, EffectState, Settled};
-use crate::broker::{Broker, BrokerError, ToolToken};
 use crate::clock::SharedClock;
-use crate::security::secrets::SecretRules;
+use crate::connector::broker::{Broker, BrokerError, ToolToken};
+use crate::secrets::SecretRules;
 
 /// Each HTTP request's limit.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -462,7 +462,7 @@ impl Runtime {
             serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
         });
         // No store holds a NUL: the effect ledger keeps this answer.
-        let replaced = crate::ticket::text::clean_json(&mut body);
+        let replaced = crate::text::clean_json(&mut body);
         if replaced > 0 {
             tracing::warn!(
                 replaced,
@@ -501,24 +501,6 @@ fn answer(
             body,
         })
     }
-}
-
-/// The parameters against the operation's schema; the error names the field.
-/// The gate runs it, so a malformed call is refused before it spends.
-pub(crate) fn check_params(op: &Operation, params: &serde_json::Value) -> Result<(), ToolError> {
-    let validator =
-        jsonschema::validator_for(&op.params).map_err(|e| ToolError::InvalidParams {
-            field: "params".into(),
-            reason: format!("the operation's schema does not compile: {e}"),
-        })?;
-    if let Some(e) = validator.iter_errors(params).next() {
-        let at = e.instance_path().to_string();
-        return Err(ToolError::InvalidParams {
-            field: format!("params{}", at.replace('/', ".")),
-            reason: e.to_string(),
-        });
-    }
-    Ok(())
 }
 
 /// Fills `{name}` path segments from the parameters; returns the URL and

@@ -146,7 +146,7 @@ impl AuditEntry {
     /// attempt, connector and operation.
     pub fn for_call(
         kind: AuditKind,
-        call: &super::gate::CallRef,
+        call: &super::call::CallRef,
         allowed: Option<bool>,
         reason: impl Into<String>,
         at_ms: UnixMs,

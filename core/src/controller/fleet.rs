@@ -21,7 +21,6 @@
 use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;
 use redis::{AsyncCommands, Client};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +31,9 @@ use super::scheduler::Command;
 use super::{BotCounters, BotHandle};
 use crate::bot::BotReport;
 use crate::cost::PriceTable;
-use crate::lane::redis::{self as rl, Keys, RedisLane};
+use crate::lane::redis::{self as rl, Keys, RedisLane, Registration};
 use crate::lane::{EntryId, Lane, LaneError};
-use crate::ticket::{BotId, ModelId, Skill, TicketId};
+use crate::ticket::{BotId, ModelId, TicketId};
 
 /// How often the registry is read.
 const POLL: Duration = Duration::from_millis(500);
@@ -47,15 +46,6 @@ pub struct FleetConfig {
     pub redis_url: String,
     /// Every key of this fleet starts with it.
     pub prefix: String,
-}
-
-/// A bot as its node registers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Registration {
-    pub bot: BotId,
-    pub node: String,
-    pub skills: Vec<Skill>,
-    pub model: ModelId,
 }
 
 /// The controller's Redis handles.

@@ -31,7 +31,7 @@ use crate::bot::{self, BotContext, BotSpec, CancelRegistry};
 use crate::clock::SharedClock;
 use crate::cost::{CostError, CostSummary, LedgerEntry, PriceTable};
 use crate::lane::{Lane, LaneStats, local::LocalLane};
-use crate::security::secrets::SecretRules;
+use crate::secrets::SecretRules;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError, Tenant, TicketPage, TicketQuery, TicketView, WriteBatch};
 use crate::ticket::{
@@ -209,8 +209,7 @@ pub struct Stats {
     pub output_tokens: AtomicU64,
 }
 
-/// The most bots one process hosts (a local pool or a node).
-pub const MAX_BOTS: usize = 1024;
+pub use crate::bot::MAX_BOTS;
 
 /// The local bot pool: `bots` bots with the same skills and model.
 #[derive(Debug, Clone)]

@@ -33,9 +33,10 @@ use crate::cost::{LedgerEntry, Usage};
 use crate::lane::{EntryId, Lane, LaneEntry};
 use crate::store::writer::{Done, Writer};
 use crate::store::{Applied, RejectedRows, Store, StoreError, Tenant, TicketUpdate, WriteBatch};
+use crate::text;
 use crate::ticket::{
     BotId, Skill, TenantId, Ticket, TicketError, TicketId, TicketState, Transition, TransitionKind,
-    ValidTicket, WaitReason, text,
+    ValidTicket, WaitReason,
 };
 
 /// How often backoff timers are checked.

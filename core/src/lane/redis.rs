@@ -36,6 +36,16 @@ pub const GROUP: &str = "bots";
 /// Approximate length a lane stream is trimmed to on append.
 const TRIM: usize = 10_000;
 
+/// A bot as its node registers it, at [`Keys::bot`]: the fleet's wire
+/// format between nodes and the controller.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Registration {
+    pub bot: BotId,
+    pub node: String,
+    pub skills: Vec<crate::ticket::Skill>,
+    pub model: crate::ticket::ModelId,
+}
+
 /// Every key of one fleet, under one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {

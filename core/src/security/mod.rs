@@ -40,9 +40,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::api::{ApiError, ErrorKind};
 use crate::clock::{SharedClock, UnixMs};
 use crate::controller::Controller;
+pub use crate::secrets::Severity;
 use crate::ticket::{NewTicket, TicketId};
 
 pub use store::SecurityDb;
@@ -76,7 +76,6 @@ macro_rules! named {
     };
 }
 
-named!(Severity { Info => "info", Low => "low", Medium => "medium", High => "high", Critical => "critical" });
 named!(FindingState { Open => "open", Suppressed => "suppressed", Resolved => "resolved" });
 named!(CheckStatus { Passed => "passed", Failed => "failed", Skipped => "skipped", Error => "error" });
 named!(ControlStatus {
@@ -85,53 +84,6 @@ named!(ControlStatus {
     NotApplicable => "not_applicable",
     NeverRun => "never_run",
 });
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Type,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    /// GitHub code scanning's `security-severity` (a CVSS-like score).
-    pub fn score(self) -> f64 {
-        match self {
-            Self::Info => 0.0,
-            Self::Low => 3.0,
-            Self::Medium => 5.5,
-            Self::High => 8.0,
-            Self::Critical => 9.5,
-        }
-    }
-
-    /// The band a `security-severity` score falls in (GitHub's bands).
-    pub fn from_score(score: f64) -> Self {
-        match score {
-            s if s >= 9.0 => Self::Critical,
-            s if s >= 7.0 => Self::High,
-            s if s >= 4.0 => Self::Medium,
-            s if s > 0.0 => Self::Low,
-            _ => Self::Info,
-        }
-    }
-
-    /// A ticket's priority (0..=9, higher first).
-    fn priority(self) -> u8 {
-        match self {
-            Self::Info => 2,
-            Self::Low => 3,
-            Self::Medium => 5,
-            Self::High => 7,
-            Self::Critical => 9,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "snake_case")]
@@ -428,28 +380,6 @@ impl From<sqlx::Error> for SecurityError {
     }
 }
 
-impl From<SecurityError> for ApiError {
-    fn from(e: SecurityError) -> Self {
-        let message = e.to_string();
-        match e {
-            SecurityError::Invalid { field, .. } => {
-                ApiError::new(ErrorKind::Invalid, message).field(field)
-            }
-            SecurityError::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
-            SecurityError::TooLarge(field, limit) => ApiError::new(ErrorKind::TooLarge, message)
-                .field(field)
-                .limit(limit as u64),
-            SecurityError::Db(_) => {
-                tracing::error!(error = %message, "security store failed");
-                ApiError::new(
-                    ErrorKind::StoreUnavailable,
-                    "the security store is unavailable",
-                )
-            }
-        }
-    }
-}
-
 /// An API listener of this process, for the surface checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
@@ -644,7 +574,7 @@ impl SecurityCenter {
             for t in &page {
                 texts += 1;
                 let place = secrets::Place::Stored(format!("ticket {} {}", t.ticket, t.field));
-                rules.report(&mut exposed, &place, &t.text);
+                secrets::report(&rules, &mut exposed, &place, &t.text);
             }
             after = Some(last);
         }
@@ -654,14 +584,14 @@ impl SecurityCenter {
                     for a in &audit {
                         texts += 1;
                         let place = secrets::Place::Stored(format!("connector audit {}", a.seq));
-                        rules.report(&mut exposed, &place, &a.reason);
+                        secrets::report(&rules, &mut exposed, &place, &a.reason);
                     }
                     for e in &effects {
                         if let Some(r) = &e.response {
                             texts += 1;
                             let place =
                                 secrets::Place::Stored(format!("connector effect {}", e.key));
-                            rules.report(&mut exposed, &place, &r.to_string());
+                            secrets::report(&rules, &mut exposed, &place, &r.to_string());
                         }
                     }
                 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{CheckRun, Listener, Location};
 use crate::connector::Connectors;
-use crate::connector::gate::CallRef;
+use crate::connector::call::CallRef;
 use crate::ticket::{BotId, TicketId};
 
 /// The bot id the fail-closed probe acts as. A grant to it is itself a
@@ -179,7 +179,7 @@ pub async fn probes(connectors: Option<&Connectors>) -> Vec<CheckRun> {
     match manifest {
         None => broker = CheckRun::error(ids[1], format!("connector {connector} vanished")),
         Some(m) => {
-            let forged = crate::broker::ToolToken::forged();
+            let forged = crate::connector::broker::ToolToken::forged();
             let forged_refused = c.broker().exchange(&forged, &call, &m, &[]).await.is_err();
             // A real token, presented for another ticket's call.
             let token = c.broker().issue(&call, &[]);

@@ -246,7 +246,7 @@ pub fn import(bytes: &[u8]) -> Result<Vec<(String, Vec<Observation>)>, SecurityE
     let log: Sarif = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner().to_string();
         invalid(
-            crate::api::field_path(&e.path().to_string(), &inner),
+            crate::text::field_path(&e.path().to_string(), &inner),
             format!("not a SARIF 2.1.0 log: {inner}"),
         )
     })?;

@@ -191,7 +191,7 @@ impl WriteBatch {
     /// text is cleaned where it enters, so this finds nothing unless a path
     /// was missed.
     pub fn clean(&mut self) -> usize {
-        use crate::ticket::text::{clean_json, clean_string};
+        use crate::text::{clean_json, clean_string};
         let mut n = 0;
         for t in &mut self.new_tickets {
             let mut payload = t.work.payload_json();

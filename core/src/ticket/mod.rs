@@ -12,7 +12,6 @@
 
 mod id;
 pub mod state;
-pub mod text;
 
 pub(crate) use id::check_name;
 pub use id::{BotId, ModelId, Skill, TenantId, TicketId};
@@ -265,7 +264,7 @@ impl NewTicket {
                 actual: payload_bytes,
             });
         }
-        if let Some(at) = text::find_in_json(&self.payload, "payload") {
+        if let Some(at) = crate::text::find_in_json(&self.payload, "payload") {
             return Err(TicketError::Invalid {
                 field: payload_field(&at),
                 reason: format!(

@@ -10,7 +10,7 @@ use crate::lane::redis::tests::{TestRedis, redis_url};
 use crate::model::builtin::BuiltinModel;
 use crate::model::{ChatReply, ChatRequest, Model, ModelError};
 use crate::store::postgres::tests::TestDb;
-use crate::ticket::{NewTicket, TicketState};
+use crate::ticket::{NewTicket, Skill, TicketState};
 use async_trait::async_trait;
 
 const WAIT: Duration = Duration::from_secs(60);

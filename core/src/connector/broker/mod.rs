@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::{SharedClock, UnixMs};
-use crate::connector::gate::CallRef;
+use crate::connector::call::CallRef;
 use crate::connector::manifest::{AuthKind, Manifest};
 use crate::connector::store::{AuditEntry, AuditKind, ConnectorDb};
 use crate::ticket::{TenantId, TicketId};

@@ -1,0 +1,76 @@
+//! The API's own tests: its error mapping, and the server as a probe from
+//! the Security Center sees it.
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::controller::{Controller, ControllerConfig, LocalPool};
+use crate::security::{CheckRun, CheckStatus, Listener};
+use crate::store::sqlite::SqliteStore;
+use std::sync::Arc;
+
+/// A refusal of the data by the store is the caller's to fix: 422, never
+/// the 503 of an outage (which told clients to retry the same poison).
+#[test]
+fn a_store_refusing_the_data_is_invalid_not_unavailable() {
+    let refused = ControllerError::Store(StoreError::Rejected {
+        code: "22P05".into(),
+        message: "unsupported Unicode escape sequence".into(),
+    });
+    let e = ApiError::from(refused);
+    assert_eq!((e.kind, e.kind.status()), (ErrorKind::Invalid, 422));
+    assert!(e.message.contains("22P05"), "{e:?}");
+    let down = ApiError::from(ControllerError::Store(StoreError::Unavailable(
+        "reset".into(),
+    )));
+    assert_eq!(down.kind.status(), 503);
+}
+
+#[tokio::test]
+async fn an_api_listener_is_probed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let controller = Controller::start(
+        ControllerConfig::default(),
+        store.clone(),
+        LocalPool::builtin(1),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = http::ApiToken::generate();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        controller.clone(),
+        None,
+        listener,
+        token,
+        None,
+        shutdown.clone(),
+    ));
+    let ok = crate::security::platform::surface_checks(&[Listener { addr, tls: false }]).await;
+    assert!(ok.iter().all(CheckRun::passed), "{ok:#?}");
+    assert_eq!(
+        ok[0].evidence,
+        "1 listeners, 2/2 unauthenticated probes refused with 401"
+    );
+
+    // A plain listener that answers anyone, on a non-loopback address.
+    let open = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let open_addr = open.local_addr().unwrap();
+    let app = axum::Router::new().route("/api/v1/bots", axum::routing::get(|| async { "[]" }));
+    let open_server = tokio::spawn(async move { axum::serve(open, app).await });
+    let bad = crate::security::platform::surface_checks(&[Listener {
+        addr: open_addr,
+        tls: false,
+    }])
+    .await;
+    assert_eq!(bad[0].status, CheckStatus::Failed, "{bad:#?}");
+    assert!(bad[0].observations[0].message.contains("answered 200"));
+    assert_eq!(bad[1].status, CheckStatus::Failed, "{bad:#?}");
+    open_server.abort();
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    controller.shutdown().await;
+}
