@@ -204,7 +204,7 @@ async fn local_mode_scans_files_tickets_and_proves_its_surfaces_over_http_and_cl
 
     // Another scanner's SARIF lands in the same findings and tickets.
     let trivy = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../core/tests/fixtures/trivy.sarif.json");
+        .join("../core/platform/tests/fixtures/trivy.sarif.json");
     let (code, out, err) = cli(&server, &["import", trivy.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let imported: serde_json::Value = serde_json::from_str(&out)?;

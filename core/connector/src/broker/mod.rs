@@ -1,0 +1,485 @@
+//! The token broker: the only module that reads secrets.
+//!
+//! A connector's credential lives in a secret backend — the OS keyring in
+//! local mode ([`keyring::KeyringBackend`]), Vault's KV v2 HTTP API in fleet
+//! mode ([`vault::VaultBackend`]; tested against OpenBao) — under
+//! `connector/<id>`, as a JSON object (`api_key`, `token`, or `client_id` +
+//! `client_secret` [+ `refresh_token`]). Nothing else reads it.
+//!
+//! The runtime asks for a short-lived [`ToolToken`] bound to (ticket,
+//! attempt, bot, connector, scopes, expiry) just before it calls out, and
+//! exchanges it, per HTTP request, for a [`Credential`] it puts on that one
+//! request. A token is a random 256-bit string kept only as its SHA-256;
+//! cancelling a ticket revokes its tokens at once, and every later exchange
+//! fails. OAuth2 access tokens are fetched and refreshed here (a rotated
+//! refresh token is written back). Every credential read and every refresh
+//! is audited with its token id, ticket, attempt, bot and operation.
+//!
+//! [`Secret`] has no `Serialize` and prints as `Secret(***)`: a credential
+//! cannot reach a lane message, an event, a stored result or a log line by
+//! accident.
+
+pub mod keyring;
+pub mod vault;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::call::CallRef;
+use crate::clock::{SharedClock, UnixMs};
+use crate::manifest::{AuthKind, Manifest};
+use crate::store::{AuditEntry, AuditKind, ConnectorDb};
+use crate::ticket::{TenantId, TicketId};
+
+/// How long a tool token lives.
+pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+/// An OAuth2 access token is refreshed this long before it expires.
+const REFRESH_EARLY_MS: i64 = 30_000;
+
+/// A secret value. Not serializable; redacted when printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    #[error("tool token refused: {0}")]
+    TokenRefused(String),
+    #[error("no credential stored for {0:?}")]
+    NoCredential(String),
+    #[error("credential for {path:?} lacks field {field:?}")]
+    CredentialField { path: String, field: &'static str },
+    #[error("secret backend {backend}: {reason}")]
+    Backend {
+        backend: &'static str,
+        reason: String,
+    },
+    #[error("OAuth2 token endpoint: {0}")]
+    OAuth(String),
+    #[error("audit failed: {0}")]
+    Audit(String),
+}
+
+/// Where secrets live.
+#[async_trait]
+pub trait SecretBackend: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+    async fn read(&self, path: &str) -> Result<Option<Secret>, BrokerError>;
+    async fn write(&self, path: &str, value: &Secret) -> Result<(), BrokerError>;
+}
+
+/// A capability for one call, handed to the runtime. Printing shows only its id.
+#[derive(Clone)]
+pub struct ToolToken {
+    secret: String,
+    pub id: String,
+}
+
+impl ToolToken {
+    /// A well-formed token the broker never issued: what the fail-closed
+    /// probe presents.
+    pub fn forged() -> Self {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).expect("the OS has randomness");
+        Self {
+            secret: format!("otk_{}", B64.encode(raw)),
+            id: "tok_forged".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ToolToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ToolToken({})", self.id)
+    }
+}
+
+/// What goes on one outgoing request.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub header: String,
+    pub value: Secret,
+}
+
+#[derive(Debug, Clone)]
+struct Binding {
+    id: String,
+    tenant: Option<TenantId>,
+    ticket: TicketId,
+    attempt: u32,
+    bot: String,
+    connector: String,
+    scopes: Vec<String>,
+    expires_at: UnixMs,
+    revoked: bool,
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    backend: Arc<dyn SecretBackend>,
+    db: ConnectorDb,
+    clock: SharedClock,
+    http: reqwest::Client,
+    tokens: Mutex<HashMap<[u8; 32], Binding>>,
+    access: tokio::sync::Mutex<HashMap<String, (Secret, UnixMs)>>,
+}
+
+/// Where a connector's credential lives in the backend.
+pub fn secret_path(connector: &str) -> String {
+    format!("connector/{connector}")
+}
+
+impl Broker {
+    pub fn new(backend: Arc<dyn SecretBackend>, db: ConnectorDb, clock: SharedClock) -> Self {
+        Self {
+            backend,
+            db,
+            clock,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a reqwest client builds"),
+            tokens: Mutex::default(),
+            access: tokio::sync::Mutex::default(),
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Binding>> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a connector's credential (an operator's action; never a bot's).
+    pub async fn store_credential(
+        &self,
+        connector: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), BrokerError> {
+        self.backend
+            .write(&secret_path(connector), &Secret::new(value.to_string()))
+            .await
+    }
+
+    /// Issues a token for `call`, bound to `scopes`, living [`TOKEN_TTL`].
+    pub fn issue(&self, call: &CallRef, scopes: &[String]) -> ToolToken {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).expect("the OS has randomness");
+        let secret = format!("otk_{}", B64.encode(raw));
+        let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let id = format!("tok_{}", crate::text::hex(&hash[..8]));
+        let now = self.clock.now_ms();
+        let mut tokens = self.lock();
+        tokens.retain(|_, b| b.expires_at > now);
+        tokens.insert(
+            hash,
+            Binding {
+                id: id.clone(),
+                tenant: call.tenant.clone(),
+                ticket: call.ticket,
+                attempt: call.attempt,
+                bot: call.bot.to_string(),
+                connector: call.connector.clone(),
+                scopes: scopes.to_vec(),
+                expires_at: now + TOKEN_TTL.as_millis() as i64,
+                revoked: false,
+            },
+        );
+        ToolToken { secret, id }
+    }
+
+    /// Revokes every token of `ticket` at once (later exchanges fail);
+    /// the audit rows follow on a task of their own. Returns how many
+    /// tokens were live.
+    pub fn revoke_ticket(&self, ticket: TicketId) -> usize {
+        let revoked: Vec<(String, Option<TenantId>)> = {
+            let mut tokens = self.lock();
+            tokens
+                .values_mut()
+                .filter(|b| b.ticket == ticket && !b.revoked)
+                .map(|b| {
+                    b.revoked = true;
+                    (b.id.clone(), b.tenant.clone())
+                })
+                .collect()
+        };
+        let count = revoked.len();
+        if count > 0 {
+            let (db, at) = (self.db.clone(), self.clock.now_ms());
+            let audit = async move {
+                for (id, tenant) in revoked {
+                    let mut e = AuditEntry::new(AuditKind::Revoke, "ticket cancelled");
+                    e.at_ms = at;
+                    e.tenant = tenant;
+                    e.ticket = Some(ticket);
+                    e.token_id = Some(id);
+                    if let Err(err) = db.audit(&e).await {
+                        tracing::error!(error = %err, "could not audit a revocation");
+                    }
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(audit);
+                }
+                Err(_) => tracing::error!("revocation outside a runtime: not audited"),
+            }
+        }
+        count
+    }
+
+    /// Exchanges `token` for the credential of one request of `call`.
+    pub async fn exchange(
+        &self,
+        token: &ToolToken,
+        call: &CallRef,
+        manifest: &Manifest,
+        needs: &[String],
+    ) -> Result<Credential, BrokerError> {
+        let hash: [u8; 32] = Sha256::digest(token.secret.as_bytes()).into();
+        let binding = self
+            .lock()
+            .get(&hash)
+            .cloned()
+            .ok_or_else(|| BrokerError::TokenRefused("unknown or expired token".into()))?;
+        let refused = if binding.revoked {
+            Some("revoked (its ticket was cancelled)".to_owned())
+        } else if binding.expires_at <= self.clock.now_ms() {
+            Some("expired".to_owned())
+        } else if binding.ticket != call.ticket
+            || binding.tenant != call.tenant
+            || binding.attempt != call.attempt
+            || binding.bot != call.bot.as_str()
+            || binding.connector != call.connector
+        {
+            Some("bound to another call".to_owned())
+        } else {
+            needs
+                .iter()
+                .find(|s| !binding.scopes.contains(s))
+                .map(|s| format!("lacks scope {s}"))
+        };
+        if let Some(reason) = refused {
+            self.audit(
+                AuditKind::CredentialRead,
+                call,
+                &binding.id,
+                Some(false),
+                &format!("refused: {reason}"),
+            )
+            .await?;
+            return Err(BrokerError::TokenRefused(reason));
+        }
+        let credential = self.credential(call, &binding.id, manifest).await?;
+        self.audit(
+            AuditKind::CredentialRead,
+            call,
+            &binding.id,
+            Some(true),
+            &format!(
+                "{} credential from {}",
+                auth_name(&manifest.auth),
+                self.backend.name()
+            ),
+        )
+        .await?;
+        Ok(credential)
+    }
+
+    async fn audit(
+        &self,
+        kind: AuditKind,
+        call: &CallRef,
+        token_id: &str,
+        allowed: Option<bool>,
+        reason: &str,
+    ) -> Result<(), BrokerError> {
+        let mut e = AuditEntry::for_call(kind, call, allowed, reason, self.clock.now_ms());
+        e.token_id = Some(token_id.to_owned());
+        self.db
+            .audit(&e)
+            .await
+            .map_err(|e| BrokerError::Audit(e.to_string()))
+    }
+
+    async fn stored(&self, connector: &str) -> Result<serde_json::Value, BrokerError> {
+        let path = secret_path(connector);
+        let secret = self
+            .backend
+            .read(&path)
+            .await?
+            .ok_or_else(|| BrokerError::NoCredential(path.clone()))?;
+        serde_json::from_str(secret.expose()).map_err(|_| BrokerError::Backend {
+            backend: self.backend.name(),
+            reason: format!("the secret at {path:?} is not a JSON object"),
+        })
+    }
+
+    async fn credential(
+        &self,
+        call: &CallRef,
+        token_id: &str,
+        manifest: &Manifest,
+    ) -> Result<Credential, BrokerError> {
+        let path = secret_path(&manifest.id);
+        let field = |v: &serde_json::Value, f: &'static str| {
+            v.get(f)
+                .and_then(|s| s.as_str())
+                .map(Secret::new)
+                .ok_or_else(|| BrokerError::CredentialField {
+                    path: path.clone(),
+                    field: f,
+                })
+        };
+        match &manifest.auth {
+            AuthKind::ApiKey { header } => {
+                let stored = self.stored(&manifest.id).await?;
+                Ok(Credential {
+                    header: header.clone(),
+                    value: field(&stored, "api_key")?,
+                })
+            }
+            AuthKind::Bearer => {
+                let stored = self.stored(&manifest.id).await?;
+                Ok(Credential {
+                    header: "Authorization".into(),
+                    value: Secret::new(format!("Bearer {}", field(&stored, "token")?.expose())),
+                })
+            }
+            AuthKind::Oauth2ClientCredentials { token_url }
+            | AuthKind::Oauth2RefreshToken { token_url } => {
+                let mut access = self.access.lock().await;
+                let now = self.clock.now_ms();
+                if let Some((token, until)) = access.get(&manifest.id)
+                    && *until - REFRESH_EARLY_MS > now
+                {
+                    return Ok(bearer(token));
+                }
+                let stored = self.stored(&manifest.id).await?;
+                let mut form = vec![
+                    ("client_id", field(&stored, "client_id")?),
+                    ("client_secret", field(&stored, "client_secret")?),
+                ];
+                let refresh = matches!(manifest.auth, AuthKind::Oauth2RefreshToken { .. });
+                if refresh {
+                    form.push(("grant_type", Secret::new("refresh_token")));
+                    form.push(("refresh_token", field(&stored, "refresh_token")?));
+                } else {
+                    form.push(("grant_type", Secret::new("client_credentials")));
+                    let scopes: Vec<&str> = manifest.all_scopes().into_iter().collect();
+                    form.push(("scope", Secret::new(scopes.join(" "))));
+                }
+                let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.expose())).collect();
+                let reply = self
+                    .http
+                    .post(token_url)
+                    .form(&form)
+                    .send()
+                    .await
+                    .map_err(|e| BrokerError::OAuth(e.without_url().to_string()))?;
+                let status = reply.status();
+                let body: serde_json::Value = reply
+                    .json()
+                    .await
+                    .map_err(|_| BrokerError::OAuth(format!("{status}: the reply is not JSON")))?;
+                let token = match body.get("access_token").and_then(|t| t.as_str()) {
+                    Some(t) if status.is_success() => Secret::new(t),
+                    _ => {
+                        let error = body
+                            .get("error")
+                            .and_then(|e| e.as_str())
+                            .unwrap_or("no access_token");
+                        self.audit(
+                            AuditKind::Refresh,
+                            call,
+                            token_id,
+                            Some(false),
+                            &format!("{status}: {error}"),
+                        )
+                        .await?;
+                        return Err(BrokerError::OAuth(format!("{status}: {error}")));
+                    }
+                };
+                let expires_in = body
+                    .get("expires_in")
+                    .and_then(|e| e.as_i64())
+                    .unwrap_or(300);
+                let mut rotated = false;
+                if let Some(new_refresh) = body.get("refresh_token").and_then(|t| t.as_str())
+                    && refresh
+                    && Some(new_refresh) != stored.get("refresh_token").and_then(|t| t.as_str())
+                {
+                    let mut next = stored.clone();
+                    next["refresh_token"] = serde_json::Value::String(new_refresh.to_owned());
+                    self.backend
+                        .write(&path, &Secret::new(next.to_string()))
+                        .await?;
+                    rotated = true;
+                }
+                self.audit(
+                    AuditKind::Refresh,
+                    call,
+                    token_id,
+                    Some(true),
+                    &format!(
+                        "{} access token for {expires_in} s{}",
+                        if refresh {
+                            "refreshed"
+                        } else {
+                            "client-credentials"
+                        },
+                        if rotated {
+                            "; refresh token rotated and stored"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+                .await?;
+                access.insert(
+                    manifest.id.clone(),
+                    (token.clone(), now + expires_in * 1000),
+                );
+                Ok(bearer(&token))
+            }
+        }
+    }
+}
+
+fn bearer(token: &Secret) -> Credential {
+    Credential {
+        header: "Authorization".into(),
+        value: Secret::new(format!("Bearer {}", token.expose())),
+    }
+}
+
+fn auth_name(auth: &AuthKind) -> &'static str {
+    match auth {
+        AuthKind::ApiKey { .. } => "api key",
+        AuthKind::Bearer => "bearer",
+        AuthKind::Oauth2ClientCredentials { .. } => "oauth2 client-credentials",
+        AuthKind::Oauth2RefreshToken { .. } => "oauth2 refresh-token",
+    }
+}

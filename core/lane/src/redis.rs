@@ -1,0 +1,527 @@
+//! The lanes of fleet mode: one Redis stream per bot, read through a
+//! consumer group, with the same semantics as the in-process lane.
+//!
+//! - `publish` appends with one pipelined `XADD … MAXLEN ~` per batch (never
+//!   one round trip per ticket). Lanes do not refuse: the controller never
+//!   routes more than its per-bot in-flight limit to one bot, far below the
+//!   trim length, so trimming never reaches an entry still pending.
+//! - `read` is `XREADGROUP … BLOCK` on a connection of its own (a blocking
+//!   read would stall every other command sharing a multiplexed one).
+//! - `ack` is `XACK`, sent by the controller once the result is durable.
+//! - `claim` is `XAUTOCLAIM` past an idle time, then `XPENDING` for the
+//!   delivery counts that decide dead-lettering.
+//! - `dead_letter` copies an entry, with the reason, to the dead-letter stream.
+//!
+//! A missing group (Redis restarted and kept nothing) is recreated on the
+//! spot; what the lost entries carried is re-driven by the controller, whose
+//! store is the source of truth. A node's lanes share an [`EpochWatch`]:
+//! each read learns, in the same round trip, the epoch of the server it read
+//! from, and once the node has seen a newer epoch the entries still in hand
+//! are [`Lane::superseded`] and skipped, not paid for twice. [`Keys`] names every key under one prefix,
+//! so tests and fleets can share a server.
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamAutoClaimReply, StreamInfoGroupsReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Client, Value};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::{Delivery, EntryId, Lane, LaneEntry, LaneError, LaneStats};
+use crate::ticket::BotId;
+
+/// The consumer group every bot lane is read through.
+pub const GROUP: &str = "bots";
+/// Approximate length a lane stream is trimmed to on append.
+const TRIM: usize = 10_000;
+
+/// A bot as its node registers it, at [`Keys::bot`]: the fleet's wire
+/// format between nodes and the controller.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Registration {
+    pub bot: BotId,
+    pub node: String,
+    pub skills: Vec<crate::ticket::Skill>,
+    pub model: crate::ticket::ModelId,
+}
+
+/// Every key of one fleet, under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// A bot's own stream.
+    pub fn lane(&self, bot: &BotId) -> String {
+        format!("{}:lane:{bot}", self.prefix)
+    }
+    /// Where bots report back to the controller.
+    pub fn results(&self) -> String {
+        format!("{}:results", self.prefix)
+    }
+    /// Entries given up on after too many deliveries.
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+    /// A bot's registration, kept alive by its node's heartbeat.
+    pub fn bot(&self, bot: &str) -> String {
+        format!("{}:bot:{bot}", self.prefix)
+    }
+    /// The set of bots ever registered (their keys say which are live).
+    pub fn bots(&self) -> String {
+        format!("{}:bots", self.prefix)
+    }
+    /// Cancel signals from the controller to the nodes (pub/sub).
+    pub fn cancels(&self) -> String {
+        format!("{}:cancel", self.prefix)
+    }
+    /// Set by the controller; its absence means Redis lost its data.
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+    /// Tool calls from the nodes' bots to the controller's connector runtime.
+    pub fn tool_calls(&self) -> String {
+        format!("{}:tools", self.prefix)
+    }
+    /// The controller's answers to one node's tool calls.
+    pub fn tool_replies(&self, node: &str) -> String {
+        format!("{}:tools:{node}", self.prefix)
+    }
+}
+
+pub fn backend(e: redis::RedisError) -> LaneError {
+    LaneError::Backend(e.to_string())
+}
+
+/// A shared, reconnecting connection for non-blocking commands.
+pub async fn manager(client: &Client) -> Result<ConnectionManager, LaneError> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(backend)
+}
+
+/// A connection of its own for blocking reads (no response timeout: the
+/// server answers when BLOCK elapses).
+pub async fn blocking_connection(client: &Client) -> Result<MultiplexedConnection, LaneError> {
+    let config = AsyncConnectionConfig::new()
+        .set_response_timeout(None)
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(backend)
+}
+
+pub fn parse_entry_id(s: &str) -> Result<EntryId, LaneError> {
+    let bad = || LaneError::Backend(format!("malformed stream id {s:?}"));
+    let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
+    Ok(EntryId {
+        ms: ms.parse().map_err(|_| bad())?,
+        seq: seq.parse().map_err(|_| bad())?,
+    })
+}
+
+/// The one field of a stream entry (`e`), as bytes.
+pub fn field<'a>(
+    map: &'a std::collections::HashMap<String, Value>,
+    name: &str,
+) -> Option<&'a [u8]> {
+    match map.get(name)? {
+        Value::BulkString(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// The group is gone, from a lone command or from one in a pipeline (where
+/// the server's code is wrapped with the command's index).
+pub fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP")
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "NOGROUP"))
+}
+
+/// Creates `group` on `key` (and the stream) unless it exists.
+pub async fn ensure_group(
+    conn: &mut ConnectionManager,
+    key: &str,
+    group: &str,
+) -> Result<(), LaneError> {
+    let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match r {
+        Err(e) if e.code() != Some("BUSYGROUP") => Err(backend(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The latest fleet epoch a node has seen (`P:epoch`, set by the
+/// controller; a new value means Redis restarted without its data). Cheap to
+/// clone; every lane of a node shares one.
+#[derive(Debug, Clone, Default)]
+pub struct EpochWatch(Arc<std::sync::Mutex<Option<Arc<str>>>>);
+
+impl EpochWatch {
+    /// Records what the server said; an absent epoch changes nothing (the
+    /// controller sets a fresh one within its poll).
+    pub fn observe(&self, epoch: Option<String>) {
+        if let Some(e) = epoch {
+            let mut latest = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if latest.as_deref() != Some(e.as_str()) {
+                *latest = Some(e.into());
+            }
+        }
+    }
+
+    pub fn latest(&self) -> Option<Arc<str>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[derive(Debug)]
+pub struct RedisLane {
+    bot: BotId,
+    key: String,
+    dead: String,
+    client: Client,
+    conn: ConnectionManager,
+    reader: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Set on a node's lanes: the node's epoch, and the epoch of the server
+    /// the last read came from (`None`: unknown, never superseded).
+    epoch: Option<(String, EpochWatch)>,
+    read_epoch: std::sync::Mutex<Option<Arc<str>>>,
+    capacity: usize,
+    published_total: AtomicU64,
+    acked_total: AtomicU64,
+    dead_lettered_total: AtomicU64,
+}
+
+impl RedisLane {
+    /// The lane of `bot`, creating its stream and group if needed.
+    /// `capacity` is what the controller will hold in it at most.
+    pub async fn open(
+        client: Client,
+        conn: ConnectionManager,
+        keys: &Keys,
+        bot: BotId,
+        capacity: usize,
+    ) -> Result<Self, LaneError> {
+        let mut lane = Self {
+            key: keys.lane(&bot),
+            dead: keys.dead(),
+            bot,
+            client,
+            conn,
+            reader: tokio::sync::Mutex::new(None),
+            epoch: None,
+            read_epoch: std::sync::Mutex::new(None),
+            capacity,
+            published_total: AtomicU64::new(0),
+            acked_total: AtomicU64::new(0),
+            dead_lettered_total: AtomicU64::new(0),
+        };
+        ensure_group(&mut lane.conn, &lane.key, GROUP).await?;
+        Ok(lane)
+    }
+
+    /// Makes reads learn the epoch of the server they read from, so that
+    /// entries read before Redis lost its data are skipped (a node's lanes).
+    pub fn watching(mut self, keys: &Keys, watch: EpochWatch) -> Self {
+        self.epoch = Some((keys.epoch(), watch));
+        self
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn deliveries(
+        &self,
+        entries: Vec<redis::streams::StreamId>,
+        counts: impl Fn(&str) -> u32,
+    ) -> Vec<Delivery> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let parsed = parse_entry_id(&e.id).and_then(|id| {
+                let raw = field(&e.map, "e")
+                    .ok_or_else(|| LaneError::Backend(format!("entry {} has no field e", e.id)))?;
+                let entry: LaneEntry = serde_json::from_slice(raw)
+                    .map_err(|err| LaneError::Backend(format!("entry {}: {err}", e.id)))?;
+                Ok((id, entry))
+            });
+            match parsed {
+                Ok((id, entry)) => out.push(Delivery {
+                    id,
+                    entry,
+                    deliveries: counts(&e.id),
+                }),
+                // Nothing but the controller writes here; a malformed entry
+                // is logged and left pending, never run.
+                Err(err) => {
+                    tracing::error!(lane = %self.key, error = %err, "unreadable lane entry")
+                }
+            }
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Lane for RedisLane {
+    fn bot(&self) -> &BotId {
+        &self.bot
+    }
+
+    async fn publish(&self, entries: Vec<LaneEntry>) -> Result<Vec<LaneEntry>, LaneError> {
+        if entries.is_empty() {
+            return Ok(entries);
+        }
+        let mut pipe = redis::pipe();
+        for e in &entries {
+            let json = serde_json::to_vec(e).map_err(|err| LaneError::Backend(err.to_string()))?;
+            pipe.cmd("XADD")
+                .arg(&self.key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(TRIM)
+                .arg("*")
+                .arg("e")
+                .arg(json)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(backend)?;
+        self.published_total
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        Ok(Vec::new())
+    }
+
+    async fn read(
+        &self,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, LaneError> {
+        let mut guard = self.reader.lock().await;
+        if guard.is_none() {
+            *guard = Some(blocking_connection(&self.client).await?);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max.max(1));
+        // BLOCK 0 would wait forever; no BLOCK means "what is there now".
+        if !block.is_zero() {
+            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        cmd.arg("STREAMS").arg(&self.key).arg(">");
+        // The epoch comes from the same server as the entries: a GET
+        // pipelined ahead of the read on the same connection.
+        let r: redis::RedisResult<Option<StreamReadReply>> = match &self.epoch {
+            Some((key, watch)) => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("GET").arg(key).add_command(cmd);
+                match pipe
+                    .query_async::<(Option<String>, Option<StreamReadReply>)>(conn)
+                    .await
+                {
+                    Ok((epoch, reply)) => {
+                        watch.observe(epoch.clone());
+                        *self.read_epoch.lock().unwrap_or_else(|p| p.into_inner()) =
+                            epoch.map(Arc::from);
+                        Ok(reply)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => cmd.query_async(conn).await,
+        };
+        match r {
+            Ok(reply) => {
+                let entries = reply
+                    .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+                    .unwrap_or_default();
+                Ok(self.deliveries(entries, |_| 1))
+            }
+            Err(e) if is_nogroup(&e) => {
+                drop(guard);
+                let mut conn = self.conn.clone();
+                ensure_group(&mut conn, &self.key, GROUP).await?;
+                Ok(Vec::new())
+            }
+            Err(e) => {
+                // Drop the connection; the next read opens a new one.
+                *guard = None;
+                Err(backend(e))
+            }
+        }
+    }
+
+    async fn ack(&self, ids: &[EntryId]) -> Result<u64, LaneError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(&self.key).arg(GROUP);
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        let mut conn = self.conn.clone();
+        let n: u64 = cmd.query_async(&mut conn).await.map_err(backend)?;
+        self.acked_total.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    async fn claim(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, LaneError> {
+        // Claimed entries come from the server as it is now.
+        *self.read_epoch.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut conn = self.conn.clone();
+        let mut claimed = Vec::new();
+        let mut start = "0-0".to_owned();
+        let count = max.clamp(1, 1000);
+        loop {
+            let r: redis::RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
+                .arg(&self.key)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(min_idle.as_millis() as u64)
+                .arg(&start)
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut conn)
+                .await;
+            let reply = match r {
+                Ok(r) => r,
+                Err(e) if is_nogroup(&e) => {
+                    ensure_group(&mut conn, &self.key, GROUP).await?;
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(backend(e)),
+            };
+            claimed.extend(reply.claimed);
+            if reply.next_stream_id == "0-0" || claimed.len() >= max {
+                break;
+            }
+            start = reply.next_stream_id;
+        }
+        claimed.truncate(max);
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Delivery counts (XAUTOCLAIM has just incremented them).
+        let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&self.key)
+            .arg(GROUP)
+            .arg(&claimed[0].id)
+            .arg(&claimed[claimed.len() - 1].id)
+            .arg(claimed.len())
+            .arg(consumer)
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        let counts: std::collections::HashMap<String, u32> = pending
+            .ids
+            .into_iter()
+            .map(|p| (p.id, p.times_delivered as u32))
+            .collect();
+        Ok(self.deliveries(claimed, |id| counts.get(id).copied().unwrap_or(1)))
+    }
+
+    async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), LaneError> {
+        let json = serde_json::to_vec(&d.entry).map_err(|e| LaneError::Backend(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        redis::cmd("XADD")
+            .arg(&self.dead)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(TRIM)
+            .arg("*")
+            .arg("bot")
+            .arg(self.bot.as_str())
+            .arg("entry")
+            .arg(d.id.to_string())
+            .arg("ticket")
+            .arg(d.entry.ticket.to_string())
+            .arg("attempt")
+            .arg(d.entry.attempt)
+            .arg("deliveries")
+            .arg(d.deliveries)
+            .arg("reason")
+            .arg(reason)
+            .arg("e")
+            .arg(json)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(backend)?;
+        self.dead_lettered_total.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn superseded(&self) -> bool {
+        let Some((_, watch)) = &self.epoch else {
+            return false;
+        };
+        let read = self.read_epoch.lock().unwrap_or_else(|p| p.into_inner());
+        matches!((read.as_deref(), watch.latest()), (Some(r), Some(l)) if r != &*l)
+    }
+
+    async fn stats(&self) -> Result<LaneStats, LaneError> {
+        let mut conn = self.conn.clone();
+        let r: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.key)
+            .query_async(&mut conn)
+            .await;
+        let group = match r {
+            Ok(reply) => reply.groups.into_iter().find(|g| g.name == GROUP),
+            // No stream yet (or Redis restarted): an empty lane.
+            Err(e) if e.code() == Some("ERR") => None,
+            Err(e) => return Err(backend(e)),
+        };
+        let (pending, lag) = group.map_or((0, 0), |g| (g.pending, g.lag.unwrap_or(0)));
+        Ok(LaneStats {
+            depth: lag as u32,
+            pending: pending as u32,
+            lag: lag as u32,
+            capacity: self.capacity as u32,
+            published_total: self.published_total.load(Ordering::Relaxed),
+            acked_total: self.acked_total.load(Ordering::Relaxed),
+            dead_lettered_total: self.dead_lettered_total.load(Ordering::Relaxed),
+        })
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,552 @@
+//! The surface contract: typed commands, events and errors, and their servers.
+//!
+//! Every surface — the HTTP/WebSocket API ([`http`]), the `oshal` CLI (through
+//! [`client`]) and the desktop app — speaks these types. Whatever crosses the
+//! boundary derives `specta::Type`, so the UI's TypeScript is generated, not
+//! written. There is one error shape a caller may see, [`ApiError`]: it names
+//! the field and the limit for bad input and hides internals for bugs.
+
+pub mod client;
+pub mod http;
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use crate::controller::ControllerError;
+use crate::security::SecurityError;
+use crate::store::StoreError;
+use crate::ticket::TicketError;
+
+/// What went wrong, as a caller may branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request is not well-formed (not JSON, wrong types).
+    Malformed,
+    Unauthorized,
+    NotFound,
+    /// The ticket's state does not allow this.
+    IllegalTransition,
+    TooLarge,
+    /// A field is present and well-formed but not acceptable.
+    Invalid,
+    BudgetExhausted,
+    UnknownTenant,
+    Overloaded,
+    StoreUnavailable,
+    ShuttingDown,
+    /// The controller this client is attached to cannot be reached.
+    Unreachable,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Malformed => 400,
+            Self::Unauthorized => 401,
+            Self::NotFound => 404,
+            Self::IllegalTransition => 409,
+            Self::TooLarge => 413,
+            Self::Invalid | Self::BudgetExhausted | Self::UnknownTenant => 422,
+            Self::Overloaded => 429,
+            Self::StoreUnavailable | Self::ShuttingDown => 503,
+            Self::Unreachable => 502,
+            Self::Internal => 500,
+        }
+    }
+}
+
+/// The one error every surface shows: `{"error": {kind, message, field?, limit?}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[specta(type = Option<specta_typescript::Number>)]
+    pub limit: Option<u64>,
+}
+
+/// How many tickets are in one state (the lifecycle diagram's numbers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct StateCount {
+    pub state: crate::ticket::TicketState,
+    #[specta(type = specta_typescript::Number)]
+    pub count: u64,
+}
+
+/// The lifecycle diagram's numbers, as every surface answers them.
+pub async fn state_counts(
+    controller: &crate::controller::Controller,
+) -> Result<Vec<StateCount>, ApiError> {
+    Ok(controller
+        .state_counts()
+        .await?
+        .into_iter()
+        .map(|(state, n)| StateCount {
+            state,
+            count: u64::try_from(n).unwrap_or(0),
+        })
+        .collect())
+}
+
+/// What a bulk operation does to the tickets its filter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkAction {
+    /// Cancel every unfinished one.
+    Cancel,
+    /// Submit a copy of every dead or cancelled one (its parent is the
+    /// original; retrying the same ticket twice gives the same copy).
+    Retry,
+}
+
+/// The most tickets one bulk operation touches.
+pub const MAX_BULK: u32 = 10_000;
+
+/// A bulk operation as a surface asks for it: dry-run first to see the count.
+#[derive(Debug, Clone, Serialize, Deserialize, Type)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    pub action: BulkAction,
+    /// Which tickets (state, tenant, bot, kind; no cursor or limit).
+    #[serde(default)]
+    pub filter: TicketFilter,
+    /// Count what would change; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// At most this many matching tickets (1..=10,000; default 1,000).
+    #[serde(default)]
+    pub max: Option<u32>,
+}
+
+/// One ticket a bulk operation could not act on, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct BulkFailure {
+    pub id: crate::ticket::TicketId,
+    pub error: String,
+}
+
+/// What a bulk operation found and did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct BulkReport {
+    pub action: BulkAction,
+    pub dry_run: bool,
+    /// Tickets the filter matched (at most `max`).
+    pub matched: u32,
+    /// Of them, those the action applies to.
+    pub eligible: u32,
+    /// Changed (cancelled, or retried as a new ticket); 0 in a dry run.
+    pub done: u32,
+    /// More tickets matched than `max`: run it again for the rest.
+    pub truncated: bool,
+    /// Retry: the new tickets.
+    pub created: Vec<crate::ticket::TicketId>,
+    /// The first 100 tickets it could not act on.
+    pub failed: Vec<BulkFailure>,
+}
+
+/// The most tickets one batch submission carries.
+pub const MAX_BATCH: usize = 1_000;
+
+/// Many tickets in one request (`POST /api/v1/tickets/batch`). Each is
+/// admitted or refused on its own; the answers come back in request order.
+#[derive(Debug, Clone, Serialize, Deserialize, Type)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSubmit {
+    /// 1..=1,000 tickets, each as `POST /api/v1/tickets` takes it.
+    pub tickets: Vec<crate::ticket::NewTicket>,
+}
+
+/// One ticket's answer in a batch: `{"accepted": …}` or `{"refused": …}`,
+/// where a refusal's `field` is prefixed with the ticket's place
+/// (`tickets[3].payload.prompt`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchItem {
+    Accepted(crate::controller::Submitted),
+    Refused(ApiError),
+}
+
+/// The answers to a batch, one per ticket, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct BatchReport {
+    pub results: Vec<BatchItem>,
+}
+
+/// Submits a batch: the tickets go to the controller together (one durable
+/// commit for all that are admitted), and each gets its own answer.
+pub async fn submit_batch(
+    controller: &crate::controller::Controller,
+    request: BatchSubmit,
+) -> Result<BatchReport, ApiError> {
+    let n = request.tickets.len();
+    if n == 0 || n > MAX_BATCH {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            format!("tickets holds {n}; a batch carries 1..={MAX_BATCH}"),
+        )
+        .field("tickets")
+        .limit(MAX_BATCH as u64));
+    }
+    let results = controller
+        .submit_many(request.tickets)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Ok(submitted) => BatchItem::Accepted(submitted),
+            Err(e) => {
+                let mut e = ApiError::from(e);
+                e.field = Some(match e.field.take() {
+                    Some(f) => format!("tickets[{i}].{f}"),
+                    None => format!("tickets[{i}]"),
+                });
+                BatchItem::Refused(e)
+            }
+        })
+        .collect();
+    Ok(BatchReport { results })
+}
+
+/// Runs a bulk cancel or retry over the tickets `request.filter` matches.
+pub async fn bulk(
+    controller: &crate::controller::Controller,
+    request: &BulkRequest,
+) -> Result<BulkReport, ApiError> {
+    use crate::ticket::{NewTicket, TicketState};
+    if request
+        .filter
+        .cursor
+        .as_deref()
+        .is_some_and(|c| !c.is_empty())
+        || request
+            .filter
+            .limit
+            .as_deref()
+            .is_some_and(|l| !l.is_empty())
+    {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            "a bulk filter takes state, tenant, bot and kind; use max to bound it",
+        )
+        .field("filter"));
+    }
+    let max = request.max.unwrap_or(1_000);
+    if max == 0 || max > MAX_BULK {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            format!("max {max} is outside 1..={MAX_BULK}"),
+        )
+        .field("max")
+        .limit(u64::from(MAX_BULK)));
+    }
+    let mut query = request.filter.query()?;
+    query.limit = crate::store::MAX_PAGE;
+    let mut matched = Vec::new();
+    let mut truncated = false;
+    loop {
+        let page = controller.tickets(&query).await?;
+        for t in page.tickets {
+            if matched.len() as u32 == max {
+                truncated = true;
+                break;
+            }
+            matched.push(t);
+        }
+        match page.next_cursor {
+            Some(c) if !truncated => query.cursor = Some(c),
+            _ => break,
+        }
+    }
+    let eligible: Vec<_> = matched
+        .iter()
+        .filter(|t| match request.action {
+            BulkAction::Cancel => !t.state.is_terminal(),
+            BulkAction::Retry => matches!(t.state, TicketState::Dead | TicketState::Cancelled),
+        })
+        .collect();
+    let mut report = BulkReport {
+        action: request.action,
+        dry_run: request.dry_run,
+        matched: matched.len() as u32,
+        eligible: eligible.len() as u32,
+        done: 0,
+        truncated,
+        created: Vec::new(),
+        failed: Vec::new(),
+    };
+    if request.dry_run {
+        return Ok(report);
+    }
+    let fail = |report: &mut BulkReport, id, error: String| {
+        if report.failed.len() < 100 {
+            report.failed.push(BulkFailure { id, error });
+        }
+    };
+    match request.action {
+        BulkAction::Cancel => {
+            for t in eligible {
+                match controller.cancel(t.id).await {
+                    Ok(_) => report.done += 1,
+                    // Finished meanwhile: nothing left to cancel.
+                    Err(e) => fail(&mut report, t.id, e.to_string()),
+                }
+            }
+        }
+        BulkAction::Retry => {
+            for chunk in eligible.chunks(500) {
+                let mut copies = Vec::with_capacity(chunk.len());
+                let mut ids = Vec::with_capacity(chunk.len());
+                for t in chunk {
+                    match controller.ticket(t.id).await {
+                        Ok(v) => {
+                            ids.push(t.id);
+                            copies.push(NewTicket {
+                                kind: v.kind,
+                                payload: v.payload,
+                                tenant: Some(v.tenant.to_string()),
+                                idempotency_key: Some(format!("retry-of-{}", v.id)),
+                                priority: Some(v.priority),
+                                skill: Some(v.skill.to_string()),
+                                max_attempts: Some(v.max_attempts),
+                                parent_id: Some(v.id.to_string()),
+                                causation_id: Some(v.id.to_string()),
+                                ..NewTicket::default()
+                            });
+                        }
+                        Err(e) => fail(&mut report, t.id, e.to_string()),
+                    }
+                }
+                for (id, r) in ids.into_iter().zip(controller.submit_many(copies).await) {
+                    match r {
+                        Ok(s) if s.duplicate => {
+                            fail(&mut report, id, format!("already retried as {}", s.id))
+                        }
+                        Ok(s) => {
+                            report.done += 1;
+                            report.created.push(s.id);
+                        }
+                        Err(e) => fail(&mut report, id, e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// A ticket list's filters as a surface sends them (query parameters over
+/// HTTP, a command argument in the app): all optional text, checked here so
+/// every surface refuses the same input with the same field named.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+pub struct TicketFilter {
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub bot: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// 1..=1000; 100 if absent.
+    #[serde(default)]
+    pub limit: Option<String>,
+}
+
+impl TicketFilter {
+    pub fn query(&self) -> Result<crate::store::TicketQuery, ApiError> {
+        use crate::store::MAX_PAGE;
+        use crate::ticket::{BotId, TenantId, TicketId, TicketState};
+        let invalid =
+            |field: &str, msg: String| ApiError::new(ErrorKind::Invalid, msg).field(field);
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let state = match given(&self.state) {
+            None => None,
+            Some(s) => Some(TicketState::parse(&s).ok_or_else(|| {
+                let known: Vec<_> = TicketState::ALL.iter().map(|s| s.as_str()).collect();
+                invalid(
+                    "state",
+                    format!("unknown state {s:?}; known states: {}", known.join(", ")),
+                )
+            })?),
+        };
+        let limit = match given(&self.limit) {
+            None => 100,
+            Some(l) => match l.parse::<u32>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(invalid("limit", format!("{l:?} is outside 1..={MAX_PAGE}"))
+                        .limit(u64::from(MAX_PAGE)));
+                }
+            },
+        };
+        let cursor = match given(&self.cursor) {
+            None => None,
+            Some(c) => Some(TicketId::parse(&c).map_err(|_| {
+                invalid(
+                    "cursor",
+                    format!("{c:?} is not a cursor from a previous page"),
+                )
+            })?),
+        };
+        Ok(crate::store::TicketQuery {
+            state,
+            tenant: given(&self.tenant)
+                .map(|t| TenantId::parse(&t))
+                .transpose()?,
+            bot: given(&self.bot).map(|b| BotId::parse(&b)).transpose()?,
+            kind: given(&self.kind)
+                .map(|k| match crate::ticket::Work::KINDS.contains(&k.as_str()) {
+                    true => Ok(k),
+                    false => Err(invalid(
+                        "kind",
+                        format!(
+                            "unknown kind {k:?}; known kinds: {}",
+                            crate::ticket::Work::KINDS.join(", ")
+                        ),
+                    )),
+                })
+                .transpose()?,
+            cursor,
+            limit,
+        })
+    }
+}
+
+/// The envelope errors travel in.
+#[derive(Debug, Clone, Serialize, Deserialize, Type)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            field: None,
+            limit: None,
+        }
+    }
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+}
+
+impl From<TicketError> for ApiError {
+    fn from(e: TicketError) -> Self {
+        let message = e.to_string();
+        match e {
+            TicketError::Invalid { field, .. } => {
+                ApiError::new(ErrorKind::Invalid, message).field(field)
+            }
+            TicketError::TooLarge { field, limit, .. } => {
+                ApiError::new(ErrorKind::TooLarge, message)
+                    .field(field)
+                    .limit(limit as u64)
+            }
+            TicketError::IllegalTransition { .. } | TicketError::AttemptsExhausted { .. } => {
+                ApiError::new(ErrorKind::IllegalTransition, message)
+            }
+            _ => ApiError::new(ErrorKind::Invalid, message),
+        }
+    }
+}
+
+impl From<crate::connector::ConnectorError> for ApiError {
+    fn from(e: crate::connector::ConnectorError) -> Self {
+        use crate::connector::ConnectorError as C;
+        let message = e.to_string();
+        match e {
+            C::Manifest(m) => ApiError::new(ErrorKind::Invalid, message).field(m.field),
+            C::Invalid { field, .. } => ApiError::new(ErrorKind::Invalid, message).field(field),
+            C::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            C::Db(_) => {
+                tracing::error!(error = %message, "connector store failed");
+                ApiError::new(
+                    ErrorKind::StoreUnavailable,
+                    "the connector store is unavailable",
+                )
+            }
+            _ => {
+                tracing::error!(error = %message, "connector error surfaced to a caller");
+                ApiError::new(ErrorKind::Internal, "internal error; see the server log")
+            }
+        }
+    }
+}
+
+impl From<SecurityError> for ApiError {
+    fn from(e: SecurityError) -> Self {
+        let message = e.to_string();
+        match e {
+            SecurityError::Invalid { field, .. } => {
+                ApiError::new(ErrorKind::Invalid, message).field(field)
+            }
+            SecurityError::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            SecurityError::TooLarge(field, limit) => ApiError::new(ErrorKind::TooLarge, message)
+                .field(field)
+                .limit(limit as u64),
+            SecurityError::Db(_) => {
+                tracing::error!(error = %message, "security store failed");
+                ApiError::new(
+                    ErrorKind::StoreUnavailable,
+                    "the security store is unavailable",
+                )
+            }
+        }
+    }
+}
+
+impl From<ControllerError> for ApiError {
+    fn from(e: ControllerError) -> Self {
+        let message = e.to_string();
+        match e {
+            ControllerError::Invalid(t) => t.into(),
+            ControllerError::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            ControllerError::UnknownTenant(_) => {
+                ApiError::new(ErrorKind::UnknownTenant, message).field("tenant")
+            }
+            ControllerError::BudgetExhausted { .. } => {
+                ApiError::new(ErrorKind::BudgetExhausted, message).field("tenant")
+            }
+            ControllerError::Overloaded { limit, .. } => {
+                ApiError::new(ErrorKind::Overloaded, message).limit(limit as u64)
+            }
+            ControllerError::Store(StoreError::Closed) | ControllerError::ShuttingDown => {
+                ApiError::new(ErrorKind::ShuttingDown, message)
+            }
+            // The data itself, not the store's health: retrying the same
+            // request cannot help, so it is not a 503.
+            ControllerError::Store(e @ StoreError::Rejected { .. }) => {
+                tracing::warn!(error = %e, "store refused a request's data");
+                ApiError::new(ErrorKind::Invalid, e.to_string())
+            }
+            ControllerError::Store(e) => {
+                tracing::error!(error = %e, "store error surfaced to a caller");
+                ApiError::new(
+                    ErrorKind::StoreUnavailable,
+                    "the store is unavailable; retry later, with the same idempotency key for a submission (it then runs once)",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "internal error surfaced to a caller");
+                ApiError::new(ErrorKind::Internal, "internal error; see the server log")
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Fleet mode in one process, on the real servers: a controller over
+//! PostgreSQL and nodes on Redis, each under its own schema and prefix.
+//! (Across processes, with kill -9, see `tests/e2e/fleet.rs`.)
+
+use super::*;
+use crate::bot::node::{NodeConfig, run_node};
+use crate::clock::SystemClock;
+use crate::controller::{Controller, ControllerConfig};
+use crate::lane::redis::testing::{TestRedis, redis_url};
+use crate::model::builtin::BuiltinModel;
+use crate::model::{ChatReply, ChatRequest, Model, ModelError};
+use crate::store::postgres::testing::TestDb;
+use crate::ticket::{NewTicket, Skill, TicketState};
+use async_trait::async_trait;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn node(r: &TestRedis, name: &str, bots: usize, model: Arc<dyn Model>) -> NodeConfig {
+    NodeConfig {
+        redis_url: redis_url(),
+        prefix: r.keys.prefix().to_owned(),
+        name: name.into(),
+        bots,
+        skills: vec![Skill::parse("chat").unwrap()],
+        model,
+    }
+}
+
+async fn controller(db: &TestDb, r: &TestRedis) -> Controller {
+    Controller::start_fleet(
+        ControllerConfig {
+            backoff_base: Duration::from_millis(5),
+            backoff_max: Duration::from_millis(20),
+            ..Default::default()
+        },
+        Arc::new(db.store.clone()),
+        FleetConfig {
+            redis_url: redis_url(),
+            prefix: r.keys.prefix().to_owned(),
+        },
+        Arc::new(SystemClock),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_until_settled(c: &Controller, ids: &[TicketId]) -> Vec<TicketState> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut states = Vec::with_capacity(ids.len());
+        for id in ids {
+            states.push(c.ticket(*id).await.unwrap().state);
+        }
+        if states.iter().all(|s| s.is_terminal()) {
+            return states;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unfinished after {WAIT:?}: {:?}",
+            states.iter().filter(|s| !s.is_terminal()).count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_bots(c: &Controller, n: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.health().await.bots_live != n {
+        assert!(tokio::time::Instant::now() < deadline, "bots never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_flow_through_redis_streams_to_node_bots_and_back() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let stop = CancellationToken::new();
+    let nodes: Vec<_> = ["n1", "n2"]
+        .into_iter()
+        .map(|name| {
+            tokio::spawn(run_node(
+                node(&r, name, 3, Arc::new(BuiltinModel::new())),
+                Arc::new(SystemClock),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    wait_for_bots(&c, 6).await;
+
+    let tickets: Vec<NewTicket> = (0..300)
+        .map(|i| NewTicket {
+            tenant: Some(if i % 2 == 0 { "acme" } else { "globex" }.into()),
+            ..NewTicket::chat(format!("hello {i}"))
+        })
+        .collect();
+    let ids: Vec<TicketId> = c
+        .submit_many(tickets)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let states = wait_until_settled(&c, &ids).await;
+    assert!(states.iter().all(|s| *s == TicketState::Succeeded));
+
+    let cost = c.cost_summary().await.unwrap();
+    assert_eq!(cost.total.attempts, 300, "one ledger row per attempt");
+    assert_eq!(cost.by_tenant.len(), 2);
+    let bots = c.bots().await;
+    assert_eq!(bots.len(), 6);
+    assert!(
+        bots.iter().all(|b| b.succeeded > 0),
+        "every bot took work: {bots:#?}"
+    );
+    assert!(bots.iter().all(|b| b.node.is_some()));
+    let view = c.ticket(ids[0]).await.unwrap();
+    assert!(view.bot.unwrap().as_str().contains("-bot-"));
+    // Every timeline shows its attempt running, at the time it started,
+    // whether the start report travelled or was folded into the finish.
+    for id in &ids {
+        let view = c.ticket(*id).await.unwrap();
+        let to: Vec<_> = view.events.iter().map(|e| e.to).collect();
+        use TicketState::*;
+        assert_eq!(to, [Queued, Routed, Running, Succeeded], "{view:#?}");
+        assert!(view.events[1].at_ms <= view.events[2].at_ms);
+        assert!(view.events[2].at_ms <= view.events[3].at_ms);
+    }
+
+    // Everything is acknowledged: no lane or results entry left pending.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let pending: u32 = c.bots().await.iter().map(|b| b.lane.pending).sum();
+        if pending == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{pending} pending");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    stop.cancel();
+    for n in nodes {
+        n.await.unwrap().unwrap();
+    }
+    // Deregistered at once on shutdown.
+    wait_for_bots(&c, 0).await;
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}
+
+/// A model that never answers: work stays in flight until the bot goes.
+#[derive(Debug)]
+struct Hang(crate::ticket::ModelId);
+
+#[async_trait]
+impl Model for Hang {
+    fn id(&self) -> &crate::ticket::ModelId {
+        &self.0
+    }
+    async fn chat(&self, _: &ChatRequest) -> Result<ChatReply, ModelError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_hands_its_tickets_to_the_bots_that_remain() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let stop_stuck = CancellationToken::new();
+    let hang: Arc<dyn Model> = Arc::new(Hang(crate::ticket::ModelId::parse("builtin").unwrap()));
+    let stuck = tokio::spawn(run_node(
+        node(&r, "stuck", 2, hang),
+        Arc::new(SystemClock),
+        stop_stuck.clone(),
+    ));
+    wait_for_bots(&c, 2).await;
+    let ids: Vec<TicketId> = c
+        .submit_many((0..20).map(|i| NewTicket::chat(format!("t{i}"))).collect())
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    // All of them are held by the hanging node's bots.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c
+        .state_counts()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(s, _)| *s == TicketState::Queued)
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stop_good = CancellationToken::new();
+    let good = tokio::spawn(run_node(
+        node(&r, "good", 2, Arc::new(BuiltinModel::new())),
+        Arc::new(SystemClock),
+        stop_good.clone(),
+    ));
+    // SIGTERM-like stop of the stuck node: its work is handed back.
+    stop_stuck.cancel();
+    stuck.await.unwrap().unwrap();
+    let states = wait_until_settled(&c, &ids).await;
+    assert!(states.iter().all(|s| *s == TicketState::Succeeded));
+    for id in &ids {
+        let v = c.ticket(*id).await.unwrap();
+        assert!(v.bot.unwrap().as_str().starts_with("good-"));
+        assert!(
+            v.events.iter().any(|e| e.reason.contains("lost")),
+            "the requeue says why: {:#?}",
+            v.events
+        );
+        assert_eq!(v.ledger.len(), 1, "only the finished attempt is charged");
+    }
+    stop_good.cancel();
+    good.await.unwrap().unwrap();
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}
+
+/// A model that crashes its bot on one prompt (and answers the others).
+#[derive(Debug)]
+struct Poison(crate::ticket::ModelId);
+
+#[async_trait]
+impl Model for Poison {
+    fn id(&self) -> &crate::ticket::ModelId {
+        &self.0
+    }
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatReply, ModelError> {
+        if format!("{req:?}").contains("poison") {
+            panic!("this prompt crashes the bot");
+        }
+        BuiltinModel::new().chat(req).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_with_the_reason() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let stop = CancellationToken::new();
+    let model: Arc<dyn Model> = Arc::new(Poison(crate::ticket::ModelId::parse("builtin").unwrap()));
+    let n = tokio::spawn(run_node(
+        node(&r, "p", 1, model),
+        Arc::new(SystemClock),
+        stop.clone(),
+    ));
+    wait_for_bots(&c, 1).await;
+    let poison = c.submit(NewTicket::chat("poison")).await.unwrap().id;
+    let fine = c.submit(NewTicket::chat("fine")).await.unwrap().id;
+    let states = wait_until_settled(&c, &[poison, fine]).await;
+    assert_eq!(states, [TicketState::Dead, TicketState::Succeeded]);
+    let v = c.ticket(poison).await.unwrap();
+    let why = v.error.clone().unwrap_or_default();
+    assert!(why.contains("dead-lettered"), "{v:#?}");
+    assert!(why.contains("limit 5"), "{why}");
+    assert!(v.ledger.is_empty(), "a crashed call reported no usage");
+    // The entry, with the reason, is on the dead-letter stream.
+    let dead = r.dead_letters().await;
+    assert_eq!(dead.ids.len(), 1);
+    assert_eq!(
+        rl::field(&dead.ids[0].map, "ticket"),
+        Some(poison.to_string().as_bytes())
+    );
+    assert_eq!(rl::field(&dead.ids[0].map, "deliveries"), Some(&b"6"[..]));
+    stop.cancel();
+    n.await.unwrap().unwrap();
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}
+
+/// Redis restarting empty wipes the registrations with everything else,
+/// while the nodes are fine and re-register within a heartbeat. The registry
+/// re-drives at once but does not declare the bots lost during one TTL (that
+/// would requeue the re-driven work a second time); a bot that stays away
+/// past it is still declared lost.
+#[tokio::test]
+async fn a_redis_restart_is_not_taken_for_every_bot_lost() {
+    let r = TestRedis::new().await;
+    let redis = Redis::connect(&FleetConfig {
+        redis_url: redis_url(),
+        prefix: r.keys.prefix().to_owned(),
+    })
+    .await
+    .unwrap();
+    let reg = Registration {
+        bot: BotId::parse("n1-bot-01").unwrap(),
+        node: "n1".into(),
+        skills: vec![Skill::parse("chat").unwrap()],
+        model: ModelId::parse(BuiltinModel::NAME).unwrap(),
+    };
+    let beat = || async {
+        let pipe =
+            crate::bot::node::heartbeat_pipeline(&r.keys, std::slice::from_ref(&reg)).unwrap();
+        pipe.query_async::<()>(&mut r.conn.clone()).await.unwrap();
+    };
+    beat().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let registry = spawn_registry(redis, PriceTable::builtin(), 64, tx, shutdown.clone());
+    let next = async |rx: &mut mpsc::UnboundedReceiver<Command>, within: Duration| {
+        tokio::time::timeout(within, rx.recv()).await.ok().flatten()
+    };
+    match next(&mut rx, Duration::from_secs(5)).await {
+        Some(Command::BotsChanged { up, down }) => {
+            assert_eq!(up.len(), 1);
+            assert!(down.is_empty());
+        }
+        _ => panic!("the bot did not come up"),
+    }
+
+    r.flush().await;
+    assert!(
+        matches!(
+            next(&mut rx, Duration::from_secs(2)).await,
+            Some(Command::Redrive { .. })
+        ),
+        "no re-drive after the restart"
+    );
+    // The node heartbeats again within its period; meanwhile, and after,
+    // nothing says the bot was lost.
+    tokio::time::sleep(crate::bot::node::HEARTBEAT_TTL / 3).await;
+    beat().await;
+    let quiet_until = tokio::time::Instant::now() + crate::bot::node::HEARTBEAT_TTL;
+    while tokio::time::Instant::now() < quiet_until {
+        beat().await;
+        if let Some(Command::BotsChanged { down, .. }) =
+            next(&mut rx, Duration::from_millis(500)).await
+        {
+            panic!("declared lost after a restart: {down:?}");
+        }
+    }
+    // A bot that really stops beating is still declared lost.
+    match next(&mut rx, crate::bot::node::HEARTBEAT_TTL * 2).await {
+        Some(Command::BotsChanged { down, .. }) => assert_eq!(down.len(), 1),
+        _ => panic!("a silent bot was never declared lost"),
+    }
+    shutdown.cancel();
+    registry.await.unwrap();
+    r.cleanup().await;
+}

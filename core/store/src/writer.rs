@@ -1,0 +1,1238 @@
+//! Group commit: one task owns every write to the store.
+//!
+//! Writers hand it a [`WriteBatch`] and a completion callback. While one
+//! transaction is committing, new requests queue up; the next transaction
+//! takes all of them (up to [`MAX_BATCH_OPS`]), so durability costs one fsync
+//! per batch rather than per ticket, and throughput rises with load. Callbacks
+//! run after the commit, on this task: they must not block.
+//!
+//! Order: a ticket's writes land in the order they were sent. A store that
+//! can commit on several connections at once ([`Apply::parallel_commits`];
+//! PostgreSQL) gets up to that many transactions in flight, but only over
+//! disjoint footprints: a batch that touches a ticket (or an idempotency key)
+//! of one in flight waits for it, and one that writes the tenant directory,
+//! or is empty (a barrier), goes alone. Disjoint batches may land in either
+//! order, so commit callbacks keep each ticket's order but not the order
+//! across tickets.
+//!
+//! Failure policy: a failed batch is retried with backoff. Requests that may be
+//! refused (new submissions, whose callers can be told "store unavailable"
+//! and nothing was written) are failed after [`REFUSABLE_TRIES`]; requests that
+//! record what already happened (transitions, results, costs) are retried
+//! until they land, because the controller has already acted on them. While
+//! the store stays down, a proposal is refused once a try that began after it
+//! was queued has failed: never on the word of an older try, which may have
+//! begun before the store came back. A retried batch may have landed the time
+//! its answer was lost; the store's `apply` is idempotent, so it lands once.
+//! A refused proposal may likewise have landed: the scheduler settles it
+//! once the store answers again (see `Scheduler::settle`).
+//! After any failure the writer lets its other transactions land, then
+//! retries the failed batches together as one transaction, alone, until it
+//! lands: a proposal among them is refused by the policy above even while a
+//! record beside it keeps failing.
+//!
+//! A store that refuses a batch for its data ([`StoreError::is_permanent`]:
+//! PostgreSQL's SQLSTATE classes 22 and 23) will refuse it on every try, so
+//! retrying would stop every write behind it. The writer first replaces any
+//! NUL in the batch's text and tries once more (text is cleaned where it
+//! enters, so this is a safety net); if the store still refuses, it applies
+//! the batch part by part ([`WriteBatch::split`]): each proposal's rows
+//! whole, then each ticket's, then each ledger row. A refused proposal is
+//! refused with the store's error (it changed nothing); refused records are
+//! set aside and reported in [`Applied::rejected`], so the controller can
+//! fail their tickets with a reason; everything else lands.
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+use super::{Applied, RejectedRows, Store, StoreError, WriteBatch};
+use crate::ticket::{TenantId, TicketId};
+
+/// What the writer needs of a store: applying batches.
+#[async_trait::async_trait]
+pub trait Apply: Send + Sync {
+    async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError>;
+    /// How many batches may be applied at once (each in its own
+    /// transaction, on its own connection).
+    fn parallel_commits(&self) -> usize {
+        1
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> Apply for S {
+    async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+        Store::apply(self, batch).await
+    }
+
+    fn parallel_commits(&self) -> usize {
+        Store::parallel_commits(self)
+    }
+}
+
+/// The most rows one transaction takes before the rest waits for the next.
+pub const MAX_BATCH_OPS: usize = 8192;
+/// Attempts for a refusable request before its caller is told it failed.
+pub const REFUSABLE_TRIES: u32 = 3;
+/// Requests that may wait for the writer before senders are held back.
+const QUEUE: usize = 16_384;
+
+/// Called once a request's batch is durable (or finally refused).
+pub type Done = Box<dyn FnOnce(Result<&Applied, &StoreError>) + Send>;
+/// Called after every commit with the whole batch, e.g. to publish events.
+pub type OnCommit = Box<dyn FnMut(&WriteBatch, &Applied) + Send>;
+
+struct Request {
+    batch: WriteBatch,
+    done: Option<Done>,
+    refusable: bool,
+    queued_at: Instant,
+    /// A proposal's tickets and tenants, so that its rows can be told apart
+    /// after they are merged into a transaction (see [`isolate`]).
+    owns: Option<Box<Owns>>,
+}
+
+/// What a proposal creates or sets: the rows that land or fail with it.
+#[derive(Debug, Default)]
+struct Owns {
+    tickets: HashSet<TicketId>,
+    tenants: HashSet<TenantId>,
+}
+
+impl Owns {
+    fn of(b: &WriteBatch) -> Owns {
+        Owns {
+            tickets: b.new_tickets.iter().map(|t| t.id).collect(),
+            tenants: b
+                .tenants
+                .iter()
+                .chain(&b.budgets)
+                .map(|t| t.id.clone())
+                .collect(),
+        }
+    }
+}
+
+/// A handle to the writer task. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("queued", &(QUEUE - self.tx.capacity()))
+            .finish()
+    }
+}
+
+impl Writer {
+    /// Starts the writer task over `store`.
+    pub fn spawn<S: Apply + ?Sized + 'static>(
+        store: Arc<S>,
+        on_commit: OnCommit,
+    ) -> (Writer, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let handle = tokio::spawn(run(store, rx, on_commit));
+        (Writer { tx }, handle)
+    }
+
+    /// Queues a batch that records what already happened: it is retried
+    /// until it lands. Waits only if the writer is saturated.
+    ///
+    /// A record never creates tickets or tenants, and a proposal carries only
+    /// those (and their creation events), so refusing proposals after a
+    /// failure drops exactly their rows and keeps every record.
+    pub async fn record(&self, batch: WriteBatch, done: Option<Done>) -> Result<(), StoreError> {
+        debug_assert!(
+            batch.new_tickets.is_empty() && batch.tenants.is_empty() && batch.budgets.is_empty()
+        );
+        self.tx
+            .send(Request {
+                batch,
+                done,
+                refusable: false,
+                queued_at: Instant::now(),
+                owns: None,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Queues a batch its caller may be refused (`done` gets the error).
+    pub async fn propose(&self, batch: WriteBatch, done: Done) -> Result<(), StoreError> {
+        debug_assert!(batch.updates.is_empty() && batch.ledger.is_empty());
+        let owns = Some(Box::new(Owns::of(&batch)));
+        self.tx
+            .send(Request {
+                batch,
+                done: Some(done),
+                refusable: true,
+                queued_at: Instant::now(),
+                owns,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Writes `batch` and waits until it is durable.
+    pub async fn write_and_wait(&self, batch: WriteBatch) -> Result<Applied, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done: Done = Box::new(move |r| {
+            let _ = tx.send(r.cloned().map_err(StoreError::clone));
+        });
+        self.propose(batch, done).await?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// What a batch writes, for deciding whether it may commit beside another.
+#[derive(Debug)]
+enum Footprint {
+    /// Goes alone: it writes the tenant directory, or holds a barrier.
+    Whole,
+    Keys(HashSet<Key>),
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Ticket(TicketId),
+    Idempotency(TenantId, String),
+}
+
+impl Footprint {
+    fn add(&mut self, b: &WriteBatch) {
+        let Footprint::Keys(keys) = self else {
+            return;
+        };
+        if b.is_empty() || !b.tenants.is_empty() || !b.budgets.is_empty() {
+            *self = Footprint::Whole;
+            return;
+        }
+        for t in &b.new_tickets {
+            keys.insert(Key::Ticket(t.id));
+            if let Some(k) = &t.idempotency_key {
+                keys.insert(Key::Idempotency(t.tenant.clone(), k.clone()));
+            }
+        }
+        keys.extend(b.updates.iter().map(|u| Key::Ticket(u.id)));
+        keys.extend(b.transitions.iter().map(|t| Key::Ticket(t.ticket)));
+        keys.extend(b.ledger.iter().map(|l| Key::Ticket(l.ticket)));
+    }
+
+    fn disjoint(&self, other: &Footprint) -> bool {
+        match (self, other) {
+            (Footprint::Keys(a), Footprint::Keys(b)) => a.is_disjoint(b),
+            _ => false,
+        }
+    }
+}
+
+/// The requests of the next transaction, taken oldest first.
+struct Next {
+    requests: Vec<Request>,
+    ops: usize,
+    /// Whether a second transaction may run beside this one. If not, the
+    /// footprint is `Whole` from the start and no key is collected.
+    parallel: bool,
+    footprint: Footprint,
+}
+
+impl Next {
+    fn new(parallel: bool) -> Next {
+        Next {
+            requests: Vec::new(),
+            ops: 0,
+            parallel,
+            footprint: if parallel {
+                Footprint::Keys(HashSet::new())
+            } else {
+                Footprint::Whole
+            },
+        }
+    }
+
+    /// The requests taken so far, leaving this one empty.
+    fn take(&mut self) -> Next {
+        std::mem::replace(self, Next::new(self.parallel))
+    }
+
+    /// Takes requests, oldest first, up to [`MAX_BATCH_OPS`] rows.
+    fn top_up(&mut self, backlog: &mut VecDeque<Request>, rx: &mut mpsc::Receiver<Request>) {
+        while self.ops < MAX_BATCH_OPS {
+            let r = match backlog.pop_front() {
+                Some(r) => r,
+                None => match rx.try_recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
+            self.ops += r.batch.len();
+            self.footprint.add(&r.batch);
+            self.requests.push(r);
+        }
+    }
+
+    /// Puts the requests back at the front of the queue, in order.
+    fn put_back(&mut self, backlog: &mut VecDeque<Request>) {
+        for r in self.take().requests.into_iter().rev() {
+            backlog.push_front(r);
+        }
+    }
+}
+
+/// A batch being applied: its requests, their rows, and the first try.
+struct Flight {
+    seq: u64,
+    pending: Vec<Request>,
+    combined: WriteBatch,
+    began: Instant,
+    result: Result<Applied, StoreError>,
+}
+
+/// The transactions in flight, with their footprints.
+struct Flying {
+    flights: FuturesUnordered<BoxFuture<'static, Flight>>,
+    footprints: Vec<(u64, Footprint)>,
+    seq: u64,
+}
+
+impl Flying {
+    fn len(&self) -> usize {
+        self.footprints.len()
+    }
+
+    /// The next transaction to land, if any is in flight.
+    async fn landed(&mut self) -> Option<Flight> {
+        let f = self.flights.next().await?;
+        self.footprints.retain(|(s, _)| *s != f.seq);
+        Some(f)
+    }
+
+    fn launch<S: Apply + ?Sized + 'static>(&mut self, store: &Arc<S>, next: Next) {
+        let Next {
+            requests: mut pending,
+            footprint,
+            ..
+        } = next;
+        let mut combined = WriteBatch::default();
+        for r in pending.iter_mut() {
+            combined.absorb(std::mem::take(&mut r.batch));
+        }
+        combined.coalesce();
+        self.seq += 1;
+        let seq = self.seq;
+        self.footprints.push((seq, footprint));
+        let store = store.clone();
+        self.flights.push(Box::pin(async move {
+            let began = Instant::now();
+            let result = store.apply(&combined).await;
+            Flight {
+                seq,
+                pending,
+                combined,
+                began,
+                result,
+            }
+        }));
+    }
+}
+
+async fn run<S: Apply + ?Sized + 'static>(
+    store: Arc<S>,
+    mut rx: mpsc::Receiver<Request>,
+    mut on_commit: OnCommit,
+) {
+    let parallel = store.parallel_commits().max(1);
+    // Requests set aside while the store was down (records, and proposals
+    // still awaiting a try's answer), oldest first; they go before anything
+    // received later.
+    let mut backlog: VecDeque<Request> = VecDeque::new();
+    let mut next = Next::new(parallel > 1);
+    let mut flying = Flying {
+        flights: FuturesUnordered::new(),
+        footprints: Vec::new(),
+        seq: 0,
+    };
+    let mut w = Settle {
+        store: &*store,
+        on_commit: &mut on_commit,
+        backlog: &mut backlog,
+    };
+    loop {
+        if next.requests.is_empty() && w.backlog.is_empty() {
+            let received = if flying.len() == 0 {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    r = rx.recv() => r,
+                    Some(f) = flying.landed() => {
+                        w.land(f, &mut flying, &mut next, &mut rx).await;
+                        continue;
+                    }
+                }
+            };
+            match received {
+                Some(r) => w.backlog.push_back(r),
+                None => {
+                    while let Some(f) = flying.landed().await {
+                        w.land(f, &mut flying, &mut next, &mut rx).await;
+                    }
+                    return;
+                }
+            }
+        }
+        // Taken as late as possible, so a transaction takes all that waits.
+        next.top_up(w.backlog, &mut rx);
+        let free = flying.len() < parallel
+            && flying
+                .footprints
+                .iter()
+                .all(|(_, f)| f.disjoint(&next.footprint));
+        if free {
+            flying.launch(&store, next.take());
+        } else if let Some(f) = flying.landed().await {
+            w.land(f, &mut flying, &mut next, &mut rx).await;
+        }
+    }
+}
+
+/// What settling a landed transaction needs.
+struct Settle<'a, S: ?Sized> {
+    store: &'a S,
+    on_commit: &'a mut OnCommit,
+    backlog: &'a mut VecDeque<Request>,
+}
+
+impl<S: Apply + ?Sized> Settle<'_, S> {
+    /// Settles a landed transaction. After a failure, the others in flight
+    /// land first; then the failed batches are retried together, as one
+    /// transaction alone, before anything new starts (the batch being
+    /// gathered goes back to the front of the queue), so the retry policy
+    /// sees one transaction at a time, as with a store that commits one at a
+    /// time.
+    async fn land(
+        &mut self,
+        flight: Flight,
+        flying: &mut Flying,
+        next: &mut Next,
+        rx: &mut mpsc::Receiver<Request>,
+    ) {
+        if flight.result.is_ok() {
+            self.finish(flight, rx).await;
+            return;
+        }
+        let mut failed = vec![flight];
+        while let Some(f) = flying.landed().await {
+            if f.result.is_ok() {
+                self.finish(f, rx).await;
+            } else {
+                failed.push(f);
+            }
+        }
+        next.put_back(self.backlog);
+        // The failed batches are retried as one, so a proposal among them
+        // is refused as the policy says even while a record beside it keeps
+        // failing (retried alone in turn, the record would hold it back
+        // until the store returned). They were disjoint, so their rows merge.
+        failed.sort_by_key(|f| f.seq);
+        let mut failed = failed.into_iter();
+        let Some(mut merged) = failed.next() else {
+            return;
+        };
+        for f in failed {
+            merged.combined.absorb(f.combined);
+            merged.pending.extend(f.pending);
+            merged.began = merged.began.min(f.began);
+        }
+        merged.combined.coalesce();
+        self.finish(merged, rx).await;
+    }
+
+    async fn finish(&mut self, f: Flight, rx: &mut mpsc::Receiver<Request>) {
+        let Flight {
+            mut pending,
+            combined,
+            began,
+            result,
+            ..
+        } = f;
+        commit(
+            self.store,
+            &mut pending,
+            combined,
+            (began, result),
+            self.on_commit,
+            rx,
+            self.backlog,
+        )
+        .await;
+    }
+}
+
+/// Finishes the requests in `pending`, whose rows are `combined`, given the
+/// outcome of a first try, retrying as the policy says.
+///
+/// While the store stays down, proposals that arrive meanwhile are refused
+/// after the next failed try (their callers hear "unavailable" instead of
+/// waiting for the store to return), and records are set aside in
+/// `backlog`, in order.
+async fn commit<S: Apply + ?Sized>(
+    store: &S,
+    pending: &mut Vec<Request>,
+    mut combined: WriteBatch,
+    first: (Instant, Result<Applied, StoreError>),
+    on_commit: &mut OnCommit,
+    rx: &mut mpsc::Receiver<Request>,
+    backlog: &mut VecDeque<Request>,
+) {
+    let (mut began, mut outcome) = first;
+    let mut tries = 0u32;
+    let mut cleaned = false;
+    // What parts that landed on their own found, for the final answer.
+    let mut found = Applied::default();
+    loop {
+        match outcome {
+            Ok(mut applied) => {
+                on_commit(&combined, &applied);
+                applied.absorb(found);
+                for r in pending.drain(..) {
+                    if let Some(done) = r.done {
+                        done(Ok(&applied));
+                    }
+                }
+                return;
+            }
+            Err(e) if e.is_permanent() && !cleaned => {
+                cleaned = true;
+                let replaced = combined.clean();
+                tracing::warn!(error = %e, replaced, rows = combined.len(), "store refused a batch for its data; retrying it with each NUL replaced");
+                if replaced == 0 {
+                    outcome = Err(e);
+                    continue;
+                }
+            }
+            Err(e) if e.is_permanent() => {
+                tracing::error!(error = %e, rows = combined.len(), "store refused a batch for its data; applying it part by part");
+                match isolate(store, pending, combined, on_commit, &mut found).await {
+                    Ok(()) => {
+                        for r in pending.drain(..) {
+                            if let Some(done) = r.done {
+                                done(Ok(&found));
+                            }
+                        }
+                        return;
+                    }
+                    Err(Unfinished {
+                        rest,
+                        began: b,
+                        error,
+                    }) => {
+                        // The store went away meanwhile: what is left goes
+                        // back to the ordinary retries.
+                        (combined, began, cleaned) = (rest, b, false);
+                        outcome = Err(error);
+                        continue;
+                    }
+                }
+            }
+            Err(e) => {
+                tries += 1;
+                tracing::error!(error = %e, tries, rows = combined.len(), "store write failed; retrying");
+                if tries >= REFUSABLE_TRIES && pending.iter().any(|r| r.refusable) {
+                    // Refuse every refusable request: drop exactly its rows
+                    // (see `Writer::record` for why they are separable).
+                    let refused: HashSet<_> = combined.new_tickets.iter().map(|t| t.id).collect();
+                    combined.new_tickets.clear();
+                    combined.tenants.clear();
+                    combined.budgets.clear();
+                    combined
+                        .transitions
+                        .retain(|t| !refused.contains(&t.ticket));
+                    for r in pending.extract_if(.., |r| r.refusable) {
+                        if let Some(done) = r.done {
+                            done(Err(&e));
+                        }
+                    }
+                    if pending.is_empty() {
+                        return;
+                    }
+                }
+                if tries >= REFUSABLE_TRIES {
+                    // Proposals queued before this try began are refused;
+                    // later ones wait for the next try's answer.
+                    while let Ok(r) = rx.try_recv() {
+                        backlog.push_back(r);
+                    }
+                    let mut kept = VecDeque::with_capacity(backlog.len());
+                    for r in backlog.drain(..) {
+                        match r.done {
+                            Some(done) if r.refusable && r.queued_at < began => done(Err(&e)),
+                            done => kept.push_back(Request { done, ..r }),
+                        }
+                    }
+                    *backlog = kept;
+                }
+                tokio::time::sleep(backoff(tries)).await;
+            }
+        }
+        began = Instant::now();
+        outcome = store.apply(&combined).await;
+    }
+}
+
+/// What is left when the store stopped answering during [`isolate`].
+struct Unfinished {
+    rest: WriteBatch,
+    began: Instant,
+    error: StoreError,
+}
+
+/// Applies `rows` part by part after the store refused them for their data:
+/// each proposal of `pending` whole, then the records ticket by ticket
+/// ([`WriteBatch::split`]). A proposal whose part is refused is answered
+/// with the store's error and leaves `pending`, as does one whose part
+/// landed; refused records are added to `found.rejected`, landed parts'
+/// duplicates to `found.duplicates`. If the store stops answering, returns
+/// what has not landed, with the error, for the ordinary retries.
+async fn isolate<S: Apply + ?Sized>(
+    store: &S,
+    pending: &mut Vec<Request>,
+    mut rows: WriteBatch,
+    on_commit: &mut OnCommit,
+    found: &mut Applied,
+) -> Result<(), Unfinished> {
+    let mut parts: VecDeque<(Option<usize>, WriteBatch)> = VecDeque::new();
+    for (i, r) in pending.iter().enumerate() {
+        if let Some(owns) = &r.owns {
+            parts.push_back((Some(i), rows.take_part(&owns.tickets, &owns.tenants)));
+        }
+    }
+    parts.extend(rows.split().into_iter().map(|p| (None, p)));
+    // Each proposal's answer, by its place in `pending`.
+    let mut answers: Vec<(usize, Result<Applied, StoreError>)> = Vec::new();
+    let mut unfinished = None;
+    while let Some((owner, part)) = parts.pop_front() {
+        let began = Instant::now();
+        let result = if part.is_empty() {
+            Ok(Applied::default())
+        } else {
+            store.apply(&part).await
+        };
+        match result {
+            Ok(applied) => {
+                on_commit(&part, &applied);
+                found.duplicates.extend(applied.duplicates.iter().cloned());
+                if let Some(i) = owner {
+                    answers.push((i, Ok(applied)));
+                }
+            }
+            Err(e) if e.is_permanent() => match owner {
+                Some(i) => {
+                    tracing::error!(error = %e, tickets = part.new_tickets.len(), "store refused a submission for its data; it is refused");
+                    answers.push((i, Err(e)));
+                }
+                None => {
+                    let ledger_only = part.new_tickets.is_empty()
+                        && part.updates.is_empty()
+                        && part.transitions.is_empty();
+                    for ticket in part.tickets() {
+                        tracing::error!(%ticket, ledger_only, error = %e, "store refused a ticket's record for its data; it is set aside");
+                        found.rejected.push(RejectedRows {
+                            ticket,
+                            ledger_only,
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            },
+            Err(error) => {
+                let mut rest = part;
+                for (_, p) in parts.drain(..) {
+                    rest.absorb(p);
+                }
+                unfinished = Some(Unfinished { rest, began, error });
+            }
+        }
+    }
+    // Answer the proposals settled here, latest place first so the places
+    // of the others hold.
+    answers.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+    for (i, answer) in answers {
+        let r = pending.remove(i);
+        if let Some(done) = r.done {
+            done(answer.as_ref());
+        }
+    }
+    match unfinished {
+        None => Ok(()),
+        Some(u) => Err(u),
+    }
+}
+
+/// The wait after the `tries`-th failure: 100 ms, doubling, at most 1.6 s
+/// (so work resumes soon after the store does).
+fn backoff(tries: u32) -> Duration {
+    Duration::from_millis(50u64 << tries.clamp(1, 5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::finished_batch;
+    use crate::sqlite::SqliteStore;
+    use crate::ticket::TicketState;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use tokio::sync::Notify;
+
+    /// A real SQLite store behind a switch: while `down`, every apply fails
+    /// (after waiting for `release` when `hold` is set, to stand for a try
+    /// that is slow to fail, like a connect attempt timing out).
+    struct Outage {
+        store: SqliteStore,
+        down: AtomicBool,
+        hold: AtomicBool,
+        tries: AtomicU32,
+        entered: Notify,
+        release: Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl Apply for Outage {
+        async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            if !self.down.load(Ordering::SeqCst) {
+                return Store::apply(&self.store, batch).await;
+            }
+            if self.hold.load(Ordering::SeqCst) {
+                self.entered.notify_one();
+                self.release.notified().await;
+            }
+            Err(StoreError::Unavailable("connection refused".into()))
+        }
+    }
+
+    /// The race a PostgreSQL restart showed: a record keeps the writer
+    /// retrying; the store comes back while a try that began before is still
+    /// failing; a proposal that arrived meanwhile must be written, not
+    /// refused on that try's word.
+    #[tokio::test]
+    async fn a_proposal_is_refused_only_by_a_try_that_began_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outage = Arc::new(Outage {
+            store: SqliteStore::open(dir.path()).await.unwrap(),
+            down: AtomicBool::new(false),
+            hold: AtomicBool::new(false),
+            tries: AtomicU32::new(0),
+            entered: Notify::new(),
+            release: Notify::new(),
+        });
+        let (writer, _task) = Writer::spawn(outage.clone(), Box::new(|_, _| {}));
+
+        // A ticket is created while the store is up...
+        let (early, whole) = finished_batch("default", None, 7);
+        let creation = WriteBatch {
+            new_tickets: whole.new_tickets.clone(),
+            transitions: whole.transitions[..1].to_vec(),
+            ..Default::default()
+        };
+        writer.write_and_wait(creation).await.unwrap();
+        // ...and finishes while it is down: a record, retried until it lands.
+        outage.down.store(true, Ordering::SeqCst);
+        outage.tries.store(0, Ordering::SeqCst);
+        let finish = WriteBatch {
+            new_tickets: Vec::new(),
+            transitions: whole.transitions[1..].to_vec(),
+            ..whole
+        };
+        let (recorded, landed) = tokio::sync::oneshot::channel();
+        let done: Done = Box::new(move |r| {
+            let _ = recorded.send(r.is_ok());
+        });
+        writer.record(finish, Some(done)).await.unwrap();
+        while outage.tries.load(Ordering::SeqCst) < REFUSABLE_TRIES {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A proposal queued while down, before a try: refused by its failure.
+        let new_ticket = |key: Option<&str>| {
+            let (t, b) = finished_batch("default", key, 1);
+            let batch = WriteBatch {
+                new_tickets: b.new_tickets,
+                transitions: b.transitions[..1].to_vec(),
+                ..Default::default()
+            };
+            (t, batch)
+        };
+        let (refused, batch) = new_ticket(None);
+        assert!(matches!(
+            writer.write_and_wait(batch).await,
+            Err(StoreError::Unavailable(_))
+        ));
+
+        // The next try is slow to fail; a proposal arrives during it, then
+        // the store comes back.
+        outage.hold.store(true, Ordering::SeqCst);
+        outage.entered.notified().await;
+        let (after, batch) = new_ticket(Some("after"));
+        let w = writer.clone();
+        let submitted = tokio::spawn(async move { w.write_and_wait(batch).await });
+        while writer.tx.capacity() == QUEUE {
+            tokio::task::yield_now().await;
+        }
+        outage.down.store(false, Ordering::SeqCst);
+        outage.release.notify_one();
+
+        assert_eq!(submitted.await.unwrap().unwrap(), Applied::default());
+        assert!(landed.await.unwrap(), "the record landed");
+        let stored = outage.store.ticket(after.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, TicketState::Queued);
+        let early = outage.store.ticket(early.id).await.unwrap().unwrap();
+        assert_eq!(early.state, TicketState::Succeeded);
+        assert_eq!(early.ledger.len(), 1);
+        assert!(outage.store.ticket(refused.id).await.unwrap().is_none());
+    }
+
+    /// A real PostgreSQL store whose tries wait at a gate: each announces
+    /// the tickets it writes, then waits for the test to let it through
+    /// (`true`) or fail it as a lost connection would (`false`).
+    struct Gated {
+        store: crate::postgres::PgStore,
+        entered: mpsc::UnboundedSender<(Vec<TicketId>, tokio::sync::oneshot::Sender<bool>)>,
+    }
+
+    #[async_trait::async_trait]
+    impl Apply for Gated {
+        async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+            let mut ids: Vec<TicketId> = (batch.new_tickets.iter().map(|t| t.id))
+                .chain(batch.transitions.iter().map(|t| t.ticket))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let (open, gate) = tokio::sync::oneshot::channel();
+            let _ = self.entered.send((ids, open));
+            match gate.await {
+                Ok(true) => Store::apply(&self.store, batch).await,
+                _ => Err(StoreError::Unavailable("connection reset".into())),
+            }
+        }
+
+        fn parallel_commits(&self) -> usize {
+            2
+        }
+    }
+
+    type Entered = mpsc::UnboundedReceiver<(Vec<TicketId>, tokio::sync::oneshot::Sender<bool>)>;
+
+    /// A writer over a gated store in a fresh schema, with the tenant
+    /// `default` already written.
+    async fn gated() -> (
+        crate::postgres::testing::TestDb,
+        Writer,
+        tokio::task::JoinHandle<()>,
+        Entered,
+    ) {
+        let db = crate::postgres::testing::TestDb::new().await;
+        let (entered, mut rx) = mpsc::unbounded_channel();
+        let gated = Arc::new(Gated {
+            store: db.store.clone(),
+            entered,
+        });
+        let (writer, task) = Writer::spawn(gated, Box::new(|_, _| {}));
+        tenant(&writer, &mut rx).await;
+        (db, writer, task, rx)
+    }
+
+    /// The next try to reach the store, within a second.
+    async fn next_try(
+        entered: &mut Entered,
+    ) -> (Vec<TicketId>, tokio::sync::oneshot::Sender<bool>) {
+        tokio::time::timeout(Duration::from_secs(1), entered.recv())
+            .await
+            .expect("a try reaches the store")
+            .expect("the writer is running")
+    }
+
+    /// Asserts that no try reaches the store for a while.
+    async fn no_try(entered: &mut Entered, why: &str) {
+        let r = tokio::time::timeout(Duration::from_millis(150), entered.recv()).await;
+        assert!(r.is_err(), "{why}: {:?}", r.map(|e| e.map(|(ids, _)| ids)));
+    }
+
+    /// A ticket's creation, and the rest of its life, as separate batches.
+    fn life(tenant: &str) -> (TicketId, WriteBatch, WriteBatch) {
+        let (t, whole) = finished_batch(tenant, None, 7);
+        let creation = WriteBatch {
+            new_tickets: whole.new_tickets.clone(),
+            transitions: whole.transitions[..1].to_vec(),
+            ..Default::default()
+        };
+        let rest = WriteBatch {
+            new_tickets: Vec::new(),
+            transitions: whole.transitions[1..].to_vec(),
+            ..whole
+        };
+        (t.id, creation, rest)
+    }
+
+    fn propose(
+        writer: &Writer,
+        batch: WriteBatch,
+    ) -> tokio::task::JoinHandle<Result<Applied, StoreError>> {
+        let w = writer.clone();
+        tokio::spawn(async move { w.write_and_wait(batch).await })
+    }
+
+    async fn record(writer: &Writer, batch: WriteBatch) -> tokio::sync::oneshot::Receiver<bool> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done: Done = Box::new(move |r| {
+            let _ = tx.send(r.is_ok());
+        });
+        writer.record(batch, Some(done)).await.unwrap();
+        rx
+    }
+
+    async fn tenant(writer: &Writer, entered: &mut Entered) {
+        let t = propose(
+            writer,
+            WriteBatch {
+                tenants: vec![crate::Tenant {
+                    id: TenantId::parse("default").unwrap(),
+                    budget_nusd: None,
+                    created_at_ms: 1,
+                }],
+                ..Default::default()
+            },
+        );
+        next_try(entered).await.1.send(true).unwrap();
+        t.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn disjoint_batches_commit_at_once_and_a_ticket_waits_for_its_own() {
+        let (db, writer, task, mut entered) = gated().await;
+        let (a, create_a, rest_a) = life("default");
+        let (b, create_b, rest_b) = life("default");
+
+        // Two creations are in the store at once.
+        let created_a = propose(&writer, create_a);
+        let (ids, open_a) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a]);
+        let created_b = propose(&writer, create_b);
+        let (ids, open_b) = next_try(&mut entered).await;
+        assert_eq!(
+            ids,
+            vec![b],
+            "a disjoint batch goes while the first is in flight"
+        );
+
+        // The rest of a's life waits for a's creation, even with a slot free.
+        let finished_a = record(&writer, rest_a).await;
+        open_b.send(true).unwrap();
+        created_b.await.unwrap().unwrap();
+        no_try(&mut entered, "a's finish must wait for a's creation").await;
+        open_a.send(true).unwrap();
+        created_a.await.unwrap().unwrap();
+        let (ids, open) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a]);
+        open.send(true).unwrap();
+        assert!(finished_a.await.unwrap());
+
+        // A barrier (an empty batch) lands after everything sent before it.
+        let finished_b = record(&writer, rest_b).await;
+        let (ids, open_rest_b) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![b]);
+        let barrier = propose(&writer, WriteBatch::default());
+        no_try(&mut entered, "the barrier must wait").await;
+        open_rest_b.send(true).unwrap();
+        assert!(finished_b.await.unwrap());
+        let (ids, open) = next_try(&mut entered).await;
+        assert!(ids.is_empty());
+        open.send(true).unwrap();
+        barrier.await.unwrap().unwrap();
+
+        for id in [a, b] {
+            let t = db.store.ticket(id).await.unwrap().unwrap();
+            assert_eq!(t.state, TicketState::Succeeded);
+            assert_eq!((t.events.len(), t.ledger.len()), (4, 1));
+        }
+        drop(writer);
+        task.await.unwrap();
+        db.drop().await;
+    }
+
+    /// A proposal that fails beside a record must still be refused while
+    /// the store stays down: the record is retried until it lands, and the
+    /// submitter (an API client told to retry on 503) must not wait for the
+    /// store's return. Seen locally as a hung PostgreSQL crash e2e test.
+    #[tokio::test]
+    async fn a_proposal_failing_beside_a_record_is_refused_while_the_store_is_down() {
+        let (db, writer, task, mut entered) = gated().await;
+        let (a, create_a, rest_a) = life("default");
+        let (b, create_b, _) = life("default");
+        let created_a = propose(&writer, create_a);
+        next_try(&mut entered).await.1.send(true).unwrap();
+        created_a.await.unwrap().unwrap();
+
+        // a's finish (a record) and b's creation (a proposal) are in flight
+        // at once, and the store goes down under both.
+        let finished_a = record(&writer, rest_a).await;
+        let (ids, open_a) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a]);
+        let created_b = propose(&writer, create_b);
+        let (ids, open_b) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![b]);
+        open_a.send(false).unwrap();
+        open_b.send(false).unwrap();
+
+        // Every try fails; b is refused after the policy's tries.
+        let mut tries = 1;
+        while !created_b.is_finished() {
+            assert!(
+                tries <= REFUSABLE_TRIES,
+                "b still waits after {tries} tries"
+            );
+            next_try(&mut entered).await.1.send(false).unwrap();
+            tries += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(matches!(
+            created_b.await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        // The store is back: only a's rows are left to write.
+        let (ids, open) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a]);
+        open.send(true).unwrap();
+        assert!(finished_a.await.unwrap());
+        let stored = db.store.ticket(a).await.unwrap().unwrap();
+        assert_eq!(stored.state, TicketState::Succeeded);
+        assert!(db.store.ticket(b).await.unwrap().is_none());
+        drop(writer);
+        task.await.unwrap();
+        db.drop().await;
+    }
+
+    #[tokio::test]
+    async fn after_a_failure_the_others_land_and_the_failed_batch_is_retried_alone() {
+        let (db, writer, task, mut entered) = gated().await;
+        let (a, create_a, _) = life("default");
+        let (b, create_b, _) = life("default");
+        let (c, create_c, _) = life("default");
+
+        let created_a = propose(&writer, create_a);
+        let (_, open_a) = next_try(&mut entered).await;
+        let created_b = propose(&writer, create_b);
+        let (_, open_b) = next_try(&mut entered).await;
+        // a's try fails; b is still in flight, and c waits behind both.
+        open_a.send(false).unwrap();
+        let created_c = propose(&writer, create_c);
+        no_try(
+            &mut entered,
+            "nothing new starts while a failure is settled",
+        )
+        .await;
+        open_b.send(true).unwrap();
+        created_b.await.unwrap().unwrap();
+        // a is retried alone, then c goes.
+        let (ids, open) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![a], "the failed batch is retried first");
+        no_try(&mut entered, "the retry goes alone").await;
+        open.send(true).unwrap();
+        created_a.await.unwrap().unwrap();
+        let (ids, open) = next_try(&mut entered).await;
+        assert_eq!(ids, vec![c]);
+        open.send(true).unwrap();
+        created_c.await.unwrap().unwrap();
+
+        for id in [a, b, c] {
+            let t = db.store.ticket(id).await.unwrap().unwrap();
+            assert_eq!((t.state, t.events.len()), (TicketState::Queued, 1));
+        }
+        drop(writer);
+        task.await.unwrap();
+        db.drop().await;
+    }
+
+    /// A real SQLite store that refuses, for its data, any batch carrying
+    /// "poison" in a result or a payload, the way PostgreSQL refuses a NUL;
+    /// while `hold` is set, the next apply waits for `release`, so the test
+    /// can queue requests that then go in one transaction.
+    struct Picky {
+        store: SqliteStore,
+        hold: AtomicBool,
+        entered: Notify,
+        release: Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl Apply for Picky {
+        async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
+            if self.hold.swap(false, Ordering::SeqCst) {
+                self.entered.notify_one();
+                self.release.notified().await;
+            }
+            let poisoned = batch
+                .updates
+                .iter()
+                .filter_map(|u| u.result.as_ref())
+                .any(|r| r.to_string().contains("poison"))
+                || batch
+                    .new_tickets
+                    .iter()
+                    .any(|t| t.work.payload_json().to_string().contains("poison"));
+            if poisoned {
+                return Err(StoreError::Rejected {
+                    code: "22P05".into(),
+                    message: "unsupported Unicode escape sequence".into(),
+                });
+            }
+            Store::apply(&self.store, batch).await
+        }
+    }
+
+    /// One refused record held a whole fleet's writes: the writer retried it
+    /// without end. Now the refused rows are set aside (reported), a refused
+    /// submission is refused, and every other row of the same transaction
+    /// lands.
+    #[tokio::test]
+    async fn rows_the_store_refuses_for_their_data_stop_nothing_else() {
+        use crate::TicketUpdate;
+        use crate::fixtures::{ledger, ticket};
+        use crate::ticket::TransitionKind;
+        let dir = tempfile::tempdir().unwrap();
+        let picky = Arc::new(Picky {
+            store: SqliteStore::open(dir.path()).await.unwrap(),
+            hold: AtomicBool::new(false),
+            entered: Notify::new(),
+            release: Notify::new(),
+        });
+        let (writer, _task) = Writer::spawn(picky.clone(), Box::new(|_, _| {}));
+        let mut seeded = Vec::new();
+        for _ in 0..3 {
+            let (t, created) = ticket("default", None);
+            writer
+                .write_and_wait(WriteBatch {
+                    new_tickets: vec![t.clone()],
+                    transitions: vec![created],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            seeded.push(t);
+        }
+        let [mut bad, mut good, held] = seeded.try_into().unwrap();
+
+        // The first transaction waits; everything after it queues up and
+        // goes in the next one, together.
+        picky.hold.store(true, Ordering::SeqCst);
+        let mut cancelled = held.clone();
+        let cancel = cancelled
+            .apply(TransitionKind::Cancel, None, "r", 2)
+            .unwrap();
+        writer
+            .record(
+                WriteBatch {
+                    transitions: vec![cancel],
+                    updates: vec![TicketUpdate::of(&cancelled)],
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        picky.entered.notified().await;
+        let mut records = WriteBatch::default();
+        for (t, text) in [(&mut bad, "poison"), (&mut good, "fine")] {
+            let bot = crate::ticket::BotId::parse("bot-01").unwrap();
+            records
+                .transitions
+                .push(t.apply(TransitionKind::Route, Some(&bot), "r", 3).unwrap());
+            t.result = Some(Arc::new(serde_json::json!({ "text": text })));
+            records.updates.push(TicketUpdate::of(t));
+            records.ledger.push(ledger(t, 1, 5));
+        }
+        let (recorded, record_answer) = tokio::sync::oneshot::channel();
+        writer
+            .record(
+                records,
+                Some(Box::new(move |r| {
+                    let _ = recorded.send(r.cloned().map_err(Clone::clone));
+                })),
+            )
+            .await
+            .unwrap();
+        let propose = |prompt: &str| {
+            let (t, created) = ticket("default", None);
+            let mut t = t;
+            t.work = Arc::new(
+                crate::ticket::Work::parse("chat", serde_json::json!({ "prompt": prompt }))
+                    .unwrap(),
+            );
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let done: Done = Box::new(move |r| {
+                let _ = tx.send(r.cloned().map_err(Clone::clone));
+            });
+            let batch = WriteBatch {
+                new_tickets: vec![t.clone()],
+                transitions: vec![created],
+                ..Default::default()
+            };
+            (t, batch, done, rx)
+        };
+        let (clean, clean_batch, clean_done, clean_answer) = propose("hello");
+        let (dirty, dirty_batch, dirty_done, dirty_answer) = propose("poison pill");
+        writer.propose(clean_batch, clean_done).await.unwrap();
+        writer.propose(dirty_batch, dirty_done).await.unwrap();
+        picky.release.notify_one();
+
+        let within = |rx| tokio::time::timeout(Duration::from_secs(10), rx);
+        let applied = within(record_answer).await.unwrap().unwrap().unwrap();
+        assert_eq!(applied.rejected.len(), 1, "{applied:?}");
+        assert_eq!(applied.rejected[0].ticket, bad.id);
+        assert!(!applied.rejected[0].ledger_only);
+        assert!(applied.rejected[0].error.contains("22P05"), "{applied:?}");
+        assert!(within(clean_answer).await.unwrap().unwrap().is_ok());
+        let refused = within(dirty_answer).await.unwrap().unwrap().unwrap_err();
+        assert!(refused.is_permanent(), "{refused:?}");
+
+        let stored = |id| Store::ticket(&picky.store, id);
+        let bad_view = stored(bad.id).await.unwrap().unwrap();
+        assert_eq!(
+            bad_view.state,
+            TicketState::Queued,
+            "its refused rows never landed"
+        );
+        assert_eq!(
+            bad_view.ledger.len(),
+            1,
+            "its charge, a part of its own, landed"
+        );
+        let good_view = stored(good.id).await.unwrap().unwrap();
+        assert_eq!(good_view.state, TicketState::Routed);
+        assert_eq!(good_view.result.unwrap()["text"], "fine");
+        assert_eq!(good_view.ledger.len(), 1);
+        assert_eq!(
+            stored(held.id).await.unwrap().unwrap().state,
+            TicketState::Cancelled
+        );
+        assert!(stored(clean.id).await.unwrap().is_some());
+        assert!(stored(dirty.id).await.unwrap().is_none());
+
+        // And the writer goes on.
+        let (next, created) = ticket("default", None);
+        writer
+            .write_and_wait(WriteBatch {
+                new_tickets: vec![next],
+                transitions: vec![created],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,14 @@
+//! The trading desk's domain: Signal → Risk → Execute → Ledger → Recap,
+//! every fill tied to its signal.
+//!
+//! What will live here, as pure logic a practitioner of NautilusTrader or
+//! LEAN recognises: seeded market data, strategies that turn a window of
+//! data into a signal (LEAN's Insight), the risk engine with its typed
+//! denials (`NOTIONAL_EXCEEDS_MAX_PER_ORDER`, …), orders with NautilusTrader's
+//! states, a matching engine, positions and a double-entry ledger.
+//!
+//! The rule of this crate: no I/O, no clock of its own, and no dependency on
+//! the controller, the stores or any adapter (Cargo enforces it: the only
+//! platform crate it may name is `oshal-kernel`, and the layering test in
+//! `core/cli/tests/layering.rs` checks it). A thin adapter in the platform
+//! wires it to tickets, bots, the cost ledger and the API.
