@@ -11,11 +11,9 @@
 
 use oshal_core::api::client::Client;
 use oshal_core::api::{ApiError, ErrorKind};
-use oshal_core::clock::SystemClock;
-use oshal_core::controller::{Controller, ControllerConfig, LocalPool};
-use oshal_core::cost::PriceTable;
-use oshal_core::security::{SecurityCenter, SecurityConfig};
-use oshal_core::store::sqlite::SqliteStore;
+use oshal_core::controller::Controller;
+use oshal_core::mode::{LocalOptions, Platform};
+use oshal_core::security::SecurityCenter;
 use serde::Serialize;
 use specta::Type;
 use std::path::{Path, PathBuf};
@@ -24,8 +22,6 @@ use std::sync::{Arc, RwLock};
 
 use crate::fleets::{Fleet, LOCAL};
 
-/// Bots in the embedded pool.
-pub const LOCAL_BOTS: usize = 4;
 /// How often the embedded Security Center scans on its own.
 pub const SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -58,52 +54,32 @@ pub struct Desktop {
     local: Controller,
     security: SecurityCenter,
     stop_scans: tokio_util::sync::CancellationToken,
-    store: Arc<SqliteStore>,
+    /// Taken by `shutdown`, which stops the controller and closes the store.
+    platform: tokio::sync::Mutex<Option<Platform>>,
     target: RwLock<Target>,
     generation: Arc<AtomicU64>,
 }
 
 impl Desktop {
     pub async fn start_local(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
-        let store = Arc::new(SqliteStore::open(data_dir).await?);
-        let tools = oshal_core::connector::Connectors::open_local(
-            store.pool().clone(),
-            Arc::new(SystemClock),
-        )
-        .await?;
-        let pool = LocalPool {
-            tools: Some(tools),
-            ..LocalPool::builtin(LOCAL_BOTS)
-        };
-        let config = ControllerConfig {
-            prices: PriceTable::builtin(),
-            ..ControllerConfig::default()
-        };
-        let controller =
-            Controller::start(config, store.clone(), pool, Arc::new(SystemClock)).await?;
-        // The embedded Security Center reads the app's own files (the store
-        // is binary and skipped; settings, logs and anything dropped there
-        // are read) and the store's tickets, on a schedule and on demand.
-        let security = SecurityCenter::open(
-            store.pool().clone(),
-            controller.clone(),
-            SecurityConfig {
-                scan_paths: vec![data_dir.to_owned()],
-                ..SecurityConfig::default()
-            },
-            Arc::new(SystemClock),
-        )
-        .await?;
+        // The embedded platform, as `oshal serve` opens local mode: the
+        // Security Center reads the app's own files (the store is binary
+        // and skipped; settings, logs and anything dropped there are read)
+        // and the store's tickets, on a schedule and on demand.
+        let platform = Platform::local(LocalOptions::embedded(data_dir.to_owned())).await?;
+        let security = platform
+            .security
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the embedded platform has no Security Center"))?;
         let stop_scans = tokio_util::sync::CancellationToken::new();
         security.spawn_schedule(SCAN_EVERY, stop_scans.clone());
         Ok(Self {
             data_dir: data_dir.to_owned(),
-            target: RwLock::new(Target::Local(controller.clone())),
-            local: controller,
+            target: RwLock::new(Target::Local(platform.controller.clone())),
+            local: platform.controller.clone(),
             security,
             stop_scans,
-            store,
+            platform: tokio::sync::Mutex::new(Some(platform)),
             generation: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -179,7 +155,8 @@ impl Desktop {
 
     pub async fn shutdown(&self) {
         self.stop_scans.cancel();
-        self.local.shutdown().await;
-        self.store.close().await;
+        if let Some(platform) = self.platform.lock().await.take() {
+            platform.shutdown().await;
+        }
     }
 }

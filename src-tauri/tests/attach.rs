@@ -114,7 +114,7 @@ async fn the_window_attaches_to_a_fleet_reads_its_data_and_switches_back() {
     .unwrap();
     assert!(got, "the fleet's events reached the window");
     let bots = remote.client.bots().await.unwrap();
-    assert_eq!(bots.len(), oshal_desktop::desktop::LOCAL_BOTS);
+    assert_eq!(bots.len(), oshal_core::mode::EMBEDDED_BOTS);
 
     // One call back to the embedded controller, where that ticket is unknown.
     let generation = desktop

@@ -478,6 +478,7 @@ export type ScanReport = {
 	findings: Finding[],
 };
 
+/**  How bad a finding is. */
 export type Severity = "info" | "low" | "medium" | "high" | "critical";
 
 /**  A skill a bot offers and a ticket needs. */

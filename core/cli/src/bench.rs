@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{SharedClock, SystemClock};
-use crate::controller::{Controller, ControllerConfig, CoreEvent, LocalPool};
+use crate::controller::{Controller, ControllerConfig, CoreEvent};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, WriteBatch};
 use crate::ticket::{NewTicket, Ticket, TicketId, TicketState};
+use oshal_core::mode::{LocalOptions, Platform};
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -243,22 +243,25 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     let baseline_inserts_per_s = baseline(&cfg).await?;
 
     let scratch = Scratch::new(&cfg.dir, "run")?;
-    let store = Arc::new(SqliteStore::open(&scratch.0).await.map_err(setup)?);
-    let clock: SharedClock = Arc::new(SystemClock);
-    let pool = LocalPool::builtin(cfg.bots);
-    let config = ControllerConfig {
-        max_live_tickets: cfg.window * 2,
-        ..ControllerConfig::default()
-    };
-    let controller = Controller::start(config, store.clone(), pool, clock)
-        .await
-        .map_err(setup)?;
-    let (elapsed, accepted, mut latencies_ms) = drive(&controller, &cfg).await?;
-    controller.shutdown().await;
+    let platform = Platform::local(LocalOptions {
+        data_dir: scratch.0.clone(),
+        bots: cfg.bots,
+        controller: ControllerConfig {
+            max_live_tickets: cfg.window * 2,
+            ..ControllerConfig::default()
+        },
+        connectors: None,
+        security: None,
+        ..LocalOptions::embedded(scratch.0.clone())
+    })
+    .await
+    .map_err(setup)?;
+    let (elapsed, accepted, mut latencies_ms) = drive(&platform.controller, &cfg).await?;
+    platform.controller.shutdown().await;
 
-    let verdict = Verdict::of(store.as_ref()).await?;
-    let (commits, rows_per_commit) = commit_stats(&controller);
-    store.close().await;
+    let verdict = Verdict::of(platform.store.as_ref()).await?;
+    let (commits, rows_per_commit) = commit_stats(&platform.controller);
+    platform.shutdown().await;
 
     latencies_ms.sort_by(f64::total_cmp);
     let pct = |p: f64| percentile(&latencies_ms, p);

@@ -19,6 +19,7 @@
 pub mod api;
 pub mod bot;
 pub mod controller;
+pub mod mode;
 pub mod security;
 
 pub use oshal_connector as connector;

@@ -573,6 +573,13 @@ pub trait ApplyHook: Send + Sync + std::fmt::Debug {
     async fn apply(&self, inner: &dyn Store, batch: &WriteBatch) -> Result<Applied, StoreError>;
 }
 
+#[async_trait]
+impl<H: ApplyHook + ?Sized> ApplyHook for Arc<H> {
+    async fn apply(&self, inner: &dyn Store, batch: &WriteBatch) -> Result<Applied, StoreError> {
+        (**self).apply(inner, batch).await
+    }
+}
+
 /// A store whose writes go through a hook and whose reads go straight to
 /// `inner`: how the fleet bench times commits, and how tests make a real
 /// store's commits fail.

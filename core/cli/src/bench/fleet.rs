@@ -21,13 +21,13 @@ use tokio_util::sync::CancellationToken;
 use super::{BenchConfig, BenchError, Verdict, commit_stats, drive, percentile, setup};
 use crate::bot::node::{NodeConfig, run_node};
 use crate::clock::SystemClock;
-use crate::controller::fleet::FleetConfig;
 use crate::controller::{Controller, ControllerConfig, CoreEvent};
 use crate::lane::redis::{self as rl, Keys};
 use crate::model::builtin::BuiltinModel;
-use crate::store::postgres::{self as pg, PgStore};
-use crate::store::{Applied, ApplyHook, Hooked, Store, StoreError, WriteBatch};
+use crate::store::postgres as pg;
+use crate::store::{Applied, ApplyHook, Store, StoreError, WriteBatch};
 use crate::ticket::{NewTicket, TicketState, Work};
+use oshal_core::mode::{FleetOptions, Platform};
 
 #[derive(Debug, Clone)]
 pub struct FleetBenchConfig {
@@ -111,26 +111,25 @@ async fn measure(
         .map_err(setup)?;
 
     let app = pg::as_role(&cfg.postgres_admin, pg::APP_ROLE).map_err(setup)?;
-    let store = Arc::new(PgStore::connect(&app, schema).await.map_err(setup)?);
-    let timed = Arc::new(Hooked {
-        inner: store.clone(),
-        hook: Timed::default(),
-    });
-    let controller = Controller::start_fleet(
-        ControllerConfig {
+    let timed = Arc::new(Timed::default());
+    let platform = Platform::fleet(FleetOptions {
+        postgres: app,
+        schema: schema.to_owned(),
+        postgres_admin: None,
+        redis: cfg.redis.clone(),
+        prefix: keys.prefix().to_owned(),
+        controller: ControllerConfig {
             max_live_tickets: 40_000,
             ..ControllerConfig::default()
         },
-        timed.clone(),
-        FleetConfig {
-            redis_url: cfg.redis.clone(),
-            prefix: keys.prefix().to_owned(),
-        },
-        Arc::new(SystemClock),
-        None,
-    )
+        connectors: None,
+        security: None,
+        data_dir: std::env::temp_dir(),
+        store_hook: Some(timed.clone()),
+    })
     .await
     .map_err(setup)?;
+    let controller = platform.controller.clone();
     let stop = CancellationToken::new();
     let mut nodes = Vec::with_capacity(cfg.nodes);
     for n in 1..=cfg.nodes {
@@ -158,13 +157,7 @@ async fn measure(
     }
 
     let t0 = Instant::now();
-    let busy = || {
-        timed
-            .hook
-            .busy_us
-            .load(std::sync::atomic::Ordering::Relaxed) as f64
-            / 1e3
-    };
+    let busy = || timed.busy_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e3;
     let (commits0, busy0) = (commit_stats(&controller).0, busy());
     let (sequential, admitted) = round_trips(&controller, cfg.sequential).await?;
     let sequential_s = t0.elapsed().as_secs_f64();
@@ -187,8 +180,8 @@ async fn measure(
         let _ = n.await;
     }
     controller.shutdown().await;
-    let verdict = Verdict::of(store.as_ref()).await?;
-    store.close().await;
+    let verdict = Verdict::of(platform.store.as_ref()).await?;
+    platform.shutdown().await;
     Ok(FleetBenchReport {
         tickets: cfg.tickets,
         ok: verdict.succeeded - cfg.sequential,

@@ -1,0 +1,69 @@
+//! What the command line accepts: the `oshal` command and its subcommands,
+//! each defined by its own module in `commands/`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::commands::{
+    bench, cancel, connectors, db_setup, node, security, serve, submit, ticket, tickets,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "oshal",
+    version,
+    about = "Oshal: a control center for fleets of AI-agent bots"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once at start; boxing a variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a controller and the HTTP API: with a local bot pool on SQLite
+    /// (local mode, the default), or, given --postgres and --redis, as the
+    /// controller of a fleet whose bots run in `oshal node` processes.
+    Serve(serve::Args),
+    /// Run a bot node of a fleet: N bots, each consuming its own Redis stream.
+    Node(node::Args),
+    /// Prepare a PostgreSQL database for fleet mode, as an administrator:
+    /// creates the roles oshal_owner, oshal_app and oshal_readonly, the
+    /// schema, and runs the migrations.
+    DbSetup(db_setup::Args),
+    /// Submit a ticket.
+    Submit(submit::Args),
+    /// List tickets, newest first.
+    Tickets(tickets::Args),
+    /// Show one ticket in full.
+    Ticket(ticket::Args),
+    /// Connectors: list them, import and approve catalog entries, grant and
+    /// revoke, store a credential, read the audit trail and the effect ledger.
+    Connectors(connectors::Args),
+    /// The Security Center: scan now, list findings and controls, export
+    /// and import SARIF, suppress a finding with a reason.
+    Security(security::Args),
+    /// Cancel a ticket.
+    Cancel(cancel::Args),
+    /// Measure local mode end to end (durable SQLite, built-in model).
+    Bench(bench::Args),
+}
+
+impl Command {
+    pub async fn run(self) -> Result<()> {
+        match self {
+            Self::Serve(a) => serve::run(a).await,
+            Self::Node(a) => node::run(a).await,
+            Self::DbSetup(a) => db_setup::run(a).await,
+            Self::Submit(a) => submit::run(a).await,
+            Self::Tickets(a) => tickets::run(a).await,
+            Self::Ticket(a) => ticket::run(a).await,
+            Self::Connectors(a) => connectors::run(a).await,
+            Self::Security(a) => security::run(a).await,
+            Self::Cancel(a) => cancel::run(a).await,
+            Self::Bench(a) => bench::run(a).await,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! `oshal cancel ID`: cancels a ticket (a running model call is aborted).
+
+use anyhow::Result;
+
+use crate::args::{ApiArgs, api_error};
+
+#[derive(clap::Args)]
+pub struct Args {
+    id: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let view = args
+        .api
+        .client()?
+        .cancel(&args.id)
+        .await
+        .map_err(api_error)?;
+    println!("ticket {} is {}", view.id, view.state);
+    Ok(())
+}

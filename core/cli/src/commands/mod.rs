@@ -1,0 +1,13 @@
+//! One module per command: each has its `Args` (what was typed) and a
+//! `run` that does it.
+
+pub mod bench;
+pub mod cancel;
+pub mod connectors;
+pub mod db_setup;
+pub mod node;
+pub mod security;
+pub mod serve;
+pub mod submit;
+pub mod ticket;
+pub mod tickets;

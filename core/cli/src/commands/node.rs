@@ -1,0 +1,57 @@
+//! `oshal node`: a fleet's bot node. Its bots each consume their own Redis
+//! stream; the node is given Redis and nothing else (no credential, no
+//! grant, no database).
+
+use anyhow::Result;
+use std::sync::Arc;
+
+use oshal_core::bot::node::{NodeConfig, run_node};
+use oshal_core::clock::SystemClock;
+
+use crate::args::{ModelArgs, PoolArgs};
+use crate::shutdown::cancel_on_signal;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, env = "OSHAL_REDIS")]
+    redis: String,
+    /// The fleet's key prefix (the controller's --redis-prefix).
+    #[arg(long, default_value = "oshal")]
+    redis_prefix: String,
+    /// This node's name; its bots are NAME-bot-NN. Defaults to host-pid.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    pool: PoolArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let (bots, skills) = args.pool.checked(&["chat", "tool"])?;
+    let name = args.name.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "node".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let prices = args.model.prices()?;
+    let model = args.model.model()?;
+    // Refuse here what the controller would refuse: a model with no price.
+    prices.check(model.id())?;
+    let config = NodeConfig {
+        redis_url: args.redis,
+        prefix: args.redis_prefix,
+        name: name.clone(),
+        bots,
+        skills,
+        model,
+    };
+    let shutdown = cancel_on_signal();
+    let node = tokio::spawn(run_node(config, Arc::new(SystemClock), shutdown.clone()));
+    // Tests and scripts wait for this line on stdout.
+    println!("node {name} up with {bots} bots");
+    node.await??;
+    eprintln!("oshal: node {name} stopped; its bots' work was handed back");
+    Ok(())
+}

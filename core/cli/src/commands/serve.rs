@@ -1,0 +1,177 @@
+//! `oshal serve`: a controller and the HTTP API, in local mode (a bot pool
+//! on SQLite, the default) or as a fleet's controller (`--postgres` and
+//! `--redis`; its bots run in `oshal node` processes). Both modes open
+//! through the platform's one constructor each ([`Platform::local`],
+//! [`Platform::fleet`]), the same the desktop app and the benches use.
+
+use anyhow::{Context, Result, bail};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oshal_core::api::http::{self, ApiToken};
+use oshal_core::controller::ControllerConfig;
+use oshal_core::mode::{FleetOptions, LocalOptions, Platform};
+use oshal_core::security::Listener;
+
+use crate::args::{
+    ConnectorArgs, FleetArgs, ModelArgs, PoolArgs, SecurityArgs, TOKEN_FILE, default_data_dir,
+};
+use crate::shutdown::cancel_on_signal;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, env = "OSHAL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Serve the control center's web UI (a built `ui/dist`) at `/`.
+    #[arg(long, env = "OSHAL_UI_DIR")]
+    ui_dir: Option<PathBuf>,
+    /// The local pool (local mode).
+    #[command(flatten)]
+    pool: PoolArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    fleet: FleetArgs,
+    #[command(flatten)]
+    connectors: ConnectorArgs,
+    #[command(flatten)]
+    security: SecurityArgs,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let controller = ControllerConfig {
+        prices: args.model.prices()?,
+        secret_rules: args.security.rules()?,
+        ..ControllerConfig::default()
+    };
+    let connectors = Some(args.connectors.options()?);
+    let security = Some(args.security.config(&data_dir, &args.connectors)?);
+    let platform = match (&args.fleet.postgres, &args.fleet.redis) {
+        (Some(postgres), Some(redis)) => Platform::fleet(FleetOptions {
+            postgres: postgres.clone(),
+            schema: args.fleet.postgres_schema.clone(),
+            postgres_admin: args.fleet.postgres_admin.clone(),
+            redis: redis.clone(),
+            prefix: args.fleet.redis_prefix.clone(),
+            controller,
+            connectors,
+            security,
+            data_dir: data_dir.clone(),
+            store_hook: None,
+        })
+        .await
+        .context("opening fleet mode (--postgres, --redis)")?,
+        _ => {
+            let (bots, skills) = args.pool.checked(&["chat", "tool"])?;
+            Platform::local(LocalOptions {
+                data_dir: data_dir.clone(),
+                bots,
+                skills,
+                model: args.model.model()?,
+                controller,
+                connectors,
+                security,
+            })
+            .await
+            .context("opening local mode")?
+        }
+    };
+    let every = args.security.security_scan_every_min;
+    let served = serve(
+        &data_dir,
+        args.listen,
+        args.ui_dir.as_deref(),
+        &platform,
+        every,
+    )
+    .await;
+    platform.shutdown().await;
+    served?;
+    eprintln!("oshal: stopped cleanly");
+    Ok(())
+}
+
+/// Serves the API (and the UI) until SIGTERM or Ctrl-C.
+async fn serve(
+    data_dir: &Path,
+    listen: SocketAddr,
+    ui_dir: Option<&Path>,
+    platform: &Platform,
+    scan_every_min: u64,
+) -> Result<()> {
+    let token = load_or_create_token(data_dir)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let shutdown = cancel_on_signal();
+    eprintln!(
+        "oshal: {}\noshal: API on http://{addr} (token in {})",
+        platform.describe,
+        data_dir.join(TOKEN_FILE).display()
+    );
+    if let Some(ui) = ui_dir {
+        if !ui.join("index.html").is_file() {
+            bail!(
+                "--ui-dir {}: no index.html there (build it with `npm run build` in ui/)",
+                ui.display()
+            );
+        }
+        // The token is not printed: open the page and paste it, or append
+        // `#token=<token>` (a fragment never reaches a server or its log).
+        eprintln!("oshal: control center on http://{addr}/");
+    }
+    if let Some(security) = &platform.security {
+        security.add_listener(Listener { addr, tls: false });
+        if scan_every_min > 0 {
+            security.spawn_schedule(Duration::from_secs(scan_every_min * 60), shutdown.clone());
+        }
+    }
+    // Tests and scripts wait for this line on stdout.
+    println!("listening on http://{addr}");
+    http::serve(
+        platform.controller.clone(),
+        platform.security.clone(),
+        listener,
+        token,
+        ui_dir,
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The token `serve` requires: `OSHAL_API_TOKEN`, else the one in the data
+/// directory, else a new one written there readable by the owner only.
+fn load_or_create_token(dir: &Path) -> Result<ApiToken> {
+    if let Ok(t) = std::env::var("OSHAL_API_TOKEN") {
+        return ApiToken::new(t).map_err(|e| anyhow::anyhow!(e.message));
+    }
+    let path = dir.join(TOKEN_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return ApiToken::new(existing.trim())
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message));
+    }
+    let token = ApiToken::generate();
+    let tmp = dir.join(format!(".{TOKEN_FILE}.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(token.expose().as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(token)
+}
