@@ -295,6 +295,11 @@ impl PoolArgs {
     }
 }
 
+/// A typed reply as JSON, or the API's error as the command's.
+pub fn json<T: serde::Serialize>(reply: Result<T, ClientError>) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(reply.map_err(api_error)?)?)
+}
+
 pub fn api_error(e: ClientError) -> anyhow::Error {
     match e {
         ClientError::Api(api) => {

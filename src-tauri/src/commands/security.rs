@@ -36,7 +36,13 @@ pub async fn security_findings(
                 ..FindingQuery::default()
             })
             .await?),
-        Target::Fleet(r) => Ok(r.client.security_findings(state).await?),
+        Target::Fleet(r) => {
+            let query = oshal_core::api::FindingsQuery {
+                state: state.map(|s| s.as_str().to_owned()),
+                ..Default::default()
+            };
+            Ok(r.client.security_findings(&query).await?)
+        }
     }
 }
 

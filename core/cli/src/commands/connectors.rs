@@ -5,9 +5,11 @@
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use oshal_core::api::client::Client;
+use oshal_core::api::{GrantQuery, TrailQuery};
+use oshal_core::connector::NewGrant;
 use std::path::{Path, PathBuf};
 
-use crate::args::{ApiArgs, api_error};
+use crate::args::{ApiArgs, json};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,45 +73,23 @@ pub enum Action {
 }
 
 impl Action {
+    /// Does the action; its reply as JSON (`null` for none).
     async fn call(self, client: &Client) -> Result<serde_json::Value> {
-        use reqwest::Method;
         let read_json = |file: &Path| -> Result<serde_json::Value> {
             let text =
                 std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))
         };
-        let trail = |ticket: Option<String>, limit: u32| {
-            let mut q = vec![("limit", limit.to_string())];
-            q.extend(ticket.map(|t| ("ticket", t)));
-            q
+        let trail = |ticket: Option<String>, limit: u32| TrailQuery {
+            ticket,
+            limit: Some(limit.to_string()),
         };
-        let r = match self {
-            Self::List => {
-                client
-                    .call(Method::GET, "/api/v1/connectors", &[], None)
-                    .await
-            }
-            Self::Catalog => client.call(Method::GET, "/api/v1/catalog", &[], None).await,
-            Self::Import { file } => {
-                let doc = read_json(&file)?;
-                client
-                    .call(Method::POST, "/api/v1/catalog/import", &[], Some(&doc))
-                    .await
-            }
-            Self::Approve { id } => {
-                client
-                    .call(
-                        Method::POST,
-                        &format!("/api/v1/catalog/{id}/approve"),
-                        &[],
-                        None,
-                    )
-                    .await
-            }
-            Self::Grants { bot } => {
-                let q: Vec<_> = bot.map(|b| ("bot", b)).into_iter().collect();
-                client.call(Method::GET, "/api/v1/grants", &q, None).await
-            }
+        match self {
+            Self::List => json(client.connectors().await),
+            Self::Catalog => json(client.catalog().await),
+            Self::Import { file } => json(client.import_catalog(&read_json(&file)?).await),
+            Self::Approve { id } => json(client.approve_catalog(id).await),
+            Self::Grants { bot } => json(client.grants(&GrantQuery { bot, id: None }).await),
             Self::Grant {
                 bot,
                 connector,
@@ -131,47 +111,20 @@ impl Action {
                         Ok(serde_json::json!({ "param": param.trim(), "max": max }))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let body = serde_json::json!({
+                let grant: NewGrant = serde_json::from_value(serde_json::json!({
                     "bot": bot, "connector": connector, "operations": operations, "scopes": scopes,
                     "conditions": conditions, "rate_per_minute": rate_per_minute, "budget_calls": budget_calls,
-                });
-                client
-                    .call(Method::POST, "/api/v1/grants", &[], Some(&body))
-                    .await
+                }))
+                .context("the grant")?;
+                json(client.add_grant(&grant).await)
             }
-            Self::Revoke { grant } => {
-                client
-                    .call(
-                        Method::DELETE,
-                        &format!("/api/v1/grants/{grant}"),
-                        &[],
-                        None,
-                    )
-                    .await
-            }
+            Self::Revoke { grant } => json(client.revoke_grant(grant).await),
             Self::Credential { id, file } => {
-                let value = read_json(&file)?;
-                client
-                    .call(
-                        Method::PUT,
-                        &format!("/api/v1/connectors/{id}/credential"),
-                        &[],
-                        Some(&value),
-                    )
-                    .await
+                json(client.put_credential(id, &read_json(&file)?).await)
             }
-            Self::Audit { ticket, limit } => {
-                client
-                    .call(Method::GET, "/api/v1/audit", &trail(ticket, limit), None)
-                    .await
-            }
-            Self::Effects { ticket, limit } => {
-                client
-                    .call(Method::GET, "/api/v1/effects", &trail(ticket, limit), None)
-                    .await
-            }
-        };
-        r.map_err(api_error)
+            Self::Audit { ticket, limit } => json(client.audit(&trail(ticket, limit)).await),
+            Self::Effects { ticket, limit } => json(client.effects(&trail(ticket, limit)).await),
+        }
     }
 }
 

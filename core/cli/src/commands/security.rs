@@ -3,10 +3,12 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use oshal_core::api::FindingsQuery;
 use oshal_core::api::client::Client;
+use oshal_core::security::SuppressRequest;
 use std::path::{Path, PathBuf};
 
-use crate::args::{ApiArgs, api_error};
+use crate::args::{ApiArgs, api_error, json};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -48,52 +50,39 @@ pub enum Action {
 }
 
 impl Action {
+    /// Does the action; its reply as JSON (`null` for none).
     async fn call(self, client: &Client) -> Result<serde_json::Value> {
-        use reqwest::Method;
         let write = |file: &Path, value: &serde_json::Value| -> Result<()> {
             std::fs::write(file, serde_json::to_vec_pretty(value)?)
                 .with_context(|| format!("writing {}", file.display()))
         };
-        Ok(match self {
+        match self {
             Self::Scan { sarif } => {
-                let report = client
-                    .call(Method::POST, "/api/v1/security/scans", &[], None)
-                    .await
-                    .map_err(api_error)?;
+                let report = json(client.security_scan().await)?;
                 if let Some(file) = sarif {
-                    let log = client
-                        .call(Method::GET, "/api/v1/security/sarif", &[], None)
-                        .await
-                        .map_err(api_error)?;
+                    let log = client.export_sarif().await.map_err(api_error)?;
                     write(&file, &log)?;
                     eprintln!("oshal: SARIF written to {}", file.display());
                 }
-                report
+                Ok(report)
             }
             Self::Findings { state, source } => {
-                let mut q = Vec::new();
-                q.extend(state.map(|s| ("state", s)));
-                q.extend(source.map(|s| ("source", s)));
-                client
-                    .call(Method::GET, "/api/v1/security/findings", &q, None)
-                    .await
-                    .map_err(api_error)?
+                let query = FindingsQuery {
+                    state,
+                    source,
+                    limit: None,
+                };
+                json(client.security_findings(&query).await)
             }
-            Self::Controls => client
-                .call(Method::GET, "/api/v1/security/controls", &[], None)
-                .await
-                .map_err(api_error)?,
+            Self::Controls => json(client.security_controls().await),
             Self::Export { file } => {
-                let log = client
-                    .call(Method::GET, "/api/v1/security/sarif", &[], None)
-                    .await
-                    .map_err(api_error)?;
+                let log = client.export_sarif().await.map_err(api_error)?;
                 match file {
                     Some(f) => {
                         write(&f, &log)?;
-                        serde_json::Value::Null
+                        Ok(serde_json::Value::Null)
                     }
-                    None => log,
+                    None => Ok(log),
                 }
             }
             Self::Import { file } => {
@@ -101,24 +90,13 @@ impl Action {
                     .with_context(|| format!("{}", file.display()))?;
                 let log: serde_json::Value = serde_json::from_str(&text)
                     .with_context(|| format!("{} is not JSON", file.display()))?;
-                client
-                    .call(Method::POST, "/api/v1/security/sarif", &[], Some(&log))
-                    .await
-                    .map_err(api_error)?
+                json(client.import_sarif(&log).await)
             }
             Self::Suppress { id, reason, days } => {
-                let body = serde_json::json!({ "reason": reason, "days": days });
-                client
-                    .call(
-                        Method::POST,
-                        &format!("/api/v1/security/findings/{id}/suppress"),
-                        &[],
-                        Some(&body),
-                    )
-                    .await
-                    .map_err(api_error)?
+                let request = SuppressRequest { reason, days };
+                json(client.security_suppress(id, &request).await)
             }
-        })
+        }
     }
 }
 

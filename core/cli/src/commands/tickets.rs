@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use std::io::Write as _;
 
+use oshal_core::api::TicketFilter;
 use oshal_core::ticket::{TicketId, TicketState};
 
 use crate::args::{ApiArgs, api_error};
@@ -20,23 +21,20 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let state = args
-        .state
-        .map(|s| {
-            TicketState::parse(&s).with_context(|| format!("--state {s:?} is not a ticket state"))
-        })
-        .transpose()?;
-    let cursor = args
-        .cursor
-        .map(|c| TicketId::parse(&c))
-        .transpose()
-        .context("--cursor")?;
-    let page = args
-        .api
-        .client()?
-        .tickets(state, args.limit, cursor)
-        .await
-        .map_err(api_error)?;
+    // Checked here too, so a typo is named as the flag it came from.
+    if let Some(s) = &args.state {
+        TicketState::parse(s).with_context(|| format!("--state {s:?} is not a ticket state"))?;
+    }
+    if let Some(c) = &args.cursor {
+        TicketId::parse(c).context("--cursor")?;
+    }
+    let filter = TicketFilter {
+        state: args.state,
+        limit: Some(args.limit.to_string()),
+        cursor: args.cursor,
+        ..TicketFilter::default()
+    };
+    let page = args.api.client()?.list(&filter).await.map_err(api_error)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

@@ -1,4 +1,6 @@
-//! A typed client for the HTTP API, as the CLI (and tests) use it.
+//! A typed client for the HTTP API, as the CLI, the desktop app (attached to
+//! a fleet) and tests use it. Every request is built from the route table
+//! ([`super::routes`]): no path is written here.
 //!
 //! Errors come back as the server's [`ApiError`] whenever the server answered
 //! with one, so a caller prints the same message a browser would show.
@@ -6,11 +8,18 @@
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-use super::{ApiError, ErrorBody, ErrorKind, StateCount, TicketFilter};
+use super::routes::{self as r, Endpoint, Id, PathArgs};
+use super::{
+    ApiError, BatchReport, BatchSubmit, BudgetBody, BulkReport, BulkRequest, ErrorBody, ErrorKind,
+    FindingsQuery, GrantQuery, StateCount, TicketFilter, TrailQuery,
+};
+use crate::connector::store::{AuditEntry, EffectRow, Grant};
+use crate::connector::{ConnectorView, IntegrationView, NewGrant};
 use crate::controller::{BotView, CoreEvent, Health, Submitted};
 use crate::cost::CostSummary;
-use crate::store::{TicketPage, TicketView};
-use crate::ticket::{NewTicket, TicketId, TicketState};
+use crate::security::{ControlView, Finding, ScanReport, SuppressRequest};
+use crate::store::{Tenant, TicketPage, TicketView};
+use crate::ticket::NewTicket;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -109,140 +118,202 @@ impl Client {
         }
     }
 
-    /// Any route: `method path` with an optional JSON body; an empty success
-    /// (204) is `null`.
-    pub async fn call(
+    /// Endpoint `E`'s URL: the base URL (a reverse proxy's path prefix is
+    /// kept), then the row's path with each `{…}` filled by the next
+    /// argument, escaped as one segment (a `/`, `?`, `#` or `%` in an id
+    /// stays inside it).
+    fn url<E: Endpoint>(&self, args: &E::Args) -> Result<reqwest::Url, ClientError> {
+        let bad = |message: String| ClientError::Transport {
+            url: self.base.clone(),
+            message,
+        };
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| bad(e.to_string()))?;
+        let mut values = args.segments().into_iter();
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|()| bad("the URL cannot take a path".into()))?;
+            path.pop_if_empty();
+            for segment in E::ROUTE.path.trim_start_matches('/').split('/') {
+                if segment.starts_with('{') {
+                    path.push(values.next().unwrap_or_default());
+                } else {
+                    path.push(segment);
+                }
+            }
+        }
+        Ok(url)
+    }
+
+    /// Calls endpoint `E` with its path arguments, query and body (`None`
+    /// for a route that takes none); an empty success (204) is `()`.
+    pub async fn request<E: Endpoint>(
         &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
-    ) -> Result<serde_json::Value, ClientError> {
+        args: E::Args,
+        query: Option<&E::Query>,
+        body: Option<&E::Body>,
+    ) -> Result<E::Response, ClientError> {
         let mut req = self
             .http
-            .request(method, format!("{}{path}", self.base))
-            .query(query);
+            .request(E::ROUTE.verb.method(), self.url::<E>(&args)?);
+        if let Some(q) = query {
+            req = req.query(q);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
         self.send(req).await
     }
 
-    pub async fn integrations(&self) -> Result<crate::connector::IntegrationView, ClientError> {
-        self.send(self.http.get(format!("{}/api/v1/integrations", self.base)))
+    pub async fn submit(&self, ticket: &NewTicket) -> Result<Submitted, ClientError> {
+        self.request::<r::SubmitTicket>((), None, Some(ticket))
             .await
     }
 
-    pub async fn bulk(
-        &self,
-        request: &super::BulkRequest,
-    ) -> Result<super::BulkReport, ClientError> {
-        self.send(
-            self.http
-                .post(format!("{}/api/v1/tickets/bulk", self.base))
-                .json(request),
-        )
-        .await
+    /// A page of tickets, filtered as the server checks filters.
+    pub async fn list(&self, filter: &TicketFilter) -> Result<TicketPage, ClientError> {
+        self.request::<r::ListTickets>((), Some(filter), None).await
     }
 
-    pub async fn security_controls(
+    /// Tickets per state, every state listed.
+    pub async fn counts(&self) -> Result<Vec<StateCount>, ClientError> {
+        self.request::<r::CountTickets>((), None, None).await
+    }
+
+    /// Cancel or retry every ticket a filter matches (a dry run only counts).
+    pub async fn bulk(&self, request: &BulkRequest) -> Result<BulkReport, ClientError> {
+        self.request::<r::BulkTickets>((), None, Some(request))
+            .await
+    }
+
+    pub async fn batch(&self, tickets: &BatchSubmit) -> Result<BatchReport, ClientError> {
+        self.request::<r::BatchTickets>((), None, Some(tickets))
+            .await
+    }
+
+    pub async fn ticket(&self, id: impl Into<Id>) -> Result<TicketView, ClientError> {
+        self.request::<r::GetTicket>(id.into(), None, None).await
+    }
+
+    pub async fn cancel(&self, id: impl Into<Id>) -> Result<TicketView, ClientError> {
+        self.request::<r::CancelTicket>(id.into(), None, None).await
+    }
+
+    pub async fn approve(&self, id: impl Into<Id>) -> Result<TicketView, ClientError> {
+        self.request::<r::ApproveTicket>(id.into(), None, None)
+            .await
+    }
+
+    pub async fn bots(&self) -> Result<Vec<BotView>, ClientError> {
+        self.request::<r::ListBots>((), None, None).await
+    }
+
+    pub async fn cost_summary(&self) -> Result<CostSummary, ClientError> {
+        self.request::<r::GetCostSummary>((), None, None).await
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, ClientError> {
+        self.request::<r::ListTenants>((), None, None).await
+    }
+
+    pub async fn set_budget(
         &self,
-    ) -> Result<Vec<crate::security::ControlView>, ClientError> {
-        self.send(
-            self.http
-                .get(format!("{}/api/v1/security/controls", self.base)),
-        )
-        .await
+        tenant: impl Into<Id>,
+        budget: &BudgetBody,
+    ) -> Result<Tenant, ClientError> {
+        self.request::<r::SetBudget>(tenant.into(), None, Some(budget))
+            .await
+    }
+
+    pub async fn connectors(&self) -> Result<Vec<ConnectorView>, ClientError> {
+        self.request::<r::ListConnectors>((), None, None).await
+    }
+
+    /// Stores a connector's credential (write-only).
+    pub async fn put_credential(
+        &self,
+        connector: impl Into<Id>,
+        credential: &serde_json::Value,
+    ) -> Result<(), ClientError> {
+        self.request::<r::PutCredential>(connector.into(), None, Some(credential))
+            .await
+    }
+
+    pub async fn catalog(&self) -> Result<Vec<ConnectorView>, ClientError> {
+        self.request::<r::ListCatalog>((), None, None).await
+    }
+
+    /// Imports an OpenAPI 3 document as a disabled catalog entry.
+    pub async fn import_catalog(
+        &self,
+        document: &serde_json::Value,
+    ) -> Result<ConnectorView, ClientError> {
+        self.request::<r::ImportCatalog>((), None, Some(document))
+            .await
+    }
+
+    pub async fn approve_catalog(&self, id: impl Into<Id>) -> Result<ConnectorView, ClientError> {
+        self.request::<r::ApproveCatalog>(id.into(), None, None)
+            .await
+    }
+
+    pub async fn grants(&self, query: &GrantQuery) -> Result<Vec<Grant>, ClientError> {
+        self.request::<r::ListGrants>((), Some(query), None).await
+    }
+
+    pub async fn add_grant(&self, grant: &NewGrant) -> Result<Grant, ClientError> {
+        self.request::<r::AddGrant>((), None, Some(grant)).await
+    }
+
+    pub async fn revoke_grant(&self, id: impl Into<Id>) -> Result<(), ClientError> {
+        self.request::<r::RevokeGrant>(id.into(), None, None).await
+    }
+
+    pub async fn audit(&self, query: &TrailQuery) -> Result<Vec<AuditEntry>, ClientError> {
+        self.request::<r::ListAudit>((), Some(query), None).await
+    }
+
+    pub async fn effects(&self, query: &TrailQuery) -> Result<Vec<EffectRow>, ClientError> {
+        self.request::<r::ListEffects>((), Some(query), None).await
+    }
+
+    pub async fn integrations(&self) -> Result<IntegrationView, ClientError> {
+        self.request::<r::GetIntegrations>((), None, None).await
+    }
+
+    pub async fn security_scan(&self) -> Result<ScanReport, ClientError> {
+        self.request::<r::RunScan>((), None, None).await
     }
 
     pub async fn security_findings(
         &self,
-        state: Option<crate::security::FindingState>,
-    ) -> Result<Vec<crate::security::Finding>, ClientError> {
-        let q: Vec<(&str, &str)> = state.map(|s| ("state", s.as_str())).into_iter().collect();
-        self.send(
-            self.http
-                .get(format!("{}/api/v1/security/findings", self.base))
-                .query(&q),
-        )
-        .await
-    }
-
-    pub async fn security_scan(&self) -> Result<crate::security::ScanReport, ClientError> {
-        self.send(
-            self.http
-                .post(format!("{}/api/v1/security/scans", self.base)),
-        )
-        .await
+        query: &FindingsQuery,
+    ) -> Result<Vec<Finding>, ClientError> {
+        self.request::<r::ListFindings>((), Some(query), None).await
     }
 
     pub async fn security_suppress(
         &self,
-        id: &str,
-        request: &crate::security::SuppressRequest,
-    ) -> Result<crate::security::Finding, ClientError> {
-        self.send(
-            self.http
-                .post(format!(
-                    "{}/api/v1/security/findings/{id}/suppress",
-                    self.base
-                ))
-                .json(request),
-        )
-        .await
-    }
-
-    pub async fn submit(&self, ticket: &NewTicket) -> Result<Submitted, ClientError> {
-        self.send(
-            self.http
-                .post(format!("{}/api/v1/tickets", self.base))
-                .json(ticket),
-        )
-        .await
-    }
-
-    pub async fn ticket(&self, id: &str) -> Result<TicketView, ClientError> {
-        self.send(self.http.get(format!("{}/api/v1/tickets/{id}", self.base)))
+        id: impl Into<Id>,
+        request: &SuppressRequest,
+    ) -> Result<Finding, ClientError> {
+        self.request::<r::SuppressFinding>(id.into(), None, Some(request))
             .await
     }
 
-    pub async fn tickets(
+    pub async fn security_controls(&self) -> Result<Vec<ControlView>, ClientError> {
+        self.request::<r::ListControls>((), None, None).await
+    }
+
+    pub async fn export_sarif(&self) -> Result<serde_json::Value, ClientError> {
+        self.request::<r::ExportSarif>((), None, None).await
+    }
+
+    pub async fn import_sarif(
         &self,
-        state: Option<TicketState>,
-        limit: u32,
-        cursor: Option<TicketId>,
-    ) -> Result<TicketPage, ClientError> {
-        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-        if let Some(s) = state {
-            query.push(("state", s.as_str().to_owned()));
-        }
-        if let Some(c) = cursor {
-            query.push(("cursor", c.to_string()));
-        }
-        self.send(
-            self.http
-                .get(format!("{}/api/v1/tickets", self.base))
-                .query(&query),
-        )
-        .await
-    }
-
-    pub async fn cancel(&self, id: &str) -> Result<TicketView, ClientError> {
-        self.send(
-            self.http
-                .post(format!("{}/api/v1/tickets/{id}/cancel", self.base)),
-        )
-        .await
-    }
-
-    pub async fn bots(&self) -> Result<Vec<BotView>, ClientError> {
-        self.send(self.http.get(format!("{}/api/v1/bots", self.base)))
-            .await
-    }
-
-    pub async fn cost_summary(&self) -> Result<CostSummary, ClientError> {
-        self.send(self.http.get(format!("{}/api/v1/cost/summary", self.base)))
-            .await
+        log: &serde_json::Value,
+    ) -> Result<Vec<ScanReport>, ClientError> {
+        self.request::<r::ImportSarif>((), None, Some(log)).await
     }
 
     /// The controller's health; answered (200 or 503) without a token, so
@@ -254,7 +325,7 @@ impl Client {
         };
         let resp = self
             .http
-            .get(format!("{}/api/v1/health", self.base))
+            .get(self.url::<r::GetHealth>(&())?)
             .send()
             .await
             .map_err(transport)?;
@@ -263,25 +334,6 @@ impl Client {
             url: self.base.clone(),
             message: format!("not an Oshal controller ({e})"),
         })
-    }
-
-    /// Tickets per state, every state listed.
-    pub async fn counts(&self) -> Result<Vec<StateCount>, ClientError> {
-        self.send(
-            self.http
-                .get(format!("{}/api/v1/tickets/counts", self.base)),
-        )
-        .await
-    }
-
-    /// A page of tickets, filtered as the server checks filters.
-    pub async fn list(&self, filter: &TicketFilter) -> Result<TicketPage, ClientError> {
-        self.send(
-            self.http
-                .get(format!("{}/api/v1/tickets", self.base))
-                .query(filter),
-        )
-        .await
     }
 
     /// The controller's events over its WebSocket, the token sent as a
@@ -297,9 +349,10 @@ impl Client {
             url: self.base.clone(),
             message,
         };
-        let ws_url = match self.base.split_once("://") {
-            Some(("https", rest)) => format!("wss://{rest}/api/v1/events"),
-            Some((_, rest)) => format!("ws://{rest}/api/v1/events"),
+        let http_url = self.url::<r::Events>(&())?.to_string();
+        let ws_url = match http_url.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}"),
+            Some((_, rest)) => format!("ws://{rest}"),
             None => return Err(transport("the URL has no scheme".into())),
         };
         let mut request = ws_url

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod http;
+pub mod routes;
 #[cfg(test)]
 mod tests;
 
@@ -420,6 +421,74 @@ impl TicketFilter {
             limit,
         })
     }
+}
+
+/// A tenant's budget as a surface sets it (`PUT /api/v1/tenants/{id}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetBody {
+    /// Dollars; `null` removes the limit.
+    pub budget_usd: Option<f64>,
+}
+
+/// Which grants: `bot` to list one bot's, `id` to revoke one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrantQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// A page of the audit trail or the effect ledger: one ticket's, or the
+/// newest `limit` (1..=5000, 200 if absent).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrailQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+}
+
+impl TrailQuery {
+    /// The ticket and the limit, checked; a refusal names its field.
+    pub fn parse(&self) -> Result<(Option<crate::ticket::TicketId>, u32), ApiError> {
+        let ticket = self
+            .ticket
+            .as_deref()
+            .map(crate::ticket::TicketId::parse)
+            .transpose()
+            .map_err(|e| ApiError::from(e).field("ticket"))?;
+        let limit = match self.limit.as_deref() {
+            None => 200,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=5000).contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorKind::Invalid,
+                        format!("limit {l:?} is outside 1..=5000"),
+                    )
+                    .field("limit")
+                    .limit(5000)
+                })?,
+        };
+        Ok((ticket, limit))
+    }
+}
+
+/// Which findings: by state (open, suppressed, resolved) and source, and
+/// how many.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 /// The envelope errors travel in.

@@ -1,0 +1,219 @@
+//! The HTTP and WebSocket API (axum), the edge of every remote surface.
+//!
+//! Every route is mounted from the route table ([`crate::api::routes`]) by
+//! [`mount`], which puts each behind the auth gate or not as its row says
+//! and checks that every row is mounted exactly once. One file per concern:
+//! `auth.rs` (the token gate), `body.rs` (reading and parsing bodies, with
+//! their limits), and the handlers by domain: `tickets.rs`, `fleet.rs`
+//! (bots, cost, tenants, events, metrics), `connectors.rs`, `security.rs`.
+//! Errors map to the one JSON shape in one place: `From<…> for ApiError`
+//! in `api/mod.rs`, and `IntoResponse for ApiError` here.
+
+mod auth;
+mod body;
+mod connectors;
+mod fleet;
+mod security;
+mod tickets;
+
+use axum::handler::Handler;
+use axum::http::{StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+
+pub use auth::ApiToken;
+pub use body::MAX_BODY_BYTES;
+
+use super::routes::{self as r, Auth, Endpoint, Route};
+use super::{ApiError, ErrorBody, ErrorKind};
+use crate::controller::Controller;
+
+#[derive(Clone)]
+struct AppState {
+    controller: Controller,
+    security: Option<crate::security::SecurityCenter>,
+    token: ApiToken,
+}
+
+/// Who an operator action is recorded as: the holder of the API token.
+const OPERATOR: &str = "operator";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody { error: self })).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router with every route and the auth gate, and the web UI from
+/// `ui_dir` at `/` if given (static files, no secrets in them: the page asks
+/// for the token and sends it as a bearer header like any other client).
+pub fn router_with_ui(
+    controller: Controller,
+    security: Option<crate::security::SecurityCenter>,
+    token: ApiToken,
+    ui_dir: Option<&std::path::Path>,
+) -> Router {
+    let Some(dir) = ui_dir else {
+        return router(controller, security, token);
+    };
+    let files = tower_http::services::ServeDir::new(dir)
+        .fallback(tower_http::services::ServeFile::new(dir.join("index.html")));
+    let ui = Router::new().fallback_service(files).layer(
+        tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static(CSP),
+        ),
+    );
+    routes(AppState {
+        controller,
+        security,
+        token,
+    })
+    .route("/api/{*rest}", axum::routing::any(no_such_route))
+    .merge(ui)
+}
+
+/// The UI's content security policy: its own scripts only, no eval, API
+/// calls and the event socket to this origin only. Styles may be inline
+/// (the diagram library positions nodes with style attributes).
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; \
+     frame-ancestors 'none'; form-action 'self'";
+
+/// The router with every route and the auth gate.
+pub fn router(
+    controller: Controller,
+    security: Option<crate::security::SecurityCenter>,
+    token: ApiToken,
+) -> Router {
+    routes(AppState {
+        controller,
+        security,
+        token,
+    })
+    .fallback(no_such_route)
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::new(ErrorKind::NotFound, "no such route")
+}
+
+/// The routes being mounted: each endpoint goes behind the auth gate or
+/// not, as its row of the table says.
+struct Mount {
+    public: Router<AppState>,
+    gated: Router<AppState>,
+    mounted: Vec<Route>,
+}
+
+impl Mount {
+    fn at<E: Endpoint, H: Handler<T, AppState>, T: 'static>(mut self, handler: H) -> Self {
+        let route = E::ROUTE;
+        let filter = match route.verb {
+            r::Verb::Get => axum::routing::MethodFilter::GET,
+            r::Verb::Post => axum::routing::MethodFilter::POST,
+            r::Verb::Put => axum::routing::MethodFilter::PUT,
+            r::Verb::Delete => axum::routing::MethodFilter::DELETE,
+        };
+        let method = axum::routing::on(filter, handler);
+        match route.auth {
+            Auth::Public => self.public = self.public.route(route.path, method),
+            Auth::Bearer | Auth::BearerOrQuery => {
+                self.gated = self.gated.route(route.path, method);
+            }
+        }
+        self.mounted.push(route);
+        self
+    }
+}
+
+/// Every row of the route table with its handler.
+fn mount() -> Mount {
+    use r::*;
+    Mount {
+        public: Router::new(),
+        gated: Router::new(),
+        mounted: Vec::new(),
+    }
+    .at::<GetHealth, _, _>(tickets::health)
+    .at::<SubmitTicket, _, _>(tickets::submit)
+    .at::<ListTickets, _, _>(tickets::list)
+    .at::<CountTickets, _, _>(tickets::counts)
+    .at::<BulkTickets, _, _>(tickets::bulk)
+    .at::<BatchTickets, _, _>(tickets::batch)
+    .at::<GetTicket, _, _>(tickets::ticket)
+    .at::<CancelTicket, _, _>(tickets::cancel)
+    .at::<ApproveTicket, _, _>(tickets::approve)
+    .at::<ListBots, _, _>(fleet::bots)
+    .at::<GetCostSummary, _, _>(fleet::cost_summary)
+    .at::<ListTenants, _, _>(fleet::tenants)
+    .at::<SetBudget, _, _>(fleet::set_budget)
+    .at::<Events, _, _>(fleet::events)
+    .at::<Metrics, _, _>(fleet::metrics)
+    .at::<ListConnectors, _, _>(connectors::connectors_list)
+    .at::<PutCredential, _, _>(connectors::connector_credential)
+    .at::<ListCatalog, _, _>(connectors::catalog)
+    .at::<ImportCatalog, _, _>(connectors::catalog_import)
+    .at::<ApproveCatalog, _, _>(connectors::catalog_approve)
+    .at::<ListGrants, _, _>(connectors::grants_list)
+    .at::<AddGrant, _, _>(connectors::grants_add)
+    .at::<RevokeGrantByQuery, _, _>(connectors::grants_revoke_by_query)
+    .at::<RevokeGrant, _, _>(connectors::grants_revoke)
+    .at::<ListAudit, _, _>(connectors::audit)
+    .at::<GetIntegrations, _, _>(connectors::integrations)
+    .at::<ListEffects, _, _>(connectors::effects)
+    .at::<RunScan, _, _>(security::security_scan)
+    .at::<ListFindings, _, _>(security::security_findings)
+    .at::<SuppressFinding, _, _>(security::security_suppress)
+    .at::<ListControls, _, _>(security::security_controls)
+    .at::<ExportSarif, _, _>(security::security_sarif_export)
+    .at::<ImportSarif, _, _>(security::security_sarif_import)
+}
+
+fn routes(state: AppState) -> Router {
+    let m = mount();
+    m.gated
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::auth))
+        .merge(m.public)
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` fires.
+pub async fn serve(
+    controller: Controller,
+    security: Option<crate::security::SecurityCenter>,
+    listener: tokio::net::TcpListener,
+    token: ApiToken,
+    ui_dir: Option<&std::path::Path>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router_with_ui(controller, security, token, ui_dir),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row added to the table and left unmounted (or mounted twice)
+    /// would answer 404 (or panic at start): every row, once.
+    #[test]
+    fn every_row_of_the_table_is_mounted_once() {
+        let mounted = mount().mounted;
+        for row in r::ALL {
+            let n = mounted.iter().filter(|m| *m == row).count();
+            assert_eq!(n, 1, "{} {} mounted {n} times", row.verb.as_str(), row.path);
+        }
+        assert_eq!(mounted.len(), r::ALL.len());
+    }
+}

@@ -1,0 +1,411 @@
+//! The HTTP API's route table: each route's method, path, auth and types,
+//! defined once.
+//!
+//! The server mounts its handlers by these rows (`http::mount`, which
+//! checks that every row is mounted exactly once), the typed [`Client`]
+//! builds its requests from them (`Client::request`), and a test checks the
+//! browser's transport (`ui/src/lib/transport.ts`) against [`ALL`]. A route
+//! string appears nowhere else in the platform or the command line. Start
+//! with the `routes!` table at the bottom.
+//!
+//! [`Client`]: super::client::Client
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{
+    BatchReport, BatchSubmit, BudgetBody, BulkReport, BulkRequest, FindingsQuery, GrantQuery,
+    StateCount, TicketFilter, TrailQuery,
+};
+use crate::connector::store::{AuditEntry, EffectRow, Grant};
+use crate::connector::{ConnectorView, IntegrationView, NewGrant};
+use crate::controller::{BotView, CoreEvent, Health, Submitted};
+use crate::cost::CostSummary;
+use crate::security::{ControlView, Finding, ScanReport, SuppressRequest};
+use crate::store::{Tenant, TicketPage, TicketView};
+use crate::ticket::NewTicket;
+
+/// An HTTP method the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    /// The method as axum and reqwest (one `http` crate) know it.
+    pub fn method(self) -> axum::http::Method {
+        match self {
+            Self::Get => axum::http::Method::GET,
+            Self::Post => axum::http::Method::POST,
+            Self::Put => axum::http::Method::PUT,
+            Self::Delete => axum::http::Method::DELETE,
+        }
+    }
+}
+
+/// What a route asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No token (health alone).
+    Public,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// Bearer, or `?token=`: a browser's WebSocket cannot set headers.
+    BearerOrQuery,
+}
+
+/// One row of the table, as data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub name: &'static str,
+    pub verb: Verb,
+    /// axum's and OpenAPI's form: `/api/v1/tickets/{id}`.
+    pub path: &'static str,
+    pub auth: Auth,
+}
+
+impl Route {
+    /// How many `{…}` segments the path has.
+    pub const fn params(&self) -> usize {
+        let b = self.path.as_bytes();
+        let (mut i, mut n) = (0, 0);
+        while i < b.len() {
+            if b[i] == b'{' {
+                n += 1;
+            }
+            i += 1;
+        }
+        n
+    }
+}
+
+/// One endpoint: a zero-sized type per row that carries the row's types.
+pub trait Endpoint: Send + Sync + 'static {
+    const ROUTE: Route;
+    /// The values of the path's `{…}` segments, in order.
+    type Args: PathArgs;
+    /// Query parameters; `()` for none.
+    type Query: Serialize + DeserializeOwned + Send + Sync;
+    /// The JSON body; `()` for none.
+    type Body: Serialize + DeserializeOwned + Send + Sync;
+    /// The reply; `()` for a 204.
+    type Response: Serialize + DeserializeOwned + Send;
+}
+
+/// The values a path's `{…}` segments take.
+pub trait PathArgs: Send + Sync {
+    const COUNT: usize;
+    fn segments(&self) -> Vec<&str>;
+}
+
+impl PathArgs for () {
+    const COUNT: usize = 0;
+    fn segments(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+/// The one `{id}` of a path: a ticket, tenant, connector, grant or finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Id(pub String);
+
+impl PathArgs for Id {
+    const COUNT: usize = 1;
+    fn segments(&self) -> Vec<&str> {
+        vec![&self.0]
+    }
+}
+
+impl From<&str> for Id {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<&String> for Id {
+    fn from(s: &String) -> Self {
+        Self(s.clone())
+    }
+}
+
+impl From<String> for Id {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<crate::ticket::TicketId> for Id {
+    fn from(t: crate::ticket::TicketId) -> Self {
+        Self(t.to_string())
+    }
+}
+
+/// Something that wants every endpoint with its types (the OpenAPI
+/// document to come, tests).
+pub trait Visitor {
+    fn visit<E: Endpoint>(&mut self);
+}
+
+macro_rules! routes {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident = $verb:ident $path:literal $auth:ident,
+            args: $args:ty, query: $query:ty, body: $body:ty => $resp:ty;
+    )*) => {
+        $(
+            $(#[doc = $doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+
+            impl Endpoint for $name {
+                const ROUTE: Route = Route {
+                    name: stringify!($name),
+                    verb: Verb::$verb,
+                    path: $path,
+                    auth: Auth::$auth,
+                };
+                type Args = $args;
+                type Query = $query;
+                type Body = $body;
+                type Response = $resp;
+            }
+
+            const _: () = assert!(
+                <$name as Endpoint>::ROUTE.params() == <$args as PathArgs>::COUNT,
+                concat!(stringify!($name), ": its args do not match the path's parameters"),
+            );
+        )*
+
+        /// Every row, in the table's order.
+        pub const ALL: &[Route] = &[$(<$name as Endpoint>::ROUTE),*];
+
+        /// Calls `v.visit::<E>()` for every row.
+        pub fn visit(v: &mut impl Visitor) {
+            $(v.visit::<$name>();)*
+        }
+    };
+}
+
+routes! {
+    /// The controller's health: no token; 503 with the same body when the
+    /// store is down.
+    GetHealth = Get "/api/v1/health" Public, args: (), query: (), body: () => Health;
+
+    /// Submit one ticket: 201, or 200 with `duplicate: true` for a repeated
+    /// idempotency key.
+    SubmitTicket = Post "/api/v1/tickets" Bearer, args: (), query: (), body: NewTicket => Submitted;
+    /// A page of tickets, newest first.
+    ListTickets = Get "/api/v1/tickets" Bearer, args: (), query: TicketFilter, body: () => TicketPage;
+    /// Tickets per state, every state listed.
+    CountTickets = Get "/api/v1/tickets/counts" Bearer, args: (), query: (), body: () => Vec<StateCount>;
+    /// Cancel or retry every ticket a filter matches (a dry run only counts).
+    BulkTickets = Post "/api/v1/tickets/bulk" Bearer, args: (), query: (), body: BulkRequest => BulkReport;
+    /// Many tickets in one durable commit; the answers in request order.
+    BatchTickets = Post "/api/v1/tickets/batch" Bearer, args: (), query: (), body: BatchSubmit => BatchReport;
+    /// One ticket in full.
+    GetTicket = Get "/api/v1/tickets/{id}" Bearer, args: Id, query: (), body: () => TicketView;
+    /// Cancel a ticket (aborts a running model call).
+    CancelTicket = Post "/api/v1/tickets/{id}/cancel" Bearer, args: Id, query: (), body: () => TicketView;
+    /// Release a ticket held for approval.
+    ApproveTicket = Post "/api/v1/tickets/{id}/approve" Bearer, args: Id, query: (), body: () => TicketView;
+    /// Bots with their lanes and load.
+    ListBots = Get "/api/v1/bots" Bearer, args: (), query: (), body: () => Vec<BotView>;
+    /// Spend in total and by bot, tenant, model and day.
+    GetCostSummary = Get "/api/v1/cost/summary" Bearer, args: (), query: (), body: () => CostSummary;
+    /// Tenants and their budgets.
+    ListTenants = Get "/api/v1/tenants" Bearer, args: (), query: (), body: () => Vec<Tenant>;
+    /// Set a tenant's budget in dollars (`null` lifts it).
+    SetBudget = Put "/api/v1/tenants/{id}" Bearer, args: Id, query: (), body: BudgetBody => Tenant;
+    /// A WebSocket of `CoreEvent`s.
+    Events = Get "/api/v1/events" BearerOrQuery, args: (), query: (), body: () => CoreEvent;
+
+    /// Every connector, curated and catalog.
+    ListConnectors = Get "/api/v1/connectors" Bearer, args: (), query: (), body: () => Vec<ConnectorView>;
+    /// Store a connector's credential (write-only): 204.
+    PutCredential = Put "/api/v1/connectors/{id}/credential" Bearer, args: Id, query: (), body: serde_json::Value => ();
+    /// Imported catalog entries, approved or not.
+    ListCatalog = Get "/api/v1/catalog" Bearer, args: (), query: (), body: () => Vec<ConnectorView>;
+    /// Import an OpenAPI 3 document as a disabled catalog entry: 201.
+    ImportCatalog = Post "/api/v1/catalog/import" Bearer, args: (), query: (), body: serde_json::Value => ConnectorView;
+    /// Approve a catalog entry, which enables it.
+    ApproveCatalog = Post "/api/v1/catalog/{id}/approve" Bearer, args: Id, query: (), body: () => ConnectorView;
+    /// Live grants, optionally of one bot.
+    ListGrants = Get "/api/v1/grants" Bearer, args: (), query: GrantQuery, body: () => Vec<Grant>;
+    /// Let a bot call operations of a connector: 201.
+    AddGrant = Post "/api/v1/grants" Bearer, args: (), query: (), body: NewGrant => Grant;
+    /// Revoke the grant named by `?id=`: 204.
+    RevokeGrantByQuery = Delete "/api/v1/grants" Bearer, args: (), query: GrantQuery, body: () => ();
+    /// Revoke a grant: 204.
+    RevokeGrant = Delete "/api/v1/grants/{id}" Bearer, args: Id, query: (), body: () => ();
+    /// The audit trail.
+    ListAudit = Get "/api/v1/audit" Bearer, args: (), query: TrailQuery, body: () => Vec<AuditEntry>;
+    /// The integration view's snapshot.
+    GetIntegrations = Get "/api/v1/integrations" Bearer, args: (), query: (), body: () => IntegrationView;
+    /// The effect ledger: every write sent to an outside system.
+    ListEffects = Get "/api/v1/effects" Bearer, args: (), query: TrailQuery, body: () => Vec<EffectRow>;
+
+    /// Run every check now.
+    RunScan = Post "/api/v1/security/scans" Bearer, args: (), query: (), body: () => ScanReport;
+    /// Findings, worst first.
+    ListFindings = Get "/api/v1/security/findings" Bearer, args: (), query: FindingsQuery, body: () => Vec<Finding>;
+    /// Suppress a finding with a justification, for some days.
+    SuppressFinding = Post "/api/v1/security/findings/{id}/suppress" Bearer, args: Id, query: (), body: SuppressRequest => Finding;
+    /// Each preventive control and the checks that prove it.
+    ListControls = Get "/api/v1/security/controls" Bearer, args: (), query: (), body: () => Vec<ControlView>;
+    /// Every unresolved finding as SARIF 2.1.0 (`application/sarif+json`).
+    ExportSarif = Get "/api/v1/security/sarif" Bearer, args: (), query: (), body: () => serde_json::Value;
+    /// A SARIF 2.1.0 log from another scanner (Trivy, Checkov, Semgrep…).
+    ImportSarif = Post "/api/v1/security/sarif" Bearer, args: (), query: (), body: serde_json::Value => Vec<ScanReport>;
+
+    /// Prometheus text exposition.
+    Metrics = Get "/metrics" Bearer, args: (), query: (), body: () => String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(METHOD, path)` of every API call in the browser's transport: each
+    /// string or template literal that starts `/api/`, its method the
+    /// `"GET"`-style literal just before it (else GET: a plain `fetch` or the
+    /// event socket's URL). A `${…}` that is a whole segment reads as `{}`;
+    /// the query is dropped.
+    fn transport_calls(ts: &str) -> Vec<(String, String)> {
+        let mut calls = Vec::new();
+        let bytes = ts.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let q = bytes[i];
+            if (q == b'"' || q == b'`') && ts[i + 1..].starts_with("/api/") {
+                // The literal's end: the matching quote, skipping `${…}`.
+                let (mut j, mut depth) = (i + 1, 0);
+                while j < bytes.len() && !(bytes[j] == q && depth == 0) {
+                    match bytes[j] {
+                        b'{' if j > 0 && bytes[j - 1] == b'$' => depth += 1,
+                        b'}' if depth > 0 => depth -= 1,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                let raw = &ts[i + 1..j];
+                let mut path = String::new();
+                let mut rest = raw;
+                while let Some(c) = rest.chars().next() {
+                    if rest.starts_with("${") {
+                        let end = rest.find('}').map_or(rest.len(), |e| e + 1);
+                        let whole = path.ends_with('/')
+                            && rest[end..]
+                                .chars()
+                                .next()
+                                .is_none_or(|c| c == '/' || c == '?');
+                        if !whole {
+                            break;
+                        }
+                        path.push_str("{}");
+                        rest = &rest[end..];
+                        continue;
+                    }
+                    if c == '?' || c == '#' {
+                        break;
+                    }
+                    path.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
+                let before = ts[..i].trim_end().trim_end_matches(',').trim_end();
+                let method = ["GET", "POST", "PUT", "DELETE"]
+                    .into_iter()
+                    .find(|m| before.ends_with(&format!("\"{m}\"")))
+                    .unwrap_or("GET");
+                calls.push((method.to_owned(), path));
+                i = j + 1;
+                continue;
+            }
+            i += 1;
+        }
+        calls
+    }
+
+    /// The browser speaks the same API as the table: every call its HTTP
+    /// transport makes is a row (a path the table lost, or a method changed
+    /// on one side only, fails here, not in a user's browser).
+    #[test]
+    fn the_ui_transport_calls_only_routes_of_the_table() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/src/lib/transport.ts");
+        let ts = std::fs::read_to_string(file).expect("ui/src/lib/transport.ts");
+        let calls = transport_calls(&ts);
+        assert!(calls.len() >= 15, "found only {calls:?}");
+        let table: Vec<(String, String)> = ALL
+            .iter()
+            .map(|r| {
+                let mut path = String::new();
+                for (k, seg) in r.path.split('/').enumerate() {
+                    if k > 0 {
+                        path.push('/');
+                    }
+                    path.push_str(if seg.starts_with('{') { "{}" } else { seg });
+                }
+                (r.verb.as_str().to_owned(), path)
+            })
+            .collect();
+        for call in &calls {
+            assert!(
+                table.contains(call),
+                "ui/src/lib/transport.ts calls {} {}, which is not in api::routes",
+                call.0,
+                call.1
+            );
+        }
+    }
+
+    #[test]
+    fn the_transport_reader_reads_methods_segments_and_queries() {
+        let ts = r#"
+            a = () => this.call<X>("POST", `/api/v1/tickets/${encodeURIComponent(id)}/cancel`);
+            b = () => this.call<X>("GET", `/api/v1/tickets?${q}`);
+            c = () => fetch(this.base + "/api/v1/health");
+            d = (s) => this.call<X>("GET", `/api/v1/security/findings${s ? `?state=${s}` : ""}`);
+        "#;
+        let calls = transport_calls(ts);
+        let want = [
+            ("POST", "/api/v1/tickets/{}/cancel"),
+            ("GET", "/api/v1/tickets"),
+            ("GET", "/api/v1/health"),
+            ("GET", "/api/v1/security/findings"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(calls, want);
+    }
+
+    #[test]
+    fn every_row_is_one_method_on_one_path() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ALL {
+            assert!(
+                seen.insert((r.verb, r.path)),
+                "{} {} twice",
+                r.verb.as_str(),
+                r.path
+            );
+            assert!(r.path.starts_with("/api/v1/") || r.path == "/metrics");
+        }
+        assert_eq!(
+            ALL.iter().filter(|r| r.auth == Auth::Public).count(),
+            1,
+            "health alone answers without a token"
+        );
+    }
+}
