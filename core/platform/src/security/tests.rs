@@ -5,12 +5,16 @@
 
 use super::*;
 use crate::clock::{Clock, SystemClock};
+use crate::controller::Controller;
 use crate::controller::{ControllerConfig, LocalPool};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, TicketUpdate, WriteBatch};
+use crate::ticket::TicketId;
 use crate::ticket::{BotId, TicketState, TransitionKind};
 use sqlx::postgres::PgPoolOptions;
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 // ---- PostgreSQL -------------------------------------------------------------
 
