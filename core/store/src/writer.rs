@@ -24,8 +24,9 @@
 //! was queued has failed: never on the word of an older try, which may have
 //! begun before the store came back. A retried batch may have landed the time
 //! its answer was lost; the store's `apply` is idempotent, so it lands once.
-//! A refused proposal may likewise have landed: the scheduler settles it
-//! once the store answers again (see `Scheduler::settle`).
+//! A refused proposal may likewise have landed: the scheduler reconciles it
+//! with the store once the store answers again (see
+//! `Scheduler::reconcile_refused`).
 //! After any failure the writer lets its other transactions land, then
 //! retries the failed batches together as one transaction, alone, until it
 //! lands: a proposal among them is refused by the policy above even while a
@@ -360,7 +361,7 @@ async fn run<S: Apply + ?Sized + 'static>(
         footprints: Vec::new(),
         seq: 0,
     };
-    let mut w = Settle {
+    let mut w = Landing {
         store: &*store,
         on_commit: &mut on_commit,
         backlog: &mut backlog,
@@ -403,15 +404,16 @@ async fn run<S: Apply + ?Sized + 'static>(
     }
 }
 
-/// What settling a landed transaction needs.
-struct Settle<'a, S: ?Sized> {
+/// What landing a transaction whose try has ended needs: its requests are
+/// answered, or retried as the failure policy says.
+struct Landing<'a, S: ?Sized> {
     store: &'a S,
     on_commit: &'a mut OnCommit,
     backlog: &'a mut VecDeque<Request>,
 }
 
-impl<S: Apply + ?Sized> Settle<'_, S> {
-    /// Settles a landed transaction. After a failure, the others in flight
+impl<S: Apply + ?Sized> Landing<'_, S> {
+    /// Lands a transaction whose try has ended. After a failure, the others in flight
     /// land first; then the failed batches are retried together, as one
     /// transaction alone, before anything new starts (the batch being
     /// gathered goes back to the front of the queue), so the retry policy
@@ -661,7 +663,7 @@ async fn isolate<S: Apply + ?Sized>(
             }
         }
     }
-    // Answer the proposals settled here, latest place first so the places
+    // Answer the proposals decided here, latest place first so the places
     // of the others hold.
     answers.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
     for (i, answer) in answers {
@@ -1034,7 +1036,7 @@ mod tests {
         let created_c = propose(&writer, create_c);
         no_try(
             &mut entered,
-            "nothing new starts while a failure is settled",
+            "nothing new starts while a failed batch awaits its retry",
         )
         .await;
         open_b.send(true).unwrap();

@@ -297,9 +297,9 @@ pub(crate) async fn spawn_results_reader(
                 from = ">".to_owned();
                 continue;
             }
-            // Start reports and unreadable entries are settled together,
-            // in one round trip after the batch is handed on.
-            let mut settled: Vec<String> = Vec::new();
+            // Start reports and unreadable entries are acknowledged
+            // together, in one round trip after the batch is handed on.
+            let mut ack_now: Vec<String> = Vec::new();
             for e in entries {
                 let Ok(id) = rl::parse_entry_id(&e.id) else {
                     continue;
@@ -308,29 +308,30 @@ pub(crate) async fn spawn_results_reader(
                     .and_then(|raw| serde_json::from_slice::<BotReport>(raw).ok());
                 let Some(mut report) = report else {
                     tracing::error!(entry = %e.id, "unreadable report dropped");
-                    settled.push(e.id);
+                    ack_now.push(e.id);
                     continue;
                 };
-                // A start report needs no durability: it is settled at once.
-                // A finish report is settled once its result is durable.
+                // A start report needs no durability: it is acknowledged at
+                // once. A finish report is acknowledged once its result is
+                // durable (its receipt goes back through the scheduler).
                 match &mut report {
                     BotReport::Finished { receipt, .. } => *receipt = Some(id),
-                    BotReport::Started { .. } => settled.push(e.id),
+                    BotReport::Started { .. } => ack_now.push(e.id),
                 }
                 if reports.send(report).await.is_err() {
                     return;
                 }
             }
-            if !settled.is_empty() {
+            if !ack_now.is_empty() {
                 let _: Result<(), _> = redis::pipe()
                     .cmd("XACK")
                     .arg(&key)
                     .arg(RESULTS_GROUP)
-                    .arg(&settled)
+                    .arg(&ack_now)
                     .ignore()
                     .cmd("XDEL")
                     .arg(&key)
-                    .arg(&settled)
+                    .arg(&ack_now)
                     .ignore()
                     .query_async(&mut conn)
                     .await;

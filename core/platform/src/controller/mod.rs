@@ -628,7 +628,7 @@ impl Controller {
         let live = self
             .ask(|reply| scheduler::Command::Cancel { id, reply })
             .await?;
-        self.settle(id, live, TransitionKind::Cancel).await
+        self.view_after(id, live, TransitionKind::Cancel).await
     }
 
     /// Releases a ticket held for approval.
@@ -636,12 +636,12 @@ impl Controller {
         let live = self
             .ask(|reply| scheduler::Command::Approve { id, reply })
             .await?;
-        self.settle(id, live, TransitionKind::Approve).await
+        self.view_after(id, live, TransitionKind::Approve).await
     }
 
     /// Turns the scheduler's answer to a command on one ticket into the
     /// ticket's view, or the right error for a ticket it does not hold.
-    async fn settle(
+    async fn view_after(
         &self,
         id: TicketId,
         answer: scheduler::Answer,

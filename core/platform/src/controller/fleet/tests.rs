@@ -45,7 +45,7 @@ async fn controller(db: &TestDb, r: &TestRedis) -> Controller {
     .unwrap()
 }
 
-async fn wait_until_settled(c: &Controller, ids: &[TicketId]) -> Vec<TicketState> {
+async fn wait_until_finished(c: &Controller, ids: &[TicketId]) -> Vec<TicketState> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut states = Vec::with_capacity(ids.len());
@@ -101,7 +101,7 @@ async fn tickets_flow_through_redis_streams_to_node_bots_and_back() {
         .into_iter()
         .map(|r| r.unwrap().id)
         .collect();
-    let states = wait_until_settled(&c, &ids).await;
+    let states = wait_until_finished(&c, &ids).await;
     assert!(states.iter().all(|s| *s == TicketState::Succeeded));
 
     let cost = c.cost_summary().await.unwrap();
@@ -202,7 +202,7 @@ async fn a_node_that_leaves_hands_its_tickets_to_the_bots_that_remain() {
     // SIGTERM-like stop of the stuck node: its work is handed back.
     stop_stuck.cancel();
     stuck.await.unwrap().unwrap();
-    let states = wait_until_settled(&c, &ids).await;
+    let states = wait_until_finished(&c, &ids).await;
     assert!(states.iter().all(|s| *s == TicketState::Succeeded));
     for id in &ids {
         let v = c.ticket(*id).await.unwrap();
@@ -252,7 +252,7 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_with_the_rea
     wait_for_bots(&c, 1).await;
     let poison = c.submit(NewTicket::chat("poison")).await.unwrap().id;
     let fine = c.submit(NewTicket::chat("fine")).await.unwrap().id;
-    let states = wait_until_settled(&c, &[poison, fine]).await;
+    let states = wait_until_finished(&c, &[poison, fine]).await;
     assert_eq!(states, [TicketState::Dead, TicketState::Succeeded]);
     let v = c.ticket(poison).await.unwrap();
     let why = v.error.clone().unwrap_or_default();

@@ -1,0 +1,411 @@
+//! The bots the scheduler routes to: every bot it has known (a slot per bot,
+//! by index, which never moves), which live bots offer each skill, how many
+//! attempts each holds, and which bot holds which attempt (`outstanding`).
+//!
+//! It owns the choice of a bot ([`Roster::least_loaded`]) and the lane slots
+//! that choice takes and gives back, and mirrors each bot's load and
+//! liveness into the counters the facade reads. It must never touch a
+//! ticket, a lane or a channel: what happens to the work a lost bot held is
+//! the scheduler's call (`membership.rs`). Start at [`Roster::least_loaded`].
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use super::super::BotHandle;
+use crate::ticket::{BotId, Skill, TenantId, TicketId};
+
+struct BotSlot {
+    handle: BotHandle,
+    in_flight: usize,
+    live: bool,
+}
+
+/// Whether a queued ticket of a skill could be routed now, as far as the
+/// bots go.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Room {
+    /// No live bot offers the skill.
+    NoLiveBot,
+    /// Every live bot with the skill holds as many attempts as it may.
+    LanesFull {
+        bots: usize,
+    },
+    Free,
+}
+
+pub(super) struct Roster {
+    slots: Vec<BotSlot>,
+    index: HashMap<BotId, usize>,
+    /// Live bots per skill. A skill some bot once offered keeps its (maybe
+    /// empty) entry after the bots leave.
+    by_skill: HashMap<Skill, Vec<usize>>,
+    /// Per skill: where the next tie-break among equally loaded bots starts.
+    next_bot: HashMap<Skill, usize>,
+    /// (ticket, attempt) → the bot it was routed to and the ticket's tenant,
+    /// until its first result (the tenant charges a ticket cancelled meanwhile).
+    outstanding: HashMap<(TicketId, u32), (usize, TenantId)>,
+    max_in_flight: usize,
+}
+
+impl Roster {
+    /// The bots the controller starts with, all live, none loaded; a bot
+    /// takes at most `max_in_flight` attempts at a time.
+    pub(super) fn new(handles: Vec<BotHandle>, max_in_flight: usize) -> Self {
+        let mut by_skill: HashMap<Skill, Vec<usize>> = HashMap::new();
+        let mut index = HashMap::new();
+        for (i, b) in handles.iter().enumerate() {
+            index.insert(b.id.clone(), i);
+            for s in &b.skills {
+                by_skill.entry(s.clone()).or_default().push(i);
+            }
+        }
+        Self {
+            slots: handles
+                .into_iter()
+                .map(|handle| BotSlot {
+                    handle,
+                    in_flight: 0,
+                    live: true,
+                })
+                .collect(),
+            index,
+            by_skill,
+            next_bot: HashMap::new(),
+            outstanding: HashMap::new(),
+            max_in_flight,
+        }
+    }
+
+    /// How many bots the roster has known, live or not.
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(super) fn handle(&self, bot: usize) -> &BotHandle {
+        &self.slots[bot].handle
+    }
+
+    /// Every bot known, live or not, for the facade's view.
+    pub(super) fn handles(&self) -> Vec<BotHandle> {
+        self.slots.iter().map(|b| b.handle.clone()).collect()
+    }
+
+    pub(super) fn index_of(&self, id: &BotId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// The bot with the fewest attempts in flight among the live bots with
+    /// `skill`, below the per-bot limit; ties go round-robin so equal bots
+    /// share the work.
+    pub(super) fn least_loaded(&mut self, skill: &Skill) -> Option<usize> {
+        let candidates = self.by_skill.get(skill)?;
+        let n = candidates.len();
+        let start = self.next_bot.get(skill).copied().unwrap_or(0) % n.max(1);
+        let mut best: Option<(usize, usize)> = None;
+        for k in 0..n {
+            let pos = (start + k) % n;
+            let load = self.slots[candidates[pos]].in_flight;
+            if load < self.max_in_flight && best.is_none_or(|(_, l)| load < l) {
+                best = Some((pos, load));
+            }
+        }
+        let (pos, _) = best?;
+        self.next_bot.insert(skill.clone(), pos + 1);
+        Some(candidates[pos])
+    }
+
+    /// Whether a skill some bot once offered is still known. A skill never
+    /// offered has nothing to route to, and its queue is left untouched.
+    pub(super) fn knows_skill(&self, skill: &Skill) -> bool {
+        self.by_skill.contains_key(skill)
+    }
+
+    pub(super) fn room_for(&self, skill: &Skill) -> Room {
+        let candidates = self
+            .by_skill
+            .get(skill)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if candidates.is_empty() {
+            Room::NoLiveBot
+        } else if candidates
+            .iter()
+            .all(|&b| self.slots[b].in_flight >= self.max_in_flight)
+        {
+            Room::LanesFull {
+                bots: candidates.len(),
+            }
+        } else {
+            Room::Free
+        }
+    }
+
+    /// `bot` takes attempt `attempt` of `ticket`: one of its lane slots is
+    /// taken until [`Self::release`].
+    pub(super) fn hold(&mut self, ticket: TicketId, attempt: u32, bot: usize, tenant: TenantId) {
+        self.outstanding.insert((ticket, attempt), (bot, tenant));
+        self.load(bot, 1);
+    }
+
+    /// Which bot holds the attempt, and the ticket's tenant.
+    pub(super) fn holder(&self, ticket: TicketId, attempt: u32) -> Option<&(usize, TenantId)> {
+        self.outstanding.get(&(ticket, attempt))
+    }
+
+    /// Forgets the attempt and gives its bot's lane slot back; `None` when
+    /// no bot held it (already released).
+    pub(super) fn release(&mut self, ticket: TicketId, attempt: u32) -> Option<(usize, TenantId)> {
+        let held = self.outstanding.remove(&(ticket, attempt))?;
+        self.load(held.0, -1);
+        Some(held)
+    }
+
+    /// Gives back the lane slot of an entry `bot`'s lane refused, and
+    /// forgets the attempt, whether or not it was still held.
+    pub(super) fn release_refused(&mut self, bot: usize, ticket: TicketId, attempt: u32) {
+        self.outstanding.remove(&(ticket, attempt));
+        self.load(bot, -1);
+    }
+
+    /// Releases every attempt held by one of `bots`, and says which they were.
+    pub(super) fn release_all_on(&mut self, bots: &[usize]) -> Vec<(TicketId, u32)> {
+        let held: Vec<(TicketId, u32)> = self
+            .outstanding
+            .iter()
+            .filter(|(_, (b, _))| bots.contains(b))
+            .map(|(&key, _)| key)
+            .collect();
+        for &(ticket, attempt) in &held {
+            self.release(ticket, attempt);
+        }
+        held
+    }
+
+    /// Whether `bot` holds attempt `attempt` of `ticket` (which the caller
+    /// knows to be in flight): the ticket's tenant if it does, or why not.
+    pub(super) fn check_holder(
+        &self,
+        ticket: TicketId,
+        attempt: u32,
+        bot: &BotId,
+    ) -> Result<TenantId, String> {
+        match self.outstanding.get(&(ticket, attempt)) {
+            Some((i, tenant)) if self.slots.get(*i).is_some_and(|b| &b.handle.id == bot) => {
+                Ok(tenant.clone())
+            }
+            Some((i, _)) => Err(format!(
+                "ticket {ticket} attempt {attempt} is held by {}, not {bot}",
+                self.slots
+                    .get(*i)
+                    .map_or("another bot", |b| b.handle.id.as_str())
+            )),
+            None => Err(format!(
+                "ticket {ticket} attempt {attempt} is not in flight"
+            )),
+        }
+    }
+
+    /// A bot registering, or coming back: it joins routing for its skills.
+    /// False (and nothing changes) when it is live already.
+    pub(super) fn join(&mut self, handle: BotHandle) -> bool {
+        let idx = match self.index.get(&handle.id) {
+            Some(&i) => {
+                if self.slots[i].live {
+                    return false;
+                }
+                self.slots[i].live = true;
+                self.slots[i].handle = handle.clone();
+                i
+            }
+            None => {
+                let i = self.slots.len();
+                self.index.insert(handle.id.clone(), i);
+                self.slots.push(BotSlot {
+                    handle: handle.clone(),
+                    in_flight: 0,
+                    live: true,
+                });
+                i
+            }
+        };
+        handle.counters.live.store(true, Ordering::Relaxed);
+        for s in &handle.skills {
+            let list = self.by_skill.entry(s.clone()).or_default();
+            if !list.contains(&idx) {
+                list.push(idx);
+            }
+        }
+        true
+    }
+
+    /// A bot lost: it leaves routing, keeping its slot (and what it holds,
+    /// for the caller to release). Its index, or `None` when it was not live.
+    pub(super) fn leave(&mut self, id: &BotId) -> Option<usize> {
+        let idx = self.index_of(id)?;
+        if !self.slots[idx].live {
+            return None;
+        }
+        self.slots[idx].live = false;
+        self.slots[idx]
+            .handle
+            .counters
+            .live
+            .store(false, Ordering::Relaxed);
+        for list in self.by_skill.values_mut() {
+            list.retain(|&i| i != idx);
+        }
+        Some(idx)
+    }
+
+    fn load(&mut self, bot: usize, delta: isize) {
+        let slot = &mut self.slots[bot];
+        slot.in_flight = slot.in_flight.saturating_add_signed(delta);
+        slot.handle
+            .counters
+            .in_flight
+            .store(slot.in_flight as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::controller::BotCounters;
+    use crate::lane::Lane;
+    use crate::lane::local::LocalLane;
+    use crate::ticket::ModelId;
+    use std::sync::Arc;
+
+    /// A bot offering `skills`, on an in-process lane.
+    pub(in super::super) fn bot(id: &str, skills: &[&str]) -> BotHandle {
+        let id = BotId::parse(id).unwrap();
+        BotHandle {
+            id: id.clone(),
+            skills: skills.iter().map(|s| Skill::parse(s).unwrap()).collect(),
+            model: ModelId::parse("builtin").unwrap(),
+            node: None,
+            lane: Arc::new(LocalLane::new(id, 16)) as Arc<dyn Lane>,
+            counters: BotCounters::live(),
+        }
+    }
+
+    fn skill(s: &str) -> Skill {
+        Skill::parse(s).unwrap()
+    }
+
+    fn tenant() -> TenantId {
+        TenantId::default_tenant()
+    }
+
+    fn in_flight(r: &Roster, bot: usize) -> u64 {
+        r.handle(bot).counters.in_flight.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn the_least_loaded_bot_with_the_skill_is_chosen_and_ties_take_turns() {
+        let mut r = Roster::new(
+            vec![
+                bot("a", &["chat"]),
+                bot("b", &["chat", "code"]),
+                bot("c", &["code"]),
+            ],
+            2,
+        );
+        let chat = skill("chat");
+        // Equal bots take turns.
+        assert_eq!(r.least_loaded(&chat), Some(0));
+        assert_eq!(r.least_loaded(&chat), Some(1));
+        assert_eq!(r.least_loaded(&chat), Some(0));
+        // A loaded bot is passed over for an idle one.
+        r.hold(TicketId::new(), 1, 0, tenant());
+        assert_eq!(r.least_loaded(&chat), Some(1));
+        assert_eq!(r.least_loaded(&chat), Some(1));
+        assert_eq!(r.least_loaded(&skill("code")), Some(1));
+        assert_eq!(r.least_loaded(&skill("none")), None);
+    }
+
+    #[test]
+    fn a_bot_at_its_limit_takes_nothing_more() {
+        let mut r = Roster::new(vec![bot("a", &["chat"])], 2);
+        let chat = skill("chat");
+        let (t1, t2) = (TicketId::new(), TicketId::new());
+        assert_eq!(r.room_for(&chat), Room::Free);
+        r.hold(t1, 1, 0, tenant());
+        r.hold(t2, 1, 0, tenant());
+        assert_eq!(in_flight(&r, 0), 2, "the facade sees the load");
+        assert_eq!(r.least_loaded(&chat), None);
+        assert_eq!(r.room_for(&chat), Room::LanesFull { bots: 1 });
+        assert_eq!(r.release(t1, 1), Some((0, tenant())));
+        assert_eq!(r.release(t1, 1), None, "released once");
+        assert_eq!(in_flight(&r, 0), 1);
+        assert_eq!(r.least_loaded(&chat), Some(0));
+        assert_eq!(r.room_for(&skill("code")), Room::NoLiveBot);
+    }
+
+    #[test]
+    fn a_lost_bot_leaves_routing_and_its_attempts_are_released() {
+        let mut r = Roster::new(vec![bot("a", &["chat"]), bot("b", &["chat"])], 4);
+        let chat = skill("chat");
+        let (on_a, on_b) = (TicketId::new(), TicketId::new());
+        r.hold(on_a, 1, 0, tenant());
+        r.hold(on_b, 3, 1, tenant());
+        let a = BotId::parse("a").unwrap();
+        assert_eq!(r.leave(&a), Some(0));
+        assert_eq!(r.leave(&a), None, "already gone");
+        assert!(!r.handle(0).counters.live.load(Ordering::Relaxed));
+        assert_eq!(r.release_all_on(&[0]), vec![(on_a, 1)]);
+        assert_eq!(in_flight(&r, 0), 0);
+        assert!(r.holder(on_b, 3).is_some(), "b's attempt is b's");
+        for _ in 0..3 {
+            assert_eq!(r.least_loaded(&chat), Some(1));
+        }
+        assert!(r.knows_skill(&chat));
+        // Back with a new handle: the same slot, live again.
+        assert!(r.join(bot("a", &["chat"])));
+        assert!(!r.join(bot("a", &["chat"])), "already live");
+        assert_eq!(r.index_of(&a), Some(0));
+        assert_eq!(r.least_loaded(&chat), Some(0));
+        // A new bot gets the next slot and its skills.
+        assert!(r.join(bot("c", &["code"])));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.least_loaded(&skill("code")), Some(2));
+        // Every bot known stays in the facade's view.
+        let ids: Vec<String> = r.handles().iter().map(|h| h.id.to_string()).collect();
+        assert_eq!(ids, vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_skill_whose_bots_all_left_is_still_known_one_never_offered_is_not() {
+        let mut r = Roster::new(vec![bot("a", &["chat"])], 4);
+        r.leave(&BotId::parse("a").unwrap());
+        assert!(r.knows_skill(&skill("chat")));
+        assert_eq!(r.room_for(&skill("chat")), Room::NoLiveBot);
+        assert_eq!(r.least_loaded(&skill("chat")), None);
+        assert!(!r.knows_skill(&skill("code")));
+    }
+
+    #[test]
+    fn only_the_bot_holding_an_attempt_may_act_for_it() {
+        let mut r = Roster::new(vec![bot("a", &["chat"]), bot("b", &["chat"])], 4);
+        let t = TicketId::new();
+        r.hold(t, 2, 0, tenant());
+        let (a, b) = (BotId::parse("a").unwrap(), BotId::parse("b").unwrap());
+        assert_eq!(r.check_holder(t, 2, &a), Ok(tenant()));
+        let not_b = r.check_holder(t, 2, &b).unwrap_err();
+        assert!(not_b.contains("held by a, not b"), "{not_b}");
+        let stale = r.check_holder(t, 1, &a).unwrap_err();
+        assert!(stale.contains("is not in flight"), "{stale}");
+    }
+
+    #[test]
+    fn a_refused_entry_gives_its_slot_back_on_the_bot_that_refused_it() {
+        let mut r = Roster::new(vec![bot("a", &["chat"])], 4);
+        let t = TicketId::new();
+        r.hold(t, 1, 0, tenant());
+        r.release_refused(0, t, 1);
+        assert_eq!(in_flight(&r, 0), 0);
+        assert!(r.holder(t, 1).is_none());
+        r.release_refused(0, t, 1);
+        assert_eq!(in_flight(&r, 0), 0, "the load never goes below zero");
+    }
+}
