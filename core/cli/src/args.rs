@@ -295,6 +295,31 @@ impl PoolArgs {
     }
 }
 
+/// One ticket, by id, on the API.
+#[derive(clap::Args)]
+pub struct TicketArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// A subcommand of `connectors` or `security`, on the API.
+#[derive(clap::Args)]
+pub struct ActionArgs<A: clap::Subcommand> {
+    #[command(subcommand)]
+    pub action: A,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Prints a reply as pretty JSON; nothing for `null` (a 204).
+pub fn print(reply: &serde_json::Value) -> Result<()> {
+    if !reply.is_null() {
+        println!("{}", serde_json::to_string_pretty(reply)?);
+    }
+    Ok(())
+}
+
 /// A typed reply as JSON, or the API's error as the command's.
 pub fn json<T: serde::Serialize>(reply: Result<T, ClientError>) -> Result<serde_json::Value> {
     Ok(serde_json::to_value(reply.map_err(api_error)?)?)

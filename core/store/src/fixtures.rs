@@ -60,3 +60,25 @@ pub fn finished_batch(tenant: &str, key: Option<&str>, cost: i64) -> (Ticket, Wr
     batch.coalesce();
     (t, batch)
 }
+
+/// How PostgreSQL refuses a NUL, for stores in tests that refuse data the
+/// same way: a batch carrying "poison" in a result, or "poison pill" in a
+/// payload, is refused.
+pub fn refuse_poison(batch: &WriteBatch) -> Result<(), crate::StoreError> {
+    let poisoned = batch
+        .updates
+        .iter()
+        .filter_map(|u| u.result.as_ref())
+        .any(|r| r.to_string().contains("poison"))
+        || batch
+            .new_tickets
+            .iter()
+            .any(|t| t.work.payload_json().to_string().contains("poison pill"));
+    match poisoned {
+        true => Err(crate::StoreError::Rejected {
+            code: "22P05".into(),
+            message: "unsupported Unicode escape sequence".into(),
+        }),
+        false => Ok(()),
+    }
+}

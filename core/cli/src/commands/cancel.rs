@@ -2,14 +2,9 @@
 
 use anyhow::Result;
 
-use crate::args::{ApiArgs, api_error};
+use crate::args::{TicketArgs, api_error};
 
-#[derive(clap::Args)]
-pub struct Args {
-    id: String,
-    #[command(flatten)]
-    api: ApiArgs,
-}
+pub type Args = TicketArgs;
 
 pub async fn run(args: Args) -> Result<()> {
     let view = args

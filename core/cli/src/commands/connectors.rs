@@ -9,15 +9,9 @@ use oshal_core::api::{GrantQuery, TrailQuery};
 use oshal_core::connector::NewGrant;
 use std::path::{Path, PathBuf};
 
-use crate::args::{ApiArgs, json};
+use crate::args::{ActionArgs, json, print};
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    action: Action,
-    #[command(flatten)]
-    api: ApiArgs,
-}
+pub type Args = ActionArgs<Action>;
 
 #[derive(Subcommand)]
 pub enum Action {
@@ -129,9 +123,5 @@ impl Action {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let reply = args.action.call(&args.api.client()?).await?;
-    if !reply.is_null() {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-    }
-    Ok(())
+    print(&args.action.call(&args.api.client()?).await?)
 }

@@ -8,15 +8,9 @@ use oshal_core::api::client::Client;
 use oshal_core::security::SuppressRequest;
 use std::path::{Path, PathBuf};
 
-use crate::args::{ApiArgs, api_error, json};
+use crate::args::{ActionArgs, api_error, json, print};
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    action: Action,
-    #[command(flatten)]
-    api: ApiArgs,
-}
+pub type Args = ActionArgs<Action>;
 
 #[derive(Subcommand)]
 pub enum Action {
@@ -101,9 +95,5 @@ impl Action {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let reply = args.action.call(&args.api.client()?).await?;
-    if !reply.is_null() {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-    }
-    Ok(())
+    print(&args.action.call(&args.api.client()?).await?)
 }

@@ -1173,21 +1173,7 @@ impl crate::store::ApplyHook for Poisoned {
         inner: &dyn Store,
         batch: &WriteBatch,
     ) -> Result<crate::store::Applied, StoreError> {
-        let poisoned = batch
-            .updates
-            .iter()
-            .filter_map(|u| u.result.as_ref())
-            .any(|r| r.to_string().contains("poison"))
-            || batch
-                .new_tickets
-                .iter()
-                .any(|t| t.work.payload_json().to_string().contains("poison pill"));
-        if poisoned {
-            return Err(StoreError::Rejected {
-                code: "22P05".into(),
-                message: "unsupported Unicode escape sequence".into(),
-            });
-        }
+        crate::store::fixtures::refuse_poison(batch)?;
         inner.apply(batch).await
     }
 }

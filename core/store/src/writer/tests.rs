@@ -392,21 +392,7 @@ impl Apply for Picky {
             self.entered.notify_one();
             self.release.notified().await;
         }
-        let poisoned = batch
-            .updates
-            .iter()
-            .filter_map(|u| u.result.as_ref())
-            .any(|r| r.to_string().contains("poison"))
-            || batch
-                .new_tickets
-                .iter()
-                .any(|t| t.work.payload_json().to_string().contains("poison"));
-        if poisoned {
-            return Err(StoreError::Rejected {
-                code: "22P05".into(),
-                message: "unsupported Unicode escape sequence".into(),
-            });
-        }
+        crate::fixtures::refuse_poison(batch)?;
         Store::apply(&self.store, batch).await
     }
 }
@@ -500,7 +486,7 @@ async fn rows_the_store_refuses_for_their_data_stop_nothing_else() {
         (t, batch, done, rx)
     };
     let (clean, clean_batch, clean_done, clean_answer) = propose("hello");
-    let (dirty, dirty_batch, dirty_done, dirty_answer) = propose("poison pill");
+    let (dirty, dirty_batch, dirty_done, dirty_answer) = propose("a poison pill");
     writer.propose(clean_batch, clean_done).await.unwrap();
     writer.propose(dirty_batch, dirty_done).await.unwrap();
     picky.release.notify_one();
