@@ -25,8 +25,22 @@ pub const MAX_NAME: usize = 64;
 
 /// What a connector is for; the catalog and the views group by it.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Type,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
 )]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Commerce,
@@ -37,23 +51,6 @@ pub enum Category {
     Productivity,
     Data,
     Other,
-}
-
-impl Category {
-    pub const ALL: &'static [&'static str] = &[
-        "commerce",
-        "travel",
-        "media",
-        "finance",
-        "communication",
-        "productivity",
-        "data",
-        "other",
-    ];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
-    }
 }
 
 /// How the broker proves who it is to the outside system. The secret itself
@@ -82,7 +79,20 @@ pub enum Effect {
     Write,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "UPPERCASE")]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     Get,
@@ -93,16 +103,6 @@ pub enum Method {
 }
 
 impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-        }
-    }
-
     /// Whether the parameters travel in a JSON body (else in the query).
     pub fn has_body(self) -> bool {
         matches!(self, Method::Post | Method::Put | Method::Patch)

@@ -17,6 +17,7 @@
 //! `done`; 404: not applied, so send) or, when the manifest names none, by
 //! sending again with the same key, which the outside system deduplicates.
 
+use oshal_kernel::name::Named;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;

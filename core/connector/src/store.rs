@@ -15,6 +15,7 @@ pub mod postgres;
 mod tests;
 
 use async_trait::async_trait;
+use oshal_kernel::name::Named;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 use sqlx::{Row, SqlitePool};
@@ -69,7 +70,20 @@ pub struct Grant {
     pub created_at_ms: UnixMs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum AuditKind {
     Decision,
@@ -80,25 +94,6 @@ pub enum AuditKind {
     Ungrant,
     Import,
     Approve,
-}
-
-impl AuditKind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            AuditKind::Decision => "decision",
-            AuditKind::CredentialRead => "credential_read",
-            AuditKind::Refresh => "refresh",
-            AuditKind::Revoke => "revoke",
-            AuditKind::Grant => "grant",
-            AuditKind::Ungrant => "ungrant",
-            AuditKind::Import => "import",
-            AuditKind::Approve => "approve",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
-    }
 }
 
 /// One line of the audit trail: who, what, allowed or not, and why.
@@ -165,7 +160,20 @@ impl AuditEntry {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum EffectState {
     /// Recorded before sending; the outcome is not known yet.
@@ -175,21 +183,6 @@ pub enum EffectState {
     Failed,
     /// Sent, and no answer came (timeout, 5xx, crash): settled by reconciling.
     Unknown,
-}
-
-impl EffectState {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            EffectState::InFlight => "in_flight",
-            EffectState::Done => "done",
-            EffectState::Failed => "failed",
-            EffectState::Unknown => "unknown",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
-    }
 }
 
 /// One write sent (or about to be sent) to an outside system.

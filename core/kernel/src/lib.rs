@@ -15,6 +15,7 @@
 pub mod cancel;
 pub mod clock;
 pub mod cost;
+pub mod name;
 pub mod secrets;
 pub mod text;
 pub mod ticket;

@@ -11,6 +11,7 @@
 //! the rule, the line and the length; the secret never leaves this module.
 //! Pure logic: the caller brings the text.
 
+use crate::name::Named;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -27,8 +28,22 @@ pub const MAX_REGEX_BYTES: usize = 4096;
 
 /// How bad a finding is.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Type,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
 )]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -39,28 +54,6 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: &'static [Severity] = &[
-        Self::Info,
-        Self::Low,
-        Self::Medium,
-        Self::High,
-        Self::Critical,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-            Self::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|v| v.as_str() == s)
-    }
-
     /// GitHub code scanning's `security-severity` (a CVSS-like score).
     pub fn score(self) -> f64 {
         match self {

@@ -23,7 +23,7 @@ pub mod mode;
 pub mod security;
 
 pub use oshal_connector as connector;
-pub use oshal_kernel::{cancel, clock, cost, secrets, text, ticket};
+pub use oshal_kernel::{cancel, clock, cost, name, secrets, text, ticket};
 pub use oshal_lane as lane;
 pub use oshal_model as model;
 pub use oshal_store as store;

@@ -27,6 +27,7 @@ use crate::cost::{CostSummary, LedgerEntry};
 use crate::ticket::{
     BotId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, WaitReason,
 };
+use oshal_kernel::name::Named;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]

@@ -38,6 +38,7 @@ use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
 use crate::ticket::{
     BotId, ModelId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, Work,
 };
+use oshal_kernel::name::Named;
 
 pub const OWNER_ROLE: &str = "oshal_owner";
 pub const APP_ROLE: &str = "oshal_app";
@@ -682,8 +683,9 @@ impl Store for PgStore {
             }
         }
         tx.commit().await?;
-        Ok(TicketState::ALL
-            .into_iter()
+        Ok(TicketState::all()
+            .iter()
+            .copied()
             .filter_map(|s| counts.get(&s).map(|&n| (s, n)))
             .collect())
     }

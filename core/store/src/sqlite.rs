@@ -26,6 +26,7 @@ use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
 use crate::ticket::{
     BotId, ModelId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, Work,
 };
+use oshal_kernel::name::Named;
 
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "oshal.db";

@@ -1,5 +1,6 @@
 //! The Security Center: the controls board, findings, scan, suppress.
 
+use oshal_core::name::Named;
 use oshal_core::security::{
     ControlView, Finding, FindingQuery, FindingState, ScanReport, SuppressRequest,
 };

@@ -1,6 +1,7 @@
 //! `oshal tickets`: a page of tickets, newest first, as a table.
 
 use anyhow::{Context, Result};
+use oshal_core::name::Named;
 use std::io::Write as _;
 
 use oshal_core::api::TicketFilter;

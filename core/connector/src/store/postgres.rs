@@ -9,6 +9,7 @@
 //! Grants, the catalog and operator actions carry no tenant.
 
 use async_trait::async_trait;
+use oshal_kernel::name::Named;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use uuid::Uuid;

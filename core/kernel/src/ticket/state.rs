@@ -17,8 +17,24 @@ use serde::{Deserialize, Serialize};
 use specta::Type;
 use std::fmt;
 
+use crate::name::Named;
+
 /// Where a ticket is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum TicketState {
     AwaitingApproval,
@@ -32,36 +48,8 @@ pub enum TicketState {
 }
 
 impl TicketState {
-    pub const ALL: [TicketState; 8] = [
-        Self::AwaitingApproval,
-        Self::Queued,
-        Self::Routed,
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Dead,
-        Self::Cancelled,
-    ];
-
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Dead | Self::Cancelled)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AwaitingApproval => "awaiting_approval",
-            Self::Queued => "queued",
-            Self::Routed => "routed",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Dead => "dead",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     /// The state `event` leads to from here, or `None` if the pair is illegal.
@@ -91,7 +79,21 @@ impl fmt::Display for TicketState {
 
 /// What can happen to a ticket. Past-tense names are reserved for the events
 /// that record them (`TicketTransitioned`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum TransitionKind {
     Approve,
@@ -103,20 +105,6 @@ pub enum TransitionKind {
     Retry,
     GiveUp,
     Cancel,
-}
-
-impl TransitionKind {
-    pub const ALL: [TransitionKind; 9] = [
-        Self::Approve,
-        Self::Route,
-        Self::Start,
-        Self::Succeed,
-        Self::Fail,
-        Self::Requeue,
-        Self::Retry,
-        Self::GiveUp,
-        Self::Cancel,
-    ];
 }
 
 #[cfg(test)]
@@ -147,8 +135,8 @@ mod tests {
             (S::Failed, E::Cancel, S::Cancelled),
         ];
         let mut checked = 0;
-        for state in S::ALL {
-            for event in E::ALL {
+        for &state in S::all() {
+            for &event in E::all() {
                 let expected = legal
                     .iter()
                     .find(|(s, e, _)| *s == state && *e == event)
@@ -162,8 +150,8 @@ mod tests {
 
     #[test]
     fn terminal_states_accept_nothing() {
-        for state in S::ALL.into_iter().filter(|s| s.is_terminal()) {
-            for event in E::ALL {
+        for state in S::all().iter().copied().filter(|s| s.is_terminal()) {
+            for &event in E::all() {
                 assert_eq!(state.on(event), None, "{state} must be final");
             }
         }
@@ -171,7 +159,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for state in S::ALL {
+        for &state in S::all() {
             assert_eq!(S::parse(state.as_str()), Some(state));
             let json = serde_json::to_string(&state).unwrap();
             assert_eq!(json, format!("\"{}\"", state.as_str()));

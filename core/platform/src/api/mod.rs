@@ -19,6 +19,7 @@ use crate::controller::ControllerError;
 use crate::security::SecurityError;
 use crate::store::StoreError;
 use crate::ticket::TicketError;
+use oshal_kernel::name::Named;
 
 /// What went wrong, as a caller may branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -373,7 +374,7 @@ impl TicketFilter {
         let state = match given(&self.state) {
             None => None,
             Some(s) => Some(TicketState::parse(&s).ok_or_else(|| {
-                let known: Vec<_> = TicketState::ALL.iter().map(|s| s.as_str()).collect();
+                let known: Vec<_> = TicketState::all().iter().map(|s| s.as_str()).collect();
                 invalid(
                     "state",
                     format!("unknown state {s:?}; known states: {}", known.join(", ")),

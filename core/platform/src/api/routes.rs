@@ -25,7 +25,18 @@ use crate::store::{Tenant, TicketPage, TicketView};
 use crate::ticket::NewTicket;
 
 /// An HTTP method the API uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "UPPERCASE")]
 pub enum Verb {
     Get,
     Post,
@@ -34,15 +45,6 @@ pub enum Verb {
 }
 
 impl Verb {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Post => "POST",
-            Self::Put => "PUT",
-            Self::Delete => "DELETE",
-        }
-    }
-
     /// The method as axum and reqwest (one `http` crate) know it.
     pub fn method(self) -> axum::http::Method {
         match self {
@@ -275,6 +277,7 @@ routes! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oshal_kernel::name::Named;
 
     /// `(METHOD, path)` of every API call in the browser's transport: each
     /// string or template literal that starts `/api/`, its method the

@@ -3,6 +3,7 @@
 //! tickets), answers the board of controls and the findings, suppresses,
 //! and exports and imports SARIF. Start with [`SecurityCenter::scan`].
 
+use oshal_kernel::name::Named;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -21,36 +21,20 @@ pub const MAX_SUPPRESS_DAYS: u32 = 365;
 /// The longest suppression reason, in bytes.
 pub const MAX_REASON_BYTES: usize = 1000;
 
-/// `ALL`, `as_str` and `parse` for an enum stored and sent by its
-/// snake_case name (the same names serde gives it).
-macro_rules! named {
-    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
-        impl $ty {
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $name),+
-                }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == s)
-            }
-        }
-    };
-}
-
-named!(FindingState { Open => "open", Suppressed => "suppressed", Resolved => "resolved" });
-named!(CheckStatus { Passed => "passed", Failed => "failed", Skipped => "skipped", Error => "error" });
-named!(ControlStatus {
-    Proven => "proven",
-    Failing => "failing",
-    NotApplicable => "not_applicable",
-    NeverRun => "never_run",
-});
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum FindingState {
     Open,
@@ -78,7 +62,20 @@ pub struct Observation {
     pub location: Option<Location>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     Passed,
@@ -251,7 +248,20 @@ pub struct CheckView {
     pub last_passed_ms: Option<UnixMs>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum ControlStatus {
     /// Every applicable check ran and passed in the last scan.

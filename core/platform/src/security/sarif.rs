@@ -15,6 +15,7 @@
 //! one rule in one file are one finding that counts them. Every refusal
 //! names the JSON path of the field at fault.
 
+use oshal_kernel::name::Named;
 use serde_sarif::sarif::{
     ArtifactLocation, LogicalLocation, Message, MultiformatMessageString, PhysicalLocation,
     PropertyBag, Region, ReportingConfiguration, ReportingDescriptor, Result as SarifResult,

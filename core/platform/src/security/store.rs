@@ -3,6 +3,7 @@
 //! are written in one transaction, so a crash leaves the previous scan's
 //! state or this one's, never half of each.
 
+use oshal_kernel::name::Named;
 use sqlx::{Row, SqlitePool};
 use std::collections::BTreeMap;
 

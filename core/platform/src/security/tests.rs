@@ -11,6 +11,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, TicketUpdate, WriteBatch};
 use crate::ticket::TicketId;
 use crate::ticket::{BotId, TicketState, TransitionKind};
+use oshal_kernel::name::Named;
 use sqlx::postgres::PgPoolOptions;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -842,10 +843,20 @@ fn stored_names_are_the_names_serde_sends() {
             assert_eq!(serde_json::to_value(v).unwrap(), name(*v));
         }
     }
-    agree(Severity::ALL, Severity::as_str);
-    agree(FindingState::ALL, FindingState::as_str);
-    agree(CheckStatus::ALL, CheckStatus::as_str);
-    agree(ControlStatus::ALL, ControlStatus::as_str);
+    agree(Severity::all(), Severity::as_str);
+    agree(FindingState::all(), FindingState::as_str);
+    agree(CheckStatus::all(), CheckStatus::as_str);
+    agree(ControlStatus::all(), ControlStatus::as_str);
+    // Every enum named by the derive (oshal_kernel::name) says what serde says.
+    use crate::connector::manifest::{Category, Method};
+    use crate::connector::store::{AuditKind, EffectState};
+    use crate::ticket::{TicketState, TransitionKind};
+    agree(TicketState::all(), TicketState::as_str);
+    agree(TransitionKind::all(), TransitionKind::as_str);
+    agree(AuditKind::all(), AuditKind::as_str);
+    agree(EffectState::all(), EffectState::as_str);
+    agree(Method::all(), Method::as_str);
+    agree(Category::all(), Category::as_str);
     assert_eq!(
         ControlStatus::parse("not_applicable"),
         Some(ControlStatus::NotApplicable)

@@ -17,6 +17,7 @@ use super::{ApiResult, AppState};
 use crate::api::{ApiError, ErrorKind};
 use crate::controller::{Controller, CoreEvent};
 use crate::ticket::{TenantId, TicketState};
+use oshal_kernel::name::Named;
 
 pub(super) async fn bots(State(state): State<AppState>) -> Response {
     Json(state.controller.bots().await).into_response()
@@ -157,7 +158,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         ],
     );
     if let Ok(counts) = c.state_counts().await {
-        let samples: Vec<_> = TicketState::ALL
+        let samples: Vec<_> = TicketState::all()
             .iter()
             .map(|st| {
                 let n = counts.iter().find(|(s, _)| s == st).map_or(0, |(_, n)| *n);

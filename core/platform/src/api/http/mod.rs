@@ -204,6 +204,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oshal_kernel::name::Named;
 
     /// A row added to the table and left unmounted (or mounted twice)
     /// would answer 404 (or panic at start): every row, once.

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use oshal_kernel::name::Named;
 
 use super::body::{json_body, read_limited};
 use super::{ApiResult, AppState, OPERATOR};

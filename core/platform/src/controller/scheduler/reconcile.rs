@@ -191,10 +191,11 @@ fn steps_to_stop(state: TicketState) -> &'static [TransitionKind] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oshal_kernel::name::Named;
 
     #[test]
     fn every_unfinished_state_is_stopped_by_legal_steps_and_ends_terminal() {
-        for from in TicketState::ALL {
+        for &from in TicketState::all() {
             let mut state = from;
             for &step in steps_to_stop(from) {
                 state = state
