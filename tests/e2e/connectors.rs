@@ -1581,3 +1581,59 @@ async fn in_a_fleet_node_bots_call_through_the_controller_and_never_hold_a_crede
     space.cleanup().await?;
     Ok(())
 }
+
+/// A path parameter could leave its operation's path: `order_id=".."` on
+/// `/orders/{order_id}` was sent as `/orders/..`, which is `/`; and `/`,
+/// `?`, `#` or a space in one broke out of its segment. A dot segment is
+/// now refused before the gate spends a rate slot or a budget, and every
+/// other value stays one segment, exactly as given.
+#[tokio::test]
+async fn a_path_parameter_cannot_leave_its_operations_path() -> Result<()> {
+    let rig = Rig::new().await?;
+    rig.grant("bot-01", &["get_order"], &["orders:read"])
+        .await?;
+    for dots in [".", ".."] {
+        let r = run(
+            &rig.connectors,
+            &call(
+                "bot-01",
+                new_ticket(),
+                1,
+                "get_order",
+                json!({"order_id": dots}),
+            ),
+        )
+        .await;
+        match r {
+            Err(ToolError::InvalidParams { field, reason }) => {
+                assert_eq!(field, "params.order_id");
+                assert!(reason.contains("leave the operation's path"), "{reason}");
+            }
+            other => panic!("{dots:?} was not refused: {other:?}"),
+        }
+    }
+    assert!(
+        rig.outside.received().is_empty(),
+        "{:?}",
+        rig.outside.received()
+    );
+
+    // Anything else is one segment: the outside system sees it encoded
+    // inside /orders/…, and answers for that id (here: no such order).
+    let odd = "a/b?c#d e%..";
+    let _ = run(
+        &rig.connectors,
+        &call(
+            "bot-01",
+            new_ticket(),
+            1,
+            "get_order",
+            json!({"order_id": odd}),
+        ),
+    )
+    .await;
+    let seen = rig.outside.received();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, "/orders/a%2Fb%3Fc%23d%20e%25%2E%2E");
+    Ok(())
+}

@@ -136,6 +136,20 @@ impl Operation {
     /// The parameters against this operation's schema; the error names the
     /// field (`params.petId`) and why.
     pub fn check_params(&self, params: &serde_json::Value) -> Result<(), InvalidParams> {
+        // A path parameter of `.` or `..` would leave the operation's path
+        // (`/accounts/../balance` is `/balance`): URL parsers resolve dot
+        // segments even percent-encoded, so it is refused, not escaped.
+        for name in self.path_params() {
+            let value = params.get(name).map(path_text);
+            if let Some(v @ ("." | "..")) = value.as_deref() {
+                return Err(InvalidParams {
+                    field: format!("params.{name}"),
+                    reason: format!(
+                        "{v:?} would leave the operation's path; a path parameter may not be . or .."
+                    ),
+                });
+            }
+        }
         let validator = jsonschema::validator_for(&self.params).map_err(|e| InvalidParams {
             field: "params".into(),
             reason: format!("the operation's schema does not compile: {e}"),
@@ -149,6 +163,25 @@ impl Operation {
         }
         Ok(())
     }
+}
+
+impl Operation {
+    /// The names of the path's `{…}` parameters, in order.
+    pub fn path_params(&self) -> impl Iterator<Item = &str> {
+        self.path
+            .split('{')
+            .skip(1)
+            .filter_map(|p| p.split_once('}').map(|(name, _)| name))
+    }
+}
+
+/// A parameter's value as it goes into a path: a string as it is, anything
+/// else as JSON.
+pub fn path_text(value: &serde_json::Value) -> String {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string())
 }
 
 /// Parameters that do not fit an operation's schema.

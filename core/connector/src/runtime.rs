@@ -506,6 +506,13 @@ fn answer(
 
 /// Fills `{name}` path segments from the parameters; returns the URL and
 /// the parameters left over.
+/// What a path segment keeps as it is: RFC 3986's unreserved characters
+/// but `.` (so no value can spell a dot segment).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
 fn build_url(
     base: &str,
     op: &Operation,
@@ -522,11 +529,16 @@ fn build_url(
             field: format!("params.{name}"),
             reason: "required by the path".into(),
         })?;
-        let text = value
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| value.to_string());
-        path.extend(url::form_urlencoded::byte_serialize(text.as_bytes()));
+        let text = super::manifest::path_text(&value);
+        if text == "." || text == ".." {
+            return Err(ToolError::InvalidParams {
+                field: format!("params.{name}"),
+                reason: "a path parameter may not be . or ..".into(),
+            });
+        }
+        // One path segment: everything but unreserved characters is
+        // percent-encoded, so `/`, `?`, `#`, `%`, `.` and space stay inside it.
+        path.extend(percent_encoding::utf8_percent_encode(&text, SEGMENT));
         tail = &tail[(close + 1).min(tail.len())..];
     }
     path.push_str(tail);
