@@ -369,9 +369,15 @@ export type Grant = {
 
 export type Health = {
 	ok: boolean,
+	/**
+	 *  `ok`, `unavailable` or `shutting_down`: a code, never the store's
+	 *  error text (the route answers without a token).
+	 */
 	store: string,
 	bots_live: number,
 	version: string,
+	/**  Why the store is not `ok`: only for a caller holding the token. */
+	detail?: string | null,
 };
 
 /**

@@ -121,8 +121,55 @@ pub async fn setup(admin_url: &str, schema: &str) -> Result<(), StoreError> {
         .run(&mut admin)
         .await
         .map_err(|e| StoreError::Migrate(e.to_string()))?;
+    // So a controller can tell a schema older than its binary (and say so).
+    let grant = format!("GRANT SELECT ON {schema}._sqlx_migrations TO {APP_ROLE}, {READONLY_ROLE}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(grant))
+        .execute(&mut admin)
+        .await?;
     admin.close().await?;
     Ok(())
+}
+
+/// Refuses a schema [`setup`] never prepared, or prepared with fewer
+/// migrations than this binary has, saying how to fix it (instead of the
+/// first query failing on a missing table).
+async fn check_prepared(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
+    let fix = format!(
+        "run `oshal db-setup --admin <administrator URL> --schema {schema}`, or start `oshal serve` with --postgres-admin <administrator URL>"
+    );
+    let (tickets, migrations): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT to_regclass('tickets')::text, to_regclass('_sqlx_migrations')::text",
+    )
+    .fetch_one(pool)
+    .await?;
+    if tickets.is_none() || migrations.is_none() {
+        return Err(StoreError::Invalid(format!(
+            "the PostgreSQL schema {schema} is not set up for Oshal: {fix}"
+        )));
+    }
+    let latest = sqlx::migrate!("./migrations/postgres")
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    // Readable by the roles `setup` grants it to; a role that cannot read
+    // it is not refused on that account.
+    let applied: Option<i64> =
+        match sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+        {
+            Ok(v) => v,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+    match applied {
+        Some(v) if v >= latest => Ok(()),
+        v => Err(StoreError::Invalid(format!(
+            "the PostgreSQL schema {schema} is at migration {}, older than this binary's {latest}: {fix}",
+            v.unwrap_or(0)
+        ))),
+    }
 }
 
 /// Drops `schema` and everything in it (tests and benches clean up with it).
@@ -202,6 +249,7 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(2))
             .connect_with(opts)
             .await?;
+        check_prepared(&pool, schema).await?;
         // No refresh here: an empty table needs none, and an old one has
         // been analyzed by autovacuum.
         Ok(Self {

@@ -326,6 +326,7 @@ impl Client {
         let resp = self
             .http
             .get(self.url::<r::GetHealth>(&())?)
+            .bearer_auth(&self.token)
             .send()
             .await
             .map_err(transport)?;

@@ -74,3 +74,60 @@ async fn an_api_listener_is_probed_live() {
     server.await.unwrap().unwrap();
     controller.shutdown().await;
 }
+
+/// The token-free health route said why the store was down in the store's
+/// own words (its address, its driver's error): now a code for everyone,
+/// the words only for a caller holding the token.
+#[tokio::test]
+async fn health_tells_strangers_a_code_and_the_token_holder_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let controller = Controller::start(
+        ControllerConfig::default(),
+        store.clone(),
+        LocalPool::builtin(1),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/health", listener.local_addr().unwrap());
+    let token = http::ApiToken::generate();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        controller.clone(),
+        None,
+        listener,
+        token.clone(),
+        None,
+        shutdown.clone(),
+    ));
+    store.close().await; // the store goes away
+    let client = reqwest::Client::new();
+    let anonymous = client.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 503);
+    let text = anonymous.text().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["store"], "unavailable", "{text}");
+    assert!(body.get("detail").is_none(), "{text}");
+    assert!(
+        !text.contains("closed"),
+        "the store's own words leaked: {text}"
+    );
+    let holder: serde_json::Value = client
+        .get(&url)
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        holder["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{holder}"
+    );
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    controller.shutdown().await;
+}

@@ -119,9 +119,14 @@ pub struct BotView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
 pub struct Health {
     pub ok: bool,
+    /// `ok`, `unavailable` or `shutting_down`: a code, never the store's
+    /// error text (the route answers without a token).
     pub store: String,
     pub bots_live: u32,
     pub version: String,
+    /// Why the store is not `ok`: only for a caller holding the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -729,14 +734,18 @@ impl Controller {
         .await?
     }
 
+    /// The controller's health, with the store's error in `detail` (which
+    /// a surface shows only to a caller holding the token).
     pub async fn health(&self) -> Health {
-        let store = match self.inner.store.ping().await {
-            Ok(()) => "ok".to_owned(),
-            Err(e) => e.to_string(),
+        let (store, detail) = match self.inner.store.ping().await {
+            _ if self.inner.shutdown.is_cancelled() => ("shutting_down", None),
+            Ok(()) => ("ok", None),
+            Err(e) => ("unavailable", Some(e.to_string())),
         };
         Health {
-            ok: store == "ok" && !self.inner.shutdown.is_cancelled(),
-            store,
+            ok: store == "ok",
+            store: store.to_owned(),
+            detail,
             bots_live: if self.inner.shutdown.is_cancelled() {
                 0
             } else {

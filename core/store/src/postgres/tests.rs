@@ -533,3 +533,36 @@ async fn the_writer_lands_a_nul_cleaned_and_everything_beside_it() {
     store.close().await;
     db.drop().await;
 }
+
+/// `oshal serve --postgres URL` on a database never set up stopped with
+/// "relation \"connector_catalog\" does not exist"; it must say the schema
+/// is missing and how to create it, and likewise for a schema behind the
+/// binary's migrations.
+#[tokio::test]
+async fn a_schema_never_set_up_or_behind_is_refused_with_the_fix() {
+    let missing = format!("t_{}", Uuid::now_v7().simple());
+    let err = PgStore::connect(&admin_url(), &missing).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("schema {missing} is not set up")),
+        "{text}"
+    );
+    assert!(text.contains("oshal db-setup"), "{text}");
+
+    let db = TestDb::new().await;
+    let mut owner = db.conn("postgres").await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {}._sqlx_migrations WHERE version = (SELECT max(version) FROM {}._sqlx_migrations)",
+        db.schema, db.schema
+    )))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    let app = as_role(&admin_url(), APP_ROLE).unwrap();
+    let err = PgStore::connect(&app, &db.schema).await.unwrap_err();
+    assert!(
+        err.to_string().contains("older than this binary's"),
+        "{err}"
+    );
+    db.drop().await;
+}

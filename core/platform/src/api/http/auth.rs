@@ -43,7 +43,7 @@ impl ApiToken {
         &self.0
     }
 
-    pub(super) fn matches(&self, presented: &str) -> bool {
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         constant_time_eq::constant_time_eq(self.0.as_bytes(), presented.as_bytes())
     }
 }

@@ -17,8 +17,18 @@ fn ticket_id(raw: &str) -> ApiResult<TicketId> {
         .map_err(|_| ApiError::new(ErrorKind::NotFound, format!("no ticket has id {raw:?}")))
 }
 
-pub(super) async fn health(State(state): State<AppState>) -> Response {
-    let health = state.controller.health().await;
+/// Answered without a token: a status and a code. The store's error text
+/// goes only to a caller who sends the token.
+pub(super) async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let mut health = state.controller.health().await;
+    let authorized = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|t| state.token.matches(t.trim()));
+    if !authorized {
+        health.detail = None;
+    }
     let status = if health.ok {
         StatusCode::OK
     } else {
