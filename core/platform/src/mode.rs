@@ -295,6 +295,7 @@ impl Platform {
                         pool: store.pool().clone(),
                         schema,
                         app_role,
+                        tenant_tables: pg::TENANT_TABLES.iter().map(|t| (*t).to_owned()).collect(),
                     }),
                     ..config
                 };

@@ -42,6 +42,16 @@ use oshal_kernel::name::Named;
 
 pub const OWNER_ROLE: &str = "oshal_owner";
 pub const APP_ROLE: &str = "oshal_app";
+/// The tables the migrations give a `tenant_id`, each under row-level
+/// security: what the Security Center expects to find (a test holds this
+/// list to the migrations).
+pub const TENANT_TABLES: &[&str] = &[
+    "connector_audit",
+    "effects",
+    "ledger",
+    "ticket_events",
+    "tickets",
+];
 pub const READONLY_ROLE: &str = "oshal_readonly";
 /// The schema used when none is named.
 pub const DEFAULT_SCHEMA: &str = "oshal";

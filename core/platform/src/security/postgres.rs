@@ -26,6 +26,10 @@ pub struct PgTarget {
     pub pool: PgPool,
     pub schema: String,
     pub app_role: String,
+    /// The tables that must carry tenants under row-level security (for a
+    /// fleet's store, `store::postgres::TENANT_TABLES`): one missing from
+    /// the catalog fails the RLS checks, so none passes over a gap.
+    pub tenant_tables: Vec<String>,
 }
 
 struct TenantTable {
@@ -146,6 +150,16 @@ fn rls_checks(t: &PgTarget, tables: &[TenantTable]) -> Vec<CheckRun> {
                     t.schema, table.name, table.owner
                 ),
             );
+        }
+    }
+    for expected in &t.tenant_tables {
+        if !tables.iter().any(|table| &table.name == expected) {
+            let missing = format!(
+                "{}.{expected}, a tenant table the migrations define, is missing (or has no tenant_id)",
+                t.schema
+            );
+            enabled.found(t.obj(expected), missing.clone());
+            forced.found(t.obj(expected), missing);
         }
     }
     let on = tables.iter().filter(|t| t.rls).count();
@@ -413,13 +427,34 @@ async fn canary(t: &PgTarget, tables: &[TenantTable]) -> Vec<CheckRun> {
     // Real tenants come from the directory table when there is one; without
     // it the stranger tenant still probes.
     let tenants: Vec<uuid::Uuid> =
-        sqlx::query_scalar::<_, uuid::Uuid>(sqlx::AssertSqlSafe(format!(
+        match sqlx::query_scalar::<_, uuid::Uuid>(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM {} ORDER BY id LIMIT {CANARY_TENANTS}",
             t.qualified("tenants")
         )))
         .fetch_all(&t.pool)
         .await
-        .unwrap_or_default();
+        {
+            Ok(tenants) => tenants,
+            Err(e) => {
+                // Without the tenants, "nothing leaked across them" proves
+                // nothing: the canary errs rather than pass.
+                let e = format!("canary: cannot read the tenants: {e}");
+                return vec![
+                    CheckRun::error(&cross.check, e.clone()),
+                    CheckRun::error(&none.check, e),
+                ];
+            }
+        };
+    if tenants.len() < 2 {
+        cross.found(
+            t.obj("tenants"),
+            format!(
+                "{} real tenants in {}.tenants: crossing between tenants needs two to compare, so nothing is proven yet",
+                tenants.len(),
+                t.schema
+            ),
+        );
+    }
     // Each probe: the tenant setting, the tenant whose own rows are not
     // counted (none: every visible row counts), and who that is. With no
     // tenant, the setting is tried reset to '' (as after an earlier

@@ -72,6 +72,16 @@ impl PgCase {
         }
     }
 
+    /// Two tenants in the directory (owning no rows), so the canary has
+    /// tenants to compare.
+    async fn with_two_tenants(&self) {
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        self.exec(&format!(
+            "INSERT INTO {{s}}.tenants VALUES ('{a}', 'a'), ('{b}', 'b')"
+        ))
+        .await;
+    }
+
     async fn exec(&self, sql: &str) {
         let sql = sql
             .replace("{s}", &self.schema)
@@ -87,6 +97,7 @@ impl PgCase {
             pool: self.admin.clone(),
             schema: self.schema.clone(),
             app_role: self.role.clone(),
+            tenant_tables: vec!["ledger".into(), "tickets".into()],
         }
     }
 
@@ -160,6 +171,7 @@ async fn each_database_violation_is_found_and_only_it() {
     ];
     for (name, violation, expected) in cases {
         let case = PgCase::new(name).await;
+        case.with_two_tenants().await;
         if !violation.is_empty() {
             case.exec(violation).await;
         }
@@ -230,7 +242,21 @@ async fn the_shipped_fleet_schema_passes_every_database_check() {
         pool: db.store.pool().clone(),
         schema: db.schema.clone(),
         app_role: crate::store::postgres::APP_ROLE.into(),
+        tenant_tables: crate::store::postgres::TENANT_TABLES
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect(),
     };
+    // Two tenants with data, so the canary has tenants to compare.
+    for tenant in ["acme", "globex"] {
+        let (_, mut batch) = crate::store::fixtures::finished_batch(tenant, None, 1);
+        batch.tenants.push(crate::store::Tenant {
+            id: crate::ticket::TenantId::parse(tenant).unwrap(),
+            budget_nusd: None,
+            created_at_ms: 1,
+        });
+        db.store.apply(&batch).await.unwrap();
+    }
     let runs = postgres::run(&target).await;
     for r in &runs {
         assert!(r.passed(), "{} on the shipped schema: {r:#?}", r.check);
@@ -238,6 +264,51 @@ async fn the_shipped_fleet_schema_passes_every_database_check() {
     let forced = runs.iter().find(|r| r.check == "pg.rls-forced").unwrap();
     assert_eq!(forced.evidence, "RLS forced 5/5 tenant tables");
     db.drop().await;
+}
+
+/// Proofs that passed over nothing: a canary with no tenant (or one) to
+/// compare "proved" isolation, an unreadable tenant directory read as no
+/// tenants, and a tenant table missing from the catalog was never checked.
+#[tokio::test]
+async fn no_database_proof_passes_vacuously() {
+    let case = PgCase::new("vacuous").await;
+    let one = uuid::Uuid::new_v4();
+    case.exec(&format!(
+        "INSERT INTO {{s}}.tenants VALUES ('{one}', 'only')"
+    ))
+    .await;
+    let (found, obs) = case.scan().await;
+    assert_eq!(
+        found,
+        BTreeSet::from(["pg.canary-cross-tenant".to_owned()]),
+        "{obs:#?}"
+    );
+    assert!(obs[0].message.contains("nothing is proven"), "{obs:#?}");
+
+    // A tenant table the migrations define is missing from the catalog.
+    let mut target = case.target();
+    target.tenant_tables.push("effects".into());
+    let runs = postgres::run(&target).await;
+    for check in ["pg.rls-enabled", "pg.rls-forced"] {
+        let run = runs.iter().find(|r| r.check == check).unwrap();
+        assert!(!run.passed(), "{run:#?}");
+        assert!(
+            run.observations[0]
+                .message
+                .contains("effects, a tenant table"),
+            "{run:#?}"
+        );
+    }
+
+    // The directory cannot be read: the canary errs, it does not pass.
+    case.exec("DROP TABLE {s}.tenants").await;
+    let runs = postgres::run(&case.target()).await;
+    for check in ["pg.canary-cross-tenant", "pg.canary-no-tenant"] {
+        let run = runs.iter().find(|r| r.check == check).unwrap();
+        assert_eq!(run.status, CheckStatus::Error, "{run:#?}");
+        assert!(run.evidence.contains("cannot read the tenants"), "{run:#?}");
+    }
+    case.drop().await;
 }
 
 // ---- the centre over a real controller ----------------------------------
@@ -871,6 +942,7 @@ fn stored_names_are_the_names_serde_sends() {
 async fn an_unreachable_database_fails_its_controls_with_one_finding_each() {
     let rig = Rig::new(1, async |_| {}).await;
     let case = PgCase::new("outage").await;
+    case.with_two_tenants().await;
     case.exec("ALTER TABLE {s}.tickets DISABLE ROW LEVEL SECURITY")
         .await;
     let reachable = SecurityCenter::open(
@@ -900,6 +972,7 @@ async fn an_unreachable_database_fails_its_controls_with_one_finding_each() {
             pool,
             schema: "oshal".into(),
             app_role: "oshal_app".into(),
+            tenant_tables: Vec::new(),
         }),
         ..SecurityConfig::default()
     };

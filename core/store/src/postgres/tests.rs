@@ -566,3 +566,23 @@ async fn a_schema_never_set_up_or_behind_is_refused_with_the_fix() {
     );
     db.drop().await;
 }
+
+/// The Security Center checks row-level security against this list, so it
+/// must be the migrations' own: every table with a `tenant_id`, no other.
+#[tokio::test]
+async fn tenant_tables_are_the_tables_the_migrations_give_a_tenant() {
+    let db = TestDb::new().await;
+    let found: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+           AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                       AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+         ORDER BY 1",
+    )
+    .bind(&db.schema)
+    .fetch_all(db.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(found, TENANT_TABLES);
+    db.drop().await;
+}
