@@ -390,3 +390,45 @@ async fn a_nul_from_a_model_or_a_client_stops_nothing_in_a_fleet() {
     drop(server);
     space.cleanup().await.unwrap();
 }
+
+/// With Redis unreachable, every lane read as an empty, healthy lane
+/// (depth 0, pending 0) in the API, /metrics and the topology. Unknown is
+/// not zero: the lane is `null`, and /metrics says `oshal_lane_known 0`
+/// and has no depth sample for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_whose_figures_cannot_be_read_is_unknown_not_empty() {
+    let mut redis = PrivateRedis::start().await.unwrap();
+    let space = FleetSpace::on(&oshal_e2e::postgres_admin_url(), &redis.url())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = space.serve(dir.path()).unwrap();
+    let _node = space.node("n1", &["--bots", "1"]).unwrap();
+    wait_for("the node's bot", async || bots_live(&server).await == 1).await;
+    let bots = server.json("/api/v1/bots").await.unwrap();
+    assert!(bots[0]["lane"]["depth"].is_u64(), "{bots:#}");
+
+    redis.kill();
+    let bots = server.json("/api/v1/bots").await.unwrap();
+    assert!(bots[0]["lane"].is_null(), "{bots:#}");
+    let metrics = server
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bot = bots[0]["id"].as_str().unwrap();
+    assert!(
+        metrics.contains(&format!("oshal_lane_known{{bot=\"{bot}\"}} 0")),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(&format!("oshal_lane_depth{{bot=\"{bot}\"}}")),
+        "{metrics}"
+    );
+    drop(server);
+    redis.restart_empty().await.unwrap();
+    space.cleanup().await.unwrap();
+}

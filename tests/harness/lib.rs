@@ -500,6 +500,11 @@ impl PrivateRedis {
         }
     }
 
+    /// `kill -9`: the server is gone until `restart_empty`.
+    pub fn kill(&mut self) {
+        kill_now(self.child.take());
+    }
+
     /// `kill -9`, then a fresh server on the same port with nothing in it.
     pub async fn restart_empty(&mut self) -> Result<()> {
         kill_now(self.child.take());

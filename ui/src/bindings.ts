@@ -97,7 +97,11 @@ export type BotView = {
 	in_flight: number,
 	succeeded: number,
 	failed: number,
-	lane: LaneStats,
+	/**
+	 *  Its lane's figures; `None` when they could not be read (Redis
+	 *  unreachable): unknown, which is not an empty, healthy lane.
+	 */
+	lane: LaneStats | null,
 };
 
 /**  What a bulk operation does to the tickets its filter matches. */
@@ -397,12 +401,15 @@ export type IntegrationView = {
 
 /**  A lane's gauges, as the topology views draw them. */
 export type LaneStats = {
-	/**  Entries waiting to be delivered. */
+	/**  Entries waiting in the lane, not yet delivered to its bot (a count). */
 	depth: number,
-	/**  Entries delivered and not yet acknowledged. */
+	/**  Entries delivered to the bot and not yet acknowledged (a count). */
 	pending: number,
-	/**  Entries appended but not yet delivered to the group (Redis `lag`). */
-	lag: number,
+	/**
+	 *  How long the oldest entry still waiting has waited, in milliseconds
+	 *  (0 when none waits): how far behind the bot is, in time.
+	 */
+	lag_ms: number,
 	capacity: number,
 	published_total: number,
 	acked_total: number,

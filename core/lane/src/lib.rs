@@ -73,12 +73,14 @@ pub struct Delivery {
 /// A lane's gauges, as the topology views draw them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct LaneStats {
-    /// Entries waiting to be delivered.
+    /// Entries waiting in the lane, not yet delivered to its bot (a count).
     pub depth: u32,
-    /// Entries delivered and not yet acknowledged.
+    /// Entries delivered to the bot and not yet acknowledged (a count).
     pub pending: u32,
-    /// Entries appended but not yet delivered to the group (Redis `lag`).
-    pub lag: u32,
+    /// How long the oldest entry still waiting has waited, in milliseconds
+    /// (0 when none waits): how far behind the bot is, in time.
+    #[specta(type = specta_typescript::Number)]
+    pub lag_ms: u64,
     pub capacity: u32,
     #[specta(type = specta_typescript::Number)]
     pub published_total: u64,

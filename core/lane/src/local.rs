@@ -101,8 +101,9 @@ impl Lane for LocalLane {
             let rest = entries.split_off(room.min(entries.len()));
             for entry in entries {
                 inner.next_seq += 1;
+                // Like a stream id: when it was appended, then its order.
                 let id = EntryId {
-                    ms: 0,
+                    ms: now_ms(),
                     seq: inner.next_seq,
                 };
                 inner.queue.push_back((id, entry, 0));
@@ -186,13 +187,23 @@ impl Lane for LocalLane {
         Ok(LaneStats {
             depth: inner.queue.len() as u32,
             pending: inner.pending.len() as u32,
-            lag: inner.queue.len() as u32,
+            lag_ms: inner
+                .queue
+                .front()
+                .map_or(0, |(id, _, _)| now_ms().saturating_sub(id.ms)),
             capacity: self.capacity as u32,
             published_total: inner.published_total,
             acked_total: inner.acked_total,
             dead_lettered_total: inner.dead_lettered_total,
         })
     }
+}
+
+/// Unix time in milliseconds (a lane stamps its entries as a stream does).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -203,6 +214,22 @@ mod tests {
 
     fn lane(cap: usize) -> LocalLane {
         LocalLane::new(BotId::parse("bot-1").unwrap(), cap)
+    }
+
+    /// Depth and lag were the same figure under two names; lag is now how
+    /// long the oldest waiting entry has waited.
+    #[tokio::test]
+    async fn lag_is_the_age_of_the_oldest_waiting_entry() {
+        let l = lane(8);
+        assert_eq!(l.stats().await.unwrap().lag_ms, 0, "nothing waits");
+        l.publish(vec![entry(), entry()]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let s = l.stats().await.unwrap();
+        assert_eq!(s.depth, 2);
+        assert!(s.lag_ms >= 30, "{s:?}");
+        l.read("c", 2, std::time::Duration::ZERO).await.unwrap();
+        let s = l.stats().await.unwrap();
+        assert_eq!((s.depth, s.pending, s.lag_ms), (0, 2, 0), "{s:?}");
     }
 
     #[tokio::test]

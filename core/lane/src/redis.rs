@@ -22,7 +22,9 @@
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamAutoClaimReply, StreamInfoGroupsReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamInfoGroupsReply, StreamRangeReply, StreamReadReply,
+};
 use redis::{AsyncConnectionConfig, Client, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -508,11 +510,37 @@ impl Lane for RedisLane {
             Err(e) if e.code() == Some("ERR") => None,
             Err(e) => return Err(backend(e)),
         };
-        let (pending, lag) = group.map_or((0, 0), |g| (g.pending, g.lag.unwrap_or(0)));
+        let (pending, depth) = group
+            .as_ref()
+            .map_or((0, 0), |g| (g.pending, g.lag.unwrap_or(0)));
+        // The oldest entry still waiting is the first after the group's
+        // last delivered one; its id says when it was appended.
+        let lag_ms = match (&group, depth) {
+            (Some(g), 1..) => {
+                let first: StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(&self.key)
+                    .arg(format!("({}", g.last_delivered_id))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(backend)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                first
+                    .ids
+                    .first()
+                    .and_then(|e| parse_entry_id(&e.id).ok())
+                    .map_or(0, |id| now.saturating_sub(id.ms))
+            }
+            _ => 0,
+        };
         Ok(LaneStats {
-            depth: lag as u32,
+            depth: depth as u32,
             pending: pending as u32,
-            lag: lag as u32,
+            lag_ms,
             capacity: self.capacity as u32,
             published_total: self.published_total.load(Ordering::Relaxed),
             acked_total: self.acked_total.load(Ordering::Relaxed),

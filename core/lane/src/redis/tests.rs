@@ -181,3 +181,23 @@ fn stream_ids_parse_and_refuse_garbage() {
         assert!(parse_entry_id(bad).is_err(), "{bad}");
     }
 }
+
+/// Lag is the age of the oldest entry not yet delivered, read from its
+/// stream id; a delivered one no longer counts.
+#[tokio::test]
+async fn lag_is_the_age_of_the_oldest_waiting_entry() {
+    let r = TestRedis::new().await;
+    let l = r.lane("bot-1").await;
+    assert_eq!(l.stats().await.unwrap().lag_ms, 0);
+    l.publish(vec![entry(), entry()]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let s = l.stats().await.unwrap();
+    assert_eq!(s.depth, 2);
+    assert!(s.lag_ms >= 30, "{s:?}");
+    l.read("c1", 1, Duration::ZERO).await.unwrap();
+    assert!(l.stats().await.unwrap().lag_ms >= 30, "one still waits");
+    l.read("c1", 1, Duration::ZERO).await.unwrap();
+    let s = l.stats().await.unwrap();
+    assert_eq!((s.depth, s.pending, s.lag_ms), (0, 2, 0), "{s:?}");
+    r.cleanup().await;
+}

@@ -113,7 +113,9 @@ pub struct BotView {
     pub succeeded: u64,
     #[specta(type = specta_typescript::Number)]
     pub failed: u64,
-    pub lane: LaneStats,
+    /// Its lane's figures; `None` when they could not be read (Redis
+    /// unreachable): unknown, which is not an empty, healthy lane.
+    pub lane: Option<LaneStats>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
@@ -671,7 +673,13 @@ impl Controller {
         let handles = self.bot_handles();
         let mut out = Vec::with_capacity(handles.len());
         for b in &handles {
-            let lane = b.lane.stats().await.unwrap_or_default();
+            let lane = match b.lane.stats().await {
+                Ok(stats) => Some(stats),
+                Err(e) => {
+                    tracing::debug!(bot = %b.id, error = %e, "lane figures unknown");
+                    None
+                }
+            };
             out.push(BotView {
                 id: b.id.clone(),
                 skills: b.skills.clone(),

@@ -463,7 +463,7 @@ async fn cancelling_a_running_ticket_aborts_the_model_call() {
     .await;
     h.eventually("the bot is free again", async || {
         let bots = h.controller.bots().await;
-        bots[0].in_flight == 0 && bots[0].lane.pending == 0
+        bots[0].in_flight == 0 && bots[0].lane.is_some_and(|l| l.pending == 0)
     })
     .await;
     // The freed bot takes new work.

@@ -173,17 +173,35 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
             .map(|b| (format!("{{bot=\"{}\"}}", b.id), f(b)))
             .collect()
     };
+    // A lane whose figures cannot be read has no sample (unknown), not 0.
+    let per_lane = |f: &dyn Fn(&crate::lane::LaneStats) -> f64| -> Vec<(String, f64)> {
+        bots.iter()
+            .filter_map(|b| Some((format!("{{bot=\"{}\"}}", b.id), f(b.lane.as_ref()?))))
+            .collect()
+    };
+    metric(
+        "oshal_lane_known",
+        "gauge",
+        "1 if the lane's figures could be read, 0 if they are unknown (its store unreachable).",
+        &per_bot(&|b| f64::from(u8::from(b.lane.is_some()))),
+    );
     metric(
         "oshal_lane_depth",
         "gauge",
-        "Entries waiting in a bot's lane.",
-        &per_bot(&|b| f64::from(b.lane.depth)),
+        "Entries waiting in a bot's lane, not yet delivered.",
+        &per_lane(&|l| f64::from(l.depth)),
     );
     metric(
         "oshal_lane_pending",
         "gauge",
         "Entries delivered and not yet acknowledged.",
-        &per_bot(&|b| f64::from(b.lane.pending)),
+        &per_lane(&|l| f64::from(l.pending)),
+    );
+    metric(
+        "oshal_lane_lag_seconds",
+        "gauge",
+        "How long the oldest waiting entry has waited.",
+        &per_lane(&|l| l.lag_ms as f64 / 1000.0),
     );
     metric(
         "oshal_bot_in_flight",

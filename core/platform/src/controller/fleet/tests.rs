@@ -130,7 +130,12 @@ async fn tickets_flow_through_redis_streams_to_node_bots_and_back() {
     // Everything is acknowledged: no lane or results entry left pending.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let pending: u32 = c.bots().await.iter().map(|b| b.lane.pending).sum();
+        let pending: u32 = c
+            .bots()
+            .await
+            .iter()
+            .map(|b| b.lane.map_or(1, |l| l.pending))
+            .sum();
         if pending == 0 {
             break;
         }
