@@ -124,10 +124,16 @@ async fn local_mode_scans_files_tickets_and_proves_its_surfaces_over_http_and_cl
     let surfaces = control(&controls, "authenticated-surfaces");
     assert_eq!(surfaces["status"], "proven", "{surfaces:#}");
     assert!(
-        surfaces["summary"]
-            .as_str()
-            .unwrap()
-            .contains("2/2 unauthenticated probes refused with 401"),
+        surfaces["summary"].as_str().unwrap().contains(&{
+            // Every gated operation of the route table, with and without
+            // a wrong token (it was one route).
+            let n = oshal_core::api::routes::ALL.len() - 1;
+            format!(
+                "{}/{} unauthenticated probes refused with 401 ({n} routes)",
+                2 * n,
+                2 * n
+            )
+        }),
         "{surfaces:#}"
     );
     assert_eq!(control(&controls, "fail-closed")["status"], "proven");

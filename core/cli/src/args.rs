@@ -168,6 +168,7 @@ impl SecurityArgs {
             scan_paths,
             token_files,
             resolve_after: self.resolve_after,
+            surface_routes: oshal_core::api::routes::surface(),
         })
     }
 }

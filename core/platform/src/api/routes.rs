@@ -153,6 +153,25 @@ impl From<crate::ticket::TicketId> for Id {
     }
 }
 
+/// Every gated operation, as the Security Center probes it: each `{…}`
+/// filled with an id nothing has, since the gate must refuse before the
+/// handler ever looks.
+pub fn surface() -> Vec<crate::security::platform::SurfaceRoute> {
+    let probe = "00000000-0000-0000-0000-00000000beef";
+    ALL.iter()
+        .filter(|r| r.auth != Auth::Public)
+        .map(|r| crate::security::platform::SurfaceRoute {
+            method: <&str>::from(r.verb).to_owned(),
+            path: r
+                .path
+                .split('/')
+                .map(|seg| if seg.starts_with('{') { probe } else { seg })
+                .collect::<Vec<_>>()
+                .join("/"),
+        })
+        .collect()
+}
+
 /// Something that wants every endpoint with its types (the OpenAPI
 /// document to come, tests).
 pub trait Visitor {

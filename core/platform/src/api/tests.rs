@@ -49,22 +49,63 @@ async fn an_api_listener_is_probed_live() {
         None,
         shutdown.clone(),
     ));
-    let ok = crate::security::platform::surface_checks(&[Listener { addr, tls: false }]).await;
+    // Every gated operation of the contract, on every listener: the token
+    // gate was proven on one route, so a route mounted outside it passed.
+    let routes = super::routes::surface();
+    let ok =
+        crate::security::platform::surface_checks(&[Listener { addr, tls: false }], &routes).await;
     assert!(ok.iter().all(CheckRun::passed), "{ok:#?}");
+    let n = super::routes::ALL.len() - 1;
     assert_eq!(
         ok[0].evidence,
-        "1 listeners, 2/2 unauthenticated probes refused with 401"
+        format!(
+            "1 listeners, {}/{} unauthenticated probes refused with 401 ({n} routes)",
+            2 * n,
+            2 * n
+        )
     );
+
+    // A listener that gates every route but one: the one is found.
+    let leaky = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let leaky_addr = leaky.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(|| async { "oshal_up 1" }))
+        .fallback(|| async { axum::http::StatusCode::UNAUTHORIZED });
+    let leaky_server = tokio::spawn(async move { axum::serve(leaky, app).await });
+    let found = crate::security::platform::surface_checks(
+        &[Listener {
+            addr: leaky_addr,
+            tls: false,
+        }],
+        &routes,
+    )
+    .await;
+    assert_eq!(found[0].status, CheckStatus::Failed, "{found:#?}");
+    assert_eq!(
+        found[0].observations.len(),
+        2,
+        "no token, and a wrong one: {found:#?}"
+    );
+    assert!(
+        found[0].observations[0]
+            .message
+            .contains("/metrics with no token answered 200"),
+        "{found:#?}"
+    );
+    leaky_server.abort();
 
     // A plain listener that answers anyone, on a non-loopback address.
     let open = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let open_addr = open.local_addr().unwrap();
     let app = axum::Router::new().route("/api/v1/bots", axum::routing::get(|| async { "[]" }));
     let open_server = tokio::spawn(async move { axum::serve(open, app).await });
-    let bad = crate::security::platform::surface_checks(&[Listener {
-        addr: open_addr,
-        tls: false,
-    }])
+    let bad = crate::security::platform::surface_checks(
+        &[Listener {
+            addr: open_addr,
+            tls: false,
+        }],
+        &[],
+    )
     .await;
     assert_eq!(bad[0].status, CheckStatus::Failed, "{bad:#?}");
     assert!(bad[0].observations[0].message.contains("answered 200"));

@@ -34,6 +34,9 @@ pub struct SecurityConfig {
     pub token_files: Vec<PathBuf>,
     /// Clean scans before a finding is resolved (at least 1).
     pub resolve_after: u32,
+    /// Every gated operation of the API (`serve` passes its route table),
+    /// each probed on every listener without a token; none: one gated read.
+    pub surface_routes: Vec<platform::SurfaceRoute>,
 }
 
 impl Default for SecurityConfig {
@@ -43,6 +46,7 @@ impl Default for SecurityConfig {
             scan_paths: Vec::new(),
             token_files: Vec::new(),
             resolve_after: DEFAULT_RESOLVE_AFTER,
+            surface_routes: Vec::new(),
         }
     }
 }
@@ -158,7 +162,9 @@ impl SecurityCenter {
             .collect();
         runs.extend(platform::connector_checks(connectors, &bots).await);
         runs.extend(platform::probes(connectors).await);
-        runs.extend(platform::surface_checks(&self.listeners()).await);
+        runs.extend(
+            platform::surface_checks(&self.listeners(), &self.inner.config.surface_routes).await,
+        );
         runs
     }
 

@@ -231,7 +231,34 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-pub async fn surface_checks(listeners: &[Listener]) -> Vec<CheckRun> {
+/// One operation of the API, for the surface probe: its method and a path
+/// with every `{…}` filled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SurfaceRoute {
+    pub method: String,
+    pub path: String,
+}
+
+/// The probe when no route list is given: one gated read.
+fn default_routes() -> Vec<SurfaceRoute> {
+    vec![SurfaceRoute {
+        method: "GET".into(),
+        path: "/api/v1/bots".into(),
+    }]
+}
+
+/// Probes every route in `routes` (every gated operation of the API's
+/// contract, as `serve` passes them; one gated read if none is given) on
+/// every listener, without a token and with a wrong one: each must answer
+/// 401.
+pub async fn surface_checks(listeners: &[Listener], routes: &[SurfaceRoute]) -> Vec<CheckRun> {
+    let fallback;
+    let routes = if routes.is_empty() {
+        fallback = default_routes();
+        &fallback[..]
+    } else {
+        routes
+    };
     let ids = ["surfaces.no-token", "surfaces.plaintext-remote"];
     if listeners.is_empty() {
         return ids
@@ -261,37 +288,44 @@ pub async fn surface_checks(listeners: &[Listener]) -> Vec<CheckRun> {
     let mut refused = 0;
     for l in listeners {
         let scheme = if l.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{}/api/v1/bots", reachable(l.addr));
         let object = format!("listener {}", l.addr);
         let location = Some(Location {
             uri: format!("{scheme}://{}", l.addr),
             line: None,
         });
-        for (what, header) in [
-            ("no token", None),
-            (
-                "a wrong token",
-                Some("Bearer oshal-security-probe-wrong-token"),
-            ),
-        ] {
-            let mut req = client.get(&url);
-            if let Some(h) = header {
-                req = req.header(reqwest::header::AUTHORIZATION, h);
-            }
-            match req.send().await {
-                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => refused += 1,
-                Ok(r) => token.found_with(
-                    &object,
-                    format!(
-                        "GET {url} with {what} answered {} instead of 401",
-                        r.status().as_u16()
-                    ),
-                    super::Severity::Critical,
-                    location.clone(),
+        'routes: for route in routes {
+            let url = format!("{scheme}://{}{}", reachable(l.addr), route.path);
+            let Ok(method) = reqwest::Method::from_bytes(route.method.as_bytes()) else {
+                token = CheckRun::error(ids[0], format!("no such method {:?}", route.method));
+                break 'routes;
+            };
+            for (what, header) in [
+                ("no token", None),
+                (
+                    "a wrong token",
+                    Some("Bearer oshal-security-probe-wrong-token"),
                 ),
-                Err(e) => {
-                    token = CheckRun::error(ids[0], format!("probing {url}: {e}"));
-                    break;
+            ] {
+                let mut req = client.request(method.clone(), &url);
+                if let Some(h) = header {
+                    req = req.header(reqwest::header::AUTHORIZATION, h);
+                }
+                match req.send().await {
+                    Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => refused += 1,
+                    Ok(r) => token.found_with(
+                        &object,
+                        format!(
+                            "{} {url} with {what} answered {} instead of 401",
+                            route.method,
+                            r.status().as_u16()
+                        ),
+                        super::Severity::Critical,
+                        location.clone(),
+                    ),
+                    Err(e) => {
+                        token = CheckRun::error(ids[0], format!("probing {url}: {e}"));
+                        break 'routes;
+                    }
                 }
             }
         }
@@ -309,9 +343,10 @@ pub async fn surface_checks(listeners: &[Listener]) -> Vec<CheckRun> {
     }
     if token.status != super::CheckStatus::Error {
         token.evidence = format!(
-            "{} listeners, {refused}/{} unauthenticated probes refused with 401",
+            "{} listeners, {refused}/{} unauthenticated probes refused with 401 ({} routes)",
             listeners.len(),
-            listeners.len() * 2
+            listeners.len() * routes.len() * 2,
+            routes.len()
         );
     }
     plain.evidence = format!(
