@@ -126,7 +126,9 @@ try {
     await view.getByTestId("scan").click();
     const surfaces = view.locator('[data-control="authenticated-surfaces"]');
     await surfaces.getByTestId("control-status").getByText("proven").waitFor();
-    await surfaces.getByText(/2\/2 unauthenticated probes refused with 401/).waitFor();
+    // Every gated route of the table, each with no token and a wrong one:
+    // all refused (n/n).
+    await surfaces.getByText(/\b(\d+)\/\1 unauthenticated probes refused with 401 \(\d+ routes\)/).waitFor();
     await view.locator('[data-control="fail-closed"]').getByText("proven").waitFor();
     await view.locator('[data-control="secret-hygiene"]').getByText("failing").waitFor();
     const row = view.getByTestId("finding-row").filter({ hasText: "aws-access-key-id" });
