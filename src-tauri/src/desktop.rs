@@ -51,11 +51,10 @@ pub struct Connection {
 
 pub struct Desktop {
     data_dir: PathBuf,
-    local: Controller,
     security: SecurityCenter,
     stop_scans: tokio_util::sync::CancellationToken,
-    /// Taken by `shutdown`, which stops the controller and closes the store.
-    platform: tokio::sync::Mutex<Option<Platform>>,
+    /// The embedded controller and its store.
+    platform: Platform,
     target: RwLock<Target>,
     generation: Arc<AtomicU64>,
 }
@@ -76,10 +75,9 @@ impl Desktop {
         Ok(Self {
             data_dir: data_dir.to_owned(),
             target: RwLock::new(Target::Local(platform.controller.clone())),
-            local: platform.controller.clone(),
             security,
             stop_scans,
-            platform: tokio::sync::Mutex::new(Some(platform)),
+            platform,
             generation: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -144,7 +142,7 @@ impl Desktop {
 
     /// Back to the embedded controller.
     pub fn detach(&self) -> Connection {
-        self.switch(Target::Local(self.local.clone()));
+        self.switch(Target::Local(self.platform.controller.clone()));
         self.connection()
     }
 
@@ -155,8 +153,6 @@ impl Desktop {
 
     pub async fn shutdown(&self) {
         self.stop_scans.cancel();
-        if let Some(platform) = self.platform.lock().await.take() {
-            platform.shutdown().await;
-        }
+        self.platform.shutdown().await;
     }
 }

@@ -31,14 +31,11 @@ pub fn clean(s: &str) -> (Cow<'_, str>, usize) {
 
 /// Cleans `s` in place; returns how many NULs it replaced.
 pub fn clean_string(s: &mut String) -> usize {
-    match clean(s) {
-        (_, 0) => 0,
-        (Cow::Owned(c), n) => {
-            *s = c;
-            n
-        }
-        (Cow::Borrowed(_), n) => n,
+    let (cleaned, n) = clean(s);
+    if let Cow::Owned(c) = cleaned {
+        *s = c;
     }
+    n
 }
 
 /// Cleans every string and object key in `v`; returns how many NULs it
@@ -63,33 +60,41 @@ pub fn clean_json(v: &mut Value) -> usize {
     }
 }
 
-/// Whether any string or key in `v` holds a NUL, without changing it.
-pub fn json_has(v: &Value) -> bool {
-    find_in_json(v, "").is_some()
+/// Where the first NUL in `v` is, as a path below `at` (`params.note`,
+/// `items[2]`), if there is one. Every submission's payload passes here, so
+/// the path is built only on the way back from a NUL: a clean payload is
+/// walked without allocating.
+pub fn find_in_json(v: &Value, at: &str) -> Option<String> {
+    let mut path = nul_path(v)?;
+    path.reverse();
+    let mut out = at.to_owned();
+    for segment in path {
+        if !out.is_empty() && !segment.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(&segment);
+    }
+    Some(out)
 }
 
-/// Where the first NUL in `v` is, as a path below `at` (`params.note`,
-/// `items[2]`), if there is one.
-pub fn find_in_json(v: &Value, at: &str) -> Option<String> {
+/// The segments to the first NUL, innermost first.
+fn nul_path(v: &Value) -> Option<Vec<String>> {
     match v {
-        Value::String(s) => s.contains(UNSTORABLE).then(|| at.to_owned()),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| find_in_json(item, &format!("{at}[{i}]"))),
+        Value::String(s) => s.contains(UNSTORABLE).then(Vec::new),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let mut path = nul_path(item)?;
+            path.push(format!("[{i}]"));
+            Some(path)
+        }),
         Value::Object(map) => map.iter().find_map(|(key, item)| {
             // A key holding a NUL is named with it escaped.
-            let k = key.replace(UNSTORABLE, "\\0");
-            let path = if at.is_empty() {
-                k
+            let mut path = if key.contains(UNSTORABLE) {
+                Vec::new()
             } else {
-                format!("{at}.{k}")
+                nul_path(item)?
             };
-            if key.contains(UNSTORABLE) {
-                Some(path)
-            } else {
-                find_in_json(item, &path)
-            }
+            path.push(key.replace(UNSTORABLE, "\\0"));
+            Some(path)
         }),
         Value::Null | Value::Bool(_) | Value::Number(_) => None,
     }
@@ -175,7 +180,7 @@ mod tests {
             v,
             json!({"a\u{FFFD}": ["x\u{FFFD}", {"b": "\u{FFFD}"}], "n": 1, "ok": "yes"})
         );
-        assert!(!json_has(&v));
+        assert_eq!(find_in_json(&v, ""), None);
     }
 
     #[test]

@@ -147,6 +147,13 @@ pub trait Lane: Send + Sync + fmt::Debug {
 }
 
 /// What every lane must do, checked against each adapter by its tests.
+/// Unix time in milliseconds, through the kernel's clock (a lane stamps
+/// its entries as a stream does).
+pub(crate) fn now_ms() -> u64 {
+    use oshal_kernel::clock::{Clock, SystemClock};
+    u64::try_from(SystemClock.now_ms()).unwrap_or(0)
+}
+
 #[cfg(test)]
 pub(crate) mod contract {
     use super::*;

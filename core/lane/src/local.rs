@@ -103,7 +103,7 @@ impl Lane for LocalLane {
                 inner.next_seq += 1;
                 // Like a stream id: when it was appended, then its order.
                 let id = EntryId {
-                    ms: now_ms(),
+                    ms: crate::now_ms(),
                     seq: inner.next_seq,
                 };
                 inner.queue.push_back((id, entry, 0));
@@ -190,20 +190,13 @@ impl Lane for LocalLane {
             lag_ms: inner
                 .queue
                 .front()
-                .map_or(0, |(id, _, _)| now_ms().saturating_sub(id.ms)),
+                .map_or(0, |(id, _, _)| crate::now_ms().saturating_sub(id.ms)),
             capacity: self.capacity as u32,
             published_total: inner.published_total,
             acked_total: inner.acked_total,
             dead_lettered_total: inner.dead_lettered_total,
         })
     }
-}
-
-/// Unix time in milliseconds (a lane stamps its entries as a stream does).
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

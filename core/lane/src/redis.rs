@@ -526,9 +526,7 @@ impl Lane for RedisLane {
                     .query_async(&mut conn)
                     .await
                     .map_err(backend)?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now = crate::now_ms();
                 first
                     .ids
                     .first()

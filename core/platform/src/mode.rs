@@ -313,10 +313,10 @@ impl Platform {
         })
     }
 
-    /// Stops the controller, then closes the stores.
-    pub async fn shutdown(self) {
+    /// Stops the controller, then closes the stores. Safe to call again.
+    pub async fn shutdown(&self) {
         self.controller.shutdown().await;
-        for c in self.closers {
+        for c in &self.closers {
             match c {
                 Closer::Sqlite(s) => s.close().await,
                 Closer::Postgres(s) => s.close().await,

@@ -198,10 +198,11 @@ impl WriteBatch {
         let mut n = 0;
         for t in &mut self.new_tickets {
             let mut payload = t.work.payload_json();
-            if clean_json(&mut payload) > 0
+            let replaced = clean_json(&mut payload);
+            if replaced > 0
                 && let Ok(work) = crate::ticket::Work::parse(t.work.kind(), payload)
             {
-                n += 1;
+                n += replaced;
                 t.work = Arc::new(work);
             }
             if let Some(r) = &mut t.result {

@@ -95,14 +95,16 @@ struct Request {
     queued_at: Instant,
     /// A proposal's tickets and tenants, so that its rows can be told apart
     /// after they are merged into a transaction (see [`isolate`]).
-    owns: Option<Box<Owns>>,
+    owns: Option<Owns>,
 }
 
 /// What a proposal creates or sets: the rows that land or fail with it.
+/// Lists, not sets: taken on every submission, read only after the store
+/// refused a batch for its data.
 #[derive(Debug, Default)]
 struct Owns {
-    tickets: HashSet<TicketId>,
-    tenants: HashSet<TenantId>,
+    tickets: Vec<TicketId>,
+    tenants: Vec<TenantId>,
 }
 
 impl Owns {
@@ -169,7 +171,7 @@ impl Writer {
     /// Queues a batch its caller may be refused (`done` gets the error).
     pub async fn propose(&self, batch: WriteBatch, done: Done) -> Result<(), StoreError> {
         debug_assert!(batch.updates.is_empty() && batch.ledger.is_empty());
-        let owns = Some(Box::new(Owns::of(&batch)));
+        let owns = Some(Owns::of(&batch));
         self.tx
             .send(Request {
                 batch,
@@ -613,7 +615,9 @@ async fn isolate<S: Apply + ?Sized>(
     let mut parts: VecDeque<(Option<usize>, WriteBatch)> = VecDeque::new();
     for (i, r) in pending.iter().enumerate() {
         if let Some(owns) = &r.owns {
-            parts.push_back((Some(i), rows.take_part(&owns.tickets, &owns.tenants)));
+            let tickets = owns.tickets.iter().copied().collect();
+            let tenants = owns.tenants.iter().cloned().collect();
+            parts.push_back((Some(i), rows.take_part(&tickets, &tenants)));
         }
     }
     parts.extend(rows.split().into_iter().map(|p| (None, p)));

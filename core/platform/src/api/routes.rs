@@ -172,12 +172,6 @@ pub fn surface() -> Vec<crate::security::platform::SurfaceRoute> {
         .collect()
 }
 
-/// Something that wants every endpoint with its types (the OpenAPI
-/// document to come, tests).
-pub trait Visitor {
-    fn visit<E: Endpoint>(&mut self);
-}
-
 macro_rules! routes {
     ($(
         $(#[doc = $doc:literal])*
@@ -210,11 +204,6 @@ macro_rules! routes {
 
         /// Every row, in the table's order.
         pub const ALL: &[Route] = &[$(<$name as Endpoint>::ROUTE),*];
-
-        /// Calls `v.visit::<E>()` for every row.
-        pub fn visit(v: &mut impl Visitor) {
-            $(v.visit::<$name>();)*
-        }
     };
 }
 

@@ -18,9 +18,8 @@
 
 pub mod fleet;
 mod scheduler;
+mod view;
 
-use serde::{Deserialize, Serialize};
-use specta::Type;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bot::{self, BotContext, BotSpec, CancelRegistry};
 use crate::clock::SharedClock;
-use crate::cost::{CostError, CostSummary, LedgerEntry, PriceTable};
-use crate::lane::{Lane, LaneStats, local::LocalLane};
+use crate::cost::{CostError, CostSummary, PriceTable};
+use crate::lane::{Lane, local::LocalLane};
 use crate::secrets::SecretRules;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError, Tenant, TicketPage, TicketQuery, TicketView, WriteBatch};
@@ -40,6 +39,7 @@ use crate::ticket::{
 };
 
 pub use scheduler::Submitted;
+pub use view::{BotView, CoreEvent, Health};
 
 /// How the controller behaves.
 #[derive(Debug, Clone)]
@@ -78,57 +78,6 @@ impl Default for ControllerConfig {
             secret_rules: SecretRules::shipped_shared(),
         }
     }
-}
-
-/// The one event stream every surface follows (Tauri events in the app,
-/// WebSocket in the browser). High-rate feeds travel as batches: one event
-/// per group commit, not one per ticket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum CoreEvent {
-    /// Ticket transitions that just became durable, in order.
-    TicketsTransitioned { transitions: Vec<Transition> },
-    /// Ledger rows that just became durable.
-    CostCaptured { entries: Vec<LedgerEntry> },
-    /// Bots, their lanes and their load (about once a second).
-    BotsUpdated { bots: Vec<BotView> },
-    /// A subscriber fell behind and missed this many events.
-    Lagged {
-        #[specta(type = specta_typescript::Number)]
-        missed: u64,
-    },
-}
-
-/// A bot as the surfaces show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
-pub struct BotView {
-    pub id: BotId,
-    pub skills: Vec<Skill>,
-    pub model: ModelId,
-    /// The node process hosting it; `None` for the local pool.
-    pub node: Option<String>,
-    pub live: bool,
-    pub in_flight: u32,
-    #[specta(type = specta_typescript::Number)]
-    pub succeeded: u64,
-    #[specta(type = specta_typescript::Number)]
-    pub failed: u64,
-    /// Its lane's figures; `None` when they could not be read (Redis
-    /// unreachable): unknown, which is not an empty, healthy lane.
-    pub lane: Option<LaneStats>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
-pub struct Health {
-    pub ok: bool,
-    /// `ok`, `unavailable` or `shutting_down`: a code, never the store's
-    /// error text (the route answers without a token).
-    pub store: String,
-    pub bots_live: u32,
-    pub version: String,
-    /// Why the store is not `ok`: only for a caller holding the token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@ use super::*;
 use crate::TicketUpdate;
 use crate::fixtures::{finished_batch, ledger, ticket};
 use crate::ticket::TransitionKind;
+use sqlx::Connection;
 
 use super::testing::{TestDb, admin_url, assert_refused};
 

@@ -5,7 +5,7 @@
 //! route table's word ([`Auth`]).
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ impl ApiToken {
         &self.0
     }
 
-    pub(crate) fn matches(&self, presented: &str) -> bool {
+    pub(super) fn matches(&self, presented: &str) -> bool {
         constant_time_eq::constant_time_eq(self.0.as_bytes(), presented.as_bytes())
     }
 }
@@ -52,6 +52,21 @@ impl std::fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ApiToken(<redacted>)")
     }
+}
+
+/// The token an `Authorization` header value presents, if it is a bearer.
+fn bearer(header: &str) -> Option<&str> {
+    header.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// Whether these headers carry this server's token (for a public route
+/// that tells its holder more, such as health).
+pub(super) fn holds_token(state: &AppState, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .is_some_and(|t| state.token.matches(t))
 }
 
 /// Whether `path` may carry the token as `?token=`.
@@ -69,7 +84,7 @@ pub(super) async fn auth(State(state): State<AppState>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let presented = match header {
-        Some(h) => h.strip_prefix("Bearer ").map(str::trim),
+        Some(h) => bearer(h),
         None if query_token_allowed(request.uri().path()) => request
             .uri()
             .query()

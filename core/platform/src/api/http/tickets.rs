@@ -21,12 +21,7 @@ fn ticket_id(raw: &str) -> ApiResult<TicketId> {
 /// goes only to a caller who sends the token.
 pub(super) async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let mut health = state.controller.health().await;
-    let authorized = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .is_some_and(|t| state.token.matches(t.trim()));
-    if !authorized {
+    if !super::auth::holds_token(&state, &headers) {
         health.detail = None;
     }
     let status = if health.ok {
