@@ -93,6 +93,21 @@ ensure_ui_test_tools() {
   fi
 }
 
+# Schemathesis (PyPI), which fuzzes the API against its OpenAPI contract,
+# in a virtual environment of its own outside the clone (~20 s once).
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  local dir="${OSHAL_CACHE:-$HOME/.cache/oshal}/schemathesis-$SCHEMATHESIS_VERSION"
+  if [ ! -x "$dir/bin/schemathesis" ]; then
+    python3 -c 'import ensurepip' 2>/dev/null || ensure_packages python3-venv
+    log "installing Schemathesis $SCHEMATHESIS_VERSION"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
+  fi
+  export OSHAL_SCHEMATHESIS="$dir/bin/schemathesis"
+}
+
 # The Tauri CLI (npm's prebuilt @tauri-apps/cli), kept outside the clone
 # like the other tools: ui/'s lock file cannot carry it, since npm records
 # its per-platform binaries only for platforms the registry here serves.

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod connectors;
+mod contract;
 mod crash;
 mod desktop;
 mod fleet;

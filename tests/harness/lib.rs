@@ -201,14 +201,12 @@ impl Server {
     /// Every ticket, paging through the list.
     pub async fn all_tickets(&self) -> Result<Vec<serde_json::Value>> {
         let mut out = Vec::new();
-        let mut cursor = String::new();
+        let mut path = "/api/v1/tickets?limit=1000".to_owned();
         loop {
-            let page = self
-                .json(&format!("/api/v1/tickets?limit=1000&cursor={cursor}"))
-                .await?;
+            let page = self.json(&path).await?;
             out.extend(page["tickets"].as_array().unwrap().iter().cloned());
             match page["next_cursor"].as_str() {
-                Some(c) => cursor = c.to_owned(),
+                Some(c) => path = format!("/api/v1/tickets?limit=1000&cursor={c}"),
                 None => return Ok(out),
             }
         }

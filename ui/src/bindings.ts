@@ -311,6 +311,11 @@ export type ErrorBody = {
 export type ErrorKind = 
 /**  The request is not well-formed (not JSON, wrong types). */
 "malformed" | "unauthorized" | "not_found" | 
+/**
+ *  The route exists but not with this method (the `Allow` header lists
+ *  those it takes).
+ */
+"method_not_allowed" | 
 /**  The ticket's state does not allow this. */
 "illegal_transition" | "too_large" | 
 /**  A field is present and well-formed but not acceptable. */
@@ -451,12 +456,17 @@ export type NewFleet = {
 
 /**  A submission as it arrives from a surface, before validation. */
 export type NewTicket = {
+	/**  `chat` or `tool`; `payload` is then a `ChatPayload` or a `ToolPayload`. */
 	kind: string,
 	payload: unknown,
+	/**  A known tenant; `default` if absent. */
 	tenant?: string | null,
+	/**  1..=128 printable ASCII characters: a repeat answers the first ticket. */
 	idempotency_key?: string | null,
+	/**  0..=9, higher first; 5 if absent. */
 	priority?: number | null,
 	skill?: string | null,
+	/**  1..=10; 3 if absent. */
 	max_attempts?: number | null,
 	parent_id?: string | null,
 	correlation_id?: string | null,
@@ -524,6 +534,7 @@ export type Submitted = {
 
 /**  A suppression as a surface asks for it. */
 export type SuppressRequest = {
+	/**  Why, 1..=1000 bytes (not only spaces). */
 	reason: string,
 	/**  How long, 1..=365 days. */
 	days: number,
@@ -558,10 +569,11 @@ export type TicketFilter = {
 	state?: string | null,
 	tenant?: string | null,
 	bot?: string | null,
+	/**  A kind of work: `chat` or `tool`. */
 	kind?: string | null,
-	/**  `next_cursor` of the previous page. */
+	/**  `next_cursor` of the previous page (not in a bulk filter). */
 	cursor?: string | null,
-	/**  1..=1000; 100 if absent. */
+	/**  1..=1000; 100 if absent (not in a bulk filter). */
 	limit?: string | null,
 };
 

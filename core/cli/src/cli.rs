@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, cancel, connectors, db_setup, node, security, serve, submit, ticket, tickets,
+    bench, cancel, connectors, db_setup, node, openapi, security, serve, submit, ticket, tickets,
 };
 
 #[derive(Parser)]
@@ -49,6 +49,9 @@ pub enum Command {
     Cancel(cancel::Args),
     /// Measure local mode end to end (durable SQLite, built-in model).
     Bench(bench::Args),
+    /// Print the HTTP API's OpenAPI 3.1 contract (what
+    /// `GET /api/v1/openapi.json` serves).
+    Openapi(openapi::Args),
 }
 
 impl Command {
@@ -64,6 +67,7 @@ impl Command {
             Self::Security(a) => security::run(a).await,
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
+            Self::Openapi(a) => openapi::run(a).await,
         }
     }
 }

@@ -71,7 +71,7 @@ pub const MAX_RATE_PER_MINUTE: u32 = 10_000;
 /// The most calls a grant's budget may hold.
 pub const MAX_BUDGET_CALLS: u32 = 10_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Signed by a trusted publisher; enabled on load.
@@ -127,7 +127,7 @@ impl Registry {
 }
 
 /// An operation as the surfaces show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct OperationView {
     pub id: String,
     pub method: Method,
@@ -137,7 +137,7 @@ pub struct OperationView {
 }
 
 /// A connector as the surfaces show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct ConnectorView {
     pub id: String,
     pub version: String,
@@ -151,13 +151,14 @@ pub struct ConnectorView {
     pub enabled: bool,
     pub approved_by: Option<String>,
     #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
     pub imported_at_ms: Option<UnixMs>,
     pub operations: Vec<OperationView>,
 }
 
 /// What the integration view draws: every connector, every live grant, and
 /// the recent audit trail and effects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct IntegrationView {
     /// Where credentials live: `keyring` or `vault`.
     pub backend: String,
@@ -170,11 +171,16 @@ pub struct IntegrationView {
 }
 
 /// A grant as asked for, before it is checked.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
+    #[schema(value_type = oshal_kernel::ticket::BotId)]
     pub bot: String,
+    /// A known connector's id.
+    #[schema(min_length = 1, max_length = 128)]
     pub connector: String,
+    /// Operations of that connector, at least one.
+    #[schema(min_items = 1)]
     pub operations: Vec<String>,
     #[serde(default)]
     pub scopes: Vec<String>,

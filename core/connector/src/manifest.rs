@@ -39,6 +39,7 @@ pub const MAX_NAME: usize = 64;
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -55,7 +56,7 @@ pub enum Category {
 
 /// How the broker proves who it is to the outside system. The secret itself
 /// never appears here: the broker reads it from its backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthKind {
     /// A static key sent in `header` (secret field `api_key`).
@@ -69,7 +70,7 @@ pub enum AuthKind {
     Oauth2RefreshToken { token_url: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// Changes nothing outside: safe to retry.
@@ -91,6 +92,7 @@ pub enum Effect {
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "UPPERCASE")]
 #[serde(rename_all = "UPPERCASE")]
@@ -109,7 +111,7 @@ impl Method {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Operation {
     pub id: String,
@@ -191,7 +193,7 @@ pub struct InvalidParams {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub id: String,

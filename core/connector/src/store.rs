@@ -47,7 +47,7 @@ impl From<serde_json::Error> for DbError {
 }
 
 /// A numeric ceiling on one parameter: `amount` ≤ 100.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     pub param: String,
@@ -55,7 +55,7 @@ pub struct Condition {
 }
 
 /// What one bot may do with one connector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Grant {
     pub id: String,
     pub bot: BotId,
@@ -67,6 +67,7 @@ pub struct Grant {
     pub budget_calls: u32,
     pub calls_used: u32,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub created_at_ms: UnixMs,
 }
 
@@ -82,6 +83,7 @@ pub struct Grant {
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -97,11 +99,12 @@ pub enum AuditKind {
 }
 
 /// One line of the audit trail: who, what, allowed or not, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct AuditEntry {
     #[specta(type = specta_typescript::Number)]
     pub seq: i64,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub at_ms: UnixMs,
     pub kind: AuditKind,
     pub allowed: Option<bool>,
@@ -172,6 +175,7 @@ impl AuditEntry {
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -186,7 +190,7 @@ pub enum EffectState {
 }
 
 /// One write sent (or about to be sent) to an outside system.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct EffectRow {
     pub key: String,
     pub tenant: TenantId,
@@ -200,8 +204,10 @@ pub struct EffectRow {
     #[specta(type = Option<specta_typescript::Unknown>)]
     pub response: Option<serde_json::Value>,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub created_at_ms: UnixMs,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub updated_at_ms: UnixMs,
 }
 

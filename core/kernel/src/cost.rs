@@ -38,7 +38,9 @@ pub enum CostError {
 }
 
 /// Tokens a model call used, as the model reported them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema,
+)]
 pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
@@ -197,7 +199,7 @@ pub fn usd(nusd: i64) -> f64 {
 }
 
 /// One ledger row: one finished attempt of one ticket, priced once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct LedgerEntry {
     pub ticket: TicketId,
     pub attempt: u32,
@@ -211,11 +213,12 @@ pub struct LedgerEntry {
     pub unpriced: bool,
     pub price_version: String,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub at_ms: UnixMs,
 }
 
 /// A cost aggregate over ledger rows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct CostTotals {
     #[specta(type = specta_typescript::Number)]
     pub attempts: i64,
@@ -229,7 +232,7 @@ pub struct CostTotals {
 }
 
 /// One group of a cost summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct CostGroup {
     pub key: String,
     #[serde(flatten)]
@@ -237,7 +240,7 @@ pub struct CostGroup {
 }
 
 /// Spend broken down the ways an operator asks about it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct CostSummary {
     pub price_version: String,
     pub total: CostTotals,

@@ -42,6 +42,7 @@ pub const MAX_REGEX_BYTES: usize = 4096;
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]

@@ -71,7 +71,9 @@ pub struct Delivery {
 }
 
 /// A lane's gauges, as the topology views draw them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema,
+)]
 pub struct LaneStats {
     /// Entries waiting in the lane, not yet delivered to its bot (a count).
     pub depth: u32,

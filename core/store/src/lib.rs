@@ -143,13 +143,14 @@ impl TicketUpdate {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: TenantId,
     /// `None`: no limit.
     #[specta(type = Option<specta_typescript::Number>)]
     pub budget_nusd: Option<i64>,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub created_at_ms: UnixMs,
 }
 
@@ -370,7 +371,7 @@ impl Applied {
 }
 
 /// A ticket as the API shows it in full.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct TicketView {
     pub id: TicketId,
     pub tenant: TenantId,
@@ -388,13 +389,16 @@ pub struct TicketView {
     pub correlation_id: TicketId,
     pub causation_id: Option<TicketId>,
     #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
     pub not_before_ms: Option<UnixMs>,
     #[specta(type = Option<specta_typescript::Unknown>)]
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub created_at_ms: UnixMs,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub updated_at_ms: UnixMs,
     pub cost: TicketCost,
     pub events: Vec<Transition>,
@@ -403,7 +407,7 @@ pub struct TicketView {
     pub waiting: Option<Waiting>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Waiting {
     #[serde(flatten)]
     pub reason: WaitReason,
@@ -420,7 +424,7 @@ impl From<WaitReason> for Waiting {
 }
 
 /// A ticket's cost: the sum of its ledger rows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct TicketCost {
     #[specta(type = specta_typescript::Number)]
     pub input_tokens: i64,
@@ -475,7 +479,7 @@ pub(crate) fn view(t: Ticket, events: Vec<Transition>, ledger: Vec<LedgerEntry>)
 }
 
 /// A ticket as a list shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct TicketSummary {
     pub id: TicketId,
     pub tenant: TenantId,
@@ -487,13 +491,15 @@ pub struct TicketSummary {
     pub bot: Option<BotId>,
     pub error: Option<String>,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub created_at_ms: UnixMs,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub updated_at_ms: UnixMs,
 }
 
 /// A page of tickets, newest first.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct TicketPage {
     pub tickets: Vec<TicketSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.

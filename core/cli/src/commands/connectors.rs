@@ -83,7 +83,7 @@ impl Action {
             Self::Catalog => json(client.catalog().await),
             Self::Import { file } => json(client.import_catalog(&read_json(&file)?).await),
             Self::Approve { id } => json(client.approve_catalog(id).await),
-            Self::Grants { bot } => json(client.grants(&GrantQuery { bot, id: None }).await),
+            Self::Grants { bot } => json(client.grants(&GrantQuery { bot }).await),
             Self::Grant {
                 bot,
                 connector,

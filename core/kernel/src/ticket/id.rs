@@ -11,7 +11,18 @@ use super::TicketError;
 
 /// A ticket id: a UUIDv7, so ids sort by creation time (cursors, B-tree appends).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Type,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Type,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct TicketId(pub Uuid);
@@ -42,9 +53,12 @@ impl fmt::Display for TicketId {
     }
 }
 
+/// The longest name, in bytes.
+pub const NAME_MAX: usize = 64;
+
 /// Checks a short name: 1..=64 bytes of `[A-Za-z0-9._-]`, starting alphanumeric.
 pub fn check_name(field: &'static str, s: &str) -> Result<(), TicketError> {
-    const MAX: usize = 64;
+    const MAX: usize = NAME_MAX;
     let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_chars = s
         .chars()
@@ -59,6 +73,20 @@ pub fn check_name(field: &'static str, s: &str) -> Result<(), TicketError> {
     }
     Ok(())
 }
+
+/// The contract's form of [`check_name`]: what a name may hold, as a
+/// pattern and a length a client can check before sending.
+fn name_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(NAME_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(NAME_MAX))
+        .into()
+}
+
+/// [`check_name`] as a regular expression.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
 
 macro_rules! name_id {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
@@ -92,6 +120,12 @@ macro_rules! name_id {
                 f.write_str(&self.0)
             }
         }
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                name_schema()
+            }
+        }
+        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -13,8 +13,8 @@
 mod id;
 pub mod state;
 
-pub use id::check_name;
 pub use id::{BotId, ModelId, Skill, TenantId, TicketId};
+pub use id::{NAME_MAX, NAME_PATTERN, check_name};
 pub use state::{TicketState, TransitionKind};
 
 use serde::{Deserialize, Serialize};
@@ -62,20 +62,25 @@ pub enum TicketError {
 }
 
 /// A chat request: what kind `chat` carries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatPayload {
+    /// Any text but U+0000, which no store can hold.
+    #[schema(pattern = "^[^\\u0000]*$")]
     pub prompt: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\u0000]*$")]
     pub system: Option<String>,
+    /// 1..=8192.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 8192)]
     pub max_tokens: Option<u32>,
 }
 
 /// A tool call: what kind `tool` carries. The bot calls `operation` of
 /// `connector` through the auth gate, the connector runtime and the token
 /// broker, then has its model answer `prompt` from the result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolPayload {
     pub connector: String,
@@ -92,7 +97,7 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// The typed work a ticket carries: its `kind` and `payload` together.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "payload", rename_all = "snake_case")]
 pub enum Work {
     Chat(ChatPayload),
@@ -200,28 +205,53 @@ impl Work {
     }
 }
 
+/// The contract's `payload`: a [`ChatPayload`] or a [`ToolPayload`], as
+/// `kind` says (both join the contract's components by name).
+fn payload_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::ToSchema;
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::Ref::from_schema_name(ChatPayload::name()))
+        .item(utoipa::openapi::Ref::from_schema_name(ToolPayload::name()))
+        .into()
+}
+
 /// A submission as it arrives from a surface, before validation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
+    /// `chat` or `tool`; `payload` is then a `ChatPayload` or a `ToolPayload`.
+    #[schema(pattern = "^(chat|tool)$")]
     pub kind: String,
     #[specta(type = specta_typescript::Unknown)]
+    #[schema(schema_with = payload_schema)]
     pub payload: serde_json::Value,
+    /// A known tenant; `default` if absent.
     #[serde(default)]
+    #[schema(value_type = Option<TenantId>)]
     pub tenant: Option<String>,
+    /// 1..=128 printable ASCII characters: a repeat answers the first ticket.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     pub idempotency_key: Option<String>,
+    /// 0..=9, higher first; 5 if absent.
     #[serde(default)]
+    #[schema(maximum = 9)]
     pub priority: Option<u8>,
     #[serde(default)]
+    #[schema(value_type = Option<Skill>)]
     pub skill: Option<String>,
+    /// 1..=10; 3 if absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10)]
     pub max_attempts: Option<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<TicketId>)]
     pub parent_id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<TicketId>)]
     pub correlation_id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<TicketId>)]
     pub causation_id: Option<String>,
     /// Hold the ticket in `awaiting_approval` until a person or rule approves it.
     #[serde(default)]
@@ -392,7 +422,7 @@ pub struct Ticket {
 }
 
 /// One recorded transition: what the event rows hold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Transition {
     pub ticket: TicketId,
     pub tenant: TenantId,
@@ -404,6 +434,7 @@ pub struct Transition {
     pub bot: Option<BotId>,
     pub reason: String,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub at_ms: UnixMs,
     pub correlation_id: TicketId,
     pub causation_id: Option<TicketId>,
@@ -513,7 +544,7 @@ impl Ticket {
 }
 
 /// Why a non-terminal ticket is not moving yet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum WaitReason {
     AwaitingApproval,
@@ -531,6 +562,7 @@ pub enum WaitReason {
     },
     BackingOff {
         #[specta(type = specta_typescript::Number)]
+        #[schema(value_type = i64)]
         until_ms: UnixMs,
     },
     /// Ahead of it in the queue for its skill.
@@ -543,6 +575,7 @@ pub enum WaitReason {
     Running {
         bot: BotId,
         #[specta(type = specta_typescript::Number)]
+        #[schema(value_type = i64)]
         since_ms: UnixMs,
     },
 }

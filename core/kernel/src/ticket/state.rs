@@ -33,6 +33,7 @@ use crate::name::Named;
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -92,6 +93,7 @@ impl fmt::Display for TicketState {
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]

@@ -7,6 +7,7 @@
 //! the field and the limit for bad input and hides internals for bugs.
 
 pub mod client;
+pub mod contract;
 pub mod http;
 pub mod routes;
 #[cfg(test)]
@@ -22,13 +23,16 @@ use crate::ticket::TicketError;
 use oshal_kernel::name::Named;
 
 /// What went wrong, as a caller may branch on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request is not well-formed (not JSON, wrong types).
     Malformed,
     Unauthorized,
     NotFound,
+    /// The route exists but not with this method (the `Allow` header lists
+    /// those it takes).
+    MethodNotAllowed,
     /// The ticket's state does not allow this.
     IllegalTransition,
     TooLarge,
@@ -50,6 +54,7 @@ impl ErrorKind {
             Self::Malformed => 400,
             Self::Unauthorized => 401,
             Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
             Self::IllegalTransition => 409,
             Self::TooLarge => 413,
             Self::Invalid | Self::BudgetExhausted | Self::UnknownTenant => 422,
@@ -62,7 +67,9 @@ impl ErrorKind {
 }
 
 /// The one error every surface shows: `{"error": {kind, message, field?, limit?}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, Type, thiserror::Error, utoipa::ToSchema,
+)]
 #[error("{message}")]
 pub struct ApiError {
     pub kind: ErrorKind,
@@ -75,7 +82,7 @@ pub struct ApiError {
 }
 
 /// How many tickets are in one state (the lifecycle diagram's numbers).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct StateCount {
     pub state: crate::ticket::TicketState,
     #[specta(type = specta_typescript::Number)]
@@ -98,7 +105,7 @@ pub async fn state_counts(
 }
 
 /// What a bulk operation does to the tickets its filter matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BulkAction {
     /// Cancel every unfinished one.
@@ -108,34 +115,47 @@ pub enum BulkAction {
     Retry,
 }
 
+/// Deserializes `T` from a JSON object only: serde alone would also take a
+/// struct from an array of its fields in order, which no client means.
+fn object_only<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+    T::deserialize(serde_json::Value::Object(map)).map_err(serde::de::Error::custom)
+}
+
 /// The most tickets one bulk operation touches.
 pub const MAX_BULK: u32 = 10_000;
 
 /// A bulk operation as a surface asks for it: dry-run first to see the count.
-#[derive(Debug, Clone, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
     pub action: BulkAction,
     /// Which tickets (state, tenant, bot, kind; no cursor or limit).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_only")]
+    #[specta(type = TicketFilter)]
     pub filter: TicketFilter,
     /// Count what would change; change nothing.
     #[serde(default)]
     pub dry_run: bool,
     /// At most this many matching tickets (1..=10,000; default 1,000).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10_000)]
     pub max: Option<u32>,
 }
 
 /// One ticket a bulk operation could not act on, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct BulkFailure {
     pub id: crate::ticket::TicketId,
     pub error: String,
 }
 
 /// What a bulk operation found and did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct BulkReport {
     pub action: BulkAction,
     pub dry_run: bool,
@@ -158,17 +178,18 @@ pub const MAX_BATCH: usize = 1_000;
 
 /// Many tickets in one request (`POST /api/v1/tickets/batch`). Each is
 /// admitted or refused on its own; the answers come back in request order.
-#[derive(Debug, Clone, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSubmit {
     /// 1..=1,000 tickets, each as `POST /api/v1/tickets` takes it.
+    #[schema(min_items = 1, max_items = 1000)]
     pub tickets: Vec<crate::ticket::NewTicket>,
 }
 
 /// One ticket's answer in a batch: `{"accepted": …}` or `{"refused": …}`,
 /// where a refusal's `field` is prefixed with the ticket's place
 /// (`tickets[3].payload.prompt`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchItem {
     Accepted(crate::controller::Submitted),
@@ -176,7 +197,7 @@ pub enum BatchItem {
 }
 
 /// The answers to a batch, one per ticket, in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct BatchReport {
     pub results: Vec<BatchItem>,
 }
@@ -222,17 +243,7 @@ pub async fn bulk(
     request: &BulkRequest,
 ) -> Result<BulkReport, ApiError> {
     use crate::ticket::{NewTicket, TicketState};
-    if request
-        .filter
-        .cursor
-        .as_deref()
-        .is_some_and(|c| !c.is_empty())
-        || request
-            .filter
-            .limit
-            .as_deref()
-            .is_some_and(|l| !l.is_empty())
-    {
+    if request.filter.cursor.is_some() || request.filter.limit.is_some() {
         return Err(ApiError::new(
             ErrorKind::Invalid,
             "a bulk filter takes state, tenant, bot and kind; use max to bound it",
@@ -346,21 +357,46 @@ pub async fn bulk(
 /// A ticket list's filters as a surface sends them (query parameters over
 /// HTTP, a command argument in the app): all optional text, checked here so
 /// every surface refuses the same input with the same field named.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    Type,
+    utoipa::ToSchema,
+    utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct TicketFilter {
     #[serde(default)]
+    #[schema(value_type = Option<crate::ticket::TicketState>)]
+    #[param(value_type = Option<crate::ticket::TicketState>)]
     pub state: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::ticket::TenantId>)]
+    #[param(value_type = Option<crate::ticket::TenantId>)]
     pub tenant: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::ticket::BotId>)]
+    #[param(value_type = Option<crate::ticket::BotId>)]
     pub bot: Option<String>,
+    /// A kind of work: `chat` or `tool`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(chat|tool)$")]
+    #[param(value_type = Option<String>, pattern = "^(chat|tool)$")]
     pub kind: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (not in a bulk filter).
     #[serde(default)]
+    #[schema(ignore)]
+    #[param(value_type = Option<crate::ticket::TicketId>)]
     pub cursor: Option<String>,
-    /// 1..=1000; 100 if absent.
+    /// 1..=1000; 100 if absent (not in a bulk filter).
     #[serde(default)]
+    #[schema(ignore)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
 }
 
@@ -370,7 +406,22 @@ impl TicketFilter {
         use crate::ticket::{BotId, TenantId, TicketId, TicketState};
         let invalid =
             |field: &str, msg: String| ApiError::new(ErrorKind::Invalid, msg).field(field);
-        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        for (field, v) in [
+            ("state", &self.state),
+            ("tenant", &self.tenant),
+            ("bot", &self.bot),
+            ("kind", &self.kind),
+            ("cursor", &self.cursor),
+            ("limit", &self.limit),
+        ] {
+            if v.as_deref() == Some("") {
+                return Err(invalid(
+                    field,
+                    format!("{field} is empty; leave it out to mean any"),
+                ));
+            }
+        }
+        let given = |v: &Option<String>| v.clone();
         let state = match given(&self.state) {
             None => None,
             Some(s) => Some(TicketState::parse(&s).ok_or_else(|| {
@@ -425,29 +476,44 @@ impl TicketFilter {
 }
 
 /// A tenant's budget as a surface sets it (`PUT /api/v1/tenants/{id}`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetBody {
-    /// Dollars; `null` removes the limit.
+    /// Dollars, 0..=1,000,000,000; `null` removes the limit.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub budget_usd: Option<f64>,
 }
 
-/// Which grants: `bot` to list one bot's, `id` to revoke one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Which grants: `bot` to list one bot's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct GrantQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<crate::ticket::BotId>)]
     pub bot: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+}
+
+/// The grant `DELETE /api/v1/grants?id=` revokes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeQuery {
+    #[param(value_type = uuid::Uuid)]
+    pub id: String,
 }
 
 /// A page of the audit trail or the effect ledger: one ticket's, or the
 /// newest `limit` (1..=5000, 200 if absent).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TrailQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<crate::ticket::TicketId>)]
     pub ticket: Option<String>,
+    /// 1..=5000; 200 if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 5000)]
     pub limit: Option<String>,
 }
 
@@ -481,19 +547,25 @@ impl TrailQuery {
 
 /// Which findings: by state (open, suppressed, resolved) and source, and
 /// how many.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FindingsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<crate::security::FindingState>)]
     pub state: Option<String>,
+    /// `oshal`, or the scanner an imported SARIF run came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(min_length = 1, max_length = 128, pattern = "^[^\\u0000]*$")]
     pub source: Option<String>,
+    /// 1..=5000; every finding if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 5000)]
     pub limit: Option<String>,
 }
 
 /// The envelope errors travel in.
-#[derive(Debug, Clone, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ApiError,
 }

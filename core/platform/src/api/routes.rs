@@ -12,9 +12,11 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use super::contract::{ContractType, Defs, QueryParams};
+
 use super::{
     BatchReport, BatchSubmit, BudgetBody, BulkReport, BulkRequest, FindingsQuery, GrantQuery,
-    StateCount, TicketFilter, TrailQuery,
+    RevokeQuery, StateCount, TicketFilter, TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -75,6 +77,10 @@ pub struct Route {
     /// axum's and OpenAPI's form: `/api/v1/tickets/{id}`.
     pub path: &'static str,
     pub auth: Auth,
+    /// The status of success: 200, 201, 204, or 101 for the WebSocket.
+    pub ok: u16,
+    /// The row's documentation, which the contract shows.
+    pub doc: &'static str,
 }
 
 impl Route {
@@ -98,11 +104,11 @@ pub trait Endpoint: Send + Sync + 'static {
     /// The values of the path's `{…}` segments, in order.
     type Args: PathArgs;
     /// Query parameters; `()` for none.
-    type Query: Serialize + DeserializeOwned + Send + Sync;
+    type Query: Serialize + DeserializeOwned + Send + Sync + QueryParams;
     /// The JSON body; `()` for none.
-    type Body: Serialize + DeserializeOwned + Send + Sync;
+    type Body: Serialize + DeserializeOwned + Send + Sync + ContractType;
     /// The reply; `()` for a 204.
-    type Response: Serialize + DeserializeOwned + Send;
+    type Response: Serialize + DeserializeOwned + Send + ContractType;
 }
 
 /// The values a path's `{…}` segments take.
@@ -176,7 +182,7 @@ macro_rules! routes {
     ($(
         $(#[doc = $doc:literal])*
         $name:ident = $verb:ident $path:literal $auth:ident,
-            args: $args:ty, query: $query:ty, body: $body:ty => $resp:ty;
+            args: $args:ty, query: $query:ty, body: $body:ty => $resp:ty $(, $ok:literal)?;
     )*) => {
         $(
             $(#[doc = $doc])*
@@ -189,6 +195,8 @@ macro_rules! routes {
                     verb: Verb::$verb,
                     path: $path,
                     auth: Auth::$auth,
+                    ok: routes!(@ok $($ok)?),
+                    doc: concat!($($doc, "\n"),*),
                 };
                 type Args = $args;
                 type Query = $query;
@@ -204,17 +212,26 @@ macro_rules! routes {
 
         /// Every row, in the table's order.
         pub const ALL: &[Route] = &[$(<$name as Endpoint>::ROUTE),*];
+
+        /// Every row as an operation of the contract, in the table's order.
+        pub fn operations(defs: &mut Defs) -> Vec<(Route, utoipa::openapi::path::Operation)> {
+            vec![$(super::contract::operation::<$name>(defs)),*]
+        }
     };
+    (@ok) => { 200 };
+    (@ok $ok:literal) => { $ok };
 }
 
 routes! {
     /// The controller's health: no token; 503 with the same body when the
     /// store is down.
     GetHealth = Get "/api/v1/health" Public, args: (), query: (), body: () => Health;
+    /// This contract: OpenAPI 3.1, generated from the types the server speaks.
+    GetOpenApi = Get "/api/v1/openapi.json" Bearer, args: (), query: (), body: () => serde_json::Value;
 
     /// Submit one ticket: 201, or 200 with `duplicate: true` for a repeated
     /// idempotency key.
-    SubmitTicket = Post "/api/v1/tickets" Bearer, args: (), query: (), body: NewTicket => Submitted;
+    SubmitTicket = Post "/api/v1/tickets" Bearer, args: (), query: (), body: NewTicket => Submitted, 201;
     /// A page of tickets, newest first.
     ListTickets = Get "/api/v1/tickets" Bearer, args: (), query: TicketFilter, body: () => TicketPage;
     /// Tickets per state, every state listed.
@@ -238,26 +255,26 @@ routes! {
     /// Set a tenant's budget in dollars (`null` lifts it).
     SetBudget = Put "/api/v1/tenants/{id}" Bearer, args: Id, query: (), body: BudgetBody => Tenant;
     /// A WebSocket of `CoreEvent`s.
-    Events = Get "/api/v1/events" BearerOrQuery, args: (), query: (), body: () => CoreEvent;
+    Events = Get "/api/v1/events" BearerOrQuery, args: (), query: (), body: () => CoreEvent, 101;
 
     /// Every connector, curated and catalog.
     ListConnectors = Get "/api/v1/connectors" Bearer, args: (), query: (), body: () => Vec<ConnectorView>;
     /// Store a connector's credential (write-only): 204.
-    PutCredential = Put "/api/v1/connectors/{id}/credential" Bearer, args: Id, query: (), body: serde_json::Value => ();
+    PutCredential = Put "/api/v1/connectors/{id}/credential" Bearer, args: Id, query: (), body: serde_json::Value => (), 204;
     /// Imported catalog entries, approved or not.
     ListCatalog = Get "/api/v1/catalog" Bearer, args: (), query: (), body: () => Vec<ConnectorView>;
     /// Import an OpenAPI 3 document as a disabled catalog entry: 201.
-    ImportCatalog = Post "/api/v1/catalog/import" Bearer, args: (), query: (), body: serde_json::Value => ConnectorView;
+    ImportCatalog = Post "/api/v1/catalog/import" Bearer, args: (), query: (), body: serde_json::Value => ConnectorView, 201;
     /// Approve a catalog entry, which enables it.
     ApproveCatalog = Post "/api/v1/catalog/{id}/approve" Bearer, args: Id, query: (), body: () => ConnectorView;
     /// Live grants, optionally of one bot.
     ListGrants = Get "/api/v1/grants" Bearer, args: (), query: GrantQuery, body: () => Vec<Grant>;
     /// Let a bot call operations of a connector: 201.
-    AddGrant = Post "/api/v1/grants" Bearer, args: (), query: (), body: NewGrant => Grant;
+    AddGrant = Post "/api/v1/grants" Bearer, args: (), query: (), body: NewGrant => Grant, 201;
     /// Revoke the grant named by `?id=`: 204.
-    RevokeGrantByQuery = Delete "/api/v1/grants" Bearer, args: (), query: GrantQuery, body: () => ();
+    RevokeGrantByQuery = Delete "/api/v1/grants" Bearer, args: (), query: RevokeQuery, body: () => (), 204;
     /// Revoke a grant: 204.
-    RevokeGrant = Delete "/api/v1/grants/{id}" Bearer, args: Id, query: (), body: () => ();
+    RevokeGrant = Delete "/api/v1/grants/{id}" Bearer, args: Id, query: (), body: () => (), 204;
     /// The audit trail.
     ListAudit = Get "/api/v1/audit" Bearer, args: (), query: TrailQuery, body: () => Vec<AuditEntry>;
     /// The integration view's snapshot.

@@ -12,7 +12,7 @@ use crate::ticket::{BotId, ModelId, Skill, Transition};
 /// The one event stream every surface follows (Tauri events in the app,
 /// WebSocket in the browser). High-rate feeds travel as batches: one event
 /// per group commit, not one per ticket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CoreEvent {
     /// Ticket transitions that just became durable, in order.
@@ -29,7 +29,7 @@ pub enum CoreEvent {
 }
 
 /// A bot as the surfaces show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct BotView {
     pub id: BotId,
     pub skills: Vec<Skill>,
@@ -47,7 +47,7 @@ pub struct BotView {
     pub lane: Option<LaneStats>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Health {
     pub ok: bool,
     /// `ok`, `unavailable` or `shutting_down`: a code, never the store's

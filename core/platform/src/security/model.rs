@@ -33,6 +33,7 @@ pub const MAX_REASON_BYTES: usize = 1000;
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -43,7 +44,7 @@ pub enum FindingState {
 }
 
 /// Where a finding sits in a file, when it is in one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Location {
     pub uri: String,
     pub line: Option<u32>,
@@ -74,6 +75,7 @@ pub struct Observation {
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -174,18 +176,20 @@ impl CheckRun {
 }
 
 /// Why a finding is suppressed, by whom and until when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Suppression {
     pub reason: String,
     pub by: String,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub at_ms: UnixMs,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub until_ms: UnixMs,
 }
 
 /// A finding as every surface shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Finding {
     /// The first 16 hex digits of the fingerprint.
     pub id: String,
@@ -203,10 +207,13 @@ pub struct Finding {
     pub location: Option<Location>,
     pub state: FindingState,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub first_seen_ms: UnixMs,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub last_seen_ms: UnixMs,
     #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
     pub resolved_at_ms: Option<UnixMs>,
     /// Scans in a row that did not see it.
     pub clean_scans: u32,
@@ -230,7 +237,7 @@ pub fn fingerprint(source: &str, rule: &str, object: &str) -> String {
 }
 
 /// A check's latest run, as the controls board shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct CheckView {
     pub id: String,
     pub title: String,
@@ -243,8 +250,10 @@ pub struct CheckView {
     /// Open findings of this check.
     pub open: u32,
     #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
     pub last_run_ms: Option<UnixMs>,
     #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
     pub last_passed_ms: Option<UnixMs>,
 }
 
@@ -260,6 +269,7 @@ pub struct CheckView {
     strum::IntoStaticStr,
     strum::EnumString,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -274,7 +284,7 @@ pub enum ControlStatus {
 }
 
 /// One preventive control and the checks that prove it, live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct ControlView {
     pub id: String,
     pub title: String,
@@ -283,22 +293,26 @@ pub struct ControlView {
     /// The evidence of its checks in the last scan, joined.
     pub summary: String,
     #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
     pub last_run_ms: Option<UnixMs>,
     /// When every applicable check last passed in the same scan.
     #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
     pub last_passed_ms: Option<UnixMs>,
     pub open_findings: u32,
     pub checks: Vec<CheckView>,
 }
 
 /// What one scan (or one SARIF import) did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct ScanReport {
     pub id: String,
     pub source: String,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub started_ms: UnixMs,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub finished_ms: UnixMs,
     /// Observations seen (distinct fingerprints).
     pub seen: u32,
@@ -312,16 +326,19 @@ pub struct ScanReport {
 }
 
 /// A suppression as a surface asks for it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressRequest {
+    /// Why, 1..=1000 bytes (not only spaces).
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
     pub reason: String,
     /// How long, 1..=365 days.
+    #[schema(minimum = 1, maximum = 365)]
     pub days: u32,
 }
 
 /// Which findings to list.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindingQuery {
     pub state: Option<FindingState>,

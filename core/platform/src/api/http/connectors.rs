@@ -3,12 +3,13 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::body::json_body;
+use super::extract::{Params, PathId};
 use super::{ApiResult, AppState, OPERATOR};
-use crate::api::{ApiError, ErrorKind, GrantQuery, TrailQuery};
+use crate::api::{ApiError, ErrorKind, GrantQuery, RevokeQuery, TrailQuery};
 
 fn connectors(state: &AppState) -> ApiResult<crate::connector::Connectors> {
     state.controller.connectors().cloned().ok_or_else(|| {
@@ -43,7 +44,7 @@ pub(super) async fn catalog_import(
 
 pub(super) async fn catalog_approve(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<crate::connector::ConnectorView>> {
     Ok(Json(connectors(&state)?.approve(&id, OPERATOR).await?))
 }
@@ -52,7 +53,7 @@ pub(super) async fn catalog_approve(
 /// route ever answers with a credential.
 pub(super) async fn connector_credential(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<StatusCode> {
@@ -92,8 +93,11 @@ pub(super) async fn connector_credential(
 
 pub(super) async fn grants_list(
     State(state): State<AppState>,
-    Query(q): Query<GrantQuery>,
+    Params(q): Params<GrantQuery>,
 ) -> ApiResult<Json<Vec<crate::connector::store::Grant>>> {
+    if let Some(bot) = &q.bot {
+        crate::ticket::BotId::parse(bot).map_err(|e| ApiError::from(e).field("bot"))?;
+    }
     Ok(Json(connectors(&state)?.grants(q.bot.as_deref()).await?))
 }
 
@@ -109,7 +113,7 @@ pub(super) async fn grants_add(
 
 pub(super) async fn grants_revoke(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
     connectors(&state)?.revoke_grant(&id, OPERATOR).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -117,18 +121,15 @@ pub(super) async fn grants_revoke(
 
 pub(super) async fn grants_revoke_by_query(
     State(state): State<AppState>,
-    Query(q): Query<GrantQuery>,
+    Params(q): Params<RevokeQuery>,
 ) -> ApiResult<StatusCode> {
-    let id = q.id.ok_or_else(|| {
-        ApiError::new(ErrorKind::Invalid, "name the grant: ?id=<grant id>").field("id")
-    })?;
-    connectors(&state)?.revoke_grant(&id, OPERATOR).await?;
+    connectors(&state)?.revoke_grant(&q.id, OPERATOR).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn audit(
     State(state): State<AppState>,
-    Query(q): Query<TrailQuery>,
+    Params(q): Params<TrailQuery>,
 ) -> ApiResult<Json<Vec<crate::connector::store::AuditEntry>>> {
     let (ticket, limit) = q.parse()?;
     Ok(Json(connectors(&state)?.audit(ticket, limit).await?))
@@ -136,7 +137,7 @@ pub(super) async fn audit(
 
 pub(super) async fn effects(
     State(state): State<AppState>,
-    Query(q): Query<TrailQuery>,
+    Params(q): Params<TrailQuery>,
 ) -> ApiResult<Json<Vec<crate::connector::store::EffectRow>>> {
     let (ticket, limit) = q.parse()?;
     Ok(Json(connectors(&state)?.effects(ticket, limit).await?))

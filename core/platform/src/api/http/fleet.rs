@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write as _;
@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::body::json_body;
+use super::extract::PathId;
 use super::{ApiResult, AppState};
 use crate::api::{ApiError, ErrorKind};
 use crate::controller::{Controller, CoreEvent};
@@ -33,7 +34,7 @@ pub(super) async fn tenants(State(state): State<AppState>) -> ApiResult<Response
 
 pub(super) async fn set_budget(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -55,9 +56,22 @@ pub(super) async fn set_budget(
     Ok(Json(state.controller.set_budget(tenant, budget_nusd).await?).into_response())
 }
 
-pub(super) async fn events(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(super) async fn events(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let ws = ws.map_err(|e| {
+        ApiError::new(
+            ErrorKind::Malformed,
+            format!(
+                "this route is a WebSocket: connect with `Connection: Upgrade` and `Upgrade: websocket` ({})",
+                e.body_text()
+            ),
+        )
+        .field("upgrade")
+    })?;
     let controller = state.controller.clone();
-    ws.on_upgrade(move |socket| stream_events(socket, controller))
+    Ok(ws.on_upgrade(move |socket| stream_events(socket, controller)))
 }
 
 /// Forwards `CoreEvent`s to one WebSocket until either side goes away. A

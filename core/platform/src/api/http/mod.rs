@@ -4,7 +4,8 @@
 //! [`mount`], which puts each behind the auth gate or not as its row says
 //! and checks that every row is mounted exactly once. One file per concern:
 //! `auth.rs` (the token gate), `body.rs` (reading and parsing bodies, with
-//! their limits), and the handlers by domain: `tickets.rs`, `fleet.rs`
+//! their limits), `extract.rs` (query and path parameters, and the one
+//! error shape for every refusal, axum's own included), and the handlers by domain: `tickets.rs`, `fleet.rs`
 //! (bots, cost, tenants, events, metrics), `connectors.rs`, `security.rs`.
 //! Errors map to the one JSON shape in one place: `From<…> for ApiError`
 //! in `api/mod.rs`, and `IntoResponse for ApiError` here.
@@ -12,6 +13,7 @@
 mod auth;
 mod body;
 mod connectors;
+mod extract;
 mod fleet;
 mod security;
 mod tickets;
@@ -142,6 +144,7 @@ fn mount() -> Mount {
         mounted: Vec::new(),
     }
     .at::<GetHealth, _, _>(tickets::health)
+    .at::<GetOpenApi, _, _>(openapi)
     .at::<SubmitTicket, _, _>(tickets::submit)
     .at::<ListTickets, _, _>(tickets::list)
     .at::<CountTickets, _, _>(tickets::counts)
@@ -181,7 +184,19 @@ fn routes(state: AppState) -> Router {
     m.gated
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::auth))
         .merge(m.public)
+        .layer(middleware::from_fn(extract::one_error_shape))
         .with_state(state)
+}
+
+/// The contract, generated once per process.
+async fn openapi() -> Response {
+    static CONTRACT: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(crate::api::contract::openapi_json);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        CONTRACT.as_str(),
+    )
+        .into_response()
 }
 
 /// Serves the API on `listener` until `shutdown` fires.

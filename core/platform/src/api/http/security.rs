@@ -3,12 +3,13 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use oshal_kernel::name::Named;
 
 use super::body::{json_body, read_limited};
+use super::extract::{Params, PathId};
 use super::{ApiResult, AppState, OPERATOR};
 use crate::api::{ApiError, ErrorKind, FindingsQuery};
 
@@ -27,9 +28,12 @@ pub(super) async fn security_scan(
     Ok(Json(security(&state)?.scan().await?))
 }
 
+/// The longest scanner name a findings query takes.
+const MAX_SOURCE: usize = 128;
+
 pub(super) async fn security_findings(
     State(state): State<AppState>,
-    Query(p): Query<FindingsQuery>,
+    Params(p): Params<FindingsQuery>,
 ) -> ApiResult<Json<Vec<crate::security::Finding>>> {
     use crate::security::{FindingQuery, FindingState, store::MAX_LIST};
     let finding_state = p
@@ -62,6 +66,17 @@ pub(super) async fn security_findings(
                 })
         })
         .transpose()?;
+    if let Some(source) = p.source.as_deref().filter(|s| s.len() > MAX_SOURCE) {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            format!(
+                "source is {} bytes; the limit is {MAX_SOURCE}",
+                source.len()
+            ),
+        )
+        .field("source")
+        .limit(MAX_SOURCE as u64));
+    }
     let query = FindingQuery {
         state: finding_state,
         source: p.source,
@@ -72,7 +87,7 @@ pub(super) async fn security_findings(
 
 pub(super) async fn security_suppress(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<crate::security::Finding>> {

@@ -3,11 +3,12 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::body::json_body;
+use super::body::{json_body, tickets_body};
+use super::extract::{Params, PathId};
 use super::{ApiResult, AppState};
 use crate::api::{ApiError, ErrorKind};
 use crate::ticket::{NewTicket, TicketId};
@@ -43,7 +44,7 @@ pub(super) async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let new: NewTicket = json_body(&headers, body).await?;
+    let new: NewTicket = tickets_body(&headers, body).await?;
     let submitted = state.controller.submit(new).await?;
     let status = if submitted.duplicate {
         StatusCode::OK
@@ -55,7 +56,7 @@ pub(super) async fn submit(
 
 pub(super) async fn list(
     State(state): State<AppState>,
-    Query(filter): Query<crate::api::TicketFilter>,
+    Params(filter): Params<crate::api::TicketFilter>,
 ) -> ApiResult<Response> {
     Ok(Json(state.controller.tickets(&filter.query()?).await?).into_response())
 }
@@ -74,7 +75,7 @@ pub(super) async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<crate::api::BatchReport>> {
-    let request: crate::api::BatchSubmit = json_body(&headers, body).await?;
+    let request: crate::api::BatchSubmit = tickets_body(&headers, body).await?;
     Ok(Json(
         crate::api::submit_batch(&state.controller, request).await?,
     ))
@@ -82,21 +83,21 @@ pub(super) async fn batch(
 
 pub(super) async fn ticket(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Response> {
     Ok(Json(state.controller.ticket(ticket_id(&id)?).await?).into_response())
 }
 
 pub(super) async fn cancel(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Response> {
     Ok(Json(state.controller.cancel(ticket_id(&id)?).await?).into_response())
 }
 
 pub(super) async fn approve(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Response> {
     Ok(Json(state.controller.approve(ticket_id(&id)?).await?).into_response())
 }

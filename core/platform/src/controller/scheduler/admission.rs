@@ -30,7 +30,7 @@ use crate::ticket::{
 };
 
 /// The answer to a submission that was accepted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Submitted {
     pub id: TicketId,
     pub tenant: TenantId,
@@ -41,6 +41,7 @@ pub struct Submitted {
     /// True when the idempotency key matched an earlier ticket, whose id this is.
     pub duplicate: bool,
     #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
     pub created_at_ms: UnixMs,
 }
 
