@@ -12,4 +12,5 @@ mod fleet;
 mod http;
 mod model;
 mod security;
+mod soak;
 mod ui;

@@ -5,7 +5,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, cancel, connectors, db_setup, node, openapi, security, serve, submit, ticket, tickets,
+    bench, cancel, connectors, db_setup, node, openapi, security, serve, soak, submit, ticket,
+    tickets,
 };
 
 #[derive(Parser)]
@@ -52,6 +53,11 @@ pub enum Command {
     /// Print the HTTP API's OpenAPI 3.1 contract (what
     /// `GET /api/v1/openapi.json` serves).
     Openapi(openapi::Args),
+    /// Run a fleet (a controller and two nodes on PostgreSQL and a Redis of
+    /// its own) under steady load, killing a node every minute and
+    /// restarting Redis once, then report what was lost or counted twice
+    /// and how memory moved.
+    Soak(soak::Args),
 }
 
 impl Command {
@@ -68,6 +74,7 @@ impl Command {
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Openapi(a) => openapi::run(a).await,
+            Self::Soak(a) => soak::run(a).await,
         }
     }
 }

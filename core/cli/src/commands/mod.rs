@@ -9,6 +9,7 @@ pub mod node;
 pub mod openapi;
 pub mod security;
 pub mod serve;
+pub mod soak;
 pub mod submit;
 pub mod ticket;
 pub mod tickets;

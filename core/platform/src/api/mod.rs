@@ -640,6 +640,9 @@ impl From<SecurityError> for ApiError {
                 ApiError::new(ErrorKind::Invalid, message).field(field)
             }
             SecurityError::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            SecurityError::Conflict(_) => {
+                ApiError::new(ErrorKind::IllegalTransition, message).field("id")
+            }
             SecurityError::TooLarge(field, limit) => ApiError::new(ErrorKind::TooLarge, message)
                 .field(field)
                 .limit(limit as u64),

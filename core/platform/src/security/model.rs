@@ -353,6 +353,9 @@ pub enum SecurityError {
     Invalid { field: String, reason: String },
     #[error("finding {0} not found")]
     NotFound(String),
+    /// The finding's state does not allow this (suppressing a resolved one).
+    #[error("{0}")]
+    Conflict(String),
     #[error("security store: {0}")]
     Db(String),
     #[error("{0} is larger than the limit of {1} bytes")]

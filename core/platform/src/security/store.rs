@@ -269,10 +269,9 @@ impl SecurityDb {
     pub async fn suppress(&self, id: &str, s: &Suppression) -> Result<Finding, SecurityError> {
         let current = self.finding(id).await?;
         if current.state == FindingState::Resolved {
-            return Err(super::invalid(
-                "id",
-                format!("finding {id} is resolved; only an open finding can be suppressed"),
-            ));
+            return Err(SecurityError::Conflict(format!(
+                "finding {id} is resolved; only an open finding can be suppressed"
+            )));
         }
         sqlx::query(
             "UPDATE security_findings SET state = 'suppressed', suppress_reason = ?2, suppress_by = ?3,
