@@ -101,3 +101,116 @@ async fn a_fleet_controller_keeps_its_contract_under_fuzzing() {
     space.cleanup().await.unwrap();
     assert_clean(&run, "fleet controller");
 }
+
+/// The refusals that used to leave in another shape (plain text, or an
+/// empty 405), each now in the one JSON error shape naming what it can.
+#[tokio::test]
+async fn every_refusal_is_the_one_error_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--bots", "1"]).unwrap();
+    let http = server.raw();
+    let cases: [(reqwest::Method, &str, u16, &str, Option<&str>); 8] = [
+        (
+            reqwest::Method::GET,
+            "/api/v1/tickets?state=queued&state=dead",
+            422,
+            "invalid",
+            Some("state"),
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/security/findings?colour=red",
+            422,
+            "invalid",
+            Some("colour"),
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/events",
+            400,
+            "malformed",
+            Some("upgrade"),
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/tickets/%FF",
+            422,
+            "invalid",
+            Some("id"),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/api/v1/tickets",
+            405,
+            "method_not_allowed",
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/tickets?kind=%00",
+            422,
+            "invalid",
+            Some("kind"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/grants?id=%00",
+            422,
+            "invalid",
+            Some("id"),
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/tickets?tenant=",
+            422,
+            "invalid",
+            Some("tenant"),
+        ),
+    ];
+    for (method, path, status, kind, field) in cases {
+        let r = http
+            .request(method.clone(), format!("{}{path}", server.url))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/json",
+            "{method} {path}"
+        );
+        if status == 405 {
+            let allow = r.headers()["allow"].to_str().unwrap().to_owned();
+            assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+        }
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["kind"], kind, "{method} {path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        match field {
+            Some(f) => assert_eq!(body["error"]["field"], f, "{method} {path}: {body}"),
+            None => assert!(body["error"].get("field").is_none(), "{body}"),
+        }
+    }
+    // The contract is served, behind the token like everything but health.
+    let r = http
+        .get(format!("{}/api/v1/openapi.json", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let contract = server.json("/api/v1/openapi.json").await.unwrap();
+    assert_eq!(contract["openapi"], "3.1.0");
+    let kept: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/platform/openapi.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(contract, kept, "the server serves the committed contract");
+}

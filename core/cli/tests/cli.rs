@@ -32,9 +32,33 @@ fn help_lists_every_command() {
         "connectors",
         "security",
         "bench",
+        "openapi",
+        "soak",
     ] {
         assert!(out.contains(cmd), "{cmd} missing from:\n{out}");
     }
+}
+
+#[test]
+fn openapi_prints_the_committed_contract() {
+    let (code, out, err) = oshal(&["openapi"]);
+    assert_eq!(code, 0, "{err}");
+    let kept = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../platform/openapi.json"
+    ))
+    .unwrap();
+    assert!(
+        out == kept,
+        "`oshal openapi` differs from core/platform/openapi.json"
+    );
+}
+
+#[test]
+fn a_soak_refuses_a_duration_it_cannot_run() {
+    let (code, _, err) = oshal(&["soak", "--minutes", "0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--minutes") && err.contains("1440"), "{err}");
 }
 
 #[test]
