@@ -12,3 +12,10 @@
 //! platform crate it may name is `oshal-kernel`, and the layering test in
 //! `core/cli/tests/layering.rs` checks it). A thin adapter in the platform
 //! wires it to tickets, bots, the cost ledger and the API.
+//!
+//! Here so far: exact prices and quantities ([`fixed`]) and the order
+//! lifecycle ([`order`]: NautilusTrader's statuses and events, the table of
+//! what may follow what).
+
+pub mod fixed;
+pub mod order;
