@@ -13,9 +13,11 @@
 //! `core/cli/tests/layering.rs` checks it). A thin adapter in the platform
 //! wires it to tickets, bots, the cost ledger and the API.
 //!
-//! Here so far: exact prices and quantities ([`fixed`]) and the order
-//! lifecycle ([`order`]: NautilusTrader's statuses and events, the table of
-//! what may follow what).
+//! Here so far: exact prices and quantities ([`fixed`]), an instrument's
+//! steps and bounds ([`instrument`]) and the order lifecycle ([`order`]:
+//! NautilusTrader's statuses and events, the table of what may follow
+//! what).
 
 pub mod fixed;
+pub mod instrument;
 pub mod order;
