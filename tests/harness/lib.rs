@@ -480,22 +480,8 @@ impl PrivateRedis {
             .spawn()
             .context("starting redis-server")?;
         self.child = Some(child);
-        let client = redis::Client::open(self.url())?;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("redis-server on port {} did not answer", self.port);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        oshal_core::lane::redis::wait_until_answering(&self.url(), WAIT).await?;
+        Ok(())
     }
 
     /// `kill -9`: the server is gone until `restart_empty`.

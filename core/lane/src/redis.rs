@@ -116,6 +116,29 @@ pub async fn manager(client: &Client) -> Result<ConnectionManager, LaneError> {
         .map_err(backend)
 }
 
+/// Waits until the server at `url` answers PING, for at most `within`
+/// (a server just started, or restarted).
+pub async fn wait_until_answering(url: &str, within: Duration) -> Result<(), LaneError> {
+    let client = Client::open(url).map_err(backend)?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(mut c) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(LaneError::Backend(format!(
+                "{url} did not answer PING within {within:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A connection of its own for blocking reads (no response timeout: the
 /// server answers when BLOCK elapses).
 pub async fn blocking_connection(client: &Client) -> Result<MultiplexedConnection, LaneError> {

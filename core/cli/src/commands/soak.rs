@@ -531,22 +531,8 @@ impl Redis {
             .spawn()
             .context("starting redis-server (Debian: apt-get install redis-server)")?;
         self.child = Some(child);
-        let client = redis::Client::open(self.url())?;
-        let deadline = Instant::now() + START_WAIT;
-        loop {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("redis-server on port {} did not answer", self.port);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        oshal_core::lane::redis::wait_until_answering(&self.url(), START_WAIT).await?;
+        Ok(())
     }
 
     /// SIGKILL, then a fresh, empty server on the same port.
