@@ -14,10 +14,13 @@
 //! wires it to tickets, bots, the cost ledger and the API.
 //!
 //! Here so far: exact prices and quantities ([`fixed`]), an instrument's
-//! steps and bounds ([`instrument`]) and the order lifecycle ([`order`]:
+//! steps and bounds ([`instrument`]), the order lifecycle ([`order`]:
 //! NautilusTrader's statuses and events, the table of what may follow
-//! what).
+//! what) and the risk engine's pre-trade checks ([`risk`]: every check
+//! recorded with its limit and what it observed, each denial a stable
+//! code).
 
 pub mod fixed;
 pub mod instrument;
 pub mod order;
+pub mod risk;
