@@ -16,11 +16,13 @@
 //! Here so far: exact prices and quantities ([`fixed`]), an instrument's
 //! steps and bounds ([`instrument`]), the order lifecycle ([`order`]:
 //! NautilusTrader's statuses and events, the table of what may follow
-//! what) and the risk engine's pre-trade checks ([`risk`]: every check
+//! what), the risk engine's pre-trade checks ([`risk`]: every check
 //! recorded with its limit and what it observed, each denial a stable
-//! code).
+//! code) and netting positions with their realized and unrealized P&L
+//! ([`position`]).
 
 pub mod fixed;
 pub mod instrument;
 pub mod order;
+pub mod position;
 pub mod risk;
