@@ -18,11 +18,13 @@
 //! NautilusTrader's statuses and events, the table of what may follow
 //! what), the risk engine's pre-trade checks ([`risk`]: every check
 //! recorded with its limit and what it observed, each denial a stable
-//! code) and netting positions with their realized and unrealized P&L
-//! ([`position`]).
+//! code), netting positions with their realized and unrealized P&L
+//! ([`position`]) and the double-entry ledger of reservations, trades and
+//! commissions ([`ledger`]).
 
 pub mod fixed;
 pub mod instrument;
+pub mod ledger;
 pub mod order;
 pub mod position;
 pub mod risk;
