@@ -19,9 +19,11 @@
 //! what), the risk engine's pre-trade checks ([`risk`]: every check
 //! recorded with its limit and what it observed, each denial a stable
 //! code), netting positions with their realized and unrealized P&L
-//! ([`position`]) and the double-entry ledger of reservations, trades and
-//! commissions ([`ledger`]).
+//! ([`position`]), the double-entry ledger of reservations, trades and
+//! commissions ([`ledger`]) and the venue's matching engine ([`book`]:
+//! price-time priority, GTC, GTD, IOC, FOK, post-only).
 
+pub mod book;
 pub mod fixed;
 pub mod instrument;
 pub mod ledger;
