@@ -20,13 +20,15 @@
 //! recorded with its limit and what it observed, each denial a stable
 //! code), netting positions with their realized and unrealized P&L
 //! ([`position`]), the double-entry ledger of reservations, trades and
-//! commissions ([`ledger`]) and the venue's matching engine ([`book`]:
-//! price-time priority, GTC, GTD, IOC, FOK, post-only).
+//! commissions ([`ledger`]), the venue's matching engine ([`book`]:
+//! price-time priority, GTC, GTD, IOC, FOK, post-only) and market data
+//! ([`market`]: seeded quotes, bars, CSV import).
 
 pub mod book;
 pub mod fixed;
 pub mod instrument;
 pub mod ledger;
+pub mod market;
 pub mod order;
 pub mod position;
 pub mod risk;

@@ -1,0 +1,298 @@
+//! Market data: a seeded generator of L1 quotes, OHLCV bars built from
+//! them, and OHLCV bars read from CSV.
+//!
+//! The generator walks each instrument's mid price as a geometric Brownian
+//! motion whose volatility switches between a calm and a stressed regime
+//! (a two-state Markov chain), with occasional jumps. It draws from one
+//! ChaCha8 stream seeded by the caller, so the same seed and models give
+//! the same data, byte for byte ([`fingerprint`] hashes it). Prices land
+//! on the instrument's tick, sizes on its lot.
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+use rand_distr::{Distribution, Normal, StandardUniform};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fixed::{FIXED_SCALAR, Price, Quantity};
+use crate::instrument::Instrument;
+
+/// How one instrument's price moves, per step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceModel {
+    pub instrument: Instrument,
+    pub start_mid: f64,
+    /// Drift per step (log return).
+    pub drift: f64,
+    /// Volatility per step in the calm regime, and in the stressed one.
+    pub calm_vol: f64,
+    pub stressed_vol: f64,
+    /// Chance per step of switching regime.
+    pub switch_chance: f64,
+    /// Chance per step of a jump, and the jump's size (log-return sd).
+    pub jump_chance: f64,
+    pub jump_vol: f64,
+    /// Half the spread, in ticks.
+    pub half_spread_ticks: i64,
+    /// Most lots quoted on a side.
+    pub max_lots: u64,
+}
+
+/// A best bid and offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub ts_ms: i64,
+    pub instrument: String,
+    pub bid: Price,
+    pub ask: Price,
+    pub bid_size: Quantity,
+    pub ask_size: Quantity,
+}
+
+/// One period's open, high, low, close and volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bar {
+    /// When the period opened.
+    pub ts_ms: i64,
+    pub instrument: String,
+    pub open: Price,
+    pub high: Price,
+    pub low: Price,
+    pub close: Price,
+    pub volume: Quantity,
+}
+
+struct Walk {
+    model: PriceModel,
+    mid: f64,
+    stressed: bool,
+}
+
+/// Quotes for several instruments from one seed.
+pub struct Generator {
+    rng: ChaCha8Rng,
+    walks: Vec<Walk>,
+}
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator")
+            .field("instruments", &self.walks.len())
+            .finish()
+    }
+}
+
+impl Generator {
+    pub fn new(seed: u64, models: Vec<PriceModel>) -> Generator {
+        Generator {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            walks: models
+                .into_iter()
+                .map(|model| Walk {
+                    mid: model.start_mid,
+                    model,
+                    stressed: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// One quote per instrument per step, `step_ms` apart from `start_ms`.
+    pub fn quotes(&mut self, start_ms: i64, step_ms: i64, steps: usize) -> Vec<Quote> {
+        let normal = Normal::new(0.0, 1.0).expect("a standard normal");
+        let mut out = Vec::with_capacity(steps * self.walks.len());
+        for step in 0..steps {
+            let ts_ms = start_ms + step as i64 * step_ms;
+            for walk in &mut self.walks {
+                let m = &walk.model;
+                let u: f64 = StandardUniform.sample(&mut self.rng);
+                if u < m.switch_chance {
+                    walk.stressed = !walk.stressed;
+                }
+                let vol = if walk.stressed {
+                    m.stressed_vol
+                } else {
+                    m.calm_vol
+                };
+                let z: f64 = normal.sample(&mut self.rng);
+                let mut ret = m.drift - vol * vol / 2.0 + vol * z;
+                let j: f64 = StandardUniform.sample(&mut self.rng);
+                if j < m.jump_chance {
+                    let jz: f64 = normal.sample(&mut self.rng);
+                    ret += m.jump_vol * jz;
+                }
+                walk.mid *= ret.exp();
+                let tick = m.instrument.tick_size.raw.max(1);
+                // The mid on the tick, never below a few ticks.
+                let mid_raw =
+                    ((walk.mid * FIXED_SCALAR as f64) / tick as f64).round() as i64 * tick;
+                let mid_raw = mid_raw.max(tick * (m.half_spread_ticks + 1));
+                let half = m.half_spread_ticks * tick;
+                let lots = |rng: &mut ChaCha8Rng| {
+                    let u: f64 = StandardUniform.sample(rng);
+                    1 + (u * m.max_lots as f64) as u64 % m.max_lots.max(1)
+                };
+                let (bid_lots, ask_lots) = (lots(&mut self.rng), lots(&mut self.rng));
+                let lot = m.instrument.lot_size;
+                out.push(Quote {
+                    ts_ms,
+                    instrument: m.instrument.id.clone(),
+                    bid: Price::from_raw(mid_raw - half, m.instrument.price_precision),
+                    ask: Price::from_raw(mid_raw + half, m.instrument.price_precision),
+                    bid_size: Quantity::from_raw(bid_lots * lot.raw, lot.precision),
+                    ask_size: Quantity::from_raw(ask_lots * lot.raw, lot.precision),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Bars of `period_ms` for `instrument` from its quotes' mids (on the
+/// bid, rounded down to the tick), volume the quoted sizes.
+pub fn bars(quotes: &[Quote], instrument: &Instrument, period_ms: i64) -> Vec<Bar> {
+    let mut out: Vec<Bar> = Vec::new();
+    let tick = instrument.tick_size.raw.max(1);
+    for q in quotes.iter().filter(|q| q.instrument == instrument.id) {
+        let mid = (q.bid.raw + q.ask.raw) / 2 / tick * tick;
+        let px = Price::from_raw(mid, instrument.price_precision);
+        let size = q.bid_size.raw + q.ask_size.raw;
+        let open_ms = q.ts_ms - q.ts_ms.rem_euclid(period_ms);
+        match out.last_mut() {
+            Some(bar) if bar.ts_ms == open_ms => {
+                bar.high = bar.high.max(px);
+                bar.low = bar.low.min(px);
+                bar.close = px;
+                bar.volume.raw += size;
+            }
+            _ => out.push(Bar {
+                ts_ms: open_ms,
+                instrument: instrument.id.clone(),
+                open: px,
+                high: px,
+                low: px,
+                close: px,
+                volume: Quantity::from_raw(size, instrument.size_precision),
+            }),
+        }
+    }
+    out
+}
+
+/// sha256 of the quotes as CSV lines: the same data, the same hex.
+pub fn fingerprint(quotes: &[Quote]) -> String {
+    let mut h = Sha256::new();
+    for q in quotes {
+        h.update(
+            format!(
+                "{},{},{},{},{},{}\n",
+                q.ts_ms, q.instrument, q.bid, q.ask, q.bid_size, q.ask_size
+            )
+            .as_bytes(),
+        );
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a CSV of bars was refused: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column} ({name}): {reason}")]
+pub struct CsvError {
+    pub line: usize,
+    pub column: usize,
+    pub name: &'static str,
+    pub reason: String,
+}
+
+/// The columns a bars CSV has, in order.
+pub const BAR_COLUMNS: [&str; 6] = ["ts_ms", "open", "high", "low", "close", "volume"];
+
+/// Reads OHLCV bars for `instrument`: a header line naming
+/// [`BAR_COLUMNS`], then one bar a line, timestamps strictly rising,
+/// prices on the instrument's precision and tick, `low ≤ open, close ≤
+/// high`. The first fault refuses the whole file.
+pub fn parse_bars_csv(instrument: &Instrument, text: &str) -> Result<Vec<Bar>, CsvError> {
+    let err = |line: usize, column: usize, reason: String| CsvError {
+        line,
+        column,
+        name: BAR_COLUMNS
+            .get(column.saturating_sub(1))
+            .copied()
+            .unwrap_or("-"),
+        reason,
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
+    match lines.next() {
+        Some((_, header)) if header.split(',').map(str::trim).eq(BAR_COLUMNS) => {}
+        Some((n, _)) => {
+            return Err(err(
+                n,
+                1,
+                format!("the header must be {}", BAR_COLUMNS.join(",")),
+            ));
+        }
+        None => return Err(err(1, 1, "the file is empty".into())),
+    }
+    let mut out: Vec<Bar> = Vec::new();
+    for (n, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cells.len() != BAR_COLUMNS.len() {
+            return Err(err(
+                n,
+                cells.len().min(BAR_COLUMNS.len()) + 1,
+                format!("{} columns; a bar has {}", cells.len(), BAR_COLUMNS.len()),
+            ));
+        }
+        let ts_ms: i64 = cells[0]
+            .parse()
+            .map_err(|_| err(n, 1, format!("{:?} is not a whole number of ms", cells[0])))?;
+        if let Some(last) = out.last()
+            && ts_ms <= last.ts_ms
+        {
+            return Err(err(
+                n,
+                1,
+                format!("{ts_ms} is not after the line before ({})", last.ts_ms),
+            ));
+        }
+        let mut prices = [Price::from_raw(0, 0); 4];
+        for (i, slot) in prices.iter_mut().enumerate() {
+            let column = i + 2;
+            let p = Price::parse(BAR_COLUMNS[i + 1], cells[i + 1], instrument.price_precision)
+                .map_err(|e| err(n, column, e.reason))?;
+            instrument
+                .check_price(BAR_COLUMNS[i + 1], p)
+                .map_err(|e| err(n, column, e.to_string()))?;
+            *slot = p;
+        }
+        let [open, high, low, close] = prices;
+        if low > open.min(close) || high < open.max(close) || low > high {
+            return Err(err(
+                n,
+                3,
+                format!("low {low} and high {high} do not hold open {open} and close {close}"),
+            ));
+        }
+        let volume = Quantity::parse("volume", cells[5], instrument.size_precision)
+            .map_err(|e| err(n, 6, e.reason))?;
+        out.push(Bar {
+            ts_ms,
+            instrument: instrument.id.clone(),
+            open,
+            high,
+            low,
+            close,
+            volume,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
