@@ -21,8 +21,10 @@
 //! code), netting positions with their realized and unrealized P&L
 //! ([`position`]), the double-entry ledger of reservations, trades and
 //! commissions ([`ledger`]), the venue's matching engine ([`book`]:
-//! price-time priority, GTC, GTD, IOC, FOK, post-only) and market data
-//! ([`market`]: seeded quotes, bars, CSV import).
+//! price-time priority, GTC, GTD, IOC, FOK, post-only), market data
+//! ([`market`]: seeded quotes, bars, CSV import) and the strategies'
+//! signals ([`signal`]: LEAN's Insight from an EMA crossover, a z-score and
+//! a breakout, with the hash of their inputs).
 
 pub mod book;
 pub mod fixed;
@@ -32,3 +34,4 @@ pub mod market;
 pub mod order;
 pub mod position;
 pub mod risk;
+pub mod signal;
