@@ -21,11 +21,14 @@
 //! code), netting positions with their realized and unrealized P&L
 //! ([`position`]), the double-entry ledger of reservations, trades and
 //! commissions ([`ledger`]), the venue's matching engine ([`book`]:
-//! price-time priority, GTC, GTD, IOC, FOK, post-only), market data
+//! price-time priority, GTC, GTD, IOC, FOK, post-only), fills from bars
+//! ([`bars`]: open → high → low → close, stops, stop-limits, gaps filled at
+//! the open), market data
 //! ([`market`]: seeded quotes, bars, CSV import) and the strategies'
 //! signals ([`signal`]: LEAN's Insight from an EMA crossover, a z-score and
 //! a breakout, with the hash of their inputs).
 
+pub mod bars;
 pub mod book;
 pub mod fixed;
 pub mod instrument;
