@@ -25,24 +25,39 @@ use crate::clock::UnixMs;
 use crate::ticket::{BotId, TenantId, TicketId};
 
 #[derive(Debug, thiserror::Error)]
-#[error("connector store: {0}")]
-pub struct DbError(String);
+#[error("connector store: {message}")]
+pub struct DbError {
+    message: String,
+    /// The database refused the data itself (`oshal_store::refused_data`):
+    /// the request's fault, which a retry cannot mend, not the store's.
+    refused: bool,
+}
 
 impl DbError {
     pub(crate) fn new(reason: impl Into<String>) -> Self {
-        Self(reason.into())
+        Self {
+            message: reason.into(),
+            refused: false,
+        }
+    }
+
+    pub fn is_refused_data(&self) -> bool {
+        self.refused
     }
 }
 
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
-        Self(e.to_string())
+        Self {
+            refused: oshal_store::refused_data(&e).is_some(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<serde_json::Error> for DbError {
     fn from(e: serde_json::Error) -> Self {
-        Self(format!("a stored row does not parse: {e}"))
+        Self::new(format!("a stored row does not parse: {e}"))
     }
 }
 
@@ -419,7 +434,7 @@ impl ConnectorStore for SqliteConnectorStore {
             .map(|r| {
                 Ok(Grant {
                     id: r.get(0),
-                    bot: BotId::parse(r.get(1)).map_err(|e| DbError(e.to_string()))?,
+                    bot: BotId::parse(r.get(1)).map_err(|e| DbError::new(e.to_string()))?,
                     connector: r.get(2),
                     operations: serde_json::from_str(r.get(3))?,
                     scopes: serde_json::from_str(r.get(4))?,
@@ -476,19 +491,19 @@ impl ConnectorStore for SqliteConnectorStore {
                     seq: r.get(0),
                     at_ms: r.get(1),
                     kind: AuditKind::parse(r.get(2))
-                        .ok_or_else(|| DbError("unknown audit kind".into()))?,
+                        .ok_or_else(|| DbError::new("unknown audit kind"))?,
                     allowed: r.get(3),
                     actor: r.get(4),
                     tenant: r
                         .get::<Option<&str>, _>(12)
                         .map(TenantId::parse)
                         .transpose()
-                        .map_err(|e| DbError(e.to_string()))?,
+                        .map_err(|e| DbError::new(e.to_string()))?,
                     ticket: r
                         .get::<Option<&str>, _>(5)
                         .map(TicketId::parse)
                         .transpose()
-                        .map_err(|e| DbError(e.to_string()))?,
+                        .map_err(|e| DbError::new(e.to_string()))?,
                     attempt: r.get(6),
                     connector: r.get(7),
                     operation: r.get(8),
@@ -566,14 +581,13 @@ const EFFECT_COLUMNS: &str = "SELECT key, ticket, attempt, connector, operation,
 fn effect_row(r: &sqlx::sqlite::SqliteRow) -> Result<EffectRow, DbError> {
     Ok(EffectRow {
         key: r.get(0),
-        tenant: TenantId::parse(r.get(11)).map_err(|e| DbError(e.to_string()))?,
-        ticket: TicketId::parse(r.get(1)).map_err(|e| DbError(e.to_string()))?,
+        tenant: TenantId::parse(r.get(11)).map_err(|e| DbError::new(e.to_string()))?,
+        ticket: TicketId::parse(r.get(1)).map_err(|e| DbError::new(e.to_string()))?,
         attempt: r.get(2),
         connector: r.get(3),
         operation: r.get(4),
         token_id: r.get(5),
-        state: EffectState::parse(r.get(6))
-            .ok_or_else(|| DbError("unknown effect state".into()))?,
+        state: EffectState::parse(r.get(6)).ok_or_else(|| DbError::new("unknown effect state"))?,
         status: r.get(7),
         response: r
             .get::<Option<&str>, _>(8)

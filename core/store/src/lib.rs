@@ -59,10 +59,14 @@ impl StoreError {
     }
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        use sqlx::error::ErrorKind as K;
-        if let sqlx::Error::Database(db) = &e {
+/// Whether a database refused the data itself (SQLSTATE classes 22 and 23,
+/// a constraint, a value the driver cannot encode), as `(code, message)`:
+/// permanent, and the one record's, where anything else is the store's
+/// health. Every store over sqlx classifies its errors here.
+pub fn refused_data(e: &sqlx::Error) -> Option<(String, String)> {
+    use sqlx::error::ErrorKind as K;
+    match e {
+        sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             let pg_data_class = db
                 .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
@@ -74,20 +78,19 @@ impl From<sqlx::Error> for StoreError {
                     | K::NotNullViolation
                     | K::CheckViolation
             );
-            if pg_data_class || constraint {
-                return StoreError::Rejected {
-                    code,
-                    message: db.message().to_owned(),
-                };
-            }
+            (pg_data_class || constraint).then(|| (code, db.message().to_owned()))
         }
-        if let sqlx::Error::Encode(err) = &e {
-            return StoreError::Rejected {
-                code: "encode".into(),
-                message: err.to_string(),
-            };
+        sqlx::Error::Encode(err) => Some(("encode".into(), err.to_string())),
+        _ => None,
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match refused_data(&e) {
+            Some((code, message)) => StoreError::Rejected { code, message },
+            None => StoreError::Unavailable(e.to_string()),
         }
-        StoreError::Unavailable(e.to_string())
     }
 }
 

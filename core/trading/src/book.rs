@@ -134,18 +134,25 @@ impl Book {
 
     /// How much of `side` at `price` could trade now, up to `want`.
     fn available(&self, side: OrderSide, price: Option<Price>, want: u64) -> u64 {
-        let mut got = 0u64;
-        let levels: Box<dyn Iterator<Item = (&i64, &VecDeque<Resting>)>> = match side {
-            OrderSide::Buy => Box::new(self.asks.iter()),
-            OrderSide::Sell => Box::new(self.bids.iter().rev()),
-        };
-        for (level, queue) in levels {
-            if !Self::crosses(side, price, *level) || got >= want {
-                break;
+        fn sum<'a>(
+            levels: impl Iterator<Item = (&'a i64, &'a VecDeque<Resting>)>,
+            side: OrderSide,
+            price: Option<Price>,
+            want: u64,
+        ) -> u64 {
+            let mut got = 0u64;
+            for (level, queue) in levels {
+                if !Book::crosses(side, price, *level) || got >= want {
+                    break;
+                }
+                got += queue.iter().map(|r| r.raw).sum::<u64>();
             }
-            got += queue.iter().map(|r| r.raw).sum::<u64>();
+            got.min(want)
         }
-        got.min(want)
+        match side {
+            OrderSide::Buy => sum(self.asks.iter(), side, price, want),
+            OrderSide::Sell => sum(self.bids.iter().rev(), side, price, want),
+        }
     }
 
     /// Matches `order` against the book and rests what its time in force

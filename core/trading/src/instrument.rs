@@ -107,21 +107,23 @@ impl Instrument {
     }
 }
 
+/// ETHUSD.SIM: prices to 0.05, sizes in lots of 0.010 from 0.010 to 100.
+#[cfg(test)]
+pub(crate) fn eth() -> Instrument {
+    Instrument {
+        id: "ETHUSD.SIM".into(),
+        price_precision: 2,
+        size_precision: 3,
+        tick_size: Price::parse("tick_size", "0.05", 2).expect("a tick"),
+        lot_size: Quantity::parse("lot_size", "0.010", 3).expect("a lot"),
+        min_quantity: Quantity::parse("min_quantity", "0.010", 3).expect("a minimum"),
+        max_quantity: Quantity::parse("max_quantity", "100.000", 3).expect("a maximum"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn eth() -> Instrument {
-        Instrument {
-            id: "ETHUSD.SIM".into(),
-            price_precision: 2,
-            size_precision: 3,
-            tick_size: Price::parse("tick_size", "0.05", 2).unwrap(),
-            lot_size: Quantity::parse("lot_size", "0.010", 3).unwrap(),
-            min_quantity: Quantity::parse("min_quantity", "0.010", 3).unwrap(),
-            max_quantity: Quantity::parse("max_quantity", "100.000", 3).unwrap(),
-        }
-    }
 
     #[test]
     fn prices_on_the_tick_and_quantities_on_the_lot_pass() {

@@ -55,6 +55,8 @@ pub struct Posting {
 pub enum LedgerError {
     #[error("{field}: {amount} is not above zero")]
     NotPositive { field: &'static str, amount: i128 },
+    #[error("{field}: {amount} is negative")]
+    Negative { field: &'static str, amount: i128 },
     #[error("order {order}: reserving {amount} exceeds the free cash {free}")]
     InsufficientCash {
         order: String,
@@ -165,7 +167,7 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         positive("value", value)?;
         if commission < 0 {
-            return Err(LedgerError::NotPositive {
+            return Err(LedgerError::Negative {
                 field: "commission",
                 amount: commission,
             });

@@ -255,3 +255,24 @@ async fn in_a_fleet_a_tenant_sees_only_its_own_tool_audit_and_writes() {
     assert_eq!(store.effects(None, 10).await.unwrap().len(), 2);
     db.drop().await;
 }
+
+/// PostgreSQL refuses U+0000 in text: that is the request's data, not the
+/// store's health, so it must not read as "unavailable" (a 503 a client
+/// would retry forever). The HTTP edge refuses it first; this is the floor.
+#[tokio::test]
+async fn data_the_database_refuses_is_told_from_a_store_that_is_down() {
+    let db = TestDb::new().await;
+    add_tenants(&db, &["acme", "globex"]).await;
+    let store = postgres(db.store.pool().clone());
+    let e = store.revoke_grant("g\u{0}1", 0).await.unwrap_err();
+    assert!(e.is_refused_data(), "{e}");
+    let gone = postgres(
+        sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(300))
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap(),
+    );
+    let e = gone.revoke_grant("g1", 0).await.unwrap_err();
+    assert!(!e.is_refused_data(), "{e}");
+    db.drop().await;
+}

@@ -421,8 +421,7 @@ impl TicketFilter {
                 ));
             }
         }
-        let given = |v: &Option<String>| v.clone();
-        let state = match given(&self.state) {
+        let state = match self.state.clone() {
             None => None,
             Some(s) => Some(TicketState::parse(&s).ok_or_else(|| {
                 let known: Vec<_> = TicketState::all().iter().map(|s| s.as_str()).collect();
@@ -432,7 +431,7 @@ impl TicketFilter {
                 )
             })?),
         };
-        let limit = match given(&self.limit) {
+        let limit = match self.limit.clone() {
             None => 100,
             Some(l) => match l.parse::<u32>() {
                 Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
@@ -442,7 +441,7 @@ impl TicketFilter {
                 }
             },
         };
-        let cursor = match given(&self.cursor) {
+        let cursor = match self.cursor.clone() {
             None => None,
             Some(c) => Some(TicketId::parse(&c).map_err(|_| {
                 invalid(
@@ -453,11 +452,15 @@ impl TicketFilter {
         };
         Ok(crate::store::TicketQuery {
             state,
-            tenant: given(&self.tenant)
+            tenant: self
+                .tenant
+                .clone()
                 .map(|t| TenantId::parse(&t))
                 .transpose()?,
-            bot: given(&self.bot).map(|b| BotId::parse(&b)).transpose()?,
-            kind: given(&self.kind)
+            bot: self.bot.clone().map(|b| BotId::parse(&b)).transpose()?,
+            kind: self
+                .kind
+                .clone()
                 .map(|k| match crate::ticket::Work::KINDS.contains(&k.as_str()) {
                     true => Ok(k),
                     false => Err(invalid(
@@ -617,6 +620,11 @@ impl From<crate::connector::ConnectorError> for ApiError {
             C::Manifest(m) => ApiError::new(ErrorKind::Invalid, message).field(m.field),
             C::Invalid { field, .. } => ApiError::new(ErrorKind::Invalid, message).field(field),
             C::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            // The data itself, not the store's health: not a 503.
+            C::Db(e) if e.is_refused_data() => {
+                tracing::warn!(error = %message, "connector store refused a request's data");
+                ApiError::new(ErrorKind::Invalid, message)
+            }
             C::Db(_) => {
                 tracing::error!(error = %message, "connector store failed");
                 ApiError::new(

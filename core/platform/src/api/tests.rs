@@ -25,10 +25,12 @@ fn a_store_refusing_the_data_is_invalid_not_unavailable() {
     assert_eq!(down.kind.status(), 503);
 }
 
-#[tokio::test]
-async fn an_api_listener_is_probed_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+/// A local controller on SQLite under `dir` (one built-in bot), and a
+/// loopback listener for its API.
+async fn local_api(
+    dir: &std::path::Path,
+) -> (Arc<SqliteStore>, Controller, tokio::net::TcpListener) {
+    let store = Arc::new(SqliteStore::open(dir).await.unwrap());
     let controller = Controller::start(
         ControllerConfig::default(),
         store.clone(),
@@ -38,6 +40,13 @@ async fn an_api_listener_is_probed_live() {
     .await
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (store, controller, listener)
+}
+
+#[tokio::test]
+async fn an_api_listener_is_probed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, controller, listener) = local_api(dir.path()).await;
     let addr = listener.local_addr().unwrap();
     let token = http::ApiToken::generate();
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -122,16 +131,7 @@ async fn an_api_listener_is_probed_live() {
 #[tokio::test]
 async fn health_tells_strangers_a_code_and_the_token_holder_why() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-    let controller = Controller::start(
-        ControllerConfig::default(),
-        store.clone(),
-        LocalPool::builtin(1),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (store, controller, listener) = local_api(dir.path()).await;
     let url = format!("http://{}/api/v1/health", listener.local_addr().unwrap());
     let token = http::ApiToken::generate();
     let shutdown = tokio_util::sync::CancellationToken::new();

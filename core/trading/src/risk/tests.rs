@@ -1,18 +1,7 @@
 use super::*;
+use crate::instrument::eth;
 
 const UNIT: i128 = FIXED_SCALAR as i128;
-
-fn eth() -> Instrument {
-    Instrument {
-        id: "ETHUSD.SIM".into(),
-        price_precision: 2,
-        size_precision: 3,
-        tick_size: Price::parse("tick_size", "0.05", 2).unwrap(),
-        lot_size: Quantity::parse("lot_size", "0.010", 3).unwrap(),
-        min_quantity: Quantity::parse("min_quantity", "0.010", 3).unwrap(),
-        max_quantity: Quantity::parse("max_quantity", "100.000", 3).unwrap(),
-    }
-}
 
 fn limits() -> RiskLimits {
     RiskLimits {
