@@ -10,6 +10,7 @@
 //! previous target's event feed.
 
 use oshal_core::api::client::Client;
+use oshal_core::api::tokens::WhoAmI;
 use oshal_core::api::{ApiError, ErrorKind};
 use oshal_core::controller::Controller;
 use oshal_core::mode::{LocalOptions, Platform};
@@ -30,6 +31,8 @@ pub const SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 pub struct Remote {
     pub fleet: Fleet,
     pub client: Client,
+    /// What its token is: the operator's, or a tenant's with a role.
+    pub access: WhoAmI,
 }
 
 /// What the window's commands act on.
@@ -47,6 +50,9 @@ pub struct Connection {
     pub embedded: bool,
     /// The fleet's controller URL (none for the embedded one).
     pub url: Option<String>,
+    /// What the fleet's token holds (none for the embedded one): every
+    /// tenant, or one tenant with the operator's or a viewer's role.
+    pub access: Option<WhoAmI>,
 }
 
 pub struct Desktop {
@@ -106,11 +112,13 @@ impl Desktop {
                 label: LOCAL.into(),
                 embedded: true,
                 url: None,
+                access: None,
             },
             Target::Fleet(r) => Connection {
                 label: r.fleet.name.clone(),
                 embedded: false,
                 url: Some(r.fleet.url.clone()),
+                access: Some(r.access.clone()),
             },
         }
     }
@@ -121,14 +129,15 @@ impl Desktop {
     }
 
     /// Attaches to `fleet` once it has answered with this token: its health
-    /// says it is an Oshal controller, and a read proves the token.
+    /// says it is an Oshal controller, and `whoami` proves the token and
+    /// says what it holds (an operator's, or a tenant's and its role).
     pub async fn attach(&self, fleet: Fleet, token: &str) -> Result<Connection, ApiError> {
         let client = Client::new(&fleet.url, token)?;
         let health = client.health().await?;
         if !health.ok {
             tracing::warn!(fleet = %fleet.name, "attaching to a degraded controller");
         }
-        client.counts().await.map_err(|e| match ApiError::from(e) {
+        let access = client.whoami().await.map_err(|e| match ApiError::from(e) {
             e if e.kind == ErrorKind::Unauthorized => ApiError::new(
                 ErrorKind::Unauthorized,
                 format!("the controller at {} refused the token", fleet.url),
@@ -136,7 +145,11 @@ impl Desktop {
             .field("token"),
             e => e,
         })?;
-        self.switch(Target::Fleet(Arc::new(Remote { fleet, client })));
+        self.switch(Target::Fleet(Arc::new(Remote {
+            fleet,
+            client,
+            access,
+        })));
         Ok(self.connection())
     }
 

@@ -317,7 +317,7 @@ async fn the_gate_denies_by_default_and_a_grant_allows_exactly_its_operations_an
 
     // Every decision is in the audit trail, with who, what and why.
     let decisions: Vec<_> = c
-        .audit(None, 100)
+        .audit(None, None, 100)
         .await?
         .into_iter()
         .filter(|a| a.kind == AuditKind::Decision)
@@ -501,7 +501,7 @@ async fn a_secret_in_an_outside_answer_is_redacted_before_it_is_kept_or_returned
         answer.body["status"], "open",
         "the rest of the answer is kept"
     );
-    let effects = rig.connectors.effects(Some(t), 10).await?;
+    let effects = rig.connectors.effects(Some(t), None, 10).await?;
     assert_eq!(effects.len(), 1);
     let stored = serde_json::to_string(&effects[0].response)?;
     assert!(
@@ -547,7 +547,7 @@ async fn a_write_is_sent_once_across_a_crash_a_retry_and_a_replay() -> Result<()
     rig.outside.wait_for("POST", "/orders").await?;
     first.abort();
     let _ = first.await;
-    let effects = rig.connectors.effects(Some(t), 10).await?;
+    let effects = rig.connectors.effects(Some(t), None, 10).await?;
     assert_eq!(effects.len(), 1);
     assert_eq!(
         effects[0].state,
@@ -591,7 +591,7 @@ async fn a_write_is_sent_once_across_a_crash_a_retry_and_a_replay() -> Result<()
         "the outside system received the write once"
     );
     assert_eq!(rig.outside.orders(), 1);
-    let effects = restarted.effects(Some(t), 10).await?;
+    let effects = restarted.effects(Some(t), None, 10).await?;
     assert_eq!(effects.len(), 1);
     assert_eq!(effects[0].state, EffectState::Done);
     assert_eq!(
@@ -776,7 +776,7 @@ async fn no_raw_credential_reaches_a_lane_an_event_a_result_a_prompt_or_a_log() 
         );
         views.push(serde_json::to_string(&v)?);
     }
-    let effects = rig.connectors.effects(Some(ids[1]), 10).await?;
+    let effects = rig.connectors.effects(Some(ids[1]), None, 10).await?;
     assert_eq!(
         effects.len(),
         1,
@@ -791,7 +791,7 @@ async fn no_raw_credential_reaches_a_lane_an_event_a_result_a_prompt_or_a_log() 
     controller.shutdown().await;
 
     // The audit ties every credential read and refresh to its ticket, bot and token.
-    let audit = rig.connectors.audit(None, 1000).await?;
+    let audit = rig.connectors.audit(None, None, 1000).await?;
     for id in &ids {
         let reads: Vec<_> = audit
             .iter()
@@ -826,7 +826,7 @@ async fn no_raw_credential_reaches_a_lane_an_event_a_result_a_prompt_or_a_log() 
     seen.push_str(&views.join("\n"));
     seen.push_str(&serde_json::to_string(&audit)?);
     seen.push_str(&serde_json::to_string(
-        &rig.connectors.effects(None, 1000).await?,
+        &rig.connectors.effects(None, None, 1000).await?,
     )?);
     seen.push_str(&serde_json::to_string(&rig.connectors.list())?);
     seen.push_str(&String::from_utf8_lossy(&logs.0.lock().unwrap()));
@@ -910,7 +910,7 @@ async fn cancelling_a_ticket_revokes_its_token_and_nothing_is_sent_after() -> Re
         .filter(|r| r.at > cancelled_at)
         .collect();
     assert!(late.is_empty(), "{} requests after the cancel", late.len());
-    let audit = rig.connectors.audit(Some(id), 100).await?;
+    let audit = rig.connectors.audit(Some(id), None, 100).await?;
     let revoked: Vec<_> = audit
         .iter()
         .filter(|a| a.kind == AuditKind::Revoke)

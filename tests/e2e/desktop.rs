@@ -145,6 +145,17 @@ async fn the_window_runs_a_ticket_attaches_to_a_fleet_and_switches_back() {
         assert!(Instant::now() < deadline, "tauri-driver never listened");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A tenant's viewer token, which the window attaches with second.
+    let issued: serde_json::Value = fleet
+        .post("/api/v1/tokens")
+        .json(&serde_json::json!({"tenant": "acme", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant_token = issued["token"].as_str().expect("a tenant token").to_owned();
     let ui = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
     let shot = std::env::temp_dir().join(format!("oshal-window-{}.png", std::process::id()));
     let out = Command::new("node")
@@ -153,6 +164,7 @@ async fn the_window_runs_a_ticket_attaches_to_a_fleet_and_switches_back() {
         .arg(oshal_e2e::desktop_bin())
         .arg(&fleet.url)
         .arg(&fleet.token)
+        .arg(&tenant_token)
         .arg(&shot)
         .current_dir(&ui)
         .output()
@@ -165,16 +177,16 @@ async fn the_window_runs_a_ticket_attaches_to_a_fleet_and_switches_back() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(colours(&shot) > 16, "blank screenshot {}", shot.display());
-    // The fleet's token is nowhere in the app's files.
+    // Neither fleet token is anywhere in the app's files.
     for entry in walk(data.path()) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
-        assert!(
-            !bytes
-                .windows(fleet.token.len())
-                .any(|w| w == fleet.token.as_bytes()),
-            "the token is in {}",
-            entry.display()
-        );
+        for token in [&fleet.token, &tenant_token] {
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "a token is in {}",
+                entry.display()
+            );
+        }
     }
     drop(driver);
     drop(xvfb);

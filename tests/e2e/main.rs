@@ -13,4 +13,6 @@ mod http;
 mod model;
 mod security;
 mod soak;
+mod tenants;
+mod trading;
 mod ui;

@@ -187,6 +187,11 @@ export type Connection = {
 	embedded: boolean,
 	/**  The fleet's controller URL (none for the embedded one). */
 	url: string | null,
+	/**
+	 *  What the fleet's token holds (none for the embedded one): every
+	 *  tenant, or one tenant with the operator's or a viewer's role.
+	 */
+	access: WhoAmI | null,
 };
 
 /**  A connector as the surfaces show it. */
@@ -310,7 +315,12 @@ export type ErrorBody = {
 /**  What went wrong, as a caller may branch on it. */
 export type ErrorKind = 
 /**  The request is not well-formed (not JSON, wrong types). */
-"malformed" | "unauthorized" | "not_found" | 
+"malformed" | "unauthorized" | 
+/**
+ *  The token is good but may not do this (a tenant's token on the
+ *  fleet's configuration, a viewer writing, another tenant named).
+ */
+"forbidden" | "not_found" | 
 /**
  *  The route exists but not with this method (the `Allow` header lists
  *  those it takes).
@@ -501,6 +511,13 @@ export type ScanReport = {
 	findings: Finding[],
 };
 
+/**  How far a token reaches. */
+export type Scope = 
+/**  The server's own token: every tenant and the fleet's configuration. */
+"all_tenants" | 
+/**  One tenant's tickets, cost, audit, effects, findings and events. */
+"tenant";
+
 /**  How bad a finding is. */
 export type Severity = "info" | "low" | "medium" | "high" | "critical";
 
@@ -633,6 +650,13 @@ export type TicketView = {
 	waiting: Waiting | null,
 };
 
+/**  What a tenant's token may do on its tenant's data. */
+export type TokenRole = 
+/**  Reads, submits, cancels, approves and runs bulk operations. */
+"operator" | 
+/**  Reads only. */
+"viewer";
+
 /**  One recorded transition: what the event rows hold. */
 export type Transition = {
 	ticket: TicketId,
@@ -657,6 +681,17 @@ export type WaitReason = { reason: "awaiting_approval" } | { reason: "no_live_bo
 export type Waiting = {
 	message: string,
 } & WaitReason;
+
+/**
+ *  What the presented token is (`GET /api/v1/whoami`): what the desktop's
+ *  "Attach to fleet" shows.
+ */
+export type WhoAmI = {
+	scope: Scope,
+	/**  The tenant a tenant token is bound to. */
+	tenant: TenantId | null,
+	role: TokenRole,
+};
 
 /* Tauri Specta runtime */
 async function typedError<T, E>(result: Promise<T>): Promise<{ status: "ok"; data: T } | { status: "error"; error: E }> {

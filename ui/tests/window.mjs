@@ -1,16 +1,17 @@
 // The desktop app's real window, driven over WebDriver (tauri-driver in
 // front of Debian's WebKitWebDriver), in the W3C protocol with plain fetch:
-//   node tests/window.mjs DRIVER_URL APP_BINARY FLEET_URL FLEET_TOKEN SHOT.png
+//   node tests/window.mjs DRIVER_URL APP_BINARY FLEET_URL FLEET_TOKEN TENANT_TOKEN SHOT.png
 // Flow: the window comes up on the embedded controller; a ticket submitted
 // there succeeds; the window attaches to a fleet (its token goes to the OS
 // keyring), shows the fleet's name and its bots, and switches back to local
-// in one click. Exits non-zero with the failing step on stderr.
+// in one click; attached again with a tenant's viewer token (acme), the
+// header says whose token it is. Exits non-zero with the failing step on stderr.
 import { writeFileSync } from "node:fs";
 import { session } from "./webdriver.mjs";
 
-const [driver, app, fleetUrl, fleetToken, shot] = process.argv.slice(2);
-if (!driver || !app || !fleetUrl || !fleetToken || !shot) {
-  console.error("usage: node tests/window.mjs DRIVER_URL APP_BINARY FLEET_URL FLEET_TOKEN SHOT.png");
+const [driver, app, fleetUrl, fleetToken, tenantToken, shot] = process.argv.slice(2);
+if (!driver || !app || !fleetUrl || !fleetToken || !tenantToken || !shot) {
+  console.error("usage: node tests/window.mjs DRIVER_URL APP_BINARY FLEET_URL FLEET_TOKEN TENANT_TOKEN SHOT.png");
   process.exit(2);
 }
 const { wd, click, type, text, screenshot, close } = await session(driver, app);
@@ -66,6 +67,18 @@ try {
     await click('[data-testid="attach-local"]');
     await until('[data-testid="connection"]', /local · live/);
     await until("header", /4 bots live/);
+  });
+
+  await step("a tenant's token attaches and the header says whose it is", async () => {
+    await click('[data-testid="add-fleet"]');
+    await type('[data-testid="fleets"] input[placeholder="prod"]', "acme");
+    await type('[data-testid="fleets"] input[type="url"]', fleetUrl);
+    await type('[data-testid="fleet-token"]', tenantToken);
+    await click('[data-testid="fleets"] form button.primary');
+    await until('[data-testid="connection"]', /acme · live/);
+    await until('[data-testid="access"]', /tenant acme · viewer/);
+    await click('[data-testid="attach-local"]');
+    await until('[data-testid="connection"]', /local · live/);
   });
 } catch (e) {
   failed = e;

@@ -288,7 +288,7 @@ struct Verdict {
 
 impl Verdict {
     async fn of(store: &dyn Store) -> Result<Self, BenchError> {
-        let counts = store.state_counts().await.map_err(setup)?;
+        let counts = store.state_counts(None).await.map_err(setup)?;
         let count = |s: TicketState| {
             counts
                 .iter()
@@ -300,7 +300,12 @@ impl Verdict {
             terminal: count(TicketState::Succeeded)
                 + count(TicketState::Dead)
                 + count(TicketState::Cancelled),
-            ledger_rows: store.cost_summary().await.map_err(setup)?.total.attempts,
+            ledger_rows: store
+                .cost_summary(None)
+                .await
+                .map_err(setup)?
+                .total
+                .attempts,
         })
     }
 }

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     bench, cancel, connectors, db_setup, node, openapi, security, serve, soak, submit, ticket,
-    tickets,
+    tickets, tokens, trading,
 };
 
 #[derive(Parser)]
@@ -46,6 +46,12 @@ pub enum Command {
     /// The Security Center: scan now, list findings and controls, export
     /// and import SARIF, suppress a finding with a reason.
     Security(security::Args),
+    /// Tenant-scoped API tokens: create one bound to a tenant and a role
+    /// (operator or viewer), list them, revoke one; `whoami` for any token.
+    Tokens(tokens::Args),
+    /// The trading desk in process: backtest a strategy over seeded quotes
+    /// (a replay check with --expect-hash), or measure its throughput.
+    Trading(trading::Args),
     /// Cancel a ticket.
     Cancel(cancel::Args),
     /// Measure local mode end to end (durable SQLite, built-in model).
@@ -71,6 +77,8 @@ impl Command {
             Self::Ticket(a) => ticket::run(a).await,
             Self::Connectors(a) => connectors::run(a).await,
             Self::Security(a) => security::run(a).await,
+            Self::Tokens(a) => tokens::run(a).await,
+            Self::Trading(a) => trading::run(a).await,
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Openapi(a) => openapi::run(a).await,

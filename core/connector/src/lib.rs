@@ -37,7 +37,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::broker::{Broker, SecretBackend};
 use crate::clock::{SharedClock, UnixMs};
-use crate::ticket::{BotId, TicketId};
+use crate::ticket::{BotId, TenantId, TicketId};
 use manifest::{Category, Effect, Manifest, ManifestError, Method};
 use signing::{Envelope, TrustedKeys};
 use store::{AuditEntry, AuditKind, Condition, ConnectorDb, DbError, EffectRow, Grant};
@@ -603,12 +603,14 @@ impl Connectors {
         Ok(self.inner.db.grants(bot, None).await?)
     }
 
+    /// The audit trail, newest first; with `tenant`, that tenant's calls.
     pub async fn audit(
         &self,
         ticket: Option<TicketId>,
+        tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, ConnectorError> {
-        Ok(self.inner.db.audit_trail(ticket, limit).await?)
+        Ok(self.inner.db.audit_trail(ticket, tenant, limit).await?)
     }
 
     /// The integration view's snapshot: `recent` audit rows and effects.
@@ -617,8 +619,8 @@ impl Connectors {
             backend: self.broker().backend_name().to_owned(),
             connectors: self.list(),
             grants: self.grants(None).await?,
-            audit: self.audit(None, recent).await?,
-            effects: self.effects(None, recent).await?,
+            audit: self.audit(None, None, recent).await?,
+            effects: self.effects(None, None, recent).await?,
         })
     }
 
@@ -683,12 +685,14 @@ impl Connectors {
         Ok((enabled, problems))
     }
 
+    /// The effect ledger, newest first; with `tenant`, that tenant's writes.
     pub async fn effects(
         &self,
         ticket: Option<TicketId>,
+        tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<EffectRow>, ConnectorError> {
-        Ok(self.inner.db.effects(ticket, limit).await?)
+        Ok(self.inner.db.effects(ticket, tenant, limit).await?)
     }
 }
 

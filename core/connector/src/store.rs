@@ -266,19 +266,22 @@ pub trait ConnectorStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Grant>, DbError>;
 
     async fn audit(&self, e: &AuditEntry) -> Result<(), DbError>;
-    /// The audit trail, newest first, optionally of one ticket.
+    /// The audit trail, newest first, optionally of one ticket; with
+    /// `tenant`, only the calls its tickets made (no operator actions).
     async fn audit_trail(
         &self,
         ticket: Option<TicketId>,
+        tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, DbError>;
 
     /// One write of `tenant`'s, by its idempotency key.
     async fn effect(&self, tenant: &TenantId, key: &str) -> Result<Option<EffectRow>, DbError>;
-    /// Writes, newest first, optionally of one ticket.
+    /// Writes, newest first, optionally of one ticket and of one tenant.
     async fn effects(
         &self,
         ticket: Option<TicketId>,
+        tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<EffectRow>, DbError>;
     /// Records a write as in flight (before it is sent), or moves an
@@ -475,14 +478,16 @@ impl ConnectorStore for SqliteConnectorStore {
     async fn audit_trail(
         &self,
         ticket: Option<TicketId>,
+        tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, DbError> {
         let rows = sqlx::query(
             "SELECT seq, at_ms, kind, allowed, actor, ticket, attempt, connector, operation, token_id, grant_id, reason, tenant
-             FROM audit WHERE (?1 IS NULL OR ticket = ?1) ORDER BY seq DESC LIMIT ?2",
+             FROM audit WHERE (?1 IS NULL OR ticket = ?1) AND (?3 IS NULL OR tenant = ?3) ORDER BY seq DESC LIMIT ?2",
         )
         .bind(ticket.map(|t| t.to_string()))
         .bind(limit)
+        .bind(tenant.map(TenantId::as_str))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -531,13 +536,15 @@ impl ConnectorStore for SqliteConnectorStore {
     async fn effects(
         &self,
         ticket: Option<TicketId>,
+        tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<EffectRow>, DbError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{EFFECT_COLUMNS} WHERE (?1 IS NULL OR ticket = ?1) ORDER BY created_at DESC, key LIMIT ?2"
+            "{EFFECT_COLUMNS} WHERE (?1 IS NULL OR ticket = ?1) AND (?3 IS NULL OR tenant = ?3) ORDER BY created_at DESC, key LIMIT ?2"
         )))
         .bind(ticket.map(|t| t.to_string()))
         .bind(limit)
+        .bind(tenant.map(TenantId::as_str))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(effect_row).collect()

@@ -82,3 +82,74 @@ pub fn refuse_poison(batch: &WriteBatch) -> Result<(), crate::StoreError> {
         false => Ok(()),
     }
 }
+
+/// What both adapters must agree on for tenant-scoped reads and API
+/// tokens: two tenants' finished tickets, then each read scoped to one
+/// tenant sees that tenant's alone (the other's ticket is `None`, as if it
+/// did not exist), and a token is stored as given, listed, and revoked once.
+pub async fn scoped_reads_and_tokens(store: &dyn super::Store) {
+    use crate::ticket::TenantId;
+    let tenants = [
+        TenantId::parse("acme").unwrap(),
+        TenantId::parse("globex").unwrap(),
+    ];
+    let mut tickets = Vec::new();
+    for (tenant, cost) in tenants.iter().zip([30, 70]) {
+        let (t, mut batch) = finished_batch(tenant.as_str(), None, cost);
+        batch.tenants.push(super::Tenant {
+            id: tenant.clone(),
+            budget_nusd: None,
+            created_at_ms: 1,
+        });
+        store.apply(&batch).await.unwrap();
+        tickets.push(t);
+    }
+    let (acme, globex) = (&tenants[0], &tenants[1]);
+    assert!(
+        store
+            .ticket(tickets[0].id, Some(acme))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .ticket(tickets[1].id, Some(acme))
+            .await
+            .unwrap()
+            .is_none(),
+        "another tenant's ticket reads as absent"
+    );
+    assert!(store.ticket(tickets[1].id, None).await.unwrap().is_some());
+    let cost = store.cost_summary(Some(globex)).await.unwrap();
+    assert_eq!(cost.total.cost_nusd, 70);
+    assert_eq!(cost.by_tenant.len(), 1);
+    assert_eq!(cost.by_tenant[0].key, "globex");
+    assert_eq!(store.cost_summary(None).await.unwrap().total.cost_nusd, 100);
+    let counts = store.state_counts(Some(acme)).await.unwrap();
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 1);
+    let all = store.state_counts(None).await.unwrap();
+    assert_eq!(all.iter().map(|(_, n)| n).sum::<i64>(), 2);
+
+    let token = super::TokenRecord {
+        id: "tok_0123456789abcdef".into(),
+        tenant: acme.clone(),
+        role: super::TokenRole::Viewer,
+        label: "dashboards".into(),
+        hash: "ab".repeat(32),
+        created_at_ms: 5,
+        revoked_at_ms: None,
+    };
+    store.add_api_token(&token).await.unwrap();
+    let again = store.add_api_token(&token).await.unwrap_err();
+    assert!(
+        again.is_permanent(),
+        "a second token with one id is refused: {again}"
+    );
+    assert_eq!(store.api_tokens().await.unwrap(), vec![token.clone()]);
+    assert!(store.revoke_api_token(&token.id, 9).await.unwrap());
+    assert!(!store.revoke_api_token(&token.id, 10).await.unwrap());
+    assert!(!store.revoke_api_token("tok_none", 10).await.unwrap());
+    let listed = store.api_tokens().await.unwrap();
+    assert_eq!(listed[0].revoked_at_ms, Some(9));
+}

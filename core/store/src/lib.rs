@@ -15,6 +15,7 @@ use oshal_kernel::{clock, cost, text, ticket};
 pub mod fixtures;
 pub mod postgres;
 pub mod sqlite;
+pub mod tokens;
 pub mod writer;
 
 use async_trait::async_trait;
@@ -28,6 +29,7 @@ use crate::ticket::{
     BotId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, WaitReason,
 };
 use oshal_kernel::name::Named;
+pub use tokens::{TokenRecord, TokenRole};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -549,8 +551,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// connection, say, and the writer retrying) lands nothing again and
     /// reports none of its own tickets as duplicates.
     async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError>;
-    /// One ticket with its events and ledger rows (`waiting` left empty).
-    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError>;
+    /// One ticket with its events and ledger rows (`waiting` left empty);
+    /// with `only`, `None` unless it is that tenant's (on PostgreSQL the
+    /// read runs as that tenant, so row-level security decides).
+    async fn ticket(
+        &self,
+        id: TicketId,
+        only: Option<&TenantId>,
+    ) -> Result<Option<TicketView>, StoreError>;
     async fn tickets(&self, query: &TicketQuery) -> Result<TicketPage, StoreError>;
     /// Every ticket not in a terminal state, oldest first: what a restarted
     /// controller must drive on.
@@ -558,8 +566,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     /// Total spend per tenant, nano-dollars.
     async fn spend_by_tenant(&self) -> Result<Vec<(TenantId, i64)>, StoreError>;
-    async fn cost_summary(&self) -> Result<CostSummary, StoreError>;
-    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError>;
+    /// Spend in total and by group; with `only`, of that tenant alone.
+    async fn cost_summary(&self, only: Option<&TenantId>) -> Result<CostSummary, StoreError>;
+    /// Tickets per state; with `only`, of that tenant alone.
+    async fn state_counts(
+        &self,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<(TicketState, i64)>, StoreError>;
+    /// Every API token, revoked ones too, oldest first.
+    async fn api_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Stores a new token (its hash; never its value).
+    async fn add_api_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// Marks a live token revoked; `false` if no live token has this id.
+    async fn revoke_api_token(&self, id: &str, at: UnixMs) -> Result<bool, StoreError>;
     /// Liveness of the backing database.
     async fn ping(&self) -> Result<(), StoreError>;
     /// How many batches the writer may apply at once, each in its own
@@ -605,8 +624,12 @@ impl<H: ApplyHook> Store for Hooked<H> {
     async fn apply(&self, batch: &WriteBatch) -> Result<Applied, StoreError> {
         self.hook.apply(self.inner.as_ref(), batch).await
     }
-    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
-        self.inner.ticket(id).await
+    async fn ticket(
+        &self,
+        id: TicketId,
+        only: Option<&TenantId>,
+    ) -> Result<Option<TicketView>, StoreError> {
+        self.inner.ticket(id, only).await
     }
     async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
         self.inner.tickets(q).await
@@ -620,11 +643,23 @@ impl<H: ApplyHook> Store for Hooked<H> {
     async fn spend_by_tenant(&self) -> Result<Vec<(TenantId, i64)>, StoreError> {
         self.inner.spend_by_tenant().await
     }
-    async fn cost_summary(&self) -> Result<CostSummary, StoreError> {
-        self.inner.cost_summary().await
+    async fn cost_summary(&self, only: Option<&TenantId>) -> Result<CostSummary, StoreError> {
+        self.inner.cost_summary(only).await
     }
-    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError> {
-        self.inner.state_counts().await
+    async fn state_counts(
+        &self,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<(TicketState, i64)>, StoreError> {
+        self.inner.state_counts(only).await
+    }
+    async fn api_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.api_tokens().await
+    }
+    async fn add_api_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.inner.add_api_token(token).await
+    }
+    async fn revoke_api_token(&self, id: &str, at: UnixMs) -> Result<bool, StoreError> {
+        self.inner.revoke_api_token(id, at).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

@@ -32,8 +32,9 @@ use uuid::Uuid;
 
 use super::{
     Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary, TicketView,
-    WriteBatch, corrupt, opt_bot, state, tenant,
+    TokenRecord, WriteBatch, corrupt, opt_bot, state, tenant,
 };
+use crate::clock::UnixMs;
 use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
 use crate::ticket::{
     BotId, ModelId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, Work,
@@ -410,8 +411,12 @@ impl Store for PgStore {
         2
     }
 
-    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
-        let tenants = self.tenants_to_read(None).await?;
+    async fn ticket(
+        &self,
+        id: TicketId,
+        only: Option<&TenantId>,
+    ) -> Result<Option<TicketView>, StoreError> {
+        let tenants = self.tenants_to_read(only).await?;
         let mut tx = self.read_tx().await?;
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1");
         for tenant in &tenants {
@@ -530,8 +535,8 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn cost_summary(&self) -> Result<CostSummary, StoreError> {
-        let tenants = self.tenants_to_read(None).await?;
+    async fn cost_summary(&self, only: Option<&TenantId>) -> Result<CostSummary, StoreError> {
+        let tenants = self.tenants_to_read(only).await?;
         let mut tx = self.read_tx().await?;
         let mut total = CostTotals::default();
         let (mut by_bot, mut by_tenant, mut by_model, mut by_day) = (
@@ -572,8 +577,11 @@ impl Store for PgStore {
         })
     }
 
-    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError> {
-        let tenants = self.tenants_to_read(None).await?;
+    async fn state_counts(
+        &self,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<(TicketState, i64)>, StoreError> {
+        let tenants = self.tenants_to_read(only).await?;
         let mut tx = self.read_tx().await?;
         let mut counts: HashMap<TicketState, i64> = HashMap::new();
         for tenant in &tenants {
@@ -593,6 +601,45 @@ impl Store for PgStore {
             .copied()
             .filter_map(|s| counts.get(&s).map(|&n| (s, n)))
             .collect())
+    }
+
+    async fn api_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM api_tokens ORDER BY created_at_ms, id",
+            super::tokens::COLUMNS
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(super::tokens::from_row)
+            .collect()
+    }
+
+    async fn add_api_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, tenant, role, label, hash, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.id)
+        .bind(t.tenant.as_str())
+        .bind(t.role.as_str())
+        .bind(&t.label)
+        .bind(&t.hash)
+        .bind(t.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_api_token(&self, id: &str, at: UnixMs) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::{
     Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary, TicketUpdate,
-    TicketView, WriteBatch, corrupt, opt_bot, state, tenant,
+    TicketView, TokenRecord, WriteBatch, corrupt, opt_bot, state, tenant,
 };
 use crate::clock::UnixMs;
 use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
@@ -365,7 +365,7 @@ macro_rules! group_query {
             "SELECT ",
             $key,
             " AS key, count(*) AS n, coalesce(sum(input_tokens),0) AS input, coalesce(sum(output_tokens),0) AS output, \
-             coalesce(sum(cost_nusd),0) AS cost FROM ledger GROUP BY 1 ORDER BY 1"
+             coalesce(sum(cost_nusd),0) AS cost FROM ledger WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY 1 ORDER BY 1"
         )
     };
 }
@@ -461,13 +461,18 @@ impl Store for SqliteStore {
         Ok(applied)
     }
 
-    async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
+    async fn ticket(
+        &self,
+        id: TicketId,
+        only: Option<&TenantId>,
+    ) -> Result<Option<TicketView>, StoreError> {
         let id_s = id.to_string();
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
         ));
         let Some(row) = sqlx::query(sql)
             .bind(&id_s)
+            .bind(only.map(TenantId::as_str))
             .fetch_optional(&self.pool)
             .await?
         else {
@@ -568,7 +573,8 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn cost_summary(&self) -> Result<CostSummary, StoreError> {
+    async fn cost_summary(&self, only: Option<&TenantId>) -> Result<CostSummary, StoreError> {
+        let only = only.map(TenantId::as_str);
         let groups = |rows: Vec<SqliteRow>| -> Result<Vec<CostGroup>, StoreError> {
             rows.iter()
                 .map(|r| {
@@ -581,8 +587,9 @@ impl Store for SqliteStore {
         };
         let total_row = sqlx::query(
             "SELECT count(*) AS n, coalesce(sum(input_tokens),0) AS input, coalesce(sum(output_tokens),0) AS output, \
-             coalesce(sum(cost_nusd),0) AS cost FROM ledger",
+             coalesce(sum(cost_nusd),0) AS cost FROM ledger WHERE (?1 IS NULL OR tenant_id = ?1)",
         )
+        .bind(only)
         .fetch_one(&self.pool)
         .await?;
         Ok(CostSummary {
@@ -590,30 +597,40 @@ impl Store for SqliteStore {
             total: totals(&total_row)?,
             by_bot: groups(
                 sqlx::query(group_query!("bot_id"))
+                    .bind(only)
                     .fetch_all(&self.pool)
                     .await?,
             )?,
             by_tenant: groups(
                 sqlx::query(group_query!("tenant_id"))
+                    .bind(only)
                     .fetch_all(&self.pool)
                     .await?,
             )?,
             by_model: groups(
                 sqlx::query(group_query!("model"))
+                    .bind(only)
                     .fetch_all(&self.pool)
                     .await?,
             )?,
             by_day: groups(
                 sqlx::query(group_query!("date(at_ms / 1000, 'unixepoch')"))
+                    .bind(only)
                     .fetch_all(&self.pool)
                     .await?,
             )?,
         })
     }
 
-    async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, StoreError> {
-        sqlx::query("SELECT state, count(*) AS n FROM tickets GROUP BY state")
-            .fetch_all(&self.pool)
+    async fn state_counts(
+        &self,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<(TicketState, i64)>, StoreError> {
+        sqlx::query(
+            "SELECT state, count(*) AS n FROM tickets WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY state",
+        )
+        .bind(only.map(TenantId::as_str))
+        .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|row| {
@@ -623,6 +640,45 @@ impl Store for SqliteStore {
                 ))
             })
             .collect()
+    }
+
+    async fn api_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM api_tokens ORDER BY created_at_ms, id",
+            super::tokens::COLUMNS
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(super::tokens::from_row)
+            .collect()
+    }
+
+    async fn add_api_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, tenant, role, label, hash, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(&t.id)
+        .bind(t.tenant.as_str())
+        .bind(t.role.as_str())
+        .bind(&t.label)
+        .bind(&t.hash)
+        .bind(t.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_api_token(&self, id: &str, at: UnixMs) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

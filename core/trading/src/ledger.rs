@@ -26,6 +26,9 @@ pub enum Account {
     /// What open positions were traded for.
     Positions,
     Fees,
+    /// Gains and losses realized by closing positions (credit balance for
+    /// a gain): once flat, `Positions` holds nothing.
+    RealizedPnl,
 }
 
 /// Why a posting was made.
@@ -37,6 +40,7 @@ pub enum Reason {
     Release,
     Trade,
     Commission,
+    Realize,
 }
 
 /// One debit and one credit of the same amount.
@@ -217,6 +221,26 @@ impl Ledger {
         self.post(postings);
         self.reservations.insert(order.to_owned(), held - release);
         Ok(())
+    }
+
+    /// Moves what a fill of `order` realized (before fees) from the
+    /// positions' cost to realized P&L: a gain credits it, a loss debits it.
+    pub fn realize(&mut self, order: &str, pnl: i128) {
+        if pnl == 0 {
+            return;
+        }
+        let (debit, credit) = if pnl > 0 {
+            (Account::Positions, Account::RealizedPnl)
+        } else {
+            (Account::RealizedPnl, Account::Positions)
+        };
+        self.post(vec![Self::posting(
+            debit,
+            credit,
+            pnl.abs(),
+            Reason::Realize,
+            order,
+        )]);
     }
 
     /// Releases what `order` still holds (canceled, expired, or filled for

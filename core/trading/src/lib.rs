@@ -26,10 +26,14 @@
 //! the open), market data
 //! ([`market`]: seeded quotes, bars, CSV import) and the strategies'
 //! signals ([`signal`]: LEAN's Insight from an EMA crossover, a z-score and
-//! a breakout, with the hash of their inputs).
+//! a breakout, with the hash of their inputs), and the desk that runs them
+//! together ([`desk`]: quotes → bars → signal → risk → the venue's book →
+//! fills, position and ledger, every signal's disposition and a hash of
+//! the fill stream for replays).
 
 pub mod bars;
 pub mod book;
+pub mod desk;
 pub mod fixed;
 pub mod instrument;
 pub mod ledger;

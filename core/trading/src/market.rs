@@ -38,6 +38,55 @@ pub struct PriceModel {
     pub max_lots: u64,
 }
 
+/// The simulated venue's listed instruments and how their prices move
+/// per one-second step: ETHUSD.SIM, BTCUSD.SIM and EURUSD.SIM, each with
+/// its own tick, lot and precision, calm and stressed regimes and jumps.
+pub fn sim_models() -> Vec<PriceModel> {
+    let instrument =
+        |id: &str, tick: &str, price_precision: u8, lot: &str, size_precision: u8, max: &str| {
+            let price = |field, s| Price::parse(field, s, price_precision).expect("a listed price");
+            let qty = |field, s| Quantity::parse(field, s, size_precision).expect("a listed size");
+            Instrument {
+                id: id.into(),
+                price_precision,
+                size_precision,
+                tick_size: price("tick_size", tick),
+                lot_size: qty("lot_size", lot),
+                min_quantity: qty("min_quantity", lot),
+                max_quantity: qty("max_quantity", max),
+            }
+        };
+    let model = |instrument, start_mid, calm_vol| PriceModel {
+        instrument,
+        start_mid,
+        drift: 0.0,
+        calm_vol,
+        stressed_vol: calm_vol * 5.0,
+        switch_chance: 0.002,
+        jump_chance: 0.0005,
+        jump_vol: calm_vol * 20.0,
+        half_spread_ticks: 1,
+        max_lots: 40,
+    };
+    vec![
+        model(
+            instrument("ETHUSD.SIM", "0.05", 2, "0.010", 3, "1000"),
+            2500.0,
+            0.0004,
+        ),
+        model(
+            instrument("BTCUSD.SIM", "0.5", 1, "0.001", 3, "100"),
+            60_000.0,
+            0.0003,
+        ),
+        model(
+            instrument("EURUSD.SIM", "0.00001", 5, "1000", 0, "10000000"),
+            1.08,
+            0.00005,
+        ),
+    ]
+}
+
 /// A best bid and offer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quote {

@@ -14,7 +14,7 @@ use crate::desktop::{Desktop, Target};
 #[specta::specta]
 pub async fn counts(desktop: State<'_, Desktop>) -> CommandResult<Vec<StateCount>> {
     match desktop.target() {
-        Target::Local(c) => oshal_core::api::state_counts(&c).await,
+        Target::Local(c) => oshal_core::api::state_counts(&c, None).await,
         Target::Fleet(r) => Ok(r.client.counts().await?),
     }
 }

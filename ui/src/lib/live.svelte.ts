@@ -3,7 +3,7 @@
 // Fed by the event stream, with a periodic resync so a missed event
 // (`lagged`) heals itself.
 import type { BotView, ControlView, CoreEvent, Health, IntegrationView, TicketState, Transition } from "../bindings";
-import type { Transport } from "./transport";
+import { ServerError, type Transport } from "./transport";
 
 export const STATES: TicketState[] = [
   "awaiting_approval",
@@ -68,7 +68,11 @@ export class Live {
     try {
       const [counts, bots, health] = await Promise.all([
         this.transport.counts(),
-        this.transport.bots(),
+        // A tenant's token may not see the fleet's bots: none shown, not an error.
+        this.transport.bots().catch((e) => {
+          if (e instanceof ServerError && e.body.kind === "forbidden") return [];
+          throw e;
+        }),
         this.transport.health(),
       ]);
       this.counts = Object.fromEntries(counts.map((c) => [c.state, c.count]));

@@ -13,3 +13,5 @@ pub mod soak;
 pub mod submit;
 pub mod ticket;
 pub mod tickets;
+pub mod tokens;
+pub mod trading;

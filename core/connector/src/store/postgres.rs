@@ -59,12 +59,16 @@ impl PgConnectorStore {
     async fn per_tenant<T>(
         &self,
         sql: &str,
-        ticket: Option<Uuid>,
+        (ticket, only): (Option<Uuid>, Option<&TenantId>),
         limit: i64,
         row: fn(&PgRow, &TenantId) -> Result<T, DbError>,
     ) -> Result<Vec<T>, DbError> {
+        let tenants = match only {
+            Some(t) => vec![(t.uuid(), t.clone())],
+            None => self.tenants().await?,
+        };
         let mut all = Vec::new();
-        for (id, name) in self.tenants().await? {
+        for (id, name) in tenants {
             let mut tx = self.pool.begin().await?;
             sqlx::query("SET TRANSACTION READ ONLY")
                 .execute(&mut *tx)
@@ -319,25 +323,29 @@ impl ConnectorStore for PgConnectorStore {
     async fn audit_trail(
         &self,
         ticket: Option<TicketId>,
+        tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, DbError> {
         let ticket = ticket.map(|t| t.0);
         let limit = i64::from(limit);
         let filter = "WHERE ($1::uuid IS NULL OR ticket_id = $1) ORDER BY seq DESC LIMIT $2";
-        let operator = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {AUDIT_COLUMNS} FROM operator_audit {filter}"
-        )))
-        .bind(ticket)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut all = operator
-            .iter()
-            .map(|r| audit_row(r, None))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut all = Vec::new();
+        // A tenant's trail is its tickets' calls; operator actions are not its.
+        if tenant.is_none() {
+            let operator = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLUMNS} FROM operator_audit {filter}"
+            )))
+            .bind(ticket)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &operator {
+                all.push(audit_row(r, None)?);
+            }
+        }
         let sql = format!("SELECT {AUDIT_COLUMNS} FROM connector_audit {filter}");
         all.extend(
-            self.per_tenant(&sql, ticket, limit, |r, t| audit_row(r, Some(t)))
+            self.per_tenant(&sql, (ticket, tenant), limit, |r, t| audit_row(r, Some(t)))
                 .await?,
         );
         all.sort_by_key(|e| std::cmp::Reverse(e.seq));
@@ -360,6 +368,7 @@ impl ConnectorStore for PgConnectorStore {
     async fn effects(
         &self,
         ticket: Option<TicketId>,
+        tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<EffectRow>, DbError> {
         let ticket = ticket.map(|t| t.0);
@@ -368,7 +377,9 @@ impl ConnectorStore for PgConnectorStore {
             "SELECT {EFFECT_COLUMNS} FROM effects WHERE ($1::uuid IS NULL OR ticket_id = $1)
              ORDER BY created_at_ms DESC, key LIMIT $2"
         );
-        let mut all = self.per_tenant(&sql, ticket, limit, effect_row).await?;
+        let mut all = self
+            .per_tenant(&sql, (ticket, tenant), limit, effect_row)
+            .await?;
         all.sort_by(|a, b| {
             b.created_at_ms
                 .cmp(&a.created_at_ms)

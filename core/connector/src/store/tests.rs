@@ -109,17 +109,24 @@ async fn contract(db: ConnectorDb) {
     db.audit(&call_audit(&globex, t2, "globex call"))
         .await
         .unwrap();
-    let trail = db.audit_trail(None, 10).await.unwrap();
+    let trail = db.audit_trail(None, None, 10).await.unwrap();
     let reasons: Vec<&str> = trail.iter().map(|a| a.reason.as_str()).collect();
     assert_eq!(reasons, ["globex call", "acme call", "granted"]);
     assert!(trail.windows(2).all(|w| w[0].seq > w[1].seq));
     assert_eq!(trail[1].tenant.as_ref(), Some(&acme));
     assert_eq!(trail[2].tenant, None);
     assert_eq!(trail[1].ticket, Some(t1));
-    let of_t1 = db.audit_trail(Some(t1), 10).await.unwrap();
+    let of_t1 = db.audit_trail(Some(t1), None, 10).await.unwrap();
     assert_eq!(of_t1.len(), 1);
     assert_eq!(of_t1[0].reason, "acme call");
-    assert_eq!(db.audit_trail(None, 2).await.unwrap().len(), 2);
+    assert_eq!(db.audit_trail(None, None, 2).await.unwrap().len(), 2);
+    let of_acme = db.audit_trail(None, Some(&acme), 10).await.unwrap();
+    let reasons: Vec<&str> = of_acme.iter().map(|a| a.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["acme call"],
+        "a tenant's trail: its calls, no operator rows"
+    );
 
     // Effects: in flight, then settled; another tenant's key is not found.
     db.begin_effect(&effect("k1", &acme, t1)).await.unwrap();
@@ -164,10 +171,13 @@ async fn contract(db: ConnectorDb) {
         (row.attempt, row.state, row.created_at_ms),
         (2, EffectState::InFlight, 100)
     );
-    assert_eq!(db.effects(None, 10).await.unwrap().len(), 2);
-    let of_t2 = db.effects(Some(t2), 10).await.unwrap();
+    assert_eq!(db.effects(None, None, 10).await.unwrap().len(), 2);
+    let of_t2 = db.effects(Some(t2), None, 10).await.unwrap();
     assert_eq!(of_t2.len(), 1);
     assert_eq!(of_t2[0].tenant, globex);
+    let of_acme = db.effects(None, Some(&acme), 10).await.unwrap();
+    assert_eq!(of_acme.len(), 1);
+    assert_eq!(of_acme[0].tenant, acme);
 }
 
 #[tokio::test]
@@ -251,8 +261,8 @@ async fn in_a_fleet_a_tenant_sees_only_its_own_tool_audit_and_writes() {
     }
     app.close().await.unwrap();
     // The controller, visiting tenant by tenant, sees both.
-    assert_eq!(store.audit_trail(None, 10).await.unwrap().len(), 2);
-    assert_eq!(store.effects(None, 10).await.unwrap().len(), 2);
+    assert_eq!(store.audit_trail(None, None, 10).await.unwrap().len(), 2);
+    assert_eq!(store.effects(None, None, 10).await.unwrap().len(), 2);
     db.drop().await;
 }
 

@@ -277,6 +277,26 @@ impl Client {
         self.request::<r::ListEffects>((), Some(query), None).await
     }
 
+    /// What this client's token is: the operator's, or a tenant's.
+    pub async fn whoami(&self) -> Result<crate::api::tokens::WhoAmI, ClientError> {
+        self.request::<r::WhoAmI>((), None, None).await
+    }
+
+    pub async fn create_token(
+        &self,
+        new: &crate::api::tokens::NewToken,
+    ) -> Result<crate::api::tokens::IssuedToken, ClientError> {
+        self.request::<r::CreateToken>((), None, Some(new)).await
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<crate::api::tokens::TokenView>, ClientError> {
+        self.request::<r::ListTokens>((), None, None).await
+    }
+
+    pub async fn revoke_token(&self, id: impl Into<Id>) -> Result<(), ClientError> {
+        self.request::<r::RevokeToken>(id.into(), None, None).await
+    }
+
     pub async fn integrations(&self) -> Result<IntegrationView, ClientError> {
         self.request::<r::GetIntegrations>((), None, None).await
     }

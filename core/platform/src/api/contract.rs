@@ -123,6 +123,10 @@ named!(
     crate::security::ScanReport,
     crate::security::SuppressRequest,
     crate::security::ControlView,
+    super::tokens::WhoAmI,
+    super::tokens::NewToken,
+    super::tokens::IssuedToken,
+    super::tokens::TokenView,
 );
 
 /// A query string as the contract shows it: its parameters.
@@ -181,6 +185,10 @@ fn id_schema(route: &Route, defs: &mut Defs) -> RefOr<Schema> {
             .schema_type(Type::String)
             .pattern(Some("^[0-9a-f]{16}$"))
             .into(),
+        "tokens" => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^tok_[0-9a-f]{16}$"))
+            .into(),
         other => panic!("{}: no schema for the id of {other:?}", route.name),
     }
 }
@@ -195,6 +203,10 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
     }
     if route.auth != Auth::Public {
         out.push((401, "No token, or a wrong one (kind `unauthorized`)."));
+        out.push((
+            403,
+            "The token may not do this: a tenant's token on the operator's routes, a viewer's on a write, or another tenant named (kind `forbidden`).",
+        ));
     }
     if route.params() > 0
         || route.path.starts_with("/api/v1/security/")
@@ -227,6 +239,21 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
     out
 }
 
+/// Who may call a row, as the contract tells a reader.
+fn access(route: &Route) -> &'static str {
+    use super::routes::Access;
+    match (route.auth, route.access) {
+        (Auth::Public, _) => "Access: anyone, no token.",
+        (_, Access::Operator) => "Access: the server's own (operator) token only.",
+        (_, Access::Read) => {
+            "Access: any token; a tenant's token sees its own tenant's share alone."
+        }
+        (_, Access::Write) => {
+            "Access: the operator token, or a tenant token with the operator role, on its own tenant alone."
+        }
+    }
+}
+
 /// Links between operations, for stateful testing and for readers: what
 /// an answer's `id` lets a client do next, as `(from, to)` operation ids.
 const LINKS: &[(&str, &str)] = &[
@@ -235,6 +262,7 @@ const LINKS: &[(&str, &str)] = &[
     ("SubmitTicket", "ApproveTicket"),
     ("AddGrant", "RevokeGrant"),
     ("ImportCatalog", "ApproveCatalog"),
+    ("CreateToken", "RevokeToken"),
 ];
 
 /// The bodies that are whole documents of another format (an OpenAPI
@@ -293,7 +321,7 @@ pub fn operation<E: Endpoint>(defs: &mut Defs) -> (Route, Operation) {
     let mut op = OperationBuilder::new()
         .operation_id(Some(route.name))
         .summary(Some(summary))
-        .description(Some(route.doc.trim().to_owned()))
+        .description(Some(format!("{}\n\n{}", route.doc.trim(), access(&route))))
         .tag(tag(&route));
     if route.params() > 0 {
         op = op.parameter(

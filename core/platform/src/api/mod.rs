@@ -12,6 +12,7 @@ pub mod http;
 pub mod routes;
 #[cfg(test)]
 mod tests;
+pub mod tokens;
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -29,6 +30,9 @@ pub enum ErrorKind {
     /// The request is not well-formed (not JSON, wrong types).
     Malformed,
     Unauthorized,
+    /// The token is good but may not do this (a tenant's token on the
+    /// fleet's configuration, a viewer writing, another tenant named).
+    Forbidden,
     NotFound,
     /// The route exists but not with this method (the `Allow` header lists
     /// those it takes).
@@ -53,6 +57,7 @@ impl ErrorKind {
         match self {
             Self::Malformed => 400,
             Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::IllegalTransition => 409,
@@ -92,9 +97,10 @@ pub struct StateCount {
 /// The lifecycle diagram's numbers, as every surface answers them.
 pub async fn state_counts(
     controller: &crate::controller::Controller,
+    only: Option<&crate::ticket::TenantId>,
 ) -> Result<Vec<StateCount>, ApiError> {
     Ok(controller
-        .state_counts()
+        .state_counts_of(only)
         .await?
         .into_iter()
         .map(|(state, n)| StateCount {

@@ -69,6 +69,22 @@ pub enum Auth {
     BearerOrQuery,
 }
 
+/// Who may call a route once the gate has let the token in (deny by
+/// default: a row names its access, and only the operator's token passes
+/// `Operator`). A tenant token's reads and writes are fenced to its tenant
+/// by the handler ([`super::tokens::Principal::only`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The server's own token only: the fleet's configuration (bots,
+    /// budgets, connectors, grants, the Security Center, tokens).
+    Operator,
+    /// Any token; a tenant's sees its tenant's share.
+    Read,
+    /// The server's token, or a tenant token with the `operator` role, on
+    /// its tenant's tickets.
+    Write,
+}
+
 /// One row of the table, as data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -77,6 +93,7 @@ pub struct Route {
     /// axum's and OpenAPI's form: `/api/v1/tickets/{id}`.
     pub path: &'static str,
     pub auth: Auth,
+    pub access: Access,
     /// The status of success: 200, 201, 204, or 101 for the WebSocket.
     pub ok: u16,
     /// The row's documentation, which the contract shows.
@@ -181,7 +198,7 @@ pub fn surface() -> Vec<crate::security::platform::SurfaceRoute> {
 macro_rules! routes {
     ($(
         $(#[doc = $doc:literal])*
-        $name:ident = $verb:ident $path:literal $auth:ident,
+        $name:ident = $verb:ident $path:literal $auth:ident $access:ident,
             args: $args:ty, query: $query:ty, body: $body:ty => $resp:ty $(, $ok:literal)?;
     )*) => {
         $(
@@ -195,6 +212,7 @@ macro_rules! routes {
                     verb: Verb::$verb,
                     path: $path,
                     auth: Auth::$auth,
+                    access: Access::$access,
                     ok: routes!(@ok $($ok)?),
                     doc: concat!($($doc, "\n"),*),
                 };
@@ -225,78 +243,88 @@ macro_rules! routes {
 routes! {
     /// The controller's health: no token; 503 with the same body when the
     /// store is down.
-    GetHealth = Get "/api/v1/health" Public, args: (), query: (), body: () => Health;
+    GetHealth = Get "/api/v1/health" Public Read, args: (), query: (), body: () => Health;
     /// This contract: OpenAPI 3.1, generated from the types the server speaks.
-    GetOpenApi = Get "/api/v1/openapi.json" Bearer, args: (), query: (), body: () => serde_json::Value;
+    GetOpenApi = Get "/api/v1/openapi.json" Bearer Read, args: (), query: (), body: () => serde_json::Value;
 
     /// Submit one ticket: 201, or 200 with `duplicate: true` for a repeated
     /// idempotency key.
-    SubmitTicket = Post "/api/v1/tickets" Bearer, args: (), query: (), body: NewTicket => Submitted, 201;
+    SubmitTicket = Post "/api/v1/tickets" Bearer Write, args: (), query: (), body: NewTicket => Submitted, 201;
     /// A page of tickets, newest first.
-    ListTickets = Get "/api/v1/tickets" Bearer, args: (), query: TicketFilter, body: () => TicketPage;
+    ListTickets = Get "/api/v1/tickets" Bearer Read, args: (), query: TicketFilter, body: () => TicketPage;
     /// Tickets per state, every state listed.
-    CountTickets = Get "/api/v1/tickets/counts" Bearer, args: (), query: (), body: () => Vec<StateCount>;
+    CountTickets = Get "/api/v1/tickets/counts" Bearer Read, args: (), query: (), body: () => Vec<StateCount>;
     /// Cancel or retry every ticket a filter matches (a dry run only counts).
-    BulkTickets = Post "/api/v1/tickets/bulk" Bearer, args: (), query: (), body: BulkRequest => BulkReport;
+    BulkTickets = Post "/api/v1/tickets/bulk" Bearer Write, args: (), query: (), body: BulkRequest => BulkReport;
     /// Many tickets in one durable commit; the answers in request order.
-    BatchTickets = Post "/api/v1/tickets/batch" Bearer, args: (), query: (), body: BatchSubmit => BatchReport;
+    BatchTickets = Post "/api/v1/tickets/batch" Bearer Write, args: (), query: (), body: BatchSubmit => BatchReport;
     /// One ticket in full.
-    GetTicket = Get "/api/v1/tickets/{id}" Bearer, args: Id, query: (), body: () => TicketView;
+    GetTicket = Get "/api/v1/tickets/{id}" Bearer Read, args: Id, query: (), body: () => TicketView;
     /// Cancel a ticket (aborts a running model call).
-    CancelTicket = Post "/api/v1/tickets/{id}/cancel" Bearer, args: Id, query: (), body: () => TicketView;
+    CancelTicket = Post "/api/v1/tickets/{id}/cancel" Bearer Write, args: Id, query: (), body: () => TicketView;
     /// Release a ticket held for approval.
-    ApproveTicket = Post "/api/v1/tickets/{id}/approve" Bearer, args: Id, query: (), body: () => TicketView;
+    ApproveTicket = Post "/api/v1/tickets/{id}/approve" Bearer Write, args: Id, query: (), body: () => TicketView;
     /// Bots with their lanes and load.
-    ListBots = Get "/api/v1/bots" Bearer, args: (), query: (), body: () => Vec<BotView>;
+    ListBots = Get "/api/v1/bots" Bearer Operator, args: (), query: (), body: () => Vec<BotView>;
     /// Spend in total and by bot, tenant, model and day.
-    GetCostSummary = Get "/api/v1/cost/summary" Bearer, args: (), query: (), body: () => CostSummary;
+    GetCostSummary = Get "/api/v1/cost/summary" Bearer Read, args: (), query: (), body: () => CostSummary;
     /// Tenants and their budgets.
-    ListTenants = Get "/api/v1/tenants" Bearer, args: (), query: (), body: () => Vec<Tenant>;
+    ListTenants = Get "/api/v1/tenants" Bearer Read, args: (), query: (), body: () => Vec<Tenant>;
     /// Set a tenant's budget in dollars (`null` lifts it).
-    SetBudget = Put "/api/v1/tenants/{id}" Bearer, args: Id, query: (), body: BudgetBody => Tenant;
+    SetBudget = Put "/api/v1/tenants/{id}" Bearer Operator, args: Id, query: (), body: BudgetBody => Tenant;
     /// A WebSocket of `CoreEvent`s.
-    Events = Get "/api/v1/events" BearerOrQuery, args: (), query: (), body: () => CoreEvent, 101;
+    Events = Get "/api/v1/events" BearerOrQuery Read, args: (), query: (), body: () => CoreEvent, 101;
 
     /// Every connector, curated and catalog.
-    ListConnectors = Get "/api/v1/connectors" Bearer, args: (), query: (), body: () => Vec<ConnectorView>;
+    ListConnectors = Get "/api/v1/connectors" Bearer Operator, args: (), query: (), body: () => Vec<ConnectorView>;
     /// Store a connector's credential (write-only): 204.
-    PutCredential = Put "/api/v1/connectors/{id}/credential" Bearer, args: Id, query: (), body: serde_json::Value => (), 204;
+    PutCredential = Put "/api/v1/connectors/{id}/credential" Bearer Operator, args: Id, query: (), body: serde_json::Value => (), 204;
     /// Imported catalog entries, approved or not.
-    ListCatalog = Get "/api/v1/catalog" Bearer, args: (), query: (), body: () => Vec<ConnectorView>;
+    ListCatalog = Get "/api/v1/catalog" Bearer Operator, args: (), query: (), body: () => Vec<ConnectorView>;
     /// Import an OpenAPI 3 document as a disabled catalog entry: 201.
-    ImportCatalog = Post "/api/v1/catalog/import" Bearer, args: (), query: (), body: serde_json::Value => ConnectorView, 201;
+    ImportCatalog = Post "/api/v1/catalog/import" Bearer Operator, args: (), query: (), body: serde_json::Value => ConnectorView, 201;
     /// Approve a catalog entry, which enables it.
-    ApproveCatalog = Post "/api/v1/catalog/{id}/approve" Bearer, args: Id, query: (), body: () => ConnectorView;
+    ApproveCatalog = Post "/api/v1/catalog/{id}/approve" Bearer Operator, args: Id, query: (), body: () => ConnectorView;
     /// Live grants, optionally of one bot.
-    ListGrants = Get "/api/v1/grants" Bearer, args: (), query: GrantQuery, body: () => Vec<Grant>;
+    ListGrants = Get "/api/v1/grants" Bearer Operator, args: (), query: GrantQuery, body: () => Vec<Grant>;
     /// Let a bot call operations of a connector: 201.
-    AddGrant = Post "/api/v1/grants" Bearer, args: (), query: (), body: NewGrant => Grant, 201;
+    AddGrant = Post "/api/v1/grants" Bearer Operator, args: (), query: (), body: NewGrant => Grant, 201;
     /// Revoke the grant named by `?id=`: 204.
-    RevokeGrantByQuery = Delete "/api/v1/grants" Bearer, args: (), query: RevokeQuery, body: () => (), 204;
+    RevokeGrantByQuery = Delete "/api/v1/grants" Bearer Operator, args: (), query: RevokeQuery, body: () => (), 204;
     /// Revoke a grant: 204.
-    RevokeGrant = Delete "/api/v1/grants/{id}" Bearer, args: Id, query: (), body: () => (), 204;
+    RevokeGrant = Delete "/api/v1/grants/{id}" Bearer Operator, args: Id, query: (), body: () => (), 204;
     /// The audit trail.
-    ListAudit = Get "/api/v1/audit" Bearer, args: (), query: TrailQuery, body: () => Vec<AuditEntry>;
+    ListAudit = Get "/api/v1/audit" Bearer Read, args: (), query: TrailQuery, body: () => Vec<AuditEntry>;
     /// The integration view's snapshot.
-    GetIntegrations = Get "/api/v1/integrations" Bearer, args: (), query: (), body: () => IntegrationView;
+    GetIntegrations = Get "/api/v1/integrations" Bearer Operator, args: (), query: (), body: () => IntegrationView;
     /// The effect ledger: every write sent to an outside system.
-    ListEffects = Get "/api/v1/effects" Bearer, args: (), query: TrailQuery, body: () => Vec<EffectRow>;
+    ListEffects = Get "/api/v1/effects" Bearer Read, args: (), query: TrailQuery, body: () => Vec<EffectRow>;
 
     /// Run every check now.
-    RunScan = Post "/api/v1/security/scans" Bearer, args: (), query: (), body: () => ScanReport;
+    RunScan = Post "/api/v1/security/scans" Bearer Operator, args: (), query: (), body: () => ScanReport;
     /// Findings, worst first.
-    ListFindings = Get "/api/v1/security/findings" Bearer, args: (), query: FindingsQuery, body: () => Vec<Finding>;
+    ListFindings = Get "/api/v1/security/findings" Bearer Read, args: (), query: FindingsQuery, body: () => Vec<Finding>;
     /// Suppress a finding with a justification, for some days.
-    SuppressFinding = Post "/api/v1/security/findings/{id}/suppress" Bearer, args: Id, query: (), body: SuppressRequest => Finding;
+    SuppressFinding = Post "/api/v1/security/findings/{id}/suppress" Bearer Operator, args: Id, query: (), body: SuppressRequest => Finding;
     /// Each preventive control and the checks that prove it.
-    ListControls = Get "/api/v1/security/controls" Bearer, args: (), query: (), body: () => Vec<ControlView>;
+    ListControls = Get "/api/v1/security/controls" Bearer Operator, args: (), query: (), body: () => Vec<ControlView>;
     /// Every unresolved finding as SARIF 2.1.0 (`application/sarif+json`).
-    ExportSarif = Get "/api/v1/security/sarif" Bearer, args: (), query: (), body: () => serde_json::Value;
+    ExportSarif = Get "/api/v1/security/sarif" Bearer Operator, args: (), query: (), body: () => serde_json::Value;
     /// A SARIF 2.1.0 log from another scanner (Trivy, Checkov, Semgrep…).
-    ImportSarif = Post "/api/v1/security/sarif" Bearer, args: (), query: (), body: serde_json::Value => Vec<ScanReport>;
+    ImportSarif = Post "/api/v1/security/sarif" Bearer Operator, args: (), query: (), body: serde_json::Value => Vec<ScanReport>;
+
+    /// What the presented token is: the operator's, or a tenant's with its role.
+    WhoAmI = Get "/api/v1/whoami" Bearer Read, args: (), query: (), body: () => crate::api::tokens::WhoAmI;
+    /// Create a token bound to one tenant and a role; its value is shown
+    /// this once: 201.
+    CreateToken = Post "/api/v1/tokens" Bearer Operator, args: (), query: (), body: crate::api::tokens::NewToken => crate::api::tokens::IssuedToken, 201;
+    /// Every tenant token, revoked ones too, without their values.
+    ListTokens = Get "/api/v1/tokens" Bearer Operator, args: (), query: (), body: () => Vec<crate::api::tokens::TokenView>;
+    /// Revoke a tenant token: 204.
+    RevokeToken = Delete "/api/v1/tokens/{id}" Bearer Operator, args: Id, query: (), body: () => (), 204;
 
     /// Prometheus text exposition.
-    Metrics = Get "/metrics" Bearer, args: (), query: (), body: () => String;
+    Metrics = Get "/metrics" Bearer Read, args: (), query: (), body: () => String;
 }
 
 #[cfg(test)]

@@ -210,6 +210,7 @@ struct Inner {
     price_version: String,
     secret_rules: Arc<SecretRules>,
     connectors: Option<crate::connector::Connectors>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for Controller {
@@ -443,6 +444,7 @@ impl Controller {
                 price_version,
                 secret_rules,
                 connectors,
+                clock,
             }),
         };
         controller.spawn_bot_feed();
@@ -559,10 +561,20 @@ impl Controller {
 
     /// A ticket in full, with why it is waiting if it is not finished.
     pub async fn ticket(&self, id: TicketId) -> Result<TicketView, ControllerError> {
+        self.ticket_of(id, None).await
+    }
+
+    /// [`Self::ticket`], of `only`'s tickets if given: another tenant's is
+    /// not found (on PostgreSQL the read runs as `only`, under RLS).
+    pub async fn ticket_of(
+        &self,
+        id: TicketId,
+        only: Option<&TenantId>,
+    ) -> Result<TicketView, ControllerError> {
         let mut view = self
             .inner
             .store
-            .ticket(id)
+            .ticket(id, only)
             .await?
             .ok_or(ControllerError::NotFound(id))?;
         if !view.state.is_terminal() {
@@ -606,7 +618,7 @@ impl Controller {
         match answer {
             scheduler::Answer::Done => self.ticket(id).await,
             scheduler::Answer::Refused(e) => Err(e.into()),
-            scheduler::Answer::NotLive => match self.inner.store.ticket(id).await? {
+            scheduler::Answer::NotLive => match self.inner.store.ticket(id, None).await? {
                 None => Err(ControllerError::NotFound(id)),
                 Some(t) => Err(TicketError::IllegalTransition {
                     id,
@@ -646,13 +658,39 @@ impl Controller {
     }
 
     pub async fn cost_summary(&self) -> Result<CostSummary, ControllerError> {
-        let mut s = self.inner.store.cost_summary().await?;
+        self.cost_summary_of(None).await
+    }
+
+    /// Spend, of `only` alone if given.
+    pub async fn cost_summary_of(
+        &self,
+        only: Option<&TenantId>,
+    ) -> Result<CostSummary, ControllerError> {
+        let mut s = self.inner.store.cost_summary(only).await?;
         s.price_version = self.inner.price_version.clone();
         Ok(s)
     }
 
     pub async fn state_counts(&self) -> Result<Vec<(TicketState, i64)>, ControllerError> {
-        Ok(self.inner.store.state_counts().await?)
+        self.state_counts_of(None).await
+    }
+
+    /// Tickets per state, of `only` alone if given.
+    pub async fn state_counts_of(
+        &self,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<(TicketState, i64)>, ControllerError> {
+        Ok(self.inner.store.state_counts(only).await?)
+    }
+
+    /// The store, for the API's token directory (`api::tokens`).
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The clock every timestamp of this controller comes from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
     }
 
     pub async fn tenants(&self) -> Result<Vec<Tenant>, ControllerError> {

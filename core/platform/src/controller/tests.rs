@@ -568,11 +568,11 @@ async fn a_ticket_with_a_free_lane_is_routed_in_the_commit_that_admits_it() {
     let (low, high) = (both[0].as_ref().unwrap().id, both[1].as_ref().unwrap().id);
     // Durable when the submission is answered: routed in the same commit
     // (the same instant as its creation), not in a later one.
-    let stored = h.store.ticket(high).await.unwrap().unwrap();
+    let stored = h.store.ticket(high, None).await.unwrap().unwrap();
     assert_eq!(stored.events[1].to, TicketState::Routed, "{stored:#?}");
     assert_eq!(stored.events[0].at_ms, stored.events[1].at_ms);
     assert_eq!(
-        h.store.ticket(low).await.unwrap().unwrap().state,
+        h.store.ticket(low, None).await.unwrap().unwrap().state,
         TicketState::Queued
     );
     h.wait_for(high, TicketState::Running).await;
@@ -802,8 +802,8 @@ async fn a_secret_in_a_reply_or_an_error_is_redacted_before_it_is_kept() {
     assert_eq!(failed.state, TicketState::Dead);
     let stored = format!(
         "{:?}{:?}",
-        h.store.ticket(replied.id).await.unwrap(),
-        h.store.ticket(failed.id).await.unwrap()
+        h.store.ticket(replied.id, None).await.unwrap(),
+        h.store.ticket(failed.id, None).await.unwrap()
     );
     assert!(stored.contains("[redacted: github-token]"), "{stored}");
     assert!(!stored.contains("ghp_"), "{stored}");
@@ -988,7 +988,7 @@ async fn stored_in(store: &dyn Store, except: &[TicketId], state: TicketState) -
         if let Some(t) = mine.first()
             && t.state == state
         {
-            return store.ticket(t.id).await.unwrap().unwrap();
+            return store.ticket(t.id, None).await.unwrap().unwrap();
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -1223,7 +1223,7 @@ async fn a_record_the_store_refuses_stops_its_ticket_and_nothing_else() {
 
     let deadline = tokio::time::Instant::now() + WAIT;
     let stopped = loop {
-        let v = store.ticket(poisoned).await.unwrap().unwrap();
+        let v = store.ticket(poisoned, None).await.unwrap().unwrap();
         if v.state.is_terminal() {
             break v;
         }
@@ -1246,7 +1246,7 @@ async fn a_record_the_store_refuses_stops_its_ticket_and_nothing_else() {
     for id in others {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let v = store.ticket(id).await.unwrap().unwrap();
+            let v = store.ticket(id, None).await.unwrap().unwrap();
             if v.state == TicketState::Succeeded {
                 break;
             }

@@ -221,7 +221,10 @@ impl SecurityCenter {
             after = Some(last);
         }
         if let Some(c) = self.inner.controller.connectors() {
-            match (c.audit(None, 10_000).await, c.effects(None, 10_000).await) {
+            match (
+                c.audit(None, None, 10_000).await,
+                c.effects(None, None, 10_000).await,
+            ) {
                 (Ok(audit), Ok(effects)) => {
                     for a in &audit {
                         texts += 1;

@@ -54,7 +54,7 @@ async fn a_batch_over_two_tenants_round_trips() {
     let db = TestDb::new().await;
     let written = seed(&db.store, &["acme", "globex"]).await;
     for t in &written {
-        let v = db.store.ticket(t.id).await.unwrap().expect("stored");
+        let v = db.store.ticket(t.id, None).await.unwrap().expect("stored");
         assert_eq!(v.tenant, t.tenant);
         assert_eq!(v.state, TicketState::Succeeded);
         assert_eq!(v.attempts, 1);
@@ -66,7 +66,13 @@ async fn a_batch_over_two_tenants_round_trips() {
         assert_eq!(v.cost.cost_nusd, 42);
         assert_eq!(v.ledger.len(), 1);
     }
-    assert!(db.store.ticket(TicketId::new()).await.unwrap().is_none());
+    assert!(
+        db.store
+            .ticket(TicketId::new(), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let page = db
         .store
@@ -99,13 +105,13 @@ async fn a_batch_over_two_tenants_round_trips() {
     assert_eq!(rest.tickets[0].id, page.tickets[1].id);
     assert_eq!(rest.next_cursor, None);
 
-    let summary = db.store.cost_summary().await.unwrap();
+    let summary = db.store.cost_summary(None).await.unwrap();
     assert_eq!(summary.total.cost_nusd, 84);
     assert_eq!(summary.total.attempts, 2);
     assert_eq!(summary.by_tenant.len(), 2);
     assert_eq!(summary.by_day[0].key, "1970-01-02");
     assert_eq!(
-        db.store.state_counts().await.unwrap(),
+        db.store.state_counts(None).await.unwrap(),
         vec![(TicketState::Succeeded, 2)]
     );
     let spend = db.store.spend_by_tenant().await.unwrap();
@@ -128,8 +134,11 @@ async fn duplicates_and_repeated_ledger_rows_write_nothing() {
     };
     let applied = db.store.apply(&batch).await.unwrap();
     assert_eq!(applied.duplicates, vec![(dup.id, first[0].id)]);
-    assert!(db.store.ticket(dup.id).await.unwrap().is_none());
-    assert_eq!(db.store.cost_summary().await.unwrap().total.cost_nusd, 42);
+    assert!(db.store.ticket(dup.id, None).await.unwrap().is_none());
+    assert_eq!(
+        db.store.cost_summary(None).await.unwrap().total.cost_nusd,
+        42
+    );
     db.drop().await;
 }
 
@@ -145,12 +154,15 @@ async fn a_batch_applied_twice_lands_once() {
     // nothing written twice.
     assert_eq!(db.store.apply(&batch).await.unwrap(), Applied::default());
     for t in [&keyed, &plain] {
-        let view = db.store.ticket(t.id).await.unwrap().unwrap();
+        let view = db.store.ticket(t.id, None).await.unwrap().unwrap();
         assert_eq!(view.state, TicketState::Succeeded);
         assert_eq!(view.events.len(), 4, "{view:?}");
         assert_eq!(view.ledger.len(), 1);
     }
-    assert_eq!(db.store.cost_summary().await.unwrap().total.cost_nusd, 50);
+    assert_eq!(
+        db.store.cost_summary(None).await.unwrap().total.cost_nusd,
+        50
+    );
     // A new ticket with a stored key is still a duplicate.
     let (dup, created) = ticket("acme", Some("k1"));
     let again = WriteBatch {
@@ -526,10 +538,10 @@ async fn the_writer_lands_a_nul_cleaned_and_everything_beside_it() {
         .unwrap()
         .unwrap();
     assert!(applied.rejected.is_empty(), "{applied:?}");
-    let stored_bad = store.ticket(bad.id).await.unwrap().unwrap();
+    let stored_bad = store.ticket(bad.id, None).await.unwrap().unwrap();
     assert_eq!(stored_bad.result.unwrap()["text"], "poison\u{FFFD}ed");
     assert_eq!(stored_bad.error.as_deref(), Some("poison\u{FFFD}ed!"));
-    let stored_good = store.ticket(good.id).await.unwrap().unwrap();
+    let stored_good = store.ticket(good.id, None).await.unwrap().unwrap();
     assert_eq!(stored_good.result.unwrap()["text"], "fine");
     store.close().await;
     db.drop().await;
@@ -586,4 +598,12 @@ async fn tenant_tables_are_the_tables_the_migrations_give_a_tenant() {
     .unwrap();
     assert_eq!(found, TENANT_TABLES);
     db.drop().await;
+}
+
+/// Scoped reads run as the one tenant, so row-level security alone keeps
+/// the other's rows out (no query filters by tenant).
+#[tokio::test]
+async fn reads_scoped_to_a_tenant_see_only_it_and_tokens_keep_their_hash() {
+    let db = TestDb::new().await;
+    crate::fixtures::scoped_reads_and_tokens(&db.store).await;
 }

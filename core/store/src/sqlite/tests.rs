@@ -37,7 +37,7 @@ async fn a_batch_round_trips_every_field() {
     assert_eq!(batch.updates.len(), 1, "one update per ticket per batch");
     store.apply(&batch).await.unwrap();
 
-    let view = store.ticket(t.id).await.unwrap().unwrap();
+    let view = store.ticket(t.id, None).await.unwrap().unwrap();
     assert_eq!(view.state, TicketState::Succeeded);
     assert_eq!(view.attempts, 1);
     assert_eq!(view.bot, Some(bot));
@@ -91,7 +91,7 @@ async fn the_ledger_never_charges_an_attempt_twice() {
         })
         .await
         .unwrap();
-    let summary = store.cost_summary().await.unwrap();
+    let summary = store.cost_summary(None).await.unwrap();
     assert_eq!(summary.total.attempts, 2);
     assert_eq!(summary.total.cost_nusd, 107);
     assert_eq!(summary.by_day[0].key, "1970-01-02");
@@ -126,9 +126,15 @@ async fn an_idempotency_key_returns_the_first_ticket_and_writes_nothing_else() {
         applied.duplicates,
         vec![(second.id, first.id), (fourth.id, third.id)]
     );
-    assert!(store.ticket(second.id).await.unwrap().is_none());
+    assert!(store.ticket(second.id, None).await.unwrap().is_none());
     assert_eq!(
-        store.ticket(first.id).await.unwrap().unwrap().events.len(),
+        store
+            .ticket(first.id, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .len(),
         1
     );
     let page = store
@@ -258,7 +264,7 @@ async fn a_failed_batch_writes_nothing() {
     with_ledger.ledger.push(bad);
     assert!(store.apply(&with_ledger).await.is_err());
     assert!(
-        store.ticket(t.id).await.unwrap().is_none(),
+        store.ticket(t.id, None).await.unwrap().is_none(),
         "the ticket of a failed batch must not exist"
     );
 }
@@ -274,12 +280,12 @@ async fn a_batch_applied_twice_lands_once() {
     // nothing written twice.
     assert_eq!(store.apply(&batch).await.unwrap(), Applied::default());
     for t in [&keyed, &plain] {
-        let view = store.ticket(t.id).await.unwrap().unwrap();
+        let view = store.ticket(t.id, None).await.unwrap().unwrap();
         assert_eq!(view.state, TicketState::Succeeded);
         assert_eq!(view.events.len(), 4, "{view:?}");
         assert_eq!(view.ledger.len(), 1);
     }
-    assert_eq!(store.cost_summary().await.unwrap().total.cost_nusd, 50);
+    assert_eq!(store.cost_summary(None).await.unwrap().total.cost_nusd, 50);
     // A new ticket with a stored key is still a duplicate.
     let (dup, created) = ticket("default", Some("k1"));
     let again = WriteBatch {
@@ -289,4 +295,10 @@ async fn a_batch_applied_twice_lands_once() {
     };
     let applied = store.apply(&again).await.unwrap();
     assert_eq!(applied.duplicates, vec![(dup.id, keyed.id)]);
+}
+
+#[tokio::test]
+async fn reads_scoped_to_a_tenant_see_only_it_and_tokens_keep_their_hash() {
+    let (_dir, store) = store().await;
+    crate::fixtures::scoped_reads_and_tokens(&store).await;
 }

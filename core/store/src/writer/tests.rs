@@ -107,12 +107,19 @@ async fn a_proposal_is_refused_only_by_a_try_that_began_after_it() {
 
     assert_eq!(submitted.await.unwrap().unwrap(), Applied::default());
     assert!(landed.await.unwrap(), "the record landed");
-    let stored = outage.store.ticket(after.id).await.unwrap().unwrap();
+    let stored = outage.store.ticket(after.id, None).await.unwrap().unwrap();
     assert_eq!(stored.state, TicketState::Queued);
-    let early = outage.store.ticket(early.id).await.unwrap().unwrap();
+    let early = outage.store.ticket(early.id, None).await.unwrap().unwrap();
     assert_eq!(early.state, TicketState::Succeeded);
     assert_eq!(early.ledger.len(), 1);
-    assert!(outage.store.ticket(refused.id).await.unwrap().is_none());
+    assert!(
+        outage
+            .store
+            .ticket(refused.id, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// A real PostgreSQL store whose tries wait at a gate: each announces
@@ -272,7 +279,7 @@ async fn disjoint_batches_commit_at_once_and_a_ticket_waits_for_its_own() {
     barrier.await.unwrap().unwrap();
 
     for id in [a, b] {
-        let t = db.store.ticket(id).await.unwrap().unwrap();
+        let t = db.store.ticket(id, None).await.unwrap().unwrap();
         assert_eq!(t.state, TicketState::Succeeded);
         assert_eq!((t.events.len(), t.ledger.len()), (4, 1));
     }
@@ -325,9 +332,9 @@ async fn a_proposal_failing_beside_a_record_is_refused_while_the_store_is_down()
     assert_eq!(ids, vec![a]);
     open.send(true).unwrap();
     assert!(finished_a.await.unwrap());
-    let stored = db.store.ticket(a).await.unwrap().unwrap();
+    let stored = db.store.ticket(a, None).await.unwrap().unwrap();
     assert_eq!(stored.state, TicketState::Succeeded);
-    assert!(db.store.ticket(b).await.unwrap().is_none());
+    assert!(db.store.ticket(b, None).await.unwrap().is_none());
     drop(writer);
     task.await.unwrap();
     db.drop().await;
@@ -366,7 +373,7 @@ async fn after_a_failure_the_others_land_and_the_failed_batch_is_retried_alone()
     created_c.await.unwrap().unwrap();
 
     for id in [a, b, c] {
-        let t = db.store.ticket(id).await.unwrap().unwrap();
+        let t = db.store.ticket(id, None).await.unwrap().unwrap();
         assert_eq!((t.state, t.events.len()), (TicketState::Queued, 1));
     }
     drop(writer);
@@ -501,7 +508,7 @@ async fn rows_the_store_refuses_for_their_data_stop_nothing_else() {
     let refused = within(dirty_answer).await.unwrap().unwrap().unwrap_err();
     assert!(refused.is_permanent(), "{refused:?}");
 
-    let stored = |id| Store::ticket(&picky.store, id);
+    let stored = |id| Store::ticket(&picky.store, id, None);
     let bad_view = stored(bad.id).await.unwrap().unwrap();
     assert_eq!(
         bad_view.state,

@@ -1,8 +1,14 @@
-//! The auth gate: every route but the public ones requires the API token,
-//! on loopback too (deny by default). The token is compared in constant
-//! time and never logged; which routes are public, and which may take it as
-//! `?token=` (the event socket, which browsers cannot give headers), is the
-//! route table's word ([`Auth`]).
+//! The auth gate: every route but the public ones requires a token, on
+//! loopback too (deny by default). The server's own token (the operator's)
+//! is compared in constant time; any other is looked up by its hash among
+//! the tenant tokens ([`TokenDirectory`]). Neither is ever logged. Which
+//! routes are public, and which may take the token as `?token=` (the event
+//! socket, which browsers cannot give headers), is the route table's word
+//! ([`Auth`]); so is what a tenant's token may call there ([`Access`]).
+//! The request goes on carrying its [`Principal`] for the handler to fence
+//! by.
+//!
+//! [`TokenDirectory`]: crate::api::tokens::TokenDirectory
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -11,8 +17,10 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 use super::AppState;
-use crate::api::routes::{ALL, Auth};
+use crate::api::routes::{ALL, Access, Auth, Route};
+use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
+use crate::store::TokenRole;
 
 /// The API token. Its `Debug` never shows it.
 #[derive(Clone)]
@@ -75,10 +83,43 @@ fn query_token_allowed(path: &str) -> bool {
         .any(|r| r.auth == Auth::BearerOrQuery && r.path == path)
 }
 
+/// The row of the table a request was routed to.
+fn row_of(request: &Request) -> Option<&'static Route> {
+    let matched = request.extensions().get::<axum::extract::MatchedPath>()?;
+    ALL.iter()
+        .find(|r| r.path == matched.as_str() && r.verb.method() == *request.method())
+}
+
+/// Whether `who` may call `row` at all (its handler then fences what it
+/// sees). Deny by default: a row the gate cannot name is the operator's.
+fn allowed(who: &Principal, row: Option<&Route>) -> Result<(), ApiError> {
+    let Principal::Tenant { tenant, role } = who else {
+        return Ok(());
+    };
+    let access = row.map_or(Access::Operator, |r| r.access);
+    match (access, role) {
+        (Access::Read, _) | (Access::Write, TokenRole::Operator) => Ok(()),
+        (Access::Write, TokenRole::Viewer) => Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("this token of tenant {tenant} is a viewer's: it reads, it does not write"),
+        )),
+        (Access::Operator, _) => Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "this token acts for tenant {tenant}; this route is the operator's (the server's own token)"
+            ),
+        )),
+    }
+}
+
 /// The auth gate: a bearer token on every request (a `token` query
 /// parameter is accepted for the event stream, which browsers cannot give
-/// headers).
-pub(super) async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// headers); the request goes on with its [`Principal`].
+pub(super) async fn auth(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -91,15 +132,57 @@ pub(super) async fn auth(State(state): State<AppState>, request: Request, next: 
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token="))),
         None => None,
     };
-    match presented {
-        None => ApiError::new(
+    let Some(presented) = presented else {
+        return ApiError::new(
             ErrorKind::Unauthorized,
             "missing credentials: send Authorization: Bearer <token>",
         )
-        .into_response(),
-        Some(t) if !state.token.matches(t) => {
-            ApiError::new(ErrorKind::Unauthorized, "invalid API token").into_response()
+        .into_response();
+    };
+    let who = if state.token.matches(presented) {
+        Principal::Operator
+    } else {
+        match state.tokens.resolve(presented).await {
+            Ok(Some(who)) => who,
+            Ok(None) => {
+                return ApiError::new(ErrorKind::Unauthorized, "invalid API token").into_response();
+            }
+            Err(e) => return e.into_response(),
         }
-        Some(_) => next.run(request).await,
+    };
+    if let Err(e) = allowed(&who, row_of(&request)) {
+        return e.into_response();
+    }
+    request.extensions_mut().insert(who);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::TenantId;
+
+    /// Every row's access, for each kind of holder: the operator anywhere,
+    /// a tenant's operator on reads and writes, a viewer on reads, neither
+    /// on the operator's rows nor on a row the gate cannot name.
+    #[test]
+    fn each_holder_passes_only_the_rows_its_access_allows() {
+        let tenant = |role| Principal::Tenant {
+            tenant: TenantId::parse("acme").unwrap(),
+            role,
+        };
+        let (op, viewer) = (tenant(TokenRole::Operator), tenant(TokenRole::Viewer));
+        for row in ALL {
+            assert!(allowed(&Principal::Operator, Some(row)).is_ok());
+            let want_op = row.access != Access::Operator;
+            let want_viewer = row.access == Access::Read;
+            assert_eq!(allowed(&op, Some(row)).is_ok(), want_op, "{}", row.name);
+            let v = allowed(&viewer, Some(row));
+            assert_eq!(v.is_ok(), want_viewer, "{}", row.name);
+            if let Err(e) = v {
+                assert_eq!(e.kind, ErrorKind::Forbidden);
+            }
+        }
+        assert!(allowed(&op, None).is_err(), "deny by default");
     }
 }

@@ -1,14 +1,15 @@
 //! Handlers of the connector routes: the catalog, credentials (write-only),
 //! grants, the audit trail, the effect ledger and the integration view.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 
 use super::body::json_body;
 use super::extract::{Params, PathId};
 use super::{ApiResult, AppState, OPERATOR};
+use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind, GrantQuery, RevokeQuery, TrailQuery};
 
 fn connectors(state: &AppState) -> ApiResult<crate::connector::Connectors> {
@@ -127,20 +128,30 @@ pub(super) async fn grants_revoke_by_query(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The audit trail; a tenant's token sees its tickets' calls.
 pub(super) async fn audit(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Params(q): Params<TrailQuery>,
 ) -> ApiResult<Json<Vec<crate::connector::store::AuditEntry>>> {
     let (ticket, limit) = q.parse()?;
-    Ok(Json(connectors(&state)?.audit(ticket, limit).await?))
+    Ok(Json(
+        connectors(&state)?.audit(ticket, who.only(), limit).await?,
+    ))
 }
 
+/// The effect ledger; a tenant's token sees its tickets' writes.
 pub(super) async fn effects(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Params(q): Params<TrailQuery>,
 ) -> ApiResult<Json<Vec<crate::connector::store::EffectRow>>> {
     let (ticket, limit) = q.parse()?;
-    Ok(Json(connectors(&state)?.effects(ticket, limit).await?))
+    Ok(Json(
+        connectors(&state)?
+            .effects(ticket, who.only(), limit)
+            .await?,
+    ))
 }
 
 /// The integration view's snapshot (the last 200 audit rows and effects).

@@ -2,12 +2,12 @@
 //! and budgets, the event stream (WebSocket) and the Prometheus metrics
 //! (written by hand: a snapshot of state the controller already keeps).
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use tokio::sync::broadcast::error::RecvError;
@@ -15,6 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::body::json_body;
 use super::extract::PathId;
 use super::{ApiResult, AppState};
+use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
 use crate::controller::{Controller, CoreEvent};
 use crate::ticket::{TenantId, TicketState};
@@ -24,12 +25,24 @@ pub(super) async fn bots(State(state): State<AppState>) -> Response {
     Json(state.controller.bots().await).into_response()
 }
 
-pub(super) async fn cost_summary(State(state): State<AppState>) -> ApiResult<Response> {
-    Ok(Json(state.controller.cost_summary().await?).into_response())
+pub(super) async fn cost_summary(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Response> {
+    Ok(Json(state.controller.cost_summary_of(who.only()).await?).into_response())
 }
 
-pub(super) async fn tenants(State(state): State<AppState>) -> ApiResult<Response> {
-    Ok(Json(state.controller.tenants().await?).into_response())
+/// The tenant directory; a tenant's token sees its own row (its budget,
+/// read only).
+pub(super) async fn tenants(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Response> {
+    let mut tenants = state.controller.tenants().await?;
+    if let Some(own) = who.only() {
+        tenants.retain(|t| &t.id == own);
+    }
+    Ok(Json(tenants).into_response())
 }
 
 pub(super) async fn set_budget(
@@ -58,6 +71,7 @@ pub(super) async fn set_budget(
 
 pub(super) async fn events(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let ws = ws.map_err(|e| {
@@ -71,12 +85,34 @@ pub(super) async fn events(
         .field("upgrade")
     })?;
     let controller = state.controller.clone();
-    Ok(ws.on_upgrade(move |socket| stream_events(socket, controller)))
+    Ok(ws.on_upgrade(move |socket| stream_events(socket, controller, who)))
 }
 
-/// Forwards `CoreEvent`s to one WebSocket until either side goes away. A
-/// slow client gets a `lagged` event instead of stalling the controller.
-pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller) {
+/// What of an event `who` may see: all of it for the operator; for a
+/// tenant, its tickets' transitions and ledger rows (the fleet's bots are
+/// the operator's), and nothing when none of it is the tenant's.
+fn fenced(event: CoreEvent, who: &Principal) -> Option<CoreEvent> {
+    let Some(own) = who.only() else {
+        return Some(event);
+    };
+    match event {
+        CoreEvent::TicketsTransitioned { mut transitions } => {
+            transitions.retain(|t| &t.tenant == own);
+            (!transitions.is_empty()).then_some(CoreEvent::TicketsTransitioned { transitions })
+        }
+        CoreEvent::CostCaptured { mut entries } => {
+            entries.retain(|e| &e.tenant == own);
+            (!entries.is_empty()).then_some(CoreEvent::CostCaptured { entries })
+        }
+        CoreEvent::BotsUpdated { .. } => None,
+        lagged @ CoreEvent::Lagged { .. } => Some(lagged),
+    }
+}
+
+/// Forwards `CoreEvent`s (those `who` may see) to one WebSocket until
+/// either side goes away. A slow client gets a `lagged` event instead of
+/// stalling the controller.
+pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller, who: Principal) {
     let mut rx = controller.subscribe();
     loop {
         tokio::select! {
@@ -91,6 +127,7 @@ pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller)
                     Err(RecvError::Lagged(missed)) => CoreEvent::Lagged { missed },
                     Err(RecvError::Closed) => return,
                 };
+                let Some(event) = fenced(event, &who) else { continue };
                 let Ok(text) = serde_json::to_string(&event) else { continue };
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     return;
@@ -100,8 +137,15 @@ pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller)
     }
 }
 
-/// Prometheus text exposition of the controller's counters and gauges.
-pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text exposition of the controller's counters and gauges; for
+/// a tenant's token, its tenant's figures alone.
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Response {
+    if let Some(own) = who.only() {
+        return tenant_metrics(&state.controller, own).await;
+    }
     let c = &state.controller;
     let s = c.stats();
     let mut out = String::with_capacity(4096);
@@ -229,6 +273,49 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "Tickets a bot finished.",
         &per_bot(&|b| b.succeeded as f64),
     );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// One tenant's metrics: its tickets by state and its ledger's spend and
+/// tokens, read from the store as that tenant (each sample labelled with
+/// it); a figure that cannot be read has no sample.
+async fn tenant_metrics(c: &Controller, tenant: &TenantId) -> Response {
+    let mut out = String::with_capacity(1024);
+    let label = format!("tenant=\"{tenant}\"");
+    if let Ok(counts) = c.state_counts_of(Some(tenant)).await {
+        let _ = writeln!(
+            out,
+            "# HELP oshal_tenant_tickets Tickets by state.\n# TYPE oshal_tenant_tickets gauge"
+        );
+        for st in TicketState::all() {
+            let n = counts.iter().find(|(s, _)| s == st).map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "oshal_tenant_tickets{{{label},state=\"{st}\"}} {n}");
+        }
+    }
+    if let Ok(cost) = c.cost_summary_of(Some(tenant)).await {
+        let t = &cost.total;
+        let _ = writeln!(
+            out,
+            "# HELP oshal_tenant_cost_usd Dollars in the ledger.\n# TYPE oshal_tenant_cost_usd gauge\n\
+             oshal_tenant_cost_usd{{{label}}} {}\n\
+             # HELP oshal_tenant_attempts Attempts priced.\n# TYPE oshal_tenant_attempts gauge\n\
+             oshal_tenant_attempts{{{label}}} {}\n\
+             # HELP oshal_tenant_tokens Model tokens in the ledger.\n# TYPE oshal_tenant_tokens gauge\n\
+             oshal_tenant_tokens{{{label},direction=\"input\"}} {}\n\
+             oshal_tenant_tokens{{{label},direction=\"output\"}} {}",
+            crate::cost::usd(t.cost_nusd),
+            t.attempts,
+            t.input_tokens,
+            t.output_tokens,
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,

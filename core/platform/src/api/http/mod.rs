@@ -6,7 +6,8 @@
 //! `auth.rs` (the token gate), `body.rs` (reading and parsing bodies, with
 //! their limits), `extract.rs` (query and path parameters, and the one
 //! error shape for every refusal, axum's own included), and the handlers by domain: `tickets.rs`, `fleet.rs`
-//! (bots, cost, tenants, events, metrics), `connectors.rs`, `security.rs`.
+//! (bots, cost, tenants, events, metrics), `connectors.rs`, `security.rs`,
+//! `tokens.rs` (who a token is; tenant tokens made and revoked).
 //! Errors map to the one JSON shape in one place: `From<…> for ApiError`
 //! in `api/mod.rs`, and `IntoResponse for ApiError` here.
 
@@ -17,6 +18,7 @@ mod extract;
 mod fleet;
 mod security;
 mod tickets;
+mod tokens;
 
 use axum::handler::Handler;
 use axum::http::{StatusCode, header};
@@ -37,6 +39,26 @@ struct AppState {
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
     token: ApiToken,
+    tokens: std::sync::Arc<crate::api::tokens::TokenDirectory>,
+}
+
+impl AppState {
+    fn new(
+        controller: Controller,
+        security: Option<crate::security::SecurityCenter>,
+        token: ApiToken,
+    ) -> Self {
+        let tokens = crate::api::tokens::TokenDirectory::new(
+            controller.store().clone(),
+            controller.clock().clone(),
+        );
+        Self {
+            controller,
+            security,
+            token,
+            tokens: std::sync::Arc::new(tokens),
+        }
+    }
 }
 
 /// Who an operator action is recorded as: the holder of the API token.
@@ -72,13 +94,9 @@ pub fn router_with_ui(
             header::HeaderValue::from_static(CSP),
         ),
     );
-    routes(AppState {
-        controller,
-        security,
-        token,
-    })
-    .route("/api/{*rest}", axum::routing::any(no_such_route))
-    .merge(ui)
+    routes(AppState::new(controller, security, token))
+        .route("/api/{*rest}", axum::routing::any(no_such_route))
+        .merge(ui)
 }
 
 /// The UI's content security policy: its own scripts only, no eval, API
@@ -94,12 +112,7 @@ pub fn router(
     security: Option<crate::security::SecurityCenter>,
     token: ApiToken,
 ) -> Router {
-    routes(AppState {
-        controller,
-        security,
-        token,
-    })
-    .fallback(no_such_route)
+    routes(AppState::new(controller, security, token)).fallback(no_such_route)
 }
 
 async fn no_such_route() -> ApiError {
@@ -177,6 +190,10 @@ fn mount() -> Mount {
     .at::<ListControls, _, _>(security::security_controls)
     .at::<ExportSarif, _, _>(security::security_sarif_export)
     .at::<ImportSarif, _, _>(security::security_sarif_import)
+    .at::<WhoAmI, _, _>(tokens::whoami)
+    .at::<CreateToken, _, _>(tokens::create)
+    .at::<ListTokens, _, _>(tokens::list)
+    .at::<RevokeToken, _, _>(tokens::revoke)
 }
 
 fn routes(state: AppState) -> Router {

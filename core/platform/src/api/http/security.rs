@@ -1,11 +1,11 @@
 //! Handlers of the Security Center's routes: scan, findings, suppress,
 //! controls, and SARIF export and import.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use oshal_kernel::name::Named;
 
 use super::body::{json_body, read_limited};
@@ -33,6 +33,7 @@ const MAX_SOURCE: usize = 128;
 
 pub(super) async fn security_findings(
     State(state): State<AppState>,
+    Extension(who): Extension<crate::api::tokens::Principal>,
     Params(p): Params<FindingsQuery>,
 ) -> ApiResult<Json<Vec<crate::security::Finding>>> {
     use crate::security::{FindingQuery, FindingState, store::MAX_LIST};
@@ -82,7 +83,36 @@ pub(super) async fn security_findings(
         source: p.source,
         limit,
     };
-    Ok(Json(security(&state)?.findings(&query).await?))
+    let mut findings = security(&state)?.findings(&query).await?;
+    if let Some(own) = who.only() {
+        findings = of_tenant(&state, findings, own).await?;
+    }
+    Ok(Json(findings))
+}
+
+/// The findings about a tenant's data: those whose object is one of its
+/// tickets (a secret in its stored text), read as that tenant. The rest
+/// are about the platform, which is the operator's.
+async fn of_tenant(
+    state: &AppState,
+    findings: Vec<crate::security::Finding>,
+    tenant: &crate::ticket::TenantId,
+) -> ApiResult<Vec<crate::security::Finding>> {
+    let mut mine = Vec::new();
+    for f in findings {
+        let id = f
+            .object
+            .strip_prefix("ticket ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|id| crate::ticket::TicketId::parse(id).ok());
+        let Some(id) = id else { continue };
+        match state.controller.ticket_of(id, Some(tenant)).await {
+            Ok(_) => mine.push(f),
+            Err(crate::controller::ControllerError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(mine)
 }
 
 pub(super) async fn security_suppress(

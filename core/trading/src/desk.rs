@@ -1,0 +1,588 @@
+//! The desk: one strategy trading one instrument against the simulated
+//! venue, Signal → Risk → Execute → Ledger, every fill tied to its signal.
+//! The same code runs a backtest, a replay and (through an adapter that
+//! feeds it quotes and carries its orders) a live session, as
+//! NautilusTrader runs one strategy in backtest and live.
+//!
+//! Quotes are the market events. They roll into bars of `bar_ms`; when a
+//! bar closes the strategy reads the last bars and gives an insight
+//! ([`signal`]), which sets a target position (up: long the trade
+//! quantity, down: short it, flat: hold). The difference from the position
+//! and what is in flight becomes a market order, checked by the risk
+//! engine ([`risk`]; a denial keeps its code), reserved in the ledger, and
+//! sent: it reaches the venue `latency` later and takes from the book the
+//! venue shows at that moment (the quote's size at the quote and at
+//! `depth_levels` ticks beyond, so a large order walks the book and
+//! slips). Each fill is applied to the order, the position and the ledger
+//! (trade, commission, realized P&L), tied to its order and signal, and
+//! folded into a SHA-256 of the fill stream, so a replay can show it is
+//! bit for bit the same.
+//!
+//! Every signal ends in a disposition (no trade needed, denied with its
+//! check, rejected, filled, partly filled), so the desk can say why any
+//! signal did or did not trade. The latency model's jitter is seeded: the
+//! same data, configuration and seed give the same fills.
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+
+use crate::book::{Book, Incoming, TimeInForce};
+use crate::fixed::{Price, Quantity};
+use crate::instrument::Instrument;
+use crate::ledger::{Ledger, LedgerError};
+use crate::market::{Bar, Quote};
+use crate::order::{Fill, LiquiditySide, Order, OrderError, OrderEvent, OrderSide, OrderStatus};
+use crate::position::Position;
+use crate::risk::{self, AccountView, Check, OrderIntent, RiskLimits, TradingState};
+use crate::signal::{self, Direction, Insight, SignalError, Strategy};
+
+/// Commission as basis points of a fill's value, by liquidity side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fees {
+    pub maker_bps: u32,
+    pub taker_bps: u32,
+}
+
+impl Fees {
+    /// The commission on `value` (raw) for `side`, rounded up.
+    pub fn commission(&self, value: i128, side: LiquiditySide) -> i128 {
+        let bps = i128::from(match side {
+            LiquiditySide::Maker => self.maker_bps,
+            LiquiditySide::Taker => self.taker_bps,
+        });
+        (value.abs() * bps + 9_999) / 10_000
+    }
+}
+
+/// When the venue sees an order: `base_ms` after it is sent, plus up to
+/// `jitter_ms` more, drawn from the desk's seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    pub base_ms: i64,
+    pub jitter_ms: i64,
+}
+
+/// Everything a desk runs with; the same configuration and data give the
+/// same fills.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeskConfig {
+    pub instrument: Instrument,
+    pub strategy: Strategy,
+    /// The bars the strategy reads, in milliseconds.
+    pub bar_ms: i64,
+    /// The position an up (long) or down (short) view holds.
+    pub trade_quantity: Quantity,
+    pub limits: RiskLimits,
+    /// The account's starting cash, raw.
+    pub deposit: i128,
+    pub fees: Fees,
+    pub latency: Latency,
+    /// Levels the venue shows beyond the quote on each side.
+    pub depth_levels: u32,
+    pub seed: u64,
+}
+
+/// Why a desk could not be set up or go on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeskError {
+    #[error("{field}: {reason}")]
+    Config { field: &'static str, reason: String },
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("quote at {ts_ms}: it is older than the last one ({last_ms})")]
+    OutOfOrder { ts_ms: i64, last_ms: i64 },
+}
+
+/// What became of a signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Disposition {
+    /// The position already matched the view (or the view was flat).
+    NoTrade,
+    /// Its order is on its way to the venue.
+    InFlight,
+    /// The risk engine refused its order; the check that failed.
+    Denied {
+        code: String,
+    },
+    /// The venue refused its order.
+    Rejected {
+        code: String,
+    },
+    Filled,
+    /// The venue filled part and canceled the rest (the book ran out).
+    PartlyFilled,
+}
+
+/// A signal and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalRecord {
+    /// `S-<n>`, in the order signals were made.
+    pub id: String,
+    pub insight: Insight,
+    /// The order it led to, if any.
+    pub order: Option<String>,
+    /// The risk engine's record of every check, if an order was checked.
+    pub checks: Vec<Check>,
+    pub disposition: Disposition,
+}
+
+/// One fill, tied to its order and signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillRecord {
+    pub ts_ms: i64,
+    pub order: String,
+    pub signal: String,
+    pub trade_id: String,
+    pub side: OrderSide,
+    pub quantity: Quantity,
+    pub price: Price,
+    pub commission: i128,
+    pub liquidity_side: LiquiditySide,
+    /// What the fill paid beyond the signal's reference price, raw (per
+    /// unit; positive is worse).
+    pub slippage: i64,
+}
+
+/// An order sent and not yet seen by the venue.
+#[derive(Debug, Clone)]
+struct Sent {
+    arrives_ms: i64,
+    order: usize,
+}
+
+/// One strategy on one instrument, with its account.
+#[derive(Debug)]
+pub struct Desk {
+    cfg: DeskConfig,
+    rng: ChaCha8Rng,
+    window: VecDeque<Bar>,
+    building: Option<Bar>,
+    last_ms: i64,
+    orders: Vec<Order>,
+    /// For each order, the signal it came from.
+    order_signal: Vec<usize>,
+    sent: VecDeque<Sent>,
+    sent_ms: Vec<i64>,
+    position: Position,
+    ledger: Ledger,
+    signals: Vec<SignalRecord>,
+    fills: Vec<FillRecord>,
+    state: TradingState,
+    hasher: Sha256,
+    events: u64,
+    next_venue_id: u64,
+}
+
+impl Desk {
+    pub fn new(cfg: DeskConfig) -> Result<Desk, DeskError> {
+        let config = |field, reason: &str| DeskError::Config {
+            field,
+            reason: reason.to_owned(),
+        };
+        if cfg.bar_ms <= 0 {
+            return Err(config("bar_ms", "must be above zero"));
+        }
+        if cfg.deposit <= 0 {
+            return Err(config("deposit", "must be above zero"));
+        }
+        if cfg.latency.base_ms < 0 || cfg.latency.jitter_ms < 0 {
+            return Err(config("latency", "must not be negative"));
+        }
+        if cfg.depth_levels > 1_000 {
+            return Err(config("depth_levels", "must be at most 1000"));
+        }
+        cfg.instrument
+            .check_quantity(cfg.trade_quantity)
+            .map_err(|e| config("trade_quantity", &e.to_string()))?;
+        let mut ledger = Ledger::default();
+        ledger.deposit(cfg.deposit)?;
+        Ok(Desk {
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            window: VecDeque::with_capacity(cfg.strategy.needs() + 1),
+            building: None,
+            last_ms: i64::MIN,
+            orders: Vec::new(),
+            order_signal: Vec::new(),
+            sent: VecDeque::new(),
+            sent_ms: Vec::new(),
+            position: Position::default(),
+            ledger,
+            signals: Vec::new(),
+            fills: Vec::new(),
+            state: TradingState::Active,
+            hasher: Sha256::new(),
+            events: 0,
+            next_venue_id: 1,
+            cfg,
+        })
+    }
+
+    /// Runs every quote through the desk, in order.
+    pub fn run<'a>(
+        &mut self,
+        quotes: impl IntoIterator<Item = &'a Quote>,
+    ) -> Result<(), DeskError> {
+        for q in quotes {
+            self.on_quote(q)?;
+        }
+        Ok(())
+    }
+
+    /// One market event: orders due at the venue meet this quote, then the
+    /// quote rolls into the bar (closing the last one, which the strategy
+    /// then reads). Another instrument's quote is not this desk's.
+    pub fn on_quote(&mut self, q: &Quote) -> Result<(), DeskError> {
+        if q.instrument != self.cfg.instrument.id {
+            return Ok(());
+        }
+        if q.ts_ms < self.last_ms {
+            return Err(DeskError::OutOfOrder {
+                ts_ms: q.ts_ms,
+                last_ms: self.last_ms,
+            });
+        }
+        self.last_ms = q.ts_ms;
+        self.events += 1;
+        while self.sent.front().is_some_and(|s| s.arrives_ms <= q.ts_ms) {
+            let sent = self.sent.pop_front().expect("checked above");
+            self.execute(sent.order, q)?;
+        }
+        let tick = self.cfg.instrument.tick_size.raw.max(1);
+        let mid = Price::from_raw(
+            (q.bid.raw + q.ask.raw) / 2 / tick * tick,
+            self.cfg.instrument.price_precision,
+        );
+        let open_ms = q.ts_ms - q.ts_ms.rem_euclid(self.cfg.bar_ms);
+        let size = q.bid_size.raw + q.ask_size.raw;
+        match &mut self.building {
+            Some(bar) if bar.ts_ms == open_ms => {
+                bar.high = bar.high.max(mid);
+                bar.low = bar.low.min(mid);
+                bar.close = mid;
+                bar.volume.raw += size;
+            }
+            building => {
+                let next = Bar {
+                    ts_ms: open_ms,
+                    instrument: q.instrument.clone(),
+                    open: mid,
+                    high: mid,
+                    low: mid,
+                    close: mid,
+                    volume: Quantity::from_raw(size, self.cfg.instrument.size_precision),
+                };
+                if let Some(closed) = building.replace(next) {
+                    self.on_bar(closed, q.ts_ms)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A closed bar: the strategy reads the window and the desk acts on it.
+    fn on_bar(&mut self, bar: Bar, now_ms: i64) -> Result<(), DeskError> {
+        let needs = self.cfg.strategy.needs();
+        if self.window.len() == needs {
+            self.window.pop_front();
+        }
+        self.window.push_back(bar);
+        if self.window.len() < needs {
+            return Ok(());
+        }
+        let insight = signal::generate(
+            &self.cfg.strategy,
+            self.window.make_contiguous(),
+            self.cfg.bar_ms,
+        )?;
+        self.decide(insight, now_ms)
+    }
+
+    /// The position and what is on its way, raw (buy positive).
+    fn exposure(&self) -> i128 {
+        let in_flight: i128 = self
+            .sent
+            .iter()
+            .map(|s| {
+                let o = &self.orders[s.order];
+                signed(o.side, o.leaves_qty())
+            })
+            .sum();
+        self.position.quantity + in_flight
+    }
+
+    fn decide(&mut self, insight: Insight, now_ms: i64) -> Result<(), DeskError> {
+        let id = format!("S-{}", self.signals.len() + 1);
+        let qty = i128::from(self.cfg.trade_quantity.raw);
+        let current = self.exposure();
+        let target = match insight.direction {
+            Direction::Up => qty,
+            Direction::Down => -qty,
+            Direction::Flat => current,
+        };
+        let delta = target - current;
+        let mut record = SignalRecord {
+            id,
+            insight,
+            order: None,
+            checks: Vec::new(),
+            disposition: Disposition::NoTrade,
+        };
+        if delta == 0 {
+            self.signals.push(record);
+            return Ok(());
+        }
+        let side = if delta > 0 {
+            OrderSide::Buy
+        } else {
+            OrderSide::Sell
+        };
+        let quantity = Quantity::from_raw(
+            u64::try_from(delta.unsigned_abs()).unwrap_or(u64::MAX),
+            self.cfg.instrument.size_precision,
+        );
+        let reference = record.insight.reference_price;
+        let window_start = now_ms - self.cfg.limits.rate_window_ms;
+        self.sent_ms.retain(|t| *t > window_start);
+        let intent = OrderIntent {
+            instrument: &self.cfg.instrument,
+            side,
+            quantity,
+            price: None,
+            reference_price: reference,
+            reduce_only: target.abs() < current.abs() && target.signum() * current.signum() >= 0,
+            expire_time_ms: None,
+        };
+        let account = AccountView {
+            state: self.state,
+            free_balance: self.ledger.balance(crate::ledger::Account::Cash),
+            position: self.position.quantity,
+            instrument_exposure: risk::notional(
+                reference,
+                Quantity::from_raw(
+                    u64::try_from(current.unsigned_abs()).unwrap_or(u64::MAX),
+                    self.cfg.instrument.size_precision,
+                ),
+            ),
+            recent_orders_ms: &self.sent_ms,
+            now_ms,
+        };
+        let decision = risk::check(&intent, &self.cfg.limits, &account);
+        let client_id = format!("O-{}", self.orders.len() + 1);
+        let mut order = Order::new(client_id.clone(), side, quantity, None)?;
+        record.order = Some(client_id.clone());
+        record.checks = decision.checks.clone();
+        // The reservation: the order's value, or what cash is free when an
+        // order that only reduces is worth more (risk lets it draw nothing).
+        let free = self.ledger.balance(crate::ledger::Account::Cash);
+        let hold = risk::notional(reference, quantity).min(free);
+        let denial = decision
+            .denial
+            .or((hold <= 0).then_some("CUM_NOTIONAL_EXCEEDS_FREE_BALANCE"));
+        if let Some(code) = denial {
+            order.apply(OrderEvent::Denied {
+                reason_code: code.to_owned(),
+            })?;
+            record.disposition = Disposition::Denied {
+                code: code.to_owned(),
+            };
+        } else {
+            self.ledger.reserve(&client_id, hold)?;
+            order.apply(OrderEvent::Submitted)?;
+            record.disposition = Disposition::InFlight;
+            let jitter = if self.cfg.latency.jitter_ms > 0 {
+                (self.rng.next_u64() % (self.cfg.latency.jitter_ms as u64 + 1)) as i64
+            } else {
+                0
+            };
+            self.sent.push_back(Sent {
+                arrives_ms: now_ms + self.cfg.latency.base_ms + jitter,
+                order: self.orders.len(),
+            });
+            self.sent_ms.push(now_ms);
+        }
+        self.orders.push(order);
+        self.order_signal.push(self.signals.len());
+        self.signals.push(record);
+        Ok(())
+    }
+
+    /// The venue's book at quote `q`: its size at the quote and at each of
+    /// `depth_levels` ticks beyond, on both sides.
+    fn book_at(&self, q: &Quote) -> Book {
+        let i = &self.cfg.instrument;
+        let mut book = Book::new(i.price_precision, i.size_precision);
+        let tick = i.tick_size.raw.max(1);
+        for k in 0..=i64::from(self.cfg.depth_levels) {
+            for (side, price, size) in [
+                (OrderSide::Sell, q.ask.raw + k * tick, q.ask_size),
+                (OrderSide::Buy, q.bid.raw - k * tick, q.bid_size),
+            ] {
+                if price <= 0 || size.is_zero() {
+                    continue;
+                }
+                book.submit(Incoming {
+                    id: format!("MM-{k}"),
+                    side,
+                    quantity: size,
+                    price: Some(Price::from_raw(price, i.price_precision)),
+                    time_in_force: TimeInForce::Gtc,
+                    post_only: false,
+                });
+            }
+        }
+        book
+    }
+
+    /// An order reaches the venue at quote `q` and takes what the book has.
+    fn execute(&mut self, idx: usize, q: &Quote) -> Result<(), DeskError> {
+        let mut book = self.book_at(q);
+        let venue_id = format!("V-{}", self.next_venue_id);
+        self.next_venue_id += 1;
+        let signal = self.order_signal[idx];
+        let (client_id, side, quantity) = {
+            let o = &self.orders[idx];
+            (o.client_order_id.clone(), o.side, o.quantity)
+        };
+        self.orders[idx].apply(OrderEvent::Accepted {
+            venue_order_id: venue_id.clone(),
+        })?;
+        let matched = book.submit(Incoming {
+            id: client_id.clone(),
+            side,
+            quantity,
+            price: None,
+            time_in_force: TimeInForce::Ioc,
+            post_only: false,
+        });
+        let reference = self.signals[signal].insight.reference_price;
+        for f in &matched.fills {
+            let liquidity = f.liquidity_side(&client_id);
+            let value = risk::notional(f.price, f.quantity);
+            let commission = self.cfg.fees.commission(value, liquidity);
+            let trade_id = format!("{venue_id}-{}", f.trade_id);
+            self.orders[idx].apply(OrderEvent::Filled(Fill {
+                trade_id: trade_id.clone(),
+                last_qty: f.quantity,
+                last_px: f.price,
+                liquidity_side: liquidity,
+            }))?;
+            let before = self.position.realized_pnl + self.position.commissions;
+            self.position.apply(side, f.quantity, f.price, commission);
+            let realized = self.position.realized_pnl + self.position.commissions - before;
+            self.ledger.fill(&client_id, side, value, commission)?;
+            self.ledger.realize(&client_id, realized);
+            let slippage = match side {
+                OrderSide::Buy => f.price.raw - reference.raw,
+                OrderSide::Sell => reference.raw - f.price.raw,
+            };
+            let fill = FillRecord {
+                ts_ms: q.ts_ms,
+                order: client_id.clone(),
+                signal: self.signals[signal].id.clone(),
+                trade_id,
+                side,
+                quantity: f.quantity,
+                price: f.price,
+                commission,
+                liquidity_side: liquidity,
+                slippage,
+            };
+            self.hasher.update(
+                format!(
+                    "{},{},{},{:?},{},{},{},{:?}\n",
+                    fill.ts_ms,
+                    fill.order,
+                    fill.trade_id,
+                    fill.side,
+                    fill.quantity,
+                    fill.price,
+                    fill.commission,
+                    fill.liquidity_side
+                )
+                .as_bytes(),
+            );
+            self.fills.push(fill);
+        }
+        let order = &mut self.orders[idx];
+        let disposition = if let Some(code) = matched.rejected {
+            order.apply(OrderEvent::Rejected {
+                reason_code: code.to_owned(),
+            })?;
+            Disposition::Rejected {
+                code: code.to_owned(),
+            }
+        } else if order.status == OrderStatus::Filled {
+            Disposition::Filled
+        } else {
+            order.apply(OrderEvent::Canceled)?;
+            if matched.fills.is_empty() {
+                Disposition::Rejected {
+                    code: "NO_LIQUIDITY".to_owned(),
+                }
+            } else {
+                Disposition::PartlyFilled
+            }
+        };
+        self.ledger.release(&client_id)?;
+        self.signals[signal].disposition = disposition;
+        Ok(())
+    }
+
+    /// Sets the desk's trading state (the kill switch's first level).
+    pub fn set_state(&mut self, state: TradingState) {
+        self.state = state;
+    }
+
+    pub fn signals(&self) -> &[SignalRecord] {
+        &self.signals
+    }
+
+    pub fn orders(&self) -> &[Order] {
+        &self.orders
+    }
+
+    pub fn fills(&self) -> &[FillRecord] {
+        &self.fills
+    }
+
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Market events taken so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// SHA-256 of the fill stream so far, hex: equal for a faithful replay.
+    pub fn fill_hash(&self) -> String {
+        self.hasher
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+fn signed(side: OrderSide, q: Quantity) -> i128 {
+    match side {
+        OrderSide::Buy => i128::from(q.raw),
+        OrderSide::Sell => -i128::from(q.raw),
+    }
+}
+
+#[cfg(test)]
+mod tests;

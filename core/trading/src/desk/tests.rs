@@ -1,0 +1,265 @@
+use super::*;
+use crate::ledger::Account;
+use crate::market::{Generator, sim_models};
+use crate::signal::Strategy;
+use proptest::prelude::*;
+
+fn eth_quotes(seed: u64, steps: usize) -> Vec<Quote> {
+    let models = sim_models().into_iter().take(1).collect();
+    Generator::new(seed, models).quotes(0, 1_000, steps)
+}
+
+fn config(seed: u64) -> DeskConfig {
+    let eth = sim_models().remove(0).instrument;
+    DeskConfig {
+        trade_quantity: Quantity::parse("q", "2.000", 3).unwrap(),
+        instrument: eth,
+        strategy: Strategy::EmaCross { fast: 5, slow: 20 },
+        bar_ms: 60_000,
+        limits: RiskLimits {
+            max_notional_per_order: 1_000_000 * crate::fixed::FIXED_SCALAR as i128,
+            max_notional_per_instrument: 2_000_000 * crate::fixed::FIXED_SCALAR as i128,
+            max_orders: 100,
+            rate_window_ms: 60_000,
+        },
+        deposit: 1_000_000 * crate::fixed::FIXED_SCALAR as i128,
+        fees: Fees {
+            maker_bps: 1,
+            taker_bps: 5,
+        },
+        latency: Latency {
+            base_ms: 1_500,
+            jitter_ms: 2_000,
+        },
+        depth_levels: 3,
+        seed,
+    }
+}
+
+fn run(cfg: DeskConfig, quotes: &[Quote]) -> Desk {
+    let mut desk = Desk::new(cfg).unwrap();
+    desk.run(quotes).unwrap();
+    desk
+}
+
+/// What must hold after any run: the ledger balances, the positions
+/// account holds the open position's cost, realized P&L is in the ledger,
+/// every fill belongs to an order of a signal, and every signal whose
+/// order reached the venue has a final disposition.
+fn assert_books_agree(desk: &Desk) {
+    let l = desk.ledger();
+    let p = desk.position();
+    assert_eq!(l.imbalance(), 0, "debits equal credits");
+    assert_eq!(l.balance(Account::Positions), p.cost, "positions at cost");
+    assert_eq!(
+        -l.balance(Account::RealizedPnl) - l.balance(Account::Fees),
+        p.realized_pnl,
+        "realized P&L net of fees, in the ledger and the position"
+    );
+    assert_eq!(l.balance(Account::Fees), p.commissions);
+    assert_eq!(l.balance(Account::Reserved), {
+        let held: i128 = desk
+            .orders()
+            .iter()
+            .filter(|o| o.status == OrderStatus::Submitted)
+            .map(|o| l.reserved_for(&o.client_order_id))
+            .sum();
+        held
+    });
+    for f in desk.fills() {
+        let order = desk
+            .orders()
+            .iter()
+            .find(|o| o.client_order_id == f.order)
+            .unwrap();
+        assert!(order.trade_ids.contains(&f.trade_id));
+        let signal = desk.signals().iter().find(|s| s.id == f.signal).unwrap();
+        assert_eq!(signal.order.as_deref(), Some(f.order.as_str()));
+    }
+    let net: i128 = desk
+        .fills()
+        .iter()
+        .map(|f| signed(f.side, f.quantity))
+        .sum();
+    assert_eq!(net, p.quantity, "the position is the sum of its fills");
+}
+
+#[test]
+fn a_day_of_quotes_trades_and_every_book_agrees() {
+    let quotes = eth_quotes(7, 86_400);
+    let desk = run(config(1), &quotes);
+    assert_eq!(desk.events(), 86_400);
+    let signals = desk.signals();
+    assert!(signals.len() > 1_000, "{} signals", signals.len());
+    let traded = signals.iter().filter(|s| s.order.is_some()).count();
+    assert!(traded > 5, "{traded} signals traded");
+    assert!(!desk.fills().is_empty());
+    assert_books_agree(&desk);
+    for s in signals {
+        if let Some(o) = &s.order {
+            assert!(!s.checks.is_empty(), "{}: its checks are recorded", s.id);
+            let order = desk
+                .orders()
+                .iter()
+                .find(|x| &x.client_order_id == o)
+                .unwrap();
+            let want = match order.status {
+                OrderStatus::Filled => Disposition::Filled,
+                OrderStatus::Submitted => Disposition::InFlight,
+                _ => continue,
+            };
+            assert_eq!(s.disposition, want, "{}", s.id);
+        }
+    }
+}
+
+#[test]
+fn the_same_data_config_and_seed_give_the_same_fills_bit_for_bit() {
+    let quotes = eth_quotes(11, 20_000);
+    let a = run(config(3), &quotes);
+    let b = run(config(3), &quotes);
+    assert!(!a.fills().is_empty());
+    assert_eq!(a.fill_hash(), b.fill_hash());
+    assert_eq!(a.fills(), b.fills());
+    let other = run(config(3), &eth_quotes(12, 20_000));
+    assert_ne!(a.fill_hash(), other.fill_hash());
+}
+
+#[test]
+fn an_order_past_the_notional_limit_is_denied_with_its_code_and_posts_nothing() {
+    let quotes = eth_quotes(7, 20_000);
+    let mut cfg = config(1);
+    cfg.limits.max_notional_per_order = 100 * crate::fixed::FIXED_SCALAR as i128;
+    let desk = run(cfg, &quotes);
+    let denied: Vec<_> = desk
+        .signals()
+        .iter()
+        .filter(|s| s.order.is_some())
+        .collect();
+    assert!(!denied.is_empty());
+    for s in &denied {
+        assert_eq!(
+            s.disposition,
+            Disposition::Denied {
+                code: "NOTIONAL_EXCEEDS_MAX_PER_ORDER".into()
+            }
+        );
+        let failed: Vec<_> = s.checks.iter().filter(|c| !c.pass).collect();
+        assert_eq!(failed[0].code, "NOTIONAL_EXCEEDS_MAX_PER_ORDER");
+        assert_eq!(failed[0].limit, "100.000000000");
+    }
+    assert!(desk.fills().is_empty());
+    assert_eq!(desk.ledger().postings.len(), 1, "the deposit alone");
+    assert!(
+        desk.orders()
+            .iter()
+            .all(|o| o.status == OrderStatus::Denied)
+    );
+}
+
+#[test]
+fn a_halted_desk_denies_every_order_as_halted() {
+    let quotes = eth_quotes(7, 20_000);
+    let mut desk = Desk::new(config(1)).unwrap();
+    desk.set_state(TradingState::Halted);
+    desk.run(&quotes).unwrap();
+    let codes: Vec<_> = desk
+        .signals()
+        .iter()
+        .filter_map(|s| match &s.disposition {
+            Disposition::Denied { code } => Some(code.as_str()),
+            Disposition::NoTrade => None,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(!codes.is_empty());
+    assert!(codes.iter().all(|c| *c == "TRADING_HALTED"), "{codes:?}");
+}
+
+#[test]
+fn an_order_larger_than_the_book_walks_it_and_the_rest_is_canceled() {
+    let quotes = eth_quotes(7, 20_000);
+    let mut cfg = config(1);
+    // Far more than the quote's size at each of two levels.
+    cfg.trade_quantity = Quantity::parse("q", "900.000", 3).unwrap();
+    cfg.depth_levels = 1;
+    cfg.limits.max_notional_per_order = i128::MAX / 4;
+    cfg.limits.max_notional_per_instrument = i128::MAX / 4;
+    cfg.deposit = 100_000_000 * crate::fixed::FIXED_SCALAR as i128;
+    let desk = run(cfg, &quotes);
+    let partly = desk
+        .signals()
+        .iter()
+        .find(|s| s.disposition == Disposition::PartlyFilled)
+        .expect("an order the book could not fill");
+    let fills: Vec<_> = desk
+        .fills()
+        .iter()
+        .filter(|f| Some(&f.order) == partly.order.as_ref())
+        .collect();
+    assert_eq!(fills.len(), 2, "one fill per level");
+    assert_ne!(fills[0].price, fills[1].price, "the second level is worse");
+    assert!(
+        fills
+            .iter()
+            .all(|f| f.liquidity_side == LiquiditySide::Taker)
+    );
+    assert_books_agree(&desk);
+}
+
+#[test]
+fn bad_configuration_and_out_of_order_quotes_are_refused_by_field() {
+    let mut cfg = config(1);
+    cfg.bar_ms = 0;
+    assert!(matches!(
+        Desk::new(cfg),
+        Err(DeskError::Config {
+            field: "bar_ms",
+            ..
+        })
+    ));
+    let mut cfg = config(1);
+    cfg.trade_quantity = Quantity::parse("q", "0.015", 3).unwrap();
+    assert!(matches!(
+        Desk::new(cfg),
+        Err(DeskError::Config {
+            field: "trade_quantity",
+            ..
+        })
+    ));
+    let quotes = eth_quotes(7, 3);
+    let mut desk = Desk::new(config(1)).unwrap();
+    desk.on_quote(&quotes[2]).unwrap();
+    assert!(matches!(
+        desk.on_quote(&quotes[0]),
+        Err(DeskError::OutOfOrder { .. })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Whatever the data, strategy and frictions, the books agree and a
+    /// replay gives the same fill hash.
+    #[test]
+    fn any_run_keeps_the_books_agreeing_and_replays_the_same(
+        seed in 0u64..1_000,
+        fast in 2usize..6,
+        gap in 1usize..10,
+        taker in 0u32..30,
+        base in 0i64..5_000,
+        levels in 0u32..4,
+    ) {
+        let quotes = eth_quotes(seed, 6_000);
+        let mut cfg = config(seed);
+        cfg.strategy = Strategy::EmaCross { fast, slow: fast + gap };
+        cfg.bar_ms = 30_000;
+        cfg.fees.taker_bps = taker;
+        cfg.latency.base_ms = base;
+        cfg.depth_levels = levels;
+        let a = run(cfg.clone(), &quotes);
+        assert_books_agree(&a);
+        let b = run(cfg, &quotes);
+        prop_assert_eq!(a.fill_hash(), b.fill_hash());
+    }
+}
