@@ -40,6 +40,10 @@ fn a_seeded_backtest_replays_bit_for_bit_and_a_divergence_is_refused() {
     assert_eq!(field(&out, "events"), "86400");
     assert!(field(&out, "fills").parse::<u32>().unwrap() > 0, "{out}");
     assert_eq!(field(&out, "ledger_imbalance"), "0");
+    // The recap: net P&L and the figures a practitioner reads first.
+    field(&out, "net_pnl_usd").parse::<f64>().unwrap();
+    field(&out, "max_drawdown_usd").parse::<f64>().unwrap();
+    assert!(out.contains("win_rate=") && out.contains("sharpe="), "{out}");
     let hash = field(&out, "fill_hash").to_owned();
     assert_eq!(hash.len(), 64);
 

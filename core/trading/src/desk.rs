@@ -119,6 +119,10 @@ pub enum Disposition {
     Filled,
     /// The venue filled part and canceled the rest (the book ran out).
     PartlyFilled,
+    /// The kill switch canceled its order before it reached the venue.
+    Killed {
+        kill: String,
+    },
 }
 
 /// A signal and what became of it.
@@ -149,6 +153,48 @@ pub struct FillRecord {
     /// What the fill paid beyond the signal's reference price, raw (per
     /// unit; positive is worse).
     pub slippage: i64,
+    /// What it realized by closing a position, raw quote, before its
+    /// commission.
+    pub realized: i128,
+}
+
+/// The kill switch's levels, each including the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillLevel {
+    /// No new entries: the desk goes REDUCING (orders that only reduce
+    /// the position still pass risk).
+    HaltEntries,
+    /// Also cancel every order not yet at the venue.
+    CancelOrders,
+    /// Also send a market order that closes the position; the desk is
+    /// flat once the venue has filled it.
+    Flatten,
+}
+
+/// One use of the kill switch: who, why, when, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillRecord {
+    /// `K-<n>`: the flattening order's fills name it as their source.
+    pub id: String,
+    pub level: KillLevel,
+    pub by: String,
+    pub reason: String,
+    pub at_ms: i64,
+    /// Orders it canceled before they reached the venue.
+    pub canceled: Vec<String>,
+    /// The flattening order, if it sent one (none when flat, before any
+    /// quote, or with no free cash to back it).
+    pub flatten_order: Option<String>,
+    /// What the flattening order is valued at (the last mid).
+    pub reference_price: Price,
+}
+
+/// Where an order came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Signal(usize),
+    Kill(usize),
 }
 
 /// An order sent and not yet seen by the venue.
@@ -167,8 +213,11 @@ pub struct Desk {
     building: Option<Bar>,
     last_ms: i64,
     orders: Vec<Order>,
-    /// For each order, the signal it came from.
-    order_signal: Vec<usize>,
+    /// For each order, what it came from.
+    order_source: Vec<Source>,
+    kills: Vec<KillRecord>,
+    /// The last quote's mid, what a kill's flattening order is valued at.
+    last_mid: Option<Price>,
     sent: VecDeque<Sent>,
     sent_ms: Vec<i64>,
     position: Position,
@@ -210,7 +259,9 @@ impl Desk {
             building: None,
             last_ms: i64::MIN,
             orders: Vec::new(),
-            order_signal: Vec::new(),
+            order_source: Vec::new(),
+            kills: Vec::new(),
+            last_mid: None,
             sent: VecDeque::new(),
             sent_ms: Vec::new(),
             position: Position::default(),
@@ -260,6 +311,7 @@ impl Desk {
             (q.bid.raw + q.ask.raw) / 2 / tick * tick,
             self.cfg.instrument.price_precision,
         );
+        self.last_mid = Some(mid);
         let open_ms = q.ts_ms - q.ts_ms.rem_euclid(self.cfg.bar_ms);
         let size = q.bid_size.raw + q.ask_size.raw;
         match &mut self.building {
@@ -409,7 +461,7 @@ impl Desk {
             self.sent_ms.push(now_ms);
         }
         self.orders.push(order);
-        self.order_signal.push(self.signals.len());
+        self.order_source.push(Source::Signal(self.signals.len()));
         self.signals.push(record);
         Ok(())
     }
@@ -446,7 +498,7 @@ impl Desk {
         let mut book = self.book_at(q);
         let venue_id = format!("V-{}", self.next_venue_id);
         self.next_venue_id += 1;
-        let signal = self.order_signal[idx];
+        let source = self.order_source[idx];
         let (client_id, side, quantity) = {
             let o = &self.orders[idx];
             (o.client_order_id.clone(), o.side, o.quantity)
@@ -462,7 +514,13 @@ impl Desk {
             time_in_force: TimeInForce::Ioc,
             post_only: false,
         });
-        let reference = self.signals[signal].insight.reference_price;
+        let (reference, source_id) = match source {
+            Source::Signal(i) => (
+                self.signals[i].insight.reference_price,
+                self.signals[i].id.clone(),
+            ),
+            Source::Kill(k) => (self.kills[k].reference_price, self.kills[k].id.clone()),
+        };
         for f in &matched.fills {
             let liquidity = f.liquidity_side(&client_id);
             let value = risk::notional(f.price, f.quantity);
@@ -486,7 +544,7 @@ impl Desk {
             let fill = FillRecord {
                 ts_ms: q.ts_ms,
                 order: client_id.clone(),
-                signal: self.signals[signal].id.clone(),
+                signal: source_id.clone(),
                 trade_id,
                 side,
                 quantity: f.quantity,
@@ -494,6 +552,7 @@ impl Desk {
                 commission,
                 liquidity_side: liquidity,
                 slippage,
+                realized,
             };
             self.hasher.update(
                 format!(
@@ -532,13 +591,99 @@ impl Desk {
             }
         };
         self.ledger.release(&client_id)?;
-        self.signals[signal].disposition = disposition;
+        if let Source::Signal(i) = source {
+            self.signals[i].disposition = disposition;
+        }
         Ok(())
     }
 
-    /// Sets the desk's trading state (the kill switch's first level).
+    /// Sets the desk's trading state.
     pub fn set_state(&mut self, state: TradingState) {
         self.state = state;
+    }
+
+    /// Pulls the kill switch at `level`, recorded with who and why. A
+    /// higher level includes the lower ones; the desk stays REDUCING
+    /// afterwards until its state is set again.
+    pub fn kill(
+        &mut self,
+        level: KillLevel,
+        by: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<&KillRecord, DeskError> {
+        if by.trim().is_empty() || reason.trim().is_empty() {
+            return Err(DeskError::Config {
+                field: if by.trim().is_empty() { "by" } else { "reason" },
+                reason: "a kill names who pulled it and why".into(),
+            });
+        }
+        self.state = TradingState::Reducing;
+        let k = self.kills.len();
+        let mut record = KillRecord {
+            id: format!("K-{}", k + 1),
+            level,
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            at_ms: now_ms,
+            canceled: Vec::new(),
+            flatten_order: None,
+            reference_price: self
+                .last_mid
+                .unwrap_or(Price::from_raw(0, self.cfg.instrument.price_precision)),
+        };
+        if level >= KillLevel::CancelOrders {
+            for sent in std::mem::take(&mut self.sent) {
+                let order = &mut self.orders[sent.order];
+                order.apply(OrderEvent::Canceled)?;
+                self.ledger.release(&order.client_order_id)?;
+                record.canceled.push(order.client_order_id.clone());
+                if let Source::Signal(i) = self.order_source[sent.order] {
+                    self.signals[i].disposition = Disposition::Killed {
+                        kill: record.id.clone(),
+                    };
+                }
+            }
+        }
+        let open = self.exposure();
+        let free = self.ledger.balance(crate::ledger::Account::Cash);
+        if level == KillLevel::Flatten && open != 0 && record.reference_price.raw > 0 && free > 0 {
+            let side = if open > 0 {
+                OrderSide::Sell
+            } else {
+                OrderSide::Buy
+            };
+            let quantity = Quantity::from_raw(
+                u64::try_from(open.unsigned_abs()).unwrap_or(u64::MAX),
+                self.cfg.instrument.size_precision,
+            );
+            let client_id = format!("O-{}", self.orders.len() + 1);
+            let mut order = Order::new(client_id.clone(), side, quantity, None)?;
+            let hold = risk::notional(record.reference_price, quantity)
+                .min(free)
+                .max(1);
+            self.ledger.reserve(&client_id, hold)?;
+            order.apply(OrderEvent::Submitted)?;
+            self.sent.push_back(Sent {
+                arrives_ms: now_ms + self.cfg.latency.base_ms,
+                order: self.orders.len(),
+            });
+            self.orders.push(order);
+            self.order_source.push(Source::Kill(k));
+            record.flatten_order = Some(client_id);
+        }
+        self.kills.push(record);
+        Ok(&self.kills[k])
+    }
+
+    /// Every use of the kill switch, in order.
+    pub fn kills(&self) -> &[KillRecord] {
+        &self.kills
+    }
+
+    /// The trading state now.
+    pub fn state(&self) -> TradingState {
+        self.state
     }
 
     pub fn signals(&self) -> &[SignalRecord] {

@@ -28,8 +28,10 @@
 //! signals ([`signal`]: LEAN's Insight from an EMA crossover, a z-score and
 //! a breakout, with the hash of their inputs), and the desk that runs them
 //! together ([`desk`]: quotes → bars → signal → risk → the venue's book →
-//! fills, position and ledger, every signal's disposition and a hash of
-//! the fill stream for replays).
+//! fills, position and ledger, every signal's disposition, the kill switch
+//! in three levels and a hash of the fill stream for replays), and the
+//! recap of what each signal, strategy and day earned net of fees and of
+//! the spend behind its signals ([`recap`]).
 
 pub mod bars;
 pub mod book;
@@ -40,5 +42,6 @@ pub mod ledger;
 pub mod market;
 pub mod order;
 pub mod position;
+pub mod recap;
 pub mod risk;
 pub mod signal;

@@ -11,6 +11,7 @@ use oshal_trading::desk::{Desk, DeskConfig, Disposition, Fees, Latency};
 use oshal_trading::fixed::{FIXED_SCALAR, Price, Quantity};
 use oshal_trading::market::{Generator, Quote, sim_models};
 use oshal_trading::order::OrderSide;
+use oshal_trading::recap::recap;
 use oshal_trading::risk::{self, AccountView, OrderIntent, RiskLimits, TradingState};
 use oshal_trading::signal::Strategy;
 use std::collections::BTreeMap;
@@ -173,6 +174,15 @@ fn backtest(session: &Session, expect: Option<&str>) -> Result<()> {
     println!("fees_usd={}", usd(p.commissions));
     println!("slippage_usd={}", usd(slippage));
     println!("ledger_imbalance={}", desk.ledger().imbalance());
+    // No model is called in a backtest: the signals cost nothing to make.
+    let r = recap(desk.signals(), desk.fills(), |_| 0).total;
+    let opt = |v: Option<f64>| v.map_or("none".to_owned(), |v| format!("{v:.3}"));
+    println!("net_pnl_usd={}", usd(r.net));
+    println!("closed={} wins={} losses={}", r.closed, r.wins, r.losses);
+    println!("win_rate={}", opt(r.win_rate));
+    println!("profit_factor={}", opt(r.profit_factor));
+    println!("max_drawdown_usd={}", usd(r.max_drawdown));
+    println!("sharpe={}", opt(r.sharpe));
     let hash = desk.fill_hash();
     println!("fill_hash={hash}");
     if let Some(want) = expect

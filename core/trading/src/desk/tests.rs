@@ -73,8 +73,19 @@ fn assert_books_agree(desk: &Desk) {
             .find(|o| o.client_order_id == f.order)
             .unwrap();
         assert!(order.trade_ids.contains(&f.trade_id));
-        let signal = desk.signals().iter().find(|s| s.id == f.signal).unwrap();
-        assert_eq!(signal.order.as_deref(), Some(f.order.as_str()));
+        // Each fill's source: the signal whose order it was, or the kill
+        // whose flattening order it was.
+        let source_order = match desk.signals().iter().find(|s| s.id == f.signal) {
+            Some(signal) => signal.order.as_deref(),
+            None => desk
+                .kills()
+                .iter()
+                .find(|k| k.id == f.signal)
+                .expect("a fill's source is a signal or a kill")
+                .flatten_order
+                .as_deref(),
+        };
+        assert_eq!(source_order, Some(f.order.as_str()));
     }
     let net: i128 = desk
         .fills()
@@ -82,6 +93,21 @@ fn assert_books_agree(desk: &Desk) {
         .map(|f| signed(f.side, f.quantity))
         .sum();
     assert_eq!(net, p.quantity, "the position is the sum of its fills");
+    // Rebuilt from the event log, each order and the position are what
+    // the desk holds live.
+    for o in desk.orders() {
+        let mut rebuilt =
+            Order::new(o.client_order_id.clone(), o.side, o.quantity, o.price).unwrap();
+        for e in &o.events {
+            rebuilt.apply(e.clone()).unwrap();
+        }
+        assert_eq!(&rebuilt, o);
+    }
+    let mut folded = Position::default();
+    for f in desk.fills() {
+        folded.apply(f.side, f.quantity, f.price, f.commission);
+    }
+    assert_eq!(&folded, p, "folding the fills gives the live position");
 }
 
 #[test]
@@ -262,4 +288,89 @@ proptest! {
         let b = run(cfg, &quotes);
         prop_assert_eq!(a.fill_hash(), b.fill_hash());
     }
+}
+
+/// The kill switch: level one lets only reducing orders through, level two
+/// cancels what has not reached the venue, level three closes the
+/// position, and the desk is flat only once the venue has filled that.
+#[test]
+fn the_kill_switch_halts_cancels_and_flattens_once_the_venue_fills() {
+    let quotes = eth_quotes(7, 40_000);
+    let mut cfg = config(1);
+    cfg.latency = Latency {
+        base_ms: 30_000,
+        jitter_ms: 0,
+    };
+    let mut desk = Desk::new(cfg).unwrap();
+    // Run until the desk holds a position and has an order in flight.
+    let mut i = 0;
+    while i < quotes.len() && (desk.position().quantity == 0 || desk.sent.is_empty()) {
+        desk.on_quote(&quotes[i]).unwrap();
+        i += 1;
+    }
+    assert!(
+        i < quotes.len(),
+        "the desk opened a position and sent another order"
+    );
+    let now = quotes[i - 1].ts_ms;
+    let e = desk.kill(KillLevel::Flatten, "", "drill", now).unwrap_err();
+    assert!(matches!(e, DeskError::Config { field: "by", .. }));
+    let kill = desk
+        .kill(KillLevel::Flatten, "ops@desk", "drill", now)
+        .unwrap()
+        .clone();
+    assert_eq!(desk.state(), TradingState::Reducing);
+    assert!(!kill.canceled.is_empty());
+    for id in &kill.canceled {
+        let o = desk
+            .orders()
+            .iter()
+            .find(|o| &o.client_order_id == id)
+            .unwrap();
+        assert_eq!(o.status, OrderStatus::Canceled);
+        assert_eq!(desk.ledger().reserved_for(id), 0);
+    }
+    assert!(desk.signals().iter().any(|s| s.disposition
+        == Disposition::Killed {
+            kill: kill.id.clone()
+        }));
+    let flatten = kill.flatten_order.clone().expect("a flattening order");
+    assert_ne!(
+        desk.position().quantity,
+        0,
+        "not flat before the venue fills"
+    );
+    // The venue answers; new entries stay refused meanwhile.
+    for q in &quotes[i..i + 120] {
+        desk.on_quote(q).unwrap();
+    }
+    assert_eq!(desk.position().quantity, 0, "flat once filled");
+    let fills: Vec<_> = desk.fills().iter().filter(|f| f.order == flatten).collect();
+    assert!(!fills.is_empty());
+    assert!(
+        fills.iter().all(|f| f.signal == kill.id),
+        "its fills name the kill"
+    );
+    // REDUCING: from flat, every later order would open, so each is denied.
+    for q in &quotes[i + 120..i + 6_000] {
+        desk.on_quote(q).unwrap();
+    }
+    let after: Vec<_> = desk
+        .signals()
+        .iter()
+        .filter(|s| s.insight.generated_ms > now + 120_000 && s.order.is_some())
+        .collect();
+    assert!(!after.is_empty(), "signals kept coming");
+    for s in after {
+        assert_eq!(
+            s.disposition,
+            Disposition::Denied {
+                code: "TRADING_STATE_REDUCING".into()
+            },
+            "{}",
+            s.id
+        );
+    }
+    assert_eq!(desk.position().quantity, 0);
+    assert_books_agree(&desk);
 }
