@@ -43,7 +43,10 @@ fn a_seeded_backtest_replays_bit_for_bit_and_a_divergence_is_refused() {
     // The recap: net P&L and the figures a practitioner reads first.
     field(&out, "net_pnl_usd").parse::<f64>().unwrap();
     field(&out, "max_drawdown_usd").parse::<f64>().unwrap();
-    assert!(out.contains("win_rate=") && out.contains("sharpe="), "{out}");
+    assert!(
+        out.contains("win_rate=") && out.contains("sharpe="),
+        "{out}"
+    );
     let hash = field(&out, "fill_hash").to_owned();
     assert_eq!(hash.len(), 64);
 

@@ -4,8 +4,8 @@
 //! A tenant token is `oshal_` and 64 hex digits (256 random bits), shown
 //! once when it is created; the store keeps its SHA-256 alone
 //! ([`oshal_store::tokens`]). The directory reads every live token's hash
-//! once, then keeps its copy current as tokens are created and revoked
-//! through it (one controller serves the API). What each route lets a
+//! once and keeps that copy until a token is created or revoked through it
+//! (one controller serves the API), when it reads them again. What each route lets a
 //! tenant do is the route table's word ([`super::routes::Access`]); what it
 //! may see there, its handler's, through [`Principal::only`].
 
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use specta::Type;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::RwLock;
 
 use super::{ApiError, ErrorKind};
@@ -155,6 +156,8 @@ pub struct TokenDirectory {
     /// SHA-256 (hex) of each live token → who it acts for; `None` until
     /// first read.
     live: RwLock<Option<HashMap<String, Principal>>>,
+    /// Bumped by every change: a copy read across one is stale.
+    generation: AtomicU64,
 }
 
 fn digest(token: &str) -> String {
@@ -173,31 +176,50 @@ impl TokenDirectory {
             store,
             clock,
             live: RwLock::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
+    /// Reads the live tokens if no copy is held. A copy read while a change
+    /// landed is not kept (the generation moved on): it is read again.
     async fn load(&self) -> Result<(), ApiError> {
+        for _ in 0..3 {
+            if self.live.read().await.is_some() {
+                return Ok(());
+            }
+            let generation = self.generation.load(Ordering::SeqCst);
+            let records = self.store.api_tokens().await.map_err(store_error)?;
+            let mut live = self.live.write().await;
+            if live.is_none() && self.generation.load(Ordering::SeqCst) == generation {
+                *live = Some(
+                    records
+                        .iter()
+                        .filter(|t| t.revoked_at_ms.is_none())
+                        .map(|t| {
+                            let who = Principal::Tenant {
+                                tenant: t.tenant.clone(),
+                                role: t.role,
+                            };
+                            (t.hash.clone(), who)
+                        })
+                        .collect(),
+                );
+            }
+        }
         if self.live.read().await.is_some() {
             return Ok(());
         }
-        let records = self.store.api_tokens().await.map_err(store_error)?;
-        let mut live = self.live.write().await;
-        if live.is_none() {
-            *live = Some(
-                records
-                    .iter()
-                    .filter(|t| t.revoked_at_ms.is_none())
-                    .map(|t| {
-                        let who = Principal::Tenant {
-                            tenant: t.tenant.clone(),
-                            role: t.role,
-                        };
-                        (t.hash.clone(), who)
-                    })
-                    .collect(),
-            );
-        }
-        Ok(())
+        Err(ApiError::new(
+            ErrorKind::StoreUnavailable,
+            "the API tokens kept changing while they were read; try again",
+        ))
+    }
+
+    /// Drops the copy of the live tokens after a change: the next request
+    /// reads them again from the store.
+    async fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *self.live.write().await = None;
     }
 
     /// Who a presented tenant token acts for; `None` if no live token has
@@ -226,7 +248,6 @@ impl TokenDirectory {
             .field("label")
             .limit(MAX_LABEL as u64));
         }
-        self.load().await?;
         let token = format!("oshal_{}", random_hex(32));
         let record = TokenRecord {
             id: format!("tok_{}", random_hex(8)),
@@ -241,15 +262,7 @@ impl TokenDirectory {
             .add_api_token(&record)
             .await
             .map_err(store_error)?;
-        if let Some(live) = self.live.write().await.as_mut() {
-            live.insert(
-                record.hash.clone(),
-                Principal::Tenant {
-                    tenant,
-                    role: record.role,
-                },
-            );
-        }
+        self.invalidate().await;
         Ok(IssuedToken {
             info: TokenView::from(&record),
             token,
@@ -262,27 +275,24 @@ impl TokenDirectory {
         Ok(records.iter().map(TokenView::from).collect())
     }
 
-    /// Revokes a token: from the next request on, it is refused.
+    /// Revokes a token: from the next request on, it is refused. The copy
+    /// of the live tokens is dropped and read again from the store on the
+    /// next request, so a revocation never leaves a stale copy behind (and
+    /// with the store down, tenant tokens are refused, not let through).
     pub async fn revoke(&self, id: &str) -> Result<(), ApiError> {
-        self.load().await?;
         let at = self.clock.now_ms();
-        if !self
+        let revoked = self
             .store
             .revoke_api_token(id, at)
             .await
-            .map_err(store_error)?
-        {
+            .map_err(store_error)?;
+        if !revoked {
             return Err(ApiError::new(
                 ErrorKind::NotFound,
                 format!("no live token has id {id:?}"),
             ));
         }
-        let records = self.store.api_tokens().await.map_err(store_error)?;
-        if let Some(hash) = records.iter().find(|t| t.id == id).map(|t| &t.hash)
-            && let Some(live) = self.live.write().await.as_mut()
-        {
-            live.remove(hash);
-        }
+        self.invalidate().await;
         Ok(())
     }
 }
@@ -319,6 +329,49 @@ mod tests {
                 .as_deref(),
             Some("globex")
         );
+    }
+
+    /// Made, resolved, listed without its value, revoked: refused from the
+    /// next request on, by the same directory that had it in its copy.
+    #[tokio::test]
+    async fn a_revoked_token_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(dir.path())
+            .await
+            .unwrap();
+        let tokens = TokenDirectory::new(Arc::new(store), Arc::new(crate::clock::SystemClock));
+        let issued = tokens
+            .create(NewToken {
+                tenant: "acme".into(),
+                role: TokenRole::Viewer,
+                label: None,
+            })
+            .await
+            .unwrap();
+        let who = tokens.resolve(&issued.token).await.unwrap();
+        assert_eq!(
+            who,
+            Some(Principal::Tenant {
+                tenant: TenantId::parse("acme").unwrap(),
+                role: TokenRole::Viewer
+            })
+        );
+        assert_eq!(tokens.resolve("oshal_not-a-token").await.unwrap(), None);
+        let listed = serde_json::to_string(&tokens.list().await.unwrap()).unwrap();
+        assert!(!listed.contains(&issued.token));
+        tokens.revoke(&issued.info.id).await.unwrap();
+        assert_eq!(tokens.resolve(&issued.token).await.unwrap(), None);
+        let again = tokens.revoke(&issued.info.id).await.unwrap_err();
+        assert_eq!(again.kind, ErrorKind::NotFound);
+        let bad = tokens
+            .create(NewToken {
+                tenant: "no spaces".into(),
+                role: TokenRole::Operator,
+                label: Some("x".repeat(MAX_LABEL + 1)),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad.field.as_deref(), Some("tenant"));
     }
 
     #[test]
