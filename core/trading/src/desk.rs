@@ -604,7 +604,9 @@ impl Desk {
 
     /// Pulls the kill switch at `level`, recorded with who and why. A
     /// higher level includes the lower ones; the desk stays REDUCING
-    /// afterwards until its state is set again.
+    /// afterwards until its state is set again. The closing order is the
+    /// operator's: it goes to the venue without the pre-trade checks (a
+    /// rate or notional limit must not keep a desk from getting flat).
     pub fn kill(
         &mut self,
         level: KillLevel,

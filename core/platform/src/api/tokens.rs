@@ -5,9 +5,10 @@
 //! once when it is created; the store keeps its SHA-256 alone
 //! ([`oshal_store::tokens`]). The directory reads every live token's hash
 //! once and keeps that copy until a token is created or revoked through it
-//! (one controller serves the API), when it reads them again. What each route lets a
-//! tenant do is the route table's word ([`super::routes::Access`]); what it
-//! may see there, its handler's, through [`Principal::only`].
+//! (one controller serves the API), when it reads them again. What each
+//! route lets a tenant do is the route table's word
+//! ([`super::routes::Access`]); what it may see there, its handler's,
+//! through [`Principal::only`].
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
