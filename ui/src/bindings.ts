@@ -466,7 +466,10 @@ export type NewFleet = {
 
 /**  A submission as it arrives from a surface, before validation. */
 export type NewTicket = {
-	/**  `chat` or `tool`; `payload` is then a `ChatPayload` or a `ToolPayload`. */
+	/**
+	 *  `chat`, `tool` or `signal`; `payload` is then a `ChatPayload`, a
+	 *  `ToolPayload` or a `SignalPayload`.
+	 */
 	kind: string,
 	payload: unknown,
 	/**  A known tenant; `default` if absent. */
@@ -586,7 +589,7 @@ export type TicketFilter = {
 	state?: string | null,
 	tenant?: string | null,
 	bot?: string | null,
-	/**  A kind of work: `chat` or `tool`. */
+	/**  A kind of work: `chat`, `tool` or `signal`. */
 	kind?: string | null,
 	/**  `next_cursor` of the previous page (not in a bulk filter). */
 	cursor?: string | null,

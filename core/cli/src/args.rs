@@ -270,9 +270,9 @@ pub struct PoolArgs {
     /// Bots to run (1..=1024).
     #[arg(long, default_value_t = 4)]
     pub bots: usize,
-    /// Skills every bot offers (comma-separated). Defaults to `chat,tool`:
-    /// `serve`'s bots reach connectors through its runtime, a node's
-    /// through its controller's.
+    /// Skills every bot offers (comma-separated). Defaults to every kind of
+    /// work, `chat,tool,signal` (`serve`'s bots reach connectors through its
+    /// runtime, a node's through its controller's).
     #[arg(long, value_delimiter = ',')]
     pub skills: Vec<String>,
 }

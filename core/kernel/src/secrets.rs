@@ -187,6 +187,8 @@ impl SecretRules {
                 // As JSON, so `{"password": "…"}` reads as an assignment.
                 check("payload.params", &t.params.to_string())
             }
+            // Numbers and names the trading crate checks; as JSON all the same.
+            Work::Signal(s) => check("payload.strategy", &s.strategy.to_string()),
         }
     }
 

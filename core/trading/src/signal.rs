@@ -47,6 +47,32 @@ impl Strategy {
         }
     }
 
+    /// Whether its parameters are in range; a refusal names the one that
+    /// is not.
+    pub fn check(&self) -> Result<(), SignalError> {
+        let bad = |field, value: String, range| SignalError::BadParameter {
+            strategy: self.name(),
+            field,
+            value,
+            range,
+        };
+        match self {
+            Strategy::EmaCross { fast, slow } if *fast == 0 || fast >= slow => {
+                Err(bad("fast", fast.to_string(), "1..slow"))
+            }
+            Strategy::ZScore { window, .. } if *window < 2 => {
+                Err(bad("window", window.to_string(), "2.."))
+            }
+            Strategy::ZScore { entry_z, .. } if !(entry_z.is_finite() && *entry_z > 0.0) => {
+                Err(bad("entry_z", entry_z.to_string(), "above 0"))
+            }
+            Strategy::Breakout { window } if *window == 0 => {
+                Err(bad("window", window.to_string(), "1.."))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Bars the strategy needs.
     pub fn needs(&self) -> usize {
         match self {
@@ -136,28 +162,8 @@ fn inputs_hash(strategy: &Strategy, bars: &[Bar]) -> String {
 /// Runs `strategy` over the last bars of `bars` (one instrument, in time
 /// order); the view holds for `period_ms`.
 pub fn generate(strategy: &Strategy, bars: &[Bar], period_ms: i64) -> Result<Insight, SignalError> {
+    strategy.check()?;
     let name = strategy.name();
-    let bad = |field, value: String, range| SignalError::BadParameter {
-        strategy: name,
-        field,
-        value,
-        range,
-    };
-    match strategy {
-        Strategy::EmaCross { fast, slow } if *fast == 0 || fast >= slow => {
-            return Err(bad("fast", fast.to_string(), "1..slow"));
-        }
-        Strategy::ZScore { window, .. } if *window < 2 => {
-            return Err(bad("window", window.to_string(), "2.."));
-        }
-        Strategy::ZScore { entry_z, .. } if !(entry_z.is_finite() && *entry_z > 0.0) => {
-            return Err(bad("entry_z", entry_z.to_string(), "above 0"));
-        }
-        Strategy::Breakout { window } if *window == 0 => {
-            return Err(bad("window", window.to_string(), "1.."));
-        }
-        _ => {}
-    }
     let needs = strategy.needs();
     if bars.len() < needs {
         return Err(SignalError::TooFewBars {

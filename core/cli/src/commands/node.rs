@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let (bots, skills) = args.pool.checked(&["chat", "tool"])?;
+    let (bots, skills) = args.pool.checked(oshal_core::ticket::Work::KINDS)?;
     let name = args.name.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())

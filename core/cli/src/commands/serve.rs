@@ -71,7 +71,7 @@ pub async fn run(args: Args) -> Result<()> {
         .await
         .context("opening fleet mode (--postgres, --redis)")?,
         _ => {
-            let (bots, skills) = args.pool.checked(&["chat", "tool"])?;
+            let (bots, skills) = args.pool.checked(oshal_core::ticket::Work::KINDS)?;
             Platform::local(LocalOptions {
                 data_dir: data_dir.clone(),
                 bots,

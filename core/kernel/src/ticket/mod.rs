@@ -11,10 +11,12 @@
 //! be walked back to what caused it.
 
 mod id;
+mod signal;
 pub mod state;
 
 pub use id::{BotId, ModelId, Skill, TenantId, TicketId};
 pub use id::{NAME_MAX, NAME_PATTERN, check_name};
+pub use signal::{MAX_SIGNAL_QUOTES, SignalPayload};
 pub use state::{TicketState, TransitionKind};
 
 use serde::{Deserialize, Serialize};
@@ -102,15 +104,17 @@ fn empty_object() -> serde_json::Value {
 pub enum Work {
     Chat(ChatPayload),
     Tool(ToolPayload),
+    Signal(SignalPayload),
 }
 
 impl Work {
-    pub const KINDS: &'static [&'static str] = &["chat", "tool"];
+    pub const KINDS: &'static [&'static str] = &["chat", "tool", "signal"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             Work::Chat(_) => "chat",
             Work::Tool(_) => "tool",
+            Work::Signal(_) => "signal",
         }
     }
 
@@ -187,6 +191,14 @@ impl Work {
                 }
                 Ok(Work::Tool(tool))
             }
+            "signal" => {
+                let signal: SignalPayload = serde_json::from_value(payload).map_err(|e| TicketError::Invalid {
+                    field: "payload",
+                    reason: format!("not a signal payload ({e}); expected {{\"strategy\": object, \"instrument\": string, \"seed\"?: integer, \"bar_seconds\": integer, \"bars\": integer}}"),
+                })?;
+                signal.check()?;
+                Ok(Work::Signal(signal))
+            }
             other => Err(TicketError::Invalid {
                 field: "kind",
                 reason: format!(
@@ -201,6 +213,7 @@ impl Work {
         match self {
             Work::Chat(c) => serde_json::to_value(c).unwrap_or(serde_json::Value::Null),
             Work::Tool(t) => serde_json::to_value(t).unwrap_or(serde_json::Value::Null),
+            Work::Signal(s) => serde_json::to_value(s).unwrap_or(serde_json::Value::Null),
         }
     }
 }
@@ -212,6 +225,7 @@ fn payload_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     utoipa::openapi::schema::OneOfBuilder::new()
         .item(utoipa::openapi::Ref::from_schema_name(ChatPayload::name()))
         .item(utoipa::openapi::Ref::from_schema_name(ToolPayload::name()))
+        .item(utoipa::openapi::Ref::from_schema_name(SignalPayload::name()))
         .into()
 }
 
@@ -219,8 +233,9 @@ fn payload_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
-    /// `chat` or `tool`; `payload` is then a `ChatPayload` or a `ToolPayload`.
-    #[schema(pattern = "^(chat|tool)$")]
+    /// `chat`, `tool` or `signal`; `payload` is then a `ChatPayload`, a
+    /// `ToolPayload` or a `SignalPayload`.
+    #[schema(pattern = "^(chat|tool|signal)$")]
     pub kind: String,
     #[specta(type = specta_typescript::Unknown)]
     #[schema(schema_with = payload_schema)]

@@ -448,6 +448,7 @@ pub fn openapi() -> OpenApi {
     // Named by `NewTicket`'s payload, which the derive cannot follow.
     defs.named::<crate::ticket::ChatPayload>();
     defs.named::<crate::ticket::ToolPayload>();
+    defs.named::<crate::ticket::SignalPayload>();
     let mut paths = Paths::new();
     for (route, op) in r::operations(&mut defs) {
         let method = match route.verb {

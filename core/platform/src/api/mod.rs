@@ -389,10 +389,10 @@ pub struct TicketFilter {
     #[schema(value_type = Option<crate::ticket::BotId>)]
     #[param(value_type = Option<crate::ticket::BotId>)]
     pub bot: Option<String>,
-    /// A kind of work: `chat` or `tool`.
+    /// A kind of work: `chat`, `tool` or `signal`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^(chat|tool)$")]
-    #[param(value_type = Option<String>, pattern = "^(chat|tool)$")]
+    #[schema(value_type = Option<String>, pattern = "^(chat|tool|signal)$")]
+    #[param(value_type = Option<String>, pattern = "^(chat|tool|signal)$")]
     pub kind: Option<String>,
     /// `next_cursor` of the previous page (not in a bulk filter).
     #[serde(default)]

@@ -3,7 +3,8 @@
 //! A bot reads deliveries from its lane, runs the model for each (abandoning
 //! the call at once if the ticket is cancelled; a `tool` ticket first calls
 //! one connector operation through the gate, runtime and broker, and never
-//! sees a credential), and reports `Started` and
+//! sees a credential; a `signal` ticket first runs a trading strategy,
+//! [`signal`]), and reports `Started` and
 //! `Finished` to the controller with the model's usage. A bot never prices its
 //! work, never writes to the store and never acknowledges its own lane: the
 //! controller acks an entry only after the result is durable, so a bot that
@@ -12,6 +13,7 @@
 //! one held.
 
 pub mod node;
+pub mod signal;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,6 +184,7 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
                     let tenant = &d.entry.tenant;
                     run_tool(cx, payload, (tenant, ticket, attempt), &token).await
                 }
+                Work::Signal(payload) => signal::run(cx, payload).await,
             }
         };
         tokio::select! {

@@ -517,6 +517,7 @@ impl Controller {
         for t in tickets {
             let checked = t.validate().and_then(|v| {
                 self.inner.secret_rules.guard(&v.work)?;
+                crate::bot::signal::check(&v.work)?;
                 Ok(v)
             });
             match checked {
