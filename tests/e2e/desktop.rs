@@ -178,7 +178,7 @@ async fn the_window_runs_a_ticket_attaches_to_a_fleet_and_switches_back() {
     );
     assert!(colours(&shot) > 16, "blank screenshot {}", shot.display());
     // Neither fleet token is anywhere in the app's files.
-    for entry in walk(data.path()) {
+    for entry in oshal_e2e::files_under(data.path()) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
         for token in [&fleet.token, &tenant_token] {
             assert!(
@@ -196,18 +196,4 @@ async fn the_window_runs_a_ticket_attaches_to_a_fleet_and_switches_back() {
         listed.contains("prod") && listed.contains(&fleet.url),
         "{listed}"
     );
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

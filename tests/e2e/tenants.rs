@@ -374,7 +374,7 @@ async fn tenant_tokens_fence_every_route_in_local_mode_and_survive_a_restart() {
     server.stop().unwrap();
 
     // Nothing under the data directory holds a token's value.
-    for entry in walk(dir.path()) {
+    for entry in oshal_e2e::files_under(dir.path()) {
         let bytes = std::fs::read(&entry).unwrap();
         for token in [&acme, &revoked] {
             assert!(
@@ -407,18 +407,4 @@ async fn tenant_tokens_fence_every_route_of_a_fleet_controller() {
     a_tenant_token_sees_and_acts_on_its_tenant_alone(&server).await;
     drop(server);
     space.cleanup().await.unwrap();
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -33,7 +33,7 @@ use crate::book::{Book, Incoming, TimeInForce};
 use crate::fixed::{Price, Quantity};
 use crate::instrument::Instrument;
 use crate::ledger::{Ledger, LedgerError};
-use crate::market::{Bar, Quote};
+use crate::market::{self, Bar, Quote};
 use crate::order::{Fill, LiquiditySide, Order, OrderError, OrderEvent, OrderSide, OrderStatus};
 use crate::position::Position;
 use crate::risk::{self, AccountView, Check, OrderIntent, RiskLimits, TradingState};
@@ -216,8 +216,6 @@ pub struct Desk {
     /// For each order, what it came from.
     order_source: Vec<Source>,
     kills: Vec<KillRecord>,
-    /// The last quote's mid, what a kill's flattening order is valued at.
-    last_mid: Option<Price>,
     sent: VecDeque<Sent>,
     sent_ms: Vec<i64>,
     position: Position,
@@ -261,7 +259,6 @@ impl Desk {
             orders: Vec::new(),
             order_source: Vec::new(),
             kills: Vec::new(),
-            last_mid: None,
             sent: VecDeque::new(),
             sent_ms: Vec::new(),
             position: Position::default(),
@@ -306,35 +303,10 @@ impl Desk {
             let sent = self.sent.pop_front().expect("checked above");
             self.execute(sent.order, q)?;
         }
-        let tick = self.cfg.instrument.tick_size.raw.max(1);
-        let mid = Price::from_raw(
-            (q.bid.raw + q.ask.raw) / 2 / tick * tick,
-            self.cfg.instrument.price_precision,
-        );
-        self.last_mid = Some(mid);
-        let open_ms = q.ts_ms - q.ts_ms.rem_euclid(self.cfg.bar_ms);
-        let size = q.bid_size.raw + q.ask_size.raw;
-        match &mut self.building {
-            Some(bar) if bar.ts_ms == open_ms => {
-                bar.high = bar.high.max(mid);
-                bar.low = bar.low.min(mid);
-                bar.close = mid;
-                bar.volume.raw += size;
-            }
-            building => {
-                let next = Bar {
-                    ts_ms: open_ms,
-                    instrument: q.instrument.clone(),
-                    open: mid,
-                    high: mid,
-                    low: mid,
-                    close: mid,
-                    volume: Quantity::from_raw(size, self.cfg.instrument.size_precision),
-                };
-                if let Some(closed) = building.replace(next) {
-                    self.on_bar(closed, q.ts_ms)?;
-                }
-            }
+        if let Some(closed) =
+            market::roll(&mut self.building, q, &self.cfg.instrument, self.cfg.bar_ms)
+        {
+            self.on_bar(closed, q.ts_ms)?;
         }
         Ok(())
     }
@@ -466,36 +438,9 @@ impl Desk {
         Ok(())
     }
 
-    /// The venue's book at quote `q`: its size at the quote and at each of
-    /// `depth_levels` ticks beyond, on both sides.
-    fn book_at(&self, q: &Quote) -> Book {
-        let i = &self.cfg.instrument;
-        let mut book = Book::new(i.price_precision, i.size_precision);
-        let tick = i.tick_size.raw.max(1);
-        for k in 0..=i64::from(self.cfg.depth_levels) {
-            for (side, price, size) in [
-                (OrderSide::Sell, q.ask.raw + k * tick, q.ask_size),
-                (OrderSide::Buy, q.bid.raw - k * tick, q.bid_size),
-            ] {
-                if price <= 0 || size.is_zero() {
-                    continue;
-                }
-                book.submit(Incoming {
-                    id: format!("MM-{k}"),
-                    side,
-                    quantity: size,
-                    price: Some(Price::from_raw(price, i.price_precision)),
-                    time_in_force: TimeInForce::Gtc,
-                    post_only: false,
-                });
-            }
-        }
-        book
-    }
-
     /// An order reaches the venue at quote `q` and takes what the book has.
     fn execute(&mut self, idx: usize, q: &Quote) -> Result<(), DeskError> {
-        let mut book = self.book_at(q);
+        let mut book = venue_book(&self.cfg.instrument, q, self.cfg.depth_levels);
         let venue_id = format!("V-{}", self.next_venue_id);
         self.next_venue_id += 1;
         let source = self.order_source[idx];
@@ -630,9 +575,11 @@ impl Desk {
             at_ms: now_ms,
             canceled: Vec::new(),
             flatten_order: None,
-            reference_price: self
-                .last_mid
-                .unwrap_or(Price::from_raw(0, self.cfg.instrument.price_precision)),
+            // The last quote's mid: the close of the bar being built.
+            reference_price: self.building.as_ref().map_or(
+                Price::from_raw(0, self.cfg.instrument.price_precision),
+                |bar| bar.close,
+            ),
         };
         if level >= KillLevel::CancelOrders {
             for sent in std::mem::take(&mut self.sent) {
@@ -722,6 +669,33 @@ impl Desk {
             .map(|b| format!("{b:02x}"))
             .collect()
     }
+}
+
+/// The simulated venue's book at quote `q`: the quote's size at the quote
+/// and at each of `depth_levels` ticks beyond, on both sides, so an order
+/// larger than the quote walks the book and slips.
+pub fn venue_book(instrument: &Instrument, q: &Quote, depth_levels: u32) -> Book {
+    let mut book = Book::new(instrument.price_precision, instrument.size_precision);
+    let tick = instrument.tick_size.raw.max(1);
+    for k in 0..=i64::from(depth_levels) {
+        for (side, price, size) in [
+            (OrderSide::Sell, q.ask.raw + k * tick, q.ask_size),
+            (OrderSide::Buy, q.bid.raw - k * tick, q.bid_size),
+        ] {
+            if price <= 0 || size.is_zero() {
+                continue;
+            }
+            book.submit(Incoming {
+                id: format!("MM-{k}"),
+                side,
+                quantity: size,
+                price: Some(Price::from_raw(price, instrument.price_precision)),
+                time_in_force: TimeInForce::Gtc,
+                post_only: false,
+            });
+        }
+    }
+    book
 }
 
 fn signed(side: OrderSide, q: Quantity) -> i128 {

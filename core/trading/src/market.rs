@@ -197,34 +197,56 @@ impl Generator {
     }
 }
 
-/// Bars of `period_ms` for `instrument` from its quotes' mids (on the
-/// bid, rounded down to the tick), volume the quoted sizes.
-pub fn bars(quotes: &[Quote], instrument: &Instrument, period_ms: i64) -> Vec<Bar> {
-    let mut out: Vec<Bar> = Vec::new();
+/// A quote's mid, rounded down to the instrument's tick: what bars are
+/// made of.
+pub fn mid(q: &Quote, instrument: &Instrument) -> Price {
     let tick = instrument.tick_size.raw.max(1);
-    for q in quotes.iter().filter(|q| q.instrument == instrument.id) {
-        let mid = (q.bid.raw + q.ask.raw) / 2 / tick * tick;
-        let px = Price::from_raw(mid, instrument.price_precision);
-        let size = q.bid_size.raw + q.ask_size.raw;
-        let open_ms = q.ts_ms - q.ts_ms.rem_euclid(period_ms);
-        match out.last_mut() {
-            Some(bar) if bar.ts_ms == open_ms => {
-                bar.high = bar.high.max(px);
-                bar.low = bar.low.min(px);
-                bar.close = px;
-                bar.volume.raw += size;
-            }
-            _ => out.push(Bar {
-                ts_ms: open_ms,
-                instrument: instrument.id.clone(),
-                open: px,
-                high: px,
-                low: px,
-                close: px,
-                volume: Quantity::from_raw(size, instrument.size_precision),
-            }),
+    Price::from_raw(
+        (q.bid.raw + q.ask.raw) / 2 / tick * tick,
+        instrument.price_precision,
+    )
+}
+
+/// Rolls quote `q` into the bar of `period_ms` being built; returns the
+/// bar it closed, if `q` opened the next one. Volume is the quoted sizes.
+pub fn roll(
+    building: &mut Option<Bar>,
+    q: &Quote,
+    instrument: &Instrument,
+    period_ms: i64,
+) -> Option<Bar> {
+    let px = mid(q, instrument);
+    let size = q.bid_size.raw + q.ask_size.raw;
+    let open_ms = q.ts_ms - q.ts_ms.rem_euclid(period_ms);
+    match building {
+        Some(bar) if bar.ts_ms == open_ms => {
+            bar.high = bar.high.max(px);
+            bar.low = bar.low.min(px);
+            bar.close = px;
+            bar.volume.raw += size;
+            None
         }
+        _ => building.replace(Bar {
+            ts_ms: open_ms,
+            instrument: instrument.id.clone(),
+            open: px,
+            high: px,
+            low: px,
+            close: px,
+            volume: Quantity::from_raw(size, instrument.size_precision),
+        }),
     }
+}
+
+/// Bars of `period_ms` for `instrument` from its quotes' mids (on the
+/// tick, rounded down), volume the quoted sizes.
+pub fn bars(quotes: &[Quote], instrument: &Instrument, period_ms: i64) -> Vec<Bar> {
+    let mut out = Vec::new();
+    let mut building = None;
+    for q in quotes.iter().filter(|q| q.instrument == instrument.id) {
+        out.extend(roll(&mut building, q, instrument, period_ms));
+    }
+    out.extend(building);
     out
 }
 

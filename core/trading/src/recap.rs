@@ -12,7 +12,7 @@
 //! two days or no variation.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::desk::{FillRecord, SignalRecord};
 use crate::fixed::FIXED_SCALAR;
@@ -170,14 +170,10 @@ pub fn recap(
             .map(|(ts, v, _)| (*ts, *v))
             .collect()
     };
-    let mut by_strategy = BTreeMap::new();
-    let mut by_day = BTreeMap::new();
-    for r in &rows {
-        by_strategy.entry(r.strategy.clone()).or_insert(());
-        by_day.entry(r.day).or_insert(());
-    }
-    let by_strategy = by_strategy
-        .into_keys()
+    let strategies: BTreeSet<String> = rows.iter().map(|r| r.strategy.clone()).collect();
+    let days: BTreeSet<i64> = rows.iter().map(|r| r.day).collect();
+    let by_strategy = strategies
+        .into_iter()
         .map(|k| {
             let s = stats(
                 rows.iter().filter(|r| r.strategy == k),
@@ -186,8 +182,8 @@ pub fn recap(
             (k, s)
         })
         .collect();
-    let by_day = by_day
-        .into_keys()
+    let by_day = days
+        .into_iter()
         .map(|d| {
             let s = stats(rows.iter().filter(|r| r.day == d), &points(&|r| r.day == d));
             (d, s)

@@ -6,8 +6,8 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
-use oshal_trading::book::{Book, Incoming, TimeInForce};
-use oshal_trading::desk::{Desk, DeskConfig, Disposition, Fees, Latency};
+use oshal_trading::book::{Incoming, TimeInForce};
+use oshal_trading::desk::{Desk, DeskConfig, Disposition, Fees, Latency, venue_book};
 use oshal_trading::fixed::{FIXED_SCALAR, Price, Quantity};
 use oshal_trading::market::{Generator, Quote, sim_models};
 use oshal_trading::order::OrderSide;
@@ -230,22 +230,7 @@ fn bench(session: &Session, runs: u32) -> Result<()> {
     // One order through the risk checks and the venue's book, alone.
     let q = &quotes[quotes.len() / 2];
     let i = &config.instrument;
-    let mut venue = Book::new(i.price_precision, i.size_precision);
-    for k in 0..4i64 {
-        for (side, px) in [
-            (OrderSide::Sell, q.ask.raw + k * i.tick_size.raw),
-            (OrderSide::Buy, q.bid.raw - k * i.tick_size.raw),
-        ] {
-            venue.submit(Incoming {
-                id: format!("MM-{k}"),
-                side,
-                quantity: q.ask_size,
-                price: Some(Price::from_raw(px, i.price_precision)),
-                time_in_force: TimeInForce::Gtc,
-                post_only: false,
-            });
-        }
-    }
+    let venue = venue_book(i, q, config.depth_levels);
     let recent: Vec<i64> = Vec::new();
     let mut nanos = Vec::with_capacity(100_000);
     for n in 0..100_000u32 {
