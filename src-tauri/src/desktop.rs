@@ -93,6 +93,11 @@ impl Desktop {
         &self.security
     }
 
+    /// The embedded controller's trading desk.
+    pub fn trading(&self) -> &oshal_core::trading::Trading {
+        &self.platform.trading
+    }
+
     /// Where this app keeps its files (the store, the settings).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -38,6 +38,7 @@ async fn remote() -> RemoteServer {
     tokio::spawn(serve(
         controller,
         None,
+        Some(desktop.trading().clone()),
         listener,
         token.clone(),
         None,

@@ -7,6 +7,7 @@
 mod connectors;
 mod contract;
 mod crash;
+mod desk;
 mod desktop;
 mod fleet;
 mod http;

@@ -258,7 +258,7 @@ async fn a_fleet_controller_proves_tenant_isolation_and_least_privilege_live() -
     assert_eq!(isolation["status"], "proven", "{isolation:#} {report:#}");
     let summary = isolation["summary"].as_str().unwrap();
     assert!(
-        summary.contains("RLS forced 5/5 tenant tables"),
+        summary.contains("RLS forced 6/6 tenant tables"),
         "{summary}"
     );
     assert!(summary.contains("canary 0 rows"), "{summary}");

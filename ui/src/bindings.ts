@@ -30,6 +30,18 @@ export const commands = {
 	securityScan: () => typedError<ScanReport, ApiError>(__TAURI_INVOKE("security_scan")),
 	/**  Suppresses a finding with a justification, for some days. */
 	securitySuppress: (id: string, request: SuppressRequest) => typedError<Finding, ApiError>(__TAURI_INVOKE("security_suppress", { id, request })),
+	/**  Every session, newest first. */
+	deskSessions: () => typedError<SessionView[], ApiError>(__TAURI_INVOKE("desk_sessions")),
+	/**  One session: its flow, position, P&L, kills and fill hash. */
+	deskSession: (id: string) => typedError<SessionView, ApiError>(__TAURI_INVOKE("desk_session", { id })),
+	/**  A session's signals (with tickets, checks, dispositions) and fills. */
+	deskBlotter: (id: string) => typedError<Blotter, ApiError>(__TAURI_INVOKE("desk_blotter", { id })),
+	/**  What a session earned, by strategy, day and bot. */
+	deskRecap: (id: string) => typedError<RecapView, ApiError>(__TAURI_INVOKE("desk_recap", { id })),
+	/**  Opens a paper session and starts it. */
+	deskOpen: (spec: NewSession) => typedError<SessionView, ApiError>(__TAURI_INVOKE("desk_open", { spec })),
+	/**  Pulls a session's kill switch. */
+	deskKill: (id: string, request: KillRequest) => typedError<KillView, ApiError>(__TAURI_INVOKE("desk_kill", { id, request })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -82,6 +94,13 @@ export type AuditEntry = {
 };
 
 export type AuditKind = "decision" | "credential_read" | "refresh" | "revoke" | "grant" | "ungrant" | "import" | "approve";
+
+/**  A session's signals, the tickets that went unanswered, and its fills. */
+export type Blotter = {
+	signals: SignalView[],
+	missed: MissedSignal[],
+	fills: FillView[],
+};
 
 /**  A bot: one worker with its own lane. */
 export type BotId = string;
@@ -333,6 +352,25 @@ export type ErrorKind =
 /**  The controller this client is attached to cannot be reached. */
 "unreachable" | "internal";
 
+/**  One fill, tied to its order and signal. */
+export type FillView = {
+	ts_ms: number,
+	order: string,
+	/**  `S-<n>`, or `K-<n>` for the kill switch's closing order. */
+	signal: string,
+	trade_id: string,
+	/**  `BUY` or `SELL`. */
+	side: string,
+	quantity: string,
+	price: string,
+	commission_usd: number | null,
+	/**  `MAKER` or `TAKER`. */
+	liquidity_side: string,
+	/**  Per unit beyond the signal's reference price (positive is worse). */
+	slippage: string,
+	realized_usd: number | null,
+};
+
 /**  A finding as every surface shows it. */
 export type Finding = {
 	/**  The first 16 hex digits of the fingerprint. */
@@ -370,6 +408,30 @@ export type FindingState = "open" | "suppressed" | "resolved";
 export type Fleet = {
 	name: string,
 	url: string,
+};
+
+/**
+ *  How many signals and orders reached each step of Signal → Risk →
+ *  Execute.
+ */
+export type Flow = {
+	/**  Signal tickets answered and acted on. */
+	signals: number,
+	/**  Signal tickets that ended without an answer (dead or cancelled). */
+	missed: number,
+	/**  Signals that needed no order (the view was flat or already held). */
+	no_trade: number,
+	/**  Orders the risk engine checked. */
+	checked: number,
+	denied: number,
+	/**  Sent, not yet at the venue. */
+	in_flight: number,
+	filled: number,
+	partly_filled: number,
+	rejected: number,
+	killed: number,
+	orders: number,
+	fills: number,
 };
 
 /**  What one bot may do with one connector. */
@@ -414,6 +476,42 @@ export type IntegrationView = {
 	effects: EffectRow[],
 };
 
+/**  The kill switch's levels, each including the ones before it. */
+export type KillLevel = 
+/**  No new entries (the desk goes REDUCING). */
+"halt_entries" | 
+/**  Also cancel every order not yet at the venue. */
+"cancel_orders" | 
+/**  Also close the position; flat once the venue has filled it. */
+"flatten";
+
+/**  A pull of the kill switch. */
+export type KillRequest = {
+	level: KillLevel,
+	/**  Why, for the record: 1..=500 characters. */
+	reason: string,
+};
+
+/**  One use of the kill switch, as recorded. */
+export type KillView = {
+	/**  `K-<n>`. */
+	id: string,
+	level: KillLevel,
+	by: string,
+	reason: string,
+	/**  On the session's clock. */
+	at_ms: number,
+	/**  Orders it canceled before they reached the venue. */
+	canceled: string[],
+	/**  The order that closes the position, if one was needed. */
+	flatten_order: string | null,
+	/**
+	 *  The venue has filled the closing order (or there was nothing to
+	 *  close) and the position is zero: only then is the desk flat.
+	 */
+	flat: boolean,
+};
+
 /**  A lane's gauges, as the topology views draw them. */
 export type LaneStats = {
 	/**  Entries waiting in the lane, not yet delivered to its bot (a count). */
@@ -454,6 +552,13 @@ export type Location = {
 
 export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
+/**  A signal ticket that ended without an answer. */
+export type MissedSignal = {
+	bars: number,
+	ticket: TicketId,
+	error: string,
+};
+
 /**  A model as the price table names it. */
 export type ModelId = string;
 
@@ -462,6 +567,35 @@ export type NewFleet = {
 	name: string,
 	url: string,
 	token: string,
+};
+
+/**
+ *  A paper session to open: `strategy` trades `instrument` on the seeded
+ *  market of `seed` for `bars` bars of `bar_seconds`, its signals made by
+ *  the bots as `signal` tickets.
+ */
+export type NewSession = {
+	/**
+	 *  `{"name": "ema_cross", "fast": 5, "slow": 20}`,
+	 *  `{"name": "z_score", "window": 30, "entry_z": 2.0}` or
+	 *  `{"name": "breakout", "window": 20}`.
+	 */
+	strategy: unknown,
+	/**  A listed instrument: `ETHUSD.SIM`, `BTCUSD.SIM`, `EURUSD.SIM`. */
+	instrument: string,
+	/**  The market's seed: the same seed, the same quotes and fills. */
+	seed?: number,
+	/**  1..=3600. */
+	bar_seconds: number,
+	/**  2..=2000, and `bars × bar_seconds` at most 86,400 (one day). */
+	bars: number,
+	/**
+	 *  Simulated seconds per second of wall time, 1..=86400; 0 (the
+	 *  default) runs as fast as the bots answer.
+	 */
+	speed?: number,
+	/**  A known tenant; the token's tenant, or `default`, if absent. */
+	tenant?: string | null,
 };
 
 /**  A submission as it arrives from a surface, before validation. */
@@ -497,6 +631,42 @@ export type OperationView = {
 	scopes: string[],
 };
 
+/**  The position and the account. */
+export type PositionView = {
+	/**  Long positive, at the instrument's size precision. */
+	quantity: string,
+	/**  The last quote's mid (what the open position is marked at). */
+	mark: string,
+	/**  Closed trades' P&L, net of their commissions. */
+	realized_pnl_usd: number | null,
+	unrealized_pnl_usd: number | null,
+	/**  Commissions paid. */
+	fees_usd: number | null,
+	/**  What the models behind the signals cost. */
+	signal_cost_usd: number | null,
+	/**  Realized + unrealized − signal cost. */
+	net_usd: number | null,
+	cash_usd: number | null,
+	/**  Debits less credits in the desk's ledger: always 0. */
+	ledger_imbalance: number,
+};
+
+/**  What the session earned, net of fees and of its signals' model spend. */
+export type RecapView = {
+	total: StatsView,
+	by_strategy: StatsView[],
+	by_day: StatsView[],
+	by_bot: StatsView[],
+};
+
+/**  One risk check, with its limit and what it observed. */
+export type RiskCheck = {
+	code: string,
+	limit: string,
+	observed: string,
+	pass: boolean,
+};
+
 /**  What one scan (or one SARIF import) did. */
 export type ScanReport = {
 	id: string,
@@ -521,8 +691,76 @@ export type Scope =
 /**  One tenant's tickets, cost, audit, effects, findings and events. */
 "tenant";
 
+/**  Where a session is. */
+export type SessionStatus = "running" | 
+/**  Every quote of its market has been taken. */
+"finished" | 
+/**  It stopped on an error (`error` says which). */
+"failed";
+
+/**  A session as every surface shows it. */
+export type SessionView = {
+	/**  `ds-` and 12 hex digits. */
+	id: string,
+	tenant: TenantId,
+	opened_by: string,
+	opened_at_ms: number,
+	spec: NewSession,
+	status: SessionStatus,
+	error: string | null,
+	/**  `ACTIVE`, `REDUCING` or `HALTED`. */
+	trading_state: string,
+	/**  The session's clock: the last quote taken, from 0. */
+	sim_ms: number,
+	quotes: number,
+	quotes_total: number,
+	/**  The signal ticket the desk is waiting for, if any. */
+	waiting_on: TicketId | null,
+	flow: Flow,
+	position: PositionView,
+	/**
+	 *  SHA-256 of the fill stream: the same as an in-process backtest of
+	 *  the same seed and strategy when every signal was answered.
+	 */
+	fill_hash: string,
+	kills: KillView[],
+};
+
 /**  How bad a finding is. */
 export type Severity = "info" | "low" | "medium" | "high" | "critical";
+
+/**
+ *  A signal: its ticket and model call, the insight, the order it led to,
+ *  the risk checks, and what became of it.
+ */
+export type SignalView = {
+	/**  `S-<n>`. */
+	id: string,
+	/**  The bar it was made at: the strategy read the session's first `bars`. */
+	bars: number,
+	ticket: TicketId,
+	bot: BotId | null,
+	/**  The model's spend on it. */
+	cost_nusd: number,
+	explanation: string | null,
+	/**  `UP`, `DOWN` or `FLAT`. */
+	direction: string,
+	magnitude: number | null,
+	confidence: number | null,
+	source: string,
+	reference_price: string,
+	inputs_hash: string,
+	generated_ms: number,
+	order: string | null,
+	checks: RiskCheck[],
+	/**
+	 *  `no_trade`, `in_flight`, `denied`, `rejected`, `filled`,
+	 *  `partly_filled` or `killed`.
+	 */
+	disposition: string,
+	/**  The denial's or rejection's code, or the kill's id. */
+	code: string | null,
+};
 
 /**  A skill a bot offers and a ticket needs. */
 export type Skill = string;
@@ -537,6 +775,29 @@ export type Source =
 export type StateCount = {
 	state: TicketState,
 	count: number,
+};
+
+/**  One group's figures in the recap. */
+export type StatsView = {
+	/**
+	 *  The strategy, the day (`YYYY-MM-DD` of the session's clock), the
+	 *  bot, or `total`.
+	 */
+	key: string,
+	signals: number,
+	closed: number,
+	wins: number,
+	losses: number,
+	realized_usd: number | null,
+	fees_usd: number | null,
+	signal_cost_usd: number | null,
+	/**  Realized − fees − signal cost. */
+	net_usd: number | null,
+	slippage_usd: number | null,
+	win_rate: number | null,
+	profit_factor: number | null,
+	max_drawdown_usd: number | null,
+	sharpe: number | null,
 };
 
 /**  The answer to a submission that was accepted. */

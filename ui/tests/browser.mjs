@@ -155,6 +155,26 @@ try {
     await view.getByTestId("no-findings").waitFor();
   });
 
+  await step("trading: a paper session trades on the bots' signals; a fill leads to its signal, its risk checks and its ticket", async () => {
+    await page.getByTestId("nav-trading").click();
+    const view = page.getByTestId("trading");
+    await view.getByTestId("desk-empty").waitFor();
+    await view.getByTestId("desk-bars").fill("480");
+    await view.getByTestId("desk-open").click();
+    await view.getByTestId("desk-status").getByText("finished").waitFor({ timeout: 90000 });
+    await view.getByTestId("flow-signal").getByText("459 from bots").waitFor();
+    await view.getByTestId("fill-row").first().click();
+    const trace = view.getByTestId("fill-trace");
+    await trace.getByTestId("trace-signal").waitFor();
+    const checks = await trace.getByTestId("check-row").count();
+    if (checks < 5) throw new Error(`${checks} risk checks shown, each with its limit`);
+    const ticket = (await trace.getByTestId("trace-ticket").innerText()).replace("ticket ", "").trim();
+    await trace.getByTestId("trace-ticket").click();
+    await page.getByTestId("detail-state").getByText("succeeded").waitFor();
+    const shown = (await page.getByTestId("detail").locator("h3").innerText()).trim();
+    if (shown !== ticket) throw new Error(`opened ${shown}, want the signal's ticket ${ticket}`);
+  });
+
   if (shot) {
     await page.getByTestId("nav-topology").click();
     await page.waitForTimeout(500);

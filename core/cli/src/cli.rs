@@ -5,8 +5,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, cancel, connectors, db_setup, node, openapi, security, serve, soak, submit, ticket,
-    tickets, tokens, trading,
+    bench, cancel, connectors, db_setup, desk, node, openapi, security, serve, soak, submit,
+    ticket, tickets, tokens, trading,
 };
 
 #[derive(Parser)]
@@ -52,6 +52,9 @@ pub enum Command {
     /// The trading desk in process: backtest a strategy over seeded quotes
     /// (a replay check with --expect-hash), or measure its throughput.
     Trading(trading::Args),
+    /// The trading desk's paper sessions on a running controller: open one
+    /// (its signals made by the bots), list, show, blotter, recap, kill.
+    Desk(desk::Args),
     /// Cancel a ticket.
     Cancel(cancel::Args),
     /// Measure local mode end to end (durable SQLite, built-in model).
@@ -79,6 +82,7 @@ impl Command {
             Self::Security(a) => security::run(a).await,
             Self::Tokens(a) => tokens::run(a).await,
             Self::Trading(a) => trading::run(a).await,
+            Self::Desk(a) => desk::run(a).await,
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Openapi(a) => openapi::run(a).await,

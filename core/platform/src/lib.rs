@@ -21,6 +21,7 @@ pub mod bot;
 pub mod controller;
 pub mod mode;
 pub mod security;
+pub mod trading;
 
 pub use oshal_connector as connector;
 pub use oshal_kernel::{cancel, clock, cost, name, secrets, text, ticket};

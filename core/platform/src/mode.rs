@@ -29,6 +29,7 @@ use crate::store::postgres::{self as pg, PgStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ApplyHook, Hooked, Store, StoreError};
 use crate::ticket::{Skill, Work};
+use crate::trading::Trading;
 
 /// Bots in the embedded pool of the desktop app.
 pub const EMBEDDED_BOTS: usize = 4;
@@ -45,6 +46,8 @@ pub enum ModeError {
     Controller(#[from] ControllerError),
     #[error("the Security Center: {0}")]
     Security(#[from] SecurityError),
+    #[error("the trading desk: {0}")]
+    Trading(#[from] crate::trading::TradingError),
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
@@ -157,6 +160,8 @@ pub struct FleetOptions {
 pub struct Platform {
     pub controller: Controller,
     pub security: Option<SecurityCenter>,
+    /// The trading desk's paper sessions.
+    pub trading: Trading,
     /// The durable store, for reads (what the controller writes through).
     pub store: Arc<dyn Store>,
     /// One line for a banner: the mode, its store and its bots.
@@ -218,9 +223,11 @@ impl Platform {
                 Some(SecurityCenter::open(pool, controller.clone(), config, clock).await?)
             }
         };
+        let trading = Trading::start(controller.clone()).await?;
         Ok(Platform {
             controller,
             security,
+            trading,
             store: store.clone(),
             describe,
             closers: vec![Closer::Sqlite(store)],
@@ -304,9 +311,11 @@ impl Platform {
                 Some(SecurityCenter::open(pool, controller.clone(), config, clock).await?)
             }
         };
+        let trading = Trading::start(controller.clone()).await?;
         Ok(Platform {
             controller,
             security,
+            trading,
             store: writes,
             describe,
             closers,
@@ -315,6 +324,7 @@ impl Platform {
 
     /// Stops the controller, then closes the stores. Safe to call again.
     pub async fn shutdown(&self) {
+        self.trading.shutdown();
         self.controller.shutdown().await;
         for c in &self.closers {
             match c {

@@ -153,3 +153,70 @@ pub async fn scoped_reads_and_tokens(store: &dyn super::Store) {
     let listed = store.api_tokens().await.unwrap();
     assert_eq!(listed[0].revoked_at_ms, Some(9));
 }
+
+/// A desk journal on any adapter: entries come back in session and `seq`
+/// order, a tenant reads only its sessions' entries, a number written once
+/// cannot be written again, and a bad entry is refused by field.
+pub async fn journal(store: &dyn super::Store) {
+    use super::JournalEntry;
+    use crate::ticket::TenantId;
+    let (acme, globex) = (
+        TenantId::parse("acme").unwrap(),
+        TenantId::parse("globex").unwrap(),
+    );
+    let mut batch = super::WriteBatch::default();
+    for t in [&acme, &globex] {
+        batch.tenants.push(super::Tenant {
+            id: t.clone(),
+            budget_nusd: None,
+            created_at_ms: 1,
+        });
+    }
+    store.apply(&batch).await.unwrap();
+    let entry = |session: &str, seq, tenant: &TenantId, kind: &str| JournalEntry {
+        session: session.into(),
+        seq,
+        tenant: tenant.clone(),
+        kind: kind.into(),
+        body: format!(r#"{{"n":{seq}}}"#),
+        at_ms: 10 + i64::from(seq),
+    };
+    for e in [
+        entry("ds-b", 0, &globex, "opened"),
+        entry("ds-a", 1, &acme, "kill"),
+        entry("ds-a", 0, &acme, "opened"),
+    ] {
+        assert!(store.append_journal(&e).await.unwrap());
+    }
+    assert!(
+        !store
+            .append_journal(&entry("ds-a", 1, &acme, "other"))
+            .await
+            .unwrap(),
+        "a number is written once"
+    );
+    let all = store.journal(None).await.unwrap();
+    let keys: Vec<_> = all.iter().map(|e| (e.session.as_str(), e.seq)).collect();
+    assert_eq!(keys, [("ds-a", 0), ("ds-a", 1), ("ds-b", 0)]);
+    assert_eq!(
+        all[1],
+        entry("ds-a", 1, &acme, "kill"),
+        "the first write stands"
+    );
+    let mine = store.journal(Some(&globex)).await.unwrap();
+    assert_eq!(mine, [entry("ds-b", 0, &globex, "opened")]);
+
+    let mut bad = entry("ds-c", 0, &acme, "opened");
+    bad.body = "a\0b".into();
+    let err = store.append_journal(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("body"), "{err}");
+    bad.body = "{}".into();
+    bad.session = "x".repeat(65);
+    let err = store.append_journal(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("session"), "{err}");
+    assert_eq!(
+        store.journal(None).await.unwrap().len(),
+        3,
+        "nothing half-written"
+    );
+}

@@ -13,6 +13,7 @@ use oshal_kernel::{clock, cost, text, ticket};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
+pub mod journal;
 pub mod postgres;
 pub mod sqlite;
 pub mod tokens;
@@ -28,6 +29,7 @@ use crate::cost::{CostSummary, LedgerEntry};
 use crate::ticket::{
     BotId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, WaitReason,
 };
+pub use journal::JournalEntry;
 use oshal_kernel::name::Named;
 pub use tokens::{TokenRecord, TokenRole};
 
@@ -579,6 +581,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn add_api_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
     /// Marks a live token revoked; `false` if no live token has this id.
     async fn revoke_api_token(&self, id: &str, at: UnixMs) -> Result<bool, StoreError>;
+    /// Appends one entry to a desk session's journal; `false` (and
+    /// nothing written) if its `(session, seq)` is already taken.
+    async fn append_journal(&self, entry: &JournalEntry) -> Result<bool, StoreError>;
+    /// The journal entries of every session, or of `only`'s sessions, in
+    /// session then `seq` order.
+    async fn journal(&self, only: Option<&TenantId>) -> Result<Vec<JournalEntry>, StoreError>;
     /// Liveness of the backing database.
     async fn ping(&self) -> Result<(), StoreError>;
     /// How many batches the writer may apply at once, each in its own
@@ -660,6 +668,12 @@ impl<H: ApplyHook> Store for Hooked<H> {
     }
     async fn revoke_api_token(&self, id: &str, at: UnixMs) -> Result<bool, StoreError> {
         self.inner.revoke_api_token(id, at).await
+    }
+    async fn append_journal(&self, entry: &JournalEntry) -> Result<bool, StoreError> {
+        self.inner.append_journal(entry).await
+    }
+    async fn journal(&self, only: Option<&TenantId>) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.journal(only).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

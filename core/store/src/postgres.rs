@@ -31,8 +31,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary, TicketView,
-    TokenRecord, WriteBatch, corrupt, opt_bot, state, tenant,
+    Applied, JournalEntry, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary,
+    TicketView, TokenRecord, WriteBatch, corrupt, opt_bot, state, tenant,
 };
 use crate::clock::UnixMs;
 use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
@@ -640,6 +640,53 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn append_journal(&self, e: &JournalEntry) -> Result<bool, StoreError> {
+        super::journal::check(e)?;
+        let mut tx = self.pool.begin().await?;
+        scope(&mut tx, &e.tenant).await?;
+        let done = sqlx::query(
+            "INSERT INTO desk_journal (tenant_id, session, seq, kind, body, at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (session, seq) DO NOTHING",
+        )
+        .bind(e.tenant.uuid())
+        .bind(&e.session)
+        .bind(i32::try_from(e.seq).map_err(|e| StoreError::Invalid(format!("journal entry seq: {e}")))?)
+        .bind(&e.kind)
+        .bind(&e.body)
+        .bind(e.at_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn journal(&self, only: Option<&TenantId>) -> Result<Vec<JournalEntry>, StoreError> {
+        let tenants = self.tenants_to_read(only).await?;
+        let mut tx = self.read_tx().await?;
+        let mut out = Vec::new();
+        for tenant in &tenants {
+            scope(&mut tx, tenant).await?;
+            for row in sqlx::query(
+                "SELECT session, seq, kind, body, at_ms FROM desk_journal ORDER BY session, seq",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                out.push(JournalEntry {
+                    session: row.try_get("session")?,
+                    seq: u32_of(row.try_get("seq")?),
+                    tenant: tenant.clone(),
+                    kind: row.try_get("kind")?,
+                    body: row.try_get("body")?,
+                    at_ms: row.try_get("at_ms")?,
+                });
+            }
+        }
+        tx.commit().await?;
+        out.sort_by(|a, b| (&a.session, a.seq).cmp(&(&b.session, b.seq)));
+        Ok(out)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

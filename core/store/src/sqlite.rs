@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Applied, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary, TicketUpdate,
-    TicketView, TokenRecord, WriteBatch, corrupt, opt_bot, state, tenant,
+    Applied, JournalEntry, Store, StoreError, Tenant, TicketPage, TicketQuery, TicketSummary,
+    TicketUpdate, TicketView, TokenRecord, WriteBatch, corrupt, opt_bot, state, tenant,
 };
 use crate::clock::UnixMs;
 use crate::cost::{CostGroup, CostSummary, CostTotals, LedgerEntry};
@@ -679,6 +679,46 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn append_journal(&self, e: &JournalEntry) -> Result<bool, StoreError> {
+        super::journal::check(e)?;
+        let done = sqlx::query(
+            "INSERT INTO desk_journal (session, seq, tenant, kind, body, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (session, seq) DO NOTHING",
+        )
+        .bind(&e.session)
+        .bind(i64::from(e.seq))
+        .bind(e.tenant.as_str())
+        .bind(&e.kind)
+        .bind(&e.body)
+        .bind(e.at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn journal(&self, only: Option<&TenantId>) -> Result<Vec<JournalEntry>, StoreError> {
+        sqlx::query(
+            "SELECT session, seq, tenant, kind, body, at_ms FROM desk_journal \
+             WHERE (?1 IS NULL OR tenant = ?1) ORDER BY session, seq",
+        )
+        .bind(only.map(|t| t.as_str()))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(JournalEntry {
+                session: row.try_get("session")?,
+                seq: u32::try_from(row.try_get::<i64, _>("seq")?)
+                    .map_err(|e| super::corrupt("journal seq", e))?,
+                tenant: super::tenant(&row.try_get::<String, _>("tenant")?)?,
+                kind: row.try_get("kind")?,
+                body: row.try_get("body")?,
+                at_ms: row.try_get("at_ms")?,
+            })
+        })
+        .collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -85,6 +85,48 @@ pub struct DeskConfig {
     pub seed: u64,
 }
 
+impl DeskConfig {
+    /// The house's paper desk for `instrument`: ten lots a trade, limits
+    /// and cash in proportion to a trade's value at the first quote (four
+    /// trades per order and per instrument, ten in cash), 30 orders an
+    /// hour, 1 bp maker and 5 bp taker, one to three seconds to the venue
+    /// and three levels of depth beyond the quote.
+    pub fn paper(
+        instrument: Instrument,
+        strategy: Strategy,
+        bar_ms: i64,
+        first: &Quote,
+        seed: u64,
+    ) -> DeskConfig {
+        let trade_quantity =
+            Quantity::from_raw(instrument.lot_size.raw * 10, instrument.size_precision);
+        let value = risk::notional(first.ask, trade_quantity);
+        DeskConfig {
+            instrument,
+            strategy,
+            bar_ms,
+            trade_quantity,
+            limits: RiskLimits {
+                max_notional_per_order: value * 4,
+                max_notional_per_instrument: value * 4,
+                max_orders: 30,
+                rate_window_ms: 60 * 60 * 1_000,
+            },
+            deposit: value * 10,
+            fees: Fees {
+                maker_bps: 1,
+                taker_bps: 5,
+            },
+            latency: Latency {
+                base_ms: 1_000,
+                jitter_ms: 2_000,
+            },
+            depth_levels: 3,
+            seed,
+        }
+    }
+}
+
 /// Why a desk could not be set up or go on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DeskError {
@@ -190,6 +232,16 @@ pub struct KillRecord {
     pub reference_price: Price,
 }
 
+/// A bar [`Desk::advance`] closed, with the window full enough to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BarClose {
+    /// Bars closed so far: the insight for this bar is the strategy's over
+    /// the first `bars` bars of the session.
+    pub bars: u64,
+    /// The quote that closed it: when the desk acts.
+    pub at_ms: i64,
+}
+
 /// Where an order came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -225,6 +277,7 @@ pub struct Desk {
     state: TradingState,
     hasher: Sha256,
     events: u64,
+    closed_bars: u64,
     next_venue_id: u64,
 }
 
@@ -268,6 +321,7 @@ impl Desk {
             state: TradingState::Active,
             hasher: Sha256::new(),
             events: 0,
+            closed_bars: 0,
             next_venue_id: 1,
             cfg,
         })
@@ -288,8 +342,27 @@ impl Desk {
     /// quote rolls into the bar (closing the last one, which the strategy
     /// then reads). Another instrument's quote is not this desk's.
     pub fn on_quote(&mut self, q: &Quote) -> Result<(), DeskError> {
+        if let Some(close) = self.advance(q)? {
+            let insight = signal::generate(
+                &self.cfg.strategy,
+                self.window.make_contiguous(),
+                self.cfg.bar_ms,
+            )?;
+            self.decide(insight, close.at_ms)?;
+        }
+        Ok(())
+    }
+
+    /// One market event for a desk whose signals come from elsewhere (the
+    /// bots' `signal` tickets): orders due at the venue meet the quote and
+    /// a bar it closes joins the window, but the desk does not run the
+    /// strategy. When the window holds what the strategy reads, the closed
+    /// bar is returned: the caller gets the insight for it and gives it to
+    /// [`Desk::act`] before the next quote, which is what
+    /// [`Desk::on_quote`] does in process, so both give the same fills.
+    pub fn advance(&mut self, q: &Quote) -> Result<Option<BarClose>, DeskError> {
         if q.instrument != self.cfg.instrument.id {
-            return Ok(());
+            return Ok(None);
         }
         if q.ts_ms < self.last_ms {
             return Err(DeskError::OutOfOrder {
@@ -303,30 +376,38 @@ impl Desk {
             let sent = self.sent.pop_front().expect("checked above");
             self.execute(sent.order, q)?;
         }
-        if let Some(closed) =
+        let Some(closed) =
             market::roll(&mut self.building, q, &self.cfg.instrument, self.cfg.bar_ms)
-        {
-            self.on_bar(closed, q.ts_ms)?;
-        }
-        Ok(())
-    }
-
-    /// A closed bar: the strategy reads the window and the desk acts on it.
-    fn on_bar(&mut self, bar: Bar, now_ms: i64) -> Result<(), DeskError> {
+        else {
+            return Ok(None);
+        };
+        self.closed_bars += 1;
         let needs = self.cfg.strategy.needs();
         if self.window.len() == needs {
             self.window.pop_front();
         }
-        self.window.push_back(bar);
-        if self.window.len() < needs {
-            return Ok(());
+        self.window.push_back(closed);
+        Ok((self.window.len() >= needs).then_some(BarClose {
+            bars: self.closed_bars,
+            at_ms: q.ts_ms,
+        }))
+    }
+
+    /// Acts on an insight made elsewhere for the bar [`Desk::advance`]
+    /// just closed: the same decision, risk checks and order as a signal
+    /// made in process.
+    pub fn act(&mut self, insight: Insight, now_ms: i64) -> Result<&SignalRecord, DeskError> {
+        if insight.instrument != self.cfg.instrument.id {
+            return Err(DeskError::Config {
+                field: "insight.instrument",
+                reason: format!(
+                    "{:?} is not this desk's instrument ({})",
+                    insight.instrument, self.cfg.instrument.id
+                ),
+            });
         }
-        let insight = signal::generate(
-            &self.cfg.strategy,
-            self.window.make_contiguous(),
-            self.cfg.bar_ms,
-        )?;
-        self.decide(insight, now_ms)
+        self.decide(insight, now_ms)?;
+        Ok(self.signals.last().expect("decide records the signal"))
     }
 
     /// The position and what is on its way, raw (buy positive).

@@ -38,6 +38,18 @@ pub struct PriceModel {
     pub max_lots: u64,
 }
 
+/// The listed instrument `id`'s price model, if the venue lists it.
+pub fn listed(id: &str) -> Option<PriceModel> {
+    sim_models().into_iter().find(|m| m.instrument.id == id)
+}
+
+/// `steps` one-second quotes of one instrument from `seed`, from time 0:
+/// what a `signal` ticket reads and what a paper session trades on, so a
+/// signal for the first `k` bars sees exactly the session's first `k` bars.
+pub fn seconds(seed: u64, model: PriceModel, steps: usize) -> Vec<Quote> {
+    Generator::new(seed, vec![model]).quotes(0, 1_000, steps)
+}
+
 /// The simulated venue's listed instruments and how their prices move
 /// per one-second step: ETHUSD.SIM, BTCUSD.SIM and EURUSD.SIM, each with
 /// its own tick, lot and precision, calm and stressed regimes and jumps.

@@ -64,6 +64,9 @@ pub struct Recap {
     pub total: Stats,
     pub by_strategy: BTreeMap<String, Stats>,
     pub by_day: BTreeMap<i64, Stats>,
+    /// By whatever the caller labels signals with (the bot that made each,
+    /// live); empty for [`recap`].
+    pub by_label: BTreeMap<String, Stats>,
     pub by_signal: Vec<SignalPnl>,
 }
 
@@ -121,6 +124,17 @@ pub fn recap(
     signals: &[SignalRecord],
     fills: &[FillRecord],
     signal_cost: impl Fn(&str) -> i128,
+) -> Recap {
+    recap_labelled(signals, fills, signal_cost, |_| None)
+}
+
+/// [`recap`], and by `label` as well: a signal's group in `by_label` (none
+/// leaves it out of that grouping alone).
+pub fn recap_labelled(
+    signals: &[SignalRecord],
+    fills: &[FillRecord],
+    signal_cost: impl Fn(&str) -> i128,
+    label: impl Fn(&str) -> Option<String>,
 ) -> Recap {
     let mut by_id: BTreeMap<&str, SignalPnl> = BTreeMap::new();
     let mut order: Vec<&str> = Vec::new();
@@ -189,10 +203,25 @@ pub fn recap(
             (d, s)
         })
         .collect();
+    let labels: BTreeMap<&str, String> = rows
+        .iter()
+        .filter_map(|r| Some((r.signal.as_str(), label(&r.signal)?)))
+        .collect();
+    let by_label = labels
+        .values()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|k| {
+            let mine = |r: &SignalPnl| labels.get(r.signal.as_str()) == Some(k);
+            let s = stats(rows.iter().filter(|r| mine(r)), &points(&mine));
+            (k.clone(), s)
+        })
+        .collect();
     Recap {
         total: stats(rows.iter(), &points(&|_| true)),
         by_strategy,
         by_day,
+        by_label,
         by_signal: rows,
     }
 }

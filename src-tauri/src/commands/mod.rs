@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod health;
 pub mod security;
 pub mod ticket;
+pub mod trading;
 
 use oshal_core::api::{ApiError, ErrorKind};
 use oshal_core::ticket::TicketId;

@@ -6,6 +6,7 @@ import { Channel } from "@tauri-apps/api/core";
 import { commands } from "../bindings";
 import type {
   ApiError,
+  Blotter,
   BotView,
   BulkReport,
   BulkRequest,
@@ -16,9 +17,14 @@ import type {
   FindingState,
   Health,
   IntegrationView,
+  KillRequest,
+  KillView,
   NewFleet,
+  NewSession,
   NewTicket,
+  RecapView,
   ScanReport,
+  SessionView,
   StateCount,
   Submitted,
   SuppressRequest,
@@ -49,6 +55,13 @@ export interface Transport {
   securityFindings(state: FindingState | null): Promise<Finding[]>;
   securityScan(): Promise<ScanReport>;
   securitySuppress(id: string, request: SuppressRequest): Promise<Finding>;
+  /** The trading desk: paper sessions, their blotter and recap, the kill switch. */
+  deskSessions(): Promise<SessionView[]>;
+  deskSession(id: string): Promise<SessionView>;
+  deskBlotter(id: string): Promise<Blotter>;
+  deskRecap(id: string): Promise<RecapView>;
+  deskOpen(spec: NewSession): Promise<SessionView>;
+  deskKill(id: string, request: KillRequest): Promise<KillView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -116,6 +129,13 @@ export class HttpTransport implements Transport {
   securityScan = () => this.call<ScanReport>("POST", "/api/v1/security/scans");
   securitySuppress = (id: string, request: SuppressRequest) =>
     this.call<Finding>("POST", `/api/v1/security/findings/${encodeURIComponent(id)}/suppress`, request);
+  deskSessions = () => this.call<SessionView[]>("GET", "/api/v1/trading/sessions");
+  deskSession = (id: string) => this.call<SessionView>("GET", `/api/v1/trading/sessions/${encodeURIComponent(id)}`);
+  deskBlotter = (id: string) => this.call<Blotter>("GET", `/api/v1/trading/sessions/${encodeURIComponent(id)}/blotter`);
+  deskRecap = (id: string) => this.call<RecapView>("GET", `/api/v1/trading/sessions/${encodeURIComponent(id)}/recap`);
+  deskOpen = (spec: NewSession) => this.call<SessionView>("POST", "/api/v1/trading/sessions", spec);
+  deskKill = (id: string, request: KillRequest) =>
+    this.call<KillView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/kill`, request);
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let closed = false;
@@ -195,6 +215,12 @@ export class TauriTransport implements Transport {
   securityFindings = (state: FindingState | null) => answer(commands.securityFindings(state));
   securityScan = () => answer(commands.securityScan());
   securitySuppress = (id: string, request: SuppressRequest) => answer(commands.securitySuppress(id, request));
+  deskSessions = () => answer(commands.deskSessions());
+  deskSession = (id: string) => answer(commands.deskSession(id));
+  deskBlotter = (id: string) => answer(commands.deskBlotter(id));
+  deskRecap = (id: string) => answer(commands.deskRecap(id));
+  deskOpen = (spec: NewSession) => answer(commands.deskOpen(spec));
+  deskKill = (id: string, request: KillRequest) => answer(commands.deskKill(id, request));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

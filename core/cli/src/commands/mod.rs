@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cancel;
 pub mod connectors;
 pub mod db_setup;
+pub mod desk;
 pub mod node;
 pub mod openapi;
 pub mod security;

@@ -141,6 +141,7 @@ async fn serve(
     http::serve(
         platform.controller.clone(),
         platform.security.clone(),
+        Some(platform.trading.clone()),
         listener,
         token,
         ui_dir,

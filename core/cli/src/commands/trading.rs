@@ -7,12 +7,12 @@
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use oshal_trading::book::{Incoming, TimeInForce};
-use oshal_trading::desk::{Desk, DeskConfig, Disposition, Fees, Latency, venue_book};
-use oshal_trading::fixed::{FIXED_SCALAR, Price, Quantity};
-use oshal_trading::market::{Generator, Quote, sim_models};
+use oshal_trading::desk::{Desk, DeskConfig, Disposition, venue_book};
+use oshal_trading::fixed::{FIXED_SCALAR, Price};
+use oshal_trading::market::{self, Quote};
 use oshal_trading::order::OrderSide;
 use oshal_trading::recap::recap;
-use oshal_trading::risk::{self, AccountView, OrderIntent, RiskLimits, TradingState};
+use oshal_trading::risk::{self, AccountView, OrderIntent, TradingState};
 use oshal_trading::signal::Strategy;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -35,7 +35,7 @@ pub enum StrategyName {
 }
 
 impl StrategyName {
-    fn strategy(self) -> Strategy {
+    pub(crate) fn strategy(self) -> Strategy {
         match self {
             Self::EmaCross => Strategy::EmaCross { fast: 5, slow: 20 },
             Self::ZScore => Strategy::ZScore {
@@ -55,6 +55,10 @@ pub struct Session {
     /// Days of one-second quotes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=30))]
     pub days: u32,
+    /// Run this many bars instead of whole days (what a paper session of
+    /// as many bars trades: the same fills, the same hash).
+    #[arg(long, conflicts_with = "days", value_parser = clap::value_parser!(u32).range(2..=2_000_000))]
+    pub bars: Option<u32>,
     #[arg(long, value_enum, default_value = "ema-cross")]
     pub strategy: StrategyName,
     /// ETHUSD.SIM, BTCUSD.SIM or EURUSD.SIM.
@@ -89,45 +93,26 @@ pub enum Action {
 
 /// The quotes of one instrument and the desk's configuration for them.
 fn prepare(s: &Session) -> Result<(Vec<Quote>, DeskConfig)> {
-    let model = sim_models()
-        .into_iter()
-        .find(|m| m.instrument.id == s.instrument)
-        .with_context(|| {
-            format!(
-                "--instrument {:?}: the venue lists ETHUSD.SIM, BTCUSD.SIM and EURUSD.SIM",
-                s.instrument
-            )
-        })?;
+    let model = market::listed(&s.instrument).with_context(|| {
+        format!(
+            "--instrument {:?}: the venue lists ETHUSD.SIM, BTCUSD.SIM and EURUSD.SIM",
+            s.instrument
+        )
+    })?;
     let instrument = model.instrument.clone();
-    let steps = 86_400 * s.days as usize;
-    let quotes = Generator::new(s.seed, vec![model]).quotes(0, 1_000, steps);
-    // Ten lots a trade; limits and cash in proportion to its value.
-    let trade_quantity =
-        Quantity::from_raw(instrument.lot_size.raw * 10, instrument.size_precision);
-    let value = risk::notional(quotes[0].ask, trade_quantity);
-    let config = DeskConfig {
-        instrument,
-        strategy: s.strategy.strategy(),
-        bar_ms: i64::from(s.bar_seconds) * 1_000,
-        trade_quantity,
-        limits: RiskLimits {
-            max_notional_per_order: value * 4,
-            max_notional_per_instrument: value * 4,
-            max_orders: 30,
-            rate_window_ms: 60 * 60 * 1_000,
-        },
-        deposit: value * 10,
-        fees: Fees {
-            maker_bps: 1,
-            taker_bps: 5,
-        },
-        latency: Latency {
-            base_ms: 1_000,
-            jitter_ms: 2_000,
-        },
-        depth_levels: 3,
-        seed: s.seed,
+    let steps = match s.bars {
+        Some(bars) => bars as usize * s.bar_seconds as usize,
+        None => 86_400 * s.days as usize,
     };
+    let quotes = market::seconds(s.seed, model, steps);
+    let bar_ms = i64::from(s.bar_seconds) * 1_000;
+    let config = DeskConfig::paper(
+        instrument,
+        s.strategy.strategy(),
+        bar_ms,
+        &quotes[0],
+        s.seed,
+    );
     Ok((quotes, config))
 }
 

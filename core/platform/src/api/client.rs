@@ -278,6 +278,41 @@ impl Client {
     }
 
     /// What this client's token is: the operator's, or a tenant's.
+    pub async fn open_session(
+        &self,
+        spec: &crate::trading::NewSession,
+    ) -> Result<crate::trading::SessionView, ClientError> {
+        self.request::<r::OpenSession>((), None, Some(spec)).await
+    }
+
+    pub async fn sessions(&self) -> Result<Vec<crate::trading::SessionView>, ClientError> {
+        self.request::<r::ListSessions>((), None, None).await
+    }
+
+    pub async fn session(
+        &self,
+        id: impl Into<Id>,
+    ) -> Result<crate::trading::SessionView, ClientError> {
+        self.request::<r::GetSession>(id.into(), None, None).await
+    }
+
+    pub async fn blotter(&self, id: impl Into<Id>) -> Result<crate::trading::Blotter, ClientError> {
+        self.request::<r::GetBlotter>(id.into(), None, None).await
+    }
+
+    pub async fn recap(&self, id: impl Into<Id>) -> Result<crate::trading::RecapView, ClientError> {
+        self.request::<r::GetRecap>(id.into(), None, None).await
+    }
+
+    pub async fn kill_session(
+        &self,
+        id: impl Into<Id>,
+        request: &crate::trading::KillRequest,
+    ) -> Result<crate::trading::KillView, ClientError> {
+        self.request::<r::KillSession>(id.into(), None, Some(request))
+            .await
+    }
+
     pub async fn whoami(&self) -> Result<crate::api::tokens::WhoAmI, ClientError> {
         self.request::<r::WhoAmI>((), None, None).await
     }

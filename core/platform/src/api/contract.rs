@@ -127,6 +127,12 @@ named!(
     super::tokens::NewToken,
     super::tokens::IssuedToken,
     super::tokens::TokenView,
+    crate::trading::NewSession,
+    crate::trading::SessionView,
+    crate::trading::Blotter,
+    crate::trading::RecapView,
+    crate::trading::KillRequest,
+    crate::trading::KillView,
 );
 
 /// A query string as the contract shows it: its parameters.
@@ -188,6 +194,10 @@ fn id_schema(route: &Route, defs: &mut Defs) -> RefOr<Schema> {
         "tokens" => ObjectBuilder::new()
             .schema_type(Type::String)
             .pattern(Some("^tok_[0-9a-f]{16}$"))
+            .into(),
+        "sessions" => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^ds-[0-9a-f]{12}$"))
             .into(),
         other => panic!("{}: no schema for the id of {other:?}", route.name),
     }

@@ -671,6 +671,20 @@ impl From<SecurityError> for ApiError {
     }
 }
 
+impl From<crate::trading::TradingError> for ApiError {
+    fn from(e: crate::trading::TradingError) -> Self {
+        use crate::trading::TradingError as T;
+        let message = e.to_string();
+        match e {
+            T::Invalid { field, .. } => ApiError::new(ErrorKind::Invalid, message).field(field),
+            T::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            T::Ended(_) | T::Conflict(_) => ApiError::new(ErrorKind::IllegalTransition, message),
+            T::Controller(e) => e.into(),
+            T::Store(e) => ControllerError::Store(e).into(),
+        }
+    }
+}
+
 impl From<ControllerError> for ApiError {
     fn from(e: ControllerError) -> Self {
         let message = e.to_string();

@@ -324,6 +324,13 @@ routes! {
     RevokeToken = Delete "/api/v1/tokens/{id}" Bearer Operator, args: Id, query: (), body: () => (), 204;
 
     /// Prometheus text exposition.
+    OpenSession = Post "/api/v1/trading/sessions" Bearer Write, args: (), query: (), body: crate::trading::NewSession => crate::trading::SessionView, 201;
+    ListSessions = Get "/api/v1/trading/sessions" Bearer Read, args: (), query: (), body: () => Vec<crate::trading::SessionView>;
+    GetSession = Get "/api/v1/trading/sessions/{id}" Bearer Read, args: Id, query: (), body: () => crate::trading::SessionView;
+    GetBlotter = Get "/api/v1/trading/sessions/{id}/blotter" Bearer Read, args: Id, query: (), body: () => crate::trading::Blotter;
+    GetRecap = Get "/api/v1/trading/sessions/{id}/recap" Bearer Read, args: Id, query: (), body: () => crate::trading::RecapView;
+    KillSession = Post "/api/v1/trading/sessions/{id}/kill" Bearer Write, args: Id, query: (), body: crate::trading::KillRequest => crate::trading::KillView;
+
     Metrics = Get "/metrics" Bearer Read, args: (), query: (), body: () => String;
 }
 

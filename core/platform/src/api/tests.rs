@@ -53,6 +53,7 @@ async fn an_api_listener_is_probed_live() {
     let server = tokio::spawn(http::serve(
         controller.clone(),
         None,
+        None,
         listener,
         token,
         None,
@@ -137,6 +138,7 @@ async fn health_tells_strangers_a_code_and_the_token_holder_why() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(http::serve(
         controller.clone(),
+        None,
         None,
         listener,
         token.clone(),

@@ -6,7 +6,7 @@
 //! payload, so a replay needs no model call; the explanation's model cost
 //! is in the ledger like any ticket's.
 
-use oshal_trading::market::{self, Generator, PriceModel};
+use oshal_trading::market::{self, PriceModel};
 use oshal_trading::signal::{self, Insight, Strategy};
 
 use super::{BotContext, Outcome};
@@ -43,21 +43,20 @@ fn strategy(p: &SignalPayload) -> Result<Strategy, TicketError> {
 
 /// The listed instrument a payload names, with how its price moves.
 fn instrument(p: &SignalPayload) -> Result<PriceModel, TicketError> {
-    let models = market::sim_models();
-    let listed: Vec<String> = models.iter().map(|m| m.instrument.id.clone()).collect();
-    models
-        .into_iter()
-        .find(|m| m.instrument.id == p.instrument)
-        .ok_or_else(|| {
-            invalid(
-                "payload.instrument",
-                format!(
-                    "{:?} is not listed; the venue lists {}",
-                    p.instrument,
-                    listed.join(", ")
-                ),
-            )
-        })
+    market::listed(&p.instrument).ok_or_else(|| {
+        let listed: Vec<String> = market::sim_models()
+            .into_iter()
+            .map(|m| m.instrument.id)
+            .collect();
+        invalid(
+            "payload.instrument",
+            format!(
+                "{:?} is not listed; the venue lists {}",
+                p.instrument,
+                listed.join(", ")
+            ),
+        )
+    })
 }
 
 /// What the controller asks before it admits a ticket: a signal's strategy
@@ -77,7 +76,7 @@ pub fn compute(p: &SignalPayload) -> Result<Insight, String> {
     let listed = model.instrument.clone();
     let bar_ms = i64::from(p.bar_seconds) * 1_000;
     let steps = p.bars as usize * p.bar_seconds as usize;
-    let quotes = Generator::new(p.seed, vec![model]).quotes(0, 1_000, steps);
+    let quotes = market::seconds(p.seed, model, steps);
     let bars = market::bars(&quotes, &listed, bar_ms);
     signal::generate(&s, &bars, bar_ms).map_err(|e| e.to_string())
 }

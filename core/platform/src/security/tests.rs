@@ -262,7 +262,7 @@ async fn the_shipped_fleet_schema_passes_every_database_check() {
         assert!(r.passed(), "{} on the shipped schema: {r:#?}", r.check);
     }
     let forced = runs.iter().find(|r| r.check == "pg.rls-forced").unwrap();
-    assert_eq!(forced.evidence, "RLS forced 5/5 tenant tables");
+    assert_eq!(forced.evidence, "RLS forced 6/6 tenant tables");
     db.drop().await;
 }
 

@@ -20,6 +20,7 @@ pub const APP_ROLE: &str = "oshal_app";
 /// list to the migrations).
 pub const TENANT_TABLES: &[&str] = &[
     "connector_audit",
+    "desk_journal",
     "effects",
     "ledger",
     "ticket_events",

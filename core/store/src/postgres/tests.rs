@@ -311,6 +311,7 @@ async fn the_app_role_is_least_privileged_and_every_tenant_table_is_forced() {
         names,
         [
             "connector_audit",
+            "desk_journal",
             "effects",
             "ledger",
             "ticket_events",
@@ -606,4 +607,12 @@ async fn tenant_tables_are_the_tables_the_migrations_give_a_tenant() {
 async fn reads_scoped_to_a_tenant_see_only_it_and_tokens_keep_their_hash() {
     let db = TestDb::new().await;
     crate::fixtures::scoped_reads_and_tokens(&db.store).await;
+}
+
+/// Row-level security keeps another tenant's journal out.
+#[tokio::test]
+async fn a_desk_journal_keeps_each_entry_once_and_per_tenant() {
+    let db = TestDb::new().await;
+    crate::fixtures::journal(&db.store).await;
+    db.drop().await;
 }

@@ -302,3 +302,9 @@ async fn reads_scoped_to_a_tenant_see_only_it_and_tokens_keep_their_hash() {
     let (_dir, store) = store().await;
     crate::fixtures::scoped_reads_and_tokens(&store).await;
 }
+
+#[tokio::test]
+async fn a_desk_journal_keeps_each_entry_once_and_per_tenant() {
+    let (_dir, store) = store().await;
+    crate::fixtures::journal(&store).await;
+}

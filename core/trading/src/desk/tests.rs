@@ -374,3 +374,45 @@ fn the_kill_switch_halts_cancels_and_flattens_once_the_venue_fills() {
     assert_eq!(desk.position().quantity, 0);
     assert_books_agree(&desk);
 }
+
+/// Signals made elsewhere (a bot reading the first `bars` bars of the same
+/// seeded quotes) acted on bar by bar give the fills the desk gives when it
+/// runs the strategy itself: backtest and live are the same code.
+#[test]
+fn insights_from_outside_give_the_same_fills_as_the_strategy_in_process() {
+    let steps = 3 * 60 * 60;
+    let model = sim_models().remove(0);
+    let quotes = crate::market::seconds(11, model.clone(), steps);
+    let cfg = config(11);
+    let inside = run(cfg.clone(), &quotes);
+    assert!(inside.fills().len() > 2, "the run trades");
+
+    let mut outside = Desk::new(cfg.clone()).unwrap();
+    let mut acted = 0;
+    for q in &quotes {
+        if let Some(close) = outside.advance(q).unwrap() {
+            // What a `signal` ticket computes: the strategy over the
+            // session's first `bars` bars, drawn again from the seed.
+            let seen = crate::market::seconds(11, model.clone(), close.bars as usize * 60);
+            let bars = crate::market::bars(&seen, &model.instrument, cfg.bar_ms);
+            let insight = crate::signal::generate(&cfg.strategy, &bars, cfg.bar_ms).unwrap();
+            outside.act(insight, close.at_ms).unwrap();
+            acted += 1;
+        }
+    }
+    assert_eq!(acted, inside.signals().len());
+    assert_eq!(outside.signals(), inside.signals());
+    assert_eq!(outside.fills(), inside.fills());
+    assert_eq!(outside.fill_hash(), inside.fill_hash());
+    assert_books_agree(&outside);
+
+    let mut other = Desk::new(config(11)).unwrap();
+    let btc = Insight {
+        instrument: "BTCUSD.SIM".into(),
+        ..inside.signals()[0].insight.clone()
+    };
+    match other.act(btc, 0) {
+        Err(DeskError::Config { field, .. }) => assert_eq!(field, "insight.instrument"),
+        other => panic!("{other:?}"),
+    }
+}

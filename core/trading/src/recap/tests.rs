@@ -75,6 +75,18 @@ fn figures_add_up_by_signal_strategy_and_day() {
     assert_eq!(r.by_day[&0].net + r.by_day[&1].net, t.net);
     assert_eq!(r.by_day[&1].sharpe, None, "one day has no Sharpe");
     assert_eq!(r.by_signal.iter().map(|s| s.net).sum::<i128>(), t.net);
+    assert!(r.by_label.is_empty());
+
+    // Labelled by the bot that made each signal; S-2 unlabelled.
+    let bot = |id: &str| match id {
+        "S-1" | "S-3" => Some("bot-01".to_owned()),
+        _ => None,
+    };
+    let cost = |id: &str| if id == "S-3" { 10 } else { 0 };
+    let l = recap_labelled(&signals, &fills, cost, bot);
+    assert_eq!(l.total, r.total);
+    assert_eq!(l.by_label.len(), 1);
+    assert_eq!(l.by_label["bot-01"], r.by_strategy["ema_cross"]);
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! their limits), `extract.rs` (query and path parameters, and the one
 //! error shape for every refusal, axum's own included), and the handlers by domain: `tickets.rs`, `fleet.rs`
 //! (bots, cost, tenants, events, metrics), `connectors.rs`, `security.rs`,
-//! `tokens.rs` (who a token is; tenant tokens made and revoked).
+//! `tokens.rs` (who a token is; tenant tokens made and revoked),
+//! `trading.rs` (the desk's paper sessions).
 //! Errors map to the one JSON shape in one place: `From<…> for ApiError`
 //! in `api/mod.rs`, and `IntoResponse for ApiError` here.
 
@@ -19,6 +20,7 @@ mod fleet;
 mod security;
 mod tickets;
 mod tokens;
+mod trading;
 
 use axum::handler::Handler;
 use axum::http::{StatusCode, header};
@@ -33,11 +35,13 @@ pub use body::MAX_BODY_BYTES;
 use super::routes::{self as r, Auth, Endpoint, Route};
 use super::{ApiError, ErrorBody, ErrorKind};
 use crate::controller::Controller;
+use crate::trading::Trading;
 
 #[derive(Clone)]
 struct AppState {
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
+    trading: Option<Trading>,
     token: ApiToken,
     tokens: std::sync::Arc<crate::api::tokens::TokenDirectory>,
 }
@@ -46,6 +50,7 @@ impl AppState {
     fn new(
         controller: Controller,
         security: Option<crate::security::SecurityCenter>,
+        trading: Option<Trading>,
         token: ApiToken,
     ) -> Self {
         let tokens = crate::api::tokens::TokenDirectory::new(
@@ -55,6 +60,7 @@ impl AppState {
         Self {
             controller,
             security,
+            trading,
             token,
             tokens: std::sync::Arc::new(tokens),
         }
@@ -80,11 +86,12 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router_with_ui(
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
+    trading: Option<Trading>,
     token: ApiToken,
     ui_dir: Option<&std::path::Path>,
 ) -> Router {
     let Some(dir) = ui_dir else {
-        return router(controller, security, token);
+        return router(controller, security, trading, token);
     };
     let files = tower_http::services::ServeDir::new(dir)
         .fallback(tower_http::services::ServeFile::new(dir.join("index.html")));
@@ -94,7 +101,7 @@ pub fn router_with_ui(
             header::HeaderValue::from_static(CSP),
         ),
     );
-    routes(AppState::new(controller, security, token))
+    routes(AppState::new(controller, security, trading, token))
         .route("/api/{*rest}", axum::routing::any(no_such_route))
         .merge(ui)
 }
@@ -110,9 +117,10 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
 pub fn router(
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
+    trading: Option<Trading>,
     token: ApiToken,
 ) -> Router {
-    routes(AppState::new(controller, security, token)).fallback(no_such_route)
+    routes(AppState::new(controller, security, trading, token)).fallback(no_such_route)
 }
 
 async fn no_such_route() -> ApiError {
@@ -194,6 +202,12 @@ fn mount() -> Mount {
     .at::<CreateToken, _, _>(tokens::create)
     .at::<ListTokens, _, _>(tokens::list)
     .at::<RevokeToken, _, _>(tokens::revoke)
+    .at::<OpenSession, _, _>(trading::open)
+    .at::<ListSessions, _, _>(trading::list)
+    .at::<GetSession, _, _>(trading::session)
+    .at::<GetBlotter, _, _>(trading::blotter)
+    .at::<GetRecap, _, _>(trading::recap)
+    .at::<KillSession, _, _>(trading::kill)
 }
 
 fn routes(state: AppState) -> Router {
@@ -220,6 +234,7 @@ async fn openapi() -> Response {
 pub async fn serve(
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
+    trading: Option<Trading>,
     listener: tokio::net::TcpListener,
     token: ApiToken,
     ui_dir: Option<&std::path::Path>,
@@ -227,7 +242,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router_with_ui(controller, security, token, ui_dir),
+        router_with_ui(controller, security, trading, token, ui_dir),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await

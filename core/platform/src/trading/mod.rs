@@ -1,0 +1,638 @@
+//! The trading desk's adapter: paper sessions whose signals the bots make.
+//!
+//! `oshal-trading` is the desk's logic, pure; this module wires it to the
+//! platform. A session ([`NewSession`]) names a strategy, an instrument, a
+//! seed and a length; its runner ([`session`]) feeds the desk the seeded
+//! market and asks the fleet for every signal as a `signal` ticket, so the
+//! flow Signal → Risk → Execute → Ledger → Recap runs across the ticket
+//! spine: each fill is tied to its order, its signal, the signal's ticket,
+//! the bot and model call that made it and what that call cost. With every
+//! signal answered, a session's fill hash is the one an in-process backtest
+//! of the same seed and strategy prints (`oshal trading backtest`), as
+//! NautilusTrader runs one strategy in backtest and live.
+//!
+//! Sessions are the tenant's: a tenant's token opens, reads and kills its
+//! own and sees no other. They survive a restart (see [`session`]): the
+//! journal in the store holds each one's specification and kill switch
+//! pulls, and the signal tickets are found again by their keys.
+
+mod session;
+pub mod view;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use oshal_kernel::name::Named;
+use oshal_trading::desk::{Disposition, KillLevel as DeskKill};
+use oshal_trading::fixed::{FIXED_SCALAR, Price, Quantity};
+use oshal_trading::market;
+use oshal_trading::order::OrderStatus;
+use oshal_trading::recap::{Stats, recap_labelled};
+use oshal_trading::signal::Strategy;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::{Controller, ControllerError};
+use crate::store::{JournalEntry, StoreError};
+use crate::ticket::{SignalPayload, TenantId, TicketError, Work};
+use session::{Live, Opened, Runner, Session};
+pub use view::{
+    Blotter, FillView, Flow, KillLevel, KillRequest, KillView, MissedSignal, NewSession,
+    PositionView, RecapView, RiskCheck, SessionStatus, SessionView, SignalView, StatsView,
+};
+
+/// Why the desk refused or could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum TradingError {
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("desk session {0} not found")]
+    NotFound(String),
+    #[error("desk session {0} has ended: its market has no more quotes")]
+    Ended(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The most sessions one controller runs at once.
+pub const MAX_SESSIONS: usize = 64;
+
+/// The desk's sessions, running and ended.
+#[derive(Debug, Clone)]
+pub struct Trading {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    controller: Controller,
+    sessions: RwLock<BTreeMap<String, Arc<Session>>>,
+    cancel: CancellationToken,
+}
+
+impl Trading {
+    /// Starts the desk: every session in the journal is rebuilt and the
+    /// unfinished ones go on. A session whose journal does not parse is
+    /// logged and left out; it does not keep the others from starting.
+    pub async fn start(controller: Controller) -> Result<Trading, TradingError> {
+        let trading = Trading {
+            inner: Arc::new(Inner {
+                controller: controller.clone(),
+                sessions: RwLock::new(BTreeMap::new()),
+                cancel: CancellationToken::new(),
+            }),
+        };
+        let journal = controller.store().journal(None).await?;
+        for (id, entries) in session::by_session(journal) {
+            if let Err(e) = trading.resume(&id, &entries) {
+                tracing::error!(session = %id, error = %e, "a desk session could not be resumed");
+            }
+        }
+        Ok(trading)
+    }
+
+    /// Stops every runner; their sessions resume at the next start.
+    pub fn shutdown(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    fn resume(&self, id: &str, entries: &[JournalEntry]) -> Result<(), String> {
+        let first = entries
+            .first()
+            .filter(|e| e.kind == "opened" && e.seq == 0)
+            .ok_or("its journal does not begin with `opened`")?;
+        let opened: Opened = serde_json::from_str(&first.body).map_err(|e| e.to_string())?;
+        let kills = session::kills_in_order(entries)?;
+        let next_seq = entries.last().map_or(0, |e| e.seq + 1);
+        let (strategy, model) = check(&opened.spec).map_err(|e| e.to_string())?;
+        self.launch(
+            id.to_owned(),
+            first.tenant.clone(),
+            opened,
+            first.at_ms,
+            (strategy, model),
+            kills,
+            next_seq,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &self,
+        id: String,
+        tenant: TenantId,
+        opened: Opened,
+        opened_at_ms: i64,
+        (strategy, model): (Strategy, market::PriceModel),
+        replay: std::collections::VecDeque<session::KillEntry>,
+        next_seq: u32,
+    ) -> Result<Arc<Session>, TradingError> {
+        let spec = opened.spec;
+        let quotes_total = u64::from(spec.bars) * u64::from(spec.bar_seconds);
+        let bar_ms = i64::from(spec.bar_seconds) * 1_000;
+        // The desk's configuration is priced off the first quote.
+        let first = market::seconds(spec.seed, model.clone(), 1);
+        let config = oshal_trading::desk::DeskConfig::paper(
+            model.instrument.clone(),
+            strategy.clone(),
+            bar_ms,
+            &first[0],
+            spec.seed,
+        );
+        let desk = oshal_trading::desk::Desk::new(config).map_err(|e| TradingError::Invalid {
+            field: "instrument",
+            reason: e.to_string(),
+        })?;
+        let (tx, rx) = mpsc::channel(16);
+        let session = Arc::new(Session {
+            id: id.clone(),
+            tenant,
+            spec,
+            model,
+            opened_by: opened.by,
+            opened_at_ms,
+            quotes_total,
+            live: std::sync::Mutex::new(Live {
+                desk,
+                status: SessionStatus::Running,
+                error: None,
+                sim_ms: 0,
+                last: None,
+                waiting_on: None,
+                signals: Vec::new(),
+                missed: Vec::new(),
+                next_seq,
+            }),
+            commands: tx,
+        });
+        self.inner
+            .sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, session.clone());
+        let runner = Runner {
+            session: session.clone(),
+            controller: self.inner.controller.clone(),
+            cancel: self.inner.cancel.child_token(),
+            replay,
+            commands: rx,
+        };
+        tokio::spawn(runner.run());
+        Ok(session)
+    }
+
+    /// Opens a session for `tenant` (already fenced by the caller), by
+    /// `by`, and starts it.
+    pub async fn open(&self, mut spec: NewSession, by: &str) -> Result<SessionView, TradingError> {
+        let (strategy, model) = check(&spec)?;
+        let tenant = match spec.tenant.as_deref() {
+            None => TenantId::default_tenant(),
+            Some(t) => TenantId::parse(t).map_err(|e| TradingError::Invalid {
+                field: "tenant",
+                reason: e.to_string(),
+            })?,
+        };
+        // `default` always takes tickets; another tenant must be known.
+        if tenant != TenantId::default_tenant()
+            && !self
+                .inner
+                .controller
+                .tenants()
+                .await?
+                .iter()
+                .any(|t| t.id == tenant)
+        {
+            return Err(ControllerError::UnknownTenant(tenant).into());
+        }
+        spec.tenant = Some(tenant.to_string());
+        let running = self
+            .sessions()
+            .iter()
+            .filter(|s| s.live().status == SessionStatus::Running)
+            .count();
+        if running >= MAX_SESSIONS {
+            return Err(TradingError::Invalid {
+                field: "session",
+                reason: format!("{running} sessions are running; the limit is {MAX_SESSIONS}"),
+            });
+        }
+        let id = format!("ds-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let now = self.inner.controller.clock().now_ms();
+        let opened = session::Opened {
+            spec,
+            by: by.to_owned(),
+        };
+        let entry = JournalEntry {
+            session: id.clone(),
+            seq: 0,
+            tenant: tenant.clone(),
+            kind: "opened".into(),
+            body: serde_json::to_string(&opened).expect("a session serializes"),
+            at_ms: now,
+        };
+        if !self.inner.controller.store().append_journal(&entry).await? {
+            return Err(TradingError::Conflict(format!("session id {id} is taken")));
+        }
+        tracing::info!(session = %id, %tenant, by, "desk session opened");
+        let session = self.launch(
+            id,
+            tenant,
+            opened,
+            now,
+            (strategy, model),
+            Default::default(),
+            1,
+        )?;
+        Ok(view_of(&session))
+    }
+
+    fn sessions(&self) -> Vec<Arc<Session>> {
+        self.inner
+            .sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The session `id`, if `only` (a tenant's token) may see it.
+    fn session(&self, id: &str, only: Option<&TenantId>) -> Result<Arc<Session>, TradingError> {
+        self.inner
+            .sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .filter(|s| only.is_none_or(|t| *t == s.tenant))
+            .cloned()
+            .ok_or_else(|| TradingError::NotFound(id.to_owned()))
+    }
+
+    /// Every session `only` may see, newest first.
+    pub fn list(&self, only: Option<&TenantId>) -> Vec<SessionView> {
+        let mut out: Vec<SessionView> = self
+            .sessions()
+            .iter()
+            .filter(|s| only.is_none_or(|t| *t == s.tenant))
+            .map(|s| view_of(s))
+            .collect();
+        out.sort_by(|a, b| (b.opened_at_ms, &b.id).cmp(&(a.opened_at_ms, &a.id)));
+        out
+    }
+
+    pub fn view(&self, id: &str, only: Option<&TenantId>) -> Result<SessionView, TradingError> {
+        Ok(view_of(self.session(id, only)?.as_ref()))
+    }
+
+    /// The session's signals (with their tickets, checks and
+    /// dispositions), the tickets that went unanswered, and its fills.
+    pub fn blotter(&self, id: &str, only: Option<&TenantId>) -> Result<Blotter, TradingError> {
+        let s = self.session(id, only)?;
+        let live = s.live();
+        let signals = live
+            .desk
+            .signals()
+            .iter()
+            .zip(&live.signals)
+            .map(|(r, meta)| {
+                let (disposition, code) = disposition(&r.disposition);
+                SignalView {
+                    id: r.id.clone(),
+                    bars: meta.bars,
+                    ticket: meta.ticket,
+                    bot: meta.bot.clone(),
+                    cost_nusd: meta.cost_nusd,
+                    explanation: meta.explanation.clone(),
+                    direction: serde_plain(&r.insight.direction),
+                    magnitude: r.insight.magnitude,
+                    confidence: r.insight.confidence,
+                    source: r.insight.source.clone(),
+                    reference_price: r.insight.reference_price.to_string(),
+                    inputs_hash: r.insight.inputs_hash.clone(),
+                    generated_ms: r.insight.generated_ms,
+                    order: r.order.clone(),
+                    checks: r
+                        .checks
+                        .iter()
+                        .map(|c| RiskCheck {
+                            code: c.code.to_owned(),
+                            limit: c.limit.clone(),
+                            observed: c.observed.clone(),
+                            pass: c.pass,
+                        })
+                        .collect(),
+                    disposition,
+                    code,
+                }
+            })
+            .collect();
+        let precision = s.model.instrument.price_precision;
+        let fills = live
+            .desk
+            .fills()
+            .iter()
+            .map(|f| FillView {
+                ts_ms: f.ts_ms,
+                order: f.order.clone(),
+                signal: f.signal.clone(),
+                trade_id: f.trade_id.clone(),
+                side: serde_plain(&f.side),
+                quantity: f.quantity.to_string(),
+                price: f.price.to_string(),
+                commission_usd: usd(f.commission),
+                liquidity_side: serde_plain(&f.liquidity_side),
+                slippage: Price::from_raw(f.slippage, precision).to_string(),
+                realized_usd: usd(f.realized),
+            })
+            .collect();
+        Ok(Blotter {
+            signals,
+            missed: live.missed.clone(),
+            fills,
+        })
+    }
+
+    /// What the session earned, net of fees and of its signals' model
+    /// spend, in total and by strategy, day and bot.
+    pub fn recap(&self, id: &str, only: Option<&TenantId>) -> Result<RecapView, TradingError> {
+        let s = self.session(id, only)?;
+        let live = s.live();
+        let meta: BTreeMap<&str, &session::SignalMeta> = live
+            .desk
+            .signals()
+            .iter()
+            .zip(&live.signals)
+            .map(|(r, m)| (r.id.as_str(), m))
+            .collect();
+        let r = recap_labelled(
+            live.desk.signals(),
+            live.desk.fills(),
+            |id| meta.get(id).map_or(0, |m| i128::from(m.cost_nusd)),
+            |id| {
+                meta.get(id)
+                    .and_then(|m| m.bot.as_ref())
+                    .map(|b| b.to_string())
+            },
+        );
+        let day = |d: i64| {
+            let days = i32::try_from(d).unwrap_or(0);
+            format!("day {}", days + 1)
+        };
+        Ok(RecapView {
+            total: stats("total".into(), &r.total),
+            by_strategy: r
+                .by_strategy
+                .iter()
+                .map(|(k, v)| stats(k.clone(), v))
+                .collect(),
+            by_day: r.by_day.iter().map(|(k, v)| stats(day(*k), v)).collect(),
+            by_bot: r
+                .by_label
+                .iter()
+                .map(|(k, v)| stats(k.clone(), v))
+                .collect(),
+        })
+    }
+
+    /// Pulls the kill switch of session `id`, recorded with `by` and the
+    /// request's reason; answers once it is journalled and applied.
+    pub async fn kill(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+        request: KillRequest,
+        by: &str,
+    ) -> Result<KillView, TradingError> {
+        let reason = request.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.contains('\0') {
+            return Err(TradingError::Invalid {
+                field: "reason",
+                reason: "must be 1 to 500 characters, without NUL".into(),
+            });
+        }
+        let s = self.session(id, only)?;
+        let (reply, answer) = oneshot::channel();
+        s.commands
+            .send(session::KillCommand {
+                level: request.level,
+                by: by.to_owned(),
+                reason: reason.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| TradingError::Ended(id.to_owned()))?;
+        let kill = answer
+            .await
+            .map_err(|_| TradingError::Ended(id.to_owned()))??;
+        tracing::warn!(session = %id, %kill, level = ?request.level, by, reason, "kill switch pulled");
+        let view = view_of(&s);
+        view.kills
+            .into_iter()
+            .find(|k| k.id == kill)
+            .ok_or(TradingError::NotFound(kill))
+    }
+}
+
+/// A session's strategy and instrument, checked as a signal ticket's are
+/// (the same bounds, the same trading crate's word on the strategy), each
+/// refusal naming the session's own field.
+fn check(spec: &NewSession) -> Result<(Strategy, market::PriceModel), TradingError> {
+    let invalid = |e: TicketError| match e {
+        TicketError::Invalid { field, reason } => TradingError::Invalid {
+            field: field.strip_prefix("payload.").unwrap_or(field),
+            reason,
+        },
+        other => TradingError::Invalid {
+            field: "spec",
+            reason: other.to_string(),
+        },
+    };
+    if spec.speed > 86_400 {
+        return Err(TradingError::Invalid {
+            field: "speed",
+            reason: format!("{} is outside 0..=86400", spec.speed),
+        });
+    }
+    let payload = SignalPayload {
+        strategy: spec.strategy.clone(),
+        instrument: spec.instrument.clone(),
+        seed: spec.seed,
+        bar_seconds: spec.bar_seconds,
+        bars: spec.bars,
+    };
+    payload.check().map_err(invalid)?;
+    crate::bot::signal::check(&Work::Signal(payload)).map_err(invalid)?;
+    let strategy: Strategy =
+        serde_json::from_value(spec.strategy.clone()).map_err(|e| TradingError::Invalid {
+            field: "strategy",
+            reason: e.to_string(),
+        })?;
+    if spec.bars as usize <= strategy.needs() {
+        return Err(TradingError::Invalid {
+            field: "bars",
+            reason: format!(
+                "{} reads {} bars; a session of {} closes no bar after them",
+                strategy.name(),
+                strategy.needs(),
+                spec.bars
+            ),
+        });
+    }
+    let model = market::listed(&spec.instrument).ok_or_else(|| TradingError::Invalid {
+        field: "instrument",
+        reason: format!("{:?} is not listed", spec.instrument),
+    })?;
+    Ok((strategy, model))
+}
+
+fn usd(raw: i128) -> f64 {
+    raw as f64 / FIXED_SCALAR as f64
+}
+
+/// A unit enum's serde name (`BUY`, `MAKER`, `UP`).
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+/// A disposition's state and its code (the denial's or rejection's, or
+/// the kill's id).
+fn disposition(d: &Disposition) -> (String, Option<String>) {
+    let state = serde_json::to_value(d)
+        .ok()
+        .and_then(|v| v["state"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let code = match d {
+        Disposition::Denied { code } | Disposition::Rejected { code } => Some(code.clone()),
+        Disposition::Killed { kill } => Some(kill.clone()),
+        _ => None,
+    };
+    (state, code)
+}
+
+fn stats(key: String, s: &Stats) -> StatsView {
+    StatsView {
+        key,
+        signals: s.signals,
+        closed: s.closed,
+        wins: s.wins,
+        losses: s.losses,
+        realized_usd: usd(s.realized),
+        fees_usd: usd(s.fees),
+        signal_cost_usd: usd(s.signal_cost),
+        net_usd: usd(s.net),
+        slippage_usd: usd(s.slippage),
+        win_rate: s.win_rate,
+        profit_factor: s.profit_factor,
+        max_drawdown_usd: usd(s.max_drawdown),
+        sharpe: s.sharpe,
+    }
+}
+
+fn view_of(s: &Session) -> SessionView {
+    let live = s.live();
+    let desk = &live.desk;
+    let instrument = &s.model.instrument;
+    let mut flow = Flow {
+        signals: desk.signals().len() as u32,
+        missed: live.missed.len() as u32,
+        orders: desk.orders().len() as u32,
+        fills: desk.fills().len() as u32,
+        ..Flow::default()
+    };
+    for r in desk.signals() {
+        if r.order.is_some() {
+            flow.checked += 1;
+        }
+        match r.disposition {
+            Disposition::NoTrade => flow.no_trade += 1,
+            Disposition::InFlight => flow.in_flight += 1,
+            Disposition::Denied { .. } => flow.denied += 1,
+            Disposition::Rejected { .. } => flow.rejected += 1,
+            Disposition::Filled => flow.filled += 1,
+            Disposition::PartlyFilled => flow.partly_filled += 1,
+            Disposition::Killed { .. } => flow.killed += 1,
+        }
+    }
+    let p = desk.position();
+    let mark = live
+        .last
+        .as_ref()
+        .map_or(Price::from_raw(0, instrument.price_precision), |q| {
+            market::mid(q, instrument)
+        });
+    let unrealized = if mark.raw > 0 {
+        p.unrealized_pnl(mark)
+    } else {
+        0
+    };
+    let signal_cost: i128 = live.signals.iter().map(|m| i128::from(m.cost_nusd)).sum();
+    let kills = desk
+        .kills()
+        .iter()
+        .map(|k| {
+            let filled = k.flatten_order.as_ref().is_none_or(|o| {
+                desk.orders()
+                    .iter()
+                    .any(|x| &x.client_order_id == o && x.status == OrderStatus::Filled)
+            });
+            KillView {
+                id: k.id.clone(),
+                level: match k.level {
+                    DeskKill::HaltEntries => KillLevel::HaltEntries,
+                    DeskKill::CancelOrders => KillLevel::CancelOrders,
+                    DeskKill::Flatten => KillLevel::Flatten,
+                },
+                by: k.by.clone(),
+                reason: k.reason.clone(),
+                at_ms: k.at_ms,
+                canceled: k.canceled.clone(),
+                flatten_order: k.flatten_order.clone(),
+                flat: k.level == DeskKill::Flatten && filled && p.quantity == 0,
+            }
+        })
+        .collect();
+    let quantity = Quantity::from_raw(
+        u64::try_from(p.quantity.unsigned_abs()).unwrap_or(u64::MAX),
+        instrument.size_precision,
+    );
+    SessionView {
+        id: s.id.clone(),
+        tenant: s.tenant.clone(),
+        opened_by: s.opened_by.clone(),
+        opened_at_ms: s.opened_at_ms,
+        spec: s.spec.clone(),
+        status: live.status,
+        error: live.error.clone(),
+        trading_state: desk.state().as_str().to_owned(),
+        sim_ms: live.sim_ms,
+        quotes: desk.events(),
+        quotes_total: s.quotes_total,
+        waiting_on: live.waiting_on,
+        flow,
+        position: PositionView {
+            quantity: format!("{}{quantity}", if p.quantity < 0 { "-" } else { "" }),
+            mark: mark.to_string(),
+            realized_pnl_usd: usd(p.realized_pnl),
+            unrealized_pnl_usd: usd(unrealized),
+            fees_usd: usd(p.commissions),
+            signal_cost_usd: usd(signal_cost),
+            net_usd: usd(p.realized_pnl + unrealized - signal_cost),
+            cash_usd: usd(desk.ledger().balance(oshal_trading::ledger::Account::Cash)),
+            ledger_imbalance: i64::try_from(desk.ledger().imbalance()).unwrap_or(i64::MAX),
+        },
+        fill_hash: desk.fill_hash(),
+        kills,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,462 @@
+//! One paper session running: the desk (`oshal_trading::desk`) fed the
+//! session's seeded quotes, its signals made by the bots.
+//!
+//! At each bar the desk closes with a full window, the runner submits a
+//! `signal` ticket for the session's first `bars` bars (idempotency key
+//! `desk/<session>/<bars>`), waits for the bot's answer and hands the
+//! insight to the desk, which checks, reserves, sends and fills as it does
+//! in a backtest. Without pacing the runner submits a few bars ahead, so
+//! the fleet computes signals in parallel while the desk takes them in
+//! order. With pacing (`speed`), quote `t` is taken `t / speed` after the
+//! session opened.
+//!
+//! Nothing the runner holds is the only copy. The session's specification
+//! and every pull of the kill switch are in the store's journal (a kill
+//! with the point of the quote stream it was applied at); the signals are
+//! tickets, found again by their keys. After a restart the runner starts
+//! over: the same quotes, the same tickets' answers and the same kills at
+//! the same points give the same desk, order for order and fill for fill,
+//! without a ticket submitted twice or a model asked again.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oshal_trading::desk::{Desk, KillLevel as DeskKill};
+use oshal_trading::market::{self, PriceModel, Quote};
+use oshal_trading::signal::Insight;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::TradingError;
+use super::view::{KillLevel, MissedSignal, NewSession, SessionStatus};
+use crate::clock::UnixMs;
+use crate::controller::{Controller, ControllerError, CoreEvent};
+use crate::store::{JournalEntry, TicketView};
+use crate::ticket::{BotId, NewTicket, TenantId, TicketId, TicketState};
+
+/// Bars the runner asks for ahead of the desk when it is not paced.
+const AHEAD: u64 = 16;
+/// How often a wait for a ticket reads it again without being told.
+const POLL: Duration = Duration::from_millis(500);
+
+/// What the journal's `opened` entry holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Opened {
+    pub spec: NewSession,
+    pub by: String,
+}
+
+/// What the journal's `kill` entry holds: the pull and where in the quote
+/// stream it was applied (after `events` quotes; `pending` while the
+/// desk waited for the signal of the bar that quote closed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct KillEntry {
+    pub level: KillLevel,
+    pub by: String,
+    pub reason: String,
+    pub at_ms: i64,
+    pub events: u64,
+    pub pending: bool,
+}
+
+impl KillEntry {
+    /// Where it falls: quote by quote, and within a quote before the
+    /// signal is acted on (`pending`) or after.
+    fn point(&self) -> (u64, bool) {
+        (self.events, !self.pending)
+    }
+}
+
+/// A signal's ticket and what its answer carried besides the insight.
+#[derive(Debug, Clone)]
+pub(super) struct SignalMeta {
+    pub bars: u64,
+    pub ticket: TicketId,
+    pub bot: Option<BotId>,
+    pub cost_nusd: i64,
+    pub explanation: Option<String>,
+}
+
+/// What the runner changes and the views read.
+#[derive(Debug)]
+pub(super) struct Live {
+    pub desk: Desk,
+    pub status: SessionStatus,
+    pub error: Option<String>,
+    pub sim_ms: i64,
+    /// The last quote taken.
+    pub last: Option<Quote>,
+    pub waiting_on: Option<TicketId>,
+    /// One per signal the desk holds, in the same order.
+    pub signals: Vec<SignalMeta>,
+    pub missed: Vec<MissedSignal>,
+    /// The journal's next number.
+    pub next_seq: u32,
+}
+
+/// A pull of the kill switch on its way to the runner.
+pub(super) struct KillCommand {
+    pub level: KillLevel,
+    pub by: String,
+    pub reason: String,
+    pub reply: oneshot::Sender<Result<String, TradingError>>,
+}
+
+/// A session: what it was opened with and its running state.
+#[derive(Debug)]
+pub(super) struct Session {
+    pub id: String,
+    pub tenant: TenantId,
+    pub spec: NewSession,
+    pub model: PriceModel,
+    pub opened_by: String,
+    pub opened_at_ms: UnixMs,
+    pub quotes_total: u64,
+    pub live: Mutex<Live>,
+    pub commands: mpsc::Sender<KillCommand>,
+}
+
+impl Session {
+    pub fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The ticket idempotency key of the signal for the first `bars` bars.
+    pub fn key(&self, bars: u64) -> String {
+        format!("desk/{}/{bars}", self.id)
+    }
+}
+
+/// Why the runner stopped early.
+enum Stop {
+    /// The platform is shutting down: the session resumes at the next start.
+    Cancelled,
+    Failed(String),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// What the runner works with.
+pub(super) struct Runner {
+    pub session: Arc<Session>,
+    pub controller: Controller,
+    pub cancel: CancellationToken,
+    /// Kills from the journal not yet applied, in the order they fall.
+    pub replay: VecDeque<KillEntry>,
+    pub commands: mpsc::Receiver<KillCommand>,
+}
+
+impl Runner {
+    /// Runs the session to its end (or until the platform stops) and
+    /// records how it ended.
+    pub async fn run(mut self) {
+        let outcome = self.drive().await;
+        let mut live = self.session.live();
+        live.waiting_on = None;
+        match outcome {
+            Ok(()) => live.status = SessionStatus::Finished,
+            Err(Stop::Cancelled) => {}
+            Err(Stop::Failed(e)) => {
+                tracing::warn!(session = %self.session.id, error = %e, "a desk session stopped");
+                live.status = SessionStatus::Failed;
+                live.error = Some(e);
+            }
+        }
+        drop(live);
+        // Whoever pulls the switch on an ended session hears so.
+        self.commands.close();
+        while let Ok(cmd) = self.commands.try_recv() {
+            let _ = cmd
+                .reply
+                .send(Err(TradingError::Ended(self.session.id.clone())));
+        }
+    }
+
+    async fn drive(&mut self) -> Result<(), Stop> {
+        let s = self.session.clone();
+        let (seed, model, steps) = (s.spec.seed, s.model.clone(), s.quotes_total as usize);
+        let quotes = tokio::task::spawn_blocking(move || market::seconds(seed, model, steps))
+            .await
+            .map_err(|e| format!("the session's quotes could not be drawn: {e}"))?;
+        let last_bar = u64::from(s.spec.bars) - 1;
+        let ahead = if s.spec.speed == 0 { AHEAD } else { 0 };
+        // The signal tickets asked for and not yet acted on, and the first
+        // bar not yet asked for.
+        let mut tickets: BTreeMap<u64, TicketId> = BTreeMap::new();
+        let mut asked = 0u64;
+        let mut events = self.controller.subscribe();
+        for q in &quotes {
+            let n = s.live().desk.events();
+            self.apply_replayed((n, true))?;
+            self.take_commands(false).await?;
+            self.pace(q.ts_ms).await?;
+            let close = {
+                let mut live = s.live();
+                let close = live.desk.advance(q).map_err(|e| e.to_string())?;
+                live.sim_ms = q.ts_ms;
+                live.last = Some(q.clone());
+                close
+            };
+            let Some(close) = close else { continue };
+            let m = s.live().desk.events();
+            self.apply_replayed((m, false))?;
+            let upto = (close.bars + ahead).min(last_bar);
+            for bars in close.bars.max(asked)..=upto {
+                tickets.insert(bars, self.submit(bars).await?);
+            }
+            asked = asked.max(upto + 1);
+            let ticket = tickets.remove(&close.bars).expect("submitted above");
+            s.live().waiting_on = Some(ticket);
+            let view = self.answer(ticket, &mut events).await?;
+            let mut live = s.live();
+            live.waiting_on = None;
+            match read_answer(&view) {
+                Ok((insight, explanation)) => {
+                    live.desk
+                        .act(insight, close.at_ms)
+                        .map_err(|e| format!("signal ticket {ticket}: {e}"))?;
+                    live.signals.push(SignalMeta {
+                        bars: close.bars,
+                        ticket,
+                        bot: view.bot.clone(),
+                        cost_nusd: view.cost.cost_nusd,
+                        explanation,
+                    });
+                }
+                Err(error) => live.missed.push(MissedSignal {
+                    bars: close.bars,
+                    ticket,
+                    error,
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the journal's kills that fall at `point`.
+    fn apply_replayed(&mut self, point: (u64, bool)) -> Result<(), Stop> {
+        while self.replay.front().is_some_and(|k| k.point() <= point) {
+            let k = self.replay.pop_front().expect("checked above");
+            let mut live = self.session.live();
+            live.desk
+                .kill(desk_level(k.level), &k.by, &k.reason, k.at_ms)
+                .map_err(|e| format!("a journalled kill: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Applies the kill switch pulls waiting now.
+    async fn take_commands(&mut self, pending: bool) -> Result<(), Stop> {
+        while let Ok(cmd) = self.commands.try_recv() {
+            self.apply(cmd, pending).await;
+        }
+        Ok(())
+    }
+
+    /// One pull: journalled first (so a restart applies it at the same
+    /// point), then applied; the caller hears the kill's id.
+    async fn apply(&mut self, cmd: KillCommand, pending: bool) {
+        let s = &self.session;
+        let (entry, seq) = {
+            let live = s.live();
+            let entry = KillEntry {
+                level: cmd.level,
+                by: cmd.by.clone(),
+                reason: cmd.reason.clone(),
+                at_ms: live.sim_ms,
+                events: live.desk.events(),
+                pending,
+            };
+            (entry, live.next_seq)
+        };
+        let store = self.controller.store().clone();
+        let journal = JournalEntry {
+            session: s.id.clone(),
+            seq,
+            tenant: s.tenant.clone(),
+            kind: "kill".into(),
+            body: serde_json::to_string(&entry).expect("a kill serializes"),
+            at_ms: self.controller.clock().now_ms(),
+        };
+        let written = store.append_journal(&journal).await;
+        let reply = match written {
+            Ok(true) => {
+                let mut live = s.live();
+                live.next_seq += 1;
+                live.desk
+                    .kill(desk_level(cmd.level), &cmd.by, &cmd.reason, entry.at_ms)
+                    .map(|k| k.id.clone())
+                    .map_err(|e| TradingError::Invalid {
+                        field: "reason",
+                        reason: e.to_string(),
+                    })
+            }
+            Ok(false) => Err(TradingError::Conflict(format!(
+                "journal entry {seq} of session {} was written by another controller",
+                s.id
+            ))),
+            Err(e) => Err(TradingError::Store(e)),
+        };
+        let _ = cmd.reply.send(reply);
+    }
+
+    /// Waits until quote time `ts_ms` is due on the wall clock (paced
+    /// sessions only), taking kill switch pulls meanwhile.
+    async fn pace(&mut self, ts_ms: i64) -> Result<(), Stop> {
+        let speed = i64::from(self.session.spec.speed);
+        if speed == 0 {
+            return Ok(());
+        }
+        loop {
+            let due = self.session.opened_at_ms + ts_ms / speed;
+            let wait = due - self.controller.clock().now_ms();
+            if wait <= 0 {
+                return Ok(());
+            }
+            let sleep = tokio::time::sleep(Duration::from_millis(wait as u64));
+            let woke = tokio::select! {
+                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                Some(cmd) = self.commands.recv() => Some(cmd),
+                () = sleep => None,
+            };
+            match woke {
+                Some(cmd) => self.apply(cmd, false).await,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Submits the signal ticket for the first `bars` bars (or finds the
+    /// one submitted before a restart, by its key).
+    async fn submit(&mut self, bars: u64) -> Result<TicketId, Stop> {
+        let s = &self.session;
+        let payload = serde_json::json!({
+            "strategy": s.spec.strategy,
+            "instrument": s.spec.instrument,
+            "seed": s.spec.seed,
+            "bar_seconds": s.spec.bar_seconds,
+            "bars": bars,
+        });
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let ticket = NewTicket {
+                kind: "signal".into(),
+                payload: payload.clone(),
+                tenant: Some(s.tenant.to_string()),
+                idempotency_key: Some(s.key(bars)),
+                ..NewTicket::default()
+            };
+            match self.controller.submit(ticket).await {
+                Ok(done) => return Ok(done.id),
+                Err(ControllerError::ShuttingDown) => return Err(Stop::Cancelled),
+                Err(e @ (ControllerError::Overloaded { .. } | ControllerError::Store(_))) => {
+                    tracing::debug!(session = %s.id, error = %e, "a signal ticket waits to be admitted");
+                }
+                Err(e) => return Err(Stop::Failed(format!("signal ticket for bar {bars}: {e}"))),
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Waits for `ticket` to end, taking kill switch pulls meanwhile (they
+    /// fall before the signal is acted on).
+    async fn answer(
+        &mut self,
+        ticket: TicketId,
+        events: &mut tokio::sync::broadcast::Receiver<CoreEvent>,
+    ) -> Result<TicketView, Stop> {
+        loop {
+            match self.controller.ticket(ticket).await {
+                Ok(view) if view.state.is_terminal() => return Ok(view),
+                Ok(_) => {}
+                Err(ControllerError::ShuttingDown) => return Err(Stop::Cancelled),
+                Err(e @ ControllerError::Store(_)) => {
+                    tracing::debug!(%ticket, error = %e, "a signal ticket could not be read; retrying");
+                }
+                Err(e) => return Err(Stop::Failed(format!("signal ticket {ticket}: {e}"))),
+            }
+            let deadline = tokio::time::sleep(POLL);
+            tokio::pin!(deadline);
+            loop {
+                let woke = tokio::select! {
+                    () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                    Some(cmd) = self.commands.recv() => Some(cmd),
+                    () = &mut deadline => break,
+                    event = events.recv() => match event {
+                        Ok(CoreEvent::TicketsTransitioned { transitions })
+                            if transitions.iter().any(|t| t.ticket == ticket && t.to.is_terminal()) => break,
+                        Ok(_) => None,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err(Stop::Cancelled),
+                    },
+                };
+                if let Some(cmd) = woke {
+                    self.apply(cmd, true).await;
+                }
+            }
+        }
+    }
+}
+
+/// The insight and explanation a signal ticket answered, or why there is
+/// none (it died or was cancelled, or its answer does not parse).
+fn read_answer(view: &TicketView) -> Result<(Insight, Option<String>), String> {
+    if view.state != TicketState::Succeeded {
+        return Err(view
+            .error
+            .clone()
+            .unwrap_or_else(|| format!("the ticket ended {:?}", view.state)));
+    }
+    // A bot's answer is its text: here, the JSON of the insight and the
+    // model's explanation.
+    let text = view
+        .result
+        .as_ref()
+        .and_then(|r| r["text"].as_str())
+        .ok_or("the ticket succeeded without an answer")?;
+    let answer: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("the answer does not parse: {e}"))?;
+    let insight = serde_json::from_value(answer["insight"].clone())
+        .map_err(|e| format!("the answer's insight does not parse: {e}"))?;
+    let explanation = answer["explanation"].as_str().map(str::to_owned);
+    Ok((insight, explanation))
+}
+
+pub(super) fn desk_level(level: KillLevel) -> DeskKill {
+    match level {
+        KillLevel::HaltEntries => DeskKill::HaltEntries,
+        KillLevel::CancelOrders => DeskKill::CancelOrders,
+        KillLevel::Flatten => DeskKill::Flatten,
+    }
+}
+
+/// The kill entries of a journal, in the order they fall.
+pub(super) fn kills_in_order(entries: &[JournalEntry]) -> Result<VecDeque<KillEntry>, String> {
+    let mut kills: Vec<(KillEntry, u32)> = Vec::new();
+    for e in entries.iter().filter(|e| e.kind == "kill") {
+        let k: KillEntry = serde_json::from_str(&e.body)
+            .map_err(|err| format!("journal entry {} of {}: {err}", e.seq, e.session))?;
+        kills.push((k, e.seq));
+    }
+    kills.sort_by_key(|(k, seq)| (k.point(), *seq));
+    Ok(kills.into_iter().map(|(k, _)| k).collect())
+}
+
+/// Sessions' journal entries, by session.
+pub(super) fn by_session(entries: Vec<JournalEntry>) -> HashMap<String, Vec<JournalEntry>> {
+    let mut out: HashMap<String, Vec<JournalEntry>> = HashMap::new();
+    for e in entries {
+        out.entry(e.session.clone()).or_default().push(e);
+    }
+    out
+}

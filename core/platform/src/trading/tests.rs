@@ -1,0 +1,219 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use oshal_trading::desk::{Desk, DeskConfig};
+use oshal_trading::market;
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::controller::{ControllerConfig, LocalPool};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, TicketQuery};
+
+async fn controller(dir: &std::path::Path) -> (Arc<SqliteStore>, Controller) {
+    let store = Arc::new(SqliteStore::open(dir).await.unwrap());
+    let controller = Controller::start(
+        ControllerConfig::default(),
+        store.clone(),
+        LocalPool::builtin(2),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    (store, controller)
+}
+
+fn spec(bars: u32) -> NewSession {
+    NewSession {
+        strategy: serde_json::json!({"name": "ema_cross", "fast": 5, "slow": 20}),
+        instrument: "ETHUSD.SIM".into(),
+        seed: 3,
+        bar_seconds: 60,
+        bars,
+        speed: 0,
+        tenant: None,
+    }
+}
+
+async fn finished(trading: &Trading, id: &str) -> SessionView {
+    for _ in 0..1_200 {
+        let v = trading.view(id, None).unwrap();
+        assert_ne!(v.status, SessionStatus::Failed, "{:?}", v.error);
+        if v.status == SessionStatus::Finished {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("session {id} did not finish");
+}
+
+/// The backtest of the same session, in process.
+fn backtest(spec: &NewSession) -> Desk {
+    let model = market::listed(&spec.instrument).unwrap();
+    let steps = spec.bars as usize * spec.bar_seconds as usize;
+    let quotes = market::seconds(spec.seed, model.clone(), steps);
+    let strategy = serde_json::from_value(spec.strategy.clone()).unwrap();
+    let bar_ms = i64::from(spec.bar_seconds) * 1_000;
+    let cfg = DeskConfig::paper(model.instrument, strategy, bar_ms, &quotes[0], spec.seed);
+    let mut desk = Desk::new(cfg).unwrap();
+    desk.run(&quotes).unwrap();
+    desk
+}
+
+async fn signal_tickets(store: &dyn Store) -> usize {
+    store
+        .tickets(&TicketQuery {
+            kind: Some("signal".into()),
+            limit: 1_000,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap()
+        .tickets
+        .len()
+}
+
+/// Signals made by bots as tickets give the backtest's fills; every signal
+/// names its ticket and cost; after a restart the desk is rebuilt from the
+/// journal and the tickets, with the kill in place and no ticket twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_on_the_bots_signals_fills_as_its_backtest_and_is_rebuilt_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, c) = controller(dir.path()).await;
+    let trading = Trading::start(c.clone()).await.unwrap();
+    let spec = spec(300);
+    let opened = trading.open(spec.clone(), "test").await.unwrap();
+    assert_eq!(opened.tenant.as_str(), "default");
+    let done = finished(&trading, &opened.id).await;
+    let inside = backtest(&spec);
+    assert!(!inside.fills().is_empty(), "the backtest trades");
+    assert_eq!(done.fill_hash, inside.fill_hash());
+    assert_eq!(done.flow.signals as usize, inside.signals().len());
+    assert_eq!(done.flow.missed, 0);
+    assert_eq!(done.position.ledger_imbalance, 0);
+    let blotter = trading.blotter(&opened.id, None).unwrap();
+    assert!(
+        blotter
+            .signals
+            .iter()
+            .all(|s| s.cost_nusd > 0 && s.bot.is_some())
+    );
+    let recap = trading.recap(&opened.id, None).unwrap();
+    let cost: i64 = blotter.signals.iter().map(|s| s.cost_nusd).sum();
+    assert!((recap.total.signal_cost_usd - cost as f64 / 1e9).abs() < 1e-9);
+    assert_eq!(
+        recap.by_bot.iter().map(|b| b.signals).sum::<u32>(),
+        done.flow.signals
+    );
+    let tickets = signal_tickets(store.as_ref()).await;
+    assert_eq!(tickets, done.flow.signals as usize);
+
+    // A kill on a finished session is refused; one on a session that runs
+    // is journalled and survives the restart.
+    let kill = |reason: &str| KillRequest {
+        level: KillLevel::HaltEntries,
+        reason: reason.into(),
+    };
+    assert!(matches!(
+        trading.kill(&opened.id, None, kill("late"), "test").await,
+        Err(TradingError::Ended(_))
+    ));
+    let paced = trading
+        .open(
+            NewSession {
+                speed: 60,
+                seed: 4,
+                ..spec.clone()
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        trading.kill(&paced.id, None, kill(" "), "test").await,
+        Err(TradingError::Invalid {
+            field: "reason",
+            ..
+        })
+    ));
+    let k = trading
+        .kill(&paced.id, None, kill("risk review"), "ops")
+        .await
+        .unwrap();
+    assert_eq!((k.id.as_str(), k.by.as_str()), ("K-1", "ops"));
+    let before = trading.view(&paced.id, None).unwrap();
+    assert_eq!(before.trading_state, "REDUCING");
+    let other = TenantId::parse("acme").unwrap();
+    assert!(matches!(
+        trading.view(&paced.id, Some(&other)),
+        Err(TradingError::NotFound(_))
+    ));
+    assert!(trading.list(Some(&other)).is_empty());
+
+    trading.shutdown();
+    c.shutdown().await;
+    store.close().await;
+    let (store, c) = controller(dir.path()).await;
+    let trading = Trading::start(c.clone()).await.unwrap();
+    let again = finished(&trading, &opened.id).await;
+    assert_eq!(again.fill_hash, done.fill_hash, "rebuilt fill for fill");
+    assert_eq!(again.flow, done.flow);
+    let paced_again = trading.view(&paced.id, None).unwrap();
+    assert_eq!(paced_again.kills.len(), 1);
+    assert_eq!(paced_again.kills[0].reason, "risk review");
+    assert_eq!(paced_again.kills[0].at_ms, k.at_ms);
+    assert_eq!(paced_again.trading_state, "REDUCING");
+    // The rebuilt session found its tickets by their keys: the same ones.
+    let tickets_of = |b: &Blotter| b.signals.iter().map(|s| s.ticket).collect::<Vec<_>>();
+    assert_eq!(
+        tickets_of(&trading.blotter(&opened.id, None).unwrap()),
+        tickets_of(&blotter)
+    );
+    assert!(signal_tickets(store.as_ref()).await >= tickets);
+    trading.shutdown();
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_the_desk_cannot_run_is_refused_by_field() {
+    let field = |s: NewSession| match check(&s) {
+        Err(TradingError::Invalid { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        field(NewSession {
+            bars: 21,
+            ..spec(10)
+        }),
+        "bars"
+    );
+    assert_eq!(
+        field(NewSession {
+            bars: 10,
+            ..spec(10)
+        }),
+        "bars"
+    );
+    assert_eq!(
+        field(NewSession {
+            instrument: "DOGE.SIM".into(),
+            ..spec(100)
+        }),
+        "instrument"
+    );
+    assert_eq!(
+        field(NewSession {
+            strategy: serde_json::json!({"name": "ema_cross", "fast": 9, "slow": 3}),
+            ..spec(100)
+        }),
+        "strategy"
+    );
+    assert_eq!(
+        field(NewSession {
+            speed: 86_401,
+            ..spec(100)
+        }),
+        "speed"
+    );
+    assert!(check(&spec(100)).is_ok());
+}
