@@ -53,6 +53,10 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
         ])
         .typ::<oshal_core::api::ErrorBody>()
         .typ::<oshal_core::controller::CoreEvent>()
+        .typ::<oshal_core::ticket::LifecycleEdge>()
+        // The ticket lifecycle as the state machine has it: the UI draws
+        // its diagram from this, not from a copy.
+        .constant("LIFECYCLE", oshal_core::ticket::lifecycle())
         // One type per Rust type (the UI reads what Rust serialises).
         .disable_serde_phases()
 }

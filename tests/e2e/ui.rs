@@ -1,7 +1,8 @@
 //! The control center's web UI in a real browser (Chromium driven by
 //! playwright-core, `ui/tests/browser.mjs`) against a real `oshal serve`
 //! with its local bot pool: attach with the token, submit and watch a ticket
-//! succeed, filter from the lifecycle diagram, the topology's bots and lanes,
+//! succeed, the lifecycle diagram drawn from the state machine's own table
+//! (and filtering by it), the topology's bots and lanes,
 //! the command palette, the architecture view, a ticket's journey, the
 //! integrations and the security views.
 //! `scripts/test` builds `ui/dist` and installs Chromium first.
@@ -76,7 +77,16 @@ async fn the_control_center_works_in_a_real_browser() {
 
 /// Runs `ui/tests/<script>` in Node against `server`; fails with its output.
 fn browse(ui: &Path, script: &str, server: &Server, extra: &[&str]) {
+    // The lifecycle's moves as the state machine has them, for the page's
+    // diagram to be held to: `from>to` pairs.
+    let mut moves: Vec<String> = oshal_core::ticket::lifecycle()
+        .iter()
+        .map(|e| format!("{}>{}", e.from, e.to))
+        .collect();
+    moves.sort();
+    moves.dedup();
     let out = Command::new("node")
+        .env("OSHAL_LIFECYCLE", moves.join(","))
         .arg(ui.join("tests").join(script))
         .arg(&server.url)
         .arg(&server.token)

@@ -63,6 +63,9 @@ export const commands = {
 	removeFleet: (name: string) => typedError<Connection, ApiError>(__TAURI_INVOKE("remove_fleet", { name })),
 };
 
+/* Constants */
+export const LIFECYCLE = [{"event":"approve","from":"awaiting_approval","to":"queued"},{"event":"cancel","from":"awaiting_approval","to":"cancelled"},{"event":"route","from":"queued","to":"routed"},{"event":"cancel","from":"queued","to":"cancelled"},{"event":"start","from":"routed","to":"running"},{"event":"fail","from":"routed","to":"failed"},{"event":"requeue","from":"routed","to":"queued"},{"event":"cancel","from":"routed","to":"cancelled"},{"event":"succeed","from":"running","to":"succeeded"},{"event":"fail","from":"running","to":"failed"},{"event":"requeue","from":"running","to":"queued"},{"event":"cancel","from":"running","to":"cancelled"},{"event":"retry","from":"failed","to":"queued"},{"event":"give_up","from":"failed","to":"dead"},{"event":"cancel","from":"failed","to":"cancelled"}] as const;
+
 /* Types */
 /**  The one error every surface shows: `{"error": {kind, message, field?, limit?}}`. */
 export type ApiError = {
@@ -544,6 +547,16 @@ export type LedgerEntry = {
 	at_ms: number,
 };
 
+/**
+ *  One legal move of the lifecycle: `event` takes a ticket from `from` to
+ *  `to`.
+ */
+export type LifecycleEdge = {
+	from: TicketState,
+	event: TransitionKind,
+	to: TicketState,
+};
+
 /**  Where a finding sits in a file, when it is in one. */
 export type Location = {
 	uri: string,
@@ -936,6 +949,12 @@ export type Transition = {
 	correlation_id: TicketId,
 	causation_id: TicketId | null,
 };
+
+/**
+ *  What can happen to a ticket. Past-tense names are reserved for the events
+ *  that record them (`TicketTransitioned`).
+ */
+export type TransitionKind = "approve" | "route" | "start" | "succeed" | "fail" | "requeue" | "retry" | "give_up" | "cancel";
 
 /**  Why a non-terminal ticket is not moving yet. */
 export type WaitReason = { reason: "awaiting_approval" } | { reason: "no_live_bot_with_skill"; skill: Skill } | { reason: "lanes_full"; skill: Skill; bots: number } | { reason: "tenant_budget_exhausted"; tenant: TenantId; spent_usd: number | null; budget_usd: number | null } | { reason: "backing_off"; until_ms: number } | 

@@ -48,6 +48,13 @@ try {
     await page.getByTestId("ticket-row").first().waitFor();
   });
 
+  await step("the lifecycle diagram draws the state machine's moves, no more and no fewer", async () => {
+    const want = (process.env.OSHAL_LIFECYCLE ?? "").split(",").filter(Boolean).sort();
+    if (want.length < 10) throw new Error(`OSHAL_LIFECYCLE holds ${want.length} moves`);
+    const drawn = (await page.locator("[data-edge]").evaluateAll((es) => es.map((e) => e.getAttribute("data-edge")))).sort();
+    if (JSON.stringify(drawn) !== JSON.stringify(want)) throw new Error(`drawn ${drawn}, the machine has ${want}`);
+  });
+
   await step("filter by a state from the lifecycle diagram", async () => {
     await page.locator('[data-state="dead"]').click();
     await page.getByTestId("empty").waitFor();

@@ -17,6 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::desk::{FillRecord, SignalRecord};
 use crate::fixed::FIXED_SCALAR;
 
+/// The strategy the kill switch's closing fills are recapped under, each
+/// kill as a row of its own (`K-<n>`); it makes no signals.
+pub const KILL_SWITCH: &str = "kill_switch";
+
 /// The milliseconds of a day.
 const DAY_MS: i64 = 86_400_000;
 
@@ -79,7 +83,9 @@ fn stats<'a>(rows: impl Iterator<Item = &'a SignalPnl>, curve: &[(i64, i128)]) -
     let mut s = Stats::default();
     let (mut gains, mut losses) = (0i128, 0i128);
     for r in rows {
-        s.signals += 1;
+        if r.strategy != KILL_SWITCH {
+            s.signals += 1;
+        }
         s.realized += r.realized;
         s.fees += r.fees;
         s.signal_cost += r.signal_cost;
@@ -165,9 +171,25 @@ pub fn recap_labelled(
         }
     }
     for f in fills {
-        let Some(p) = by_id.get_mut(f.signal.as_str()) else {
-            continue;
-        };
+        // A fill of the kill switch's closing order is its kill's: a row of
+        // its own, so what flattening realized and paid is in the totals.
+        if !by_id.contains_key(f.signal.as_str()) {
+            order.push(&f.signal);
+            by_id.insert(
+                &f.signal,
+                SignalPnl {
+                    signal: f.signal.clone(),
+                    strategy: KILL_SWITCH.to_owned(),
+                    day: f.ts_ms.div_euclid(DAY_MS),
+                    realized: 0,
+                    fees: 0,
+                    signal_cost: 0,
+                    net: 0,
+                    slippage: 0,
+                },
+            );
+        }
+        let p = by_id.get_mut(f.signal.as_str()).expect("inserted above");
         p.realized += f.realized;
         p.fees += f.commission;
         p.net += f.realized - f.commission;

@@ -17,7 +17,7 @@ pub mod state;
 pub use id::{BotId, ModelId, Skill, TenantId, TicketId};
 pub use id::{NAME_MAX, NAME_PATTERN, check_name};
 pub use signal::{MAX_SIGNAL_QUOTES, SignalPayload};
-pub use state::{TicketState, TransitionKind};
+pub use state::{LifecycleEdge, TicketState, TransitionKind, lifecycle};
 
 use serde::{Deserialize, Serialize};
 use specta::Type;

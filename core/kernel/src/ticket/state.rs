@@ -109,6 +109,30 @@ pub enum TransitionKind {
     Cancel,
 }
 
+/// One legal move of the lifecycle: `event` takes a ticket from `from` to
+/// `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct LifecycleEdge {
+    pub from: TicketState,
+    pub event: TransitionKind,
+    pub to: TicketState,
+}
+
+/// Every legal move, read off [`TicketState::on`]: what the surfaces draw
+/// the lifecycle from (the desktop's typed bindings carry it as a
+/// constant), so a diagram cannot show a move the code does not make or
+/// miss one it does.
+pub fn lifecycle() -> Vec<LifecycleEdge> {
+    TicketState::all()
+        .iter()
+        .flat_map(|&from| {
+            TransitionKind::all().iter().filter_map(move |&event| {
+                from.on(event).map(|to| LifecycleEdge { from, event, to })
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +172,11 @@ mod tests {
             }
         }
         assert_eq!(checked, 72);
+        let drawn: Vec<(S, E, S)> = lifecycle()
+            .iter()
+            .map(|e| (e.from, e.event, e.to))
+            .collect();
+        assert_eq!(drawn, legal, "the exported table is the machine's");
     }
 
     #[test]

@@ -373,6 +373,12 @@ fn the_kill_switch_halts_cancels_and_flattens_once_the_venue_fills() {
     }
     assert_eq!(desk.position().quantity, 0);
     assert_books_agree(&desk);
+    // The recap counts what flattening realized and paid, under its kill.
+    let r = crate::recap::recap(desk.signals(), desk.fills(), |_| 0);
+    assert_eq!(r.total.net, desk.position().realized_pnl);
+    assert_eq!(r.total.signals as usize, desk.signals().len());
+    assert!(r.by_strategy.contains_key(crate::recap::KILL_SWITCH));
+    assert!(r.by_signal.iter().any(|row| row.signal == kill.id));
 }
 
 /// Signals made elsewhere (a bot reading the first `bars` bars of the same
