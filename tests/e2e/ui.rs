@@ -5,7 +5,8 @@
 //! (and filtering by it), the topology's bots and lanes,
 //! the command palette, the architecture view, a ticket's journey, the
 //! integrations and the security views.
-//! `scripts/test` builds `ui/dist` and installs Chromium first.
+//! The first serves the UI built into the binary, the second one from
+//! `--ui-dir`. `scripts/test` builds `ui/dist` and installs Chromium first.
 
 use oshal_e2e::Server;
 use std::path::Path;
@@ -29,8 +30,9 @@ async fn the_control_center_works_in_a_real_browser() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let dist_arg = dist.display().to_string();
-    let server = Server::start(dir.path(), &["--bots", "2", "--ui-dir", &dist_arg]).unwrap();
+    // No `--ui-dir`: the binary serves the UI it carries (a debug build
+    // reads it from ui/dist, which a release build embeds).
+    let server = Server::start(dir.path(), &["--bots", "2"]).unwrap();
 
     // The page itself is public and carries the CSP; the API behind it is not.
     let page = server

@@ -28,7 +28,8 @@ pub struct Args {
     data_dir: Option<PathBuf>,
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Serve the control center's web UI (a built `ui/dist`) at `/`.
+    /// Serve the control center's web UI from this directory (a built
+    /// `ui/dist`) at `/` instead of the one built into the binary.
     #[arg(long, env = "OSHAL_UI_DIR")]
     ui_dir: Option<PathBuf>,
     /// The local pool (local mode).
@@ -119,13 +120,15 @@ async fn serve(
         platform.describe,
         data_dir.join(TOKEN_FILE).display()
     );
-    if let Some(ui) = ui_dir {
-        if !ui.join("index.html").is_file() {
-            bail!(
-                "--ui-dir {}: no index.html there (build it with `npm run build` in ui/)",
-                ui.display()
-            );
-        }
+    if let Some(ui) = ui_dir
+        && !ui.join("index.html").is_file()
+    {
+        bail!(
+            "--ui-dir {}: no index.html there (build it with `npm run build` in ui/)",
+            ui.display()
+        );
+    }
+    if ui_dir.is_some() || oshal_core::api::http::ui::built_in() {
         // The token is not printed: open the page and paste it, or append
         // `#token=<token>` (a fragment never reaches a server or its log).
         eprintln!("oshal: control center on http://{addr}/");

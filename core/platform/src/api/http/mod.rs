@@ -21,6 +21,7 @@ mod security;
 mod tickets;
 mod tokens;
 mod trading;
+pub mod ui;
 
 use axum::handler::Handler;
 use axum::http::{StatusCode, header};
@@ -80,9 +81,10 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The router with every route and the auth gate, and the web UI from
-/// `ui_dir` at `/` if given (static files, no secrets in them: the page asks
-/// for the token and sends it as a bearer header like any other client).
+/// The router with every route and the auth gate, and the web UI at `/`:
+/// from `ui_dir` if given, else the one built into this binary, if it was
+/// (static files, no secrets in them: the page asks for the token and sends
+/// it as a bearer header like any other client).
 pub fn router_with_ui(
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
@@ -90,17 +92,18 @@ pub fn router_with_ui(
     token: ApiToken,
     ui_dir: Option<&std::path::Path>,
 ) -> Router {
-    let Some(dir) = ui_dir else {
-        return router(controller, security, trading, token);
-    };
-    let files = tower_http::services::ServeDir::new(dir)
-        .fallback(tower_http::services::ServeFile::new(dir.join("index.html")));
-    let ui = Router::new().fallback_service(files).layer(
-        tower_http::set_header::SetResponseHeaderLayer::overriding(
-            header::CONTENT_SECURITY_POLICY,
-            header::HeaderValue::from_static(CSP),
+    let ui = match ui_dir {
+        Some(dir) => Router::new().fallback_service(
+            tower_http::services::ServeDir::new(dir)
+                .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
         ),
-    );
+        None if ui::built_in() => Router::new().fallback(ui::built),
+        None => return router(controller, security, trading, token),
+    };
+    let ui = ui.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(CSP),
+    ));
     routes(AppState::new(controller, security, trading, token))
         .route("/api/{*rest}", axum::routing::any(no_such_route))
         .merge(ui)
