@@ -15,22 +15,10 @@ use std::time::{Duration, Instant};
 
 /// `oshal desk …` against `server` with the operator's token.
 fn desk_cli(server: &Server, args: &[&str]) -> Value {
-    let out = Command::new(oshal_bin())
-        .arg("desk")
-        .args(args)
-        .env("OSHAL_API", &server.url)
-        .env("OSHAL_API_TOKEN", &server.token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "oshal desk {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    server.cli(&[&["desk"], args].concat())
 }
 
-/// What `oshal trading backtest` prints as `key=`.
+/// The fill hash `oshal trading backtest` prints for an EMA cross.
 fn backtest_hash(seed: &str, bars: &str) -> String {
     let out = Command::new(oshal_bin())
         .args([
@@ -224,18 +212,7 @@ async fn a_local_session_trades_on_signal_tickets_and_survives_a_kill_9_with_its
     let first = a_session_trades_on_the_bots_signals(&server, 480).await;
 
     // Another tenant's token sees none of it and cannot act on it.
-    let out = Command::new(oshal_bin())
-        .args(["tokens", "create", "--tenant", "acme", "--role", "operator"])
-        .env("OSHAL_API", &server.url)
-        .env("OSHAL_API_TOKEN", &server.token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let acme: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acme = server.cli(&["tokens", "create", "--tenant", "acme", "--role", "operator"]);
     let acme = acme["token"].as_str().unwrap();
     let as_acme = |method: &str, path: String, body: Option<Value>| {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

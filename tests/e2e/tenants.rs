@@ -5,28 +5,13 @@
 //! then sees and acts on its tenant alone, on every route.
 
 use futures::StreamExt;
-use oshal_e2e::{FleetSpace, Server, oshal_bin};
+use oshal_e2e::{FleetSpace, Server};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 /// `oshal tokens …` against `server` with the operator's token.
 fn tokens_cli(server: &Server, args: &[&str]) -> Value {
-    let out = std::process::Command::new(oshal_bin())
-        .arg("tokens")
-        .args(args)
-        .env("OSHAL_API", &server.url)
-        .env("OSHAL_API_TOKEN", &server.token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "oshal tokens {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.stdout.is_empty() {
-        return Value::Null;
-    }
-    serde_json::from_slice(&out.stdout).unwrap()
+    server.cli(&[&["tokens"], args].concat())
 }
 
 /// One holder of a token, speaking to `server`.

@@ -212,6 +212,26 @@ impl Server {
         }
     }
 
+    /// `oshal ARGS…` against this server with the operator's token; its
+    /// JSON answer (`null` for none). Fails the test if the command does.
+    pub fn cli(&self, args: &[&str]) -> serde_json::Value {
+        let out = Command::new(oshal_bin())
+            .args(args)
+            .env("OSHAL_API", &self.url)
+            .env("OSHAL_API_TOKEN", &self.token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "oshal {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.stdout.is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// `kill -9`: no shutdown, no flush.
     pub fn kill9(&mut self) {
         kill_now(self.child.take());

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 
-use crate::book::{Book, Incoming, TimeInForce};
+use crate::book::TimeInForce;
 use crate::fixed::{Price, Quantity};
 use crate::instrument::Instrument;
 use crate::ledger::{Ledger, LedgerError};
@@ -38,6 +38,7 @@ use crate::order::{Fill, LiquiditySide, Order, OrderError, OrderEvent, OrderSide
 use crate::position::Position;
 use crate::risk::{self, AccountView, Check, OrderIntent, RiskLimits, TradingState};
 use crate::signal::{self, Direction, Insight, SignalError, Strategy};
+use crate::venue::{Venue, VenueError, VenueOrder};
 
 /// Commission as basis points of a fill's value, by liquidity side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +139,8 @@ pub enum DeskError {
     Order(#[from] OrderError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Venue(#[from] VenueError),
     #[error("quote at {ts_ms}: it is older than the last one ({last_ms})")]
     OutOfOrder { ts_ms: i64, last_ms: i64 },
 }
@@ -278,7 +281,8 @@ pub struct Desk {
     hasher: Sha256,
     events: u64,
     closed_bars: u64,
-    next_venue_id: u64,
+    /// The simulated venue the desk's orders reach.
+    venue: Venue,
 }
 
 impl Desk {
@@ -322,7 +326,7 @@ impl Desk {
             hasher: Sha256::new(),
             events: 0,
             closed_bars: 0,
-            next_venue_id: 1,
+            venue: Venue::new(cfg.instrument.clone(), cfg.depth_levels),
             cfg,
         })
     }
@@ -519,27 +523,27 @@ impl Desk {
         Ok(())
     }
 
-    /// An order reaches the venue at quote `q` and takes what the book has.
+    /// An order reaches the venue at quote `q` and takes what its book has.
     fn execute(&mut self, idx: usize, q: &Quote) -> Result<(), DeskError> {
-        let mut book = venue_book(&self.cfg.instrument, q, self.cfg.depth_levels);
-        let venue_id = format!("V-{}", self.next_venue_id);
-        self.next_venue_id += 1;
         let source = self.order_source[idx];
         let (client_id, side, quantity) = {
             let o = &self.orders[idx];
             (o.client_order_id.clone(), o.side, o.quantity)
         };
+        let report = self.venue.submit(
+            VenueOrder {
+                client_order_id: client_id.clone(),
+                side,
+                quantity,
+                price: None,
+                time_in_force: TimeInForce::Ioc,
+                post_only: false,
+            },
+            q,
+        )?;
         self.orders[idx].apply(OrderEvent::Accepted {
-            venue_order_id: venue_id.clone(),
+            venue_order_id: report.venue_order_id.clone(),
         })?;
-        let matched = book.submit(Incoming {
-            id: client_id.clone(),
-            side,
-            quantity,
-            price: None,
-            time_in_force: TimeInForce::Ioc,
-            post_only: false,
-        });
         let (reference, source_id) = match source {
             Source::Signal(i) => (
                 self.signals[i].insight.reference_price,
@@ -547,11 +551,11 @@ impl Desk {
             ),
             Source::Kill(k) => (self.kills[k].reference_price, self.kills[k].id.clone()),
         };
-        for f in &matched.fills {
-            let liquidity = f.liquidity_side(&client_id);
+        for f in &report.fills {
+            let liquidity = f.liquidity_side;
             let value = risk::notional(f.price, f.quantity);
             let commission = self.cfg.fees.commission(value, liquidity);
-            let trade_id = format!("{venue_id}-{}", f.trade_id);
+            let trade_id = f.trade_id.clone();
             self.orders[idx].apply(OrderEvent::Filled(Fill {
                 trade_id: trade_id.clone(),
                 last_qty: f.quantity,
@@ -597,18 +601,16 @@ impl Desk {
             self.fills.push(fill);
         }
         let order = &mut self.orders[idx];
-        let disposition = if let Some(code) = matched.rejected {
+        let disposition = if let Some(code) = report.rejected {
             order.apply(OrderEvent::Rejected {
-                reason_code: code.to_owned(),
+                reason_code: code.clone(),
             })?;
-            Disposition::Rejected {
-                code: code.to_owned(),
-            }
+            Disposition::Rejected { code }
         } else if order.status == OrderStatus::Filled {
             Disposition::Filled
         } else {
             order.apply(OrderEvent::Canceled)?;
-            if matched.fills.is_empty() {
+            if report.fills.is_empty() {
                 Disposition::Rejected {
                     code: "NO_LIQUIDITY".to_owned(),
                 }
@@ -750,33 +752,6 @@ impl Desk {
             .map(|b| format!("{b:02x}"))
             .collect()
     }
-}
-
-/// The simulated venue's book at quote `q`: the quote's size at the quote
-/// and at each of `depth_levels` ticks beyond, on both sides, so an order
-/// larger than the quote walks the book and slips.
-pub fn venue_book(instrument: &Instrument, q: &Quote, depth_levels: u32) -> Book {
-    let mut book = Book::new(instrument.price_precision, instrument.size_precision);
-    let tick = instrument.tick_size.raw.max(1);
-    for k in 0..=i64::from(depth_levels) {
-        for (side, price, size) in [
-            (OrderSide::Sell, q.ask.raw + k * tick, q.ask_size),
-            (OrderSide::Buy, q.bid.raw - k * tick, q.bid_size),
-        ] {
-            if price <= 0 || size.is_zero() {
-                continue;
-            }
-            book.submit(Incoming {
-                id: format!("MM-{k}"),
-                side,
-                quantity: size,
-                price: Some(Price::from_raw(price, instrument.price_precision)),
-                time_in_force: TimeInForce::Gtc,
-                post_only: false,
-            });
-        }
-    }
-    book
 }
 
 fn signed(side: OrderSide, q: Quantity) -> i128 {

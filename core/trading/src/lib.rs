@@ -24,7 +24,10 @@
 //! price-time priority, GTC, GTD, IOC, FOK, post-only), fills from bars
 //! ([`bars`]: open → high → low → close, stops, stop-limits, gaps filled at
 //! the open), market data
-//! ([`market`]: seeded quotes, bars, CSV import) and the strategies'
+//! ([`market`]: seeded quotes, bars, CSV import), the simulated venue as a
+//! party of its own ([`venue`]: the book it shows at a quote, orders keyed
+//! by their client order id so a retry never fills twice, reports read
+//! again for reconciliation) and the strategies'
 //! signals ([`signal`]: LEAN's Insight from an EMA crossover, a z-score and
 //! a breakout, with the hash of their inputs), and the desk that runs them
 //! together ([`desk`]: quotes → bars → signal → risk → the venue's book →
@@ -45,3 +48,4 @@ pub mod position;
 pub mod recap;
 pub mod risk;
 pub mod signal;
+pub mod venue;

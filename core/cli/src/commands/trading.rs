@@ -7,13 +7,14 @@
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use oshal_trading::book::{Incoming, TimeInForce};
-use oshal_trading::desk::{Desk, DeskConfig, Disposition, venue_book};
+use oshal_trading::desk::{Desk, DeskConfig, Disposition};
 use oshal_trading::fixed::{FIXED_SCALAR, Price};
 use oshal_trading::market::{self, Quote};
 use oshal_trading::order::OrderSide;
 use oshal_trading::recap::recap;
 use oshal_trading::risk::{self, AccountView, OrderIntent, TradingState};
 use oshal_trading::signal::Strategy;
+use oshal_trading::venue::venue_book;
 use std::collections::BTreeMap;
 use std::time::Instant;
 

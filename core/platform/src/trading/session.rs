@@ -194,7 +194,7 @@ impl Runner {
         for q in &quotes {
             let n = s.live().desk.events();
             self.apply_replayed((n, true))?;
-            self.take_commands(false).await?;
+            self.take_commands(false).await;
             self.pace(q.ts_ms).await?;
             let close = {
                 let mut live = s.live();
@@ -252,11 +252,10 @@ impl Runner {
     }
 
     /// Applies the kill switch pulls waiting now.
-    async fn take_commands(&mut self, pending: bool) -> Result<(), Stop> {
+    async fn take_commands(&mut self, pending: bool) {
         while let Ok(cmd) = self.commands.try_recv() {
             self.apply(cmd, pending).await;
         }
-        Ok(())
     }
 
     /// One pull: journalled first (so a restart applies it at the same
