@@ -38,7 +38,7 @@ use crate::order::{Fill, LiquiditySide, Order, OrderError, OrderEvent, OrderSide
 use crate::position::Position;
 use crate::risk::{self, AccountView, Check, OrderIntent, RiskLimits, TradingState};
 use crate::signal::{self, Direction, Insight, SignalError, Strategy};
-use crate::venue::{Venue, VenueError, VenueOrder};
+use crate::venue::{Report, Venue, VenueError, VenueOrder};
 
 /// Commission as basis points of a fill's value, by liquidity side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +141,9 @@ pub enum DeskError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Venue(#[from] VenueError),
+    /// A venue's report that breaks the protocol; nothing of it was applied.
+    #[error("the venue's report, {field}: {reason}")]
+    Protocol { field: String, reason: String },
     #[error("quote at {ts_ms}: it is older than the last one ({last_ms})")]
     OutOfOrder { ts_ms: i64, last_ms: i64 },
 }
@@ -245,6 +248,26 @@ pub struct BarClose {
     pub at_ms: i64,
 }
 
+/// An order at the venue's side of the wire: what a venue elsewhere is
+/// asked, at the quote it meets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Due {
+    pub order: VenueOrder,
+    /// The quote the order meets (the first at or after its arrival).
+    pub ts_ms: i64,
+}
+
+fn protocol(field: &str, reason: String) -> DeskError {
+    DeskError::Protocol {
+        field: field.to_owned(),
+        reason,
+    }
+}
+
+fn protocol_at(field: String, reason: String) -> DeskError {
+    DeskError::Protocol { field, reason }
+}
+
 /// Where an order came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -281,8 +304,11 @@ pub struct Desk {
     hasher: Sha256,
     events: u64,
     closed_bars: u64,
-    /// The simulated venue the desk's orders reach.
+    /// The simulated venue the desk's orders reach in process.
     venue: Venue,
+    /// Orders handed to a venue elsewhere ([`Desk::due`]) awaiting its
+    /// report, with the quote time they met.
+    at_venue: Vec<(usize, i64)>,
 }
 
 impl Desk {
@@ -327,6 +353,7 @@ impl Desk {
             events: 0,
             closed_bars: 0,
             venue: Venue::new(cfg.instrument.clone(), cfg.depth_levels),
+            at_venue: Vec::new(),
             cfg,
         })
     }
@@ -373,6 +400,15 @@ impl Desk {
                 ts_ms: q.ts_ms,
                 last_ms: self.last_ms,
             });
+        }
+        if let Some(&(i, _)) = self.at_venue.first() {
+            return Err(protocol(
+                "report",
+                format!(
+                    "order {} awaits the venue's report; it comes before the next quote",
+                    self.orders[i].client_order_id
+                ),
+            ));
         }
         self.last_ms = q.ts_ms;
         self.events += 1;
@@ -525,22 +561,123 @@ impl Desk {
 
     /// An order reaches the venue at quote `q` and takes what its book has.
     fn execute(&mut self, idx: usize, q: &Quote) -> Result<(), DeskError> {
-        let source = self.order_source[idx];
-        let (client_id, side, quantity) = {
-            let o = &self.orders[idx];
-            (o.client_order_id.clone(), o.side, o.quantity)
+        let report = self.venue.submit(self.venue_order(idx), q)?;
+        self.apply_report(idx, report)
+    }
+
+    /// Order `idx` as the venue takes it: the desk's orders are market
+    /// orders, immediate or cancel.
+    fn venue_order(&self, idx: usize) -> VenueOrder {
+        let o = &self.orders[idx];
+        VenueOrder {
+            client_order_id: o.client_order_id.clone(),
+            side: o.side,
+            quantity: o.quantity,
+            price: None,
+            time_in_force: TimeInForce::Ioc,
+            post_only: false,
+        }
+    }
+
+    /// The orders that reach the venue at quote `q`, for a desk whose venue
+    /// is elsewhere (its own process): each is to be sent there and its
+    /// report given to [`Desk::on_report`] before [`Desk::advance`] takes
+    /// `q`, which is the order the desk keeps in process, so both give the
+    /// same fills.
+    pub fn due(&mut self, q: &Quote) -> Vec<Due> {
+        let mut out = Vec::new();
+        while self.sent.front().is_some_and(|s| s.arrives_ms <= q.ts_ms) {
+            let sent = self.sent.pop_front().expect("checked above");
+            self.at_venue.push((sent.order, q.ts_ms));
+            out.push(Due {
+                order: self.venue_order(sent.order),
+                ts_ms: q.ts_ms,
+            });
+        }
+        out
+    }
+
+    /// Orders sent to a venue elsewhere whose report has not come back:
+    /// their outcome is unknown until it does (reconciling), never assumed.
+    pub fn awaiting_reports(&self) -> Vec<&str> {
+        self.at_venue
+            .iter()
+            .map(|(i, _)| self.orders[*i].client_order_id.as_str())
+            .collect()
+    }
+
+    /// A venue's report of an order [`Desk::due`] handed out. The whole
+    /// report is checked before any of it is applied: a report that breaks
+    /// the protocol (an order not awaiting one, another quote's time, a
+    /// fill off the tick or the lot, more than the order, a trade id twice)
+    /// is refused naming the field, and nothing of it is posted.
+    pub fn on_report(&mut self, report: Report) -> Result<(), DeskError> {
+        let Some(at) = self
+            .at_venue
+            .iter()
+            .position(|(i, _)| self.orders[*i].client_order_id == report.client_order_id)
+        else {
+            return Err(protocol(
+                "client_order_id",
+                format!(
+                    "{:?} is not an order awaiting a report",
+                    report.client_order_id
+                ),
+            ));
         };
-        let report = self.venue.submit(
-            VenueOrder {
-                client_order_id: client_id.clone(),
-                side,
-                quantity,
-                price: None,
-                time_in_force: TimeInForce::Ioc,
-                post_only: false,
-            },
-            q,
-        )?;
+        let (idx, ts_ms) = self.at_venue[at];
+        if report.ts_ms != ts_ms {
+            return Err(protocol(
+                "ts_ms",
+                format!("{} is not the quote the order met ({ts_ms})", report.ts_ms),
+            ));
+        }
+        let order = &self.orders[idx];
+        let mut total: u64 = 0;
+        let mut seen = std::collections::HashSet::new();
+        for (n, f) in report.fills.iter().enumerate() {
+            let field = |name: &str| format!("fills[{n}].{name}");
+            self.cfg
+                .instrument
+                .check_quantity(f.quantity)
+                .map_err(|e| protocol_at(field("quantity"), e.to_string()))?;
+            self.cfg
+                .instrument
+                .check_price("price", f.price)
+                .map_err(|e| protocol_at(field("price"), e.to_string()))?;
+            if !seen.insert(f.trade_id.as_str()) || f.trade_id.is_empty() {
+                return Err(protocol_at(
+                    field("trade_id"),
+                    format!("{:?} is empty or repeated", f.trade_id),
+                ));
+            }
+            total = total.saturating_add(f.quantity.raw);
+        }
+        if total > order.quantity.raw {
+            return Err(protocol(
+                "fills",
+                format!(
+                    "they fill {} of an order of {}",
+                    Quantity::from_raw(total, order.quantity.precision),
+                    order.quantity
+                ),
+            ));
+        }
+        if report.rejected.is_some() && !report.fills.is_empty() {
+            return Err(protocol("rejected", "a rejected order has no fills".into()));
+        }
+        self.at_venue.remove(at);
+        self.apply_report(idx, report)
+    }
+
+    /// Applies a venue's report of order `idx`: accepted, each fill to the
+    /// order, the position and the ledger, then its end.
+    fn apply_report(&mut self, idx: usize, report: Report) -> Result<(), DeskError> {
+        let source = self.order_source[idx];
+        let (client_id, side) = {
+            let o = &self.orders[idx];
+            (o.client_order_id.clone(), o.side)
+        };
         self.orders[idx].apply(OrderEvent::Accepted {
             venue_order_id: report.venue_order_id.clone(),
         })?;
@@ -572,7 +709,7 @@ impl Desk {
                 OrderSide::Sell => reference.raw - f.price.raw,
             };
             let fill = FillRecord {
-                ts_ms: q.ts_ms,
+                ts_ms: report.ts_ms,
                 order: client_id.clone(),
                 signal: source_id.clone(),
                 trade_id,

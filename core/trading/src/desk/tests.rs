@@ -422,3 +422,78 @@ fn insights_from_outside_give_the_same_fills_as_the_strategy_in_process() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A desk whose venue is elsewhere (here a `Venue` the test holds, as a
+/// venue process would) hands out its due orders and takes their reports:
+/// the same fills as the venue in process. A report that breaks the
+/// protocol is refused naming the field, and nothing of it is posted.
+#[test]
+fn a_venue_elsewhere_gives_the_same_fills_and_a_bad_report_posts_nothing() {
+    let quotes = eth_quotes(5, 4 * 60 * 60);
+    let cfg = config(5);
+    let inside = run(cfg.clone(), &quotes);
+    assert!(inside.fills().len() > 2);
+
+    let mut desk = Desk::new(cfg.clone()).unwrap();
+    let mut venue = crate::venue::Venue::new(cfg.instrument.clone(), cfg.depth_levels);
+    let mut checked = false;
+    for q in &quotes {
+        for due in desk.due(q) {
+            assert_eq!(
+                desk.awaiting_reports(),
+                [due.order.client_order_id.as_str()]
+            );
+            // Until its report comes back the desk cannot take the quote.
+            assert!(matches!(desk.advance(q), Err(DeskError::Protocol { .. })));
+            let report = venue.submit(due.order.clone(), q).unwrap();
+            if !checked && !report.fills.is_empty() {
+                checked = true;
+                let before = (
+                    desk.fills().len(),
+                    desk.ledger().clone(),
+                    desk.position().clone(),
+                );
+                let field = |r: crate::venue::Report, d: &mut Desk| match d.on_report(r) {
+                    Err(DeskError::Protocol { field, .. }) => field,
+                    other => panic!("{other:?}"),
+                };
+                let mut r = report.clone();
+                r.client_order_id = "O-999".into();
+                assert_eq!(field(r, &mut desk), "client_order_id");
+                let mut r = report.clone();
+                r.ts_ms += 1;
+                assert_eq!(field(r, &mut desk), "ts_ms");
+                let mut r = report.clone();
+                r.fills[0].price =
+                    Price::from_raw(r.fills[0].price.raw + 1, r.fills[0].price.precision);
+                assert_eq!(field(r, &mut desk), "fills[0].price");
+                let mut r = report.clone();
+                r.fills.push(r.fills[0].clone());
+                let last = format!("fills[{}].trade_id", r.fills.len() - 1);
+                assert_eq!(field(r, &mut desk), last);
+                let mut r = report.clone();
+                let mut extra = r.fills[0].clone();
+                extra.trade_id = "V-x".into();
+                extra.quantity = due.order.quantity;
+                r.fills.push(extra);
+                assert_eq!(field(r, &mut desk), "fills");
+                let after = (
+                    desk.fills().len(),
+                    desk.ledger().clone(),
+                    desk.position().clone(),
+                );
+                assert_eq!(before, after, "nothing of a refused report is posted");
+            }
+            desk.on_report(report).unwrap();
+        }
+        if let Some(close) = desk.advance(q).unwrap() {
+            let window = desk.window.make_contiguous();
+            let insight = signal::generate(&cfg.strategy, window, cfg.bar_ms).unwrap();
+            desk.act(insight, close.at_ms).unwrap();
+        }
+    }
+    assert!(checked, "a report with fills was tried");
+    assert_eq!(desk.fills(), inside.fills());
+    assert_eq!(desk.fill_hash(), inside.fill_hash());
+    assert_books_agree(&desk);
+}
