@@ -158,7 +158,15 @@ async fn a_session_on_the_bots_signals_fills_as_its_backtest_and_is_rebuilt_afte
     let again = finished(&trading, &opened.id).await;
     assert_eq!(again.fill_hash, done.fill_hash, "rebuilt fill for fill");
     assert_eq!(again.flow, done.flow);
-    let paced_again = trading.view(&paced.id, None).unwrap();
+    // The rebuilt runner reaches the kill's point in its quotes.
+    let mut paced_again = trading.view(&paced.id, None).unwrap();
+    for _ in 0..200 {
+        if !paced_again.kills.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        paced_again = trading.view(&paced.id, None).unwrap();
+    }
     assert_eq!(paced_again.kills.len(), 1);
     assert_eq!(paced_again.kills[0].reason, "risk review");
     assert_eq!(paced_again.kills[0].at_ms, k.at_ms);
