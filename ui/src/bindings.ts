@@ -268,7 +268,11 @@ export type CoreEvent =
 { type: "cost_captured"; entries: LedgerEntry[] } | 
 /**  Bots, their lanes and their load (about once a second). */
 { type: "bots_updated"; bots: BotView[] } | 
-/**  A subscriber fell behind and missed this many events. */
+/**
+ *  A subscriber fell behind and missed this many events (0 on a
+ *  tenant's socket, where the count would tell of other tenants'
+ *  traffic); either way it resyncs.
+ */
 { type: "lagged"; missed: number };
 
 /**  One group of a cost summary. */

@@ -21,7 +21,9 @@ pub enum CoreEvent {
     CostCaptured { entries: Vec<LedgerEntry> },
     /// Bots, their lanes and their load (about once a second).
     BotsUpdated { bots: Vec<BotView> },
-    /// A subscriber fell behind and missed this many events.
+    /// A subscriber fell behind and missed this many events (0 on a
+    /// tenant's socket, where the count would tell of other tenants'
+    /// traffic); either way it resyncs.
     Lagged {
         #[specta(type = specta_typescript::Number)]
         missed: u64,

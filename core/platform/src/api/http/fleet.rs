@@ -105,7 +105,9 @@ fn fenced(event: CoreEvent, who: &Principal) -> Option<CoreEvent> {
             (!entries.is_empty()).then_some(CoreEvent::CostCaptured { entries })
         }
         CoreEvent::BotsUpdated { .. } => None,
-        lagged @ CoreEvent::Lagged { .. } => Some(lagged),
+        // How many events the socket missed counts every tenant's: a
+        // tenant hears that it must resync, not how busy the others are.
+        CoreEvent::Lagged { .. } => Some(CoreEvent::Lagged { missed: 0 }),
     }
 }
 
@@ -324,4 +326,29 @@ async fn tenant_metrics(c: &Controller, tenant: &TenantId) -> Response {
         out,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TokenRole;
+    use crate::ticket::TenantId;
+
+    #[test]
+    fn a_tenant_hears_a_lag_without_the_fleet_s_count() {
+        let lag = || CoreEvent::Lagged { missed: 4_096 };
+        assert_eq!(fenced(lag(), &Principal::Operator), Some(lag()));
+        let tenant = Principal::Tenant {
+            tenant: TenantId::parse("acme").unwrap(),
+            role: TokenRole::Viewer,
+        };
+        assert_eq!(
+            fenced(lag(), &tenant),
+            Some(CoreEvent::Lagged { missed: 0 })
+        );
+        assert_eq!(
+            fenced(CoreEvent::BotsUpdated { bots: Vec::new() }, &tenant),
+            None
+        );
+    }
 }
