@@ -211,6 +211,9 @@ impl Trading {
             return Err(ControllerError::UnknownTenant(tenant).into());
         }
         spec.tenant = Some(tenant.to_string());
+        // The strategy as the desk read it: fields it does not know are
+        // dropped, not carried into the journal and every signal ticket.
+        spec.strategy = serde_json::to_value(&strategy).expect("a strategy serializes");
         let running = self
             .sessions()
             .iter()

@@ -82,8 +82,14 @@ async fn a_session_on_the_bots_signals_fills_as_its_backtest_and_is_rebuilt_afte
     let (store, c) = controller(dir.path()).await;
     let trading = Trading::start(c.clone()).await.unwrap();
     let spec = spec(300);
-    let opened = trading.open(spec.clone(), "test").await.unwrap();
+    let mut padded = spec.clone();
+    padded.strategy["note"] = serde_json::json!("x".repeat(10_000));
+    let opened = trading.open(padded, "test").await.unwrap();
     assert_eq!(opened.tenant.as_str(), "default");
+    assert_eq!(
+        opened.spec.strategy, spec.strategy,
+        "what the desk does not read is dropped"
+    );
     let done = finished(&trading, &opened.id).await;
     let inside = backtest(&spec);
     assert!(!inside.fills().is_empty(), "the backtest trades");
