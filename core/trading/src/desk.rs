@@ -19,9 +19,15 @@
 //! bit for bit the same.
 //!
 //! Every signal ends in a disposition (no trade needed, denied with its
-//! check, rejected, filled, partly filled), so the desk can say why any
-//! signal did or did not trade. The latency model's jitter is seeded: the
-//! same data, configuration and seed give the same fills.
+//! check, rejected, filled, partly filled, killed), so the desk can say why
+//! any signal did or did not trade. The latency model's jitter is seeded:
+//! the same data, configuration and seed give the same fills.
+//!
+//! One file per role: this one holds the desk's state and what turns a
+//! quote into a signal and an order; `desk/execution.rs` how orders reach the
+//! venue (in process, or a venue elsewhere through [`Desk::due`] and
+//! [`Desk::on_report`]) and how its reports are posted; `desk/kill.rs` the kill
+//! switch.
 
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
@@ -29,16 +35,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 
-use crate::book::TimeInForce;
 use crate::fixed::{Price, Quantity};
 use crate::instrument::Instrument;
 use crate::ledger::{Ledger, LedgerError};
 use crate::market::{self, Bar, Quote};
-use crate::order::{Fill, LiquiditySide, Order, OrderError, OrderEvent, OrderSide, OrderStatus};
+use crate::order::{LiquiditySide, Order, OrderError, OrderEvent, OrderSide};
 use crate::position::Position;
 use crate::risk::{self, AccountView, Check, OrderIntent, RiskLimits, TradingState};
 use crate::signal::{self, Direction, Insight, SignalError, Strategy};
-use crate::venue::{Report, Venue, VenueError, VenueOrder};
+use crate::venue::{Venue, VenueError};
 
 /// Commission as basis points of a fill's value, by liquidity side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,38 +211,6 @@ pub struct FillRecord {
     pub realized: i128,
 }
 
-/// The kill switch's levels, each including the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KillLevel {
-    /// No new entries: the desk goes REDUCING (orders that only reduce
-    /// the position still pass risk).
-    HaltEntries,
-    /// Also cancel every order not yet at the venue.
-    CancelOrders,
-    /// Also send a market order that closes the position; the desk is
-    /// flat once the venue has filled it.
-    Flatten,
-}
-
-/// One use of the kill switch: who, why, when, and what it did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KillRecord {
-    /// `K-<n>`: the flattening order's fills name it as their source.
-    pub id: String,
-    pub level: KillLevel,
-    pub by: String,
-    pub reason: String,
-    pub at_ms: i64,
-    /// Orders it canceled before they reached the venue.
-    pub canceled: Vec<String>,
-    /// The flattening order, if it sent one (none when flat, before any
-    /// quote, or with no free cash to back it).
-    pub flatten_order: Option<String>,
-    /// What the flattening order is valued at (the last mid).
-    pub reference_price: Price,
-}
-
 /// A bar [`Desk::advance`] closed, with the window full enough to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BarClose {
@@ -246,26 +219,6 @@ pub struct BarClose {
     pub bars: u64,
     /// The quote that closed it: when the desk acts.
     pub at_ms: i64,
-}
-
-/// An order at the venue's side of the wire: what a venue elsewhere is
-/// asked, at the quote it meets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Due {
-    pub order: VenueOrder,
-    /// The quote the order meets (the first at or after its arrival).
-    pub ts_ms: i64,
-}
-
-fn protocol(field: &str, reason: String) -> DeskError {
-    DeskError::Protocol {
-        field: field.to_owned(),
-        reason,
-    }
-}
-
-fn protocol_at(field: String, reason: String) -> DeskError {
-    DeskError::Protocol { field, reason }
 }
 
 /// Where an order came from.
@@ -402,7 +355,7 @@ impl Desk {
             });
         }
         if let Some(&(i, _)) = self.at_venue.first() {
-            return Err(protocol(
+            return Err(execution::protocol(
                 "report",
                 format!(
                     "order {} awaits the venue's report; it comes before the next quote",
@@ -559,290 +512,9 @@ impl Desk {
         Ok(())
     }
 
-    /// An order reaches the venue at quote `q` and takes what its book has.
-    fn execute(&mut self, idx: usize, q: &Quote) -> Result<(), DeskError> {
-        let report = self.venue.submit(self.venue_order(idx), q)?;
-        self.apply_report(idx, report)
-    }
-
-    /// Order `idx` as the venue takes it: the desk's orders are market
-    /// orders, immediate or cancel.
-    fn venue_order(&self, idx: usize) -> VenueOrder {
-        let o = &self.orders[idx];
-        VenueOrder {
-            client_order_id: o.client_order_id.clone(),
-            side: o.side,
-            quantity: o.quantity,
-            price: None,
-            time_in_force: TimeInForce::Ioc,
-            post_only: false,
-        }
-    }
-
-    /// The orders that reach the venue at quote `q`, for a desk whose venue
-    /// is elsewhere (its own process): each is to be sent there and its
-    /// report given to [`Desk::on_report`] before [`Desk::advance`] takes
-    /// `q`, which is the order the desk keeps in process, so both give the
-    /// same fills.
-    pub fn due(&mut self, q: &Quote) -> Vec<Due> {
-        let mut out = Vec::new();
-        while self.sent.front().is_some_and(|s| s.arrives_ms <= q.ts_ms) {
-            let sent = self.sent.pop_front().expect("checked above");
-            self.at_venue.push((sent.order, q.ts_ms));
-            out.push(Due {
-                order: self.venue_order(sent.order),
-                ts_ms: q.ts_ms,
-            });
-        }
-        out
-    }
-
-    /// Orders sent to a venue elsewhere whose report has not come back:
-    /// their outcome is unknown until it does (reconciling), never assumed.
-    pub fn awaiting_reports(&self) -> Vec<&str> {
-        self.at_venue
-            .iter()
-            .map(|(i, _)| self.orders[*i].client_order_id.as_str())
-            .collect()
-    }
-
-    /// A venue's report of an order [`Desk::due`] handed out. The whole
-    /// report is checked before any of it is applied: a report that breaks
-    /// the protocol (an order not awaiting one, another quote's time, a
-    /// fill off the tick or the lot, more than the order, a trade id twice)
-    /// is refused naming the field, and nothing of it is posted.
-    pub fn on_report(&mut self, report: Report) -> Result<(), DeskError> {
-        let Some(at) = self
-            .at_venue
-            .iter()
-            .position(|(i, _)| self.orders[*i].client_order_id == report.client_order_id)
-        else {
-            return Err(protocol(
-                "client_order_id",
-                format!(
-                    "{:?} is not an order awaiting a report",
-                    report.client_order_id
-                ),
-            ));
-        };
-        let (idx, ts_ms) = self.at_venue[at];
-        if report.ts_ms != ts_ms {
-            return Err(protocol(
-                "ts_ms",
-                format!("{} is not the quote the order met ({ts_ms})", report.ts_ms),
-            ));
-        }
-        let order = &self.orders[idx];
-        let mut total: u64 = 0;
-        let mut seen = std::collections::HashSet::new();
-        for (n, f) in report.fills.iter().enumerate() {
-            let field = |name: &str| format!("fills[{n}].{name}");
-            self.cfg
-                .instrument
-                .check_quantity(f.quantity)
-                .map_err(|e| protocol_at(field("quantity"), e.to_string()))?;
-            self.cfg
-                .instrument
-                .check_price("price", f.price)
-                .map_err(|e| protocol_at(field("price"), e.to_string()))?;
-            if !seen.insert(f.trade_id.as_str()) || f.trade_id.is_empty() {
-                return Err(protocol_at(
-                    field("trade_id"),
-                    format!("{:?} is empty or repeated", f.trade_id),
-                ));
-            }
-            total = total.saturating_add(f.quantity.raw);
-        }
-        if total > order.quantity.raw {
-            return Err(protocol(
-                "fills",
-                format!(
-                    "they fill {} of an order of {}",
-                    Quantity::from_raw(total, order.quantity.precision),
-                    order.quantity
-                ),
-            ));
-        }
-        if report.rejected.is_some() && !report.fills.is_empty() {
-            return Err(protocol("rejected", "a rejected order has no fills".into()));
-        }
-        self.at_venue.remove(at);
-        self.apply_report(idx, report)
-    }
-
-    /// Applies a venue's report of order `idx`: accepted, each fill to the
-    /// order, the position and the ledger, then its end.
-    fn apply_report(&mut self, idx: usize, report: Report) -> Result<(), DeskError> {
-        let source = self.order_source[idx];
-        let (client_id, side) = {
-            let o = &self.orders[idx];
-            (o.client_order_id.clone(), o.side)
-        };
-        self.orders[idx].apply(OrderEvent::Accepted {
-            venue_order_id: report.venue_order_id.clone(),
-        })?;
-        let (reference, source_id) = match source {
-            Source::Signal(i) => (
-                self.signals[i].insight.reference_price,
-                self.signals[i].id.clone(),
-            ),
-            Source::Kill(k) => (self.kills[k].reference_price, self.kills[k].id.clone()),
-        };
-        for f in &report.fills {
-            let liquidity = f.liquidity_side;
-            let value = risk::notional(f.price, f.quantity);
-            let commission = self.cfg.fees.commission(value, liquidity);
-            let trade_id = f.trade_id.clone();
-            self.orders[idx].apply(OrderEvent::Filled(Fill {
-                trade_id: trade_id.clone(),
-                last_qty: f.quantity,
-                last_px: f.price,
-                liquidity_side: liquidity,
-            }))?;
-            let before = self.position.realized_pnl + self.position.commissions;
-            self.position.apply(side, f.quantity, f.price, commission);
-            let realized = self.position.realized_pnl + self.position.commissions - before;
-            self.ledger.fill(&client_id, side, value, commission)?;
-            self.ledger.realize(&client_id, realized);
-            let slippage = match side {
-                OrderSide::Buy => f.price.raw - reference.raw,
-                OrderSide::Sell => reference.raw - f.price.raw,
-            };
-            let fill = FillRecord {
-                ts_ms: report.ts_ms,
-                order: client_id.clone(),
-                signal: source_id.clone(),
-                trade_id,
-                side,
-                quantity: f.quantity,
-                price: f.price,
-                commission,
-                liquidity_side: liquidity,
-                slippage,
-                realized,
-            };
-            self.hasher.update(
-                format!(
-                    "{},{},{},{:?},{},{},{},{:?}\n",
-                    fill.ts_ms,
-                    fill.order,
-                    fill.trade_id,
-                    fill.side,
-                    fill.quantity,
-                    fill.price,
-                    fill.commission,
-                    fill.liquidity_side
-                )
-                .as_bytes(),
-            );
-            self.fills.push(fill);
-        }
-        let order = &mut self.orders[idx];
-        let disposition = if let Some(code) = report.rejected {
-            order.apply(OrderEvent::Rejected {
-                reason_code: code.clone(),
-            })?;
-            Disposition::Rejected { code }
-        } else if order.status == OrderStatus::Filled {
-            Disposition::Filled
-        } else {
-            order.apply(OrderEvent::Canceled)?;
-            if report.fills.is_empty() {
-                Disposition::Rejected {
-                    code: "NO_LIQUIDITY".to_owned(),
-                }
-            } else {
-                Disposition::PartlyFilled
-            }
-        };
-        self.ledger.release(&client_id)?;
-        if let Source::Signal(i) = source {
-            self.signals[i].disposition = disposition;
-        }
-        Ok(())
-    }
-
     /// Sets the desk's trading state.
     pub fn set_state(&mut self, state: TradingState) {
         self.state = state;
-    }
-
-    /// Pulls the kill switch at `level`, recorded with who and why. A
-    /// higher level includes the lower ones; the desk stays REDUCING
-    /// afterwards until its state is set again. The closing order is the
-    /// operator's: it goes to the venue without the pre-trade checks (a
-    /// rate or notional limit must not keep a desk from getting flat).
-    pub fn kill(
-        &mut self,
-        level: KillLevel,
-        by: &str,
-        reason: &str,
-        now_ms: i64,
-    ) -> Result<&KillRecord, DeskError> {
-        if by.trim().is_empty() || reason.trim().is_empty() {
-            return Err(DeskError::Config {
-                field: if by.trim().is_empty() { "by" } else { "reason" },
-                reason: "a kill names who pulled it and why".into(),
-            });
-        }
-        self.state = TradingState::Reducing;
-        let k = self.kills.len();
-        let mut record = KillRecord {
-            id: format!("K-{}", k + 1),
-            level,
-            by: by.to_owned(),
-            reason: reason.to_owned(),
-            at_ms: now_ms,
-            canceled: Vec::new(),
-            flatten_order: None,
-            // The last quote's mid: the close of the bar being built.
-            reference_price: self.building.as_ref().map_or(
-                Price::from_raw(0, self.cfg.instrument.price_precision),
-                |bar| bar.close,
-            ),
-        };
-        if level >= KillLevel::CancelOrders {
-            for sent in std::mem::take(&mut self.sent) {
-                let order = &mut self.orders[sent.order];
-                order.apply(OrderEvent::Canceled)?;
-                self.ledger.release(&order.client_order_id)?;
-                record.canceled.push(order.client_order_id.clone());
-                if let Source::Signal(i) = self.order_source[sent.order] {
-                    self.signals[i].disposition = Disposition::Killed {
-                        kill: record.id.clone(),
-                    };
-                }
-            }
-        }
-        let open = self.exposure();
-        let free = self.ledger.balance(crate::ledger::Account::Cash);
-        if level == KillLevel::Flatten && open != 0 && record.reference_price.raw > 0 && free > 0 {
-            let side = if open > 0 {
-                OrderSide::Sell
-            } else {
-                OrderSide::Buy
-            };
-            let quantity = Quantity::from_raw(
-                u64::try_from(open.unsigned_abs()).unwrap_or(u64::MAX),
-                self.cfg.instrument.size_precision,
-            );
-            let client_id = format!("O-{}", self.orders.len() + 1);
-            let mut order = Order::new(client_id.clone(), side, quantity, None)?;
-            let hold = risk::notional(record.reference_price, quantity)
-                .min(free)
-                .max(1);
-            self.ledger.reserve(&client_id, hold)?;
-            order.apply(OrderEvent::Submitted)?;
-            self.sent.push_back(Sent {
-                arrives_ms: now_ms + self.cfg.latency.base_ms,
-                order: self.orders.len(),
-            });
-            self.orders.push(order);
-            self.order_source.push(Source::Kill(k));
-            record.flatten_order = Some(client_id);
-        }
-        self.kills.push(record);
-        Ok(&self.kills[k])
     }
 
     /// Every use of the kill switch, in order.
@@ -898,5 +570,10 @@ fn signed(side: OrderSide, q: Quantity) -> i128 {
     }
 }
 
+mod execution;
+mod kill;
 #[cfg(test)]
 mod tests;
+
+pub use execution::Due;
+pub use kill::{KillLevel, KillRecord};

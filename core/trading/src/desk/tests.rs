@@ -1,6 +1,7 @@
 use super::*;
 use crate::ledger::Account;
 use crate::market::{Generator, sim_models};
+use crate::order::OrderStatus;
 use crate::signal::Strategy;
 use proptest::prelude::*;
 

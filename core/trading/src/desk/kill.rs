@@ -1,0 +1,121 @@
+//! The kill switch in three levels, each including the ones before it,
+//! every pull recorded with who pulled it and why.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Desk, DeskError, Disposition, Sent, Source};
+use crate::fixed::{Price, Quantity};
+use crate::order::{Order, OrderEvent, OrderSide};
+use crate::risk::{self, TradingState};
+
+/// The kill switch's levels, each including the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillLevel {
+    /// No new entries: the desk goes REDUCING (orders that only reduce
+    /// the position still pass risk).
+    HaltEntries,
+    /// Also cancel every order not yet at the venue.
+    CancelOrders,
+    /// Also send a market order that closes the position; the desk is
+    /// flat once the venue has filled it.
+    Flatten,
+}
+
+/// One use of the kill switch: who, why, when, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillRecord {
+    /// `K-<n>`: the flattening order's fills name it as their source.
+    pub id: String,
+    pub level: KillLevel,
+    pub by: String,
+    pub reason: String,
+    pub at_ms: i64,
+    /// Orders it canceled before they reached the venue.
+    pub canceled: Vec<String>,
+    /// The flattening order, if it sent one (none when flat, before any
+    /// quote, or with no free cash to back it).
+    pub flatten_order: Option<String>,
+    /// What the flattening order is valued at (the last mid).
+    pub reference_price: Price,
+}
+
+impl Desk {
+    /// Pulls the kill switch at `level`, recorded with who and why. A
+    /// higher level includes the lower ones; the desk stays REDUCING
+    /// afterwards until its state is set again. The closing order is the
+    /// operator's: it goes to the venue without the pre-trade checks (a
+    /// rate or notional limit must not keep a desk from getting flat).
+    pub fn kill(
+        &mut self,
+        level: KillLevel,
+        by: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<&KillRecord, DeskError> {
+        if by.trim().is_empty() || reason.trim().is_empty() {
+            return Err(DeskError::Config {
+                field: if by.trim().is_empty() { "by" } else { "reason" },
+                reason: "a kill names who pulled it and why".into(),
+            });
+        }
+        self.state = TradingState::Reducing;
+        let k = self.kills.len();
+        let mut record = KillRecord {
+            id: format!("K-{}", k + 1),
+            level,
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            at_ms: now_ms,
+            canceled: Vec::new(),
+            flatten_order: None,
+            // The last quote's mid: the close of the bar being built.
+            reference_price: self.building.as_ref().map_or(
+                Price::from_raw(0, self.cfg.instrument.price_precision),
+                |bar| bar.close,
+            ),
+        };
+        if level >= KillLevel::CancelOrders {
+            for sent in std::mem::take(&mut self.sent) {
+                let order = &mut self.orders[sent.order];
+                order.apply(OrderEvent::Canceled)?;
+                self.ledger.release(&order.client_order_id)?;
+                record.canceled.push(order.client_order_id.clone());
+                if let Source::Signal(i) = self.order_source[sent.order] {
+                    self.signals[i].disposition = Disposition::Killed {
+                        kill: record.id.clone(),
+                    };
+                }
+            }
+        }
+        let open = self.exposure();
+        let free = self.ledger.balance(crate::ledger::Account::Cash);
+        if level == KillLevel::Flatten && open != 0 && record.reference_price.raw > 0 && free > 0 {
+            let side = if open > 0 {
+                OrderSide::Sell
+            } else {
+                OrderSide::Buy
+            };
+            let quantity = Quantity::from_raw(
+                u64::try_from(open.unsigned_abs()).unwrap_or(u64::MAX),
+                self.cfg.instrument.size_precision,
+            );
+            let client_id = format!("O-{}", self.orders.len() + 1);
+            let mut order = Order::new(client_id.clone(), side, quantity, None)?;
+            let hold = risk::notional(record.reference_price, quantity)
+                .min(free)
+                .max(1);
+            self.ledger.reserve(&client_id, hold)?;
+            order.apply(OrderEvent::Submitted)?;
+            self.sent.push_back(Sent {
+                arrives_ms: now_ms + self.cfg.latency.base_ms,
+                order: self.orders.len(),
+            });
+            self.orders.push(order);
+            self.order_source.push(Source::Kill(k));
+            record.flatten_order = Some(client_id);
+        }
+        self.kills.push(record);
+        Ok(&self.kills[k])
+    }
+}
