@@ -14,12 +14,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// `oshal desk …` against `server` with the operator's token.
-fn desk_cli(server: &Server, args: &[&str]) -> Value {
+pub(crate) fn desk_cli(server: &Server, args: &[&str]) -> Value {
     server.cli(&[&["desk"], args].concat())
 }
 
 /// The fill hash `oshal trading backtest` prints for an EMA cross.
-fn backtest_hash(seed: &str, bars: &str) -> String {
+pub(crate) fn backtest_hash(seed: &str, bars: &str) -> String {
     let out = Command::new(oshal_bin())
         .args([
             "trading",
@@ -47,7 +47,11 @@ fn backtest_hash(seed: &str, bars: &str) -> String {
 }
 
 /// Polls session `id` until `done` holds of it.
-async fn wait_session(server: &Server, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_session(
+    server: &Server,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let v = server
@@ -63,7 +67,12 @@ async fn wait_session(server: &Server, id: &str, done: impl Fn(&Value) -> bool) 
     }
 }
 
-async fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut req = server
         .raw()
@@ -78,7 +87,7 @@ async fn call(server: &Server, method: &str, path: &str, body: Option<Value>) ->
 }
 
 /// The signal tickets of session `id`, by idempotency key.
-async fn signal_tickets(server: &Server, id: &str) -> BTreeMap<String, Vec<Value>> {
+pub(crate) async fn signal_tickets(server: &Server, id: &str) -> BTreeMap<String, Vec<Value>> {
     let prefix = format!("desk/{id}/");
     let mut by_key: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for t in server.all_tickets().await.unwrap() {

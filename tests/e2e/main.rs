@@ -8,6 +8,7 @@ mod connectors;
 mod contract;
 mod crash;
 mod desk;
+mod desk_venue;
 mod desktop;
 mod fleet;
 mod http;

@@ -510,11 +510,14 @@ export type KillView = {
 	at_ms: number,
 	/**  Orders it canceled before they reached the venue. */
 	canceled: string[],
-	/**  The order that closes the position, if one was needed. */
-	flatten_order: string | null,
 	/**
-	 *  The venue has filled the closing order (or there was nothing to
-	 *  close) and the position is zero: only then is the desk flat.
+	 *  The orders that close the position, in the order sent: the first
+	 *  at the pull, then one for each remainder the venue's book left.
+	 */
+	flatten_orders: string[],
+	/**
+	 *  A flattening kill whose orders are done and the position zero:
+	 *  only then is the desk flat.
 	 */
 	flat: boolean,
 };
@@ -613,6 +616,13 @@ export type NewSession = {
 	speed?: number,
 	/**  A known tenant; the token's tenant, or `default`, if absent. */
 	tenant?: string | null,
+	/**
+	 *  Where the orders go: absent, the desk's own venue in process; or
+	 *  the id of an enabled connector to a venue in a process of its own
+	 *  (`venue-paper`, from `oshal venue init`), reached by `tool` tickets
+	 *  through the auth gate and the broker, which holds its API key.
+	 */
+	venue?: string | null,
 };
 
 /**  A submission as it arrives from a surface, before validation. */
@@ -659,7 +669,10 @@ export type PositionView = {
 	unrealized_pnl_usd: number | null,
 	/**  Commissions paid. */
 	fees_usd: number | null,
-	/**  What the models behind the signals cost. */
+	/**
+	 *  What the tickets behind the signals cost: their models, and the
+	 *  `tool` tickets that took their orders to a venue elsewhere.
+	 */
 	signal_cost_usd: number | null,
 	/**  Realized + unrealized − signal cost. */
 	net_usd: number | null,
@@ -674,6 +687,33 @@ export type RecapView = {
 	by_strategy: StatsView[],
 	by_day: StatsView[],
 	by_bot: StatsView[],
+};
+
+/**
+ *  The desk's orders and fills compared with the venue's (a `list_orders`
+ *  `tool` ticket): after a restart, once the session has caught up, and
+ *  after an order whose report took more than one ticket.
+ */
+export type ReconciliationView = {
+	ticket: TicketId,
+	/**  `restart` or `retried_order`. */
+	reason: string,
+	/**  On the session's clock. */
+	at_ms: number,
+	/**  Orders both sides were compared on. */
+	orders: number,
+	/**  Every difference, named by order; none when the books agree. */
+	differences: string[],
+};
+
+/**  An order sent to a venue elsewhere, its report not back. */
+export type ReconcilingOrder = {
+	/**  The client order id (`O-<n>`). */
+	order: string,
+	/**  Its `tool` tickets so far, the last one working. */
+	tickets: TicketId[],
+	/**  Why the last one brought no report, if it ended. */
+	last_error: string | null,
 };
 
 /**  One risk check, with its limit and what it observed. */
@@ -731,7 +771,10 @@ export type SessionView = {
 	sim_ms: number,
 	quotes: number,
 	quotes_total: number,
-	/**  The signal ticket the desk is waiting for, if any. */
+	/**
+	 *  The ticket the desk is waiting for, if any: a signal's, or an
+	 *  order's at a venue elsewhere.
+	 */
 	waiting_on: TicketId | null,
 	flow: Flow,
 	position: PositionView,
@@ -741,6 +784,13 @@ export type SessionView = {
 	 */
 	fill_hash: string,
 	kills: KillView[],
+	/**
+	 *  Orders at a venue elsewhere whose report has not come back: their
+	 *  outcome is unknown until the venue answers, and never assumed.
+	 */
+	reconciling: ReconcilingOrder[],
+	/**  Each comparison of the desk's orders and fills with the venue's. */
+	reconciliations: ReconciliationView[],
 };
 
 /**  How bad a finding is. */
@@ -757,6 +807,8 @@ export type SignalView = {
 	bars: number,
 	ticket: TicketId,
 	bot: BotId | null,
+	/**  The `tool` tickets that took its order to a venue elsewhere. */
+	order_tickets: TicketId[],
 	/**  The model's spend on it. */
 	cost_nusd: number,
 	explanation: string | null,

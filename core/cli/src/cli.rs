@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     bench, cancel, connectors, db_setup, desk, node, openapi, security, serve, soak, submit,
-    ticket, tickets, tokens, trading,
+    ticket, tickets, tokens, trading, venue,
 };
 
 #[derive(Parser)]
@@ -55,6 +55,9 @@ pub enum Command {
     /// The trading desk's paper sessions on a running controller: open one
     /// (its signals made by the bots), list, show, blotter, recap, kill.
     Desk(desk::Args),
+    /// A paper venue in a process of its own: `init` a data directory (an
+    /// API key and the signed `venue-paper` connector for its URL), `serve` it.
+    Venue(venue::Args),
     /// Cancel a ticket.
     Cancel(cancel::Args),
     /// Measure local mode end to end (durable SQLite, built-in model).
@@ -83,6 +86,7 @@ impl Command {
             Self::Tokens(a) => tokens::run(a).await,
             Self::Trading(a) => trading::run(a).await,
             Self::Desk(a) => desk::run(a).await,
+            Self::Venue(a) => venue::run(a).await,
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Openapi(a) => openapi::run(a).await,

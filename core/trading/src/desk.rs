@@ -403,13 +403,16 @@ impl Desk {
         Ok(self.signals.last().expect("decide records the signal"))
     }
 
-    /// The position and what is on its way, raw (buy positive).
+    /// The position and what is on its way (sent, or at a venue elsewhere
+    /// awaiting its report), raw (buy positive).
     fn exposure(&self) -> i128 {
         let in_flight: i128 = self
             .sent
             .iter()
-            .map(|s| {
-                let o = &self.orders[s.order];
+            .map(|s| s.order)
+            .chain(self.at_venue.iter().map(|(i, _)| *i))
+            .map(|i| {
+                let o = &self.orders[i];
                 signed(o.side, o.leaves_qty())
             })
             .sum();

@@ -14,6 +14,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+pub mod wire;
+
 use crate::book::{Book, Incoming, TimeInForce};
 use crate::fixed::{Price, Quantity};
 use crate::instrument::Instrument;
@@ -95,32 +97,13 @@ impl Venue {
         }
         let venue_order_id = format!("V-{}", self.next_id);
         self.next_id += 1;
-        let mut book = venue_book(&self.instrument, q, self.depth_levels);
-        let matched = book.submit(Incoming {
-            id: order.client_order_id.clone(),
-            side: order.side,
-            quantity: order.quantity,
-            price: order.price,
-            time_in_force: order.time_in_force,
-            post_only: order.post_only,
-        });
-        let report = Report {
-            client_order_id: order.client_order_id.clone(),
-            ts_ms: q.ts_ms,
-            fills: matched
-                .fills
-                .iter()
-                .map(|f| VenueFill {
-                    trade_id: format!("{venue_order_id}-{}", f.trade_id),
-                    quantity: f.quantity,
-                    price: f.price,
-                    liquidity_side: f.liquidity_side(&order.client_order_id),
-                })
-                .collect(),
-            canceled: matched.canceled,
-            rejected: matched.rejected.map(str::to_owned),
+        let report = answer(
+            &self.instrument,
+            self.depth_levels,
             venue_order_id,
-        };
+            &order,
+            q,
+        );
         self.orders
             .insert(order.client_order_id.clone(), (order, report.clone()));
         Ok(report)
@@ -138,6 +121,44 @@ impl Venue {
 
     pub fn is_empty(&self) -> bool {
         self.orders.is_empty()
+    }
+}
+
+/// What the venue answers `order` at quote `q`, as its `venue_order_id`:
+/// the order matched against [`venue_book`]. The same order, quote and id
+/// give the same report wherever the venue runs.
+pub fn answer(
+    instrument: &Instrument,
+    depth_levels: u32,
+    venue_order_id: String,
+    order: &VenueOrder,
+    q: &Quote,
+) -> Report {
+    let mut book = venue_book(instrument, q, depth_levels);
+    let matched = book.submit(Incoming {
+        id: order.client_order_id.clone(),
+        side: order.side,
+        quantity: order.quantity,
+        price: order.price,
+        time_in_force: order.time_in_force,
+        post_only: order.post_only,
+    });
+    Report {
+        client_order_id: order.client_order_id.clone(),
+        ts_ms: q.ts_ms,
+        fills: matched
+            .fills
+            .iter()
+            .map(|f| VenueFill {
+                trade_id: format!("{venue_order_id}-{}", f.trade_id),
+                quantity: f.quantity,
+                price: f.price,
+                liquidity_side: f.liquidity_side(&order.client_order_id),
+            })
+            .collect(),
+        canceled: matched.canceled,
+        rejected: matched.rejected.map(str::to_owned),
+        venue_order_id,
     }
 }
 

@@ -57,6 +57,11 @@ pub enum Action {
         speed: u32,
         #[arg(long)]
         tenant: Option<String>,
+        /// Send the orders to a venue in a process of its own, through this
+        /// connector (`venue-paper`, from `oshal venue init`); by default
+        /// they go to the desk's own venue in process.
+        #[arg(long)]
+        venue: Option<String>,
     },
     /// Every session this token may see, newest first.
     List,
@@ -88,6 +93,7 @@ impl Action {
                 bars,
                 speed,
                 tenant,
+                venue,
             } => {
                 let spec = NewSession {
                     strategy: serde_json::to_value(strategy.strategy())?,
@@ -97,6 +103,7 @@ impl Action {
                     bars,
                     speed,
                     tenant,
+                    venue,
                 };
                 json(client.open_session(&spec).await)
             }

@@ -16,3 +16,4 @@ pub mod ticket;
 pub mod tickets;
 pub mod tokens;
 pub mod trading;
+pub mod venue;

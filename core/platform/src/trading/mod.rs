@@ -117,6 +117,7 @@ impl Trading {
             (strategy, model),
             kills,
             next_seq,
+            true,
         )
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -132,6 +133,7 @@ impl Trading {
         (strategy, model): (Strategy, market::PriceModel),
         replay: std::collections::VecDeque<session::KillEntry>,
         next_seq: u32,
+        resumed: bool,
     ) -> Result<Arc<Session>, TradingError> {
         let spec = opened.spec;
         let quotes_total = u64::from(spec.bars) * u64::from(spec.bar_seconds);
@@ -168,6 +170,9 @@ impl Trading {
                 signals: Vec::new(),
                 missed: Vec::new(),
                 next_seq,
+                orders: BTreeMap::new(),
+                reconciling: BTreeMap::new(),
+                reconciliations: Vec::new(),
             }),
             commands: tx,
         });
@@ -182,6 +187,8 @@ impl Trading {
             cancel: self.inner.cancel.child_token(),
             replay,
             commands: rx,
+            reconcile: resumed.then_some("restart"),
+            caught_up: !resumed,
         };
         tokio::spawn(runner.run());
         Ok(session)
@@ -211,6 +218,9 @@ impl Trading {
             return Err(ControllerError::UnknownTenant(tenant).into());
         }
         spec.tenant = Some(tenant.to_string());
+        if let Some(venue) = &spec.venue {
+            self.check_venue(venue)?;
+        }
         // The strategy as the desk read it: fields it does not know are
         // dropped, not carried into the journal and every signal ticket.
         spec.strategy = serde_json::to_value(&strategy).expect("a strategy serializes");
@@ -251,8 +261,33 @@ impl Trading {
             (strategy, model),
             Default::default(),
             1,
+            false,
         )?;
         Ok(view_of(&session))
+    }
+
+    /// A venue connector a session may send its orders through: enabled,
+    /// with the operations the desk uses.
+    fn check_venue(&self, id: &str) -> Result<(), TradingError> {
+        let invalid = |reason: String| TradingError::Invalid {
+            field: "venue",
+            reason,
+        };
+        let connectors = self.inner.controller.connectors().ok_or_else(|| {
+            invalid("this controller has no connector runtime to reach a venue through".into())
+        })?;
+        let manifest = connectors
+            .registry()
+            .enabled(id)
+            .ok_or_else(|| invalid(format!("{id:?} is not an enabled connector")))?;
+        for op in [session::SUBMIT_ORDER, session::LIST_ORDERS] {
+            if manifest.operation(op).is_none() {
+                return Err(invalid(format!(
+                    "connector {id:?} has no operation {op:?}: it is not a venue"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn sessions(&self) -> Vec<Arc<Session>> {
@@ -310,6 +345,12 @@ impl Trading {
                     bars: meta.bars,
                     ticket: meta.ticket,
                     bot: meta.bot.clone(),
+                    order_tickets: r
+                        .order
+                        .as_ref()
+                        .and_then(|o| live.orders.get(o))
+                        .map(|o| o.tickets.clone())
+                        .unwrap_or_default(),
                     cost_nusd: meta.cost_nusd,
                     explanation: meta.explanation.clone(),
                     direction: serde_plain(&r.insight.direction),
@@ -373,10 +414,11 @@ impl Trading {
             .zip(&live.signals)
             .map(|(r, m)| (r.id.as_str(), m))
             .collect();
+        let cost = spend(&live);
         let r = recap_labelled(
             live.desk.signals(),
             live.desk.fills(),
-            |id| meta.get(id).map_or(0, |m| i128::from(m.cost_nusd)),
+            |id| cost.get(id).copied().unwrap_or(0),
             |id| {
                 meta.get(id)
                     .and_then(|m| m.bot.as_ref())
@@ -577,15 +619,14 @@ fn view_of(s: &Session) -> SessionView {
     } else {
         0
     };
-    let signal_cost: i128 = live.signals.iter().map(|m| i128::from(m.cost_nusd)).sum();
+    let signal_cost: i128 = spend(&live).values().sum();
     let kills = desk
         .kills()
         .iter()
         .map(|k| {
-            let filled = k.flatten_order.as_ref().is_none_or(|o| {
-                desk.orders()
-                    .iter()
-                    .any(|x| &x.client_order_id == o && x.status == OrderStatus::Filled)
+            // None of its orders still working at the venue.
+            let done = !desk.orders().iter().any(|x| {
+                x.status == OrderStatus::Submitted && k.flatten_orders.contains(&x.client_order_id)
             });
             KillView {
                 id: k.id.clone(),
@@ -598,8 +639,8 @@ fn view_of(s: &Session) -> SessionView {
                 reason: k.reason.clone(),
                 at_ms: k.at_ms,
                 canceled: k.canceled.clone(),
-                flatten_order: k.flatten_order.clone(),
-                flat: k.level == DeskKill::Flatten && filled && p.quantity == 0,
+                flatten_orders: k.flatten_orders.clone(),
+                flat: k.level == DeskKill::Flatten && done && p.quantity == 0,
             }
         })
         .collect();
@@ -634,7 +675,26 @@ fn view_of(s: &Session) -> SessionView {
         },
         fill_hash: desk.fill_hash(),
         kills,
+        reconciling: live.reconciling.values().cloned().collect(),
+        reconciliations: live.reconciliations.clone(),
     }
+}
+
+/// What the tickets behind each signal cost (its `signal` ticket and the
+/// `tool` tickets that took its order to a venue elsewhere), and behind
+/// each kill (its closing orders' tickets), by signal or kill id.
+fn spend(live: &Live) -> BTreeMap<String, i128> {
+    let order_cost = |o: &str| live.orders.get(o).map_or(0, |m| i128::from(m.cost_nusd));
+    let mut out = BTreeMap::new();
+    for (r, m) in live.desk.signals().iter().zip(&live.signals) {
+        let orders = r.order.as_deref().map_or(0, order_cost);
+        out.insert(r.id.clone(), i128::from(m.cost_nusd) + orders);
+    }
+    for k in live.desk.kills() {
+        let orders: i128 = k.flatten_orders.iter().map(|o| order_cost(o)).sum();
+        out.insert(k.id.clone(), orders);
+    }
+    out
 }
 
 #[cfg(test)]

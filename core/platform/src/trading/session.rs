@@ -29,8 +29,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+mod venue;
+
+pub(super) use venue::{LIST_ORDERS, SUBMIT_ORDER};
+
 use super::TradingError;
-use super::view::{KillLevel, MissedSignal, NewSession, SessionStatus};
+use super::view::{
+    KillLevel, MissedSignal, NewSession, ReconciliationView, ReconcilingOrder, SessionStatus,
+};
 use crate::clock::UnixMs;
 use crate::controller::{Controller, ControllerError, CoreEvent};
 use crate::store::{JournalEntry, TicketView};
@@ -50,7 +56,9 @@ pub(super) struct Opened {
 
 /// What the journal's `kill` entry holds: the pull and where in the quote
 /// stream it was applied (after `events` quotes; `pending` while the
-/// desk waited for the signal of the bar that quote closed).
+/// desk waited for the signal of the bar that quote closed; `at_venue`
+/// while it waited for the report of the order that many reports into
+/// the next quote's orders at a venue elsewhere).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct KillEntry {
     pub level: KillLevel,
@@ -59,13 +67,46 @@ pub(super) struct KillEntry {
     pub at_ms: i64,
     pub events: u64,
     pub pending: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_venue: Option<u32>,
+}
+
+/// Where in the runner's step a kill switch pull falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Waiting for the signal of the bar the last quote closed.
+    Pending,
+    /// Before the next quote (or while it is not yet due).
+    Between,
+    /// The next quote's orders at a venue elsewhere, this many of their
+    /// reports applied.
+    AtVenue(u32),
+}
+
+impl Phase {
+    /// Its rank among the points after the same number of quotes: the
+    /// pending signal is acted on before the next quote's orders leave.
+    fn rank(self) -> u64 {
+        match self {
+            Phase::Pending => 0,
+            Phase::Between => 1,
+            Phase::AtVenue(k) => 2 + u64::from(k),
+        }
+    }
 }
 
 impl KillEntry {
-    /// Where it falls: quote by quote, and within a quote before the
-    /// signal is acted on (`pending`) or after.
-    fn point(&self) -> (u64, bool) {
-        (self.events, !self.pending)
+    fn phase(&self) -> Phase {
+        match (self.pending, self.at_venue) {
+            (true, _) => Phase::Pending,
+            (false, None) => Phase::Between,
+            (false, Some(k)) => Phase::AtVenue(k),
+        }
+    }
+
+    /// Where it falls: quote by quote, and within a quote by phase.
+    fn point(&self) -> (u64, u64) {
+        (self.events, self.phase().rank())
     }
 }
 
@@ -94,6 +135,19 @@ pub(super) struct Live {
     pub missed: Vec<MissedSignal>,
     /// The journal's next number.
     pub next_seq: u32,
+    /// Orders sent to a venue elsewhere: their `tool` tickets and what
+    /// those cost, by client order id.
+    pub orders: BTreeMap<String, OrderMeta>,
+    /// Orders at a venue elsewhere whose report is not back.
+    pub reconciling: BTreeMap<String, ReconcilingOrder>,
+    pub reconciliations: Vec<ReconciliationView>,
+}
+
+/// The tickets that took an order to a venue elsewhere.
+#[derive(Debug, Clone, Default)]
+pub(super) struct OrderMeta {
+    pub tickets: Vec<TicketId>,
+    pub cost_nusd: i64,
 }
 
 /// A pull of the kill switch on its way to the runner.
@@ -130,7 +184,7 @@ impl Session {
 }
 
 /// Why the runner stopped early.
-enum Stop {
+pub(super) enum Stop {
     /// The platform is shutting down: the session resumes at the next start.
     Cancelled,
     Failed(String),
@@ -150,6 +204,12 @@ pub(super) struct Runner {
     /// Kills from the journal not yet applied, in the order they fall.
     pub replay: VecDeque<KillEntry>,
     pub commands: mpsc::Receiver<KillCommand>,
+    /// A comparison with a venue elsewhere is due, and why: after a
+    /// restart (once caught up) or an order that took more than one ticket.
+    pub reconcile: Option<&'static str>,
+    /// The runner has made a ticket the session had not made before: it
+    /// is past where it was before a restart.
+    pub caught_up: bool,
 }
 
 impl Runner {
@@ -188,14 +248,26 @@ impl Runner {
         let ahead = if s.spec.speed == 0 { AHEAD } else { 0 };
         // The signal tickets asked for and not yet acted on, and the first
         // bar not yet asked for.
-        let mut tickets: BTreeMap<u64, TicketId> = BTreeMap::new();
+        let mut tickets: BTreeMap<u64, (TicketId, bool)> = BTreeMap::new();
         let mut asked = 0u64;
         let mut events = self.controller.subscribe();
         for q in &quotes {
             let n = s.live().desk.events();
-            self.apply_replayed((n, true))?;
-            self.take_commands(false).await;
+            self.apply_replayed((n, Phase::Between.rank()))?;
+            self.take_commands(Phase::Between).await;
             self.pace(q.ts_ms).await?;
+            if let Some(venue) = s.spec.venue.as_deref() {
+                if self.caught_up
+                    && let Some(reason) = self.reconcile.take()
+                {
+                    self.reconcile(venue, reason, &mut events).await?;
+                }
+                let due = s.live().desk.due(q);
+                for (k, order) in (0u32..).zip(due) {
+                    self.apply_replayed((n, Phase::AtVenue(k).rank()))?;
+                    self.execute_elsewhere(venue, order, k, &mut events).await?;
+                }
+            }
             let close = {
                 let mut live = s.live();
                 let close = live.desk.advance(q).map_err(|e| e.to_string())?;
@@ -205,15 +277,16 @@ impl Runner {
             };
             let Some(close) = close else { continue };
             let m = s.live().desk.events();
-            self.apply_replayed((m, false))?;
+            self.apply_replayed((m, Phase::Pending.rank()))?;
             let upto = (close.bars + ahead).min(last_bar);
             for bars in close.bars.max(asked)..=upto {
                 tickets.insert(bars, self.submit(bars).await?);
             }
             asked = asked.max(upto + 1);
-            let ticket = tickets.remove(&close.bars).expect("submitted above");
+            let (ticket, new) = tickets.remove(&close.bars).expect("submitted above");
+            self.caught_up |= new;
             s.live().waiting_on = Some(ticket);
-            let view = self.answer(ticket, &mut events).await?;
+            let view = self.wait(ticket, Phase::Pending, &mut events).await?;
             let mut live = s.live();
             live.waiting_on = None;
             match read_answer(&view) {
@@ -236,11 +309,14 @@ impl Runner {
                 }),
             }
         }
+        if let (Some(venue), Some(reason)) = (s.spec.venue.as_deref(), self.reconcile.take()) {
+            self.reconcile(venue, reason, &mut events).await?;
+        }
         Ok(())
     }
 
     /// Applies the journal's kills that fall at `point`.
-    fn apply_replayed(&mut self, point: (u64, bool)) -> Result<(), Stop> {
+    fn apply_replayed(&mut self, point: (u64, u64)) -> Result<(), Stop> {
         while self.replay.front().is_some_and(|k| k.point() <= point) {
             let k = self.replay.pop_front().expect("checked above");
             let mut live = self.session.live();
@@ -252,15 +328,15 @@ impl Runner {
     }
 
     /// Applies the kill switch pulls waiting now.
-    async fn take_commands(&mut self, pending: bool) {
+    pub(super) async fn take_commands(&mut self, phase: Phase) {
         while let Ok(cmd) = self.commands.try_recv() {
-            self.apply(cmd, pending).await;
+            self.apply(cmd, phase).await;
         }
     }
 
     /// One pull: journalled first (so a restart applies it at the same
     /// point), then applied; the caller hears the kill's id.
-    async fn apply(&mut self, cmd: KillCommand, pending: bool) {
+    pub(super) async fn apply(&mut self, cmd: KillCommand, phase: Phase) {
         let s = &self.session;
         let (entry, seq) = {
             let live = s.live();
@@ -270,7 +346,11 @@ impl Runner {
                 reason: cmd.reason.clone(),
                 at_ms: live.sim_ms,
                 events: live.desk.events(),
-                pending,
+                pending: phase == Phase::Pending,
+                at_venue: match phase {
+                    Phase::AtVenue(k) => Some(k),
+                    _ => None,
+                },
             };
             (entry, live.next_seq)
         };
@@ -325,15 +405,15 @@ impl Runner {
                 () = sleep => None,
             };
             match woke {
-                Some(cmd) => self.apply(cmd, false).await,
+                Some(cmd) => self.apply(cmd, Phase::Between).await,
                 None => return Ok(()),
             }
         }
     }
 
     /// Submits the signal ticket for the first `bars` bars (or finds the
-    /// one submitted before a restart, by its key).
-    async fn submit(&mut self, bars: u64) -> Result<TicketId, Stop> {
+    /// one submitted before a restart, by its key); true if it is new.
+    async fn submit(&mut self, bars: u64) -> Result<(TicketId, bool), Stop> {
         let s = &self.session;
         let payload = serde_json::json!({
             "strategy": s.spec.strategy,
@@ -342,22 +422,43 @@ impl Runner {
             "bar_seconds": s.spec.bar_seconds,
             "bars": bars,
         });
+        let key = s.key(bars);
+        self.submit_ticket(
+            "signal",
+            payload,
+            key,
+            &format!("signal ticket for bar {bars}"),
+        )
+        .await
+    }
+
+    /// Submits a ticket of the session's tenant under idempotency key
+    /// `key` (or finds the one submitted before, by it), waiting while the
+    /// controller is overloaded; true if it is new.
+    pub(super) async fn submit_ticket(
+        &mut self,
+        kind: &str,
+        payload: serde_json::Value,
+        key: String,
+        what: &str,
+    ) -> Result<(TicketId, bool), Stop> {
+        let s = &self.session;
         let mut backoff = Duration::from_millis(100);
         loop {
             let ticket = NewTicket {
-                kind: "signal".into(),
+                kind: kind.into(),
                 payload: payload.clone(),
                 tenant: Some(s.tenant.to_string()),
-                idempotency_key: Some(s.key(bars)),
+                idempotency_key: Some(key.clone()),
                 ..NewTicket::default()
             };
             match self.controller.submit(ticket).await {
-                Ok(done) => return Ok(done.id),
+                Ok(done) => return Ok((done.id, !done.duplicate)),
                 Err(ControllerError::ShuttingDown) => return Err(Stop::Cancelled),
                 Err(e @ (ControllerError::Overloaded { .. } | ControllerError::Store(_))) => {
-                    tracing::debug!(session = %s.id, error = %e, "a signal ticket waits to be admitted");
+                    tracing::debug!(session = %s.id, error = %e, "{what} waits to be admitted");
                 }
-                Err(e) => return Err(Stop::Failed(format!("signal ticket for bar {bars}: {e}"))),
+                Err(e) => return Err(Stop::Failed(format!("{what}: {e}"))),
             }
             tokio::select! {
                 () = self.cancel.cancelled() => return Err(Stop::Cancelled),
@@ -368,10 +469,11 @@ impl Runner {
     }
 
     /// Waits for `ticket` to end, taking kill switch pulls meanwhile (they
-    /// fall before the signal is acted on).
-    async fn answer(
+    /// fall at `phase`).
+    pub(super) async fn wait(
         &mut self,
         ticket: TicketId,
+        phase: Phase,
         events: &mut tokio::sync::broadcast::Receiver<CoreEvent>,
     ) -> Result<TicketView, Stop> {
         loop {
@@ -400,7 +502,7 @@ impl Runner {
                     },
                 };
                 if let Some(cmd) = woke {
-                    self.apply(cmd, true).await;
+                    self.apply(cmd, phase).await;
                 }
             }
         }

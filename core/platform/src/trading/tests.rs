@@ -32,6 +32,7 @@ fn spec(bars: u32) -> NewSession {
         bars,
         speed: 0,
         tenant: None,
+        venue: None,
     }
 }
 

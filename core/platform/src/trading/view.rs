@@ -45,6 +45,13 @@ pub struct NewSession {
     #[serde(default)]
     #[schema(value_type = Option<TenantId>)]
     pub tenant: Option<String>,
+    /// Where the orders go: absent, the desk's own venue in process; or
+    /// the id of an enabled connector to a venue in a process of its own
+    /// (`venue-paper`, from `oshal venue init`), reached by `tool` tickets
+    /// through the auth gate and the broker, which holds its API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$")]
+    pub venue: Option<String>,
 }
 
 /// Where a session is.
@@ -93,10 +100,11 @@ pub struct KillView {
     pub at_ms: i64,
     /// Orders it canceled before they reached the venue.
     pub canceled: Vec<String>,
-    /// The order that closes the position, if one was needed.
-    pub flatten_order: Option<String>,
-    /// The venue has filled the closing order (or there was nothing to
-    /// close) and the position is zero: only then is the desk flat.
+    /// The orders that close the position, in the order sent: the first
+    /// at the pull, then one for each remainder the venue's book left.
+    pub flatten_orders: Vec<String>,
+    /// A flattening kill whose orders are done and the position zero:
+    /// only then is the desk flat.
     pub flat: bool,
 }
 
@@ -135,7 +143,8 @@ pub struct PositionView {
     pub unrealized_pnl_usd: f64,
     /// Commissions paid.
     pub fees_usd: f64,
-    /// What the models behind the signals cost.
+    /// What the tickets behind the signals cost: their models, and the
+    /// `tool` tickets that took their orders to a venue elsewhere.
     pub signal_cost_usd: f64,
     /// Realized + unrealized − signal cost.
     pub net_usd: f64,
@@ -167,7 +176,8 @@ pub struct SessionView {
     pub quotes: u64,
     #[specta(type = specta_typescript::Number)]
     pub quotes_total: u64,
-    /// The signal ticket the desk is waiting for, if any.
+    /// The ticket the desk is waiting for, if any: a signal's, or an
+    /// order's at a venue elsewhere.
     pub waiting_on: Option<TicketId>,
     pub flow: Flow,
     pub position: PositionView,
@@ -175,6 +185,39 @@ pub struct SessionView {
     /// the same seed and strategy when every signal was answered.
     pub fill_hash: String,
     pub kills: Vec<KillView>,
+    /// Orders at a venue elsewhere whose report has not come back: their
+    /// outcome is unknown until the venue answers, and never assumed.
+    pub reconciling: Vec<ReconcilingOrder>,
+    /// Each comparison of the desk's orders and fills with the venue's.
+    pub reconciliations: Vec<ReconciliationView>,
+}
+
+/// An order sent to a venue elsewhere, its report not back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct ReconcilingOrder {
+    /// The client order id (`O-<n>`).
+    pub order: String,
+    /// Its `tool` tickets so far, the last one working.
+    pub tickets: Vec<TicketId>,
+    /// Why the last one brought no report, if it ended.
+    pub last_error: Option<String>,
+}
+
+/// The desk's orders and fills compared with the venue's (a `list_orders`
+/// `tool` ticket): after a restart, once the session has caught up, and
+/// after an order whose report took more than one ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct ReconciliationView {
+    pub ticket: TicketId,
+    /// `restart` or `retried_order`.
+    pub reason: String,
+    /// On the session's clock.
+    #[specta(type = specta_typescript::Number)]
+    pub at_ms: i64,
+    /// Orders both sides were compared on.
+    pub orders: u32,
+    /// Every difference, named by order; none when the books agree.
+    pub differences: Vec<String>,
 }
 
 /// One risk check, with its limit and what it observed.
@@ -197,6 +240,8 @@ pub struct SignalView {
     pub bars: u64,
     pub ticket: TicketId,
     pub bot: Option<BotId>,
+    /// The `tool` tickets that took its order to a venue elsewhere.
+    pub order_tickets: Vec<TicketId>,
     /// The model's spend on it.
     #[specta(type = specta_typescript::Number)]
     pub cost_nusd: i64,

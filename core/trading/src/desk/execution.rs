@@ -80,6 +80,84 @@ impl Desk {
             .collect()
     }
 
+    /// The desk's orders and fills compared with what the venue reports
+    /// it did (`reports`, one per order it took): every order the venue
+    /// answered is on the desk with the same venue order id and the same
+    /// fills, trade for trade, and the other way round. Orders whose
+    /// report is still awaited are not compared. Returns how many orders
+    /// both sides hold and every difference, named by order.
+    pub fn differences(&self, reports: &[Report]) -> (u32, Vec<String>) {
+        let awaited: std::collections::HashSet<&str> =
+            self.awaiting_reports().into_iter().collect();
+        let at_venue: std::collections::BTreeMap<&str, &Report> = reports
+            .iter()
+            .map(|r| (r.client_order_id.as_str(), r))
+            .collect();
+        let mut out = Vec::new();
+        let mut compared = 0;
+        for o in &self.orders {
+            let id = o.client_order_id.as_str();
+            if awaited.contains(id) {
+                continue;
+            }
+            match (at_venue.get(id), &o.venue_order_id) {
+                (None, None) => {}
+                (None, Some(v)) => out.push(format!("{id}: on the desk as {v}, not at the venue")),
+                (Some(r), None) => out.push(format!(
+                    "{id}: at the venue as {}, never reported to the desk",
+                    r.venue_order_id
+                )),
+                (Some(r), Some(v)) => {
+                    compared += 1;
+                    if *v != r.venue_order_id {
+                        out.push(format!(
+                            "{id}: the desk has venue order {v}, the venue {}",
+                            r.venue_order_id
+                        ));
+                    }
+                    let desk: Vec<(&str, Quantity, crate::fixed::Price)> = self
+                        .fills
+                        .iter()
+                        .filter(|f| f.order == id)
+                        .map(|f| (f.trade_id.as_str(), f.quantity, f.price))
+                        .collect();
+                    let venue: Vec<(&str, Quantity, crate::fixed::Price)> = r
+                        .fills
+                        .iter()
+                        .map(|f| (f.trade_id.as_str(), f.quantity, f.price))
+                        .collect();
+                    if desk != venue {
+                        let show = |fills: &[(&str, Quantity, crate::fixed::Price)]| {
+                            fills
+                                .iter()
+                                .map(|(t, q, p)| format!("{t} {q}@{p}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        out.push(format!(
+                            "{id}: the desk's fills [{}], the venue's [{}]",
+                            show(&desk),
+                            show(&venue)
+                        ));
+                    }
+                }
+            }
+        }
+        for r in reports {
+            if !self
+                .orders
+                .iter()
+                .any(|o| o.client_order_id == r.client_order_id)
+            {
+                out.push(format!(
+                    "{}: at the venue as {}, not on the desk",
+                    r.client_order_id, r.venue_order_id
+                ));
+            }
+        }
+        (compared, out)
+    }
+
     /// A venue's report of an order [`Desk::due`] handed out. The whole
     /// report is checked before any of it is applied: a report that breaks
     /// the protocol (an order not awaiting one, another quote's time, a
@@ -212,6 +290,7 @@ impl Desk {
             self.fills.push(fill);
         }
         let order = &mut self.orders[idx];
+        let refused = report.rejected.is_some();
         let disposition = if let Some(code) = report.rejected {
             order.apply(OrderEvent::Rejected {
                 reason_code: code.clone(),
@@ -230,8 +309,17 @@ impl Desk {
             }
         };
         self.ledger.release(&client_id)?;
-        if let Source::Signal(i) = source {
-            self.signals[i].disposition = disposition;
+        match source {
+            Source::Signal(i) => self.signals[i].disposition = disposition,
+            // What is still open (the book left some of it, or an order
+            // at the venue when the switch was pulled filled otherwise than
+            // counted) goes out again, to meet the next quote (never this
+            // one: its book is what left it). A venue's rejection is not
+            // retried: the kill's view stays not flat.
+            Source::Kill(k) if !refused => {
+                self.flatten(k, report.ts_ms + self.cfg.latency.base_ms.max(1))?;
+            }
+            Source::Kill(_) => {}
         }
         Ok(())
     }

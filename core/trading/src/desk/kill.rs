@@ -17,8 +17,8 @@ pub enum KillLevel {
     HaltEntries,
     /// Also cancel every order not yet at the venue.
     CancelOrders,
-    /// Also send a market order that closes the position; the desk is
-    /// flat once the venue has filled it.
+    /// Also send a market order that closes the position, and another for
+    /// whatever the venue's book could not take, until the desk is flat.
     Flatten,
 }
 
@@ -33,9 +33,11 @@ pub struct KillRecord {
     pub at_ms: i64,
     /// Orders it canceled before they reached the venue.
     pub canceled: Vec<String>,
-    /// The flattening order, if it sent one (none when flat, before any
-    /// quote, or with no free cash to back it).
-    pub flatten_order: Option<String>,
+    /// The orders that close the position, in the order sent: none when
+    /// flat, before any quote, or with no free cash to back one. A market
+    /// order takes only what the venue's book holds at the quote it meets;
+    /// whatever it leaves goes out again at the next quote, until flat.
+    pub flatten_orders: Vec<String>,
     /// What the flattening order is valued at (the last mid).
     pub reference_price: Price,
 }
@@ -68,7 +70,7 @@ impl Desk {
             reason: reason.to_owned(),
             at_ms: now_ms,
             canceled: Vec::new(),
-            flatten_order: None,
+            flatten_orders: Vec::new(),
             // The last quote's mid: the close of the bar being built.
             reference_price: self.building.as_ref().map_or(
                 Price::from_raw(0, self.cfg.instrument.price_precision),
@@ -88,34 +90,44 @@ impl Desk {
                 }
             }
         }
-        let open = self.exposure();
-        let free = self.ledger.balance(crate::ledger::Account::Cash);
-        if level == KillLevel::Flatten && open != 0 && record.reference_price.raw > 0 && free > 0 {
-            let side = if open > 0 {
-                OrderSide::Sell
-            } else {
-                OrderSide::Buy
-            };
-            let quantity = Quantity::from_raw(
-                u64::try_from(open.unsigned_abs()).unwrap_or(u64::MAX),
-                self.cfg.instrument.size_precision,
-            );
-            let client_id = format!("O-{}", self.orders.len() + 1);
-            let mut order = Order::new(client_id.clone(), side, quantity, None)?;
-            let hold = risk::notional(record.reference_price, quantity)
-                .min(free)
-                .max(1);
-            self.ledger.reserve(&client_id, hold)?;
-            order.apply(OrderEvent::Submitted)?;
-            self.sent.push_back(Sent {
-                arrives_ms: now_ms + self.cfg.latency.base_ms,
-                order: self.orders.len(),
-            });
-            self.orders.push(order);
-            self.order_source.push(Source::Kill(k));
-            record.flatten_order = Some(client_id);
-        }
         self.kills.push(record);
+        if level == KillLevel::Flatten {
+            self.flatten(k, now_ms + self.cfg.latency.base_ms)?;
+        }
         Ok(&self.kills[k])
+    }
+
+    /// Sends kill `k`'s market order for what is open, counting what is on
+    /// its way, to reach the venue at `arrives_ms`. Nothing when the desk
+    /// is flat, has no price to value the order at, or no free cash.
+    pub(super) fn flatten(&mut self, k: usize, arrives_ms: i64) -> Result<(), DeskError> {
+        let open = self.exposure();
+        let reference = self.kills[k].reference_price;
+        let free = self.ledger.balance(crate::ledger::Account::Cash);
+        if open == 0 || reference.raw <= 0 || free <= 0 {
+            return Ok(());
+        }
+        let side = if open > 0 {
+            OrderSide::Sell
+        } else {
+            OrderSide::Buy
+        };
+        let quantity = Quantity::from_raw(
+            u64::try_from(open.unsigned_abs()).unwrap_or(u64::MAX),
+            self.cfg.instrument.size_precision,
+        );
+        let client_id = format!("O-{}", self.orders.len() + 1);
+        let mut order = Order::new(client_id.clone(), side, quantity, None)?;
+        let hold = risk::notional(reference, quantity).min(free).max(1);
+        self.ledger.reserve(&client_id, hold)?;
+        order.apply(OrderEvent::Submitted)?;
+        self.sent.push_back(Sent {
+            arrives_ms,
+            order: self.orders.len(),
+        });
+        self.orders.push(order);
+        self.order_source.push(Source::Kill(k));
+        self.kills[k].flatten_orders.push(client_id);
+        Ok(())
     }
 }

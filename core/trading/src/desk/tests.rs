@@ -76,17 +76,17 @@ fn assert_books_agree(desk: &Desk) {
         assert!(order.trade_ids.contains(&f.trade_id));
         // Each fill's source: the signal whose order it was, or the kill
         // whose flattening order it was.
-        let source_order = match desk.signals().iter().find(|s| s.id == f.signal) {
-            Some(signal) => signal.order.as_deref(),
-            None => desk
-                .kills()
-                .iter()
-                .find(|k| k.id == f.signal)
-                .expect("a fill's source is a signal or a kill")
-                .flatten_order
-                .as_deref(),
-        };
-        assert_eq!(source_order, Some(f.order.as_str()));
+        match desk.signals().iter().find(|s| s.id == f.signal) {
+            Some(signal) => assert_eq!(signal.order.as_deref(), Some(f.order.as_str())),
+            None => assert!(
+                desk.kills()
+                    .iter()
+                    .find(|k| k.id == f.signal)
+                    .expect("a fill's source is a signal or a kill")
+                    .flatten_orders
+                    .contains(&f.order)
+            ),
+        }
     }
     let net: i128 = desk
         .fills()
@@ -335,7 +335,8 @@ fn the_kill_switch_halts_cancels_and_flattens_once_the_venue_fills() {
         == Disposition::Killed {
             kill: kill.id.clone()
         }));
-    let flatten = kill.flatten_order.clone().expect("a flattening order");
+    assert_eq!(kill.flatten_orders.len(), 1, "a flattening order");
+    let flatten = kill.flatten_orders[0].clone();
     assert_ne!(
         desk.position().quantity,
         0,
@@ -380,6 +381,71 @@ fn the_kill_switch_halts_cancels_and_flattens_once_the_venue_fills() {
     assert_eq!(r.total.signals as usize, desk.signals().len());
     assert!(r.by_strategy.contains_key(crate::recap::KILL_SWITCH));
     assert!(r.by_signal.iter().any(|row| row.signal == kill.id));
+}
+
+/// A flattening order is a market order: it takes what the venue's book
+/// holds at the quote it meets. What the book leaves goes out again at the
+/// next quote, under the same kill, until the desk is flat.
+#[test]
+fn a_flatten_the_book_cannot_take_at_once_goes_out_again_until_flat() {
+    let quotes = eth_quotes(7, 40_000);
+    let mut cfg = config(1);
+    // Only the quote's own size, and a position several trades deep.
+    cfg.depth_levels = 0;
+    cfg.trade_quantity = Quantity::parse("q", "20.000", 3).unwrap();
+    let base_ms = cfg.latency.base_ms;
+    let mut desk = Desk::new(cfg).unwrap();
+    // A kill after quote `i - 1` whose order meets a quote that cannot
+    // take the whole position.
+    let shallow = |desk: &Desk, i: usize| {
+        let open = desk.position().quantity;
+        let arrives = quotes[i - 1].ts_ms + base_ms;
+        let Some(met) = quotes[i..].iter().find(|q| q.ts_ms >= arrives) else {
+            return false;
+        };
+        let size = if open > 0 { met.bid_size } else { met.ask_size };
+        desk.sent.is_empty() && open != 0 && open.unsigned_abs() > u128::from(size.raw)
+    };
+    let mut i = 1;
+    desk.on_quote(&quotes[0]).unwrap();
+    while i + 600 < quotes.len() && !shallow(&desk, i) {
+        desk.on_quote(&quotes[i]).unwrap();
+        i += 1;
+    }
+    assert!(i + 600 < quotes.len(), "a position deeper than the book");
+    let kill = desk
+        .kill(KillLevel::Flatten, "ops@desk", "drill", quotes[i - 1].ts_ms)
+        .unwrap()
+        .clone();
+    assert_eq!(kill.flatten_orders.len(), 1);
+    for q in &quotes[i..i + 600] {
+        desk.on_quote(q).unwrap();
+    }
+    assert_eq!(desk.position().quantity, 0, "flat in the end");
+    let kill = &desk.kills()[0];
+    assert!(
+        kill.flatten_orders.len() > 1,
+        "the book took it in parts: {:?}",
+        kill.flatten_orders
+    );
+    for id in &kill.flatten_orders {
+        let o = desk
+            .orders()
+            .iter()
+            .find(|o| &o.client_order_id == id)
+            .unwrap();
+        assert_ne!(o.status, OrderStatus::Submitted, "{id} is done");
+        assert_eq!(desk.ledger().reserved_for(id), 0);
+    }
+    let closing: Vec<_> = desk
+        .fills()
+        .iter()
+        .filter(|f| f.signal == kill.id)
+        .collect();
+    assert!(closing.len() > 1);
+    // Each part met a later quote than the one before it.
+    assert!(closing.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms));
+    assert_books_agree(&desk);
 }
 
 /// Signals made elsewhere (a bot reading the first `bars` bars of the same
@@ -497,4 +563,43 @@ fn a_venue_elsewhere_gives_the_same_fills_and_a_bad_report_posts_nothing() {
     assert_eq!(desk.fills(), inside.fills());
     assert_eq!(desk.fill_hash(), inside.fill_hash());
     assert_books_agree(&desk);
+
+    // Reconciled with the venue's reports: the books agree, order for
+    // order; a report the desk never had, a fill that differs and an order
+    // the venue lacks are each named.
+    let reports: Vec<_> = desk
+        .orders()
+        .iter()
+        .filter_map(|o| venue.report(&o.client_order_id).cloned())
+        .collect();
+    let (compared, differences) = desk.differences(&reports);
+    assert_eq!(compared as usize, reports.len());
+    assert!(compared > 2);
+    assert_eq!(differences, Vec::<String>::new());
+    let mut changed = reports.clone();
+    let filled = changed.iter().position(|r| !r.fills.is_empty()).unwrap();
+    let id = changed[filled].client_order_id.clone();
+    changed[filled].fills.pop();
+    let lost = changed.pop().unwrap().client_order_id;
+    assert_ne!(lost, id);
+    let mut extra = changed[0].clone();
+    extra.client_order_id = "O-999".into();
+    changed.push(extra);
+    let (_, differences) = desk.differences(&changed);
+    assert_eq!(differences.len(), 3, "{differences:#?}");
+    assert!(
+        differences
+            .iter()
+            .any(|d| d.starts_with(&format!("{id}: the desk's fills")))
+    );
+    assert!(
+        differences
+            .iter()
+            .any(|d| d.starts_with(&format!("{lost}: on the desk")))
+    );
+    assert!(
+        differences
+            .iter()
+            .any(|d| d.starts_with("O-999: at the venue"))
+    );
 }
