@@ -359,13 +359,32 @@ async fn a_local_session_trades_on_signal_tickets_and_survives_a_kill_9_with_its
     })
     .await;
     assert_eq!(later["fill_hash"], hash);
+    // One bot's signals halted on top: recorded, and rebuilt after the kill.
+    let halted = desk_cli(
+        &server,
+        &[
+            "state",
+            &id,
+            "--state",
+            "halted",
+            "--bot",
+            "bot-02",
+            "--reason",
+            "stale model",
+        ],
+    );
+    assert_eq!(halted["id"], "T-1", "{halted:#}");
+    assert_eq!(halted["state"], "HALTED");
 
     // kill -9, and back: the session is rebuilt from its journal and its
     // tickets, the kill at the same point, the same fills.
     server.kill9();
     let server = Server::start(dir.path(), &["--bots", "2"]).unwrap();
+    // Past the point of the last control (the bot's state, set after
+    // `later` was read).
     let again = wait_session(&server, &id, |v| {
         v["sim_ms"].as_i64().unwrap() >= later["sim_ms"].as_i64().unwrap()
+            && v["state_changes"].as_array().is_some_and(|c| c.len() == 1)
     })
     .await;
     assert_eq!(again["kills"].as_array().unwrap().len(), 1, "{again:#}");
@@ -373,6 +392,12 @@ async fn a_local_session_trades_on_signal_tickets_and_survives_a_kill_9_with_its
     assert_eq!(again["kills"][0]["reason"], "drawdown limit");
     assert_eq!(again["kills"][0]["at_ms"], kill["at_ms"]);
     assert_eq!(again["fill_hash"], hash, "the same fills, none twice");
+    assert_eq!(
+        again["bot_states"],
+        json!([{"bot": "bot-02", "state": "HALTED"}]),
+        "{again:#}"
+    );
+    assert_eq!(again["state_changes"][0]["reason"], "stale model");
     assert_eq!(again["flow"]["fills"], fills);
     for (key, tickets) in signal_tickets(&server, &id).await {
         assert_eq!(tickets.len(), 1, "{key} asked for twice");

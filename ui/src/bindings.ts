@@ -42,6 +42,8 @@ export const commands = {
 	deskOpen: (spec: NewSession) => typedError<SessionView, ApiError>(__TAURI_INVOKE("desk_open", { spec })),
 	/**  Pulls a session's kill switch. */
 	deskKill: (id: string, request: KillRequest) => typedError<KillView, ApiError>(__TAURI_INVOKE("desk_kill", { id, request })),
+	/**  Sets the trading state of a session's desk, or of one bot's signals. */
+	deskState: (id: string, request: StateRequest) => typedError<StateChangeView, ApiError>(__TAURI_INVOKE("desk_state", { id, request })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -107,6 +109,12 @@ export type Blotter = {
 
 /**  A bot: one worker with its own lane. */
 export type BotId = string;
+
+/**  A bot whose signals trade under a state of its own. */
+export type BotStateView = {
+	bot: string,
+	state: TradingStateName,
+};
 
 /**  A bot as the surfaces show it. */
 export type BotView = {
@@ -767,6 +775,10 @@ export type SessionView = {
 	error: string | null,
 	/**  `ACTIVE`, `REDUCING` or `HALTED`. */
 	trading_state: string,
+	/**  Bots whose signals trade under a stricter state than the desk's. */
+	bot_states: BotStateView[],
+	/**  Every setting of a trading state, in order. */
+	state_changes: StateChangeView[],
 	/**  The session's clock: the last quote taken, from 0. */
 	sim_ms: number,
 	quotes: number,
@@ -840,10 +852,35 @@ export type Source =
 /**  Imported from an OpenAPI document; disabled until approved. */
 "catalog";
 
+/**  One setting of a trading state: whose, to what, by whom and why. */
+export type StateChangeView = {
+	/**  `T-<n>`. */
+	id: string,
+	/**  The bot it is for; none for the desk's own state. */
+	bot: string | null,
+	state: TradingStateName,
+	by: string,
+	reason: string,
+	/**  On the session's clock. */
+	at_ms: number,
+};
+
 /**  How many tickets are in one state (the lifecycle diagram's numbers). */
 export type StateCount = {
 	state: TicketState,
 	count: number,
+};
+
+/**
+ *  Sets the trading state of a running session's desk, or of one bot's
+ *  signals (which then trade under the stricter of it and the desk's).
+ */
+export type StateRequest = {
+	state: TradingStateName,
+	/**  A bot's name (`bot-01`); absent, the desk's own state. */
+	bot?: string | null,
+	/**  Why, for the record: 1..=500 characters. */
+	reason: string,
 };
 
 /**  One group's figures in the recap. */
@@ -989,6 +1026,13 @@ export type TokenRole =
 "operator" | 
 /**  Reads only. */
 "viewer";
+
+/**  A trading state as the risk engine names it. */
+export type TradingStateName = "ACTIVE" | 
+/**  Only orders that reduce the position. */
+"REDUCING" | 
+/**  No new orders. */
+"HALTED";
 
 /**  One recorded transition: what the event rows hold. */
 export type Transition = {

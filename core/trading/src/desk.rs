@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::fixed::{Price, Quantity};
 use crate::instrument::Instrument;
@@ -254,6 +254,8 @@ pub struct Desk {
     signals: Vec<SignalRecord>,
     fills: Vec<FillRecord>,
     state: TradingState,
+    /// Bots whose signals trade under a stricter state than the desk's.
+    bot_states: BTreeMap<String, TradingState>,
     hasher: Sha256,
     events: u64,
     closed_bars: u64,
@@ -302,6 +304,7 @@ impl Desk {
             signals: Vec::new(),
             fills: Vec::new(),
             state: TradingState::Active,
+            bot_states: BTreeMap::new(),
             hasher: Sha256::new(),
             events: 0,
             closed_bars: 0,
@@ -332,7 +335,7 @@ impl Desk {
                 self.window.make_contiguous(),
                 self.cfg.bar_ms,
             )?;
-            self.decide(insight, close.at_ms)?;
+            self.decide(insight, self.state, close.at_ms)?;
         }
         Ok(())
     }
@@ -390,6 +393,17 @@ impl Desk {
     /// just closed: the same decision, risk checks and order as a signal
     /// made in process.
     pub fn act(&mut self, insight: Insight, now_ms: i64) -> Result<&SignalRecord, DeskError> {
+        self.act_by(insight, None, now_ms)
+    }
+
+    /// As [`Desk::act`], for a signal `bot` made: its order is checked
+    /// under the stricter of the desk's trading state and the bot's.
+    pub fn act_by(
+        &mut self,
+        insight: Insight,
+        bot: Option<&str>,
+        now_ms: i64,
+    ) -> Result<&SignalRecord, DeskError> {
         if insight.instrument != self.cfg.instrument.id {
             return Err(DeskError::Config {
                 field: "insight.instrument",
@@ -399,7 +413,10 @@ impl Desk {
                 ),
             });
         }
-        self.decide(insight, now_ms)?;
+        let state = bot
+            .and_then(|b| self.bot_states.get(b))
+            .map_or(self.state, |b| stricter(self.state, *b));
+        self.decide(insight, state, now_ms)?;
         Ok(self.signals.last().expect("decide records the signal"))
     }
 
@@ -419,7 +436,14 @@ impl Desk {
         self.position.quantity + in_flight
     }
 
-    fn decide(&mut self, insight: Insight, now_ms: i64) -> Result<(), DeskError> {
+    /// Turns `insight` into a target, the target into an order checked
+    /// under trading state `state`, and sends it.
+    fn decide(
+        &mut self,
+        insight: Insight,
+        state: TradingState,
+        now_ms: i64,
+    ) -> Result<(), DeskError> {
         let id = format!("S-{}", self.signals.len() + 1);
         let qty = i128::from(self.cfg.trade_quantity.raw);
         let current = self.exposure();
@@ -462,7 +486,7 @@ impl Desk {
             expire_time_ms: None,
         };
         let account = AccountView {
-            state: self.state,
+            state,
             free_balance: self.ledger.balance(crate::ledger::Account::Cash),
             position: self.position.quantity,
             instrument_exposure: risk::notional(
@@ -520,6 +544,21 @@ impl Desk {
         self.state = state;
     }
 
+    /// Sets `bot`'s trading state: its signals trade under the stricter
+    /// of it and the desk's (ACTIVE leaves them to the desk's alone).
+    pub fn set_bot_state(&mut self, bot: &str, state: TradingState) {
+        if state == TradingState::Active {
+            self.bot_states.remove(bot);
+        } else {
+            self.bot_states.insert(bot.to_owned(), state);
+        }
+    }
+
+    /// The bots with a state of their own.
+    pub fn bot_states(&self) -> &BTreeMap<String, TradingState> {
+        &self.bot_states
+    }
+
     /// Every use of the kill switch, in order.
     pub fn kills(&self) -> &[KillRecord] {
         &self.kills
@@ -564,6 +603,16 @@ impl Desk {
             .map(|b| format!("{b:02x}"))
             .collect()
     }
+}
+
+/// The stricter of two trading states: HALTED over REDUCING over ACTIVE.
+fn stricter(a: TradingState, b: TradingState) -> TradingState {
+    let rank = |s| match s {
+        TradingState::Active => 0,
+        TradingState::Reducing => 1,
+        TradingState::Halted => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }
 
 fn signed(side: OrderSide, q: Quantity) -> i128 {

@@ -1,7 +1,10 @@
 //! The trading desk: paper sessions opened, read and killed, on the
 //! embedded controller's desk or, through the API, on the attached fleet's.
 
-use oshal_core::trading::{Blotter, KillRequest, KillView, NewSession, RecapView, SessionView};
+use oshal_core::trading::{
+    Blotter, KillRequest, KillView, NewSession, RecapView, SessionView, StateChangeView,
+    StateRequest,
+};
 use tauri::State;
 
 use super::CommandResult;
@@ -74,5 +77,22 @@ pub async fn desk_kill(
     match desktop.target() {
         Target::Local(_) => Ok(desktop.trading().kill(&id, None, request, OPERATOR).await?),
         Target::Fleet(r) => Ok(r.client.kill_session(id, &request).await?),
+    }
+}
+
+/// Sets the trading state of a session's desk, or of one bot's signals.
+#[tauri::command]
+#[specta::specta]
+pub async fn desk_state(
+    desktop: State<'_, Desktop>,
+    id: String,
+    request: StateRequest,
+) -> CommandResult<StateChangeView> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop
+            .trading()
+            .set_state(&id, None, request, OPERATOR)
+            .await?),
+        Target::Fleet(r) => Ok(r.client.set_session_state(id, &request).await?),
     }
 }

@@ -25,6 +25,8 @@ import type {
   RecapView,
   ScanReport,
   SessionView,
+  StateChangeView,
+  StateRequest,
   StateCount,
   Submitted,
   SuppressRequest,
@@ -62,6 +64,7 @@ export interface Transport {
   deskRecap(id: string): Promise<RecapView>;
   deskOpen(spec: NewSession): Promise<SessionView>;
   deskKill(id: string, request: KillRequest): Promise<KillView>;
+  deskState(id: string, request: StateRequest): Promise<StateChangeView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -136,6 +139,8 @@ export class HttpTransport implements Transport {
   deskOpen = (spec: NewSession) => this.call<SessionView>("POST", "/api/v1/trading/sessions", spec);
   deskKill = (id: string, request: KillRequest) =>
     this.call<KillView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/kill`, request);
+  deskState = (id: string, request: StateRequest) =>
+    this.call<StateChangeView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/state`, request);
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let closed = false;
@@ -221,6 +226,7 @@ export class TauriTransport implements Transport {
   deskRecap = (id: string) => answer(commands.deskRecap(id));
   deskOpen = (spec: NewSession) => answer(commands.deskOpen(spec));
   deskKill = (id: string, request: KillRequest) => answer(commands.deskKill(id, request));
+  deskState = (id: string, request: StateRequest) => answer(commands.deskState(id, request));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

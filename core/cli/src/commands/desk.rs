@@ -3,12 +3,13 @@
 //! as `signal` tickets), `list` and `show` read them, `blotter` prints a
 //! session's signals (each with its ticket, bot, model cost, risk checks
 //! and disposition) and fills, `recap` what it earned net of fees and model
-//! spend, and `kill` pulls its kill switch at one of three levels.
+//! spend, `kill` pulls its kill switch at one of three levels and `state`
+//! sets the trading state of its desk or of one bot's signals.
 
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use oshal_core::api::client::Client;
-use oshal_core::trading::{KillLevel, KillRequest, NewSession};
+use oshal_core::trading::{KillLevel, KillRequest, NewSession, StateRequest, TradingStateName};
 
 use super::trading::StrategyName;
 use crate::args::{ActionArgs, json, print};
@@ -32,6 +33,26 @@ impl From<Level> for KillLevel {
             Level::HaltEntries => KillLevel::HaltEntries,
             Level::CancelOrders => KillLevel::CancelOrders,
             Level::Flatten => KillLevel::Flatten,
+        }
+    }
+}
+
+/// A trading state.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StateName {
+    Active,
+    /// Only orders that reduce the position.
+    Reducing,
+    /// No new orders.
+    Halted,
+}
+
+impl From<StateName> for TradingStateName {
+    fn from(s: StateName) -> Self {
+        match s {
+            StateName::Active => TradingStateName::Active,
+            StateName::Reducing => TradingStateName::Reducing,
+            StateName::Halted => TradingStateName::Halted,
         }
     }
 }
@@ -71,6 +92,18 @@ pub enum Action {
     Blotter { id: String },
     /// What a session earned, by strategy, day and bot.
     Recap { id: String },
+    /// Set the trading state of a session's desk, or with --bot of one
+    /// bot's signals (ACTIVE also resumes a desk after a kill).
+    State {
+        id: String,
+        #[arg(long, value_enum)]
+        state: StateName,
+        #[arg(long)]
+        bot: Option<String>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+    },
     /// Pull a session's kill switch.
     Kill {
         id: String,
@@ -111,6 +144,19 @@ impl Action {
             Self::Show { id } => json(client.session(id).await),
             Self::Blotter { id } => json(client.blotter(id).await),
             Self::Recap { id } => json(client.recap(id).await),
+            Self::State {
+                id,
+                state,
+                bot,
+                reason,
+            } => {
+                let request = StateRequest {
+                    state: state.into(),
+                    bot,
+                    reason,
+                };
+                json(client.set_session_state(id, &request).await)
+            }
             Self::Kill { id, level, reason } => {
                 let request = KillRequest {
                     level: level.into(),

@@ -313,6 +313,15 @@ impl Client {
             .await
     }
 
+    pub async fn set_session_state(
+        &self,
+        id: impl Into<Id>,
+        request: &crate::trading::StateRequest,
+    ) -> Result<crate::trading::StateChangeView, ClientError> {
+        self.request::<r::SetSessionState>(id.into(), None, Some(request))
+            .await
+    }
+
     pub async fn whoami(&self) -> Result<crate::api::tokens::WhoAmI, ClientError> {
         self.request::<r::WhoAmI>((), None, None).await
     }

@@ -133,6 +133,8 @@ named!(
     crate::trading::RecapView,
     crate::trading::KillRequest,
     crate::trading::KillView,
+    crate::trading::StateRequest,
+    crate::trading::StateChangeView,
 );
 
 /// A query string as the contract shows it: its parameters.

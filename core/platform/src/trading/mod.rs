@@ -11,10 +11,11 @@
 //! of the same seed and strategy prints (`oshal trading backtest`), as
 //! NautilusTrader runs one strategy in backtest and live.
 //!
-//! Sessions are the tenant's: a tenant's token opens, reads and kills its
-//! own and sees no other. They survive a restart (see [`session`]): the
-//! journal in the store holds each one's specification and kill switch
-//! pulls, and the signal tickets are found again by their keys.
+//! Sessions are the tenant's: a tenant's token opens, reads, kills and
+//! sets the trading state of its own and sees no other. They survive a
+//! restart (see [`session`]): the journal in the store holds each one's
+//! specification and controls (kill switch pulls, trading states set), and
+//! the signal and order tickets are found again by their keys.
 
 mod session;
 pub mod view;
@@ -28,6 +29,7 @@ use oshal_trading::fixed::{FIXED_SCALAR, Price, Quantity};
 use oshal_trading::market;
 use oshal_trading::order::OrderStatus;
 use oshal_trading::recap::{Stats, recap_labelled};
+use oshal_trading::risk::TradingState;
 use oshal_trading::signal::Strategy;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -37,8 +39,10 @@ use crate::store::{JournalEntry, StoreError};
 use crate::ticket::{SignalPayload, TenantId, TicketError, Work};
 use session::{Live, Opened, Runner, Session};
 pub use view::{
-    Blotter, FillView, Flow, KillLevel, KillRequest, KillView, MissedSignal, NewSession,
-    PositionView, RecapView, RiskCheck, SessionStatus, SessionView, SignalView, StatsView,
+    Blotter, BotStateView, FillView, Flow, KillLevel, KillRequest, KillView, MissedSignal,
+    NewSession, PositionView, RecapView, ReconciliationView, ReconcilingOrder, RiskCheck,
+    SessionStatus, SessionView, SignalView, StateChangeView, StateRequest, StatsView,
+    TradingStateName,
 };
 
 /// Why the desk refused or could not answer.
@@ -106,7 +110,7 @@ impl Trading {
             .filter(|e| e.kind == "opened" && e.seq == 0)
             .ok_or("its journal does not begin with `opened`")?;
         let opened: Opened = serde_json::from_str(&first.body).map_err(|e| e.to_string())?;
-        let kills = session::kills_in_order(entries)?;
+        let controls = session::controls_in_order(entries)?;
         let next_seq = entries.last().map_or(0, |e| e.seq + 1);
         let (strategy, model) = check(&opened.spec).map_err(|e| e.to_string())?;
         self.launch(
@@ -115,7 +119,7 @@ impl Trading {
             opened,
             first.at_ms,
             (strategy, model),
-            kills,
+            controls,
             next_seq,
             true,
         )
@@ -131,7 +135,7 @@ impl Trading {
         opened: Opened,
         opened_at_ms: i64,
         (strategy, model): (Strategy, market::PriceModel),
-        replay: std::collections::VecDeque<session::KillEntry>,
+        replay: std::collections::VecDeque<session::ControlEntry>,
         next_seq: u32,
         resumed: bool,
     ) -> Result<Arc<Session>, TradingError> {
@@ -173,6 +177,7 @@ impl Trading {
                 orders: BTreeMap::new(),
                 reconciling: BTreeMap::new(),
                 reconciliations: Vec::new(),
+                state_changes: Vec::new(),
             }),
             commands: tx,
         });
@@ -454,34 +459,84 @@ impl Trading {
         request: KillRequest,
         by: &str,
     ) -> Result<KillView, TradingError> {
-        let reason = request.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 || reason.contains('\0') {
-            return Err(TradingError::Invalid {
-                field: "reason",
-                reason: "must be 1 to 500 characters, without NUL".into(),
-            });
+        let reason = checked_reason(&request.reason)?;
+        let kill = self
+            .control(id, only, session::Action::Kill(request.level), by, reason)
+            .await?;
+        tracing::warn!(session = %id, %kill, level = ?request.level, by, reason, "kill switch pulled");
+        let view = view_of(self.session(id, only)?.as_ref());
+        view.kills
+            .into_iter()
+            .find(|k| k.id == kill)
+            .ok_or(TradingError::NotFound(kill))
+    }
+
+    /// Sets the trading state of session `id`'s desk, or of one bot's
+    /// signals in it, recorded with `by` and the request's reason;
+    /// answers once it is journalled and applied.
+    pub async fn set_state(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+        request: StateRequest,
+        by: &str,
+    ) -> Result<StateChangeView, TradingError> {
+        let reason = checked_reason(&request.reason)?;
+        if let Some(bot) = &request.bot {
+            crate::ticket::BotId::parse(bot).map_err(|e| TradingError::Invalid {
+                field: "bot",
+                reason: e.to_string(),
+            })?;
         }
+        let action = session::Action::State {
+            state: request.state,
+            bot: request.bot.clone(),
+        };
+        let change = self.control(id, only, action, by, reason).await?;
+        tracing::warn!(session = %id, %change, state = ?request.state, bot = ?request.bot, by, reason, "trading state set");
+        let view = view_of(self.session(id, only)?.as_ref());
+        view.state_changes
+            .into_iter()
+            .find(|c| c.id == change)
+            .ok_or(TradingError::NotFound(change))
+    }
+
+    /// Hands a control to session `id`'s runner and waits for its id.
+    async fn control(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+        action: session::Action,
+        by: &str,
+        reason: &str,
+    ) -> Result<String, TradingError> {
         let s = self.session(id, only)?;
         let (reply, answer) = oneshot::channel();
         s.commands
-            .send(session::KillCommand {
-                level: request.level,
+            .send(session::Command {
+                action,
                 by: by.to_owned(),
                 reason: reason.to_owned(),
                 reply,
             })
             .await
             .map_err(|_| TradingError::Ended(id.to_owned()))?;
-        let kill = answer
+        answer
             .await
-            .map_err(|_| TradingError::Ended(id.to_owned()))??;
-        tracing::warn!(session = %id, %kill, level = ?request.level, by, reason, "kill switch pulled");
-        let view = view_of(&s);
-        view.kills
-            .into_iter()
-            .find(|k| k.id == kill)
-            .ok_or(TradingError::NotFound(kill))
+            .map_err(|_| TradingError::Ended(id.to_owned()))?
     }
+}
+
+/// A control's reason: 1 to 500 characters, trimmed, without NUL.
+fn checked_reason(reason: &str) -> Result<&str, TradingError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.contains('\0') {
+        return Err(TradingError::Invalid {
+            field: "reason",
+            reason: "must be 1 to 500 characters, without NUL".into(),
+        });
+    }
+    Ok(reason)
 }
 
 /// A session's strategy and instrument, checked as a signal ticket's are
@@ -657,6 +712,19 @@ fn view_of(s: &Session) -> SessionView {
         status: live.status,
         error: live.error.clone(),
         trading_state: desk.state().as_str().to_owned(),
+        bot_states: desk
+            .bot_states()
+            .iter()
+            .map(|(bot, state)| BotStateView {
+                bot: bot.clone(),
+                state: match state {
+                    TradingState::Active => TradingStateName::Active,
+                    TradingState::Reducing => TradingStateName::Reducing,
+                    TradingState::Halted => TradingStateName::Halted,
+                },
+            })
+            .collect(),
+        state_changes: live.state_changes.clone(),
         sim_ms: live.sim_ms,
         quotes: desk.events(),
         quotes_total: s.quotes_total,

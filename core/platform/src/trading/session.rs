@@ -11,31 +11,35 @@
 //! session opened.
 //!
 //! Nothing the runner holds is the only copy. The session's specification
-//! and every pull of the kill switch are in the store's journal (a kill
-//! with the point of the quote stream it was applied at); the signals are
-//! tickets, found again by their keys. After a restart the runner starts
-//! over: the same quotes, the same tickets' answers and the same kills at
-//! the same points give the same desk, order for order and fill for fill,
-//! without a ticket submitted twice or a model asked again.
+//! and every control (a pull of the kill switch, a trading state set) are
+//! in the store's journal, each with the point of the quote stream it was
+//! applied at ([`control`]); the signals are tickets, found again by their
+//! keys. After a restart the runner starts over: the same quotes, the same
+//! tickets' answers and the same controls at the same points give the same
+//! desk, order for order and fill for fill, without a ticket submitted
+//! twice or a model asked again.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oshal_trading::desk::{Desk, KillLevel as DeskKill};
+use oshal_trading::desk::Desk;
 use oshal_trading::market::{self, PriceModel, Quote};
 use oshal_trading::signal::Insight;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod control;
 mod venue;
 
+use control::Phase;
+pub(super) use control::{Action, Command, ControlEntry, controls_in_order};
 pub(super) use venue::{LIST_ORDERS, SUBMIT_ORDER};
 
 use super::TradingError;
 use super::view::{
-    KillLevel, MissedSignal, NewSession, ReconciliationView, ReconcilingOrder, SessionStatus,
+    MissedSignal, NewSession, ReconciliationView, ReconcilingOrder, SessionStatus, StateChangeView,
 };
 use crate::clock::UnixMs;
 use crate::controller::{Controller, ControllerError, CoreEvent};
@@ -52,62 +56,6 @@ const POLL: Duration = Duration::from_millis(500);
 pub(super) struct Opened {
     pub spec: NewSession,
     pub by: String,
-}
-
-/// What the journal's `kill` entry holds: the pull and where in the quote
-/// stream it was applied (after `events` quotes; `pending` while the
-/// desk waited for the signal of the bar that quote closed; `at_venue`
-/// while it waited for the report of the order that many reports into
-/// the next quote's orders at a venue elsewhere).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct KillEntry {
-    pub level: KillLevel,
-    pub by: String,
-    pub reason: String,
-    pub at_ms: i64,
-    pub events: u64,
-    pub pending: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at_venue: Option<u32>,
-}
-
-/// Where in the runner's step a kill switch pull falls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Waiting for the signal of the bar the last quote closed.
-    Pending,
-    /// Before the next quote (or while it is not yet due).
-    Between,
-    /// The next quote's orders at a venue elsewhere, this many of their
-    /// reports applied.
-    AtVenue(u32),
-}
-
-impl Phase {
-    /// Its rank among the points after the same number of quotes: the
-    /// pending signal is acted on before the next quote's orders leave.
-    fn rank(self) -> u64 {
-        match self {
-            Phase::Pending => 0,
-            Phase::Between => 1,
-            Phase::AtVenue(k) => 2 + u64::from(k),
-        }
-    }
-}
-
-impl KillEntry {
-    fn phase(&self) -> Phase {
-        match (self.pending, self.at_venue) {
-            (true, _) => Phase::Pending,
-            (false, None) => Phase::Between,
-            (false, Some(k)) => Phase::AtVenue(k),
-        }
-    }
-
-    /// Where it falls: quote by quote, and within a quote by phase.
-    fn point(&self) -> (u64, u64) {
-        (self.events, self.phase().rank())
-    }
 }
 
 /// A signal's ticket and what its answer carried besides the insight.
@@ -141,6 +89,8 @@ pub(super) struct Live {
     /// Orders at a venue elsewhere whose report is not back.
     pub reconciling: BTreeMap<String, ReconcilingOrder>,
     pub reconciliations: Vec<ReconciliationView>,
+    /// Every setting of the trading state, the desk's or a bot's.
+    pub state_changes: Vec<StateChangeView>,
 }
 
 /// The tickets that took an order to a venue elsewhere.
@@ -148,14 +98,6 @@ pub(super) struct Live {
 pub(super) struct OrderMeta {
     pub tickets: Vec<TicketId>,
     pub cost_nusd: i64,
-}
-
-/// A pull of the kill switch on its way to the runner.
-pub(super) struct KillCommand {
-    pub level: KillLevel,
-    pub by: String,
-    pub reason: String,
-    pub reply: oneshot::Sender<Result<String, TradingError>>,
 }
 
 /// A session: what it was opened with and its running state.
@@ -169,7 +111,7 @@ pub(super) struct Session {
     pub opened_at_ms: UnixMs,
     pub quotes_total: u64,
     pub live: Mutex<Live>,
-    pub commands: mpsc::Sender<KillCommand>,
+    pub commands: mpsc::Sender<Command>,
 }
 
 impl Session {
@@ -201,9 +143,9 @@ pub(super) struct Runner {
     pub session: Arc<Session>,
     pub controller: Controller,
     pub cancel: CancellationToken,
-    /// Kills from the journal not yet applied, in the order they fall.
-    pub replay: VecDeque<KillEntry>,
-    pub commands: mpsc::Receiver<KillCommand>,
+    /// Controls from the journal not yet applied, in the order they fall.
+    pub replay: VecDeque<ControlEntry>,
+    pub commands: mpsc::Receiver<Command>,
     /// A comparison with a venue elsewhere is due, and why: after a
     /// restart (once caught up) or an order that took more than one ticket.
     pub reconcile: Option<&'static str>,
@@ -291,8 +233,9 @@ impl Runner {
             live.waiting_on = None;
             match read_answer(&view) {
                 Ok((insight, explanation)) => {
+                    let bot = view.bot.as_ref().map(|b| b.as_str());
                     live.desk
-                        .act(insight, close.at_ms)
+                        .act_by(insight, bot, close.at_ms)
                         .map_err(|e| format!("signal ticket {ticket}: {e}"))?;
                     live.signals.push(SignalMeta {
                         bars: close.bars,
@@ -313,76 +256,6 @@ impl Runner {
             self.reconcile(venue, reason, &mut events).await?;
         }
         Ok(())
-    }
-
-    /// Applies the journal's kills that fall at `point`.
-    fn apply_replayed(&mut self, point: (u64, u64)) -> Result<(), Stop> {
-        while self.replay.front().is_some_and(|k| k.point() <= point) {
-            let k = self.replay.pop_front().expect("checked above");
-            let mut live = self.session.live();
-            live.desk
-                .kill(desk_level(k.level), &k.by, &k.reason, k.at_ms)
-                .map_err(|e| format!("a journalled kill: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// Applies the kill switch pulls waiting now.
-    pub(super) async fn take_commands(&mut self, phase: Phase) {
-        while let Ok(cmd) = self.commands.try_recv() {
-            self.apply(cmd, phase).await;
-        }
-    }
-
-    /// One pull: journalled first (so a restart applies it at the same
-    /// point), then applied; the caller hears the kill's id.
-    pub(super) async fn apply(&mut self, cmd: KillCommand, phase: Phase) {
-        let s = &self.session;
-        let (entry, seq) = {
-            let live = s.live();
-            let entry = KillEntry {
-                level: cmd.level,
-                by: cmd.by.clone(),
-                reason: cmd.reason.clone(),
-                at_ms: live.sim_ms,
-                events: live.desk.events(),
-                pending: phase == Phase::Pending,
-                at_venue: match phase {
-                    Phase::AtVenue(k) => Some(k),
-                    _ => None,
-                },
-            };
-            (entry, live.next_seq)
-        };
-        let store = self.controller.store().clone();
-        let journal = JournalEntry {
-            session: s.id.clone(),
-            seq,
-            tenant: s.tenant.clone(),
-            kind: "kill".into(),
-            body: serde_json::to_string(&entry).expect("a kill serializes"),
-            at_ms: self.controller.clock().now_ms(),
-        };
-        let written = store.append_journal(&journal).await;
-        let reply = match written {
-            Ok(true) => {
-                let mut live = s.live();
-                live.next_seq += 1;
-                live.desk
-                    .kill(desk_level(cmd.level), &cmd.by, &cmd.reason, entry.at_ms)
-                    .map(|k| k.id.clone())
-                    .map_err(|e| TradingError::Invalid {
-                        field: "reason",
-                        reason: e.to_string(),
-                    })
-            }
-            Ok(false) => Err(TradingError::Conflict(format!(
-                "journal entry {seq} of session {} was written by another controller",
-                s.id
-            ))),
-            Err(e) => Err(TradingError::Store(e)),
-        };
-        let _ = cmd.reply.send(reply);
     }
 
     /// Waits until quote time `ts_ms` is due on the wall clock (paced
@@ -531,26 +404,6 @@ fn read_answer(view: &TicketView) -> Result<(Insight, Option<String>), String> {
         .map_err(|e| format!("the answer's insight does not parse: {e}"))?;
     let explanation = answer["explanation"].as_str().map(str::to_owned);
     Ok((insight, explanation))
-}
-
-pub(super) fn desk_level(level: KillLevel) -> DeskKill {
-    match level {
-        KillLevel::HaltEntries => DeskKill::HaltEntries,
-        KillLevel::CancelOrders => DeskKill::CancelOrders,
-        KillLevel::Flatten => DeskKill::Flatten,
-    }
-}
-
-/// The kill entries of a journal, in the order they fall.
-pub(super) fn kills_in_order(entries: &[JournalEntry]) -> Result<VecDeque<KillEntry>, String> {
-    let mut kills: Vec<(KillEntry, u32)> = Vec::new();
-    for e in entries.iter().filter(|e| e.kind == "kill") {
-        let k: KillEntry = serde_json::from_str(&e.body)
-            .map_err(|err| format!("journal entry {} of {}: {err}", e.seq, e.session))?;
-        kills.push((k, e.seq));
-    }
-    kills.sort_by_key(|(k, seq)| (k.point(), *seq));
-    Ok(kills.into_iter().map(|(k, _)| k).collect())
 }
 
 /// Sessions' journal entries, by session.

@@ -150,6 +150,52 @@ async fn a_session_on_the_bots_signals_fills_as_its_backtest_and_is_rebuilt_afte
     assert_eq!((k.id.as_str(), k.by.as_str()), ("K-1", "ops"));
     let before = trading.view(&paced.id, None).unwrap();
     assert_eq!(before.trading_state, "REDUCING");
+    // The trading state: a bot's, then the desk's back to ACTIVE after the
+    // kill; each recorded, a bad one refused by its field.
+    let state = |state, bot: Option<&str>, reason: &str| StateRequest {
+        state,
+        bot: bot.map(str::to_owned),
+        reason: reason.into(),
+    };
+    let halted = trading
+        .set_state(
+            &paced.id,
+            None,
+            state(TradingStateName::Halted, Some("bot-02"), "bad fills"),
+            "ops",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (halted.id.as_str(), halted.bot.as_deref()),
+        ("T-1", Some("bot-02"))
+    );
+    for (request, field) in [
+        (
+            state(TradingStateName::Active, Some("no such/bot"), "x"),
+            "bot",
+        ),
+        (state(TradingStateName::Active, None, ""), "reason"),
+    ] {
+        assert!(matches!(
+            trading.set_state(&paced.id, None, request, "ops").await,
+            Err(TradingError::Invalid { field: f, .. }) if f == field
+        ));
+    }
+    let resumed = trading
+        .set_state(
+            &paced.id,
+            None,
+            state(TradingStateName::Active, None, "review done"),
+            "ops",
+        )
+        .await
+        .unwrap();
+    assert_eq!(resumed.id, "T-2");
+    let before = trading.view(&paced.id, None).unwrap();
+    assert_eq!(before.trading_state, "ACTIVE");
+    assert_eq!(before.bot_states.len(), 1);
+    assert_eq!(before.state_changes.len(), 2);
     let other = TenantId::parse("acme").unwrap();
     assert!(matches!(
         trading.view(&paced.id, Some(&other)),
@@ -177,7 +223,19 @@ async fn a_session_on_the_bots_signals_fills_as_its_backtest_and_is_rebuilt_afte
     assert_eq!(paced_again.kills.len(), 1);
     assert_eq!(paced_again.kills[0].reason, "risk review");
     assert_eq!(paced_again.kills[0].at_ms, k.at_ms);
-    assert_eq!(paced_again.trading_state, "REDUCING");
+    for _ in 0..200 {
+        if paced_again.state_changes.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        paced_again = trading.view(&paced.id, None).unwrap();
+    }
+    assert_eq!(
+        paced_again.state_changes, before.state_changes,
+        "the states, rebuilt"
+    );
+    assert_eq!(paced_again.trading_state, "ACTIVE");
+    assert_eq!(paced_again.bot_states, before.bot_states);
     // The rebuilt session found its tickets by their keys: the same ones.
     let tickets_of = |b: &Blotter| b.signals.iter().map(|s| s.ticket).collect::<Vec<_>>();
     assert_eq!(

@@ -77,6 +77,54 @@ pub enum KillLevel {
     Flatten,
 }
 
+/// A trading state as the risk engine names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TradingStateName {
+    Active,
+    /// Only orders that reduce the position.
+    Reducing,
+    /// No new orders.
+    Halted,
+}
+
+/// Sets the trading state of a running session's desk, or of one bot's
+/// signals (which then trade under the stricter of it and the desk's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateRequest {
+    pub state: TradingStateName,
+    /// A bot's name (`bot-01`); absent, the desk's own state.
+    #[serde(default)]
+    #[schema(value_type = Option<BotId>)]
+    pub bot: Option<String>,
+    /// Why, for the record: 1..=500 characters.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+/// One setting of a trading state: whose, to what, by whom and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct StateChangeView {
+    /// `T-<n>`.
+    pub id: String,
+    /// The bot it is for; none for the desk's own state.
+    pub bot: Option<String>,
+    pub state: TradingStateName,
+    pub by: String,
+    pub reason: String,
+    /// On the session's clock.
+    #[specta(type = specta_typescript::Number)]
+    pub at_ms: i64,
+}
+
+/// A bot whose signals trade under a state of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct BotStateView {
+    pub bot: String,
+    pub state: TradingStateName,
+}
+
 /// A pull of the kill switch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +217,10 @@ pub struct SessionView {
     pub error: Option<String>,
     /// `ACTIVE`, `REDUCING` or `HALTED`.
     pub trading_state: String,
+    /// Bots whose signals trade under a stricter state than the desk's.
+    pub bot_states: Vec<BotStateView>,
+    /// Every setting of a trading state, in order.
+    pub state_changes: Vec<StateChangeView>,
     /// The session's clock: the last quote taken, from 0.
     #[specta(type = specta_typescript::Number)]
     pub sim_ms: i64,

@@ -184,6 +184,50 @@ fn an_order_past_the_notional_limit_is_denied_with_its_code_and_posts_nothing() 
     );
 }
 
+/// A bot's own state: its signals trade under the stricter of it and the
+/// desk's; the other bots' signals under the desk's alone.
+#[test]
+fn a_halted_bot_has_its_signals_denied_and_the_others_trade() {
+    let quotes = eth_quotes(7, 40_000);
+    let cfg = config(1);
+    let mut desk = Desk::new(cfg.clone()).unwrap();
+    desk.set_bot_state("bot-02", TradingState::Halted);
+    desk.set_bot_state("bot-03", TradingState::Reducing);
+    desk.set_bot_state("bot-03", TradingState::Active);
+    assert_eq!(
+        desk.bot_states().len(),
+        1,
+        "ACTIVE leaves a bot to the desk"
+    );
+    let mut by_bot: Vec<(&str, String)> = Vec::new();
+    let mut n = 0;
+    for q in &quotes {
+        if let Some(close) = desk.advance(q).unwrap() {
+            let insight =
+                signal::generate(&cfg.strategy, desk.window.make_contiguous(), cfg.bar_ms).unwrap();
+            let bot = if n % 2 == 0 { "bot-01" } else { "bot-02" };
+            n += 1;
+            let r = desk.act_by(insight, Some(bot), close.at_ms).unwrap();
+            if r.order.is_some() {
+                by_bot.push((bot, format!("{:?}", r.disposition)));
+            }
+        }
+    }
+    let halted: Vec<_> = by_bot.iter().filter(|(b, _)| *b == "bot-02").collect();
+    assert!(!halted.is_empty());
+    assert!(
+        halted.iter().all(|(_, d)| d.contains("TRADING_HALTED")),
+        "{halted:?}"
+    );
+    assert!(
+        by_bot
+            .iter()
+            .any(|(b, d)| *b == "bot-01" && !d.contains("Denied")),
+        "the other bot trades: {by_bot:?}"
+    );
+    assert_books_agree(&desk);
+}
+
 #[test]
 fn a_halted_desk_denies_every_order_as_halted() {
     let quotes = eth_quotes(7, 20_000);

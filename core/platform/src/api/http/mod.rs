@@ -211,6 +211,7 @@ fn mount() -> Mount {
     .at::<GetBlotter, _, _>(trading::blotter)
     .at::<GetRecap, _, _>(trading::recap)
     .at::<KillSession, _, _>(trading::kill)
+    .at::<SetSessionState, _, _>(trading::set_state)
 }
 
 fn routes(state: AppState) -> Router {

@@ -1,5 +1,5 @@
 //! Handlers of the trading desk's routes: paper sessions opened, listed,
-//! read (their blotter and recap) and killed. A tenant's token sees and
+//! read (their blotter and recap), killed and set a trading state. A tenant's token sees and
 //! acts on its own tenant's sessions alone; another's read as absent.
 
 use axum::body::Body;
@@ -13,7 +13,10 @@ use super::extract::PathId;
 use super::{ApiResult, AppState, OPERATOR};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
-use crate::trading::{Blotter, KillRequest, KillView, NewSession, RecapView, SessionView, Trading};
+use crate::trading::{
+    Blotter, KillRequest, KillView, NewSession, RecapView, SessionView, StateChangeView,
+    StateRequest, Trading,
+};
 
 fn desk(state: &AppState) -> ApiResult<&Trading> {
     state
@@ -84,6 +87,21 @@ pub(super) async fn kill(
     Ok(Json(
         desk(&state)?
             .kill(&id, who.only(), request, &actor(&who))
+            .await?,
+    ))
+}
+
+pub(super) async fn set_state(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(id): PathId,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<StateChangeView>> {
+    let request: StateRequest = json_body(&headers, body).await?;
+    Ok(Json(
+        desk(&state)?
+            .set_state(&id, who.only(), request, &actor(&who))
             .await?,
     ))
 }
