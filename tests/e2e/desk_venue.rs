@@ -119,6 +119,24 @@ async fn a_session_trades_at_the_venue_process_and_rides_out_its_restart_and_the
         assert_eq!(status, 201, "{e:#}");
     }
 
+    // A venue elsewhere takes no resting order: limit entries are refused.
+    let (status, e) = call(
+        &server,
+        "POST",
+        "/api/v1/trading/sessions",
+        Some(json!({
+            "strategy": {"name": "ema_cross", "fast": 5, "slow": 20},
+            "instrument": "ETHUSD.SIM", "bar_seconds": 60, "bars": 120,
+            "venue": "venue-paper", "entries": "limit"
+        })),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (422, Some("entries")),
+        "{e:#}"
+    );
+
     // A whole session at the venue: the backtest's fills, bit for bit.
     let opened = desk_cli(
         &server,

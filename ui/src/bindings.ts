@@ -341,6 +341,13 @@ export type EffectState =
 /**  Sent, and no answer came (timeout, 5xx, crash): settled by reconciling. */
 "unknown";
 
+/**  How a desk opens a position. */
+export type EntryStyle = 
+/**  Immediate or cancel at market. */
+"market" | 
+/**  A limit at the reference price, good till the view's period ends. */
+"limit";
+
 /**  The envelope errors travel in. */
 export type ErrorBody = {
 	error: ApiError,
@@ -445,6 +452,10 @@ export type Flow = {
 	partly_filled: number,
 	rejected: number,
 	killed: number,
+	/**  Resting limit entries the venue expired (GTD). */
+	expired: number,
+	/**  Resting limit entries a later view canceled. */
+	canceled: number,
 	orders: number,
 	fills: number,
 };
@@ -631,6 +642,12 @@ export type NewSession = {
 	 *  through the auth gate and the broker, which holds its API key.
 	 */
 	venue?: string | null,
+	/**
+	 *  How the desk opens a position: `market` (the default), or `limit`,
+	 *  a limit order at the signal's reference price good till the view's
+	 *  period ends, resting at the venue in process (not with `venue`).
+	 */
+	entries?: EntryStyle,
 };
 
 /**  A submission as it arrives from a surface, before validation. */

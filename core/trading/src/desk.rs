@@ -89,6 +89,24 @@ pub struct DeskConfig {
     /// Levels the venue shows beyond the quote on each side.
     pub depth_levels: u32,
     pub seed: u64,
+    /// How the desk opens a position.
+    #[serde(default)]
+    pub entries: Entries,
+}
+
+/// How the desk opens a position (an order that reduces one is always a
+/// market order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entries {
+    /// A market order, immediate or cancel: it takes what the book has.
+    #[default]
+    Market,
+    /// A limit order at the signal's reference price, good till the
+    /// insight's period ends (GTD): it rests at the venue, fills as a
+    /// maker when the market comes to it, or expires. A new view cancels
+    /// it. In process only: a venue elsewhere takes IOC and FOK orders.
+    Limit,
 }
 
 impl DeskConfig {
@@ -129,6 +147,7 @@ impl DeskConfig {
             },
             depth_levels: 3,
             seed,
+            entries: Entries::Market,
         }
     }
 }
@@ -172,9 +191,17 @@ pub enum Disposition {
     Filled,
     /// The venue filled part and canceled the rest (the book ran out).
     PartlyFilled,
-    /// The kill switch canceled its order before it reached the venue.
+    /// The kill switch canceled its order (before it reached the venue,
+    /// or as it rested there).
     Killed {
         kill: String,
+    },
+    /// Its limit order rested until its expiry (GTD) and the venue
+    /// expired what was left.
+    Expired,
+    /// Its resting limit order was canceled by a later signal's view.
+    Canceled {
+        by: String,
     },
 }
 
@@ -264,6 +291,10 @@ pub struct Desk {
     /// Orders handed to a venue elsewhere ([`Desk::due`]) awaiting its
     /// report, with the quote time they met.
     at_venue: Vec<(usize, i64)>,
+    /// For each order, a limit order's expiry (GTD); none for a market one.
+    order_expiry: Vec<Option<i64>>,
+    /// Limit orders resting at the in-process venue.
+    resting: Vec<usize>,
 }
 
 impl Desk {
@@ -310,6 +341,8 @@ impl Desk {
             closed_bars: 0,
             venue: Venue::new(cfg.instrument.clone(), cfg.depth_levels),
             at_venue: Vec::new(),
+            order_expiry: Vec::new(),
+            resting: Vec::new(),
             cfg,
         })
     }
@@ -368,6 +401,17 @@ impl Desk {
         }
         self.last_ms = q.ts_ms;
         self.events += 1;
+        // What rests meets the quote before what arrives at it: an order
+        // arriving now has met this quote's book already.
+        for report in self.venue.on_quote(q) {
+            let idx = self
+                .resting
+                .iter()
+                .copied()
+                .find(|i| self.orders[*i].client_order_id == report.client_order_id)
+                .expect("the venue reports the desk's resting orders");
+            self.apply_report(idx, report)?;
+        }
         while self.sent.front().is_some_and(|s| s.arrives_ms <= q.ts_ms) {
             let sent = self.sent.pop_front().expect("checked above");
             self.execute(sent.order, q)?;
@@ -420,14 +464,15 @@ impl Desk {
         Ok(self.signals.last().expect("decide records the signal"))
     }
 
-    /// The position and what is on its way (sent, or at a venue elsewhere
-    /// awaiting its report), raw (buy positive).
+    /// The position and what is on its way (sent, resting, or at a venue
+    /// elsewhere awaiting its report), raw (buy positive).
     fn exposure(&self) -> i128 {
         let in_flight: i128 = self
             .sent
             .iter()
             .map(|s| s.order)
             .chain(self.at_venue.iter().map(|(i, _)| *i))
+            .chain(self.resting.iter().copied())
             .map(|i| {
                 let o = &self.orders[i];
                 signed(o.side, o.leaves_qty())
@@ -446,12 +491,20 @@ impl Desk {
     ) -> Result<(), DeskError> {
         let id = format!("S-{}", self.signals.len() + 1);
         let qty = i128::from(self.cfg.trade_quantity.raw);
-        let current = self.exposure();
+        let mut current = self.exposure();
         let target = match insight.direction {
             Direction::Up => qty,
             Direction::Down => -qty,
             Direction::Flat => current,
         };
+        // A resting entry stands while the view holds; a new view cancels
+        // it before the desk works out what to send.
+        if target != current && !self.resting.is_empty() {
+            for idx in std::mem::take(&mut self.resting) {
+                self.cancel_resting(idx, now_ms, Disposition::Canceled { by: id.clone() })?;
+            }
+            current = self.exposure();
+        }
         let delta = target - current;
         let mut record = SignalRecord {
             id,
@@ -476,14 +529,24 @@ impl Desk {
         let reference = record.insight.reference_price;
         let window_start = now_ms - self.cfg.limits.rate_window_ms;
         self.sent_ms.retain(|t| *t > window_start);
+        let reduce_only = target.abs() < current.abs() && target.signum() * current.signum() >= 0;
+        // An entry as a limit at the reference price, good till the view's
+        // period ends; an exit at market.
+        let (price, expiry) = match self.cfg.entries {
+            Entries::Limit if !reduce_only => (
+                Some(reference),
+                Some(now_ms + record.insight.period_ms.max(1)),
+            ),
+            _ => (None, None),
+        };
         let intent = OrderIntent {
             instrument: &self.cfg.instrument,
             side,
             quantity,
-            price: None,
+            price,
             reference_price: reference,
-            reduce_only: target.abs() < current.abs() && target.signum() * current.signum() >= 0,
-            expire_time_ms: None,
+            reduce_only,
+            expire_time_ms: expiry,
         };
         let account = AccountView {
             state,
@@ -501,7 +564,7 @@ impl Desk {
         };
         let decision = risk::check(&intent, &self.cfg.limits, &account);
         let client_id = format!("O-{}", self.orders.len() + 1);
-        let mut order = Order::new(client_id.clone(), side, quantity, None)?;
+        let mut order = Order::new(client_id.clone(), side, quantity, price)?;
         record.order = Some(client_id.clone());
         record.checks = decision.checks.clone();
         // The reservation: the order's value, or what cash is free when an
@@ -535,6 +598,7 @@ impl Desk {
         }
         self.orders.push(order);
         self.order_source.push(Source::Signal(self.signals.len()));
+        self.order_expiry.push(expiry);
         self.signals.push(record);
         Ok(())
     }

@@ -26,13 +26,17 @@
 //! the open), market data
 //! ([`market`]: seeded quotes, bars, CSV import), the simulated venue as a
 //! party of its own ([`venue`]: the book it shows at a quote, orders keyed
-//! by their client order id so a retry never fills twice, reports read
-//! again for reconciliation) and the strategies'
+//! by their client order id so a retry never fills twice, limit orders
+//! resting until filled, expired or canceled, reports read again for
+//! reconciliation, and its wire format to a venue elsewhere) and the
+//! strategies'
 //! signals ([`signal`]: LEAN's Insight from an EMA crossover, a z-score and
 //! a breakout, with the hash of their inputs), and the desk that runs them
 //! together ([`desk`]: quotes → bars → signal → risk → the venue's book →
-//! fills, position and ledger, every signal's disposition, the kill switch
-//! in three levels and a hash of the fill stream for replays), and the
+//! fills, position and ledger, entries at market or as resting limits,
+//! every signal's disposition, the trading state of the desk and of each
+//! bot, the kill switch in three levels and a hash of the fill stream for
+//! replays), and the
 //! recap of what each signal, strategy and day earned net of fees and of
 //! the spend behind its signals ([`recap`]).
 

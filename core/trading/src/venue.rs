@@ -32,6 +32,10 @@ pub struct VenueOrder {
     pub price: Option<Price>,
     pub time_in_force: TimeInForce,
     pub post_only: bool,
+    /// A GTD order's expiry: from the first quote at or after it, the
+    /// venue expires what rests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_ms: Option<i64>,
 }
 
 /// One trade of an order, as the venue reports it.
@@ -53,10 +57,19 @@ pub struct Report {
     /// The quote it met.
     pub ts_ms: i64,
     pub fills: Vec<VenueFill>,
-    /// What was canceled unfilled (a market or IOC order's rest).
+    /// What was canceled unfilled (a market or IOC order's rest, or a
+    /// resting order's leaves when it is canceled).
     pub canceled: Quantity,
     /// Refused before anything traded, with the code.
     pub rejected: Option<String>,
+    /// What still rests at the venue (a GTC or GTD limit order's leaves);
+    /// none once the order is done. Later reports of it come with later
+    /// quotes ([`Venue::on_quote`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resting: Option<Quantity>,
+    /// The venue expired what rested (GTD).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 /// Why the venue refused a submission outright.
@@ -66,13 +79,25 @@ pub enum VenueError {
     DuplicateClientOrderId(String),
 }
 
-/// The venue of one instrument: every order it took and what it answered.
+/// A limit order resting at the venue.
+#[derive(Debug, Clone)]
+struct Resting {
+    order: VenueOrder,
+    venue_order_id: String,
+    leaves: Quantity,
+    /// Its trades so far: the next trade id's number.
+    trades: u32,
+}
+
+/// The venue of one instrument: every order it took and what it answered,
+/// and the limit orders resting on it.
 #[derive(Debug, Clone)]
 pub struct Venue {
     instrument: Instrument,
     depth_levels: u32,
     next_id: u64,
     orders: HashMap<String, (VenueOrder, Report)>,
+    resting: Vec<Resting>,
 }
 
 impl Venue {
@@ -82,6 +107,7 @@ impl Venue {
             depth_levels,
             next_id: 1,
             orders: HashMap::new(),
+            resting: Vec::new(),
         }
     }
 
@@ -104,9 +130,90 @@ impl Venue {
             &order,
             q,
         );
+        if let Some(leaves) = report.resting {
+            self.resting.push(Resting {
+                order: order.clone(),
+                venue_order_id: report.venue_order_id.clone(),
+                leaves,
+                trades: u32::try_from(report.fills.len()).unwrap_or(u32::MAX),
+            });
+        }
         self.orders
             .insert(order.client_order_id.clone(), (order, report.clone()));
         Ok(report)
+    }
+
+    /// Quote `q` meets the resting orders, oldest first: a GTD order whose
+    /// expiry has come expires; a buy whose limit the ask has reached (a
+    /// sell, the bid) fills at its limit, as a maker, up to the quote's
+    /// size, which the orders before it have drawn down. One report per
+    /// order that traded or ended.
+    pub fn on_quote(&mut self, q: &Quote) -> Vec<Report> {
+        let mut ask_size = q.ask_size.raw;
+        let mut bid_size = q.bid_size.raw;
+        let mut out = Vec::new();
+        let precision = self.instrument.size_precision;
+        self.resting.retain_mut(|r| {
+            let mut report = Report {
+                client_order_id: r.order.client_order_id.clone(),
+                venue_order_id: r.venue_order_id.clone(),
+                ts_ms: q.ts_ms,
+                fills: Vec::new(),
+                canceled: Quantity::zero(precision),
+                rejected: None,
+                resting: None,
+                expired: false,
+            };
+            if r.order.expire_ms.is_some_and(|e| q.ts_ms >= e) {
+                report.expired = true;
+                out.push(report);
+                return false;
+            }
+            let limit = r.order.price.expect("only limit orders rest");
+            let size = match r.order.side {
+                OrderSide::Buy if q.ask <= limit => &mut ask_size,
+                OrderSide::Sell if q.bid >= limit => &mut bid_size,
+                _ => return true,
+            };
+            let take = r.leaves.raw.min(*size);
+            if take == 0 {
+                return true;
+            }
+            *size -= take;
+            r.trades += 1;
+            r.leaves = Quantity::from_raw(r.leaves.raw - take, precision);
+            report.fills.push(VenueFill {
+                trade_id: format!("{}-{}", r.venue_order_id, r.trades),
+                quantity: Quantity::from_raw(take, precision),
+                price: limit,
+                liquidity_side: LiquiditySide::Maker,
+            });
+            let done = r.leaves.raw == 0;
+            report.resting = (!done).then_some(r.leaves);
+            out.push(report);
+            !done
+        });
+        out
+    }
+
+    /// Cancels what rests of `client_order_id` at quote time `ts_ms`: the
+    /// report of its leaves canceled, or none if nothing of it rests.
+    pub fn cancel(&mut self, client_order_id: &str, ts_ms: i64) -> Option<Report> {
+        let at = self
+            .resting
+            .iter()
+            .position(|r| r.order.client_order_id == client_order_id)?;
+        let r = self.resting.remove(at);
+        Some(Report {
+            client_order_id: r.order.client_order_id,
+            venue_order_id: r.venue_order_id,
+            ts_ms,
+            fills: Vec::new(),
+            canceled: r.leaves,
+            rejected: None,
+            resting: None,
+            expired: false,
+        })
     }
 
     /// What the venue answered for `client_order_id`, if it has seen it.
@@ -158,6 +265,8 @@ pub fn answer(
             .collect(),
         canceled: matched.canceled,
         rejected: matched.rejected.map(str::to_owned),
+        resting: (matched.rested.raw > 0).then_some(matched.rested),
+        expired: false,
         venue_order_id,
     }
 }
@@ -210,6 +319,7 @@ mod tests {
             price: None,
             time_in_force: TimeInForce::Ioc,
             post_only: false,
+            expire_ms: None,
         }
     }
 

@@ -51,7 +51,7 @@ pub fn manifest(url: &str) -> Value {
                         "side": {"type": "string", "enum": ["BUY", "SELL"]},
                         "quantity": decimal,
                         "price": decimal,
-                        "time_in_force": {"type": "string", "enum": ["GTC", "GTD", "IOC", "FOK"]},
+                        "time_in_force": {"type": "string", "enum": ["IOC", "FOK"]},
                         "post_only": {"type": "boolean"}
                     },
                     "required": ["account", "client_order_id", "instrument", "seed", "ts_ms",

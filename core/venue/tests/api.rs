@@ -139,6 +139,7 @@ async fn the_venue_takes_an_order_once_answers_a_retry_the_same_and_refuses_by_f
                 price: None,
                 time_in_force: TimeInForce::Ioc,
                 post_only: false,
+                expire_ms: None,
             },
             &q,
         )
@@ -181,6 +182,10 @@ async fn the_venue_takes_an_order_once_answers_a_retry_the_same_and_refuses_by_f
         (json!({"ts_ms": 1_500}), "ts_ms"),
         (json!({"price": "1.001"}), "price"),
         (json!({"side": "SIDEWAYS"}), "side"),
+        (
+            json!({"time_in_force": "GTC", "price": "4000.00"}),
+            "time_in_force",
+        ),
         (json!({"leverage": 100}), "leverage"),
     ];
     cases.push((json!({"client_order_id": "../x"}), "client_order_id"));

@@ -9,9 +9,11 @@
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use oshal_core::api::client::Client;
-use oshal_core::trading::{KillLevel, KillRequest, NewSession, StateRequest, TradingStateName};
+use oshal_core::trading::{
+    EntryStyle, KillLevel, KillRequest, NewSession, StateRequest, TradingStateName,
+};
 
-use super::trading::StrategyName;
+use super::trading::{EntriesArg, StrategyName};
 use crate::args::{ActionArgs, json, print};
 
 pub type Args = ActionArgs<Action>;
@@ -83,6 +85,11 @@ pub enum Action {
         /// they go to the desk's own venue in process.
         #[arg(long)]
         venue: Option<String>,
+        /// How the desk opens a position: at market, or with a limit at
+        /// the signal's price good till the view's period ends (resting at
+        /// the venue in process).
+        #[arg(long, value_enum, default_value = "market")]
+        entries: EntriesArg,
     },
     /// Every session this token may see, newest first.
     List,
@@ -127,6 +134,7 @@ impl Action {
                 speed,
                 tenant,
                 venue,
+                entries,
             } => {
                 let spec = NewSession {
                     strategy: serde_json::to_value(strategy.strategy())?,
@@ -137,6 +145,10 @@ impl Action {
                     speed,
                     tenant,
                     venue,
+                    entries: match entries {
+                        EntriesArg::Market => EntryStyle::Market,
+                        EntriesArg::Limit => EntryStyle::Limit,
+                    },
                 };
                 json(client.open_session(&spec).await)
             }

@@ -7,7 +7,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use oshal_trading::book::{Incoming, TimeInForce};
-use oshal_trading::desk::{Desk, DeskConfig, Disposition};
+use oshal_trading::desk::{Desk, DeskConfig, Disposition, Entries};
 use oshal_trading::fixed::{FIXED_SCALAR, Price};
 use oshal_trading::market::{self, Quote};
 use oshal_trading::order::OrderSide;
@@ -68,6 +68,26 @@ pub struct Session {
     /// The bars the strategy reads, in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub bar_seconds: u32,
+    /// How the desk opens a position: at market, or with a limit at the
+    /// signal's price good till the view's period ends.
+    #[arg(long, value_enum, default_value = "market")]
+    pub entries: EntriesArg,
+}
+
+/// How the desk opens a position.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EntriesArg {
+    Market,
+    Limit,
+}
+
+impl EntriesArg {
+    pub(crate) fn desk(self) -> Entries {
+        match self {
+            Self::Market => Entries::Market,
+            Self::Limit => Entries::Limit,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -107,13 +127,16 @@ fn prepare(s: &Session) -> Result<(Vec<Quote>, DeskConfig)> {
     };
     let quotes = market::seconds(s.seed, model, steps);
     let bar_ms = i64::from(s.bar_seconds) * 1_000;
-    let config = DeskConfig::paper(
-        instrument,
-        s.strategy.strategy(),
-        bar_ms,
-        &quotes[0],
-        s.seed,
-    );
+    let config = DeskConfig {
+        entries: s.entries.desk(),
+        ..DeskConfig::paper(
+            instrument,
+            s.strategy.strategy(),
+            bar_ms,
+            &quotes[0],
+            s.seed,
+        )
+    };
     Ok((quotes, config))
 }
 

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oshal_trading::desk::{Desk, DeskConfig};
+use oshal_trading::desk::{Desk, DeskConfig, Disposition};
 use oshal_trading::market;
 
 use super::*;
@@ -33,6 +33,7 @@ fn spec(bars: u32) -> NewSession {
         speed: 0,
         tenant: None,
         venue: None,
+        entries: EntryStyle::Market,
     }
 }
 
@@ -55,7 +56,13 @@ fn backtest(spec: &NewSession) -> Desk {
     let quotes = market::seconds(spec.seed, model.clone(), steps);
     let strategy = serde_json::from_value(spec.strategy.clone()).unwrap();
     let bar_ms = i64::from(spec.bar_seconds) * 1_000;
-    let cfg = DeskConfig::paper(model.instrument, strategy, bar_ms, &quotes[0], spec.seed);
+    let cfg = DeskConfig {
+        entries: match spec.entries {
+            EntryStyle::Market => oshal_trading::desk::Entries::Market,
+            EntryStyle::Limit => oshal_trading::desk::Entries::Limit,
+        },
+        ..DeskConfig::paper(model.instrument, strategy, bar_ms, &quotes[0], spec.seed)
+    };
     let mut desk = Desk::new(cfg).unwrap();
     desk.run(&quotes).unwrap();
     desk
@@ -243,6 +250,47 @@ async fn a_session_on_the_bots_signals_fills_as_its_backtest_and_is_rebuilt_afte
         tickets_of(&blotter)
     );
     assert!(signal_tickets(store.as_ref()).await >= tickets);
+    trading.shutdown();
+    c.shutdown().await;
+}
+
+/// Limit entries on the bots' signals: they rest at the desk's venue, fill
+/// as makers or expire, and the session's fills are the backtest's with
+/// limit entries. A venue elsewhere takes no resting order: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_limit_entries_rests_them_and_fills_as_its_backtest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, c) = controller(dir.path()).await;
+    let trading = Trading::start(c.clone()).await.unwrap();
+    let spec = NewSession {
+        entries: EntryStyle::Limit,
+        seed: 7,
+        ..spec(480)
+    };
+    let opened = trading.open(spec.clone(), "test").await.unwrap();
+    assert_eq!(opened.spec.entries, EntryStyle::Limit);
+    let done = finished(&trading, &opened.id).await;
+    let inside = backtest(&spec);
+    assert_eq!(done.fill_hash, inside.fill_hash());
+    assert!(done.flow.filled > 0, "{:?}", done.flow);
+    let blotter = trading.blotter(&opened.id, None).unwrap();
+    assert!(blotter.fills.iter().any(|f| f.liquidity_side == "MAKER"));
+    assert_eq!(
+        done.flow.expired as usize,
+        inside
+            .signals()
+            .iter()
+            .filter(|s| s.disposition == Disposition::Expired)
+            .count()
+    );
+    let elsewhere = NewSession {
+        venue: Some("venue-paper".into()),
+        ..spec
+    };
+    assert!(matches!(
+        trading.open(elsewhere, "test").await,
+        Err(TradingError::Invalid { field: "venue", .. })
+    ));
     trading.shutdown();
     c.shutdown().await;
 }

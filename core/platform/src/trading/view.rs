@@ -52,6 +52,30 @@ pub struct NewSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$")]
     pub venue: Option<String>,
+    /// How the desk opens a position: `market` (the default), or `limit`,
+    /// a limit order at the signal's reference price good till the view's
+    /// period ends, resting at the venue in process (not with `venue`).
+    #[serde(default, skip_serializing_if = "EntryStyle::is_market")]
+    pub entries: EntryStyle,
+}
+
+/// How a desk opens a position.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryStyle {
+    /// Immediate or cancel at market.
+    #[default]
+    Market,
+    /// A limit at the reference price, good till the view's period ends.
+    Limit,
+}
+
+impl EntryStyle {
+    pub fn is_market(&self) -> bool {
+        *self == EntryStyle::Market
+    }
 }
 
 /// Where a session is.
@@ -175,6 +199,10 @@ pub struct Flow {
     pub partly_filled: u32,
     pub rejected: u32,
     pub killed: u32,
+    /// Resting limit entries the venue expired (GTD).
+    pub expired: u32,
+    /// Resting limit entries a later view canceled.
+    pub canceled: u32,
     pub orders: u32,
     pub fills: u32,
 }

@@ -39,18 +39,45 @@ impl Desk {
         self.apply_report(idx, report)
     }
 
-    /// Order `idx` as the venue takes it: the desk's orders are market
-    /// orders, immediate or cancel.
+    /// Order `idx` as the venue takes it: a market order, immediate or
+    /// cancel, or an entry's limit order, good till its expiry.
     fn venue_order(&self, idx: usize) -> VenueOrder {
         let o = &self.orders[idx];
+        let expire_ms = self.order_expiry[idx];
         VenueOrder {
             client_order_id: o.client_order_id.clone(),
             side: o.side,
             quantity: o.quantity,
-            price: None,
-            time_in_force: TimeInForce::Ioc,
+            price: o.price,
+            time_in_force: if expire_ms.is_some() {
+                TimeInForce::Gtd
+            } else {
+                TimeInForce::Ioc
+            },
             post_only: false,
+            expire_ms,
         }
+    }
+
+    /// Cancels resting order `idx` at the venue at `now_ms`: what it left
+    /// is released and its signal's disposition is `why`.
+    pub(super) fn cancel_resting(
+        &mut self,
+        idx: usize,
+        now_ms: i64,
+        why: Disposition,
+    ) -> Result<(), DeskError> {
+        self.resting.retain(|i| *i != idx);
+        let client_id = self.orders[idx].client_order_id.clone();
+        if self.venue.cancel(&client_id, now_ms).is_none() {
+            return Ok(());
+        }
+        self.orders[idx].apply(OrderEvent::Canceled)?;
+        self.ledger.release(&client_id)?;
+        if let Source::Signal(i) = self.order_source[idx] {
+            self.signals[i].disposition = why;
+        }
+        Ok(())
     }
 
     /// The orders that reach the venue at quote `q`, for a desk whose venue
@@ -224,15 +251,17 @@ impl Desk {
 
     /// Applies a venue's report of order `idx`: accepted, each fill to the
     /// order, the position and the ledger, then its end.
-    fn apply_report(&mut self, idx: usize, report: Report) -> Result<(), DeskError> {
+    pub(super) fn apply_report(&mut self, idx: usize, report: Report) -> Result<(), DeskError> {
         let source = self.order_source[idx];
         let (client_id, side) = {
             let o = &self.orders[idx];
             (o.client_order_id.clone(), o.side)
         };
-        self.orders[idx].apply(OrderEvent::Accepted {
-            venue_order_id: report.venue_order_id.clone(),
-        })?;
+        if self.orders[idx].status == OrderStatus::Submitted {
+            self.orders[idx].apply(OrderEvent::Accepted {
+                venue_order_id: report.venue_order_id.clone(),
+            })?;
+        }
         let (reference, source_id) = match source {
             Source::Signal(i) => (
                 self.signals[i].insight.reference_price,
@@ -289,6 +318,14 @@ impl Desk {
             );
             self.fills.push(fill);
         }
+        // Still resting: the order works on; its reservation stays.
+        if report.resting.is_some() {
+            if !self.resting.contains(&idx) {
+                self.resting.push(idx);
+            }
+            return Ok(());
+        }
+        self.resting.retain(|i| *i != idx);
         let order = &mut self.orders[idx];
         let refused = report.rejected.is_some();
         let disposition = if let Some(code) = report.rejected {
@@ -298,6 +335,9 @@ impl Desk {
             Disposition::Rejected { code }
         } else if order.status == OrderStatus::Filled {
             Disposition::Filled
+        } else if report.expired {
+            order.apply(OrderEvent::Expired)?;
+            Disposition::Expired
         } else {
             order.apply(OrderEvent::Canceled)?;
             if report.fills.is_empty() {

@@ -15,7 +15,7 @@ pub enum KillLevel {
     /// No new entries: the desk goes REDUCING (orders that only reduce
     /// the position still pass risk).
     HaltEntries,
-    /// Also cancel every order not yet at the venue.
+    /// Also cancel every order not yet at the venue, and what rests there.
     CancelOrders,
     /// Also send a market order that closes the position, and another for
     /// whatever the venue's book could not take, until the desk is flat.
@@ -31,7 +31,7 @@ pub struct KillRecord {
     pub by: String,
     pub reason: String,
     pub at_ms: i64,
-    /// Orders it canceled before they reached the venue.
+    /// Orders it canceled (before they reached the venue, or resting).
     pub canceled: Vec<String>,
     /// The orders that close the position, in the order sent: none when
     /// flat, before any quote, or with no free cash to back one. A market
@@ -89,6 +89,15 @@ impl Desk {
                     };
                 }
             }
+            for idx in std::mem::take(&mut self.resting) {
+                let kill = Disposition::Killed {
+                    kill: record.id.clone(),
+                };
+                self.cancel_resting(idx, now_ms, kill)?;
+                record
+                    .canceled
+                    .push(self.orders[idx].client_order_id.clone());
+            }
         }
         self.kills.push(record);
         if level == KillLevel::Flatten {
@@ -127,6 +136,7 @@ impl Desk {
         });
         self.orders.push(order);
         self.order_source.push(Source::Kill(k));
+        self.order_expiry.push(None);
         self.kills[k].flatten_orders.push(client_id);
         Ok(())
     }

@@ -34,6 +34,7 @@ fn config(seed: u64) -> DeskConfig {
         },
         depth_levels: 3,
         seed,
+        entries: Entries::Market,
     }
 }
 
@@ -646,4 +647,98 @@ fn a_venue_elsewhere_gives_the_same_fills_and_a_bad_report_posts_nothing() {
             .iter()
             .any(|d| d.starts_with("O-999: at the venue"))
     );
+}
+
+/// Limit entries: each rests at the venue at its signal's reference price,
+/// good till the view's period ends. It fills as a maker when the market
+/// comes to it or expires when it does not, and a new view cancels it;
+/// exits stay at market. The kill switch's second level cancels what
+/// rests. The books agree and the same run gives the same fills.
+#[test]
+fn limit_entries_rest_then_fill_as_makers_expire_or_are_canceled() {
+    let quotes = eth_quotes(7, 6 * 60 * 60);
+    let mut cfg = config(1);
+    cfg.entries = Entries::Limit;
+    let desk = run(cfg.clone(), &quotes);
+    let ended: Vec<&Disposition> = desk
+        .signals()
+        .iter()
+        .filter(|s| s.order.is_some())
+        .map(|s| &s.disposition)
+        .collect();
+    assert!(ended.contains(&&Disposition::Filled), "{ended:?}");
+    assert!(ended.contains(&&Disposition::Expired), "{ended:?}");
+    for s in desk.signals() {
+        let Some(id) = &s.order else { continue };
+        let o = desk
+            .orders()
+            .iter()
+            .find(|o| &o.client_order_id == id)
+            .unwrap();
+        match &s.disposition {
+            Disposition::Expired => {
+                assert_eq!(o.status, OrderStatus::Expired);
+                assert_eq!(
+                    o.price,
+                    Some(s.insight.reference_price),
+                    "a limit at the reference"
+                );
+                assert_eq!(desk.ledger().reserved_for(id), 0, "released");
+            }
+            Disposition::Canceled { by } => {
+                assert_eq!(o.status, OrderStatus::Canceled);
+                let later = desk.signals().iter().position(|x| &x.id == by).unwrap();
+                let this = desk.signals().iter().position(|x| x.id == s.id).unwrap();
+                assert!(later > this, "canceled by a later view");
+            }
+            _ => {}
+        }
+    }
+    let makers: Vec<_> = desk
+        .fills()
+        .iter()
+        .filter(|f| f.liquidity_side == LiquiditySide::Maker)
+        .collect();
+    assert!(!makers.is_empty(), "resting entries fill as makers");
+    assert!(
+        makers.iter().all(|f| f.slippage == 0),
+        "at their limit, the reference"
+    );
+    assert_books_agree(&desk);
+    assert_eq!(run(cfg.clone(), &quotes).fill_hash(), desk.fill_hash());
+
+    // Level two of the kill switch cancels what rests.
+    let mut desk = Desk::new(cfg).unwrap();
+    let mut i = 0;
+    while desk.resting.is_empty() {
+        desk.on_quote(&quotes[i]).unwrap();
+        i += 1;
+    }
+    let resting = desk.orders()[desk.resting[0]].client_order_id.clone();
+    let kill = desk
+        .kill(
+            KillLevel::CancelOrders,
+            "ops@desk",
+            "drill",
+            quotes[i - 1].ts_ms,
+        )
+        .unwrap()
+        .clone();
+    assert!(kill.canceled.contains(&resting), "{kill:?}");
+    assert!(desk.resting.is_empty());
+    assert_eq!(desk.ledger().reserved_for(&resting), 0);
+    let signal = desk
+        .signals()
+        .iter()
+        .find(|s| s.order.as_ref() == Some(&resting))
+        .unwrap();
+    assert_eq!(signal.disposition, Disposition::Killed { kill: kill.id });
+    for q in &quotes[i..i + 600] {
+        desk.on_quote(q).unwrap();
+    }
+    assert!(
+        desk.fills().iter().all(|f| f.order != resting),
+        "nothing of a canceled order fills"
+    );
+    assert_books_agree(&desk);
 }

@@ -121,6 +121,7 @@ fn a_backtest_recap_agrees_with_the_position_and_the_ledger() {
         },
         depth_levels: 2,
         seed: 5,
+        entries: crate::desk::Entries::Market,
     })
     .unwrap();
     desk.run(&quotes).unwrap();

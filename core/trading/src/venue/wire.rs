@@ -158,6 +158,15 @@ impl WireOrder {
         if price.is_none() && self.post_only {
             return Err(wrong("post_only", "a market order cannot be post-only"));
         }
+        if !matches!(self.time_in_force, TimeInForce::Ioc | TimeInForce::Fok) {
+            return Err(wrong(
+                "time_in_force",
+                format!(
+                    "{:?}: a venue elsewhere takes IOC and FOK orders; resting orders are the in-process venue's",
+                    self.time_in_force
+                ),
+            ));
+        }
         Ok(VenueOrder {
             client_order_id: self.client_order_id.clone(),
             side: self.side,
@@ -165,6 +174,7 @@ impl WireOrder {
             price,
             time_in_force: self.time_in_force,
             post_only: self.post_only,
+            expire_ms: None,
         })
     }
 }
@@ -218,6 +228,8 @@ impl WireReport {
             fills,
             canceled,
             rejected: self.rejected.clone(),
+            resting: None,
+            expired: false,
         })
     }
 }
@@ -281,6 +293,7 @@ mod tests {
             (|o| o.quantity = "0.000".into(), "quantity"),
             (|o| o.price = Some("4000.001".into()), "price"),
             (|o| o.post_only = true, "post_only"),
+            (|o| o.time_in_force = TimeInForce::Gtc, "time_in_force"),
         ];
         for (change, field) in cases {
             let mut o = order();
