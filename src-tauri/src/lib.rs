@@ -46,6 +46,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::trading::desk_open,
             commands::trading::desk_kill,
             commands::trading::desk_state,
+            commands::trading::desk_orders,
             commands::events::events,
             commands::fleet::fleets,
             commands::fleet::add_fleet,

@@ -175,6 +175,42 @@ async fn a_session_trades_on_the_bots_signals(server: &Server, bars: u32) -> Str
         assert_eq!(signal["explanation"], answer["explanation"]);
     }
 
+    // A fill's order and what the desk's ledger posted for it: the
+    // reservation, the trade and its commission, the release; the
+    // postings balance.
+    let order = blotter["fills"][0]["order"].as_str().unwrap();
+    let orders = desk_cli(server, &["orders", &id, "--order", order]);
+    assert_eq!(orders.as_array().unwrap().len(), 1, "{orders:#}");
+    let o = &orders[0];
+    assert_eq!(o["id"], order);
+    assert!(o["source"].as_str().unwrap().starts_with("S-"), "{o:#}");
+    let reasons: Vec<&str> = o["postings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["reason"].as_str().unwrap())
+        .collect();
+    for want in ["reserve", "trade", "commission", "release"] {
+        assert!(reasons.contains(&want), "{want} in {reasons:?}");
+    }
+    let all = desk_cli(server, &["orders", &id]);
+    assert_eq!(
+        all.as_array().unwrap().len() as u64,
+        s["flow"]["orders"].as_u64().unwrap()
+    );
+    let (status, e) = call(
+        server,
+        "GET",
+        &format!("/api/v1/trading/sessions/{id}/orders?order=S-1"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (422, Some("order")),
+        "{e:#}"
+    );
+
     // The recap nets the model spend the tickets' ledger holds.
     let recap = desk_cli(server, &["recap", &id]);
     let cost: i64 = signals

@@ -44,6 +44,8 @@ export const commands = {
 	deskKill: (id: string, request: KillRequest) => typedError<KillView, ApiError>(__TAURI_INVOKE("desk_kill", { id, request })),
 	/**  Sets the trading state of a session's desk, or of one bot's signals. */
 	deskState: (id: string, request: StateRequest) => typedError<StateChangeView, ApiError>(__TAURI_INVOKE("desk_state", { id, request })),
+	/**  A session's orders (or the one `order` names) with their ledger postings. */
+	deskOrders: (id: string, order: string | null) => typedError<OrderView[], ApiError>(__TAURI_INVOKE("desk_orders", { id, order })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -683,6 +685,27 @@ export type OperationView = {
 	scopes: string[],
 };
 
+/**  An order as the desk holds it, with what the ledger posted for it. */
+export type OrderView = {
+	/**  `O-<n>`. */
+	id: string,
+	/**  The signal (`S-<n>`) or kill (`K-<n>`) it came from. */
+	source: string,
+	/**  `BUY` or `SELL`. */
+	side: string,
+	quantity: string,
+	filled: string,
+	/**  A limit order's price. */
+	price: string | null,
+	/**  NautilusTrader's order status (`FILLED`, `EXPIRED`, …). */
+	status: string,
+	venue_order_id: string | null,
+	/**  The `tool` tickets that took it to a venue elsewhere. */
+	tickets: TicketId[],
+	/**  Reserve, trades, commissions, realized P&L and release, in order. */
+	postings: PostingView[],
+};
+
 /**  The position and the account. */
 export type PositionView = {
 	/**  Long positive, at the instrument's size precision. */
@@ -704,6 +727,19 @@ export type PositionView = {
 	cash_usd: number | null,
 	/**  Debits less credits in the desk's ledger: always 0. */
 	ledger_imbalance: number,
+};
+
+/**
+ *  One posting of the desk's double-entry ledger: a debit and a credit of
+ *  the same amount.
+ */
+export type PostingView = {
+	/**  `cash`, `reserved`, `positions`, `fees`, `realized_pnl`, `capital`. */
+	debit: string,
+	credit: string,
+	amount_usd: number | null,
+	/**  `reserve`, `trade`, `commission`, `realize`, `release`. */
+	reason: string,
 };
 
 /**  What the session earned, net of fees and of its signals' model spend. */

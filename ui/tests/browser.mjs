@@ -162,7 +162,7 @@ try {
     await view.getByTestId("no-findings").waitFor();
   });
 
-  await step("trading: a paper session trades on the bots' signals; a fill leads to its signal, its risk checks and its ticket", async () => {
+  await step("trading: a paper session trades on the bots' signals; a fill leads to its signal, its risk checks, its ledger postings and its ticket", async () => {
     await page.getByTestId("nav-trading").click();
     const view = page.getByTestId("trading");
     await view.getByTestId("desk-empty").waitFor();
@@ -175,6 +175,13 @@ try {
     await trace.getByTestId("trace-signal").waitFor();
     const checks = await trace.getByTestId("check-row").count();
     if (checks < 5) throw new Error(`${checks} risk checks shown, each with its limit`);
+    // …and its order's ledger postings: the reservation, the trade, the
+    // commission, the release.
+    await trace.getByTestId("trace-postings").waitFor();
+    const reasons = await trace.getByTestId("posting-row").locator("td:first-child").allInnerTexts();
+    for (const want of ["reserve", "trade", "commission"]) {
+      if (!reasons.includes(want)) throw new Error(`postings ${reasons.join(", ")} lack ${want}`);
+    }
     const ticket = (await trace.getByTestId("trace-ticket").innerText()).replace("ticket ", "").trim();
     await trace.getByTestId("trace-ticket").click();
     await page.getByTestId("detail-state").getByText("succeeded").waitFor();

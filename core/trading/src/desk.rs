@@ -679,7 +679,7 @@ fn stricter(a: TradingState, b: TradingState) -> TradingState {
     if rank(b) > rank(a) { b } else { a }
 }
 
-fn signed(side: OrderSide, q: Quantity) -> i128 {
+pub(super) fn signed(side: OrderSide, q: Quantity) -> i128 {
     match side {
         OrderSide::Buy => i128::from(q.raw),
         OrderSide::Sell => -i128::from(q.raw),

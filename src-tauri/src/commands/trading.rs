@@ -2,8 +2,8 @@
 //! embedded controller's desk or, through the API, on the attached fleet's.
 
 use oshal_core::trading::{
-    Blotter, KillRequest, KillView, NewSession, RecapView, SessionView, StateChangeView,
-    StateRequest,
+    Blotter, KillRequest, KillView, NewSession, OrderView, OrdersQuery, RecapView, SessionView,
+    StateChangeView, StateRequest,
 };
 use tauri::State;
 
@@ -94,5 +94,19 @@ pub async fn desk_state(
             .set_state(&id, None, request, OPERATOR)
             .await?),
         Target::Fleet(r) => Ok(r.client.set_session_state(id, &request).await?),
+    }
+}
+
+/// A session's orders (or the one `order` names) with their ledger postings.
+#[tauri::command]
+#[specta::specta]
+pub async fn desk_orders(
+    desktop: State<'_, Desktop>,
+    id: String,
+    order: Option<String>,
+) -> CommandResult<Vec<OrderView>> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop.trading().orders(&id, None, order.as_deref())?),
+        Target::Fleet(r) => Ok(r.client.session_orders(id, &OrdersQuery { order }).await?),
     }
 }

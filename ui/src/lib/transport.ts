@@ -22,6 +22,7 @@ import type {
   NewFleet,
   NewSession,
   NewTicket,
+  OrderView,
   RecapView,
   ScanReport,
   SessionView,
@@ -65,6 +66,7 @@ export interface Transport {
   deskOpen(spec: NewSession): Promise<SessionView>;
   deskKill(id: string, request: KillRequest): Promise<KillView>;
   deskState(id: string, request: StateRequest): Promise<StateChangeView>;
+  deskOrders(id: string, order: string | null): Promise<OrderView[]>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -141,6 +143,11 @@ export class HttpTransport implements Transport {
     this.call<KillView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/kill`, request);
   deskState = (id: string, request: StateRequest) =>
     this.call<StateChangeView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/state`, request);
+  deskOrders = (id: string, order: string | null) =>
+    this.call<OrderView[]>(
+      "GET",
+      `/api/v1/trading/sessions/${encodeURIComponent(id)}/orders${order ? `?order=${encodeURIComponent(order)}` : ""}`,
+    );
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let closed = false;
@@ -227,6 +234,7 @@ export class TauriTransport implements Transport {
   deskOpen = (spec: NewSession) => answer(commands.deskOpen(spec));
   deskKill = (id: string, request: KillRequest) => answer(commands.deskKill(id, request));
   deskState = (id: string, request: StateRequest) => answer(commands.deskState(id, request));
+  deskOrders = (id: string, order: string | null) => answer(commands.deskOrders(id, order));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

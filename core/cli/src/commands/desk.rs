@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use oshal_core::api::client::Client;
 use oshal_core::trading::{
-    EntryStyle, KillLevel, KillRequest, NewSession, StateRequest, TradingStateName,
+    EntryStyle, KillLevel, KillRequest, NewSession, OrdersQuery, StateRequest, TradingStateName,
 };
 
 use super::trading::{EntriesArg, StrategyName};
@@ -99,6 +99,12 @@ pub enum Action {
     Blotter { id: String },
     /// What a session earned, by strategy, day and bot.
     Recap { id: String },
+    /// A session's orders (or one, --order O-3) with their ledger postings.
+    Orders {
+        id: String,
+        #[arg(long)]
+        order: Option<String>,
+    },
     /// Set the trading state of a session's desk, or with --bot of one
     /// bot's signals (ACTIVE also resumes a desk after a kill).
     State {
@@ -156,6 +162,9 @@ impl Action {
             Self::Show { id } => json(client.session(id).await),
             Self::Blotter { id } => json(client.blotter(id).await),
             Self::Recap { id } => json(client.recap(id).await),
+            Self::Orders { id, order } => {
+                json(client.session_orders(id, &OrdersQuery { order }).await)
+            }
             Self::State {
                 id,
                 state,

@@ -313,6 +313,15 @@ impl Client {
             .await
     }
 
+    pub async fn session_orders(
+        &self,
+        id: impl Into<Id>,
+        query: &crate::trading::OrdersQuery,
+    ) -> Result<Vec<crate::trading::OrderView>, ClientError> {
+        self.request::<r::ListOrders>(id.into(), Some(query), None)
+            .await
+    }
+
     pub async fn set_session_state(
         &self,
         id: impl Into<Id>,

@@ -135,6 +135,7 @@ named!(
     crate::trading::KillView,
     crate::trading::StateRequest,
     crate::trading::StateChangeView,
+    crate::trading::OrderView,
 );
 
 /// A query string as the contract shows it: its parameters.
@@ -163,7 +164,8 @@ query!(
     super::GrantQuery,
     super::RevokeQuery,
     super::TrailQuery,
-    super::FindingsQuery
+    super::FindingsQuery,
+    crate::trading::OrdersQuery
 );
 
 /// The schema of a path's `{id}`, by the resource it names.

@@ -38,9 +38,9 @@ use project::{disposition, serde_plain, spend, stats, usd, view_of};
 use session::{Live, Opened, Runner, Session};
 pub use view::{
     Blotter, BotStateView, EntryStyle, FillView, Flow, KillLevel, KillRequest, KillView,
-    MissedSignal, NewSession, PositionView, RecapView, ReconciliationView, ReconcilingOrder,
-    RiskCheck, SessionStatus, SessionView, SignalView, StateChangeView, StateRequest, StatsView,
-    TradingStateName,
+    MissedSignal, NewSession, OrderView, OrdersQuery, PositionView, PostingView, RecapView,
+    ReconciliationView, ReconcilingOrder, RiskCheck, SessionStatus, SessionView, SignalView,
+    StateChangeView, StateRequest, StatsView, TradingStateName,
 };
 
 /// Why the desk refused or could not answer.
@@ -416,6 +416,29 @@ impl Trading {
             missed: live.missed.clone(),
             fills,
         })
+    }
+
+    /// The session's orders (or the one `order` names) with what the
+    /// ledger posted for each.
+    pub fn orders(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+        order: Option<&str>,
+    ) -> Result<Vec<OrderView>, TradingError> {
+        if let Some(o) = order
+            && !(o.len() <= 11
+                && o.strip_prefix("O-")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+        {
+            return Err(TradingError::Invalid {
+                field: "order",
+                reason: format!("{o:?} is not a client order id (O-<n>)"),
+            });
+        }
+        let s = self.session(id, only)?;
+        let live = s.live();
+        Ok(project::orders(&live, order))
     }
 
     /// What the session earned, net of fees and of its signals' model

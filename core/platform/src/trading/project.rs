@@ -15,7 +15,8 @@ use oshal_trading::risk::TradingState;
 
 use super::session::{Live, Session};
 use super::view::{
-    BotStateView, Flow, KillLevel, KillView, PositionView, SessionView, StatsView, TradingStateName,
+    BotStateView, Flow, KillLevel, KillView, OrderView, PositionView, PostingView, SessionView,
+    StatsView, TradingStateName,
 };
 
 pub(super) fn usd(raw: i128) -> f64 {
@@ -193,4 +194,54 @@ pub(super) fn spend(live: &Live) -> BTreeMap<String, i128> {
         out.insert(k.id.clone(), orders);
     }
     out
+}
+
+/// The desk's orders (or the one `only` names), each with its source, its
+/// venue tickets and its ledger postings.
+pub(super) fn orders(live: &Live, only: Option<&str>) -> Vec<OrderView> {
+    let desk = &live.desk;
+    let mut source: BTreeMap<&str, &str> = BTreeMap::new();
+    for s in desk.signals() {
+        if let Some(o) = &s.order {
+            source.insert(o.as_str(), s.id.as_str());
+        }
+    }
+    for k in desk.kills() {
+        for o in &k.flatten_orders {
+            source.insert(o.as_str(), k.id.as_str());
+        }
+    }
+    desk.orders()
+        .iter()
+        .filter(|o| only.is_none_or(|id| o.client_order_id == id))
+        .map(|o| OrderView {
+            id: o.client_order_id.clone(),
+            source: source
+                .get(o.client_order_id.as_str())
+                .map_or_else(String::new, |s| (*s).to_owned()),
+            side: serde_plain(&o.side),
+            quantity: o.quantity.to_string(),
+            filled: o.filled_qty.to_string(),
+            price: o.price.map(|p| p.to_string()),
+            status: serde_plain(&o.status),
+            venue_order_id: o.venue_order_id.clone(),
+            tickets: live
+                .orders
+                .get(&o.client_order_id)
+                .map(|m| m.tickets.clone())
+                .unwrap_or_default(),
+            postings: desk
+                .ledger()
+                .postings
+                .iter()
+                .filter(|p| p.order == o.client_order_id)
+                .map(|p| PostingView {
+                    debit: serde_plain(&p.debit),
+                    credit: serde_plain(&p.credit),
+                    amount_usd: usd(p.amount),
+                    reason: serde_plain(&p.reason),
+                })
+                .collect(),
+        })
+        .collect()
 }

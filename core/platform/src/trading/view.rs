@@ -300,6 +300,51 @@ pub struct ReconciliationView {
     pub differences: Vec<String>,
 }
 
+/// Which of a session's orders: `order` for one (`O-3`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersQuery {
+    /// A client order id (`O-<n>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<String>, pattern = "^O-[0-9]{1,9}$")]
+    pub order: Option<String>,
+}
+
+/// One posting of the desk's double-entry ledger: a debit and a credit of
+/// the same amount.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct PostingView {
+    /// `cash`, `reserved`, `positions`, `fees`, `realized_pnl`, `capital`.
+    pub debit: String,
+    pub credit: String,
+    pub amount_usd: f64,
+    /// `reserve`, `trade`, `commission`, `realize`, `release`.
+    pub reason: String,
+}
+
+/// An order as the desk holds it, with what the ledger posted for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct OrderView {
+    /// `O-<n>`.
+    pub id: String,
+    /// The signal (`S-<n>`) or kill (`K-<n>`) it came from.
+    pub source: String,
+    /// `BUY` or `SELL`.
+    pub side: String,
+    pub quantity: String,
+    pub filled: String,
+    /// A limit order's price.
+    pub price: Option<String>,
+    /// NautilusTrader's order status (`FILLED`, `EXPIRED`, …).
+    pub status: String,
+    pub venue_order_id: Option<String>,
+    /// The `tool` tickets that took it to a venue elsewhere.
+    pub tickets: Vec<TicketId>,
+    /// Reserve, trades, commissions, realized P&L and release, in order.
+    pub postings: Vec<PostingView>,
+}
+
 /// One risk check, with its limit and what it observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct RiskCheck {

@@ -110,7 +110,8 @@ impl Desk {
     /// The desk's orders and fills compared with what the venue reports
     /// it did (`reports`, one per order it took): every order the venue
     /// answered is on the desk with the same venue order id and the same
-    /// fills, trade for trade, and the other way round. Orders whose
+    /// fills, trade for trade, and the other way round, and the venue's
+    /// fills add up to the desk's position. Orders whose
     /// report is still awaited are not compared. Returns how many orders
     /// both sides hold and every difference, named by order.
     pub fn differences(&self, reports: &[Report]) -> (u32, Vec<String>) {
@@ -181,6 +182,34 @@ impl Desk {
                     r.client_order_id, r.venue_order_id
                 ));
             }
+        }
+        // The position: what the venue's fills add up to, against the
+        // desk's (orders still awaited aside).
+        let side_of = |id: &str| {
+            self.orders
+                .iter()
+                .find(|o| o.client_order_id == id)
+                .map(|o| o.side)
+        };
+        let venue_net: i128 = reports
+            .iter()
+            .filter(|r| !awaited.contains(r.client_order_id.as_str()))
+            .filter_map(|r| side_of(&r.client_order_id).map(|side| (side, r)))
+            .flat_map(|(side, r)| r.fills.iter().map(move |f| super::signed(side, f.quantity)))
+            .sum();
+        if venue_net != self.position.quantity {
+            let show = |raw: i128| {
+                let q = Quantity::from_raw(
+                    u64::try_from(raw.unsigned_abs()).unwrap_or(u64::MAX),
+                    self.cfg.instrument.size_precision,
+                );
+                format!("{}{q}", if raw < 0 { "-" } else { "" })
+            };
+            out.push(format!(
+                "position: the desk holds {}, the venue's fills add up to {}",
+                show(self.position.quantity),
+                show(venue_net)
+            ));
         }
         (compared, out)
     }

@@ -212,6 +212,7 @@ fn mount() -> Mount {
     .at::<GetRecap, _, _>(trading::recap)
     .at::<KillSession, _, _>(trading::kill)
     .at::<SetSessionState, _, _>(trading::set_state)
+    .at::<ListOrders, _, _>(trading::orders)
 }
 
 fn routes(state: AppState) -> Router {

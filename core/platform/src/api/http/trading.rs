@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::body::json_body;
-use super::extract::PathId;
+use super::extract::{Params, PathId};
 use super::{ApiResult, AppState, OPERATOR};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
 use crate::trading::{
-    Blotter, KillRequest, KillView, NewSession, RecapView, SessionView, StateChangeView,
-    StateRequest, Trading,
+    Blotter, KillRequest, KillView, NewSession, OrderView, OrdersQuery, RecapView, SessionView,
+    StateChangeView, StateRequest, Trading,
 };
 
 fn desk(state: &AppState) -> ApiResult<&Trading> {
@@ -104,4 +104,17 @@ pub(super) async fn set_state(
             .set_state(&id, who.only(), request, &actor(&who))
             .await?,
     ))
+}
+
+pub(super) async fn orders(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(id): PathId,
+    Params(q): Params<OrdersQuery>,
+) -> ApiResult<Json<Vec<OrderView>>> {
+    Ok(Json(desk(&state)?.orders(
+        &id,
+        who.only(),
+        q.order.as_deref(),
+    )?))
 }
