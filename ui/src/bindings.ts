@@ -529,7 +529,7 @@ export type KillView = {
 	reason: string,
 	/**  On the session's clock. */
 	at_ms: number,
-	/**  Orders it canceled before they reached the venue. */
+	/**  Orders it canceled: before they reached the venue, or resting there. */
 	canceled: string[],
 	/**
 	 *  The orders that close the position, in the order sent: the first

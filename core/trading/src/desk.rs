@@ -535,7 +535,7 @@ impl Desk {
         let (price, expiry) = match self.cfg.entries {
             Entries::Limit if !reduce_only => (
                 Some(reference),
-                Some(now_ms + record.insight.period_ms.max(1)),
+                Some(now_ms.saturating_add(record.insight.period_ms.max(1))),
             ),
             _ => (None, None),
         };

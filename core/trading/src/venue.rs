@@ -216,7 +216,9 @@ impl Venue {
         })
     }
 
-    /// What the venue answered for `client_order_id`, if it has seen it.
+    /// What the venue answered when it took `client_order_id` (the first
+    /// report; a resting order's later ones come from [`Venue::on_quote`]
+    /// and [`Venue::cancel`]), if it has seen it.
     pub fn report(&self, client_order_id: &str) -> Option<&Report> {
         self.orders.get(client_order_id).map(|(_, r)| r)
     }

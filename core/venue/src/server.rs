@@ -304,11 +304,16 @@ async fn submit_order(
     let order: WireOrder = {
         let de = &mut serde_json::Deserializer::from_slice(&body);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
+            let inner = e.inner().to_string();
+            let field = oshal_kernel::text::field_path(&e.path().to_string(), &inner);
             ApiError::Invalid {
                 code: "INVALID_FIELD",
-                field: if path == "." { "body".into() } else { path },
-                reason: e.into_inner().to_string(),
+                field: if field.is_empty() || field == "." {
+                    "body".into()
+                } else {
+                    field
+                },
+                reason: inner,
             }
         })?
     };

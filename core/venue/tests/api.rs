@@ -182,6 +182,7 @@ async fn the_venue_takes_an_order_once_answers_a_retry_the_same_and_refuses_by_f
         (json!({"ts_ms": 1_500}), "ts_ms"),
         (json!({"price": "1.001"}), "price"),
         (json!({"side": "SIDEWAYS"}), "side"),
+        (json!({"quantity": null}), "quantity"),
         (
             json!({"time_in_force": "GTC", "price": "4000.00"}),
             "time_in_force",

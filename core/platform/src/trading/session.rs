@@ -252,8 +252,11 @@ impl Runner {
                 }),
             }
         }
+        // Controls journalled after the last quote (during the last wait).
+        self.apply_replayed((u64::MAX, u64::MAX))?;
         if let (Some(venue), Some(reason)) = (s.spec.venue.as_deref(), self.reconcile.take()) {
             self.reconcile(venue, reason, &mut events).await?;
+            self.apply_replayed((u64::MAX, u64::MAX))?;
         }
         Ok(())
     }
@@ -271,10 +274,13 @@ impl Runner {
             if wait <= 0 {
                 return Ok(());
             }
+            // Waiting on the wall clock: a rebuilt session is where it was.
+            self.caught_up = true;
+            let takes = self.takes_controls();
             let sleep = tokio::time::sleep(Duration::from_millis(wait as u64));
             let woke = tokio::select! {
                 () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-                Some(cmd) = self.commands.recv() => Some(cmd),
+                Some(cmd) = self.commands.recv(), if takes => Some(cmd),
                 () = sleep => None,
             };
             match woke {
@@ -362,9 +368,10 @@ impl Runner {
             let deadline = tokio::time::sleep(POLL);
             tokio::pin!(deadline);
             loop {
+                let takes = self.takes_controls();
                 let woke = tokio::select! {
                     () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-                    Some(cmd) = self.commands.recv() => Some(cmd),
+                    Some(cmd) = self.commands.recv(), if takes => Some(cmd),
                     () = &mut deadline => break,
                     event = events.recv() => match event {
                         Ok(CoreEvent::TicketsTransitioned { transitions })

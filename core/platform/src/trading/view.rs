@@ -170,7 +170,7 @@ pub struct KillView {
     /// On the session's clock.
     #[specta(type = specta_typescript::Number)]
     pub at_ms: i64,
-    /// Orders it canceled before they reached the venue.
+    /// Orders it canceled: before they reached the venue, or resting there.
     pub canceled: Vec<String>,
     /// The orders that close the position, in the order sent: the first
     /// at the pull, then one for each remainder the venue's book left.

@@ -12,7 +12,7 @@ use crate::book::TimeInForce;
 use crate::fixed::Quantity;
 use crate::market::Quote;
 use crate::order::{Fill, OrderEvent, OrderSide, OrderStatus};
-use crate::risk;
+use crate::risk::{self, TradingState};
 use crate::venue::{Report, VenueOrder};
 
 /// An order at the venue's side of the wire: what a venue elsewhere is
@@ -383,9 +383,10 @@ impl Desk {
             // What is still open (the book left some of it, or an order
             // at the venue when the switch was pulled filled otherwise than
             // counted) goes out again, to meet the next quote (never this
-            // one: its book is what left it). A venue's rejection is not
-            // retried: the kill's view stays not flat.
-            Source::Kill(k) if !refused => {
+            // one: its book is what left it), until the operator sets the
+            // desk ACTIVE again. A venue's rejection is not retried: the
+            // kill's view stays not flat.
+            Source::Kill(k) if !refused && self.state != TradingState::Active => {
                 self.flatten(k, report.ts_ms + self.cfg.latency.base_ms.max(1))?;
             }
             Source::Kill(_) => {}

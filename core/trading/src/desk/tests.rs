@@ -437,7 +437,7 @@ fn a_flatten_the_book_cannot_take_at_once_goes_out_again_until_flat() {
     let mut cfg = config(1);
     // Only the quote's own size, and a position several trades deep.
     cfg.depth_levels = 0;
-    cfg.trade_quantity = Quantity::parse("q", "20.000", 3).unwrap();
+    cfg.trade_quantity = Quantity::parse("q", "60.000", 3).unwrap();
     let base_ms = cfg.latency.base_ms;
     let mut desk = Desk::new(cfg).unwrap();
     // A kill after quote `i - 1` whose order meets a quote that cannot
@@ -449,7 +449,7 @@ fn a_flatten_the_book_cannot_take_at_once_goes_out_again_until_flat() {
             return false;
         };
         let size = if open > 0 { met.bid_size } else { met.ask_size };
-        desk.sent.is_empty() && open != 0 && open.unsigned_abs() > u128::from(size.raw)
+        desk.sent.is_empty() && open != 0 && open.unsigned_abs() > 3 * u128::from(size.raw)
     };
     let mut i = 1;
     desk.on_quote(&quotes[0]).unwrap();
@@ -458,6 +458,29 @@ fn a_flatten_the_book_cannot_take_at_once_goes_out_again_until_flat() {
         i += 1;
     }
     assert!(i + 600 < quotes.len(), "a position deeper than the book");
+    // Set ACTIVE again once the first closing order is done: the kill's
+    // work stops there, and what is left stays open.
+    let mut resumed = Desk::new(desk.cfg.clone()).unwrap();
+    resumed.run(&quotes[..i]).unwrap();
+    resumed
+        .kill(KillLevel::Flatten, "ops@desk", "drill", quotes[i - 1].ts_ms)
+        .unwrap();
+    let mut j = i;
+    while resumed.kills()[0].flatten_orders.len() < 2 {
+        resumed.advance(&quotes[j]).unwrap();
+        j += 1;
+    }
+    resumed.set_state(TradingState::Active);
+    for q in &quotes[j..j + 600] {
+        resumed.advance(q).unwrap();
+    }
+    assert_eq!(
+        resumed.kills()[0].flatten_orders.len(),
+        2,
+        "none after ACTIVE"
+    );
+    assert_ne!(resumed.position().quantity, 0, "left open, as set");
+
     let kill = desk
         .kill(KillLevel::Flatten, "ops@desk", "drill", quotes[i - 1].ts_ms)
         .unwrap()
@@ -469,8 +492,8 @@ fn a_flatten_the_book_cannot_take_at_once_goes_out_again_until_flat() {
     assert_eq!(desk.position().quantity, 0, "flat in the end");
     let kill = &desk.kills()[0];
     assert!(
-        kill.flatten_orders.len() > 1,
-        "the book took it in parts: {:?}",
+        kill.flatten_orders.len() > 2,
+        "the book took it in more than two parts: {:?}",
         kill.flatten_orders
     );
     for id in &kill.flatten_orders {

@@ -197,8 +197,20 @@ impl Runner {
         }
     }
 
+    /// Whether the runner takes an operator's control now: only once it is
+    /// past every point the journal holds and past where it was before a
+    /// restart, so a control falls where the session really is, not at
+    /// the point the rebuild has reached (it waits in the channel till
+    /// then).
+    pub(super) fn takes_controls(&self) -> bool {
+        self.caught_up && self.replay.is_empty()
+    }
+
     /// Applies the controls waiting now.
     pub(super) async fn take_commands(&mut self, phase: Phase) {
+        if !self.takes_controls() {
+            return;
+        }
         while let Ok(cmd) = self.commands.try_recv() {
             self.apply(cmd, phase).await;
         }
@@ -242,9 +254,8 @@ impl Runner {
         let reply = match written {
             Ok(true) => {
                 s.live().next_seq += 1;
-                self.enact(&entry).map_err(|reason| TradingError::Invalid {
-                    field: "reason",
-                    reason,
+                self.enact(&entry).map_err(|e| {
+                    TradingError::Conflict(format!("the desk could not apply it: {e}"))
                 })
             }
             Ok(false) => Err(TradingError::Conflict(format!(

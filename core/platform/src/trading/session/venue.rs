@@ -41,7 +41,7 @@ pub(crate) const LIST_ORDERS: &str = "list_orders";
 /// What the bot is asked about the venue's answer.
 const ORDER_PROMPT: &str = "In one sentence: what did the venue do with this order?";
 /// The longest wait between tickets for an order whose report is not back.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 type Events = tokio::sync::broadcast::Receiver<CoreEvent>;
 
@@ -149,9 +149,10 @@ impl Runner {
         let sleep = tokio::time::sleep(d);
         tokio::pin!(sleep);
         loop {
+            let takes = self.takes_controls();
             tokio::select! {
                 () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-                Some(cmd) = self.commands.recv() => self.apply(cmd, phase).await,
+                Some(cmd) = self.commands.recv(), if takes => self.apply(cmd, phase).await,
                 () = &mut sleep => return Ok(()),
             }
         }
