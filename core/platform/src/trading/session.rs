@@ -149,8 +149,9 @@ pub(super) struct Runner {
     /// A comparison with a venue elsewhere is due, and why: after a
     /// restart (once caught up) or an order that took more than one ticket.
     pub reconcile: Option<&'static str>,
-    /// The runner has made a ticket the session had not made before: it
-    /// is past where it was before a restart.
+    /// The runner is past where it was before a restart: it has made a
+    /// ticket the session had not made before, or (paced) it waits on the
+    /// wall clock.
     pub caught_up: bool,
 }
 
