@@ -47,6 +47,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::trading::desk_kill,
             commands::trading::desk_state,
             commands::trading::desk_orders,
+            commands::trading::desk_close,
             commands::events::events,
             commands::fleet::fleets,
             commands::fleet::add_fleet,

@@ -438,6 +438,18 @@ async fn a_local_session_trades_on_signal_tickets_and_survives_a_kill_9_with_its
     for (key, tickets) in signal_tickets(&server, &id).await {
         assert_eq!(tickets.len(), 1, "{key} asked for twice");
     }
+    // Closed: it stops where it is; its switch has nothing left to act on.
+    let closed = desk_cli(&server, &["close", &id, "--reason", "end of drill"]);
+    assert_eq!(closed["status"], "closed", "{closed:#}");
+    assert_eq!(closed["closed"], "by operator: end of drill");
+    let (status, _) = call(
+        &server,
+        "POST",
+        &format!("/api/v1/trading/sessions/{id}/state"),
+        Some(json!({"state": "ACTIVE", "reason": "too late"})),
+    )
+    .await;
+    assert_eq!(status, 409);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,8 @@ export const commands = {
 	deskState: (id: string, request: StateRequest) => typedError<StateChangeView, ApiError>(__TAURI_INVOKE("desk_state", { id, request })),
 	/**  A session's orders (or the one `order` names) with their ledger postings. */
 	deskOrders: (id: string, order: string | null) => typedError<OrderView[], ApiError>(__TAURI_INVOKE("desk_orders", { id, order })),
+	/**  Closes a running session: it stops where it is, for good. */
+	deskClose: (id: string, request: CloseRequest) => typedError<SessionView, ApiError>(__TAURI_INVOKE("desk_close", { id, request })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -204,6 +206,12 @@ export type CheckView = {
 	open: number,
 	last_run_ms: number | null,
 	last_passed_ms: number | null,
+};
+
+/**  Closes a running session: its runner stops where it is, for good. */
+export type CloseRequest = {
+	/**  Why, for the record: 1..=500 characters. */
+	reason: string,
 };
 
 /**  A numeric ceiling on one parameter: `amount` ≤ 100. */
@@ -814,7 +822,13 @@ export type SessionStatus = "running" |
 /**  Every quote of its market has been taken. */
 "finished" | 
 /**  It stopped on an error (`error` says which). */
-"failed";
+"failed" | 
+/**
+ *  The operator closed it before its market ended (`closed` says who
+ *  and why); what it held, and any order still reconciling, stay as
+ *  they were.
+ */
+"closed";
 
 /**  A session as every surface shows it. */
 export type SessionView = {
@@ -826,6 +840,8 @@ export type SessionView = {
 	spec: NewSession,
 	status: SessionStatus,
 	error: string | null,
+	/**  Who closed it and why, if it was closed. */
+	closed: string | null,
 	/**  `ACTIVE`, `REDUCING` or `HALTED`. */
 	trading_state: string,
 	/**  Bots whose signals trade under a stricter state than the desk's. */

@@ -2,8 +2,8 @@
 //! embedded controller's desk or, through the API, on the attached fleet's.
 
 use oshal_core::trading::{
-    Blotter, KillRequest, KillView, NewSession, OrderView, OrdersQuery, RecapView, SessionView,
-    StateChangeView, StateRequest,
+    Blotter, CloseRequest, KillRequest, KillView, NewSession, OrderView, OrdersQuery, RecapView,
+    SessionView, StateChangeView, StateRequest,
 };
 use tauri::State;
 
@@ -108,5 +108,22 @@ pub async fn desk_orders(
     match desktop.target() {
         Target::Local(_) => Ok(desktop.trading().orders(&id, None, order.as_deref())?),
         Target::Fleet(r) => Ok(r.client.session_orders(id, &OrdersQuery { order }).await?),
+    }
+}
+
+/// Closes a running session: it stops where it is, for good.
+#[tauri::command]
+#[specta::specta]
+pub async fn desk_close(
+    desktop: State<'_, Desktop>,
+    id: String,
+    request: CloseRequest,
+) -> CommandResult<SessionView> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop
+            .trading()
+            .close(&id, None, request, OPERATOR)
+            .await?),
+        Target::Fleet(r) => Ok(r.client.close_session(id, &request).await?),
     }
 }

@@ -10,6 +10,7 @@ import type {
   BotView,
   BulkReport,
   BulkRequest,
+  CloseRequest,
   ControlView,
   CoreEvent,
   CostSummary,
@@ -67,6 +68,7 @@ export interface Transport {
   deskKill(id: string, request: KillRequest): Promise<KillView>;
   deskState(id: string, request: StateRequest): Promise<StateChangeView>;
   deskOrders(id: string, order: string | null): Promise<OrderView[]>;
+  deskClose(id: string, request: CloseRequest): Promise<SessionView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -143,6 +145,8 @@ export class HttpTransport implements Transport {
     this.call<KillView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/kill`, request);
   deskState = (id: string, request: StateRequest) =>
     this.call<StateChangeView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/state`, request);
+  deskClose = (id: string, request: CloseRequest) =>
+    this.call<SessionView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/close`, request);
   deskOrders = (id: string, order: string | null) =>
     this.call<OrderView[]>(
       "GET",
@@ -235,6 +239,7 @@ export class TauriTransport implements Transport {
   deskKill = (id: string, request: KillRequest) => answer(commands.deskKill(id, request));
   deskState = (id: string, request: StateRequest) => answer(commands.deskState(id, request));
   deskOrders = (id: string, order: string | null) => answer(commands.deskOrders(id, order));
+  deskClose = (id: string, request: CloseRequest) => answer(commands.deskClose(id, request));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

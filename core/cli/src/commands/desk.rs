@@ -3,14 +3,16 @@
 //! as `signal` tickets), `list` and `show` read them, `blotter` prints a
 //! session's signals (each with its ticket, bot, model cost, risk checks
 //! and disposition) and fills, `recap` what it earned net of fees and model
-//! spend, `kill` pulls its kill switch at one of three levels and `state`
-//! sets the trading state of its desk or of one bot's signals.
+//! spend, `orders` its orders with their ledger postings, `kill` pulls its
+//! kill switch at one of three levels, `state` sets the trading state of
+//! its desk or of one bot's signals and `close` ends it where it is.
 
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use oshal_core::api::client::Client;
 use oshal_core::trading::{
-    EntryStyle, KillLevel, KillRequest, NewSession, OrdersQuery, StateRequest, TradingStateName,
+    CloseRequest, EntryStyle, KillLevel, KillRequest, NewSession, OrdersQuery, StateRequest,
+    TradingStateName,
 };
 
 use super::trading::{EntriesArg, StrategyName};
@@ -117,6 +119,13 @@ pub enum Action {
         #[arg(long)]
         reason: String,
     },
+    /// Close a running session: it stops where it is, for good.
+    Close {
+        id: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+    },
     /// Pull a session's kill switch.
     Kill {
         id: String,
@@ -177,6 +186,9 @@ impl Action {
                     reason,
                 };
                 json(client.set_session_state(id, &request).await)
+            }
+            Self::Close { id, reason } => {
+                json(client.close_session(id, &CloseRequest { reason }).await)
             }
             Self::Kill { id, level, reason } => {
                 let request = KillRequest {

@@ -322,6 +322,15 @@ impl Client {
             .await
     }
 
+    pub async fn close_session(
+        &self,
+        id: impl Into<Id>,
+        request: &crate::trading::CloseRequest,
+    ) -> Result<crate::trading::SessionView, ClientError> {
+        self.request::<r::CloseSession>(id.into(), None, Some(request))
+            .await
+    }
+
     pub async fn set_session_state(
         &self,
         id: impl Into<Id>,

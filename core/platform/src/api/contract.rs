@@ -136,6 +136,7 @@ named!(
     crate::trading::StateRequest,
     crate::trading::StateChangeView,
     crate::trading::OrderView,
+    crate::trading::CloseRequest,
 );
 
 /// A query string as the contract shows it: its parameters.

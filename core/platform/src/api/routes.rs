@@ -330,6 +330,8 @@ routes! {
     GetBlotter = Get "/api/v1/trading/sessions/{id}/blotter" Bearer Read, args: Id, query: (), body: () => crate::trading::Blotter;
     GetRecap = Get "/api/v1/trading/sessions/{id}/recap" Bearer Read, args: Id, query: (), body: () => crate::trading::RecapView;
     KillSession = Post "/api/v1/trading/sessions/{id}/kill" Bearer Write, args: Id, query: (), body: crate::trading::KillRequest => crate::trading::KillView;
+    /// Close a running session: it stops where it is, for good.
+    CloseSession = Post "/api/v1/trading/sessions/{id}/close" Bearer Write, args: Id, query: (), body: crate::trading::CloseRequest => crate::trading::SessionView;
     /// A session's orders (or one, `?order=O-3`) with their ledger postings.
     ListOrders = Get "/api/v1/trading/sessions/{id}/orders" Bearer Read, args: Id, query: crate::trading::OrdersQuery, body: () => Vec<crate::trading::OrderView>;
     /// Set the trading state of a session's desk, or of one bot's signals.

@@ -14,7 +14,8 @@
 //! Sessions are the tenant's: a tenant's token opens, reads, kills and
 //! sets the trading state of its own and sees no other. They survive a
 //! restart (see [`session`]): the journal in the store holds each one's
-//! specification and controls (kill switch pulls, trading states set), and
+//! specification and controls (kill switch pulls, trading states set, a
+//! close), and
 //! the signal and order tickets are found again by their keys.
 
 mod project;
@@ -37,10 +38,10 @@ use crate::ticket::{SignalPayload, TenantId, TicketError, Work};
 use project::{disposition, serde_plain, spend, stats, usd, view_of};
 use session::{Live, Opened, Runner, Session};
 pub use view::{
-    Blotter, BotStateView, EntryStyle, FillView, Flow, KillLevel, KillRequest, KillView,
-    MissedSignal, NewSession, OrderView, OrdersQuery, PositionView, PostingView, RecapView,
-    ReconciliationView, ReconcilingOrder, RiskCheck, SessionStatus, SessionView, SignalView,
-    StateChangeView, StateRequest, StatsView, TradingStateName,
+    Blotter, BotStateView, CloseRequest, EntryStyle, FillView, Flow, KillLevel, KillRequest,
+    KillView, MissedSignal, NewSession, OrderView, OrdersQuery, PositionView, PostingView,
+    RecapView, ReconciliationView, ReconcilingOrder, RiskCheck, SessionStatus, SessionView,
+    SignalView, StateChangeView, StateRequest, StatsView, TradingStateName,
 };
 
 /// Why the desk refused or could not answer.
@@ -183,6 +184,7 @@ impl Trading {
                 reconciling: BTreeMap::new(),
                 reconciliations: Vec::new(),
                 state_changes: Vec::new(),
+                closed: None,
             }),
             commands: tx,
         });
@@ -533,6 +535,31 @@ impl Trading {
             .into_iter()
             .find(|c| c.id == change)
             .ok_or(TradingError::NotFound(change))
+    }
+
+    /// Closes session `id`: its runner stops where it is, for good (a
+    /// restart rebuilds it to that point and no further), recorded with
+    /// `by` and the request's reason.
+    pub async fn close(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+        request: CloseRequest,
+        by: &str,
+    ) -> Result<SessionView, TradingError> {
+        let reason = checked_reason(&request.reason)?;
+        self.control(id, only, session::Action::Close, by, reason)
+            .await?;
+        tracing::warn!(session = %id, by, reason, "desk session closed");
+        let s = self.session(id, only)?;
+        // The runner records the end as it leaves; wait for it.
+        for _ in 0..100 {
+            if s.live().status != SessionStatus::Running {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(view_of(s.as_ref()))
     }
 
     /// Hands a control to session `id`'s runner and waits for its id.

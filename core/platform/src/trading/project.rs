@@ -142,6 +142,7 @@ pub(super) fn view_of(s: &Session) -> SessionView {
         spec: s.spec.clone(),
         status: live.status,
         error: live.error.clone(),
+        closed: live.closed.clone(),
         trading_state: desk.state().as_str().to_owned(),
         bot_states: desk
             .bot_states()

@@ -91,6 +91,8 @@ pub(super) struct Live {
     pub reconciliations: Vec<ReconciliationView>,
     /// Every setting of the trading state, the desk's or a bot's.
     pub state_changes: Vec<StateChangeView>,
+    /// Who closed the session and why, once it is closed.
+    pub closed: Option<String>,
 }
 
 /// The tickets that took an order to a venue elsewhere.
@@ -129,6 +131,8 @@ impl Session {
 pub(super) enum Stop {
     /// The platform is shutting down: the session resumes at the next start.
     Cancelled,
+    /// The operator closed it.
+    Closed,
     Failed(String),
 }
 
@@ -165,6 +169,7 @@ impl Runner {
         match outcome {
             Ok(()) => live.status = SessionStatus::Finished,
             Err(Stop::Cancelled) => {}
+            Err(Stop::Closed) => live.status = SessionStatus::Closed,
             Err(Stop::Failed(e)) => {
                 tracing::warn!(session = %self.session.id, error = %e, "a desk session stopped");
                 live.status = SessionStatus::Failed;
@@ -197,7 +202,7 @@ impl Runner {
         for q in &quotes {
             let n = s.live().desk.events();
             self.apply_replayed((n, Phase::Between.rank()))?;
-            self.take_commands(Phase::Between).await;
+            self.take_commands(Phase::Between).await?;
             self.pace(q.ts_ms).await?;
             if let Some(venue) = s.spec.venue.as_deref() {
                 if self.caught_up
@@ -285,7 +290,7 @@ impl Runner {
                 () = sleep => None,
             };
             match woke {
-                Some(cmd) => self.apply(cmd, Phase::Between).await,
+                Some(cmd) => self.apply(cmd, Phase::Between).await?,
                 None => return Ok(()),
             }
         }
@@ -383,7 +388,7 @@ impl Runner {
                     },
                 };
                 if let Some(cmd) = woke {
-                    self.apply(cmd, phase).await;
+                    self.apply(cmd, phase).await?;
                 }
             }
         }

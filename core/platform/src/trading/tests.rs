@@ -250,8 +250,43 @@ async fn a_session_on_the_bots_signals_fills_as_its_backtest_and_is_rebuilt_afte
         tickets_of(&blotter)
     );
     assert!(signal_tickets(store.as_ref()).await >= tickets);
+    // Closed: it stops where it is, and a restart rebuilds it to that point.
+    let closed = trading
+        .close(
+            &paced.id,
+            None,
+            CloseRequest {
+                reason: "end of drill".into(),
+            },
+            "ops",
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.status, SessionStatus::Closed);
+    assert_eq!(closed.closed.as_deref(), Some("by ops: end of drill"));
+    assert!(matches!(
+        trading.kill(&paced.id, None, kill("late"), "ops").await,
+        Err(TradingError::Ended(_))
+    ));
     trading.shutdown();
     c.shutdown().await;
+    store.close().await;
+    let (store, c) = controller(dir.path()).await;
+    let trading = Trading::start(c.clone()).await.unwrap();
+    let mut rebuilt = trading.view(&paced.id, None).unwrap();
+    for _ in 0..400 {
+        if rebuilt.status != SessionStatus::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        rebuilt = trading.view(&paced.id, None).unwrap();
+    }
+    assert_eq!(rebuilt.status, SessionStatus::Closed);
+    assert_eq!(rebuilt.quotes, closed.quotes, "closed at the same point");
+    assert_eq!(rebuilt.fill_hash, closed.fill_hash);
+    trading.shutdown();
+    c.shutdown().await;
+    store.close().await;
 }
 
 /// Limit entries on the bots' signals: they rest at the desk's venue, fill

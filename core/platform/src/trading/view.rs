@@ -87,6 +87,19 @@ pub enum SessionStatus {
     Finished,
     /// It stopped on an error (`error` says which).
     Failed,
+    /// The operator closed it before its market ended (`closed` says who
+    /// and why); what it held, and any order still reconciling, stay as
+    /// they were.
+    Closed,
+}
+
+/// Closes a running session: its runner stops where it is, for good.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRequest {
+    /// Why, for the record: 1..=500 characters.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
 }
 
 /// The kill switch's levels, each including the ones before it.
@@ -243,6 +256,8 @@ pub struct SessionView {
     pub spec: NewSession,
     pub status: SessionStatus,
     pub error: Option<String>,
+    /// Who closed it and why, if it was closed.
+    pub closed: Option<String>,
     /// `ACTIVE`, `REDUCING` or `HALTED`.
     pub trading_state: String,
     /// Bots whose signals trade under a stricter state than the desk's.

@@ -213,6 +213,7 @@ fn mount() -> Mount {
     .at::<KillSession, _, _>(trading::kill)
     .at::<SetSessionState, _, _>(trading::set_state)
     .at::<ListOrders, _, _>(trading::orders)
+    .at::<CloseSession, _, _>(trading::close)
 }
 
 fn routes(state: AppState) -> Router {

@@ -14,8 +14,8 @@ use super::{ApiResult, AppState, OPERATOR};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
 use crate::trading::{
-    Blotter, KillRequest, KillView, NewSession, OrderView, OrdersQuery, RecapView, SessionView,
-    StateChangeView, StateRequest, Trading,
+    Blotter, CloseRequest, KillRequest, KillView, NewSession, OrderView, OrdersQuery, RecapView,
+    SessionView, StateChangeView, StateRequest, Trading,
 };
 
 fn desk(state: &AppState) -> ApiResult<&Trading> {
@@ -117,4 +117,19 @@ pub(super) async fn orders(
         who.only(),
         q.order.as_deref(),
     )?))
+}
+
+pub(super) async fn close(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(id): PathId,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<SessionView>> {
+    let request: CloseRequest = json_body(&headers, body).await?;
+    Ok(Json(
+        desk(&state)?
+            .close(&id, who.only(), request, &actor(&who))
+            .await?,
+    ))
 }

@@ -1,6 +1,7 @@
-//! The operator's controls over a running session: the kill switch, and
-//! the trading state of the desk or of one bot (ACTIVE, REDUCING, HALTED;
-//! setting ACTIVE is also how a desk resumes after a kill). Each is
+//! The operator's controls over a running session: the kill switch, the
+//! trading state of the desk or of one bot (ACTIVE, REDUCING, HALTED;
+//! setting ACTIVE is also how a desk resumes after a kill), and a close
+//! that ends the session where it is. Each is
 //! journalled before it is applied, with who, why and the point of the
 //! quote stream it fell at, so a restart applies it at the same point and
 //! rebuilds the same desk.
@@ -45,6 +46,8 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq)]
 pub(in crate::trading) enum Action {
     Kill(KillLevel),
+    /// Ends the session where it is.
+    Close,
     /// Sets the desk's trading state, or `bot`'s.
     State {
         state: TradingStateName,
@@ -75,6 +78,8 @@ pub(in crate::trading) struct ControlEntry {
     pub state: Option<TradingStateName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub close: bool,
     pub by: String,
     pub reason: String,
     pub at_ms: i64,
@@ -99,7 +104,9 @@ impl ControlEntry {
     }
 
     fn kind(&self) -> &'static str {
-        if self.level.is_some() {
+        if self.close {
+            "close"
+        } else if self.level.is_some() {
             "kill"
         } else {
             "state"
@@ -107,13 +114,14 @@ impl ControlEntry {
     }
 
     fn action(&self) -> Result<Action, String> {
-        match (self.level, self.state) {
-            (Some(level), None) => Ok(Action::Kill(level)),
-            (None, Some(state)) => Ok(Action::State {
+        match (self.level, self.state, self.close) {
+            (Some(level), None, false) => Ok(Action::Kill(level)),
+            (None, Some(state), false) => Ok(Action::State {
                 state,
                 bot: self.bot.clone(),
             }),
-            _ => Err("a control is a kill (level) or a state set (state)".into()),
+            (None, None, true) => Ok(Action::Close),
+            _ => Err("a control is a kill (level), a state set (state) or a close".into()),
         }
     }
 }
@@ -142,7 +150,7 @@ pub(in crate::trading) fn controls_in_order(
     let mut controls: Vec<(ControlEntry, u32)> = Vec::new();
     for e in entries
         .iter()
-        .filter(|e| e.kind == "kill" || e.kind == "state")
+        .filter(|e| matches!(e.kind.as_str(), "kill" | "state" | "close"))
     {
         let c: ControlEntry = serde_json::from_str(&e.body)
             .map_err(|err| format!("journal entry {} of {}: {err}", e.seq, e.session))?;
@@ -165,6 +173,9 @@ impl Runner {
             let c = self.replay.pop_front().expect("checked above");
             self.enact(&c)
                 .map_err(|e| format!("a journalled {}: {e}", c.kind()))?;
+            if c.close {
+                return Err(Stop::Closed);
+            }
         }
         Ok(())
     }
@@ -173,6 +184,10 @@ impl Runner {
     fn enact(&self, c: &ControlEntry) -> Result<String, String> {
         let mut live = self.session.live();
         match c.action()? {
+            Action::Close => {
+                live.closed = Some(format!("by {}: {}", c.by, c.reason));
+                Ok("closed".into())
+            }
             Action::Kill(level) => live
                 .desk
                 .kill(desk_level(level), &c.by, &c.reason, c.at_ms)
@@ -206,30 +221,34 @@ impl Runner {
         self.caught_up && self.replay.is_empty()
     }
 
-    /// Applies the controls waiting now.
-    pub(super) async fn take_commands(&mut self, phase: Phase) {
+    /// Applies the controls waiting now; a close ends the runner.
+    pub(super) async fn take_commands(&mut self, phase: Phase) -> Result<(), Stop> {
         if !self.takes_controls() {
-            return;
+            return Ok(());
         }
         while let Ok(cmd) = self.commands.try_recv() {
-            self.apply(cmd, phase).await;
+            self.apply(cmd, phase).await?;
         }
+        Ok(())
     }
 
     /// One control: journalled first (so a restart applies it at the same
-    /// point), then applied; the caller hears its id.
-    pub(super) async fn apply(&mut self, cmd: Command, phase: Phase) {
+    /// point), then applied; the caller hears its id. A close, once
+    /// applied, ends the runner (`Stop::Closed`).
+    pub(super) async fn apply(&mut self, cmd: Command, phase: Phase) -> Result<(), Stop> {
         let s = &self.session;
         let (entry, seq) = {
             let live = s.live();
             let (level, state, bot) = match &cmd.action {
                 Action::Kill(level) => (Some(*level), None, None),
                 Action::State { state, bot } => (None, Some(*state), bot.clone()),
+                Action::Close => (None, None, None),
             };
             let entry = ControlEntry {
                 level,
                 state,
                 bot,
+                close: cmd.action == Action::Close,
                 by: cmd.by.clone(),
                 reason: cmd.reason.clone(),
                 at_ms: live.sim_ms,
@@ -264,6 +283,11 @@ impl Runner {
             ))),
             Err(e) => Err(TradingError::Store(e)),
         };
+        let closed = entry.close && reply.is_ok();
         let _ = cmd.reply.send(reply);
+        if closed {
+            return Err(Stop::Closed);
+        }
+        Ok(())
     }
 }

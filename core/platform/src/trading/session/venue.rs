@@ -152,7 +152,7 @@ impl Runner {
             let takes = self.takes_controls();
             tokio::select! {
                 () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-                Some(cmd) = self.commands.recv(), if takes => self.apply(cmd, phase).await,
+                Some(cmd) = self.commands.recv(), if takes => self.apply(cmd, phase).await?,
                 () = &mut sleep => return Ok(()),
             }
         }
