@@ -15,8 +15,7 @@
 //! sets the trading state of its own and sees no other. They survive a
 //! restart (see [`session`]): the journal in the store holds each one's
 //! specification and controls (kill switch pulls, trading states set, a
-//! close), and
-//! the signal and order tickets are found again by their keys.
+//! close), and the signal and order tickets are found again by their keys.
 
 mod project;
 mod session;
