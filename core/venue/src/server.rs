@@ -27,6 +27,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use oshal_kernel::clock::{Clock, SystemClock};
 use oshal_trading::market;
 use oshal_trading::venue::wire::{WireError, WireOrder, WireReport, check_id};
 use serde::Serialize;
@@ -152,19 +153,15 @@ impl PaperVenue {
             report: WireReport::from(&report),
             idempotency_key,
         };
-        self.store.insert(&stored, seq, now_ms()).await?;
+        self.store
+            .insert(&stored, seq, SystemClock.now_ms())
+            .await?;
         let _ = self.events.send(Event {
             account: stored.account,
             report: stored.report.clone(),
         });
         Ok((true, stored.report))
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Why a request was refused.

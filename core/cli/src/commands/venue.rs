@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use oshal_core::clock::{Clock, SystemClock};
 use oshal_core::connector::manifest::Manifest;
 use oshal_core::connector::signing;
 use oshal_venue::manifest::{CONNECTOR, manifest};
@@ -115,7 +116,7 @@ async fn new_key(data_dir: &std::path::Path) -> Result<String> {
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).context("no randomness for an API key")?;
     let api_key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    store.add_key(&api_key, now_ms()).await?;
+    store.add_key(&api_key, SystemClock.now_ms()).await?;
     store.close().await;
     Ok(api_key)
 }
@@ -153,10 +154,4 @@ async fn serve(data_dir: PathBuf, listen: SocketAddr, depth_levels: u32) -> Resu
     .await?;
     store.close().await;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -15,8 +15,8 @@ use oshal_trading::risk::TradingState;
 
 use super::session::{Live, Session};
 use super::view::{
-    BotStateView, Flow, KillLevel, KillView, OrderView, PositionView, PostingView, SessionView,
-    StatsView, TradingStateName,
+    BotStateView, Flow, KillLevel, KillView, OrderView, PositionView, PostingView,
+    ReconcilingOrder, SessionView, StatsView, TradingStateName,
 };
 
 pub(super) fn usd(raw: i128) -> f64 {
@@ -175,7 +175,19 @@ pub(super) fn view_of(s: &Session) -> SessionView {
         },
         fill_hash: desk.fill_hash(),
         kills,
-        reconciling: live.reconciling.values().cloned().collect(),
+        reconciling: live
+            .reconciling
+            .iter()
+            .map(|(order, last_error)| ReconcilingOrder {
+                order: order.clone(),
+                tickets: live
+                    .orders
+                    .get(order)
+                    .map(|m| m.tickets.clone())
+                    .unwrap_or_default(),
+                last_error: last_error.clone(),
+            })
+            .collect(),
         reconciliations: live.reconciliations.clone(),
     }
 }

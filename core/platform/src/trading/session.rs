@@ -38,9 +38,7 @@ pub(super) use control::{Action, Command, ControlEntry, controls_in_order};
 pub(super) use venue::{LIST_ORDERS, SUBMIT_ORDER};
 
 use super::TradingError;
-use super::view::{
-    MissedSignal, NewSession, ReconciliationView, ReconcilingOrder, SessionStatus, StateChangeView,
-};
+use super::view::{MissedSignal, NewSession, ReconciliationView, SessionStatus, StateChangeView};
 use crate::clock::UnixMs;
 use crate::controller::{Controller, ControllerError, CoreEvent};
 use crate::store::{JournalEntry, TicketView};
@@ -86,8 +84,9 @@ pub(super) struct Live {
     /// Orders sent to a venue elsewhere: their `tool` tickets and what
     /// those cost, by client order id.
     pub orders: BTreeMap<String, OrderMeta>,
-    /// Orders at a venue elsewhere whose report is not back.
-    pub reconciling: BTreeMap<String, ReconcilingOrder>,
+    /// Orders at a venue elsewhere whose report is not back, with why the
+    /// last ticket brought none (their tickets are in `orders`).
+    pub reconciling: BTreeMap<String, Option<String>>,
     pub reconciliations: Vec<ReconciliationView>,
     /// Every setting of the trading state, the desk's or a bot's.
     pub state_changes: Vec<StateChangeView>,

@@ -33,7 +33,7 @@ use super::{Phase, Runner, Stop};
 use crate::controller::CoreEvent;
 use crate::store::TicketView;
 use crate::ticket::TicketState;
-use crate::trading::view::{ReconciliationView, ReconcilingOrder};
+use crate::trading::view::ReconciliationView;
 
 /// The venue connector's operations the desk uses.
 pub(crate) const SUBMIT_ORDER: &str = "submit_order";
@@ -88,15 +88,7 @@ impl Runner {
                     .or_default()
                     .tickets
                     .push(ticket);
-                let r =
-                    live.reconciling
-                        .entry(client.clone())
-                        .or_insert_with(|| ReconcilingOrder {
-                            order: client.clone(),
-                            tickets: Vec::new(),
-                            last_error: None,
-                        });
-                r.tickets.push(ticket);
+                live.reconciling.entry(client.clone()).or_default();
             }
             let view = self.wait(ticket, Phase::AtVenue(k), events).await?;
             let report = venue_report(&view).and_then(|w| {
@@ -121,9 +113,7 @@ impl Runner {
                         )));
                     }
                     Err(NoReport::Unknown(e)) => {
-                        if let Some(r) = live.reconciling.get_mut(&client) {
-                            r.last_error = Some(e.clone());
-                        }
+                        live.reconciling.insert(client.clone(), Some(e.clone()));
                         Some(e)
                     }
                 }
