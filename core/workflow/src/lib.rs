@@ -1,14 +1,29 @@
 //! Workflows: build, ticket and video pipelines as DAGs whose nodes are
-//! tickets, and the generator that proposes them.
+//! tickets, in the words of Argo, Temporal and GitHub Actions.
 //!
-//! What will live here, as pure logic named after Argo, Temporal and GitHub
-//! Actions: the versioned `WorkflowSpec` (tasks, approvals, fan-outs,
-//! sub-workflows, `depends` expressions), node phases, retry policies and
-//! timeouts, memoization by content hash, runs pinned to the version they
-//! started on, and the validation of a generated spec against the live
-//! registry (never applied without approval).
+//! - [`spec`]: the versioned `WorkflowSpec` (JSON or YAML): tasks,
+//!   approvals, fan-outs (`matrix`, `with_items`), `depends` expressions
+//!   ([`expr`]) or plain `dependencies`, retry policies, timeouts
+//!   ([`span`]), memoization.
+//! - [`validate`]: the checks of meaning, each refusal at the JSON path of
+//!   its field; a [`validate::Workflow`] is a spec that passed, with its DAG.
+//! - [`history`] and [`run`]: a run is its append-only history; its state
+//!   (Argo's node phases, Temporal's run states) is rebuilt from it, and
+//!   [`run::Run::decide`] proposes the next events as a pure function of
+//!   that state and the time. Placeholders (`${{ inputs.x }}`, …) are
+//!   resolved by [`template`]; inputs and outputs hashed by [`hash`].
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
-//! `core/cli/tests/layering.rs` checks it). A thin adapter in the platform
-//! turns a run into a ticket whose children are its nodes' tickets.
+//! `core/cli/tests/layering.rs` checks it). The platform's adapter
+//! (`oshal_core::workflow`) records the events, submits each scheduled
+//! node as a ticket under its key and reports the tickets' ends back.
+
+pub mod expr;
+pub mod hash;
+pub mod history;
+pub mod run;
+pub mod span;
+pub mod spec;
+pub mod template;
+pub mod validate;

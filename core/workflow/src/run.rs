@@ -1,0 +1,698 @@
+//! A run: its state, rebuilt from its history ([`Run::apply`]), and the
+//! next events it needs ([`Run::decide`], in `run/decide.rs`).
+//!
+//! Like a Temporal workflow task, deciding is a pure function of the state
+//! and the time: the adapter records what it proposes and acts on it; a
+//! replay applies the recorded events and never decides the past again.
+//! An event that does not fit the state (a ticket's answer for an attempt
+//! that already timed out) is refused with [`Stale`], changing nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::history::{Event, Failure, NodePhase, RunState, Stop};
+use crate::validate::Workflow;
+
+mod decide;
+pub use decide::Memo;
+
+/// The most bytes a node's output may take in the history.
+pub const MAX_OUTPUT_BYTES: usize = 32 * 1024;
+
+/// Why an event was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{event} does not fit the run: {why}")]
+pub struct Stale {
+    pub event: &'static str,
+    pub why: String,
+}
+
+/// One unit of work: a node, or one item of a fan-out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    /// The node's name, or `name[i]`.
+    pub name: String,
+    /// A `with_items` item, or a matrix combination as an object.
+    pub item: Option<Value>,
+    pub phase: NodePhase,
+    /// The last attempt number used (keys never reuse one).
+    pub attempt: u32,
+    /// Attempts before this one are not counted against the retry policy
+    /// (a retry from the node started counting again).
+    pub counted_from: u32,
+    pub scheduled_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub heartbeat_at: Option<i64>,
+    pub progress: Option<u8>,
+    pub finished_at: Option<i64>,
+    /// Waiting for a retry until then.
+    pub retry_at: Option<i64>,
+    pub key: Option<String>,
+    /// Every ticket an attempt of it took, oldest first.
+    pub tickets: Vec<String>,
+    pub input_hash: Option<String>,
+    pub output: Option<Value>,
+    pub output_hash: Option<String>,
+    pub memoized: bool,
+    /// The last attempt's failure.
+    pub failure: Option<Failure>,
+    pub cancel_requested: bool,
+}
+
+impl Unit {
+    fn new(name: String, item: Option<Value>) -> Unit {
+        Unit {
+            name,
+            item,
+            phase: NodePhase::Pending,
+            attempt: 0,
+            counted_from: 0,
+            scheduled_at: None,
+            started_at: None,
+            heartbeat_at: None,
+            progress: None,
+            finished_at: None,
+            retry_at: None,
+            key: None,
+            tickets: Vec::new(),
+            input_hash: None,
+            output: None,
+            output_hash: None,
+            memoized: false,
+            failure: None,
+            cancel_requested: false,
+        }
+    }
+
+    /// An attempt was handed out and has not ended.
+    pub fn in_flight(&self) -> bool {
+        !self.phase.fulfilled() && self.scheduled_at.is_some()
+    }
+
+    /// Attempts counted against the retry policy.
+    pub fn attempts_counted(&self) -> u32 {
+        self.attempt - self.counted_from
+    }
+}
+
+/// An approval node's request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub requested_at: i64,
+    pub deadline: i64,
+    pub escalated_to: Option<Vec<String>>,
+    pub decided_by: Option<String>,
+}
+
+/// One node of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRun {
+    pub name: String,
+    /// Derived from its units, or set for the node whole (omitted, errored).
+    pub phase: NodePhase,
+    /// Whether it has begun: scheduled, expanded or asked for approval.
+    pub started: bool,
+    /// One for a task or an approval; one per item for a fan-out, once expanded.
+    pub units: Vec<Unit>,
+    pub approval: Option<Approval>,
+    /// Why it was omitted or errored.
+    pub message: Option<String>,
+}
+
+/// A run's state.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub workflow: Arc<Workflow>,
+    pub id: String,
+    pub inputs: Map<String, Value>,
+    pub started_by: String,
+    pub started_at: i64,
+    pub state: RunState,
+    pub finished_at: Option<i64>,
+    pub stop: Option<Stop>,
+    /// By index of the spec's nodes.
+    pub nodes: Vec<NodeRun>,
+    /// The last attempt used by each unit name, across retries from a node.
+    last_attempt: BTreeMap<String, u32>,
+    /// Events applied.
+    pub events: usize,
+}
+
+impl Run {
+    /// A new run of `workflow`, and the event that starts it.
+    pub fn start(
+        workflow: Arc<Workflow>,
+        id: &str,
+        inputs: Map<String, Value>,
+        by: &str,
+        at: i64,
+    ) -> (Run, Event) {
+        let event = Event::RunStarted {
+            run: id.to_owned(),
+            spec_hash: workflow.hash.clone(),
+            inputs,
+            by: by.to_owned(),
+            at,
+        };
+        let run = Run::replay(workflow, std::slice::from_ref(&event)).expect("a first event fits");
+        (run, event)
+    }
+
+    /// The run its history describes.
+    pub fn replay(workflow: Arc<Workflow>, history: &[Event]) -> Result<Run, Stale> {
+        let Some(Event::RunStarted {
+            run,
+            spec_hash,
+            inputs,
+            by,
+            at,
+        }) = history.first()
+        else {
+            return Err(stale("history", "it does not begin with run_started"));
+        };
+        if *spec_hash != workflow.hash {
+            return Err(stale(
+                "run_started",
+                format!("the run is pinned to {spec_hash}, not {}", workflow.hash),
+            ));
+        }
+        let nodes = workflow
+            .spec
+            .nodes
+            .iter()
+            .map(|n| NodeRun {
+                name: n.name.clone(),
+                phase: NodePhase::Pending,
+                started: false,
+                units: if n.is_fan_out() {
+                    Vec::new()
+                } else {
+                    vec![Unit::new(n.name.clone(), None)]
+                },
+                approval: None,
+                message: None,
+            })
+            .collect();
+        let mut state = Run {
+            workflow,
+            id: run.clone(),
+            inputs: inputs.clone(),
+            started_by: by.clone(),
+            started_at: *at,
+            state: RunState::Running,
+            finished_at: None,
+            stop: None,
+            nodes,
+            last_attempt: BTreeMap::new(),
+            events: 1,
+        };
+        for e in &history[1..] {
+            state.apply(e)?;
+        }
+        Ok(state)
+    }
+
+    /// Where the unit named `unit` is: (node index, unit index).
+    pub fn find(&self, unit: &str) -> Option<(usize, usize)> {
+        let node = unit.split('[').next().unwrap_or(unit);
+        let i = self.workflow.index(node)?;
+        let j = self.nodes[i].units.iter().position(|u| u.name == unit)?;
+        Some((i, j))
+    }
+
+    pub fn unit(&self, unit: &str) -> Option<&Unit> {
+        self.find(unit).map(|(i, j)| &self.nodes[i].units[j])
+    }
+
+    /// The node's output: a unit's, or a fan-out's list of them.
+    pub fn output(&self, node: &str) -> Option<Value> {
+        let i = self.workflow.index(node)?;
+        let n = &self.nodes[i];
+        if self.workflow.spec.nodes[i].is_fan_out() {
+            n.phase.fulfilled().then(|| {
+                Value::Array(
+                    n.units
+                        .iter()
+                        .map(|u| u.output.clone().unwrap_or(Value::Null))
+                        .collect(),
+                )
+            })
+        } else {
+            n.units.first().and_then(|u| u.output.clone())
+        }
+    }
+
+    /// Applies one event of the history, or refuses it changing nothing.
+    pub fn apply(&mut self, event: &Event) -> Result<(), Stale> {
+        let name = event.name();
+        let finished = self.state != RunState::Running;
+        if finished && !matches!(event, Event::RetryRequested { .. }) {
+            return Err(stale(name, format!("the run has ended {:?}", self.state)));
+        }
+        match event {
+            Event::RunStarted { .. } => return Err(stale(name, "the run has started already")),
+            Event::NodeExpanded { node, items, .. } => {
+                let i = self.node_index(name, node)?;
+                let spec = &self.workflow.spec.nodes[i];
+                let n = &mut self.nodes[i];
+                if !spec.is_fan_out() || n.started || n.phase != NodePhase::Pending {
+                    return Err(stale(
+                        name,
+                        format!("{node} is not a fan-out waiting to start"),
+                    ));
+                }
+                n.started = true;
+                n.units = items
+                    .iter()
+                    .enumerate()
+                    .map(|(k, item)| {
+                        let mut u = Unit::new(format!("{node}[{k}]"), Some(item.clone()));
+                        // Numbers go on from an earlier expansion's, so no key is reused.
+                        u.attempt = self.last_attempt.get(&u.name).copied().unwrap_or(0);
+                        u.counted_from = u.attempt;
+                        u
+                    })
+                    .collect();
+            }
+            Event::NodeScheduled {
+                unit,
+                attempt,
+                input_hash,
+                key,
+                at,
+                ..
+            } => {
+                let u = self.unit_mut(name, unit)?;
+                if u.phase != NodePhase::Pending
+                    || u.scheduled_at.is_some()
+                    || *attempt != u.attempt + 1
+                {
+                    return Err(stale(
+                        name,
+                        format!("{unit} is not waiting for attempt {attempt}"),
+                    ));
+                }
+                u.attempt = *attempt;
+                u.scheduled_at = Some(*at);
+                u.started_at = None;
+                u.heartbeat_at = None;
+                u.progress = None;
+                u.retry_at = None;
+                u.cancel_requested = false;
+                u.key = Some(key.clone());
+                u.input_hash = Some(input_hash.clone());
+                self.last_attempt.insert(unit.clone(), *attempt);
+                self.mark_started(unit);
+            }
+            Event::NodeMemoized {
+                unit,
+                input_hash,
+                output,
+                output_hash,
+                at,
+            } => {
+                let u = self.unit_mut(name, unit)?;
+                if u.phase != NodePhase::Pending || u.scheduled_at.is_some() {
+                    return Err(stale(name, format!("{unit} is not waiting to start")));
+                }
+                u.phase = NodePhase::Succeeded;
+                u.memoized = true;
+                u.input_hash = Some(input_hash.clone());
+                u.output = Some(output.clone());
+                u.output_hash = Some(output_hash.clone());
+                u.finished_at = Some(*at);
+                self.mark_started(unit);
+            }
+            Event::NodeStarted {
+                unit,
+                attempt,
+                ticket,
+                at,
+            } => {
+                let u = self.current(name, unit, *attempt)?;
+                if !u.tickets.contains(ticket) {
+                    u.tickets.push(ticket.clone());
+                }
+                if u.phase == NodePhase::Pending {
+                    u.phase = NodePhase::Running;
+                    u.started_at = Some(*at);
+                }
+            }
+            Event::NodeHeartbeat {
+                unit,
+                attempt,
+                progress,
+                at,
+            } => {
+                let u = self.current(name, unit, *attempt)?;
+                u.heartbeat_at = Some(*at);
+                if progress.is_some() {
+                    u.progress = progress.map(|p| p.min(100));
+                }
+            }
+            Event::NodeSucceeded {
+                unit,
+                attempt,
+                output,
+                output_hash,
+                at,
+            } => {
+                let u = self.current(name, unit, *attempt)?;
+                u.phase = NodePhase::Succeeded;
+                u.output = Some(output.clone());
+                u.output_hash = Some(output_hash.clone());
+                u.failure = None;
+                u.progress = Some(100);
+                u.finished_at = Some(*at);
+                u.started_at.get_or_insert(*at);
+            }
+            Event::NodeFailed {
+                unit,
+                attempt,
+                failure,
+                at,
+            } => {
+                let stopping = self.stop.is_some();
+                let (i, _) = self
+                    .find(unit)
+                    .ok_or_else(|| stale(name, format!("no unit {unit}")))?;
+                let spec = &self.workflow.spec;
+                let policy = spec.retry_of(&spec.nodes[i]).cloned();
+                let u = self.current(name, unit, *attempt)?;
+                u.failure = Some(failure.clone());
+                u.scheduled_at = None;
+                u.cancel_requested = false;
+                let retry = policy.filter(|p| {
+                    !stopping
+                        && failure.error_type != "denied"
+                        && p.retries(&failure.error_type)
+                        && u.attempts_counted() < p.maximum_attempts
+                });
+                match retry {
+                    Some(p) => {
+                        u.phase = NodePhase::Pending;
+                        u.started_at = None;
+                        u.retry_at = Some(at + p.delay_after(u.attempts_counted()).ms_i64());
+                    }
+                    None => {
+                        u.phase = failure.phase();
+                        u.finished_at = Some(*at);
+                    }
+                }
+            }
+            Event::NodeCancelRequested { unit, attempt, .. } => {
+                self.current(name, unit, *attempt)?.cancel_requested = true;
+            }
+            Event::NodeOmitted { node, reason, at } => {
+                let i = self.node_index(name, node)?;
+                let n = &mut self.nodes[i];
+                if n.phase.fulfilled() || n.units.iter().any(Unit::in_flight) {
+                    return Err(stale(name, format!("{node} is not waiting to start")));
+                }
+                for u in n.units.iter_mut().filter(|u| !u.phase.fulfilled()) {
+                    u.phase = NodePhase::Omitted;
+                    u.finished_at = Some(*at);
+                    u.retry_at = None;
+                }
+                n.message = Some(reason.clone());
+                if n.units.is_empty() || !n.started {
+                    n.phase = NodePhase::Omitted;
+                }
+            }
+            Event::NodeErrored { unit, message, at } => {
+                if let Some((i, j)) = self.find(unit) {
+                    let u = &mut self.nodes[i].units[j];
+                    if u.phase != NodePhase::Pending || u.scheduled_at.is_some() {
+                        return Err(stale(name, format!("{unit} is not waiting to start")));
+                    }
+                    u.phase = NodePhase::Error;
+                    u.failure = Some(Failure::new("template", message.clone()));
+                    u.finished_at = Some(*at);
+                    self.nodes[i].started = true;
+                } else {
+                    let i = self.node_index(name, unit)?;
+                    let n = &mut self.nodes[i];
+                    if n.started || n.phase != NodePhase::Pending {
+                        return Err(stale(name, format!("{unit} is not waiting to start")));
+                    }
+                    n.phase = NodePhase::Error;
+                    n.message = Some(message.clone());
+                }
+            }
+            Event::ApprovalRequested { node, deadline, at } => {
+                let i = self.node_index(name, node)?;
+                let last = self.last_attempt.get(node).copied().unwrap_or(0);
+                let n = &mut self.nodes[i];
+                if self.workflow.spec.nodes[i].approval.is_none() || n.started {
+                    return Err(stale(
+                        name,
+                        format!("{node} is not an approval waiting to start"),
+                    ));
+                }
+                n.started = true;
+                n.approval = Some(Approval {
+                    requested_at: *at,
+                    deadline: *deadline,
+                    escalated_to: None,
+                    decided_by: None,
+                });
+                let u = &mut n.units[0];
+                u.attempt = last + 1;
+                u.phase = NodePhase::Running;
+                u.scheduled_at = Some(*at);
+                u.started_at = Some(*at);
+                self.last_attempt.insert(node.clone(), last + 1);
+            }
+            Event::ApprovalEscalated { node, to, .. } => {
+                let i = self.node_index(name, node)?;
+                match &mut self.nodes[i].approval {
+                    Some(a) if a.decided_by.is_none() => a.escalated_to = Some(to.clone()),
+                    _ => return Err(stale(name, format!("{node} is not waiting for approval"))),
+                }
+            }
+            Event::ApprovalDecided {
+                node,
+                approved,
+                by,
+                input,
+                comment,
+                at,
+            } => {
+                let i = self.node_index(name, node)?;
+                let n = &mut self.nodes[i];
+                let (Some(a), Some(u)) = (&mut n.approval, n.units.first_mut()) else {
+                    return Err(stale(name, format!("{node} is not waiting for approval")));
+                };
+                if a.decided_by.is_some() || u.phase != NodePhase::Running {
+                    return Err(stale(name, format!("{node} is not waiting for approval")));
+                }
+                a.decided_by = Some(by.clone());
+                u.finished_at = Some(*at);
+                u.scheduled_at = None;
+                if *approved {
+                    u.phase = NodePhase::Succeeded;
+                    let output = serde_json::json!({ "approved_by": by, "input": input, "comment": comment });
+                    u.output_hash = Some(crate::hash::of(&output));
+                    u.output = Some(output);
+                } else {
+                    u.phase = NodePhase::Failed;
+                    u.failure = Some(Failure::new("denied", format!("denied by {by}: {comment}")));
+                }
+            }
+            Event::RetryRequested { node, .. } => self.retry_from(node)?,
+            Event::StopRequested { how, .. } => {
+                if self.stop.is_some() {
+                    return Err(stale(name, "a stop was requested already"));
+                }
+                self.stop = Some(*how);
+            }
+            Event::RunFinished { state, at } => {
+                if *state == RunState::Running {
+                    return Err(stale(name, "a run does not finish Running"));
+                }
+                self.state = *state;
+                self.finished_at = Some(*at);
+                // What was running or waiting ends with the run.
+                for n in &mut self.nodes {
+                    for u in n.units.iter_mut().filter(|u| !u.phase.fulfilled()) {
+                        if u.in_flight() {
+                            u.phase = NodePhase::Error;
+                            u.failure = Some(Failure::new(
+                                "cancelled",
+                                format!("the run ended {state:?}"),
+                            ));
+                        } else {
+                            u.phase = NodePhase::Omitted;
+                        }
+                        u.finished_at = Some(*at);
+                        u.scheduled_at = None;
+                        u.retry_at = None;
+                    }
+                    if !n.phase.fulfilled() && !n.started {
+                        n.phase = NodePhase::Omitted;
+                    }
+                }
+            }
+        }
+        self.events += 1;
+        self.derive_phases();
+        Ok(())
+    }
+
+    fn retry_from(&mut self, node: &str) -> Result<(), Stale> {
+        let name = "retry_requested";
+        let i = self.node_index(name, node)?;
+        let phase = self.nodes[i].phase;
+        let retryable = match self.state {
+            RunState::Succeeded => false,
+            RunState::Running => matches!(phase, NodePhase::Failed | NodePhase::Error),
+            _ => matches!(
+                phase,
+                NodePhase::Failed | NodePhase::Error | NodePhase::Omitted
+            ),
+        };
+        if !retryable {
+            return Err(stale(
+                name,
+                format!(
+                    "{node} is {phase:?} in a run that is {:?}; retry a failed node",
+                    self.state
+                ),
+            ));
+        }
+        let mut again = self.workflow.descendants(i);
+        again.insert(i);
+        if again
+            .iter()
+            .any(|&j| self.nodes[j].units.iter().any(Unit::in_flight))
+        {
+            return Err(stale(
+                name,
+                format!("something downstream of {node} is still running"),
+            ));
+        }
+        for j in again {
+            let spec = &self.workflow.spec.nodes[j];
+            let n = &mut self.nodes[j];
+            n.phase = NodePhase::Pending;
+            n.started = false;
+            n.approval = None;
+            n.message = None;
+            n.units = if spec.is_fan_out() {
+                Vec::new()
+            } else {
+                vec![Unit::new(n.name.clone(), None)]
+            };
+            for u in &mut n.units {
+                u.attempt = self.last_attempt.get(&u.name).copied().unwrap_or(0);
+                u.counted_from = u.attempt;
+            }
+        }
+        self.state = RunState::Running;
+        self.finished_at = None;
+        self.stop = None;
+        Ok(())
+    }
+
+    fn mark_started(&mut self, unit: &str) {
+        if let Some((i, _)) = self.find(unit) {
+            self.nodes[i].started = true;
+        }
+    }
+
+    fn node_index(&self, event: &'static str, node: &str) -> Result<usize, Stale> {
+        self.workflow
+            .index(node)
+            .ok_or_else(|| stale(event, format!("the workflow has no node {node:?}")))
+    }
+
+    fn unit_mut(&mut self, event: &'static str, unit: &str) -> Result<&mut Unit, Stale> {
+        let (i, j) = self
+            .find(unit)
+            .ok_or_else(|| stale(event, format!("the run has no unit {unit:?}")))?;
+        Ok(&mut self.nodes[i].units[j])
+    }
+
+    /// The unit if `attempt` is its attempt in flight.
+    fn current(
+        &mut self,
+        event: &'static str,
+        unit: &str,
+        attempt: u32,
+    ) -> Result<&mut Unit, Stale> {
+        let u = self.unit_mut(event, unit)?;
+        if u.attempt != attempt || !u.in_flight() {
+            return Err(stale(
+                event,
+                format!(
+                    "attempt {attempt} of {unit} is not in flight (its attempt is {}, {:?})",
+                    u.attempt, u.phase
+                ),
+            ));
+        }
+        Ok(u)
+    }
+
+    /// A fan-out's phase from its units: any Failed, Failed; any Error,
+    /// Error; any Omitted, Omitted; all Succeeded (or none), Succeeded.
+    fn derive_phases(&mut self) {
+        for n in &mut self.nodes {
+            if !n.started {
+                continue;
+            }
+            n.phase = if n.units.iter().any(|u| !u.phase.fulfilled()) {
+                if n.units
+                    .iter()
+                    .any(|u| u.phase == NodePhase::Running || u.phase.fulfilled())
+                {
+                    NodePhase::Running
+                } else {
+                    NodePhase::Pending
+                }
+            } else if n.units.iter().any(|u| u.phase == NodePhase::Failed) {
+                NodePhase::Failed
+            } else if n.units.iter().any(|u| u.phase == NodePhase::Error) {
+                NodePhase::Error
+            } else if n.units.iter().any(|u| u.phase == NodePhase::Omitted) {
+                NodePhase::Omitted
+            } else {
+                NodePhase::Succeeded
+            };
+        }
+    }
+
+    /// Whether a node's failure is handled by some `depends` that tests for it.
+    pub fn failure_handled(&self, i: usize) -> bool {
+        let name = &self.workflow.spec.nodes[i].name;
+        self.workflow
+            .condition
+            .iter()
+            .flatten()
+            .any(|c| c.handles_failure_of(name))
+    }
+
+    /// Units done and in all (a fan-out not yet expanded counts as one).
+    pub fn progress(&self) -> (usize, usize) {
+        self.nodes.iter().fold((0, 0), |(done, all), n| {
+            let units = n.units.len().max(1);
+            let fin = if n.units.is_empty() {
+                usize::from(n.phase.fulfilled())
+            } else {
+                n.units.iter().filter(|u| u.phase.fulfilled()).count()
+            };
+            (done + fin, all + units)
+        })
+    }
+}
+
+fn stale(event: &'static str, why: impl Into<String>) -> Stale {
+    Stale {
+        event,
+        why: why.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

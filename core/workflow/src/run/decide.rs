@@ -1,0 +1,456 @@
+//! What a run needs next, given its state and the time.
+//!
+//! One call proposes every event that can be decided now without the
+//! others; the adapter records them, applies them, and calls again until
+//! nothing is proposed (an omitted node can let the next one decide).
+
+use serde_json::{Map, Value};
+
+use super::{Run, Unit};
+use crate::expr::Outcome;
+use crate::history::{Event, Failure, NodePhase, RunState, Stop, Task};
+use crate::spec::Items;
+use crate::template::{self, Scope};
+
+/// Outputs kept by the hash of the input that made them.
+pub trait Memo {
+    /// The output (and its hash) an earlier unit gave for `input_hash`.
+    fn lookup(&self, input_hash: &str) -> Option<(Value, String)>;
+}
+
+impl Memo for () {
+    fn lookup(&self, _: &str) -> Option<(Value, String)> {
+        None
+    }
+}
+
+impl Memo for std::collections::HashMap<String, (Value, String)> {
+    fn lookup(&self, input_hash: &str) -> Option<(Value, String)> {
+        self.get(input_hash).cloned()
+    }
+}
+
+impl Run {
+    /// The events the run needs at `now`; none when it waits (for a
+    /// ticket, an approver, a timer: see [`Run::next_deadline`]) or has ended.
+    pub fn decide(&self, now: i64, memo: &dyn Memo) -> Vec<Event> {
+        if self.state != RunState::Running {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if let Some(limit) = self.workflow.spec.timeout
+            && self.stop.is_none()
+            && now >= self.started_at + limit.ms_i64()
+        {
+            self.cancel_in_flight(
+                now,
+                &format!("the run ran past its timeout of {limit}"),
+                &mut out,
+            );
+            out.push(Event::RunFinished {
+                state: RunState::TimedOut,
+                at: now,
+            });
+            return out;
+        }
+        if let Some(how) = self.stop {
+            self.cancel_in_flight(now, "the run was stopped", &mut out);
+            for n in &self.nodes {
+                if !n.phase.fulfilled() && !n.units.iter().any(Unit::in_flight) {
+                    out.push(Event::NodeOmitted {
+                        node: n.name.clone(),
+                        reason: "the run was stopped".into(),
+                        at: now,
+                    });
+                }
+            }
+            let stopped = self.nodes.iter().all(|n| n.phase.fulfilled());
+            if how == Stop::Terminate || (out.is_empty() && stopped) {
+                let state = match how {
+                    Stop::Cancel => RunState::Cancelled,
+                    Stop::Terminate => RunState::Terminated,
+                };
+                out.push(Event::RunFinished { state, at: now });
+            }
+            return out;
+        }
+        for &i in &self.workflow.order {
+            self.decide_node(i, now, memo, &mut out);
+        }
+        if out.is_empty() && self.nodes.iter().all(|n| n.phase.fulfilled()) {
+            let failed = self.nodes.iter().enumerate().any(|(i, n)| {
+                matches!(n.phase, NodePhase::Failed | NodePhase::Error) && !self.failure_handled(i)
+            });
+            let state = if failed {
+                RunState::Failed
+            } else {
+                RunState::Succeeded
+            };
+            out.push(Event::RunFinished { state, at: now });
+        }
+        out
+    }
+
+    /// The next time [`Run::decide`] has something to do without being
+    /// told anything: a timeout, a retry's backoff, an escalation.
+    pub fn next_deadline(&self) -> Option<i64> {
+        if self.state != RunState::Running {
+            return None;
+        }
+        let mut next: Option<i64> = self
+            .workflow
+            .spec
+            .timeout
+            .map(|t| self.started_at + t.ms_i64());
+        let mut at = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(a) = &n.approval
+                && a.decided_by.is_none()
+                && n.phase == NodePhase::Running
+            {
+                at(a.deadline);
+                if let Some(esc) = &self.workflow.spec.nodes[i]
+                    .approval
+                    .as_ref()
+                    .and_then(|s| s.escalation.clone())
+                    && a.escalated_to.is_none()
+                {
+                    at(a.requested_at + esc.after.ms_i64());
+                }
+                continue;
+            }
+            for u in &n.units {
+                if let Some(r) = u.retry_at {
+                    at(r);
+                }
+                if u.in_flight() && !u.cancel_requested {
+                    for (_, deadline) in self.deadlines(i, u) {
+                        at(deadline);
+                    }
+                }
+            }
+        }
+        next
+    }
+
+    fn cancel_in_flight(&self, now: i64, reason: &str, out: &mut Vec<Event>) {
+        for (i, n) in self.nodes.iter().enumerate() {
+            for u in n
+                .units
+                .iter()
+                .filter(|u| u.in_flight() && !u.cancel_requested)
+            {
+                if self.workflow.spec.nodes[i].approval.is_some() {
+                    // Nothing to cancel: the approval ends with the run.
+                    out.push(Event::NodeFailed {
+                        unit: u.name.clone(),
+                        attempt: u.attempt,
+                        failure: Failure::new("cancelled", reason),
+                        at: now,
+                    });
+                } else {
+                    out.push(Event::NodeCancelRequested {
+                        unit: u.name.clone(),
+                        attempt: u.attempt,
+                        reason: reason.to_owned(),
+                        at: now,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A unit's deadlines in flight: which timeout, and when.
+    fn deadlines(&self, i: usize, u: &Unit) -> Vec<(&'static str, i64)> {
+        let t = self.workflow.spec.timeouts_of(&self.workflow.spec.nodes[i]);
+        let mut out = Vec::new();
+        match (u.scheduled_at, u.started_at) {
+            (Some(s), None) => {
+                if let Some(d) = t.schedule_to_start {
+                    out.push(("timeout.schedule_to_start", s + d.ms_i64()));
+                }
+            }
+            (_, Some(s)) => {
+                if let Some(d) = t.start_to_close {
+                    out.push(("timeout.start_to_close", s + d.ms_i64()));
+                }
+                if let Some(d) = t.heartbeat {
+                    out.push((
+                        "timeout.heartbeat",
+                        u.heartbeat_at.unwrap_or(s).max(s) + d.ms_i64(),
+                    ));
+                }
+            }
+            (None, None) => {}
+        }
+        out
+    }
+
+    fn decide_node(&self, i: usize, now: i64, memo: &dyn Memo, out: &mut Vec<Event>) {
+        let spec = &self.workflow.spec.nodes[i];
+        let n = &self.nodes[i];
+        if n.phase.fulfilled() {
+            return;
+        }
+        if let Some(approval) = &spec.approval
+            && let Some(a) = &n.approval
+        {
+            if now >= a.deadline {
+                out.push(Event::NodeFailed {
+                    unit: n.name.clone(),
+                    attempt: n.units[0].attempt,
+                    failure: Failure::new(
+                        "timeout.approval",
+                        format!("no decision within {}", approval.timeout),
+                    ),
+                    at: now,
+                });
+            } else if let Some(esc) = &approval.escalation
+                && a.escalated_to.is_none()
+                && now >= a.requested_at + esc.after.ms_i64()
+            {
+                out.push(Event::ApprovalEscalated {
+                    node: n.name.clone(),
+                    to: esc.to.clone(),
+                    at: now,
+                });
+            }
+            return;
+        }
+        if n.started {
+            self.decide_units(i, now, memo, out);
+            return;
+        }
+        let upstream = &self.workflow.upstream[i];
+        if !upstream.iter().all(|&j| self.nodes[j].phase.fulfilled()) {
+            return;
+        }
+        let go = self.workflow.condition[i]
+            .as_ref()
+            .is_none_or(|c| c.eval(&|node, o| self.has_outcome(node, o)));
+        if !go {
+            let why = match (&spec.depends, &spec.dependencies) {
+                (Some(d), _) => format!("depends {d:?} is false"),
+                _ => "a dependency did not succeed".to_owned(),
+            };
+            out.push(Event::NodeOmitted {
+                node: n.name.clone(),
+                reason: why,
+                at: now,
+            });
+            return;
+        }
+        if let Some(approval) = &spec.approval {
+            out.push(Event::ApprovalRequested {
+                node: n.name.clone(),
+                deadline: now + approval.timeout.ms_i64(),
+                at: now,
+            });
+        } else if spec.is_fan_out() {
+            match self.items(i) {
+                Ok(items) => out.push(Event::NodeExpanded {
+                    node: n.name.clone(),
+                    items,
+                    at: now,
+                }),
+                Err(message) => out.push(Event::NodeErrored {
+                    unit: n.name.clone(),
+                    message,
+                    at: now,
+                }),
+            }
+        } else {
+            self.decide_units(i, now, memo, out);
+        }
+    }
+
+    /// Timeouts of the units in flight, and the next attempts to hand out.
+    fn decide_units(&self, i: usize, now: i64, memo: &dyn Memo, out: &mut Vec<Event>) {
+        let spec = &self.workflow.spec.nodes[i];
+        let n = &self.nodes[i];
+        let mut running = n.units.iter().filter(|u| u.in_flight()).count();
+        let room = spec.parallelism.map_or(usize::MAX, |p| p as usize);
+        for u in &n.units {
+            if u.in_flight() {
+                if u.cancel_requested {
+                    continue;
+                }
+                if let Some((which, _)) = self.deadlines(i, u).into_iter().find(|(_, d)| now >= *d)
+                {
+                    let limit = match which {
+                        "timeout.schedule_to_start" => "schedule_to_start",
+                        "timeout.heartbeat" => "heartbeat",
+                        _ => "start_to_close",
+                    };
+                    out.push(Event::NodeCancelRequested {
+                        unit: u.name.clone(),
+                        attempt: u.attempt,
+                        reason: format!("{which}: past its {limit} timeout"),
+                        at: now,
+                    });
+                    out.push(Event::NodeFailed {
+                        unit: u.name.clone(),
+                        attempt: u.attempt,
+                        failure: Failure::new(
+                            which,
+                            format!("attempt {} ran past its {limit} timeout", u.attempt),
+                        ),
+                        at: now,
+                    });
+                }
+                continue;
+            }
+            if u.phase != NodePhase::Pending
+                || u.retry_at.is_some_and(|r| now < r)
+                || running >= room
+            {
+                continue;
+            }
+            out.push(self.schedule(i, u, now, memo));
+            running += 1;
+        }
+    }
+
+    fn schedule(&self, i: usize, u: &Unit, now: i64, memo: &dyn Memo) -> Event {
+        let spec = &self.workflow.spec.nodes[i];
+        let task = spec
+            .task
+            .as_ref()
+            .expect("only task nodes have units to schedule");
+        let matrix = u
+            .item
+            .as_ref()
+            .and_then(Value::as_object)
+            .filter(|_| spec.matrix.is_some());
+        let output = |node: &str| self.output(node);
+        let scope = Scope {
+            run_id: &self.id,
+            inputs: &self.inputs,
+            item: u.item.as_ref().filter(|_| spec.with_items.is_some()),
+            matrix,
+            output: &output,
+        };
+        let payload = match template::resolve(&task.payload, &scope) {
+            Ok(p) => p,
+            Err(e) => {
+                return Event::NodeErrored {
+                    unit: u.name.clone(),
+                    message: e,
+                    at: now,
+                };
+            }
+        };
+        let task = Task {
+            kind: task.kind.clone(),
+            payload,
+            skill: task.skill.clone(),
+            priority: task.priority,
+        };
+        let input_hash = crate::hash::of(&serde_json::json!({
+            "kind": task.kind, "payload": task.payload, "skill": task.skill,
+        }));
+        if spec.memoize
+            && let Some((output, output_hash)) = memo.lookup(&input_hash)
+        {
+            return Event::NodeMemoized {
+                unit: u.name.clone(),
+                input_hash,
+                output,
+                output_hash,
+                at: now,
+            };
+        }
+        let attempt = u.attempt + 1;
+        Event::NodeScheduled {
+            unit: u.name.clone(),
+            attempt,
+            input_hash,
+            key: format!("wf/{}/{}/{attempt}", self.id, u.name),
+            task,
+            at: now,
+        }
+    }
+
+    /// A fan-out's items: its list, or what its `${{ … }}` gives; a
+    /// matrix's combinations as objects, the keys crossed in order.
+    fn items(&self, i: usize) -> Result<Vec<Value>, String> {
+        let spec = &self.workflow.spec.nodes[i];
+        let output = |node: &str| self.output(node);
+        let scope = Scope {
+            run_id: &self.id,
+            inputs: &self.inputs,
+            item: None,
+            matrix: None,
+            output: &output,
+        };
+        let list = |items: &Items, at: &str| -> Result<Vec<Value>, String> {
+            let v = match items {
+                Items::List(l) => return Ok(l.clone()),
+                Items::From(text) => template::resolve_text(text, &scope)?,
+            };
+            match v {
+                Value::Array(l) if l.len() <= crate::spec::MAX_ITEMS => Ok(l),
+                Value::Array(l) => Err(format!(
+                    "{at} gave {} items; the limit is {}",
+                    l.len(),
+                    crate::spec::MAX_ITEMS
+                )),
+                other => Err(format!("{at} gave {}, not a list", kind_of(&other))),
+            }
+        };
+        if let Some(items) = &spec.with_items {
+            return list(items, "with_items");
+        }
+        let mut combos = vec![Map::new()];
+        for (key, items) in spec.matrix.iter().flatten() {
+            let values = list(items, &format!("matrix.{key}"))?;
+            let mut next = Vec::with_capacity(combos.len() * values.len());
+            for c in &combos {
+                for v in &values {
+                    let mut c = c.clone();
+                    c.insert(key.clone(), v.clone());
+                    next.push(c);
+                }
+            }
+            if next.len() > crate::spec::MAX_ITEMS {
+                return Err(format!(
+                    "the matrix gives {} combinations; the limit is {}",
+                    next.len(),
+                    crate::spec::MAX_ITEMS
+                ));
+            }
+            combos = next;
+        }
+        Ok(combos.into_iter().map(Value::Object).collect())
+    }
+
+    /// Whether node `name` has the outcome a `depends` tests.
+    fn has_outcome(&self, name: &str, o: Outcome) -> bool {
+        let Some(i) = self.workflow.index(name) else {
+            return false;
+        };
+        let n = &self.nodes[i];
+        match o {
+            Outcome::Succeeded => n.phase == NodePhase::Succeeded,
+            Outcome::Failed => n.phase == NodePhase::Failed,
+            Outcome::Errored => n.phase == NodePhase::Error,
+            Outcome::Skipped => n.phase == NodePhase::Skipped,
+            Outcome::Omitted => n.phase == NodePhase::Omitted,
+            Outcome::AnySucceeded => n.units.iter().any(|u| u.phase == NodePhase::Succeeded),
+            Outcome::AllFailed => {
+                !n.units.is_empty() && n.units.iter().all(|u| u.phase == NodePhase::Failed)
+            }
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
