@@ -38,7 +38,10 @@ async fn remote() -> RemoteServer {
     tokio::spawn(serve(
         controller,
         None,
-        Some(desktop.trading().clone()),
+        oshal_core::api::http::Domains {
+            trading: Some(desktop.trading().clone()),
+            workflows: None,
+        },
         listener,
         token.clone(),
         None,

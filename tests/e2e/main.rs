@@ -18,3 +18,4 @@ mod soak;
 mod tenants;
 mod trading;
 mod ui;
+mod workflow;

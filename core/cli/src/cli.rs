@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     bench, cancel, connectors, db_setup, desk, node, openapi, security, serve, soak, submit,
-    ticket, tickets, tokens, trading, venue,
+    ticket, tickets, tokens, trading, venue, workflow,
 };
 
 #[derive(Parser)]
@@ -58,6 +58,9 @@ pub enum Command {
     /// A paper venue in a process of its own: `init` a data directory (an
     /// API key and the signed `venue-paper` connector for its URL), `serve` it.
     Venue(venue::Args),
+    /// Workflow runs on a running controller: validate a spec, run it,
+    /// read runs and their history, approve, retry from a node, stop.
+    Workflow(workflow::Args),
     /// Cancel a ticket.
     Cancel(cancel::Args),
     /// Measure local mode end to end (durable SQLite, built-in model).
@@ -87,6 +90,7 @@ impl Command {
             Self::Trading(a) => trading::run(a).await,
             Self::Desk(a) => desk::run(a).await,
             Self::Venue(a) => venue::run(a).await,
+            Self::Workflow(a) => workflow::run(a).await,
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Openapi(a) => openapi::run(a).await,

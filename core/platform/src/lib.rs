@@ -10,6 +10,8 @@
 //! runtime, effect ledger), which gets each credential from `broker`, the
 //! only module that reads secrets. `security` is the detective layer: it
 //! proves each preventive control live and files what it finds as tickets.
+//! `trading` and `workflow` are the domains' adapters: the desk's paper
+//! sessions and workflow runs, whose signals and nodes are tickets.
 //!
 //! This crate knows nothing of Tauri or IPC. Only `lane`, `store`, `model`,
 //! `connector`, `broker` (and the HTTP server in `api`) do I/O; only the
@@ -22,6 +24,7 @@ pub mod controller;
 pub mod mode;
 pub mod security;
 pub mod trading;
+pub mod workflow;
 
 pub use oshal_connector as connector;
 pub use oshal_kernel::{cancel, clock, cost, name, secrets, text, ticket};

@@ -30,6 +30,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{ApplyHook, Hooked, Store, StoreError};
 use crate::ticket::{Skill, Work};
 use crate::trading::Trading;
+use crate::workflow::Workflows;
 
 /// Bots in the embedded pool of the desktop app.
 pub const EMBEDDED_BOTS: usize = 4;
@@ -48,6 +49,8 @@ pub enum ModeError {
     Security(#[from] SecurityError),
     #[error("the trading desk: {0}")]
     Trading(#[from] crate::trading::TradingError),
+    #[error("the workflows: {0}")]
+    Workflows(#[from] crate::workflow::WorkflowError),
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
@@ -162,6 +165,8 @@ pub struct Platform {
     pub security: Option<SecurityCenter>,
     /// The trading desk's paper sessions.
     pub trading: Trading,
+    /// Workflow runs.
+    pub workflows: Workflows,
     /// The durable store, for reads (what the controller writes through).
     pub store: Arc<dyn Store>,
     /// One line for a banner: the mode, its store and its bots.
@@ -224,10 +229,12 @@ impl Platform {
             }
         };
         let trading = Trading::start(controller.clone()).await?;
+        let workflows = Workflows::start(controller.clone()).await?;
         Ok(Platform {
             controller,
             security,
             trading,
+            workflows,
             store: store.clone(),
             describe,
             closers: vec![Closer::Sqlite(store)],
@@ -312,10 +319,12 @@ impl Platform {
             }
         };
         let trading = Trading::start(controller.clone()).await?;
+        let workflows = Workflows::start(controller.clone()).await?;
         Ok(Platform {
             controller,
             security,
             trading,
+            workflows,
             store: writes,
             describe,
             closers,
@@ -325,6 +334,7 @@ impl Platform {
     /// Stops the controller, then closes the stores. Safe to call again.
     pub async fn shutdown(&self) {
         self.trading.shutdown();
+        self.workflows.shutdown();
         self.controller.shutdown().await;
         for c in &self.closers {
             match c {

@@ -174,6 +174,7 @@ pub async fn journal(store: &dyn super::Store) {
     }
     store.apply(&batch).await.unwrap();
     let entry = |session: &str, seq, tenant: &TenantId, kind: &str| JournalEntry {
+        book: "desk".into(),
         session: session.into(),
         seq,
         tenant: tenant.clone(),
@@ -181,21 +182,47 @@ pub async fn journal(store: &dyn super::Store) {
         body: format!(r#"{{"n":{seq}}}"#),
         at_ms: 10 + i64::from(seq),
     };
-    for e in [
-        entry("ds-b", 0, &globex, "opened"),
-        entry("ds-a", 1, &acme, "kill"),
-        entry("ds-a", 0, &acme, "opened"),
-    ] {
-        assert!(store.append_journal(&e).await.unwrap());
-    }
-    assert!(
-        !store
-            .append_journal(&entry("ds-a", 1, &acme, "other"))
+    assert_eq!(
+        store
+            .append_journal(&[
+                entry("ds-b", 0, &globex, "opened"),
+                entry("ds-a", 1, &acme, "kill")
+            ])
             .await
             .unwrap(),
+        2,
+        "one transaction across tenants"
+    );
+    assert_eq!(
+        store
+            .append_journal(&[entry("ds-a", 0, &acme, "opened")])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .append_journal(&[entry("ds-a", 1, &acme, "other")])
+            .await
+            .unwrap(),
+        0,
         "a number is written once"
     );
-    let all = store.journal(None).await.unwrap();
+    let mut run = entry("wf-1", 0, &acme, "run_started");
+    run.book = "workflow".into();
+    assert_eq!(
+        store
+            .append_journal(std::slice::from_ref(&run))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.journal("workflow", None).await.unwrap(),
+        [run],
+        "a book is read alone"
+    );
+    let all = store.journal("desk", None).await.unwrap();
     let keys: Vec<_> = all.iter().map(|e| (e.session.as_str(), e.seq)).collect();
     assert_eq!(keys, [("ds-a", 0), ("ds-a", 1), ("ds-b", 0)]);
     assert_eq!(
@@ -203,19 +230,23 @@ pub async fn journal(store: &dyn super::Store) {
         entry("ds-a", 1, &acme, "kill"),
         "the first write stands"
     );
-    let mine = store.journal(Some(&globex)).await.unwrap();
+    let mine = store.journal("desk", Some(&globex)).await.unwrap();
     assert_eq!(mine, [entry("ds-b", 0, &globex, "opened")]);
 
+    let good = entry("ds-c", 1, &acme, "kill");
     let mut bad = entry("ds-c", 0, &acme, "opened");
     bad.body = "a\0b".into();
-    let err = store.append_journal(&bad).await.unwrap_err();
+    let err = store
+        .append_journal(&[good.clone(), bad.clone()])
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("body"), "{err}");
     bad.body = "{}".into();
     bad.session = "x".repeat(65);
-    let err = store.append_journal(&bad).await.unwrap_err();
+    let err = store.append_journal(&[good, bad]).await.unwrap_err();
     assert!(err.to_string().contains("session"), "{err}");
     assert_eq!(
-        store.journal(None).await.unwrap().len(),
+        store.journal("desk", None).await.unwrap().len(),
         3,
         "nothing half-written"
     );

@@ -1,6 +1,7 @@
-//! The trading desk's journal as the store keeps it: for each paper
-//! session, numbered entries (what it was opened with, each operator
-//! action on it) that the platform's desk adapter writes and reads back.
+//! The journal as the store keeps it: books of numbered entries that the
+//! platform's adapters write and read back. The `desk` book holds each
+//! paper session's (what it was opened with, each operator action on it);
+//! the `workflow` book each workflow run's history.
 //!
 //! The store does not read the bodies: they are the adapter's JSON, kept
 //! as text. An entry is written once: `(session, seq)` is the key, and a
@@ -14,6 +15,9 @@ use crate::ticket::TenantId;
 /// One entry of a session's journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
+    /// Whose entries: `desk`, `workflow`.
+    pub book: String,
+    /// The session (a paper session's id, a run's id) within the book.
     pub session: String,
     /// From 0, without gaps, in the order the entries happened.
     pub seq: u32,
@@ -35,6 +39,9 @@ pub(crate) fn check(e: &JournalEntry) -> Result<(), crate::StoreError> {
             "journal entry {field}: {reason}"
         )))
     };
+    if e.book.is_empty() || e.book.len() > 16 {
+        return refuse("book", "must be 1 to 16 bytes".into());
+    }
     if e.session.is_empty() || e.session.len() > 64 {
         return refuse("session", "must be 1 to 64 bytes".into());
     }

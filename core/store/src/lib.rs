@@ -581,12 +581,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn add_api_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
     /// Marks a live token revoked; `false` if no live token has this id.
     async fn revoke_api_token(&self, id: &str, at: UnixMs) -> Result<bool, StoreError>;
-    /// Appends one entry to a desk session's journal; `false` (and
-    /// nothing written) if its `(session, seq)` is already taken.
-    async fn append_journal(&self, entry: &JournalEntry) -> Result<bool, StoreError>;
-    /// The journal entries of every session, or of `only`'s sessions, in
+    /// Appends entries to the journal in one transaction: all of them, or
+    /// none if any is refused. An entry whose `(session, seq)` is already
+    /// taken is not written; the answer is how many were.
+    async fn append_journal(&self, entries: &[JournalEntry]) -> Result<usize, StoreError>;
+    /// The entries of `book`, of every session or of `only`'s, in
     /// session then `seq` order.
-    async fn journal(&self, only: Option<&TenantId>) -> Result<Vec<JournalEntry>, StoreError>;
+    async fn journal(
+        &self,
+        book: &str,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<JournalEntry>, StoreError>;
     /// Liveness of the backing database.
     async fn ping(&self) -> Result<(), StoreError>;
     /// How many batches the writer may apply at once, each in its own
@@ -669,11 +674,15 @@ impl<H: ApplyHook> Store for Hooked<H> {
     async fn revoke_api_token(&self, id: &str, at: UnixMs) -> Result<bool, StoreError> {
         self.inner.revoke_api_token(id, at).await
     }
-    async fn append_journal(&self, entry: &JournalEntry) -> Result<bool, StoreError> {
-        self.inner.append_journal(entry).await
+    async fn append_journal(&self, entries: &[JournalEntry]) -> Result<usize, StoreError> {
+        self.inner.append_journal(entries).await
     }
-    async fn journal(&self, only: Option<&TenantId>) -> Result<Vec<JournalEntry>, StoreError> {
-        self.inner.journal(only).await
+    async fn journal(
+        &self,
+        book: &str,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.journal(book, only).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

@@ -642,39 +642,63 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn append_journal(&self, e: &JournalEntry) -> Result<bool, StoreError> {
-        super::journal::check(e)?;
+    async fn append_journal(&self, entries: &[JournalEntry]) -> Result<usize, StoreError> {
+        for e in entries {
+            super::journal::check(e)?;
+        }
         let mut tx = self.pool.begin().await?;
-        scope(&mut tx, &e.tenant).await?;
-        let done = sqlx::query(
-            "INSERT INTO desk_journal (tenant_id, session, seq, kind, body, at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (session, seq) DO NOTHING",
-        )
-        .bind(e.tenant.uuid())
-        .bind(&e.session)
-        .bind(i32::try_from(e.seq).map_err(|e| StoreError::Invalid(format!("journal entry seq: {e}")))?)
-        .bind(&e.kind)
-        .bind(&e.body)
-        .bind(e.at_ms)
-        .execute(&mut *tx)
-        .await?;
+        let mut written = 0;
+        // One statement per tenant, each under that tenant's scope.
+        let mut tenants: Vec<&TenantId> = entries.iter().map(|e| &e.tenant).collect();
+        tenants.sort_by_key(|t| t.as_str());
+        tenants.dedup();
+        for tenant in tenants {
+            let mine: Vec<&JournalEntry> = entries.iter().filter(|e| &e.tenant == tenant).collect();
+            let seqs = mine
+                .iter()
+                .map(|e| i32::try_from(e.seq))
+                .collect::<Result<Vec<i32>, _>>()
+                .map_err(|e| StoreError::Invalid(format!("journal entry seq: {e}")))?;
+            scope(&mut tx, tenant).await?;
+            let done = sqlx::query(
+                "INSERT INTO desk_journal (tenant_id, book, session, seq, kind, body, at_ms) \
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::bigint[]) \
+                 ON CONFLICT (session, seq) DO NOTHING",
+            )
+            .bind(tenant.uuid())
+            .bind(mine.iter().map(|e| e.book.as_str()).collect::<Vec<_>>())
+            .bind(mine.iter().map(|e| e.session.as_str()).collect::<Vec<_>>())
+            .bind(seqs)
+            .bind(mine.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+            .bind(mine.iter().map(|e| e.body.as_str()).collect::<Vec<_>>())
+            .bind(mine.iter().map(|e| e.at_ms).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+            written += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(written)
     }
 
-    async fn journal(&self, only: Option<&TenantId>) -> Result<Vec<JournalEntry>, StoreError> {
+    async fn journal(
+        &self,
+        book: &str,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
         let tenants = self.tenants_to_read(only).await?;
         let mut tx = self.read_tx().await?;
         let mut out = Vec::new();
         for tenant in &tenants {
             scope(&mut tx, tenant).await?;
             for row in sqlx::query(
-                "SELECT session, seq, kind, body, at_ms FROM desk_journal ORDER BY session, seq",
+                "SELECT session, seq, kind, body, at_ms FROM desk_journal WHERE book = $1 ORDER BY session, seq",
             )
+            .bind(book)
             .fetch_all(&mut *tx)
             .await?
             {
                 out.push(JournalEntry {
+                    book: book.to_owned(),
                     session: row.try_get("session")?,
                     seq: u32_of(row.try_get("seq")?),
                     tenant: tenant.clone(),

@@ -681,34 +681,49 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn append_journal(&self, e: &JournalEntry) -> Result<bool, StoreError> {
-        super::journal::check(e)?;
-        let done = sqlx::query(
-            "INSERT INTO desk_journal (session, seq, tenant, kind, body, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (session, seq) DO NOTHING",
-        )
-        .bind(&e.session)
-        .bind(i64::from(e.seq))
-        .bind(e.tenant.as_str())
-        .bind(&e.kind)
-        .bind(&e.body)
-        .bind(e.at_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    async fn append_journal(&self, entries: &[JournalEntry]) -> Result<usize, StoreError> {
+        for e in entries {
+            super::journal::check(e)?;
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut written = 0;
+        for e in entries {
+            let done = sqlx::query(
+                "INSERT INTO desk_journal (book, session, seq, tenant, kind, body, at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (session, seq) DO NOTHING",
+            )
+            .bind(&e.book)
+            .bind(&e.session)
+            .bind(i64::from(e.seq))
+            .bind(e.tenant.as_str())
+            .bind(&e.kind)
+            .bind(&e.body)
+            .bind(e.at_ms)
+            .execute(&mut *tx)
+            .await?;
+            written += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        tx.commit().await?;
+        Ok(written)
     }
 
-    async fn journal(&self, only: Option<&TenantId>) -> Result<Vec<JournalEntry>, StoreError> {
+    async fn journal(
+        &self,
+        book: &str,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
         sqlx::query(
             "SELECT session, seq, tenant, kind, body, at_ms FROM desk_journal \
-             WHERE (?1 IS NULL OR tenant = ?1) ORDER BY session, seq",
+             WHERE book = ?1 AND (?2 IS NULL OR tenant = ?2) ORDER BY session, seq",
         )
+        .bind(book)
         .bind(only.map(|t| t.as_str()))
         .fetch_all(&self.pool)
         .await?
         .iter()
         .map(|row| {
             Ok(JournalEntry {
+                book: book.to_owned(),
                 session: row.try_get("session")?,
                 seq: u32::try_from(row.try_get::<i64, _>("seq")?)
                     .map_err(|e| super::corrupt("journal seq", e))?,

@@ -177,12 +177,17 @@ pub enum Event {
         attempt: u32,
         output: Value,
         output_hash: String,
+        /// What the attempt's ticket cost, nano-dollars.
+        #[serde(default)]
+        cost_nusd: i64,
         at: i64,
     },
     NodeFailed {
         unit: String,
         attempt: u32,
         failure: Failure,
+        #[serde(default)]
+        cost_nusd: i64,
         at: i64,
     },
     /// The unit's ticket is to be cancelled (a timeout, a stop).

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::history::{Event, Failure, NodePhase, RunState, Stop};
+use crate::history::{Event, Failure, NodePhase, RunState, Stop, Task};
 use crate::validate::Workflow;
 
 mod decide;
@@ -50,6 +50,8 @@ pub struct Unit {
     /// Waiting for a retry until then.
     pub retry_at: Option<i64>,
     pub key: Option<String>,
+    /// The last attempt's ticket, its placeholders resolved.
+    pub task: Option<Task>,
     /// Every ticket an attempt of it took, oldest first.
     pub tickets: Vec<String>,
     pub input_hash: Option<String>,
@@ -59,6 +61,8 @@ pub struct Unit {
     /// The last attempt's failure.
     pub failure: Option<Failure>,
     pub cancel_requested: bool,
+    /// What its attempts' tickets cost, nano-dollars.
+    pub cost_nusd: i64,
 }
 
 impl Unit {
@@ -76,6 +80,7 @@ impl Unit {
             finished_at: None,
             retry_at: None,
             key: None,
+            task: None,
             tickets: Vec::new(),
             input_hash: None,
             output: None,
@@ -83,6 +88,7 @@ impl Unit {
             memoized: false,
             failure: None,
             cancel_requested: false,
+            cost_nusd: 0,
         }
     }
 
@@ -136,6 +142,9 @@ pub struct Run {
     pub nodes: Vec<NodeRun>,
     /// The last attempt used by each unit name, across retries from a node.
     last_attempt: BTreeMap<String, u32>,
+    /// What units reset by a retry had taken (their tickets and spend),
+    /// carried to the units of the same name.
+    carried: BTreeMap<String, (Vec<String>, i64)>,
     /// Events applied.
     pub events: usize,
 }
@@ -206,6 +215,7 @@ impl Run {
             stop: None,
             nodes,
             last_attempt: BTreeMap::new(),
+            carried: BTreeMap::new(),
             events: 1,
         };
         for e in &history[1..] {
@@ -220,6 +230,13 @@ impl Run {
         let i = self.workflow.index(node)?;
         let j = self.nodes[i].units.iter().position(|u| u.name == unit)?;
         Some((i, j))
+    }
+
+    /// Whether `attempt` of `unit` was handed out and has not ended: the
+    /// only attempt whose news the run takes.
+    pub fn in_flight(&self, unit: &str, attempt: u32) -> bool {
+        self.unit(unit)
+            .is_some_and(|u| u.attempt == attempt && u.in_flight())
     }
 
     pub fn unit(&self, unit: &str) -> Option<&Unit> {
@@ -272,6 +289,10 @@ impl Run {
                         // Numbers go on from an earlier expansion's, so no key is reused.
                         u.attempt = self.last_attempt.get(&u.name).copied().unwrap_or(0);
                         u.counted_from = u.attempt;
+                        if let Some((tickets, cost)) = self.carried.get(&u.name) {
+                            u.tickets = tickets.clone();
+                            u.cost_nusd = *cost;
+                        }
                         u
                     })
                     .collect();
@@ -281,8 +302,8 @@ impl Run {
                 attempt,
                 input_hash,
                 key,
+                task,
                 at,
-                ..
             } => {
                 let u = self.unit_mut(name, unit)?;
                 if u.phase != NodePhase::Pending
@@ -302,6 +323,7 @@ impl Run {
                 u.retry_at = None;
                 u.cancel_requested = false;
                 u.key = Some(key.clone());
+                u.task = Some(task.clone());
                 u.input_hash = Some(input_hash.clone());
                 self.last_attempt.insert(unit.clone(), *attempt);
                 self.mark_started(unit);
@@ -357,9 +379,11 @@ impl Run {
                 attempt,
                 output,
                 output_hash,
+                cost_nusd,
                 at,
             } => {
                 let u = self.current(name, unit, *attempt)?;
+                u.cost_nusd += cost_nusd;
                 u.phase = NodePhase::Succeeded;
                 u.output = Some(output.clone());
                 u.output_hash = Some(output_hash.clone());
@@ -372,6 +396,7 @@ impl Run {
                 unit,
                 attempt,
                 failure,
+                cost_nusd,
                 at,
             } => {
                 let stopping = self.stop.is_some();
@@ -381,12 +406,13 @@ impl Run {
                 let spec = &self.workflow.spec;
                 let policy = spec.retry_of(&spec.nodes[i]).cloned();
                 let u = self.current(name, unit, *attempt)?;
+                u.cost_nusd += cost_nusd;
                 u.failure = Some(failure.clone());
                 u.scheduled_at = None;
                 u.cancel_requested = false;
                 let retry = policy.filter(|p| {
                     !stopping
-                        && failure.error_type != "denied"
+                        && !matches!(failure.error_type.as_str(), "denied" | "refused")
                         && p.retries(&failure.error_type)
                         && u.attempts_counted() < p.maximum_attempts
                 });
@@ -576,6 +602,10 @@ impl Run {
         for j in again {
             let spec = &self.workflow.spec.nodes[j];
             let n = &mut self.nodes[j];
+            for u in &n.units {
+                self.carried
+                    .insert(u.name.clone(), (u.tickets.clone(), u.cost_nusd));
+            }
             n.phase = NodePhase::Pending;
             n.started = false;
             n.approval = None;
@@ -588,6 +618,10 @@ impl Run {
             for u in &mut n.units {
                 u.attempt = self.last_attempt.get(&u.name).copied().unwrap_or(0);
                 u.counted_from = u.attempt;
+                if let Some((tickets, cost)) = self.carried.get(&u.name) {
+                    u.tickets = tickets.clone();
+                    u.cost_nusd = *cost;
+                }
             }
         }
         self.state = RunState::Running;

@@ -19,6 +19,11 @@ use crate::template::{self, Ref};
 pub trait Registry {
     /// Refusals of `task` at `at` (`$.nodes[2].task`); none if it may run.
     fn check_task(&self, task: &TaskSpec, at: &str) -> Vec<SpecError>;
+
+    /// Refusals of approver names at `at`; any name passes by default.
+    fn check_approvers(&self, _names: &[String], _at: &str) -> Vec<SpecError> {
+        Vec::new()
+    }
 }
 
 /// A registry that knows kinds by name and nothing else.
@@ -325,6 +330,14 @@ fn check_node(
                     "shape",
                     "an approval cannot fan out; put matrix or with_items on a task",
                 ));
+            }
+            errors.extend(
+                registry.check_approvers(&approval.approvers, &format!("{at}.approval.approvers")),
+            );
+            if let Some(esc) = &approval.escalation {
+                errors.extend(
+                    registry.check_approvers(&esc.to, &format!("{at}.approval.escalation.to")),
+                );
             }
             if approval.approvers.is_empty() {
                 errors.push(SpecError::new(

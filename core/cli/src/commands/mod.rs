@@ -17,3 +17,4 @@ pub mod tickets;
 pub mod tokens;
 pub mod trading;
 pub mod venue;
+pub mod workflow;

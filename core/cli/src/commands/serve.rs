@@ -144,7 +144,10 @@ async fn serve(
     http::serve(
         platform.controller.clone(),
         platform.security.clone(),
-        Some(platform.trading.clone()),
+        http::Domains {
+            trading: Some(platform.trading.clone()),
+            workflows: Some(platform.workflows.clone()),
+        },
         listener,
         token,
         ui_dir,

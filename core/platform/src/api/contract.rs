@@ -137,6 +137,16 @@ named!(
     crate::trading::StateChangeView,
     crate::trading::OrderView,
     crate::trading::CloseRequest,
+    crate::workflow::SpecSource,
+    crate::workflow::Validation,
+    crate::workflow::NewRun,
+    crate::workflow::RunSummary,
+    crate::workflow::RunView,
+    crate::workflow::HistoryEntry,
+    crate::workflow::Decision,
+    crate::workflow::RetryRequest,
+    crate::workflow::StopRequest,
+    crate::workflow::PendingApproval,
 );
 
 /// A query string as the contract shows it: its parameters.
@@ -186,7 +196,7 @@ fn id_schema(route: &Route, defs: &mut Defs) -> RefOr<Schema> {
             .max_length(Some(128))
             .pattern(Some("^[^\\u0000]*$"))
             .into(),
-        "grants" => ObjectBuilder::new()
+        "grants" | "runs" => ObjectBuilder::new()
             .schema_type(Type::String)
             .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
                 utoipa::openapi::KnownFormat::Uuid,

@@ -685,6 +685,30 @@ impl From<crate::trading::TradingError> for ApiError {
     }
 }
 
+impl From<crate::workflow::WorkflowError> for ApiError {
+    fn from(e: crate::workflow::WorkflowError) -> Self {
+        use crate::workflow::WorkflowError as W;
+        let message = e.to_string();
+        match e {
+            W::Spec(issues) => {
+                let error = ApiError::new(ErrorKind::Invalid, message);
+                match issues.into_iter().next() {
+                    Some(first) => error.field(first.path),
+                    None => error,
+                }
+            }
+            W::Invalid { field, .. } => ApiError::new(ErrorKind::Invalid, message).field(field),
+            W::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            W::Conflict(_) => ApiError::new(ErrorKind::IllegalTransition, message),
+            W::Forbidden(_) => ApiError::new(ErrorKind::Forbidden, message),
+            W::TooMany(_) => ApiError::new(ErrorKind::Overloaded, message)
+                .limit(crate::workflow::MAX_LIVE_RUNS as u64),
+            W::Controller(e) => e.into(),
+            W::Store(e) => ControllerError::Store(e).into(),
+        }
+    }
+}
+
 impl From<ControllerError> for ApiError {
     fn from(e: ControllerError) -> Self {
         let message = e.to_string();

@@ -337,6 +337,26 @@ routes! {
     /// Set the trading state of a session's desk, or of one bot's signals.
     SetSessionState = Post "/api/v1/trading/sessions/{id}/state" Bearer Write, args: Id, query: (), body: crate::trading::StateRequest => crate::trading::StateChangeView;
 
+    /// Check a workflow spec (an object, or JSON or YAML text): its hash
+    /// and DAG, or every refusal at the JSON path of its field.
+    ValidateWorkflow = Post "/api/v1/workflows/validate" Bearer Read, args: (), query: (), body: crate::workflow::SpecSource => crate::workflow::Validation;
+    /// Start a run of a spec, pinned to its hash: 201.
+    StartRun = Post "/api/v1/workflows/runs" Bearer Write, args: (), query: (), body: crate::workflow::NewRun => crate::workflow::RunView, 201;
+    /// Runs, newest first.
+    ListRuns = Get "/api/v1/workflows/runs" Bearer Read, args: (), query: (), body: () => Vec<crate::workflow::RunSummary>;
+    /// A run with its nodes, their phases, attempts, tickets and cost.
+    GetRun = Get "/api/v1/workflows/runs/{id}" Bearer Read, args: Id, query: (), body: () => crate::workflow::RunView;
+    /// A run's history, the events it is rebuilt from.
+    GetRunHistory = Get "/api/v1/workflows/runs/{id}/history" Bearer Read, args: Id, query: (), body: () => Vec<crate::workflow::HistoryEntry>;
+    /// Approve or deny a run's approval node, as its approver.
+    DecideApproval = Post "/api/v1/workflows/runs/{id}/decide" Bearer Write, args: Id, query: (), body: crate::workflow::Decision => crate::workflow::RunView;
+    /// Run a failed node again, and everything downstream of it.
+    RetryRun = Post "/api/v1/workflows/runs/{id}/retry" Bearer Write, args: Id, query: (), body: crate::workflow::RetryRequest => crate::workflow::RunView;
+    /// Cancel or terminate a run; its tickets in flight are cancelled.
+    StopRun = Post "/api/v1/workflows/runs/{id}/stop" Bearer Write, args: Id, query: (), body: crate::workflow::StopRequest => crate::workflow::RunView;
+    /// Approvals waiting for a decision, soonest deadline first.
+    ListApprovals = Get "/api/v1/workflows/approvals" Bearer Read, args: (), query: (), body: () => Vec<crate::workflow::PendingApproval>;
+
     Metrics = Get "/metrics" Bearer Read, args: (), query: (), body: () => String;
 }
 

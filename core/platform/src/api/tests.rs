@@ -53,7 +53,7 @@ async fn an_api_listener_is_probed_live() {
     let server = tokio::spawn(http::serve(
         controller.clone(),
         None,
-        None,
+        http::Domains::default(),
         listener,
         token,
         None,
@@ -139,7 +139,7 @@ async fn health_tells_strangers_a_code_and_the_token_holder_why() {
     let server = tokio::spawn(http::serve(
         controller.clone(),
         None,
-        None,
+        http::Domains::default(),
         listener,
         token.clone(),
         None,

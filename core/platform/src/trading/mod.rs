@@ -60,6 +60,9 @@ pub enum TradingError {
     Store(#[from] StoreError),
 }
 
+/// The journal's book of the desk's sessions.
+pub(crate) const BOOK: &str = "desk";
+
 /// The most sessions one controller runs at once.
 pub const MAX_SESSIONS: usize = 64;
 
@@ -88,7 +91,7 @@ impl Trading {
                 cancel: CancellationToken::new(),
             }),
         };
-        let journal = controller.store().journal(None).await?;
+        let journal = controller.store().journal(BOOK, None).await?;
         for (id, entries) in session::by_session(journal) {
             if let Err(e) = trading.resume(&id, &entries) {
                 tracing::error!(session = %id, error = %e, "a desk session could not be resumed");
@@ -259,6 +262,7 @@ impl Trading {
             by: by.to_owned(),
         };
         let entry = JournalEntry {
+            book: BOOK.into(),
             session: id.clone(),
             seq: 0,
             tenant: tenant.clone(),
@@ -266,7 +270,14 @@ impl Trading {
             body: serde_json::to_string(&opened).expect("a session serializes"),
             at_ms: now,
         };
-        if !self.inner.controller.store().append_journal(&entry).await? {
+        if self
+            .inner
+            .controller
+            .store()
+            .append_journal(&[entry])
+            .await?
+            == 0
+        {
             return Err(TradingError::Conflict(format!("session id {id} is taken")));
         }
         tracing::info!(session = %id, %tenant, by, "desk session opened");

@@ -146,6 +146,7 @@ impl Run {
                         unit: u.name.clone(),
                         attempt: u.attempt,
                         failure: Failure::new("cancelled", reason),
+                        cost_nusd: 0,
                         at: now,
                     });
                 } else {
@@ -203,6 +204,7 @@ impl Run {
                         "timeout.approval",
                         format!("no decision within {}", approval.timeout),
                     ),
+                    cost_nusd: 0,
                     at: now,
                 });
             } else if let Some(esc) = &approval.escalation
@@ -295,6 +297,7 @@ impl Run {
                             which,
                             format!("attempt {} ran past its {limit} timeout", u.attempt),
                         ),
+                        cost_nusd: 0,
                         at: now,
                     });
                 }

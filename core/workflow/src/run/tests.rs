@@ -85,6 +85,7 @@ impl Driver {
             attempt,
             output,
             output_hash,
+            cost_nusd: 0,
             at,
         });
     }
@@ -95,6 +96,7 @@ impl Driver {
             unit: unit.into(),
             attempt,
             failure: Failure::new(error_type, "it broke"),
+            cost_nusd: 0,
             at,
         });
     }
@@ -215,6 +217,7 @@ fn timeouts_cancel_the_ticket_and_count_as_a_failed_attempt() {
         unit: "a".into(),
         attempt: 1,
         failure: Failure::new("cancelled", "x"),
+        cost_nusd: 0,
         at: 5_100,
     };
     assert!(d.run.apply(&late).is_err());

@@ -8,7 +8,7 @@
 //! error shape for every refusal, axum's own included), and the handlers by domain: `tickets.rs`, `fleet.rs`
 //! (bots, cost, tenants, events, metrics), `connectors.rs`, `security.rs`,
 //! `tokens.rs` (who a token is; tenant tokens made and revoked),
-//! `trading.rs` (the desk's paper sessions).
+//! `trading.rs` (the desk's paper sessions), `workflows.rs` (workflow runs).
 //! Errors map to the one JSON shape in one place: `From<…> for ApiError`
 //! in `api/mod.rs`, and `IntoResponse for ApiError` here.
 
@@ -22,6 +22,7 @@ mod tickets;
 mod tokens;
 mod trading;
 pub mod ui;
+mod workflows;
 
 use axum::handler::Handler;
 use axum::http::{StatusCode, header};
@@ -37,12 +38,22 @@ use super::routes::{self as r, Auth, Endpoint, Route};
 use super::{ApiError, ErrorBody, ErrorKind};
 use crate::controller::Controller;
 use crate::trading::Trading;
+use crate::workflow::Workflows;
+
+/// The domains' adapters a server answers for; a route of one it lacks
+/// answers 404.
+#[derive(Debug, Clone, Default)]
+pub struct Domains {
+    pub trading: Option<Trading>,
+    pub workflows: Option<Workflows>,
+}
 
 #[derive(Clone)]
 struct AppState {
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
     trading: Option<Trading>,
+    workflows: Option<Workflows>,
     token: ApiToken,
     tokens: std::sync::Arc<crate::api::tokens::TokenDirectory>,
 }
@@ -51,7 +62,7 @@ impl AppState {
     fn new(
         controller: Controller,
         security: Option<crate::security::SecurityCenter>,
-        trading: Option<Trading>,
+        domains: Domains,
         token: ApiToken,
     ) -> Self {
         let tokens = crate::api::tokens::TokenDirectory::new(
@@ -61,7 +72,8 @@ impl AppState {
         Self {
             controller,
             security,
-            trading,
+            trading: domains.trading,
+            workflows: domains.workflows,
             token,
             tokens: std::sync::Arc::new(tokens),
         }
@@ -70,6 +82,14 @@ impl AppState {
 
 /// Who an operator action is recorded as: the holder of the API token.
 const OPERATOR: &str = "operator";
+
+/// Who an action on a domain's object (a session, a run) is recorded as.
+fn actor(who: &crate::api::tokens::Principal) -> String {
+    match who {
+        crate::api::tokens::Principal::Operator => OPERATOR.to_owned(),
+        crate::api::tokens::Principal::Tenant { tenant, .. } => format!("tenant {tenant}"),
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -88,7 +108,7 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router_with_ui(
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
-    trading: Option<Trading>,
+    domains: Domains,
     token: ApiToken,
     ui_dir: Option<&std::path::Path>,
 ) -> Router {
@@ -98,13 +118,13 @@ pub fn router_with_ui(
                 .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
         ),
         None if ui::built_in() => Router::new().fallback(ui::built),
-        None => return router(controller, security, trading, token),
+        None => return router(controller, security, domains, token),
     };
     let ui = ui.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
         header::CONTENT_SECURITY_POLICY,
         header::HeaderValue::from_static(CSP),
     ));
-    routes(AppState::new(controller, security, trading, token))
+    routes(AppState::new(controller, security, domains, token))
         .route("/api/{*rest}", axum::routing::any(no_such_route))
         .merge(ui)
 }
@@ -120,10 +140,10 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
 pub fn router(
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
-    trading: Option<Trading>,
+    domains: Domains,
     token: ApiToken,
 ) -> Router {
-    routes(AppState::new(controller, security, trading, token)).fallback(no_such_route)
+    routes(AppState::new(controller, security, domains, token)).fallback(no_such_route)
 }
 
 async fn no_such_route() -> ApiError {
@@ -214,6 +234,15 @@ fn mount() -> Mount {
     .at::<SetSessionState, _, _>(trading::set_state)
     .at::<ListOrders, _, _>(trading::orders)
     .at::<CloseSession, _, _>(trading::close)
+    .at::<ValidateWorkflow, _, _>(workflows::validate)
+    .at::<StartRun, _, _>(workflows::start)
+    .at::<ListRuns, _, _>(workflows::list)
+    .at::<GetRun, _, _>(workflows::run)
+    .at::<GetRunHistory, _, _>(workflows::history)
+    .at::<DecideApproval, _, _>(workflows::decide)
+    .at::<RetryRun, _, _>(workflows::retry)
+    .at::<StopRun, _, _>(workflows::stop)
+    .at::<ListApprovals, _, _>(workflows::approvals)
 }
 
 fn routes(state: AppState) -> Router {
@@ -240,7 +269,7 @@ async fn openapi() -> Response {
 pub async fn serve(
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
-    trading: Option<Trading>,
+    domains: Domains,
     listener: tokio::net::TcpListener,
     token: ApiToken,
     ui_dir: Option<&std::path::Path>,
@@ -248,7 +277,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router_with_ui(controller, security, trading, token, ui_dir),
+        router_with_ui(controller, security, domains, token, ui_dir),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 
 use super::body::json_body;
 use super::extract::{Params, PathId};
-use super::{ApiResult, AppState, OPERATOR};
+use super::{ApiResult, AppState, actor};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
 use crate::trading::{
@@ -23,14 +23,6 @@ fn desk(state: &AppState) -> ApiResult<&Trading> {
         .trading
         .as_ref()
         .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "this controller runs no trading desk"))
-}
-
-/// Who an action on a session is recorded as.
-fn actor(who: &Principal) -> String {
-    match who {
-        Principal::Operator => OPERATOR.to_owned(),
-        Principal::Tenant { tenant, .. } => format!("tenant {tenant}"),
-    }
 }
 
 pub(super) async fn open(

@@ -262,6 +262,7 @@ impl Runner {
             (entry, live.next_seq)
         };
         let journal = JournalEntry {
+            book: super::super::BOOK.into(),
             session: s.id.clone(),
             seq,
             tenant: s.tenant.clone(),
@@ -269,15 +270,15 @@ impl Runner {
             body: serde_json::to_string(&entry).expect("a control serializes"),
             at_ms: self.controller.clock().now_ms(),
         };
-        let written = self.controller.store().append_journal(&journal).await;
+        let written = self.controller.store().append_journal(&[journal]).await;
         let reply = match written {
-            Ok(true) => {
+            Ok(1) => {
                 s.live().next_seq += 1;
                 self.enact(&entry).map_err(|e| {
                     TradingError::Conflict(format!("the desk could not apply it: {e}"))
                 })
             }
-            Ok(false) => Err(TradingError::Conflict(format!(
+            Ok(_) => Err(TradingError::Conflict(format!(
                 "journal entry {seq} of session {} was written by another controller",
                 s.id
             ))),

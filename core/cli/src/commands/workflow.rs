@@ -1,0 +1,187 @@
+//! `oshal workflow`: workflow runs on a running controller, through the
+//! API. `validate` checks a spec file (JSON or YAML) and prints its hash
+//! and DAG, or every refusal at its JSON path; `run` starts a run of it
+//! (`--input name=value`, the value read as JSON when it parses, else as a
+//! string); `runs`, `show`, `history` and `approvals` read; `approve`,
+//! `deny`, `retry` and `stop` act.
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use oshal_core::api::client::Client;
+use oshal_core::api::routes as r;
+use oshal_core::workflow::{Decision, NewRun, RetryRequest, SpecSource, StopRequest};
+use serde_json::Value;
+
+use crate::args::{ActionArgs, json, print};
+
+pub type Args = ActionArgs<Action>;
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Check a spec file without running it.
+    Validate { file: std::path::PathBuf },
+    /// Start a run of a spec file.
+    Run {
+        file: std::path::PathBuf,
+        /// An input, `name=value` (the value as JSON if it parses); repeat.
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Every run this token may see, newest first.
+    Runs,
+    /// One run: its nodes, their phases, attempts, tickets and cost.
+    Show { id: String },
+    /// A run's history: the events it is rebuilt from.
+    History { id: String },
+    /// Approvals waiting for a decision.
+    Approvals,
+    /// Approve an approval node; `--input` is the JSON its schema asks for.
+    Approve {
+        id: String,
+        node: String,
+        #[arg(long, default_value = "{}")]
+        input: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Deny an approval node: it fails.
+    Deny {
+        id: String,
+        node: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Run a failed node again, and everything downstream of it.
+    Retry { id: String, node: String },
+    /// Cancel a run (what runs is cancelled first), or `--terminate` it at once.
+    Stop {
+        id: String,
+        #[arg(long)]
+        terminate: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+/// A spec file's text, as the API takes it.
+fn spec_of(file: &std::path::Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(Value::String(text))
+}
+
+fn inputs_of(pairs: &[String]) -> Result<serde_json::Map<String, Value>> {
+    let mut out = serde_json::Map::new();
+    for pair in pairs {
+        let (name, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--input {pair:?}: write name=value"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        out.insert(name.to_owned(), value);
+    }
+    Ok(out)
+}
+
+impl Action {
+    async fn call(self, client: &Client) -> Result<Value> {
+        let id = |id: String| r::Id(id);
+        match self {
+            Self::Validate { file } => {
+                let source = SpecSource {
+                    spec: spec_of(&file)?,
+                };
+                json(
+                    client
+                        .request::<r::ValidateWorkflow>((), None, Some(&source))
+                        .await,
+                )
+            }
+            Self::Run {
+                file,
+                inputs,
+                tenant,
+            } => {
+                let new = NewRun {
+                    spec: spec_of(&file)?,
+                    inputs: inputs_of(&inputs)?,
+                    tenant,
+                };
+                json(client.request::<r::StartRun>((), None, Some(&new)).await)
+            }
+            Self::Runs => json(client.request::<r::ListRuns>((), None, None).await),
+            Self::Show { id: run } => json(client.request::<r::GetRun>(id(run), None, None).await),
+            Self::History { id: run } => json(
+                client
+                    .request::<r::GetRunHistory>(id(run), None, None)
+                    .await,
+            ),
+            Self::Approvals => json(client.request::<r::ListApprovals>((), None, None).await),
+            Self::Approve {
+                id: run,
+                node,
+                input,
+                comment,
+            } => {
+                let input = serde_json::from_str(&input).context("--input must be JSON")?;
+                let d = Decision {
+                    node,
+                    approved: true,
+                    input,
+                    comment,
+                };
+                json(
+                    client
+                        .request::<r::DecideApproval>(id(run), None, Some(&d))
+                        .await,
+                )
+            }
+            Self::Deny {
+                id: run,
+                node,
+                comment,
+            } => {
+                let d = Decision {
+                    node,
+                    approved: false,
+                    input: Value::Null,
+                    comment,
+                };
+                json(
+                    client
+                        .request::<r::DecideApproval>(id(run), None, Some(&d))
+                        .await,
+                )
+            }
+            Self::Retry { id: run, node } => {
+                let request = RetryRequest { node };
+                json(
+                    client
+                        .request::<r::RetryRun>(id(run), None, Some(&request))
+                        .await,
+                )
+            }
+            Self::Stop {
+                id: run,
+                terminate,
+                reason,
+            } => {
+                let how = if terminate { "terminate" } else { "cancel" };
+                let request = StopRequest {
+                    how: oshal_core::workflow::parse_stop(how).expect("a known stop"),
+                    reason,
+                };
+                json(
+                    client
+                        .request::<r::StopRun>(id(run), None, Some(&request))
+                        .await,
+                )
+            }
+        }
+    }
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    print(&args.action.call(&args.api.client()?).await?)
+}

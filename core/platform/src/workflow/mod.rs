@@ -1,0 +1,564 @@
+//! Workflows' adapter: runs of `oshal-workflow` specs whose nodes are
+//! tickets.
+//!
+//! `oshal-workflow` is the logic, pure; this module records a run's
+//! history in the store's journal (book `workflow`: the first entry holds
+//! the spec the run is pinned to, each next one an event), submits every
+//! scheduled node as a ticket of the run's tenant under its key
+//! `wf/<run>/<unit>/<attempt>` with the run's id as its correlation id,
+//! and reports each ticket's start and end back as events, with what the
+//! ticket cost. One task drives each live run ([`runner`]); operators
+//! decide approvals, retry from a node and stop runs through [`Workflows`].
+//!
+//! Nothing the runner holds is the only copy. An event is in the journal
+//! before it is applied or acted on; after a restart each run is rebuilt
+//! from its history, every node in flight is found again by its key (the
+//! controller answers the ticket it already has), and the run goes on
+//! without a finished node run twice. An approval waiting survives a
+//! restart with its deadline.
+
+mod runner;
+pub mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use oshal_workflow::history::{Event, Stop};
+use oshal_workflow::run::Run;
+use oshal_workflow::spec::{SpecError, TaskSpec, WorkflowSpec};
+use oshal_workflow::validate::{Registry, Workflow};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::{Controller, ControllerError};
+use crate::store::{JournalEntry, StoreError};
+use crate::ticket::{TenantId, TicketId, Work};
+pub use view::{
+    ApprovalView, Decision, HistoryEntry, NewRun, NodeOutline, NodeView, PendingApproval,
+    RetryRequest, RunSummary, RunView, SpecIssue, SpecSource, StopRequest, UnitView, Validation,
+};
+
+/// The journal's book of workflow runs.
+pub const BOOK: &str = "workflow";
+/// The most runs one controller keeps live at once.
+pub const MAX_LIVE_RUNS: usize = 256;
+/// Who may be named to approve: the server's token, or an operator-role
+/// token of the run's tenant.
+pub const APPROVERS: [&str; 2] = ["operator", "tenant"];
+
+/// Why a workflow request was refused or could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("the spec is refused: {}", summarize(.0))]
+    Spec(Vec<SpecIssue>),
+    #[error("workflow run {0} not found")]
+    NotFound(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} runs are live; the limit is {MAX_LIVE_RUNS}")]
+    TooMany(usize),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn summarize(issues: &[SpecIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("{}: {}", i.path, i.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What the platform tells the checks of a spec: the ticket kinds, a
+/// payload without placeholders parsed as its kind's, and who may approve.
+struct Kinds;
+
+impl Registry for Kinds {
+    fn check_task(&self, task: &TaskSpec, at: &str) -> Vec<SpecError> {
+        if !Work::KINDS.contains(&task.kind.as_str()) {
+            return vec![SpecError::new(
+                format!("{at}.kind"),
+                "unknown_kind",
+                format!(
+                    "{:?} is not a kind of ticket; the kinds are {}",
+                    task.kind,
+                    Work::KINDS.join(", ")
+                ),
+            )];
+        }
+        let templated = task.payload.to_string().contains("${{");
+        match Work::parse(&task.kind, task.payload.clone()) {
+            Err(e) if !templated => vec![SpecError::new(
+                format!("{at}.payload"),
+                "payload",
+                e.to_string(),
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn check_approvers(&self, names: &[String], at: &str) -> Vec<SpecError> {
+        names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !APPROVERS.contains(&n.as_str()))
+            .map(|(k, n)| {
+                SpecError::new(
+                    format!("{at}[{k}]"),
+                    "approver",
+                    format!(
+                        "{n:?} is not an approver; name {} (the server's token) or {} (an operator-role token of the run's tenant)",
+                        APPROVERS[0], APPROVERS[1]
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A spec from what a request sent: an object, or JSON or YAML text.
+fn read_spec(source: &Value) -> Result<Workflow, Vec<SpecIssue>> {
+    let spec = match source {
+        Value::String(text) => WorkflowSpec::from_text(text),
+        other => WorkflowSpec::from_value(other.clone()),
+    }
+    .map_err(|e| vec![SpecIssue::from(e)])?;
+    Workflow::new(spec, &Kinds).map_err(|e| e.into_iter().map(SpecIssue::from).collect())
+}
+
+/// Checks a spec without running anything.
+pub fn validate(source: &SpecSource) -> Validation {
+    match read_spec(&source.spec) {
+        Ok(w) => Validation {
+            valid: true,
+            name: Some(w.spec.name.clone()),
+            hash: Some(w.hash.clone()),
+            nodes: view::outline(&w),
+            errors: Vec::new(),
+        },
+        Err(errors) => Validation {
+            valid: false,
+            name: None,
+            hash: None,
+            nodes: Vec::new(),
+            errors,
+        },
+    }
+}
+
+/// The runs of one controller: live ones driven, ended ones kept to read.
+#[derive(Debug, Clone)]
+pub struct Workflows {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    controller: Controller,
+    runs: RwLock<BTreeMap<String, Arc<runner::Handle>>>,
+    /// Outputs of memoized units by tenant and input hash.
+    memo: Mutex<HashMap<(TenantId, String), (Value, String)>>,
+    cancel: CancellationToken,
+}
+
+/// What the journal's first entry of a run holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Started {
+    spec: WorkflowSpec,
+    event: Event,
+}
+
+impl Workflows {
+    /// Starts the adapter: every run in the journal is rebuilt, and those
+    /// not ended go on. A run whose history does not read is logged and
+    /// left out; it keeps no other from starting.
+    pub async fn start(controller: Controller) -> Result<Workflows, WorkflowError> {
+        let workflows = Workflows {
+            inner: Arc::new(Inner {
+                controller: controller.clone(),
+                runs: RwLock::new(BTreeMap::new()),
+                memo: Mutex::new(HashMap::new()),
+                cancel: CancellationToken::new(),
+            }),
+        };
+        let mut by_run: BTreeMap<String, Vec<JournalEntry>> = BTreeMap::new();
+        for e in controller.store().journal(BOOK, None).await? {
+            by_run.entry(e.session.clone()).or_default().push(e);
+        }
+        for (id, entries) in by_run {
+            match runner::Handle::rebuild(&entries) {
+                Ok(handle) => {
+                    let handle = Arc::new(handle);
+                    workflows.remember(&handle.tenant, &handle.snapshot());
+                    workflows.insert(handle.clone());
+                    workflows.drive(handle);
+                }
+                Err(e) => {
+                    tracing::error!(run = %id, error = %e, "a workflow run could not be rebuilt")
+                }
+            }
+        }
+        Ok(workflows)
+    }
+
+    /// Stops every runner; their runs go on at the next start.
+    pub fn shutdown(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    fn insert(&self, handle: Arc<runner::Handle>) {
+        self.inner
+            .runs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(handle.id.clone(), handle);
+    }
+
+    fn drive(&self, handle: Arc<runner::Handle>) {
+        if handle.claim_runner() {
+            let runner = runner::Runner::new(self.clone(), handle);
+            tokio::spawn(runner.run());
+        }
+    }
+
+    /// Keeps the outputs of `run`'s memoized units for later runs.
+    fn remember(&self, tenant: &TenantId, run: &Run) {
+        let mut memo = self.inner.memo.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, n) in run.nodes.iter().enumerate() {
+            if !run.workflow.spec.nodes[i].memoize {
+                continue;
+            }
+            for u in &n.units {
+                if let (Some(input), Some(output), Some(hash)) =
+                    (&u.input_hash, &u.output, &u.output_hash)
+                    && u.phase == oshal_workflow::history::NodePhase::Succeeded
+                {
+                    memo.insert(
+                        (tenant.clone(), input.clone()),
+                        (output.clone(), hash.clone()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Starts a run of `new.spec`, pinned to its hash.
+    pub async fn start_run(&self, new: NewRun, by: &str) -> Result<RunView, WorkflowError> {
+        let workflow = Arc::new(read_spec(&new.spec).map_err(WorkflowError::Spec)?);
+        let inputs = workflow
+            .inputs(&new.inputs)
+            .map_err(|e| WorkflowError::Spec(vec![e.into()]))?;
+        let tenant = match new.tenant.as_deref() {
+            None => TenantId::default_tenant(),
+            Some(t) => TenantId::parse(t).map_err(|e| WorkflowError::Invalid {
+                field: "tenant".into(),
+                reason: e.to_string(),
+            })?,
+        };
+        // `default` always takes tickets; another tenant must be known.
+        if tenant != TenantId::default_tenant()
+            && !self
+                .inner
+                .controller
+                .tenants()
+                .await?
+                .iter()
+                .any(|t| t.id == tenant)
+        {
+            return Err(ControllerError::UnknownTenant(tenant).into());
+        }
+        let live = self.live_count();
+        if live >= MAX_LIVE_RUNS {
+            return Err(WorkflowError::TooMany(live));
+        }
+        let id = TicketId::new().to_string();
+        let now = self.inner.controller.clock().now_ms();
+        let (run, event) = Run::start(workflow.clone(), &id, inputs, by, now);
+        let body = serde_json::to_string(&Started {
+            spec: workflow.spec.clone(),
+            event,
+        })
+        .expect("a spec serializes");
+        let entry = JournalEntry {
+            book: BOOK.into(),
+            session: id.clone(),
+            seq: 0,
+            tenant: tenant.clone(),
+            kind: "run_started".into(),
+            body,
+            at_ms: now,
+        };
+        if self
+            .inner
+            .controller
+            .store()
+            .append_journal(&[entry])
+            .await?
+            == 0
+        {
+            return Err(WorkflowError::Conflict(format!("run id {id} is taken")));
+        }
+        tracing::info!(run = %id, workflow = %workflow.spec.name, %tenant, by, "workflow run started");
+        let handle = Arc::new(runner::Handle::new(id, tenant.clone(), run, 1));
+        let view = view::run_view(&handle.snapshot(), &tenant);
+        self.insert(handle.clone());
+        self.drive(handle);
+        Ok(view)
+    }
+
+    fn live_count(&self) -> usize {
+        self.inner
+            .runs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|h| h.snapshot_state() == oshal_workflow::history::RunState::Running)
+            .count()
+    }
+
+    fn handle(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+    ) -> Result<Arc<runner::Handle>, WorkflowError> {
+        self.inner
+            .runs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .filter(|h| only.is_none_or(|t| *t == h.tenant))
+            .cloned()
+            .ok_or_else(|| WorkflowError::NotFound(id.to_owned()))
+    }
+
+    /// Every run (or `only`'s), newest first.
+    pub fn list(&self, only: Option<&TenantId>) -> Vec<RunSummary> {
+        let runs = self.inner.runs.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<RunSummary> = runs
+            .values()
+            .filter(|h| only.is_none_or(|t| *t == h.tenant))
+            .map(|h| view::summary(&h.snapshot(), &h.tenant))
+            .collect();
+        out.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then(b.id.cmp(&a.id)));
+        out
+    }
+
+    pub fn view(&self, id: &str, only: Option<&TenantId>) -> Result<RunView, WorkflowError> {
+        let h = self.handle(id, only)?;
+        Ok(view::run_view(&h.snapshot(), &h.tenant))
+    }
+
+    /// The run's history as stored.
+    pub async fn history(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<HistoryEntry>, WorkflowError> {
+        let h = self.handle(id, only)?;
+        let entries = self
+            .inner
+            .controller
+            .store()
+            .journal(BOOK, Some(&h.tenant))
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.session == id)
+            .map(|e| HistoryEntry {
+                seq: e.seq,
+                event: e.kind,
+                body: serde_json::from_str(&e.body).unwrap_or(Value::String(e.body)),
+                at_ms: e.at_ms,
+            })
+            .collect())
+    }
+
+    /// Approvals waiting for a decision (or `only`'s).
+    pub fn approvals(&self, only: Option<&TenantId>) -> Vec<PendingApproval> {
+        let runs = self.inner.runs.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for h in runs
+            .values()
+            .filter(|h| only.is_none_or(|t| *t == h.tenant))
+        {
+            let run = h.snapshot();
+            for (i, _) in view::waiting(&run) {
+                if let Some(approval) = view::approval_view(&run, i) {
+                    out.push(PendingApproval {
+                        run: run.id.clone(),
+                        workflow: run.workflow.spec.name.clone(),
+                        node: run.nodes[i].name.clone(),
+                        tenant: h.tenant.clone(),
+                        approval,
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|p| p.approval.deadline_ms);
+        out
+    }
+
+    /// Decides an approval. `as_approver` is who the caller is
+    /// (`operator`, or `tenant` for an operator-role tenant token); the
+    /// approval, or its escalation once it has happened, must name them.
+    pub async fn decide(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+        decision: Decision,
+        as_approver: &str,
+        by: &str,
+    ) -> Result<RunView, WorkflowError> {
+        let h = self.handle(id, only)?;
+        let run = h.snapshot();
+        let i = run
+            .workflow
+            .index(&decision.node)
+            .ok_or_else(|| WorkflowError::Invalid {
+                field: "node".into(),
+                reason: format!("the run has no node {:?}", decision.node),
+            })?;
+        let (Some(spec), Some(state)) = (
+            run.workflow.spec.nodes[i].approval.as_ref(),
+            run.nodes[i].approval.as_ref(),
+        ) else {
+            return Err(WorkflowError::Conflict(format!(
+                "{} is not an approval waiting for a decision",
+                decision.node
+            )));
+        };
+        let named = spec.approvers.iter().any(|a| a == as_approver)
+            || state
+                .escalated_to
+                .as_ref()
+                .is_some_and(|to| to.iter().any(|a| a == as_approver));
+        if !named {
+            return Err(WorkflowError::Forbidden(format!(
+                "{as_approver} may not decide {}: its approvers are {}{}",
+                decision.node,
+                spec.approvers.join(", "),
+                state
+                    .escalated_to
+                    .as_ref()
+                    .map_or(String::new(), |to| format!(
+                        ", and after escalation {}",
+                        to.join(", ")
+                    ))
+            )));
+        }
+        if decision.comment.len() > 1_000 {
+            return Err(WorkflowError::Invalid {
+                field: "comment".into(),
+                reason: format!("{} bytes; the limit is 1000", decision.comment.len()),
+            });
+        }
+        if decision.approved
+            && let Some(schema) = &spec.input_schema
+        {
+            check_input(schema, &decision.input)?;
+        }
+        let now = self.inner.controller.clock().now_ms();
+        let event = Event::ApprovalDecided {
+            node: decision.node,
+            approved: decision.approved,
+            by: by.to_owned(),
+            input: decision.input,
+            comment: decision.comment,
+            at: now,
+        };
+        self.command(&h, event).await
+    }
+
+    /// Runs `node` again, and everything downstream of it, keeping every
+    /// other output.
+    pub async fn retry(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+        request: RetryRequest,
+        by: &str,
+    ) -> Result<RunView, WorkflowError> {
+        let h = self.handle(id, only)?;
+        let now = self.inner.controller.clock().now_ms();
+        let event = Event::RetryRequested {
+            node: request.node,
+            by: by.to_owned(),
+            at: now,
+        };
+        let view = self.command(&h, event).await?;
+        self.drive(h);
+        Ok(view)
+    }
+
+    /// Stops a run: its tickets in flight are cancelled (their spend stops).
+    pub async fn stop(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+        request: StopRequest,
+        by: &str,
+    ) -> Result<RunView, WorkflowError> {
+        if request.reason.len() > 1_000 {
+            return Err(WorkflowError::Invalid {
+                field: "reason".into(),
+                reason: format!("{} bytes; the limit is 1000", request.reason.len()),
+            });
+        }
+        let h = self.handle(id, only)?;
+        let now = self.inner.controller.clock().now_ms();
+        let event = Event::StopRequested {
+            how: request.how,
+            by: by.to_owned(),
+            reason: request.reason,
+            at: now,
+        };
+        self.command(&h, event).await
+    }
+
+    /// Records an operator's event (checked against the run first) and
+    /// wakes the runner.
+    async fn command(
+        &self,
+        h: &Arc<runner::Handle>,
+        event: Event,
+    ) -> Result<RunView, WorkflowError> {
+        let store = self.inner.controller.store().clone();
+        h.record_command(store.as_ref(), event).await?;
+        h.wake();
+        Ok(view::run_view(&h.snapshot(), &h.tenant))
+    }
+}
+
+/// An approver's input checked against the approval's JSON Schema.
+fn check_input(schema: &Value, input: &Value) -> Result<(), WorkflowError> {
+    let validator = jsonschema::validator_for(schema).map_err(|e| WorkflowError::Invalid {
+        field: "input".into(),
+        reason: format!("the approval's input_schema is not a schema: {e}"),
+    })?;
+    if let Some(e) = validator.iter_errors(input).next() {
+        let at = e.instance_path().to_string();
+        return Err(WorkflowError::Invalid {
+            field: if at.is_empty() {
+                "input".into()
+            } else {
+                format!("input{}", at.replace('/', "."))
+            },
+            reason: e.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A stop as the CLI names it.
+pub fn parse_stop(how: &str) -> Option<Stop> {
+    serde_json::from_value(Value::String(how.to_owned())).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,658 @@
+//! One live run driven: decide, record, act, wait.
+//!
+//! Each turn the runner asks the run what it needs ([`Run::decide`]),
+//! writes those events to the journal in one transaction, applies them,
+//! then acts: the `node_scheduled` of the turn go to the controller in one
+//! submission (each under its key, so a resubmission after a crash answers
+//! the ticket already there), a `node_cancel_requested` cancels its
+//! ticket. It then waits for a ticket of the run to start or end (the
+//! controller's events, with a poll behind them), an operator's command,
+//! or the run's next deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oshal_workflow::history::{Event, Failure, RunState};
+use oshal_workflow::run::{MAX_OUTPUT_BYTES, Memo, Run};
+use oshal_workflow::validate::Workflow;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::{BOOK, Kinds, Started, WorkflowError, Workflows};
+use crate::controller::{ControllerError, CoreEvent};
+use crate::store::{JournalEntry, Store, StoreError, TicketView};
+use crate::ticket::{NewTicket, TenantId, TicketId, TicketState};
+
+/// How often tickets in flight are read again without being told.
+const POLL: Duration = Duration::from_secs(2);
+
+/// A run and what drives it.
+#[derive(Debug)]
+pub(super) struct Handle {
+    pub id: String,
+    pub tenant: TenantId,
+    /// The run and the journal's next number; held while recording, so
+    /// one writer at a time numbers the history.
+    live: tokio::sync::Mutex<Live>,
+    /// A copy for readers, replaced after every record.
+    snapshot: Mutex<Arc<Run>>,
+    wake: Notify,
+    runner: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Live {
+    run: Run,
+    next_seq: u32,
+}
+
+impl Handle {
+    pub fn new(id: String, tenant: TenantId, run: Run, next_seq: u32) -> Handle {
+        Handle {
+            id,
+            tenant,
+            snapshot: Mutex::new(Arc::new(run.clone())),
+            live: tokio::sync::Mutex::new(Live { run, next_seq }),
+            wake: Notify::new(),
+            runner: AtomicBool::new(false),
+        }
+    }
+
+    /// The run its journal entries describe. An event the run refuses is
+    /// skipped, as it was when it was first applied.
+    pub fn rebuild(entries: &[JournalEntry]) -> Result<Handle, String> {
+        let first = entries
+            .first()
+            .filter(|e| e.seq == 0 && e.kind == "run_started")
+            .ok_or("its history does not begin with run_started")?;
+        let started: Started = serde_json::from_str(&first.body).map_err(|e| e.to_string())?;
+        let workflow = Workflow::new(started.spec, &Kinds).map_err(|e| format!("{e:?}"))?;
+        let mut run =
+            Run::replay(Arc::new(workflow), &[started.event]).map_err(|e| e.to_string())?;
+        for e in &entries[1..] {
+            let event: Event = serde_json::from_str(&e.body)
+                .map_err(|err| format!("entry {} does not parse: {err}", e.seq))?;
+            if let Err(stale) = run.apply(&event) {
+                tracing::warn!(run = %first.session, seq = e.seq, %stale, "a recorded event was skipped");
+            }
+        }
+        let next_seq = entries.last().map_or(1, |e| e.seq + 1);
+        Ok(Handle::new(
+            first.session.clone(),
+            first.tenant.clone(),
+            run,
+            next_seq,
+        ))
+    }
+
+    pub fn snapshot(&self) -> Arc<Run> {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn snapshot_state(&self) -> RunState {
+        self.snapshot().state
+    }
+
+    /// True for the one caller that should start a runner.
+    pub fn claim_runner(&self) -> bool {
+        !self.runner.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Records an operator's event, refused (changing nothing) if it does
+    /// not fit the run.
+    pub async fn record_command(
+        &self,
+        store: &dyn Store,
+        event: Event,
+    ) -> Result<(), WorkflowError> {
+        let mut live = self.live.lock().await;
+        let mut check = live.run.clone();
+        check
+            .apply(&event)
+            .map_err(|e| WorkflowError::Conflict(e.why))?;
+        self.append(&mut live, store, std::slice::from_ref(&event))
+            .await?;
+        Ok(())
+    }
+
+    /// Writes `events` to the journal in one transaction, then applies them.
+    async fn append(
+        &self,
+        live: &mut Live,
+        store: &dyn Store,
+        events: &[Event],
+    ) -> Result<(), WorkflowError> {
+        let entries: Vec<JournalEntry> = events
+            .iter()
+            .enumerate()
+            .map(|(k, e)| JournalEntry {
+                book: BOOK.into(),
+                session: self.id.clone(),
+                seq: live.next_seq + u32::try_from(k).unwrap_or(u32::MAX),
+                tenant: self.tenant.clone(),
+                kind: e.name().into(),
+                body: serde_json::to_string(e).expect("an event serializes"),
+                at_ms: e.at(),
+            })
+            .collect();
+        let written = store.append_journal(&entries).await?;
+        if written != entries.len() {
+            return Err(WorkflowError::Conflict(format!(
+                "run {}'s history from {} was written by another controller",
+                self.id, live.next_seq
+            )));
+        }
+        live.next_seq += u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        for e in events {
+            if let Err(stale) = live.run.apply(e) {
+                tracing::warn!(run = %self.id, %stale, "a recorded event was skipped");
+            }
+        }
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(live.run.clone());
+        Ok(())
+    }
+}
+
+/// The outputs of memoized units of one tenant.
+struct TenantMemo<'a> {
+    tenant: &'a TenantId,
+    memo: &'a HashMap<(TenantId, String), (Value, String)>,
+}
+
+impl Memo for TenantMemo<'_> {
+    fn lookup(&self, input_hash: &str) -> Option<(Value, String)> {
+        self.memo
+            .get(&(self.tenant.clone(), input_hash.to_owned()))
+            .cloned()
+    }
+}
+
+/// Why the runner stopped.
+enum Halt {
+    Shutdown,
+    Failed(String),
+}
+
+impl From<WorkflowError> for Halt {
+    fn from(e: WorkflowError) -> Self {
+        Halt::Failed(e.to_string())
+    }
+}
+
+pub(super) struct Runner {
+    workflows: Workflows,
+    handle: Arc<Handle>,
+    /// The run's tickets in flight: which unit and attempt each is.
+    tickets: HashMap<TicketId, (String, u32)>,
+}
+
+impl Runner {
+    pub fn new(workflows: Workflows, handle: Arc<Handle>) -> Runner {
+        Runner {
+            workflows,
+            handle,
+            tickets: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let id = self.handle.id.clone();
+        loop {
+            let halt = self.drive().await;
+            self.handle.runner.store(false, Ordering::SeqCst);
+            match halt {
+                Halt::Shutdown => tracing::debug!(run = %id, "workflow runner stopped"),
+                Halt::Failed(e) => {
+                    tracing::error!(run = %id, error = %e, "workflow runner stopped");
+                    return;
+                }
+            }
+            // A command that came in as it stopped (a retry) goes on here.
+            let again = self.handle.snapshot_state() == RunState::Running
+                && !self.workflows.inner.cancel.is_cancelled()
+                && self.handle.claim_runner();
+            if !again {
+                return;
+            }
+        }
+    }
+
+    async fn drive(&mut self) -> Halt {
+        let controller = self.workflows.inner.controller.clone();
+        let mut events = controller.subscribe();
+        if let Err(h) = self.resume().await {
+            return h;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.turn().await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(WorkflowError::Store(e))
+                | Err(WorkflowError::Controller(ControllerError::Store(e))) => {
+                    tracing::warn!(run = %self.handle.id, error = %e, "the store is unavailable; the run waits");
+                    tokio::select! {
+                        () = self.workflows.inner.cancel.cancelled() => return Halt::Shutdown,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Err(WorkflowError::Controller(ControllerError::ShuttingDown)) => {
+                    return Halt::Shutdown;
+                }
+                Err(e) => return e.into(),
+            }
+            let run = self.handle.snapshot();
+            if run.state != RunState::Running {
+                return Halt::Shutdown;
+            }
+            let now = controller.clock().now_ms();
+            let wait = run.next_deadline().map_or(POLL, |d| {
+                Duration::from_millis(u64::try_from(d - now).unwrap_or(0)).min(POLL)
+            });
+            let mut poll = false;
+            tokio::select! {
+                () = self.workflows.inner.cancel.cancelled() => return Halt::Shutdown,
+                () = self.handle.wake.notified() => {}
+                () = tokio::time::sleep(wait) => poll = true,
+                event = events.recv() => match event {
+                    Ok(CoreEvent::TicketsTransitioned { transitions }) => {
+                        let mine: Vec<(TicketId, TicketState)> = transitions
+                            .iter()
+                            .filter(|t| self.tickets.contains_key(&t.ticket))
+                            .map(|t| (t.ticket, t.to))
+                            .collect();
+                        if let Err(e) = self.observe(mine).await {
+                            tracing::warn!(run = %self.handle.id, error = %e, "a ticket's news could not be recorded");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => poll = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Halt::Shutdown,
+                },
+            }
+            if poll && let Err(e) = self.poll().await {
+                tracing::warn!(run = %self.handle.id, error = %e, "the run's tickets could not be read");
+            }
+        }
+    }
+
+    /// After a restart: the units in flight are found again by their keys.
+    async fn resume(&mut self) -> Result<(), Halt> {
+        let run = self.handle.snapshot();
+        let again = flying_tasks(&run);
+        if again.is_empty() {
+            return Ok(());
+        }
+        self.submit(again).await.map_err(Halt::from)?;
+        // A cancel asked for before the restart is asked for again.
+        for u in run.nodes.iter().flat_map(|n| &n.units) {
+            if u.in_flight() && u.cancel_requested {
+                self.cancel(&u.name, u.attempt).await;
+            }
+        }
+        self.poll().await.map_err(Halt::from)
+    }
+
+    /// Decides and records until the run needs nothing more now, then acts.
+    async fn turn(&mut self) -> Result<(), WorkflowError> {
+        let store = self.workflows.inner.controller.store().clone();
+        let now = self.workflows.inner.controller.clock().now_ms();
+        let mut acts = Vec::new();
+        {
+            let mut live = self.handle.live.lock().await;
+            loop {
+                let next = {
+                    let memo = self
+                        .workflows
+                        .inner
+                        .memo
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let memo = TenantMemo {
+                        tenant: &self.handle.tenant,
+                        memo: &memo,
+                    };
+                    live.run.decide(now, &memo)
+                };
+                if next.is_empty() {
+                    break;
+                }
+                let next = next.into_iter().map(fit_history).collect::<Vec<_>>();
+                self.handle.append(&mut live, store.as_ref(), &next).await?;
+                acts.extend(next);
+            }
+            if acts
+                .iter()
+                .any(|e| matches!(e, Event::NodeSucceeded { .. } | Event::NodeMemoized { .. }))
+            {
+                self.workflows.remember(&self.handle.tenant, &live.run);
+            }
+        }
+        let mut submits = Vec::new();
+        for e in acts {
+            match e {
+                Event::NodeScheduled { .. } => submits.push(e),
+                Event::NodeCancelRequested { unit, attempt, .. } => {
+                    self.cancel(&unit, attempt).await
+                }
+                Event::RunFinished { state, .. } => {
+                    tracing::info!(run = %self.handle.id, ?state, "workflow run finished");
+                }
+                _ => {}
+            }
+        }
+        if !submits.is_empty() {
+            self.submit(submits).await?;
+        }
+        Ok(())
+    }
+
+    /// Submits the tickets of `scheduled` in one write. A refusal of the
+    /// ticket fails its unit (`refused`); an overload waits and tries again.
+    async fn submit(&mut self, scheduled: Vec<Event>) -> Result<(), WorkflowError> {
+        let controller = self.workflows.inner.controller.clone();
+        let correlation = TicketId::parse(&self.handle.id).ok().map(|t| t.to_string());
+        let mut pending = scheduled;
+        let mut backoff = Duration::from_millis(100);
+        while !pending.is_empty() {
+            let tickets: Vec<NewTicket> = pending
+                .iter()
+                .filter_map(|e| match e {
+                    Event::NodeScheduled { task, key, .. } => Some(NewTicket {
+                        kind: task.kind.clone(),
+                        payload: task.payload.clone(),
+                        tenant: Some(self.handle.tenant.to_string()),
+                        idempotency_key: Some(key.clone()),
+                        priority: task.priority,
+                        skill: task.skill.clone(),
+                        max_attempts: Some(1),
+                        correlation_id: correlation.clone(),
+                        ..NewTicket::default()
+                    }),
+                    _ => None,
+                })
+                .collect();
+            let answers = controller.submit_many(tickets).await;
+            let mut again = Vec::new();
+            let mut refused = Vec::new();
+            for (e, answer) in pending.into_iter().zip(answers) {
+                let Event::NodeScheduled { unit, attempt, .. } = &e else {
+                    continue;
+                };
+                match answer {
+                    Ok(done) => {
+                        self.tickets.insert(done.id, (unit.clone(), *attempt));
+                    }
+                    Err(ControllerError::ShuttingDown) => {
+                        return Err(ControllerError::ShuttingDown.into());
+                    }
+                    Err(ControllerError::Overloaded { .. } | ControllerError::Store(_)) => {
+                        again.push(e)
+                    }
+                    Err(err) => refused.push(Event::NodeFailed {
+                        unit: unit.clone(),
+                        attempt: *attempt,
+                        failure: Failure::new("refused", format!("the ticket was refused: {err}")),
+                        cost_nusd: 0,
+                        at: controller.clock().now_ms(),
+                    }),
+                }
+            }
+            if !refused.is_empty() {
+                self.record(refused).await?;
+            }
+            pending = again;
+            if !pending.is_empty() {
+                tokio::select! {
+                    () = self.workflows.inner.cancel.cancelled() => return Err(ControllerError::ShuttingDown.into()),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self, unit: &str, attempt: u32) {
+        let ticket = self
+            .tickets
+            .iter()
+            .find(|(_, (u, a))| u == unit && *a == attempt)
+            .map(|(t, _)| *t);
+        if let Some(t) = ticket {
+            match self.workflows.inner.controller.cancel(t).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(run = %self.handle.id, ticket = %t, error = %e, "a unit's ticket was not cancelled")
+                }
+            }
+        }
+    }
+
+    /// Records events of tickets' news that still fit the run.
+    async fn record(&mut self, events: Vec<Event>) -> Result<(), WorkflowError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let store = self.workflows.inner.controller.store().clone();
+        let mut live = self.handle.live.lock().await;
+        let fit: Vec<Event> = events
+            .into_iter()
+            .filter(|e| match e {
+                Event::NodeStarted { unit, attempt, .. }
+                | Event::NodeSucceeded { unit, attempt, .. }
+                | Event::NodeFailed { unit, attempt, .. } => live.run.in_flight(unit, *attempt),
+                _ => true,
+            })
+            .map(fit_history)
+            .collect();
+        if fit.is_empty() {
+            return Ok(());
+        }
+        self.handle.append(&mut live, store.as_ref(), &fit).await?;
+        if fit.iter().any(|e| matches!(e, Event::NodeSucceeded { .. })) {
+            self.workflows.remember(&self.handle.tenant, &live.run);
+        }
+        Ok(())
+    }
+
+    /// Turns tickets' transitions into the run's events.
+    async fn observe(&mut self, news: Vec<(TicketId, TicketState)>) -> Result<(), WorkflowError> {
+        let mut events = Vec::new();
+        for (ticket, state) in news {
+            let Some((unit, attempt)) = self.tickets.get(&ticket).cloned() else {
+                continue;
+            };
+            if state == TicketState::Running {
+                events.push(Event::NodeStarted {
+                    unit,
+                    attempt,
+                    ticket: ticket.to_string(),
+                    at: self.workflows.inner.controller.clock().now_ms(),
+                });
+            } else if ended(state, 1, 1) {
+                let view = self.workflows.inner.controller.ticket(ticket).await?;
+                events.extend(self.outcome(&view, unit, attempt));
+            }
+        }
+        self.record(events).await
+    }
+
+    /// Reads every ticket in flight again: what the events may have missed.
+    async fn poll(&mut self) -> Result<(), WorkflowError> {
+        let mut events = Vec::new();
+        let tickets: Vec<(TicketId, (String, u32))> =
+            self.tickets.iter().map(|(t, u)| (*t, u.clone())).collect();
+        let run = self.handle.snapshot();
+        for (ticket, (unit, attempt)) in tickets {
+            if !run.in_flight(&unit, attempt) {
+                self.tickets.remove(&ticket);
+                continue;
+            }
+            let view = match self.workflows.inner.controller.ticket(ticket).await {
+                Ok(v) => v,
+                Err(ControllerError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if view.state == TicketState::Running {
+                events.push(Event::NodeStarted {
+                    unit: unit.clone(),
+                    attempt,
+                    ticket: ticket.to_string(),
+                    at: view.updated_at_ms,
+                });
+            }
+            events.extend(self.outcome(&view, unit, attempt));
+        }
+        self.record(events).await
+    }
+
+    /// The events a ticket's end gives its unit (its start first, which
+    /// names the ticket, if the run has not seen it); none while it runs.
+    fn outcome(&mut self, view: &TicketView, unit: String, attempt: u32) -> Vec<Event> {
+        if !ended(view.state, view.attempts, view.max_attempts) {
+            return Vec::new();
+        }
+        self.tickets.remove(&view.id);
+        let at = view.updated_at_ms;
+        let cost_nusd = view.cost.cost_nusd;
+        let failure = |error_type: &str| {
+            Failure::new(
+                error_type,
+                view.error
+                    .clone()
+                    .unwrap_or_else(|| format!("the ticket ended {:?}", view.state)),
+            )
+        };
+        let seen = self
+            .handle
+            .snapshot()
+            .unit(&unit)
+            .is_some_and(|u| u.tickets.contains(&view.id.to_string()));
+        let start = (!seen).then(|| Event::NodeStarted {
+            unit: unit.clone(),
+            attempt,
+            ticket: view.id.to_string(),
+            at: view
+                .events
+                .iter()
+                .find(|t| t.to == TicketState::Running)
+                .map_or(at, |t| t.at_ms),
+        });
+        let end = match view.state {
+            TicketState::Succeeded => {
+                let output = view.result.clone().unwrap_or(Value::Null);
+                let size = output.to_string().len();
+                if size > MAX_OUTPUT_BYTES {
+                    Event::NodeFailed {
+                        unit,
+                        attempt,
+                        failure: Failure::new(
+                            "output_too_large",
+                            format!(
+                                "the output is {size} bytes; a run keeps at most {MAX_OUTPUT_BYTES} per unit (the ticket {} holds it whole)",
+                                view.id
+                            ),
+                        ),
+                        cost_nusd,
+                        at,
+                    }
+                } else {
+                    Event::NodeSucceeded {
+                        unit,
+                        attempt,
+                        output_hash: oshal_workflow::hash::of(&output),
+                        output,
+                        cost_nusd,
+                        at,
+                    }
+                }
+            }
+            TicketState::Dead => Event::NodeFailed {
+                unit,
+                attempt,
+                failure: failure("dead"),
+                cost_nusd,
+                at,
+            },
+            TicketState::Cancelled => Event::NodeFailed {
+                unit,
+                attempt,
+                failure: failure("cancelled"),
+                cost_nusd,
+                at,
+            },
+            _ => Event::NodeFailed {
+                unit,
+                attempt,
+                failure: failure("failed"),
+                cost_nusd,
+                at,
+            },
+        };
+        start.into_iter().chain(std::iter::once(end)).collect()
+    }
+}
+
+/// Whether a ticket has ended for good: a failure ends it once it has
+/// no attempt left.
+fn ended(state: TicketState, attempts: u32, max_attempts: u32) -> bool {
+    state.is_terminal() || (state == TicketState::Failed && attempts >= max_attempts)
+}
+
+/// The `node_scheduled` of units in flight, to submit again after a restart.
+fn flying_tasks(run: &Run) -> Vec<Event> {
+    run.nodes
+        .iter()
+        .flat_map(|n| &n.units)
+        .filter(|u| u.in_flight() && u.key.is_some())
+        .filter_map(|u| {
+            let (i, _) = run.find(&u.name)?;
+            run.workflow.spec.nodes[i].task.as_ref()?;
+            Some(Event::NodeScheduled {
+                unit: u.name.clone(),
+                attempt: u.attempt,
+                input_hash: u.input_hash.clone().unwrap_or_default(),
+                task: u.task.clone()?,
+                key: u.key.clone()?,
+                at: u.scheduled_at.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// An event whose body the journal would refuse becomes the unit's error,
+/// so the history always takes what the run decided.
+fn fit_history(e: Event) -> Event {
+    let size = serde_json::to_string(&e).map_or(usize::MAX, |s| s.len());
+    if size <= crate::store::journal::MAX_BODY {
+        return e;
+    }
+    match e {
+        Event::NodeScheduled { unit, at, .. } => Event::NodeErrored {
+            unit,
+            message: format!(
+                "the resolved task is {size} bytes; a run's history keeps at most {} per event",
+                crate::store::journal::MAX_BODY
+            ),
+            at,
+        },
+        other => other,
+    }
+}
+
+impl From<StoreError> for Halt {
+    fn from(e: StoreError) -> Self {
+        Halt::Failed(e.to_string())
+    }
+}

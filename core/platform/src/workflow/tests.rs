@@ -1,0 +1,438 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::controller::{ControllerConfig, LocalPool};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, TicketQuery};
+use oshal_workflow::history::{NodePhase, RunState};
+
+async fn open(dir: &std::path::Path) -> (Arc<SqliteStore>, Controller, Workflows) {
+    let store = Arc::new(SqliteStore::open(dir).await.unwrap());
+    let controller = Controller::start(
+        ControllerConfig::default(),
+        store.clone(),
+        LocalPool::builtin(2),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let workflows = Workflows::start(controller.clone()).await.unwrap();
+    (store, controller, workflows)
+}
+
+async fn close(controller: Controller, workflows: Workflows) {
+    workflows.shutdown();
+    controller.shutdown().await;
+}
+
+async fn until(
+    workflows: &Workflows,
+    id: &str,
+    what: &str,
+    done: impl Fn(&RunView) -> bool,
+) -> RunView {
+    for _ in 0..400 {
+        let v = workflows.view(id, None).unwrap();
+        if done(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "run {id} never came to {what}: {:#?}",
+        workflows.view(id, None).unwrap()
+    );
+}
+
+/// The run's tickets, whole.
+async fn views_of(store: &dyn Store, run: &str) -> Vec<crate::store::TicketView> {
+    let page = store
+        .tickets(&TicketQuery {
+            limit: 1_000,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for t in page.tickets {
+        let v = store.ticket(t.id, None).await.unwrap().unwrap();
+        if v.idempotency_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with(&format!("wf/{run}/")))
+        {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// The keys of the run's tickets, sorted.
+async fn tickets_of(store: &dyn Store, run: &str) -> Vec<String> {
+    let mut keys: Vec<String> = views_of(store, run)
+        .await
+        .into_iter()
+        .filter_map(|v| v.idempotency_key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+const FAN: &str = r#"
+api_version: oshal.dev/workflow/v1
+name: fan
+inputs:
+  topic: { default: owls }
+defaults:
+  timeouts: { start_to_close: 30s }
+nodes:
+  - name: plan
+    task: { kind: chat, payload: { prompt: "list parts of ${{ inputs.topic }}" } }
+  - name: part
+    dependencies: [plan]
+    with_items: [wings, eyes, feathers]
+    task: { kind: chat, payload: { prompt: "describe the ${{ item }} of ${{ inputs.topic }}" } }
+  - name: join
+    dependencies: [part]
+    task: { kind: chat, payload: { prompt: "join: ${{ nodes.part.output }}" } }
+"#;
+
+#[tokio::test]
+async fn a_fan_out_runs_on_the_bots_and_its_history_is_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, controller, workflows) = open(dir.path()).await;
+    let v = workflows
+        .start_run(
+            NewRun {
+                spec: json!(FAN),
+                inputs: Default::default(),
+                tenant: None,
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    let done = until(&workflows, &v.summary.id, "an end", |v| {
+        v.summary.state != RunState::Running
+    })
+    .await;
+    assert_eq!(done.summary.state, RunState::Succeeded, "{done:#?}");
+    assert_eq!((done.summary.done, done.summary.total), (5, 5));
+    let part = &done.nodes[1];
+    assert_eq!(part.units.len(), 3);
+    assert!(
+        part.units
+            .iter()
+            .all(|u| u.phase == NodePhase::Succeeded && u.tickets.len() == 1)
+    );
+    let join = &done.nodes[2].units[0];
+    assert!(join.output.as_ref().unwrap()["text"].is_string());
+    assert!(
+        done.summary.cost_nusd > 0,
+        "the built-in model's tokens are priced"
+    );
+    assert_eq!(
+        done.summary.cost_nusd,
+        done.nodes.iter().map(|n| n.cost_nusd).sum::<i64>()
+    );
+    let keys = tickets_of(store.as_ref(), &v.summary.id).await;
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    let history = workflows.history(&v.summary.id, None).await.unwrap();
+    assert_eq!(history[0].event, "run_started");
+    assert_eq!(history.last().unwrap().event, "run_finished");
+    close(controller, workflows).await;
+
+    // Rebuilt from the journal alone: the same run, and nothing runs again.
+    let (store, controller, workflows) = open(dir.path()).await;
+    let again = workflows.view(&v.summary.id, None).unwrap();
+    assert_eq!(again, done);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(tickets_of(store.as_ref(), &v.summary.id).await.len(), 5);
+    close(controller, workflows).await;
+}
+
+const GATED: &str = r#"
+api_version: oshal.dev/workflow/v1
+name: gated
+defaults:
+  timeouts: { start_to_close: 30s }
+nodes:
+  - name: build
+    task: { kind: chat, payload: { prompt: "build it" } }
+  - name: approve
+    dependencies: [build]
+    approval:
+      approvers: [tenant]
+      timeout: 1h
+      escalation: { after: 30m, to: [operator] }
+      input_schema: { type: object, required: [env], properties: { env: { enum: [staging, prod] } } }
+  - name: ship
+    dependencies: [approve]
+    task: { kind: chat, payload: { prompt: "ship to ${{ nodes.approve.output.input.env }}" } }
+"#;
+
+#[tokio::test]
+async fn an_approval_survives_a_restart_and_takes_only_its_approvers_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, controller, workflows) = open(dir.path()).await;
+    let v = workflows
+        .start_run(
+            NewRun {
+                spec: json!(GATED),
+                inputs: Default::default(),
+                tenant: None,
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    let id = v.summary.id.clone();
+    let waiting = until(&workflows, &id, "the approval", |v| {
+        v.summary.waiting_approvals == 1
+    })
+    .await;
+    let deadline = waiting.nodes[1].approval.as_ref().unwrap().deadline_ms;
+    assert_eq!(workflows.approvals(None).len(), 1);
+    close(controller, workflows).await;
+
+    let (store, controller, workflows) = open(dir.path()).await;
+    let inbox = workflows.approvals(None);
+    assert_eq!(inbox.len(), 1, "the approval survived the restart");
+    assert_eq!(
+        (inbox[0].node.as_str(), inbox[0].approval.deadline_ms),
+        ("approve", deadline)
+    );
+    let decision = |input| Decision {
+        node: "approve".into(),
+        approved: true,
+        input,
+        comment: "ok".into(),
+    };
+    let e = workflows
+        .decide(
+            &id,
+            None,
+            decision(json!({"env": "prod"})),
+            "operator",
+            "operator",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, WorkflowError::Forbidden(_)),
+        "not escalated yet: {e}"
+    );
+    let e = workflows
+        .decide(
+            &id,
+            None,
+            decision(json!({"env": "moon"})),
+            "tenant",
+            "tenant default",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, WorkflowError::Invalid { field, .. } if field == "input.env"),
+        "{e}"
+    );
+    workflows
+        .decide(
+            &id,
+            None,
+            decision(json!({"env": "staging"})),
+            "tenant",
+            "tenant default",
+        )
+        .await
+        .unwrap();
+    let done = until(&workflows, &id, "an end", |v| {
+        v.summary.state != RunState::Running
+    })
+    .await;
+    assert_eq!(done.summary.state, RunState::Succeeded);
+    let ship = tickets_of(store.as_ref(), &id).await;
+    assert_eq!(ship.len(), 2, "build once, ship once: {ship:?}");
+    let t = views_of(store.as_ref(), &id)
+        .await
+        .into_iter()
+        .find(|t| {
+            t.idempotency_key
+                .as_deref()
+                .is_some_and(|k| k.contains("/ship/"))
+        })
+        .unwrap();
+    assert_eq!(t.payload["prompt"], "ship to staging");
+    assert_eq!(
+        t.correlation_id.to_string(),
+        id,
+        "a run's tickets carry its id"
+    );
+    close(controller, workflows).await;
+}
+
+#[tokio::test]
+async fn a_refused_spec_names_its_path_and_a_failed_node_retries_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, controller, workflows) = open(dir.path()).await;
+    let bad = FAN.replace(
+        "dependencies: [part]",
+        "dependencies: [part]\n    depends: part",
+    );
+    let e = workflows
+        .start_run(
+            NewRun {
+                spec: json!(bad),
+                inputs: Default::default(),
+                tenant: None,
+            },
+            "operator",
+        )
+        .await
+        .unwrap_err();
+    let WorkflowError::Spec(issues) = e else {
+        panic!("{e}")
+    };
+    assert_eq!(issues[0].path, "$.nodes[2].depends");
+    let report = validate(&SpecSource {
+        spec: json!(FAN.replace("kind: chat", "kind: email")),
+    });
+    assert!(!report.valid);
+    assert_eq!(report.errors[0].path, "$.nodes[0].task.kind");
+    assert_eq!(
+        validate(&SpecSource { spec: json!(FAN) }).nodes[2].upstream,
+        ["part"]
+    );
+
+    // A tool call with no connectors configured fails its ticket.
+    let failing = r#"
+api_version: oshal.dev/workflow/v1
+name: flaky
+defaults:
+  timeouts: { start_to_close: 30s }
+nodes:
+  - name: fetch
+    task: { kind: chat, payload: { prompt: "fetch" } }
+  - name: call
+    dependencies: [fetch]
+    task: { kind: tool, payload: { connector: nowhere, operation: get } }
+"#;
+    let v = workflows
+        .start_run(
+            NewRun {
+                spec: json!(failing),
+                inputs: Default::default(),
+                tenant: None,
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    let id = v.summary.id.clone();
+    let failed = until(&workflows, &id, "an end", |v| {
+        v.summary.state != RunState::Running
+    })
+    .await;
+    assert_eq!(failed.summary.state, RunState::Failed, "{failed:#?}");
+    assert!(matches!(
+        failed.nodes[1].phase,
+        NodePhase::Failed | NodePhase::Error
+    ));
+    let e = workflows
+        .retry(
+            &id,
+            None,
+            RetryRequest {
+                node: "fetch".into(),
+            },
+            "operator",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, WorkflowError::Conflict(_)),
+        "fetch succeeded: {e}"
+    );
+    workflows
+        .retry(
+            &id,
+            None,
+            RetryRequest {
+                node: "call".into(),
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    let again = until(&workflows, &id, "a second end", |v| {
+        v.summary.state != RunState::Running && v.nodes[1].units[0].attempt == 2
+    })
+    .await;
+    assert_eq!(again.nodes[1].units[0].tickets.len(), 2);
+    let keys = tickets_of(store.as_ref(), &id).await;
+    assert_eq!(
+        keys.iter().filter(|k| k.contains("/fetch/")).count(),
+        1,
+        "fetch kept: {keys:?}"
+    );
+    assert!(keys.iter().any(|k| k.ends_with("/call/2")), "{keys:?}");
+    close(controller, workflows).await;
+}
+
+#[tokio::test]
+async fn a_stop_cancels_what_waits_and_ends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, controller, workflows) = open(dir.path()).await;
+    let v = workflows
+        .start_run(
+            NewRun {
+                spec: json!(GATED),
+                inputs: Default::default(),
+                tenant: None,
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    let id = v.summary.id.clone();
+    until(&workflows, &id, "the approval", |v| {
+        v.summary.waiting_approvals == 1
+    })
+    .await;
+    workflows
+        .stop(
+            &id,
+            None,
+            StopRequest {
+                how: Stop::Cancel,
+                reason: "not today".into(),
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    let done = until(&workflows, &id, "an end", |v| {
+        v.summary.state != RunState::Running
+    })
+    .await;
+    assert_eq!(done.summary.state, RunState::Cancelled);
+    assert_eq!(done.nodes[2].phase, NodePhase::Omitted);
+    assert!(workflows.approvals(None).is_empty());
+    let e = workflows
+        .stop(
+            &id,
+            None,
+            StopRequest {
+                how: Stop::Terminate,
+                reason: String::new(),
+            },
+            "operator",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WorkflowError::Conflict(_)), "{e}");
+    close(controller, workflows).await;
+}
