@@ -10,6 +10,7 @@
 //! inserts alone, so the figure can be read against this machine.
 
 pub mod fleet;
+pub mod workflow;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -208,6 +208,17 @@ pub async fn journal(store: &dyn super::Store) {
         0,
         "a number is written once"
     );
+    assert_eq!(
+        store
+            .append_journal(&[
+                entry("ds-a", 2, &acme, "kill"),
+                entry("ds-a", 1, &acme, "kill")
+            ])
+            .await
+            .unwrap(),
+        0,
+        "all or nothing: one number taken writes none"
+    );
     let mut run = entry("wf-1", 0, &acme, "run_started");
     run.book = "workflow".into();
     assert_eq!(

@@ -582,8 +582,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Marks a live token revoked; `false` if no live token has this id.
     async fn revoke_api_token(&self, id: &str, at: UnixMs) -> Result<bool, StoreError>;
     /// Appends entries to the journal in one transaction: all of them, or
-    /// none if any is refused. An entry whose `(session, seq)` is already
-    /// taken is not written; the answer is how many were.
+    /// none if any is refused or any `(session, seq)` is already taken
+    /// (then the answer is 0: another writer got there first).
     async fn append_journal(&self, entries: &[JournalEntry]) -> Result<usize, StoreError>;
     /// The entries of `book`, of every session or of `only`'s, in
     /// session then `seq` order.

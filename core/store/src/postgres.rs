@@ -676,6 +676,10 @@ impl Store for PgStore {
             .await?;
             written += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
+        if written != entries.len() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
         tx.commit().await?;
         Ok(written)
     }

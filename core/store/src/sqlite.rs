@@ -703,6 +703,10 @@ impl Store for SqliteStore {
             .await?;
             written += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
+        if written != entries.len() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
         tx.commit().await?;
         Ok(written)
     }

@@ -95,14 +95,6 @@ impl Expr {
         out
     }
 
-    /// Whether the expression tests `node` for a failure: then a failure
-    /// of `node` is handled and does not fail the run.
-    pub fn handles_failure_of(&self, node: &str) -> bool {
-        self.refs()
-            .iter()
-            .any(|(n, o)| *n == node && o.is_some_and(Outcome::is_failure))
-    }
-
     fn walk<'a>(&'a self, f: &mut impl FnMut(&'a str, Option<Outcome>)) {
         match self {
             Expr::Ref { node, outcome } => f(node, *outcome),
@@ -384,14 +376,6 @@ mod tests {
             ["a", "b", "c"]
         );
         assert_eq!(Expr::parse("!(a && b)").unwrap().to_string(), "!(a && b)");
-    }
-
-    #[test]
-    fn failure_tests_mark_a_failure_as_handled() {
-        let e = Expr::parse("deploy.Succeeded || build.Failed").unwrap();
-        assert!(e.handles_failure_of("build"));
-        assert!(!e.handles_failure_of("deploy"));
-        assert!(Expr::parse("x.AllFailed").unwrap().handles_failure_of("x"));
     }
 
     #[test]

@@ -125,6 +125,58 @@ pub struct NodeRun {
     pub approval: Option<Approval>,
     /// Why it was omitted or errored.
     pub message: Option<String>,
+    /// How many of its units are in each phase (by [`phase_index`]), kept
+    /// as events land so a fan-out's phase costs nothing per event.
+    counts: [usize; 7],
+}
+
+/// A phase's place in [`NodeRun`]'s counts.
+fn phase_index(p: NodePhase) -> usize {
+    match p {
+        NodePhase::Pending => 0,
+        NodePhase::Running => 1,
+        NodePhase::Succeeded => 2,
+        NodePhase::Skipped => 3,
+        NodePhase::Failed => 4,
+        NodePhase::Error => 5,
+        NodePhase::Omitted => 6,
+    }
+}
+
+impl NodeRun {
+    fn recount(&mut self) {
+        self.counts = [0; 7];
+        for u in &self.units {
+            self.counts[phase_index(u.phase)] += 1;
+        }
+        self.derive();
+    }
+
+    /// A started node's phase from its units': any unfulfilled, Running
+    /// (once one has begun) or Pending; then any Failed, Failed; any
+    /// Error, Error; any Omitted, Omitted; else Succeeded.
+    fn derive(&mut self) {
+        if !self.started {
+            return;
+        }
+        let c = |p| self.counts[phase_index(p)];
+        let open = c(NodePhase::Pending) + c(NodePhase::Running);
+        self.phase = if open > 0 {
+            if open < self.units.len() || c(NodePhase::Running) > 0 {
+                NodePhase::Running
+            } else {
+                NodePhase::Pending
+            }
+        } else if c(NodePhase::Failed) > 0 {
+            NodePhase::Failed
+        } else if c(NodePhase::Error) > 0 {
+            NodePhase::Error
+        } else if c(NodePhase::Omitted) > 0 {
+            NodePhase::Omitted
+        } else {
+            NodePhase::Succeeded
+        };
+    }
 }
 
 /// A run's state.
@@ -135,6 +187,9 @@ pub struct Run {
     pub inputs: Map<String, Value>,
     pub started_by: String,
     pub started_at: i64,
+    /// Where the spec's `timeout` counts from: the start, or the last
+    /// retry from a node.
+    pub timeout_from: i64,
     pub state: RunState,
     pub finished_at: Option<i64>,
     pub stop: Option<Stop>,
@@ -202,14 +257,20 @@ impl Run {
                 },
                 approval: None,
                 message: None,
+                counts: [0; 7],
             })
-            .collect();
+            .map(|mut n| {
+                n.recount();
+                n
+            })
+            .collect::<Vec<NodeRun>>();
         let mut state = Run {
             workflow,
             id: run.clone(),
             inputs: inputs.clone(),
             started_by: by.clone(),
             started_at: *at,
+            timeout_from: *at,
             state: RunState::Running,
             finished_at: None,
             stop: None,
@@ -226,9 +287,14 @@ impl Run {
 
     /// Where the unit named `unit` is: (node index, unit index).
     pub fn find(&self, unit: &str) -> Option<(usize, usize)> {
-        let node = unit.split('[').next().unwrap_or(unit);
+        let (node, j) = match unit.split_once('[') {
+            // A fan-out's k-th unit is `name[k]`, at index k.
+            Some((node, rest)) => (node, rest.strip_suffix(']')?.parse::<usize>().ok()?),
+            None => (unit, 0),
+        };
         let i = self.workflow.index(node)?;
-        let j = self.nodes[i].units.iter().position(|u| u.name == unit)?;
+        let found = self.nodes[i].units.get(j).filter(|u| u.name == unit)?;
+        debug_assert_eq!(found.name, unit);
         Some((i, j))
     }
 
@@ -268,6 +334,23 @@ impl Run {
         if finished && !matches!(event, Event::RetryRequested { .. }) {
             return Err(stale(name, format!("the run has ended {:?}", self.state)));
         }
+        // The one unit the event is about, if it is about one: its phase
+        // before, so the node's counts move by that unit alone.
+        let one = match event {
+            Event::NodeScheduled { unit, .. }
+            | Event::NodeMemoized { unit, .. }
+            | Event::NodeStarted { unit, .. }
+            | Event::NodeHeartbeat { unit, .. }
+            | Event::NodeSucceeded { unit, .. }
+            | Event::NodeFailed { unit, .. }
+            | Event::NodeCancelRequested { unit, .. }
+            | Event::NodeErrored { unit, .. } => self.find(unit),
+            Event::ApprovalRequested { node, .. }
+            | Event::ApprovalEscalated { node, .. }
+            | Event::ApprovalDecided { node, .. } => self.find(node),
+            _ => None,
+        }
+        .map(|(i, j)| (i, j, self.nodes[i].units[j].phase));
         match event {
             Event::RunStarted { .. } => return Err(stale(name, "the run has started already")),
             Event::NodeExpanded { node, items, .. } => {
@@ -404,7 +487,11 @@ impl Run {
                     .find(unit)
                     .ok_or_else(|| stale(name, format!("no unit {unit}")))?;
                 let spec = &self.workflow.spec;
-                let policy = spec.retry_of(&spec.nodes[i]).cloned();
+                // An approval is asked once: its failure (a timeout, a denial) ends it.
+                let policy = spec
+                    .retry_of(&spec.nodes[i])
+                    .filter(|_| spec.nodes[i].approval.is_none())
+                    .cloned();
                 let u = self.current(name, unit, *attempt)?;
                 u.cost_nusd += cost_nusd;
                 u.failure = Some(failure.clone());
@@ -527,7 +614,10 @@ impl Run {
                     u.failure = Some(Failure::new("denied", format!("denied by {by}: {comment}")));
                 }
             }
-            Event::RetryRequested { node, .. } => self.retry_from(node)?,
+            Event::RetryRequested { node, at, .. } => {
+                self.retry_from(node)?;
+                self.timeout_from = *at;
+            }
             Event::StopRequested { how, .. } => {
                 if self.stop.is_some() {
                     return Err(stale(name, "a stop was requested already"));
@@ -563,7 +653,17 @@ impl Run {
             }
         }
         self.events += 1;
-        self.derive_phases();
+        match one {
+            Some((i, j, before)) => {
+                let n = &mut self.nodes[i];
+                let after = n.units[j].phase;
+                n.counts[phase_index(before)] -= 1;
+                n.counts[phase_index(after)] += 1;
+                n.derive();
+            }
+            // Expansions, omissions, retries, the end: every node recounted.
+            None => self.nodes.iter_mut().for_each(NodeRun::recount),
+        }
         Ok(())
     }
 
@@ -571,6 +671,9 @@ impl Run {
         let name = "retry_requested";
         let i = self.node_index(name, node)?;
         let phase = self.nodes[i].phase;
+        if self.stop.is_some() && self.state == RunState::Running {
+            return Err(stale(name, "the run is being stopped"));
+        }
         let retryable = match self.state {
             RunState::Succeeded => false,
             RunState::Running => matches!(phase, NodePhase::Failed | NodePhase::Error),
@@ -669,42 +772,16 @@ impl Run {
         Ok(u)
     }
 
-    /// A fan-out's phase from its units: any Failed, Failed; any Error,
-    /// Error; any Omitted, Omitted; all Succeeded (or none), Succeeded.
-    fn derive_phases(&mut self) {
-        for n in &mut self.nodes {
-            if !n.started {
-                continue;
-            }
-            n.phase = if n.units.iter().any(|u| !u.phase.fulfilled()) {
-                if n.units
-                    .iter()
-                    .any(|u| u.phase == NodePhase::Running || u.phase.fulfilled())
-                {
-                    NodePhase::Running
-                } else {
-                    NodePhase::Pending
-                }
-            } else if n.units.iter().any(|u| u.phase == NodePhase::Failed) {
-                NodePhase::Failed
-            } else if n.units.iter().any(|u| u.phase == NodePhase::Error) {
-                NodePhase::Error
-            } else if n.units.iter().any(|u| u.phase == NodePhase::Omitted) {
-                NodePhase::Omitted
-            } else {
-                NodePhase::Succeeded
-            };
-        }
-    }
-
-    /// Whether a node's failure is handled by some `depends` that tests for it.
+    /// Whether a node's failure is handled: some node that waits on it
+    /// ran all the same (its `depends` took the failure, as with
+    /// `b.Failed` or `x.AnySucceeded`). A failure that only kept its
+    /// downstream from running fails the run.
     pub fn failure_handled(&self, i: usize) -> bool {
-        let name = &self.workflow.spec.nodes[i].name;
         self.workflow
-            .condition
+            .upstream
             .iter()
-            .flatten()
-            .any(|c| c.handles_failure_of(name))
+            .enumerate()
+            .any(|(j, up)| up.contains(&i) && self.nodes[j].started)
     }
 
     /// Units done and in all (a fan-out not yet expanded counts as one).

@@ -20,6 +20,12 @@ pub trait Registry {
     /// Refusals of `task` at `at` (`$.nodes[2].task`); none if it may run.
     fn check_task(&self, task: &TaskSpec, at: &str) -> Vec<SpecError>;
 
+    /// Whether the work reports progress, so a `heartbeat` timeout can be
+    /// kept; when not, one is refused (it would end every attempt).
+    fn heartbeats(&self) -> bool {
+        true
+    }
+
     /// Refusals of approver names at `at`; any name passes by default.
     fn check_approvers(&self, _names: &[String], _at: &str) -> Vec<SpecError> {
         Vec::new()
@@ -313,6 +319,13 @@ fn check_node(
                     format!("{at}.task.priority"),
                     "limit",
                     "0..=9",
+                ));
+            }
+            if spec.timeouts_of(node).heartbeat.is_some() && !registry.heartbeats() {
+                errors.push(SpecError::new(
+                    format!("{at}.timeouts.heartbeat"),
+                    "unsupported",
+                    "no kind of ticket reports progress here yet, so a heartbeat timeout would end every attempt; use start_to_close",
                 ));
             }
             if spec.timeouts_of(node).start_to_close.is_none() {

@@ -55,6 +55,18 @@ pub enum Action {
     },
     /// Run a failed node again, and everything downstream of it.
     Retry { id: String, node: String },
+    /// Measure a fan-out and fan-in of trivial tasks in local mode, in
+    /// process (no server): nodes per second end to end, every node a
+    /// durable ticket, and how soon the first child starts after its parent.
+    Bench {
+        /// Children of the fan-out.
+        #[arg(long, default_value_t = 10_000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 16)]
+        bots: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Cancel a run (what runs is cancelled first), or `--terminate` it at once.
     Stop {
         id: String,
@@ -162,6 +174,7 @@ impl Action {
                         .await,
                 )
             }
+            Self::Bench { .. } => unreachable!("the bench runs in process"),
             Self::Stop {
                 id: run,
                 terminate,
@@ -183,5 +196,45 @@ impl Action {
 }
 
 pub async fn run(args: Args) -> Result<()> {
+    if let Action::Bench { nodes, bots, runs } = args.action {
+        return bench(nodes, bots, runs).await;
+    }
     print(&args.action.call(&args.api.client()?).await?)
+}
+
+/// Runs the bench `runs` times, a line each, then the medians.
+async fn bench(nodes: usize, bots: usize, runs: usize) -> Result<()> {
+    use crate::bench::workflow::{WorkflowBenchConfig, run_once};
+    let cfg = WorkflowBenchConfig {
+        nodes,
+        bots,
+        dir: std::env::temp_dir(),
+    };
+    let mut rates = Vec::new();
+    let mut firsts = Vec::new();
+    for _ in 0..runs.max(1) {
+        let r = run_once(&cfg).await?;
+        println!("{}", r.line());
+        anyhow::ensure!(
+            r.tickets == r.nodes && r.succeeded == r.nodes,
+            "the store holds {} tickets, {} succeeded, for {} nodes",
+            r.tickets,
+            r.succeeded,
+            r.nodes
+        );
+        rates.push(r.nodes_per_s);
+        firsts.push(r.first_child_ms);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "workflow_bench_median nodes={} runs={} nodes_per_s={:.0} first_child_ms={:.1}",
+        nodes + 2,
+        rates.len(),
+        median(&mut rates),
+        median(&mut firsts)
+    );
+    Ok(())
 }

@@ -103,6 +103,11 @@ impl Registry for Kinds {
         }
     }
 
+    fn heartbeats(&self) -> bool {
+        // No bot reports progress while it works yet.
+        false
+    }
+
     fn check_approvers(&self, names: &[String], at: &str) -> Vec<SpecError> {
         names
             .iter()
@@ -349,6 +354,15 @@ impl Workflows {
         out
     }
 
+    /// The run's state alone: cheap, whatever the run's size.
+    pub fn state(
+        &self,
+        id: &str,
+        only: Option<&TenantId>,
+    ) -> Result<oshal_workflow::history::RunState, WorkflowError> {
+        Ok(self.handle(id, only)?.snapshot_state())
+    }
+
     pub fn view(&self, id: &str, only: Option<&TenantId>) -> Result<RunView, WorkflowError> {
         let h = self.handle(id, only)?;
         Ok(view::run_view(&h.snapshot(), &h.tenant))
@@ -529,9 +543,9 @@ impl Workflows {
         event: Event,
     ) -> Result<RunView, WorkflowError> {
         let store = self.inner.controller.store().clone();
-        h.record_command(store.as_ref(), event).await?;
+        let run = h.record_command(store.as_ref(), event).await?;
         h.wake();
-        Ok(view::run_view(&h.snapshot(), &h.tenant))
+        Ok(view::run_view(&run, &h.tenant))
     }
 }
 

@@ -27,6 +27,18 @@ use crate::ticket::{NewTicket, TenantId, TicketId, TicketState};
 
 /// How often tickets in flight are read again without being told.
 const POLL: Duration = Duration::from_secs(2);
+/// The shortest wait between two turns that nothing prompted.
+const MIN_WAIT: Duration = Duration::from_millis(5);
+
+/// Whether an error is an outage to wait out (not a refusal of the data).
+fn transient(e: &WorkflowError) -> bool {
+    match e {
+        WorkflowError::Store(e) | WorkflowError::Controller(ControllerError::Store(e)) => {
+            !matches!(e, StoreError::Invalid(_) | StoreError::Corrupt(_))
+        }
+        _ => false,
+    }
+}
 
 /// A run and what drives it.
 #[derive(Debug)]
@@ -36,10 +48,20 @@ pub(super) struct Handle {
     /// The run and the journal's next number; held while recording, so
     /// one writer at a time numbers the history.
     live: tokio::sync::Mutex<Live>,
-    /// A copy for readers, replaced after every record.
-    snapshot: Mutex<Arc<Run>>,
+    /// A copy for readers, taken again when read after a record (a
+    /// record marks it stale; copying a large run at every event would
+    /// cost more than the event).
+    snapshot: Mutex<Snapshot>,
+    /// The run's state, kept current by every record.
+    state: Mutex<RunState>,
     wake: Notify,
     runner: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Snapshot {
+    run: Arc<Run>,
+    stale: bool,
 }
 
 #[derive(Debug)]
@@ -53,7 +75,11 @@ impl Handle {
         Handle {
             id,
             tenant,
-            snapshot: Mutex::new(Arc::new(run.clone())),
+            snapshot: Mutex::new(Snapshot {
+                run: Arc::new(run.clone()),
+                stale: false,
+            }),
+            state: Mutex::new(run.state),
             live: tokio::sync::Mutex::new(Live { run, next_seq }),
             wake: Notify::new(),
             runner: AtomicBool::new(false),
@@ -87,15 +113,26 @@ impl Handle {
         ))
     }
 
+    /// The run as last recorded (or, while a record is under way, as
+    /// just before it).
     pub fn snapshot(&self) -> Arc<Run> {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if snap.stale
+            && let Ok(live) = self.live.try_lock()
+        {
+            snap.run = Arc::new(live.run.clone());
+            snap.stale = false;
+        }
+        snap.run.clone()
     }
 
     pub fn snapshot_state(&self) -> RunState {
-        self.snapshot().state
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the live run (waiting for a record under way to end).
+    async fn with_run<T>(&self, f: impl FnOnce(&Run) -> T) -> T {
+        f(&self.live.lock().await.run)
     }
 
     /// True for the one caller that should start a runner.
@@ -108,12 +145,12 @@ impl Handle {
     }
 
     /// Records an operator's event, refused (changing nothing) if it does
-    /// not fit the run.
+    /// not fit the run; the run with it.
     pub async fn record_command(
         &self,
         store: &dyn Store,
         event: Event,
-    ) -> Result<(), WorkflowError> {
+    ) -> Result<Arc<Run>, WorkflowError> {
         let mut live = self.live.lock().await;
         let mut check = live.run.clone();
         check
@@ -121,7 +158,7 @@ impl Handle {
             .map_err(|e| WorkflowError::Conflict(e.why))?;
         self.append(&mut live, store, std::slice::from_ref(&event))
             .await?;
-        Ok(())
+        Ok(Arc::new(live.run.clone()))
     }
 
     /// Writes `events` to the journal in one transaction, then applies them.
@@ -130,7 +167,7 @@ impl Handle {
         live: &mut Live,
         store: &dyn Store,
         events: &[Event],
-    ) -> Result<(), WorkflowError> {
+    ) -> Result<usize, WorkflowError> {
         let entries: Vec<JournalEntry> = events
             .iter()
             .enumerate()
@@ -152,13 +189,21 @@ impl Handle {
             )));
         }
         live.next_seq += u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        let mut applied = 0;
         for e in events {
-            if let Err(stale) = live.run.apply(e) {
-                tracing::warn!(run = %self.id, %stale, "a recorded event was skipped");
+            match live.run.apply(e) {
+                Ok(()) => applied += 1,
+                Err(stale) => {
+                    tracing::warn!(run = %self.id, %stale, "a recorded event was skipped")
+                }
             }
         }
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(live.run.clone());
-        Ok(())
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stale = true;
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = live.run.state;
+        Ok(applied)
     }
 }
 
@@ -229,16 +274,29 @@ impl Runner {
     async fn drive(&mut self) -> Halt {
         let controller = self.workflows.inner.controller.clone();
         let mut events = controller.subscribe();
-        if let Err(h) = self.resume().await {
-            return h;
-        }
         let mut backoff = Duration::from_millis(100);
+        // Found again by their keys at the start, and after any outage (a
+        // turn that failed part way may have recorded what it did not act on).
+        let mut resumed = false;
+        let mut last_poll = tokio::time::Instant::now();
         loop {
-            match self.turn().await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(WorkflowError::Store(e))
-                | Err(WorkflowError::Controller(ControllerError::Store(e))) => {
+            let resuming = !resumed;
+            let step = if resuming {
+                self.resume().await
+            } else {
+                self.turn().await
+            };
+            match step {
+                Ok(()) => {
+                    resumed = true;
+                    backoff = Duration::from_millis(100);
+                    if resuming {
+                        continue;
+                    }
+                }
+                Err(e) if transient(&e) => {
                     tracing::warn!(run = %self.handle.id, error = %e, "the store is unavailable; the run waits");
+                    resumed = false;
                     tokio::select! {
                         () = self.workflows.inner.cancel.cancelled() => return Halt::Shutdown,
                         () = tokio::time::sleep(backoff) => {}
@@ -251,56 +309,71 @@ impl Runner {
                 }
                 Err(e) => return e.into(),
             }
-            let run = self.handle.snapshot();
-            if run.state != RunState::Running {
+            let (state, deadline) = self.handle.with_run(|r| (r.state, r.next_deadline())).await;
+            if state != RunState::Running {
                 return Halt::Shutdown;
             }
             let now = controller.clock().now_ms();
-            let wait = run.next_deadline().map_or(POLL, |d| {
-                Duration::from_millis(u64::try_from(d - now).unwrap_or(0)).min(POLL)
+            // A deadline already past that the run cannot act on yet (a
+            // retry waiting for room in its fan-out) must not spin the loop.
+            let wait = deadline.map_or(POLL, |d| {
+                Duration::from_millis(u64::try_from(d - now).unwrap_or(0)).clamp(MIN_WAIT, POLL)
             });
-            let mut poll = false;
+            let mut lagged = false;
             tokio::select! {
                 () = self.workflows.inner.cancel.cancelled() => return Halt::Shutdown,
                 () = self.handle.wake.notified() => {}
-                () = tokio::time::sleep(wait) => poll = true,
+                () = tokio::time::sleep(wait) => {}
                 event = events.recv() => match event {
                     Ok(CoreEvent::TicketsTransitioned { transitions }) => {
-                        let mine: Vec<(TicketId, TicketState)> = transitions
+                        let mine: Vec<(TicketId, TicketState, i64)> = transitions
                             .iter()
                             .filter(|t| self.tickets.contains_key(&t.ticket))
-                            .map(|t| (t.ticket, t.to))
+                            .map(|t| (t.ticket, t.to, t.at_ms))
                             .collect();
                         if let Err(e) = self.observe(mine).await {
                             tracing::warn!(run = %self.handle.id, error = %e, "a ticket's news could not be recorded");
                         }
                     }
                     Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => poll = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => lagged = true,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return Halt::Shutdown,
                 },
             }
-            if poll && let Err(e) = self.poll().await {
-                tracing::warn!(run = %self.handle.id, error = %e, "the run's tickets could not be read");
+            if lagged || last_poll.elapsed() >= POLL {
+                last_poll = tokio::time::Instant::now();
+                if let Err(e) = self.poll().await {
+                    tracing::warn!(run = %self.handle.id, error = %e, "the run's tickets could not be read");
+                }
             }
         }
     }
 
-    /// After a restart: the units in flight are found again by their keys.
-    async fn resume(&mut self) -> Result<(), Halt> {
-        let run = self.handle.snapshot();
-        let again = flying_tasks(&run);
+    /// After a restart or an outage: the units in flight are submitted
+    /// again under their keys (which answer the tickets already there), a
+    /// cancel asked for is asked again, and every ticket is read.
+    async fn resume(&mut self) -> Result<(), WorkflowError> {
+        let (again, cancels) = self
+            .handle
+            .with_run(|run| {
+                let cancels: Vec<(String, u32)> = run
+                    .nodes
+                    .iter()
+                    .flat_map(|n| &n.units)
+                    .filter(|u| u.in_flight() && u.cancel_requested)
+                    .map(|u| (u.name.clone(), u.attempt))
+                    .collect();
+                (flying_tasks(run), cancels)
+            })
+            .await;
         if again.is_empty() {
             return Ok(());
         }
-        self.submit(again).await.map_err(Halt::from)?;
-        // A cancel asked for before the restart is asked for again.
-        for u in run.nodes.iter().flat_map(|n| &n.units) {
-            if u.in_flight() && u.cancel_requested {
-                self.cancel(&u.name, u.attempt).await;
-            }
+        self.submit(again).await?;
+        for (unit, attempt) in cancels {
+            self.cancel(&unit, attempt).await;
         }
-        self.poll().await.map_err(Halt::from)
+        self.poll().await
     }
 
     /// Decides and records until the run needs nothing more now, then acts.
@@ -308,6 +381,7 @@ impl Runner {
         let store = self.workflows.inner.controller.store().clone();
         let now = self.workflows.inner.controller.clock().now_ms();
         let mut acts = Vec::new();
+        let mut failed = None;
         {
             let mut live = self.handle.live.lock().await;
             loop {
@@ -328,8 +402,22 @@ impl Runner {
                     break;
                 }
                 let next = next.into_iter().map(fit_history).collect::<Vec<_>>();
-                self.handle.append(&mut live, store.as_ref(), &next).await?;
-                acts.extend(next);
+                match self.handle.append(&mut live, store.as_ref(), &next).await {
+                    Ok(applied) => {
+                        acts.extend(next);
+                        // What the run proposed and then refused would be
+                        // proposed again: stop rather than loop.
+                        if applied == 0 {
+                            tracing::error!(run = %self.handle.id, "the run refused every event it proposed");
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        // What was recorded before is still acted on below.
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
             if acts
                 .iter()
@@ -354,7 +442,7 @@ impl Runner {
         if !submits.is_empty() {
             self.submit(submits).await?;
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Submits the tickets of `scheduled` in one write. A refusal of the
@@ -449,8 +537,19 @@ impl Runner {
         let fit: Vec<Event> = events
             .into_iter()
             .filter(|e| match e {
-                Event::NodeStarted { unit, attempt, .. }
-                | Event::NodeSucceeded { unit, attempt, .. }
+                Event::NodeStarted {
+                    unit,
+                    attempt,
+                    ticket,
+                    ..
+                } => {
+                    live.run.in_flight(unit, *attempt)
+                        && !live
+                            .run
+                            .unit(unit)
+                            .is_some_and(|u| u.tickets.contains(ticket) && u.started_at.is_some())
+                }
+                Event::NodeSucceeded { unit, attempt, .. }
                 | Event::NodeFailed { unit, attempt, .. } => live.run.in_flight(unit, *attempt),
                 _ => true,
             })
@@ -467,9 +566,12 @@ impl Runner {
     }
 
     /// Turns tickets' transitions into the run's events.
-    async fn observe(&mut self, news: Vec<(TicketId, TicketState)>) -> Result<(), WorkflowError> {
+    async fn observe(
+        &mut self,
+        news: Vec<(TicketId, TicketState, i64)>,
+    ) -> Result<(), WorkflowError> {
         let mut events = Vec::new();
-        for (ticket, state) in news {
+        for (ticket, state, at) in news {
             let Some((unit, attempt)) = self.tickets.get(&ticket).cloned() else {
                 continue;
             };
@@ -478,7 +580,7 @@ impl Runner {
                     unit,
                     attempt,
                     ticket: ticket.to_string(),
-                    at: self.workflows.inner.controller.clock().now_ms(),
+                    at,
                 });
             } else if ended(state, 1, 1) {
                 let view = self.workflows.inner.controller.ticket(ticket).await?;
@@ -493,9 +595,17 @@ impl Runner {
         let mut events = Vec::new();
         let tickets: Vec<(TicketId, (String, u32))> =
             self.tickets.iter().map(|(t, u)| (*t, u.clone())).collect();
-        let run = self.handle.snapshot();
-        for (ticket, (unit, attempt)) in tickets {
-            if !run.in_flight(&unit, attempt) {
+        let flying: Vec<bool> = self
+            .handle
+            .with_run(|run| {
+                tickets
+                    .iter()
+                    .map(|(_, (u, a))| run.in_flight(u, *a))
+                    .collect()
+            })
+            .await;
+        for ((ticket, (unit, attempt)), flying) in tickets.into_iter().zip(flying) {
+            if !flying {
                 self.tickets.remove(&ticket);
                 continue;
             }
@@ -523,7 +633,8 @@ impl Runner {
         if !ended(view.state, view.attempts, view.max_attempts) {
             return Vec::new();
         }
-        self.tickets.remove(&view.id);
+        // The ticket stays known until its end is recorded: `poll` drops
+        // it once its attempt is no longer in flight.
         let at = view.updated_at_ms;
         let cost_nusd = view.cost.cost_nusd;
         let failure = |error_type: &str| {
@@ -534,12 +645,8 @@ impl Runner {
                     .unwrap_or_else(|| format!("the ticket ended {:?}", view.state)),
             )
         };
-        let seen = self
-            .handle
-            .snapshot()
-            .unit(&unit)
-            .is_some_and(|u| u.tickets.contains(&view.id.to_string()));
-        let start = (!seen).then(|| Event::NodeStarted {
+        // Its start, which names the ticket; `record` drops it if the run has it.
+        let start = Some(Event::NodeStarted {
             unit: unit.clone(),
             attempt,
             ticket: view.id.to_string(),
@@ -643,6 +750,15 @@ fn fit_history(e: Event) -> Event {
             unit,
             message: format!(
                 "the resolved task is {size} bytes; a run's history keeps at most {} per event",
+                crate::store::journal::MAX_BODY
+            ),
+            at,
+        },
+        Event::NodeExpanded { node, items, at } => Event::NodeErrored {
+            unit: node,
+            message: format!(
+                "its {} items take {size} bytes; a run's history keeps at most {} per event",
+                items.len(),
                 crate::store::journal::MAX_BODY
             ),
             at,

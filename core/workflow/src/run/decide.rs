@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::{Run, Unit};
 use crate::expr::Outcome;
 use crate::history::{Event, Failure, NodePhase, RunState, Stop, Task};
-use crate::spec::Items;
+use crate::spec::{Items, Timeouts};
 use crate::template::{self, Scope};
 
 /// Outputs kept by the hash of the input that made them.
@@ -40,7 +40,7 @@ impl Run {
         let mut out = Vec::new();
         if let Some(limit) = self.workflow.spec.timeout
             && self.stop.is_none()
-            && now >= self.started_at + limit.ms_i64()
+            && now >= self.timeout_from + limit.ms_i64()
         {
             self.cancel_in_flight(
                 now,
@@ -97,11 +97,13 @@ impl Run {
         if self.state != RunState::Running {
             return None;
         }
+        // A stop under way waits for its tickets, not for the timeout.
         let mut next: Option<i64> = self
             .workflow
             .spec
             .timeout
-            .map(|t| self.started_at + t.ms_i64());
+            .filter(|_| self.stop.is_none())
+            .map(|t| self.timeout_from + t.ms_i64());
         let mut at = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
         for (i, n) in self.nodes.iter().enumerate() {
             if let Some(a) = &n.approval
@@ -119,12 +121,13 @@ impl Run {
                 }
                 continue;
             }
+            let t = self.workflow.spec.timeouts_of(&self.workflow.spec.nodes[i]);
             for u in &n.units {
                 if let Some(r) = u.retry_at {
                     at(r);
                 }
                 if u.in_flight() && !u.cancel_requested {
-                    for (_, deadline) in self.deadlines(i, u) {
+                    for (_, deadline) in deadlines(&t, u) {
                         at(deadline);
                     }
                 }
@@ -159,32 +162,6 @@ impl Run {
                 }
             }
         }
-    }
-
-    /// A unit's deadlines in flight: which timeout, and when.
-    fn deadlines(&self, i: usize, u: &Unit) -> Vec<(&'static str, i64)> {
-        let t = self.workflow.spec.timeouts_of(&self.workflow.spec.nodes[i]);
-        let mut out = Vec::new();
-        match (u.scheduled_at, u.started_at) {
-            (Some(s), None) => {
-                if let Some(d) = t.schedule_to_start {
-                    out.push(("timeout.schedule_to_start", s + d.ms_i64()));
-                }
-            }
-            (_, Some(s)) => {
-                if let Some(d) = t.start_to_close {
-                    out.push(("timeout.start_to_close", s + d.ms_i64()));
-                }
-                if let Some(d) = t.heartbeat {
-                    out.push((
-                        "timeout.heartbeat",
-                        u.heartbeat_at.unwrap_or(s).max(s) + d.ms_i64(),
-                    ));
-                }
-            }
-            (None, None) => {}
-        }
-        out
     }
 
     fn decide_node(&self, i: usize, now: i64, memo: &dyn Memo, out: &mut Vec<Event>) {
@@ -272,13 +249,13 @@ impl Run {
         let n = &self.nodes[i];
         let mut running = n.units.iter().filter(|u| u.in_flight()).count();
         let room = spec.parallelism.map_or(usize::MAX, |p| p as usize);
+        let t = self.workflow.spec.timeouts_of(spec);
         for u in &n.units {
             if u.in_flight() {
                 if u.cancel_requested {
                     continue;
                 }
-                if let Some((which, _)) = self.deadlines(i, u).into_iter().find(|(_, d)| now >= *d)
-                {
+                if let Some((which, _)) = deadlines(&t, u).find(|(_, d)| now >= *d) {
                     let limit = match which {
                         "timeout.schedule_to_start" => "schedule_to_start",
                         "timeout.heartbeat" => "heartbeat",
@@ -445,6 +422,28 @@ impl Run {
             }
         }
     }
+}
+
+/// A unit's deadlines in flight under its node's timeouts: which, and when.
+fn deadlines(t: &Timeouts, u: &Unit) -> impl Iterator<Item = (&'static str, i64)> {
+    let (queued, started) = match (u.scheduled_at, u.started_at) {
+        (Some(s), None) => (Some(s), None),
+        (_, Some(s)) => (None, Some(s)),
+        (None, None) => (None, None),
+    };
+    let to_start = queued
+        .zip(t.schedule_to_start)
+        .map(|(s, d)| ("timeout.schedule_to_start", s + d.ms_i64()));
+    let to_close = started
+        .zip(t.start_to_close)
+        .map(|(s, d)| ("timeout.start_to_close", s + d.ms_i64()));
+    let beat = started.zip(t.heartbeat).map(|(s, d)| {
+        (
+            "timeout.heartbeat",
+            u.heartbeat_at.unwrap_or(s).max(s) + d.ms_i64(),
+        )
+    });
+    to_start.into_iter().chain(to_close).chain(beat)
 }
 
 fn kind_of(v: &Value) -> &'static str {

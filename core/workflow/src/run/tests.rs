@@ -273,6 +273,46 @@ fn depends_handles_a_failure_and_omits_what_needed_success() {
 }
 
 #[test]
+fn a_failure_that_only_omits_its_downstream_fails_the_run() {
+    let mut d = Driver::new(
+        &format!(
+            "{HEAD}nodes:\n  - {{ name: a, task: {{ kind: chat, payload: {{ prompt: x }} }} }}\n  - {{ name: b, task: {{ kind: chat, payload: {{ prompt: y }} }} }}\n  - {{ name: c, depends: 'a.Succeeded && !b.Failed', task: {{ kind: chat, payload: {{ prompt: z }} }} }}\n"
+        ),
+        json!({}),
+    );
+    d.settle(0);
+    d.succeed("a", json!(1), 1);
+    d.fail("b", "failed", 2);
+    let out = d.settle(2);
+    assert!(matches!(&out[0], Event::NodeOmitted { node, .. } if node == "c"));
+    d.settle(2);
+    assert_eq!(d.run.state, RunState::Failed, "nothing ran on b's failure");
+}
+
+#[test]
+fn an_approval_is_asked_once_whatever_the_default_retry() {
+    let mut d = Driver::new(
+        &format!(
+            "{HEAD}  retry: {{ maximum_attempts: 3 }}\nnodes:\n  - {{ name: gate, approval: {{ approvers: [ops], timeout: 1s }} }}\n"
+        ),
+        json!({}),
+    );
+    d.settle(0);
+    let out = d.settle(1_000);
+    assert!(matches!(&out[0], Event::NodeFailed { .. }));
+    assert!(
+        matches!(
+            out.last(),
+            Some(Event::RunFinished {
+                state: RunState::Failed,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn a_fan_out_expands_from_an_output_keeps_to_its_parallelism_and_gathers() {
     let mut d = Driver::new(
         &format!(
