@@ -200,7 +200,9 @@ impl Workflows {
             match runner::Handle::rebuild(&entries) {
                 Ok(handle) => {
                     let handle = Arc::new(handle);
-                    workflows.remember(&handle.tenant, &handle.snapshot());
+                    let run = handle.snapshot();
+                    workflows.remember(&handle.tenant, &run);
+                    workflows.cancel_left_behind(&run);
                     workflows.insert(handle.clone());
                     workflows.drive(handle);
                 }
@@ -230,6 +232,37 @@ impl Workflows {
             let runner = runner::Runner::new(self.clone(), handle);
             tokio::spawn(runner.run());
         }
+    }
+
+    /// A run that ended while units were in flight (terminated, timed
+    /// out) had their tickets cancelled as it ended; if the controller
+    /// stopped in between, the cancels are sent again (an ended ticket
+    /// refuses one, which changes nothing).
+    fn cancel_left_behind(&self, run: &Run) {
+        if run.state == oshal_workflow::history::RunState::Running {
+            return;
+        }
+        let tickets: Vec<TicketId> = run
+            .nodes
+            .iter()
+            .flat_map(|n| &n.units)
+            .filter(|u| {
+                u.failure
+                    .as_ref()
+                    .is_some_and(|f| f.error_type == "cancelled")
+            })
+            .filter_map(|u| u.tickets.last())
+            .filter_map(|t| TicketId::parse(t).ok())
+            .collect();
+        if tickets.is_empty() {
+            return;
+        }
+        let controller = self.inner.controller.clone();
+        tokio::spawn(async move {
+            for t in tickets {
+                let _ = controller.cancel(t).await;
+            }
+        });
     }
 
     /// Keeps the outputs of `run`'s memoized units for later runs.

@@ -436,3 +436,83 @@ async fn a_stop_cancels_what_waits_and_ends_the_run() {
     assert!(matches!(e, WorkflowError::Conflict(_)), "{e}");
     close(controller, workflows).await;
 }
+
+#[tokio::test]
+async fn terminate_cancels_the_tickets_in_flight_and_stays_ended_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, controller, workflows) = open(dir.path()).await;
+    // No bot has the skill: the unit's ticket waits, queued.
+    let spec = r#"
+api_version: oshal.dev/workflow/v1
+name: stuck
+defaults:
+  timeouts: { start_to_close: 30s }
+nodes:
+  - name: wait
+    task: { kind: chat, skill: gpu, payload: { prompt: "never" } }
+"#;
+    let v = workflows
+        .start_run(
+            NewRun {
+                spec: json!(spec),
+                inputs: Default::default(),
+                tenant: None,
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    let id = v.summary.id.clone();
+    for _ in 0..200 {
+        if !views_of(store.as_ref(), &id).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    workflows
+        .stop(
+            &id,
+            None,
+            StopRequest {
+                how: Stop::Terminate,
+                reason: "enough".into(),
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    let done = until(&workflows, &id, "an end", |v| {
+        v.summary.state != RunState::Running
+    })
+    .await;
+    assert_eq!(done.summary.state, RunState::Terminated);
+    assert_eq!(
+        done.nodes[0].units[0].error_type.as_deref(),
+        Some("cancelled")
+    );
+    let mut state = None;
+    for _ in 0..200 {
+        let t = views_of(store.as_ref(), &id).await;
+        state = t.first().map(|t| t.state);
+        if state == Some(crate::ticket::TicketState::Cancelled) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        state,
+        Some(crate::ticket::TicketState::Cancelled),
+        "its spend stops"
+    );
+    close(controller, workflows).await;
+
+    let (store, controller, workflows) = open(dir.path()).await;
+    assert_eq!(workflows.state(&id, None).unwrap(), RunState::Terminated);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        views_of(store.as_ref(), &id).await.len(),
+        1,
+        "nothing submitted again"
+    );
+    close(controller, workflows).await;
+}
