@@ -11,7 +11,8 @@
 //!   (Argo's node phases, Temporal's run states) is rebuilt from it, and
 //!   [`run::Run::decide`] proposes the next events as a pure function of
 //!   that state and the time. Placeholders (`${{ inputs.x }}`, …) are
-//!   resolved by [`template`]; inputs and outputs hashed by [`hash`].
+//!   resolved by [`template`]; inputs and outputs hashed by [`hash`];
+//!   [`forecast`] says when a run will end and which nodes decide it.
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
@@ -20,6 +21,7 @@
 //! node as a ticket under its key and reports the tickets' ends back.
 
 pub mod expr;
+pub mod forecast;
 pub mod hash;
 pub mod history;
 pub mod run;

@@ -344,7 +344,7 @@ impl Workflows {
         }
         tracing::info!(run = %id, workflow = %workflow.spec.name, %tenant, by, "workflow run started");
         let handle = Arc::new(runner::Handle::new(id, tenant.clone(), run, 1));
-        let view = view::run_view(&handle.snapshot(), &tenant);
+        let view = self.run_view(&handle.snapshot(), &tenant);
         self.insert(handle.clone());
         self.drive(handle);
         Ok(view)
@@ -398,7 +398,38 @@ impl Workflows {
 
     pub fn view(&self, id: &str, only: Option<&TenantId>) -> Result<RunView, WorkflowError> {
         let h = self.handle(id, only)?;
-        Ok(view::run_view(&h.snapshot(), &h.tenant))
+        Ok(self.run_view(&h.snapshot(), &h.tenant))
+    }
+
+    /// The most earlier runs a forecast reads.
+    const PAST_RUNS: usize = 20;
+
+    /// A run's view, its forecast from the tenant's last runs of the same
+    /// workflow that succeeded (and what of this one has ended).
+    fn run_view(&self, run: &Run, tenant: &TenantId) -> RunView {
+        let past: Vec<Arc<Run>> = {
+            let runs = self.inner.runs.read().unwrap_or_else(|p| p.into_inner());
+            let mut mine: Vec<&Arc<runner::Handle>> = runs
+                .values()
+                .filter(|h| h.tenant == *tenant && h.id != run.id)
+                .filter(|h| h.snapshot_state() == oshal_workflow::history::RunState::Succeeded)
+                .collect();
+            mine.sort_by(|a, b| b.id.cmp(&a.id));
+            mine.into_iter()
+                .map(|h| h.snapshot())
+                .filter(|r| r.workflow.spec.name == run.workflow.spec.name)
+                .take(Self::PAST_RUNS)
+                .collect()
+        };
+        let estimates = oshal_workflow::forecast::Estimates::from_runs(
+            past.iter().map(|r| r.as_ref()).chain(std::iter::once(run)),
+        );
+        view::run_view(
+            run,
+            tenant,
+            &estimates,
+            self.inner.controller.clock().now_ms(),
+        )
     }
 
     /// The run's history as stored.
@@ -578,7 +609,7 @@ impl Workflows {
         let store = self.inner.controller.store().clone();
         let run = h.record_command(store.as_ref(), event).await?;
         h.wake();
-        Ok(view::run_view(&run, &h.tenant))
+        Ok(self.run_view(&run, &h.tenant))
     }
 }
 

@@ -137,6 +137,14 @@ pub struct RunView {
     pub inputs: serde_json::Map<String, serde_json::Value>,
     /// By the spec's order.
     pub nodes: Vec<NodeView>,
+    /// When the run is expected to end (its end, once it has): from the
+    /// medians of what its nodes took in earlier runs; absent when a node
+    /// on the way has never run.
+    #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
+    pub ends_at_ms: Option<UnixMs>,
+    /// The nodes on the longest chain to the end, first to last.
+    pub critical_path: Vec<String>,
     /// When the run next acts unprompted (a timeout, a retry, an escalation).
     #[specta(type = Option<specta_typescript::Number>)]
     #[schema(value_type = Option<i64>)]
@@ -161,6 +169,14 @@ pub struct NodeView {
     /// Its units' spend, nano-dollars.
     #[specta(type = specta_typescript::Number)]
     pub cost_nusd: i64,
+    /// What one of its units took in earlier runs (the median), if any ran.
+    #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
+    pub estimate_ms: Option<i64>,
+    /// When it is expected to end (its end, once it has), if that is known.
+    #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
+    pub expected_end_ms: Option<UnixMs>,
 }
 
 /// One unit: the node, or one item of a fan-out.
@@ -358,7 +374,13 @@ pub(super) fn approval_view(run: &Run, i: usize) -> Option<ApprovalView> {
     })
 }
 
-pub(super) fn run_view(run: &Run, tenant: &TenantId) -> RunView {
+pub(super) fn run_view(
+    run: &Run,
+    tenant: &TenantId,
+    estimates: &oshal_workflow::forecast::Estimates,
+    now: UnixMs,
+) -> RunView {
+    let forecast = run.forecast(now, estimates);
     let outlines = outline(&run.workflow);
     let nodes = run
         .nodes
@@ -395,6 +417,8 @@ pub(super) fn run_view(run: &Run, tenant: &TenantId) -> RunView {
                 cost_nusd: units.iter().map(|u| u.cost_nusd).sum(),
                 units,
                 approval: approval_view(run, i),
+                estimate_ms: estimates.of(&n.name),
+                expected_end_ms: forecast.node_end[i],
             }
         })
         .collect();
@@ -402,6 +426,8 @@ pub(super) fn run_view(run: &Run, tenant: &TenantId) -> RunView {
         summary: summary(run, tenant),
         inputs: run.inputs.clone(),
         nodes,
+        ends_at_ms: forecast.ends_at,
+        critical_path: forecast.critical_path,
         next_deadline_ms: run.next_deadline(),
         events: u32::try_from(run.events).unwrap_or(u32::MAX),
     }
