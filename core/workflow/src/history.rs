@@ -76,7 +76,7 @@ pub enum RunState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// `failed` (the bot reported it), `denied` (an approver), `dead`,
-    /// `refused`, `cancelled`, `timeout.schedule_to_start`,
+    /// `refused`, `cancelled`, `superseded`, `timeout.schedule_to_start`,
     /// `timeout.start_to_close`, `timeout.heartbeat`, `timeout.approval`,
     /// `output_too_large`: what a retry policy's
     /// `non_retryable_error_types` names.
@@ -148,6 +148,26 @@ pub enum Event {
         task: Task,
         /// The ticket's idempotency key: `wf/<run>/<unit>/<attempt>`.
         key: String,
+        at: i64,
+    },
+    /// A unit of a node with a concurrency group asks for the group's slot;
+    /// it is scheduled once admitted.
+    UnitQueued {
+        unit: String,
+        group: String,
+        at: i64,
+    },
+    /// The group's slot is the unit's: it may run.
+    GroupAdmitted {
+        unit: String,
+        at: i64,
+    },
+    /// A newer unit took the unit's place in its group: it ends
+    /// (`superseded`), and its ticket, if one runs, is cancelled.
+    GroupSuperseded {
+        unit: String,
+        /// The run whose unit took the place.
+        by: String,
         at: i64,
     },
     /// The output of an earlier run of the same input, reused.
@@ -257,6 +277,9 @@ impl Event {
             Event::RunStarted { .. } => "run_started",
             Event::NodeExpanded { .. } => "node_expanded",
             Event::NodeScheduled { .. } => "node_scheduled",
+            Event::UnitQueued { .. } => "unit_queued",
+            Event::GroupAdmitted { .. } => "group_admitted",
+            Event::GroupSuperseded { .. } => "group_superseded",
             Event::NodeMemoized { .. } => "node_memoized",
             Event::NodeStarted { .. } => "node_started",
             Event::NodeHeartbeat { .. } => "node_heartbeat",
@@ -279,6 +302,9 @@ impl Event {
             Event::RunStarted { at, .. }
             | Event::NodeExpanded { at, .. }
             | Event::NodeScheduled { at, .. }
+            | Event::UnitQueued { at, .. }
+            | Event::GroupAdmitted { at, .. }
+            | Event::GroupSuperseded { at, .. }
             | Event::NodeMemoized { at, .. }
             | Event::NodeStarted { at, .. }
             | Event::NodeHeartbeat { at, .. }

@@ -4,7 +4,7 @@
 //! - [`spec`]: the versioned `WorkflowSpec` (JSON or YAML): tasks,
 //!   approvals, fan-outs (`matrix`, `with_items`), `depends` expressions
 //!   ([`expr`]) or plain `dependencies`, retry policies, timeouts
-//!   ([`span`]), memoization.
+//!   ([`span`]), GitHub Actions' concurrency groups, memoization.
 //! - [`validate`]: the checks of meaning, each refusal at the JSON path of
 //!   its field; a [`validate::Workflow`] is a spec that passed, with its DAG.
 //! - [`history`] and [`run`]: a run is its append-only history; its state

@@ -61,6 +61,10 @@ pub struct Unit {
     /// The last attempt's failure.
     pub failure: Option<Failure>,
     pub cancel_requested: bool,
+    /// Its concurrency group, once it asked for the slot.
+    pub group: Option<String>,
+    /// Whether it holds its group's slot.
+    pub admitted: bool,
     /// What its attempts' tickets cost, nano-dollars.
     pub cost_nusd: i64,
 }
@@ -88,6 +92,8 @@ impl Unit {
             memoized: false,
             failure: None,
             cancel_requested: false,
+            group: None,
+            admitted: false,
             cost_nusd: 0,
         }
     }
@@ -305,6 +311,19 @@ impl Run {
             .is_some_and(|u| u.attempt == attempt && u.in_flight())
     }
 
+    /// The units holding or waiting for a place in a group: (group, unit,
+    /// admitted). What a restarted controller rebuilds the groups from.
+    pub fn group_places(&self) -> Vec<(String, String, bool)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.workflow.spec.nodes[*i].concurrency.is_some())
+            .flat_map(|(_, n)| &n.units)
+            .filter(|u| !u.phase.fulfilled())
+            .filter_map(|u| Some((u.group.clone()?, u.name.clone(), u.admitted)))
+            .collect()
+    }
+
     pub fn unit(&self, unit: &str) -> Option<&Unit> {
         self.find(unit).map(|(i, j)| &self.nodes[i].units[j])
     }
@@ -344,7 +363,10 @@ impl Run {
             | Event::NodeSucceeded { unit, .. }
             | Event::NodeFailed { unit, .. }
             | Event::NodeCancelRequested { unit, .. }
-            | Event::NodeErrored { unit, .. } => self.find(unit),
+            | Event::NodeErrored { unit, .. }
+            | Event::UnitQueued { unit, .. }
+            | Event::GroupAdmitted { unit, .. }
+            | Event::GroupSuperseded { unit, .. } => self.find(unit),
             Event::ApprovalRequested { node, .. }
             | Event::ApprovalEscalated { node, .. }
             | Event::ApprovalDecided { node, .. } => self.find(node),
@@ -410,6 +432,38 @@ impl Run {
                 u.input_hash = Some(input_hash.clone());
                 self.last_attempt.insert(unit.clone(), *attempt);
                 self.mark_started(unit);
+            }
+            Event::UnitQueued { unit, group, .. } => {
+                let u = self.unit_mut(name, unit)?;
+                if u.phase != NodePhase::Pending || u.scheduled_at.is_some() || u.group.is_some() {
+                    return Err(stale(name, format!("{unit} is not waiting to start")));
+                }
+                u.group = Some(group.clone());
+                self.mark_started(unit);
+            }
+            Event::GroupAdmitted { unit, .. } => {
+                let u = self.unit_mut(name, unit)?;
+                if u.group.is_none() || u.admitted || u.phase.fulfilled() {
+                    return Err(stale(name, format!("{unit} is not waiting for its group")));
+                }
+                u.admitted = true;
+            }
+            Event::GroupSuperseded { unit, by, at } => {
+                let u = self.unit_mut(name, unit)?;
+                if u.group.is_none() || u.phase.fulfilled() {
+                    return Err(stale(name, format!("{unit} holds no place in a group")));
+                }
+                u.phase = NodePhase::Error;
+                u.failure = Some(Failure::new(
+                    "superseded",
+                    format!(
+                        "run {by} took its place in group {}",
+                        u.group.as_deref().unwrap_or("")
+                    ),
+                ));
+                u.scheduled_at = None;
+                u.retry_at = None;
+                u.finished_at = Some(*at);
             }
             Event::NodeMemoized {
                 unit,

@@ -5,8 +5,8 @@
 //! run waits for a person, with an input schema, a timeout and an
 //! escalation), and fan-outs of a task (`matrix`, `with_items`). Edges are
 //! `depends` expressions or plain `dependencies`, never both on one node.
-//! Per node: Temporal's retry policy and timeouts, and memoization by the
-//! hash of the resolved input.
+//! Per node: Temporal's retry policy and timeouts, GitHub Actions'
+//! concurrency group, and memoization by the hash of the resolved input.
 //!
 //! Parsing refuses a document that is not of this shape, naming the JSON
 //! path of the field (`$.nodes[2].retry.maximum_attempts`); the checks of
@@ -106,6 +106,8 @@ pub struct NodeSpec {
     pub retry: Option<RetryPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Timeouts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// Reuse the output of an earlier run of the same resolved input.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub memoize: bool,
@@ -240,6 +242,19 @@ pub struct Timeouts {
     /// The longest gap between two reports of progress while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<Span>,
+}
+
+/// GitHub Actions' concurrency, per unit: in one group (across every run
+/// of the tenant) at most one unit runs and one waits; a newer one waiting
+/// supersedes the older (which ends `superseded`), and with
+/// `cancel_in_progress` it also supersedes the one running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// May hold `${{ inputs.x }}` and `${{ run.id }}`: `deploy-${{ inputs.branch }}`.
+    pub group: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_in_progress: bool,
 }
 
 /// A document this crate will not read, at the JSON path of the field.

@@ -337,6 +337,13 @@ fn check_node(
             }
         }
         (None, Some(approval)) => {
+            if node.concurrency.is_some() {
+                errors.push(SpecError::new(
+                    format!("{at}.concurrency"),
+                    "shape",
+                    "an approval takes no concurrency group; put it on a task",
+                ));
+            }
             if node.is_fan_out() {
                 errors.push(SpecError::new(
                     at,
@@ -573,6 +580,12 @@ fn check_placeholders(
             texts.push((format!("{at}.matrix.{k}"), Value::String(t.clone())));
         }
     }
+    if let Some(c) = &node.concurrency {
+        texts.push((
+            format!("{at}.concurrency.group"),
+            Value::String(c.group.clone()),
+        ));
+    }
     for (base, value) in texts {
         let found = match template::refs(&value, &base) {
             Ok(found) => found,
@@ -582,12 +595,18 @@ fn check_placeholders(
             }
         };
         let in_items = base.ends_with("with_items") || base.contains(".matrix.");
+        // A group is named before the unit runs: inputs and run.id only.
+        let in_group = base.ends_with("concurrency.group");
         for (path, r) in found {
             let refuse = |code: &str, message: String| SpecError::new(path.clone(), code, message);
             match r {
                 Ref::Input(name, _) if !spec.inputs.contains_key(&name) => errors.push(refuse(
                     "undefined",
                     format!("the workflow has no input {name:?}; its inputs are {}", names(spec.inputs.keys())),
+                )),
+                Ref::Item(_) | Ref::Matrix(_) | Ref::Output(..) if in_group => errors.push(refuse(
+                    "undefined",
+                    "a concurrency group may name inputs and run.id only".into(),
                 )),
                 Ref::Item(_) if node.with_items.is_none() || in_items => errors.push(refuse(
                     "undefined",

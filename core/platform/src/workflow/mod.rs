@@ -169,7 +169,35 @@ struct Inner {
     runs: RwLock<BTreeMap<String, Arc<runner::Handle>>>,
     /// Outputs of memoized units by tenant and input hash.
     memo: Mutex<HashMap<(TenantId, String), (Value, String)>>,
+    /// Concurrency groups by tenant and name: who runs, who waits.
+    groups: Mutex<HashMap<(TenantId, String), Slot>>,
     cancel: CancellationToken,
+}
+
+/// A concurrency group's place: the unit that holds it and the one that
+/// waits, each as (run, unit).
+#[derive(Debug, Default)]
+struct Slot {
+    running: Option<(String, String)>,
+    pending: Option<(String, String)>,
+}
+
+/// An event a group's change asks to record in a run.
+#[derive(Debug)]
+pub(crate) struct Notice {
+    run: String,
+    tenant: TenantId,
+    group: String,
+    event: Event,
+}
+
+impl Notice {
+    fn event_unit(&self) -> Option<&String> {
+        match &self.event {
+            Event::GroupAdmitted { unit, .. } | Event::GroupSuperseded { unit, .. } => Some(unit),
+            _ => None,
+        }
+    }
 }
 
 /// What the journal's first entry of a run holds.
@@ -189,6 +217,7 @@ impl Workflows {
                 controller: controller.clone(),
                 runs: RwLock::new(BTreeMap::new()),
                 memo: Mutex::new(HashMap::new()),
+                groups: Mutex::new(HashMap::new()),
                 cancel: CancellationToken::new(),
             }),
         };
@@ -196,6 +225,7 @@ impl Workflows {
         for e in controller.store().journal(BOOK, None).await? {
             by_run.entry(e.session.clone()).or_default().push(e);
         }
+        let mut handles = Vec::new();
         for (id, entries) in by_run {
             match runner::Handle::rebuild(&entries) {
                 Ok(handle) => {
@@ -204,12 +234,18 @@ impl Workflows {
                     workflows.remember(&handle.tenant, &run);
                     workflows.cancel_left_behind(&run);
                     workflows.insert(handle.clone());
-                    workflows.drive(handle);
+                    handles.push(handle);
                 }
                 Err(e) => {
                     tracing::error!(run = %id, error = %e, "a workflow run could not be rebuilt")
                 }
             }
+        }
+        // The groups as the runs left them, before any runner asks anew.
+        let notices = workflows.rebuild_groups(&handles);
+        workflows.deliver(notices).await;
+        for handle in handles {
+            workflows.drive(handle);
         }
         Ok(workflows)
     }
@@ -263,6 +299,160 @@ impl Workflows {
                 let _ = controller.cancel(t).await;
             }
         });
+    }
+
+    /// Each group's place from the runs' units: the admitted one holds it,
+    /// the newest waiting one waits (older ones are superseded), and a
+    /// place nobody holds goes to the one waiting.
+    fn rebuild_groups(&self, handles: &[Arc<runner::Handle>]) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        let mut groups = self.inner.groups.lock().unwrap_or_else(|p| p.into_inner());
+        // Run ids are UUIDv7: in the order the runs started.
+        let mut ordered: Vec<&Arc<runner::Handle>> = handles.iter().collect();
+        ordered.sort_by(|a, b| a.id.cmp(&b.id));
+        for h in ordered {
+            for (group, unit, admitted) in h.snapshot().group_places() {
+                let slot = groups.entry((h.tenant.clone(), group.clone())).or_default();
+                let place = (h.id.clone(), unit);
+                if admitted && slot.running.is_none() {
+                    slot.running = Some(place);
+                } else if let Some((run, unit)) = slot.pending.replace(place) {
+                    notices.push(Notice {
+                        event: Event::GroupSuperseded {
+                            unit,
+                            by: h.id.clone(),
+                            at: self.now(),
+                        },
+                        run,
+                        tenant: h.tenant.clone(),
+                        group,
+                    });
+                }
+            }
+        }
+        for ((tenant, group), slot) in groups.iter_mut() {
+            if slot.running.is_none()
+                && let Some((run, unit)) = slot.pending.take()
+            {
+                slot.running = Some((run.clone(), unit.clone()));
+                notices.push(Notice {
+                    event: Event::GroupAdmitted {
+                        unit,
+                        at: self.now(),
+                    },
+                    run,
+                    tenant: tenant.clone(),
+                    group: group.clone(),
+                });
+            }
+        }
+        notices
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.controller.clock().now_ms()
+    }
+
+    /// A unit asks for its group's place: it gets it if the place is free;
+    /// else it waits, superseding the one waiting before it (and, with
+    /// `cancel_in_progress`, the one holding the place).
+    pub(crate) fn enqueue(
+        &self,
+        tenant: &TenantId,
+        group: &str,
+        place: (String, String),
+        cancel_in_progress: bool,
+    ) -> Vec<Notice> {
+        let mut groups = self.inner.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = groups
+            .entry((tenant.clone(), group.to_owned()))
+            .or_default();
+        let notice =
+            |(run, unit): (String, String), event: fn(String, String, i64) -> Event| Notice {
+                event: event(unit, place.0.clone(), self.now()),
+                run,
+                tenant: tenant.clone(),
+                group: group.to_owned(),
+            };
+        let superseded = |unit, by, at| Event::GroupSuperseded { unit, by, at };
+        let admitted = |unit, _by, at| Event::GroupAdmitted { unit, at };
+        let mut out = Vec::new();
+        if slot.running.is_none() {
+            if let Some(old) = slot.pending.take() {
+                out.push(notice(old, superseded));
+            }
+            slot.running = Some(place.clone());
+            out.push(notice(place.clone(), admitted));
+            return out;
+        }
+        if let Some(old) = slot.pending.replace(place.clone()) {
+            out.push(notice(old, superseded));
+        }
+        if cancel_in_progress && let Some(running) = slot.running.clone() {
+            out.push(notice(running, superseded));
+        }
+        out
+    }
+
+    /// A unit that held or waited for a place has ended: the place goes
+    /// to the one waiting.
+    pub(crate) fn release(
+        &self,
+        tenant: &TenantId,
+        group: &str,
+        place: &(String, String),
+    ) -> Vec<Notice> {
+        let mut groups = self.inner.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (tenant.clone(), group.to_owned());
+        let Some(slot) = groups.get_mut(&key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if slot.pending.as_ref() == Some(place) {
+            slot.pending = None;
+        }
+        if slot.running.as_ref() == Some(place) {
+            slot.running = slot.pending.take();
+            if let Some((run, unit)) = slot.running.clone() {
+                out.push(Notice {
+                    event: Event::GroupAdmitted {
+                        unit,
+                        at: self.now(),
+                    },
+                    run,
+                    tenant: tenant.clone(),
+                    group: group.to_owned(),
+                });
+            }
+        }
+        if slot.running.is_none() && slot.pending.is_none() {
+            groups.remove(&key);
+        }
+        out
+    }
+
+    /// Records each notice in its run (whose runner then cancels a
+    /// superseded unit's ticket); a place given to a unit that can no
+    /// longer take it (its run ended) passes on at once.
+    pub(crate) async fn deliver(&self, notices: Vec<Notice>) {
+        let store = self.inner.controller.store().clone();
+        let mut queue: std::collections::VecDeque<Notice> = notices.into();
+        while let Some(n) = queue.pop_front() {
+            let Ok(h) = self.handle(&n.run, Some(&n.tenant)) else {
+                continue;
+            };
+            let unit = n.event_unit().cloned();
+            match h.record_command(store.as_ref(), n.event).await {
+                // The run's runner cancels a superseded unit's ticket.
+                Ok(_) => h.wake(),
+                Err(e) => {
+                    tracing::debug!(run = %n.run, group = %n.group, error = %e, "a group's notice did not fit its run");
+                    if let Some(unit) = unit {
+                        queue.extend(self.release(&n.tenant, &n.group, &(n.run.clone(), unit)));
+                    }
+                }
+            }
+        }
     }
 
     /// Keeps the outputs of `run`'s memoized units for later runs.

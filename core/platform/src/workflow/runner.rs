@@ -238,6 +238,9 @@ pub(super) struct Runner {
     handle: Arc<Handle>,
     /// The run's tickets in flight: which unit and attempt each is.
     tickets: HashMap<TicketId, (String, u32)>,
+    /// The places in concurrency groups its units hold or wait for, as
+    /// (group, unit): released when a unit ends.
+    places: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Runner {
@@ -246,6 +249,7 @@ impl Runner {
             workflows,
             handle,
             tickets: HashMap::new(),
+            places: std::collections::BTreeSet::new(),
         }
     }
 
@@ -309,6 +313,8 @@ impl Runner {
                 }
                 Err(e) => return e.into(),
             }
+            self.cancel_moved_on().await;
+            self.sync_places().await;
             let (state, deadline) = self.handle.with_run(|r| (r.state, r.next_deadline())).await;
             if state != RunState::Running {
                 return Halt::Shutdown;
@@ -349,10 +355,86 @@ impl Runner {
         }
     }
 
+    /// Cancels the tickets of attempts the run has moved on from without
+    /// their answer (superseded in a group, timed out, stopped).
+    async fn cancel_moved_on(&mut self) {
+        if self.tickets.is_empty() {
+            return;
+        }
+        let tickets: Vec<(TicketId, String, u32)> = self
+            .tickets
+            .iter()
+            .map(|(t, (u, a))| (*t, u.clone(), *a))
+            .collect();
+        let moved: Vec<TicketId> = self
+            .handle
+            .with_run(|r| {
+                tickets
+                    .into_iter()
+                    .filter(|(_, unit, attempt)| {
+                        !r.in_flight(unit, *attempt)
+                            && r.unit(unit).is_some_and(|u| {
+                                u.attempt != *attempt
+                                    || u.failure.as_ref().is_some_and(|f| {
+                                        f.error_type == "superseded"
+                                            || f.error_type == "cancelled"
+                                            || f.error_type.starts_with("timeout.")
+                                    })
+                            })
+                    })
+                    .map(|(t, _, _)| t)
+                    .collect()
+            })
+            .await;
+        for t in moved {
+            self.tickets.remove(&t);
+            if let Err(e) = self.workflows.inner.controller.cancel(t).await {
+                tracing::debug!(run = %self.handle.id, ticket = %t, error = %e, "a ticket the run moved on from was not cancelled");
+            }
+        }
+    }
+
+    /// Releases the group places of units that have ended since the last
+    /// look (the place passes to the unit waiting for it).
+    async fn sync_places(&mut self) {
+        if self.places.is_empty() {
+            return;
+        }
+        let now: std::collections::BTreeSet<(String, String)> = self
+            .handle
+            .with_run(|r| {
+                r.group_places()
+                    .into_iter()
+                    .map(|(g, u, _)| (g, u))
+                    .collect()
+            })
+            .await;
+        let ended: Vec<(String, String)> = self.places.difference(&now).cloned().collect();
+        self.places = now;
+        let mut notices = Vec::new();
+        for (group, unit) in ended {
+            notices.extend(self.workflows.release(
+                &self.handle.tenant,
+                &group,
+                &(self.handle.id.clone(), unit),
+            ));
+        }
+        self.workflows.deliver(notices).await;
+    }
+
     /// After a restart or an outage: the units in flight are submitted
     /// again under their keys (which answer the tickets already there), a
     /// cancel asked for is asked again, and every ticket is read.
     async fn resume(&mut self) -> Result<(), WorkflowError> {
+        self.places = self
+            .handle
+            .with_run(|r| {
+                r.group_places()
+                    .into_iter()
+                    .map(|(g, u, _)| (g, u))
+                    .collect()
+            })
+            .await;
         let (again, cancels) = self
             .handle
             .with_run(|run| {
@@ -427,9 +509,30 @@ impl Runner {
             }
         }
         let mut submits = Vec::new();
+        let mut notices = Vec::new();
         for e in acts {
             match e {
                 Event::NodeScheduled { .. } => submits.push(e),
+                Event::UnitQueued { unit, group, .. } => {
+                    let cancel_in_progress = self
+                        .handle
+                        .with_run(|r| {
+                            r.find(&unit).is_some_and(|(i, _)| {
+                                r.workflow.spec.nodes[i]
+                                    .concurrency
+                                    .as_ref()
+                                    .is_some_and(|c| c.cancel_in_progress)
+                            })
+                        })
+                        .await;
+                    self.places.insert((group.clone(), unit.clone()));
+                    notices.extend(self.workflows.enqueue(
+                        &self.handle.tenant,
+                        &group,
+                        (self.handle.id.clone(), unit),
+                        cancel_in_progress,
+                    ));
+                }
                 Event::NodeCancelRequested { unit, attempt, .. } => {
                     self.cancel(&unit, attempt).await
                 }
@@ -438,6 +541,9 @@ impl Runner {
                 }
                 _ => {}
             }
+        }
+        if !notices.is_empty() {
+            self.workflows.deliver(notices).await;
         }
         if !submits.is_empty() {
             self.submit(submits).await?;

@@ -541,3 +541,155 @@ nodes:
     );
     close(controller, workflows).await;
 }
+
+const GROUPED: &str = r#"
+api_version: oshal.dev/workflow/v1
+name: grouped
+inputs:
+  branch: { default: main }
+defaults:
+  timeouts: { start_to_close: 30s }
+nodes:
+  - name: deploy
+    concurrency: { group: "deploy-${{ inputs.branch }}" }
+    task: { kind: chat, skill: gpu, payload: { prompt: "deploy" } }
+"#;
+
+#[tokio::test]
+async fn a_concurrency_group_runs_one_keeps_one_waiting_and_supersedes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, controller, workflows) = open(dir.path()).await;
+    let start = |spec: String, branch: &str| {
+        let mut inputs = serde_json::Map::new();
+        inputs.insert("branch".into(), json!(branch));
+        let w = workflows.clone();
+        async move {
+            w.start_run(
+                NewRun {
+                    spec: json!(spec),
+                    inputs,
+                    tenant: None,
+                },
+                "operator",
+            )
+            .await
+            .unwrap()
+            .summary
+            .id
+        }
+    };
+    let unit = |id: &str| workflows.view(id, None).unwrap().nodes[0].units[0].clone();
+    // No bot has the skill: a unit that gets its place waits there, queued.
+    let a = start(GROUPED.into(), "main").await;
+    until(&workflows, &a, "a ticket", |v| {
+        v.nodes[0].units[0].attempt == 1
+    })
+    .await;
+    let b = start(GROUPED.into(), "main").await;
+    until(&workflows, &b, "its place in line", |v| {
+        v.nodes[0].phase == NodePhase::Pending && v.events >= 2
+    })
+    .await;
+    assert_eq!(unit(&b).attempt, 0, "b waits while a holds the place");
+    let other = start(GROUPED.into(), "dev").await;
+    until(&workflows, &other, "a ticket", |v| {
+        v.nodes[0].units[0].attempt == 1
+    })
+    .await;
+    let c = start(GROUPED.into(), "main").await;
+    let b_done = until(&workflows, &b, "an end", |v| {
+        v.summary.state != RunState::Running
+    })
+    .await;
+    assert_eq!(
+        b_done.nodes[0].units[0].error_type.as_deref(),
+        Some("superseded")
+    );
+    assert_eq!(unit(&c).attempt, 0, "c waits in b's place");
+
+    // a ends: its place passes to c.
+    workflows
+        .stop(
+            &a,
+            None,
+            StopRequest {
+                how: Stop::Terminate,
+                reason: String::new(),
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    until(&workflows, &c, "its turn", |v| {
+        v.nodes[0].units[0].attempt == 1
+    })
+    .await;
+
+    // A newer one with cancel_in_progress takes the place from c at once.
+    let cip = GROUPED.replace(
+        "deploy-${{ inputs.branch }}\" }",
+        "deploy-${{ inputs.branch }}\", cancel_in_progress: true }",
+    );
+    let e = start(cip, "main").await;
+    let c_done = until(&workflows, &c, "an end", |v| {
+        v.summary.state != RunState::Running
+    })
+    .await;
+    assert_eq!(
+        c_done.nodes[0].units[0].error_type.as_deref(),
+        Some("superseded")
+    );
+    until(&workflows, &e, "its turn", |v| {
+        v.nodes[0].units[0].attempt == 1
+    })
+    .await;
+    assert_eq!(unit(&other).attempt, 1, "another group is another place");
+    let c_ticket = c_done.nodes[0].units[0].tickets.last().cloned();
+    let mut cancelled = false;
+    for _ in 0..200 {
+        let t = views_of(_store.as_ref(), &c).await;
+        if t.iter()
+            .all(|t| t.state == crate::ticket::TicketState::Cancelled)
+            && !t.is_empty()
+        {
+            cancelled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        cancelled,
+        "c's ticket {c_ticket:?} is cancelled when it is superseded"
+    );
+    close(controller, workflows).await;
+
+    // After a restart the groups are as the runs left them: e holds
+    // main's place, so a new run waits.
+    let (_store, controller, workflows) = open(dir.path()).await;
+    let mut inputs = serde_json::Map::new();
+    inputs.insert("branch".into(), json!("main"));
+    let f = workflows
+        .start_run(
+            NewRun {
+                spec: json!(GROUPED),
+                inputs,
+                tenant: None,
+            },
+            "operator",
+        )
+        .await
+        .unwrap()
+        .summary
+        .id;
+    until(&workflows, &f, "its place in line", |v| v.events >= 2).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        workflows.view(&f, None).unwrap().nodes[0].units[0].attempt,
+        0
+    );
+    assert_eq!(
+        workflows.view(&e, None).unwrap().nodes[0].units[0].attempt,
+        1
+    );
+    close(controller, workflows).await;
+}

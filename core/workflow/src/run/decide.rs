@@ -286,8 +286,50 @@ impl Run {
             {
                 continue;
             }
+            if let Some(c) = &spec.concurrency {
+                match &u.group {
+                    None => {
+                        out.push(self.queue(u, &c.group, now));
+                        continue;
+                    }
+                    Some(_) if !u.admitted => continue,
+                    Some(_) => {}
+                }
+            }
             out.push(self.schedule(i, u, now, memo));
             running += 1;
+        }
+    }
+
+    /// A unit asks for its group's place (the group named from the run's
+    /// inputs and id).
+    fn queue(&self, u: &Unit, group: &str, now: i64) -> Event {
+        let output = |_: &str| None;
+        let scope = Scope {
+            run_id: &self.id,
+            inputs: &self.inputs,
+            item: None,
+            matrix: None,
+            output: &output,
+        };
+        match template::resolve_text(group, &scope) {
+            Ok(Value::String(g)) if !g.is_empty() && g.len() <= 200 => Event::UnitQueued {
+                unit: u.name.clone(),
+                group: g,
+                at: now,
+            },
+            Ok(other) => Event::NodeErrored {
+                unit: u.name.clone(),
+                message: format!(
+                    "its concurrency group is {other}; a group is a text of 1 to 200 bytes"
+                ),
+                at: now,
+            },
+            Err(message) => Event::NodeErrored {
+                unit: u.name.clone(),
+                message,
+                at: now,
+            },
         }
     }
 

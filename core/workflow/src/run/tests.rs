@@ -519,6 +519,52 @@ fn cancel_waits_for_what_runs_and_terminate_does_not() {
 }
 
 #[test]
+fn a_grouped_unit_waits_for_its_place_and_a_superseded_one_ends() {
+    let spec = format!(
+        "{HEAD}inputs:\n  branch: {{ default: main }}\nnodes:\n  - {{ name: deploy, concurrency: {{ group: 'deploy-${{{{ inputs.branch }}}}' }}, task: {{ kind: chat, payload: {{ prompt: x }} }} }}\n"
+    );
+    let mut d = Driver::new(&spec, json!({}));
+    let out = d.settle(0);
+    assert_eq!(
+        out,
+        [Event::UnitQueued {
+            unit: "deploy".into(),
+            group: "deploy-main".into(),
+            at: 0
+        }]
+    );
+    assert!(d.settle(5).is_empty(), "it waits for its place");
+    assert_eq!(
+        d.run.group_places(),
+        [("deploy-main".to_owned(), "deploy".to_owned(), false)]
+    );
+    d.record(Event::GroupAdmitted {
+        unit: "deploy".into(),
+        at: 6,
+    });
+    assert_eq!(Driver::scheduled(&d.settle(6))[0].0, "deploy");
+    d.record(Event::GroupSuperseded {
+        unit: "deploy".into(),
+        by: "wf-2".into(),
+        at: 7,
+    });
+    let u = d.run.unit("deploy").unwrap();
+    assert_eq!(
+        (u.phase, u.failure.as_ref().unwrap().error_type.as_str()),
+        (NodePhase::Error, "superseded")
+    );
+    assert_eq!(
+        d.settle(7),
+        [Event::RunFinished {
+            state: RunState::Failed,
+            at: 7
+        }]
+    );
+    assert!(d.run.group_places().is_empty());
+    d.check_replay();
+}
+
+#[test]
 fn a_memoized_node_reuses_the_output_of_the_same_input() {
     let spec = format!(
         "{HEAD}nodes:\n  - {{ name: a, memoize: true, task: {{ kind: chat, payload: {{ prompt: x }} }} }}\n"

@@ -88,6 +88,8 @@ fn each_fault_is_named_by_its_path() {
         (format!("  - {{ name: a, {TASK} }}\n  - {{ name: b, task: {{ kind: chat, payload: {{ prompt: '${{{{ nodes.a.output.text }}}}' }} }} }}\n"), "$.nodes[1].task.payload.prompt", "not_upstream"),
         ("  - { name: a, task: { kind: chat, payload: { prompt: '${{ nodes.a' } } }\n".into(), "$.nodes[0].task.payload.prompt", "placeholder"),
         (format!("  - {{ name: a, parallelism: 0, with_items: [1], {TASK} }}\n"), "$.nodes[0].parallelism", "limit"),
+        (format!("  - {{ name: a, {TASK} }}\n  - {{ name: b, concurrency: {{ group: '${{{{ nodes.a.output }}}}' }}, dependencies: [a], {TASK} }}\n"), "$.nodes[1].concurrency.group", "undefined"),
+        ("  - { name: a, concurrency: { group: g }, approval: { approvers: [ops], timeout: 1h } }\n".into(), "$.nodes[0].concurrency", "shape"),
     ];
     for (nodes, path, code) in cases {
         let got = refusals(&nodes);
