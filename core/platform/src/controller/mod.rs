@@ -698,6 +698,21 @@ impl Controller {
         Ok(self.inner.store.tenants().await?)
     }
 
+    /// The tenant a request names (`default` if none), refused if it is
+    /// not a tenant's name or not a known one (`default` always is).
+    pub async fn known_tenant(&self, asked: Option<&str>) -> Result<TenantId, ControllerError> {
+        let tenant = match asked {
+            None => TenantId::default_tenant(),
+            Some(t) => TenantId::parse(t).map_err(ControllerError::Invalid)?,
+        };
+        if tenant != TenantId::default_tenant()
+            && !self.tenants().await?.iter().any(|t| t.id == tenant)
+        {
+            return Err(ControllerError::UnknownTenant(tenant));
+        }
+        Ok(tenant)
+    }
+
     /// Stored ticket text for the secret scan (see [`Store::texts`]).
     pub async fn stored_texts(
         &self,

@@ -212,25 +212,11 @@ impl Trading {
     /// `by`, and starts it.
     pub async fn open(&self, mut spec: NewSession, by: &str) -> Result<SessionView, TradingError> {
         let (strategy, model) = check(&spec)?;
-        let tenant = match spec.tenant.as_deref() {
-            None => TenantId::default_tenant(),
-            Some(t) => TenantId::parse(t).map_err(|e| TradingError::Invalid {
-                field: "tenant",
-                reason: e.to_string(),
-            })?,
-        };
-        // `default` always takes tickets; another tenant must be known.
-        if tenant != TenantId::default_tenant()
-            && !self
-                .inner
-                .controller
-                .tenants()
-                .await?
-                .iter()
-                .any(|t| t.id == tenant)
-        {
-            return Err(ControllerError::UnknownTenant(tenant).into());
-        }
+        let tenant = self
+            .inner
+            .controller
+            .known_tenant(spec.tenant.as_deref())
+            .await?;
         spec.tenant = Some(tenant.to_string());
         if let Some(venue) = &spec.venue {
             self.check_venue(venue)?;

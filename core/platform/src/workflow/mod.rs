@@ -482,25 +482,11 @@ impl Workflows {
         let inputs = workflow
             .inputs(&new.inputs)
             .map_err(|e| WorkflowError::Spec(vec![e.into()]))?;
-        let tenant = match new.tenant.as_deref() {
-            None => TenantId::default_tenant(),
-            Some(t) => TenantId::parse(t).map_err(|e| WorkflowError::Invalid {
-                field: "tenant".into(),
-                reason: e.to_string(),
-            })?,
-        };
-        // `default` always takes tickets; another tenant must be known.
-        if tenant != TenantId::default_tenant()
-            && !self
-                .inner
-                .controller
-                .tenants()
-                .await?
-                .iter()
-                .any(|t| t.id == tenant)
-        {
-            return Err(ControllerError::UnknownTenant(tenant).into());
-        }
+        let tenant = self
+            .inner
+            .controller
+            .known_tenant(new.tenant.as_deref())
+            .await?;
         let live = self.live_count();
         if live >= MAX_LIVE_RUNS {
             return Err(WorkflowError::TooMany(live));
