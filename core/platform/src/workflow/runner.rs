@@ -241,6 +241,9 @@ pub(super) struct Runner {
     /// The places in concurrency groups its units hold or wait for, as
     /// (group, unit): released when a unit ends.
     places: std::collections::BTreeSet<(String, String)>,
+    /// Something may have left a ticket behind (a command, a timeout, a
+    /// stop): look for tickets to cancel at the next chance.
+    moved: bool,
 }
 
 impl Runner {
@@ -250,6 +253,7 @@ impl Runner {
             handle,
             tickets: HashMap::new(),
             places: std::collections::BTreeSet::new(),
+            moved: false,
         }
     }
 
@@ -328,7 +332,7 @@ impl Runner {
             let mut lagged = false;
             tokio::select! {
                 () = self.workflows.inner.cancel.cancelled() => return Halt::Shutdown,
-                () = self.handle.wake.notified() => {}
+                () = self.handle.wake.notified() => self.moved = true,
                 () = tokio::time::sleep(wait) => {}
                 event = events.recv() => match event {
                     Ok(CoreEvent::TicketsTransitioned { transitions }) => {
@@ -358,7 +362,7 @@ impl Runner {
     /// Cancels the tickets of attempts the run has moved on from without
     /// their answer (superseded in a group, timed out, stopped).
     async fn cancel_moved_on(&mut self) {
-        if self.tickets.is_empty() {
+        if !std::mem::take(&mut self.moved) || self.tickets.is_empty() {
             return;
         }
         let tickets: Vec<(TicketId, String, u32)> = self
@@ -534,6 +538,7 @@ impl Runner {
                     ));
                 }
                 Event::NodeCancelRequested { unit, attempt, .. } => {
+                    self.moved = true;
                     self.cancel(&unit, attempt).await
                 }
                 Event::RunFinished { state, .. } => {
