@@ -17,6 +17,8 @@
 //! without a finished node run twice. An approval waiting survives a
 //! restart with its deadline.
 
+mod groups;
+mod handle;
 mod runner;
 pub mod view;
 
@@ -166,38 +168,12 @@ pub struct Workflows {
 #[derive(Debug)]
 struct Inner {
     controller: Controller,
-    runs: RwLock<BTreeMap<String, Arc<runner::Handle>>>,
+    runs: RwLock<BTreeMap<String, Arc<handle::Handle>>>,
     /// Outputs of memoized units by tenant and input hash.
     memo: Mutex<HashMap<(TenantId, String), (Value, String)>>,
     /// Concurrency groups by tenant and name: who runs, who waits.
-    groups: Mutex<HashMap<(TenantId, String), Slot>>,
+    groups: Mutex<HashMap<(TenantId, String), groups::Slot>>,
     cancel: CancellationToken,
-}
-
-/// A concurrency group's place: the unit that holds it and the one that
-/// waits, each as (run, unit).
-#[derive(Debug, Default)]
-struct Slot {
-    running: Option<(String, String)>,
-    pending: Option<(String, String)>,
-}
-
-/// An event a group's change asks to record in a run.
-#[derive(Debug)]
-pub(crate) struct Notice {
-    run: String,
-    tenant: TenantId,
-    group: String,
-    event: Event,
-}
-
-impl Notice {
-    fn event_unit(&self) -> Option<&String> {
-        match &self.event {
-            Event::GroupAdmitted { unit, .. } | Event::GroupSuperseded { unit, .. } => Some(unit),
-            _ => None,
-        }
-    }
 }
 
 /// What the journal's first entry of a run holds.
@@ -227,7 +203,7 @@ impl Workflows {
         }
         let mut handles = Vec::new();
         for (id, entries) in by_run {
-            match runner::Handle::rebuild(&entries) {
+            match handle::Handle::rebuild(&entries) {
                 Ok(handle) => {
                     let handle = Arc::new(handle);
                     let run = handle.snapshot();
@@ -255,7 +231,7 @@ impl Workflows {
         self.inner.cancel.cancel();
     }
 
-    fn insert(&self, handle: Arc<runner::Handle>) {
+    fn insert(&self, handle: Arc<handle::Handle>) {
         self.inner
             .runs
             .write()
@@ -263,7 +239,7 @@ impl Workflows {
             .insert(handle.id.clone(), handle);
     }
 
-    fn drive(&self, handle: Arc<runner::Handle>) {
+    fn drive(&self, handle: Arc<handle::Handle>) {
         if handle.claim_runner() {
             let runner = runner::Runner::new(self.clone(), handle);
             tokio::spawn(runner.run());
@@ -299,160 +275,6 @@ impl Workflows {
                 let _ = controller.cancel(t).await;
             }
         });
-    }
-
-    /// Each group's place from the runs' units: the admitted one holds it,
-    /// the newest waiting one waits (older ones are superseded), and a
-    /// place nobody holds goes to the one waiting.
-    fn rebuild_groups(&self, handles: &[Arc<runner::Handle>]) -> Vec<Notice> {
-        let mut notices = Vec::new();
-        let mut groups = self.inner.groups.lock().unwrap_or_else(|p| p.into_inner());
-        // Run ids are UUIDv7: in the order the runs started.
-        let mut ordered: Vec<&Arc<runner::Handle>> = handles.iter().collect();
-        ordered.sort_by(|a, b| a.id.cmp(&b.id));
-        for h in ordered {
-            for (group, unit, admitted) in h.snapshot().group_places() {
-                let slot = groups.entry((h.tenant.clone(), group.clone())).or_default();
-                let place = (h.id.clone(), unit);
-                if admitted && slot.running.is_none() {
-                    slot.running = Some(place);
-                } else if let Some((run, unit)) = slot.pending.replace(place) {
-                    notices.push(Notice {
-                        event: Event::GroupSuperseded {
-                            unit,
-                            by: h.id.clone(),
-                            at: self.now(),
-                        },
-                        run,
-                        tenant: h.tenant.clone(),
-                        group,
-                    });
-                }
-            }
-        }
-        for ((tenant, group), slot) in groups.iter_mut() {
-            if slot.running.is_none()
-                && let Some((run, unit)) = slot.pending.take()
-            {
-                slot.running = Some((run.clone(), unit.clone()));
-                notices.push(Notice {
-                    event: Event::GroupAdmitted {
-                        unit,
-                        at: self.now(),
-                    },
-                    run,
-                    tenant: tenant.clone(),
-                    group: group.clone(),
-                });
-            }
-        }
-        notices
-    }
-
-    fn now(&self) -> i64 {
-        self.inner.controller.clock().now_ms()
-    }
-
-    /// A unit asks for its group's place: it gets it if the place is free;
-    /// else it waits, superseding the one waiting before it (and, with
-    /// `cancel_in_progress`, the one holding the place).
-    pub(crate) fn enqueue(
-        &self,
-        tenant: &TenantId,
-        group: &str,
-        place: (String, String),
-        cancel_in_progress: bool,
-    ) -> Vec<Notice> {
-        let mut groups = self.inner.groups.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = groups
-            .entry((tenant.clone(), group.to_owned()))
-            .or_default();
-        let notice =
-            |(run, unit): (String, String), event: fn(String, String, i64) -> Event| Notice {
-                event: event(unit, place.0.clone(), self.now()),
-                run,
-                tenant: tenant.clone(),
-                group: group.to_owned(),
-            };
-        let superseded = |unit, by, at| Event::GroupSuperseded { unit, by, at };
-        let admitted = |unit, _by, at| Event::GroupAdmitted { unit, at };
-        let mut out = Vec::new();
-        if slot.running.is_none() {
-            if let Some(old) = slot.pending.take() {
-                out.push(notice(old, superseded));
-            }
-            slot.running = Some(place.clone());
-            out.push(notice(place.clone(), admitted));
-            return out;
-        }
-        if let Some(old) = slot.pending.replace(place.clone()) {
-            out.push(notice(old, superseded));
-        }
-        if cancel_in_progress && let Some(running) = slot.running.clone() {
-            out.push(notice(running, superseded));
-        }
-        out
-    }
-
-    /// A unit that held or waited for a place has ended: the place goes
-    /// to the one waiting.
-    pub(crate) fn release(
-        &self,
-        tenant: &TenantId,
-        group: &str,
-        place: &(String, String),
-    ) -> Vec<Notice> {
-        let mut groups = self.inner.groups.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (tenant.clone(), group.to_owned());
-        let Some(slot) = groups.get_mut(&key) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        if slot.pending.as_ref() == Some(place) {
-            slot.pending = None;
-        }
-        if slot.running.as_ref() == Some(place) {
-            slot.running = slot.pending.take();
-            if let Some((run, unit)) = slot.running.clone() {
-                out.push(Notice {
-                    event: Event::GroupAdmitted {
-                        unit,
-                        at: self.now(),
-                    },
-                    run,
-                    tenant: tenant.clone(),
-                    group: group.to_owned(),
-                });
-            }
-        }
-        if slot.running.is_none() && slot.pending.is_none() {
-            groups.remove(&key);
-        }
-        out
-    }
-
-    /// Records each notice in its run (whose runner then cancels a
-    /// superseded unit's ticket); a place given to a unit that can no
-    /// longer take it (its run ended) passes on at once.
-    pub(crate) async fn deliver(&self, notices: Vec<Notice>) {
-        let store = self.inner.controller.store().clone();
-        let mut queue: std::collections::VecDeque<Notice> = notices.into();
-        while let Some(n) = queue.pop_front() {
-            let Ok(h) = self.handle(&n.run, Some(&n.tenant)) else {
-                continue;
-            };
-            let unit = n.event_unit().cloned();
-            match h.record_command(store.as_ref(), n.event).await {
-                // The run's runner cancels a superseded unit's ticket.
-                Ok(_) => h.wake(),
-                Err(e) => {
-                    tracing::debug!(run = %n.run, group = %n.group, error = %e, "a group's notice did not fit its run");
-                    if let Some(unit) = unit {
-                        queue.extend(self.release(&n.tenant, &n.group, &(n.run.clone(), unit)));
-                    }
-                }
-            }
-        }
     }
 
     /// Keeps the outputs of `run`'s memoized units for later runs.
@@ -519,7 +341,7 @@ impl Workflows {
             return Err(WorkflowError::Conflict(format!("run id {id} is taken")));
         }
         tracing::info!(run = %id, workflow = %workflow.spec.name, %tenant, by, "workflow run started");
-        let handle = Arc::new(runner::Handle::new(id, tenant.clone(), run, 1));
+        let handle = Arc::new(handle::Handle::new(id, tenant.clone(), run, 1));
         let view = self.run_view(&handle.snapshot(), &tenant);
         self.insert(handle.clone());
         self.drive(handle);
@@ -540,7 +362,7 @@ impl Workflows {
         &self,
         id: &str,
         only: Option<&TenantId>,
-    ) -> Result<Arc<runner::Handle>, WorkflowError> {
+    ) -> Result<Arc<handle::Handle>, WorkflowError> {
         self.inner
             .runs
             .read()
@@ -585,7 +407,7 @@ impl Workflows {
     fn run_view(&self, run: &Run, tenant: &TenantId) -> RunView {
         let past: Vec<Arc<Run>> = {
             let runs = self.inner.runs.read().unwrap_or_else(|p| p.into_inner());
-            let mut mine: Vec<&Arc<runner::Handle>> = runs
+            let mut mine: Vec<&Arc<handle::Handle>> = runs
                 .values()
                 .filter(|h| h.tenant == *tenant && h.id != run.id)
                 .filter(|h| h.snapshot_state() == oshal_workflow::history::RunState::Succeeded)
@@ -779,7 +601,7 @@ impl Workflows {
     /// wakes the runner.
     async fn command(
         &self,
-        h: &Arc<runner::Handle>,
+        h: &Arc<handle::Handle>,
         event: Event,
     ) -> Result<RunView, WorkflowError> {
         let store = self.inner.controller.store().clone();

@@ -10,19 +10,18 @@
 //! or the run's next deadline.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use oshal_workflow::history::{Event, Failure, RunState};
 use oshal_workflow::run::{MAX_OUTPUT_BYTES, Memo, Run};
-use oshal_workflow::validate::Workflow;
 use serde_json::Value;
-use tokio::sync::Notify;
 
-use super::{BOOK, Kinds, Started, WorkflowError, Workflows};
+use super::handle::Handle;
+use super::{WorkflowError, Workflows};
 use crate::controller::{ControllerError, CoreEvent};
-use crate::store::{JournalEntry, Store, StoreError, TicketView};
+use crate::store::{StoreError, TicketView};
 use crate::ticket::{NewTicket, TenantId, TicketId, TicketState};
 
 /// How often tickets in flight are read again without being told.
@@ -37,173 +36,6 @@ fn transient(e: &WorkflowError) -> bool {
             !matches!(e, StoreError::Invalid(_) | StoreError::Corrupt(_))
         }
         _ => false,
-    }
-}
-
-/// A run and what drives it.
-#[derive(Debug)]
-pub(super) struct Handle {
-    pub id: String,
-    pub tenant: TenantId,
-    /// The run and the journal's next number; held while recording, so
-    /// one writer at a time numbers the history.
-    live: tokio::sync::Mutex<Live>,
-    /// A copy for readers, taken again when read after a record (a
-    /// record marks it stale; copying a large run at every event would
-    /// cost more than the event).
-    snapshot: Mutex<Snapshot>,
-    /// The run's state, kept current by every record.
-    state: Mutex<RunState>,
-    wake: Notify,
-    runner: AtomicBool,
-}
-
-#[derive(Debug)]
-struct Snapshot {
-    run: Arc<Run>,
-    stale: bool,
-}
-
-#[derive(Debug)]
-struct Live {
-    run: Run,
-    next_seq: u32,
-}
-
-impl Handle {
-    pub fn new(id: String, tenant: TenantId, run: Run, next_seq: u32) -> Handle {
-        Handle {
-            id,
-            tenant,
-            snapshot: Mutex::new(Snapshot {
-                run: Arc::new(run.clone()),
-                stale: false,
-            }),
-            state: Mutex::new(run.state),
-            live: tokio::sync::Mutex::new(Live { run, next_seq }),
-            wake: Notify::new(),
-            runner: AtomicBool::new(false),
-        }
-    }
-
-    /// The run its journal entries describe. An event the run refuses is
-    /// skipped, as it was when it was first applied.
-    pub fn rebuild(entries: &[JournalEntry]) -> Result<Handle, String> {
-        let first = entries
-            .first()
-            .filter(|e| e.seq == 0 && e.kind == "run_started")
-            .ok_or("its history does not begin with run_started")?;
-        let started: Started = serde_json::from_str(&first.body).map_err(|e| e.to_string())?;
-        let workflow = Workflow::new(started.spec, &Kinds).map_err(|e| format!("{e:?}"))?;
-        let mut run =
-            Run::replay(Arc::new(workflow), &[started.event]).map_err(|e| e.to_string())?;
-        for e in &entries[1..] {
-            let event: Event = serde_json::from_str(&e.body)
-                .map_err(|err| format!("entry {} does not parse: {err}", e.seq))?;
-            if let Err(stale) = run.apply(&event) {
-                tracing::warn!(run = %first.session, seq = e.seq, %stale, "a recorded event was skipped");
-            }
-        }
-        let next_seq = entries.last().map_or(1, |e| e.seq + 1);
-        Ok(Handle::new(
-            first.session.clone(),
-            first.tenant.clone(),
-            run,
-            next_seq,
-        ))
-    }
-
-    /// The run as last recorded (or, while a record is under way, as
-    /// just before it).
-    pub fn snapshot(&self) -> Arc<Run> {
-        let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        if snap.stale
-            && let Ok(live) = self.live.try_lock()
-        {
-            snap.run = Arc::new(live.run.clone());
-            snap.stale = false;
-        }
-        snap.run.clone()
-    }
-
-    pub fn snapshot_state(&self) -> RunState {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Reads the live run (waiting for a record under way to end).
-    async fn with_run<T>(&self, f: impl FnOnce(&Run) -> T) -> T {
-        f(&self.live.lock().await.run)
-    }
-
-    /// True for the one caller that should start a runner.
-    pub fn claim_runner(&self) -> bool {
-        !self.runner.swap(true, Ordering::SeqCst)
-    }
-
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Records an operator's event, refused (changing nothing) if it does
-    /// not fit the run; the run with it.
-    pub async fn record_command(
-        &self,
-        store: &dyn Store,
-        event: Event,
-    ) -> Result<Arc<Run>, WorkflowError> {
-        let mut live = self.live.lock().await;
-        let mut check = live.run.clone();
-        check
-            .apply(&event)
-            .map_err(|e| WorkflowError::Conflict(e.why))?;
-        self.append(&mut live, store, std::slice::from_ref(&event))
-            .await?;
-        Ok(Arc::new(live.run.clone()))
-    }
-
-    /// Writes `events` to the journal in one transaction, then applies them.
-    async fn append(
-        &self,
-        live: &mut Live,
-        store: &dyn Store,
-        events: &[Event],
-    ) -> Result<usize, WorkflowError> {
-        let entries: Vec<JournalEntry> = events
-            .iter()
-            .enumerate()
-            .map(|(k, e)| JournalEntry {
-                book: BOOK.into(),
-                session: self.id.clone(),
-                seq: live.next_seq + u32::try_from(k).unwrap_or(u32::MAX),
-                tenant: self.tenant.clone(),
-                kind: e.name().into(),
-                body: serde_json::to_string(e).expect("an event serializes"),
-                at_ms: e.at(),
-            })
-            .collect();
-        let written = store.append_journal(&entries).await?;
-        if written != entries.len() {
-            return Err(WorkflowError::Conflict(format!(
-                "run {}'s history from {} was written by another controller",
-                self.id, live.next_seq
-            )));
-        }
-        live.next_seq += u32::try_from(entries.len()).unwrap_or(u32::MAX);
-        let mut applied = 0;
-        for e in events {
-            match live.run.apply(e) {
-                Ok(()) => applied += 1,
-                Err(stale) => {
-                    tracing::warn!(run = %self.id, %stale, "a recorded event was skipped")
-                }
-            }
-        }
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stale = true;
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = live.run.state;
-        Ok(applied)
     }
 }
 
