@@ -26,6 +26,10 @@ use crate::ticket::{NewTicket, TenantId, TicketId, TicketState};
 
 /// How often tickets in flight are read again without being told.
 const POLL: Duration = Duration::from_secs(2);
+/// The most tickets a poll on the timer reads (in turn, across polls).
+const POLL_SAMPLE: usize = 256;
+/// How many ended tickets are read from the store at once.
+const READS_AT_ONCE: usize = 8;
 /// The shortest wait between two turns that nothing prompted.
 const MIN_WAIT: Duration = Duration::from_millis(5);
 
@@ -76,6 +80,8 @@ pub(super) struct Runner {
     /// Something may have left a ticket behind (a command, a timeout, a
     /// stop): look for tickets to cancel at the next chance.
     moved: bool,
+    /// The last ticket a sampled poll read: the next starts after it.
+    polled: Option<TicketId>,
 }
 
 impl Runner {
@@ -86,6 +92,7 @@ impl Runner {
             tickets: HashMap::new(),
             places: std::collections::BTreeSet::new(),
             moved: false,
+            polled: None,
         }
     }
 
@@ -184,7 +191,10 @@ impl Runner {
             }
             if lagged || last_poll.elapsed() >= POLL {
                 last_poll = tokio::time::Instant::now();
-                if let Err(e) = self.poll().await {
+                // Missed news (lagged) means any ticket: read them all;
+                // else a sample, in turn, as a net under the events.
+                let limit = if lagged { usize::MAX } else { POLL_SAMPLE };
+                if let Err(e) = self.poll(limit).await {
                     tracing::warn!(run = %self.handle.id, error = %e, "the run's tickets could not be read");
                 }
             }
@@ -291,7 +301,7 @@ impl Runner {
         for (unit, attempt) in cancels {
             self.cancel(&unit, attempt).await;
         }
-        self.poll().await
+        self.poll(usize::MAX).await
     }
 
     /// Decides and records until the run needs nothing more now, then acts.
@@ -513,7 +523,9 @@ impl Runner {
         &mut self,
         news: Vec<(TicketId, TicketState, i64)>,
     ) -> Result<(), WorkflowError> {
+        use futures::StreamExt;
         let mut events = Vec::new();
+        let mut ended_now = Vec::new();
         for (ticket, state, at) in news {
             let Some((unit, attempt)) = self.tickets.get(&ticket).cloned() else {
                 continue;
@@ -526,18 +538,37 @@ impl Runner {
                     at,
                 });
             } else if ended(state, 1, 1) {
-                let view = self.workflows.inner.controller.ticket(ticket).await?;
-                events.extend(self.outcome(&view, unit, attempt));
+                ended_now.push((ticket, unit, attempt));
             }
+        }
+        // The ended tickets' answers, read a few at once (each read is a
+        // round trip to the store).
+        let controller = self.workflows.inner.controller.clone();
+        let views: Vec<_> = futures::stream::iter(ended_now)
+            .map(|(ticket, unit, attempt)| {
+                let controller = controller.clone();
+                async move { (controller.ticket(ticket).await, unit, attempt) }
+            })
+            .buffered(READS_AT_ONCE)
+            .collect()
+            .await;
+        for (view, unit, attempt) in views {
+            events.extend(self.outcome(&view?, unit, attempt));
         }
         self.record(events).await
     }
 
-    /// Reads every ticket in flight again: what the events may have missed.
-    async fn poll(&mut self) -> Result<(), WorkflowError> {
+    /// Reads tickets in flight again (at most `limit`, the ones after the
+    /// last read first): what the events may have missed.
+    async fn poll(&mut self, limit: usize) -> Result<(), WorkflowError> {
         let mut events = Vec::new();
-        let tickets: Vec<(TicketId, (String, u32))> =
+        let mut tickets: Vec<(TicketId, (String, u32))> =
             self.tickets.iter().map(|(t, u)| (*t, u.clone())).collect();
+        tickets.sort_by_key(|(t, _)| *t);
+        let from = tickets.partition_point(|(t, _)| Some(*t) <= self.polled);
+        tickets.rotate_left(from);
+        tickets.truncate(limit);
+        self.polled = tickets.last().map(|(t, _)| *t);
         let flying: Vec<bool> = self
             .handle
             .with_run(|run| {
