@@ -57,7 +57,9 @@ pub enum Action {
     Retry { id: String, node: String },
     /// Measure a fan-out and fan-in of trivial tasks in local mode, in
     /// process (no server): nodes per second end to end, every node a
-    /// durable ticket, and how soon the first child starts after its parent.
+    /// durable ticket, and how soon the first child starts after its
+    /// parent; each run alternates with a baseline of as many plain
+    /// tickets through the same spine (`oshal bench`), and the ratio.
     Bench {
         /// Children of the fan-out.
         #[arg(long, default_value_t = 10_000)]
@@ -212,9 +214,24 @@ async fn bench(nodes: usize, bots: usize, runs: usize) -> Result<()> {
     };
     let mut rates = Vec::new();
     let mut firsts = Vec::new();
+    let mut spine = Vec::new();
+    let mut ratios = Vec::new();
     for _ in 0..runs.max(1) {
         let r = run_once(&cfg).await?;
         println!("{}", r.line());
+        // The baseline, alternating with the workflow: as many plain chat
+        // tickets through the same spine (`oshal bench`), no workflow.
+        let b = crate::bench::run_local(crate::bench::BenchConfig {
+            tickets: r.nodes,
+            bots,
+            window: r.nodes,
+            dir: std::env::temp_dir(),
+            ..crate::bench::BenchConfig::default()
+        })
+        .await?;
+        println!("spine_baseline {}", b.line());
+        spine.push(b.tickets_per_s);
+        ratios.push(r.nodes_per_s / b.tickets_per_s);
         anyhow::ensure!(
             r.tickets == r.nodes && r.succeeded == r.nodes,
             "the store holds {} tickets, {} succeeded, for {} nodes",
@@ -230,11 +247,13 @@ async fn bench(nodes: usize, bots: usize, runs: usize) -> Result<()> {
         v[v.len() / 2]
     };
     println!(
-        "workflow_bench_median nodes={} runs={} nodes_per_s={:.0} first_child_ms={:.1}",
+        "workflow_bench_median nodes={} runs={} nodes_per_s={:.0} first_child_ms={:.1} spine_tickets_per_s={:.0} ratio={:.2}",
         nodes + 2,
         rates.len(),
         median(&mut rates),
-        median(&mut firsts)
+        median(&mut firsts),
+        median(&mut spine),
+        median(&mut ratios)
     );
     Ok(())
 }

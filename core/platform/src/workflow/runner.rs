@@ -487,6 +487,9 @@ impl Runner {
         }
         let store = self.workflows.inner.controller.store().clone();
         let mut live = self.handle.live.lock().await;
+        // A start is recorded once: not again if the run has it, nor twice
+        // in one batch (seen running, then again with its end).
+        let mut started = std::collections::HashSet::new();
         let fit: Vec<Event> = events
             .into_iter()
             .filter(|e| match e {
@@ -501,6 +504,7 @@ impl Runner {
                             .run
                             .unit(unit)
                             .is_some_and(|u| u.tickets.contains(ticket) && u.started_at.is_some())
+                        && started.insert(ticket.clone())
                 }
                 Event::NodeSucceeded { unit, attempt, .. }
                 | Event::NodeFailed { unit, attempt, .. } => live.run.in_flight(unit, *attempt),
