@@ -217,26 +217,28 @@ impl Runner {
             .with_run(|r| {
                 tickets
                     .into_iter()
-                    .filter(|(_, unit, attempt)| {
-                        !r.in_flight(unit, *attempt)
-                            && r.unit(unit).is_some_and(|u| {
-                                u.attempt != *attempt
-                                    || u.failure.as_ref().is_some_and(|f| {
-                                        f.error_type == "superseded"
-                                            || f.error_type == "cancelled"
-                                            || f.error_type.starts_with("timeout.")
-                                    })
-                            })
-                    })
+                    .filter(|(_, unit, attempt)| left_behind(r, unit, *attempt))
                     .map(|(t, _, _)| t)
                     .collect()
             })
             .await;
         for t in moved {
             self.tickets.remove(&t);
-            if let Err(e) = self.workflows.inner.controller.cancel(t).await {
-                tracing::debug!(run = %self.handle.id, ticket = %t, error = %e, "a ticket the run moved on from was not cancelled");
+            self.cancel_if_unended(t).await;
+        }
+    }
+
+    /// Cancels a ticket that has not ended (a failed ticket that has no
+    /// attempt left keeps its end: cancelling would rewrite it).
+    async fn cancel_if_unended(&self, t: TicketId) {
+        let controller = &self.workflows.inner.controller;
+        match controller.ticket(t).await {
+            Ok(v) if !ended(v.state, v.attempts, v.max_attempts) => {
+                if let Err(e) = controller.cancel(t).await {
+                    tracing::debug!(run = %self.handle.id, ticket = %t, error = %e, "a ticket the run moved on from was not cancelled");
+                }
             }
+            _ => {}
         }
     }
 
@@ -471,12 +473,7 @@ impl Runner {
             .find(|(_, (u, a))| u == unit && *a == attempt)
             .map(|(t, _)| *t);
         if let Some(t) = ticket {
-            match self.workflows.inner.controller.cancel(t).await {
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(run = %self.handle.id, ticket = %t, error = %e, "a unit's ticket was not cancelled")
-                }
-            }
+            self.cancel_if_unended(t).await;
         }
     }
 
@@ -573,18 +570,21 @@ impl Runner {
         tickets.rotate_left(from);
         tickets.truncate(limit);
         self.polled = tickets.last().map(|(t, _)| *t);
-        let flying: Vec<bool> = self
+        let looks: Vec<(bool, bool)> = self
             .handle
             .with_run(|run| {
                 tickets
                     .iter()
-                    .map(|(_, (u, a))| run.in_flight(u, *a))
+                    .map(|(_, (u, a))| (run.in_flight(u, *a), left_behind(run, u, *a)))
                     .collect()
             })
             .await;
-        for ((ticket, (unit, attempt)), flying) in tickets.into_iter().zip(flying) {
+        for ((ticket, (unit, attempt)), (flying, behind)) in tickets.into_iter().zip(looks) {
             if !flying {
                 self.tickets.remove(&ticket);
+                if behind {
+                    self.cancel_if_unended(ticket).await;
+                }
                 continue;
             }
             let view = match self.workflows.inner.controller.ticket(ticket).await {
@@ -687,6 +687,21 @@ impl Runner {
         };
         start.into_iter().chain(std::iter::once(end)).collect()
     }
+}
+
+/// Whether the run moved on from `attempt` of `unit` without its ticket's
+/// answer (a timeout, a stop, a newer unit in its group): the ticket, if
+/// it still runs, is to be cancelled.
+fn left_behind(run: &Run, unit: &str, attempt: u32) -> bool {
+    !run.in_flight(unit, attempt)
+        && run.unit(unit).is_some_and(|u| {
+            u.attempt == attempt
+                && u.failure.as_ref().is_some_and(|f| {
+                    f.error_type == "superseded"
+                        || f.error_type == "cancelled"
+                        || f.error_type.starts_with("timeout.")
+                })
+        })
 }
 
 /// Whether a ticket has ended for good: a failure ends it once it has
