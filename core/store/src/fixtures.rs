@@ -242,6 +242,22 @@ pub async fn journal(store: &dyn super::Store) {
         "the first write stands"
     );
     let mine = store.journal("desk", Some(&globex)).await.unwrap();
+    let one = store.journal_of("desk", "ds-a", &acme).await.unwrap();
+    assert_eq!(
+        one,
+        [
+            entry("ds-a", 0, &acme, "opened"),
+            entry("ds-a", 1, &acme, "kill")
+        ]
+    );
+    assert!(
+        store
+            .journal_of("desk", "ds-a", &globex)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another tenant's session reads as empty"
+    );
     assert_eq!(mine, [entry("ds-b", 0, &globex, "opened")]);
 
     let good = entry("ds-c", 1, &acme, "kill");

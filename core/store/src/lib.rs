@@ -592,6 +592,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         book: &str,
         only: Option<&TenantId>,
     ) -> Result<Vec<JournalEntry>, StoreError>;
+    /// One session's entries of `book`, the tenant's, in `seq` order.
+    async fn journal_of(
+        &self,
+        book: &str,
+        session: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<JournalEntry>, StoreError>;
     /// Liveness of the backing database.
     async fn ping(&self) -> Result<(), StoreError>;
     /// How many batches the writer may apply at once, each in its own
@@ -683,6 +690,14 @@ impl<H: ApplyHook> Store for Hooked<H> {
         only: Option<&TenantId>,
     ) -> Result<Vec<JournalEntry>, StoreError> {
         self.inner.journal(book, only).await
+    }
+    async fn journal_of(
+        &self,
+        book: &str,
+        session: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.journal_of(book, session, tenant).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

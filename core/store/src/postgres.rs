@@ -717,6 +717,37 @@ impl Store for PgStore {
         Ok(out)
     }
 
+    async fn journal_of(
+        &self,
+        book: &str,
+        session: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut tx = self.read_tx().await?;
+        scope(&mut tx, tenant).await?;
+        let rows = sqlx::query(
+            "SELECT seq, kind, body, at_ms FROM desk_journal WHERE book = $1 AND session = $2 ORDER BY seq",
+        )
+        .bind(book)
+        .bind(session)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JournalEntry {
+                    book: book.to_owned(),
+                    session: session.to_owned(),
+                    seq: u32_of(row.try_get("seq")?),
+                    tenant: tenant.clone(),
+                    kind: row.try_get("kind")?,
+                    body: row.try_get("body")?,
+                    at_ms: row.try_get("at_ms")?,
+                })
+            })
+            .collect()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -740,6 +740,37 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn journal_of(
+        &self,
+        book: &str,
+        session: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        sqlx::query(
+            "SELECT seq, kind, body, at_ms FROM desk_journal \
+             WHERE book = ?1 AND session = ?2 AND tenant = ?3 ORDER BY seq",
+        )
+        .bind(book)
+        .bind(session)
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(JournalEntry {
+                book: book.to_owned(),
+                session: session.to_owned(),
+                seq: u32::try_from(row.try_get::<i64, _>("seq")?)
+                    .map_err(|e| super::corrupt("journal seq", e))?,
+                tenant: tenant.clone(),
+                kind: row.try_get("kind")?,
+                body: row.try_get("body")?,
+                at_ms: row.try_get("at_ms")?,
+            })
+        })
+        .collect()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

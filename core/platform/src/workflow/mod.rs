@@ -44,6 +44,9 @@ pub use view::{
 pub const BOOK: &str = "workflow";
 /// The most runs one controller keeps live at once.
 pub const MAX_LIVE_RUNS: usize = 256;
+/// The most memoized outputs kept in memory (each at most 32 KiB); past
+/// it, new ones are not kept (their nodes run again) until a restart.
+pub const MAX_MEMO: usize = 10_000;
 /// Who may be named to approve: the server's token, or an operator-role
 /// token of the run's tenant.
 pub const APPROVERS: [&str; 2] = ["operator", "tenant"];
@@ -289,10 +292,10 @@ impl Workflows {
                     (&u.input_hash, &u.output, &u.output_hash)
                     && u.phase == oshal_workflow::history::NodePhase::Succeeded
                 {
-                    memo.insert(
-                        (tenant.clone(), input.clone()),
-                        (output.clone(), hash.clone()),
-                    );
+                    let key = (tenant.clone(), input.clone());
+                    if memo.len() < MAX_MEMO || memo.contains_key(&key) {
+                        memo.insert(key, (output.clone(), hash.clone()));
+                    }
                 }
             }
         }
@@ -441,11 +444,10 @@ impl Workflows {
             .inner
             .controller
             .store()
-            .journal(BOOK, Some(&h.tenant))
+            .journal_of(BOOK, id, &h.tenant)
             .await?;
         Ok(entries
             .into_iter()
-            .filter(|e| e.session == id)
             .map(|e| HistoryEntry {
                 seq: e.seq,
                 event: e.kind,
