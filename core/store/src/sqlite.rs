@@ -682,33 +682,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_journal(&self, entries: &[JournalEntry]) -> Result<usize, StoreError> {
-        for e in entries {
-            super::journal::check(e)?;
-        }
-        let mut tx = self.pool.begin().await?;
-        let mut written = 0;
-        for e in entries {
-            let done = sqlx::query(
-                "INSERT INTO desk_journal (book, session, seq, tenant, kind, body, at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (session, seq) DO NOTHING",
-            )
-            .bind(&e.book)
-            .bind(&e.session)
-            .bind(i64::from(e.seq))
-            .bind(e.tenant.as_str())
-            .bind(&e.kind)
-            .bind(&e.body)
-            .bind(e.at_ms)
-            .execute(&mut *tx)
-            .await?;
-            written += usize::try_from(done.rows_affected()).unwrap_or(0);
-        }
-        if written != entries.len() {
-            tx.rollback().await?;
-            return Ok(0);
-        }
-        tx.commit().await?;
-        Ok(written)
+        journal::append(self, entries).await
     }
 
     async fn journal(
@@ -716,28 +690,7 @@ impl Store for SqliteStore {
         book: &str,
         only: Option<&TenantId>,
     ) -> Result<Vec<JournalEntry>, StoreError> {
-        sqlx::query(
-            "SELECT session, seq, tenant, kind, body, at_ms FROM desk_journal \
-             WHERE book = ?1 AND (?2 IS NULL OR tenant = ?2) ORDER BY session, seq",
-        )
-        .bind(book)
-        .bind(only.map(|t| t.as_str()))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(JournalEntry {
-                book: book.to_owned(),
-                session: row.try_get("session")?,
-                seq: u32::try_from(row.try_get::<i64, _>("seq")?)
-                    .map_err(|e| super::corrupt("journal seq", e))?,
-                tenant: super::tenant(&row.try_get::<String, _>("tenant")?)?,
-                kind: row.try_get("kind")?,
-                body: row.try_get("body")?,
-                at_ms: row.try_get("at_ms")?,
-            })
-        })
-        .collect()
+        journal::read(self, book, only).await
     }
 
     async fn journal_of(
@@ -746,29 +699,7 @@ impl Store for SqliteStore {
         session: &str,
         tenant: &TenantId,
     ) -> Result<Vec<JournalEntry>, StoreError> {
-        sqlx::query(
-            "SELECT seq, kind, body, at_ms FROM desk_journal \
-             WHERE book = ?1 AND session = ?2 AND tenant = ?3 ORDER BY seq",
-        )
-        .bind(book)
-        .bind(session)
-        .bind(tenant.as_str())
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(JournalEntry {
-                book: book.to_owned(),
-                session: session.to_owned(),
-                seq: u32::try_from(row.try_get::<i64, _>("seq")?)
-                    .map_err(|e| super::corrupt("journal seq", e))?,
-                tenant: tenant.clone(),
-                kind: row.try_get("kind")?,
-                body: row.try_get("body")?,
-                at_ms: row.try_get("at_ms")?,
-            })
-        })
-        .collect()
+        journal::read_session(self, book, session, tenant).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -819,5 +750,6 @@ impl Store for SqliteStore {
     }
 }
 
+mod journal;
 #[cfg(test)]
 mod tests;

@@ -88,13 +88,6 @@ impl Expr {
         out
     }
 
-    /// Every (node, outcome) the expression tests, a bare name as `None`.
-    pub fn refs(&self) -> Vec<(&str, Option<Outcome>)> {
-        let mut out = Vec::new();
-        self.walk(&mut |node, outcome| out.push((node, outcome)));
-        out
-    }
-
     fn walk<'a>(&'a self, f: &mut impl FnMut(&'a str, Option<Outcome>)) {
         match self {
             Expr::Ref { node, outcome } => f(node, *outcome),

@@ -19,8 +19,6 @@ const UNITS: [(&str, u64); 5] = [
 pub struct Span(u64);
 
 impl Span {
-    pub const ZERO: Span = Span(0);
-
     pub fn from_ms(ms: u64) -> Result<Span, String> {
         if ms > MAX_SPAN_MS {
             return Err(format!("{ms} ms is longer than the limit of 30d"));

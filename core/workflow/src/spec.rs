@@ -201,17 +201,6 @@ fn two() -> f64 {
 }
 
 impl RetryPolicy {
-    /// One attempt, no retry.
-    pub fn none() -> RetryPolicy {
-        RetryPolicy {
-            initial_interval: one_second(),
-            backoff_coefficient: 2.0,
-            maximum_interval: one_minute(),
-            maximum_attempts: 1,
-            non_retryable_error_types: Vec::new(),
-        }
-    }
-
     /// The wait after failed attempt `n` (from 1) before the next.
     pub fn delay_after(&self, n: u32) -> Span {
         let base = self.initial_interval.ms() as f64;

@@ -759,9 +759,3 @@ fn fit_history(e: Event) -> Event {
         other => other,
     }
 }
-
-impl From<StoreError> for Halt {
-    fn from(e: StoreError) -> Self {
-        Halt::Failed(e.to_string())
-    }
-}

@@ -1,0 +1,102 @@
+//! The journal on SQLite (see `crate::journal`): a batch appended in one
+//! transaction, all or nothing; a book read whole or one session of it.
+
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::StoreError;
+use crate::journal::JournalEntry;
+use crate::ticket::TenantId;
+
+pub(super) async fn append(
+    store: &SqliteStore,
+    entries: &[JournalEntry],
+) -> Result<usize, StoreError> {
+    for e in entries {
+        crate::journal::check(e)?;
+    }
+    let mut tx = store.pool.begin().await?;
+    let mut written = 0;
+    for e in entries {
+        let done = sqlx::query(
+            "INSERT INTO desk_journal (book, session, seq, tenant, kind, body, at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (session, seq) DO NOTHING",
+        )
+        .bind(&e.book)
+        .bind(&e.session)
+        .bind(i64::from(e.seq))
+        .bind(e.tenant.as_str())
+        .bind(&e.kind)
+        .bind(&e.body)
+        .bind(e.at_ms)
+        .execute(&mut *tx)
+        .await?;
+        written += usize::try_from(done.rows_affected()).unwrap_or(0);
+    }
+    if written != entries.len() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+pub(super) async fn read(
+    store: &SqliteStore,
+    book: &str,
+    only: Option<&TenantId>,
+) -> Result<Vec<JournalEntry>, StoreError> {
+    sqlx::query(
+        "SELECT session, seq, tenant, kind, body, at_ms FROM desk_journal \
+         WHERE book = ?1 AND (?2 IS NULL OR tenant = ?2) ORDER BY session, seq",
+    )
+    .bind(book)
+    .bind(only.map(|t| t.as_str()))
+    .fetch_all(&store.pool)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(JournalEntry {
+            book: book.to_owned(),
+            session: row.try_get("session")?,
+            seq: u32::try_from(row.try_get::<i64, _>("seq")?)
+                .map_err(|e| crate::corrupt("journal seq", e))?,
+            tenant: crate::tenant(&row.try_get::<String, _>("tenant")?)?,
+            kind: row.try_get("kind")?,
+            body: row.try_get("body")?,
+            at_ms: row.try_get("at_ms")?,
+        })
+    })
+    .collect()
+}
+
+pub(super) async fn read_session(
+    store: &SqliteStore,
+    book: &str,
+    session: &str,
+    tenant: &TenantId,
+) -> Result<Vec<JournalEntry>, StoreError> {
+    sqlx::query(
+        "SELECT seq, kind, body, at_ms FROM desk_journal \
+         WHERE book = ?1 AND session = ?2 AND tenant = ?3 ORDER BY seq",
+    )
+    .bind(book)
+    .bind(session)
+    .bind(tenant.as_str())
+    .fetch_all(&store.pool)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(JournalEntry {
+            book: book.to_owned(),
+            session: session.to_owned(),
+            seq: u32::try_from(row.try_get::<i64, _>("seq")?)
+                .map_err(|e| crate::corrupt("journal seq", e))?,
+            tenant: tenant.clone(),
+            kind: row.try_get("kind")?,
+            body: row.try_get("body")?,
+            at_ms: row.try_get("at_ms")?,
+        })
+    })
+    .collect()
+}
