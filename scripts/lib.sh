@@ -81,6 +81,11 @@ ensure_ui() {
   (cd ui && npm run --silent build >/dev/null)
 }
 
+# ffmpeg and ffprobe, which bots run for `media` tickets (the video pipeline).
+ensure_media_tools() {
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || ensure_packages ffmpeg
+}
+
 # Chromium for the browser tests of the UI; Xvfb and friends for the
 # desktop window's tests.
 ensure_ui_test_tools() {

@@ -93,6 +93,11 @@ impl Desktop {
         &self.security
     }
 
+    /// The embedded controller's workflow runs.
+    pub fn workflows(&self) -> &oshal_core::workflow::Workflows {
+        &self.platform.workflows
+    }
+
     /// The embedded controller's trading desk.
     pub fn trading(&self) -> &oshal_core::trading::Trading {
         &self.platform.trading

@@ -77,6 +77,34 @@ async fn the_control_center_works_in_a_real_browser() {
     browse(&ui, "browser.mjs", &server, &[shot.to_str().unwrap()]);
 }
 
+/// The Workflow view: the shipped shapes started from the page, approvals
+/// decided from its inbox, and a failed node retried from it; the video
+/// pipeline doing real ffmpeg work on a clip ffmpeg made.
+#[tokio::test]
+async fn the_workflow_view_runs_the_shipped_shapes_in_a_real_browser() {
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi"])
+        .args(["-i", "testsrc=duration=5:size=320x240:rate=25"])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    assert!(made.success());
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--bots", "2"]).unwrap();
+    let inbox = data.join("media").join("inbox");
+    browse(
+        &ui,
+        "workflows.mjs",
+        &server,
+        &[clip.to_str().unwrap(), inbox.to_str().unwrap()],
+    );
+    assert!(data.join("media/published/final.mp4").is_file());
+}
+
 /// Runs `ui/tests/<script>` in Node against `server`; fails with its output.
 fn browse(ui: &Path, script: &str, server: &Server, extra: &[&str]) {
     // The lifecycle's moves as the state machine has them, for the page's

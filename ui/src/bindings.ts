@@ -48,6 +48,26 @@ export const commands = {
 	deskOrders: (id: string, order: string | null) => typedError<OrderView[], ApiError>(__TAURI_INVOKE("desk_orders", { id, order })),
 	/**  Closes a running session: it stops where it is, for good. */
 	deskClose: (id: string, request: CloseRequest) => typedError<SessionView, ApiError>(__TAURI_INVOKE("desk_close", { id, request })),
+	/**  The shapes Oshal ships, each checked against this controller. */
+	workflowShapes: () => typedError<Shape[], ApiError>(__TAURI_INVOKE("workflow_shapes")),
+	/**  Checks a spec: its hash and DAG, or each refusal at its path. */
+	workflowValidate: (source: SpecSource) => typedError<Validation, ApiError>(__TAURI_INVOKE("workflow_validate", { source })),
+	/**  Starts a run, pinned to its spec's hash. */
+	workflowStart: (run: NewRun) => typedError<RunView, ApiError>(__TAURI_INVOKE("workflow_start", { run })),
+	/**  Runs, newest first. */
+	workflowRuns: () => typedError<RunSummary[], ApiError>(__TAURI_INVOKE("workflow_runs")),
+	/**  One run: its nodes, their phases and progress, the critical path. */
+	workflowRun: (id: string) => typedError<RunView, ApiError>(__TAURI_INVOKE("workflow_run", { id })),
+	/**  A run's history: the events it is rebuilt from. */
+	workflowHistory: (id: string) => typedError<HistoryEntry[], ApiError>(__TAURI_INVOKE("workflow_history", { id })),
+	/**  Approvals waiting for a decision, soonest deadline first. */
+	workflowApprovals: () => typedError<PendingApproval[], ApiError>(__TAURI_INVOKE("workflow_approvals")),
+	/**  Approves or denies an approval node, as the operator. */
+	workflowDecide: (id: string, decision: Decision) => typedError<RunView, ApiError>(__TAURI_INVOKE("workflow_decide", { id, decision })),
+	/**  Runs a failed node again, and what is downstream of it. */
+	workflowRetry: (id: string, request: RetryRequest) => typedError<RunView, ApiError>(__TAURI_INVOKE("workflow_retry", { id, request })),
+	/**  Cancels or terminates a run. */
+	workflowStop: (id: string, request: StopRequest) => typedError<RunView, ApiError>(__TAURI_INVOKE("workflow_stop", { id, request })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -79,6 +99,16 @@ export type ApiError = {
 	message: string,
 	field?: string | null,
 	limit?: number | null,
+};
+
+/**  An approval node's request. */
+export type ApprovalView = {
+	approvers: string[],
+	input_schema: unknown | null,
+	requested_at_ms: number,
+	deadline_ms: number,
+	escalated_to: string[] | null,
+	decided_by: string | null,
 };
 
 /**  One line of the audit trail: who, what, allowed or not, and why. */
@@ -284,6 +314,11 @@ export type CoreEvent =
 { type: "tickets_transitioned"; transitions: Transition[] } | 
 /**  Ledger rows that just became durable. */
 { type: "cost_captured"; entries: LedgerEntry[] } | 
+/**
+ *  How far a running attempt is, as its bot reports (media work): a
+ *  heartbeat, with a figure 0..=100 when the work knows one. Not kept.
+ */
+{ type: "ticket_progress"; ticket: TicketId; tenant: TenantId; attempt: number; progress: number | null; at_ms: number } | 
 /**  Bots, their lanes and their load (about once a second). */
 { type: "bots_updated"; bots: BotView[] } | 
 /**
@@ -316,6 +351,21 @@ export type CostTotals = {
 	output_tokens: number,
 	cost_nusd: number,
 	usd: number | null,
+};
+
+/**
+ *  A decision on an approval node, made by whoever holds the token: the
+ *  approval must name them (`operator`: the server's token; `tenant`: an
+ *  operator-role token of the run's tenant), or its escalation must have
+ *  gone to them.
+ */
+export type Decision = {
+	node: string,
+	approved: boolean,
+	/**  What the approval's `input_schema` asks for (checked against it). */
+	input?: unknown,
+	/**  Why; at most 1,000 bytes. */
+	comment?: string,
 };
 
 export type Effect = 
@@ -497,6 +547,14 @@ export type Health = {
 	detail?: string | null,
 };
 
+/**  One event of a run's history, as stored. */
+export type HistoryEntry = {
+	seq: number,
+	event: string,
+	body: unknown,
+	at_ms: number,
+};
+
 /**
  *  What the integration view draws: every connector, every live grant, and
  *  the recent audit trail and effects.
@@ -618,6 +676,23 @@ export type NewFleet = {
 	token: string,
 };
 
+/**  A run to start. */
+export type NewRun = {
+	/**
+	 *  A `WorkflowSpec` object, or its JSON or YAML text; or leave it out
+	 *  and name a published `definition`.
+	 */
+	spec?: unknown,
+	/**  A published definition's name, run instead of `spec`. */
+	definition?: string | null,
+	/**  Its version; the latest if absent. */
+	version?: number | null,
+	/**  The run's inputs by name; each not given takes its default. */
+	inputs?: unknown,
+	/**  A known tenant; the token's tenant, or `default`, if absent. */
+	tenant?: string | null,
+};
+
 /**
  *  A paper session to open: `strategy` trades `instrument` on the seeded
  *  market of `seed` for `bars` bars of `bar_seconds`, its signals made by
@@ -663,8 +738,8 @@ export type NewSession = {
 /**  A submission as it arrives from a surface, before validation. */
 export type NewTicket = {
 	/**
-	 *  `chat`, `tool` or `signal`; `payload` is then a `ChatPayload`, a
-	 *  `ToolPayload` or a `SignalPayload`.
+	 *  `chat`, `tool`, `signal` or `media`; `payload` is then a
+	 *  `ChatPayload`, a `ToolPayload`, a `SignalPayload` or a `MediaPayload`.
 	 */
 	kind: string,
 	payload: unknown,
@@ -683,6 +758,34 @@ export type NewTicket = {
 	/**  Hold the ticket in `awaiting_approval` until a person or rule approves it. */
 	requires_approval?: boolean,
 };
+
+/**  A node of a spec's DAG, as its preview draws it. */
+export type NodeOutline = {
+	name: string,
+	/**  The task's ticket kind, or `approval`. */
+	kind: string,
+	upstream: string[],
+	/**  Its condition as an expression (`depends`, or `dependencies` as `a && b`). */
+	condition: string | null,
+	/**  `matrix`, `with_items` or none. */
+	fan_out: string | null,
+};
+
+/**  A node of a run. */
+export type NodeView = {
+	/**  Argo's node phase. */
+	phase: string,
+	/**  Why it was omitted or errored. */
+	message: string | null,
+	units: UnitView[],
+	approval: ApprovalView | null,
+	/**  Its units' spend, nano-dollars. */
+	cost_nusd: number,
+	/**  What one of its units took in earlier runs (the median), if any ran. */
+	estimate_ms: number | null,
+	/**  When it is expected to end (its end, once it has), if that is known. */
+	expected_end_ms: number | null,
+} & NodeOutline;
 
 /**  An operation as the surfaces show it. */
 export type OperationView = {
@@ -713,6 +816,14 @@ export type OrderView = {
 	/**  Reserve, trades, commissions, realized P&L and release, in order. */
 	postings: PostingView[],
 };
+
+/**  An approval waiting, as the inbox lists it. */
+export type PendingApproval = {
+	run: string,
+	workflow: string,
+	node: string,
+	tenant: TenantId,
+} & ApprovalView;
 
 /**  The position and the account. */
 export type PositionView = {
@@ -785,6 +896,11 @@ export type ReconcilingOrder = {
 	last_error: string | null,
 };
 
+/**  Run a node again, and everything downstream of it. */
+export type RetryRequest = {
+	node: string,
+};
+
 /**  One risk check, with its limit and what it observed. */
 export type RiskCheck = {
 	code: string,
@@ -792,6 +908,44 @@ export type RiskCheck = {
 	observed: string,
 	pass: boolean,
 };
+
+/**  A run as the list shows it. */
+export type RunSummary = {
+	id: string,
+	workflow: string,
+	spec_hash: string,
+	tenant: TenantId,
+	state: string,
+	started_by: string,
+	started_at_ms: number,
+	finished_at_ms: number | null,
+	/**  Units fulfilled, and in all (a fan-out not yet expanded counts one). */
+	done: number,
+	total: number,
+	/**  Approvals waiting for a decision. */
+	waiting_approvals: number,
+	/**  Model and connector spend of every ticket the run took, nano-dollars. */
+	cost_nusd: number,
+};
+
+/**  A run whole: its summary, inputs and nodes. */
+export type RunView = {
+	inputs: unknown,
+	/**  By the spec's order. */
+	nodes: NodeView[],
+	/**
+	 *  When the run is expected to end (its end, once it has): from the
+	 *  medians of what its nodes took in earlier runs; absent when a node
+	 *  on the way has never run.
+	 */
+	ends_at_ms: number | null,
+	/**  The nodes on the longest chain to the end, first to last. */
+	critical_path: string[],
+	/**  When the run next acts unprompted (a timeout, a retry, an escalation). */
+	next_deadline_ms: number | null,
+	/**  Events in its history. */
+	events: number,
+} & RunSummary;
 
 /**  What one scan (or one SARIF import) did. */
 export type ScanReport = {
@@ -877,6 +1031,25 @@ export type SessionView = {
 /**  How bad a finding is. */
 export type Severity = "info" | "low" | "medium" | "high" | "critical";
 
+/**  A shipped workflow: its text, its inputs and its checked DAG. */
+export type Shape = {
+	name: string,
+	description: string,
+	/**  The spec's YAML, as shipped: what a run of it is started with. */
+	spec: string,
+	inputs: ShapeInput[],
+	/**  The spec checked against this controller (its kinds, approvers). */
+	validation: Validation,
+};
+
+/**  One input a run of a shape takes. */
+export type ShapeInput = {
+	name: string,
+	description: string,
+	/**  Absent: a run must give it. */
+	default: unknown | null,
+};
+
 /**
  *  A signal: its ticket and model call, the insight, the order it led to,
  *  the risk checks, and what became of it.
@@ -920,6 +1093,24 @@ export type Source =
 "curated" | 
 /**  Imported from an OpenAPI document; disabled until approved. */
 "catalog";
+
+/**  One refusal of a spec, at the JSON path of its field. */
+export type SpecIssue = {
+	/**  `$.nodes[2].depends`. */
+	path: string,
+	/**
+	 *  `parse`, `cycle`, `undefined`, `depends_and_dependencies`,
+	 *  `expression`, `unknown_kind`, `timeout_required`, `limit`, …
+	 */
+	code: string,
+	message: string,
+};
+
+/**  A spec to check: JSON (an object, or its text) or YAML text. */
+export type SpecSource = {
+	/**  A `WorkflowSpec` object, or its JSON or YAML text. */
+	spec: unknown,
+};
 
 /**  One setting of a trading state: whose, to what, by whom and why. */
 export type StateChangeView = {
@@ -975,6 +1166,16 @@ export type StatsView = {
 	sharpe: number | null,
 };
 
+/**  Stop a run. */
+export type StopRequest = {
+	/**
+	 *  `cancel` (what runs is cancelled, and the run ends once it has
+	 *  stopped) or `terminate` (the run ends at once).
+	 */
+	how: string,
+	reason?: string,
+};
+
 /**  The answer to a submission that was accepted. */
 export type Submitted = {
 	id: TicketId,
@@ -1025,7 +1226,7 @@ export type TicketFilter = {
 	state?: string | null,
 	tenant?: string | null,
 	bot?: string | null,
-	/**  A kind of work: `chat`, `tool` or `signal`. */
+	/**  A kind of work: `chat`, `tool`, `signal` or `media`. */
 	kind?: string | null,
 	/**  `next_cursor` of the previous page (not in a bulk filter). */
 	cursor?: string | null,
@@ -1124,6 +1325,45 @@ export type Transition = {
  *  that record them (`TicketTransitioned`).
  */
 export type TransitionKind = "approve" | "route" | "start" | "succeed" | "fail" | "requeue" | "retry" | "give_up" | "cancel";
+
+/**  One unit: the node, or one item of a fan-out. */
+export type UnitView = {
+	name: string,
+	item: unknown | null,
+	phase: string,
+	/**  The last attempt's number (they never repeat, across retries). */
+	attempt: number,
+	/**  Each attempt's ticket, oldest first. */
+	tickets: string[],
+	scheduled_at_ms: number | null,
+	started_at_ms: number | null,
+	finished_at_ms: number | null,
+	/**  0 to 100, when the work reports it. */
+	progress: number | null,
+	/**  Its output was an earlier run's, for the same input hash. */
+	memoized: boolean,
+	input_hash: string | null,
+	output_hash: string | null,
+	output: unknown | null,
+	/**  The last attempt's failure: its type (what a retry policy names) and why. */
+	error_type: string | null,
+	error: string | null,
+	cost_nusd: number,
+};
+
+/**
+ *  What checking a spec found: its hash and DAG if it passed, else every
+ *  refusal.
+ */
+export type Validation = {
+	valid: boolean,
+	name: string | null,
+	/**  What a run of it is pinned to: `sha256:…`. */
+	hash: string | null,
+	/**  The DAG, each node with what it waits on. */
+	nodes: NodeOutline[],
+	errors: SpecIssue[],
+};
 
 /**  Why a non-terminal ticket is not moving yet. */
 export type WaitReason = { reason: "awaiting_approval" } | { reason: "no_live_bot_with_skill"; skill: Skill } | { reason: "lanes_full"; skill: Skill; bots: number } | { reason: "tenant_budget_exhausted"; tenant: TenantId; spent_usd: number | null; budget_usd: number | null } | { reason: "backing_off"; until_ms: number } | 

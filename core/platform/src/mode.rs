@@ -215,6 +215,7 @@ impl Platform {
             skills,
             model,
             tools,
+            media: Some(crate::bot::media::MediaStore::new(data_dir.join("media"))),
         };
         let controller = Controller::start(config, store.clone(), pool, clock.clone()).await?;
         let security = match security {

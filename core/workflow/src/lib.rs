@@ -13,6 +13,8 @@
 //!   that state and the time. Placeholders (`${{ inputs.x }}`, …) are
 //!   resolved by [`template`]; inputs and outputs hashed by [`hash`];
 //!   [`forecast`] says when a run will end and which nodes decide it.
+//! - [`diff`]: what changed between two versions of a spec, node by node
+//!   and field by field.
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
@@ -20,6 +22,7 @@
 //! (`oshal_core::workflow`) records the events, submits each scheduled
 //! node as a ticket under its key and reports the tickets' ends back.
 
+pub mod diff;
 pub mod expr;
 pub mod forecast;
 pub mod hash;

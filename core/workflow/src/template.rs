@@ -3,7 +3,9 @@
 //! What may be named: `inputs.<name>`, `item` (a `with_items` fan-out's
 //! item), `matrix.<key>`, `nodes.<name>.output` (an upstream node's
 //! output; a fan-out's is the list of its items' outputs) and `run.id`,
-//! each followed by `.field` or `[index]` steps into the value. A string
+//! each followed by `.field` or `[index]` steps into the value; `[*]`
+//! takes the steps after it into each item of a list
+//! (`nodes.shards.output[*].artifact` is the list of every shard's). A string
 //! that is one placeholder and nothing else becomes the value itself,
 //! whatever its type; a placeholder inside longer text is written into it
 //! (a string as it is, anything else as JSON). Only string values are
@@ -16,6 +18,8 @@ use serde_json::{Map, Value};
 pub enum Step {
     Key(String),
     Index(usize),
+    /// `[*]`: the steps after it, into each item of a list.
+    Each,
 }
 
 /// What a placeholder names.
@@ -187,8 +191,12 @@ fn parse_steps(text: &str) -> Result<Vec<Step>, String> {
         steps.push(Step::Key(key.to_owned()));
         while !indexes.is_empty() {
             let close = indexes.find(']').ok_or_else(bad)?;
-            let n: usize = indexes[1..close].parse().map_err(|_| bad())?;
-            steps.push(Step::Index(n));
+            let inside = &indexes[1..close];
+            if inside == "*" {
+                steps.push(Step::Each);
+            } else {
+                steps.push(Step::Index(inside.parse().map_err(|_| bad())?));
+            }
             indexes = &indexes[close + 1..];
             if !indexes.is_empty() && !indexes.starts_with('[') {
                 return Err(bad());
@@ -231,18 +239,33 @@ fn lookup(r: &Ref, scope: &Scope<'_>) -> Result<Value, String> {
             format!("nodes.{node}.output"),
         ),
     };
-    let mut v = &root;
-    let mut at = what;
-    for s in steps {
+    follow(&root, steps, what)
+}
+
+/// `steps` taken into `v`, whose place is `at` (for the error).
+fn follow(v: &Value, steps: &[Step], mut at: String) -> Result<Value, String> {
+    let mut v = v;
+    for (k, s) in steps.iter().enumerate() {
         v = match s {
-            Step::Key(k) => {
+            Step::Key(key) => {
                 at.push('.');
-                at.push_str(k);
-                v.get(k.as_str())
+                at.push_str(key);
+                v.get(key.as_str())
             }
             Step::Index(i) => {
                 at.push_str(&format!("[{i}]"));
                 v.get(*i)
+            }
+            Step::Each => {
+                let items = v
+                    .as_array()
+                    .ok_or_else(|| format!("{at} is not a list, so [*] cannot step into it"))?;
+                return items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| follow(item, &steps[k + 1..], format!("{at}[{i}]")))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::Array);
             }
         }
         .ok_or_else(|| format!("{at} is not in the value"))?;
@@ -298,6 +321,30 @@ mod tests {
                 vec![Step::Key("segments".into()), Step::Index(1)]
             )
         )));
+    }
+
+    #[test]
+    fn each_steps_into_every_item_of_a_list() {
+        let inputs = Map::new();
+        let out = |n: &str| {
+            (n == "shards")
+                .then(|| json!([{"artifact": "a", "n": [1]}, {"artifact": "b", "n": [2]}]))
+        };
+        let scope = scope_with(&inputs, None, &out);
+        let all = resolve_text("${{ nodes.shards.output[*].artifact }}", &scope).unwrap();
+        assert_eq!(all, json!(["a", "b"]));
+        let nested = resolve_text("${{ nodes.shards.output[*].n[0] }}", &scope).unwrap();
+        assert_eq!(nested, json!([1, 2]));
+        let e = resolve_text("${{ nodes.shards.output[0].artifact[*] }}", &scope).unwrap_err();
+        assert!(
+            e.contains("nodes.shards.output[0].artifact is not a list"),
+            "{e}"
+        );
+        let e = resolve_text("${{ nodes.shards.output[*].size }}", &scope).unwrap_err();
+        assert!(
+            e.contains("nodes.shards.output[0].size is not in the value"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -20,9 +20,10 @@ pub trait Registry {
     /// Refusals of `task` at `at` (`$.nodes[2].task`); none if it may run.
     fn check_task(&self, task: &TaskSpec, at: &str) -> Vec<SpecError>;
 
-    /// Whether the work reports progress, so a `heartbeat` timeout can be
-    /// kept; when not, one is refused (it would end every attempt).
-    fn heartbeats(&self) -> bool {
+    /// Whether `task`'s work reports progress while it runs, so a
+    /// `heartbeat` timeout can be kept; when not, one is refused (it would
+    /// end every attempt).
+    fn heartbeats(&self, _task: &TaskSpec) -> bool {
         true
     }
 
@@ -321,11 +322,14 @@ fn check_node(
                     "0..=9",
                 ));
             }
-            if spec.timeouts_of(node).heartbeat.is_some() && !registry.heartbeats() {
+            if spec.timeouts_of(node).heartbeat.is_some() && !registry.heartbeats(task) {
                 errors.push(SpecError::new(
                     format!("{at}.timeouts.heartbeat"),
                     "unsupported",
-                    "no kind of ticket reports progress here yet, so a heartbeat timeout would end every attempt; use start_to_close",
+                    format!(
+                        "a {} ticket reports no progress while it runs, so a heartbeat timeout would end every attempt; use start_to_close",
+                        task.kind
+                    ),
                 ));
             }
             if spec.timeouts_of(node).start_to_close.is_none() {

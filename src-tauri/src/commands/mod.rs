@@ -11,6 +11,7 @@ pub mod health;
 pub mod security;
 pub mod ticket;
 pub mod trading;
+pub mod workflow;
 
 use oshal_core::api::{ApiError, ErrorKind};
 use oshal_core::ticket::TicketId;

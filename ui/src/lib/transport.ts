@@ -14,6 +14,17 @@ import type {
   ControlView,
   CoreEvent,
   CostSummary,
+  Decision,
+  HistoryEntry,
+  NewRun,
+  PendingApproval,
+  RetryRequest,
+  RunSummary,
+  RunView,
+  Shape,
+  SpecSource,
+  StopRequest,
+  Validation,
   Finding,
   FindingState,
   Health,
@@ -69,6 +80,17 @@ export interface Transport {
   deskState(id: string, request: StateRequest): Promise<StateChangeView>;
   deskOrders(id: string, order: string | null): Promise<OrderView[]>;
   deskClose(id: string, request: CloseRequest): Promise<SessionView>;
+  /** Workflows: the shipped shapes, runs, their history, approvals, retry and stop. */
+  workflowShapes(): Promise<Shape[]>;
+  workflowValidate(source: SpecSource): Promise<Validation>;
+  workflowStart(run: NewRun): Promise<RunView>;
+  workflowRuns(): Promise<RunSummary[]>;
+  workflowRun(id: string): Promise<RunView>;
+  workflowHistory(id: string): Promise<HistoryEntry[]>;
+  workflowApprovals(): Promise<PendingApproval[]>;
+  workflowDecide(id: string, decision: Decision): Promise<RunView>;
+  workflowRetry(id: string, request: RetryRequest): Promise<RunView>;
+  workflowStop(id: string, request: StopRequest): Promise<RunView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -147,6 +169,20 @@ export class HttpTransport implements Transport {
     this.call<StateChangeView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/state`, request);
   deskClose = (id: string, request: CloseRequest) =>
     this.call<SessionView>("POST", `/api/v1/trading/sessions/${encodeURIComponent(id)}/close`, request);
+  workflowShapes = () => this.call<Shape[]>("GET", "/api/v1/workflows/shapes");
+  workflowValidate = (source: SpecSource) => this.call<Validation>("POST", "/api/v1/workflows/validate", source);
+  workflowStart = (run: NewRun) => this.call<RunView>("POST", "/api/v1/workflows/runs", run);
+  workflowRuns = () => this.call<RunSummary[]>("GET", "/api/v1/workflows/runs");
+  workflowRun = (id: string) => this.call<RunView>("GET", `/api/v1/workflows/runs/${encodeURIComponent(id)}`);
+  workflowHistory = (id: string) =>
+    this.call<HistoryEntry[]>("GET", `/api/v1/workflows/runs/${encodeURIComponent(id)}/history`);
+  workflowApprovals = () => this.call<PendingApproval[]>("GET", "/api/v1/workflows/approvals");
+  workflowDecide = (id: string, decision: Decision) =>
+    this.call<RunView>("POST", `/api/v1/workflows/runs/${encodeURIComponent(id)}/decide`, decision);
+  workflowRetry = (id: string, request: RetryRequest) =>
+    this.call<RunView>("POST", `/api/v1/workflows/runs/${encodeURIComponent(id)}/retry`, request);
+  workflowStop = (id: string, request: StopRequest) =>
+    this.call<RunView>("POST", `/api/v1/workflows/runs/${encodeURIComponent(id)}/stop`, request);
   deskOrders = (id: string, order: string | null) =>
     this.call<OrderView[]>(
       "GET",
@@ -240,6 +276,16 @@ export class TauriTransport implements Transport {
   deskState = (id: string, request: StateRequest) => answer(commands.deskState(id, request));
   deskOrders = (id: string, order: string | null) => answer(commands.deskOrders(id, order));
   deskClose = (id: string, request: CloseRequest) => answer(commands.deskClose(id, request));
+  workflowShapes = () => answer(commands.workflowShapes());
+  workflowValidate = (source: SpecSource) => answer(commands.workflowValidate(source));
+  workflowStart = (run: NewRun) => answer(commands.workflowStart(run));
+  workflowRuns = () => answer(commands.workflowRuns());
+  workflowRun = (id: string) => answer(commands.workflowRun(id));
+  workflowHistory = (id: string) => answer(commands.workflowHistory(id));
+  workflowApprovals = () => answer(commands.workflowApprovals());
+  workflowDecide = (id: string, decision: Decision) => answer(commands.workflowDecide(id, decision));
+  workflowRetry = (id: string, request: RetryRequest) => answer(commands.workflowRetry(id, request));
+  workflowStop = (id: string, request: StopRequest) => answer(commands.workflowStop(id, request));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

@@ -102,6 +102,8 @@ pub async fn run_once(cfg: &WorkflowBenchConfig) -> Result<WorkflowBenchRun, Ben
                 spec: Value::String(SPEC.into()),
                 inputs,
                 tenant: None,
+                definition: None,
+                version: None,
             },
             "bench",
         )

@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use oshal_core::api::client::Client;
 use oshal_core::api::routes as r;
-use oshal_core::workflow::{Decision, NewRun, RetryRequest, SpecSource, StopRequest};
+use oshal_core::workflow::{
+    Decision, DefinitionQuery, NewDefinition, NewRun, RetryRequest, SpecSource, StopRequest,
+};
 use serde_json::Value;
 
 use crate::args::{ActionArgs, json, print};
@@ -20,12 +22,45 @@ pub type Args = ActionArgs<Action>;
 pub enum Action {
     /// Check a spec file without running it.
     Validate { file: std::path::PathBuf },
-    /// Start a run of a spec file.
+    /// Start a run of a spec file, or of a published definition.
     Run {
-        file: std::path::PathBuf,
+        /// The spec; leave it out with `--definition`.
+        #[arg(required_unless_present = "definition", conflicts_with = "definition")]
+        file: Option<std::path::PathBuf>,
+        /// A published definition's name.
+        #[arg(long)]
+        definition: Option<String>,
+        /// Its version; the latest if absent.
+        #[arg(long, requires = "definition")]
+        version: Option<u32>,
         /// An input, `name=value` (the value as JSON if it parses); repeat.
         #[arg(long = "input", value_name = "NAME=VALUE")]
         inputs: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The shapes Oshal ships (video, support ticket): each one's inputs,
+    /// nodes and spec, to run as they are or to start from.
+    Shapes,
+    /// Publish a spec file as the next version of its name (shows its diff).
+    Publish {
+        file: std::path::PathBuf,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Compare a spec file with the latest published version of its name.
+    Compare {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The latest version of each published definition.
+    Definitions,
+    /// Every version of one definition, newest first, with its diff.
+    Definition {
+        name: String,
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -114,15 +149,56 @@ impl Action {
             }
             Self::Run {
                 file,
+                definition,
+                version,
                 inputs,
                 tenant,
             } => {
                 let new = NewRun {
-                    spec: spec_of(&file)?,
+                    spec: match &file {
+                        Some(f) => spec_of(f)?,
+                        None => Value::Null,
+                    },
                     inputs: inputs_of(&inputs)?,
                     tenant,
+                    definition,
+                    version,
                 };
                 json(client.request::<r::StartRun>((), None, Some(&new)).await)
+            }
+            Self::Shapes => json(client.request::<r::ListShapes>((), None, None).await),
+            Self::Publish { file, note, tenant } => {
+                let new = NewDefinition {
+                    spec: spec_of(&file)?,
+                    note,
+                    tenant,
+                };
+                json(
+                    client
+                        .request::<r::PublishDefinition>((), None, Some(&new))
+                        .await,
+                )
+            }
+            Self::Compare { file, tenant } => {
+                let new = NewDefinition {
+                    spec: spec_of(&file)?,
+                    note: String::new(),
+                    tenant,
+                };
+                json(
+                    client
+                        .request::<r::CompareDefinition>((), None, Some(&new))
+                        .await,
+                )
+            }
+            Self::Definitions => json(client.request::<r::ListDefinitions>((), None, None).await),
+            Self::Definition { name, tenant } => {
+                let q = DefinitionQuery { tenant };
+                json(
+                    client
+                        .request::<r::GetDefinition>(id(name), Some(&q), None)
+                        .await,
+                )
             }
             Self::Runs => json(client.request::<r::ListRuns>((), None, None).await),
             Self::Show { id: run } => json(client.request::<r::GetRun>(id(run), None, None).await),

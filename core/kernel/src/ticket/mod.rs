@@ -11,11 +11,14 @@
 //! be walked back to what caused it.
 
 mod id;
+mod media;
 mod signal;
 pub mod state;
 
 pub use id::{BotId, ModelId, Skill, TenantId, TicketId};
 pub use id::{NAME_MAX, NAME_PATTERN, check_name};
+pub use media::{MAX_CONCAT_INPUTS, MAX_MEDIA_SPAN_MS, MediaPayload, VideoCodec};
+pub use media::{is_artifact_id, is_media_name};
 pub use signal::{MAX_SIGNAL_QUOTES, SignalPayload};
 pub use state::{LifecycleEdge, TicketState, TransitionKind, lifecycle};
 
@@ -105,16 +108,18 @@ pub enum Work {
     Chat(ChatPayload),
     Tool(ToolPayload),
     Signal(SignalPayload),
+    Media(MediaPayload),
 }
 
 impl Work {
-    pub const KINDS: &'static [&'static str] = &["chat", "tool", "signal"];
+    pub const KINDS: &'static [&'static str] = &["chat", "tool", "signal", "media"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             Work::Chat(_) => "chat",
             Work::Tool(_) => "tool",
             Work::Signal(_) => "signal",
+            Work::Media(_) => "media",
         }
     }
 
@@ -199,6 +204,14 @@ impl Work {
                 signal.check()?;
                 Ok(Work::Signal(signal))
             }
+            "media" => {
+                let media: MediaPayload = serde_json::from_value(payload).map_err(|e| TicketError::Invalid {
+                    field: "payload",
+                    reason: format!("not a media payload ({e}); expected {{\"op\": \"ingest\" | \"probe\" | \"transcode\" | \"concat\" | \"check\" | \"publish\", …}}"),
+                })?;
+                media.check()?;
+                Ok(Work::Media(media))
+            }
             other => Err(TicketError::Invalid {
                 field: "kind",
                 reason: format!(
@@ -214,18 +227,20 @@ impl Work {
             Work::Chat(c) => serde_json::to_value(c).unwrap_or(serde_json::Value::Null),
             Work::Tool(t) => serde_json::to_value(t).unwrap_or(serde_json::Value::Null),
             Work::Signal(s) => serde_json::to_value(s).unwrap_or(serde_json::Value::Null),
+            Work::Media(m) => serde_json::to_value(m).unwrap_or(serde_json::Value::Null),
         }
     }
 }
 
-/// The contract's `payload`: a [`ChatPayload`] or a [`ToolPayload`], as
-/// `kind` says (both join the contract's components by name).
+/// The contract's `payload`: one of the kinds' payloads, as `kind` says
+/// (each joins the contract's components by name).
 fn payload_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     use utoipa::ToSchema;
     utoipa::openapi::schema::OneOfBuilder::new()
         .item(utoipa::openapi::Ref::from_schema_name(ChatPayload::name()))
         .item(utoipa::openapi::Ref::from_schema_name(ToolPayload::name()))
         .item(utoipa::openapi::Ref::from_schema_name(SignalPayload::name()))
+        .item(utoipa::openapi::Ref::from_schema_name(MediaPayload::name()))
         .into()
 }
 
@@ -233,9 +248,9 @@ fn payload_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
-    /// `chat`, `tool` or `signal`; `payload` is then a `ChatPayload`, a
-    /// `ToolPayload` or a `SignalPayload`.
-    #[schema(pattern = "^(chat|tool|signal)$")]
+    /// `chat`, `tool`, `signal` or `media`; `payload` is then a
+    /// `ChatPayload`, a `ToolPayload`, a `SignalPayload` or a `MediaPayload`.
+    #[schema(pattern = "^(chat|tool|signal|media)$")]
     pub kind: String,
     #[specta(type = specta_typescript::Unknown)]
     #[schema(schema_with = payload_schema)]

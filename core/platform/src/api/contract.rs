@@ -147,6 +147,10 @@ named!(
     crate::workflow::RetryRequest,
     crate::workflow::StopRequest,
     crate::workflow::PendingApproval,
+    crate::workflow::Shape,
+    crate::workflow::NewDefinition,
+    crate::workflow::DefinitionView,
+    crate::workflow::DefinitionDiff,
 );
 
 /// A query string as the contract shows it: its parameters.
@@ -176,7 +180,8 @@ query!(
     super::RevokeQuery,
     super::TrailQuery,
     super::FindingsQuery,
-    crate::trading::OrdersQuery
+    crate::trading::OrdersQuery,
+    crate::workflow::DefinitionQuery
 );
 
 /// The schema of a path's `{id}`, by the resource it names.
@@ -214,6 +219,11 @@ fn id_schema(route: &Route, defs: &mut Defs) -> RefOr<Schema> {
             .schema_type(Type::String)
             .pattern(Some("^ds-[0-9a-f]{12}$"))
             .into(),
+        // A workflow's name.
+        "definitions" => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[a-z][a-z0-9-]{0,63}$"))
+            .into(),
         other => panic!("{}: no schema for the id of {other:?}", route.name),
     }
 }
@@ -235,7 +245,7 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
     }
     if route.params() > 0
         || route.path.starts_with("/api/v1/security/")
-        || route.name == "RevokeGrantByQuery"
+        || matches!(route.name, "RevokeGrantByQuery" | "StartRun")
     {
         out.push((404, "No such resource (kind `not_found`)."));
     }
@@ -474,6 +484,7 @@ pub fn openapi() -> OpenApi {
     defs.named::<crate::ticket::ChatPayload>();
     defs.named::<crate::ticket::ToolPayload>();
     defs.named::<crate::ticket::SignalPayload>();
+    defs.named::<crate::ticket::MediaPayload>();
     let mut paths = Paths::new();
     for (route, op) in r::operations(&mut defs) {
         let method = match route.verb {

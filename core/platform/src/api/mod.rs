@@ -389,10 +389,10 @@ pub struct TicketFilter {
     #[schema(value_type = Option<crate::ticket::BotId>)]
     #[param(value_type = Option<crate::ticket::BotId>)]
     pub bot: Option<String>,
-    /// A kind of work: `chat`, `tool` or `signal`.
+    /// A kind of work: `chat`, `tool`, `signal` or `media`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^(chat|tool|signal)$")]
-    #[param(value_type = Option<String>, pattern = "^(chat|tool|signal)$")]
+    #[schema(value_type = Option<String>, pattern = "^(chat|tool|signal|media)$")]
+    #[param(value_type = Option<String>, pattern = "^(chat|tool|signal|media)$")]
     pub kind: Option<String>,
     /// `next_cursor` of the previous page (not in a bulk filter).
     #[serde(default)]

@@ -356,6 +356,17 @@ routes! {
     StopRun = Post "/api/v1/workflows/runs/{id}/stop" Bearer Write, args: Id, query: (), body: crate::workflow::StopRequest => crate::workflow::RunView;
     /// Approvals waiting for a decision, soonest deadline first.
     ListApprovals = Get "/api/v1/workflows/approvals" Bearer Read, args: (), query: (), body: () => Vec<crate::workflow::PendingApproval>;
+    /// Publish a spec as the next version of its name (201; `created`
+    /// false if the latest version has its hash), with its diff.
+    PublishDefinition = Post "/api/v1/workflows/definitions" Bearer Write, args: (), query: (), body: crate::workflow::NewDefinition => crate::workflow::DefinitionView, 201;
+    /// The latest version of each published definition.
+    ListDefinitions = Get "/api/v1/workflows/definitions" Bearer Read, args: (), query: (), body: () => Vec<crate::workflow::DefinitionView>;
+    /// Every version of one definition, newest first, each with its diff.
+    GetDefinition = Get "/api/v1/workflows/definitions/{id}" Bearer Read, args: Id, query: crate::workflow::DefinitionQuery, body: () => Vec<crate::workflow::DefinitionView>;
+    /// Compare a candidate spec with the latest version of its name.
+    CompareDefinition = Post "/api/v1/workflows/definitions/compare" Bearer Read, args: (), query: (), body: crate::workflow::NewDefinition => crate::workflow::DefinitionDiff;
+    /// The shapes Oshal ships (video, support ticket), each checked here.
+    ListShapes = Get "/api/v1/workflows/shapes" Bearer Read, args: (), query: (), body: () => Vec<crate::workflow::Shape>;
 
     Metrics = Get "/metrics" Bearer Read, args: (), query: (), body: () => String;
 }

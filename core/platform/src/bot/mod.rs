@@ -4,7 +4,8 @@
 //! the call at once if the ticket is cancelled; a `tool` ticket first calls
 //! one connector operation through the gate, runtime and broker, and never
 //! sees a credential; a `signal` ticket first runs a trading strategy,
-//! [`signal`]), and reports `Started` and
+//! [`signal`]; a `media` ticket runs `ffmpeg` on artifacts and calls no
+//! model, [`media`]), and reports `Started`, `Progress` (media work) and
 //! `Finished` to the controller with the model's usage. A bot never prices its
 //! work, never writes to the store and never acknowledges its own lane: the
 //! controller acks an entry only after the result is durable, so a bot that
@@ -12,6 +13,7 @@
 //! restarts a bot that panicked, and the new incarnation claims what the old
 //! one held.
 
+pub mod media;
 pub mod node;
 pub mod signal;
 
@@ -45,6 +47,8 @@ pub struct BotSpec {
     /// Where `tool` tickets' calls run: this process's connector runtime,
     /// or (on a fleet node) the controller's. `None`: such tickets fail.
     pub tools: Option<crate::connector::Tools>,
+    /// Where `media` tickets' artifacts are. `None`: such tickets fail.
+    pub media: Option<Arc<media::MediaStore>>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -72,6 +76,17 @@ pub enum BotReport {
         bot: BotId,
         ticket: TicketId,
         attempt: u32,
+        at_ms: UnixMs,
+    },
+    /// How far a running attempt is (media work): a heartbeat, with a
+    /// figure 0..=100 when the work knows one. Advice only: never stored
+    /// on the ticket, dropped when the way to the controller is full.
+    Progress {
+        bot: BotId,
+        ticket: TicketId,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        progress: Option<u8>,
         at_ms: UnixMs,
     },
     Finished {
@@ -185,6 +200,7 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
                     run_tool(cx, payload, (tenant, ticket, attempt), &token).await
                 }
                 Work::Signal(payload) => signal::run(cx, payload).await,
+                Work::Media(payload) => media::run(cx, payload, (ticket, attempt), &token).await,
             }
         };
         tokio::select! {

@@ -55,6 +55,9 @@ pub struct NodeConfig {
     pub bots: usize,
     pub skills: Vec<Skill>,
     pub model: Arc<dyn Model>,
+    /// Where `media` tickets' artifacts are; a fleet's nodes share one
+    /// (a shared volume) so a step finds what another node made.
+    pub media: Option<Arc<super::media::MediaStore>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +128,7 @@ pub async fn run_node(
                 skills: config.skills.clone(),
                 model: config.model.clone(),
                 tools: tools.clone(),
+                media: config.media.clone(),
             },
             lane,
             reports: reports_tx.clone(),
@@ -266,7 +270,10 @@ async fn forward_reports(
 /// bots are gone (their channel closed), so nothing is held back at shutdown.
 async fn linger_for_finishes(rx: &mut mpsc::Receiver<BotReport>, batch: &mut Vec<BotReport>) {
     let deadline = tokio::time::Instant::now() + START_LINGER;
-    while batch.iter().all(|r| matches!(r, BotReport::Started { .. })) {
+    while batch
+        .iter()
+        .all(|r| !matches!(r, BotReport::Finished { .. }))
+    {
         match tokio::time::timeout_at(deadline, rx.recv_many(batch, REPORTS_PER_TRIP)).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
@@ -274,9 +281,10 @@ async fn linger_for_finishes(rx: &mut mpsc::Receiver<BotReport>, batch: &mut Vec
     }
 }
 
-/// Drops each start report whose attempt's finish report travels in the same
-/// batch: the finish carries the start time, and the controller records
-/// `running` from it, so one results entry per attempt goes instead of two.
+/// Drops each start (and progress) report whose attempt's finish report
+/// travels in the same batch: the finish carries the start time, and the
+/// controller records `running` from it, so one results entry per attempt
+/// goes instead of two.
 fn drop_shown_starts(batch: &mut Vec<BotReport>) {
     let finished: std::collections::HashSet<(TicketId, u32)> = batch
         .iter()
@@ -284,7 +292,7 @@ fn drop_shown_starts(batch: &mut Vec<BotReport>) {
             BotReport::Finished {
                 ticket, attempt, ..
             } => Some((*ticket, *attempt)),
-            BotReport::Started { .. } => None,
+            BotReport::Started { .. } | BotReport::Progress { .. } => None,
         })
         .collect();
     if finished.is_empty() {
@@ -292,6 +300,9 @@ fn drop_shown_starts(batch: &mut Vec<BotReport>) {
     }
     batch.retain(|r| match r {
         BotReport::Started {
+            ticket, attempt, ..
+        }
+        | BotReport::Progress {
             ticket, attempt, ..
         } => !finished.contains(&(*ticket, *attempt)),
         BotReport::Finished { .. } => true,

@@ -316,7 +316,7 @@ pub(crate) async fn spawn_results_reader(
                 // durable (its receipt goes back through the scheduler).
                 match &mut report {
                     BotReport::Finished { receipt, .. } => *receipt = Some(id),
-                    BotReport::Started { .. } => ack_now.push(e.id),
+                    BotReport::Started { .. } | BotReport::Progress { .. } => ack_now.push(e.id),
                 }
                 if reports.send(report).await.is_err() {
                     return;

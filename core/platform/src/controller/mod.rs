@@ -139,6 +139,8 @@ pub struct LocalPool {
     /// The connector runtime for `tool` tickets; a cancel also revokes the
     /// ticket's tool tokens.
     pub tools: Option<crate::connector::Connectors>,
+    /// Where `media` tickets' artifacts are; `None`: such tickets fail.
+    pub media: Option<Arc<crate::bot::media::MediaStore>>,
 }
 
 impl LocalPool {
@@ -150,6 +152,7 @@ impl LocalPool {
             skills: crate::ticket::Work::default_skills(),
             model: Arc::new(crate::model::builtin::BuiltinModel::new()),
             tools: None,
+            media: None,
         }
     }
 }
@@ -216,6 +219,7 @@ impl Controller {
                 skills: pool.skills.clone(),
                 model: pool.model.clone(),
                 tools: pool.tools.clone().map(crate::connector::Tools::Local),
+                media: pool.media.clone(),
             };
             bots.push(BotHandle {
                 id,
@@ -389,6 +393,7 @@ impl Controller {
             stats.clone(),
             inbox.clone(),
             receipt_sink,
+            events.clone(),
         )
         .await?;
         tasks.push(tokio::spawn(state.run(inbox_rx, reports, shutdown.clone())));

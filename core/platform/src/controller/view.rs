@@ -5,9 +5,10 @@
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
+use crate::clock::UnixMs;
 use crate::cost::LedgerEntry;
 use crate::lane::LaneStats;
-use crate::ticket::{BotId, ModelId, Skill, Transition};
+use crate::ticket::{BotId, ModelId, Skill, TenantId, TicketId, Transition};
 
 /// The one event stream every surface follows (Tauri events in the app,
 /// WebSocket in the browser). High-rate feeds travel as batches: one event
@@ -19,6 +20,16 @@ pub enum CoreEvent {
     TicketsTransitioned { transitions: Vec<Transition> },
     /// Ledger rows that just became durable.
     CostCaptured { entries: Vec<LedgerEntry> },
+    /// How far a running attempt is, as its bot reports (media work): a
+    /// heartbeat, with a figure 0..=100 when the work knows one. Not kept.
+    TicketProgress {
+        ticket: TicketId,
+        tenant: TenantId,
+        attempt: u32,
+        progress: Option<u8>,
+        #[specta(type = specta_typescript::Number)]
+        at_ms: UnixMs,
+    },
     /// Bots, their lanes and their load (about once a second).
     BotsUpdated { bots: Vec<BotView> },
     /// A subscriber fell behind and missed this many events (0 on a

@@ -17,6 +17,8 @@
 //! without a finished node run twice. An approval waiting survives a
 //! restart with its deadline.
 
+mod catalog;
+pub mod definitions;
 mod groups;
 mod handle;
 mod runner;
@@ -35,6 +37,8 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::{Controller, ControllerError};
 use crate::store::{JournalEntry, StoreError};
 use crate::ticket::{TenantId, TicketId, Work};
+pub use catalog::{Shape, ShapeInput, shapes};
+pub use definitions::{DefinitionDiff, DefinitionQuery, DefinitionView, NewDefinition, SpecChange};
 pub use view::{
     ApprovalView, Decision, HistoryEntry, NewRun, NodeOutline, NodeView, PendingApproval,
     RetryRequest, RunSummary, RunView, SpecIssue, SpecSource, StopRequest, UnitView, Validation,
@@ -108,9 +112,9 @@ impl Registry for Kinds {
         }
     }
 
-    fn heartbeats(&self) -> bool {
-        // No bot reports progress while it works yet.
-        false
+    fn heartbeats(&self, task: &TaskSpec) -> bool {
+        // Only media work reports progress while it runs.
+        task.kind == "media"
     }
 
     fn check_approvers(&self, names: &[String], at: &str) -> Vec<SpecError> {
@@ -176,6 +180,8 @@ struct Inner {
     memo: Mutex<HashMap<(TenantId, String), (Value, String)>>,
     /// Concurrency groups by tenant and name: who runs, who waits.
     groups: Mutex<HashMap<(TenantId, String), groups::Slot>>,
+    /// Published definitions, by tenant and name.
+    definitions: definitions::Definitions,
     cancel: CancellationToken,
 }
 
@@ -191,12 +197,14 @@ impl Workflows {
     /// not ended go on. A run whose history does not read is logged and
     /// left out; it keeps no other from starting.
     pub async fn start(controller: Controller) -> Result<Workflows, WorkflowError> {
+        let definitions = definitions::Definitions::load(controller.store().as_ref()).await?;
         let workflows = Workflows {
             inner: Arc::new(Inner {
                 controller: controller.clone(),
                 runs: RwLock::new(BTreeMap::new()),
                 memo: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
+                definitions,
                 cancel: CancellationToken::new(),
             }),
         };
@@ -301,9 +309,34 @@ impl Workflows {
         }
     }
 
-    /// Starts a run of `new.spec`, pinned to its hash.
+    /// Starts a run of `new.spec`, or of a published definition's version,
+    /// pinned to its hash.
     pub async fn start_run(&self, new: NewRun, by: &str) -> Result<RunView, WorkflowError> {
-        let workflow = Arc::new(read_spec(&new.spec).map_err(WorkflowError::Spec)?);
+        let source = match (&new.definition, new.spec.is_null()) {
+            (None, false) => new.spec.clone(),
+            (Some(name), true) => {
+                let tenant = self
+                    .inner
+                    .controller
+                    .known_tenant(new.tenant.as_deref())
+                    .await?;
+                let (spec, _) = self.inner.definitions.spec(&tenant, name, new.version)?;
+                serde_json::to_value(spec).expect("a spec serializes")
+            }
+            (Some(_), false) => {
+                return Err(WorkflowError::Invalid {
+                    field: "definition".into(),
+                    reason: "give a spec or a published definition's name, not both".into(),
+                });
+            }
+            (None, true) => {
+                return Err(WorkflowError::Invalid {
+                    field: "spec".into(),
+                    reason: "give a spec, or a published definition's name".into(),
+                });
+            }
+        };
+        let workflow = Arc::new(read_spec(&source).map_err(WorkflowError::Spec)?);
         let inputs = workflow
             .inputs(&new.inputs)
             .map_err(|e| WorkflowError::Spec(vec![e.into()]))?;
@@ -349,6 +382,57 @@ impl Workflows {
         self.insert(handle.clone());
         self.drive(handle);
         Ok(view)
+    }
+
+    /// Publishes a spec as the next version of its name (nothing new if
+    /// the latest version has its hash).
+    pub async fn publish(
+        &self,
+        new: NewDefinition,
+        by: &str,
+    ) -> Result<DefinitionView, WorkflowError> {
+        let tenant = self
+            .inner
+            .controller
+            .known_tenant(new.tenant.as_deref())
+            .await?;
+        let now = self.inner.controller.clock().now_ms();
+        self.inner
+            .definitions
+            .publish(
+                self.inner.controller.store().as_ref(),
+                &tenant,
+                &new,
+                by,
+                now,
+            )
+            .await
+    }
+
+    /// The latest version of each definition `only` may see.
+    pub fn definitions(&self, only: Option<&TenantId>) -> Vec<DefinitionView> {
+        self.inner.definitions.latest(only)
+    }
+
+    /// Every version of a definition, newest first.
+    pub async fn definition(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<Vec<DefinitionView>, WorkflowError> {
+        let tenant = self.inner.controller.known_tenant(tenant).await?;
+        self.inner.definitions.versions(&tenant, name)
+    }
+
+    /// A candidate spec compared with the latest version of its name.
+    pub async fn compare(&self, source: &NewDefinition) -> Result<DefinitionDiff, WorkflowError> {
+        definitions::check_note(source)?;
+        let tenant = self
+            .inner
+            .controller
+            .known_tenant(source.tenant.as_deref())
+            .await?;
+        Ok(self.inner.definitions.compare(&tenant, &source.spec))
     }
 
     fn live_count(&self) -> usize {
@@ -638,5 +722,7 @@ pub fn parse_stop(how: &str) -> Option<Stop> {
     serde_json::from_value(Value::String(how.to_owned())).ok()
 }
 
+#[cfg(test)]
+mod shapes;
 #[cfg(test)]
 mod tests;

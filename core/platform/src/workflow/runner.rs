@@ -30,6 +30,24 @@ const POLL: Duration = Duration::from_secs(2);
 const POLL_SAMPLE: usize = 256;
 /// How many ended tickets are read from the store at once.
 const READS_AT_ONCE: usize = 8;
+/// What a succeeded ticket gives its unit as output: a `media` step's
+/// answer (its artifact, its probe), which is JSON; else the ticket's
+/// result (`{"text", "model", "usage", …}`).
+fn output_of(view: &TicketView) -> Value {
+    let result = view.result.clone().unwrap_or(Value::Null);
+    if view.kind == "media"
+        && let Some(answer) = result
+            .get("text")
+            .and_then(Value::as_str)
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+    {
+        return answer;
+    }
+    result
+}
+
+/// The fewest milliseconds between two heartbeats a unit's history keeps.
+const BEAT_EVERY_MS: i64 = 1_000;
 /// The shortest wait between two turns that nothing prompted.
 const MIN_WAIT: Duration = Duration::from_millis(5);
 
@@ -182,6 +200,11 @@ impl Runner {
                             .collect();
                         if let Err(e) = self.observe(mine).await {
                             tracing::warn!(run = %self.handle.id, error = %e, "a ticket's news could not be recorded");
+                        }
+                    }
+                    Ok(CoreEvent::TicketProgress { ticket, progress, at_ms, .. }) => {
+                        if let Err(e) = self.beat(ticket, progress, at_ms).await {
+                            tracing::warn!(run = %self.handle.id, error = %e, "a heartbeat could not be recorded");
                         }
                     }
                     Ok(_) => {}
@@ -504,7 +527,8 @@ impl Runner {
                         && started.insert(ticket.clone())
                 }
                 Event::NodeSucceeded { unit, attempt, .. }
-                | Event::NodeFailed { unit, attempt, .. } => live.run.in_flight(unit, *attempt),
+                | Event::NodeFailed { unit, attempt, .. }
+                | Event::NodeHeartbeat { unit, attempt, .. } => live.run.in_flight(unit, *attempt),
                 _ => true,
             })
             .map(fit_history)
@@ -557,6 +581,38 @@ impl Runner {
             events.extend(self.outcome(&view?, unit, attempt));
         }
         self.record(events).await
+    }
+
+    /// Records a unit's heartbeat (its ticket's progress report), at most
+    /// one per unit per [`BEAT_EVERY_MS`] unless it tells of the end: the
+    /// history keeps what a heartbeat timeout needs after a restart
+    /// without a write per report.
+    async fn beat(
+        &mut self,
+        ticket: TicketId,
+        progress: Option<u8>,
+        at: i64,
+    ) -> Result<(), WorkflowError> {
+        let Some((unit, attempt)) = self.tickets.get(&ticket).cloned() else {
+            return Ok(());
+        };
+        let due = self.handle.with_run(|r| {
+            r.unit(&unit).is_some_and(|u| {
+                u.attempt == attempt
+                    && (progress == Some(100)
+                        || u.heartbeat_at.is_none_or(|last| at - last >= BEAT_EVERY_MS))
+            })
+        });
+        if !due.await {
+            return Ok(());
+        }
+        self.record(vec![Event::NodeHeartbeat {
+            unit,
+            attempt,
+            progress,
+            at,
+        }])
+        .await
     }
 
     /// Reads tickets in flight again (at most `limit`, the ones after the
@@ -636,7 +692,7 @@ impl Runner {
         });
         let end = match view.state {
             TicketState::Succeeded => {
-                let output = view.result.clone().unwrap_or(Value::Null);
+                let output = output_of(view);
                 let size = output.to_string().len();
                 if size > MAX_OUTPUT_BYTES {
                     Event::NodeFailed {

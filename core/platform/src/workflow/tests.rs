@@ -110,6 +110,8 @@ async fn a_fan_out_runs_on_the_bots_and_its_history_is_the_run() {
                 spec: json!(FAN),
                 inputs: Default::default(),
                 tenant: None,
+                definition: None,
+                version: None,
             },
             "operator",
         )
@@ -151,6 +153,8 @@ async fn a_fan_out_runs_on_the_bots_and_its_history_is_the_run() {
                 spec: json!(FAN),
                 inputs: Default::default(),
                 tenant: None,
+                definition: None,
+                version: None,
             },
             "operator",
         )
@@ -209,6 +213,8 @@ async fn an_approval_survives_a_restart_and_takes_only_its_approvers_and_schema(
                 spec: json!(GATED),
                 inputs: Default::default(),
                 tenant: None,
+                definition: None,
+                version: None,
             },
             "operator",
         )
@@ -313,6 +319,8 @@ async fn a_refused_spec_names_its_path_and_a_failed_node_retries_alone() {
                 spec: json!(bad),
                 inputs: Default::default(),
                 tenant: None,
+                definition: None,
+                version: None,
             },
             "operator",
         )
@@ -351,6 +359,8 @@ nodes:
                 spec: json!(failing),
                 inputs: Default::default(),
                 tenant: None,
+                definition: None,
+                version: None,
             },
             "operator",
         )
@@ -417,6 +427,8 @@ async fn a_stop_cancels_what_waits_and_ends_the_run() {
                 spec: json!(GATED),
                 inputs: Default::default(),
                 tenant: None,
+                definition: None,
+                version: None,
             },
             "operator",
         )
@@ -482,6 +494,8 @@ nodes:
                 spec: json!(spec),
                 inputs: Default::default(),
                 tenant: None,
+                definition: None,
+                version: None,
             },
             "operator",
         )
@@ -569,6 +583,8 @@ async fn a_concurrency_group_runs_one_keeps_one_waiting_and_supersedes_the_rest(
                     spec: json!(spec),
                     inputs,
                     tenant: None,
+                    definition: None,
+                    version: None,
                 },
                 "operator",
             )
@@ -674,6 +690,8 @@ async fn a_concurrency_group_runs_one_keeps_one_waiting_and_supersedes_the_rest(
                 spec: json!(GROUPED),
                 inputs,
                 tenant: None,
+                definition: None,
+                version: None,
             },
             "operator",
         )

@@ -12,7 +12,7 @@ use crate::clock::UnixMs;
 use crate::ticket::TenantId;
 
 /// The contract's `spec`: a `WorkflowSpec` object, or its JSON or YAML text.
-fn spec_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+pub(super) fn spec_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type as T};
     OneOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(T::Object))
@@ -38,10 +38,20 @@ pub struct SpecSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRun {
-    /// A `WorkflowSpec` object, or its JSON or YAML text.
+    /// A `WorkflowSpec` object, or its JSON or YAML text; or leave it out
+    /// and name a published `definition`.
+    #[serde(default)]
     #[specta(type = specta_typescript::Unknown)]
     #[schema(schema_with = spec_schema)]
     pub spec: serde_json::Value,
+    /// A published definition's name, run instead of `spec`.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
+    pub definition: Option<String>,
+    /// Its version; the latest if absent.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub version: Option<u32>,
     /// The run's inputs by name; each not given takes its default.
     #[serde(default)]
     #[specta(type = specta_typescript::Unknown)]
@@ -184,7 +194,7 @@ pub struct NodeView {
 pub struct UnitView {
     pub name: String,
     #[specta(type = Option<specta_typescript::Unknown>)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub item: Option<serde_json::Value>,
     #[schema(value_type = String)]
     #[specta(type = String)]
@@ -209,7 +219,7 @@ pub struct UnitView {
     pub input_hash: Option<String>,
     pub output_hash: Option<String>,
     #[specta(type = Option<specta_typescript::Unknown>)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub output: Option<serde_json::Value>,
     /// The last attempt's failure: its type (what a retry policy names) and why.
     pub error_type: Option<String>,

@@ -104,6 +104,7 @@ fn fenced(event: CoreEvent, who: &Principal) -> Option<CoreEvent> {
             entries.retain(|e| &e.tenant == own);
             (!entries.is_empty()).then_some(CoreEvent::CostCaptured { entries })
         }
+        CoreEvent::TicketProgress { ref tenant, .. } => (tenant == own).then_some(event),
         CoreEvent::BotsUpdated { .. } => None,
         // How many events the socket missed counts every tenant's: a
         // tenant hears that it must resync, not how busy the others are.

@@ -243,6 +243,11 @@ fn mount() -> Mount {
     .at::<RetryRun, _, _>(workflows::retry)
     .at::<StopRun, _, _>(workflows::stop)
     .at::<ListApprovals, _, _>(workflows::approvals)
+    .at::<ListShapes, _, _>(workflows::shapes)
+    .at::<PublishDefinition, _, _>(workflows::publish)
+    .at::<ListDefinitions, _, _>(workflows::definitions)
+    .at::<GetDefinition, _, _>(workflows::definition)
+    .at::<CompareDefinition, _, _>(workflows::compare)
 }
 
 fn routes(state: AppState) -> Router {

@@ -10,13 +10,14 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::body::json_body;
-use super::extract::PathId;
+use super::extract::{Params, PathId};
 use super::{ApiResult, AppState, actor};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
 use crate::workflow::{
-    Decision, HistoryEntry, NewRun, PendingApproval, RetryRequest, RunSummary, RunView, SpecSource,
-    StopRequest, Validation, Workflows,
+    Decision, DefinitionDiff, DefinitionQuery, DefinitionView, HistoryEntry, NewDefinition, NewRun,
+    PendingApproval, RetryRequest, RunSummary, RunView, Shape, SpecSource, StopRequest, Validation,
+    Workflows,
 };
 
 fn runs(state: &AppState) -> ApiResult<&Workflows> {
@@ -68,7 +69,9 @@ pub(super) async fn start(
     body: Body,
 ) -> ApiResult<Response> {
     let mut new: NewRun = json_body(&headers, body).await?;
-    check_source(&new.spec)?;
+    if !new.spec.is_null() {
+        check_source(&new.spec)?;
+    }
     new.tenant = who.fence(new.tenant.as_deref(), "tenant")?;
     let view = runs(&state)?.start_run(new, &actor(&who)).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -79,6 +82,60 @@ pub(super) async fn list(
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Json<Vec<RunSummary>>> {
     Ok(Json(runs(&state)?.list(who.only())))
+}
+
+pub(super) async fn publish(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let mut new: NewDefinition = json_body(&headers, body).await?;
+    check_source(&new.spec)?;
+    new.tenant = who.fence(new.tenant.as_deref(), "tenant")?;
+    let view = runs(&state)?.publish(new, &actor(&who)).await?;
+    let status = if view.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+pub(super) async fn definitions(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Vec<DefinitionView>>> {
+    Ok(Json(runs(&state)?.definitions(who.only())))
+}
+
+pub(super) async fn definition(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(name): PathId,
+    Params(q): Params<DefinitionQuery>,
+) -> ApiResult<Json<Vec<DefinitionView>>> {
+    let tenant = who.fence(q.tenant.as_deref(), "tenant")?;
+    Ok(Json(
+        runs(&state)?.definition(&name, tenant.as_deref()).await?,
+    ))
+}
+
+pub(super) async fn compare(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<DefinitionDiff>> {
+    let mut new: NewDefinition = json_body(&headers, body).await?;
+    check_source(&new.spec)?;
+    new.tenant = who.fence(new.tenant.as_deref(), "tenant")?;
+    Ok(Json(runs(&state)?.compare(&new).await?))
+}
+
+pub(super) async fn shapes(State(state): State<AppState>) -> ApiResult<Json<Vec<Shape>>> {
+    runs(&state)?;
+    Ok(Json(crate::workflow::shapes()))
 }
 
 pub(super) async fn run(

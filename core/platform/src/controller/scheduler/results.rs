@@ -37,6 +37,34 @@ impl Scheduler {
                 }
                 self.live.insert(ticket, t);
             }
+            BotReport::Progress {
+                ticket,
+                attempt,
+                progress,
+                at_ms,
+                ..
+            } => {
+                let Some(mut t) = self.live.remove(&ticket) else {
+                    return;
+                };
+                if t.attempts == attempt {
+                    // A progress report read before its start report
+                    // shows the start all the same.
+                    self.mark_started(&mut t, at_ms);
+                    if t.state == TicketState::Running && self.events.receiver_count() > 0 {
+                        let _ = self
+                            .events
+                            .send(crate::controller::CoreEvent::TicketProgress {
+                                ticket,
+                                tenant: t.tenant.clone(),
+                                attempt,
+                                progress: progress.map(|p| p.min(100)),
+                                at_ms,
+                            });
+                    }
+                }
+                self.live.insert(ticket, t);
+            }
             BotReport::Finished {
                 bot,
                 entry,

@@ -66,6 +66,8 @@ pub(crate) struct Scheduler {
     pub(super) receipt_sink: Option<mpsc::UnboundedSender<Vec<EntryId>>>,
     /// The facade's view of the bots, updated as bots come and go.
     pub(super) shared_bots: SharedBots,
+    /// The surfaces' event stream, for what is never stored (progress).
+    pub(super) events: tokio::sync::broadcast::Sender<crate::controller::CoreEvent>,
 }
 
 impl Scheduler {
@@ -83,6 +85,7 @@ impl Scheduler {
         stats: Arc<Stats>,
         inbox: mpsc::UnboundedSender<Command>,
         receipt_sink: Option<mpsc::UnboundedSender<Vec<EntryId>>>,
+        events: tokio::sync::broadcast::Sender<crate::controller::CoreEvent>,
     ) -> Result<Self, ControllerError> {
         let bots: Vec<BotHandle> = shared_bots
             .read()
@@ -121,6 +124,7 @@ impl Scheduler {
             acker,
             receipt_sink,
             shared_bots,
+            events,
         };
         let now = s.clock.now_ms();
         let unfinished = store.unfinished().await?;

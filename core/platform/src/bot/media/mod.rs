@@ -1,0 +1,546 @@
+//! A `media` ticket: one step of media work (ingest, probe, transcode,
+//! concat, check, publish) done by `ffmpeg`/`ffprobe` on artifacts kept by
+//! content hash in the bot's [`MediaStore`].
+//!
+//! The tools are run directly (no shell), with an empty environment but
+//! `PATH`, and with arguments built from the payload's typed fields alone
+//! ([`ffmpeg`]); a payload names artifacts by hash and files by plain
+//! names, so nothing outside the media root can be read or written. An
+//! output is written to `tmp/` and moved into `artifacts/` under its hash
+//! only once whole, so a step killed halfway leaves no artifact, and the
+//! same input gives the same artifact. While a step runs, the bot reports
+//! its progress (`BotReport::Progress`), which a workflow keeps as a
+//! heartbeat. The result is JSON; no model is called, so a step costs
+//! nothing in the ledger.
+
+pub mod ffmpeg;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::{BotContext, BotReport, Outcome};
+use crate::cost::Usage;
+use crate::ticket::{MAX_CONCAT_INPUTS, MediaPayload, TicketId};
+
+/// The longest one tool runs before it is killed.
+const MAX_RUN: Duration = Duration::from_secs(30 * 60);
+/// The fewest milliseconds between two progress reports of one step.
+const REPORT_EVERY_MS: i64 = 500;
+/// The most of a tool's stderr kept for an error message.
+const MAX_STDERR: usize = 64 * 1024;
+/// The most of a probe's stdout read.
+const MAX_PROBE_OUTPUT: usize = 64 * 1024;
+
+/// A media root: `inbox/` (where files to ingest are put), `artifacts/`
+/// (outputs by content hash), `published/` and `tmp/`.
+#[derive(Debug)]
+pub struct MediaStore {
+    root: PathBuf,
+    scratch: AtomicU64,
+}
+
+impl MediaStore {
+    /// The store at `root`; its directories are made when first needed.
+    pub fn new(root: impl Into<PathBuf>) -> Arc<Self> {
+        Arc::new(Self {
+            root: root.into(),
+            scratch: AtomicU64::new(0),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn inbox(&self) -> PathBuf {
+        self.root.join("inbox")
+    }
+
+    pub fn published(&self) -> PathBuf {
+        self.root.join("published")
+    }
+
+    /// Where an artifact's bytes are: `artifacts/<hex>`. `id` is checked
+    /// at the edge (`sha256:` and 64 lowercase hex digits).
+    pub fn artifact(&self, id: &str) -> PathBuf {
+        self.root
+            .join("artifacts")
+            .join(id.strip_prefix("sha256:").unwrap_or(id))
+    }
+
+    /// A fresh file name in `tmp/`.
+    fn scratch(&self, ticket: TicketId, attempt: u32, ext: &str) -> PathBuf {
+        let n = self.scratch.fetch_add(1, Ordering::Relaxed);
+        self.root.join("tmp").join(format!(
+            "{ticket}-{attempt}-{}-{n}.{ext}",
+            std::process::id()
+        ))
+    }
+
+    /// Moves a whole file from `tmp/` into the store under its hash.
+    async fn keep(&self, tmp: &Path) -> Result<(String, u64), Failure> {
+        let path = tmp.to_owned();
+        let (hex, bytes) = tokio::task::spawn_blocking(move || hash_file(&path))
+            .await
+            .map_err(|e| Failure::retry(format!("hashing stopped: {e}")))?
+            .map_err(|e| Failure::retry(format!("cannot read the output: {e}")))?;
+        let id = format!("sha256:{hex}");
+        let to = self.artifact(&id);
+        make_dir(to.parent().expect("artifacts/ has a parent")).await?;
+        tokio::fs::rename(tmp, &to)
+            .await
+            .map_err(|e| Failure::retry(format!("cannot store the artifact: {e}")))?;
+        Ok((id, bytes))
+    }
+
+    /// The path of an artifact that must be there.
+    async fn existing(&self, id: &str) -> Result<PathBuf, Failure> {
+        let path = self.artifact(id);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(path),
+            _ => Err(Failure::fail(format!(
+                "artifact {id} is not in the media store at {}",
+                self.root.display()
+            ))),
+        }
+    }
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, bytes))
+}
+
+async fn make_dir(dir: &Path) -> Result<(), Failure> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| Failure::retry(format!("cannot make {}: {e}", dir.display())))
+}
+
+/// Why a step did not succeed.
+#[derive(Debug)]
+struct Failure {
+    error: String,
+    retryable: bool,
+}
+
+impl Failure {
+    fn fail(error: String) -> Self {
+        Self {
+            error,
+            retryable: false,
+        }
+    }
+
+    fn retry(error: String) -> Self {
+        Self {
+            error,
+            retryable: true,
+        }
+    }
+}
+
+/// How a step ended short of an answer.
+enum Stop {
+    Failed(Failure),
+    Cancelled,
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Self {
+        Stop::Failed(f)
+    }
+}
+
+/// Runs one `media` ticket.
+pub(super) async fn run(
+    cx: &BotContext,
+    payload: &MediaPayload,
+    (ticket, attempt): (TicketId, u32),
+    cancel: &CancellationToken,
+) -> Outcome {
+    let Some(store) = cx.spec.media.clone() else {
+        return Outcome::Failed {
+            error: format!(
+                "bot {} has no media root; media tickets run where one is configured",
+                cx.spec.id
+            ),
+            retryable: false,
+        };
+    };
+    let mut step = Step {
+        cx,
+        store: &store,
+        ticket,
+        attempt,
+        cancel,
+        last_report_ms: None,
+    };
+    step.report(Some(0));
+    let answer = step.run(payload).await;
+    match answer {
+        Ok(value) => Outcome::Succeeded {
+            text: value.to_string(),
+            usage: Usage::default(),
+            reported_model: None,
+        },
+        Err(Stop::Cancelled) => Outcome::Cancelled,
+        Err(Stop::Failed(f)) => Outcome::Failed {
+            error: format!("media {}: {}", payload.op(), f.error),
+            retryable: f.retryable,
+        },
+    }
+}
+
+/// One step in progress.
+struct Step<'a> {
+    cx: &'a BotContext,
+    store: &'a MediaStore,
+    ticket: TicketId,
+    attempt: u32,
+    cancel: &'a CancellationToken,
+    last_report_ms: Option<i64>,
+}
+
+impl Step<'_> {
+    /// Tells the controller how far the step is (at most every
+    /// [`REPORT_EVERY_MS`]; 100 always). A full report channel drops it:
+    /// progress is advice, the next one says more.
+    fn report(&mut self, progress: Option<u8>) {
+        let now = self.cx.clock.now_ms();
+        let recent = self
+            .last_report_ms
+            .is_some_and(|last| now - last < REPORT_EVERY_MS);
+        if progress != Some(100) && recent {
+            return;
+        }
+        self.last_report_ms = Some(now);
+        let _ = self.cx.reports.try_send(BotReport::Progress {
+            bot: self.cx.spec.id.clone(),
+            ticket: self.ticket,
+            attempt: self.attempt,
+            progress,
+            at_ms: now,
+        });
+    }
+
+    async fn run(&mut self, payload: &MediaPayload) -> Result<Value, Stop> {
+        match payload {
+            MediaPayload::Ingest { source } => {
+                let from = self.store.inbox().join(source);
+                if !tokio::fs::metadata(&from).await.is_ok_and(|m| m.is_file()) {
+                    return Err(Failure::fail(format!(
+                        "no file {source:?} in {}",
+                        self.store.inbox().display()
+                    ))
+                    .into());
+                }
+                let tmp = self.store.scratch(self.ticket, self.attempt, "in");
+                make_dir(tmp.parent().expect("tmp/ has a parent")).await?;
+                tokio::fs::copy(&from, &tmp)
+                    .await
+                    .map_err(|e| Failure::retry(format!("cannot copy {source:?}: {e}")))?;
+                let (artifact, bytes) = self.store.keep(&tmp).await?;
+                Ok(json!({ "artifact": artifact, "bytes": bytes }))
+            }
+            MediaPayload::Probe {
+                input,
+                segment_seconds,
+            } => {
+                let path = self.store.existing(input).await?;
+                let probe = self.probe(&path).await?;
+                let segments =
+                    ffmpeg::segments(probe.duration_ms, *segment_seconds, MAX_CONCAT_INPUTS);
+                let mut v = serde_json::to_value(&probe).unwrap_or(Value::Null);
+                v["segments"] = serde_json::to_value(segments).unwrap_or(Value::Null);
+                Ok(v)
+            }
+            MediaPayload::Transcode {
+                input,
+                start_ms,
+                duration_ms,
+                codec,
+                height,
+                crf,
+            } => {
+                let path = self.store.existing(input).await?;
+                let out = self.store.scratch(self.ticket, self.attempt, "mkv");
+                make_dir(out.parent().expect("tmp/ has a parent")).await?;
+                let args = ffmpeg::transcode_args(
+                    &path,
+                    (*start_ms, *duration_ms),
+                    *codec,
+                    *height,
+                    *crf,
+                    &out,
+                );
+                self.tool("ffmpeg", args, Some(*duration_ms), &out).await?;
+                self.kept(&out).await
+            }
+            MediaPayload::Concat { inputs } => {
+                let mut paths = Vec::with_capacity(inputs.len());
+                for i in inputs {
+                    paths.push(self.store.existing(i).await?);
+                }
+                let list = self.store.scratch(self.ticket, self.attempt, "txt");
+                make_dir(list.parent().expect("tmp/ has a parent")).await?;
+                let text =
+                    ffmpeg::concat_list(&paths.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+                tokio::fs::write(&list, text)
+                    .await
+                    .map_err(|e| Failure::retry(format!("cannot write the list: {e}")))?;
+                let out = self.store.scratch(self.ticket, self.attempt, "mp4");
+                let result = self
+                    .tool("ffmpeg", ffmpeg::concat_args(&list, &out), None, &out)
+                    .await;
+                let _ = tokio::fs::remove_file(&list).await;
+                result?;
+                self.kept(&out).await
+            }
+            MediaPayload::Check {
+                input,
+                reference,
+                duration_ms,
+                tolerance_ms,
+                min_ssim,
+            } => {
+                let path = self.store.existing(input).await?;
+                let probe = self.probe(&path).await?;
+                if let Some(want) = duration_ms {
+                    let tolerance = tolerance_ms.unwrap_or(100);
+                    if probe.duration_ms.abs_diff(*want) > tolerance {
+                        return Err(Failure::fail(format!(
+                            "quality check failed: the duration is {} ms; {want} ± {tolerance} ms was expected",
+                            probe.duration_ms
+                        ))
+                        .into());
+                    }
+                }
+                let mut ssim = None;
+                if let Some(reference) = reference {
+                    let against = self.store.existing(reference).await?;
+                    let stderr = self
+                        .tool(
+                            "ffmpeg",
+                            ffmpeg::ssim_args(&path, &against),
+                            Some(probe.duration_ms),
+                            Path::new(""),
+                        )
+                        .await?;
+                    let value = ffmpeg::parse_ssim(&stderr).ok_or_else(|| {
+                        Failure::fail("ffmpeg printed no SSIM summary".to_owned())
+                    })?;
+                    let min = min_ssim.unwrap_or(0.9);
+                    if value < min {
+                        return Err(Failure::fail(format!(
+                            "quality check failed: SSIM {value:.4} against the reference is under {min}"
+                        ))
+                        .into());
+                    }
+                    ssim = Some(value);
+                }
+                Ok(json!({
+                    "passed": true,
+                    "duration_ms": probe.duration_ms,
+                    "ssim": ssim,
+                    "width": probe.width,
+                    "height": probe.height,
+                    "codec": probe.codec,
+                }))
+            }
+            MediaPayload::Publish { input, name } => {
+                let path = self.store.existing(input).await?;
+                let dir = self.store.published();
+                make_dir(&dir).await?;
+                let tmp = dir.join(format!(".{name}.{}.part", self.ticket));
+                tokio::fs::copy(&path, &tmp)
+                    .await
+                    .map_err(|e| Failure::retry(format!("cannot copy into published/: {e}")))?;
+                tokio::fs::rename(&tmp, dir.join(name))
+                    .await
+                    .map_err(|e| Failure::retry(format!("cannot publish {name:?}: {e}")))?;
+                Ok(json!({ "artifact": input, "path": format!("published/{name}") }))
+            }
+        }
+    }
+
+    /// Keeps `out` as an artifact: `{"artifact", "bytes", "duration_ms"}`.
+    async fn kept(&mut self, out: &Path) -> Result<Value, Stop> {
+        let probe = self.probe(out).await;
+        let (artifact, bytes) = self.store.keep(out).await?;
+        let probe = probe?;
+        self.report(Some(100));
+        Ok(json!({ "artifact": artifact, "bytes": bytes, "duration_ms": probe.duration_ms }))
+    }
+
+    async fn probe(&mut self, path: &Path) -> Result<ffmpeg::Probe, Stop> {
+        let mut running = spawn("ffprobe", ffmpeg::probe_args(path))?;
+        let mut stdout = running.child.stdout.take().expect("piped");
+        let mut out = Vec::new();
+        let read = async {
+            (&mut stdout)
+                .take(MAX_PROBE_OUTPUT as u64)
+                .read_to_end(&mut out)
+                .await
+                .map_err(|e| Failure::retry(format!("cannot read ffprobe: {e}")))?;
+            running.finished("ffprobe").await
+        };
+        let stderr = tokio::select! {
+            _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
+            r = tokio::time::timeout(MAX_RUN, read) => r.map_err(|_| Failure::fail(timeout("ffprobe")))??,
+        };
+        ffmpeg::parse_probe(&out)
+            .map_err(|e| Failure::fail(format!("ffprobe: {e} {}", stderr.trim())).into())
+    }
+
+    /// Runs `program` to its end, reporting progress (against `total_ms`,
+    /// if known) from its `-progress` lines; answers its stderr. `out` is
+    /// removed if the run does not succeed.
+    async fn tool(
+        &mut self,
+        program: &str,
+        args: Vec<OsString>,
+        total_ms: Option<u64>,
+        out: &Path,
+    ) -> Result<String, Stop> {
+        let result = self.tool_inner(program, args, total_ms).await;
+        if result.is_err() && !out.as_os_str().is_empty() {
+            let _ = tokio::fs::remove_file(out).await;
+        }
+        result
+    }
+
+    async fn tool_inner(
+        &mut self,
+        program: &str,
+        args: Vec<OsString>,
+        total_ms: Option<u64>,
+    ) -> Result<String, Stop> {
+        let mut running = spawn(program, args)?;
+        let mut lines = BufReader::new(running.child.stdout.take().expect("piped")).lines();
+        let deadline = tokio::time::Instant::now() + MAX_RUN;
+        let mut figure = None;
+        loop {
+            let line = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                _ = tokio::time::sleep_until(deadline) => return Err(Failure::fail(timeout(program)).into()),
+                line = lines.next_line() => line,
+            };
+            match line {
+                // A block of `-progress` ended: a heartbeat, with how far
+                // the run is if the total is known.
+                Ok(Some(line)) if line.starts_with("progress=") => self.report(figure),
+                Ok(Some(line)) => {
+                    if let Some(p) = total_ms.and_then(|t| ffmpeg::progress(&line, t)) {
+                        figure = Some(p);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(Failure::retry(format!("cannot read {program}: {e}")).into()),
+            }
+        }
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(Stop::Cancelled),
+            r = tokio::time::timeout_at(deadline, running.finished(program)) => {
+                Ok(r.map_err(|_| Failure::fail(timeout(program)))??)
+            }
+        }
+    }
+}
+
+fn timeout(program: &str) -> String {
+    format!(
+        "{program} ran longer than {} s and was stopped",
+        MAX_RUN.as_secs()
+    )
+}
+
+/// A tool that runs, with its stderr drained as it writes (the last
+/// [`MAX_STDERR`] bytes kept), so a chatty tool never blocks on its pipe.
+struct Running {
+    child: tokio::process::Child,
+    stderr: tokio::task::JoinHandle<Vec<u8>>,
+}
+
+/// `program` started with `args`, its stdin closed and its output piped;
+/// killed if dropped (a cancel, a timeout, a bot shutting down).
+fn spawn(program: &str, args: Vec<OsString>) -> Result<Running, Failure> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Failure::fail(format!(
+            "{program} is not installed on this bot's host (on Debian or Ubuntu: apt install ffmpeg)"
+        )),
+        _ => Failure::retry(format!("cannot start {program}: {e}")),
+    })?;
+    let mut pipe = child.stderr.take().expect("piped");
+    let stderr = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 2 * MAX_STDERR {
+                kept.drain(..kept.len() - MAX_STDERR);
+            }
+        }
+        kept
+    });
+    Ok(Running { child, stderr })
+}
+
+impl Running {
+    /// Waits for the tool to exit; its stderr if it succeeded, else why not.
+    async fn finished(&mut self, program: &str) -> Result<String, Failure> {
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| Failure::retry(format!("lost {program}: {e}")))?;
+        let stderr = (&mut self.stderr).await.unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        if status.success() {
+            return Ok(stderr);
+        }
+        let said = crate::text::clip(stderr.trim(), 2048);
+        match status.code() {
+            Some(code) => Err(Failure::fail(format!(
+                "{program} exited with {code}: {said}"
+            ))),
+            // Killed by a signal (out of memory, an operator): worth another go.
+            None => Err(Failure::retry(format!("{program} was killed: {said}"))),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+// The Workflow view in a real browser (Debian's Chromium, driven by
+// playwright-core) against a real `oshal serve`:
+//   node tests/workflows.mjs URL TOKEN CLIP INBOX
+// CLIP is a video file; INBOX the server's media inbox, where the clip is
+// put only after a run that needs it has failed, so the view's "Retry from
+// here" has something to find. Exits non-zero with the failing step.
+import { chromium } from "playwright-core";
+import { copyFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const [url, token, clip, inbox] = process.argv.slice(2);
+if (!url || !token || !clip || !inbox) {
+  console.error("usage: node tests/workflows.mjs URL TOKEN CLIP INBOX");
+  process.exit(2);
+}
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const problems = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.setDefaultTimeout(30000);
+  const step = async (name, f) => {
+    try { await f(); } catch (e) { throw new Error(`${name}: ${e.message}`); }
+  };
+  const view = page.getByTestId("workflows");
+  const approve = async (node, answer) => {
+    const row = view.getByTestId("approval-row").filter({ hasText: node });
+    await row.waitFor({ timeout: 90000 });
+    if (answer) await row.getByTestId("approval-input").fill(answer);
+    await row.getByTestId("approve").click();
+    await row.waitFor({ state: "detached" });
+  };
+  const phase = (node) => view.locator(`[data-testid="node-row"][data-node="${node}"]`).getByTestId("node-phase");
+
+  await step("attach and open the Workflow view: the shipped shapes side by side", async () => {
+    await page.goto(`${url}/#token=${token}`);
+    await page.getByTestId("connection").getByText("live").waitFor();
+    await page.getByTestId("nav-workflows").click();
+    await view.getByTestId("shape-video").waitFor();
+    await view.getByTestId("shape-support-ticket").waitFor();
+    await view.getByTestId("no-runs").waitFor();
+  });
+
+  await step("the support ticket: started from its shape, assigned and resolved from the inbox", async () => {
+    const shape = view.getByTestId("shape-support-ticket");
+    await shape.getByTestId("input-subject").fill("cannot log in");
+    await shape.getByTestId("input-body").fill("the code never arrives");
+    await shape.getByTestId("shape-start").click();
+    await approve("assign", '{"assignee": "sam"}');
+    await approve("resolve", '{"resolution": "resolved"}');
+    await view.getByTestId("run-state").getByText("Succeeded").waitFor({ timeout: 60000 });
+    await phase("close").getByText("Succeeded").waitFor();
+  });
+
+  await step("the video pipeline fails at ingest without its clip, and is retried from that node once the clip is there", async () => {
+    const shape = view.getByTestId("shape-video");
+    await shape.getByTestId("input-source").fill("late.mp4");
+    await shape.getByTestId("shape-start").click();
+    await view.getByTestId("run-state").getByText("Failed").waitFor({ timeout: 60000 });
+    // Its retries spent on a missing file: Argo's Error, or Failed.
+    await phase("ingest").getByText(/^(Error|Failed)$/).waitFor();
+    mkdirSync(inbox, { recursive: true });
+    copyFileSync(clip, join(inbox, "late.mp4"));
+    await view.locator('[data-testid="node-row"][data-node="ingest"]').getByTestId("retry-node").click();
+    await view.getByTestId("run-state").getByText("Running").waitFor();
+    // The DAG is the run's: each node drawn with its phase.
+    await view.getByTestId("dag").locator('[data-node="transcode"]').waitFor();
+    await approve("review", '{"note": "fine"}');
+    await view.getByTestId("run-state").getByText("Succeeded").waitFor({ timeout: 120000 });
+    await phase("publish").getByText("Succeeded").waitFor();
+    const units = await view.locator('[data-testid="node-row"][data-node="transcode"] td').nth(2).innerText();
+    if (units.trim() !== "3/3") throw new Error(`transcode units ${units}, want 3/3 (5 s in 2 s segments)`);
+  });
+
+  if (process.env.OSHAL_SHOT) await page.screenshot({ path: process.env.OSHAL_SHOT, fullPage: true });
+  const csp = problems.filter((p) => /Content Security Policy/i.test(p));
+  if (csp.length) throw new Error(csp.join("\n"));
+  console.log("workflows: all steps passed");
+} catch (e) {
+  console.error(`workflow view test failed at ${e.message}`);
+  if (process.env.OSHAL_SHOT_ON_FAILURE) {
+    const pages = browser.contexts().flatMap((c) => c.pages());
+    if (pages[0]) await pages[0].screenshot({ path: process.env.OSHAL_SHOT_ON_FAILURE, fullPage: true });
+  }
+  for (const p of problems) console.error(p);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
