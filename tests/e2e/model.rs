@@ -15,6 +15,7 @@ fn ask(prompt: &str, max_tokens: u32) -> ChatRequest {
             content: prompt.into(),
         }],
         max_tokens: Some(max_tokens),
+        response_schema: None,
     }
 }
 
@@ -169,4 +170,65 @@ async fn garbage_or_silence_from_a_model_ends_in_a_clear_error_never_stuck() {
             .count();
         assert_eq!(fails, 3, "{name}");
     }
+}
+
+/// The workflow generator on the real small model (SmolLM2-135M through
+/// llama-server): its reply is constrained to the spec's JSON Schema, so
+/// it is parsable JSON whatever the model makes of the request; it comes
+/// back checked (valid, or refused at a path), as a preview: nothing is
+/// published until a person publishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generator_gets_a_parsable_spec_from_the_real_small_model_and_publishes_nothing() {
+    let llama = LlamaServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[&["--bots", "1"][..], &llama.model_flags()].concat(),
+    )
+    .unwrap();
+    let r = server
+        .post("/api/v1/workflows/generate")
+        .json(&json!({"request": "Summarize a support email, then have the operator approve the summary, then send a reply."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let g: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        g["spec"].is_object(),
+        "a reply constrained to the schema is JSON: {g:#}"
+    );
+    assert_eq!(g["spec"]["api_version"], "oshal.dev/workflow/v1", "{g:#}");
+    let validation = &g["validation"];
+    if validation["valid"] == true {
+        assert!(!validation["nodes"].as_array().unwrap().is_empty());
+    } else {
+        for e in validation["errors"].as_array().unwrap() {
+            assert!(e["path"].as_str().unwrap().starts_with('$'), "{e}");
+        }
+    }
+    // The ask was a ticket like any: priced in the ledger.
+    let ticket = server
+        .get(&format!(
+            "/api/v1/tickets/{}",
+            g["ticket"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(ticket["state"], "succeeded", "{ticket:#}");
+    assert_eq!(ticket["ledger"][0]["model"], LlamaServer::MODEL);
+    // A preview only: no definition was published.
+    let defs: serde_json::Value = server
+        .get("/api/v1/workflows/definitions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(defs, json!([]));
 }

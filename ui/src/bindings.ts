@@ -68,6 +68,16 @@ export const commands = {
 	workflowRetry: (id: string, request: RetryRequest) => typedError<RunView, ApiError>(__TAURI_INVOKE("workflow_retry", { id, request })),
 	/**  Cancels or terminates a run. */
 	workflowStop: (id: string, request: StopRequest) => typedError<RunView, ApiError>(__TAURI_INVOKE("workflow_stop", { id, request })),
+	/**  Asks a bot's model for a spec and previews it; publishes nothing. */
+	workflowGenerate: (request: GenerateRequest) => typedError<Generated, ApiError>(__TAURI_INVOKE("workflow_generate", { request })),
+	/**  Compares a spec with the latest published version of its name. */
+	workflowCompare: (definition: NewDefinition) => typedError<DefinitionDiff, ApiError>(__TAURI_INVOKE("workflow_compare", { definition })),
+	/**  Publishes a spec as the next version of its name: the person's act. */
+	workflowPublish: (definition: NewDefinition) => typedError<DefinitionView, ApiError>(__TAURI_INVOKE("workflow_publish", { definition })),
+	/**  The latest version of each published definition. */
+	workflowDefinitions: () => typedError<DefinitionView[], ApiError>(__TAURI_INVOKE("workflow_definitions")),
+	/**  Every version of one definition, newest first. */
+	workflowDefinition: (name: string, tenant: string | null) => typedError<DefinitionView[], ApiError>(__TAURI_INVOKE("workflow_definition", { name, tenant })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -368,6 +378,34 @@ export type Decision = {
 	comment?: string,
 };
 
+/**  A candidate compared with the latest version of its name. */
+export type DefinitionDiff = {
+	validation: Validation,
+	/**  The latest version of the candidate's name; none if it has none. */
+	against: number | null,
+	changes: SpecChange[],
+};
+
+/**  One version of a definition. */
+export type DefinitionView = {
+	name: string,
+	tenant: TenantId,
+	/**  From 1. */
+	version: number,
+	/**  What a run of it is pinned to: `sha256:…`. */
+	hash: string,
+	published_by: string,
+	published_at_ms: number,
+	note: string,
+	nodes: NodeOutline[],
+	/**  Against the version before (empty for the first). */
+	changes: SpecChange[],
+	/**  The spec, as JSON. */
+	spec: unknown,
+	/**  Whether this publish made it (false: the latest already had this hash). */
+	created: boolean,
+};
+
 export type Effect = 
 /**  Changes nothing outside: safe to retry. */
 "read" | 
@@ -520,6 +558,34 @@ export type Flow = {
 	fills: number,
 };
 
+/**  What a person asks the generator for. */
+export type GenerateRequest = {
+	/**  What the workflow should do; 1..=4,000 bytes. */
+	request: string,
+	/**  A published definition to change (its latest version); a new one if absent. */
+	based_on?: string | null,
+	/**  A known tenant; the token's tenant, or `default`, if absent. */
+	tenant?: string | null,
+};
+
+/**  The generator's proposal: checked, compared, not applied. */
+export type Generated = {
+	/**  The ticket that asked the model (its cost, its bot, its timeline). */
+	ticket: TicketId,
+	/**  What the model answered (at most 16 KiB shown). */
+	reply: string,
+	/**  The reply as JSON, if it was JSON. */
+	spec: unknown | null,
+	/**  The checks of the reply as a spec: its DAG, or every refusal at its path. */
+	validation: Validation,
+	/**  The latest published version of its name, if it has one. */
+	against: number | null,
+	/**  What it changes against that version (every node, for a new one). */
+	changes: SpecChange[],
+	/**  What the generation cost, nano-dollars. */
+	cost_nusd: number,
+};
+
 /**  What one bot may do with one connector. */
 export type Grant = {
 	id: string,
@@ -668,6 +734,16 @@ export type MissedSignal = {
 
 /**  A model as the price table names it. */
 export type ModelId = string;
+
+/**  A spec to publish as the next version of its name. */
+export type NewDefinition = {
+	/**  A `WorkflowSpec` object, or its JSON or YAML text. */
+	spec: unknown,
+	/**  Why this version; at most 1,000 bytes. */
+	note?: string,
+	/**  A known tenant; the token's tenant, or `default`, if absent. */
+	tenant?: string | null,
+};
 
 /**  What the "Attach to fleet" form sends. */
 export type NewFleet = {
@@ -1093,6 +1169,16 @@ export type Source =
 "curated" | 
 /**  Imported from an OpenAPI document; disabled until approved. */
 "catalog";
+
+/**  One change between two versions of a spec. */
+export type SpecChange = {
+	/**  `$.nodes[review].approval.timeout`, `$.inputs.codec.default`. */
+	path: string,
+	/**  `added`, `removed` or `changed`. */
+	op: string,
+	before: unknown | null,
+	after: unknown | null,
+};
 
 /**  One refusal of a spec, at the JSON path of its field. */
 export type SpecIssue = {

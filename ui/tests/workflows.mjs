@@ -46,6 +46,35 @@ try {
     await view.getByTestId("no-runs").waitFor();
   });
 
+  await step("the generator on the built-in model: its reply is no spec, shown refused at $ and never published", async () => {
+    const gen = view.getByTestId("generator");
+    await gen.getByTestId("gen-request").fill("Draft a weekly report and have it approved");
+    await gen.getByTestId("gen-generate").click();
+    const errors = gen.getByTestId("gen-errors");
+    await errors.waitFor({ timeout: 60000 });
+    const text = await errors.innerText();
+    if (!text.startsWith("$")) throw new Error(`refusal without its path: ${text}`);
+    if (await gen.getByTestId("gen-publish").count()) throw new Error("a refused reply offers Publish");
+  });
+
+  await step("a pasted spec is checked, published as version 1 with its diff, and run by name", async () => {
+    const gen = view.getByTestId("generator");
+    await gen.getByTestId("gen-spec").fill(
+      "api_version: oshal.dev/workflow/v1\nname: weekly\nnodes:\n  - { name: draft, timeouts: { start_to_close: 1m }, task: { kind: chat, payload: { prompt: draft the report } } }\n",
+    );
+    await gen.getByTestId("gen-check").click();
+    await gen.getByTestId("gen-valid").waitFor();
+    const changes = await gen.getByTestId("gen-changes").locator("tr").count();
+    if (changes !== 1) throw new Error(`${changes} changes shown for a new definition of one node`);
+    await gen.getByTestId("gen-note").fill("first");
+    await gen.getByTestId("gen-publish").click();
+    const row = gen.getByTestId("definition-row").filter({ hasText: "weekly" });
+    await row.waitFor();
+    await row.getByTestId("definition-run").click();
+    await view.getByTestId("run-state").getByText("Succeeded").waitFor({ timeout: 60000 });
+    await view.locator(".run-view").getByText("weekly").first().waitFor();
+  });
+
   await step("the support ticket: started from its shape, assigned and resolved from the inbox", async () => {
     const shape = view.getByTestId("shape-support-ticket");
     await shape.getByTestId("input-subject").fill("cannot log in");

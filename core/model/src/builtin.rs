@@ -131,6 +131,7 @@ mod tests {
                 content: prompt.into(),
             }],
             max_tokens,
+            response_schema: None,
         })
     }
 

@@ -31,6 +31,8 @@ pub struct ChatMessage {
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub max_tokens: Option<u32>,
+    /// A JSON Schema the reply must follow, where the model supports one.
+    pub response_schema: Option<serde_json::Value>,
 }
 
 impl ChatRequest {
@@ -49,6 +51,7 @@ impl ChatRequest {
         Self {
             messages,
             max_tokens: p.max_tokens,
+            response_schema: p.response_schema.clone(),
         }
     }
 }

@@ -101,6 +101,14 @@ impl OpenAiCompatible {
             "messages": request.messages,
             "stream": self.config.stream,
         });
+        if let Some(schema) = &request.response_schema {
+            // OpenAI's structured output; llama.cpp's server turns the schema
+            // into a grammar, so even a small model answers parsable JSON.
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": { "name": "reply", "strict": true, "schema": schema },
+            });
+        }
         if let Some(n) = request.max_tokens.or(self.config.default_max_tokens) {
             body["max_tokens"] = json!(n);
         }
@@ -393,6 +401,7 @@ mod tests {
         let ask = |max_tokens| ChatRequest {
             messages: vec![],
             max_tokens,
+            response_schema: None,
         };
         let limit = |config: &OpenAiConfig, max_tokens| {
             OpenAiCompatible::new(config.clone(), None)

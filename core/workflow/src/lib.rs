@@ -14,7 +14,8 @@
 //!   resolved by [`template`]; inputs and outputs hashed by [`hash`];
 //!   [`forecast`] says when a run will end and which nodes decide it.
 //! - [`diff`]: what changed between two versions of a spec, node by node
-//!   and field by field.
+//!   and field by field; [`generate`]: what the workflow generator asks a
+//!   model (a prompt, and the JSON Schema its reply is constrained to).
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
@@ -25,6 +26,7 @@
 pub mod diff;
 pub mod expr;
 pub mod forecast;
+pub mod generate;
 pub mod hash;
 pub mod history;
 pub mod run;

@@ -4,7 +4,8 @@
 
 use oshal_core::api::routes as r;
 use oshal_core::workflow::{
-    Decision, HistoryEntry, NewRun, PendingApproval, RetryRequest, RunSummary, RunView, Shape,
+    Decision, DefinitionDiff, DefinitionQuery, DefinitionView, GenerateRequest, Generated,
+    HistoryEntry, NewDefinition, NewRun, PendingApproval, RetryRequest, RunSummary, RunView, Shape,
     SpecSource, StopRequest, Validation,
 };
 use tauri::State;
@@ -160,6 +161,89 @@ pub async fn workflow_stop(
         Target::Fleet(f) => Ok(f
             .client
             .request::<r::StopRun>(r::Id(id), None, Some(&request))
+            .await?),
+    }
+}
+
+/// Asks a bot's model for a spec and previews it; publishes nothing.
+#[tauri::command]
+#[specta::specta]
+pub async fn workflow_generate(
+    desktop: State<'_, Desktop>,
+    request: GenerateRequest,
+) -> CommandResult<Generated> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop.workflows().generate(request).await?),
+        Target::Fleet(f) => Ok(f
+            .client
+            .request::<r::GenerateWorkflow>((), None, Some(&request))
+            .await?),
+    }
+}
+
+/// Compares a spec with the latest published version of its name.
+#[tauri::command]
+#[specta::specta]
+pub async fn workflow_compare(
+    desktop: State<'_, Desktop>,
+    definition: NewDefinition,
+) -> CommandResult<DefinitionDiff> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop.workflows().compare(&definition).await?),
+        Target::Fleet(f) => Ok(f
+            .client
+            .request::<r::CompareDefinition>((), None, Some(&definition))
+            .await?),
+    }
+}
+
+/// Publishes a spec as the next version of its name: the person's act.
+#[tauri::command]
+#[specta::specta]
+pub async fn workflow_publish(
+    desktop: State<'_, Desktop>,
+    definition: NewDefinition,
+) -> CommandResult<DefinitionView> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop.workflows().publish(definition, OPERATOR).await?),
+        Target::Fleet(f) => Ok(f
+            .client
+            .request::<r::PublishDefinition>((), None, Some(&definition))
+            .await?),
+    }
+}
+
+/// The latest version of each published definition.
+#[tauri::command]
+#[specta::specta]
+pub async fn workflow_definitions(
+    desktop: State<'_, Desktop>,
+) -> CommandResult<Vec<DefinitionView>> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop.workflows().definitions(None)),
+        Target::Fleet(f) => Ok(f
+            .client
+            .request::<r::ListDefinitions>((), None, None)
+            .await?),
+    }
+}
+
+/// Every version of one definition, newest first.
+#[tauri::command]
+#[specta::specta]
+pub async fn workflow_definition(
+    desktop: State<'_, Desktop>,
+    name: String,
+    tenant: Option<String>,
+) -> CommandResult<Vec<DefinitionView>> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop
+            .workflows()
+            .definition(&name, tenant.as_deref())
+            .await?),
+        Target::Fleet(f) => Ok(f
+            .client
+            .request::<r::GetDefinition>(r::Id(name), Some(&DefinitionQuery { tenant }), None)
             .await?),
     }
 }

@@ -15,7 +15,12 @@ import type {
   CoreEvent,
   CostSummary,
   Decision,
+  DefinitionDiff,
+  DefinitionView,
+  GenerateRequest,
+  Generated,
   HistoryEntry,
+  NewDefinition,
   NewRun,
   PendingApproval,
   RetryRequest,
@@ -91,6 +96,11 @@ export interface Transport {
   workflowDecide(id: string, decision: Decision): Promise<RunView>;
   workflowRetry(id: string, request: RetryRequest): Promise<RunView>;
   workflowStop(id: string, request: StopRequest): Promise<RunView>;
+  /** The generator (a preview, never applied) and published definitions. */
+  workflowGenerate(request: GenerateRequest): Promise<Generated>;
+  workflowCompare(definition: NewDefinition): Promise<DefinitionDiff>;
+  workflowPublish(definition: NewDefinition): Promise<DefinitionView>;
+  workflowDefinitions(): Promise<DefinitionView[]>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -183,6 +193,12 @@ export class HttpTransport implements Transport {
     this.call<RunView>("POST", `/api/v1/workflows/runs/${encodeURIComponent(id)}/retry`, request);
   workflowStop = (id: string, request: StopRequest) =>
     this.call<RunView>("POST", `/api/v1/workflows/runs/${encodeURIComponent(id)}/stop`, request);
+  workflowGenerate = (request: GenerateRequest) => this.call<Generated>("POST", "/api/v1/workflows/generate", request);
+  workflowCompare = (definition: NewDefinition) =>
+    this.call<DefinitionDiff>("POST", "/api/v1/workflows/definitions/compare", definition);
+  workflowPublish = (definition: NewDefinition) =>
+    this.call<DefinitionView>("POST", "/api/v1/workflows/definitions", definition);
+  workflowDefinitions = () => this.call<DefinitionView[]>("GET", "/api/v1/workflows/definitions");
   deskOrders = (id: string, order: string | null) =>
     this.call<OrderView[]>(
       "GET",
@@ -286,6 +302,10 @@ export class TauriTransport implements Transport {
   workflowDecide = (id: string, decision: Decision) => answer(commands.workflowDecide(id, decision));
   workflowRetry = (id: string, request: RetryRequest) => answer(commands.workflowRetry(id, request));
   workflowStop = (id: string, request: StopRequest) => answer(commands.workflowStop(id, request));
+  workflowGenerate = (request: GenerateRequest) => answer(commands.workflowGenerate(request));
+  workflowCompare = (definition: NewDefinition) => answer(commands.workflowCompare(definition));
+  workflowPublish = (definition: NewDefinition) => answer(commands.workflowPublish(definition));
+  workflowDefinitions = () => answer(commands.workflowDefinitions());
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

@@ -10,7 +10,8 @@ use clap::Subcommand;
 use oshal_core::api::client::Client;
 use oshal_core::api::routes as r;
 use oshal_core::workflow::{
-    Decision, DefinitionQuery, NewDefinition, NewRun, RetryRequest, SpecSource, StopRequest,
+    Decision, DefinitionQuery, GenerateRequest, NewDefinition, NewRun, RetryRequest, SpecSource,
+    StopRequest,
 };
 use serde_json::Value;
 
@@ -53,6 +54,16 @@ pub enum Action {
     /// Compare a spec file with the latest published version of its name.
     Compare {
         file: std::path::PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Ask a bot's model to write a spec for REQUEST (or to change
+    /// `--based-on`'s latest version) and show the preview: its checks and
+    /// its diff. Publishes nothing: `publish` is yours to run.
+    Generate {
+        request: String,
+        #[arg(long)]
+        based_on: Option<String>,
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -188,6 +199,22 @@ impl Action {
                 json(
                     client
                         .request::<r::CompareDefinition>((), None, Some(&new))
+                        .await,
+                )
+            }
+            Self::Generate {
+                request,
+                based_on,
+                tenant,
+            } => {
+                let req = GenerateRequest {
+                    request,
+                    based_on,
+                    tenant,
+                };
+                json(
+                    client
+                        .request::<r::GenerateWorkflow>((), None, Some(&req))
                         .await,
                 )
             }

@@ -40,6 +40,8 @@ pub const MAX_ATTEMPTS_LIMIT: u32 = 10;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Largest `max_tokens` a chat ticket may ask for.
 pub const MAX_REPLY_TOKENS: u32 = 8192;
+/// The largest `response_schema` a chat ticket may carry, serialized.
+pub const MAX_RESPONSE_SCHEMA_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -80,6 +82,13 @@ pub struct ChatPayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 8192)]
     pub max_tokens: Option<u32>,
+    /// A JSON Schema (an object, at most 64 KiB) the reply must follow: a
+    /// model that supports it (llama.cpp, OpenAI-compatible servers) is
+    /// constrained to it; the built-in model is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[specta(type = Option<specta_typescript::Unknown>)]
+    #[schema(value_type = Option<Object>)]
+    pub response_schema: Option<serde_json::Value>,
 }
 
 /// A tool call: what kind `tool` carries. The bot calls `operation` of
@@ -157,6 +166,22 @@ impl Work {
                         field: "payload.max_tokens",
                         reason: format!("{n} is outside 1..={MAX_REPLY_TOKENS}"),
                     });
+                }
+                if let Some(schema) = &chat.response_schema {
+                    if !schema.is_object() {
+                        return Err(TicketError::Invalid {
+                            field: "payload.response_schema",
+                            reason: "must be a JSON Schema object".into(),
+                        });
+                    }
+                    let bytes = json_len(schema);
+                    if bytes > MAX_RESPONSE_SCHEMA_BYTES {
+                        return Err(TicketError::TooLarge {
+                            field: "payload.response_schema",
+                            limit: MAX_RESPONSE_SCHEMA_BYTES,
+                            actual: bytes,
+                        });
+                    }
                 }
                 Ok(Work::Chat(chat))
             }

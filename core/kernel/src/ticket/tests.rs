@@ -20,7 +20,8 @@ fn chat_submission_validates_with_defaults() {
         Work::Chat(ChatPayload {
             prompt: "hello".into(),
             system: None,
-            max_tokens: None
+            max_tokens: None,
+            response_schema: None,
         })
     );
 }

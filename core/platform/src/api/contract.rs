@@ -151,6 +151,8 @@ named!(
     crate::workflow::NewDefinition,
     crate::workflow::DefinitionView,
     crate::workflow::DefinitionDiff,
+    crate::workflow::GenerateRequest,
+    crate::workflow::Generated,
 );
 
 /// A query string as the contract shows it: its parameters.
@@ -245,7 +247,7 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
     }
     if route.params() > 0
         || route.path.starts_with("/api/v1/security/")
-        || matches!(route.name, "RevokeGrantByQuery" | "StartRun")
+        || matches!(route.name, "RevokeGrantByQuery" | "StartRun" | "GenerateWorkflow")
     {
         out.push((404, "No such resource (kind `not_found`)."));
     }

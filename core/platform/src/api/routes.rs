@@ -365,6 +365,10 @@ routes! {
     GetDefinition = Get "/api/v1/workflows/definitions/{id}" Bearer Read, args: Id, query: crate::workflow::DefinitionQuery, body: () => Vec<crate::workflow::DefinitionView>;
     /// Compare a candidate spec with the latest version of its name.
     CompareDefinition = Post "/api/v1/workflows/definitions/compare" Bearer Read, args: (), query: (), body: crate::workflow::NewDefinition => crate::workflow::DefinitionDiff;
+    /// Ask a bot's model for a spec (a `chat` ticket whose reply is
+    /// constrained to the spec's JSON Schema) and preview it: checked, and
+    /// compared with the latest version of its name. Publishes nothing.
+    GenerateWorkflow = Post "/api/v1/workflows/generate" Bearer Write, args: (), query: (), body: crate::workflow::GenerateRequest => crate::workflow::Generated;
     /// The shapes Oshal ships (video, support ticket), each checked here.
     ListShapes = Get "/api/v1/workflows/shapes" Bearer Read, args: (), query: (), body: () => Vec<crate::workflow::Shape>;
 

@@ -302,6 +302,7 @@ async fn run_tool(
         prompt,
         system: None,
         max_tokens: Some(96),
+        response_schema: None,
     });
     match cx.spec.model.chat(&chat).await {
         Ok(reply) => Outcome::Succeeded {

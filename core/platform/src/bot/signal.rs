@@ -114,6 +114,7 @@ pub(super) async fn run(cx: &BotContext, p: &SignalPayload) -> Outcome {
         prompt,
         system: None,
         max_tokens: Some(64),
+        response_schema: None,
     });
     match cx.spec.model.chat(&chat).await {
         Ok(reply) => Outcome::Succeeded {

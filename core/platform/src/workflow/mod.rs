@@ -19,6 +19,7 @@
 
 mod catalog;
 pub mod definitions;
+mod generator;
 mod groups;
 mod handle;
 mod runner;
@@ -39,6 +40,7 @@ use crate::store::{JournalEntry, StoreError};
 use crate::ticket::{TenantId, TicketId, Work};
 pub use catalog::{Shape, ShapeInput, shapes};
 pub use definitions::{DefinitionDiff, DefinitionQuery, DefinitionView, NewDefinition, SpecChange};
+pub use generator::{GenerateRequest, Generated, check_reply};
 pub use view::{
     ApprovalView, Decision, HistoryEntry, NewRun, NodeOutline, NodeView, PendingApproval,
     RetryRequest, RunSummary, RunView, SpecIssue, SpecSource, StopRequest, UnitView, Validation,

@@ -762,7 +762,7 @@ fn left_behind(run: &Run, unit: &str, attempt: u32) -> bool {
 
 /// Whether a ticket has ended for good: a failure ends it once it has
 /// no attempt left.
-fn ended(state: TicketState, attempts: u32, max_attempts: u32) -> bool {
+pub(super) fn ended(state: TicketState, attempts: u32, max_attempts: u32) -> bool {
     state.is_terminal() || (state == TicketState::Failed && attempts >= max_attempts)
 }
 

@@ -244,6 +244,7 @@ fn mount() -> Mount {
     .at::<StopRun, _, _>(workflows::stop)
     .at::<ListApprovals, _, _>(workflows::approvals)
     .at::<ListShapes, _, _>(workflows::shapes)
+    .at::<GenerateWorkflow, _, _>(workflows::generate)
     .at::<PublishDefinition, _, _>(workflows::publish)
     .at::<ListDefinitions, _, _>(workflows::definitions)
     .at::<GetDefinition, _, _>(workflows::definition)

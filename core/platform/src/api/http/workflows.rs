@@ -15,9 +15,9 @@ use super::{ApiResult, AppState, actor};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
 use crate::workflow::{
-    Decision, DefinitionDiff, DefinitionQuery, DefinitionView, HistoryEntry, NewDefinition, NewRun,
-    PendingApproval, RetryRequest, RunSummary, RunView, Shape, SpecSource, StopRequest, Validation,
-    Workflows,
+    Decision, DefinitionDiff, DefinitionQuery, DefinitionView, GenerateRequest, Generated,
+    HistoryEntry, NewDefinition, NewRun, PendingApproval, RetryRequest, RunSummary, RunView, Shape,
+    SpecSource, StopRequest, Validation, Workflows,
 };
 
 fn runs(state: &AppState) -> ApiResult<&Workflows> {
@@ -131,6 +131,17 @@ pub(super) async fn compare(
     check_source(&new.spec)?;
     new.tenant = who.fence(new.tenant.as_deref(), "tenant")?;
     Ok(Json(runs(&state)?.compare(&new).await?))
+}
+
+pub(super) async fn generate(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Generated>> {
+    let mut req: GenerateRequest = json_body(&headers, body).await?;
+    req.tenant = who.fence(req.tenant.as_deref(), "tenant")?;
+    Ok(Json(runs(&state)?.generate(req).await?))
 }
 
 pub(super) async fn shapes(State(state): State<AppState>) -> ApiResult<Json<Vec<Shape>>> {
