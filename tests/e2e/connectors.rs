@@ -149,6 +149,7 @@ fn call(bot: &str, ticket: TicketId, attempt: u32, op: &str, params: Value) -> T
         },
         params,
         call_index: 0,
+        dry_run: false,
     }
 }
 
@@ -1636,5 +1637,64 @@ async fn a_path_parameter_cannot_leave_its_operations_path() -> Result<()> {
     let seen = rig.outside.received();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].path, "/orders/a%2Fb%3Fc%23d%20e%25%2E%2E");
+    Ok(())
+}
+
+/// A dry run sends no write: the gate decides as for a real call, then the
+/// runtime refuses the write before a token is issued or a byte is sent
+/// (audited, with the reason); a read in the same dry run is sent. Through
+/// a ticket, the bot answers what would have been written and asks no
+/// model.
+#[tokio::test]
+async fn a_dry_run_refuses_every_write_before_it_is_sent_and_still_reads() -> Result<()> {
+    let rig = Rig::new().await?;
+    rig.grant(
+        "bot-01",
+        &["create_order", "get_order"],
+        &["orders:read", "orders:write"],
+    )
+    .await?;
+    let t = new_ticket();
+    let order = json!({"sku": "sku-1", "quantity": 1, "amount": 5.0});
+    let mut write = call("bot-01", t, 1, "create_order", order.clone());
+    write.dry_run = true;
+    let refused = run(&rig.connectors, &write).await;
+    assert!(
+        matches!(&refused, Err(ToolError::DryRun(why)) if why.contains("dry run")),
+        "{refused:?}"
+    );
+    assert_eq!(rig.outside.received().len(), 0, "nothing was sent");
+    let trail = rig.connectors.audit(Some(t), None, 10).await?;
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.allowed == Some(false) && e.reason.contains("dry run")),
+        "{trail:?}"
+    );
+    let mut read = call("bot-01", t, 1, "get_order", json!({"order_id": "o1"}));
+    read.dry_run = true;
+    let ok = run(&rig.connectors, &read).await.unwrap();
+    assert_eq!(ok.status, 200, "a dry run still reads");
+    assert_eq!(rig.outside.count("POST", "/orders"), 0);
+
+    // Through a ticket on the bots: succeeded, saying what would have been sent.
+    rig.grant(
+        "bot-02",
+        &["create_order"],
+        &["orders:read", "orders:write"],
+    )
+    .await?;
+    let controller = start_controller(&rig, Arc::new(BuiltinModel::new())).await?;
+    let mut ticket = tool("create_order", order);
+    ticket.payload["dry_run"] = json!(true);
+    let id = controller.submit(ticket).await?.id;
+    let v = wait_terminal(&controller, id).await?;
+    assert_eq!(v.state, TicketState::Succeeded, "{v:?}");
+    let text = v.result.as_ref().unwrap()["text"].as_str().unwrap();
+    let answer: Value = serde_json::from_str(text)?;
+    assert_eq!(answer["dry_run"]["operation"], "create_order");
+    assert_eq!(v.cost.cost_nusd, 0, "no model was asked");
+    assert_eq!(rig.outside.count("POST", "/orders"), 0, "nothing was sent");
+    controller.shutdown().await;
     Ok(())
 }

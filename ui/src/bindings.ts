@@ -763,6 +763,12 @@ export type NewRun = {
 	definition?: string | null,
 	/**  Its version; the latest if absent. */
 	version?: number | null,
+	/**
+	 *  A dry run: every write its tasks would make is refused before it
+	 *  is sent (a tool's write by the connector runtime, a media publish
+	 *  by the bot), and answered with what would have been written.
+	 */
+	dry_run?: boolean,
 	/**  The run's inputs by name; each not given takes its default. */
 	inputs?: unknown,
 	/**  A known tenant; the token's tenant, or `default`, if absent. */
@@ -993,6 +999,8 @@ export type RunSummary = {
 	tenant: TenantId,
 	state: string,
 	started_by: string,
+	/**  A dry run: every write its tasks would make was refused. */
+	dry_run: boolean,
 	started_at_ms: number,
 	finished_at_ms: number | null,
 	/**  Units fulfilled, and in all (a fan-out not yet expanded counts one). */

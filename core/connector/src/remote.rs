@@ -97,6 +97,8 @@ enum Answer {
         message: String,
         retryable: bool,
         cancelled: bool,
+        #[serde(default)]
+        dry_run: bool,
     },
 }
 
@@ -107,7 +109,11 @@ impl From<Result<ToolResult, ToolError>> for Answer {
             Err(e) => Answer::Err {
                 retryable: e.retryable(),
                 cancelled: matches!(e, ToolError::Cancelled),
-                message: e.to_string(),
+                dry_run: matches!(e, ToolError::DryRun(_)),
+                message: match e {
+                    ToolError::DryRun(why) => why,
+                    e => e.to_string(),
+                },
             },
         }
     }
@@ -120,6 +126,11 @@ impl From<Answer> for Result<ToolResult, ToolError> {
             Answer::Err {
                 cancelled: true, ..
             } => Err(ToolError::Cancelled),
+            Answer::Err {
+                dry_run: true,
+                message,
+                ..
+            } => Err(ToolError::DryRun(message)),
             Answer::Err {
                 message, retryable, ..
             } => Err(ToolError::Remote { message, retryable }),
@@ -169,6 +180,7 @@ impl RemoteTools {
                         message: "the call's answer was lost with the node's answer stream (Redis restarted empty?); it may or may not have run".into(),
                         retryable: true,
                         cancelled: false,
+                        dry_run: false,
                     });
                 }
             },
@@ -341,6 +353,7 @@ async fn run(
                 message: format!("denied: {reason}"),
                 retryable: false,
                 cancelled: false,
+                dry_run: false,
             }
         }
         Ok(tenant) => {
@@ -508,6 +521,7 @@ mod tests {
             },
             params: serde_json::json!({"id": "o-1"}),
             call_index: 0,
+            dry_run: false,
         };
         let started = Instant::now();
         let call = tools.call(&request, &shutdown);

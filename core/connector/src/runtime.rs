@@ -47,6 +47,10 @@ pub struct ToolRequest {
     /// Which call of the ticket this is (0 for the first): part of a
     /// write's idempotency key.
     pub call_index: u32,
+    /// A dry run: a write is refused before anything is sent (after the
+    /// gate has decided, as for a real call); a read runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// What the outside system answered.
@@ -87,6 +91,9 @@ pub enum ToolError {
     UnknownOutcome { key: String, reason: String },
     #[error("cancelled")]
     Cancelled,
+    /// A dry run's write: refused, nothing sent; says what would have been.
+    #[error("dry run: {0}")]
+    DryRun(String),
     #[error("effect ledger: {0}")]
     Ledger(String),
     /// A call made by the controller for a bot in another process: what
@@ -209,6 +216,24 @@ impl Runtime {
         let op = manifest
             .operation(&req.call.operation)
             .expect("the gate allows only declared operations");
+        if req.dry_run && op.effect == Effect::Write {
+            let reason = format!(
+                "{}.{} writes, and this is a dry run: refused before anything was sent",
+                req.call.connector, req.call.operation
+            );
+            let entry = super::store::AuditEntry::for_call(
+                super::store::AuditKind::Decision,
+                &req.call,
+                Some(false),
+                reason.clone(),
+                self.clock.now_ms(),
+            );
+            self.db
+                .audit(&entry)
+                .await
+                .map_err(|e| ToolError::Ledger(e.to_string()))?;
+            return Err(ToolError::DryRun(reason));
+        }
         match op.effect {
             Effect::Read => {
                 let token = self.broker.issue(&req.call, &op.scopes);

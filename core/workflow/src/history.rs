@@ -133,6 +133,9 @@ pub enum Event {
         spec_hash: String,
         inputs: Map<String, Value>,
         by: String,
+        /// A dry run: the platform refuses every write its tasks would make.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
         at: i64,
     },
     /// A fan-out's items, fixed once: replay never evaluates them again.

@@ -194,6 +194,8 @@ pub struct Run {
     pub inputs: Map<String, Value>,
     pub started_by: String,
     pub started_at: i64,
+    /// A dry run: its tasks' writes are refused by the platform.
+    pub dry_run: bool,
     /// Where the spec's `timeout` counts from: the start, or the last
     /// retry from a node.
     pub timeout_from: i64,
@@ -220,11 +222,24 @@ impl Run {
         by: &str,
         at: i64,
     ) -> (Run, Event) {
+        Self::start_as(workflow, id, inputs, by, at, false)
+    }
+
+    /// As [`Run::start`]; a dry run if `dry_run`.
+    pub fn start_as(
+        workflow: Arc<Workflow>,
+        id: &str,
+        inputs: Map<String, Value>,
+        by: &str,
+        at: i64,
+        dry_run: bool,
+    ) -> (Run, Event) {
         let event = Event::RunStarted {
             run: id.to_owned(),
             spec_hash: workflow.hash.clone(),
             inputs,
             by: by.to_owned(),
+            dry_run,
             at,
         };
         let run = Run::replay(workflow, std::slice::from_ref(&event)).expect("a first event fits");
@@ -238,6 +253,7 @@ impl Run {
             spec_hash,
             inputs,
             by,
+            dry_run,
             at,
         }) = history.first()
         else {
@@ -277,6 +293,7 @@ impl Run {
             inputs: inputs.clone(),
             started_by: by.clone(),
             started_at: *at,
+            dry_run: *dry_run,
             timeout_from: *at,
             state: RunState::Running,
             finished_at: None,

@@ -104,6 +104,7 @@ pub async fn run_once(cfg: &WorkflowBenchConfig) -> Result<WorkflowBenchRun, Ben
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "bench",
         )

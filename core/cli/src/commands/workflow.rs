@@ -34,6 +34,10 @@ pub enum Action {
         /// Its version; the latest if absent.
         #[arg(long, requires = "definition")]
         version: Option<u32>,
+        /// Refuse every write its tasks would make (a tool's write, a
+        /// media publish) and answer what would have been written.
+        #[arg(long)]
+        dry_run: bool,
         /// An input, `name=value` (the value as JSON if it parses); repeat.
         #[arg(long = "input", value_name = "NAME=VALUE")]
         inputs: Vec<String>,
@@ -162,6 +166,7 @@ impl Action {
                 file,
                 definition,
                 version,
+                dry_run,
                 inputs,
                 tenant,
             } => {
@@ -174,6 +179,7 @@ impl Action {
                     tenant,
                     definition,
                     version,
+                    dry_run,
                 };
                 json(client.request::<r::StartRun>((), None, Some(&new)).await)
             }

@@ -107,6 +107,9 @@ pub enum MediaPayload {
             pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
         )]
         name: String,
+        /// A dry run: nothing is written; the answer says where it would be.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
     },
 }
 
@@ -191,12 +194,6 @@ impl MediaPayload {
             MediaPayload::Check { .. } => "check",
             MediaPayload::Publish { .. } => "publish",
         }
-    }
-
-    /// Whether the step writes outside the artifact store (what a dry run
-    /// refuses).
-    pub fn writes_outside(&self) -> bool {
-        matches!(self, MediaPayload::Publish { .. })
     }
 
     /// The checks of the shape and the bounds, each naming its field.
@@ -286,7 +283,7 @@ impl MediaPayload {
                     _ => Ok(()),
                 }
             }
-            MediaPayload::Publish { input, name } => {
+            MediaPayload::Publish { input, name, .. } => {
                 artifact("payload.input", input)?;
                 file_name("payload.name", name)
             }

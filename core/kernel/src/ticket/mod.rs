@@ -104,6 +104,11 @@ pub struct ToolPayload {
     pub params: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// A dry run: if the operation writes, the connector runtime refuses
+    /// it before anything is sent (after the gate decides, as for a real
+    /// call) and the ticket answers what would have been sent; a read runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 fn empty_object() -> serde_json::Value {

@@ -247,7 +247,10 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
     }
     if route.params() > 0
         || route.path.starts_with("/api/v1/security/")
-        || matches!(route.name, "RevokeGrantByQuery" | "StartRun" | "GenerateWorkflow")
+        || matches!(
+            route.name,
+            "RevokeGrantByQuery" | "StartRun" | "GenerateWorkflow"
+        )
     {
         out.push((404, "No such resource (kind `not_found`)."));
     }

@@ -277,10 +277,26 @@ async fn run_tool(
         },
         params: payload.params.clone(),
         call_index: 0,
+        dry_run: payload.dry_run,
     };
     let result = match tools.call(&request, cancel).await {
         Ok(result) => result,
         Err(crate::connector::runtime::ToolError::Cancelled) => return Outcome::Cancelled,
+        // A dry run's write: nothing was sent; the answer says what would
+        // have been, and no model is asked about it.
+        Err(crate::connector::runtime::ToolError::DryRun(refused)) => {
+            return Outcome::Succeeded {
+                text: serde_json::json!({ "dry_run": {
+                    "connector": payload.connector,
+                    "operation": payload.operation,
+                    "params": payload.params,
+                    "refused": refused,
+                } })
+                .to_string(),
+                usage: crate::cost::Usage::default(),
+                reported_model: None,
+            };
+        }
         Err(e) => {
             return Outcome::Failed {
                 retryable: e.retryable(),

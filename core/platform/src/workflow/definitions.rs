@@ -465,6 +465,7 @@ nodes:
                     tenant: None,
                     definition: Some("ship".into()),
                     version: Some(1),
+                    dry_run: false,
                 },
                 "operator",
             )
@@ -479,6 +480,7 @@ nodes:
                     tenant: None,
                     definition: Some("ship".into()),
                     version: Some(9),
+                    dry_run: false,
                 },
                 "operator",
             )

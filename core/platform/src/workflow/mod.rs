@@ -292,6 +292,10 @@ impl Workflows {
 
     /// Keeps the outputs of `run`'s memoized units for later runs.
     fn remember(&self, tenant: &TenantId, run: &Run) {
+        // A dry run's answers (writes refused) are never anyone's outputs.
+        if run.dry_run {
+            return;
+        }
         let mut memo = self.inner.memo.lock().unwrap_or_else(|p| p.into_inner());
         for (i, n) in run.nodes.iter().enumerate() {
             if !run.workflow.spec.nodes[i].memoize {
@@ -353,7 +357,7 @@ impl Workflows {
         }
         let id = TicketId::new().to_string();
         let now = self.inner.controller.clock().now_ms();
-        let (run, event) = Run::start(workflow.clone(), &id, inputs, by, now);
+        let (run, event) = Run::start_as(workflow.clone(), &id, inputs, by, now, new.dry_run);
         let body = serde_json::to_string(&Started {
             spec: workflow.spec.clone(),
             event,

@@ -30,6 +30,23 @@ const POLL: Duration = Duration::from_secs(2);
 const POLL_SAMPLE: usize = 256;
 /// How many ended tickets are read from the store at once.
 const READS_AT_ONCE: usize = 8;
+/// A task's payload as a dry run submits it: a `tool` call, and a media
+/// `publish`, marked so that their writes are refused before they happen.
+fn dry(kind: &str, mut payload: Value, dry_run: bool) -> Value {
+    let writes = match kind {
+        "tool" => true,
+        "media" => payload.get("op").and_then(Value::as_str) == Some("publish"),
+        _ => false,
+    };
+    if dry_run
+        && writes
+        && let Some(p) = payload.as_object_mut()
+    {
+        p.insert("dry_run".into(), Value::Bool(true));
+    }
+    payload
+}
+
 /// What a succeeded ticket gives its unit as output: a `media` step's
 /// answer (its artifact, its probe), which is JSON; else the ticket's
 /// result (`{"text", "model", "usage", …}`).
@@ -100,10 +117,13 @@ pub(super) struct Runner {
     moved: bool,
     /// The last ticket a sampled poll read: the next starts after it.
     polled: Option<TicketId>,
+    /// A dry run: its tickets' writes are refused ([`dry`]).
+    dry_run: bool,
 }
 
 impl Runner {
     pub fn new(workflows: Workflows, handle: Arc<Handle>) -> Runner {
+        let dry_run = handle.snapshot().dry_run;
         Runner {
             workflows,
             handle,
@@ -111,6 +131,7 @@ impl Runner {
             places: std::collections::BTreeSet::new(),
             moved: false,
             polled: None,
+            dry_run,
         }
     }
 
@@ -436,7 +457,7 @@ impl Runner {
                 .filter_map(|e| match e {
                     Event::NodeScheduled { task, key, .. } => Some(NewTicket {
                         kind: task.kind.clone(),
-                        payload: task.payload.clone(),
+                        payload: dry(&task.kind, task.payload.clone(), self.dry_run),
                         tenant: Some(self.handle.tenant.to_string()),
                         idempotency_key: Some(key.clone()),
                         priority: task.priority,

@@ -139,6 +139,7 @@ async fn the_video_pipeline_transcodes_a_real_clip_and_publishes_it_after_review
         tenant: None,
         definition: None,
         version: None,
+        dry_run: false,
     };
     let v = workflows.start_run(start(), "operator").await.unwrap();
     let id = v.summary.id.clone();
@@ -224,6 +225,65 @@ async fn the_video_pipeline_transcodes_a_real_clip_and_publishes_it_after_review
     controller.shutdown().await;
 }
 
+/// A dry run of the video pipeline does the media work into the artifact
+/// store and publishes nothing: the publish step answers where it would
+/// have written, and no output of it enters the memo.
+#[tokio::test]
+async fn a_dry_run_of_the_video_pipeline_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (controller, workflows, media) = open(dir.path()).await;
+    std::fs::create_dir_all(media.inbox()).unwrap();
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=2:size=160x120:rate=10",
+        ])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(media.inbox().join("clip.mp4"))
+        .status()
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    assert!(made.success());
+    let v = workflows
+        .start_run(
+            NewRun {
+                spec: json!(VIDEO),
+                inputs: inputs(json!({"source": "clip.mp4", "height": 120})),
+                tenant: None,
+                definition: None,
+                version: None,
+                dry_run: true,
+            },
+            "operator",
+        )
+        .await
+        .unwrap();
+    assert!(v.summary.dry_run);
+    let id = v.summary.id.clone();
+    until(&workflows, &id, "the review", |v| waiting_on(v, "review")).await;
+    approve(&workflows, &id, "review", json!({})).await;
+    let done = until(&workflows, &id, "an end", |v| {
+        v.summary.state != RunState::Running
+    })
+    .await;
+    assert_eq!(done.summary.state, RunState::Succeeded, "{done:#?}");
+    let publish = node(&done, "publish").units[0].output.clone().unwrap();
+    assert_eq!(
+        publish["dry_run"]["would_publish"], "published/final.mp4",
+        "{publish}"
+    );
+    assert!(
+        !media.published().join("final.mp4").exists(),
+        "nothing was published"
+    );
+    workflows.shutdown();
+    controller.shutdown().await;
+}
+
 #[tokio::test]
 async fn media_steps_refuse_what_is_not_in_the_store_and_heartbeats_only_where_work_reports_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,6 +305,7 @@ nodes:
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )
@@ -266,6 +327,7 @@ nodes:
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )
@@ -300,6 +362,7 @@ async fn the_support_ticket_shape_is_assigned_resolved_and_a_breach_is_written_u
         tenant: None,
         definition: None,
         version: None,
+        dry_run: false,
     };
     let v = workflows.start_run(start(), "operator").await.unwrap();
     let id = v.summary.id.clone();

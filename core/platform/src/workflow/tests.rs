@@ -112,6 +112,7 @@ async fn a_fan_out_runs_on_the_bots_and_its_history_is_the_run() {
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )
@@ -155,6 +156,7 @@ async fn a_fan_out_runs_on_the_bots_and_its_history_is_the_run() {
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )
@@ -215,6 +217,7 @@ async fn an_approval_survives_a_restart_and_takes_only_its_approvers_and_schema(
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )
@@ -321,6 +324,7 @@ async fn a_refused_spec_names_its_path_and_a_failed_node_retries_alone() {
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )
@@ -361,6 +365,7 @@ nodes:
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )
@@ -429,6 +434,7 @@ async fn a_stop_cancels_what_waits_and_ends_the_run() {
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )
@@ -496,6 +502,7 @@ nodes:
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )
@@ -585,6 +592,7 @@ async fn a_concurrency_group_runs_one_keeps_one_waiting_and_supersedes_the_rest(
                     tenant: None,
                     definition: None,
                     version: None,
+                    dry_run: false,
                 },
                 "operator",
             )
@@ -692,6 +700,7 @@ async fn a_concurrency_group_runs_one_keeps_one_waiting_and_supersedes_the_rest(
                 tenant: None,
                 definition: None,
                 version: None,
+                dry_run: false,
             },
             "operator",
         )

@@ -52,6 +52,11 @@ pub struct NewRun {
     #[serde(default)]
     #[schema(minimum = 1)]
     pub version: Option<u32>,
+    /// A dry run: every write its tasks would make is refused before it
+    /// is sent (a tool's write by the connector runtime, a media publish
+    /// by the bot), and answered with what would have been written.
+    #[serde(default)]
+    pub dry_run: bool,
     /// The run's inputs by name; each not given takes its default.
     #[serde(default)]
     #[specta(type = specta_typescript::Unknown)]
@@ -121,6 +126,8 @@ pub struct RunSummary {
     #[specta(type = String)]
     pub state: RunState,
     pub started_by: String,
+    /// A dry run: every write its tasks would make was refused.
+    pub dry_run: bool,
     #[specta(type = specta_typescript::Number)]
     #[schema(value_type = i64)]
     pub started_at_ms: UnixMs,
@@ -347,6 +354,7 @@ pub(super) fn summary(run: &Run, tenant: &TenantId) -> RunSummary {
         tenant: tenant.clone(),
         state: run.state,
         started_by: run.started_by.clone(),
+        dry_run: run.dry_run,
         started_at_ms: run.started_at,
         finished_at_ms: run.finished_at,
         done: u32::try_from(done).unwrap_or(u32::MAX),

@@ -370,7 +370,18 @@ impl Step<'_> {
                     "codec": probe.codec,
                 }))
             }
-            MediaPayload::Publish { input, name } => {
+            MediaPayload::Publish {
+                input,
+                name,
+                dry_run: true,
+            } => {
+                self.store.existing(input).await?;
+                let would = format!("published/{name}");
+                Ok(
+                    json!({ "artifact": input, "path": null, "dry_run": { "would_publish": would } }),
+                )
+            }
+            MediaPayload::Publish { input, name, .. } => {
                 let path = self.store.existing(input).await?;
                 let dir = self.store.published();
                 make_dir(&dir).await?;
