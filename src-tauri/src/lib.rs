@@ -63,6 +63,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::workflow::workflow_publish,
             commands::workflow::workflow_definitions,
             commands::workflow::workflow_definition,
+            commands::workflow::workflow_upgrade,
             commands::events::events,
             commands::fleet::fleets,
             commands::fleet::add_fleet,

@@ -78,6 +78,8 @@ export const commands = {
 	workflowDefinitions: () => typedError<DefinitionView[], ApiError>(__TAURI_INVOKE("workflow_definitions")),
 	/**  Every version of one definition, newest first. */
 	workflowDefinition: (name: string, tenant: string | null) => typedError<DefinitionView[], ApiError>(__TAURI_INVOKE("workflow_definition", { name, tenant })),
+	/**  Shows (or, confirmed, makes) a run's move to a published version. */
+	workflowUpgrade: (id: string, request: UpgradeRequest) => typedError<UpgradeView, ApiError>(__TAURI_INVOKE("workflow_upgrade", { id, request })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -1443,6 +1445,27 @@ export type UnitView = {
 	error_type: string | null,
 	error: string | null,
 	cost_nusd: number,
+};
+
+/**  Which version to move a run to. */
+export type UpgradeRequest = {
+	/**  A published version of the run's workflow; the latest if absent. */
+	version?: number | null,
+	/**  Move the run; without it, only the diff is shown. */
+	confirm?: boolean,
+};
+
+/**  What a move does (or did). */
+export type UpgradeView = {
+	from_hash: string,
+	to_version: number,
+	to_hash: string,
+	/**  The run's spec against the version's. */
+	changes: SpecChange[],
+	/**  Whether the run moved (only with `confirm`). */
+	applied: boolean,
+	/**  The run, as it is now. */
+	run: RunView,
 };
 
 /**

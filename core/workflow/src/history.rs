@@ -271,6 +271,17 @@ pub enum Event {
         state: RunState,
         at: i64,
     },
+    /// Moved to another version of its spec (recorded with that spec): a
+    /// node that has begun keeps its record; one that has not takes the
+    /// new definition.
+    RunUpgraded {
+        spec_hash: String,
+        /// The published version, if it is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+        by: String,
+        at: i64,
+    },
 }
 
 impl Event {
@@ -297,12 +308,14 @@ impl Event {
             Event::RetryRequested { .. } => "retry_requested",
             Event::StopRequested { .. } => "stop_requested",
             Event::RunFinished { .. } => "run_finished",
+            Event::RunUpgraded { .. } => "run_upgraded",
         }
     }
 
     pub fn at(&self) -> i64 {
         match self {
-            Event::RunStarted { at, .. }
+            Event::RunUpgraded { at, .. }
+            | Event::RunStarted { at, .. }
             | Event::NodeExpanded { at, .. }
             | Event::NodeScheduled { at, .. }
             | Event::UnitQueued { at, .. }

@@ -137,6 +137,33 @@ pub struct NodeRun {
     counts: [usize; 7],
 }
 
+impl NodeRun {
+    /// A node that has not begun, as `spec` defines it.
+    fn fresh(spec: &crate::spec::NodeSpec) -> NodeRun {
+        let mut n = NodeRun {
+            name: spec.name.clone(),
+            phase: NodePhase::Pending,
+            started: false,
+            units: if spec.is_fan_out() {
+                Vec::new()
+            } else {
+                vec![Unit::new(spec.name.clone(), None)]
+            },
+            approval: None,
+            message: None,
+            counts: [0; 7],
+        };
+        n.recount();
+        n
+    }
+
+    /// Whether it is under way: a unit in flight, or an approval waiting.
+    fn busy(&self) -> bool {
+        self.units.iter().any(Unit::in_flight)
+            || (self.approval.is_some() && !self.phase.fulfilled())
+    }
+}
+
 /// A phase's place in [`NodeRun`]'s counts.
 fn phase_index(p: NodePhase) -> usize {
     match p {
@@ -246,6 +273,64 @@ impl Run {
         (run, event)
     }
 
+    /// Moves the run to `workflow` (the spec of `event`, a `run_upgraded`):
+    /// a node that has begun keeps its record, whatever its new
+    /// definition; one that has not takes the new one; a node the new
+    /// version drops must not be under way. New inputs take their
+    /// defaults; one without a default refuses the move.
+    pub fn upgrade(&mut self, workflow: Arc<Workflow>, event: &Event) -> Result<(), Stale> {
+        const NAME: &str = "run_upgraded";
+        let Event::RunUpgraded { spec_hash, .. } = event else {
+            return Err(stale(NAME, "not an upgrade"));
+        };
+        if *spec_hash != workflow.hash {
+            return Err(stale(
+                NAME,
+                format!("it names {spec_hash}, not {}", workflow.hash),
+            ));
+        }
+        if self.state != RunState::Running || self.stop.is_some() {
+            return Err(stale(NAME, "the run has ended or is stopping"));
+        }
+        if *spec_hash == self.workflow.hash {
+            return Err(stale(NAME, "the run is on that version already"));
+        }
+        if let Some(n) = self
+            .nodes
+            .iter()
+            .find(|n| n.busy() && workflow.index(&n.name).is_none())
+        {
+            return Err(stale(
+                NAME,
+                format!("node {} is under way and the new version drops it", n.name),
+            ));
+        }
+        let kept: Map<String, Value> = self
+            .inputs
+            .iter()
+            .filter(|(k, _)| workflow.spec.inputs.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let inputs = workflow
+            .inputs(&kept)
+            .map_err(|e| stale(NAME, format!("{}: {}", e.path, e.message)))?;
+        let mut old: BTreeMap<String, NodeRun> =
+            self.nodes.drain(..).map(|n| (n.name.clone(), n)).collect();
+        self.nodes = workflow
+            .spec
+            .nodes
+            .iter()
+            .map(|spec| match old.remove(&spec.name) {
+                Some(prev) if prev.started => prev,
+                _ => NodeRun::fresh(spec),
+            })
+            .collect();
+        self.inputs = inputs;
+        self.workflow = workflow;
+        self.events += 1;
+        Ok(())
+    }
+
     /// The run its history describes.
     pub fn replay(workflow: Arc<Workflow>, history: &[Event]) -> Result<Run, Stale> {
         let Some(Event::RunStarted {
@@ -265,28 +350,7 @@ impl Run {
                 format!("the run is pinned to {spec_hash}, not {}", workflow.hash),
             ));
         }
-        let nodes = workflow
-            .spec
-            .nodes
-            .iter()
-            .map(|n| NodeRun {
-                name: n.name.clone(),
-                phase: NodePhase::Pending,
-                started: false,
-                units: if n.is_fan_out() {
-                    Vec::new()
-                } else {
-                    vec![Unit::new(n.name.clone(), None)]
-                },
-                approval: None,
-                message: None,
-                counts: [0; 7],
-            })
-            .map(|mut n| {
-                n.recount();
-                n
-            })
-            .collect::<Vec<NodeRun>>();
+        let nodes = workflow.spec.nodes.iter().map(NodeRun::fresh).collect();
         let mut state = Run {
             workflow,
             id: run.clone(),

@@ -6,7 +6,7 @@ use oshal_core::api::routes as r;
 use oshal_core::workflow::{
     Decision, DefinitionDiff, DefinitionQuery, DefinitionView, GenerateRequest, Generated,
     HistoryEntry, NewDefinition, NewRun, PendingApproval, RetryRequest, RunSummary, RunView, Shape,
-    SpecSource, StopRequest, Validation,
+    SpecSource, StopRequest, UpgradeRequest, UpgradeView, Validation,
 };
 use tauri::State;
 
@@ -244,6 +244,26 @@ pub async fn workflow_definition(
         Target::Fleet(f) => Ok(f
             .client
             .request::<r::GetDefinition>(r::Id(name), Some(&DefinitionQuery { tenant }), None)
+            .await?),
+    }
+}
+
+/// Shows (or, confirmed, makes) a run's move to a published version.
+#[tauri::command]
+#[specta::specta]
+pub async fn workflow_upgrade(
+    desktop: State<'_, Desktop>,
+    id: String,
+    request: UpgradeRequest,
+) -> CommandResult<UpgradeView> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop
+            .workflows()
+            .upgrade(&id, None, request, OPERATOR)
+            .await?),
+        Target::Fleet(f) => Ok(f
+            .client
+            .request::<r::UpgradeRun>(r::Id(id), None, Some(&request))
             .await?),
     }
 }

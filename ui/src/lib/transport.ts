@@ -21,6 +21,8 @@ import type {
   Generated,
   HistoryEntry,
   NewDefinition,
+  UpgradeRequest,
+  UpgradeView,
   NewRun,
   PendingApproval,
   RetryRequest,
@@ -101,6 +103,7 @@ export interface Transport {
   workflowCompare(definition: NewDefinition): Promise<DefinitionDiff>;
   workflowPublish(definition: NewDefinition): Promise<DefinitionView>;
   workflowDefinitions(): Promise<DefinitionView[]>;
+  workflowUpgrade(id: string, request: UpgradeRequest): Promise<UpgradeView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -199,6 +202,8 @@ export class HttpTransport implements Transport {
   workflowPublish = (definition: NewDefinition) =>
     this.call<DefinitionView>("POST", "/api/v1/workflows/definitions", definition);
   workflowDefinitions = () => this.call<DefinitionView[]>("GET", "/api/v1/workflows/definitions");
+  workflowUpgrade = (id: string, request: UpgradeRequest) =>
+    this.call<UpgradeView>("POST", `/api/v1/workflows/runs/${encodeURIComponent(id)}/upgrade`, request);
   deskOrders = (id: string, order: string | null) =>
     this.call<OrderView[]>(
       "GET",
@@ -306,6 +311,7 @@ export class TauriTransport implements Transport {
   workflowCompare = (definition: NewDefinition) => answer(commands.workflowCompare(definition));
   workflowPublish = (definition: NewDefinition) => answer(commands.workflowPublish(definition));
   workflowDefinitions = () => answer(commands.workflowDefinitions());
+  workflowUpgrade = (id: string, request: UpgradeRequest) => answer(commands.workflowUpgrade(id, request));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

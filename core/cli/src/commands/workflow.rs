@@ -11,7 +11,7 @@ use oshal_core::api::client::Client;
 use oshal_core::api::routes as r;
 use oshal_core::workflow::{
     Decision, DefinitionQuery, GenerateRequest, NewDefinition, NewRun, RetryRequest, SpecSource,
-    StopRequest,
+    StopRequest, UpgradeRequest,
 };
 use serde_json::Value;
 
@@ -105,6 +105,15 @@ pub enum Action {
     },
     /// Run a failed node again, and everything downstream of it.
     Retry { id: String, node: String },
+    /// Show the diff of moving a run to a published version of its
+    /// workflow (the latest unless `--version`); `--confirm` moves it.
+    Upgrade {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        confirm: bool,
+    },
     /// Measure a fan-out and fan-in of trivial tasks in local mode, in
     /// process (no server): nodes per second end to end, every node a
     /// durable ticket, and how soon the first child starts after its
@@ -282,6 +291,18 @@ impl Action {
                 json(
                     client
                         .request::<r::RetryRun>(id(run), None, Some(&request))
+                        .await,
+                )
+            }
+            Self::Upgrade {
+                id: run,
+                version,
+                confirm,
+            } => {
+                let request = UpgradeRequest { version, confirm };
+                json(
+                    client
+                        .request::<r::UpgradeRun>(id(run), None, Some(&request))
                         .await,
                 )
             }

@@ -153,6 +153,8 @@ named!(
     crate::workflow::DefinitionDiff,
     crate::workflow::GenerateRequest,
     crate::workflow::Generated,
+    crate::workflow::UpgradeRequest,
+    crate::workflow::UpgradeView,
 );
 
 /// A query string as the contract shows it: its parameters.

@@ -352,6 +352,9 @@ routes! {
     DecideApproval = Post "/api/v1/workflows/runs/{id}/decide" Bearer Write, args: Id, query: (), body: crate::workflow::Decision => crate::workflow::RunView;
     /// Run a failed node again, and everything downstream of it.
     RetryRun = Post "/api/v1/workflows/runs/{id}/retry" Bearer Write, args: Id, query: (), body: crate::workflow::RetryRequest => crate::workflow::RunView;
+    /// Show the diff of moving a run to a published version of its
+    /// workflow (the latest if none is named); with `confirm`, move it.
+    UpgradeRun = Post "/api/v1/workflows/runs/{id}/upgrade" Bearer Write, args: Id, query: (), body: crate::workflow::UpgradeRequest => crate::workflow::UpgradeView;
     /// Cancel or terminate a run; its tickets in flight are cancelled.
     StopRun = Post "/api/v1/workflows/runs/{id}/stop" Bearer Write, args: Id, query: (), body: crate::workflow::StopRequest => crate::workflow::RunView;
     /// Approvals waiting for a decision, soonest deadline first.

@@ -160,7 +160,7 @@ impl Workflows {
         let deadline = tokio::time::Instant::now() + WAIT;
         let view = loop {
             let view = controller.ticket(ticket).await?;
-            if super::runner::ended(view.state, view.attempts, view.max_attempts) {
+            if super::tickets::ended(view.state, view.attempts, view.max_attempts) {
                 break view;
             }
             // Woken by the ticket's own transitions, or each second.

@@ -73,6 +73,16 @@ impl Handle {
         let mut run =
             Run::replay(Arc::new(workflow), &[started.event]).map_err(|e| e.to_string())?;
         for e in &entries[1..] {
+            if e.kind == "run_upgraded" {
+                // Recorded with the spec it moved to.
+                let up: Started = serde_json::from_str(&e.body)
+                    .map_err(|err| format!("entry {} does not parse: {err}", e.seq))?;
+                let workflow = Workflow::new(up.spec, &Kinds).map_err(|e| format!("{e:?}"))?;
+                if let Err(stale) = run.upgrade(Arc::new(workflow), &up.event) {
+                    tracing::warn!(run = %first.session, seq = e.seq, %stale, "a recorded upgrade was skipped");
+                }
+                continue;
+            }
             let event: Event = serde_json::from_str(&e.body)
                 .map_err(|err| format!("entry {} does not parse: {err}", e.seq))?;
             if let Err(stale) = run.apply(&event) {
@@ -133,6 +143,49 @@ impl Handle {
             .map_err(|e| WorkflowError::Conflict(e.why))?;
         self.append(&mut live, store, std::slice::from_ref(&event))
             .await?;
+        Ok(Arc::new(live.run.clone()))
+    }
+
+    /// Moves the run to `workflow`: checked on a copy first, then written
+    /// to the journal with the spec, then applied.
+    pub(super) async fn record_upgrade(
+        &self,
+        store: &dyn Store,
+        workflow: Arc<Workflow>,
+        event: Event,
+    ) -> Result<Arc<Run>, WorkflowError> {
+        let mut live = self.live.lock().await;
+        let mut check = live.run.clone();
+        check
+            .upgrade(workflow.clone(), &event)
+            .map_err(|e| WorkflowError::Conflict(e.why))?;
+        let body = serde_json::to_string(&Started {
+            spec: workflow.spec.clone(),
+            event: event.clone(),
+        })
+        .expect("a spec serializes");
+        let entry = JournalEntry {
+            book: BOOK.into(),
+            session: self.id.clone(),
+            seq: live.next_seq,
+            tenant: self.tenant.clone(),
+            kind: event.name().into(),
+            body,
+            at_ms: event.at(),
+        };
+        if store.append_journal(std::slice::from_ref(&entry)).await? != 1 {
+            return Err(WorkflowError::Conflict(format!(
+                "run {}'s history from {} was written by another controller",
+                self.id, live.next_seq
+            )));
+        }
+        live.next_seq += 1;
+        live.run = check;
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stale = true;
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = live.run.state;
         Ok(Arc::new(live.run.clone()))
     }
 

@@ -23,6 +23,8 @@ mod generator;
 mod groups;
 mod handle;
 mod runner;
+mod tickets;
+mod upgrade;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,6 +43,7 @@ use crate::ticket::{TenantId, TicketId, Work};
 pub use catalog::{Shape, ShapeInput, shapes};
 pub use definitions::{DefinitionDiff, DefinitionQuery, DefinitionView, NewDefinition, SpecChange};
 pub use generator::{GenerateRequest, Generated, check_reply};
+pub use upgrade::{UpgradeRequest, UpgradeView};
 pub use view::{
     ApprovalView, Decision, HistoryEntry, NewRun, NodeOutline, NodeView, PendingApproval,
     RetryRequest, RunSummary, RunView, SpecIssue, SpecSource, StopRequest, UnitView, Validation,

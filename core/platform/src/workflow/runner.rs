@@ -15,10 +15,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use oshal_workflow::history::{Event, Failure, RunState};
-use oshal_workflow::run::{MAX_OUTPUT_BYTES, Memo, Run};
+use oshal_workflow::run::{MAX_OUTPUT_BYTES, Memo};
 use serde_json::Value;
 
 use super::handle::Handle;
+use super::tickets::{dry, ended, fit_history, flying_tasks, left_behind, output_of};
 use super::{WorkflowError, Workflows};
 use crate::controller::{ControllerError, CoreEvent};
 use crate::store::{StoreError, TicketView};
@@ -30,39 +31,6 @@ const POLL: Duration = Duration::from_secs(2);
 const POLL_SAMPLE: usize = 256;
 /// How many ended tickets are read from the store at once.
 const READS_AT_ONCE: usize = 8;
-/// A task's payload as a dry run submits it: a `tool` call, and a media
-/// `publish`, marked so that their writes are refused before they happen.
-fn dry(kind: &str, mut payload: Value, dry_run: bool) -> Value {
-    let writes = match kind {
-        "tool" => true,
-        "media" => payload.get("op").and_then(Value::as_str) == Some("publish"),
-        _ => false,
-    };
-    if dry_run
-        && writes
-        && let Some(p) = payload.as_object_mut()
-    {
-        p.insert("dry_run".into(), Value::Bool(true));
-    }
-    payload
-}
-
-/// What a succeeded ticket gives its unit as output: a `media` step's
-/// answer (its artifact, its probe), which is JSON; else the ticket's
-/// result (`{"text", "model", "usage", …}`).
-fn output_of(view: &TicketView) -> Value {
-    let result = view.result.clone().unwrap_or(Value::Null);
-    if view.kind == "media"
-        && let Some(answer) = result
-            .get("text")
-            .and_then(Value::as_str)
-            .and_then(|t| serde_json::from_str::<Value>(t).ok())
-    {
-        return answer;
-    }
-    result
-}
-
 /// The fewest milliseconds between two heartbeats a unit's history keeps.
 const BEAT_EVERY_MS: i64 = 1_000;
 /// The shortest wait between two turns that nothing prompted.
@@ -763,76 +731,5 @@ impl Runner {
             },
         };
         start.into_iter().chain(std::iter::once(end)).collect()
-    }
-}
-
-/// Whether the run moved on from `attempt` of `unit` without its ticket's
-/// answer (a timeout, a stop, a newer unit in its group): the ticket, if
-/// it still runs, is to be cancelled.
-fn left_behind(run: &Run, unit: &str, attempt: u32) -> bool {
-    !run.in_flight(unit, attempt)
-        && run.unit(unit).is_some_and(|u| {
-            u.attempt == attempt
-                && u.failure.as_ref().is_some_and(|f| {
-                    f.error_type == "superseded"
-                        || f.error_type == "cancelled"
-                        || f.error_type.starts_with("timeout.")
-                })
-        })
-}
-
-/// Whether a ticket has ended for good: a failure ends it once it has
-/// no attempt left.
-pub(super) fn ended(state: TicketState, attempts: u32, max_attempts: u32) -> bool {
-    state.is_terminal() || (state == TicketState::Failed && attempts >= max_attempts)
-}
-
-/// The `node_scheduled` of units in flight, to submit again after a restart.
-fn flying_tasks(run: &Run) -> Vec<Event> {
-    run.nodes
-        .iter()
-        .flat_map(|n| &n.units)
-        .filter(|u| u.in_flight() && u.key.is_some())
-        .filter_map(|u| {
-            let (i, _) = run.find(&u.name)?;
-            run.workflow.spec.nodes[i].task.as_ref()?;
-            Some(Event::NodeScheduled {
-                unit: u.name.clone(),
-                attempt: u.attempt,
-                input_hash: u.input_hash.clone().unwrap_or_default(),
-                task: u.task.clone()?,
-                key: u.key.clone()?,
-                at: u.scheduled_at.unwrap_or_default(),
-            })
-        })
-        .collect()
-}
-
-/// An event whose body the journal would refuse becomes the unit's error,
-/// so the history always takes what the run decided.
-fn fit_history(e: Event) -> Event {
-    let size = serde_json::to_string(&e).map_or(usize::MAX, |s| s.len());
-    if size <= crate::store::journal::MAX_BODY {
-        return e;
-    }
-    match e {
-        Event::NodeScheduled { unit, at, .. } => Event::NodeErrored {
-            unit,
-            message: format!(
-                "the resolved task is {size} bytes; a run's history keeps at most {} per event",
-                crate::store::journal::MAX_BODY
-            ),
-            at,
-        },
-        Event::NodeExpanded { node, items, at } => Event::NodeErrored {
-            unit: node,
-            message: format!(
-                "its {} items take {size} bytes; a run's history keeps at most {} per event",
-                items.len(),
-                crate::store::journal::MAX_BODY
-            ),
-            at,
-        },
-        other => other,
     }
 }

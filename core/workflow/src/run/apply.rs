@@ -36,6 +36,12 @@ impl Run {
         .map(|(i, j)| (i, j, self.nodes[i].units[j].phase));
         match event {
             Event::RunStarted { .. } => return Err(stale(name, "the run has started already")),
+            Event::RunUpgraded { .. } => {
+                return Err(stale(
+                    name,
+                    "an upgrade is applied with its spec (Run::upgrade)",
+                ));
+            }
             Event::NodeExpanded { node, items, .. } => {
                 let i = self.node_index(name, node)?;
                 let spec = &self.workflow.spec.nodes[i];

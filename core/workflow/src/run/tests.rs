@@ -691,3 +691,54 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn an_upgrade_keeps_what_has_begun_and_gives_the_rest_the_new_definition() {
+    let v1 = format!(
+        "{HEAD}nodes:\n  - {{ name: a, task: {{ kind: chat, payload: {{ prompt: a1 }} }} }}\n  - {{ name: b, dependencies: [a], task: {{ kind: chat, payload: {{ prompt: b1 }} }} }}\n"
+    );
+    let v2 = format!(
+        "{HEAD}inputs: {{ tone: {{ default: dry }} }}\nnodes:\n  - {{ name: a, task: {{ kind: chat, payload: {{ prompt: a2 }} }} }}\n  - {{ name: b, dependencies: [a], task: {{ kind: chat, payload: {{ prompt: \"b2 ${{{{ inputs.tone }}}}\" }} }} }}\n  - {{ name: c, dependencies: [b], task: {{ kind: chat, payload: {{ prompt: c2 }} }} }}\n"
+    );
+    let mut d = Driver::new(&v1, json!({}));
+    let first = d.settle(0);
+    assert_eq!(Driver::scheduled(&first)[0].2.payload["prompt"], "a1");
+    d.start("a", 1);
+    let w2 = workflow(&v2);
+    let up = Event::RunUpgraded {
+        spec_hash: w2.hash.clone(),
+        version: Some(2),
+        by: "operator".into(),
+        at: 2,
+    };
+    d.run.upgrade(w2.clone(), &up).unwrap();
+    assert_eq!(d.run.workflow.hash, w2.hash);
+    assert_eq!(d.run.inputs["tone"], "dry", "a new input takes its default");
+    // `a` had begun: it keeps its attempt; `b` and `c` take version 2.
+    d.succeed("a", json!({"text": "done"}), 3);
+    let next = Driver::scheduled(&d.settle(4));
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        (next[0].0.as_str(), &next[0].2.payload["prompt"]),
+        ("b", &json!("b2 dry"))
+    );
+    assert_eq!(d.run.nodes.len(), 3);
+
+    // A version that drops a node under way is refused, and changes nothing.
+    let v3 = format!(
+        "{HEAD}nodes:\n  - {{ name: a, task: {{ kind: chat, payload: {{ prompt: a3 }} }} }}\n"
+    );
+    let w3 = workflow(&v3);
+    let up3 = Event::RunUpgraded {
+        spec_hash: w3.hash.clone(),
+        version: Some(3),
+        by: "operator".into(),
+        at: 5,
+    };
+    let before = d.run.workflow.hash.clone();
+    let e = d.run.upgrade(w3, &up3).unwrap_err();
+    assert!(e.why.contains("node b is under way"), "{e}");
+    assert_eq!(d.run.workflow.hash, before);
+    // Nor can a run be moved to the version it is on.
+    assert!(d.run.upgrade(w2, &up).is_err());
+}

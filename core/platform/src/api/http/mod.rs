@@ -242,6 +242,7 @@ fn mount() -> Mount {
     .at::<DecideApproval, _, _>(workflows::decide)
     .at::<RetryRun, _, _>(workflows::retry)
     .at::<StopRun, _, _>(workflows::stop)
+    .at::<UpgradeRun, _, _>(workflows::upgrade)
     .at::<ListApprovals, _, _>(workflows::approvals)
     .at::<ListShapes, _, _>(workflows::shapes)
     .at::<GenerateWorkflow, _, _>(workflows::generate)

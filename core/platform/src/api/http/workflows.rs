@@ -17,7 +17,7 @@ use crate::api::{ApiError, ErrorKind};
 use crate::workflow::{
     Decision, DefinitionDiff, DefinitionQuery, DefinitionView, GenerateRequest, Generated,
     HistoryEntry, NewDefinition, NewRun, PendingApproval, RetryRequest, RunSummary, RunView, Shape,
-    SpecSource, StopRequest, Validation, Workflows,
+    SpecSource, StopRequest, UpgradeRequest, UpgradeView, Validation, Workflows,
 };
 
 fn runs(state: &AppState) -> ApiResult<&Workflows> {
@@ -212,6 +212,21 @@ pub(super) async fn stop(
     Ok(Json(
         runs(&state)?
             .stop(&id, who.only(), request, &actor(&who))
+            .await?,
+    ))
+}
+
+pub(super) async fn upgrade(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(id): PathId,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<UpgradeView>> {
+    let request: UpgradeRequest = json_body(&headers, body).await?;
+    Ok(Json(
+        runs(&state)?
+            .upgrade(&id, who.only(), request, &actor(&who))
             .await?,
     ))
 }
