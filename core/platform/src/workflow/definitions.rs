@@ -385,15 +385,11 @@ fn changes_from_nothing(spec: &WorkflowSpec) -> Vec<SpecChange> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use serde_json::json;
 
     use super::super::{NewRun, WorkflowError, Workflows};
     use super::*;
-    use crate::clock::SystemClock;
-    use crate::controller::{Controller, ControllerConfig, LocalPool};
-    use crate::store::sqlite::SqliteStore;
+    use crate::controller::{Controller, LocalPool};
 
     const V1: &str = r#"
 api_version: oshal.dev/workflow/v1
@@ -403,16 +399,8 @@ nodes:
 "#;
 
     async fn open(dir: &std::path::Path) -> (Controller, Workflows) {
-        let store = Arc::new(SqliteStore::open(dir).await.unwrap());
-        let controller = Controller::start(
-            ControllerConfig::default(),
-            store,
-            LocalPool::builtin(1),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap();
-        let workflows = Workflows::start(controller.clone()).await.unwrap();
+        let (_, controller, workflows) =
+            super::super::testkit::open(dir, LocalPool::builtin(1)).await;
         (controller, workflows)
     }
 

@@ -734,4 +734,6 @@ pub fn parse_stop(how: &str) -> Option<Stop> {
 #[cfg(test)]
 mod shapes;
 #[cfg(test)]
+mod testkit;
+#[cfg(test)]
 mod tests;

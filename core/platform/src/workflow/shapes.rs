@@ -4,56 +4,26 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::testkit::until;
 use super::*;
 use crate::bot::media::MediaStore;
-use crate::clock::SystemClock;
-use crate::controller::{ControllerConfig, LocalPool};
-use crate::store::sqlite::SqliteStore;
+use crate::controller::LocalPool;
 use oshal_workflow::history::{NodePhase, RunState};
 
 const VIDEO: &str = include_str!("../../../../assets/workflows/video.yaml");
 const SUPPORT: &str = include_str!("../../../../assets/workflows/support-ticket.yaml");
 
 async fn open(dir: &Path) -> (Controller, Workflows, Arc<MediaStore>) {
-    let store = Arc::new(SqliteStore::open(dir).await.unwrap());
     let media = MediaStore::new(dir.join("media"));
     let pool = LocalPool {
         media: Some(media.clone()),
         ..LocalPool::builtin(2)
     };
-    let controller = Controller::start(
-        ControllerConfig::default(),
-        store,
-        pool,
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let workflows = Workflows::start(controller.clone()).await.unwrap();
+    let (_, controller, workflows) = super::testkit::open(dir, pool).await;
     (controller, workflows, media)
-}
-
-async fn until(
-    workflows: &Workflows,
-    id: &str,
-    what: &str,
-    done: impl Fn(&RunView) -> bool,
-) -> RunView {
-    for _ in 0..2400 {
-        let v = workflows.view(id, None).unwrap();
-        if done(&v) {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!(
-        "run {id} never came to {what}: {:#?}",
-        workflows.view(id, None).unwrap()
-    );
 }
 
 fn node<'a>(v: &'a RunView, name: &str) -> &'a NodeView {
@@ -107,15 +77,8 @@ fn ffprobe(path: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn inputs(v: Value) -> serde_json::Map<String, Value> {
-    v.as_object().unwrap().clone()
-}
-
-#[tokio::test]
-async fn the_video_pipeline_transcodes_a_real_clip_and_publishes_it_after_review() {
-    let dir = tempfile::tempdir().unwrap();
-    let (controller, workflows, media) = open(dir.path()).await;
-    // A 5 s test pattern at 320×240, made by ffmpeg itself.
+/// `inbox/clip.mp4`: ffmpeg's test pattern `source` (a lavfi source), in h264.
+fn clip(media: &MediaStore, source: &str) {
     std::fs::create_dir_all(media.inbox()).unwrap();
     let made = std::process::Command::new("ffmpeg")
         .args([
@@ -125,13 +88,25 @@ async fn the_video_pipeline_transcodes_a_real_clip_and_publishes_it_after_review
             "-f",
             "lavfi",
             "-i",
-            "testsrc=duration=5:size=320x240:rate=25",
+            source,
         ])
         .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
         .arg(media.inbox().join("clip.mp4"))
         .status()
         .expect("ffmpeg is installed (scripts/test installs it)");
     assert!(made.success());
+}
+
+fn inputs(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn the_video_pipeline_transcodes_a_real_clip_and_publishes_it_after_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let (controller, workflows, media) = open(dir.path()).await;
+    // A 5 s test pattern at 320×240, made by ffmpeg itself.
+    clip(&media, "testsrc=duration=5:size=320x240:rate=25");
 
     let start = || NewRun {
         spec: json!(VIDEO),
@@ -232,22 +207,7 @@ async fn the_video_pipeline_transcodes_a_real_clip_and_publishes_it_after_review
 async fn a_dry_run_of_the_video_pipeline_publishes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (controller, workflows, media) = open(dir.path()).await;
-    std::fs::create_dir_all(media.inbox()).unwrap();
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=duration=2:size=160x120:rate=10",
-        ])
-        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
-        .arg(media.inbox().join("clip.mp4"))
-        .status()
-        .expect("ffmpeg is installed (scripts/test installs it)");
-    assert!(made.success());
+    clip(&media, "testsrc=duration=2:size=160x120:rate=10");
     let v = workflows
         .start_run(
             NewRun {

@@ -3,49 +3,16 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::testkit;
+use super::testkit::{close, until};
 use super::*;
-use crate::clock::SystemClock;
-use crate::controller::{ControllerConfig, LocalPool};
+use crate::controller::LocalPool;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, TicketQuery};
 use oshal_workflow::history::{NodePhase, RunState};
 
 async fn open(dir: &std::path::Path) -> (Arc<SqliteStore>, Controller, Workflows) {
-    let store = Arc::new(SqliteStore::open(dir).await.unwrap());
-    let controller = Controller::start(
-        ControllerConfig::default(),
-        store.clone(),
-        LocalPool::builtin(2),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let workflows = Workflows::start(controller.clone()).await.unwrap();
-    (store, controller, workflows)
-}
-
-async fn close(controller: Controller, workflows: Workflows) {
-    workflows.shutdown();
-    controller.shutdown().await;
-}
-
-async fn until(
-    workflows: &Workflows,
-    id: &str,
-    what: &str,
-    done: impl Fn(&RunView) -> bool,
-) -> RunView {
-    for _ in 0..400 {
-        let v = workflows.view(id, None).unwrap();
-        if done(&v) {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!(
-        "run {id} never came to {what}: {:#?}",
-        workflows.view(id, None).unwrap()
-    );
+    testkit::open(dir, LocalPool::builtin(2)).await
 }
 
 /// The run's tickets, whole.

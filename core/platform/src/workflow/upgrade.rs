@@ -92,16 +92,11 @@ impl Workflows {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use serde_json::{Value, json};
 
     use super::super::{Decision, NewDefinition, NewRun, WorkflowError};
     use super::*;
-    use crate::clock::SystemClock;
-    use crate::controller::{Controller, ControllerConfig, LocalPool};
-    use crate::store::sqlite::SqliteStore;
+    use crate::controller::{Controller, LocalPool};
     use oshal_workflow::history::{NodePhase, RunState};
 
     const V1: &str = r#"
@@ -115,28 +110,13 @@ nodes:
 "#;
 
     async fn open(dir: &std::path::Path) -> (Controller, Workflows) {
-        let store = Arc::new(SqliteStore::open(dir).await.unwrap());
-        let controller = Controller::start(
-            ControllerConfig::default(),
-            store,
-            LocalPool::builtin(1),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap();
-        let workflows = Workflows::start(controller.clone()).await.unwrap();
+        let (_, controller, workflows) =
+            super::super::testkit::open(dir, LocalPool::builtin(1)).await;
         (controller, workflows)
     }
 
     async fn until(w: &Workflows, id: &str, done: impl Fn(&RunView) -> bool) -> RunView {
-        for _ in 0..400 {
-            let v = w.view(id, None).unwrap();
-            if done(&v) {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("{:#?}", w.view(id, None).unwrap());
+        super::super::testkit::until(w, id, "a state", done).await
     }
 
     fn publish(spec: &str) -> NewDefinition {
