@@ -180,7 +180,12 @@ impl SecretRules {
         match work {
             Work::Chat(c) => {
                 check("payload.prompt", &c.prompt)?;
-                check("payload.system", c.system.as_deref().unwrap_or(""))
+                check("payload.system", c.system.as_deref().unwrap_or(""))?;
+                // Sent to the model server: as JSON, like a tool's params.
+                match &c.response_schema {
+                    Some(schema) => check("payload.response_schema", &schema.to_string()),
+                    None => Ok(()),
+                }
             }
             Work::Tool(t) => {
                 check("payload.prompt", t.prompt.as_deref().unwrap_or(""))?;

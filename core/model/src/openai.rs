@@ -104,9 +104,11 @@ impl OpenAiCompatible {
         if let Some(schema) = &request.response_schema {
             // OpenAI's structured output; llama.cpp's server turns the schema
             // into a grammar, so even a small model answers parsable JSON.
+            // Not `strict`: OpenAI's strict mode takes only schemas whose
+            // every property is required; llama.cpp constrains either way.
             body["response_format"] = json!({
                 "type": "json_schema",
-                "json_schema": { "name": "reply", "strict": true, "schema": schema },
+                "json_schema": { "name": "reply", "strict": false, "schema": schema },
             });
         }
         if let Some(n) = request.max_tokens.or(self.config.default_max_tokens) {

@@ -305,6 +305,24 @@ impl Run {
                 format!("node {} is under way and the new version drops it", n.name),
             ));
         }
+        // A node that has begun keeps its record: its shape must still fit.
+        for n in self.nodes.iter().filter(|n| n.started) {
+            let (Some(i), Some(j)) = (self.workflow.index(&n.name), workflow.index(&n.name)) else {
+                continue;
+            };
+            let (was, is) = (&self.workflow.spec.nodes[i], &workflow.spec.nodes[j]);
+            if was.task.is_some() != is.task.is_some() || was.is_fan_out() != is.is_fan_out() {
+                return Err(stale(
+                    NAME,
+                    format!(
+                        "node {} has begun as a {}; the new version makes it a {}",
+                        n.name,
+                        shape(was),
+                        shape(is)
+                    ),
+                ));
+            }
+        }
         let kept: Map<String, Value> = self
             .inputs
             .iter()
@@ -322,7 +340,20 @@ impl Run {
             .iter()
             .map(|spec| match old.remove(&spec.name) {
                 Some(prev) if prev.started => prev,
-                _ => NodeRun::fresh(spec),
+                _ => {
+                    // Attempt numbers go on (no key is used twice), and what
+                    // earlier attempts took is carried, as after a retry.
+                    let mut n = NodeRun::fresh(spec);
+                    for u in &mut n.units {
+                        u.attempt = self.last_attempt.get(&u.name).copied().unwrap_or(0);
+                        u.counted_from = u.attempt;
+                        if let Some((tickets, cost)) = self.carried.get(&u.name) {
+                            u.tickets = tickets.clone();
+                            u.cost_nusd = *cost;
+                        }
+                    }
+                    n
+                }
             })
             .collect();
         self.inputs = inputs;
@@ -451,6 +482,15 @@ impl Run {
             };
             (done + fin, all + units)
         })
+    }
+}
+
+/// What kind of node a spec node is, in words.
+fn shape(n: &crate::spec::NodeSpec) -> &'static str {
+    match (n.task.is_some(), n.is_fan_out()) {
+        (false, _) => "approval",
+        (true, true) => "fan-out",
+        (true, false) => "task",
     }
 }
 

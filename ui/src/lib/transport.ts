@@ -198,7 +198,7 @@ export class HttpTransport implements Transport {
     this.call<RunView>("POST", `/api/v1/workflows/runs/${encodeURIComponent(id)}/stop`, request);
   workflowGenerate = (request: GenerateRequest) => this.call<Generated>("POST", "/api/v1/workflows/generate", request);
   workflowCompare = (definition: NewDefinition) =>
-    this.call<DefinitionDiff>("POST", "/api/v1/workflows/definitions/compare", definition);
+    this.call<DefinitionDiff>("POST", "/api/v1/workflows/compare", definition);
   workflowPublish = (definition: NewDefinition) =>
     this.call<DefinitionView>("POST", "/api/v1/workflows/definitions", definition);
   workflowDefinitions = () => this.call<DefinitionView[]>("GET", "/api/v1/workflows/definitions");

@@ -34,7 +34,8 @@ pub enum MediaPayload {
         source: String,
     },
     /// Reads an artifact's video stream (`ffprobe`) and, given
-    /// `segment_seconds`, plans the segments a fan-out transcodes. Answers
+    /// `segment_seconds`, plans the segments a fan-out transcodes (at most
+    /// 400: past that, wider ones). Answers
     /// `{"duration_ms", "width", "height", "codec", "frame_rate", "segments": [{"index", "start_ms", "duration_ms"}]}`.
     Probe {
         #[schema(pattern = "^sha256:[0-9a-f]{64}$")]

@@ -367,7 +367,7 @@ routes! {
     /// Every version of one definition, newest first, each with its diff.
     GetDefinition = Get "/api/v1/workflows/definitions/{id}" Bearer Read, args: Id, query: crate::workflow::DefinitionQuery, body: () => Vec<crate::workflow::DefinitionView>;
     /// Compare a candidate spec with the latest version of its name.
-    CompareDefinition = Post "/api/v1/workflows/definitions/compare" Bearer Read, args: (), query: (), body: crate::workflow::NewDefinition => crate::workflow::DefinitionDiff;
+    CompareDefinition = Post "/api/v1/workflows/compare" Bearer Read, args: (), query: (), body: crate::workflow::NewDefinition => crate::workflow::DefinitionDiff;
     /// Ask a bot's model for a spec (a `chat` ticket whose reply is
     /// constrained to the spec's JSON Schema) and preview it: checked, and
     /// compared with the latest version of its name. Publishes nothing.

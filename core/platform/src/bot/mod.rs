@@ -200,7 +200,10 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
                     run_tool(cx, payload, (tenant, ticket, attempt), &token).await
                 }
                 Work::Signal(payload) => signal::run(cx, payload).await,
-                Work::Media(payload) => media::run(cx, payload, (ticket, attempt), &token).await,
+                Work::Media(payload) => {
+                    let tenant = &d.entry.tenant;
+                    media::run(cx, payload, (tenant, ticket, attempt), &token).await
+                }
             }
         };
         tokio::select! {

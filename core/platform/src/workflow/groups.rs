@@ -40,6 +40,17 @@ impl Notice {
     }
 }
 
+/// The place a group's units queue for: a dry run's queue apart from the
+/// real runs' (a dry run never takes a real run's place, supersedes its
+/// unit or cancels its ticket).
+pub(super) fn slot_of(group: &str, dry_run: bool) -> String {
+    if dry_run {
+        format!("dry-run:{group}")
+    } else {
+        group.to_owned()
+    }
+}
+
 impl Workflows {
     /// Each group's place from the runs' units: the admitted one holds it,
     /// the newest waiting one waits (older ones are superseded), and a
@@ -51,7 +62,9 @@ impl Workflows {
         let mut ordered: Vec<&Arc<Handle>> = handles.iter().collect();
         ordered.sort_by(|a, b| a.id.cmp(&b.id));
         for h in ordered {
-            for (group, unit, admitted) in h.snapshot().group_places() {
+            let run = h.snapshot();
+            for (group, unit, admitted) in run.group_places() {
+                let group = slot_of(&group, run.dry_run);
                 let slot = groups.entry((h.tenant.clone(), group.clone())).or_default();
                 let place = (h.id.clone(), unit);
                 if admitted && slot.running.is_none() {

@@ -118,8 +118,13 @@ impl Registry for Kinds {
     }
 
     fn heartbeats(&self, task: &TaskSpec) -> bool {
-        // Only media work reports progress while it runs.
+        // Only media steps that run ffmpeg report progress as they go
+        // (ingest, probe and publish report once, at the start).
         task.kind == "media"
+            && matches!(
+                task.payload.get("op").and_then(Value::as_str),
+                Some("transcode" | "concat" | "check")
+            )
     }
 
     fn check_approvers(&self, names: &[String], at: &str) -> Vec<SpecError> {

@@ -18,6 +18,7 @@ use oshal_workflow::history::{Event, Failure, RunState};
 use oshal_workflow::run::{MAX_OUTPUT_BYTES, Memo};
 use serde_json::Value;
 
+use super::groups::slot_of;
 use super::handle::Handle;
 use super::tickets::{dry, ended, fit_history, flying_tasks, left_behind, output_of};
 use super::{WorkflowError, Workflows};
@@ -191,8 +192,8 @@ impl Runner {
                             tracing::warn!(run = %self.handle.id, error = %e, "a ticket's news could not be recorded");
                         }
                     }
-                    Ok(CoreEvent::TicketProgress { ticket, progress, at_ms, .. }) => {
-                        if let Err(e) = self.beat(ticket, progress, at_ms).await {
+                    Ok(CoreEvent::TicketProgress { ticket, progress, .. }) => {
+                        if let Err(e) = self.beat(ticket, progress).await {
                             tracing::warn!(run = %self.handle.id, error = %e, "a heartbeat could not be recorded");
                         }
                     }
@@ -275,7 +276,7 @@ impl Runner {
         for (group, unit) in ended {
             notices.extend(self.workflows.release(
                 &self.handle.tenant,
-                &group,
+                &slot_of(&group, self.dry_run),
                 &(self.handle.id.clone(), unit),
             ));
         }
@@ -388,7 +389,7 @@ impl Runner {
                     self.places.insert((group.clone(), unit.clone()));
                     notices.extend(self.workflows.enqueue(
                         &self.handle.tenant,
-                        &group,
+                        &slot_of(&group, self.dry_run),
                         (self.handle.id.clone(), unit),
                         cancel_in_progress,
                     ));
@@ -576,20 +577,19 @@ impl Runner {
     /// one per unit per [`BEAT_EVERY_MS`] unless it tells of the end: the
     /// history keeps what a heartbeat timeout needs after a restart
     /// without a write per report.
-    async fn beat(
-        &mut self,
-        ticket: TicketId,
-        progress: Option<u8>,
-        at: i64,
-    ) -> Result<(), WorkflowError> {
+    async fn beat(&mut self, ticket: TicketId, progress: Option<u8>) -> Result<(), WorkflowError> {
         let Some((unit, attempt)) = self.tickets.get(&ticket).cloned() else {
             return Ok(());
         };
+        // Stamped here, on the clock the heartbeat timeout is kept by (a
+        // node's clock may be off).
+        let at = self.workflows.inner.controller.clock().now_ms();
         let due = self.handle.with_run(|r| {
             r.unit(&unit).is_some_and(|u| {
                 u.attempt == attempt
                     && (progress == Some(100)
-                        || u.heartbeat_at.is_none_or(|last| at - last >= BEAT_EVERY_MS))
+                        || u.heartbeat_at
+                            .is_none_or(|last| at.saturating_sub(last) >= BEAT_EVERY_MS))
             })
         });
         if !due.await {

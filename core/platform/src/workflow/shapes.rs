@@ -3,27 +3,33 @@
 //! checked by ffprobe, and the support-ticket shape with its approvals.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use super::testkit::until;
 use super::*;
-use crate::bot::media::MediaStore;
+use crate::bot::media::{MediaStore, Space};
 use crate::controller::LocalPool;
+use crate::ticket::TenantId;
 use oshal_workflow::history::{NodePhase, RunState};
 
 const VIDEO: &str = include_str!("../../../../assets/workflows/video.yaml");
 const SUPPORT: &str = include_str!("../../../../assets/workflows/support-ticket.yaml");
 
-async fn open(dir: &Path) -> (Controller, Workflows, Arc<MediaStore>) {
+/// A local controller whose bots have a media root; the default
+/// tenant's space in it.
+async fn open(dir: &Path) -> (Controller, Workflows, Space) {
     let media = MediaStore::new(dir.join("media"));
     let pool = LocalPool {
         media: Some(media.clone()),
         ..LocalPool::builtin(2)
     };
     let (_, controller, workflows) = super::testkit::open(dir, pool).await;
-    (controller, workflows, media)
+    (
+        controller,
+        workflows,
+        media.space(&TenantId::default_tenant()),
+    )
 }
 
 fn node<'a>(v: &'a RunView, name: &str) -> &'a NodeView {
@@ -78,7 +84,7 @@ fn ffprobe(path: &Path) -> Value {
 }
 
 /// `inbox/clip.mp4`: ffmpeg's test pattern `source` (a lavfi source), in h264.
-fn clip(media: &MediaStore, source: &str) {
+fn clip(media: &Space, source: &str) {
     std::fs::create_dir_all(media.inbox()).unwrap();
     let made = std::process::Command::new("ffmpeg")
         .args([
@@ -247,7 +253,7 @@ async fn a_dry_run_of_the_video_pipeline_publishes_nothing() {
 #[tokio::test]
 async fn media_steps_refuse_what_is_not_in_the_store_and_heartbeats_only_where_work_reports_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (controller, workflows, _media) = open(dir.path()).await;
+    let (controller, workflows, media) = open(dir.path()).await;
     // A heartbeat timeout on work that reports no progress is refused at its path.
     let spec = r#"
 api_version: oshal.dev/workflow/v1
@@ -308,6 +314,33 @@ nodes:
         "{ingest:#?}"
     );
     assert!(node(&done, "transcode").units.is_empty());
+
+    // Another tenant's space holds nothing of the default tenant's.
+    clip(&media, "testsrc=duration=1:size=64x48:rate=5");
+    let theirs = controller
+        .submit(crate::ticket::NewTicket {
+            kind: "media".into(),
+            payload: json!({"op": "ingest", "source": "clip.mp4"}),
+            tenant: Some("acme".into()),
+            max_attempts: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut view = controller.ticket(theirs.id).await.unwrap();
+    for _ in 0..400 {
+        if view.state.is_terminal() || view.state == crate::ticket::TicketState::Failed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        view = controller.ticket(theirs.id).await.unwrap();
+    }
+    assert!(
+        view.error
+            .as_deref()
+            .is_some_and(|e| e.contains("no file \"clip.mp4\"")),
+        "acme cannot ingest the default tenant's clip: {view:?}"
+    );
     workflows.shutdown();
     controller.shutdown().await;
 }

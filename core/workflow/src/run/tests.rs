@@ -742,3 +742,54 @@ fn an_upgrade_keeps_what_has_begun_and_gives_the_rest_the_new_definition() {
     // Nor can a run be moved to the version it is on.
     assert!(d.run.upgrade(w2, &up).is_err());
 }
+
+#[test]
+fn an_upgrade_after_a_retry_goes_on_from_the_last_attempt_and_keeps_a_begun_node_s_shape() {
+    let v1 = format!(
+        "{HEAD}nodes:\n  - {{ name: a, task: {{ kind: chat, payload: {{ prompt: a }} }} }}\n  - {{ name: b, dependencies: [a], task: {{ kind: chat, payload: {{ prompt: b1 }} }} }}\n"
+    );
+    let mut d = Driver::new(&v1, json!({}));
+    d.settle(0);
+    d.start("a", 1);
+    d.succeed("a", json!({"text": "a"}), 2);
+    d.settle(3);
+    d.start("b", 4);
+    d.fail("b", "boom", 5);
+    d.settle(6);
+    assert_eq!(d.run.state, RunState::Failed);
+    // A retry from b makes it not begun again; its attempt 1 is spent.
+    d.record(Event::RetryRequested {
+        node: "b".into(),
+        by: "op".into(),
+        at: 7,
+    });
+    let w2 = workflow(&v1.replace("prompt: b1", "prompt: b2"));
+    let up = Event::RunUpgraded {
+        spec_hash: w2.hash.clone(),
+        version: None,
+        by: "op".into(),
+        at: 8,
+    };
+    d.run.upgrade(w2, &up).unwrap();
+    let next = Driver::scheduled(&d.settle(9));
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        (next[0].0.as_str(), next[0].1),
+        ("b", 2),
+        "attempt 2: key 1 is never used again"
+    );
+    assert_eq!(next[0].2.payload["prompt"], "b2");
+
+    // `a` has begun as a task: a version that makes it an approval is refused.
+    let w3 = workflow(&format!(
+        "{HEAD}nodes:\n  - {{ name: a, approval: {{ approvers: [operator], timeout: 1h }} }}\n  - {{ name: b, dependencies: [a], task: {{ kind: chat, payload: {{ prompt: b2 }} }} }}\n"
+    ));
+    let up3 = Event::RunUpgraded {
+        spec_hash: w3.hash.clone(),
+        version: None,
+        by: "op".into(),
+        at: 10,
+    };
+    let e = d.run.upgrade(w3, &up3).unwrap_err();
+    assert!(e.why.contains("node a has begun as a task"), "{e}");
+}

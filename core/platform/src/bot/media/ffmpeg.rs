@@ -27,6 +27,17 @@ fn base() -> Vec<OsString> {
     .collect()
 }
 
+/// The containers an input may be read as: plain media files. A playlist
+/// or list format (HLS, concat, …) would open other files by name, so it
+/// is never guessed from what a file holds.
+const FORMATS: &str = "mov,matroska,webm,avi,mpegts,mpeg,flv,ogg,ivf";
+
+/// What goes before each `-i` of an artifact: only files, only `formats`.
+fn guarded(a: &mut Vec<OsString>, formats: &str) {
+    a.extend(["-protocol_whitelist", "file", "-format_whitelist"].map(OsString::from));
+    a.push(formats.into());
+}
+
 fn ms(v: u64) -> String {
     format!("{}.{:03}", v / 1000, v % 1000)
 }
@@ -49,6 +60,7 @@ pub fn transcode_args(
         "-t".into(),
         ms(duration_ms).into(),
     ]);
+    guarded(&mut a, FORMATS);
     a.extend([
         "-i".into(),
         input.as_os_str().to_owned(),
@@ -88,6 +100,9 @@ pub fn concat_list(files: &[&Path]) -> String {
 /// Joins what `list` names without encoding again, into MP4 at `out`.
 pub fn concat_args(list: &Path, out: &Path) -> Vec<OsString> {
     let mut a = base();
+    // Our own list (absolute paths, so not `safe`); what it names is read
+    // under the same whitelist.
+    guarded(&mut a, &format!("concat,{FORMATS}"));
     a.extend(["-f", "concat", "-safe", "0", "-i"].map(OsString::from));
     a.push(list.as_os_str().to_owned());
     a.extend(["-c", "copy", "-movflags", "+faststart", "-f", "mp4"].map(OsString::from));
@@ -109,7 +124,9 @@ pub fn ssim_args(input: &Path, reference: &Path) -> Vec<OsString> {
     ]
     .map(OsString::from)
     .to_vec();
+    guarded(&mut a, FORMATS);
     a.extend(["-i".into(), input.as_os_str().to_owned()]);
+    guarded(&mut a, FORMATS);
     a.extend(["-i".into(), reference.as_os_str().to_owned()]);
     a.extend(
         [
@@ -138,6 +155,7 @@ pub fn probe_args(input: &Path) -> Vec<OsString> {
     ]
     .map(OsString::from)
     .to_vec();
+    guarded(&mut a, FORMATS);
     a.push(input.as_os_str().to_owned());
     a
 }
@@ -225,20 +243,15 @@ pub struct Segment {
 }
 
 /// `duration_ms` cut into segments of `segment_seconds` (the last one
-/// shorter); one segment if none is given. Never more than `max`.
+/// shorter); one segment if none is given. Never more than `max`: the
+/// segments are widened, evenly, so that `max` cover it.
 pub fn segments(duration_ms: u64, segment_seconds: Option<u32>, max: usize) -> Vec<Segment> {
-    let step = segment_seconds
-        .map_or(duration_ms, |s| u64::from(s) * 1000)
-        .max(1);
+    let asked = segment_seconds.map_or(duration_ms, |s| u64::from(s) * 1000);
+    let step = asked.max(duration_ms.div_ceil(max.max(1) as u64)).max(1);
     let mut out = Vec::new();
     let mut start = 0;
-    while start < duration_ms && out.len() < max {
-        let last = out.len() + 1 == max;
-        let duration = if last {
-            duration_ms - start
-        } else {
-            step.min(duration_ms - start)
-        };
+    while start < duration_ms {
+        let duration = step.min(duration_ms - start);
         out.push(Segment {
             index: out.len() as u32,
             start_ms: start,
@@ -279,9 +292,11 @@ mod tests {
         assert_eq!(s.iter().map(|s| s.duration_ms).sum::<u64>(), 5_040);
         assert_eq!((s[2].start_ms, s[2].duration_ms), (4_000, 1_040));
         assert_eq!(segments(5_000, None, 100).len(), 1);
-        // Capped: the last segment takes the rest.
+        // Capped: the segments widen evenly.
         let s = segments(10_000, Some(1), 3);
-        assert_eq!((s.len(), s[2].duration_ms), (3, 8_000));
+        assert_eq!(s.len(), 3);
+        assert_eq!((s[0].duration_ms, s[2].duration_ms), (3_334, 3_332));
+        assert_eq!(s.iter().map(|s| s.duration_ms).sum::<u64>(), 10_000);
     }
 
     #[test]
@@ -300,6 +315,34 @@ mod tests {
         let err = "[Parsed_ssim_1 @ 0x5] SSIM Y:0.990 (20.1) U:0.99 V:0.99 All:0.987654 (19.08)\n";
         assert_eq!(parse_ssim(err), Some(0.987654));
         assert_eq!(parse_ssim("nothing"), None);
+    }
+
+    /// A playlist ingested as an artifact is not read as one: every input
+    /// is opened as a file of a plain container, or refused.
+    #[test]
+    fn every_input_is_read_as_a_plain_media_file() {
+        let p = Path::new("/m/a");
+        for args in [
+            probe_args(p),
+            transcode_args(p, (0, 1000), VideoCodec::H264, None, None, p),
+            ssim_args(p, p),
+            concat_args(p, p),
+        ] {
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let inputs = args.iter().filter(|a| *a == "-i").count();
+            let guards = args
+                .windows(2)
+                .filter(|w| w[0] == "-format_whitelist")
+                .count();
+            assert_eq!(guards, inputs.max(1), "{args:?}");
+            assert!(
+                args.windows(2)
+                    .all(|w| w[0] != "-format_whitelist" || !w[1].contains("hls"))
+            );
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! ([`ffmpeg`]); a payload names artifacts by hash and files by plain
 //! names, so nothing outside the media root can be read or written. An
 //! output is written to `tmp/` and moved into `artifacts/` under its hash
-//! only once whole, so a step killed halfway leaves no artifact, and the
-//! same input gives the same artifact. While a step runs, the bot reports
+//! only once whole, so a step killed halfway leaves no artifact. While a
+//! step runs, the bot reports
 //! its progress (`BotReport::Progress`), which a workflow keeps as a
 //! heartbeat. The result is JSON; no model is called, so a step costs
 //! nothing in the ledger.
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BotContext, BotReport, Outcome};
 use crate::cost::Usage;
-use crate::ticket::{MAX_CONCAT_INPUTS, MediaPayload, TicketId};
+use crate::ticket::{MediaPayload, TicketId};
 
 /// The longest one tool runs before it is killed.
 const MAX_RUN: Duration = Duration::from_secs(30 * 60);
@@ -37,23 +37,32 @@ const MAX_RUN: Duration = Duration::from_secs(30 * 60);
 const REPORT_EVERY_MS: i64 = 500;
 /// The most of a tool's stderr kept for an error message.
 const MAX_STDERR: usize = 64 * 1024;
+/// The most segments a probe plans (wider segments past it): what one
+/// run's history and one concat hold with room to spare.
+const MAX_SEGMENTS: usize = 400;
 /// The most of a probe's stdout read.
 const MAX_PROBE_OUTPUT: usize = 64 * 1024;
 
-/// A media root: `inbox/` (where files to ingest are put), `artifacts/`
-/// (outputs by content hash), `published/` and `tmp/`.
+/// A media root: one space per tenant, `<root>/<tenant>/`, each with
+/// `inbox/` (where files to ingest are put), `artifacts/` (outputs by
+/// content hash), `published/` and `tmp/`. A step works in its ticket's
+/// tenant's space alone: another tenant's files and artifacts are not
+/// there to name.
 #[derive(Debug)]
 pub struct MediaStore {
     root: PathBuf,
-    scratch: AtomicU64,
+    scratch: Arc<AtomicU64>,
 }
 
 impl MediaStore {
-    /// The store at `root`; its directories are made when first needed.
+    /// The store at `root` (made absolute: the concat demuxer reads its
+    /// list's paths from `tmp/`); its directories are made when first
+    /// needed.
     pub fn new(root: impl Into<PathBuf>) -> Arc<Self> {
+        let root = root.into();
         Arc::new(Self {
-            root: root.into(),
-            scratch: AtomicU64::new(0),
+            root: std::path::absolute(&root).unwrap_or(root),
+            scratch: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -61,6 +70,23 @@ impl MediaStore {
         &self.root
     }
 
+    /// `tenant`'s space (a tenant id is a plain name: no separator).
+    pub fn space(&self, tenant: &crate::ticket::TenantId) -> Space {
+        Space {
+            root: self.root.join(tenant.as_str()),
+            scratch: self.scratch.clone(),
+        }
+    }
+}
+
+/// One tenant's part of a [`MediaStore`].
+#[derive(Debug, Clone)]
+pub struct Space {
+    root: PathBuf,
+    scratch: Arc<AtomicU64>,
+}
+
+impl Space {
     pub fn inbox(&self) -> PathBuf {
         self.root.join("inbox")
     }
@@ -178,10 +204,10 @@ impl From<Failure> for Stop {
 pub(super) async fn run(
     cx: &BotContext,
     payload: &MediaPayload,
-    (ticket, attempt): (TicketId, u32),
+    (tenant, ticket, attempt): (&crate::ticket::TenantId, TicketId, u32),
     cancel: &CancellationToken,
 ) -> Outcome {
-    let Some(store) = cx.spec.media.clone() else {
+    let Some(media) = cx.spec.media.clone() else {
         return Outcome::Failed {
             error: format!(
                 "bot {} has no media root; media tickets run where one is configured",
@@ -190,6 +216,7 @@ pub(super) async fn run(
             retryable: false,
         };
     };
+    let store = media.space(tenant);
     let mut step = Step {
         cx,
         store: &store,
@@ -217,7 +244,7 @@ pub(super) async fn run(
 /// One step in progress.
 struct Step<'a> {
     cx: &'a BotContext,
-    store: &'a MediaStore,
+    store: &'a Space,
     ticket: TicketId,
     attempt: u32,
     cancel: &'a CancellationToken,
@@ -271,8 +298,7 @@ impl Step<'_> {
             } => {
                 let path = self.store.existing(input).await?;
                 let probe = self.probe(&path).await?;
-                let segments =
-                    ffmpeg::segments(probe.duration_ms, *segment_seconds, MAX_CONCAT_INPUTS);
+                let segments = ffmpeg::segments(probe.duration_ms, *segment_seconds, MAX_SEGMENTS);
                 let mut v = serde_json::to_value(&probe).unwrap_or(Value::Null);
                 v["segments"] = serde_json::to_value(segments).unwrap_or(Value::Null);
                 Ok(v)
