@@ -1,5 +1,6 @@
 //! What kind `media` carries: one step of media work on artifacts kept by
-//! content hash (`sha256:<hex>`) in the bot's media root. The bot runs
+//! content hash (`sha256:<hex>`) in the ticket's tenant's space of the
+//! bot's media root. The bot runs
 //! `ffmpeg`/`ffprobe` with arguments it builds from these typed fields
 //! alone, never from text a spec or a model wrote, so a payload cannot name
 //! a file outside the media root or pass an option of its own. The shape
@@ -21,8 +22,8 @@ pub const MAX_MEDIA_NAME: usize = 128;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MediaPayload {
-    /// Takes `source` from the media root's `inbox/` into the artifact
-    /// store. Answers `{"artifact", "bytes"}`.
+    /// Takes `source` from the tenant's `inbox/` into its artifacts.
+    /// Answers `{"artifact", "bytes"}`.
     Ingest {
         /// A file name in `inbox/`: 1..=128 of A-Z, a-z, 0-9, '.', '_', '-',
         /// not starting with '.'.
@@ -96,7 +97,7 @@ pub enum MediaPayload {
         #[schema(minimum = 0, maximum = 1)]
         min_ssim: Option<f64>,
     },
-    /// Places an artifact in the media root's `published/` as `name`
+    /// Places an artifact in the tenant's `published/` as `name`
     /// (replacing an earlier one atomically). Answers `{"artifact", "path"}`.
     Publish {
         #[schema(pattern = "^sha256:[0-9a-f]{64}$")]
