@@ -224,6 +224,7 @@ pub(super) async fn run(
         attempt,
         cancel,
         last_report_ms: None,
+        scratch: Vec::new(),
     };
     step.report(Some(0));
     let answer = step.run(payload).await;
@@ -249,9 +250,29 @@ struct Step<'a> {
     attempt: u32,
     cancel: &'a CancellationToken,
     last_report_ms: Option<i64>,
+    /// Files it made in `tmp/`.
+    scratch: Vec<PathBuf>,
+}
+
+/// Whatever a step left in `tmp/` (it was stopped midway: a cancel, a
+/// timeout, the bot shutting down) goes with it; a kept output was moved
+/// out already.
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        for path in &self.scratch {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl Step<'_> {
+    /// A fresh file in `tmp/`, removed when the step ends if still there.
+    fn scratch(&mut self, ext: &str) -> PathBuf {
+        let path = self.store.scratch(self.ticket, self.attempt, ext);
+        self.scratch.push(path.clone());
+        path
+    }
+
     /// Tells the controller how far the step is (at most every
     /// [`REPORT_EVERY_MS`]; 100 always). A full report channel drops it:
     /// progress is advice, the next one says more.
@@ -284,7 +305,7 @@ impl Step<'_> {
                     ))
                     .into());
                 }
-                let tmp = self.store.scratch(self.ticket, self.attempt, "in");
+                let tmp = self.scratch("in");
                 make_dir(tmp.parent().expect("tmp/ has a parent")).await?;
                 tokio::fs::copy(&from, &tmp)
                     .await
@@ -312,7 +333,7 @@ impl Step<'_> {
                 crf,
             } => {
                 let path = self.store.existing(input).await?;
-                let out = self.store.scratch(self.ticket, self.attempt, "mkv");
+                let out = self.scratch("mkv");
                 make_dir(out.parent().expect("tmp/ has a parent")).await?;
                 let args = ffmpeg::transcode_args(
                     &path,
@@ -330,14 +351,14 @@ impl Step<'_> {
                 for i in inputs {
                     paths.push(self.store.existing(i).await?);
                 }
-                let list = self.store.scratch(self.ticket, self.attempt, "txt");
+                let list = self.scratch("txt");
                 make_dir(list.parent().expect("tmp/ has a parent")).await?;
                 let text =
                     ffmpeg::concat_list(&paths.iter().map(PathBuf::as_path).collect::<Vec<_>>());
                 tokio::fs::write(&list, text)
                     .await
                     .map_err(|e| Failure::retry(format!("cannot write the list: {e}")))?;
-                let out = self.store.scratch(self.ticket, self.attempt, "mp4");
+                let out = self.scratch("mp4");
                 let result = self
                     .tool("ffmpeg", ffmpeg::concat_args(&list, &out), None, &out)
                     .await;
@@ -412,6 +433,7 @@ impl Step<'_> {
                 let dir = self.store.published();
                 make_dir(&dir).await?;
                 let tmp = dir.join(format!(".{name}.{}.part", self.ticket));
+                self.scratch.push(tmp.clone());
                 tokio::fs::copy(&path, &tmp)
                     .await
                     .map_err(|e| Failure::retry(format!("cannot copy into published/: {e}")))?;
