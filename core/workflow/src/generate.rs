@@ -2,9 +2,10 @@
 //! spec, and a JSON Schema its reply is constrained to (llama.cpp turns
 //! it into a grammar; OpenAI-compatible servers take it as
 //! `response_format`), so even a small model answers parsable JSON. The
-//! schema is narrower than the spec (chat and tool tasks, approvals,
-//! `dependencies`, timeouts from a short list), which keeps the grammar
-//! small and the answer runnable; whatever comes back is still checked
+//! schema is narrower than the spec (at most 5 nodes of chat and tool
+//! tasks and approvals, short texts, `dependencies`, timeouts from a short
+//! list), which keeps the grammar small and bounds the reply, so it ends
+//! well within the generator's token limit; whatever comes back is still checked
 //! like any spec ([`crate::validate`]) and is never applied by itself.
 
 use serde_json::{Value, json};
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use crate::spec::{API_VERSION, WorkflowSpec};
 
 /// The most nodes a generated spec may have.
-pub const MAX_GENERATED_NODES: u64 = 8;
+pub const MAX_GENERATED_NODES: u64 = 5;
 /// The longest request a person may write.
 pub const MAX_REQUEST: usize = 4000;
 
@@ -29,7 +30,7 @@ pub fn reply_schema(connectors: &[String]) -> Value {
             "kind": { "const": "chat" },
             "payload": {
                 "type": "object",
-                "properties": { "prompt": { "type": "string", "minLength": 1, "maxLength": 240 } },
+                "properties": { "prompt": { "type": "string", "minLength": 1, "maxLength": 160 } },
                 "required": ["prompt"],
                 "additionalProperties": false
             }
@@ -48,7 +49,7 @@ pub fn reply_schema(connectors: &[String]) -> Value {
                     "properties": {
                         "connector": { "enum": connectors },
                         "operation": { "type": "string", "pattern": "^[a-z][a-z0-9_]{0,47}$" },
-                        "prompt": { "type": "string", "maxLength": 240 }
+                        "prompt": { "type": "string", "maxLength": 120 }
                     },
                     "required": ["connector", "operation"],
                     "additionalProperties": false
@@ -58,7 +59,7 @@ pub fn reply_schema(connectors: &[String]) -> Value {
             "additionalProperties": false
         }));
     }
-    let dependencies = json!({ "type": "array", "maxItems": 4, "items": node_name });
+    let dependencies = json!({ "type": "array", "maxItems": 3, "items": node_name });
     let task_node = json!({
         "type": "object",
         "properties": {
@@ -98,7 +99,7 @@ pub fn reply_schema(connectors: &[String]) -> Value {
         "properties": {
             "api_version": { "const": API_VERSION },
             "name": { "type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$" },
-            "description": { "type": "string", "maxLength": 200 },
+            "description": { "type": "string", "maxLength": 120 },
             "nodes": {
                 "type": "array",
                 "minItems": 1,

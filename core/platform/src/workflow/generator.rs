@@ -21,7 +21,7 @@ use oshal_workflow::generate;
 /// The longest a generation may take before the preview gives up on it.
 const WAIT: Duration = Duration::from_secs(300);
 /// The most tokens a generated spec may take.
-const MAX_TOKENS: u32 = 1536;
+const MAX_TOKENS: u32 = 2048;
 /// The most of the model's reply a preview shows.
 const MAX_REPLY_SHOWN: usize = 16 * 1024;
 
