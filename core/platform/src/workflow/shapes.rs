@@ -103,6 +103,28 @@ fn clip(media: &Space, source: &str) {
     assert!(made.success());
 }
 
+/// A `media` ticket of the default tenant, once it has ended.
+async fn ended(controller: &Controller, payload: Value) -> crate::store::TicketView {
+    let id = controller
+        .submit(crate::ticket::NewTicket {
+            kind: "media".into(),
+            payload,
+            max_attempts: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    for _ in 0..400 {
+        let v = controller.ticket(id).await.unwrap();
+        if super::tickets::ended(v.state, v.attempts, v.max_attempts) {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("ticket {id} never ended");
+}
+
 fn inputs(v: Value) -> serde_json::Map<String, Value> {
     v.as_object().unwrap().clone()
 }
@@ -340,6 +362,32 @@ nodes:
             .as_deref()
             .is_some_and(|e| e.contains("no file \"clip.mp4\"")),
         "acme cannot ingest the default tenant's clip: {view:?}"
+    );
+
+    // A playlist ingested as an artifact is not followed: ffprobe reads
+    // inputs only as plain media containers.
+    // (It names a real file by its absolute path: followed, it would probe fine.)
+    let target = media.inbox().join("clip.mp4");
+    std::fs::write(
+        media.inbox().join("list.m3u8"),
+        format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{}\n#EXT-X-ENDLIST\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    let ingested = ended(&controller, json!({"op": "ingest", "source": "list.m3u8"})).await;
+    let artifact =
+        serde_json::from_str::<Value>(ingested.result.as_ref().unwrap()["text"].as_str().unwrap())
+            .unwrap()["artifact"]
+            .clone();
+    let probed = ended(&controller, json!({"op": "probe", "input": artifact})).await;
+    assert!(
+        probed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("ffprobe")),
+        "a playlist is refused, not followed: {probed:?}"
     );
     workflows.shutdown();
     controller.shutdown().await;
