@@ -656,7 +656,7 @@ async fn start_controller(rig: &Rig, model: Arc<dyn Model>) -> Result<Controller
         skills: Work::default_skills(),
         model,
         tools: Some(rig.connectors.clone()),
-        media: None,
+        artifacts: None,
     };
     Ok(Controller::start(
         ControllerConfig::default(),

@@ -95,15 +95,15 @@ async fn the_workflow_view_runs_the_shipped_shapes_in_a_real_browser() {
     assert!(made.success());
     let data = dir.path().join("data");
     let server = Server::start(&data, &["--bots", "2"]).unwrap();
-    // The default tenant's space of the media root.
-    let inbox = data.join("media").join("default").join("inbox");
+    // The default tenant's space of the artifact root.
+    let inbox = data.join("artifacts").join("default").join("inbox");
     browse(
         &ui,
         "workflows.mjs",
         &server,
         &[clip.to_str().unwrap(), inbox.to_str().unwrap()],
     );
-    assert!(data.join("media/default/published/final.mp4").is_file());
+    assert!(data.join("artifacts/default/published/final.mp4").is_file());
 }
 
 /// Runs `ui/tests/<script>` in Node against `server`; fails with its output.

@@ -822,8 +822,9 @@ export type NewSession = {
 /**  A submission as it arrives from a surface, before validation. */
 export type NewTicket = {
 	/**
-	 *  `chat`, `tool`, `signal` or `media`; `payload` is then a
-	 *  `ChatPayload`, a `ToolPayload`, a `SignalPayload` or a `MediaPayload`.
+	 *  `chat`, `tool`, `signal`, `media` or `build`; `payload` is then a
+	 *  `ChatPayload`, a `ToolPayload`, a `SignalPayload`, a `MediaPayload`
+	 *  or a `BuildPayload`.
 	 */
 	kind: string,
 	payload: unknown,
@@ -1322,7 +1323,7 @@ export type TicketFilter = {
 	state?: string | null,
 	tenant?: string | null,
 	bot?: string | null,
-	/**  A kind of work: `chat`, `tool`, `signal` or `media`. */
+	/**  A kind of work: `chat`, `tool`, `signal`, `media` or `build`. */
 	kind?: string | null,
 	/**  `next_cursor` of the previous page (not in a bulk filter). */
 	cursor?: string | null,

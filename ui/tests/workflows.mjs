@@ -1,7 +1,7 @@
 // The Workflow view in a real browser (Debian's Chromium, driven by
 // playwright-core) against a real `oshal serve`:
 //   node tests/workflows.mjs URL TOKEN CLIP INBOX
-// CLIP is a video file; INBOX the server's media inbox, where the clip is
+// CLIP is a video file; INBOX the server's artifact inbox, where the clip is
 // put only after a run that needs it has failed, so the view's "Retry from
 // here" has something to find. Exits non-zero with the failing step.
 import { chromium } from "playwright-core";

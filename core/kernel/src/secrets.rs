@@ -196,6 +196,8 @@ impl SecretRules {
             Work::Signal(s) => check("payload.strategy", &s.strategy.to_string()),
             // Artifact ids and file names, each of a closed character set.
             Work::Media(_) => Ok(()),
+            // Names and hashes, but a test's arguments and expected text.
+            Work::Build(b) => check("payload.args", &b.free_text()),
         }
     }
 

@@ -215,7 +215,9 @@ impl Platform {
             skills,
             model,
             tools,
-            media: Some(crate::bot::media::MediaStore::new(data_dir.join("media"))),
+            artifacts: Some(crate::bot::artifacts::ArtifactStore::new(
+                data_dir.join("artifacts"),
+            )),
         };
         let controller = Controller::start(config, store.clone(), pool, clock.clone()).await?;
         let security = match security {

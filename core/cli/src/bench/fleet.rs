@@ -141,7 +141,7 @@ async fn measure(
                 bots: cfg.bots,
                 skills: Work::default_skills(),
                 model: Arc::new(BuiltinModel::new()),
-                media: None,
+                artifacts: None,
             },
             Arc::new(SystemClock),
             stop.clone(),

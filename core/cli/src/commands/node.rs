@@ -25,10 +25,10 @@ pub struct Args {
     pool: PoolArgs,
     #[command(flatten)]
     model: ModelArgs,
-    /// Where `media` tickets' artifacts are (shared by the fleet's nodes);
-    /// without it, media tickets on this node fail.
-    #[arg(long, env = "OSHAL_MEDIA_ROOT")]
-    media_root: Option<std::path::PathBuf>,
+    /// Where `media` and `build` tickets' files are (shared by the
+    /// fleet's nodes); without it, such tickets on this node fail.
+    #[arg(long, env = "OSHAL_ARTIFACT_ROOT", alias = "media-root")]
+    artifact_root: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -50,7 +50,9 @@ pub async fn run(args: Args) -> Result<()> {
         bots,
         skills,
         model,
-        media: args.media_root.map(oshal_core::bot::media::MediaStore::new),
+        artifacts: args
+            .artifact_root
+            .map(oshal_core::bot::artifacts::ArtifactStore::new),
     };
     let shutdown = cancel_on_signal();
     let node = tokio::spawn(run_node(config, Arc::new(SystemClock), shutdown.clone()));

@@ -149,7 +149,7 @@ pub fn is_artifact_id(id: &str) -> bool {
     })
 }
 
-fn artifact(field: &'static str, id: &str) -> Result<(), TicketError> {
+pub(super) fn artifact(field: &'static str, id: &str) -> Result<(), TicketError> {
     if is_artifact_id(id) {
         return Ok(());
     }
@@ -172,7 +172,7 @@ pub fn is_media_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn file_name(field: &'static str, name: &str) -> Result<(), TicketError> {
+pub(super) fn file_name(field: &'static str, name: &str) -> Result<(), TicketError> {
     if is_media_name(name) {
         return Ok(());
     }

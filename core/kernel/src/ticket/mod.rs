@@ -10,11 +10,14 @@
 //! approval, and carries a correlation id and a causation id so any result can
 //! be walked back to what caused it.
 
+mod build;
 mod id;
 mod media;
 mod signal;
 pub mod state;
 
+pub use build::{BuildPayload, BuildTarget, SourceFile};
+pub use build::{MAX_BUILD_FILES, MAX_EXPECT, MAX_TEST_ARG, MAX_TEST_ARGS};
 pub use id::{BotId, ModelId, Skill, TenantId, TicketId};
 pub use id::{NAME_MAX, NAME_PATTERN, check_name};
 pub use media::{MAX_CONCAT_INPUTS, MAX_MEDIA_SPAN_MS, MediaPayload, VideoCodec};
@@ -123,10 +126,11 @@ pub enum Work {
     Tool(ToolPayload),
     Signal(SignalPayload),
     Media(MediaPayload),
+    Build(BuildPayload),
 }
 
 impl Work {
-    pub const KINDS: &'static [&'static str] = &["chat", "tool", "signal", "media"];
+    pub const KINDS: &'static [&'static str] = &["chat", "tool", "signal", "media", "build"];
 
     pub fn kind(&self) -> &'static str {
         match self {
@@ -134,6 +138,7 @@ impl Work {
             Work::Tool(_) => "tool",
             Work::Signal(_) => "signal",
             Work::Media(_) => "media",
+            Work::Build(_) => "build",
         }
     }
 
@@ -242,6 +247,14 @@ impl Work {
                 media.check()?;
                 Ok(Work::Media(media))
             }
+            "build" => {
+                let build: BuildPayload = serde_json::from_value(payload).map_err(|e| TicketError::Invalid {
+                    field: "payload",
+                    reason: format!("not a build payload ({e}); expected {{\"op\": \"checkout\" | \"compile\" | \"test\" | \"deploy\", …}}"),
+                })?;
+                build.check()?;
+                Ok(Work::Build(build))
+            }
             other => Err(TicketError::Invalid {
                 field: "kind",
                 reason: format!(
@@ -258,6 +271,7 @@ impl Work {
             Work::Tool(t) => serde_json::to_value(t).unwrap_or(serde_json::Value::Null),
             Work::Signal(s) => serde_json::to_value(s).unwrap_or(serde_json::Value::Null),
             Work::Media(m) => serde_json::to_value(m).unwrap_or(serde_json::Value::Null),
+            Work::Build(b) => serde_json::to_value(b).unwrap_or(serde_json::Value::Null),
         }
     }
 }
@@ -271,6 +285,7 @@ fn payload_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         .item(utoipa::openapi::Ref::from_schema_name(ToolPayload::name()))
         .item(utoipa::openapi::Ref::from_schema_name(SignalPayload::name()))
         .item(utoipa::openapi::Ref::from_schema_name(MediaPayload::name()))
+        .item(utoipa::openapi::Ref::from_schema_name(BuildPayload::name()))
         .into()
 }
 
@@ -278,9 +293,10 @@ fn payload_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
-    /// `chat`, `tool`, `signal` or `media`; `payload` is then a
-    /// `ChatPayload`, a `ToolPayload`, a `SignalPayload` or a `MediaPayload`.
-    #[schema(pattern = "^(chat|tool|signal|media)$")]
+    /// `chat`, `tool`, `signal`, `media` or `build`; `payload` is then a
+    /// `ChatPayload`, a `ToolPayload`, a `SignalPayload`, a `MediaPayload`
+    /// or a `BuildPayload`.
+    #[schema(pattern = "^(chat|tool|signal|media|build)$")]
     pub kind: String,
     #[specta(type = specta_typescript::Unknown)]
     #[schema(schema_with = payload_schema)]

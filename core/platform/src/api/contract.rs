@@ -492,6 +492,7 @@ pub fn openapi() -> OpenApi {
     defs.named::<crate::ticket::ToolPayload>();
     defs.named::<crate::ticket::SignalPayload>();
     defs.named::<crate::ticket::MediaPayload>();
+    defs.named::<crate::ticket::BuildPayload>();
     let mut paths = Paths::new();
     for (route, op) in r::operations(&mut defs) {
         let method = match route.verb {

@@ -389,10 +389,10 @@ pub struct TicketFilter {
     #[schema(value_type = Option<crate::ticket::BotId>)]
     #[param(value_type = Option<crate::ticket::BotId>)]
     pub bot: Option<String>,
-    /// A kind of work: `chat`, `tool`, `signal` or `media`.
+    /// A kind of work: `chat`, `tool`, `signal`, `media` or `build`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^(chat|tool|signal|media)$")]
-    #[param(value_type = Option<String>, pattern = "^(chat|tool|signal|media)$")]
+    #[schema(value_type = Option<String>, pattern = "^(chat|tool|signal|media|build)$")]
+    #[param(value_type = Option<String>, pattern = "^(chat|tool|signal|media|build)$")]
     pub kind: Option<String>,
     /// `next_cursor` of the previous page (not in a bulk filter).
     #[serde(default)]

@@ -13,6 +13,8 @@
 //! restarts a bot that panicked, and the new incarnation claims what the old
 //! one held.
 
+pub mod artifacts;
+pub mod build;
 pub mod media;
 pub mod node;
 pub mod signal;
@@ -47,8 +49,9 @@ pub struct BotSpec {
     /// Where `tool` tickets' calls run: this process's connector runtime,
     /// or (on a fleet node) the controller's. `None`: such tickets fail.
     pub tools: Option<crate::connector::Tools>,
-    /// Where `media` tickets' artifacts are. `None`: such tickets fail.
-    pub media: Option<Arc<media::MediaStore>>,
+    /// Where `media` and `build` tickets' files are. `None`: such
+    /// tickets fail.
+    pub artifacts: Option<Arc<artifacts::ArtifactStore>>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -203,6 +206,10 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
                 Work::Media(payload) => {
                     let tenant = &d.entry.tenant;
                     media::run(cx, payload, (tenant, ticket, attempt), &token).await
+                }
+                Work::Build(payload) => {
+                    let tenant = &d.entry.tenant;
+                    build::run(cx, payload, (tenant, ticket, attempt), &token).await
                 }
             }
         };

@@ -55,9 +55,9 @@ pub struct NodeConfig {
     pub bots: usize,
     pub skills: Vec<Skill>,
     pub model: Arc<dyn Model>,
-    /// Where `media` tickets' artifacts are; a fleet's nodes share one
+    /// Where `media` and `build` tickets' files are; a fleet's nodes share one
     /// (a shared volume) so a step finds what another node made.
-    pub media: Option<Arc<super::media::MediaStore>>,
+    pub artifacts: Option<Arc<super::artifacts::ArtifactStore>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +128,7 @@ pub async fn run_node(
                 skills: config.skills.clone(),
                 model: config.model.clone(),
                 tools: tools.clone(),
-                media: config.media.clone(),
+                artifacts: config.artifacts.clone(),
             },
             lane,
             reports: reports_tx.clone(),

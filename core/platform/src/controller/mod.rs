@@ -139,8 +139,9 @@ pub struct LocalPool {
     /// The connector runtime for `tool` tickets; a cancel also revokes the
     /// ticket's tool tokens.
     pub tools: Option<crate::connector::Connectors>,
-    /// Where `media` tickets' artifacts are; `None`: such tickets fail.
-    pub media: Option<Arc<crate::bot::media::MediaStore>>,
+    /// Where `media` and `build` tickets' files are; `None`: such
+    /// tickets fail.
+    pub artifacts: Option<Arc<crate::bot::artifacts::ArtifactStore>>,
 }
 
 impl LocalPool {
@@ -152,7 +153,7 @@ impl LocalPool {
             skills: crate::ticket::Work::default_skills(),
             model: Arc::new(crate::model::builtin::BuiltinModel::new()),
             tools: None,
-            media: None,
+            artifacts: None,
         }
     }
 }
@@ -219,7 +220,7 @@ impl Controller {
                 skills: pool.skills.clone(),
                 model: pool.model.clone(),
                 tools: pool.tools.clone().map(crate::connector::Tools::Local),
-                media: pool.media.clone(),
+                artifacts: pool.artifacts.clone(),
             };
             bots.push(BotHandle {
                 id,

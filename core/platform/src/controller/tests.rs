@@ -169,7 +169,7 @@ impl HarnessBuilder {
                 .collect(),
             model: self.model,
             tools: None,
-            media: None,
+            artifacts: None,
         };
         let controller = Controller::start(self.config, store.clone(), pool, self.clock)
             .await
@@ -833,7 +833,7 @@ async fn an_unpriced_model_is_refused_at_start() {
         skills: vec![Skill::parse("chat").unwrap()],
         model: Arc::new(Mystery(ModelId::parse("mystery-9b").unwrap())),
         tools: None,
-        media: None,
+        artifacts: None,
     };
     let err = Controller::start(
         ControllerConfig::default(),
@@ -1194,7 +1194,7 @@ async fn a_record_the_store_refuses_stops_its_ticket_and_nothing_else() {
         skills: vec![Skill::parse("chat").unwrap()],
         model: Arc::new(echo()),
         tools: None,
-        media: None,
+        artifacts: None,
     };
     let controller = Controller::start(
         ControllerConfig::default(),

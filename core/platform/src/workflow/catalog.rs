@@ -1,5 +1,5 @@
-//! The shapes Oshal ships (`assets/workflows/`): the video pipeline and
-//! the support-ticket flow, each a spec like any other, checked by the
+//! The shapes Oshal ships (`assets/workflows/`): the build pipeline, the
+//! support-ticket flow and the video pipeline, each a spec like any other, checked by the
 //! same rules when listed and pinned to its hash when run.
 
 use serde::{Deserialize, Serialize};
@@ -9,8 +9,9 @@ use super::view::{SpecSource, Validation};
 
 /// The shipped specs' YAML, by file.
 const SHIPPED: &[&str] = &[
-    include_str!("../../../../assets/workflows/video.yaml"),
+    include_str!("../../../../assets/workflows/build.yaml"),
     include_str!("../../../../assets/workflows/support-ticket.yaml"),
+    include_str!("../../../../assets/workflows/video.yaml"),
 ];
 
 /// A shipped workflow: its text, its inputs and its checked DAG.
@@ -71,12 +72,13 @@ mod tests {
     #[test]
     fn every_shipped_shape_is_valid_here() {
         let shapes = super::shapes();
-        assert_eq!(shapes.len(), 2);
+        let names: Vec<&str> = shapes.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["build", "support-ticket", "video"]);
         for s in &shapes {
             assert!(s.validation.valid, "{}: {:?}", s.name, s.validation.errors);
             assert!(!s.description.is_empty() && !s.inputs.is_empty());
         }
-        let video = &shapes[0];
+        let video = &shapes[2];
         let names: Vec<&str> = video
             .validation
             .nodes

@@ -11,12 +11,14 @@ use serde_json::Value;
 use crate::store::TicketView;
 use crate::ticket::TicketState;
 
-/// A task's payload as a dry run submits it: a `tool` call, and a media
-/// `publish`, marked so that their writes are refused before they happen.
+/// A task's payload as a dry run submits it: a `tool` call, a media
+/// `publish` and a build `deploy`, marked so that their writes are refused
+/// before they happen.
 pub(super) fn dry(kind: &str, mut payload: Value, dry_run: bool) -> Value {
     let writes = match kind {
         "tool" => true,
         "media" => payload.get("op").and_then(Value::as_str) == Some("publish"),
+        "build" => payload.get("op").and_then(Value::as_str) == Some("deploy"),
         _ => false,
     };
     if dry_run
@@ -28,12 +30,12 @@ pub(super) fn dry(kind: &str, mut payload: Value, dry_run: bool) -> Value {
     payload
 }
 
-/// What a succeeded ticket gives its unit as output: a `media` step's
-/// answer (its artifact, its probe), which is JSON; else the ticket's
-/// result (`{"text", "model", "usage", …}`).
+/// What a succeeded ticket gives its unit as output: a `media` or `build`
+/// step's answer (its artifact, its probe), which is JSON; else the
+/// ticket's result (`{"text", "model", "usage", …}`).
 pub(super) fn output_of(view: &TicketView) -> Value {
     let result = view.result.clone().unwrap_or(Value::Null);
-    if view.kind == "media"
+    if matches!(view.kind.as_str(), "media" | "build")
         && let Some(answer) = result
             .get("text")
             .and_then(Value::as_str)

@@ -1,11 +1,12 @@
 //! A `media` ticket: one step of media work (ingest, probe, transcode,
 //! concat, check, publish) done by `ffmpeg`/`ffprobe` on artifacts kept by
-//! content hash in the bot's [`MediaStore`].
+//! content hash in the ticket's tenant's space of the bot's
+//! [`ArtifactStore`](super::artifacts::ArtifactStore).
 //!
 //! The tools are run directly (no shell), with an empty environment but
 //! `PATH`, and with arguments built from the payload's typed fields alone
 //! ([`ffmpeg`]); a payload names artifacts by hash and files by plain
-//! names, so nothing outside the media root can be read or written. An
+//! names, so nothing outside the artifact root can be read or written. An
 //! output is written to `tmp/` and moved into `artifacts/` under its hash
 //! only once whole, so a step killed halfway leaves no artifact. While a
 //! step runs, the bot reports
@@ -17,16 +18,13 @@ pub mod ffmpeg;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
+use super::artifacts::{Failure, Space, Stop, make_dir};
 use super::{BotContext, BotReport, Outcome};
 use crate::cost::Usage;
 use crate::ticket::{MediaPayload, TicketId};
@@ -35,170 +33,11 @@ use crate::ticket::{MediaPayload, TicketId};
 const MAX_RUN: Duration = Duration::from_secs(30 * 60);
 /// The fewest milliseconds between two progress reports of one step.
 const REPORT_EVERY_MS: i64 = 500;
-/// The most of a tool's stderr kept for an error message.
-const MAX_STDERR: usize = 64 * 1024;
 /// The most segments a probe plans (wider segments past it): what one
 /// run's history and one concat hold with room to spare.
 const MAX_SEGMENTS: usize = 400;
 /// The most of a probe's stdout read.
 const MAX_PROBE_OUTPUT: usize = 64 * 1024;
-
-/// A media root: one space per tenant, `<root>/<tenant>/`, each with
-/// `inbox/` (where files to ingest are put), `artifacts/` (outputs by
-/// content hash), `published/` and `tmp/`. A step works in its ticket's
-/// tenant's space alone: another tenant's files and artifacts are not
-/// there to name.
-#[derive(Debug)]
-pub struct MediaStore {
-    root: PathBuf,
-    scratch: Arc<AtomicU64>,
-}
-
-impl MediaStore {
-    /// The store at `root` (made absolute: the concat demuxer reads its
-    /// list's paths from `tmp/`); its directories are made when first
-    /// needed.
-    pub fn new(root: impl Into<PathBuf>) -> Arc<Self> {
-        let root = root.into();
-        Arc::new(Self {
-            root: std::path::absolute(&root).unwrap_or(root),
-            scratch: Arc::new(AtomicU64::new(0)),
-        })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// `tenant`'s space (a tenant id is a plain name: no separator).
-    pub fn space(&self, tenant: &crate::ticket::TenantId) -> Space {
-        Space {
-            root: self.root.join(tenant.as_str()),
-            scratch: self.scratch.clone(),
-        }
-    }
-}
-
-/// One tenant's part of a [`MediaStore`].
-#[derive(Debug, Clone)]
-pub struct Space {
-    root: PathBuf,
-    scratch: Arc<AtomicU64>,
-}
-
-impl Space {
-    pub fn inbox(&self) -> PathBuf {
-        self.root.join("inbox")
-    }
-
-    pub fn published(&self) -> PathBuf {
-        self.root.join("published")
-    }
-
-    /// Where an artifact's bytes are: `artifacts/<hex>`. `id` is checked
-    /// at the edge (`sha256:` and 64 lowercase hex digits).
-    pub fn artifact(&self, id: &str) -> PathBuf {
-        self.root
-            .join("artifacts")
-            .join(id.strip_prefix("sha256:").unwrap_or(id))
-    }
-
-    /// A fresh file name in `tmp/`.
-    fn scratch(&self, ticket: TicketId, attempt: u32, ext: &str) -> PathBuf {
-        let n = self.scratch.fetch_add(1, Ordering::Relaxed);
-        self.root.join("tmp").join(format!(
-            "{ticket}-{attempt}-{}-{n}.{ext}",
-            std::process::id()
-        ))
-    }
-
-    /// Moves a whole file from `tmp/` into the store under its hash.
-    async fn keep(&self, tmp: &Path) -> Result<(String, u64), Failure> {
-        let path = tmp.to_owned();
-        let (hex, bytes) = tokio::task::spawn_blocking(move || hash_file(&path))
-            .await
-            .map_err(|e| Failure::retry(format!("hashing stopped: {e}")))?
-            .map_err(|e| Failure::retry(format!("cannot read the output: {e}")))?;
-        let id = format!("sha256:{hex}");
-        let to = self.artifact(&id);
-        make_dir(to.parent().expect("artifacts/ has a parent")).await?;
-        tokio::fs::rename(tmp, &to)
-            .await
-            .map_err(|e| Failure::retry(format!("cannot store the artifact: {e}")))?;
-        Ok((id, bytes))
-    }
-
-    /// The path of an artifact that must be there.
-    async fn existing(&self, id: &str) -> Result<PathBuf, Failure> {
-        let path = self.artifact(id);
-        match tokio::fs::metadata(&path).await {
-            Ok(m) if m.is_file() => Ok(path),
-            _ => Err(Failure::fail(format!(
-                "artifact {id} is not in the media store at {}",
-                self.root.display()
-            ))),
-        }
-    }
-}
-
-fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut bytes = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, bytes))
-}
-
-async fn make_dir(dir: &Path) -> Result<(), Failure> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| Failure::retry(format!("cannot make {}: {e}", dir.display())))
-}
-
-/// Why a step did not succeed.
-#[derive(Debug)]
-struct Failure {
-    error: String,
-    retryable: bool,
-}
-
-impl Failure {
-    fn fail(error: String) -> Self {
-        Self {
-            error,
-            retryable: false,
-        }
-    }
-
-    fn retry(error: String) -> Self {
-        Self {
-            error,
-            retryable: true,
-        }
-    }
-}
-
-/// How a step ended short of an answer.
-enum Stop {
-    Failed(Failure),
-    Cancelled,
-}
-
-impl From<Failure> for Stop {
-    fn from(f: Failure) -> Self {
-        Stop::Failed(f)
-    }
-}
 
 /// Runs one `media` ticket.
 pub(super) async fn run(
@@ -207,10 +46,10 @@ pub(super) async fn run(
     (tenant, ticket, attempt): (&crate::ticket::TenantId, TicketId, u32),
     cancel: &CancellationToken,
 ) -> Outcome {
-    let Some(media) = cx.spec.media.clone() else {
+    let Some(media) = cx.spec.artifacts.clone() else {
         return Outcome::Failed {
             error: format!(
-                "bot {} has no media root; media tickets run where one is configured",
+                "bot {} has no artifact root; media tickets run where one is configured (oshal node --artifact-root)",
                 cx.spec.id
             ),
             retryable: false,
@@ -455,7 +294,7 @@ impl Step<'_> {
     }
 
     async fn probe(&mut self, path: &Path) -> Result<ffmpeg::Probe, Stop> {
-        let mut running = spawn("ffprobe", ffmpeg::probe_args(path))?;
+        let mut running = super::artifacts::spawn("ffprobe", "ffmpeg", ffmpeg::probe_args(path))?;
         let mut stdout = running.child.stdout.take().expect("piped");
         let mut out = Vec::new();
         let read = async {
@@ -497,7 +336,7 @@ impl Step<'_> {
         args: Vec<OsString>,
         total_ms: Option<u64>,
     ) -> Result<String, Stop> {
-        let mut running = spawn(program, args)?;
+        let mut running = super::artifacts::spawn(program, "ffmpeg", args)?;
         let mut lines = BufReader::new(running.child.stdout.take().expect("piped")).lines();
         let deadline = tokio::time::Instant::now() + MAX_RUN;
         let mut figure = None;
@@ -534,72 +373,4 @@ fn timeout(program: &str) -> String {
         "{program} ran longer than {} s and was stopped",
         MAX_RUN.as_secs()
     )
-}
-
-/// A tool that runs, with its stderr drained as it writes (the last
-/// [`MAX_STDERR`] bytes kept), so a chatty tool never blocks on its pipe.
-struct Running {
-    child: tokio::process::Child,
-    stderr: tokio::task::JoinHandle<Vec<u8>>,
-}
-
-/// `program` started with `args`, its stdin closed and its output piped;
-/// killed if dropped (a cancel, a timeout, a bot shutting down).
-fn spawn(program: &str, args: Vec<OsString>) -> Result<Running, Failure> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Failure::fail(format!(
-            "{program} is not installed on this bot's host (on Debian or Ubuntu: apt install ffmpeg)"
-        )),
-        _ => Failure::retry(format!("cannot start {program}: {e}")),
-    })?;
-    let mut pipe = child.stderr.take().expect("piped");
-    let stderr = tokio::spawn(async move {
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            kept.extend_from_slice(&buf[..n]);
-            if kept.len() > 2 * MAX_STDERR {
-                kept.drain(..kept.len() - MAX_STDERR);
-            }
-        }
-        kept
-    });
-    Ok(Running { child, stderr })
-}
-
-impl Running {
-    /// Waits for the tool to exit; its stderr if it succeeded, else why not.
-    async fn finished(&mut self, program: &str) -> Result<String, Failure> {
-        let status = self
-            .child
-            .wait()
-            .await
-            .map_err(|e| Failure::retry(format!("lost {program}: {e}")))?;
-        let stderr = (&mut self.stderr).await.unwrap_or_default();
-        let stderr = String::from_utf8_lossy(&stderr).into_owned();
-        if status.success() {
-            return Ok(stderr);
-        }
-        let said = crate::text::clip(stderr.trim(), 2048);
-        match status.code() {
-            Some(code) => Err(Failure::fail(format!(
-                "{program} exited with {code}: {said}"
-            ))),
-            // Killed by a signal (out of memory, an operator): worth another go.
-            None => Err(Failure::retry(format!("{program} was killed: {said}"))),
-        }
-    }
 }

@@ -23,7 +23,7 @@ fn node(r: &TestRedis, name: &str, bots: usize, model: Arc<dyn Model>) -> NodeCo
         bots,
         skills: vec![Skill::parse("chat").unwrap()],
         model,
-        media: None,
+        artifacts: None,
     }
 }
 

@@ -1,6 +1,9 @@
 //! The shipped shapes (`assets/workflows/`), run end to end on the bots:
 //! the video pipeline on a clip ffmpeg makes, with real ffmpeg output
-//! checked by ffprobe, and the support-ticket shape with its approvals.
+//! checked by ffprobe, the support-ticket shape with its approvals, and
+//! the build pipeline on C sources ([`build`]).
+
+mod build;
 
 use std::path::Path;
 
@@ -8,20 +11,20 @@ use serde_json::{Value, json};
 
 use super::testkit::until;
 use super::*;
-use crate::bot::media::{MediaStore, Space};
+use crate::bot::artifacts::{ArtifactStore, Space};
 use crate::controller::LocalPool;
 use crate::ticket::TenantId;
 use oshal_workflow::history::{NodePhase, RunState};
 
-const VIDEO: &str = include_str!("../../../../assets/workflows/video.yaml");
-const SUPPORT: &str = include_str!("../../../../assets/workflows/support-ticket.yaml");
+const VIDEO: &str = include_str!("../../../../../assets/workflows/video.yaml");
+const SUPPORT: &str = include_str!("../../../../../assets/workflows/support-ticket.yaml");
 
-/// A local controller whose bots have a media root; the default
+/// A local controller whose bots have an artifact root; the default
 /// tenant's space in it.
 async fn open(dir: &Path) -> (Controller, Workflows, Space) {
-    let media = MediaStore::new(dir.join("media"));
+    let media = ArtifactStore::new(dir.join("artifacts"));
     let pool = LocalPool {
-        media: Some(media.clone()),
+        artifacts: Some(media.clone()),
         ..LocalPool::builtin(2)
     };
     let (_, controller, workflows) = super::testkit::open(dir, pool).await;
@@ -105,9 +108,14 @@ fn clip(media: &Space, source: &str) {
 
 /// A `media` ticket of the default tenant, once it has ended.
 async fn ended(controller: &Controller, payload: Value) -> crate::store::TicketView {
+    ended_of(controller, "media", payload).await
+}
+
+/// A ticket of `kind` of the default tenant, once it has ended.
+async fn ended_of(controller: &Controller, kind: &str, payload: Value) -> crate::store::TicketView {
     let id = controller
         .submit(crate::ticket::NewTicket {
-            kind: "media".into(),
+            kind: kind.into(),
             payload,
             max_attempts: Some(1),
             ..Default::default()
