@@ -844,6 +844,15 @@ export type NewTicket = {
 	requires_approval?: boolean,
 };
 
+/**  One node's spend in a run. */
+export type NodeCost = {
+	node: string,
+	/**  Model and connector spend of its tickets, nano-dollars. */
+	cost_nusd: number,
+	/**  Tickets its units took (every attempt's). */
+	tickets: number,
+};
+
 /**  A node of a spec's DAG, as its preview draws it. */
 export type NodeOutline = {
 	name: string,
@@ -1011,6 +1020,8 @@ export type RunSummary = {
 	total: number,
 	/**  Approvals waiting for a decision. */
 	waiting_approvals: number,
+	/**  The run this one is a sub-workflow of (a unit of it started this). */
+	parent_run: string | null,
 	/**  Model and connector spend of every ticket the run took, nano-dollars. */
 	cost_nusd: number,
 };
@@ -1032,6 +1043,11 @@ export type RunView = {
 	next_deadline_ms: number | null,
 	/**  Events in its history. */
 	events: number,
+	/**
+	 *  What each node that took a ticket spent so far (a unit's spend is
+	 *  counted as each of its attempts ends), the most expensive first.
+	 */
+	cost_by_node: NodeCost[],
 } & RunSummary;
 
 /**  What one scan (or one SARIF import) did. */

@@ -136,6 +136,10 @@ pub enum Event {
         /// A dry run: the platform refuses every write its tasks would make.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         dry_run: bool,
+        /// The unit of another run this run is a sub-workflow of, by its
+        /// key (`wf/<run>/<unit>/<attempt>`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<String>,
         at: i64,
     },
     /// A fan-out's items, fixed once: replay never evaluates them again.

@@ -223,6 +223,8 @@ pub struct Run {
     pub started_at: i64,
     /// A dry run: its tasks' writes are refused by the platform.
     pub dry_run: bool,
+    /// The unit of another run this one is a sub-workflow of, by its key.
+    pub parent: Option<String>,
     /// Where the spec's `timeout` counts from: the start, or the last
     /// retry from a node.
     pub timeout_from: i64,
@@ -249,17 +251,18 @@ impl Run {
         by: &str,
         at: i64,
     ) -> (Run, Event) {
-        Self::start_as(workflow, id, inputs, by, at, false)
+        Self::start_as(workflow, id, inputs, by, at, (false, None))
     }
 
-    /// As [`Run::start`]; a dry run if `dry_run`.
+    /// As [`Run::start`]; a dry run if `dry_run`, a sub-workflow of the
+    /// unit keyed `parent` if given.
     pub fn start_as(
         workflow: Arc<Workflow>,
         id: &str,
         inputs: Map<String, Value>,
         by: &str,
         at: i64,
-        dry_run: bool,
+        (dry_run, parent): (bool, Option<String>),
     ) -> (Run, Event) {
         let event = Event::RunStarted {
             run: id.to_owned(),
@@ -267,6 +270,7 @@ impl Run {
             inputs,
             by: by.to_owned(),
             dry_run,
+            parent,
             at,
         };
         let run = Run::replay(workflow, std::slice::from_ref(&event)).expect("a first event fits");
@@ -370,6 +374,7 @@ impl Run {
             inputs,
             by,
             dry_run,
+            parent,
             at,
         }) = history.first()
         else {
@@ -389,6 +394,7 @@ impl Run {
             started_by: by.clone(),
             started_at: *at,
             dry_run: *dry_run,
+            parent: parent.clone(),
             timeout_from: *at,
             state: RunState::Running,
             finished_at: None,

@@ -3,7 +3,10 @@
 //!
 //! Nodes are tasks (a ticket of a kind, with its payload), approvals (the
 //! run waits for a person, with an input schema, a timeout and an
-//! escalation), and fan-outs of a task (`matrix`, `with_items`). Edges are
+//! escalation), fan-outs of a task (`matrix`, `with_items`), and
+//! sub-workflows: a task of kind [`SUB_WORKFLOW`] whose payload
+//! (`{definition, version?, inputs?}`) names a published definition that
+//! runs as a run of its own. Edges are
 //! `depends` expressions or plain `dependencies`, never both on one node.
 //! Per node: Temporal's retry policy and timeouts, GitHub Actions'
 //! concurrency group, and memoization by the hash of the resolved input.
@@ -19,6 +22,9 @@ use serde_json::Value;
 
 use crate::span::Span;
 
+/// The task kind of a sub-workflow: a published definition run as a run
+/// of its own, whose end is the unit's.
+pub const SUB_WORKFLOW: &str = "workflow";
 /// The one `api_version` this crate reads.
 pub const API_VERSION: &str = "oshal.dev/workflow/v1";
 /// The most nodes one spec may hold.

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::expr::Expr;
 use crate::spec::{
-    API_VERSION, Items, MAX_ITEMS, MAX_NODES, NodeSpec, SpecError, TaskSpec, WorkflowSpec,
+    API_VERSION, Items, MAX_ITEMS, MAX_NODES, NodeSpec, SUB_WORKFLOW, SpecError, TaskSpec,
+    WorkflowSpec,
 };
 use crate::template::{self, Ref};
 
@@ -330,6 +331,14 @@ fn check_node(
                         "a {} ticket reports no progress while it runs, so a heartbeat timeout would end every attempt; use start_to_close",
                         task.kind
                     ),
+                ));
+            }
+            let pinned = task.payload.get("version").is_some_and(|v| !v.is_null());
+            if node.memoize && task.kind == SUB_WORKFLOW && !pinned {
+                errors.push(SpecError::new(
+                    format!("{at}.memoize"),
+                    "shape",
+                    "a sub-workflow is memoized only with a pinned version (task.payload.version): the latest version may change",
                 ));
             }
             if spec.timeouts_of(node).start_to_close.is_none() {

@@ -372,7 +372,7 @@ routes! {
     /// constrained to the spec's JSON Schema) and preview it: checked, and
     /// compared with the latest version of its name. Publishes nothing.
     GenerateWorkflow = Post "/api/v1/workflows/generate" Bearer Write, args: (), query: (), body: crate::workflow::GenerateRequest => crate::workflow::Generated;
-    /// The shapes Oshal ships (video, support ticket), each checked here.
+    /// The shapes Oshal ships (build, support ticket, video), each checked here.
     ListShapes = Get "/api/v1/workflows/shapes" Bearer Read, args: (), query: (), body: () => Vec<crate::workflow::Shape>;
 
     Metrics = Get "/metrics" Bearer Read, args: (), query: (), body: () => String;

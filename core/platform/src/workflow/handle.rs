@@ -20,6 +20,8 @@ use crate::ticket::TenantId;
 pub(super) struct Handle {
     pub id: String,
     pub tenant: TenantId,
+    /// The unit this run is a sub-workflow of, by its key.
+    pub parent: Option<String>,
     /// The run and the journal's next number; held while recording, so
     /// one writer at a time numbers the history.
     pub(super) live: tokio::sync::Mutex<Live>,
@@ -50,6 +52,7 @@ impl Handle {
         Handle {
             id,
             tenant,
+            parent: run.parent.clone(),
             snapshot: Mutex::new(Snapshot {
                 run: Arc::new(run.clone()),
                 stale: false,

@@ -18,6 +18,7 @@
 //! restart with its deadline.
 
 mod catalog;
+mod children;
 pub mod definitions;
 mod generator;
 mod groups;
@@ -45,7 +46,7 @@ pub use definitions::{DefinitionDiff, DefinitionQuery, DefinitionView, NewDefini
 pub use generator::{GenerateRequest, Generated, check_reply};
 pub use upgrade::{UpgradeRequest, UpgradeView};
 pub use view::{
-    ApprovalView, Decision, HistoryEntry, NewRun, NodeOutline, NodeView, PendingApproval,
+    ApprovalView, Decision, HistoryEntry, NewRun, NodeCost, NodeOutline, NodeView, PendingApproval,
     RetryRequest, RunSummary, RunView, SpecIssue, SpecSource, StopRequest, UnitView, Validation,
 };
 
@@ -95,14 +96,21 @@ struct Kinds;
 
 impl Registry for Kinds {
     fn check_task(&self, task: &TaskSpec, at: &str) -> Vec<SpecError> {
+        if task.kind == children::KIND {
+            return match children::check(&task.payload) {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![SpecError::new(format!("{at}.payload"), "payload", e)],
+            };
+        }
         if !Work::KINDS.contains(&task.kind.as_str()) {
             return vec![SpecError::new(
                 format!("{at}.kind"),
                 "unknown_kind",
                 format!(
-                    "{:?} is not a kind of ticket; the kinds are {}",
+                    "{:?} is not a kind of ticket; the kinds are {} (and {} for a sub-workflow)",
                     task.kind,
-                    Work::KINDS.join(", ")
+                    Work::KINDS.join(", "),
+                    children::KIND
                 ),
             )];
         }
@@ -242,6 +250,8 @@ impl Workflows {
         let notices = workflows.rebuild_groups(&handles);
         workflows.deliver(notices).await;
         for handle in handles {
+            // Every run is in, so each finds its children.
+            workflows.stop_children_left_behind(&handle.snapshot());
             workflows.drive(handle);
         }
         Ok(workflows)
@@ -326,6 +336,16 @@ impl Workflows {
     /// Starts a run of `new.spec`, or of a published definition's version,
     /// pinned to its hash.
     pub async fn start_run(&self, new: NewRun, by: &str) -> Result<RunView, WorkflowError> {
+        self.begin(new, by, None).await
+    }
+
+    /// Starts a run; a sub-workflow of the unit keyed `parent`, if given.
+    async fn begin(
+        &self,
+        new: NewRun,
+        by: &str,
+        parent: Option<String>,
+    ) -> Result<RunView, WorkflowError> {
         let source = match (&new.definition, new.spec.is_null()) {
             (None, false) => new.spec.clone(),
             (Some(name), true) => {
@@ -365,7 +385,14 @@ impl Workflows {
         }
         let id = TicketId::new().to_string();
         let now = self.inner.controller.clock().now_ms();
-        let (run, event) = Run::start_as(workflow.clone(), &id, inputs, by, now, new.dry_run);
+        let (run, event) = Run::start_as(
+            workflow.clone(),
+            &id,
+            inputs,
+            by,
+            now,
+            (new.dry_run, parent),
+        );
         let body = serde_json::to_string(&Started {
             spec: workflow.spec.clone(),
             event,

@@ -18,6 +18,7 @@ use oshal_workflow::history::{Event, Failure, RunState};
 use oshal_workflow::run::{MAX_OUTPUT_BYTES, Memo};
 use serde_json::Value;
 
+use super::children::{self, Children};
 use super::groups::slot_of;
 use super::handle::Handle;
 use super::tickets::{dry, ended, fit_history, flying_tasks, left_behind, output_of};
@@ -88,6 +89,8 @@ pub(super) struct Runner {
     polled: Option<TicketId>,
     /// A dry run: its tickets' writes are refused ([`dry`]).
     dry_run: bool,
+    /// Its sub-workflows' runs in flight.
+    children: Children,
 }
 
 impl Runner {
@@ -101,6 +104,7 @@ impl Runner {
             moved: false,
             polled: None,
             dry_run,
+            children: Children::default(),
         }
     }
 
@@ -165,6 +169,9 @@ impl Runner {
                 Err(e) => return e.into(),
             }
             self.cancel_moved_on().await;
+            if let Err(e) = self.sweep_children().await {
+                tracing::warn!(run = %self.handle.id, error = %e, "a sub-workflow's end could not be recorded");
+            }
             self.sync_places().await;
             let (state, deadline) = self.handle.with_run(|r| (r.state, r.next_deadline())).await;
             if state != RunState::Running {
@@ -400,6 +407,9 @@ impl Runner {
                 }
                 Event::RunFinished { state, .. } => {
                     tracing::info!(run = %self.handle.id, ?state, "workflow run finished");
+                    self.workflows.child_ended(&self.handle);
+                    self.workflows
+                        .stop_children_left_behind(&self.handle.snapshot());
                 }
                 _ => {}
             }
@@ -416,6 +426,16 @@ impl Runner {
     /// Submits the tickets of `scheduled` in one write. A refusal of the
     /// ticket fails its unit (`refused`); an overload waits and tries again.
     async fn submit(&mut self, scheduled: Vec<Event>) -> Result<(), WorkflowError> {
+        let (subs, scheduled): (Vec<Event>, Vec<Event>) = scheduled.into_iter().partition(
+            |e| matches!(e, Event::NodeScheduled { task, .. } if task.kind == children::KIND),
+        );
+        if !subs.is_empty() {
+            let started = self
+                .children
+                .start(&self.workflows, &self.handle, self.dry_run, subs)
+                .await;
+            self.record(started).await?;
+        }
         let controller = self.workflows.inner.controller.clone();
         let correlation = TicketId::parse(&self.handle.id).ok().map(|t| t.to_string());
         let mut pending = scheduled;
@@ -488,6 +508,15 @@ impl Runner {
         if let Some(t) = ticket {
             self.cancel_if_unended(t).await;
         }
+        self.children.cancel(&self.workflows, unit, attempt).await;
+    }
+
+    /// Records the ends of children that have ended; stops those the run
+    /// moved on from.
+    async fn sweep_children(&mut self) -> Result<(), WorkflowError> {
+        let run = self.handle.snapshot();
+        let ends = self.children.sweep(&self.workflows, &run).await;
+        self.record(ends).await
     }
 
     /// Records events of tickets' news that still fit the run.

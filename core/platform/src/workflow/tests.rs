@@ -108,6 +108,16 @@ async fn a_fan_out_runs_on_the_bots_and_its_history_is_the_run() {
         done.summary.cost_nusd,
         done.nodes.iter().map(|n| n.cost_nusd).sum::<i64>()
     );
+    // The summary's spend by node, the most expensive first.
+    let by_node = &done.cost_by_node;
+    assert_eq!(by_node.len(), 3, "{by_node:?}");
+    assert!(by_node.windows(2).all(|w| w[0].cost_nusd >= w[1].cost_nusd));
+    assert_eq!(
+        by_node.iter().map(|c| c.cost_nusd).sum::<i64>(),
+        done.summary.cost_nusd
+    );
+    let part = by_node.iter().find(|c| c.node == "part").unwrap();
+    assert_eq!(part.tickets, 3);
     let keys = tickets_of(store.as_ref(), &v.summary.id).await;
     assert_eq!(keys.len(), 5, "{keys:?}");
     let done = workflows.view(&v.summary.id, None).unwrap();

@@ -139,6 +139,8 @@ pub struct RunSummary {
     pub total: u32,
     /// Approvals waiting for a decision.
     pub waiting_approvals: u32,
+    /// The run this one is a sub-workflow of (a unit of it started this).
+    pub parent_run: Option<String>,
     /// Model and connector spend of every ticket the run took, nano-dollars.
     #[specta(type = specta_typescript::Number)]
     pub cost_nusd: i64,
@@ -168,6 +170,20 @@ pub struct RunView {
     pub next_deadline_ms: Option<UnixMs>,
     /// Events in its history.
     pub events: u32,
+    /// What each node that took a ticket spent so far (a unit's spend is
+    /// counted as each of its attempts ends), the most expensive first.
+    pub cost_by_node: Vec<NodeCost>,
+}
+
+/// One node's spend in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct NodeCost {
+    pub node: String,
+    /// Model and connector spend of its tickets, nano-dollars.
+    #[specta(type = specta_typescript::Number)]
+    pub cost_nusd: i64,
+    /// Tickets its units took (every attempt's).
+    pub tickets: u32,
 }
 
 /// A node of a run.
@@ -360,6 +376,12 @@ pub(super) fn summary(run: &Run, tenant: &TenantId) -> RunSummary {
         done: u32::try_from(done).unwrap_or(u32::MAX),
         total: u32::try_from(total).unwrap_or(u32::MAX),
         waiting_approvals: u32::try_from(waiting(run).count()).unwrap_or(u32::MAX),
+        parent_run: run
+            .parent
+            .as_deref()
+            .and_then(|k| k.strip_prefix("wf/"))
+            .and_then(|k| k.split('/').next())
+            .map(str::to_owned),
         cost_nusd: run
             .nodes
             .iter()
@@ -439,7 +461,18 @@ pub(super) fn run_view(
                 expected_end_ms: forecast.node_end[i],
             }
         })
+        .collect::<Vec<NodeView>>();
+    let mut cost_by_node: Vec<NodeCost> = nodes
+        .iter()
+        .map(|n| NodeCost {
+            node: n.outline.name.clone(),
+            cost_nusd: n.cost_nusd,
+            tickets: u32::try_from(n.units.iter().map(|u| u.tickets.len()).sum::<usize>())
+                .unwrap_or(u32::MAX),
+        })
+        .filter(|c| c.tickets > 0)
         .collect();
+    cost_by_node.sort_by(|a, b| b.cost_nusd.cmp(&a.cost_nusd).then(a.node.cmp(&b.node)));
     RunView {
         summary: summary(run, tenant),
         inputs: run.inputs.clone(),
@@ -448,5 +481,6 @@ pub(super) fn run_view(
         critical_path: forecast.critical_path,
         next_deadline_ms: run.next_deadline(),
         events: u32::try_from(run.events).unwrap_or(u32::MAX),
+        cost_by_node,
     }
 }
