@@ -121,6 +121,26 @@ pub async fn scoped_reads_and_tokens(store: &dyn super::Store) {
         "another tenant's ticket reads as absent"
     );
     assert!(store.ticket(tickets[1].id, None).await.unwrap().is_some());
+    // Read together, each ticket is as read alone; another tenant's and
+    // an unknown id are left out.
+    let ids = [tickets[0].id, tickets[1].id, crate::ticket::TicketId::new()];
+    let mut both = store.tickets_by_id(&ids, None).await.unwrap();
+    both.sort_by_key(|v| v.id);
+    let mut alone = Vec::new();
+    for t in &tickets {
+        alone.push(store.ticket(t.id, None).await.unwrap().unwrap());
+    }
+    alone.sort_by_key(|v| v.id);
+    assert_eq!(both.len(), 2);
+    for (b, a) in both.iter().zip(&alone) {
+        assert_eq!(b, a);
+        assert!(!b.events.is_empty() && !b.ledger.is_empty(), "{b:?}");
+    }
+    let mine = store.tickets_by_id(&ids, Some(acme)).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|v| v.id).collect::<Vec<_>>(),
+        [tickets[0].id]
+    );
     let cost = store.cost_summary(Some(globex)).await.unwrap();
     assert_eq!(cost.total.cost_nusd, 70);
     assert_eq!(cost.by_tenant.len(), 1);

@@ -12,6 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -267,6 +268,10 @@ SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value-
 FROM jsonb_each(?1) AS j WHERE true
 ON CONFLICT DO NOTHING";
 
+/// The most ids one statement of [`Store::tickets_by_id`] binds (SQLite
+/// takes 32,766 parameters; a smaller chunk keeps each statement short).
+const BY_ID_CHUNK: usize = 500;
+
 const TICKET_COLUMNS: &str = "id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, transitions, bot_id, \
      parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms";
 
@@ -494,6 +499,72 @@ impl Store for SqliteStore {
             .map(ledger_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(super::view(ticket, events, ledger)))
+    }
+
+    async fn tickets_by_id(
+        &self,
+        ids: &[TicketId],
+        only: Option<&TenantId>,
+    ) -> Result<Vec<TicketView>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        // Three statements a chunk, each id a bound parameter.
+        for chunk in ids.chunks(BY_ID_CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+            let marks = |from: usize| {
+                (from..from + ids.len())
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE (?1 IS NULL OR tenant_id = ?1) AND id IN ({})",
+                marks(2)
+            )))
+            .bind(only.map(TenantId::as_str));
+            for id in &ids {
+                q = q.bind(id.clone());
+            }
+            let mut tickets: HashMap<String, (Ticket, Vec<Transition>, Vec<LedgerEntry>)> = q
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get("id")?,
+                        (ticket_from_row(row)?, Vec::new(), Vec::new()),
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            // Only the tickets found (`only`'s) take their rows.
+            let rows = |table: &str, order: &str| {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT * FROM {table} WHERE ticket_id IN ({}) ORDER BY ticket_id, {order}",
+                    marks(1)
+                )));
+                for id in &ids {
+                    q = q.bind(id.clone());
+                }
+                q
+            };
+            for row in rows("ticket_events", "seq").fetch_all(&self.pool).await? {
+                let id: String = row.try_get("ticket_id")?;
+                if let Some((t, events, _)) = tickets.get_mut(&id) {
+                    events.push(transition_from_row(&row, t)?);
+                }
+            }
+            for row in rows("ledger", "attempt").fetch_all(&self.pool).await? {
+                let id: String = row.try_get("ticket_id")?;
+                if let Some((_, _, ledger)) = tickets.get_mut(&id) {
+                    ledger.push(ledger_from_row(&row)?);
+                }
+            }
+            out.extend(
+                tickets
+                    .into_values()
+                    .map(|(t, events, ledger)| super::view(t, events, ledger)),
+            );
+        }
+        Ok(out)
     }
 
     async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {

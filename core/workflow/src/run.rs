@@ -17,7 +17,7 @@ use crate::validate::Workflow;
 
 mod apply;
 mod decide;
-pub use decide::Memo;
+pub use decide::{Memo, SCHEDULE_BATCH};
 
 /// The most bytes a node's output may take in the history.
 pub const MAX_OUTPUT_BYTES: usize = 32 * 1024;

@@ -556,6 +556,17 @@ impl Controller {
         Ok(view)
     }
 
+    /// Many tickets at once, read in a few statements (those not found,
+    /// or not `only`'s, left out), in no set order. Unlike
+    /// [`Self::ticket`], a ticket that has not ended has `waiting` empty.
+    pub async fn tickets_by_id(
+        &self,
+        ids: &[TicketId],
+        only: Option<&TenantId>,
+    ) -> Result<Vec<TicketView>, ControllerError> {
+        Ok(self.inner.store.tickets_by_id(ids, only).await?)
+    }
+
     pub async fn tickets(&self, query: &TicketQuery) -> Result<TicketPage, ControllerError> {
         Ok(self.inner.store.tickets(query).await?)
     }

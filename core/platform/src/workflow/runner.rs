@@ -31,8 +31,6 @@ use crate::ticket::{NewTicket, TenantId, TicketId, TicketState};
 const POLL: Duration = Duration::from_secs(2);
 /// The most tickets a poll on the timer reads (in turn, across polls).
 const POLL_SAMPLE: usize = 256;
-/// How many ended tickets are read from the store at once.
-const READS_AT_ONCE: usize = 8;
 /// The fewest milliseconds between two heartbeats a unit's history keeps.
 const BEAT_EVERY_MS: i64 = 1_000;
 /// The shortest wait between two turns that nothing prompted.
@@ -326,56 +324,80 @@ impl Runner {
         self.poll(usize::MAX).await
     }
 
-    /// Decides and records until the run needs nothing more now, then acts.
+    /// Decides and records until the run needs nothing more now, acting
+    /// on each batch as soon as it is recorded: a large fan-out's first
+    /// tickets are submitted while the rest are still being written.
     async fn turn(&mut self) -> Result<(), WorkflowError> {
+        loop {
+            let (acts, failed, more) = self.record_batch().await;
+            self.act(acts).await?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Decides and records until nothing is proposed or a batch hands out
+    /// units (to be acted on before the next): what was recorded, why it
+    /// stopped short, and whether the run may need more now.
+    async fn record_batch(&mut self) -> (Vec<Event>, Option<WorkflowError>, bool) {
         let store = self.workflows.inner.controller.store().clone();
         let now = self.workflows.inner.controller.clock().now_ms();
         let mut acts = Vec::new();
-        let mut failed = None;
-        {
-            let mut live = self.handle.live.lock().await;
-            loop {
-                let next = {
-                    let memo = self
-                        .workflows
-                        .inner
-                        .memo
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    let memo = TenantMemo {
-                        tenant: &self.handle.tenant,
-                        memo: &memo,
-                    };
-                    live.run.decide(now, &memo)
+        let mut live = self.handle.live.lock().await;
+        let (failed, more) = loop {
+            let next = {
+                let memo = self
+                    .workflows
+                    .inner
+                    .memo
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let memo = TenantMemo {
+                    tenant: &self.handle.tenant,
+                    memo: &memo,
                 };
-                if next.is_empty() {
-                    break;
-                }
-                let next = next.into_iter().map(fit_history).collect::<Vec<_>>();
-                match self.handle.append(&mut live, store.as_ref(), &next).await {
-                    Ok(applied) => {
-                        acts.extend(next);
-                        // What the run proposed and then refused would be
-                        // proposed again: stop rather than loop.
-                        if applied == 0 {
-                            tracing::error!(run = %self.handle.id, "the run refused every event it proposed");
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        // What was recorded before is still acted on below.
-                        failed = Some(e);
-                        break;
-                    }
-                }
+                live.run.decide(now, &memo)
+            };
+            if next.is_empty() {
+                break (None, false);
             }
-            if acts
+            let next = next.into_iter().map(fit_history).collect::<Vec<_>>();
+            let hands_out = next
                 .iter()
-                .any(|e| matches!(e, Event::NodeSucceeded { .. } | Event::NodeMemoized { .. }))
-            {
-                self.workflows.remember(&self.handle.tenant, &live.run);
+                .any(|e| matches!(e, Event::NodeScheduled { .. } | Event::NodeMemoized { .. }));
+            match self.handle.append(&mut live, store.as_ref(), &next).await {
+                // What the run proposed and then refused would be
+                // proposed again: stop rather than loop.
+                Ok(0) => {
+                    tracing::error!(run = %self.handle.id, "the run refused every event it proposed");
+                    break (None, false);
+                }
+                Ok(_) => {
+                    acts.extend(next);
+                    if hands_out {
+                        break (None, true);
+                    }
+                }
+                // What was recorded before is still acted on.
+                Err(e) => break (Some(e), false),
             }
+        };
+        if acts
+            .iter()
+            .any(|e| matches!(e, Event::NodeSucceeded { .. } | Event::NodeMemoized { .. }))
+        {
+            self.workflows.remember(&self.handle.tenant, &live.run);
         }
+        (acts, failed, more)
+    }
+
+    /// Acts on recorded events: submits the scheduled tickets, asks for
+    /// group places, cancels what the run moved on from.
+    async fn act(&mut self, acts: Vec<Event>) -> Result<(), WorkflowError> {
         let mut submits = Vec::new();
         let mut notices = Vec::new();
         for e in acts {
@@ -420,7 +442,7 @@ impl Runner {
         if !submits.is_empty() {
             self.submit(submits).await?;
         }
-        failed.map_or(Ok(()), Err)
+        Ok(())
     }
 
     /// Submits the tickets of `scheduled` in one write. A refusal of the
@@ -567,7 +589,6 @@ impl Runner {
         &mut self,
         news: Vec<(TicketId, TicketState, i64)>,
     ) -> Result<(), WorkflowError> {
-        use futures::StreamExt;
         let mut events = Vec::new();
         let mut ended_now = Vec::new();
         for (ticket, state, at) in news {
@@ -585,19 +606,24 @@ impl Runner {
                 ended_now.push((ticket, unit, attempt));
             }
         }
-        // The ended tickets' answers, read a few at once (each read is a
-        // round trip to the store).
-        let controller = self.workflows.inner.controller.clone();
-        let views: Vec<_> = futures::stream::iter(ended_now)
-            .map(|(ticket, unit, attempt)| {
-                let controller = controller.clone();
-                async move { (controller.ticket(ticket).await, unit, attempt) }
-            })
-            .buffered(READS_AT_ONCE)
-            .collect()
-            .await;
-        for (view, unit, attempt) in views {
-            events.extend(self.outcome(&view?, unit, attempt));
+        // The ended tickets' answers, read together (a few statements, not
+        // three round trips to the store per ticket).
+        if !ended_now.is_empty() {
+            let ids: Vec<TicketId> = ended_now.iter().map(|(t, _, _)| *t).collect();
+            let mut views: HashMap<TicketId, TicketView> = self
+                .workflows
+                .inner
+                .controller
+                .tickets_by_id(&ids, Some(&self.handle.tenant))
+                .await?
+                .into_iter()
+                .map(|v| (v.id, v))
+                .collect();
+            for (ticket, unit, attempt) in ended_now {
+                if let Some(view) = views.remove(&ticket) {
+                    events.extend(self.outcome(&view, unit, attempt));
+                }
+            }
         }
         self.record(events).await
     }
@@ -653,18 +679,30 @@ impl Runner {
                     .collect()
             })
             .await;
-        for ((ticket, (unit, attempt)), (flying, behind)) in tickets.into_iter().zip(looks) {
-            if !flying {
-                self.tickets.remove(&ticket);
-                if behind {
-                    self.cancel_if_unended(ticket).await;
-                }
+        let mut flying = Vec::with_capacity(tickets.len());
+        for ((ticket, unit), (in_flight, behind)) in tickets.into_iter().zip(looks) {
+            if in_flight {
+                flying.push((ticket, unit));
                 continue;
             }
-            let view = match self.workflows.inner.controller.ticket(ticket).await {
-                Ok(v) => v,
-                Err(ControllerError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
+            self.tickets.remove(&ticket);
+            if behind {
+                self.cancel_if_unended(ticket).await;
+            }
+        }
+        let ids: Vec<TicketId> = flying.iter().map(|(t, _)| *t).collect();
+        let mut views: HashMap<TicketId, TicketView> = self
+            .workflows
+            .inner
+            .controller
+            .tickets_by_id(&ids, Some(&self.handle.tenant))
+            .await?
+            .into_iter()
+            .map(|v| (v.id, v))
+            .collect();
+        for (ticket, (unit, attempt)) in flying {
+            let Some(view) = views.remove(&ticket) else {
+                continue;
             };
             if view.state == TicketState::Running {
                 events.push(Event::NodeStarted {

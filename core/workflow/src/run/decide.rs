@@ -1,8 +1,11 @@
 //! What a run needs next, given its state and the time.
 //!
 //! One call proposes every event that can be decided now without the
-//! others; the adapter records them, applies them, and calls again until
-//! nothing is proposed (an omitted node can let the next one decide).
+//! others, but at most [`SCHEDULE_BATCH`] units handed out; the adapter
+//! records them, applies them, acts on them, and calls again until nothing
+//! is proposed (an omitted node can let the next one decide; a large
+//! fan-out is handed out batch by batch, so its first units start while
+//! the rest are being written).
 
 use serde_json::{Map, Value};
 
@@ -11,6 +14,10 @@ use crate::expr::Outcome;
 use crate::history::{Event, Failure, NodePhase, RunState, Stop, Task};
 use crate::spec::{Items, Timeouts};
 use crate::template::{self, Scope};
+
+/// The most units one [`Run::decide`] hands out (scheduled, or taken from
+/// the memo); the next call hands out the next ones.
+pub const SCHEDULE_BATCH: usize = 256;
 
 /// Outputs kept by the hash of the input that made them.
 pub trait Memo {
@@ -249,6 +256,11 @@ impl Run {
         let n = &self.nodes[i];
         let mut running = n.units.iter().filter(|u| u.in_flight()).count();
         let room = spec.parallelism.map_or(usize::MAX, |p| p as usize);
+        let mut budget = SCHEDULE_BATCH.saturating_sub(
+            out.iter()
+                .filter(|e| matches!(e, Event::NodeScheduled { .. } | Event::NodeMemoized { .. }))
+                .count(),
+        );
         let t = self.workflow.spec.timeouts_of(spec);
         for u in &n.units {
             if u.in_flight() {
@@ -283,6 +295,7 @@ impl Run {
             if u.phase != NodePhase::Pending
                 || u.retry_at.is_some_and(|r| now < r)
                 || running >= room
+                || budget == 0
             {
                 continue;
             }
@@ -298,6 +311,7 @@ impl Run {
             }
             out.push(self.schedule(i, u, now, memo));
             running += 1;
+            budget -= 1;
         }
     }
 

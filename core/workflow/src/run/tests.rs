@@ -354,6 +354,36 @@ fn a_fan_out_expands_from_an_output_keeps_to_its_parallelism_and_gathers() {
 }
 
 #[test]
+fn a_large_fan_out_is_handed_out_batch_by_batch() {
+    let items: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+    let mut d = Driver::new(
+        &format!(
+            "{HEAD}nodes:\n  - {{ name: fan, with_items: [{}], task: {{ kind: chat, payload: {{ prompt: '${{{{ item }}}}' }} }} }}\n",
+            items.join(", ")
+        ),
+        json!({}),
+    );
+    let mut batches = Vec::new();
+    loop {
+        let next = d.run.decide(0, &());
+        if next.is_empty() {
+            break;
+        }
+        batches.push(Driver::scheduled(&next).len());
+        for e in next {
+            d.record(e);
+        }
+    }
+    // The expansion alone, then the units in batches, each in order.
+    assert_eq!(
+        batches,
+        [0, SCHEDULE_BATCH, SCHEDULE_BATCH, 600 - 2 * SCHEDULE_BATCH]
+    );
+    assert_eq!(d.run.unit("fan[599]").unwrap().attempt, 1);
+    d.check_replay();
+}
+
+#[test]
 fn a_matrix_crosses_its_keys_in_order() {
     let mut d = Driver::new(
         &format!(
