@@ -239,6 +239,20 @@ pub async fn journal(store: &dyn super::Store) {
         0,
         "all or nothing: one number taken writes none"
     );
+    // A long batch (many statements' worth) is whole too, and all or
+    // nothing when its last entry's number is taken.
+    let long = |session: &str, seq| JournalEntry {
+        book: "long".into(),
+        ..entry(session, seq, &acme, "tick")
+    };
+    let first: Vec<JournalEntry> = (0..599).map(|i| long("l-1", i)).collect();
+    assert_eq!(store.append_journal(&first).await.unwrap(), 599);
+    let again: Vec<JournalEntry> = (0..600)
+        .map(|i| long("l-2", i))
+        .chain([long("l-1", 0)])
+        .collect();
+    assert_eq!(store.append_journal(&again).await.unwrap(), 0);
+    assert_eq!(store.journal("long", None).await.unwrap(), first);
     let mut run = entry("wf-1", 0, &acme, "run_started");
     run.book = "workflow".into();
     assert_eq!(

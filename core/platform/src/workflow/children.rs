@@ -155,6 +155,10 @@ pub(super) struct Children {
 }
 
 impl Children {
+    pub fn is_empty(&self) -> bool {
+        self.flying.is_empty()
+    }
+
     /// Starts the child of each scheduled unit (or finds it, after a
     /// restart): the events to record (its start, or its refusal).
     pub async fn start(
@@ -206,9 +210,6 @@ impl Children {
     /// The ends of children that have ended, and a stop for each child
     /// whose unit the run has moved on from.
     pub async fn sweep(&mut self, workflows: &Workflows, run: &Run) -> Vec<Event> {
-        if self.flying.is_empty() {
-            return Vec::new();
-        }
         let mut events = Vec::new();
         let mut gone = Vec::new();
         for (id, (unit, attempt)) in &self.flying {

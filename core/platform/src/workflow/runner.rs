@@ -536,6 +536,10 @@ impl Runner {
     /// Records the ends of children that have ended; stops those the run
     /// moved on from.
     async fn sweep_children(&mut self) -> Result<(), WorkflowError> {
+        // (A copy of the run is taken only when a child is in flight.)
+        if self.children.is_empty() {
+            return Ok(());
+        }
         let run = self.handle.snapshot();
         let ends = self.children.sweep(&self.workflows, &run).await;
         self.record(ends).await

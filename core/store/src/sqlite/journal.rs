@@ -8,6 +8,10 @@ use crate::StoreError;
 use crate::journal::JournalEntry;
 use crate::ticket::TenantId;
 
+/// The most entries one statement inserts (7 parameters each, well
+/// under SQLite's 32,766).
+const ROWS_PER_INSERT: usize = 256;
+
 pub(super) async fn append(
     store: &SqliteStore,
     entries: &[JournalEntry],
@@ -17,20 +21,39 @@ pub(super) async fn append(
     }
     let mut tx = store.pool.begin().await?;
     let mut written = 0;
-    for e in entries {
-        let done = sqlx::query(
+    // Many rows a statement: one round trip to SQLite's thread a chunk.
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let p = i * 7;
+                format!(
+                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO desk_journal (book, session, seq, tenant, kind, body, at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (session, seq) DO NOTHING",
-        )
-        .bind(&e.book)
-        .bind(&e.session)
-        .bind(i64::from(e.seq))
-        .bind(e.tenant.as_str())
-        .bind(&e.kind)
-        .bind(&e.body)
-        .bind(e.at_ms)
-        .execute(&mut *tx)
-        .await?;
+             VALUES {rows} ON CONFLICT (session, seq) DO NOTHING"
+        )));
+        for e in chunk {
+            q = q
+                .bind(&e.book)
+                .bind(&e.session)
+                .bind(i64::from(e.seq))
+                .bind(e.tenant.as_str())
+                .bind(&e.kind)
+                .bind(&e.body)
+                .bind(e.at_ms);
+        }
+        let done = q.execute(&mut *tx).await?;
         written += usize::try_from(done.rows_affected()).unwrap_or(0);
     }
     if written != entries.len() {
