@@ -268,8 +268,7 @@ SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value-
 FROM jsonb_each(?1) AS j WHERE true
 ON CONFLICT DO NOTHING";
 
-/// The most ids one statement of [`Store::tickets_by_id`] binds (SQLite
-/// takes 32,766 parameters; a smaller chunk keeps each statement short).
+/// The most ids one statement of [`Store::tickets_by_id`] reads.
 const BY_ID_CHUNK: usize = 500;
 
 const TICKET_COLUMNS: &str = "id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, transitions, bot_id, \
@@ -507,23 +506,23 @@ impl Store for SqliteStore {
         only: Option<&TenantId>,
     ) -> Result<Vec<TicketView>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
-        // Three statements a chunk, each id a bound parameter.
+        // Three statements a chunk, the ids one JSON array (SQLite looks
+        // each bound name up, so hundreds of parameters would cost more
+        // than the rows).
         for chunk in ids.chunks(BY_ID_CHUNK) {
-            let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
-            let marks = |from: usize| {
-                (from..from + ids.len())
-                    .map(|i| format!("?{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {TICKET_COLUMNS} FROM tickets WHERE (?1 IS NULL OR tenant_id = ?1) AND id IN ({})",
-                marks(2)
+            let ids = serde_json::Value::Array(
+                chunk
+                    .iter()
+                    .map(|t| serde_json::Value::String(t.to_string()))
+                    .collect(),
+            )
+            .to_string();
+            let q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE (?1 IS NULL OR tenant_id = ?1) \
+                 AND id IN (SELECT value FROM json_each(?2))"
             )))
-            .bind(only.map(TenantId::as_str));
-            for id in &ids {
-                q = q.bind(id.clone());
-            }
+            .bind(only.map(TenantId::as_str))
+            .bind(&ids);
             let mut tickets: HashMap<String, (Ticket, Vec<Transition>, Vec<LedgerEntry>)> = q
                 .fetch_all(&self.pool)
                 .await?
@@ -537,14 +536,11 @@ impl Store for SqliteStore {
                 .collect::<Result<_, StoreError>>()?;
             // Only the tickets found (`only`'s) take their rows.
             let rows = |table: &str, order: &str| {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT * FROM {table} WHERE ticket_id IN ({}) ORDER BY ticket_id, {order}",
-                    marks(1)
-                )));
-                for id in &ids {
-                    q = q.bind(id.clone());
-                }
-                q
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT * FROM {table} WHERE ticket_id IN (SELECT value FROM json_each(?1)) \
+                     ORDER BY ticket_id, {order}"
+                )))
+                .bind(&ids)
             };
             for row in rows("ticket_events", "seq").fetch_all(&self.pool).await? {
                 let id: String = row.try_get("ticket_id")?;

@@ -8,8 +8,7 @@ use crate::StoreError;
 use crate::journal::JournalEntry;
 use crate::ticket::TenantId;
 
-/// The most entries one statement inserts (7 parameters each, well
-/// under SQLite's 32,766).
+/// The most entries one statement inserts.
 const ROWS_PER_INSERT: usize = 256;
 
 pub(super) async fn append(
@@ -21,39 +20,32 @@ pub(super) async fn append(
     }
     let mut tx = store.pool.begin().await?;
     let mut written = 0;
-    // Many rows a statement: one round trip to SQLite's thread a chunk.
+    // Many rows a statement, passed as one JSON array (one bound
+    // parameter: SQLite looks each bound name up, so hundreds of them
+    // would cost more than the rows).
     for chunk in entries.chunks(ROWS_PER_INSERT) {
-        let rows = (0..chunk.len())
-            .map(|i| {
-                let p = i * 7;
-                format!(
-                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7
-                )
+        let rows: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|e| {
+                serde_json::json!([
+                    e.book,
+                    e.session,
+                    e.seq,
+                    e.tenant.as_str(),
+                    e.kind,
+                    e.body,
+                    e.at_ms
+                ])
             })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            .collect();
+        let done = sqlx::query(
             "INSERT INTO desk_journal (book, session, seq, tenant, kind, body, at_ms) \
-             VALUES {rows} ON CONFLICT (session, seq) DO NOTHING"
-        )));
-        for e in chunk {
-            q = q
-                .bind(&e.book)
-                .bind(&e.session)
-                .bind(i64::from(e.seq))
-                .bind(e.tenant.as_str())
-                .bind(&e.kind)
-                .bind(&e.body)
-                .bind(e.at_ms);
-        }
-        let done = q.execute(&mut *tx).await?;
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
+             FROM json_each(?1) WHERE true ON CONFLICT (session, seq) DO NOTHING",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *tx)
+        .await?;
         written += usize::try_from(done.rows_affected()).unwrap_or(0);
     }
     if written != entries.len() {
