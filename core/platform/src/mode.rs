@@ -215,9 +215,9 @@ impl Platform {
             skills,
             model,
             tools,
-            artifacts: Some(crate::bot::artifacts::ArtifactStore::new(
-                data_dir.join("artifacts"),
-            )),
+            artifacts: Some(crate::bot::artifacts::ArtifactStore::new(artifact_root(
+                &data_dir,
+            ))),
         };
         let controller = Controller::start(config, store.clone(), pool, clock.clone()).await?;
         let security = match security {
@@ -346,4 +346,20 @@ impl Platform {
             }
         }
     }
+}
+
+/// `<data dir>/artifacts`, where media and build steps keep their files;
+/// a data dir of an earlier version keeps them in `media/`, moved here
+/// once (what its runs' memo names is still found).
+fn artifact_root(data_dir: &std::path::Path) -> PathBuf {
+    let root = data_dir.join("artifacts");
+    let old = data_dir.join("media");
+    if !root.exists()
+        && old.is_dir()
+        && let Err(e) = std::fs::rename(&old, &root)
+    {
+        tracing::warn!(from = %old.display(), to = %root.display(), error = %e, "the artifact root could not be moved; media/ is used");
+        return old;
+    }
+    root
 }

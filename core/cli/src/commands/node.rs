@@ -27,6 +27,7 @@ pub struct Args {
     model: ModelArgs,
     /// Where `media` and `build` tickets' files are (shared by the
     /// fleet's nodes); without it, such tickets on this node fail.
+    /// `OSHAL_MEDIA_ROOT`, its earlier name, is read when this is unset.
     #[arg(long, env = "OSHAL_ARTIFACT_ROOT", alias = "media-root")]
     artifact_root: Option<std::path::PathBuf>,
 }
@@ -52,6 +53,7 @@ pub async fn run(args: Args) -> Result<()> {
         model,
         artifacts: args
             .artifact_root
+            .or_else(|| std::env::var_os("OSHAL_MEDIA_ROOT").map(Into::into))
             .map(oshal_core::bot::artifacts::ArtifactStore::new),
     };
     let shutdown = cancel_on_signal();

@@ -77,7 +77,14 @@ pub(super) fn check(payload: &Value) -> Result<(), String> {
 
 /// The parent run's id in a unit key `wf/<run>/<unit>/<attempt>`.
 fn run_of_key(key: &str) -> Option<&str> {
-    key.strip_prefix("wf/")?.split('/').next()
+    parse_key(key).map(|(run, _, _)| run)
+}
+
+/// A unit key's run, unit and attempt.
+fn parse_key(key: &str) -> Option<(&str, &str, u32)> {
+    let mut parts = key.strip_prefix("wf/")?.split('/');
+    let (run, unit, attempt) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((run, unit, attempt.parse().ok()?))
 }
 
 impl Workflows {
@@ -113,26 +120,32 @@ impl Workflows {
         }
     }
 
-    /// Stops the children of the units of a run that ended without them
-    /// (the run was terminated or timed out; the controller may have
-    /// stopped before it stopped them).
-    pub(super) fn stop_children_left_behind(&self, run: &Run) {
-        if run.state == RunState::Running {
-            return;
-        }
-        let keys: Vec<String> = run
-            .nodes
-            .iter()
-            .flat_map(|n| &n.units)
-            .filter(|u| u.task.as_ref().is_some_and(|t| t.kind == KIND))
-            .filter_map(|u| u.key.clone())
-            .collect();
-        for key in keys {
-            if let Some(child) = self.child_of(&key)
-                && child.snapshot_state() == RunState::Running
-            {
-                let workflows = self.clone();
-                tokio::spawn(async move { workflows.stop_child(&child.id).await });
+    /// Stops every child run (of `parent`'s, if given) whose unit the
+    /// parent has moved on from (it ended, timed out, was retried or
+    /// stopped) while the child still runs: after a restart, and as a run
+    /// ends.
+    pub(super) async fn stop_orphans(&self, parent: Option<&str>) {
+        let children: Vec<(String, String, String, u32)> = {
+            let runs = self.inner.runs.read().unwrap_or_else(|p| p.into_inner());
+            runs.values()
+                .filter(|h| h.snapshot_state() == RunState::Running)
+                .filter_map(|h| {
+                    let (run, unit, attempt) = parse_key(h.parent.as_deref()?)?;
+                    parent
+                        .is_none_or(|p| p == run)
+                        .then(|| (h.id.clone(), run.to_owned(), unit.to_owned(), attempt))
+                })
+                .collect()
+        };
+        for (child, run, unit, attempt) in children {
+            let wanted = match self.handle(&run, None) {
+                Ok(p) if p.snapshot_state() == RunState::Running => {
+                    p.with_run(|r| r.in_flight(&unit, attempt)).await
+                }
+                _ => false,
+            };
+            if !wanted {
+                self.stop_child(&child).await;
             }
         }
     }
@@ -148,19 +161,35 @@ impl Workflows {
     }
 }
 
-/// A runner's children in flight: child run → (unit, attempt).
+/// A runner's children in flight: child run → (unit, attempt); and the
+/// scheduled units whose child could not start yet.
 #[derive(Debug, Default)]
 pub(super) struct Children {
     flying: HashMap<String, (String, u32)>,
+    waiting: Vec<Event>,
 }
 
 impl Children {
     pub fn is_empty(&self) -> bool {
-        self.flying.is_empty()
+        self.flying.is_empty() && self.waiting.is_empty()
+    }
+
+    pub fn take_waiting(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.waiting)
+    }
+
+    /// The children in flight and their units.
+    pub fn flying(&self) -> Vec<(String, (String, u32))> {
+        self.flying
+            .iter()
+            .map(|(id, u)| (id.clone(), u.clone()))
+            .collect()
     }
 
     /// Starts the child of each scheduled unit (or finds it, after a
-    /// restart): the events to record (its start, or its refusal).
+    /// restart): the events to record (its start, or its refusal). One
+    /// that cannot start for now (the store is out, too many runs live)
+    /// waits for the next sweep.
     pub async fn start(
         &mut self,
         workflows: &Workflows,
@@ -176,29 +205,39 @@ impl Children {
                 task,
                 key,
                 ..
-            } = e
+            } = &e
             else {
                 continue;
             };
             let now = workflows.inner.controller.clock().now_ms();
-            let child = match workflows.child_of(&key) {
+            let child = match workflows.child_of(key) {
                 Some(h) => Ok(h.id.clone()),
-                None => start_child(workflows, parent, dry_run, &key, task.payload).await,
+                None => start_child(workflows, parent, dry_run, key, task.payload.clone()).await,
             };
             match child {
                 Ok(id) => {
-                    self.flying.insert(id.clone(), (unit.clone(), attempt));
+                    self.flying.insert(id.clone(), (unit.clone(), *attempt));
                     events.push(Event::NodeStarted {
-                        unit,
-                        attempt,
+                        unit: unit.clone(),
+                        attempt: *attempt,
                         ticket: id,
                         at: now,
                     });
                 }
-                Err(e) => events.push(Event::NodeFailed {
-                    unit,
-                    attempt,
-                    failure: Failure::new("refused", format!("the sub-workflow was refused: {e}")),
+                Err(err)
+                    if matches!(err, WorkflowError::TooMany(_))
+                        || super::runner::transient(&err) =>
+                {
+                    tracing::debug!(run = %parent.id, %unit, error = %err, "a sub-workflow waits to start");
+                    self.waiting.push(e);
+                }
+                Err(err) => events.push(Event::NodeFailed {
+                    unit: unit.clone(),
+                    attempt: *attempt,
+                    failure: Failure::new(
+                        "refused",
+                        format!("the sub-workflow was refused: {err}"),
+                    ),
                     cost_nusd: 0,
                     at: now,
                 }),
@@ -208,14 +247,20 @@ impl Children {
     }
 
     /// The ends of children that have ended, and a stop for each child
-    /// whose unit the run has moved on from.
-    pub async fn sweep(&mut self, workflows: &Workflows, run: &Run) -> Vec<Event> {
+    /// whose unit the run has moved on from; `looks` tells, per child,
+    /// whether its unit is in flight and whether the run left it behind.
+    pub async fn sweep(
+        &mut self,
+        workflows: &Workflows,
+        looks: &HashMap<String, (bool, bool)>,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
         let mut gone = Vec::new();
         for (id, (unit, attempt)) in &self.flying {
-            if !run.in_flight(unit, *attempt) {
+            let (in_flight, behind) = looks.get(id).copied().unwrap_or((false, false));
+            if !in_flight {
                 gone.push(id.clone());
-                if super::tickets::left_behind(run, unit, *attempt) {
+                if behind {
                     workflows.stop_child(id).await;
                 }
                 continue;
@@ -226,8 +271,13 @@ impl Children {
             if child.snapshot_state() == RunState::Running {
                 continue;
             }
-            let child = child.snapshot();
-            events.push(end_of(&child, unit.clone(), *attempt));
+            // Read under the child's lock: a copy may lag its state.
+            let end = child
+                .with_run(|r| {
+                    (r.state != RunState::Running).then(|| end_of(r, unit.clone(), *attempt))
+                })
+                .await;
+            events.extend(end);
         }
         for id in gone {
             self.flying.remove(&id);

@@ -249,9 +249,9 @@ impl Workflows {
         // The groups as the runs left them, before any runner asks anew.
         let notices = workflows.rebuild_groups(&handles);
         workflows.deliver(notices).await;
+        // Every run is in: a child whose parent moved on from it stops.
+        workflows.stop_orphans(None).await;
         for handle in handles {
-            // Every run is in, so each finds its children.
-            workflows.stop_children_left_behind(&handle.snapshot());
             workflows.drive(handle);
         }
         Ok(workflows)

@@ -37,7 +37,7 @@ const BEAT_EVERY_MS: i64 = 1_000;
 const MIN_WAIT: Duration = Duration::from_millis(5);
 
 /// Whether an error is an outage to wait out (not a refusal of the data).
-fn transient(e: &WorkflowError) -> bool {
+pub(super) fn transient(e: &WorkflowError) -> bool {
     match e {
         WorkflowError::Store(e) | WorkflowError::Controller(ControllerError::Store(e)) => {
             !matches!(e, StoreError::Invalid(_) | StoreError::Corrupt(_))
@@ -430,8 +430,7 @@ impl Runner {
                 Event::RunFinished { state, .. } => {
                     tracing::info!(run = %self.handle.id, ?state, "workflow run finished");
                     self.workflows.child_ended(&self.handle);
-                    self.workflows
-                        .stop_children_left_behind(&self.handle.snapshot());
+                    self.workflows.stop_orphans(Some(&self.handle.id)).await;
                 }
                 _ => {}
             }
@@ -536,12 +535,29 @@ impl Runner {
     /// Records the ends of children that have ended; stops those the run
     /// moved on from.
     async fn sweep_children(&mut self) -> Result<(), WorkflowError> {
-        // (A copy of the run is taken only when a child is in flight.)
         if self.children.is_empty() {
             return Ok(());
         }
-        let run = self.handle.snapshot();
-        let ends = self.children.sweep(&self.workflows, &run).await;
+        // Children that could not start yet (the store, the live-run limit).
+        let waiting = self.children.take_waiting();
+        if !waiting.is_empty() {
+            let started = self
+                .children
+                .start(&self.workflows, &self.handle, self.dry_run, waiting)
+                .await;
+            self.record(started).await?;
+        }
+        let flying = self.children.flying();
+        let looks = self
+            .handle
+            .with_run(|r| {
+                flying
+                    .into_iter()
+                    .map(|(id, (u, a))| (id, (r.in_flight(&u, a), left_behind(r, &u, a))))
+                    .collect()
+            })
+            .await;
+        let ends = self.children.sweep(&self.workflows, &looks).await;
         self.record(ends).await
     }
 

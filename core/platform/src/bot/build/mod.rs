@@ -98,11 +98,17 @@ struct Step {
 }
 
 /// The step's directory goes with it, however it ended (a kept output was
-/// moved out already).
+/// moved out already), removed off the runtime's threads.
 impl Drop for Step {
     fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
+        if let Some(dir) = self.dir.take() {
+            let remove = move || {
+                let _ = std::fs::remove_dir_all(dir);
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(remove)),
+                Err(_) => remove(),
+            }
         }
     }
 }
@@ -155,9 +161,13 @@ impl Step {
         let mut total = 0u64;
         for name in files {
             let from = self.space.inbox().join(name);
-            if !tokio::fs::metadata(&from).await.is_ok_and(|m| m.is_file()) {
+            // A plain file: a link could name what is not the tenant's.
+            if !tokio::fs::symlink_metadata(&from)
+                .await
+                .is_ok_and(|m| m.is_file())
+            {
                 return Err(Failure::fail(format!(
-                    "no file {name:?} in {}",
+                    "no file {name:?} in {} (a link is not taken)",
                     self.space.inbox().display()
                 ))
                 .into());
@@ -203,14 +213,15 @@ impl Step {
         };
         drop(cc);
         let (artifact, bytes) = self.space.keep(&dir.join(output)).await?;
+        // Fixed arguments, no tenant input: asked outside the box.
         let machine = compiler_says("-dumpmachine").await?;
-        let version = compiler_says("-dumpfullversion").await?;
+        let version = compiler_says("-dumpversion").await?;
         Ok(json!({
             "artifact": artifact,
             "bytes": bytes,
             "target": target.as_str(),
             "machine": machine,
-            "compiler": format!("gcc {version}"),
+            "compiler": format!("cc {version}"),
             "warnings": crate::text::clip(warnings.trim(), MAX_SHOWN),
         }))
     }

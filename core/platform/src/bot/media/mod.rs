@@ -137,7 +137,11 @@ impl Step<'_> {
         match payload {
             MediaPayload::Ingest { source } => {
                 let from = self.store.inbox().join(source);
-                if !tokio::fs::metadata(&from).await.is_ok_and(|m| m.is_file()) {
+                // A plain file: a link could name what is not the tenant's.
+                if !tokio::fs::symlink_metadata(&from)
+                    .await
+                    .is_ok_and(|m| m.is_file())
+                {
                     return Err(Failure::fail(format!(
                         "no file {source:?} in {}",
                         self.store.inbox().display()

@@ -227,13 +227,16 @@ async fn a_build_reads_no_file_outside_its_box_and_reaches_nothing_over_tcp() {
         "{e}"
     );
 
-    // The program a test runs reads nothing outside its directory and
-    // connects to nothing, even on loopback (PostgreSQL listens there).
+    // The program a test runs reads nothing outside its directory,
+    // connects to nothing, even on loopback (PostgreSQL listens there),
+    // makes no UNIX socket (a D-Bus or database socket is one) and
+    // signals nothing outside its box (the bot is its parent).
     let probe = format!(
         r#"#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <signal.h>
 #include <sys/socket.h>
 int main(void) {{
   FILE *f = fopen("{}", "r");
@@ -241,8 +244,11 @@ int main(void) {{
   struct sockaddr_in a; memset(&a, 0, sizeof a);
   a.sin_family = AF_INET; a.sin_port = htons(5432); a.sin_addr.s_addr = htonl(0x7f000001);
   int c = connect(s, (struct sockaddr *)&a, sizeof a);
+  int u = socket(AF_UNIX, SOCK_STREAM, 0);
+  int k = kill(getppid(), 0);
   FILE *mine = fopen("scratch.txt", "w");
-  printf("read=%s connect=%s write=%s\n", f ? "yes" : "no", c == 0 ? "yes" : "no", mine ? "yes" : "no");
+  printf("read=%s connect=%s unix=%s signal=%s write=%s\n", f ? "yes" : "no", c == 0 ? "yes" : "no",
+         u >= 0 ? "yes" : "no", k == 0 ? "yes" : "no", mine ? "yes" : "no");
   return 0;
 }}
 "#,
@@ -254,7 +260,7 @@ int main(void) {{
         .await
         .unwrap();
     assert_eq!(
-        out["stdout"], "read=no connect=no write=yes\n",
+        out["stdout"], "read=no connect=no unix=no signal=no write=yes\n",
         "only its own directory: {out}"
     );
 
