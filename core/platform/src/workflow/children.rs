@@ -584,6 +584,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_unit_that_times_out_stops_its_child_and_so_does_a_restart_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, controller, workflows) = open(dir.path(), LocalPool::builtin(1)).await;
+        workflows
+            .publish(definition(WAITING_CHILD), "operator")
+            .await
+            .unwrap();
+        let body = "name: impatient\nnodes:\n  - { name: sub, timeouts: { start_to_close: 2s }, retry: { maximum_attempts: 1 }, task: { kind: workflow, payload: { definition: gated } } }\n";
+        let parent = workflows
+            .start_run(run(body, json!({})), "operator")
+            .await
+            .unwrap()
+            .summary
+            .id;
+        let child = child_waiting(&workflows, &parent).await;
+        let stopped = until(&workflows, &child, "its stop", |v| {
+            v.summary.state != RunState::Running
+        })
+        .await;
+        assert_eq!(stopped.summary.state, RunState::Cancelled, "{stopped:#?}");
+        let done = until(&workflows, &parent, "an end", |v| {
+            v.summary.state != RunState::Running
+        })
+        .await;
+        assert_eq!(done.summary.state, RunState::Failed);
+        assert_eq!(
+            done.nodes[0].units[0].error_type.as_deref(),
+            Some("timeout.start_to_close"),
+            "{done:#?}"
+        );
+
+        // Down while the unit's time runs out: after the restart the unit
+        // times out and its child, found again, is stopped.
+        let parent = workflows
+            .start_run(run(body, json!({})), "operator")
+            .await
+            .unwrap()
+            .summary
+            .id;
+        let child = child_waiting(&workflows, &parent).await;
+        close(controller, workflows).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+        let (_, controller, workflows) = open(dir.path(), LocalPool::builtin(1)).await;
+        let stopped = until(&workflows, &child, "its stop", |v| {
+            v.summary.state != RunState::Running
+        })
+        .await;
+        assert_eq!(stopped.summary.state, RunState::Cancelled, "{stopped:#?}");
+        assert_eq!(
+            runs_of(&workflows, "gated").len(),
+            2,
+            "no child started again"
+        );
+        close(controller, workflows).await;
+    }
+
+    #[tokio::test]
     async fn bad_sub_workflows_are_refused_by_path_and_recursion_stops_at_the_depth_limit() {
         let dir = tempfile::tempdir().unwrap();
         let (_, controller, workflows) = open(dir.path(), LocalPool::builtin(1)).await;
