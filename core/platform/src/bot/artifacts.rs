@@ -102,6 +102,26 @@ impl Space {
         Ok((id, bytes))
     }
 
+    /// Takes `name` from `inbox/` into the store (through `tmp`, a file
+    /// in `tmp/`): its artifact id and size. Only a plain file is taken:
+    /// a link could name what is not the tenant's.
+    pub(super) async fn take_in(&self, name: &str, tmp: &Path) -> Result<(String, u64), Failure> {
+        let from = self.inbox().join(name);
+        if !tokio::fs::symlink_metadata(&from)
+            .await
+            .is_ok_and(|m| m.is_file())
+        {
+            return Err(Failure::fail(format!(
+                "no file {name:?} in {} (a link is not taken)",
+                self.inbox().display()
+            )));
+        }
+        tokio::fs::copy(&from, tmp)
+            .await
+            .map_err(|e| Failure::retry(format!("cannot copy {name:?}: {e}")))?;
+        self.keep(tmp).await
+    }
+
     /// The path of an artifact that must be there.
     pub(super) async fn existing(&self, id: &str) -> Result<PathBuf, Failure> {
         let path = self.artifact(id);

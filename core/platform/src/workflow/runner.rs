@@ -630,15 +630,7 @@ impl Runner {
         // three round trips to the store per ticket).
         if !ended_now.is_empty() {
             let ids: Vec<TicketId> = ended_now.iter().map(|(t, _, _)| *t).collect();
-            let mut views: HashMap<TicketId, TicketView> = self
-                .workflows
-                .inner
-                .controller
-                .tickets_by_id(&ids, Some(&self.handle.tenant))
-                .await?
-                .into_iter()
-                .map(|v| (v.id, v))
-                .collect();
+            let mut views = self.views(&ids).await?;
             for (ticket, unit, attempt) in ended_now {
                 if let Some(view) = views.remove(&ticket) {
                     events.extend(self.outcome(&view, unit, attempt));
@@ -646,6 +638,22 @@ impl Runner {
             }
         }
         self.record(events).await
+    }
+
+    /// The run's tickets `ids`, read together, by id.
+    async fn views(
+        &self,
+        ids: &[TicketId],
+    ) -> Result<HashMap<TicketId, TicketView>, WorkflowError> {
+        Ok(self
+            .workflows
+            .inner
+            .controller
+            .tickets_by_id(ids, Some(&self.handle.tenant))
+            .await?
+            .into_iter()
+            .map(|v| (v.id, v))
+            .collect())
     }
 
     /// Records a unit's heartbeat (its ticket's progress report), at most
@@ -711,15 +719,7 @@ impl Runner {
             }
         }
         let ids: Vec<TicketId> = flying.iter().map(|(t, _)| *t).collect();
-        let mut views: HashMap<TicketId, TicketView> = self
-            .workflows
-            .inner
-            .controller
-            .tickets_by_id(&ids, Some(&self.handle.tenant))
-            .await?
-            .into_iter()
-            .map(|v| (v.id, v))
-            .collect();
+        let mut views = self.views(&ids).await?;
         for (ticket, (unit, attempt)) in flying {
             let Some(view) = views.remove(&ticket) else {
                 continue;

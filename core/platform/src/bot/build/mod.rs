@@ -160,23 +160,7 @@ impl Step {
         let mut tree = Sha256::new();
         let mut total = 0u64;
         for name in files {
-            let from = self.space.inbox().join(name);
-            // A plain file: a link could name what is not the tenant's.
-            if !tokio::fs::symlink_metadata(&from)
-                .await
-                .is_ok_and(|m| m.is_file())
-            {
-                return Err(Failure::fail(format!(
-                    "no file {name:?} in {} (a link is not taken)",
-                    self.space.inbox().display()
-                ))
-                .into());
-            }
-            let tmp = dir.join(name);
-            tokio::fs::copy(&from, &tmp)
-                .await
-                .map_err(|e| Failure::retry(format!("cannot copy {name:?}: {e}")))?;
-            let (artifact, bytes) = self.space.keep(&tmp).await?;
+            let (artifact, bytes) = self.space.take_in(name, &dir.join(name)).await?;
             tree.update(format!("{name}\0{artifact}\n"));
             total += bytes;
             listed.push(json!({ "name": name, "artifact": artifact }));

@@ -136,24 +136,9 @@ impl Step<'_> {
     async fn run(&mut self, payload: &MediaPayload) -> Result<Value, Stop> {
         match payload {
             MediaPayload::Ingest { source } => {
-                let from = self.store.inbox().join(source);
-                // A plain file: a link could name what is not the tenant's.
-                if !tokio::fs::symlink_metadata(&from)
-                    .await
-                    .is_ok_and(|m| m.is_file())
-                {
-                    return Err(Failure::fail(format!(
-                        "no file {source:?} in {}",
-                        self.store.inbox().display()
-                    ))
-                    .into());
-                }
                 let tmp = self.scratch("in");
                 make_dir(tmp.parent().expect("tmp/ has a parent")).await?;
-                tokio::fs::copy(&from, &tmp)
-                    .await
-                    .map_err(|e| Failure::retry(format!("cannot copy {source:?}: {e}")))?;
-                let (artifact, bytes) = self.store.keep(&tmp).await?;
+                let (artifact, bytes) = self.store.take_in(source, &tmp).await?;
                 Ok(json!({ "artifact": artifact, "bytes": bytes }))
             }
             MediaPayload::Probe {

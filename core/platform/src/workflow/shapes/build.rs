@@ -197,6 +197,14 @@ async fn a_build_reads_no_file_outside_its_box_and_reaches_nothing_over_tcp() {
     let secret = dir.path().join("host-secret.txt");
     std::fs::write(&secret, "s3cret\n").unwrap();
 
+    // A link in the inbox is not followed out of it.
+    std::fs::create_dir_all(space.inbox()).unwrap();
+    std::os::unix::fs::symlink(&secret, space.inbox().join("link.c")).unwrap();
+    let e = step(&controller, json!({"op": "checkout", "files": ["link.c"]}))
+        .await
+        .unwrap_err();
+    assert!(e.contains("a link is not taken"), "{e}");
+
     // The compiler cannot include it, as text or as bytes.
     let files = checked_out(
         &controller,
