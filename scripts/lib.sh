@@ -86,6 +86,13 @@ ensure_media_tools() {
   command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || ensure_packages ffmpeg
 }
 
+# Prometheus and Alertmanager (Debian's), which the operations loop's test
+# runs for real: a scrape of /metrics, an alert posted to the webhook.
+ensure_ops_tools() {
+  command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null ||
+    ensure_packages prometheus prometheus-alertmanager
+}
+
 # Chromium for the browser tests of the UI; Xvfb and friends for the
 # desktop window's tests.
 ensure_ui_test_tools() {

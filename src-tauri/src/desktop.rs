@@ -98,6 +98,11 @@ impl Desktop {
         &self.platform.workflows
     }
 
+    /// The embedded controller's operations loop.
+    pub fn ops(&self) -> &oshal_core::ops::Operations {
+        &self.platform.ops
+    }
+
     /// The embedded controller's trading desk.
     pub fn trading(&self) -> &oshal_core::trading::Trading {
         &self.platform.trading

@@ -41,6 +41,7 @@ async fn remote() -> RemoteServer {
         oshal_core::api::http::Domains {
             trading: Some(desktop.trading().clone()),
             workflows: None,
+            ops: None,
         },
         listener,
         token.clone(),

@@ -13,6 +13,7 @@ mod desktop;
 mod fleet;
 mod http;
 mod model;
+mod ops;
 mod security;
 mod soak;
 mod tenants;

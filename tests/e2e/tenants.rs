@@ -323,6 +323,52 @@ async fn a_tenant_token_sees_and_acts_on_its_tenant_alone(server: &Server) -> (S
         "the viewer's socket carried its tenant's transitions"
     );
 
+    // The operations loop: a tenant's alerts and incidents are its own.
+    let payload = json!({"version": "4", "alerts": [{
+        "status": "firing", "labels": {"alertname": "AcmeDown", "severity": "critical"}
+    }]});
+    let (s, got) = acme
+        .call("POST", "/api/v1/ops/alertmanager", Some(payload.clone()))
+        .await;
+    assert_eq!((s, got["tenant"].as_str()), (200, Some("acme")), "{got}");
+    let incident = got["opened"][0].as_str().unwrap().to_owned();
+    let (s, _) = viewer
+        .call("POST", "/api/v1/ops/alertmanager", Some(payload.clone()))
+        .await;
+    assert_eq!(s, 403, "a viewer sends no alerts");
+    let (s, _) = globex
+        .call(
+            "POST",
+            "/api/v1/ops/alertmanager?tenant=acme",
+            Some(payload),
+        )
+        .await;
+    assert_eq!(s, 403, "nor does another tenant for acme");
+    let (_, alerts) = globex.get("/api/v1/ops/alerts").await;
+    assert!(
+        !alerts.to_string().contains("AcmeDown"),
+        "globex sees none of acme's alerts: {alerts}"
+    );
+    let (_, incidents) = globex.get("/api/v1/ops/incidents").await;
+    assert!(!incidents.to_string().contains("AcmeDown"), "{incidents}");
+    let (s, _) = globex
+        .get(&format!("/api/v1/ops/incidents/{incident}?tenant=acme"))
+        .await;
+    assert_eq!(s, 403);
+    let (s, view) = viewer
+        .get(&format!("/api/v1/ops/incidents/{incident}"))
+        .await;
+    assert_eq!(
+        (s, view["incident"]["title"].as_str()),
+        (200, Some("AcmeDown")),
+        "{view}"
+    );
+    let (_, all) = operator.get("/api/v1/ops/incidents").await;
+    assert!(
+        all.to_string().contains("AcmeDown"),
+        "the operator sees every tenant's"
+    );
+
     // Listed without values; revoked, refused from the next request on.
     let listed = tokens_cli(server, &["list"]);
     let listed = listed.as_array().unwrap();

@@ -106,6 +106,17 @@ async fn the_workflow_view_runs_the_shipped_shapes_in_a_real_browser() {
     assert!(data.join("artifacts/default/published/final.mp4").is_file());
 }
 
+/// The Operations view: alerts posted as Alertmanager posts them open an
+/// incident the page counts, opens on its timeline, acknowledges and
+/// resolves.
+#[tokio::test]
+async fn the_operations_view_moves_an_incident_in_a_real_browser() {
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--bots", "1"]).unwrap();
+    browse(&ui, "ops.mjs", &server, &[]);
+}
+
 /// Runs `ui/tests/<script>` in Node against `server`; fails with its output.
 fn browse(ui: &Path, script: &str, server: &Server, extra: &[&str]) {
     // The lifecycle's moves as the state machine has them, for the page's

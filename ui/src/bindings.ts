@@ -80,6 +80,18 @@ export const commands = {
 	workflowDefinition: (name: string, tenant: string | null) => typedError<DefinitionView[], ApiError>(__TAURI_INVOKE("workflow_definition", { name, tenant })),
 	/**  Shows (or, confirmed, makes) a run's move to a published version. */
 	workflowUpgrade: (id: string, request: UpgradeRequest) => typedError<UpgradeView, ApiError>(__TAURI_INVOKE("workflow_upgrade", { id, request })),
+	/**  Alerts, newest report first (all states, or one). */
+	opsAlerts: (state: AlertState | null) => typedError<Alert[], ApiError>(__TAURI_INVOKE("ops_alerts", { state })),
+	/**  Acknowledges a firing alert of `tenant` (the default if none). */
+	opsAcknowledge: (fingerprint: string, tenant: string | null) => typedError<Alert, ApiError>(__TAURI_INVOKE("ops_acknowledge", { fingerprint, tenant })),
+	/**  Incidents, newest first. */
+	opsIncidents: () => typedError<IncidentSummary[], ApiError>(__TAURI_INVOKE("ops_incidents")),
+	/**  One incident with its alerts, timeline, MTTA and MTTR. */
+	opsIncident: (id: string, tenant: string | null) => typedError<IncidentView, ApiError>(__TAURI_INVOKE("ops_incident", { id, tenant })),
+	/**  Acknowledges, mitigates or resolves an incident. */
+	opsMove: (id: string, request: MoveIncident) => typedError<IncidentView, ApiError>(__TAURI_INVOKE("ops_move", { id, request })),
+	/**  The monitor's settings, silences, maintenance windows and changes. */
+	opsSettings: (tenant: string | null) => typedError<SettingsView, ApiError>(__TAURI_INVOKE("ops_settings", { tenant })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
 	/**  The fleets this window knows (names and URLs; tokens stay in the keyring). */
 	fleets: () => typedError<Fleet[], ApiError>(__TAURI_INVOKE("fleets")),
@@ -105,6 +117,54 @@ export const commands = {
 export const LIFECYCLE = [{"event":"approve","from":"awaiting_approval","to":"queued"},{"event":"cancel","from":"awaiting_approval","to":"cancelled"},{"event":"route","from":"queued","to":"routed"},{"event":"cancel","from":"queued","to":"cancelled"},{"event":"start","from":"routed","to":"running"},{"event":"fail","from":"routed","to":"failed"},{"event":"requeue","from":"routed","to":"queued"},{"event":"cancel","from":"routed","to":"cancelled"},{"event":"succeed","from":"running","to":"succeeded"},{"event":"fail","from":"running","to":"failed"},{"event":"requeue","from":"running","to":"queued"},{"event":"cancel","from":"running","to":"cancelled"},{"event":"retry","from":"failed","to":"queued"},{"event":"give_up","from":"failed","to":"dead"},{"event":"cancel","from":"failed","to":"cancelled"}] as const;
 
 /* Types */
+/**  One alert: every report of one fingerprint, folded. */
+export type Alert = {
+	fingerprint: Fingerprint,
+	name: string,
+	source: AlertSource,
+	state: AlertState,
+	severity: AlertSeverity,
+	labels: { [key in string]: string },
+	annotations: { [key in string]: string },
+	summary: string,
+	link: string | null,
+	/**  When it first fired (this time round, after a resolution). */
+	first_ms: number,
+	/**  The newest report. */
+	last_ms: number,
+	resolved_ms: number | null,
+	/**  Reports received for it, duplicates included. */
+	count: number,
+	/**  Who acknowledged it, while it fires. */
+	acknowledged_by: string | null,
+	/**  The open or last incident it belongs to. */
+	incident: string | null,
+};
+
+/**
+ *  How bad, in PagerDuty's four words (Prometheus rules use the same
+ *  `severity` label values).
+ */
+export type AlertSeverity = "info" | "warning" | "error" | "critical";
+
+/**  Where an alert came from. */
+export type AlertSource = 
+/**  Prometheus Alertmanager's webhook. */
+"alertmanager" | 
+/**  PagerDuty Events API v2. */
+"pagerduty" | 
+/**  Oshal's own signals (a bot's heartbeat lost, a lane lagging…). */
+"platform";
+
+/**  An alert's state, as the Operations view shows it. */
+export type AlertState = "FIRING" | "RESOLVED" | 
+/**  Firing, and someone said they are on it. */
+"ACKNOWLEDGED" | 
+/**  Firing under a silence: kept, but it opens no incident. */
+"SUPPRESSED" | 
+/**  Firing inside a maintenance window: kept, but it opens no incident. */
+"MAINTENANCE";
+
 /**  The one error every surface shows: `{"error": {kind, message, field?, limit?}}`. */
 export type ApiError = {
 	kind: ErrorKind,
@@ -228,6 +288,18 @@ export type BulkRequest = {
 /**  What a connector is for; the catalog and the views group by it. */
 export type Category = "commerce" | "travel" | "media" | "finance" | "communication" | "productivity" | "data" | "other";
 
+/**  A change event. */
+export type ChangeEvent = {
+	kind: ChangeKind,
+	/**  What changed: a node's id, a tenant, a connector, a workflow run. */
+	subject: string,
+	detail?: string,
+	at_ms?: number,
+};
+
+/**  What changed in the platform or around it, kept as evidence. */
+export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "connector_approved" | "deploy";
+
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */
 "skipped" | 
@@ -339,6 +411,29 @@ export type CoreEvent =
  *  traffic); either way it resyncs.
  */
 { type: "lagged"; missed: number };
+
+/**
+ *  A correlation rule: alerts it matches, grouped by the values of some
+ *  labels, open an incident once `threshold` of them fire within
+ *  `window_secs`.
+ */
+export type CorrelationRule = {
+	name: string,
+	/**  Alertmanager matchers, all of which must hold (none: every alert). */
+	matchers?: string[],
+	/**  Labels whose values make the group (none: one group). */
+	group_by?: string[],
+	/**  How close together the alerts that reach the threshold must be. */
+	window_secs: number,
+	/**  Alerts of one group it takes to open an incident (at least 1). */
+	threshold?: number,
+	/**
+	 *  Count only alerts still firing (the default); else a resolved one
+	 *  within the window counts too (flapping).
+	 */
+	firing_only?: boolean,
+	resolve_on?: ResolveOn,
+};
 
 /**  One group of a cost summary. */
 export type CostGroup = {
@@ -526,6 +621,9 @@ export type Finding = {
 
 export type FindingState = "open" | "suppressed" | "resolved";
 
+/**  The identity of an alert: 32 hex digits of a SHA-256. */
+export type Fingerprint = string;
+
 /**  A remote controller, as listed in the settings (no secret here). */
 export type Fleet = {
 	name: string,
@@ -621,6 +719,66 @@ export type HistoryEntry = {
 	event: string,
 	body: unknown,
 	at_ms: number,
+};
+
+/**  An incident and everything it holds. */
+export type Incident = {
+	/**  `INC-<n>`, numbered per tenant from 1. */
+	id: string,
+	title: string,
+	/**  The correlation rule that opened it. */
+	rule: string,
+	/**  The values of the rule's `group_by` labels. */
+	group: { [key in string]: string },
+	status: IncidentStatus,
+	/**  The worst of its alerts'. */
+	severity: AlertSeverity,
+	/**  Its alerts, in the order they joined. */
+	alerts: Fingerprint[],
+	opened_ms: number,
+	acknowledged_ms: number | null,
+	mitigated_ms: number | null,
+	resolved_ms: number | null,
+	timeline: TimelineEntry[],
+};
+
+/**  An incident's status. */
+export type IncidentStatus = 
+/**  Opened; nobody has said they are on it. */
+"triggered" | 
+/**  Someone is on it. */
+"acknowledged" | 
+/**
+ *  The harm has stopped (a heal worked, a workaround is in); not yet
+ *  known to be over.
+ */
+"mitigated" | 
+/**  Over. Terminal: the same alerts firing again open a new incident. */
+"resolved";
+
+/**  An incident in a list. */
+export type IncidentSummary = {
+	tenant: TenantId,
+	id: string,
+	title: string,
+	rule: string,
+	status: string,
+	severity: string,
+	alerts: number,
+	opened_ms: number,
+	resolved_ms: number | null,
+};
+
+/**  An incident with its alerts, its timeline and its times. */
+export type IncidentView = {
+	tenant: TenantId,
+	incident: Incident,
+	/**  Its alerts, in the order they joined. */
+	alerts: Alert[],
+	/**  Time to acknowledge, from the recorded times. */
+	mtta_ms: number | null,
+	/**  Time to resolve, from the recorded times. */
+	mttr_ms: number | null,
 };
 
 /**
@@ -725,6 +883,17 @@ export type Location = {
 	line: number | null,
 };
 
+/**
+ *  A maintenance window: alerts it matches between its times are kept as
+ *  `MAINTENANCE` and open nothing.
+ */
+export type MaintenanceWindow = {
+	matchers: string[],
+	starts_ms: number,
+	ends_ms: number,
+	reason: string,
+};
+
 export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
 /**  A signal ticket that ended without an answer. */
@@ -736,6 +905,34 @@ export type MissedSignal = {
 
 /**  A model as the price table names it. */
 export type ModelId = string;
+
+/**  What a timeline entry records. */
+export type Moment = "opened" | "alert_joined" | "alert_firing" | "alert_resolved" | "alert_acknowledged" | "status_changed" | 
+/**
+ *  A change event (a node joined or left, a budget changed, a
+ *  connector approved, a deploy) that happened near it.
+ */
+"change";
+
+/**  One tenant's settings of the monitor. */
+export type MonitorSettings = {
+	/**  Label names an alert's fingerprint is made of (none: every label). */
+	fingerprint_by?: string[],
+	/**  Tried in order; the first that matches an alert takes it. */
+	rules: CorrelationRule[],
+};
+
+/**  What a person may do to an incident (retriggering is the monitor's). */
+export type MoveAction = "acknowledge" | "mitigate" | "resolve";
+
+/**  Acknowledge, mitigate or resolve an incident. */
+export type MoveIncident = {
+	action: MoveAction,
+	/**  What was done, or why; at most 2,000 bytes. */
+	note?: string,
+	/**  A known tenant; the token's tenant, or `default`, if absent. */
+	tenant?: string | null,
+};
 
 /**  A spec to publish as the next version of its name. */
 export type NewDefinition = {
@@ -990,6 +1187,17 @@ export type ReconcilingOrder = {
 	last_error: string | null,
 };
 
+/**  When an incident a rule opened resolves by itself (Keep's words). */
+export type ResolveOn = 
+/**  When the alert that opened it resolves. */
+"first" | 
+/**  When the alert that joined it last resolves. */
+"last" | 
+/**  When every alert in it has resolved. */
+"all" | 
+/**  Only when someone resolves it. */
+"never";
+
 /**  Run a node again, and everything downstream of it. */
 export type RetryRequest = {
 	node: string,
@@ -1131,6 +1339,19 @@ export type SessionView = {
 	reconciliations: ReconciliationView[],
 };
 
+/**
+ *  A tenant's settings of the monitor, its silences, maintenance windows
+ *  and change events.
+ */
+export type SettingsView = {
+	tenant: TenantId,
+	settings: MonitorSettings,
+	silences: SilenceView[],
+	windows: WindowView[],
+	/**  The newest change events, newest first (at most 100). */
+	changes: ChangeEvent[],
+};
+
 /**  How bad a finding is. */
 export type Severity = "info" | "low" | "medium" | "high" | "critical";
 
@@ -1186,6 +1407,24 @@ export type SignalView = {
 	disposition: string,
 	/**  The denial's or rejection's code, or the kill's id. */
 	code: string | null,
+};
+
+/**
+ *  A silence, in Alertmanager's sense: alerts it matches between its
+ *  times are kept as `SUPPRESSED` and open nothing.
+ */
+export type Silence = {
+	matchers: string[],
+	starts_ms: number,
+	ends_ms: number,
+	comment: string,
+};
+
+/**  A silence with its id and who made it. */
+export type SilenceView = {
+	id: string,
+	silence: Silence,
+	by: string,
 };
 
 /**  A skill a bot offers and a ticket needs. */
@@ -1403,6 +1642,15 @@ export type TicketView = {
 	waiting: Waiting | null,
 };
 
+/**  One line of an incident's timeline. */
+export type TimelineEntry = {
+	at_ms: number,
+	moment: Moment,
+	/**  Who or what: an alert's fingerprint, a person, a change's subject. */
+	subject: string,
+	detail: string,
+};
+
 /**  What a tenant's token may do on its tenant's data. */
 export type TokenRole = 
 /**  Reads, submits, cancels, approves and runs bulk operations. */
@@ -1517,6 +1765,13 @@ export type WhoAmI = {
 	/**  The tenant a tenant token is bound to. */
 	tenant: TenantId | null,
 	role: TokenRole,
+};
+
+/**  A maintenance window with its id and who made it. */
+export type WindowView = {
+	id: string,
+	window: MaintenanceWindow,
+	by: string,
 };
 
 /* Tauri Specta runtime */

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, cancel, connectors, db_setup, desk, node, openapi, security, serve, soak, submit,
+    bench, cancel, connectors, db_setup, desk, node, openapi, ops, security, serve, soak, submit,
     ticket, tickets, tokens, trading, venue, workflow,
 };
 
@@ -61,6 +61,10 @@ pub enum Command {
     /// Workflow runs on a running controller: validate a spec, run it,
     /// read runs and their history, approve, retry from a node, stop.
     Workflow(workflow::Args),
+    /// The operations loop on a running controller: alerts and incidents,
+    /// acknowledge and move them, the monitor's settings, silences,
+    /// maintenance windows, change events, a webhook payload from a file.
+    Ops(ops::Args),
     /// Cancel a ticket.
     Cancel(cancel::Args),
     /// Measure local mode end to end (durable SQLite, built-in model).
@@ -91,6 +95,7 @@ impl Command {
             Self::Desk(a) => desk::run(a).await,
             Self::Venue(a) => venue::run(a).await,
             Self::Workflow(a) => workflow::run(a).await,
+            Self::Ops(a) => ops::run(a).await,
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Openapi(a) => openapi::run(a).await,

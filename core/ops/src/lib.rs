@@ -1,15 +1,31 @@
 //! The operations loop's domain: Monitor → Gather → Diagnose → Heal →
 //! Report, with prep → box-in → orchestrate.
 //!
-//! What will live here, as pure logic in the field's own vocabulary:
-//! alerts with Alertmanager's states and fingerprints, correlation rules
-//! that open incidents (Triggered → Acknowledged → Mitigated → Resolved),
-//! runbooks matched by labels, the plan of an investigation, diagnoses whose
-//! every claim links to stored evidence, and postmortems drafted from what
-//! happened.
+//! What lives here, as pure logic in the field's own vocabulary:
+//! - `alert`: alerts with Alertmanager's states and fingerprints over the
+//!   labels the operator chose, PagerDuty's severities;
+//! - `intake`: Alertmanager's webhook and PagerDuty Events v2 read from
+//!   their own payloads, one bad alert refused at its path and the rest
+//!   taken;
+//! - `rule`: correlation rules (matchers as Alertmanager writes them,
+//!   grouping labels, a window, a threshold, firing only, resolve on
+//!   first, last, all or never), silences and maintenance windows;
+//! - `incident`: Triggered → Acknowledged → Mitigated → Resolved, one table,
+//!   with the timeline a postmortem is drafted from;
+//! - `monitor`: one tenant's alerts and incidents as a fold over recorded
+//!   events (decide, record, apply), so a restart rebuilds the same state.
+//!
+//! Still to come: runbooks matched by labels, the plan of an
+//! investigation, diagnoses whose every claim links to stored evidence,
+//! heal rules and postmortems.
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
 //! `core/cli/tests/layering.rs` checks it). A thin adapter in the platform
-//! wires it to tickets, bots, connectors (read-only investigation tools, one
-//! scoped, expiring write grant after approval) and the API.
+//! (`oshal_core::ops`) wires it to the journal and the API.
+
+pub mod alert;
+pub mod incident;
+pub mod intake;
+pub mod monitor;
+pub mod rule;

@@ -22,6 +22,7 @@ pub mod api;
 pub mod bot;
 pub mod controller;
 pub mod mode;
+pub mod ops;
 pub mod security;
 pub mod trading;
 pub mod workflow;

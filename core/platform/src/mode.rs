@@ -24,6 +24,7 @@ use crate::controller::fleet::FleetConfig;
 use crate::controller::{Controller, ControllerConfig, ControllerError, LocalPool};
 use crate::model::Model;
 use crate::model::builtin::BuiltinModel;
+use crate::ops::Operations;
 use crate::security::{SecurityCenter, SecurityConfig, SecurityError};
 use crate::store::postgres::{self as pg, PgStore};
 use crate::store::sqlite::SqliteStore;
@@ -51,6 +52,8 @@ pub enum ModeError {
     Trading(#[from] crate::trading::TradingError),
     #[error("the workflows: {0}")]
     Workflows(#[from] crate::workflow::WorkflowError),
+    #[error("the operations loop: {0}")]
+    Ops(#[from] crate::ops::OpsError),
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
@@ -167,6 +170,8 @@ pub struct Platform {
     pub trading: Trading,
     /// Workflow runs.
     pub workflows: Workflows,
+    /// The operations loop: alerts and incidents.
+    pub ops: Operations,
     /// The durable store, for reads (what the controller writes through).
     pub store: Arc<dyn Store>,
     /// One line for a banner: the mode, its store and its bots.
@@ -233,11 +238,13 @@ impl Platform {
         };
         let trading = Trading::start(controller.clone()).await?;
         let workflows = Workflows::start(controller.clone()).await?;
+        let ops = Operations::start(controller.clone()).await?;
         Ok(Platform {
             controller,
             security,
             trading,
             workflows,
+            ops,
             store: store.clone(),
             describe,
             closers: vec![Closer::Sqlite(store)],
@@ -323,11 +330,13 @@ impl Platform {
         };
         let trading = Trading::start(controller.clone()).await?;
         let workflows = Workflows::start(controller.clone()).await?;
+        let ops = Operations::start(controller.clone()).await?;
         Ok(Platform {
             controller,
             security,
             trading,
             workflows,
+            ops,
             store: writes,
             describe,
             closers,
@@ -338,6 +347,7 @@ impl Platform {
     pub async fn shutdown(&self) {
         self.trading.shutdown();
         self.workflows.shutdown();
+        self.ops.shutdown();
         self.controller.shutdown().await;
         for c in &self.closers {
             match c {

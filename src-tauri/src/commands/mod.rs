@@ -8,6 +8,7 @@ pub mod cost;
 pub mod events;
 pub mod fleet;
 pub mod health;
+pub mod ops;
 pub mod security;
 pub mod ticket;
 pub mod trading;

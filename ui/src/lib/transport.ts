@@ -32,6 +32,12 @@ import type {
   SpecSource,
   StopRequest,
   Validation,
+  Alert,
+  AlertState,
+  IncidentSummary,
+  IncidentView,
+  MoveIncident,
+  SettingsView,
   Finding,
   FindingState,
   Health,
@@ -104,9 +110,19 @@ export interface Transport {
   workflowPublish(definition: NewDefinition): Promise<DefinitionView>;
   workflowDefinitions(): Promise<DefinitionView[]>;
   workflowUpgrade(id: string, request: UpgradeRequest): Promise<UpgradeView>;
+  /** The operations loop: alerts, incidents and their moves, the monitor's settings. */
+  opsAlerts(state: AlertState | null): Promise<Alert[]>;
+  opsAcknowledge(fingerprint: string, tenant: string | null): Promise<Alert>;
+  opsIncidents(): Promise<IncidentSummary[]>;
+  opsIncident(id: string, tenant: string | null): Promise<IncidentView>;
+  opsMove(id: string, request: MoveIncident): Promise<IncidentView>;
+  opsSettings(tenant: string | null): Promise<SettingsView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
+
+/** `?tenant=…` for a tenant named, nothing for the default. */
+const tenantQuery = (tenant: string | null) => (tenant ? `?tenant=${encodeURIComponent(tenant)}` : "");
 
 /** An error as the server phrased it (kind, message, field, limit). */
 export class ServerError extends Error {
@@ -204,6 +220,16 @@ export class HttpTransport implements Transport {
   workflowDefinitions = () => this.call<DefinitionView[]>("GET", "/api/v1/workflows/definitions");
   workflowUpgrade = (id: string, request: UpgradeRequest) =>
     this.call<UpgradeView>("POST", `/api/v1/workflows/runs/${encodeURIComponent(id)}/upgrade`, request);
+  opsAlerts = (state: AlertState | null) =>
+    this.call<Alert[]>("GET", `/api/v1/ops/alerts${state ? `?state=${state}` : ""}`);
+  opsAcknowledge = (fingerprint: string, tenant: string | null) =>
+    this.call<Alert>("POST", `/api/v1/ops/alerts/${encodeURIComponent(fingerprint)}/acknowledge` + tenantQuery(tenant));
+  opsIncidents = () => this.call<IncidentSummary[]>("GET", "/api/v1/ops/incidents");
+  opsIncident = (id: string, tenant: string | null) =>
+    this.call<IncidentView>("GET", `/api/v1/ops/incidents/${encodeURIComponent(id)}` + tenantQuery(tenant));
+  opsMove = (id: string, request: MoveIncident) =>
+    this.call<IncidentView>("POST", `/api/v1/ops/incidents/${encodeURIComponent(id)}/move`, request);
+  opsSettings = (tenant: string | null) => this.call<SettingsView>("GET", "/api/v1/ops/settings" + tenantQuery(tenant));
   deskOrders = (id: string, order: string | null) =>
     this.call<OrderView[]>(
       "GET",
@@ -312,6 +338,12 @@ export class TauriTransport implements Transport {
   workflowPublish = (definition: NewDefinition) => answer(commands.workflowPublish(definition));
   workflowDefinitions = () => answer(commands.workflowDefinitions());
   workflowUpgrade = (id: string, request: UpgradeRequest) => answer(commands.workflowUpgrade(id, request));
+  opsAlerts = (state: AlertState | null) => answer(commands.opsAlerts(state));
+  opsAcknowledge = (fingerprint: string, tenant: string | null) => answer(commands.opsAcknowledge(fingerprint, tenant));
+  opsIncidents = () => answer(commands.opsIncidents());
+  opsIncident = (id: string, tenant: string | null) => answer(commands.opsIncident(id, tenant));
+  opsMove = (id: string, request: MoveIncident) => answer(commands.opsMove(id, request));
+  opsSettings = (tenant: string | null) => answer(commands.opsSettings(tenant));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

@@ -8,6 +8,7 @@ pub mod db_setup;
 pub mod desk;
 pub mod node;
 pub mod openapi;
+pub mod ops;
 pub mod security;
 pub mod serve;
 pub mod soak;

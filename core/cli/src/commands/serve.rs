@@ -147,6 +147,7 @@ async fn serve(
         http::Domains {
             trading: Some(platform.trading.clone()),
             workflows: Some(platform.workflows.clone()),
+            ops: Some(platform.ops.clone()),
         },
         listener,
         token,

@@ -155,6 +155,18 @@ named!(
     crate::workflow::Generated,
     crate::workflow::UpgradeRequest,
     crate::workflow::UpgradeView,
+    crate::ops::Ingested,
+    crate::ops::PagerDutyAck,
+    crate::ops::IncidentSummary,
+    crate::ops::IncidentView,
+    crate::ops::MoveIncident,
+    crate::ops::MoveAction,
+    crate::ops::SettingsView,
+    oshal_ops::alert::Alert,
+    oshal_ops::rule::Settings,
+    oshal_ops::rule::Silence,
+    oshal_ops::rule::MaintenanceWindow,
+    oshal_ops::monitor::ChangeEvent,
 );
 
 /// A query string as the contract shows it: its parameters.
@@ -185,7 +197,9 @@ query!(
     super::TrailQuery,
     super::FindingsQuery,
     crate::trading::OrdersQuery,
-    crate::workflow::DefinitionQuery
+    crate::workflow::DefinitionQuery,
+    crate::ops::OpsQuery,
+    crate::ops::AlertsQuery,
 );
 
 /// The schema of a path's `{id}`, by the resource it names.
@@ -228,6 +242,15 @@ fn id_schema(route: &Route, defs: &mut Defs) -> RefOr<Schema> {
             .schema_type(Type::String)
             .pattern(Some("^[a-z][a-z0-9-]{0,63}$"))
             .into(),
+        // An alert's fingerprint.
+        "alerts" => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[0-9a-f]{32}$"))
+            .into(),
+        "incidents" => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^INC-[1-9][0-9]{0,8}$"))
+            .into(),
         other => panic!("{}: no schema for the id of {other:?}", route.name),
     }
 }
@@ -249,6 +272,7 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
     }
     if route.params() > 0
         || route.path.starts_with("/api/v1/security/")
+        || route.path.starts_with("/api/v1/ops/")
         || matches!(
             route.name,
             "RevokeGrantByQuery" | "StartRun" | "GenerateWorkflow"
@@ -256,7 +280,9 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
     {
         out.push((404, "No such resource (kind `not_found`)."));
     }
-    if route.params() > 0 && route.verb == Verb::Post {
+    if (route.params() > 0 && route.verb == Verb::Post)
+        || (route.path.starts_with("/api/v1/ops/") && route.verb != Verb::Get)
+    {
         out.push((
             409,
             "Its state does not allow this (kind `illegal_transition`).",

@@ -709,6 +709,33 @@ impl From<crate::workflow::WorkflowError> for ApiError {
     }
 }
 
+impl From<crate::ops::OpsError> for ApiError {
+    fn from(e: crate::ops::OpsError) -> Self {
+        use crate::ops::OpsError as O;
+        let message = e.to_string();
+        match e {
+            O::Refused(r) => {
+                let error = ApiError::new(ErrorKind::Invalid, message).field(r.path);
+                match r.limit {
+                    Some(n) => error.limit(n),
+                    None => error,
+                }
+            }
+            O::Invalid(i) => {
+                let error = ApiError::new(ErrorKind::Invalid, message).field(i.path);
+                match i.limit {
+                    Some(n) => error.limit(n),
+                    None => error,
+                }
+            }
+            O::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
+            O::Conflict(_) => ApiError::new(ErrorKind::IllegalTransition, message),
+            O::Controller(e) => e.into(),
+            O::Store(e) => ControllerError::Store(e).into(),
+        }
+    }
+}
+
 impl From<ControllerError> for ApiError {
     fn from(e: ControllerError) -> Self {
         let message = e.to_string();

@@ -323,7 +323,7 @@ routes! {
     /// Revoke a tenant token: 204.
     RevokeToken = Delete "/api/v1/tokens/{id}" Bearer Operator, args: Id, query: (), body: () => (), 204;
 
-    /// Prometheus text exposition.
+    /// Open a paper trading session: 201.
     OpenSession = Post "/api/v1/trading/sessions" Bearer Write, args: (), query: (), body: crate::trading::NewSession => crate::trading::SessionView, 201;
     ListSessions = Get "/api/v1/trading/sessions" Bearer Read, args: (), query: (), body: () => Vec<crate::trading::SessionView>;
     GetSession = Get "/api/v1/trading/sessions/{id}" Bearer Read, args: Id, query: (), body: () => crate::trading::SessionView;
@@ -375,6 +375,37 @@ routes! {
     /// The shapes Oshal ships (build, support ticket, video), each checked here.
     ListShapes = Get "/api/v1/workflows/shapes" Bearer Read, args: (), query: (), body: () => Vec<crate::workflow::Shape>;
 
+    /// Alerts from Prometheus Alertmanager (its webhook payload, version
+    /// "4"): each alert taken, or refused at its path while the others are
+    /// taken.
+    AlertmanagerWebhook = Post "/api/v1/ops/alertmanager" Bearer Write, args: (), query: crate::ops::OpsQuery, body: serde_json::Value => crate::ops::Ingested;
+    /// An event of PagerDuty's Events API v2 (trigger, acknowledge,
+    /// resolve), answered as PagerDuty answers: 202.
+    PagerDutyEvent = Post "/api/v1/ops/pagerduty" Bearer Write, args: (), query: crate::ops::OpsQuery, body: serde_json::Value => crate::ops::PagerDutyAck, 202;
+    /// Alerts, newest report first, with their states and incidents.
+    ListAlerts = Get "/api/v1/ops/alerts" Bearer Read, args: (), query: crate::ops::AlertsQuery, body: () => Vec<oshal_ops::alert::Alert>;
+    /// Acknowledge a firing alert, by its fingerprint.
+    AcknowledgeAlert = Post "/api/v1/ops/alerts/{id}/acknowledge" Bearer Write, args: Id, query: crate::ops::OpsQuery, body: () => oshal_ops::alert::Alert;
+    /// Incidents, newest first.
+    ListIncidents = Get "/api/v1/ops/incidents" Bearer Read, args: (), query: (), body: () => Vec<crate::ops::IncidentSummary>;
+    /// An incident with its alerts, timeline, MTTA and MTTR.
+    GetIncident = Get "/api/v1/ops/incidents/{id}" Bearer Read, args: Id, query: crate::ops::OpsQuery, body: () => crate::ops::IncidentView;
+    /// Acknowledge, mitigate or resolve an incident.
+    ChangeIncident = Post "/api/v1/ops/incidents/{id}/move" Bearer Write, args: Id, query: (), body: crate::ops::MoveIncident => crate::ops::IncidentView;
+    /// The monitor's settings (fingerprint labels, correlation rules), its
+    /// silences, maintenance windows and newest change events.
+    GetOpsSettings = Get "/api/v1/ops/settings" Bearer Read, args: (), query: crate::ops::OpsQuery, body: () => crate::ops::SettingsView;
+    /// Replace the monitor's settings.
+    SetOpsSettings = Put "/api/v1/ops/settings" Bearer Write, args: (), query: crate::ops::OpsQuery, body: oshal_ops::rule::Settings => crate::ops::SettingsView;
+    /// Silence the alerts some matchers match, for a while: 201.
+    AddSilence = Post "/api/v1/ops/silences" Bearer Write, args: (), query: crate::ops::OpsQuery, body: oshal_ops::rule::Silence => crate::ops::SettingsView, 201;
+    /// A maintenance window: the alerts it matches open nothing: 201.
+    AddMaintenance = Post "/api/v1/ops/maintenance" Bearer Write, args: (), query: crate::ops::OpsQuery, body: oshal_ops::rule::MaintenanceWindow => crate::ops::SettingsView, 201;
+    /// Record a change event (a deploy, a node joined…), kept as evidence
+    /// on the incidents near it: 201.
+    RecordChange = Post "/api/v1/ops/changes" Bearer Write, args: (), query: crate::ops::OpsQuery, body: oshal_ops::monitor::ChangeEvent => crate::ops::SettingsView, 201;
+
+    /// Prometheus text exposition.
     Metrics = Get "/metrics" Bearer Read, args: (), query: (), body: () => String;
 }
 

@@ -8,7 +8,8 @@
 //! error shape for every refusal, axum's own included), and the handlers by domain: `tickets.rs`, `fleet.rs`
 //! (bots, cost, tenants, events, metrics), `connectors.rs`, `security.rs`,
 //! `tokens.rs` (who a token is; tenant tokens made and revoked),
-//! `trading.rs` (the desk's paper sessions), `workflows.rs` (workflow runs).
+//! `trading.rs` (the desk's paper sessions), `workflows.rs` (workflow runs),
+//! `ops.rs` (the operations loop's webhooks, alerts and incidents).
 //! Errors map to the one JSON shape in one place: `From<…> for ApiError`
 //! in `api/mod.rs`, and `IntoResponse for ApiError` here.
 
@@ -17,6 +18,7 @@ mod body;
 mod connectors;
 mod extract;
 mod fleet;
+mod ops;
 mod security;
 mod tickets;
 mod tokens;
@@ -46,6 +48,7 @@ use crate::workflow::Workflows;
 pub struct Domains {
     pub trading: Option<Trading>,
     pub workflows: Option<Workflows>,
+    pub ops: Option<crate::ops::Operations>,
 }
 
 #[derive(Clone)]
@@ -54,6 +57,7 @@ struct AppState {
     security: Option<crate::security::SecurityCenter>,
     trading: Option<Trading>,
     workflows: Option<Workflows>,
+    ops: Option<crate::ops::Operations>,
     token: ApiToken,
     tokens: std::sync::Arc<crate::api::tokens::TokenDirectory>,
 }
@@ -74,6 +78,7 @@ impl AppState {
             security,
             trading: domains.trading,
             workflows: domains.workflows,
+            ops: domains.ops,
             token,
             tokens: std::sync::Arc::new(tokens),
         }
@@ -234,6 +239,18 @@ fn mount() -> Mount {
     .at::<SetSessionState, _, _>(trading::set_state)
     .at::<ListOrders, _, _>(trading::orders)
     .at::<CloseSession, _, _>(trading::close)
+    .at::<AlertmanagerWebhook, _, _>(ops::alertmanager)
+    .at::<PagerDutyEvent, _, _>(ops::pagerduty)
+    .at::<ListAlerts, _, _>(ops::alerts)
+    .at::<AcknowledgeAlert, _, _>(ops::acknowledge)
+    .at::<ListIncidents, _, _>(ops::incidents)
+    .at::<GetIncident, _, _>(ops::incident)
+    .at::<ChangeIncident, _, _>(ops::move_incident)
+    .at::<GetOpsSettings, _, _>(ops::settings)
+    .at::<SetOpsSettings, _, _>(ops::set_settings)
+    .at::<AddSilence, _, _>(ops::silence)
+    .at::<AddMaintenance, _, _>(ops::maintenance)
+    .at::<RecordChange, _, _>(ops::change)
     .at::<ValidateWorkflow, _, _>(workflows::validate)
     .at::<StartRun, _, _>(workflows::start)
     .at::<ListRuns, _, _>(workflows::list)

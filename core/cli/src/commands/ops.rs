@@ -1,0 +1,281 @@
+//! `oshal ops`: the operations loop through the API: alerts and incidents
+//! listed and read, an alert acknowledged, an incident moved, the
+//! monitor's settings read and replaced, silences, maintenance windows and
+//! change events recorded, and an Alertmanager or PagerDuty payload sent
+//! from a file (as the real senders post it).
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use oshal_core::api::client::Client;
+use oshal_core::api::routes as r;
+use oshal_core::ops::{AlertsQuery, MoveAction, MoveIncident, OpsQuery};
+use oshal_ops::monitor::{ChangeEvent, ChangeKind};
+use oshal_ops::rule::{MaintenanceWindow, Settings, Silence};
+use std::path::PathBuf;
+
+use crate::args::{ActionArgs, json, print};
+
+pub type Args = ActionArgs<Action>;
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Alerts, newest report first.
+    Alerts {
+        /// FIRING, RESOLVED, ACKNOWLEDGED, SUPPRESSED or MAINTENANCE.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Acknowledge a firing alert by its fingerprint.
+    Ack {
+        fingerprint: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Incidents, newest first.
+    Incidents,
+    /// An incident with its alerts, timeline, MTTA and MTTR.
+    Incident {
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Acknowledge, mitigate or resolve an incident.
+    Move {
+        id: String,
+        /// acknowledge, mitigate or resolve.
+        action: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The monitor's settings, silences, maintenance windows and changes.
+    Settings {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Replace the monitor's settings with FILE's (JSON).
+    SetSettings {
+        file: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Silence the alerts MATCHERS match (`bot="b1"`) for some minutes.
+    Silence {
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        #[arg(long)]
+        comment: String,
+        #[arg(long, default_value_t = 60)]
+        minutes: i64,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// A maintenance window over the alerts MATCHERS match, from now.
+    Maintenance {
+        matchers: Vec<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = 60)]
+        minutes: i64,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Record a change event (node_joined, node_left, budget_changed,
+    /// connector_approved, deploy).
+    Change {
+        kind: String,
+        subject: String,
+        #[arg(long, default_value = "")]
+        detail: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Send FILE as an Alertmanager webhook payload (or a PagerDuty event).
+    Send {
+        file: PathBuf,
+        #[arg(long)]
+        pagerduty: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn read_json(file: &PathBuf) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))
+}
+
+impl Action {
+    async fn call(self, client: &Client) -> Result<serde_json::Value> {
+        let q = |tenant: Option<String>| OpsQuery { tenant };
+        match self {
+            Self::Alerts {
+                state,
+                tenant,
+                limit,
+            } => {
+                let state = match state {
+                    None => None,
+                    Some(s) => Some(
+                        serde_json::from_value(serde_json::Value::String(s.to_uppercase()))
+                            .context("--state is one of FIRING, RESOLVED, ACKNOWLEDGED, SUPPRESSED, MAINTENANCE")?,
+                    ),
+                };
+                let query = AlertsQuery {
+                    tenant,
+                    state,
+                    limit,
+                };
+                json(
+                    client
+                        .request::<r::ListAlerts>((), Some(&query), None)
+                        .await,
+                )
+            }
+            Self::Ack {
+                fingerprint,
+                tenant,
+            } => json(
+                client
+                    .request::<r::AcknowledgeAlert>(fingerprint.into(), Some(&q(tenant)), None)
+                    .await,
+            ),
+            Self::Incidents => json(client.request::<r::ListIncidents>((), None, None).await),
+            Self::Incident { id, tenant } => json(
+                client
+                    .request::<r::GetIncident>(id.into(), Some(&q(tenant)), None)
+                    .await,
+            ),
+            Self::Move {
+                id,
+                action,
+                note,
+                tenant,
+            } => {
+                let action = match action.as_str() {
+                    "ack" | "acknowledge" => MoveAction::Acknowledge,
+                    "mitigate" => MoveAction::Mitigate,
+                    "resolve" => MoveAction::Resolve,
+                    other => bail!("{other:?}: the action is acknowledge, mitigate or resolve"),
+                };
+                let body = MoveIncident {
+                    action,
+                    note,
+                    tenant,
+                };
+                json(
+                    client
+                        .request::<r::ChangeIncident>(id.into(), None, Some(&body))
+                        .await,
+                )
+            }
+            Self::Settings { tenant } => json(
+                client
+                    .request::<r::GetOpsSettings>((), Some(&q(tenant)), None)
+                    .await,
+            ),
+            Self::SetSettings { file, tenant } => {
+                let settings: Settings = serde_json::from_value(read_json(&file)?)
+                    .with_context(|| format!("{} is not the monitor's settings", file.display()))?;
+                json(
+                    client
+                        .request::<r::SetOpsSettings>((), Some(&q(tenant)), Some(&settings))
+                        .await,
+                )
+            }
+            Self::Silence {
+                matchers,
+                comment,
+                minutes,
+                tenant,
+            } => {
+                let now = now_ms();
+                let body = Silence {
+                    matchers,
+                    starts_ms: now,
+                    ends_ms: now + minutes * 60_000,
+                    comment,
+                };
+                json(
+                    client
+                        .request::<r::AddSilence>((), Some(&q(tenant)), Some(&body))
+                        .await,
+                )
+            }
+            Self::Maintenance {
+                matchers,
+                reason,
+                minutes,
+                tenant,
+            } => {
+                let now = now_ms();
+                let body = MaintenanceWindow {
+                    matchers,
+                    starts_ms: now,
+                    ends_ms: now + minutes * 60_000,
+                    reason,
+                };
+                json(
+                    client
+                        .request::<r::AddMaintenance>((), Some(&q(tenant)), Some(&body))
+                        .await,
+                )
+            }
+            Self::Change {
+                kind,
+                subject,
+                detail,
+                tenant,
+            } => {
+                let kind: ChangeKind = serde_json::from_value(serde_json::Value::String(kind))
+                    .context("the kind is node_joined, node_left, budget_changed, connector_approved or deploy")?;
+                let body = ChangeEvent {
+                    kind,
+                    subject,
+                    detail,
+                    at_ms: 0,
+                };
+                json(
+                    client
+                        .request::<r::RecordChange>((), Some(&q(tenant)), Some(&body))
+                        .await,
+                )
+            }
+            Self::Send {
+                file,
+                pagerduty,
+                tenant,
+            } => {
+                let body = read_json(&file)?;
+                if pagerduty {
+                    json(
+                        client
+                            .request::<r::PagerDutyEvent>((), Some(&q(tenant)), Some(&body))
+                            .await,
+                    )
+                } else {
+                    json(
+                        client
+                            .request::<r::AlertmanagerWebhook>((), Some(&q(tenant)), Some(&body))
+                            .await,
+                    )
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    print(&args.action.call(&args.api.client()?).await?)
+}

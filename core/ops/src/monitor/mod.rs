@@ -1,0 +1,762 @@
+//! Monitor: one tenant's alerts and incidents, as a fold over recorded
+//! events.
+//!
+//! [`Monitor::decide`] reads an [`Input`] (a signal from a source, an
+//! operator's acknowledgement or move, new settings, a silence, a
+//! maintenance window, a change event) against the state and proposes the
+//! [`Event`]s it leads to; the adapter records them durably, then
+//! [`Monitor::apply`]s each. After a restart the recorded events are
+//! applied again and the state is the same: nothing in `apply` reads a
+//! clock or decides anything.
+//!
+//! Deduplication: reports of one fingerprint are one alert (its `count`
+//! rises). Correlation: the first rule that matches a firing alert takes
+//! it; an open incident of the rule and group takes it in; else the
+//! group's alerts within the rule's window, once `threshold` of them
+//! count, open one. A silenced or maintained alert opens nothing. Pure
+//! logic.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use oshal_kernel::clock::UnixMs;
+
+use crate::alert::{Alert, AlertState, Fingerprint, Labels, Report, Signal};
+use crate::incident::{Incident, IncidentAction, IncidentStatus, Moment, TimelineEntry};
+use crate::rule::{
+    Invalid, MaintenanceWindow, Matcher, ResolveOn, Settings, Silence, all_match, matchers,
+};
+
+/// Change events kept (the oldest go first).
+pub const MAX_CHANGES: usize = 1000;
+/// Entries one incident's timeline keeps (the oldest go first, `Opened`
+/// stays).
+pub const MAX_TIMELINE: usize = 2000;
+/// How far before an incident opened a change event is still its evidence.
+pub const CHANGE_LOOKBACK_MS: i64 = 3_600_000;
+/// Who the monitor's own moves are by.
+pub const MONITOR: &str = "monitor";
+
+/// What changed in the platform or around it, kept as evidence.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Type,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ChangeKind {
+    NodeJoined,
+    NodeLeft,
+    BudgetChanged,
+    ConnectorApproved,
+    Deploy,
+}
+
+/// A change event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEvent {
+    pub kind: ChangeKind,
+    /// What changed: a node's id, a tenant, a connector, a workflow run.
+    pub subject: String,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    #[specta(type = specta_typescript::Number)]
+    pub at_ms: UnixMs,
+}
+
+/// What the monitor is asked to take in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Signal(Signal),
+    AcknowledgeAlert {
+        fingerprint: Fingerprint,
+        by: String,
+    },
+    Incident {
+        id: String,
+        action: IncidentAction,
+        by: String,
+        note: String,
+    },
+    Settings {
+        settings: Settings,
+        by: String,
+    },
+    Silence {
+        silence: Silence,
+        by: String,
+    },
+    Maintenance {
+        window: MaintenanceWindow,
+        by: String,
+    },
+    Change(ChangeEvent),
+}
+
+/// A recorded fact. Its `kind` is the journal entry's kind.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema, strum::IntoStaticStr,
+)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Event {
+    SettingsSet {
+        settings: Settings,
+        by: String,
+    },
+    SilenceAdded {
+        id: String,
+        silence: Silence,
+        by: String,
+    },
+    MaintenanceAdded {
+        id: String,
+        window: MaintenanceWindow,
+        by: String,
+    },
+    AlertReceived {
+        fingerprint: Fingerprint,
+        signal: Signal,
+        state: AlertState,
+    },
+    AlertAcknowledged {
+        fingerprint: Fingerprint,
+        by: String,
+    },
+    IncidentOpened {
+        id: String,
+        rule: String,
+        group: Labels,
+        title: String,
+        alerts: Vec<Fingerprint>,
+    },
+    AlertJoined {
+        incident: String,
+        fingerprint: Fingerprint,
+    },
+    IncidentMoved {
+        id: String,
+        action: IncidentAction,
+        by: String,
+        note: String,
+    },
+    ChangeRecorded {
+        change: ChangeEvent,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Why an input was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpsError {
+    #[error("no {what} {id}")]
+    NotFound { what: &'static str, id: String },
+    #[error("incident {id} is {from:?}; it cannot {action:?}")]
+    Conflict {
+        id: String,
+        from: IncidentStatus,
+        action: IncidentAction,
+    },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+}
+
+/// A silence or window in force, with its matchers parsed.
+#[derive(Debug, Clone)]
+struct Mute<T> {
+    id: String,
+    what: T,
+    by: String,
+    matchers: Vec<Matcher>,
+}
+
+/// One tenant's monitor.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    settings: Settings,
+    rules: Vec<Vec<Matcher>>,
+    alerts: BTreeMap<Fingerprint, Alert>,
+    incidents: Vec<Incident>,
+    silences: Vec<Mute<Silence>>,
+    windows: Vec<Mute<MaintenanceWindow>>,
+    changes: Vec<ChangeEvent>,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        let settings = Settings::default();
+        let rules = compile(&settings);
+        Self {
+            settings,
+            rules,
+            alerts: BTreeMap::new(),
+            incidents: Vec::new(),
+            silences: Vec::new(),
+            windows: Vec::new(),
+            changes: Vec::new(),
+        }
+    }
+}
+
+fn compile(s: &Settings) -> Vec<Vec<Matcher>> {
+    s.rules
+        .iter()
+        .map(|r| matchers("", &r.matchers).unwrap_or_default())
+        .collect()
+}
+
+fn group_of(by: &[String], labels: &Labels) -> Labels {
+    by.iter()
+        .map(|k| (k.clone(), labels.get(k).cloned().unwrap_or_default()))
+        .collect()
+}
+
+impl Monitor {
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Alerts, newest report first.
+    pub fn alerts(&self) -> Vec<&Alert> {
+        let mut v: Vec<&Alert> = self.alerts.values().collect();
+        v.sort_by_key(|a| std::cmp::Reverse(a.last_ms));
+        v
+    }
+
+    pub fn alert(&self, fp: &Fingerprint) -> Option<&Alert> {
+        self.alerts.get(fp)
+    }
+
+    /// Incidents, newest first.
+    pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.incidents.iter().rev()
+    }
+
+    pub fn incident(&self, id: &str) -> Option<&Incident> {
+        self.incidents.iter().find(|i| i.id == id)
+    }
+
+    /// Change events, oldest first.
+    pub fn changes(&self) -> &[ChangeEvent] {
+        &self.changes
+    }
+
+    /// Silences (id, silence, by), in force or not.
+    pub fn silences(&self) -> impl Iterator<Item = (&str, &Silence, &str)> {
+        self.silences
+            .iter()
+            .map(|m| (m.id.as_str(), &m.what, m.by.as_str()))
+    }
+
+    /// Maintenance windows (id, window, by).
+    pub fn windows(&self) -> impl Iterator<Item = (&str, &MaintenanceWindow, &str)> {
+        self.windows
+            .iter()
+            .map(|m| (m.id.as_str(), &m.what, m.by.as_str()))
+    }
+
+    /// The events `input`, taken at `at_ms`, leads to (none: nothing
+    /// changes, as for an acknowledgement of an alert nobody knows).
+    pub fn decide(&self, input: Input, at_ms: UnixMs) -> Result<Vec<Event>, OpsError> {
+        match input {
+            Input::Signal(s) => Ok(self.on_signal(s, at_ms)),
+            Input::AcknowledgeAlert { fingerprint, by } => {
+                let a = self
+                    .alerts
+                    .get(&fingerprint)
+                    .ok_or_else(|| OpsError::NotFound {
+                        what: "alert",
+                        id: fingerprint.0.clone(),
+                    })?;
+                Ok(if a.state.is_active() {
+                    vec![Event::AlertAcknowledged { fingerprint, by }]
+                } else {
+                    Vec::new()
+                })
+            }
+            Input::Incident {
+                id,
+                action,
+                by,
+                note,
+            } => {
+                let inc = self.incident(&id).ok_or_else(|| OpsError::NotFound {
+                    what: "incident",
+                    id: id.clone(),
+                })?;
+                if inc.status.after(action).is_none() || action == IncidentAction::Retrigger {
+                    return Err(OpsError::Conflict {
+                        id,
+                        from: inc.status,
+                        action,
+                    });
+                }
+                Ok(vec![Event::IncidentMoved {
+                    id,
+                    action,
+                    by,
+                    note,
+                }])
+            }
+            Input::Settings { settings, by } => {
+                settings.check()?;
+                Ok(vec![Event::SettingsSet { settings, by }])
+            }
+            Input::Silence { silence, by } => {
+                silence.check()?;
+                let id = format!("S-{}", self.silences.len() + 1);
+                Ok(vec![Event::SilenceAdded { id, silence, by }])
+            }
+            Input::Maintenance { window, by } => {
+                window.check()?;
+                let id = format!("M-{}", self.windows.len() + 1);
+                Ok(vec![Event::MaintenanceAdded { id, window, by }])
+            }
+            Input::Change(mut change) => {
+                for (field, s) in [("subject", &change.subject), ("detail", &change.detail)] {
+                    if s.len() > 1024 || s.contains('\0') || (field == "subject" && s.is_empty()) {
+                        return Err(OpsError::Invalid(Invalid {
+                            path: field.into(),
+                            reason: "must be 1 to 1024 bytes, without NUL".into(),
+                            limit: Some(1024),
+                        }));
+                    }
+                }
+                if change.at_ms == 0 {
+                    change.at_ms = at_ms;
+                }
+                Ok(vec![Event::ChangeRecorded { change }])
+            }
+        }
+    }
+
+    fn state_of(&self, s: &Signal, prior: Option<&Alert>) -> AlertState {
+        let labels = if s.labels.is_empty() {
+            prior.map_or(&s.labels, |a| &a.labels)
+        } else {
+            &s.labels
+        };
+        let in_force = |start: UnixMs, end: UnixMs| (start..end).contains(&s.at_ms);
+        match s.report {
+            Report::Resolved => AlertState::Resolved,
+            _ if self.windows.iter().any(|w| {
+                in_force(w.what.starts_ms, w.what.ends_ms) && all_match(&w.matchers, labels)
+            }) =>
+            {
+                AlertState::Maintenance
+            }
+            _ if self.silences.iter().any(|m| {
+                in_force(m.what.starts_ms, m.what.ends_ms) && all_match(&m.matchers, labels)
+            }) =>
+            {
+                AlertState::Suppressed
+            }
+            Report::Acknowledged => AlertState::Acknowledged,
+            Report::Firing
+                if prior.is_some_and(|a| a.state.is_active() && a.acknowledged_by.is_some()) =>
+            {
+                AlertState::Acknowledged
+            }
+            Report::Firing => AlertState::Firing,
+        }
+    }
+
+    fn on_signal(&self, signal: Signal, at_ms: UnixMs) -> Vec<Event> {
+        let fp = signal.fingerprint(&self.settings.fingerprint_by);
+        let prior = self.alerts.get(&fp);
+        if signal.name.is_empty() && prior.is_none() {
+            // An acknowledge or resolve by key of an alert never seen.
+            return Vec::new();
+        }
+        let state = self.state_of(&signal, prior);
+        let was_active = prior.is_some_and(|a| a.state.is_active());
+        let labels = if signal.labels.is_empty() {
+            prior.map(|a| a.labels.clone()).unwrap_or_default()
+        } else {
+            signal.labels.clone()
+        };
+        let mut events = vec![Event::AlertReceived {
+            fingerprint: fp.clone(),
+            signal,
+            state,
+        }];
+        let open = prior
+            .and_then(|a| a.incident.as_deref())
+            .and_then(|id| self.incident(id))
+            .filter(|i| i.status.is_open());
+        if state == AlertState::Resolved {
+            if let Some(inc) = open
+                && let Some(note) = self.resolves(inc, &fp)
+            {
+                events.push(Event::IncidentMoved {
+                    id: inc.id.clone(),
+                    action: IncidentAction::Resolve,
+                    by: MONITOR.into(),
+                    note,
+                });
+            }
+            return events;
+        }
+        if matches!(state, AlertState::Suppressed | AlertState::Maintenance) {
+            return events;
+        }
+        if let Some(inc) = open {
+            if !was_active && inc.status == IncidentStatus::Mitigated {
+                events.push(Event::IncidentMoved {
+                    id: inc.id.clone(),
+                    action: IncidentAction::Retrigger,
+                    by: MONITOR.into(),
+                    note: format!("alert {fp} fired again after the mitigation"),
+                });
+            }
+            return events;
+        }
+        let Some(r) = self.rules.iter().position(|ms| all_match(ms, &labels)) else {
+            return events;
+        };
+        let rule = &self.settings.rules[r];
+        let group = group_of(&rule.group_by, &labels);
+        if let Some(inc) = self
+            .incidents
+            .iter()
+            .rev()
+            .find(|i| i.status.is_open() && i.rule == rule.name && i.group == group)
+        {
+            events.push(Event::AlertJoined {
+                incident: inc.id.clone(),
+                fingerprint: fp,
+            });
+            return events;
+        }
+        // The group's alerts that count, this one included.
+        let since = at_ms - i64::from(rule.window_secs) * 1000;
+        let mut members: Vec<(UnixMs, Fingerprint)> = vec![(at_ms, fp.clone())];
+        if rule.threshold > 1 {
+            for a in self.alerts.values() {
+                let counts = match a.state {
+                    AlertState::Firing | AlertState::Acknowledged => a.last_ms >= since,
+                    AlertState::Resolved => {
+                        !rule.firing_only && a.resolved_ms.is_some_and(|t| t >= since)
+                    }
+                    AlertState::Suppressed | AlertState::Maintenance => false,
+                };
+                let free = a
+                    .incident
+                    .as_deref()
+                    .and_then(|id| self.incident(id))
+                    .is_none_or(|i| !i.status.is_open());
+                if a.fingerprint != fp
+                    && counts
+                    && free
+                    && self.rules.iter().position(|ms| all_match(ms, &a.labels)) == Some(r)
+                    && group_of(&rule.group_by, &a.labels) == group
+                {
+                    members.push((a.first_ms, a.fingerprint.clone()));
+                }
+            }
+        }
+        if members.len() < rule.threshold as usize {
+            return events;
+        }
+        members.sort();
+        let name = match &events[0] {
+            Event::AlertReceived { signal, .. } if !signal.name.is_empty() => signal.name.clone(),
+            _ => prior.map(|a| a.name.clone()).unwrap_or_default(),
+        };
+        let described: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let title = if described.is_empty() || group.keys().eq(["alertname"]) {
+            name
+        } else {
+            format!("{name} ({})", described.join(", "))
+        };
+        events.push(Event::IncidentOpened {
+            id: format!("INC-{}", self.incidents.len() + 1),
+            rule: rule.name.clone(),
+            group,
+            title,
+            alerts: members.into_iter().map(|(_, f)| f).collect(),
+        });
+        events
+    }
+
+    /// Why `inc` resolves now that `fp` has, by its rule's `resolve_on`.
+    fn resolves(&self, inc: &Incident, fp: &Fingerprint) -> Option<String> {
+        let on = self
+            .settings
+            .rules
+            .iter()
+            .find(|r| r.name == inc.rule)
+            .map_or(ResolveOn::All, |r| r.resolve_on);
+        let done = match on {
+            ResolveOn::First => inc.alerts.first() == Some(fp),
+            ResolveOn::Last => inc.alerts.last() == Some(fp),
+            ResolveOn::All => inc
+                .alerts
+                .iter()
+                .all(|a| a == fp || self.alerts.get(a).is_none_or(|x| !x.state.is_active())),
+            ResolveOn::Never => false,
+        };
+        let word: &'static str = on.into();
+        done.then(|| format!("rule {} resolves on {word}: alert {fp} resolved", inc.rule))
+    }
+
+    /// Applies one recorded event taken at `at_ms`.
+    pub fn apply(&mut self, event: &Event, at_ms: UnixMs) {
+        match event {
+            Event::SettingsSet { settings, .. } => {
+                self.settings = settings.clone();
+                self.rules = compile(settings);
+            }
+            Event::SilenceAdded { id, silence, by } => self.silences.push(Mute {
+                id: id.clone(),
+                what: silence.clone(),
+                by: by.clone(),
+                matchers: matchers("", &silence.matchers).unwrap_or_default(),
+            }),
+            Event::MaintenanceAdded { id, window, by } => self.windows.push(Mute {
+                id: id.clone(),
+                what: window.clone(),
+                by: by.clone(),
+                matchers: matchers("", &window.matchers).unwrap_or_default(),
+            }),
+            Event::AlertReceived {
+                fingerprint,
+                signal,
+                state,
+            } => self.receive(fingerprint, signal, *state, at_ms),
+            Event::AlertAcknowledged { fingerprint, by } => {
+                if let Some(a) = self.alerts.get_mut(fingerprint) {
+                    a.acknowledged_by = Some(by.clone());
+                    if a.state == AlertState::Firing {
+                        a.state = AlertState::Acknowledged;
+                    }
+                    let inc = a.incident.clone();
+                    self.note(
+                        inc.as_deref(),
+                        at_ms,
+                        Moment::AlertAcknowledged,
+                        by,
+                        &fingerprint.0,
+                    );
+                }
+            }
+            Event::IncidentOpened {
+                id,
+                rule,
+                group,
+                title,
+                alerts,
+            } => {
+                let mut inc = Incident {
+                    id: id.clone(),
+                    title: title.clone(),
+                    rule: rule.clone(),
+                    group: group.clone(),
+                    status: IncidentStatus::Triggered,
+                    severity: crate::alert::Severity::Info,
+                    alerts: Vec::new(),
+                    opened_ms: at_ms,
+                    acknowledged_ms: None,
+                    mitigated_ms: None,
+                    resolved_ms: None,
+                    timeline: vec![TimelineEntry {
+                        at_ms,
+                        moment: Moment::Opened,
+                        subject: rule.clone(),
+                        detail: title.clone(),
+                    }],
+                };
+                for c in &self.changes {
+                    if c.at_ms >= at_ms - CHANGE_LOOKBACK_MS {
+                        inc.timeline.push(change_line(c));
+                    }
+                }
+                self.incidents.push(inc);
+                for fp in alerts {
+                    self.join(id, fp, at_ms);
+                }
+            }
+            Event::AlertJoined {
+                incident,
+                fingerprint,
+            } => self.join(incident, fingerprint, at_ms),
+            Event::IncidentMoved {
+                id,
+                action,
+                by,
+                note,
+            } => {
+                if let Some(inc) = self.incidents.iter_mut().find(|i| &i.id == id) {
+                    let Some(to) = inc.status.after(*action) else {
+                        return;
+                    };
+                    inc.status = to;
+                    match to {
+                        IncidentStatus::Acknowledged => inc.acknowledged_ms = Some(at_ms),
+                        IncidentStatus::Mitigated => inc.mitigated_ms = Some(at_ms),
+                        IncidentStatus::Resolved => inc.resolved_ms = Some(at_ms),
+                        IncidentStatus::Triggered => inc.mitigated_ms = None,
+                    }
+                    let word: &'static str = to.into();
+                    let detail = if note.is_empty() {
+                        word.to_owned()
+                    } else {
+                        format!("{word}: {note}")
+                    };
+                    push(inc, at_ms, Moment::StatusChanged, by, detail);
+                }
+            }
+            Event::ChangeRecorded { change } => {
+                for inc in self.incidents.iter_mut().filter(|i| i.status.is_open()) {
+                    let line = change_line(change);
+                    push(inc, line.at_ms, line.moment, &line.subject, line.detail);
+                }
+                self.changes.push(change.clone());
+                if self.changes.len() > MAX_CHANGES {
+                    self.changes.remove(0);
+                }
+            }
+        }
+    }
+
+    fn receive(&mut self, fp: &Fingerprint, s: &Signal, state: AlertState, at_ms: UnixMs) {
+        let Some(a) = self.alerts.get_mut(fp) else {
+            self.alerts.insert(
+                fp.clone(),
+                Alert {
+                    fingerprint: fp.clone(),
+                    name: s.name.clone(),
+                    source: s.source,
+                    state,
+                    severity: s.severity,
+                    labels: s.labels.clone(),
+                    annotations: s.annotations.clone(),
+                    summary: s.summary.clone(),
+                    link: s.link.clone(),
+                    first_ms: s.at_ms,
+                    last_ms: at_ms,
+                    resolved_ms: (state == AlertState::Resolved).then_some(s.at_ms),
+                    count: 1,
+                    acknowledged_by: None,
+                    incident: None,
+                },
+            );
+            return;
+        };
+        let was_active = a.state.is_active();
+        if !s.name.is_empty() {
+            a.name.clone_from(&s.name);
+            a.severity = s.severity;
+            a.labels.clone_from(&s.labels);
+            a.annotations.clone_from(&s.annotations);
+            a.summary.clone_from(&s.summary);
+            if s.link.is_some() {
+                a.link.clone_from(&s.link);
+            }
+        }
+        a.count += 1;
+        a.last_ms = at_ms;
+        a.state = state;
+        let moment = match (was_active, state.is_active()) {
+            (true, false) => {
+                a.resolved_ms = Some(s.at_ms);
+                Some(Moment::AlertResolved)
+            }
+            (false, true) => {
+                a.first_ms = s.at_ms;
+                a.resolved_ms = None;
+                a.acknowledged_by = None;
+                Some(Moment::AlertFiring)
+            }
+            _ => None,
+        };
+        if state == AlertState::Acknowledged && s.report == Report::Acknowledged {
+            let by: &'static str = s.source.into();
+            a.acknowledged_by = Some(by.to_owned());
+        }
+        let (inc, name) = (a.incident.clone(), a.name.clone());
+        if let Some(m) = moment {
+            self.note(inc.as_deref(), at_ms, m, &fp.0, &name);
+        }
+    }
+
+    fn join(&mut self, id: &str, fp: &Fingerprint, at_ms: UnixMs) {
+        let Some(a) = self.alerts.get_mut(fp) else {
+            return;
+        };
+        a.incident = Some(id.to_owned());
+        let (severity, detail) = (a.severity, format!("{} ({})", a.name, a.summary));
+        if let Some(inc) = self.incidents.iter_mut().find(|i| i.id == id) {
+            if !inc.alerts.contains(fp) {
+                inc.alerts.push(fp.clone());
+            }
+            inc.severity = inc.severity.max(severity);
+            push(inc, at_ms, Moment::AlertJoined, &fp.0, detail);
+        }
+    }
+
+    /// A line on the timeline of `incident`, if it is open.
+    fn note(
+        &mut self,
+        incident: Option<&str>,
+        at_ms: UnixMs,
+        m: Moment,
+        subject: &str,
+        detail: &str,
+    ) {
+        if let Some(inc) = incident
+            .and_then(|id| self.incidents.iter_mut().find(|i| i.id == id))
+            .filter(|i| i.status.is_open())
+        {
+            push(inc, at_ms, m, subject, detail.to_owned());
+        }
+    }
+}
+
+fn change_line(c: &ChangeEvent) -> TimelineEntry {
+    let kind: &'static str = c.kind.into();
+    TimelineEntry {
+        at_ms: c.at_ms,
+        moment: Moment::Change,
+        subject: c.subject.clone(),
+        detail: if c.detail.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}: {}", c.detail)
+        },
+    }
+}
+
+fn push(inc: &mut Incident, at_ms: UnixMs, moment: Moment, subject: &str, detail: String) {
+    inc.timeline.push(TimelineEntry {
+        at_ms,
+        moment,
+        subject: subject.to_owned(),
+        detail,
+    });
+    if inc.timeline.len() > MAX_TIMELINE {
+        inc.timeline.remove(1);
+    }
+}
+
+#[cfg(test)]
+mod tests;

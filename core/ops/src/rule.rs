@@ -1,0 +1,426 @@
+//! What the operator tells the monitor: which labels make an alert's
+//! fingerprint, the correlation rules that open incidents, silences and
+//! maintenance windows. Matchers are written as Alertmanager writes them
+//! (`severity="critical"`, `alertname!="Watchdog"`, `bot=~"b[0-9]+"`,
+//! regular expressions anchored at both ends). Every refusal names the
+//! field's JSON path. Pure logic.
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use oshal_kernel::clock::UnixMs;
+
+use crate::alert::{Labels, check_label_name};
+
+/// Rules one tenant may hold.
+pub const MAX_RULES: usize = 64;
+/// Matchers one rule, silence or window may hold.
+pub const MAX_MATCHERS: usize = 16;
+/// Labels a rule may group by, or a fingerprint be made of.
+pub const MAX_GROUP_BY: usize = 16;
+/// The longest correlation window: a day.
+pub const MAX_WINDOW_SECS: u32 = 86_400;
+/// The most alerts a threshold may ask for.
+pub const MAX_THRESHOLD: u32 = 10_000;
+
+/// When an incident a rule opened resolves by itself (Keep's words).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    Type,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ResolveOn {
+    /// When the alert that opened it resolves.
+    First,
+    /// When the alert that joined it last resolves.
+    Last,
+    /// When every alert in it has resolved.
+    #[default]
+    All,
+    /// Only when someone resolves it.
+    Never,
+}
+
+/// A correlation rule: alerts it matches, grouped by the values of some
+/// labels, open an incident once `threshold` of them fire within
+/// `window_secs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationRule {
+    pub name: String,
+    /// Alertmanager matchers, all of which must hold (none: every alert).
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// Labels whose values make the group (none: one group).
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// How close together the alerts that reach the threshold must be.
+    pub window_secs: u32,
+    /// Alerts of one group it takes to open an incident (at least 1).
+    #[serde(default = "one")]
+    pub threshold: u32,
+    /// Count only alerts still firing (the default); else a resolved one
+    /// within the window counts too (flapping).
+    #[serde(default = "yes")]
+    pub firing_only: bool,
+    #[serde(default)]
+    pub resolve_on: ResolveOn,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A silence, in Alertmanager's sense: alerts it matches between its
+/// times are kept as `SUPPRESSED` and open nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Silence {
+    pub matchers: Vec<String>,
+    #[specta(type = specta_typescript::Number)]
+    pub starts_ms: UnixMs,
+    #[specta(type = specta_typescript::Number)]
+    pub ends_ms: UnixMs,
+    pub comment: String,
+}
+
+/// A maintenance window: alerts it matches between its times are kept as
+/// `MAINTENANCE` and open nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    pub matchers: Vec<String>,
+    #[specta(type = specta_typescript::Number)]
+    pub starts_ms: UnixMs,
+    #[specta(type = specta_typescript::Number)]
+    pub ends_ms: UnixMs,
+    pub reason: String,
+}
+
+/// One tenant's settings of the monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[serde(rename = "MonitorSettings")]
+#[schema(as = MonitorSettings)]
+pub struct Settings {
+    /// Label names an alert's fingerprint is made of (none: every label).
+    #[serde(default)]
+    pub fingerprint_by: Vec<String>,
+    /// Tried in order; the first that matches an alert takes it.
+    pub rules: Vec<CorrelationRule>,
+}
+
+impl Default for Settings {
+    /// One rule: any alert firing opens an incident, one per alert name,
+    /// resolved when all its alerts have.
+    fn default() -> Self {
+        Self {
+            fingerprint_by: Vec::new(),
+            rules: vec![CorrelationRule {
+                name: "by-alertname".into(),
+                matchers: Vec::new(),
+                group_by: vec!["alertname".into()],
+                window_secs: 300,
+                threshold: 1,
+                firing_only: true,
+                resolve_on: ResolveOn::All,
+            }],
+        }
+    }
+}
+
+/// A refusal of the settings, a silence or a window, at a JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct Invalid {
+    pub path: String,
+    pub reason: String,
+    pub limit: Option<u64>,
+}
+
+fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        path: path.into(),
+        reason: reason.into(),
+        limit: None,
+    }
+}
+
+fn over(path: impl Into<String>, what: &str, n: usize, max: usize) -> Invalid {
+    Invalid {
+        path: path.into(),
+        reason: format!("holds {n} {what}; the limit is {max}"),
+        limit: Some(max as u64),
+    }
+}
+
+/// One matcher, parsed.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    label: String,
+    op: Op,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Eq(String),
+    Ne(String),
+    Re(regex::Regex),
+    NotRe(regex::Regex),
+}
+
+impl Matcher {
+    /// `name="value"`, `name!="value"`, `name=~"re"`, `name!~"re"` (the
+    /// quotes optional).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let at = s
+            .find(['=', '!'])
+            .ok_or_else(|| format!("{s:?} is not label=\"value\", !=, =~ or !~"))?;
+        let label = s[..at].trim();
+        check_label_name(label)?;
+        let rest = &s[at..];
+        let (op, value) = ["!~", "=~", "!=", "="]
+            .iter()
+            .find_map(|op| rest.strip_prefix(op).map(|v| (*op, v)))
+            .ok_or_else(|| format!("{s:?}: the operator must be =, !=, =~ or !~"))?;
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value)
+            .to_owned();
+        let re = |v: &str| {
+            regex::Regex::new(&format!("^(?:{v})$"))
+                .map_err(|e| format!("{s:?}: not a regular expression ({e})"))
+        };
+        let op = match op {
+            "=" => Op::Eq(value),
+            "!=" => Op::Ne(value),
+            "=~" => Op::Re(re(&value)?),
+            _ => Op::NotRe(re(&value)?),
+        };
+        Ok(Self {
+            label: label.to_owned(),
+            op,
+        })
+    }
+
+    /// Whether `labels` satisfy it (a missing label reads as empty, as in
+    /// Alertmanager).
+    pub fn matches(&self, labels: &Labels) -> bool {
+        let v = labels.get(&self.label).map_or("", String::as_str);
+        match &self.op {
+            Op::Eq(want) => v == want,
+            Op::Ne(want) => v != want,
+            Op::Re(re) => re.is_match(v),
+            Op::NotRe(re) => !re.is_match(v),
+        }
+    }
+}
+
+/// Matchers, each parsed, or the first refused at `path[i]`.
+pub fn matchers(path: &str, raw: &[String]) -> Result<Vec<Matcher>, Invalid> {
+    if raw.len() > MAX_MATCHERS {
+        return Err(over(path, "matchers", raw.len(), MAX_MATCHERS));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, m)| Matcher::parse(m).map_err(|why| invalid(format!("{path}[{i}]"), why)))
+        .collect()
+}
+
+/// Whether every matcher holds (an empty list matches everything).
+pub fn all_match(ms: &[Matcher], labels: &Labels) -> bool {
+    ms.iter().all(|m| m.matches(labels))
+}
+
+fn names(path: &str, raw: &[String]) -> Result<(), Invalid> {
+    if raw.len() > MAX_GROUP_BY {
+        return Err(over(path, "labels", raw.len(), MAX_GROUP_BY));
+    }
+    for (i, n) in raw.iter().enumerate() {
+        check_label_name(n).map_err(|why| invalid(format!("{path}[{i}]"), why))?;
+    }
+    Ok(())
+}
+
+fn short_text(path: &str, s: &str, max: usize) -> Result<(), Invalid> {
+    if s.len() > max || s.contains('\0') {
+        return Err(Invalid {
+            path: path.into(),
+            reason: format!("must be at most {max} bytes, without NUL"),
+            limit: Some(max as u64),
+        });
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Every field checked; the first refusal at its path.
+    pub fn check(&self) -> Result<(), Invalid> {
+        names("fingerprint_by", &self.fingerprint_by)?;
+        if self.rules.len() > MAX_RULES {
+            return Err(over("rules", "rules", self.rules.len(), MAX_RULES));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let at = |f: &str| format!("rules[{i}].{f}");
+            if r.name.is_empty()
+                || r.name.len() > 64
+                || !r
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(at("name"), "must be 1 to 64 of [A-Za-z0-9_-]"));
+            }
+            if !seen.insert(r.name.as_str()) {
+                return Err(invalid(at("name"), format!("{:?} is named twice", r.name)));
+            }
+            matchers(&at("matchers"), &r.matchers)?;
+            names(&at("group_by"), &r.group_by)?;
+            if r.window_secs == 0 || r.window_secs > MAX_WINDOW_SECS {
+                return Err(Invalid {
+                    path: at("window_secs"),
+                    reason: format!("must be 1 to {MAX_WINDOW_SECS} seconds"),
+                    limit: Some(u64::from(MAX_WINDOW_SECS)),
+                });
+            }
+            if r.threshold == 0 || r.threshold > MAX_THRESHOLD {
+                return Err(Invalid {
+                    path: at("threshold"),
+                    reason: format!("must be 1 to {MAX_THRESHOLD} alerts"),
+                    limit: Some(u64::from(MAX_THRESHOLD)),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn span(starts: UnixMs, ends: UnixMs) -> Result<(), Invalid> {
+    if ends <= starts {
+        return Err(invalid("ends_ms", "must be after starts_ms"));
+    }
+    Ok(())
+}
+
+impl Silence {
+    pub fn check(&self) -> Result<Vec<Matcher>, Invalid> {
+        if self.matchers.is_empty() {
+            return Err(invalid("matchers", "a silence needs at least one matcher"));
+        }
+        span(self.starts_ms, self.ends_ms)?;
+        short_text("comment", &self.comment, 1024)?;
+        if self.comment.trim().is_empty() {
+            return Err(invalid("comment", "say why: a silence needs a comment"));
+        }
+        matchers("matchers", &self.matchers)
+    }
+}
+
+impl MaintenanceWindow {
+    pub fn check(&self) -> Result<Vec<Matcher>, Invalid> {
+        span(self.starts_ms, self.ends_ms)?;
+        short_text("reason", &self.reason, 1024)?;
+        matchers("matchers", &self.matchers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(kv: &[(&str, &str)]) -> Labels {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn matchers_read_as_alertmanager_writes_them() {
+        let l = labels(&[("alertname", "LaneLag"), ("bot", "b12")]);
+        for (m, want) in [
+            ("alertname=\"LaneLag\"", true),
+            ("alertname = LaneLag", true),
+            ("alertname!=\"LaneLag\"", false),
+            ("bot=~\"b[0-9]+\"", true),
+            ("bot=~\"b1\"", false),
+            ("bot!~\"x.*\"", true),
+            ("node=\"\"", true),
+            ("node!=\"\"", false),
+        ] {
+            assert_eq!(Matcher::parse(m).unwrap().matches(&l), want, "{m}");
+        }
+        assert!(Matcher::parse("bot").is_err());
+        assert!(Matcher::parse("9bot=\"x\"").is_err());
+        assert!(Matcher::parse("bot=~\"(\"").is_err());
+    }
+
+    #[test]
+    fn settings_are_refused_at_the_path_of_their_field() {
+        assert!(Settings::default().check().is_ok());
+        let base = Settings::default();
+        let mut cases: Vec<(Settings, &str)> = Vec::new();
+        let mut s = base.clone();
+        s.rules[0].window_secs = 0;
+        cases.push((s, "rules[0].window_secs"));
+        let mut s = base.clone();
+        s.rules[0].threshold = MAX_THRESHOLD + 1;
+        cases.push((s, "rules[0].threshold"));
+        let mut s = base.clone();
+        s.rules[0].matchers = vec!["a=\"1\"".into(), "oops".into()];
+        cases.push((s, "rules[0].matchers[1]"));
+        let mut s = base.clone();
+        s.rules[0].group_by = vec!["a-b".into()];
+        cases.push((s, "rules[0].group_by[0]"));
+        let mut s = base.clone();
+        s.rules.push(s.rules[0].clone());
+        cases.push((s, "rules[1].name"));
+        let mut s = base.clone();
+        s.fingerprint_by = vec![String::new()];
+        cases.push((s, "fingerprint_by[0]"));
+        for (s, path) in cases {
+            assert_eq!(s.check().unwrap_err().path, path);
+        }
+    }
+
+    #[test]
+    fn silences_need_a_reason_and_a_span() {
+        let s = Silence {
+            matchers: vec!["bot=\"b1\"".into()],
+            starts_ms: 10,
+            ends_ms: 5,
+            comment: "deploy".into(),
+        };
+        assert_eq!(s.check().unwrap_err().path, "ends_ms");
+        let s = Silence {
+            ends_ms: 20,
+            comment: " ".into(),
+            ..s
+        };
+        assert_eq!(s.check().unwrap_err().path, "comment");
+        let s = Silence {
+            matchers: Vec::new(),
+            comment: "x".into(),
+            ..s
+        };
+        assert_eq!(s.check().unwrap_err().path, "matchers");
+    }
+}

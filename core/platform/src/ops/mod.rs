@@ -1,0 +1,404 @@
+//! The operations loop's adapter: `oshal-ops`'s monitor wired to the
+//! store's journal, the controller and the API.
+//!
+//! Each tenant has one monitor (`oshal_ops::monitor::Monitor`), a fold
+//! over its events in the journal (book `ops`, one session per tenant).
+//! An input (a webhook's alerts, an operator's move, new settings, a
+//! silence, a maintenance window, a change event) is decided against a
+//! copy of the state, its events are written in one transaction, and only
+//! then does the copy become the state: a payload is taken whole or not
+//! at all, and after a restart the journal rebuilds the same monitors.
+//! `signals.rs` turns the platform's own state into alerts and change
+//! events; `view.rs` holds the routes' types.
+
+mod signals;
+mod view;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use oshal_ops::alert::{Alert, AlertState, Fingerprint, Source};
+use oshal_ops::intake::{self, Intake, Refusal};
+use oshal_ops::monitor::{Event, Input, Monitor};
+use oshal_ops::rule::{Invalid, Settings};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+pub use view::{
+    AlertsQuery, IncidentSummary, IncidentView, Ingested, MAX_LIST, MoveAction, MoveIncident,
+    OpsQuery, PagerDutyAck, RefusedAlert, SettingsView,
+};
+
+use crate::controller::{Controller, ControllerError};
+use crate::store::{JournalEntry, StoreError};
+use crate::ticket::TenantId;
+
+/// The journal's book of the operations loop.
+pub const BOOK: &str = "ops";
+
+/// Why an operations request was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// A webhook payload (or all of it) is not what its sender sends.
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("{0}")]
+    Invalid(Invalid),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<oshal_ops::monitor::OpsError> for OpsError {
+    fn from(e: oshal_ops::monitor::OpsError) -> Self {
+        use oshal_ops::monitor::OpsError as E;
+        match e {
+            E::NotFound { .. } => Self::NotFound(e.to_string()),
+            E::Conflict { .. } => Self::Conflict(e.to_string()),
+            E::Invalid(i) => Self::Invalid(i),
+        }
+    }
+}
+
+/// One tenant's monitor and the next number of its journal.
+#[derive(Debug, Default)]
+struct Book {
+    monitor: Monitor,
+    next_seq: u32,
+}
+
+#[derive(Debug)]
+struct Inner {
+    controller: Controller,
+    books: Mutex<BTreeMap<TenantId, Book>>,
+    stop: CancellationToken,
+}
+
+/// The operations loop: every tenant's alerts and incidents.
+#[derive(Debug, Clone)]
+pub struct Operations {
+    inner: Arc<Inner>,
+}
+
+impl Operations {
+    /// Rebuilds every tenant's monitor from the journal and starts
+    /// watching the platform's own signals.
+    pub async fn start(controller: Controller) -> Result<Operations, OpsError> {
+        let mut books: BTreeMap<TenantId, Book> = BTreeMap::new();
+        for e in controller.store().journal(BOOK, None).await? {
+            let book = books.entry(e.tenant.clone()).or_default();
+            book.next_seq = book.next_seq.max(e.seq + 1);
+            match serde_json::from_str::<Event>(&e.body) {
+                Ok(event) => book.monitor.apply(&event, e.at_ms),
+                Err(err) => {
+                    tracing::error!(tenant = %e.tenant, seq = e.seq, error = %err, "an operations event could not be read")
+                }
+            }
+        }
+        let ops = Operations {
+            inner: Arc::new(Inner {
+                controller,
+                books: Mutex::new(books),
+                stop: CancellationToken::new(),
+            }),
+        };
+        signals::watch(ops.clone(), ops.inner.stop.clone());
+        Ok(ops)
+    }
+
+    pub fn shutdown(&self) {
+        self.inner.stop.cancel();
+    }
+
+    async fn tenant(&self, asked: Option<&str>) -> Result<TenantId, OpsError> {
+        Ok(self.inner.controller.known_tenant(asked).await?)
+    }
+
+    /// Decides `inputs` in order against a copy of the tenant's monitor,
+    /// writes every event they lead to in one transaction, then keeps the
+    /// copy. An input refused stops nothing but itself: its error is in
+    /// its place in the answer.
+    async fn take(
+        &self,
+        tenant: &TenantId,
+        inputs: Vec<Input>,
+    ) -> Result<Vec<Result<Vec<Event>, OpsError>>, OpsError> {
+        let now = self.inner.controller.clock().now_ms();
+        let mut books = self.inner.books.lock().await;
+        let book = books.entry(tenant.clone()).or_default();
+        let mut next = book.monitor.clone();
+        let mut entries = Vec::new();
+        let mut answers = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            match next.decide(input, now) {
+                Ok(events) => {
+                    for e in &events {
+                        next.apply(e, now);
+                        entries.push(JournalEntry {
+                            book: BOOK.into(),
+                            session: tenant.to_string(),
+                            seq: book.next_seq + entries.len() as u32,
+                            tenant: tenant.clone(),
+                            kind: e.kind().into(),
+                            body: serde_json::to_string(e).expect("an event serializes"),
+                            at_ms: now,
+                        });
+                    }
+                    answers.push(Ok(events));
+                }
+                Err(e) => answers.push(Err(e.into())),
+            }
+        }
+        if !entries.is_empty() {
+            if self
+                .inner
+                .controller
+                .store()
+                .append_journal(&entries)
+                .await?
+                == 0
+            {
+                return Err(OpsError::Conflict(format!(
+                    "another controller wrote tenant {tenant}'s operations journal meanwhile; retry"
+                )));
+            }
+            book.next_seq += entries.len() as u32;
+            book.monitor = next;
+        }
+        Ok(answers)
+    }
+
+    async fn take_one(&self, tenant: &TenantId, input: Input) -> Result<Vec<Event>, OpsError> {
+        self.take(tenant, vec![input])
+            .await?
+            .pop()
+            .expect("one answer per input")
+    }
+
+    /// Takes a webhook's payload from `source` for `tenant`.
+    pub async fn ingest(
+        &self,
+        tenant: Option<&str>,
+        source: Source,
+        body: Value,
+    ) -> Result<Ingested, OpsError> {
+        let tenant = self.tenant(tenant).await?;
+        let now = self.inner.controller.clock().now_ms();
+        let Intake {
+            signals,
+            mut refused,
+            dedup_key,
+        } = match source {
+            Source::Alertmanager => intake::alertmanager(body, now),
+            Source::Pagerduty => intake::pagerduty(body, now),
+            Source::Platform => Err(Refusal {
+                path: "source".into(),
+                reason: "the platform's own signals do not come over a webhook".into(),
+                limit: None,
+            }),
+        }
+        .map_err(OpsError::Refused)?;
+        let by = {
+            let books = self.inner.books.lock().await;
+            books
+                .get(&tenant)
+                .map(|b| b.monitor.settings().fingerprint_by.clone())
+                .unwrap_or_default()
+        };
+        let fingerprints: Vec<Fingerprint> = signals.iter().map(|s| s.fingerprint(&by)).collect();
+        let answers = self
+            .take(&tenant, signals.into_iter().map(Input::Signal).collect())
+            .await?;
+        let mut opened = Vec::new();
+        for (i, a) in answers.into_iter().enumerate() {
+            match a {
+                Ok(events) => opened.extend(events.into_iter().filter_map(|e| match e {
+                    Event::IncidentOpened { id, .. } => Some(id),
+                    _ => None,
+                })),
+                Err(e) => refused.push(Refusal {
+                    path: format!("alerts[{i}]"),
+                    reason: e.to_string(),
+                    limit: None,
+                }),
+            }
+        }
+        Ok(Ingested {
+            tenant,
+            accepted: fingerprints.len() as u32,
+            alerts: fingerprints.into_iter().map(|f| f.0).collect(),
+            refused: refused.into_iter().map(RefusedAlert::from).collect(),
+            opened,
+            dedup_key,
+        })
+    }
+
+    /// Takes one of the platform's own signals or change events.
+    pub(crate) async fn observe(&self, tenant: &TenantId, inputs: Vec<Input>) {
+        if inputs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.take(tenant, inputs).await {
+            tracing::warn!(error = %e, "the platform's own signals could not be recorded");
+        }
+    }
+
+    /// Alerts, newest report first; a tenant's alone for `only`, or for
+    /// the query's (which must exist).
+    pub async fn alerts(
+        &self,
+        only: Option<&TenantId>,
+        q: &AlertsQuery,
+    ) -> Result<Vec<Alert>, OpsError> {
+        if q.tenant.is_some() {
+            self.tenant(q.tenant.as_deref()).await?;
+        }
+        let books = self.inner.books.lock().await;
+        let mut out: Vec<Alert> = books
+            .iter()
+            .filter(|(t, _)| only.is_none_or(|o| o == *t))
+            .filter(|(t, _)| q.tenant.as_deref().is_none_or(|w| w == t.as_str()))
+            .flat_map(|(_, b)| b.monitor.alerts().into_iter().cloned())
+            .filter(|a| q.state.is_none_or(|s| a.state == s))
+            .collect();
+        out.sort_by_key(|a| std::cmp::Reverse(a.last_ms));
+        out.truncate(q.limit.unwrap_or(view::MAX_LIST) as usize);
+        Ok(out)
+    }
+
+    /// Acknowledges an alert by its fingerprint.
+    pub async fn acknowledge_alert(
+        &self,
+        tenant: Option<&str>,
+        fingerprint: &str,
+        by: &str,
+    ) -> Result<Alert, OpsError> {
+        let tenant = self.tenant(tenant).await?;
+        let fp = Fingerprint(fingerprint.to_owned());
+        self.take_one(
+            &tenant,
+            Input::AcknowledgeAlert {
+                fingerprint: fp.clone(),
+                by: by.to_owned(),
+            },
+        )
+        .await?;
+        let books = self.inner.books.lock().await;
+        Ok(books[&tenant]
+            .monitor
+            .alert(&fp)
+            .cloned()
+            .expect("an acknowledged alert exists"))
+    }
+
+    /// Incidents, newest first.
+    pub async fn incidents(&self, only: Option<&TenantId>) -> Vec<IncidentSummary> {
+        let books = self.inner.books.lock().await;
+        let mut out: Vec<IncidentSummary> = books
+            .iter()
+            .filter(|(t, _)| only.is_none_or(|o| o == *t))
+            .flat_map(|(t, b)| b.monitor.incidents().map(|i| IncidentSummary::of(t, i)))
+            .collect();
+        out.sort_by_key(|i| std::cmp::Reverse(i.opened_ms));
+        out.truncate(view::MAX_LIST as usize);
+        out
+    }
+
+    /// One incident with its alerts and timeline.
+    pub async fn incident(&self, tenant: Option<&str>, id: &str) -> Result<IncidentView, OpsError> {
+        let tenant = self.tenant(tenant).await?;
+        let books = self.inner.books.lock().await;
+        let m = books.get(&tenant).map(|b| &b.monitor);
+        let inc = m
+            .and_then(|m| m.incident(id))
+            .ok_or_else(|| OpsError::NotFound(format!("no incident {id} of tenant {tenant}")))?;
+        let m = m.expect("found above");
+        Ok(IncidentView::of(&tenant, inc, m))
+    }
+
+    /// Acknowledges, mitigates or resolves an incident.
+    pub async fn move_incident(
+        &self,
+        id: &str,
+        req: MoveIncident,
+        by: &str,
+    ) -> Result<IncidentView, OpsError> {
+        if req.note.len() > view::MAX_NOTE || req.note.contains('\0') {
+            return Err(OpsError::Invalid(Invalid {
+                path: "note".into(),
+                reason: format!("must be at most {} bytes, without NUL", view::MAX_NOTE),
+                limit: Some(view::MAX_NOTE as u64),
+            }));
+        }
+        let tenant = self.tenant(req.tenant.as_deref()).await?;
+        self.take_one(
+            &tenant,
+            Input::Incident {
+                id: id.to_owned(),
+                action: req.action.into(),
+                by: by.to_owned(),
+                note: req.note,
+            },
+        )
+        .await?;
+        self.incident(Some(tenant.as_str()), id).await
+    }
+
+    /// A tenant's settings, with its silences and maintenance windows.
+    pub async fn settings(&self, tenant: Option<&str>) -> Result<SettingsView, OpsError> {
+        let tenant = self.tenant(tenant).await?;
+        let books = self.inner.books.lock().await;
+        let fresh = Monitor::default();
+        let m = books.get(&tenant).map_or(&fresh, |b| &b.monitor);
+        Ok(SettingsView::of(&tenant, m))
+    }
+
+    /// Replaces a tenant's settings.
+    pub async fn set_settings(
+        &self,
+        tenant: Option<&str>,
+        settings: Settings,
+        by: &str,
+    ) -> Result<SettingsView, OpsError> {
+        let t = self.tenant(tenant).await?;
+        self.take_one(
+            &t,
+            Input::Settings {
+                settings,
+                by: by.to_owned(),
+            },
+        )
+        .await?;
+        self.settings(Some(t.as_str())).await
+    }
+
+    /// Adds a silence, a maintenance window or a change event.
+    pub async fn add(&self, tenant: Option<&str>, input: Input) -> Result<SettingsView, OpsError> {
+        let t = self.tenant(tenant).await?;
+        self.take_one(&t, input).await?;
+        self.settings(Some(t.as_str())).await
+    }
+
+    /// Whether an alert of `tenant` is firing (for the platform's own
+    /// signals, which resolve what no longer holds).
+    async fn firing(&self, tenant: &TenantId) -> Vec<Alert> {
+        let books = self.inner.books.lock().await;
+        books.get(tenant).map_or_else(Vec::new, |b| {
+            b.monitor
+                .alerts()
+                .into_iter()
+                .filter(|a| a.source == Source::Platform && a.state != AlertState::Resolved)
+                .cloned()
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

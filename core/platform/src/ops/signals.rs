@@ -1,0 +1,340 @@
+//! The platform's own signals, turned into alerts and change events of
+//! the `default` tenant (the operator's): a bot's lane lagging past
+//! [`LAG_MS`], a lane whose figures cannot be read, a node whose bots
+//! all left (its heartbeat lost), and nodes joining and leaving as change
+//! events. Read from the controller's `BotsUpdated` (about once a
+//! second); only a change of what holds is recorded, so a steady fleet
+//! writes nothing. What no longer holds is resolved, after a restart too
+//! (the watcher starts from the alerts the journal says are firing).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use oshal_ops::alert::{Labels, Report, Severity, Signal, Source};
+use oshal_ops::monitor::{ChangeEvent, ChangeKind, Input};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::Operations;
+use crate::controller::{BotView, CoreEvent};
+use crate::ticket::TenantId;
+
+/// A lane whose oldest entry has waited this long is lagging.
+pub const LAG_MS: u64 = 30_000;
+
+/// The alert of a node whose bots all left.
+const NODE_LOST: &str = "OshalNodeLost";
+
+/// An alert of the platform's: its name and labels.
+type Key = (String, Labels);
+
+fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
+    let mut l: Labels = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    l.insert("alertname".into(), name.into());
+    l
+}
+
+/// What holds now of the bots: the alerts that fire, with their summary
+/// and severity, and the nodes present.
+fn assess(bots: &[BotView]) -> (BTreeMap<Key, (String, Severity)>, BTreeSet<String>) {
+    let mut firing = BTreeMap::new();
+    let mut nodes = BTreeSet::new();
+    for b in bots {
+        let node = b.node.clone().unwrap_or_else(|| "local".into());
+        if b.live {
+            nodes.insert(node.clone());
+        }
+        let bot = b.id.to_string();
+        match &b.lane {
+            None => {
+                let name = "OshalLaneUnknown";
+                firing.insert(
+                    (name.into(), labels(name, &[("bot", &bot), ("node", &node)])),
+                    (
+                        format!("the figures of bot {bot}'s lane cannot be read"),
+                        Severity::Warning,
+                    ),
+                );
+            }
+            Some(l) if l.lag_ms >= LAG_MS => {
+                let name = "OshalLaneLag";
+                firing.insert(
+                    (name.into(), labels(name, &[("bot", &bot), ("node", &node)])),
+                    (
+                        format!(
+                            "bot {bot}'s lane lags {} s ({} waiting, {} pending)",
+                            l.lag_ms / 1000,
+                            l.depth,
+                            l.pending
+                        ),
+                        Severity::Warning,
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    (firing, nodes)
+}
+
+fn signal(
+    name: &str,
+    labels: Labels,
+    report: Report,
+    summary: String,
+    sev: Severity,
+    at: i64,
+) -> Input {
+    Input::Signal(Signal {
+        source: Source::Platform,
+        name: name.into(),
+        report,
+        severity: sev,
+        labels,
+        annotations: Labels::new(),
+        summary,
+        at_ms: at,
+        dedup_key: None,
+        link: None,
+    })
+}
+
+/// What the watcher remembers between updates: the platform's alerts it
+/// last saw firing, the nodes present (unknown before the first update)
+/// and the nodes it reported lost.
+#[derive(Debug, Default)]
+struct Watch {
+    firing: BTreeMap<Key, (String, Severity)>,
+    nodes: Option<BTreeSet<String>>,
+    lost: BTreeSet<String>,
+}
+
+impl Watch {
+    /// Starts from what the journal says fires, so a restart resolves what
+    /// no longer holds.
+    fn resume(firing: Vec<oshal_ops::alert::Alert>) -> Self {
+        let mut w = Watch::default();
+        for a in firing {
+            if a.name == NODE_LOST {
+                w.lost.extend(a.labels.get("node").cloned());
+            } else {
+                w.firing
+                    .insert((a.name.clone(), a.labels.clone()), (a.summary, a.severity));
+            }
+        }
+        w
+    }
+
+    /// The inputs one update of the bots leads to: only what changed.
+    fn step(&mut self, bots: &[BotView], at: i64) -> Vec<Input> {
+        let (now, present) = assess(bots);
+        let mut inputs = Vec::new();
+        for (key, (summary, sev)) in &now {
+            if !self.firing.contains_key(key) {
+                inputs.push(signal(
+                    &key.0,
+                    key.1.clone(),
+                    Report::Firing,
+                    summary.clone(),
+                    *sev,
+                    at,
+                ));
+            }
+        }
+        for (key, (summary, sev)) in &self.firing {
+            if !now.contains_key(key) {
+                inputs.push(signal(
+                    &key.0,
+                    key.1.clone(),
+                    Report::Resolved,
+                    summary.clone(),
+                    *sev,
+                    at,
+                ));
+            }
+        }
+        let change = |kind, n: &String| {
+            Input::Change(ChangeEvent {
+                kind,
+                subject: n.clone(),
+                detail: String::new(),
+                at_ms: at,
+            })
+        };
+        if let Some(before) = &self.nodes {
+            for n in present.difference(before) {
+                inputs.push(change(ChangeKind::NodeJoined, n));
+            }
+            for n in before.difference(&present) {
+                inputs.push(change(ChangeKind::NodeLeft, n));
+                if self.lost.insert(n.clone()) {
+                    inputs.push(signal(
+                        NODE_LOST,
+                        labels(NODE_LOST, &[("node", n)]),
+                        Report::Firing,
+                        format!("node {n}'s bots stopped their heartbeat"),
+                        Severity::Critical,
+                        at,
+                    ));
+                }
+            }
+        }
+        let back: Vec<String> = self.lost.intersection(&present).cloned().collect();
+        for n in back {
+            self.lost.remove(&n);
+            inputs.push(signal(
+                NODE_LOST,
+                labels(NODE_LOST, &[("node", &n)]),
+                Report::Resolved,
+                format!("node {n}'s bots are back"),
+                Severity::Critical,
+                at,
+            ));
+        }
+        self.firing = now;
+        self.nodes = Some(present);
+        inputs
+    }
+}
+
+/// Watches the controller's events until `stop`.
+pub(super) fn watch(ops: Operations, stop: CancellationToken) {
+    let mut events = ops.inner.controller.subscribe();
+    tokio::spawn(async move {
+        let tenant = TenantId::default_tenant();
+        let mut watch = Watch::resume(ops.firing(&tenant).await);
+        loop {
+            let bots = tokio::select! {
+                () = stop.cancelled() => return,
+                e = events.recv() => match e {
+                    Ok(CoreEvent::BotsUpdated { bots }) => bots,
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                },
+            };
+            let at = ops.inner.controller.clock().now_ms();
+            let inputs = watch.step(&bots, at);
+            ops.observe(&tenant, inputs).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lane::LaneStats;
+    use oshal_kernel::name::Named;
+
+    fn bot(id: &str, node: &str, lag_ms: Option<u64>) -> BotView {
+        let mut b: BotView = serde_json::from_value(serde_json::json!({
+            "id": id, "skills": ["chat"], "model": "builtin", "node": node, "live": true,
+            "in_flight": 0, "succeeded": 0, "failed": 0, "lane": null
+        }))
+        .unwrap();
+        b.lane = lag_ms.map(|lag_ms| LaneStats {
+            lag_ms,
+            depth: 3,
+            ..LaneStats::default()
+        });
+        b
+    }
+
+    /// `(name or change kind, report or subject)` of each input.
+    fn said(inputs: &[Input]) -> Vec<(String, String)> {
+        inputs
+            .iter()
+            .map(|i| match i {
+                Input::Signal(s) => (s.name.clone(), s.report.as_str().to_owned()),
+                Input::Change(c) => (c.kind.as_str().to_owned(), c.subject.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
+    }
+
+    #[test]
+    fn only_a_change_of_what_holds_is_said() {
+        let mut w = Watch::default();
+        let healthy = [bot("b1", "n1", Some(0)), bot("b2", "n2", Some(0))];
+        assert!(
+            w.step(&healthy, 1).is_empty(),
+            "the first update learns the nodes"
+        );
+        assert!(
+            w.step(&healthy, 2).is_empty(),
+            "a steady fleet says nothing"
+        );
+        let lagging = [bot("b1", "n1", Some(LAG_MS)), bot("b2", "n2", None)];
+        assert_eq!(
+            said(&w.step(&lagging, 3)),
+            pairs(&[("OshalLaneLag", "firing"), ("OshalLaneUnknown", "firing")])
+        );
+        let mut later = lagging.clone();
+        later[0].lane.as_mut().unwrap().lag_ms = LAG_MS * 3;
+        assert!(
+            w.step(&later, 4).is_empty(),
+            "a lag growing is the same alert"
+        );
+        assert_eq!(
+            said(&w.step(&healthy, 5)),
+            pairs(&[
+                ("OshalLaneLag", "resolved"),
+                ("OshalLaneUnknown", "resolved")
+            ])
+        );
+    }
+
+    #[test]
+    fn a_node_that_leaves_is_lost_until_it_is_back() {
+        let mut w = Watch::default();
+        let both = [bot("b1", "n1", Some(0)), bot("b2", "n2", Some(0))];
+        w.step(&both, 1);
+        assert_eq!(
+            said(&w.step(&both[..1], 2)),
+            pairs(&[("node_left", "n2"), ("OshalNodeLost", "firing")])
+        );
+        assert!(w.step(&both[..1], 3).is_empty());
+        assert_eq!(
+            said(&w.step(&both, 4)),
+            pairs(&[("node_joined", "n2"), ("OshalNodeLost", "resolved")])
+        );
+    }
+
+    #[test]
+    fn a_restart_resolves_what_no_longer_holds() {
+        let lost = oshal_ops::alert::Alert {
+            fingerprint: oshal_ops::alert::Fingerprint("f".into()),
+            name: NODE_LOST.into(),
+            source: Source::Platform,
+            state: oshal_ops::alert::AlertState::Firing,
+            severity: Severity::Critical,
+            labels: labels(NODE_LOST, &[("node", "n2")]),
+            annotations: Labels::new(),
+            summary: String::new(),
+            link: None,
+            first_ms: 0,
+            last_ms: 0,
+            resolved_ms: None,
+            count: 1,
+            acknowledged_by: None,
+            incident: None,
+        };
+        let lag = oshal_ops::alert::Alert {
+            name: "OshalLaneLag".into(),
+            labels: labels("OshalLaneLag", &[("bot", "b1"), ("node", "n1")]),
+            severity: Severity::Warning,
+            ..lost.clone()
+        };
+        let mut w = Watch::resume(vec![lost, lag]);
+        let both = [bot("b1", "n1", Some(0)), bot("b2", "n2", Some(0))];
+        assert_eq!(
+            said(&w.step(&both, 1)),
+            pairs(&[("OshalLaneLag", "resolved"), ("OshalNodeLost", "resolved")])
+        );
+    }
+}

@@ -1,0 +1,106 @@
+// The Operations view in a real browser (Debian's Chromium, driven by
+// playwright-core) against a real `oshal serve`:
+//   node tests/ops.mjs URL TOKEN
+// Alerts arrive as Alertmanager posts them (its webhook payload, version 4):
+// the view shows the incident they open with its live counts, opens its
+// timeline, acknowledges and resolves it from the page, and the incident's
+// alert resolving by itself is on the same timeline. Exits non-zero with the
+// failing step.
+import { chromium } from "playwright-core";
+
+const [url, token] = process.argv.slice(2);
+if (!url || !token) {
+  console.error("usage: node tests/ops.mjs URL TOKEN");
+  process.exit(2);
+}
+const post = async (path, body) => {
+  const r = await fetch(`${url}${path}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!r.ok) throw new Error(`POST ${path}: ${r.status} ${await r.text()}`);
+  return r.json();
+};
+const alert = (bot, status) => ({
+  status,
+  labels: { alertname: "LaneLagUI", bot, severity: "critical" },
+  annotations: { summary: `lane ${bot} lags` },
+  startsAt: new Date(Date.now() - 60000).toISOString(),
+  endsAt: status === "resolved" ? new Date().toISOString() : "0001-01-01T00:00:00Z",
+});
+const am = (alerts) => ({ version: "4", status: "firing", receiver: "oshal", alerts });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const problems = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.setDefaultTimeout(30000);
+  const step = async (name, f) => {
+    try { await f(); } catch (e) { throw new Error(`${name}: ${e.message}`); }
+  };
+  const view = page.getByTestId("operations");
+
+  await step("attach and open the Operations view: no incidents yet", async () => {
+    await page.goto(`${url}/#token=${token}`);
+    await page.getByTestId("connection").getByText("live").waitFor();
+    await page.getByTestId("nav-operations").click();
+    await view.getByTestId("no-incidents").waitFor();
+    const absent = await view.getByTestId("stage-absent").count();
+    if (absent !== 4) throw new Error(`${absent} stages marked not running, want 4`);
+  });
+
+  let incident;
+  await step("Alertmanager posts two alerts: one incident, counted live", async () => {
+    const got = await post("/api/v1/ops/alertmanager", am([alert("b1", "firing"), alert("b2", "firing")]));
+    if (got.opened.length !== 1) throw new Error(`opened ${JSON.stringify(got.opened)}`);
+    incident = got.opened[0];
+    const row = view.getByTestId("incident-row").filter({ hasText: incident });
+    await row.waitFor();
+    await view.getByTestId("firing").getByText("2").waitFor();
+    await view.getByTestId("open-incidents").getByText("1").waitFor();
+  });
+
+  await step("open it: its timeline names both alerts; acknowledge from the view", async () => {
+    await view.getByTestId("incident-row").filter({ hasText: incident }).getByTestId("open-incident").click();
+    const detail = view.getByTestId("incident");
+    await detail.getByTestId("incident-status").getByText("triggered").waitFor();
+    const joined = await detail.locator('[data-moment="alert_joined"]').count();
+    if (joined !== 2) throw new Error(`${joined} alert_joined entries, want 2`);
+    await detail.getByTestId("move-note").fill("looking at lane b1");
+    await detail.getByTestId("move-acknowledge").click();
+    await detail.getByTestId("incident-status").getByText("acknowledged").waitFor();
+    await detail.locator('[data-moment="status_changed"]').filter({ hasText: "looking at lane b1" }).waitFor();
+  });
+
+  await step("one alert resolves by itself: on the timeline; resolve the incident from the view", async () => {
+    await post("/api/v1/ops/alertmanager", am([alert("b1", "resolved")]));
+    const detail = view.getByTestId("incident");
+    await detail.locator('[data-moment="alert_resolved"]').waitFor();
+    await detail.getByTestId("move-resolve").click();
+    await detail.getByTestId("incident-status").getByText("resolved").waitFor();
+    await view.getByTestId("open-incidents").getByText("0").waitFor();
+    await view.locator(`[data-testid="incident-row"][data-status="resolved"]`).filter({ hasText: incident }).waitFor();
+  });
+
+  if (process.env.OSHAL_SHOT) await page.screenshot({ path: process.env.OSHAL_SHOT, fullPage: true });
+  const csp = problems.filter((p) => /Content Security Policy/i.test(p));
+  if (csp.length) throw new Error(csp.join("\n"));
+  console.log("operations: all steps passed");
+} catch (e) {
+  console.error(`operations view test failed at ${e.message}`);
+  if (process.env.OSHAL_SHOT_ON_FAILURE) {
+    const pages = browser.contexts().flatMap((c) => c.pages());
+    if (pages[0]) await pages[0].screenshot({ path: process.env.OSHAL_SHOT_ON_FAILURE, fullPage: true });
+  }
+  for (const p of problems) console.error(p);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
