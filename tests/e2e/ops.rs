@@ -227,3 +227,60 @@ receivers:
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// A fleet's node killed with `kill -9`: the controller's own signals
+/// raise `OshalNodeLost` for it, which opens an incident whose timeline
+/// holds the node leaving; when the node is back the alert resolves, and
+/// with it the incident, the node joining on the same timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_is_an_incident_until_it_is_back() {
+    let space = oshal_e2e::FleetSpace::new().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = space.serve(dir.path()).unwrap();
+    let _n1 = space.node("n1", &["--bots", "1"]).unwrap();
+    let mut n2 = space.node("n2", &["--bots", "1"]).unwrap();
+    until("both nodes' bots live", 60, async || {
+        let h = server.json("/api/v1/health").await.ok()?;
+        (h["bots_live"] == 2).then_some(())
+    })
+    .await;
+
+    n2.kill9();
+    let lost = until("OshalNodeLost for n2", 60, async || {
+        let v = server.json("/api/v1/ops/alerts?state=FIRING").await.ok()?;
+        v.as_array()?
+            .iter()
+            .find(|a| a["name"] == "OshalNodeLost" && a["labels"]["node"] == "n2")
+            .cloned()
+    })
+    .await;
+    assert_eq!(lost["source"], "platform");
+    assert_eq!(lost["severity"], "critical");
+    let incident = lost["incident"].as_str().expect("an incident").to_owned();
+    let path = format!("/api/v1/ops/incidents/{incident}");
+    let view = server.json(&path).await.unwrap();
+    let timeline = view["incident"]["timeline"].as_array().unwrap();
+    assert!(
+        timeline
+            .iter()
+            .any(|t| t["moment"] == "change" && t["subject"] == "n2" && t["detail"] == "node_left"),
+        "the node leaving is evidence on the incident: {view:#}"
+    );
+
+    let _n2 = space.node("n2", &["--bots", "1"]).unwrap();
+    let view = until("the incident resolved with n2 back", 60, async || {
+        let v = server.json(&path).await.ok()?;
+        (v["incident"]["status"] == "resolved").then_some(v)
+    })
+    .await;
+    let timeline = view["incident"]["timeline"].as_array().unwrap();
+    assert!(
+        timeline
+            .iter()
+            .any(|t| t["moment"] == "change" && t["detail"] == "node_joined"),
+        "{view:#}"
+    );
+    assert!(view["mttr_ms"].as_i64().unwrap() > 0);
+    drop(server);
+    space.cleanup().await.unwrap();
+}
