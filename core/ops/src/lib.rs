@@ -13,11 +13,17 @@
 //! - `incident`: Triggered → Acknowledged → Mitigated → Resolved, one table,
 //!   with the timeline a postmortem is drafted from;
 //! - `monitor`: one tenant's alerts and incidents as a fold over recorded
-//!   events (decide, record, apply), so a restart rebuilds the same state.
+//!   events (decide, record, apply), so a restart rebuilds the same state;
+//! - `evidence`: every tool call kept (tool, parameters, status, result,
+//!   content hash, a replayable query) and the bounds an investigation
+//!   runs within (steps, wall time, model tokens);
+//! - `diagnose`: root causes ranked over the platform's topology from
+//!   observations, each tied to its evidence; "inconclusive" kept as an
+//!   answer; a model may reorder the causes found, never add one.
 //!
 //! Still to come: runbooks matched by labels, the plan of an
-//! investigation, diagnoses whose every claim links to stored evidence,
-//! heal rules and postmortems.
+//! investigation and its adapter (read-only tools through the connector
+//! broker), heal rules and postmortems.
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
@@ -25,6 +31,8 @@
 //! (`oshal_core::ops`) wires it to the journal and the API.
 
 pub mod alert;
+pub mod diagnose;
+pub mod evidence;
 pub mod incident;
 pub mod intake;
 pub mod monitor;
