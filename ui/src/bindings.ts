@@ -81,7 +81,7 @@ export const commands = {
 	/**  Shows (or, confirmed, makes) a run's move to a published version. */
 	workflowUpgrade: (id: string, request: UpgradeRequest) => typedError<UpgradeView, ApiError>(__TAURI_INVOKE("workflow_upgrade", { id, request })),
 	/**  Alerts, newest report first (all states, or one). */
-	opsAlerts: (state: AlertState | null) => typedError<Alert[], ApiError>(__TAURI_INVOKE("ops_alerts", { state })),
+	opsAlerts: (state: AlertState | null) => typedError<AlertRow[], ApiError>(__TAURI_INVOKE("ops_alerts", { state })),
 	/**  Acknowledges a firing alert of `tenant` (the default if none). */
 	opsAcknowledge: (fingerprint: string, tenant: string | null) => typedError<Alert, ApiError>(__TAURI_INVOKE("ops_acknowledge", { fingerprint, tenant })),
 	/**  Incidents, newest first. */
@@ -140,6 +140,11 @@ export type Alert = {
 	/**  The open or last incident it belongs to. */
 	incident: string | null,
 };
+
+/**  An alert with its tenant. */
+export type AlertRow = {
+	tenant: TenantId,
+} & Alert;
 
 /**
  *  How bad, in PagerDuty's four words (Prometheus rules use the same

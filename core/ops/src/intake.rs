@@ -9,6 +9,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use sha2::Digest;
 
 use oshal_kernel::clock::UnixMs;
 use oshal_kernel::text::clean_string;
@@ -24,6 +25,32 @@ pub const MAX_ALERTS: usize = 1000;
 pub const MAX_DEDUP_KEY: usize = 255;
 /// Bytes of a link.
 pub const MAX_LINK: usize = 2048;
+/// Bytes of one alert's labels, annotations, summary and link together,
+/// so its record stays well within what one journal entry holds.
+pub const MAX_ALERT_BYTES: usize = 32 * 1024;
+
+/// One alert's text, summed.
+fn size(s: &Signal) -> usize {
+    let pairs = |l: &Labels| l.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    pairs(&s.labels)
+        + pairs(&s.annotations)
+        + s.summary.len()
+        + s.link.as_ref().map_or(0, String::len)
+}
+
+fn bounded(path: &str, s: Signal) -> Result<Signal, Refusal> {
+    let n = size(&s);
+    if n > MAX_ALERT_BYTES {
+        return Err(Refusal::new(
+            path,
+            format!(
+                "holds {n} bytes of labels, annotations and text; the limit is {MAX_ALERT_BYTES}"
+            ),
+        )
+        .limit(MAX_ALERT_BYTES));
+    }
+    Ok(s)
+}
 
 /// Why a payload, or one alert of it, was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,7 +186,8 @@ pub fn alertmanager(body: Value, now: UnixMs) -> Result<Intake, Refusal> {
     }
     let mut out = Intake::default();
     for (i, raw) in env.alerts.into_iter().enumerate() {
-        match am_alert(&format!("alerts[{i}]"), raw, now) {
+        let path = format!("alerts[{i}]");
+        match am_alert(&path, raw, now).and_then(|s| bounded(&path, s)) {
             Ok(s) => out.signals.push(s),
             Err(r) => out.refused.push(r),
         }
@@ -240,7 +268,11 @@ fn labels_any(path: &str, raw: Labels) -> Result<Labels, Refusal> {
     }
     let mut out = Labels::new();
     for (k, v) in raw {
-        let k = text(path, k, super::alert::MAX_LABEL_NAME)?;
+        let k = text(
+            &format!("{path}.{}", oshal_kernel::text::clip(&k, 64)),
+            k.clone(),
+            super::alert::MAX_LABEL_NAME,
+        )?;
         let v = text(&format!("{path}.{k}"), v, MAX_ANNOTATION)?;
         out.insert(k, v);
     }
@@ -388,6 +420,16 @@ pub fn pagerduty(body: Value, now: UnixMs) -> Result<Intake, Refusal> {
             text("payload.custom_details", s, MAX_ANNOTATION)?,
         );
     }
+    // A trigger without a key goes under one made of its payload, which
+    // is answered, so the sender can acknowledge and resolve by it (and
+    // the same trigger sent again is the same alert).
+    let dedup_key = dedup_key.or_else(|| {
+        let canonical = serde_json::to_vec(&(&name, &summary, &labels, &annotations))
+            .expect("strings serialize");
+        Some(oshal_kernel::text::hex(
+            &sha2::Sha256::digest(&canonical)[..16],
+        ))
+    });
     let signal = Signal {
         source: Source::Pagerduty,
         name,
@@ -546,6 +588,39 @@ mod tests {
         let got = pagerduty(ack, 5).unwrap();
         assert_eq!(got.signals[0].report, Report::Acknowledged);
         assert_eq!(got.signals[0].at_ms, 5);
+    }
+
+    #[test]
+    fn an_alert_too_large_for_its_record_is_refused_alone() {
+        let mut big = firing("Big");
+        for i in 0..8 {
+            big["annotations"][format!("note{i}")] = json!("x".repeat(MAX_ANNOTATION));
+        }
+        let got = alertmanager(am(json!([firing("A"), big])), 0).unwrap();
+        assert_eq!(got.signals.len(), 1);
+        assert_eq!(got.refused[0].path, "alerts[1]");
+        assert_eq!(got.refused[0].limit, Some(MAX_ALERT_BYTES as u64));
+    }
+
+    #[test]
+    fn a_trigger_without_a_key_is_answered_with_one_that_resolves_it() {
+        let mut t = pd("trigger");
+        t.as_object_mut().unwrap().remove("dedup_key");
+        let got = pagerduty(t.clone(), 0).unwrap();
+        let key = got.dedup_key.clone().unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(got.signals[0].dedup_key.as_deref(), Some(key.as_str()));
+        assert_eq!(
+            pagerduty(t, 9).unwrap().dedup_key,
+            Some(key.clone()),
+            "the same trigger, the same key"
+        );
+        let resolve = json!({"routing_key": "k", "event_action": "resolve", "dedup_key": key});
+        let r = pagerduty(resolve, 0).unwrap();
+        assert_eq!(
+            r.signals[0].fingerprint(&[]),
+            got.signals[0].fingerprint(&[])
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub const MAX_GROUP_BY: usize = 16;
 /// The longest correlation window: a day.
 pub const MAX_WINDOW_SECS: u32 = 86_400;
 /// The most alerts a threshold may ask for.
-pub const MAX_THRESHOLD: u32 = 10_000;
+pub const MAX_THRESHOLD: u32 = 500;
+/// Bytes of one matcher.
+pub const MAX_MATCHER: usize = 1024;
 
 /// When an incident a rule opened resolves by itself (Keep's words).
 #[derive(
@@ -241,7 +243,16 @@ pub fn matchers(path: &str, raw: &[String]) -> Result<Vec<Matcher>, Invalid> {
     }
     raw.iter()
         .enumerate()
-        .map(|(i, m)| Matcher::parse(m).map_err(|why| invalid(format!("{path}[{i}]"), why)))
+        .map(|(i, m)| {
+            if m.len() > MAX_MATCHER {
+                return Err(Invalid {
+                    path: format!("{path}[{i}]"),
+                    reason: format!("is {} bytes; the limit is {MAX_MATCHER}", m.len()),
+                    limit: Some(MAX_MATCHER as u64),
+                });
+            }
+            Matcher::parse(m).map_err(|why| invalid(format!("{path}[{i}]"), why))
+        })
         .collect()
 }
 

@@ -4,7 +4,7 @@
 
 use oshal_core::api::routes as r;
 use oshal_core::ops::{
-    AlertsQuery, IncidentSummary, IncidentView, MoveIncident, OpsQuery, SettingsView,
+    AlertRow, AlertsQuery, IncidentSummary, IncidentView, MoveIncident, OpsQuery, SettingsView,
 };
 use oshal_ops::alert::{Alert, AlertState};
 use tauri::State;
@@ -21,7 +21,7 @@ const OPERATOR: &str = "desktop operator";
 pub async fn ops_alerts(
     desktop: State<'_, Desktop>,
     state: Option<AlertState>,
-) -> CommandResult<Vec<Alert>> {
+) -> CommandResult<Vec<AlertRow>> {
     let query = AlertsQuery {
         state,
         ..AlertsQuery::default()

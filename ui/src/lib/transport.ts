@@ -33,6 +33,7 @@ import type {
   StopRequest,
   Validation,
   Alert,
+  AlertRow,
   AlertState,
   IncidentSummary,
   IncidentView,
@@ -111,7 +112,7 @@ export interface Transport {
   workflowDefinitions(): Promise<DefinitionView[]>;
   workflowUpgrade(id: string, request: UpgradeRequest): Promise<UpgradeView>;
   /** The operations loop: alerts, incidents and their moves, the monitor's settings. */
-  opsAlerts(state: AlertState | null): Promise<Alert[]>;
+  opsAlerts(state: AlertState | null): Promise<AlertRow[]>;
   opsAcknowledge(fingerprint: string, tenant: string | null): Promise<Alert>;
   opsIncidents(): Promise<IncidentSummary[]>;
   opsIncident(id: string, tenant: string | null): Promise<IncidentView>;
@@ -221,7 +222,7 @@ export class HttpTransport implements Transport {
   workflowUpgrade = (id: string, request: UpgradeRequest) =>
     this.call<UpgradeView>("POST", `/api/v1/workflows/runs/${encodeURIComponent(id)}/upgrade`, request);
   opsAlerts = (state: AlertState | null) =>
-    this.call<Alert[]>("GET", `/api/v1/ops/alerts${state ? `?state=${state}` : ""}`);
+    this.call<AlertRow[]>("GET", `/api/v1/ops/alerts${state ? `?state=${state}` : ""}`);
   opsAcknowledge = (fingerprint: string, tenant: string | null) =>
     this.call<Alert>("POST", `/api/v1/ops/alerts/${encodeURIComponent(fingerprint)}/acknowledge` + tenantQuery(tenant));
   opsIncidents = () => this.call<IncidentSummary[]>("GET", "/api/v1/ops/incidents");

@@ -70,8 +70,9 @@ pub enum Action {
         matchers: Vec<String>,
         #[arg(long)]
         comment: String,
-        #[arg(long, default_value_t = 60)]
-        minutes: i64,
+        /// 1 to 525,600 (a year).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=525_600))]
+        minutes: u32,
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -80,8 +81,9 @@ pub enum Action {
         matchers: Vec<String>,
         #[arg(long)]
         reason: String,
-        #[arg(long, default_value_t = 60)]
-        minutes: i64,
+        /// 1 to 525,600 (a year).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=525_600))]
+        minutes: u32,
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -204,7 +206,7 @@ impl Action {
                 let body = Silence {
                     matchers,
                     starts_ms: now,
-                    ends_ms: now + minutes * 60_000,
+                    ends_ms: now + i64::from(minutes) * 60_000,
                     comment,
                 };
                 json(
@@ -223,7 +225,7 @@ impl Action {
                 let body = MaintenanceWindow {
                     matchers,
                     starts_ms: now,
-                    ends_ms: now + minutes * 60_000,
+                    ends_ms: now + i64::from(minutes) * 60_000,
                     reason,
                 };
                 json(

@@ -36,6 +36,13 @@ pub const MAX_CHANGES: usize = 1000;
 pub const MAX_TIMELINE: usize = 2000;
 /// How far before an incident opened a change event is still its evidence.
 pub const CHANGE_LOOKBACK_MS: i64 = 3_600_000;
+/// The most alerts an incident opens with (its event stays well within
+/// what one journal entry holds).
+pub const MAX_OPENING: usize = 500;
+/// Silences, and maintenance windows, one tenant keeps.
+pub const MAX_MUTES: usize = 1000;
+/// How far ahead of its receipt a change event may say it happened.
+pub const MAX_CHANGE_AHEAD_MS: i64 = 300_000;
 /// Who the monitor's own moves are by.
 pub const MONITOR: &str = "monitor";
 
@@ -186,14 +193,16 @@ struct Mute<T> {
     id: String,
     what: T,
     by: String,
-    matchers: Vec<Matcher>,
+    matchers: Option<Vec<Matcher>>,
 }
 
 /// One tenant's monitor.
 #[derive(Debug, Clone)]
 pub struct Monitor {
     settings: Settings,
-    rules: Vec<Vec<Matcher>>,
+    /// Each rule's matchers; `None` for one that no longer parses (on a
+    /// replay after the matcher syntax changed), which matches nothing.
+    rules: Vec<Option<Vec<Matcher>>>,
     alerts: BTreeMap<Fingerprint, Alert>,
     incidents: Vec<Incident>,
     silences: Vec<Mute<Silence>>,
@@ -217,11 +226,17 @@ impl Default for Monitor {
     }
 }
 
-fn compile(s: &Settings) -> Vec<Vec<Matcher>> {
+fn compile(s: &Settings) -> Vec<Option<Vec<Matcher>>> {
     s.rules
         .iter()
-        .map(|r| matchers("", &r.matchers).unwrap_or_default())
+        .map(|r| matchers("", &r.matchers).ok())
         .collect()
+}
+
+/// Whether parsed matchers hold; matchers that did not parse match
+/// nothing (a silence or rule never widens by failing).
+fn holds(ms: &Option<Vec<Matcher>>, labels: &Labels) -> bool {
+    ms.as_ref().is_some_and(|ms| all_match(ms, labels))
 }
 
 fn group_of(by: &[String], labels: &Labels) -> Labels {
@@ -323,11 +338,25 @@ impl Monitor {
             }
             Input::Silence { silence, by } => {
                 silence.check()?;
+                if self.silences.len() >= MAX_MUTES {
+                    return Err(OpsError::Invalid(Invalid {
+                        path: "matchers".into(),
+                        reason: format!("a tenant keeps at most {MAX_MUTES} silences"),
+                        limit: Some(MAX_MUTES as u64),
+                    }));
+                }
                 let id = format!("S-{}", self.silences.len() + 1);
                 Ok(vec![Event::SilenceAdded { id, silence, by }])
             }
             Input::Maintenance { window, by } => {
                 window.check()?;
+                if self.windows.len() >= MAX_MUTES {
+                    return Err(OpsError::Invalid(Invalid {
+                        path: "matchers".into(),
+                        reason: format!("a tenant keeps at most {MAX_MUTES} maintenance windows"),
+                        limit: Some(MAX_MUTES as u64),
+                    }));
+                }
                 let id = format!("M-{}", self.windows.len() + 1);
                 Ok(vec![Event::MaintenanceAdded { id, window, by }])
             }
@@ -343,29 +372,40 @@ impl Monitor {
                 }
                 if change.at_ms == 0 {
                     change.at_ms = at_ms;
+                } else if change.at_ms < 0 || change.at_ms > at_ms + MAX_CHANGE_AHEAD_MS {
+                    return Err(OpsError::Invalid(Invalid {
+                        path: "at_ms".into(),
+                        reason:
+                            "must be a unix time in ms, not ahead of now by more than 5 minutes"
+                                .into(),
+                        limit: None,
+                    }));
                 }
                 Ok(vec![Event::ChangeRecorded { change }])
             }
         }
     }
 
-    fn state_of(&self, s: &Signal, prior: Option<&Alert>) -> AlertState {
+    /// The state a report leads to, received at `at_ms` (silences and
+    /// windows are in force by the time of receipt: a source repeats a
+    /// firing alert with the time it began).
+    fn state_of(&self, s: &Signal, prior: Option<&Alert>, at_ms: UnixMs) -> AlertState {
         let labels = if s.labels.is_empty() {
             prior.map_or(&s.labels, |a| &a.labels)
         } else {
             &s.labels
         };
-        let in_force = |start: UnixMs, end: UnixMs| (start..end).contains(&s.at_ms);
+        let in_force = |start: UnixMs, end: UnixMs| (start..end).contains(&at_ms);
         match s.report {
             Report::Resolved => AlertState::Resolved,
             _ if self.windows.iter().any(|w| {
-                in_force(w.what.starts_ms, w.what.ends_ms) && all_match(&w.matchers, labels)
+                in_force(w.what.starts_ms, w.what.ends_ms) && holds(&w.matchers, labels)
             }) =>
             {
                 AlertState::Maintenance
             }
             _ if self.silences.iter().any(|m| {
-                in_force(m.what.starts_ms, m.what.ends_ms) && all_match(&m.matchers, labels)
+                in_force(m.what.starts_ms, m.what.ends_ms) && holds(&m.matchers, labels)
             }) =>
             {
                 AlertState::Suppressed
@@ -387,8 +427,14 @@ impl Monitor {
             // An acknowledge or resolve by key of an alert never seen.
             return Vec::new();
         }
-        let state = self.state_of(&signal, prior);
         let was_active = prior.is_some_and(|a| a.state.is_active());
+        if signal.report == Report::Acknowledged && !was_active {
+            // An acknowledgement of an alert resolved (or never firing)
+            // does not bring it back.
+            return Vec::new();
+        }
+        let state = self.state_of(&signal, prior, at_ms);
+        let began_ms = signal.at_ms;
         let labels = if signal.labels.is_empty() {
             prior.map(|a| a.labels.clone()).unwrap_or_default()
         } else {
@@ -430,7 +476,7 @@ impl Monitor {
             }
             return events;
         }
-        let Some(r) = self.rules.iter().position(|ms| all_match(ms, &labels)) else {
+        let Some(r) = self.rules.iter().position(|ms| holds(ms, &labels)) else {
             return events;
         };
         let rule = &self.settings.rules[r];
@@ -443,13 +489,22 @@ impl Monitor {
         {
             events.push(Event::AlertJoined {
                 incident: inc.id.clone(),
-                fingerprint: fp,
+                fingerprint: fp.clone(),
             });
+            if inc.status == IncidentStatus::Mitigated {
+                events.push(Event::IncidentMoved {
+                    id: inc.id.clone(),
+                    action: IncidentAction::Retrigger,
+                    by: MONITOR.into(),
+                    note: format!("alert {fp} joined after the mitigation"),
+                });
+            }
             return events;
         }
         // The group's alerts that count, this one included.
         let since = at_ms - i64::from(rule.window_secs) * 1000;
-        let mut members: Vec<(UnixMs, Fingerprint)> = vec![(at_ms, fp.clone())];
+        // Ordered by when each began, by its source's clock.
+        let mut members: Vec<(UnixMs, Fingerprint)> = vec![(began_ms, fp.clone())];
         if rule.threshold > 1 {
             for a in self.alerts.values() {
                 let counts = match a.state {
@@ -467,7 +522,7 @@ impl Monitor {
                 if a.fingerprint != fp
                     && counts
                     && free
-                    && self.rules.iter().position(|ms| all_match(ms, &a.labels)) == Some(r)
+                    && self.rules.iter().position(|ms| holds(ms, &a.labels)) == Some(r)
                     && group_of(&rule.group_by, &a.labels) == group
                 {
                     members.push((a.first_ms, a.fingerprint.clone()));
@@ -478,6 +533,10 @@ impl Monitor {
             return events;
         }
         members.sort();
+        // The newest, this one among them; the others join on their next
+        // report.
+        let excess = members.len().saturating_sub(MAX_OPENING);
+        members.drain(..excess);
         let name = match &events[0] {
             Event::AlertReceived { signal, .. } if !signal.name.is_empty() => signal.name.clone(),
             _ => prior.map(|a| a.name.clone()).unwrap_or_default(),
@@ -506,9 +565,13 @@ impl Monitor {
             .iter()
             .find(|r| r.name == inc.rule)
             .map_or(ResolveOn::All, |r| r.resolve_on);
+        // First and last among the alerts still firing (this one counts as
+        // firing until now), so one resolved before cannot hold it open.
+        let active =
+            |a: &&Fingerprint| *a == fp || self.alerts.get(*a).is_some_and(|x| x.state.is_active());
         let done = match on {
-            ResolveOn::First => inc.alerts.first() == Some(fp),
-            ResolveOn::Last => inc.alerts.last() == Some(fp),
+            ResolveOn::First => inc.alerts.iter().find(active) == Some(fp),
+            ResolveOn::Last => inc.alerts.iter().rev().find(active) == Some(fp),
             ResolveOn::All => inc
                 .alerts
                 .iter()
@@ -530,13 +593,13 @@ impl Monitor {
                 id: id.clone(),
                 what: silence.clone(),
                 by: by.clone(),
-                matchers: matchers("", &silence.matchers).unwrap_or_default(),
+                matchers: matchers("", &silence.matchers).ok(),
             }),
             Event::MaintenanceAdded { id, window, by } => self.windows.push(Mute {
                 id: id.clone(),
                 what: window.clone(),
                 by: by.clone(),
-                matchers: matchers("", &window.matchers).unwrap_or_default(),
+                matchers: matchers("", &window.matchers).ok(),
             }),
             Event::AlertReceived {
                 fingerprint,

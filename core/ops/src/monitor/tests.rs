@@ -433,3 +433,163 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_silence_made_now_mutes_an_alert_already_firing_and_ends_in_time() {
+    let mut m = Monitor::default();
+    // Alertmanager repeats a firing alert with the time it began (0).
+    drive(
+        &mut m,
+        Input::Signal(signal("LaneLag", "b1", Report::Firing, 0)),
+        10,
+    );
+    drive(
+        &mut m,
+        Input::Silence {
+            silence: Silence {
+                matchers: vec!["bot=\"b1\"".into()],
+                starts_ms: 20,
+                ends_ms: 1_000,
+                comment: "redeploying b1".into(),
+            },
+            by: "op".into(),
+        },
+        20,
+    );
+    drive(
+        &mut m,
+        Input::Signal(signal("LaneLag", "b2", Report::Firing, 0)),
+        30,
+    );
+    drive(
+        &mut m,
+        Input::Signal(signal("LaneLag", "b1", Report::Firing, 0)),
+        30,
+    );
+    let b1 = m
+        .alerts()
+        .into_iter()
+        .find(|a| a.labels["bot"] == "b1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        b1.state,
+        AlertState::Suppressed,
+        "muted by the time of receipt"
+    );
+    drive(
+        &mut m,
+        Input::Signal(signal("LaneLag", "b1", Report::Firing, 0)),
+        2_000,
+    );
+    let b1 = m
+        .alerts()
+        .into_iter()
+        .find(|a| a.labels["bot"] == "b1")
+        .unwrap()
+        .clone();
+    assert_eq!(b1.state, AlertState::Firing, "and fires again once it ends");
+}
+
+#[test]
+fn an_acknowledgement_after_a_resolution_brings_nothing_back() {
+    let mut m = Monitor::default();
+    let mut s = signal("disk", "b1", Report::Firing, 0);
+    s.dedup_key = Some("k".into());
+    drive(&mut m, Input::Signal(s.clone()), 0);
+    drive(
+        &mut m,
+        Input::Signal(Signal {
+            report: Report::Resolved,
+            ..s.clone()
+        }),
+        1,
+    );
+    let ev = m
+        .decide(
+            Input::Signal(Signal {
+                report: Report::Acknowledged,
+                ..s
+            }),
+            2,
+        )
+        .unwrap();
+    assert!(ev.is_empty());
+    assert_eq!(m.alerts()[0].state, AlertState::Resolved);
+}
+
+#[test]
+fn a_new_alert_joining_a_mitigated_incident_retriggers_it() {
+    let mut m = Monitor::default();
+    fire(&mut m, "LaneLag", "b1", 0);
+    drive(
+        &mut m,
+        Input::Incident {
+            id: "INC-1".into(),
+            action: IncidentAction::Mitigate,
+            by: "op".into(),
+            note: String::new(),
+        },
+        1,
+    );
+    let ev = fire(&mut m, "LaneLag", "b2", 2);
+    assert_eq!(
+        kinds(&ev),
+        ["alert_received", "alert_joined", "incident_moved"]
+    );
+    assert_eq!(
+        m.incident("INC-1").unwrap().status,
+        IncidentStatus::Triggered
+    );
+}
+
+#[test]
+fn resolve_on_first_counts_only_alerts_still_firing() {
+    // Not firing only: a resolved alert of the window opens the incident
+    // with the new one, and cannot hold it open once the new one resolves.
+    let mut m = with_rule(CorrelationRule {
+        firing_only: false,
+        ..rule(2, ResolveOn::First)
+    });
+    fire(&mut m, "LaneLag", "b1", 0);
+    resolve(&mut m, "LaneLag", "b1", 1_000);
+    fire(&mut m, "LaneLag", "b2", 2_000);
+    assert_eq!(m.incident("INC-1").unwrap().alerts.len(), 2);
+    resolve(&mut m, "LaneLag", "b2", 3_000);
+    assert_eq!(
+        m.incident("INC-1").unwrap().status,
+        IncidentStatus::Resolved
+    );
+}
+
+#[test]
+fn an_incident_opens_with_at_most_its_cap_of_alerts() {
+    let mut m = with_rule(CorrelationRule {
+        window_secs: 3_600,
+        ..rule(2, ResolveOn::Never)
+    });
+    for i in 0..600 {
+        fire(&mut m, "LaneLag", &format!("b{i}"), i);
+    }
+    assert_eq!(
+        m.incident("INC-1").unwrap().alerts.len(),
+        600,
+        "joined one by one"
+    );
+    drive(
+        &mut m,
+        Input::Incident {
+            id: "INC-1".into(),
+            action: IncidentAction::Resolve,
+            by: "op".into(),
+            note: "handled".into(),
+        },
+        700,
+    );
+    let ev = fire(&mut m, "LaneLag", "late", 800);
+    let Some(Event::IncidentOpened { alerts, .. }) = ev.last() else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(alerts.len(), MAX_OPENING);
+    assert!(serde_json::to_string(&ev).unwrap().len() < 32 * 1024);
+}

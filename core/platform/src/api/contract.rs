@@ -163,6 +163,7 @@ named!(
     crate::ops::MoveAction,
     crate::ops::SettingsView,
     oshal_ops::alert::Alert,
+    crate::ops::AlertRow,
     oshal_ops::rule::Settings,
     oshal_ops::rule::Silence,
     oshal_ops::rule::MaintenanceWindow,

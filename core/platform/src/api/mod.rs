@@ -731,6 +731,11 @@ impl From<crate::ops::OpsError> for ApiError {
             O::NotFound(_) => ApiError::new(ErrorKind::NotFound, message),
             O::Conflict(_) => ApiError::new(ErrorKind::IllegalTransition, message),
             O::Controller(e) => e.into(),
+            // A record the store refuses for its data: sending it again
+            // cannot help, so it is no 503 a sender would retry forever.
+            O::Store(e @ StoreError::Invalid(_)) => {
+                ApiError::new(ErrorKind::Invalid, e.to_string())
+            }
             O::Store(e) => ControllerError::Store(e).into(),
         }
     }

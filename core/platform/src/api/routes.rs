@@ -383,7 +383,7 @@ routes! {
     /// resolve), answered as PagerDuty answers: 202.
     PagerDutyEvent = Post "/api/v1/ops/pagerduty" Bearer Write, args: (), query: crate::ops::OpsQuery, body: serde_json::Value => crate::ops::PagerDutyAck, 202;
     /// Alerts, newest report first, with their states and incidents.
-    ListAlerts = Get "/api/v1/ops/alerts" Bearer Read, args: (), query: crate::ops::AlertsQuery, body: () => Vec<oshal_ops::alert::Alert>;
+    ListAlerts = Get "/api/v1/ops/alerts" Bearer Read, args: (), query: crate::ops::AlertsQuery, body: () => Vec<crate::ops::AlertRow>;
     /// Acknowledge a firing alert, by its fingerprint.
     AcknowledgeAlert = Post "/api/v1/ops/alerts/{id}/acknowledge" Bearer Write, args: Id, query: crate::ops::OpsQuery, body: () => oshal_ops::alert::Alert;
     /// Incidents, newest first.

@@ -26,8 +26,8 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub use view::{
-    AlertsQuery, IncidentSummary, IncidentView, Ingested, MAX_LIST, MoveAction, MoveIncident,
-    OpsQuery, PagerDutyAck, RefusedAlert, SettingsView,
+    AlertRow, AlertsQuery, IncidentSummary, IncidentView, Ingested, MAX_LIST, MoveAction,
+    MoveIncident, OpsQuery, PagerDutyAck, RefusedAlert, SettingsView,
 };
 
 use crate::controller::{Controller, ControllerError};
@@ -73,6 +73,23 @@ struct Book {
     next_seq: u32,
 }
 
+impl Book {
+    /// The monitor its entries (in order) rebuild.
+    fn replay(tenant: &TenantId, entries: Vec<JournalEntry>) -> Book {
+        let mut book = Book::default();
+        for e in entries {
+            book.next_seq = book.next_seq.max(e.seq + 1);
+            match serde_json::from_str::<Event>(&e.body) {
+                Ok(event) => book.monitor.apply(&event, e.at_ms),
+                Err(err) => {
+                    tracing::error!(%tenant, seq = e.seq, error = %err, "an operations event could not be read")
+                }
+            }
+        }
+        book
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     controller: Controller,
@@ -90,16 +107,26 @@ impl Operations {
     /// Rebuilds every tenant's monitor from the journal and starts
     /// watching the platform's own signals.
     pub async fn start(controller: Controller) -> Result<Operations, OpsError> {
-        let mut books: BTreeMap<TenantId, Book> = BTreeMap::new();
+        let mut by_tenant: BTreeMap<TenantId, Vec<JournalEntry>> = BTreeMap::new();
         for e in controller.store().journal(BOOK, None).await? {
-            let book = books.entry(e.tenant.clone()).or_default();
-            book.next_seq = book.next_seq.max(e.seq + 1);
-            match serde_json::from_str::<Event>(&e.body) {
-                Ok(event) => book.monitor.apply(&event, e.at_ms),
-                Err(err) => {
-                    tracing::error!(tenant = %e.tenant, seq = e.seq, error = %err, "an operations event could not be read")
-                }
-            }
+            by_tenant.entry(e.tenant.clone()).or_default().push(e);
+        }
+        let mut books: BTreeMap<TenantId, Book> = by_tenant
+            .into_iter()
+            .map(|(t, entries)| {
+                let book = Book::replay(&t, entries);
+                (t, book)
+            })
+            .collect();
+        // PostgreSQL reads a book tenant by tenant from its directory, where
+        // `default` (the platform's own signals) may not be listed yet.
+        let default = TenantId::default_tenant();
+        if let std::collections::btree_map::Entry::Vacant(slot) = books.entry(default.clone()) {
+            let entries = controller
+                .store()
+                .journal_of(BOOK, default.as_str(), &default)
+                .await?;
+            slot.insert(Book::replay(&default, entries));
         }
         let ops = Operations {
             inner: Arc::new(Inner {
@@ -156,16 +183,17 @@ impl Operations {
             }
         }
         if !entries.is_empty() {
-            if self
-                .inner
-                .controller
-                .store()
-                .append_journal(&entries)
-                .await?
-                == 0
-            {
+            let store = self.inner.controller.store();
+            let written = store.append_journal(&entries).await;
+            if !matches!(written, Ok(n) if n > 0) {
+                // Whatever happened (a lost answer to a commit that took, a
+                // writer elsewhere), the journal is the truth: read it again.
+                if let Ok(fresh) = store.journal_of(BOOK, tenant.as_str(), tenant).await {
+                    *book = Book::replay(tenant, fresh);
+                }
+                written?;
                 return Err(OpsError::Conflict(format!(
-                    "another controller wrote tenant {tenant}'s operations journal meanwhile; retry"
+                    "tenant {tenant}'s operations journal moved on meanwhile; retry"
                 )));
             }
             book.next_seq += entries.len() as u32;
@@ -239,13 +267,18 @@ impl Operations {
         })
     }
 
-    /// Takes one of the platform's own signals or change events.
-    pub(crate) async fn observe(&self, tenant: &TenantId, inputs: Vec<Input>) {
+    /// Takes the platform's own signals or change events; whether they
+    /// were recorded.
+    pub(crate) async fn observe(&self, tenant: &TenantId, inputs: Vec<Input>) -> bool {
         if inputs.is_empty() {
-            return;
+            return true;
         }
-        if let Err(e) = self.take(tenant, inputs).await {
-            tracing::warn!(error = %e, "the platform's own signals could not be recorded");
+        match self.take(tenant, inputs).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "the platform's own signals could not be recorded; they are tried again at the next update");
+                false
+            }
         }
     }
 
@@ -255,19 +288,24 @@ impl Operations {
         &self,
         only: Option<&TenantId>,
         q: &AlertsQuery,
-    ) -> Result<Vec<Alert>, OpsError> {
+    ) -> Result<Vec<AlertRow>, OpsError> {
         if q.tenant.is_some() {
             self.tenant(q.tenant.as_deref()).await?;
         }
         let books = self.inner.books.lock().await;
-        let mut out: Vec<Alert> = books
+        let mut out: Vec<AlertRow> = books
             .iter()
             .filter(|(t, _)| only.is_none_or(|o| o == *t))
             .filter(|(t, _)| q.tenant.as_deref().is_none_or(|w| w == t.as_str()))
-            .flat_map(|(_, b)| b.monitor.alerts().into_iter().cloned())
-            .filter(|a| q.state.is_none_or(|s| a.state == s))
+            .flat_map(|(t, b)| {
+                b.monitor.alerts().into_iter().map(|a| AlertRow {
+                    tenant: t.clone(),
+                    alert: a.clone(),
+                })
+            })
+            .filter(|a| q.state.is_none_or(|s| a.alert.state == s))
             .collect();
-        out.sort_by_key(|a| std::cmp::Reverse(a.last_ms));
+        out.sort_by_key(|a| std::cmp::Reverse(a.alert.last_ms));
         out.truncate(q.limit.unwrap_or(view::MAX_LIST) as usize);
         Ok(out)
     }

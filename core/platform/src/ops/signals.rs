@@ -20,6 +20,9 @@ use crate::ticket::TenantId;
 
 /// A lane whose oldest entry has waited this long is lagging.
 pub const LAG_MS: u64 = 30_000;
+/// A lagging lane is back once its oldest entry has waited less than this
+/// (a lag hovering at the threshold does not flap).
+pub const LAG_CLEAR_MS: u64 = LAG_MS / 2;
 
 /// The alert of a node whose bots all left.
 const NODE_LOST: &str = "OshalNodeLost";
@@ -36,9 +39,13 @@ fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
     l
 }
 
-/// What holds now of the bots: the alerts that fire, with their summary
-/// and severity, and the nodes present.
-fn assess(bots: &[BotView]) -> (BTreeMap<Key, (String, Severity)>, BTreeSet<String>) {
+/// What holds now of the bots, given what fired before (`was`): the
+/// alerts that fire, with their summary and severity, and the nodes
+/// present.
+fn assess(
+    bots: &[BotView],
+    was: &BTreeMap<Key, (String, Severity)>,
+) -> (BTreeMap<Key, (String, Severity)>, BTreeSet<String>) {
     let mut firing = BTreeMap::new();
     let mut nodes = BTreeSet::new();
     for b in bots {
@@ -58,7 +65,14 @@ fn assess(bots: &[BotView]) -> (BTreeMap<Key, (String, Severity)>, BTreeSet<Stri
                     ),
                 );
             }
-            Some(l) if l.lag_ms >= LAG_MS => {
+            Some(l)
+                if l.lag_ms >= LAG_MS
+                    || (l.lag_ms >= LAG_CLEAR_MS
+                        && was.contains_key(&(
+                            "OshalLaneLag".to_owned(),
+                            labels("OshalLaneLag", &[("bot", &bot), ("node", &node)]),
+                        ))) =>
+            {
                 let name = "OshalLaneLag";
                 firing.insert(
                     (name.into(), labels(name, &[("bot", &bot), ("node", &node)])),
@@ -104,7 +118,7 @@ fn signal(
 /// What the watcher remembers between updates: the platform's alerts it
 /// last saw firing, the nodes present (unknown before the first update)
 /// and the nodes it reported lost.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Watch {
     firing: BTreeMap<Key, (String, Severity)>,
     nodes: Option<BTreeSet<String>>,
@@ -129,7 +143,7 @@ impl Watch {
 
     /// The inputs one update of the bots leads to: only what changed.
     fn step(&mut self, bots: &[BotView], at: i64) -> Vec<Input> {
-        let (now, present) = assess(bots);
+        let (now, present) = assess(bots, &self.firing);
         let mut inputs = Vec::new();
         for (key, (summary, sev)) in &now {
             if !self.firing.contains_key(key) {
@@ -207,6 +221,7 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
         let mut watch = Watch::resume(ops.firing(&tenant).await);
         loop {
             let bots = tokio::select! {
+                biased;
                 () = stop.cancelled() => return,
                 e = events.recv() => match e {
                     Ok(CoreEvent::BotsUpdated { bots }) => bots,
@@ -214,9 +229,18 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
                     Err(RecvError::Closed) => return,
                 },
             };
+            // A shutdown under way reads every bot as gone: say nothing.
+            if stop.is_cancelled() {
+                return;
+            }
             let at = ops.inner.controller.clock().now_ms();
+            let before = watch.clone();
             let inputs = watch.step(&bots, at);
-            ops.observe(&tenant, inputs).await;
+            if !ops.observe(&tenant, inputs).await {
+                // Not recorded (the store down, as when nodes are lost): the
+                // next update says it all again.
+                watch = before;
+            }
         }
     });
 }
@@ -279,6 +303,11 @@ mod tests {
         assert!(
             w.step(&later, 4).is_empty(),
             "a lag growing is the same alert"
+        );
+        later[0].lane.as_mut().unwrap().lag_ms = LAG_MS - 1;
+        assert!(
+            w.step(&later, 4).is_empty(),
+            "nor does it flap just under the line"
         );
         assert_eq!(
             said(&w.step(&healthy, 5)),

@@ -100,9 +100,9 @@ async fn a_payload_is_kept_whole_and_rebuilt_after_a_restart() {
     );
     let b1 = alerts_before
         .iter()
-        .find(|a| a.labels["bot"] == "b1")
+        .find(|a| a.alert.labels["bot"] == "b1")
         .unwrap();
-    assert_eq!(b1.count, 2);
+    assert_eq!(b1.alert.count, 2);
     // Numbering goes on from the journal: both resolve, the incident too.
     ops.ingest(
         None,

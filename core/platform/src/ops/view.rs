@@ -46,6 +46,14 @@ pub struct AlertsQuery {
     pub limit: Option<u32>,
 }
 
+/// An alert with its tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct AlertRow {
+    pub tenant: TenantId,
+    #[serde(flatten)]
+    pub alert: Alert,
+}
+
 /// An alert a webhook sent that was not taken, at its JSON path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct RefusedAlert {

@@ -18,8 +18,8 @@ use super::{ApiResult, AppState, actor};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
 use crate::ops::{
-    AlertsQuery, IncidentSummary, IncidentView, Ingested, MoveIncident, Operations, OpsQuery,
-    PagerDutyAck, SettingsView,
+    AlertRow, AlertsQuery, IncidentSummary, IncidentView, Ingested, MoveIncident, Operations,
+    OpsQuery, PagerDutyAck, SettingsView,
 };
 
 fn ops(state: &AppState) -> ApiResult<&Operations> {
@@ -76,7 +76,7 @@ pub(super) async fn alerts(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Params(mut q): Params<AlertsQuery>,
-) -> ApiResult<Json<Vec<Alert>>> {
+) -> ApiResult<Json<Vec<AlertRow>>> {
     if q.limit.is_some_and(|n| n == 0 || n > crate::ops::MAX_LIST) {
         return Err(ApiError::new(ErrorKind::Invalid, "limit must be 1 to 1000")
             .field("limit")
