@@ -21,9 +21,11 @@
 //!   observations, each tied to its evidence; "inconclusive" kept as an
 //!   answer; a model may reorder the causes found, never add one.
 //!
-//! Still to come: runbooks matched by labels, the plan of an
-//! investigation and its adapter (read-only tools through the connector
-//! broker), heal rules and postmortems.
+//! - `runbook`: prep: runbooks matched by an alert's name and labels,
+//!   toolsets with their prerequisites, the explicit plan of tasks.
+//!
+//! Still to come: the investigation's adapter (read-only tools through
+//! the connector broker), heal rules and postmortems.
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
@@ -37,3 +39,4 @@ pub mod incident;
 pub mod intake;
 pub mod monitor;
 pub mod rule;
+pub mod runbook;

@@ -93,7 +93,9 @@ impl Book {
 #[derive(Debug)]
 struct Inner {
     controller: Controller,
-    books: Mutex<BTreeMap<TenantId, Book>>,
+    /// Each tenant's book behind a lock of its own: one tenant's slow
+    /// write never holds up another's.
+    books: std::sync::RwLock<BTreeMap<TenantId, Arc<Mutex<Book>>>>,
     stop: CancellationToken,
 }
 
@@ -131,7 +133,12 @@ impl Operations {
         let ops = Operations {
             inner: Arc::new(Inner {
                 controller,
-                books: Mutex::new(books),
+                books: std::sync::RwLock::new(
+                    books
+                        .into_iter()
+                        .map(|(t, b)| (t, Arc::new(Mutex::new(b))))
+                        .collect(),
+                ),
                 stop: CancellationToken::new(),
             }),
         };
@@ -141,6 +148,33 @@ impl Operations {
 
     pub fn shutdown(&self) {
         self.inner.stop.cancel();
+    }
+
+    /// A tenant's book (a fresh one for a tenant with none yet).
+    fn book(&self, tenant: &TenantId) -> Arc<Mutex<Book>> {
+        if let Some(b) = self.read_books().get(tenant) {
+            return b.clone();
+        }
+        self.inner
+            .books
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.clone())
+            .or_default()
+            .clone()
+    }
+
+    fn read_books(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TenantId, Arc<Mutex<Book>>>> {
+        self.inner.books.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The books `only` (or every tenant's) may read, each with its tenant.
+    fn books_of(&self, only: Option<&TenantId>) -> Vec<(TenantId, Arc<Mutex<Book>>)> {
+        self.read_books()
+            .iter()
+            .filter(|(t, _)| only.is_none_or(|o| o == *t))
+            .map(|(t, b)| (t.clone(), b.clone()))
+            .collect()
     }
 
     async fn tenant(&self, asked: Option<&str>) -> Result<TenantId, OpsError> {
@@ -157,8 +191,9 @@ impl Operations {
         inputs: Vec<Input>,
     ) -> Result<Vec<Result<Vec<Event>, OpsError>>, OpsError> {
         let now = self.inner.controller.clock().now_ms();
-        let mut books = self.inner.books.lock().await;
-        let book = books.entry(tenant.clone()).or_default();
+        let book = self.book(tenant);
+        let mut book = book.lock().await;
+        let book = &mut *book;
         let mut next = book.monitor.clone();
         let mut entries = Vec::new();
         let mut answers = Vec::with_capacity(inputs.len());
@@ -232,13 +267,14 @@ impl Operations {
             }),
         }
         .map_err(OpsError::Refused)?;
-        let by = {
-            let books = self.inner.books.lock().await;
-            books
-                .get(&tenant)
-                .map(|b| b.monitor.settings().fingerprint_by.clone())
-                .unwrap_or_default()
-        };
+        let by = self
+            .book(&tenant)
+            .lock()
+            .await
+            .monitor
+            .settings()
+            .fingerprint_by
+            .clone();
         let fingerprints: Vec<Fingerprint> = signals.iter().map(|s| s.fingerprint(&by)).collect();
         let answers = self
             .take(&tenant, signals.into_iter().map(Input::Signal).collect())
@@ -292,19 +328,23 @@ impl Operations {
         if q.tenant.is_some() {
             self.tenant(q.tenant.as_deref()).await?;
         }
-        let books = self.inner.books.lock().await;
-        let mut out: Vec<AlertRow> = books
-            .iter()
-            .filter(|(t, _)| only.is_none_or(|o| o == *t))
-            .filter(|(t, _)| q.tenant.as_deref().is_none_or(|w| w == t.as_str()))
-            .flat_map(|(t, b)| {
-                b.monitor.alerts().into_iter().map(|a| AlertRow {
-                    tenant: t.clone(),
-                    alert: a.clone(),
-                })
-            })
-            .filter(|a| q.state.is_none_or(|s| a.alert.state == s))
-            .collect();
+        let mut out: Vec<AlertRow> = Vec::new();
+        for (t, b) in self.books_of(only) {
+            if q.tenant.as_deref().is_some_and(|w| w != t.as_str()) {
+                continue;
+            }
+            let b = b.lock().await;
+            out.extend(
+                b.monitor
+                    .alerts()
+                    .into_iter()
+                    .filter(|a| q.state.is_none_or(|s| a.state == s))
+                    .map(|a| AlertRow {
+                        tenant: t.clone(),
+                        alert: a.clone(),
+                    }),
+            );
+        }
         out.sort_by_key(|a| std::cmp::Reverse(a.alert.last_ms));
         out.truncate(q.limit.unwrap_or(view::MAX_LIST) as usize);
         Ok(out)
@@ -327,8 +367,9 @@ impl Operations {
             },
         )
         .await?;
-        let books = self.inner.books.lock().await;
-        Ok(books[&tenant]
+        let book = self.book(&tenant);
+        let book = book.lock().await;
+        Ok(book
             .monitor
             .alert(&fp)
             .cloned()
@@ -337,12 +378,11 @@ impl Operations {
 
     /// Incidents, newest first.
     pub async fn incidents(&self, only: Option<&TenantId>) -> Vec<IncidentSummary> {
-        let books = self.inner.books.lock().await;
-        let mut out: Vec<IncidentSummary> = books
-            .iter()
-            .filter(|(t, _)| only.is_none_or(|o| o == *t))
-            .flat_map(|(t, b)| b.monitor.incidents().map(|i| IncidentSummary::of(t, i)))
-            .collect();
+        let mut out: Vec<IncidentSummary> = Vec::new();
+        for (t, b) in self.books_of(only) {
+            let b = b.lock().await;
+            out.extend(b.monitor.incidents().map(|i| IncidentSummary::of(&t, i)));
+        }
         out.sort_by_key(|i| std::cmp::Reverse(i.opened_ms));
         out.truncate(view::MAX_LIST as usize);
         out
@@ -351,13 +391,13 @@ impl Operations {
     /// One incident with its alerts and timeline.
     pub async fn incident(&self, tenant: Option<&str>, id: &str) -> Result<IncidentView, OpsError> {
         let tenant = self.tenant(tenant).await?;
-        let books = self.inner.books.lock().await;
-        let m = books.get(&tenant).map(|b| &b.monitor);
-        let inc = m
-            .and_then(|m| m.incident(id))
+        let book = self.book(&tenant);
+        let book = book.lock().await;
+        let inc = book
+            .monitor
+            .incident(id)
             .ok_or_else(|| OpsError::NotFound(format!("no incident {id} of tenant {tenant}")))?;
-        let m = m.expect("found above");
-        Ok(IncidentView::of(&tenant, inc, m))
+        Ok(IncidentView::of(&tenant, inc, &book.monitor))
     }
 
     /// Acknowledges, mitigates or resolves an incident.
@@ -391,10 +431,9 @@ impl Operations {
     /// A tenant's settings, with its silences and maintenance windows.
     pub async fn settings(&self, tenant: Option<&str>) -> Result<SettingsView, OpsError> {
         let tenant = self.tenant(tenant).await?;
-        let books = self.inner.books.lock().await;
-        let fresh = Monitor::default();
-        let m = books.get(&tenant).map_or(&fresh, |b| &b.monitor);
-        Ok(SettingsView::of(&tenant, m))
+        let book = self.book(&tenant);
+        let book = book.lock().await;
+        Ok(SettingsView::of(&tenant, &book.monitor))
     }
 
     /// Replaces a tenant's settings.
@@ -426,15 +465,14 @@ impl Operations {
     /// Whether an alert of `tenant` is firing (for the platform's own
     /// signals, which resolve what no longer holds).
     async fn firing(&self, tenant: &TenantId) -> Vec<Alert> {
-        let books = self.inner.books.lock().await;
-        books.get(tenant).map_or_else(Vec::new, |b| {
-            b.monitor
-                .alerts()
-                .into_iter()
-                .filter(|a| a.source == Source::Platform && a.state != AlertState::Resolved)
-                .cloned()
-                .collect()
-        })
+        let book = self.book(tenant);
+        let book = book.lock().await;
+        book.monitor
+            .alerts()
+            .into_iter()
+            .filter(|a| a.source == Source::Platform && a.state != AlertState::Resolved)
+            .cloned()
+            .collect()
     }
 }
 

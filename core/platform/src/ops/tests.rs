@@ -186,3 +186,47 @@ async fn a_pagerduty_trigger_and_resolve_by_key() {
     assert_eq!(inc.incident.status, IncidentStatus::Resolved);
     close(controller, ops).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_at_once_are_numbered_in_turn_and_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (controller, ops) = open(dir.path()).await;
+    controller
+        .set_budget(TenantId::parse("acme").unwrap(), None)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let ops = ops.clone();
+        let tenant = if i % 2 == 0 { None } else { Some("acme") };
+        tasks.push(tokio::spawn(async move {
+            ops.ingest(
+                tenant,
+                Source::Alertmanager,
+                am(vec![alert("LaneLag", &format!("b{i}"), "firing")]),
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().accepted, 1);
+    }
+    for tenant in ["default", "acme"] {
+        let q = AlertsQuery {
+            tenant: Some(tenant.to_owned()),
+            ..AlertsQuery::default()
+        };
+        assert_eq!(ops.alerts(None, &q).await.unwrap().len(), 10);
+    }
+    let entries = controller.store().journal(BOOK, None).await.unwrap();
+    for tenant in ["default", "acme"] {
+        let seqs: Vec<u32> = entries
+            .iter()
+            .filter(|e| e.tenant.as_str() == tenant)
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, (0..seqs.len() as u32).collect::<Vec<_>>(), "{tenant}");
+    }
+    close(controller, ops).await;
+}
