@@ -2,12 +2,14 @@
 //! store's journal, the controller and the API.
 //!
 //! Each tenant has one monitor (`oshal_ops::monitor::Monitor`), a fold
-//! over its events in the journal (book `ops`, one session per tenant).
+//! over its events in the journal (book `ops`, one session per tenant),
+//! behind a lock of its own.
 //! An input (a webhook's alerts, an operator's move, new settings, a
 //! silence, a maintenance window, a change event) is decided against a
 //! copy of the state, its events are written in one transaction, and only
-//! then does the copy become the state: a payload is taken whole or not
-//! at all, and after a restart the journal rebuilds the same monitors.
+//! then does the copy become the state: what a payload brings is written
+//! whole or not at all (a write that fails reloads the tenant from the
+//! journal), and after a restart the journal rebuilds the same monitors.
 //! `signals.rs` turns the platform's own state into alerts and change
 //! events; `view.rs` holds the routes' types.
 
