@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::Digest;
 
 use oshal_kernel::clock::UnixMs;
+use oshal_kernel::name::Named;
 use oshal_kernel::text::clean_string;
 
 use crate::alert::{
@@ -379,18 +380,13 @@ pub fn pagerduty(body: Value, now: UnixMs) -> Result<Intake, Refusal> {
     if summary.is_empty() {
         return Err(Refusal::new("payload.summary", "must not be empty"));
     }
-    let severity = match p.severity.as_str() {
-        "critical" => Severity::Critical,
-        "error" => Severity::Error,
-        "warning" => Severity::Warning,
-        "info" => Severity::Info,
-        other => {
-            return Err(Refusal::new(
-                "payload.severity",
-                format!("{other:?} is not one of critical, error, warning, info"),
-            ));
-        }
-    };
+    let severity = Severity::parse(&p.severity).ok_or_else(|| {
+        let words: Vec<&str> = Severity::all().iter().map(|s| s.as_str()).collect();
+        Refusal::new(
+            "payload.severity",
+            format!("{:?} is not one of {}", p.severity, words.join(", ")),
+        )
+    })?;
     let at_ms = match p.timestamp {
         Some(t) => parse_time("payload.timestamp", &t)?.unwrap_or(now),
         None => now,
@@ -406,7 +402,7 @@ pub fn pagerduty(body: Value, now: UnixMs) -> Result<Intake, Refusal> {
     put("component", p.component)?;
     put("group", p.group)?;
     put("class", p.class.clone())?;
-    put("severity", Some(severity_word(severity).into()))?;
+    put("severity", Some(severity.as_str().into()))?;
     let name = p
         .class
         .filter(|c| !c.is_empty())
@@ -447,10 +443,6 @@ pub fn pagerduty(body: Value, now: UnixMs) -> Result<Intake, Refusal> {
         refused: Vec::new(),
         dedup_key,
     })
-}
-
-fn severity_word(s: Severity) -> &'static str {
-    s.into()
 }
 
 #[cfg(test)]

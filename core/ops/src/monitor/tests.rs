@@ -1,5 +1,6 @@
 use super::*;
 use crate::alert::{Severity, Source};
+use crate::incident::Moment;
 use crate::rule::CorrelationRule;
 use proptest::prelude::*;
 

@@ -15,13 +15,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use oshal_workflow::history::{Event, Failure, RunState};
-use oshal_workflow::run::{MAX_OUTPUT_BYTES, Memo};
+use oshal_workflow::run::Memo;
 use serde_json::Value;
 
 use super::children::{self, Children};
 use super::groups::slot_of;
 use super::handle::Handle;
-use super::tickets::{dry, ended, fit_history, flying_tasks, left_behind, output_of};
+use super::tickets::{dry, ended, fit_history, flying_tasks, left_behind, outcome};
 use super::{WorkflowError, Workflows};
 use crate::controller::{ControllerError, CoreEvent};
 use crate::store::{StoreError, TicketView};
@@ -633,7 +633,7 @@ impl Runner {
             let mut views = self.views(&ids).await?;
             for (ticket, unit, attempt) in ended_now {
                 if let Some(view) = views.remove(&ticket) {
-                    events.extend(self.outcome(&view, unit, attempt));
+                    events.extend(outcome(&view, unit, attempt));
                 }
             }
         }
@@ -732,91 +732,8 @@ impl Runner {
                     at: view.updated_at_ms,
                 });
             }
-            events.extend(self.outcome(&view, unit, attempt));
+            events.extend(outcome(&view, unit, attempt));
         }
         self.record(events).await
-    }
-
-    /// The events a ticket's end gives its unit (its start first, which
-    /// names the ticket, if the run has not seen it); none while it runs.
-    fn outcome(&mut self, view: &TicketView, unit: String, attempt: u32) -> Vec<Event> {
-        if !ended(view.state, view.attempts, view.max_attempts) {
-            return Vec::new();
-        }
-        // The ticket stays known until its end is recorded: `poll` drops
-        // it once its attempt is no longer in flight.
-        let at = view.updated_at_ms;
-        let cost_nusd = view.cost.cost_nusd;
-        let failure = |error_type: &str| {
-            Failure::new(
-                error_type,
-                view.error
-                    .clone()
-                    .unwrap_or_else(|| format!("the ticket ended {:?}", view.state)),
-            )
-        };
-        // Its start, which names the ticket; `record` drops it if the run has it.
-        let start = Some(Event::NodeStarted {
-            unit: unit.clone(),
-            attempt,
-            ticket: view.id.to_string(),
-            at: view
-                .events
-                .iter()
-                .find(|t| t.to == TicketState::Running)
-                .map_or(at, |t| t.at_ms),
-        });
-        let end = match view.state {
-            TicketState::Succeeded => {
-                let output = output_of(view);
-                let size = output.to_string().len();
-                if size > MAX_OUTPUT_BYTES {
-                    Event::NodeFailed {
-                        unit,
-                        attempt,
-                        failure: Failure::new(
-                            "output_too_large",
-                            format!(
-                                "the output is {size} bytes; a run keeps at most {MAX_OUTPUT_BYTES} per unit (the ticket {} holds it whole)",
-                                view.id
-                            ),
-                        ),
-                        cost_nusd,
-                        at,
-                    }
-                } else {
-                    Event::NodeSucceeded {
-                        unit,
-                        attempt,
-                        output_hash: oshal_workflow::hash::of(&output),
-                        output,
-                        cost_nusd,
-                        at,
-                    }
-                }
-            }
-            TicketState::Dead => Event::NodeFailed {
-                unit,
-                attempt,
-                failure: failure("dead"),
-                cost_nusd,
-                at,
-            },
-            TicketState::Cancelled => Event::NodeFailed {
-                unit,
-                attempt,
-                failure: failure("cancelled"),
-                cost_nusd,
-                at,
-            },
-            _ => Event::NodeFailed {
-                unit,
-                attempt,
-                failure: failure("failed"),
-                cost_nusd,
-                at,
-            },
-        };
-        start.into_iter().chain(std::iter::once(end)).collect()
     }
 }

@@ -1,11 +1,12 @@
 //! What the runner reads of tickets and gives them: a task's payload as
 //! submitted (marked in a dry run), a ticket's answer as a unit's output,
+//! the events a ticket's end gives its unit,
 //! whether a ticket has ended, which tickets a run moved on from, the
 //! tasks to submit again after a restart, and events made to fit the
 //! journal.
 
-use oshal_workflow::history::Event;
-use oshal_workflow::run::Run;
+use oshal_workflow::history::{Event, Failure};
+use oshal_workflow::run::{MAX_OUTPUT_BYTES, Run};
 use serde_json::Value;
 
 use crate::store::TicketView;
@@ -44,6 +45,69 @@ pub(super) fn output_of(view: &TicketView) -> Value {
         return answer;
     }
     result
+}
+
+/// The events a ticket's end gives its unit (its start first, which names
+/// the ticket; the run drops it if it has it); none while it runs. The
+/// ticket stays known to the runner until its end is recorded.
+pub(super) fn outcome(view: &TicketView, unit: String, attempt: u32) -> Vec<Event> {
+    if !ended(view.state, view.attempts, view.max_attempts) {
+        return Vec::new();
+    }
+    let at = view.updated_at_ms;
+    let cost_nusd = view.cost.cost_nusd;
+    let start = Event::NodeStarted {
+        unit: unit.clone(),
+        attempt,
+        ticket: view.id.to_string(),
+        at: view
+            .events
+            .iter()
+            .find(|t| t.to == TicketState::Running)
+            .map_or(at, |t| t.at_ms),
+    };
+    let failure = match view.state {
+        TicketState::Succeeded => {
+            let output = output_of(view);
+            let size = output.to_string().len();
+            if size <= MAX_OUTPUT_BYTES {
+                let end = Event::NodeSucceeded {
+                    unit,
+                    attempt,
+                    output_hash: oshal_workflow::hash::of(&output),
+                    output,
+                    cost_nusd,
+                    at,
+                };
+                return vec![start, end];
+            }
+            Failure::new(
+                "output_too_large",
+                format!(
+                    "the output is {size} bytes; a run keeps at most {MAX_OUTPUT_BYTES} per unit (the ticket {} holds it whole)",
+                    view.id
+                ),
+            )
+        }
+        state => Failure::new(
+            match state {
+                TicketState::Dead => "dead",
+                TicketState::Cancelled => "cancelled",
+                _ => "failed",
+            },
+            view.error
+                .clone()
+                .unwrap_or_else(|| format!("the ticket ended {state:?}")),
+        ),
+    };
+    let end = Event::NodeFailed {
+        unit,
+        attempt,
+        failure,
+        cost_nusd,
+        at,
+    };
+    vec![start, end]
 }
 
 /// Whether the run moved on from `attempt` of `unit` without its ticket's

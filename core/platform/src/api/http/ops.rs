@@ -156,9 +156,21 @@ pub(super) async fn set_settings(
     ))
 }
 
-async fn add(state: &AppState, who: &Principal, q: OpsQuery, input: Input) -> ApiResult<Response> {
+/// Reads a body of `T`, makes it an input (with who made it) and adds it
+/// to the tenant's monitor: 201 with the settings view.
+async fn add<T: serde::de::DeserializeOwned>(
+    state: AppState,
+    who: Principal,
+    q: OpsQuery,
+    headers: HeaderMap,
+    body: Body,
+    input: impl FnOnce(T, String) -> Input,
+) -> ApiResult<Response> {
     let tenant = who.fence(q.tenant.as_deref(), "tenant")?;
-    let view = ops(state)?.add(tenant.as_deref(), input).await?;
+    let value: T = json_body(&headers, body).await?;
+    let view = ops(&state)?
+        .add(tenant.as_deref(), input(value, actor(&who)))
+        .await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -169,9 +181,10 @@ pub(super) async fn silence(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let silence: Silence = json_body(&headers, body).await?;
-    let by = actor(&who);
-    add(&state, &who, q, Input::Silence { silence, by }).await
+    add(state, who, q, headers, body, |silence: Silence, by| {
+        Input::Silence { silence, by }
+    })
+    .await
 }
 
 pub(super) async fn maintenance(
@@ -181,9 +194,15 @@ pub(super) async fn maintenance(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let window: MaintenanceWindow = json_body(&headers, body).await?;
-    let by = actor(&who);
-    add(&state, &who, q, Input::Maintenance { window, by }).await
+    add(
+        state,
+        who,
+        q,
+        headers,
+        body,
+        |window: MaintenanceWindow, by| Input::Maintenance { window, by },
+    )
+    .await
 }
 
 pub(super) async fn change(
@@ -193,6 +212,8 @@ pub(super) async fn change(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let change: ChangeEvent = json_body(&headers, body).await?;
-    add(&state, &who, q, Input::Change(change)).await
+    add(state, who, q, headers, body, |change: ChangeEvent, _| {
+        Input::Change(change)
+    })
+    .await
 }
