@@ -69,6 +69,8 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ops::ops_incidents,
             commands::ops::ops_incident,
             commands::ops::ops_move,
+            commands::ops::ops_postmortem,
+            commands::ops::ops_write_postmortem,
             commands::ops::ops_settings,
             commands::events::events,
             commands::fleet::fleets,

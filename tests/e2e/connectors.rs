@@ -1079,9 +1079,16 @@ async fn over_http_an_operator_imports_approves_and_grants_and_a_write_survives_
 
     let r = http.get(url("/api/v1/connectors")).send().await?;
     assert_eq!(r.status(), 401, "the token is required even on loopback");
-    let curated = server.json("/api/v1/connectors").await?;
-    let curated = curated.as_array().unwrap();
+    let listed = server.json("/api/v1/connectors").await?;
+    let (curated, built_in): (Vec<&Value>, Vec<&Value>) = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .partition(|c| c["source"] != "built_in");
     assert_eq!(curated.len(), 4);
+    // The operations loop's own read-only tools, served in process.
+    assert_eq!(built_in.len(), 1);
+    assert_eq!(built_in[0]["id"], "oshal-ops");
     assert!(
         curated
             .iter()
@@ -1256,12 +1263,13 @@ async fn over_http_an_operator_imports_approves_and_grants_and_a_write_survives_
     };
     let (code, out, _) = cli(&["list"]);
     assert_eq!(code, Some(0));
+    // The four curated, the one imported, and the operations loop's built-in.
     assert_eq!(
         serde_json::from_str::<Value>(&out)?
             .as_array()
             .unwrap()
             .len(),
-        5
+        6
     );
     let grant = |extra: &[&str]| {
         let base = [

@@ -47,6 +47,9 @@ async fn a_node_leaving_mid_work_loses_nothing(exit: Exit) {
     let space = FleetSpace::new().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = space.serve(dir.path()).unwrap();
+    // This test counts every attempt charged: no investigation of the
+    // node or lanes it breaks runs beside its tickets.
+    server.no_investigations().await.unwrap();
     let hole = black_hole().await;
     let stuck_args = [
         "--bots",
@@ -132,6 +135,9 @@ async fn redis_restarting_empty_mid_load_loses_no_ticket() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = space.serve(dir.path()).unwrap();
+    // This test counts every attempt charged: no investigation of the
+    // node or lanes it breaks runs beside its tickets.
+    server.no_investigations().await.unwrap();
     // The real model answers in tenths of a second: slow enough that the
     // restart lands mid-load. Replies are bounded: unbounded, this small
     // model may ramble to the end of its context, and a bot's share of the
@@ -214,6 +220,9 @@ async fn postgres_crashing_mid_load_refuses_new_work_and_loses_none() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = space.serve(dir.path()).unwrap();
+    // This test counts every attempt charged: no investigation of the
+    // node or lanes it breaks runs beside its tickets.
+    server.no_investigations().await.unwrap();
     let _node = space.node("n1", &["--bots", "2"]).unwrap();
     wait_for("the node's bots", async || bots_live(&server).await == 2).await;
 

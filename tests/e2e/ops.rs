@@ -267,6 +267,63 @@ async fn a_node_killed_is_an_incident_until_it_is_back() {
         "the node leaving is evidence on the incident: {view:#}"
     );
 
+    // Gather and Diagnose: a ticket on n1's bot, boxed in by the broker,
+    // reads the bots, the changes and the store; the top cause is n2 down,
+    // each of its claims backed by a call kept as evidence.
+    let view = until("the incident investigated", 60, async || {
+        let v = server.json(&path).await.ok()?;
+        let phase = v["investigations"][0]["phase"].as_str()?;
+        (phase != "Running").then_some(v)
+    })
+    .await;
+    let inv = &view["investigations"][0];
+    assert_eq!(inv["phase"], "Succeeded", "{inv:#}");
+    let evidence = inv["evidence"].as_array().unwrap();
+    let tools: Vec<&str> = evidence
+        .iter()
+        .map(|e| e["tool"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["get_bots", "list_changes", "get_health"], "{inv:#}");
+    assert!(evidence.iter().all(|e| e["status"] == "success"), "{inv:#}");
+    let top = &inv["diagnosis"]["causes"][0];
+    assert_eq!(
+        (top["kind"].as_str(), top["subject"].as_str()),
+        (Some("node_down"), Some("n2")),
+        "{inv:#}"
+    );
+    assert_eq!(inv["diagnosis"]["inconclusive"], false);
+    let ids: Vec<&str> = evidence.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    for claim in top["supports"].as_array().unwrap() {
+        for id in claim["evidence"].as_array().unwrap() {
+            assert!(
+                ids.contains(&id.as_str().unwrap()),
+                "{claim} names evidence that exists"
+            );
+        }
+    }
+    // The same lookup, replayed by a person with the operator's token.
+    let replay = evidence[0]["replay"].as_str().unwrap();
+    let bots = server
+        .json(replay.trim_start_matches("GET "))
+        .await
+        .unwrap();
+    assert!(
+        bots.as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["node"] == "n2" && b["live"] == false),
+        "{bots:#}"
+    );
+    let summary = server.json("/api/v1/ops/incidents").await.unwrap();
+    assert!(
+        summary
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == incident.as_str() && i["diagnosis"] == "node_down: n2"),
+        "{summary:#}"
+    );
+
     let _n2 = space.node("n2", &["--bots", "1"]).unwrap();
     let view = until("the incident resolved with n2 back", 60, async || {
         let v = server.json(&path).await.ok()?;

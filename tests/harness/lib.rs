@@ -121,6 +121,29 @@ impl Server {
         Ok(v)
     }
 
+    /// Turns off the operations loop's automatic investigations (of the
+    /// `default` tenant's incidents, where the platform's own land), for a
+    /// test that counts every attempt the fleet charges.
+    pub async fn no_investigations(&self) -> Result<()> {
+        let mut settings = self.json("/api/v1/ops/settings").await?["settings"].take();
+        settings["investigate"] = serde_json::Value::Bool(false);
+        let r = self
+            .http
+            .put(format!("{}/api/v1/ops/settings", self.url))
+            .bearer_auth(&self.token)
+            .json(&settings)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!(
+                "PUT /api/v1/ops/settings: {} {}",
+                r.status(),
+                r.text().await?
+            );
+        }
+        Ok(())
+    }
+
     /// Submits a chat ticket; returns its id.
     pub async fn submit(&self, prompt: &str) -> Result<String> {
         self.submit_chat(serde_json::json!({ "prompt": prompt }))

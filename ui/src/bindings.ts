@@ -90,6 +90,10 @@ export const commands = {
 	opsIncident: (id: string, tenant: string | null) => typedError<IncidentView, ApiError>(__TAURI_INVOKE("ops_incident", { id, tenant })),
 	/**  Acknowledges, mitigates or resolves an incident. */
 	opsMove: (id: string, request: MoveIncident) => typedError<IncidentView, ApiError>(__TAURI_INVOKE("ops_move", { id, request })),
+	/**  An incident's postmortem: published, or the draft its record supports. */
+	opsPostmortem: (id: string, tenant: string | null) => typedError<Postmortem, ApiError>(__TAURI_INVOKE("ops_postmortem", { id, tenant })),
+	/**  Edits a postmortem's prose, or publishes it (`edit` absent). */
+	opsWritePostmortem: (id: string, tenant: string | null, edit: PostmortemEdit | null) => typedError<Postmortem, ApiError>(__TAURI_INVOKE("ops_write_postmortem", { id, tenant, edit })),
 	/**  The monitor's settings, silences, maintenance windows and changes. */
 	opsSettings: (tenant: string | null) => typedError<SettingsView, ApiError>(__TAURI_INVOKE("ops_settings", { tenant })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
@@ -245,6 +249,13 @@ export type BotView = {
 	lane: LaneStats | null,
 };
 
+/**  The bounds of one investigation. */
+export type Bounds = {
+	max_steps: number,
+	max_wall_ms: number,
+	max_tokens: number,
+};
+
 /**  What a bulk operation does to the tickets its filter matches. */
 export type BulkAction = 
 /**  Cancel every unfinished one. */
@@ -293,17 +304,45 @@ export type BulkRequest = {
 /**  What a connector is for; the catalog and the views group by it. */
 export type Category = "commerce" | "travel" | "media" | "finance" | "communication" | "productivity" | "data" | "other";
 
+/**  A possible root cause, with what supports it and what speaks against. */
+export type Cause = {
+	kind: CauseKind,
+	/**  What it is about: a node, a bot, a tenant, a connector, a kind. */
+	subject: string,
+	score: number,
+	supports: Claim[],
+	against: Claim[],
+};
+
+/**  The root causes the platform knows how to recognise. */
+export type CauseKind = "node_down" | "redis_data_loss" | "store_down" | "slow_model" | "budget_exhausted" | "outside_system_failing" | "poison_input" | "secret_exposed";
+
 /**  A change event. */
 export type ChangeEvent = {
 	kind: ChangeKind,
 	/**  What changed: a node's id, a tenant, a connector, a workflow run. */
 	subject: string,
 	detail?: string,
+	/**
+	 *  How many it concerns (tickets requeued or re-driven), where that
+	 *  is the point; 0 otherwise.
+	 */
+	count?: number,
 	at_ms?: number,
 };
 
 /**  What changed in the platform or around it, kept as evidence. */
-export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "connector_approved" | "deploy";
+export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "connector_approved" | "deploy" | 
+/**
+ *  Tickets went back to the queue because the bot holding them was
+ *  lost (its `count`).
+ */
+"tickets_requeued" | 
+/**
+ *  The lanes' Redis lost its data; `count` tickets were published
+ *  again from the store.
+ */
+"lanes_reset";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */
@@ -325,6 +364,12 @@ export type CheckView = {
 	open: number,
 	last_run_ms: number | null,
 	last_passed_ms: number | null,
+};
+
+/**  A claim and the evidence it stands on. */
+export type Claim = {
+	text: string,
+	evidence: string[],
 };
 
 /**  Closes a running session: its runner stops where it is, for good. */
@@ -508,6 +553,19 @@ export type DefinitionView = {
 	created: boolean,
 };
 
+/**  A structured diagnosis. */
+export type Diagnosis = {
+	/**  What the alert means, in a sentence. */
+	meaning: string,
+	/**  Every observation, as a claim with its evidence. */
+	findings: Claim[],
+	/**  Ranked, most likely first. */
+	causes: Cause[],
+	next_steps: string[],
+	/**  No cause has an observation of its own: kept as the answer. */
+	inconclusive: boolean,
+};
+
 export type Effect = 
 /**  Changes nothing outside: safe to retry. */
 "read" | 
@@ -573,6 +631,21 @@ export type ErrorKind =
 "invalid" | "budget_exhausted" | "unknown_tenant" | "overloaded" | "store_unavailable" | "shutting_down" | 
 /**  The controller this client is attached to cannot be reached. */
 "unreachable" | "internal";
+
+/**  One tool call, as it happened. */
+export type Evidence = {
+	/**  `E-<n>`, numbered per incident from 1. */
+	id: string,
+	tool: string,
+	params: unknown,
+	status: ToolStatus,
+	result: unknown,
+	/**  `sha256:` and 64 hex digits over the result's canonical JSON. */
+	hash: string,
+	/**  The same lookup, for a person to run again (`GET /api/v1/bots`). */
+	replay: string,
+	at_ms: number,
+};
 
 /**  One fill, tied to its order and signal. */
 export type FillView = {
@@ -691,10 +764,22 @@ export type Generated = {
 	cost_nusd: number,
 };
 
-/**  What one bot may do with one connector. */
+/**
+ *  What one bot, or whichever bot runs one ticket, may do with one
+ *  connector.
+ */
 export type Grant = {
 	id: string,
-	bot: BotId,
+	/**
+	 *  The bot that holds it; `None` for a grant bound to a ticket alone,
+	 *  which holds for whichever bot runs that ticket.
+	 */
+	bot: BotId | null,
+	/**
+	 *  The ticket whose calls alone it covers (with a bot too, both must
+	 *  match); `None`: every ticket the bot runs. One of the two is set.
+	 */
+	ticket: TicketId | null,
 	connector: string,
 	operations: string[],
 	scopes: string[],
@@ -703,6 +788,8 @@ export type Grant = {
 	budget_calls: number,
 	calls_used: number,
 	created_at_ms: number,
+	/**  After this, the gate refuses it (saying so); `None`: until revoked. */
+	expires_at_ms: number | null,
 };
 
 export type Health = {
@@ -724,6 +811,24 @@ export type HistoryEntry = {
 	event: string,
 	body: unknown,
 	at_ms: number,
+};
+
+/**  What the incident touched, counted from the record. */
+export type Impact = {
+	alerts: number,
+	/**  Reports received, duplicates included. */
+	reports: number,
+	/**
+	 *  `node=n2`, `service=checkout`: the values of the alerts' labels
+	 *  that name a part of a system.
+	 */
+	affected: string[],
+	/**  Tickets requeued or re-driven during it. */
+	tickets_requeued: number,
+	/**  From opened to resolved (`None` while open). */
+	duration_ms: number | null,
+	/**  What its investigations' model calls cost, in nano-dollars. */
+	model_cost_nanos: number,
 };
 
 /**  An incident and everything it holds. */
@@ -772,6 +877,14 @@ export type IncidentSummary = {
 	alerts: number,
 	opened_ms: number,
 	resolved_ms: number | null,
+	/**  Its investigations, and how many of them run now. */
+	investigations: number,
+	investigating: number,
+	/**
+	 *  The newest diagnosis' top cause (`node_down: n2`), or
+	 *  `inconclusive`; `None` before any.
+	 */
+	diagnosis: string | null,
 };
 
 /**  An incident with its alerts, its timeline and its times. */
@@ -784,6 +897,11 @@ export type IncidentView = {
 	mtta_ms: number | null,
 	/**  Time to resolve, from the recorded times. */
 	mttr_ms: number | null,
+	/**
+	 *  Its investigations, oldest first: each plan, its evidence and the
+	 *  diagnosis read from it.
+	 */
+	investigations: Investigation[],
 };
 
 /**
@@ -799,6 +917,27 @@ export type IntegrationView = {
 	audit: AuditEntry[],
 	/**  Newest first. */
 	effects: EffectRow[],
+};
+
+/**  One investigation of an incident. */
+export type Investigation = {
+	/**  The Gather ticket that runs it. */
+	ticket: string,
+	/**  The alert it looks into (its `alertname`). */
+	alert: string,
+	plan: Plan,
+	bounds: Bounds,
+	phase: Phase,
+	evidence: Evidence[],
+	diagnosis: Diagnosis | null,
+	narrative: string | null,
+	stopped: string | null,
+	/**  Why it failed. */
+	error: string | null,
+	/**  What its ticket's model calls cost, in nano-dollars. */
+	cost_nanos: number,
+	started_ms: number,
+	finished_ms: number | null,
 };
 
 /**  The kill switch's levels, each including the ones before it. */
@@ -872,6 +1011,13 @@ export type LedgerEntry = {
 	at_ms: number,
 };
 
+/**  Lessons, as the blameless postmortem asks them. */
+export type Lessons = {
+	went_well: string[],
+	went_wrong: string[],
+	got_lucky: string[],
+};
+
 /**
  *  One legal move of the lifecycle: `event` takes a ticket from `from` to
  *  `to`.
@@ -917,7 +1063,16 @@ export type Moment = "opened" | "alert_joined" | "alert_firing" | "alert_resolve
  *  A change event (a node joined or left, a budget changed, a
  *  connector approved, a deploy) that happened near it.
  */
-"change";
+"change" | 
+/**  A Gather ticket was submitted for it. */
+"investigating" | 
+/**
+ *  One read-only tool call of an investigation (its evidence id, tool
+ *  and status).
+ */
+"tool_call" | 
+/**  An investigation's diagnosis: its top cause, or inconclusive. */
+"diagnosed" | "investigation_failed";
 
 /**  One tenant's settings of the monitor. */
 export type MonitorSettings = {
@@ -925,6 +1080,11 @@ export type MonitorSettings = {
 	fingerprint_by?: string[],
 	/**  Tried in order; the first that matches an alert takes it. */
 	rules: CorrelationRule[],
+	/**
+	 *  Whether each incident opened is investigated by a Gather ticket
+	 *  (read-only, boxed in by the connector broker); on unless turned off.
+	 */
+	investigate?: boolean,
 };
 
 /**  What a person may do to an incident (retriggering is the monitor's). */
@@ -1024,9 +1184,10 @@ export type NewSession = {
 /**  A submission as it arrives from a surface, before validation. */
 export type NewTicket = {
 	/**
-	 *  `chat`, `tool`, `signal`, `media` or `build`; `payload` is then a
-	 *  `ChatPayload`, a `ToolPayload`, a `SignalPayload`, a `MediaPayload`
-	 *  or a `BuildPayload`.
+	 *  `chat`, `tool`, `signal`, `media`, `build` or `investigate`;
+	 *  `payload` is then a `ChatPayload`, a `ToolPayload`, a
+	 *  `SignalPayload`, a `MediaPayload`, a `BuildPayload` or an
+	 *  `InvestigatePayload`.
 	 */
 	kind: string,
 	payload: unknown,
@@ -1121,6 +1282,17 @@ export type PendingApproval = {
 	tenant: TenantId,
 } & ApprovalView;
 
+/**  Where an investigation is, in Argo's node phases. */
+export type Phase = "Running" | "Succeeded" | "Failed";
+
+/**  The explicit plan of an investigation. */
+export type Plan = {
+	/**  The runbooks that matched, in the order given. */
+	runbooks: string[],
+	tasks: Task[],
+	skipped: Skipped[],
+};
+
 /**  The position and the account. */
 export type PositionView = {
 	/**  Long positive, at the instrument's size precision. */
@@ -1156,6 +1328,46 @@ export type PostingView = {
 	/**  `reserve`, `trade`, `commission`, `realize`, `release`. */
 	reason: string,
 };
+
+/**  A postmortem. */
+export type Postmortem = {
+	incident: string,
+	title: string,
+	status: PostmortemStatus,
+	summary: string,
+	impact: Impact,
+	/**
+	 *  The newest diagnosis' causes, most likely first, each with its
+	 *  claims and their evidence ids; empty when none was established.
+	 */
+	root_causes: Cause[],
+	trigger: string,
+	detection: string,
+	resolution: string,
+	action_items: string[],
+	lessons: Lessons,
+	timeline: TimelineEntry[],
+	mtta_ms: number | null,
+	mttr_ms: number | null,
+	investigations: StepCost[],
+	/**  Who last edited it, and who published it when. */
+	edited_by: string | null,
+	published_by: string | null,
+	published_ms: number | null,
+};
+
+/**  A person's edit of a draft: the prose fields given replace the draft's. */
+export type PostmortemEdit = {
+	summary?: string | null,
+	trigger?: string | null,
+	detection?: string | null,
+	resolution?: string | null,
+	action_items?: string[] | null,
+	lessons?: Lessons | null,
+};
+
+/**  Whether a postmortem may still be edited. */
+export type PostmortemStatus = "draft" | "published";
 
 /**  What the session earned, net of fees and of its signals' model spend. */
 export type RecapView = {
@@ -1435,11 +1647,23 @@ export type SilenceView = {
 /**  A skill a bot offers and a ticket needs. */
 export type Skill = string;
 
+/**  A step not taken, and why. */
+export type Skipped = {
+	tool: string,
+	runbook: string,
+	why: string,
+};
+
 export type Source = 
 /**  Signed by a trusted publisher; enabled on load. */
 "curated" | 
 /**  Imported from an OpenAPI document; disabled until approved. */
-"catalog";
+"catalog" | 
+/**
+ *  Compiled into the platform; serves the platform's own data in
+ *  process; enabled at start.
+ */
+"built_in";
 
 /**  One change between two versions of a spec. */
 export type SpecChange = {
@@ -1523,6 +1747,17 @@ export type StatsView = {
 	sharpe: number | null,
 };
 
+/**  One investigation's cost and time. */
+export type StepCost = {
+	/**  The Gather ticket. */
+	ticket: string,
+	phase: Phase,
+	/**  Tool calls made. */
+	calls: number,
+	cost_nanos: number,
+	duration_ms: number | null,
+};
+
 /**  Stop a run. */
 export type StopRequest = {
 	/**
@@ -1561,6 +1796,23 @@ export type Suppression = {
 	at_ms: number,
 	until_ms: number,
 };
+
+/**  One task of a plan. */
+export type Task = {
+	/**  `T-<n>`, from 1. */
+	id: string,
+	tool: string,
+	params: unknown,
+	why: string,
+	/**  The runbook it came from. */
+	runbook: string,
+	status: TaskStatus,
+	/**  The evidence it produced, once done. */
+	evidence: string | null,
+};
+
+/**  A task's progress. */
+export type TaskStatus = "pending" | "in_progress" | "done";
 
 /**  A tenant: the unit of isolation and budget. */
 export type TenantId = string;
@@ -1662,6 +1914,13 @@ export type TokenRole =
 "operator" | 
 /**  Reads only. */
 "viewer";
+
+/**  How a tool call ended (HolmesGPT's words). */
+export type ToolStatus = "success" | "error" | 
+/**  It answered, with nothing in it. */
+"no_data" | 
+/**  It writes, and an investigation may not: it needs an approval. */
+"approval_required";
 
 /**  A trading state as the risk engine names it. */
 export type TradingStateName = "ACTIVE" | 

@@ -104,7 +104,8 @@ try {
     await page.keyboard.press("Enter");
     await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "8 Data" }).waitFor();
     await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "6 Bots" }).getByText("2 live of 2").waitFor();
-    await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "7 Connectors" }).getByText("4 enabled of 4 · 1 grants").waitFor();
+    // The four curated connectors and the operations loop's built-in one.
+    await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "7 Connectors" }).getByText("5 enabled of 5 · 1 grants").waitFor();
   });
 
   await step("routing replays the ticket's journey with its timestamps", async () => {

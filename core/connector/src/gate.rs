@@ -1,18 +1,24 @@
 //! The per-agent auth gate: may this bot call this operation, now?
 //!
 //! Deny by default. A call is allowed only if the connector is enabled, a
-//! live grant of this bot names the operation and holds every scope the
-//! operation requires, the grant's conditions hold for these parameters, its
-//! rate (calls per rolling minute) has room and its budget (calls in all) is
-//! not spent. Evaluation that fails for any reason — a condition on a missing
-//! or non-numeric parameter, an unreadable grant, a store error — denies, and
-//! says so. Every decision, either way, is written to the audit trail before
-//! the caller hears it.
+//! live grant covering the call — the bot's own, or one bound to the
+//! call's ticket, held by whichever bot runs it — names the operation, has
+//! not expired and holds every scope the operation requires, the grant's
+//! conditions hold for these parameters, its rate (calls per rolling
+//! minute) has room and its budget (calls in all) is not spent. A grant
+//! bound to a ticket never covers another ticket's call. A write to a
+//! built-in connector (the platform's own state) is allowed only by a grant
+//! bound to the call's ticket, one an approval mints: without one the
+//! decision says approval is required, whatever the bot holds. Evaluation
+//! that fails for any reason — a condition on a missing or non-numeric
+//! parameter, an unreadable grant, a store error — denies, and says so.
+//! Every decision, either way, is written to the audit trail before the
+//! caller hears it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use super::manifest::Manifest;
+use super::manifest::{Effect, Manifest};
 use super::store::{AuditEntry, AuditKind, ConnectorDb, Grant};
 use crate::clock::{SharedClock, UnixMs};
 
@@ -28,6 +34,10 @@ pub struct Decision {
     /// (field, why), for a typed refusal. Checked before any rate slot or
     /// budget is taken, so a malformed call spends nothing.
     pub invalid_params: Option<(String, String)>,
+    /// Denied because a write to a built-in connector needs a grant bound
+    /// to the call's ticket (minted when a heal is approved), and none
+    /// allowed it.
+    pub approval_required: bool,
 }
 
 impl Decision {
@@ -43,6 +53,7 @@ impl Decision {
             grant: None,
             reason: reason.into(),
             invalid_params: None,
+            approval_required: false,
         }
     }
 }
@@ -74,14 +85,16 @@ impl Gate {
     }
 
     /// Decides, audits, and answers. `manifest` is `None` when the connector
-    /// is unknown or not enabled.
+    /// is unknown or not enabled; `built_in` says it is served in process
+    /// (its writes need a grant bound to the ticket).
     pub async fn check(
         &self,
         call: &CallRef,
         manifest: Option<&Manifest>,
+        built_in: bool,
         params: &serde_json::Value,
     ) -> Decision {
-        let decision = match self.evaluate(call, manifest, params).await {
+        let decision = match self.evaluate(call, manifest, built_in, params).await {
             Ok(d) => d,
             Err(e) => Decision::deny(format!("policy could not be evaluated, so denied: {e}")),
         };
@@ -104,6 +117,7 @@ impl Gate {
         &self,
         call: &CallRef,
         manifest: Option<&Manifest>,
+        built_in: bool,
         params: &serde_json::Value,
     ) -> Result<Decision, EvalError> {
         let Some(manifest) = manifest else {
@@ -120,21 +134,32 @@ impl Gate {
         };
         let grants = self
             .db
-            .grants(Some(call.bot.as_str()), Some(&call.connector))
+            .grants_for_call(call.bot.as_str(), call.ticket, &call.connector)
             .await
             .map_err(|e| EvalError::Store(e.to_string()))?;
+        // The platform's own state changes only by an approved heal: a
+        // grant bound to this ticket, whatever the bot holds besides.
+        let needs_approval = built_in && op.effect == Effect::Write;
+        let now = self.clock.now_ms();
         // Told only to a bot granted the operation (others learn nothing of
         // its schema), and before a rate slot or budget is taken.
         let invalid = op.check_params(params).err().map(|e| (e.field, e.reason));
         let mut closest: Option<Decision> = None;
-        for grant in grants.iter().filter(|g| g.operations.contains(&op.id)) {
+        let candidates = grants.iter().filter(|g| {
+            g.applies_to(call)
+                && g.operations.contains(&op.id)
+                && (!needs_approval || g.ticket == Some(call.ticket))
+        });
+        for grant in candidates {
             let missing: Vec<&str> = op
                 .scopes
                 .iter()
                 .filter(|s| !grant.scopes.contains(s))
                 .map(String::as_str)
                 .collect();
-            let verdict = if !missing.is_empty() {
+            let verdict = if let Some(at) = grant.expires_at_ms.filter(|_| grant.expired(now)) {
+                Decision::deny(format!("grant {} expired at {at}; refused", grant.id))
+            } else if !missing.is_empty() {
                 Decision::deny(format!("grant lacks scope {}", missing.join(", ")))
             } else if let Some((field, reason)) = &invalid {
                 Decision {
@@ -161,6 +186,7 @@ impl Gate {
                     grant: Some(grant.id.clone()),
                     reason: format!("grant allows {}.{}", call.connector, op.id),
                     invalid_params: None,
+                    approval_required: false,
                 });
             };
             closest.get_or_insert(Decision {
@@ -168,12 +194,27 @@ impl Gate {
                 ..verdict
             });
         }
-        Ok(closest.unwrap_or_else(|| {
-            Decision::deny(format!(
+        let decision = closest.unwrap_or_else(|| match needs_approval {
+            true => Decision::deny(format!(
+                "no grant bound to ticket {} lets it write",
+                call.ticket
+            )),
+            false => Decision::deny(format!(
                 "no grant lets {} call {}.{} (denied by default)",
                 call.bot, call.connector, op.id
-            ))
-        }))
+            )),
+        });
+        if needs_approval && decision.invalid_params.is_none() {
+            return Ok(Decision {
+                approval_required: true,
+                reason: format!(
+                    "{}.{} writes to the platform, and a write needs an approved heal (a grant bound to the ticket, minted on approval): {}",
+                    call.connector, op.id, decision.reason
+                ),
+                ..decision
+            });
+        }
+        Ok(decision)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<UnixMs>>> {

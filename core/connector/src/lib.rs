@@ -9,8 +9,11 @@
 //! system. [`manifest`] says what a connector offers and is validated
 //! strictly; curated connectors are signed ([`signing`]) and enabled on
 //! load; the catalog imports OpenAPI documents ([`openapi`]) into unsigned
-//! entries that stay disabled until an operator approves them. What must
-//! survive a restart is in [`store`].
+//! entries that stay disabled until an operator approves them; built-in
+//! connectors ([`builtin`]) serve the platform's own data in process and
+//! are enabled when mounted. What must survive a restart is in [`store`]:
+//! grants are a bot's, or bound to one ticket (minted when an operator
+//! approves a heal) and expiring ([`grant`]).
 //!
 //! Start with [`Connectors`], the facade the API and the bots hold.
 
@@ -18,14 +21,18 @@ use oshal_kernel::{cancel, clock, secrets, text, ticket};
 use oshal_lane as lane;
 
 pub mod broker;
+pub mod builtin;
 pub mod call;
 pub mod gate;
+mod grant;
 pub mod manifest;
 pub mod openapi;
 pub mod remote;
 pub mod runtime;
 pub mod signing;
 pub mod store;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -37,7 +44,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::broker::{Broker, SecretBackend};
 use crate::clock::{SharedClock, UnixMs};
-use crate::ticket::{BotId, TenantId, TicketId};
+use crate::ticket::{TenantId, TicketId};
+use builtin::BuiltIn;
 use manifest::{Category, Effect, Manifest, ManifestError, Method};
 use signing::{Envelope, TrustedKeys};
 use store::{AuditEntry, AuditKind, Condition, ConnectorDb, DbError, EffectRow, Grant};
@@ -66,6 +74,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
 
 /// The most live grants one bot may hold on one connector.
 pub const MAX_GRANTS_PER_BOT: usize = 16;
+/// The most live grants bound to one ticket on one connector.
+pub const MAX_GRANTS_PER_TICKET: usize = 16;
+/// The calls per minute of a grant bound to a ticket.
+pub const TICKET_GRANT_RATE_PER_MINUTE: u32 = 600;
 /// The most calls per minute a grant may allow.
 pub const MAX_RATE_PER_MINUTE: u32 = 10_000;
 /// The most calls a grant's budget may hold.
@@ -78,6 +90,19 @@ pub enum Source {
     Curated,
     /// Imported from an OpenAPI document; disabled until approved.
     Catalog,
+    /// Compiled into the platform; serves the platform's own data in
+    /// process; enabled at start.
+    BuiltIn,
+}
+
+impl Source {
+    fn noun(self) -> &'static str {
+        match self {
+            Source::Curated => "a curated",
+            Source::Catalog => "a catalog",
+            Source::BuiltIn => "a built-in",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +112,8 @@ struct Entry {
     publisher: Option<String>,
     approved_by: Option<String>,
     imported_at_ms: Option<UnixMs>,
+    /// What answers a built-in's operations (`Some` only for one).
+    handler: Option<Arc<dyn BuiltIn>>,
 }
 
 impl Entry {
@@ -94,11 +121,17 @@ impl Entry {
         match self.source {
             Source::Curated => self.publisher.is_some(),
             Source::Catalog => self.approved_by.is_some(),
+            Source::BuiltIn => self.handler.is_some(),
         }
     }
 }
 
-/// Every connector known: curated and catalog.
+/// An enabled connector as the runtime serves it: its manifest and, for a
+/// built-in, the handler that answers it in process.
+pub type Serving = (Arc<Manifest>, Option<Arc<dyn BuiltIn>>);
+
+/// Every connector known: curated, catalog and built-in (each built-in's
+/// handler beside its manifest).
 #[derive(Debug, Default)]
 pub struct Registry {
     entries: RwLock<BTreeMap<String, Entry>>,
@@ -123,6 +156,14 @@ impl Registry {
 
     pub fn get(&self, id: &str) -> Option<Arc<Manifest>> {
         self.read().get(id).map(|e| e.manifest.clone())
+    }
+
+    /// An enabled connector's manifest and, for a built-in, its handler.
+    pub fn serving(&self, id: &str) -> Option<Serving> {
+        self.read()
+            .get(id)
+            .filter(|e| e.enabled())
+            .map(|e| (e.manifest.clone(), e.handler.clone()))
     }
 }
 
@@ -205,6 +246,19 @@ pub enum ConnectorError {
     Db(#[from] DbError),
 }
 
+/// An id held by a connector of another source, which `by` may not
+/// replace: a built-in is never replaced by a signed or imported manifest,
+/// nor the reverse.
+fn taken(id: &str, held: Source, by: &str) -> ConnectorError {
+    invalid(
+        "id",
+        format!(
+            "{id:?} is {} connector; {by} cannot replace it",
+            held.noun()
+        ),
+    )
+}
+
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConnectorError {
     ConnectorError::Invalid {
         field: field.into(),
@@ -253,6 +307,7 @@ impl Connectors {
                     publisher: None,
                     approved_by: row.approved_by,
                     imported_at_ms: Some(row.imported_at_ms),
+                    handler: None,
                 },
             );
         }
@@ -326,9 +381,47 @@ impl Connectors {
             publisher: Some(publisher),
             approved_by: None,
             imported_at_ms: None,
+            handler: None,
         };
         let view = view(&entry);
-        self.inner.registry.write().insert(id, entry);
+        let mut entries = self.inner.registry.write();
+        if let Some(held) = entries.get(&id).map(|e| e.source)
+            && held == Source::BuiltIn
+        {
+            return Err(taken(&id, held, "a signed manifest"));
+        }
+        entries.insert(id, entry);
+        Ok(view)
+    }
+
+    /// Mounts a built-in connector: `manifest` (checked as any other, its
+    /// `base_url` may be `oshal://<id>`) answered by `handler` in process,
+    /// enabled at once, with no publisher, signature or credential. Mounting
+    /// the same id again replaces the handler; an id held by a curated or
+    /// catalog connector is refused.
+    pub fn mount(
+        &self,
+        manifest: Manifest,
+        handler: Arc<dyn BuiltIn>,
+    ) -> Result<ConnectorView, ConnectorError> {
+        manifest.validate_built_in()?;
+        let id = manifest.id.clone();
+        let entry = Entry {
+            manifest: Arc::new(manifest),
+            source: Source::BuiltIn,
+            publisher: None,
+            approved_by: None,
+            imported_at_ms: None,
+            handler: Some(handler),
+        };
+        let view = view(&entry);
+        let mut entries = self.inner.registry.write();
+        if let Some(held) = entries.get(&id).map(|e| e.source)
+            && held != Source::BuiltIn
+        {
+            return Err(taken(&id, held, "a built-in"));
+        }
+        entries.insert(id, entry);
         Ok(view)
     }
 
@@ -384,16 +477,15 @@ impl Connectors {
         by: &str,
     ) -> Result<ConnectorView, ConnectorError> {
         let manifest = openapi::import(doc)?;
-        if let Some(existing) = self.inner.registry.read().get(&manifest.id)
-            && existing.source == Source::Curated
+        if let Some(held) = self
+            .inner
+            .registry
+            .read()
+            .get(&manifest.id)
+            .map(|e| e.source)
+            && held != Source::Catalog
         {
-            return Err(invalid(
-                "id",
-                format!(
-                    "{:?} is a curated connector; the catalog cannot replace it",
-                    manifest.id
-                ),
-            ));
+            return Err(taken(&manifest.id, held, "the catalog"));
         }
         let now = self.inner.clock.now_ms();
         let json =
@@ -416,6 +508,7 @@ impl Connectors {
             publisher: None,
             approved_by: None,
             imported_at_ms: Some(now),
+            handler: None,
         };
         let view = view(&entry);
         self.inner
@@ -434,6 +527,12 @@ impl Connectors {
                 return Err(invalid(
                     "id",
                     format!("{id:?} is curated; it needs no approval"),
+                ));
+            }
+            Some(Source::BuiltIn) => {
+                return Err(invalid(
+                    "id",
+                    format!("{id:?} is built in; it needs no approval"),
                 ));
             }
             Some(Source::Catalog) => {}
@@ -455,7 +554,7 @@ impl Connectors {
         Ok(view(entry))
     }
 
-    /// Every connector, curated and catalog.
+    /// Every connector, curated, catalog and built-in.
     pub fn list(&self) -> Vec<ConnectorView> {
         self.inner.registry.read().values().map(view).collect()
     }
@@ -469,138 +568,6 @@ impl Connectors {
             .filter(|e| e.source == Source::Catalog)
             .map(view)
             .collect()
-    }
-
-    /// Checks and stores a grant; every refusal names its field and limit.
-    pub async fn grant(&self, new: NewGrant, by: &str) -> Result<Grant, ConnectorError> {
-        let bot = BotId::parse(&new.bot).map_err(|e| invalid("bot", e.to_string()))?;
-        let manifest = self
-            .inner
-            .registry
-            .get(&new.connector)
-            .ok_or_else(|| invalid("connector", format!("no connector {:?}", new.connector)))?;
-        if new.operations.is_empty() || new.operations.len() > manifest::MAX_OPERATIONS {
-            return Err(invalid(
-                "operations",
-                format!("name 1 to {} operations", manifest::MAX_OPERATIONS),
-            ));
-        }
-        for (i, op) in new.operations.iter().enumerate() {
-            if manifest.operation(op).is_none() {
-                return Err(invalid(
-                    format!("operations[{i}]"),
-                    format!("{:?} has no operation {op:?}", manifest.id),
-                ));
-            }
-        }
-        let offered = manifest.all_scopes();
-        if new.scopes.len() > manifest::MAX_SCOPES * 4 {
-            return Err(invalid(
-                "scopes",
-                format!(
-                    "{} scopes; the limit is {}",
-                    new.scopes.len(),
-                    manifest::MAX_SCOPES * 4
-                ),
-            ));
-        }
-        for (i, s) in new.scopes.iter().enumerate() {
-            if !offered.contains(s.as_str()) {
-                return Err(invalid(
-                    format!("scopes[{i}]"),
-                    format!(
-                        "{s:?} is not a scope of {:?}; a grant cannot be broader than its connector",
-                        manifest.id
-                    ),
-                ));
-            }
-        }
-        for (i, c) in new.conditions.iter().enumerate() {
-            if c.param.is_empty() || c.param.len() > manifest::MAX_NAME || !c.max.is_finite() {
-                return Err(invalid(
-                    format!("conditions[{i}]"),
-                    format!(
-                        "param is 1 to {} characters and max a finite number",
-                        manifest::MAX_NAME
-                    ),
-                ));
-            }
-        }
-        let rate = new.rate_per_minute.unwrap_or(60);
-        if !(1..=MAX_RATE_PER_MINUTE).contains(&rate) {
-            return Err(invalid(
-                "rate_per_minute",
-                format!("{rate} is outside 1..={MAX_RATE_PER_MINUTE}"),
-            ));
-        }
-        let budget = new.budget_calls.unwrap_or(1000);
-        if !(1..=MAX_BUDGET_CALLS).contains(&budget) {
-            return Err(invalid(
-                "budget_calls",
-                format!("{budget} is outside 1..={MAX_BUDGET_CALLS}"),
-            ));
-        }
-        let live = self
-            .inner
-            .db
-            .grants(Some(bot.as_str()), Some(&manifest.id))
-            .await?;
-        if live.len() >= MAX_GRANTS_PER_BOT {
-            return Err(invalid(
-                "bot",
-                format!(
-                    "{bot} holds {} grants on {:?} (limit {MAX_GRANTS_PER_BOT})",
-                    live.len(),
-                    manifest.id
-                ),
-            ));
-        }
-        let now = self.inner.clock.now_ms();
-        let grant = Grant {
-            id: uuid::Uuid::now_v7().to_string(),
-            bot,
-            connector: manifest.id.clone(),
-            operations: new.operations,
-            scopes: new.scopes,
-            conditions: new.conditions,
-            rate_per_minute: rate,
-            budget_calls: budget,
-            calls_used: 0,
-            created_at_ms: now,
-        };
-        self.inner.db.insert_grant(&grant).await?;
-        let mut audit = AuditEntry::new(
-            AuditKind::Grant,
-            format!(
-                "{} may call {} with {}",
-                grant.bot,
-                grant.operations.join(", "),
-                grant.scopes.join(" ")
-            ),
-        );
-        audit.at_ms = now;
-        audit.actor = Some(by.to_owned());
-        audit.connector = Some(grant.connector.clone());
-        audit.grant_id = Some(grant.id.clone());
-        self.inner.db.audit(&audit).await?;
-        Ok(grant)
-    }
-
-    pub async fn revoke_grant(&self, id: &str, by: &str) -> Result<(), ConnectorError> {
-        let now = self.inner.clock.now_ms();
-        if !self.inner.db.revoke_grant(id, now).await? {
-            return Err(ConnectorError::NotFound(format!("grant {id:?}")));
-        }
-        let mut audit = AuditEntry::new(AuditKind::Ungrant, "grant revoked");
-        audit.at_ms = now;
-        audit.actor = Some(by.to_owned());
-        audit.grant_id = Some(id.to_owned());
-        self.inner.db.audit(&audit).await?;
-        Ok(())
-    }
-
-    pub async fn grants(&self, bot: Option<&str>) -> Result<Vec<Grant>, ConnectorError> {
-        Ok(self.inner.db.grants(bot, None).await?)
     }
 
     /// The audit trail, newest first; with `tenant`, that tenant's calls.
@@ -669,6 +636,8 @@ impl Connectors {
                         p.as_deref().unwrap_or("(none)")
                     ),
                 )),
+                // Compiled in and mounted by the platform itself.
+                (Source::BuiltIn, _) => {}
                 (Source::Catalog, _) => match approved.get(id) {
                     Some(Some(_)) => {}
                     Some(None) => problems.push((
@@ -704,7 +673,10 @@ fn view(e: &Entry) -> ConnectorView {
         name: m.name.clone(),
         category: m.category,
         base_url: m.base_url.clone(),
+        // A built-in's manifest names an auth kind the format requires; it
+        // uses no credential.
         auth: match &m.auth {
+            _ if e.source == Source::BuiltIn => "none",
             manifest::AuthKind::ApiKey { .. } => "api_key",
             manifest::AuthKind::Bearer => "bearer",
             manifest::AuthKind::Oauth2ClientCredentials { .. } => "oauth2_client_credentials",

@@ -22,6 +22,9 @@ pub const MAX_OPERATIONS: usize = 128;
 pub const MAX_SCOPES: usize = 16;
 /// The longest id, operation id or scope.
 pub const MAX_NAME: usize = 64;
+/// The scheme of a built-in connector's `base_url`, `oshal://<id>`: served
+/// in process, never over the network (`crate::builtin`).
+pub const BUILT_IN_SCHEME: &str = "oshal";
 
 /// What a connector is for; the catalog and the views group by it.
 #[derive(
@@ -254,12 +257,32 @@ impl Manifest {
 
     /// Checks every field; the first refusal names its field.
     pub fn validate(&self) -> Result<(), ManifestError> {
+        self.check(false)
+    }
+
+    /// Checks a built-in connector's manifest: as [`Self::validate`], but
+    /// its `base_url` may also be `oshal://<id>`, a name served in process
+    /// (no other manifest may use that scheme).
+    pub fn validate_built_in(&self) -> Result<(), ManifestError> {
+        self.check(true)
+    }
+
+    fn check(&self, built_in: bool) -> Result<(), ManifestError> {
         check_name("id", &self.id)?;
         check_version(&self.version)?;
         if self.name.trim().is_empty() || self.name.chars().count() > 128 {
             return Err(bad("name", "must be 1 to 128 characters"));
         }
-        check_url("base_url", &self.base_url)?;
+        let served_in_process = format!("{BUILT_IN_SCHEME}://{}", self.id);
+        if !(built_in && self.base_url == served_in_process) {
+            check_url("base_url", &self.base_url).map_err(|e| match built_in {
+                true => bad(
+                    "base_url",
+                    format!("{}; a built-in may also be {served_in_process:?}", e.reason),
+                ),
+                false => e,
+            })?;
+        }
         match &self.auth {
             AuthKind::ApiKey { header } => {
                 if header.is_empty()

@@ -99,6 +99,10 @@ enum Answer {
         cancelled: bool,
         #[serde(default)]
         dry_run: bool,
+        /// A write to a built-in that needs an approved heal: the bot hears
+        /// [`ToolError::ApprovalRequired`], as it would in process.
+        #[serde(default)]
+        approval_required: bool,
     },
 }
 
@@ -110,8 +114,9 @@ impl From<Result<ToolResult, ToolError>> for Answer {
                 retryable: e.retryable(),
                 cancelled: matches!(e, ToolError::Cancelled),
                 dry_run: matches!(e, ToolError::DryRun(_)),
+                approval_required: matches!(e, ToolError::ApprovalRequired(_)),
                 message: match e {
-                    ToolError::DryRun(why) => why,
+                    ToolError::DryRun(why) | ToolError::ApprovalRequired(why) => why,
                     e => e.to_string(),
                 },
             },
@@ -131,6 +136,11 @@ impl From<Answer> for Result<ToolResult, ToolError> {
                 message,
                 ..
             } => Err(ToolError::DryRun(message)),
+            Answer::Err {
+                approval_required: true,
+                message,
+                ..
+            } => Err(ToolError::ApprovalRequired(message)),
             Answer::Err {
                 message, retryable, ..
             } => Err(ToolError::Remote { message, retryable }),
@@ -181,6 +191,7 @@ impl RemoteTools {
                         retryable: true,
                         cancelled: false,
                         dry_run: false,
+                        approval_required: false,
                     });
                 }
             },
@@ -354,6 +365,7 @@ async fn run(
                 retryable: false,
                 cancelled: false,
                 dry_run: false,
+                approval_required: false,
             }
         }
         Ok(tenant) => {
@@ -540,5 +552,61 @@ mod tests {
         assert!(lock(&tools.waiting).is_empty());
         shutdown.cancel();
         redis.cleanup().await;
+    }
+
+    /// A built-in's write refused for want of an approval reaches a bot on
+    /// a node as `ApprovalRequired`, not as a plain remote error.
+    #[tokio::test]
+    async fn approval_required_crosses_from_the_controller_to_a_node() {
+        use crate::testing::{OPS, Rig, call as call_of, request};
+        let rig = Rig::new().await;
+        let redis = TestRedis::new().await;
+        let shutdown = CancellationToken::new();
+        // The controller's scheduler says the bot holds the ticket, for the
+        // default tenant.
+        let verify: Verify = Arc::new(
+            |_: CallRef| -> futures::future::BoxFuture<'static, Result<TenantId, String>> {
+                Box::pin(async { Ok(TenantId::default_tenant()) })
+            },
+        );
+        let server = spawn_server(
+            &redis.client,
+            redis.conn.clone(),
+            &redis.keys,
+            rig.connectors.clone(),
+            verify,
+            Arc::new(CancelRegistry::default()),
+            shutdown.clone(),
+        );
+        let tools = RemoteTools::start(
+            &redis.client,
+            redis.conn.clone(),
+            &redis.keys,
+            "n1",
+            shutdown.clone(),
+        );
+        let write = request(
+            call_of("bot-01", TicketId::new(), OPS, "restart"),
+            serde_json::json!({"service": "api"}),
+        );
+        let e = tools.call(&write, &shutdown).await.unwrap_err();
+        match &e {
+            ToolError::ApprovalRequired(why) => {
+                assert!(why.contains("oshal-ops.restart"), "{why}");
+                assert!(why.contains("approved heal"), "{why}");
+            }
+            other => panic!("expected approval_required, got {other:?}"),
+        }
+        assert!(!e.retryable());
+        assert_eq!(rig.platform.writes(), 0);
+        shutdown.cancel();
+        let _ = server.await;
+        redis.cleanup().await;
+
+        // An answer from a controller that predates the field still reads.
+        let old = r#"{"err":{"message":"denied: no","retryable":false,"cancelled":false}}"#;
+        let answer: Answer = serde_json::from_str(old).unwrap();
+        let read: Result<ToolResult, ToolError> = answer.into();
+        assert!(matches!(read, Err(ToolError::Remote { .. })), "{read:?}");
     }
 }

@@ -16,6 +16,12 @@
 //! unknown reconciles first: through the operation's `reconcile` read (found:
 //! `done`; 404: not applied, so send) or, when the manifest names none, by
 //! sending again with the same key, which the outside system deduplicates.
+//!
+//! A built-in connector ([`crate::builtin`]) is served in process: the same
+//! gate, retries, effect ledger, redaction and clipping, but its handler
+//! answers instead of the broker and HTTP (no token, no credential). A
+//! write to one the gate refuses for want of an approval answers
+//! [`ToolError::ApprovalRequired`].
 
 use oshal_kernel::name::Named;
 use serde::{Deserialize, Serialize};
@@ -25,6 +31,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Registry;
+use super::builtin::BuiltIn;
 use super::gate::{CallRef, Gate};
 use super::manifest::{Effect, Manifest, Operation};
 use super::store::{ConnectorDb, EffectRow, EffectState, Settled};
@@ -72,6 +79,11 @@ pub struct ToolResult {
 pub enum ToolError {
     #[error("denied: {0}")]
     Denied(String),
+    /// A write to a built-in connector that no grant bound to the ticket
+    /// allows: it needs an approved heal. Denied and audited as such; not
+    /// retryable (another attempt needs the approval first).
+    #[error("approval required: {0}")]
+    ApprovalRequired(String),
     #[error("{field}: {reason}")]
     InvalidParams { field: String, reason: String },
     #[error(transparent)]
@@ -148,6 +160,24 @@ pub fn effect_key(req: &ToolRequest) -> String {
     format!("oshal-{}", crate::text::hex(&digest[..16]))
 }
 
+/// How a call reaches the system that answers it.
+enum Via<'a> {
+    /// Over HTTP, the credential exchanged for this token per request.
+    Http(ToolToken),
+    /// In process: a built-in connector's handler.
+    BuiltIn(&'a dyn BuiltIn),
+}
+
+impl Via<'_> {
+    /// What the effect ledger records as the write's token.
+    fn token_id(&self) -> &str {
+        match self {
+            Via::Http(token) => &token.id,
+            Via::BuiltIn(_) => "built-in",
+        }
+    }
+}
+
 enum Sent {
     Answer {
         status: u16,
@@ -191,8 +221,11 @@ impl Runtime {
         call: &CallRef,
         params: &serde_json::Value,
     ) -> super::gate::Decision {
-        let manifest = self.registry.enabled(&call.connector);
-        self.gate.check(call, manifest.as_deref(), params).await
+        let (manifest, handler) = self.registry.serving(&call.connector).unzip();
+        let built_in = handler.flatten().is_some();
+        self.gate
+            .check(call, manifest.as_deref(), built_in, params)
+            .await
     }
 
     /// Runs one tool call to the end (or until `cancel`).
@@ -201,13 +234,22 @@ impl Runtime {
         req: &ToolRequest,
         cancel: &CancellationToken,
     ) -> Result<ToolResult, ToolError> {
-        let manifest = self.registry.enabled(&req.call.connector);
+        let (manifest, handler) = self.registry.serving(&req.call.connector).unzip();
+        let handler = handler.flatten();
         let decision = self
             .gate
-            .check(&req.call, manifest.as_deref(), &req.params)
+            .check(
+                &req.call,
+                manifest.as_deref(),
+                handler.is_some(),
+                &req.params,
+            )
             .await;
         if let Some((field, reason)) = decision.invalid_params {
             return Err(ToolError::InvalidParams { field, reason });
+        }
+        if decision.approval_required {
+            return Err(ToolError::ApprovalRequired(decision.reason));
         }
         if !decision.allowed {
             return Err(ToolError::Denied(decision.reason));
@@ -234,13 +276,27 @@ impl Runtime {
                 .map_err(|e| ToolError::Ledger(e.to_string()))?;
             return Err(ToolError::DryRun(reason));
         }
+        let handler = handler.as_deref();
         match op.effect {
             Effect::Read => {
-                let token = self.broker.issue(&req.call, &op.scopes);
-                self.read(&manifest, op, req, &token, &req.params, cancel)
+                let via = self.via(handler, &req.call, &op.scopes);
+                self.read(&manifest, op, req, &via, &req.params, cancel)
                     .await
             }
-            Effect::Write => self.write(&manifest, op, req, cancel).await,
+            Effect::Write => self.write(&manifest, op, req, handler, cancel).await,
+        }
+    }
+
+    /// A built-in's handler, or a token for HTTP bound to `call` and `scopes`.
+    fn via<'a>(
+        &self,
+        handler: Option<&'a dyn BuiltIn>,
+        call: &CallRef,
+        scopes: &[String],
+    ) -> Via<'a> {
+        match handler {
+            Some(h) => Via::BuiltIn(h),
+            None => Via::Http(self.broker.issue(call, scopes)),
         }
     }
 
@@ -249,7 +305,7 @@ impl Runtime {
         manifest: &Manifest,
         op: &Operation,
         req: &ToolRequest,
-        token: &ToolToken,
+        via: &Via<'_>,
         params: &serde_json::Value,
         cancel: &CancellationToken,
     ) -> Result<ToolResult, ToolError> {
@@ -259,7 +315,7 @@ impl Runtime {
                 return Err(ToolError::Cancelled);
             }
             match self
-                .send(manifest, op, req, token, params, None, cancel)
+                .send(manifest, op, req, via, params, None, cancel)
                 .await?
             {
                 Sent::Answer { status, body } if status < 500 => {
@@ -286,6 +342,7 @@ impl Runtime {
         manifest: &Manifest,
         op: &Operation,
         req: &ToolRequest,
+        handler: Option<&dyn BuiltIn>,
         cancel: &CancellationToken,
     ) -> Result<ToolResult, ToolError> {
         let key = effect_key(req);
@@ -315,7 +372,7 @@ impl Runtime {
         if let Some(r) = reconcile {
             scopes.extend(r.scopes.iter().cloned());
         }
-        let token = self.broker.issue(&req.call, &scopes);
+        let via = self.via(handler, &req.call, &scopes);
         match self.db.effect(tenant, &key).await.map_err(ledger)? {
             Some(done) if done.state == EffectState::Done => {
                 return answer(
@@ -339,7 +396,7 @@ impl Runtime {
                 if let Some(r) = reconcile {
                     let probe = serde_json::json!({ "idempotency_key": key });
                     match self
-                        .send(manifest, r, req, &token, &probe, None, cancel)
+                        .send(manifest, r, req, &via, &probe, None, cancel)
                         .await?
                     {
                         Sent::Answer { status, body } if (200..300).contains(&status) => {
@@ -378,7 +435,7 @@ impl Runtime {
                 attempt: req.call.attempt,
                 connector: manifest.id.clone(),
                 operation: op.id.clone(),
-                token_id: token.id.clone(),
+                token_id: via.token_id().to_owned(),
                 state: EffectState::InFlight,
                 status: None,
                 response: None,
@@ -388,7 +445,7 @@ impl Runtime {
             .await
             .map_err(ledger)?;
         let sent = self
-            .send(manifest, op, req, &token, &req.params, Some(&key), cancel)
+            .send(manifest, op, req, &via, &req.params, Some(&key), cancel)
             .await?;
         match sent {
             Sent::Answer { status, body } if (200..300).contains(&status) => {
@@ -413,9 +470,95 @@ impl Runtime {
         }
     }
 
-    /// One HTTP request: exchange the token, build, send, read.
+    /// One request (a write when it carries `idempotency_key`), over HTTP
+    /// or to a built-in's handler.
     #[allow(clippy::too_many_arguments)]
     async fn send(
+        &self,
+        manifest: &Manifest,
+        op: &Operation,
+        req: &ToolRequest,
+        via: &Via<'_>,
+        params: &serde_json::Value,
+        idempotency_key: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<Sent, ToolError> {
+        match via {
+            Via::Http(token) => {
+                self.send_http(manifest, op, req, token, params, idempotency_key, cancel)
+                    .await
+            }
+            Via::BuiltIn(handler) => {
+                self.serve(*handler, op, req, params, idempotency_key, cancel)
+                    .await
+            }
+        }
+    }
+
+    /// One request to a built-in's handler, bounded by [`REQUEST_TIMEOUT`]
+    /// and `cancel`; its answer is kept as an outside system's would be.
+    async fn serve(
+        &self,
+        handler: &dyn BuiltIn,
+        op: &Operation,
+        req: &ToolRequest,
+        params: &serde_json::Value,
+        idempotency_key: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<Sent, ToolError> {
+        let call = CallRef {
+            operation: op.id.clone(),
+            ..req.call.clone()
+        };
+        let answer = async {
+            match idempotency_key {
+                Some(key) => handler.write(&call, params, key).await,
+                None => handler.read(&call, params).await,
+            }
+        };
+        let answered = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(ToolError::Cancelled),
+            r = tokio::time::timeout(REQUEST_TIMEOUT, answer) => r,
+        };
+        Ok(match answered {
+            Ok(Ok((status, body))) => {
+                let bytes = serde_json::to_vec(&body).unwrap_or_default();
+                Sent::Answer {
+                    status,
+                    body: self.keep(&bytes),
+                }
+            }
+            Ok(Err(reason)) => Sent::NoAnswer(self.rules.redact(&reason).into_owned()),
+            Err(_) => Sent::NoAnswer(format!(
+                "{}.{} did not answer within {REQUEST_TIMEOUT:?}",
+                call.connector, call.operation
+            )),
+        })
+    }
+
+    /// An answer's body as it may be kept and returned: the first
+    /// [`MAX_RESPONSE_BYTES`] (JSON if they still parse, else text), no
+    /// NUL, secrets redacted.
+    fn keep(&self, bytes: &[u8]) -> serde_json::Value {
+        let bytes = &bytes[..bytes.len().min(MAX_RESPONSE_BYTES)];
+        let mut body = serde_json::from_slice(bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+        });
+        // No store holds a NUL: the effect ledger keeps this answer.
+        let replaced = crate::text::clean_json(&mut body);
+        if replaced > 0 {
+            tracing::warn!(
+                replaced,
+                "an outside system's answer held NUL characters; replaced with U+FFFD"
+            );
+        }
+        self.rules.redact_json(&body)
+    }
+
+    /// One HTTP request: exchange the token, build, send, read.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_http(
         &self,
         manifest: &Manifest,
         op: &Operation,
@@ -483,21 +626,9 @@ impl Runtime {
             Ok(b) => b,
             Err(e) => return Ok(Sent::NoAnswer(e.without_url().to_string())),
         };
-        let bytes = &bytes[..bytes.len().min(MAX_RESPONSE_BYTES)];
-        let mut body = serde_json::from_slice(bytes).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
-        });
-        // No store holds a NUL: the effect ledger keeps this answer.
-        let replaced = crate::text::clean_json(&mut body);
-        if replaced > 0 {
-            tracing::warn!(
-                replaced,
-                "an outside system's answer held NUL characters; replaced with U+FFFD"
-            );
-        }
         Ok(Sent::Answer {
             status,
-            body: self.rules.redact_json(&body),
+            body: self.keep(&bytes),
         })
     }
 }

@@ -1,14 +1,17 @@
 //! Where connectors keep what must survive a restart: catalog entries and
 //! their approval, grants and their spent budget, the audit trail and the
 //! effect ledger. [`ConnectorStore`] is the port; local mode keeps it in
-//! SQLite (the local store's file, migrations 0002 and 0004), a fleet in
-//! PostgreSQL ([`postgres`], migration 0004 of the fleet schema) with the
-//! tenant's rows — its tool calls' audit and effects — under row-level
-//! security. Every write is durable before the caller goes on.
+//! SQLite (the local store's file, migrations 0002, 0004 and 0008), a fleet
+//! in PostgreSQL ([`postgres`], migrations 0004 and 0010 of the fleet
+//! schema) with the tenant's rows — its tool calls' audit and effects —
+//! under row-level security. Every write is durable before the caller goes
+//! on.
 //!
 //! Grants and the catalog are the operator's configuration, not a tenant's
 //! data (like the tenant directory), and so is the audit of operator
-//! actions: those rows carry no tenant.
+//! actions: those rows carry no tenant. A grant is bound to a bot, to a
+//! ticket (for whichever bot runs it: what an approval mints for one
+//! investigation) or to both, and may expire.
 
 pub mod postgres;
 #[cfg(test)]
@@ -69,11 +72,17 @@ pub struct Condition {
     pub max: f64,
 }
 
-/// What one bot may do with one connector.
+/// What one bot, or whichever bot runs one ticket, may do with one
+/// connector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Grant {
     pub id: String,
-    pub bot: BotId,
+    /// The bot that holds it; `None` for a grant bound to a ticket alone,
+    /// which holds for whichever bot runs that ticket.
+    pub bot: Option<BotId>,
+    /// The ticket whose calls alone it covers (with a bot too, both must
+    /// match); `None`: every ticket the bot runs. One of the two is set.
+    pub ticket: Option<TicketId>,
     pub connector: String,
     pub operations: Vec<String>,
     pub scopes: Vec<String>,
@@ -84,6 +93,52 @@ pub struct Grant {
     #[specta(type = specta_typescript::Number)]
     #[schema(value_type = i64)]
     pub created_at_ms: UnixMs,
+    /// After this, the gate refuses it (saying so); `None`: until revoked.
+    #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
+    pub expires_at_ms: Option<UnixMs>,
+}
+
+impl Grant {
+    /// Whether this grant may cover `call`: its bot's, its ticket's, or
+    /// (both set) that bot's calls for that ticket. A grant bound to
+    /// neither covers nothing.
+    pub fn applies_to(&self, call: &super::call::CallRef) -> bool {
+        (self.bot.is_some() || self.ticket.is_some())
+            && self.bot.as_ref().is_none_or(|b| *b == call.bot)
+            && self.ticket.is_none_or(|t| t == call.ticket)
+    }
+
+    /// Whether it has expired by `now`.
+    pub fn expired(&self, now: UnixMs) -> bool {
+        self.expires_at_ms.is_some_and(|at| now >= at)
+    }
+
+    /// Who holds it, for the audit trail and findings: `bot-01`, `ticket
+    /// <id>`, or `bot-01 on ticket <id>`.
+    pub fn holder(&self) -> String {
+        match (&self.bot, self.ticket) {
+            (Some(bot), None) => bot.to_string(),
+            (None, Some(t)) => format!("ticket {t}"),
+            (Some(bot), Some(t)) => format!("{bot} on ticket {t}"),
+            (None, None) => "no one".into(),
+        }
+    }
+
+    /// A grant names a bot, a ticket or both (the tables hold the same
+    /// CHECK): refused data otherwise.
+    fn check_bound(&self) -> Result<(), DbError> {
+        if self.bot.is_none() && self.ticket.is_none() {
+            return Err(DbError {
+                message: format!(
+                    "grant {}: bot and ticket are both empty; a grant is bound to a bot, a ticket or both",
+                    self.id
+                ),
+                refused: true,
+            });
+        }
+        Ok(())
+    }
 }
 
 #[derive(
@@ -258,12 +313,31 @@ pub trait ConnectorStore: Send + Sync + std::fmt::Debug {
     /// Spends one call of a grant's budget, atomically; `false` if it is
     /// spent (or the grant was revoked meanwhile).
     async fn spend(&self, id: &str) -> Result<bool, DbError>;
-    /// Live grants, optionally of one bot (and one connector).
+    /// Live grants, optionally of one bot (and one connector). Grants bound
+    /// to a ticket alone have no bot: they are listed only without `bot`.
     async fn grants(
         &self,
         bot: Option<&str>,
         connector: Option<&str>,
     ) -> Result<Vec<Grant>, DbError>;
+    /// Live grants on `connector` that may cover one call of `bot` for
+    /// `ticket`: the bot's own (for every ticket, or for this one) and
+    /// those bound to the ticket alone; oldest first. Expired ones too (the
+    /// gate tells them apart, and says so).
+    async fn grants_for_call(
+        &self,
+        bot: &str,
+        ticket: TicketId,
+        connector: &str,
+    ) -> Result<Vec<Grant>, DbError>;
+    /// Live grants bound to `ticket` (with a bot or not), oldest first.
+    async fn grants_of_ticket(&self, ticket: TicketId) -> Result<Vec<Grant>, DbError>;
+    /// Revokes every live grant bound to `ticket`; answers their ids.
+    async fn revoke_ticket_grants(
+        &self,
+        ticket: TicketId,
+        at: UnixMs,
+    ) -> Result<Vec<String>, DbError>;
 
     async fn audit(&self, e: &AuditEntry) -> Result<(), DbError>;
     /// The audit trail, newest first, optionally of one ticket; with
@@ -379,12 +453,14 @@ impl ConnectorStore for SqliteConnectorStore {
     // ---- grants -----------------------------------------------------------
 
     async fn insert_grant(&self, g: &Grant) -> Result<(), DbError> {
+        g.check_bound()?;
         sqlx::query(
-            "INSERT INTO grants (id, bot, connector, operations, scopes, conditions, rate_per_minute, budget_calls, calls_used, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO grants (id, bot, ticket, connector, operations, scopes, conditions, rate_per_minute, budget_calls, calls_used, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .bind(&g.id)
-        .bind(g.bot.as_str())
+        .bind(g.bot.as_ref().map(BotId::as_str))
+        .bind(g.ticket.map(|t| t.to_string()))
         .bind(&g.connector)
         .bind(serde_json::to_string(&g.operations)?)
         .bind(serde_json::to_string(&g.scopes)?)
@@ -393,6 +469,7 @@ impl ConnectorStore for SqliteConnectorStore {
         .bind(g.budget_calls)
         .bind(g.calls_used)
         .bind(g.created_at_ms)
+        .bind(g.expires_at_ms)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -424,31 +501,61 @@ impl ConnectorStore for SqliteConnectorStore {
         bot: Option<&str>,
         connector: Option<&str>,
     ) -> Result<Vec<Grant>, DbError> {
-        let rows = sqlx::query(
-            "SELECT id, bot, connector, operations, scopes, conditions, rate_per_minute, budget_calls, calls_used, created_at
-             FROM grants WHERE revoked_at IS NULL AND (?1 IS NULL OR bot = ?1) AND (?2 IS NULL OR connector = ?2)
-             ORDER BY created_at, id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{GRANT_COLUMNS} WHERE revoked_at IS NULL AND (?1 IS NULL OR bot = ?1) AND (?2 IS NULL OR connector = ?2)
+             ORDER BY created_at, id"
+        )))
         .bind(bot)
         .bind(connector)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Grant {
-                    id: r.get(0),
-                    bot: BotId::parse(r.get(1)).map_err(|e| DbError::new(e.to_string()))?,
-                    connector: r.get(2),
-                    operations: serde_json::from_str(r.get(3))?,
-                    scopes: serde_json::from_str(r.get(4))?,
-                    conditions: serde_json::from_str(r.get(5))?,
-                    rate_per_minute: r.get(6),
-                    budget_calls: r.get(7),
-                    calls_used: r.get(8),
-                    created_at_ms: r.get(9),
-                })
-            })
-            .collect()
+        rows.iter().map(grant_row).collect()
+    }
+
+    async fn grants_for_call(
+        &self,
+        bot: &str,
+        ticket: TicketId,
+        connector: &str,
+    ) -> Result<Vec<Grant>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{GRANT_COLUMNS} WHERE revoked_at IS NULL AND connector = ?3
+               AND ((bot = ?1 AND (ticket IS NULL OR ticket = ?2)) OR (bot IS NULL AND ticket = ?2))
+             ORDER BY created_at, id"
+        )))
+        .bind(bot)
+        .bind(ticket.to_string())
+        .bind(connector)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grant_row).collect()
+    }
+
+    async fn grants_of_ticket(&self, ticket: TicketId) -> Result<Vec<Grant>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{GRANT_COLUMNS} WHERE revoked_at IS NULL AND ticket = ?1 ORDER BY created_at, id"
+        )))
+        .bind(ticket.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grant_row).collect()
+    }
+
+    async fn revoke_ticket_grants(
+        &self,
+        ticket: TicketId,
+        at: UnixMs,
+    ) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "UPDATE grants SET revoked_at = ?2 WHERE ticket = ?1 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(ticket.to_string())
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        ids.sort();
+        Ok(ids)
     }
 
     // ---- audit ------------------------------------------------------------
@@ -581,6 +688,33 @@ impl ConnectorStore for SqliteConnectorStore {
             .await?;
         Ok(())
     }
+}
+
+const GRANT_COLUMNS: &str = "SELECT id, bot, ticket, connector, operations, scopes, conditions, rate_per_minute, budget_calls, calls_used, created_at, expires_at FROM grants";
+
+fn grant_row(r: &sqlx::sqlite::SqliteRow) -> Result<Grant, DbError> {
+    Ok(Grant {
+        id: r.get(0),
+        bot: r
+            .get::<Option<&str>, _>(1)
+            .map(BotId::parse)
+            .transpose()
+            .map_err(|e| DbError::new(e.to_string()))?,
+        ticket: r
+            .get::<Option<&str>, _>(2)
+            .map(TicketId::parse)
+            .transpose()
+            .map_err(|e| DbError::new(e.to_string()))?,
+        connector: r.get(3),
+        operations: serde_json::from_str(r.get(4))?,
+        scopes: serde_json::from_str(r.get(5))?,
+        conditions: serde_json::from_str(r.get(6))?,
+        rate_per_minute: r.get(7),
+        budget_calls: r.get(8),
+        calls_used: r.get(9),
+        created_at_ms: r.get(10),
+        expires_at_ms: r.get(11),
+    })
 }
 
 const EFFECT_COLUMNS: &str = "SELECT key, ticket, attempt, connector, operation, token_id, state, status, response, created_at, updated_at, tenant FROM effects";

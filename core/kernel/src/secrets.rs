@@ -198,6 +198,15 @@ impl SecretRules {
             Work::Media(_) => Ok(()),
             // Names and hashes, but a test's arguments and expected text.
             Work::Build(b) => check("payload.args", &b.free_text()),
+            // An alert's name and the calls' params, as JSON.
+            Work::Investigate(i) => {
+                check("payload.alert", &i.alert)?;
+                let params: Vec<&serde_json::Value> = i.calls.iter().map(|c| &c.params).collect();
+                check(
+                    "payload.calls",
+                    &serde_json::to_string(&params).unwrap_or_default(),
+                )
+            }
         }
     }
 

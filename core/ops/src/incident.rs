@@ -113,6 +113,14 @@ pub enum Moment {
     /// A change event (a node joined or left, a budget changed, a
     /// connector approved, a deploy) that happened near it.
     Change,
+    /// A Gather ticket was submitted for it.
+    Investigating,
+    /// One read-only tool call of an investigation (its evidence id, tool
+    /// and status).
+    ToolCall,
+    /// An investigation's diagnosis: its top cause, or inconclusive.
+    Diagnosed,
+    InvestigationFailed,
 }
 
 /// One line of an incident's timeline.

@@ -21,11 +21,23 @@
 //!   observations, each tied to its evidence; "inconclusive" kept as an
 //!   answer; a model may reorder the causes found, never add one.
 //!
+//! - `change`: change events (nodes joining and leaving, tickets requeued,
+//!   lanes reset, budgets, deploys), kept as evidence;
+//! - `gather`: the investigation's read-only tools (what each asks and
+//!   answers, the same lookup on the API) and the observations read from
+//!   their answers, each tied to its evidence;
 //! - `runbook`: prep: runbooks matched by an alert's name and labels,
-//!   toolsets with their prerequisites, the explicit plan of tasks.
+//!   toolsets with their prerequisites, the explicit plan of tasks;
+//! - `investigation`: a Gather ticket's findings checked (evidence intact,
+//!   numbered, within bounds and plan) and the diagnosis computed from
+//!   them, never taken from the bot.
+//! - `report`: the postmortem drafted from the record (summary, impact,
+//!   root causes with their evidence, trigger, detection, resolution,
+//!   action items, lessons, the timeline, MTTA, MTTR, what each
+//!   investigation cost), edited in its prose, then published.
 //!
-//! Still to come: the investigation's adapter (read-only tools through
-//! the connector broker), heal rules and postmortems.
+//! Still to come: heal rules (one scoped, expiring write grant per
+//! approved action).
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
@@ -33,10 +45,14 @@
 //! (`oshal_core::ops`) wires it to the journal and the API.
 
 pub mod alert;
+pub mod change;
 pub mod diagnose;
 pub mod evidence;
+pub mod gather;
 pub mod incident;
 pub mod intake;
+pub mod investigation;
 pub mod monitor;
+pub mod report;
 pub mod rule;
 pub mod runbook;

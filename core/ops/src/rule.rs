@@ -126,6 +126,14 @@ pub struct Settings {
     pub fingerprint_by: Vec<String>,
     /// Tried in order; the first that matches an alert takes it.
     pub rules: Vec<CorrelationRule>,
+    /// Whether each incident opened is investigated by a Gather ticket
+    /// (read-only, boxed in by the connector broker); on unless turned off.
+    #[serde(default = "on")]
+    pub investigate: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl Default for Settings {
@@ -133,6 +141,7 @@ impl Default for Settings {
     /// resolved when all its alerts have.
     fn default() -> Self {
         Self {
+            investigate: true,
             fingerprint_by: Vec::new(),
             rules: vec![CorrelationRule {
                 name: "by-alertname".into(),

@@ -1,12 +1,14 @@
 //! The operations loop: alerts and incidents read, an alert acknowledged,
-//! an incident moved, the monitor's settings, on the embedded controller
-//! or, through the API, on the attached fleet's.
+//! an incident moved, its postmortem drafted, edited and published, the
+//! monitor's settings, on the embedded controller or, through the API, on
+//! the attached fleet's.
 
 use oshal_core::api::routes as r;
 use oshal_core::ops::{
     AlertRow, AlertsQuery, IncidentSummary, IncidentView, MoveIncident, OpsQuery, SettingsView,
 };
 use oshal_ops::alert::{Alert, AlertState};
+use oshal_ops::report::{Postmortem, PostmortemEdit};
 use tauri::State;
 
 use super::CommandResult;
@@ -112,5 +114,54 @@ pub async fn ops_settings(
             .client
             .request::<r::GetOpsSettings>((), Some(&OpsQuery { tenant }), None)
             .await?),
+    }
+}
+
+/// An incident's postmortem: published, or the draft its record supports.
+#[tauri::command]
+#[specta::specta]
+pub async fn ops_postmortem(
+    desktop: State<'_, Desktop>,
+    id: String,
+    tenant: Option<String>,
+) -> CommandResult<Postmortem> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop.ops().postmortem(tenant.as_deref(), &id).await?),
+        Target::Fleet(f) => Ok(f
+            .client
+            .request::<r::GetPostmortem>(r::Id(id), Some(&OpsQuery { tenant }), None)
+            .await?),
+    }
+}
+
+/// Edits a postmortem's prose, or publishes it (`edit` absent).
+#[tauri::command]
+#[specta::specta]
+pub async fn ops_write_postmortem(
+    desktop: State<'_, Desktop>,
+    id: String,
+    tenant: Option<String>,
+    edit: Option<PostmortemEdit>,
+) -> CommandResult<Postmortem> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop
+            .ops()
+            .write_postmortem(tenant.as_deref(), &id, edit, OPERATOR)
+            .await?),
+        Target::Fleet(f) => {
+            let query = OpsQuery { tenant };
+            Ok(match edit {
+                Some(edit) => {
+                    f.client
+                        .request::<r::EditPostmortem>(r::Id(id), Some(&query), Some(&edit))
+                        .await?
+                }
+                None => {
+                    f.client
+                        .request::<r::PublishPostmortem>(r::Id(id), Some(&query), None)
+                        .await?
+                }
+            })
+        }
     }
 }

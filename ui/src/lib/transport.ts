@@ -38,6 +38,8 @@ import type {
   IncidentSummary,
   IncidentView,
   MoveIncident,
+  Postmortem,
+  PostmortemEdit,
   SettingsView,
   Finding,
   FindingState,
@@ -117,6 +119,9 @@ export interface Transport {
   opsIncidents(): Promise<IncidentSummary[]>;
   opsIncident(id: string, tenant: string | null): Promise<IncidentView>;
   opsMove(id: string, request: MoveIncident): Promise<IncidentView>;
+  opsPostmortem(id: string, tenant: string | null): Promise<Postmortem>;
+  /** Edits the draft's prose, or publishes it when `edit` is null. */
+  opsWritePostmortem(id: string, tenant: string | null, edit: PostmortemEdit | null): Promise<Postmortem>;
   opsSettings(tenant: string | null): Promise<SettingsView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
@@ -230,6 +235,12 @@ export class HttpTransport implements Transport {
     this.call<IncidentView>("GET", `/api/v1/ops/incidents/${encodeURIComponent(id)}` + tenantQuery(tenant));
   opsMove = (id: string, request: MoveIncident) =>
     this.call<IncidentView>("POST", `/api/v1/ops/incidents/${encodeURIComponent(id)}/move`, request);
+  opsPostmortem = (id: string, tenant: string | null) =>
+    this.call<Postmortem>("GET", `/api/v1/ops/incidents/${encodeURIComponent(id)}/postmortem` + tenantQuery(tenant));
+  opsWritePostmortem = (id: string, tenant: string | null, edit: PostmortemEdit | null) =>
+    edit
+      ? this.call<Postmortem>("PUT", `/api/v1/ops/incidents/${encodeURIComponent(id)}/postmortem` + tenantQuery(tenant), edit)
+      : this.call<Postmortem>("POST", `/api/v1/ops/incidents/${encodeURIComponent(id)}/postmortem/publish` + tenantQuery(tenant));
   opsSettings = (tenant: string | null) => this.call<SettingsView>("GET", "/api/v1/ops/settings" + tenantQuery(tenant));
   deskOrders = (id: string, order: string | null) =>
     this.call<OrderView[]>(
@@ -344,6 +355,9 @@ export class TauriTransport implements Transport {
   opsIncidents = () => answer(commands.opsIncidents());
   opsIncident = (id: string, tenant: string | null) => answer(commands.opsIncident(id, tenant));
   opsMove = (id: string, request: MoveIncident) => answer(commands.opsMove(id, request));
+  opsPostmortem = (id: string, tenant: string | null) => answer(commands.opsPostmortem(id, tenant));
+  opsWritePostmortem = (id: string, tenant: string | null, edit: PostmortemEdit | null) =>
+    answer(commands.opsWritePostmortem(id, tenant, edit));
   opsSettings = (tenant: string | null) => answer(commands.opsSettings(tenant));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {

@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use oshal_core::api::client::Client;
 use oshal_core::api::routes as r;
-use oshal_core::ops::{AlertsQuery, MoveAction, MoveIncident, OpsQuery};
+use oshal_core::ops::{AlertsQuery, ChangesQuery, MoveAction, MoveIncident, OpsQuery};
 use oshal_ops::monitor::{ChangeEvent, ChangeKind};
+use oshal_ops::report::PostmortemEdit;
 use oshal_ops::rule::{MaintenanceWindow, Settings, Silence};
 use std::path::PathBuf;
 
@@ -53,6 +54,18 @@ pub enum Action {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// An incident's postmortem: the draft its record supports (or the
+    /// published one); `--edit FILE` lays a JSON edit of its prose over the
+    /// draft, `--publish` publishes it once the incident is resolved.
+    Postmortem {
+        id: String,
+        #[arg(long, conflicts_with = "publish")]
+        edit: Option<PathBuf>,
+        #[arg(long)]
+        publish: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// The monitor's settings, silences, maintenance windows and changes.
     Settings {
         #[arg(long)]
@@ -88,12 +101,21 @@ pub enum Action {
         tenant: Option<String>,
     },
     /// Record a change event (node_joined, node_left, budget_changed,
-    /// connector_approved, deploy).
+    /// connector_approved, deploy, tickets_requeued, lanes_reset).
     Change {
         kind: String,
         subject: String,
         #[arg(long, default_value = "")]
         detail: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Change events, oldest first (what an investigation's
+    /// `list_changes` replays).
+    Changes {
+        /// Only those at or after this unix time in ms.
+        #[arg(long, default_value_t = 0)]
+        since_ms: i64,
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -241,16 +263,64 @@ impl Action {
                 tenant,
             } => {
                 let kind: ChangeKind = serde_json::from_value(serde_json::Value::String(kind))
-                    .context("the kind is node_joined, node_left, budget_changed, connector_approved or deploy")?;
+                    .with_context(|| {
+                        use oshal_core::name::Named;
+                        let kinds: Vec<&str> =
+                            ChangeKind::all().iter().map(|k| k.as_str()).collect();
+                        format!("the kind is one of {}", kinds.join(", "))
+                    })?;
                 let body = ChangeEvent {
                     kind,
                     subject,
                     detail,
+                    count: 0,
                     at_ms: 0,
                 };
                 json(
                     client
                         .request::<r::RecordChange>((), Some(&q(tenant)), Some(&body))
+                        .await,
+                )
+            }
+            Self::Postmortem {
+                id,
+                edit,
+                publish,
+                tenant,
+            } => {
+                let query = q(tenant);
+                match (edit, publish) {
+                    (Some(file), _) => {
+                        let edit: PostmortemEdit = serde_json::from_value(read_json(&file)?)
+                            .with_context(|| {
+                                format!("{} is not a postmortem edit", file.display())
+                            })?;
+                        json(
+                            client
+                                .request::<r::EditPostmortem>(id.into(), Some(&query), Some(&edit))
+                                .await,
+                        )
+                    }
+                    (None, true) => json(
+                        client
+                            .request::<r::PublishPostmortem>(id.into(), Some(&query), None)
+                            .await,
+                    ),
+                    (None, false) => json(
+                        client
+                            .request::<r::GetPostmortem>(id.into(), Some(&query), None)
+                            .await,
+                    ),
+                }
+            }
+            Self::Changes { since_ms, tenant } => {
+                let query = ChangesQuery {
+                    tenant,
+                    since_ms: Some(since_ms),
+                };
+                json(
+                    client
+                        .request::<r::ListChanges>((), Some(&query), None)
                         .await,
                 )
             }

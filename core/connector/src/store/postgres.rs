@@ -1,5 +1,6 @@
 //! The connector store of a fleet: PostgreSQL, as the controller's
-//! `oshal_app` role (migration `0004_connectors.sql`).
+//! `oshal_app` role (migrations `0004_connectors.sql` and
+//! `0010_ticket_grants.sql`).
 //!
 //! A tool call's audit rows and writes are its tenant's data: each is
 //! written and read inside a transaction scoped to that tenant
@@ -147,19 +148,27 @@ fn effect_row(r: &PgRow, tenant: &TenantId) -> Result<EffectRow, DbError> {
     })
 }
 
+const GRANT_COLUMNS: &str = "id, bot, ticket_id, connector, operations, scopes, conditions, rate_per_minute, budget_calls, calls_used, created_at_ms, expires_at_ms";
+
 fn grant_row(r: &PgRow) -> Result<Grant, DbError> {
     let json = |i: usize| -> Result<serde_json::Value, DbError> { Ok(r.try_get(i)?) };
     Ok(Grant {
         id: r.try_get(0)?,
-        bot: BotId::parse(r.try_get(1)?).map_err(|e| corrupt("grant bot", e))?,
-        connector: r.try_get(2)?,
-        operations: serde_json::from_value(json(3)?)?,
-        scopes: serde_json::from_value(json(4)?)?,
-        conditions: serde_json::from_value(json(5)?)?,
-        rate_per_minute: u32_of(r.try_get(6)?).unwrap_or(0),
-        budget_calls: u32_of(r.try_get(7)?).unwrap_or(0),
-        calls_used: u32_of(r.try_get(8)?).unwrap_or(0),
-        created_at_ms: r.try_get(9)?,
+        bot: r
+            .try_get::<Option<&str>, _>(1)?
+            .map(BotId::parse)
+            .transpose()
+            .map_err(|e| corrupt("grant bot", e))?,
+        ticket: r.try_get::<Option<Uuid>, _>(2)?.map(TicketId),
+        connector: r.try_get(3)?,
+        operations: serde_json::from_value(json(4)?)?,
+        scopes: serde_json::from_value(json(5)?)?,
+        conditions: serde_json::from_value(json(6)?)?,
+        rate_per_minute: u32_of(r.try_get(7)?).unwrap_or(0),
+        budget_calls: u32_of(r.try_get(8)?).unwrap_or(0),
+        calls_used: u32_of(r.try_get(9)?).unwrap_or(0),
+        created_at_ms: r.try_get(10)?,
+        expires_at_ms: r.try_get(11)?,
     })
 }
 
@@ -220,12 +229,14 @@ impl ConnectorStore for PgConnectorStore {
     }
 
     async fn insert_grant(&self, g: &Grant) -> Result<(), DbError> {
+        g.check_bound()?;
         sqlx::query(
-            "INSERT INTO grants (id, bot, connector, operations, scopes, conditions, rate_per_minute, budget_calls, calls_used, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO grants (id, bot, ticket_id, connector, operations, scopes, conditions, rate_per_minute, budget_calls, calls_used, created_at_ms, expires_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&g.id)
-        .bind(g.bot.as_str())
+        .bind(g.bot.as_ref().map(BotId::as_str))
+        .bind(g.ticket.map(|t| t.0))
         .bind(&g.connector)
         .bind(serde_json::to_value(&g.operations)?)
         .bind(serde_json::to_value(&g.scopes)?)
@@ -234,6 +245,7 @@ impl ConnectorStore for PgConnectorStore {
         .bind(i32_of(g.budget_calls))
         .bind(i32_of(g.calls_used))
         .bind(g.created_at_ms)
+        .bind(g.expires_at_ms)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -266,11 +278,11 @@ impl ConnectorStore for PgConnectorStore {
         bot: Option<&str>,
         connector: Option<&str>,
     ) -> Result<Vec<Grant>, DbError> {
-        sqlx::query(
-            "SELECT id, bot, connector, operations, scopes, conditions, rate_per_minute, budget_calls, calls_used, created_at_ms
-             FROM grants WHERE revoked_at_ms IS NULL AND ($1::text IS NULL OR bot = $1) AND ($2::text IS NULL OR connector = $2)
-             ORDER BY created_at_ms, id",
-        )
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM grants
+             WHERE revoked_at_ms IS NULL AND ($1::text IS NULL OR bot = $1) AND ($2::text IS NULL OR connector = $2)
+             ORDER BY created_at_ms, id"
+        )))
         .bind(bot)
         .bind(connector)
         .fetch_all(&self.pool)
@@ -278,6 +290,58 @@ impl ConnectorStore for PgConnectorStore {
         .iter()
         .map(grant_row)
         .collect()
+    }
+
+    async fn grants_for_call(
+        &self,
+        bot: &str,
+        ticket: TicketId,
+        connector: &str,
+    ) -> Result<Vec<Grant>, DbError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM grants
+             WHERE revoked_at_ms IS NULL AND connector = $3
+               AND ((bot = $1 AND (ticket_id IS NULL OR ticket_id = $2)) OR (bot IS NULL AND ticket_id = $2))
+             ORDER BY created_at_ms, id"
+        )))
+        .bind(bot)
+        .bind(ticket.0)
+        .bind(connector)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(grant_row)
+        .collect()
+    }
+
+    async fn grants_of_ticket(&self, ticket: TicketId) -> Result<Vec<Grant>, DbError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM grants
+             WHERE revoked_at_ms IS NULL AND ticket_id = $1 ORDER BY created_at_ms, id"
+        )))
+        .bind(ticket.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(grant_row)
+        .collect()
+    }
+
+    async fn revoke_ticket_grants(
+        &self,
+        ticket: TicketId,
+        at: UnixMs,
+    ) -> Result<Vec<String>, DbError> {
+        let mut ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE grants SET revoked_at_ms = $2
+             WHERE ticket_id = $1 AND revoked_at_ms IS NULL RETURNING id",
+        )
+        .bind(ticket.0)
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await?;
+        ids.sort();
+        Ok(ids)
     }
 
     async fn audit(&self, e: &AuditEntry) -> Result<(), DbError> {

@@ -14,7 +14,8 @@ fn tenant(name: &str) -> TenantId {
 fn grant(id: &str, bot: &str, budget: u32) -> Grant {
     Grant {
         id: id.into(),
-        bot: BotId::parse(bot).unwrap(),
+        bot: Some(BotId::parse(bot).unwrap()),
+        ticket: None,
         connector: "shop".into(),
         operations: vec!["get_order".into()],
         scopes: vec!["orders:read".into()],
@@ -26,6 +27,18 @@ fn grant(id: &str, bot: &str, budget: u32) -> Grant {
         budget_calls: budget,
         calls_used: 0,
         created_at_ms: 10,
+        expires_at_ms: None,
+    }
+}
+
+/// A grant bound to `ticket` (and `bot`, if named).
+fn ticket_grant(id: &str, bot: Option<&str>, ticket: TicketId, at: UnixMs) -> Grant {
+    Grant {
+        bot: bot.map(|b| BotId::parse(b).unwrap()),
+        ticket: Some(ticket),
+        created_at_ms: at,
+        expires_at_ms: Some(at + 1_000),
+        ..grant(id, "bot-01", 3)
     }
 }
 
@@ -99,6 +112,72 @@ async fn contract(db: ConnectorDb) {
         !db.spend("g2").await.unwrap(),
         "a revoked grant spends nothing"
     );
+    assert_eq!(db.grants(None, None).await.unwrap().len(), 1);
+
+    // Grants bound to a ticket: found for that ticket's calls alone.
+    let (t3, t4) = (TicketId::new(), TicketId::new());
+    db.insert_grant(&ticket_grant("g3", None, t3, 11))
+        .await
+        .unwrap();
+    db.insert_grant(&ticket_grant("g4", Some("bot-02"), t3, 12))
+        .await
+        .unwrap();
+    db.insert_grant(&ticket_grant("g5", None, t4, 13))
+        .await
+        .unwrap();
+    let ids = |gs: Vec<Grant>| gs.into_iter().map(|g| g.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(db.grants_for_call("bot-01", t3, "shop").await.unwrap()),
+        ["g1", "g3"],
+        "bot-01's own grant and t3's"
+    );
+    assert_eq!(
+        ids(db.grants_for_call("bot-02", t3, "shop").await.unwrap()),
+        ["g3", "g4"]
+    );
+    assert_eq!(
+        ids(db.grants_for_call("bot-02", t4, "shop").await.unwrap()),
+        ["g5"],
+        "g4 is bot-02's for t3 only"
+    );
+    assert!(
+        db.grants_for_call("bot-01", t3, "other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let g3 = db.grants_of_ticket(t3).await.unwrap();
+    assert_eq!(g3[0], ticket_grant("g3", None, t3, 11));
+    assert_eq!(ids(g3), ["g3", "g4"]);
+    assert_eq!(
+        ids(db.grants(Some("bot-01"), None).await.unwrap()),
+        ["g1"],
+        "a bot's listing: its own"
+    );
+    assert_eq!(db.grants(None, None).await.unwrap().len(), 4);
+    let neither = Grant {
+        bot: None,
+        ..grant("g6", "bot-01", 1)
+    };
+    assert!(
+        db.insert_grant(&neither)
+            .await
+            .unwrap_err()
+            .is_refused_data()
+    );
+    assert!(db.spend("g3").await.unwrap());
+    assert_eq!(db.revoke_ticket_grants(t3, 30).await.unwrap(), ["g3", "g4"]);
+    assert!(db.revoke_ticket_grants(t3, 31).await.unwrap().is_empty());
+    assert!(db.grants_of_ticket(t3).await.unwrap().is_empty());
+    assert!(
+        !db.spend("g4").await.unwrap(),
+        "a revoked grant spends nothing"
+    );
+    assert_eq!(
+        ids(db.grants_for_call("bot-02", t4, "shop").await.unwrap()),
+        ["g5"]
+    );
+    assert!(db.revoke_grant("g5", 32).await.unwrap());
     assert_eq!(db.grants(None, None).await.unwrap().len(), 1);
 
     // The audit: operator rows and each tenant's call rows, in one order.
@@ -205,6 +284,15 @@ async fn the_postgres_store_keeps_the_contract() {
     let db = TestDb::new().await;
     add_tenants(&db, &["acme", "globex"]).await;
     contract(postgres(db.store.pool().clone())).await;
+    // The table's CHECK holds a grant to a bot or a ticket below the code.
+    let e = sqlx::query(
+        "INSERT INTO grants (id, connector, operations, scopes, conditions, rate_per_minute, budget_calls, created_at_ms)
+         VALUES ('g-none', 'shop', '[]', '[]', '[]', 1, 1, 1)",
+    )
+    .execute(db.store.pool())
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("grants_bound"), "{e}");
     db.drop().await;
 }
 

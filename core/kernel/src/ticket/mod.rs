@@ -12,6 +12,7 @@
 
 mod build;
 mod id;
+mod investigate;
 mod media;
 mod signal;
 pub mod state;
@@ -20,6 +21,10 @@ pub use build::{BuildPayload, BuildTarget, SourceFile};
 pub use build::{MAX_BUILD_FILES, MAX_EXPECT, MAX_TEST_ARG, MAX_TEST_ARGS};
 pub use id::{BotId, ModelId, Skill, TenantId, TicketId};
 pub use id::{NAME_MAX, NAME_PATTERN, check_name};
+pub use investigate::{
+    InvestigatePayload, MAX_INVESTIGATE_CALLS, MAX_INVESTIGATE_TOKENS, MAX_INVESTIGATE_WALL_MS,
+    PlannedCall,
+};
 pub use media::{MAX_CONCAT_INPUTS, MAX_MEDIA_SPAN_MS, MediaPayload, VideoCodec};
 pub use media::{is_artifact_id, is_media_name};
 pub use signal::{MAX_SIGNAL_QUOTES, SignalPayload};
@@ -114,7 +119,7 @@ pub struct ToolPayload {
     pub dry_run: bool,
 }
 
-fn empty_object() -> serde_json::Value {
+pub(super) fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
 }
 
@@ -127,10 +132,12 @@ pub enum Work {
     Signal(SignalPayload),
     Media(MediaPayload),
     Build(BuildPayload),
+    Investigate(InvestigatePayload),
 }
 
 impl Work {
-    pub const KINDS: &'static [&'static str] = &["chat", "tool", "signal", "media", "build"];
+    pub const KINDS: &'static [&'static str] =
+        &["chat", "tool", "signal", "media", "build", "investigate"];
 
     pub fn kind(&self) -> &'static str {
         match self {
@@ -139,6 +146,7 @@ impl Work {
             Work::Signal(_) => "signal",
             Work::Media(_) => "media",
             Work::Build(_) => "build",
+            Work::Investigate(_) => "investigate",
         }
     }
 
@@ -255,6 +263,14 @@ impl Work {
                 build.check()?;
                 Ok(Work::Build(build))
             }
+            "investigate" => {
+                let inv: InvestigatePayload = serde_json::from_value(payload).map_err(|e| TicketError::Invalid {
+                    field: "payload",
+                    reason: format!("not an investigate payload ({e}); expected {{\"incident\": string, \"alert\": string, \"connector\": string, \"calls\": [{{\"operation\": string, \"params\"?: object}}], \"max_steps\": integer, \"max_wall_ms\": integer, \"max_tokens\": integer}}"),
+                })?;
+                inv.check()?;
+                Ok(Work::Investigate(inv))
+            }
             other => Err(TicketError::Invalid {
                 field: "kind",
                 reason: format!(
@@ -272,6 +288,7 @@ impl Work {
             Work::Signal(s) => serde_json::to_value(s).unwrap_or(serde_json::Value::Null),
             Work::Media(m) => serde_json::to_value(m).unwrap_or(serde_json::Value::Null),
             Work::Build(b) => serde_json::to_value(b).unwrap_or(serde_json::Value::Null),
+            Work::Investigate(i) => serde_json::to_value(i).unwrap_or(serde_json::Value::Null),
         }
     }
 }
@@ -286,6 +303,9 @@ fn payload_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         .item(utoipa::openapi::Ref::from_schema_name(SignalPayload::name()))
         .item(utoipa::openapi::Ref::from_schema_name(MediaPayload::name()))
         .item(utoipa::openapi::Ref::from_schema_name(BuildPayload::name()))
+        .item(utoipa::openapi::Ref::from_schema_name(
+            InvestigatePayload::name(),
+        ))
         .into()
 }
 
@@ -293,10 +313,11 @@ fn payload_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
-    /// `chat`, `tool`, `signal`, `media` or `build`; `payload` is then a
-    /// `ChatPayload`, a `ToolPayload`, a `SignalPayload`, a `MediaPayload`
-    /// or a `BuildPayload`.
-    #[schema(pattern = "^(chat|tool|signal|media|build)$")]
+    /// `chat`, `tool`, `signal`, `media`, `build` or `investigate`;
+    /// `payload` is then a `ChatPayload`, a `ToolPayload`, a
+    /// `SignalPayload`, a `MediaPayload`, a `BuildPayload` or an
+    /// `InvestigatePayload`.
+    #[schema(pattern = "^(chat|tool|signal|media|build|investigate)$")]
     pub kind: String,
     #[specta(type = specta_typescript::Unknown)]
     #[schema(schema_with = payload_schema)]

@@ -289,3 +289,54 @@ fn a_nul_anywhere_in_a_payload_is_refused_naming_its_field() {
         assert!(message.contains("U+0000"), "{message}");
     }
 }
+
+#[test]
+fn an_investigation_names_the_field_that_is_out_of_bounds() {
+    let good = serde_json::json!({
+        "incident": "INC-1", "alert": "OshalNodeLost", "connector": "oshal-ops",
+        "calls": [{"operation": "get_bots"}, {"operation": "list_changes", "params": {"since_ms": 5}}],
+        "max_steps": 4, "max_wall_ms": 60000, "max_tokens": 512
+    });
+    let Work::Investigate(p) = Work::parse("investigate", good.clone()).unwrap() else {
+        panic!("an investigation")
+    };
+    assert_eq!(
+        p.calls[0].params,
+        serde_json::json!({}),
+        "params default to {{}}"
+    );
+    let refused = |path: &str, value: serde_json::Value| {
+        let mut bad = good.clone();
+        bad[path] = value;
+        field_of(Work::parse("investigate", bad).unwrap_err())
+    };
+    assert_eq!(refused("incident", "".into()), "payload.incident");
+    assert_eq!(
+        refused("connector", "Oshal Ops".into()),
+        "payload.connector"
+    );
+    assert_eq!(refused("calls", serde_json::json!([])), "payload.calls");
+    assert_eq!(
+        refused(
+            "calls",
+            serde_json::json!([{"operation": "get_bots", "params": [1]}])
+        ),
+        "payload.calls"
+    );
+    assert_eq!(
+        refused("max_steps", 1.into()),
+        "payload.max_steps",
+        "fewer than planned"
+    );
+    assert_eq!(refused("max_wall_ms", 0.into()), "payload.max_wall_ms");
+    assert_eq!(refused("max_tokens", 100_001.into()), "payload.max_tokens");
+    assert_eq!(refused("extra", 1.into()), "payload");
+    let mut many = good.clone();
+    many["calls"] =
+        serde_json::Value::Array(vec![serde_json::json!({"operation": "get_bots"}); 33]);
+    many["max_steps"] = 32.into();
+    assert_eq!(
+        field_of(Work::parse("investigate", many).unwrap_err()),
+        "payload.calls"
+    );
+}

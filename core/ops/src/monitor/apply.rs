@@ -128,6 +128,29 @@ impl Monitor {
                     self.changes.remove(0);
                 }
             }
+            Event::InvestigationStarted {
+                incident,
+                ticket,
+                alert,
+                plan,
+                bounds,
+            } => self.apply_start(incident, ticket, alert, plan, *bounds, at_ms),
+            Event::InvestigationSucceeded {
+                incident,
+                ticket,
+                findings,
+                cost_nanos,
+            } => self.apply_succeeded(incident, ticket, findings, *cost_nanos, at_ms),
+            Event::InvestigationFailed {
+                incident,
+                ticket,
+                error,
+            } => self.apply_failed(incident, ticket, error, at_ms),
+            Event::PostmortemEdited { incident, edit, by } => self.apply_edit(incident, edit, by),
+            Event::PostmortemPublished {
+                incident,
+                postmortem,
+            } => self.apply_publish(incident, postmortem),
         }
     }
 
@@ -208,7 +231,7 @@ impl Monitor {
     }
 
     /// A line on the timeline of `incident`, if it is open.
-    fn note(
+    pub(super) fn note(
         &mut self,
         incident: Option<&str>,
         at_ms: UnixMs,

@@ -24,10 +24,14 @@ use specta::Type;
 use oshal_kernel::clock::UnixMs;
 
 use crate::alert::{Alert, AlertState, Fingerprint, Labels, Report, Signal};
+use crate::evidence::Bounds;
 use crate::incident::{Incident, IncidentAction, IncidentStatus};
+use crate::investigation::{Findings, Investigation};
+use crate::report::{Postmortem, PostmortemEdit};
 use crate::rule::{
     Invalid, MaintenanceWindow, Matcher, ResolveOn, Settings, Silence, all_match, matchers,
 };
+use crate::runbook::Plan;
 
 /// Change events kept (the oldest go first).
 pub const MAX_CHANGES: usize = 1000;
@@ -46,44 +50,7 @@ pub const MAX_CHANGE_AHEAD_MS: i64 = 300_000;
 /// Who the monitor's own moves are by.
 pub const MONITOR: &str = "monitor";
 
-/// What changed in the platform or around it, kept as evidence.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    Type,
-    utoipa::ToSchema,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum ChangeKind {
-    NodeJoined,
-    NodeLeft,
-    BudgetChanged,
-    ConnectorApproved,
-    Deploy,
-}
-
-/// A change event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeEvent {
-    pub kind: ChangeKind,
-    /// What changed: a node's id, a tenant, a connector, a workflow run.
-    pub subject: String,
-    #[serde(default)]
-    pub detail: String,
-    #[serde(default)]
-    #[specta(type = specta_typescript::Number)]
-    pub at_ms: UnixMs,
-}
+pub use crate::change::{ChangeEvent, ChangeKind};
 
 /// What the monitor is asked to take in.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +79,36 @@ pub enum Input {
         by: String,
     },
     Change(ChangeEvent),
+    /// A Gather ticket was submitted for an incident.
+    StartInvestigation {
+        incident: String,
+        ticket: String,
+        alert: String,
+        plan: Plan,
+        bounds: Bounds,
+    },
+    /// A Gather ticket succeeded with these findings.
+    FinishInvestigation {
+        ticket: String,
+        findings: Findings,
+        cost_nanos: i64,
+    },
+    /// A Gather ticket failed for good.
+    FailInvestigation {
+        ticket: String,
+        error: String,
+    },
+    /// A person's edit of an incident's postmortem draft.
+    EditPostmortem {
+        incident: String,
+        edit: PostmortemEdit,
+        by: String,
+    },
+    /// Publish an incident's postmortem (frozen from then on).
+    PublishPostmortem {
+        incident: String,
+        by: String,
+    },
 }
 
 /// A recorded fact. Its `kind` is the journal entry's kind.
@@ -164,6 +161,34 @@ pub enum Event {
     ChangeRecorded {
         change: ChangeEvent,
     },
+    InvestigationStarted {
+        incident: String,
+        ticket: String,
+        alert: String,
+        plan: Plan,
+        bounds: Bounds,
+    },
+    InvestigationSucceeded {
+        incident: String,
+        ticket: String,
+        findings: Findings,
+        #[specta(type = specta_typescript::Number)]
+        cost_nanos: i64,
+    },
+    InvestigationFailed {
+        incident: String,
+        ticket: String,
+        error: String,
+    },
+    PostmortemEdited {
+        incident: String,
+        edit: PostmortemEdit,
+        by: String,
+    },
+    PostmortemPublished {
+        incident: String,
+        postmortem: Box<Postmortem>,
+    },
 }
 
 impl Event {
@@ -185,6 +210,9 @@ pub enum OpsError {
     },
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// A postmortem that may not be edited or published now.
+    #[error("the postmortem of {id} {reason}")]
+    Postmortem { id: String, reason: String },
 }
 
 /// A silence or window in force, with its matchers parsed.
@@ -208,6 +236,12 @@ pub struct Monitor {
     silences: Vec<Mute<Silence>>,
     windows: Vec<Mute<MaintenanceWindow>>,
     changes: Vec<ChangeEvent>,
+    /// Each incident's investigations.
+    investigations: BTreeMap<String, Vec<Investigation>>,
+    /// Each incident's postmortem edits (merged) and who made the last.
+    edits: BTreeMap<String, (PostmortemEdit, String)>,
+    /// Published postmortems, frozen.
+    published: BTreeMap<String, Postmortem>,
 }
 
 impl Default for Monitor {
@@ -222,6 +256,9 @@ impl Default for Monitor {
             silences: Vec::new(),
             windows: Vec::new(),
             changes: Vec::new(),
+            investigations: BTreeMap::new(),
+            edits: BTreeMap::new(),
+            published: BTreeMap::new(),
         }
     }
 }
@@ -360,6 +397,21 @@ impl Monitor {
                 let id = format!("M-{}", self.windows.len() + 1);
                 Ok(vec![Event::MaintenanceAdded { id, window, by }])
             }
+            Input::StartInvestigation {
+                incident,
+                ticket,
+                alert,
+                plan,
+                bounds,
+            } => self.decide_start(incident, ticket, alert, plan, bounds),
+            Input::FinishInvestigation {
+                ticket,
+                findings,
+                cost_nanos,
+            } => self.decide_finish(&ticket, findings, cost_nanos),
+            Input::FailInvestigation { ticket, error } => self.decide_fail(&ticket, error),
+            Input::EditPostmortem { incident, edit, by } => self.decide_edit(incident, edit, by),
+            Input::PublishPostmortem { incident, by } => self.decide_publish(incident, by, at_ms),
             Input::Change(mut change) => {
                 for (field, s) in [("subject", &change.subject), ("detail", &change.detail)] {
                     if s.len() > 1024 || s.contains('\0') || (field == "subject" && s.is_empty()) {
@@ -584,5 +636,8 @@ impl Monitor {
 }
 
 mod apply;
+mod investigate;
+mod postmortem;
+pub use investigate::MAX_INVESTIGATIONS;
 #[cfg(test)]
 mod tests;

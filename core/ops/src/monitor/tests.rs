@@ -50,6 +50,7 @@ fn with_rule(rule: CorrelationRule) -> Monitor {
         &mut m,
         Input::Settings {
             settings: Settings {
+                investigate: true,
                 fingerprint_by: Vec::new(),
                 rules: vec![rule],
             },
@@ -100,6 +101,7 @@ fn a_flood_of_duplicates_is_one_alert_and_one_incident() {
 fn the_fingerprint_is_made_of_the_labels_the_operator_chose() {
     let mut m = Monitor::default();
     let settings = Settings {
+        investigate: true,
         fingerprint_by: vec!["alertname".into()],
         ..Settings::default()
     };
@@ -274,6 +276,7 @@ fn an_incident_moves_by_its_table_and_keeps_its_times() {
         &mut m2,
         Input::Settings {
             settings: Settings {
+                investigate: true,
                 rules: vec![CorrelationRule {
                     resolve_on: ResolveOn::Never,
                     ..Settings::default().rules[0].clone()
@@ -318,6 +321,7 @@ fn changes_are_evidence_on_the_incidents_near_them() {
             kind,
             subject: subject.into(),
             detail: String::new(),
+            count: 0,
             at_ms: 0,
         })
     };
@@ -386,6 +390,7 @@ fn any_input() -> impl Strategy<Value = (Input, UnixMs)> {
         1 => (prop::sample::select(vec![ResolveOn::First, ResolveOn::Last, ResolveOn::All, ResolveOn::Never]), 1u32..4, any::<bool>(), at)
             .prop_map(|(on, threshold, firing_only, at)| (Input::Settings {
                 settings: Settings {
+                    investigate: true,
                     fingerprint_by: Vec::new(),
                     rules: vec![CorrelationRule { firing_only, ..rule(threshold, on) }],
                 },
@@ -593,4 +598,223 @@ fn an_incident_opens_with_at_most_its_cap_of_alerts() {
     };
     assert_eq!(alerts.len(), MAX_OPENING);
     assert!(serde_json::to_string(&ev).unwrap().len() < 32 * 1024);
+}
+
+/// An incident with a Gather ticket running, for the investigation tests.
+fn investigating() -> (Monitor, String) {
+    use crate::gather::Tool;
+    use crate::runbook::{Task, TaskStatus};
+    use oshal_kernel::name::Named;
+    let mut m = with_rule(rule(1, ResolveOn::Never));
+    fire(&mut m, "LaneLag", "bot-01", 10);
+    let id = m.incidents().next().expect("opened").id.clone();
+    let plan = Plan {
+        runbooks: vec!["lanes".into()],
+        tasks: [Tool::GetBots, Tool::GetHealth]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Task {
+                id: format!("T-{}", i + 1),
+                tool: t.as_str().into(),
+                params: serde_json::json!({}),
+                why: "look".into(),
+                runbook: "lanes".into(),
+                status: TaskStatus::Pending,
+                evidence: None,
+            })
+            .collect(),
+        skipped: vec![],
+    };
+    let start = Input::StartInvestigation {
+        incident: id.clone(),
+        ticket: "t-1".into(),
+        alert: "LaneLag".into(),
+        plan,
+        bounds: Bounds::default(),
+    };
+    assert_eq!(
+        kinds(&drive(&mut m, start.clone(), 20)),
+        ["investigation_started"]
+    );
+    assert!(m.decide(start, 21).unwrap().is_empty(), "started once");
+    (m, id)
+}
+
+fn findings(store: &str) -> Findings {
+    use crate::evidence::Evidence;
+    use crate::gather::status_of;
+    let bots = serde_json::json!({"bots": [{"id": "bot-01", "node": "n1", "live": true,
+        "in_flight": 1, "lane": {"depth": 9, "pending": 1, "lag_ms": 45000}}]});
+    let health = serde_json::json!({"store": store, "detail": null});
+    Findings {
+        evidence: vec![
+            Evidence::record(
+                "E-1".into(),
+                "get_bots",
+                serde_json::json!({}),
+                status_of(&bots),
+                bots,
+                "GET /api/v1/bots".into(),
+                30,
+            ),
+            Evidence::record(
+                "E-2".into(),
+                "get_health",
+                serde_json::json!({}),
+                status_of(&health),
+                health,
+                "GET /api/v1/health".into(),
+                31,
+            ),
+        ],
+        narrative: Some("bot-01 is slow".into()),
+        order: vec![],
+        stopped: None,
+    }
+}
+
+#[test]
+fn an_investigation_is_diagnosed_from_its_evidence_and_kept_on_the_timeline() {
+    let (mut m, id) = investigating();
+    let finish = Input::FinishInvestigation {
+        ticket: "t-1".into(),
+        findings: findings("ok"),
+        cost_nanos: 1_500,
+    };
+    let events = drive(&mut m, finish.clone(), 40);
+    assert_eq!(kinds(&events), ["investigation_succeeded"]);
+    assert!(
+        m.decide(finish, 41).unwrap().is_empty(),
+        "a result delivered twice changes nothing"
+    );
+    let inv = &m.investigations(&id)[0];
+    assert_eq!(inv.phase, crate::investigation::Phase::Succeeded);
+    let d = inv.diagnosis.as_ref().expect("diagnosed");
+    assert_eq!(d.causes[0].kind, crate::diagnose::CauseKind::SlowModel);
+    assert_eq!(inv.cost_nanos, 1_500);
+    let moments: Vec<Moment> = m
+        .incident(&id)
+        .unwrap()
+        .timeline
+        .iter()
+        .map(|t| t.moment)
+        .collect();
+    assert!(moments.ends_with(&[
+        Moment::Investigating,
+        Moment::ToolCall,
+        Moment::ToolCall,
+        Moment::Diagnosed
+    ]));
+
+    // The journal replayed gives the same state.
+    let (mut replayed, _) = investigating();
+    for e in &events {
+        replayed.apply(e, 40);
+    }
+    assert_eq!(replayed.investigations(&id), m.investigations(&id));
+    assert_eq!(replayed.incident(&id), m.incident(&id));
+}
+
+#[test]
+fn findings_that_cannot_be_trusted_fail_the_investigation_with_why() {
+    let (mut m, id) = investigating();
+    let mut f = findings("ok");
+    f.evidence[1].result = serde_json::json!({"store": "unavailable"});
+    let events = drive(
+        &mut m,
+        Input::FinishInvestigation {
+            ticket: "t-1".into(),
+            findings: f,
+            cost_nanos: 0,
+        },
+        40,
+    );
+    assert_eq!(kinds(&events), ["investigation_failed"]);
+    let inv = &m.investigations(&id)[0];
+    assert!(inv.diagnosis.is_none());
+    assert!(
+        inv.error.as_deref().unwrap().contains("E-2"),
+        "{:?}",
+        inv.error
+    );
+    let unknown = m.decide(
+        Input::FailInvestigation {
+            ticket: "t-9".into(),
+            error: "x".into(),
+        },
+        50,
+    );
+    assert!(matches!(unknown, Err(OpsError::NotFound { .. })));
+}
+
+#[test]
+fn a_postmortem_is_edited_then_published_once_resolved_and_frozen() {
+    use crate::report::{Lessons, PostmortemEdit, PostmortemStatus};
+    let (mut m, id) = investigating();
+    let edit = |summary: &str| Input::EditPostmortem {
+        incident: id.clone(),
+        edit: PostmortemEdit {
+            summary: Some(summary.into()),
+            ..PostmortemEdit::default()
+        },
+        by: "ana".into(),
+    };
+    let publish = Input::PublishPostmortem {
+        incident: id.clone(),
+        by: "ana".into(),
+    };
+    let mut events = drive(&mut m, edit("bot-01 fell behind"), 50);
+    let lessons = Input::EditPostmortem {
+        incident: id.clone(),
+        edit: PostmortemEdit {
+            lessons: Some(Lessons {
+                got_lucky: vec!["quiet hour".into()],
+                ..Lessons::default()
+            }),
+            ..PostmortemEdit::default()
+        },
+        by: "bo".into(),
+    };
+    events.extend(drive(&mut m, lessons, 51));
+    let draft = m.postmortem(&id).unwrap();
+    assert_eq!(draft.summary, "bot-01 fell behind", "earlier edits stay");
+    assert_eq!(draft.lessons.got_lucky, ["quiet hour"]);
+    assert_eq!(draft.edited_by.as_deref(), Some("bo"));
+    assert!(
+        matches!(
+            m.decide(publish.clone(), 52),
+            Err(OpsError::Postmortem { .. })
+        ),
+        "not before the incident is resolved"
+    );
+    let resolve = Input::Incident {
+        id: id.clone(),
+        action: IncidentAction::Resolve,
+        by: "ana".into(),
+        note: "caught up".into(),
+    };
+    events.extend(drive(&mut m, resolve, 60));
+    events.extend(drive(&mut m, publish.clone(), 70));
+    let published = m.postmortem(&id).unwrap();
+    assert_eq!(published.status, PostmortemStatus::Published);
+    assert_eq!(published.published_ms, Some(70));
+    assert!(
+        published.resolution.contains("caught up"),
+        "{}",
+        published.resolution
+    );
+    assert!(matches!(
+        m.decide(edit("rewritten"), 80),
+        Err(OpsError::Postmortem { .. })
+    ));
+    assert!(matches!(
+        m.decide(publish, 80),
+        Err(OpsError::Postmortem { .. })
+    ));
+    // Replayed from the journal: the same postmortem, frozen.
+    let (mut replayed, _) = investigating();
+    for (e, at) in events.iter().zip([50, 51, 60, 70]) {
+        replayed.apply(e, at);
+    }
+    assert_eq!(replayed.postmortem(&id), Some(published));
 }

@@ -168,6 +168,8 @@ named!(
     oshal_ops::rule::Silence,
     oshal_ops::rule::MaintenanceWindow,
     oshal_ops::monitor::ChangeEvent,
+    oshal_ops::report::Postmortem,
+    oshal_ops::report::PostmortemEdit,
 );
 
 /// A query string as the contract shows it: its parameters.
@@ -201,6 +203,7 @@ query!(
     crate::workflow::DefinitionQuery,
     crate::ops::OpsQuery,
     crate::ops::AlertsQuery,
+    crate::ops::ChangesQuery,
 );
 
 /// The schema of a path's `{id}`, by the resource it names.
@@ -520,6 +523,7 @@ pub fn openapi() -> OpenApi {
     defs.named::<crate::ticket::SignalPayload>();
     defs.named::<crate::ticket::MediaPayload>();
     defs.named::<crate::ticket::BuildPayload>();
+    defs.named::<crate::ticket::InvestigatePayload>();
     let mut paths = Paths::new();
     for (route, op) in r::operations(&mut defs) {
         let method = match route.verb {

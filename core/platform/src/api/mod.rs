@@ -391,8 +391,8 @@ pub struct TicketFilter {
     pub bot: Option<String>,
     /// A kind of work: `chat`, `tool`, `signal`, `media` or `build`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^(chat|tool|signal|media|build)$")]
-    #[param(value_type = Option<String>, pattern = "^(chat|tool|signal|media|build)$")]
+    #[schema(value_type = Option<String>, pattern = "^(chat|tool|signal|media|build|investigate)$")]
+    #[param(value_type = Option<String>, pattern = "^(chat|tool|signal|media|build|investigate)$")]
     pub kind: Option<String>,
     /// `next_cursor` of the previous page (not in a bulk filter).
     #[serde(default)]

@@ -392,6 +392,12 @@ routes! {
     GetIncident = Get "/api/v1/ops/incidents/{id}" Bearer Read, args: Id, query: crate::ops::OpsQuery, body: () => crate::ops::IncidentView;
     /// Acknowledge, mitigate or resolve an incident.
     ChangeIncident = Post "/api/v1/ops/incidents/{id}/move" Bearer Write, args: Id, query: (), body: crate::ops::MoveIncident => crate::ops::IncidentView;
+    /// An incident's postmortem: the published one, or the draft its record supports now (summary, impact, root causes with their evidence, trigger, detection, resolution, action items, lessons, timeline, MTTA, MTTR, each investigation's cost) with the edits laid over it.
+    GetPostmortem = Get "/api/v1/ops/incidents/{id}/postmortem" Bearer Read, args: Id, query: crate::ops::OpsQuery, body: () => oshal_ops::report::Postmortem;
+    /// Edit a postmortem's prose (the fields given replace the draft's); 409 once published.
+    EditPostmortem = Put "/api/v1/ops/incidents/{id}/postmortem" Bearer Write, args: Id, query: crate::ops::OpsQuery, body: oshal_ops::report::PostmortemEdit => oshal_ops::report::Postmortem;
+    /// Publish a resolved incident's postmortem, frozen from then on; 409 before it is resolved or once published.
+    PublishPostmortem = Post "/api/v1/ops/incidents/{id}/postmortem/publish" Bearer Write, args: Id, query: crate::ops::OpsQuery, body: () => oshal_ops::report::Postmortem;
     /// The monitor's settings (fingerprint labels, correlation rules), its
     /// silences, maintenance windows and newest change events.
     GetOpsSettings = Get "/api/v1/ops/settings" Bearer Read, args: (), query: crate::ops::OpsQuery, body: () => crate::ops::SettingsView;
@@ -404,6 +410,8 @@ routes! {
     /// Record a change event (a deploy, a node joined…), kept as evidence
     /// on the incidents near it: 201.
     RecordChange = Post "/api/v1/ops/changes" Bearer Write, args: (), query: crate::ops::OpsQuery, body: oshal_ops::monitor::ChangeEvent => crate::ops::SettingsView, 201;
+    /// A tenant's change events (nodes joining and leaving, tickets requeued, lanes reset, budgets, deploys), oldest first; what an investigation's `list_changes` replays.
+    ListChanges = Get "/api/v1/ops/changes" Bearer Read, args: (), query: crate::ops::ChangesQuery, body: () => Vec<oshal_ops::monitor::ChangeEvent>;
 
     /// Prometheus text exposition.
     Metrics = Get "/metrics" Bearer Read, args: (), query: (), body: () => String;

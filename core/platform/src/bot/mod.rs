@@ -15,6 +15,7 @@
 
 pub mod artifacts;
 pub mod build;
+mod investigate;
 pub mod media;
 pub mod node;
 pub mod signal;
@@ -210,6 +211,10 @@ async fn handle(cx: &BotContext, d: Delivery) -> bool {
                 Work::Build(payload) => {
                     let tenant = &d.entry.tenant;
                     build::run(cx, payload, (tenant, ticket, attempt), &token).await
+                }
+                Work::Investigate(payload) => {
+                    let tenant = &d.entry.tenant;
+                    investigate::run(cx, payload, (tenant, ticket, attempt), &token).await
                 }
             }
         };

@@ -193,6 +193,11 @@ pub(crate) fn spawn_registry(
     })
 }
 
+/// Why tickets are requeued when Redis lost its data: the transition's
+/// reason, by which the operations loop tells a re-drive from a requeue.
+pub const REDRIVE_REASON: &str =
+    "redis lost its data (restarted without persistence); lane entries re-driven";
+
 /// Sets the epoch on first sight; reports if it vanished since (Redis
 /// restarted without its data).
 async fn check_epoch(
@@ -217,9 +222,7 @@ async fn check_epoch(
             };
             let was_lost = seen.is_some() && current.is_none();
             *epoch = now;
-            Ok(was_lost.then(|| {
-                "redis lost its data (restarted without persistence); lane entries re-driven".into()
-            }))
+            Ok(was_lost.then(|| REDRIVE_REASON.into()))
         }
     }
 }

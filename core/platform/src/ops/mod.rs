@@ -11,9 +11,15 @@
 //! whole or not at all (a write that fails reloads the tenant from the
 //! journal), and after a restart the journal rebuilds the same monitors.
 //! `signals.rs` turns the platform's own state into alerts and change
-//! events; `view.rs` holds the routes' types.
+//! events (tickets requeued and lanes reset among them); `gather.rs`
+//! investigates each incident opened with a ticket boxed in by the
+//! connector broker (grants bound to it alone, for the planned reads) and
+//! takes its findings; `tools.rs` serves those reads as the built-in
+//! `oshal-ops` connector; `view.rs` holds the routes' types.
 
+mod gather;
 mod signals;
+mod tools;
 mod view;
 
 use std::collections::BTreeMap;
@@ -27,14 +33,16 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+pub use gather::{NARRATIVE_TOKENS, shipped_runbooks, toolsets};
+pub use tools::READ_SCOPE;
 pub use view::{
-    AlertRow, AlertsQuery, IncidentSummary, IncidentView, Ingested, MAX_LIST, MoveAction,
-    MoveIncident, OpsQuery, PagerDutyAck, RefusedAlert, SettingsView,
+    AlertRow, AlertsQuery, ChangesQuery, IncidentSummary, IncidentView, Ingested, MAX_LIST,
+    MoveAction, MoveIncident, OpsQuery, PagerDutyAck, RefusedAlert, SettingsView,
 };
 
 use crate::controller::{Controller, ControllerError};
 use crate::store::{JournalEntry, StoreError};
-use crate::ticket::TenantId;
+use crate::ticket::{TenantId, TicketId};
 
 /// The journal's book of the operations loop.
 pub const BOOK: &str = "ops";
@@ -64,6 +72,7 @@ impl From<oshal_ops::monitor::OpsError> for OpsError {
             E::NotFound { .. } => Self::NotFound(e.to_string()),
             E::Conflict { .. } => Self::Conflict(e.to_string()),
             E::Invalid(i) => Self::Invalid(i),
+            E::Postmortem { .. } => Self::Conflict(e.to_string()),
         }
     }
 }
@@ -98,7 +107,29 @@ struct Inner {
     /// Each tenant's book behind a lock of its own: one tenant's slow
     /// write never holds up another's.
     books: std::sync::RwLock<BTreeMap<TenantId, Arc<Mutex<Book>>>>,
+    /// The Gather tickets running, with their tenant.
+    running: Mutex<BTreeMap<TicketId, TenantId>>,
     stop: CancellationToken,
+}
+
+impl Inner {
+    /// A tenant's book (a fresh one for a tenant with none yet).
+    fn book(&self, tenant: &TenantId) -> Arc<Mutex<Book>> {
+        if let Some(b) = self
+            .books
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+        {
+            return b.clone();
+        }
+        self.books
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.clone())
+            .or_default()
+            .clone()
+    }
 }
 
 /// The operations loop: every tenant's alerts and incidents.
@@ -141,10 +172,14 @@ impl Operations {
                         .map(|(t, b)| (t, Arc::new(Mutex::new(b))))
                         .collect(),
                 ),
+                running: Mutex::default(),
                 stop: CancellationToken::new(),
             }),
         };
         signals::watch(ops.clone(), ops.inner.stop.clone());
+        gather::mount(&ops)?;
+        ops.resume_running().await;
+        gather::follow(ops.clone(), ops.inner.stop.clone());
         Ok(ops)
     }
 
@@ -154,16 +189,7 @@ impl Operations {
 
     /// A tenant's book (a fresh one for a tenant with none yet).
     fn book(&self, tenant: &TenantId) -> Arc<Mutex<Book>> {
-        if let Some(b) = self.read_books().get(tenant) {
-            return b.clone();
-        }
-        self.inner
-            .books
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(tenant.clone())
-            .or_default()
-            .clone()
+        self.inner.book(tenant)
     }
 
     fn read_books(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TenantId, Arc<Mutex<Book>>>> {
@@ -235,6 +261,16 @@ impl Operations {
             }
             book.next_seq += entries.len() as u32;
             book.monitor = next;
+            let opened: Vec<String> = answers
+                .iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| match e {
+                    Event::IncidentOpened { id, .. } => Some(id.clone()),
+                    _ => None,
+                })
+                .collect();
+            gather::on_opened(self, tenant, opened);
         }
         Ok(answers)
     }
@@ -383,7 +419,11 @@ impl Operations {
         let mut out: Vec<IncidentSummary> = Vec::new();
         for (t, b) in self.books_of(only) {
             let b = b.lock().await;
-            out.extend(b.monitor.incidents().map(|i| IncidentSummary::of(&t, i)));
+            out.extend(
+                b.monitor
+                    .incidents()
+                    .map(|i| IncidentSummary::of(&t, i, &b.monitor)),
+            );
         }
         out.sort_by_key(|i| std::cmp::Reverse(i.opened_ms));
         out.truncate(view::MAX_LIST as usize);
@@ -400,6 +440,40 @@ impl Operations {
             .incident(id)
             .ok_or_else(|| OpsError::NotFound(format!("no incident {id} of tenant {tenant}")))?;
         Ok(IncidentView::of(&tenant, inc, &book.monitor))
+    }
+
+    /// An incident's postmortem: published, or the draft its record
+    /// supports now with the edits laid over it.
+    pub async fn postmortem(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<oshal_ops::report::Postmortem, OpsError> {
+        let tenant = self.tenant(tenant).await?;
+        let book = self.book(&tenant);
+        let book = book.lock().await;
+        book.monitor
+            .postmortem(id)
+            .ok_or_else(|| OpsError::NotFound(format!("no incident {id} of tenant {tenant}")))
+    }
+
+    /// Edits a postmortem's draft (its prose), or publishes it (`edit`
+    /// `None`): a published one is frozen.
+    pub async fn write_postmortem(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        edit: Option<oshal_ops::report::PostmortemEdit>,
+        by: &str,
+    ) -> Result<oshal_ops::report::Postmortem, OpsError> {
+        let t = self.tenant(tenant).await?;
+        let (incident, by) = (id.to_owned(), by.to_owned());
+        let input = match edit {
+            Some(edit) => Input::EditPostmortem { incident, edit, by },
+            None => Input::PublishPostmortem { incident, by },
+        };
+        self.take_one(&t, input).await?;
+        self.postmortem(Some(t.as_str()), id).await
     }
 
     /// Acknowledges, mitigates or resolves an incident.
@@ -428,6 +502,24 @@ impl Operations {
         )
         .await?;
         self.incident(Some(tenant.as_str()), id).await
+    }
+
+    /// A tenant's change events at or after `since_ms`, oldest first.
+    pub async fn changes(
+        &self,
+        tenant: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<oshal_ops::monitor::ChangeEvent>, OpsError> {
+        let tenant = self.tenant(tenant).await?;
+        let book = self.book(&tenant);
+        let book = book.lock().await;
+        Ok(book
+            .monitor
+            .changes()
+            .iter()
+            .filter(|c| c.at_ms >= since_ms)
+            .cloned()
+            .collect())
     }
 
     /// A tenant's settings, with its silences and maintenance windows.
@@ -478,5 +570,7 @@ impl Operations {
     }
 }
 
+#[cfg(test)]
+mod gather_tests;
 #[cfg(test)]
 mod tests;

@@ -15,8 +15,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::Operations;
+use crate::controller::fleet::REDRIVE_REASON;
 use crate::controller::{BotView, CoreEvent};
-use crate::ticket::TenantId;
+use crate::ticket::{TenantId, TicketState, Transition};
 
 /// A lane whose oldest entry has waited this long is lagging.
 pub const LAG_MS: u64 = 30_000;
@@ -174,6 +175,7 @@ impl Watch {
                 kind,
                 subject: n.clone(),
                 detail: String::new(),
+                count: 0,
                 at_ms: at,
             })
         };
@@ -213,6 +215,36 @@ impl Watch {
     }
 }
 
+/// The change events of tickets going back to the queue: one per reason
+/// (a bot lost, the lanes reset), with how many.
+fn requeues(transitions: &[Transition], at: i64) -> Vec<Input> {
+    let mut by_reason: BTreeMap<&str, u32> = BTreeMap::new();
+    for t in transitions {
+        if t.to == TicketState::Queued
+            && matches!(t.from, Some(TicketState::Routed | TicketState::Running))
+        {
+            *by_reason.entry(t.reason.as_str()).or_default() += 1;
+        }
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, count)| {
+            let kind = if reason == REDRIVE_REASON {
+                ChangeKind::LanesReset
+            } else {
+                ChangeKind::TicketsRequeued
+            };
+            Input::Change(ChangeEvent {
+                kind,
+                subject: "tickets".into(),
+                detail: crate::text::clip(reason, 1024).to_owned(),
+                count,
+                at_ms: at,
+            })
+        })
+        .collect()
+}
+
 /// Watches the controller's events until `stop`.
 pub(super) fn watch(ops: Operations, stop: CancellationToken) {
     let mut events = ops.inner.controller.subscribe();
@@ -225,6 +257,14 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
                 () = stop.cancelled() => return,
                 e = events.recv() => match e {
                     Ok(CoreEvent::BotsUpdated { bots }) => bots,
+                    Ok(CoreEvent::TicketsTransitioned { transitions }) => {
+                        let at = ops.inner.controller.clock().now_ms();
+                        let inputs = requeues(&transitions, at);
+                        if !inputs.is_empty() && !ops.observe(&tenant, inputs).await {
+                            tracing::warn!("a requeue could not be recorded as a change event");
+                        }
+                        continue;
+                    }
                     Ok(_) | Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => return,
                 },
@@ -364,6 +404,53 @@ mod tests {
         assert_eq!(
             said(&w.step(&both, 1)),
             pairs(&[("OshalLaneLag", "resolved"), ("OshalNodeLost", "resolved")])
+        );
+    }
+
+    #[test]
+    fn tickets_back_in_the_queue_are_one_change_per_reason() {
+        let t = |from: Option<TicketState>, to: TicketState, reason: &str| {
+            let id = crate::ticket::TicketId::new();
+            Transition {
+                ticket: id,
+                tenant: TenantId::default_tenant(),
+                seq: 3,
+                from,
+                to,
+                attempt: 1,
+                bot: None,
+                reason: reason.into(),
+                at_ms: 5,
+                correlation_id: id,
+                causation_id: None,
+            }
+        };
+        let lost = "bot n2-bot-01 lost (heartbeat expired); requeued";
+        let moved = [
+            t(Some(TicketState::Running), TicketState::Queued, lost),
+            t(Some(TicketState::Routed), TicketState::Queued, lost),
+            t(
+                Some(TicketState::Running),
+                TicketState::Queued,
+                REDRIVE_REASON,
+            ),
+            // Not a requeue: a submission, a retry after a failure.
+            t(None, TicketState::Queued, "submitted"),
+            t(Some(TicketState::Failed), TicketState::Queued, "retry"),
+        ];
+        let changes: Vec<(ChangeKind, u32)> = requeues(&moved, 9)
+            .into_iter()
+            .map(|i| match i {
+                Input::Change(c) => (c.kind, c.count),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                (ChangeKind::TicketsRequeued, 2),
+                (ChangeKind::LanesReset, 1)
+            ]
         );
     }
 }

@@ -4,6 +4,7 @@
 use oshal_ops::alert::{Alert, AlertState};
 use oshal_ops::incident::{Incident, IncidentAction, IncidentStatus};
 use oshal_ops::intake::Refusal;
+use oshal_ops::investigation::{Investigation, Phase};
 use oshal_ops::monitor::{ChangeEvent, Monitor};
 use oshal_ops::rule::{MaintenanceWindow, Settings, Silence};
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,20 @@ pub struct AlertsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// Which change events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<crate::ticket::TenantId>)]
+    pub tenant: Option<String>,
+    /// Only those at or after this unix time in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 0)]
+    pub since_ms: Option<i64>,
 }
 
 /// An alert with its tenant.
@@ -120,11 +135,29 @@ pub struct IncidentSummary {
     #[specta(type = Option<specta_typescript::Number>)]
     #[schema(value_type = Option<i64>)]
     pub resolved_ms: Option<UnixMs>,
+    /// Its investigations, and how many of them run now.
+    pub investigations: u32,
+    pub investigating: u32,
+    /// The newest diagnosis' top cause (`node_down: n2`), or
+    /// `inconclusive`; `None` before any.
+    pub diagnosis: Option<String>,
 }
 
 impl IncidentSummary {
-    pub(super) fn of(tenant: &TenantId, i: &Incident) -> Self {
+    pub(super) fn of(tenant: &TenantId, i: &Incident, m: &Monitor) -> Self {
+        let invs = m.investigations(&i.id);
+        let diagnosis = invs
+            .iter()
+            .rev()
+            .find_map(|v| v.diagnosis.as_ref())
+            .map(|d| match (d.inconclusive, d.causes.first()) {
+                (false, Some(c)) => format!("{}: {}", <&str>::from(c.kind), c.subject),
+                _ => "inconclusive".to_owned(),
+            });
         Self {
+            investigations: invs.len() as u32,
+            investigating: invs.iter().filter(|v| v.phase == Phase::Running).count() as u32,
+            diagnosis,
             tenant: tenant.clone(),
             id: i.id.clone(),
             title: i.title.clone(),
@@ -151,6 +184,9 @@ pub struct IncidentView {
     /// Time to resolve, from the recorded times.
     #[specta(type = Option<specta_typescript::Number>)]
     pub mttr_ms: Option<i64>,
+    /// Its investigations, oldest first: each plan, its evidence and the
+    /// diagnosis read from it.
+    pub investigations: Vec<Investigation>,
 }
 
 impl IncidentView {
@@ -165,6 +201,7 @@ impl IncidentView {
                 .collect(),
             mtta_ms: i.mtta_ms(),
             mttr_ms: i.mttr_ms(),
+            investigations: m.investigations(&i.id).to_vec(),
             incident: i.clone(),
         }
     }

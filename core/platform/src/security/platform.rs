@@ -64,7 +64,9 @@ pub async fn connector_checks(connectors: Option<&Connectors>, bots: &[String]) 
                 &object,
                 format!(
                     "grant {} to {} names connector {}, which is not known",
-                    g.id, g.bot, g.connector
+                    g.id,
+                    g.holder(),
+                    g.connector
                 ),
             ),
             Some(m) => {
@@ -91,7 +93,7 @@ pub async fn connector_checks(connectors: Option<&Connectors>, bots: &[String]) 
                         format!(
                             "grant {} to {} on {} names what the connector does not declare: operations [{}], scopes [{}]",
                             g.id,
-                            g.bot,
+                            g.holder(),
                             g.connector,
                             ops.join(", "),
                             scopes.join(", ")
@@ -100,12 +102,15 @@ pub async fn connector_checks(connectors: Option<&Connectors>, bots: &[String]) 
                 }
             }
         }
-        if !live.contains(g.bot.as_str()) {
+        // A grant bound to a ticket alone is held by whichever bot runs it.
+        if let Some(bot) = &g.bot
+            && !live.contains(bot.as_str())
+        {
             orphaned.found(
                 &object,
                 format!(
                     "grant {} on {} is held by {}, which is not a bot of this controller",
-                    g.id, g.connector, g.bot
+                    g.id, g.connector, bot
                 ),
             );
         }

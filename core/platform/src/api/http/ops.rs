@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use oshal_ops::alert::{Alert, Source};
 use oshal_ops::monitor::{ChangeEvent, Input};
+use oshal_ops::report::{Postmortem, PostmortemEdit};
 use oshal_ops::rule::{MaintenanceWindow, Settings, Silence};
 
 use super::body::json_body;
@@ -18,8 +19,8 @@ use super::{ApiResult, AppState, actor};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
 use crate::ops::{
-    AlertRow, AlertsQuery, IncidentSummary, IncidentView, Ingested, MoveIncident, Operations,
-    OpsQuery, PagerDutyAck, SettingsView,
+    AlertRow, AlertsQuery, ChangesQuery, IncidentSummary, IncidentView, Ingested, MoveIncident,
+    Operations, OpsQuery, PagerDutyAck, SettingsView,
 };
 
 fn ops(state: &AppState) -> ApiResult<&Operations> {
@@ -117,6 +118,47 @@ pub(super) async fn incident(
     Ok(Json(ops(&state)?.incident(tenant.as_deref(), &id).await?))
 }
 
+pub(super) async fn postmortem(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(id): PathId,
+    Params(q): Params<OpsQuery>,
+) -> ApiResult<Json<Postmortem>> {
+    let tenant = who.fence(q.tenant.as_deref(), "tenant")?;
+    Ok(Json(ops(&state)?.postmortem(tenant.as_deref(), &id).await?))
+}
+
+pub(super) async fn edit_postmortem(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(id): PathId,
+    Params(q): Params<OpsQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Postmortem>> {
+    let tenant = who.fence(q.tenant.as_deref(), "tenant")?;
+    let edit: PostmortemEdit = json_body(&headers, body).await?;
+    Ok(Json(
+        ops(&state)?
+            .write_postmortem(tenant.as_deref(), &id, Some(edit), &actor(&who))
+            .await?,
+    ))
+}
+
+pub(super) async fn publish_postmortem(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(id): PathId,
+    Params(q): Params<OpsQuery>,
+) -> ApiResult<Json<Postmortem>> {
+    let tenant = who.fence(q.tenant.as_deref(), "tenant")?;
+    Ok(Json(
+        ops(&state)?
+            .write_postmortem(tenant.as_deref(), &id, None, &actor(&who))
+            .await?,
+    ))
+}
+
 pub(super) async fn move_incident(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -154,6 +196,23 @@ pub(super) async fn set_settings(
             .set_settings(tenant.as_deref(), settings, &actor(&who))
             .await?,
     ))
+}
+
+pub(super) async fn changes(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Params(q): Params<ChangesQuery>,
+) -> ApiResult<Json<Vec<ChangeEvent>>> {
+    let tenant = who.fence(q.tenant.as_deref(), "tenant")?;
+    let since = q.since_ms.unwrap_or(0);
+    if since < 0 {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            "since_ms: must be a unix time in ms, at least 0",
+        )
+        .field("since_ms"));
+    }
+    Ok(Json(ops(&state)?.changes(tenant.as_deref(), since).await?))
 }
 
 /// Reads a body of `T`, makes it an input (with who made it) and adds it

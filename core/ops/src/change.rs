@@ -1,0 +1,58 @@
+//! Change events: what changed in the platform or around it (a node
+//! joined or left, tickets requeued from a lost bot, the lanes reset, a
+//! budget changed, a connector approved, a deploy), kept as evidence of
+//! the incidents near it. Pure data.
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use oshal_kernel::clock::UnixMs;
+
+/// What changed in the platform or around it, kept as evidence.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Type,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ChangeKind {
+    NodeJoined,
+    NodeLeft,
+    BudgetChanged,
+    ConnectorApproved,
+    Deploy,
+    /// Tickets went back to the queue because the bot holding them was
+    /// lost (its `count`).
+    TicketsRequeued,
+    /// The lanes' Redis lost its data; `count` tickets were published
+    /// again from the store.
+    LanesReset,
+}
+
+/// A change event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEvent {
+    pub kind: ChangeKind,
+    /// What changed: a node's id, a tenant, a connector, a workflow run.
+    pub subject: String,
+    #[serde(default)]
+    pub detail: String,
+    /// How many it concerns (tickets requeued or re-driven), where that
+    /// is the point; 0 otherwise.
+    #[serde(default)]
+    pub count: u32,
+    #[serde(default)]
+    #[specta(type = specta_typescript::Number)]
+    pub at_ms: UnixMs,
+}

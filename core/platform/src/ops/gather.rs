@@ -1,0 +1,422 @@
+//! Gather: each incident, once opened, is investigated by a ticket.
+//!
+//! The plan comes from the runbooks that match the incident's first alert
+//! (`assets/ops/runbooks.json`) and the toolsets enabled for its tenant.
+//! The ticket (kind `investigate`) is submitted held for approval; it is
+//! recorded on the incident, then given **grants bound to it alone** on
+//! the built-in `oshal-ops` connector, for the planned read-only
+//! operations, with a budget of one call each and an expiry, and only
+//! then approved by the loop. So the bot that runs it can make the planned
+//! reads and nothing else: a write answers `approval_required`, any other
+//! call is denied, by the broker.
+//!
+//! When the ticket ends, its findings are taken (the monitor checks the
+//! evidence and computes the diagnosis itself) or the investigation fails
+//! with why, and the ticket's grants are revoked. The ticket's end is
+//! heard from the controller's events and, for what an event missed (a
+//! lagging subscriber, a restart), from a poll of the running ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oshal_ops::evidence::Bounds;
+use oshal_ops::gather::{CONNECTOR, Tool};
+use oshal_ops::investigation::{Findings, Phase};
+use oshal_ops::monitor::{CHANGE_LOOKBACK_MS, Input};
+use oshal_ops::runbook::{self, Plan, Runbook, Toolset, ToolsetStatus};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::{Operations, OpsError};
+use crate::controller::CoreEvent;
+use crate::name::Named;
+use crate::ticket::{InvestigatePayload, NewTicket, PlannedCall, TenantId, TicketId, TicketState};
+
+/// How often the running investigations' tickets are looked at, whatever
+/// the events said.
+const POLL: Duration = Duration::from_secs(5);
+/// How long a Gather ticket's grants outlive its own wall bound (its wait
+/// in the queue).
+const GRANT_GRACE_MS: i64 = 600_000;
+/// Who the loop's own approvals and grants are by.
+const BY: &str = "ops-loop";
+/// The model tokens an investigation's narrative may use.
+pub const NARRATIVE_TOKENS: u32 = 160;
+
+/// The runbooks shipped with the platform.
+pub fn shipped_runbooks() -> Vec<Runbook> {
+    serde_json::from_str(include_str!("../../../../assets/ops/runbooks.json"))
+        .expect("the shipped runbooks parse (tested)")
+}
+
+/// The toolsets a tenant's investigations may use here, each with why
+/// not when it may not.
+pub fn toolsets(tenant: &TenantId, connectors: bool) -> Vec<Toolset> {
+    let set = |name: &str, tools: &[Tool], status, why: Option<&str>| Toolset {
+        name: name.into(),
+        tools: tools.iter().map(|t| t.as_str().to_owned()).collect(),
+        status,
+        why: why.map(str::to_owned),
+    };
+    let platform = [Tool::GetBots, Tool::GetHealth];
+    let changes = [Tool::ListChanges];
+    if !connectors {
+        let why = Some(
+            "this platform runs without a connector runtime, and tools are reached only through its gate",
+        );
+        return vec![
+            set("platform", &platform, ToolsetStatus::Failed, why),
+            set("changes", &changes, ToolsetStatus::Failed, why),
+        ];
+    }
+    let operator = *tenant == TenantId::default_tenant();
+    vec![
+        if operator {
+            set("platform", &platform, ToolsetStatus::Enabled, None)
+        } else {
+            set(
+                "platform",
+                &platform,
+                ToolsetStatus::Disabled,
+                Some(
+                    "the platform's own state is the operator's; a tenant's incidents do not read it",
+                ),
+            )
+        },
+        set("changes", &changes, ToolsetStatus::Enabled, None),
+    ]
+}
+
+impl Operations {
+    /// Starts an investigation of `incident`, if a plan has tasks.
+    pub(super) async fn investigate(
+        &self,
+        tenant: &TenantId,
+        incident: &str,
+    ) -> Result<(), OpsError> {
+        let Some(connectors) = self.inner.controller.connectors().cloned() else {
+            return Ok(());
+        };
+        let (alert, plan, n) = {
+            let book = self.book(tenant);
+            let book = book.lock().await;
+            let m = &book.monitor;
+            if !m.settings().investigate {
+                return Ok(());
+            }
+            let inc = m
+                .incident(incident)
+                .ok_or_else(|| OpsError::NotFound(format!("no incident {incident}")))?;
+            let Some(first) = inc.alerts.first().and_then(|fp| m.alert(fp)) else {
+                return Ok(());
+            };
+            let mut plan =
+                runbook::plan(&shipped_runbooks(), &toolsets(tenant, true), &first.labels);
+            for t in &mut plan.tasks {
+                if t.tool == Tool::ListChanges.as_str() && t.params.get("since_ms").is_none() {
+                    t.params = json!({"since_ms": (inc.opened_ms - CHANGE_LOOKBACK_MS).max(0)});
+                }
+            }
+            (
+                first.name.clone(),
+                plan,
+                m.investigations(incident).len() + 1,
+            )
+        };
+        if plan.tasks.is_empty() {
+            tracing::info!(%tenant, incident, skipped = plan.skipped.len(), "no task to investigate with");
+            return Ok(());
+        }
+        let bounds = Bounds {
+            max_steps: plan.tasks.len() as u32,
+            max_wall_ms: 120_000,
+            max_tokens: NARRATIVE_TOKENS,
+        };
+        let ticket = self
+            .submit_gather(tenant, incident, &alert, &plan, bounds, n)
+            .await?;
+        self.take_one(
+            tenant,
+            Input::StartInvestigation {
+                incident: incident.to_owned(),
+                ticket: ticket.to_string(),
+                alert,
+                plan: plan.clone(),
+                bounds,
+            },
+        )
+        .await?;
+        self.release(&connectors, tenant, ticket, &plan, bounds)
+            .await
+    }
+
+    async fn submit_gather(
+        &self,
+        tenant: &TenantId,
+        incident: &str,
+        alert: &str,
+        plan: &Plan,
+        bounds: Bounds,
+        n: usize,
+    ) -> Result<TicketId, OpsError> {
+        let payload = InvestigatePayload {
+            incident: incident.to_owned(),
+            alert: alert.to_owned(),
+            connector: CONNECTOR.into(),
+            calls: plan
+                .tasks
+                .iter()
+                .map(|t| PlannedCall {
+                    operation: t.tool.clone(),
+                    params: t.params.clone(),
+                })
+                .collect(),
+            max_steps: bounds.max_steps,
+            max_wall_ms: bounds.max_wall_ms,
+            max_tokens: bounds.max_tokens,
+        };
+        let submitted = self
+            .inner
+            .controller
+            .submit(NewTicket {
+                kind: "investigate".into(),
+                payload: serde_json::to_value(&payload).expect("a payload serializes"),
+                tenant: Some(tenant.to_string()),
+                // A retry after a crash finds the ticket it submitted.
+                idempotency_key: Some(format!("ops-gather:{incident}:{n}")),
+                priority: Some(8),
+                max_attempts: Some(2),
+                requires_approval: true,
+                ..NewTicket::default()
+            })
+            .await?;
+        Ok(submitted.id)
+    }
+
+    /// Binds the ticket's read grants to it, then lets it run.
+    async fn release(
+        &self,
+        connectors: &crate::connector::Connectors,
+        tenant: &TenantId,
+        ticket: TicketId,
+        plan: &Plan,
+        bounds: Bounds,
+    ) -> Result<(), OpsError> {
+        let mut operations: Vec<String> = plan.tasks.iter().map(|t| t.tool.clone()).collect();
+        operations.sort();
+        operations.dedup();
+        let now = self.inner.controller.clock().now_ms();
+        let expires = now + bounds.max_wall_ms as i64 + GRANT_GRACE_MS;
+        // A grant left by an earlier try of this same step goes first.
+        connectors
+            .revoke_ticket_grants(ticket, BY)
+            .await
+            .map_err(conn)?;
+        connectors
+            .grant_ticket(
+                ticket,
+                CONNECTOR,
+                &operations,
+                expires,
+                plan.tasks.len() as u32,
+                BY,
+            )
+            .await
+            .map_err(conn)?;
+        self.inner
+            .running
+            .lock()
+            .await
+            .insert(ticket, tenant.clone());
+        self.inner.controller.approve(ticket).await?;
+        Ok(())
+    }
+
+    /// Takes what an ended Gather ticket brought back; `false` if it has
+    /// not ended.
+    async fn settle(&self, tenant: &TenantId, ticket: TicketId) -> Result<bool, OpsError> {
+        let view = self.inner.controller.ticket(ticket).await?;
+        let input = match view.state {
+            TicketState::Succeeded => {
+                let text = view
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.get("text"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                match serde_json::from_str::<Findings>(text) {
+                    Ok(findings) => Input::FinishInvestigation {
+                        ticket: ticket.to_string(),
+                        findings,
+                        cost_nanos: view.cost.cost_nusd,
+                    },
+                    Err(e) => Input::FailInvestigation {
+                        ticket: ticket.to_string(),
+                        error: format!("the ticket's result is not findings: {e}"),
+                    },
+                }
+            }
+            TicketState::Dead | TicketState::Cancelled => Input::FailInvestigation {
+                ticket: ticket.to_string(),
+                error: format!(
+                    "the ticket ended {}: {}",
+                    view.state.as_str(),
+                    view.error.as_deref().unwrap_or("no reason given")
+                ),
+            },
+            TicketState::AwaitingApproval => {
+                // Submitted and recorded, not yet released (a restart came
+                // between): release it now.
+                self.rerelease(tenant, ticket).await?;
+                return Ok(false);
+            }
+            _ => return Ok(false),
+        };
+        // The ticket has ended: its grants go first, so an investigation
+        // shown ended never leaves one behind.
+        if let Some(c) = self.inner.controller.connectors() {
+            c.revoke_ticket_grants(ticket, BY).await.map_err(conn)?;
+        }
+        self.take_one(tenant, input).await?;
+        self.inner.running.lock().await.remove(&ticket);
+        Ok(true)
+    }
+
+    async fn rerelease(&self, tenant: &TenantId, ticket: TicketId) -> Result<(), OpsError> {
+        let Some(connectors) = self.inner.controller.connectors().cloned() else {
+            return Ok(());
+        };
+        let found = {
+            let book = self.book(tenant);
+            let book = book.lock().await;
+            book.monitor
+                .investigation_of(&ticket.to_string())
+                .map(|(_, i)| (i.plan.clone(), i.bounds))
+        };
+        match found {
+            Some((plan, bounds)) => {
+                self.release(&connectors, tenant, ticket, &plan, bounds)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Every running investigation's ticket, from the journal (at start).
+    pub(super) async fn resume_running(&self) {
+        let mut running = Vec::new();
+        for (tenant, book) in self.books_of(None) {
+            let book = book.lock().await;
+            for inc in book.monitor.incidents() {
+                for inv in book.monitor.investigations(&inc.id) {
+                    if inv.phase == Phase::Running
+                        && let Ok(id) = TicketId::parse(&inv.ticket)
+                    {
+                        running.push((id, tenant.clone()));
+                    }
+                }
+            }
+        }
+        self.inner.running.lock().await.extend(running);
+    }
+}
+
+fn conn(e: crate::connector::ConnectorError) -> OpsError {
+    OpsError::Conflict(format!("the connector broker: {e}"))
+}
+
+/// Follows the running investigations' tickets until `stop`.
+pub(super) fn follow(ops: Operations, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut events = ops.inner.controller.subscribe();
+        let mut poll = tokio::time::interval(POLL);
+        loop {
+            let ended: Vec<(TicketId, TenantId)> = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                _ = poll.tick() => ops.inner.running.lock().await.iter().map(|(t, n)| (*t, n.clone())).collect(),
+                event = events.recv() => match event {
+                    Ok(CoreEvent::TicketsTransitioned { transitions }) => {
+                        let running = ops.inner.running.lock().await;
+                        transitions
+                            .iter()
+                            .filter(|t| t.to.is_terminal() || t.to == TicketState::AwaitingApproval)
+                            .filter_map(|t| running.get(&t.ticket).map(|n| (t.ticket, n.clone())))
+                            .collect()
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                },
+            };
+            for (ticket, tenant) in ended {
+                if let Err(e) = ops.settle(&tenant, ticket).await {
+                    tracing::warn!(%ticket, error = %e, "an investigation's ticket could not be settled; tried again");
+                }
+            }
+        }
+    });
+}
+
+/// Starts investigating each incident `opened` (called after they are
+/// recorded).
+pub(super) fn on_opened(ops: &Operations, tenant: &TenantId, opened: Vec<String>) {
+    for incident in opened {
+        let (ops, tenant) = (ops.clone(), tenant.clone());
+        tokio::spawn(async move {
+            if let Err(e) = ops.investigate(&tenant, &incident).await {
+                tracing::warn!(%tenant, incident, error = %e, "the incident could not be investigated");
+            }
+        });
+    }
+}
+
+/// Mounts the built-in connector the investigations call.
+pub(super) fn mount(ops: &Operations) -> Result<(), OpsError> {
+    let Some(connectors) = ops.inner.controller.connectors() else {
+        return Ok(());
+    };
+    let manifest = super::tools::manifest().map_err(|e| OpsError::Conflict(e.to_string()))?;
+    let handler = Arc::new(super::tools::OpsTools {
+        ops: Arc::downgrade(&ops.inner),
+    });
+    connectors.mount(manifest, handler).map_err(conn)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_runbooks_hold_and_plan_only_known_tools() {
+        let books = shipped_runbooks();
+        runbook::check(&books).expect("valid");
+        for b in &books {
+            for s in &b.steps {
+                assert!(Tool::parse(&s.tool).is_some(), "{} in {}", s.tool, b.name);
+            }
+        }
+        let labels = [("alertname".to_owned(), "OshalNodeLost".to_owned())].into();
+        let operator = runbook::plan(
+            &books,
+            &toolsets(&TenantId::default_tenant(), true),
+            &labels,
+        );
+        let tools: Vec<&str> = operator.tasks.iter().map(|t| t.tool.as_str()).collect();
+        assert_eq!(tools, ["get_bots", "list_changes", "get_health"]);
+        let acme = TenantId::parse("acme").unwrap();
+        let tenant = runbook::plan(&books, &toolsets(&acme, true), &labels);
+        let tools: Vec<&str> = tenant.tasks.iter().map(|t| t.tool.as_str()).collect();
+        assert_eq!(tools, ["list_changes"], "a tenant reads only its own");
+        assert!(
+            tenant
+                .skipped
+                .iter()
+                .any(|s| s.tool == "get_bots" && s.why.contains("disabled"))
+        );
+        let none = runbook::plan(&books, &toolsets(&acme, false), &labels);
+        assert!(none.tasks.is_empty() && none.skipped.iter().all(|s| s.why.contains("failed")));
+    }
+}

@@ -1,0 +1,209 @@
+//! Gather end to end in local mode: an incident investigated by a ticket
+//! boxed in by the connector broker, its evidence kept and its diagnosis
+//! read from it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oshal_ops::alert::Source;
+use oshal_ops::evidence::ToolStatus;
+use oshal_ops::investigation::Phase;
+use serde_json::{Value, json};
+
+use super::{IncidentView, Operations};
+use crate::clock::{SharedClock, SystemClock};
+use crate::connector::Connectors;
+use crate::connector::broker::keyring::KeyringBackend;
+use crate::connector::signing::TrustedKeys;
+use crate::controller::{Controller, ControllerConfig, LocalPool};
+use crate::model::builtin::BuiltinModel;
+use crate::name::Named;
+use crate::store::sqlite::SqliteStore;
+use crate::ticket::{NewTicket, TicketId, TicketState, Work};
+
+/// A local controller with a connector runtime (as `Platform::local`
+/// opens one, without what these tests do not use) and its operations loop.
+struct Platform {
+    controller: Controller,
+    ops: Operations,
+}
+
+impl Platform {
+    async fn shutdown(self) {
+        self.ops.shutdown();
+        self.controller.shutdown().await;
+    }
+}
+
+async fn platform(dir: &std::path::Path) -> Platform {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let store = Arc::new(SqliteStore::open(dir).await.unwrap());
+    let config = ControllerConfig::default();
+    let tools = Connectors::open(
+        crate::connector::store::sqlite(store.pool().clone()),
+        Arc::new(KeyringBackend::default()),
+        TrustedKeys::shipped(),
+        config.secret_rules.clone(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let pool = LocalPool {
+        bots: 2,
+        skills: Work::default_skills(),
+        model: Arc::new(BuiltinModel::new()),
+        tools: Some(tools),
+        artifacts: None,
+    };
+    let controller = Controller::start(config, store, pool, clock).await.unwrap();
+    let ops = Operations::start(controller.clone()).await.unwrap();
+    Platform { controller, ops }
+}
+
+fn firing(name: &str) -> Value {
+    json!({"version": "4", "status": "firing", "receiver": "oshal", "alerts": [{
+        "status": "firing",
+        "labels": {"alertname": name, "service": "checkout", "severity": "warning"},
+        "annotations": {"summary": format!("{name} fired")},
+        "startsAt": "2026-12-04T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+    }]})
+}
+
+/// The incident once its first investigation has ended.
+async fn investigated(p: &Platform, tenant: Option<&str>, id: &str) -> IncidentView {
+    for _ in 0..300 {
+        let v = p.ops.incident(tenant, id).await.unwrap();
+        if v.investigations
+            .first()
+            .is_some_and(|i| i.phase != Phase::Running)
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{id} was not investigated in 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_is_investigated_inside_the_box_and_its_grants_end_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    let got = p
+        .ops
+        .ingest(None, Source::Alertmanager, firing("CheckoutErrors"))
+        .await
+        .unwrap();
+    let id = got.opened[0].clone();
+    let v = investigated(&p, None, &id).await;
+    let inv = &v.investigations[0];
+    assert_eq!(inv.phase, Phase::Succeeded, "{:?}", inv.error);
+    // The shipped catch-all runbook: what changed, and the store's health.
+    let tools: Vec<&str> = inv.evidence.iter().map(|e| e.tool.as_str()).collect();
+    assert_eq!(tools, ["list_changes", "get_health"]);
+    assert!(inv.evidence.iter().all(|e| e.intact()));
+    assert_eq!(inv.evidence[1].status, ToolStatus::Success);
+    assert_eq!(inv.evidence[1].result["store"], "ok");
+    assert_eq!(inv.evidence[1].replay, "GET /api/v1/health");
+    // A healthy store and nothing else: no cause of its own, kept so.
+    let d = inv.diagnosis.as_ref().unwrap();
+    assert!(d.inconclusive, "{d:?}");
+    assert!(d.findings.iter().all(|f| !f.evidence.is_empty()));
+    assert!(inv.plan.tasks.iter().all(|t| t.evidence.is_some()));
+    let moments: Vec<_> = v
+        .incident
+        .timeline
+        .iter()
+        .map(|t| t.moment.as_str())
+        .collect();
+    assert!(
+        moments.contains(&"investigating") && moments.contains(&"diagnosed"),
+        "{moments:?}"
+    );
+
+    // The ticket held grants bound to it alone, for exactly the planned
+    // reads, and none once it ended.
+    let ticket = TicketId::parse(&inv.ticket).unwrap();
+    let c = p.controller.connectors().unwrap();
+    let trail = c.audit(Some(ticket), None, 100).await.unwrap();
+    let allowed = trail.iter().filter(|a| a.allowed == Some(true)).count();
+    assert_eq!(allowed, 2, "{trail:#?}");
+    let live = c.grants(None).await.unwrap();
+    assert!(
+        live.iter().all(|g| g.ticket != Some(ticket)),
+        "the ticket's grants were revoked: {live:#?}"
+    );
+    let view = p.controller.ticket(ticket).await.unwrap();
+    assert_eq!(view.kind, "investigate");
+    assert_eq!(view.state, TicketState::Succeeded);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gather_ticket_without_the_loops_grants_is_denied_every_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    // Submitted by hand: the same work, but no grant is bound to it.
+    let submitted = p
+        .controller
+        .submit(NewTicket {
+            kind: "investigate".into(),
+            payload: json!({
+                "incident": "INC-404", "alert": "Anything", "connector": "oshal-ops",
+                "calls": [{"operation": "get_bots"}, {"operation": "drop_everything"}],
+                "max_steps": 2, "max_wall_ms": 30000, "max_tokens": 0
+            }),
+            ..NewTicket::default()
+        })
+        .await
+        .unwrap();
+    let mut view = p.controller.ticket(submitted.id).await.unwrap();
+    for _ in 0..300 {
+        if view.state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        view = p.controller.ticket(submitted.id).await.unwrap();
+    }
+    assert_eq!(view.state, TicketState::Succeeded);
+    let text = view.result.as_ref().unwrap()["text"].as_str().unwrap();
+    let findings: oshal_ops::investigation::Findings = serde_json::from_str(text).unwrap();
+    assert_eq!(findings.evidence.len(), 2);
+    for e in &findings.evidence {
+        assert_eq!(e.status, ToolStatus::Error, "{e:?}");
+        assert!(
+            e.result["error"].as_str().unwrap().contains("denied"),
+            "{e:?}"
+        );
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_incident_reads_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    p.controller
+        .set_budget(crate::ticket::TenantId::parse("acme").unwrap(), None)
+        .await
+        .unwrap();
+    let got = p
+        .ops
+        .ingest(Some("acme"), Source::Alertmanager, firing("CheckoutErrors"))
+        .await
+        .unwrap();
+    let v = investigated(&p, Some("acme"), &got.opened[0]).await;
+    let inv = &v.investigations[0];
+    assert_eq!(inv.phase, Phase::Succeeded, "{:?}", inv.error);
+    let tools: Vec<&str> = inv.plan.tasks.iter().map(|t| t.tool.as_str()).collect();
+    assert_eq!(tools, ["list_changes"]);
+    assert!(
+        inv.plan
+            .skipped
+            .iter()
+            .any(|s| s.tool == "get_health" && s.why.contains("operator")),
+        "{:?}",
+        inv.plan.skipped
+    );
+    p.shutdown().await;
+}
