@@ -1011,11 +1011,14 @@ export type LedgerEntry = {
 	at_ms: number,
 };
 
-/**  Lessons, as the blameless postmortem asks them. */
+/**
+ *  Lessons, as the blameless postmortem asks them. An edit's lessons
+ *  replace all three lists (a list left out is empty).
+ */
 export type Lessons = {
-	went_well: string[],
-	went_wrong: string[],
-	got_lucky: string[],
+	went_well?: string[],
+	went_wrong?: string[],
+	got_lucky?: string[],
 };
 
 /**

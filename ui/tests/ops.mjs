@@ -115,7 +115,10 @@ try {
     const summary = await pm.getByTestId("pm-summary").inputValue();
     if (!summary.includes("LaneLagUI")) throw new Error(`the draft's summary names no alert: ${summary}`);
     await pm.getByTestId("pm-lucky").fill("it was a quiet hour");
-    await pm.getByTestId("pm-save").click();
+    await Promise.all([
+      page.waitForResponse((r) => r.request().method() === "PUT" && r.url().includes("/postmortem")),
+      pm.getByTestId("pm-save").click(),
+    ]);
     await pm.getByTestId("pm-publish").click();
     await pm.getByTestId("postmortem-status").getByText("published").waitFor();
     const r = await fetch(`${url}/api/v1/ops/incidents/${incident}/postmortem`, { headers: { authorization: `Bearer ${token}` } });

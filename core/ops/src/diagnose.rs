@@ -161,6 +161,7 @@ pub fn meaning(alert: &str) -> String {
         "OshalNodeLost" => "a node's bots stopped their heartbeat: their lanes are no longer consumed and their tickets in hand must go to other bots".into(),
         "OshalLaneLag" => "a bot's lane holds work waiting longer than 30 s: the bot is slow, stuck or gone, or more work arrives than it can take".into(),
         "OshalLaneUnknown" => "a lane's figures cannot be read: the lanes' Redis is unreachable or lost its data".into(),
+        "OshalBudgetExhausted" => "a tenant has spent its budget: its new tickets are refused until the budget is raised or lifted".into(),
         other => format!("{other} fired: its source's own rule held"),
     }
 }

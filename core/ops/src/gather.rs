@@ -49,6 +49,9 @@ pub enum Tool {
     /// The change events of the tenant since a time: nodes joining and
     /// leaving, tickets requeued from lost bots, budgets, deploys.
     ListChanges,
+    /// Each tenant's budget and what it has spent (a tenant's own
+    /// investigation reads only its own).
+    GetSpend,
 }
 
 impl Tool {
@@ -58,13 +61,14 @@ impl Tool {
             Tool::GetBots => "Every bot with its node, heartbeat and lane figures",
             Tool::GetHealth => "Whether the store answers, and why not",
             Tool::ListChanges => "Change events since a time (nodes, requeues, budgets, deploys)",
+            Tool::GetSpend => "Each tenant's budget and spend",
         }
     }
 
     /// Its parameters' JSON Schema.
     pub fn params_schema(self) -> Value {
         match self {
-            Tool::GetBots | Tool::GetHealth => {
+            Tool::GetBots | Tool::GetHealth | Tool::GetSpend => {
                 json!({"type": "object", "additionalProperties": false})
             }
             Tool::ListChanges => json!({
@@ -80,6 +84,7 @@ impl Tool {
         match self {
             Tool::GetBots => "GET /api/v1/bots".into(),
             Tool::GetHealth => "GET /api/v1/health".into(),
+            Tool::GetSpend => "GET /api/v1/tenants; GET /api/v1/cost/summary".into(),
             Tool::ListChanges => {
                 let since = params.get("since_ms").and_then(Value::as_i64).unwrap_or(0);
                 format!("GET /api/v1/ops/changes?tenant={tenant}&since_ms={since}")
@@ -121,6 +126,23 @@ pub struct HealthReading {
     /// `ok`, `unavailable` or `shutting_down`.
     pub store: String,
     pub detail: Option<String>,
+}
+
+/// One tenant's budget and spend, in nano-dollars.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct TenantSpend {
+    pub tenant: String,
+    /// `None`: no limit.
+    #[specta(type = Option<specta_typescript::Number>)]
+    pub budget_nusd: Option<i64>,
+    #[specta(type = specta_typescript::Number)]
+    pub spend_nusd: i64,
+}
+
+/// `get_spend`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct SpendReading {
+    pub tenants: Vec<TenantSpend>,
 }
 
 /// `list_changes`' answer.
@@ -170,6 +192,15 @@ fn facts(e: &Evidence) -> Vec<Fact> {
             .unwrap_or_default(),
         Tool::ListChanges => serde_json::from_value::<ChangesReading>(e.result.clone())
             .map(|r| changes_facts(&r))
+            .unwrap_or_default(),
+        Tool::GetSpend => serde_json::from_value::<SpendReading>(e.result.clone())
+            .map(|r| {
+                r.tenants
+                    .into_iter()
+                    .filter(|t| t.budget_nusd.is_some_and(|b| t.spend_nusd >= b))
+                    .map(|t| Fact::BudgetExhausted { tenant: t.tenant })
+                    .collect()
+            })
             .unwrap_or_default(),
     }
 }
@@ -329,6 +360,45 @@ mod tests {
             (CauseKind::NodeDown, "n1")
         );
         assert_eq!(d.backed_share(), 1.0);
+    }
+
+    #[test]
+    fn a_tenant_at_its_budget_is_read_from_the_spend_and_ranked_first() {
+        let spend = SpendReading {
+            tenants: vec![
+                TenantSpend {
+                    tenant: "acme".into(),
+                    budget_nusd: Some(1_000),
+                    spend_nusd: 1_000,
+                },
+                TenantSpend {
+                    tenant: "globex".into(),
+                    budget_nusd: Some(1_000),
+                    spend_nusd: 999,
+                },
+                TenantSpend {
+                    tenant: "initech".into(),
+                    budget_nusd: None,
+                    spend_nusd: 9_999,
+                },
+            ],
+        };
+        let e = ev("E-1", Tool::GetSpend, serde_json::to_value(&spend).unwrap());
+        let observed = observe(&[e]);
+        assert_eq!(
+            observed,
+            [Observed {
+                fact: Fact::BudgetExhausted {
+                    tenant: "acme".into()
+                },
+                evidence: vec!["E-1".into()],
+            }]
+        );
+        let d = diagnose("OshalBudgetExhausted", &observed);
+        assert_eq!(
+            (d.causes[0].kind, d.causes[0].subject.as_str()),
+            (CauseKind::BudgetExhausted, "acme")
+        );
     }
 
     #[test]

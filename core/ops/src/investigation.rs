@@ -1,12 +1,16 @@
 //! An incident's investigations: the plan a Gather ticket ran, the
 //! evidence it brought back, and the diagnosis read from that evidence.
 //!
-//! The ticket runs in a bot, boxed in by the connector broker; what it
-//! brings back ([`Findings`]) is trusted for nothing it could invent. Its
-//! evidence must be intact (each result still hashes to what was
-//! recorded), numbered in turn and within the bounds; the diagnosis is
-//! computed again here from that evidence, and the bot's model may only
-//! write the narrative and reorder the causes found. Pure logic.
+//! The ticket runs in a bot, boxed in by the connector broker. What it
+//! brings back ([`Findings`]) is checked before it is kept: its evidence
+//! numbered in turn, intact (each result still hashes to what was
+//! recorded), of the plan's tools, within the bounds and the sizes one
+//! journal entry holds; the diagnosis is computed here from that evidence,
+//! and the bot's model may only write the narrative and reorder the
+//! causes found. The hash proves a result unchanged since it was
+//! recorded by the bot, not that the connector served it: a bot that
+//! lies about an answer is caught only once the connector keeps the hash
+//! of what it served (not yet). Pure logic.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,6 +27,14 @@ use crate::runbook::Plan;
 pub const MAX_EVIDENCE_BYTES: usize = 16 * 1024;
 /// The most of a narrative kept.
 pub const MAX_NARRATIVE_BYTES: usize = 4 * 1024;
+/// The most findings may hold in all (they are one journal entry, whose
+/// limit is 64 KiB with the rest of the event).
+pub const MAX_FINDINGS_BYTES: usize = 48 * 1024;
+/// The most causes a model's order may name, and the longest each.
+pub const MAX_ORDER: usize = 32;
+pub const MAX_ORDER_ITEM_BYTES: usize = 256;
+/// The longest reason a ticket gives for stopping early.
+pub const MAX_STOPPED_BYTES: usize = 1024;
 
 /// Where an investigation is, in Argo's node phases.
 #[derive(
@@ -106,6 +118,14 @@ pub enum Untrusted {
     OffPlan { id: String, tool: String },
     #[error("narrative: {bytes} bytes; the limit is {MAX_NARRATIVE_BYTES}")]
     Narrative { bytes: usize },
+    #[error(
+        "order: {count} causes, or one over {MAX_ORDER_ITEM_BYTES} bytes; the limit is {MAX_ORDER}"
+    )]
+    Order { count: usize },
+    #[error("stopped: {bytes} bytes; the limit is {MAX_STOPPED_BYTES}")]
+    Stopped { bytes: usize },
+    #[error("findings: {bytes} bytes in all; the limit is {MAX_FINDINGS_BYTES}")]
+    TooLargeInAll { bytes: usize },
 }
 
 fn json_len(v: &Value) -> usize {
@@ -120,8 +140,16 @@ pub fn keepable(result: Value) -> Value {
         return result;
     }
     let text = result.to_string();
-    let head = oshal_kernel::text::clip(&text, MAX_EVIDENCE_BYTES / 2);
-    serde_json::json!({"truncated": true, "bytes": bytes, "head": head})
+    // Escaping can grow the head: halve it until the whole fits.
+    let mut keep = MAX_EVIDENCE_BYTES / 2;
+    loop {
+        let head = oshal_kernel::text::clip(&text, keep);
+        let kept = serde_json::json!({"truncated": true, "bytes": bytes, "head": head});
+        if json_len(&kept) <= MAX_EVIDENCE_BYTES || keep == 0 {
+            return kept;
+        }
+        keep /= 2;
+    }
 }
 
 impl Investigation {
@@ -184,6 +212,20 @@ impl Investigation {
             && n.len() > MAX_NARRATIVE_BYTES
         {
             return Err(Untrusted::Narrative { bytes: n.len() });
+        }
+        if f.order.len() > MAX_ORDER || f.order.iter().any(|o| o.len() > MAX_ORDER_ITEM_BYTES) {
+            return Err(Untrusted::Order {
+                count: f.order.len(),
+            });
+        }
+        if let Some(s) = &f.stopped
+            && s.len() > MAX_STOPPED_BYTES
+        {
+            return Err(Untrusted::Stopped { bytes: s.len() });
+        }
+        let bytes = serde_json::to_vec(f).map_or(usize::MAX, |b| b.len());
+        if bytes > MAX_FINDINGS_BYTES {
+            return Err(Untrusted::TooLargeInAll { bytes });
         }
         Ok(())
     }
@@ -300,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn findings_a_bot_could_invent_are_refused() {
+    fn findings_out_of_turn_off_plan_over_bounds_or_altered_are_refused() {
         let i = inv();
         let mut tampered = ev(1, Tool::GetBots, dead_node());
         tampered.result = json!({"bots": []});

@@ -31,6 +31,9 @@ pub const MAX_PROSE_BYTES: usize = 8 * 1024;
 pub const MAX_ITEMS: usize = 50;
 /// The longest item.
 pub const MAX_ITEM_BYTES: usize = 1024;
+/// The most one edit may hold, all fields together (it is one journal
+/// entry).
+pub const MAX_EDIT_BYTES: usize = 32 * 1024;
 /// How long before an incident opened a requeue still counts as its
 /// impact (a node is lost before its alert fires).
 const REQUEUE_LEAD_MS: i64 = 60_000;
@@ -93,12 +96,16 @@ pub struct StepCost {
     pub duration_ms: Option<i64>,
 }
 
-/// Lessons, as the blameless postmortem asks them.
+/// Lessons, as the blameless postmortem asks them. An edit's lessons
+/// replace all three lists (a list left out is empty).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Lessons {
+    #[serde(default)]
     pub went_well: Vec<String>,
+    #[serde(default)]
     pub went_wrong: Vec<String>,
+    #[serde(default)]
     pub got_lucky: Vec<String>,
 }
 
@@ -363,6 +370,14 @@ fn items(path: &str, v: &[String]) -> Result<(), Invalid> {
 impl PostmortemEdit {
     /// Every refusal at its JSON path.
     pub fn check(&self) -> Result<(), Invalid> {
+        let bytes = serde_json::to_vec(self).map_or(usize::MAX, |b| b.len());
+        if bytes > MAX_EDIT_BYTES {
+            return Err(Invalid {
+                path: "edit".into(),
+                reason: format!("{bytes} bytes in all; the limit is {MAX_EDIT_BYTES}"),
+                limit: Some(MAX_EDIT_BYTES as u64),
+            });
+        }
         for (path, s) in [
             ("summary", &self.summary),
             ("trigger", &self.trigger),

@@ -139,18 +139,16 @@ impl Monitor {
                 incident,
                 ticket,
                 findings,
+                diagnosis,
                 cost_nanos,
-            } => self.apply_succeeded(incident, ticket, findings, *cost_nanos, at_ms),
+            } => self.apply_succeeded(incident, ticket, findings, diagnosis, *cost_nanos, at_ms),
             Event::InvestigationFailed {
                 incident,
                 ticket,
                 error,
             } => self.apply_failed(incident, ticket, error, at_ms),
             Event::PostmortemEdited { incident, edit, by } => self.apply_edit(incident, edit, by),
-            Event::PostmortemPublished {
-                incident,
-                postmortem,
-            } => self.apply_publish(incident, postmortem),
+            Event::PostmortemPublished { incident, by } => self.apply_publish(incident, by, at_ms),
         }
     }
 

@@ -1,13 +1,14 @@
 //! An incident's investigations in the monitor: started when a Gather
 //! ticket is submitted for it, finished when the ticket's findings pass
 //! [`Investigation::check`] (the diagnosis is then computed here, from
-//! the evidence), failed when the ticket fails or its findings are not to
+//! the evidence, and recorded with them), failed when the ticket fails or its findings are not to
 //! be trusted. Every tool call and the diagnosis join the incident's
 //! timeline. `decide_*` decide; `apply_*` fold.
 
 use oshal_kernel::clock::UnixMs;
 
 use super::{Event, Monitor, OpsError};
+use crate::diagnose::Diagnosis;
 use crate::evidence::Bounds;
 use crate::incident::Moment;
 use crate::investigation::{Findings, Investigation, Phase};
@@ -89,6 +90,7 @@ impl Monitor {
             Ok(()) => Event::InvestigationSucceeded {
                 incident,
                 ticket: ticket.to_owned(),
+                diagnosis: inv.diagnosis_of(&findings),
                 findings,
                 cost_nanos,
             },
@@ -148,13 +150,14 @@ impl Monitor {
         incident: &str,
         ticket: &str,
         findings: &Findings,
+        diagnosis: &Diagnosis,
         cost_nanos: i64,
         at_ms: UnixMs,
     ) {
         let Some(inv) = self.running(incident, ticket) else {
             return;
         };
-        let diagnosis = inv.diagnosis_of(findings);
+        let diagnosis = diagnosis.clone();
         inv.plan = inv.plan_after(findings);
         inv.phase = Phase::Succeeded;
         inv.evidence = findings.evidence.clone();

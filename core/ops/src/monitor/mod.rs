@@ -24,6 +24,7 @@ use specta::Type;
 use oshal_kernel::clock::UnixMs;
 
 use crate::alert::{Alert, AlertState, Fingerprint, Labels, Report, Signal};
+use crate::diagnose::Diagnosis;
 use crate::evidence::Bounds;
 use crate::incident::{Incident, IncidentAction, IncidentStatus};
 use crate::investigation::{Findings, Investigation};
@@ -172,6 +173,9 @@ pub enum Event {
         incident: String,
         ticket: String,
         findings: Findings,
+        /// Decided when the findings were taken: a replay keeps it even
+        /// if the ranking changes later.
+        diagnosis: Diagnosis,
         #[specta(type = specta_typescript::Number)]
         cost_nanos: i64,
     },
@@ -185,9 +189,10 @@ pub enum Event {
         edit: PostmortemEdit,
         by: String,
     },
+    /// Frozen as the record then supports it (with the edits laid over).
     PostmortemPublished {
         incident: String,
-        postmortem: Box<Postmortem>,
+        by: String,
     },
 }
 
@@ -411,7 +416,7 @@ impl Monitor {
             } => self.decide_finish(&ticket, findings, cost_nanos),
             Input::FailInvestigation { ticket, error } => self.decide_fail(&ticket, error),
             Input::EditPostmortem { incident, edit, by } => self.decide_edit(incident, edit, by),
-            Input::PublishPostmortem { incident, by } => self.decide_publish(incident, by, at_ms),
+            Input::PublishPostmortem { incident, by } => self.decide_publish(incident, by),
             Input::Change(mut change) => {
                 for (field, s) in [("subject", &change.subject), ("detail", &change.detail)] {
                     if s.len() > 1024 || s.contains('\0') || (field == "subject" && s.is_empty()) {

@@ -77,7 +77,6 @@ impl Monitor {
         &self,
         incident: String,
         by: String,
-        at_ms: UnixMs,
     ) -> Result<Vec<Event>, OpsError> {
         self.draftable(&incident)?;
         let status = self.incident(&incident).map(|i| i.status);
@@ -87,14 +86,7 @@ impl Monitor {
                 reason: "is not resolved; a postmortem is published once it is".into(),
             });
         }
-        let mut postmortem = self.postmortem(&incident).expect("the incident exists");
-        postmortem.status = PostmortemStatus::Published;
-        postmortem.published_by = Some(by);
-        postmortem.published_ms = Some(at_ms);
-        Ok(vec![Event::PostmortemPublished {
-            incident,
-            postmortem: Box::new(postmortem),
-        }])
+        Ok(vec![Event::PostmortemPublished { incident, by }])
     }
 
     pub(super) fn apply_edit(&mut self, incident: &str, edit: &PostmortemEdit, by: &str) {
@@ -106,9 +98,16 @@ impl Monitor {
             .insert(incident.to_owned(), (next, by.to_owned()));
     }
 
-    pub(super) fn apply_publish(&mut self, incident: &str, postmortem: &Postmortem) {
+    /// Freezes the postmortem the record supports at this point of the
+    /// fold (the same on a replay: the state is the same here).
+    pub(super) fn apply_publish(&mut self, incident: &str, by: &str, at_ms: UnixMs) {
+        let Some(mut postmortem) = self.postmortem(incident) else {
+            return;
+        };
+        postmortem.status = PostmortemStatus::Published;
+        postmortem.published_by = Some(by.to_owned());
+        postmortem.published_ms = Some(at_ms);
         self.edits.remove(incident);
-        self.published
-            .insert(incident.to_owned(), postmortem.clone());
+        self.published.insert(incident.to_owned(), postmortem);
     }
 }

@@ -5,7 +5,7 @@
 //! The ticket (kind `investigate`) is submitted held for approval; it is
 //! recorded on the incident, then given **grants bound to it alone** on
 //! the built-in `oshal-ops` connector, for the planned read-only
-//! operations, with a budget of one call each and an expiry, and only
+//! operations, with a budget of the plan's calls per attempt and an expiry, and only
 //! then approved by the loop. So the bot that runs it can make the planned
 //! reads and nothing else: a write answers `approval_required`, any other
 //! call is denied, by the broker.
@@ -14,7 +14,10 @@
 //! evidence and computes the diagnosis itself) or the investigation fails
 //! with why, and the ticket's grants are revoked. The ticket's end is
 //! heard from the controller's events and, for what an event missed (a
-//! lagging subscriber, a restart), from a poll of the running ones.
+//! lagging subscriber, a restart), from a poll of the running ones. A
+//! ticket that could not be recorded is cancelled before it runs, one
+//! still not done when its grants expire is cancelled, and one whose
+//! idempotency key a tenant took for other work is not adopted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +44,8 @@ const POLL: Duration = Duration::from_secs(5);
 const GRANT_GRACE_MS: i64 = 600_000;
 /// Who the loop's own approvals and grants are by.
 const BY: &str = "ops-loop";
+/// The attempts a Gather ticket may take.
+const MAX_ATTEMPTS: u32 = 2;
 /// The model tokens an investigation's narrative may use.
 pub const NARRATIVE_TOKENS: u32 = 160;
 
@@ -60,14 +65,14 @@ pub fn toolsets(tenant: &TenantId, connectors: bool) -> Vec<Toolset> {
         why: why.map(str::to_owned),
     };
     let platform = [Tool::GetBots, Tool::GetHealth];
-    let changes = [Tool::ListChanges];
+    let own = [Tool::ListChanges, Tool::GetSpend];
     if !connectors {
         let why = Some(
             "this platform runs without a connector runtime, and tools are reached only through its gate",
         );
         return vec![
             set("platform", &platform, ToolsetStatus::Failed, why),
-            set("changes", &changes, ToolsetStatus::Failed, why),
+            set("tenant", &own, ToolsetStatus::Failed, why),
         ];
     }
     let operator = *tenant == TenantId::default_tenant();
@@ -84,7 +89,7 @@ pub fn toolsets(tenant: &TenantId, connectors: bool) -> Vec<Toolset> {
                 ),
             )
         },
-        set("changes", &changes, ToolsetStatus::Enabled, None),
+        set("tenant", &own, ToolsetStatus::Enabled, None),
     ]
 }
 
@@ -136,17 +141,26 @@ impl Operations {
         let ticket = self
             .submit_gather(tenant, incident, &alert, &plan, bounds, n)
             .await?;
-        self.take_one(
-            tenant,
-            Input::StartInvestigation {
-                incident: incident.to_owned(),
-                ticket: ticket.to_string(),
-                alert,
-                plan: plan.clone(),
-                bounds,
-            },
-        )
-        .await?;
+        let recorded = self
+            .take_one(
+                tenant,
+                Input::StartInvestigation {
+                    incident: incident.to_owned(),
+                    ticket: ticket.to_string(),
+                    alert,
+                    plan: plan.clone(),
+                    bounds,
+                },
+            )
+            .await;
+        if let Err(e) = recorded {
+            // Not on the record, so nothing would ever release or settle
+            // it: it goes, holding no grant, never having run.
+            if let Err(c) = self.inner.controller.cancel(ticket).await {
+                tracing::warn!(%ticket, error = %c, "an unrecorded Gather ticket could not be cancelled");
+            }
+            return Err(e);
+        }
         self.release(&connectors, tenant, ticket, &plan, bounds)
             .await
     }
@@ -186,11 +200,23 @@ impl Operations {
                 // A retry after a crash finds the ticket it submitted.
                 idempotency_key: Some(format!("ops-gather:{incident}:{n}")),
                 priority: Some(8),
-                max_attempts: Some(2),
+                max_attempts: Some(MAX_ATTEMPTS),
                 requires_approval: true,
                 ..NewTicket::default()
             })
             .await?;
+        if submitted.duplicate {
+            // The key names a ticket submitted before: it must be this
+            // very work (a retry), never one a tenant placed under it.
+            let earlier = self.inner.controller.ticket(submitted.id).await?;
+            let ours = serde_json::to_value(&payload).expect("a payload serializes");
+            if earlier.kind != "investigate" || earlier.payload != ours {
+                return Err(OpsError::Conflict(format!(
+                    "ticket {} holds the key of {incident}'s Gather ticket but other work; not investigated",
+                    submitted.id
+                )));
+            }
+        }
         Ok(submitted.id)
     }
 
@@ -219,17 +245,20 @@ impl Operations {
                 CONNECTOR,
                 &operations,
                 expires,
-                plan.tasks.len() as u32,
+                // As many calls as the plan makes, for each attempt the
+                // ticket may take (a requeued attempt makes them again).
+                plan.tasks.len() as u32 * MAX_ATTEMPTS,
                 BY,
             )
             .await
             .map_err(conn)?;
+        self.inner.controller.approve(ticket).await?;
+        // Followed once released: the poll never finds it half-way.
         self.inner
             .running
             .lock()
             .await
             .insert(ticket, tenant.clone());
-        self.inner.controller.approve(ticket).await?;
         Ok(())
     }
 
@@ -271,16 +300,47 @@ impl Operations {
                 self.rerelease(tenant, ticket).await?;
                 return Ok(false);
             }
-            _ => return Ok(false),
+            _ => {
+                // Waiting or running past its grants' expiry: it can no
+                // longer gather anything, so it goes (and fails as cancelled
+                // at the next look).
+                if self.overdue(tenant, ticket).await {
+                    self.inner.controller.cancel(ticket).await?;
+                }
+                return Ok(false);
+            }
         };
         // The ticket has ended: its grants go first, so an investigation
         // shown ended never leaves one behind.
         if let Some(c) = self.inner.controller.connectors() {
             c.revoke_ticket_grants(ticket, BY).await.map_err(conn)?;
         }
-        self.take_one(tenant, input).await?;
+        match self.take_one(tenant, input).await {
+            Ok(_) => {}
+            // Findings the store refuses for their data (never for an
+            // outage) would be refused at every look: the investigation
+            // fails saying so instead.
+            Err(OpsError::Store(e)) if e.is_permanent() => {
+                let fail = Input::FailInvestigation {
+                    ticket: ticket.to_string(),
+                    error: format!("the store refused its findings: {e}"),
+                };
+                self.take_one(tenant, fail).await?;
+            }
+            Err(e) => return Err(e),
+        }
         self.inner.running.lock().await.remove(&ticket);
         Ok(true)
+    }
+
+    /// Whether a Gather ticket still not ended has outlived its grants.
+    async fn overdue(&self, tenant: &TenantId, ticket: TicketId) -> bool {
+        let now = self.inner.controller.clock().now_ms();
+        let book = self.book(tenant);
+        let book = book.lock().await;
+        book.monitor
+            .investigation_of(&ticket.to_string())
+            .is_some_and(|(_, i)| now > i.started_ms + i.bounds.max_wall_ms as i64 + GRANT_GRACE_MS)
     }
 
     async fn rerelease(&self, tenant: &TenantId, ticket: TicketId) -> Result<(), OpsError> {
@@ -341,7 +401,7 @@ pub(super) fn follow(ops: Operations, stop: CancellationToken) {
                         let running = ops.inner.running.lock().await;
                         transitions
                             .iter()
-                            .filter(|t| t.to.is_terminal() || t.to == TicketState::AwaitingApproval)
+                            .filter(|t| t.to.is_terminal())
                             .filter_map(|t| running.get(&t.ticket).map(|n| (t.ticket, n.clone())))
                             .collect()
                     }
@@ -410,6 +470,14 @@ mod tests {
         let tenant = runbook::plan(&books, &toolsets(&acme, true), &labels);
         let tools: Vec<&str> = tenant.tasks.iter().map(|t| t.tool.as_str()).collect();
         assert_eq!(tools, ["list_changes"], "a tenant reads only its own");
+        let labels = [("alertname".to_owned(), "OshalBudgetExhausted".to_owned())].into();
+        let budget = runbook::plan(
+            &books,
+            &toolsets(&TenantId::default_tenant(), true),
+            &labels,
+        );
+        let tools: Vec<&str> = budget.tasks.iter().map(|t| t.tool.as_str()).collect();
+        assert_eq!(tools, ["get_spend", "list_changes", "get_health"]);
         assert!(
             tenant
                 .skipped

@@ -70,6 +70,19 @@ fn firing(name: &str) -> Value {
     }]})
 }
 
+/// A ticket once it has ended (or after 30 s, as it is then).
+async fn ended(p: &Platform, id: TicketId) -> crate::store::TicketView {
+    let mut view = p.controller.ticket(id).await.unwrap();
+    for _ in 0..300 {
+        if view.state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        view = p.controller.ticket(id).await.unwrap();
+    }
+    view
+}
+
 /// The incident once its first investigation has ended.
 async fn investigated(p: &Platform, tenant: Option<&str>, id: &str) -> IncidentView {
     for _ in 0..300 {
@@ -157,14 +170,7 @@ async fn a_gather_ticket_without_the_loops_grants_is_denied_every_call() {
         })
         .await
         .unwrap();
-    let mut view = p.controller.ticket(submitted.id).await.unwrap();
-    for _ in 0..300 {
-        if view.state.is_terminal() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        view = p.controller.ticket(submitted.id).await.unwrap();
-    }
+    let view = ended(&p, submitted.id).await;
     assert_eq!(view.state, TicketState::Succeeded);
     let text = view.result.as_ref().unwrap()["text"].as_str().unwrap();
     let findings: oshal_ops::investigation::Findings = serde_json::from_str(text).unwrap();
@@ -204,6 +210,104 @@ async fn a_tenants_incident_reads_only_its_own() {
             .any(|s| s.tool == "get_health" && s.why.contains("operator")),
         "{:?}",
         inv.plan.skipped
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_out_of_budget_is_an_incident_diagnosed_from_its_spend() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    let acme = crate::ticket::TenantId::parse("acme").unwrap();
+    // A budget of nothing: spent from the start.
+    p.controller.set_budget(acme, Some(0)).await.unwrap();
+    let mut incident = None;
+    for _ in 0..300 {
+        let alerts = p
+            .ops
+            .alerts(None, &super::AlertsQuery::default())
+            .await
+            .unwrap();
+        incident = alerts
+            .iter()
+            .find(|a| a.alert.name == "OshalBudgetExhausted" && a.alert.labels["tenant"] == "acme")
+            .and_then(|a| a.alert.incident.clone());
+        if incident.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = incident.expect("OshalBudgetExhausted for acme within 30 s");
+    let v = investigated(&p, None, &id).await;
+    let inv = &v.investigations[0];
+    assert_eq!(inv.phase, Phase::Succeeded, "{:?}", inv.error);
+    assert_eq!(inv.evidence[0].tool, "get_spend");
+    let d = inv.diagnosis.as_ref().unwrap();
+    assert!(!d.inconclusive, "{d:?}");
+    assert_eq!(
+        (d.causes[0].kind.as_str(), d.causes[0].subject.as_str()),
+        ("budget_exhausted", "acme")
+    );
+    assert_eq!(d.causes[0].supports[0].evidence, ["E-1"]);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_ticket_granted_the_platforms_tools_still_reads_none_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    let acme = crate::ticket::TenantId::parse("acme").unwrap();
+    p.controller.set_budget(acme.clone(), None).await.unwrap();
+    // The operator records a change of its own: acme's ticket must not see it.
+    p.ops
+        .add(
+            None,
+            oshal_ops::monitor::Input::Change(oshal_ops::change::ChangeEvent {
+                kind: oshal_ops::change::ChangeKind::Deploy,
+                subject: "controller".into(),
+                detail: "v9".into(),
+                count: 0,
+                at_ms: 0,
+            }),
+        )
+        .await
+        .unwrap();
+    let submitted = p
+        .controller
+        .submit(NewTicket {
+            kind: "investigate".into(),
+            tenant: Some("acme".into()),
+            requires_approval: true,
+            payload: json!({
+                "incident": "INC-1", "alert": "Anything", "connector": "oshal-ops",
+                "calls": [{"operation": "get_bots"}, {"operation": "list_changes"}],
+                "max_steps": 2, "max_wall_ms": 30000, "max_tokens": 0
+            }),
+            ..NewTicket::default()
+        })
+        .await
+        .unwrap();
+    // Even a grant for the platform's tools, bound to acme's ticket.
+    let ops = ["get_bots".to_owned(), "list_changes".to_owned()];
+    let c = p.controller.connectors().unwrap();
+    c.grant_ticket(submitted.id, "oshal-ops", &ops, i64::MAX / 2, 4, "test")
+        .await
+        .unwrap();
+    p.controller.approve(submitted.id).await.unwrap();
+    let view = ended(&p, submitted.id).await;
+    let text = view.result.as_ref().unwrap()["text"].as_str().unwrap();
+    let findings: oshal_ops::investigation::Findings = serde_json::from_str(text).unwrap();
+    let bots = &findings.evidence[0];
+    assert_eq!(bots.status, ToolStatus::Error, "{bots:?}");
+    assert!(
+        bots.result["error"].as_str().unwrap().contains("403"),
+        "{bots:?}"
+    );
+    let changes = &findings.evidence[1];
+    assert_eq!(
+        changes.status,
+        ToolStatus::NoData,
+        "acme has no change of its own: {changes:?}"
     );
     p.shutdown().await;
 }

@@ -11,12 +11,14 @@
 //! whole or not at all (a write that fails reloads the tenant from the
 //! journal), and after a restart the journal rebuilds the same monitors.
 //! `signals.rs` turns the platform's own state into alerts and change
-//! events (tickets requeued and lanes reset among them); `gather.rs`
+//! events (tickets requeued and lanes reset among them), `budget.rs` a
+//! tenant at its budget into `OshalBudgetExhausted`; `gather.rs`
 //! investigates each incident opened with a ticket boxed in by the
 //! connector broker (grants bound to it alone, for the planned reads) and
 //! takes its findings; `tools.rs` serves those reads as the built-in
 //! `oshal-ops` connector; `view.rs` holds the routes' types.
 
+mod budget;
 mod gather;
 mod signals;
 mod tools;
@@ -177,6 +179,7 @@ impl Operations {
             }),
         };
         signals::watch(ops.clone(), ops.inner.stop.clone());
+        budget::watch(ops.clone(), ops.inner.stop.clone());
         gather::mount(&ops)?;
         ops.resume_running().await;
         gather::follow(ops.clone(), ops.inner.stop.clone());

@@ -31,7 +31,7 @@ const NODE_LOST: &str = "OshalNodeLost";
 /// An alert of the platform's: its name and labels.
 type Key = (String, Labels);
 
-fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
+pub(super) fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
     let mut l: Labels = pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -94,7 +94,7 @@ fn assess(
     (firing, nodes)
 }
 
-fn signal(
+pub(super) fn signal(
     name: &str,
     labels: Labels,
     report: Report,
@@ -134,6 +134,8 @@ impl Watch {
         for a in firing {
             if a.name == NODE_LOST {
                 w.lost.extend(a.labels.get("node").cloned());
+            } else if a.name == super::budget::BUDGET_EXHAUSTED {
+                // Watched by `budget.rs`.
             } else {
                 w.firing
                     .insert((a.name.clone(), a.labels.clone()), (a.summary, a.severity));

@@ -4,15 +4,16 @@
 //!
 //! What a call may see follows its ticket's tenant: the bots and the
 //! store's health are the platform's, read only by the operator's
-//! (`default` tenant's) investigations; a tenant's change events are its
-//! own. Which calls a ticket may make at all is the gate's business (the
+//! (`default` tenant's) investigations; a tenant's change events and its
+//! spend are its own (the operator's read every tenant's spend). Which calls a ticket may make at all is the gate's business (the
 //! grants bound to it); this handler adds the tenant fence behind it.
 
 use std::sync::Weak;
 
 use async_trait::async_trait;
 use oshal_ops::gather::{
-    BotReading, BotsReading, CONNECTOR, ChangesReading, HealthReading, LaneReading, Tool,
+    BotReading, BotsReading, CONNECTOR, ChangesReading, HealthReading, LaneReading, SpendReading,
+    TenantSpend, Tool,
 };
 use serde_json::{Value, json};
 
@@ -87,7 +88,13 @@ impl BuiltIn for OpsTools {
                 json!({"error": format!("no tool {:?}", call.operation)}),
             ));
         };
-        let tenant = call.tenant.clone().unwrap_or_else(TenantId::default_tenant);
+        // Every ticket has a tenant; a call that names none sees nothing.
+        let Some(tenant) = call.tenant.clone() else {
+            return Ok((
+                403,
+                json!({"error": "a call that names no tenant reads nothing"}),
+            ));
+        };
         let operator = tenant == TenantId::default_tenant();
         let body = match tool {
             Tool::GetBots if !operator => return Ok(forbidden(tool)),
@@ -116,6 +123,32 @@ impl BuiltIn for OpsTools {
                 serde_json::to_value(HealthReading {
                     store: h.store,
                     detail: h.detail,
+                })
+            }
+            Tool::GetSpend => {
+                let spent: std::collections::BTreeMap<TenantId, i64> = inner
+                    .controller
+                    .store()
+                    .spend_by_tenant()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .collect();
+                let tenants = inner
+                    .controller
+                    .tenants()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                serde_json::to_value(SpendReading {
+                    tenants: tenants
+                        .into_iter()
+                        .filter(|t| operator || t.id == tenant)
+                        .map(|t| TenantSpend {
+                            spend_nusd: spent.get(&t.id).copied().unwrap_or(0),
+                            tenant: t.id.to_string(),
+                            budget_nusd: t.budget_nusd,
+                        })
+                        .collect(),
                 })
             }
             Tool::ListChanges => {

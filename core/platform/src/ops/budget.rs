@@ -1,0 +1,156 @@
+//! The platform's budget signal: `OshalBudgetExhausted`, of the `default`
+//! tenant (the operator's), fires for a tenant whose spend has reached its
+//! budget (its new tickets are refused) and resolves once the budget is
+//! raised or lifted. Read from the store every few seconds; only a change
+//! is recorded, and a record that fails is tried again at the next read.
+//! After a restart it starts from the alerts the journal says fire.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use oshal_ops::alert::{Report, Severity, Source};
+use oshal_ops::monitor::Input;
+use tokio_util::sync::CancellationToken;
+
+use super::Operations;
+use super::signals::{labels, signal};
+use crate::store::Tenant;
+use crate::ticket::TenantId;
+
+/// The alert of a tenant at its budget.
+pub const BUDGET_EXHAUSTED: &str = "OshalBudgetExhausted";
+/// How often spend is read against the budgets.
+const POLL: Duration = Duration::from_secs(5);
+
+/// The tenants at or over their budget, each with what to say of it.
+fn exhausted(tenants: &[Tenant], spent: &BTreeMap<TenantId, i64>) -> BTreeMap<String, String> {
+    tenants
+        .iter()
+        .filter_map(|t| {
+            let budget = t.budget_nusd?;
+            let spend = spent.get(&t.id).copied().unwrap_or(0);
+            (spend >= budget).then(|| {
+                let usd = |n: i64| n as f64 / 1e9;
+                (
+                    t.id.to_string(),
+                    format!(
+                        "tenant {} has spent ${:.6} of its ${:.6} budget; its new tickets are refused",
+                        t.id,
+                        usd(spend),
+                        usd(budget)
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// What changed between `was` and `now`, as the monitor's inputs.
+fn inputs(was: &BTreeSet<String>, now: &BTreeMap<String, String>, at: i64) -> Vec<Input> {
+    let say = |tenant: &str, report, summary: String| {
+        signal(
+            BUDGET_EXHAUSTED,
+            labels(BUDGET_EXHAUSTED, &[("tenant", tenant)]),
+            report,
+            summary,
+            Severity::Warning,
+            at,
+        )
+    };
+    let mut out: Vec<Input> = now
+        .iter()
+        .filter(|(t, _)| !was.contains(*t))
+        .map(|(t, summary)| say(t, Report::Firing, summary.clone()))
+        .collect();
+    out.extend(was.iter().filter(|t| !now.contains_key(*t)).map(|t| {
+        say(
+            t,
+            Report::Resolved,
+            format!("tenant {t} is within its budget again"),
+        )
+    }));
+    out
+}
+
+/// Watches the budgets until `stop`.
+pub(super) fn watch(ops: Operations, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let default = TenantId::default_tenant();
+        let mut was: BTreeSet<String> = ops
+            .firing(&default)
+            .await
+            .into_iter()
+            .filter(|a| a.name == BUDGET_EXHAUSTED && a.source == Source::Platform)
+            .filter_map(|a| a.labels.get("tenant").cloned())
+            .collect();
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(POLL) => {}
+            }
+            let c = &ops.inner.controller;
+            let (Ok(tenants), Ok(spent)) = (c.tenants().await, c.store().spend_by_tenant().await)
+            else {
+                continue;
+            };
+            let now = exhausted(&tenants, &spent.into_iter().collect());
+            let at = c.clock().now_ms();
+            if ops.observe(&default, inputs(&was, &now, at)).await {
+                was = now.into_keys().collect();
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str, budget: Option<i64>) -> Tenant {
+        Tenant {
+            id: TenantId::parse(id).unwrap(),
+            budget_nusd: budget,
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_tenant_at_its_budget_fires_until_it_is_raised() {
+        let spent: BTreeMap<TenantId, i64> = [
+            (TenantId::parse("acme").unwrap(), 1_000),
+            (TenantId::parse("globex").unwrap(), 10),
+        ]
+        .into();
+        let tenants = [
+            tenant("acme", Some(1_000)),
+            tenant("globex", Some(50)),
+            tenant("initech", None),
+        ];
+        let now = exhausted(&tenants, &spent);
+        assert_eq!(now.keys().collect::<Vec<_>>(), ["acme"]);
+        let said = |inputs: Vec<Input>| -> Vec<(String, Report)> {
+            inputs
+                .into_iter()
+                .map(|i| match i {
+                    Input::Signal(s) => (s.labels["tenant"].clone(), s.report),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            said(inputs(&BTreeSet::new(), &now, 1)),
+            [("acme".to_owned(), Report::Firing)]
+        );
+        let was: BTreeSet<String> = ["acme".to_owned()].into();
+        assert!(
+            inputs(&was, &now, 2).is_empty(),
+            "a steady state says nothing"
+        );
+        let raised = exhausted(&[tenant("acme", Some(5_000))], &spent);
+        assert_eq!(
+            said(inputs(&was, &raised, 3)),
+            [("acme".to_owned(), Report::Resolved)]
+        );
+    }
+}
