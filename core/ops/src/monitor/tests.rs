@@ -387,7 +387,7 @@ fn any_input() -> impl Strategy<Value = (Input, UnixMs)> {
             .prop_map(|(i, action, at)| (Input::Incident {
                 id: format!("INC-{i}"), action, by: "op".into(), note: String::new(),
             }, at)),
-        1 => (prop::sample::select(vec![ResolveOn::First, ResolveOn::Last, ResolveOn::All, ResolveOn::Never]), 1u32..4, any::<bool>(), at)
+        1 => (prop::sample::select(vec![ResolveOn::First, ResolveOn::Last, ResolveOn::All, ResolveOn::Never]), 1u32..4, any::<bool>(), at.clone())
             .prop_map(|(on, threshold, firing_only, at)| (Input::Settings {
                 settings: Settings {
                     investigate: true,
@@ -396,14 +396,59 @@ fn any_input() -> impl Strategy<Value = (Input, UnixMs)> {
                 },
                 by: "op".into(),
             }, at)),
+        // The investigation's and the postmortem's moves, on any incident.
+        1 => (0usize..4, 0u32..3, at.clone())
+            .prop_map(|(i, t, at)| (Input::StartInvestigation {
+                incident: format!("INC-{i}"), ticket: format!("t-{t}"), alert: "LaneLag".into(),
+                plan: gather_plan(), bounds: Bounds::default(),
+            }, at)),
+        1 => (0u32..3, any::<bool>(), at.clone())
+            .prop_map(|(t, ok, at)| (Input::FinishInvestigation {
+                ticket: format!("t-{t}"), findings: findings(if ok { "ok" } else { "unavailable" }), cost_nanos: 7,
+            }, at)),
+        1 => (0u32..3, at.clone())
+            .prop_map(|(t, at)| (Input::FailInvestigation { ticket: format!("t-{t}"), error: "lost".into() }, at)),
+        1 => (0usize..4, at.clone())
+            .prop_map(|(i, at)| (Input::EditPostmortem {
+                incident: format!("INC-{i}"),
+                edit: crate::report::PostmortemEdit { summary: Some(format!("edited at {at}")), ..Default::default() },
+                by: "op".into(),
+            }, at)),
+        1 => (0usize..4, at)
+            .prop_map(|(i, at)| (Input::PublishPostmortem { incident: format!("INC-{i}"), by: "op".into() }, at)),
     ]
+}
+
+/// A Gather plan of `get_bots` and `get_health`.
+fn gather_plan() -> Plan {
+    use crate::gather::Tool;
+    use crate::runbook::{Task, TaskStatus};
+    use oshal_kernel::name::Named;
+    Plan {
+        runbooks: vec!["lanes".into()],
+        tasks: [Tool::GetBots, Tool::GetHealth]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Task {
+                id: format!("T-{}", i + 1),
+                tool: t.as_str().into(),
+                params: serde_json::json!({}),
+                why: "look".into(),
+                runbook: "lanes".into(),
+                status: TaskStatus::Pending,
+                evidence: None,
+            })
+            .collect(),
+        skipped: vec![],
+    }
 }
 
 use strum::VariantArray;
 
 proptest! {
     /// Whatever comes in: the recorded events, applied again to a fresh
-    /// monitor, rebuild the same state; one rule and group never has two
+    /// monitor, rebuild the same state (alerts, incidents, their
+    /// investigations and postmortems); one rule and group never has two
     /// open incidents; an alert in an open incident is listed in it.
     #[test]
     fn a_replay_rebuilds_the_same_monitor(inputs in prop::collection::vec(any_input(), 1..80)) {
@@ -429,6 +474,10 @@ proptest! {
         let a: Vec<&Incident> = live.incidents().collect();
         let b: Vec<&Incident> = again.incidents().collect();
         prop_assert_eq!(a, b);
+        for inc in live.incidents() {
+            prop_assert_eq!(live.investigations(&inc.id), again.investigations(&inc.id));
+            prop_assert_eq!(live.postmortem(&inc.id), again.postmortem(&inc.id));
+        }
         let mut open = std::collections::HashSet::new();
         for inc in live.incidents().filter(|i| i.status.is_open()) {
             prop_assert!(open.insert((inc.rule.clone(), inc.group.clone())), "two open for {:?}", inc.group);
@@ -602,29 +651,10 @@ fn an_incident_opens_with_at_most_its_cap_of_alerts() {
 
 /// An incident with a Gather ticket running, for the investigation tests.
 fn investigating() -> (Monitor, String) {
-    use crate::gather::Tool;
-    use crate::runbook::{Task, TaskStatus};
-    use oshal_kernel::name::Named;
     let mut m = with_rule(rule(1, ResolveOn::Never));
     fire(&mut m, "LaneLag", "bot-01", 10);
     let id = m.incidents().next().expect("opened").id.clone();
-    let plan = Plan {
-        runbooks: vec!["lanes".into()],
-        tasks: [Tool::GetBots, Tool::GetHealth]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Task {
-                id: format!("T-{}", i + 1),
-                tool: t.as_str().into(),
-                params: serde_json::json!({}),
-                why: "look".into(),
-                runbook: "lanes".into(),
-                status: TaskStatus::Pending,
-                evidence: None,
-            })
-            .collect(),
-        skipped: vec![],
-    };
+    let plan = gather_plan();
     let start = Input::StartInvestigation {
         incident: id.clone(),
         ticket: "t-1".into(),

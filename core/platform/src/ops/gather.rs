@@ -5,10 +5,10 @@
 //! The ticket (kind `investigate`) is submitted held for approval; it is
 //! recorded on the incident, then given **grants bound to it alone** on
 //! the built-in `oshal-ops` connector, for the planned read-only
-//! operations, with a budget of the plan's calls per attempt and an expiry, and only
-//! then approved by the loop. So the bot that runs it can make the planned
-//! reads and nothing else: a write answers `approval_required`, any other
-//! call is denied, by the broker.
+//! operations, with a budget of the plan's calls per attempt and an
+//! expiry, and only then approved by the loop. So the bot that runs it
+//! can make the planned reads and nothing else: a write answers
+//! `approval_required`, any other call is denied, by the broker.
 //!
 //! When the ticket ends, its findings are taken (the monitor checks the
 //! evidence and computes the diagnosis itself) or the investigation fails
