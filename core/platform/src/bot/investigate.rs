@@ -146,12 +146,9 @@ pub(super) async fn run(
         )
         .await;
         let none = |why: String| {
-            (
-                Some(format!("(no narrative: {why})")),
-                Vec::new(),
-                Usage::default(),
-                None,
-            )
+            let said = format!("(no narrative: {why})");
+            let said = crate::text::clip(&said, oshal_ops::investigation::MAX_NARRATIVE_BYTES);
+            (Some(said.to_owned()), Vec::new(), Usage::default(), None)
         };
         match narrated {
             Ok(Ok(n)) => n,

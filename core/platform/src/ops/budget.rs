@@ -30,7 +30,7 @@ fn exhausted(tenants: &[Tenant], spent: &BTreeMap<TenantId, i64>) -> BTreeMap<St
             let budget = t.budget_nusd?;
             let spend = spent.get(&t.id).copied().unwrap_or(0);
             (spend >= budget).then(|| {
-                let usd = |n: i64| n as f64 / 1e9;
+                let usd = crate::cost::usd;
                 (
                     t.id.to_string(),
                     format!(
