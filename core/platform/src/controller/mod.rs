@@ -40,7 +40,7 @@ use crate::ticket::{
 };
 
 pub use config::ControllerConfig;
-pub use scheduler::Submitted;
+pub use scheduler::{Spend, Submitted};
 pub use view::{BotView, CoreEvent, Health};
 
 #[derive(Debug, thiserror::Error)]
@@ -700,6 +700,12 @@ impl Controller {
         limit: u32,
     ) -> Result<Vec<crate::store::StoredText>, ControllerError> {
         Ok(self.inner.store.texts(after, limit).await?)
+    }
+
+    /// Every tenant's budget and what it has spent, as the scheduler holds
+    /// them (what its admissions refuse by), without reading the ledger.
+    pub async fn spend(&self) -> Result<Vec<Spend>, ControllerError> {
+        self.ask(|reply| scheduler::Command::Spend { reply }).await
     }
 
     /// Sets a tenant's budget (creating the tenant if needed); `None` lifts it.

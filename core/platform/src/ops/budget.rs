@@ -1,8 +1,9 @@
 //! The platform's budget signal: `OshalBudgetExhausted`, of the `default`
 //! tenant (the operator's), fires for a tenant whose spend has reached its
 //! budget (its new tickets are refused) and resolves once the budget is
-//! raised or lifted. Read from the store every few seconds; only a change
-//! is recorded, and a record that fails is tried again at the next read.
+//! raised or lifted. Read every few seconds from the scheduler's own books
+//! (what its admissions refuse by; no ledger is summed); only a change is
+//! recorded, and a record that fails is tried again at the next read.
 //! After a restart it starts from the alerts the journal says fire.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Operations;
 use super::signals::{labels, signal};
-use crate::store::Tenant;
+use crate::controller::Spend;
+use crate::cost::usd;
 use crate::ticket::TenantId;
 
 /// The alert of a tenant at its budget.
@@ -23,24 +25,20 @@ pub const BUDGET_EXHAUSTED: &str = "OshalBudgetExhausted";
 const POLL: Duration = Duration::from_secs(5);
 
 /// The tenants at or over their budget, each with what to say of it.
-fn exhausted(tenants: &[Tenant], spent: &BTreeMap<TenantId, i64>) -> BTreeMap<String, String> {
-    tenants
+fn exhausted(spend: &[Spend]) -> BTreeMap<String, String> {
+    spend
         .iter()
-        .filter_map(|t| {
-            let budget = t.budget_nusd?;
-            let spend = spent.get(&t.id).copied().unwrap_or(0);
-            (spend >= budget).then(|| {
-                let usd = crate::cost::usd;
-                (
-                    t.id.to_string(),
-                    format!(
-                        "tenant {} has spent ${:.6} of its ${:.6} budget; its new tickets are refused",
-                        t.id,
-                        usd(spend),
-                        usd(budget)
-                    ),
-                )
-            })
+        .filter(|s| s.exhausted())
+        .map(|s| {
+            (
+                s.tenant.to_string(),
+                format!(
+                    "tenant {} has spent ${:.6} of its ${:.6} budget; its new tickets are refused",
+                    s.tenant,
+                    usd(s.spent_nusd),
+                    usd(s.budget_nusd.unwrap_or(0))
+                ),
+            )
         })
         .collect()
 }
@@ -90,11 +88,10 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
                 () = tokio::time::sleep(POLL) => {}
             }
             let c = &ops.inner.controller;
-            let (Ok(tenants), Ok(spent)) = (c.tenants().await, c.store().spend_by_tenant().await)
-            else {
-                continue;
+            let Ok(spend) = c.spend().await else {
+                return; // shutting down
             };
-            let now = exhausted(&tenants, &spent.into_iter().collect());
+            let now = exhausted(&spend);
             let at = c.clock().now_ms();
             if ops.observe(&default, inputs(&was, &now, at)).await {
                 was = now.into_keys().collect();
@@ -107,27 +104,22 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
 mod tests {
     use super::*;
 
-    fn tenant(id: &str, budget: Option<i64>) -> Tenant {
-        Tenant {
-            id: TenantId::parse(id).unwrap(),
+    fn spend(id: &str, budget: Option<i64>, spent: i64) -> Spend {
+        Spend {
+            tenant: TenantId::parse(id).unwrap(),
             budget_nusd: budget,
-            created_at_ms: 0,
+            spent_nusd: spent,
         }
     }
 
     #[test]
     fn a_tenant_at_its_budget_fires_until_it_is_raised() {
-        let spent: BTreeMap<TenantId, i64> = [
-            (TenantId::parse("acme").unwrap(), 1_000),
-            (TenantId::parse("globex").unwrap(), 10),
-        ]
-        .into();
-        let tenants = [
-            tenant("acme", Some(1_000)),
-            tenant("globex", Some(50)),
-            tenant("initech", None),
+        let books = [
+            spend("acme", Some(1_000), 1_000),
+            spend("globex", Some(50), 10),
+            spend("initech", None, 9_999),
         ];
-        let now = exhausted(&tenants, &spent);
+        let now = exhausted(&books);
         assert_eq!(now.keys().collect::<Vec<_>>(), ["acme"]);
         let said = |inputs: Vec<Input>| -> Vec<(String, Report)> {
             inputs
@@ -147,7 +139,7 @@ mod tests {
             inputs(&was, &now, 2).is_empty(),
             "a steady state says nothing"
         );
-        let raised = exhausted(&[tenant("acme", Some(5_000))], &spent);
+        let raised = exhausted(&[spend("acme", Some(5_000), 1_000)]);
         assert_eq!(
             said(inputs(&was, &raised, 3)),
             [("acme".to_owned(), Report::Resolved)]

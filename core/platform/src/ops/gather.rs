@@ -19,7 +19,7 @@
 //! still not done when its grants expire is cancelled, and one whose
 //! idempotency key a tenant took for other work is not adopted.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use oshal_ops::evidence::Bounds;
@@ -49,10 +49,13 @@ const MAX_ATTEMPTS: u32 = 2;
 /// The model tokens an investigation's narrative may use.
 pub const NARRATIVE_TOKENS: u32 = 160;
 
-/// The runbooks shipped with the platform.
-pub fn shipped_runbooks() -> Vec<Runbook> {
-    serde_json::from_str(include_str!("../../../../assets/ops/runbooks.json"))
-        .expect("the shipped runbooks parse (tested)")
+/// The runbooks shipped with the platform, read once.
+pub fn shipped_runbooks() -> &'static [Runbook] {
+    static SHIPPED: LazyLock<Vec<Runbook>> = LazyLock::new(|| {
+        serde_json::from_str(include_str!("../../../../assets/ops/runbooks.json"))
+            .expect("the shipped runbooks parse (tested)")
+    });
+    &SHIPPED
 }
 
 /// The toolsets a tenant's investigations may use here, each with why
@@ -117,7 +120,7 @@ impl Operations {
                 return Ok(());
             };
             let mut plan =
-                runbook::plan(&shipped_runbooks(), &toolsets(tenant, true), &first.labels);
+                runbook::plan(shipped_runbooks(), &toolsets(tenant, true), &first.labels);
             for t in &mut plan.tasks {
                 if t.tool == Tool::ListChanges.as_str() && t.params.get("since_ms").is_none() {
                     t.params = json!({"since_ms": (inc.opened_ms - CHANGE_LOOKBACK_MS).max(0)});
@@ -452,27 +455,27 @@ mod tests {
     #[test]
     fn the_shipped_runbooks_hold_and_plan_only_known_tools() {
         let books = shipped_runbooks();
-        runbook::check(&books).expect("valid");
-        for b in &books {
+        runbook::check(books).expect("valid");
+        for b in books {
             for s in &b.steps {
                 assert!(Tool::parse(&s.tool).is_some(), "{} in {}", s.tool, b.name);
             }
         }
         let labels = [("alertname".to_owned(), "OshalNodeLost".to_owned())].into();
         let operator = runbook::plan(
-            &books,
+            books,
             &toolsets(&TenantId::default_tenant(), true),
             &labels,
         );
         let tools: Vec<&str> = operator.tasks.iter().map(|t| t.tool.as_str()).collect();
         assert_eq!(tools, ["get_bots", "list_changes", "get_health"]);
         let acme = TenantId::parse("acme").unwrap();
-        let tenant = runbook::plan(&books, &toolsets(&acme, true), &labels);
+        let tenant = runbook::plan(books, &toolsets(&acme, true), &labels);
         let tools: Vec<&str> = tenant.tasks.iter().map(|t| t.tool.as_str()).collect();
         assert_eq!(tools, ["list_changes"], "a tenant reads only its own");
         let labels = [("alertname".to_owned(), "OshalBudgetExhausted".to_owned())].into();
         let budget = runbook::plan(
-            &books,
+            books,
             &toolsets(&TenantId::default_tenant(), true),
             &labels,
         );
@@ -484,7 +487,7 @@ mod tests {
                 .iter()
                 .any(|s| s.tool == "get_bots" && s.why.contains("disabled"))
         );
-        let none = runbook::plan(&books, &toolsets(&acme, false), &labels);
+        let none = runbook::plan(books, &toolsets(&acme, false), &labels);
         assert!(none.tasks.is_empty() && none.skipped.iter().all(|s| s.why.contains("failed")));
     }
 }

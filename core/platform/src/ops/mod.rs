@@ -115,6 +115,22 @@ struct Inner {
 }
 
 impl Inner {
+    /// A tenant's change events at or after `since_ms`, oldest first.
+    async fn changes_since(
+        &self,
+        tenant: &TenantId,
+        since_ms: i64,
+    ) -> Vec<oshal_ops::monitor::ChangeEvent> {
+        let book = self.book(tenant);
+        let book = book.lock().await;
+        book.monitor
+            .changes()
+            .iter()
+            .filter(|c| c.at_ms >= since_ms)
+            .cloned()
+            .collect()
+    }
+
     /// A tenant's book (a fresh one for a tenant with none yet).
     fn book(&self, tenant: &TenantId) -> Arc<Mutex<Book>> {
         if let Some(b) = self
@@ -514,15 +530,7 @@ impl Operations {
         since_ms: i64,
     ) -> Result<Vec<oshal_ops::monitor::ChangeEvent>, OpsError> {
         let tenant = self.tenant(tenant).await?;
-        let book = self.book(&tenant);
-        let book = book.lock().await;
-        Ok(book
-            .monitor
-            .changes()
-            .iter()
-            .filter(|c| c.at_ms >= since_ms)
-            .cloned()
-            .collect())
+        Ok(self.inner.changes_since(&tenant, since_ms).await)
     }
 
     /// A tenant's settings, with its silences and maintenance windows.

@@ -126,43 +126,22 @@ impl BuiltIn for OpsTools {
                 })
             }
             Tool::GetSpend => {
-                let spent: std::collections::BTreeMap<TenantId, i64> = inner
-                    .controller
-                    .store()
-                    .spend_by_tenant()
-                    .await
-                    .map_err(|e| e.to_string())?
+                let spend = inner.controller.spend().await.map_err(|e| e.to_string())?;
+                let mut tenants: Vec<TenantSpend> = spend
                     .into_iter()
+                    .filter(|s| operator || s.tenant == tenant)
+                    .map(|s| TenantSpend {
+                        tenant: s.tenant.to_string(),
+                        budget_nusd: s.budget_nusd,
+                        spend_nusd: s.spent_nusd,
+                    })
                     .collect();
-                let tenants = inner
-                    .controller
-                    .tenants()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                serde_json::to_value(SpendReading {
-                    tenants: tenants
-                        .into_iter()
-                        .filter(|t| operator || t.id == tenant)
-                        .map(|t| TenantSpend {
-                            spend_nusd: spent.get(&t.id).copied().unwrap_or(0),
-                            tenant: t.id.to_string(),
-                            budget_nusd: t.budget_nusd,
-                        })
-                        .collect(),
-                })
+                tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+                serde_json::to_value(SpendReading { tenants })
             }
             Tool::ListChanges => {
                 let since = params.get("since_ms").and_then(Value::as_i64).unwrap_or(0);
-                let book = inner.book(&tenant);
-                let changes = book
-                    .lock()
-                    .await
-                    .monitor
-                    .changes()
-                    .iter()
-                    .filter(|c| c.at_ms >= since)
-                    .cloned()
-                    .collect();
+                let changes = inner.changes_since(&tenant, since).await;
                 serde_json::to_value(ChangesReading { changes })
             }
         };

@@ -32,7 +32,7 @@ impl TenantBook {
     }
 
     fn exhausted(&self) -> bool {
-        self.budget_nusd.is_some_and(|b| self.spent_nusd >= b)
+        spent_all(self.budget_nusd, self.spent_nusd)
     }
 
     fn exhaustion(&self) -> Exhaustion {
@@ -41,6 +41,28 @@ impl TenantBook {
             budget_usd: usd(self.budget_nusd.unwrap_or(0)),
         }
     }
+}
+
+/// One tenant's budget and what it has spent, as the scheduler holds them
+/// (the figures its admissions decide by).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spend {
+    pub tenant: TenantId,
+    /// `None`: no limit.
+    pub budget_nusd: Option<i64>,
+    pub spent_nusd: i64,
+}
+
+impl Spend {
+    /// Whether its new tickets are refused.
+    pub fn exhausted(&self) -> bool {
+        spent_all(self.budget_nusd, self.spent_nusd)
+    }
+}
+
+/// Whether `spent` has reached `budget` (never, without one).
+fn spent_all(budget: Option<i64>, spent: i64) -> bool {
+    budget.is_some_and(|b| spent >= b)
 }
 
 /// A spent budget, as surfaces are told of it.
@@ -145,6 +167,18 @@ impl Budgets {
             .get(tenant)
             .filter(|b| b.exhausted())
             .map(TenantBook::exhaustion)
+    }
+
+    /// Every tenant's budget and spend, in no set order.
+    pub(super) fn spend(&self) -> Vec<Spend> {
+        self.books
+            .iter()
+            .map(|(tenant, b)| Spend {
+                tenant: tenant.clone(),
+                budget_nusd: b.budget_nusd,
+                spent_nusd: b.spent_nusd,
+            })
+            .collect()
     }
 
     pub(super) fn created_at(&self, tenant: &TenantId) -> Option<UnixMs> {

@@ -57,6 +57,10 @@ pub(crate) enum Command {
         id: TicketId,
         reply: oneshot::Sender<Option<WaitReason>>,
     },
+    /// Every tenant's budget and spend, as admissions decide by them.
+    Spend {
+        reply: oneshot::Sender<Vec<super::budgets::Spend>>,
+    },
     SetBudget {
         tenant: TenantId,
         budget_nusd: Option<i64>,
@@ -174,6 +178,9 @@ impl Scheduler {
             }
             Command::Waiting { id, reply } => {
                 let _ = reply.send(self.waiting(id));
+            }
+            Command::Spend { reply } => {
+                let _ = reply.send(self.budgets.spend());
             }
             Command::SetBudget {
                 tenant,

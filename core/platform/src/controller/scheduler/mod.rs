@@ -45,6 +45,7 @@ mod routing;
 mod state;
 
 pub use admission::Submitted;
+pub use budgets::Spend;
 pub(crate) use main_loop::Command;
 pub(crate) use requests::Answer;
 pub(crate) use state::Scheduler;
