@@ -462,11 +462,7 @@ mod tests {
             }
         }
         let labels = [("alertname".to_owned(), "OshalNodeLost".to_owned())].into();
-        let operator = runbook::plan(
-            books,
-            &toolsets(&TenantId::default_tenant(), true),
-            &labels,
-        );
+        let operator = runbook::plan(books, &toolsets(&TenantId::default_tenant(), true), &labels);
         let tools: Vec<&str> = operator.tasks.iter().map(|t| t.tool.as_str()).collect();
         assert_eq!(tools, ["get_bots", "list_changes", "get_health"]);
         let acme = TenantId::parse("acme").unwrap();
@@ -474,11 +470,7 @@ mod tests {
         let tools: Vec<&str> = tenant.tasks.iter().map(|t| t.tool.as_str()).collect();
         assert_eq!(tools, ["list_changes"], "a tenant reads only its own");
         let labels = [("alertname".to_owned(), "OshalBudgetExhausted".to_owned())].into();
-        let budget = runbook::plan(
-            books,
-            &toolsets(&TenantId::default_tenant(), true),
-            &labels,
-        );
+        let budget = runbook::plan(books, &toolsets(&TenantId::default_tenant(), true), &labels);
         let tools: Vec<&str> = budget.tasks.iter().map(|t| t.tool.as_str()).collect();
         assert_eq!(tools, ["get_spend", "list_changes", "get_health"]);
         assert!(
