@@ -71,6 +71,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ops::ops_move,
             commands::ops::ops_postmortem,
             commands::ops::ops_write_postmortem,
+            commands::ops::ops_decide_heal,
             commands::ops::ops_settings,
             commands::events::events,
             commands::fleet::fleets,

@@ -94,6 +94,8 @@ export const commands = {
 	opsPostmortem: (id: string, tenant: string | null) => typedError<Postmortem, ApiError>(__TAURI_INVOKE("ops_postmortem", { id, tenant })),
 	/**  Edits a postmortem's prose, or publishes it (`edit` absent). */
 	opsWritePostmortem: (id: string, tenant: string | null, edit: PostmortemEdit | null) => typedError<Postmortem, ApiError>(__TAURI_INVOKE("ops_write_postmortem", { id, tenant, edit })),
+	/**  Approves or denies an incident's pending heal. */
+	opsDecideHeal: (id: string, tenant: string | null, decision: HealDecision) => typedError<IncidentView, ApiError>(__TAURI_INVOKE("ops_decide_heal", { id, tenant, decision })),
 	/**  The monitor's settings, silences, maintenance windows and changes. */
 	opsSettings: (tenant: string | null) => typedError<SettingsView, ApiError>(__TAURI_INVOKE("ops_settings", { tenant })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
@@ -121,6 +123,25 @@ export const commands = {
 export const LIFECYCLE = [{"event":"approve","from":"awaiting_approval","to":"queued"},{"event":"cancel","from":"awaiting_approval","to":"cancelled"},{"event":"route","from":"queued","to":"routed"},{"event":"cancel","from":"queued","to":"cancelled"},{"event":"start","from":"routed","to":"running"},{"event":"fail","from":"routed","to":"failed"},{"event":"requeue","from":"routed","to":"queued"},{"event":"cancel","from":"routed","to":"cancelled"},{"event":"succeed","from":"running","to":"succeeded"},{"event":"fail","from":"running","to":"failed"},{"event":"requeue","from":"running","to":"queued"},{"event":"cancel","from":"running","to":"cancelled"},{"event":"retry","from":"failed","to":"queued"},{"event":"give_up","from":"failed","to":"dead"},{"event":"cancel","from":"failed","to":"cancelled"}] as const;
 
 /* Types */
+/**
+ *  One concrete write, as the built-in `oshal-ops` connector's operation
+ *  takes it.
+ */
+export type Action = 
+/**  Set a tenant's budget to this many nano-dollars. */
+{ action: "set_budget"; tenant: string; budget_nusd: number };
+
+/**
+ *  What a heal rule does, as a template the adapter fills in from the
+ *  cause and the platform's figures when it proposes the heal.
+ */
+export type ActionTemplate = 
+/**
+ *  Raise the budget of the tenant the cause names: to `percent` more
+ *  than the larger of its budget and its spend (at least one dollar).
+ */
+{ action: "raise_budget"; percent: number };
+
 /**  One alert: every report of one fingerprint, folded. */
 export type Alert = {
 	fingerprint: Fingerprint,
@@ -214,6 +235,16 @@ export type AuditEntry = {
 };
 
 export type AuditKind = "decision" | "credential_read" | "refresh" | "revoke" | "grant" | "ungrant" | "import" | "approve";
+
+/**  What an action touches. */
+export type BlastRadius = {
+	tenants: string[],
+	bots: string[],
+	/**  At most [`MAX_BLAST_TICKETS`], the first of them. */
+	tickets: string[],
+	/**  How many tickets in all. */
+	tickets_total: number,
+};
 
 /**  A session's signals, the tickets that went unanswered, and its fills. */
 export type Blotter = {
@@ -566,6 +597,17 @@ export type Diagnosis = {
 	inconclusive: boolean,
 };
 
+/**  What an action would do, worked out without doing it. */
+export type DryRun = {
+	/**  In a sentence. */
+	summary: string,
+	/**  The figures it changes, as they are. */
+	before: unknown,
+	/**  The same figures, as they would be. */
+	after: unknown,
+	blast: BlastRadius,
+};
+
 export type Effect = 
 /**  Changes nothing outside: safe to retry. */
 "read" | 
@@ -792,6 +834,76 @@ export type Grant = {
 	expires_at_ms: number | null,
 };
 
+/**  One heal of an incident, linked from its alert to its re-check. */
+export type Heal = {
+	/**  `H-<n>`, numbered within its incident. */
+	id: string,
+	rule: string,
+	/**  The incident's first alert (its fingerprint). */
+	alert: string,
+	/**  The Gather ticket whose diagnosis it heals. */
+	investigation: string,
+	cause: CauseKind,
+	subject: string,
+	/**  The evidence ids the cause stands on. */
+	evidence: string[],
+	action: Action,
+	dry_run: DryRun,
+	max_attempts: number,
+	phase: HealPhase,
+	proposed_ms: number,
+	/**  Who approved or denied it, when, and what they said. */
+	decided_by: string | null,
+	decided_ms: number | null,
+	note: string,
+	/**  The ticket that applies it. */
+	ticket: string | null,
+	/**  What the write answered, or why it failed. */
+	outcome: string | null,
+	finished_ms: number | null,
+	recheck: Recheck | null,
+};
+
+/**  A person's decision on a pending heal. */
+export type HealDecision = {
+	/**  The heal's id on the incident (`H-1`). */
+	heal: string,
+	/**  Approve (its one write runs) or deny (nothing runs). */
+	approve: boolean,
+	/**  Why; at most 1,024 bytes. */
+	note?: string,
+};
+
+/**  Where a heal is (StackStorm's execution statuses). */
+export type HealPhase = 
+/**  Waiting for a person to approve or deny it. */
+"pending" | "denied" | 
+/**  Approved; its ticket is not submitted yet. */
+"scheduled" | "running" | "succeeded" | "failed";
+
+/**
+ *  A heal rule (StackStorm's trigger, criteria, action): a diagnosis whose
+ *  top cause is conclusive and of kind `trigger`, for an incident whose
+ *  first alert the `matchers` match, proposes `action`, at most once per
+ *  incident (throttled until it resolves). The action runs only once a
+ *  person approves it, as a ticket of `max_attempts` tries; at most
+ *  `concurrency` heals of the rule run at once.
+ */
+export type HealRule = {
+	name: string,
+	trigger: CauseKind,
+	/**
+	 *  Alertmanager matchers over the incident's first alert's labels
+	 *  (none: any).
+	 */
+	matchers?: string[],
+	action: ActionTemplate,
+	/**  Tries of the heal's ticket (retry), 1 to 3. */
+	max_attempts?: number,
+	/**  Heals of this rule running at once, 1 to 8. */
+	concurrency?: number,
+};
+
 export type Health = {
 	ok: boolean,
 	/**
@@ -885,6 +997,9 @@ export type IncidentSummary = {
 	 *  `inconclusive`; `None` before any.
 	 */
 	diagnosis: string | null,
+	/**  Its heals, and how many wait for a person's approval. */
+	heals: number,
+	heals_pending: number,
 };
 
 /**  An incident with its alerts, its timeline and its times. */
@@ -902,6 +1017,11 @@ export type IncidentView = {
 	 *  diagnosis read from it.
 	 */
 	investigations: Investigation[],
+	/**
+	 *  Its heals, oldest first: each with its dry run and blast radius,
+	 *  its approval, its ticket and its re-check.
+	 */
+	heals: Heal[],
 };
 
 /**
@@ -1075,7 +1195,13 @@ export type Moment = "opened" | "alert_joined" | "alert_firing" | "alert_resolve
  */
 "tool_call" | 
 /**  An investigation's diagnosis: its top cause, or inconclusive. */
-"diagnosed" | "investigation_failed";
+"diagnosed" | "investigation_failed" | 
+/**  A heal proposed for a diagnosed cause, waiting for a person. */
+"heal_proposed" | "heal_approved" | "heal_denied" | 
+/**  A heal's ticket submitted with its one write grant. */
+"healing" | "healed" | "heal_failed" | 
+/**  A heal's re-check: whether the cause was gone. */
+"rechecked";
 
 /**  One tenant's settings of the monitor. */
 export type MonitorSettings = {
@@ -1088,6 +1214,11 @@ export type MonitorSettings = {
 	 *  (read-only, boxed in by the connector broker); on unless turned off.
 	 */
 	investigate?: boolean,
+	/**
+	 *  Heal rules, tried in order against an investigation's top cause
+	 *  (the shipped ones unless set).
+	 */
+	heal?: HealRule[],
 };
 
 /**  What a person may do to an incident (retriggering is the monitor's). */
@@ -1378,6 +1509,15 @@ export type RecapView = {
 	by_strategy: StatsView[],
 	by_day: StatsView[],
 	by_bot: StatsView[],
+};
+
+/**  The investigation run again after a heal succeeded. */
+export type Recheck = {
+	/**  Its Gather ticket. */
+	ticket: string,
+	/**  `None` while it runs; then whether the cause was gone. */
+	passed: boolean | null,
+	detail: string,
 };
 
 /**

@@ -6,8 +6,11 @@
 // timeline and its investigation (a finding clicked to the call it was read
 // from), acknowledges and resolves it from the page, and the incident's
 // alert resolving by itself is on the same timeline; its postmortem is
-// drafted, edited and published (then frozen). Exits non-zero with the
-// failing step.
+// drafted, edited and published (then frozen). Then a tenant runs out of
+// budget: the loop's own alert opens an incident, its investigation
+// diagnoses the budget, a heal is proposed with its dry run and blast
+// radius, approved from the view, written under its one grant and
+// re-checked. Exits non-zero with the failing step.
 import { chromium } from "playwright-core";
 
 const [url, token] = process.argv.slice(2);
@@ -55,7 +58,8 @@ try {
     await page.getByTestId("nav-operations").click();
     await view.getByTestId("no-incidents").waitFor();
     const absent = await view.getByTestId("stage-absent").count();
-    if (absent !== 1) throw new Error(`${absent} stages marked not running, want 1 (Heal)`);
+    if (absent !== 0) throw new Error(`${absent} stages marked not running, want none`);
+    await view.getByTestId("stage-heal").waitFor();
   });
 
   let incident;
@@ -132,6 +136,32 @@ try {
       body: JSON.stringify({ summary: "rewritten" }),
     });
     if (again.status !== 409) throw new Error(`an edit after publishing answered ${again.status}, want 409`);
+  });
+
+  await step("a tenant out of budget: a heal is proposed with its dry run, approved from the view, and holds", async () => {
+    const r = await fetch(`${url}/api/v1/tenants/uiheal`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ budget_usd: 0 }),
+    });
+    if (!r.ok) throw new Error(`PUT /api/v1/tenants/uiheal: ${r.status} ${await r.text()}`);
+    const row = view.getByTestId("incident-row").filter({ hasText: "OshalBudgetExhausted" });
+    await row.getByText("heal awaiting approval").waitFor();
+    await view.getByTestId("heals-pending").getByText("1").waitFor();
+    await row.getByTestId("open-incident").click();
+    const heal = view.getByTestId("incident").getByTestId("heal").first();
+    await heal.getByTestId("heal-phase").getByText("pending").waitFor();
+    const dry = await heal.getByTestId("dry-run").textContent();
+    if (!dry.includes("uiheal")) throw new Error(`the dry run names no tenant: ${dry}`);
+    const blast = await heal.getByTestId("blast-radius").textContent();
+    if (!blast.includes("uiheal")) throw new Error(`the blast radius names no tenant: ${blast}`);
+    await heal.getByTestId("heal-note").fill("raise it");
+    await heal.getByTestId("heal-approve").click();
+    await heal.getByTestId("heal-phase").getByText("succeeded").waitFor();
+    await heal.locator('[data-testid="heal-recheck"][data-passed="true"]').waitFor();
+    const tenants = await (await fetch(`${url}/api/v1/tenants`, { headers: { authorization: `Bearer ${token}` } })).json();
+    const t = tenants.find((x) => x.id === "uiheal");
+    if (!t || !(t.budget_nusd > 0)) throw new Error(`uiheal's budget after the heal: ${JSON.stringify(t)}`);
   });
 
   if (process.env.OSHAL_SHOT) await page.screenshot({ path: process.env.OSHAL_SHOT, fullPage: true });

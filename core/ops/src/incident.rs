@@ -121,6 +121,16 @@ pub enum Moment {
     /// An investigation's diagnosis: its top cause, or inconclusive.
     Diagnosed,
     InvestigationFailed,
+    /// A heal proposed for a diagnosed cause, waiting for a person.
+    HealProposed,
+    HealApproved,
+    HealDenied,
+    /// A heal's ticket submitted with its one write grant.
+    Healing,
+    Healed,
+    HealFailed,
+    /// A heal's re-check: whether the cause was gone.
+    Rechecked,
 }
 
 /// One line of an incident's timeline.

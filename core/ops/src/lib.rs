@@ -36,8 +36,9 @@
 //!   action items, lessons, the timeline, MTTA, MTTR, what each
 //!   investigation cost), edited in its prose, then published.
 //!
-//! Still to come: heal rules (one scoped, expiring write grant per
-//! approved action).
+//! - `heal`: heal rules matched against a diagnosis (once per incident),
+//!   the concrete action with its dry run and blast radius, a heal's life
+//!   from pending approval to its re-check.
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
@@ -49,6 +50,7 @@ pub mod change;
 pub mod diagnose;
 pub mod evidence;
 pub mod gather;
+pub mod heal;
 pub mod incident;
 pub mod intake;
 pub mod investigation;

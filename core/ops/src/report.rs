@@ -21,6 +21,7 @@ use oshal_kernel::clock::UnixMs;
 use crate::alert::Alert;
 use crate::change::{ChangeEvent, ChangeKind};
 use crate::diagnose::Cause;
+use crate::heal::{Heal, HealPhase};
 use crate::incident::{Incident, IncidentStatus, Moment, TimelineEntry};
 use crate::investigation::{Investigation, Phase};
 use crate::rule::Invalid;
@@ -189,16 +190,41 @@ fn moved(inc: &Incident, status: &str) -> Option<(String, String)> {
         .map(|t| (t.subject.clone(), t.detail.clone()))
 }
 
+/// A heal in a sentence: what, who decided, what it answered, its re-check.
+fn heal_line(h: &Heal) -> String {
+    let phase: &'static str = h.phase.into();
+    let mut line = format!("heal {} ({}) {phase}", h.id, h.dry_run.summary);
+    if let Some(by) = &h.decided_by {
+        line += &format!(", decided by {by}");
+    }
+    if let Some(o) = &h.outcome {
+        line += &format!(": {o}");
+    }
+    if let Some(r) = &h.recheck {
+        line += &format!("; re-check: {}", r.detail);
+    }
+    line
+}
+
 /// The draft the record supports.
 pub fn draft(
     inc: &Incident,
     alerts: &[&Alert],
     investigations: &[Investigation],
     changes: &[ChangeEvent],
+    heals: &[Heal],
 ) -> Postmortem {
+    // The cause is the newest diagnosis that is not a heal's re-check
+    // (a re-check that passed finds the cause gone).
+    let recheck = |i: &Investigation| {
+        heals
+            .iter()
+            .any(|h| h.recheck.as_ref().is_some_and(|r| r.ticket == i.ticket))
+    };
     let diagnosed = investigations
         .iter()
         .rev()
+        .filter(|i| !recheck(i))
         .find_map(|i| i.diagnosis.as_ref().map(|d| (i, d)));
     let root_causes: Vec<Cause> = match diagnosed {
         Some((_, d)) if !d.inconclusive => d.causes.clone(),
@@ -249,11 +275,14 @@ pub fn draft(
         (Some(ms), None) => detection += &format!("; acknowledged after {}", span(ms)),
         (None, _) => detection += "; not acknowledged",
     }
-    let resolution = match (inc.status, moved(inc, "resolve")) {
+    let mut resolution = match (inc.status, moved(inc, "resolve")) {
         (IncidentStatus::Resolved, Some((who, line))) => format!("{line} (by {who})"),
         (IncidentStatus::Resolved, None) => "resolved".to_owned(),
         (status, _) => format!("not resolved yet ({})", <&str>::from(status)),
     };
+    for h in heals.iter().filter(|h| h.phase != HealPhase::Pending) {
+        resolution += &format!("; {}", heal_line(h));
+    }
     let top = root_causes.first().map(cause_line);
     let summary = format!(
         "{}: {} alert{} over {}; {}.",
@@ -299,6 +328,32 @@ pub fn draft(
             i.ticket,
             i.error.as_deref().unwrap_or("no reason recorded")
         ));
+    }
+    for h in heals {
+        match (h.phase, h.recheck.as_ref().and_then(|r| r.passed)) {
+            (HealPhase::Succeeded, Some(true)) => lessons.went_well.push(format!(
+                "healed by {} ({}) after {}'s approval, and the re-check found the cause gone",
+                h.id,
+                h.action.operation(),
+                h.decided_by.as_deref().unwrap_or("someone")
+            )),
+            (HealPhase::Succeeded, Some(false)) => {
+                lessons.went_wrong.push(format!(
+                    "heal {} did not hold: the re-check still found the cause",
+                    h.id
+                ));
+                action_items.push(format!(
+                    "revisit heal rule {}: its action did not clear the cause",
+                    h.rule
+                ));
+            }
+            (HealPhase::Failed, _) => lessons.went_wrong.push(format!(
+                "heal {} failed: {}",
+                h.id,
+                h.outcome.as_deref().unwrap_or("no reason recorded")
+            )),
+            _ => {}
+        }
     }
     if inc.mtta_ms().is_some_and(|ms| ms > 300_000) {
         lessons

@@ -2,8 +2,9 @@
 //! fingerprint, the correlation rules that open incidents, silences and
 //! maintenance windows. Matchers are written as Alertmanager writes them
 //! (`severity="critical"`, `alertname!="Watchdog"`, `bot=~"b[0-9]+"`,
-//! regular expressions anchored at both ends). Every refusal names the
-//! field's JSON path. Pure logic.
+//! regular expressions anchored at both ends). Heal rules: which
+//! diagnosed cause an action heals, once per incident, after an approval.
+//! Every refusal names the field's JSON path. Pure logic.
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -11,6 +12,7 @@ use specta::Type;
 use oshal_kernel::clock::UnixMs;
 
 use crate::alert::{Labels, check_label_name};
+use crate::diagnose::CauseKind;
 
 /// Rules one tenant may hold.
 pub const MAX_RULES: usize = 64;
@@ -24,6 +26,14 @@ pub const MAX_WINDOW_SECS: u32 = 86_400;
 pub const MAX_THRESHOLD: u32 = 500;
 /// Bytes of one matcher.
 pub const MAX_MATCHER: usize = 1024;
+/// Heal rules one tenant may hold.
+pub const MAX_HEAL_RULES: usize = 32;
+/// The most attempts a heal's ticket may take.
+pub const MAX_HEAL_ATTEMPTS: u32 = 3;
+/// The most heals of one rule running at once.
+pub const MAX_HEAL_CONCURRENCY: u32 = 8;
+/// The most a budget may be raised by, in percent.
+pub const MAX_RAISE_PERCENT: u32 = 1000;
 
 /// When an incident a rule opened resolves by itself (Keep's words).
 #[derive(
@@ -130,6 +140,107 @@ pub struct Settings {
     /// (read-only, boxed in by the connector broker); on unless turned off.
     #[serde(default = "on")]
     pub investigate: bool,
+    /// Heal rules, tried in order against an investigation's top cause
+    /// (the shipped ones unless set).
+    #[serde(default = "HealRule::shipped")]
+    pub heal: Vec<HealRule>,
+}
+
+/// What a heal rule does, as a template the adapter fills in from the
+/// cause and the platform's figures when it proposes the heal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionTemplate {
+    /// Raise the budget of the tenant the cause names: to `percent` more
+    /// than the larger of its budget and its spend (at least one dollar).
+    RaiseBudget { percent: u32 },
+}
+
+/// A heal rule (StackStorm's trigger, criteria, action): a diagnosis whose
+/// top cause is conclusive and of kind `trigger`, for an incident whose
+/// first alert the `matchers` match, proposes `action`, at most once per
+/// incident (throttled until it resolves). The action runs only once a
+/// person approves it, as a ticket of `max_attempts` tries; at most
+/// `concurrency` heals of the rule run at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealRule {
+    pub name: String,
+    pub trigger: CauseKind,
+    /// Alertmanager matchers over the incident's first alert's labels
+    /// (none: any).
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    pub action: ActionTemplate,
+    /// Tries of the heal's ticket (retry), 1 to 3.
+    #[serde(default = "two")]
+    pub max_attempts: u32,
+    /// Heals of this rule running at once, 1 to 8.
+    #[serde(default = "one")]
+    pub concurrency: u32,
+}
+
+fn two() -> u32 {
+    2
+}
+
+impl HealRule {
+    /// The rules the platform ships.
+    pub fn shipped() -> Vec<HealRule> {
+        vec![HealRule {
+            name: "raise-exhausted-budget".into(),
+            trigger: CauseKind::BudgetExhausted,
+            matchers: vec!["alertname=\"OshalBudgetExhausted\"".into()],
+            action: ActionTemplate::RaiseBudget { percent: 50 },
+            max_attempts: 2,
+            concurrency: 1,
+        }]
+    }
+
+    fn check(&self, at: impl Fn(&str) -> String) -> Result<(), Invalid> {
+        check_name(&at("name"), &self.name)?;
+        matchers(&at("matchers"), &self.matchers)?;
+        let ActionTemplate::RaiseBudget { percent } = self.action;
+        if percent == 0 || percent > MAX_RAISE_PERCENT {
+            return Err(Invalid {
+                path: at("action.percent"),
+                reason: format!("must be 1 to {MAX_RAISE_PERCENT} percent"),
+                limit: Some(u64::from(MAX_RAISE_PERCENT)),
+            });
+        }
+        if self.trigger != CauseKind::BudgetExhausted {
+            let kind: &'static str = self.trigger.into();
+            return Err(invalid(
+                at("trigger"),
+                format!("raise_budget heals budget_exhausted, not {kind}"),
+            ));
+        }
+        for (field, value, max) in [
+            ("max_attempts", self.max_attempts, MAX_HEAL_ATTEMPTS),
+            ("concurrency", self.concurrency, MAX_HEAL_CONCURRENCY),
+        ] {
+            if value == 0 || value > max {
+                return Err(Invalid {
+                    path: at(field),
+                    reason: format!("must be 1 to {max}"),
+                    limit: Some(u64::from(max)),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_name(path: &str, name: &str) -> Result<(), Invalid> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(path, "must be 1 to 64 of [A-Za-z0-9_-]"));
+    }
+    Ok(())
 }
 
 fn on() -> bool {
@@ -142,6 +253,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             investigate: true,
+            heal: HealRule::shipped(),
             fingerprint_by: Vec::new(),
             rules: vec![CorrelationRule {
                 name: "by-alertname".into(),
@@ -301,15 +413,7 @@ impl Settings {
         let mut seen = std::collections::HashSet::new();
         for (i, r) in self.rules.iter().enumerate() {
             let at = |f: &str| format!("rules[{i}].{f}");
-            if r.name.is_empty()
-                || r.name.len() > 64
-                || !r
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(invalid(at("name"), "must be 1 to 64 of [A-Za-z0-9_-]"));
-            }
+            check_name(&at("name"), &r.name)?;
             if !seen.insert(r.name.as_str()) {
                 return Err(invalid(at("name"), format!("{:?} is named twice", r.name)));
             }
@@ -328,6 +432,19 @@ impl Settings {
                     reason: format!("must be 1 to {MAX_THRESHOLD} alerts"),
                     limit: Some(u64::from(MAX_THRESHOLD)),
                 });
+            }
+        }
+        if self.heal.len() > MAX_HEAL_RULES {
+            return Err(over("heal", "heal rules", self.heal.len(), MAX_HEAL_RULES));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in self.heal.iter().enumerate() {
+            r.check(|f| format!("heal[{i}].{f}"))?;
+            if !seen.insert(r.name.as_str()) {
+                return Err(invalid(
+                    format!("heal[{i}].name"),
+                    format!("{:?} is named twice", r.name),
+                ));
             }
         }
         Ok(())
@@ -366,6 +483,45 @@ impl MaintenanceWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_heal_rule_is_refused_at_its_field_and_limit() {
+        let refused = |f: fn(&mut HealRule)| {
+            let mut s = Settings::default();
+            f(&mut s.heal[0]);
+            s.check().unwrap_err()
+        };
+        let e = refused(|r| r.action = ActionTemplate::RaiseBudget { percent: 0 });
+        assert_eq!(
+            (e.path.as_str(), e.limit),
+            ("heal[0].action.percent", Some(1000))
+        );
+        let e = refused(|r| r.max_attempts = 9);
+        assert_eq!(
+            (e.path.as_str(), e.limit),
+            ("heal[0].max_attempts", Some(3))
+        );
+        let e = refused(|r| r.concurrency = 0);
+        assert_eq!(e.path, "heal[0].concurrency");
+        let e = refused(|r| r.trigger = CauseKind::NodeDown);
+        assert!(
+            e.path == "heal[0].trigger" && e.reason.contains("node_down"),
+            "{e}"
+        );
+        let e = refused(|r| r.matchers = vec!["bad matcher".into()]);
+        assert!(e.path.starts_with("heal[0].matchers"), "{e}");
+        let e = refused(|r| r.name = "no spaces".into());
+        assert_eq!(e.path, "heal[0].name");
+        let mut twice = Settings::default();
+        twice.heal.push(twice.heal[0].clone());
+        assert_eq!(twice.check().unwrap_err().path, "heal[1].name");
+        // Settings written before heal rules existed get the shipped ones.
+        let old: Settings = serde_json::from_value(serde_json::json!({"rules": []})).unwrap();
+        assert_eq!(old.heal, HealRule::shipped());
+        Settings::default()
+            .check()
+            .expect("the shipped settings hold");
+    }
 
     fn labels(kv: &[(&str, &str)]) -> Labels {
         kv.iter()

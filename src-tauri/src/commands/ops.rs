@@ -1,11 +1,13 @@
 //! The operations loop: alerts and incidents read, an alert acknowledged,
-//! an incident moved, its postmortem drafted, edited and published, the
+//! an incident moved, a pending heal approved or denied, its postmortem
+//! drafted, edited and published, the
 //! monitor's settings, on the embedded controller or, through the API, on
 //! the attached fleet's.
 
 use oshal_core::api::routes as r;
 use oshal_core::ops::{
-    AlertRow, AlertsQuery, IncidentSummary, IncidentView, MoveIncident, OpsQuery, SettingsView,
+    AlertRow, AlertsQuery, HealDecision, IncidentSummary, IncidentView, MoveIncident, OpsQuery,
+    SettingsView,
 };
 use oshal_ops::alert::{Alert, AlertState};
 use oshal_ops::report::{Postmortem, PostmortemEdit};
@@ -130,6 +132,27 @@ pub async fn ops_postmortem(
         Target::Fleet(f) => Ok(f
             .client
             .request::<r::GetPostmortem>(r::Id(id), Some(&OpsQuery { tenant }), None)
+            .await?),
+    }
+}
+
+/// Approves or denies an incident's pending heal.
+#[tauri::command]
+#[specta::specta]
+pub async fn ops_decide_heal(
+    desktop: State<'_, Desktop>,
+    id: String,
+    tenant: Option<String>,
+    decision: HealDecision,
+) -> CommandResult<IncidentView> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop
+            .ops()
+            .decide_heal(tenant.as_deref(), &id, decision, OPERATOR)
+            .await?),
+        Target::Fleet(f) => Ok(f
+            .client
+            .request::<r::DecideHeal>(r::Id(id), Some(&OpsQuery { tenant }), Some(&decision))
             .await?),
     }
 }

@@ -40,6 +40,7 @@ import type {
   MoveIncident,
   Postmortem,
   PostmortemEdit,
+  HealDecision,
   SettingsView,
   Finding,
   FindingState,
@@ -123,6 +124,8 @@ export interface Transport {
   /** Edits the draft's prose, or publishes it when `edit` is null. */
   opsWritePostmortem(id: string, tenant: string | null, edit: PostmortemEdit | null): Promise<Postmortem>;
   opsSettings(tenant: string | null): Promise<SettingsView>;
+  /** Approves or denies an incident's pending heal. */
+  opsDecideHeal(id: string, tenant: string | null, decision: HealDecision): Promise<IncidentView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -242,6 +245,8 @@ export class HttpTransport implements Transport {
       ? this.call<Postmortem>("PUT", `/api/v1/ops/incidents/${encodeURIComponent(id)}/postmortem` + tenantQuery(tenant), edit)
       : this.call<Postmortem>("POST", `/api/v1/ops/incidents/${encodeURIComponent(id)}/postmortem/publish` + tenantQuery(tenant));
   opsSettings = (tenant: string | null) => this.call<SettingsView>("GET", "/api/v1/ops/settings" + tenantQuery(tenant));
+  opsDecideHeal = (id: string, tenant: string | null, decision: HealDecision) =>
+    this.call<IncidentView>("POST", `/api/v1/ops/incidents/${encodeURIComponent(id)}/heal` + tenantQuery(tenant), decision);
   deskOrders = (id: string, order: string | null) =>
     this.call<OrderView[]>(
       "GET",
@@ -359,6 +364,8 @@ export class TauriTransport implements Transport {
   opsWritePostmortem = (id: string, tenant: string | null, edit: PostmortemEdit | null) =>
     answer(commands.opsWritePostmortem(id, tenant, edit));
   opsSettings = (tenant: string | null) => answer(commands.opsSettings(tenant));
+  opsDecideHeal = (id: string, tenant: string | null, decision: HealDecision) =>
+    answer(commands.opsDecideHeal(id, tenant, decision));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

@@ -1,5 +1,6 @@
 //! `oshal ops`: the operations loop through the API: alerts and incidents
-//! listed and read, an alert acknowledged, an incident moved, the
+//! listed and read, an alert acknowledged, an incident moved, a pending
+//! heal approved or denied, the
 //! monitor's settings read and replaced, silences, maintenance windows and
 //! change events recorded, and an Alertmanager or PagerDuty payload sent
 //! from a file (as the real senders post it).
@@ -8,7 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use oshal_core::api::client::Client;
 use oshal_core::api::routes as r;
-use oshal_core::ops::{AlertsQuery, ChangesQuery, MoveAction, MoveIncident, OpsQuery};
+use oshal_core::ops::{
+    AlertsQuery, ChangesQuery, HealDecision, MoveAction, MoveIncident, OpsQuery,
+};
 use oshal_ops::monitor::{ChangeEvent, ChangeKind};
 use oshal_ops::report::PostmortemEdit;
 use oshal_ops::rule::{MaintenanceWindow, Settings, Silence};
@@ -49,6 +52,22 @@ pub enum Action {
         id: String,
         /// acknowledge, mitigate or resolve.
         action: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Approve (`--approve`) or deny (`--deny`) an incident's pending heal
+    /// (`H-1`): its dry run and blast radius are on `oshal ops incident`.
+    /// Approved, its one write runs under one expiring grant, then the
+    /// incident is investigated again.
+    Heal {
+        id: String,
+        heal: String,
+        #[arg(long, conflicts_with = "deny", required_unless_present = "deny")]
+        approve: bool,
+        #[arg(long)]
+        deny: bool,
         #[arg(long, default_value = "")]
         note: String,
         #[arg(long)]
@@ -279,6 +298,25 @@ impl Action {
                 json(
                     client
                         .request::<r::RecordChange>((), Some(&q(tenant)), Some(&body))
+                        .await,
+                )
+            }
+            Self::Heal {
+                id,
+                heal,
+                approve,
+                deny: _,
+                note,
+                tenant,
+            } => {
+                let decision = HealDecision {
+                    heal,
+                    approve,
+                    note,
+                };
+                json(
+                    client
+                        .request::<r::DecideHeal>(id.into(), Some(&q(tenant)), Some(&decision))
                         .await,
                 )
             }

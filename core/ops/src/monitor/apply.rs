@@ -134,7 +134,13 @@ impl Monitor {
                 alert,
                 plan,
                 bounds,
-            } => self.apply_start(incident, ticket, alert, plan, *bounds, at_ms),
+                recheck_of,
+            } => {
+                self.apply_start(incident, ticket, alert, plan, *bounds, at_ms);
+                if let Some(heal) = recheck_of {
+                    self.apply_recheck_started(incident, heal, ticket);
+                }
+            }
             Event::InvestigationSucceeded {
                 incident,
                 ticket,
@@ -149,6 +155,31 @@ impl Monitor {
             } => self.apply_failed(incident, ticket, error, at_ms),
             Event::PostmortemEdited { incident, edit, by } => self.apply_edit(incident, edit, by),
             Event::PostmortemPublished { incident, by } => self.apply_publish(incident, by, at_ms),
+            Event::HealProposed { incident, heal } => self.apply_proposed(incident, heal, at_ms),
+            Event::HealDecided {
+                incident,
+                heal,
+                approved,
+                by,
+                note,
+            } => self.apply_decided((incident, heal), *approved, by, note, at_ms),
+            Event::HealStarted {
+                incident,
+                heal,
+                ticket,
+            } => self.apply_heal_started(incident, heal, ticket, at_ms),
+            Event::HealFinished {
+                incident,
+                heal,
+                succeeded,
+                outcome,
+            } => self.apply_heal_finished((incident, heal), *succeeded, outcome, at_ms),
+            Event::HealRechecked {
+                incident,
+                heal,
+                passed,
+                detail,
+            } => self.apply_rechecked((incident, heal), *passed, detail, at_ms),
         }
     }
 

@@ -54,6 +54,7 @@ impl Monitor {
         alert: String,
         plan: Plan,
         bounds: Bounds,
+        recheck_of: Option<String>,
     ) -> Result<Vec<Event>, OpsError> {
         if self.incident(&incident).is_none() {
             return Err(OpsError::NotFound {
@@ -64,12 +65,16 @@ impl Monitor {
         if self.investigation_of(&ticket).is_some() {
             return Ok(Vec::new());
         }
+        if let Some(heal) = &recheck_of {
+            self.may_recheck(&incident, heal)?;
+        }
         Ok(vec![Event::InvestigationStarted {
             incident,
             ticket,
             alert,
             plan,
             bounds,
+            recheck_of,
         }])
     }
 
@@ -86,31 +91,60 @@ impl Monitor {
             return Ok(Vec::new());
         };
         let incident = incident.to_owned();
-        Ok(vec![match inv.check(&findings) {
-            Ok(()) => Event::InvestigationSucceeded {
-                incident,
-                ticket: ticket.to_owned(),
-                diagnosis: inv.diagnosis_of(&findings),
-                findings,
-                cost_nanos,
-            },
-            Err(why) => Event::InvestigationFailed {
-                incident,
-                ticket: ticket.to_owned(),
-                error: format!("findings refused: {why}"),
-            },
-        }])
+        let recheck = self.recheck_of(ticket);
+        Ok(match inv.check(&findings) {
+            Ok(()) => {
+                let diagnosis = inv.diagnosis_of(&findings);
+                let verdict = recheck
+                    .map(|heal| self.rechecked(&incident, heal, Ok(&diagnosis)))
+                    .unwrap_or_default();
+                let mut events = vec![Event::InvestigationSucceeded {
+                    incident,
+                    ticket: ticket.to_owned(),
+                    diagnosis,
+                    findings,
+                    cost_nanos,
+                }];
+                events.extend(verdict);
+                events
+            }
+            Err(why) => {
+                let error = format!("findings refused: {why}");
+                self.failed(incident, ticket, error)
+            }
+        })
+    }
+
+    /// The heal the investigation of `ticket` re-checks.
+    fn recheck_of(&self, ticket: &str) -> Option<&str> {
+        self.heals.values().flatten().find_map(|h| {
+            h.recheck
+                .as_ref()
+                .filter(|r| r.ticket == ticket)
+                .map(|_| h.id.as_str())
+        })
+    }
+
+    /// An investigation failed, and the heal it re-checked with it.
+    fn failed(&self, incident: String, ticket: &str, error: String) -> Vec<Event> {
+        let verdict = self
+            .recheck_of(ticket)
+            .map(|heal| self.rechecked(&incident, heal, Err(&error)))
+            .unwrap_or_default();
+        let mut events = vec![Event::InvestigationFailed {
+            incident,
+            ticket: ticket.to_owned(),
+            error,
+        }];
+        events.extend(verdict);
+        events
     }
 
     pub(super) fn decide_fail(&self, ticket: &str, error: String) -> Result<Vec<Event>, OpsError> {
         let Some((incident, _)) = self.still_running(ticket)? else {
             return Ok(Vec::new());
         };
-        Ok(vec![Event::InvestigationFailed {
-            incident: incident.to_owned(),
-            ticket: ticket.to_owned(),
-            error,
-        }])
+        Ok(self.failed(incident.to_owned(), ticket, error))
     }
 
     pub(super) fn apply_start(

@@ -3,7 +3,8 @@
 //!
 //! [`Monitor::decide`] reads an [`Input`] (a signal from a source, an
 //! operator's acknowledgement or move, new settings, a silence, a
-//! maintenance window, a change event) against the state and proposes the
+//! maintenance window, a change event, a heal proposed, approved, started
+//! or finished) against the state and proposes the
 //! [`Event`]s it leads to; the adapter records them durably, then
 //! [`Monitor::apply`]s each. After a restart the recorded events are
 //! applied again and the state is the same: nothing in `apply` reads a
@@ -26,6 +27,7 @@ use oshal_kernel::clock::UnixMs;
 use crate::alert::{Alert, AlertState, Fingerprint, Labels, Report, Signal};
 use crate::diagnose::Diagnosis;
 use crate::evidence::Bounds;
+use crate::heal::{Action, DryRun, Heal};
 use crate::incident::{Incident, IncidentAction, IncidentStatus};
 use crate::investigation::{Findings, Investigation};
 use crate::report::{Postmortem, PostmortemEdit};
@@ -87,6 +89,8 @@ pub enum Input {
         alert: String,
         plan: Plan,
         bounds: Bounds,
+        /// The heal this investigation re-checks.
+        recheck_of: Option<String>,
     },
     /// A Gather ticket succeeded with these findings.
     FinishInvestigation {
@@ -109,6 +113,34 @@ pub enum Input {
     PublishPostmortem {
         incident: String,
         by: String,
+    },
+    /// A heal of an investigation's diagnosis, by a heal rule, with the
+    /// action and dry run the adapter worked out.
+    ProposeHeal {
+        incident: String,
+        investigation: String,
+        rule: String,
+        action: Action,
+        dry_run: DryRun,
+    },
+    /// A person approves or denies a pending heal.
+    DecideHeal {
+        incident: String,
+        heal: String,
+        approve: bool,
+        by: String,
+        note: String,
+    },
+    /// An approved heal's ticket was submitted.
+    StartHeal {
+        incident: String,
+        heal: String,
+        ticket: String,
+    },
+    /// A heal's ticket ended: what the write answered, or why it failed.
+    FinishHeal {
+        ticket: String,
+        outcome: Result<String, String>,
     },
 }
 
@@ -168,6 +200,8 @@ pub enum Event {
         alert: String,
         plan: Plan,
         bounds: Bounds,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recheck_of: Option<String>,
     },
     InvestigationSucceeded {
         incident: String,
@@ -194,6 +228,34 @@ pub enum Event {
         incident: String,
         by: String,
     },
+    HealProposed {
+        incident: String,
+        heal: Box<Heal>,
+    },
+    HealDecided {
+        incident: String,
+        heal: String,
+        approved: bool,
+        by: String,
+        note: String,
+    },
+    HealStarted {
+        incident: String,
+        heal: String,
+        ticket: String,
+    },
+    HealFinished {
+        incident: String,
+        heal: String,
+        succeeded: bool,
+        outcome: String,
+    },
+    HealRechecked {
+        incident: String,
+        heal: String,
+        passed: bool,
+        detail: String,
+    },
 }
 
 impl Event {
@@ -218,6 +280,9 @@ pub enum OpsError {
     /// A postmortem that may not be edited or published now.
     #[error("the postmortem of {id} {reason}")]
     Postmortem { id: String, reason: String },
+    /// A heal that may not be proposed, approved or started now.
+    #[error("heal {id} {reason}")]
+    Heal { id: String, reason: String },
 }
 
 /// A silence or window in force, with its matchers parsed.
@@ -247,6 +312,8 @@ pub struct Monitor {
     edits: BTreeMap<String, (PostmortemEdit, String)>,
     /// Published postmortems, frozen.
     published: BTreeMap<String, Postmortem>,
+    /// Each incident's heals.
+    heals: BTreeMap<String, Vec<Heal>>,
 }
 
 impl Default for Monitor {
@@ -264,6 +331,7 @@ impl Default for Monitor {
             investigations: BTreeMap::new(),
             edits: BTreeMap::new(),
             published: BTreeMap::new(),
+            heals: BTreeMap::new(),
         }
     }
 }
@@ -408,7 +476,8 @@ impl Monitor {
                 alert,
                 plan,
                 bounds,
-            } => self.decide_start(incident, ticket, alert, plan, bounds),
+                recheck_of,
+            } => self.decide_start(incident, ticket, alert, plan, bounds, recheck_of),
             Input::FinishInvestigation {
                 ticket,
                 findings,
@@ -417,6 +486,26 @@ impl Monitor {
             Input::FailInvestigation { ticket, error } => self.decide_fail(&ticket, error),
             Input::EditPostmortem { incident, edit, by } => self.decide_edit(incident, edit, by),
             Input::PublishPostmortem { incident, by } => self.decide_publish(incident, by),
+            Input::ProposeHeal {
+                incident,
+                investigation,
+                rule,
+                action,
+                dry_run,
+            } => self.decide_propose(incident, &investigation, &rule, action, dry_run, at_ms),
+            Input::DecideHeal {
+                incident,
+                heal,
+                approve,
+                by,
+                note,
+            } => self.decide_decide(incident, heal, approve, by, note),
+            Input::StartHeal {
+                incident,
+                heal,
+                ticket,
+            } => self.decide_start_heal(incident, heal, ticket),
+            Input::FinishHeal { ticket, outcome } => self.decide_finish_heal(&ticket, outcome),
             Input::Change(mut change) => {
                 for (field, s) in [("subject", &change.subject), ("detail", &change.detail)] {
                     if s.len() > 1024 || s.contains('\0') || (field == "subject" && s.is_empty()) {
@@ -641,8 +730,10 @@ impl Monitor {
 }
 
 mod apply;
+mod heal;
 mod investigate;
 mod postmortem;
+pub use heal::{MAX_HEAL_NOTE, MAX_HEALS};
 pub use investigate::MAX_INVESTIGATIONS;
 #[cfg(test)]
 mod tests;

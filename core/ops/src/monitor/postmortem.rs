@@ -39,7 +39,13 @@ impl Monitor {
         }
         let inc = self.incident(incident)?;
         let alerts: Vec<_> = inc.alerts.iter().filter_map(|f| self.alert(f)).collect();
-        let p = draft(inc, &alerts, self.investigations(incident), &self.changes);
+        let p = draft(
+            inc,
+            &alerts,
+            self.investigations(incident),
+            &self.changes,
+            self.heals(incident),
+        );
         Some(match self.edits.get(incident) {
             Some((edit, by)) => p.edited(edit, by),
             None => p,

@@ -51,6 +51,7 @@ fn with_rule(rule: CorrelationRule) -> Monitor {
         Input::Settings {
             settings: Settings {
                 investigate: true,
+                heal: Vec::new(),
                 fingerprint_by: Vec::new(),
                 rules: vec![rule],
             },
@@ -282,6 +283,7 @@ fn an_incident_moves_by_its_table_and_keeps_its_times() {
                     ..Settings::default().rules[0].clone()
                 }],
                 fingerprint_by: Vec::new(),
+                heal: Vec::new(),
             },
             by: "op".into(),
         },
@@ -391,6 +393,7 @@ fn any_input() -> impl Strategy<Value = (Input, UnixMs)> {
             .prop_map(|(on, threshold, firing_only, at)| (Input::Settings {
                 settings: Settings {
                     investigate: true,
+                    heal: Vec::new(),
                     fingerprint_by: Vec::new(),
                     rules: vec![CorrelationRule { firing_only, ..rule(threshold, on) }],
                 },
@@ -400,7 +403,7 @@ fn any_input() -> impl Strategy<Value = (Input, UnixMs)> {
         1 => (0usize..4, 0u32..3, at.clone())
             .prop_map(|(i, t, at)| (Input::StartInvestigation {
                 incident: format!("INC-{i}"), ticket: format!("t-{t}"), alert: "LaneLag".into(),
-                plan: gather_plan(), bounds: Bounds::default(),
+                plan: gather_plan(), bounds: Bounds::default(), recheck_of: None,
             }, at)),
         1 => (0u32..3, any::<bool>(), at.clone())
             .prop_map(|(t, ok, at)| (Input::FinishInvestigation {
@@ -661,6 +664,7 @@ fn investigating() -> (Monitor, String) {
         alert: "LaneLag".into(),
         plan,
         bounds: Bounds::default(),
+        recheck_of: None,
     };
     assert_eq!(
         kinds(&drive(&mut m, start.clone(), 20)),
@@ -848,3 +852,6 @@ fn a_postmortem_is_edited_then_published_once_resolved_and_frozen() {
     }
     assert_eq!(replayed.postmortem(&id), Some(published));
 }
+
+#[path = "heal_tests.rs"]
+mod heal_tests;

@@ -115,6 +115,7 @@ fn a_draft_holds_what_the_record_holds_and_no_more() {
         &[&a],
         &[diagnosed(false)],
         &changes,
+        &[],
     );
     assert_eq!(p.status, PostmortemStatus::Draft);
     assert_eq!(p.root_causes[0].subject, "n2");
@@ -160,6 +161,7 @@ fn an_inconclusive_diagnosis_is_said_and_no_cause_is_claimed() {
         &[&a],
         &[diagnosed(true)],
         &[],
+        &[],
     );
     assert!(p.root_causes.is_empty());
     assert!(
@@ -184,6 +186,7 @@ fn an_edit_changes_the_prose_only_and_names_its_field_when_refused() {
         &incident(IncidentStatus::Resolved),
         &[&a],
         &[diagnosed(false)],
+        &[],
         &[],
     );
     let edit = PostmortemEdit {

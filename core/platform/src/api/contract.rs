@@ -170,6 +170,7 @@ named!(
     oshal_ops::monitor::ChangeEvent,
     oshal_ops::report::Postmortem,
     oshal_ops::report::PostmortemEdit,
+    crate::ops::HealDecision,
 );
 
 /// A query string as the contract shows it: its parameters.

@@ -25,7 +25,7 @@ use std::time::Duration;
 use oshal_ops::evidence::Bounds;
 use oshal_ops::gather::{CONNECTOR, Tool};
 use oshal_ops::investigation::{Findings, Phase};
-use oshal_ops::monitor::{CHANGE_LOOKBACK_MS, Input};
+use oshal_ops::monitor::{CHANGE_LOOKBACK_MS, Event, Input};
 use oshal_ops::runbook::{self, Plan, Runbook, Toolset, ToolsetStatus};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -97,11 +97,13 @@ pub fn toolsets(tenant: &TenantId, connectors: bool) -> Vec<Toolset> {
 }
 
 impl Operations {
-    /// Starts an investigation of `incident`, if a plan has tasks.
+    /// Starts an investigation of `incident`, if a plan has tasks; a
+    /// re-check of heal `recheck_of` if one is named.
     pub(super) async fn investigate(
         &self,
         tenant: &TenantId,
         incident: &str,
+        recheck_of: Option<&str>,
     ) -> Result<(), OpsError> {
         let Some(connectors) = self.inner.controller.connectors().cloned() else {
             return Ok(());
@@ -153,6 +155,7 @@ impl Operations {
                     alert,
                     plan: plan.clone(),
                     bounds,
+                    recheck_of: recheck_of.map(str::to_owned),
                 },
             )
             .await;
@@ -268,6 +271,14 @@ impl Operations {
     /// Takes what an ended Gather ticket brought back; `false` if it has
     /// not ended.
     async fn settle(&self, tenant: &TenantId, ticket: TicketId) -> Result<bool, OpsError> {
+        let heals = {
+            let book = self.book(tenant);
+            let book = book.lock().await;
+            book.monitor.heal_of(&ticket.to_string()).is_some()
+        };
+        if heals {
+            return self.settle_heal(tenant, ticket).await;
+        }
         let view = self.inner.controller.ticket(ticket).await?;
         let input = match view.state {
             TicketState::Succeeded => {
@@ -319,7 +330,16 @@ impl Operations {
             c.revoke_ticket_grants(ticket, BY).await.map_err(conn)?;
         }
         match self.take_one(tenant, input).await {
-            Ok(_) => {}
+            Ok(events) => {
+                if events
+                    .iter()
+                    .any(|e| matches!(e, Event::InvestigationSucceeded { .. }))
+                    && let Err(e) = self.propose_heal(tenant, &ticket.to_string()).await
+                {
+                    // The findings are kept; only the proposal is lost.
+                    tracing::warn!(%ticket, error = %e, "no heal could be proposed");
+                }
+            }
             // Findings the store refuses for their data (never for an
             // outage) would be refused at every look: the investigation
             // fails saying so instead.
@@ -385,7 +405,7 @@ impl Operations {
     }
 }
 
-fn conn(e: crate::connector::ConnectorError) -> OpsError {
+pub(super) fn conn(e: crate::connector::ConnectorError) -> OpsError {
     OpsError::Conflict(format!("the connector broker: {e}"))
 }
 
@@ -398,7 +418,10 @@ pub(super) fn follow(ops: Operations, stop: CancellationToken) {
             let ended: Vec<(TicketId, TenantId)> = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                _ = poll.tick() => ops.inner.running.lock().await.iter().map(|(t, n)| (*t, n.clone())).collect(),
+                _ = poll.tick() => {
+                    ops.resume_heals(false).await;
+                    ops.inner.running.lock().await.iter().map(|(t, n)| (*t, n.clone())).collect()
+                }
                 event = events.recv() => match event {
                     Ok(CoreEvent::TicketsTransitioned { transitions }) => {
                         let running = ops.inner.running.lock().await;
@@ -428,7 +451,7 @@ pub(super) fn on_opened(ops: &Operations, tenant: &TenantId, opened: Vec<String>
     for incident in opened {
         let (ops, tenant) = (ops.clone(), tenant.clone());
         tokio::spawn(async move {
-            if let Err(e) = ops.investigate(&tenant, &incident).await {
+            if let Err(e) = ops.investigate(&tenant, &incident, None).await {
                 tracing::warn!(%tenant, incident, error = %e, "the incident could not be investigated");
             }
         });

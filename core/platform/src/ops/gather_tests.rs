@@ -311,3 +311,210 @@ async fn a_tenants_ticket_granted_the_platforms_tools_still_reads_none_of_it() {
     );
     p.shutdown().await;
 }
+
+/// The acme budget incident, once its first investigation has ended.
+async fn budget_incident(p: &Platform) -> String {
+    let acme = crate::ticket::TenantId::parse("acme").unwrap();
+    p.controller.set_budget(acme, Some(0)).await.unwrap();
+    for _ in 0..300 {
+        let alerts = p
+            .ops
+            .alerts(None, &super::AlertsQuery::default())
+            .await
+            .unwrap();
+        if let Some(id) = alerts
+            .iter()
+            .find(|a| a.alert.name == "OshalBudgetExhausted" && a.alert.labels["tenant"] == "acme")
+            .and_then(|a| a.alert.incident.clone())
+        {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no OshalBudgetExhausted incident for acme within 30 s");
+}
+
+/// The incident once `until` holds of it (30 s at most).
+async fn once(
+    p: &Platform,
+    id: &str,
+    what: &str,
+    until: impl Fn(&IncidentView) -> bool,
+) -> IncidentView {
+    for _ in 0..300 {
+        let v = p.ops.incident(None, id).await.unwrap();
+        if until(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let v = p.ops.incident(None, id).await.unwrap();
+    panic!("{id}: not {what} within 30 s: {:#?}", v.heals);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heal_writes_only_after_approval_under_one_grant_and_is_rechecked() {
+    use oshal_ops::heal::HealPhase;
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    let acme = crate::ticket::TenantId::parse("acme").unwrap();
+    let id = budget_incident(&p).await;
+    let v = once(&p, &id, "proposed a heal", |v| !v.heals.is_empty()).await;
+    let h = &v.heals[0];
+    assert_eq!((h.id.as_str(), h.phase), ("H-1", HealPhase::Pending));
+    assert_eq!(h.rule, "raise-exhausted-budget");
+    assert_eq!(h.subject, "acme");
+    assert_eq!(h.dry_run.blast.tenants, ["acme"]);
+    assert!(
+        h.dry_run.summary.contains("from $0.000000 to $1.500000"),
+        "{}",
+        h.dry_run.summary
+    );
+    assert_eq!(h.investigation, v.investigations[0].ticket);
+    assert!(!h.evidence.is_empty());
+
+    // The same write, asked for by hand before any approval: the broker
+    // answers approval_required, and nothing changes.
+    let by_hand = p
+        .controller
+        .submit(NewTicket {
+            kind: "tool".into(),
+            payload: json!({"connector": "oshal-ops", "operation": "set_budget",
+                "params": {"tenant": "acme", "budget_nusd": 9_000_000_000i64}}),
+            ..NewTicket::default()
+        })
+        .await
+        .unwrap();
+    let view = ended(&p, by_hand.id).await;
+    assert_eq!(view.state, TicketState::Dead);
+    assert!(
+        view.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("approval required"),
+        "{:?}",
+        view.error
+    );
+    let budget = |spend: Vec<crate::controller::Spend>| {
+        spend
+            .into_iter()
+            .find(|s| s.tenant == acme)
+            .and_then(|s| s.budget_nusd)
+    };
+    assert_eq!(budget(p.controller.spend().await.unwrap()), Some(0));
+
+    // Approved: one ticket, one grant for that one write, then the re-check.
+    p.ops
+        .decide_heal(
+            None,
+            &id,
+            super::HealDecision {
+                heal: "H-1".into(),
+                approve: true,
+                note: "raise it".into(),
+            },
+            "alice",
+        )
+        .await
+        .unwrap();
+    let v = once(&p, &id, "healed and re-checked", |v| {
+        v.heals[0]
+            .recheck
+            .as_ref()
+            .is_some_and(|r| r.passed.is_some())
+    })
+    .await;
+    let h = &v.heals[0];
+    assert_eq!(h.phase, HealPhase::Succeeded, "{:?}", h.outcome);
+    assert_eq!(h.decided_by.as_deref(), Some("alice"));
+    assert_eq!(h.recheck.as_ref().unwrap().passed, Some(true), "{h:#?}");
+    assert_eq!(
+        budget(p.controller.spend().await.unwrap()),
+        Some(1_500_000_000)
+    );
+    let ticket = TicketId::parse(h.ticket.as_deref().unwrap()).unwrap();
+    let c = p.controller.connectors().unwrap();
+    let trail = c.audit(Some(ticket), None, 100).await.unwrap();
+    let allowed = trail.iter().filter(|a| a.allowed == Some(true)).count();
+    assert_eq!(allowed, 1, "one write under the heal's grant: {trail:#?}");
+    let live = c.grants(None).await.unwrap();
+    assert!(
+        live.iter().all(|g| g.ticket != Some(ticket)),
+        "the heal's grant was revoked: {live:#?}"
+    );
+    // The write is a change event: evidence for what comes after.
+    let changes = p.ops.changes(None, 0).await.unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.kind == oshal_ops::change::ChangeKind::BudgetChanged && c.subject == "acme")
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_heal_writes_nothing_and_an_expired_heal_grant_is_refused() {
+    use oshal_ops::heal::HealPhase;
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    let id = budget_incident(&p).await;
+    once(&p, &id, "proposed a heal", |v| !v.heals.is_empty()).await;
+    let deny = super::HealDecision {
+        heal: "H-1".into(),
+        approve: false,
+        note: "not now".into(),
+    };
+    let v = p
+        .ops
+        .decide_heal(None, &id, deny.clone(), "bob")
+        .await
+        .unwrap();
+    assert_eq!(v.heals[0].phase, HealPhase::Denied);
+    assert!(v.heals[0].ticket.is_none());
+    let again = p.ops.decide_heal(None, &id, deny, "bob").await;
+    assert!(
+        matches!(again, Err(super::OpsError::Conflict(_))),
+        "{again:?}"
+    );
+
+    // A heal's grant that has expired lets nothing through.
+    let submitted = p
+        .controller
+        .submit(NewTicket {
+            kind: "tool".into(),
+            requires_approval: true,
+            payload: json!({"connector": "oshal-ops", "operation": "set_budget",
+                "params": {"tenant": "acme", "budget_nusd": 9_000_000_000i64}}),
+            ..NewTicket::default()
+        })
+        .await
+        .unwrap();
+    let c = p.controller.connectors().unwrap();
+    let soon = p.controller.clock().now_ms() + 200;
+    c.grant_ticket(
+        submitted.id,
+        "oshal-ops",
+        &["set_budget".to_owned()],
+        soon,
+        2,
+        "test",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    p.controller.approve(submitted.id).await.unwrap();
+    let view = ended(&p, submitted.id).await;
+    assert_eq!(view.state, TicketState::Dead);
+    assert!(
+        view.error.as_deref().unwrap_or("").contains("expired"),
+        "{:?}",
+        view.error
+    );
+    let acme = crate::ticket::TenantId::parse("acme").unwrap();
+    let spend = p.controller.spend().await.unwrap();
+    assert_eq!(
+        spend.iter().find(|s| s.tenant == acme).unwrap().budget_nusd,
+        Some(0)
+    );
+    p.shutdown().await;
+}

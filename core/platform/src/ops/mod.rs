@@ -15,11 +15,15 @@
 //! tenant at its budget into `OshalBudgetExhausted`; `gather.rs`
 //! investigates each incident opened with a ticket boxed in by the
 //! connector broker (grants bound to it alone, for the planned reads) and
-//! takes its findings; `tools.rs` serves those reads as the built-in
-//! `oshal-ops` connector; `view.rs` holds the routes' types.
+//! takes its findings; `heal.rs` proposes the heal a diagnosis calls for
+//! and, once a person approves it, runs its one write under one expiring
+//! grant bound to its ticket, then re-checks; `tools.rs` serves the reads
+//! and the heals' writes as the built-in `oshal-ops` connector; `view.rs`
+//! holds the routes' types.
 
 mod budget;
 mod gather;
+mod heal;
 mod signals;
 mod tools;
 mod view;
@@ -35,11 +39,13 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use gather::conn;
 pub use gather::{NARRATIVE_TOKENS, shipped_runbooks, toolsets};
+pub use heal::HEAL_GRANT_MS;
 pub use tools::READ_SCOPE;
 pub use view::{
-    AlertRow, AlertsQuery, ChangesQuery, IncidentSummary, IncidentView, Ingested, MAX_LIST,
-    MoveAction, MoveIncident, OpsQuery, PagerDutyAck, RefusedAlert, SettingsView,
+    AlertRow, AlertsQuery, ChangesQuery, HealDecision, IncidentSummary, IncidentView, Ingested,
+    MAX_LIST, MoveAction, MoveIncident, OpsQuery, PagerDutyAck, RefusedAlert, SettingsView,
 };
 
 use crate::controller::{Controller, ControllerError};
@@ -74,7 +80,7 @@ impl From<oshal_ops::monitor::OpsError> for OpsError {
             E::NotFound { .. } => Self::NotFound(e.to_string()),
             E::Conflict { .. } => Self::Conflict(e.to_string()),
             E::Invalid(i) => Self::Invalid(i),
-            E::Postmortem { .. } => Self::Conflict(e.to_string()),
+            E::Postmortem { .. } | E::Heal { .. } => Self::Conflict(e.to_string()),
         }
     }
 }
@@ -109,8 +115,10 @@ struct Inner {
     /// Each tenant's book behind a lock of its own: one tenant's slow
     /// write never holds up another's.
     books: std::sync::RwLock<BTreeMap<TenantId, Arc<Mutex<Book>>>>,
-    /// The Gather tickets running, with their tenant.
+    /// The Gather and heal tickets running, with their tenant.
     running: Mutex<BTreeMap<TicketId, TenantId>>,
+    /// Held while a heal is released: one at a time.
+    healing: Mutex<()>,
     stop: CancellationToken,
 }
 
@@ -191,6 +199,7 @@ impl Operations {
                         .collect(),
                 ),
                 running: Mutex::default(),
+                healing: Mutex::default(),
                 stop: CancellationToken::new(),
             }),
         };
@@ -198,6 +207,7 @@ impl Operations {
         budget::watch(ops.clone(), ops.inner.stop.clone());
         gather::mount(&ops)?;
         ops.resume_running().await;
+        ops.resume_heals(true).await;
         gather::follow(ops.clone(), ops.inner.stop.clone());
         Ok(ops)
     }

@@ -7,17 +7,26 @@
 //! (`default` tenant's) investigations; a tenant's change events and its
 //! spend are its own (the operator's read every tenant's spend). Which calls a ticket may make at all is the gate's business (the
 //! grants bound to it); this handler adds the tenant fence behind it.
+//!
+//! Its writes are the heals' actions (`oshal_ops::heal::Action`): the gate
+//! lets one through only under a grant bound to the calling ticket, which
+//! the loop mints for an approved heal alone; without one the call answers
+//! `approval_required`. Only the operator's tickets write. Each write it
+//! applies is recorded as a change event, so the incidents near it show it.
 
 use std::sync::Weak;
 
 use async_trait::async_trait;
+use oshal_ops::change::{ChangeEvent, ChangeKind};
 use oshal_ops::gather::{
     BotReading, BotsReading, CONNECTOR, ChangesReading, HealthReading, LaneReading, SpendReading,
     TenantSpend, Tool,
 };
+use oshal_ops::heal::Action;
+use oshal_ops::monitor::Input;
 use serde_json::{Value, json};
 
-use super::Inner;
+use super::{Inner, Operations};
 use crate::connector::builtin::BuiltIn;
 use crate::connector::call::CallRef;
 use crate::connector::manifest::{Manifest, ManifestError};
@@ -26,10 +35,13 @@ use crate::ticket::TenantId;
 
 /// The scope every investigation tool needs.
 pub const READ_SCOPE: &str = "ops:read";
+/// The scope every heal's write needs.
+pub const HEAL_SCOPE: &str = "ops:heal";
 
-/// The connector's manifest: one GET operation per tool.
+/// The connector's manifest: one GET operation per tool, one POST per
+/// heal action.
 pub fn manifest() -> Result<Manifest, ManifestError> {
-    let operations: Vec<Value> = Tool::all()
+    let mut operations: Vec<Value> = Tool::all()
         .iter()
         .map(|t| {
             json!({
@@ -43,6 +55,17 @@ pub fn manifest() -> Result<Manifest, ManifestError> {
             })
         })
         .collect();
+    for (id, params, summary) in Action::operations() {
+        operations.push(json!({
+            "id": id,
+            "method": "POST",
+            "path": format!("/{id}"),
+            "params": params,
+            "scopes": [HEAL_SCOPE],
+            "effect": "write",
+            "summary": summary,
+        }));
+    }
     let value = json!({
         "id": CONNECTOR,
         "version": env!("CARGO_PKG_VERSION"),
@@ -146,5 +169,57 @@ impl BuiltIn for OpsTools {
             }
         };
         body.map(|b| (200, b)).map_err(|e| e.to_string())
+    }
+
+    async fn write(
+        &self,
+        call: &CallRef,
+        params: &Value,
+        key: &str,
+    ) -> Result<(u16, Value), String> {
+        let Some(inner) = self.ops.upgrade() else {
+            return Err("the operations loop has stopped".into());
+        };
+        if call.tenant != Some(TenantId::default_tenant()) {
+            return Ok((
+                403,
+                json!({"error": "a heal writes the platform's own state; only the operator's (default tenant's) tickets write it"}),
+            ));
+        }
+        let action: Action = match serde_json::from_value(json!({
+            "action": call.operation,
+            "tenant": params.get("tenant"),
+            "budget_nusd": params.get("budget_nusd"),
+        })) {
+            Ok(a) => a,
+            Err(e) => return Ok((400, json!({"error": e.to_string()}))),
+        };
+        let Action::SetBudget {
+            tenant,
+            budget_nusd,
+        } = action;
+        let Ok(known) = inner.controller.known_tenant(Some(&tenant)).await else {
+            return Ok((404, json!({"error": format!("no tenant {tenant:?}")})));
+        };
+        inner
+            .controller
+            .set_budget(known.clone(), Some(budget_nusd))
+            .await
+            .map_err(|e| e.to_string())?;
+        let change = ChangeEvent {
+            kind: ChangeKind::BudgetChanged,
+            subject: known.to_string(),
+            detail: format!(
+                "budget set to ${:.6} by heal ticket {} (write {key})",
+                crate::cost::usd(budget_nusd),
+                call.ticket
+            ),
+            count: 0,
+            at_ms: 0,
+        };
+        let ops = Operations { inner };
+        ops.observe(&TenantId::default_tenant(), vec![Input::Change(change)])
+            .await;
+        Ok((200, json!({"tenant": known, "budget_nusd": budget_nusd})))
     }
 }

@@ -141,6 +141,9 @@ pub struct IncidentSummary {
     /// The newest diagnosis' top cause (`node_down: n2`), or
     /// `inconclusive`; `None` before any.
     pub diagnosis: Option<String>,
+    /// Its heals, and how many wait for a person's approval.
+    pub heals: u32,
+    pub heals_pending: u32,
 }
 
 impl IncidentSummary {
@@ -154,7 +157,13 @@ impl IncidentSummary {
                 (false, Some(c)) => format!("{}: {}", <&str>::from(c.kind), c.subject),
                 _ => "inconclusive".to_owned(),
             });
+        let heals = m.heals(&i.id);
         Self {
+            heals: heals.len() as u32,
+            heals_pending: heals
+                .iter()
+                .filter(|h| h.phase == oshal_ops::heal::HealPhase::Pending)
+                .count() as u32,
             investigations: invs.len() as u32,
             investigating: invs.iter().filter(|v| v.phase == Phase::Running).count() as u32,
             diagnosis,
@@ -187,6 +196,9 @@ pub struct IncidentView {
     /// Its investigations, oldest first: each plan, its evidence and the
     /// diagnosis read from it.
     pub investigations: Vec<Investigation>,
+    /// Its heals, oldest first: each with its dry run and blast radius,
+    /// its approval, its ticket and its re-check.
+    pub heals: Vec<oshal_ops::heal::Heal>,
 }
 
 impl IncidentView {
@@ -202,6 +214,7 @@ impl IncidentView {
             mtta_ms: i.mtta_ms(),
             mttr_ms: i.mttr_ms(),
             investigations: m.investigations(&i.id).to_vec(),
+            heals: m.heals(&i.id).to_vec(),
             incident: i.clone(),
         }
     }
@@ -239,6 +252,21 @@ pub struct MoveIncident {
     #[serde(default)]
     #[schema(value_type = Option<TenantId>)]
     pub tenant: Option<String>,
+}
+
+/// A person's decision on a pending heal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealDecision {
+    /// The heal's id on the incident (`H-1`).
+    #[schema(max_length = 16)]
+    pub heal: String,
+    /// Approve (its one write runs) or deny (nothing runs).
+    pub approve: bool,
+    /// Why; at most 1,024 bytes.
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub note: String,
 }
 
 /// A silence with its id and who made it.

@@ -249,6 +249,7 @@ fn mount() -> Mount {
     .at::<GetPostmortem, _, _>(ops::postmortem)
     .at::<EditPostmortem, _, _>(ops::edit_postmortem)
     .at::<PublishPostmortem, _, _>(ops::publish_postmortem)
+    .at::<DecideHeal, _, _>(ops::decide_heal)
     .at::<GetOpsSettings, _, _>(ops::settings)
     .at::<SetOpsSettings, _, _>(ops::set_settings)
     .at::<AddSilence, _, _>(ops::silence)

@@ -19,8 +19,8 @@ use super::{ApiResult, AppState, actor};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, ErrorKind};
 use crate::ops::{
-    AlertRow, AlertsQuery, ChangesQuery, IncidentSummary, IncidentView, Ingested, MoveIncident,
-    Operations, OpsQuery, PagerDutyAck, SettingsView,
+    AlertRow, AlertsQuery, ChangesQuery, HealDecision, IncidentSummary, IncidentView, Ingested,
+    MoveIncident, Operations, OpsQuery, PagerDutyAck, SettingsView,
 };
 
 fn ops(state: &AppState) -> ApiResult<&Operations> {
@@ -155,6 +155,23 @@ pub(super) async fn publish_postmortem(
     Ok(Json(
         ops(&state)?
             .write_postmortem(tenant.as_deref(), &id, None, &actor(&who))
+            .await?,
+    ))
+}
+
+pub(super) async fn decide_heal(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(id): PathId,
+    Params(q): Params<OpsQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<IncidentView>> {
+    let tenant = who.fence(q.tenant.as_deref(), "tenant")?;
+    let req: HealDecision = json_body(&headers, body).await?;
+    Ok(Json(
+        ops(&state)?
+            .decide_heal(tenant.as_deref(), &id, req, &actor(&who))
             .await?,
     ))
 }

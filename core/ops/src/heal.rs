@@ -1,0 +1,388 @@
+//! Heal: a diagnosed cause healed by one write, only once a person has
+//! approved it.
+//!
+//! A heal rule ([`HealRule`]: trigger, criteria, action) is matched against
+//! an investigation's diagnosis by [`select`]: a conclusive top cause of the
+//! rule's kind, an incident whose first alert its matchers match, and no
+//! heal of that rule on the incident yet (once until it resolves). The
+//! adapter fills the rule's template in from the platform's figures into a
+//! concrete [`Action`] and works out its [`DryRun`]: what it would change,
+//! from what to what, and its blast radius (the tenants, bots and tickets
+//! it touches). That is what the person approving sees.
+//!
+//! A heal's life, in StackStorm's execution statuses: `pending` (an
+//! inquiry, waiting for a person), `denied`, `scheduled` (approved, its
+//! ticket not yet submitted), `running`, `succeeded`, `failed`. After it
+//! succeeds the incident is investigated again ([`Recheck`]), and the heal
+//! holds only if that re-check no longer finds the cause ([`cleared`]).
+//! Each heal links its alert, incident, the evidence of the cause, the
+//! approval, the action's ticket and the re-check. Pure logic.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use specta::Type;
+
+use oshal_kernel::clock::UnixMs;
+
+use crate::alert::Labels;
+use crate::diagnose::{CONCLUSIVE, CauseKind, Diagnosis};
+use crate::rule::{ActionTemplate, HealRule, all_match, matchers};
+
+/// One dollar, in nano-dollars.
+const USD: i64 = 1_000_000_000;
+/// The most bytes a dry run's figures may hold.
+pub const MAX_DRY_RUN_BYTES: usize = 16 * 1024;
+/// The most tickets a blast radius names (the total counts them all).
+pub const MAX_BLAST_TICKETS: usize = 20;
+
+/// One concrete write, as the built-in `oshal-ops` connector's operation
+/// takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Set a tenant's budget to this many nano-dollars.
+    SetBudget {
+        tenant: String,
+        #[specta(type = specta_typescript::Number)]
+        budget_nusd: i64,
+    },
+}
+
+impl Action {
+    /// The connector operation that applies it.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Action::SetBudget { .. } => "set_budget",
+        }
+    }
+
+    /// Its parameters for that operation.
+    pub fn params(&self) -> Value {
+        match self {
+            Action::SetBudget {
+                tenant,
+                budget_nusd,
+            } => json!({"tenant": tenant, "budget_nusd": budget_nusd}),
+        }
+    }
+
+    /// Every write operation a heal may take, with its parameters' JSON
+    /// Schema and what it does.
+    pub fn operations() -> [(&'static str, Value, &'static str); 1] {
+        [(
+            "set_budget",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["tenant", "budget_nusd"],
+                "properties": {
+                    "tenant": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "budget_nusd": {"type": "integer", "minimum": 0}
+                }
+            }),
+            "Set a tenant's budget (a heal's write: needs an approval)",
+        )]
+    }
+
+    /// Whether `template` makes this kind of action.
+    pub fn follows(&self, template: &ActionTemplate) -> bool {
+        matches!(
+            (self, template),
+            (Action::SetBudget { .. }, ActionTemplate::RaiseBudget { .. })
+        )
+    }
+}
+
+/// A raised budget: `percent` more than the larger of the budget, the
+/// spend and one dollar.
+pub fn raised_budget(budget_nusd: Option<i64>, spent_nusd: i64, percent: u32) -> i64 {
+    let base = budget_nusd.unwrap_or(0).max(spent_nusd).max(USD);
+    base.saturating_add((base / 100).saturating_mul(i64::from(percent)))
+}
+
+/// What an action touches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct BlastRadius {
+    pub tenants: Vec<String>,
+    pub bots: Vec<String>,
+    /// At most [`MAX_BLAST_TICKETS`], the first of them.
+    pub tickets: Vec<String>,
+    /// How many tickets in all.
+    pub tickets_total: u32,
+}
+
+/// What an action would do, worked out without doing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct DryRun {
+    /// In a sentence.
+    pub summary: String,
+    /// The figures it changes, as they are.
+    #[specta(type = specta_typescript::Unknown)]
+    pub before: Value,
+    /// The same figures, as they would be.
+    #[specta(type = specta_typescript::Unknown)]
+    pub after: Value,
+    pub blast: BlastRadius,
+}
+
+impl DryRun {
+    /// Within its bounds.
+    pub fn check(&self) -> Result<(), String> {
+        let bytes = serde_json::to_string(self).map_or(usize::MAX, |s| s.len());
+        if bytes > MAX_DRY_RUN_BYTES || self.blast.tickets.len() > MAX_BLAST_TICKETS {
+            return Err(format!(
+                "a dry run holds at most {MAX_DRY_RUN_BYTES} bytes and names at most {MAX_BLAST_TICKETS} tickets"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a heal is (StackStorm's execution statuses).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Type,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum HealPhase {
+    /// Waiting for a person to approve or deny it.
+    Pending,
+    Denied,
+    /// Approved; its ticket is not submitted yet.
+    Scheduled,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl HealPhase {
+    /// Taking (or about to take) a write.
+    pub fn is_active(self) -> bool {
+        matches!(self, HealPhase::Scheduled | HealPhase::Running)
+    }
+}
+
+/// The investigation run again after a heal succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct Recheck {
+    /// Its Gather ticket.
+    pub ticket: String,
+    /// `None` while it runs; then whether the cause was gone.
+    pub passed: Option<bool>,
+    pub detail: String,
+}
+
+/// One heal of an incident, linked from its alert to its re-check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct Heal {
+    /// `H-<n>`, numbered within its incident.
+    pub id: String,
+    pub rule: String,
+    /// The incident's first alert (its fingerprint).
+    pub alert: String,
+    /// The Gather ticket whose diagnosis it heals.
+    pub investigation: String,
+    pub cause: CauseKind,
+    pub subject: String,
+    /// The evidence ids the cause stands on.
+    pub evidence: Vec<String>,
+    pub action: Action,
+    pub dry_run: DryRun,
+    pub max_attempts: u32,
+    pub phase: HealPhase,
+    #[specta(type = specta_typescript::Number)]
+    pub proposed_ms: UnixMs,
+    /// Who approved or denied it, when, and what they said.
+    pub decided_by: Option<String>,
+    #[specta(type = Option<specta_typescript::Number>)]
+    pub decided_ms: Option<UnixMs>,
+    pub note: String,
+    /// The ticket that applies it.
+    pub ticket: Option<String>,
+    /// What the write answered, or why it failed.
+    pub outcome: Option<String>,
+    #[specta(type = Option<specta_typescript::Number>)]
+    pub finished_ms: Option<UnixMs>,
+    pub recheck: Option<Recheck>,
+}
+
+/// The rule that heals `diagnosis` for an incident whose first alert has
+/// `labels` and which already has `heals`: the first whose trigger is the
+/// top cause (conclusive), whose matchers hold, and which has not healed
+/// this incident yet.
+pub fn select<'a>(
+    rules: &'a [HealRule],
+    diagnosis: &Diagnosis,
+    labels: &Labels,
+    heals: &[Heal],
+) -> Option<&'a HealRule> {
+    if diagnosis.inconclusive {
+        return None;
+    }
+    let top = diagnosis.causes.first()?;
+    if top.score < CONCLUSIVE {
+        return None;
+    }
+    rules.iter().find(|r| {
+        r.trigger == top.kind
+            && matchers("", &r.matchers).is_ok_and(|ms| all_match(&ms, labels))
+            && heals.iter().all(|h| h.rule != r.name)
+    })
+}
+
+/// Whether a re-check's diagnosis clears what `heal` healed: the cause
+/// is no longer conclusive for its subject. With why, in a sentence.
+pub fn cleared(heal: &Heal, diagnosis: &Diagnosis) -> (bool, String) {
+    let kind: &'static str = heal.cause.into();
+    match diagnosis
+        .causes
+        .iter()
+        .find(|c| c.kind == heal.cause && c.subject == heal.subject)
+    {
+        Some(c) if c.score >= CONCLUSIVE => (
+            false,
+            format!(
+                "{kind} of {} is still observed (score {}): the heal did not hold",
+                heal.subject, c.score
+            ),
+        ),
+        _ => (
+            true,
+            format!("{kind} of {} is no longer observed", heal.subject),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::{Cause, Claim};
+
+    fn diagnosis(kind: CauseKind, subject: &str, score: i32) -> Diagnosis {
+        Diagnosis {
+            meaning: String::new(),
+            findings: Vec::new(),
+            causes: vec![Cause {
+                kind,
+                subject: subject.into(),
+                score,
+                supports: vec![Claim {
+                    text: "spent".into(),
+                    evidence: vec!["E-1".into()],
+                }],
+                against: Vec::new(),
+            }],
+            next_steps: Vec::new(),
+            inconclusive: score < CONCLUSIVE,
+        }
+    }
+
+    fn budget_alert() -> Labels {
+        [
+            ("alertname".to_owned(), "OshalBudgetExhausted".to_owned()),
+            ("tenant".to_owned(), "acme".to_owned()),
+        ]
+        .into()
+    }
+
+    fn heal_of(rule: &str) -> Heal {
+        Heal {
+            id: "H-1".into(),
+            rule: rule.into(),
+            alert: "f".into(),
+            investigation: "t".into(),
+            cause: CauseKind::BudgetExhausted,
+            subject: "acme".into(),
+            evidence: vec!["E-1".into()],
+            action: Action::SetBudget {
+                tenant: "acme".into(),
+                budget_nusd: USD,
+            },
+            dry_run: DryRun {
+                summary: String::new(),
+                before: Value::Null,
+                after: Value::Null,
+                blast: BlastRadius::default(),
+            },
+            max_attempts: 2,
+            phase: HealPhase::Pending,
+            proposed_ms: 0,
+            decided_by: None,
+            decided_ms: None,
+            note: String::new(),
+            ticket: None,
+            outcome: None,
+            finished_ms: None,
+            recheck: None,
+        }
+    }
+
+    #[test]
+    fn a_rule_heals_a_conclusive_top_cause_of_its_kind_once_per_incident() {
+        let rules = HealRule::shipped();
+        let d = diagnosis(CauseKind::BudgetExhausted, "acme", 3);
+        let labels = budget_alert();
+        assert_eq!(
+            select(&rules, &d, &labels, &[]).map(|r| r.name.as_str()),
+            Some("raise-exhausted-budget")
+        );
+        // Throttled: the incident has a heal of that rule.
+        assert!(select(&rules, &d, &labels, &[heal_of("raise-exhausted-budget")]).is_none());
+        // Another rule's heal does not throttle it.
+        assert!(select(&rules, &d, &labels, &[heal_of("other")]).is_some());
+        // Inconclusive, or another cause on top, or another alert: none.
+        let weak = diagnosis(CauseKind::BudgetExhausted, "acme", 1);
+        assert!(select(&rules, &weak, &labels, &[]).is_none());
+        let node = diagnosis(CauseKind::NodeDown, "n2", 3);
+        assert!(select(&rules, &node, &labels, &[]).is_none());
+        let other: Labels = [("alertname".to_owned(), "Custom".to_owned())].into();
+        assert!(select(&rules, &d, &other, &[]).is_none());
+    }
+
+    #[test]
+    fn a_recheck_clears_only_when_the_cause_is_gone_for_its_subject() {
+        let h = heal_of("r");
+        let gone = diagnosis(CauseKind::StoreDown, "store", 3);
+        assert!(cleared(&h, &gone).0);
+        let weak = diagnosis(CauseKind::BudgetExhausted, "acme", 1);
+        assert!(cleared(&h, &weak).0);
+        let other = diagnosis(CauseKind::BudgetExhausted, "globex", 3);
+        assert!(
+            cleared(&h, &other).0,
+            "another tenant's budget is not this heal's"
+        );
+        let still = diagnosis(CauseKind::BudgetExhausted, "acme", 3);
+        let (passed, why) = cleared(&h, &still);
+        assert!(!passed);
+        assert!(why.contains("did not hold"), "{why}");
+    }
+
+    #[test]
+    fn a_raise_starts_from_the_larger_of_budget_spend_and_a_dollar() {
+        assert_eq!(raised_budget(Some(0), 0, 50), USD + USD / 2);
+        assert_eq!(raised_budget(Some(4 * USD), 2 * USD, 50), 6 * USD);
+        assert_eq!(raised_budget(Some(2 * USD), 4 * USD, 100), 8 * USD);
+        assert_eq!(raised_budget(None, 0, 10), USD + USD / 10);
+        assert_eq!(raised_budget(Some(i64::MAX), 0, 1000), i64::MAX);
+    }
+
+    #[test]
+    fn an_action_follows_its_template_and_names_its_operation() {
+        let a = Action::SetBudget {
+            tenant: "acme".into(),
+            budget_nusd: 3,
+        };
+        assert!(a.follows(&ActionTemplate::RaiseBudget { percent: 5 }));
+        assert_eq!(a.operation(), Action::operations()[0].0);
+        assert_eq!(a.params(), json!({"tenant": "acme", "budget_nusd": 3}));
+    }
+}

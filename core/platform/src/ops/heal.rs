@@ -1,0 +1,391 @@
+//! Heal: an investigation's diagnosis healed by one write, after a
+//! person's approval, under one scoped and expiring grant.
+//!
+//! When an investigation succeeds, the tenant's heal rules are matched
+//! against its diagnosis (`oshal_ops::heal::select`: a conclusive top
+//! cause, once per rule and incident). A match is filled in from the
+//! platform's figures into a concrete action with its dry run (what it
+//! would change, from what to what) and blast radius (tenants, bots,
+//! tickets), and proposed: the heal waits, `pending`, for a person.
+//!
+//! Approved, the heal's ticket is submitted (kind `tool`: one call of the
+//! built-in `oshal-ops` connector's write operation) held for approval,
+//! recorded on the heal, then given **one grant bound to it alone**: that
+//! one operation, as many calls as its attempts, expiring after
+//! [`HEAL_GRANT_MS`]; only then is it released. Denied, nothing runs. When
+//! the ticket ends its grant is revoked and the outcome recorded; a heal
+//! that succeeded is re-checked by investigating the incident again, and
+//! a re-check that no longer finds the cause mitigates it.
+//!
+//! Only the operator's incidents are healed: a heal writes the platform's
+//! own state, which a tenant's incident never does.
+
+use oshal_ops::gather::CONNECTOR;
+use oshal_ops::heal::{self, Action, BlastRadius, DryRun, HealPhase, MAX_BLAST_TICKETS};
+use oshal_ops::investigation::Phase;
+use oshal_ops::monitor::{Event, Input};
+use oshal_ops::rule::{ActionTemplate, HealRule};
+use serde_json::{Value, json};
+
+use super::{HealDecision, IncidentView, Operations, OpsError, conn};
+use crate::cost::usd;
+use crate::name::Named;
+use crate::store::TicketQuery;
+use crate::ticket::{NewTicket, TenantId, TicketId, TicketState, ToolPayload};
+
+/// How long a heal's write grant lasts once released.
+pub const HEAL_GRANT_MS: i64 = 600_000;
+/// Who the loop's own grants are by.
+const BY: &str = "ops-loop";
+/// What the heal ticket's model is asked after the write (it never writes).
+const HEAL_PROMPT: &str = "In one sentence, say what this heal changed.";
+
+impl Operations {
+    /// Proposes the heal the diagnosis of investigation `ticket` calls for,
+    /// if a heal rule does (and it is no re-check).
+    pub(super) async fn propose_heal(
+        &self,
+        tenant: &TenantId,
+        ticket: &str,
+    ) -> Result<(), OpsError> {
+        if *tenant != TenantId::default_tenant() {
+            return Ok(());
+        }
+        let found = {
+            let book = self.book(tenant);
+            let book = book.lock().await;
+            let m = &book.monitor;
+            let Some((incident, inv)) = m.investigation_of(ticket) else {
+                return Ok(());
+            };
+            let rechecks = m
+                .heals(incident)
+                .iter()
+                .any(|h| h.recheck.as_ref().is_some_and(|r| r.ticket == ticket));
+            let open = m.incident(incident).is_some_and(|i| i.status.is_open());
+            let (Some(d), Some(inc)) = (&inv.diagnosis, m.incident(incident)) else {
+                return Ok(());
+            };
+            if rechecks || !open || inv.phase != Phase::Succeeded {
+                return Ok(());
+            }
+            let labels = inc
+                .alerts
+                .first()
+                .and_then(|fp| m.alert(fp))
+                .map(|a| a.labels.clone())
+                .unwrap_or_default();
+            heal::select(&m.settings().heal, d, &labels, m.heals(incident)).map(|rule| {
+                (
+                    incident.to_owned(),
+                    rule.clone(),
+                    d.causes[0].subject.clone(),
+                )
+            })
+        };
+        let Some((incident, rule, subject)) = found else {
+            return Ok(());
+        };
+        let (action, dry_run) = self.plan_action(&rule, &subject).await?;
+        self.take_one(
+            tenant,
+            Input::ProposeHeal {
+                incident,
+                investigation: ticket.to_owned(),
+                rule: rule.name,
+                action,
+                dry_run,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The concrete action a rule makes for `subject`, and its dry run.
+    async fn plan_action(
+        &self,
+        rule: &HealRule,
+        subject: &str,
+    ) -> Result<(Action, DryRun), OpsError> {
+        let ActionTemplate::RaiseBudget { percent } = rule.action;
+        let tenant = TenantId::parse(subject).map_err(|e| {
+            OpsError::Conflict(format!(
+                "heal rule {}: {subject:?} is no tenant: {e}",
+                rule.name
+            ))
+        })?;
+        let spend = self.inner.controller.spend().await?;
+        let Some(s) = spend.iter().find(|s| s.tenant == tenant) else {
+            return Err(OpsError::NotFound(format!("tenant {tenant} has no budget")));
+        };
+        let budget = heal::raised_budget(s.budget_nusd, s.spent_nusd, percent);
+        let counts = self.inner.controller.state_counts_of(Some(&tenant)).await?;
+        let waiting = TicketQuery {
+            state: Some(TicketState::Queued),
+            tenant: Some(tenant.clone()),
+            bot: None,
+            kind: None,
+            cursor: None,
+            limit: MAX_BLAST_TICKETS as u32,
+        };
+        let tickets = self.inner.controller.tickets(&waiting).await?;
+        let blast = BlastRadius {
+            tenants: vec![tenant.to_string()],
+            bots: Vec::new(),
+            tickets: tickets.tickets.iter().map(|t| t.id.to_string()).collect(),
+            tickets_total: counts
+                .iter()
+                .filter(|(state, _)| !state.is_terminal())
+                .map(|(_, n)| *n as u32)
+                .sum(),
+        };
+        let was = s
+            .budget_nusd
+            .map_or_else(|| "no limit".to_owned(), |b| format!("${:.6}", usd(b)));
+        let dry_run = DryRun {
+            summary: format!(
+                "raise tenant {tenant}'s budget from {was} to ${:.6} (it has spent ${:.6}); its new tickets are admitted again",
+                usd(budget),
+                usd(s.spent_nusd)
+            ),
+            before: json!({"tenant": tenant, "budget_nusd": s.budget_nusd, "spent_nusd": s.spent_nusd}),
+            after: json!({"tenant": tenant, "budget_nusd": budget, "spent_nusd": s.spent_nusd}),
+            blast,
+        };
+        let action = Action::SetBudget {
+            tenant: tenant.to_string(),
+            budget_nusd: budget,
+        };
+        Ok((action, dry_run))
+    }
+
+    /// A person approves or denies a pending heal; approved, its one write
+    /// is released.
+    pub async fn decide_heal(
+        &self,
+        tenant: Option<&str>,
+        incident: &str,
+        req: HealDecision,
+        by: &str,
+    ) -> Result<IncidentView, OpsError> {
+        let t = self.tenant(tenant).await?;
+        let approve = req.approve;
+        self.take_one(
+            &t,
+            Input::DecideHeal {
+                incident: incident.to_owned(),
+                heal: req.heal.clone(),
+                approve,
+                by: by.to_owned(),
+                note: req.note,
+            },
+        )
+        .await?;
+        if approve {
+            self.run_heal(&t, incident, &req.heal).await?;
+        }
+        self.incident(Some(t.as_str()), incident).await
+    }
+
+    /// Submits an approved heal's ticket, binds its one write grant to it
+    /// and releases it. Safe to call again (after a restart): the ticket
+    /// is found by its key and a released one is left alone.
+    async fn run_heal(&self, tenant: &TenantId, incident: &str, id: &str) -> Result<(), OpsError> {
+        let _one = self.inner.healing.lock().await;
+        let Some(connectors) = self.inner.controller.connectors().cloned() else {
+            return Err(OpsError::Conflict(
+                "this platform runs without a connector runtime; a heal writes only through its gate"
+                    .into(),
+            ));
+        };
+        let (action, attempts, phase) = {
+            let book = self.book(tenant);
+            let book = book.lock().await;
+            let Some(h) = book.monitor.heals(incident).iter().find(|h| h.id == id) else {
+                return Err(OpsError::NotFound(format!("no heal {id} of {incident}")));
+            };
+            (h.action.clone(), h.max_attempts, h.phase)
+        };
+        if !phase.is_active() {
+            return Ok(());
+        }
+        let payload = ToolPayload {
+            connector: CONNECTOR.into(),
+            operation: action.operation().into(),
+            params: action.params(),
+            prompt: Some(HEAL_PROMPT.into()),
+            dry_run: false,
+        };
+        let payload = serde_json::to_value(&payload).expect("a payload serializes");
+        let submitted = self
+            .inner
+            .controller
+            .submit(NewTicket {
+                kind: "tool".into(),
+                payload: payload.clone(),
+                tenant: Some(tenant.to_string()),
+                idempotency_key: Some(format!("ops-heal:{incident}:{id}")),
+                priority: Some(9),
+                max_attempts: Some(attempts),
+                requires_approval: true,
+                ..NewTicket::default()
+            })
+            .await?;
+        let ticket = submitted.id;
+        let view = self.inner.controller.ticket(ticket).await?;
+        if submitted.duplicate && (view.kind != "tool" || view.payload != payload) {
+            return Err(OpsError::Conflict(format!(
+                "ticket {ticket} holds the key of heal {incident}/{id} but other work; not run"
+            )));
+        }
+        let started = self
+            .take_one(
+                tenant,
+                Input::StartHeal {
+                    incident: incident.to_owned(),
+                    heal: id.to_owned(),
+                    ticket: ticket.to_string(),
+                },
+            )
+            .await;
+        if let Err(e) = started {
+            if let Err(c) = self.inner.controller.cancel(ticket).await {
+                tracing::warn!(%ticket, error = %c, "an unrecorded heal ticket could not be cancelled");
+            }
+            return Err(e);
+        }
+        self.inner
+            .running
+            .lock()
+            .await
+            .insert(ticket, tenant.clone());
+        if view.state != TicketState::AwaitingApproval {
+            // Released before (this is a call again after a restart).
+            return Ok(());
+        }
+        connectors
+            .revoke_ticket_grants(ticket, BY)
+            .await
+            .map_err(conn)?;
+        let expires = self.inner.controller.clock().now_ms() + HEAL_GRANT_MS;
+        let operation = [action.operation().to_owned()];
+        connectors
+            .grant_ticket(ticket, CONNECTOR, &operation, expires, attempts, BY)
+            .await
+            .map_err(conn)?;
+        self.inner.controller.approve(ticket).await?;
+        Ok(())
+    }
+
+    /// Takes what an ended heal ticket did; `false` if it has not ended.
+    pub(super) async fn settle_heal(
+        &self,
+        tenant: &TenantId,
+        ticket: TicketId,
+    ) -> Result<bool, OpsError> {
+        let view = self.inner.controller.ticket(ticket).await?;
+        let outcome = match view.state {
+            TicketState::AwaitingApproval => {
+                // Recorded, not yet released (its release failed half-way):
+                // released now.
+                let found = {
+                    let book = self.book(tenant);
+                    let book = book.lock().await;
+                    book.monitor
+                        .heal_of(&ticket.to_string())
+                        .map(|(inc, h)| (inc.to_owned(), h.id.clone()))
+                };
+                if let Some((incident, heal)) = found {
+                    self.run_heal(tenant, &incident, &heal).await?;
+                }
+                return Ok(false);
+            }
+            TicketState::Succeeded => {
+                let tool = view
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.get("text"))
+                    .and_then(Value::as_str)
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                    .and_then(|v| v.get("tool").cloned())
+                    .unwrap_or(Value::Null);
+                Ok(format!(
+                    "{} answered {}: {}",
+                    tool["operation"].as_str().unwrap_or("the write"),
+                    tool["status"],
+                    tool["body"]
+                ))
+            }
+            TicketState::Dead | TicketState::Cancelled => Err(format!(
+                "the ticket ended {}: {}",
+                view.state.as_str(),
+                view.error.as_deref().unwrap_or("no reason given")
+            )),
+            _ => return Ok(false),
+        };
+        if let Some(c) = self.inner.controller.connectors() {
+            c.revoke_ticket_grants(ticket, BY).await.map_err(conn)?;
+        }
+        let succeeded = outcome.is_ok();
+        let events = self
+            .take_one(
+                tenant,
+                Input::FinishHeal {
+                    ticket: ticket.to_string(),
+                    outcome,
+                },
+            )
+            .await?;
+        self.inner.running.lock().await.remove(&ticket);
+        if succeeded {
+            for e in events {
+                if let Event::HealFinished { incident, heal, .. } = e {
+                    self.recheck(tenant, &incident, &heal).await;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Investigates the incident again, as heal `heal`'s re-check.
+    async fn recheck(&self, tenant: &TenantId, incident: &str, heal: &str) {
+        if let Err(e) = self.investigate(tenant, incident, Some(heal)).await {
+            tracing::warn!(%tenant, incident, heal, error = %e, "a heal's re-check could not start; tried again at the next start");
+        }
+    }
+
+    /// Heals approved and not ended (all of them at start, after a
+    /// restart; the approved ones whose ticket never went out, at each
+    /// poll), each released if it was not, and followed; at start also
+    /// the re-checks a restart kept from starting.
+    pub(super) async fn resume_heals(&self, at_start: bool) {
+        let mut release = Vec::new();
+        let mut recheck = Vec::new();
+        for (tenant, book) in self.books_of(None) {
+            let book = book.lock().await;
+            let m = &book.monitor;
+            for (incident, h) in m.active_heals() {
+                if at_start || h.phase == HealPhase::Scheduled {
+                    release.push((tenant.clone(), incident.to_owned(), h.id.clone()));
+                }
+            }
+            if at_start {
+                for inc in m.incidents() {
+                    for h in m.heals(&inc.id) {
+                        if h.phase == HealPhase::Succeeded && h.recheck.is_none() {
+                            recheck.push((tenant.clone(), inc.id.clone(), h.id.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for (tenant, incident, heal) in release {
+            if let Err(e) = self.run_heal(&tenant, &incident, &heal).await {
+                tracing::warn!(%tenant, incident, heal, error = %e, "an approved heal could not be released");
+            }
+        }
+        for (tenant, incident, heal) in recheck {
+            self.recheck(&tenant, &incident, &heal).await;
+        }
+    }
+}
