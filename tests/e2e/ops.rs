@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use oshal_e2e::outside::{OpenBao, Outside};
 use oshal_e2e::{Server, free_port};
 use serde_json::{Value, json};
 
@@ -338,6 +339,369 @@ async fn a_node_killed_is_an_incident_until_it_is_back() {
         "{view:#}"
     );
     assert!(view["mttr_ms"].as_i64().unwrap() > 0);
+    drop(server);
+    space.cleanup().await.unwrap();
+}
+
+/// Sets a tenant's budget in dollars (`None` lifts it), creating it.
+async fn budget(server: &Server, tenant: &str, usd: Option<f64>) {
+    let r = server
+        .raw()
+        .put(format!("{}/api/v1/tenants/{tenant}", server.url))
+        .bearer_auth(&server.token)
+        .json(&json!({ "budget_usd": usd }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// The incident an alert named `name` with label `key=value` opened.
+async fn incident_of(server: &Server, name: &str, key: &str, value: &str) -> String {
+    until(
+        &format!("{name} {key}={value} opens an incident"),
+        90,
+        async || {
+            let v = server.json("/api/v1/ops/alerts").await.ok()?;
+            v.as_array()?
+                .iter()
+                .find(|a| a["name"] == name && a["labels"][key] == value)
+                .and_then(|a| a["incident"].as_str().map(str::to_owned))
+        },
+    )
+    .await
+}
+
+async fn investigated(server: &Server, incident: &str) -> Value {
+    let path = format!("/api/v1/ops/incidents/{incident}");
+    until(&format!("{incident} investigated"), 90, async || {
+        let v = server.json(&path).await.ok()?;
+        let phase = v["investigations"][0]["phase"].as_str()?;
+        (phase != "Running").then_some(v)
+    })
+    .await
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The fault catalogue, injected into a real fleet (a controller and two
+/// nodes over PostgreSQL and Redis, credentials in OpenBao, a real
+/// outside system): a node killed with `kill -9`, a tenant's budget
+/// exhausted, a poison input that fails every attempt, an outside system
+/// answering 503, the lanes' Redis restarted empty mid-work, a secret
+/// planted where the Security Center finds it, PostgreSQL stopped.
+/// Each raises the platform's own alert, opens an incident, is
+/// investigated through the connector gate and diagnosed from its
+/// evidence; the budget is healed after an approval given with the CLI,
+/// re-checked, and its postmortem published. `oshal ops eval` then scores
+/// the record: every fault's injected cause ranked first, every claim
+/// backed by evidence, every heal approved before it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oshal_ops_eval_scores_the_injected_faults() {
+    let mut redis = oshal_e2e::PrivateRedis::start().await.unwrap();
+    let mut pg = oshal_e2e::PrivatePostgres::start().await.unwrap();
+    let space = oshal_e2e::FleetSpace::on(&pg.admin_url(), &redis.url())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bao = OpenBao::start().await.unwrap();
+    let token_file = dir.path().join("vault-token");
+    std::fs::write(&token_file, &bao.root_token).unwrap();
+    let api_key = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
+    let outside = Outside::start(&api_key).await.unwrap();
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let vault = [
+        "--vault-addr",
+        bao.addr.as_str(),
+        "--vault-token-file",
+        token_file.to_str().unwrap(),
+        "--vault-prefix",
+        prefix.as_str(),
+    ];
+    let server = space.serve_with(&dir.path().join("data"), &vault).unwrap();
+    let _n1 = space.node("n1", &["--bots", "1"]).unwrap();
+    let mut n2 = space.node("n2", &["--bots", "1"]).unwrap();
+    until("both nodes' bots live", 60, async || {
+        let h = server.json("/api/v1/health").await.ok()?;
+        (h["bots_live"] == 2).then_some(())
+    })
+    .await;
+    let mut catalogue = Vec::new();
+
+    // 1. A node killed.
+    let at = now_ms();
+    n2.kill9();
+    catalogue.push(json!({"fault": "kill -9 node n2", "alert": "OshalNodeLost",
+        "labels": {"node": "n2"}, "cause": "node_down", "subject": "n2", "injected_ms": at}));
+    let node = incident_of(&server, "OshalNodeLost", "node", "n2").await;
+    investigated(&server, &node).await;
+
+    // 2. A tenant's budget exhausted: healed after an approval.
+    let at = now_ms();
+    budget(&server, "evalco", Some(0.0)).await;
+    catalogue.push(json!({"fault": "tenant evalco's budget exhausted",
+        "alert": "OshalBudgetExhausted", "labels": {"tenant": "evalco"},
+        "cause": "budget_exhausted", "subject": "evalco", "heal": true, "injected_ms": at}));
+    let spent = incident_of(&server, "OshalBudgetExhausted", "tenant", "evalco").await;
+    let path = format!("/api/v1/ops/incidents/{spent}");
+    let pending = until("a heal proposed", 90, async || {
+        let v = server.json(&path).await.ok()?;
+        (v["heals"][0]["phase"] == "pending").then_some(v)
+    })
+    .await;
+    assert_eq!(
+        pending["heals"][0]["dry_run"]["blast"]["tenants"][0], "evalco",
+        "{pending:#}"
+    );
+    let decided = server.cli(&["ops", "heal", &spent, "H-1", "--approve", "--note", "eval"]);
+    assert_eq!(
+        decided["heals"][0]["decided_by"]
+            .as_str()
+            .map(|s| !s.is_empty()),
+        Some(true)
+    );
+    let healed = until(
+        "the heal re-checked and the incident resolved",
+        90,
+        async || {
+            let v = server.json(&path).await.ok()?;
+            let passed = v["heals"][0]["recheck"]["passed"].as_bool()?;
+            (v["incident"]["status"] == "resolved").then_some((passed, v))
+        },
+    )
+    .await;
+    assert!(healed.0, "{:#}", healed.1);
+    let published = server.cli(&["ops", "postmortem", &spent, "--publish"]);
+    assert_eq!(published["status"], "published");
+    assert!(
+        published["resolution"]
+            .as_str()
+            .unwrap()
+            .contains("heal H-1"),
+        "{published:#}"
+    );
+
+    // 3. A poison input: work that fails every attempt.
+    budget(&server, "poisonco", None).await;
+    let at = now_ms();
+    for n in 0..3 {
+        let id = server
+            .post("/api/v1/tickets")
+            .json(&json!({"kind": "tool", "tenant": "poisonco",
+                "payload": {"connector": "no-such-crm", "operation": "find", "params": {"n": n}}}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        server.wait_terminal(&id).await.unwrap();
+    }
+    catalogue.push(json!({"fault": "a poison input fails every attempt",
+        "alert": "OshalTicketsDead", "labels": {"tenant": "poisonco"},
+        "cause": "poison_input", "subject": "tool", "injected_ms": at}));
+    let poison = incident_of(&server, "OshalTicketsDead", "tenant", "poisonco").await;
+    investigated(&server, &poison).await;
+
+    // 4. An outside system answering 503 to every read.
+    let r = server
+        .post("/api/v1/catalog/import")
+        .json(&outside.openapi("shop", "api_key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = server
+        .raw()
+        .put(format!("{}/api/v1/connectors/shop/credential", server.url))
+        .bearer_auth(&server.token)
+        .json(&json!({ "api_key": api_key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = server
+        .post("/api/v1/grants")
+        .json(&json!({"bot": "n1-bot-01", "connector": "shop", "operations": ["get_order"], "scopes": ["orders:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = server
+        .post("/api/v1/catalog/shop/approve")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    budget(&server, "shopco", None).await;
+    outside
+        .state
+        .fail_reads
+        .store(1_000, std::sync::atomic::Ordering::SeqCst);
+    let at = now_ms();
+    for n in 0..3 {
+        let id = server
+            .post("/api/v1/tickets")
+            .json(&json!({"kind": "tool", "tenant": "shopco", "max_attempts": 2,
+                "payload": {"connector": "shop", "operation": "get_order", "params": {"order_id": format!("o-{n}")}}}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let t = server.wait_terminal(&id).await.unwrap();
+        assert_eq!(t["state"], "dead", "{t:#}");
+    }
+    catalogue.push(json!({"fault": "an outside system answers 503",
+        "alert": "OshalTicketsDead", "labels": {"tenant": "shopco"},
+        "cause": "outside_system_failing", "subject": "shop", "injected_ms": at}));
+    let failing = incident_of(&server, "OshalTicketsDead", "tenant", "shopco").await;
+    investigated(&server, &failing).await;
+
+    // 5. The lanes' Redis restarted empty while reads are in flight.
+    outside
+        .state
+        .fail_reads
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    outside
+        .state
+        .read_delay_ms
+        .store(2_000, std::sync::atomic::Ordering::SeqCst);
+    let mut slow = Vec::new();
+    for n in 0..3 {
+        let r = server
+            .post("/api/v1/tickets")
+            .json(&json!({"kind": "tool", "tenant": "shopco",
+                "payload": {"connector": "shop", "operation": "get_order", "params": {"order_id": format!("s-{n}")}}}))
+            .send()
+            .await
+            .unwrap();
+        slow.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    outside.wait_for("GET", "/orders").await.unwrap();
+    let at = now_ms();
+    redis.restart_empty().await.unwrap();
+    catalogue.push(json!({"fault": "Redis restarted empty mid-work",
+        "alert": "OshalLanesReset", "cause": "redis_data_loss", "subject": "redis", "injected_ms": at}));
+    let lost = until("OshalLanesReset opens an incident", 90, async || {
+        let v = server.json("/api/v1/ops/alerts").await.ok()?;
+        v.as_array()?
+            .iter()
+            .find(|a| a["name"] == "OshalLanesReset")
+            .and_then(|a| a["incident"].as_str().map(str::to_owned))
+    })
+    .await;
+    investigated(&server, &lost).await;
+    for id in &slow {
+        let t = server.wait_terminal(id).await.unwrap();
+        assert_eq!(
+            t["state"], "succeeded",
+            "no ticket lost to the reset: {t:#}"
+        );
+    }
+
+    // 6. A secret planted in a log the Security Center reads.
+    let at = now_ms();
+    std::fs::write(
+        dir.path().join("data").join("deploy.log"),
+        "10:00:01 WARN pushing with ghp_E2eT0kenN0tR3alAbCdEfGhIjKlMnOpQrStU\n",
+    )
+    .unwrap();
+    let r = server.post("/api/v1/security/scans").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let findings = server
+        .json("/api/v1/security/findings?state=open")
+        .await
+        .unwrap();
+    let leak = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["rule"] == "secrets.exposed" && f["object"].as_str().unwrap().contains("deploy.log")
+        })
+        .unwrap_or_else(|| panic!("the planted secret found: {findings:#}"))
+        .clone();
+    catalogue.push(json!({"fault": "a secret planted in a log",
+        "alert": "OshalSecretFound", "labels": {"finding": leak["id"]},
+        "cause": "secret_exposed", "subject": leak["object"], "injected_ms": at}));
+    let secret = until("OshalSecretFound opens an incident", 90, async || {
+        let v = server.json("/api/v1/ops/alerts").await.ok()?;
+        v.as_array()?
+            .iter()
+            .find(|a| a["name"] == "OshalSecretFound" && a["labels"]["finding"] == leak["id"])
+            .and_then(|a| a["incident"].as_str().map(str::to_owned))
+    })
+    .await;
+    let view = investigated(&server, &secret).await;
+    assert!(
+        !view.to_string().contains("ghp_E2eT0ken"),
+        "no secret in the incident, its evidence or its diagnosis"
+    );
+
+    // 7. PostgreSQL, the store, stopped for a few seconds.
+    let at = now_ms();
+    pg.crash().unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    pg.start_again().unwrap();
+    catalogue.push(json!({"fault": "PostgreSQL stopped for 4 s",
+        "alert": "OshalStoreDown", "cause": "store_down", "subject": "store", "injected_ms": at}));
+    let down = until("OshalStoreDown opens an incident", 90, async || {
+        let v = server.json("/api/v1/ops/alerts").await.ok()?;
+        v.as_array()?
+            .iter()
+            .find(|a| a["name"] == "OshalStoreDown")
+            .and_then(|a| a["incident"].as_str().map(str::to_owned))
+    })
+    .await;
+    investigated(&server, &down).await;
+
+    let file = dir.path().join("catalogue.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&catalogue).unwrap()).unwrap();
+    let file = file.to_str().unwrap();
+    let report = server.cli(&["ops", "eval", file, "--json"]);
+    let totals = &report["totals"];
+    assert_eq!(totals["faults"], 7, "{report:#}");
+    assert_eq!(
+        totals["top1"], 1.0,
+        "every injected cause ranked first: {report:#}"
+    );
+    assert_eq!(
+        totals["backed"], 1.0,
+        "every claim backed by evidence: {report:#}"
+    );
+    assert_eq!(totals["unapproved_writes"], 0, "{report:#}");
+    assert_eq!(
+        (totals["healed"].as_u64(), totals["heals_expected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // The table a person reads, in the test's log.
+    let table = std::process::Command::new(oshal_e2e::oshal_bin())
+        .args(["ops", "eval", file])
+        .env("OSHAL_API", &server.url)
+        .env("OSHAL_API_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    eprintln!("{table}");
+    assert!(table.contains("top-1 100%"), "{table}");
     drop(server);
     space.cleanup().await.unwrap();
 }

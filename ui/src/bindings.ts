@@ -373,7 +373,12 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
  *  The lanes' Redis lost its data; `count` tickets were published
  *  again from the store.
  */
-"lanes_reset";
+"lanes_reset" | 
+/**
+ *  The store did not answer for `count` seconds (recorded once it
+ *  answers again, at the time it stopped).
+ */
+"store_outage";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */

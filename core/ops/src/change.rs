@@ -37,6 +37,9 @@ pub enum ChangeKind {
     /// The lanes' Redis lost its data; `count` tickets were published
     /// again from the store.
     LanesReset,
+    /// The store did not answer for `count` seconds (recorded once it
+    /// answers again, at the time it stopped).
+    StoreOutage,
 }
 
 /// A change event.

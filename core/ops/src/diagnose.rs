@@ -45,6 +45,12 @@ pub enum Fact {
     StoreUnavailable { detail: String },
     /// The store answers.
     StoreHealthy,
+    /// The store did not answer for a while, and answers again.
+    StoreOutage {
+        #[specta(type = specta_typescript::Number)]
+        secs: u64,
+        detail: String,
+    },
     /// A bot's recent attempts took this long at the median.
     SlowAttempts {
         bot: String,
@@ -162,7 +168,32 @@ pub fn meaning(alert: &str) -> String {
         "OshalLaneLag" => "a bot's lane holds work waiting longer than 30 s: the bot is slow, stuck or gone, or more work arrives than it can take".into(),
         "OshalLaneUnknown" => "a lane's figures cannot be read: the lanes' Redis is unreachable or lost its data".into(),
         "OshalBudgetExhausted" => "a tenant has spent its budget: its new tickets are refused until the budget is raised or lifted".into(),
+        "OshalLanesReset" => "the lanes' Redis lost its data: the tickets it held were published again from the store, under a new epoch".into(),
+        "OshalStoreDown" => "the store did not answer for a while: tickets were refused (503) and nothing was written meanwhile; it answers again".into(),
+        "OshalSecretFound" => "the Security Center found a secret in the clear: whoever reads that place can use it until it is rotated".into(),
+        "OshalTicketsDead" => "a tenant's tickets fail for good: an input fails every attempt (a poison), or an outside system they call keeps failing".into(),
         other => format!("{other} fired: its source's own rule held"),
+    }
+}
+
+/// Whether a cause of `kind` can be why the platform's own alert `alert`
+/// fired (any cause can explain an alert from elsewhere).
+pub fn explains(alert: &str, kind: CauseKind) -> bool {
+    use CauseKind as K;
+    match alert {
+        "OshalNodeLost" => kind == K::NodeDown,
+        "OshalLaneLag" | "OshalLaneUnknown" => {
+            matches!(
+                kind,
+                K::NodeDown | K::SlowModel | K::RedisDataLoss | K::StoreDown
+            )
+        }
+        "OshalLanesReset" => kind == K::RedisDataLoss,
+        "OshalBudgetExhausted" => kind == K::BudgetExhausted,
+        "OshalTicketsDead" => matches!(kind, K::PoisonInput | K::OutsideSystemFailing),
+        "OshalSecretFound" => kind == K::SecretExposed,
+        "OshalStoreDown" => kind == K::StoreDown,
+        _ => true,
     }
 }
 
@@ -197,6 +228,9 @@ fn describe(f: &Fact) -> String {
         }
         Fact::StoreUnavailable { detail } => format!("the store does not answer: {detail}"),
         Fact::StoreHealthy => "the store answers".into(),
+        Fact::StoreOutage { secs, detail } => {
+            format!("the store did not answer for {secs} s: {detail}")
+        }
         Fact::SlowAttempts { bot, median_ms } => {
             format!("bot {bot}'s recent attempts took {median_ms} ms at the median")
         }
@@ -251,6 +285,9 @@ pub fn diagnose(alert: &str, observed: &[Observed]) -> Diagnosis {
             .iter()
             .any(|o| matches!(&o.fact, Fact::NodeAbsent { node: n } if n == node))
     };
+    let recovered = observed
+        .iter()
+        .any(|o| matches!(o.fact, Fact::StoreOutage { .. }));
     for o in observed {
         let c = claim(describe(&o.fact), o);
         match &o.fact {
@@ -273,7 +310,10 @@ pub fn diagnose(alert: &str, observed: &[Observed]) -> Diagnosis {
             Fact::RedisEpochReset => add(CauseKind::RedisDataLoss, "redis", 3, c),
             Fact::TicketsRedriven { .. } => add(CauseKind::RedisDataLoss, "redis", 1, c),
             Fact::StoreUnavailable { .. } => add(CauseKind::StoreDown, "store", 3, c),
-            Fact::StoreHealthy => add(CauseKind::StoreDown, "store", -3, c),
+            // Up now contradicts a store down now, not an outage that ended.
+            Fact::StoreHealthy if !recovered => add(CauseKind::StoreDown, "store", -3, c),
+            Fact::StoreHealthy => {}
+            Fact::StoreOutage { .. } => add(CauseKind::StoreDown, "store", 3, c),
             Fact::SlowAttempts { bot, .. } => {
                 let gone = node_of(observed, bot).is_some_and(absent);
                 add(CauseKind::SlowModel, bot, if gone { 0 } else { 3 }, c);
@@ -296,7 +336,17 @@ pub fn diagnose(alert: &str, observed: &[Observed]) -> Diagnosis {
         .into_values()
         .filter(|c| !c.supports.is_empty())
         .collect();
-    causes.sort_by(|a, b| b.score.cmp(&a.score).then(a.kind.cmp(&b.kind)));
+    // Conclusive causes first; among them, those that can explain the
+    // alert at all (a Redis reset near a secret found is real, but it is
+    // not why the secret alert fired); then by score.
+    causes.sort_by_key(|c| {
+        (
+            std::cmp::Reverse(c.score >= CONCLUSIVE),
+            std::cmp::Reverse(explains(alert, c.kind)),
+            std::cmp::Reverse(c.score),
+            c.kind,
+        )
+    });
     let inconclusive = causes.first().is_none_or(|c| c.score < CONCLUSIVE);
     let next_steps = if inconclusive {
         vec!["gather more: no cause has an observation of its own".into()]
@@ -377,6 +427,64 @@ impl Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_that_ended_is_the_store_down_though_it_answers_now() {
+        let o = |fact: Fact, id: &str| Observed::new(fact, vec![id.into()]).unwrap();
+        let outage = o(
+            Fact::StoreOutage {
+                secs: 4,
+                detail: "connection refused".into(),
+            },
+            "E-1",
+        );
+        let d = diagnose("OshalStoreDown", &[outage, o(Fact::StoreHealthy, "E-2")]);
+        assert_eq!(
+            (d.causes[0].kind, d.causes[0].score, d.inconclusive),
+            (CauseKind::StoreDown, 3, false)
+        );
+        // Healthy now and no outage seen: nothing to say for the store.
+        let d = diagnose("OshalStoreDown", &[o(Fact::StoreHealthy, "E-2")]);
+        assert!(d.inconclusive && d.causes.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn a_conclusive_cause_that_explains_the_alert_ranks_above_a_stronger_one_that_does_not() {
+        let o = |fact: Fact, id: &str| Observed::new(fact, vec![id.into()]).unwrap();
+        let observed = [
+            o(Fact::RedisEpochReset, "E-2"),
+            o(Fact::TicketsRedriven { count: 3 }, "E-2"),
+            o(
+                Fact::SecretFound {
+                    rule: "secrets.exposed".into(),
+                    object: "app.env".into(),
+                },
+                "E-1",
+            ),
+        ];
+        let d = diagnose("OshalSecretFound", &observed);
+        assert_eq!(
+            (d.causes[0].kind, d.causes[1].kind),
+            (CauseKind::SecretExposed, CauseKind::RedisDataLoss)
+        );
+        // An alert from elsewhere: by score alone.
+        let d = diagnose("SomethingElse", &observed);
+        assert_eq!(d.causes[0].kind, CauseKind::RedisDataLoss);
+        // A weak cause that explains the alert does not hide a strong one.
+        let weak = [
+            o(Fact::RedisEpochReset, "E-2"),
+            o(
+                Fact::BudgetRefusals {
+                    tenant: "acme".into(),
+                    count: 1,
+                },
+                "E-1",
+            ),
+        ];
+        let d = diagnose("OshalBudgetExhausted", &weak);
+        assert_eq!(d.causes[0].kind, CauseKind::RedisDataLoss);
+        assert!(!d.inconclusive);
+    }
 
     fn o(fact: Fact, e: &str) -> Observed {
         Observed::new(fact, vec![e.into()]).unwrap()

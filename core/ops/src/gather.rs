@@ -52,6 +52,12 @@ pub enum Tool {
     /// Each tenant's budget and what it has spent (a tenant's own
     /// investigation reads only its own).
     GetSpend,
+    /// The tickets that failed for good since a time, grouped by kind and
+    /// error (an outside system's 5xx told apart from the rest).
+    ListFailures,
+    /// The Security Center's open findings (rule, object, severity; never
+    /// a secret's value).
+    ListFindings,
 }
 
 impl Tool {
@@ -62,19 +68,29 @@ impl Tool {
             Tool::GetHealth => "Whether the store answers, and why not",
             Tool::ListChanges => "Change events since a time (nodes, requeues, budgets, deploys)",
             Tool::GetSpend => "Each tenant's budget and spend",
+            Tool::ListFailures => "Tickets dead since a time, grouped by kind and error",
+            Tool::ListFindings => "The Security Center's open findings",
         }
     }
 
     /// Its parameters' JSON Schema.
     pub fn params_schema(self) -> Value {
         match self {
-            Tool::GetBots | Tool::GetHealth | Tool::GetSpend => {
+            Tool::GetBots | Tool::GetHealth | Tool::GetSpend | Tool::ListFindings => {
                 json!({"type": "object", "additionalProperties": false})
             }
             Tool::ListChanges => json!({
                 "type": "object",
                 "additionalProperties": false,
                 "properties": {"since_ms": {"type": "integer", "minimum": 0}}
+            }),
+            Tool::ListFailures => json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "since_ms": {"type": "integer", "minimum": 0},
+                    "tenant": {"type": "string", "minLength": 1, "maxLength": 64}
+                }
             }),
         }
     }
@@ -85,9 +101,17 @@ impl Tool {
             Tool::GetBots => "GET /api/v1/bots".into(),
             Tool::GetHealth => "GET /api/v1/health".into(),
             Tool::GetSpend => "GET /api/v1/tenants; GET /api/v1/cost/summary".into(),
+            Tool::ListFindings => "GET /api/v1/security/findings?state=open".into(),
             Tool::ListChanges => {
                 let since = params.get("since_ms").and_then(Value::as_i64).unwrap_or(0);
                 format!("GET /api/v1/ops/changes?tenant={tenant}&since_ms={since}")
+            }
+            Tool::ListFailures => {
+                let of = params
+                    .get("tenant")
+                    .and_then(Value::as_str)
+                    .unwrap_or(tenant);
+                format!("GET /api/v1/tickets?state=dead&tenant={of}")
             }
         }
     }
@@ -145,6 +169,133 @@ pub struct SpendReading {
     pub tenants: Vec<TenantSpend>,
 }
 
+/// Tickets of one kind that failed for good with one error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct FailureGroup {
+    pub tenant: String,
+    pub kind: String,
+    /// The error, as the newest of them ended with it (at most 512 bytes).
+    pub error: String,
+    pub count: u32,
+    #[specta(type = specta_typescript::Number)]
+    pub newest_ms: i64,
+    /// At most 5 of them, newest first.
+    pub tickets: Vec<String>,
+}
+
+/// `list_failures`' answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct FailuresReading {
+    pub failures: Vec<FailureGroup>,
+}
+
+/// The Security Center's rule of a secret found in the clear.
+pub const SECRET_RULE: &str = "secrets.exposed";
+
+/// One open finding as `list_findings` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct FindingReading {
+    pub id: String,
+    pub rule: String,
+    pub object: String,
+    pub severity: String,
+}
+
+/// `list_findings`' answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct FindingsReading {
+    pub findings: Vec<FindingReading>,
+}
+
+/// One dead ticket, as the adapter reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadTicket {
+    pub id: String,
+    pub tenant: String,
+    pub kind: String,
+    pub error: String,
+    pub at_ms: i64,
+}
+
+/// Bytes of a failure's error kept.
+const MAX_FAILURE_ERROR: usize = 512;
+
+/// The error with what differs between tickets (digits: ids, counts,
+/// times) taken out, so one cause is one group.
+fn error_class(error: &str) -> String {
+    let mut out = String::with_capacity(error.len());
+    let mut digits = false;
+    for c in error.chars() {
+        if c.is_ascii_digit() || (digits && c.is_ascii_hexdigit()) {
+            if !digits {
+                out.push('#');
+            }
+            digits = true;
+        } else {
+            digits = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Dead tickets grouped by tenant, kind and error class, the largest
+/// groups first. An outside system's status survives the grouping: it is
+/// part of the error kept.
+pub fn group_failures(dead: &[DeadTicket]) -> FailuresReading {
+    let mut groups: BTreeMap<(String, String, String), FailureGroup> = BTreeMap::new();
+    let mut sorted: Vec<&DeadTicket> = dead.iter().collect();
+    sorted.sort_by_key(|d| std::cmp::Reverse(d.at_ms));
+    for d in sorted {
+        let key = (d.tenant.clone(), d.kind.clone(), error_class(&d.error));
+        let g = groups.entry(key).or_insert_with(|| FailureGroup {
+            tenant: d.tenant.clone(),
+            kind: d.kind.clone(),
+            error: oshal_kernel::text::clip(&d.error, MAX_FAILURE_ERROR).to_owned(),
+            count: 0,
+            newest_ms: d.at_ms,
+            tickets: Vec::new(),
+        });
+        g.count += 1;
+        if g.tickets.len() < 5 {
+            g.tickets.push(d.id.clone());
+        }
+    }
+    let mut failures: Vec<FailureGroup> = groups.into_values().collect();
+    failures.sort_by(|a, b| b.count.cmp(&a.count).then(b.newest_ms.cmp(&a.newest_ms)));
+    FailuresReading { failures }
+}
+
+/// The connector and status of an outside system's refusal, from a tool
+/// ticket's error as the connector runtime words it (`crm.find answered
+/// 503`, or `crm.find: 3 tries failed, the last with 503`).
+pub fn outside_status(error: &str) -> Option<(String, u16)> {
+    let words: Vec<&str> = error.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        let status = match *w {
+            "answered" => words.get(i + 1),
+            "with" if i >= 2 && words[i - 1] == "last" => words.get(i + 1),
+            _ => None,
+        };
+        let Some(status) =
+            status.and_then(|s| s.trim_end_matches([',', '.', ';']).parse::<u16>().ok())
+        else {
+            continue;
+        };
+        if !(100..600).contains(&status) {
+            continue;
+        }
+        // The connector is the `id.operation` named before it.
+        let named = words[..i].iter().rev().find_map(|w| {
+            let w = w.trim_end_matches(':');
+            let (connector, op) = w.split_once('.')?;
+            (!connector.is_empty() && !op.is_empty()).then(|| connector.to_owned())
+        })?;
+        return Some((named, status));
+    }
+    None
+}
+
 /// `list_changes`' answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct ChangesReading {
@@ -193,6 +344,21 @@ fn facts(e: &Evidence) -> Vec<Fact> {
         Tool::ListChanges => serde_json::from_value::<ChangesReading>(e.result.clone())
             .map(|r| changes_facts(&r))
             .unwrap_or_default(),
+        Tool::ListFailures => serde_json::from_value::<FailuresReading>(e.result.clone())
+            .map(|r| failures_facts(&r))
+            .unwrap_or_default(),
+        Tool::ListFindings => serde_json::from_value::<FindingsReading>(e.result.clone())
+            .map(|r| {
+                r.findings
+                    .into_iter()
+                    .filter(|f| f.rule == SECRET_RULE)
+                    .map(|f| Fact::SecretFound {
+                        rule: f.rule,
+                        object: f.object,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         Tool::GetSpend => serde_json::from_value::<SpendReading>(e.result.clone())
             .map(|r| {
                 r.tenants
@@ -203,6 +369,33 @@ fn facts(e: &Evidence) -> Vec<Fact> {
             })
             .unwrap_or_default(),
     }
+}
+
+/// An outside system's refusals, by connector and status; every other
+/// failure as dead letters of its kind.
+fn failures_facts(r: &FailuresReading) -> Vec<Fact> {
+    let mut outside: BTreeMap<(String, u16), u32> = BTreeMap::new();
+    let mut out = Vec::new();
+    for g in &r.failures {
+        match outside_status(&g.error) {
+            Some(key) => *outside.entry(key).or_default() += g.count,
+            None => out.push(Fact::DeadLetters {
+                kind: g.kind.clone(),
+                reason: oshal_kernel::text::clip(&g.error, 200).to_owned(),
+                count: g.count,
+            }),
+        }
+    }
+    out.extend(
+        outside
+            .into_iter()
+            .map(|((connector, status), count)| Fact::ConnectorFailures {
+                connector,
+                status,
+                count,
+            }),
+    );
+    out
 }
 
 fn bots_facts(r: &BotsReading) -> Vec<Fact> {
@@ -254,6 +447,17 @@ fn changes_facts(r: &ChangesReading) -> Vec<Fact> {
     let mut out = Vec::new();
     if requeued > 0 {
         out.push(Fact::TicketsRequeued { count: requeued });
+    }
+    if let Some(o) = r
+        .changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::StoreOutage)
+        .max_by_key(|c| c.count)
+    {
+        out.push(Fact::StoreOutage {
+            secs: u64::from(o.count),
+            detail: o.detail.clone(),
+        });
     }
     if r.changes.iter().any(|c| c.kind == ChangeKind::LanesReset) {
         out.push(Fact::RedisEpochReset);
@@ -443,6 +647,82 @@ mod tests {
         ]);
         assert_eq!(o.len(), 1);
         assert_eq!(o[0].evidence, ["E-1", "E-2"]);
+    }
+
+    #[test]
+    fn dead_tickets_group_by_cause_and_an_outside_5xx_is_told_apart() {
+        let dead = |id: &str, kind: &str, error: &str, at_ms: i64| DeadTicket {
+            id: id.into(),
+            tenant: "acme".into(),
+            kind: kind.into(),
+            error: error.into(),
+            at_ms,
+        };
+        let reading = group_failures(&[
+            dead(
+                "t1",
+                "tool",
+                "crm.find: crm.find: 3 tries failed, the last with 503",
+                10,
+            ),
+            dead(
+                "t2",
+                "tool",
+                "crm.find: crm.find: 3 tries failed, the last with 503",
+                20,
+            ),
+            dead(
+                "t3",
+                "chat",
+                "the model refused the prompt after 3 attempts (ticket 41)",
+                30,
+            ),
+            dead(
+                "t4",
+                "chat",
+                "the model refused the prompt after 3 attempts (ticket 97)",
+                40,
+            ),
+            dead(
+                "t5",
+                "chat",
+                "the model refused the prompt after 3 attempts (ticket 98)",
+                50,
+            ),
+        ]);
+        assert_eq!(reading.failures.len(), 2, "{reading:#?}");
+        assert_eq!(
+            (reading.failures[0].kind.as_str(), reading.failures[0].count),
+            ("chat", 3)
+        );
+        assert_eq!(reading.failures[0].tickets, ["t5", "t4", "t3"]);
+        let e = ev(
+            "E-1",
+            Tool::ListFailures,
+            serde_json::to_value(&reading).unwrap(),
+        );
+        let facts = facts(&e);
+        assert!(facts.contains(&Fact::ConnectorFailures {
+            connector: "crm".into(),
+            status: 503,
+            count: 2
+        }));
+        assert!(
+            facts
+                .iter()
+                .any(|f| matches!(f, Fact::DeadLetters { kind, count: 3, .. } if kind == "chat"))
+        );
+        let d = diagnose("OshalTicketsDead", &observe(&[e]));
+        let kinds: Vec<CauseKind> = d.causes.iter().map(|c| c.kind).collect();
+        assert!(
+            kinds.contains(&CauseKind::OutsideSystemFailing)
+                && kinds.contains(&CauseKind::PoisonInput)
+        );
+        assert_eq!(
+            outside_status("crm.create answered 409"),
+            Some(("crm".into(), 409))
+        );
+        assert_eq!(outside_status("the model answered 12 tokens"), None);
     }
 
     #[test]

@@ -39,6 +39,9 @@
 //! - `heal`: heal rules matched against a diagnosis (once per incident),
 //!   the concrete action with its dry run and blast radius, a heal's life
 //!   from pending approval to its re-check.
+//! - `eval`: the faults of a catalogue scored against the record (the
+//!   injected cause's rank, claims backed by evidence, steps, cost, time
+//!   to diagnosis, heals approved and re-checked).
 //!
 //! The rule of this crate: no I/O and no dependency on the controller, the
 //! stores or any adapter (Cargo enforces it; the layering test in
@@ -48,6 +51,7 @@
 pub mod alert;
 pub mod change;
 pub mod diagnose;
+pub mod eval;
 pub mod evidence;
 pub mod gather;
 pub mod heal;

@@ -248,17 +248,18 @@ fn on() -> bool {
 }
 
 impl Default for Settings {
-    /// One rule: any alert firing opens an incident, one per alert name,
-    /// resolved when all its alerts have.
+    /// One rule: any alert firing opens an incident, one per alert name
+    /// and tenant label (one tenant's trouble is never healed or closed
+    /// with another's), resolved when all its alerts have.
     fn default() -> Self {
         Self {
             investigate: true,
             heal: HealRule::shipped(),
             fingerprint_by: Vec::new(),
             rules: vec![CorrelationRule {
-                name: "by-alertname".into(),
+                name: "by-alertname-and-tenant".into(),
                 matchers: Vec::new(),
-                group_by: vec!["alertname".into()],
+                group_by: vec!["alertname".into(), "tenant".into()],
                 window_secs: 300,
                 threshold: 1,
                 firing_only: true,

@@ -239,6 +239,9 @@ impl Platform {
         let trading = Trading::start(controller.clone()).await?;
         let workflows = Workflows::start(controller.clone()).await?;
         let ops = Operations::start(controller.clone()).await?;
+        if let Some(center) = &security {
+            ops.attach_security(center.clone());
+        }
         Ok(Platform {
             controller,
             security,
@@ -331,6 +334,9 @@ impl Platform {
         let trading = Trading::start(controller.clone()).await?;
         let workflows = Workflows::start(controller.clone()).await?;
         let ops = Operations::start(controller.clone()).await?;
+        if let Some(center) = &security {
+            ops.attach_security(center.clone());
+        }
         Ok(Platform {
             controller,
             security,

@@ -3,7 +3,8 @@
 //! heal approved or denied, the
 //! monitor's settings read and replaced, silences, maintenance windows and
 //! change events recorded, and an Alertmanager or PagerDuty payload sent
-//! from a file (as the real senders post it).
+//! from a file (as the real senders post it), and the loop scored against
+//! a catalogue of injected faults (`oshal ops eval`).
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -12,6 +13,7 @@ use oshal_core::api::routes as r;
 use oshal_core::ops::{
     AlertsQuery, ChangesQuery, HealDecision, MoveAction, MoveIncident, OpsQuery,
 };
+use oshal_ops::eval::{Injected, Record, Report, score};
 use oshal_ops::monitor::{ChangeEvent, ChangeKind};
 use oshal_ops::report::PostmortemEdit;
 use oshal_ops::rule::{MaintenanceWindow, Settings, Silence};
@@ -120,7 +122,8 @@ pub enum Action {
         tenant: Option<String>,
     },
     /// Record a change event (node_joined, node_left, budget_changed,
-    /// connector_approved, deploy, tickets_requeued, lanes_reset).
+    /// connector_approved, deploy, tickets_requeued, lanes_reset,
+    /// store_outage).
     Change {
         kind: String,
         subject: String,
@@ -138,6 +141,17 @@ pub enum Action {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Score the loop against a catalogue of injected faults (FILE: a JSON
+    /// list of `{fault, alert, labels, cause, subject, heal, injected_ms}`):
+    /// per fault and in total, top-1 and top-3 accuracy, the share of
+    /// claims backed by evidence, steps, model cost, time to diagnosis,
+    /// heals re-checked and writes made without an approval. A table, or
+    /// the report as JSON with `--json`.
+    Eval {
+        catalogue: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Send FILE as an Alertmanager webhook payload (or a PagerDuty event).
     Send {
         file: PathBuf,
@@ -146,6 +160,80 @@ pub enum Action {
         #[arg(long)]
         tenant: Option<String>,
     },
+}
+
+/// Every incident of every tenant the token sees, scored against
+/// `catalogue`.
+async fn eval(client: &Client, catalogue: &[Injected]) -> Result<Report> {
+    let summaries = client
+        .request::<r::ListIncidents>((), None, None)
+        .await
+        .map_err(crate::args::api_error)?;
+    let mut views = Vec::with_capacity(summaries.len());
+    for s in summaries {
+        let q = OpsQuery {
+            tenant: Some(s.tenant.to_string()),
+        };
+        let v = client
+            .request::<r::GetIncident>(s.id.into(), Some(&q), None)
+            .await
+            .map_err(crate::args::api_error)?;
+        views.push(v);
+    }
+    let records: Vec<Record<'_>> = views
+        .iter()
+        .map(|v| Record {
+            incident: &v.incident,
+            alerts: &v.alerts,
+            investigations: &v.investigations,
+            heals: &v.heals,
+        })
+        .collect();
+    Ok(score(catalogue, &records))
+}
+
+/// The report as a table: one line per fault, then the totals.
+fn table(r: &Report) -> String {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let secs = |ms: Option<i64>| {
+        ms.map_or_else(
+            || "—".to_owned(),
+            |ms| format!("{:.1} s", ms as f64 / 1000.0),
+        )
+    };
+    let mut out = format!(
+        "{:<34} {:<8} {:>5} {:>5} {:>7} {:>5} {:>10} {:>9} {:>6}\n",
+        "fault", "incident", "top-1", "top-3", "backed", "steps", "cost $", "diagnosed", "healed"
+    );
+    for s in &r.faults {
+        out += &format!(
+            "{:<34} {:<8} {:>5} {:>5} {:>7} {:>5} {:>10.6} {:>9} {:>6}\n",
+            oshal_core::text::clip(&s.fault, 34),
+            s.incident.as_deref().unwrap_or("none"),
+            yes(s.top1),
+            yes(s.top3),
+            format!("{}/{}", s.backed, s.claims),
+            s.steps,
+            s.cost_nanos as f64 / 1e9,
+            secs(s.to_diagnosis_ms),
+            s.healed.map_or("—", yes),
+        );
+    }
+    let t = &r.totals;
+    out += &format!(
+        "total: {} faults · top-1 {:.0}% · top-3 {:.0}% · {:.0}% of claims backed by evidence · {:.1} steps · ${:.6} per incident · median {} to diagnosis · {}/{} heals re-checked · {} writes without an approval\n",
+        t.faults,
+        t.top1 * 100.0,
+        t.top3 * 100.0,
+        t.backed * 100.0,
+        t.mean_steps,
+        t.mean_cost_nanos / 1e9,
+        secs(t.median_to_diagnosis_ms),
+        t.healed,
+        t.heals_expected,
+        t.unapproved_writes
+    );
+    out
 }
 
 fn now_ms() -> i64 {
@@ -195,6 +283,19 @@ impl Action {
                     .await,
             ),
             Self::Incidents => json(client.request::<r::ListIncidents>((), None, None).await),
+            Self::Eval {
+                catalogue,
+                json: as_json,
+            } => {
+                let catalogue: Vec<Injected> = serde_json::from_value(read_json(&catalogue)?)
+                    .with_context(|| format!("{} is not a fault catalogue", catalogue.display()))?;
+                let report = eval(client, &catalogue).await?;
+                if as_json {
+                    return Ok(serde_json::to_value(report)?);
+                }
+                print!("{}", table(&report));
+                Ok(serde_json::Value::Null)
+            }
             Self::Incident { id, tenant } => json(
                 client
                     .request::<r::GetIncident>(id.into(), Some(&q(tenant)), None)

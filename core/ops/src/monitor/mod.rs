@@ -687,8 +687,13 @@ impl Monitor {
             Event::AlertReceived { signal, .. } if !signal.name.is_empty() => signal.name.clone(),
             _ => prior.map(|a| a.name.clone()).unwrap_or_default(),
         };
-        let described: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let title = if described.is_empty() || group.keys().eq(["alertname"]) {
+        // The group's labels but the name, and those the alert lacks.
+        let described: Vec<String> = group
+            .iter()
+            .filter(|(k, v)| *k != "alertname" && !v.is_empty())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let title = if described.is_empty() {
             name
         } else {
             format!("{name} ({})", described.join(", "))

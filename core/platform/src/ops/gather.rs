@@ -67,8 +67,8 @@ pub fn toolsets(tenant: &TenantId, connectors: bool) -> Vec<Toolset> {
         status,
         why: why.map(str::to_owned),
     };
-    let platform = [Tool::GetBots, Tool::GetHealth];
-    let own = [Tool::ListChanges, Tool::GetSpend];
+    let platform = [Tool::GetBots, Tool::GetHealth, Tool::ListFindings];
+    let own = [Tool::ListChanges, Tool::GetSpend, Tool::ListFailures];
     if !connectors {
         let why = Some(
             "this platform runs without a connector runtime, and tools are reached only through its gate",
@@ -123,9 +123,21 @@ impl Operations {
             };
             let mut plan =
                 runbook::plan(shipped_runbooks(), &toolsets(tenant, true), &first.labels);
+            let since = (inc.opened_ms - CHANGE_LOOKBACK_MS).max(0);
             for t in &mut plan.tasks {
-                if t.tool == Tool::ListChanges.as_str() && t.params.get("since_ms").is_none() {
-                    t.params = json!({"since_ms": (inc.opened_ms - CHANGE_LOOKBACK_MS).max(0)});
+                if t.params.get("since_ms").is_some() {
+                    continue;
+                }
+                if t.tool == Tool::ListChanges.as_str() {
+                    t.params = json!({"since_ms": since});
+                } else if t.tool == Tool::ListFailures.as_str() {
+                    // The operator's look at the tenant its alert names.
+                    t.params = match first.labels.get("tenant") {
+                        Some(of) if *tenant == TenantId::default_tenant() => {
+                            json!({"since_ms": since, "tenant": of})
+                        }
+                        _ => json!({"since_ms": since}),
+                    };
                 }
             }
             (
@@ -496,6 +508,18 @@ mod tests {
         let budget = runbook::plan(books, &toolsets(&TenantId::default_tenant(), true), &labels);
         let tools: Vec<&str> = budget.tasks.iter().map(|t| t.tool.as_str()).collect();
         assert_eq!(tools, ["get_spend", "list_changes", "get_health"]);
+        let labels = [("alertname".to_owned(), "OshalTicketsDead".to_owned())].into();
+        let dead = runbook::plan(books, &toolsets(&TenantId::default_tenant(), true), &labels);
+        let tools: Vec<&str> = dead.tasks.iter().map(|t| t.tool.as_str()).collect();
+        assert_eq!(tools, ["list_failures", "list_changes", "get_health"]);
+        let labels = [("alertname".to_owned(), "OshalSecretFound".to_owned())].into();
+        let secret = runbook::plan(books, &toolsets(&TenantId::default_tenant(), true), &labels);
+        let tools: Vec<&str> = secret.tasks.iter().map(|t| t.tool.as_str()).collect();
+        assert_eq!(tools, ["list_findings", "list_changes", "get_health"]);
+        let labels = [("alertname".to_owned(), "OshalStoreDown".to_owned())].into();
+        let store = runbook::plan(books, &toolsets(&TenantId::default_tenant(), true), &labels);
+        let tools: Vec<&str> = store.tasks.iter().map(|t| t.tool.as_str()).collect();
+        assert_eq!(tools, ["list_changes", "get_health"]);
         assert!(
             tenant
                 .skipped

@@ -518,3 +518,64 @@ async fn a_denied_heal_writes_nothing_and_an_expired_heal_grant_is_refused() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_failing_for_good_are_an_incident_diagnosed_from_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    // Work that fails every attempt: a tool no connector serves.
+    for n in 0..super::failures::THRESHOLD {
+        let submitted = p
+            .controller
+            .submit(NewTicket {
+                kind: "tool".into(),
+                payload: json!({"connector": "no-such-crm", "operation": "find",
+                    "params": {"n": n}}),
+                ..NewTicket::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(ended(&p, submitted.id).await.state, TicketState::Dead);
+    }
+    let mut incident = None;
+    for _ in 0..300 {
+        let alerts = p
+            .ops
+            .alerts(None, &super::AlertsQuery::default())
+            .await
+            .unwrap();
+        incident = alerts
+            .iter()
+            .find(|a| a.alert.name == super::failures::TICKETS_DEAD)
+            .and_then(|a| a.alert.incident.clone());
+        if incident.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = incident.expect("OshalTicketsDead within 30 s");
+    let v = investigated(&p, None, &id).await;
+    let inv = &v.investigations[0];
+    assert_eq!(inv.phase, Phase::Succeeded, "{:?}", inv.error);
+    assert_eq!(inv.evidence[0].tool, "list_failures");
+    assert_eq!(inv.evidence[0].params["tenant"], "default");
+    let failures = &inv.evidence[0].result["failures"];
+    assert_eq!(
+        failures[0]["count"],
+        super::failures::THRESHOLD,
+        "{failures:#}"
+    );
+    let d = inv.diagnosis.as_ref().unwrap();
+    assert_eq!(
+        (
+            d.causes[0].kind.as_str(),
+            d.causes[0].subject.as_str(),
+            d.inconclusive
+        ),
+        ("poison_input", "tool", false),
+        "{d:#?}"
+    );
+    // No heal rule heals a poison: none is proposed.
+    assert!(v.heals.is_empty());
+    p.shutdown().await;
+}

@@ -12,7 +12,12 @@
 //! journal), and after a restart the journal rebuilds the same monitors.
 //! `signals.rs` turns the platform's own state into alerts and change
 //! events (tickets requeued and lanes reset among them), `budget.rs` a
-//! tenant at its budget into `OshalBudgetExhausted`; `gather.rs`
+//! tenant at its budget into `OshalBudgetExhausted`, `failures.rs` a
+//! tenant whose tickets keep failing for good into `OshalTicketsDead`,
+//! `findings.rs` a secret the Security Center found into
+//! `OshalSecretFound`, `outage.rs` a store that stopped answering into
+//! `OshalStoreDown` and a `store_outage` change, once it answers again;
+//! `gather.rs`
 //! investigates each incident opened with a ticket boxed in by the
 //! connector broker (grants bound to it alone, for the planned reads) and
 //! takes its findings; `heal.rs` proposes the heal a diagnosis calls for
@@ -22,8 +27,11 @@
 //! holds the routes' types.
 
 mod budget;
+mod failures;
+mod findings;
 mod gather;
 mod heal;
+mod outage;
 mod signals;
 mod tools;
 mod view;
@@ -119,6 +127,8 @@ struct Inner {
     running: Mutex<BTreeMap<TicketId, TenantId>>,
     /// Held while a heal is released: one at a time.
     healing: Mutex<()>,
+    /// The Security Center, once attached (`list_findings` reads it).
+    security: std::sync::OnceLock<crate::security::SecurityCenter>,
     stop: CancellationToken,
 }
 
@@ -200,11 +210,14 @@ impl Operations {
                 ),
                 running: Mutex::default(),
                 healing: Mutex::default(),
+                security: std::sync::OnceLock::new(),
                 stop: CancellationToken::new(),
             }),
         };
         signals::watch(ops.clone(), ops.inner.stop.clone());
         budget::watch(ops.clone(), ops.inner.stop.clone());
+        failures::watch(ops.clone(), ops.inner.stop.clone());
+        outage::watch(ops.clone(), ops.inner.stop.clone());
         gather::mount(&ops)?;
         ops.resume_running().await;
         ops.resume_heals(true).await;
@@ -214,6 +227,15 @@ impl Operations {
 
     pub fn shutdown(&self) {
         self.inner.stop.cancel();
+    }
+
+    /// Lets the loop read the Security Center's findings (`list_findings`)
+    /// and raise `OshalSecretFound` for a secret found in the clear. Once:
+    /// a second center is ignored.
+    pub fn attach_security(&self, center: crate::security::SecurityCenter) {
+        if self.inner.security.set(center.clone()).is_ok() {
+            findings::watch(self.clone(), center, self.inner.stop.clone());
+        }
     }
 
     /// A tenant's book (a fresh one for a tenant with none yet).

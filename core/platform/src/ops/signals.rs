@@ -1,7 +1,9 @@
 //! The platform's own signals, turned into alerts and change events of
 //! the `default` tenant (the operator's): a bot's lane lagging past
 //! [`LAG_MS`], a lane whose figures cannot be read, a node whose bots
-//! all left (its heartbeat lost), and nodes joining and leaving as change
+//! all left (its heartbeat lost), the lanes' Redis having lost its data
+//! (`OshalLanesReset`, from the tickets re-driven, resolved a minute after
+//! every lane reads again), and nodes joining and leaving as change
 //! events. Read from the controller's `BotsUpdated` (about once a
 //! second); only a change of what holds is recorded, so a steady fleet
 //! writes nothing. What no longer holds is resolved, after a restart too
@@ -27,6 +29,10 @@ pub const LAG_CLEAR_MS: u64 = LAG_MS / 2;
 
 /// The alert of a node whose bots all left.
 const NODE_LOST: &str = "OshalNodeLost";
+/// The alert of the lanes' Redis having lost its data (tickets re-driven).
+pub const LANES_RESET: &str = "OshalLanesReset";
+/// How long a lanes reset stays firing once every lane reads again.
+pub const RESET_HOLD_MS: i64 = 60_000;
 
 /// An alert of the platform's: its name and labels.
 type Key = (String, Labels);
@@ -124,6 +130,8 @@ struct Watch {
     firing: BTreeMap<Key, (String, Severity)>,
     nodes: Option<BTreeSet<String>>,
     lost: BTreeSet<String>,
+    /// When the lanes were last reset, while `OshalLanesReset` fires.
+    reset_at: Option<i64>,
 }
 
 impl Watch {
@@ -134,8 +142,15 @@ impl Watch {
         for a in firing {
             if a.name == NODE_LOST {
                 w.lost.extend(a.labels.get("node").cloned());
-            } else if a.name == super::budget::BUDGET_EXHAUSTED {
-                // Watched by `budget.rs`.
+            } else if a.name == LANES_RESET {
+                w.reset_at = Some(a.last_ms);
+            } else if a.name == super::budget::BUDGET_EXHAUSTED
+                || a.name == super::failures::TICKETS_DEAD
+                || a.name == super::findings::SECRET_FOUND
+                || a.name == super::outage::STORE_DOWN
+            {
+                // Watched by `budget.rs`, `failures.rs`, `findings.rs` and
+                // `outage.rs`.
             } else {
                 w.firing
                     .insert((a.name.clone(), a.labels.clone()), (a.summary, a.severity));
@@ -211,8 +226,48 @@ impl Watch {
                 at,
             ));
         }
+        // A reset resolves once every lane reads again, a while after it.
+        if let Some(t) = self.reset_at
+            && at - t >= RESET_HOLD_MS
+            && !now.keys().any(|(name, _)| name == "OshalLaneUnknown")
+        {
+            self.reset_at = None;
+            inputs.push(signal(
+                LANES_RESET,
+                labels(LANES_RESET, &[]),
+                Report::Resolved,
+                "every lane reads again".into(),
+                Severity::Warning,
+                at,
+            ));
+        }
         self.firing = now;
         self.nodes = Some(present);
+        inputs
+    }
+
+    /// The inputs tickets' transitions lead to: their requeues as change
+    /// events and, for a lanes reset, `OshalLanesReset` firing.
+    fn transitions(&mut self, transitions: &[Transition], at: i64) -> Vec<Input> {
+        let mut inputs = requeues(transitions, at);
+        let reset: u32 = inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Change(c) if c.kind == ChangeKind::LanesReset => Some(c.count),
+                _ => None,
+            })
+            .sum();
+        if reset > 0 {
+            self.reset_at = Some(at);
+            inputs.push(signal(
+                LANES_RESET,
+                labels(LANES_RESET, &[]),
+                Report::Firing,
+                format!("the lanes' Redis lost its data: {reset} tickets were published again from the store"),
+                Severity::Warning,
+                at,
+            ));
+        }
         inputs
     }
 }
@@ -261,8 +316,10 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
                     Ok(CoreEvent::BotsUpdated { bots }) => bots,
                     Ok(CoreEvent::TicketsTransitioned { transitions }) => {
                         let at = ops.inner.controller.clock().now_ms();
-                        let inputs = requeues(&transitions, at);
+                        let before = watch.clone();
+                        let inputs = watch.transitions(&transitions, at);
                         if !inputs.is_empty() && !ops.observe(&tenant, inputs).await {
+                            watch = before;
                             tracing::warn!("a requeue could not be recorded as a change event");
                         }
                         continue;
@@ -401,12 +458,55 @@ mod tests {
             severity: Severity::Warning,
             ..lost.clone()
         };
-        let mut w = Watch::resume(vec![lost, lag]);
+        // Another watcher's alert is left to it.
+        let dead = oshal_ops::alert::Alert {
+            name: super::super::failures::TICKETS_DEAD.into(),
+            labels: labels(super::super::failures::TICKETS_DEAD, &[("tenant", "acme")]),
+            ..lost.clone()
+        };
+        let mut w = Watch::resume(vec![lost, lag, dead]);
         let both = [bot("b1", "n1", Some(0)), bot("b2", "n2", Some(0))];
         assert_eq!(
             said(&w.step(&both, 1)),
             pairs(&[("OshalLaneLag", "resolved"), ("OshalNodeLost", "resolved")])
         );
+    }
+
+    #[test]
+    fn a_lanes_reset_fires_and_resolves_a_while_after_the_lanes_read_again() {
+        let redriven = Transition {
+            ticket: crate::ticket::TicketId::new(),
+            tenant: TenantId::default_tenant(),
+            seq: 3,
+            from: Some(TicketState::Running),
+            to: TicketState::Queued,
+            attempt: 2,
+            bot: None,
+            reason: REDRIVE_REASON.into(),
+            at_ms: 10,
+            correlation_id: crate::ticket::TicketId::new(),
+            causation_id: None,
+        };
+        let mut w = Watch::default();
+        let healthy = [bot("b1", "n1", Some(0))];
+        w.step(&healthy, 5);
+        assert_eq!(
+            said(&w.transitions(&[redriven], 10)),
+            pairs(&[("lanes_reset", "tickets"), (LANES_RESET, "firing")])
+        );
+        let unread = [bot("b1", "n1", None)];
+        assert!(
+            !said(&w.step(&unread, 10 + RESET_HOLD_MS))
+                .contains(&(LANES_RESET.to_owned(), "resolved".to_owned())),
+            "not while a lane cannot be read"
+        );
+        w.step(&healthy, 20);
+        assert!(said(&w.step(&healthy, 30)).is_empty(), "held a while");
+        assert_eq!(
+            said(&w.step(&healthy, 10 + RESET_HOLD_MS + 1)),
+            pairs(&[(LANES_RESET, "resolved")])
+        );
+        assert!(w.step(&healthy, 20 + 2 * RESET_HOLD_MS).is_empty(), "once");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! tools (`oshal_ops::gather::Tool`) served from the controller's own
 //! state, in process, behind the connector gate like any connector.
 //!
-//! What a call may see follows its ticket's tenant: the bots and the
-//! store's health are the platform's, read only by the operator's
-//! (`default` tenant's) investigations; a tenant's change events and its
-//! spend are its own (the operator's read every tenant's spend). Which calls a ticket may make at all is the gate's business (the
+//! What a call may see follows its ticket's tenant: the bots, the
+//! store's health and the Security Center's findings are the platform's, read only by the operator's
+//! (`default` tenant's) investigations; a tenant's change events, its
+//! spend and its dead tickets are its own (the operator's read every
+//! tenant's). Which calls a ticket may make at all is the gate's business (the
 //! grants bound to it); this handler adds the tenant fence behind it.
 //!
 //! Its writes are the heals' actions (`oshal_ops::heal::Action`): the gate
@@ -19,8 +20,8 @@ use std::sync::Weak;
 use async_trait::async_trait;
 use oshal_ops::change::{ChangeEvent, ChangeKind};
 use oshal_ops::gather::{
-    BotReading, BotsReading, CONNECTOR, ChangesReading, HealthReading, LaneReading, SpendReading,
-    TenantSpend, Tool,
+    BotReading, BotsReading, CONNECTOR, ChangesReading, DeadTicket, FindingReading,
+    FindingsReading, HealthReading, LaneReading, SpendReading, TenantSpend, Tool, group_failures,
 };
 use oshal_ops::heal::Action;
 use oshal_ops::monitor::Input;
@@ -89,6 +90,39 @@ pub(super) struct OpsTools {
     pub(super) ops: Weak<Inner>,
 }
 
+/// The most dead tickets one `list_failures` reads.
+const MAX_FAILURES_READ: u32 = 500;
+
+/// Tickets dead since `since_ms` (`of` one tenant, or every tenant's),
+/// newest first, but the loop's own investigations.
+async fn dead_since(
+    inner: &Inner,
+    of: Option<TenantId>,
+    since_ms: i64,
+) -> Result<Vec<DeadTicket>, crate::controller::ControllerError> {
+    let query = crate::store::TicketQuery {
+        state: Some(crate::ticket::TicketState::Dead),
+        tenant: of,
+        bot: None,
+        kind: None,
+        cursor: None,
+        limit: MAX_FAILURES_READ,
+    };
+    let page = inner.controller.tickets(&query).await?;
+    Ok(page
+        .tickets
+        .into_iter()
+        .filter(|t| t.updated_at_ms >= since_ms && t.kind != "investigate")
+        .map(|t| DeadTicket {
+            id: t.id.to_string(),
+            tenant: t.tenant.to_string(),
+            kind: t.kind,
+            error: t.error.unwrap_or_default(),
+            at_ms: t.updated_at_ms,
+        })
+        .collect())
+}
+
 fn forbidden(tool: Tool) -> (u16, Value) {
     (
         403,
@@ -122,6 +156,35 @@ impl BuiltIn for OpsTools {
         let body = match tool {
             Tool::GetBots if !operator => return Ok(forbidden(tool)),
             Tool::GetHealth if !operator => return Ok(forbidden(tool)),
+            Tool::ListFindings if !operator => return Ok(forbidden(tool)),
+            Tool::ListFindings => {
+                let Some(center) = inner.security.get() else {
+                    return Ok((
+                        503,
+                        json!({"error": "no Security Center runs with this platform"}),
+                    ));
+                };
+                let query = crate::security::FindingQuery {
+                    state: Some(crate::security::FindingState::Open),
+                    source: None,
+                    limit: Some(200),
+                };
+                let findings = center.findings(&query).await.map_err(|e| e.to_string())?;
+                serde_json::to_value(FindingsReading {
+                    findings: findings
+                        .into_iter()
+                        .map(|f| FindingReading {
+                            id: f.id,
+                            rule: f.rule,
+                            object: f.object,
+                            severity: serde_json::to_value(f.severity)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default(),
+                        })
+                        .collect(),
+                })
+            }
             Tool::GetBots => {
                 let bots = inner.controller.bots().await;
                 serde_json::to_value(BotsReading {
@@ -166,6 +229,25 @@ impl BuiltIn for OpsTools {
                 let since = params.get("since_ms").and_then(Value::as_i64).unwrap_or(0);
                 let changes = inner.changes_since(&tenant, since).await;
                 serde_json::to_value(ChangesReading { changes })
+            }
+            Tool::ListFailures => {
+                let since = params.get("since_ms").and_then(Value::as_i64).unwrap_or(0);
+                let of = match params.get("tenant").and_then(Value::as_str) {
+                    None => (!operator).then(|| tenant.clone()),
+                    Some(named) => match TenantId::parse(named) {
+                        Ok(t) if operator || t == tenant => Some(t),
+                        _ => {
+                            return Ok((
+                                403,
+                                json!({"error": "a tenant's investigation reads only its own tickets"}),
+                            ));
+                        }
+                    },
+                };
+                let dead = dead_since(&inner, of, since)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                serde_json::to_value(group_failures(&dead))
             }
         };
         body.map(|b| (200, b)).map_err(|e| e.to_string())
