@@ -252,6 +252,8 @@ async fn a_tenant_token_sees_and_acts_on_its_tenant_alone(server: &Server) -> (S
         ("POST", "/api/v1/security/scans"),
         ("GET", "/api/v1/tokens"),
         ("POST", "/api/v1/tokens"),
+        // A heal writes the platform's own state: no tenant approves one.
+        ("POST", "/api/v1/ops/incidents/INC-1/heal"),
     ] {
         let body = (method != "GET").then(|| json!({}));
         let (s, e) = acme.call(method, path, body).await;

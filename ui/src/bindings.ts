@@ -240,7 +240,10 @@ export type AuditKind = "decision" | "credential_read" | "refresh" | "revoke" | 
 export type BlastRadius = {
 	tenants: string[],
 	bots: string[],
-	/**  At most [`MAX_BLAST_TICKETS`], the first of them. */
+	/**
+	 *  Some of them (at most [`MAX_BLAST_TICKETS`]; for a budget, those
+	 *  waiting in the queue).
+	 */
 	tickets: string[],
 	/**  How many tickets in all. */
 	tickets_total: number,

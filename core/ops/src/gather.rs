@@ -76,9 +76,14 @@ impl Tool {
     /// Its parameters' JSON Schema.
     pub fn params_schema(self) -> Value {
         match self {
-            Tool::GetBots | Tool::GetHealth | Tool::GetSpend | Tool::ListFindings => {
+            Tool::GetBots | Tool::GetHealth | Tool::ListFindings => {
                 json!({"type": "object", "additionalProperties": false})
             }
+            Tool::GetSpend => json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {"tenant": {"type": "string", "minLength": 1, "maxLength": 64}}
+            }),
             Tool::ListChanges => json!({
                 "type": "object",
                 "additionalProperties": false,
@@ -100,7 +105,10 @@ impl Tool {
         match self {
             Tool::GetBots => "GET /api/v1/bots".into(),
             Tool::GetHealth => "GET /api/v1/health".into(),
-            Tool::GetSpend => "GET /api/v1/tenants; GET /api/v1/cost/summary".into(),
+            Tool::GetSpend => match params.get("tenant").and_then(Value::as_str) {
+                Some(of) => format!("GET /api/v1/tenants; GET /api/v1/cost/summary?tenant={of}"),
+                None => "GET /api/v1/tenants; GET /api/v1/cost/summary".into(),
+            },
             Tool::ListFindings => "GET /api/v1/security/findings?state=open".into(),
             Tool::ListChanges => {
                 let since = params.get("since_ms").and_then(Value::as_i64).unwrap_or(0);
@@ -290,8 +298,10 @@ pub fn outside_status(error: &str) -> Option<(String, u16)> {
             let w = w.trim_end_matches(':');
             let (connector, op) = w.split_once('.')?;
             (!connector.is_empty() && !op.is_empty()).then(|| connector.to_owned())
-        })?;
-        return Some((named, status));
+        });
+        if let Some(named) = named {
+            return Some((named, status));
+        }
     }
     None
 }

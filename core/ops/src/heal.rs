@@ -105,7 +105,8 @@ pub fn raised_budget(budget_nusd: Option<i64>, spent_nusd: i64, percent: u32) ->
 pub struct BlastRadius {
     pub tenants: Vec<String>,
     pub bots: Vec<String>,
-    /// At most [`MAX_BLAST_TICKETS`], the first of them.
+    /// Some of them (at most [`MAX_BLAST_TICKETS`]; for a budget, those
+    /// waiting in the queue).
     pub tickets: Vec<String>,
     /// How many tickets in all.
     pub tickets_total: u32,
@@ -128,10 +129,16 @@ pub struct DryRun {
 impl DryRun {
     /// Within its bounds.
     pub fn check(&self) -> Result<(), String> {
-        let bytes = serde_json::to_string(self).map_or(usize::MAX, |s| s.len());
-        if bytes > MAX_DRY_RUN_BYTES || self.blast.tickets.len() > MAX_BLAST_TICKETS {
+        if self.blast.tickets.len() > MAX_BLAST_TICKETS {
             return Err(format!(
-                "a dry run holds at most {MAX_DRY_RUN_BYTES} bytes and names at most {MAX_BLAST_TICKETS} tickets"
+                "names {} tickets; the limit is {MAX_BLAST_TICKETS} (the total counts the rest)",
+                self.blast.tickets.len()
+            ));
+        }
+        let bytes = serde_json::to_string(self).map_or(usize::MAX, |s| s.len());
+        if bytes > MAX_DRY_RUN_BYTES {
+            return Err(format!(
+                "holds {bytes} bytes; the limit is {MAX_DRY_RUN_BYTES}"
             ));
         }
         Ok(())
@@ -230,6 +237,12 @@ pub fn select<'a>(
     }
     let top = diagnosis.causes.first()?;
     if top.score < CONCLUSIVE {
+        return None;
+    }
+    // A tenant's alert is healed for that tenant alone.
+    if top.kind == CauseKind::BudgetExhausted
+        && labels.get("tenant").is_some_and(|t| *t != top.subject)
+    {
         return None;
     }
     rules.iter().find(|r| {
@@ -346,6 +359,10 @@ mod tests {
         assert!(select(&rules, &node, &labels, &[]).is_none());
         let other: Labels = [("alertname".to_owned(), "Custom".to_owned())].into();
         assert!(select(&rules, &d, &other, &[]).is_none());
+        // globex's alert is never healed by raising acme's budget.
+        let mut globex = budget_alert();
+        globex.insert("tenant".into(), "globex".into());
+        assert!(select(&rules, &d, &globex, &[]).is_none());
     }
 
     #[test]

@@ -192,6 +192,12 @@ impl Monitor {
                 format!("is {phase}; only a pending heal is approved or denied"),
             ));
         }
+        if approve && !self.incident(&incident).is_some_and(|i| i.status.is_open()) {
+            return Err(refused(
+                &format!("{incident}/{heal}"),
+                "belongs to a resolved incident; what it would change was worked out for a cause that is gone".into(),
+            ));
+        }
         if approve {
             let limit = self
                 .settings

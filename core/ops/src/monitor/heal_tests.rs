@@ -50,8 +50,12 @@ fn spend_plan() -> Plan {
 }
 
 fn spend(budget: i64, spent: i64) -> Findings {
+    spend_of("acme", budget, spent)
+}
+
+fn spend_of(tenant: &str, budget: i64, spent: i64) -> Findings {
     let reading = serde_json::json!({"tenants": [
-        {"tenant": "acme", "budget_nusd": budget, "spend_nusd": spent}
+        {"tenant": tenant, "budget_nusd": budget, "spend_nusd": spent}
     ]});
     Findings {
         evidence: vec![Evidence::record(
@@ -424,6 +428,7 @@ fn a_rules_concurrency_holds_an_approval_back_until_its_heals_end() {
     assert_eq!(ids.len(), 2);
     for (n, id) in ids.iter().enumerate() {
         let ticket = format!("g-{n}");
+        let of = m.incident(id).unwrap().group["tenant"].clone();
         for input in [
             Input::StartInvestigation {
                 incident: id.clone(),
@@ -435,7 +440,7 @@ fn a_rules_concurrency_holds_an_approval_back_until_its_heals_end() {
             },
             Input::FinishInvestigation {
                 ticket: ticket.clone(),
-                findings: spend(0, 0),
+                findings: spend_of(&of, 0, 0),
                 cost_nanos: 0,
             },
         ] {

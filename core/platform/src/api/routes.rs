@@ -398,8 +398,8 @@ routes! {
     EditPostmortem = Put "/api/v1/ops/incidents/{id}/postmortem" Bearer Write, args: Id, query: crate::ops::OpsQuery, body: oshal_ops::report::PostmortemEdit => oshal_ops::report::Postmortem;
     /// Publish a resolved incident's postmortem, frozen from then on; 409 before it is resolved or once published.
     PublishPostmortem = Post "/api/v1/ops/incidents/{id}/postmortem/publish" Bearer Write, args: Id, query: crate::ops::OpsQuery, body: () => oshal_ops::report::Postmortem;
-    /// Approve or deny an incident's pending heal (its dry run and blast radius are on the incident). Approved, its one write runs under one expiring grant bound to its ticket, then the incident is investigated again; 409 if it is not pending or its rule's concurrency is taken.
-    DecideHeal = Post "/api/v1/ops/incidents/{id}/heal" Bearer Write, args: Id, query: crate::ops::OpsQuery, body: crate::ops::HealDecision => crate::ops::IncidentView;
+    /// Approve or deny an incident's pending heal (its dry run and blast radius are on the incident); the operator's token alone, as for any write to the platform's own state. Approved, its one write runs under one expiring grant bound to its ticket, then the incident is investigated again; 409 if it is not pending or its rule's concurrency is taken.
+    DecideHeal = Post "/api/v1/ops/incidents/{id}/heal" Bearer Operator, args: Id, query: crate::ops::OpsQuery, body: crate::ops::HealDecision => crate::ops::IncidentView;
     /// The monitor's settings (fingerprint labels, correlation rules, heal rules), its
     /// silences, maintenance windows and newest change events.
     GetOpsSettings = Get "/api/v1/ops/settings" Bearer Read, args: (), query: crate::ops::OpsQuery, body: () => crate::ops::SettingsView;

@@ -2,9 +2,10 @@
 //! tenant (the operator's), fires for a tenant of which [`THRESHOLD`]
 //! tickets failed for good within [`WINDOW_MS`] (a poison input failing
 //! every attempt, an outside system failing every call) and resolves once
-//! none has for a whole window. Heard from the controller's transitions;
-//! the operations loop's own tickets (its investigations) do not count,
-//! so a failing investigation never raises what would investigate it.
+//! none has for a whole window. Heard from the controller's transitions
+//! (and read back from the store at start); the operations loop's own
+//! tickets (its investigations and heals) do not count, so a failing
+//! investigation never raises what would investigate it.
 //! Only a change is recorded, and a record that fails is tried again at
 //! the next look. After a restart it starts from the alerts the journal
 //! says fire.
@@ -30,8 +31,17 @@ pub const THRESHOLD: usize = 3;
 pub const WINDOW_MS: i64 = 600_000;
 /// How often the window is looked at.
 const POLL: Duration = Duration::from_secs(5);
-/// The kinds of the loop's own tickets, which never count.
-const OWN_KINDS: [&str; 1] = ["investigate"];
+/// The idempotency keys of the loop's own tickets (its Gather and heal
+/// tickets) start so; they never count.
+const OWN_KEYS: [&str; 2] = ["ops-gather:", "ops-heal:"];
+
+/// Whether a ticket is the operations loop's own.
+fn own(v: &crate::store::TicketView) -> bool {
+    v.kind == "investigate"
+        || v.idempotency_key
+            .as_deref()
+            .is_some_and(|k| OWN_KEYS.iter().any(|p| k.starts_with(p)))
+}
 
 /// Each tenant's recent deaths (time, error), oldest first.
 #[derive(Debug, Default)]
@@ -112,6 +122,51 @@ fn inputs(
     out
 }
 
+/// The most dead tickets read back at start.
+const MAX_READ_BACK: u32 = 1000;
+
+/// Tickets dead since `since_ms` but the loop's own, oldest first, as
+/// (tenant, time, error).
+async fn recent_deaths(ops: &Operations, since_ms: i64) -> Vec<(String, i64, String)> {
+    let query = crate::store::TicketQuery {
+        state: Some(TicketState::Dead),
+        tenant: None,
+        bot: None,
+        kind: None,
+        cursor: None,
+        limit: MAX_READ_BACK,
+    };
+    let page = match ops.inner.controller.tickets(&query).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "dead tickets could not be read back at start");
+            return Vec::new();
+        }
+    };
+    let recent: Vec<TicketId> = page
+        .tickets
+        .iter()
+        .filter(|t| t.updated_at_ms >= since_ms)
+        .map(|t| t.id)
+        .collect();
+    let Ok(views) = ops.inner.controller.tickets_by_id(&recent, None).await else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, i64, String)> = views
+        .iter()
+        .filter(|v| !own(v))
+        .map(|v| {
+            (
+                v.tenant.to_string(),
+                v.updated_at_ms,
+                v.error.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort_by_key(|d| d.1);
+    out
+}
+
 /// Watches the tickets' deaths until `stop`.
 pub(super) fn watch(ops: Operations, stop: CancellationToken) {
     let mut events = ops.inner.controller.subscribe();
@@ -125,6 +180,12 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
             .filter_map(|a| a.labels.get("tenant").cloned())
             .collect();
         let mut deaths = Deaths::default();
+        // After a restart the window is read back from the store, so what
+        // fired before is not resolved for want of memory.
+        let since = ops.inner.controller.clock().now_ms() - WINDOW_MS;
+        for (tenant, at_ms, error) in recent_deaths(&ops, since).await {
+            deaths.push(&tenant, at_ms, error);
+        }
         let mut poll = tokio::time::interval(POLL);
         loop {
             tokio::select! {
@@ -148,16 +209,18 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
                             continue;
                         }
                         let ids: Vec<TicketId> = dead.iter().map(|t| t.ticket).collect();
-                        // The loop's own tickets are left out by their kind.
-                        let own: BTreeSet<TicketId> = match ops.inner.controller.tickets_by_id(&ids, None).await {
-                            Ok(views) => views
-                                .into_iter()
-                                .filter(|v| OWN_KINDS.contains(&v.kind.as_str()))
-                                .map(|v| v.id)
-                                .collect(),
-                            Err(_) => BTreeSet::new(),
+                        // The loop's own tickets are left out; a batch that
+                        // cannot be told apart is left out whole (never
+                        // the loop raising an alert over itself).
+                        let views = match ops.inner.controller.tickets_by_id(&ids, None).await {
+                            Ok(views) => views,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "dead tickets could not be read; not counted");
+                                continue;
+                            }
                         };
-                        for t in dead.into_iter().filter(|t| !own.contains(&t.ticket)) {
+                        let mine: BTreeSet<TicketId> = views.iter().filter(|v| own(v)).map(|v| v.id).collect();
+                        for t in dead.into_iter().filter(|t| !mine.contains(&t.ticket)) {
                             deaths.push(t.tenant.as_str(), t.at_ms, t.reason.clone());
                         }
                     }

@@ -31,7 +31,9 @@ const MAX_READ: u32 = 1000;
 fn secrets(findings: &[Finding]) -> BTreeMap<String, String> {
     findings
         .iter()
-        .filter(|f| f.rule == SECRET_RULE && f.state == FindingState::Open)
+        // Oshal's own scan only: an imported SARIF run may name the same
+        // rule, and its message may quote what it found.
+        .filter(|f| f.source == "oshal" && f.rule == SECRET_RULE && f.state == FindingState::Open)
         .map(|f| (f.id.clone(), format!("{}: {}", f.object, f.message)))
         .collect()
 }
@@ -96,7 +98,12 @@ pub(super) fn watch(ops: Operations, center: SecurityCenter, stop: CancellationT
                     continue;
                 }
             };
-            let now = secrets(&findings);
+            let mut now = secrets(&findings);
+            if findings.len() >= MAX_READ as usize {
+                // A full page may have left some out: none is taken for
+                // resolved on its word.
+                now.extend(was.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
             let at = ops.inner.controller.clock().now_ms();
             if ops.observe(&default, inputs(&was, &now, at)).await {
                 was = now;

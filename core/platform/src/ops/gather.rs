@@ -130,6 +130,13 @@ impl Operations {
                 }
                 if t.tool == Tool::ListChanges.as_str() {
                     t.params = json!({"since_ms": since});
+                } else if t.tool == Tool::GetSpend.as_str() {
+                    // The operator's look at the tenant its alert names.
+                    if let Some(of) = first.labels.get("tenant")
+                        && *tenant == TenantId::default_tenant()
+                    {
+                        t.params = json!({"tenant": of});
+                    }
                 } else if t.tool == Tool::ListFailures.as_str() {
                     // The operator's look at the tenant its alert names.
                     t.params = match first.labels.get("tenant") {

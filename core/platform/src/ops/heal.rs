@@ -1,8 +1,9 @@
 //! Heal: an investigation's diagnosis healed by one write, after a
 //! person's approval, under one scoped and expiring grant.
 //!
-//! When an investigation succeeds, the tenant's heal rules are matched
-//! against its diagnosis (`oshal_ops::heal::select`: a conclusive top
+//! When an investigation of one of the operator's incidents succeeds,
+//! the heal rules of the operator's (`default` tenant's) settings are
+//! matched against its diagnosis (`oshal_ops::heal::select`: a conclusive top
 //! cause, once per rule and incident). A match is filled in from the
 //! platform's figures into a concrete action with its dry run (what it
 //! would change, from what to what) and blast radius (tenants, bots,
@@ -35,6 +36,8 @@ use crate::ticket::{NewTicket, TenantId, TicketId, TicketState, ToolPayload};
 
 /// How long a heal's write grant lasts once released.
 pub const HEAL_GRANT_MS: i64 = 600_000;
+/// How long past its grant a heal ticket still not done is let be.
+const OVERDUE_GRACE_MS: i64 = 60_000;
 /// Who the loop's own grants are by.
 const BY: &str = "ops-loop";
 /// What the heal ticket's model is asked after the write (it never writes).
@@ -170,6 +173,12 @@ impl Operations {
     ) -> Result<IncidentView, OpsError> {
         let t = self.tenant(tenant).await?;
         let approve = req.approve;
+        if approve && self.inner.controller.connectors().is_none() {
+            return Err(OpsError::Conflict(
+                "this platform runs without a connector runtime; a heal writes only through its gate"
+                    .into(),
+            ));
+        }
         self.take_one(
             &t,
             Input::DecideHeal {
@@ -182,7 +191,19 @@ impl Operations {
         )
         .await?;
         if approve {
-            self.run_heal(&t, incident, &req.heal).await?;
+            // Released beside the answer: the approval is recorded, and a
+            // release that fails now is tried again at the next poll.
+            let (ops, tenant, incident, heal) = (
+                self.clone(),
+                t.clone(),
+                incident.to_owned(),
+                req.heal.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = ops.run_heal(&tenant, &incident, &heal).await {
+                    tracing::warn!(%tenant, incident, heal, error = %e, "an approved heal could not be released yet; tried again at the next poll");
+                }
+            });
         }
         self.incident(Some(t.as_str()), incident).await
     }
@@ -316,12 +337,30 @@ impl Operations {
                     tool["body"]
                 ))
             }
-            TicketState::Dead | TicketState::Cancelled => Err(format!(
-                "the ticket ended {}: {}",
-                view.state.as_str(),
-                view.error.as_deref().unwrap_or("no reason given")
-            )),
-            _ => return Ok(false),
+            TicketState::Dead | TicketState::Cancelled => {
+                // The write may have gone through before the ticket failed
+                // (its model's summary, say): the effect ledger knows.
+                match self.applied(ticket).await {
+                    Some(done) => Ok(format!(
+                        "{done} (the ticket then ended {}: {})",
+                        view.state.as_str(),
+                        view.error.as_deref().unwrap_or("no reason given")
+                    )),
+                    None => Err(format!(
+                        "the ticket ended {}: {}",
+                        view.state.as_str(),
+                        view.error.as_deref().unwrap_or("no reason given")
+                    )),
+                }
+            }
+            _ => {
+                // Still not done after its grant expired: it can no longer
+                // write, so it goes (and the heal fails at the next look).
+                if self.heal_overdue(tenant, ticket).await {
+                    self.inner.controller.cancel(ticket).await?;
+                }
+                return Ok(false);
+            }
         };
         if let Some(c) = self.inner.controller.connectors() {
             c.revoke_ticket_grants(ticket, BY).await.map_err(conn)?;
@@ -347,6 +386,39 @@ impl Operations {
         Ok(true)
     }
 
+    /// What a heal ticket's write answered, if the effect ledger holds it
+    /// done.
+    async fn applied(&self, ticket: TicketId) -> Option<String> {
+        let connectors = self.inner.controller.connectors()?;
+        let effects = connectors.effects(Some(ticket), None, 5).await.ok()?;
+        effects
+            .into_iter()
+            .find(|e| {
+                e.connector == CONNECTOR
+                    && e.state == crate::connector::store::EffectState::Done
+                    && e.status.is_some_and(|s| (200..300).contains(&s))
+            })
+            .map(|e| {
+                format!(
+                    "{} answered {}: {}",
+                    e.operation,
+                    e.status.unwrap_or_default(),
+                    e.response.unwrap_or(Value::Null)
+                )
+            })
+    }
+
+    /// Whether a heal ticket not yet ended has outlived its grant.
+    async fn heal_overdue(&self, tenant: &TenantId, ticket: TicketId) -> bool {
+        let now = self.inner.controller.clock().now_ms();
+        let book = self.book(tenant);
+        let book = book.lock().await;
+        book.monitor
+            .heal_of(&ticket.to_string())
+            .and_then(|(_, h)| h.decided_ms)
+            .is_some_and(|at| now > at + HEAL_GRANT_MS + OVERDUE_GRACE_MS)
+    }
+
     /// Investigates the incident again, as heal `heal`'s re-check.
     async fn recheck(&self, tenant: &TenantId, incident: &str, heal: &str) {
         if let Err(e) = self.investigate(tenant, incident, Some(heal)).await {
@@ -357,13 +429,28 @@ impl Operations {
     /// Heals approved and not ended (all of them at start, after a
     /// restart; the approved ones whose ticket never went out, at each
     /// poll), each released if it was not, and followed; at start also
-    /// the re-checks a restart kept from starting.
+    /// the re-checks and proposals a restart kept from happening.
     pub(super) async fn resume_heals(&self, at_start: bool) {
         let mut release = Vec::new();
         let mut recheck = Vec::new();
+        let mut propose = Vec::new();
         for (tenant, book) in self.books_of(None) {
             let book = book.lock().await;
             let m = &book.monitor;
+            if at_start {
+                // A proposal a restart cut off (proposing is idempotent per
+                // rule and incident).
+                for inc in m.incidents().filter(|i| i.status.is_open()) {
+                    if let Some(inv) = m
+                        .investigations(&inc.id)
+                        .iter()
+                        .rev()
+                        .find(|i| i.phase == oshal_ops::investigation::Phase::Succeeded)
+                    {
+                        propose.push((tenant.clone(), inv.ticket.clone()));
+                    }
+                }
+            }
             for (incident, h) in m.active_heals() {
                 if at_start || h.phase == HealPhase::Scheduled {
                     release.push((tenant.clone(), incident.to_owned(), h.id.clone()));
@@ -386,6 +473,11 @@ impl Operations {
         }
         for (tenant, incident, heal) in recheck {
             self.recheck(&tenant, &incident, &heal).await;
+        }
+        for (tenant, ticket) in propose {
+            if let Err(e) = self.propose_heal(&tenant, &ticket).await {
+                tracing::warn!(%tenant, ticket, error = %e, "a heal could not be proposed");
+            }
         }
     }
 }

@@ -212,10 +212,23 @@ impl BuiltIn for OpsTools {
                 })
             }
             Tool::GetSpend => {
+                let of = match params.get("tenant").and_then(Value::as_str) {
+                    None => (!operator).then(|| tenant.clone()),
+                    Some(named) => match TenantId::parse(named) {
+                        Ok(t) if operator || t == tenant => Some(t),
+                        Ok(_) => {
+                            return Ok((
+                                403,
+                                json!({"error": "a tenant's investigation reads only its own spend"}),
+                            ));
+                        }
+                        Err(e) => return Ok((400, json!({"error": format!("tenant: {e}")}))),
+                    },
+                };
                 let spend = inner.controller.spend().await.map_err(|e| e.to_string())?;
                 let mut tenants: Vec<TenantSpend> = spend
                     .into_iter()
-                    .filter(|s| operator || s.tenant == tenant)
+                    .filter(|s| of.as_ref().is_none_or(|o| s.tenant == *o))
                     .map(|s| TenantSpend {
                         tenant: s.tenant.to_string(),
                         budget_nusd: s.budget_nusd,
@@ -236,12 +249,13 @@ impl BuiltIn for OpsTools {
                     None => (!operator).then(|| tenant.clone()),
                     Some(named) => match TenantId::parse(named) {
                         Ok(t) if operator || t == tenant => Some(t),
-                        _ => {
+                        Ok(_) => {
                             return Ok((
                                 403,
                                 json!({"error": "a tenant's investigation reads only its own tickets"}),
                             ));
                         }
+                        Err(e) => return Ok((400, json!({"error": format!("tenant: {e}")}))),
                     },
                 };
                 let dead = dead_since(&inner, of, since)
@@ -280,9 +294,35 @@ impl BuiltIn for OpsTools {
             tenant,
             budget_nusd,
         } = action;
-        let Ok(known) = inner.controller.known_tenant(Some(&tenant)).await else {
-            return Ok((404, json!({"error": format!("no tenant {tenant:?}")})));
+        let known = match inner.controller.known_tenant(Some(&tenant)).await {
+            Ok(t) => t,
+            Err(crate::controller::ControllerError::UnknownTenant(_)) => {
+                return Ok((404, json!({"error": format!("no tenant {tenant:?}")})));
+            }
+            Err(e) => return Err(e.to_string()),
         };
+        // A heal raises a budget, never lowers one (a heal approved after
+        // someone raised it by hand would).
+        let spend = inner.controller.spend().await.map_err(|e| e.to_string())?;
+        let now = spend
+            .iter()
+            .find(|s| s.tenant == known)
+            .and_then(|s| s.budget_nusd);
+        if now == Some(budget_nusd) {
+            // Applied already under this key (its answer was lost): the same
+            // answer again, and no second change event.
+            return Ok((200, json!({"tenant": known, "budget_nusd": budget_nusd})));
+        }
+        if now.is_none_or(|b| b > budget_nusd) {
+            let was = now.map_or_else(
+                || "no limit".to_owned(),
+                |b| format!("${:.6}", crate::cost::usd(b)),
+            );
+            return Ok((
+                409,
+                json!({"error": format!("tenant {known}'s budget is {was} already; the heal would not raise it")}),
+            ));
+        }
         inner
             .controller
             .set_budget(known.clone(), Some(budget_nusd))

@@ -160,9 +160,10 @@ impl IncidentSummary {
         let heals = m.heals(&i.id);
         Self {
             heals: heals.len() as u32,
+            // A resolved incident's pending heal can no longer be approved.
             heals_pending: heals
                 .iter()
-                .filter(|h| h.phase == oshal_ops::heal::HealPhase::Pending)
+                .filter(|h| h.phase == oshal_ops::heal::HealPhase::Pending && i.status.is_open())
                 .count() as u32,
             investigations: invs.len() as u32,
             investigating: invs.iter().filter(|v| v.phase == Phase::Running).count() as u32,

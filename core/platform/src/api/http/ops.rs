@@ -208,6 +208,17 @@ pub(super) async fn set_settings(
 ) -> ApiResult<Json<SettingsView>> {
     let tenant = who.fence(q.tenant.as_deref(), "tenant")?;
     let settings: Settings = json_body(&headers, body).await?;
+    // Heal rules say what the platform may write: the operator's alone.
+    if who.only().is_some() {
+        let now = ops(&state)?.settings(tenant.as_deref()).await?;
+        if now.settings.heal != settings.heal {
+            return Err(ApiError::new(
+                ErrorKind::Forbidden,
+                "heal rules are set with the operator's token alone",
+            )
+            .field("heal"));
+        }
+    }
     Ok(Json(
         ops(&state)?
             .set_settings(tenant.as_deref(), settings, &actor(&who))
