@@ -688,6 +688,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         "every claim backed by evidence: {report:#}"
     );
     assert_eq!(totals["unapproved_writes"], 0, "{report:#}");
+    assert_eq!(totals["writes"], 1, "the heal's one write: {report:#}");
     assert_eq!(
         (totals["healed"].as_u64(), totals["heals_expected"].as_u64()),
         (Some(1), Some(1))
@@ -701,7 +702,10 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         .unwrap();
     let table = String::from_utf8(table.stdout).unwrap();
     eprintln!("{table}");
-    assert!(table.contains("top-1 100%"), "{table}");
+    assert!(
+        table.contains("top-1 100%") && table.contains("0 of 1 writes without an approval"),
+        "{table}"
+    );
     drop(server);
     space.cleanup().await.unwrap();
 }

@@ -180,6 +180,20 @@ async fn eval(client: &Client, catalogue: &[Injected]) -> Result<Report> {
             .map_err(crate::args::api_error)?;
         views.push(v);
     }
+    // Every write the built-in connector made: each must be an approved
+    // heal's ticket.
+    let trail = oshal_core::api::TrailQuery {
+        ticket: None,
+        limit: Some("5000".into()),
+    };
+    let writes: Vec<String> = client
+        .request::<r::ListEffects>((), Some(&trail), None)
+        .await
+        .map_err(crate::args::api_error)?
+        .into_iter()
+        .filter(|e| e.connector == oshal_ops::gather::CONNECTOR)
+        .map(|e| e.ticket.to_string())
+        .collect();
     let records: Vec<Record<'_>> = views
         .iter()
         .map(|v| Record {
@@ -189,7 +203,7 @@ async fn eval(client: &Client, catalogue: &[Injected]) -> Result<Report> {
             heals: &v.heals,
         })
         .collect();
-    Ok(score(catalogue, &records))
+    Ok(score(catalogue, &records, &writes))
 }
 
 /// The report as a table: one line per fault, then the totals.
@@ -221,7 +235,7 @@ fn table(r: &Report) -> String {
     }
     let t = &r.totals;
     out += &format!(
-        "total: {} faults · top-1 {:.0}% · top-3 {:.0}% · {:.0}% of claims backed by evidence · {:.1} steps · ${:.6} per incident · median {} to diagnosis · {}/{} heals re-checked · {} writes without an approval\n",
+        "total: {} faults · top-1 {:.0}% · top-3 {:.0}% · {:.0}% of claims backed by evidence · {:.1} steps · ${:.6} per incident · median {} to diagnosis · {}/{} heals re-checked · {} of {} writes without an approval\n",
         t.faults,
         t.top1 * 100.0,
         t.top3 * 100.0,
@@ -231,7 +245,8 @@ fn table(r: &Report) -> String {
         secs(t.median_to_diagnosis_ms),
         t.healed,
         t.heals_expected,
-        t.unapproved_writes
+        t.unapproved_writes,
+        t.writes
     );
     out
 }

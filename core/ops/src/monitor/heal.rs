@@ -277,6 +277,23 @@ impl Monitor {
         }])
     }
 
+    /// The pending heals of an incident that resolves, denied by the
+    /// monitor: what they would change was worked out for a cause that
+    /// is gone, so they can no longer be approved.
+    pub(super) fn expire_pending(&self, incident: &str) -> Vec<Event> {
+        self.heals(incident)
+            .iter()
+            .filter(|h| h.phase == HealPhase::Pending)
+            .map(|h| Event::HealDecided {
+                incident: incident.to_owned(),
+                heal: h.id.clone(),
+                approved: false,
+                by: MONITOR.into(),
+                note: "the incident resolved before it was approved".into(),
+            })
+            .collect()
+    }
+
     /// Whether a re-check of `heal` may start on `incident`.
     pub(super) fn may_recheck(&self, incident: &str, heal: &str) -> Result<(), OpsError> {
         let h = self.heal(incident, heal)?;

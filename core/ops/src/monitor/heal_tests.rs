@@ -489,3 +489,34 @@ fn a_rules_concurrency_holds_an_approval_back_until_its_heals_end() {
         ["heal_decided"]
     );
 }
+
+#[test]
+fn a_pending_heal_is_denied_by_the_monitor_when_its_incident_resolves() {
+    let (mut m, id, mut log) = diagnosed();
+    for e in propose(&m, &id, "g-1").unwrap() {
+        m.apply(&e, 50);
+    }
+    let resolved = step(
+        &mut m,
+        &mut log,
+        Input::Signal(budget_signal(Report::Resolved, 60)),
+        60,
+    );
+    assert_eq!(
+        resolved,
+        ["alert_received", "incident_moved", "heal_decided"]
+    );
+    let h = &m.heals(&id)[0];
+    assert_eq!(
+        (h.phase, h.decided_by.as_deref()),
+        (HealPhase::Denied, Some(MONITOR))
+    );
+    let approve = Input::DecideHeal {
+        incident: id.clone(),
+        heal: "H-1".into(),
+        approve: true,
+        by: "alice".into(),
+        note: String::new(),
+    };
+    assert!(matches!(m.decide(approve, 70), Err(OpsError::Heal { .. })));
+}

@@ -435,12 +435,19 @@ impl Monitor {
                         action,
                     });
                 }
-                Ok(vec![Event::IncidentMoved {
+                let expired = if action == IncidentAction::Resolve {
+                    self.expire_pending(&id)
+                } else {
+                    Vec::new()
+                };
+                let mut events = vec![Event::IncidentMoved {
                     id,
                     action,
                     by,
                     note,
-                }])
+                }];
+                events.extend(expired);
+                Ok(events)
             }
             Input::Settings { settings, by } => {
                 settings.check()?;
@@ -605,6 +612,7 @@ impl Monitor {
                     by: MONITOR.into(),
                     note,
                 });
+                events.extend(self.expire_pending(&inc.id));
             }
             return events;
         }

@@ -123,6 +123,25 @@ async fn dead_since(
         .collect())
 }
 
+/// Whose figures a call reads: the tenant its `tenant` parameter names
+/// (the operator's calls may name any, a tenant's only its own), or, when
+/// it names none, every tenant's for the operator and its own for a
+/// tenant. A refusal is an answer (400 or 403), as an outside system's.
+fn whose(params: &Value, caller: &TenantId) -> Result<Option<TenantId>, (u16, Value)> {
+    let operator = *caller == TenantId::default_tenant();
+    match params.get("tenant").and_then(Value::as_str) {
+        None => Ok((!operator).then(|| caller.clone())),
+        Some(named) => match TenantId::parse(named) {
+            Ok(t) if operator || t == *caller => Ok(Some(t)),
+            Ok(_) => Err((
+                403,
+                json!({"error": "a tenant's investigation reads only its own"}),
+            )),
+            Err(e) => Err((400, json!({"error": format!("tenant: {e}")}))),
+        },
+    }
+}
+
 fn forbidden(tool: Tool) -> (u16, Value) {
     (
         403,
@@ -212,18 +231,9 @@ impl BuiltIn for OpsTools {
                 })
             }
             Tool::GetSpend => {
-                let of = match params.get("tenant").and_then(Value::as_str) {
-                    None => (!operator).then(|| tenant.clone()),
-                    Some(named) => match TenantId::parse(named) {
-                        Ok(t) if operator || t == tenant => Some(t),
-                        Ok(_) => {
-                            return Ok((
-                                403,
-                                json!({"error": "a tenant's investigation reads only its own spend"}),
-                            ));
-                        }
-                        Err(e) => return Ok((400, json!({"error": format!("tenant: {e}")}))),
-                    },
+                let of = match whose(params, &tenant) {
+                    Ok(of) => of,
+                    Err(refused) => return Ok(refused),
                 };
                 let spend = inner.controller.spend().await.map_err(|e| e.to_string())?;
                 let mut tenants: Vec<TenantSpend> = spend
@@ -245,18 +255,9 @@ impl BuiltIn for OpsTools {
             }
             Tool::ListFailures => {
                 let since = params.get("since_ms").and_then(Value::as_i64).unwrap_or(0);
-                let of = match params.get("tenant").and_then(Value::as_str) {
-                    None => (!operator).then(|| tenant.clone()),
-                    Some(named) => match TenantId::parse(named) {
-                        Ok(t) if operator || t == tenant => Some(t),
-                        Ok(_) => {
-                            return Ok((
-                                403,
-                                json!({"error": "a tenant's investigation reads only its own tickets"}),
-                            ));
-                        }
-                        Err(e) => return Ok((400, json!({"error": format!("tenant: {e}")}))),
-                    },
+                let of = match whose(params, &tenant) {
+                    Ok(of) => of,
+                    Err(refused) => return Ok(refused),
                 };
                 let dead = dead_since(&inner, of, since)
                     .await
