@@ -356,16 +356,31 @@ async fn budget(server: &Server, tenant: &str, usd: Option<f64>) {
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
 
-/// The incident an alert named `name` with label `key=value` opened.
-async fn incident_of(server: &Server, name: &str, key: &str, value: &str) -> String {
+/// Submits a ticket (`201` required); its id.
+async fn submit(server: &Server, body: Value) -> String {
+    let r = server
+        .post("/api/v1/tickets")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{body}");
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The incident an alert named `name` with `labels` opened.
+async fn incident_of(server: &Server, name: &str, labels: &[(&str, &str)]) -> String {
     until(
-        &format!("{name} {key}={value} opens an incident"),
+        &format!("{name} {labels:?} opens an incident"),
         90,
         async || {
             let v = server.json("/api/v1/ops/alerts").await.ok()?;
             v.as_array()?
                 .iter()
-                .find(|a| a["name"] == name && a["labels"][key] == value)
+                .find(|a| a["name"] == name && labels.iter().all(|(k, v)| a["labels"][k] == *v))
                 .and_then(|a| a["incident"].as_str().map(str::to_owned))
         },
     )
@@ -438,7 +453,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     n2.kill9();
     catalogue.push(json!({"fault": "kill -9 node n2", "alert": "OshalNodeLost",
         "labels": {"node": "n2"}, "cause": "node_down", "subject": "n2", "injected_ms": at}));
-    let node = incident_of(&server, "OshalNodeLost", "node", "n2").await;
+    let node = incident_of(&server, "OshalNodeLost", &[("node", "n2")]).await;
     investigated(&server, &node).await;
 
     // 2. A tenant's budget exhausted: healed after an approval.
@@ -447,7 +462,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     catalogue.push(json!({"fault": "tenant evalco's budget exhausted",
         "alert": "OshalBudgetExhausted", "labels": {"tenant": "evalco"},
         "cause": "budget_exhausted", "subject": "evalco", "heal": true, "injected_ms": at}));
-    let spent = incident_of(&server, "OshalBudgetExhausted", "tenant", "evalco").await;
+    let spent = incident_of(&server, "OshalBudgetExhausted", &[("tenant", "evalco")]).await;
     let path = format!("/api/v1/ops/incidents/{spent}");
     let pending = until("a heal proposed", 90, async || {
         let v = server.json(&path).await.ok()?;
@@ -490,25 +505,18 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     budget(&server, "poisonco", None).await;
     let at = now_ms();
     for n in 0..3 {
-        let id = server
-            .post("/api/v1/tickets")
-            .json(&json!({"kind": "tool", "tenant": "poisonco",
-                "payload": {"connector": "no-such-crm", "operation": "find", "params": {"n": n}}}))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = submit(
+            &server,
+            json!({"kind": "tool", "tenant": "poisonco",
+                "payload": {"connector": "no-such-crm", "operation": "find", "params": {"n": n}}}),
+        )
+        .await;
         server.wait_terminal(&id).await.unwrap();
     }
     catalogue.push(json!({"fault": "a poison input fails every attempt",
         "alert": "OshalTicketsDead", "labels": {"tenant": "poisonco"},
         "cause": "poison_input", "subject": "tool", "injected_ms": at}));
-    let poison = incident_of(&server, "OshalTicketsDead", "tenant", "poisonco").await;
+    let poison = incident_of(&server, "OshalTicketsDead", &[("tenant", "poisonco")]).await;
     investigated(&server, &poison).await;
 
     // 4. An outside system answering 503 to every read.
@@ -548,26 +556,19 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         .store(1_000, std::sync::atomic::Ordering::SeqCst);
     let at = now_ms();
     for n in 0..3 {
-        let id = server
-            .post("/api/v1/tickets")
-            .json(&json!({"kind": "tool", "tenant": "shopco", "max_attempts": 2,
-                "payload": {"connector": "shop", "operation": "get_order", "params": {"order_id": format!("o-{n}")}}}))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = submit(
+            &server,
+            json!({"kind": "tool", "tenant": "shopco", "max_attempts": 2,
+                "payload": {"connector": "shop", "operation": "get_order", "params": {"order_id": format!("o-{n}")}}}),
+        )
+        .await;
         let t = server.wait_terminal(&id).await.unwrap();
         assert_eq!(t["state"], "dead", "{t:#}");
     }
     catalogue.push(json!({"fault": "an outside system answers 503",
         "alert": "OshalTicketsDead", "labels": {"tenant": "shopco"},
         "cause": "outside_system_failing", "subject": "shop", "injected_ms": at}));
-    let failing = incident_of(&server, "OshalTicketsDead", "tenant", "shopco").await;
+    let failing = incident_of(&server, "OshalTicketsDead", &[("tenant", "shopco")]).await;
     investigated(&server, &failing).await;
 
     // 5. The lanes' Redis restarted empty while reads are in flight.
@@ -581,33 +582,16 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         .store(2_000, std::sync::atomic::Ordering::SeqCst);
     let mut slow = Vec::new();
     for n in 0..3 {
-        let r = server
-            .post("/api/v1/tickets")
-            .json(&json!({"kind": "tool", "tenant": "shopco",
-                "payload": {"connector": "shop", "operation": "get_order", "params": {"order_id": format!("s-{n}")}}}))
-            .send()
-            .await
-            .unwrap();
-        slow.push(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        let body = json!({"kind": "tool", "tenant": "shopco",
+            "payload": {"connector": "shop", "operation": "get_order", "params": {"order_id": format!("s-{n}")}}});
+        slow.push(submit(&server, body).await);
     }
     outside.wait_for("GET", "/orders").await.unwrap();
     let at = now_ms();
     redis.restart_empty().await.unwrap();
     catalogue.push(json!({"fault": "Redis restarted empty mid-work",
         "alert": "OshalLanesReset", "cause": "redis_data_loss", "subject": "redis", "injected_ms": at}));
-    let lost = until("OshalLanesReset opens an incident", 90, async || {
-        let v = server.json("/api/v1/ops/alerts").await.ok()?;
-        v.as_array()?
-            .iter()
-            .find(|a| a["name"] == "OshalLanesReset")
-            .and_then(|a| a["incident"].as_str().map(str::to_owned))
-    })
-    .await;
+    let lost = incident_of(&server, "OshalLanesReset", &[]).await;
     investigated(&server, &lost).await;
     for id in &slow {
         let t = server.wait_terminal(id).await.unwrap();
@@ -642,14 +626,8 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     catalogue.push(json!({"fault": "a secret planted in a log",
         "alert": "OshalSecretFound", "labels": {"finding": leak["id"]},
         "cause": "secret_exposed", "subject": leak["object"], "injected_ms": at}));
-    let secret = until("OshalSecretFound opens an incident", 90, async || {
-        let v = server.json("/api/v1/ops/alerts").await.ok()?;
-        v.as_array()?
-            .iter()
-            .find(|a| a["name"] == "OshalSecretFound" && a["labels"]["finding"] == leak["id"])
-            .and_then(|a| a["incident"].as_str().map(str::to_owned))
-    })
-    .await;
+    let finding = leak["id"].as_str().unwrap();
+    let secret = incident_of(&server, "OshalSecretFound", &[("finding", finding)]).await;
     let view = investigated(&server, &secret).await;
     assert!(
         !view.to_string().contains("ghp_E2eT0ken"),
@@ -663,14 +641,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     pg.start_again().unwrap();
     catalogue.push(json!({"fault": "PostgreSQL stopped for 4 s",
         "alert": "OshalStoreDown", "cause": "store_down", "subject": "store", "injected_ms": at}));
-    let down = until("OshalStoreDown opens an incident", 90, async || {
-        let v = server.json("/api/v1/ops/alerts").await.ok()?;
-        v.as_array()?
-            .iter()
-            .find(|a| a["name"] == "OshalStoreDown")
-            .and_then(|a| a["incident"].as_str().map(str::to_owned))
-    })
-    .await;
+    let down = incident_of(&server, "OshalStoreDown", &[]).await;
     investigated(&server, &down).await;
 
     let file = dir.path().join("catalogue.json");

@@ -394,18 +394,23 @@ pub fn next_step(kind: CauseKind, subject: &str) -> String {
 }
 
 impl Diagnosis {
-    /// Every claim's evidence: the share of claims that name at least one
-    /// evidence id (1.0 by construction; the eval reports it).
-    pub fn backed_share(&self) -> f64 {
-        let claims: Vec<&Claim> = self
-            .findings
-            .iter()
-            .chain(self.causes.iter().flat_map(|c| c.supports.iter()))
-            .collect();
-        if claims.is_empty() {
-            return 1.0;
+    /// Its claims (findings, and what supports and speaks against each
+    /// cause), and how many of them name evidence, all of which `kept`
+    /// says is there.
+    pub fn backing(&self, kept: impl Fn(&str) -> bool) -> (u32, u32) {
+        let claims = self.findings.iter().chain(
+            self.causes
+                .iter()
+                .flat_map(|c| c.supports.iter().chain(&c.against)),
+        );
+        let (mut all, mut backed) = (0, 0);
+        for c in claims {
+            all += 1;
+            if !c.evidence.is_empty() && c.evidence.iter().all(|id| kept(id)) {
+                backed += 1;
+            }
         }
-        claims.iter().filter(|c| !c.evidence.is_empty()).count() as f64 / claims.len() as f64
+        (all, backed)
     }
 
     /// A model's ranking applied: `order` lists causes as `kind:subject`;
@@ -525,7 +530,12 @@ mod tests {
             !d.causes.iter().any(|c| c.kind == CauseKind::StoreDown),
             "a healthy store is no cause"
         );
-        assert_eq!(d.backed_share(), 1.0);
+        // Every claim names the observations' evidence, and only it.
+        let (claims, backed) = d.backing(|id| ["E-1", "E-2", "E-3", "E-4"].contains(&id));
+        assert_eq!((backed, claims), (8, 8));
+        // The requeue (E-3) is a finding and a support of node_down: both
+        // go unbacked once it is gone.
+        assert_eq!(d.backing(|id| id != "E-3"), (8, 6));
         assert!(d.next_steps[0].contains("n2"));
     }
 

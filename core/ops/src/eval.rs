@@ -133,25 +133,6 @@ fn diagnosing<'a>(r: &Record<'a>) -> Option<(&'a Investigation, &'a Diagnosis)> 
         .find_map(|i| i.diagnosis.as_ref().map(|d| (i, d)))
 }
 
-/// Claims of `d`, and those whose every evidence id names evidence of
-/// `inv` that is intact.
-fn backing(inv: &Investigation, d: &Diagnosis) -> (u32, u32) {
-    let kept = |id: &String| inv.evidence.iter().any(|e| &e.id == id && e.intact());
-    let claims = d.findings.iter().chain(
-        d.causes
-            .iter()
-            .flat_map(|c| c.supports.iter().chain(&c.against)),
-    );
-    let (mut all, mut backed) = (0, 0);
-    for c in claims {
-        all += 1;
-        if !c.evidence.is_empty() && c.evidence.iter().all(kept) {
-            backed += 1;
-        }
-    }
-    (all, backed)
-}
-
 /// Scores one fault against the record.
 pub fn score_one(f: &Injected, records: &[Record<'_>]) -> Scored {
     let mut s = Scored {
@@ -193,7 +174,7 @@ pub fn score_one(f: &Injected, records: &[Record<'_>]) -> Scored {
     };
     s.steps = inv.evidence.len() as u32;
     s.to_diagnosis_ms = inv.finished_ms.map(|t| t - f.injected_ms);
-    (s.claims, s.backed) = backing(inv, d);
+    (s.claims, s.backed) = d.backing(|id| inv.evidence.iter().any(|e| e.id == id && e.intact()));
     if !d.inconclusive {
         s.rank = d
             .causes

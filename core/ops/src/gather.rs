@@ -573,7 +573,9 @@ mod tests {
             (d.causes[0].kind, d.causes[0].subject.as_str()),
             (CauseKind::NodeDown, "n1")
         );
-        assert_eq!(d.backed_share(), 1.0);
+        let kept = |id: &str| evidence.iter().any(|e| e.id == id && e.intact());
+        let (claims, backed) = d.backing(kept);
+        assert!(claims > 0 && backed == claims, "{backed} of {claims}");
     }
 
     #[test]

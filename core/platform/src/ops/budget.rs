@@ -9,12 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use oshal_ops::alert::{Report, Severity, Source};
+use oshal_ops::alert::{Severity, Source};
 use oshal_ops::monitor::Input;
 use tokio_util::sync::CancellationToken;
 
 use super::Operations;
-use super::signals::{labels, signal};
+use super::signals::Keyed;
 use crate::controller::Spend;
 use crate::cost::usd;
 use crate::ticket::TenantId;
@@ -45,29 +45,18 @@ fn exhausted(spend: &[Spend]) -> BTreeMap<String, String> {
 
 /// What changed between `was` and `now`, as the monitor's inputs.
 fn inputs(was: &BTreeSet<String>, now: &BTreeMap<String, String>, at: i64) -> Vec<Input> {
-    let say = |tenant: &str, report, summary: String| {
-        signal(
-            BUDGET_EXHAUSTED,
-            labels(BUDGET_EXHAUSTED, &[("tenant", tenant)]),
-            report,
-            summary,
-            Severity::Warning,
-            at,
-        )
+    const ALERT: Keyed = Keyed {
+        name: BUDGET_EXHAUSTED,
+        label: "tenant",
+        severity: Severity::Warning,
     };
-    let mut out: Vec<Input> = now
-        .iter()
-        .filter(|(t, _)| !was.contains(*t))
-        .map(|(t, summary)| say(t, Report::Firing, summary.clone()))
-        .collect();
-    out.extend(was.iter().filter(|t| !now.contains_key(*t)).map(|t| {
-        say(
-            t,
-            Report::Resolved,
-            format!("tenant {t} is within its budget again"),
-        )
-    }));
-    out
+    ALERT.changes(
+        was,
+        now,
+        |t| now.contains_key(t),
+        |t| format!("tenant {t} is within its budget again"),
+        at,
+    )
 }
 
 /// Watches the budgets until `stop`.
@@ -103,6 +92,7 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oshal_ops::alert::Report;
 
     fn spend(id: &str, budget: Option<i64>, spent: i64) -> Spend {
         Spend {

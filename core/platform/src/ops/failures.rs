@@ -13,13 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use oshal_ops::alert::{Report, Severity, Source};
+use oshal_ops::alert::{Severity, Source};
 use oshal_ops::monitor::Input;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::Operations;
-use super::signals::{labels, signal};
+use super::signals::Keyed;
 use crate::controller::CoreEvent;
 use crate::ticket::{TenantId, TicketId, TicketState};
 
@@ -94,32 +94,23 @@ fn inputs(
     any: &BTreeSet<String>,
     at: i64,
 ) -> Vec<Input> {
-    let say = |tenant: &str, report, summary: String| {
-        signal(
-            TICKETS_DEAD,
-            labels(TICKETS_DEAD, &[("tenant", tenant)]),
-            report,
-            summary,
-            Severity::Warning,
-            at,
-        )
+    const ALERT: Keyed = Keyed {
+        name: TICKETS_DEAD,
+        label: "tenant",
+        severity: Severity::Warning,
     };
-    let mut out: Vec<Input> = firing
-        .iter()
-        .filter(|(t, _)| !was.contains(*t))
-        .map(|(t, summary)| say(t, Report::Firing, summary.clone()))
-        .collect();
-    out.extend(was.iter().filter(|t| !any.contains(*t)).map(|t| {
-        say(
-            t,
-            Report::Resolved,
+    ALERT.changes(
+        was,
+        firing,
+        |t| any.contains(t),
+        |t| {
             format!(
                 "no ticket of tenant {t} failed for good in the last {} minutes",
                 WINDOW_MS / 60_000
-            ),
-        )
-    }));
-    out
+            )
+        },
+        at,
+    )
 }
 
 /// The most dead tickets read back at start.
@@ -235,6 +226,7 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oshal_ops::alert::Report;
 
     fn said(inputs: Vec<Input>) -> Vec<(String, Report)> {
         inputs

@@ -7,16 +7,16 @@
 //! journal says fire. The alert names the finding and its place, never
 //! the secret (the Security Center never keeps it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use oshal_ops::alert::{Report, Severity, Source};
+use oshal_ops::alert::{Severity, Source};
 use oshal_ops::gather::SECRET_RULE;
 use oshal_ops::monitor::Input;
 use tokio_util::sync::CancellationToken;
 
 use super::Operations;
-use super::signals::{labels, signal};
+use super::signals::Keyed;
 use crate::security::{Finding, FindingQuery, FindingState, SecurityCenter};
 use crate::ticket::TenantId;
 
@@ -34,51 +34,39 @@ fn secrets(findings: &[Finding]) -> BTreeMap<String, String> {
         // Oshal's own scan only: an imported SARIF run may name the same
         // rule, and its message may quote what it found.
         .filter(|f| f.source == "oshal" && f.rule == SECRET_RULE && f.state == FindingState::Open)
-        .map(|f| (f.id.clone(), format!("{}: {}", f.object, f.message)))
+        .map(|f| {
+            let summary = format!("{}: {}", f.object, f.message);
+            (f.id.clone(), crate::text::clip(&summary, 1000).to_owned())
+        })
         .collect()
 }
 
 /// What changed between `was` and `now`, as the monitor's inputs.
-fn inputs(was: &BTreeMap<String, String>, now: &BTreeMap<String, String>, at: i64) -> Vec<Input> {
-    let say = |id: &str, report, summary: String| {
-        signal(
-            SECRET_FOUND,
-            labels(SECRET_FOUND, &[("finding", id)]),
-            report,
-            crate::text::clip(&summary, 1000).to_owned(),
-            Severity::Critical,
-            at,
-        )
+fn inputs(was: &BTreeSet<String>, now: &BTreeMap<String, String>, at: i64) -> Vec<Input> {
+    const ALERT: Keyed = Keyed {
+        name: SECRET_FOUND,
+        label: "finding",
+        severity: Severity::Critical,
     };
-    let mut out: Vec<Input> = now
-        .iter()
-        .filter(|(id, _)| !was.contains_key(*id))
-        .map(|(id, summary)| say(id, Report::Firing, summary.clone()))
-        .collect();
-    out.extend(
-        was.iter()
-            .filter(|(id, _)| !now.contains_key(*id))
-            .map(|(id, _)| {
-                say(
-                    id,
-                    Report::Resolved,
-                    format!("finding {id} is no longer open"),
-                )
-            }),
-    );
-    out
+    ALERT.changes(
+        was,
+        now,
+        |id| now.contains_key(id),
+        |id| format!("finding {id} is no longer open"),
+        at,
+    )
 }
 
 /// Watches the Security Center's findings until `stop`.
 pub(super) fn watch(ops: Operations, center: SecurityCenter, stop: CancellationToken) {
     tokio::spawn(async move {
         let default = TenantId::default_tenant();
-        let mut was: BTreeMap<String, String> = ops
+        let mut was: BTreeSet<String> = ops
             .firing(&default)
             .await
             .into_iter()
             .filter(|a| a.name == SECRET_FOUND && a.source == Source::Platform)
-            .filter_map(|a| a.labels.get("finding").map(|id| (id.clone(), a.summary)))
+            .filter_map(|a| a.labels.get("finding").cloned())
             .collect();
         let query = FindingQuery {
             state: Some(FindingState::Open),
@@ -102,11 +90,12 @@ pub(super) fn watch(ops: Operations, center: SecurityCenter, stop: CancellationT
             if findings.len() >= MAX_READ as usize {
                 // A full page may have left some out: none is taken for
                 // resolved on its word.
-                now.extend(was.iter().map(|(k, v)| (k.clone(), v.clone())));
+                // (A key fired already says nothing new: no summary needed.)
+                now.extend(was.iter().map(|k| (k.clone(), String::new())));
             }
             let at = ops.inner.controller.clock().now_ms();
             if ops.observe(&default, inputs(&was, &now, at)).await {
-                was = now;
+                was = now.into_keys().collect();
             }
         }
     });
@@ -115,10 +104,12 @@ pub(super) fn watch(ops: Operations, center: SecurityCenter, stop: CancellationT
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oshal_ops::alert::Report;
 
     #[test]
     fn a_secret_found_fires_until_its_finding_is_no_longer_open() {
         let one: BTreeMap<String, String> = [("a1".to_owned(), "app.env".to_owned())].into();
+        let fired: BTreeSet<String> = one.keys().cloned().collect();
         let said = |inputs: Vec<Input>| -> Vec<(String, Report)> {
             inputs
                 .into_iter()
@@ -129,15 +120,15 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            said(inputs(&BTreeMap::new(), &one, 1)),
+            said(inputs(&BTreeSet::new(), &one, 1)),
             [("a1".to_owned(), Report::Firing)]
         );
         assert!(
-            inputs(&one, &one, 2).is_empty(),
+            inputs(&fired, &one, 2).is_empty(),
             "a steady state says nothing"
         );
         assert_eq!(
-            said(inputs(&one, &BTreeMap::new(), 3)),
+            said(inputs(&fired, &BTreeMap::new(), 3)),
             [("a1".to_owned(), Report::Resolved)]
         );
     }

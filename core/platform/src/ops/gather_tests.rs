@@ -218,26 +218,7 @@ async fn a_tenants_incident_reads_only_its_own() {
 async fn a_tenant_out_of_budget_is_an_incident_diagnosed_from_its_spend() {
     let dir = tempfile::tempdir().unwrap();
     let p = platform(dir.path()).await;
-    let acme = crate::ticket::TenantId::parse("acme").unwrap();
-    // A budget of nothing: spent from the start.
-    p.controller.set_budget(acme, Some(0)).await.unwrap();
-    let mut incident = None;
-    for _ in 0..300 {
-        let alerts = p
-            .ops
-            .alerts(None, &super::AlertsQuery::default())
-            .await
-            .unwrap();
-        incident = alerts
-            .iter()
-            .find(|a| a.alert.name == "OshalBudgetExhausted" && a.alert.labels["tenant"] == "acme")
-            .and_then(|a| a.alert.incident.clone());
-        if incident.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let id = incident.expect("OshalBudgetExhausted for acme within 30 s");
+    let id = budget_incident(&p).await;
     let v = investigated(&p, None, &id).await;
     let inv = &v.investigations[0];
     assert_eq!(inv.phase, Phase::Succeeded, "{:?}", inv.error);
@@ -312,10 +293,9 @@ async fn a_tenants_ticket_granted_the_platforms_tools_still_reads_none_of_it() {
     p.shutdown().await;
 }
 
-/// The acme budget incident, once its first investigation has ended.
-async fn budget_incident(p: &Platform) -> String {
-    let acme = crate::ticket::TenantId::parse("acme").unwrap();
-    p.controller.set_budget(acme, Some(0)).await.unwrap();
+/// The incident the alert `name` (with `label` if given) opened, once it
+/// has (30 s at most).
+async fn incident_of(p: &Platform, name: &str, label: Option<(&str, &str)>) -> String {
     for _ in 0..300 {
         let alerts = p
             .ops
@@ -324,14 +304,23 @@ async fn budget_incident(p: &Platform) -> String {
             .unwrap();
         if let Some(id) = alerts
             .iter()
-            .find(|a| a.alert.name == "OshalBudgetExhausted" && a.alert.labels["tenant"] == "acme")
+            .filter(|a| a.alert.name == name)
+            .find(|a| label.is_none_or(|(k, v)| a.alert.labels.get(k).is_some_and(|x| x == v)))
             .and_then(|a| a.alert.incident.clone())
         {
             return id;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no OshalBudgetExhausted incident for acme within 30 s");
+    panic!("no {name} incident ({label:?}) within 30 s");
+}
+
+/// acme with a budget of nothing (spent from the start), and the incident
+/// its `OshalBudgetExhausted` opened.
+async fn budget_incident(p: &Platform) -> String {
+    let acme = crate::ticket::TenantId::parse("acme").unwrap();
+    p.controller.set_budget(acme, Some(0)).await.unwrap();
+    incident_of(p, "OshalBudgetExhausted", Some(("tenant", "acme"))).await
 }
 
 /// The incident once `until` holds of it (30 s at most).
@@ -537,23 +526,7 @@ async fn tickets_failing_for_good_are_an_incident_diagnosed_from_their_errors() 
             .unwrap();
         assert_eq!(ended(&p, submitted.id).await.state, TicketState::Dead);
     }
-    let mut incident = None;
-    for _ in 0..300 {
-        let alerts = p
-            .ops
-            .alerts(None, &super::AlertsQuery::default())
-            .await
-            .unwrap();
-        incident = alerts
-            .iter()
-            .find(|a| a.alert.name == super::failures::TICKETS_DEAD)
-            .and_then(|a| a.alert.incident.clone());
-        if incident.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let id = incident.expect("OshalTicketsDead within 30 s");
+    let id = incident_of(&p, super::failures::TICKETS_DEAD, None).await;
     let v = investigated(&p, None, &id).await;
     let inv = &v.investigations[0];
     assert_eq!(inv.phase, Phase::Succeeded, "{:?}", inv.error);

@@ -29,6 +29,10 @@ pub const LAG_CLEAR_MS: u64 = LAG_MS / 2;
 
 /// The alert of a node whose bots all left.
 const NODE_LOST: &str = "OshalNodeLost";
+/// The alert of a lane lagging past [`LAG_MS`].
+const LANE_LAG: &str = "OshalLaneLag";
+/// The alert of a lane whose figures cannot be read.
+const LANE_UNKNOWN: &str = "OshalLaneUnknown";
 /// The alert of the lanes' Redis having lost its data (tickets re-driven).
 pub const LANES_RESET: &str = "OshalLanesReset";
 /// How long a lanes reset stays firing once every lane reads again.
@@ -63,7 +67,7 @@ fn assess(
         let bot = b.id.to_string();
         match &b.lane {
             None => {
-                let name = "OshalLaneUnknown";
+                let name = LANE_UNKNOWN;
                 firing.insert(
                     (name.into(), labels(name, &[("bot", &bot), ("node", &node)])),
                     (
@@ -76,11 +80,11 @@ fn assess(
                 if l.lag_ms >= LAG_MS
                     || (l.lag_ms >= LAG_CLEAR_MS
                         && was.contains_key(&(
-                            "OshalLaneLag".to_owned(),
-                            labels("OshalLaneLag", &[("bot", &bot), ("node", &node)]),
+                            LANE_LAG.to_owned(),
+                            labels(LANE_LAG, &[("bot", &bot), ("node", &node)]),
                         ))) =>
             {
-                let name = "OshalLaneLag";
+                let name = LANE_LAG;
                 firing.insert(
                     (name.into(), labels(name, &[("bot", &bot), ("node", &node)])),
                     (
@@ -122,6 +126,50 @@ pub(super) fn signal(
     })
 }
 
+/// An alert a watcher raises once per key (a tenant, a finding): its
+/// name, the label the key goes under, and its severity.
+pub(super) struct Keyed {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub severity: Severity,
+}
+
+impl Keyed {
+    /// What changed, as the monitor's inputs: each key of `firing` not in
+    /// `was` fires with its summary; each key of `was` that no longer
+    /// `holds` resolves, saying `resolved(key)`.
+    pub(super) fn changes(
+        &self,
+        was: &BTreeSet<String>,
+        firing: &BTreeMap<String, String>,
+        holds: impl Fn(&str) -> bool,
+        resolved: impl Fn(&str) -> String,
+        at: i64,
+    ) -> Vec<Input> {
+        let say = |key: &str, report, summary: String| {
+            signal(
+                self.name,
+                labels(self.name, &[(self.label, key)]),
+                report,
+                summary,
+                self.severity,
+                at,
+            )
+        };
+        let mut out: Vec<Input> = firing
+            .iter()
+            .filter(|(k, _)| !was.contains(*k))
+            .map(|(k, summary)| say(k, Report::Firing, summary.clone()))
+            .collect();
+        out.extend(
+            was.iter()
+                .filter(|k| !holds(k))
+                .map(|k| say(k, Report::Resolved, resolved(k))),
+        );
+        out
+    }
+}
+
 /// What the watcher remembers between updates: the platform's alerts it
 /// last saw firing, the nodes present (unknown before the first update)
 /// and the nodes it reported lost.
@@ -135,8 +183,9 @@ struct Watch {
 }
 
 impl Watch {
-    /// Starts from what the journal says fires, so a restart resolves what
-    /// no longer holds.
+    /// Starts from what the journal says fires of its own alerts, so a
+    /// restart resolves what no longer holds (and leaves the other
+    /// watchers' alerts to them).
     fn resume(firing: Vec<oshal_ops::alert::Alert>) -> Self {
         let mut w = Watch::default();
         for a in firing {
@@ -144,17 +193,11 @@ impl Watch {
                 w.lost.extend(a.labels.get("node").cloned());
             } else if a.name == LANES_RESET {
                 w.reset_at = Some(a.last_ms);
-            } else if a.name == super::budget::BUDGET_EXHAUSTED
-                || a.name == super::failures::TICKETS_DEAD
-                || a.name == super::findings::SECRET_FOUND
-                || a.name == super::outage::STORE_DOWN
-            {
-                // Watched by `budget.rs`, `failures.rs`, `findings.rs` and
-                // `outage.rs`.
-            } else {
+            } else if a.name == LANE_LAG || a.name == LANE_UNKNOWN {
                 w.firing
                     .insert((a.name.clone(), a.labels.clone()), (a.summary, a.severity));
             }
+            // Any other alert is another watcher's.
         }
         w
     }
@@ -229,7 +272,7 @@ impl Watch {
         // A reset resolves once every lane reads again, a while after it.
         if let Some(t) = self.reset_at
             && at - t >= RESET_HOLD_MS
-            && !now.keys().any(|(name, _)| name == "OshalLaneUnknown")
+            && !now.keys().any(|(name, _)| name == LANE_UNKNOWN)
         {
             self.reset_at = None;
             inputs.push(signal(
