@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oshal_e2e::outside::{OpenBao, Outside};
-use oshal_e2e::{Server, free_port};
+use oshal_e2e::slowlink::SlowLink;
+use oshal_e2e::{LlamaServer, Server, free_port};
 use serde_json::{Value, json};
 
 /// A child process killed when dropped.
@@ -409,11 +410,13 @@ fn now_ms() -> i64 {
 /// outside system): a node killed with `kill -9`, a tenant's budget
 /// exhausted, a poison input that fails every attempt, an outside system
 /// answering 503, the lanes' Redis restarted empty mid-work, a secret
-/// planted where the Security Center finds it, PostgreSQL stopped.
+/// planted where the Security Center finds it, PostgreSQL stopped, a
+/// slow model (a real model server behind a link that holds each call).
 /// Each raises the platform's own alert, opens an incident, is
 /// investigated through the connector gate and diagnosed from its
 /// evidence; the budget is healed after an approval given with the CLI,
-/// re-checked, and its postmortem published. `oshal ops eval` then scores
+/// re-checked, and its postmortem published; the tickets the outside
+/// system failed are replayed, once it is back, after an approval. `oshal ops eval` then scores
 /// the record: every fault's injected cause ranked first, every claim
 /// backed by evidence, every heal approved before it wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,7 +570,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     }
     catalogue.push(json!({"fault": "an outside system answers 503",
         "alert": "OshalTicketsDead", "labels": {"tenant": "shopco"},
-        "cause": "outside_system_failing", "subject": "shop", "injected_ms": at}));
+        "cause": "outside_system_failing", "subject": "shop", "heal": true, "injected_ms": at}));
     let failing = incident_of(&server, "OshalTicketsDead", &[("tenant", "shopco")]).await;
     investigated(&server, &failing).await;
 
@@ -600,6 +603,47 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
             "no ticket lost to the reset: {t:#}"
         );
     }
+
+    // The outside system answers again: the tickets it failed are replayed
+    // after an approval, and the re-check finds none dying since.
+    outside
+        .state
+        .read_delay_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let path = format!("/api/v1/ops/incidents/{failing}");
+    let pending = until("a replay proposed", 90, async || {
+        let v = server.json(&path).await.ok()?;
+        (v["heals"][0]["phase"] == "pending").then_some(v)
+    })
+    .await;
+    let heal = &pending["heals"][0];
+    assert_eq!(heal["action"]["action"], "replay_dead", "{pending:#}");
+    assert_eq!(
+        heal["dry_run"]["blast"]["tickets_total"], 3,
+        "the three tickets shop failed: {pending:#}"
+    );
+    server.cli(&[
+        "ops",
+        "heal",
+        &failing,
+        "H-1",
+        "--approve",
+        "--note",
+        "shop is back",
+    ]);
+    let replayed = until("the replay re-checked", 90, async || {
+        let v = server.json(&path).await.ok()?;
+        v["heals"][0]["recheck"]["passed"].as_bool().map(|p| (p, v))
+    })
+    .await;
+    assert!(replayed.0, "{:#}", replayed.1);
+    assert!(
+        replayed.1["heals"][0]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("3 succeeded")),
+        "{:#}",
+        replayed.1
+    );
 
     // 6. A secret planted in a log the Security Center reads.
     let at = now_ms();
@@ -644,12 +688,68 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     let down = incident_of(&server, "OshalStoreDown", &[]).await;
     investigated(&server, &down).await;
 
+    // 8. A slow model: node n3's bot calls a real model server through a
+    // link that holds every request 3 s, and its lane lags behind it.
+    let llama = LlamaServer::start().await.unwrap();
+    let upstream = llama
+        .base_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1");
+    let link = SlowLink::start(upstream).await.unwrap();
+    let model_url = format!("{}/v1", link.url);
+    let _n3 = space
+        .node(
+            "n3",
+            &[
+                "--bots",
+                "1",
+                "--skills",
+                "summarize",
+                "--model-url",
+                &model_url,
+                "--model-name",
+                LlamaServer::MODEL,
+            ],
+        )
+        .unwrap();
+    until("n3's bot live", 60, async || {
+        let h = server.json("/api/v1/health").await.ok()?;
+        (h["bots_live"] == 2).then_some(())
+    })
+    .await;
+    budget(&server, "slowco", None).await;
+    let at = now_ms();
+    link.set_delay(Duration::from_secs(3));
+    let mut summaries = Vec::new();
+    for n in 0..24 {
+        let body = json!({"kind": "chat", "skill": "summarize", "tenant": "slowco",
+            "payload": {"prompt": format!("Summarise in one word: order {n} shipped."), "max_tokens": 4}});
+        summaries.push(submit(&server, body).await);
+    }
+    catalogue.push(
+        json!({"fault": "a slow model (3 s a call)", "alert": "OshalLaneLag",
+        "labels": {"bot": "n3-bot-01"}, "cause": "slow_model", "subject": "n3-bot-01",
+        "injected_ms": at}),
+    );
+    let slow = incident_of(&server, "OshalLaneLag", &[("bot", "n3-bot-01")]).await;
+    let v = investigated(&server, &slow).await;
+    let d = &v["investigations"][0]["diagnosis"];
+    assert_eq!(d["causes"][0]["kind"], "slow_model", "{d:#}");
+    link.set_delay(Duration::ZERO);
+    for id in &summaries {
+        let t = server.wait_terminal(id).await.unwrap();
+        assert_eq!(
+            t["state"], "succeeded",
+            "no ticket lost to a slow model: {t:#}"
+        );
+    }
+
     let file = dir.path().join("catalogue.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&catalogue).unwrap()).unwrap();
     let file = file.to_str().unwrap();
     let report = server.cli(&["ops", "eval", file, "--json"]);
     let totals = &report["totals"];
-    assert_eq!(totals["faults"], 7, "{report:#}");
+    assert_eq!(totals["faults"], 8, "{report:#}");
     assert_eq!(
         totals["top1"], 1.0,
         "every injected cause ranked first: {report:#}"
@@ -659,10 +759,10 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         "every claim backed by evidence: {report:#}"
     );
     assert_eq!(totals["unapproved_writes"], 0, "{report:#}");
-    assert_eq!(totals["writes"], 1, "the heal's one write: {report:#}");
+    assert_eq!(totals["writes"], 2, "each heal's one write: {report:#}");
     assert_eq!(
         (totals["healed"].as_u64(), totals["heals_expected"].as_u64()),
-        (Some(1), Some(1))
+        (Some(2), Some(2))
     );
     // The table a person reads, in the test's log.
     let table = std::process::Command::new(oshal_e2e::oshal_bin())
@@ -674,7 +774,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     let table = String::from_utf8(table.stdout).unwrap();
     eprintln!("{table}");
     assert!(
-        table.contains("top-1 100%") && table.contains("0 of 1 writes without an approval"),
+        table.contains("top-1 100%") && table.contains("0 of 2 writes without an approval"),
         "{table}"
     );
     drop(server);

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod outside;
+pub mod slowlink;
 pub mod venue;
 
 use anyhow::{Context, Result, bail};

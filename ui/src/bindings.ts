@@ -129,7 +129,12 @@ export const LIFECYCLE = [{"event":"approve","from":"awaiting_approval","to":"qu
  */
 export type Action = 
 /**  Set a tenant's budget to this many nano-dollars. */
-{ action: "set_budget"; tenant: string; budget_nusd: number };
+{ action: "set_budget"; tenant: string; budget_nusd: number } | 
+/**
+ *  Run these dead tickets of a tenant again, each once as a new ticket
+ *  (at most [`MAX_BLAST_TICKETS`]).
+ */
+{ action: "replay_dead"; tenant: string; tickets: string[] };
 
 /**
  *  What a heal rule does, as a template the adapter fills in from the
@@ -140,7 +145,14 @@ export type ActionTemplate =
  *  Raise the budget of the tenant the cause names: to `percent` more
  *  than the larger of its budget and its spend (at least one dollar).
  */
-{ action: "raise_budget"; percent: number };
+{ action: "raise_budget"; percent: number } | 
+/**
+ *  Run again, each once as a new ticket, the tenant's tickets that
+ *  died of the cause (an outside system's failures, a poison input)
+ *  since shortly before the incident opened: for once the cause is
+ *  fixed (the outside system answers again, the input is corrected).
+ */
+{ action: "replay_dead" };
 
 /**  One alert: every report of one fingerprint, folded. */
 export type Alert = {
@@ -277,6 +289,11 @@ export type BotView = {
 	succeeded: number,
 	failed: number,
 	/**
+	 *  The median time of its attempts that ended on their own in the
+	 *  last five minutes, start to result (`None`: none did).
+	 */
+	attempt_ms: number | null,
+	/**
 	 *  Its lane's figures; `None` when they could not be read (Redis
 	 *  unreachable): unknown, which is not an empty, healthy lane.
 	 */
@@ -381,7 +398,9 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
  *  The store did not answer for `count` seconds (recorded once it
  *  answers again, at the time it stopped).
  */
-"store_outage";
+"store_outage" | 
+/**  Dead tickets of the tenant run again by a heal (`count` of them). */
+"tickets_replayed";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */

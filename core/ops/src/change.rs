@@ -40,6 +40,8 @@ pub enum ChangeKind {
     /// The store did not answer for `count` seconds (recorded once it
     /// answers again, at the time it stopped).
     StoreOutage,
+    /// Dead tickets of the tenant run again by a heal (`count` of them).
+    TicketsReplayed,
 }
 
 /// A change event.

@@ -182,12 +182,12 @@ pub fn explains(alert: &str, kind: CauseKind) -> bool {
     use CauseKind as K;
     match alert {
         "OshalNodeLost" => kind == K::NodeDown,
-        "OshalLaneLag" | "OshalLaneUnknown" => {
-            matches!(
-                kind,
-                K::NodeDown | K::SlowModel | K::RedisDataLoss | K::StoreDown
-            )
-        }
+        // A lane lags when its oldest entry waits undelivered: its bot is
+        // gone or slow. A Redis that lost its data empties lanes (the work
+        // is published again, new), and the store does not hold the lanes.
+        "OshalLaneLag" => matches!(kind, K::NodeDown | K::SlowModel),
+        // Figures that cannot be read: the lanes' Redis is away.
+        "OshalLaneUnknown" => kind == K::RedisDataLoss,
         "OshalLanesReset" => kind == K::RedisDataLoss,
         "OshalBudgetExhausted" => kind == K::BudgetExhausted,
         "OshalTicketsDead" => matches!(kind, K::PoisonInput | K::OutsideSystemFailing),
@@ -451,6 +451,52 @@ mod tests {
         // Healthy now and no outage seen: nothing to say for the store.
         let d = diagnose("OshalStoreDown", &[o(Fact::StoreHealthy, "E-2")]);
         assert!(d.inconclusive && d.causes.is_empty(), "{d:?}");
+    }
+
+    /// The catalogue's slow model, run after its Redis reset: the reset is
+    /// still in the change window and as strong, but it cannot make a lane
+    /// hold old undelivered work; the slow bot can.
+    #[test]
+    fn a_lane_lag_behind_slow_attempts_ranks_the_slow_model_above_an_earlier_redis_reset() {
+        let o = |fact: Fact, id: &str| Observed::new(fact, vec![id.into()]).unwrap();
+        let observed = [
+            o(
+                Fact::LaneBacklog {
+                    bot: "n3-bot-01".into(),
+                    node: "n3".into(),
+                    depth: 7,
+                    pending: 8,
+                    lag_ms: 30_000,
+                },
+                "E-1",
+            ),
+            o(
+                Fact::SlowAttempts {
+                    bot: "n3-bot-01".into(),
+                    median_ms: 3_070,
+                },
+                "E-1",
+            ),
+            o(Fact::NodePresent { node: "n3".into() }, "E-1"),
+            o(Fact::RedisEpochReset, "E-2"),
+            o(Fact::TicketsRedriven { count: 2 }, "E-2"),
+        ];
+        let d = diagnose("OshalLaneLag", &observed);
+        assert_eq!(
+            (
+                d.causes[0].kind,
+                d.causes[0].subject.as_str(),
+                d.causes[0].score
+            ),
+            (CauseKind::SlowModel, "n3-bot-01", 4)
+        );
+        assert_eq!(
+            (d.causes[1].kind, d.causes[1].score),
+            (CauseKind::RedisDataLoss, 4)
+        );
+        // Lane figures that cannot be read are the reset's.
+        let d = diagnose("OshalLaneUnknown", &observed);
+        assert_eq!(d.causes[0].kind, CauseKind::RedisDataLoss);
     }
 
     #[test]

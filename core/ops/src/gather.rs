@@ -142,9 +142,18 @@ pub struct BotReading {
     pub node: String,
     pub live: bool,
     pub in_flight: u32,
+    /// The median time of its recent attempts, start to result (`None`:
+    /// none ended lately).
+    #[specta(type = Option<specta_typescript::Number>)]
+    pub attempt_ms: Option<u64>,
     /// `None`: its lane could not be read.
     pub lane: Option<LaneReading>,
 }
+
+/// A bot whose recent attempts take this long at the median, with work
+/// waiting in its lane, is slow: one model call takes longer than a person
+/// waits for a chat reply, and the lane grows behind it.
+pub const SLOW_ATTEMPT_MS: u64 = 2_000;
 
 /// `get_bots`' answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
@@ -436,6 +445,12 @@ fn bots_facts(r: &BotsReading) -> Vec<Fact> {
                 pending: l.pending,
                 lag_ms: l.lag_ms,
             });
+            if let Some(median_ms) = b.attempt_ms.filter(|ms| *ms >= SLOW_ATTEMPT_MS) {
+                out.push(Fact::SlowAttempts {
+                    bot: b.id.clone(),
+                    median_ms,
+                });
+            }
         }
     }
     out
@@ -520,6 +535,7 @@ mod tests {
             node: node.into(),
             live,
             in_flight: 0,
+            attempt_ms: None,
             lane: Some(LaneReading {
                 depth,
                 pending: 0,
@@ -576,6 +592,49 @@ mod tests {
         let kept = |id: &str| evidence.iter().any(|e| e.id == id && e.intact());
         let (claims, backed) = d.backing(kept);
         assert!(claims > 0 && backed == claims, "{backed} of {claims}");
+    }
+
+    #[test]
+    fn a_lagging_lane_behind_slow_attempts_is_a_slow_model_and_a_quick_one_is_not() {
+        let mut slow = bot("n3-bot-01", "n3", true, 40);
+        slow.attempt_ms = Some(3_100);
+        let mut quick = bot("n1-bot-01", "n1", true, 40);
+        quick.attempt_ms = Some(SLOW_ATTEMPT_MS - 1);
+        let mut idle = bot("n2-bot-01", "n2", true, 0);
+        idle.attempt_ms = Some(9_000);
+        let bots = BotsReading {
+            bots: vec![slow, quick, idle],
+        };
+        let e = ev("E-1", Tool::GetBots, serde_json::to_value(&bots).unwrap());
+        let observed = observe(&[e]);
+        let slow: Vec<&Fact> = observed
+            .iter()
+            .map(|o| &o.fact)
+            .filter(|f| matches!(f, Fact::SlowAttempts { .. }))
+            .collect();
+        assert_eq!(
+            slow,
+            [&Fact::SlowAttempts {
+                bot: "n3-bot-01".into(),
+                median_ms: 3_100
+            }],
+            "a quick bot, and a slow one with nothing waiting, are not slow lanes"
+        );
+        let d = diagnose("OshalLaneLag", &observed);
+        assert_eq!(
+            (
+                d.causes[0].kind,
+                d.causes[0].subject.as_str(),
+                d.inconclusive
+            ),
+            (CauseKind::SlowModel, "n3-bot-01", false)
+        );
+        assert!(
+            d.causes[1..]
+                .iter()
+                .all(|c| c.score < crate::diagnose::CONCLUSIVE),
+            "the quick bot's backlog alone says nothing conclusive: {d:?}"
+        );
     }
 
     #[test]

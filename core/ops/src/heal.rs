@@ -26,6 +26,7 @@ use oshal_kernel::clock::UnixMs;
 
 use crate::alert::Labels;
 use crate::diagnose::{CONCLUSIVE, CauseKind, Diagnosis};
+use crate::gather::{DeadTicket, outside_status};
 use crate::rule::{ActionTemplate, HealRule, all_match, matchers};
 
 /// One dollar, in nano-dollars.
@@ -46,6 +47,12 @@ pub enum Action {
         #[specta(type = specta_typescript::Number)]
         budget_nusd: i64,
     },
+    /// Run these dead tickets of a tenant again, each once as a new ticket
+    /// (at most [`MAX_BLAST_TICKETS`]).
+    ReplayDead {
+        tenant: String,
+        tickets: Vec<String>,
+    },
 }
 
 impl Action {
@@ -53,6 +60,7 @@ impl Action {
     pub fn operation(&self) -> &'static str {
         match self {
             Action::SetBudget { .. } => "set_budget",
+            Action::ReplayDead { .. } => "replay_dead",
         }
     }
 
@@ -63,25 +71,69 @@ impl Action {
                 tenant,
                 budget_nusd,
             } => json!({"tenant": tenant, "budget_nusd": budget_nusd}),
+            Action::ReplayDead { tenant, tickets } => {
+                json!({"tenant": tenant, "tickets": tickets})
+            }
         }
+    }
+
+    /// The action a write operation's call asks for: its operation and
+    /// parameters, checked against the operation's schema's bounds.
+    pub fn from_call(operation: &str, params: &Value) -> Result<Action, String> {
+        let mut v = match params {
+            Value::Object(m) => m.clone(),
+            _ => return Err("params: must be an object".into()),
+        };
+        v.insert("action".into(), Value::String(operation.to_owned()));
+        let action: Action =
+            serde_json::from_value(Value::Object(v)).map_err(|e| format!("params: {e}"))?;
+        if let Action::ReplayDead { tickets, .. } = &action
+            && (tickets.is_empty() || tickets.len() > MAX_BLAST_TICKETS)
+        {
+            return Err(format!(
+                "params.tickets: names {}; must name 1 to {MAX_BLAST_TICKETS}",
+                tickets.len()
+            ));
+        }
+        Ok(action)
     }
 
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
-    pub fn operations() -> [(&'static str, Value, &'static str); 1] {
-        [(
-            "set_budget",
-            json!({
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["tenant", "budget_nusd"],
-                "properties": {
-                    "tenant": {"type": "string", "minLength": 1, "maxLength": 64},
-                    "budget_nusd": {"type": "integer", "minimum": 0}
-                }
-            }),
-            "Set a tenant's budget (a heal's write: needs an approval)",
-        )]
+    pub fn operations() -> [(&'static str, Value, &'static str); 2] {
+        [
+            (
+                "set_budget",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["tenant", "budget_nusd"],
+                    "properties": {
+                        "tenant": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "budget_nusd": {"type": "integer", "minimum": 0}
+                    }
+                }),
+                "Set a tenant's budget (a heal's write: needs an approval)",
+            ),
+            (
+                "replay_dead",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["tenant", "tickets"],
+                    "properties": {
+                        "tenant": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "tickets": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_BLAST_TICKETS,
+                            "items": {"type": "string", "minLength": 36, "maxLength": 36}
+                        }
+                    }
+                }),
+                "Run a tenant's dead tickets again, each once as a new ticket (a heal's write: needs an approval)",
+            ),
+        ]
     }
 
     /// Whether `template` makes this kind of action.
@@ -89,7 +141,23 @@ impl Action {
         matches!(
             (self, template),
             (Action::SetBudget { .. }, ActionTemplate::RaiseBudget { .. })
+                | (Action::ReplayDead { .. }, ActionTemplate::ReplayDead)
         )
+    }
+}
+
+/// Whether a replay of `cause` in `subject` runs this dead ticket again:
+/// for an outside system failing, the tickets it refused with a 5xx (a
+/// 4xx is the ticket's own fault, and fails again); for a poison input,
+/// the tickets of that kind that no outside system refused.
+pub fn replays(dead: &DeadTicket, cause: CauseKind, subject: &str) -> bool {
+    let outside = outside_status(&dead.error);
+    match cause {
+        CauseKind::OutsideSystemFailing => {
+            outside.is_some_and(|(connector, status)| connector == subject && status >= 500)
+        }
+        CauseKind::PoisonInput => outside.is_none() && dead.kind == subject,
+        _ => false,
     }
 }
 
@@ -246,7 +314,11 @@ pub fn select<'a>(
         return None;
     }
     rules.iter().find(|r| {
-        r.trigger == top.kind
+        // A replay runs one tenant's tickets: its alert names the tenant.
+        let whose =
+            !matches!(r.action, ActionTemplate::ReplayDead) || labels.contains_key("tenant");
+        whose
+            && r.trigger == top.kind
             && matchers("", &r.matchers).is_ok_and(|ms| all_match(&ms, labels))
             && heals.iter().all(|h| h.rule != r.name)
     })
@@ -384,6 +456,77 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_heals_an_outside_failure_of_the_tenant_its_alert_names() {
+        let rules = HealRule::shipped();
+        let d = diagnosis(CauseKind::OutsideSystemFailing, "shop", 3);
+        let mut labels: Labels = [
+            ("alertname".to_owned(), "OshalTicketsDead".to_owned()),
+            ("tenant".to_owned(), "shopco".to_owned()),
+        ]
+        .into();
+        assert_eq!(
+            select(&rules, &d, &labels, &[]).map(|r| r.name.as_str()),
+            Some("replay-after-outside-failure")
+        );
+        // Without a tenant named there is nothing to say whose to replay.
+        labels.remove("tenant");
+        assert!(select(&rules, &d, &labels, &[]).is_none());
+    }
+
+    #[test]
+    fn a_replay_takes_the_outside_systems_5xx_or_the_poisoned_kind_alone() {
+        let dead = |kind: &str, error: &str| DeadTicket {
+            id: "t".into(),
+            tenant: "a".into(),
+            kind: kind.into(),
+            error: error.into(),
+            at_ms: 0,
+        };
+        let shop_503 = dead("tool", "shop.get_order: 2 tries failed, the last with 503");
+        let shop_404 = dead("tool", "shop.get_order answered 404");
+        let crm_503 = dead("tool", "crm.find answered 503");
+        let poison = dead("tool", "no connector no-such-crm");
+        let out = CauseKind::OutsideSystemFailing;
+        assert!(replays(&shop_503, out, "shop"));
+        assert!(!replays(&shop_404, out, "shop"), "a 4xx fails again");
+        assert!(!replays(&crm_503, out, "shop"), "another system's");
+        assert!(!replays(&poison, out, "shop"));
+        assert!(replays(&poison, CauseKind::PoisonInput, "tool"));
+        assert!(!replays(&shop_503, CauseKind::PoisonInput, "tool"));
+        assert!(!replays(&poison, CauseKind::PoisonInput, "chat"));
+        assert!(!replays(&poison, CauseKind::NodeDown, "tool"));
+    }
+
+    #[test]
+    fn a_write_call_is_read_into_its_action_or_refused_at_its_field() {
+        let id = "0190a5a0-0000-7000-8000-000000000001";
+        assert_eq!(
+            Action::from_call("replay_dead", &json!({"tenant": "a", "tickets": [id]})),
+            Ok(Action::ReplayDead {
+                tenant: "a".into(),
+                tickets: vec![id.into()]
+            })
+        );
+        let many: Vec<&str> = vec![id; MAX_BLAST_TICKETS + 1];
+        let e =
+            Action::from_call("replay_dead", &json!({"tenant": "a", "tickets": many})).unwrap_err();
+        assert!(e.starts_with("params.tickets: names 21"), "{e}");
+        let e =
+            Action::from_call("replay_dead", &json!({"tenant": "a", "tickets": []})).unwrap_err();
+        assert!(e.starts_with("params.tickets"), "{e}");
+        let e = Action::from_call("set_budget", &json!({"tenant": "a"})).unwrap_err();
+        assert!(e.contains("budget_nusd"), "{e}");
+        let e = Action::from_call(
+            "set_budget",
+            &json!({"tenant": "a", "budget_nusd": 1, "x": 1}),
+        )
+        .unwrap_err();
+        assert!(e.contains("x"), "{e}");
+        assert!(Action::from_call("drop_tables", &json!({})).is_err());
+        assert!(Action::from_call("set_budget", &json!([1])).is_err());
+    }
+
+    #[test]
     fn a_raise_starts_from_the_larger_of_budget_spend_and_a_dollar() {
         assert_eq!(raised_budget(Some(0), 0, 50), USD + USD / 2);
         assert_eq!(raised_budget(Some(4 * USD), 2 * USD, 50), 6 * USD);
@@ -399,7 +542,15 @@ mod tests {
             budget_nusd: 3,
         };
         assert!(a.follows(&ActionTemplate::RaiseBudget { percent: 5 }));
+        assert!(!a.follows(&ActionTemplate::ReplayDead));
         assert_eq!(a.operation(), Action::operations()[0].0);
         assert_eq!(a.params(), json!({"tenant": "acme", "budget_nusd": 3}));
+        let r = Action::ReplayDead {
+            tenant: "acme".into(),
+            tickets: vec!["t".into()],
+        };
+        assert!(r.follows(&ActionTemplate::ReplayDead));
+        assert_eq!(r.operation(), Action::operations()[1].0);
+        assert_eq!(Action::from_call(r.operation(), &r.params()), Ok(r.clone()));
     }
 }

@@ -154,6 +154,30 @@ pub enum ActionTemplate {
     /// Raise the budget of the tenant the cause names: to `percent` more
     /// than the larger of its budget and its spend (at least one dollar).
     RaiseBudget { percent: u32 },
+    /// Run again, each once as a new ticket, the tenant's tickets that
+    /// died of the cause (an outside system's failures, a poison input)
+    /// since shortly before the incident opened: for once the cause is
+    /// fixed (the outside system answers again, the input is corrected).
+    ReplayDead,
+}
+
+impl ActionTemplate {
+    /// The causes it can heal.
+    pub fn heals(&self) -> &'static [CauseKind] {
+        match self {
+            ActionTemplate::RaiseBudget { .. } => &[CauseKind::BudgetExhausted],
+            ActionTemplate::ReplayDead => {
+                &[CauseKind::OutsideSystemFailing, CauseKind::PoisonInput]
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            ActionTemplate::RaiseBudget { .. } => "raise_budget",
+            ActionTemplate::ReplayDead => "replay_dead",
+        }
+    }
 }
 
 /// A heal rule (StackStorm's trigger, criteria, action): a diagnosis whose
@@ -187,32 +211,49 @@ fn two() -> u32 {
 impl HealRule {
     /// The rules the platform ships.
     pub fn shipped() -> Vec<HealRule> {
-        vec![HealRule {
-            name: "raise-exhausted-budget".into(),
-            trigger: CauseKind::BudgetExhausted,
-            matchers: vec!["alertname=\"OshalBudgetExhausted\"".into()],
-            action: ActionTemplate::RaiseBudget { percent: 50 },
-            max_attempts: 2,
-            concurrency: 1,
-        }]
+        vec![
+            HealRule {
+                name: "raise-exhausted-budget".into(),
+                trigger: CauseKind::BudgetExhausted,
+                matchers: vec!["alertname=\"OshalBudgetExhausted\"".into()],
+                action: ActionTemplate::RaiseBudget { percent: 50 },
+                max_attempts: 2,
+                concurrency: 1,
+            },
+            HealRule {
+                name: "replay-after-outside-failure".into(),
+                trigger: CauseKind::OutsideSystemFailing,
+                matchers: vec!["alertname=\"OshalTicketsDead\"".into()],
+                action: ActionTemplate::ReplayDead,
+                max_attempts: 2,
+                concurrency: 1,
+            },
+        ]
     }
 
     fn check(&self, at: impl Fn(&str) -> String) -> Result<(), Invalid> {
         check_name(&at("name"), &self.name)?;
         matchers(&at("matchers"), &self.matchers)?;
-        let ActionTemplate::RaiseBudget { percent } = self.action;
-        if percent == 0 || percent > MAX_RAISE_PERCENT {
+        if let ActionTemplate::RaiseBudget { percent } = self.action
+            && (percent == 0 || percent > MAX_RAISE_PERCENT)
+        {
             return Err(Invalid {
                 path: at("action.percent"),
                 reason: format!("must be 1 to {MAX_RAISE_PERCENT} percent"),
                 limit: Some(u64::from(MAX_RAISE_PERCENT)),
             });
         }
-        if self.trigger != CauseKind::BudgetExhausted {
+        let heals = self.action.heals();
+        if !heals.contains(&self.trigger) {
             let kind: &'static str = self.trigger.into();
+            let can: Vec<&'static str> = heals.iter().map(|k| k.into()).collect();
             return Err(invalid(
                 at("trigger"),
-                format!("raise_budget heals budget_exhausted, not {kind}"),
+                format!(
+                    "{} heals {}, not {kind}",
+                    self.action.name(),
+                    can.join(" or ")
+                ),
             ));
         }
         for (field, value, max) in [
@@ -515,7 +556,14 @@ mod tests {
         assert_eq!(e.path, "heal[0].name");
         let mut twice = Settings::default();
         twice.heal.push(twice.heal[0].clone());
-        assert_eq!(twice.check().unwrap_err().path, "heal[1].name");
+        assert_eq!(twice.check().unwrap_err().path, "heal[2].name");
+        let e = refused(|r| r.action = ActionTemplate::ReplayDead);
+        assert!(
+            e.path == "heal[0].trigger"
+                && e.reason
+                    == "replay_dead heals outside_system_failing or poison_input, not budget_exhausted",
+            "{e}"
+        );
         // Settings written before heal rules existed get the shipped ones.
         let old: Settings = serde_json::from_value(serde_json::json!({"rules": []})).unwrap();
         assert_eq!(old.heal, HealRule::shipped());

@@ -18,6 +18,7 @@
 
 mod config;
 pub mod fleet;
+pub mod pace;
 mod scheduler;
 mod view;
 
@@ -41,7 +42,7 @@ use crate::ticket::{
 
 pub use config::ControllerConfig;
 pub use scheduler::{Spend, Submitted};
-pub use view::{BotView, CoreEvent, Health};
+pub use view::{BotView, CoreEvent, Health, Stats};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -77,6 +78,7 @@ pub(crate) struct BotCounters {
     in_flight: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
+    pace: pace::Pace,
 }
 
 impl BotCounters {
@@ -112,20 +114,6 @@ struct Wiring {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
     connectors: Option<crate::connector::Connectors>,
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub submitted: AtomicU64,
-    pub refused: AtomicU64,
-    pub commits: AtomicU64,
-    pub committed_rows: AtomicU64,
-    pub transitions: AtomicU64,
-    pub ledger_rows: AtomicU64,
-    pub cost_nusd: AtomicU64,
-    pub input_tokens: AtomicU64,
-    pub output_tokens: AtomicU64,
 }
 
 pub use crate::bot::MAX_BOTS;
@@ -613,6 +601,7 @@ impl Controller {
 
     pub async fn bots(&self) -> Vec<BotView> {
         let handles = self.bot_handles();
+        let since = self.inner.clock.now_ms() - pace::RECENT_MS;
         let mut out = Vec::with_capacity(handles.len());
         for b in &handles {
             let lane = match b.lane.stats().await {
@@ -632,6 +621,7 @@ impl Controller {
                 in_flight: b.counters.in_flight.load(Ordering::Relaxed) as u32,
                 succeeded: b.counters.succeeded.load(Ordering::Relaxed),
                 failed: b.counters.failed.load(Ordering::Relaxed),
+                attempt_ms: b.counters.pace.median_since(since),
                 lane,
             });
         }

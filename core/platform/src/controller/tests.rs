@@ -189,11 +189,16 @@ enum Step {
     FailRetryable,
     FailFatal,
     Hang,
+    /// Succeeds after [`SLOW_STEP`].
+    Slow,
 }
+
+const SLOW_STEP: Duration = Duration::from_millis(150);
 
 /// A model that follows a script per prompt: the n-th call with a prompt
 /// does `script[n]` (the last step repeats). The script is read from the
-/// prompt: `"<name>:s,f,F,h"` (succeed, fail retryable, fail fatal, hang).
+/// prompt: `"<name>:s,f,F,h,w"` (succeed, fail retryable, fail fatal, hang,
+/// succeed slowly).
 #[derive(Debug, Default)]
 struct Scripted {
     calls: Mutex<HashMap<String, usize>>,
@@ -209,6 +214,7 @@ fn script_of(prompt: &str) -> Vec<Step> {
             "f" => Step::FailRetryable,
             "F" => Step::FailFatal,
             "h" => Step::Hang,
+            "w" => Step::Slow,
             _ => Step::Succeed,
         })
         .collect()
@@ -240,8 +246,12 @@ impl Model for Scripted {
             *n - 1
         };
         let script = script_of(&prompt);
-        match script[n.min(script.len() - 1)] {
-            Step::Succeed => Ok(ChatReply {
+        let step = script[n.min(script.len() - 1)];
+        if step == Step::Slow {
+            tokio::time::sleep(SLOW_STEP).await;
+        }
+        match step {
+            Step::Succeed | Step::Slow => Ok(ChatReply {
                 text: format!("ok {n}"),
                 usage: Usage {
                     input_tokens: 100,
@@ -470,6 +480,42 @@ async fn cancelling_a_running_ticket_aborts_the_model_call() {
     // The freed bot takes new work.
     let next = h.submit(chat("after")).await.id;
     assert_eq!(h.wait_terminal(next).await.state, TicketState::Succeeded);
+}
+
+/// A bot's pace is the median of its attempts that ended on their own: a
+/// cancelled attempt, however long it hung, says nothing of the model.
+#[tokio::test]
+async fn a_bots_pace_is_its_recent_attempts_median_and_a_cancel_is_not_one() {
+    let h = Harness::builder()
+        .bots(1)
+        .model(Scripted::default())
+        .build()
+        .await;
+    assert_eq!(h.controller.bots().await[0].attempt_ms, None, "none yet");
+    for i in 0..3 {
+        let id = h.submit(chat(&format!("p{i}:w"))).await.id;
+        assert_eq!(h.wait_terminal(id).await.state, TicketState::Succeeded);
+    }
+    let slow = h.controller.bots().await[0].attempt_ms.unwrap();
+    assert!(
+        (SLOW_STEP.as_millis() as u64..5_000).contains(&slow),
+        "{slow} ms"
+    );
+    let hung = h.submit(chat("p:h")).await.id;
+    h.wait_for(hung, TicketState::Running).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.controller.cancel(hung).await.unwrap();
+    for i in 0..3 {
+        let id = h.submit(chat(&format!("q{i}:s"))).await.id;
+        assert_eq!(h.wait_terminal(id).await.state, TicketState::Succeeded);
+    }
+    // 3 slow and 3 quick: the median is the lower middle, a quick one; the
+    // cancelled attempt, had it counted, would have made it a slow one.
+    let now = h.controller.bots().await[0].attempt_ms.unwrap();
+    assert!(
+        now < SLOW_STEP.as_millis() as u64,
+        "the cancelled attempt is not counted: {now} ms"
+    );
 }
 
 #[tokio::test]

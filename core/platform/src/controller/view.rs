@@ -1,6 +1,8 @@
 //! What the controller shows its surfaces: the event stream, a bot with its
-//! lane, and health. Plain data, serialised as the API and the app send it;
-//! never decides anything.
+//! lane, health, and the counters `/metrics` reads. Plain data, serialised
+//! as the API and the app send it; never decides anything.
+
+use std::sync::atomic::AtomicU64;
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -55,6 +57,10 @@ pub struct BotView {
     pub succeeded: u64,
     #[specta(type = specta_typescript::Number)]
     pub failed: u64,
+    /// The median time of its attempts that ended on their own in the
+    /// last five minutes, start to result (`None`: none did).
+    #[specta(type = Option<specta_typescript::Number>)]
+    pub attempt_ms: Option<u64>,
     /// Its lane's figures; `None` when they could not be read (Redis
     /// unreachable): unknown, which is not an empty, healthy lane.
     pub lane: Option<LaneStats>,
@@ -71,4 +77,18 @@ pub struct Health {
     /// Why the store is not `ok`: only for a caller holding the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub submitted: AtomicU64,
+    pub refused: AtomicU64,
+    pub commits: AtomicU64,
+    pub committed_rows: AtomicU64,
+    pub transitions: AtomicU64,
+    pub ledger_rows: AtomicU64,
+    pub cost_nusd: AtomicU64,
+    pub input_tokens: AtomicU64,
+    pub output_tokens: AtomicU64,
 }

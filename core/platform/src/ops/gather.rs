@@ -124,6 +124,12 @@ impl Operations {
             let mut plan =
                 runbook::plan(shipped_runbooks(), &toolsets(tenant, true), &first.labels);
             let since = (inc.opened_ms - CHANGE_LOOKBACK_MS).max(0);
+            // A re-check asks whether tickets still die after the heal was
+            // approved: those that died before are why it was proposed.
+            let failed_since = recheck_of
+                .and_then(|h| m.heals(incident).iter().find(|x| x.id == h))
+                .and_then(|h| h.decided_ms)
+                .map_or(since, |at| at.max(since));
             for t in &mut plan.tasks {
                 if t.params.get("since_ms").is_some() {
                     continue;
@@ -141,9 +147,9 @@ impl Operations {
                     // The operator's look at the tenant its alert names.
                     t.params = match first.labels.get("tenant") {
                         Some(of) if *tenant == TenantId::default_tenant() => {
-                            json!({"since_ms": since, "tenant": of})
+                            json!({"since_ms": failed_since, "tenant": of})
                         }
-                        _ => json!({"since_ms": since}),
+                        _ => json!({"since_ms": failed_since}),
                     };
                 }
             }

@@ -552,3 +552,123 @@ async fn tickets_failing_for_good_are_an_incident_diagnosed_from_their_errors() 
     assert!(v.heals.is_empty());
     p.shutdown().await;
 }
+
+/// A replay runs each dead ticket again once, after an approval; its heal
+/// waits for the replays, and a re-check that sees them die again (the
+/// poison is still there) says the heal did not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_runs_the_dead_once_and_its_recheck_sees_them_die_again() {
+    use oshal_ops::diagnose::CauseKind;
+    use oshal_ops::heal::{Action, HealPhase};
+    use oshal_ops::rule::{ActionTemplate, HealRule, Settings};
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    let mut settings = Settings::default();
+    settings.heal.push(HealRule {
+        name: "replay-poison".into(),
+        trigger: CauseKind::PoisonInput,
+        matchers: vec!["alertname=\"OshalTicketsDead\"".into()],
+        action: ActionTemplate::ReplayDead,
+        max_attempts: 2,
+        concurrency: 1,
+    });
+    p.ops.set_settings(None, settings, "test").await.unwrap();
+    let mut dead = Vec::new();
+    for n in 0..super::failures::THRESHOLD {
+        let submitted = p
+            .controller
+            .submit(NewTicket {
+                kind: "tool".into(),
+                payload: json!({"connector": "no-such-crm", "operation": "find",
+                    "params": {"n": n}}),
+                ..NewTicket::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(ended(&p, submitted.id).await.state, TicketState::Dead);
+        dead.push(submitted.id.to_string());
+    }
+    let id = incident_of(&p, super::failures::TICKETS_DEAD, None).await;
+    let v = once(&p, &id, "proposed a replay", |v| !v.heals.is_empty()).await;
+    let h = &v.heals[0];
+    assert_eq!(
+        (h.rule.as_str(), h.phase),
+        ("replay-poison", HealPhase::Pending)
+    );
+    let Action::ReplayDead { tenant, tickets } = &h.action else {
+        panic!("{:?}", h.action);
+    };
+    let (mut named, mut want) = (tickets.clone(), dead.clone());
+    named.sort();
+    want.sort();
+    assert_eq!((tenant.as_str(), named), ("default", want));
+    assert_eq!(
+        h.dry_run.blast.tickets_total as usize,
+        super::failures::THRESHOLD
+    );
+    p.ops
+        .decide_heal(
+            None,
+            &id,
+            super::HealDecision {
+                heal: "H-1".into(),
+                approve: true,
+                note: "try again".into(),
+            },
+            "alice",
+        )
+        .await
+        .unwrap();
+    let v = once(&p, &id, "replayed and re-checked", |v| {
+        v.heals[0]
+            .recheck
+            .as_ref()
+            .is_some_and(|r| r.passed.is_some())
+    })
+    .await;
+    let h = &v.heals[0];
+    assert_eq!(h.phase, HealPhase::Succeeded, "{:?}", h.outcome);
+    let outcome = h.outcome.as_deref().unwrap_or_default();
+    assert!(
+        outcome.contains(&format!(
+            "its {} replays ended: {} dead",
+            dead.len(),
+            dead.len()
+        )),
+        "the heal waited for its replays: {outcome}"
+    );
+    let recheck = h.recheck.as_ref().unwrap();
+    assert_eq!(recheck.passed, Some(false), "{recheck:#?}");
+    // Each dead ticket ran again exactly once, caused by it.
+    let query = crate::store::TicketQuery {
+        state: Some(TicketState::Dead),
+        tenant: None,
+        bot: None,
+        kind: Some("tool".into()),
+        cursor: None,
+        limit: 100,
+    };
+    let ids: Vec<TicketId> = p
+        .controller
+        .tickets(&query)
+        .await
+        .unwrap()
+        .tickets
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    let all = p.controller.tickets_by_id(&ids, None).await.unwrap();
+    for d in &dead {
+        let replays = all
+            .iter()
+            .filter(|t| t.causation_id.is_some_and(|c| c.to_string() == *d))
+            .count();
+        assert_eq!(replays, 1, "{d} replayed once");
+    }
+    let changes = p.ops.changes(None, 0).await.unwrap();
+    assert!(changes.iter().any(|c| {
+        c.kind == oshal_ops::change::ChangeKind::TicketsReplayed
+            && c.count as usize == super::failures::THRESHOLD
+    }));
+    p.shutdown().await;
+}

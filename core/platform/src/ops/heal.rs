@@ -21,10 +21,11 @@
 //! Only the operator's incidents are healed: a heal writes the platform's
 //! own state, which a tenant's incident never does.
 
-use oshal_ops::gather::CONNECTOR;
+use oshal_ops::diagnose::CauseKind;
+use oshal_ops::gather::{CONNECTOR, DeadTicket};
 use oshal_ops::heal::{self, Action, BlastRadius, DryRun, HealPhase, MAX_BLAST_TICKETS};
 use oshal_ops::investigation::Phase;
-use oshal_ops::monitor::{Event, Input};
+use oshal_ops::monitor::{CHANGE_LOOKBACK_MS, Event, Input};
 use oshal_ops::rule::{ActionTemplate, HealRule};
 use serde_json::{Value, json};
 
@@ -42,6 +43,15 @@ const OVERDUE_GRACE_MS: i64 = 60_000;
 const BY: &str = "ops-loop";
 /// What the heal ticket's model is asked after the write (it never writes).
 const HEAL_PROMPT: &str = "In one sentence, say what this heal changed.";
+
+/// What a heal is planned from: the diagnosis' top cause, the tenant the
+/// incident's first alert names, and where its window starts.
+struct Planned {
+    cause: CauseKind,
+    subject: String,
+    tenant: Option<String>,
+    since_ms: i64,
+}
 
 impl Operations {
     /// Proposes the heal the diagnosis of investigation `ticket` calls for,
@@ -79,17 +89,25 @@ impl Operations {
                 .map(|a| a.labels.clone())
                 .unwrap_or_default();
             heal::select(&m.settings().heal, d, &labels, m.heals(incident)).map(|rule| {
-                (
-                    incident.to_owned(),
-                    rule.clone(),
-                    d.causes[0].subject.clone(),
-                )
+                let cause = &d.causes[0];
+                let planned = Planned {
+                    cause: cause.kind,
+                    subject: cause.subject.clone(),
+                    tenant: labels.get("tenant").cloned(),
+                    since_ms: (inc.opened_ms - CHANGE_LOOKBACK_MS).max(0),
+                };
+                (incident.to_owned(), rule.clone(), planned)
             })
         };
-        let Some((incident, rule, subject)) = found else {
+        let Some((incident, rule, planned)) = found else {
             return Ok(());
         };
-        let (action, dry_run) = self.plan_action(&rule, &subject).await?;
+        let (action, dry_run) = match rule.action {
+            ActionTemplate::RaiseBudget { percent } => {
+                self.plan_raise(&rule, &planned.subject, percent).await?
+            }
+            ActionTemplate::ReplayDead => self.plan_replay(&rule, &planned).await?,
+        };
         self.take_one(
             tenant,
             Input::ProposeHeal {
@@ -104,13 +122,13 @@ impl Operations {
         Ok(())
     }
 
-    /// The concrete action a rule makes for `subject`, and its dry run.
-    async fn plan_action(
+    /// The budget a raise sets for the tenant `subject`, and its dry run.
+    async fn plan_raise(
         &self,
         rule: &HealRule,
         subject: &str,
+        percent: u32,
     ) -> Result<(Action, DryRun), OpsError> {
-        let ActionTemplate::RaiseBudget { percent } = rule.action;
         let tenant = TenantId::parse(subject).map_err(|e| {
             OpsError::Conflict(format!(
                 "heal rule {}: {subject:?} is no tenant: {e}",
@@ -158,6 +176,65 @@ impl Operations {
         let action = Action::SetBudget {
             tenant: tenant.to_string(),
             budget_nusd: budget,
+        };
+        Ok((action, dry_run))
+    }
+
+    /// The dead tickets a replay runs again (the newest the tenant's alert
+    /// names that died of the cause since shortly before the incident
+    /// opened), and its dry run.
+    async fn plan_replay(
+        &self,
+        rule: &HealRule,
+        p: &Planned,
+    ) -> Result<(Action, DryRun), OpsError> {
+        let named = p.tenant.as_deref().unwrap_or_default();
+        let tenant = TenantId::parse(named).map_err(|e| {
+            OpsError::Conflict(format!(
+                "heal rule {}: the alert names no tenant to replay: {e}",
+                rule.name
+            ))
+        })?;
+        let dead = super::tools::dead_since(&self.inner, Some(tenant.clone()), p.since_ms).await?;
+        let all: Vec<&DeadTicket> = dead
+            .iter()
+            .filter(|d| heal::replays(d, p.cause, &p.subject))
+            .collect();
+        if all.is_empty() {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: tenant {tenant} has no dead ticket of {} to replay",
+                rule.name, p.subject
+            )));
+        }
+        let tickets: Vec<String> = all
+            .iter()
+            .take(MAX_BLAST_TICKETS)
+            .map(|d| d.id.clone())
+            .collect();
+        let left = all.len() - tickets.len();
+        let cause: &'static str = p.cause.into();
+        let dry_run = DryRun {
+            summary: format!(
+                "run {} dead tickets of tenant {tenant} again, each once as a new ticket ({cause}: {}){}",
+                tickets.len(),
+                p.subject,
+                match left {
+                    0 => String::new(),
+                    n => format!("; {n} older ones stay dead"),
+                }
+            ),
+            before: json!({"tenant": tenant, "dead": tickets.len(), "replays": 0}),
+            after: json!({"tenant": tenant, "dead": tickets.len(), "replays": tickets.len()}),
+            blast: BlastRadius {
+                tenants: vec![tenant.to_string()],
+                bots: Vec::new(),
+                tickets: tickets.clone(),
+                tickets_total: tickets.len() as u32,
+            },
+        };
+        let action = Action::ReplayDead {
+            tenant: tenant.to_string(),
+            tickets,
         };
         Ok((action, dry_run))
     }
@@ -330,12 +407,18 @@ impl Operations {
                     .and_then(|t| serde_json::from_str::<Value>(t).ok())
                     .and_then(|v| v.get("tool").cloned())
                     .unwrap_or(Value::Null);
-                Ok(format!(
+                let answered = format!(
                     "{} answered {}: {}",
                     tool["operation"].as_str().unwrap_or("the write"),
                     tool["status"],
                     tool["body"]
-                ))
+                );
+                // A replay is done when its tickets are: the re-check then
+                // sees whether they died again.
+                match self.replays_ended(tenant, ticket, &tool["body"]).await? {
+                    Some(ended) => Ok(format!("{answered}; {ended}")),
+                    None => return Ok(false),
+                }
             }
             TicketState::Dead | TicketState::Cancelled => {
                 // The write may have gone through before the ticket failed
@@ -384,6 +467,46 @@ impl Operations {
             }
         }
         Ok(true)
+    }
+
+    /// For a replay's answer, how its tickets ended (`None` while any runs,
+    /// until the heal is overdue); for any other write, that nothing is
+    /// left to wait for.
+    async fn replays_ended(
+        &self,
+        tenant: &TenantId,
+        ticket: TicketId,
+        body: &Value,
+    ) -> Result<Option<String>, OpsError> {
+        let Some(replays) = body.get("replays").and_then(Value::as_array) else {
+            return Ok(Some("nothing left to wait for".into()));
+        };
+        let ids: Vec<TicketId> = replays
+            .iter()
+            .filter_map(|r| r["replay"].as_str().and_then(|id| TicketId::parse(id).ok()))
+            .collect();
+        let of = body["tenant"]
+            .as_str()
+            .and_then(|t| TenantId::parse(t).ok());
+        let views = self
+            .inner
+            .controller
+            .tickets_by_id(&ids, of.as_ref())
+            .await?;
+        let mut by_state: std::collections::BTreeMap<&str, u32> = Default::default();
+        for v in &views {
+            *by_state.entry(v.state.as_str()).or_default() += 1;
+        }
+        let running = views.iter().filter(|v| !v.state.is_terminal()).count();
+        if running > 0 && !self.heal_overdue(tenant, ticket).await {
+            return Ok(None);
+        }
+        let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        Ok(Some(format!(
+            "its {} replays ended: {}",
+            ids.len(),
+            states.join(", ")
+        )))
     }
 
     /// What a heal ticket's write answered, if the effect ledger holds it

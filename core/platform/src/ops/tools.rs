@@ -95,7 +95,7 @@ const MAX_FAILURES_READ: u32 = 500;
 
 /// Tickets dead since `since_ms` (`of` one tenant, or every tenant's),
 /// newest first, but the loop's own investigations.
-async fn dead_since(
+pub(super) async fn dead_since(
     inner: &Inner,
     of: Option<TenantId>,
     since_ms: i64,
@@ -214,6 +214,7 @@ impl BuiltIn for OpsTools {
                             node: b.node.unwrap_or_else(|| "local".into()),
                             live: b.live,
                             in_flight: b.in_flight,
+                            attempt_ms: b.attempt_ms,
                             lane: b.lane.map(|l| LaneReading {
                                 depth: l.depth,
                                 pending: l.pending,
@@ -283,66 +284,175 @@ impl BuiltIn for OpsTools {
                 json!({"error": "a heal writes the platform's own state; only the operator's (default tenant's) tickets write it"}),
             ));
         }
-        let action: Action = match serde_json::from_value(json!({
-            "action": call.operation,
-            "tenant": params.get("tenant"),
-            "budget_nusd": params.get("budget_nusd"),
-        })) {
+        let action = match Action::from_call(&call.operation, params) {
             Ok(a) => a,
-            Err(e) => return Ok((400, json!({"error": e.to_string()}))),
+            Err(e) => return Ok((400, json!({"error": e}))),
         };
-        let Action::SetBudget {
-            tenant,
-            budget_nusd,
-        } = action;
-        let known = match inner.controller.known_tenant(Some(&tenant)).await {
+        let named = match &action {
+            Action::SetBudget { tenant, .. } | Action::ReplayDead { tenant, .. } => tenant,
+        };
+        let known = match inner.controller.known_tenant(Some(named)).await {
             Ok(t) => t,
             Err(crate::controller::ControllerError::UnknownTenant(_)) => {
-                return Ok((404, json!({"error": format!("no tenant {tenant:?}")})));
+                return Ok((404, json!({"error": format!("no tenant {named:?}")})));
             }
             Err(e) => return Err(e.to_string()),
         };
-        // A heal raises a budget, never lowers one (a heal approved after
-        // someone raised it by hand would).
-        let spend = inner.controller.spend().await.map_err(|e| e.to_string())?;
-        let now = spend
-            .iter()
-            .find(|s| s.tenant == known)
-            .and_then(|s| s.budget_nusd);
-        if now == Some(budget_nusd) {
-            // Applied already under this key (its answer was lost): the same
-            // answer again, and no second change event.
-            return Ok((200, json!({"tenant": known, "budget_nusd": budget_nusd})));
-        }
-        if now.is_none_or(|b| b > budget_nusd) {
-            let was = now.map_or_else(
-                || "no limit".to_owned(),
-                |b| format!("${:.6}", crate::cost::usd(b)),
-            );
-            return Ok((
-                409,
-                json!({"error": format!("tenant {known}'s budget is {was} already; the heal would not raise it")}),
-            ));
-        }
-        inner
-            .controller
-            .set_budget(known.clone(), Some(budget_nusd))
-            .await
-            .map_err(|e| e.to_string())?;
-        let change = ChangeEvent {
-            kind: ChangeKind::BudgetChanged,
-            subject: known.to_string(),
-            detail: format!(
-                "budget set to ${:.6} by heal ticket {} (write {key})",
-                crate::cost::usd(budget_nusd),
-                call.ticket
-            ),
-            count: 0,
-            at_ms: 0,
+        let (answer, change) = match action {
+            Action::SetBudget { budget_nusd, .. } => {
+                match set_budget(&inner, known, budget_nusd, call, key).await? {
+                    Ok(done) => done,
+                    Err(refused) => return Ok(refused),
+                }
+            }
+            Action::ReplayDead { tickets, .. } => {
+                match replay_dead(&inner, known, &tickets, call, key).await? {
+                    Ok(done) => done,
+                    Err(refused) => return Ok(refused),
+                }
+            }
         };
-        let ops = Operations { inner };
-        ops.observe(&TenantId::default_tenant(), vec![Input::Change(change)])
-            .await;
-        Ok((200, json!({"tenant": known, "budget_nusd": budget_nusd})))
+        if let Some(change) = change {
+            let ops = Operations { inner };
+            ops.observe(&TenantId::default_tenant(), vec![Input::Change(change)])
+                .await;
+        }
+        Ok((200, answer))
     }
+}
+
+/// What a heal's write did (its answer, and the change event to record,
+/// none when it had been applied already), or its refusal as an answer.
+type Written = Result<Result<(Value, Option<ChangeEvent>), (u16, Value)>, String>;
+
+/// Raises a tenant's budget, never lowers one (a heal approved after
+/// someone raised it by hand would).
+async fn set_budget(
+    inner: &Inner,
+    known: TenantId,
+    budget_nusd: i64,
+    call: &CallRef,
+    key: &str,
+) -> Written {
+    let spend = inner.controller.spend().await.map_err(|e| e.to_string())?;
+    let now = spend
+        .iter()
+        .find(|s| s.tenant == known)
+        .and_then(|s| s.budget_nusd);
+    let answer = json!({"tenant": known, "budget_nusd": budget_nusd});
+    if now == Some(budget_nusd) {
+        // Applied already under this key (its answer was lost): the same
+        // answer again, and no second change event.
+        return Ok(Ok((answer, None)));
+    }
+    if now.is_none_or(|b| b > budget_nusd) {
+        let was = now.map_or_else(
+            || "no limit".to_owned(),
+            |b| format!("${:.6}", crate::cost::usd(b)),
+        );
+        return Ok(Err((
+            409,
+            json!({"error": format!("tenant {known}'s budget is {was} already; the heal would not raise it")}),
+        )));
+    }
+    inner
+        .controller
+        .set_budget(known.clone(), Some(budget_nusd))
+        .await
+        .map_err(|e| e.to_string())?;
+    let change = ChangeEvent {
+        kind: ChangeKind::BudgetChanged,
+        subject: known.to_string(),
+        detail: format!(
+            "budget set to ${:.6} by heal ticket {} (write {key})",
+            crate::cost::usd(budget_nusd),
+            call.ticket
+        ),
+        count: 0,
+        at_ms: 0,
+    };
+    Ok(Ok((answer, Some(change))))
+}
+
+/// The idempotency key of a dead ticket's replay: one replay per dead
+/// ticket, whoever asks and however often.
+pub(super) fn replay_key(dead: &str) -> String {
+    format!("ops-replay:{dead}")
+}
+
+/// Submits each dead ticket again as a new ticket of the same tenant,
+/// kind, skill, priority and payload, caused by the dead one, under a key
+/// that makes a second replay answer the first. A ticket that is not the
+/// tenant's, or not dead, refuses the whole write (nothing is submitted).
+async fn replay_dead(
+    inner: &Inner,
+    known: TenantId,
+    tickets: &[String],
+    call: &CallRef,
+    key: &str,
+) -> Written {
+    let mut ids = Vec::with_capacity(tickets.len());
+    for (i, t) in tickets.iter().enumerate() {
+        match crate::ticket::TicketId::parse(t) {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                return Ok(Err((
+                    400,
+                    json!({"error": format!("params.tickets[{i}]: {e}")}),
+                )));
+            }
+        }
+    }
+    let found = inner
+        .controller
+        .tickets_by_id(&ids, Some(&known))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut again = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let Some(t) = found.iter().find(|t| t.id == *id) else {
+            return Ok(Err((
+                404,
+                json!({"error": format!("params.tickets[{i}]: tenant {known} has no ticket {id}")}),
+            )));
+        };
+        if t.state != crate::ticket::TicketState::Dead {
+            return Ok(Err((
+                409,
+                json!({"error": format!("params.tickets[{i}]: ticket {id} is {}, not dead", t.state)}),
+            )));
+        }
+        again.push(crate::ticket::NewTicket {
+            kind: t.kind.clone(),
+            payload: t.payload.clone(),
+            tenant: Some(known.to_string()),
+            idempotency_key: Some(replay_key(&id.to_string())),
+            priority: Some(t.priority),
+            skill: Some(t.skill.to_string()),
+            max_attempts: Some(t.max_attempts),
+            parent_id: None,
+            correlation_id: Some(t.correlation_id.to_string()),
+            causation_id: Some(id.to_string()),
+            requires_approval: false,
+        });
+    }
+    let mut replays = Vec::with_capacity(again.len());
+    let mut fresh = 0;
+    for (dead, r) in ids.iter().zip(inner.controller.submit_many(again).await) {
+        let s = r.map_err(|e| format!("replaying {dead}: {e}"))?;
+        fresh += u32::from(!s.duplicate);
+        replays.push(json!({"dead": dead, "replay": s.id}));
+    }
+    let answer = json!({"tenant": known, "replays": replays});
+    let change = (fresh > 0).then(|| ChangeEvent {
+        kind: ChangeKind::TicketsReplayed,
+        subject: known.to_string(),
+        detail: format!(
+            "{fresh} dead tickets of tenant {known} run again by heal ticket {} (write {key})",
+            call.ticket
+        ),
+        count: fresh,
+        at_ms: 0,
+    });
+    Ok(Ok((answer, change)))
 }
