@@ -780,3 +780,159 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     drop(server);
     space.cleanup().await.unwrap();
 }
+
+/// A heal that stops the calls to a failing outside system: an operator's
+/// rule revokes the standing grants on it. Proposed with the grants and
+/// bots it touches, applied only after an approval, re-checked; a call
+/// after it is denied at the gate and never reaches the outside system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_outside_systems_grants_are_revoked_after_an_approval() {
+    let bao = OpenBao::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("vault-token");
+    std::fs::write(&token_file, &bao.root_token).unwrap();
+    let api_key = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
+    let outside = Outside::start(&api_key).await.unwrap();
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--bots",
+            "1",
+            "--vault-addr",
+            &bao.addr,
+            "--vault-token-file",
+            token_file.to_str().unwrap(),
+            "--vault-prefix",
+            &prefix,
+        ],
+    )
+    .unwrap();
+    let r = server
+        .post("/api/v1/catalog/import")
+        .json(&outside.openapi("shop", "api_key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = server
+        .raw()
+        .put(format!("{}/api/v1/connectors/shop/credential", server.url))
+        .bearer_auth(&server.token)
+        .json(&json!({ "api_key": api_key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = server
+        .post("/api/v1/grants")
+        .json(&json!({"bot": "bot-01", "connector": "shop", "operations": ["get_order"], "scopes": ["orders:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let grant = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = server
+        .post("/api/v1/catalog/shop/approve")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The operator's rule, tried before the shipped replay.
+    let mut settings = server.json("/api/v1/ops/settings").await.unwrap()["settings"].clone();
+    settings["heal"].as_array_mut().unwrap().insert(
+        0,
+        json!({"name": "stop-calling-a-failing-system", "trigger": "outside_system_failing",
+            "matchers": ["alertname=\"OshalTicketsDead\""], "action": {"action": "revoke_grants"}}),
+    );
+    let r = server
+        .raw()
+        .put(format!("{}/api/v1/ops/settings", server.url))
+        .bearer_auth(&server.token)
+        .json(&settings)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    outside
+        .state
+        .fail_reads
+        .store(1_000, std::sync::atomic::Ordering::SeqCst);
+    let get_order = |n: usize| {
+        json!({"kind": "tool", "max_attempts": 2,
+            "payload": {"connector": "shop", "operation": "get_order", "params": {"order_id": format!("o-{n}")}}})
+    };
+    for n in 0..3 {
+        let id = submit(&server, get_order(n)).await;
+        assert_eq!(server.wait_terminal(&id).await.unwrap()["state"], "dead");
+    }
+    let incident = incident_of(&server, "OshalTicketsDead", &[("tenant", "default")]).await;
+    let path = format!("/api/v1/ops/incidents/{incident}");
+    let pending = until("a revocation proposed", 90, async || {
+        let v = server.json(&path).await.ok()?;
+        (v["heals"][0]["phase"] == "pending").then_some(v)
+    })
+    .await;
+    let heal = &pending["heals"][0];
+    assert_eq!(
+        heal["action"],
+        json!({"action": "revoke_grants", "connector": "shop", "grants": [grant]}),
+        "{pending:#}"
+    );
+    assert_eq!(heal["dry_run"]["blast"]["bots"], json!(["bot-01"]));
+    // Nothing is revoked before the approval.
+    let grants = server.json("/api/v1/grants").await.unwrap();
+    assert!(
+        grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == grant.as_str())
+    );
+
+    server.cli(&[
+        "ops",
+        "heal",
+        &incident,
+        "H-1",
+        "--approve",
+        "--note",
+        "stop calling shop",
+    ]);
+    let done = until("the revocation re-checked", 90, async || {
+        let v = server.json(&path).await.ok()?;
+        v["heals"][0]["recheck"]["passed"].as_bool().map(|p| (p, v))
+    })
+    .await;
+    assert!(done.0, "{:#}", done.1);
+    let grants = server.json("/api/v1/grants").await.unwrap();
+    assert!(
+        grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["connector"] != "shop"),
+        "{grants:#}"
+    );
+    let changes = server.json("/api/v1/ops/changes").await.unwrap();
+    assert!(
+        changes.to_string().contains("grants_revoked"),
+        "{changes:#}"
+    );
+    // A call now is denied at the gate: the outside system never hears it.
+    let heard = outside.received().len();
+    let id = submit(&server, get_order(9)).await;
+    let t = server.wait_terminal(&id).await.unwrap();
+    assert_eq!(t["state"], "dead", "{t:#}");
+    assert!(
+        t["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("denied by default")),
+        "{t:#}"
+    );
+    assert_eq!(outside.received().len(), heard);
+}

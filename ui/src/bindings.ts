@@ -134,7 +134,12 @@ export type Action =
  *  Run these dead tickets of a tenant again, each once as a new ticket
  *  (at most [`MAX_BLAST_TICKETS`]).
  */
-{ action: "replay_dead"; tenant: string; tickets: string[] };
+{ action: "replay_dead"; tenant: string; tickets: string[] } | 
+/**
+ *  Revoke these grants on a connector (at most [`MAX_BLAST_GRANTS`]);
+ *  one already gone is let be.
+ */
+{ action: "revoke_grants"; connector: string; grants: string[] };
 
 /**
  *  What a heal rule does, as a template the adapter fills in from the
@@ -152,7 +157,13 @@ export type ActionTemplate =
  *  since shortly before the incident opened: for once the cause is
  *  fixed (the outside system answers again, the input is corrected).
  */
-{ action: "replay_dead" };
+{ action: "replay_dead" } | 
+/**
+ *  Revoke the standing grants on the connector the cause names (an
+ *  outside system failing): its calls are denied, not sent, until a
+ *  person grants them again.
+ */
+{ action: "revoke_grants" };
 
 /**  One alert: every report of one fingerprint, folded. */
 export type Alert = {
@@ -400,7 +411,9 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
  */
 "store_outage" | 
 /**  Dead tickets of the tenant run again by a heal (`count` of them). */
-"tickets_replayed";
+"tickets_replayed" | 
+/**  Grants on a connector (`subject`) revoked by a heal (`count`). */
+"grants_revoked";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */

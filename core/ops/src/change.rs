@@ -42,6 +42,8 @@ pub enum ChangeKind {
     StoreOutage,
     /// Dead tickets of the tenant run again by a heal (`count` of them).
     TicketsReplayed,
+    /// Grants on a connector (`subject`) revoked by a heal (`count`).
+    GrantsRevoked,
 }
 
 /// A change event.

@@ -53,7 +53,16 @@ pub enum Action {
         tenant: String,
         tickets: Vec<String>,
     },
+    /// Revoke these grants on a connector (at most [`MAX_BLAST_GRANTS`]);
+    /// one already gone is let be.
+    RevokeGrants {
+        connector: String,
+        grants: Vec<String>,
+    },
 }
+
+/// The most grants one revocation names.
+pub const MAX_BLAST_GRANTS: usize = 50;
 
 impl Action {
     /// The connector operation that applies it.
@@ -61,6 +70,7 @@ impl Action {
         match self {
             Action::SetBudget { .. } => "set_budget",
             Action::ReplayDead { .. } => "replay_dead",
+            Action::RevokeGrants { .. } => "revoke_grants",
         }
     }
 
@@ -73,6 +83,9 @@ impl Action {
             } => json!({"tenant": tenant, "budget_nusd": budget_nusd}),
             Action::ReplayDead { tenant, tickets } => {
                 json!({"tenant": tenant, "tickets": tickets})
+            }
+            Action::RevokeGrants { connector, grants } => {
+                json!({"connector": connector, "grants": grants})
             }
         }
     }
@@ -87,20 +100,20 @@ impl Action {
         v.insert("action".into(), Value::String(operation.to_owned()));
         let action: Action =
             serde_json::from_value(Value::Object(v)).map_err(|e| format!("params: {e}"))?;
-        if let Action::ReplayDead { tickets, .. } = &action
-            && (tickets.is_empty() || tickets.len() > MAX_BLAST_TICKETS)
-        {
-            return Err(format!(
-                "params.tickets: names {}; must name 1 to {MAX_BLAST_TICKETS}",
-                tickets.len()
-            ));
+        let (field, n, max) = match &action {
+            Action::SetBudget { .. } => return Ok(action),
+            Action::ReplayDead { tickets, .. } => ("tickets", tickets.len(), MAX_BLAST_TICKETS),
+            Action::RevokeGrants { grants, .. } => ("grants", grants.len(), MAX_BLAST_GRANTS),
+        };
+        if n == 0 || n > max {
+            return Err(format!("params.{field}: names {n}; must name 1 to {max}"));
         }
         Ok(action)
     }
 
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
-    pub fn operations() -> [(&'static str, Value, &'static str); 2] {
+    pub fn operations() -> [(&'static str, Value, &'static str); 3] {
         [
             (
                 "set_budget",
@@ -133,6 +146,24 @@ impl Action {
                 }),
                 "Run a tenant's dead tickets again, each once as a new ticket (a heal's write: needs an approval)",
             ),
+            (
+                "revoke_grants",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["connector", "grants"],
+                    "properties": {
+                        "connector": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "grants": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_BLAST_GRANTS,
+                            "items": {"type": "string", "minLength": 1, "maxLength": 64}
+                        }
+                    }
+                }),
+                "Revoke grants on a connector: its calls are denied until granted again (a heal's write: needs an approval)",
+            ),
         ]
     }
 
@@ -142,6 +173,7 @@ impl Action {
             (self, template),
             (Action::SetBudget { .. }, ActionTemplate::RaiseBudget { .. })
                 | (Action::ReplayDead { .. }, ActionTemplate::ReplayDead)
+                | (Action::RevokeGrants { .. }, ActionTemplate::RevokeGrants)
         )
     }
 }
@@ -551,6 +583,16 @@ mod tests {
         };
         assert!(r.follows(&ActionTemplate::ReplayDead));
         assert_eq!(r.operation(), Action::operations()[1].0);
+        let g = Action::RevokeGrants {
+            connector: "shop".into(),
+            grants: vec!["g-1".into()],
+        };
+        assert!(g.follows(&ActionTemplate::RevokeGrants));
+        assert_eq!(g.operation(), Action::operations()[2].0);
+        assert_eq!(Action::from_call(g.operation(), &g.params()), Ok(g.clone()));
+        let e = Action::from_call("revoke_grants", &json!({"connector": "shop", "grants": []}))
+            .unwrap_err();
+        assert_eq!(e, "params.grants: names 0; must name 1 to 50");
         assert_eq!(Action::from_call(r.operation(), &r.params()), Ok(r.clone()));
     }
 }

@@ -159,6 +159,10 @@ pub enum ActionTemplate {
     /// since shortly before the incident opened: for once the cause is
     /// fixed (the outside system answers again, the input is corrected).
     ReplayDead,
+    /// Revoke the standing grants on the connector the cause names (an
+    /// outside system failing): its calls are denied, not sent, until a
+    /// person grants them again.
+    RevokeGrants,
 }
 
 impl ActionTemplate {
@@ -169,6 +173,7 @@ impl ActionTemplate {
             ActionTemplate::ReplayDead => {
                 &[CauseKind::OutsideSystemFailing, CauseKind::PoisonInput]
             }
+            ActionTemplate::RevokeGrants => &[CauseKind::OutsideSystemFailing],
         }
     }
 
@@ -176,6 +181,7 @@ impl ActionTemplate {
         match self {
             ActionTemplate::RaiseBudget { .. } => "raise_budget",
             ActionTemplate::ReplayDead => "replay_dead",
+            ActionTemplate::RevokeGrants => "revoke_grants",
         }
     }
 }

@@ -107,6 +107,7 @@ impl Operations {
                 self.plan_raise(&rule, &planned.subject, percent).await?
             }
             ActionTemplate::ReplayDead => self.plan_replay(&rule, &planned).await?,
+            ActionTemplate::RevokeGrants => self.plan_revoke(&rule, &planned.subject).await?,
         };
         self.take_one(
             tenant,
@@ -235,6 +236,62 @@ impl Operations {
         let action = Action::ReplayDead {
             tenant: tenant.to_string(),
             tickets,
+        };
+        Ok((action, dry_run))
+    }
+
+    /// The standing grants on connector `subject` a revocation takes (the
+    /// loop's own grants bound to a ticket are not among them), and its
+    /// dry run.
+    async fn plan_revoke(
+        &self,
+        rule: &HealRule,
+        subject: &str,
+    ) -> Result<(Action, DryRun), OpsError> {
+        let Some(connectors) = self.inner.controller.connectors() else {
+            return Err(OpsError::Conflict(
+                "this platform runs without a connector runtime".into(),
+            ));
+        };
+        let grants: Vec<_> = connectors
+            .grants(None)
+            .await
+            .map_err(conn)?
+            .into_iter()
+            .filter(|g| g.connector == subject && g.ticket.is_none())
+            .take(heal::MAX_BLAST_GRANTS)
+            .collect();
+        if grants.is_empty() {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: no standing grant on {subject} to revoke",
+                rule.name
+            )));
+        }
+        let mut bots: Vec<String> = grants
+            .iter()
+            .filter_map(|g| g.bot.as_ref().map(|b| b.to_string()))
+            .collect();
+        bots.sort();
+        bots.dedup();
+        let ids: Vec<String> = grants.iter().map(|g| g.id.clone()).collect();
+        let dry_run = DryRun {
+            summary: format!(
+                "revoke {} grants on {subject} (bots {}): their calls to it are denied, not sent, until a person grants them again",
+                ids.len(),
+                bots.join(", ")
+            ),
+            before: json!({"connector": subject, "grants": ids}),
+            after: json!({"connector": subject, "grants": []}),
+            blast: BlastRadius {
+                tenants: Vec::new(),
+                bots,
+                tickets: Vec::new(),
+                tickets_total: 0,
+            },
+        };
+        let action = Action::RevokeGrants {
+            connector: subject.to_owned(),
+            grants: ids,
         };
         Ok((action, dry_run))
     }

@@ -288,29 +288,25 @@ impl BuiltIn for OpsTools {
             Ok(a) => a,
             Err(e) => return Ok((400, json!({"error": e}))),
         };
-        let named = match &action {
-            Action::SetBudget { tenant, .. } | Action::ReplayDead { tenant, .. } => tenant,
+        let written = match action {
+            Action::SetBudget {
+                tenant,
+                budget_nusd,
+            } => match known(&inner, &tenant).await? {
+                Ok(t) => set_budget(&inner, t, budget_nusd, call, key).await?,
+                Err(refused) => Err(refused),
+            },
+            Action::ReplayDead { tenant, tickets } => match known(&inner, &tenant).await? {
+                Ok(t) => replay_dead(&inner, t, &tickets, call, key).await?,
+                Err(refused) => Err(refused),
+            },
+            Action::RevokeGrants { connector, grants } => {
+                revoke_grants(&inner, &connector, &grants, call, key).await?
+            }
         };
-        let known = match inner.controller.known_tenant(Some(named)).await {
-            Ok(t) => t,
-            Err(crate::controller::ControllerError::UnknownTenant(_)) => {
-                return Ok((404, json!({"error": format!("no tenant {named:?}")})));
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        let (answer, change) = match action {
-            Action::SetBudget { budget_nusd, .. } => {
-                match set_budget(&inner, known, budget_nusd, call, key).await? {
-                    Ok(done) => done,
-                    Err(refused) => return Ok(refused),
-                }
-            }
-            Action::ReplayDead { tickets, .. } => {
-                match replay_dead(&inner, known, &tickets, call, key).await? {
-                    Ok(done) => done,
-                    Err(refused) => return Ok(refused),
-                }
-            }
+        let (answer, change) = match written {
+            Ok(done) => done,
+            Err(refused) => return Ok(refused),
         };
         if let Some(change) = change {
             let ops = Operations { inner };
@@ -319,6 +315,67 @@ impl BuiltIn for OpsTools {
         }
         Ok((200, answer))
     }
+}
+
+/// The tenant a write names, if it exists (a refusal as an answer if not).
+async fn known(inner: &Inner, named: &str) -> Result<Result<TenantId, (u16, Value)>, String> {
+    match inner.controller.known_tenant(Some(named)).await {
+        Ok(t) => Ok(Ok(t)),
+        Err(crate::controller::ControllerError::UnknownTenant(_)) => {
+            Ok(Err((404, json!({"error": format!("no tenant {named:?}")}))))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Revokes the named grants on `connector` that still stand; one gone
+/// already (revoked by hand, expired, or by this write before its answer
+/// was lost) is let be, and a grant on another connector refuses the
+/// whole write.
+async fn revoke_grants(
+    inner: &Inner,
+    connector: &str,
+    grants: &[String],
+    call: &CallRef,
+    key: &str,
+) -> Written {
+    let Some(connectors) = inner.controller.connectors() else {
+        return Err("this platform runs without a connector runtime".into());
+    };
+    let live = connectors.grants(None).await.map_err(|e| e.to_string())?;
+    for (i, id) in grants.iter().enumerate() {
+        if let Some(g) = live.iter().find(|g| g.id == *id)
+            && g.connector != connector
+        {
+            return Ok(Err((
+                409,
+                json!({"error": format!("params.grants[{i}]: grant {id} is on {}, not {connector}", g.connector)}),
+            )));
+        }
+    }
+    let mut revoked = Vec::new();
+    for id in grants {
+        if live.iter().any(|g| g.id == *id) {
+            connectors
+                .revoke_grant(id, &format!("heal ticket {}", call.ticket))
+                .await
+                .map_err(|e| e.to_string())?;
+            revoked.push(id.clone());
+        }
+    }
+    let answer = json!({"connector": connector, "revoked": revoked});
+    let change = (!revoked.is_empty()).then(|| ChangeEvent {
+        kind: ChangeKind::GrantsRevoked,
+        subject: connector.to_owned(),
+        detail: format!(
+            "{} grants on {connector} revoked by heal ticket {} (write {key}): its calls are denied until granted again",
+            revoked.len(),
+            call.ticket
+        ),
+        count: u32::try_from(revoked.len()).unwrap_or(u32::MAX),
+        at_ms: 0,
+    });
+    Ok(Ok((answer, change)))
 }
 
 /// What a heal's write did (its answer, and the change event to record,
