@@ -415,8 +415,9 @@ fn now_ms() -> i64 {
 /// Each raises the platform's own alert, opens an incident, is
 /// investigated through the connector gate and diagnosed from its
 /// evidence; the budget is healed after an approval given with the CLI,
-/// re-checked, and its postmortem published; the tickets the outside
-/// system failed are replayed, once it is back, after an approval. `oshal ops eval` then scores
+/// re-checked, and its postmortem published; the killed node is retired
+/// and the tickets the outside system failed are replayed, once it is
+/// back, each after an approval. `oshal ops eval` then scores
 /// the record: every fault's injected cause ranked first, every claim
 /// backed by evidence, every heal approved before it wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,9 +456,47 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     let at = now_ms();
     n2.kill9();
     catalogue.push(json!({"fault": "kill -9 node n2", "alert": "OshalNodeLost",
-        "labels": {"node": "n2"}, "cause": "node_down", "subject": "n2", "injected_ms": at}));
+        "labels": {"node": "n2"}, "cause": "node_down", "subject": "n2", "heal": true,
+        "injected_ms": at}));
     let node = incident_of(&server, "OshalNodeLost", &[("node", "n2")]).await;
     investigated(&server, &node).await;
+    // n2 is gone for good: retired after an approval, its alert resolves.
+    let path = format!("/api/v1/ops/incidents/{node}");
+    let pending = until("a retirement proposed", 90, async || {
+        let v = server.json(&path).await.ok()?;
+        (v["heals"][0]["phase"] == "pending").then_some(v)
+    })
+    .await;
+    assert_eq!(
+        pending["heals"][0]["action"],
+        json!({"action": "retire_node", "node": "n2"}),
+        "{pending:#}"
+    );
+    assert_eq!(
+        pending["heals"][0]["dry_run"]["blast"]["bots"],
+        json!(["n2-bot-01"])
+    );
+    server.cli(&[
+        "ops",
+        "heal",
+        &node,
+        "H-1",
+        "--approve",
+        "--note",
+        "n2 is decommissioned",
+    ]);
+    let retired = until("n2 retired and its incident resolved", 90, async || {
+        let v = server.json(&path).await.ok()?;
+        let passed = v["heals"][0]["recheck"]["passed"].as_bool()?;
+        (v["incident"]["status"] == "resolved").then_some((passed, v))
+    })
+    .await;
+    assert!(retired.0, "{:#}", retired.1);
+    let bots = server.json("/api/v1/bots").await.unwrap();
+    assert!(
+        bots.as_array().unwrap().iter().all(|b| b["node"] != "n2"),
+        "{bots:#}"
+    );
 
     // 2. A tenant's budget exhausted: healed after an approval.
     let at = now_ms();
@@ -759,10 +798,10 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         "every claim backed by evidence: {report:#}"
     );
     assert_eq!(totals["unapproved_writes"], 0, "{report:#}");
-    assert_eq!(totals["writes"], 2, "each heal's one write: {report:#}");
+    assert_eq!(totals["writes"], 3, "each heal's one write: {report:#}");
     assert_eq!(
         (totals["healed"].as_u64(), totals["heals_expected"].as_u64()),
-        (Some(2), Some(2))
+        (Some(3), Some(3))
     );
     // The table a person reads, in the test's log.
     let table = std::process::Command::new(oshal_e2e::oshal_bin())
@@ -774,7 +813,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     let table = String::from_utf8(table.stdout).unwrap();
     eprintln!("{table}");
     assert!(
-        table.contains("top-1 100%") && table.contains("0 of 2 writes without an approval"),
+        table.contains("top-1 100%") && table.contains("0 of 3 writes without an approval"),
         "{table}"
     );
     drop(server);

@@ -139,7 +139,9 @@ export type Action =
  *  Revoke these grants on a connector (at most [`MAX_BLAST_GRANTS`]);
  *  one already gone is let be.
  */
-{ action: "revoke_grants"; connector: string; grants: string[] };
+{ action: "revoke_grants"; connector: string; grants: string[] } | 
+/**  Retire a lost node: its bots leave the view. */
+{ action: "retire_node"; node: string };
 
 /**
  *  What a heal rule does, as a template the adapter fills in from the
@@ -163,7 +165,13 @@ export type ActionTemplate =
  *  outside system failing): its calls are denied, not sent, until a
  *  person grants them again.
  */
-{ action: "revoke_grants" };
+{ action: "revoke_grants" } | 
+/**
+ *  Retire the lost node the cause names: its bots leave the view and
+ *  its alert resolves (its work was requeued when it was lost); a bot
+ *  of it that registers again joins as a new one.
+ */
+{ action: "retire_node" };
 
 /**  One alert: every report of one fingerprint, folded. */
 export type Alert = {
@@ -413,7 +421,9 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
 /**  Dead tickets of the tenant run again by a heal (`count` of them). */
 "tickets_replayed" | 
 /**  Grants on a connector (`subject`) revoked by a heal (`count`). */
-"grants_revoked";
+"grants_revoked" | 
+/**  A lost node (`subject`) retired by a heal: `count` bots forgotten. */
+"node_retired";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */

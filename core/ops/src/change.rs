@@ -44,6 +44,8 @@ pub enum ChangeKind {
     TicketsReplayed,
     /// Grants on a connector (`subject`) revoked by a heal (`count`).
     GrantsRevoked,
+    /// A lost node (`subject`) retired by a heal: `count` bots forgotten.
+    NodeRetired,
 }
 
 /// A change event.

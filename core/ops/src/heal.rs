@@ -59,6 +59,8 @@ pub enum Action {
         connector: String,
         grants: Vec<String>,
     },
+    /// Retire a lost node: its bots leave the view.
+    RetireNode { node: String },
 }
 
 /// The most grants one revocation names.
@@ -71,6 +73,7 @@ impl Action {
             Action::SetBudget { .. } => "set_budget",
             Action::ReplayDead { .. } => "replay_dead",
             Action::RevokeGrants { .. } => "revoke_grants",
+            Action::RetireNode { .. } => "retire_node",
         }
     }
 
@@ -87,6 +90,7 @@ impl Action {
             Action::RevokeGrants { connector, grants } => {
                 json!({"connector": connector, "grants": grants})
             }
+            Action::RetireNode { node } => json!({"node": node}),
         }
     }
 
@@ -101,7 +105,7 @@ impl Action {
         let action: Action =
             serde_json::from_value(Value::Object(v)).map_err(|e| format!("params: {e}"))?;
         let (field, n, max) = match &action {
-            Action::SetBudget { .. } => return Ok(action),
+            Action::SetBudget { .. } | Action::RetireNode { .. } => return Ok(action),
             Action::ReplayDead { tickets, .. } => ("tickets", tickets.len(), MAX_BLAST_TICKETS),
             Action::RevokeGrants { grants, .. } => ("grants", grants.len(), MAX_BLAST_GRANTS),
         };
@@ -113,7 +117,7 @@ impl Action {
 
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
-    pub fn operations() -> [(&'static str, Value, &'static str); 3] {
+    pub fn operations() -> [(&'static str, Value, &'static str); 4] {
         [
             (
                 "set_budget",
@@ -164,6 +168,18 @@ impl Action {
                 }),
                 "Revoke grants on a connector: its calls are denied until granted again (a heal's write: needs an approval)",
             ),
+            (
+                "retire_node",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["node"],
+                    "properties": {
+                        "node": {"type": "string", "minLength": 1, "maxLength": 64}
+                    }
+                }),
+                "Retire a lost node: its bots leave the view and its alert resolves (a heal's write: needs an approval)",
+            ),
         ]
     }
 
@@ -174,6 +190,7 @@ impl Action {
             (Action::SetBudget { .. }, ActionTemplate::RaiseBudget { .. })
                 | (Action::ReplayDead { .. }, ActionTemplate::ReplayDead)
                 | (Action::RevokeGrants { .. }, ActionTemplate::RevokeGrants)
+                | (Action::RetireNode { .. }, ActionTemplate::RetireNode)
         )
     }
 }
@@ -593,6 +610,10 @@ mod tests {
         let e = Action::from_call("revoke_grants", &json!({"connector": "shop", "grants": []}))
             .unwrap_err();
         assert_eq!(e, "params.grants: names 0; must name 1 to 50");
+        let n = Action::RetireNode { node: "n2".into() };
+        assert!(n.follows(&ActionTemplate::RetireNode));
+        assert_eq!(n.operation(), Action::operations()[3].0);
+        assert_eq!(Action::from_call(n.operation(), &n.params()), Ok(n.clone()));
         assert_eq!(Action::from_call(r.operation(), &r.params()), Ok(r.clone()));
     }
 }

@@ -163,6 +163,10 @@ pub enum ActionTemplate {
     /// outside system failing): its calls are denied, not sent, until a
     /// person grants them again.
     RevokeGrants,
+    /// Retire the lost node the cause names: its bots leave the view and
+    /// its alert resolves (its work was requeued when it was lost); a bot
+    /// of it that registers again joins as a new one.
+    RetireNode,
 }
 
 impl ActionTemplate {
@@ -174,6 +178,7 @@ impl ActionTemplate {
                 &[CauseKind::OutsideSystemFailing, CauseKind::PoisonInput]
             }
             ActionTemplate::RevokeGrants => &[CauseKind::OutsideSystemFailing],
+            ActionTemplate::RetireNode => &[CauseKind::NodeDown],
         }
     }
 
@@ -182,6 +187,7 @@ impl ActionTemplate {
             ActionTemplate::RaiseBudget { .. } => "raise_budget",
             ActionTemplate::ReplayDead => "replay_dead",
             ActionTemplate::RevokeGrants => "revoke_grants",
+            ActionTemplate::RetireNode => "retire_node",
         }
     }
 }
@@ -223,6 +229,14 @@ impl HealRule {
                 trigger: CauseKind::BudgetExhausted,
                 matchers: vec!["alertname=\"OshalBudgetExhausted\"".into()],
                 action: ActionTemplate::RaiseBudget { percent: 50 },
+                max_attempts: 2,
+                concurrency: 1,
+            },
+            HealRule {
+                name: "retire-lost-node".into(),
+                trigger: CauseKind::NodeDown,
+                matchers: vec!["alertname=\"OshalNodeLost\"".into()],
+                action: ActionTemplate::RetireNode,
                 max_attempts: 2,
                 concurrency: 1,
             },
@@ -562,7 +576,7 @@ mod tests {
         assert_eq!(e.path, "heal[0].name");
         let mut twice = Settings::default();
         twice.heal.push(twice.heal[0].clone());
-        assert_eq!(twice.check().unwrap_err().path, "heal[2].name");
+        assert_eq!(twice.check().unwrap_err().path, "heal[3].name");
         let e = refused(|r| r.action = ActionTemplate::ReplayDead);
         assert!(
             e.path == "heal[0].trigger"

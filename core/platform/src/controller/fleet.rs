@@ -69,6 +69,34 @@ impl Redis {
     }
 }
 
+impl super::Controller {
+    /// Retires a lost node: its bots leave the bots' view (a node that
+    /// answers is refused: [`super::Retired::Live`]).
+    pub async fn retire_node(&self, node: &str) -> Result<super::Retired, super::ControllerError> {
+        let node = node.to_owned();
+        self.ask(|reply| Command::RetireNode { node, reply }).await
+    }
+
+    /// The nodes whose bots are all retired.
+    pub fn retired_nodes(&self) -> std::collections::BTreeSet<String> {
+        let handles = self.bot_handles();
+        let mut nodes: HashMap<&str, bool> = HashMap::new();
+        for b in &handles {
+            if let Some(n) = b.node.as_deref() {
+                *nodes.entry(n).or_insert(true) &= b
+                    .counters
+                    .retired
+                    .load(std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        nodes
+            .into_iter()
+            .filter(|(_, all)| *all)
+            .map(|(n, _)| n.to_owned())
+            .collect()
+    }
+}
+
 /// How the tool server asks the scheduler whether a node's bot holds the
 /// attempt it makes a call for (see `connector::remote`).
 pub(crate) fn verify_calls(

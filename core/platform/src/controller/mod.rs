@@ -42,7 +42,7 @@ use crate::ticket::{
 
 pub use config::ControllerConfig;
 pub use scheduler::{Spend, Submitted};
-pub use view::{BotView, CoreEvent, Health, Stats};
+pub use view::{BotView, CoreEvent, Health, Retired, Stats};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,6 +79,9 @@ pub(crate) struct BotCounters {
     succeeded: AtomicU64,
     failed: AtomicU64,
     pace: pace::Pace,
+    /// A lost bot an operator retired (its node is gone for good): out of
+    /// the view until it registers again, as a new bot.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl BotCounters {
@@ -603,7 +606,10 @@ impl Controller {
         let handles = self.bot_handles();
         let since = self.inner.clock.now_ms() - pace::RECENT_MS;
         let mut out = Vec::with_capacity(handles.len());
-        for b in &handles {
+        for b in handles
+            .iter()
+            .filter(|b| !b.counters.retired.load(Ordering::Relaxed))
+        {
             let lane = match b.lane.stats().await {
                 Ok(stats) => Some(stats),
                 Err(e) => {

@@ -79,6 +79,18 @@ pub struct Health {
     pub detail: Option<String>,
 }
 
+/// What retiring a lost node did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retired {
+    /// Its bots, forgotten: out of the bots' view until one registers
+    /// again.
+    Forgot(Vec<BotId>),
+    /// Some of its bots are live: a node that answers is not lost.
+    Live(Vec<BotId>),
+    /// No bot of it is known (never, or retired already).
+    Unknown,
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Stats {

@@ -108,6 +108,7 @@ impl Operations {
             }
             ActionTemplate::ReplayDead => self.plan_replay(&rule, &planned).await?,
             ActionTemplate::RevokeGrants => self.plan_revoke(&rule, &planned.subject).await?,
+            ActionTemplate::RetireNode => self.plan_retire(&rule, &planned.subject).await?,
         };
         self.take_one(
             tenant,
@@ -294,6 +295,51 @@ impl Operations {
             grants: ids,
         };
         Ok((action, dry_run))
+    }
+
+    /// The bots a retirement of the lost node `subject` forgets, and its
+    /// dry run.
+    async fn plan_retire(
+        &self,
+        rule: &HealRule,
+        subject: &str,
+    ) -> Result<(Action, DryRun), OpsError> {
+        let of: Vec<_> = self
+            .inner
+            .controller
+            .bots()
+            .await
+            .into_iter()
+            .filter(|b| b.node.as_deref() == Some(subject))
+            .collect();
+        if of.is_empty() || of.iter().any(|b| b.live) {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: node {subject} is not lost (no bot of it, or a live one)",
+                rule.name
+            )));
+        }
+        let bots: Vec<String> = of.iter().map(|b| b.id.to_string()).collect();
+        let dry_run = DryRun {
+            summary: format!(
+                "retire node {subject}: its {} bots ({}) leave the bots' view and its alert resolves; the work they held was requeued when they were lost, and a bot of it that registers again joins as a new one",
+                bots.len(),
+                bots.join(", ")
+            ),
+            before: json!({"node": subject, "bots": bots, "live": 0}),
+            after: json!({"node": subject, "bots": [], "live": 0}),
+            blast: BlastRadius {
+                tenants: Vec::new(),
+                bots,
+                tickets: Vec::new(),
+                tickets_total: 0,
+            },
+        };
+        Ok((
+            Action::RetireNode {
+                node: subject.to_owned(),
+            },
+            dry_run,
+        ))
     }
 
     /// A person approves or denies a pending heal; approved, its one write

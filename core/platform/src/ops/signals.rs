@@ -203,7 +203,7 @@ impl Watch {
     }
 
     /// The inputs one update of the bots leads to: only what changed.
-    fn step(&mut self, bots: &[BotView], at: i64) -> Vec<Input> {
+    fn step(&mut self, bots: &[BotView], retired: &BTreeSet<String>, at: i64) -> Vec<Input> {
         let (now, present) = assess(bots, &self.firing);
         let mut inputs = Vec::new();
         for (key, (summary, sev)) in &now {
@@ -256,6 +256,19 @@ impl Watch {
                     ));
                 }
             }
+        }
+        // A lost node an operator retired is gone for good, not lost.
+        let gone: Vec<String> = self.lost.intersection(retired).cloned().collect();
+        for n in gone {
+            self.lost.remove(&n);
+            inputs.push(signal(
+                NODE_LOST,
+                labels(NODE_LOST, &[("node", &n)]),
+                Report::Resolved,
+                format!("node {n} was retired: its bots are no longer expected"),
+                Severity::Critical,
+                at,
+            ));
         }
         let back: Vec<String> = self.lost.intersection(&present).cloned().collect();
         for n in back {
@@ -377,7 +390,8 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
             }
             let at = ops.inner.controller.clock().now_ms();
             let before = watch.clone();
-            let inputs = watch.step(&bots, at);
+            let retired = ops.inner.controller.retired_nodes();
+            let inputs = watch.step(&bots, &retired, at);
             if !ops.observe(&tenant, inputs).await {
                 // Not recorded (the store down, as when nodes are lost): the
                 // next update says it all again.
@@ -428,31 +442,31 @@ mod tests {
         let mut w = Watch::default();
         let healthy = [bot("b1", "n1", Some(0)), bot("b2", "n2", Some(0))];
         assert!(
-            w.step(&healthy, 1).is_empty(),
+            w.step(&healthy, &BTreeSet::new(), 1).is_empty(),
             "the first update learns the nodes"
         );
         assert!(
-            w.step(&healthy, 2).is_empty(),
+            w.step(&healthy, &BTreeSet::new(), 2).is_empty(),
             "a steady fleet says nothing"
         );
         let lagging = [bot("b1", "n1", Some(LAG_MS)), bot("b2", "n2", None)];
         assert_eq!(
-            said(&w.step(&lagging, 3)),
+            said(&w.step(&lagging, &BTreeSet::new(), 3)),
             pairs(&[("OshalLaneLag", "firing"), ("OshalLaneUnknown", "firing")])
         );
         let mut later = lagging.clone();
         later[0].lane.as_mut().unwrap().lag_ms = LAG_MS * 3;
         assert!(
-            w.step(&later, 4).is_empty(),
+            w.step(&later, &BTreeSet::new(), 4).is_empty(),
             "a lag growing is the same alert"
         );
         later[0].lane.as_mut().unwrap().lag_ms = LAG_MS - 1;
         assert!(
-            w.step(&later, 4).is_empty(),
+            w.step(&later, &BTreeSet::new(), 4).is_empty(),
             "nor does it flap just under the line"
         );
         assert_eq!(
-            said(&w.step(&healthy, 5)),
+            said(&w.step(&healthy, &BTreeSet::new(), 5)),
             pairs(&[
                 ("OshalLaneLag", "resolved"),
                 ("OshalLaneUnknown", "resolved")
@@ -464,15 +478,29 @@ mod tests {
     fn a_node_that_leaves_is_lost_until_it_is_back() {
         let mut w = Watch::default();
         let both = [bot("b1", "n1", Some(0)), bot("b2", "n2", Some(0))];
-        w.step(&both, 1);
+        w.step(&both, &BTreeSet::new(), 1);
         assert_eq!(
-            said(&w.step(&both[..1], 2)),
+            said(&w.step(&both[..1], &BTreeSet::new(), 2)),
             pairs(&[("node_left", "n2"), ("OshalNodeLost", "firing")])
         );
-        assert!(w.step(&both[..1], 3).is_empty());
+        assert!(w.step(&both[..1], &BTreeSet::new(), 3).is_empty());
         assert_eq!(
-            said(&w.step(&both, 4)),
+            said(&w.step(&both, &BTreeSet::new(), 4)),
             pairs(&[("node_joined", "n2"), ("OshalNodeLost", "resolved")])
+        );
+        // Lost again, then retired by an operator: resolved once, and lost
+        // anew should it come back and go again.
+        w.step(&both[..1], &BTreeSet::new(), 5);
+        let retired: BTreeSet<String> = ["n2".to_owned()].into();
+        assert_eq!(
+            said(&w.step(&both[..1], &retired, 6)),
+            pairs(&[("OshalNodeLost", "resolved")])
+        );
+        assert!(w.step(&both[..1], &retired, 7).is_empty());
+        w.step(&both, &BTreeSet::new(), 8);
+        assert_eq!(
+            said(&w.step(&both[..1], &BTreeSet::new(), 9)),
+            pairs(&[("node_left", "n2"), ("OshalNodeLost", "firing")])
         );
     }
 
@@ -510,7 +538,7 @@ mod tests {
         let mut w = Watch::resume(vec![lost, lag, dead]);
         let both = [bot("b1", "n1", Some(0)), bot("b2", "n2", Some(0))];
         assert_eq!(
-            said(&w.step(&both, 1)),
+            said(&w.step(&both, &BTreeSet::new(), 1)),
             pairs(&[("OshalLaneLag", "resolved"), ("OshalNodeLost", "resolved")])
         );
     }
@@ -532,24 +560,31 @@ mod tests {
         };
         let mut w = Watch::default();
         let healthy = [bot("b1", "n1", Some(0))];
-        w.step(&healthy, 5);
+        w.step(&healthy, &BTreeSet::new(), 5);
         assert_eq!(
             said(&w.transitions(&[redriven], 10)),
             pairs(&[("lanes_reset", "tickets"), (LANES_RESET, "firing")])
         );
         let unread = [bot("b1", "n1", None)];
         assert!(
-            !said(&w.step(&unread, 10 + RESET_HOLD_MS))
+            !said(&w.step(&unread, &BTreeSet::new(), 10 + RESET_HOLD_MS))
                 .contains(&(LANES_RESET.to_owned(), "resolved".to_owned())),
             "not while a lane cannot be read"
         );
-        w.step(&healthy, 20);
-        assert!(said(&w.step(&healthy, 30)).is_empty(), "held a while");
+        w.step(&healthy, &BTreeSet::new(), 20);
+        assert!(
+            said(&w.step(&healthy, &BTreeSet::new(), 30)).is_empty(),
+            "held a while"
+        );
         assert_eq!(
-            said(&w.step(&healthy, 10 + RESET_HOLD_MS + 1)),
+            said(&w.step(&healthy, &BTreeSet::new(), 10 + RESET_HOLD_MS + 1)),
             pairs(&[(LANES_RESET, "resolved")])
         );
-        assert!(w.step(&healthy, 20 + 2 * RESET_HOLD_MS).is_empty(), "once");
+        assert!(
+            w.step(&healthy, &BTreeSet::new(), 20 + 2 * RESET_HOLD_MS)
+                .is_empty(),
+            "once"
+        );
     }
 
     #[test]

@@ -303,6 +303,7 @@ impl BuiltIn for OpsTools {
             Action::RevokeGrants { connector, grants } => {
                 revoke_grants(&inner, &connector, &grants, call, key).await?
             }
+            Action::RetireNode { node } => retire_node(&inner, &node, call, key).await?,
         };
         let (answer, change) = match written {
             Ok(done) => done,
@@ -376,6 +377,38 @@ async fn revoke_grants(
         at_ms: 0,
     });
     Ok(Ok((answer, change)))
+}
+
+/// Retires a lost node; one retired already answers as before, and one
+/// with a live bot refuses (a node that answers is not lost).
+async fn retire_node(inner: &Inner, node: &str, call: &CallRef, key: &str) -> Written {
+    use crate::controller::Retired;
+    let retired = inner
+        .controller
+        .retire_node(node)
+        .await
+        .map_err(|e| e.to_string())?;
+    match retired {
+        Retired::Live(bots) => Ok(Err((
+            409,
+            json!({"error": format!("node {node} has live bots ({}): it is not lost", bots.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(", "))}),
+        ))),
+        Retired::Unknown => Ok(Ok((json!({"node": node, "retired": []}), None))),
+        Retired::Forgot(bots) => {
+            let change = ChangeEvent {
+                kind: ChangeKind::NodeRetired,
+                subject: node.to_owned(),
+                detail: format!(
+                    "node {node} retired by heal ticket {} (write {key}): {} bots forgotten",
+                    call.ticket,
+                    bots.len()
+                ),
+                count: u32::try_from(bots.len()).unwrap_or(u32::MAX),
+                at_ms: 0,
+            };
+            Ok(Ok((json!({"node": node, "retired": bots}), Some(change))))
+        }
+    }
 }
 
 /// What a heal's write did (its answer, and the change event to record,

@@ -79,6 +79,12 @@ pub(crate) enum Command {
         up: Vec<BotHandle>,
         down: Vec<(BotId, String)>,
     },
+    /// Fleet mode: an operator retires a lost node: its bots (none live)
+    /// leave the view.
+    RetireNode {
+        node: String,
+        reply: oneshot::Sender<super::super::Retired>,
+    },
     /// Fleet mode: the lanes lost their entries (Redis restarted empty);
     /// every routed or running ticket is requeued from the store's truth.
     Redrive {
@@ -193,6 +199,9 @@ impl Scheduler {
                 reply,
             } => self.on_budget_written(row, outcome, reply),
             Command::BotsChanged { up, down } => self.on_bots_changed(up, down),
+            Command::RetireNode { node, reply } => {
+                let _ = reply.send(self.retire_node(&node));
+            }
             Command::Redrive { reason } => self.redrive(&reason),
             Command::Reconciled {
                 ids,

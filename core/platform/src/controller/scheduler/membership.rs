@@ -7,7 +7,7 @@
 //! attempt is priced but moves nothing (`results.rs`). Which bots exist is
 //! the roster's; start at `on_bots_changed`.
 
-use super::super::BotHandle;
+use super::super::{BotHandle, Retired};
 use super::state::Scheduler;
 use crate::ticket::{BotId, TicketState, TransitionKind};
 
@@ -29,6 +29,17 @@ impl Scheduler {
             self.requeue_outstanding(&[idx], &format!("bot {bot} lost ({why}); requeued"));
         }
         *self.shared_bots.write().unwrap_or_else(|e| e.into_inner()) = self.roster.handles();
+    }
+
+    /// Retires node `node` if none of its bots is live: they leave the
+    /// view (they hold nothing: their work was requeued when they were
+    /// lost). A bot of it that registers again joins as a new one.
+    pub(super) fn retire_node(&mut self, node: &str) -> Retired {
+        let answer = self.roster.retire_node(node);
+        if matches!(answer, Retired::Forgot(_)) {
+            tracing::info!(node, "lost node retired");
+        }
+        answer
     }
 
     /// The lanes lost their entries (Redis restarted empty): everything

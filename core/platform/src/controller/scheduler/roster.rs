@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use super::super::BotHandle;
+use super::super::{BotHandle, Retired};
 use crate::ticket::{BotId, Skill, TenantId, TicketId};
 
 struct BotSlot {
@@ -238,6 +238,36 @@ impl Roster {
         true
     }
 
+    /// Marks every bot of `node` retired, if none is live and one is not
+    /// retired yet.
+    pub(super) fn retire_node(&mut self, node: &str) -> Retired {
+        let of: Vec<&BotSlot> = self
+            .slots
+            .iter()
+            .filter(|s| s.handle.node.as_deref() == Some(node))
+            .collect();
+        let live: Vec<BotId> = of
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| s.handle.id.clone())
+            .collect();
+        if !live.is_empty() {
+            return Retired::Live(live);
+        }
+        let fresh: Vec<BotId> = of
+            .iter()
+            .filter(|s| !s.handle.counters.retired.load(Ordering::Relaxed))
+            .map(|s| s.handle.id.clone())
+            .collect();
+        if fresh.is_empty() {
+            return Retired::Unknown;
+        }
+        for s in of {
+            s.handle.counters.retired.store(true, Ordering::Relaxed);
+        }
+        Retired::Forgot(fresh)
+    }
+
     /// A bot lost: it leaves routing, keeping its slot (and what it holds,
     /// for the caller to release). Its index, or `None` when it was not live.
     pub(super) fn leave(&mut self, id: &BotId) -> Option<usize> {
@@ -340,6 +370,43 @@ pub(super) mod tests {
         assert_eq!(in_flight(&r, 0), 1);
         assert_eq!(r.least_loaded(&chat), Some(0));
         assert_eq!(r.room_for(&skill("code")), Room::NoLiveBot);
+    }
+
+    #[test]
+    fn a_node_is_retired_only_once_all_its_bots_are_lost_and_comes_back_as_new() {
+        let on = |id: &str, node: &str| BotHandle {
+            node: Some(node.into()),
+            ..bot(id, &["chat"])
+        };
+        let mut r = Roster::new(
+            vec![on("n1-a", "n1"), on("n2-a", "n2"), on("n2-b", "n2")],
+            4,
+        );
+        let id = |s: &str| BotId::parse(s).unwrap();
+        assert_eq!(
+            r.retire_node("n2"),
+            Retired::Live(vec![id("n2-a"), id("n2-b")])
+        );
+        r.leave(&id("n2-a"));
+        assert_eq!(
+            r.retire_node("n2"),
+            Retired::Live(vec![id("n2-b")]),
+            "one still answers"
+        );
+        r.leave(&id("n2-b"));
+        assert_eq!(
+            r.retire_node("n2"),
+            Retired::Forgot(vec![id("n2-a"), id("n2-b")])
+        );
+        assert_eq!(r.retire_node("n2"), Retired::Unknown, "retired already");
+        assert_eq!(r.retire_node("n9"), Retired::Unknown, "never known");
+        let retired = |r: &Roster, i: usize| r.handle(i).counters.retired.load(Ordering::Relaxed);
+        assert!(retired(&r, 1) && retired(&r, 2) && !retired(&r, 0));
+        // A bot of it that registers again is a new bot, not a retired one.
+        assert!(r.join(on("n2-a", "n2")));
+        assert!(!retired(&r, 1));
+        r.leave(&id("n1-a"));
+        assert_eq!(r.least_loaded(&skill("chat")), Some(1), "it takes work");
     }
 
     #[test]
