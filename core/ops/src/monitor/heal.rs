@@ -277,6 +277,27 @@ impl Monitor {
         }])
     }
 
+    /// A scheduled heal (approved, its ticket not released) given up:
+    /// failed with why. A heal past that is let be (its ticket's end
+    /// decides it).
+    pub(super) fn decide_abandon(
+        &self,
+        incident: String,
+        heal: String,
+        why: &str,
+    ) -> Result<Vec<Event>, OpsError> {
+        let h = self.heal(&incident, &heal)?;
+        if h.phase != HealPhase::Scheduled {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Event::HealFinished {
+            incident,
+            heal,
+            succeeded: false,
+            outcome: oshal_kernel::text::clip(why, MAX_HEAL_NOTE * 4).to_owned(),
+        }])
+    }
+
     /// The pending heals of an incident that resolves, denied by the
     /// monitor: what they would change was worked out for a cause that
     /// is gone, so they can no longer be approved.

@@ -520,3 +520,45 @@ fn a_pending_heal_is_denied_by_the_monitor_when_its_incident_resolves() {
     };
     assert!(matches!(m.decide(approve, 70), Err(OpsError::Heal { .. })));
 }
+
+/// An approved heal whose ticket never went out is given up: failed with
+/// why; one that started, or is still pending, is not touched by it.
+#[test]
+fn a_scheduled_heal_that_cannot_be_released_is_abandoned_and_nothing_else_is() {
+    let (mut m, id, mut log) = diagnosed();
+    for e in propose(&m, &id, "g-1").unwrap() {
+        m.apply(&e, 50);
+        log.push((e, 50));
+    }
+    let abandon = Input::AbandonHeal {
+        incident: id.clone(),
+        heal: "H-1".into(),
+        why: "not released within 10 minutes".into(),
+    };
+    assert!(
+        m.decide(abandon.clone(), 55).unwrap().is_empty(),
+        "a pending heal waits for its person"
+    );
+    let approve = Input::DecideHeal {
+        incident: id.clone(),
+        heal: "H-1".into(),
+        approve: true,
+        by: "alice".into(),
+        note: "go".into(),
+    };
+    step(&mut m, &mut log, approve, 60);
+    assert_eq!(
+        step(&mut m, &mut log, abandon.clone(), 70),
+        ["heal_finished"]
+    );
+    let h = &m.heals(&id)[0];
+    assert_eq!(h.phase, HealPhase::Failed);
+    assert_eq!(h.outcome.as_deref(), Some("not released within 10 minutes"));
+    assert!(m.decide(abandon, 71).unwrap().is_empty(), "once");
+    let unknown = Input::AbandonHeal {
+        incident: id.clone(),
+        heal: "H-9".into(),
+        why: "x".into(),
+    };
+    assert!(m.decide(unknown, 72).is_err());
+}

@@ -142,6 +142,13 @@ pub enum Input {
         ticket: String,
         outcome: Result<String, String>,
     },
+    /// An approved heal whose ticket could not be released in time: it
+    /// fails, with why, and writes nothing.
+    AbandonHeal {
+        incident: String,
+        heal: String,
+        why: String,
+    },
 }
 
 /// A recorded fact. Its `kind` is the journal entry's kind.
@@ -513,6 +520,11 @@ impl Monitor {
                 ticket,
             } => self.decide_start_heal(incident, heal, ticket),
             Input::FinishHeal { ticket, outcome } => self.decide_finish_heal(&ticket, outcome),
+            Input::AbandonHeal {
+                incident,
+                heal,
+                why,
+            } => self.decide_abandon(incident, heal, &why),
             Input::Change(mut change) => {
                 for (field, s) in [("subject", &change.subject), ("detail", &change.detail)] {
                     if s.len() > 1024 || s.contains('\0') || (field == "subject" && s.is_empty()) {

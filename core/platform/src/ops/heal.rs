@@ -658,6 +658,8 @@ impl Operations {
     /// the re-checks and proposals a restart kept from happening.
     pub(super) async fn resume_heals(&self, at_start: bool) {
         let mut release = Vec::new();
+        let mut abandon = Vec::new();
+        let now = self.inner.controller.clock().now_ms();
         let mut recheck = Vec::new();
         let mut propose = Vec::new();
         for (tenant, book) in self.books_of(None) {
@@ -678,7 +680,12 @@ impl Operations {
                 }
             }
             for (incident, h) in m.active_heals() {
-                if at_start || h.phase == HealPhase::Scheduled {
+                let stale = h.decided_ms.is_some_and(|at| now > at + HEAL_GRANT_MS);
+                if h.phase == HealPhase::Scheduled && stale {
+                    // Its release kept failing for as long as a grant
+                    // would have lasted: given up, not tried forever.
+                    abandon.push((tenant.clone(), incident.to_owned(), h.id.clone()));
+                } else if at_start || h.phase == HealPhase::Scheduled {
                     release.push((tenant.clone(), incident.to_owned(), h.id.clone()));
                 }
             }
@@ -690,6 +697,20 @@ impl Operations {
                         }
                     }
                 }
+            }
+        }
+        for (tenant, incident, heal) in abandon {
+            let why = format!(
+                "its ticket could not be submitted and released within {} minutes of its approval; nothing was written",
+                HEAL_GRANT_MS / 60_000
+            );
+            let input = Input::AbandonHeal {
+                incident: incident.clone(),
+                heal: heal.clone(),
+                why,
+            };
+            if let Err(e) = self.take_one(&tenant, input).await {
+                tracing::warn!(%tenant, incident, heal, error = %e, "a stale approved heal could not be given up");
             }
         }
         for (tenant, incident, heal) in release {
