@@ -445,7 +445,7 @@ fn bots_facts(r: &BotsReading) -> Vec<Fact> {
                 pending: l.pending,
                 lag_ms: l.lag_ms,
             });
-            if let Some(median_ms) = b.attempt_ms.filter(|ms| *ms >= SLOW_ATTEMPT_MS) {
+            if let Some(median_ms) = b.attempt_ms.filter(|ms| b.live && *ms >= SLOW_ATTEMPT_MS) {
                 out.push(Fact::SlowAttempts {
                     bot: b.id.clone(),
                     median_ms,

@@ -87,7 +87,9 @@ pub enum Retired {
     Forgot(Vec<BotId>),
     /// Some of its bots are live: a node that answers is not lost.
     Live(Vec<BotId>),
-    /// No bot of it is known (never, or retired already).
+    /// Every bot of it is retired already.
+    Already,
+    /// No bot of it is known (never, or not since the controller started).
     Unknown,
 }
 

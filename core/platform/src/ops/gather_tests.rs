@@ -438,6 +438,42 @@ async fn a_heal_writes_only_after_approval_under_one_grant_and_is_rechecked() {
             .iter()
             .any(|c| c.kind == oshal_ops::change::ChangeKind::BudgetChanged && c.subject == "acme")
     );
+    // Past the gate, the heal's ticket writes only what was approved (a
+    // node relays its calls): other figures are refused, the same ones
+    // answer as before and change nothing.
+    let call = |budget: i64| {
+        (
+            crate::connector::call::CallRef {
+                bot: crate::ticket::BotId::parse("bot-01").unwrap(),
+                tenant: Some(crate::ticket::TenantId::default_tenant()),
+                ticket,
+                attempt: 1,
+                connector: "oshal-ops".into(),
+                operation: "set_budget".into(),
+            },
+            json!({"tenant": "acme", "budget_nusd": budget}),
+        )
+    };
+    let (c, params) = call(9_000_000_000);
+    let (status, body) = super::writes::apply(p.ops.inner.clone(), &c, &params, "k-1")
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{body}");
+    let (c, params) = call(1_500_000_000);
+    let (status, _) = super::writes::apply(p.ops.inner.clone(), &c, &params, "k-2")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        budget(p.controller.spend().await.unwrap()),
+        Some(1_500_000_000)
+    );
+    let after = p.ops.changes(None, 0).await.unwrap();
+    assert_eq!(
+        after.len(),
+        changes.len(),
+        "applied already: nothing recorded twice"
+    );
     p.shutdown().await;
 }
 

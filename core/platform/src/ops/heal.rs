@@ -13,16 +13,20 @@
 //! built-in `oshal-ops` connector's write operation) held for approval,
 //! recorded on the heal, then given **one grant bound to it alone**: that
 //! one operation, as many calls as its attempts, expiring after
-//! [`HEAL_GRANT_MS`]; only then is it released. Denied, nothing runs. When
-//! the ticket ends its grant is revoked and the outcome recorded; a heal
-//! that succeeded is re-checked by investigating the incident again, and
-//! a re-check that no longer finds the cause mitigates it.
+//! [`HEAL_GRANT_MS`]; only then is it released (`writes.rs` also holds
+//! the call to exactly the action approved). Denied, nothing runs. When
+//! the ticket ends its grant is revoked and the outcome recorded (a
+//! replay's once its replays have ended too); a heal that succeeded is
+//! re-checked by investigating the incident again, and a re-check that
+//! no longer finds the cause mitigates it. An approved heal whose ticket
+//! cannot be released within [`HEAL_GRANT_MS`] is given up.
 //!
-//! Only the operator's incidents are healed: a heal writes the platform's
-//! own state, which a tenant's incident never does.
+//! Only the operator's incidents are healed, and only on the operator's
+//! approval: a heal writes the platform's own state (a replay submits a
+//! tenant's tickets again, as the operator decided).
 
 use oshal_ops::diagnose::CauseKind;
-use oshal_ops::gather::{CONNECTOR, DeadTicket};
+use oshal_ops::gather::CONNECTOR;
 use oshal_ops::heal::{self, Action, BlastRadius, DryRun, HealPhase, MAX_BLAST_TICKETS};
 use oshal_ops::investigation::Phase;
 use oshal_ops::monitor::{CHANGE_LOOKBACK_MS, Event, Input};
@@ -43,6 +47,28 @@ const OVERDUE_GRACE_MS: i64 = 60_000;
 const BY: &str = "ops-loop";
 /// What the heal ticket's model is asked after the write (it never writes).
 const HEAL_PROMPT: &str = "In one sentence, say what this heal changed.";
+
+/// How a replay's tickets stand, as its heal waits for them.
+enum Replays {
+    /// The write was no replay.
+    None,
+    Waiting,
+    Ended(String),
+    /// Some still ran when the heal was overdue: it fails (its re-check
+    /// would judge work not done).
+    GaveUp(String),
+}
+
+impl Replays {
+    /// The heal's outcome, after what its write answered.
+    fn outcome(self, answered: String) -> Result<String, String> {
+        match self {
+            Replays::None | Replays::Waiting => Ok(answered),
+            Replays::Ended(s) => Ok(format!("{answered}; {s}")),
+            Replays::GaveUp(s) => Err(format!("{answered}; {s}")),
+        }
+    }
+}
 
 /// What a heal is planned from: the diagnosis' top cause, the tenant the
 /// incident's first alert names, and where its window starts.
@@ -198,10 +224,32 @@ impl Operations {
             ))
         })?;
         let dead = super::tools::dead_since(&self.inner, Some(tenant.clone()), p.since_ms).await?;
-        let all: Vec<&DeadTicket> = dead
+        let caused: Vec<TicketId> = dead
             .iter()
             .filter(|d| heal::replays(d, p.cause, &p.subject))
+            .filter_map(|d| TicketId::parse(&d.id).ok())
             .collect();
+        let views = self
+            .inner
+            .controller
+            .tickets_by_id(&caused, Some(&tenant))
+            .await?;
+        let mut all: Vec<&crate::store::TicketView> = Vec::new();
+        let mut kept_dead = 0;
+        for v in &views {
+            match super::writes::not_replayable(&self.inner, v)
+                .await
+                .map_err(OpsError::Conflict)?
+            {
+                None => all.push(v),
+                Some(why) => {
+                    kept_dead += 1;
+                    tracing::info!(ticket = %v.id, why, "not proposed for a replay");
+                }
+            }
+        }
+        // Newest first, as the dead were read.
+        all.sort_by_key(|v| std::cmp::Reverse(v.updated_at_ms));
         if all.is_empty() {
             return Err(OpsError::Conflict(format!(
                 "heal rule {}: tenant {tenant} has no dead ticket of {} to replay",
@@ -211,7 +259,7 @@ impl Operations {
         let tickets: Vec<String> = all
             .iter()
             .take(MAX_BLAST_TICKETS)
-            .map(|d| d.id.clone())
+            .map(|v| v.id.to_string())
             .collect();
         let left = all.len() - tickets.len();
         let cause: &'static str = p.cause.into();
@@ -220,9 +268,12 @@ impl Operations {
                 "run {} dead tickets of tenant {tenant} again, each once as a new ticket ({cause}: {}){}",
                 tickets.len(),
                 p.subject,
-                match left {
-                    0 => String::new(),
-                    n => format!("; {n} older ones stay dead"),
+                match (left, kept_dead) {
+                    (0, 0) => String::new(),
+                    (n, 0) => format!("; {n} older ones stay dead"),
+                    (n, k) => format!(
+                        "; {n} older ones stay dead, and {k} whose write may have reached the outside system (or that are replays or the loop's own) are not replayed"
+                    ),
                 }
             ),
             before: json!({"tenant": tenant, "dead": tickets.len(), "replays": 0}),
@@ -254,14 +305,15 @@ impl Operations {
                 "this platform runs without a connector runtime".into(),
             ));
         };
-        let grants: Vec<_> = connectors
+        let standing: Vec<_> = connectors
             .grants(None)
             .await
             .map_err(conn)?
             .into_iter()
             .filter(|g| g.connector == subject && g.ticket.is_none())
-            .take(heal::MAX_BLAST_GRANTS)
             .collect();
+        let beyond = standing.len().saturating_sub(heal::MAX_BLAST_GRANTS);
+        let grants: Vec<_> = standing.into_iter().take(heal::MAX_BLAST_GRANTS).collect();
         if grants.is_empty() {
             return Err(OpsError::Conflict(format!(
                 "heal rule {}: no standing grant on {subject} to revoke",
@@ -277,9 +329,16 @@ impl Operations {
         let ids: Vec<String> = grants.iter().map(|g| g.id.clone()).collect();
         let dry_run = DryRun {
             summary: format!(
-                "revoke {} grants on {subject} (bots {}): their calls to it are denied, not sent, until a person grants them again",
+                "revoke {} grants on {subject} (bots {}): every tenant's calls to it through these bots are denied, not sent, until a person grants them again{}",
                 ids.len(),
-                bots.join(", ")
+                bots.join(", "),
+                match beyond {
+                    0 => String::new(),
+                    n => format!(
+                        "; {n} more grants on it stay (one approval names at most {})",
+                        heal::MAX_BLAST_GRANTS
+                    ),
+                }
             ),
             before: json!({"connector": subject, "grants": ids}),
             after: json!({"connector": subject, "grants": []}),
@@ -518,20 +577,26 @@ impl Operations {
                 );
                 // A replay is done when its tickets are: the re-check then
                 // sees whether they died again.
-                match self.replays_ended(tenant, ticket, &tool["body"]).await? {
-                    Some(ended) => Ok(format!("{answered}; {ended}")),
-                    None => return Ok(false),
+                match self.replays(tenant, ticket, &tool["body"]).await? {
+                    Replays::Waiting => return Ok(false),
+                    done => done.outcome(answered),
                 }
             }
             TicketState::Dead | TicketState::Cancelled => {
                 // The write may have gone through before the ticket failed
                 // (its model's summary, say): the effect ledger knows.
                 match self.applied(ticket).await {
-                    Some(done) => Ok(format!(
-                        "{done} (the ticket then ended {}: {})",
-                        view.state.as_str(),
-                        view.error.as_deref().unwrap_or("no reason given")
-                    )),
+                    Some((done, response)) => {
+                        let done = format!(
+                            "{done} (the ticket then ended {}: {})",
+                            view.state.as_str(),
+                            view.error.as_deref().unwrap_or("no reason given")
+                        );
+                        match self.replays(tenant, ticket, &response).await? {
+                            Replays::Waiting => return Ok(false),
+                            replays => replays.outcome(done),
+                        }
+                    }
                     None => Err(format!(
                         "the ticket ended {}: {}",
                         view.state.as_str(),
@@ -572,17 +637,16 @@ impl Operations {
         Ok(true)
     }
 
-    /// For a replay's answer, how its tickets ended (`None` while any runs,
-    /// until the heal is overdue); for any other write, that nothing is
-    /// left to wait for.
-    async fn replays_ended(
+    /// For a replay's answer, how its tickets stand: waiting while any
+    /// runs, until the heal is overdue (then it gave up on them).
+    async fn replays(
         &self,
         tenant: &TenantId,
         ticket: TicketId,
         body: &Value,
-    ) -> Result<Option<String>, OpsError> {
+    ) -> Result<Replays, OpsError> {
         let Some(replays) = body.get("replays").and_then(Value::as_array) else {
-            return Ok(Some("nothing left to wait for".into()));
+            return Ok(Replays::None);
         };
         let ids: Vec<TicketId> = replays
             .iter()
@@ -601,20 +665,21 @@ impl Operations {
             *by_state.entry(v.state.as_str()).or_default() += 1;
         }
         let running = views.iter().filter(|v| !v.state.is_terminal()).count();
-        if running > 0 && !self.heal_overdue(tenant, ticket).await {
-            return Ok(None);
-        }
         let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        Ok(Some(format!(
-            "its {} replays ended: {}",
-            ids.len(),
-            states.join(", ")
-        )))
+        let states = states.join(", ");
+        Ok(match running {
+            0 => Replays::Ended(format!("its {} replays ended: {states}", ids.len())),
+            _ if self.heal_overdue(tenant, ticket).await => Replays::GaveUp(format!(
+                "{running} of its {} replays had not ended when the heal stopped waiting for them: {states}",
+                ids.len()
+            )),
+            _ => Replays::Waiting,
+        })
     }
 
     /// What a heal ticket's write answered, if the effect ledger holds it
     /// done.
-    async fn applied(&self, ticket: TicketId) -> Option<String> {
+    async fn applied(&self, ticket: TicketId) -> Option<(String, Value)> {
         let connectors = self.inner.controller.connectors()?;
         let effects = connectors.effects(Some(ticket), None, 5).await.ok()?;
         effects
@@ -625,12 +690,14 @@ impl Operations {
                     && e.status.is_some_and(|s| (200..300).contains(&s))
             })
             .map(|e| {
-                format!(
+                let response = e.response.unwrap_or(Value::Null);
+                let done = format!(
                     "{} answered {}: {}",
                     e.operation,
                     e.status.unwrap_or_default(),
-                    e.response.unwrap_or(Value::Null)
-                )
+                    response
+                );
+                (done, response)
             })
     }
 

@@ -23,8 +23,8 @@
 //! takes its findings; `heal.rs` proposes the heal a diagnosis calls for
 //! and, once a person approves it, runs its one write under one expiring
 //! grant bound to its ticket, then re-checks; `tools.rs` serves the reads
-//! and the heals' writes as the built-in `oshal-ops` connector; `view.rs`
-//! holds the routes' types.
+//! and the heals' writes (`writes.rs`) as the built-in `oshal-ops`
+//! connector; `view.rs` holds the routes' types.
 
 mod budget;
 mod failures;
@@ -35,6 +35,7 @@ mod outage;
 mod signals;
 mod tools;
 mod view;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

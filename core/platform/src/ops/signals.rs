@@ -7,7 +7,9 @@
 //! events. Read from the controller's `BotsUpdated` (about once a
 //! second); only a change of what holds is recorded, so a steady fleet
 //! writes nothing. What no longer holds is resolved, after a restart too
-//! (the watcher starts from the alerts the journal says are firing).
+//! (the watcher starts from the alerts the journal says are firing); a
+//! lost node an operator retired (`Controller::retired_nodes`) resolves
+//! as retired, and is lost anew if it comes back and goes again.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -138,8 +138,12 @@ impl Scheduler {
         // without it (a node drops the start when both travel together).
         self.mark_started(&mut t, started_at_ms);
         let counters = self.roster.handle(bot_idx).counters.clone();
-        if matches!(outcome, Outcome::Succeeded { .. } | Outcome::Failed { .. }) {
-            counters.pace.record(started_at_ms, at_ms);
+        if matches!(outcome, Outcome::Succeeded { .. } | Outcome::Failed { .. })
+            && matches!(*t.work, crate::ticket::Work::Chat(_))
+        {
+            counters
+                .pace
+                .record(self.clock.now_ms(), at_ms - started_at_ms);
         }
         match outcome {
             Outcome::Succeeded {

@@ -259,8 +259,11 @@ impl Roster {
             .filter(|s| !s.handle.counters.retired.load(Ordering::Relaxed))
             .map(|s| s.handle.id.clone())
             .collect();
-        if fresh.is_empty() {
+        if of.is_empty() {
             return Retired::Unknown;
+        }
+        if fresh.is_empty() {
+            return Retired::Already;
         }
         for s in of {
             s.handle.counters.retired.store(true, Ordering::Relaxed);
@@ -398,7 +401,7 @@ pub(super) mod tests {
             r.retire_node("n2"),
             Retired::Forgot(vec![id("n2-a"), id("n2-b")])
         );
-        assert_eq!(r.retire_node("n2"), Retired::Unknown, "retired already");
+        assert_eq!(r.retire_node("n2"), Retired::Already);
         assert_eq!(r.retire_node("n9"), Retired::Unknown, "never known");
         let retired = |r: &Roster, i: usize| r.handle(i).counters.retired.load(Ordering::Relaxed);
         assert!(retired(&r, 1) && retired(&r, 2) && !retired(&r, 0));
