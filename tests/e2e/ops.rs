@@ -405,6 +405,77 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The outside system imported as connector `shop` with its credential,
+/// a read grant for `bot` and the operator's approval; the grant's id.
+async fn connect_shop(server: &Server, outside: &Outside, api_key: &str, bot: &str) -> String {
+    let r = server
+        .post("/api/v1/catalog/import")
+        .json(&outside.openapi("shop", "api_key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = server
+        .raw()
+        .put(format!("{}/api/v1/connectors/shop/credential", server.url))
+        .bearer_auth(&server.token)
+        .json(&json!({ "api_key": api_key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = server
+        .post("/api/v1/grants")
+        .json(&json!({"bot": bot, "connector": "shop", "operations": ["get_order"], "scopes": ["orders:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let grant = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = server
+        .post("/api/v1/catalog/shop/approve")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    grant
+}
+
+/// The incident's first heal once it is proposed (pending).
+async fn proposed(server: &Server, incident: &str) -> Value {
+    let path = format!("/api/v1/ops/incidents/{incident}");
+    until(&format!("{incident}'s heal proposed"), 90, async || {
+        let v = server.json(&path).await.ok()?;
+        (v["heals"][0]["phase"] == "pending").then(|| v["heals"][0].clone())
+    })
+    .await
+}
+
+/// Approves the incident's first heal with the CLI and waits for its
+/// re-check's verdict; the incident's view then.
+async fn approved(server: &Server, incident: &str, note: &str) -> (bool, Value) {
+    server.cli(&["ops", "heal", incident, "H-1", "--approve", "--note", note]);
+    let path = format!("/api/v1/ops/incidents/{incident}");
+    until(&format!("{incident}'s heal re-checked"), 90, async || {
+        let v = server.json(&path).await.ok()?;
+        v["heals"][0]["recheck"]["passed"].as_bool().map(|p| (p, v))
+    })
+    .await
+}
+
+/// Waits for the incident to resolve.
+async fn resolved(server: &Server, incident: &str) {
+    let path = format!("/api/v1/ops/incidents/{incident}");
+    until(&format!("{incident} resolved"), 90, async || {
+        let v = server.json(&path).await.ok()?;
+        (v["incident"]["status"] == "resolved").then_some(())
+    })
+    .await;
+}
+
 /// The fault catalogue, injected into a real fleet (a controller and two
 /// nodes over PostgreSQL and Redis, credentials in OpenBao, a real
 /// outside system): a node killed with `kill -9`, a tenant's budget
@@ -461,37 +532,16 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     let node = incident_of(&server, "OshalNodeLost", &[("node", "n2")]).await;
     investigated(&server, &node).await;
     // n2 is gone for good: retired after an approval, its alert resolves.
-    let path = format!("/api/v1/ops/incidents/{node}");
-    let pending = until("a retirement proposed", 90, async || {
-        let v = server.json(&path).await.ok()?;
-        (v["heals"][0]["phase"] == "pending").then_some(v)
-    })
-    .await;
+    let heal = proposed(&server, &node).await;
     assert_eq!(
-        pending["heals"][0]["action"],
+        heal["action"],
         json!({"action": "retire_node", "node": "n2"}),
-        "{pending:#}"
+        "{heal:#}"
     );
-    assert_eq!(
-        pending["heals"][0]["dry_run"]["blast"]["bots"],
-        json!(["n2-bot-01"])
-    );
-    server.cli(&[
-        "ops",
-        "heal",
-        &node,
-        "H-1",
-        "--approve",
-        "--note",
-        "n2 is decommissioned",
-    ]);
-    let retired = until("n2 retired and its incident resolved", 90, async || {
-        let v = server.json(&path).await.ok()?;
-        let passed = v["heals"][0]["recheck"]["passed"].as_bool()?;
-        (v["incident"]["status"] == "resolved").then_some((passed, v))
-    })
-    .await;
-    assert!(retired.0, "{:#}", retired.1);
+    assert_eq!(heal["dry_run"]["blast"]["bots"], json!(["n2-bot-01"]));
+    let (passed, v) = approved(&server, &node, "n2 is decommissioned").await;
+    assert!(passed, "{v:#}");
+    resolved(&server, &node).await;
     let bots = server.json("/api/v1/bots").await.unwrap();
     assert!(
         bots.as_array().unwrap().iter().all(|b| b["node"] != "n2"),
@@ -505,34 +555,16 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         "alert": "OshalBudgetExhausted", "labels": {"tenant": "evalco"},
         "cause": "budget_exhausted", "subject": "evalco", "heal": true, "injected_ms": at}));
     let spent = incident_of(&server, "OshalBudgetExhausted", &[("tenant", "evalco")]).await;
-    let path = format!("/api/v1/ops/incidents/{spent}");
-    let pending = until("a heal proposed", 90, async || {
-        let v = server.json(&path).await.ok()?;
-        (v["heals"][0]["phase"] == "pending").then_some(v)
-    })
-    .await;
-    assert_eq!(
-        pending["heals"][0]["dry_run"]["blast"]["tenants"][0], "evalco",
-        "{pending:#}"
-    );
-    let decided = server.cli(&["ops", "heal", &spent, "H-1", "--approve", "--note", "eval"]);
-    assert_eq!(
-        decided["heals"][0]["decided_by"]
+    let heal = proposed(&server, &spent).await;
+    assert_eq!(heal["dry_run"]["blast"]["tenants"][0], "evalco", "{heal:#}");
+    let (passed, v) = approved(&server, &spent, "eval").await;
+    assert!(passed, "{v:#}");
+    assert!(
+        v["heals"][0]["decided_by"]
             .as_str()
-            .map(|s| !s.is_empty()),
-        Some(true)
+            .is_some_and(|s| !s.is_empty())
     );
-    let healed = until(
-        "the heal re-checked and the incident resolved",
-        90,
-        async || {
-            let v = server.json(&path).await.ok()?;
-            let passed = v["heals"][0]["recheck"]["passed"].as_bool()?;
-            (v["incident"]["status"] == "resolved").then_some((passed, v))
-        },
-    )
-    .await;
-    assert!(healed.0, "{:#}", healed.1);
+    resolved(&server, &spent).await;
     let published = server.cli(&["ops", "postmortem", &spent, "--publish"]);
     assert_eq!(published["status"], "published");
     assert!(
@@ -562,35 +594,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     investigated(&server, &poison).await;
 
     // 4. An outside system answering 503 to every read.
-    let r = server
-        .post("/api/v1/catalog/import")
-        .json(&outside.openapi("shop", "api_key"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = server
-        .raw()
-        .put(format!("{}/api/v1/connectors/shop/credential", server.url))
-        .bearer_auth(&server.token)
-        .json(&json!({ "api_key": api_key }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let r = server
-        .post("/api/v1/grants")
-        .json(&json!({"bot": "n1-bot-01", "connector": "shop", "operations": ["get_order"], "scopes": ["orders:read"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let r = server
-        .post("/api/v1/catalog/shop/approve")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    connect_shop(&server, &outside, &api_key, "n1-bot-01").await;
     budget(&server, "shopco", None).await;
     outside
         .state
@@ -649,32 +653,13 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         .state
         .read_delay_ms
         .store(0, std::sync::atomic::Ordering::SeqCst);
-    let path = format!("/api/v1/ops/incidents/{failing}");
-    let pending = until("a replay proposed", 90, async || {
-        let v = server.json(&path).await.ok()?;
-        (v["heals"][0]["phase"] == "pending").then_some(v)
-    })
-    .await;
-    let heal = &pending["heals"][0];
-    assert_eq!(heal["action"]["action"], "replay_dead", "{pending:#}");
+    let heal = proposed(&server, &failing).await;
+    assert_eq!(heal["action"]["action"], "replay_dead", "{heal:#}");
     assert_eq!(
         heal["dry_run"]["blast"]["tickets_total"], 3,
-        "the three tickets shop failed: {pending:#}"
+        "the three tickets shop failed: {heal:#}"
     );
-    server.cli(&[
-        "ops",
-        "heal",
-        &failing,
-        "H-1",
-        "--approve",
-        "--note",
-        "shop is back",
-    ]);
-    let replayed = until("the replay re-checked", 90, async || {
-        let v = server.json(&path).await.ok()?;
-        v["heals"][0]["recheck"]["passed"].as_bool().map(|p| (p, v))
-    })
-    .await;
+    let replayed = approved(&server, &failing, "shop is back").await;
     assert!(replayed.0, "{:#}", replayed.1);
     assert!(
         replayed.1["heals"][0]["outcome"]
@@ -847,39 +832,7 @@ async fn a_failing_outside_systems_grants_are_revoked_after_an_approval() {
         ],
     )
     .unwrap();
-    let r = server
-        .post("/api/v1/catalog/import")
-        .json(&outside.openapi("shop", "api_key"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = server
-        .raw()
-        .put(format!("{}/api/v1/connectors/shop/credential", server.url))
-        .bearer_auth(&server.token)
-        .json(&json!({ "api_key": api_key }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let r = server
-        .post("/api/v1/grants")
-        .json(&json!({"bot": "bot-01", "connector": "shop", "operations": ["get_order"], "scopes": ["orders:read"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let grant = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = server
-        .post("/api/v1/catalog/shop/approve")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let grant = connect_shop(&server, &outside, &api_key, "bot-01").await;
     // The operator's rule, tried before the shipped replay.
     let mut settings = server.json("/api/v1/ops/settings").await.unwrap()["settings"].clone();
     settings["heal"].as_array_mut().unwrap().insert(
@@ -910,17 +863,11 @@ async fn a_failing_outside_systems_grants_are_revoked_after_an_approval() {
         assert_eq!(server.wait_terminal(&id).await.unwrap()["state"], "dead");
     }
     let incident = incident_of(&server, "OshalTicketsDead", &[("tenant", "default")]).await;
-    let path = format!("/api/v1/ops/incidents/{incident}");
-    let pending = until("a revocation proposed", 90, async || {
-        let v = server.json(&path).await.ok()?;
-        (v["heals"][0]["phase"] == "pending").then_some(v)
-    })
-    .await;
-    let heal = &pending["heals"][0];
+    let heal = proposed(&server, &incident).await;
     assert_eq!(
         heal["action"],
         json!({"action": "revoke_grants", "connector": "shop", "grants": [grant]}),
-        "{pending:#}"
+        "{heal:#}"
     );
     assert_eq!(heal["dry_run"]["blast"]["bots"], json!(["bot-01"]));
     // Nothing is revoked before the approval.
@@ -933,21 +880,8 @@ async fn a_failing_outside_systems_grants_are_revoked_after_an_approval() {
             .any(|g| g["id"] == grant.as_str())
     );
 
-    server.cli(&[
-        "ops",
-        "heal",
-        &incident,
-        "H-1",
-        "--approve",
-        "--note",
-        "stop calling shop",
-    ]);
-    let done = until("the revocation re-checked", 90, async || {
-        let v = server.json(&path).await.ok()?;
-        v["heals"][0]["recheck"]["passed"].as_bool().map(|p| (p, v))
-    })
-    .await;
-    assert!(done.0, "{:#}", done.1);
+    let (passed, v) = approved(&server, &incident, "stop calling shop").await;
+    assert!(passed, "{v:#}");
     let grants = server.json("/api/v1/grants").await.unwrap();
     assert!(
         grants
