@@ -666,11 +666,7 @@ async fn a_replay_runs_the_dead_once_and_its_recheck_sees_them_die_again() {
     assert_eq!(h.phase, HealPhase::Succeeded, "{:?}", h.outcome);
     let outcome = h.outcome.as_deref().unwrap_or_default();
     assert!(
-        outcome.contains(&format!(
-            "its {} replays ended: {} dead",
-            dead.len(),
-            dead.len()
-        )),
+        outcome.contains(&format!("its {} replays: {} dead", dead.len(), dead.len())),
         "the heal waited for its replays: {outcome}"
     );
     let recheck = h.recheck.as_ref().unwrap();

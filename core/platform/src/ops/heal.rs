@@ -272,7 +272,7 @@ impl Operations {
                     (0, 0) => String::new(),
                     (n, 0) => format!("; {n} older ones stay dead"),
                     (n, k) => format!(
-                        "; {n} older ones stay dead, and {k} whose write may have reached the outside system (or that are replays or the loop's own) are not replayed"
+                        "; {n} older ones, and {k} whose write may have reached the outside system (or that are replays or the loop's own), stay dead"
                     ),
                 }
             ),
@@ -664,11 +664,16 @@ impl Operations {
         for v in &views {
             *by_state.entry(v.state.as_str()).or_default() += 1;
         }
-        let running = views.iter().filter(|v| !v.state.is_terminal()).count();
+        // One held for a person's approval (as its original was) is the
+        // person's to release, not the heal's to wait for.
+        let running = views
+            .iter()
+            .filter(|v| !v.state.is_terminal() && v.state != TicketState::AwaitingApproval)
+            .count();
         let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
         let states = states.join(", ");
         Ok(match running {
-            0 => Replays::Ended(format!("its {} replays ended: {states}", ids.len())),
+            0 => Replays::Ended(format!("its {} replays: {states}", ids.len())),
             _ if self.heal_overdue(tenant, ticket).await => Replays::GaveUp(format!(
                 "{running} of its {} replays had not ended when the heal stopped waiting for them: {states}",
                 ids.len()
