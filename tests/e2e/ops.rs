@@ -347,9 +347,7 @@ async fn a_node_killed_is_an_incident_until_it_is_back() {
 /// Sets a tenant's budget in dollars (`None` lifts it), creating it.
 async fn budget(server: &Server, tenant: &str, usd: Option<f64>) {
     let r = server
-        .raw()
-        .put(format!("{}/api/v1/tenants/{tenant}", server.url))
-        .bearer_auth(&server.token)
+        .put(&format!("/api/v1/tenants/{tenant}"))
         .json(&json!({ "budget_usd": usd }))
         .send()
         .await
@@ -416,9 +414,7 @@ async fn connect_shop(server: &Server, outside: &Outside, api_key: &str, bot: &s
         .unwrap();
     assert_eq!(r.status(), 201);
     let r = server
-        .raw()
-        .put(format!("{}/api/v1/connectors/shop/credential", server.url))
-        .bearer_auth(&server.token)
+        .put("/api/v1/connectors/shop/credential")
         .json(&json!({ "api_key": api_key }))
         .send()
         .await
@@ -841,9 +837,7 @@ async fn a_failing_outside_systems_grants_are_revoked_after_an_approval() {
             "matchers": ["alertname=\"OshalTicketsDead\""], "action": {"action": "revoke_grants"}}),
     );
     let r = server
-        .raw()
-        .put(format!("{}/api/v1/ops/settings", server.url))
-        .bearer_auth(&server.token)
+        .put("/api/v1/ops/settings")
         .json(&settings)
         .send()
         .await

@@ -108,6 +108,12 @@ impl Server {
             .bearer_auth(&self.token)
     }
 
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+
     pub fn raw(&self) -> &reqwest::Client {
         &self.http
     }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use oshal_ops::alert::{Severity, Source};
+use oshal_ops::alert::Severity;
 use oshal_ops::monitor::Input;
 use tokio_util::sync::CancellationToken;
 
@@ -63,13 +63,7 @@ fn inputs(was: &BTreeSet<String>, now: &BTreeMap<String, String>, at: i64) -> Ve
 pub(super) fn watch(ops: Operations, stop: CancellationToken) {
     tokio::spawn(async move {
         let default = TenantId::default_tenant();
-        let mut was: BTreeSet<String> = ops
-            .firing(&default)
-            .await
-            .into_iter()
-            .filter(|a| a.name == BUDGET_EXHAUSTED && a.source == Source::Platform)
-            .filter_map(|a| a.labels.get("tenant").cloned())
-            .collect();
+        let mut was = ops.firing_keys(BUDGET_EXHAUSTED, "tenant").await;
         loop {
             tokio::select! {
                 biased;

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use oshal_ops::alert::{Severity, Source};
+use oshal_ops::alert::Severity;
 use oshal_ops::monitor::Input;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -163,13 +163,7 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
     let mut events = ops.inner.controller.subscribe();
     tokio::spawn(async move {
         let default = TenantId::default_tenant();
-        let mut was: BTreeSet<String> = ops
-            .firing(&default)
-            .await
-            .into_iter()
-            .filter(|a| a.name == TICKETS_DEAD && a.source == Source::Platform)
-            .filter_map(|a| a.labels.get("tenant").cloned())
-            .collect();
+        let mut was = ops.firing_keys(TICKETS_DEAD, "tenant").await;
         let mut deaths = Deaths::default();
         // After a restart the window is read back from the store, so what
         // fired before is not resolved for want of memory.

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use oshal_ops::alert::{Severity, Source};
+use oshal_ops::alert::Severity;
 use oshal_ops::gather::SECRET_RULE;
 use oshal_ops::monitor::Input;
 use tokio_util::sync::CancellationToken;
@@ -61,13 +61,7 @@ fn inputs(was: &BTreeSet<String>, now: &BTreeMap<String, String>, at: i64) -> Ve
 pub(super) fn watch(ops: Operations, center: SecurityCenter, stop: CancellationToken) {
     tokio::spawn(async move {
         let default = TenantId::default_tenant();
-        let mut was: BTreeSet<String> = ops
-            .firing(&default)
-            .await
-            .into_iter()
-            .filter(|a| a.name == SECRET_FOUND && a.source == Source::Platform)
-            .filter_map(|a| a.labels.get("finding").cloned())
-            .collect();
+        let mut was = ops.firing_keys(SECRET_FOUND, "finding").await;
         let query = FindingQuery {
             state: Some(FindingState::Open),
             source: None,

@@ -341,6 +341,24 @@ async fn once(
     panic!("{id}: not {what} within 30 s: {:#?}", v.heals);
 }
 
+/// Alice approves the incident's first heal; the incident once its
+/// re-check has a verdict.
+async fn approved(p: &Platform, id: &str, note: &str) -> IncidentView {
+    let approve = super::HealDecision {
+        heal: "H-1".into(),
+        approve: true,
+        note: note.into(),
+    };
+    p.ops.decide_heal(None, id, approve, "alice").await.unwrap();
+    once(p, id, "healed and re-checked", |v| {
+        v.heals[0]
+            .recheck
+            .as_ref()
+            .is_some_and(|r| r.passed.is_some())
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heal_writes_only_after_approval_under_one_grant_and_is_rechecked() {
     use oshal_ops::heal::HealPhase;
@@ -393,26 +411,7 @@ async fn a_heal_writes_only_after_approval_under_one_grant_and_is_rechecked() {
     assert_eq!(budget(p.controller.spend().await.unwrap()), Some(0));
 
     // Approved: one ticket, one grant for that one write, then the re-check.
-    p.ops
-        .decide_heal(
-            None,
-            &id,
-            super::HealDecision {
-                heal: "H-1".into(),
-                approve: true,
-                note: "raise it".into(),
-            },
-            "alice",
-        )
-        .await
-        .unwrap();
-    let v = once(&p, &id, "healed and re-checked", |v| {
-        v.heals[0]
-            .recheck
-            .as_ref()
-            .is_some_and(|r| r.passed.is_some())
-    })
-    .await;
+    let v = approved(&p, &id, "raise it").await;
     let h = &v.heals[0];
     assert_eq!(h.phase, HealPhase::Succeeded, "{:?}", h.outcome);
     assert_eq!(h.decided_by.as_deref(), Some("alice"));
@@ -642,26 +641,7 @@ async fn a_replay_runs_the_dead_once_and_its_recheck_sees_them_die_again() {
         h.dry_run.blast.tickets_total as usize,
         super::failures::THRESHOLD
     );
-    p.ops
-        .decide_heal(
-            None,
-            &id,
-            super::HealDecision {
-                heal: "H-1".into(),
-                approve: true,
-                note: "try again".into(),
-            },
-            "alice",
-        )
-        .await
-        .unwrap();
-    let v = once(&p, &id, "replayed and re-checked", |v| {
-        v.heals[0]
-            .recheck
-            .as_ref()
-            .is_some_and(|r| r.passed.is_some())
-    })
-    .await;
+    let v = approved(&p, &id, "try again").await;
     let h = &v.heals[0];
     assert_eq!(h.phase, HealPhase::Succeeded, "{:?}", h.outcome);
     let outcome = h.outcome.as_deref().unwrap_or_default();

@@ -5,7 +5,7 @@
 //! the heal rules of the operator's (`default` tenant's) settings are
 //! matched against its diagnosis (`oshal_ops::heal::select`: a conclusive top
 //! cause, once per rule and incident). A match is filled in from the
-//! platform's figures into a concrete action with its dry run (what it
+//! platform's figures (`plan.rs`) into a concrete action with its dry run (what it
 //! would change, from what to what) and blast radius (tenants, bots,
 //! tickets), and proposed: the heal waits, `pending`, for a person.
 //!
@@ -25,19 +25,19 @@
 //! approval: a heal writes the platform's own state (a replay submits a
 //! tenant's tickets again, as the operator decided).
 
-use oshal_ops::diagnose::CauseKind;
 use oshal_ops::gather::CONNECTOR;
-use oshal_ops::heal::{self, Action, BlastRadius, DryRun, HealPhase, MAX_BLAST_TICKETS};
+use oshal_ops::heal::{self, HealPhase};
 use oshal_ops::investigation::Phase;
 use oshal_ops::monitor::{CHANGE_LOOKBACK_MS, Event, Input};
-use oshal_ops::rule::{ActionTemplate, HealRule};
-use serde_json::{Value, json};
+use oshal_ops::rule::ActionTemplate;
+use serde_json::Value;
 
 use super::{HealDecision, IncidentView, Operations, OpsError, conn};
-use crate::cost::usd;
 use crate::name::Named;
-use crate::store::TicketQuery;
 use crate::ticket::{NewTicket, TenantId, TicketId, TicketState, ToolPayload};
+use plan::Planned;
+
+mod plan;
 
 /// How long a heal's write grant lasts once released.
 pub const HEAL_GRANT_MS: i64 = 600_000;
@@ -68,15 +68,6 @@ impl Replays {
             Replays::GaveUp(s) => Err(format!("{answered}; {s}")),
         }
     }
-}
-
-/// What a heal is planned from: the diagnosis' top cause, the tenant the
-/// incident's first alert names, and where its window starts.
-struct Planned {
-    cause: CauseKind,
-    subject: String,
-    tenant: Option<String>,
-    since_ms: i64,
 }
 
 impl Operations {
@@ -148,257 +139,6 @@ impl Operations {
         )
         .await?;
         Ok(())
-    }
-
-    /// The budget a raise sets for the tenant `subject`, and its dry run.
-    async fn plan_raise(
-        &self,
-        rule: &HealRule,
-        subject: &str,
-        percent: u32,
-    ) -> Result<(Action, DryRun), OpsError> {
-        let tenant = TenantId::parse(subject).map_err(|e| {
-            OpsError::Conflict(format!(
-                "heal rule {}: {subject:?} is no tenant: {e}",
-                rule.name
-            ))
-        })?;
-        let spend = self.inner.controller.spend().await?;
-        let Some(s) = spend.iter().find(|s| s.tenant == tenant) else {
-            return Err(OpsError::NotFound(format!("tenant {tenant} has no budget")));
-        };
-        let budget = heal::raised_budget(s.budget_nusd, s.spent_nusd, percent);
-        let counts = self.inner.controller.state_counts_of(Some(&tenant)).await?;
-        let waiting = TicketQuery {
-            state: Some(TicketState::Queued),
-            tenant: Some(tenant.clone()),
-            bot: None,
-            kind: None,
-            cursor: None,
-            limit: MAX_BLAST_TICKETS as u32,
-        };
-        let tickets = self.inner.controller.tickets(&waiting).await?;
-        let blast = BlastRadius {
-            tenants: vec![tenant.to_string()],
-            bots: Vec::new(),
-            tickets: tickets.tickets.iter().map(|t| t.id.to_string()).collect(),
-            tickets_total: counts
-                .iter()
-                .filter(|(state, _)| !state.is_terminal())
-                .map(|(_, n)| *n as u32)
-                .sum(),
-        };
-        let was = s
-            .budget_nusd
-            .map_or_else(|| "no limit".to_owned(), |b| format!("${:.6}", usd(b)));
-        let dry_run = DryRun {
-            summary: format!(
-                "raise tenant {tenant}'s budget from {was} to ${:.6} (it has spent ${:.6}); its new tickets are admitted again",
-                usd(budget),
-                usd(s.spent_nusd)
-            ),
-            before: json!({"tenant": tenant, "budget_nusd": s.budget_nusd, "spent_nusd": s.spent_nusd}),
-            after: json!({"tenant": tenant, "budget_nusd": budget, "spent_nusd": s.spent_nusd}),
-            blast,
-        };
-        let action = Action::SetBudget {
-            tenant: tenant.to_string(),
-            budget_nusd: budget,
-        };
-        Ok((action, dry_run))
-    }
-
-    /// The dead tickets a replay runs again (the newest the tenant's alert
-    /// names that died of the cause since shortly before the incident
-    /// opened), and its dry run.
-    async fn plan_replay(
-        &self,
-        rule: &HealRule,
-        p: &Planned,
-    ) -> Result<(Action, DryRun), OpsError> {
-        let named = p.tenant.as_deref().unwrap_or_default();
-        let tenant = TenantId::parse(named).map_err(|e| {
-            OpsError::Conflict(format!(
-                "heal rule {}: the alert names no tenant to replay: {e}",
-                rule.name
-            ))
-        })?;
-        let dead = super::tools::dead_since(&self.inner, Some(tenant.clone()), p.since_ms).await?;
-        let caused: Vec<TicketId> = dead
-            .iter()
-            .filter(|d| heal::replays(d, p.cause, &p.subject))
-            .filter_map(|d| TicketId::parse(&d.id).ok())
-            .collect();
-        let views = self
-            .inner
-            .controller
-            .tickets_by_id(&caused, Some(&tenant))
-            .await?;
-        let mut all: Vec<&crate::store::TicketView> = Vec::new();
-        let mut kept_dead = 0;
-        for v in &views {
-            match super::writes::not_replayable(&self.inner, v)
-                .await
-                .map_err(OpsError::Conflict)?
-            {
-                None => all.push(v),
-                Some(why) => {
-                    kept_dead += 1;
-                    tracing::info!(ticket = %v.id, why, "not proposed for a replay");
-                }
-            }
-        }
-        // Newest first, as the dead were read.
-        all.sort_by_key(|v| std::cmp::Reverse(v.updated_at_ms));
-        if all.is_empty() {
-            return Err(OpsError::Conflict(format!(
-                "heal rule {}: tenant {tenant} has no dead ticket of {} to replay",
-                rule.name, p.subject
-            )));
-        }
-        let tickets: Vec<String> = all
-            .iter()
-            .take(MAX_BLAST_TICKETS)
-            .map(|v| v.id.to_string())
-            .collect();
-        let left = all.len() - tickets.len();
-        let cause: &'static str = p.cause.into();
-        let dry_run = DryRun {
-            summary: format!(
-                "run {} dead tickets of tenant {tenant} again, each once as a new ticket ({cause}: {}){}",
-                tickets.len(),
-                p.subject,
-                match (left, kept_dead) {
-                    (0, 0) => String::new(),
-                    (n, 0) => format!("; {n} older ones stay dead"),
-                    (n, k) => format!(
-                        "; {n} older ones, and {k} whose write may have reached the outside system (or that are replays or the loop's own), stay dead"
-                    ),
-                }
-            ),
-            before: json!({"tenant": tenant, "dead": tickets.len(), "replays": 0}),
-            after: json!({"tenant": tenant, "dead": tickets.len(), "replays": tickets.len()}),
-            blast: BlastRadius {
-                tenants: vec![tenant.to_string()],
-                bots: Vec::new(),
-                tickets: tickets.clone(),
-                tickets_total: tickets.len() as u32,
-            },
-        };
-        let action = Action::ReplayDead {
-            tenant: tenant.to_string(),
-            tickets,
-        };
-        Ok((action, dry_run))
-    }
-
-    /// The standing grants on connector `subject` a revocation takes (the
-    /// loop's own grants bound to a ticket are not among them), and its
-    /// dry run.
-    async fn plan_revoke(
-        &self,
-        rule: &HealRule,
-        subject: &str,
-    ) -> Result<(Action, DryRun), OpsError> {
-        let Some(connectors) = self.inner.controller.connectors() else {
-            return Err(OpsError::Conflict(
-                "this platform runs without a connector runtime".into(),
-            ));
-        };
-        let standing: Vec<_> = connectors
-            .grants(None)
-            .await
-            .map_err(conn)?
-            .into_iter()
-            .filter(|g| g.connector == subject && g.ticket.is_none())
-            .collect();
-        let beyond = standing.len().saturating_sub(heal::MAX_BLAST_GRANTS);
-        let grants: Vec<_> = standing.into_iter().take(heal::MAX_BLAST_GRANTS).collect();
-        if grants.is_empty() {
-            return Err(OpsError::Conflict(format!(
-                "heal rule {}: no standing grant on {subject} to revoke",
-                rule.name
-            )));
-        }
-        let mut bots: Vec<String> = grants
-            .iter()
-            .filter_map(|g| g.bot.as_ref().map(|b| b.to_string()))
-            .collect();
-        bots.sort();
-        bots.dedup();
-        let ids: Vec<String> = grants.iter().map(|g| g.id.clone()).collect();
-        let dry_run = DryRun {
-            summary: format!(
-                "revoke {} grants on {subject} (bots {}): every tenant's calls to it through these bots are denied, not sent, until a person grants them again{}",
-                ids.len(),
-                bots.join(", "),
-                match beyond {
-                    0 => String::new(),
-                    n => format!(
-                        "; {n} more grants on it stay (one approval names at most {})",
-                        heal::MAX_BLAST_GRANTS
-                    ),
-                }
-            ),
-            before: json!({"connector": subject, "grants": ids}),
-            after: json!({"connector": subject, "grants": []}),
-            blast: BlastRadius {
-                tenants: Vec::new(),
-                bots,
-                tickets: Vec::new(),
-                tickets_total: 0,
-            },
-        };
-        let action = Action::RevokeGrants {
-            connector: subject.to_owned(),
-            grants: ids,
-        };
-        Ok((action, dry_run))
-    }
-
-    /// The bots a retirement of the lost node `subject` forgets, and its
-    /// dry run.
-    async fn plan_retire(
-        &self,
-        rule: &HealRule,
-        subject: &str,
-    ) -> Result<(Action, DryRun), OpsError> {
-        let of: Vec<_> = self
-            .inner
-            .controller
-            .bots()
-            .await
-            .into_iter()
-            .filter(|b| b.node.as_deref() == Some(subject))
-            .collect();
-        if of.is_empty() || of.iter().any(|b| b.live) {
-            return Err(OpsError::Conflict(format!(
-                "heal rule {}: node {subject} is not lost (no bot of it, or a live one)",
-                rule.name
-            )));
-        }
-        let bots: Vec<String> = of.iter().map(|b| b.id.to_string()).collect();
-        let dry_run = DryRun {
-            summary: format!(
-                "retire node {subject}: its {} bots ({}) leave the bots' view and its alert resolves; the work they held was requeued when they were lost, and a bot of it that registers again joins as a new one",
-                bots.len(),
-                bots.join(", ")
-            ),
-            before: json!({"node": subject, "bots": bots, "live": 0}),
-            after: json!({"node": subject, "bots": [], "live": 0}),
-            blast: BlastRadius {
-                tenants: Vec::new(),
-                bots,
-                tickets: Vec::new(),
-                tickets_total: 0,
-            },
-        };
-        Ok((
-            Action::RetireNode {
-                node: subject.to_owned(),
-            },
-            dry_run,
-        ))
     }
 
     /// A person approves or denies a pending heal; approved, its one write

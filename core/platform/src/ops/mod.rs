@@ -612,6 +612,17 @@ impl Operations {
             .cloned()
             .collect()
     }
+
+    /// The `label` of each of the platform's own `name` alerts not
+    /// resolved (the operator's): where a per-key watcher resumes.
+    async fn firing_keys(&self, name: &str, label: &str) -> std::collections::BTreeSet<String> {
+        self.firing(&TenantId::default_tenant())
+            .await
+            .into_iter()
+            .filter(|a| a.name == name)
+            .filter_map(|a| a.labels.get(label).cloned())
+            .collect()
+    }
 }
 
 #[cfg(test)]
