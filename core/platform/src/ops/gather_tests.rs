@@ -543,11 +543,10 @@ async fn a_denied_heal_writes_nothing_and_an_expired_heal_grant_is_refused() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tickets_failing_for_good_are_an_incident_diagnosed_from_their_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = platform(dir.path()).await;
-    // Work that fails every attempt: a tool no connector serves.
+/// Work that fails every attempt (a tool no connector serves), as many
+/// tickets as make the failures alert fire, each dead; their ids.
+async fn poisoned(p: &Platform) -> Vec<String> {
+    let mut dead = Vec::new();
     for n in 0..super::failures::THRESHOLD {
         let submitted = p
             .controller
@@ -559,8 +558,17 @@ async fn tickets_failing_for_good_are_an_incident_diagnosed_from_their_errors() 
             })
             .await
             .unwrap();
-        assert_eq!(ended(&p, submitted.id).await.state, TicketState::Dead);
+        assert_eq!(ended(p, submitted.id).await.state, TicketState::Dead);
+        dead.push(submitted.id.to_string());
     }
+    dead
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_failing_for_good_are_an_incident_diagnosed_from_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    poisoned(&p).await;
     let id = incident_of(&p, super::failures::TICKETS_DEAD, None).await;
     let v = investigated(&p, None, &id).await;
     let inv = &v.investigations[0];
@@ -608,21 +616,7 @@ async fn a_replay_runs_the_dead_once_and_its_recheck_sees_them_die_again() {
         concurrency: 1,
     });
     p.ops.set_settings(None, settings, "test").await.unwrap();
-    let mut dead = Vec::new();
-    for n in 0..super::failures::THRESHOLD {
-        let submitted = p
-            .controller
-            .submit(NewTicket {
-                kind: "tool".into(),
-                payload: json!({"connector": "no-such-crm", "operation": "find",
-                    "params": {"n": n}}),
-                ..NewTicket::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(ended(&p, submitted.id).await.state, TicketState::Dead);
-        dead.push(submitted.id.to_string());
-    }
+    let dead = poisoned(&p).await;
     let id = incident_of(&p, super::failures::TICKETS_DEAD, None).await;
     let v = once(&p, &id, "proposed a replay", |v| !v.heals.is_empty()).await;
     let h = &v.heals[0];
