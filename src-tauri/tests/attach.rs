@@ -42,6 +42,7 @@ async fn remote() -> RemoteServer {
             trading: Some(desktop.trading().clone()),
             workflows: None,
             ops: None,
+            mesh: None,
         },
         listener,
         token.clone(),

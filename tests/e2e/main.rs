@@ -12,6 +12,7 @@ mod desk_venue;
 mod desktop;
 mod fleet;
 mod http;
+mod mesh;
 mod model;
 mod ops;
 mod security;

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod mesh;
 pub mod outside;
 pub mod slowlink;
 pub mod venue;

@@ -5,8 +5,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, cancel, connectors, db_setup, desk, node, openapi, ops, security, serve, soak, submit,
-    ticket, tickets, tokens, trading, venue, workflow,
+    bench, cancel, connectors, db_setup, desk, mesh, node, openapi, ops, security, serve, soak,
+    submit, ticket, tickets, tokens, trading, venue, workflow,
 };
 
 #[derive(Parser)]
@@ -65,6 +65,10 @@ pub enum Command {
     /// acknowledge and move them, the monitor's settings, silences,
     /// maintenance windows, change events, a webhook payload from a file.
     Ops(ops::Args),
+    /// The mesh of remote nodes on a running controller: their status
+    /// (Headscale and this host's tailscaled merged), the Headscale key,
+    /// enrol a node, check or set the tailnet policy.
+    Mesh(mesh::Args),
     /// Cancel a ticket.
     Cancel(cancel::Args),
     /// Measure local mode end to end (durable SQLite, built-in model).
@@ -96,6 +100,7 @@ impl Command {
             Self::Venue(a) => venue::run(a).await,
             Self::Workflow(a) => workflow::run(a).await,
             Self::Ops(a) => ops::run(a).await,
+            Self::Mesh(a) => mesh::run(a).await,
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Openapi(a) => openapi::run(a).await,

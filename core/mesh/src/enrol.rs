@@ -26,13 +26,16 @@ pub struct Enrolment {
     /// The node's host name in the tailnet and its `oshal node --name`:
     /// 1..=63 lowercase letters, digits and `-`, not starting or ending
     /// with `-`.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
     /// The tags its key carries (`tag:NAME`); [`NODE_TAG`] when empty.
     #[serde(default)]
+    #[schema(value_type = Vec<TagName>, max_items = 16)]
     pub tags: Vec<String>,
     /// How long the key may be used, in seconds (60..=604800); an hour
     /// when absent.
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 604800)]
     pub expires_in_s: Option<u32>,
 }
 
@@ -94,6 +97,11 @@ impl Enrolment {
     }
 }
 
+/// A tag as the contract shows it (`tag:NAME`).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, pattern = "^tag:[A-Za-z0-9_-]{1,63}$")]
+pub struct TagName(pub String);
+
 /// Where a new node joins and what it then talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joining<'a> {
@@ -105,7 +113,7 @@ pub struct Joining<'a> {
 }
 
 /// A key minted and the commands that use it.
-#[derive(Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Enrolled {
     pub name: String,
     pub tags: Vec<String>,

@@ -21,7 +21,7 @@ use specta::Type;
 use crate::{MAX_NODES, Refusal, addresses, time, typed};
 
 /// Which node shape a server answered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
     /// `forcedTags`, `validTags`, `invalidTags` (0.26, 0.27).
@@ -33,7 +33,7 @@ pub enum Shape {
 }
 
 /// A node as Headscale lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct ControlNode {
     pub id: u64,
     /// The host name the node registered with.
@@ -260,7 +260,7 @@ fn user_name(u: RawUser) -> Option<String> {
 }
 
 /// A user as Headscale lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename = "HeadscaleUser")]
 #[schema(as = HeadscaleUser)]
 pub struct User {
@@ -340,7 +340,7 @@ impl std::fmt::Debug for PreAuthKey {
 }
 
 /// Whether a key can still join a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyState {
     Usable,
@@ -414,7 +414,7 @@ pub fn pre_auth_key(body: Value) -> Result<PreAuthKey, Refusal> {
 }
 
 /// A pre-auth key as the view shows it: never the key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub id: Option<u64>,
     pub acl_tags: Vec<String>,

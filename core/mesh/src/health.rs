@@ -21,7 +21,7 @@ use crate::{Refusal, addresses, typed};
 pub const FRESH_HANDSHAKE_MS: i64 = 3 * 60_000;
 
 /// What the merge concludes of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     Online,
@@ -33,7 +33,7 @@ pub enum NodeStatus {
 }
 
 /// The control server's facts of a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct ControlFacts {
     pub id: u64,
     pub user: Option<String>,
@@ -46,7 +46,7 @@ pub struct ControlFacts {
 }
 
 /// This host's facts of a node (or of itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct LocalFacts {
     /// The node is this host.
     pub is_self: bool,
@@ -58,7 +58,7 @@ pub struct LocalFacts {
 }
 
 /// Where two sources part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Disagreement {
     /// The control server says online; this host's peer entry says not.
@@ -78,7 +78,7 @@ pub enum Disagreement {
 }
 
 /// One node, merged.
-#[derive(Debug, Clone, PartialEq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct MeshNode {
     pub name: String,
     pub node_key: Option<String>,
@@ -91,6 +91,9 @@ pub struct MeshNode {
     pub local: Option<LocalFacts>,
     /// Round trip the app measured to the node, when it could.
     pub latency_ms: Option<f64>,
+    /// Live bots of the Oshal node of this name, as the controller knows
+    /// them (`None`: no Oshal node of that name).
+    pub bots: Option<u32>,
     pub disagreements: Vec<Disagreement>,
 }
 
@@ -136,6 +139,7 @@ pub fn static_list(body: serde_json::Value) -> Result<(Vec<MeshNode>, Vec<Refusa
                 control: None,
                 local: None,
                 latency_ms: None,
+                bots: None,
                 disagreements: Vec::new(),
             })
         });
@@ -202,6 +206,7 @@ pub fn merge(control: &[ControlNode], local: Option<&LocalStatus>, now: UnixMs) 
             control: Some(facts),
             local: seen,
             latency_ms: None,
+            bots: None,
             disagreements: Vec::new(),
         };
         judge(&mut node, running, now);
@@ -221,6 +226,7 @@ pub fn merge(control: &[ControlNode], local: Option<&LocalStatus>, now: UnixMs) 
             control: None,
             local: Some(local_facts(p, me, running)),
             latency_ms: None,
+            bots: None,
             disagreements: Vec::new(),
         };
         judge(&mut node, false, now);

@@ -31,13 +31,15 @@
 //! (`oshal_core::mesh`) reads the live set over HTTP and a unix socket.
 
 pub mod enrol;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod headscale;
 pub mod health;
 pub mod policy;
 pub mod tailscale;
 
 use oshal_kernel::clock::UnixMs;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use specta::Type;
 
@@ -49,7 +51,9 @@ pub const MAX_NODES: usize = 100_000;
 
 /// Why a field of an answer, a request or a policy was refused: its JSON
 /// path and the reason, with the limit it broke when it broke one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema, thiserror::Error,
+)]
 #[serde(rename = "MeshRefusal")]
 #[schema(as = MeshRefusal)]
 #[error("{path}: {reason}")]

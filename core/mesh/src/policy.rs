@@ -380,7 +380,7 @@ fn user_is(who: Option<&Subject>, member: &str) -> bool {
 }
 
 /// Which node reaches which service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Matrix {
     pub services: Vec<Service>,
     pub rows: Vec<Row>,
@@ -389,14 +389,14 @@ pub struct Matrix {
 }
 
 /// One node's cells, in the services' order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Row {
     pub node: String,
     pub cells: Vec<Cell>,
 }
 
 /// Reachable when a rule lets it (the rule's index in `acls`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Cell {
     pub rule: Option<u32>,
 }
@@ -408,7 +408,7 @@ impl Cell {
 }
 
 /// One cell a change turns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct Turned {
     pub node: String,
     pub service: String,
@@ -417,7 +417,7 @@ pub struct Turned {
 }
 
 /// A policy change, checked before it is written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct PolicyCheck {
     /// The new policy's matrix.
     pub matrix: Matrix,

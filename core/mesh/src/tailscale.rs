@@ -22,7 +22,7 @@ use specta::Type;
 use crate::{MAX_NODES, Refusal, addresses, time, typed};
 
 /// How a peer's packets go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Path {
     /// Straight to an endpoint (`CurAddr`, `ip:port`).
@@ -37,7 +37,7 @@ pub enum Path {
 }
 
 /// One host as the LocalAPI reports it (the host itself or a peer).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(rename = "TailscalePeer")]
 #[schema(as = TailscalePeer)]
 pub struct Peer {
@@ -69,7 +69,7 @@ pub struct Peer {
 }
 
 /// What `tailscaled` on one host says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct LocalStatus {
     pub version: String,
     /// `Running`, `NeedsLogin`, `NeedsMachineAuth`, `Stopped`, `Starting`,

@@ -10,8 +10,9 @@
 //! runtime, effect ledger), which gets each credential from `broker`, the
 //! only module that reads secrets. `security` is the detective layer: it
 //! proves each preventive control live and files what it finds as tickets.
-//! `trading` and `workflow` are the domains' adapters: the desk's paper
-//! sessions and workflow runs, whose signals and nodes are tickets.
+//! `trading`, `workflow`, `ops` and `mesh` are the domains' adapters: the
+//! desk's paper sessions and workflow runs, whose signals and nodes are
+//! tickets; the operations loop; the mesh of remote nodes, read live.
 //!
 //! This crate knows nothing of Tauri or IPC. Only `lane`, `store`, `model`,
 //! `connector`, `broker` (and the HTTP server in `api`) do I/O; only the
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod bot;
 pub mod controller;
+pub mod mesh;
 pub mod mode;
 pub mod ops;
 pub mod security;

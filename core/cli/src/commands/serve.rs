@@ -43,6 +43,81 @@ pub struct Args {
     connectors: ConnectorArgs,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    mesh: MeshArgs,
+}
+
+/// Where the mesh of remote nodes is read from (`oshal mesh`, the API's
+/// `/api/v1/mesh`).
+#[derive(clap::Args)]
+struct MeshArgs {
+    /// Headscale's URL (its API key is stored with `oshal mesh key`, in the
+    /// secret backend, never in a flag or a file of Oshal's).
+    #[arg(long, env = "OSHAL_HEADSCALE_URL")]
+    headscale_url: Option<String>,
+    /// The Headscale user new nodes' keys are minted for (0.26 and 0.27
+    /// need one; 0.28 mints a tagged key without).
+    #[arg(long, env = "OSHAL_HEADSCALE_USER")]
+    headscale_user: Option<String>,
+    /// tailscaled's LocalAPI socket on this host
+    /// (`/var/run/tailscale/tailscaled.sock`).
+    #[arg(long, env = "OSHAL_TAILSCALE_SOCKET")]
+    tailscale_socket: Option<PathBuf>,
+    /// A static list of nodes (JSON: `[{"name", "addresses", "tags"}]`)
+    /// for a mesh with neither.
+    #[arg(long)]
+    mesh_static: Option<PathBuf>,
+    /// A service the tailnet policy must let nodes reach, `NAME=IP:PORT`
+    /// (repeat; e.g. `controller=100.64.0.1:7411`, `redis=100.64.0.1:6379`).
+    #[arg(long = "mesh-service")]
+    mesh_services: Vec<String>,
+    /// The fleet's Redis as a node reaches it over the mesh (what `oshal
+    /// mesh enrol` prints for the node).
+    #[arg(long)]
+    mesh_redis_url: Option<String>,
+    /// The port a node's round trip is measured to (a TCP handshake,
+    /// accepted or refused); 0 measures none.
+    #[arg(long, default_value_t = 7411)]
+    mesh_probe_port: u16,
+}
+
+impl MeshArgs {
+    fn options(&self, redis_prefix: &str) -> Result<oshal_core::mesh::MeshOptions> {
+        let static_list = match &self.mesh_static {
+            None => None,
+            Some(file) => {
+                let bytes = std::fs::read(file)
+                    .with_context(|| format!("--mesh-static {}", file.display()))?;
+                let body = oshal_mesh::json(&bytes)
+                    .map_err(|r| anyhow::anyhow!("--mesh-static {}: {r}", file.display()))?;
+                Some((file.display().to_string(), body))
+            }
+        };
+        let mut services = Vec::new();
+        for s in &self.mesh_services {
+            let parsed = s.split_once('=').and_then(|(name, addr)| {
+                let addr: SocketAddr = addr.parse().ok()?;
+                (!name.is_empty()).then(|| oshal_mesh::policy::Service {
+                    name: name.to_owned(),
+                    address: addr.ip(),
+                    port: addr.port(),
+                })
+            });
+            services.push(
+                parsed.with_context(|| format!("--mesh-service {s:?}: expected NAME=IP:PORT"))?,
+            );
+        }
+        Ok(oshal_core::mesh::MeshOptions {
+            headscale_url: self.headscale_url.clone(),
+            headscale_user: self.headscale_user.clone(),
+            tailscale_socket: self.tailscale_socket.clone(),
+            static_list,
+            services,
+            redis_url: self.mesh_redis_url.clone(),
+            redis_prefix: redis_prefix.to_owned(),
+            probe_port: self.mesh_probe_port,
+        })
+    }
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -55,6 +130,7 @@ pub async fn run(args: Args) -> Result<()> {
         ..ControllerConfig::default()
     };
     let connectors = Some(args.connectors.options()?);
+    let mesh = args.mesh.options(&args.fleet.redis_prefix)?;
     let security = Some(args.security.config(&data_dir, &args.connectors)?);
     let platform = match (&args.fleet.postgres, &args.fleet.redis) {
         (Some(postgres), Some(redis)) => Platform::fleet(FleetOptions {
@@ -87,11 +163,14 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let every = args.security.security_scan_every_min;
+    let mesh = oshal_core::mesh::Mesh::new(mesh, platform.controller.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let served = serve(
         &data_dir,
         args.listen,
         args.ui_dir.as_deref(),
         &platform,
+        mesh,
         every,
     )
     .await;
@@ -107,6 +186,7 @@ async fn serve(
     listen: SocketAddr,
     ui_dir: Option<&Path>,
     platform: &Platform,
+    mesh: oshal_core::mesh::Mesh,
     scan_every_min: u64,
 ) -> Result<()> {
     let token = load_or_create_token(data_dir)?;
@@ -148,6 +228,7 @@ async fn serve(
             trading: Some(platform.trading.clone()),
             workflows: Some(platform.workflows.clone()),
             ops: Some(platform.ops.clone()),
+            mesh: Some(mesh),
         },
         listener,
         token,

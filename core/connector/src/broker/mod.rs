@@ -183,6 +183,40 @@ impl Broker {
             .await
     }
 
+    /// Stores one of the platform's own credentials (`platform/<name>`:
+    /// the mesh's Headscale API key), an operator's action. Kept as
+    /// `{"value": …}`, the JSON object every backend holds.
+    pub async fn store_platform_secret(
+        &self,
+        name: &str,
+        value: &Secret,
+    ) -> Result<(), BrokerError> {
+        let object = serde_json::json!({ "value": value.expose() });
+        self.backend
+            .write(
+                &format!("platform/{name}"),
+                &Secret::new(object.to_string()),
+            )
+            .await
+    }
+
+    /// One of the platform's own credentials, for the controller's own
+    /// calls (never a bot's, never a connector's).
+    pub async fn platform_secret(&self, name: &str) -> Result<Option<Secret>, BrokerError> {
+        let path = format!("platform/{name}");
+        let Some(stored) = self.backend.read(&path).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str::<serde_json::Value>(stored.expose())
+            .ok()
+            .and_then(|v| v.get("value").and_then(|v| v.as_str()).map(Secret::new))
+            .map(Some)
+            .ok_or(BrokerError::CredentialField {
+                path,
+                field: "value",
+            })
+    }
+
     /// Issues a token for `call`, bound to `scopes`, living [`TOKEN_TTL`].
     pub fn issue(&self, call: &CallRef, scopes: &[String]) -> ToolToken {
         let mut raw = [0u8; 32];

@@ -171,6 +171,12 @@ named!(
     oshal_ops::report::Postmortem,
     oshal_ops::report::PostmortemEdit,
     crate::ops::HealDecision,
+    crate::mesh::MeshView,
+    crate::mesh::MeshKey,
+    crate::mesh::PolicyChange,
+    oshal_mesh::enrol::Enrolment,
+    oshal_mesh::enrol::Enrolled,
+    oshal_mesh::policy::PolicyCheck,
 );
 
 /// A query string as the contract shows it: its parameters.
@@ -278,6 +284,7 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
     if route.params() > 0
         || route.path.starts_with("/api/v1/security/")
         || route.path.starts_with("/api/v1/ops/")
+        || route.path.starts_with("/api/v1/mesh/")
         || matches!(
             route.name,
             "RevokeGrantByQuery" | "StartRun" | "GenerateWorkflow"
@@ -287,6 +294,7 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
     }
     if (route.params() > 0 && route.verb == Verb::Post)
         || (route.path.starts_with("/api/v1/ops/") && route.verb != Verb::Get)
+        || route.name == "SetMeshPolicy"
     {
         out.push((
             409,
@@ -300,6 +308,12 @@ fn error_statuses(route: &Route, body: bool, query: bool) -> Vec<(u16, &'static 
         out.push((
             422,
             "A field is well-formed but not acceptable; `field` names it and `limit` gives the bound (kinds `invalid`, `budget_exhausted`, `unknown_tenant`).",
+        ));
+    }
+    if route.path.starts_with("/api/v1/mesh/") && route.name != "StoreMeshKey" {
+        out.push((
+            502,
+            "Headscale could not be reached, refused the key or failed (kind `unreachable`).",
         ));
     }
     if matches!(route.name, "SubmitTicket" | "BatchTickets") {

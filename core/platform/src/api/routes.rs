@@ -415,6 +415,22 @@ routes! {
     /// A tenant's change events (nodes joining and leaving, tickets requeued, lanes reset, budgets, deploys), oldest first; what an investigation's `list_changes` replays.
     ListChanges = Get "/api/v1/ops/changes" Bearer Read, args: (), query: crate::ops::ChangesQuery, body: () => Vec<oshal_ops::monitor::ChangeEvent>;
 
+    /// The mesh read live: Headscale's nodes, keys and policy, this host's
+    /// `tailscaled`, merged per node with their disagreements, round trips,
+    /// the live bots of each Oshal node and the policy's reachability matrix.
+    GetMesh = Get "/api/v1/mesh" Bearer Operator, args: (), query: (), body: () => crate::mesh::MeshView;
+    /// Store the Headscale API key in the secret backend (never returned): 204.
+    StoreMeshKey = Put "/api/v1/mesh/key" Bearer Operator, args: (), query: (), body: crate::mesh::MeshKey => (), 204;
+    /// Mint a single-use, tagged, expiring pre-auth key for a new node and
+    /// the commands that join it (the key is shown this once): 201.
+    EnrolNode = Post "/api/v1/mesh/enrol" Bearer Operator, args: (), query: (), body: oshal_mesh::enrol::Enrolment => oshal_mesh::enrol::Enrolled, 201;
+    /// A policy change checked against the live nodes: the matrix, the
+    /// cells it turns, the nodes it cuts.
+    CheckMeshPolicy = Post "/api/v1/mesh/policy/check" Bearer Operator, args: (), query: (), body: crate::mesh::PolicyChange => oshal_mesh::policy::PolicyCheck;
+    /// Write a policy once checked; one that cuts a node off a service
+    /// it reaches today needs `confirm` (else 409).
+    SetMeshPolicy = Put "/api/v1/mesh/policy" Bearer Operator, args: (), query: (), body: crate::mesh::PolicyChange => oshal_mesh::policy::PolicyCheck;
+
     /// Prometheus text exposition.
     Metrics = Get "/metrics" Bearer Read, args: (), query: (), body: () => String;
 }

@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::clock::SystemClock;
-use crate::controller::{Controller, ControllerConfig, LocalPool};
+use crate::controller::{Controller, ControllerConfig, ControllerError, LocalPool};
 use crate::security::{CheckRun, CheckStatus, Listener};
+use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
 use std::sync::Arc;
 

@@ -18,6 +18,7 @@ mod body;
 mod connectors;
 mod extract;
 mod fleet;
+mod mesh;
 mod ops;
 mod security;
 mod tickets;
@@ -49,6 +50,7 @@ pub struct Domains {
     pub trading: Option<Trading>,
     pub workflows: Option<Workflows>,
     pub ops: Option<crate::ops::Operations>,
+    pub mesh: Option<crate::mesh::Mesh>,
 }
 
 #[derive(Clone)]
@@ -58,6 +60,7 @@ struct AppState {
     trading: Option<Trading>,
     workflows: Option<Workflows>,
     ops: Option<crate::ops::Operations>,
+    mesh: Option<crate::mesh::Mesh>,
     token: ApiToken,
     tokens: std::sync::Arc<crate::api::tokens::TokenDirectory>,
 }
@@ -79,6 +82,7 @@ impl AppState {
             trading: domains.trading,
             workflows: domains.workflows,
             ops: domains.ops,
+            mesh: domains.mesh,
             token,
             tokens: std::sync::Arc::new(tokens),
         }
@@ -272,6 +276,11 @@ fn mount() -> Mount {
     .at::<ListDefinitions, _, _>(workflows::definitions)
     .at::<GetDefinition, _, _>(workflows::definition)
     .at::<CompareDefinition, _, _>(workflows::compare)
+    .at::<GetMesh, _, _>(mesh::read)
+    .at::<StoreMeshKey, _, _>(mesh::store_key)
+    .at::<EnrolNode, _, _>(mesh::enrol)
+    .at::<CheckMeshPolicy, _, _>(mesh::check_policy)
+    .at::<SetMeshPolicy, _, _>(mesh::set_policy)
 }
 
 fn routes(state: AppState) -> Router {

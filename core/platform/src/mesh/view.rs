@@ -1,0 +1,106 @@
+//! The mesh routes' types: what `GET /api/v1/mesh` answers, and the
+//! bodies of enrolment and policy changes.
+
+use oshal_kernel::clock::UnixMs;
+use oshal_mesh::Refusal;
+use oshal_mesh::headscale::KeyInfo;
+use oshal_mesh::health::MeshNode;
+use oshal_mesh::policy::Matrix;
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+/// Where the mesh is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Headscale's REST API (the control server).
+    Headscale,
+    /// `tailscaled`'s LocalAPI on this host.
+    Tailscale,
+    /// A static list of nodes.
+    Static,
+}
+
+/// How a source answered this read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    Ok,
+    /// No API key is stored for it (`oshal mesh key`).
+    NoKey,
+    /// It refused the key (401/403): not asked again until a key is
+    /// stored.
+    Unauthorized,
+    /// It could not be reached, or did not answer in time.
+    Unreachable,
+    /// It answered with an error status.
+    Failed,
+    /// Its answer was not in its documented shape.
+    Malformed,
+}
+
+/// One source as this read found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct SourceView {
+    pub kind: SourceKind,
+    /// Its URL or socket path (never a key).
+    pub at: String,
+    pub state: SourceState,
+    /// Its release, when it says or its shape tells.
+    pub version: Option<String>,
+    /// What went wrong, in its words.
+    pub message: Option<String>,
+    /// How long the read took.
+    pub took_ms: f64,
+}
+
+/// The mesh as one read found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct MeshView {
+    /// Whether any source is configured (`oshal serve --headscale-url`,
+    /// `--tailscale-socket`, `--mesh-static`).
+    pub configured: bool,
+    #[specta(type = specta_typescript::Number)]
+    pub read_ms: UnixMs,
+    pub sources: Vec<SourceView>,
+    pub nodes: Vec<MeshNode>,
+    /// Nodes, peers and keys refused, each alone.
+    pub refused: Vec<Refusal>,
+    /// The pre-auth keys Headscale lists (never a key itself): an expired
+    /// or used one is said so, not tried.
+    pub keys: Vec<KeyInfo>,
+    /// `tailscaled`'s own health messages on this host.
+    pub host_health: Vec<String>,
+    /// The policy as a reachability matrix, when it was read.
+    pub matrix: Option<Matrix>,
+    /// Why the policy could not be read into a matrix.
+    pub policy_refused: Option<Refusal>,
+}
+
+/// A policy to check or write (HuJSON text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChange {
+    pub policy: String,
+    /// Write it although it cuts a node off a service it reaches today.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// A stored Headscale API key (sent once, kept in the secret backend).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeshKey {
+    /// `hskey-api-…` (0.28) or `PREFIX.SECRET` (before).
+    #[schema(
+        max_length = 512,
+        pattern = "^(hskey-api-[A-Za-z0-9_-]+|[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+)$"
+    )]
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for MeshKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeshKey(***)")
+    }
+}
