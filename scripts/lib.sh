@@ -93,6 +93,13 @@ ensure_ops_tools() {
     ensure_packages prometheus prometheus-alertmanager
 }
 
+# The mesh's data plane between test hosts: userspace WireGuard in network
+# namespaces (tests/harness/tailnet.rs).
+ensure_mesh_tools() {
+  command -v wireguard-go >/dev/null && command -v wg >/dev/null && command -v ip >/dev/null ||
+    ensure_packages wireguard-go wireguard-tools iproute2
+}
+
 # Chromium for the browser tests of the UI; Xvfb and friends for the
 # desktop window's tests.
 ensure_ui_test_tools() {

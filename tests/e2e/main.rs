@@ -17,6 +17,7 @@ mod model;
 mod ops;
 mod security;
 mod soak;
+mod tailnet;
 mod tenants;
 mod trading;
 mod ui;

@@ -10,6 +10,7 @@
 pub mod mesh;
 pub mod outside;
 pub mod slowlink;
+pub mod tailnet;
 pub mod venue;
 
 use anyhow::{Context, Result, bail};
@@ -67,8 +68,47 @@ impl Server {
 
     /// As [`Self::start`], with its log (at TRACE) in `log` if given.
     pub fn start_logged(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Result<Server> {
-        let mut cmd = Command::new(oshal_bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        Self::launch(
+            Command::new(oshal_bin()),
+            "127.0.0.1:0",
+            None,
+            data_dir,
+            extra,
+            log,
+        )
+    }
+
+    /// `oshal serve` on host `k` of a tailnet, listening on `port` of every
+    /// address it has; the test reaches it through the host's underlay.
+    pub fn start_on(
+        net: &tailnet::Tailnet,
+        k: u8,
+        port: u16,
+        data_dir: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Result<Server> {
+        let url = format!("http://{}:{port}", net.underlay(k));
+        let listen = format!("0.0.0.0:{port}");
+        Self::launch(
+            net.command(k, oshal_bin()),
+            &listen,
+            Some(url),
+            data_dir,
+            extra,
+            log,
+        )
+    }
+
+    fn launch(
+        mut cmd: Command,
+        listen: &str,
+        url: Option<String>,
+        data_dir: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Result<Server> {
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env_remove("OSHAL_API_TOKEN");
@@ -79,7 +119,7 @@ impl Server {
             cmd.args(["--security-scan-every-min", "0"]);
         }
         let (child, line) = spawn_until(cmd, "oshal serve", "listening on ", log)?;
-        let url = line["listening on ".len()..].to_owned();
+        let url = url.unwrap_or_else(|| line["listening on ".len()..].to_owned());
         let token = std::fs::read_to_string(data_dir.join("api-token"))
             .context("reading the API token")?
             .trim()
@@ -296,7 +336,21 @@ impl Node {
 
     /// As [`Self::start`], with its log (at TRACE) in `log` if given.
     pub fn start_logged(name: &str, extra: &[&str], log: Option<&Path>) -> Result<Node> {
-        let mut cmd = Command::new(oshal_bin());
+        Self::launch(Command::new(oshal_bin()), name, extra, log)
+    }
+
+    /// `oshal node` on host `k` of a tailnet.
+    pub fn start_on(
+        net: &tailnet::Tailnet,
+        k: u8,
+        name: &str,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Result<Node> {
+        Self::launch(net.command(k, oshal_bin()), name, extra, log)
+    }
+
+    fn launch(mut cmd: Command, name: &str, extra: &[&str], log: Option<&Path>) -> Result<Node> {
         cmd.args(["node", "--name", name]).args(extra);
         let (child, _) = spawn_until(cmd, "oshal node", "node ", log)?;
         Ok(Node {
@@ -504,6 +558,9 @@ pub struct PrivateRedis {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Where it runs: this host's loopback, or a tailnet host (its
+    /// namespace, the address the test reaches it at).
+    on: Option<(Command, String)>,
 }
 
 impl PrivateRedis {
@@ -512,18 +569,47 @@ impl PrivateRedis {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir()?,
+            on: None,
+        };
+        r.launch().await?;
+        Ok(r)
+    }
+
+    /// On host `k` of a tailnet, listening on every address it has.
+    pub async fn start_on(net: &tailnet::Tailnet, k: u8) -> Result<PrivateRedis> {
+        let mut r = PrivateRedis {
+            child: None,
+            port: 6379,
+            dir: tempfile::tempdir()?,
+            on: Some((net.command(k, "redis-server"), net.underlay(k))),
         };
         r.launch().await?;
         Ok(r)
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let host = self.on.as_ref().map_or("127.0.0.1", |(_, h)| h.as_str());
+        format!("redis://{host}:{}/", self.port)
     }
 
     async fn launch(&mut self) -> Result<()> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let (mut cmd, bind) = match &self.on {
+            None => (Command::new("redis-server"), "127.0.0.1"),
+            Some((c, _)) => {
+                let mut cmd = Command::new(c.get_program());
+                cmd.args(c.get_args());
+                (cmd, "0.0.0.0")
+            }
+        };
+        let child = cmd
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                bind,
+                "--protected-mode",
+                "no",
+            ])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -560,6 +646,9 @@ pub struct PrivatePostgres {
     dir: tempfile::TempDir,
     port: u16,
     running: bool,
+    /// On a tailnet host: its namespace and the underlay address it also
+    /// listens on (trusted from the underlay's /24).
+    on: Option<(String, String)>,
 }
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -577,6 +666,16 @@ fn running_as_root() -> bool {
 
 impl PrivatePostgres {
     pub async fn start() -> Result<PrivatePostgres> {
+        Self::start_in(None).await
+    }
+
+    /// On host `k` of a tailnet, reachable from the test at its underlay
+    /// address.
+    pub async fn start_on(net: &tailnet::Tailnet, k: u8) -> Result<PrivatePostgres> {
+        Self::start_in(Some((net.namespace(k), net.underlay(k)))).await
+    }
+
+    async fn start_in(on: Option<(String, String)>) -> Result<PrivatePostgres> {
         let dir = tempfile::tempdir()?;
         // initdb refuses to run as root: the cluster belongs to `postgres`.
         if running_as_root() {
@@ -589,11 +688,19 @@ impl PrivatePostgres {
             dir,
             port: free_port(),
             running: false,
+            on,
         };
         pg.run(
             "initdb",
             &["-A", "trust", "-U", "postgres", "-N", "-D", &pg.data()],
         )?;
+        if let Some((_, addr)) = &pg.on {
+            let net = addr.rsplit_once('.').map_or(addr.as_str(), |(n, _)| n);
+            let hba = pg.dir.path().join("data/pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba)?;
+            text.push_str(&format!("host all all {net}.0/24 trust\n"));
+            std::fs::write(&hba, text)?;
+        }
         pg.start_again()?;
         Ok(pg)
     }
@@ -604,12 +711,20 @@ impl PrivatePostgres {
 
     fn run(&self, tool: &str, args: &[&str]) -> Result<()> {
         let program = format!("{PG_BIN}/{tool}");
-        let mut cmd = if running_as_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", &program]);
-            c
-        } else {
-            Command::new(&program)
+        let mut cmd = match (&self.on, running_as_root()) {
+            (Some((ns, _)), _) => {
+                let mut c = Command::new("ip");
+                c.args([
+                    "netns", "exec", ns, "runuser", "-u", "postgres", "--", &program,
+                ]);
+                c
+            }
+            (None, true) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--", &program]);
+                c
+            }
+            (None, false) => Command::new(&program),
         };
         let out = cmd
             .args(args)
@@ -622,13 +737,18 @@ impl PrivatePostgres {
     }
 
     pub fn admin_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        let host = self.on.as_ref().map_or("127.0.0.1", |(_, a)| a.as_str());
+        format!("postgres://postgres@{host}:{}/postgres", self.port)
     }
 
     /// Starts the (stopped) cluster and waits until it accepts connections.
     pub fn start_again(&mut self) -> Result<()> {
+        let listen = match &self.on {
+            Some((_, addr)) => format!("127.0.0.1,{addr}"),
+            None => "127.0.0.1".to_owned(),
+        };
         let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            "-p {} -c listen_addresses={listen} -k {} -c fsync=off",
             self.port,
             self.dir.path().display()
         );
