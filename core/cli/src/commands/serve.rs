@@ -28,6 +28,10 @@ pub struct Args {
     data_dir: Option<PathBuf>,
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// Read the API token from this file (a container's secret) instead
+    /// of `OSHAL_API_TOKEN` or the data directory's.
+    #[arg(long, env = "OSHAL_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
     /// Serve the control center's web UI from this directory (a built
     /// `ui/dist`) at `/` instead of the one built into the binary.
     #[arg(long, env = "OSHAL_UI_DIR")]
@@ -165,8 +169,10 @@ pub async fn run(args: Args) -> Result<()> {
     let every = args.security.security_scan_every_min;
     let mesh = oshal_core::mesh::Mesh::new(mesh, platform.controller.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (token, token_at) = load_or_create_token(&data_dir, args.api_token_file.as_deref())?;
     let served = serve(
-        &data_dir,
+        &token_at,
+        token,
         args.listen,
         args.ui_dir.as_deref(),
         &platform,
@@ -182,23 +188,22 @@ pub async fn run(args: Args) -> Result<()> {
 
 /// Serves the API (and the UI) until SIGTERM or Ctrl-C.
 async fn serve(
-    data_dir: &Path,
+    token_at: &str,
+    token: ApiToken,
     listen: SocketAddr,
     ui_dir: Option<&Path>,
     platform: &Platform,
     mesh: oshal_core::mesh::Mesh,
     scan_every_min: u64,
 ) -> Result<()> {
-    let token = load_or_create_token(data_dir)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let shutdown = cancel_on_signal();
     eprintln!(
-        "oshal: {}\noshal: API on http://{addr} (token in {})",
+        "oshal: {}\noshal: API on http://{addr} (token in {token_at})",
         platform.describe,
-        data_dir.join(TOKEN_FILE).display()
     );
     if let Some(ui) = ui_dir
         && !ui.join("index.html").is_file()
@@ -239,16 +244,26 @@ async fn serve(
     Ok(())
 }
 
-/// The token `serve` requires: `OSHAL_API_TOKEN`, else the one in the data
-/// directory, else a new one written there readable by the owner only.
-fn load_or_create_token(dir: &Path) -> Result<ApiToken> {
+/// The token `serve` requires: the one in `--api-token-file`, else
+/// `OSHAL_API_TOKEN`, else the one in the data directory, else a new one
+/// written there readable by the owner only.
+fn load_or_create_token(dir: &Path, file: Option<&Path>) -> Result<(ApiToken, String)> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--api-token-file {}", file.display()))?;
+        let token = ApiToken::new(text.trim())
+            .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message))?;
+        return Ok((token, file.display().to_string()));
+    }
     if let Ok(t) = std::env::var("OSHAL_API_TOKEN") {
-        return ApiToken::new(t).map_err(|e| anyhow::anyhow!(e.message));
+        let token = ApiToken::new(t).map_err(|e| anyhow::anyhow!(e.message))?;
+        return Ok((token, "OSHAL_API_TOKEN".to_owned()));
     }
     let path = dir.join(TOKEN_FILE);
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        return ApiToken::new(existing.trim())
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message));
+        let token = ApiToken::new(existing.trim())
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
+        return Ok((token, path.display().to_string()));
     }
     let token = ApiToken::generate();
     let tmp = dir.join(format!(".{TOKEN_FILE}.tmp"));
@@ -262,5 +277,5 @@ fn load_or_create_token(dir: &Path) -> Result<ApiToken> {
     file.write_all(token.expose().as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, &path)?;
-    Ok(token)
+    Ok((token, path.display().to_string()))
 }
