@@ -147,7 +147,13 @@ impl Desktop {
     /// says it is an Oshal controller, and `whoami` proves the token and
     /// says what it holds (an operator's, or a tenant's and its role).
     pub async fn attach(&self, fleet: Fleet, token: &str) -> Result<Connection, ApiError> {
-        let client = Client::new(&fleet.url, token)?;
+        let trust = match &fleet.pin_sha256 {
+            Some(pin) => oshal_core::tls::Trust::pin(pin).map_err(|e| {
+                ApiError::new(ErrorKind::Invalid, e.to_string()).field("pin_sha256")
+            })?,
+            None => oshal_core::tls::Trust::System,
+        };
+        let client = Client::with_trust(&fleet.url, token, &trust)?;
         let health = client.health().await?;
         if !health.ok {
             tracing::warn!(fleet = %fleet.name, "attaching to a degraded controller");

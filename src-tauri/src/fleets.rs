@@ -29,6 +29,10 @@ pub const LOCAL: &str = "local";
 pub struct Fleet {
     pub name: String,
     pub url: String,
+    /// The SHA-256 of the controller's own certificate (a self-signed
+    /// one), trusted instead of the system's roots; not a secret.
+    #[serde(default)]
+    pub pin_sha256: Option<String>,
 }
 
 /// What the "Attach to fleet" form sends.
@@ -37,6 +41,9 @@ pub struct NewFleet {
     pub name: String,
     pub url: String,
     pub token: String,
+    /// See [`Fleet::pin_sha256`]; empty means none.
+    #[serde(default)]
+    pub pin_sha256: Option<String>,
 }
 
 /// Never shows the token.
@@ -112,10 +119,19 @@ impl NewFleet {
         }
         // The server's own rule for tokens.
         ApiToken::new(self.token.clone()).map_err(|e| invalid("token", e.message))?;
+        let pin = self
+            .pin_sha256
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty());
+        if let Some(pin) = pin {
+            oshal_core::tls::Trust::pin(pin).map_err(|e| invalid("pin_sha256", e.why))?;
+        }
         Ok((
             Fleet {
                 name,
                 url: url.to_owned(),
+                pin_sha256: pin.map(str::to_owned),
             },
             self.token.clone(),
         ))
@@ -167,6 +183,7 @@ mod tests {
             name: name.into(),
             url: url.into(),
             token: token.into(),
+            pin_sha256: None,
         }
     }
 
@@ -179,10 +196,20 @@ mod tests {
             fleet,
             Fleet {
                 name: "prod eu".into(),
-                url: "https://ctl.example:8080".into()
+                url: "https://ctl.example:8080".into(),
+                pin_sha256: None,
             }
         );
         assert_eq!(token, TOKEN);
+        let pinned = NewFleet {
+            pin_sha256: Some(format!(" {} ", "ab".repeat(32))),
+            ..new("p", "https://h", TOKEN)
+        };
+        assert_eq!(
+            pinned.check().unwrap().0.pin_sha256,
+            Some("ab".repeat(32)),
+            "kept, trimmed"
+        );
     }
 
     #[test]
@@ -204,6 +231,13 @@ mod tests {
             (new("p", "http://h", "short"), "token"),
             (new("p", "http://h", &"t".repeat(MAX_TOKEN + 1)), "token"),
             (new("p", "http://h", "has a space in it, sixteen+"), "token"),
+            (
+                NewFleet {
+                    pin_sha256: Some("AB:CD".into()),
+                    ..new("p", "https://h", TOKEN)
+                },
+                "pin_sha256",
+            ),
         ];
         for (input, field) in cases {
             let err = input.check().unwrap_err();

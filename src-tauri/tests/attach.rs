@@ -45,6 +45,7 @@ async fn remote() -> RemoteServer {
             mesh: None,
         },
         listener,
+        None,
         token.clone(),
         None,
         stop.clone(),
@@ -67,6 +68,7 @@ async fn window_and_fleet() -> (RemoteServer, Desktop, Fleet, tempfile::TempDir)
     let fleet = Fleet {
         name: "prod".into(),
         url: fleet_side.url.clone(),
+        pin_sha256: None,
     };
     (fleet_side, desktop, fleet, dir)
 }
@@ -168,6 +170,7 @@ async fn a_wrong_token_or_a_dead_address_is_refused_and_the_window_stays_put() {
             Fleet {
                 name: "gone".into(),
                 url: dead.clone(),
+                pin_sha256: None,
             },
             fleet_side.token.expose(),
         )

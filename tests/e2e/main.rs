@@ -19,6 +19,7 @@ mod security;
 mod soak;
 mod tailnet;
 mod tenants;
+mod tls;
 mod trading;
 mod ui;
 mod workflow;

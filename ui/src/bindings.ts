@@ -798,6 +798,11 @@ export type Fingerprint = string;
 export type Fleet = {
 	name: string,
 	url: string,
+	/**
+	 *  The SHA-256 of the controller's own certificate (a self-signed
+	 *  one), trusted instead of the system's roots; not a secret.
+	 */
+	pin_sha256?: string | null,
 };
 
 /**
@@ -1298,6 +1303,8 @@ export type NewFleet = {
 	name: string,
 	url: string,
 	token: string,
+	/**  See [`Fleet::pin_sha256`]; empty means none. */
+	pin_sha256?: string | null,
 };
 
 /**  A run to start. */

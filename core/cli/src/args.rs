@@ -41,6 +41,14 @@ pub struct ApiArgs {
     /// Where `oshal serve` keeps its data (for the token file).
     #[arg(long, env = "OSHAL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Trust only the CA certificate(s) in this PEM file for an https API
+    /// (the controller's name is checked against its certificate).
+    #[arg(long, env = "OSHAL_CA_FILE", conflicts_with = "pin_sha256")]
+    pub ca_file: Option<PathBuf>,
+    /// Trust exactly the certificate with this SHA-256 (what `oshal
+    /// serve` prints; 64 hex digits, `:` allowed), e.g. a self-signed one.
+    #[arg(long, env = "OSHAL_PIN_SHA256")]
+    pub pin_sha256: Option<String>,
 }
 
 /// Connectors: where the token broker keeps credentials, and which
@@ -362,6 +370,11 @@ impl ApiArgs {
                     .to_owned()
             }
         };
-        Ok(Client::new(&self.api, &token)?)
+        let trust = match (&self.ca_file, &self.pin_sha256) {
+            (Some(file), _) => oshal_core::tls::Trust::ca_file(file)?,
+            (None, Some(pin)) => oshal_core::tls::Trust::pin(pin)?,
+            (None, None) => oshal_core::tls::Trust::System,
+        };
+        Ok(Client::with_trust(&self.api, &token, &trust)?)
     }
 }

@@ -26,6 +26,7 @@ pub mod mesh;
 pub mod mode;
 pub mod ops;
 pub mod security;
+pub mod tls;
 pub mod trading;
 pub mod workflow;
 

@@ -14,6 +14,7 @@ use oshal_core::api::http::{self, ApiToken};
 use oshal_core::controller::ControllerConfig;
 use oshal_core::mode::{FleetOptions, LocalOptions, Platform};
 use oshal_core::security::Listener;
+use oshal_core::tls::{Loaded, TlsFiles};
 
 use crate::args::{
     ConnectorArgs, FleetArgs, ModelArgs, PoolArgs, SecurityArgs, TOKEN_FILE, default_data_dir,
@@ -28,6 +29,13 @@ pub struct Args {
     data_dir: Option<PathBuf>,
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// Serve the API over TLS with this certificate chain (PEM), reloaded
+    /// when the file changes; needs --tls-key.
+    #[arg(long, env = "OSHAL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "OSHAL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Read the API token from this file (a container's secret) instead
     /// of `OSHAL_API_TOKEN` or the data directory's.
     #[arg(long, env = "OSHAL_API_TOKEN_FILE")]
@@ -170,39 +178,66 @@ pub async fn run(args: Args) -> Result<()> {
     let mesh = oshal_core::mesh::Mesh::new(mesh, platform.controller.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (token, token_at) = load_or_create_token(&data_dir, args.api_token_file.as_deref())?;
-    let served = serve(
-        &token_at,
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            let loaded = files.load()?;
+            Some((files, loaded))
+        }
+        _ => None,
+    };
+    let surface = Surface {
+        listen: args.listen,
+        tls,
+        ui_dir: args.ui_dir.as_deref(),
         token,
-        args.listen,
-        args.ui_dir.as_deref(),
-        &platform,
-        mesh,
-        every,
-    )
-    .await;
+        token_at: &token_at,
+    };
+    let served = serve(surface, &platform, mesh, every).await;
     platform.shutdown().await;
     served?;
     eprintln!("oshal: stopped cleanly");
     Ok(())
 }
 
+/// Where and how the API is served.
+struct Surface<'a> {
+    listen: SocketAddr,
+    tls: Option<(TlsFiles, Loaded)>,
+    ui_dir: Option<&'a Path>,
+    token: ApiToken,
+    token_at: &'a str,
+}
+
 /// Serves the API (and the UI) until SIGTERM or Ctrl-C.
 async fn serve(
-    token_at: &str,
-    token: ApiToken,
-    listen: SocketAddr,
-    ui_dir: Option<&Path>,
+    surface: Surface<'_>,
     platform: &Platform,
     mesh: oshal_core::mesh::Mesh,
     scan_every_min: u64,
 ) -> Result<()> {
+    let Surface {
+        listen,
+        tls,
+        ui_dir,
+        token,
+        token_at,
+    } = surface;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let shutdown = cancel_on_signal();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let certificate = tls
+        .as_ref()
+        .map(|(_, l)| format!(", certificate sha256 {}", l.fingerprint))
+        .unwrap_or_default();
     eprintln!(
-        "oshal: {}\noshal: API on http://{addr} (token in {token_at})",
+        "oshal: {}\noshal: API on {scheme}://{addr} (token in {token_at}{certificate})",
         platform.describe,
     );
     if let Some(ui) = ui_dir
@@ -216,16 +251,19 @@ async fn serve(
     if ui_dir.is_some() || oshal_core::api::http::ui::built_in() {
         // The token is not printed: open the page and paste it, or append
         // `#token=<token>` (a fragment never reaches a server or its log).
-        eprintln!("oshal: control center on http://{addr}/");
+        eprintln!("oshal: control center on {scheme}://{addr}/");
     }
     if let Some(security) = &platform.security {
-        security.add_listener(Listener { addr, tls: false });
+        security.add_listener(Listener {
+            addr,
+            tls: tls.is_some(),
+        });
         if scan_every_min > 0 {
             security.spawn_schedule(Duration::from_secs(scan_every_min * 60), shutdown.clone());
         }
     }
     // Tests and scripts wait for this line on stdout.
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     http::serve(
         platform.controller.clone(),
         platform.security.clone(),
@@ -236,6 +274,7 @@ async fn serve(
             mesh: Some(mesh),
         },
         listener,
+        tls,
         token,
         ui_dir,
         shutdown,

@@ -43,11 +43,31 @@ impl From<ClientError> for ApiError {
     }
 }
 
+/// An error and its causes, outermost first (`error sending request: …:
+/// invalid peer certificate: UnknownIssuer`): reqwest's own message alone
+/// never says why a TLS handshake failed.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// How the controller's certificate is trusted, for the WebSocket as
+    /// for HTTP.
+    tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 /// Never shows the token.
@@ -64,19 +84,33 @@ impl Client {
         &self.base
     }
 
+    /// A client that trusts the system's roots (or speaks plain HTTP).
     pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
+        Self::with_trust(base, token, &crate::tls::Trust::System)
+    }
+
+    /// A client that trusts the controller's certificate as `trust` says.
+    pub fn with_trust(
+        base: &str,
+        token: &str,
+        trust: &crate::tls::Trust,
+    ) -> Result<Self, ClientError> {
+        let refused = |message: String| ClientError::Transport {
+            url: base.to_owned(),
+            message,
+        };
+        let tls = std::sync::Arc::new(trust.client_config().map_err(|e| refused(e.to_string()))?);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
+            .tls_backend_preconfigured((*tls).clone())
             .build()
-            .map_err(|e| ClientError::Transport {
-                url: base.to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| refused(e.to_string()))?;
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             http,
+            tls,
         })
     }
 
@@ -86,7 +120,7 @@ impl Client {
     ) -> Result<T, ClientError> {
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: self.base.clone(),
-            message: e.to_string(),
+            message: with_causes(&e),
         };
         let resp = req
             .bearer_auth(&self.token)
@@ -403,7 +437,7 @@ impl Client {
     pub async fn health(&self) -> Result<Health, ClientError> {
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: self.base.clone(),
-            message: e.to_string(),
+            message: with_causes(&e),
         };
         let resp = self
             .http
@@ -445,9 +479,11 @@ impl Client {
             .parse()
             .map_err(|_| transport("the token is not a valid header value".into()))?;
         request.headers_mut().insert("authorization", bearer);
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| transport(e.to_string()))?;
+        let connector = Some(tokio_tungstenite::Connector::Rustls(self.tls.clone()));
+        let (socket, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+                .await
+                .map_err(|e| transport(e.to_string()))?;
         Ok(socket.filter_map(|m| async move {
             match m {
                 Ok(Message::Text(text)) => serde_json::from_str::<CoreEvent>(&text).ok(),

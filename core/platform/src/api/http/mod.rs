@@ -22,6 +22,7 @@ mod mesh;
 mod ops;
 mod security;
 mod tickets;
+mod tls;
 mod tokens;
 mod trading;
 pub mod ui;
@@ -304,21 +305,26 @@ async fn openapi() -> Response {
 }
 
 /// Serves the API on `listener` until `shutdown` fires.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     controller: Controller,
     security: Option<crate::security::SecurityCenter>,
     domains: Domains,
     listener: tokio::net::TcpListener,
+    tls: Option<(crate::tls::TlsFiles, crate::tls::Loaded)>,
     token: ApiToken,
     ui_dir: Option<&std::path::Path>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router_with_ui(controller, security, domains, token, ui_dir),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let app = router_with_ui(controller, security, domains, token, ui_dir);
+    match tls {
+        Some((files, first)) => tls::serve(app, listener, files, first, shutdown).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        }
+    }
 }
 
 #[cfg(test)]
