@@ -33,6 +33,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ticket::cancel,
             commands::ticket::bulk,
             commands::bot::bots,
+            commands::bot::mesh,
             commands::cost::cost,
             commands::connector::integrations,
             commands::security::security_controls,

@@ -400,3 +400,37 @@ async fn the_real_daemons_are_read_where_they_run() {
     }
     assert!(view["refused"].as_array().unwrap().is_empty(), "{view:#}");
 }
+
+/// The topology's mesh in a real browser (`ui/tests/mesh.mjs`): the sources,
+/// each host's state, path, handshake and reach, a disagreement named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topology_draws_the_mesh_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let bao = OpenBao::start().await.unwrap();
+    let hs = Headscale::start(Release::V0_28).await.unwrap();
+    let ts = Tailscaled::start().await.unwrap();
+    ts.edit(|s| {
+        s["Peer"]
+            .as_object_mut()
+            .unwrap()
+            .remove(&format!("nodekey:{}", "4".repeat(64)));
+    });
+    let server = serve(dir.path(), &bao, Some(&hs.url), Some(&ts.socket), false);
+    store_key(&server, dir.path(), &hs.api_key);
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("node")
+            .arg(ui.join("tests/mesh.mjs"))
+            .arg(&server.url)
+            .arg(&server.token)
+            .current_dir(&ui)
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "mesh.mjs: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

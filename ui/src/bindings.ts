@@ -19,6 +19,11 @@ export const commands = {
 	 */
 	bulk: (request: BulkRequest) => typedError<BulkReport, ApiError>(__TAURI_INVOKE("bulk", { request })),
 	bots: () => typedError<BotView[], ApiError>(__TAURI_INVOKE("bots")),
+	/**
+	 *  The mesh the controller reads (Headscale, tailscaled); the embedded
+	 *  controller reads none, and says so.
+	 */
+	mesh: () => typedError<MeshView, ApiError>(__TAURI_INVOKE("mesh")),
 	cost: () => typedError<CostSummary, ApiError>(__TAURI_INVOKE("cost")),
 	/**  Every connector, grant, and the recent audit trail and effects. */
 	integrations: () => typedError<IntegrationView, ApiError>(__TAURI_INVOKE("integrations")),
@@ -387,6 +392,11 @@ export type Cause = {
 /**  The root causes the platform knows how to recognise. */
 export type CauseKind = "node_down" | "redis_data_loss" | "store_down" | "slow_model" | "budget_exhausted" | "outside_system_failing" | "poison_input" | "secret_exposed";
 
+/**  Reachable when a rule lets it (the rule's index in `acls`). */
+export type Cell = {
+	rule: number | null,
+};
+
 /**  A change event. */
 export type ChangeEvent = {
 	kind: ChangeKind,
@@ -494,6 +504,18 @@ export type ConnectorView = {
 	approved_by: string | null,
 	imported_at_ms: number | null,
 	operations: OperationView[],
+};
+
+/**  The control server's facts of a node. */
+export type ControlFacts = {
+	id: number,
+	user: string | null,
+	online: boolean | null,
+	last_seen_ms: number | null,
+	expiry_ms: number | null,
+	tags: string[],
+	approved_routes: string[],
+	available_routes: string[],
 };
 
 export type ControlStatus = 
@@ -646,6 +668,22 @@ export type Diagnosis = {
 	/**  No cause has an observation of its own: kept as the answer. */
 	inconclusive: boolean,
 };
+
+/**  Where two sources part. */
+export type Disagreement = 
+/**  The control server says online; this host's peer entry says not. */
+{ kind: "control_online_local_offline" } | 
+/**
+ *  The control server says offline; this host handshook with it
+ *  `age_ms` ago.
+ */
+{ kind: "control_offline_local_handshake"; age_ms: number } | 
+/**  The two list different tags. */
+{ kind: "tags_differ"; control: string[]; local: string[] } | 
+/**  The control server lists it; this host's network map does not. */
+{ kind: "missing_locally" } | 
+/**  This host knows a peer the control server does not list. */
+{ kind: "unknown_to_control" };
 
 /**  What an action would do, worked out without doing it. */
 export type DryRun = {
@@ -1115,6 +1153,20 @@ export type Investigation = {
 	finished_ms: number | null,
 };
 
+/**  A pre-auth key as the view shows it: never the key. */
+export type KeyInfo = {
+	id: number | null,
+	acl_tags: string[],
+	reusable: boolean,
+	state: KeyState,
+	expiration_ms: number | null,
+};
+
+/**  Whether a key can still join a node. */
+export type KeyState = "usable" | 
+/**  A single-use key a node has joined with. */
+"used" | "expired";
+
 /**  The kill switch's levels, each including the ones before it. */
 export type KillLevel = 
 /**  No new entries (the desk goes REDUCING). */
@@ -1206,6 +1258,17 @@ export type LifecycleEdge = {
 	to: TicketState,
 };
 
+/**  This host's facts of a node (or of itself). */
+export type LocalFacts = {
+	/**  The node is this host. */
+	is_self: boolean,
+	online: boolean,
+	path: Path,
+	last_handshake_ms: number | null,
+	tags: string[],
+	in_network_map: boolean,
+};
+
 /**  Where a finding sits in a file, when it is in one. */
 export type Location = {
 	uri: string,
@@ -1221,6 +1284,69 @@ export type MaintenanceWindow = {
 	starts_ms: number,
 	ends_ms: number,
 	reason: string,
+};
+
+/**  Which node reaches which service. */
+export type Matrix = {
+	services: Service[],
+	rows: Row[],
+	/**  The policy has `grants`, which may open more than these cells show. */
+	grants_not_evaluated: boolean,
+};
+
+/**  One node, merged. */
+export type MeshNode = {
+	name: string,
+	node_key: string | null,
+	addresses: string[],
+	tags: string[],
+	status: NodeStatus,
+	control: ControlFacts | null,
+	local: LocalFacts | null,
+	/**  Round trip the app measured to the node, when it could. */
+	latency_ms: number | null,
+	/**
+	 *  Live bots of the Oshal node of this name, as the controller knows
+	 *  them (`None`: no Oshal node of that name).
+	 */
+	bots: number | null,
+	disagreements: Disagreement[],
+};
+
+/**
+ *  Why a field of an answer, a request or a policy was refused: its JSON
+ *  path and the reason, with the limit it broke when it broke one.
+ */
+export type MeshRefusal = {
+	/**  Where (`nodes[2].ipAddresses[0]`; `body` for the whole answer). */
+	path: string,
+	reason: string,
+	limit: number | null,
+};
+
+/**  The mesh as one read found it. */
+export type MeshView = {
+	/**
+	 *  Whether any source is configured (`oshal serve --headscale-url`,
+	 *  `--tailscale-socket`, `--mesh-static`).
+	 */
+	configured: boolean,
+	read_ms: number,
+	sources: SourceView[],
+	nodes: MeshNode[],
+	/**  Nodes, peers and keys refused, each alone. */
+	refused: MeshRefusal[],
+	/**
+	 *  The pre-auth keys Headscale lists (never a key itself): an expired
+	 *  or used one is said so, not tried.
+	 */
+	keys: KeyInfo[],
+	/**  `tailscaled`'s own health messages on this host. */
+	host_health: string[],
+	/**  The policy as a reachability matrix, when it was read. */
+	matrix: Matrix | null,
+	/**  Why the policy could not be read into a matrix. */
+	policy_refused: MeshRefusal | null,
 };
 
 export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -1419,6 +1545,13 @@ export type NodeOutline = {
 	fan_out: string | null,
 };
 
+/**  What the merge concludes of a node. */
+export type NodeStatus = "online" | "offline" | 
+/**  Its node key expired: it must log in again. */
+"expired" | 
+/**  Nothing says either way. */
+"unknown";
+
 /**  A node of a run. */
 export type NodeView = {
 	/**  Argo's node phase. */
@@ -1464,6 +1597,20 @@ export type OrderView = {
 	/**  Reserve, trades, commissions, realized P&L and release, in order. */
 	postings: PostingView[],
 };
+
+/**  How a peer's packets go. */
+export type Path = 
+/**  Straight to an endpoint (`CurAddr`, `ip:port`). */
+{ kind: "direct"; endpoint: string } | 
+/**
+ *  Through another peer acting as a relay (`PeerRelay`,
+ *  `ip:port:vni:N`).
+ */
+{ kind: "peer_relay"; endpoint: string } | 
+/**  Through the DERP relay of a region (`Relay`'s code). */
+{ kind: "relayed"; region: string } | 
+/**  Nothing sent to it lately (`Active` false): no path to tell. */
+{ kind: "idle" };
 
 /**  An approval waiting, as the inbox lists it. */
 export type PendingApproval = {
@@ -1628,6 +1775,12 @@ export type RiskCheck = {
 	pass: boolean,
 };
 
+/**  One node's cells, in the services' order. */
+export type Row = {
+	node: string,
+	cells: Cell[],
+};
+
 /**  A run as the list shows it. */
 export type RunSummary = {
 	id: string,
@@ -1698,6 +1851,14 @@ export type Scope =
 "all_tenants" | 
 /**  One tenant's tickets, cost, audit, effects, findings and events. */
 "tenant";
+
+/**  One of the fleet's services a node must reach. */
+export type Service = {
+	/**  `controller`, `redis`. */
+	name: string,
+	address: string,
+	port: number,
+};
 
 /**  Where a session is. */
 export type SessionStatus = "running" | 
@@ -1864,6 +2025,45 @@ export type Source =
  *  process; enabled at start.
  */
 "built_in";
+
+/**  Where the mesh is read from. */
+export type SourceKind = 
+/**  Headscale's REST API (the control server). */
+"headscale" | 
+/**  `tailscaled`'s LocalAPI on this host. */
+"tailscale" | 
+/**  A static list of nodes. */
+"static";
+
+/**  How a source answered this read. */
+export type SourceState = "ok" | 
+/**  No API key is stored for it (`oshal mesh key`). */
+"no_key" | 
+/**
+ *  It refused the key (401/403): not asked again until a key is
+ *  stored.
+ */
+"unauthorized" | 
+/**  It could not be reached, or did not answer in time. */
+"unreachable" | 
+/**  It answered with an error status. */
+"failed" | 
+/**  Its answer was not in its documented shape. */
+"malformed";
+
+/**  One source as this read found it. */
+export type SourceView = {
+	kind: SourceKind,
+	/**  Its URL or socket path (never a key). */
+	at: string,
+	state: SourceState,
+	/**  Its release, when it says or its shape tells. */
+	version: string | null,
+	/**  What went wrong, in its words. */
+	message: string | null,
+	/**  How long the read took. */
+	took_ms: number | null,
+};
 
 /**  One change between two versions of a spec. */
 export type SpecChange = {

@@ -119,6 +119,7 @@ pub struct Enrolled {
     pub tags: Vec<String>,
     /// The pre-auth key, shown once.
     pub key: String,
+    #[specta(type = specta_typescript::Number)]
     pub expires_ms: i64,
     /// Run on the new host, in order.
     pub commands: Vec<String>,

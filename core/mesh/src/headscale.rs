@@ -35,6 +35,7 @@ pub enum Shape {
 /// A node as Headscale lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct ControlNode {
+    #[specta(type = specta_typescript::Number)]
     pub id: u64,
     /// The host name the node registered with.
     pub name: String,
@@ -53,8 +54,11 @@ pub struct ControlNode {
     pub invalid_tags: Vec<String>,
     /// `None` when the server does not say.
     pub online: Option<bool>,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub last_seen_ms: Option<UnixMs>,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub expiry_ms: Option<UnixMs>,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub created_ms: Option<UnixMs>,
     /// `REGISTER_METHOD_AUTH_KEY`, `…_CLI`, `…_OIDC`, as written.
     pub register_method: String,
@@ -264,6 +268,7 @@ fn user_name(u: RawUser) -> Option<String> {
 #[serde(rename = "HeadscaleUser")]
 #[schema(as = HeadscaleUser)]
 pub struct User {
+    #[specta(type = specta_typescript::Number)]
     pub id: u64,
     pub name: String,
 }
@@ -416,10 +421,12 @@ pub fn pre_auth_key(body: Value) -> Result<PreAuthKey, Refusal> {
 /// A pre-auth key as the view shows it: never the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct KeyInfo {
+    #[specta(type = Option<specta_typescript::Number>)]
     pub id: Option<u64>,
     pub acl_tags: Vec<String>,
     pub reusable: bool,
     pub state: KeyState,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub expiration_ms: Option<UnixMs>,
 }
 

@@ -35,10 +35,13 @@ pub enum NodeStatus {
 /// The control server's facts of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct ControlFacts {
+    #[specta(type = specta_typescript::Number)]
     pub id: u64,
     pub user: Option<String>,
     pub online: Option<bool>,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub last_seen_ms: Option<UnixMs>,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub expiry_ms: Option<UnixMs>,
     pub tags: Vec<String>,
     pub approved_routes: Vec<String>,
@@ -52,6 +55,7 @@ pub struct LocalFacts {
     pub is_self: bool,
     pub online: bool,
     pub path: Path,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub last_handshake_ms: Option<UnixMs>,
     pub tags: Vec<String>,
     pub in_network_map: bool,
@@ -65,7 +69,10 @@ pub enum Disagreement {
     ControlOnlineLocalOffline,
     /// The control server says offline; this host handshook with it
     /// `age_ms` ago.
-    ControlOfflineLocalHandshake { age_ms: i64 },
+    ControlOfflineLocalHandshake {
+        #[specta(type = specta_typescript::Number)]
+        age_ms: i64,
+    },
     /// The two list different tags.
     TagsDiffer {
         control: Vec<String>,

@@ -61,6 +61,7 @@ pub struct Refusal {
     /// Where (`nodes[2].ipAddresses[0]`; `body` for the whole answer).
     pub path: String,
     pub reason: String,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub limit: Option<u64>,
 }
 

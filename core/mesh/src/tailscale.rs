@@ -59,12 +59,17 @@ pub struct Peer {
     /// said nothing).
     pub online: bool,
     pub path: Path,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub last_handshake_ms: Option<UnixMs>,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub last_seen_ms: Option<UnixMs>,
+    #[specta(type = specta_typescript::Number)]
     pub rx_bytes: u64,
+    #[specta(type = specta_typescript::Number)]
     pub tx_bytes: u64,
     /// In the host's network map (a peer the control server still sends).
     pub in_network_map: bool,
+    #[specta(type = Option<specta_typescript::Number>)]
     pub key_expiry_ms: Option<UnixMs>,
 }
 

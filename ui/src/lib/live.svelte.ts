@@ -2,7 +2,7 @@
 // per state, recent transitions, and per-second series for the charts.
 // Fed by the event stream, with a periodic resync so a missed event
 // (`lagged`) heals itself.
-import type { BotView, ControlView, CoreEvent, Health, IntegrationView, TicketState, Transition } from "../bindings";
+import type { BotView, ControlView, CoreEvent, Health, IntegrationView, MeshView, TicketState, Transition } from "../bindings";
 import { ServerError, type Transport } from "./transport";
 
 export const STATES: TicketState[] = [
@@ -40,6 +40,9 @@ export class Live {
   integrationsUnavailable = $state<string | null>(null);
   /** The Security Center's preventive controls (refreshed with each resync). */
   security = $state<ControlView[] | null>(null);
+  /** The mesh as the controller last read it (refreshed with each resync);
+   * `null` when it cannot be read (a tenant's token, an older controller). */
+  mesh = $state<MeshView | null>(null);
 
   private finishedThisSecond = 0;
   private costThisSecond = 0;
@@ -82,7 +85,15 @@ export class Live {
     } catch (e) {
       this.error = (e as Error).message;
     }
-    await Promise.all([this.loadIntegrations(), this.loadSecurity()]);
+    await Promise.all([this.loadIntegrations(), this.loadSecurity(), this.loadMesh()]);
+  }
+
+  async loadMesh() {
+    try {
+      this.mesh = await this.transport.mesh();
+    } catch {
+      this.mesh = null;
+    }
   }
 
   async loadSecurity() {

@@ -48,6 +48,7 @@ import type {
   IntegrationView,
   KillRequest,
   KillView,
+  MeshView,
   NewFleet,
   NewSession,
   NewTicket,
@@ -79,6 +80,8 @@ export interface Transport {
   /** Cancel or retry every ticket a filter matches (dry-run for the count). */
   bulk(request: BulkRequest): Promise<BulkReport>;
   bots(): Promise<BotView[]>;
+  /** The mesh the controller reads (Headscale, tailscaled), live. */
+  mesh(): Promise<MeshView>;
   cost(): Promise<CostSummary>;
   /** Connectors, grants, the recent audit trail and effects. */
   integrations(): Promise<IntegrationView>;
@@ -188,6 +191,7 @@ export class HttpTransport implements Transport {
     this.call<TicketView>("POST", `/api/v1/tickets/${encodeURIComponent(id)}/cancel`);
   bulk = (r: BulkRequest) => this.call<BulkReport>("POST", "/api/v1/tickets/bulk", r);
   bots = () => this.call<BotView[]>("GET", "/api/v1/bots");
+  mesh = () => this.call<MeshView>("GET", "/api/v1/mesh");
   cost = () => this.call<CostSummary>("GET", "/api/v1/cost/summary");
   integrations = () => this.call<IntegrationView>("GET", "/api/v1/integrations");
   securityControls = () => this.call<ControlView[]>("GET", "/api/v1/security/controls");
@@ -325,6 +329,7 @@ export class TauriTransport implements Transport {
   cancel = (id: string) => answer(commands.cancel(id));
   bulk = (r: BulkRequest) => answer(commands.bulk(r));
   bots = () => answer(commands.bots());
+  mesh = () => answer(commands.mesh());
   cost = () => answer(commands.cost());
   integrations = () => answer(commands.integrations());
   securityControls = () => answer(commands.securityControls());

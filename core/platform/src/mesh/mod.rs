@@ -6,7 +6,9 @@
 //! LocalAPI's status; or a static list), merges them per node
 //! (`oshal_mesh::health`), measures each reachable node's round trip
 //! (a TCP handshake to `probe_port`, accepted or refused, within a
-//! second; at most [`MAX_PROBES`] nodes), counts the live bots of the
+//! second; at most [`MAX_PROBES`] nodes; a reset counts as the host's
+//! answer, so a firewall on the way that resets for it makes it look
+//! reachable), counts the live bots of the
 //! Oshal node of each name, and draws the policy's reachability matrix
 //! over the fleet's services. A source that fails is shown failed, with
 //! its own words, beside what the others said; nothing is shown as
@@ -214,14 +216,7 @@ impl Mesh {
         let now = controller.clock().now_ms();
         let mut view = MeshView {
             configured: self.configured(),
-            read_ms: now,
-            sources: Vec::new(),
-            nodes: Vec::new(),
-            refused: Vec::new(),
-            keys: Vec::new(),
-            host_health: Vec::new(),
-            matrix: None,
-            policy_refused: None,
+            ..MeshView::unconfigured(now)
         };
         let (control, local) = tokio::join!(self.read_control(), self.read_local());
         let mut policy_text = None;

@@ -77,6 +77,23 @@ pub struct MeshView {
     pub policy_refused: Option<Refusal>,
 }
 
+impl MeshView {
+    /// What a controller that reads no mesh answers.
+    pub fn unconfigured(read_ms: UnixMs) -> Self {
+        Self {
+            configured: false,
+            read_ms,
+            sources: Vec::new(),
+            nodes: Vec::new(),
+            refused: Vec::new(),
+            keys: Vec::new(),
+            host_health: Vec::new(),
+            matrix: None,
+            policy_refused: None,
+        }
+    }
+}
+
 /// A policy to check or write (HuJSON text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
