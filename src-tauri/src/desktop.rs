@@ -88,6 +88,11 @@ impl Desktop {
         })
     }
 
+    /// The embedded controller, whatever the window drives.
+    pub fn local(&self) -> &oshal_core::controller::Controller {
+        &self.platform.controller
+    }
+
     /// The embedded controller's Security Center.
     pub fn security(&self) -> &SecurityCenter {
         &self.security

@@ -14,6 +14,7 @@
 pub mod commands;
 pub mod desktop;
 pub mod fleets;
+pub mod overview;
 
 pub use desktop::Desktop;
 
@@ -34,6 +35,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ticket::bulk,
             commands::bot::bots,
             commands::bot::mesh,
+            commands::fleet::overview,
             commands::cost::cost,
             commands::connector::integrations,
             commands::security::security_controls,

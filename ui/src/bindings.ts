@@ -24,6 +24,12 @@ export const commands = {
 	 *  controller reads none, and says so.
 	 */
 	mesh: () => typedError<MeshView, ApiError>(__TAURI_INVOKE("mesh")),
+	/**
+	 *  Every controller this window knows, each read now: the embedded one and
+	 *  every saved fleet, labelled, with their figures or why they could not
+	 *  be read.
+	 */
+	overview: () => typedError<FleetSummary[], ApiError>(__TAURI_INVOKE("overview")),
 	cost: () => typedError<CostSummary, ApiError>(__TAURI_INVOKE("cost")),
 	/**  Every connector, grant, and the recent audit trail and effects. */
 	integrations: () => typedError<IntegrationView, ApiError>(__TAURI_INVOKE("integrations")),
@@ -777,6 +783,20 @@ export type Evidence = {
 	at_ms: number,
 };
 
+/**  What a controller reported. */
+export type Figures = {
+	bots: number,
+	bots_live: number,
+	/**  Nodes hosting its bots (the local pool counts as one). */
+	nodes: number,
+	/**  Lanes whose figures could be read (of `bots`). */
+	lanes_read: number,
+	/**  Tickets bots hold now. */
+	in_flight: number,
+	/**  What its ledger has charged, in nano-dollars. */
+	spend_nusd: number,
+};
+
 /**  One fill, tied to its order and signal. */
 export type FillView = {
 	ts_ms: number,
@@ -841,6 +861,19 @@ export type Fleet = {
 	 *  one), trusted instead of the system's roots; not a secret.
 	 */
 	pin_sha256?: string | null,
+};
+
+/**  One controller's figures. */
+export type FleetSummary = {
+	/**  `local` for the embedded controller, else the fleet's name. */
+	name: string,
+	/**  The fleet's controller URL (none for the embedded one). */
+	url: string | null,
+	/**  The window drives it now. */
+	current: boolean,
+	/**  Why it could not be read; its figures are then absent. */
+	error: string | null,
+	figures: Figures | null,
 };
 
 /**

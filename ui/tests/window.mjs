@@ -5,7 +5,9 @@
 // there succeeds; the window attaches to a fleet (its token goes to the OS
 // keyring), shows the fleet's name and its bots, and switches back to local
 // in one click; attached again with a tenant's viewer token (acme), the
-// header says whose token it is. Exits non-zero with the failing step on stderr.
+// header says whose token it is; the topology's overview then reads all
+// three controllers at once (the viewer's fleet unknown, not counted in the
+// totals). Exits non-zero with the failing step on stderr.
 import { writeFileSync } from "node:fs";
 import { session } from "./webdriver.mjs";
 
@@ -79,6 +81,16 @@ try {
     await until('[data-testid="access"]', /tenant acme · viewer/);
     await click('[data-testid="attach-local"]');
     await until('[data-testid="connection"]', /local · live/);
+  });
+
+  await step("the topology's overview reads every controller at once, labelled, with totals", async () => {
+    await click('[data-testid="nav-topology"]');
+    await until('[data-testid="overview"]', /local \(shown\)\s*4 \/ 4/);
+    await until('[data-testid="overview"]', /prod\s*2 \/ 2/);
+    // A viewer's token may not read the fleet's bots: that row is unknown,
+    // and the totals say it was not counted.
+    await until('[data-testid="overview"]', /acme\s*unknown:/);
+    await until('[data-testid="overview-total"]', /all 2 read \(1 unknown, not counted\)\s*6 \/ 6/);
   });
 } catch (e) {
   failed = e;

@@ -114,3 +114,23 @@ pub fn remove_fleet(
     }
     Ok(now)
 }
+
+/// Every controller this window knows, each read now: the embedded one and
+/// every saved fleet, labelled, with their figures or why they could not
+/// be read.
+#[tauri::command]
+#[specta::specta]
+pub async fn overview(
+    app: AppHandle,
+    desktop: State<'_, Desktop>,
+) -> CommandResult<Vec<crate::overview::FleetSummary>> {
+    let list = load(&app, &desktop)?;
+    let current = desktop.connection().label;
+    let local = crate::overview::local(desktop.local(), current == fleets::LOCAL);
+    let remotes = futures::future::join_all(
+        list.iter()
+            .map(|f| crate::overview::remote(f, current == f.name)),
+    );
+    let (local, remotes) = tokio::join!(local, remotes);
+    Ok(std::iter::once(local).chain(remotes).collect())
+}

@@ -2,7 +2,7 @@
 // per state, recent transitions, and per-second series for the charts.
 // Fed by the event stream, with a periodic resync so a missed event
 // (`lagged`) heals itself.
-import type { BotView, ControlView, CoreEvent, Health, IntegrationView, MeshView, TicketState, Transition } from "../bindings";
+import type { BotView, ControlView, CoreEvent, FleetSummary, Health, IntegrationView, MeshView, TicketState, Transition } from "../bindings";
 import { ServerError, type Transport } from "./transport";
 
 export const STATES: TicketState[] = [
@@ -43,6 +43,8 @@ export class Live {
   /** The mesh as the controller last read it (refreshed with each resync);
    * `null` when it cannot be read (a tenant's token, an older controller). */
   mesh = $state<MeshView | null>(null);
+  /** Every controller this surface knows, read at each resync. */
+  overview = $state<FleetSummary[]>([]);
 
   private finishedThisSecond = 0;
   private costThisSecond = 0;
@@ -85,7 +87,15 @@ export class Live {
     } catch (e) {
       this.error = (e as Error).message;
     }
-    await Promise.all([this.loadIntegrations(), this.loadSecurity(), this.loadMesh()]);
+    await Promise.all([this.loadIntegrations(), this.loadSecurity(), this.loadMesh(), this.loadOverview()]);
+  }
+
+  async loadOverview() {
+    try {
+      this.overview = await this.transport.overview();
+    } catch {
+      this.overview = [];
+    }
   }
 
   async loadMesh() {

@@ -48,6 +48,7 @@ import type {
   IntegrationView,
   KillRequest,
   KillView,
+  FleetSummary,
   MeshView,
   NewFleet,
   NewSession,
@@ -82,6 +83,9 @@ export interface Transport {
   bots(): Promise<BotView[]>;
   /** The mesh the controller reads (Headscale, tailscaled), live. */
   mesh(): Promise<MeshView>;
+  /** Every controller this surface knows, each read now: the window's
+   * embedded one and its saved fleets; a browser, its one controller. */
+  overview(): Promise<FleetSummary[]>;
   cost(): Promise<CostSummary>;
   /** Connectors, grants, the recent audit trail and effects. */
   integrations(): Promise<IntegrationView>;
@@ -192,6 +196,23 @@ export class HttpTransport implements Transport {
   bulk = (r: BulkRequest) => this.call<BulkReport>("POST", "/api/v1/tickets/bulk", r);
   bots = () => this.call<BotView[]>("GET", "/api/v1/bots");
   mesh = () => this.call<MeshView>("GET", "/api/v1/mesh");
+  overview = async (): Promise<FleetSummary[]> => {
+    const row: FleetSummary = { name: new URL(this.base, location.href).host, url: this.base, current: true, error: null, figures: null };
+    try {
+      const [bots, cost] = await Promise.all([this.bots(), this.cost()]);
+      row.figures = {
+        bots: bots.length,
+        bots_live: bots.filter((b) => b.live).length,
+        nodes: new Set(bots.map((b) => b.node ?? "")).size,
+        lanes_read: bots.filter((b) => b.lane).length,
+        in_flight: bots.reduce((n, b) => n + b.in_flight, 0),
+        spend_nusd: cost.total.cost_nusd,
+      };
+    } catch (e) {
+      row.error = (e as Error).message;
+    }
+    return [row];
+  };
   cost = () => this.call<CostSummary>("GET", "/api/v1/cost/summary");
   integrations = () => this.call<IntegrationView>("GET", "/api/v1/integrations");
   securityControls = () => this.call<ControlView[]>("GET", "/api/v1/security/controls");
@@ -330,6 +351,7 @@ export class TauriTransport implements Transport {
   bulk = (r: BulkRequest) => answer(commands.bulk(r));
   bots = () => answer(commands.bots());
   mesh = () => answer(commands.mesh());
+  overview = () => answer(commands.overview());
   cost = () => answer(commands.cost());
   integrations = () => answer(commands.integrations());
   securityControls = () => answer(commands.securityControls());
