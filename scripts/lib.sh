@@ -140,3 +140,38 @@ ensure_tauri_cli() {
   fi
   TAURI_CLI="$dir/node_modules/.bin/tauri"
 }
+
+# Containers without a registry (deploy/, scripts/images): buildah builds
+# the images, podman runs them with runc (Debian's default crun fails on
+# this kind of machine's cgroups), netavark's DNS and its events in a file
+# (with no journald, a pod's init container is never seen to end),
+# debootstrap makes the Debian base. Python tools each in a virtual environment of its own
+# outside the clone (~15 s once): podman-compose runs deploy/compose.yaml,
+# kubernetes-validate checks deploy/k8s, check-jsonschema checks the
+# compose file against the compose-spec schema it ships. Exports
+# CONTAINERS_CONF and OSHAL_{PODMAN_COMPOSE,KUBERNETES_VALIDATE,CHECK_JSONSCHEMA}.
+ensure_container_tools() {
+  ensure_packages podman buildah runc netavark aardvark-dns debootstrap
+  local cache="${OSHAL_CACHE:-$HOME/.cache/oshal}" tool name version dir
+  mkdir -p "$cache/containers"
+  export CONTAINERS_CONF="$cache/containers/containers.conf"
+  printf '%s\n' '# Written by scripts/lib.sh (ensure_container_tools).' \
+    '[containers]' 'default_ulimits = []' \
+    '[engine]' 'cgroup_manager = "cgroupfs"' 'runtime = "runc"' 'events_logger = "file"' \
+    '[network]' 'network_backend = "netavark"' >"$CONTAINERS_CONF.tmp"
+  mv "$CONTAINERS_CONF.tmp" "$CONTAINERS_CONF"
+  for tool in podman-compose==1.6.0 kubernetes-validate==1.37.0 check-jsonschema==0.39.0; do
+    name=${tool%%==*} version=${tool##*==}
+    dir="$cache/$name-$version"
+    if [ ! -x "$dir/bin/$name" ]; then
+      python3 -c 'import ensurepip' 2>/dev/null || ensure_packages python3-venv
+      log "installing $name $version"
+      rm -rf "$dir"
+      python3 -m venv "$dir"
+      "$dir/bin/pip" install -q --disable-pip-version-check "$tool" >&2
+    fi
+  done
+  export OSHAL_PODMAN_COMPOSE="$cache/podman-compose-1.6.0/bin/podman-compose"
+  export OSHAL_KUBERNETES_VALIDATE="$cache/kubernetes-validate-1.37.0/bin/kubernetes-validate"
+  export OSHAL_CHECK_JSONSCHEMA="$cache/check-jsonschema-0.39.0/bin/check-jsonschema"
+}

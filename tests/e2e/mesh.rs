@@ -20,6 +20,18 @@ fn serve(
     socket: Option<&Path>,
     user: bool,
 ) -> Server {
+    serve_with(dir, bao, headscale, socket, user, &[])
+}
+
+/// As [`serve`], with `extra` arguments.
+fn serve_with(
+    dir: &Path,
+    bao: &OpenBao,
+    headscale: Option<&str>,
+    socket: Option<&Path>,
+    user: bool,
+    extra: &[&str],
+) -> Server {
     let token_file = dir.join("vault-token");
     std::fs::write(&token_file, &bao.root_token).unwrap();
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
@@ -49,6 +61,7 @@ fn serve(
     if user {
         args.extend(["--headscale-user".into(), "alice".into()]);
     }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Server::start_logged(&dir.join("data"), &args, Some(&dir.join("serve.log"))).unwrap()
 }
@@ -281,6 +294,50 @@ async fn the_mesh_is_read_merged_enrolled_into_and_its_policy_checked_before_it_
     }
 }
 
+/// With no policy stored, every node reaches every other today: the first
+/// policy cuts whoever it leaves out, and needs a confirmation to be
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_policy_is_held_against_everything_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bao = OpenBao::start().await.unwrap();
+    let hs = Headscale::start(Release::V0_28).await.unwrap();
+    hs.clear_policy();
+    let server = serve(dir.path(), &bao, Some(&hs.url), None, false);
+    store_key(&server, dir.path(), &hs.api_key);
+    let view = status(&server);
+    assert!(view["matrix"].is_null(), "no policy, no matrix: {view:#}");
+    assert!(
+        view["policy_refused"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("policy not found")
+    );
+    let first = serde_json::json!({"policy": oshal_mesh::fixtures::POLICY});
+    let check = server
+        .post("/api/v1/mesh/policy/check")
+        .json(&first)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(check["before"], "allow_all", "{check:#}");
+    assert_eq!(
+        check["cuts"], 1,
+        "the controller's host reaches neither: {check:#}"
+    );
+    let r = server
+        .put("/api/v1/mesh/policy")
+        .json(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(hs.policy().is_empty(), "nothing written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_earlier_shapes_are_read_and_their_keys_minted_for_a_user() {
     let bao = OpenBao::start().await.unwrap();
@@ -371,17 +428,19 @@ async fn a_malformed_answer_is_refused_naming_the_field_and_the_rest_is_kept() {
 }
 
 /// Against a real Headscale and a real tailscaled, where the machine has
-/// them (`HEADSCALE_URL` + `HEADSCALE_API_KEY`, `TAILSCALE_SOCKET`).
+/// them: `HEADSCALE_URL=… HEADSCALE_API_KEY=… TAILSCALE_SOCKET=… cargo
+/// nextest run -p oshal-e2e --run-ignored all -E 'test(/real_daemons/)'`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real Headscale (HEADSCALE_URL, HEADSCALE_API_KEY) or tailscaled (TAILSCALE_SOCKET)"]
 async fn the_real_daemons_are_read_where_they_run() {
     let real_hs = std::env::var("HEADSCALE_URL")
         .ok()
         .zip(std::env::var("HEADSCALE_API_KEY").ok());
     let real_ts = std::env::var("TAILSCALE_SOCKET").ok();
-    if real_hs.is_none() && real_ts.is_none() {
-        eprintln!("no HEADSCALE_URL + HEADSCALE_API_KEY or TAILSCALE_SOCKET here: not run");
-        return;
-    }
+    assert!(
+        real_hs.is_some() || real_ts.is_some(),
+        "set HEADSCALE_URL and HEADSCALE_API_KEY, or TAILSCALE_SOCKET"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bao = OpenBao::start().await.unwrap();
     let server = serve(
@@ -415,7 +474,30 @@ async fn the_topology_draws_the_mesh_in_a_real_browser() {
             .unwrap()
             .remove(&format!("nodekey:{}", "4".repeat(64)));
     });
-    let server = serve(dir.path(), &bao, Some(&hs.url), Some(&ts.socket), false);
+    let engine = oshal_e2e::engine::Engine::start().unwrap();
+    let image = engine.busybox_image().unwrap();
+    engine
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--health-cmd",
+            "true",
+            &image,
+            "sleep",
+            "1000",
+        ])
+        .unwrap();
+    engine.run(&["healthcheck", "run", "web"]).unwrap();
+    let server = serve_with(
+        dir.path(),
+        &bao,
+        Some(&hs.url),
+        Some(&ts.socket),
+        false,
+        &["--containers-socket", engine.socket.to_str().unwrap()],
+    );
     store_key(&server, dir.path(), &hs.api_key);
     let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
     let out = tokio::task::block_in_place(|| {
@@ -433,4 +515,84 @@ async fn the_topology_draws_the_mesh_in_a_real_browser() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The deployment's containers as a real engine reports them (Podman's
+/// Docker-compatible API on a unix socket): image, state, health, restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_containers_are_read_from_a_real_engine() {
+    let engine = oshal_e2e::engine::Engine::start().unwrap();
+    let image = engine.busybox_image().unwrap();
+    engine
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--health-cmd",
+            "true",
+            "--label",
+            "com.docker.compose.project=oshal",
+            "--label",
+            "com.docker.compose.service=node",
+            &image,
+            "sleep",
+            "1000",
+        ])
+        .unwrap();
+    // No systemd here to time health checks: one is run by hand.
+    engine.run(&["healthcheck", "run", "web"]).unwrap();
+    engine
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "flappy",
+            "--restart",
+            "always",
+            &image,
+            "sh",
+            "-c",
+            "sleep 0.2; exit 1",
+        ])
+        .unwrap();
+    engine
+        .run(&["create", "--name", "idle", &image, "true"])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--containers-socket", engine.socket.to_str().unwrap()],
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let view = server.json("/api/v1/mesh").await.unwrap();
+        assert_eq!(source(&view, "containers")["state"], "ok", "{view:#}");
+        let by = |name: &str| {
+            view["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no container {name}: {view:#}"))
+        };
+        let (web, flappy, idle) = (by("web"), by("flappy"), by("idle"));
+        assert_eq!(web["state"], "running");
+        assert_eq!(web["health"], "healthy");
+        assert_eq!(web["image"], image);
+        assert_eq!(web["service"], "node");
+        assert_eq!(web["restarts"], 0);
+        assert_eq!(idle["state"], "created");
+        assert!(idle["health"].is_null(), "no health check, no health");
+        if flappy["restarts"].as_u64().unwrap() >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flappy never restarted: {flappy:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }

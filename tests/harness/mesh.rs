@@ -167,6 +167,12 @@ impl Headscale {
         self.with(|s| s.calls)
     }
 
+    /// No policy stored (database mode before the first write): `GET
+    /// /api/v1/policy` answers as Headscale does then.
+    pub fn clear_policy(&self) {
+        self.with(|s| s.policy.clear());
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> String {
         self.with(|s| s.policy.clone())
@@ -316,8 +322,16 @@ async fn hs_create_key(State(state): Hs, Json(body): Json<Value>) -> Response {
     Json(json!({ "preAuthKey": k })).into_response()
 }
 
-async fn hs_policy(State(state): Hs) -> Json<Value> {
-    Json(json!({"policy": state.lock().unwrap().policy, "updatedAt": "2026-12-04T09:00:00Z"}))
+async fn hs_policy(State(state): Hs) -> Response {
+    let policy = state.lock().unwrap().policy.clone();
+    if policy.is_empty() {
+        return gateway(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            2,
+            "loading ACL from database: acl policy not found",
+        );
+    }
+    Json(json!({"policy": policy, "updatedAt": "2026-12-04T09:00:00Z"})).into_response()
 }
 
 async fn hs_set_policy(State(state): Hs, Json(body): Json<Value>) -> Response {

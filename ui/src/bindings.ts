@@ -512,6 +512,36 @@ export type ConnectorView = {
 	operations: OperationView[],
 };
 
+/**  One container. */
+export type Container = {
+	/**  The first 12 hex digits of its id, as `docker ps` shows it. */
+	id: string,
+	name: string,
+	image: string,
+	state: ContainerState,
+	/**  The engine's own line (`Up 2 minutes`, `Exited (1) 3 seconds ago`). */
+	status: string,
+	health: ContainerHealth | null,
+	/**  `None` until its inspection is read. */
+	restarts: number | null,
+	/**
+	 *  Compose's project and service (`com.docker.compose.*`), or a pod's
+	 *  name (`io.podman…` / `io.kubernetes.pod.name`).
+	 */
+	project: string | null,
+	service: string | null,
+	pod: string | null,
+	created_ms: number | null,
+};
+
+/**  What its health check last said (`None` on a container: it has none). */
+export type ContainerHealth = "starting" | "healthy" | "unhealthy";
+
+/**  A container's state, in the engine's words. */
+export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead" | 
+/**  A word this reader does not know, kept apart rather than guessed. */
+"other";
+
 /**  The control server's facts of a node. */
 export type ControlFacts = {
 	id: number,
@@ -1361,7 +1391,7 @@ export type MeshRefusal = {
 export type MeshView = {
 	/**
 	 *  Whether any source is configured (`oshal serve --headscale-url`,
-	 *  `--tailscale-socket`, `--mesh-static`).
+	 *  `--tailscale-socket`, `--mesh-static`, `--containers-socket`).
 	 */
 	configured: boolean,
 	read_ms: number,
@@ -1376,6 +1406,8 @@ export type MeshView = {
 	keys: KeyInfo[],
 	/**  `tailscaled`'s own health messages on this host. */
 	host_health: string[],
+	/**  The deployment's containers, when an engine is read. */
+	containers: Container[],
 	/**  The policy as a reachability matrix, when it was read. */
 	matrix: Matrix | null,
 	/**  Why the policy could not be read into a matrix. */
@@ -2066,7 +2098,9 @@ export type SourceKind =
 /**  `tailscaled`'s LocalAPI on this host. */
 "tailscale" | 
 /**  A static list of nodes. */
-"static";
+"static" | 
+/**  The container engine's API (Docker's; Podman serves it too). */
+"containers";
 
 /**  How a source answered this read. */
 export type SourceState = "ok" | 
@@ -2081,6 +2115,11 @@ export type SourceState = "ok" |
 "unreachable" | 
 /**  It answered with an error status. */
 "failed" | 
+/**
+ *  It answers but is not up (tailscaled stopped or logged out): what it
+ *  says is stale.
+ */
+"down" | 
 /**  Its answer was not in its documented shape. */
 "malformed";
 

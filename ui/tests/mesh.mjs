@@ -5,7 +5,9 @@
 // The mesh box names each source with its state; each host carries what
 // the mesh says of it (online or offline, direct or idle, the handshake's
 // age, which services the policy lets it reach); a host the two views
-// disagree on (the control server lists it, this host does not) says so. Exits non-zero with the failing step.
+// disagree on (the control server lists it, this host does not) says so;
+// the deployment's containers (a real Podman engine) each with its image,
+// state, health and restarts. Exits non-zero with the failing step.
 import { chromium } from "playwright-core";
 
 const [url, token] = process.argv.slice(2);
@@ -55,6 +57,14 @@ try {
     // The control server lists the laptop; this host's tailscaled does not.
     const laptop = await text("disagree: missing locally");
     if (!laptop.startsWith("laptop") || !laptop.includes("not seen from this host")) throw new Error(`the laptop: ${laptop}`);
+  });
+
+  await step("each container is drawn with its image, state, health and restarts", async () => {
+    await node("containers · ok").waitFor();
+    const web = await text("oshal-busybox:test");
+    for (const want of ["web", "running (healthy) · restarts 0"]) {
+      if (!web.includes(want)) throw new Error(`the container lacks "${want}": ${web}`);
+    }
   });
 
   if (process.env.OSHAL_SHOT) await page.screenshot({ path: process.env.OSHAL_SHOT, fullPage: true });

@@ -144,8 +144,10 @@ pub fn enrolled(e: &Enrolment, key: String, expires_ms: i64, at: &Joining<'_>) -
     let mut notes = Vec::new();
     let tags = e.tags.join(",");
     let mut commands = vec![format!(
-        "tailscale up --login-server='{}' --authkey='{key}' --hostname={} --advertise-tags={tags}",
-        at.login_server, e.name
+        "tailscale up --login-server={} --authkey={} --hostname={} --advertise-tags={tags}",
+        quoted(at.login_server),
+        quoted(&key),
+        e.name
     )];
     let secret_in_url = url_has_password(at.redis_url);
     let redis = if secret_in_url {
@@ -154,11 +156,12 @@ pub fn enrolled(e: &Enrolment, key: String, expires_ms: i64, at: &Joining<'_>) -
         );
         String::new()
     } else {
-        format!(" --redis='{}'", at.redis_url)
+        format!(" --redis={}", quoted(at.redis_url))
     };
     commands.push(format!(
-        "oshal node{redis} --redis-prefix='{}' --name={}",
-        at.redis_prefix, e.name
+        "oshal node{redis} --redis-prefix={} --name={}",
+        quoted(at.redis_prefix),
+        e.name
     ));
     notes.push(format!(
         "the key works once and expires in {} s; a node that has not joined by then needs a new one",
@@ -172,6 +175,12 @@ pub fn enrolled(e: &Enrolment, key: String, expires_ms: i64, at: &Joining<'_>) -
         commands,
         notes,
     }
+}
+
+/// `s` as one POSIX shell word: single-quoted, a `'` in it closed, escaped
+/// and reopened.
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn url_has_password(url: &str) -> bool {
@@ -262,6 +271,32 @@ mod tests {
         assert!(
             !format!("{out:?}").contains("hskey-auth-abc"),
             "Debug hides the key"
+        );
+    }
+
+    #[test]
+    fn what_the_operator_configured_is_one_shell_word_each() {
+        assert_eq!(quoted("a'b"), "'a'\\''b'");
+        let e = Enrolment {
+            name: "n1".into(),
+            tags: vec![],
+            expires_in_s: None,
+        }
+        .checked()
+        .expect("valid");
+        let out = enrolled(
+            &e,
+            "k".into(),
+            1,
+            &Joining {
+                redis_prefix: "o'shal",
+                ..at()
+            },
+        );
+        assert!(
+            out.commands[1].contains("--redis-prefix='o'\\''shal'"),
+            "{:?}",
+            out.commands
         );
     }
 

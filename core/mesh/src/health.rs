@@ -236,29 +236,30 @@ pub fn merge(control: &[ControlNode], local: Option<&LocalStatus>, now: UnixMs) 
             bots: None,
             disagreements: Vec::new(),
         };
-        judge(&mut node, false, now);
+        judge(&mut node, running, now);
         out.push(node);
     }
     out
 }
 
-/// The node's status and disagreements from its facts. `local_known`:
-/// this host's status was read (so a node missing from it is missing).
-fn judge(n: &mut MeshNode, local_known: bool, now: UnixMs) {
+/// The node's status and disagreements from its facts. `running`: this
+/// host's tailscaled is up, so what it says is evidence (a node missing
+/// from it is missing); a stopped or logged-out daemon's peers and
+/// handshakes are stale and say nothing.
+fn judge(n: &mut MeshNode, running: bool, now: UnixMs) {
     let fresh = n
         .local
         .as_ref()
         .and_then(|l| l.last_handshake_ms)
         .map(|t| now - t);
-    let local_live = n
-        .local
-        .as_ref()
-        .is_some_and(|l| l.online || l.is_self || fresh.is_some_and(|a| a <= FRESH_HANDSHAKE_MS));
+    let heard = n.local.as_ref().filter(|_| running);
+    let local_live =
+        heard.is_some_and(|l| l.online || fresh.is_some_and(|a| a <= FRESH_HANDSHAKE_MS));
     if let Some(c) = &n.control {
-        if local_known && n.local.is_none() {
+        if running && n.local.is_none() {
             n.disagreements.push(Disagreement::MissingLocally);
         }
-        if let Some(l) = &n.local {
+        if let Some(l) = heard {
             if c.online == Some(true) && !l.online && !l.is_self {
                 n.disagreements
                     .push(Disagreement::ControlOnlineLocalOffline);
@@ -288,13 +289,13 @@ fn judge(n: &mut MeshNode, local_known: bool, now: UnixMs) {
             NodeStatus::Unknown
         };
     } else if let Some(l) = &n.local {
-        if !l.is_self {
+        if running && !l.is_self {
             n.disagreements.push(Disagreement::UnknownToControl);
         }
-        n.status = if local_live {
-            NodeStatus::Online
-        } else {
-            NodeStatus::Offline
+        n.status = match (running, local_live) {
+            (false, _) => NodeStatus::Unknown,
+            (true, true) => NodeStatus::Online,
+            (true, false) => NodeStatus::Offline,
         };
     }
 }

@@ -16,6 +16,9 @@
 //!   (the controller, Redis), and a change checked before it is written;
 //! - `enrol`: a new node's pre-auth key request (tagged, single use,
 //!   expiring) and the commands that join it and start `oshal node`;
+//! - `containers`: a deployment's containers as the container engine
+//!   reports them (the Docker Engine API, which Podman serves too): image,
+//!   state, health, restarts, compose service or pod;
 //! - `health`: the control server's view and the host's merged per node,
 //!   with their disagreements flagged; a static list for a mesh with
 //!   neither.
@@ -30,6 +33,7 @@
 //! `core/cli/tests/layering.rs` checks it). A thin adapter in the platform
 //! (`oshal_core::mesh`) reads the live set over HTTP and a unix socket.
 
+pub mod containers;
 pub mod enrol;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

@@ -127,10 +127,31 @@ pub fn parse(text: &str) -> Result<Policy, Refusal> {
     }
     let v: Value =
         json5::from_str(text).map_err(|e| Refusal::new("policy", format!("not HuJSON ({e})")))?;
-    if !v.is_object() {
+    let Value::Object(top) = v else {
         return Err(Refusal::new("policy", "must be a JSON object"));
+    };
+    // Headscale reads the top-level keys without regard to case.
+    let mut keyed = serde_json::Map::new();
+    for (k, v) in top {
+        let canonical = match k.to_ascii_lowercase().as_str() {
+            "groups" => "groups",
+            "tagowners" => "tagOwners",
+            "hosts" => "hosts",
+            "acls" => "acls",
+            "grants" => "grants",
+            _ => {
+                keyed.insert(k, v);
+                continue;
+            }
+        };
+        if keyed.insert(canonical.to_owned(), v).is_some() {
+            return Err(Refusal::new(
+                canonical,
+                format!("{canonical} is given twice (keys are read without regard to case)"),
+            ));
+        }
     }
-    let raw: RawPolicy = typed("body", v)?;
+    let raw: RawPolicy = typed("body", Value::Object(keyed))?;
     if raw.acls.len() > MAX_RULES {
         return Err(Refusal::new(
             "acls",
@@ -177,7 +198,11 @@ pub fn parse(text: &str) -> Result<Policy, Refusal> {
             }
         };
         for (j, s) in r.src.iter().enumerate() {
-            p.check_target(&format!("{path}.src[{j}]"), s)?;
+            let at = format!("{path}.src[{j}]");
+            if s == "autogroup:internet" {
+                return Err(Refusal::new(at, "autogroup:internet is a destination only"));
+            }
+            p.check_target(&at, s)?;
         }
         let mut dst = Vec::with_capacity(r.dst.len());
         for (j, d) in r.dst.iter().enumerate() {
@@ -366,16 +391,17 @@ impl Policy {
     }
 }
 
-/// `member` (`alice@`, `alice@example.com`, `alice`) names `who`'s user.
+/// `member` names `who`'s user: `alice@` the user named `alice`,
+/// `alice@example.com` the user by that very name or email; nothing else
+/// is a user (a bare word is a host).
 fn user_is(who: Option<&Subject>, member: &str) -> bool {
     let Some(user) = who.and_then(|w| w.user.as_deref()) else {
         return false;
     };
-    let local = |s: &str| s.split('@').next().unwrap_or(s).to_owned();
     match member.split_once('@') {
-        Some((name, "")) => local(user) == name,
-        Some(_) => user == member || (!user.contains('@') && local(member) == user),
-        None => local(user) == member,
+        Some((name, "")) => user == name,
+        Some(_) => user == member,
+        None => false,
     }
 }
 
@@ -416,35 +442,64 @@ pub struct Turned {
     pub now: bool,
 }
 
+/// What is known of the policy in force, which a change is held against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Before<'a> {
+    /// Read and parsed.
+    Policy(&'a Policy),
+    /// None is stored: the control server lets every node reach every
+    /// other (Headscale and Tailscale without a policy allow all).
+    AllowAll,
+    /// It could not be read or parsed, or it has `grants`, which the matrix
+    /// does not evaluate: every cell the change closes may be a cut.
+    Unknown,
+}
+
+/// What the check knew of the policy in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BeforeKind {
+    Policy,
+    AllowAll,
+    Unknown,
+}
+
 /// A policy change, checked before it is written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct PolicyCheck {
     /// The new policy's matrix.
     pub matrix: Matrix,
+    /// What the cells were held against: the policy in force, none (all
+    /// allowed), or one that could not be known (every cell counted as
+    /// reachable, so each one closed counts as a cut).
+    pub before: BeforeKind,
     /// Cells it opens or cuts.
     pub turned: Vec<Turned>,
-    /// Nodes it cuts off a service they reach today: writing it needs a
-    /// confirmation.
+    /// Nodes it cuts off a service they reach today (or may reach, when
+    /// the policy in force is unknown): writing it needs a confirmation.
     pub cuts: u32,
 }
 
-/// `next` against `current` over the live nodes: refused at the field if
-/// it does not parse or names what does not exist.
+/// `next` against what is known of the policy in force, over the live
+/// nodes: refused at the field if it does not parse or names what does not
+/// exist.
 pub fn check(
-    current: Option<&Policy>,
+    current: Before<'_>,
     next: &str,
     nodes: &[Subject],
     services: &[Service],
 ) -> Result<PolicyCheck, Refusal> {
     let next = parse(next)?;
     let matrix = next.matrix(nodes, services);
-    let before = current.map(|p| p.matrix(nodes, services));
+    let (before, kind) = match current {
+        Before::Policy(p) if !p.has_grants => (Some(p.matrix(nodes, services)), BeforeKind::Policy),
+        Before::Policy(_) | Before::Unknown => (None, BeforeKind::Unknown),
+        Before::AllowAll => (None, BeforeKind::AllowAll),
+    };
     let mut turned = Vec::new();
     for (r, row) in matrix.rows.iter().enumerate() {
         for (c, cell) in row.cells.iter().enumerate() {
-            let was = before
-                .as_ref()
-                .is_some_and(|b| b.rows[r].cells[c].allowed());
+            let was = before.as_ref().is_none_or(|b| b.rows[r].cells[c].allowed());
             if was != cell.allowed() {
                 turned.push(Turned {
                     node: row.node.clone(),
@@ -462,6 +517,7 @@ pub fn check(
         .len() as u32;
     Ok(PolicyCheck {
         matrix,
+        before: kind,
         turned,
         cuts,
     })

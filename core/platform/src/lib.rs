@@ -15,7 +15,8 @@
 //! tickets; the operations loop; the mesh of remote nodes, read live.
 //!
 //! This crate knows nothing of Tauri or IPC. Only `lane`, `store`, `model`,
-//! `connector`, `broker` (and the HTTP server in `api`) do I/O; only the
+//! `connector`, `broker`, `security`, `mesh`, `tls` (and the HTTP server in
+//! `api`) do I/O; only the
 //! controller wires adapters together. See ARCHITECTURE.md at the repository
 //! root for the map.
 

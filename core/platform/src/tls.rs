@@ -181,6 +181,16 @@ impl Trust {
     }
 }
 
+/// The system's trust, built once per process (loading the platform's
+/// roots is not free, and a plain-HTTP client never needs them).
+pub fn system_config() -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    static SYSTEM: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, TlsError>> =
+        std::sync::OnceLock::new();
+    SYSTEM
+        .get_or_init(|| Trust::System.client_config().map(Arc::new))
+        .clone()
+}
+
 /// Accepts exactly the certificate whose SHA-256 is pinned; its
 /// handshake signatures are still verified with that certificate's key.
 #[derive(Debug)]

@@ -141,7 +141,7 @@ fn path(n: &MeshNode) -> String {
 fn print_table(view: &MeshView) {
     if !view.configured {
         println!(
-            "no mesh source is configured (oshal serve --headscale-url, --tailscale-socket or --mesh-static)"
+            "no mesh source is configured (oshal serve --headscale-url, --tailscale-socket, --mesh-static or --containers-socket)"
         );
         return;
     }

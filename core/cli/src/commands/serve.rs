@@ -79,6 +79,10 @@ struct MeshArgs {
     /// for a mesh with neither.
     #[arg(long)]
     mesh_static: Option<PathBuf>,
+    /// The container engine's API socket (Docker's, which Podman serves:
+    /// `podman system service`), for the deployment's containers.
+    #[arg(long, env = "OSHAL_CONTAINERS_SOCKET")]
+    containers_socket: Option<PathBuf>,
     /// A service the tailnet policy must let nodes reach, `NAME=IP:PORT`
     /// (repeat; e.g. `controller=100.64.0.1:7411`, `redis=100.64.0.1:6379`).
     #[arg(long = "mesh-service")]
@@ -124,6 +128,7 @@ impl MeshArgs {
             headscale_user: self.headscale_user.clone(),
             tailscale_socket: self.tailscale_socket.clone(),
             static_list,
+            containers_socket: self.containers_socket.clone(),
             services,
             redis_url: self.mesh_redis_url.clone(),
             redis_prefix: redis_prefix.to_owned(),

@@ -130,3 +130,35 @@ fn a_static_list_is_read_and_a_bad_entry_is_refused_alone() {
     assert_eq!(paths, ["[1].addresses[0]", "[2].colour"]);
     assert_eq!(static_list(json!({})).expect_err("refused").path, "body");
 }
+
+#[test]
+fn a_stopped_daemon_is_no_evidence_of_life() {
+    let control = headscale::nodes(fixture("headscale-0.28-nodes.json"))
+        .expect("nodes")
+        .nodes;
+    let mut local = tailscale::status(fixture("tailscale-status.json")).expect("status");
+    local.backend_state = "Stopped".into();
+    let mut quiet = control.clone();
+    for n in &mut quiet {
+        n.online = None;
+    }
+    let nodes = merge(&quiet, Some(&local), at("2026-12-04T10:01:00Z"));
+    for n in &nodes {
+        assert_eq!(
+            n.status,
+            NodeStatus::Unknown,
+            "{}: a stopped host says nothing",
+            n.name
+        );
+        assert!(
+            n.disagreements.is_empty(),
+            "{}: {:?}",
+            n.name,
+            n.disagreements
+        );
+    }
+    // The control server's own word still holds.
+    let nodes = merge(&control, Some(&local), at("2026-12-04T10:01:00Z"));
+    assert_eq!(find(&nodes, "n1").status, NodeStatus::Online);
+    assert_eq!(find(&nodes, "n2").status, NodeStatus::Offline);
+}

@@ -1,3 +1,5 @@
+use std::collections::BTreeSet;
+
 use super::*;
 
 fn text() -> String {
@@ -82,7 +84,7 @@ fn a_tagged_node_is_not_its_users_and_the_autogroups_tell_them_apart() {
     let tagged_alice = node("n9", Some("alice"), &["tag:oshal-node"], "100.64.0.9");
     let nodes = [
         tagged_alice.clone(),
-        node("laptop", Some("alice@example.com"), &[], "100.64.0.4"),
+        node("laptop", Some("alice"), &[], "100.64.0.4"),
     ];
     let m = p.matrix(&nodes, &services());
     assert_eq!(
@@ -147,6 +149,11 @@ fn a_policy_that_names_what_does_not_exist_is_refused_at_the_field() {
         (r#"{"hosts": {"db": "10.0.0.300"}}"#, "hosts.db"),
         (r#"{"groups": {"ops": []}}"#, "groups.ops"),
         (r#"{"acls": [ oops ]}"#, "policy"),
+        (
+            r#"{"acls": [{"action": "accept", "src": ["autogroup:internet"], "dst": ["*:*"]}]}"#,
+            "acls[0].src[0]",
+        ),
+        (r#"{"ACLs": [], "acls": []}"#, "acls"),
     ] {
         assert_eq!(parse(policy).expect_err(policy).path, path, "{policy}");
     }
@@ -156,7 +163,8 @@ fn a_policy_that_names_what_does_not_exist_is_refused_at_the_field() {
 fn a_change_lists_the_cells_it_turns_and_counts_the_nodes_it_cuts() {
     let current = parse(&text()).expect("parse");
     let next = text().replace(r#""redis:6379""#, r#""redis:6380""#);
-    let c = check(Some(&current), &next, &fleet(), &services()).expect("checked");
+    let c = check(Before::Policy(&current), &next, &fleet(), &services()).expect("checked");
+    assert_eq!(c.before, BeforeKind::Policy);
     assert_eq!(
         c.turned,
         [Turned {
@@ -166,15 +174,49 @@ fn a_change_lists_the_cells_it_turns_and_counts_the_nodes_it_cuts() {
         }]
     );
     assert_eq!(c.cuts, 1);
-    let same = check(Some(&current), &text(), &fleet(), &services()).expect("checked");
+    let same = check(Before::Policy(&current), &text(), &fleet(), &services()).expect("checked");
     assert!(same.turned.is_empty());
     assert_eq!(same.cuts, 0);
-    let first = check(None, &text(), &fleet(), &services()).expect("checked");
-    assert_eq!(first.cuts, 0, "nothing reached before, nothing cut");
     assert!(
         parse(r#"{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}"#)
             .expect("parse")
             .matrix(&fleet(), &services())
             .grants_not_evaluated
     );
+}
+
+#[test]
+fn without_a_known_policy_in_force_every_cell_closed_is_a_cut() {
+    // No policy stored: everything reaches everything today, so the first
+    // policy cuts whoever it leaves out.
+    let first = check(Before::AllowAll, &text(), &fleet(), &services()).expect("checked");
+    assert_eq!(first.before, BeforeKind::AllowAll);
+    let cut: BTreeSet<_> = first.turned.iter().map(|t| t.node.as_str()).collect();
+    assert_eq!(cut, BTreeSet::from(["controller", "guest"]));
+    assert_eq!(first.cuts, 2);
+    // The policy in force could not be read (or has grants): the same.
+    let unknown = check(Before::Unknown, &text(), &fleet(), &services()).expect("checked");
+    assert_eq!((unknown.before, unknown.cuts), (BeforeKind::Unknown, 2));
+    let granted =
+        parse(r#"{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}"#).expect("parse");
+    let with_grants =
+        check(Before::Policy(&granted), &text(), &fleet(), &services()).expect("checked");
+    assert_eq!(with_grants.before, BeforeKind::Unknown);
+    assert_eq!(with_grants.cuts, 2);
+}
+
+#[test]
+fn keys_are_read_without_regard_to_case_and_users_match_exactly() {
+    let p = parse(
+        r#"{"TagOwners": {"tag:oshal-node": []},
+            "ACLs": [{"action": "accept", "src": ["alice@example.com"], "dst": ["*:8080"]}]}"#,
+    )
+    .expect("parse");
+    assert_eq!(p.rules.len(), 1);
+    assert!(p.tag_owners.contains_key("tag:oshal-node"));
+    // `alice@example.com` is not the user named `alice`.
+    let named = node("laptop", Some("alice"), &[], "100.64.0.4");
+    let mailed = node("phone", Some("alice@example.com"), &[], "100.64.0.6");
+    assert!(p.allows(&named, &services()[0], &[]).is_none());
+    assert!(p.allows(&mailed, &services()[0], &[]).is_some());
 }

@@ -66,8 +66,9 @@ pub struct Client {
     token: String,
     http: reqwest::Client,
     /// How the controller's certificate is trusted, for the WebSocket as
-    /// for HTTP.
-    tls: std::sync::Arc<rustls::ClientConfig>,
+    /// for HTTP (`None`: plain HTTP with the system's trust, where no
+    /// certificate store is needed at all).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Never shows the token.
@@ -99,13 +100,23 @@ impl Client {
             url: base.to_owned(),
             message,
         };
-        let tls = std::sync::Arc::new(trust.client_config().map_err(|e| refused(e.to_string()))?);
-        let http = reqwest::Client::builder()
+        let https = base.starts_with("https://");
+        let tls = match trust {
+            crate::tls::Trust::System if !https => None,
+            crate::tls::Trust::System => {
+                Some(crate::tls::system_config().map_err(|e| refused(e.to_string()))?)
+            }
+            other => Some(std::sync::Arc::new(
+                other.client_config().map_err(|e| refused(e.to_string()))?,
+            )),
+        };
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .tls_backend_preconfigured((*tls).clone())
-            .build()
-            .map_err(|e| refused(e.to_string()))?;
+            .timeout(Duration::from_secs(60));
+        if let Some(config) = &tls {
+            builder = builder.tls_backend_preconfigured((**config).clone());
+        }
+        let http = builder.build().map_err(|e| refused(e.to_string()))?;
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
@@ -479,7 +490,7 @@ impl Client {
             .parse()
             .map_err(|_| transport("the token is not a valid header value".into()))?;
         request.headers_mut().insert("authorization", bearer);
-        let connector = Some(tokio_tungstenite::Connector::Rustls(self.tls.clone()));
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
         let (socket, _) =
             tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
                 .await

@@ -1,5 +1,6 @@
 //! The mesh's adapter: remote nodes as Headscale and `tailscaled` report
-//! them, read live, merged by `oshal_mesh`, laid over the fleet.
+//! them, and the deployment's containers as their engine does, read live,
+//! merged by `oshal_mesh`, laid over the fleet.
 //!
 //! `Mesh` is the facade the API holds. A read asks every configured
 //! source at once (Headscale's nodes, pre-auth keys and policy; the
@@ -30,14 +31,13 @@ pub mod view;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use oshal_mesh::enrol::{Enrolled, Enrolment, Joining};
 use oshal_mesh::headscale::{self, KeyInfo, Shape};
 use oshal_mesh::health::{self, MeshNode, NodeStatus};
-use oshal_mesh::policy::{self, PolicyCheck, Service, Subject};
+use oshal_mesh::policy::{self, Before, PolicyCheck, Service, Subject};
 use oshal_mesh::{Refusal, tailscale};
 use serde_json::{Value, json};
 
@@ -51,6 +51,12 @@ pub use view::{MeshKey, MeshView, PolicyChange, SourceKind, SourceState, SourceV
 pub const KEY_NAME: &str = "headscale";
 /// Nodes one read measures a round trip to.
 pub const MAX_PROBES: usize = 256;
+/// How long one source may take in a read before it is called unreachable.
+pub const READ_WITHIN: Duration = Duration::from_secs(8);
+/// Containers one read inspects (for restarts and health).
+pub const MAX_INSPECTED: usize = 200;
+/// The Host the engine's API is asked with (any will do).
+const ENGINE_HOST: &str = "docker";
 /// How long a round trip may take before the node is called unmeasured.
 pub const PROBE_WITHIN: Duration = Duration::from_secs(1);
 
@@ -64,8 +70,12 @@ pub struct MeshOptions {
     pub headscale_user: Option<String>,
     /// `tailscaled`'s LocalAPI socket on this host.
     pub tailscale_socket: Option<PathBuf>,
-    /// A static list: where it was read from and its JSON.
+    /// A static list: where it was read from and its JSON (read once, at
+    /// start, by the shell).
     pub static_list: Option<(String, Value)>,
+    /// The container engine's API socket (`/run/podman/podman.sock`,
+    /// `/var/run/docker.sock`).
+    pub containers_socket: Option<PathBuf>,
     /// The fleet's services the policy matrix is drawn against.
     pub services: Vec<Service>,
     /// The fleet's Redis as a node reaches it over the mesh (what
@@ -95,7 +105,8 @@ pub enum MeshError {
     Backend(String),
 }
 
-/// The mesh, read live on each call.
+/// The mesh, read live (requests that arrive during a read share it; a
+/// static list is what was read at start).
 #[derive(Clone)]
 pub struct Mesh {
     inner: Arc<Inner>,
@@ -111,9 +122,25 @@ struct Inner {
     options: MeshOptions,
     headscale: Option<Headscale>,
     controller: Controller,
-    /// Headscale refused the stored key: not sent again until another is
-    /// stored.
-    key_refused: AtomicBool,
+    /// Which stored key is in force (bumped by each store) and whether
+    /// Headscale refused it: a refused key is not sent again until another
+    /// is stored, and a refusal of an older key never latches a newer one.
+    key_state: std::sync::Mutex<KeyState>,
+    /// The last read and when it ended: one read at a time, and requests
+    /// that waited for it take its answer.
+    last: tokio::sync::Mutex<Option<(Instant, MeshView)>>,
+}
+
+/// The stored key's generation and whether Headscale refused it.
+#[derive(Debug, Default)]
+struct KeyState {
+    generation: u64,
+    refused: bool,
+}
+
+/// A refusal of an answer's shape: the source's fault, not the caller's.
+fn upstream(r: Refusal) -> MeshError {
+    MeshError::Source(Failure::Malformed(r))
 }
 
 /// What Headscale said in one read.
@@ -139,14 +166,18 @@ impl Mesh {
                 options,
                 headscale,
                 controller,
-                key_refused: AtomicBool::new(false),
+                key_state: std::sync::Mutex::new(KeyState::default()),
+                last: tokio::sync::Mutex::new(None),
             }),
         })
     }
 
     fn configured(&self) -> bool {
         let o = &self.inner.options;
-        o.headscale_url.is_some() || o.tailscale_socket.is_some() || o.static_list.is_some()
+        o.headscale_url.is_some()
+            || o.tailscale_socket.is_some()
+            || o.static_list.is_some()
+            || o.containers_socket.is_some()
     }
 
     async fn key(&self) -> Result<Secret, MeshError> {
@@ -176,7 +207,12 @@ impl Mesh {
             .store_platform_secret(KEY_NAME, &Secret::new(key.api_key))
             .await
             .map_err(|e| MeshError::Backend(e.to_string()))?;
-        self.inner.key_refused.store(false, Ordering::SeqCst);
+        {
+            let mut k = self.key_state();
+            k.generation += 1;
+            k.refused = false;
+        }
+        *self.inner.last.lock().await = None;
         tracing::info!("Headscale API key stored");
         Ok(())
     }
@@ -194,31 +230,84 @@ impl Mesh {
             .headscale
             .as_ref()
             .ok_or(MeshError::NotConfigured("Headscale (--headscale-url)"))?;
-        if self.inner.key_refused.load(Ordering::SeqCst) {
-            return Err(MeshError::Source(Failure::Unauthorized(
-                "refused before; store another key (oshal mesh key FILE)".into(),
-            )));
-        }
+        let generation = {
+            let k = self.key_state();
+            if k.refused {
+                return Err(MeshError::Source(Failure::Unauthorized(
+                    "refused before; store another key (oshal mesh key FILE)".into(),
+                )));
+            }
+            k.generation
+        };
         let key = self.key().await?;
         let out = hs.call(&key, method, path, query, body).await;
         if let Err(Failure::Unauthorized(_)) = &out {
-            self.inner.key_refused.store(true, Ordering::SeqCst);
-            tracing::warn!(
-                "Headscale refused the API key; it is not sent again until another is stored"
-            );
+            let mut k = self.key_state();
+            if k.generation == generation && !k.refused {
+                k.refused = true;
+                tracing::warn!(
+                    "Headscale refused the API key; it is not sent again until another is stored"
+                );
+            }
         }
         out.map_err(MeshError::Source)
     }
 
-    /// The mesh now.
+    fn key_state(&self) -> std::sync::MutexGuard<'_, KeyState> {
+        self.inner
+            .key_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The mesh now. One read runs at a time, and a request that waited
+    /// for one is answered by it (it ended after the request was made), so
+    /// surfaces polling together cost one read.
     pub async fn read(&self) -> MeshView {
+        let asked = Instant::now();
+        let mut last = self.inner.last.lock().await;
+        if let Some((ended, view)) = last.as_ref()
+            && *ended >= asked
+        {
+            return view.clone();
+        }
+        let view = self.read_now().await;
+        *last = Some((Instant::now(), view.clone()));
+        view
+    }
+
+    async fn read_now(&self) -> MeshView {
         let controller = &self.inner.controller;
         let now = controller.clock().now_ms();
         let mut view = MeshView {
             configured: self.configured(),
             ..MeshView::unconfigured(now)
         };
-        let (control, local) = tokio::join!(self.read_control(), self.read_local());
+        let o = &self.inner.options;
+        let (control, local, containers) = tokio::join!(
+            within(
+                SourceKind::Headscale,
+                self.inner.headscale.as_ref().map(|h| h.url().to_owned()),
+                self.read_control()
+            ),
+            within(
+                SourceKind::Tailscale,
+                o.tailscale_socket.as_ref().map(|p| p.display().to_string()),
+                self.read_local()
+            ),
+            within(
+                SourceKind::Containers,
+                o.containers_socket
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+                self.read_containers()
+            ),
+        );
+        if let Some((source, (list, refused))) = containers {
+            view.sources.push(source);
+            view.containers = list;
+            view.refused.extend(refused);
+        }
         let mut policy_text = None;
         let control_nodes = match control {
             Some((source, read)) => {
@@ -247,7 +336,8 @@ impl Mesh {
             let (state, message) = match health::static_list(body.clone()) {
                 Ok((nodes, refused)) => {
                     view.nodes.extend(nodes);
-                    view.refused.extend(refused);
+                    view.refused
+                        .extend(refused.into_iter().map(|r| prefixed("static", r)));
                     (SourceState::Ok, None)
                 }
                 Err(r) => (SourceState::Malformed, Some(r.to_string())),
@@ -347,7 +437,7 @@ impl Mesh {
             }
             Err(e) => return Err(e),
         };
-        headscale::pre_auth_keys(body).map_err(MeshError::Refused)
+        headscale::pre_auth_keys(body).map_err(upstream)
     }
 
     /// The configured user's id, when one is configured.
@@ -363,7 +453,7 @@ impl Mesh {
                 None,
             )
             .await?;
-        let (users, _) = headscale::users(body).map_err(MeshError::Refused)?;
+        let (users, _) = headscale::users(body).map_err(upstream)?;
         users
             .into_iter()
             .find(|u| u.name == name)
@@ -392,7 +482,11 @@ impl Mesh {
                 Ok(s) => {
                     source.version = Some(s.version.clone()).filter(|v| !v.is_empty());
                     if !s.running() {
-                        source.message = Some(format!("tailscaled is {}", s.backend_state));
+                        source.state = SourceState::Down;
+                        source.message = Some(format!(
+                            "tailscaled is {}: what it says of its peers is stale",
+                            s.backend_state
+                        ));
                     }
                     Some(s)
                 }
@@ -410,6 +504,72 @@ impl Mesh {
         };
         source.took_ms = started.elapsed().as_secs_f64() * 1000.0;
         Some((source, status))
+    }
+
+    /// The engine's containers, each inspected for its restarts and health
+    /// (at most [`MAX_INSPECTED`], eight at a time).
+    async fn read_containers(
+        &self,
+    ) -> Option<(
+        SourceView,
+        (Vec<oshal_mesh::containers::Container>, Vec<Refusal>),
+    )> {
+        use oshal_mesh::containers;
+        let socket = self.inner.options.containers_socket.as_ref()?;
+        let started = Instant::now();
+        let mut source = SourceView {
+            kind: SourceKind::Containers,
+            at: socket.display().to_string(),
+            state: SourceState::Ok,
+            version: None,
+            message: None,
+            took_ms: 0.0,
+        };
+        let (mut list, mut refused) = (Vec::new(), Vec::new());
+        match sources::unix_get(socket, ENGINE_HOST, "/containers/json?all=true").await {
+            Ok(body) => match containers::list(body) {
+                Ok((l, r)) => {
+                    list = l;
+                    refused = r.into_iter().map(|r| prefixed("containers", r)).collect();
+                }
+                Err(r) => {
+                    source.state = SourceState::Malformed;
+                    source.message = Some(r.to_string());
+                }
+            },
+            Err(e) => {
+                source.state = state_of_failure(&e);
+                source.message = Some(format!("the container engine {e}"));
+            }
+        }
+        let paths: Vec<(usize, String)> = list
+            .iter()
+            .enumerate()
+            .take(MAX_INSPECTED)
+            .map(|(i, c)| (i, format!("/containers/{}/json", c.id)))
+            .collect();
+        let inspected: Vec<(usize, Result<Value, Failure>)> = futures::stream::iter(paths)
+            .map(
+                |(i, path)| async move { (i, sources::unix_get(socket, ENGINE_HOST, &path).await) },
+            )
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for (i, answer) in inspected {
+            let at = |r: Refusal| Refusal::new(format!("containers[{i}].{}", r.path), r.reason);
+            match answer {
+                Ok(body) => {
+                    if let Err(r) = containers::inspected(&mut list[i], &body) {
+                        refused.push(at(r));
+                    }
+                }
+                // Gone between the list and its inspection: nothing to say.
+                Err(Failure::Failed { status: 404, .. }) => {}
+                Err(e) => refused.push(Refusal::new(format!("containers[{i}]"), e.to_string())),
+            }
+        }
+        source.took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Some((source, (list, refused)))
     }
 
     /// Round trips to the nodes that may be up, at most [`MAX_PROBES`].
@@ -479,7 +639,7 @@ impl Mesh {
         let answer = self
             .call(reqwest::Method::POST, "/preauthkey", &[], Some(&body))
             .await?;
-        let key = headscale::pre_auth_key(answer).map_err(MeshError::Refused)?;
+        let key = headscale::pre_auth_key(answer).map_err(upstream)?;
         let expires_ms = key.expiration_ms.unwrap_or(expires_ms);
         tracing::info!(node = %e.name, tags = ?e.tags, key_id = ?key.id, "pre-auth key minted for a new node");
         Ok(oshal_mesh::enrol::enrolled(
@@ -496,18 +656,36 @@ impl Mesh {
 
     /// `change` checked against the live nodes and the policy in force.
     pub async fn check_policy(&self, change: &PolicyChange) -> Result<PolicyCheck, MeshError> {
-        let current = self
-            .call(reqwest::Method::GET, "/policy", &[], None)
-            .await
-            .ok()
-            .and_then(|b| headscale::policy(b).ok())
-            .and_then(|(text, _)| policy::parse(&text).ok());
+        // What is in force: a policy, none (all allowed), or unknown.
+        let (text, none) = match self.call(reqwest::Method::GET, "/policy", &[], None).await {
+            Ok(body) => match headscale::policy(body) {
+                Ok((text, _)) if text.trim().is_empty() => (None, true),
+                Ok((text, _)) => (Some(text), false),
+                Err(_) => (None, false),
+            },
+            // Headscale's database mode with nothing stored yet.
+            Err(MeshError::Source(Failure::Failed { message, .. }))
+                if message.contains("policy not found") =>
+            {
+                (None, true)
+            }
+            Err(e @ (MeshError::NoKey | MeshError::Source(Failure::Unauthorized(_)))) => {
+                return Err(e);
+            }
+            Err(_) => (None, false),
+        };
+        let parsed = text.as_deref().and_then(|t| policy::parse(t).ok());
+        let before = match (&parsed, none) {
+            (Some(p), _) => Before::Policy(p),
+            (None, true) => Before::AllowAll,
+            (None, false) => Before::Unknown,
+        };
         let body = self.call(reqwest::Method::GET, "/node", &[], None).await?;
-        let nodes = headscale::nodes(body).map_err(MeshError::Refused)?;
+        let nodes = headscale::nodes(body).map_err(upstream)?;
         let now = self.inner.controller.clock().now_ms();
         let merged = health::merge(&nodes.nodes, None, now);
         policy::check(
-            current.as_ref(),
+            before,
             &change.policy,
             &subjects(&merged),
             &self.inner.options.services,
@@ -530,13 +708,48 @@ impl Mesh {
                 Some(&json!({ "policy": change.policy })),
             )
             .await?;
-        headscale::policy(answer).map_err(MeshError::Refused)?;
+        // Written (2xx): an echo this reader does not follow changes nothing.
+        if let Err(r) = headscale::policy(answer) {
+            tracing::warn!(refused = %r, "Headscale's answer to the policy write was not in its shape");
+        }
         tracing::info!(
             turned = check.turned.len(),
             cuts = check.cuts,
             "tailnet policy written"
         );
         Ok(check)
+    }
+}
+
+/// A source's read within [`READ_WITHIN`]; past it, the source is
+/// unreachable (and what it would have said, nothing).
+async fn within<T: Default>(
+    kind: SourceKind,
+    at: Option<String>,
+    read: impl std::future::Future<Output = Option<(SourceView, T)>>,
+) -> Option<(SourceView, T)> {
+    let at = at?;
+    match tokio::time::timeout(READ_WITHIN, read).await {
+        Ok(answer) => answer,
+        Err(_) => Some((
+            SourceView {
+                kind,
+                at,
+                state: SourceState::Unreachable,
+                version: None,
+                message: Some(format!("no answer within {READ_WITHIN:?}")),
+                took_ms: READ_WITHIN.as_secs_f64() * 1000.0,
+            },
+            T::default(),
+        )),
+    }
+}
+
+/// A refusal's path under the list it came from (`containers[2].Id`).
+fn prefixed(list: &str, r: Refusal) -> Refusal {
+    Refusal {
+        path: format!("{list}{}", r.path),
+        ..r
     }
 }
 

@@ -1,7 +1,8 @@
 //! The mesh's sources on the wire: Headscale's REST API over HTTP (a
-//! bearer API key) and `tailscaled`'s LocalAPI over its unix socket
+//! bearer API key), `tailscaled`'s LocalAPI over its unix socket
 //! (HTTP/1.1, Host `local-tailscaled.sock`, no Origin or Referer, which it
-//! refuses). Each answer is read up to [`oshal_mesh::MAX_ANSWER`] bytes
+//! refuses), and the container engine's API (Docker's, which Podman
+//! serves too) over its unix socket. Each answer is read up to [`oshal_mesh::MAX_ANSWER`] bytes
 //! and within [`TIMEOUT`]; what went wrong is a [`Failure`] that names the
 //! source's own words.
 
@@ -54,6 +55,11 @@ impl Headscale {
     /// `url` is the server's root (`https://hs.example.net`); refused
     /// unless it is http(s) without credentials, query or fragment.
     pub fn new(url: &str) -> Result<Self, Refusal> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Refusal::new("headscale_url", format!("no HTTP client for it ({e})")))?;
         let base = url::Url::parse(url)
             .map_err(|e| Refusal::new("headscale_url", format!("not a URL ({e})")))?;
         if !matches!(base.scheme(), "http" | "https")
@@ -68,14 +74,7 @@ impl Headscale {
                 "must be an http(s) URL with a host and no credentials, query or fragment",
             ));
         }
-        Ok(Self {
-            base,
-            http: reqwest::Client::builder()
-                .timeout(TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("a reqwest client builds"),
-        })
+        Ok(Self { base, http })
     }
 
     pub fn url(&self) -> &str {
@@ -179,6 +178,11 @@ async fn read_limited_reqwest(mut resp: reqwest::Response) -> Result<Vec<u8>, Fa
 
 /// `GET path` on `tailscaled`'s LocalAPI at `socket`.
 pub async fn local_api(socket: &Path, path: &str) -> Result<Value, Failure> {
+    unix_get(socket, "local-tailscaled.sock", path).await
+}
+
+/// `GET path` over HTTP/1.1 on a unix socket, with `host` as the Host.
+pub async fn unix_get(socket: &Path, host: &str, path: &str) -> Result<Value, Failure> {
     let work = async {
         let stream = tokio::net::UnixStream::connect(socket)
             .await
@@ -190,7 +194,7 @@ pub async fn local_api(socket: &Path, path: &str) -> Result<Value, Failure> {
             let _ = conn.await;
         });
         let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, "local-tailscaled.sock")
+            .header(hyper::header::HOST, host)
             .body(Empty::<Bytes>::new())
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
         let resp = sender

@@ -19,6 +19,8 @@ pub enum SourceKind {
     Tailscale,
     /// A static list of nodes.
     Static,
+    /// The container engine's API (Docker's; Podman serves it too).
+    Containers,
 }
 
 /// How a source answered this read.
@@ -35,6 +37,9 @@ pub enum SourceState {
     Unreachable,
     /// It answered with an error status.
     Failed,
+    /// It answers but is not up (tailscaled stopped or logged out): what it
+    /// says is stale.
+    Down,
     /// Its answer was not in its documented shape.
     Malformed,
 }
@@ -58,7 +63,7 @@ pub struct SourceView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct MeshView {
     /// Whether any source is configured (`oshal serve --headscale-url`,
-    /// `--tailscale-socket`, `--mesh-static`).
+    /// `--tailscale-socket`, `--mesh-static`, `--containers-socket`).
     pub configured: bool,
     #[specta(type = specta_typescript::Number)]
     pub read_ms: UnixMs,
@@ -71,6 +76,8 @@ pub struct MeshView {
     pub keys: Vec<KeyInfo>,
     /// `tailscaled`'s own health messages on this host.
     pub host_health: Vec<String>,
+    /// The deployment's containers, when an engine is read.
+    pub containers: Vec<oshal_mesh::containers::Container>,
     /// The policy as a reachability matrix, when it was read.
     pub matrix: Option<Matrix>,
     /// Why the policy could not be read into a matrix.
@@ -88,6 +95,7 @@ impl MeshView {
             refused: Vec::new(),
             keys: Vec::new(),
             host_health: Vec::new(),
+            containers: Vec::new(),
             matrix: None,
             policy_refused: None,
         }
@@ -98,6 +106,8 @@ impl MeshView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyChange {
+    /// The policy's HuJSON text (at most 1 MiB).
+    #[schema(max_length = 1048576, pattern = "^[^\\u0000]*$")]
     pub policy: String,
     /// Write it although it cuts a node off a service it reaches today.
     #[serde(default)]

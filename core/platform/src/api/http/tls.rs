@@ -45,6 +45,7 @@ async fn watch(files: TlsFiles, config: RustlsConfig, shutdown: CancellationToke
     let mut seen = files.changed_at();
     loop {
         tokio::select! {
+            biased;
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(RELOAD_EVERY) => {}
         }
