@@ -370,14 +370,7 @@ impl Mesh {
     async fn read_control(&self) -> Option<(SourceView, ControlRead)> {
         let hs = self.inner.headscale.as_ref()?;
         let started = Instant::now();
-        let mut source = SourceView {
-            kind: SourceKind::Headscale,
-            at: hs.url().to_owned(),
-            state: SourceState::Ok,
-            version: None,
-            message: None,
-            took_ms: 0.0,
-        };
+        let mut source = SourceView::answering(SourceKind::Headscale, hs.url().to_owned());
         let mut read = ControlRead::default();
         let get = reqwest::Method::GET;
         let (version, nodes, policy_answer) = tokio::join!(
@@ -469,14 +462,7 @@ impl Mesh {
     async fn read_local(&self) -> Option<(SourceView, Option<tailscale::LocalStatus>)> {
         let socket = self.inner.options.tailscale_socket.as_ref()?;
         let started = Instant::now();
-        let mut source = SourceView {
-            kind: SourceKind::Tailscale,
-            at: socket.display().to_string(),
-            state: SourceState::Ok,
-            version: None,
-            message: None,
-            took_ms: 0.0,
-        };
+        let mut source = SourceView::answering(SourceKind::Tailscale, socket.display().to_string());
         let status = match sources::local_api(socket, "/localapi/v0/status").await {
             Ok(body) => match tailscale::status(body) {
                 Ok(s) => {
@@ -517,14 +503,8 @@ impl Mesh {
         use oshal_mesh::containers;
         let socket = self.inner.options.containers_socket.as_ref()?;
         let started = Instant::now();
-        let mut source = SourceView {
-            kind: SourceKind::Containers,
-            at: socket.display().to_string(),
-            state: SourceState::Ok,
-            version: None,
-            message: None,
-            took_ms: 0.0,
-        };
+        let mut source =
+            SourceView::answering(SourceKind::Containers, socket.display().to_string());
         let (mut list, mut refused) = (Vec::new(), Vec::new());
         match sources::unix_get(socket, ENGINE_HOST, "/containers/json?all=true").await {
             Ok(body) => match containers::list(body) {

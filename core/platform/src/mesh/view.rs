@@ -59,6 +59,20 @@ pub struct SourceView {
     pub took_ms: f64,
 }
 
+impl SourceView {
+    /// A source about to be read, well until it says otherwise.
+    pub fn answering(kind: SourceKind, at: String) -> Self {
+        Self {
+            kind,
+            at,
+            state: SourceState::Ok,
+            version: None,
+            message: None,
+            took_ms: 0.0,
+        }
+    }
+}
+
 /// The mesh as one read found it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct MeshView {
