@@ -144,12 +144,13 @@ ensure_tauri_cli() {
 # Containers without a registry (deploy/, scripts/images): buildah builds
 # the images, podman runs them with runc (Debian's default crun fails on
 # this kind of machine's cgroups), netavark's DNS and its events in a file
-# (with no journald, a pod's init container is never seen to end),
-# debootstrap makes the Debian base. Python tools each in a virtual environment of its own
-# outside the clone (~15 s once): podman-compose runs deploy/compose.yaml,
-# kubernetes-validate checks deploy/k8s, check-jsonschema checks the
-# compose file against the compose-spec schema it ships. Exports
-# CONTAINERS_CONF and OSHAL_{PODMAN_COMPOSE,KUBERNETES_VALIDATE,CHECK_JSONSCHEMA}.
+# (with no journald, a pod's init container is never seen to end), and
+# debootstrap makes the Debian base. Python tools each in a virtual
+# environment of its own outside the clone (~15 s once): podman-compose
+# runs deploy/compose.yaml, kubernetes-validate checks deploy/k8s,
+# check-jsonschema checks the compose file against the compose-spec schema
+# it ships. Exports CONTAINERS_CONF and
+# OSHAL_{PODMAN_COMPOSE,KUBERNETES_VALIDATE,CHECK_JSONSCHEMA}.
 ensure_container_tools() {
   ensure_packages podman buildah runc netavark aardvark-dns debootstrap
   local cache="${OSHAL_CACHE:-$HOME/.cache/oshal}" tool name version dir

@@ -7,6 +7,7 @@
 mod connectors;
 mod contract;
 mod crash;
+mod deploy;
 mod desk;
 mod desk_venue;
 mod desktop;

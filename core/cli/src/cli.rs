@@ -5,8 +5,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, cancel, connectors, db_setup, desk, mesh, node, openapi, ops, security, serve, soak,
-    submit, ticket, tickets, tokens, trading, venue, workflow,
+    bench, cancel, connectors, db_setup, desk, health, mesh, node, openapi, ops, security, serve,
+    soak, submit, ticket, tickets, tokens, trading, venue, workflow,
 };
 
 #[derive(Parser)]
@@ -34,6 +34,10 @@ pub enum Command {
     /// creates the roles oshal_owner, oshal_app and oshal_readonly, the
     /// schema, and runs the migrations.
     DbSetup(db_setup::Args),
+    /// Exit 0 if a controller (its /api/v1/health) or, with --node, a
+    /// node (its bots' registrations in Redis) is healthy: a container's
+    /// health check or a Kubernetes probe.
+    Health(health::Args),
     /// Submit a ticket.
     Submit(submit::Args),
     /// List tickets, newest first.
@@ -89,6 +93,7 @@ impl Command {
             Self::Serve(a) => serve::run(a).await,
             Self::Node(a) => node::run(a).await,
             Self::DbSetup(a) => db_setup::run(a).await,
+            Self::Health(a) => health::run(a).await,
             Self::Submit(a) => submit::run(a).await,
             Self::Tickets(a) => tickets::run(a).await,
             Self::Ticket(a) => ticket::run(a).await,

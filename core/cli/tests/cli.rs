@@ -34,6 +34,8 @@ fn help_lists_every_command() {
         "bench",
         "openapi",
         "soak",
+        "mesh",
+        "health",
     ] {
         assert!(out.contains(cmd), "{cmd} missing from:\n{out}");
     }

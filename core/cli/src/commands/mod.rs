@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod connectors;
 pub mod db_setup;
 pub mod desk;
+pub mod health;
 pub mod mesh;
 pub mod node;
 pub mod openapi;

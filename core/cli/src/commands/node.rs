@@ -18,7 +18,7 @@ pub struct Args {
     /// The fleet's key prefix (the controller's --redis-prefix).
     #[arg(long, default_value = "oshal")]
     redis_prefix: String,
-    /// This node's name; its bots are NAME-bot-NN. Defaults to host-pid.
+    /// This node's name; its bots are NAME-bot-NN. Defaults to host-pid-RAND (new at each start).
     #[arg(long)]
     name: Option<String>,
     #[command(flatten)]
@@ -38,7 +38,18 @@ pub async fn run(args: Args) -> Result<()> {
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "node".into());
-        format!("{host}-{}", std::process::id())
+        // A container's process is always pid 1: a random part keeps a
+        // restarted container from coming back as the bots it was, which
+        // would run what their lanes still hold after the controller
+        // requeued it elsewhere.
+        let mut salt = [0u8; 2];
+        getrandom::fill(&mut salt).expect("the OS has randomness");
+        format!(
+            "{host}-{}-{:02x}{:02x}",
+            std::process::id(),
+            salt[0],
+            salt[1]
+        )
     });
     let prices = args.model.prices()?;
     let model = args.model.model()?;
