@@ -207,12 +207,14 @@ mod tests {
     #[test]
     fn a_host_matches_only_the_names_oshal_node_gives_itself() {
         let host = Wanted::Host("c0ffee");
-        assert!(host.matches("c0ffee-1"));
-        assert!(host.matches("c0ffee-40213"));
+        assert!(host.matches("c0ffee-1-a3f0"));
+        assert!(host.matches("c0ffee-40213-0b1c"));
         assert!(!host.matches("c0ffee"));
         assert!(!host.matches("c0ffee-"));
+        assert!(!host.matches("c0ffee-1"));
+        assert!(!host.matches("c0ffee-1-"));
         assert!(!host.matches("c0ffee-2-x"));
-        assert!(!host.matches("c0ffee2-1"));
+        assert!(!host.matches("c0ffee2-1-a3f0"));
         assert!(Wanted::Named("gpu-1").matches("gpu-1"));
         assert!(!Wanted::Named("gpu-1").matches("gpu-10"));
     }
