@@ -476,20 +476,7 @@ async fn the_topology_draws_the_mesh_in_a_real_browser() {
     });
     let engine = oshal_e2e::engine::Engine::start().unwrap();
     let image = engine.busybox_image().unwrap();
-    engine
-        .run(&[
-            "run",
-            "-d",
-            "--name",
-            "web",
-            "--health-cmd",
-            "true",
-            &image,
-            "sleep",
-            "1000",
-        ])
-        .unwrap();
-    engine.run(&["healthcheck", "run", "web"]).unwrap();
+    engine.run_healthy("web", &image, &[]).unwrap();
     let server = serve_with(
         dir.path(),
         &bao,
@@ -524,24 +511,15 @@ async fn the_containers_are_read_from_a_real_engine() {
     let engine = oshal_e2e::engine::Engine::start().unwrap();
     let image = engine.busybox_image().unwrap();
     engine
-        .run(&[
-            "run",
-            "-d",
-            "--name",
+        .run_healthy(
             "web",
-            "--health-cmd",
-            "true",
-            "--label",
-            "com.docker.compose.project=oshal",
-            "--label",
-            "com.docker.compose.service=node",
             &image,
-            "sleep",
-            "1000",
-        ])
+            &[
+                "com.docker.compose.project=oshal",
+                "com.docker.compose.service=node",
+            ],
+        )
         .unwrap();
-    // No systemd here to time health checks: one is run by hand.
-    engine.run(&["healthcheck", "run", "web"]).unwrap();
     engine
         .run(&[
             "run",

@@ -72,6 +72,18 @@ impl Engine {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
+    /// A container `name` of `image` that sleeps, with these labels and a
+    /// health check run once by hand (no systemd here to time it): healthy.
+    pub fn run_healthy(&self, name: &str, image: &str, labels: &[&str]) -> Result<()> {
+        let mut args = vec!["run", "-d", "--name", name, "--health-cmd", "true"];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        args.extend([image, "sleep", "1000"]);
+        self.run(&args)?;
+        self.run(&["healthcheck", "run", name]).map(drop)
+    }
+
     /// An image of this machine's busybox and the libraries it links, as
     /// `localhost/oshal-busybox:test`.
     pub fn busybox_image(&self) -> Result<String> {

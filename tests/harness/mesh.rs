@@ -21,6 +21,23 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
+/// Serves `app` on `listener` until the token it returns is cancelled.
+fn serve_until_dropped<L>(listener: L, app: Router) -> CancellationToken
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(until.cancelled_owned())
+            .await
+            .ok();
+    });
+    stop
+}
+
 /// Which Headscale a fixture plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Release {
@@ -117,14 +134,7 @@ impl Headscale {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let stop = CancellationToken::new();
-        let until = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(until.cancelled_owned())
-                .await
-                .ok();
-        });
+        let stop = serve_until_dropped(listener, app);
         Ok(Headscale {
             url,
             api_key,
@@ -374,14 +384,7 @@ impl Tailscaled {
             .route("/localapi/v0/status", get(ts_status))
             .with_state(status.clone());
         let listener = tokio::net::UnixListener::bind(&socket)?;
-        let stop = CancellationToken::new();
-        let until = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(until.cancelled_owned())
-                .await
-                .ok();
-        });
+        let stop = serve_until_dropped(listener, app);
         Ok(Tailscaled {
             socket,
             _dir: dir,
