@@ -152,7 +152,7 @@ ensure_tauri_cli() {
 # it ships. Exports CONTAINERS_CONF and
 # OSHAL_{PODMAN_COMPOSE,KUBERNETES_VALIDATE,CHECK_JSONSCHEMA}.
 ensure_container_tools() {
-  ensure_packages podman buildah runc netavark aardvark-dns debootstrap
+  ensure_packages podman buildah runc netavark aardvark-dns debootstrap busybox iptables catatonit
   local cache="${OSHAL_CACHE:-$HOME/.cache/oshal}" tool name version dir
   mkdir -p "$cache/containers"
   export CONTAINERS_CONF="$cache/containers/containers.conf"

@@ -35,6 +35,8 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ticket::bulk,
             commands::bot::bots,
             commands::bot::mesh,
+            commands::bot::flow,
+            commands::bot::series,
             commands::fleet::overview,
             commands::cost::cost,
             commands::connector::integrations,

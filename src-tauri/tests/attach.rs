@@ -46,6 +46,7 @@ async fn remote() -> RemoteServer {
         },
         listener,
         None,
+        oshal_core::tls::Edge::default(),
         token.clone(),
         None,
         stop.clone(),

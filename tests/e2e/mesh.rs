@@ -140,6 +140,21 @@ async fn the_mesh_is_read_merged_enrolled_into_and_its_policy_checked_before_it_
     assert_eq!(node(&view, "n2")["status"], "offline");
     assert_eq!(node(&view, "controller")["local"]["is_self"], true);
     assert_eq!(view["host_health"].as_array().unwrap().len(), 1);
+    // Beside the mesh, the rest of the deployment: the edge (plain HTTP on
+    // loopback here) and Vault as it says of itself.
+    assert_eq!(view["edge"]["tls"], Value::Null);
+    assert_eq!(
+        view["edge"]["listen"],
+        server.url.trim_start_matches("http://"),
+        "{view:#}"
+    );
+    let secrets = &view["secrets"];
+    assert_eq!(
+        (&secrets["backend"], &secrets["state"], &secrets["at"]),
+        (&json!("vault"), &json!("active"), &json!(bao.addr)),
+        "{secrets:#}"
+    );
+    assert!(secrets["version"].as_str().is_some_and(|v| !v.is_empty()));
     // The policy as a matrix over the two services: the nodes reach both,
     // the controller's own host neither; alice's laptop both (group:ops).
     let matrix = &view["matrix"];
@@ -287,6 +302,16 @@ async fn the_mesh_is_read_merged_enrolled_into_and_its_policy_checked_before_it_
         .await
         .unwrap();
     assert_eq!(tenant.status(), 403);
+
+    // Vault sealed is drawn sealed, not healthy.
+    let sealed = reqwest::Client::new()
+        .put(format!("{}/v1/sys/seal", bao.addr))
+        .header("X-Vault-Token", &bao.root_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(sealed.status().is_success(), "{}", sealed.status());
+    assert_eq!(status(&server)["secrets"]["state"], "sealed");
 
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
     for secret in [hs.api_key.as_str(), key.as_str()] {

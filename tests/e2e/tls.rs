@@ -102,6 +102,27 @@ async fn the_api_is_served_over_tls_trusted_by_its_ca_or_its_pin_and_renewed_in_
     // Trusted by its pin.
     let (code, _, err) = cli(&server, &["tickets", "--pin-sha256", &first]);
     assert_eq!(code, 0, "{err}");
+    // The topology's edge: TLS, the certificate in force, its names and
+    // when it expires.
+    let edge = |pin: &str| -> Value {
+        let (code, out, err) = cli(&server, &["mesh", "--pin-sha256", pin, "status", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()["edge"].clone()
+    };
+    let e = edge(&first);
+    assert_eq!(e["tls"]["sha256"], first.as_str(), "{e:#}");
+    assert_eq!(
+        e["tls"]["names"],
+        serde_json::json!(["127.0.0.1", "localhost"])
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let not_after = e["tls"]["not_after_ms"].as_i64().unwrap();
+    assert!(not_after > now_ms + 86_400_000, "{e:#}");
+    assert!(e["tls"]["not_before_ms"].as_i64().unwrap() < now_ms);
+    assert_eq!(e["reload_refused"], Value::Null);
     // Not trusted by the system's roots, nor by another pin: refused, and
     // the reason says so.
     let (code, _, err) = cli(&server, &["tickets"]);
@@ -158,6 +179,14 @@ async fn the_api_is_served_over_tls_trusted_by_its_ca_or_its_pin_and_renewed_in_
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (code, _, err) = cli(&server, &["tickets", "--pin-sha256", &second]);
     assert_eq!(code, 0, "{err}");
+    let e = edge(&second);
+    assert_eq!(e["tls"]["sha256"], second.as_str(), "the renewal is drawn");
+    assert!(
+        e["reload_refused"]
+            .as_str()
+            .is_some_and(|why| why.contains("--tls-cert")),
+        "the refused renewal is said: {e:#}"
+    );
 
     // A certificate for another name is refused when the name is checked.
     let other = tempfile::tempdir().unwrap();

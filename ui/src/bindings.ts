@@ -21,9 +21,21 @@ export const commands = {
 	bots: () => typedError<BotView[], ApiError>(__TAURI_INVOKE("bots")),
 	/**
 	 *  The mesh the controller reads (Headscale, tailscaled); the embedded
-	 *  controller reads none, and says so.
+	 *  controller reads none, and says so. It has no HTTP edge either (the
+	 *  window talks over IPC); its secret backend is the OS keyring.
 	 */
 	mesh: () => typedError<MeshView, ApiError>(__TAURI_INVOKE("mesh")),
+	/**
+	 *  What has flowed along each edge of the architecture: the embedded
+	 *  controller's counts through IPC (no gate), or an attached fleet's
+	 *  through its API and gate.
+	 */
+	flow: () => typedError<FlowCounts, ApiError>(__TAURI_INVOKE("flow")),
+	/**
+	 *  The last two minutes as the controller committed them, for charts
+	 *  opened late.
+	 */
+	series: () => typedError<Second[], ApiError>(__TAURI_INVOKE("series")),
 	/**
 	 *  Every controller this window knows, each read now: the embedded one and
 	 *  every saved fleet, labelled, with their figures or why they could not
@@ -278,6 +290,39 @@ export type AuditEntry = {
 
 export type AuditKind = "decision" | "credential_read" | "refresh" | "revoke" | "grant" | "ungrant" | "import" | "approve";
 
+/**  A secret backend as one look found it (never a secret or a token). */
+export type BackendHealth = {
+	/**  `keyring` or `vault`. */
+	backend: string,
+	/**  The server's address, for one that has a server. */
+	at: string | null,
+	state: BackendState,
+	/**  The server's release, as it says. */
+	version: string | null,
+	/**  What went wrong, in its words. */
+	message: string | null,
+};
+
+/**
+ *  Vault's (and OpenBao's) own words for its health (`/v1/sys/health`),
+ *  and the keyring's.
+ */
+export type BackendState = 
+/**  The OS keyring of this process's host: nothing to ask. */
+"local" | 
+/**  Initialized, unsealed and active: it serves reads and writes. */
+"active" | 
+/**  Unsealed, a standby of an active node. */
+"standby" | 
+/**  Sealed: it serves nothing until unsealed. */
+"sealed" | 
+/**  Never initialized. */
+"uninitialized" | 
+/**  It could not be reached, or did not answer in time. */
+"unreachable" | 
+/**  It answered in no shape its health endpoint has. */
+"failed";
+
 /**  What an action touches. */
 export type BlastRadius = {
 	tenants: string[],
@@ -401,6 +446,20 @@ export type CauseKind = "node_down" | "redis_data_loss" | "store_down" | "slow_m
 /**  Reachable when a rule lets it (the rule's index in `acls`). */
 export type Cell = {
 	rule: number | null,
+};
+
+/**  A served certificate: who it names and when it is valid. */
+export type CertView = {
+	/**  Its subject (`CN=controller.example`). */
+	subject: string,
+	/**  Its subject alternative names (DNS names and IP addresses). */
+	names: string[],
+	not_before_ms: number,
+	not_after_ms: number,
+	/**  Its SHA-256, as a pin takes it. */
+	sha256: string,
+	/**  When this process loaded it. */
+	loaded_ms: number,
 };
 
 /**  A change event. */
@@ -732,6 +791,19 @@ export type DryRun = {
 	blast: BlastRadius,
 };
 
+/**  The API's listener as the topology draws it. */
+export type EdgeView = {
+	/**  The address it listens on. */
+	listen: string,
+	/**  The certificate in force; `None`: plain HTTP. */
+	tls: CertView | null,
+	/**
+	 *  Why the last renewal on disk was not loaded (the certificate in
+	 *  force stays).
+	 */
+	reload_refused: string | null,
+};
+
 export type Effect = 
 /**  Changes nothing outside: safe to retry. */
 "read" | 
@@ -932,6 +1004,49 @@ export type Flow = {
 	canceled: number,
 	orders: number,
 	fills: number,
+};
+
+/**
+ *  What has flowed along each edge of the architecture since the
+ *  controller started: cumulative counts, which a surface turns into
+ *  rates by reading twice (one read alone is no rate).
+ */
+export type FlowCounts = {
+	at_ms: number,
+	surface: FlowSurface,
+	/**  The auth gate's decisions (`None` over IPC: there is no gate). */
+	gate: GateCounts | null,
+	/**  Tickets admitted by the controller, and submissions it refused. */
+	submitted: number,
+	refused: number,
+	/**  Attempts sent to the bots' lanes. */
+	routed: number,
+	/**  Results taken back from the bots. */
+	results: number,
+	/**  Group commits to the store, and the rows they wrote. */
+	commits: number,
+	committed_rows: number,
+	/**  Tool calls through the broker (`None`: no connectors here). */
+	tools: ToolCounts | null,
+};
+
+/**  How a surface reaches the controller. */
+export type FlowSurface = 
+/**
+ *  The HTTP API, behind its auth gate (the browser, the CLI, an
+ *  attached desktop).
+ */
+"http" | 
+/**
+ *  The desktop window's IPC to its embedded controller: no listener,
+ *  no gate.
+ */
+"ipc";
+
+/**  Requests at the auth gate since it started. */
+export type GateCounts = {
+	admitted: number,
+	refused: number,
 };
 
 /**  What a person asks the generator for. */
@@ -1412,6 +1527,16 @@ export type MeshView = {
 	matrix: Matrix | null,
 	/**  Why the policy could not be read into a matrix. */
 	policy_refused: MeshRefusal | null,
+	/**
+	 *  The API's listener: plain or TLS, and the certificate in force
+	 *  (`None`: this controller serves no HTTP, as in the desktop app).
+	 */
+	edge: EdgeView | null,
+	/**
+	 *  The secret backend (the OS keyring, or Vault as it says of itself;
+	 *  `None`: no connectors, so no backend).
+	 */
+	secrets: BackendHealth | null,
 };
 
 export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -1917,6 +2042,16 @@ export type Scope =
 /**  One tenant's tickets, cost, audit, effects, findings and events. */
 "tenant";
 
+/**  One second of the series. */
+export type Second = {
+	/**  Its start, unix ms (a multiple of 1000). */
+	t_ms: number,
+	/**  Tickets that reached a terminal state (succeeded, dead, cancelled). */
+	finished: number,
+	/**  What the ledger rows committed in it cost, in nano-dollars. */
+	cost_nusd: number,
+};
+
 /**  One of the fleet's services a node must reach. */
 export type Service = {
 	/**  `controller`, `redis`. */
@@ -2386,6 +2521,18 @@ export type TokenRole =
 "operator" | 
 /**  Reads only. */
 "viewer";
+
+/**  Tool calls through the connector runtime since it started. */
+export type ToolCounts = {
+	/**  Calls the gate let through. */
+	allowed: number,
+	/**  Calls it refused (denied, needing approval, bad parameters). */
+	refused: number,
+	/**  Requests sent to outside systems over HTTP (each try). */
+	sent: number,
+	/**  Requests a built-in connector served in process. */
+	served: number,
+};
 
 /**  How a tool call ended (HolmesGPT's words). */
 export type ToolStatus = "success" | "error" | 

@@ -102,10 +102,45 @@ try {
     await page.keyboard.press("Control+k");
     await page.getByTestId("palette-input").fill("archi");
     await page.keyboard.press("Enter");
-    await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "8 Data" }).waitFor();
-    await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "6 Bots" }).getByText("2 live of 2").waitFor();
+    const arch = page.getByTestId("architecture");
+    await arch.locator(".svelte-flow__node", { hasText: "store · tenant-isolated data" }).getByText(/answering/).waitFor();
+    await arch.locator(".svelte-flow__node", { hasText: "bots · each on its own lane" }).getByText("2 live of 2 in the local pool").waitFor();
     // The four curated connectors and the operations loop's built-in one.
-    await page.getByTestId("architecture").locator(".svelte-flow__node", { hasText: "7 Connectors" }).getByText("5 enabled of 5 · 1 grants").waitFor();
+    await arch.locator(".svelte-flow__node", { hasText: "connector broker" }).getByText(/5 enabled of 5 · 1 grants/).waitFor();
+    // Over HTTP the surface is the API behind its gate, never the window.
+    await arch.locator(".svelte-flow__node", { hasText: "surface · HTTP API" }).waitFor();
+    await arch.locator(".svelte-flow__node", { hasText: "auth gate" }).waitFor();
+  });
+
+  await step("each edge carries its own rate: a chat-only load calls no tool, a tool-heavy one does", async () => {
+    const arch = page.getByTestId("architecture");
+    const edge = (what) => arch.locator(".svelte-flow__edge-label", { hasText: new RegExp(`^${what} `) }).first();
+    const rate = async (what) => {
+      const m = /([\d.]+)\/s$/.exec(((await edge(what).textContent()) ?? "").trim());
+      return m ? Number(m[1]) : null;
+    };
+    const load = (body, seconds, gap) => page.evaluate(async ({ url, token, body, seconds, gap }) => {
+      const until = Date.now() + seconds * 1000;
+      while (Date.now() < until) {
+        await fetch(`${url}/api/v1/tickets`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+        await new Promise((r) => setTimeout(r, gap));
+      }
+    }, { url, token, body, seconds, gap });
+    // A rate is read while the load runs: poll the labels until they move.
+    const during = async (body, gap, check) => {
+      const running = load(body, 5, gap);
+      let last = "";
+      for (let i = 0; i < 50; i++) {
+        await page.waitForTimeout(200);
+        const r = { routed: await rate("routed"), calls: await rate("tool calls"), admitted: await rate("admitted"), commits: await rate("commits") };
+        last = JSON.stringify(r);
+        if (check(r)) { await running; return; }
+      }
+      await running;
+      throw new Error(`the edges never read as wanted: ${last}`);
+    };
+    await during({ kind: "chat", payload: { prompt: "chat only" } }, 40, (r) => r.routed > 0 && r.admitted > 0 && r.commits > 0 && r.calls === 0);
+    await during({ kind: "tool", payload: { connector: "shopfront", operation: "get_order", params: { order_id: "A-1" } } }, 250, (r) => r.routed > 0 && r.calls > 0);
   });
 
   await step("routing replays the ticket's journey with its timestamps", async () => {
@@ -149,8 +184,8 @@ try {
   await step("the architecture view carries the security layer's numbers", async () => {
     await page.getByTestId("nav-architecture").click();
     const arch = page.getByTestId("architecture");
-    await arch.locator(".svelte-flow__node", { hasText: "3 Auth gate" }).getByText(/security: 1 of 1 controls proven · 0 open findings/).waitFor();
-    await arch.locator(".svelte-flow__node.bad", { hasText: "7 Connectors" }).getByText(/security: [0-2] of 2 controls proven · [1-9]\d* open findings/).waitFor();
+    await arch.locator(".svelte-flow__node", { hasText: "auth gate" }).getByText(/security: 1 of 1 controls proven · 0 open findings/).waitFor();
+    await arch.locator(".svelte-flow__node.bad", { hasText: "connector broker" }).getByText(/security: [0-2] of 2 controls proven · [1-9]\d* open findings/).waitFor();
   });
 
   await step("security: suppressing a finding needs a justification and takes it off the open list", async () => {

@@ -7,7 +7,8 @@
 // age, which services the policy lets it reach); a host the two views
 // disagree on (the control server lists it, this host does not) says so;
 // the deployment's containers (a real Podman engine) each with its image,
-// state, health and restarts. Exits non-zero with the failing step.
+// state, health and restarts; the API's edge and the secret backend (Vault
+// as it says of itself). Exits non-zero with the failing step.
 import { chromium } from "playwright-core";
 
 const [url, token] = process.argv.slice(2);
@@ -65,6 +66,14 @@ try {
     for (const want of ["web", "running (healthy) · restarts 0"]) {
       if (!web.includes(want)) throw new Error(`the container lacks "${want}": ${web}`);
     }
+  });
+
+  await step("the edge and the secret backend are drawn as they are", async () => {
+    // Plain HTTP on loopback here; Vault (OpenBao) as it says of itself.
+    const edge = await text("edge · plain HTTP on 127.0.0.1:");
+    if (!edge.includes("loopback only")) throw new Error(`the edge: ${edge}`);
+    const vault = await text("secrets · vault");
+    if (!vault.includes("· active") || !vault.includes("http://127.0.0.1:")) throw new Error(`the secrets: ${vault}`);
   });
 
   if (process.env.OSHAL_SHOT) await page.screenshot({ path: process.env.OSHAL_SHOT, fullPage: true });

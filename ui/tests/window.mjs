@@ -2,7 +2,8 @@
 // front of Debian's WebKitWebDriver), in the W3C protocol with plain fetch:
 //   node tests/window.mjs DRIVER_URL APP_BINARY FLEET_URL FLEET_TOKEN TENANT_TOKEN SHOT.png
 // Flow: the window comes up on the embedded controller; a ticket submitted
-// there succeeds; the window attaches to a fleet (its token goes to the OS
+// there succeeds; the architecture draws the window and IPC (no listener,
+// no gate); the window attaches to a fleet (its token goes to the OS
 // keyring), shows the fleet's name and its bots, and switches back to local
 // in one click; attached again with a tenant's viewer token (acme), the
 // header says whose token it is; the topology's overview then reads all
@@ -53,6 +54,14 @@ try {
     await type('[data-testid="prompt"]', "What is the state of the fleet?");
     await click('[data-testid="submit"]');
     await until('[data-testid="detail-state"]', /succeeded/);
+  });
+
+  await step("the architecture draws the window and its IPC, no listener and no gate", async () => {
+    await click('[data-testid="nav-architecture"]');
+    await until('[data-testid="architecture"]', /surface · this window[\s\S]*IPC to the embedded controller/);
+    await until('[data-testid="architecture"]', /tickets over IPC \d/);
+    const drawn = await text('[data-testid="architecture"]');
+    if (/auth gate|HTTP API/.test(drawn)) throw new Error(`the window draws an HTTP surface: ${drawn}`);
   });
 
   await step("attaching to a fleet shows its name and its bots", async () => {

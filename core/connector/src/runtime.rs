@@ -27,6 +27,7 @@ use oshal_kernel::name::Named;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -131,9 +132,25 @@ impl ToolError {
     }
 }
 
+/// What went through the runtime since it started: the architecture
+/// view's edges from the bots to the broker and out to the systems.
+#[derive(Debug, Default)]
+pub struct CallCounts {
+    /// Calls the gate let through.
+    pub allowed: std::sync::atomic::AtomicU64,
+    /// Calls the gate refused (denied, needing approval, bad parameters,
+    /// a write in a dry run).
+    pub refused: std::sync::atomic::AtomicU64,
+    /// Requests sent to an outside system over HTTP (each try).
+    pub sent: std::sync::atomic::AtomicU64,
+    /// Requests a built-in connector served in this process.
+    pub served: std::sync::atomic::AtomicU64,
+}
+
 #[derive(Debug)]
 pub struct Runtime {
     registry: Arc<Registry>,
+    counts: Arc<CallCounts>,
     gate: Gate,
     broker: Arc<Broker>,
     db: ConnectorDb,
@@ -197,6 +214,7 @@ impl Runtime {
     ) -> Self {
         Self {
             registry,
+            counts: Arc::default(),
             gate,
             broker,
             db,
@@ -212,6 +230,11 @@ impl Runtime {
 
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// What went through since start.
+    pub fn counts(&self) -> &CallCounts {
+        &self.counts
     }
 
     /// The gate's decision on `call`, taken (and audited) exactly as a real
@@ -245,13 +268,17 @@ impl Runtime {
                 &req.params,
             )
             .await;
+        let refused = || self.counts.refused.fetch_add(1, Ordering::Relaxed);
         if let Some((field, reason)) = decision.invalid_params {
+            refused();
             return Err(ToolError::InvalidParams { field, reason });
         }
         if decision.approval_required {
+            refused();
             return Err(ToolError::ApprovalRequired(decision.reason));
         }
         if !decision.allowed {
+            refused();
             return Err(ToolError::Denied(decision.reason));
         }
         let manifest = manifest.expect("the gate allows only enabled connectors");
@@ -259,6 +286,7 @@ impl Runtime {
             .operation(&req.call.operation)
             .expect("the gate allows only declared operations");
         if req.dry_run && op.effect == Effect::Write {
+            refused();
             let reason = format!(
                 "{}.{} writes, and this is a dry run: refused before anything was sent",
                 req.call.connector, req.call.operation
@@ -276,6 +304,7 @@ impl Runtime {
                 .map_err(|e| ToolError::Ledger(e.to_string()))?;
             return Err(ToolError::DryRun(reason));
         }
+        self.counts.allowed.fetch_add(1, Ordering::Relaxed);
         let handler = handler.as_deref();
         match op.effect {
             Effect::Read => {
@@ -485,10 +514,12 @@ impl Runtime {
     ) -> Result<Sent, ToolError> {
         match via {
             Via::Http(token) => {
+                self.counts.sent.fetch_add(1, Ordering::Relaxed);
                 self.send_http(manifest, op, req, token, params, idempotency_key, cancel)
                     .await
             }
             Via::BuiltIn(handler) => {
+                self.counts.served.fetch_add(1, Ordering::Relaxed);
                 self.serve(*handler, op, req, params, idempotency_key, cancel)
                     .await
             }

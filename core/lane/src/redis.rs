@@ -17,8 +17,15 @@
 //! store is the source of truth. A node's lanes share an [`EpochWatch`]:
 //! each read learns, in the same round trip, the epoch of the server it read
 //! from, and once the node has seen a newer epoch the entries still in hand
-//! are [`Lane::superseded`] and skipped, not paid for twice. [`Keys`] names every key under one prefix,
-//! so tests and fleets can share a server.
+//! are [`Lane::superseded`] and skipped, not paid for twice.
+//!
+//! Each run of a node is an *incarnation* (its registration says which).
+//! The controller stamps every entry with the incarnation it addressed, and
+//! a node's lane never delivers an entry stamped for another: when the node
+//! that held it was lost, the controller requeued it as a new attempt, so a
+//! node restarted under the same name must not run (and pay for) it again.
+//! Such an entry is acknowledged and dropped. [`Keys`] names every key under
+//! one prefix, so tests and fleets can share a server.
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -46,6 +53,10 @@ pub struct Registration {
     pub node: String,
     pub skills: Vec<crate::ticket::Skill>,
     pub model: crate::ticket::ModelId,
+    /// Which run of the node this is, new at each start (empty from a node
+    /// that predates incarnations: its entries are never fenced).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub incarnation: String,
 }
 
 /// Every key of one fleet, under one prefix.
@@ -235,6 +246,9 @@ pub struct RedisLane {
     /// the last read came from (`None`: unknown, never superseded).
     epoch: Option<(String, EpochWatch)>,
     read_epoch: std::sync::Mutex<Option<Arc<str>>>,
+    /// The node run this lane's entries are for: stamped on what the
+    /// controller publishes, checked on what a node reads.
+    incarnation: Option<Arc<str>>,
     capacity: usize,
     published_total: AtomicU64,
     acked_total: AtomicU64,
@@ -260,6 +274,7 @@ impl RedisLane {
             reader: tokio::sync::Mutex::new(None),
             epoch: None,
             read_epoch: std::sync::Mutex::new(None),
+            incarnation: None,
             capacity,
             published_total: AtomicU64::new(0),
             acked_total: AtomicU64::new(0),
@@ -276,8 +291,48 @@ impl RedisLane {
         self
     }
 
+    /// Ties the lane to one run of its node (the registration's
+    /// incarnation): the controller's side stamps it on every entry, a
+    /// node's side delivers only entries stamped with it (or unstamped).
+    pub fn of_incarnation(mut self, incarnation: &str) -> Self {
+        self.incarnation = (!incarnation.is_empty()).then(|| Arc::from(incarnation));
+        self
+    }
+
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The entries this lane may deliver, and acknowledges (drops) those
+    /// stamped for another incarnation of its node: the controller requeued
+    /// them when that incarnation was lost.
+    async fn deliverable(
+        &self,
+        entries: Vec<redis::streams::StreamId>,
+        counts: impl Fn(&str) -> u32,
+    ) -> Result<Vec<Delivery>, LaneError> {
+        let (entries, fenced): (Vec<_>, Vec<_>) =
+            entries
+                .into_iter()
+                .partition(|e| match (&self.incarnation, field(&e.map, "i")) {
+                    (Some(own), Some(to)) => to == own.as_bytes(),
+                    _ => true,
+                });
+        if !fenced.is_empty() {
+            tracing::info!(
+                lane = %self.key,
+                entries = fenced.len(),
+                "dropped entries addressed to an earlier run of this node (requeued when it was lost)"
+            );
+            let mut cmd = redis::cmd("XACK");
+            cmd.arg(&self.key).arg(GROUP);
+            for e in &fenced {
+                cmd.arg(&e.id);
+            }
+            let mut conn = self.conn.clone();
+            cmd.query_async::<u64>(&mut conn).await.map_err(backend)?;
+        }
+        Ok(self.deliveries(entries, counts))
     }
 
     fn deliveries(
@@ -331,8 +386,11 @@ impl Lane for RedisLane {
                 .arg(TRIM)
                 .arg("*")
                 .arg("e")
-                .arg(json)
-                .ignore();
+                .arg(json);
+            if let Some(to) = &self.incarnation {
+                pipe.arg("i").arg(&**to);
+            }
+            pipe.ignore();
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(backend)?;
@@ -391,7 +449,7 @@ impl Lane for RedisLane {
                 let entries = reply
                     .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
                     .unwrap_or_default();
-                Ok(self.deliveries(entries, |_| 1))
+                self.deliverable(entries, |_| 1).await
             }
             Err(e) if is_nogroup(&e) => {
                 drop(guard);
@@ -479,7 +537,8 @@ impl Lane for RedisLane {
             .into_iter()
             .map(|p| (p.id, p.times_delivered as u32))
             .collect();
-        Ok(self.deliveries(claimed, |id| counts.get(id).copied().unwrap_or(1)))
+        self.deliverable(claimed, |id| counts.get(id).copied().unwrap_or(1))
+            .await
     }
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), LaneError> {

@@ -9,6 +9,10 @@
 //! system's roots, a CA file (only that CA, and the name checked), or a
 //! pinned SHA-256 of the certificate itself (for a self-signed one; the
 //! chain and the name are then not asked, the pin is the whole check).
+//!
+//! [`Edge`] is the listener as the topology draws it: plain or TLS, and the
+//! certificate in force (its names and when it expires), kept current by
+//! the reloader.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +69,121 @@ pub struct TlsFiles {
 pub struct Loaded {
     pub config: Arc<rustls::ServerConfig>,
     pub fingerprint: String,
+    /// The leaf certificate as the topology shows it.
+    pub cert: CertView,
+}
+
+/// A served certificate: who it names and when it is valid.
+#[derive(
+    Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, specta::Type, utoipa::ToSchema,
+)]
+pub struct CertView {
+    /// Its subject (`CN=controller.example`).
+    pub subject: String,
+    /// Its subject alternative names (DNS names and IP addresses).
+    pub names: Vec<String>,
+    #[specta(type = specta_typescript::Number)]
+    pub not_before_ms: i64,
+    #[specta(type = specta_typescript::Number)]
+    pub not_after_ms: i64,
+    /// Its SHA-256, as a pin takes it.
+    pub sha256: String,
+    /// When this process loaded it.
+    #[specta(type = specta_typescript::Number)]
+    pub loaded_ms: i64,
+}
+
+impl CertView {
+    /// Reads a leaf certificate (DER).
+    pub fn of(der: &[u8]) -> Result<Self, String> {
+        use x509_parser::extensions::GeneralName;
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| format!("not an X.509 certificate ({e})"))?;
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for n in &san.value.general_names {
+                match n {
+                    GeneralName::DNSName(d) => names.push((*d).to_owned()),
+                    GeneralName::IPAddress(ip) => match ip.len() {
+                        4 => names.push(
+                            std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).unwrap_or_default())
+                                .to_string(),
+                        ),
+                        16 => names.push(
+                            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*ip).unwrap_or_default())
+                                .to_string(),
+                        ),
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+        }
+        let validity = cert.validity();
+        use oshal_kernel::clock::Clock;
+        Ok(Self {
+            subject: cert.subject().to_string(),
+            names,
+            not_before_ms: validity.not_before.timestamp().saturating_mul(1000),
+            not_after_ms: validity.not_after.timestamp().saturating_mul(1000),
+            sha256: fingerprint(der),
+            loaded_ms: oshal_kernel::clock::SystemClock.now_ms(),
+        })
+    }
+}
+
+/// The API's listener as the topology draws it.
+#[derive(
+    Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, specta::Type, utoipa::ToSchema,
+)]
+pub struct EdgeView {
+    /// The address it listens on.
+    pub listen: String,
+    /// The certificate in force; `None`: plain HTTP.
+    pub tls: Option<CertView>,
+    /// Why the last renewal on disk was not loaded (the certificate in
+    /// force stays).
+    pub reload_refused: Option<String>,
+}
+
+/// The listener's view, shared by the server (which keeps it current)
+/// and whoever draws it. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Edge(Arc<std::sync::RwLock<Option<EdgeView>>>);
+
+impl Edge {
+    /// The listener is up on `listen`, with the certificate of `tls`.
+    pub fn listening(&self, listen: String, tls: Option<&Loaded>) {
+        *self.write() = Some(EdgeView {
+            listen,
+            tls: tls.map(|l| l.cert.clone()),
+            reload_refused: None,
+        });
+    }
+
+    /// A renewal was loaded.
+    pub fn reloaded(&self, loaded: &Loaded) {
+        if let Some(v) = self.write().as_mut() {
+            v.tls = Some(loaded.cert.clone());
+            v.reload_refused = None;
+        }
+    }
+
+    /// A renewal on disk could not be loaded.
+    pub fn refused(&self, why: String) {
+        if let Some(v) = self.write().as_mut() {
+            v.reload_refused = Some(why);
+        }
+    }
+
+    /// The listener now (`None`: not listening, as in the desktop app).
+    pub fn view(&self) -> Option<EdgeView> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<EdgeView>> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl TlsFiles {
@@ -81,6 +200,7 @@ impl TlsFiles {
             return Err(err(&cert_at, "holds no CERTIFICATE block"));
         };
         let fingerprint = fingerprint(leaf);
+        let cert = CertView::of(leaf).map_err(|why| err(&cert_at, why))?;
         let key = PrivateKeyDer::from_pem_file(&self.key)
             .map_err(|e| err(&key_at, format!("no private key read ({e})")))?;
         let config = rustls::ServerConfig::builder_with_provider(provider())
@@ -92,6 +212,7 @@ impl TlsFiles {
         Ok(Loaded {
             config: Arc::new(config),
             fingerprint,
+            cert,
         })
     }
 

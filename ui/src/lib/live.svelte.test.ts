@@ -2,9 +2,9 @@
 // what a controller would and lets the test push events. (The real
 // transports are driven end to end by tests/browser.mjs and tests/window.mjs.)
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { CoreEvent, StateCount, Transition } from "../bindings";
+import type { CoreEvent, FlowCounts, StateCount, Transition } from "../bindings";
 import { usd } from "./format";
-import { Live } from "./live.svelte";
+import { Live, flowRates } from "./live.svelte";
 import type { Transport } from "./transport";
 
 function transport(counts: StateCount[]) {
@@ -97,5 +97,27 @@ describe("usd", () => {
     expect(usd(2550)).toBe("$0.000003");
     expect(usd(0)).toBe("$0.0000");
     expect(usd(12_340_000_000)).toBe("$12.3400");
+  });
+});
+
+describe("flowRates", () => {
+  const counts = (at_ms: number, n: number, tools = true): FlowCounts => ({
+    at_ms, surface: "http", gate: { admitted: n * 2, refused: 1 }, submitted: n, refused: 0, routed: n, results: n - 1,
+    commits: n / 10, committed_rows: n * 7, tools: tools ? { allowed: n / 2, refused: 0, sent: n / 4, served: 0 } : null,
+  });
+
+  it("turns two reads into each edge's own rate per second", () => {
+    const r = flowRates(counts(1000, 100), counts(3000, 500))!;
+    expect(r.gate).toEqual({ admitted: 400, refused: 0 });
+    expect([r.submitted, r.routed, r.results, r.commits, r.rows]).toEqual([200, 200, 200, 20, 1400]);
+    expect(r.tools).toEqual({ allowed: 100, refused: 0, sent: 50, served: 0 });
+  });
+
+  it("knows no rate without time between the reads, across a restart, or for what one read lacks", () => {
+    expect(flowRates(counts(1000, 100), counts(1000, 200))).toBeNull();
+    expect(flowRates(counts(1000, 500), counts(2000, 10))).toBeNull();
+    expect(flowRates(counts(1000, 100, false), counts(2000, 200))!.tools).toBeNull();
+    const ipc = { ...counts(2000, 200), surface: "ipc" as const, gate: null };
+    expect(flowRates(counts(1000, 100), ipc)!.gate).toBeNull();
   });
 });

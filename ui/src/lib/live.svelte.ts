@@ -2,7 +2,7 @@
 // per state, recent transitions, and per-second series for the charts.
 // Fed by the event stream, with a periodic resync so a missed event
 // (`lagged`) heals itself.
-import type { BotView, ControlView, CoreEvent, FleetSummary, Health, IntegrationView, MeshView, TicketState, Transition } from "../bindings";
+import type { BotView, ControlView, CoreEvent, FleetSummary, FlowCounts, FlowSurface, Health, IntegrationView, MeshView, TicketState, Transition } from "../bindings";
 import { ServerError, type Transport } from "./transport";
 
 export const STATES: TicketState[] = [
@@ -20,6 +20,54 @@ export interface Sample {
   t: number;
   finished: number;
   costNusd: number;
+}
+
+/** Per-second rates along each edge of the architecture. */
+export interface FlowRates {
+  surface: FlowSurface;
+  /** Requests the gate admitted and refused (`null` over IPC: no gate). */
+  gate: { admitted: number; refused: number } | null;
+  submitted: number;
+  refused: number;
+  routed: number;
+  results: number;
+  commits: number;
+  rows: number;
+  /** Tool calls through the broker (`null`: no connectors). */
+  tools: { allowed: number; refused: number; sent: number; served: number } | null;
+}
+
+/** The rates between two reads of the flow counts: `null` when they are
+ * not two reads of one run (no time between them, or a counter went back:
+ * the controller restarted). */
+export function flowRates(prev: FlowCounts, next: FlowCounts): FlowRates | null {
+  const dt = (next.at_ms - prev.at_ms) / 1000;
+  if (dt <= 0) return null;
+  let back = false;
+  const rate = (a: number, b: number) => {
+    if (b < a) back = true;
+    return Math.round(((b - a) / dt) * 10) / 10;
+  };
+  const out: FlowRates = {
+    surface: next.surface,
+    gate: prev.gate && next.gate ? { admitted: rate(prev.gate.admitted, next.gate.admitted), refused: rate(prev.gate.refused, next.gate.refused) } : null,
+    submitted: rate(prev.submitted, next.submitted),
+    refused: rate(prev.refused, next.refused),
+    routed: rate(prev.routed, next.routed),
+    results: rate(prev.results, next.results),
+    commits: rate(prev.commits, next.commits),
+    rows: rate(prev.committed_rows, next.committed_rows),
+    tools:
+      prev.tools && next.tools
+        ? {
+            allowed: rate(prev.tools.allowed, next.tools.allowed),
+            refused: rate(prev.tools.refused, next.tools.refused),
+            sent: rate(prev.tools.sent, next.tools.sent),
+            served: rate(prev.tools.served, next.tools.served),
+          }
+        : null,
+  };
+  return back ? null : out;
 }
 
 export class Live {
@@ -45,6 +93,20 @@ export class Live {
   mesh = $state<MeshView | null>(null);
   /** Every controller this surface knows, read at each resync. */
   overview = $state<FleetSummary[]>([]);
+  /** Whether the counts per state have been read from the store (until
+   * then, and while they cannot be, they are unknown, not 0). */
+  countsKnown = $state(false);
+  /** Whether the bots can be read: a tenant's token may not see the
+   * fleet's, and then they are unknown, not none. */
+  botsKnown = $state(true);
+  /** Each edge's rate over the last second; `null` until two reads (one
+   * read is no rate) or while the counts cannot be read. */
+  flow = $state<FlowRates | null>(null);
+  /** How this surface reaches the controller, once read. */
+  surface = $state<FlowSurface | null>(null);
+  /** Why the flow cannot be read (a tenant's token). */
+  flowUnavailable = $state<string | null>(null);
+  private lastFlow: FlowCounts | null = null;
 
   private finishedThisSecond = 0;
   private costThisSecond = 0;
@@ -60,6 +122,7 @@ export class Live {
       (up) => (this.connected = up),
     );
     this.resync();
+    void this.backfill();
     this.timers.push(setInterval(() => this.resync(), 5000));
     this.timers.push(setInterval(() => this.tick(), 1000));
   }
@@ -73,21 +136,51 @@ export class Live {
     try {
       const [counts, bots, health] = await Promise.all([
         this.transport.counts(),
-        // A tenant's token may not see the fleet's bots: none shown, not an error.
+        // A tenant's token may not see the fleet's bots: unknown, not an error.
         this.transport.bots().catch((e) => {
-          if (e instanceof ServerError && e.body.kind === "forbidden") return [];
+          if (e instanceof ServerError && e.body.kind === "forbidden") return null;
           throw e;
         }),
         this.transport.health(),
       ]);
       this.counts = Object.fromEntries(counts.map((c) => [c.state, c.count]));
-      this.bots = bots;
+      this.countsKnown = true;
+      this.bots = bots ?? [];
+      this.botsKnown = bots != null;
       this.health = health;
       this.error = null;
     } catch (e) {
       this.error = (e as Error).message;
+      this.countsKnown = false;
     }
     await Promise.all([this.loadIntegrations(), this.loadSecurity(), this.loadMesh(), this.loadOverview()]);
+  }
+
+  /** The charts start from what the controller committed in the last two
+   * minutes, not from zero (a page opened after the work finished). */
+  async backfill() {
+    try {
+      const seconds = await this.transport.seconds();
+      if (this.series.length === 0) {
+        this.series = seconds.map((s) => ({ t: s.t_ms, finished: s.finished, costNusd: s.cost_nusd }));
+      }
+    } catch {
+      // Not readable (a tenant's token): the charts start from now.
+    }
+  }
+
+  async loadFlow() {
+    try {
+      const next = await this.transport.flow();
+      this.flow = this.lastFlow ? flowRates(this.lastFlow, next) : null;
+      this.lastFlow = next;
+      this.surface = next.surface;
+      this.flowUnavailable = null;
+    } catch (e) {
+      this.flow = null;
+      this.lastFlow = null;
+      this.flowUnavailable = (e as Error).message;
+    }
   }
 
   async loadOverview() {
@@ -158,5 +251,6 @@ export class Live {
     this.perBot = {};
     this.finishedThisSecond = 0;
     this.costThisSecond = 0;
+    void this.loadFlow();
   }
 }

@@ -61,6 +61,8 @@ import type {
   StateRequest,
   StateCount,
   Submitted,
+  FlowCounts,
+  Second,
   SuppressRequest,
   TicketFilter,
   TicketPage,
@@ -83,6 +85,10 @@ export interface Transport {
   bots(): Promise<BotView[]>;
   /** The mesh the controller reads (Headscale, tailscaled), live. */
   mesh(): Promise<MeshView>;
+  /** What has flowed along each edge of the architecture since start. */
+  flow(): Promise<FlowCounts>;
+  /** The last two minutes as the controller committed them. */
+  seconds(): Promise<Second[]>;
   /** Every controller this surface knows, each read now: the window's
    * embedded one and its saved fleets; a browser, its one controller. */
   overview(): Promise<FleetSummary[]>;
@@ -196,6 +202,8 @@ export class HttpTransport implements Transport {
   bulk = (r: BulkRequest) => this.call<BulkReport>("POST", "/api/v1/tickets/bulk", r);
   bots = () => this.call<BotView[]>("GET", "/api/v1/bots");
   mesh = () => this.call<MeshView>("GET", "/api/v1/mesh");
+  flow = () => this.call<FlowCounts>("GET", "/api/v1/flow");
+  seconds = () => this.call<Second[]>("GET", "/api/v1/series");
   overview = async (): Promise<FleetSummary[]> => {
     const row: FleetSummary = { name: new URL(this.base, location.href).host, url: this.base, current: true, error: null, figures: null };
     try {
@@ -351,6 +359,8 @@ export class TauriTransport implements Transport {
   bulk = (r: BulkRequest) => answer(commands.bulk(r));
   bots = () => answer(commands.bots());
   mesh = () => answer(commands.mesh());
+  flow = () => answer(commands.flow());
+  seconds = () => answer(commands.series());
   overview = () => answer(commands.overview());
   cost = () => answer(commands.cost());
   integrations = () => answer(commands.integrations());

@@ -139,6 +139,41 @@ fn path(n: &MeshNode) -> String {
 }
 
 fn print_table(view: &MeshView) {
+    match &view.edge {
+        Some(e) => match &e.tls {
+            Some(c) => println!(
+                "edge https://{} certificate {} ({}) expires in {} d{}",
+                e.listen,
+                c.subject,
+                c.names.join(", "),
+                (c.not_after_ms - view.read_ms).div_euclid(86_400_000),
+                e.reload_refused
+                    .as_ref()
+                    .map(|why| format!("; renewal refused: {why}"))
+                    .unwrap_or_default()
+            ),
+            None => println!("edge http://{} (plain)", e.listen),
+        },
+        None => println!("edge: none (no HTTP listener)"),
+    }
+    if let Some(s) = &view.secrets {
+        println!(
+            "secrets {} {:?}{}{}{}",
+            s.backend,
+            s.state,
+            s.at.as_ref()
+                .map(|a| format!(" at {a}"))
+                .unwrap_or_default(),
+            s.version
+                .as_ref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default(),
+            s.message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
+    }
     if !view.configured {
         println!(
             "no mesh source is configured (oshal serve --headscale-url, --tailscale-socket, --mesh-static or --containers-socket)"

@@ -133,6 +133,7 @@ impl MeshArgs {
             redis_url: self.mesh_redis_url.clone(),
             redis_prefix: redis_prefix.to_owned(),
             probe_port: self.mesh_probe_port,
+            edge: oshal_core::tls::Edge::default(),
         })
     }
 }
@@ -180,6 +181,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let every = args.security.security_scan_every_min;
+    let edge = mesh.edge.clone();
     let mesh = oshal_core::mesh::Mesh::new(mesh, platform.controller.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (token, token_at) = load_or_create_token(&data_dir, args.api_token_file.as_deref())?;
@@ -197,6 +199,7 @@ pub async fn run(args: Args) -> Result<()> {
     let surface = Surface {
         listen: args.listen,
         tls,
+        edge,
         ui_dir: args.ui_dir.as_deref(),
         token,
         token_at: &token_at,
@@ -212,6 +215,7 @@ pub async fn run(args: Args) -> Result<()> {
 struct Surface<'a> {
     listen: SocketAddr,
     tls: Option<(TlsFiles, Loaded)>,
+    edge: oshal_core::tls::Edge,
     ui_dir: Option<&'a Path>,
     token: ApiToken,
     token_at: &'a str,
@@ -227,6 +231,7 @@ async fn serve(
     let Surface {
         listen,
         tls,
+        edge,
         ui_dir,
         token,
         token_at,
@@ -280,6 +285,7 @@ async fn serve(
         },
         listener,
         tls,
+        edge,
         token,
         ui_dir,
         shutdown,

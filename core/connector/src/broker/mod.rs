@@ -86,6 +86,64 @@ pub trait SecretBackend: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     async fn read(&self, path: &str) -> Result<Option<Secret>, BrokerError>;
     async fn write(&self, path: &str, value: &Secret) -> Result<(), BrokerError>;
+    /// How the backend is now, as the topology draws it. A backend in this
+    /// process (the OS keyring) has no server to ask: it is `Local`.
+    async fn health(&self) -> BackendHealth {
+        BackendHealth {
+            backend: self.name().to_owned(),
+            at: None,
+            state: BackendState::Local,
+            version: None,
+            message: None,
+        }
+    }
+}
+
+/// A secret backend as one look found it (never a secret or a token).
+#[derive(
+    Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, specta::Type, utoipa::ToSchema,
+)]
+pub struct BackendHealth {
+    /// `keyring` or `vault`.
+    pub backend: String,
+    /// The server's address, for one that has a server.
+    pub at: Option<String>,
+    pub state: BackendState,
+    /// The server's release, as it says.
+    pub version: Option<String>,
+    /// What went wrong, in its words.
+    pub message: Option<String>,
+}
+
+/// Vault's (and OpenBao's) own words for its health (`/v1/sys/health`),
+/// and the keyring's.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    specta::Type,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    /// The OS keyring of this process's host: nothing to ask.
+    Local,
+    /// Initialized, unsealed and active: it serves reads and writes.
+    Active,
+    /// Unsealed, a standby of an active node.
+    Standby,
+    /// Sealed: it serves nothing until unsealed.
+    Sealed,
+    /// Never initialized.
+    Uninitialized,
+    /// It could not be reached, or did not answer in time.
+    Unreachable,
+    /// It answered in no shape its health endpoint has.
+    Failed,
 }
 
 /// A capability for one call, handed to the runtime. Printing shows only its id.
@@ -166,6 +224,11 @@ impl Broker {
 
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// How the secret backend is now (a Vault is asked).
+    pub async fn backend_health(&self) -> BackendHealth {
+        self.backend.health().await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Binding>> {

@@ -168,6 +168,66 @@ async fn entries_read_before_redis_lost_its_data_are_superseded() {
     r.cleanup().await;
 }
 
+/// A node restarted under its own name reads the lane its last run left:
+/// entries the controller addressed to that run were requeued when it was
+/// lost, so they are dropped (acknowledged), read or claimed; entries for
+/// this run, and unstamped ones, are delivered.
+#[tokio::test]
+async fn entries_addressed_to_an_earlier_run_of_the_node_are_dropped() {
+    let r = TestRedis::new().await;
+    let to_old = r.lane("bot-1").await.of_incarnation("run-1");
+    let old = r.lane("bot-1").await.of_incarnation("run-1");
+    let unstamped = r.lane("bot-1").await;
+    let (held, waiting, plain) = (entry(), entry(), entry());
+    to_old.publish(vec![held.clone()]).await.unwrap();
+    assert_eq!(
+        old.read("run-1#1", 1, Duration::ZERO).await.unwrap().len(),
+        1
+    );
+    to_old.publish(vec![waiting]).await.unwrap();
+    unstamped.publish(vec![plain.clone()]).await.unwrap();
+
+    // The old run dies holding `held`; the new one starts under the same name.
+    let new = r.lane("bot-1").await.of_incarnation("run-2");
+    assert!(
+        new.claim("run-2#1", Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "what the old run held is not claimed"
+    );
+    let read = new.read("run-2#1", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        read.iter().map(|d| &d.entry).collect::<Vec<_>>(),
+        vec![&plain],
+        "only the unstamped entry is delivered"
+    );
+    let to_new = r.lane("bot-1").await.of_incarnation("run-2");
+    let fresh = entry();
+    to_new.publish(vec![fresh.clone()]).await.unwrap();
+    let read = new.read("run-2#1", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        read.iter().map(|d| &d.entry).collect::<Vec<_>>(),
+        vec![&fresh]
+    );
+    let s = new.stats().await.unwrap();
+    assert_eq!(
+        (s.depth, s.pending),
+        (0, 2),
+        "dropped entries are acknowledged"
+    );
+    assert_eq!(
+        unstamped
+            .claim("x", Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "a lane of no incarnation fences nothing"
+    );
+    r.cleanup().await;
+}
+
 #[test]
 fn stream_ids_parse_and_refuse_garbage() {
     assert_eq!(

@@ -172,6 +172,8 @@ named!(
     oshal_ops::report::PostmortemEdit,
     crate::ops::HealDecision,
     crate::mesh::MeshView,
+    crate::controller::FlowCounts,
+    crate::controller::series::Second,
     crate::mesh::MeshKey,
     crate::mesh::PolicyChange,
     oshal_mesh::enrol::Enrolment,

@@ -431,6 +431,14 @@ routes! {
     /// it reaches today needs `confirm` (else 409).
     SetMeshPolicy = Put "/api/v1/mesh/policy" Bearer Operator, args: (), query: (), body: crate::mesh::PolicyChange => oshal_mesh::policy::PolicyCheck;
 
+    /// What has flowed along each edge of the architecture since start
+    /// (the gate, admission, lanes, results, the store, the broker):
+    /// cumulative counts a surface turns into rates by reading twice.
+    GetFlow = Get "/api/v1/flow" Bearer Operator, args: (), query: (), body: () => crate::controller::FlowCounts;
+    /// The last two minutes, second by second, as the controller committed
+    /// them (tickets finished, spend): what a chart opened late starts from.
+    GetSeries = Get "/api/v1/series" Bearer Operator, args: (), query: (), body: () => Vec<crate::controller::series::Second>;
+
     /// Prometheus text exposition.
     Metrics = Get "/metrics" Bearer Read, args: (), query: (), body: () => String;
 }

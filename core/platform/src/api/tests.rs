@@ -57,6 +57,7 @@ async fn an_api_listener_is_probed_live() {
         http::Domains::default(),
         listener,
         None,
+        crate::tls::Edge::default(),
         token,
         None,
         shutdown.clone(),
@@ -144,6 +145,7 @@ async fn health_tells_strangers_a_code_and_the_token_holder_why() {
         http::Domains::default(),
         listener,
         None,
+        crate::tls::Edge::default(),
         token.clone(),
         None,
         shutdown.clone(),
@@ -172,6 +174,114 @@ async fn health_tells_strangers_a_code_and_the_token_holder_why() {
     assert!(
         holder["detail"].as_str().is_some_and(|d| !d.is_empty()),
         "{holder}"
+    );
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    controller.shutdown().await;
+}
+
+/// The architecture's edges as the API counts them: each request the gate
+/// decides, each ticket admitted, routed and back, each commit; and the
+/// last two minutes as committed, for charts opened after the work ended.
+#[tokio::test]
+async fn the_flow_counts_each_edge_and_the_series_remembers_what_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, controller, listener) = local_api(dir.path()).await;
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let token = http::ApiToken::generate();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        controller.clone(),
+        None,
+        http::Domains::default(),
+        listener,
+        None,
+        crate::tls::Edge::default(),
+        token.clone(),
+        None,
+        shutdown.clone(),
+    ));
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(token.expose())
+            .send()
+    };
+    let flow =
+        async || -> serde_json::Value { get("/api/v1/flow").await.unwrap().json().await.unwrap() };
+    let before = flow().await;
+    assert_eq!(before["surface"], "http");
+    assert_eq!(
+        before["tools"],
+        serde_json::Value::Null,
+        "no connectors here"
+    );
+    let refused = client
+        .get(format!("{base}/api/v1/flow"))
+        .bearer_auth("not-the-token-0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r: serde_json::Value = client
+            .post(format!("{base}/api/v1/tickets"))
+            .bearer_auth(token.expose())
+            .json(&serde_json::json!({"kind": "chat", "payload": {"prompt": format!("t{i}")}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(r["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let id = crate::ticket::TicketId::parse(id).unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !controller.ticket(id).await.unwrap().state.is_terminal() {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // The commit hook counts after the commit; give it a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let after = flow().await;
+    let moved = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert_eq!(moved("submitted"), 5, "{after:#}");
+    assert_eq!((moved("routed"), moved("results")), (5, 5), "{after:#}");
+    assert!(moved("commits") >= 1 && moved("committed_rows") >= 5 * 4);
+    // Between the two reads: the five submissions, the refusal, and the
+    // first read itself were decided at the gate.
+    let gate = |v: &serde_json::Value, k: &str| v["gate"][k].as_u64().unwrap();
+    assert_eq!(gate(&after, "admitted") - gate(&before, "admitted"), 6);
+    assert_eq!(gate(&after, "refused") - gate(&before, "refused"), 1);
+
+    let seconds: Vec<serde_json::Value> =
+        get("/api/v1/series").await.unwrap().json().await.unwrap();
+    // The current second is not over: wait for it to be, then read again.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let seconds: Vec<serde_json::Value> = if seconds
+        .iter()
+        .map(|s| s["finished"].as_u64().unwrap())
+        .sum::<u64>()
+        == 5
+    {
+        seconds
+    } else {
+        get("/api/v1/series").await.unwrap().json().await.unwrap()
+    };
+    let finished: u64 = seconds
+        .iter()
+        .map(|s| s["finished"].as_u64().unwrap())
+        .sum();
+    assert_eq!(finished, 5, "{seconds:#?}");
+    assert!(
+        seconds
+            .windows(2)
+            .all(|w| w[1]["t_ms"].as_i64().unwrap() - w[0]["t_ms"].as_i64().unwrap() == 1000)
     );
     shutdown.cancel();
     server.await.unwrap().unwrap();

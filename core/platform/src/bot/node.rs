@@ -15,6 +15,11 @@
 //!   Redis has restarted empty, entries read before are skipped (the
 //!   controller re-drives them), not run and paid for twice.
 //!
+//! - an incarnation, new at each start and carried by every registration:
+//!   the lanes deliver only what the controller addressed to this run, so a
+//!   node restarted under the same name never runs what was requeued when
+//!   its last run was lost (that would be paid for twice).
+//!
 //! On shutdown (SIGTERM) the bots abandon their calls and the node removes
 //! its registrations at once: the controller takes that as the bots leaving
 //! and requeues what they held, so nothing waits for a TTL to expire.
@@ -100,6 +105,7 @@ pub async fn run_node(
         ))
     });
 
+    let incarnation = uuid::Uuid::now_v7().to_string();
     let mut registrations = Vec::with_capacity(config.bots);
     let mut bots = Vec::with_capacity(config.bots);
     for i in 1..=config.bots {
@@ -114,13 +120,15 @@ pub async fn run_node(
                 LANE_CAPACITY,
             )
             .await?
-            .watching(&keys, epoch.clone()),
+            .watching(&keys, epoch.clone())
+            .of_incarnation(&incarnation),
         );
         registrations.push(Registration {
             bot: id.clone(),
             node: config.name.clone(),
             skills: config.skills.clone(),
             model: config.model.id().clone(),
+            incarnation: incarnation.clone(),
         });
         bots.push(spawn_supervised(BotContext {
             spec: BotSpec {

@@ -5,7 +5,10 @@
 //!   heartbeat) and adds the id to `P:bots`. [`spawn_registry`] polls both;
 //!   a bot whose key appears joins routing (with its own [`RedisLane`]), one
 //!   whose key expired or was removed leaves it, and its unfinished work is
-//!   requeued. A bot whose model has no price is refused (fail closed).
+//!   requeued. A bot whose registration names a new incarnation (its node
+//!   restarted within the TTL) is lost and joins again: what the last run
+//!   held is requeued, and its lane addresses the new run only. A bot whose
+//!   model has no price is refused (fail closed).
 //! - The epoch: `P:epoch` is set by the controller. Redis on these machines
 //!   keeps nothing on disk, so a missing epoch means Redis restarted empty:
 //!   every routed or running ticket is re-driven from the store.
@@ -188,6 +191,7 @@ pub(crate) fn spawn_registry(
                     lane_capacity,
                 )
                 .await
+                .map(|lane| lane.of_incarnation(&reg.incarnation))
                 {
                     Ok(lane) => {
                         up.push(BotHandle {
@@ -205,9 +209,15 @@ pub(crate) fn spawn_registry(
             }
             let in_grace = grace_until.is_some_and(|t| tokio::time::Instant::now() < t);
             let down: Vec<(BotId, String)> = live
-                .keys()
-                .filter(|b| !in_grace && !regs.contains_key(*b))
-                .map(|b| (b.clone(), "its heartbeat stopped".to_owned()))
+                .iter()
+                .filter_map(|(b, was)| match regs.get(b) {
+                    None if !in_grace => Some((b.clone(), "its heartbeat stopped".to_owned())),
+                    // It joins again at the next poll, as the new run.
+                    Some(now) if now.incarnation != was.incarnation => {
+                        Some((b.clone(), "its node restarted".to_owned()))
+                    }
+                    _ => None,
+                })
                 .collect();
             for (b, _) in &down {
                 live.remove(b);

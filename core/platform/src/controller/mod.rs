@@ -20,6 +20,7 @@ mod config;
 pub mod fleet;
 pub mod pace;
 mod scheduler;
+pub mod series;
 mod view;
 
 use std::sync::Arc;
@@ -42,7 +43,9 @@ use crate::ticket::{
 
 pub use config::ControllerConfig;
 pub use scheduler::{Spend, Submitted};
-pub use view::{BotView, CoreEvent, Health, Retired, Stats};
+pub use view::{
+    BotView, CoreEvent, FlowCounts, FlowSurface, GateCounts, Health, Retired, Stats, ToolCounts,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -353,6 +356,17 @@ impl Controller {
                 let written = |t: &&Transition| !refused.contains(&t.ticket);
                 let n = batch.transitions.iter().filter(written).count();
                 stats.transitions.fetch_add(n as u64, Ordering::Relaxed);
+                {
+                    let mut series = stats.series.lock().unwrap_or_else(|p| p.into_inner());
+                    for t in batch.transitions.iter().filter(written) {
+                        if t.to.is_terminal() {
+                            series.add(t.at_ms, 1, 0);
+                        }
+                    }
+                    for l in &batch.ledger {
+                        series.add(l.at_ms, 0, l.cost_nusd);
+                    }
+                }
                 if events.receiver_count() == 0 {
                     return;
                 }

@@ -93,11 +93,15 @@ pub enum Retired {
     Unknown,
 }
 
-/// Counters for `/metrics`.
+/// Counters for `/metrics` and the architecture view's edges.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub submitted: AtomicU64,
     pub refused: AtomicU64,
+    /// Lane entries published (a ticket's attempt sent to its bot).
+    pub routed: AtomicU64,
+    /// Finished reports taken back from the bots.
+    pub results: AtomicU64,
     pub commits: AtomicU64,
     pub committed_rows: AtomicU64,
     pub transitions: AtomicU64,
@@ -105,4 +109,113 @@ pub struct Stats {
     pub cost_nusd: AtomicU64,
     pub input_tokens: AtomicU64,
     pub output_tokens: AtomicU64,
+    /// The last two minutes as committed, second by second.
+    pub series: std::sync::Mutex<super::series::Series>,
+}
+
+/// How a surface reaches the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowSurface {
+    /// The HTTP API, behind its auth gate (the browser, the CLI, an
+    /// attached desktop).
+    Http,
+    /// The desktop window's IPC to its embedded controller: no listener,
+    /// no gate.
+    Ipc,
+}
+
+/// Requests at the auth gate since it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct GateCounts {
+    #[specta(type = specta_typescript::Number)]
+    pub admitted: u64,
+    #[specta(type = specta_typescript::Number)]
+    pub refused: u64,
+}
+
+/// Tool calls through the connector runtime since it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct ToolCounts {
+    /// Calls the gate let through.
+    #[specta(type = specta_typescript::Number)]
+    pub allowed: u64,
+    /// Calls it refused (denied, needing approval, bad parameters).
+    #[specta(type = specta_typescript::Number)]
+    pub refused: u64,
+    /// Requests sent to outside systems over HTTP (each try).
+    #[specta(type = specta_typescript::Number)]
+    pub sent: u64,
+    /// Requests a built-in connector served in process.
+    #[specta(type = specta_typescript::Number)]
+    pub served: u64,
+}
+
+/// What has flowed along each edge of the architecture since the
+/// controller started: cumulative counts, which a surface turns into
+/// rates by reading twice (one read alone is no rate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct FlowCounts {
+    #[specta(type = specta_typescript::Number)]
+    pub at_ms: UnixMs,
+    pub surface: FlowSurface,
+    /// The auth gate's decisions (`None` over IPC: there is no gate).
+    pub gate: Option<GateCounts>,
+    /// Tickets admitted by the controller, and submissions it refused.
+    #[specta(type = specta_typescript::Number)]
+    pub submitted: u64,
+    #[specta(type = specta_typescript::Number)]
+    pub refused: u64,
+    /// Attempts sent to the bots' lanes.
+    #[specta(type = specta_typescript::Number)]
+    pub routed: u64,
+    /// Results taken back from the bots.
+    #[specta(type = specta_typescript::Number)]
+    pub results: u64,
+    /// Group commits to the store, and the rows they wrote.
+    #[specta(type = specta_typescript::Number)]
+    pub commits: u64,
+    #[specta(type = specta_typescript::Number)]
+    pub committed_rows: u64,
+    /// Tool calls through the broker (`None`: no connectors here).
+    pub tools: Option<ToolCounts>,
+}
+
+impl super::Controller {
+    /// The last two minutes, second by second, as this controller
+    /// committed them (finished tickets, spend).
+    pub fn recent_seconds(&self) -> Vec<super::series::Second> {
+        self.stats()
+            .series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last(self.clock().now_ms())
+    }
+
+    /// The flow counts now, as seen through `surface` (whose gate, if any,
+    /// is the caller's to count).
+    pub fn flow_counts(&self, surface: FlowSurface, gate: Option<GateCounts>) -> FlowCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.stats();
+        FlowCounts {
+            at_ms: self.clock().now_ms(),
+            surface,
+            gate,
+            submitted: s.submitted.load(Relaxed),
+            refused: s.refused.load(Relaxed),
+            routed: s.routed.load(Relaxed),
+            results: s.results.load(Relaxed),
+            commits: s.commits.load(Relaxed),
+            committed_rows: s.committed_rows.load(Relaxed),
+            tools: self.connectors().map(|c| {
+                let n = c.runtime().counts();
+                ToolCounts {
+                    allowed: n.allowed.load(Relaxed),
+                    refused: n.refused.load(Relaxed),
+                    sent: n.sent.load(Relaxed),
+                    served: n.served.load(Relaxed),
+                }
+            }),
+        }
+    }
 }

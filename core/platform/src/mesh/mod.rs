@@ -11,9 +11,12 @@
 //! answer, so a firewall on the way that resets for it makes it look
 //! reachable), counts the live bots of the
 //! Oshal node of each name, and draws the policy's reachability matrix
-//! over the fleet's services. A source that fails is shown failed, with
-//! its own words, beside what the others said; nothing is shown as
-//! healthy that was not read.
+//! over the fleet's services. Beside the mesh, each read shows the rest of
+//! the deployment: the API's edge (plain or TLS, the certificate in force
+//! and when it expires) and the secret backend (Vault's own health, or the
+//! keyring). A source that fails is shown failed, with its own words,
+//! beside what the others said; nothing is shown as healthy that was not
+//! read.
 //!
 //! The Headscale API key is one of the platform's own credentials, kept
 //! by the connector broker's secret backend (the OS keyring, or Vault) at
@@ -84,6 +87,9 @@ pub struct MeshOptions {
     pub redis_prefix: String,
     /// The port a round trip is measured to.
     pub probe_port: u16,
+    /// The API's listener, kept current by the server (the topology's
+    /// edge).
+    pub edge: crate::tls::Edge,
 }
 
 /// What a mesh request could not do.
@@ -284,7 +290,14 @@ impl Mesh {
             ..MeshView::unconfigured(now)
         };
         let o = &self.inner.options;
-        let (control, local, containers) = tokio::join!(
+        let secrets = async {
+            match controller.connectors() {
+                Some(c) => Some(c.broker().backend_health().await),
+                None => None,
+            }
+        };
+        view.edge = o.edge.view();
+        let (control, local, containers, secrets) = tokio::join!(
             within(
                 SourceKind::Headscale,
                 self.inner.headscale.as_ref().map(|h| h.url().to_owned()),
@@ -302,7 +315,9 @@ impl Mesh {
                     .map(|p| p.display().to_string()),
                 self.read_containers()
             ),
+            secrets,
         );
+        view.secrets = secrets;
         if let Some((source, (list, refused))) = containers {
             view.sources.push(source);
             view.containers = list;

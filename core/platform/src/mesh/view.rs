@@ -96,6 +96,12 @@ pub struct MeshView {
     pub matrix: Option<Matrix>,
     /// Why the policy could not be read into a matrix.
     pub policy_refused: Option<Refusal>,
+    /// The API's listener: plain or TLS, and the certificate in force
+    /// (`None`: this controller serves no HTTP, as in the desktop app).
+    pub edge: Option<crate::tls::EdgeView>,
+    /// The secret backend (the OS keyring, or Vault as it says of itself;
+    /// `None`: no connectors, so no backend).
+    pub secrets: Option<crate::connector::broker::BackendHealth>,
 }
 
 impl MeshView {
@@ -112,6 +118,8 @@ impl MeshView {
             containers: Vec::new(),
             matrix: None,
             policy_refused: None,
+            edge: None,
+            secrets: None,
         }
     }
 }

@@ -112,14 +112,49 @@ fn allowed(who: &Principal, row: Option<&Route>) -> Result<(), ApiError> {
     }
 }
 
+/// The gate's decisions since it started (the architecture view's first
+/// edge).
+#[derive(Debug, Default)]
+pub struct GateCounters {
+    pub admitted: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+}
+
+impl GateCounters {
+    pub fn counts(&self) -> crate::controller::GateCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::controller::GateCounts {
+            admitted: self.admitted.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+        }
+    }
+}
+
 /// The auth gate: a bearer token on every request (a `token` query
 /// parameter is accepted for the event stream, which browsers cannot give
-/// headers); the request goes on with its [`Principal`].
+/// headers); the request goes on with its [`Principal`]. Each decision is
+/// counted.
 pub(super) async fn auth(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    match admit(&state, &mut request).await {
+        Ok(()) => {
+            state.gate.admitted.fetch_add(1, Relaxed);
+            next.run(request).await
+        }
+        Err(refusal) => {
+            state.gate.refused.fetch_add(1, Relaxed);
+            refusal
+        }
+    }
+}
+
+/// The gate's decision on one request: its principal attached, or the
+/// refusal to answer.
+async fn admit(state: &AppState, request: &mut Request) -> Result<(), Response> {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -133,11 +168,11 @@ pub(super) async fn auth(
         None => None,
     };
     let Some(presented) = presented else {
-        return ApiError::new(
+        return Err(ApiError::new(
             ErrorKind::Unauthorized,
             "missing credentials: send Authorization: Bearer <token>",
         )
-        .into_response();
+        .into_response());
     };
     let who = if state.token.matches(presented) {
         Principal::Operator
@@ -145,16 +180,16 @@ pub(super) async fn auth(
         match state.tokens.resolve(presented).await {
             Ok(Some(who)) => who,
             Ok(None) => {
-                return ApiError::new(ErrorKind::Unauthorized, "invalid API token").into_response();
+                return Err(
+                    ApiError::new(ErrorKind::Unauthorized, "invalid API token").into_response()
+                );
             }
-            Err(e) => return e.into_response(),
+            Err(e) => return Err(e.into_response()),
         }
     };
-    if let Err(e) = allowed(&who, row_of(&request)) {
-        return e.into_response();
-    }
+    allowed(&who, row_of(request)).map_err(IntoResponse::into_response)?;
     request.extensions_mut().insert(who);
-    next.run(request).await
+    Ok(())
 }
 
 #[cfg(test)]

@@ -140,6 +140,22 @@ pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller,
     }
 }
 
+/// The flow counts through this API: the gate's decisions with the
+/// controller's and the broker's counts.
+pub(super) async fn flow(State(state): State<AppState>) -> Json<crate::controller::FlowCounts> {
+    Json(state.controller.flow_counts(
+        crate::controller::FlowSurface::Http,
+        Some(state.gate.counts()),
+    ))
+}
+
+/// The last two minutes as committed.
+pub(super) async fn series(
+    State(state): State<AppState>,
+) -> Json<Vec<crate::controller::series::Second>> {
+    Json(state.controller.recent_seconds())
+}
+
 /// Prometheus text exposition of the controller's counters and gauges; for
 /// a tenant's token, its tenant's figures alone.
 pub(super) async fn metrics(

@@ -64,6 +64,7 @@ struct AppState {
     mesh: Option<crate::mesh::Mesh>,
     token: ApiToken,
     tokens: std::sync::Arc<crate::api::tokens::TokenDirectory>,
+    gate: std::sync::Arc<auth::GateCounters>,
 }
 
 impl AppState {
@@ -86,6 +87,7 @@ impl AppState {
             mesh: domains.mesh,
             token,
             tokens: std::sync::Arc::new(tokens),
+            gate: std::sync::Arc::default(),
         }
     }
 }
@@ -278,6 +280,8 @@ fn mount() -> Mount {
     .at::<GetDefinition, _, _>(workflows::definition)
     .at::<CompareDefinition, _, _>(workflows::compare)
     .at::<GetMesh, _, _>(mesh::read)
+    .at::<GetFlow, _, _>(fleet::flow)
+    .at::<GetSeries, _, _>(fleet::series)
     .at::<StoreMeshKey, _, _>(mesh::store_key)
     .at::<EnrolNode, _, _>(mesh::enrol)
     .at::<CheckMeshPolicy, _, _>(mesh::check_policy)
@@ -312,13 +316,18 @@ pub async fn serve(
     domains: Domains,
     listener: tokio::net::TcpListener,
     tls: Option<(crate::tls::TlsFiles, crate::tls::Loaded)>,
+    edge: crate::tls::Edge,
     token: ApiToken,
     ui_dir: Option<&std::path::Path>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    edge.listening(
+        listener.local_addr()?.to_string(),
+        tls.as_ref().map(|(_, first)| first),
+    );
     let app = router_with_ui(controller, security, domains, token, ui_dir);
     match tls {
-        Some((files, first)) => tls::serve(app, listener, files, first, shutdown).await,
+        Some((files, first)) => tls::serve(app, listener, files, first, edge, shutdown).await,
         None => {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })

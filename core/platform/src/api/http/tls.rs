@@ -10,7 +10,7 @@ use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::{Loaded, TlsFiles};
+use crate::tls::{Edge, Loaded, TlsFiles};
 
 /// How often the files are looked at.
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
@@ -22,11 +22,12 @@ pub(super) async fn serve(
     listener: tokio::net::TcpListener,
     files: TlsFiles,
     first: Loaded,
+    edge: Edge,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let config = RustlsConfig::from_config(first.config);
     let handle = axum_server::Handle::new();
-    let reload = tokio::spawn(watch(files, config.clone(), shutdown.clone()));
+    let reload = tokio::spawn(watch(files, config.clone(), edge, shutdown.clone()));
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -41,7 +42,7 @@ pub(super) async fn serve(
 }
 
 /// Loads the files again whenever one changes.
-async fn watch(files: TlsFiles, config: RustlsConfig, shutdown: CancellationToken) {
+async fn watch(files: TlsFiles, config: RustlsConfig, edge: Edge, shutdown: CancellationToken) {
     let mut seen = files.changed_at();
     loop {
         tokio::select! {
@@ -56,10 +57,12 @@ async fn watch(files: TlsFiles, config: RustlsConfig, shutdown: CancellationToke
         seen = now;
         match files.load() {
             Ok(loaded) => {
+                edge.reloaded(&loaded);
                 config.reload_from_config(loaded.config);
                 tracing::info!(sha256 = %loaded.fingerprint, "TLS certificate reloaded");
             }
             Err(e) => {
+                edge.refused(e.to_string());
                 tracing::warn!(error = %e, "TLS certificate not reloaded; the one in force stays");
             }
         }

@@ -227,6 +227,66 @@ async fn a_node_that_leaves_hands_its_tickets_to_the_bots_that_remain() {
     r.cleanup().await;
 }
 
+/// A node stopped while its bots held work, then started again under the
+/// same name (`oshal node --name`): its bots find in their lanes what the
+/// last run held and what it had not read yet. All of it was requeued as
+/// new attempts when the last run left, so the new run runs only those:
+/// each ticket is charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_under_its_own_name_runs_each_ticket_once() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let stop_first = CancellationToken::new();
+    let hang: Arc<dyn Model> = Arc::new(Hang(crate::ticket::ModelId::parse("builtin").unwrap()));
+    let first = tokio::spawn(run_node(
+        node(&r, "same", 2, hang),
+        Arc::new(SystemClock),
+        stop_first.clone(),
+    ));
+    wait_for_bots(&c, 2).await;
+    let ids: Vec<TicketId> = c
+        .submit_many((0..40).map(|i| NewTicket::chat(format!("t{i}"))).collect())
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c
+        .state_counts()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(s, _)| *s == TicketState::Queued)
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_first.cancel();
+    first.await.unwrap().unwrap();
+    wait_for_bots(&c, 0).await;
+
+    let stop = CancellationToken::new();
+    let again = tokio::spawn(run_node(
+        node(&r, "same", 2, Arc::new(BuiltinModel::new())),
+        Arc::new(SystemClock),
+        stop.clone(),
+    ));
+    let states = wait_until_finished(&c, &ids).await;
+    assert!(states.iter().all(|s| *s == TicketState::Succeeded));
+    // Anything the old entries would have run reports within this time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in &ids {
+        let v = c.ticket(*id).await.unwrap();
+        assert!(v.attempts >= 2, "requeued when the first run left");
+        assert_eq!(v.ledger.len(), 1, "charged once: {:#?}", v.ledger);
+    }
+    stop.cancel();
+    again.await.unwrap().unwrap();
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}
+
 /// A model that crashes its bot on one prompt (and answers the others).
 #[derive(Debug)]
 struct Poison(crate::ticket::ModelId);
@@ -299,6 +359,7 @@ async fn a_redis_restart_is_not_taken_for_every_bot_lost() {
         node: "n1".into(),
         skills: vec![Skill::parse("chat").unwrap()],
         model: ModelId::parse(BuiltinModel::NAME).unwrap(),
+        incarnation: "run-1".into(),
     };
     let beat = || async {
         let pipe =
@@ -346,6 +407,87 @@ async fn a_redis_restart_is_not_taken_for_every_bot_lost() {
         Some(Command::BotsChanged { down, .. }) => assert_eq!(down.len(), 1),
         _ => panic!("a silent bot was never declared lost"),
     }
+    shutdown.cancel();
+    registry.await.unwrap();
+    r.cleanup().await;
+}
+
+/// A node killed and restarted under its own name within the TTL: its
+/// registration never lapses, but it names a new incarnation. The registry
+/// declares the old run lost (its work is requeued) and lets the new run
+/// join at the next poll, with a lane that addresses it.
+#[tokio::test]
+async fn a_node_restarted_within_the_ttl_is_lost_and_joins_again() {
+    let r = TestRedis::new().await;
+    let redis = Redis::connect(&FleetConfig {
+        redis_url: redis_url(),
+        prefix: r.keys.prefix().to_owned(),
+    })
+    .await
+    .unwrap();
+    let reg = |run: &str| Registration {
+        bot: BotId::parse("n1-bot-01").unwrap(),
+        node: "n1".into(),
+        skills: vec![Skill::parse("chat").unwrap()],
+        model: ModelId::parse(BuiltinModel::NAME).unwrap(),
+        incarnation: run.into(),
+    };
+    let beat = |reg: Registration| {
+        let keys = r.keys.clone();
+        let mut conn = r.conn.clone();
+        async move {
+            let pipe = crate::bot::node::heartbeat_pipeline(&keys, &[reg]).unwrap();
+            pipe.query_async::<()>(&mut conn).await.unwrap();
+        }
+    };
+    beat(reg("run-1")).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let registry = spawn_registry(redis, PriceTable::builtin(), 64, tx, shutdown.clone());
+    let mut next = async || match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+        Ok(Some(Command::BotsChanged { up, down })) => (up, down),
+        _ => panic!("the registry said nothing"),
+    };
+    let (up, _) = next().await;
+    assert_eq!(up.len(), 1);
+
+    beat(reg("run-2")).await;
+    let (up, down) = next().await;
+    assert!(up.is_empty());
+    assert_eq!(down.len(), 1);
+    assert!(down[0].1.contains("restarted"), "{down:?}");
+    let (up, down) = next().await;
+    assert_eq!((up.len(), down.len()), (1, 0), "the new run joins");
+
+    // What the controller now publishes is for the new run: the old one's
+    // lane drops it, the new one's reads it.
+    let publish = async || {
+        let id = TicketId::new();
+        up[0]
+            .lane
+            .publish(vec![crate::lane::LaneEntry {
+                ticket: id,
+                attempt: 1,
+                tenant: crate::ticket::TenantId::default_tenant(),
+                work: NewTicket::chat("x").validate().unwrap().work,
+                correlation_id: id,
+            }])
+            .await
+            .unwrap();
+    };
+    let (old, new) = (
+        r.lane("n1-bot-01").await.of_incarnation("run-1"),
+        r.lane("n1-bot-01").await.of_incarnation("run-2"),
+    );
+    publish().await;
+    assert!(
+        old.read("old", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    publish().await;
+    assert_eq!(new.read("new", 10, Duration::ZERO).await.unwrap().len(), 1);
     shutdown.cancel();
     registry.await.unwrap();
     r.cleanup().await;

@@ -108,6 +108,7 @@ impl Scheduler {
         // The results-stream entry is acknowledged once this turn's batch is
         // durable, whatever it says: an entry that moves nothing is done too.
         self.receipts.extend(receipt);
+        self.stats.results.fetch_add(1, Ordering::Relaxed);
         let Some(bot_idx) = self.roster.index_of(&bot) else {
             tracing::warn!(%bot, "result from an unknown bot ignored");
             return;

@@ -7,6 +7,8 @@
 //! spent (that ticket is parked), nor give a bot more attempts than its
 //! limit. Start at [`route_step`], then [`Scheduler::route`].
 
+use std::sync::atomic::Ordering;
+
 use crate::clock::UnixMs;
 use crate::lane::LaneEntry;
 use crate::ticket::{Ticket, TicketState, Transition, TransitionKind};
@@ -103,12 +105,18 @@ impl Scheduler {
             .filter(|(_, entries)| !entries.is_empty())
             .map(|(bot, entries)| {
                 let lane = self.roster.handle(bot).lane.clone();
-                async move { (bot, lane.publish(entries).await) }
+                let sent = entries.len();
+                async move { (bot, sent, lane.publish(entries).await) }
             })
             .collect();
-        for (bot, published) in futures::future::join_all(publishes).await {
+        for (bot, sent, published) in futures::future::join_all(publishes).await {
             let refused = match published {
-                Ok(rest) => rest,
+                Ok(rest) => {
+                    self.stats
+                        .routed
+                        .fetch_add((sent - rest.len()) as u64, Ordering::Relaxed);
+                    rest
+                }
                 Err(e) => {
                     tracing::warn!(bot = %self.roster.handle(bot).id, error = %e, "lane publish failed");
                     Vec::new()
