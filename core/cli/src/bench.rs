@@ -5,9 +5,12 @@
 //! chunks the way a busy surface would, and follows the event stream until
 //! every ticket is finished. Counts come from the store, not from the events:
 //! `lost` is accepted tickets that did not reach a terminal state, and the
-//! ledger must hold one row per finished attempt. The baseline, measured in
-//! the same run on the same disk, is how fast SQLite takes durable ticket
-//! inserts alone, so the figure can be read against this machine.
+//! ledger must hold one row per finished attempt. Two baselines, measured in
+//! the same run on the same disk: how fast SQLite takes durable ticket
+//! inserts alone, and the store's limit (`oshal_store::limit`): the rows a
+//! ticket's whole life writes, through the same writer and batching, with
+//! no controller, lanes or bots. `store_ratio` is how close the platform
+//! comes to it.
 
 pub mod fleet;
 pub mod workflow;
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::controller::{Controller, ControllerConfig, CoreEvent};
+use crate::store::limit::{self, Limit, LimitConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, WriteBatch};
 use crate::ticket::{NewTicket, Ticket, TicketId, TicketState};
@@ -59,16 +63,53 @@ pub struct BenchReport {
     pub baseline_inserts_per_s: f64,
     pub commits: u64,
     pub rows_per_commit: f64,
+    /// The store's limit, measured in the same run.
+    pub store_limit: Limit,
 }
 
 impl BenchReport {
     /// The summary line `oshal bench` prints last.
     pub fn line(&self) -> String {
         format!(
-            "tickets={} ok={} lost={} tickets_per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
-            self.tickets, self.ok, self.lost, self.tickets_per_s, self.p50_ms, self.p99_ms
+            "tickets={} ok={} lost={} tickets_per_s={:.0} p50_ms={:.2} p99_ms={:.2} store_limit_per_s={:.0} store_ratio={:.2}",
+            self.tickets,
+            self.ok,
+            self.lost,
+            self.tickets_per_s,
+            self.p50_ms,
+            self.p99_ms,
+            self.store_limit.per_s,
+            self.tickets_per_s / self.store_limit.per_s
         )
     }
+}
+
+/// The store's limit for a bench of `cfg`'s shape, on `store`.
+async fn store_limit<S: oshal_core::store::writer::Apply + ?Sized + 'static>(
+    store: Arc<S>,
+    cfg: &BenchConfig,
+) -> Result<Limit, BenchError> {
+    let shape = LimitConfig {
+        tickets: cfg.tickets,
+        chunk: cfg.chunk,
+        window: cfg.window,
+        bots: cfg.bots,
+    };
+    limit::measure(store, &shape, || {
+        use oshal_core::clock::Clock;
+        oshal_core::clock::SystemClock.now_ms()
+    })
+    .await
+    .map_err(setup)
+}
+
+/// The store limit on a fresh SQLite store of its own.
+async fn sqlite_limit(cfg: &BenchConfig) -> Result<Limit, BenchError> {
+    let scratch = Scratch::new(&cfg.dir, "limit")?;
+    let store = Arc::new(SqliteStore::open(&scratch.0).await.map_err(setup)?);
+    let limit = store_limit(store.clone(), cfg).await;
+    store.close().await;
+    limit
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +283,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     let baseline_inserts_per_s = baseline(&cfg).await?;
+    let store_limit = sqlite_limit(&cfg).await?;
 
     let scratch = Scratch::new(&cfg.dir, "run")?;
     let platform = Platform::local(LocalOptions {
@@ -277,6 +319,7 @@ pub async fn run_local(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
         baseline_inserts_per_s,
         commits,
         rows_per_commit,
+        store_limit,
     })
 }
 

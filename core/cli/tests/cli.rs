@@ -117,7 +117,16 @@ fn bench_prints_its_summary_line_last() {
     let fields = keys_of(last);
     assert_eq!(
         fields,
-        ["tickets", "ok", "lost", "tickets_per_s", "p50_ms", "p99_ms"],
+        [
+            "tickets",
+            "ok",
+            "lost",
+            "tickets_per_s",
+            "p50_ms",
+            "p99_ms",
+            "store_limit_per_s",
+            "store_ratio"
+        ],
         "{last}"
     );
     assert!(last.starts_with("tickets=300 ok=300 lost=0 "), "{last}");
@@ -126,6 +135,7 @@ fn bench_prints_its_summary_line_last() {
         "{out}"
     );
     assert!(out.contains("ledger_rows=300"), "{out}");
+    assert!(out.contains("store_limit per_s="), "{out}");
 }
 
 #[test]
@@ -163,12 +173,16 @@ fn fleet_bench_prints_its_summary_line_last_and_cleans_up() {
             "p50_ms",
             "p99_ms",
             "raw_streams_per_s",
-            "ratio"
+            "ratio",
+            "store_limit_per_s",
+            "store_ratio"
         ],
         "{last}"
     );
     assert!(last.starts_with("tickets=300 ok=300 lost=0 "), "{last}");
     assert!(out.contains("ledger_rows=300"), "{out}");
+    // The limit stands on the server's durability, and says which.
+    assert!(out.contains("synchronous_commit="), "{out}");
     // Bad input is refused with the flag named, before anything runs.
     let (code, _, err) = oshal(&["bench", "--fleet", "--redis", &redis]);
     assert_ne!(code, 0);

@@ -14,6 +14,7 @@ use oshal_kernel::{clock, cost, text, ticket};
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
 pub mod journal;
+pub mod limit;
 pub mod postgres;
 pub mod sqlite;
 pub mod tokens;

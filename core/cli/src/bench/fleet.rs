@@ -8,9 +8,13 @@
 //!   finish;
 //! - the sequential round trip: one ticket at a time, submit to `succeeded`
 //!   (two durable commits and four stream hops), p50 and p99;
-//! - the baseline, in the same run: a raw produce → consume → ack → result
+//! - the baselines, in the same run: a raw produce → consume → ack → result
 //!   loop over the same number of streams, in batches of 100, with nothing
-//!   durable and no ticket logic.
+//!   durable and no ticket logic; and the store's limit
+//!   (`oshal_store::limit`) on a scratch schema of its own, as `oshal_app`
+//!   under row-level security, through the same writer (two commits in
+//!   flight) and the same durability (the server's `synchronous_commit`,
+//!   printed).
 
 use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;
@@ -59,6 +63,10 @@ pub struct FleetBenchReport {
     /// Under load (open loop, queueing included).
     pub loaded_p50_ms: f64,
     pub raw_streams_per_s: f64,
+    /// The store's limit, measured in the same run.
+    pub store_limit: super::Limit,
+    /// The server's `synchronous_commit` and `fsync` during the run.
+    pub durability: String,
     pub commits: u64,
     pub rows_per_commit: f64,
     /// Seconds the writer's transactions spent in the store per second of
@@ -69,7 +77,7 @@ pub struct FleetBenchReport {
 impl FleetBenchReport {
     pub fn line(&self) -> String {
         format!(
-            "tickets={} ok={} lost={} tickets_per_s={:.0} p50_ms={:.3} p99_ms={:.3} raw_streams_per_s={:.0} ratio={:.2}",
+            "tickets={} ok={} lost={} tickets_per_s={:.0} p50_ms={:.3} p99_ms={:.3} raw_streams_per_s={:.0} ratio={:.2} store_limit_per_s={:.0} store_ratio={:.2}",
             self.tickets,
             self.ok,
             self.lost,
@@ -77,7 +85,9 @@ impl FleetBenchReport {
             self.p50_ms,
             self.p99_ms,
             self.raw_streams_per_s,
-            self.tickets_per_s / self.raw_streams_per_s
+            self.tickets_per_s / self.raw_streams_per_s,
+            self.store_limit.per_s,
+            self.tickets_per_s / self.store_limit.per_s
         )
     }
 }
@@ -91,9 +101,11 @@ pub async fn run_fleet(cfg: FleetBenchConfig) -> Result<FleetBenchReport, BenchE
         .map_err(setup)?;
     let client = redis::Client::open(cfg.redis.as_str()).map_err(setup)?;
     let conn = rl::manager(&client).await.map_err(setup)?;
-    let result = measure(&cfg, &schema, &keys, &client, &conn).await;
+    let limit_schema = format!("bench_{id}_limit");
+    let result = measure(&cfg, &schema, &limit_schema, &keys, &client, &conn).await;
     // Clean up whatever happened.
     let _ = pg::drop_schema(&cfg.postgres_admin, &schema).await;
+    let _ = pg::drop_schema(&cfg.postgres_admin, &limit_schema).await;
     let _ = delete_keys(&conn, &keys).await;
     result
 }
@@ -101,6 +113,7 @@ pub async fn run_fleet(cfg: FleetBenchConfig) -> Result<FleetBenchReport, BenchE
 async fn measure(
     cfg: &FleetBenchConfig,
     schema: &str,
+    limit_schema: &str,
     keys: &Keys,
     client: &redis::Client,
     conn: &ConnectionManager,
@@ -111,6 +124,26 @@ async fn measure(
         .map_err(setup)?;
 
     let app = pg::as_role(&cfg.postgres_admin, pg::APP_ROLE).map_err(setup)?;
+    let load = BenchConfig {
+        tickets: cfg.tickets,
+        bots: streams,
+        ..BenchConfig::default()
+    };
+    let (store_limit, durability) = {
+        pg::setup(&cfg.postgres_admin, limit_schema)
+            .await
+            .map_err(setup)?;
+        let store = Arc::new(
+            pg::PgStore::connect(&app, limit_schema)
+                .await
+                .map_err(setup)?,
+        );
+        let durability = store.durability().await.map_err(setup)?;
+        let limit = super::store_limit(store.clone(), &load).await;
+        store.close().await;
+        (limit?, durability)
+    };
+
     let timed = Arc::new(Timed::default());
     let platform = Platform::fleet(FleetOptions {
         postgres: app,
@@ -166,11 +199,6 @@ async fn measure(
     let per_ticket = |x: f64| x / cfg.sequential.max(1) as f64;
     let sequential_commits = per_ticket((commits1 - commits0) as f64);
     let sequential_store_ms = per_ticket(busy() - busy0);
-    let load = BenchConfig {
-        tickets: cfg.tickets,
-        bots: streams,
-        ..BenchConfig::default()
-    };
     let (elapsed, accepted, mut loaded) = drive(&controller, &load).await?;
     loaded.sort_by(f64::total_cmp);
 
@@ -196,6 +224,8 @@ async fn measure(
         sequential_store_ms,
         loaded_p50_ms: percentile(&loaded, 0.50),
         raw_streams_per_s,
+        store_limit,
+        durability,
         commits,
         rows_per_commit,
         store_busy,

@@ -60,6 +60,11 @@ pub async fn run(args: Args) -> Result<()> {
         report.ledger_rows,
         report.tickets_per_s / report.baseline_inserts_per_s
     );
+    let limit = &report.store_limit;
+    println!(
+        "store_limit per_s={:.0} commits={} rows_per_commit={:.0} (the same lives through the same writer, no controller, lanes or bots; SQLite WAL, synchronous=FULL)",
+        limit.per_s, limit.commits, limit.rows_per_commit
+    );
     println!("{}", report.line());
     if report.lost > 0 || report.ledger_rows != report.ok as i64 {
         bail!("bench found lost tickets or a ledger that does not match the finished attempts");
@@ -87,6 +92,11 @@ async fn fleet(args: Args) -> Result<()> {
         sequential: args.sequential,
     })
     .await?;
+    let limit = &report.store_limit;
+    println!(
+        "store_limit per_s={:.0} commits={} rows_per_commit={:.0} {} (the same lives through the same writer as oshal_app under row-level security, no controller, lanes or bots)",
+        limit.per_s, limit.commits, limit.rows_per_commit, report.durability
+    );
     println!(
         "fleet nodes={nodes} bots_per_node={bots} streams={} admit_p50_ms={:.3} sequential_commits={:.2} sequential_store_ms={:.3} loaded_p50_ms={:.1} ledger_rows={} commits={} rows_per_commit={:.0} store_busy={:.2}",
         nodes * bots,
