@@ -19,12 +19,15 @@
 //! from, and once the node has seen a newer epoch the entries still in hand
 //! are [`Lane::superseded`] and skipped, not paid for twice.
 //!
-//! Each run of a node is an *incarnation* (its registration says which).
-//! The controller stamps every entry with the incarnation it addressed, and
-//! a node's lane never delivers an entry stamped for another: when the node
-//! that held it was lost, the controller requeued it as a new attempt, so a
-//! node restarted under the same name must not run (and pay for) it again.
-//! Such an entry is acknowledged and dropped. [`Keys`] names every key under
+//! Each start of a node is a new *run* (a UUIDv7 its registration carries;
+//! they sort by time). The controller stamps every entry with the run it
+//! addressed, and a node's lane never delivers an entry stamped for an
+//! earlier run: when that run was lost, the controller requeued the entry
+//! as a new attempt, so a node restarted under the same name must not run
+//! (and pay for) it again. Such an entry is acknowledged and dropped. An
+//! entry for this run or a later one is delivered (two runs of one name at
+//! once share the lane as two consumers of one group: each entry reaches
+//! one of them). [`Keys`] names every key under
 //! one prefix, so tests and fleets can share a server.
 
 use async_trait::async_trait;
@@ -54,9 +57,9 @@ pub struct Registration {
     pub skills: Vec<crate::ticket::Skill>,
     pub model: crate::ticket::ModelId,
     /// Which run of the node this is, new at each start (empty from a node
-    /// that predates incarnations: its entries are never fenced).
+    /// that predates runs: its entries are never fenced).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub incarnation: String,
+    pub run: String,
 }
 
 /// Every key of one fleet, under one prefix.
@@ -248,7 +251,7 @@ pub struct RedisLane {
     read_epoch: std::sync::Mutex<Option<Arc<str>>>,
     /// The node run this lane's entries are for: stamped on what the
     /// controller publishes, checked on what a node reads.
-    incarnation: Option<Arc<str>>,
+    run: Option<Arc<str>>,
     capacity: usize,
     published_total: AtomicU64,
     acked_total: AtomicU64,
@@ -274,7 +277,7 @@ impl RedisLane {
             reader: tokio::sync::Mutex::new(None),
             epoch: None,
             read_epoch: std::sync::Mutex::new(None),
-            incarnation: None,
+            run: None,
             capacity,
             published_total: AtomicU64::new(0),
             acked_total: AtomicU64::new(0),
@@ -292,10 +295,10 @@ impl RedisLane {
     }
 
     /// Ties the lane to one run of its node (the registration's
-    /// incarnation): the controller's side stamps it on every entry, a
-    /// node's side delivers only entries stamped with it (or unstamped).
-    pub fn of_incarnation(mut self, incarnation: &str) -> Self {
-        self.incarnation = (!incarnation.is_empty()).then(|| Arc::from(incarnation));
+    /// run): the controller's side stamps it on every entry, a node's side
+    /// drops entries stamped for an earlier run.
+    pub fn for_run(mut self, run: &str) -> Self {
+        self.run = (!run.is_empty()).then(|| Arc::from(run));
         self
     }
 
@@ -304,8 +307,9 @@ impl RedisLane {
     }
 
     /// The entries this lane may deliver, and acknowledges (drops) those
-    /// stamped for another incarnation of its node: the controller requeued
-    /// them when that incarnation was lost.
+    /// stamped for an earlier run of its node: the controller requeued them
+    /// when that run was lost. An acknowledgement that fails is logged; the
+    /// entries it was for stay pending, never delivered.
     async fn deliverable(
         &self,
         entries: Vec<redis::streams::StreamId>,
@@ -314,8 +318,9 @@ impl RedisLane {
         let (entries, fenced): (Vec<_>, Vec<_>) =
             entries
                 .into_iter()
-                .partition(|e| match (&self.incarnation, field(&e.map, "i")) {
-                    (Some(own), Some(to)) => to == own.as_bytes(),
+                .partition(|e| match (&self.run, field(&e.map, "run")) {
+                    // Runs are UUIDv7s: an earlier one sorts first.
+                    (Some(own), Some(to)) => to >= own.as_bytes(),
                     _ => true,
                 });
         if !fenced.is_empty() {
@@ -330,7 +335,9 @@ impl RedisLane {
                 cmd.arg(&e.id);
             }
             let mut conn = self.conn.clone();
-            cmd.query_async::<u64>(&mut conn).await.map_err(backend)?;
+            if let Err(e) = cmd.query_async::<u64>(&mut conn).await {
+                tracing::warn!(lane = %self.key, error = %e, "dropped entries not acknowledged; they stay pending");
+            }
         }
         Ok(self.deliveries(entries, counts))
     }
@@ -387,8 +394,8 @@ impl Lane for RedisLane {
                 .arg("*")
                 .arg("e")
                 .arg(json);
-            if let Some(to) = &self.incarnation {
-                pipe.arg("i").arg(&**to);
+            if let Some(to) = &self.run {
+                pipe.arg("run").arg(&**to);
             }
             pipe.ignore();
         }

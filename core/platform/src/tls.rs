@@ -3,7 +3,8 @@
 //!
 //! The server's side: a certificate chain and its key read from PEM files
 //! ([`TlsFiles::load`]), refused with the file named and what is wrong
-//! (no certificate, no key, a key that is not the certificate's); the
+//! (no certificate, no key, a key that is not the certificate's, a
+//! certificate whose fields cannot be read for the topology); the
 //! listener reloads them when they change (`api::http`). The client's
 //! side: how the controller's certificate is trusted ([`Trust`]): the
 //! system's roots, a CA file (only that CA, and the name checked), or a

@@ -107,6 +107,10 @@ export class Live {
   /** Why the flow cannot be read (a tenant's token). */
   flowUnavailable = $state<string | null>(null);
   private lastFlow: FlowCounts | null = null;
+  /** Views drawing the flow: it is read only while one is open. */
+  private flowWatchers = 0;
+  /** This token may not read the flow: it is not asked again. */
+  private flowForbidden = false;
 
   private finishedThisSecond = 0;
   private costThisSecond = 0;
@@ -161,12 +165,24 @@ export class Live {
   async backfill() {
     try {
       const seconds = await this.transport.seconds();
-      if (this.series.length === 0) {
-        this.series = seconds.map((s) => ({ t: s.t_ms, finished: s.finished, costNusd: s.cost_nusd }));
-      }
+      // Seconds the live ticks already hold are theirs; the rest go before.
+      const held = this.series.length;
+      const before = seconds.slice(0, Math.max(0, seconds.length - held));
+      this.series = [...before.map((s) => ({ t: s.t_ms, finished: s.finished, costNusd: s.cost_nusd })), ...this.series].slice(-120);
     } catch {
       // Not readable (a tenant's token): the charts start from now.
     }
+  }
+
+  /** A view drawing the flow is open; call the answer when it closes. */
+  watchFlow(): () => void {
+    this.flowWatchers++;
+    if (!this.flowForbidden) void this.loadFlow();
+    return () => {
+      this.flowWatchers--;
+      this.lastFlow = null;
+      this.flow = null;
+    };
   }
 
   async loadFlow() {
@@ -180,6 +196,8 @@ export class Live {
       this.flow = null;
       this.lastFlow = null;
       this.flowUnavailable = (e as Error).message;
+      // A token that may not read it will not be let next second either.
+      if (e instanceof ServerError && e.body.kind === "forbidden") this.flowForbidden = true;
     }
   }
 
@@ -251,6 +269,6 @@ export class Live {
     this.perBot = {};
     this.finishedThisSecond = 0;
     this.costThisSecond = 0;
-    void this.loadFlow();
+    if (this.flowWatchers > 0 && !this.flowForbidden) void this.loadFlow();
   }
 }

@@ -142,11 +142,14 @@ fn print_table(view: &MeshView) {
     match &view.edge {
         Some(e) => match &e.tls {
             Some(c) => println!(
-                "edge https://{} certificate {} ({}) expires in {} d{}",
+                "edge https://{} certificate {} ({}) {}{}",
                 e.listen,
                 c.subject,
                 c.names.join(", "),
-                (c.not_after_ms - view.read_ms).div_euclid(86_400_000),
+                match (c.not_after_ms - view.read_ms).div_euclid(86_400_000) {
+                    left @ 0.. => format!("expires in {left} d"),
+                    left => format!("expired {} d ago", -left),
+                },
                 e.reload_refused
                     .as_ref()
                     .map(|why| format!("; renewal refused: {why}"))
@@ -158,9 +161,12 @@ fn print_table(view: &MeshView) {
     }
     if let Some(s) = &view.secrets {
         println!(
-            "secrets {} {:?}{}{}{}",
+            "secrets {} {}{}{}{}",
             s.backend,
-            s.state,
+            serde_json::to_value(s.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
             s.at.as_ref()
                 .map(|a| format!(" at {a}"))
                 .unwrap_or_default(),

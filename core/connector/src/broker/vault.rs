@@ -157,8 +157,11 @@ impl SecretBackend for VaultBackend {
     }
 
     async fn health(&self) -> BackendHealth {
+        // Where it is, never who it is asked as.
         let mut at = self.addr.clone();
         at.set_query(None);
+        let _ = at.set_username("");
+        let _ = at.set_password(None);
         let mut health = BackendHealth {
             backend: self.name().to_owned(),
             at: Some(at.as_str().trim_end_matches('/').to_owned()),

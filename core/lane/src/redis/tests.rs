@@ -175,8 +175,8 @@ async fn entries_read_before_redis_lost_its_data_are_superseded() {
 #[tokio::test]
 async fn entries_addressed_to_an_earlier_run_of_the_node_are_dropped() {
     let r = TestRedis::new().await;
-    let to_old = r.lane("bot-1").await.of_incarnation("run-1");
-    let old = r.lane("bot-1").await.of_incarnation("run-1");
+    let to_old = r.lane("bot-1").await.for_run("run-1");
+    let old = r.lane("bot-1").await.for_run("run-1");
     let unstamped = r.lane("bot-1").await;
     let (held, waiting, plain) = (entry(), entry(), entry());
     to_old.publish(vec![held.clone()]).await.unwrap();
@@ -188,7 +188,7 @@ async fn entries_addressed_to_an_earlier_run_of_the_node_are_dropped() {
     unstamped.publish(vec![plain.clone()]).await.unwrap();
 
     // The old run dies holding `held`; the new one starts under the same name.
-    let new = r.lane("bot-1").await.of_incarnation("run-2");
+    let new = r.lane("bot-1").await.for_run("run-2");
     assert!(
         new.claim("run-2#1", Duration::ZERO, 10)
             .await
@@ -202,7 +202,7 @@ async fn entries_addressed_to_an_earlier_run_of_the_node_are_dropped() {
         vec![&plain],
         "only the unstamped entry is delivered"
     );
-    let to_new = r.lane("bot-1").await.of_incarnation("run-2");
+    let to_new = r.lane("bot-1").await.for_run("run-2");
     let fresh = entry();
     to_new.publish(vec![fresh.clone()]).await.unwrap();
     let read = new.read("run-2#1", 10, Duration::ZERO).await.unwrap();
@@ -223,7 +223,7 @@ async fn entries_addressed_to_an_earlier_run_of_the_node_are_dropped() {
             .unwrap()
             .len(),
         2,
-        "a lane of no incarnation fences nothing"
+        "a lane of no run fences nothing"
     );
     r.cleanup().await;
 }

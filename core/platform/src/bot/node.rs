@@ -15,10 +15,11 @@
 //!   Redis has restarted empty, entries read before are skipped (the
 //!   controller re-drives them), not run and paid for twice.
 //!
-//! - an incarnation, new at each start and carried by every registration:
-//!   the lanes deliver only what the controller addressed to this run, so a
-//!   node restarted under the same name never runs what was requeued when
-//!   its last run was lost (that would be paid for twice).
+//! - a run id (a UUIDv7), new at each start and carried by every
+//!   registration: the lanes drop what the controller addressed to an
+//!   earlier run, so a node restarted under the same name never runs what
+//!   was requeued when its last run was lost (that would be paid for twice);
+//!   on shutdown it removes only its own registrations, never a later run's.
 //!
 //! On shutdown (SIGTERM) the bots abandon their calls and the node removes
 //! its registrations at once: the controller takes that as the bots leaving
@@ -105,7 +106,7 @@ pub async fn run_node(
         ))
     });
 
-    let incarnation = uuid::Uuid::now_v7().to_string();
+    let run = uuid::Uuid::now_v7().to_string();
     let mut registrations = Vec::with_capacity(config.bots);
     let mut bots = Vec::with_capacity(config.bots);
     for i in 1..=config.bots {
@@ -121,14 +122,14 @@ pub async fn run_node(
             )
             .await?
             .watching(&keys, epoch.clone())
-            .of_incarnation(&incarnation),
+            .for_run(&run),
         );
         registrations.push(Registration {
             bot: id.clone(),
             node: config.name.clone(),
             skills: config.skills.clone(),
             model: config.model.id().clone(),
-            incarnation: incarnation.clone(),
+            run: run.clone(),
         });
         bots.push(spawn_supervised(BotContext {
             spec: BotSpec {
@@ -227,9 +228,18 @@ async fn deregister(
     keys: &Keys,
     regs: &[Registration],
 ) -> Result<(), LaneError> {
+    // Only a key that still holds this run's registration: a later run of
+    // the same name keeps its own.
+    const DEL_IF_OURS: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
     let mut pipe = redis::pipe();
     for r in regs {
-        pipe.cmd("DEL").arg(keys.bot(r.bot.as_str())).ignore();
+        let json = serde_json::to_string(r).map_err(|e| LaneError::Backend(e.to_string()))?;
+        pipe.cmd("EVAL")
+            .arg(DEL_IF_OURS)
+            .arg(1)
+            .arg(keys.bot(r.bot.as_str()))
+            .arg(json)
+            .ignore();
     }
     let mut conn = conn.clone();
     pipe.query_async::<()>(&mut conn).await.map_err(rl::backend)

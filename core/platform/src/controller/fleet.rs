@@ -5,7 +5,7 @@
 //!   heartbeat) and adds the id to `P:bots`. [`spawn_registry`] polls both;
 //!   a bot whose key appears joins routing (with its own [`RedisLane`]), one
 //!   whose key expired or was removed leaves it, and its unfinished work is
-//!   requeued. A bot whose registration names a new incarnation (its node
+//!   requeued. A bot whose registration names a new run (its node
 //!   restarted within the TTL) is lost and joins again: what the last run
 //!   held is requeued, and its lane addresses the new run only. A bot whose
 //!   model has no price is refused (fail closed).
@@ -191,7 +191,7 @@ pub(crate) fn spawn_registry(
                     lane_capacity,
                 )
                 .await
-                .map(|lane| lane.of_incarnation(&reg.incarnation))
+                .map(|lane| lane.for_run(&reg.run))
                 {
                     Ok(lane) => {
                         up.push(BotHandle {
@@ -212,8 +212,10 @@ pub(crate) fn spawn_registry(
                 .iter()
                 .filter_map(|(b, was)| match regs.get(b) {
                     None if !in_grace => Some((b.clone(), "its heartbeat stopped".to_owned())),
-                    // It joins again at the next poll, as the new run.
-                    Some(now) if now.incarnation != was.incarnation => {
+                    // It joins again at the next poll, as the new run. An
+                    // earlier run still beating beside it changes nothing
+                    // (runs are UUIDv7s: a later one sorts after).
+                    Some(now) if now.run > was.run => {
                         Some((b.clone(), "its node restarted".to_owned()))
                     }
                     _ => None,

@@ -342,9 +342,15 @@ impl Controller {
             connectors,
         } = wiring;
 
+        stats
+            .series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .started(clock.now_ms());
         let on_commit = {
             let events = events.clone();
             let stats = stats.clone();
+            let series_clock = clock.clone();
             Box::new(move |batch: &WriteBatch, applied: &crate::store::Applied| {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats
@@ -357,14 +363,21 @@ impl Controller {
                 let n = batch.transitions.iter().filter(written).count();
                 stats.transitions.fetch_add(n as u64, Ordering::Relaxed);
                 {
-                    let mut series = stats.series.lock().unwrap_or_else(|p| p.into_inner());
-                    for t in batch.transitions.iter().filter(written) {
-                        if t.to.is_terminal() {
-                            series.add(t.at_ms, 1, 0);
-                        }
-                    }
-                    for l in &batch.ledger {
-                        series.add(l.at_ms, 0, l.cost_nusd);
+                    // In the second it became durable, on this controller's
+                    // clock (a node's clock never enters the series).
+                    let finished = batch
+                        .transitions
+                        .iter()
+                        .filter(written)
+                        .filter(|t| t.to.is_terminal())
+                        .count() as u32;
+                    let cost = batch.ledger.iter().map(|l| l.cost_nusd).sum();
+                    if finished > 0 || cost != 0 {
+                        stats.series.lock().unwrap_or_else(|p| p.into_inner()).add(
+                            series_clock.now_ms(),
+                            finished,
+                            cost,
+                        );
                     }
                 }
                 if events.receiver_count() == 0 {

@@ -4,8 +4,9 @@
 //! the live events.
 //!
 //! Fed by the writer's commit hook (what is durable, not what was
-//! proposed); a second in which nothing finished is a zero, a second
-//! before the controller started is not in it at all.
+//! proposed), in the second of the commit on the controller's clock; a
+//! second since the controller started in which nothing finished is a
+//! zero, one before it started is not in the series at all.
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -32,12 +33,23 @@ pub struct Second {
 #[derive(Debug, Default)]
 pub struct Series {
     seconds: std::collections::VecDeque<Second>,
+    /// The second the controller started in (`None`: not told).
+    since: Option<UnixMs>,
+}
+
+fn second_of(at_ms: UnixMs) -> UnixMs {
+    at_ms - at_ms.rem_euclid(1000)
 }
 
 impl Series {
+    /// The controller started at `at_ms`: the series counts from there.
+    pub fn started(&mut self, at_ms: UnixMs) {
+        self.since = Some(second_of(at_ms));
+    }
+
     /// Adds a commit's finishes and cost to the second `at_ms` falls in.
     pub fn add(&mut self, at_ms: UnixMs, finished: u32, cost_nusd: i64) {
-        let t_ms = at_ms - at_ms.rem_euclid(1000);
+        let t_ms = second_of(at_ms);
         match self.seconds.back_mut() {
             Some(last) if last.t_ms == t_ms => {
                 last.finished += finished;
@@ -61,17 +73,22 @@ impl Series {
         }
     }
 
-    /// The seconds from `now_ms - SECONDS s` to the one before `now_ms`'s,
-    /// each present (quiet ones as zeros) from the first recorded on.
+    /// Every second from `now_ms - SECONDS s` (or the start, if later; or
+    /// the first commit, if the start was not told) to the one before
+    /// `now_ms`'s, quiet ones as zeros.
     pub fn last(&self, now_ms: UnixMs) -> Vec<Second> {
-        let current = now_ms - now_ms.rem_euclid(1000);
-        let from = current - SECONDS as i64 * 1000;
-        let Some(first) = self.seconds.iter().find(|s| s.t_ms >= from) else {
-            return Vec::new();
+        let current = second_of(now_ms);
+        let window = current - SECONDS as i64 * 1000;
+        let first = match self.since {
+            Some(since) => since.max(window),
+            None => match self.seconds.iter().find(|s| s.t_ms >= window) {
+                Some(s) => s.t_ms,
+                None => return Vec::new(),
+            },
         };
         let mut out = Vec::with_capacity(SECONDS);
-        let mut recorded = self.seconds.iter().filter(|s| s.t_ms >= from).peekable();
-        let mut t = first.t_ms;
+        let mut recorded = self.seconds.iter().filter(|s| s.t_ms >= first).peekable();
+        let mut t = first;
         while t < current {
             match recorded.peek() {
                 Some(s) if s.t_ms == t => {
@@ -111,6 +128,20 @@ mod tests {
             want
         );
         assert_eq!(s.last(8_500).len(), 3, "the current second is not over");
+        let quiet = s.last(12_500);
+        assert_eq!(quiet.len(), 7, "quiet seconds up to now are zeros");
+        assert!(quiet[4..].iter().all(|x| x.finished == 0));
+    }
+
+    #[test]
+    fn the_series_counts_from_the_start_not_the_first_commit() {
+        let mut s = Series::default();
+        s.started(2_300);
+        assert_eq!(s.last(5_100).len(), 3, "2, 3 and 4 s: quiet, not absent");
+        s.add(4_000, 1, 0);
+        let got = s.last(500_000);
+        assert_eq!(got.len(), SECONDS, "a long quiet run is still a series");
+        assert!(got.iter().all(|x| x.finished == 0));
     }
 
     #[test]

@@ -125,7 +125,8 @@ pub enum FlowSurface {
     Ipc,
 }
 
-/// Requests at the auth gate since it started.
+/// Requests at the auth gate since it started: every refusal, and every
+/// request let through but the reads of these counts and of the series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct GateCounts {
     #[specta(type = specta_typescript::Number)]

@@ -112,8 +112,13 @@ fn allowed(who: &Principal, row: Option<&Route>) -> Result<(), ApiError> {
     }
 }
 
+/// Routes whose admitted reads the gate does not count: the counts
+/// themselves (a surface polling them would make an idle controller look
+/// busy).
+const UNCOUNTED: [&str; 2] = ["/api/v1/flow", "/api/v1/series"];
+
 /// The gate's decisions since it started (the architecture view's first
-/// edge).
+/// edge): every refusal, and every request let through but [`UNCOUNTED`].
 #[derive(Debug, Default)]
 pub struct GateCounters {
     pub admitted: std::sync::atomic::AtomicU64,
@@ -142,7 +147,9 @@ pub(super) async fn auth(
     use std::sync::atomic::Ordering::Relaxed;
     match admit(&state, &mut request).await {
         Ok(()) => {
-            state.gate.admitted.fetch_add(1, Relaxed);
+            if !UNCOUNTED.contains(&request.uri().path()) {
+                state.gate.admitted.fetch_add(1, Relaxed);
+            }
             next.run(request).await
         }
         Err(refusal) => {

@@ -359,7 +359,7 @@ async fn a_redis_restart_is_not_taken_for_every_bot_lost() {
         node: "n1".into(),
         skills: vec![Skill::parse("chat").unwrap()],
         model: ModelId::parse(BuiltinModel::NAME).unwrap(),
-        incarnation: "run-1".into(),
+        run: "run-1".into(),
     };
     let beat = || async {
         let pipe =
@@ -413,7 +413,7 @@ async fn a_redis_restart_is_not_taken_for_every_bot_lost() {
 }
 
 /// A node killed and restarted under its own name within the TTL: its
-/// registration never lapses, but it names a new incarnation. The registry
+/// registration never lapses, but it names a new run. The registry
 /// declares the old run lost (its work is requeued) and lets the new run
 /// join at the next poll, with a lane that addresses it.
 #[tokio::test]
@@ -430,7 +430,7 @@ async fn a_node_restarted_within_the_ttl_is_lost_and_joins_again() {
         node: "n1".into(),
         skills: vec![Skill::parse("chat").unwrap()],
         model: ModelId::parse(BuiltinModel::NAME).unwrap(),
-        incarnation: run.into(),
+        run: run.into(),
     };
     let beat = |reg: Registration| {
         let keys = r.keys.clone();
@@ -444,50 +444,70 @@ async fn a_node_restarted_within_the_ttl_is_lost_and_joins_again() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let registry = spawn_registry(redis, PriceTable::builtin(), 64, tx, shutdown.clone());
-    let mut next = async || match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+    let next = async |rx: &mut mpsc::UnboundedReceiver<Command>| match tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.recv(),
+    )
+    .await
+    {
         Ok(Some(Command::BotsChanged { up, down })) => (up, down),
         _ => panic!("the registry said nothing"),
     };
-    let (up, _) = next().await;
+    let (up, _) = next(&mut rx).await;
     assert_eq!(up.len(), 1);
 
     beat(reg("run-2")).await;
-    let (up, down) = next().await;
+    let (up, down) = next(&mut rx).await;
     assert!(up.is_empty());
     assert_eq!(down.len(), 1);
     assert!(down[0].1.contains("restarted"), "{down:?}");
-    let (up, down) = next().await;
+    let (up, down) = next(&mut rx).await;
     assert_eq!((up.len(), down.len()), (1, 0), "the new run joins");
 
-    // What the controller now publishes is for the new run: the old one's
-    // lane drops it, the new one's reads it.
-    let publish = async || {
-        let id = TicketId::new();
-        up[0]
-            .lane
-            .publish(vec![crate::lane::LaneEntry {
-                ticket: id,
-                attempt: 1,
-                tenant: crate::ticket::TenantId::default_tenant(),
-                work: NewTicket::chat("x").validate().unwrap().work,
-                correlation_id: id,
-            }])
-            .await
-            .unwrap();
-    };
-    let (old, new) = (
-        r.lane("n1-bot-01").await.of_incarnation("run-1"),
-        r.lane("n1-bot-01").await.of_incarnation("run-2"),
-    );
-    publish().await;
+    // An earlier run still beating beside the later one changes nothing:
+    // no loss, no flapping.
+    beat(reg("run-1")).await;
     assert!(
-        old.read("old", 10, Duration::ZERO)
+        tokio::time::timeout(Duration::from_millis(1500), rx.recv())
+            .await
+            .is_err(),
+        "an earlier run's beat is no restart"
+    );
+    // What the controller now publishes is for the new run; a lane of the
+    // run after it drops it (an earlier run's work), the run's own reads it.
+    let id = TicketId::new();
+    up[0]
+        .lane
+        .publish(vec![crate::lane::LaneEntry {
+            ticket: id,
+            attempt: 1,
+            tenant: crate::ticket::TenantId::default_tenant(),
+            work: NewTicket::chat("x").validate().unwrap().work,
+            correlation_id: id,
+        }])
+        .await
+        .unwrap();
+    let later = r.lane("n1-bot-01").await.for_run("run-3");
+    assert!(
+        later
+            .read("later", 10, Duration::ZERO)
             .await
             .unwrap()
             .is_empty()
     );
-    publish().await;
-    assert_eq!(new.read("new", 10, Duration::ZERO).await.unwrap().len(), 1);
+    up[0]
+        .lane
+        .publish(vec![crate::lane::LaneEntry {
+            ticket: id,
+            attempt: 2,
+            tenant: crate::ticket::TenantId::default_tenant(),
+            work: NewTicket::chat("x").validate().unwrap().work,
+            correlation_id: id,
+        }])
+        .await
+        .unwrap();
+    let own = r.lane("n1-bot-01").await.for_run("run-2");
+    assert_eq!(own.read("own", 10, Duration::ZERO).await.unwrap().len(), 1);
     shutdown.cancel();
     registry.await.unwrap();
     r.cleanup().await;
