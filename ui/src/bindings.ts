@@ -1043,7 +1043,10 @@ export type FlowSurface =
  */
 "ipc";
 
-/**  Requests at the auth gate since it started. */
+/**
+ *  Requests at the auth gate since it started: every refusal, and every
+ *  request let through but the reads of these counts and of the series.
+ */
 export type GateCounts = {
 	admitted: number,
 	refused: number,

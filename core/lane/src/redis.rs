@@ -27,8 +27,10 @@
 //! (and pay for) it again. Such an entry is acknowledged and dropped. An
 //! entry for this run or a later one is delivered (two runs of one name at
 //! once share the lane as two consumers of one group: each entry reaches
-//! one of them). [`Keys`] names every key under
-//! one prefix, so tests and fleets can share a server.
+//! one of them).
+//!
+//! [`Keys`] names every key under one prefix, so tests and fleets can share
+//! a server.
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};

@@ -135,6 +135,9 @@ pub(crate) fn spawn_registry(
     tokio::spawn(async move {
         let mut live: HashMap<BotId, Registration> = HashMap::new();
         let mut refused: HashMap<BotId, ModelId> = HashMap::new();
+        // The latest run seen of each bot: an earlier run's registration
+        // (still beating beside a later one) never joins again.
+        let mut latest: HashMap<BotId, String> = HashMap::new();
         let mut epoch: Option<String> = None;
         // After Redis lost its data every registration is gone too, though
         // the nodes are fine: they re-register within a heartbeat. Until one
@@ -174,6 +177,11 @@ pub(crate) fn spawn_registry(
             let mut joining: Vec<&Registration> = regs.values().collect();
             joining.sort_by(|a, b| a.bot.cmp(&b.bot));
             for reg in joining {
+                let newest = latest.entry(reg.bot.clone()).or_default();
+                if reg.run < *newest {
+                    continue;
+                }
+                newest.clone_from(&reg.run);
                 if live.contains_key(&reg.bot) {
                     continue;
                 }
