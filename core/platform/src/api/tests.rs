@@ -44,12 +44,16 @@ async fn local_api(
     (store, controller, listener)
 }
 
-#[tokio::test]
-async fn an_api_listener_is_probed_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, controller, listener) = local_api(dir.path()).await;
-    let addr = listener.local_addr().unwrap();
-    let token = http::ApiToken::generate();
+/// The API of `controller` on `listener` (plain HTTP, no domains) until the
+/// answered token is cancelled.
+fn serve(
+    controller: &Controller,
+    listener: tokio::net::TcpListener,
+    token: http::ApiToken,
+) -> (
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    tokio_util::sync::CancellationToken,
+) {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(http::serve(
         controller.clone(),
@@ -62,6 +66,16 @@ async fn an_api_listener_is_probed_live() {
         None,
         shutdown.clone(),
     ));
+    (server, shutdown)
+}
+
+#[tokio::test]
+async fn an_api_listener_is_probed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, controller, listener) = local_api(dir.path()).await;
+    let addr = listener.local_addr().unwrap();
+    let token = http::ApiToken::generate();
+    let (server, shutdown) = serve(&controller, listener, token);
     // Every gated operation of the contract, on every listener: the token
     // gate was proven on one route, so a route mounted outside it passed.
     let routes = super::routes::surface();
@@ -138,18 +152,7 @@ async fn health_tells_strangers_a_code_and_the_token_holder_why() {
     let (store, controller, listener) = local_api(dir.path()).await;
     let url = format!("http://{}/api/v1/health", listener.local_addr().unwrap());
     let token = http::ApiToken::generate();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(http::serve(
-        controller.clone(),
-        None,
-        http::Domains::default(),
-        listener,
-        None,
-        crate::tls::Edge::default(),
-        token.clone(),
-        None,
-        shutdown.clone(),
-    ));
+    let (server, shutdown) = serve(&controller, listener, token.clone());
     store.close().await; // the store goes away
     let client = reqwest::Client::new();
     let anonymous = client.get(&url).send().await.unwrap();
@@ -189,18 +192,7 @@ async fn the_flow_counts_each_edge_and_the_series_remembers_what_finished() {
     let (_, controller, listener) = local_api(dir.path()).await;
     let base = format!("http://{}", listener.local_addr().unwrap());
     let token = http::ApiToken::generate();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(http::serve(
-        controller.clone(),
-        None,
-        http::Domains::default(),
-        listener,
-        None,
-        crate::tls::Edge::default(),
-        token.clone(),
-        None,
-        shutdown.clone(),
-    ));
+    let (server, shutdown) = serve(&controller, listener, token.clone());
     let client = reqwest::Client::new();
     let get = |path: &str| {
         client

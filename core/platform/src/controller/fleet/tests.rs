@@ -169,25 +169,32 @@ impl Model for Hang {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_leaves_hands_its_tickets_to_the_bots_that_remain() {
-    let (db, r) = (TestDb::new().await, TestRedis::new().await);
-    let c = controller(&db, &r).await;
-    let stop_stuck = CancellationToken::new();
+/// A node `name` of two bots whose model never answers, and `n` tickets
+/// submitted until every one is held by its bots (none left queued).
+async fn held_by_a_hanging_node(
+    c: &Controller,
+    r: &TestRedis,
+    name: &str,
+    n: usize,
+) -> (
+    tokio::task::JoinHandle<Result<(), crate::bot::node::NodeError>>,
+    CancellationToken,
+    Vec<TicketId>,
+) {
+    let stop = CancellationToken::new();
     let hang: Arc<dyn Model> = Arc::new(Hang(crate::ticket::ModelId::parse("builtin").unwrap()));
-    let stuck = tokio::spawn(run_node(
-        node(&r, "stuck", 2, hang),
+    let running = tokio::spawn(run_node(
+        node(r, name, 2, hang),
         Arc::new(SystemClock),
-        stop_stuck.clone(),
+        stop.clone(),
     ));
-    wait_for_bots(&c, 2).await;
+    wait_for_bots(c, 2).await;
     let ids: Vec<TicketId> = c
-        .submit_many((0..20).map(|i| NewTicket::chat(format!("t{i}"))).collect())
+        .submit_many((0..n).map(|i| NewTicket::chat(format!("t{i}"))).collect())
         .await
         .into_iter()
         .map(|r| r.unwrap().id)
         .collect();
-    // All of them are held by the hanging node's bots.
     let deadline = tokio::time::Instant::now() + WAIT;
     while c
         .state_counts()
@@ -199,6 +206,14 @@ async fn a_node_that_leaves_hands_its_tickets_to_the_bots_that_remain() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (running, stop, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_hands_its_tickets_to_the_bots_that_remain() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let (stuck, stop_stuck, ids) = held_by_a_hanging_node(&c, &r, "stuck", 20).await;
     let stop_good = CancellationToken::new();
     let good = tokio::spawn(run_node(
         node(&r, "good", 2, Arc::new(BuiltinModel::new())),
@@ -236,31 +251,7 @@ async fn a_node_that_leaves_hands_its_tickets_to_the_bots_that_remain() {
 async fn a_node_back_under_its_own_name_runs_each_ticket_once() {
     let (db, r) = (TestDb::new().await, TestRedis::new().await);
     let c = controller(&db, &r).await;
-    let stop_first = CancellationToken::new();
-    let hang: Arc<dyn Model> = Arc::new(Hang(crate::ticket::ModelId::parse("builtin").unwrap()));
-    let first = tokio::spawn(run_node(
-        node(&r, "same", 2, hang),
-        Arc::new(SystemClock),
-        stop_first.clone(),
-    ));
-    wait_for_bots(&c, 2).await;
-    let ids: Vec<TicketId> = c
-        .submit_many((0..40).map(|i| NewTicket::chat(format!("t{i}"))).collect())
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().id)
-        .collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while c
-        .state_counts()
-        .await
-        .unwrap()
-        .iter()
-        .any(|(s, _)| *s == TicketState::Queued)
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (first, stop_first, ids) = held_by_a_hanging_node(&c, &r, "same", 40).await;
     stop_first.cancel();
     first.await.unwrap().unwrap();
     wait_for_bots(&c, 0).await;
