@@ -470,36 +470,21 @@ async fn a_node_restarted_within_the_ttl_is_lost_and_joins_again() {
     // What the controller now publishes is for the new run; a lane of the
     // run after it drops it (an earlier run's work), the run's own reads it.
     let id = TicketId::new();
-    up[0]
-        .lane
-        .publish(vec![crate::lane::LaneEntry {
+    let publish = async |attempt| {
+        let entry = crate::lane::LaneEntry {
             ticket: id,
-            attempt: 1,
+            attempt,
             tenant: crate::ticket::TenantId::default_tenant(),
             work: NewTicket::chat("x").validate().unwrap().work,
             correlation_id: id,
-        }])
-        .await
-        .unwrap();
+        };
+        up[0].lane.publish(vec![entry]).await.unwrap();
+    };
+    publish(1).await;
     let later = r.lane("n1-bot-01").await.for_run("run-3");
-    assert!(
-        later
-            .read("later", 10, Duration::ZERO)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    up[0]
-        .lane
-        .publish(vec![crate::lane::LaneEntry {
-            ticket: id,
-            attempt: 2,
-            tenant: crate::ticket::TenantId::default_tenant(),
-            work: NewTicket::chat("x").validate().unwrap().work,
-            correlation_id: id,
-        }])
-        .await
-        .unwrap();
+    let read = later.read("later", 10, Duration::ZERO).await.unwrap();
+    assert!(read.is_empty());
+    publish(2).await;
     let own = r.lane("n1-bot-01").await.for_run("run-2");
     assert_eq!(own.read("own", 10, Duration::ZERO).await.unwrap().len(), 1);
     shutdown.cancel();
