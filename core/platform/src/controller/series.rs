@@ -51,12 +51,8 @@ impl Series {
     pub fn add(&mut self, at_ms: UnixMs, finished: u32, cost_nusd: i64) {
         let t_ms = second_of(at_ms);
         match self.seconds.back_mut() {
-            Some(last) if last.t_ms == t_ms => {
-                last.finished += finished;
-                last.cost_nusd += cost_nusd;
-            }
-            // A clock that stepped back: counted in the latest second.
-            Some(last) if last.t_ms > t_ms => {
+            // Its own second, or (a clock that stepped back) the latest.
+            Some(last) if last.t_ms >= t_ms => {
                 last.finished += finished;
                 last.cost_nusd += cost_nusd;
             }
