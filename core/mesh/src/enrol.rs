@@ -274,9 +274,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn what_the_operator_configured_is_one_shell_word_each() {
-        assert_eq!(quoted("a'b"), "'a'\\''b'");
+    /// Node `n1` enrolled with key `k` to join as `joining` says.
+    fn n1_joining(joining: Joining<'_>) -> Enrolled {
         let e = Enrolment {
             name: "n1".into(),
             tags: vec![],
@@ -284,15 +283,16 @@ mod tests {
         }
         .checked()
         .expect("valid");
-        let out = enrolled(
-            &e,
-            "k".into(),
-            1,
-            &Joining {
-                redis_prefix: "o'shal",
-                ..at()
-            },
-        );
+        enrolled(&e, "k".into(), 1, &joining)
+    }
+
+    #[test]
+    fn what_the_operator_configured_is_one_shell_word_each() {
+        assert_eq!(quoted("a'b"), "'a'\\''b'");
+        let out = n1_joining(Joining {
+            redis_prefix: "o'shal",
+            ..at()
+        });
         assert!(
             out.commands[1].contains("--redis-prefix='o'\\''shal'"),
             "{:?}",
@@ -302,22 +302,10 @@ mod tests {
 
     #[test]
     fn a_redis_password_is_never_printed() {
-        let e = Enrolment {
-            name: "n1".into(),
-            tags: vec![],
-            expires_in_s: None,
-        }
-        .checked()
-        .expect("valid");
-        let out = enrolled(
-            &e,
-            "k".into(),
-            1,
-            &Joining {
-                redis_url: "redis://:s3cret@100.64.0.1:6379",
-                ..at()
-            },
-        );
+        let out = n1_joining(Joining {
+            redis_url: "redis://:s3cret@100.64.0.1:6379",
+            ..at()
+        });
         assert!(out.commands.iter().all(|c| !c.contains("s3cret")));
         assert!(out.commands[1].starts_with("oshal node --redis-prefix"));
         assert!(out.notes[0].contains("OSHAL_REDIS"));

@@ -143,17 +143,6 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    /// The server's durability settings as this pool's sessions have them:
-    /// `synchronous_commit=… fsync=…` (what a bench's figure stands on).
-    pub async fn durability(&self) -> Result<String, StoreError> {
-        let (sync, fsync): (String, String) = sqlx::query_as(
-            "SELECT current_setting('synchronous_commit'), current_setting('fsync')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(format!("synchronous_commit={sync} fsync={fsync}"))
-    }
-
     async fn tenant_list(&self) -> Result<Vec<Tenant>, StoreError> {
         sqlx::query("SELECT name, budget_nusd, created_at_ms FROM tenants ORDER BY name")
             .fetch_all(&self.pool)

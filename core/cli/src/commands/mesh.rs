@@ -138,6 +138,13 @@ fn path(n: &MeshNode) -> String {
     }
 }
 
+/// `text` after `lead`, or nothing when there is none.
+fn after(lead: &str, text: &Option<String>) -> String {
+    text.as_ref()
+        .map(|t| format!("{lead}{t}"))
+        .unwrap_or_default()
+}
+
 fn print_table(view: &MeshView) {
     match &view.edge {
         Some(e) => match &e.tls {
@@ -150,10 +157,7 @@ fn print_table(view: &MeshView) {
                     left @ 0.. => format!("expires in {left} d"),
                     left => format!("expired {} d ago", -left),
                 },
-                e.reload_refused
-                    .as_ref()
-                    .map(|why| format!("; renewal refused: {why}"))
-                    .unwrap_or_default()
+                after("; renewal refused: ", &e.reload_refused)
             ),
             None => println!("edge http://{} (plain)", e.listen),
         },
@@ -167,17 +171,9 @@ fn print_table(view: &MeshView) {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
-            s.at.as_ref()
-                .map(|a| format!(" at {a}"))
-                .unwrap_or_default(),
-            s.version
-                .as_ref()
-                .map(|v| format!(" {v}"))
-                .unwrap_or_default(),
-            s.message
-                .as_ref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
+            after(" at ", &s.at),
+            after(" ", &s.version),
+            after(": ", &s.message)
         );
     }
     if !view.configured {
@@ -192,14 +188,8 @@ fn print_table(view: &MeshView) {
             s.kind,
             s.at,
             s.state,
-            s.version
-                .as_ref()
-                .map(|v| format!(" {v}"))
-                .unwrap_or_default(),
-            s.message
-                .as_ref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
+            after(" ", &s.version),
+            after(": ", &s.message)
         );
     }
     println!(

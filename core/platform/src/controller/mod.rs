@@ -331,7 +331,7 @@ impl Controller {
         ) -> Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<Self, ControllerError> {
         let (events, _) = broadcast::channel(1024);
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::started_at(clock.now_ms()));
         let Wiring {
             bots,
             cancels,
@@ -342,49 +342,25 @@ impl Controller {
             connectors,
         } = wiring;
 
-        stats
-            .series
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .started(clock.now_ms());
         let on_commit = {
             let events = events.clone();
             let stats = stats.clone();
             let series_clock = clock.clone();
             Box::new(move |batch: &WriteBatch, applied: &crate::store::Applied| {
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .committed_rows
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 // Creation events of refused duplicates were not written.
                 let refused: std::collections::HashSet<_> =
                     applied.duplicates.iter().map(|d| d.0).collect();
-                let written = |t: &&Transition| !refused.contains(&t.ticket);
-                let n = batch.transitions.iter().filter(written).count();
-                stats.transitions.fetch_add(n as u64, Ordering::Relaxed);
-                {
-                    // In the second it became durable, on this controller's
-                    // clock (a node's clock never enters the series).
-                    let finished = batch
-                        .transitions
-                        .iter()
-                        .filter(written)
-                        .filter(|t| t.to.is_terminal())
-                        .count() as u32;
-                    let cost = batch.ledger.iter().map(|l| l.cost_nusd).sum();
-                    if finished > 0 || cost != 0 {
-                        stats.series.lock().unwrap_or_else(|p| p.into_inner()).add(
-                            series_clock.now_ms(),
-                            finished,
-                            cost,
-                        );
-                    }
-                }
+                let written: Vec<&Transition> = batch
+                    .transitions
+                    .iter()
+                    .filter(|t| !refused.contains(&t.ticket))
+                    .collect();
+                stats.count_commit(batch, &written, series_clock.now_ms());
                 if events.receiver_count() == 0 {
                     return;
                 }
-                if n > 0 {
-                    let transitions = batch.transitions.iter().filter(written).cloned().collect();
+                if !written.is_empty() {
+                    let transitions = written.into_iter().cloned().collect();
                     let _ = events.send(CoreEvent::TicketsTransitioned { transitions });
                 }
                 if !batch.ledger.is_empty() {

@@ -10,6 +10,7 @@ use specta::Type;
 use crate::clock::UnixMs;
 use crate::cost::LedgerEntry;
 use crate::lane::LaneStats;
+use crate::store::WriteBatch;
 use crate::ticket::{BotId, ModelId, Skill, TenantId, TicketId, Transition};
 
 /// The one event stream every surface follows (Tauri events in the app,
@@ -180,6 +181,38 @@ pub struct FlowCounts {
     pub committed_rows: u64,
     /// Tool calls through the broker (`None`: no connectors here).
     pub tools: Option<ToolCounts>,
+}
+
+impl Stats {
+    /// The counters of a controller started at `at_ms` (the series counts
+    /// from there).
+    pub(super) fn started_at(at_ms: UnixMs) -> Self {
+        let stats = Self::default();
+        stats
+            .series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .started(at_ms);
+        stats
+    }
+
+    /// Counts a durable commit: its rows, the transitions it wrote, and, in
+    /// the series, its finishes and cost in the second it became durable
+    /// (`now_ms`, the controller's clock: a node's never enters it).
+    pub(super) fn count_commit(&self, batch: &WriteBatch, written: &[&Transition], now_ms: UnixMs) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.commits.fetch_add(1, Relaxed);
+        self.committed_rows.fetch_add(batch.len() as u64, Relaxed);
+        self.transitions.fetch_add(written.len() as u64, Relaxed);
+        let finished = written.iter().filter(|t| t.to.is_terminal()).count() as u32;
+        let cost = batch.ledger.iter().map(|l| l.cost_nusd).sum();
+        if finished > 0 || cost != 0 {
+            self.series
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .add(now_ms, finished, cost);
+        }
+    }
 }
 
 impl super::Controller {

@@ -167,3 +167,16 @@ pub fn as_role(url: &str, role: &str) -> Result<String, StoreError> {
         .map_err(|()| StoreError::Invalid("postgres URL cannot carry a user".into()))?;
     Ok(u.to_string())
 }
+
+impl super::PgStore {
+    /// The server's durability settings as this pool's sessions have them:
+    /// `synchronous_commit=… fsync=…` (what a bench's figure stands on).
+    pub async fn durability(&self) -> Result<String, StoreError> {
+        let (sync, fsync): (String, String) = sqlx::query_as(
+            "SELECT current_setting('synchronous_commit'), current_setting('fsync')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(format!("synchronous_commit={sync} fsync={fsync}"))
+    }
+}
