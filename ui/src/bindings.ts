@@ -164,7 +164,12 @@ export type Action =
  */
 { action: "revoke_grants"; connector: string; grants: string[] } | 
 /**  Retire a lost node: its bots leave the view. */
-{ action: "retire_node"; node: string };
+{ action: "retire_node"; node: string } | 
+/**
+ *  Drain a live bot: it is routed nothing more, and what waits in its
+ *  lane goes back to the queue for other bots.
+ */
+{ action: "drain_bot"; bot: string };
 
 /**
  *  What a heal rule does, as a template the adapter fills in from the
@@ -194,7 +199,13 @@ export type ActionTemplate =
  *  its alert resolves (its work was requeued when it was lost); a bot
  *  of it that registers again joins as a new one.
  */
-{ action: "retire_node" };
+{ action: "retire_node" } | 
+/**
+ *  Drain the live bot the cause names (a slow model): it finishes what
+ *  it holds and is routed nothing more until a person uncordons it;
+ *  the tickets waiting in its lane go to other bots with its skills.
+ */
+{ action: "drain_bot" };
 
 /**  One alert: every report of one fingerprint, folded. */
 export type Alert = {
@@ -360,6 +371,11 @@ export type BotView = {
 	/**  The node process hosting it; `None` for the local pool. */
 	node: string | null,
 	live: boolean,
+	/**
+	 *  Drained (cordoned): it finishes what it holds and is routed nothing
+	 *  more until uncordoned.
+	 */
+	cordoned: boolean,
 	in_flight: number,
 	succeeded: number,
 	failed: number,
@@ -498,7 +514,12 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
 /**  Grants on a connector (`subject`) revoked by a heal (`count`). */
 "grants_revoked" | 
 /**  A lost node (`subject`) retired by a heal: `count` bots forgotten. */
-"node_retired";
+"node_retired" | 
+/**
+ *  A live bot (`subject`) drained by a heal: `count` tickets waiting
+ *  in its lane went back to the queue.
+ */
+"bot_drained";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */

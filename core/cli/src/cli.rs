@@ -5,8 +5,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, cancel, connectors, db_setup, desk, health, mesh, node, openapi, ops, security, serve,
-    soak, submit, ticket, tickets, tokens, trading, venue, workflow,
+    bench, bots, cancel, connectors, db_setup, desk, health, mesh, node, openapi, ops, security,
+    serve, soak, submit, ticket, tickets, tokens, trading, venue, workflow,
 };
 
 #[derive(Parser)]
@@ -73,6 +73,10 @@ pub enum Command {
     /// (Headscale and this host's tailscaled merged), the Headscale key,
     /// enrol a node, check or set the tailnet policy.
     Mesh(mesh::Args),
+    /// The bots of a running controller: list them, drain one (it is
+    /// routed nothing more; what waits in its lane goes to other bots),
+    /// uncordon one.
+    Bots(bots::Args),
     /// Cancel a ticket.
     Cancel(cancel::Args),
     /// Measure local mode end to end (durable SQLite, built-in model).
@@ -106,6 +110,7 @@ impl Command {
             Self::Workflow(a) => workflow::run(a).await,
             Self::Ops(a) => ops::run(a).await,
             Self::Mesh(a) => mesh::run(a).await,
+            Self::Bots(a) => bots::run(a).await,
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Openapi(a) => openapi::run(a).await,

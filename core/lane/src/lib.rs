@@ -139,6 +139,13 @@ pub trait Lane: Send + Sync + fmt::Debug {
 
     async fn stats(&self) -> Result<LaneStats, LaneError>;
 
+    /// Takes back every entry not yet delivered to a consumer, oldest
+    /// first: none of them will be delivered (a drained bot's waiting
+    /// work, for the controller to route elsewhere). Entries delivered
+    /// and pending stay with their consumer. Atomic with respect to
+    /// `read`: an entry is either delivered or withdrawn, never both.
+    async fn withdraw(&self) -> Result<Vec<LaneEntry>, LaneError>;
+
     /// Whether the entries the last `read` delivered came from a store that
     /// has since lost its data. The controller re-drives every such entry as
     /// a new attempt, so running the old one would only pay for a result
@@ -171,6 +178,35 @@ pub(crate) mod contract {
             work: v.work,
             correlation_id: id,
         }
+    }
+
+    /// Of five entries, the two a consumer read stay pending with it; the
+    /// three it had not read are withdrawn, in order, and never delivered
+    /// after; the lane counts none waiting. Returns the lane's stats.
+    pub(crate) async fn undelivered_entries_are_withdrawn(l: &dyn Lane) -> LaneStats {
+        let sent: Vec<LaneEntry> = (0..5).map(|_| entry()).collect();
+        l.publish(sent.clone()).await.unwrap();
+        let read = l.read("c", 2, Duration::ZERO).await.unwrap();
+        assert_eq!(read.len(), 2);
+        let back = l.withdraw().await.unwrap();
+        assert_eq!(back, sent[2..].to_vec(), "the unread ones, oldest first");
+        assert!(l.withdraw().await.unwrap().is_empty(), "taken once");
+        assert!(
+            l.read("c", 10, Duration::ZERO).await.unwrap().is_empty(),
+            "a withdrawn entry is never delivered"
+        );
+        let later = entry();
+        l.publish(vec![later.clone()]).await.unwrap();
+        let stats = l.stats().await.unwrap();
+        assert_eq!((stats.depth, stats.pending), (1, 2), "{stats:?}");
+        let got = l.read("c", 10, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            got.iter().map(|d| &d.entry).collect::<Vec<_>>(),
+            vec![&later]
+        );
+        let ids: Vec<EntryId> = read.iter().chain(&got).map(|d| d.id).collect();
+        assert_eq!(l.ack(&ids).await.unwrap(), 3, "the pending ones stayed");
+        l.stats().await.unwrap()
     }
 
     /// Two entries read by a consumer that then dies are not claimable

@@ -182,6 +182,11 @@ impl Lane for LocalLane {
         Ok(())
     }
 
+    async fn withdraw(&self) -> Result<Vec<LaneEntry>, LaneError> {
+        let mut inner = self.lock();
+        Ok(inner.queue.drain(..).map(|(_, entry, _)| entry).collect())
+    }
+
     async fn stats(&self) -> Result<LaneStats, LaneError> {
         let inner = self.lock();
         Ok(LaneStats {
@@ -207,6 +212,13 @@ mod tests {
 
     fn lane(cap: usize) -> LocalLane {
         LocalLane::new(BotId::parse("bot-1").unwrap(), cap)
+    }
+
+    #[tokio::test]
+    async fn undelivered_entries_are_withdrawn() {
+        let l = lane(8);
+        let s = contract::undelivered_entries_are_withdrawn(&l).await;
+        assert_eq!((s.depth, s.pending, s.published_total), (0, 0, 6));
     }
 
     /// Depth and lag were the same figure under two names; lag is now how

@@ -11,6 +11,9 @@
 //! - `claim` is `XAUTOCLAIM` past an idle time, then `XPENDING` for the
 //!   delivery counts that decide dead-lettering.
 //! - `dead_letter` copies an entry, with the reason, to the dead-letter stream.
+//! - `withdraw` is one Lua script: the entries no consumer has read,
+//!   read for a consumer of their own and acknowledged in the same step,
+//!   so none is both withdrawn and delivered to a bot.
 //!
 //! A missing group (Redis restarted and kept nothing) is recreated on the
 //! spot; what the lost entries carried is re-driven by the controller, whose
@@ -44,6 +47,24 @@ use std::time::Duration;
 
 use super::{Delivery, EntryId, Lane, LaneEntry, LaneError, LaneStats};
 use crate::ticket::BotId;
+
+/// Reads, for consumer `ARGV[2]` of group `ARGV[1]`, and acknowledges in
+/// the same step every entry of the stream `KEYS[1]` no consumer has read
+/// yet, and answers them: they are delivered to no bot, ever. Read, not
+/// deleted, so the group's own count of what waits stays true.
+const WITHDRAW: &str = r#"
+local ok, reply = pcall(redis.call, 'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'STREAMS', KEYS[1], '>')
+if not ok or not reply then return {} end
+local entries = reply[1][2]
+if #entries == 0 then return {} end
+local ids = {}
+for i, e in ipairs(entries) do ids[i] = e[1] end
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+return entries
+"#;
+
+/// The consumer that takes a lane's withdrawn entries (it holds none).
+const WITHDRAWN: &str = "withdrawn";
 
 /// The consumer group every bot lane is read through.
 pub const GROUP: &str = "bots";
@@ -588,6 +609,25 @@ impl Lane for RedisLane {
         matches!((read.as_deref(), watch.latest()), (Some(r), Some(l)) if r != &*l)
     }
 
+    async fn withdraw(&self) -> Result<Vec<LaneEntry>, LaneError> {
+        let mut conn = self.conn.clone();
+        let reply: StreamRangeReply = redis::cmd("EVAL")
+            .arg(WITHDRAW)
+            .arg(1)
+            .arg(&self.key)
+            .arg(GROUP)
+            .arg(WITHDRAWN)
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        // Withdrawn whatever their run: the controller routes them anew.
+        Ok(self
+            .deliveries(reply.ids, |_| 0)
+            .into_iter()
+            .map(|d| d.entry)
+            .collect())
+    }
+
     async fn stats(&self) -> Result<LaneStats, LaneError> {
         let mut conn = self.conn.clone();
         let r: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
@@ -601,9 +641,26 @@ impl Lane for RedisLane {
             Err(e) if e.code() == Some("ERR") => None,
             Err(e) => return Err(backend(e)),
         };
-        let (pending, depth) = group
-            .as_ref()
-            .map_or((0, 0), |g| (g.pending, g.lag.unwrap_or(0)));
+        let (pending, lag) = group.as_ref().map_or((0, Some(0)), |g| (g.pending, g.lag));
+        // Redis cannot always say the lag (entries deleted past the
+        // group's last delivered one): count them, at most the lane's
+        // capacity (the controller never holds more in it).
+        let depth = match (&group, lag) {
+            (_, Some(n)) => n,
+            (None, None) => 0,
+            (Some(g), None) => {
+                let waiting: StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(&self.key)
+                    .arg(format!("({}", g.last_delivered_id))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(self.capacity.max(1))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(backend)?;
+                waiting.ids.len()
+            }
+        };
         // The oldest entry still waiting is the first after the group's
         // last delivered one; its id says when it was appended.
         let lag_ms = match (&group, depth) {

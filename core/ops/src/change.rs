@@ -46,6 +46,9 @@ pub enum ChangeKind {
     GrantsRevoked,
     /// A lost node (`subject`) retired by a heal: `count` bots forgotten.
     NodeRetired,
+    /// A live bot (`subject`) drained by a heal: `count` tickets waiting
+    /// in its lane went back to the queue.
+    BotDrained,
 }
 
 /// A change event.

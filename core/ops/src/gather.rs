@@ -141,6 +141,9 @@ pub struct BotReading {
     /// `local` for the desktop's own pool.
     pub node: String,
     pub live: bool,
+    /// Drained: live, routed nothing more (its slowness delays no one).
+    #[serde(default)]
+    pub cordoned: bool,
     pub in_flight: u32,
     /// The median time of its recent attempts, start to result (`None`:
     /// none ended lately).
@@ -445,7 +448,11 @@ fn bots_facts(r: &BotsReading) -> Vec<Fact> {
                 pending: l.pending,
                 lag_ms: l.lag_ms,
             });
-            if let Some(median_ms) = b.attempt_ms.filter(|ms| b.live && *ms >= SLOW_ATTEMPT_MS) {
+            let routed_to = b.live && !b.cordoned;
+            if let Some(median_ms) = b
+                .attempt_ms
+                .filter(|ms| routed_to && *ms >= SLOW_ATTEMPT_MS)
+            {
                 out.push(Fact::SlowAttempts {
                     bot: b.id.clone(),
                     median_ms,

@@ -61,6 +61,9 @@ pub enum Action {
     },
     /// Retire a lost node: its bots leave the view.
     RetireNode { node: String },
+    /// Drain a live bot: it is routed nothing more, and what waits in its
+    /// lane goes back to the queue for other bots.
+    DrainBot { bot: String },
 }
 
 /// The most grants one revocation names.
@@ -74,6 +77,7 @@ impl Action {
             Action::ReplayDead { .. } => "replay_dead",
             Action::RevokeGrants { .. } => "revoke_grants",
             Action::RetireNode { .. } => "retire_node",
+            Action::DrainBot { .. } => "drain_bot",
         }
     }
 
@@ -91,6 +95,7 @@ impl Action {
                 json!({"connector": connector, "grants": grants})
             }
             Action::RetireNode { node } => json!({"node": node}),
+            Action::DrainBot { bot } => json!({"bot": bot}),
         }
     }
 
@@ -105,7 +110,9 @@ impl Action {
         let action: Action =
             serde_json::from_value(Value::Object(v)).map_err(|e| format!("params: {e}"))?;
         let (field, n, max) = match &action {
-            Action::SetBudget { .. } | Action::RetireNode { .. } => return Ok(action),
+            Action::SetBudget { .. } | Action::RetireNode { .. } | Action::DrainBot { .. } => {
+                return Ok(action);
+            }
             Action::ReplayDead { tickets, .. } => ("tickets", tickets.len(), MAX_BLAST_TICKETS),
             Action::RevokeGrants { grants, .. } => ("grants", grants.len(), MAX_BLAST_GRANTS),
         };
@@ -117,7 +124,7 @@ impl Action {
 
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
-    pub fn operations() -> [(&'static str, Value, &'static str); 4] {
+    pub fn operations() -> [(&'static str, Value, &'static str); 5] {
         [
             (
                 "set_budget",
@@ -180,6 +187,18 @@ impl Action {
                 }),
                 "Retire a lost node: its bots leave the view and its alert resolves (a heal's write: needs an approval)",
             ),
+            (
+                "drain_bot",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["bot"],
+                    "properties": {
+                        "bot": {"type": "string", "minLength": 1, "maxLength": 64}
+                    }
+                }),
+                "Drain a live bot: it finishes what it holds and is routed nothing more; the tickets waiting in its lane go to other bots (a heal's write: needs an approval)",
+            ),
         ]
     }
 
@@ -191,6 +210,7 @@ impl Action {
                 | (Action::ReplayDead { .. }, ActionTemplate::ReplayDead)
                 | (Action::RevokeGrants { .. }, ActionTemplate::RevokeGrants)
                 | (Action::RetireNode { .. }, ActionTemplate::RetireNode)
+                | (Action::DrainBot { .. }, ActionTemplate::DrainBot)
         )
     }
 }
@@ -615,5 +635,14 @@ mod tests {
         assert_eq!(n.operation(), Action::operations()[3].0);
         assert_eq!(Action::from_call(n.operation(), &n.params()), Ok(n.clone()));
         assert_eq!(Action::from_call(r.operation(), &r.params()), Ok(r.clone()));
+        let d = Action::DrainBot {
+            bot: "n1-b1".into(),
+        };
+        assert!(d.follows(&ActionTemplate::DrainBot));
+        assert!(!d.follows(&ActionTemplate::RetireNode));
+        assert_eq!(d.operation(), Action::operations()[4].0);
+        assert_eq!(Action::from_call(d.operation(), &d.params()), Ok(d.clone()));
+        let e = Action::from_call("drain_bot", &json!({"bot": "b", "node": "n"})).unwrap_err();
+        assert!(e.contains("node"), "{e}");
     }
 }

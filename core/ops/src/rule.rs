@@ -167,6 +167,10 @@ pub enum ActionTemplate {
     /// its alert resolves (its work was requeued when it was lost); a bot
     /// of it that registers again joins as a new one.
     RetireNode,
+    /// Drain the live bot the cause names (a slow model): it finishes what
+    /// it holds and is routed nothing more until a person uncordons it;
+    /// the tickets waiting in its lane go to other bots with its skills.
+    DrainBot,
 }
 
 impl ActionTemplate {
@@ -179,6 +183,7 @@ impl ActionTemplate {
             }
             ActionTemplate::RevokeGrants => &[CauseKind::OutsideSystemFailing],
             ActionTemplate::RetireNode => &[CauseKind::NodeDown],
+            ActionTemplate::DrainBot => &[CauseKind::SlowModel],
         }
     }
 
@@ -188,6 +193,7 @@ impl ActionTemplate {
             ActionTemplate::ReplayDead => "replay_dead",
             ActionTemplate::RevokeGrants => "revoke_grants",
             ActionTemplate::RetireNode => "retire_node",
+            ActionTemplate::DrainBot => "drain_bot",
         }
     }
 }
@@ -245,6 +251,14 @@ impl HealRule {
                 trigger: CauseKind::OutsideSystemFailing,
                 matchers: vec!["alertname=\"OshalTicketsDead\"".into()],
                 action: ActionTemplate::ReplayDead,
+                max_attempts: 2,
+                concurrency: 1,
+            },
+            HealRule {
+                name: "drain-slow-bot".into(),
+                trigger: CauseKind::SlowModel,
+                matchers: vec!["alertname=\"OshalLaneLag\"".into()],
+                action: ActionTemplate::DrainBot,
                 max_attempts: 2,
                 concurrency: 1,
             },
@@ -576,7 +590,7 @@ mod tests {
         assert_eq!(e.path, "heal[0].name");
         let mut twice = Settings::default();
         twice.heal.push(twice.heal[0].clone());
-        assert_eq!(twice.check().unwrap_err().path, "heal[3].name");
+        assert_eq!(twice.check().unwrap_err().path, "heal[4].name");
         let e = refused(|r| r.action = ActionTemplate::ReplayDead);
         assert!(
             e.path == "heal[0].trigger"

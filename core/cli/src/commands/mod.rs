@@ -2,6 +2,7 @@
 //! `run` that does it.
 
 pub mod bench;
+pub mod bots;
 pub mod cancel;
 pub mod connectors;
 pub mod db_setup;

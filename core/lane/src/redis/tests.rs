@@ -29,6 +29,18 @@ async fn entries_are_delivered_once_in_order_and_acked() {
 }
 
 #[tokio::test]
+async fn undelivered_entries_are_withdrawn_in_one_step() {
+    let r = TestRedis::new().await;
+    let l = r.lane("bot-1").await;
+    let s = contract::undelivered_entries_are_withdrawn(&l).await;
+    assert_eq!((s.depth, s.pending), (0, 0));
+    // A fresh lane withdraws nothing.
+    let fresh = r.lane("bot-2").await;
+    assert!(fresh.withdraw().await.unwrap().is_empty());
+    r.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_blocked_read_wakes_on_publish() {
     let r = TestRedis::new().await;
     let l = Arc::new(r.lane("bot-1").await);

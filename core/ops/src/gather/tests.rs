@@ -21,6 +21,7 @@ fn bot(id: &str, node: &str, live: bool, depth: u32) -> BotReading {
         id: id.into(),
         node: node.into(),
         live,
+        cordoned: false,
         in_flight: 0,
         attempt_ms: None,
         lane: Some(LaneReading {
@@ -89,8 +90,13 @@ fn a_lagging_lane_behind_slow_attempts_is_a_slow_model_and_a_quick_one_is_not() 
     quick.attempt_ms = Some(SLOW_ATTEMPT_MS - 1);
     let mut idle = bot("n2-bot-01", "n2", true, 0);
     idle.attempt_ms = Some(9_000);
+    // Drained: it finishes what it holds, and delays no one else.
+    let mut drained = bot("n4-bot-01", "n4", true, 0);
+    drained.attempt_ms = Some(9_000);
+    drained.cordoned = true;
+    drained.lane.as_mut().unwrap().pending = 16;
     let bots = BotsReading {
-        bots: vec![slow, quick, idle],
+        bots: vec![slow, quick, idle, drained],
     };
     let e = ev("E-1", Tool::GetBots, serde_json::to_value(&bots).unwrap());
     let observed = observe(&[e]);
@@ -105,7 +111,7 @@ fn a_lagging_lane_behind_slow_attempts_is_a_slow_model_and_a_quick_one_is_not() 
             bot: "n3-bot-01".into(),
             median_ms: 3_100
         }],
-        "a quick bot, and a slow one with nothing waiting, are not slow lanes"
+        "a quick bot, a slow one with nothing waiting, and a drained one are not slow lanes"
     );
     let d = diagnose("OshalLaneLag", &observed);
     assert_eq!(

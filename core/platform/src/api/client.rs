@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::routes::{self as r, Endpoint, Id, PathArgs};
 use super::{
-    ApiError, BatchReport, BatchSubmit, BudgetBody, BulkReport, BulkRequest, ErrorBody, ErrorKind,
-    FindingsQuery, GrantQuery, StateCount, TicketFilter, TrailQuery,
+    ApiError, BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, ErrorBody,
+    ErrorKind, FindingsQuery, GrantQuery, StateCount, TicketFilter, TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -251,6 +251,14 @@ impl Client {
 
     pub async fn bots(&self) -> Result<Vec<BotView>, ClientError> {
         self.request::<r::ListBots>((), None, None).await
+    }
+
+    pub async fn drain_bot(&self, bot: impl Into<Id>) -> Result<BotHold, ClientError> {
+        self.request::<r::DrainBot>(bot.into(), None, None).await
+    }
+
+    pub async fn uncordon_bot(&self, bot: impl Into<Id>) -> Result<BotHold, ClientError> {
+        self.request::<r::UncordonBot>(bot.into(), None, None).await
     }
 
     pub async fn cost_summary(&self) -> Result<CostSummary, ClientError> {

@@ -113,6 +113,7 @@ named!(
     super::BatchSubmit,
     super::BatchReport,
     super::BudgetBody,
+    super::BotHold,
     crate::connector::ConnectorView,
     crate::connector::IntegrationView,
     crate::connector::NewGrant,
@@ -226,6 +227,7 @@ fn id_schema(route: &Route, defs: &mut Defs) -> RefOr<Schema> {
     match resource {
         "tickets" => defs.named::<crate::ticket::TicketId>(),
         "tenants" => defs.named::<crate::ticket::TenantId>(),
+        "bots" => defs.named::<crate::ticket::BotId>(),
         "connectors" | "catalog" => ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))

@@ -490,6 +490,22 @@ pub struct BudgetBody {
     pub budget_usd: Option<f64>,
 }
 
+/// What draining or uncordoning a bot did (`POST /api/v1/bots/{id}/drain`,
+/// `/uncordon`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct BotHold {
+    pub bot: String,
+    /// Whether it is drained now.
+    pub cordoned: bool,
+    /// Whether this request changed that (a repeat changes nothing).
+    pub changed: bool,
+    /// The tickets that went back to the queue from its lane (a drain),
+    /// each to run as a new attempt on another bot.
+    pub requeued: Vec<String>,
+    /// The attempts it has taken, which finish on it.
+    pub held: u32,
+}
+
 /// Which grants: `bot` to list one bot's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -15,8 +15,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::contract::{ContractType, Defs, QueryParams};
 
 use super::{
-    BatchReport, BatchSubmit, BudgetBody, BulkReport, BulkRequest, FindingsQuery, GrantQuery,
-    RevokeQuery, StateCount, TicketFilter, TrailQuery,
+    BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, FindingsQuery,
+    GrantQuery, RevokeQuery, StateCount, TicketFilter, TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -266,6 +266,11 @@ routes! {
     ApproveTicket = Post "/api/v1/tickets/{id}/approve" Bearer Write, args: Id, query: (), body: () => TicketView;
     /// Bots with their lanes and load.
     ListBots = Get "/api/v1/bots" Bearer Operator, args: (), query: (), body: () => Vec<BotView>;
+    /// Drain a live bot: it finishes what it holds and is routed nothing
+    /// more; the tickets waiting in its lane go to other bots.
+    DrainBot = Post "/api/v1/bots/{id}/drain" Bearer Operator, args: Id, query: (), body: () => BotHold;
+    /// Let a drained bot take work again.
+    UncordonBot = Post "/api/v1/bots/{id}/uncordon" Bearer Operator, args: Id, query: (), body: () => BotHold;
     /// Spend in total and by bot, tenant, model and day.
     GetCostSummary = Get "/api/v1/cost/summary" Bearer Read, args: (), query: (), body: () => CostSummary;
     /// Tenants and their budgets.

@@ -284,3 +284,57 @@ async fn the_flow_counts_each_edge_and_the_series_remembers_what_finished() {
     server.await.unwrap().unwrap();
     controller.shutdown().await;
 }
+
+/// Draining over HTTP: the token is required, the last bot of a skill is
+/// refused with why (409), an unknown bot is 404, and uncordoning a bot
+/// that is not drained changes nothing.
+#[tokio::test]
+async fn a_bot_is_drained_and_uncordoned_by_the_operator_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, controller, listener) = local_api(dir.path()).await;
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let token = http::ApiToken::generate();
+    let (server, shutdown) = serve(&controller, listener, token.clone());
+    let client = reqwest::Client::new();
+    let bot = controller.bots().await[0].id.to_string();
+    let post = |path: String, auth: bool| {
+        let r = client.post(format!("{base}{path}"));
+        if auth {
+            r.bearer_auth(token.expose())
+        } else {
+            r
+        }
+        .send()
+    };
+    let r = post(format!("/api/v1/bots/{bot}/drain"), false)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = post(format!("/api/v1/bots/{bot}/drain"), true)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("last live bot with")),
+        "{body}"
+    );
+    let r = post("/api/v1/bots/nobody/drain".into(), true)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = post(format!("/api/v1/bots/{bot}/uncordon"), true)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let hold: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (hold["cordoned"].as_bool(), hold["changed"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert!(!controller.bots().await[0].cordoned);
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}

@@ -16,6 +16,7 @@
 //!
 //! Start with [`Controller::start`].
 
+mod bots;
 mod config;
 pub mod fleet;
 pub mod pace;
@@ -44,7 +45,8 @@ use crate::ticket::{
 pub use config::ControllerConfig;
 pub use scheduler::{Spend, Submitted};
 pub use view::{
-    BotView, CoreEvent, FlowCounts, FlowSurface, GateCounts, Health, Retired, Stats, ToolCounts,
+    BotView, CoreEvent, Drained, FlowCounts, FlowSurface, GateCounts, Health, Retired, Stats,
+    ToolCounts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,8 @@ pub(crate) struct BotCounters {
     /// A lost bot an operator retired (its node is gone for good): out of
     /// the view until it registers again, as a new bot.
     retired: std::sync::atomic::AtomicBool,
+    /// Drained by an operator or a heal: live, given no new work.
+    cordoned: std::sync::atomic::AtomicBool,
 }
 
 impl BotCounters {
@@ -603,38 +607,6 @@ impl Controller {
                 .into()),
             },
         }
-    }
-
-    pub async fn bots(&self) -> Vec<BotView> {
-        let handles = self.bot_handles();
-        let since = self.inner.clock.now_ms() - pace::RECENT_MS;
-        let mut out = Vec::with_capacity(handles.len());
-        for b in handles
-            .iter()
-            .filter(|b| !b.counters.retired.load(Ordering::Relaxed))
-        {
-            let lane = match b.lane.stats().await {
-                Ok(stats) => Some(stats),
-                Err(e) => {
-                    tracing::debug!(bot = %b.id, error = %e, "lane figures unknown");
-                    None
-                }
-            };
-            out.push(BotView {
-                id: b.id.clone(),
-                skills: b.skills.clone(),
-                model: b.model.clone(),
-                node: b.node.clone(),
-                live: !self.inner.shutdown.is_cancelled()
-                    && b.counters.live.load(Ordering::Relaxed),
-                in_flight: b.counters.in_flight.load(Ordering::Relaxed) as u32,
-                succeeded: b.counters.succeeded.load(Ordering::Relaxed),
-                failed: b.counters.failed.load(Ordering::Relaxed),
-                attempt_ms: b.counters.pace.median_since(since),
-                lane,
-            });
-        }
-        out
     }
 
     pub async fn cost_summary(&self) -> Result<CostSummary, ControllerError> {

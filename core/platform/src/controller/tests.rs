@@ -1310,3 +1310,107 @@ async fn a_record_the_store_refuses_stops_its_ticket_and_nothing_else() {
     assert!(!after.duplicate);
     controller.shutdown().await;
 }
+
+/// Draining a bot stuck on one attempt: what waits behind it in its lane
+/// goes to the other bot (each ticket run once, charged once), the stuck
+/// attempt stays with it, and it is routed nothing more until uncordoned.
+#[tokio::test]
+async fn a_drained_bot_gives_back_what_waits_in_its_lane_and_keeps_what_it_holds() {
+    let h = Harness::builder()
+        .bots(2)
+        .model(Scripted::default())
+        .build()
+        .await;
+    let stuck = h.submit(chat("stuck:h")).await.id;
+    let running = h.wait_for(stuck, TicketState::Running).await;
+    let slow = running.bot.clone().unwrap();
+    let bots = h.controller.bots().await;
+    let other = bots.iter().find(|b| b.id != slow).unwrap().id.clone();
+    let many: Vec<NewTicket> = (0..20).map(|i| chat(&format!("d{i}:s"))).collect();
+    let ids: Vec<TicketId> = h
+        .controller
+        .submit_many(many)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let mut waiting = 0;
+    h.eventually("tickets wait behind the stuck attempt", async || {
+        let b = h.controller.bots().await;
+        waiting = b.iter().find(|b| b.id == slow).unwrap().lane.unwrap().depth;
+        waiting > 0
+    })
+    .await;
+
+    let Drained::Drained { requeued, held } = h.controller.drain_bot(&slow).await.unwrap() else {
+        panic!("not drained");
+    };
+    assert_eq!((requeued.len() as u32, held), (waiting, 1));
+    for id in &ids {
+        let v = h.wait_terminal(*id).await;
+        assert_eq!(v.state, TicketState::Succeeded, "{v:#?}");
+        assert_eq!(v.ledger.len(), 1, "run once, charged once: {v:#?}");
+        if requeued.contains(id) {
+            assert_eq!(v.bot.as_ref(), Some(&other));
+            let path: Vec<_> = v.events.iter().map(|e| e.to).collect();
+            assert_eq!(
+                path,
+                [
+                    TicketState::Queued,
+                    TicketState::Routed,
+                    TicketState::Queued,
+                    TicketState::Routed,
+                    TicketState::Running,
+                    TicketState::Succeeded
+                ]
+            );
+        }
+    }
+    let b = h.controller.bots().await;
+    let drained = b.iter().find(|b| b.id == slow).unwrap();
+    assert!(drained.live && drained.cordoned, "{drained:?}");
+    assert_eq!(drained.in_flight, 1, "the stuck attempt stays with it");
+    assert_eq!(
+        h.controller.ticket(stuck).await.unwrap().state,
+        TicketState::Running
+    );
+
+    // Nothing more is routed to it; a repeat changes nothing; the other
+    // bot, now the last with the skill, may not be drained.
+    let later = h.submit(chat("later:s")).await.id;
+    assert_eq!(h.wait_terminal(later).await.bot.as_ref(), Some(&other));
+    assert_eq!(
+        h.controller.drain_bot(&slow).await.unwrap(),
+        Drained::Already
+    );
+    let last = h.controller.drain_bot(&other).await.unwrap();
+    assert_eq!(
+        last,
+        Drained::LastOfSkills(vec![Skill::parse("chat").unwrap()])
+    );
+    assert!(
+        last.refusal(other.as_str())
+            .unwrap()
+            .1
+            .contains("last live bot with chat")
+    );
+    let nobody = BotId::parse("nobody").unwrap();
+    assert_eq!(
+        h.controller.drain_bot(&nobody).await.unwrap(),
+        Drained::Unknown
+    );
+    assert_eq!(h.controller.uncordon_bot(&nobody).await.unwrap(), None);
+
+    // Uncordoned, it takes work again (behind its stuck attempt).
+    assert_eq!(h.controller.uncordon_bot(&slow).await.unwrap(), Some(true));
+    assert_eq!(h.controller.uncordon_bot(&slow).await.unwrap(), Some(false));
+    let more: Vec<NewTicket> = (0..6).map(|i| chat(&format!("u{i}:s"))).collect();
+    h.controller.submit_many(more).await;
+    h.eventually("the uncordoned bot is routed to", async || {
+        let b = h.controller.bots().await;
+        let s = b.iter().find(|b| b.id == slow).unwrap();
+        !s.cordoned && s.in_flight > 1
+    })
+    .await;
+    h.controller.cancel(stuck).await.unwrap();
+}

@@ -53,6 +53,9 @@ pub struct BotView {
     /// The node process hosting it; `None` for the local pool.
     pub node: Option<String>,
     pub live: bool,
+    /// Drained (cordoned): it finishes what it holds and is routed nothing
+    /// more until uncordoned.
+    pub cordoned: bool,
     pub in_flight: u32,
     #[specta(type = specta_typescript::Number)]
     pub succeeded: u64,
@@ -92,6 +95,50 @@ pub enum Retired {
     Already,
     /// No bot of it is known (never, or not since the controller started).
     Unknown,
+}
+
+/// What draining a bot did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drained {
+    /// Cordoned now: the tickets waiting in its lane went back to the
+    /// queue (a new attempt each, for another bot); `held` attempts it had
+    /// already taken finish on it.
+    Drained { requeued: Vec<TicketId>, held: u32 },
+    /// Cordoned already: nothing changed.
+    Already,
+    /// It is the last live bot of these skills: draining it would leave
+    /// their tickets nowhere to go. Nothing changed.
+    LastOfSkills(Vec<Skill>),
+    /// It is not live (lost or gone): there is nothing to drain.
+    NotLive,
+    /// No such bot.
+    Unknown,
+}
+
+impl Drained {
+    /// Why nothing was drained, in a sentence, and whether that is
+    /// because no such bot is known; `None` when the bot is drained.
+    pub fn refusal(&self, bot: &str) -> Option<(bool, String)> {
+        match self {
+            Drained::Drained { .. } | Drained::Already => None,
+            Drained::NotLive => Some((
+                false,
+                format!("bot {bot} is not live: there is nothing to drain"),
+            )),
+            Drained::LastOfSkills(skills) => Some((
+                false,
+                format!(
+                    "bot {bot} is the last live bot with {}: draining it would leave their tickets nowhere to go",
+                    skills
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            Drained::Unknown => Some((true, format!("no bot {bot} is known to this controller"))),
+        }
+    }
 }
 
 /// Counters for `/metrics` and the architecture view's edges.

@@ -126,6 +126,7 @@ impl Operations {
             ActionTemplate::ReplayDead => self.plan_replay(&rule, &planned).await?,
             ActionTemplate::RevokeGrants => self.plan_revoke(&rule, &planned.subject).await?,
             ActionTemplate::RetireNode => self.plan_retire(&rule, &planned.subject).await?,
+            ActionTemplate::DrainBot => self.plan_drain(&rule, &planned.subject).await?,
         };
         self.take_one(
             tenant,

@@ -210,6 +210,7 @@ impl BuiltIn for OpsTools {
                             id: b.id.to_string(),
                             node: b.node.unwrap_or_else(|| "local".into()),
                             live: b.live,
+                            cordoned: b.cordoned,
                             in_flight: b.in_flight,
                             attempt_ms: b.attempt_ms,
                             lane: b.lane.map(|l| LaneReading {

@@ -66,6 +66,7 @@ pub(super) async fn apply(
             revoke_grants(&inner, &connector, &grants, call, key).await?
         }
         Action::RetireNode { node } => retire_node(&inner, &node, call, key).await?,
+        Action::DrainBot { bot } => drain_bot(&inner, &bot, call, key).await?,
     };
     let (answer, change) = match written {
         Ok(done) => done,
@@ -177,6 +178,48 @@ async fn retire_node(inner: &Inner, node: &str, call: &CallRef, key: &str) -> Wr
             };
             Ok(Ok((json!({"node": node, "retired": bots}), Some(change))))
         }
+    }
+}
+
+/// Drains a live bot; one drained already answers as before. One not
+/// live (a lost node's bots are retired, not drained), unknown, or the
+/// last live bot of a skill refuses, changing nothing.
+async fn drain_bot(inner: &Inner, bot: &str, call: &CallRef, key: &str) -> Written {
+    use crate::controller::Drained;
+    let id = match crate::ticket::BotId::parse(bot) {
+        Ok(id) => id,
+        Err(e) => return Ok(Err((400, json!({"error": format!("params.bot: {e}")})))),
+    };
+    let drained = inner
+        .controller
+        .drain_bot(&id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some((unknown, why)) = drained.refusal(bot) {
+        return Ok(Err((
+            if unknown { 404 } else { 409 },
+            json!({"error": why}),
+        )));
+    }
+    match drained {
+        Drained::Drained { requeued, held } => {
+            let change = ChangeEvent {
+                kind: ChangeKind::BotDrained,
+                subject: bot.to_owned(),
+                detail: format!(
+                    "bot {bot} drained by heal ticket {} (write {key}): {} tickets waiting in its lane went back to the queue; {held} it holds finish on it",
+                    call.ticket,
+                    requeued.len()
+                ),
+                count: u32::try_from(requeued.len()).unwrap_or(u32::MAX),
+                at_ms: 0,
+            };
+            Ok(Ok((
+                json!({"bot": bot, "requeued": requeued, "held": held}),
+                Some(change),
+            )))
+        }
+        _ => Ok(Ok((json!({"bot": bot, "requeued": []}), None))),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Handlers of the fleet-wide routes: bots and their lanes, cost, tenants
+//! Handlers of the fleet-wide routes: bots and their lanes (drain and
+//! uncordon), cost, tenants
 //! and budgets, the event stream (WebSocket) and the Prometheus metrics
 //! (written by hand: a snapshot of state the controller already keeps).
 
@@ -16,13 +17,65 @@ use super::body::json_body;
 use super::extract::PathId;
 use super::{ApiResult, AppState};
 use crate::api::tokens::Principal;
-use crate::api::{ApiError, ErrorKind};
-use crate::controller::{Controller, CoreEvent};
-use crate::ticket::{TenantId, TicketState};
+use crate::api::{ApiError, BotHold, ErrorKind};
+use crate::controller::{Controller, CoreEvent, Drained};
+use crate::ticket::{BotId, TenantId, TicketState};
 use oshal_kernel::name::Named;
 
 pub(super) async fn bots(State(state): State<AppState>) -> Response {
     Json(state.controller.bots().await).into_response()
+}
+
+/// Drains a live bot (a repeat answers `changed: false`).
+pub(super) async fn drain_bot(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    let bot = BotId::parse(&id)?;
+    let drained = state.controller.drain_bot(&bot).await?;
+    if let Some((unknown, why)) = drained.refusal(&id) {
+        let kind = if unknown {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::IllegalTransition
+        };
+        return Err(ApiError::new(kind, why));
+    }
+    let (changed, requeued, held) = match drained {
+        Drained::Drained { requeued, held } => (true, requeued, held),
+        _ => (false, Vec::new(), 0),
+    };
+    Ok(Json(BotHold {
+        bot: id,
+        cordoned: true,
+        changed,
+        requeued: requeued.iter().map(|t| t.to_string()).collect(),
+        held,
+    })
+    .into_response())
+}
+
+/// Lets a drained bot take work again (a bot not drained answers
+/// `changed: false`).
+pub(super) async fn uncordon_bot(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    let bot = BotId::parse(&id)?;
+    let Some(changed) = state.controller.uncordon_bot(&bot).await? else {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("no bot {id} is known to this controller"),
+        ));
+    };
+    Ok(Json(BotHold {
+        bot: id,
+        cordoned: false,
+        changed,
+        requeued: Vec::new(),
+        held: 0,
+    })
+    .into_response())
 }
 
 pub(super) async fn cost_summary(

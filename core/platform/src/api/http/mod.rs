@@ -210,6 +210,8 @@ fn mount() -> Mount {
     .at::<CancelTicket, _, _>(tickets::cancel)
     .at::<ApproveTicket, _, _>(tickets::approve)
     .at::<ListBots, _, _>(fleet::bots)
+    .at::<DrainBot, _, _>(fleet::drain_bot)
+    .at::<UncordonBot, _, _>(fleet::uncordon_bot)
     .at::<GetCostSummary, _, _>(fleet::cost_summary)
     .at::<ListTenants, _, _>(fleet::tenants)
     .at::<SetBudget, _, _>(fleet::set_budget)

@@ -85,6 +85,16 @@ pub(crate) enum Command {
         node: String,
         reply: oneshot::Sender<super::super::Retired>,
     },
+    /// An operator or a heal drains a live bot (see `Drained`).
+    DrainBot {
+        bot: BotId,
+        reply: oneshot::Sender<Result<super::super::Drained, ControllerError>>,
+    },
+    /// A drained bot may take work again (`None`: no such bot).
+    Uncordon {
+        bot: BotId,
+        reply: oneshot::Sender<Option<bool>>,
+    },
     /// Fleet mode: the lanes lost their entries (Redis restarted empty);
     /// every routed or running ticket is requeued from the store's truth.
     Redrive {
@@ -201,6 +211,12 @@ impl Scheduler {
             Command::BotsChanged { up, down } => self.on_bots_changed(up, down),
             Command::RetireNode { node, reply } => {
                 let _ = reply.send(self.retire_node(&node));
+            }
+            Command::DrainBot { bot, reply } => {
+                let _ = reply.send(self.drain_bot(&bot).await);
+            }
+            Command::Uncordon { bot, reply } => {
+                let _ = reply.send(self.uncordon(&bot));
             }
             Command::Redrive { reason } => self.redrive(&reason),
             Command::Reconciled {

@@ -1,5 +1,5 @@
-//! Membership: bots joining and leaving at run time (fleet mode), and what
-//! becomes of the work they held.
+//! Membership: bots joining and leaving at run time (fleet mode), bots
+//! drained and uncordoned, and what becomes of the work they held.
 //!
 //! It owns the scheduler's answer to a lost bot or lost lanes: every
 //! attempt they held goes back to the queue as a new attempt. It must never
@@ -7,7 +7,9 @@
 //! attempt is priced but moves nothing (`results.rs`). Which bots exist is
 //! the roster's; start at `on_bots_changed`.
 
-use super::super::{BotHandle, Retired};
+use std::sync::atomic::Ordering;
+
+use super::super::{BotHandle, ControllerError, Drained, Retired};
 use super::state::Scheduler;
 use crate::ticket::{BotId, TicketState, TransitionKind};
 
@@ -40,6 +42,73 @@ impl Scheduler {
             tracing::info!(node, "lost node retired");
         }
         answer
+    }
+
+    /// Drains a live bot: cordons it, then takes back what waits in its
+    /// lane (never delivered, so never started or paid for) and requeues
+    /// each as a new attempt for another bot. What it already took stays
+    /// with it. A lane that cannot be read leaves the bot cordoned and its
+    /// entries where they are, for it to run: nothing is lost.
+    pub(super) async fn drain_bot(&mut self, id: &BotId) -> Result<Drained, ControllerError> {
+        let Some(idx) = self.roster.index_of(id) else {
+            return Ok(Drained::Unknown);
+        };
+        if !self
+            .roster
+            .handle(idx)
+            .counters
+            .live
+            .load(Ordering::Relaxed)
+        {
+            return Ok(Drained::NotLive);
+        }
+        if self.roster.cordoned(idx) {
+            return Ok(Drained::Already);
+        }
+        if let Err(skills) = self.roster.cordon(idx) {
+            return Ok(Drained::LastOfSkills(skills));
+        }
+        *self.shared_bots.write().unwrap_or_else(|e| e.into_inner()) = self.roster.handles();
+        let lane = self.roster.handle(idx).lane.clone();
+        let back = lane.withdraw().await?;
+        let now = self.clock.now_ms();
+        let reason = format!("bot {id} drained; requeued from its lane");
+        let mut requeued = Vec::with_capacity(back.len());
+        for e in back {
+            if self.roster.holder(e.ticket, e.attempt).map(|h| h.0) != Some(idx) {
+                continue;
+            }
+            self.roster.release(e.ticket, e.attempt);
+            let Some(mut t) = self.live.remove(&e.ticket) else {
+                continue;
+            };
+            if t.attempts == e.attempt && t.state == TicketState::Routed {
+                self.transition(&mut t, TransitionKind::Requeue, None, &reason, now);
+                self.queues.enqueue(&t);
+                requeued.push(t.id);
+            }
+            self.live.insert(e.ticket, t);
+        }
+        let held = self
+            .roster
+            .handle(idx)
+            .counters
+            .in_flight
+            .load(Ordering::Relaxed) as u32;
+        tracing::info!(bot = %id, requeued = requeued.len(), held, "bot drained");
+        Ok(Drained::Drained { requeued, held })
+    }
+
+    /// Lets a drained bot take work again: whether it was drained, or
+    /// `None` for a bot never known.
+    pub(super) fn uncordon(&mut self, id: &BotId) -> Option<bool> {
+        let idx = self.roster.index_of(id)?;
+        let was = self.roster.uncordon(idx);
+        if was {
+            tracing::info!(bot = %id, "bot uncordoned");
+            *self.shared_bots.write().unwrap_or_else(|e| e.into_inner()) = self.roster.handles();
+        }
+        Some(was)
     }
 
     /// The lanes lost their entries (Redis restarted empty): everything

@@ -213,6 +213,9 @@ impl Roster {
                 if self.slots[i].live {
                     return false;
                 }
+                // A cordoned bot that comes back stays cordoned.
+                let cordoned = self.cordoned(i);
+                handle.counters.cordoned.store(cordoned, Ordering::Relaxed);
                 self.slots[i].live = true;
                 self.slots[i].handle = handle.clone();
                 i
@@ -229,6 +232,9 @@ impl Roster {
             }
         };
         handle.counters.live.store(true, Ordering::Relaxed);
+        if self.cordoned(idx) {
+            return true;
+        }
         for s in &handle.skills {
             let list = self.by_skill.entry(s.clone()).or_default();
             if !list.contains(&idx) {
@@ -269,6 +275,67 @@ impl Roster {
             s.handle.counters.retired.store(true, Ordering::Relaxed);
         }
         Retired::Forgot(fresh)
+    }
+
+    /// Takes a live bot out of routing while it stays live (Kubernetes'
+    /// cordon): it finishes what it holds and is given nothing more until
+    /// [`Self::uncordon`]. The skills it would leave with no bot to route
+    /// to are refused (nothing changes), as a drain that would strand them.
+    pub(super) fn cordon(&mut self, bot: usize) -> Result<(), Vec<Skill>> {
+        let stranded: Vec<Skill> = self.slots[bot]
+            .handle
+            .skills
+            .iter()
+            .filter(|s| {
+                self.by_skill
+                    .get(*s)
+                    .is_some_and(|list| list.iter().all(|&i| i == bot))
+            })
+            .cloned()
+            .collect();
+        if !stranded.is_empty() {
+            return Err(stranded);
+        }
+        self.slots[bot]
+            .handle
+            .counters
+            .cordoned
+            .store(true, Ordering::Relaxed);
+        for list in self.by_skill.values_mut() {
+            list.retain(|&i| i != bot);
+        }
+        Ok(())
+    }
+
+    /// Whether the bot is cordoned.
+    pub(super) fn cordoned(&self, bot: usize) -> bool {
+        self.slots[bot]
+            .handle
+            .counters
+            .cordoned
+            .load(Ordering::Relaxed)
+    }
+
+    /// Lets a cordoned bot take work again (once live). False when it was
+    /// not cordoned.
+    pub(super) fn uncordon(&mut self, bot: usize) -> bool {
+        if !self.cordoned(bot) {
+            return false;
+        }
+        let slot = &self.slots[bot];
+        slot.handle
+            .counters
+            .cordoned
+            .store(false, Ordering::Relaxed);
+        if slot.live {
+            for s in &slot.handle.skills {
+                let list = self.by_skill.entry(s.clone()).or_default();
+                if !list.contains(&bot) {
+                    list.push(bot);
+                }
+            }
+        }
+        true
     }
 
     /// A bot lost: it leaves routing, keeping its slot (and what it holds,

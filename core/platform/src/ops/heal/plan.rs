@@ -229,6 +229,97 @@ impl Operations {
         Ok((action, dry_run))
     }
 
+    /// What a drain of the slow bot `subject` moves (the tickets routed to
+    /// it and waiting in its lane) and leaves (what it holds), and its dry
+    /// run. Refused for a bot not live, drained already, or the last live
+    /// one of a skill.
+    pub(super) async fn plan_drain(
+        &self,
+        rule: &HealRule,
+        subject: &str,
+    ) -> Result<(Action, DryRun), OpsError> {
+        let bots = self.inner.controller.bots().await;
+        let Some(bot) = bots.iter().find(|b| b.id.as_str() == subject) else {
+            return Err(OpsError::NotFound(format!("bot {subject}")));
+        };
+        if !bot.live || bot.cordoned {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: bot {subject} is {}",
+                rule.name,
+                if bot.live {
+                    "drained already"
+                } else {
+                    "not live"
+                }
+            )));
+        }
+        let others = |skill: &crate::ticket::Skill| {
+            bots.iter()
+                .filter(|b| b.id != bot.id && b.live && !b.cordoned)
+                .filter(|b| b.skills.contains(skill))
+                .map(|b| b.id.to_string())
+                .collect::<Vec<_>>()
+        };
+        let stranded: Vec<&str> = bot
+            .skills
+            .iter()
+            .filter(|s| others(s).is_empty())
+            .map(|s| s.as_str())
+            .collect();
+        if !stranded.is_empty() {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: bot {subject} is the last live bot with {}: draining it would leave their tickets nowhere to go",
+                rule.name,
+                stranded.join(", ")
+            )));
+        }
+        let mut takers: Vec<String> = bot.skills.iter().flat_map(others).collect();
+        takers.sort();
+        takers.dedup();
+        let routed = TicketQuery {
+            state: Some(TicketState::Routed),
+            tenant: None,
+            bot: Some(bot.id.clone()),
+            kind: None,
+            cursor: None,
+            limit: MAX_BLAST_TICKETS as u32,
+        };
+        let waiting = self.inner.controller.tickets(&routed).await?;
+        let mut tenants: Vec<String> = waiting
+            .tickets
+            .iter()
+            .map(|t| t.tenant.to_string())
+            .collect();
+        tenants.sort();
+        tenants.dedup();
+        let depth = bot.lane.map(|l| l.depth);
+        let held = bot.lane.map_or(bot.in_flight, |l| l.pending);
+        let median = bot
+            .attempt_ms
+            .map_or_else(|| "unknown".to_owned(), |ms| format!("{ms} ms"));
+        let dry_run = DryRun {
+            summary: format!(
+                "drain bot {subject} (its attempts take {median} at the median): it is routed nothing more until a person uncordons it; {} waiting in its lane go back to the queue for {}; the {held} it has taken finish on it",
+                depth.map_or_else(|| "the tickets".to_owned(), |d| format!("{d} tickets")),
+                takers.join(", ")
+            ),
+            before: json!({"bot": subject, "cordoned": false, "lane_depth": depth, "held": held}),
+            after: json!({"bot": subject, "cordoned": true, "lane_depth": 0, "held": held}),
+            blast: BlastRadius {
+                tenants,
+                bots: std::iter::once(subject.to_owned()).chain(takers).collect(),
+                tickets: waiting.tickets.iter().map(|t| t.id.to_string()).collect(),
+                tickets_total: depth.unwrap_or(waiting.tickets.len() as u32),
+            },
+        };
+        Ok((
+            Action::DrainBot {
+                bot: subject.to_owned(),
+            },
+            dry_run,
+        ))
+    }
+
     /// The bots a retirement of the lost node `subject` forgets, and its
     /// dry run.
     pub(super) async fn plan_retire(

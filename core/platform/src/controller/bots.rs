@@ -1,0 +1,61 @@
+//! The bots as the surfaces see them, and an operator's hold on one:
+//! drain (Kubernetes' cordon and drain: the bot stays live, finishes what
+//! it has taken, is routed nothing more, and the tickets still waiting in
+//! its lane go back to the queue for other bots) and uncordon.
+//!
+//! A drain is held in the controller's memory, like a retirement: after
+//! a controller restart every live bot is routed to again.
+
+use std::sync::atomic::Ordering;
+
+use super::scheduler::Command;
+use super::{BotView, Controller, ControllerError, Drained, pace};
+use crate::ticket::BotId;
+
+impl Controller {
+    pub async fn bots(&self) -> Vec<BotView> {
+        let handles = self.bot_handles();
+        let since = self.inner.clock.now_ms() - pace::RECENT_MS;
+        let mut out = Vec::with_capacity(handles.len());
+        for b in handles
+            .iter()
+            .filter(|b| !b.counters.retired.load(Ordering::Relaxed))
+        {
+            let lane = match b.lane.stats().await {
+                Ok(stats) => Some(stats),
+                Err(e) => {
+                    tracing::debug!(bot = %b.id, error = %e, "lane figures unknown");
+                    None
+                }
+            };
+            out.push(BotView {
+                id: b.id.clone(),
+                skills: b.skills.clone(),
+                model: b.model.clone(),
+                node: b.node.clone(),
+                live: !self.inner.shutdown.is_cancelled()
+                    && b.counters.live.load(Ordering::Relaxed),
+                cordoned: b.counters.cordoned.load(Ordering::Relaxed),
+                in_flight: b.counters.in_flight.load(Ordering::Relaxed) as u32,
+                succeeded: b.counters.succeeded.load(Ordering::Relaxed),
+                failed: b.counters.failed.load(Ordering::Relaxed),
+                attempt_ms: b.counters.pace.median_since(since),
+                lane,
+            });
+        }
+        out
+    }
+
+    /// Drains a live bot: see [`Drained`].
+    pub async fn drain_bot(&self, bot: &BotId) -> Result<Drained, ControllerError> {
+        let bot = bot.clone();
+        self.ask(|reply| Command::DrainBot { bot, reply }).await?
+    }
+
+    /// Lets a drained bot take work again: `Some(false)` when it was not
+    /// drained, `None` when no such bot is known.
+    pub async fn uncordon_bot(&self, bot: &BotId) -> Result<Option<bool>, ControllerError> {
+        let bot = bot.clone();
+        self.ask(|reply| Command::Uncordon { bot, reply }).await
+    }
+}
