@@ -373,9 +373,9 @@ export type BotView = {
 	live: boolean,
 	/**
 	 *  Drained (cordoned): it finishes what it holds and is routed nothing
-	 *  more until uncordoned.
+	 *  more until uncordoned. (Absent from a controller older than drains.)
 	 */
-	cordoned: boolean,
+	cordoned?: boolean,
 	in_flight: number,
 	succeeded: number,
 	failed: number,
@@ -884,7 +884,10 @@ export type ErrorKind =
  *  those it takes).
  */
 "method_not_allowed" | 
-/**  The ticket's state does not allow this. */
+/**
+ *  The ticket's (or bot's, run's, incident's) state does not allow
+ *  this.
+ */
 "illegal_transition" | "too_large" | 
 /**  A field is present and well-formed but not acceptable. */
 "invalid" | "budget_exhausted" | "unknown_tenant" | "overloaded" | "store_unavailable" | "shutting_down" | 

@@ -6,8 +6,9 @@
 //! interchangeable: `publish` appends (refusing what does not fit: lanes are
 //! bounded, never unbounded memory), `read` delivers entries to a consumer,
 //! which holds them as pending until `ack` (sent only once the controller has
-//! made the result durable), and `claim` takes over entries a dead consumer
-//! held past an idle time. Start with [`Lane`]; the Redis Streams lane of
+//! made the result durable), `claim` takes over entries a dead consumer
+//! held past an idle time, and `withdraw` takes back what no consumer has
+//! read (a drained bot's waiting work). Start with [`Lane`]; the Redis Streams lane of
 //! fleet mode is [`redis::RedisLane`].
 
 use oshal_kernel::ticket;
@@ -143,7 +144,10 @@ pub trait Lane: Send + Sync + fmt::Debug {
     /// first: none of them will be delivered (a drained bot's waiting
     /// work, for the controller to route elsewhere). Entries delivered
     /// and pending stay with their consumer. Atomic with respect to
-    /// `read`: an entry is either delivered or withdrawn, never both.
+    /// `read`: an entry is either delivered or withdrawn, never both. It
+    /// may answer again what an earlier withdrawal took (the Redis lane
+    /// does, so an answer lost is not work lost); the caller takes each
+    /// attempt back once.
     async fn withdraw(&self) -> Result<Vec<LaneEntry>, LaneError>;
 
     /// Whether the entries the last `read` delivered came from a store that
@@ -190,7 +194,17 @@ pub(crate) mod contract {
         assert_eq!(read.len(), 2);
         let back = l.withdraw().await.unwrap();
         assert_eq!(back, sent[2..].to_vec(), "the unread ones, oldest first");
-        assert!(l.withdraw().await.unwrap().is_empty(), "taken once");
+        let again = l.withdraw().await.unwrap();
+        assert!(
+            again.is_empty() || again == back,
+            "nothing new; at most what was taken, again: {again:?}"
+        );
+        let claimed = l.claim("heir", Duration::ZERO, 10).await.unwrap();
+        assert_eq!(
+            claimed.iter().map(|d| d.id).collect::<Vec<_>>(),
+            read.iter().map(|d| d.id).collect::<Vec<_>>(),
+            "only the two read are pending, with their consumer"
+        );
         assert!(
             l.read("c", 10, Duration::ZERO).await.unwrap().is_empty(),
             "a withdrawn entry is never delivered"

@@ -13,7 +13,8 @@
 //! - `dead_letter` copies an entry, with the reason, to the dead-letter stream.
 //! - `withdraw` is one Lua script: the entries no consumer has read,
 //!   read for a consumer of their own and acknowledged in the same step,
-//!   so none is both withdrawn and delivered to a bot.
+//!   so none is both withdrawn and delivered to a bot; kept a day in a
+//!   stream beside the lane, so an answer lost is given again.
 //!
 //! A missing group (Redis restarted and kept nothing) is recreated on the
 //! spot; what the lost entries carried is re-driven by the controller, whose
@@ -50,17 +51,31 @@ use crate::ticket::BotId;
 
 /// Reads, for consumer `ARGV[2]` of group `ARGV[1]`, and acknowledges in
 /// the same step every entry of the stream `KEYS[1]` no consumer has read
-/// yet, and answers them: they are delivered to no bot, ever. Read, not
-/// deleted, so the group's own count of what waits stays true.
+/// yet: they are delivered to no bot, ever. Read, not deleted, so the
+/// group's own count of what waits stays true. Each is also kept in the
+/// stream `KEYS[2]` for a day, and the answer is all that stream holds:
+/// a withdrawal whose answer was lost is answered again by the next one
+/// (the controller requeues an attempt once, whatever it is answered).
+/// A lane with no group yet has nothing to withdraw; any other error is
+/// the caller's.
 const WITHDRAW: &str = r#"
 local ok, reply = pcall(redis.call, 'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'STREAMS', KEYS[1], '>')
-if not ok or not reply then return {} end
-local entries = reply[1][2]
-if #entries == 0 then return {} end
-local ids = {}
-for i, e in ipairs(entries) do ids[i] = e[1] end
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-return entries
+if not ok then
+  local err = type(reply) == 'table' and reply.err or tostring(reply)
+  if string.find(err, 'NOGROUP', 1, true) then return {} end
+  return redis.error_reply(err)
+end
+local entries = (reply and reply[1] and reply[1][2]) or {}
+if #entries > 0 then
+  local ids = {}
+  for i, e in ipairs(entries) do
+    ids[i] = e[1]
+    redis.call('XADD', KEYS[2], '*', unpack(e[2]))
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  redis.call('EXPIRE', KEYS[2], 86400)
+end
+return redis.call('XRANGE', KEYS[2], '-', '+')
 "#;
 
 /// The consumer that takes a lane's withdrawn entries (it holds none).
@@ -613,8 +628,9 @@ impl Lane for RedisLane {
         let mut conn = self.conn.clone();
         let reply: StreamRangeReply = redis::cmd("EVAL")
             .arg(WITHDRAW)
-            .arg(1)
+            .arg(2)
             .arg(&self.key)
+            .arg(format!("{}:withdrawn", self.key))
             .arg(GROUP)
             .arg(WITHDRAWN)
             .query_async(&mut conn)

@@ -34,8 +34,17 @@ async fn undelivered_entries_are_withdrawn_in_one_step() {
     let l = r.lane("bot-1").await;
     let s = contract::undelivered_entries_are_withdrawn(&l).await;
     assert_eq!((s.depth, s.pending), (0, 0));
-    // A fresh lane withdraws nothing.
+    // What it took is answered again (an answer lost is not work lost).
+    assert_eq!(l.withdraw().await.unwrap().len(), 3);
+    // A fresh lane, and one whose stream is gone, withdraw nothing.
     let fresh = r.lane("bot-2").await;
+    assert!(fresh.withdraw().await.unwrap().is_empty());
+    let mut conn = r.conn.clone();
+    redis::cmd("DEL")
+        .arg(fresh.key())
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
     assert!(fresh.withdraw().await.unwrap().is_empty());
     r.cleanup().await;
 }

@@ -34,7 +34,8 @@ pub enum ErrorKind {
     /// The route exists but not with this method (the `Allow` header lists
     /// those it takes).
     MethodNotAllowed,
-    /// The ticket's state does not allow this.
+    /// The ticket's (or bot's, run's, incident's) state does not allow
+    /// this.
     IllegalTransition,
     TooLarge,
     /// A field is present and well-formed but not acceptable.

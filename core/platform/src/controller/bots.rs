@@ -52,9 +52,10 @@ impl Controller {
         self.ask(|reply| Command::DrainBot { bot, reply }).await?
     }
 
-    /// Lets a drained bot take work again: `Some(false)` when it was not
-    /// drained, `None` when no such bot is known.
-    pub async fn uncordon_bot(&self, bot: &BotId) -> Result<Option<bool>, ControllerError> {
+    /// Lets a drained bot take work again: whether it was drained (`false`:
+    /// nothing changed) and the attempts it holds; `None` when no such bot
+    /// is known.
+    pub async fn uncordon_bot(&self, bot: &BotId) -> Result<Option<(bool, u32)>, ControllerError> {
         let bot = bot.clone();
         self.ask(|reply| Command::Uncordon { bot, reply }).await
     }

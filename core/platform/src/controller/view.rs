@@ -54,7 +54,8 @@ pub struct BotView {
     pub node: Option<String>,
     pub live: bool,
     /// Drained (cordoned): it finishes what it holds and is routed nothing
-    /// more until uncordoned.
+    /// more until uncordoned. (Absent from a controller older than drains.)
+    #[serde(default)]
     pub cordoned: bool,
     pub in_flight: u32,
     #[specta(type = specta_typescript::Number)]
@@ -104,8 +105,9 @@ pub enum Drained {
     /// queue (a new attempt each, for another bot); `held` attempts it had
     /// already taken finish on it.
     Drained { requeued: Vec<TicketId>, held: u32 },
-    /// Cordoned already: nothing changed.
-    Already,
+    /// Cordoned already, and nothing was left in its lane to take back;
+    /// `held` attempts it has taken finish on it.
+    Already { held: u32 },
     /// It is the last live bot of these skills: draining it would leave
     /// their tickets nowhere to go. Nothing changed.
     LastOfSkills(Vec<Skill>),
@@ -120,7 +122,7 @@ impl Drained {
     /// because no such bot is known; `None` when the bot is drained.
     pub fn refusal(&self, bot: &str) -> Option<(bool, String)> {
         match self {
-            Drained::Drained { .. } | Drained::Already => None,
+            Drained::Drained { .. } | Drained::Already { .. } => None,
             Drained::NotLive => Some((
                 false,
                 format!("bot {bot} is not live: there is nothing to drain"),

@@ -219,6 +219,10 @@ async fn drain_bot(inner: &Inner, bot: &str, call: &CallRef, key: &str) -> Writt
                 Some(change),
             )))
         }
+        Drained::Already { held } => Ok(Ok((
+            json!({"bot": bot, "requeued": [], "held": held}),
+            None,
+        ))),
         _ => Ok(Ok((json!({"bot": bot, "requeued": []}), None))),
     }
 }

@@ -43,6 +43,7 @@ pub(super) async fn drain_bot(
     }
     let (changed, requeued, held) = match drained {
         Drained::Drained { requeued, held } => (true, requeued, held),
+        Drained::Already { held } => (false, Vec::new(), held),
         _ => (false, Vec::new(), 0),
     };
     Ok(Json(BotHold {
@@ -62,7 +63,7 @@ pub(super) async fn uncordon_bot(
     PathId(id): PathId,
 ) -> ApiResult<Response> {
     let bot = BotId::parse(&id)?;
-    let Some(changed) = state.controller.uncordon_bot(&bot).await? else {
+    let Some((changed, held)) = state.controller.uncordon_bot(&bot).await? else {
         return Err(ApiError::new(
             ErrorKind::NotFound,
             format!("no bot {id} is known to this controller"),
@@ -73,7 +74,7 @@ pub(super) async fn uncordon_bot(
         cordoned: false,
         changed,
         requeued: Vec::new(),
-        held: 0,
+        held,
     })
     .into_response())
 }

@@ -145,13 +145,26 @@ impl Scheduler {
     }
 
     /// A ticket routed at admission is durable: its entry goes out with the
-    /// next routing pass, unless its bot was lost meanwhile, when it is
-    /// requeued like any attempt its bot took down.
+    /// next routing pass, unless its bot was lost or drained meanwhile,
+    /// when it is requeued like any attempt its bot took down.
     fn publish_admitted(&mut self, t: &mut Ticket) {
+        let now = self.clock.now_ms();
         match self.roster.holder(t.id, t.attempts) {
-            Some(&(bot, _)) => self.admitted_routes.push((bot, LaneEntry::of(t))),
+            Some(&(bot, _)) if !self.roster.cordoned(bot) => {
+                self.admitted_routes.push((bot, LaneEntry::of(t)))
+            }
+            Some(_) => {
+                self.roster.release(t.id, t.attempts);
+                self.transition(
+                    t,
+                    TransitionKind::Requeue,
+                    None,
+                    "bot drained; requeued",
+                    now,
+                );
+                self.queues.enqueue(t);
+            }
             None => {
-                let now = self.clock.now_ms();
                 self.transition(t, TransitionKind::Requeue, None, "bot lost; requeued", now);
                 self.queues.enqueue(t);
             }

@@ -93,7 +93,7 @@ pub(crate) enum Command {
     /// A drained bot may take work again (`None`: no such bot).
     Uncordon {
         bot: BotId,
-        reply: oneshot::Sender<Option<bool>>,
+        reply: oneshot::Sender<Option<(bool, u32)>>,
     },
     /// Fleet mode: the lanes lost their entries (Redis restarted empty);
     /// every routed or running ticket is requeued from the store's truth.

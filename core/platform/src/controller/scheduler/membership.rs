@@ -62,19 +62,26 @@ impl Scheduler {
         {
             return Ok(Drained::NotLive);
         }
-        if self.roster.cordoned(idx) {
-            return Ok(Drained::Already);
-        }
-        if let Err(skills) = self.roster.cordon(idx) {
+        // A repeat withdraws again: what an earlier drain's failed or
+        // unanswered withdrawal left is taken back now.
+        let again = self.roster.cordoned(idx);
+        if !again && let Err(skills) = self.roster.cordon(idx) {
             return Ok(Drained::LastOfSkills(skills));
         }
         *self.shared_bots.write().unwrap_or_else(|e| e.into_inner()) = self.roster.handles();
+        // Routed at admission, not yet published: never sent.
+        let (unsent, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.admitted_routes)
+            .into_iter()
+            .partition(|(bot, _)| *bot == idx);
+        self.admitted_routes = kept;
         let lane = self.roster.handle(idx).lane.clone();
-        let back = lane.withdraw().await?;
+        let mut back: Vec<_> = unsent.into_iter().map(|(_, e)| e).collect();
+        back.extend(lane.withdraw().await?);
         let now = self.clock.now_ms();
         let reason = format!("bot {id} drained; requeued from its lane");
         let mut requeued = Vec::with_capacity(back.len());
         for e in back {
+            // An entry answered twice (a repeat) is requeued once.
             if self.roster.holder(e.ticket, e.attempt).map(|h| h.0) != Some(idx) {
                 continue;
             }
@@ -95,20 +102,29 @@ impl Scheduler {
             .counters
             .in_flight
             .load(Ordering::Relaxed) as u32;
+        if again && requeued.is_empty() {
+            return Ok(Drained::Already { held });
+        }
         tracing::info!(bot = %id, requeued = requeued.len(), held, "bot drained");
         Ok(Drained::Drained { requeued, held })
     }
 
-    /// Lets a drained bot take work again: whether it was drained, or
-    /// `None` for a bot never known.
-    pub(super) fn uncordon(&mut self, id: &BotId) -> Option<bool> {
+    /// Lets a drained bot take work again: whether it was drained, and
+    /// the attempts it holds; `None` for a bot never known.
+    pub(super) fn uncordon(&mut self, id: &BotId) -> Option<(bool, u32)> {
         let idx = self.roster.index_of(id)?;
         let was = self.roster.uncordon(idx);
         if was {
             tracing::info!(bot = %id, "bot uncordoned");
             *self.shared_bots.write().unwrap_or_else(|e| e.into_inner()) = self.roster.handles();
         }
-        Some(was)
+        let held = self
+            .roster
+            .handle(idx)
+            .counters
+            .in_flight
+            .load(Ordering::Relaxed);
+        Some((was, held as u32))
     }
 
     /// The lanes lost their entries (Redis restarted empty): everything

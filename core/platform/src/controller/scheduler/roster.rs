@@ -1,5 +1,6 @@
 //! The bots the scheduler routes to: every bot it has known (a slot per bot,
-//! by index, which never moves), which live bots offer each skill, how many
+//! by index, which never moves), which live bots offer each skill (a
+//! drained, cordoned bot is live but offers none), how many
 //! attempts each holds, and which bot holds which attempt (`outstanding`).
 //!
 //! It owns the choice of a bot ([`Roster::least_loaded`]) and the lane slots
@@ -24,7 +25,7 @@ struct BotSlot {
 /// bots go.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Room {
-    /// No live bot offers the skill.
+    /// No live bot offers the skill (or every one is drained).
     NoLiveBot,
     /// Every live bot with the skill holds as many attempts as it may.
     LanesFull {
@@ -36,7 +37,7 @@ pub(super) enum Room {
 pub(super) struct Roster {
     slots: Vec<BotSlot>,
     index: HashMap<BotId, usize>,
-    /// Live bots per skill. A skill some bot once offered keeps its (maybe
+    /// Live bots per skill, drained ones aside. A skill some bot once offered keeps its (maybe
     /// empty) entry after the bots leave.
     by_skill: HashMap<Skill, Vec<usize>>,
     /// Per skill: where the next tie-break among equally loaded bots starts.
@@ -205,7 +206,8 @@ impl Roster {
         }
     }
 
-    /// A bot registering, or coming back: it joins routing for its skills.
+    /// A bot registering, or coming back: it joins routing for its skills
+    /// (a drained one stays drained, out of routing).
     /// False (and nothing changes) when it is live already.
     pub(super) fn join(&mut self, handle: BotHandle) -> bool {
         let idx = match self.index.get(&handle.id) {
@@ -273,6 +275,8 @@ impl Roster {
         }
         for s in of {
             s.handle.counters.retired.store(true, Ordering::Relaxed);
+            // One that registers again joins as new, not drained.
+            s.handle.counters.cordoned.store(false, Ordering::Relaxed);
         }
         Retired::Forgot(fresh)
     }

@@ -293,13 +293,14 @@ impl Operations {
         tenants.sort();
         tenants.dedup();
         let depth = bot.lane.map(|l| l.depth);
-        let held = bot.lane.map_or(bot.in_flight, |l| l.pending);
+        // What stays: every attempt it holds but those waiting in its lane.
+        let held = bot.in_flight.saturating_sub(depth.unwrap_or(0));
         let median = bot
             .attempt_ms
             .map_or_else(|| "unknown".to_owned(), |ms| format!("{ms} ms"));
         let dry_run = DryRun {
             summary: format!(
-                "drain bot {subject} (its attempts take {median} at the median): it is routed nothing more until a person uncordons it; {} waiting in its lane go back to the queue for {}; the {held} it has taken finish on it",
+                "drain bot {subject} (its attempts take {median} at the median): it is routed nothing more until a person uncordons it; {} waiting in its lane go back to the queue for {}; the {held} it has taken (started, or read ahead of its current one) finish on it",
                 depth.map_or_else(|| "the tickets".to_owned(), |d| format!("{d} tickets")),
                 takers.join(", ")
             ),
@@ -308,8 +309,9 @@ impl Operations {
             blast: BlastRadius {
                 tenants,
                 bots: std::iter::once(subject.to_owned()).chain(takers).collect(),
+                // Routed to it, not started: those it has not read move.
                 tickets: waiting.tickets.iter().map(|t| t.id.to_string()).collect(),
-                tickets_total: depth.unwrap_or(waiting.tickets.len() as u32),
+                tickets_total: depth.unwrap_or(0).max(waiting.tickets.len() as u32),
             },
         };
         Ok((
