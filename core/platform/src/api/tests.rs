@@ -289,7 +289,7 @@ async fn the_flow_counts_each_edge_and_the_series_remembers_what_finished() {
 /// refused with why (409), an unknown bot is 404, and uncordoning a bot
 /// that is not drained changes nothing.
 #[tokio::test]
-async fn a_bot_is_drained_and_uncordoned_by_the_operator_alone() {
+async fn a_bot_is_drained_and_uncordoned_over_http_with_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let (_, controller, listener) = local_api(dir.path()).await;
     let base = format!("http://{}", listener.local_addr().unwrap());

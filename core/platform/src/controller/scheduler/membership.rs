@@ -48,7 +48,8 @@ impl Scheduler {
     /// lane (never delivered, so never started or paid for) and requeues
     /// each as a new attempt for another bot. What it already took stays
     /// with it. A lane that cannot be read leaves the bot cordoned and its
-    /// entries where they are, for it to run: nothing is lost.
+    /// entries where they are (an error): a repeat takes them back, and
+    /// until then the bot runs them. Nothing is lost.
     pub(super) async fn drain_bot(&mut self, id: &BotId) -> Result<Drained, ControllerError> {
         let Some(idx) = self.roster.index_of(id) else {
             return Ok(Drained::Unknown);
@@ -76,7 +77,14 @@ impl Scheduler {
         self.admitted_routes = kept;
         let lane = self.roster.handle(idx).lane.clone();
         let mut back: Vec<_> = unsent.into_iter().map(|(_, e)| e).collect();
-        back.extend(lane.withdraw().await?);
+        // Those never sent are requeued even when the lane fails.
+        let failed = match lane.withdraw().await {
+            Ok(withdrawn) => {
+                back.extend(withdrawn);
+                None
+            }
+            Err(e) => Some(e),
+        };
         let now = self.clock.now_ms();
         let reason = format!("bot {id} drained; requeued from its lane");
         let mut requeued = Vec::with_capacity(back.len());
@@ -95,6 +103,9 @@ impl Scheduler {
                 requeued.push(t.id);
             }
             self.live.insert(e.ticket, t);
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
         }
         let held = self
             .roster
