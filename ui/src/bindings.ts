@@ -169,7 +169,12 @@ export type Action =
  *  Drain a live bot: it is routed nothing more, and what waits in its
  *  lane goes back to the queue for other bots.
  */
-{ action: "drain_bot"; bot: string };
+{ action: "drain_bot"; bot: string } | 
+/**
+ *  Pause a tenant: its tickets are admitted and kept, not routed,
+ *  until a person resumes it.
+ */
+{ action: "pause_tenant"; tenant: string };
 
 /**
  *  What a heal rule does, as a template the adapter fills in from the
@@ -205,7 +210,13 @@ export type ActionTemplate =
  *  it holds and is routed nothing more until a person uncordons it;
  *  the tickets waiting in its lane go to other bots with its skills.
  */
-{ action: "drain_bot" };
+{ action: "drain_bot" } | 
+/**
+ *  Pause the tenant the incident's first alert names (its tickets
+ *  dying of a poison input, or of an outside system failing): they
+ *  are admitted and kept, not routed, until a person resumes it.
+ */
+{ action: "pause_tenant" };
 
 /**  One alert: every report of one fingerprint, folded. */
 export type Alert = {
@@ -519,7 +530,12 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
  *  A live bot (`subject`) drained by a heal: `count` tickets waiting
  *  in its lane went back to the queue.
  */
-"bot_drained";
+"bot_drained" | 
+/**
+ *  A tenant (`subject`) paused by a heal: its `count` unfinished
+ *  tickets are kept, not routed, until it is resumed.
+ */
+"tenant_paused";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */
@@ -1617,6 +1633,14 @@ export type MonitorSettings = {
 	 *  (the shipped ones unless set).
 	 */
 	heal?: HealRule[],
+	/**
+	 *  The shipped heal rules these settings have been offered, by name.
+	 *  A rule shipped since is added at the end of `heal` when they are
+	 *  set or read back ([`Settings::offer_shipped`]); one a person took
+	 *  out stays out while its name is here. Absent (settings saved
+	 *  before this field): the rules shipped until then.
+	 */
+	offered?: string[],
 };
 
 /**  What a person may do to an incident (retriggering is the monitor's). */
@@ -2658,7 +2682,9 @@ export type Validation = {
 };
 
 /**  Why a non-terminal ticket is not moving yet. */
-export type WaitReason = { reason: "awaiting_approval" } | { reason: "no_live_bot_with_skill"; skill: Skill } | { reason: "lanes_full"; skill: Skill; bots: number } | { reason: "tenant_budget_exhausted"; tenant: TenantId; spent_usd: number | null; budget_usd: number | null } | { reason: "backing_off"; until_ms: number } | 
+export type WaitReason = { reason: "awaiting_approval" } | { reason: "no_live_bot_with_skill"; skill: Skill } | { reason: "lanes_full"; skill: Skill; bots: number } | { reason: "tenant_budget_exhausted"; tenant: TenantId; spent_usd: number | null; budget_usd: number | null } | 
+/**  Its tenant is paused: admitted and kept, routed once resumed. */
+{ reason: "tenant_paused"; tenant: TenantId } | { reason: "backing_off"; until_ms: number } | 
 /**  Ahead of it in the queue for its skill. */
 { reason: "in_queue"; position: number } | { reason: "in_lane"; bot: BotId } | { reason: "running"; bot: BotId; since_ms: number };
 

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     bench, bots, cancel, connectors, db_setup, desk, health, mesh, node, openapi, ops, security,
-    serve, soak, submit, ticket, tickets, tokens, trading, venue, workflow,
+    serve, soak, submit, tenants, ticket, tickets, tokens, trading, venue, workflow,
 };
 
 #[derive(Parser)]
@@ -77,6 +77,9 @@ pub enum Command {
     /// routed nothing more; what waits in its lane goes to other bots),
     /// uncordon one.
     Bots(bots::Args),
+    /// The tenants of a running controller: list them, pause one (its
+    /// tickets are kept, not routed), resume one.
+    Tenants(tenants::Args),
     /// Cancel a ticket.
     Cancel(cancel::Args),
     /// Measure local mode end to end (durable SQLite, built-in model).
@@ -111,6 +114,7 @@ impl Command {
             Self::Ops(a) => ops::run(a).await,
             Self::Mesh(a) => mesh::run(a).await,
             Self::Bots(a) => bots::run(a).await,
+            Self::Tenants(a) => tenants::run(a).await,
             Self::Cancel(a) => cancel::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Openapi(a) => openapi::run(a).await,

@@ -49,6 +49,9 @@ pub enum ChangeKind {
     /// A live bot (`subject`) drained by a heal: `count` tickets waiting
     /// in its lane went back to the queue.
     BotDrained,
+    /// A tenant (`subject`) paused by a heal: its `count` unfinished
+    /// tickets are kept, not routed, until it is resumed.
+    TenantPaused,
 }
 
 /// A change event.

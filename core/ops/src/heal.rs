@@ -64,6 +64,9 @@ pub enum Action {
     /// Drain a live bot: it is routed nothing more, and what waits in its
     /// lane goes back to the queue for other bots.
     DrainBot { bot: String },
+    /// Pause a tenant: its tickets are admitted and kept, not routed,
+    /// until a person resumes it.
+    PauseTenant { tenant: String },
 }
 
 /// The most grants one revocation names.
@@ -78,6 +81,7 @@ impl Action {
             Action::RevokeGrants { .. } => "revoke_grants",
             Action::RetireNode { .. } => "retire_node",
             Action::DrainBot { .. } => "drain_bot",
+            Action::PauseTenant { .. } => "pause_tenant",
         }
     }
 
@@ -96,6 +100,7 @@ impl Action {
             }
             Action::RetireNode { node } => json!({"node": node}),
             Action::DrainBot { bot } => json!({"bot": bot}),
+            Action::PauseTenant { tenant } => json!({"tenant": tenant}),
         }
     }
 
@@ -110,7 +115,10 @@ impl Action {
         let action: Action =
             serde_json::from_value(Value::Object(v)).map_err(|e| format!("params: {e}"))?;
         let (field, n, max) = match &action {
-            Action::SetBudget { .. } | Action::RetireNode { .. } | Action::DrainBot { .. } => {
+            Action::SetBudget { .. }
+            | Action::RetireNode { .. }
+            | Action::DrainBot { .. }
+            | Action::PauseTenant { .. } => {
                 return Ok(action);
             }
             Action::ReplayDead { tickets, .. } => ("tickets", tickets.len(), MAX_BLAST_TICKETS),
@@ -124,7 +132,7 @@ impl Action {
 
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
-    pub fn operations() -> [(&'static str, Value, &'static str); 5] {
+    pub fn operations() -> [(&'static str, Value, &'static str); 6] {
         [
             (
                 "set_budget",
@@ -199,6 +207,18 @@ impl Action {
                 }),
                 "Drain a live bot: it finishes what it holds and is routed nothing more; the tickets waiting in its lane go to other bots (a heal's write: needs an approval)",
             ),
+            (
+                "pause_tenant",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["tenant"],
+                    "properties": {
+                        "tenant": {"type": "string", "minLength": 1, "maxLength": 64}
+                    }
+                }),
+                "Pause a tenant: its tickets are admitted and kept, not routed, until a person resumes it (a heal's write: needs an approval)",
+            ),
         ]
     }
 
@@ -211,6 +231,7 @@ impl Action {
                 | (Action::RevokeGrants { .. }, ActionTemplate::RevokeGrants)
                 | (Action::RetireNode { .. }, ActionTemplate::RetireNode)
                 | (Action::DrainBot { .. }, ActionTemplate::DrainBot)
+                | (Action::PauseTenant { .. }, ActionTemplate::PauseTenant)
         )
     }
 }
@@ -383,9 +404,11 @@ pub fn select<'a>(
         return None;
     }
     rules.iter().find(|r| {
-        // A replay runs one tenant's tickets: its alert names the tenant.
-        let whose =
-            !matches!(r.action, ActionTemplate::ReplayDead) || labels.contains_key("tenant");
+        // A replay or a pause acts on one tenant: its alert names it.
+        let whose = !matches!(
+            r.action,
+            ActionTemplate::ReplayDead | ActionTemplate::PauseTenant
+        ) || labels.contains_key("tenant");
         whose
             && r.trigger == top.kind
             && matchers("", &r.matchers).is_ok_and(|ms| all_match(&ms, labels))
@@ -644,5 +667,11 @@ mod tests {
         assert_eq!(Action::from_call(d.operation(), &d.params()), Ok(d.clone()));
         let e = Action::from_call("drain_bot", &json!({"bot": "b", "node": "n"})).unwrap_err();
         assert!(e.contains("node"), "{e}");
+        let p = Action::PauseTenant {
+            tenant: "acme".into(),
+        };
+        assert!(p.follows(&ActionTemplate::PauseTenant));
+        assert_eq!(p.operation(), Action::operations()[5].0);
+        assert_eq!(Action::from_call(p.operation(), &p.params()), Ok(p.clone()));
     }
 }

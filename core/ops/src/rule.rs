@@ -144,6 +144,42 @@ pub struct Settings {
     /// (the shipped ones unless set).
     #[serde(default = "HealRule::shipped")]
     pub heal: Vec<HealRule>,
+    /// The shipped heal rules these settings have been offered, by name.
+    /// A rule shipped since is added at the end of `heal` when they are
+    /// set or read back ([`Settings::offer_shipped`]); one a person took
+    /// out stays out while its name is here. Absent (settings saved
+    /// before this field): the rules shipped until then.
+    #[serde(default = "offered_before")]
+    pub offered: Vec<String>,
+}
+
+/// The heal rules shipped before settings said which they were offered.
+const SHIPPED_BEFORE_OFFERED: [&str; 3] = [
+    "raise-exhausted-budget",
+    "retire-lost-node",
+    "replay-after-outside-failure",
+];
+
+fn offered_before() -> Vec<String> {
+    SHIPPED_BEFORE_OFFERED.map(str::to_owned).to_vec()
+}
+
+impl Settings {
+    /// Adds each shipped heal rule not offered yet at the end of `heal`
+    /// (unless one of its name is there, or the list is full) and notes
+    /// it offered: a rule shipped after the settings were saved reaches
+    /// them, and a rule a person took out is not put back.
+    pub fn offer_shipped(&mut self) {
+        for rule in HealRule::shipped() {
+            if self.offered.contains(&rule.name) {
+                continue;
+            }
+            self.offered.push(rule.name.clone());
+            if self.heal.len() < MAX_HEAL_RULES && self.heal.iter().all(|h| h.name != rule.name) {
+                self.heal.push(rule);
+            }
+        }
+    }
 }
 
 /// What a heal rule does, as a template the adapter fills in from the
@@ -171,6 +207,10 @@ pub enum ActionTemplate {
     /// it holds and is routed nothing more until a person uncordons it;
     /// the tickets waiting in its lane go to other bots with its skills.
     DrainBot,
+    /// Pause the tenant the incident's first alert names (its tickets
+    /// dying of a poison input, or of an outside system failing): they
+    /// are admitted and kept, not routed, until a person resumes it.
+    PauseTenant,
 }
 
 impl ActionTemplate {
@@ -184,6 +224,9 @@ impl ActionTemplate {
             ActionTemplate::RevokeGrants => &[CauseKind::OutsideSystemFailing],
             ActionTemplate::RetireNode => &[CauseKind::NodeDown],
             ActionTemplate::DrainBot => &[CauseKind::SlowModel],
+            ActionTemplate::PauseTenant => {
+                &[CauseKind::PoisonInput, CauseKind::OutsideSystemFailing]
+            }
         }
     }
 
@@ -194,6 +237,7 @@ impl ActionTemplate {
             ActionTemplate::RevokeGrants => "revoke_grants",
             ActionTemplate::RetireNode => "retire_node",
             ActionTemplate::DrainBot => "drain_bot",
+            ActionTemplate::PauseTenant => "pause_tenant",
         }
     }
 }
@@ -330,6 +374,7 @@ impl Default for Settings {
         Self {
             investigate: true,
             heal: HealRule::shipped(),
+            offered: HealRule::shipped().into_iter().map(|r| r.name).collect(),
             fingerprint_by: Vec::new(),
             rules: vec![CorrelationRule {
                 name: "by-alertname-and-tenant".into(),
@@ -599,8 +644,38 @@ mod tests {
             "{e}"
         );
         // Settings written before heal rules existed get the shipped ones.
-        let old: Settings = serde_json::from_value(serde_json::json!({"rules": []})).unwrap();
+        let mut old: Settings = serde_json::from_value(serde_json::json!({"rules": []})).unwrap();
         assert_eq!(old.heal, HealRule::shipped());
+        old.offer_shipped();
+        assert_eq!(old.heal, HealRule::shipped(), "none twice");
+        assert_eq!(old.offered, Settings::default().offered);
+        // Saved with the rules shipped then: a rule shipped since is added
+        // at the end, once; one a person took out is not put back.
+        let shipped = HealRule::shipped();
+        let saved = Settings {
+            heal: vec![shipped[1].clone(), shipped[0].clone()],
+            ..Settings::default()
+        };
+        let mut saved = serde_json::to_value(&saved).unwrap();
+        saved.as_object_mut().unwrap().remove("offered");
+        let mut saved: Settings = serde_json::from_value(saved).unwrap();
+        saved.offer_shipped();
+        let names: Vec<&str> = saved.heal.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "retire-lost-node",
+                "raise-exhausted-budget",
+                "drain-slow-bot"
+            ],
+            "replay-after-outside-failure was taken out; drain-slow-bot is new"
+        );
+        let once = saved.clone();
+        saved.offer_shipped();
+        assert_eq!(saved, once);
+        saved.heal.pop();
+        saved.offer_shipped();
+        assert_eq!(saved.heal.len(), 2, "taken out, it stays out");
         Settings::default()
             .check()
             .expect("the shipped settings hold");

@@ -16,6 +16,7 @@ pub mod security;
 pub mod serve;
 pub mod soak;
 pub mod submit;
+pub mod tenants;
 pub mod ticket;
 pub mod tickets;
 pub mod tokens;

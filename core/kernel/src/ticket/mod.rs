@@ -657,6 +657,10 @@ pub enum WaitReason {
         spent_usd: f64,
         budget_usd: f64,
     },
+    /// Its tenant is paused: admitted and kept, routed once resumed.
+    TenantPaused {
+        tenant: TenantId,
+    },
     BackingOff {
         #[specta(type = specta_typescript::Number)]
         #[schema(value_type = i64)]
@@ -693,6 +697,9 @@ impl WaitReason {
                 format!(
                     "tenant {tenant} budget exhausted (spent ${spent_usd:.6} of ${budget_usd:.6})"
                 )
+            }
+            Self::TenantPaused { tenant } => {
+                format!("tenant {tenant} is paused: routed once it is resumed")
             }
             Self::BackingOff { until_ms } => format!("backing off until {until_ms} (unix ms)"),
             Self::InQueue { position } => format!("queued behind {position} tickets"),

@@ -16,8 +16,10 @@ impl Monitor {
     pub fn apply(&mut self, event: &Event, at_ms: UnixMs) {
         match event {
             Event::SettingsSet { settings, .. } => {
+                // Saved before a rule was shipped: it is offered now.
                 self.settings = settings.clone();
-                self.rules = compile(settings);
+                self.settings.offer_shipped();
+                self.rules = compile(&self.settings);
             }
             Event::SilenceAdded { id, silence, by } => self.silences.push(Mute {
                 id: id.clone(),

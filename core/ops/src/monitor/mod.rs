@@ -456,7 +456,8 @@ impl Monitor {
                 events.extend(expired);
                 Ok(events)
             }
-            Input::Settings { settings, by } => {
+            Input::Settings { mut settings, by } => {
+                settings.offer_shipped();
                 settings.check()?;
                 Ok(vec![Event::SettingsSet { settings, by }])
             }

@@ -52,6 +52,7 @@ fn with_rule(rule: CorrelationRule) -> Monitor {
             settings: Settings {
                 investigate: true,
                 heal: Vec::new(),
+                offered: Settings::default().offered,
                 fingerprint_by: Vec::new(),
                 rules: vec![rule],
             },
@@ -284,6 +285,7 @@ fn an_incident_moves_by_its_table_and_keeps_its_times() {
                 }],
                 fingerprint_by: Vec::new(),
                 heal: Vec::new(),
+                offered: Settings::default().offered,
             },
             by: "op".into(),
         },
@@ -394,6 +396,7 @@ fn any_input() -> impl Strategy<Value = (Input, UnixMs)> {
                 settings: Settings {
                     investigate: true,
                     heal: Vec::new(),
+                    offered: Settings::default().offered,
                     fingerprint_by: Vec::new(),
                     rules: vec![CorrelationRule { firing_only, ..rule(threshold, on) }],
                 },

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::routes::{self as r, Endpoint, Id, PathArgs};
 use super::{
     ApiError, BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, ErrorBody,
-    ErrorKind, FindingsQuery, GrantQuery, StateCount, TicketFilter, TrailQuery,
+    ErrorKind, FindingsQuery, GrantQuery, StateCount, TenantHold, TicketFilter, TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -276,6 +276,21 @@ impl Client {
     ) -> Result<Tenant, ClientError> {
         self.request::<r::SetBudget>(tenant.into(), None, Some(budget))
             .await
+    }
+
+    /// Pauses (`paused`) or resumes a tenant.
+    pub async fn pause_tenant(
+        &self,
+        tenant: impl Into<Id>,
+        paused: bool,
+    ) -> Result<TenantHold, ClientError> {
+        if paused {
+            self.request::<r::PauseTenant>(tenant.into(), None, None)
+                .await
+        } else {
+            self.request::<r::ResumeTenant>(tenant.into(), None, None)
+                .await
+        }
     }
 
     pub async fn connectors(&self) -> Result<Vec<ConnectorView>, ClientError> {

@@ -114,6 +114,7 @@ named!(
     super::BatchReport,
     super::BudgetBody,
     super::BotHold,
+    super::TenantHold,
     crate::connector::ConnectorView,
     crate::connector::IntegrationView,
     crate::connector::NewGrant,

@@ -507,6 +507,18 @@ pub struct BotHold {
     pub held: u32,
 }
 
+/// What pausing or resuming a tenant did (`POST
+/// /api/v1/tenants/{id}/pause`, `/resume`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct TenantHold {
+    pub tenant: String,
+    /// Whether it is paused now: its tickets are admitted and kept, not
+    /// routed; what was routed or running finishes.
+    pub paused: bool,
+    /// Whether this request changed that (a repeat changes nothing).
+    pub changed: bool,
+}
+
 /// Which grants: `bot` to list one bot's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

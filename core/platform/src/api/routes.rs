@@ -16,7 +16,7 @@ use super::contract::{ContractType, Defs, QueryParams};
 
 use super::{
     BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, FindingsQuery,
-    GrantQuery, RevokeQuery, StateCount, TicketFilter, TrailQuery,
+    GrantQuery, RevokeQuery, StateCount, TenantHold, TicketFilter, TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -277,6 +277,11 @@ routes! {
     ListTenants = Get "/api/v1/tenants" Bearer Read, args: (), query: (), body: () => Vec<Tenant>;
     /// Set a tenant's budget in dollars (`null` lifts it).
     SetBudget = Put "/api/v1/tenants/{id}" Bearer Operator, args: Id, query: (), body: BudgetBody => Tenant;
+    /// Pause a tenant: its tickets are admitted and kept, not routed,
+    /// until it is resumed (kept across a restart).
+    PauseTenant = Post "/api/v1/tenants/{id}/pause" Bearer Operator, args: Id, query: (), body: () => TenantHold;
+    /// Resume a paused tenant: its kept tickets are routed again.
+    ResumeTenant = Post "/api/v1/tenants/{id}/resume" Bearer Operator, args: Id, query: (), body: () => TenantHold;
     /// A WebSocket of `CoreEvent`s.
     Events = Get "/api/v1/events" BearerOrQuery Read, args: (), query: (), body: () => CoreEvent, 101;
 

@@ -19,6 +19,7 @@
 mod bots;
 mod config;
 pub mod fleet;
+mod holds;
 pub mod pace;
 mod scheduler;
 pub mod series;
@@ -43,6 +44,7 @@ use crate::ticket::{
 };
 
 pub use config::ControllerConfig;
+pub use holds::Paused;
 pub use scheduler::{Spend, Submitted};
 pub use view::{
     BotView, CoreEvent, Drained, FlowCounts, FlowSurface, GateCounts, Health, Retired, Stats,

@@ -1434,3 +1434,87 @@ async fn a_drained_bot_gives_back_what_waits_in_its_lane_and_keeps_what_it_holds
     })
     .await;
 }
+
+/// A paused tenant's tickets are admitted and kept (queued, saying why),
+/// never routed, across a restart; others run; resumed, each runs once.
+#[tokio::test]
+async fn a_paused_tenants_tickets_wait_across_a_restart_and_run_once_resumed() {
+    let h = Harness::builder().bots(2).build().await;
+    let acme = TenantId::parse("acme").unwrap();
+    h.controller.set_budget(acme.clone(), None).await.unwrap();
+    let paused = h
+        .controller
+        .pause_tenant(&acme, true, "test")
+        .await
+        .unwrap();
+    assert!(paused.paused && paused.changed);
+    let again = h
+        .controller
+        .pause_tenant(&acme, true, "test")
+        .await
+        .unwrap();
+    assert!(!again.changed, "a repeat changes nothing");
+    let nobody = TenantId::parse("nobody").unwrap();
+    assert!(matches!(
+        h.controller.pause_tenant(&nobody, true, "test").await,
+        Err(ControllerError::UnknownTenant(_))
+    ));
+    assert!(matches!(
+        h.controller
+            .pause_tenant(&TenantId::default_tenant(), true, "test")
+            .await,
+        Err(ControllerError::Invalid(_))
+    ));
+    let of_acme = |i: usize| NewTicket {
+        tenant: Some("acme".into()),
+        ..chat(&format!("acme {i}"))
+    };
+    let mut kept = Vec::new();
+    for i in 0..5 {
+        kept.push(h.submit(of_acme(i)).await.id);
+    }
+    let other = h.submit(chat("not acme")).await.id;
+    assert_eq!(h.wait_terminal(other).await.state, TicketState::Succeeded);
+    for id in &kept {
+        let v = h.controller.ticket(*id).await.unwrap();
+        assert_eq!(v.state, TicketState::Queued);
+        assert_eq!(
+            v.waiting.map(|w| w.reason),
+            Some(WaitReason::TenantPaused {
+                tenant: acme.clone()
+            })
+        );
+    }
+    assert!(
+        h.controller
+            .spend()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.tenant == acme && s.paused)
+    );
+
+    // Restarted, it is still paused: its tickets still wait.
+    let h = h.restart(Arc::new(BuiltinModel::new())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in &kept {
+        assert_eq!(
+            h.controller.ticket(*id).await.unwrap().state,
+            TicketState::Queued
+        );
+    }
+    let resumed = h
+        .controller
+        .pause_tenant(&acme, false, "test")
+        .await
+        .unwrap();
+    assert!(!resumed.paused && resumed.changed);
+    for id in &kept {
+        let v = h.wait_terminal(*id).await;
+        assert_eq!(v.state, TicketState::Succeeded, "{v:#?}");
+        assert_eq!(v.ledger.len(), 1);
+    }
+    // And a new one is routed at once.
+    let after = h.submit(of_acme(9)).await.id;
+    assert_eq!(h.wait_terminal(after).await.state, TicketState::Succeeded);
+}

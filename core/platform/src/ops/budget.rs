@@ -93,6 +93,7 @@ mod tests {
             tenant: TenantId::parse(id).unwrap(),
             budget_nusd: budget,
             spent_nusd: spent,
+            paused: false,
         }
     }
 

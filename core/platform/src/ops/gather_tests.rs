@@ -678,3 +678,90 @@ async fn a_replay_runs_the_dead_once_and_its_recheck_sees_them_die_again() {
     }));
     p.shutdown().await;
 }
+
+/// An operator's rule pauses the tenant whose tickets die of a poison:
+/// proposed with its unfinished tickets, applied only after an approval,
+/// re-checked (nothing died since); its next ticket is kept, not routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_tenant_is_paused_after_an_approval_and_its_work_waits() {
+    use oshal_ops::diagnose::CauseKind;
+    use oshal_ops::heal::{Action, HealPhase};
+    use oshal_ops::rule::{ActionTemplate, HealRule, Settings};
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    let shopco = crate::ticket::TenantId::parse("shopco").unwrap();
+    p.controller.set_budget(shopco.clone(), None).await.unwrap();
+    let mut settings = Settings::default();
+    settings.heal.insert(
+        0,
+        HealRule {
+            name: "pause-poisoned".into(),
+            trigger: CauseKind::PoisonInput,
+            matchers: vec!["alertname=\"OshalTicketsDead\"".into()],
+            action: ActionTemplate::PauseTenant,
+            max_attempts: 2,
+            concurrency: 1,
+        },
+    );
+    p.ops.set_settings(None, settings, "test").await.unwrap();
+    let poison = |n: usize| NewTicket {
+        kind: "tool".into(),
+        tenant: Some("shopco".into()),
+        payload: json!({"connector": "no-such-crm", "operation": "find", "params": {"n": n}}),
+        ..NewTicket::default()
+    };
+    for n in 0..super::failures::THRESHOLD {
+        let id = p.controller.submit(poison(n)).await.unwrap().id;
+        assert_eq!(ended(&p, id).await.state, TicketState::Dead);
+    }
+    let id = incident_of(
+        &p,
+        super::failures::TICKETS_DEAD,
+        Some(("tenant", "shopco")),
+    )
+    .await;
+    let v = once(&p, &id, "proposed a pause", |v| !v.heals.is_empty()).await;
+    let h = &v.heals[0];
+    assert_eq!(
+        (h.rule.as_str(), h.phase),
+        ("pause-poisoned", HealPhase::Pending)
+    );
+    assert_eq!(
+        h.action,
+        Action::PauseTenant {
+            tenant: "shopco".into()
+        }
+    );
+    assert_eq!(h.dry_run.blast.tenants, ["shopco"]);
+    assert!(
+        h.dry_run.summary.contains("pause tenant shopco"),
+        "{}",
+        h.dry_run.summary
+    );
+    let paused = async || {
+        p.controller
+            .spend()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.tenant == shopco && s.paused)
+    };
+    assert!(!paused().await, "nothing written before the approval");
+
+    let v = approved(&p, &id, "stop it until the input is fixed").await;
+    let h = &v.heals[0];
+    assert_eq!(h.phase, HealPhase::Succeeded, "{:?}", h.outcome);
+    assert_eq!(h.recheck.as_ref().unwrap().passed, Some(true), "{h:#?}");
+    assert!(paused().await);
+    let next = p.controller.submit(poison(99)).await.unwrap().id;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let view = p.controller.ticket(next).await.unwrap();
+    assert_eq!(view.state, TicketState::Queued, "kept, not routed");
+    let changes = p.ops.changes(None, 0).await.unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.kind == oshal_ops::change::ChangeKind::TenantPaused && c.subject == "shopco")
+    );
+    p.shutdown().await;
+}

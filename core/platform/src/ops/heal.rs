@@ -127,6 +127,7 @@ impl Operations {
             ActionTemplate::RevokeGrants => self.plan_revoke(&rule, &planned.subject).await?,
             ActionTemplate::RetireNode => self.plan_retire(&rule, &planned.subject).await?,
             ActionTemplate::DrainBot => self.plan_drain(&rule, &planned.subject).await?,
+            ActionTemplate::PauseTenant => self.plan_pause(&rule, &planned).await?,
         };
         self.take_one(
             tenant,

@@ -67,6 +67,10 @@ pub(super) async fn apply(
         }
         Action::RetireNode { node } => retire_node(&inner, &node, call, key).await?,
         Action::DrainBot { bot } => drain_bot(&inner, &bot, call, key).await?,
+        Action::PauseTenant { tenant } => match known(&inner, &tenant).await? {
+            Ok(t) => pause_tenant(&inner, t, call, key).await?,
+            Err(refused) => Err(refused),
+        },
     };
     let (answer, change) = match written {
         Ok(done) => done,
@@ -225,6 +229,41 @@ async fn drain_bot(inner: &Inner, bot: &str, call: &CallRef, key: &str) -> Writt
         ))),
         _ => Ok(Ok((json!({"bot": bot, "requeued": []}), None))),
     }
+}
+
+/// Pauses a tenant; one paused already answers as before.
+async fn pause_tenant(inner: &Inner, known: TenantId, call: &CallRef, key: &str) -> Written {
+    let why = format!("heal ticket {} (write {key})", call.ticket);
+    let done = match inner.controller.pause_tenant(&known, true, &why).await {
+        Ok(done) => done,
+        Err(crate::controller::ControllerError::Invalid(e)) => {
+            return Ok(Err((409, json!({"error": e.to_string()}))));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let answer = json!({"tenant": known, "paused": true});
+    if !done.changed {
+        return Ok(Ok((answer, None)));
+    }
+    let unfinished: u32 = inner
+        .controller
+        .state_counts_of(Some(&known))
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter(|(state, _)| !state.is_terminal())
+        .map(|(_, n)| *n as u32)
+        .sum();
+    let change = ChangeEvent {
+        kind: ChangeKind::TenantPaused,
+        subject: known.to_string(),
+        detail: format!(
+            "tenant {known} paused by {why}: its {unfinished} unfinished tickets are kept, not routed, until a person resumes it"
+        ),
+        count: unfinished,
+        at_ms: 0,
+    };
+    Ok(Ok((answer, Some(change))))
 }
 
 /// What a heal's write did (its answer, and the change event to record,

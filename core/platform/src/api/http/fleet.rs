@@ -123,6 +123,35 @@ pub(super) async fn set_budget(
     Ok(Json(state.controller.set_budget(tenant, budget_nusd).await?).into_response())
 }
 
+pub(super) async fn pause_tenant(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    hold_tenant(&state, &id, true).await
+}
+
+pub(super) async fn resume_tenant(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    hold_tenant(&state, &id, false).await
+}
+
+/// Pauses or resumes a tenant for the operator.
+async fn hold_tenant(state: &AppState, id: &str, paused: bool) -> ApiResult<Response> {
+    let tenant = TenantId::parse(id)?;
+    let done = state
+        .controller
+        .pause_tenant(&tenant, paused, "by the operator")
+        .await?;
+    Ok(Json(crate::api::TenantHold {
+        tenant: done.tenant.to_string(),
+        paused: done.paused,
+        changed: done.changed,
+    })
+    .into_response())
+}
+
 pub(super) async fn events(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,

@@ -215,6 +215,8 @@ fn mount() -> Mount {
     .at::<GetCostSummary, _, _>(fleet::cost_summary)
     .at::<ListTenants, _, _>(fleet::tenants)
     .at::<SetBudget, _, _>(fleet::set_budget)
+    .at::<PauseTenant, _, _>(fleet::pause_tenant)
+    .at::<ResumeTenant, _, _>(fleet::resume_tenant)
     .at::<Events, _, _>(fleet::events)
     .at::<Metrics, _, _>(fleet::metrics)
     .at::<ListConnectors, _, _>(connectors::connectors_list)

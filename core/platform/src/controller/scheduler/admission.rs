@@ -130,7 +130,10 @@ impl Scheduler {
     /// (one durable write fewer than routing it after). Its lane entry is
     /// published once that commit is durable ([`Self::publish_admitted`]).
     fn route_at_admission(&mut self, t: &mut Ticket, now: UnixMs) -> Option<Transition> {
-        if t.state != TicketState::Queued || self.queues.has_waiting(&t.skill) {
+        if t.state != TicketState::Queued
+            || self.queues.has_waiting(&t.skill)
+            || self.budgets.paused(&t.tenant)
+        {
             return None;
         }
         route_step(&mut self.roster, t, now).map(|(_, routed)| routed)

@@ -1,5 +1,6 @@
-//! The tenants' books: each known tenant's budget, what it has spent, and
-//! the tickets parked because its budget ran out.
+//! The tenants' books: each known tenant's budget, what it has spent,
+//! whether it is paused, and the tickets parked because its budget ran
+//! out or it is paused.
 //!
 //! It owns the budget decisions: whether a tenant may take new work
 //! ([`Budgets::admit`]), whether its queued work may be routed, and which
@@ -7,7 +8,7 @@
 //! write a budget or read the store: a budget is held here only once it is
 //! durable, and the caller says when that is. Start at [`Budgets::admit`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::clock::UnixMs;
 use crate::cost::usd;
@@ -51,6 +52,8 @@ pub struct Spend {
     /// `None`: no limit.
     pub budget_nusd: Option<i64>,
     pub spent_nusd: i64,
+    /// Paused: its tickets are admitted and kept, not routed.
+    pub paused: bool,
 }
 
 impl Spend {
@@ -90,6 +93,9 @@ pub(super) struct Budgets {
     /// Queued tickets taken out of their queue because their tenant's
     /// budget is spent, until it is raised.
     parked: HashMap<TenantId, Vec<TicketId>>,
+    /// Tenants an operator or a heal paused: their tickets are admitted
+    /// and parked, not routed, until resumed.
+    paused: HashSet<TenantId>,
     auto_create: bool,
     default_budget_nusd: Option<i64>,
 }
@@ -116,6 +122,7 @@ impl Budgets {
         Self {
             books,
             parked: HashMap::new(),
+            paused: HashSet::new(),
             auto_create,
             default_budget_nusd,
         }
@@ -157,6 +164,33 @@ impl Budgets {
             .or_insert_with(|| TenantBook::of(row));
     }
 
+    /// Whether `tenant`'s queued work may not be routed now: its budget
+    /// is spent or it is paused.
+    pub(super) fn held_back(&self, tenant: &TenantId) -> bool {
+        self.paused.contains(tenant) || self.exhausted(tenant)
+    }
+
+    pub(super) fn paused(&self, tenant: &TenantId) -> bool {
+        self.paused.contains(tenant)
+    }
+
+    /// Pauses or resumes `tenant` (its change is durable); whether that
+    /// changed anything, and the parked tickets a resume lets go (none
+    /// while its budget is spent).
+    pub(super) fn set_paused(&mut self, tenant: &TenantId, paused: bool) -> (bool, Vec<TicketId>) {
+        let changed = if paused {
+            self.paused.insert(tenant.clone())
+        } else {
+            self.paused.remove(tenant)
+        };
+        let freed = if changed && !paused && !self.exhausted(tenant) {
+            self.parked.remove(tenant).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        (changed, freed)
+    }
+
     pub(super) fn exhausted(&self, tenant: &TenantId) -> bool {
         self.books.get(tenant).is_some_and(TenantBook::exhausted)
     }
@@ -177,6 +211,7 @@ impl Budgets {
                 tenant: tenant.clone(),
                 budget_nusd: b.budget_nusd,
                 spent_nusd: b.spent_nusd,
+                paused: self.paused.contains(tenant),
             })
             .collect()
     }
@@ -193,7 +228,8 @@ impl Budgets {
         }
     }
 
-    /// Sets a queued ticket aside until its tenant's budget has room.
+    /// Sets a queued ticket aside until its tenant's budget has room and
+    /// it is not paused.
     pub(super) fn park(&mut self, tenant: TenantId, ticket: TicketId) {
         self.parked.entry(tenant).or_default().push(ticket);
     }
@@ -207,7 +243,7 @@ impl Budgets {
             .entry(row.id.clone())
             .or_insert_with(|| TenantBook::of(row));
         book.budget_nusd = row.budget_nusd;
-        if book.exhausted() {
+        if book.exhausted() || self.paused.contains(&row.id) {
             return Vec::new();
         }
         self.parked.remove(&row.id).unwrap_or_default()
@@ -315,6 +351,32 @@ mod tests {
         assert_eq!(b.hold(&row("acme", Some(200))), vec![t1, t2]);
         assert_eq!(b.hold(&row("acme", None)), vec![], "let go once");
         assert!(!b.exhausted(&tenant("acme")));
+    }
+
+    #[test]
+    fn paused_work_comes_back_once_resumed_and_within_its_budget() {
+        let mut b = Budgets::new(vec![row("acme", Some(100))], vec![], false, None);
+        let acme = tenant("acme");
+        assert_eq!(b.set_paused(&acme, true), (true, vec![]));
+        assert_eq!(b.set_paused(&acme, true), (false, vec![]), "once");
+        assert!(b.held_back(&acme) && !b.exhausted(&acme));
+        assert_eq!(b.admit(&acme, 0), Standing::Open, "admitted, kept");
+        let t1 = TicketId::new();
+        b.park(acme.clone(), t1);
+        assert_eq!(
+            b.hold(&row("acme", Some(500))),
+            vec![],
+            "a raise does not resume"
+        );
+        b.charge(&acme, 600);
+        assert_eq!(
+            b.set_paused(&acme, false),
+            (true, vec![]),
+            "resumed, but spent"
+        );
+        assert!(b.held_back(&acme));
+        assert_eq!(b.hold(&row("acme", Some(1_000))), vec![t1]);
+        assert!(b.spend().iter().all(|s| !s.paused));
     }
 
     #[test]

@@ -85,6 +85,13 @@ pub(crate) enum Command {
         node: String,
         reply: oneshot::Sender<super::super::Retired>,
     },
+    /// A tenant paused or resumed, the change durable: whether it changed
+    /// anything.
+    PauseTenant {
+        tenant: TenantId,
+        paused: bool,
+        reply: oneshot::Sender<bool>,
+    },
     /// An operator or a heal drains a live bot (see `Drained`).
     DrainBot {
         bot: BotId,
@@ -211,6 +218,13 @@ impl Scheduler {
             Command::BotsChanged { up, down } => self.on_bots_changed(up, down),
             Command::RetireNode { node, reply } => {
                 let _ = reply.send(self.retire_node(&node));
+            }
+            Command::PauseTenant {
+                tenant,
+                paused,
+                reply,
+            } => {
+                let _ = reply.send(self.pause_tenant(&tenant, paused));
             }
             Command::DrainBot { bot, reply } => {
                 let _ = reply.send(self.drain_bot(&bot).await);

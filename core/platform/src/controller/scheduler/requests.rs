@@ -1,5 +1,5 @@
 //! Requests about one ticket or tenant: cancel, approve, why a ticket
-//! waits, a tenant's budget, and a node's check that a tool call is its
+//! waits, a tenant's budget, a tenant paused or resumed, and a node's check that a tool call is its
 //! bot's to make.
 //!
 //! It owns the answers the facade and the fleet's tool server wait on. A
@@ -145,6 +145,19 @@ impl Scheduler {
         let _ = reply.send(answer);
     }
 
+    /// Pauses or resumes a tenant whose change is durable: whether that
+    /// changed anything. Resumed (and within its budget), its parked
+    /// tickets are queued again.
+    pub(super) fn pause_tenant(&mut self, tenant: &TenantId, paused: bool) -> bool {
+        let (changed, freed) = self.budgets.set_paused(tenant, paused);
+        for id in freed {
+            if let Some(t) = self.live.get(&id) {
+                self.queues.enqueue(t);
+            }
+        }
+        changed
+    }
+
     /// Takes on `row`'s budget; tickets parked on the tenant's budget move
     /// again if it now has room.
     pub(super) fn hold_budget(&mut self, row: &Tenant) {
@@ -171,6 +184,11 @@ impl Scheduler {
                 since_ms: t.updated_at_ms,
             },
             TicketState::Queued => {
+                if self.budgets.paused(&t.tenant) {
+                    return Some(WaitReason::TenantPaused {
+                        tenant: t.tenant.clone(),
+                    });
+                }
                 if let Some(over) = self.budgets.exhaustion(&t.tenant) {
                     return Some(WaitReason::TenantBudgetExhausted {
                         tenant: t.tenant.clone(),

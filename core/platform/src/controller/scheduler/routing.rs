@@ -4,7 +4,7 @@
 //! It owns the one routing step ([`route_step`]), which admission uses too,
 //! and the routing pass at the end of each turn that publishes every lane's
 //! share at once. It must never route a ticket whose tenant's budget is
-//! spent (that ticket is parked), nor give a bot more attempts than its
+//! spent or who is paused (that ticket is parked), nor give a bot more attempts than its
 //! limit. Start at [`route_step`], then [`Scheduler::route`].
 
 use std::sync::atomic::Ordering;
@@ -73,7 +73,7 @@ impl Scheduler {
                     self.queues.pop(&skill);
                     continue;
                 }
-                if self.budgets.exhausted(&t.tenant) {
+                if self.budgets.held_back(&t.tenant) {
                     let tenant = t.tenant.clone();
                     self.queues.pop(&skill);
                     self.budgets.park(tenant, top);

@@ -93,12 +93,15 @@ impl Scheduler {
             .clone();
         let roster = Roster::new(bots, config.max_in_flight_per_bot);
         let acker = spawn_acker();
-        let budgets = Budgets::new(
+        let mut budgets = Budgets::new(
             store.tenants().await?,
             store.spend_by_tenant().await?,
             config.auto_create_tenants,
             config.default_budget_nusd,
         );
+        for tenant in super::super::holds::paused(&*store).await? {
+            let _ = budgets.set_paused(&tenant, true);
+        }
         let mut s = Self {
             config,
             store: store.clone(),

@@ -322,6 +322,75 @@ impl Operations {
         ))
     }
 
+    /// The tenant a pause holds (the one the incident's first alert
+    /// names), its unfinished tickets, and its dry run. Refused for a
+    /// tenant paused already.
+    pub(super) async fn plan_pause(
+        &self,
+        rule: &HealRule,
+        p: &Planned,
+    ) -> Result<(Action, DryRun), OpsError> {
+        let named = p.tenant.as_deref().unwrap_or_default();
+        let tenant = TenantId::parse(named).map_err(|e| {
+            OpsError::Conflict(format!(
+                "heal rule {}: the alert names no tenant to pause: {e}",
+                rule.name
+            ))
+        })?;
+        if tenant == TenantId::default_tenant() {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: the default tenant runs the platform's own work and is never paused",
+                rule.name
+            )));
+        }
+        let spend = self.inner.controller.spend().await?;
+        let Some(s) = spend.iter().find(|s| s.tenant == tenant) else {
+            return Err(OpsError::NotFound(format!("tenant {tenant}")));
+        };
+        if s.paused {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: tenant {tenant} is paused already",
+                rule.name
+            )));
+        }
+        let counts = self.inner.controller.state_counts_of(Some(&tenant)).await?;
+        let unfinished: u32 = counts
+            .iter()
+            .filter(|(state, _)| !state.is_terminal())
+            .map(|(_, n)| *n as u32)
+            .sum();
+        let waiting = TicketQuery {
+            state: Some(TicketState::Queued),
+            tenant: Some(tenant.clone()),
+            bot: None,
+            kind: None,
+            cursor: None,
+            limit: MAX_BLAST_TICKETS as u32,
+        };
+        let queued = self.inner.controller.tickets(&waiting).await?;
+        let cause: &'static str = p.cause.into();
+        let dry_run = DryRun {
+            summary: format!(
+                "pause tenant {tenant} ({cause}: {}): its new and queued tickets are admitted and kept, not routed, until a person resumes it (oshal tenants resume {tenant}); what is routed or running finishes; {unfinished} unfinished now",
+                p.subject
+            ),
+            before: json!({"tenant": tenant, "paused": false, "unfinished": unfinished}),
+            after: json!({"tenant": tenant, "paused": true, "unfinished": unfinished}),
+            blast: BlastRadius {
+                tenants: vec![tenant.to_string()],
+                bots: Vec::new(),
+                tickets: queued.tickets.iter().map(|t| t.id.to_string()).collect(),
+                tickets_total: unfinished,
+            },
+        };
+        Ok((
+            Action::PauseTenant {
+                tenant: tenant.to_string(),
+            },
+            dry_run,
+        ))
+    }
+
     /// The bots a retirement of the lost node `subject` forgets, and its
     /// dry run.
     pub(super) async fn plan_retire(

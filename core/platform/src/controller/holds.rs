@@ -1,0 +1,107 @@
+//! A tenant paused or resumed by an operator or a heal: its tickets are
+//! admitted and kept (queued, parked), never routed, until it is resumed;
+//! what is routed or running finishes. Durable in the journal's
+//! `tenant-holds` book (a session per tenant, the newest entry decides),
+//! so a controller restart keeps the tenant paused.
+
+use std::collections::HashMap;
+
+use super::scheduler::Command;
+use super::{Controller, ControllerError};
+use crate::store::{JournalEntry, Store, StoreError};
+use crate::ticket::TenantId;
+
+/// The journal book of tenants' pauses.
+const BOOK: &str = "tenant-holds";
+const PAUSED: &str = "paused";
+const RESUMED: &str = "resumed";
+
+/// The tenants the journal says are paused.
+pub(super) async fn paused(store: &dyn Store) -> Result<Vec<TenantId>, StoreError> {
+    let mut last: HashMap<String, (u32, TenantId, bool)> = HashMap::new();
+    for e in store.journal(BOOK, None).await? {
+        let newer = last.get(&e.session).is_none_or(|(seq, _, _)| e.seq >= *seq);
+        if newer {
+            last.insert(
+                e.session.clone(),
+                (e.seq, e.tenant.clone(), e.kind == PAUSED),
+            );
+        }
+    }
+    Ok(last
+        .into_values()
+        .filter(|(_, _, paused)| *paused)
+        .map(|(_, t, _)| t)
+        .collect())
+}
+
+/// What pausing or resuming a tenant did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paused {
+    pub tenant: TenantId,
+    /// Whether it is paused now.
+    pub paused: bool,
+    /// Whether this request changed that.
+    pub changed: bool,
+}
+
+impl Controller {
+    /// Pauses (`paused`) or resumes a known tenant, durably, then in the
+    /// scheduler; a repeat changes nothing. `why` is kept with the entry.
+    /// The `default` tenant is never paused: it runs the platform's own
+    /// work (the operations loop, its investigations and heals).
+    pub async fn pause_tenant(
+        &self,
+        tenant: &TenantId,
+        paused: bool,
+        why: &str,
+    ) -> Result<Paused, ControllerError> {
+        let tenant = self.known_tenant(Some(tenant.as_str())).await?;
+        if paused && tenant == TenantId::default_tenant() {
+            return Err(crate::ticket::TicketError::Invalid {
+                field: "tenant",
+                reason: "the default tenant runs the platform's own work (the operations loop, its investigations and heals) and is never paused".into(),
+            }
+            .into());
+        }
+        let store = &self.inner.store;
+        let session = tenant.to_string();
+        // Two writers at once: the second's entry is refused (its seq is
+        // taken) and it reads again.
+        for _ in 0..3 {
+            let entries = store.journal_of(BOOK, &session, &tenant).await?;
+            let now = entries.last().is_some_and(|e| e.kind == PAUSED);
+            if now != paused {
+                let entry = JournalEntry {
+                    book: BOOK.into(),
+                    session: session.clone(),
+                    seq: entries.len() as u32,
+                    tenant: tenant.clone(),
+                    kind: if paused { PAUSED } else { RESUMED }.into(),
+                    body: serde_json::json!({ "why": why }).to_string(),
+                    at_ms: self.inner.clock.now_ms(),
+                };
+                if store.append_journal(&[entry]).await? == 0 {
+                    continue;
+                }
+            }
+            let t = tenant.clone();
+            let changed = self
+                .ask(|reply| Command::PauseTenant {
+                    tenant: t,
+                    paused,
+                    reply,
+                })
+                .await?;
+            return Ok(Paused {
+                tenant,
+                paused,
+                changed,
+            });
+        }
+        Err(StoreError::Unavailable(format!(
+            "tenant {tenant}'s pause was written by others three times meanwhile; try again"
+        ))
+        .into())
+    }
+}
