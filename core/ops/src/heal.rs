@@ -404,11 +404,13 @@ pub fn select<'a>(
         return None;
     }
     rules.iter().find(|r| {
-        // A replay or a pause acts on one tenant: its alert names it.
-        let whose = !matches!(
-            r.action,
-            ActionTemplate::ReplayDead | ActionTemplate::PauseTenant
-        ) || labels.contains_key("tenant");
+        // A replay or a pause acts on one tenant: its alert names it (and
+        // the default tenant, which runs the loop itself, is never paused).
+        let whose = match r.action {
+            ActionTemplate::ReplayDead => labels.contains_key("tenant"),
+            ActionTemplate::PauseTenant => labels.get("tenant").is_some_and(|t| t != "default"),
+            _ => true,
+        };
         whose
             && r.trigger == top.kind
             && matchers("", &r.matchers).is_ok_and(|ms| all_match(&ms, labels))
@@ -563,6 +565,37 @@ mod tests {
         // Without a tenant named there is nothing to say whose to replay.
         labels.remove("tenant");
         assert!(select(&rules, &d, &labels, &[]).is_none());
+    }
+
+    #[test]
+    fn a_pause_takes_the_tenant_its_alert_names_never_the_default_one() {
+        let mut rules = HealRule::shipped();
+        rules.insert(
+            0,
+            HealRule {
+                name: "pause-poisoned".into(),
+                trigger: CauseKind::PoisonInput,
+                matchers: Vec::new(),
+                action: ActionTemplate::PauseTenant,
+                max_attempts: 2,
+                concurrency: 1,
+            },
+        );
+        let d = diagnosis(CauseKind::PoisonInput, "tool", 3);
+        let of = |tenant: Option<&str>| -> Labels {
+            let mut l: Labels = [("alertname".to_owned(), "OshalTicketsDead".to_owned())].into();
+            if let Some(t) = tenant {
+                l.insert("tenant".into(), t.into());
+            }
+            l
+        };
+        let chosen = |l: &Labels| select(&rules, &d, l, &[]).map(|r| r.name.clone());
+        assert_eq!(
+            chosen(&of(Some("shopco"))).as_deref(),
+            Some("pause-poisoned")
+        );
+        assert_eq!(chosen(&of(Some("default"))), None);
+        assert_eq!(chosen(&of(None)), None);
     }
 
     #[test]

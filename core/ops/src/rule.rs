@@ -555,6 +555,12 @@ impl Settings {
                 });
             }
         }
+        if self.offered.len() > MAX_HEAL_RULES {
+            return Err(over("offered", "names", self.offered.len(), MAX_HEAL_RULES));
+        }
+        for (i, name) in self.offered.iter().enumerate() {
+            check_name(&format!("offered[{i}]"), name)?;
+        }
         if self.heal.len() > MAX_HEAL_RULES {
             return Err(over("heal", "heal rules", self.heal.len(), MAX_HEAL_RULES));
         }

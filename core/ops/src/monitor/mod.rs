@@ -457,6 +457,13 @@ impl Monitor {
                 Ok(events)
             }
             Input::Settings { mut settings, by } => {
+                // What was offered stays offered, whatever the new
+                // settings say (a file edited by hand may hold less).
+                for name in &self.settings.offered {
+                    if !settings.offered.contains(name) {
+                        settings.offered.push(name.clone());
+                    }
+                }
                 settings.offer_shipped();
                 settings.check()?;
                 Ok(vec![Event::SettingsSet { settings, by }])

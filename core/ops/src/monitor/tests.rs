@@ -858,3 +858,37 @@ fn a_postmortem_is_edited_then_published_once_resolved_and_frozen() {
 
 #[path = "heal_tests.rs"]
 mod heal_tests;
+
+/// A shipped rule a person took out stays out when settings that do not
+/// name it as offered (a file edited by hand) are set later.
+#[test]
+fn a_shipped_rule_taken_out_stays_out_whatever_later_settings_say() {
+    let mut m = Monitor::default();
+    let mut mine = Settings::default();
+    mine.heal.retain(|r| r.name != "drain-slow-bot");
+    drive(
+        &mut m,
+        Input::Settings {
+            settings: mine.clone(),
+            by: "op".into(),
+        },
+        0,
+    );
+    assert!(m.settings().heal.iter().all(|r| r.name != "drain-slow-bot"));
+    let mut hand_edited = mine;
+    hand_edited.offered.retain(|n| n != "drain-slow-bot");
+    drive(
+        &mut m,
+        Input::Settings {
+            settings: hand_edited,
+            by: "op".into(),
+        },
+        1,
+    );
+    assert!(
+        m.settings().heal.iter().all(|r| r.name != "drain-slow-bot"),
+        "{:?}",
+        m.settings().heal
+    );
+    assert!(m.settings().offered.iter().any(|n| n == "drain-slow-bot"));
+}

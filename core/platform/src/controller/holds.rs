@@ -1,8 +1,11 @@
 //! A tenant paused or resumed by an operator or a heal: its tickets are
 //! admitted and kept (queued, parked), never routed, until it is resumed;
 //! what is routed or running finishes. Durable in the journal's
-//! `tenant-holds` book (a session per tenant, the newest entry decides),
-//! so a controller restart keeps the tenant paused.
+//! `tenant-holds` book (a session per tenant, `hold/<uuid v5 of its
+//! name>`, apart from every other book's sessions; the newest entry
+//! decides), so a controller restart keeps the tenant paused. One pause
+//! or resume at a time, from the journal to the scheduler, so the two
+//! never disagree.
 
 use std::collections::HashMap;
 
@@ -35,6 +38,14 @@ pub(super) async fn paused(store: &dyn Store) -> Result<Vec<TenantId>, StoreErro
         .collect())
 }
 
+/// The journal session of `tenant`'s pauses: no tenant name has a `/`,
+/// so it is no other book's session (the journal's key is session and
+/// seq), and the name's UUID v5 keeps it within 64 bytes.
+fn session_of(tenant: &TenantId) -> String {
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, tenant.as_str().as_bytes());
+    format!("hold/{}", id.simple())
+}
+
 /// What pausing or resuming a tenant did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paused {
@@ -65,7 +76,8 @@ impl Controller {
             .into());
         }
         let store = &self.inner.store;
-        let session = tenant.to_string();
+        let session = session_of(&tenant);
+        let _one_at_a_time = self.inner.holds.lock().await;
         // Two writers at once: the second's entry is refused (its seq is
         // taken) and it reads again.
         for _ in 0..3 {

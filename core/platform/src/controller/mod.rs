@@ -178,6 +178,8 @@ struct Inner {
     secret_rules: Arc<SecretRules>,
     connectors: Option<crate::connector::Connectors>,
     clock: SharedClock,
+    /// One pause or resume at a time, journal write to scheduler.
+    holds: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -414,6 +416,7 @@ impl Controller {
                 secret_rules,
                 connectors,
                 clock,
+                holds: tokio::sync::Mutex::new(()),
             }),
         };
         controller.spawn_bot_feed();

@@ -1512,7 +1512,13 @@ async fn a_paused_tenants_tickets_wait_across_a_restart_and_run_once_resumed() {
     for id in &kept {
         let v = h.wait_terminal(*id).await;
         assert_eq!(v.state, TicketState::Succeeded, "{v:#?}");
-        assert_eq!(v.ledger.len(), 1);
+        assert_eq!((v.attempts, v.ledger.len()), (1, 1), "{v:#?}");
+        let routes = v
+            .events
+            .iter()
+            .filter(|e| e.to == TicketState::Routed)
+            .count();
+        assert_eq!(routes, 1, "never routed while paused: {v:#?}");
     }
     // And a new one is routed at once.
     let after = h.submit(of_acme(9)).await.id;

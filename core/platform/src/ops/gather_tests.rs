@@ -756,7 +756,17 @@ async fn a_poisoned_tenant_is_paused_after_an_approval_and_its_work_waits() {
     let next = p.controller.submit(poison(99)).await.unwrap().id;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let view = p.controller.ticket(next).await.unwrap();
-    assert_eq!(view.state, TicketState::Queued, "kept, not routed");
+    assert_eq!(
+        (view.state, view.attempts),
+        (TicketState::Queued, 0),
+        "kept, not routed"
+    );
+    assert_eq!(
+        view.waiting.map(|w| w.reason),
+        Some(crate::ticket::WaitReason::TenantPaused {
+            tenant: shopco.clone()
+        })
+    );
     let changes = p.ops.changes(None, 0).await.unwrap();
     assert!(
         changes

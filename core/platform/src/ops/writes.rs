@@ -245,25 +245,37 @@ async fn pause_tenant(inner: &Inner, known: TenantId, call: &CallRef, key: &str)
     if !done.changed {
         return Ok(Ok((answer, None)));
     }
-    let unfinished: u32 = inner
-        .controller
-        .state_counts_of(Some(&known))
+    let (kept, finishing) = pause_counts(inner, &known)
         .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .filter(|(state, _)| !state.is_terminal())
-        .map(|(_, n)| *n as u32)
-        .sum();
+        .map_err(|e| e.to_string())?;
     let change = ChangeEvent {
         kind: ChangeKind::TenantPaused,
         subject: known.to_string(),
         detail: format!(
-            "tenant {known} paused by {why}: its {unfinished} unfinished tickets are kept, not routed, until a person resumes it"
+            "tenant {known} paused by {why}: {kept} of its tickets are kept, not routed, until a person resumes it; {finishing} routed or running finish"
         ),
-        count: unfinished,
+        count: kept,
         at_ms: 0,
     };
     Ok(Ok((answer, Some(change))))
+}
+
+/// A tenant's tickets a pause keeps (queued, backing off, awaiting an
+/// approval) and those it lets finish (routed, running).
+pub(super) async fn pause_counts(
+    inner: &Inner,
+    tenant: &TenantId,
+) -> Result<(u32, u32), crate::controller::ControllerError> {
+    use crate::ticket::TicketState as S;
+    let (mut kept, mut finishing) = (0, 0);
+    for (state, n) in inner.controller.state_counts_of(Some(tenant)).await? {
+        match state {
+            S::Queued | S::Failed | S::AwaitingApproval => kept += n as u32,
+            S::Routed | S::Running => finishing += n as u32,
+            _ => {}
+        }
+    }
+    Ok((kept, finishing))
 }
 
 /// What a heal's write did (its answer, and the change event to record,

@@ -1,5 +1,6 @@
 //! Admission: a submission is checked (capacity, tenant, budget), proposed
-//! to the store, and answered only once it is durable.
+//! to the store, and answered only once it is durable. A paused tenant's
+//! tickets are admitted, never routed at admission.
 //!
 //! It owns the path from [`Command::Submit`] to [`Command::Persisted`] and
 //! the route a ticket may take in the commit that admits it. A ticket must
@@ -148,23 +149,24 @@ impl Scheduler {
     }
 
     /// A ticket routed at admission is durable: its entry goes out with the
-    /// next routing pass, unless its bot was lost or drained meanwhile,
-    /// when it is requeued like any attempt its bot took down.
+    /// next routing pass, unless its bot was lost or drained, or its tenant
+    /// paused, meanwhile, when it is requeued like any attempt its bot took
+    /// down (and a paused tenant's is parked by the routing pass).
     fn publish_admitted(&mut self, t: &mut Ticket) {
         let now = self.clock.now_ms();
+        let paused = self.budgets.paused(&t.tenant);
         match self.roster.holder(t.id, t.attempts) {
-            Some(&(bot, _)) if !self.roster.cordoned(bot) => {
+            Some(&(bot, _)) if !self.roster.cordoned(bot) && !paused => {
                 self.admitted_routes.push((bot, LaneEntry::of(t)))
             }
             Some(_) => {
                 self.roster.release(t.id, t.attempts);
-                self.transition(
-                    t,
-                    TransitionKind::Requeue,
-                    None,
-                    "bot drained; requeued",
-                    now,
-                );
+                let why = if paused {
+                    "tenant paused; requeued"
+                } else {
+                    "bot drained; requeued"
+                };
+                self.transition(t, TransitionKind::Requeue, None, why, now);
                 self.queues.enqueue(t);
             }
             None => {

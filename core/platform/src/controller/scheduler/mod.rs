@@ -16,7 +16,9 @@
 //!   retry with the key is answered with it);
 //! - an attempt's result is recorded and priced at most once in memory, and
 //!   the ledger's primary key makes the store agree;
-//! - a lane entry is acknowledged only after its result is durable.
+//! - a lane entry is acknowledged only after its result is durable;
+//! - a ticket of a paused tenant, or of one whose budget is spent, is never
+//!   routed (it is parked), and a drained bot is routed nothing.
 //!
 //! The parts. `state.rs` holds [`Scheduler`] and rebuilds it from the store;
 //! `main_loop.rs` is the loop over [`Command`]s and ticks and the end of a

@@ -1,6 +1,6 @@
 //! Requests about one ticket or tenant: cancel, approve, why a ticket
-//! waits, a tenant's budget, a tenant paused or resumed, and a node's check that a tool call is its
-//! bot's to make.
+//! waits, a tenant's budget, a tenant paused or resumed, and a node's
+//! check that a tool call is its bot's to make.
 //!
 //! It owns the answers the facade and the fleet's tool server wait on. A
 //! change is answered only once it is durable ([`Scheduler::answer`]), and

@@ -323,7 +323,8 @@ impl Operations {
     }
 
     /// The tenant a pause holds (the one the incident's first alert
-    /// names), its unfinished tickets, and its dry run. Refused for a
+    /// names), the tickets it keeps and those it lets finish, and its dry
+    /// run. Refused for a
     /// tenant paused already.
     pub(super) async fn plan_pause(
         &self,
@@ -353,12 +354,7 @@ impl Operations {
                 rule.name
             )));
         }
-        let counts = self.inner.controller.state_counts_of(Some(&tenant)).await?;
-        let unfinished: u32 = counts
-            .iter()
-            .filter(|(state, _)| !state.is_terminal())
-            .map(|(_, n)| *n as u32)
-            .sum();
+        let (kept, finishing) = super::super::writes::pause_counts(&self.inner, &tenant).await?;
         let waiting = TicketQuery {
             state: Some(TicketState::Queued),
             tenant: Some(tenant.clone()),
@@ -371,16 +367,16 @@ impl Operations {
         let cause: &'static str = p.cause.into();
         let dry_run = DryRun {
             summary: format!(
-                "pause tenant {tenant} ({cause}: {}): its new and queued tickets are admitted and kept, not routed, until a person resumes it (oshal tenants resume {tenant}); what is routed or running finishes; {unfinished} unfinished now",
+                "pause tenant {tenant} ({cause}: {}): its new and waiting tickets ({kept} now) are admitted and kept, not routed, until a person resumes it (oshal tenants resume {tenant}); the {finishing} routed or running finish",
                 p.subject
             ),
-            before: json!({"tenant": tenant, "paused": false, "unfinished": unfinished}),
-            after: json!({"tenant": tenant, "paused": true, "unfinished": unfinished}),
+            before: json!({"tenant": tenant, "paused": false, "kept": 0, "finishing": finishing}),
+            after: json!({"tenant": tenant, "paused": true, "kept": kept, "finishing": finishing}),
             blast: BlastRadius {
                 tenants: vec![tenant.to_string()],
                 bots: Vec::new(),
                 tickets: queued.tickets.iter().map(|t| t.id.to_string()).collect(),
-                tickets_total: unfinished,
+                tickets_total: kept,
             },
         };
         Ok((
