@@ -2682,7 +2682,12 @@ export type Validation = {
 };
 
 /**  Why a non-terminal ticket is not moving yet. */
-export type WaitReason = { reason: "awaiting_approval" } | { reason: "no_live_bot_with_skill"; skill: Skill } | { reason: "lanes_full"; skill: Skill; bots: number } | { reason: "tenant_budget_exhausted"; tenant: TenantId; spent_usd: number | null; budget_usd: number | null } | 
+export type WaitReason = { reason: "awaiting_approval" } | { reason: "no_live_bot_with_skill"; skill: Skill } | { reason: "lanes_full"; skill: Skill; bots: number } | 
+/**
+ *  Every live bot with its skill is drained: routed nothing until one
+ *  is uncordoned.
+ */
+{ reason: "bots_drained"; skill: Skill; bots: number } | { reason: "tenant_budget_exhausted"; tenant: TenantId; spent_usd: number | null; budget_usd: number | null } | 
 /**  Its tenant is paused: admitted and kept, routed once resumed. */
 { reason: "tenant_paused"; tenant: TenantId } | { reason: "backing_off"; until_ms: number } | 
 /**  Ahead of it in the queue for its skill. */

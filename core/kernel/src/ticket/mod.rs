@@ -652,6 +652,12 @@ pub enum WaitReason {
         skill: Skill,
         bots: u32,
     },
+    /// Every live bot with its skill is drained: routed nothing until one
+    /// is uncordoned.
+    BotsDrained {
+        skill: Skill,
+        bots: u32,
+    },
     TenantBudgetExhausted {
         tenant: TenantId,
         spent_usd: f64,
@@ -697,6 +703,9 @@ impl WaitReason {
                 format!(
                     "tenant {tenant} budget exhausted (spent ${spent_usd:.6} of ${budget_usd:.6})"
                 )
+            }
+            Self::BotsDrained { skill, bots } => {
+                format!("the {bots} live bots with skill {skill} are drained (uncordon one)")
             }
             Self::TenantPaused { tenant } => {
                 format!("tenant {tenant} is paused: routed once it is resumed")

@@ -197,8 +197,14 @@ impl Scheduler {
                     });
                 }
                 match self.roster.room_for(&t.skill) {
-                    Room::NoLiveBot => WaitReason::NoLiveBotWithSkill {
-                        skill: t.skill.clone(),
+                    Room::NoLiveBot => match self.roster.drained_with(&t.skill) {
+                        0 => WaitReason::NoLiveBotWithSkill {
+                            skill: t.skill.clone(),
+                        },
+                        n => WaitReason::BotsDrained {
+                            skill: t.skill.clone(),
+                            bots: n as u32,
+                        },
                     },
                     Room::LanesFull { bots } => WaitReason::LanesFull {
                         skill: t.skill.clone(),

@@ -311,6 +311,15 @@ impl Roster {
         Ok(())
     }
 
+    /// How many live bots offering `skill` are drained.
+    pub(super) fn drained_with(&self, skill: &Skill) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.live && s.handle.skills.contains(skill))
+            .filter(|s| s.handle.counters.cordoned.load(Ordering::Relaxed))
+            .count()
+    }
+
     /// Whether the bot is cordoned.
     pub(super) fn cordoned(&self, bot: usize) -> bool {
         self.slots[bot]
@@ -481,6 +490,29 @@ pub(super) mod tests {
         assert!(!retired(&r, 1));
         r.leave(&id("n1-a"));
         assert_eq!(r.least_loaded(&skill("chat")), Some(1), "it takes work");
+    }
+
+    #[test]
+    fn a_drained_bot_is_routed_nothing_until_uncordoned_even_after_a_rejoin() {
+        let mut r = Roster::new(vec![bot("a", &["chat"]), bot("b", &["chat", "tool"])], 4);
+        let (chat, tool) = (skill("chat"), skill("tool"));
+        assert_eq!(r.cordon(1), Err(vec![tool.clone()]), "b is tool's only bot");
+        assert!(!r.cordoned(1), "a refusal changes nothing");
+        assert_eq!(r.cordon(0), Ok(()));
+        for _ in 0..3 {
+            assert_eq!(r.least_loaded(&chat), Some(1));
+        }
+        assert_eq!(r.drained_with(&chat), 1);
+        // Lost and back (a node restarted): still drained.
+        r.leave(&BotId::parse("a").unwrap());
+        assert!(r.join(bot("a", &["chat"])));
+        assert!(r.cordoned(0));
+        assert_eq!(r.cordon(1), Err(vec![chat.clone(), tool.clone()]));
+        assert!(r.uncordon(0));
+        assert!(!r.uncordon(0), "once");
+        assert_eq!(r.drained_with(&chat), 0);
+        let picks: Vec<_> = (0..2).filter_map(|_| r.least_loaded(&chat)).collect();
+        assert!(picks.contains(&0), "routed again: {picks:?}");
     }
 
     #[test]

@@ -21,6 +21,20 @@ pub(super) struct Planned {
     pub(super) since_ms: i64,
 }
 
+impl Planned {
+    /// The tenant the incident's first alert names, for a rule that acts
+    /// on one (`what` it does to it, for the refusal).
+    fn tenant_to(&self, rule: &HealRule, what: &str) -> Result<TenantId, OpsError> {
+        let named = self.tenant.as_deref().unwrap_or_default();
+        TenantId::parse(named).map_err(|e| {
+            OpsError::Conflict(format!(
+                "heal rule {}: the alert names no tenant to {what}: {e}",
+                rule.name
+            ))
+        })
+    }
+}
+
 impl Operations {
     /// The budget a raise sets for the tenant `subject`, and its dry run.
     pub(super) async fn plan_raise(
@@ -88,13 +102,7 @@ impl Operations {
         rule: &HealRule,
         p: &Planned,
     ) -> Result<(Action, DryRun), OpsError> {
-        let named = p.tenant.as_deref().unwrap_or_default();
-        let tenant = TenantId::parse(named).map_err(|e| {
-            OpsError::Conflict(format!(
-                "heal rule {}: the alert names no tenant to replay: {e}",
-                rule.name
-            ))
-        })?;
+        let tenant = p.tenant_to(rule, "replay")?;
         let dead =
             super::super::tools::dead_since(&self.inner, Some(tenant.clone()), p.since_ms).await?;
         let caused: Vec<TicketId> = dead
@@ -231,8 +239,8 @@ impl Operations {
 
     /// What a drain of the slow bot `subject` moves (the tickets routed to
     /// it and waiting in its lane) and leaves (what it holds), and its dry
-    /// run. Refused for a bot not live, drained already, or the last live
-    /// one of a skill.
+    /// run. Refused for a bot not live, drained already, the last live one
+    /// of a skill, or one whose work would go only to bots as slow.
     pub(super) async fn plan_drain(
         &self,
         rule: &HealRule,
@@ -276,6 +284,21 @@ impl Operations {
         let mut takers: Vec<String> = bot.skills.iter().flat_map(others).collect();
         takers.sort();
         takers.dedup();
+        // Every bot that would take its work is as slow (a model server
+        // they share): a drain would only move the lag, one bot at a time.
+        let slow = |id: &String| {
+            bots.iter()
+                .find(|b| b.id.as_str() == id)
+                .and_then(|b| b.attempt_ms)
+                .is_some_and(|ms| ms >= oshal_ops::gather::SLOW_ATTEMPT_MS)
+        };
+        if takers.iter().all(slow) {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: every bot that would take bot {subject}'s work ({}) is slow too: a drain would only move the lag (look at the model server they share)",
+                rule.name,
+                takers.join(", ")
+            )));
+        }
         let routed = TicketQuery {
             state: Some(TicketState::Routed),
             tenant: None,
@@ -324,20 +347,13 @@ impl Operations {
 
     /// The tenant a pause holds (the one the incident's first alert
     /// names), the tickets it keeps and those it lets finish, and its dry
-    /// run. Refused for a
-    /// tenant paused already.
+    /// run. Refused for the default tenant, or one paused already.
     pub(super) async fn plan_pause(
         &self,
         rule: &HealRule,
         p: &Planned,
     ) -> Result<(Action, DryRun), OpsError> {
-        let named = p.tenant.as_deref().unwrap_or_default();
-        let tenant = TenantId::parse(named).map_err(|e| {
-            OpsError::Conflict(format!(
-                "heal rule {}: the alert names no tenant to pause: {e}",
-                rule.name
-            ))
-        })?;
+        let tenant = p.tenant_to(rule, "pause")?;
         if tenant == TenantId::default_tenant() {
             return Err(OpsError::Conflict(format!(
                 "heal rule {}: the default tenant runs the platform's own work and is never paused",
