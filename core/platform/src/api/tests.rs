@@ -26,56 +26,71 @@ fn a_store_refusing_the_data_is_invalid_not_unavailable() {
     assert_eq!(down.kind.status(), 503);
 }
 
-/// A local controller on SQLite under `dir` (one built-in bot), and a
-/// loopback listener for its API.
-async fn local_api(
-    dir: &std::path::Path,
-) -> (Arc<SqliteStore>, Controller, tokio::net::TcpListener) {
-    let store = Arc::new(SqliteStore::open(dir).await.unwrap());
-    let controller = Controller::start(
-        ControllerConfig::default(),
-        store.clone(),
-        LocalPool::builtin(1),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    (store, controller, listener)
+/// A local controller on SQLite (one built-in bot) serving its API on a
+/// loopback listener (plain HTTP, no domains) until [`Served::stop`].
+struct Served {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    controller: Controller,
+    addr: std::net::SocketAddr,
+    token: http::ApiToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
-/// The API of `controller` on `listener` (plain HTTP, no domains) until the
-/// answered token is cancelled.
-fn serve(
-    controller: &Controller,
-    listener: tokio::net::TcpListener,
-    token: http::ApiToken,
-) -> (
-    tokio::task::JoinHandle<std::io::Result<()>>,
-    tokio_util::sync::CancellationToken,
-) {
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(http::serve(
-        controller.clone(),
-        None,
-        http::Domains::default(),
-        listener,
-        None,
-        crate::tls::Edge::default(),
-        token,
-        None,
-        shutdown.clone(),
-    ));
-    (server, shutdown)
+impl Served {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let controller = Controller::start(
+            ControllerConfig::default(),
+            store.clone(),
+            LocalPool::builtin(1),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = http::ApiToken::generate();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(http::serve(
+            controller.clone(),
+            None,
+            http::Domains::default(),
+            listener,
+            None,
+            crate::tls::Edge::default(),
+            token.clone(),
+            None,
+            shutdown.clone(),
+        ));
+        Served {
+            _dir: dir,
+            store,
+            controller,
+            addr,
+            token,
+            server,
+            shutdown,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.unwrap().unwrap();
+        self.controller.shutdown().await;
+    }
 }
 
 #[tokio::test]
 async fn an_api_listener_is_probed_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, controller, listener) = local_api(dir.path()).await;
-    let addr = listener.local_addr().unwrap();
-    let token = http::ApiToken::generate();
-    let (server, shutdown) = serve(&controller, listener, token);
+    let served = Served::start().await;
+    let addr = served.addr;
     // Every gated operation of the contract, on every listener: the token
     // gate was proven on one route, so a route mounted outside it passed.
     let routes = super::routes::surface();
@@ -138,9 +153,7 @@ async fn an_api_listener_is_probed_live() {
     assert!(bad[0].observations[0].message.contains("answered 200"));
     assert_eq!(bad[1].status, CheckStatus::Failed, "{bad:#?}");
     open_server.abort();
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
-    controller.shutdown().await;
+    served.stop().await;
 }
 
 /// The token-free health route said why the store was down in the store's
@@ -148,12 +161,10 @@ async fn an_api_listener_is_probed_live() {
 /// the words only for a caller holding the token.
 #[tokio::test]
 async fn health_tells_strangers_a_code_and_the_token_holder_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, controller, listener) = local_api(dir.path()).await;
-    let url = format!("http://{}/api/v1/health", listener.local_addr().unwrap());
-    let token = http::ApiToken::generate();
-    let (server, shutdown) = serve(&controller, listener, token.clone());
-    store.close().await; // the store goes away
+    let served = Served::start().await;
+    let url = format!("{}/api/v1/health", served.base());
+    let token = served.token.clone();
+    served.store.close().await; // the store goes away
     let client = reqwest::Client::new();
     let anonymous = client.get(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), 503);
@@ -178,9 +189,7 @@ async fn health_tells_strangers_a_code_and_the_token_holder_why() {
         holder["detail"].as_str().is_some_and(|d| !d.is_empty()),
         "{holder}"
     );
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
-    controller.shutdown().await;
+    served.stop().await;
 }
 
 /// The architecture's edges as the API counts them: each request the gate
@@ -188,11 +197,8 @@ async fn health_tells_strangers_a_code_and_the_token_holder_why() {
 /// last two minutes as committed, for charts opened after the work ended.
 #[tokio::test]
 async fn the_flow_counts_each_edge_and_the_series_remembers_what_finished() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, controller, listener) = local_api(dir.path()).await;
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let token = http::ApiToken::generate();
-    let (server, shutdown) = serve(&controller, listener, token.clone());
+    let served = Served::start().await;
+    let (controller, base, token) = (&served.controller, served.base(), &served.token);
     let client = reqwest::Client::new();
     let get = |path: &str| {
         client
@@ -280,9 +286,7 @@ async fn the_flow_counts_each_edge_and_the_series_remembers_what_finished() {
             .windows(2)
             .all(|w| w[1]["t_ms"].as_i64().unwrap() - w[0]["t_ms"].as_i64().unwrap() == 1000)
     );
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
-    controller.shutdown().await;
+    served.stop().await;
 }
 
 /// Draining over HTTP: the token is required, the last bot of a skill is
@@ -290,11 +294,8 @@ async fn the_flow_counts_each_edge_and_the_series_remembers_what_finished() {
 /// that is not drained changes nothing.
 #[tokio::test]
 async fn a_bot_is_drained_and_uncordoned_over_http_with_the_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, controller, listener) = local_api(dir.path()).await;
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let token = http::ApiToken::generate();
-    let (server, shutdown) = serve(&controller, listener, token.clone());
+    let served = Served::start().await;
+    let (controller, base, token) = (&served.controller, served.base(), &served.token);
     let client = reqwest::Client::new();
     let bot = controller.bots().await[0].id.to_string();
     let post = |path: String, auth: bool| {
@@ -335,6 +336,5 @@ async fn a_bot_is_drained_and_uncordoned_over_http_with_the_token() {
         (Some(false), Some(false))
     );
     assert!(!controller.bots().await[0].cordoned);
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }

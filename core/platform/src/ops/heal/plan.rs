@@ -36,6 +36,25 @@ impl Planned {
 }
 
 impl Operations {
+    /// The newest tickets in `state` of `tenant` or on `bot` a blast
+    /// radius names (at most [`MAX_BLAST_TICKETS`]; its total counts all).
+    async fn named(
+        &self,
+        state: TicketState,
+        tenant: Option<&TenantId>,
+        bot: Option<&crate::ticket::BotId>,
+    ) -> Result<Vec<crate::store::TicketSummary>, OpsError> {
+        let query = TicketQuery {
+            state: Some(state),
+            tenant: tenant.cloned(),
+            bot: bot.cloned(),
+            kind: None,
+            cursor: None,
+            limit: MAX_BLAST_TICKETS as u32,
+        };
+        Ok(self.inner.controller.tickets(&query).await?.tickets)
+    }
+
     /// The budget a raise sets for the tenant `subject`, and its dry run.
     pub(super) async fn plan_raise(
         &self,
@@ -55,19 +74,11 @@ impl Operations {
         };
         let budget = heal::raised_budget(s.budget_nusd, s.spent_nusd, percent);
         let counts = self.inner.controller.state_counts_of(Some(&tenant)).await?;
-        let waiting = TicketQuery {
-            state: Some(TicketState::Queued),
-            tenant: Some(tenant.clone()),
-            bot: None,
-            kind: None,
-            cursor: None,
-            limit: MAX_BLAST_TICKETS as u32,
-        };
-        let tickets = self.inner.controller.tickets(&waiting).await?;
+        let tickets = self.named(TicketState::Queued, Some(&tenant), None).await?;
         let blast = BlastRadius {
             tenants: vec![tenant.to_string()],
             bots: Vec::new(),
-            tickets: tickets.tickets.iter().map(|t| t.id.to_string()).collect(),
+            tickets: tickets.iter().map(|t| t.id.to_string()).collect(),
             tickets_total: counts
                 .iter()
                 .filter(|(state, _)| !state.is_terminal())
@@ -299,20 +310,8 @@ impl Operations {
                 takers.join(", ")
             )));
         }
-        let routed = TicketQuery {
-            state: Some(TicketState::Routed),
-            tenant: None,
-            bot: Some(bot.id.clone()),
-            kind: None,
-            cursor: None,
-            limit: MAX_BLAST_TICKETS as u32,
-        };
-        let waiting = self.inner.controller.tickets(&routed).await?;
-        let mut tenants: Vec<String> = waiting
-            .tickets
-            .iter()
-            .map(|t| t.tenant.to_string())
-            .collect();
+        let waiting = self.named(TicketState::Routed, None, Some(&bot.id)).await?;
+        let mut tenants: Vec<String> = waiting.iter().map(|t| t.tenant.to_string()).collect();
         tenants.sort();
         tenants.dedup();
         let depth = bot.lane.map(|l| l.depth);
@@ -333,8 +332,8 @@ impl Operations {
                 tenants,
                 bots: std::iter::once(subject.to_owned()).chain(takers).collect(),
                 // Routed to it, not started: those it has not read move.
-                tickets: waiting.tickets.iter().map(|t| t.id.to_string()).collect(),
-                tickets_total: depth.unwrap_or(0).max(waiting.tickets.len() as u32),
+                tickets: waiting.iter().map(|t| t.id.to_string()).collect(),
+                tickets_total: depth.unwrap_or(0).max(waiting.len() as u32),
             },
         };
         Ok((
@@ -371,15 +370,7 @@ impl Operations {
             )));
         }
         let (kept, finishing) = super::super::writes::pause_counts(&self.inner, &tenant).await?;
-        let waiting = TicketQuery {
-            state: Some(TicketState::Queued),
-            tenant: Some(tenant.clone()),
-            bot: None,
-            kind: None,
-            cursor: None,
-            limit: MAX_BLAST_TICKETS as u32,
-        };
-        let queued = self.inner.controller.tickets(&waiting).await?;
+        let queued = self.named(TicketState::Queued, Some(&tenant), None).await?;
         let cause: &'static str = p.cause.into();
         let dry_run = DryRun {
             summary: format!(
@@ -391,7 +382,7 @@ impl Operations {
             blast: BlastRadius {
                 tenants: vec![tenant.to_string()],
                 bots: Vec::new(),
-                tickets: queued.tickets.iter().map(|t| t.id.to_string()).collect(),
+                tickets: queued.iter().map(|t| t.id.to_string()).collect(),
                 tickets_total: kept,
             },
         };
