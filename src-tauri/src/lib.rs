@@ -77,6 +77,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ops::ops_postmortem,
             commands::ops::ops_write_postmortem,
             commands::ops::ops_decide_heal,
+            commands::ops::ops_investigate,
             commands::ops::ops_settings,
             commands::events::events,
             commands::fleet::fleets,

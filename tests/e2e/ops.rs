@@ -484,7 +484,9 @@ async fn resolved(server: &Server, incident: &str) {
 /// evidence; the budget is healed after an approval given with the CLI,
 /// re-checked, and its postmortem published; the killed node is retired
 /// and the tickets the outside system failed are replayed, once it is
-/// back, each after an approval. `oshal ops eval` then scores
+/// back, and the slow model's bot drained once a node with its skill
+/// joins and the incident is investigated again, each after an approval.
+/// `oshal ops eval` then scores
 /// the record: every fault's injected cause ranked first, every claim
 /// backed by evidence, every heal approved before it wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,6 +553,18 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         "alert": "OshalBudgetExhausted", "labels": {"tenant": "evalco"},
         "cause": "budget_exhausted", "subject": "evalco", "heal": true, "injected_ms": at}));
     let spent = incident_of(&server, "OshalBudgetExhausted", &[("tenant", "evalco")]).await;
+    // The operator's budget change is kept as evidence of it.
+    let changes = server.json("/api/v1/ops/changes").await.unwrap();
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "budget_changed"
+                && c["subject"] == "evalco"
+                && c["detail"] == "budget set to $0.000000 by operator"),
+        "{changes:#}"
+    );
     let heal = proposed(&server, &spent).await;
     assert_eq!(heal["dry_run"]["blast"]["tenants"][0], "evalco", "{heal:#}");
     let (passed, v) = approved(&server, &spent, "eval").await;
@@ -741,7 +755,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     let at = now_ms();
     link.set_delay(Duration::from_secs(3));
     let mut summaries = Vec::new();
-    for n in 0..24 {
+    for n in 0..36 {
         let body = json!({"kind": "chat", "skill": "summarize", "tenant": "slowco",
             "payload": {"prompt": format!("Summarise in one word: order {n} shipped."), "max_tokens": 4}});
         summaries.push(submit(&server, body).await);
@@ -749,12 +763,42 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     catalogue.push(
         json!({"fault": "a slow model (3 s a call)", "alert": "OshalLaneLag",
         "labels": {"bot": "n3-bot-01"}, "cause": "slow_model", "subject": "n3-bot-01",
-        "injected_ms": at}),
+        "heal": true, "injected_ms": at}),
     );
     let slow = incident_of(&server, "OshalLaneLag", &[("bot", "n3-bot-01")]).await;
     let v = investigated(&server, &slow).await;
     let d = &v["investigations"][0]["diagnosis"];
     assert_eq!(d["causes"][0]["kind"], "slow_model", "{d:#}");
+    assert_eq!(
+        v["heals"],
+        json!([]),
+        "n3's bot is the last with summarize: no drain to propose"
+    );
+    // The operator adds a node with the skill and a quick model, then asks
+    // for the incident to be investigated again: the drain is proposed,
+    // approved, and n3's waiting tickets go to n4.
+    let _n4 = space
+        .node("n4", &["--bots", "1", "--skills", "summarize"])
+        .unwrap();
+    until("n4's bot live", 60, async || {
+        let h = server.json("/api/v1/health").await.ok()?;
+        (h["bots_live"] == 3).then_some(())
+    })
+    .await;
+    let again = server.cli(&["ops", "investigate", &slow]);
+    assert_eq!(again["investigations"][1]["phase"], "Running", "{again:#}");
+    let heal = proposed(&server, &slow).await;
+    assert_eq!(
+        heal["action"],
+        json!({"action": "drain_bot", "bot": "n3-bot-01"}),
+        "{heal:#}"
+    );
+    assert_eq!(
+        heal["dry_run"]["blast"]["bots"],
+        json!(["n3-bot-01", "n4-bot-01"])
+    );
+    let (passed, v) = approved(&server, &slow, "n3's model server is slow").await;
+    assert!(passed, "{v:#}");
     link.set_delay(Duration::ZERO);
     for id in &summaries {
         let t = server.wait_terminal(id).await.unwrap();
@@ -779,10 +823,10 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         "every claim backed by evidence: {report:#}"
     );
     assert_eq!(totals["unapproved_writes"], 0, "{report:#}");
-    assert_eq!(totals["writes"], 3, "each heal's one write: {report:#}");
+    assert_eq!(totals["writes"], 4, "each heal's one write: {report:#}");
     assert_eq!(
         (totals["healed"].as_u64(), totals["heals_expected"].as_u64()),
-        (Some(3), Some(3))
+        (Some(4), Some(4))
     );
     // The table a person reads, in the test's log.
     let table = std::process::Command::new(oshal_e2e::oshal_bin())
@@ -794,7 +838,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     let table = String::from_utf8(table.stdout).unwrap();
     eprintln!("{table}");
     assert!(
-        table.contains("top-1 100%") && table.contains("0 of 3 writes without an approval"),
+        table.contains("top-1 100%") && table.contains("0 of 4 writes without an approval"),
         "{table}"
     );
     drop(server);

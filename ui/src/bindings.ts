@@ -119,6 +119,8 @@ export const commands = {
 	opsWritePostmortem: (id: string, tenant: string | null, edit: PostmortemEdit | null) => typedError<Postmortem, ApiError>(__TAURI_INVOKE("ops_write_postmortem", { id, tenant, edit })),
 	/**  Approves or denies an incident's pending heal. */
 	opsDecideHeal: (id: string, tenant: string | null, decision: HealDecision) => typedError<IncidentView, ApiError>(__TAURI_INVOKE("ops_decide_heal", { id, tenant, decision })),
+	/**  Investigates an open incident again. */
+	opsInvestigate: (id: string, tenant: string | null) => typedError<IncidentView, ApiError>(__TAURI_INVOKE("ops_investigate", { id, tenant })),
 	/**  The monitor's settings, silences, maintenance windows and changes. */
 	opsSettings: (tenant: string | null) => typedError<SettingsView, ApiError>(__TAURI_INVOKE("ops_settings", { tenant })),
 	events: (channel: Channel<CoreEvent>) => typedError<null, ApiError>(__TAURI_INVOKE("events", { channel })),
@@ -153,6 +155,8 @@ export const LIFECYCLE = [{"event":"approve","from":"awaiting_approval","to":"qu
 export type Action = 
 /**  Set a tenant's budget to this many nano-dollars. */
 { action: "set_budget"; tenant: string; budget_nusd: number } | 
+/**  Lower a tenant's budget to this many nano-dollars (never raise it). */
+{ action: "cap_budget"; tenant: string; budget_nusd: number } | 
 /**
  *  Run these dead tickets of a tenant again, each once as a new ticket
  *  (at most [`MAX_BLAST_TICKETS`]).
@@ -186,6 +190,14 @@ export type ActionTemplate =
  *  than the larger of its budget and its spend (at least one dollar).
  */
 { action: "raise_budget"; percent: number } | 
+/**
+ *  Lower the budget of the tenant the cause names (a runaway spend)
+ *  to what it has spent plus what it would spend in `minutes` more
+ *  at its current rate (never above its budget): the runaway stops
+ *  within those minutes, and a person sets the budget again once it
+ *  is found. A raise heal leaves a capped budget be.
+ */
+{ action: "cap_budget"; minutes: number } | 
 /**
  *  Run again, each once as a new ticket, the tenant's tickets that
  *  died of the cause (an outside system's failures, a poison input)
@@ -468,7 +480,12 @@ export type Cause = {
 };
 
 /**  The root causes the platform knows how to recognise. */
-export type CauseKind = "node_down" | "redis_data_loss" | "store_down" | "slow_model" | "budget_exhausted" | "outside_system_failing" | "poison_input" | "secret_exposed";
+export type CauseKind = "node_down" | "redis_data_loss" | "store_down" | "slow_model" | "budget_exhausted" | 
+/**
+ *  A tenant spends far faster than its budget is paced for, with
+ *  more than [`BOUNDED_MINS`] of it left at that rate.
+ */
+"runaway_spend" | "outside_system_failing" | "poison_input" | "secret_exposed";
 
 /**  Reachable when a rule lets it (the rule's index in `acls`). */
 export type Cell = {
@@ -535,7 +552,13 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
  *  A tenant (`subject`) paused by a heal: its `count` unfinished
  *  tickets are kept, not routed, until it is resumed.
  */
-"tenant_paused";
+"tenant_paused" | 
+/**
+ *  A tenant's (`subject`) budget lowered by a heal to stop a runaway
+ *  spend: a raise heal leaves it be until a person sets the budget
+ *  again (a `budget_changed`).
+ */
+"budget_capped";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */
@@ -1336,6 +1359,8 @@ export type IncidentView = {
 	 *  its approval, its ticket and its re-check.
 	 */
 	heals: Heal[],
+	/**  How long an approved heal's one write grant lasts. */
+	heal_grant_ms: number,
 };
 
 /**

@@ -52,6 +52,10 @@ pub enum ChangeKind {
     /// A tenant (`subject`) paused by a heal: its `count` unfinished
     /// tickets are kept, not routed, until it is resumed.
     TenantPaused,
+    /// A tenant's (`subject`) budget lowered by a heal to stop a runaway
+    /// spend: a raise heal leaves it be until a person sets the budget
+    /// again (a `budget_changed`).
+    BudgetCapped,
 }
 
 /// A change event.

@@ -61,6 +61,18 @@ pub enum Fact {
     BudgetExhausted { tenant: String },
     /// Submissions of a tenant refused for its budget.
     BudgetRefusals { tenant: String, count: u32 },
+    /// A tenant spends its budget `burn_tenths`/10 times faster than the
+    /// pace that makes it last, over both windows of a burn-rate pair;
+    /// what is left lasts `left_mins` at the short window's rate.
+    SpendBurning {
+        tenant: String,
+        burn_tenths: u32,
+        long_secs: u32,
+        short_secs: u32,
+        #[specta(type = specta_typescript::Number)]
+        rate_nusd_per_h: i64,
+        left_mins: Option<u32>,
+    },
     /// An outside system answered a connector's calls with this status.
     ConnectorFailures {
         connector: String,
@@ -124,6 +136,9 @@ pub enum CauseKind {
     StoreDown,
     SlowModel,
     BudgetExhausted,
+    /// A tenant spends far faster than its budget is paced for, with
+    /// more than [`BOUNDED_MINS`] of it left at that rate.
+    RunawaySpend,
     OutsideSystemFailing,
     PoisonInput,
     SecretExposed,
@@ -168,6 +183,7 @@ pub fn meaning(alert: &str) -> String {
         "OshalLaneLag" => "a bot's lane holds work waiting longer than 30 s: the bot is slow, stuck or gone, or more work arrives than it can take".into(),
         "OshalLaneUnknown" => "a lane's figures cannot be read: the lanes' Redis is unreachable or lost its data".into(),
         "OshalBudgetExhausted" => "a tenant has spent its budget: its new tickets are refused until the budget is raised or lifted".into(),
+        "OshalSpendBurning" => "a tenant spends its budget many times faster than the pace that makes it last (a loop that runs away, prompts that grew, a dearer model): at this rate it is gone long before its time".into(),
         "OshalLanesReset" => "the lanes' Redis lost its data: the tickets it held were published again from the store, under a new epoch".into(),
         "OshalStoreDown" => "the store did not answer for a while: tickets were refused (503) and nothing was written meanwhile; it answers again".into(),
         "OshalSecretFound" => "the Security Center found a secret in the clear: whoever reads that place can use it until it is rotated".into(),
@@ -190,6 +206,7 @@ pub fn explains(alert: &str, kind: CauseKind) -> bool {
         "OshalLaneUnknown" => kind == K::RedisDataLoss,
         "OshalLanesReset" => kind == K::RedisDataLoss,
         "OshalBudgetExhausted" => kind == K::BudgetExhausted,
+        "OshalSpendBurning" => kind == K::RunawaySpend,
         "OshalTicketsDead" => matches!(kind, K::PoisonInput | K::OutsideSystemFailing),
         "OshalSecretFound" => kind == K::SecretExposed,
         "OshalStoreDown" => kind == K::StoreDown,
@@ -199,6 +216,10 @@ pub fn explains(alert: &str, kind: CauseKind) -> bool {
 
 /// A score this high means the cause has a primary observation.
 pub const CONCLUSIVE: i32 = 3;
+
+/// A burn whose budget is gone within this many minutes at its rate is
+/// bounded by the budget itself: a runaway, but not one to cap.
+pub const BOUNDED_MINS: u32 = 60;
 
 fn claim(text: String, o: &Observed) -> Claim {
     Claim {
@@ -238,6 +259,25 @@ fn describe(f: &Fact) -> String {
         Fact::BudgetRefusals { tenant, count } => {
             format!("{count} submissions of tenant {tenant} were refused for its budget")
         }
+        Fact::SpendBurning {
+            tenant,
+            burn_tenths,
+            long_secs,
+            short_secs,
+            rate_nusd_per_h,
+            left_mins,
+        } => format!(
+            "tenant {tenant} spends ${:.6} an hour over the last {} (and {}), {}.{}x the pace that makes its budget last; {}",
+            *rate_nusd_per_h as f64 / 1e9,
+            crate::burn::window(*short_secs),
+            crate::burn::window(*long_secs),
+            burn_tenths / 10,
+            burn_tenths % 10,
+            match left_mins {
+                Some(m) => format!("what is left of it lasts {m} minutes at this rate"),
+                None => "nothing is spent now".to_owned(),
+            }
+        ),
         Fact::ConnectorFailures {
             connector,
             status,
@@ -320,6 +360,13 @@ pub fn diagnose(alert: &str, observed: &[Observed]) -> Diagnosis {
             }
             Fact::BudgetExhausted { tenant } => add(CauseKind::BudgetExhausted, tenant, 3, c),
             Fact::BudgetRefusals { tenant, .. } => add(CauseKind::BudgetExhausted, tenant, 1, c),
+            // A budget gone within the hour bounds the runaway already.
+            Fact::SpendBurning {
+                tenant, left_mins, ..
+            } => {
+                let open = left_mins.is_some_and(|m| m > BOUNDED_MINS);
+                add(CauseKind::RunawaySpend, tenant, if open { 3 } else { 1 }, c)
+            }
             Fact::ConnectorFailures {
                 connector, status, ..
             } => add(
@@ -383,6 +430,9 @@ pub fn next_step(kind: CauseKind, subject: &str) -> String {
             format!("look at bot {subject}'s model server; move its lane's work to other bots")
         }
         CauseKind::BudgetExhausted => format!("raise tenant {subject}'s budget or pause its work"),
+        CauseKind::RunawaySpend => format!(
+            "cap tenant {subject}'s budget near what it has spent, then find what runs away"
+        ),
         CauseKind::OutsideSystemFailing => {
             format!("{subject} is failing: pause its calls or rotate its credential")
         }
@@ -432,6 +482,40 @@ impl Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_burn_with_hours_of_budget_left_is_a_runaway_and_one_nearly_done_is_not() {
+        let burn = |left_mins| {
+            Observed::new(
+                Fact::SpendBurning {
+                    tenant: "acme".into(),
+                    burn_tenths: 14_400,
+                    long_secs: 3600,
+                    short_secs: 300,
+                    rate_nusd_per_h: 60_000_000_000,
+                    left_mins,
+                },
+                vec!["E-1".into()],
+            )
+            .unwrap()
+        };
+        let d = diagnose("OshalSpendBurning", &[burn(Some(600))]);
+        assert!(!d.inconclusive, "{d:?}");
+        assert_eq!(
+            (d.causes[0].kind, d.causes[0].subject.as_str()),
+            (CauseKind::RunawaySpend, "acme")
+        );
+        assert!(
+            d.findings[0].text.contains("1440.0x") && d.findings[0].text.contains("600 minutes"),
+            "{:?}",
+            d.findings[0]
+        );
+        assert!(d.next_steps[0].contains("cap tenant acme"), "{d:?}");
+        // Capped to ten minutes of it: the budget bounds it now.
+        let capped = diagnose("OshalSpendBurning", &[burn(Some(10))]);
+        assert!(capped.inconclusive, "{capped:?}");
+        assert_eq!(capped.causes[0].score, 1);
+    }
 
     #[test]
     fn an_outage_that_ended_is_the_store_down_though_it_answers_now() {

@@ -181,6 +181,9 @@ pub struct TenantSpend {
     pub budget_nusd: Option<i64>,
     #[specta(type = specta_typescript::Number)]
     pub spend_nusd: i64,
+    /// The burn-rate pair its spend fires, if any (`crate::burn`).
+    #[serde(default)]
+    pub burning: Option<crate::burn::Burning>,
 }
 
 /// `get_spend`'s answer.
@@ -385,8 +388,21 @@ fn facts(e: &Evidence) -> Vec<Fact> {
             .map(|r| {
                 r.tenants
                     .into_iter()
-                    .filter(|t| t.budget_nusd.is_some_and(|b| t.spend_nusd >= b))
-                    .map(|t| Fact::BudgetExhausted { tenant: t.tenant })
+                    .filter_map(|t| {
+                        let budget = t.budget_nusd?;
+                        if t.spend_nusd >= budget {
+                            return Some(Fact::BudgetExhausted { tenant: t.tenant });
+                        }
+                        let b = t.burning?;
+                        Some(Fact::SpendBurning {
+                            burn_tenths: b.burn_tenths(),
+                            long_secs: b.long_secs,
+                            short_secs: b.short_secs,
+                            rate_nusd_per_h: b.short_rate_nusd_per_h,
+                            left_mins: b.minutes_for(budget - t.spend_nusd),
+                            tenant: t.tenant,
+                        })
+                    })
                     .collect()
             })
             .unwrap_or_default(),

@@ -25,6 +25,7 @@ use specta::Type;
 use oshal_kernel::clock::UnixMs;
 
 use crate::alert::Labels;
+use crate::change::{ChangeEvent, ChangeKind};
 use crate::diagnose::{CONCLUSIVE, CauseKind, Diagnosis};
 use crate::gather::{DeadTicket, outside_status};
 use crate::rule::{ActionTemplate, HealRule, all_match, matchers};
@@ -43,6 +44,12 @@ pub const MAX_BLAST_TICKETS: usize = 20;
 pub enum Action {
     /// Set a tenant's budget to this many nano-dollars.
     SetBudget {
+        tenant: String,
+        #[specta(type = specta_typescript::Number)]
+        budget_nusd: i64,
+    },
+    /// Lower a tenant's budget to this many nano-dollars (never raise it).
+    CapBudget {
         tenant: String,
         #[specta(type = specta_typescript::Number)]
         budget_nusd: i64,
@@ -77,6 +84,7 @@ impl Action {
     pub fn operation(&self) -> &'static str {
         match self {
             Action::SetBudget { .. } => "set_budget",
+            Action::CapBudget { .. } => "cap_budget",
             Action::ReplayDead { .. } => "replay_dead",
             Action::RevokeGrants { .. } => "revoke_grants",
             Action::RetireNode { .. } => "retire_node",
@@ -89,6 +97,10 @@ impl Action {
     pub fn params(&self) -> Value {
         match self {
             Action::SetBudget {
+                tenant,
+                budget_nusd,
+            }
+            | Action::CapBudget {
                 tenant,
                 budget_nusd,
             } => json!({"tenant": tenant, "budget_nusd": budget_nusd}),
@@ -116,6 +128,7 @@ impl Action {
             serde_json::from_value(Value::Object(v)).map_err(|e| format!("params: {e}"))?;
         let (field, n, max) = match &action {
             Action::SetBudget { .. }
+            | Action::CapBudget { .. }
             | Action::RetireNode { .. }
             | Action::DrainBot { .. }
             | Action::PauseTenant { .. } => {
@@ -132,20 +145,21 @@ impl Action {
 
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
-    pub fn operations() -> [(&'static str, Value, &'static str); 6] {
+    pub fn operations() -> [(&'static str, Value, &'static str); 7] {
+        let budget = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["tenant", "budget_nusd"],
+            "properties": {
+                "tenant": {"type": "string", "minLength": 1, "maxLength": 64},
+                "budget_nusd": {"type": "integer", "minimum": 0}
+            }
+        });
         [
             (
                 "set_budget",
-                json!({
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["tenant", "budget_nusd"],
-                    "properties": {
-                        "tenant": {"type": "string", "minLength": 1, "maxLength": 64},
-                        "budget_nusd": {"type": "integer", "minimum": 0}
-                    }
-                }),
-                "Set a tenant's budget (a heal's write: needs an approval)",
+                budget.clone(),
+                "Raise a tenant's budget (a heal's write: needs an approval)",
             ),
             (
                 "replay_dead",
@@ -219,6 +233,11 @@ impl Action {
                 }),
                 "Pause a tenant: its tickets are admitted and kept, not routed, until a person resumes it (a heal's write: needs an approval)",
             ),
+            (
+                "cap_budget",
+                budget,
+                "Lower a tenant's budget to stop a runaway spend (a heal's write: needs an approval)",
+            ),
         ]
     }
 
@@ -227,6 +246,7 @@ impl Action {
         matches!(
             (self, template),
             (Action::SetBudget { .. }, ActionTemplate::RaiseBudget { .. })
+                | (Action::CapBudget { .. }, ActionTemplate::CapBudget { .. })
                 | (Action::ReplayDead { .. }, ActionTemplate::ReplayDead)
                 | (Action::RevokeGrants { .. }, ActionTemplate::RevokeGrants)
                 | (Action::RetireNode { .. }, ActionTemplate::RetireNode)
@@ -256,6 +276,27 @@ pub fn replays(dead: &DeadTicket, cause: CauseKind, subject: &str) -> bool {
 pub fn raised_budget(budget_nusd: Option<i64>, spent_nusd: i64, percent: u32) -> i64 {
     let base = budget_nusd.unwrap_or(0).max(spent_nusd).max(USD);
     base.saturating_add((base / 100).saturating_mul(i64::from(percent)))
+}
+
+/// A capped budget: what has been spent plus what `rate_nusd_per_h`
+/// spends in `minutes` more, never above the budget there is.
+pub fn capped_budget(budget_nusd: i64, spent_nusd: i64, rate_nusd_per_h: i64, minutes: u32) -> i64 {
+    let more = i128::from(rate_nusd_per_h.max(0)) * i128::from(minutes) / 60;
+    let cap = i128::from(spent_nusd.max(0)) + more;
+    i64::try_from(cap).unwrap_or(i64::MAX).min(budget_nusd)
+}
+
+/// Whether `tenant`'s budget was last changed by a heal's cap: a raise
+/// heal would undo what a person approved to stop a runaway.
+pub fn capped(changes: &[ChangeEvent], tenant: &str) -> bool {
+    changes
+        .iter()
+        .rev()
+        .find(|c| {
+            c.subject == tenant
+                && matches!(c.kind, ChangeKind::BudgetChanged | ChangeKind::BudgetCapped)
+        })
+        .is_some_and(|c| c.kind == ChangeKind::BudgetCapped)
 }
 
 /// What an action touches.
@@ -383,12 +424,14 @@ pub struct Heal {
 /// The rule that heals `diagnosis` for an incident whose first alert has
 /// `labels` and which already has `heals`: the first whose trigger is the
 /// top cause (conclusive), whose matchers hold, and which has not healed
-/// this incident yet.
+/// this incident yet. A raise is not proposed for a budget a heal capped
+/// (`changes`, oldest first), until a person sets it again.
 pub fn select<'a>(
     rules: &'a [HealRule],
     diagnosis: &Diagnosis,
     labels: &Labels,
     heals: &[Heal],
+    changes: &[ChangeEvent],
 ) -> Option<&'a HealRule> {
     if diagnosis.inconclusive {
         return None;
@@ -398,8 +441,10 @@ pub fn select<'a>(
         return None;
     }
     // A tenant's alert is healed for that tenant alone.
-    if top.kind == CauseKind::BudgetExhausted
-        && labels.get("tenant").is_some_and(|t| *t != top.subject)
+    if matches!(
+        top.kind,
+        CauseKind::BudgetExhausted | CauseKind::RunawaySpend
+    ) && labels.get("tenant").is_some_and(|t| *t != top.subject)
     {
         return None;
     }
@@ -409,6 +454,7 @@ pub fn select<'a>(
         let whose = match r.action {
             ActionTemplate::ReplayDead => labels.contains_key("tenant"),
             ActionTemplate::PauseTenant => labels.get("tenant").is_some_and(|t| t != "default"),
+            ActionTemplate::RaiseBudget { .. } => !capped(changes, &top.subject),
             _ => true,
         };
         whose
@@ -511,24 +557,78 @@ mod tests {
         let d = diagnosis(CauseKind::BudgetExhausted, "acme", 3);
         let labels = budget_alert();
         assert_eq!(
-            select(&rules, &d, &labels, &[]).map(|r| r.name.as_str()),
+            select(&rules, &d, &labels, &[], &[]).map(|r| r.name.as_str()),
             Some("raise-exhausted-budget")
         );
         // Throttled: the incident has a heal of that rule.
-        assert!(select(&rules, &d, &labels, &[heal_of("raise-exhausted-budget")]).is_none());
+        assert!(
+            select(
+                &rules,
+                &d,
+                &labels,
+                &[heal_of("raise-exhausted-budget")],
+                &[]
+            )
+            .is_none()
+        );
         // Another rule's heal does not throttle it.
-        assert!(select(&rules, &d, &labels, &[heal_of("other")]).is_some());
+        assert!(select(&rules, &d, &labels, &[heal_of("other")], &[]).is_some());
         // Inconclusive, or another cause on top, or another alert: none.
         let weak = diagnosis(CauseKind::BudgetExhausted, "acme", 1);
-        assert!(select(&rules, &weak, &labels, &[]).is_none());
+        assert!(select(&rules, &weak, &labels, &[], &[]).is_none());
         let node = diagnosis(CauseKind::NodeDown, "n2", 3);
-        assert!(select(&rules, &node, &labels, &[]).is_none());
+        assert!(select(&rules, &node, &labels, &[], &[]).is_none());
         let other: Labels = [("alertname".to_owned(), "Custom".to_owned())].into();
-        assert!(select(&rules, &d, &other, &[]).is_none());
+        assert!(select(&rules, &d, &other, &[], &[]).is_none());
         // globex's alert is never healed by raising acme's budget.
         let mut globex = budget_alert();
         globex.insert("tenant".into(), "globex".into());
-        assert!(select(&rules, &d, &globex, &[]).is_none());
+        assert!(select(&rules, &d, &globex, &[], &[]).is_none());
+    }
+
+    #[test]
+    fn a_runaway_is_capped_and_a_capped_budget_is_not_raised_until_a_person_sets_it() {
+        let rules = HealRule::shipped();
+        let burning: Labels = [
+            ("alertname".to_owned(), "OshalSpendBurning".to_owned()),
+            ("tenant".to_owned(), "acme".to_owned()),
+        ]
+        .into();
+        let runaway = diagnosis(CauseKind::RunawaySpend, "acme", 3);
+        assert_eq!(
+            select(&rules, &runaway, &burning, &[], &[]).map(|r| &r.action),
+            Some(&ActionTemplate::CapBudget { minutes: 10 })
+        );
+        // $60 an hour for ten minutes past $10 spent, under a $30 budget.
+        assert_eq!(
+            capped_budget(30_000_000_000, 10_000_000_000, 60_000_000_000, 10),
+            20_000_000_000
+        );
+        assert_eq!(
+            capped_budget(12_000_000_000, 10_000_000_000, 60_000_000_000, 10),
+            12_000_000_000,
+            "a cap never raises"
+        );
+        let change = |kind, subject: &str| ChangeEvent {
+            kind,
+            subject: subject.into(),
+            detail: String::new(),
+            count: 0,
+            at_ms: 0,
+        };
+        let exhausted = diagnosis(CauseKind::BudgetExhausted, "acme", 3);
+        let capped = [
+            change(ChangeKind::BudgetChanged, "acme"),
+            change(ChangeKind::BudgetCapped, "acme"),
+            change(ChangeKind::BudgetChanged, "globex"),
+        ];
+        assert!(select(&rules, &exhausted, &budget_alert(), &[], &capped).is_none());
+        // A person set acme's budget since: raises are proposed again.
+        let set = [
+            change(ChangeKind::BudgetCapped, "acme"),
+            change(ChangeKind::BudgetChanged, "acme"),
+        ];
+        assert!(select(&rules, &exhausted, &budget_alert(), &[], &set).is_some());
     }
 
     #[test]
@@ -559,12 +659,12 @@ mod tests {
         ]
         .into();
         assert_eq!(
-            select(&rules, &d, &labels, &[]).map(|r| r.name.as_str()),
+            select(&rules, &d, &labels, &[], &[]).map(|r| r.name.as_str()),
             Some("replay-after-outside-failure")
         );
         // Without a tenant named there is nothing to say whose to replay.
         labels.remove("tenant");
-        assert!(select(&rules, &d, &labels, &[]).is_none());
+        assert!(select(&rules, &d, &labels, &[], &[]).is_none());
     }
 
     #[test]
@@ -589,7 +689,7 @@ mod tests {
             }
             l
         };
-        let chosen = |l: &Labels| select(&rules, &d, l, &[]).map(|r| r.name.clone());
+        let chosen = |l: &Labels| select(&rules, &d, l, &[], &[]).map(|r| r.name.clone());
         assert_eq!(
             chosen(&of(Some("shopco"))).as_deref(),
             Some("pause-poisoned")

@@ -36,6 +36,8 @@
 //!   action items, lessons, the timeline, MTTA, MTTR, what each
 //!   investigation cost), edited in its prose, then published.
 //!
+//! - `burn`: a tenant's spend against the pace that makes its budget
+//!   last (the SRE workbook's multiwindow, multi-burn-rate pairs);
 //! - `heal`: heal rules matched against a diagnosis (once per incident),
 //!   the concrete action with its dry run and blast radius, a heal's life
 //!   from pending approval to its re-check.
@@ -49,6 +51,7 @@
 //! (`oshal_core::ops`) wires it to the journal and the API.
 
 pub mod alert;
+pub mod burn;
 pub mod change;
 pub mod diagnose;
 pub mod eval;

@@ -34,6 +34,8 @@ pub const MAX_HEAL_ATTEMPTS: u32 = 3;
 pub const MAX_HEAL_CONCURRENCY: u32 = 8;
 /// The most a budget may be raised by, in percent.
 pub const MAX_RAISE_PERCENT: u32 = 1000;
+/// The most minutes of a runaway's spend a cap may leave: a day.
+pub const MAX_CAP_MINUTES: u32 = 1440;
 
 /// When an incident a rule opened resolves by itself (Keep's words).
 #[derive(
@@ -190,6 +192,12 @@ pub enum ActionTemplate {
     /// Raise the budget of the tenant the cause names: to `percent` more
     /// than the larger of its budget and its spend (at least one dollar).
     RaiseBudget { percent: u32 },
+    /// Lower the budget of the tenant the cause names (a runaway spend)
+    /// to what it has spent plus what it would spend in `minutes` more
+    /// at its current rate (never above its budget): the runaway stops
+    /// within those minutes, and a person sets the budget again once it
+    /// is found. A raise heal leaves a capped budget be.
+    CapBudget { minutes: u32 },
     /// Run again, each once as a new ticket, the tenant's tickets that
     /// died of the cause (an outside system's failures, a poison input)
     /// since shortly before the incident opened: for once the cause is
@@ -218,6 +226,7 @@ impl ActionTemplate {
     pub fn heals(&self) -> &'static [CauseKind] {
         match self {
             ActionTemplate::RaiseBudget { .. } => &[CauseKind::BudgetExhausted],
+            ActionTemplate::CapBudget { .. } => &[CauseKind::RunawaySpend],
             ActionTemplate::ReplayDead => {
                 &[CauseKind::OutsideSystemFailing, CauseKind::PoisonInput]
             }
@@ -233,6 +242,7 @@ impl ActionTemplate {
     fn name(&self) -> &'static str {
         match self {
             ActionTemplate::RaiseBudget { .. } => "raise_budget",
+            ActionTemplate::CapBudget { .. } => "cap_budget",
             ActionTemplate::ReplayDead => "replay_dead",
             ActionTemplate::RevokeGrants => "revoke_grants",
             ActionTemplate::RetireNode => "retire_node",
@@ -306,19 +316,36 @@ impl HealRule {
                 max_attempts: 2,
                 concurrency: 1,
             },
+            HealRule {
+                name: "cap-runaway-spend".into(),
+                trigger: CauseKind::RunawaySpend,
+                matchers: vec!["alertname=\"OshalSpendBurning\"".into()],
+                action: ActionTemplate::CapBudget { minutes: 10 },
+                max_attempts: 2,
+                concurrency: 1,
+            },
         ]
     }
 
     fn check(&self, at: impl Fn(&str) -> String) -> Result<(), Invalid> {
         check_name(&at("name"), &self.name)?;
         matchers(&at("matchers"), &self.matchers)?;
-        if let ActionTemplate::RaiseBudget { percent } = self.action
-            && (percent == 0 || percent > MAX_RAISE_PERCENT)
+        let bounded = match self.action {
+            ActionTemplate::RaiseBudget { percent } => {
+                Some(("action.percent", percent, MAX_RAISE_PERCENT, "percent"))
+            }
+            ActionTemplate::CapBudget { minutes } => {
+                Some(("action.minutes", minutes, MAX_CAP_MINUTES, "minutes"))
+            }
+            _ => None,
+        };
+        if let Some((field, n, max, unit)) = bounded
+            && (n == 0 || n > max)
         {
             return Err(Invalid {
-                path: at("action.percent"),
-                reason: format!("must be 1 to {MAX_RAISE_PERCENT} percent"),
-                limit: Some(u64::from(MAX_RAISE_PERCENT)),
+                path: at(field),
+                reason: format!("must be 1 to {max} {unit}"),
+                limit: Some(u64::from(max)),
             });
         }
         let heals = self.action.heals();
@@ -623,6 +650,18 @@ mod tests {
             (e.path.as_str(), e.limit),
             ("heal[0].action.percent", Some(1000))
         );
+        let e = refused(|r| {
+            r.trigger = CauseKind::RunawaySpend;
+            r.action = ActionTemplate::CapBudget { minutes: 1441 };
+        });
+        assert_eq!(
+            (e.path.as_str(), e.limit, e.reason.as_str()),
+            (
+                "heal[0].action.minutes",
+                Some(1440),
+                "must be 1 to 1440 minutes"
+            )
+        );
         let e = refused(|r| r.max_attempts = 9);
         assert_eq!(
             (e.path.as_str(), e.limit),
@@ -641,7 +680,7 @@ mod tests {
         assert_eq!(e.path, "heal[0].name");
         let mut twice = Settings::default();
         twice.heal.push(twice.heal[0].clone());
-        assert_eq!(twice.check().unwrap_err().path, "heal[4].name");
+        assert_eq!(twice.check().unwrap_err().path, "heal[5].name");
         let e = refused(|r| r.action = ActionTemplate::ReplayDead);
         assert!(
             e.path == "heal[0].trigger"
@@ -672,16 +711,17 @@ mod tests {
             [
                 "retire-lost-node",
                 "raise-exhausted-budget",
-                "drain-slow-bot"
+                "drain-slow-bot",
+                "cap-runaway-spend"
             ],
-            "replay-after-outside-failure was taken out; drain-slow-bot is new"
+            "replay-after-outside-failure was taken out; drain-slow-bot and cap-runaway-spend are new"
         );
         let once = saved.clone();
         saved.offer_shipped();
         assert_eq!(saved, once);
-        saved.heal.pop();
+        saved.heal.truncate(2);
         saved.offer_shipped();
-        assert_eq!(saved.heal.len(), 2, "taken out, it stays out");
+        assert_eq!(saved.heal.len(), 2, "taken out, they stay out");
         Settings::default()
             .check()
             .expect("the shipped settings hold");

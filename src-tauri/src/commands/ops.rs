@@ -86,6 +86,26 @@ pub async fn ops_incident(
     }
 }
 
+/// Investigates an open incident again.
+#[tauri::command]
+#[specta::specta]
+pub async fn ops_investigate(
+    desktop: State<'_, Desktop>,
+    id: String,
+    tenant: Option<String>,
+) -> CommandResult<IncidentView> {
+    match desktop.target() {
+        Target::Local(_) => Ok(desktop
+            .ops()
+            .investigate_again(tenant.as_deref(), &id)
+            .await?),
+        Target::Fleet(f) => Ok(f
+            .client
+            .request::<r::InvestigateIncident>(r::Id(id), Some(&OpsQuery { tenant }), None)
+            .await?),
+    }
+}
+
 /// Acknowledges, mitigates or resolves an incident.
 #[tauri::command]
 #[specta::specta]

@@ -139,6 +139,7 @@ export interface Transport {
   opsSettings(tenant: string | null): Promise<SettingsView>;
   /** Approves or denies an incident's pending heal. */
   opsDecideHeal(id: string, tenant: string | null, decision: HealDecision): Promise<IncidentView>;
+  opsInvestigate(id: string, tenant: string | null): Promise<IncidentView>;
   /** Calls `on` for every event until the returned function is called. */
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void;
 }
@@ -280,6 +281,8 @@ export class HttpTransport implements Transport {
   opsSettings = (tenant: string | null) => this.call<SettingsView>("GET", "/api/v1/ops/settings" + tenantQuery(tenant));
   opsDecideHeal = (id: string, tenant: string | null, decision: HealDecision) =>
     this.call<IncidentView>("POST", `/api/v1/ops/incidents/${encodeURIComponent(id)}/heal` + tenantQuery(tenant), decision);
+  opsInvestigate = (id: string, tenant: string | null) =>
+    this.call<IncidentView>("POST", `/api/v1/ops/incidents/${encodeURIComponent(id)}/investigate` + tenantQuery(tenant));
   deskOrders = (id: string, order: string | null) =>
     this.call<OrderView[]>(
       "GET",
@@ -403,6 +406,7 @@ export class TauriTransport implements Transport {
   opsSettings = (tenant: string | null) => answer(commands.opsSettings(tenant));
   opsDecideHeal = (id: string, tenant: string | null, decision: HealDecision) =>
     answer(commands.opsDecideHeal(id, tenant, decision));
+  opsInvestigate = (id: string, tenant: string | null) => answer(commands.opsInvestigate(id, tenant));
 
   events(on: (e: CoreEvent) => void, status: (live: boolean) => void): () => void {
     let open = true;

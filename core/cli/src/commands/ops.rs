@@ -49,6 +49,13 @@ pub enum Action {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Investigate an open incident again: a new Gather ticket, and a
+    /// heal proposed if a rule matches its diagnosis now.
+    Investigate {
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Acknowledge, mitigate or resolve an incident.
     Move {
         id: String,
@@ -314,6 +321,11 @@ impl Action {
             Self::Incident { id, tenant } => json(
                 client
                     .request::<r::GetIncident>(id.into(), Some(&q(tenant)), None)
+                    .await,
+            ),
+            Self::Investigate { id, tenant } => json(
+                client
+                    .request::<r::InvestigateIncident>(id.into(), Some(&q(tenant)), None)
                     .await,
             ),
             Self::Move {

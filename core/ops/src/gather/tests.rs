@@ -138,16 +138,19 @@ fn a_tenant_at_its_budget_is_read_from_the_spend_and_ranked_first() {
                 tenant: "acme".into(),
                 budget_nusd: Some(1_000),
                 spend_nusd: 1_000,
+                burning: None,
             },
             TenantSpend {
                 tenant: "globex".into(),
                 budget_nusd: Some(1_000),
                 spend_nusd: 999,
+                burning: None,
             },
             TenantSpend {
                 tenant: "initech".into(),
                 budget_nusd: None,
                 spend_nusd: 9_999,
+                burning: None,
             },
         ],
     };
@@ -166,6 +169,58 @@ fn a_tenant_at_its_budget_is_read_from_the_spend_and_ranked_first() {
     assert_eq!(
         (d.causes[0].kind, d.causes[0].subject.as_str()),
         (CauseKind::BudgetExhausted, "acme")
+    );
+}
+
+#[test]
+fn a_tenant_burning_its_budget_is_read_from_the_spend_with_what_is_left() {
+    let burning = crate::burn::Burning {
+        long_secs: 3600,
+        short_secs: 300,
+        factor_tenths: 144,
+        long_rate_nusd_per_h: 10_000_000_000,
+        short_rate_nusd_per_h: 60_000_000_000,
+        sustainable_nusd_per_h: 41_666_666,
+        covered_secs: 3600,
+    };
+    let spend = SpendReading {
+        tenants: vec![
+            TenantSpend {
+                tenant: "acme".into(),
+                budget_nusd: Some(30_000_000_000),
+                spend_nusd: 10_000_000_000,
+                burning: Some(burning.clone()),
+            },
+            // No budget: nothing to burn, whatever the reading says.
+            TenantSpend {
+                tenant: "initech".into(),
+                budget_nusd: None,
+                spend_nusd: 9_999,
+                burning: Some(burning),
+            },
+        ],
+    };
+    let e = ev("E-1", Tool::GetSpend, serde_json::to_value(&spend).unwrap());
+    let observed = observe(&[e]);
+    assert_eq!(
+        observed,
+        [Observed {
+            fact: Fact::SpendBurning {
+                tenant: "acme".into(),
+                burn_tenths: 14_400,
+                long_secs: 3600,
+                short_secs: 300,
+                rate_nusd_per_h: 60_000_000_000,
+                // $20 left at $60 an hour.
+                left_mins: Some(20),
+            },
+            evidence: vec!["E-1".into()],
+        }]
+    );
+    let d = diagnose("OshalSpendBurning", &observed);
+    assert!(
+        d.inconclusive,
+        "20 minutes left: the budget bounds it: {d:?}"
     );
 }
 

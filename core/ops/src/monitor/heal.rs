@@ -107,7 +107,15 @@ impl Monitor {
         })?;
         let first = inc.alerts.first().and_then(|fp| self.alert(fp));
         let labels = first.map(|a| a.labels.clone()).unwrap_or_default();
-        if select(std::slice::from_ref(r), diagnosis, &labels, heals).is_none() {
+        if select(
+            std::slice::from_ref(r),
+            diagnosis,
+            &labels,
+            heals,
+            self.changes(),
+        )
+        .is_none()
+        {
             return Err(refused(
                 &incident,
                 format!("rule {rule} does not heal the diagnosis of {investigation}"),

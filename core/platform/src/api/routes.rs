@@ -400,6 +400,8 @@ routes! {
     ListIncidents = Get "/api/v1/ops/incidents" Bearer Read, args: (), query: (), body: () => Vec<crate::ops::IncidentSummary>;
     /// An incident with its alerts, timeline, MTTA and MTTR.
     GetIncident = Get "/api/v1/ops/incidents/{id}" Bearer Read, args: Id, query: crate::ops::OpsQuery, body: () => crate::ops::IncidentView;
+    /// Investigate an open incident again (capacity added, a prerequisite fixed, or to see how it stands now): a new Gather ticket, its evidence and diagnosis beside the earlier ones, and a heal proposed if a rule matches the new diagnosis and none of that rule was proposed before; 409 if the incident is not open or an investigation of it runs.
+    InvestigateIncident = Post "/api/v1/ops/incidents/{id}/investigate" Bearer Write, args: Id, query: crate::ops::OpsQuery, body: () => crate::ops::IncidentView;
     /// Acknowledge, mitigate or resolve an incident.
     ChangeIncident = Post "/api/v1/ops/incidents/{id}/move" Bearer Write, args: Id, query: (), body: crate::ops::MoveIncident => crate::ops::IncidentView;
     /// An incident's postmortem: the published one, or the draft its record supports now (summary, impact, root causes with their evidence, trigger, detection, resolution, action items, lessons, timeline, MTTA, MTTR, each investigation's cost) with the edits laid over it.

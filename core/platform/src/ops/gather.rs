@@ -97,6 +97,58 @@ pub fn toolsets(tenant: &TenantId, connectors: bool) -> Vec<Toolset> {
 }
 
 impl Operations {
+    /// A person asks for `incident` to be investigated again (capacity
+    /// added, a prerequisite fixed, or to see how it stands now): a new
+    /// Gather ticket, its evidence and diagnosis beside the earlier ones,
+    /// and a heal proposed if a rule matches the new diagnosis and none
+    /// of that rule was proposed before. Refused for an incident not
+    /// open, one an investigation runs for, or a tenant whose settings
+    /// turn investigations off.
+    pub async fn investigate_again(
+        &self,
+        tenant: Option<&str>,
+        incident: &str,
+    ) -> Result<super::IncidentView, OpsError> {
+        let t = self.tenant(tenant).await?;
+        if self.inner.controller.connectors().is_none() {
+            return Err(OpsError::Conflict(
+                "this platform runs without a connector runtime; an investigation reads only through its gate"
+                    .into(),
+            ));
+        }
+        {
+            let book = self.book(&t);
+            let book = book.lock().await;
+            let m = &book.monitor;
+            let inc = m
+                .incident(incident)
+                .ok_or_else(|| OpsError::NotFound(format!("no incident {incident}")))?;
+            if !inc.status.is_open() {
+                let status: &'static str = inc.status.into();
+                return Err(OpsError::Conflict(format!(
+                    "{incident} is {status}: only an open incident is investigated"
+                )));
+            }
+            if let Some(running) = m
+                .investigations(incident)
+                .iter()
+                .find(|i| i.phase == Phase::Running)
+            {
+                return Err(OpsError::Conflict(format!(
+                    "{incident} is being investigated already, by ticket {}",
+                    running.ticket
+                )));
+            }
+            if !m.settings().investigate {
+                return Err(OpsError::Conflict(
+                    "investigations are turned off in these settings (`investigate`)".into(),
+                ));
+            }
+        }
+        self.investigate(&t, incident, None).await?;
+        self.incident(Some(t.as_str()), incident).await
+    }
+
     /// Starts an investigation of `incident`, if a plan has tasks; a
     /// re-check of heal `recheck_of` if one is named.
     pub(super) async fn investigate(

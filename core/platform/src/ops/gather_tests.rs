@@ -36,6 +36,12 @@ impl Platform {
 }
 
 async fn platform(dir: &std::path::Path) -> Platform {
+    platform_tuned(dir, super::Tuning::default()).await
+}
+
+/// [`platform`] whose loop samples spend and judges its burn as `tuning`
+/// says.
+async fn platform_tuned(dir: &std::path::Path, tuning: super::Tuning) -> Platform {
     let clock: SharedClock = Arc::new(SystemClock);
     let store = Arc::new(SqliteStore::open(dir).await.unwrap());
     let config = ControllerConfig::default();
@@ -56,7 +62,9 @@ async fn platform(dir: &std::path::Path) -> Platform {
         artifacts: None,
     };
     let controller = Controller::start(config, store, pool, clock).await.unwrap();
-    let ops = Operations::start(controller.clone()).await.unwrap();
+    let ops = Operations::start_tuned(controller.clone(), tuning)
+        .await
+        .unwrap();
     Platform { controller, ops }
 }
 
@@ -230,6 +238,58 @@ async fn a_tenant_out_of_budget_is_an_incident_diagnosed_from_its_spend() {
         ("budget_exhausted", "acme")
     );
     assert_eq!(d.causes[0].supports[0].evidence, ["E-1"]);
+    p.shutdown().await;
+}
+
+/// An operator asks for an open incident to be investigated again: a
+/// second Gather ticket beside the first, never two at once, no second
+/// heal of a rule already proposed, and none once it is resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_incident_is_investigated_again_on_request_and_never_twice_at_once() {
+    use super::{MoveAction, MoveIncident, OpsError};
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path()).await;
+    let id = budget_incident(&p).await;
+    investigated(&p, None, &id).await;
+    let v = once(&p, &id, "proposed a heal", |v| !v.heals.is_empty()).await;
+    assert_eq!(v.investigations.len(), 1);
+
+    let again = p.ops.investigate_again(None, &id).await.unwrap();
+    assert_eq!(again.investigations.len(), 2);
+    assert_eq!(again.investigations[1].phase, Phase::Running);
+    match p.ops.investigate_again(None, &id).await {
+        Err(OpsError::Conflict(m)) => assert!(m.contains("being investigated already"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let v = once(&p, &id, "investigated twice", |v| {
+        v.investigations[1].phase == Phase::Succeeded
+    })
+    .await;
+    let d = v.investigations[1].diagnosis.as_ref().unwrap();
+    assert_eq!(d.causes[0].subject, "acme");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = p.ops.incident(None, &id).await.unwrap();
+    assert_eq!(
+        v.heals.len(),
+        1,
+        "the raise was proposed once: {:#?}",
+        v.heals
+    );
+
+    let resolve = MoveIncident {
+        action: MoveAction::Resolve,
+        note: "raised by hand".into(),
+        tenant: None,
+    };
+    p.ops.move_incident(&id, resolve, "alice").await.unwrap();
+    match p.ops.investigate_again(None, &id).await {
+        Err(OpsError::Conflict(m)) => assert!(m.contains("only an open incident"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        p.ops.investigate_again(None, "INC-999").await,
+        Err(OpsError::NotFound(_))
+    ));
     p.shutdown().await;
 }
 
@@ -775,3 +835,6 @@ async fn a_poisoned_tenant_is_paused_after_an_approval_and_its_work_waits() {
     );
     p.shutdown().await;
 }
+
+#[path = "spend_tests.rs"]
+mod spend;

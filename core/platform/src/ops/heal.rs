@@ -105,7 +105,14 @@ impl Operations {
                 .and_then(|fp| m.alert(fp))
                 .map(|a| a.labels.clone())
                 .unwrap_or_default();
-            heal::select(&m.settings().heal, d, &labels, m.heals(incident)).map(|rule| {
+            heal::select(
+                &m.settings().heal,
+                d,
+                &labels,
+                m.heals(incident),
+                m.changes(),
+            )
+            .map(|rule| {
                 let cause = &d.causes[0];
                 let planned = Planned {
                     cause: cause.kind,
@@ -122,6 +129,9 @@ impl Operations {
         let (action, dry_run) = match rule.action {
             ActionTemplate::RaiseBudget { percent } => {
                 self.plan_raise(&rule, &planned.subject, percent).await?
+            }
+            ActionTemplate::CapBudget { minutes } => {
+                self.plan_cap(&rule, &planned.subject, minutes).await?
             }
             ActionTemplate::ReplayDead => self.plan_replay(&rule, &planned).await?,
             ActionTemplate::RevokeGrants => self.plan_revoke(&rule, &planned.subject).await?,

@@ -12,7 +12,8 @@
 //! journal), and after a restart the journal rebuilds the same monitors.
 //! `signals.rs` turns the platform's own state into alerts and change
 //! events (tickets requeued and lanes reset among them), `budget.rs` a
-//! tenant at its budget into `OshalBudgetExhausted`, `failures.rs` a
+//! tenant at its budget into `OshalBudgetExhausted` and one burning it
+//! far faster than it is paced for into `OshalSpendBurning`, `failures.rs` a
 //! tenant whose tickets keep failing for good into `OshalTicketsDead`,
 //! `findings.rs` a secret the Security Center found into
 //! `OshalSecretFound`, `outage.rs` a store that stopped answering into
@@ -41,6 +42,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use oshal_ops::alert::{Alert, AlertState, Fingerprint, Source};
+use oshal_ops::burn::{BurnPolicy, Burning, SpendHistory};
 use oshal_ops::intake::{self, Intake, Refusal};
 use oshal_ops::monitor::{Event, Input, Monitor};
 use oshal_ops::rule::{Invalid, Settings};
@@ -130,7 +132,36 @@ struct Inner {
     healing: Mutex<()>,
     /// The Security Center, once attached (`list_findings` reads it).
     security: std::sync::OnceLock<crate::security::SecurityCenter>,
+    /// Each tenant's spend as sampled (`budget.rs`), and the pace its
+    /// budget is held to.
+    spending: std::sync::Mutex<SpendHistory>,
+    tuning: Tuning,
     stop: CancellationToken,
+}
+
+/// How often the loop samples spend, and the burn-rate pairs it alerts
+/// on (the SRE workbook's unless a test shortens them).
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub spend_poll: std::time::Duration,
+    pub burn: BurnPolicy,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            spend_poll: std::time::Duration::from_secs(5),
+            burn: BurnPolicy::sre(),
+        }
+    }
+}
+
+impl Inner {
+    /// The burn-rate pair `tenant`'s spend fires now, if any.
+    fn burning(&self, tenant: &str, budget_nusd: Option<i64>, spent_nusd: i64) -> Option<Burning> {
+        let history = self.spending.lock().unwrap_or_else(|p| p.into_inner());
+        history.burning(&self.tuning.burn, tenant, budget_nusd?, spent_nusd)
+    }
 }
 
 impl Inner {
@@ -179,6 +210,14 @@ impl Operations {
     /// Rebuilds every tenant's monitor from the journal and starts
     /// watching the platform's own signals.
     pub async fn start(controller: Controller) -> Result<Operations, OpsError> {
+        Self::start_tuned(controller, Tuning::default()).await
+    }
+
+    /// [`Operations::start`] with its own spend sampling and burn pairs.
+    pub async fn start_tuned(
+        controller: Controller,
+        tuning: Tuning,
+    ) -> Result<Operations, OpsError> {
         let mut by_tenant: BTreeMap<TenantId, Vec<JournalEntry>> = BTreeMap::new();
         for e in controller.store().journal(BOOK, None).await? {
             by_tenant.entry(e.tenant.clone()).or_default().push(e);
@@ -212,6 +251,8 @@ impl Operations {
                 running: Mutex::default(),
                 healing: Mutex::default(),
                 security: std::sync::OnceLock::new(),
+                spending: std::sync::Mutex::default(),
+                tuning,
                 stop: CancellationToken::new(),
             }),
         };
@@ -594,6 +635,25 @@ impl Operations {
     }
 
     /// Adds a silence, a maintenance window or a change event.
+    /// Keeps, as the operator's change event, that `by` set `tenant`'s
+    /// budget by hand (a heal's cap is no longer in force after it). A
+    /// record that fails is logged: the budget is set all the same.
+    pub async fn budget_set(&self, tenant: &TenantId, budget_nusd: Option<i64>, by: &str) {
+        let to = budget_nusd.map_or_else(
+            || "lifted".to_owned(),
+            |b| format!("set to ${:.6}", crate::cost::usd(b)),
+        );
+        let change = oshal_ops::change::ChangeEvent {
+            kind: oshal_ops::change::ChangeKind::BudgetChanged,
+            subject: tenant.to_string(),
+            detail: format!("budget {to} by {by}"),
+            count: 0,
+            at_ms: 0,
+        };
+        self.observe(&TenantId::default_tenant(), vec![Input::Change(change)])
+            .await;
+    }
+
     pub async fn add(&self, tenant: Option<&str>, input: Input) -> Result<SettingsView, OpsError> {
         let t = self.tenant(tenant).await?;
         self.take_one(&t, input).await?;

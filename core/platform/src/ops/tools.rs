@@ -239,6 +239,7 @@ impl BuiltIn for OpsTools {
                     .into_iter()
                     .filter(|s| of.as_ref().is_none_or(|o| s.tenant == *o))
                     .map(|s| TenantSpend {
+                        burning: inner.burning(s.tenant.as_str(), s.budget_nusd, s.spent_nusd),
                         tenant: s.tenant.to_string(),
                         budget_nusd: s.budget_nusd,
                         spend_nusd: s.spent_nusd,

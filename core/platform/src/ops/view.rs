@@ -200,6 +200,9 @@ pub struct IncidentView {
     /// Its heals, oldest first: each with its dry run and blast radius,
     /// its approval, its ticket and its re-check.
     pub heals: Vec<oshal_ops::heal::Heal>,
+    /// How long an approved heal's one write grant lasts.
+    #[specta(type = specta_typescript::Number)]
+    pub heal_grant_ms: i64,
 }
 
 impl IncidentView {
@@ -216,6 +219,7 @@ impl IncidentView {
             mttr_ms: i.mttr_ms(),
             investigations: m.investigations(&i.id).to_vec(),
             heals: m.heals(&i.id).to_vec(),
+            heal_grant_ms: super::HEAL_GRANT_MS,
             incident: i.clone(),
         }
     }

@@ -55,7 +55,14 @@ pub(super) async fn apply(
             tenant,
             budget_nusd,
         } => match known(&inner, &tenant).await? {
-            Ok(t) => set_budget(&inner, t, budget_nusd, call, key).await?,
+            Ok(t) => set_budget(&inner, t, budget_nusd, Way::Raise, call, key).await?,
+            Err(refused) => Err(refused),
+        },
+        Action::CapBudget {
+            tenant,
+            budget_nusd,
+        } => match known(&inner, &tenant).await? {
+            Ok(t) => set_budget(&inner, t, budget_nusd, Way::Cap, call, key).await?,
             Err(refused) => Err(refused),
         },
         Action::ReplayDead { tenant, tickets } => match known(&inner, &tenant).await? {
@@ -282,12 +289,21 @@ pub(super) async fn pause_counts(
 /// none when it had been applied already), or its refusal as an answer.
 type Written = Result<Result<(Value, Option<ChangeEvent>), (u16, Value)>, String>;
 
-/// Raises a tenant's budget, never lowers one (a heal approved after
-/// someone raised it by hand would).
+/// Which way a budget heal moves a budget.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Raise,
+    Cap,
+}
+
+/// Raises a tenant's budget and never lowers it, or caps it and never
+/// raises it (a heal approved after someone set it by hand would undo
+/// what they did).
 async fn set_budget(
     inner: &Inner,
     known: TenantId,
     budget_nusd: i64,
+    way: Way,
     call: &CallRef,
     key: &str,
 ) -> Written {
@@ -302,14 +318,19 @@ async fn set_budget(
         // answer again, and no second change event.
         return Ok(Ok((answer, None)));
     }
-    if now.is_none_or(|b| b > budget_nusd) {
+    let against = match way {
+        Way::Raise => now.is_none_or(|b| b > budget_nusd),
+        Way::Cap => now.is_none_or(|b| b < budget_nusd),
+    };
+    if against {
         let was = now.map_or_else(
             || "no limit".to_owned(),
             |b| format!("${:.6}", crate::cost::usd(b)),
         );
+        let would = if way == Way::Raise { "raise" } else { "lower" };
         return Ok(Err((
             409,
-            json!({"error": format!("tenant {known}'s budget is {was} already; the heal would not raise it")}),
+            json!({"error": format!("tenant {known}'s budget is {was} already; the heal would not {would} it")}),
         )));
     }
     inner
@@ -317,11 +338,15 @@ async fn set_budget(
         .set_budget(known.clone(), Some(budget_nusd))
         .await
         .map_err(|e| e.to_string())?;
+    let (kind, done) = match way {
+        Way::Raise => (ChangeKind::BudgetChanged, "set"),
+        Way::Cap => (ChangeKind::BudgetCapped, "capped"),
+    };
     let change = ChangeEvent {
-        kind: ChangeKind::BudgetChanged,
+        kind,
         subject: known.to_string(),
         detail: format!(
-            "budget set to ${:.6} by heal ticket {} (write {key})",
+            "budget {done} to ${:.6} by heal ticket {} (write {key})",
             crate::cost::usd(budget_nusd),
             call.ticket
         ),

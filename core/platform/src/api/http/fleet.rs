@@ -102,6 +102,7 @@ pub(super) async fn tenants(
 pub(super) async fn set_budget(
     State(state): State<AppState>,
     PathId(id): PathId,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -120,7 +121,15 @@ pub(super) async fn set_budget(
             .field("budget_usd"));
         }
     };
-    Ok(Json(state.controller.set_budget(tenant, budget_nusd).await?).into_response())
+    let set = state
+        .controller
+        .set_budget(tenant.clone(), budget_nusd)
+        .await?;
+    if let Some(ops) = &state.ops {
+        ops.budget_set(&tenant, budget_nusd, &super::actor(&who))
+            .await;
+    }
+    Ok(Json(set).into_response())
 }
 
 pub(super) async fn pause_tenant(

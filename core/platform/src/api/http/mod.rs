@@ -256,6 +256,7 @@ fn mount() -> Mount {
     .at::<AcknowledgeAlert, _, _>(ops::acknowledge)
     .at::<ListIncidents, _, _>(ops::incidents)
     .at::<GetIncident, _, _>(ops::incident)
+    .at::<InvestigateIncident, _, _>(ops::investigate_incident)
     .at::<ChangeIncident, _, _>(ops::move_incident)
     .at::<GetPostmortem, _, _>(ops::postmortem)
     .at::<EditPostmortem, _, _>(ops::edit_postmortem)

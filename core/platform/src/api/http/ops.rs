@@ -176,6 +176,20 @@ pub(super) async fn decide_heal(
     ))
 }
 
+pub(super) async fn investigate_incident(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathId(id): PathId,
+    Params(q): Params<OpsQuery>,
+) -> ApiResult<Json<IncidentView>> {
+    let tenant = who.fence(q.tenant.as_deref(), "tenant")?;
+    Ok(Json(
+        ops(&state)?
+            .investigate_again(tenant.as_deref(), &id)
+            .await?,
+    ))
+}
+
 pub(super) async fn move_incident(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,

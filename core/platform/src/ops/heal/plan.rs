@@ -35,7 +35,35 @@ impl Planned {
     }
 }
 
+/// The tenant a cause names as its subject.
+fn tenant_named(rule: &HealRule, subject: &str) -> Result<TenantId, OpsError> {
+    TenantId::parse(subject).map_err(|e| {
+        OpsError::Conflict(format!(
+            "heal rule {}: {subject:?} is no tenant: {e}",
+            rule.name
+        ))
+    })
+}
+
 impl Operations {
+    /// What a change of `tenant`'s budget touches: the tenant, its
+    /// tickets waiting in the queue (the newest named), and all its
+    /// unfinished tickets counted.
+    async fn budget_blast(&self, tenant: &TenantId) -> Result<BlastRadius, OpsError> {
+        let counts = self.inner.controller.state_counts_of(Some(tenant)).await?;
+        let tickets = self.named(TicketState::Queued, Some(tenant), None).await?;
+        Ok(BlastRadius {
+            tenants: vec![tenant.to_string()],
+            bots: Vec::new(),
+            tickets: tickets.iter().map(|t| t.id.to_string()).collect(),
+            tickets_total: counts
+                .iter()
+                .filter(|(state, _)| !state.is_terminal())
+                .map(|(_, n)| *n as u32)
+                .sum(),
+        })
+    }
+
     /// The newest tickets in `state` of `tenant` or on `bot` a blast
     /// radius names (at most [`MAX_BLAST_TICKETS`]; its total counts all).
     async fn named(
@@ -62,29 +90,13 @@ impl Operations {
         subject: &str,
         percent: u32,
     ) -> Result<(Action, DryRun), OpsError> {
-        let tenant = TenantId::parse(subject).map_err(|e| {
-            OpsError::Conflict(format!(
-                "heal rule {}: {subject:?} is no tenant: {e}",
-                rule.name
-            ))
-        })?;
+        let tenant = tenant_named(rule, subject)?;
         let spend = self.inner.controller.spend().await?;
         let Some(s) = spend.iter().find(|s| s.tenant == tenant) else {
             return Err(OpsError::NotFound(format!("tenant {tenant} has no budget")));
         };
         let budget = heal::raised_budget(s.budget_nusd, s.spent_nusd, percent);
-        let counts = self.inner.controller.state_counts_of(Some(&tenant)).await?;
-        let tickets = self.named(TicketState::Queued, Some(&tenant), None).await?;
-        let blast = BlastRadius {
-            tenants: vec![tenant.to_string()],
-            bots: Vec::new(),
-            tickets: tickets.iter().map(|t| t.id.to_string()).collect(),
-            tickets_total: counts
-                .iter()
-                .filter(|(state, _)| !state.is_terminal())
-                .map(|(_, n)| *n as u32)
-                .sum(),
-        };
+        let blast = self.budget_blast(&tenant).await?;
         let was = s
             .budget_nusd
             .map_or_else(|| "no limit".to_owned(), |b| format!("${:.6}", usd(b)));
@@ -101,6 +113,80 @@ impl Operations {
         let action = Action::SetBudget {
             tenant: tenant.to_string(),
             budget_nusd: budget,
+        };
+        Ok((action, dry_run))
+    }
+
+    /// The budget a cap lowers the tenant `subject`'s to (what it has
+    /// spent, plus what its current rate spends in `minutes`), and its
+    /// dry run. Refused when it burns its budget no more, or the cap
+    /// would not lower it.
+    pub(super) async fn plan_cap(
+        &self,
+        rule: &HealRule,
+        subject: &str,
+        minutes: u32,
+    ) -> Result<(Action, DryRun), OpsError> {
+        let tenant = tenant_named(rule, subject)?;
+        let spend = self.inner.controller.spend().await?;
+        let Some((s, budget)) = spend
+            .iter()
+            .find(|s| s.tenant == tenant)
+            .and_then(|s| Some((s, s.budget_nusd?)))
+        else {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: tenant {tenant} has no budget to cap",
+                rule.name
+            )));
+        };
+        let Some(burn) = self
+            .inner
+            .burning(tenant.as_str(), Some(budget), s.spent_nusd)
+        else {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: tenant {tenant} no longer burns its budget past a burn-rate pair",
+                rule.name
+            )));
+        };
+        let rate = burn.short_rate_nusd_per_h;
+        let cap = heal::capped_budget(budget, s.spent_nusd, rate, minutes);
+        if cap >= budget {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: tenant {tenant}'s budget of ${:.6} lasts less than {minutes} minutes at ${:.6} an hour already",
+                rule.name,
+                usd(budget),
+                usd(rate)
+            )));
+        }
+        let blast = self.budget_blast(&tenant).await?;
+        let x = burn.burn_tenths();
+        let lasts = |left: i64| {
+            burn.minutes_for(left)
+                .map_or_else(|| "?".to_owned(), |m| m.to_string())
+        };
+        let figures = |budget_nusd: i64| {
+            json!({"tenant": tenant, "budget_nusd": budget_nusd, "spent_nusd": s.spent_nusd,
+                "rate_nusd_per_h": rate, "lasts_mins": burn.minutes_for(budget_nusd - s.spent_nusd)})
+        };
+        let dry_run = DryRun {
+            summary: format!(
+                "lower tenant {tenant}'s budget from ${:.6} to ${:.6}: it has spent ${:.6} and spends ${:.6} an hour ({}.{}x its pace), so its new tickets are refused in about {} minutes instead of {}; a person sets its budget again once the runaway is found",
+                usd(budget),
+                usd(cap),
+                usd(s.spent_nusd),
+                usd(rate),
+                x / 10,
+                x % 10,
+                lasts(cap - s.spent_nusd),
+                lasts(budget - s.spent_nusd),
+            ),
+            before: figures(budget),
+            after: figures(cap),
+            blast,
+        };
+        let action = Action::CapBudget {
+            tenant: tenant.to_string(),
+            budget_nusd: cap,
         };
         Ok((action, dry_run))
     }
