@@ -101,6 +101,14 @@ try {
     await view.getByTestId("stage-gather").waitFor();
   });
 
+  await step("investigate it again from the view: a second investigation beside the first", async () => {
+    const detail = view.getByTestId("incident");
+    await detail.getByTestId("investigate-again").click();
+    await detail.getByTestId("investigation").nth(1).getByTestId("investigation-phase").getByText("Succeeded").waitFor();
+    const n = await detail.getByTestId("investigation").count();
+    if (n !== 2) throw new Error(`${n} investigations, want 2`);
+  });
+
   await step("one alert resolves by itself: on the timeline; resolve the incident from the view", async () => {
     await post("/api/v1/ops/alertmanager", am([alert("b1", "resolved")]));
     const detail = view.getByTestId("incident");
