@@ -155,8 +155,12 @@ export const LIFECYCLE = [{"event":"approve","from":"awaiting_approval","to":"qu
 export type Action = 
 /**  Set a tenant's budget to this many nano-dollars. */
 { action: "set_budget"; tenant: string; budget_nusd: number } | 
-/**  Lower a tenant's budget to this many nano-dollars (never raise it). */
-{ action: "cap_budget"; tenant: string; budget_nusd: number } | 
+/**
+ *  Lower a tenant's budget from `from_nusd` (what it was when the cap
+ *  was worked out: a budget changed since is let be) to
+ *  `budget_nusd`, never raising it.
+ */
+{ action: "cap_budget"; tenant: string; from_nusd: number; budget_nusd: number } | 
 /**
  *  Run these dead tickets of a tenant again, each once as a new ticket
  *  (at most [`MAX_BLAST_TICKETS`]).

@@ -80,7 +80,8 @@ impl BurnPolicy {
     /// What a budget may spend in an hour at the pace that makes it last
     /// the horizon.
     pub fn sustainable_per_h(&self, budget_nusd: i64) -> i64 {
-        let per_h = i128::from(budget_nusd) * i128::from(HOUR_MS) / i128::from(self.horizon_ms);
+        let per_h =
+            i128::from(budget_nusd) * i128::from(HOUR_MS) / i128::from(self.horizon_ms.max(1));
         i64::try_from(per_h).unwrap_or(i64::MAX)
     }
 }
@@ -180,6 +181,17 @@ impl SpendHistory {
         }
         let per_h = i128::from(spent - from_spent) * i128::from(HOUR_MS) / i128::from(over);
         Some((i64::try_from(per_h).unwrap_or(i64::MAX), over))
+    }
+
+    /// Whether the history of `tenant` covers the shortest short window of
+    /// `policy`, so that [`SpendHistory::burning`]'s `None` means calm and
+    /// not "not measured yet" (after a restart, say).
+    pub fn measured(&self, policy: &BurnPolicy, tenant: &str) -> bool {
+        let least = policy.pairs.iter().map(|p| p.short_ms).min().unwrap_or(0);
+        self.samples
+            .get(tenant)
+            .and_then(|h| Some(h.back()?.0 - h.front()?.0))
+            .is_some_and(|held| held >= least)
     }
 
     /// Whether `tenant` burns its `budget_nusd` (having spent
@@ -301,7 +313,9 @@ mod tests {
         let mut h = SpendHistory::default();
         spend(&mut h, &p, 0, 4, 1_000_000_000, 0);
         assert_eq!(h.burning(&p, "acme", BUDGET, 0), None, "4 minutes < 5");
+        assert!(!h.measured(&p, "acme"));
         spend(&mut h, &p, 4, 6, 1_000_000_000, 4_000_000_000);
+        assert!(h.measured(&p, "acme"));
         let b = h.burning(&p, "acme", BUDGET, 0).expect("6 minutes cover 5");
         assert_eq!(b.covered_secs, 360, "the hour measured over what is held");
         assert_eq!(window(4), "4 seconds");

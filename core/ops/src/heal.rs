@@ -18,6 +18,8 @@
 //! Each heal links its alert, incident, the evidence of the cause, the
 //! approval, the action's ticket and the re-check. Pure logic.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use specta::Type;
@@ -25,7 +27,7 @@ use specta::Type;
 use oshal_kernel::clock::UnixMs;
 
 use crate::alert::Labels;
-use crate::change::{ChangeEvent, ChangeKind};
+
 use crate::diagnose::{CONCLUSIVE, CauseKind, Diagnosis};
 use crate::gather::{DeadTicket, outside_status};
 use crate::rule::{ActionTemplate, HealRule, all_match, matchers};
@@ -48,9 +50,13 @@ pub enum Action {
         #[specta(type = specta_typescript::Number)]
         budget_nusd: i64,
     },
-    /// Lower a tenant's budget to this many nano-dollars (never raise it).
+    /// Lower a tenant's budget from `from_nusd` (what it was when the cap
+    /// was worked out: a budget changed since is let be) to
+    /// `budget_nusd`, never raising it.
     CapBudget {
         tenant: String,
+        #[specta(type = specta_typescript::Number)]
+        from_nusd: i64,
         #[specta(type = specta_typescript::Number)]
         budget_nusd: i64,
     },
@@ -99,11 +105,12 @@ impl Action {
             Action::SetBudget {
                 tenant,
                 budget_nusd,
-            }
-            | Action::CapBudget {
-                tenant,
-                budget_nusd,
             } => json!({"tenant": tenant, "budget_nusd": budget_nusd}),
+            Action::CapBudget {
+                tenant,
+                from_nusd,
+                budget_nusd,
+            } => json!({"tenant": tenant, "from_nusd": from_nusd, "budget_nusd": budget_nusd}),
             Action::ReplayDead { tenant, tickets } => {
                 json!({"tenant": tenant, "tickets": tickets})
             }
@@ -146,19 +153,18 @@ impl Action {
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
     pub fn operations() -> [(&'static str, Value, &'static str); 7] {
-        let budget = json!({
-            "type": "object",
-            "additionalProperties": false,
-            "required": ["tenant", "budget_nusd"],
-            "properties": {
-                "tenant": {"type": "string", "minLength": 1, "maxLength": 64},
-                "budget_nusd": {"type": "integer", "minimum": 0}
-            }
-        });
         [
             (
                 "set_budget",
-                budget.clone(),
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["tenant", "budget_nusd"],
+                    "properties": {
+                        "tenant": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "budget_nusd": {"type": "integer", "minimum": 0}
+                    }
+                }),
                 "Raise a tenant's budget (a heal's write: needs an approval)",
             ),
             (
@@ -235,8 +241,17 @@ impl Action {
             ),
             (
                 "cap_budget",
-                budget,
-                "Lower a tenant's budget to stop a runaway spend (a heal's write: needs an approval)",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["tenant", "from_nusd", "budget_nusd"],
+                    "properties": {
+                        "tenant": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "from_nusd": {"type": "integer", "minimum": 0},
+                        "budget_nusd": {"type": "integer", "minimum": 0}
+                    }
+                }),
+                "Lower a tenant's budget, as it was when the cap was worked out, to stop a runaway spend (a heal's write: needs an approval)",
             ),
         ]
     }
@@ -284,19 +299,6 @@ pub fn capped_budget(budget_nusd: i64, spent_nusd: i64, rate_nusd_per_h: i64, mi
     let more = i128::from(rate_nusd_per_h.max(0)) * i128::from(minutes) / 60;
     let cap = i128::from(spent_nusd.max(0)) + more;
     i64::try_from(cap).unwrap_or(i64::MAX).min(budget_nusd)
-}
-
-/// Whether `tenant`'s budget was last changed by a heal's cap: a raise
-/// heal would undo what a person approved to stop a runaway.
-pub fn capped(changes: &[ChangeEvent], tenant: &str) -> bool {
-    changes
-        .iter()
-        .rev()
-        .find(|c| {
-            c.subject == tenant
-                && matches!(c.kind, ChangeKind::BudgetChanged | ChangeKind::BudgetCapped)
-        })
-        .is_some_and(|c| c.kind == ChangeKind::BudgetCapped)
 }
 
 /// What an action touches.
@@ -424,14 +426,15 @@ pub struct Heal {
 /// The rule that heals `diagnosis` for an incident whose first alert has
 /// `labels` and which already has `heals`: the first whose trigger is the
 /// top cause (conclusive), whose matchers hold, and which has not healed
-/// this incident yet. A raise is not proposed for a budget a heal capped
-/// (`changes`, oldest first), until a person sets it again.
+/// this incident yet. A raise is not proposed for a tenant whose budget
+/// a heal capped (`capped`) until a person sets it again: it would undo
+/// what a person approved to stop a runaway.
 pub fn select<'a>(
     rules: &'a [HealRule],
     diagnosis: &Diagnosis,
     labels: &Labels,
     heals: &[Heal],
-    changes: &[ChangeEvent],
+    capped: &BTreeSet<String>,
 ) -> Option<&'a HealRule> {
     if diagnosis.inconclusive {
         return None;
@@ -454,7 +457,7 @@ pub fn select<'a>(
         let whose = match r.action {
             ActionTemplate::ReplayDead => labels.contains_key("tenant"),
             ActionTemplate::PauseTenant => labels.get("tenant").is_some_and(|t| t != "default"),
-            ActionTemplate::RaiseBudget { .. } => !capped(changes, &top.subject),
+            ActionTemplate::RaiseBudget { .. } => !capped.contains(&top.subject),
             _ => true,
         };
         whose
@@ -557,7 +560,7 @@ mod tests {
         let d = diagnosis(CauseKind::BudgetExhausted, "acme", 3);
         let labels = budget_alert();
         assert_eq!(
-            select(&rules, &d, &labels, &[], &[]).map(|r| r.name.as_str()),
+            select(&rules, &d, &labels, &[], &BTreeSet::new()).map(|r| r.name.as_str()),
             Some("raise-exhausted-budget")
         );
         // Throttled: the incident has a heal of that rule.
@@ -567,23 +570,23 @@ mod tests {
                 &d,
                 &labels,
                 &[heal_of("raise-exhausted-budget")],
-                &[]
+                &BTreeSet::new()
             )
             .is_none()
         );
         // Another rule's heal does not throttle it.
-        assert!(select(&rules, &d, &labels, &[heal_of("other")], &[]).is_some());
+        assert!(select(&rules, &d, &labels, &[heal_of("other")], &BTreeSet::new()).is_some());
         // Inconclusive, or another cause on top, or another alert: none.
         let weak = diagnosis(CauseKind::BudgetExhausted, "acme", 1);
-        assert!(select(&rules, &weak, &labels, &[], &[]).is_none());
+        assert!(select(&rules, &weak, &labels, &[], &BTreeSet::new()).is_none());
         let node = diagnosis(CauseKind::NodeDown, "n2", 3);
-        assert!(select(&rules, &node, &labels, &[], &[]).is_none());
+        assert!(select(&rules, &node, &labels, &[], &BTreeSet::new()).is_none());
         let other: Labels = [("alertname".to_owned(), "Custom".to_owned())].into();
-        assert!(select(&rules, &d, &other, &[], &[]).is_none());
+        assert!(select(&rules, &d, &other, &[], &BTreeSet::new()).is_none());
         // globex's alert is never healed by raising acme's budget.
         let mut globex = budget_alert();
         globex.insert("tenant".into(), "globex".into());
-        assert!(select(&rules, &d, &globex, &[], &[]).is_none());
+        assert!(select(&rules, &d, &globex, &[], &BTreeSet::new()).is_none());
     }
 
     #[test]
@@ -596,7 +599,7 @@ mod tests {
         .into();
         let runaway = diagnosis(CauseKind::RunawaySpend, "acme", 3);
         assert_eq!(
-            select(&rules, &runaway, &burning, &[], &[]).map(|r| &r.action),
+            select(&rules, &runaway, &burning, &[], &BTreeSet::new()).map(|r| &r.action),
             Some(&ActionTemplate::CapBudget { minutes: 10 })
         );
         // $60 an hour for ten minutes past $10 spent, under a $30 budget.
@@ -609,26 +612,11 @@ mod tests {
             12_000_000_000,
             "a cap never raises"
         );
-        let change = |kind, subject: &str| ChangeEvent {
-            kind,
-            subject: subject.into(),
-            detail: String::new(),
-            count: 0,
-            at_ms: 0,
-        };
         let exhausted = diagnosis(CauseKind::BudgetExhausted, "acme", 3);
-        let capped = [
-            change(ChangeKind::BudgetChanged, "acme"),
-            change(ChangeKind::BudgetCapped, "acme"),
-            change(ChangeKind::BudgetChanged, "globex"),
-        ];
+        let capped: BTreeSet<String> = ["acme".to_owned()].into();
         assert!(select(&rules, &exhausted, &budget_alert(), &[], &capped).is_none());
-        // A person set acme's budget since: raises are proposed again.
-        let set = [
-            change(ChangeKind::BudgetCapped, "acme"),
-            change(ChangeKind::BudgetChanged, "acme"),
-        ];
-        assert!(select(&rules, &exhausted, &budget_alert(), &[], &set).is_some());
+        let others: BTreeSet<String> = ["globex".to_owned()].into();
+        assert!(select(&rules, &exhausted, &budget_alert(), &[], &others).is_some());
     }
 
     #[test]
@@ -659,12 +647,12 @@ mod tests {
         ]
         .into();
         assert_eq!(
-            select(&rules, &d, &labels, &[], &[]).map(|r| r.name.as_str()),
+            select(&rules, &d, &labels, &[], &BTreeSet::new()).map(|r| r.name.as_str()),
             Some("replay-after-outside-failure")
         );
         // Without a tenant named there is nothing to say whose to replay.
         labels.remove("tenant");
-        assert!(select(&rules, &d, &labels, &[], &[]).is_none());
+        assert!(select(&rules, &d, &labels, &[], &BTreeSet::new()).is_none());
     }
 
     #[test]
@@ -689,7 +677,8 @@ mod tests {
             }
             l
         };
-        let chosen = |l: &Labels| select(&rules, &d, l, &[], &[]).map(|r| r.name.clone());
+        let chosen =
+            |l: &Labels| select(&rules, &d, l, &[], &BTreeSet::new()).map(|r| r.name.clone());
         assert_eq!(
             chosen(&of(Some("shopco"))).as_deref(),
             Some("pause-poisoned")

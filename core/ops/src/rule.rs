@@ -34,8 +34,10 @@ pub const MAX_HEAL_ATTEMPTS: u32 = 3;
 pub const MAX_HEAL_CONCURRENCY: u32 = 8;
 /// The most a budget may be raised by, in percent.
 pub const MAX_RAISE_PERCENT: u32 = 1000;
-/// The most minutes of a runaway's spend a cap may leave: a day.
-pub const MAX_CAP_MINUTES: u32 = 1440;
+/// The most minutes of a runaway's spend a cap may leave: more would not
+/// bound the runaway (`diagnose::BOUNDED_MINS`), and its re-check would
+/// find it still running away.
+pub const MAX_CAP_MINUTES: u32 = crate::diagnose::BOUNDED_MINS;
 
 /// When an incident a rule opened resolves by itself (Keep's words).
 #[derive(
@@ -652,14 +654,14 @@ mod tests {
         );
         let e = refused(|r| {
             r.trigger = CauseKind::RunawaySpend;
-            r.action = ActionTemplate::CapBudget { minutes: 1441 };
+            r.action = ActionTemplate::CapBudget { minutes: 61 };
         });
         assert_eq!(
             (e.path.as_str(), e.limit, e.reason.as_str()),
             (
                 "heal[0].action.minutes",
-                Some(1440),
-                "must be 1 to 1440 minutes"
+                Some(60),
+                "must be 1 to 60 minutes"
             )
         );
         let e = refused(|r| r.max_attempts = 9);

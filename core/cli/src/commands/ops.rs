@@ -128,9 +128,9 @@ pub enum Action {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Record a change event (node_joined, node_left, budget_changed,
-    /// connector_approved, deploy, tickets_requeued, lanes_reset,
-    /// store_outage).
+    /// Record a change event (node_joined, node_left, connector_approved,
+    /// deploy, tickets_requeued, lanes_reset, store_outage; a budget's
+    /// change is recorded when the budget is set).
     Change {
         kind: String,
         subject: String,

@@ -357,3 +357,37 @@ fn every_tool_has_a_schema_and_a_replay() {
         "GET /api/v1/ops/changes?tenant=acme&since_ms=5"
     );
 }
+
+#[test]
+fn a_burn_with_hours_of_budget_left_is_a_runaway_and_one_nearly_done_is_not() {
+    let burn = |left_mins| {
+        Observed::new(
+            Fact::SpendBurning {
+                tenant: "acme".into(),
+                burn_tenths: 14_400,
+                long_secs: 3600,
+                short_secs: 300,
+                rate_nusd_per_h: 60_000_000_000,
+                left_mins,
+            },
+            vec!["E-1".into()],
+        )
+        .unwrap()
+    };
+    let d = diagnose("OshalSpendBurning", &[burn(Some(600))]);
+    assert!(!d.inconclusive, "{d:?}");
+    assert_eq!(
+        (d.causes[0].kind, d.causes[0].subject.as_str()),
+        (CauseKind::RunawaySpend, "acme")
+    );
+    assert!(
+        d.findings[0].text.contains("1440.0x") && d.findings[0].text.contains("600 minutes"),
+        "{:?}",
+        d.findings[0]
+    );
+    assert!(d.next_steps[0].contains("cap tenant acme"), "{d:?}");
+    // Capped to ten minutes of it: the budget bounds it now.
+    let capped = diagnose("OshalSpendBurning", &[burn(Some(10))]);
+    assert!(capped.inconclusive, "{capped:?}");
+    assert_eq!(capped.causes[0].score, 1);
+}

@@ -8,6 +8,7 @@ use super::{
     CHANGE_LOOKBACK_MS, ChangeEvent, Event, MAX_CHANGES, MAX_TIMELINE, Monitor, Mute, compile,
 };
 use crate::alert::{Alert, AlertState, Fingerprint, Report, Signal};
+use crate::change::ChangeKind;
 use crate::incident::{Incident, IncidentStatus, Moment, TimelineEntry};
 use crate::rule::matchers;
 
@@ -125,6 +126,15 @@ impl Monitor {
                     let line = change_line(change);
                     push(inc, line.at_ms, line.moment, &line.subject, line.detail);
                 }
+                match change.kind {
+                    ChangeKind::BudgetCapped => {
+                        self.capped.insert(change.subject.clone());
+                    }
+                    ChangeKind::BudgetChanged => {
+                        self.capped.remove(&change.subject);
+                    }
+                    _ => {}
+                }
                 self.changes.push(change.clone());
                 if self.changes.len() > MAX_CHANGES {
                     self.changes.remove(0);
@@ -138,6 +148,7 @@ impl Monitor {
                 bounds,
                 recheck_of,
             } => {
+                *self.started.entry(incident.clone()).or_default() += 1;
                 self.apply_start(incident, ticket, alert, plan, *bounds, at_ms);
                 if let Some(heal) = recheck_of {
                     self.apply_recheck_started(incident, heal, ticket);

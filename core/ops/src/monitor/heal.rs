@@ -112,7 +112,7 @@ impl Monitor {
             diagnosis,
             &labels,
             heals,
-            self.changes(),
+            &self.capped,
         )
         .is_none()
         {
@@ -204,6 +204,17 @@ impl Monitor {
             return Err(refused(
                 &format!("{incident}/{heal}"),
                 "belongs to a resolved incident; what it would change was worked out for a cause that is gone".into(),
+            ));
+        }
+        if let Action::SetBudget { tenant, .. } = &h.action
+            && approve
+            && self.capped.contains(tenant)
+        {
+            return Err(refused(
+                &format!("{incident}/{heal}"),
+                format!(
+                    "would raise tenant {tenant}'s budget, which a heal capped since it was proposed; a person sets it again first"
+                ),
             ));
         }
         if approve {

@@ -521,6 +521,71 @@ fn a_pending_heal_is_denied_by_the_monitor_when_its_incident_resolves() {
     assert!(matches!(m.decide(approve, 70), Err(OpsError::Heal { .. })));
 }
 
+/// A budget a heal capped is not raised by a heal until a person sets
+/// it: no raise is proposed, and one proposed before the cap is not
+/// approved; the capped set survives the change log letting its oldest
+/// go, and a replay rebuilds it.
+#[test]
+fn a_capped_budget_is_not_raised_until_a_person_sets_it() {
+    use crate::change::{ChangeEvent, ChangeKind};
+    let change = |kind, subject: &str| {
+        Input::Change(ChangeEvent {
+            kind,
+            subject: subject.into(),
+            detail: String::new(),
+            count: 0,
+            at_ms: 45,
+        })
+    };
+    let (mut m, id, mut log) = diagnosed();
+    for e in propose(&m, &id, "g-1").unwrap() {
+        m.apply(&e, 50);
+        log.push((e, 50));
+    }
+    step(
+        &mut m,
+        &mut log,
+        change(ChangeKind::BudgetCapped, "acme"),
+        55,
+    );
+    for n in 0..MAX_CHANGES {
+        step(
+            &mut m,
+            &mut log,
+            change(ChangeKind::Deploy, &format!("v{n}")),
+            56,
+        );
+    }
+    assert!(
+        m.capped().contains("acme"),
+        "kept apart from the change log"
+    );
+    let approve = Input::DecideHeal {
+        incident: id.clone(),
+        heal: "H-1".into(),
+        approve: true,
+        by: "alice".into(),
+        note: String::new(),
+    };
+    match m.decide(approve.clone(), 60) {
+        Err(OpsError::Heal { reason, .. }) => assert!(reason.contains("capped"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let mut replayed = Monitor::default();
+    for (e, at) in &log {
+        replayed.apply(e, *at);
+    }
+    assert!(replayed.capped().contains("acme"), "a replay rebuilds it");
+    step(
+        &mut m,
+        &mut log,
+        change(ChangeKind::BudgetChanged, "acme"),
+        65,
+    );
+    assert!(!m.capped().contains("acme"));
+    assert_eq!(kinds(&m.decide(approve, 70).unwrap()), ["heal_decided"]);
+}
+
 /// An approved heal whose ticket never went out is given up: failed with
 /// why; one that started, or is still pending, is not touched by it.
 #[test]

@@ -17,7 +17,7 @@
 //! count, open one. A silenced or maintained alert opens nothing. This
 //! file decides; `apply.rs` folds. Pure logic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -321,6 +321,13 @@ pub struct Monitor {
     published: BTreeMap<String, Postmortem>,
     /// Each incident's heals.
     heals: BTreeMap<String, Vec<Heal>>,
+    /// Investigations ever started per incident (never lowered when the
+    /// oldest are let go): the next one's number.
+    started: BTreeMap<String, u32>,
+    /// Tenants whose budget a heal's cap changed last (`budget_capped`,
+    /// until a `budget_changed`): kept apart from the change log, which
+    /// lets its oldest go.
+    capped: BTreeSet<String>,
 }
 
 impl Default for Monitor {
@@ -339,6 +346,8 @@ impl Default for Monitor {
             edits: BTreeMap::new(),
             published: BTreeMap::new(),
             heals: BTreeMap::new(),
+            started: BTreeMap::new(),
+            capped: BTreeSet::new(),
         }
     }
 }
@@ -390,6 +399,18 @@ impl Monitor {
     /// Change events, oldest first.
     pub fn changes(&self) -> &[ChangeEvent] {
         &self.changes
+    }
+
+    /// The tenants whose budget a heal's cap changed last: a raise heal
+    /// is neither proposed nor approved for them until a person sets
+    /// their budget again.
+    pub fn capped(&self) -> &BTreeSet<String> {
+        &self.capped
+    }
+
+    /// How many investigations of `incident` were ever started.
+    pub fn investigations_started(&self, incident: &str) -> u32 {
+        self.started.get(incident).copied().unwrap_or(0)
     }
 
     /// Silences (id, silence, by), in force or not.

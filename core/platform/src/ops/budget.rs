@@ -86,9 +86,16 @@ fn inputs(
 }
 
 /// Records what each tenant with a budget has spent at `at` (and forgets
-/// those without one), then says which burn their budget, and how.
-fn burning(inner: &Inner, spend: &[Spend], at: i64) -> BTreeMap<String, String> {
-    {
+/// those without one), then says which burn their budget, and how. One
+/// that `was` burning and is not measured long enough yet (the history
+/// restarts with the controller) still burns: that is unknown, not calm.
+fn burning(
+    inner: &Inner,
+    spend: &[Spend],
+    was: &BTreeSet<String>,
+    at: i64,
+) -> BTreeMap<String, String> {
+    let unmeasured: BTreeSet<&str> = {
         let mut history = inner.spending.lock().unwrap_or_else(|p| p.into_inner());
         for s in spend.iter().filter(|s| s.budget_nusd.is_some()) {
             history.record(&inner.tuning.burn, s.tenant.as_str(), at, s.spent_nusd);
@@ -98,15 +105,32 @@ fn burning(inner: &Inner, spend: &[Spend], at: i64) -> BTreeMap<String, String> 
                 .iter()
                 .any(|s| s.tenant.as_str() == t && s.budget_nusd.is_some())
         });
-    }
-    spend
+        // A tenant with no budget, or at it, burns nothing: that is known.
+        let within = |t: &str| {
+            spend
+                .iter()
+                .any(|s| s.tenant.as_str() == t && s.budget_nusd.is_some_and(|b| s.spent_nusd < b))
+        };
+        was.iter()
+            .map(String::as_str)
+            .filter(|t| within(t) && !history.measured(&inner.tuning.burn, t))
+            .collect()
+    };
+    let mut now: BTreeMap<String, String> = spend
         .iter()
         .filter_map(|s| {
             let b = inner.burning(s.tenant.as_str(), s.budget_nusd, s.spent_nusd)?;
             let budget = s.budget_nusd?;
             Some((s.tenant.to_string(), burn_summary(s, budget, &b)))
         })
-        .collect()
+        .collect();
+    for t in unmeasured {
+        now.insert(
+            t.to_owned(),
+            format!("tenant {t}'s burn is not measured again yet"),
+        );
+    }
+    now
 }
 
 /// A burning tenant's alert, in a sentence.
@@ -151,7 +175,7 @@ pub(super) fn watch(ops: Operations, stop: CancellationToken) {
             };
             let at = c.clock().now_ms();
             let now = exhausted(&spend);
-            let now_burning = burning(&ops.inner, &spend, at);
+            let now_burning = burning(&ops.inner, &spend, &was_burning, at);
             let mut changes = inputs(&EXHAUSTED, &was, &now, at);
             changes.extend(inputs(&BURNING, &was_burning, &now_burning, at));
             if ops.observe(&default, changes).await {

@@ -1,4 +1,9 @@
-//! Gather: each incident, once opened, is investigated by a ticket.
+//! Gather: each incident, once opened, is investigated by a ticket; again
+//! after each heal (its re-check), and whenever a person asks
+//! ([`Operations::investigate_again`]: an open incident not being
+//! investigated, at most `MAX_INVESTIGATIONS` times). Investigations start
+//! one at a time, each numbered (its ticket's idempotency key) after every
+//! one started before.
 //!
 //! The plan comes from the runbooks that match the incident's first alert
 //! (`assets/ops/runbooks.json`) and the toolsets enabled for its tenant.
@@ -25,7 +30,7 @@ use std::time::Duration;
 use oshal_ops::evidence::Bounds;
 use oshal_ops::gather::{CONNECTOR, Tool};
 use oshal_ops::investigation::{Findings, Phase};
-use oshal_ops::monitor::{CHANGE_LOOKBACK_MS, Event, Input};
+use oshal_ops::monitor::{CHANGE_LOOKBACK_MS, Event, Input, MAX_INVESTIGATIONS};
 use oshal_ops::runbook::{self, Plan, Runbook, Toolset, ToolsetStatus};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -116,6 +121,7 @@ impl Operations {
                     .into(),
             ));
         }
+        let _one = self.inner.investigating.lock().await;
         {
             let book = self.book(&t);
             let book = book.lock().await;
@@ -144,14 +150,33 @@ impl Operations {
                     "investigations are turned off in these settings (`investigate`)".into(),
                 ));
             }
+            let n = m.investigations_started(incident);
+            if n as usize >= MAX_INVESTIGATIONS {
+                return Err(OpsError::Conflict(format!(
+                    "{incident} was investigated {n} times; an incident keeps at most {MAX_INVESTIGATIONS}"
+                )));
+            }
         }
-        self.investigate(&t, incident, None).await?;
+        self.investigate_now(&t, incident, None).await?;
         self.incident(Some(t.as_str()), incident).await
     }
 
     /// Starts an investigation of `incident`, if a plan has tasks; a
     /// re-check of heal `recheck_of` if one is named.
     pub(super) async fn investigate(
+        &self,
+        tenant: &TenantId,
+        incident: &str,
+        recheck_of: Option<&str>,
+    ) -> Result<(), OpsError> {
+        let _one = self.inner.investigating.lock().await;
+        self.investigate_now(tenant, incident, recheck_of).await
+    }
+
+    /// [`Operations::investigate`], holding `investigating`: one start at
+    /// a time, so each investigation gets a number (and a ticket key) of
+    /// its own.
+    async fn investigate_now(
         &self,
         tenant: &TenantId,
         incident: &str,
@@ -208,7 +233,7 @@ impl Operations {
             (
                 first.name.clone(),
                 plan,
-                m.investigations(incident).len() + 1,
+                m.investigations_started(incident) as usize + 1,
             )
         };
         if plan.tasks.is_empty() {

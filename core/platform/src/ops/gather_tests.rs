@@ -828,11 +828,43 @@ async fn a_poisoned_tenant_is_paused_after_an_approval_and_its_work_waits() {
         })
     );
     let changes = p.ops.changes(None, 0).await.unwrap();
-    assert!(
-        changes
-            .iter()
-            .any(|c| c.kind == oshal_ops::change::ChangeKind::TenantPaused && c.subject == "shopco")
-    );
+    let paused_change = changes
+        .iter()
+        .find(|c| c.kind == oshal_ops::change::ChangeKind::TenantPaused && c.subject == "shopco")
+        .expect("the pause is on the record");
+
+    // A person resumes shopco; then the heal's write comes again, as a
+    // retry whose first answer was lost would: it answers as before and
+    // leaves shopco resumed.
+    p.controller
+        .pause_tenant(&shopco, false, "alice")
+        .await
+        .unwrap();
+    let key = paused_change
+        .detail
+        .split("(write ")
+        .nth(1)
+        .and_then(|k| k.split(')').next())
+        .expect("the write's key is in its change")
+        .to_owned();
+    let call = crate::connector::call::CallRef {
+        bot: crate::ticket::BotId::parse("local-bot-01").unwrap(),
+        tenant: Some(crate::ticket::TenantId::default_tenant()),
+        ticket: TicketId::parse(h.ticket.as_deref().unwrap()).unwrap(),
+        attempt: 2,
+        connector: "oshal-ops".into(),
+        operation: "pause_tenant".into(),
+    };
+    let again = super::writes::apply(
+        p.ops.inner.clone(),
+        &call,
+        &json!({"tenant": "shopco"}),
+        &key,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, (200, json!({"tenant": "shopco", "paused": true})));
+    assert!(!paused().await, "what the person did stands");
     p.shutdown().await;
 }
 

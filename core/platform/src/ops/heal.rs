@@ -110,7 +110,7 @@ impl Operations {
                 d,
                 &labels,
                 m.heals(incident),
-                m.changes(),
+                m.capped(),
             )
             .map(|rule| {
                 let cause = &d.causes[0];

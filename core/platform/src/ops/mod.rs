@@ -130,6 +130,8 @@ struct Inner {
     running: Mutex<BTreeMap<TicketId, TenantId>>,
     /// Held while a heal is released: one at a time.
     healing: Mutex<()>,
+    /// Held while an investigation starts: one at a time.
+    investigating: Mutex<()>,
     /// The Security Center, once attached (`list_findings` reads it).
     security: std::sync::OnceLock<crate::security::SecurityCenter>,
     /// Each tenant's spend as sampled (`budget.rs`), and the pace its
@@ -250,6 +252,7 @@ impl Operations {
                 ),
                 running: Mutex::default(),
                 healing: Mutex::default(),
+                investigating: Mutex::default(),
                 security: std::sync::OnceLock::new(),
                 spending: std::sync::Mutex::default(),
                 tuning,
@@ -634,10 +637,10 @@ impl Operations {
         self.settings(Some(t.as_str())).await
     }
 
-    /// Adds a silence, a maintenance window or a change event.
     /// Keeps, as the operator's change event, that `by` set `tenant`'s
     /// budget by hand (a heal's cap is no longer in force after it). A
-    /// record that fails is logged: the budget is set all the same.
+    /// record that fails is logged and not tried again: the budget is
+    /// set all the same.
     pub async fn budget_set(&self, tenant: &TenantId, budget_nusd: Option<i64>, by: &str) {
         let to = budget_nusd.map_or_else(
             || "lifted".to_owned(),
@@ -650,11 +653,29 @@ impl Operations {
             count: 0,
             at_ms: 0,
         };
-        self.observe(&TenantId::default_tenant(), vec![Input::Change(change)])
-            .await;
+        if let Err(e) = self
+            .take_one(&TenantId::default_tenant(), Input::Change(change))
+            .await
+        {
+            tracing::warn!(%tenant, error = %e, "a budget set by hand could not be kept as a change event");
+        }
     }
 
+    /// Adds a silence, a maintenance window or a change event. A budget's
+    /// change is the platform's own record (of `PUT /api/v1/tenants/{id}`
+    /// and of the heals' writes), never written by hand: it decides
+    /// whether a capped budget may be raised.
     pub async fn add(&self, tenant: Option<&str>, input: Input) -> Result<SettingsView, OpsError> {
+        use oshal_ops::change::ChangeKind;
+        if let Input::Change(c) = &input
+            && matches!(c.kind, ChangeKind::BudgetChanged | ChangeKind::BudgetCapped)
+        {
+            return Err(OpsError::Invalid(Invalid {
+                path: "kind".into(),
+                reason: "a budget's change is recorded by the platform when the budget is set (PUT /api/v1/tenants/{id}); it is not written by hand".into(),
+                limit: None,
+            }));
+        }
         let t = self.tenant(tenant).await?;
         self.take_one(&t, input).await?;
         self.settings(Some(t.as_str())).await

@@ -90,12 +90,13 @@ async fn a_runaway_spend_is_capped_after_an_approval_and_a_raise_leaves_the_cap_
     );
     let Action::CapBudget {
         tenant,
+        from_nusd,
         budget_nusd: cap,
     } = h.action.clone()
     else {
         panic!("{:?}", h.action)
     };
-    assert_eq!(tenant, "acme");
+    assert_eq!((tenant.as_str(), from_nusd), ("acme", BUDGET));
     assert!(0 < cap && cap < BUDGET, "{cap}");
     assert_eq!(h.dry_run.blast.tenants, ["acme"]);
     assert!(
@@ -121,32 +122,73 @@ async fn a_runaway_spend_is_capped_after_an_approval_and_a_raise_leaves_the_cap_
     stop.cancel();
     assert!(looping.await.unwrap() > 0);
     let changes = p.ops.changes(None, 0).await.unwrap();
-    let last_budget_change = |changes: &[oshal_ops::change::ChangeEvent]| {
-        changes
-            .iter()
-            .rev()
-            .find(|c| {
-                c.subject == "acme"
-                    && matches!(c.kind, ChangeKind::BudgetCapped | ChangeKind::BudgetChanged)
-            })
-            .map(|c| c.kind)
+    let capped = changes
+        .iter()
+        .find(|c| c.kind == ChangeKind::BudgetCapped && c.subject == "acme")
+        .expect("the cap is on the record");
+    let capped_now = async || {
+        let book = p.ops.book(&TenantId::default_tenant());
+        let book = book.lock().await;
+        book.monitor.capped().contains("acme")
     };
-    assert_eq!(last_budget_change(&changes), Some(ChangeKind::BudgetCapped));
+    assert!(capped_now().await, "a raise heal leaves it be");
+    // A change of a budget is the platform's record, never written by hand.
+    let by_hand = p
+        .ops
+        .add(None, oshal_ops::monitor::Input::Change(capped.clone()))
+        .await;
     assert!(
-        oshal_ops::heal::capped(&changes, "acme"),
-        "a raise heal leaves it be"
+        matches!(by_hand, Err(super::super::OpsError::Invalid(ref i)) if i.path == "kind"),
+        "{by_hand:?}"
     );
-    // A person sets it again: raises may be proposed again.
+
+    // A person sets it again: raises may be proposed again; the cap's
+    // write, come again under its key (a retry whose answer was lost),
+    // answers as before and leaves what the person set; under another
+    // key it is refused, the budget no longer the one it was worked out
+    // against.
     p.controller
-        .set_budget(acme.clone(), Some(BUDGET))
+        .set_budget(acme.clone(), Some(BUDGET + 1))
         .await
         .unwrap();
-    p.ops.budget_set(&acme, Some(BUDGET), "alice").await;
-    let changes = p.ops.changes(None, 0).await.unwrap();
-    assert_eq!(
-        last_budget_change(&changes),
-        Some(ChangeKind::BudgetChanged)
+    p.ops.budget_set(&acme, Some(BUDGET + 1), "alice").await;
+    assert!(!capped_now().await);
+    let key = capped
+        .detail
+        .split("(write ")
+        .nth(1)
+        .and_then(|k| k.split(')').next())
+        .expect("the write's key is in its change")
+        .to_owned();
+    let write = async |key: &str| {
+        let call = crate::connector::call::CallRef {
+            bot: crate::ticket::BotId::parse("local-bot-01").unwrap(),
+            tenant: Some(TenantId::default_tenant()),
+            ticket: crate::ticket::TicketId::parse(h.ticket.as_deref().unwrap()).unwrap(),
+            attempt: 2,
+            connector: "oshal-ops".into(),
+            operation: "cap_budget".into(),
+        };
+        let params = h.action.params();
+        super::super::writes::apply(p.ops.inner.clone(), &call, &params, key)
+            .await
+            .unwrap()
+    };
+    assert_eq!(write(&key).await.0, 200);
+    let (status, answer) = write("another-key").await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("not the $5.000000 the cap was worked out against"),
+        "{answer}"
     );
-    assert!(!oshal_ops::heal::capped(&changes, "acme"));
+    let spend = p.controller.spend().await.unwrap();
+    assert_eq!(
+        budget_of(&spend, &acme).0,
+        Some(BUDGET + 1),
+        "what alice set stands"
+    );
     p.shutdown().await;
 }

@@ -60,9 +60,10 @@ pub(super) async fn apply(
         },
         Action::CapBudget {
             tenant,
+            from_nusd,
             budget_nusd,
         } => match known(&inner, &tenant).await? {
-            Ok(t) => set_budget(&inner, t, budget_nusd, Way::Cap, call, key).await?,
+            Ok(t) => set_budget(&inner, t, budget_nusd, Way::Cap(from_nusd), call, key).await?,
             Err(refused) => Err(refused),
         },
         Action::ReplayDead { tenant, tickets } => match known(&inner, &tenant).await? {
@@ -238,8 +239,13 @@ async fn drain_bot(inner: &Inner, bot: &str, call: &CallRef, key: &str) -> Writt
     }
 }
 
-/// Pauses a tenant; one paused already answers as before.
+/// Pauses a tenant; one paused already, or by this write before (a person
+/// may have resumed it since), answers as before.
 async fn pause_tenant(inner: &Inner, known: TenantId, call: &CallRef, key: &str) -> Written {
+    let answer = json!({"tenant": known, "paused": true});
+    if written_before(inner, ChangeKind::TenantPaused, &known, key).await {
+        return Ok(Ok((answer, None)));
+    }
     let why = format!("heal ticket {} (write {key})", call.ticket);
     let done = match inner.controller.pause_tenant(&known, true, &why).await {
         Ok(done) => done,
@@ -248,7 +254,6 @@ async fn pause_tenant(inner: &Inner, known: TenantId, call: &CallRef, key: &str)
         }
         Err(e) => return Err(e.to_string()),
     };
-    let answer = json!({"tenant": known, "paused": true});
     if !done.changed {
         return Ok(Ok((answer, None)));
     }
@@ -285,6 +290,25 @@ pub(super) async fn pause_counts(
     Ok((kept, finishing))
 }
 
+/// Whether a heal's cap changed `tenant`'s budget last.
+async fn capped(inner: &Inner, tenant: &TenantId) -> bool {
+    let book = inner.book(&TenantId::default_tenant());
+    let book = book.lock().await;
+    book.monitor.capped().contains(tenant.as_str())
+}
+
+/// Whether the change event of a write under `key` to `tenant` is on the
+/// record already: a retry after its answer was lost must not apply it
+/// again over what a person did since.
+async fn written_before(inner: &Inner, kind: ChangeKind, tenant: &TenantId, key: &str) -> bool {
+    let mark = format!("(write {key})");
+    inner
+        .changes_since(&TenantId::default_tenant(), 0)
+        .await
+        .iter()
+        .any(|c| c.kind == kind && c.subject == tenant.as_str() && c.detail.contains(&mark))
+}
+
 /// What a heal's write did (its answer, and the change event to record,
 /// none when it had been applied already), or its refusal as an answer.
 type Written = Result<Result<(Value, Option<ChangeEvent>), (u16, Value)>, String>;
@@ -293,12 +317,14 @@ type Written = Result<Result<(Value, Option<ChangeEvent>), (u16, Value)>, String
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
     Raise,
-    Cap,
+    /// Down, from the budget the cap was worked out against.
+    Cap(i64),
 }
 
-/// Raises a tenant's budget and never lowers it, or caps it and never
-/// raises it (a heal approved after someone set it by hand would undo
-/// what they did).
+/// Raises a tenant's budget and never lowers it (nor raises one a heal
+/// capped), or caps the budget it was worked out against and no other (a
+/// heal approved after someone set it by hand would undo what they
+/// did).
 async fn set_budget(
     inner: &Inner,
     known: TenantId,
@@ -313,35 +339,42 @@ async fn set_budget(
         .find(|s| s.tenant == known)
         .and_then(|s| s.budget_nusd);
     let answer = json!({"tenant": known, "budget_nusd": budget_nusd});
-    if now == Some(budget_nusd) {
-        // Applied already under this key (its answer was lost): the same
-        // answer again, and no second change event.
+    let kind = match way {
+        Way::Raise => ChangeKind::BudgetChanged,
+        Way::Cap(_) => ChangeKind::BudgetCapped,
+    };
+    if now == Some(budget_nusd) || written_before(inner, kind, &known, key).await {
+        // Applied already under this key (its answer was lost; a person
+        // may have set the budget since): the same answer again, no
+        // second change event, and what the person set stands.
         return Ok(Ok((answer, None)));
     }
-    let against = match way {
-        Way::Raise => now.is_none_or(|b| b > budget_nusd),
-        Way::Cap => now.is_none_or(|b| b < budget_nusd),
+    let was = now.map_or_else(
+        || "no limit".to_owned(),
+        |b| format!("${:.6}", crate::cost::usd(b)),
+    );
+    let refusal = match way {
+        Way::Raise if now.is_none_or(|b| b > budget_nusd) => Some(format!(
+            "tenant {known}'s budget is {was} already; the heal would not raise it"
+        )),
+        Way::Raise if capped(inner, &known).await => Some(format!(
+            "tenant {known}'s budget was capped by a heal; a person sets it again before a heal raises it"
+        )),
+        Way::Cap(from) if now != Some(from) => Some(format!(
+            "tenant {known}'s budget is {was}, not the ${:.6} the cap was worked out against: someone set it since, and that stands",
+            crate::cost::usd(from)
+        )),
+        _ => None,
     };
-    if against {
-        let was = now.map_or_else(
-            || "no limit".to_owned(),
-            |b| format!("${:.6}", crate::cost::usd(b)),
-        );
-        let would = if way == Way::Raise { "raise" } else { "lower" };
-        return Ok(Err((
-            409,
-            json!({"error": format!("tenant {known}'s budget is {was} already; the heal would not {would} it")}),
-        )));
+    if let Some(why) = refusal {
+        return Ok(Err((409, json!({"error": why}))));
     }
     inner
         .controller
         .set_budget(known.clone(), Some(budget_nusd))
         .await
         .map_err(|e| e.to_string())?;
-    let (kind, done) = match way {
-        Way::Raise => (ChangeKind::BudgetChanged, "set"),
-        Way::Cap => (ChangeKind::BudgetCapped, "capped"),
-    };
+    let done = if way == Way::Raise { "set" } else { "capped" };
     let change = ChangeEvent {
         kind,
         subject: known.to_string(),

@@ -144,7 +144,7 @@ impl Operations {
             .burning(tenant.as_str(), Some(budget), s.spent_nusd)
         else {
             return Err(OpsError::Conflict(format!(
-                "heal rule {}: tenant {tenant} no longer burns its budget past a burn-rate pair",
+                "heal rule {}: tenant {tenant} burns its budget past no burn-rate pair now, or its spend is not measured long enough yet since the controller started",
                 rule.name
             )));
         };
@@ -186,6 +186,7 @@ impl Operations {
         };
         let action = Action::CapBudget {
             tenant: tenant.to_string(),
+            from_nusd: budget,
             budget_nusd: cap,
         };
         Ok((action, dry_run))
