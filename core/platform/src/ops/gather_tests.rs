@@ -840,32 +840,38 @@ async fn a_poisoned_tenant_is_paused_after_an_approval_and_its_work_waits() {
         .pause_tenant(&shopco, false, "alice")
         .await
         .unwrap();
-    let key = paused_change
+    let again = write_again(&p, h, &write_key(paused_change)).await;
+    assert_eq!(again, (200, json!({"tenant": "shopco", "paused": true})));
+    assert!(!paused().await, "what the person did stands");
+    p.shutdown().await;
+}
+
+/// The idempotency key a heal's write was made under, as its change
+/// event records it.
+fn write_key(change: &oshal_ops::change::ChangeEvent) -> String {
+    change
         .detail
         .split("(write ")
         .nth(1)
         .and_then(|k| k.split(')').next())
         .expect("the write's key is in its change")
-        .to_owned();
+        .to_owned()
+}
+
+/// Heal `h`'s write made again from its ticket under `key`, as a retry
+/// of it would be; its status and answer.
+async fn write_again(p: &Platform, h: &oshal_ops::heal::Heal, key: &str) -> (u16, Value) {
     let call = crate::connector::call::CallRef {
         bot: crate::ticket::BotId::parse("local-bot-01").unwrap(),
         tenant: Some(crate::ticket::TenantId::default_tenant()),
         ticket: TicketId::parse(h.ticket.as_deref().unwrap()).unwrap(),
         attempt: 2,
         connector: "oshal-ops".into(),
-        operation: "pause_tenant".into(),
+        operation: h.action.operation().into(),
     };
-    let again = super::writes::apply(
-        p.ops.inner.clone(),
-        &call,
-        &json!({"tenant": "shopco"}),
-        &key,
-    )
-    .await
-    .unwrap();
-    assert_eq!(again, (200, json!({"tenant": "shopco", "paused": true})));
-    assert!(!paused().await, "what the person did stands");
-    p.shutdown().await;
+    super::writes::apply(p.ops.inner.clone(), &call, &h.action.params(), key)
+        .await
+        .unwrap()
 }
 
 #[path = "spend_tests.rs"]

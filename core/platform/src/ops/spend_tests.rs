@@ -10,7 +10,7 @@ use oshal_ops::change::ChangeKind;
 use oshal_ops::heal::{Action, HealPhase};
 use tokio_util::sync::CancellationToken;
 
-use super::{approved, incident_of, once, platform_tuned};
+use super::{approved, incident_of, once, platform_tuned, write_again, write_key};
 use crate::ticket::{NewTicket, TenantId};
 
 /// $5, in nano-dollars.
@@ -153,29 +153,8 @@ async fn a_runaway_spend_is_capped_after_an_approval_and_a_raise_leaves_the_cap_
         .unwrap();
     p.ops.budget_set(&acme, Some(BUDGET + 1), "alice").await;
     assert!(!capped_now().await);
-    let key = capped
-        .detail
-        .split("(write ")
-        .nth(1)
-        .and_then(|k| k.split(')').next())
-        .expect("the write's key is in its change")
-        .to_owned();
-    let write = async |key: &str| {
-        let call = crate::connector::call::CallRef {
-            bot: crate::ticket::BotId::parse("local-bot-01").unwrap(),
-            tenant: Some(TenantId::default_tenant()),
-            ticket: crate::ticket::TicketId::parse(h.ticket.as_deref().unwrap()).unwrap(),
-            attempt: 2,
-            connector: "oshal-ops".into(),
-            operation: "cap_budget".into(),
-        };
-        let params = h.action.params();
-        super::super::writes::apply(p.ops.inner.clone(), &call, &params, key)
-            .await
-            .unwrap()
-    };
-    assert_eq!(write(&key).await.0, 200);
-    let (status, answer) = write("another-key").await;
+    assert_eq!(write_again(&p, h, &write_key(capped)).await.0, 200);
+    let (status, answer) = write_again(&p, h, "another-key").await;
     assert_eq!(status, 409, "{answer}");
     assert!(
         answer["error"]
