@@ -453,10 +453,12 @@ pub fn select<'a>(
     }
     rules.iter().find(|r| {
         // A replay or a pause acts on one tenant: its alert names it (and
-        // the default tenant, which runs the loop itself, is never paused).
+        // the default tenant, which runs the loop itself, is never paused,
+        // nor capped: its investigations and heals would be refused).
         let whose = match r.action {
             ActionTemplate::ReplayDead => labels.contains_key("tenant"),
             ActionTemplate::PauseTenant => labels.get("tenant").is_some_and(|t| t != "default"),
+            ActionTemplate::CapBudget { .. } => top.subject != "default",
             ActionTemplate::RaiseBudget { .. } => !capped.contains(&top.subject),
             _ => true,
         };
@@ -601,6 +603,13 @@ mod tests {
         assert_eq!(
             select(&rules, &runaway, &burning, &[], &BTreeSet::new()).map(|r| &r.action),
             Some(&ActionTemplate::CapBudget { minutes: 10 })
+        );
+        let mut own = burning.clone();
+        own.insert("tenant".into(), "default".into());
+        let own_runaway = diagnosis(CauseKind::RunawaySpend, "default", 3);
+        assert!(
+            select(&rules, &own_runaway, &own, &[], &BTreeSet::new()).is_none(),
+            "the loop's own tenant is never capped"
         );
         // $60 an hour for ten minutes past $10 spent, under a $30 budget.
         assert_eq!(

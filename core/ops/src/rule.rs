@@ -198,7 +198,8 @@ pub enum ActionTemplate {
     /// to what it has spent plus what it would spend in `minutes` more
     /// at its current rate (never above its budget): the runaway stops
     /// within those minutes, and a person sets the budget again once it
-    /// is found. A raise heal leaves a capped budget be.
+    /// is found. A raise heal leaves a capped budget be. Never the
+    /// `default` tenant's: the loop's own work would be refused.
     CapBudget { minutes: u32 },
     /// Run again, each once as a new ticket, the tenant's tickets that
     /// died of the cause (an outside system's failures, a poison input)
