@@ -199,7 +199,8 @@ export type ActionTemplate =
  *  to what it has spent plus what it would spend in `minutes` more
  *  at its current rate (never above its budget): the runaway stops
  *  within those minutes, and a person sets the budget again once it
- *  is found. A raise heal leaves a capped budget be.
+ *  is found. A raise heal leaves a capped budget be. Never the
+ *  `default` tenant's: the loop's own work would be refused.
  */
 { action: "cap_budget"; minutes: number } | 
 /**
