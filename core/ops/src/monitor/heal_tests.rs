@@ -148,6 +148,17 @@ fn diagnosed() -> (Monitor, String, Vec<(Event, UnixMs)>) {
     (m, id, log)
 }
 
+/// A person's approval of the incident's first heal.
+fn approval(id: &str) -> Input {
+    Input::DecideHeal {
+        incident: id.to_owned(),
+        heal: "H-1".into(),
+        approve: true,
+        by: "alice".into(),
+        note: String::new(),
+    }
+}
+
 fn step(
     m: &mut Monitor,
     log: &mut Vec<(Event, UnixMs)>,
@@ -290,13 +301,7 @@ fn a_recheck_that_still_finds_the_cause_fails_the_heal_and_leaves_the_incident()
         m.apply(&e, 50);
     }
     for input in [
-        Input::DecideHeal {
-            incident: id.clone(),
-            heal: "H-1".into(),
-            approve: true,
-            by: "alice".into(),
-            note: String::new(),
-        },
+        approval(&id),
         Input::StartHeal {
             incident: id.clone(),
             heal: "H-1".into(),
@@ -450,15 +455,8 @@ fn a_rules_concurrency_holds_an_approval_back_until_its_heals_end() {
             m.apply(&e, 30);
         }
     }
-    let approve = |id: &str| Input::DecideHeal {
-        incident: id.into(),
-        heal: "H-1".into(),
-        approve: true,
-        by: "alice".into(),
-        note: String::new(),
-    };
-    step(&mut m, &mut log, approve(&ids[0]), 40);
-    let held = m.decide(approve(&ids[1]), 41);
+    step(&mut m, &mut log, approval(&ids[0]), 40);
+    let held = m.decide(approval(&ids[1]), 41);
     assert!(
         matches!(&held, Err(OpsError::Heal { reason, .. }) if reason.contains("concurrency is 1")),
         "{held:?}"
@@ -485,7 +483,7 @@ fn a_rules_concurrency_holds_an_approval_back_until_its_heals_end() {
     );
     assert_eq!(m.heals(&ids[0])[0].phase, HealPhase::Failed);
     assert_eq!(
-        step(&mut m, &mut log, approve(&ids[1]), 70),
+        step(&mut m, &mut log, approval(&ids[1]), 70),
         ["heal_decided"]
     );
 }
@@ -511,14 +509,10 @@ fn a_pending_heal_is_denied_by_the_monitor_when_its_incident_resolves() {
         (h.phase, h.decided_by.as_deref()),
         (HealPhase::Denied, Some(MONITOR))
     );
-    let approve = Input::DecideHeal {
-        incident: id.clone(),
-        heal: "H-1".into(),
-        approve: true,
-        by: "alice".into(),
-        note: String::new(),
-    };
-    assert!(matches!(m.decide(approve, 70), Err(OpsError::Heal { .. })));
+    assert!(matches!(
+        m.decide(approval(&id), 70),
+        Err(OpsError::Heal { .. })
+    ));
 }
 
 /// A budget a heal capped is not raised by a heal until a person sets
@@ -527,16 +521,6 @@ fn a_pending_heal_is_denied_by_the_monitor_when_its_incident_resolves() {
 /// go, and a replay rebuilds it.
 #[test]
 fn a_capped_budget_is_not_raised_until_a_person_sets_it() {
-    use crate::change::{ChangeEvent, ChangeKind};
-    let change = |kind, subject: &str| {
-        Input::Change(ChangeEvent {
-            kind,
-            subject: subject.into(),
-            detail: String::new(),
-            count: 0,
-            at_ms: 45,
-        })
-    };
     let (mut m, id, mut log) = diagnosed();
     for e in propose(&m, &id, "g-1").unwrap() {
         m.apply(&e, 50);
@@ -560,13 +544,7 @@ fn a_capped_budget_is_not_raised_until_a_person_sets_it() {
         m.capped().contains("acme"),
         "kept apart from the change log"
     );
-    let approve = Input::DecideHeal {
-        incident: id.clone(),
-        heal: "H-1".into(),
-        approve: true,
-        by: "alice".into(),
-        note: String::new(),
-    };
+    let approve = approval(&id);
     match m.decide(approve.clone(), 60) {
         Err(OpsError::Heal { reason, .. }) => assert!(reason.contains("capped"), "{reason}"),
         other => panic!("{other:?}"),

@@ -317,18 +317,20 @@ fn an_incident_moves_by_its_table_and_keeps_its_times() {
     assert!(matches!(missing, Err(OpsError::NotFound { .. })));
 }
 
+/// A change event of `kind` about `subject`, as an input.
+fn change(kind: ChangeKind, subject: &str) -> Input {
+    Input::Change(ChangeEvent {
+        kind,
+        subject: subject.into(),
+        detail: String::new(),
+        count: 0,
+        at_ms: 0,
+    })
+}
+
 #[test]
 fn changes_are_evidence_on_the_incidents_near_them() {
     let mut m = Monitor::default();
-    let change = |kind, subject: &str| {
-        Input::Change(ChangeEvent {
-            kind,
-            subject: subject.into(),
-            detail: String::new(),
-            count: 0,
-            at_ms: 0,
-        })
-    };
     drive(&mut m, change(ChangeKind::Deploy, "old"), 0);
     drive(&mut m, change(ChangeKind::NodeLeft, "node-2"), 4_000_000);
     fire(&mut m, "LaneLag", "b1", 5_000_000);
