@@ -629,8 +629,10 @@ impl LlamaServer {
                 &port.to_string(),
                 "--alias",
                 Self::MODEL,
+                // 2,048 tokens a slot (two slots): room for the workflow
+                // generator's schema-laden prompt and its reply.
                 "-c",
-                "2048",
+                "4096",
                 "-t",
                 "2",
                 "--parallel",

@@ -179,6 +179,13 @@ export type Action =
  */
 { action: "drain_bot"; bot: string } | 
 /**
+ *  Drain every live bot of a node at once (refused whole if that
+ *  would leave a skill no bot to go to): each finishes what it holds
+ *  and is routed nothing more; what waits in their lanes goes back
+ *  to the queue for other nodes' bots.
+ */
+{ action: "drain_node"; node: string } | 
+/**
  *  Pause a tenant: its tickets are admitted and kept, not routed,
  *  until a person resumes it.
  */
@@ -228,6 +235,13 @@ export type ActionTemplate =
  *  the tickets waiting in its lane go to other bots with its skills.
  */
 { action: "drain_bot" } | 
+/**
+ *  Drain the node of the slow bot the cause names, when every live
+ *  bot of that node is slow (the model server they share, not one
+ *  bot): each is routed nothing more until a person uncordons the
+ *  node; what waits in their lanes goes to other nodes' bots.
+ */
+{ action: "drain_node" } | 
 /**
  *  Pause the tenant the incident's first alert names (its tickets
  *  dying of a poison input, or of an outside system failing): they
@@ -563,7 +577,12 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
  *  spend: a raise heal leaves it be until a person sets the budget
  *  again (a `budget_changed`).
  */
-"budget_capped";
+"budget_capped" | 
+/**
+ *  A node's (`subject`) live bots drained together by a heal: `count`
+ *  tickets waiting in their lanes went back to the queue.
+ */
+"node_drained";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */

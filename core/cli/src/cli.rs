@@ -73,9 +73,9 @@ pub enum Command {
     /// (Headscale and this host's tailscaled merged), the Headscale key,
     /// enrol a node, check or set the tailnet policy.
     Mesh(mesh::Args),
-    /// The bots of a running controller: list them, drain one (it is
-    /// routed nothing more; what waits in its lane goes to other bots),
-    /// uncordon one.
+    /// The bots of a running controller: list them, drain one or a
+    /// node's (routed nothing more; what waits in their lanes goes to
+    /// other bots), uncordon them.
     Bots(bots::Args),
     /// The tenants of a running controller: list them, pause one (its
     /// tickets are kept, not routed), resume one.

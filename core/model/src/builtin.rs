@@ -63,6 +63,9 @@ impl BuiltinModel {
         } else {
             &parts.end
         });
+        let cut = request
+            .max_tokens
+            .is_some_and(|max| out.len() > max as usize);
         if let Some(max) = request.max_tokens {
             out.truncate(max as usize);
         }
@@ -75,6 +78,7 @@ impl BuiltinModel {
                 output_tokens: out.len() as u32,
             },
             reported_model: Some(Self::NAME.to_owned()),
+            cut,
         }
     }
 }
@@ -160,5 +164,7 @@ mod tests {
         );
         assert_eq!(r.usage.output_tokens, 5);
         assert!(r.text.len() < 40, "{}", r.text);
+        assert!(r.cut, "stopped at its limit");
+        assert!(!ask("short", Some(500)).cut && !ask("short", None).cut);
     }
 }

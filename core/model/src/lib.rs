@@ -62,6 +62,10 @@ pub struct ChatReply {
     pub usage: Usage,
     /// The model name the server reported, if it did.
     pub reported_model: Option<String>,
+    /// The model stopped at its token limit (OpenAI's `finish_reason`
+    /// `length`: `max_tokens` or the server's context), so the text may end
+    /// mid-sentence, or mid-JSON.
+    pub cut: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

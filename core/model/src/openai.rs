@@ -249,7 +249,11 @@ struct PlainReply {
 #[derive(Deserialize)]
 struct PlainChoice {
     message: PlainMessage,
+    finish_reason: Option<String>,
 }
+
+/// OpenAI's `finish_reason` for a reply that stopped at its token limit.
+const FINISH_LENGTH: &str = "length";
 
 #[derive(Deserialize)]
 struct PlainMessage {
@@ -279,6 +283,7 @@ pub fn parse_plain(bytes: &[u8]) -> Result<ChatReply, ModelError> {
             output_tokens: usage.completion_tokens,
         },
         reported_model: reply.model,
+        cut: choice.finish_reason.as_deref() == Some(FINISH_LENGTH),
     })
 }
 
@@ -293,6 +298,7 @@ struct StreamChunk {
 #[derive(Deserialize)]
 struct StreamChoice {
     delta: Option<StreamDelta>,
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +313,7 @@ pub struct StreamAccumulator {
     usage: Option<Usage>,
     model: Option<String>,
     chunks: usize,
+    cut: bool,
 }
 
 impl StreamAccumulator {
@@ -343,6 +350,9 @@ impl StreamAccumulator {
             if let Some(text) = choice.delta.and_then(|d| d.content) {
                 self.text.push_str(&text);
             }
+            if let Some(reason) = choice.finish_reason {
+                self.cut = reason == FINISH_LENGTH;
+            }
         }
         if let Some(u) = chunk.usage {
             self.usage = Some(Usage {
@@ -366,6 +376,7 @@ impl StreamAccumulator {
             text: self.text,
             usage,
             reported_model: self.model,
+            cut: self.cut,
         })
     }
 }
@@ -422,6 +433,7 @@ mod tests {
     fn plain_reply_with_usage() {
         let r = parse_plain(br#"{"model":"m","choices":[{"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#).unwrap();
         assert_eq!(r.text, "hi");
+        assert!(!r.cut, "no finish_reason: not cut");
         assert_eq!(
             r.usage,
             Usage {
@@ -429,6 +441,25 @@ mod tests {
                 output_tokens: 2
             }
         );
+    }
+
+    #[test]
+    fn a_reply_stopped_at_its_token_limit_is_cut() {
+        let plain = |reason: &str| {
+            parse_plain(format!(r#"{{"choices":[{{"message":{{"content":"{{\"a\": [1,"}},"finish_reason":"{reason}"}}],"usage":{{"prompt_tokens":5,"completion_tokens":4}}}}"#).as_bytes())
+                .unwrap()
+        };
+        assert!(plain("length").cut);
+        assert!(!plain("stop").cut);
+        let mut acc = StreamAccumulator::default();
+        acc.line(br#"data: {"choices":[{"delta":{"content":"{\"a\": ["}}]}"#)
+            .unwrap();
+        acc.line(br#"data: {"choices":[{"delta":{},"finish_reason":"length"}]}"#)
+            .unwrap();
+        acc.line(br#"data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#)
+            .unwrap();
+        let r = acc.finish().unwrap();
+        assert!(r.cut && r.text == "{\"a\": [", "{r:?}");
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub enum ChangeKind {
     /// spend: a raise heal leaves it be until a person sets the budget
     /// again (a `budget_changed`).
     BudgetCapped,
+    /// A node's (`subject`) live bots drained together by a heal: `count`
+    /// tickets waiting in their lanes went back to the queue.
+    NodeDrained,
 }
 
 /// A change event.

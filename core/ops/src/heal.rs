@@ -77,6 +77,11 @@ pub enum Action {
     /// Drain a live bot: it is routed nothing more, and what waits in its
     /// lane goes back to the queue for other bots.
     DrainBot { bot: String },
+    /// Drain every live bot of a node at once (refused whole if that
+    /// would leave a skill no bot to go to): each finishes what it holds
+    /// and is routed nothing more; what waits in their lanes goes back
+    /// to the queue for other nodes' bots.
+    DrainNode { node: String },
     /// Pause a tenant: its tickets are admitted and kept, not routed,
     /// until a person resumes it.
     PauseTenant { tenant: String },
@@ -95,6 +100,7 @@ impl Action {
             Action::RevokeGrants { .. } => "revoke_grants",
             Action::RetireNode { .. } => "retire_node",
             Action::DrainBot { .. } => "drain_bot",
+            Action::DrainNode { .. } => "drain_node",
             Action::PauseTenant { .. } => "pause_tenant",
         }
     }
@@ -119,6 +125,7 @@ impl Action {
             }
             Action::RetireNode { node } => json!({"node": node}),
             Action::DrainBot { bot } => json!({"bot": bot}),
+            Action::DrainNode { node } => json!({"node": node}),
             Action::PauseTenant { tenant } => json!({"tenant": tenant}),
         }
     }
@@ -138,6 +145,7 @@ impl Action {
             | Action::CapBudget { .. }
             | Action::RetireNode { .. }
             | Action::DrainBot { .. }
+            | Action::DrainNode { .. }
             | Action::PauseTenant { .. } => {
                 return Ok(action);
             }
@@ -152,7 +160,7 @@ impl Action {
 
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
-    pub fn operations() -> [(&'static str, Value, &'static str); 7] {
+    pub fn operations() -> [(&'static str, Value, &'static str); 8] {
         [
             (
                 "set_budget",
@@ -253,6 +261,18 @@ impl Action {
                 }),
                 "Lower a tenant's budget, as it was when the cap was worked out, to stop a runaway spend (a heal's write: needs an approval)",
             ),
+            (
+                "drain_node",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["node"],
+                    "properties": {
+                        "node": {"type": "string", "minLength": 1, "maxLength": 64}
+                    }
+                }),
+                "Drain every live bot of a node at once: each finishes what it holds and is routed nothing more; the tickets waiting in their lanes go to other nodes' bots (a heal's write: needs an approval)",
+            ),
         ]
     }
 
@@ -266,6 +286,7 @@ impl Action {
                 | (Action::RevokeGrants { .. }, ActionTemplate::RevokeGrants)
                 | (Action::RetireNode { .. }, ActionTemplate::RetireNode)
                 | (Action::DrainBot { .. }, ActionTemplate::DrainBot)
+                | (Action::DrainNode { .. }, ActionTemplate::DrainNode)
                 | (Action::PauseTenant { .. }, ActionTemplate::PauseTenant)
         )
     }
@@ -423,25 +444,29 @@ pub struct Heal {
     pub recheck: Option<Recheck>,
 }
 
-/// The rule that heals `diagnosis` for an incident whose first alert has
-/// `labels` and which already has `heals`: the first whose trigger is the
-/// top cause (conclusive), whose matchers hold, and which has not healed
-/// this incident yet. A raise is not proposed for a tenant whose budget
-/// a heal capped (`capped`) until a person sets it again: it would undo
-/// what a person approved to stop a runaway.
-pub fn select<'a>(
+/// The rules that may heal `diagnosis` for an incident whose first alert
+/// has `labels` and which already has `heals`, in the settings' order:
+/// each whose trigger is the top cause (conclusive), whose matchers hold,
+/// and which has not healed this incident yet. The adapter proposes the
+/// first whose plan holds on the live figures (a node drain where the
+/// whole node is slow, else a bot drain). A raise is not proposed for a
+/// tenant whose budget a heal capped (`capped`) until a person sets it
+/// again: it would undo what a person approved to stop a runaway.
+pub fn candidates<'a>(
     rules: &'a [HealRule],
     diagnosis: &Diagnosis,
     labels: &Labels,
     heals: &[Heal],
     capped: &BTreeSet<String>,
-) -> Option<&'a HealRule> {
+) -> Vec<&'a HealRule> {
     if diagnosis.inconclusive {
-        return None;
+        return Vec::new();
     }
-    let top = diagnosis.causes.first()?;
+    let Some(top) = diagnosis.causes.first() else {
+        return Vec::new();
+    };
     if top.score < CONCLUSIVE {
-        return None;
+        return Vec::new();
     }
     // A tenant's alert is healed for that tenant alone.
     if matches!(
@@ -449,24 +474,27 @@ pub fn select<'a>(
         CauseKind::BudgetExhausted | CauseKind::RunawaySpend
     ) && labels.get("tenant").is_some_and(|t| *t != top.subject)
     {
-        return None;
+        return Vec::new();
     }
-    rules.iter().find(|r| {
-        // A replay or a pause acts on one tenant: its alert names it (and
-        // the default tenant, which runs the loop itself, is never paused,
-        // nor capped: its investigations and heals would be refused).
-        let whose = match r.action {
-            ActionTemplate::ReplayDead => labels.contains_key("tenant"),
-            ActionTemplate::PauseTenant => labels.get("tenant").is_some_and(|t| t != "default"),
-            ActionTemplate::CapBudget { .. } => top.subject != "default",
-            ActionTemplate::RaiseBudget { .. } => !capped.contains(&top.subject),
-            _ => true,
-        };
-        whose
-            && r.trigger == top.kind
-            && matchers("", &r.matchers).is_ok_and(|ms| all_match(&ms, labels))
-            && heals.iter().all(|h| h.rule != r.name)
-    })
+    rules
+        .iter()
+        .filter(|r| {
+            // A replay or a pause acts on one tenant: its alert names it (and
+            // the default tenant, which runs the loop itself, is never paused,
+            // nor capped: its investigations and heals would be refused).
+            let whose = match r.action {
+                ActionTemplate::ReplayDead => labels.contains_key("tenant"),
+                ActionTemplate::PauseTenant => labels.get("tenant").is_some_and(|t| t != "default"),
+                ActionTemplate::CapBudget { .. } => top.subject != "default",
+                ActionTemplate::RaiseBudget { .. } => !capped.contains(&top.subject),
+                _ => true,
+            };
+            whose
+                && r.trigger == top.kind
+                && matchers("", &r.matchers).is_ok_and(|ms| all_match(&ms, labels))
+                && heals.iter().all(|h| h.rule != r.name)
+        })
+        .collect()
 }
 
 /// Whether a re-check's diagnosis clears what `heal` healed: the cause

@@ -218,6 +218,11 @@ pub enum ActionTemplate {
     /// it holds and is routed nothing more until a person uncordons it;
     /// the tickets waiting in its lane go to other bots with its skills.
     DrainBot,
+    /// Drain the node of the slow bot the cause names, when every live
+    /// bot of that node is slow (the model server they share, not one
+    /// bot): each is routed nothing more until a person uncordons the
+    /// node; what waits in their lanes goes to other nodes' bots.
+    DrainNode,
     /// Pause the tenant the incident's first alert names (its tickets
     /// dying of a poison input, or of an outside system failing): they
     /// are admitted and kept, not routed, until a person resumes it.
@@ -235,7 +240,7 @@ impl ActionTemplate {
             }
             ActionTemplate::RevokeGrants => &[CauseKind::OutsideSystemFailing],
             ActionTemplate::RetireNode => &[CauseKind::NodeDown],
-            ActionTemplate::DrainBot => &[CauseKind::SlowModel],
+            ActionTemplate::DrainBot | ActionTemplate::DrainNode => &[CauseKind::SlowModel],
             ActionTemplate::PauseTenant => {
                 &[CauseKind::PoisonInput, CauseKind::OutsideSystemFailing]
             }
@@ -250,6 +255,7 @@ impl ActionTemplate {
             ActionTemplate::RevokeGrants => "revoke_grants",
             ActionTemplate::RetireNode => "retire_node",
             ActionTemplate::DrainBot => "drain_bot",
+            ActionTemplate::DrainNode => "drain_node",
             ActionTemplate::PauseTenant => "pause_tenant",
         }
     }
@@ -308,6 +314,14 @@ impl HealRule {
                 trigger: CauseKind::OutsideSystemFailing,
                 matchers: vec!["alertname=\"OshalTicketsDead\"".into()],
                 action: ActionTemplate::ReplayDead,
+                max_attempts: 2,
+                concurrency: 1,
+            },
+            HealRule {
+                name: "drain-slow-node".into(),
+                trigger: CauseKind::SlowModel,
+                matchers: vec!["alertname=\"OshalLaneLag\"".into()],
+                action: ActionTemplate::DrainNode,
                 max_attempts: 2,
                 concurrency: 1,
             },

@@ -1,7 +1,8 @@
 //! `oshal bots`: a running controller's bots, through the API: list them
 //! (live, drained, load, lane, pace), drain one (it finishes what it holds
 //! and is routed nothing more; the tickets waiting in its lane go to other
-//! bots), uncordon one (it takes work again).
+//! bots) or every live bot of a node (`--node`), uncordon them (they take
+//! work again).
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -20,10 +21,23 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
-    /// Drain a live bot (refused for the last live bot of a skill).
-    Drain { bot: String },
-    /// Let a drained bot take work again.
-    Uncordon { bot: String },
+    /// Drain a live bot, or with `--node` every live bot of a node at
+    /// once (refused for the last live bots of a skill).
+    Drain {
+        #[arg(required_unless_present = "node", conflicts_with = "node")]
+        bot: Option<String>,
+        /// A node: all of its live bots, together.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Let a drained bot, or with `--node` a node's bots, take work again.
+    Uncordon {
+        #[arg(required_unless_present = "node", conflicts_with = "node")]
+        bot: Option<String>,
+        /// A node: all of its bots.
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 impl Action {
@@ -37,8 +51,18 @@ impl Action {
                 }
                 Ok(serde_json::Value::Null)
             }
-            Self::Drain { bot } => json(client.drain_bot(bot.as_str()).await),
-            Self::Uncordon { bot } => json(client.uncordon_bot(bot.as_str()).await),
+            Self::Drain {
+                node: Some(node), ..
+            } => json(client.drain_node(node.as_str()).await),
+            Self::Drain { bot, .. } => {
+                json(client.drain_bot(bot.unwrap_or_default().as_str()).await)
+            }
+            Self::Uncordon {
+                node: Some(node), ..
+            } => json(client.uncordon_node(node.as_str()).await),
+            Self::Uncordon { bot, .. } => {
+                json(client.uncordon_bot(bot.unwrap_or_default().as_str()).await)
+            }
         }
     }
 }

@@ -62,6 +62,44 @@ fn heal_of(rule: &str) -> Heal {
     }
 }
 
+/// The first candidate: the one proposed when its plan holds.
+fn select<'a>(
+    rules: &'a [HealRule],
+    diagnosis: &Diagnosis,
+    labels: &Labels,
+    heals: &[Heal],
+    capped: &BTreeSet<String>,
+) -> Option<&'a HealRule> {
+    candidates(rules, diagnosis, labels, heals, capped)
+        .into_iter()
+        .next()
+}
+
+#[test]
+fn a_slow_model_is_healed_by_draining_its_node_else_its_bot_in_that_order() {
+    let rules = HealRule::shipped();
+    let lag: Labels = [
+        ("alertname".to_owned(), "OshalLaneLag".to_owned()),
+        ("bot".to_owned(), "n3-b1".to_owned()),
+    ]
+    .into();
+    let slow = diagnosis(CauseKind::SlowModel, "n3-b1", 3);
+    let names = |heals: &[Heal]| {
+        candidates(&rules, &slow, &lag, heals, &BTreeSet::new())
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&[]), ["drain-slow-node", "drain-slow-bot"]);
+    assert_eq!(names(&[heal_of("drain-slow-node")]), ["drain-slow-bot"]);
+    let n = Action::DrainNode { node: "n3".into() };
+    assert!(n.follows(&ActionTemplate::DrainNode) && !n.follows(&ActionTemplate::DrainBot));
+    assert_eq!(n.operation(), Action::operations()[7].0);
+    assert_eq!(Action::from_call(n.operation(), &n.params()), Ok(n.clone()));
+    let e = Action::from_call("drain_node", &json!({"node": "n3", "bot": "b"})).unwrap_err();
+    assert!(e.contains("bot"), "{e}");
+}
+
 #[test]
 fn a_rule_heals_a_conclusive_top_cause_of_its_kind_once_per_incident() {
     let rules = HealRule::shipped();

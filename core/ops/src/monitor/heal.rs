@@ -8,7 +8,7 @@
 use oshal_kernel::clock::UnixMs;
 
 use super::{Event, MONITOR, Monitor, OpsError};
-use crate::heal::{Action, DryRun, Heal, HealPhase, Recheck, cleared, select};
+use crate::heal::{Action, DryRun, Heal, HealPhase, Recheck, candidates, cleared};
 use crate::incident::{IncidentAction, Moment};
 use crate::investigation::Phase;
 use crate::rule::Invalid;
@@ -107,14 +107,14 @@ impl Monitor {
         })?;
         let first = inc.alerts.first().and_then(|fp| self.alert(fp));
         let labels = first.map(|a| a.labels.clone()).unwrap_or_default();
-        if select(
+        if candidates(
             std::slice::from_ref(r),
             diagnosis,
             &labels,
             heals,
             &self.capped,
         )
-        .is_none()
+        .is_empty()
         {
             return Err(refused(
                 &incident,

@@ -44,7 +44,7 @@ fn a_bad_heal_rule_is_refused_at_its_field_and_limit() {
     assert_eq!(e.path, "heal[0].name");
     let mut twice = Settings::default();
     twice.heal.push(twice.heal[0].clone());
-    assert_eq!(twice.check().unwrap_err().path, "heal[5].name");
+    assert_eq!(twice.check().unwrap_err().path, "heal[6].name");
     let e = refused(|r| r.action = ActionTemplate::ReplayDead);
     assert!(
         e.path == "heal[0].trigger"
@@ -75,10 +75,11 @@ fn a_bad_heal_rule_is_refused_at_its_field_and_limit() {
         [
             "retire-lost-node",
             "raise-exhausted-budget",
+            "drain-slow-node",
             "drain-slow-bot",
             "cap-runaway-spend"
         ],
-        "replay-after-outside-failure was taken out; drain-slow-bot and cap-runaway-spend are new"
+        "replay-after-outside-failure was taken out; the drains and cap-runaway-spend are new"
     );
     let once = saved.clone();
     saved.offer_shipped();

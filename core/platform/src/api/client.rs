@@ -11,7 +11,8 @@ use std::time::Duration;
 use super::routes::{self as r, Endpoint, Id, PathArgs};
 use super::{
     ApiError, BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, ErrorBody,
-    ErrorKind, FindingsQuery, GrantQuery, StateCount, TenantHold, TicketFilter, TrailQuery,
+    ErrorKind, FindingsQuery, GrantQuery, NodeHold, StateCount, TenantHold, TicketFilter,
+    TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -259,6 +260,15 @@ impl Client {
 
     pub async fn uncordon_bot(&self, bot: impl Into<Id>) -> Result<BotHold, ClientError> {
         self.request::<r::UncordonBot>(bot.into(), None, None).await
+    }
+
+    pub async fn drain_node(&self, node: impl Into<Id>) -> Result<NodeHold, ClientError> {
+        self.request::<r::DrainNode>(node.into(), None, None).await
+    }
+
+    pub async fn uncordon_node(&self, node: impl Into<Id>) -> Result<NodeHold, ClientError> {
+        self.request::<r::UncordonNode>(node.into(), None, None)
+            .await
     }
 
     pub async fn cost_summary(&self) -> Result<CostSummary, ClientError> {

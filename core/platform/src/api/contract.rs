@@ -114,6 +114,7 @@ named!(
     super::BatchReport,
     super::BudgetBody,
     super::BotHold,
+    super::NodeHold,
     super::TenantHold,
     crate::connector::ConnectorView,
     crate::connector::IntegrationView,
@@ -228,7 +229,8 @@ fn id_schema(route: &Route, defs: &mut Defs) -> RefOr<Schema> {
     match resource {
         "tickets" => defs.named::<crate::ticket::TicketId>(),
         "tenants" => defs.named::<crate::ticket::TenantId>(),
-        "bots" => defs.named::<crate::ticket::BotId>(),
+        // A node's name is its bots' prefix: a bot id's shape.
+        "bots" | "nodes" => defs.named::<crate::ticket::BotId>(),
         "connectors" | "catalog" => ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))

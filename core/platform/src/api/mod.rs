@@ -507,6 +507,25 @@ pub struct BotHold {
     pub held: u32,
 }
 
+/// What draining or uncordoning a node did (`POST
+/// /api/v1/nodes/{id}/drain`, `/uncordon`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct NodeHold {
+    pub node: String,
+    /// Whether its bots are drained now.
+    pub cordoned: bool,
+    /// Whether this request changed that (a repeat changes nothing).
+    pub changed: bool,
+    /// Its bots this touched: every live one (a drain), every one (an
+    /// uncordon).
+    pub bots: Vec<String>,
+    /// The tickets that went back to the queue from their lanes (a
+    /// drain), each to run as a new attempt on another node's bot.
+    pub requeued: Vec<String>,
+    /// The attempts its bots have taken, which finish on them.
+    pub held: u32,
+}
+
 /// What pausing or resuming a tenant did (`POST
 /// /api/v1/tenants/{id}/pause`, `/resume`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]

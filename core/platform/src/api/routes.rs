@@ -16,7 +16,7 @@ use super::contract::{ContractType, Defs, QueryParams};
 
 use super::{
     BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, FindingsQuery,
-    GrantQuery, RevokeQuery, StateCount, TenantHold, TicketFilter, TrailQuery,
+    GrantQuery, NodeHold, RevokeQuery, StateCount, TenantHold, TicketFilter, TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -271,6 +271,12 @@ routes! {
     DrainBot = Post "/api/v1/bots/{id}/drain" Bearer Operator, args: Id, query: (), body: () => BotHold;
     /// Let a drained bot take work again.
     UncordonBot = Post "/api/v1/bots/{id}/uncordon" Bearer Operator, args: Id, query: (), body: () => BotHold;
+    /// Drain every live bot of a node at once (refused whole if that
+    /// would leave a skill no bot): each finishes what it holds and is
+    /// routed nothing more; what waits in their lanes goes to other bots.
+    DrainNode = Post "/api/v1/nodes/{id}/drain" Bearer Operator, args: Id, query: (), body: () => NodeHold;
+    /// Let a drained node's bots take work again.
+    UncordonNode = Post "/api/v1/nodes/{id}/uncordon" Bearer Operator, args: Id, query: (), body: () => NodeHold;
     /// Spend in total and by bot, tenant, model and day.
     GetCostSummary = Get "/api/v1/cost/summary" Bearer Read, args: (), query: (), body: () => CostSummary;
     /// Tenants and their budgets.

@@ -290,8 +290,8 @@ async fn the_flow_counts_each_edge_and_the_series_remembers_what_finished() {
 }
 
 /// Draining over HTTP: the token is required, the last bot of a skill is
-/// refused with why (409), an unknown bot is 404, and uncordoning a bot
-/// that is not drained changes nothing.
+/// refused with why (409), an unknown bot or node is 404, and uncordoning
+/// a bot that is not drained changes nothing.
 #[tokio::test]
 async fn a_bot_is_drained_and_uncordoned_over_http_with_the_token() {
     let served = Served::start().await;
@@ -336,5 +336,24 @@ async fn a_bot_is_drained_and_uncordoned_over_http_with_the_token() {
         (Some(false), Some(false))
     );
     assert!(!controller.bots().await[0].cordoned);
+    // A node: the token is required, the local pool is on no node (404),
+    // and a name no bot could carry is refused naming it (422).
+    let r = post("/api/v1/nodes/n1/drain".into(), false).await.unwrap();
+    assert_eq!(r.status(), 401);
+    for path in ["/api/v1/nodes/n1/drain", "/api/v1/nodes/n1/uncordon"] {
+        let r = post(path.into(), true).await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no node n1")),
+            "{body}"
+        );
+    }
+    let r = post("/api/v1/nodes/Not%20A%20Node/drain".into(), true)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
     served.stop().await;
 }

@@ -169,6 +169,7 @@ pub(super) async fn run(
         text: serde_json::to_string(&findings).expect("findings serialize"),
         usage,
         reported_model,
+        cut: false,
     }
 }
 

@@ -62,6 +62,10 @@ pub enum Outcome {
         text: String,
         usage: Usage,
         reported_model: Option<String>,
+        /// A chat reply that stopped at its token limit (absent on the
+        /// wire from a node that predates it: not cut).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cut: bool,
     },
     Failed {
         error: String,
@@ -250,6 +254,7 @@ fn chat_outcome(r: Result<crate::model::ChatReply, crate::model::ModelError>) ->
             text: reply.text,
             usage: reply.usage,
             reported_model: reply.reported_model,
+            cut: reply.cut,
         },
         Err(e) => Outcome::Failed {
             retryable: e.retryable(),
@@ -310,6 +315,7 @@ async fn run_tool(
                 .to_string(),
                 usage: crate::cost::Usage::default(),
                 reported_model: None,
+                cut: false,
             };
         }
         Err(e) => {
@@ -340,6 +346,7 @@ async fn run_tool(
             text: serde_json::json!({ "tool": result, "summary": reply.text }).to_string(),
             usage: reply.usage,
             reported_model: reply.reported_model,
+            cut: false,
         },
         // A retry finds a write already done in the effect ledger and does
         // not send it again.

@@ -121,6 +121,7 @@ pub(super) async fn run(cx: &BotContext, p: &SignalPayload) -> Outcome {
             text: serde_json::json!({ "insight": insight, "explanation": reply.text }).to_string(),
             usage: reply.usage,
             reported_model: reply.reported_model,
+            cut: false,
         },
         Err(e) => Outcome::Failed {
             retryable: e.retryable(),

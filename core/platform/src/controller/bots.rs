@@ -1,7 +1,9 @@
 //! The bots as the surfaces see them, and an operator's hold on one:
 //! drain (Kubernetes' cordon and drain: the bot stays live, finishes what
 //! it has taken, is routed nothing more, and the tickets still waiting in
-//! its lane go back to the queue for other bots) and uncordon.
+//! its lane go back to the queue for other bots) and uncordon, of one bot
+//! or of every live bot of a node at once (refused whole if that would
+//! leave a skill no bot).
 //!
 //! A drain is held in the controller's memory, like a retirement: after
 //! a controller restart every live bot is routed to again.
@@ -9,7 +11,7 @@
 use std::sync::atomic::Ordering;
 
 use super::scheduler::Command;
-use super::{BotView, Controller, ControllerError, Drained, pace};
+use super::{BotView, Controller, ControllerError, Drained, NodeDrained, pace};
 use crate::ticket::BotId;
 
 impl Controller {
@@ -50,6 +52,21 @@ impl Controller {
     pub async fn drain_bot(&self, bot: &BotId) -> Result<Drained, ControllerError> {
         let bot = bot.clone();
         self.ask(|reply| Command::DrainBot { bot, reply }).await?
+    }
+
+    /// Drains every live bot of a node at once: see [`NodeDrained`].
+    pub async fn drain_node(&self, node: &str) -> Result<NodeDrained, ControllerError> {
+        let node = node.to_owned();
+        self.ask(|reply| Command::DrainNode { node, reply }).await?
+    }
+
+    /// Lets every drained bot of a node take work again: how many were
+    /// drained and the attempts its bots hold; `None` when no bot ever
+    /// came from that node.
+    pub async fn uncordon_node(&self, node: &str) -> Result<Option<(u32, u32)>, ControllerError> {
+        let node = node.to_owned();
+        self.ask(|reply| Command::UncordonNode { node, reply })
+            .await
     }
 
     /// Lets a drained bot take work again: whether it was drained (`false`:

@@ -47,8 +47,8 @@ pub use config::ControllerConfig;
 pub use holds::Paused;
 pub use scheduler::{Spend, Submitted};
 pub use view::{
-    BotView, CoreEvent, Drained, FlowCounts, FlowSurface, GateCounts, Health, Retired, Stats,
-    ToolCounts,
+    BotView, CoreEvent, Drained, FlowCounts, FlowSurface, GateCounts, Health, NodeDrained, Retired,
+    Stats, ToolCounts,
 };
 
 #[derive(Debug, thiserror::Error)]

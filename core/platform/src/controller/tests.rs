@@ -258,6 +258,7 @@ impl Model for Scripted {
                     output_tokens: 50,
                 },
                 reported_model: None,
+                cut: false,
             }),
             Step::FailRetryable => Err(ModelError::Status {
                 status: 503,
@@ -830,6 +831,7 @@ async fn a_secret_in_a_reply_or_an_error_is_redacted_before_it_is_kept() {
                     output_tokens: 1,
                 },
                 reported_model: None,
+                cut: false,
             })
         }
     }
@@ -1176,6 +1178,7 @@ impl Model for Echo {
                 output_tokens: 1,
             },
             reported_model: Some("echo\u{0}-1".into()),
+            cut: false,
         })
     }
 }

@@ -98,6 +98,82 @@ pub enum Retired {
     Unknown,
 }
 
+/// What draining a node did: its live bots cordoned together, then each
+/// bot's lane taken back as in [`Drained`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeDrained {
+    /// Every live bot of it is drained: per bot, what went back to the
+    /// queue and what it holds; `fresh` when this drain changed anything
+    /// (a bot cordoned now, or a ticket taken back).
+    Drained {
+        bots: Vec<(BotId, Drained)>,
+        fresh: bool,
+    },
+    /// Its live bots are all that is left of these skills: draining them
+    /// would leave their tickets nowhere to go. Nothing changed.
+    LastOfSkills(Vec<Skill>),
+    /// None of its bots is live.
+    NotLive,
+    /// No bot ever came from it.
+    Unknown,
+}
+
+impl NodeDrained {
+    /// Why nothing was drained, in a sentence, and whether that is
+    /// because no such node is known; `None` when the node is drained.
+    pub fn refusal(&self, node: &str) -> Option<(bool, String)> {
+        match self {
+            NodeDrained::Drained { .. } => None,
+            NodeDrained::NotLive => Some((
+                false,
+                format!("node {node} has no live bot: there is nothing to drain"),
+            )),
+            NodeDrained::LastOfSkills(skills) => Some((
+                false,
+                format!(
+                    "node {node}'s bots are the last live bots with {}: draining them would leave their tickets nowhere to go",
+                    skills
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            NodeDrained::Unknown => {
+                Some((true, format!("no node {node} is known to this controller")))
+            }
+        }
+    }
+
+    /// Every ticket it took back from the node's lanes.
+    pub fn requeued(&self) -> usize {
+        match self {
+            NodeDrained::Drained { bots, .. } => bots
+                .iter()
+                .map(|(_, d)| match d {
+                    Drained::Drained { requeued, .. } => requeued.len(),
+                    _ => 0,
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+
+    /// The attempts its bots hold, which finish on them.
+    pub fn held(&self) -> u32 {
+        match self {
+            NodeDrained::Drained { bots, .. } => bots
+                .iter()
+                .map(|(_, d)| match d {
+                    Drained::Drained { held, .. } | Drained::Already { held } => *held,
+                    _ => 0,
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
 /// What draining a bot did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drained {

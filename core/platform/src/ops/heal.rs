@@ -26,10 +26,10 @@
 //! tenant's tickets again, as the operator decided).
 
 use oshal_ops::gather::CONNECTOR;
-use oshal_ops::heal::{self, HealPhase};
+use oshal_ops::heal::{self, Action, DryRun, HealPhase};
 use oshal_ops::investigation::Phase;
 use oshal_ops::monitor::{CHANGE_LOOKBACK_MS, Event, Input};
-use oshal_ops::rule::ActionTemplate;
+use oshal_ops::rule::{ActionTemplate, HealRule};
 use serde_json::Value;
 
 use super::{HealDecision, IncidentView, Operations, OpsError, conn};
@@ -105,39 +105,53 @@ impl Operations {
                 .and_then(|fp| m.alert(fp))
                 .map(|a| a.labels.clone())
                 .unwrap_or_default();
-            heal::select(
+            let rules: Vec<HealRule> = heal::candidates(
                 &m.settings().heal,
                 d,
                 &labels,
                 m.heals(incident),
                 m.capped(),
             )
-            .map(|rule| {
-                let cause = &d.causes[0];
-                let planned = Planned {
-                    cause: cause.kind,
-                    subject: cause.subject.clone(),
-                    tenant: labels.get("tenant").cloned(),
-                    since_ms: (inc.opened_ms - CHANGE_LOOKBACK_MS).max(0),
-                };
-                (incident.to_owned(), rule.clone(), planned)
-            })
+            .into_iter()
+            .cloned()
+            .collect();
+            let Some(cause) = d.causes.first() else {
+                return Ok(());
+            };
+            let planned = Planned {
+                cause: cause.kind,
+                subject: cause.subject.clone(),
+                tenant: labels.get("tenant").cloned(),
+                since_ms: (inc.opened_ms - CHANGE_LOOKBACK_MS).max(0),
+            };
+            (incident.to_owned(), rules, planned)
         };
-        let Some((incident, rule, planned)) = found else {
-            return Ok(());
-        };
-        let (action, dry_run) = match rule.action {
-            ActionTemplate::RaiseBudget { percent } => {
-                self.plan_raise(&rule, &planned.subject, percent).await?
+        let (incident, rules, planned) = found;
+        // The first rule whose plan holds on the live figures; if none
+        // does, every refusal says why.
+        let mut refused: Vec<OpsError> = Vec::new();
+        let mut chosen = None;
+        for rule in rules {
+            match self.plan(&rule, &planned).await {
+                Ok(plan) => {
+                    chosen = Some((rule, plan));
+                    break;
+                }
+                Err(e) => refused.push(e),
             }
-            ActionTemplate::CapBudget { minutes } => {
-                self.plan_cap(&rule, &planned.subject, minutes).await?
-            }
-            ActionTemplate::ReplayDead => self.plan_replay(&rule, &planned).await?,
-            ActionTemplate::RevokeGrants => self.plan_revoke(&rule, &planned.subject).await?,
-            ActionTemplate::RetireNode => self.plan_retire(&rule, &planned.subject).await?,
-            ActionTemplate::DrainBot => self.plan_drain(&rule, &planned.subject).await?,
-            ActionTemplate::PauseTenant => self.plan_pause(&rule, &planned).await?,
+        }
+        let Some((rule, (action, dry_run))) = chosen else {
+            return match refused.len() {
+                0 => Ok(()),
+                1 => Err(refused.remove(0)),
+                _ => Err(OpsError::Conflict(
+                    refused
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )),
+            };
         };
         self.take_one(
             tenant,
@@ -151,6 +165,24 @@ impl Operations {
         )
         .await?;
         Ok(())
+    }
+
+    /// `rule`'s template filled in from the live figures: its action and
+    /// dry run, or why it does not hold.
+    async fn plan(&self, rule: &HealRule, planned: &Planned) -> Result<(Action, DryRun), OpsError> {
+        let subject = &planned.subject;
+        match rule.action {
+            ActionTemplate::RaiseBudget { percent } => {
+                self.plan_raise(rule, subject, percent).await
+            }
+            ActionTemplate::CapBudget { minutes } => self.plan_cap(rule, subject, minutes).await,
+            ActionTemplate::ReplayDead => self.plan_replay(rule, planned).await,
+            ActionTemplate::RevokeGrants => self.plan_revoke(rule, subject).await,
+            ActionTemplate::RetireNode => self.plan_retire(rule, subject).await,
+            ActionTemplate::DrainBot => self.plan_drain(rule, subject).await,
+            ActionTemplate::DrainNode => self.plan_drain_node(rule, subject).await,
+            ActionTemplate::PauseTenant => self.plan_pause(rule, planned).await,
+        }
     }
 
     /// A person approves or denies a pending heal; approved, its one write

@@ -75,6 +75,7 @@ pub(super) async fn apply(
         }
         Action::RetireNode { node } => retire_node(&inner, &node, call, key).await?,
         Action::DrainBot { bot } => drain_bot(&inner, &bot, call, key).await?,
+        Action::DrainNode { node } => drain_node(&inner, &node, call, key).await?,
         Action::PauseTenant { tenant } => match known(&inner, &tenant).await? {
             Ok(t) => pause_tenant(&inner, t, call, key).await?,
             Err(refused) => Err(refused),
@@ -239,11 +240,57 @@ async fn drain_bot(inner: &Inner, bot: &str, call: &CallRef, key: &str) -> Writt
     }
 }
 
+/// Drains every live bot of a node together; one drained already, or by
+/// this write before (a person may have uncordoned it since), answers as
+/// before. One with no live bot, unknown, or whose bots are the last of
+/// a skill refuses, changing nothing.
+async fn drain_node(inner: &Inner, node: &str, call: &CallRef, key: &str) -> Written {
+    use crate::controller::NodeDrained;
+    if let Err(e) = crate::ticket::BotId::parse(node) {
+        return Ok(Err((400, json!({"error": format!("params.node: {e}")}))));
+    }
+    if written_before(inner, ChangeKind::NodeDrained, node, key).await {
+        return Ok(Ok((json!({"node": node, "requeued": 0}), None)));
+    }
+    let drained = inner
+        .controller
+        .drain_node(node)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some((unknown, why)) = drained.refusal(node) {
+        return Ok(Err((
+            if unknown { 404 } else { 409 },
+            json!({"error": why}),
+        )));
+    }
+    let (requeued, held) = (drained.requeued(), drained.held());
+    let NodeDrained::Drained { bots, fresh } = drained else {
+        return Ok(Ok((json!({"node": node, "requeued": 0}), None)));
+    };
+    let names: Vec<String> = bots.iter().map(|(b, _)| b.to_string()).collect();
+    let answer = json!({"node": node, "bots": names, "requeued": requeued, "held": held});
+    if !fresh {
+        return Ok(Ok((answer, None)));
+    }
+    let change = ChangeEvent {
+        kind: ChangeKind::NodeDrained,
+        subject: node.to_owned(),
+        detail: format!(
+            "node {node} drained by heal ticket {} (write {key}): its bots {} are routed nothing more; {requeued} tickets waiting in their lanes went back to the queue; {held} they hold finish on them",
+            call.ticket,
+            names.join(", ")
+        ),
+        count: u32::try_from(requeued).unwrap_or(u32::MAX),
+        at_ms: 0,
+    };
+    Ok(Ok((answer, Some(change))))
+}
+
 /// Pauses a tenant; one paused already, or by this write before (a person
 /// may have resumed it since), answers as before.
 async fn pause_tenant(inner: &Inner, known: TenantId, call: &CallRef, key: &str) -> Written {
     let answer = json!({"tenant": known, "paused": true});
-    if written_before(inner, ChangeKind::TenantPaused, &known, key).await {
+    if written_before(inner, ChangeKind::TenantPaused, known.as_str(), key).await {
         return Ok(Ok((answer, None)));
     }
     let why = format!("heal ticket {} (write {key})", call.ticket);
@@ -297,16 +344,17 @@ async fn capped(inner: &Inner, tenant: &TenantId) -> bool {
     book.monitor.capped().contains(tenant.as_str())
 }
 
-/// Whether the change event of a write under `key` to `tenant` is on the
+/// Whether the change event of a write under `key` to `subject` (a
+/// tenant, a node) is on the
 /// record already: a retry after its answer was lost must not apply it
 /// again over what a person did since.
-async fn written_before(inner: &Inner, kind: ChangeKind, tenant: &TenantId, key: &str) -> bool {
+async fn written_before(inner: &Inner, kind: ChangeKind, subject: &str, key: &str) -> bool {
     let mark = format!("(write {key})");
     inner
         .changes_since(&TenantId::default_tenant(), 0)
         .await
         .iter()
-        .any(|c| c.kind == kind && c.subject == tenant.as_str() && c.detail.contains(&mark))
+        .any(|c| c.kind == kind && c.subject == subject && c.detail.contains(&mark))
 }
 
 /// What a heal's write did (its answer, and the change event to record,
@@ -343,7 +391,7 @@ async fn set_budget(
         Way::Raise => ChangeKind::BudgetChanged,
         Way::Cap(_) => ChangeKind::BudgetCapped,
     };
-    if now == Some(budget_nusd) || written_before(inner, kind, &known, key).await {
+    if now == Some(budget_nusd) || written_before(inner, kind, known.as_str(), key).await {
         // Applied already under this key (its answer was lost; a person
         // may have set the budget since): the same answer again, no
         // second change event, and what the person set stands.

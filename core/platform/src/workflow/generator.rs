@@ -65,8 +65,10 @@ pub struct Generated {
 }
 
 /// A reply read as a spec: the JSON if it was JSON, and its checks. Every
-/// refusal names a path from `$`, so a preview can always say where.
-pub fn check_reply(text: &str) -> (Option<Value>, Validation) {
+/// refusal names a path from `$`, so a preview can always say where. A
+/// reply `cut` at the model's token limit that is not whole JSON is
+/// refused as `truncated`: the schema held, the room ran out.
+pub fn check_reply(text: &str, cut: bool) -> (Option<Value>, Validation) {
     let refused = |code: &str, message: String| Validation {
         valid: false,
         name: None,
@@ -79,6 +81,15 @@ pub fn check_reply(text: &str) -> (Option<Value>, Validation) {
         }],
     };
     match serde_json::from_str::<Value>(text.trim()) {
+        Err(e) if cut => (
+            None,
+            refused(
+                "truncated",
+                format!(
+                    "the model stopped at its token limit before the spec was whole ({e}); the generator allows {MAX_TOKENS} tokens of reply and the model's server may allow fewer: ask for a smaller workflow, or give the model a larger context"
+                ),
+            ),
+        ),
         Err(e) => (
             None,
             refused(
@@ -194,8 +205,14 @@ impl Workflows {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        let cut = view
+            .result
+            .as_ref()
+            .and_then(|r| r.get("cut"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let (spec, validation) = if view.state == TicketState::Succeeded {
-            check_reply(&reply)
+            check_reply(&reply, cut)
         } else {
             let why = view
                 .error
@@ -276,7 +293,7 @@ mod tests {
     }
 
     fn holds(text: &str) -> Result<(), TestCaseError> {
-        let (_, v) = check_reply(text);
+        let (_, v) = check_reply(text, false);
         prop_assert!(v.valid == v.errors.is_empty(), "{v:?}");
         for e in &v.errors {
             prop_assert!(e.path.starts_with('$'), "an error with no path: {e:?}");
@@ -302,15 +319,33 @@ mod tests {
     fn a_spec_shaped_reply_passes_and_prose_is_refused_at_the_root() {
         let prompt = generate::system_prompt();
         let example = &prompt[prompt.find("Example: ").unwrap() + "Example: ".len()..];
-        let (spec, v) = check_reply(example);
+        let (spec, v) = check_reply(example, false);
         assert!(v.valid && spec.is_some(), "{v:?}");
-        let (spec, v) = check_reply("I am the built-in offline model; I write no JSON.");
+        let (spec, v) = check_reply("I am the built-in offline model; I write no JSON.", false);
         assert!(spec.is_none() && !v.valid);
         assert_eq!(
             (v.errors[0].path.as_str(), v.errors[0].code.as_str()),
             ("$", "parse")
         );
-        let (_, v) = check_reply("\"a string\"");
+        let (_, v) = check_reply("\"a string\"", false);
         assert_eq!(v.errors[0].path, "$");
+    }
+
+    #[test]
+    fn a_reply_cut_at_its_token_limit_is_refused_as_truncated() {
+        let prompt = generate::system_prompt();
+        let example = &prompt[prompt.find("Example: ").unwrap() + "Example: ".len()..];
+        let half = &example[..example.len() / 2];
+        let (spec, v) = check_reply(half, true);
+        assert!(spec.is_none() && !v.valid);
+        assert_eq!(
+            (v.errors[0].path.as_str(), v.errors[0].code.as_str()),
+            ("$", "truncated")
+        );
+        assert!(v.errors[0].message.contains("token limit"), "{v:?}");
+        // Not cut: the same text is a parse error; whole JSON is read
+        // whatever the flag says.
+        assert_eq!(check_reply(half, false).1.errors[0].code, "parse");
+        assert!(check_reply(example, true).1.valid);
     }
 }

@@ -1,5 +1,5 @@
 //! Handlers of the fleet-wide routes: bots and their lanes (drain and
-//! uncordon), cost, tenants
+//! uncordon, of a bot or of a node's bots), cost, tenants
 //! and budgets, the event stream (WebSocket) and the Prometheus metrics
 //! (written by hand: a snapshot of state the controller already keeps).
 
@@ -17,8 +17,8 @@ use super::body::json_body;
 use super::extract::PathId;
 use super::{ApiResult, AppState};
 use crate::api::tokens::Principal;
-use crate::api::{ApiError, BotHold, ErrorKind};
-use crate::controller::{Controller, CoreEvent, Drained};
+use crate::api::{ApiError, BotHold, ErrorKind, NodeHold};
+use crate::controller::{Controller, CoreEvent, Drained, NodeDrained};
 use crate::ticket::{BotId, TenantId, TicketState};
 use oshal_kernel::name::Named;
 
@@ -51,6 +51,85 @@ pub(super) async fn drain_bot(
         cordoned: true,
         changed,
         requeued: requeued.iter().map(|t| t.to_string()).collect(),
+        held,
+    })
+    .into_response())
+}
+
+/// A node's name has a bot id's shape (its bots are `NAME-bot-NN`).
+fn node_name(id: &str) -> Result<(), ApiError> {
+    let why = match BotId::parse(id) {
+        Ok(_) => return Ok(()),
+        Err(crate::ticket::TicketError::Invalid { reason, .. }) => reason,
+        Err(e) => e.to_string(),
+    };
+    Err(ApiError::new(ErrorKind::Invalid, format!("node: {why}")).field("node"))
+}
+
+/// Drains every live bot of a node (a repeat answers `changed: false`).
+pub(super) async fn drain_node(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    node_name(&id)?;
+    let drained = state.controller.drain_node(&id).await?;
+    let held = drained.held();
+    let (bots, fresh) = match drained {
+        NodeDrained::Drained { bots, fresh } => (bots, fresh),
+        refused => {
+            let (unknown, why) = refused.refusal(&id).unwrap_or_default();
+            let kind = if unknown {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::IllegalTransition
+            };
+            return Err(ApiError::new(kind, why));
+        }
+    };
+    let mut requeued = Vec::new();
+    for (_, d) in &bots {
+        if let Drained::Drained { requeued: r, .. } = d {
+            requeued.extend(r.iter().map(|t| t.to_string()));
+        }
+    }
+    Ok(Json(NodeHold {
+        node: id,
+        cordoned: true,
+        changed: fresh,
+        bots: bots.iter().map(|(b, _)| b.to_string()).collect(),
+        requeued,
+        held,
+    })
+    .into_response())
+}
+
+/// Lets every drained bot of a node take work again (none drained
+/// answers `changed: false`).
+pub(super) async fn uncordon_node(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    node_name(&id)?;
+    let Some((was, held)) = state.controller.uncordon_node(&id).await? else {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("no node {id} is known to this controller"),
+        ));
+    };
+    let bots = state
+        .controller
+        .bots()
+        .await
+        .into_iter()
+        .filter(|b| b.node.as_deref() == Some(id.as_str()))
+        .map(|b| b.id.to_string())
+        .collect();
+    Ok(Json(NodeHold {
+        node: id,
+        cordoned: false,
+        changed: was > 0,
+        bots,
+        requeued: Vec::new(),
         held,
     })
     .into_response())

@@ -212,6 +212,8 @@ fn mount() -> Mount {
     .at::<ListBots, _, _>(fleet::bots)
     .at::<DrainBot, _, _>(fleet::drain_bot)
     .at::<UncordonBot, _, _>(fleet::uncordon_bot)
+    .at::<DrainNode, _, _>(fleet::drain_node)
+    .at::<UncordonNode, _, _>(fleet::uncordon_node)
     .at::<GetCostSummary, _, _>(fleet::cost_summary)
     .at::<ListTenants, _, _>(fleet::tenants)
     .at::<SetBudget, _, _>(fleet::set_budget)

@@ -72,6 +72,7 @@ pub(super) async fn run(
             text: value.to_string(),
             usage: Usage::default(),
             reported_model: None,
+            cut: false,
         },
         Err(Stop::Cancelled) => Outcome::Cancelled,
         Err(Stop::Failed(f)) => Outcome::Failed {

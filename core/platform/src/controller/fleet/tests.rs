@@ -491,3 +491,104 @@ async fn a_node_restarted_within_the_ttl_is_lost_and_joins_again() {
     registry.await.unwrap();
     r.cleanup().await;
 }
+
+/// Draining a node whose bots hang (its model server, say): its bots are
+/// cordoned together, what waits in their lanes goes to the other node's
+/// bots (each ticket run once, charged once), what they hold stays; a
+/// drain that would leave a skill no bot is refused whole; uncordoned,
+/// the node's bots take work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_gives_its_lanes_to_the_other_nodes_and_keeps_what_it_holds() {
+    use crate::controller::{Drained, NodeDrained};
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let (stuck, stop_stuck, ids) = held_by_a_hanging_node(&c, &r, "stuck", 20).await;
+    let stop_good = CancellationToken::new();
+    let good = tokio::spawn(run_node(
+        node(&r, "good", 2, Arc::new(BuiltinModel::new())),
+        Arc::new(SystemClock),
+        stop_good.clone(),
+    ));
+    wait_for_bots(&c, 4).await;
+    let NodeDrained::Drained { bots, fresh } = c.drain_node("stuck").await.unwrap() else {
+        panic!("not drained");
+    };
+    assert!(fresh);
+    let mut requeued = Vec::new();
+    let mut held = 0;
+    for (bot, d) in &bots {
+        assert!(bot.as_str().starts_with("stuck-"), "{bot}");
+        match d {
+            Drained::Drained {
+                requeued: r,
+                held: h,
+            } => {
+                requeued.extend(r.iter().copied());
+                held += h;
+            }
+            Drained::Already { held: h } => held += h,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(bots.len(), 2);
+    assert_eq!(
+        requeued.len() as u32 + held,
+        20,
+        "each ticket moved or held"
+    );
+    assert!(
+        !requeued.is_empty(),
+        "the lanes held tickets behind the hanging calls"
+    );
+    let states = wait_until_finished(&c, &requeued).await;
+    assert!(states.iter().all(|s| *s == TicketState::Succeeded));
+    for id in &requeued {
+        let v = c.ticket(*id).await.unwrap();
+        assert!(v.bot.unwrap().as_str().starts_with("good-"));
+        assert_eq!(v.ledger.len(), 1, "run once, charged once");
+    }
+    let views = c.bots().await;
+    for b in views.iter().filter(|b| b.node.as_deref() == Some("stuck")) {
+        assert!(b.live && b.cordoned, "{b:?}");
+    }
+    // A repeat changes nothing; the good node is now the last with chat.
+    let again = c.drain_node("stuck").await.unwrap();
+    assert!(
+        matches!(again, NodeDrained::Drained { fresh: false, .. }),
+        "{again:?}"
+    );
+    let last = c.drain_node("good").await.unwrap();
+    assert_eq!(
+        last,
+        NodeDrained::LastOfSkills(vec![Skill::parse("chat").unwrap()])
+    );
+    assert!(
+        last.refusal("good")
+            .unwrap()
+            .1
+            .contains("last live bots with chat")
+    );
+    assert_eq!(c.drain_node("nobody").await.unwrap(), NodeDrained::Unknown);
+    assert_eq!(c.uncordon_node("nobody").await.unwrap(), None);
+    // Uncordoned, its two bots take work again; a repeat changes nothing.
+    assert_eq!(c.uncordon_node("stuck").await.unwrap(), Some((2, held)));
+    assert_eq!(
+        c.uncordon_node("stuck").await.unwrap().map(|(was, _)| was),
+        Some(0)
+    );
+    assert!(c.bots().await.iter().all(|b| !b.cordoned));
+
+    // Stopped, the stuck node hands back what it held: each runs once.
+    stop_stuck.cancel();
+    stuck.await.unwrap().unwrap();
+    let states = wait_until_finished(&c, &ids).await;
+    assert!(states.iter().all(|s| *s == TicketState::Succeeded));
+    for id in &ids {
+        assert_eq!(c.ticket(*id).await.unwrap().ledger.len(), 1);
+    }
+    stop_good.cancel();
+    good.await.unwrap().unwrap();
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}

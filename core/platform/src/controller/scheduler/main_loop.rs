@@ -97,6 +97,17 @@ pub(crate) enum Command {
         bot: BotId,
         reply: oneshot::Sender<Result<super::super::Drained, ControllerError>>,
     },
+    /// An operator or a heal drains every live bot of a node (see
+    /// `NodeDrained`).
+    DrainNode {
+        node: String,
+        reply: oneshot::Sender<Result<super::super::NodeDrained, ControllerError>>,
+    },
+    /// A drained node's bots may take work again (`None`: no such node).
+    UncordonNode {
+        node: String,
+        reply: oneshot::Sender<Option<(u32, u32)>>,
+    },
     /// A drained bot may take work again (`None`: no such bot).
     Uncordon {
         bot: BotId,
@@ -231,6 +242,12 @@ impl Scheduler {
             }
             Command::Uncordon { bot, reply } => {
                 let _ = reply.send(self.uncordon(&bot));
+            }
+            Command::DrainNode { node, reply } => {
+                let _ = reply.send(self.drain_node(&node).await);
+            }
+            Command::UncordonNode { node, reply } => {
+                let _ = reply.send(self.uncordon_node(&node));
             }
             Command::Redrive { reason } => self.redrive(&reason),
             Command::Reconciled {

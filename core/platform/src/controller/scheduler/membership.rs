@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::super::{BotHandle, ControllerError, Drained, Retired};
+use super::super::{BotHandle, ControllerError, Drained, NodeDrained, Retired};
 use super::state::Scheduler;
 use crate::ticket::{BotId, TicketState, TransitionKind};
 
@@ -118,6 +118,70 @@ impl Scheduler {
         }
         tracing::info!(bot = %id, requeued = requeued.len(), held, "bot drained");
         Ok(Drained::Drained { requeued, held })
+    }
+
+    /// Drains every live bot of `node` at once (Kubernetes' `kubectl
+    /// drain` of a node): they are cordoned together, refused whole when
+    /// that would leave a skill no bot, then each bot's lane is taken
+    /// back as [`Self::drain_bot`] does. A lane that cannot be read leaves
+    /// its bot cordoned and the error is answered once every other lane
+    /// was taken back; a repeat takes the rest.
+    pub(super) async fn drain_node(&mut self, node: &str) -> Result<NodeDrained, ControllerError> {
+        let live = self.roster.of_node(node, true);
+        if live.is_empty() {
+            return Ok(if self.roster.knows_node(node) {
+                NodeDrained::NotLive
+            } else {
+                NodeDrained::Unknown
+            });
+        }
+        let fresh: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| !self.roster.cordoned(i))
+            .collect();
+        if let Err(skills) = self.roster.cordon_all(&fresh) {
+            return Ok(NodeDrained::LastOfSkills(skills));
+        }
+        let mut bots = Vec::with_capacity(live.len());
+        let mut failed = None;
+        for idx in live {
+            let id = self.roster.handle(idx).id.clone();
+            match self.drain_bot(&id).await {
+                Ok(d) => bots.push((id, d)),
+                Err(e) => {
+                    tracing::warn!(bot = %id, error = %e, "a drained node's lane could not be taken back");
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let fresh = !fresh.is_empty()
+            || bots
+                .iter()
+                .any(|(_, d)| matches!(d, Drained::Drained { .. }));
+        tracing::info!(node, bots = bots.len(), "node drained");
+        Ok(NodeDrained::Drained { bots, fresh })
+    }
+
+    /// Lets every drained bot of `node` take work again: how many were
+    /// drained, and the attempts its bots hold; `None` for a node never
+    /// known.
+    pub(super) fn uncordon_node(&mut self, node: &str) -> Option<(u32, u32)> {
+        if !self.roster.knows_node(node) {
+            return None;
+        }
+        let (mut was, mut held) = (0, 0);
+        for idx in self.roster.of_node(node, false) {
+            let id = self.roster.handle(idx).id.clone();
+            if let Some((w, h)) = self.uncordon(&id) {
+                was += u32::from(w);
+                held += h;
+            }
+        }
+        Some((was, held))
     }
 
     /// Lets a drained bot take work again: whether it was drained, and

@@ -151,6 +151,7 @@ impl Scheduler {
                 text,
                 usage,
                 reported_model,
+                cut,
             } => {
                 // A secret a model repeats (from a tool's answer, say) is not
                 // kept, shown or streamed; a NUL no store can hold is
@@ -164,12 +165,16 @@ impl Scheduler {
                     }
                     None => (None, 0),
                 };
-                t.result = Some(Arc::new(serde_json::json!({
+                let mut result = serde_json::json!({
                     "text": text,
                     "model": self.roster.handle(bot_idx).model,
                     "reported_model": reported_model,
                     "usage": usage,
-                })));
+                });
+                if cut {
+                    result["cut"] = serde_json::Value::Bool(true);
+                }
+                t.result = Some(Arc::new(result));
                 let reason = format!("model replied{}", text::note(nuls + nuls_in_model));
                 self.transition(&mut t, TransitionKind::Succeed, None, &reason, at_ms);
                 counters.succeeded.fetch_add(1, Ordering::Relaxed);

@@ -286,29 +286,57 @@ impl Roster {
     /// [`Self::uncordon`]. The skills it would leave with no bot to route
     /// to are refused (nothing changes), as a drain that would strand them.
     pub(super) fn cordon(&mut self, bot: usize) -> Result<(), Vec<Skill>> {
-        let stranded: Vec<Skill> = self.slots[bot]
-            .handle
-            .skills
+        self.cordon_all(&[bot])
+    }
+
+    /// Cordons `bots` together (a node's): refused whole, nothing
+    /// changed, when they are all that is left of a skill.
+    pub(super) fn cordon_all(&mut self, bots: &[usize]) -> Result<(), Vec<Skill>> {
+        let mut stranded: Vec<Skill> = bots
             .iter()
+            .flat_map(|&b| &self.slots[b].handle.skills)
             .filter(|s| {
                 self.by_skill
                     .get(*s)
-                    .is_some_and(|list| list.iter().all(|&i| i == bot))
+                    .is_some_and(|list| list.iter().all(|i| bots.contains(i)))
             })
             .cloned()
             .collect();
+        stranded.sort();
+        stranded.dedup();
         if !stranded.is_empty() {
             return Err(stranded);
         }
-        self.slots[bot]
-            .handle
-            .counters
-            .cordoned
-            .store(true, Ordering::Relaxed);
+        for &bot in bots {
+            self.slots[bot]
+                .handle
+                .counters
+                .cordoned
+                .store(true, Ordering::Relaxed);
+        }
         for list in self.by_skill.values_mut() {
-            list.retain(|&i| i != bot);
+            list.retain(|i| !bots.contains(i));
         }
         Ok(())
+    }
+
+    /// The bots of `node` not retired (only the live ones, if `live`).
+    pub(super) fn of_node(&self, node: &str, live: bool) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&i| {
+                let s = &self.slots[i];
+                (s.live || !live)
+                    && s.handle.node.as_deref() == Some(node)
+                    && !s.handle.counters.retired.load(Ordering::Relaxed)
+            })
+            .collect()
+    }
+
+    /// Whether any bot, live or not, ever came from `node`.
+    pub(super) fn knows_node(&self, node: &str) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.handle.node.as_deref() == Some(node))
     }
 
     /// How many live bots offering `skill` are drained.

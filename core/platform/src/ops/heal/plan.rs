@@ -8,6 +8,7 @@ use oshal_ops::rule::HealRule;
 use serde_json::json;
 
 use super::super::{Operations, OpsError, conn};
+use crate::controller::BotView;
 use crate::cost::usd;
 use crate::store::TicketQuery;
 use crate::ticket::{TenantId, TicketId, TicketState};
@@ -33,6 +34,94 @@ impl Planned {
             ))
         })
     }
+}
+
+/// What a node's drain takes: the slow bot's node, its live bots (more
+/// than one, every one slow: the model server they share) and the bots of
+/// other nodes that would take their work (not all slow).
+#[derive(Debug)]
+struct NodeDrain<'a> {
+    node: &'a str,
+    bots: Vec<&'a BotView>,
+    takers: Vec<&'a BotView>,
+}
+
+/// The drain of the node of `subject`, a slow bot, or why it does not
+/// hold: a bot of the local pool, a node with one live bot or one not
+/// slow (a bot's drain heals that), bots that are the last of a skill,
+/// or takers all slow too (a drain would only move the lag).
+fn node_drain<'a>(bots: &'a [BotView], subject: &str) -> Result<NodeDrain<'a>, String> {
+    let Some(bot) = bots.iter().find(|b| b.id.as_str() == subject) else {
+        return Err(format!("no bot {subject} is known"));
+    };
+    let Some(node) = bot.node.as_deref() else {
+        return Err(format!("bot {subject} runs in the local pool, on no node"));
+    };
+    let mine = node_bots(bots, node);
+    let fast: Vec<&str> = mine
+        .iter()
+        .filter(|b| !is_slow(b))
+        .map(|b| b.id.as_str())
+        .collect();
+    if mine.len() < 2 || !fast.is_empty() {
+        return Err(format!(
+            "node {node} has {} live bots{}: not the node's, a bot's drain",
+            mine.len(),
+            if fast.is_empty() {
+                String::new()
+            } else {
+                format!(", of which {} not slow", fast.join(", "))
+            }
+        ));
+    }
+    let elsewhere = |b: &&BotView| b.node.as_deref() != Some(node) && b.live && !b.cordoned;
+    let mut skills: Vec<&crate::ticket::Skill> = mine.iter().flat_map(|b| &b.skills).collect();
+    skills.sort();
+    skills.dedup();
+    let stranded: Vec<&str> = skills
+        .iter()
+        .filter(|s| !bots.iter().filter(elsewhere).any(|b| b.skills.contains(s)))
+        .map(|s| s.as_str())
+        .collect();
+    if !stranded.is_empty() {
+        return Err(format!(
+            "node {node}'s bots are the last live bots with {}: draining them would leave their tickets nowhere to go",
+            stranded.join(", ")
+        ));
+    }
+    let takers: Vec<&BotView> = bots
+        .iter()
+        .filter(elsewhere)
+        .filter(|b| skills.iter().any(|s| b.skills.contains(s)))
+        .collect();
+    if takers.iter().all(|b| is_slow(b)) {
+        return Err(format!(
+            "every bot that would take node {node}'s work ({}) is slow too: a drain would only move the lag",
+            takers
+                .iter()
+                .map(|b| b.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(NodeDrain {
+        node,
+        bots: mine,
+        takers,
+    })
+}
+
+/// The live bots of `node` not drained.
+fn node_bots<'a>(bots: &'a [BotView], node: &str) -> Vec<&'a BotView> {
+    bots.iter()
+        .filter(|b| b.node.as_deref() == Some(node) && b.live && !b.cordoned)
+        .collect()
+}
+
+/// Whether a bot's recent attempts are slow at the median.
+fn is_slow(bot: &BotView) -> bool {
+    bot.attempt_ms
+        .is_some_and(|ms| ms >= oshal_ops::gather::SLOW_ATTEMPT_MS)
 }
 
 /// The tenant a cause names as its subject.
@@ -359,6 +448,17 @@ impl Operations {
                 }
             )));
         }
+        // Its whole node is slow (the model server its bots share): one
+        // bot's drain would leave the others lagging; the node's heals it.
+        if let Some(node) = &bot.node {
+            let mates = node_bots(&bots, node);
+            if mates.len() > 1 && mates.iter().all(|b| is_slow(b)) {
+                return Err(OpsError::Conflict(format!(
+                    "heal rule {}: every live bot of node {node} is slow, not bot {subject} alone: drain the node (rule action drain_node)",
+                    rule.name
+                )));
+            }
+        }
         let others = |skill: &crate::ticket::Skill| {
             bots.iter()
                 .filter(|b| b.id != bot.id && b.live && !b.cordoned)
@@ -384,12 +484,7 @@ impl Operations {
         takers.dedup();
         // Every bot that would take its work is as slow (a model server
         // they share): a drain would only move the lag, one bot at a time.
-        let slow = |id: &String| {
-            bots.iter()
-                .find(|b| b.id.as_str() == id)
-                .and_then(|b| b.attempt_ms)
-                .is_some_and(|ms| ms >= oshal_ops::gather::SLOW_ATTEMPT_MS)
-        };
+        let slow = |id: &String| bots.iter().any(|b| b.id.as_str() == id && is_slow(b));
         if takers.iter().all(slow) {
             return Err(OpsError::Conflict(format!(
                 "heal rule {}: every bot that would take bot {subject}'s work ({}) is slow too: a drain would only move the lag (look at the model server they share)",
@@ -426,6 +521,76 @@ impl Operations {
         Ok((
             Action::DrainBot {
                 bot: subject.to_owned(),
+            },
+            dry_run,
+        ))
+    }
+
+    /// What a drain of the node of the slow bot `subject` moves (the
+    /// tickets routed to its live bots and waiting in their lanes) and
+    /// leaves (what they hold), and its dry run. Refused unless the node
+    /// has more than one live bot and every one is slow (one slow bot is
+    /// a bot's drain), for bots that are the last of a skill, or when
+    /// every bot that would take their work is slow too.
+    pub(super) async fn plan_drain_node(
+        &self,
+        rule: &HealRule,
+        subject: &str,
+    ) -> Result<(Action, DryRun), OpsError> {
+        let bots = self.inner.controller.bots().await;
+        let NodeDrain {
+            node,
+            bots: mine,
+            takers,
+        } = node_drain(&bots, subject)
+            .map_err(|why| OpsError::Conflict(format!("heal rule {}: {why}", rule.name)))?;
+        let names = |list: &[&BotView]| {
+            list.iter()
+                .map(|b| b.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut waiting = Vec::new();
+        for b in &mine {
+            waiting.extend(self.named(TicketState::Routed, None, Some(&b.id)).await?);
+        }
+        let mut tenants: Vec<String> = waiting.iter().map(|t| t.tenant.to_string()).collect();
+        tenants.sort();
+        tenants.dedup();
+        // A lane that cannot be read counts as what the store says waits.
+        let depth: u32 = mine.iter().map(|b| b.lane.map_or(0, |l| l.depth)).sum();
+        let held: u32 = mine
+            .iter()
+            .map(|b| b.in_flight.saturating_sub(b.lane.map_or(0, |l| l.depth)))
+            .sum();
+        let medians = mine
+            .iter()
+            .map(|b| format!("{} {} ms", b.id, b.attempt_ms.unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let total = depth.max(waiting.len() as u32);
+        waiting.truncate(MAX_BLAST_TICKETS);
+        let dry_run = DryRun {
+            summary: format!(
+                "drain node {node}, whose every live bot is slow (attempts at the median: {medians}), the model server they share rather than one bot: its bots are routed nothing more until a person uncordons the node; {total} tickets waiting in their lanes go back to the queue for {}; the {held} they have taken finish on them",
+                names(&takers)
+            ),
+            before: json!({"node": node, "bots": names(&mine), "cordoned": false, "lane_depth": depth, "held": held}),
+            after: json!({"node": node, "bots": names(&mine), "cordoned": true, "lane_depth": 0, "held": held}),
+            blast: BlastRadius {
+                tenants,
+                bots: mine
+                    .iter()
+                    .chain(&takers)
+                    .map(|b| b.id.to_string())
+                    .collect(),
+                tickets: waiting.iter().map(|t| t.id.to_string()).collect(),
+                tickets_total: total,
+            },
+        };
+        Ok((
+            Action::DrainNode {
+                node: node.to_owned(),
             },
             dry_run,
         ))
@@ -524,5 +689,78 @@ impl Operations {
             },
             dry_run,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::{BotId, ModelId, Skill};
+
+    fn bot(id: &str, node: Option<&str>, skill: &str, attempt_ms: Option<u64>) -> BotView {
+        BotView {
+            id: BotId::parse(id).unwrap(),
+            skills: vec![Skill::parse(skill).unwrap()],
+            model: ModelId::parse("builtin").unwrap(),
+            node: node.map(str::to_owned),
+            live: true,
+            cordoned: false,
+            in_flight: 0,
+            succeeded: 0,
+            failed: 0,
+            attempt_ms,
+            lane: None,
+        }
+    }
+
+    const SLOW: Option<u64> = Some(oshal_ops::gather::SLOW_ATTEMPT_MS);
+    const QUICK: Option<u64> = Some(40);
+
+    #[test]
+    fn a_node_is_drained_only_when_all_its_bots_are_slow_and_others_take_the_work() {
+        let fleet = vec![
+            bot("n3-b1", Some("n3"), "chat", SLOW),
+            bot("n3-b2", Some("n3"), "chat", SLOW),
+            bot("n1-b1", Some("n1"), "chat", QUICK),
+            bot("n2-b1", Some("n2"), "code", QUICK),
+        ];
+        let d = node_drain(&fleet, "n3-b2").unwrap();
+        let ids = |l: &[&BotView]| l.iter().map(|b| b.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(d.node, "n3");
+        assert_eq!(ids(&d.bots), ["n3-b1", "n3-b2"]);
+        assert_eq!(
+            ids(&d.takers),
+            ["n1-b1"],
+            "only bots with the node's skills"
+        );
+
+        // One of the node's bots is quick: the slow one's own drain.
+        let mut mixed = fleet.clone();
+        mixed[1].attempt_ms = QUICK;
+        let e = node_drain(&mixed, "n3-b1").unwrap_err();
+        assert!(e.contains("of which n3-b2 not slow"), "{e}");
+        // A node with one live bot (the other drained): a bot's drain.
+        let mut one = fleet.clone();
+        one[1].cordoned = true;
+        let e = node_drain(&one, "n3-b1").unwrap_err();
+        assert!(e.contains("node n3 has 1 live bots"), "{e}");
+        // Nobody else has chat: the node's bots are the last of it.
+        let mut alone = fleet.clone();
+        alone[2].live = false;
+        let e = node_drain(&alone, "n3-b1").unwrap_err();
+        assert!(e.contains("the last live bots with chat"), "{e}");
+        // Those that would take the work are slow too.
+        let mut all_slow = fleet.clone();
+        all_slow[2].attempt_ms = SLOW;
+        let e = node_drain(&all_slow, "n3-b1").unwrap_err();
+        assert!(e.contains("(n1-b1) is slow too"), "{e}");
+        // A bot of the local pool has no node.
+        let local = vec![bot("b1", None, "chat", SLOW), bot("b2", None, "chat", SLOW)];
+        assert!(node_drain(&local, "b1").unwrap_err().contains("local pool"));
+        assert!(
+            node_drain(&fleet, "nobody")
+                .unwrap_err()
+                .contains("no bot nobody")
+        );
     }
 }
