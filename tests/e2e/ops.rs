@@ -484,8 +484,9 @@ async fn resolved(server: &Server, incident: &str) {
 /// evidence; the budget is healed after an approval given with the CLI,
 /// re-checked, and its postmortem published; the killed node is retired
 /// and the tickets the outside system failed are replayed, once it is
-/// back, and the slow model's bot drained once a node with its skill
-/// joins and the incident is investigated again, each after an approval.
+/// back, and the slow model's node (both its bots slow) drained once a
+/// node with its skill joins and the incident is investigated again,
+/// each after an approval.
 /// `oshal ops eval` then scores
 /// the record: every fault's injected cause ranked first, every claim
 /// backed by evidence, every heal approved before it wrote.
@@ -722,8 +723,9 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     let down = incident_of(&server, "OshalStoreDown", &[]).await;
     investigated(&server, &down).await;
 
-    // 8. A slow model: node n3's bot calls a real model server through a
-    // link that holds every request 3 s, and its lane lags behind it.
+    // 8. A slow model: node n3's two bots call a real model server
+    // through a link that holds every request 3 s, and their lanes lag
+    // behind it.
     let llama = LlamaServer::start().await.unwrap();
     let upstream = llama
         .base_url
@@ -736,7 +738,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
             "n3",
             &[
                 "--bots",
-                "1",
+                "2",
                 "--skills",
                 "summarize",
                 "--model-url",
@@ -746,65 +748,81 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
             ],
         )
         .unwrap();
-    until("n3's bot live", 60, async || {
+    until("n3's bots live", 60, async || {
         let h = server.json("/api/v1/health").await.ok()?;
-        (h["bots_live"] == 2).then_some(())
+        (h["bots_live"] == 3).then_some(())
     })
     .await;
     budget(&server, "slowco", None).await;
     let at = now_ms();
     link.set_delay(Duration::from_secs(3));
     let mut summaries = Vec::new();
-    for n in 0..36 {
+    for n in 0..72 {
         let body = json!({"kind": "chat", "skill": "summarize", "tenant": "slowco",
             "payload": {"prompt": format!("Summarise in one word: order {n} shipped."), "max_tokens": 4}});
         summaries.push(submit(&server, body).await);
     }
-    catalogue.push(
-        json!({"fault": "a slow model (3 s a call)", "alert": "OshalLaneLag",
-        "labels": {"bot": "n3-bot-01"}, "cause": "slow_model", "subject": "n3-bot-01",
-        "heal": true, "injected_ms": at}),
-    );
+    // Both lanes lag: one incident (grouped by alert name), about the
+    // bot whose alert fired first.
     let slow = incident_of(&server, "OshalLaneLag", &[("bot", "n3-bot-01")]).await;
     let v = investigated(&server, &slow).await;
+    let first = v["alerts"][0]["labels"]["bot"].as_str().unwrap().to_owned();
+    assert!(first.starts_with("n3-bot-"), "{v:#}");
+    catalogue.push(
+        json!({"fault": "a slow model (3 s a call) behind both bots of node n3", "alert": "OshalLaneLag",
+        "labels": {"bot": first}, "cause": "slow_model", "subject": first,
+        "heal": true, "injected_ms": at}),
+    );
     let d = &v["investigations"][0]["diagnosis"];
     assert_eq!(d["causes"][0]["kind"], "slow_model", "{d:#}");
     assert_eq!(
         v["heals"],
         json!([]),
-        "n3's bot is the last with summarize: no drain to propose"
+        "n3's bots are the last with summarize: no drain to propose"
     );
     // The operator adds a node with the skill and a quick model, then asks
-    // for the incident to be investigated again: the drain is proposed,
-    // approved, and n3's waiting tickets go to n4.
+    // for the incident to be investigated again: every bot of n3 is slow,
+    // so the node's drain is proposed (not one bot's), approved, and n3's
+    // waiting tickets go to n4.
     let _n4 = space
         .node("n4", &["--bots", "1", "--skills", "summarize"])
         .unwrap();
     until("n4's bot live", 60, async || {
         let h = server.json("/api/v1/health").await.ok()?;
-        (h["bots_live"] == 3).then_some(())
+        (h["bots_live"] == 4).then_some(())
     })
     .await;
     let again = server.cli(&["ops", "investigate", &slow]);
     assert_eq!(again["investigations"][1]["phase"], "Running", "{again:#}");
     let heal = proposed(&server, &slow).await;
+    assert_eq!(heal["rule"], "drain-slow-node", "{heal:#}");
     assert_eq!(
         heal["action"],
-        json!({"action": "drain_bot", "bot": "n3-bot-01"}),
+        json!({"action": "drain_node", "node": "n3"}),
         "{heal:#}"
     );
     assert_eq!(
         heal["dry_run"]["blast"]["bots"],
-        json!(["n3-bot-01", "n4-bot-01"])
+        json!(["n3-bot-01", "n3-bot-02", "n4-bot-01"])
     );
     let (passed, v) = approved(&server, &slow, "n3's model server is slow").await;
     assert!(passed, "{v:#}");
+    let bots = server.json("/api/v1/bots").await.unwrap();
+    for b in bots.as_array().unwrap() {
+        let on_n3 = b["node"] == "n3";
+        assert_eq!(b["cordoned"], on_n3, "only n3's bots drained: {b}");
+    }
     link.set_delay(Duration::ZERO);
     for id in &summaries {
         let t = server.wait_terminal(id).await.unwrap();
         assert_eq!(
             t["state"], "succeeded",
             "no ticket lost to a slow model: {t:#}"
+        );
+        assert_eq!(
+            t["ledger"].as_array().unwrap().len(),
+            1,
+            "charged once: {t:#}"
         );
     }
 
