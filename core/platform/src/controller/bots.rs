@@ -5,8 +5,9 @@
 //! or of every live bot of a node at once (refused whole if that would
 //! leave a skill no bot).
 //!
-//! A drain is held in the controller's memory, like a retirement: after
-//! a controller restart every live bot is routed to again.
+//! A drain is kept in the journal (see `holds`): after a controller
+//! restart a drained bot is still routed nothing, whether it is in the
+//! pool the controller starts with or registers later.
 
 use std::sync::atomic::Ordering;
 
@@ -48,32 +49,68 @@ impl Controller {
         out
     }
 
-    /// Drains a live bot: see [`Drained`].
+    /// Drains a live bot: see [`Drained`]. Kept in the journal before it
+    /// answers.
     pub async fn drain_bot(&self, bot: &BotId) -> Result<Drained, ControllerError> {
-        let bot = bot.clone();
-        self.ask(|reply| Command::DrainBot { bot, reply }).await?
+        let id = bot.clone();
+        let drained = self
+            .ask(|reply| Command::DrainBot { bot: id, reply })
+            .await??;
+        if matches!(drained, Drained::Drained { .. } | Drained::Already { .. }) {
+            self.keep_cordons(std::slice::from_ref(bot), true, "drained")
+                .await?;
+        }
+        Ok(drained)
     }
 
-    /// Drains every live bot of a node at once: see [`NodeDrained`].
+    /// Drains every live bot of a node at once: see [`NodeDrained`]. Kept
+    /// in the journal before it answers.
     pub async fn drain_node(&self, node: &str) -> Result<NodeDrained, ControllerError> {
-        let node = node.to_owned();
-        self.ask(|reply| Command::DrainNode { node, reply }).await?
+        let name = node.to_owned();
+        let drained = self
+            .ask(|reply| Command::DrainNode { node: name, reply })
+            .await??;
+        if let NodeDrained::Drained { bots, .. } = &drained {
+            let ids: Vec<BotId> = bots.iter().map(|(b, _)| b.clone()).collect();
+            self.keep_cordons(&ids, true, &format!("node {node} drained"))
+                .await?;
+        }
+        Ok(drained)
     }
 
     /// Lets every drained bot of a node take work again: how many were
     /// drained and the attempts its bots hold; `None` when no bot ever
     /// came from that node.
     pub async fn uncordon_node(&self, node: &str) -> Result<Option<(u32, u32)>, ControllerError> {
-        let node = node.to_owned();
-        self.ask(|reply| Command::UncordonNode { node, reply })
-            .await
+        let name = node.to_owned();
+        let answer = self
+            .ask(|reply| Command::UncordonNode { node: name, reply })
+            .await?;
+        if answer.is_some() {
+            let ids: Vec<BotId> = self
+                .bot_handles()
+                .iter()
+                .filter(|b| b.node.as_deref() == Some(node))
+                .map(|b| b.id.clone())
+                .collect();
+            self.keep_cordons(&ids, false, &format!("node {node} uncordoned"))
+                .await?;
+        }
+        Ok(answer)
     }
 
     /// Lets a drained bot take work again: whether it was drained (`false`:
     /// nothing changed) and the attempts it holds; `None` when no such bot
     /// is known.
     pub async fn uncordon_bot(&self, bot: &BotId) -> Result<Option<(bool, u32)>, ControllerError> {
-        let bot = bot.clone();
-        self.ask(|reply| Command::Uncordon { bot, reply }).await
+        let id = bot.clone();
+        let answer = self
+            .ask(|reply| Command::Uncordon { bot: id, reply })
+            .await?;
+        if answer.is_some() {
+            self.keep_cordons(std::slice::from_ref(bot), false, "uncordoned")
+                .await?;
+        }
+        Ok(answer)
     }
 }

@@ -76,8 +76,16 @@ impl super::Controller {
     /// Retires a lost node: its bots leave the bots' view (a node that
     /// answers is refused: [`super::Retired::Live`]).
     pub async fn retire_node(&self, node: &str) -> Result<super::Retired, super::ControllerError> {
-        let node = node.to_owned();
-        self.ask(|reply| Command::RetireNode { node, reply }).await
+        let name = node.to_owned();
+        let retired = self
+            .ask(|reply| Command::RetireNode { node: name, reply })
+            .await?;
+        // One of its bots that registers again joins as new, not drained.
+        if let super::Retired::Forgot(bots) = &retired {
+            self.keep_cordons(bots, false, &format!("node {node} retired"))
+                .await?;
+        }
+        Ok(retired)
     }
 
     /// The nodes whose bots are all retired.

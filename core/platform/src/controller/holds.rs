@@ -1,3 +1,5 @@
+//! Holds that outlive a controller restart.
+//!
 //! A tenant paused or resumed by an operator or a heal: its tickets are
 //! admitted and kept (queued, parked), never routed, until it is resumed;
 //! what is routed or running finishes. Durable in the journal's
@@ -6,13 +8,52 @@
 //! decides), so a controller restart keeps the tenant paused. One pause
 //! or resume at a time, from the journal to the scheduler, so the two
 //! never disagree.
+//!
+//! A bot drained (cordoned) or uncordoned, alone or with its node: kept
+//! in the `bot-holds` book (a session per bot, `cordon/<uuid v5 of its
+//! id>`, the bot's id in each entry's body) once the scheduler has done
+//! it and before the request is answered, so a restarted controller
+//! routes nothing to a drained bot, whether it is in the pool it starts
+//! with or registers later. A crash between the two leaves the request
+//! unanswered and, after the restart, the bot as the journal says.
 
 use std::collections::HashMap;
 
 use super::scheduler::Command;
 use super::{Controller, ControllerError};
 use crate::store::{JournalEntry, Store, StoreError};
-use crate::ticket::TenantId;
+use crate::ticket::{BotId, TenantId};
+
+/// The journal book of bots' drains.
+const BOT_BOOK: &str = "bot-holds";
+const CORDONED: &str = "cordoned";
+const UNCORDONED: &str = "uncordoned";
+
+/// The bots the journal says are drained.
+pub(super) async fn cordoned(store: &dyn Store) -> Result<Vec<BotId>, StoreError> {
+    let default = TenantId::default_tenant();
+    let mut last: HashMap<String, (u32, Option<BotId>, bool)> = HashMap::new();
+    for e in store.journal(BOT_BOOK, Some(&default)).await? {
+        let newer = last.get(&e.session).is_none_or(|(seq, _, _)| e.seq >= *seq);
+        if newer {
+            let bot = serde_json::from_str::<serde_json::Value>(&e.body)
+                .ok()
+                .and_then(|b| b["bot"].as_str().and_then(|b| BotId::parse(b).ok()));
+            last.insert(e.session.clone(), (e.seq, bot, e.kind == CORDONED));
+        }
+    }
+    Ok(last
+        .into_values()
+        .filter(|(_, _, cordoned)| *cordoned)
+        .filter_map(|(_, bot, _)| bot)
+        .collect())
+}
+
+/// The journal session of `bot`'s drains (see [`session_of`]).
+fn bot_session(bot: &BotId) -> String {
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, bot.as_str().as_bytes());
+    format!("cordon/{}", id.simple())
+}
 
 /// The journal book of tenants' pauses.
 const BOOK: &str = "tenant-holds";
@@ -114,6 +155,47 @@ impl Controller {
         Err(StoreError::Unavailable(format!(
             "tenant {tenant}'s pause was written by others three times meanwhile; try again"
         ))
+        .into())
+    }
+
+    /// Keeps that `bots` are drained (`cordoned`) or not, in one commit:
+    /// an entry for each whose newest entry says otherwise. Called once
+    /// the scheduler has done it, before the request is answered.
+    pub(super) async fn keep_cordons(
+        &self,
+        bots: &[BotId],
+        cordoned: bool,
+        why: &str,
+    ) -> Result<(), ControllerError> {
+        let store = &self.inner.store;
+        let default = TenantId::default_tenant();
+        let _one_at_a_time = self.inner.holds.lock().await;
+        let kind = if cordoned { CORDONED } else { UNCORDONED };
+        for _ in 0..3 {
+            let mut entries = Vec::new();
+            for bot in bots {
+                let session = bot_session(bot);
+                let kept = store.journal_of(BOT_BOOK, &session, &default).await?;
+                if kept.last().is_some_and(|e| e.kind == kind) || (!cordoned && kept.is_empty()) {
+                    continue;
+                }
+                entries.push(JournalEntry {
+                    book: BOT_BOOK.into(),
+                    session,
+                    seq: kept.len() as u32,
+                    tenant: default.clone(),
+                    kind: kind.into(),
+                    body: serde_json::json!({ "bot": bot, "why": why }).to_string(),
+                    at_ms: self.inner.clock.now_ms(),
+                });
+            }
+            if entries.is_empty() || store.append_journal(&entries).await? > 0 {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(
+            "a drain was written by others three times meanwhile; try again".into(),
+        )
         .into())
     }
 }

@@ -1438,6 +1438,50 @@ async fn a_drained_bot_gives_back_what_waits_in_its_lane_and_keeps_what_it_holds
     .await;
 }
 
+/// A drain outlives a controller restart: the drained bot is routed
+/// nothing by the restarted controller until uncordoned, and an uncordon
+/// outlives the next restart too.
+#[tokio::test]
+async fn a_drain_is_kept_across_a_restart_until_uncordoned() {
+    let h = Harness::builder().build().await;
+    let bots = h.controller.bots().await;
+    let drained = bots[0].id.clone();
+    assert!(matches!(
+        h.controller.drain_bot(&drained).await.unwrap(),
+        Drained::Drained { .. }
+    ));
+    let h = h.restart(Arc::new(BuiltinModel::new())).await;
+    let cordoned = |bots: &[BotView]| {
+        bots.iter()
+            .filter(|b| b.cordoned)
+            .map(|b| b.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        cordoned(&h.controller.bots().await),
+        std::slice::from_ref(&drained)
+    );
+    let many: Vec<NewTicket> = (0..12).map(|i| chat(&format!("r{i}"))).collect();
+    for r in h.controller.submit_many(many).await {
+        let v = h.wait_terminal(r.unwrap().id).await;
+        assert_eq!(v.state, TicketState::Succeeded);
+        assert_ne!(v.bot.as_ref(), Some(&drained), "routed to a drained bot");
+    }
+    assert_eq!(
+        h.controller.uncordon_bot(&drained).await.unwrap(),
+        Some((true, 0))
+    );
+    let h = h.restart(Arc::new(BuiltinModel::new())).await;
+    assert!(cordoned(&h.controller.bots().await).is_empty());
+    let many: Vec<NewTicket> = (0..30).map(|i| chat(&format!("u{i}"))).collect();
+    h.controller.submit_many(many).await;
+    h.eventually("the uncordoned bot runs tickets again", async || {
+        let b = h.controller.bots().await;
+        b.iter().any(|b| b.id == drained && b.succeeded > 0)
+    })
+    .await;
+}
+
 /// A paused tenant's tickets are admitted and kept (queued, saying why),
 /// never routed, across a restart; others run; resumed, each runs once.
 #[tokio::test]

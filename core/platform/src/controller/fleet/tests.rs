@@ -592,3 +592,61 @@ async fn a_drained_node_gives_its_lanes_to_the_other_nodes_and_keeps_what_it_hol
     db.drop().await;
     r.cleanup().await;
 }
+
+/// A node's drain outlives a controller restart: its bots, registering
+/// with the new controller, join drained and are routed nothing until the
+/// node is uncordoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_stays_drained_across_a_controller_restart() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let mut nodes = Vec::new();
+    for name in ["a", "b"] {
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(run_node(
+            node(&r, name, 2, Arc::new(BuiltinModel::new())),
+            Arc::new(SystemClock),
+            stop.clone(),
+        ));
+        nodes.push((stop, run));
+    }
+    wait_for_bots(&c, 4).await;
+    assert!(matches!(
+        c.drain_node("a").await.unwrap(),
+        crate::controller::NodeDrained::Drained { fresh: true, .. }
+    ));
+    c.shutdown().await;
+    let c = controller(&db, &r).await;
+    wait_for_bots(&c, 4).await;
+    let on_a = |b: &crate::controller::BotView| b.node.as_deref() == Some("a");
+    for b in c.bots().await {
+        assert_eq!(b.cordoned, on_a(&b), "{b:?}");
+    }
+    let ids: Vec<TicketId> = c
+        .submit_many((0..20).map(|i| NewTicket::chat(format!("r{i}"))).collect())
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    wait_until_finished(&c, &ids).await;
+    for id in &ids {
+        let v = c.ticket(*id).await.unwrap();
+        assert_eq!(v.state, TicketState::Succeeded);
+        assert!(
+            v.bot.unwrap().as_str().starts_with("b-"),
+            "routed to node a"
+        );
+    }
+    assert_eq!(
+        c.uncordon_node("a").await.unwrap().map(|(was, _)| was),
+        Some(2)
+    );
+    assert!(c.bots().await.iter().all(|b| !b.cordoned));
+    for (stop, run) in nodes {
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    }
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}

@@ -46,6 +46,9 @@ pub(super) struct Roster {
     /// until its first result (the tenant charges a ticket cancelled meanwhile).
     outstanding: HashMap<(TicketId, u32), (usize, TenantId)>,
     max_in_flight: usize,
+    /// Bots the journal says are drained that have not registered since
+    /// the controller started: each joins drained.
+    cordon_on_join: std::collections::HashSet<BotId>,
 }
 
 impl Roster {
@@ -74,6 +77,28 @@ impl Roster {
             next_bot: HashMap::new(),
             outstanding: HashMap::new(),
             max_in_flight,
+            cordon_on_join: std::collections::HashSet::new(),
+        }
+    }
+
+    /// The drains the journal kept, after a restart: a bot the roster
+    /// starts with is drained now, whatever skills that leaves without a
+    /// bot (it was so before the restart); one that registers later joins
+    /// drained.
+    pub(super) fn restore_cordons(&mut self, bots: impl IntoIterator<Item = BotId>) {
+        for bot in bots {
+            let Some(&idx) = self.index.get(&bot) else {
+                self.cordon_on_join.insert(bot);
+                continue;
+            };
+            self.slots[idx]
+                .handle
+                .counters
+                .cordoned
+                .store(true, Ordering::Relaxed);
+            for list in self.by_skill.values_mut() {
+                list.retain(|&i| i != idx);
+            }
         }
     }
 
@@ -224,6 +249,9 @@ impl Roster {
             }
             None => {
                 let i = self.slots.len();
+                if self.cordon_on_join.remove(&handle.id) {
+                    handle.counters.cordoned.store(true, Ordering::Relaxed);
+                }
                 self.index.insert(handle.id.clone(), i);
                 self.slots.push(BotSlot {
                     handle: handle.clone(),

@@ -91,7 +91,8 @@ impl Scheduler {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let roster = Roster::new(bots, config.max_in_flight_per_bot);
+        let mut roster = Roster::new(bots, config.max_in_flight_per_bot);
+        roster.restore_cordons(super::super::holds::cordoned(&*store).await?);
         let acker = spawn_acker();
         let mut budgets = Budgets::new(
             store.tenants().await?,
