@@ -762,17 +762,21 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
             "payload": {"prompt": format!("Summarise in one word: order {n} shipped."), "max_tokens": 4}});
         summaries.push(submit(&server, body).await);
     }
-    // Both lanes lag: one incident (grouped by alert name), about the
-    // bot whose alert fired first.
-    let slow = incident_of(&server, "OshalLaneLag", &[("bot", "n3-bot-01")]).await;
-    let v = investigated(&server, &slow).await;
-    let first = v["alerts"][0]["labels"]["bot"].as_str().unwrap().to_owned();
-    assert!(first.starts_with("n3-bot-"), "{v:#}");
+    // Both lanes lag: one incident (grouped by alert name and tenant)
+    // holds both alerts. Both bots are as slow; the diagnosis ranks equal
+    // causes by subject, so n3-bot-01 first, whichever alert fired first.
     catalogue.push(
         json!({"fault": "a slow model (3 s a call) behind both bots of node n3", "alert": "OshalLaneLag",
-        "labels": {"bot": first}, "cause": "slow_model", "subject": first,
+        "labels": {"bot": "n3-bot-01"}, "cause": "slow_model", "subject": "n3-bot-01",
         "heal": true, "injected_ms": at}),
     );
+    let slow = incident_of(&server, "OshalLaneLag", &[("bot", "n3-bot-01")]).await;
+    assert_eq!(
+        incident_of(&server, "OshalLaneLag", &[("bot", "n3-bot-02")]).await,
+        slow,
+        "both lanes' alerts in one incident"
+    );
+    let v = investigated(&server, &slow).await;
     let d = &v["investigations"][0]["diagnosis"];
     assert_eq!(d["causes"][0]["kind"], "slow_model", "{d:#}");
     assert_eq!(

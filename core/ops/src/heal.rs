@@ -1,12 +1,13 @@
 //! Heal: a diagnosed cause healed by one write, only once a person has
 //! approved it.
 //!
-//! A heal rule ([`HealRule`]: trigger, criteria, action) is matched against
-//! an investigation's diagnosis by [`select`]: a conclusive top cause of the
-//! rule's kind, an incident whose first alert its matchers match, and no
-//! heal of that rule on the incident yet (once until it resolves). The
-//! adapter fills the rule's template in from the platform's figures into a
-//! concrete [`Action`] and works out its [`DryRun`]: what it would change,
+//! Heal rules ([`HealRule`]: trigger, criteria, action) are matched
+//! against an investigation's diagnosis by [`candidates`]: a conclusive
+//! top cause of the rule's kind, an incident whose first alert its
+//! matchers match, and no heal of that rule on the incident yet (once
+//! until it resolves), in the settings' order. The adapter fills each
+//! rule's template in from the platform's figures, in that order, until
+//! one holds, into a concrete [`Action`] and works out its [`DryRun`]: what it would change,
 //! from what to what, and its blast radius (the tenants, bots and tickets
 //! it touches). That is what the person approving sees.
 //!

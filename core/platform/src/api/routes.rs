@@ -271,9 +271,11 @@ routes! {
     DrainBot = Post "/api/v1/bots/{id}/drain" Bearer Operator, args: Id, query: (), body: () => BotHold;
     /// Let a drained bot take work again.
     UncordonBot = Post "/api/v1/bots/{id}/uncordon" Bearer Operator, args: Id, query: (), body: () => BotHold;
-    /// Drain every live bot of a node at once (refused whole if that
-    /// would leave a skill no bot): each finishes what it holds and is
-    /// routed nothing more; what waits in their lanes goes to other bots.
+    /// Drain every live bot of a node at once.
+    ///
+    /// Refused whole (409) if that would leave a skill no bot: each
+    /// finishes what it holds and is routed nothing more; what waits in
+    /// their lanes goes to other bots.
     DrainNode = Post "/api/v1/nodes/{id}/drain" Bearer Operator, args: Id, query: (), body: () => NodeHold;
     /// Let a drained node's bots take work again.
     UncordonNode = Post "/api/v1/nodes/{id}/uncordon" Bearer Operator, args: Id, query: (), body: () => NodeHold;

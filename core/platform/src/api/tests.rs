@@ -355,5 +355,7 @@ async fn a_bot_is_drained_and_uncordoned_over_http_with_the_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "node", "{body}");
     served.stop().await;
 }

@@ -53,29 +53,30 @@ impl Controller {
     /// answers.
     pub async fn drain_bot(&self, bot: &BotId) -> Result<Drained, ControllerError> {
         let id = bot.clone();
-        let drained = self
-            .ask(|reply| Command::DrainBot { bot: id, reply })
-            .await??;
-        if matches!(drained, Drained::Drained { .. } | Drained::Already { .. }) {
-            self.keep_cordons(std::slice::from_ref(bot), true, "drained")
-                .await?;
-        }
-        Ok(drained)
+        self.held_change(
+            "drained",
+            |b| b.id == *bot,
+            async || {
+                self.ask(|reply| Command::DrainBot { bot: id, reply })
+                    .await?
+            },
+        )
+        .await
     }
 
     /// Drains every live bot of a node at once: see [`NodeDrained`]. Kept
     /// in the journal before it answers.
     pub async fn drain_node(&self, node: &str) -> Result<NodeDrained, ControllerError> {
         let name = node.to_owned();
-        let drained = self
-            .ask(|reply| Command::DrainNode { node: name, reply })
-            .await??;
-        if let NodeDrained::Drained { bots, .. } = &drained {
-            let ids: Vec<BotId> = bots.iter().map(|(b, _)| b.clone()).collect();
-            self.keep_cordons(&ids, true, &format!("node {node} drained"))
-                .await?;
-        }
-        Ok(drained)
+        self.held_change(
+            &format!("node {node} drained"),
+            |b| b.node.as_deref() == Some(node),
+            async || {
+                self.ask(|reply| Command::DrainNode { node: name, reply })
+                    .await?
+            },
+        )
+        .await
     }
 
     /// Lets every drained bot of a node take work again: how many were
@@ -83,20 +84,15 @@ impl Controller {
     /// came from that node.
     pub async fn uncordon_node(&self, node: &str) -> Result<Option<(u32, u32)>, ControllerError> {
         let name = node.to_owned();
-        let answer = self
-            .ask(|reply| Command::UncordonNode { node: name, reply })
-            .await?;
-        if answer.is_some() {
-            let ids: Vec<BotId> = self
-                .bot_handles()
-                .iter()
-                .filter(|b| b.node.as_deref() == Some(node))
-                .map(|b| b.id.clone())
-                .collect();
-            self.keep_cordons(&ids, false, &format!("node {node} uncordoned"))
-                .await?;
-        }
-        Ok(answer)
+        self.held_change(
+            &format!("node {node} uncordoned"),
+            |b| b.node.as_deref() == Some(node),
+            async || {
+                self.ask(|reply| Command::UncordonNode { node: name, reply })
+                    .await
+            },
+        )
+        .await
     }
 
     /// Lets a drained bot take work again: whether it was drained (`false`:
@@ -104,13 +100,11 @@ impl Controller {
     /// is known.
     pub async fn uncordon_bot(&self, bot: &BotId) -> Result<Option<(bool, u32)>, ControllerError> {
         let id = bot.clone();
-        let answer = self
-            .ask(|reply| Command::Uncordon { bot: id, reply })
-            .await?;
-        if answer.is_some() {
-            self.keep_cordons(std::slice::from_ref(bot), false, "uncordoned")
-                .await?;
-        }
-        Ok(answer)
+        self.held_change(
+            "uncordoned",
+            |b| b.id == *bot,
+            async || self.ask(|reply| Command::Uncordon { bot: id, reply }).await,
+        )
+        .await
     }
 }

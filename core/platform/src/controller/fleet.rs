@@ -77,15 +77,17 @@ impl super::Controller {
     /// answers is refused: [`super::Retired::Live`]).
     pub async fn retire_node(&self, node: &str) -> Result<super::Retired, super::ControllerError> {
         let name = node.to_owned();
-        let retired = self
-            .ask(|reply| Command::RetireNode { node: name, reply })
-            .await?;
-        // One of its bots that registers again joins as new, not drained.
-        if let super::Retired::Forgot(bots) = &retired {
-            self.keep_cordons(bots, false, &format!("node {node} retired"))
-                .await?;
-        }
-        Ok(retired)
+        // One of its bots that registers again joins as new, not drained:
+        // the journal says so too.
+        self.held_change(
+            &format!("node {node} retired"),
+            |b| b.node.as_deref() == Some(node),
+            async || {
+                self.ask(|reply| Command::RetireNode { node: name, reply })
+                    .await
+            },
+        )
+        .await
     }
 
     /// The nodes whose bots are all retired.

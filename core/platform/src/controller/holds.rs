@@ -158,25 +158,25 @@ impl Controller {
         .into())
     }
 
-    /// Keeps that `bots` are drained (`cordoned`) or not, in one commit:
-    /// an entry for each whose newest entry says otherwise. Called once
-    /// the scheduler has done it, before the request is answered.
+    /// Keeps each bot's drain as the scheduler now has it (`cordoned`
+    /// or not), in one commit: an entry for each whose newest entry says
+    /// otherwise (none for a bot never drained). The caller holds the
+    /// holds lock from before its scheduler command until this is written,
+    /// so the journal's order is the scheduler's.
     pub(super) async fn keep_cordons(
         &self,
-        bots: &[BotId],
-        cordoned: bool,
+        bots: &[(BotId, bool)],
         why: &str,
     ) -> Result<(), ControllerError> {
         let store = &self.inner.store;
         let default = TenantId::default_tenant();
-        let _one_at_a_time = self.inner.holds.lock().await;
-        let kind = if cordoned { CORDONED } else { UNCORDONED };
         for _ in 0..3 {
             let mut entries = Vec::new();
-            for bot in bots {
+            for (bot, cordoned) in bots {
                 let session = bot_session(bot);
                 let kept = store.journal_of(BOT_BOOK, &session, &default).await?;
-                if kept.last().is_some_and(|e| e.kind == kind) || (!cordoned && kept.is_empty()) {
+                let was = kept.last().is_some_and(|e| e.kind == CORDONED);
+                if was == *cordoned {
                     continue;
                 }
                 entries.push(JournalEntry {
@@ -184,7 +184,7 @@ impl Controller {
                     session,
                     seq: kept.len() as u32,
                     tenant: default.clone(),
-                    kind: kind.into(),
+                    kind: if *cordoned { CORDONED } else { UNCORDONED }.into(),
                     body: serde_json::json!({ "bot": bot, "why": why }).to_string(),
                     at_ms: self.inner.clock.now_ms(),
                 });
@@ -197,5 +197,33 @@ impl Controller {
             "a drain was written by others three times meanwhile; try again".into(),
         )
         .into())
+    }
+
+    /// Runs a drain, an uncordon or a retirement (`change`) in the
+    /// scheduler and keeps in the journal how it left the bots `of` picks,
+    /// before answering: a lane that failed midway leaves its bots
+    /// drained, and so does the journal. One such change at a time.
+    pub(super) async fn held_change<T>(
+        &self,
+        why: &str,
+        of: impl Fn(&super::BotHandle) -> bool,
+        change: impl AsyncFnOnce() -> Result<T, ControllerError>,
+    ) -> Result<T, ControllerError> {
+        let _one_at_a_time = self.inner.holds.lock().await;
+        let answer = change().await;
+        let now: Vec<(BotId, bool)> = self
+            .bot_handles()
+            .iter()
+            .filter(|b| of(b))
+            .map(|b| {
+                let cordoned = b
+                    .counters
+                    .cordoned
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                (b.id.clone(), cordoned)
+            })
+            .collect();
+        self.keep_cordons(&now, why).await?;
+        answer
     }
 }

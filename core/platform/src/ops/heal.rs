@@ -3,9 +3,11 @@
 //!
 //! When an investigation of one of the operator's incidents succeeds,
 //! the heal rules of the operator's (`default` tenant's) settings are
-//! matched against its diagnosis (`oshal_ops::heal::select`: a conclusive top
-//! cause, once per rule and incident). A match is filled in from the
-//! platform's figures (`plan.rs`) into a concrete action with its dry run (what it
+//! matched against its diagnosis (`oshal_ops::heal::candidates`: a
+//! conclusive top cause, once per rule and incident). The matches are
+//! filled in from the platform's figures (`plan.rs`), in order, until one
+//! holds (a plan refused for its figures passes to the next; one that
+//! cannot read them stops there), into a concrete action with its dry run (what it
 //! would change, from what to what) and blast radius (tenants, bots,
 //! tickets), and proposed: the heal waits, `pending`, for a person.
 //!
@@ -137,7 +139,11 @@ impl Operations {
                     chosen = Some((rule, plan));
                     break;
                 }
-                Err(e) => refused.push(e),
+                // The plan does not hold on these figures: the next may.
+                Err(e @ (OpsError::Conflict(_) | OpsError::NotFound(_))) => refused.push(e),
+                // The figures could not be read: no rule is proposed
+                // over a passing outage.
+                Err(e) => return Err(e),
             }
         }
         let Some((rule, (action, dry_run))) = chosen else {

@@ -250,7 +250,10 @@ async fn drain_node(inner: &Inner, node: &str, call: &CallRef, key: &str) -> Wri
         return Ok(Err((400, json!({"error": format!("params.node: {e}")}))));
     }
     if written_before(inner, ChangeKind::NodeDrained, node, key).await {
-        return Ok(Ok((json!({"node": node, "requeued": 0}), None)));
+        return Ok(Ok((
+            json!({"node": node, "bots": [], "requeued": 0, "held": 0}),
+            None,
+        )));
     }
     let drained = inner
         .controller
@@ -265,20 +268,23 @@ async fn drain_node(inner: &Inner, node: &str, call: &CallRef, key: &str) -> Wri
     }
     let (requeued, held) = (drained.requeued(), drained.held());
     let NodeDrained::Drained { bots, fresh } = drained else {
-        return Ok(Ok((json!({"node": node, "requeued": 0}), None)));
+        return Ok(Err((
+            409,
+            json!({"error": format!("node {node} was not drained")}),
+        )));
     };
     let names: Vec<String> = bots.iter().map(|(b, _)| b.to_string()).collect();
     let answer = json!({"node": node, "bots": names, "requeued": requeued, "held": held});
-    if !fresh {
-        return Ok(Ok((answer, None)));
-    }
+    // Recorded once per write, even when an earlier try of it drained
+    // the node and lost its answer (then nothing is fresh now).
     let change = ChangeEvent {
         kind: ChangeKind::NodeDrained,
         subject: node.to_owned(),
         detail: format!(
-            "node {node} drained by heal ticket {} (write {key}): its bots {} are routed nothing more; {requeued} tickets waiting in their lanes went back to the queue; {held} they hold finish on them",
+            "node {node} drained by heal ticket {} (write {key}): its bots {} are routed nothing more{}; {requeued} tickets waiting in their lanes went back to the queue; {held} they hold finish on them",
             call.ticket,
-            names.join(", ")
+            names.join(", "),
+            if fresh { "" } else { " (drained already)" }
         ),
         count: u32::try_from(requeued).unwrap_or(u32::MAX),
         at_ms: 0,

@@ -427,7 +427,8 @@ impl Operations {
     /// What a drain of the slow bot `subject` moves (the tickets routed to
     /// it and waiting in its lane) and leaves (what it holds), and its dry
     /// run. Refused for a bot not live, drained already, the last live one
-    /// of a skill, or one whose work would go only to bots as slow.
+    /// of a skill, one whose work would go only to bots as slow, or one
+    /// whose whole node is slow (the node's drain heals that).
     pub(super) async fn plan_drain(
         &self,
         rule: &HealRule,
