@@ -87,6 +87,7 @@ impl Roster {
     /// drained.
     pub(super) fn restore_cordons(&mut self, bots: impl IntoIterator<Item = BotId>) {
         for bot in bots {
+            tracing::info!(%bot, "drained before the restart: routed nothing until uncordoned");
             let Some(&idx) = self.index.get(&bot) else {
                 self.cordon_on_join.insert(bot);
                 continue;
