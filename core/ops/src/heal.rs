@@ -91,6 +91,19 @@ pub enum Action {
 /// The most grants one revocation names.
 pub const MAX_BLAST_GRANTS: usize = 50;
 
+/// The parameters' schema of an operation that takes one name (a node,
+/// a bot, a tenant) in `field`.
+fn named(field: &str) -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": [field],
+        "properties": {
+            field: {"type": "string", "minLength": 1, "maxLength": 64}
+        }
+    })
+}
+
 impl Action {
     /// The connector operation that applies it.
     pub fn operation(&self) -> &'static str {
@@ -214,38 +227,17 @@ impl Action {
             ),
             (
                 "retire_node",
-                json!({
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["node"],
-                    "properties": {
-                        "node": {"type": "string", "minLength": 1, "maxLength": 64}
-                    }
-                }),
+                named("node"),
                 "Retire a lost node: its bots leave the view and its alert resolves (a heal's write: needs an approval)",
             ),
             (
                 "drain_bot",
-                json!({
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["bot"],
-                    "properties": {
-                        "bot": {"type": "string", "minLength": 1, "maxLength": 64}
-                    }
-                }),
+                named("bot"),
                 "Drain a live bot: it finishes what it holds and is routed nothing more; the tickets waiting in its lane go to other bots (a heal's write: needs an approval)",
             ),
             (
                 "pause_tenant",
-                json!({
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["tenant"],
-                    "properties": {
-                        "tenant": {"type": "string", "minLength": 1, "maxLength": 64}
-                    }
-                }),
+                named("tenant"),
                 "Pause a tenant: its tickets are admitted and kept, not routed, until a person resumes it (a heal's write: needs an approval)",
             ),
             (
@@ -264,14 +256,7 @@ impl Action {
             ),
             (
                 "drain_node",
-                json!({
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["node"],
-                    "properties": {
-                        "node": {"type": "string", "minLength": 1, "maxLength": 64}
-                    }
-                }),
+                named("node"),
                 "Drain every live bot of a node at once: each finishes what it holds and is routed nothing more; the tickets waiting in their lanes go to other nodes' bots (a heal's write: needs an approval)",
             ),
         ]

@@ -246,8 +246,8 @@ async fn drain_bot(inner: &Inner, bot: &str, call: &CallRef, key: &str) -> Writt
 /// a skill refuses, changing nothing.
 async fn drain_node(inner: &Inner, node: &str, call: &CallRef, key: &str) -> Written {
     use crate::controller::NodeDrained;
-    if let Err(e) = crate::ticket::BotId::parse(node) {
-        return Ok(Err((400, json!({"error": format!("params.node: {e}")}))));
+    if let Err(e) = crate::ticket::check_name("node", node) {
+        return Ok(Err((400, json!({"error": format!("params.{e}")}))));
     }
     if written_before(inner, ChangeKind::NodeDrained, node, key).await {
         return Ok(Ok((

@@ -56,22 +56,12 @@ pub(super) async fn drain_bot(
     .into_response())
 }
 
-/// A node's name has a bot id's shape (its bots are `NAME-bot-NN`).
-fn node_name(id: &str) -> Result<(), ApiError> {
-    let why = match BotId::parse(id) {
-        Ok(_) => return Ok(()),
-        Err(crate::ticket::TicketError::Invalid { reason, .. }) => reason,
-        Err(e) => e.to_string(),
-    };
-    Err(ApiError::new(ErrorKind::Invalid, format!("node: {why}")).field("node"))
-}
-
 /// Drains every live bot of a node (a repeat answers `changed: false`).
 pub(super) async fn drain_node(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
-    node_name(&id)?;
+    crate::ticket::check_name("node", &id)?;
     let drained = state.controller.drain_node(&id).await?;
     let held = drained.held();
     let (bots, fresh) = match drained {
@@ -109,7 +99,7 @@ pub(super) async fn uncordon_node(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
-    node_name(&id)?;
+    crate::ticket::check_name("node", &id)?;
     let Some((was, held)) = state.controller.uncordon_node(&id).await? else {
         return Err(ApiError::new(
             ErrorKind::NotFound,
