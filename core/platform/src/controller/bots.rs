@@ -97,13 +97,26 @@ impl Controller {
 
     /// Lets a drained bot take work again: whether it was drained (`false`:
     /// nothing changed) and the attempts it holds; `None` when no such bot
-    /// is known.
+    /// is known. A bot drained before a restart that has not registered
+    /// again is known by its drain, and uncordoned before it returns.
     pub async fn uncordon_bot(&self, bot: &BotId) -> Result<Option<(bool, u32)>, ControllerError> {
         let id = bot.clone();
         self.held_change(
             "uncordoned",
             |b| b.id == *bot,
-            async || self.ask(|reply| Command::Uncordon { bot: id, reply }).await,
+            async || {
+                let answer = self
+                    .ask(|reply| Command::Uncordon { bot: id, reply })
+                    .await?;
+                let registered = self.bot_handles().iter().any(|b| b.id == *bot);
+                if answer.is_some() && !registered {
+                    // No handle for `held_change` to read: its drain is
+                    // lifted in the journal here, under the same lock.
+                    self.keep_cordons(&[(bot.clone(), false)], "uncordoned")
+                        .await?;
+                }
+                Ok(answer)
+            },
         )
         .await
     }

@@ -650,3 +650,66 @@ async fn a_drained_node_stays_drained_across_a_controller_restart() {
     db.drop().await;
     r.cleanup().await;
 }
+
+/// A bot drained before a controller restart can be uncordoned before it
+/// registers again (its drain is all the controller knows of it): it then
+/// joins taking work, and the journal says so across another restart.
+#[tokio::test]
+async fn a_drained_bot_is_uncordoned_before_it_registers_again() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let start = |name: &'static str| {
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(run_node(
+            node(&r, name, 1, Arc::new(BuiltinModel::new())),
+            Arc::new(SystemClock),
+            stop.clone(),
+        ));
+        (stop, run)
+    };
+    let (stop_a, run_a) = start("a");
+    let b = start("b");
+    wait_for_bots(&c, 2).await;
+    let bot = c
+        .bots()
+        .await
+        .into_iter()
+        .find(|v| v.node.as_deref() == Some("a"))
+        .unwrap()
+        .id;
+    assert!(matches!(
+        c.drain_bot(&bot).await.unwrap(),
+        crate::controller::Drained::Drained { .. }
+    ));
+    stop_a.cancel();
+    run_a.await.unwrap().unwrap();
+    c.shutdown().await;
+
+    let c = controller(&db, &r).await;
+    wait_for_bots(&c, 1).await;
+    assert!(
+        c.bots().await.iter().all(|v| v.id != bot || !v.live),
+        "node a is down"
+    );
+    assert_eq!(c.uncordon_bot(&bot).await.unwrap(), Some((true, 0)));
+    assert_eq!(
+        c.uncordon_bot(&bot).await.unwrap(),
+        None,
+        "nothing left to lift"
+    );
+    c.shutdown().await;
+
+    let c = controller(&db, &r).await;
+    let a = start("a");
+    wait_for_bots(&c, 2).await;
+    for v in c.bots().await {
+        assert!(!v.cordoned, "{v:?}");
+    }
+    for (stop, run) in [a, b] {
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    }
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}

@@ -187,7 +187,15 @@ impl Scheduler {
     /// Lets a drained bot take work again: whether it was drained, and
     /// the attempts it holds; `None` for a bot never known.
     pub(super) fn uncordon(&mut self, id: &BotId) -> Option<(bool, u32)> {
-        let idx = self.roster.index_of(id)?;
+        let Some(idx) = self.roster.index_of(id) else {
+            // Drained before a restart and not registered since: it will
+            // join as any bot does, holding nothing.
+            let was = self.roster.forget_cordon_on_join(id);
+            if was {
+                tracing::info!(bot = %id, "bot uncordoned before it registered again");
+            }
+            return was.then_some((true, 0));
+        };
         let was = self.roster.uncordon(idx);
         if was {
             tracing::info!(bot = %id, "bot uncordoned");
