@@ -15,6 +15,11 @@
 //!   under row-level security, through the same writer (two commits in
 //!   flight) and the same durability (the server's `synchronous_commit`,
 //!   printed).
+//!
+//! And one figure of the surfaces: `bots_view_ms`, how long the fleet's
+//! bot list (every bot with its lane's depth and lag, what the views and
+//! `GET /api/v1/bots` show, and the live feed sends each second) takes
+//! to read, the median of 11 reads once every bot has joined.
 
 use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;
@@ -72,6 +77,8 @@ pub struct FleetBenchReport {
     /// Seconds the writer's transactions spent in the store per second of
     /// the run (summed, so above 1 while two overlap).
     pub store_busy: f64,
+    /// One read of every bot with its lane figures, the median.
+    pub bots_view_ms: f64,
 }
 
 impl FleetBenchReport {
@@ -190,6 +197,19 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let mut views = Vec::with_capacity(11);
+    for _ in 0..11 {
+        let t = Instant::now();
+        let bots = controller.bots().await;
+        views.push(t.elapsed().as_secs_f64() * 1e3);
+        if bots.iter().filter(|b| b.lane.is_some()).count() != streams {
+            return Err(BenchError::Setup(
+                "a bot's lane figures could not be read".into(),
+            ));
+        }
+    }
+    views.sort_by(f64::total_cmp);
+
     let t0 = Instant::now();
     let busy = || timed.busy_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e3;
     let (commits0, busy0) = (commit_stats(&controller).0, busy());
@@ -229,6 +249,7 @@ async fn measure(
         commits,
         rows_per_commit,
         store_busy,
+        bots_view_ms: percentile(&views, 0.50),
     })
 }
 

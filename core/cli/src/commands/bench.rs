@@ -98,7 +98,7 @@ async fn fleet(args: Args) -> Result<()> {
         limit.per_s, limit.commits, limit.rows_per_commit, report.durability
     );
     println!(
-        "fleet nodes={nodes} bots_per_node={bots} streams={} admit_p50_ms={:.3} sequential_commits={:.2} sequential_store_ms={:.3} loaded_p50_ms={:.1} ledger_rows={} commits={} rows_per_commit={:.0} store_busy={:.2}",
+        "fleet nodes={nodes} bots_per_node={bots} streams={} admit_p50_ms={:.3} sequential_commits={:.2} sequential_store_ms={:.3} loaded_p50_ms={:.1} ledger_rows={} commits={} rows_per_commit={:.0} store_busy={:.2} bots_view_ms={:.2}",
         nodes * bots,
         report.admit_p50_ms,
         report.sequential_commits,
@@ -107,7 +107,8 @@ async fn fleet(args: Args) -> Result<()> {
         report.ledger_rows,
         report.commits,
         report.rows_per_commit,
-        report.store_busy
+        report.store_busy,
+        report.bots_view_ms
     );
     println!("{}", report.line());
     if report.lost > 0 || report.ledger_rows != report.ok as i64 {
