@@ -301,9 +301,10 @@ async fn a_tenant_token_sees_and_acts_on_its_tenant_alone(server: &Server) -> (S
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, ws.next()).await {
             let event: Value = serde_json::from_str(msg.unwrap().to_text().unwrap()).unwrap();
-            assert_ne!(
-                event["type"], "bots_updated",
-                "the fleet's bots are the operator's"
+            let kind = event["type"].as_str().unwrap_or_default();
+            assert!(
+                !kind.starts_with("bots_"),
+                "the fleet's bots are the operator's: {kind}"
             );
             for t in event["transitions"].as_array().into_iter().flatten() {
                 assert_eq!(t["tenant"], "acme", "{event:#}");

@@ -735,8 +735,20 @@ export type CoreEvent =
  *  heartbeat, with a figure 0..=100 when the work knows one. Not kept.
  */
 { type: "ticket_progress"; ticket: TicketId; tenant: TenantId; attempt: number; progress: number | null; at_ms: number } | 
-/**  Bots, their lanes and their load (about once a second). */
+/**
+ *  Bots, their lanes and their load, every one (about once a second):
+ *  what the controller's own watchers read. A surface's feed sends
+ *  `BotsChanged` instead (see `feed::BotFeed`).
+ */
 { type: "bots_updated"; bots: BotView[] } | 
+/**
+ *  What changed among the bots since this feed's last word of them
+ *  (the first says them all): each bot that is new or whose figures
+ *  moved, in the fleet's order, and the ids of those no longer listed.
+ *  At most one a second, and none while nothing changes, so a quiet
+ *  fleet of 10,000 bots costs its viewers nothing.
+ */
+{ type: "bots_changed"; changed: BotView[]; gone: BotId[] } | 
 /**
  *  A subscriber fell behind and missed this many events (0 on a
  *  tenant's socket, where the count would tell of other tenants'

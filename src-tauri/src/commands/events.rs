@@ -1,7 +1,8 @@
 //! The bridge: the controller's events to the window, over a channel.
 //!
 //! The core already batches (one event per group commit, bots once a
-//! second), so each `CoreEvent` is one message. Locally the feed is the
+//! second, sent as what changed: `BotFeed`), so each `CoreEvent` is one
+//! message. Locally the feed is the
 //! embedded controller's broadcast (a window that falls behind gets `lagged`
 //! and resyncs); on a fleet it is the controller's WebSocket, read here so
 //! the token never reaches the page. A feed ends when the window drops the
@@ -9,6 +10,7 @@
 
 use futures::StreamExt;
 use oshal_core::controller::CoreEvent;
+use oshal_core::controller::feed::BotFeed;
 use std::sync::atomic::Ordering;
 use tauri::State;
 use tauri::ipc::Channel;
@@ -26,12 +28,16 @@ pub async fn events(desktop: State<'_, Desktop>, channel: Channel<CoreEvent>) ->
     match desktop.target() {
         Target::Local(c) => {
             let mut rx = c.subscribe();
+            let mut bots = BotFeed::default();
             tauri::async_runtime::spawn(async move {
                 loop {
                     let event = match rx.recv().await {
                         Ok(e) => e,
                         Err(RecvError::Lagged(missed)) => CoreEvent::Lagged { missed },
                         Err(RecvError::Closed) => return,
+                    };
+                    let Some(event) = bots.next(event) else {
+                        continue;
                     };
                     if !current() || channel.send(event).is_err() {
                         return;

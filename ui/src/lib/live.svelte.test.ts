@@ -2,7 +2,7 @@
 // what a controller would and lets the test push events. (The real
 // transports are driven end to end by tests/browser.mjs and tests/window.mjs.)
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { CoreEvent, FlowCounts, StateCount, Transition } from "../bindings";
+import type { BotView, CoreEvent, FlowCounts, StateCount, Transition } from "../bindings";
 import { usd } from "./format";
 import { Live, flowRates } from "./live.svelte";
 import type { Transport } from "./transport";
@@ -74,6 +74,27 @@ describe("Live", () => {
     expect(live.rates).toEqual({ "bot-02": 2 });
     await vi.advanceTimersByTimeAsync(1000);
     expect(live.series.at(-1)).toMatchObject({ finished: 0, costNusd: 0 });
+    live.dispose();
+  });
+
+  it("folds the bots' changes in place: new ones appended, gone ones removed", async () => {
+    const t = transport([]);
+    const live = new Live(t);
+    live.start();
+    await vi.advanceTimersByTimeAsync(0);
+    const bot = (id: string, in_flight: number) =>
+      ({ id, skills: ["chat"], model: "builtin", node: null, live: true, cordoned: false, in_flight,
+         succeeded: 0, failed: 0, attempt_ms: null, lane: null }) as unknown as BotView;
+    t.push({ type: "bots_changed", changed: [bot("a", 0), bot("b", 0), bot("c", 0)], gone: [] });
+    expect(live.bots.map((b) => b.id)).toEqual(["a", "b", "c"]);
+    t.push({ type: "bots_changed", changed: [bot("b", 4)], gone: [] });
+    expect(live.bots.map((b) => [b.id, b.in_flight])).toEqual([["a", 0], ["b", 4], ["c", 0]]);
+    t.push({ type: "bots_changed", changed: [bot("d", 1), bot("c", 2)], gone: ["a"] });
+    expect(live.bots.map((b) => [b.id, b.in_flight])).toEqual([["b", 4], ["c", 2], ["d", 1]]);
+    // A whole list (an older controller, or a resync) replaces them all.
+    t.push({ type: "bots_updated", bots: [bot("z", 0)] });
+    t.push({ type: "bots_changed", changed: [bot("y", 0)], gone: [] });
+    expect(live.bots.map((b) => b.id)).toEqual(["z", "y"]);
     live.dispose();
   });
 

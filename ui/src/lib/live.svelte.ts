@@ -72,6 +72,8 @@ export function flowRates(prev: FlowCounts, next: FlowCounts): FlowRates | null 
 
 export class Live {
   bots = $state<BotView[]>([]);
+  /** Where each bot sits in `bots`, so a change lands in place. */
+  private botAt = new Map<string, number>();
   counts = $state<Record<string, number>>({});
   health = $state<Health | null>(null);
   connected = $state(false);
@@ -149,7 +151,7 @@ export class Live {
       ]);
       this.counts = Object.fromEntries(counts.map((c) => [c.state, c.count]));
       this.countsKnown = true;
-      this.bots = bots ?? [];
+      this.setBots(bots ?? []);
       this.botsKnown = bots != null;
       this.health = health;
       this.error = null;
@@ -254,11 +256,38 @@ export class Live {
         for (const l of e.entries) this.costThisSecond += l.cost_nusd;
         break;
       case "bots_updated":
-        this.bots = e.bots;
+        this.setBots(e.bots);
+        break;
+      case "bots_changed":
+        this.changeBots(e.changed, e.gone);
         break;
       case "lagged":
         this.resync();
         break;
+    }
+  }
+
+  private setBots(bots: BotView[]) {
+    this.bots = bots;
+    this.botAt = new Map(bots.map((b, i) => [b.id, i]));
+  }
+
+  /** What moved since the feed last spoke: each changed bot replaced in
+   *  place (a new one appended), so a second in which ten of 10,000 bots
+   *  moved touches ten entries; only bots leaving rebuild the list. */
+  changeBots(changed: BotView[], gone: string[]) {
+    if (gone.length > 0) {
+      const leaving = new Set(gone);
+      this.setBots(this.bots.filter((b) => !leaving.has(b.id)));
+    }
+    for (const b of changed) {
+      const i = this.botAt.get(b.id);
+      if (i === undefined) {
+        this.botAt.set(b.id, this.bots.length);
+        this.bots.push(b);
+      } else {
+        this.bots[i] = b;
+      }
     }
   }
 

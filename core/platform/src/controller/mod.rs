@@ -18,6 +18,7 @@
 
 mod bots;
 mod config;
+pub mod feed;
 pub mod fleet;
 mod holds;
 pub mod pace;

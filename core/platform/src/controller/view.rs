@@ -33,8 +33,19 @@ pub enum CoreEvent {
         #[specta(type = specta_typescript::Number)]
         at_ms: UnixMs,
     },
-    /// Bots, their lanes and their load (about once a second).
+    /// Bots, their lanes and their load, every one (about once a second):
+    /// what the controller's own watchers read. A surface's feed sends
+    /// `BotsChanged` instead (see `feed::BotFeed`).
     BotsUpdated { bots: Vec<BotView> },
+    /// What changed among the bots since this feed's last word of them
+    /// (the first says them all): each bot that is new or whose figures
+    /// moved, in the fleet's order, and the ids of those no longer listed.
+    /// At most one a second, and none while nothing changes, so a quiet
+    /// fleet of 10,000 bots costs its viewers nothing.
+    BotsChanged {
+        changed: Vec<BotView>,
+        gone: Vec<BotId>,
+    },
     /// A subscriber fell behind and missed this many events (0 on a
     /// tenant's socket, where the count would tell of other tenants'
     /// traffic); either way it resyncs.

@@ -266,7 +266,7 @@ fn fenced(event: CoreEvent, who: &Principal) -> Option<CoreEvent> {
             (!entries.is_empty()).then_some(CoreEvent::CostCaptured { entries })
         }
         CoreEvent::TicketProgress { ref tenant, .. } => (tenant == own).then_some(event),
-        CoreEvent::BotsUpdated { .. } => None,
+        CoreEvent::BotsUpdated { .. } | CoreEvent::BotsChanged { .. } => None,
         // How many events the socket missed counts every tenant's: a
         // tenant hears that it must resync, not how busy the others are.
         CoreEvent::Lagged { .. } => Some(CoreEvent::Lagged { missed: 0 }),
@@ -274,10 +274,12 @@ fn fenced(event: CoreEvent, who: &Principal) -> Option<CoreEvent> {
 }
 
 /// Forwards `CoreEvent`s (those `who` may see) to one WebSocket until
-/// either side goes away. A slow client gets a `lagged` event instead of
+/// either side goes away, the bots as what changed (`BotsChanged`, see
+/// `controller::feed`). A slow client gets a `lagged` event instead of
 /// stalling the controller.
 pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller, who: Principal) {
     let mut rx = controller.subscribe();
+    let mut bots = crate::controller::feed::BotFeed::default();
     loop {
         tokio::select! {
             biased;
@@ -291,7 +293,9 @@ pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller,
                     Err(RecvError::Lagged(missed)) => CoreEvent::Lagged { missed },
                     Err(RecvError::Closed) => return,
                 };
-                let Some(event) = fenced(event, &who) else { continue };
+                let Some(event) = fenced(event, &who).and_then(|e| bots.next(e)) else {
+                    continue;
+                };
                 let Ok(text) = serde_json::to_string(&event) else { continue };
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     return;
