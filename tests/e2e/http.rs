@@ -560,3 +560,72 @@ async fn count(server: &Server, state: &str) -> u64 {
         .find(|c| c["state"] == state)
         .map_or(0, |c| c["count"].as_u64().unwrap())
 }
+
+/// An operator's feed says the bots whole once, then only what moved: a
+/// bot that ran a ticket, and nothing at all while the pool is idle.
+#[tokio::test]
+async fn the_bots_feed_says_them_whole_once_then_only_what_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--bots", "2"]).unwrap();
+    let ws_url = format!(
+        "{}/api/v1/events?token={}",
+        server.url.replace("http://", "ws://"),
+        server.token
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    // The bots' messages within `for`, in order.
+    async fn bots_said(
+        ws: &mut (
+                 impl futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin
+             ),
+        until: impl Fn(&[Value]) -> bool,
+        within: Duration,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut said = Vec::new();
+        while !until(&said) {
+            let Ok(Some(msg)) = tokio::time::timeout_at(deadline, ws.next()).await else {
+                break;
+            };
+            let event: Value = serde_json::from_str(msg.unwrap().to_text().unwrap()).unwrap();
+            if event["type"].as_str().unwrap().starts_with("bots_") {
+                said.push(event);
+            }
+        }
+        said
+    }
+    let first = bots_said(&mut ws, |s| !s.is_empty(), Duration::from_secs(10)).await;
+    assert_eq!(first[0]["type"], "bots_updated", "{first:#?}");
+    assert_eq!(first[0]["bots"].as_array().unwrap().len(), 2);
+
+    let id = server.submit("move one bot").await.unwrap();
+    let ran = server.wait_terminal(&id).await.unwrap();
+    let bot = ran["bot"].as_str().unwrap().to_owned();
+    let moved = bots_said(
+        &mut ws,
+        |s| {
+            s.iter().any(|e| {
+                e["changed"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|b| b["id"] == bot.as_str() && b["succeeded"] == 1)
+                })
+            })
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+    for e in &moved {
+        assert_eq!(e["type"], "bots_changed", "{e:#}");
+        assert_eq!(e["gone"], json!([]), "{e:#}");
+    }
+    assert!(!moved.is_empty(), "the bot that ran was never said to move");
+    // Idle now: a second for the last move to go out, then silence.
+    bots_said(&mut ws, |_| false, Duration::from_millis(1_500)).await;
+    let quiet = bots_said(&mut ws, |_| false, Duration::from_secs(3)).await;
+    assert!(quiet.is_empty(), "an idle pool still sent {quiet:#?}");
+}

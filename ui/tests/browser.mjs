@@ -84,6 +84,30 @@ try {
     if (bots !== 2) throw new Error(`${bots} bots drawn, want 2`);
   });
 
+  await step("a bot is found by name with its lane, and opens its tickets", async () => {
+    const search = page.getByTestId("bot-search");
+    await search.fill("no-such-bot");
+    await page.getByTestId("bot-search-none").waitFor();
+    // A bot that has run a ticket, so its tickets open on a row.
+    const ran = page.locator(".svelte-flow__node", { hasText: "ok 1" }).first();
+    await ran.waitFor();
+    const first = (await ran.textContent()).trim().split("\n")[0].trim();
+    await search.fill(first.toUpperCase());
+    const row = page.getByTestId("bot-match");
+    await row.first().waitFor();
+    if ((await row.count()) !== 1) throw new Error(`${await row.count()} bots match ${first}, want 1`);
+    const cells = await row.locator("td").allTextContents();
+    if (cells[0] !== first || cells[2] !== "live" || !/^\d+ \/ \d+$/.test(cells[4]) || !/ ms$/.test(cells[6])) {
+      throw new Error(`the match reads ${JSON.stringify(cells)}`);
+    }
+    await row.getByRole("button", { name: first }).click();
+    await page.getByTestId("ticket-row").first().waitFor();
+    const picked = await page.getByLabel("bot").inputValue();
+    if (picked !== first) throw new Error(`filtered by ${picked}, want ${first}`);
+    await page.getByTestId("nav-topology").click();
+    await search.fill("");
+  });
+
   await step("clicking a bot on the topology opens its tickets", async () => {
     // textContent, not innerText: SvelteFlow hides a node while it measures
     // it again, and innerText of a hidden node is empty.

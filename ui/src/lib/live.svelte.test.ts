@@ -98,6 +98,31 @@ describe("Live", () => {
     live.dispose();
   });
 
+  it("keeps the feed's bots over a resync, and drops a read the feed overtook", async () => {
+    const t = transport([]);
+    const bot = (id: string, in_flight: number) =>
+      ({ id, skills: ["chat"], model: "builtin", node: null, live: true, cordoned: false, in_flight,
+         succeeded: 0, failed: 0, attempt_ms: null, lane: null }) as unknown as BotView;
+    // The first read of the bots answers only when the test says so.
+    let answer: (b: BotView[]) => void = () => {};
+    let reads = 0;
+    t.bots = () => {
+      reads++;
+      return new Promise<BotView[]>((r) => (answer = r));
+    };
+    const live = new Live(t);
+    live.start();
+    await vi.advanceTimersByTimeAsync(0);
+    t.push({ type: "bots_updated", bots: [bot("a", 1)] });
+    answer([bot("stale", 0)]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(live.bots.map((b) => b.id)).toEqual(["a"]);
+    // Fed since it connected: the periodic resync leaves the bots to the feed.
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(reads).toBe(1);
+    live.dispose();
+  });
+
   it("resyncs when it has fallen behind, and every 5 s regardless", async () => {
     const t = transport([]);
     const live = new Live(t);

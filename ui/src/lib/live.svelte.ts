@@ -74,6 +74,12 @@ export class Live {
   bots = $state<BotView[]>([]);
   /** Where each bot sits in `bots`, so a change lands in place. */
   private botAt = new Map<string, number>();
+  /** Whether the event feed has said the bots since it last connected:
+   * it then keeps them (its first word is the whole list, then what
+   * changed), and a resync does not read them again. */
+  private botsFed = false;
+  /** Bots events seen: a read of the bots begun before one is stale. */
+  private botsSeq = 0;
   counts = $state<Record<string, number>>({});
   health = $state<Health | null>(null);
   connected = $state(false);
@@ -125,7 +131,10 @@ export class Live {
   start() {
     this.stop = this.transport.events(
       (e) => this.apply(e),
-      (up) => (this.connected = up),
+      (up) => {
+        this.connected = up;
+        if (!up) this.botsFed = false;
+      },
     );
     this.resync();
     void this.backfill();
@@ -140,19 +149,25 @@ export class Live {
 
   async resync() {
     try {
+      const seq = this.botsSeq;
       const [counts, bots, health] = await Promise.all([
         this.transport.counts(),
-        // A tenant's token may not see the fleet's bots: unknown, not an error.
-        this.transport.bots().catch((e) => {
-          if (e instanceof ServerError && e.body.kind === "forbidden") return null;
-          throw e;
-        }),
+        this.botsFed
+          ? undefined
+          : // A tenant's token may not see the fleet's bots: unknown, not an error.
+            this.transport.bots().catch((e) => {
+              if (e instanceof ServerError && e.body.kind === "forbidden") return null;
+              throw e;
+            }),
         this.transport.health(),
       ]);
       this.counts = Object.fromEntries(counts.map((c) => [c.state, c.count]));
       this.countsKnown = true;
-      this.setBots(bots ?? []);
-      this.botsKnown = bots != null;
+      // What the feed said meanwhile is newer than this read.
+      if (bots !== undefined && seq === this.botsSeq) {
+        this.setBots(bots ?? []);
+        this.botsKnown = bots != null;
+      }
       this.health = health;
       this.error = null;
     } catch (e) {
@@ -257,9 +272,14 @@ export class Live {
         break;
       case "bots_updated":
         this.setBots(e.bots);
+        this.botsKnown = true;
+        this.botsFed = true;
+        this.botsSeq++;
         break;
       case "bots_changed":
         this.changeBots(e.changed, e.gone);
+        this.botsFed = true;
+        this.botsSeq++;
         break;
       case "lagged":
         this.resync();
@@ -275,7 +295,7 @@ export class Live {
   /** What moved since the feed last spoke: each changed bot replaced in
    *  place (a new one appended), so a second in which ten of 10,000 bots
    *  moved touches ten entries; only bots leaving rebuild the list. */
-  changeBots(changed: BotView[], gone: string[]) {
+  private changeBots(changed: BotView[], gone: string[]) {
     if (gone.length > 0) {
       const leaving = new Set(gone);
       this.setBots(this.bots.filter((b) => !leaving.has(b.id)));

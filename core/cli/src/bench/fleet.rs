@@ -17,9 +17,10 @@
 //!   printed).
 //!
 //! And one figure of the surfaces: `bots_view_ms`, how long the fleet's
-//! bot list (every bot with its lane's depth and lag, what the views and
-//! `GET /api/v1/bots` show, and the live feed sends each second) takes
-//! to read, the median of 11 reads once every bot has joined.
+//! bot list (every bot with its lane's depth and lag: what
+//! `GET /api/v1/bots` answers, and what the controller reads each second
+//! for its watchers and the viewers' feeds) takes to read, the median of
+//! 11 reads once every bot has joined, before the load.
 
 use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;

@@ -3,12 +3,14 @@
 //! The controller publishes every bot once a second (`BotsUpdated`), which
 //! its own watchers read whole. A surface (a WebSocket, the desktop
 //! window) forwards the controller's events through a [`BotFeed`], which
-//! turns each whole list into `BotsChanged`: the bots that are new or
-//! whose figures moved since this feed last said them, and those gone.
-//! The first list says every bot; a list where nothing moved says
-//! nothing. The feed remembers what it sent, not what the viewer saw, so
-//! an event the controller's channel dropped (`Lagged`) loses nothing:
-//! the next list is compared with what was sent.
+//! turns each whole list after its first into `BotsChanged`: the bots
+//! that are new or whose figures moved since this feed last said them,
+//! and those gone. The first goes whole (`BotsUpdated`), so a viewer that
+//! connects, or connects again, replaces what it held; a list where
+//! nothing moved says nothing. The feed remembers what it sent, not what
+//! the viewer saw, so an event the controller's channel dropped
+//! (`Lagged`) loses nothing: the next list is compared with what was
+//! sent.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,15 +21,23 @@ use crate::ticket::BotId;
 #[derive(Debug, Default)]
 pub struct BotFeed {
     sent: HashMap<BotId, BotView>,
+    /// Whether the whole list has gone out once.
+    spoke: bool,
 }
 
 impl BotFeed {
-    /// The event to send for `event`: every other event as it is, a whole
-    /// list as what changed in it (`None` when nothing did).
+    /// The event to send for `event`: every other event as it is, the
+    /// first whole list as it is, a later one as what changed in it
+    /// (`None` when nothing did).
     pub fn next(&mut self, event: CoreEvent) -> Option<CoreEvent> {
         let CoreEvent::BotsUpdated { bots } = event else {
             return Some(event);
         };
+        if !self.spoke {
+            self.spoke = true;
+            self.sent = bots.iter().map(|b| (b.id.clone(), b.clone())).collect();
+            return Some(CoreEvent::BotsUpdated { bots });
+        }
         let listed: HashSet<&BotId> = bots.iter().map(|b| &b.id).collect();
         let mut gone: Vec<BotId> = self
             .sent
@@ -79,16 +89,11 @@ mod tests {
     }
 
     #[test]
-    fn the_first_list_says_every_bot_then_only_what_moved() {
+    fn the_first_list_goes_whole_then_only_what_moved() {
         let mut feed = BotFeed::default();
         let (a, b) = (bot("a", 0), bot("b", 0));
-        assert_eq!(
-            feed.next(updated(&[a.clone(), b.clone()])),
-            Some(CoreEvent::BotsChanged {
-                changed: vec![a.clone(), b.clone()],
-                gone: vec![],
-            })
-        );
+        let first = updated(&[a.clone(), b.clone()]);
+        assert_eq!(feed.next(first.clone()), Some(first));
         assert_eq!(
             feed.next(updated(&[a.clone(), b.clone()])),
             None,
@@ -122,7 +127,7 @@ mod tests {
         // is compared with what was sent, so the move still goes out.
         let moved = bot("a", 1);
         assert_eq!(
-            feed.next(updated(&[moved.clone()])),
+            feed.next(updated(std::slice::from_ref(&moved))),
             Some(CoreEvent::BotsChanged {
                 changed: vec![moved],
                 gone: vec![],

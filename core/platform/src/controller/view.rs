@@ -34,14 +34,14 @@ pub enum CoreEvent {
         at_ms: UnixMs,
     },
     /// Bots, their lanes and their load, every one (about once a second):
-    /// what the controller's own watchers read. A surface's feed sends
-    /// `BotsChanged` instead (see `feed::BotFeed`).
+    /// what the controller's own watchers read. A surface's feed sends it
+    /// once, first, then `BotsChanged` (see `feed::BotFeed`).
     BotsUpdated { bots: Vec<BotView> },
     /// What changed among the bots since this feed's last word of them
-    /// (the first says them all): each bot that is new or whose figures
-    /// moved, in the fleet's order, and the ids of those no longer listed.
-    /// At most one a second, and none while nothing changes, so a quiet
-    /// fleet of 10,000 bots costs its viewers nothing.
+    /// (its first is a whole `BotsUpdated`): each bot that is new or whose
+    /// figures moved, in the fleet's order, and the ids of those no longer
+    /// listed. At most one a second, and none while nothing changes, so a
+    /// quiet fleet of 10,000 bots sends its viewers nothing.
     BotsChanged {
         changed: Vec<BotView>,
         gone: Vec<BotId>,

@@ -532,5 +532,11 @@ mod tests {
             fenced(CoreEvent::BotsUpdated { bots: Vec::new() }, &tenant),
             None
         );
+        let changed = CoreEvent::BotsChanged {
+            changed: Vec::new(),
+            gone: Vec::new(),
+        };
+        assert_eq!(fenced(changed.clone(), &tenant), None);
+        assert_eq!(fenced(changed.clone(), &Principal::Operator), Some(changed));
     }
 }

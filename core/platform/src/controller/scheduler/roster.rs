@@ -386,14 +386,14 @@ impl Roster {
             .load(Ordering::Relaxed)
     }
 
-    /// Lets a cordoned bot take work again (once live). False when it was
-    /// not cordoned.
     /// Forgets the drain a bot restored from the journal was to take when
     /// it registers; whether there was one.
     pub(super) fn forget_cordon_on_join(&mut self, bot: &BotId) -> bool {
         self.cordon_on_join.remove(bot)
     }
 
+    /// Lets a cordoned bot take work again (once live). False when it was
+    /// not cordoned.
     pub(super) fn uncordon(&mut self, bot: usize) -> bool {
         if !self.cordoned(bot) {
             return false;
