@@ -34,6 +34,8 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ticket::cancel,
             commands::ticket::bulk,
             commands::bot::bots,
+            commands::bot::drain_bot,
+            commands::bot::uncordon_bot,
             commands::bot::mesh,
             commands::bot::flow,
             commands::bot::series,

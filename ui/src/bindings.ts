@@ -20,6 +20,13 @@ export const commands = {
 	bulk: (request: BulkRequest) => typedError<BulkReport, ApiError>(__TAURI_INVOKE("bulk", { request })),
 	bots: () => typedError<BotView[], ApiError>(__TAURI_INVOKE("bots")),
 	/**
+	 *  Drains a bot: routed nothing more, what waits in its lane goes back to
+	 *  the queue for other bots, what it holds finishes on it.
+	 */
+	drainBot: (bot: string) => typedError<BotHold, ApiError>(__TAURI_INVOKE("drain_bot", { bot })),
+	/**  Lets a drained bot take work again. */
+	uncordonBot: (bot: string) => typedError<BotHold, ApiError>(__TAURI_INVOKE("uncordon_bot", { bot })),
+	/**
 	 *  The mesh the controller reads (Headscale, tailscaled); the embedded
 	 *  controller reads none, and says so. It has no HTTP edge either (the
 	 *  window talks over IPC); its secret backend is the OS keyring.
@@ -394,6 +401,25 @@ export type Blotter = {
 	signals: SignalView[],
 	missed: MissedSignal[],
 	fills: FillView[],
+};
+
+/**
+ *  What draining or uncordoning a bot did (`POST /api/v1/bots/{id}/drain`,
+ *  `/uncordon`).
+ */
+export type BotHold = {
+	bot: string,
+	/**  Whether it is drained now. */
+	cordoned: boolean,
+	/**  Whether this request changed that (a repeat changes nothing). */
+	changed: boolean,
+	/**
+	 *  The tickets that went back to the queue from its lane (a drain),
+	 *  each to run as a new attempt on another bot.
+	 */
+	requeued: string[],
+	/**  The attempts it has taken, which finish on it. */
+	held: number,
 };
 
 /**  A bot: one worker with its own lane. */

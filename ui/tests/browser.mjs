@@ -100,6 +100,13 @@ try {
     if (cells[0] !== first || cells[2] !== "live" || !/^\d+ \/ \d+$/.test(cells[4]) || !/ ms$/.test(cells[6])) {
       throw new Error(`the match reads ${JSON.stringify(cells)}`);
     }
+    // Drained from its row, it says so once the feed has it; then back.
+    await row.getByTestId("bot-drain").click();
+    await page.getByTestId("bot-hold-said").filter({ hasText: `${first} drained` }).waitFor();
+    await row.locator("td", { hasText: "drained" }).waitFor();
+    await row.getByTestId("bot-uncordon").click();
+    await page.getByTestId("bot-hold-said").filter({ hasText: `${first} uncordoned` }).waitFor();
+    await row.locator("td", { hasText: /^live$/ }).waitFor();
     await row.getByRole("button", { name: first }).click();
     await page.getByTestId("ticket-row").first().waitFor();
     const picked = await page.getByLabel("bot").inputValue();

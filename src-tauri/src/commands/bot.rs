@@ -1,5 +1,7 @@
-//! Bots and their lanes, and the mesh their nodes are reached over.
+//! Bots and their lanes (drain and uncordon one), and the mesh their nodes
+//! are reached over.
 
+use oshal_core::api::BotHold;
 use oshal_core::controller::BotView;
 use oshal_core::controller::series::Second;
 use oshal_core::controller::{FlowCounts, FlowSurface};
@@ -15,6 +17,27 @@ pub async fn bots(desktop: State<'_, Desktop>) -> CommandResult<Vec<BotView>> {
     match desktop.target() {
         Target::Local(c) => Ok(c.bots().await),
         Target::Fleet(r) => Ok(r.client.bots().await?),
+    }
+}
+
+/// Drains a bot: routed nothing more, what waits in its lane goes back to
+/// the queue for other bots, what it holds finishes on it.
+#[tauri::command]
+#[specta::specta]
+pub async fn drain_bot(desktop: State<'_, Desktop>, bot: String) -> CommandResult<BotHold> {
+    match desktop.target() {
+        Target::Local(c) => Ok(BotHold::drain(&c, &bot).await?),
+        Target::Fleet(r) => Ok(r.client.drain_bot(bot).await?),
+    }
+}
+
+/// Lets a drained bot take work again.
+#[tauri::command]
+#[specta::specta]
+pub async fn uncordon_bot(desktop: State<'_, Desktop>, bot: String) -> CommandResult<BotHold> {
+    match desktop.target() {
+        Target::Local(c) => Ok(BotHold::uncordon(&c, &bot).await?),
+        Target::Fleet(r) => Ok(r.client.uncordon_bot(bot).await?),
     }
 }
 

@@ -5,6 +5,7 @@
 import { Channel } from "@tauri-apps/api/core";
 import { commands } from "../bindings";
 import type {
+  BotHold,
   ApiError,
   Blotter,
   BotView,
@@ -83,6 +84,10 @@ export interface Transport {
   /** Cancel or retry every ticket a filter matches (dry-run for the count). */
   bulk(request: BulkRequest): Promise<BulkReport>;
   bots(): Promise<BotView[]>;
+  /** Drains a bot (routed nothing more; what waits in its lane goes to
+   * other bots, what it holds finishes on it), or lets it work again. */
+  drainBot(bot: string): Promise<BotHold>;
+  uncordonBot(bot: string): Promise<BotHold>;
   /** The mesh the controller reads (Headscale, tailscaled), live. */
   mesh(): Promise<MeshView>;
   /** What has flowed along each edge of the architecture since start. */
@@ -200,6 +205,8 @@ export class HttpTransport implements Transport {
   submit = (t: NewTicket) => this.call<Submitted>("POST", "/api/v1/tickets", t);
   cancel = (id: string) =>
     this.call<TicketView>("POST", `/api/v1/tickets/${encodeURIComponent(id)}/cancel`);
+  drainBot = (bot: string) => this.call<BotHold>("POST", `/api/v1/bots/${encodeURIComponent(bot)}/drain`);
+  uncordonBot = (bot: string) => this.call<BotHold>("POST", `/api/v1/bots/${encodeURIComponent(bot)}/uncordon`);
   bulk = (r: BulkRequest) => this.call<BulkReport>("POST", "/api/v1/tickets/bulk", r);
   bots = () => this.call<BotView[]>("GET", "/api/v1/bots");
   mesh = () => this.call<MeshView>("GET", "/api/v1/mesh");
@@ -359,6 +366,8 @@ export class TauriTransport implements Transport {
   ticket = (id: string) => answer(commands.ticket(id));
   submit = (t: NewTicket) => answer(commands.submit(t));
   cancel = (id: string) => answer(commands.cancel(id));
+  drainBot = (bot: string) => answer(commands.drainBot(bot));
+  uncordonBot = (bot: string) => answer(commands.uncordonBot(bot));
   bulk = (r: BulkRequest) => answer(commands.bulk(r));
   bots = () => answer(commands.bots());
   mesh = () => answer(commands.mesh());

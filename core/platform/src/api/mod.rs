@@ -507,6 +507,63 @@ pub struct BotHold {
     pub held: u32,
 }
 
+impl BotHold {
+    /// Drains the bot named `id` (a repeat answers `changed: false`): what
+    /// `POST /api/v1/bots/{id}/drain` and the desktop answer. Refused as
+    /// not found for a bot no one knows, as an illegal transition for the
+    /// last live bot of a skill or one that is not live.
+    pub async fn drain(
+        controller: &crate::controller::Controller,
+        id: &str,
+    ) -> Result<BotHold, ApiError> {
+        use crate::controller::Drained;
+        let bot = crate::ticket::BotId::parse(id)?;
+        let drained = controller.drain_bot(&bot).await?;
+        if let Some((unknown, why)) = drained.refusal(id) {
+            let kind = if unknown {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::IllegalTransition
+            };
+            return Err(ApiError::new(kind, why));
+        }
+        let (changed, requeued, held) = match drained {
+            Drained::Drained { requeued, held } => (true, requeued, held),
+            Drained::Already { held } => (false, Vec::new(), held),
+            _ => (false, Vec::new(), 0),
+        };
+        Ok(BotHold {
+            bot: id.to_owned(),
+            cordoned: true,
+            changed,
+            requeued: requeued.iter().map(|t| t.to_string()).collect(),
+            held,
+        })
+    }
+
+    /// Lets the bot named `id` take work again: what `POST
+    /// /api/v1/bots/{id}/uncordon` and the desktop answer.
+    pub async fn uncordon(
+        controller: &crate::controller::Controller,
+        id: &str,
+    ) -> Result<BotHold, ApiError> {
+        let bot = crate::ticket::BotId::parse(id)?;
+        let Some((changed, held)) = controller.uncordon_bot(&bot).await? else {
+            return Err(ApiError::new(
+                ErrorKind::NotFound,
+                format!("no bot {id} is known to this controller"),
+            ));
+        };
+        Ok(BotHold {
+            bot: id.to_owned(),
+            cordoned: false,
+            changed,
+            requeued: Vec::new(),
+            held,
+        })
+    }
+}
+
 /// What draining or uncordoning a node did (`POST
 /// /api/v1/nodes/{id}/drain`, `/uncordon`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]

@@ -19,7 +19,7 @@ use super::{ApiResult, AppState};
 use crate::api::tokens::Principal;
 use crate::api::{ApiError, BotHold, ErrorKind, NodeHold};
 use crate::controller::{Controller, CoreEvent, Drained, NodeDrained};
-use crate::ticket::{BotId, TenantId, TicketState};
+use crate::ticket::{TenantId, TicketState};
 use oshal_kernel::name::Named;
 
 pub(super) async fn bots(State(state): State<AppState>) -> Response {
@@ -31,29 +31,7 @@ pub(super) async fn drain_bot(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
-    let bot = BotId::parse(&id)?;
-    let drained = state.controller.drain_bot(&bot).await?;
-    if let Some((unknown, why)) = drained.refusal(&id) {
-        let kind = if unknown {
-            ErrorKind::NotFound
-        } else {
-            ErrorKind::IllegalTransition
-        };
-        return Err(ApiError::new(kind, why));
-    }
-    let (changed, requeued, held) = match drained {
-        Drained::Drained { requeued, held } => (true, requeued, held),
-        Drained::Already { held } => (false, Vec::new(), held),
-        _ => (false, Vec::new(), 0),
-    };
-    Ok(Json(BotHold {
-        bot: id,
-        cordoned: true,
-        changed,
-        requeued: requeued.iter().map(|t| t.to_string()).collect(),
-        held,
-    })
-    .into_response())
+    Ok(Json(BotHold::drain(&state.controller, &id).await?).into_response())
 }
 
 /// Drains every live bot of a node (a repeat answers `changed: false`).
@@ -131,21 +109,7 @@ pub(super) async fn uncordon_bot(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
-    let bot = BotId::parse(&id)?;
-    let Some((changed, held)) = state.controller.uncordon_bot(&bot).await? else {
-        return Err(ApiError::new(
-            ErrorKind::NotFound,
-            format!("no bot {id} is known to this controller"),
-        ));
-    };
-    Ok(Json(BotHold {
-        bot: id,
-        cordoned: false,
-        changed,
-        requeued: Vec::new(),
-        held,
-    })
-    .into_response())
+    Ok(Json(BotHold::uncordon(&state.controller, &id).await?).into_response())
 }
 
 pub(super) async fn cost_summary(
