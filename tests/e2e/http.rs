@@ -317,7 +317,11 @@ async fn events_stream_over_websocket_and_metrics_count() {
             .expect("events within 30s")
             .unwrap()
             .unwrap();
-        let event: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        // A keepalive ping is no event.
+        let tokio_tungstenite::tungstenite::Message::Text(text) = msg else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(&text).unwrap();
         if event["type"] == "tickets_transitioned" {
             for t in event["transitions"].as_array().unwrap() {
                 if t["ticket"] == id.as_str() {
@@ -592,7 +596,10 @@ async fn the_bots_feed_says_them_whole_once_then_only_what_moved() {
             let Ok(Some(msg)) = tokio::time::timeout_at(deadline, ws.next()).await else {
                 break;
             };
-            let event: Value = serde_json::from_str(msg.unwrap().to_text().unwrap()).unwrap();
+            let tokio_tungstenite::tungstenite::Message::Text(text) = msg.unwrap() else {
+                continue;
+            };
+            let event: Value = serde_json::from_str(&text).unwrap();
             if event["type"].as_str().unwrap().starts_with("bots_") {
                 said.push(event);
             }
@@ -624,8 +631,28 @@ async fn the_bots_feed_says_them_whole_once_then_only_what_moved() {
         assert_eq!(e["gone"], json!([]), "{e:#}");
     }
     assert!(!moved.is_empty(), "the bot that ran was never said to move");
-    // Idle now: a second for the last move to go out, then silence.
-    bots_said(&mut ws, |_| false, Duration::from_millis(1_500)).await;
+    // Idle once the bot that ran is still (nothing in flight, its lane
+    // empty and acknowledged): from then on, silence.
+    let still = |b: &Value| {
+        b["in_flight"] == 0
+            && b["lane"]["depth"] == 0
+            && b["lane"]["pending"] == 0
+            && b["lane"]["acked_total"] == b["lane"]["published_total"]
+    };
+    let said_still = |s: &[Value]| {
+        s.iter().any(|e| {
+            e["changed"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|b| b["id"] == bot.as_str() && still(b)))
+        })
+    };
+    if !moved.iter().any(|e| said_still(std::slice::from_ref(e))) {
+        let settled = bots_said(&mut ws, said_still, Duration::from_secs(10)).await;
+        assert!(
+            said_still(&settled),
+            "the bot never went still: {settled:#?}"
+        );
+    }
     let quiet = bots_said(&mut ws, |_| false, Duration::from_secs(3)).await;
     assert!(quiet.is_empty(), "an idle pool still sent {quiet:#?}");
 }

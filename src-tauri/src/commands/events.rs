@@ -5,8 +5,9 @@
 //! message. Locally the feed is the
 //! embedded controller's broadcast (a window that falls behind gets `lagged`
 //! and resyncs); on a fleet it is the controller's WebSocket, read here so
-//! the token never reaches the page. A feed ends when the window drops the
-//! channel or switches to another controller.
+//! the token never reaches the page, and opened again (with backoff) when
+//! it drops, the window told `lagged` meanwhile. A feed ends when the
+//! window drops the channel or switches to another controller.
 
 use futures::StreamExt;
 use oshal_core::controller::CoreEvent;
@@ -17,6 +18,10 @@ use tauri::ipc::Channel;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::CommandResult;
+
+/// How soon a fleet's dropped feed is opened again, doubling to the most.
+const RECONNECT_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::desktop::{Desktop, Target};
 
 #[tauri::command]
@@ -46,16 +51,35 @@ pub async fn events(desktop: State<'_, Desktop>, channel: Channel<CoreEvent>) ->
             });
         }
         Target::Fleet(r) => {
-            let mut feed = Box::pin(r.client.events().await?);
+            let first = r.client.events().await?;
             tauri::async_runtime::spawn(async move {
-                while let Some(event) = feed.next().await {
-                    if !current() || channel.send(event).is_err() {
-                        return;
+                let mut feed = Some(Box::pin(first));
+                let mut wait = RECONNECT_FIRST;
+                while current() {
+                    let Some(events) = feed.as_mut() else {
+                        // Dropped (a restart, a proxy's idle timeout): the
+                        // socket is opened again, and its first word of the
+                        // bots is the whole list, which the window takes.
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(RECONNECT_MAX);
+                        feed = r.client.events().await.ok().map(Box::pin);
+                        continue;
+                    };
+                    match events.next().await {
+                        Some(event) => {
+                            wait = RECONNECT_FIRST;
+                            if !current() || channel.send(event).is_err() {
+                                return;
+                            }
+                        }
+                        None => {
+                            feed = None;
+                            // What passed while it was down is read again.
+                            if current() && channel.send(CoreEvent::Lagged { missed: 0 }).is_err() {
+                                return;
+                            }
+                        }
                     }
-                }
-                // The fleet went away: the window shows it and resyncs.
-                if current() {
-                    let _ = channel.send(CoreEvent::Lagged { missed: 0 });
                 }
             });
         }

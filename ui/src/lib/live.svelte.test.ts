@@ -91,7 +91,7 @@ describe("Live", () => {
     expect(live.bots.map((b) => [b.id, b.in_flight])).toEqual([["a", 0], ["b", 4], ["c", 0]]);
     t.push({ type: "bots_changed", changed: [bot("d", 1), bot("c", 2)], gone: ["a"] });
     expect(live.bots.map((b) => [b.id, b.in_flight])).toEqual([["b", 4], ["c", 2], ["d", 1]]);
-    // A whole list (an older controller, or a resync) replaces them all.
+    // A whole list (a feed's first word) replaces them all.
     t.push({ type: "bots_updated", bots: [bot("z", 0)] });
     t.push({ type: "bots_changed", changed: [bot("y", 0)], gone: [] });
     expect(live.bots.map((b) => b.id)).toEqual(["z", "y"]);

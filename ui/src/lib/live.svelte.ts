@@ -74,9 +74,11 @@ export class Live {
   bots = $state<BotView[]>([]);
   /** Where each bot sits in `bots`, so a change lands in place. */
   private botAt = new Map<string, number>();
-  /** Whether the event feed has said the bots since it last connected:
-   * it then keeps them (its first word is the whole list, then what
-   * changed), and a resync does not read them again. */
+  /** Whether the event feed has said the bots since it last connected
+   * (a browser's socket reports its drops; the desktop's bridge opens a
+   * dropped fleet feed again, whose first word is the whole list): it then
+   * keeps them (the whole list first, then what changed), and a resync
+   * does not read them again. */
   private botsFed = false;
   /** Bots events seen: a read of the bots begun before one is stale. */
   private botsSeq = 0;
@@ -293,8 +295,9 @@ export class Live {
   }
 
   /** What moved since the feed last spoke: each changed bot replaced in
-   *  place (a new one appended), so a second in which ten of 10,000 bots
-   *  moved touches ten entries; only bots leaving rebuild the list. */
+   *  place (a new one appended, until the next whole list puts it in the
+   *  fleet's order), so a second in which ten of 10,000 bots moved
+   *  touches ten entries; only bots leaving rebuild the list. */
   private changeBots(changed: BotView[], gone: string[]) {
     if (gone.length > 0) {
       const leaving = new Set(gone);

@@ -237,13 +237,20 @@ fn fenced(event: CoreEvent, who: &Principal) -> Option<CoreEvent> {
     }
 }
 
+/// How often a socket is pinged: a quiet fleet sends no event for long
+/// stretches, and a proxy's idle timeout (nginx: 60 s) would close it, or
+/// a peer gone without a word would hold its feed.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// Forwards `CoreEvent`s (those `who` may see) to one WebSocket until
 /// either side goes away, the bots as what changed (`BotsChanged`, see
-/// `controller::feed`). A slow client gets a `lagged` event instead of
-/// stalling the controller.
+/// `controller::feed`), with a ping every [`KEEPALIVE`]. A slow client
+/// gets a `lagged` event instead of stalling the controller.
 pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller, who: Principal) {
     let mut rx = controller.subscribe();
     let mut bots = crate::controller::feed::BotFeed::default();
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     loop {
         tokio::select! {
             biased;
@@ -251,6 +258,11 @@ pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller,
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}
             },
+            _ = keepalive.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
             event = rx.recv() => {
                 let event = match event {
                     Ok(e) => e,
