@@ -770,9 +770,9 @@ export type CoreEvent =
 /**
  *  What changed among the bots since this feed's last word of them
  *  (its first is a whole `BotsUpdated`): each bot that is new or whose
- *  figures moved, in the fleet's order, and the ids of those no longer
- *  listed. At most one a second, and none while nothing changes, so a
- *  quiet fleet of 10,000 bots sends its viewers nothing.
+ *  figures moved, in the order the fleet lists them, and the ids of
+ *  those no longer listed. At most one a second, and none while nothing
+ *  changes, so a quiet fleet of 10,000 bots sends its viewers nothing.
  */
 { type: "bots_changed"; changed: BotView[]; gone: BotId[] } | 
 /**

@@ -2,12 +2,12 @@
 //!
 //! The core already batches (one event per group commit, bots once a
 //! second, sent as what changed: `BotFeed`), so each `CoreEvent` is one
-//! message. Locally the feed is the
-//! embedded controller's broadcast (a window that falls behind gets `lagged`
-//! and resyncs); on a fleet it is the controller's WebSocket, read here so
-//! the token never reaches the page, and opened again (with backoff) when
-//! it drops, the window told `lagged` meanwhile. A feed ends when the
-//! window drops the channel or switches to another controller.
+//! message. Locally the feed is the embedded controller's broadcast (a
+//! window that falls behind gets `lagged` and resyncs); on a fleet it is
+//! the controller's WebSocket, read here so the token never reaches the
+//! page, and opened again (with backoff) when it drops, the window told
+//! `lagged` meanwhile. A feed ends when the window drops the channel or
+//! switches to another controller.
 
 use futures::StreamExt;
 use oshal_core::controller::CoreEvent;
@@ -18,11 +18,11 @@ use tauri::ipc::Channel;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::CommandResult;
+use crate::desktop::{Desktop, Target};
 
 /// How soon a fleet's dropped feed is opened again, doubling to the most.
 const RECONNECT_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
 const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
-use crate::desktop::{Desktop, Target};
 
 #[tauri::command]
 #[specta::specta]
