@@ -260,17 +260,12 @@ async fn drain_node(inner: &Inner, node: &str, call: &CallRef, key: &str) -> Wri
         .drain_node(node)
         .await
         .map_err(|e| e.to_string())?;
-    if let Some((unknown, why)) = drained.refusal(node) {
+    let (requeued, held) = (drained.requeued(), drained.held());
+    let NodeDrained::Drained { bots, fresh } = drained else {
+        let (unknown, why) = drained.refusal(node).unwrap_or_default();
         return Ok(Err((
             if unknown { 404 } else { 409 },
             json!({"error": why}),
-        )));
-    }
-    let (requeued, held) = (drained.requeued(), drained.held());
-    let NodeDrained::Drained { bots, fresh } = drained else {
-        return Ok(Err((
-            409,
-            json!({"error": format!("node {node} was not drained")}),
         )));
     };
     let names: Vec<String> = bots.iter().map(|(b, _)| b.to_string()).collect();

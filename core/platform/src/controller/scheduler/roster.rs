@@ -86,21 +86,17 @@ impl Roster {
     /// bot (it was so before the restart); one that registers later joins
     /// drained.
     pub(super) fn restore_cordons(&mut self, bots: impl IntoIterator<Item = BotId>) {
+        let mut known = Vec::new();
         for bot in bots {
             tracing::info!(%bot, "drained before the restart: routed nothing until uncordoned");
-            let Some(&idx) = self.index.get(&bot) else {
-                self.cordon_on_join.insert(bot);
-                continue;
-            };
-            self.slots[idx]
-                .handle
-                .counters
-                .cordoned
-                .store(true, Ordering::Relaxed);
-            for list in self.by_skill.values_mut() {
-                list.retain(|&i| i != idx);
+            match self.index.get(&bot) {
+                Some(&idx) => known.push(idx),
+                None => {
+                    self.cordon_on_join.insert(bot);
+                }
             }
         }
+        self.mark_cordoned(&known);
     }
 
     /// How many bots the roster has known, live or not.
@@ -336,6 +332,12 @@ impl Roster {
         if !stranded.is_empty() {
             return Err(stranded);
         }
+        self.mark_cordoned(bots);
+        Ok(())
+    }
+
+    /// Cordons `bots`: marked so, and taken out of every skill's list.
+    fn mark_cordoned(&mut self, bots: &[usize]) {
         for &bot in bots {
             self.slots[bot]
                 .handle
@@ -346,7 +348,6 @@ impl Roster {
         for list in self.by_skill.values_mut() {
             list.retain(|i| !bots.contains(i));
         }
-        Ok(())
     }
 
     /// The bots of `node` not retired (only the live ones, if `live`).

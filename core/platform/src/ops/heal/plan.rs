@@ -46,6 +46,14 @@ struct NodeDrain<'a> {
     takers: Vec<&'a BotView>,
 }
 
+/// Whether a node's live bots (`mates`) are slow together, more than one
+/// of them: the model server they share, which the node's drain heals and
+/// one bot's drain would not. `node_drain` holds only then, and
+/// `plan_drain` refuses a bot's drain then, so at most one of them does.
+fn whole_node_slow(mates: &[&BotView]) -> bool {
+    mates.len() > 1 && mates.iter().all(|b| is_slow(b))
+}
+
 /// The drain of the node of `subject`, a slow bot, or why it does not
 /// hold: a bot of the local pool, a node with one live bot or one not
 /// slow (a bot's drain heals that), bots that are the last of a skill,
@@ -63,7 +71,7 @@ fn node_drain<'a>(bots: &'a [BotView], subject: &str) -> Result<NodeDrain<'a>, S
         .filter(|b| !is_slow(b))
         .map(|b| b.id.as_str())
         .collect();
-    if mine.len() < 2 || !fast.is_empty() {
+    if !whole_node_slow(&mine) {
         return Err(format!(
             "node {node} has {} live bots{}: not the node's, a bot's drain",
             mine.len(),
@@ -451,14 +459,13 @@ impl Operations {
         }
         // Its whole node is slow (the model server its bots share): one
         // bot's drain would leave the others lagging; the node's heals it.
-        if let Some(node) = &bot.node {
-            let mates = node_bots(&bots, node);
-            if mates.len() > 1 && mates.iter().all(|b| is_slow(b)) {
-                return Err(OpsError::Conflict(format!(
-                    "heal rule {}: every live bot of node {node} is slow, not bot {subject} alone: drain the node (rule action drain_node)",
-                    rule.name
-                )));
-            }
+        if let Some(node) = &bot.node
+            && whole_node_slow(&node_bots(&bots, node))
+        {
+            return Err(OpsError::Conflict(format!(
+                "heal rule {}: every live bot of node {node} is slow, not bot {subject} alone: drain the node (rule action drain_node)",
+                rule.name
+            )));
         }
         let others = |skill: &crate::ticket::Skill| {
             bots.iter()
