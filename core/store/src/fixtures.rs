@@ -136,6 +136,23 @@ pub async fn scoped_reads_and_tokens(store: &dyn super::Store) {
         assert_eq!(b, a);
         assert!(!b.events.is_empty() && !b.ledger.is_empty(), "{b:?}");
     }
+    // Their ends, read narrowly, tell what the whole views tell.
+    let mut ends = store.ticket_ends(&ids, None).await.unwrap();
+    ends.sort_by_key(|e| e.id);
+    assert_eq!(
+        ends,
+        alone.iter().map(super::TicketEnd::of).collect::<Vec<_>>()
+    );
+    assert!(
+        ends.iter()
+            .all(|e| e.started_at_ms.is_some() && e.cost_nusd > 0),
+        "{ends:?}"
+    );
+    let mine = store.ticket_ends(&ids, Some(acme)).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [tickets[0].id]
+    );
     let mine = store.tickets_by_id(&ids, Some(acme)).await.unwrap();
     assert_eq!(
         mine.iter().map(|v| v.id).collect::<Vec<_>>(),

@@ -11,6 +11,7 @@
 
 use oshal_kernel::{clock, cost, text, ticket};
 
+mod ends;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
 pub mod journal;
@@ -30,6 +31,7 @@ use crate::cost::{CostSummary, LedgerEntry};
 use crate::ticket::{
     BotId, Skill, TenantId, Ticket, TicketId, TicketState, Transition, WaitReason,
 };
+pub use ends::TicketEnd;
 pub use journal::JournalEntry;
 use oshal_kernel::name::Named;
 pub use tokens::{TokenRecord, TokenRole};
@@ -576,6 +578,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         }
         Ok(out)
     }
+    /// What many tickets' ends tell ([`TicketEnd`]), read together and
+    /// narrowly (those not found, or not `only`'s, left out), in no set
+    /// order.
+    async fn ticket_ends(
+        &self,
+        ids: &[TicketId],
+        only: Option<&TenantId>,
+    ) -> Result<Vec<TicketEnd>, StoreError> {
+        Ok(self
+            .tickets_by_id(ids, only)
+            .await?
+            .iter()
+            .map(TicketEnd::of)
+            .collect())
+    }
     async fn tickets(&self, query: &TicketQuery) -> Result<TicketPage, StoreError>;
     /// Every ticket not in a terminal state, oldest first: what a restarted
     /// controller must drive on.
@@ -672,6 +689,13 @@ impl<H: ApplyHook> Store for Hooked<H> {
         only: Option<&TenantId>,
     ) -> Result<Vec<TicketView>, StoreError> {
         self.inner.tickets_by_id(ids, only).await
+    }
+    async fn ticket_ends(
+        &self,
+        ids: &[TicketId],
+        only: Option<&TenantId>,
+    ) -> Result<Vec<TicketEnd>, StoreError> {
+        self.inner.ticket_ends(ids, only).await
     }
     async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
         self.inner.tickets(q).await

@@ -512,6 +512,14 @@ impl Store for PgStore {
         Ok(out)
     }
 
+    async fn ticket_ends(
+        &self,
+        ids: &[TicketId],
+        only: Option<&TenantId>,
+    ) -> Result<Vec<crate::TicketEnd>, StoreError> {
+        ends::read(self, ids, only).await
+    }
+
     async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
         let limit = q.limit.clamp(1, super::MAX_PAGE) as usize;
         let tenants = self.tenants_to_read(q.tenant.as_ref()).await?;
@@ -796,6 +804,7 @@ impl Store for PgStore {
     }
 }
 
+mod ends;
 mod journal;
 mod setup;
 #[cfg(any(test, feature = "test-support"))]

@@ -563,6 +563,14 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    async fn ticket_ends(
+        &self,
+        ids: &[TicketId],
+        only: Option<&TenantId>,
+    ) -> Result<Vec<crate::TicketEnd>, StoreError> {
+        ends::read(self, ids, only).await
+    }
+
     async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
         let limit = q.limit.clamp(1, super::MAX_PAGE);
         let rows = sqlx::query(
@@ -817,6 +825,7 @@ impl Store for SqliteStore {
     }
 }
 
+mod ends;
 mod journal;
 #[cfg(test)]
 mod tests;

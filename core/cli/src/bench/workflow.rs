@@ -36,6 +36,11 @@ pub struct WorkflowBenchRun {
     pub nodes_per_s: f64,
     /// From `start` finished to the first child started.
     pub first_child_ms: f64,
+    /// From the start of the run to the last child handed out.
+    pub handed_out_ms: i64,
+    /// From the start of the run to the last child's ticket ended (the
+    /// rest, to `elapsed`, is recording the ends and the join).
+    pub children_done_ms: i64,
     pub tickets: usize,
     pub succeeded: usize,
     pub history_events: u32,
@@ -44,11 +49,13 @@ pub struct WorkflowBenchRun {
 impl WorkflowBenchRun {
     pub fn line(&self) -> String {
         format!(
-            "workflow_bench nodes={} elapsed_ms={:.0} nodes_per_s={:.0} first_child_ms={:.1} tickets={} succeeded={} history_events={}",
+            "workflow_bench nodes={} elapsed_ms={:.0} nodes_per_s={:.0} first_child_ms={:.1} handed_out_ms={} children_done_ms={} tickets={} succeeded={} history_events={}",
             self.nodes,
             self.elapsed.as_secs_f64() * 1e3,
             self.nodes_per_s,
             self.first_child_ms,
+            self.handed_out_ms,
+            self.children_done_ms,
             self.tickets,
             self.succeeded,
             self.history_events,
@@ -137,6 +144,20 @@ pub async fn run_once(cfg: &WorkflowBenchConfig) -> Result<WorkflowBenchRun, Ben
         .filter_map(|u| u.started_at_ms)
         .min()
         .unwrap_or_default();
+    // Where the time went: when the last child was handed out and when
+    // the last child's ticket ended, from the start of the run.
+    let t0 = done.summary.started_at_ms;
+    let last = |at: fn(&oshal_core::workflow::UnitView) -> Option<i64>| {
+        done.nodes[1]
+            .units
+            .iter()
+            .filter_map(at)
+            .max()
+            .unwrap_or(t0)
+            - t0
+    };
+    let handed_out_ms = last(|u| u.scheduled_at_ms);
+    let children_done_ms = last(|u| u.finished_at_ms);
     let mut tickets = 0;
     let mut succeeded = 0;
     let mut cursor = None;
@@ -168,6 +189,8 @@ pub async fn run_once(cfg: &WorkflowBenchConfig) -> Result<WorkflowBenchRun, Ben
         elapsed,
         nodes_per_s: nodes as f64 / elapsed.as_secs_f64(),
         first_child_ms: (first_child - start_done) as f64,
+        handed_out_ms,
+        children_done_ms,
         tickets,
         succeeded,
         history_events: done.events,

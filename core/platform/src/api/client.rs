@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::routes::{self as r, Endpoint, Id, PathArgs};
 use super::{
     ApiError, BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, ErrorBody,
-    ErrorKind, FindingsQuery, GrantQuery, NodeHold, StateCount, TenantHold, TicketFilter,
-    TrailQuery,
+    ErrorKind, FindingsQuery, GrantQuery, NodeHold, StateCount, TenantHold, TenantView,
+    TicketFilter, TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -275,7 +275,7 @@ impl Client {
         self.request::<r::GetCostSummary>((), None, None).await
     }
 
-    pub async fn tenants(&self) -> Result<Vec<Tenant>, ClientError> {
+    pub async fn tenants(&self) -> Result<Vec<TenantView>, ClientError> {
         self.request::<r::ListTenants>((), None, None).await
     }
 

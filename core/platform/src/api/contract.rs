@@ -116,6 +116,7 @@ named!(
     super::BotHold,
     super::NodeHold,
     super::TenantHold,
+    super::TenantView,
     crate::connector::ConnectorView,
     crate::connector::IntegrationView,
     crate::connector::NewGrant,

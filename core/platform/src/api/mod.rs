@@ -583,6 +583,21 @@ pub struct NodeHold {
     pub held: u32,
 }
 
+/// A tenant as the directory lists it (`GET /api/v1/tenants`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct TenantView {
+    pub id: crate::ticket::TenantId,
+    /// `None`: no limit.
+    #[specta(type = Option<specta_typescript::Number>)]
+    pub budget_nusd: Option<i64>,
+    #[specta(type = specta_typescript::Number)]
+    #[schema(value_type = i64)]
+    pub created_at_ms: crate::clock::UnixMs,
+    /// Whether it is paused: its tickets are admitted and kept, not
+    /// routed, until it is resumed.
+    pub paused: bool,
+}
+
 /// What pausing or resuming a tenant did (`POST
 /// /api/v1/tenants/{id}/pause`, `/resume`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]

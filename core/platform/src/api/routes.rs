@@ -16,7 +16,8 @@ use super::contract::{ContractType, Defs, QueryParams};
 
 use super::{
     BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, FindingsQuery,
-    GrantQuery, NodeHold, RevokeQuery, StateCount, TenantHold, TicketFilter, TrailQuery,
+    GrantQuery, NodeHold, RevokeQuery, StateCount, TenantHold, TenantView, TicketFilter,
+    TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -282,7 +283,7 @@ routes! {
     /// Spend in total and by bot, tenant, model and day.
     GetCostSummary = Get "/api/v1/cost/summary" Bearer Read, args: (), query: (), body: () => CostSummary;
     /// Tenants and their budgets.
-    ListTenants = Get "/api/v1/tenants" Bearer Read, args: (), query: (), body: () => Vec<Tenant>;
+    ListTenants = Get "/api/v1/tenants" Bearer Read, args: (), query: (), body: () => Vec<TenantView>;
     /// Set a tenant's budget in dollars (`null` lifts it).
     SetBudget = Put "/api/v1/tenants/{id}" Bearer Operator, args: Id, query: (), body: BudgetBody => Tenant;
     /// Pause a tenant: its tickets are admitted and kept, not routed,

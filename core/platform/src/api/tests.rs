@@ -359,3 +359,46 @@ async fn a_bot_is_drained_and_uncordoned_over_http_with_the_token() {
     assert_eq!(body["error"]["field"], "node", "{body}");
     served.stop().await;
 }
+
+/// The tenant directory says which tenants are paused, as pausing and
+/// resuming over HTTP leave them.
+#[tokio::test]
+async fn the_tenant_directory_says_which_tenants_are_paused() {
+    let served = Served::start().await;
+    let (base, token) = (served.base(), &served.token);
+    let client = reqwest::Client::new();
+    let r = client
+        .put(format!("{base}/api/v1/tenants/acme"))
+        .bearer_auth(token.expose())
+        .json(&serde_json::json!({ "budget_usd": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let paused = || async {
+        let list: Vec<serde_json::Value> = client
+            .get(format!("{base}/api/v1/tenants"))
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.iter()
+            .map(|t| (t["id"].as_str().unwrap().to_owned(), t["paused"].as_bool()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(paused().await, [("acme".to_owned(), Some(false))]);
+    for (action, now) in [("pause", true), ("resume", false)] {
+        let r = client
+            .post(format!("{base}/api/v1/tenants/acme/{action}"))
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{action}");
+        assert_eq!(paused().await, [("acme".to_owned(), Some(now))], "{action}");
+    }
+    served.stop().await;
+}

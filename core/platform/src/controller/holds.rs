@@ -98,6 +98,11 @@ pub struct Paused {
 }
 
 impl Controller {
+    /// The tenants paused now, as the journal keeps them.
+    pub async fn paused_tenants(&self) -> Result<Vec<TenantId>, ControllerError> {
+        Ok(paused(self.inner.store.as_ref()).await?)
+    }
+
     /// Pauses (`paused`) or resumes a known tenant, durably, then in the
     /// scheduler; a repeat changes nothing. `why` is kept with the entry.
     /// The `default` tenant is never paused: it runs the platform's own

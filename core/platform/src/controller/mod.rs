@@ -38,7 +38,9 @@ use crate::cost::{CostError, CostSummary};
 use crate::lane::{Lane, local::LocalLane};
 use crate::secrets::SecretRules;
 use crate::store::writer::Writer;
-use crate::store::{Store, StoreError, Tenant, TicketPage, TicketQuery, TicketView, WriteBatch};
+use crate::store::{
+    Store, StoreError, Tenant, TicketEnd, TicketPage, TicketQuery, TicketView, WriteBatch,
+};
 use crate::ticket::{
     BotId, ModelId, NewTicket, Skill, TenantId, TicketError, TicketId, TicketState, Transition,
     TransitionKind,
@@ -569,6 +571,15 @@ impl Controller {
         only: Option<&TenantId>,
     ) -> Result<Vec<TicketView>, ControllerError> {
         Ok(self.inner.store.tickets_by_id(ids, only).await?)
+    }
+
+    /// What many tickets' ends tell, read narrowly (see [`TicketEnd`]).
+    pub async fn ticket_ends(
+        &self,
+        ids: &[TicketId],
+        only: Option<&TenantId>,
+    ) -> Result<Vec<TicketEnd>, ControllerError> {
+        Ok(self.inner.store.ticket_ends(ids, only).await?)
     }
 
     pub async fn tickets(&self, query: &TicketQuery) -> Result<TicketPage, ControllerError> {

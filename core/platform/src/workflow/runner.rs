@@ -24,7 +24,7 @@ use super::handle::Handle;
 use super::tickets::{dry, ended, fit_history, flying_tasks, left_behind, outcome};
 use super::{WorkflowError, Workflows};
 use crate::controller::{ControllerError, CoreEvent};
-use crate::store::{StoreError, TicketView};
+use crate::store::{StoreError, TicketEnd};
 use crate::ticket::{NewTicket, TenantId, TicketId, TicketState};
 
 /// How often tickets in flight are read again without being told.
@@ -626,33 +626,30 @@ impl Runner {
                 ended_now.push((ticket, unit, attempt));
             }
         }
-        // The ended tickets' answers, read together (a few statements, not
-        // three round trips to the store per ticket).
+        // The ended tickets' answers, read together and narrowly (one
+        // statement, not three round trips to the store per ticket).
         if !ended_now.is_empty() {
             let ids: Vec<TicketId> = ended_now.iter().map(|(t, _, _)| *t).collect();
-            let mut views = self.views(&ids).await?;
+            let mut ends = self.ends(&ids).await?;
             for (ticket, unit, attempt) in ended_now {
-                if let Some(view) = views.remove(&ticket) {
-                    events.extend(outcome(&view, unit, attempt));
+                if let Some(end) = ends.remove(&ticket) {
+                    events.extend(outcome(&end, unit, attempt));
                 }
             }
         }
         self.record(events).await
     }
 
-    /// The run's tickets `ids`, read together, by id.
-    async fn views(
-        &self,
-        ids: &[TicketId],
-    ) -> Result<HashMap<TicketId, TicketView>, WorkflowError> {
+    /// What the run's tickets `ids` tell of their ends, read together.
+    async fn ends(&self, ids: &[TicketId]) -> Result<HashMap<TicketId, TicketEnd>, WorkflowError> {
         Ok(self
             .workflows
             .inner
             .controller
-            .tickets_by_id(ids, Some(&self.handle.tenant))
+            .ticket_ends(ids, Some(&self.handle.tenant))
             .await?
             .into_iter()
-            .map(|v| (v.id, v))
+            .map(|e| (e.id, e))
             .collect())
     }
 
@@ -719,20 +716,20 @@ impl Runner {
             }
         }
         let ids: Vec<TicketId> = flying.iter().map(|(t, _)| *t).collect();
-        let mut views = self.views(&ids).await?;
+        let mut ends = self.ends(&ids).await?;
         for (ticket, (unit, attempt)) in flying {
-            let Some(view) = views.remove(&ticket) else {
+            let Some(end) = ends.remove(&ticket) else {
                 continue;
             };
-            if view.state == TicketState::Running {
+            if end.state == TicketState::Running {
                 events.push(Event::NodeStarted {
                     unit: unit.clone(),
                     attempt,
                     ticket: ticket.to_string(),
-                    at: view.updated_at_ms,
+                    at: end.started_at_ms.unwrap_or(end.updated_at_ms),
                 });
             }
-            events.extend(outcome(&view, unit, attempt));
+            events.extend(outcome(&end, unit, attempt));
         }
         self.record(events).await
     }

@@ -9,7 +9,7 @@ use oshal_workflow::history::{Event, Failure};
 use oshal_workflow::run::{MAX_OUTPUT_BYTES, Run};
 use serde_json::Value;
 
-use crate::store::TicketView;
+use crate::store::TicketEnd;
 use crate::ticket::TicketState;
 
 /// A task's payload as a dry run submits it: a `tool` call, a media
@@ -34,9 +34,9 @@ pub(super) fn dry(kind: &str, mut payload: Value, dry_run: bool) -> Value {
 /// What a succeeded ticket gives its unit as output: a `media` or `build`
 /// step's answer (its artifact, its probe), which is JSON; else the
 /// ticket's result (`{"text", "model", "usage", …}`).
-pub(super) fn output_of(view: &TicketView) -> Value {
-    let result = view.result.clone().unwrap_or(Value::Null);
-    if matches!(view.kind.as_str(), "media" | "build")
+pub(super) fn output_of(end: &TicketEnd) -> Value {
+    let result = end.result.clone().unwrap_or(Value::Null);
+    if matches!(end.kind.as_str(), "media" | "build")
         && let Some(answer) = result
             .get("text")
             .and_then(Value::as_str)
@@ -50,25 +50,21 @@ pub(super) fn output_of(view: &TicketView) -> Value {
 /// The events a ticket's end gives its unit (its start first, which names
 /// the ticket; the run drops it if it has it); none while it runs. The
 /// ticket stays known to the runner until its end is recorded.
-pub(super) fn outcome(view: &TicketView, unit: String, attempt: u32) -> Vec<Event> {
-    if !ended(view.state, view.attempts, view.max_attempts) {
+pub(super) fn outcome(end: &TicketEnd, unit: String, attempt: u32) -> Vec<Event> {
+    if !ended(end.state, end.attempts, end.max_attempts) {
         return Vec::new();
     }
-    let at = view.updated_at_ms;
-    let cost_nusd = view.cost.cost_nusd;
+    let at = end.updated_at_ms;
+    let cost_nusd = end.cost_nusd;
     let start = Event::NodeStarted {
         unit: unit.clone(),
         attempt,
-        ticket: view.id.to_string(),
-        at: view
-            .events
-            .iter()
-            .find(|t| t.to == TicketState::Running)
-            .map_or(at, |t| t.at_ms),
+        ticket: end.id.to_string(),
+        at: end.started_at_ms.unwrap_or(at),
     };
-    let failure = match view.state {
+    let failure = match end.state {
         TicketState::Succeeded => {
-            let output = output_of(view);
+            let output = output_of(end);
             let size = output.to_string().len();
             if size <= MAX_OUTPUT_BYTES {
                 let end = Event::NodeSucceeded {
@@ -85,7 +81,7 @@ pub(super) fn outcome(view: &TicketView, unit: String, attempt: u32) -> Vec<Even
                 "output_too_large",
                 format!(
                     "the output is {size} bytes; a run keeps at most {MAX_OUTPUT_BYTES} per unit (the ticket {} holds it whole)",
-                    view.id
+                    end.id
                 ),
             )
         }
@@ -95,7 +91,7 @@ pub(super) fn outcome(view: &TicketView, unit: String, attempt: u32) -> Vec<Even
                 TicketState::Cancelled => "cancelled",
                 _ => "failed",
             },
-            view.error
+            end.error
                 .clone()
                 .unwrap_or_else(|| format!("the ticket ended {state:?}")),
         ),

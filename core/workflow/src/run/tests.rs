@@ -354,8 +354,8 @@ fn a_fan_out_expands_from_an_output_keeps_to_its_parallelism_and_gathers() {
 }
 
 #[test]
-fn a_large_fan_out_is_handed_out_batch_by_batch() {
-    let items: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+fn a_large_fan_out_is_handed_out_in_batches_that_grow() {
+    let items: Vec<String> = (0..1_500).map(|i| i.to_string()).collect();
     let mut d = Driver::new(
         &format!(
             "{HEAD}nodes:\n  - {{ name: fan, with_items: [{}], task: {{ kind: chat, payload: {{ prompt: '${{{{ item }}}}' }} }} }}\n",
@@ -374,12 +374,13 @@ fn a_large_fan_out_is_handed_out_batch_by_batch() {
             d.record(e);
         }
     }
-    // The expansion alone, then the units in batches, each in order.
-    assert_eq!(
-        batches,
-        [0, SCHEDULE_BATCH, SCHEDULE_BATCH, 600 - 2 * SCHEDULE_BATCH]
-    );
-    assert_eq!(d.run.unit("fan[599]").unwrap().attempt, 1);
+    // The expansion alone, then the units in batches, each in order: the
+    // first small, so the first units start at once, then each as large
+    // as all before it.
+    assert_eq!(batches, [0, 256, 256, 512, 476]);
+    assert_eq!(batch_after(0), SCHEDULE_BATCH);
+    assert_eq!(batch_after(100_000), MAX_SCHEDULE_BATCH);
+    assert_eq!(d.run.unit("fan[1499]").unwrap().attempt, 1);
     d.check_replay();
 }
 

@@ -119,8 +119,8 @@ pub(super) async fn cost_summary(
     Ok(Json(state.controller.cost_summary_of(who.only()).await?).into_response())
 }
 
-/// The tenant directory; a tenant's token sees its own row (its budget,
-/// read only).
+/// The tenant directory, each with whether it is paused; a tenant's token
+/// sees its own row (its budget, read only).
 pub(super) async fn tenants(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -129,6 +129,16 @@ pub(super) async fn tenants(
     if let Some(own) = who.only() {
         tenants.retain(|t| &t.id == own);
     }
+    let paused = state.controller.paused_tenants().await?;
+    let tenants: Vec<super::super::TenantView> = tenants
+        .into_iter()
+        .map(|t| super::super::TenantView {
+            paused: paused.contains(&t.id),
+            id: t.id,
+            budget_nusd: t.budget_nusd,
+            created_at_ms: t.created_at_ms,
+        })
+        .collect();
     Ok(Json(tenants).into_response())
 }
 
