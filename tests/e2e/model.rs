@@ -245,7 +245,8 @@ async fn the_generator_gets_a_parsable_spec_from_the_real_small_model_and_publis
 
 /// A reply that stops at the model's token limit (`finish_reason: length`)
 /// is kept as it came, marked `cut` on its ticket, and the generator's
-/// preview refuses it as `truncated` at `$` rather than as bad JSON.
+/// preview refuses it as `truncated` at `$` rather than as bad JSON. A
+/// signal whose explanation was cut is marked alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_cut_at_the_token_limit_is_marked_and_previewed_as_truncated() {
     let url = misbehaving_server(Some(
@@ -294,4 +295,26 @@ async fn a_reply_cut_at_the_token_limit_is_marked_and_previewed_as_truncated() {
     assert_eq!(ticket["state"], "succeeded", "{ticket:#}");
     assert_eq!(ticket["result"]["cut"], true, "{ticket:#}");
     assert_eq!(ticket["ledger"].as_array().unwrap().len(), 1, "priced once");
+    // A signal's explanation cut at its limit is marked too; the insight
+    // itself is whole (computed, not written by the model).
+    let r = server
+        .post("/api/v1/tickets")
+        .json(&json!({"kind": "signal", "payload": {
+            "strategy": {"name": "ema_cross", "fast": 5, "slow": 20},
+            "instrument": "ETHUSD.SIM", "seed": 7, "bar_seconds": 60, "bars": 120
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let signal = server.wait_terminal(&id).await.unwrap();
+    assert_eq!(signal["state"], "succeeded", "{signal:#}");
+    assert_eq!(signal["result"]["cut"], true, "{signal:#}");
+    let text: serde_json::Value =
+        serde_json::from_str(signal["result"]["text"].as_str().unwrap()).unwrap();
+    assert!(text["insight"]["direction"].is_string(), "{text:#}");
 }

@@ -346,7 +346,8 @@ async fn run_tool(
             text: serde_json::json!({ "tool": result, "summary": reply.text }).to_string(),
             usage: reply.usage,
             reported_model: reply.reported_model,
-            cut: false,
+            // The summary stopped at its token limit.
+            cut: reply.cut,
         },
         // A retry finds a write already done in the effect ledger and does
         // not send it again.

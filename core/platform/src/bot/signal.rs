@@ -121,7 +121,8 @@ pub(super) async fn run(cx: &BotContext, p: &SignalPayload) -> Outcome {
             text: serde_json::json!({ "insight": insight, "explanation": reply.text }).to_string(),
             usage: reply.usage,
             reported_model: reply.reported_model,
-            cut: false,
+            // The explanation stopped at its token limit.
+            cut: reply.cut,
         },
         Err(e) => Outcome::Failed {
             retryable: e.retryable(),
