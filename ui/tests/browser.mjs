@@ -100,8 +100,14 @@ try {
     if (cells[0] !== first || cells[2] !== "live" || !/^\d+ \/ \d+$/.test(cells[4]) || !/ ms$/.test(cells[6])) {
       throw new Error(`the match reads ${JSON.stringify(cells)}`);
     }
-    // Drained from its row, it says so once the feed has it; then back.
+    // A drain asks to be confirmed: kept, nothing changes; confirmed, it
+    // says so once the feed has it; then back.
     await row.getByTestId("bot-drain").click();
+    await row.getByTestId("bot-drain-keep").click();
+    await row.getByTestId("bot-drain").waitFor();
+    if ((await page.getByTestId("bot-hold-said").count()) !== 0) throw new Error("kept, yet something was said");
+    await row.getByTestId("bot-drain").click();
+    await row.getByTestId("bot-drain-confirm").click();
     await page.getByTestId("bot-hold-said").filter({ hasText: `${first} drained` }).waitFor();
     await row.locator("td", { hasText: "drained" }).waitFor();
     await row.getByTestId("bot-uncordon").click();
