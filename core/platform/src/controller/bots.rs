@@ -11,6 +11,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::holds::Cordon;
 use super::scheduler::Command;
 use super::{BotView, Controller, ControllerError, Drained, NodeDrained, pace};
 use crate::ticket::BotId;
@@ -69,17 +70,36 @@ impl Controller {
         .await
     }
 
-    /// Lets every drained bot of a node take work again: how many were
-    /// drained and the attempts its bots hold; `None` when no bot ever
-    /// came from that node.
+    /// Lets every drained bot of a node take work again, those drained
+    /// before a restart that have not registered since among them: how
+    /// many were drained and the attempts its bots hold; `None` when no
+    /// bot ever came from that node.
     pub async fn uncordon_node(&self, node: &str) -> Result<Option<(u32, u32)>, ControllerError> {
         let name = node.to_owned();
         self.held_change(
             &format!("node {node} uncordoned"),
             |b| b.node.as_deref() == Some(node),
             async || {
-                self.ask(|reply| Command::UncordonNode { node: name, reply })
-                    .await
+                let answer = self
+                    .ask(|reply| Command::UncordonNode { node: name, reply })
+                    .await?;
+                let Some((was, held, unregistered)) = answer else {
+                    return Ok(None);
+                };
+                // Bots drained before a restart that have not registered
+                // since have no handle for `held_change` to read: their
+                // drains are lifted in the journal here, under the same lock.
+                let lifted: Vec<Cordon> = unregistered
+                    .into_iter()
+                    .map(|bot| Cordon {
+                        bot,
+                        node: Some(node.to_owned()),
+                        cordoned: false,
+                    })
+                    .collect();
+                self.keep_cordons(&lifted, &format!("node {node} uncordoned"))
+                    .await?;
+                Ok(Some((was, held)))
             },
         )
         .await
@@ -102,8 +122,12 @@ impl Controller {
                 if answer.is_some() && !registered {
                     // No handle for `held_change` to read: its drain is
                     // lifted in the journal here, under the same lock.
-                    self.keep_cordons(&[(bot.clone(), false)], "uncordoned")
-                        .await?;
+                    let lifted = Cordon {
+                        bot: bot.clone(),
+                        node: None,
+                        cordoned: false,
+                    };
+                    self.keep_cordons(&[lifted], "uncordoned").await?;
                 }
                 Ok(answer)
             },

@@ -29,23 +29,39 @@ const BOT_BOOK: &str = "bot-holds";
 const CORDONED: &str = "cordoned";
 const UNCORDONED: &str = "uncordoned";
 
+/// A bot's drain as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Cordon {
+    pub bot: BotId,
+    /// The node it runs on, if it has one (an entry older than this field
+    /// has none: such a bot is uncordoned by name, not with its node).
+    pub node: Option<String>,
+    pub cordoned: bool,
+}
+
 /// The bots the journal says are drained.
-pub(super) async fn cordoned(store: &dyn Store) -> Result<Vec<BotId>, StoreError> {
+pub(super) async fn cordoned(store: &dyn Store) -> Result<Vec<Cordon>, StoreError> {
     let default = TenantId::default_tenant();
-    let mut last: HashMap<String, (u32, Option<BotId>, bool)> = HashMap::new();
+    let mut last: HashMap<String, (u32, Option<Cordon>)> = HashMap::new();
     for e in store.journal(BOT_BOOK, Some(&default)).await? {
-        let newer = last.get(&e.session).is_none_or(|(seq, _, _)| e.seq >= *seq);
+        let newer = last.get(&e.session).is_none_or(|(seq, _)| e.seq >= *seq);
         if newer {
-            let bot = serde_json::from_str::<serde_json::Value>(&e.body)
-                .ok()
-                .and_then(|b| b["bot"].as_str().and_then(|b| BotId::parse(b).ok()));
-            last.insert(e.session.clone(), (e.seq, bot, e.kind == CORDONED));
+            let body = serde_json::from_str::<serde_json::Value>(&e.body).unwrap_or_default();
+            let cordon = body["bot"]
+                .as_str()
+                .and_then(|b| BotId::parse(b).ok())
+                .map(|bot| Cordon {
+                    bot,
+                    node: body["node"].as_str().map(str::to_owned),
+                    cordoned: e.kind == CORDONED,
+                });
+            last.insert(e.session.clone(), (e.seq, cordon));
         }
     }
     Ok(last
         .into_values()
-        .filter(|(_, _, cordoned)| *cordoned)
-        .filter_map(|(_, bot, _)| bot)
+        .filter_map(|(_, cordon)| cordon)
+        .filter(|c| c.cordoned)
         .collect())
 }
 
@@ -170,14 +186,19 @@ impl Controller {
     /// so the journal's order is the scheduler's.
     pub(super) async fn keep_cordons(
         &self,
-        bots: &[(BotId, bool)],
+        bots: &[Cordon],
         why: &str,
     ) -> Result<(), ControllerError> {
         let store = &self.inner.store;
         let default = TenantId::default_tenant();
         for _ in 0..3 {
             let mut entries = Vec::new();
-            for (bot, cordoned) in bots {
+            for Cordon {
+                bot,
+                node,
+                cordoned,
+            } in bots
+            {
                 let session = bot_session(bot);
                 let kept = store.journal_of(BOT_BOOK, &session, &default).await?;
                 let was = kept.last().is_some_and(|e| e.kind == CORDONED);
@@ -190,7 +211,7 @@ impl Controller {
                     seq: kept.len() as u32,
                     tenant: default.clone(),
                     kind: if *cordoned { CORDONED } else { UNCORDONED }.into(),
-                    body: serde_json::json!({ "bot": bot, "why": why }).to_string(),
+                    body: serde_json::json!({ "bot": bot, "node": node, "why": why }).to_string(),
                     at_ms: self.inner.clock.now_ms(),
                 });
             }
@@ -216,16 +237,17 @@ impl Controller {
     ) -> Result<T, ControllerError> {
         let _one_at_a_time = self.inner.holds.lock().await;
         let answer = change().await;
-        let now: Vec<(BotId, bool)> = self
+        let now: Vec<Cordon> = self
             .bot_handles()
             .iter()
             .filter(|b| of(b))
-            .map(|b| {
-                let cordoned = b
+            .map(|b| Cordon {
+                bot: b.id.clone(),
+                node: b.node.clone(),
+                cordoned: b
                     .counters
                     .cordoned
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                (b.id.clone(), cordoned)
+                    .load(std::sync::atomic::Ordering::Relaxed),
             })
             .collect();
         self.keep_cordons(&now, why).await?;

@@ -713,3 +713,63 @@ async fn a_drained_bot_is_uncordoned_before_it_registers_again() {
     db.drop().await;
     r.cleanup().await;
 }
+
+/// A node drained before a controller restart can be uncordoned before
+/// its bots register again (their drains, kept with the node, are all the
+/// controller knows of them): they then join taking work, and the journal
+/// says so across another restart.
+#[tokio::test]
+async fn a_drained_node_is_uncordoned_before_its_bots_register_again() {
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let start = |name: &'static str, bots: usize| {
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(run_node(
+            node(&r, name, bots, Arc::new(BuiltinModel::new())),
+            Arc::new(SystemClock),
+            stop.clone(),
+        ));
+        (stop, run)
+    };
+    let (stop_a, run_a) = start("a", 2);
+    let b = start("b", 1);
+    wait_for_bots(&c, 3).await;
+    assert!(matches!(
+        c.drain_node("a").await.unwrap(),
+        crate::controller::NodeDrained::Drained { .. }
+    ));
+    stop_a.cancel();
+    run_a.await.unwrap().unwrap();
+    c.shutdown().await;
+
+    let c = controller(&db, &r).await;
+    wait_for_bots(&c, 1).await;
+    assert!(
+        c.bots()
+            .await
+            .iter()
+            .all(|v| v.node.as_deref() != Some("a")),
+        "node a is down"
+    );
+    assert_eq!(c.uncordon_node("a").await.unwrap(), Some((2, 0)));
+    assert_eq!(
+        c.uncordon_node("a").await.unwrap(),
+        None,
+        "nothing left of node a"
+    );
+    c.shutdown().await;
+
+    let c = controller(&db, &r).await;
+    let a = start("a", 2);
+    wait_for_bots(&c, 3).await;
+    for v in c.bots().await {
+        assert!(!v.cordoned, "{v:?}");
+    }
+    for (stop, run) in [a, b] {
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    }
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}

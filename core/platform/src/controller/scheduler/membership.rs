@@ -167,9 +167,10 @@ impl Scheduler {
     }
 
     /// Lets every drained bot of `node` take work again: how many were
-    /// drained, and the attempts its bots hold; `None` for a node never
-    /// known.
-    pub(super) fn uncordon_node(&mut self, node: &str) -> Option<(u32, u32)> {
+    /// drained, the attempts its bots hold, and which of them were drained
+    /// before a restart and have not registered since (they join as any
+    /// bot does); `None` for a node never known.
+    pub(super) fn uncordon_node(&mut self, node: &str) -> Option<(u32, u32, Vec<BotId>)> {
         if !self.roster.knows_node(node) {
             return None;
         }
@@ -181,7 +182,16 @@ impl Scheduler {
                 held += h;
             }
         }
-        Some((was, held))
+        let unregistered = self.roster.forget_node_cordons_on_join(node);
+        if !unregistered.is_empty() {
+            tracing::info!(
+                node,
+                bots = unregistered.len(),
+                "a node's bots uncordoned before they registered again"
+            );
+        }
+        was += unregistered.len() as u32;
+        Some((was, held, unregistered))
     }
 
     /// Lets a drained bot take work again: whether it was drained, and

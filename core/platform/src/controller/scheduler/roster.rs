@@ -48,7 +48,8 @@ pub(super) struct Roster {
     max_in_flight: usize,
     /// Bots the journal says are drained that have not registered since
     /// the controller started: each joins drained.
-    cordon_on_join: std::collections::HashSet<BotId>,
+    /// By bot, with the node its drain was kept with.
+    cordon_on_join: HashMap<BotId, Option<String>>,
 }
 
 impl Roster {
@@ -77,7 +78,7 @@ impl Roster {
             next_bot: HashMap::new(),
             outstanding: HashMap::new(),
             max_in_flight,
-            cordon_on_join: std::collections::HashSet::new(),
+            cordon_on_join: HashMap::new(),
         }
     }
 
@@ -85,14 +86,17 @@ impl Roster {
     /// starts with is drained now, whatever skills that leaves without a
     /// bot (it was so before the restart); one that registers later joins
     /// drained.
-    pub(super) fn restore_cordons(&mut self, bots: impl IntoIterator<Item = BotId>) {
+    pub(super) fn restore_cordons(
+        &mut self,
+        bots: impl IntoIterator<Item = (BotId, Option<String>)>,
+    ) {
         let mut known = Vec::new();
-        for bot in bots {
+        for (bot, node) in bots {
             tracing::info!(%bot, "drained before the restart: routed nothing until uncordoned");
             match self.index.get(&bot) {
                 Some(&idx) => known.push(idx),
                 None => {
-                    self.cordon_on_join.insert(bot);
+                    self.cordon_on_join.insert(bot, node);
                 }
             }
         }
@@ -246,7 +250,7 @@ impl Roster {
             }
             None => {
                 let i = self.slots.len();
-                if self.cordon_on_join.remove(&handle.id) {
+                if self.cordon_on_join.remove(&handle.id).is_some() {
                     handle.counters.cordoned.store(true, Ordering::Relaxed);
                 }
                 self.index.insert(handle.id.clone(), i);
@@ -362,11 +366,16 @@ impl Roster {
             .collect()
     }
 
-    /// Whether any bot, live or not, ever came from `node`.
+    /// Whether any bot, live or not, ever came from `node`, or is to
+    /// join from it drained.
     pub(super) fn knows_node(&self, node: &str) -> bool {
         self.slots
             .iter()
             .any(|s| s.handle.node.as_deref() == Some(node))
+            || self
+                .cordon_on_join
+                .values()
+                .any(|n| n.as_deref() == Some(node))
     }
 
     /// How many live bots offering `skill` are drained.
@@ -390,7 +399,22 @@ impl Roster {
     /// Forgets the drain a bot restored from the journal was to take when
     /// it registers; whether there was one.
     pub(super) fn forget_cordon_on_join(&mut self, bot: &BotId) -> bool {
-        self.cordon_on_join.remove(bot)
+        self.cordon_on_join.remove(bot).is_some()
+    }
+
+    /// Forgets the drains the bots of `node` restored from the journal
+    /// were to take when they register: those bots.
+    pub(super) fn forget_node_cordons_on_join(&mut self, node: &str) -> Vec<BotId> {
+        let bots: Vec<BotId> = self
+            .cordon_on_join
+            .iter()
+            .filter(|(_, n)| n.as_deref() == Some(node))
+            .map(|(b, _)| b.clone())
+            .collect();
+        for b in &bots {
+            self.cordon_on_join.remove(b);
+        }
+        bots
     }
 
     /// Lets a cordoned bot take work again (once live). False when it was

@@ -92,7 +92,12 @@ impl Scheduler {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let mut roster = Roster::new(bots, config.max_in_flight_per_bot);
-        roster.restore_cordons(super::super::holds::cordoned(&*store).await?);
+        roster.restore_cordons(
+            super::super::holds::cordoned(&*store)
+                .await?
+                .into_iter()
+                .map(|c| (c.bot, c.node)),
+        );
         let acker = spawn_acker();
         let mut budgets = Budgets::new(
             store.tenants().await?,
