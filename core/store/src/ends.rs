@@ -2,7 +2,9 @@
 //! state and attempts, its answer or error, what it cost and when it
 //! started and last moved. A workflow run reads thousands of these a
 //! second; [`crate::Store::tickets_by_id`] would read each ticket's
-//! payload, every event and every ledger row to give the same.
+//! payload, every event and every ledger row to give the same. The
+//! stores read them a few hundred (SQLite) or a tenant (PostgreSQL) a
+//! statement.
 
 use crate::TicketView;
 use crate::clock::UnixMs;

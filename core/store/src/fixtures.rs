@@ -136,7 +136,31 @@ pub async fn scoped_reads_and_tokens(store: &dyn super::Store) {
         assert_eq!(b, a);
         assert!(!b.events.is_empty() && !b.ledger.is_empty(), "{b:?}");
     }
-    // Their ends, read narrowly, tell what the whole views tell.
+    // Their ends, read narrowly, tell what the whole views tell; a ticket
+    // that never ran has no start and costs nothing.
+    let (queued, created) = ticket(acme.as_str(), None);
+    store
+        .apply(&WriteBatch {
+            new_tickets: vec![queued.clone()],
+            transitions: vec![created],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let waiting = store.ticket_ends(&[queued.id], None).await.unwrap();
+    assert_eq!(
+        (
+            waiting.len(),
+            waiting[0].started_at_ms,
+            waiting[0].cost_nusd
+        ),
+        (1, None, 0),
+        "{waiting:?}"
+    );
+    assert_eq!(
+        waiting[0],
+        super::TicketEnd::of(&store.ticket(queued.id, None).await.unwrap().unwrap())
+    );
     let mut ends = store.ticket_ends(&ids, None).await.unwrap();
     ends.sort_by_key(|e| e.id);
     assert_eq!(
@@ -164,9 +188,13 @@ pub async fn scoped_reads_and_tokens(store: &dyn super::Store) {
     assert_eq!(cost.by_tenant[0].key, "globex");
     assert_eq!(store.cost_summary(None).await.unwrap().total.cost_nusd, 100);
     let counts = store.state_counts(Some(acme)).await.unwrap();
-    assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 1);
+    assert_eq!(
+        counts.iter().map(|(_, n)| n).sum::<i64>(),
+        2,
+        "the finished ticket and the queued one"
+    );
     let all = store.state_counts(None).await.unwrap();
-    assert_eq!(all.iter().map(|(_, n)| n).sum::<i64>(), 2);
+    assert_eq!(all.iter().map(|(_, n)| n).sum::<i64>(), 3);
 
     let token = super::TokenRecord {
         id: "tok_0123456789abcdef".into(),

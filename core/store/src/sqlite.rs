@@ -268,11 +268,23 @@ SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value-
 FROM jsonb_each(?1) AS j WHERE true
 ON CONFLICT DO NOTHING";
 
-/// The most ids one statement of [`Store::tickets_by_id`] reads.
+/// The most ids one statement of [`Store::tickets_by_id`] or
+/// [`Store::ticket_ends`] reads.
 const BY_ID_CHUNK: usize = 500;
 
 const TICKET_COLUMNS: &str = "id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, transitions, bot_id, \
      parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms";
+
+/// Ticket ids as one JSON array, bound as one parameter (SQLite looks
+/// each bound name up, so hundreds of them would cost more than the rows).
+fn ids_json(ids: &[TicketId]) -> String {
+    serde_json::Value::Array(
+        ids.iter()
+            .map(|t| serde_json::Value::String(t.to_string()))
+            .collect(),
+    )
+    .to_string()
+}
 
 fn ticket_id(s: &str) -> Result<TicketId, StoreError> {
     TicketId::parse(s).map_err(|e| corrupt("ticket id", e))
@@ -506,17 +518,9 @@ impl Store for SqliteStore {
         only: Option<&TenantId>,
     ) -> Result<Vec<TicketView>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
-        // Three statements a chunk, the ids one JSON array (SQLite looks
-        // each bound name up, so hundreds of parameters would cost more
-        // than the rows).
+        // Three statements a chunk, the ids one JSON array.
         for chunk in ids.chunks(BY_ID_CHUNK) {
-            let ids = serde_json::Value::Array(
-                chunk
-                    .iter()
-                    .map(|t| serde_json::Value::String(t.to_string()))
-                    .collect(),
-            )
-            .to_string();
+            let ids = ids_json(chunk);
             let q = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {TICKET_COLUMNS} FROM tickets WHERE (?1 IS NULL OR tenant_id = ?1) \
                  AND id IN (SELECT value FROM json_each(?2))"

@@ -17,7 +17,7 @@ use crate::validate::Workflow;
 
 mod apply;
 mod decide;
-pub use decide::{MAX_SCHEDULE_BATCH, Memo, SCHEDULE_BATCH, batch_after};
+pub use decide::{MAX_BATCH_BYTES, MAX_SCHEDULE_BATCH, Memo, SCHEDULE_BATCH, batch_after};
 
 /// The most bytes a node's output may take in the history.
 pub const MAX_OUTPUT_BYTES: usize = 32 * 1024;

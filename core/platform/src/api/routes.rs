@@ -282,7 +282,7 @@ routes! {
     UncordonNode = Post "/api/v1/nodes/{id}/uncordon" Bearer Operator, args: Id, query: (), body: () => NodeHold;
     /// Spend in total and by bot, tenant, model and day.
     GetCostSummary = Get "/api/v1/cost/summary" Bearer Read, args: (), query: (), body: () => CostSummary;
-    /// Tenants and their budgets.
+    /// Tenants, their budgets, and whether each is paused.
     ListTenants = Get "/api/v1/tenants" Bearer Read, args: (), query: (), body: () => Vec<TenantView>;
     /// Set a tenant's budget in dollars (`null` lifts it).
     SetBudget = Put "/api/v1/tenants/{id}" Bearer Operator, args: Id, query: (), body: BudgetBody => Tenant;

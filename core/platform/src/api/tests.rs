@@ -367,14 +367,16 @@ async fn the_tenant_directory_says_which_tenants_are_paused() {
     let served = Served::start().await;
     let (base, token) = (served.base(), &served.token);
     let client = reqwest::Client::new();
-    let r = client
-        .put(format!("{base}/api/v1/tenants/acme"))
-        .bearer_auth(token.expose())
-        .json(&serde_json::json!({ "budget_usd": 5 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    for tenant in ["acme", "globex"] {
+        let r = client
+            .put(format!("{base}/api/v1/tenants/{tenant}"))
+            .bearer_auth(token.expose())
+            .json(&serde_json::json!({ "budget_usd": 5 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
     let paused = || async {
         let list: Vec<serde_json::Value> = client
             .get(format!("{base}/api/v1/tenants"))
@@ -385,11 +387,18 @@ async fn the_tenant_directory_says_which_tenants_are_paused() {
             .json()
             .await
             .unwrap();
-        list.iter()
+        let mut list: Vec<(String, Option<bool>)> = list
+            .iter()
             .map(|t| (t["id"].as_str().unwrap().to_owned(), t["paused"].as_bool()))
-            .collect::<Vec<_>>()
+            .collect();
+        list.sort();
+        list
     };
-    assert_eq!(paused().await, [("acme".to_owned(), Some(false))]);
+    let globex = ("globex".to_owned(), Some(false));
+    assert_eq!(
+        paused().await,
+        [("acme".to_owned(), Some(false)), globex.clone()]
+    );
     for (action, now) in [("pause", true), ("resume", false)] {
         let r = client
             .post(format!("{base}/api/v1/tenants/acme/{action}"))
@@ -398,7 +407,11 @@ async fn the_tenant_directory_says_which_tenants_are_paused() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{action}");
-        assert_eq!(paused().await, [("acme".to_owned(), Some(now))], "{action}");
+        assert_eq!(
+            paused().await,
+            [("acme".to_owned(), Some(now)), globex.clone()],
+            "{action}: only acme moves"
+        );
     }
     served.stop().await;
 }

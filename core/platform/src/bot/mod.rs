@@ -62,8 +62,9 @@ pub enum Outcome {
         text: String,
         usage: Usage,
         reported_model: Option<String>,
-        /// A chat reply that stopped at its token limit (absent on the
-        /// wire from a node that predates it: not cut).
+        /// The model's reply (a chat's answer, a tool's summary, a signal's
+        /// explanation) stopped at its token limit (absent on the wire
+        /// from a node that predates it: not cut).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         cut: bool,
     },

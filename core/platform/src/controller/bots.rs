@@ -11,7 +11,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::holds::Cordon;
+use super::holds::{Cordon, cordoned};
 use super::scheduler::Command;
 use super::{BotView, Controller, ControllerError, Drained, NodeDrained, pace};
 use crate::ticket::BotId;
@@ -70,36 +70,29 @@ impl Controller {
         .await
     }
 
-    /// Lets every drained bot of a node take work again, those drained
-    /// before a restart that have not registered since among them: how
-    /// many were drained and the attempts its bots hold; `None` when no
-    /// bot ever came from that node.
-    pub async fn uncordon_node(&self, node: &str) -> Result<Option<(u32, u32)>, ControllerError> {
+    /// Lets every drained bot of a node take work again: how many were
+    /// drained, the attempts its bots hold, and those of its bots drained
+    /// before a restart that have not registered since (they join taking
+    /// work); `None` when no bot ever came from that node, nor is to come
+    /// back drained.
+    pub async fn uncordon_node(
+        &self,
+        node: &str,
+    ) -> Result<Option<(u32, u32, Vec<BotId>)>, ControllerError> {
         let name = node.to_owned();
         self.held_change(
             &format!("node {node} uncordoned"),
             |b| b.node.as_deref() == Some(node),
             async || {
+                let lifted = self
+                    .lift_unregistered(&format!("node {node} uncordoned"), |c| {
+                        c.node.as_deref() == Some(node)
+                    })
+                    .await?;
                 let answer = self
                     .ask(|reply| Command::UncordonNode { node: name, reply })
                     .await?;
-                let Some((was, held, unregistered)) = answer else {
-                    return Ok(None);
-                };
-                // Bots drained before a restart that have not registered
-                // since have no handle for `held_change` to read: their
-                // drains are lifted in the journal here, under the same lock.
-                let lifted: Vec<Cordon> = unregistered
-                    .into_iter()
-                    .map(|bot| Cordon {
-                        bot,
-                        node: Some(node.to_owned()),
-                        cordoned: false,
-                    })
-                    .collect();
-                self.keep_cordons(&lifted, &format!("node {node} uncordoned"))
-                    .await?;
-                Ok(Some((was, held)))
+                Ok(answer.map(|(was, held)| (was, held, lifted)))
             },
         )
         .await
@@ -115,24 +108,37 @@ impl Controller {
             "uncordoned",
             |b| b.id == *bot,
             async || {
-                let answer = self
-                    .ask(|reply| Command::Uncordon { bot: id, reply })
+                self.lift_unregistered("uncordoned", |c| c.bot == *bot)
                     .await?;
-                let registered = self.bot_handles().iter().any(|b| b.id == *bot);
-                if answer.is_some() && !registered {
-                    // No handle for `held_change` to read: its drain is
-                    // lifted in the journal here, under the same lock.
-                    let lifted = Cordon {
-                        bot: bot.clone(),
-                        node: None,
-                        cordoned: false,
-                    };
-                    self.keep_cordons(&[lifted], "uncordoned").await?;
-                }
-                Ok(answer)
+                self.ask(|reply| Command::Uncordon { bot: id, reply }).await
             },
         )
         .await
+    }
+
+    /// Lifts in the journal the drains `which` picks of bots drained
+    /// before a restart that have not registered since: those bots. They
+    /// have no handle for `held_change` to read, so the journal goes first
+    /// (a failed write changes nothing), then the scheduler forgets them;
+    /// the caller holds the holds lock.
+    async fn lift_unregistered(
+        &self,
+        why: &str,
+        which: impl Fn(&Cordon) -> bool,
+    ) -> Result<Vec<BotId>, ControllerError> {
+        let registered: std::collections::HashSet<BotId> =
+            self.bot_handles().iter().map(|b| b.id.clone()).collect();
+        let lifted: Vec<Cordon> = cordoned(self.inner.store.as_ref())
+            .await?
+            .into_iter()
+            .filter(|c| !registered.contains(&c.bot) && which(c))
+            .map(|c| Cordon {
+                cordoned: false,
+                ..c
+            })
+            .collect();
+        self.keep_cordons(&lifted, why).await?;
+        Ok(lifted.into_iter().map(|c| c.bot).collect())
     }
 }
 

@@ -11,7 +11,7 @@
 //!
 //! A bot drained (cordoned) or uncordoned, alone or with its node: kept
 //! in the `bot-holds` book (a session per bot, `cordon/<uuid v5 of its
-//! id>`, the bot's id in each entry's body) once the scheduler has done
+//! id>`, the bot's id and node in each entry's body) once the scheduler has done
 //! it and before the request is answered, so a restarted controller
 //! routes nothing to a drained bot, whether it is in the pool it starts
 //! with or registers later. A crash between the two leaves the request

@@ -626,8 +626,8 @@ impl Runner {
                 ended_now.push((ticket, unit, attempt));
             }
         }
-        // The ended tickets' answers, read together and narrowly (one
-        // statement, not three round trips to the store per ticket).
+        // The ended tickets' answers, read together and narrowly (a
+        // statement per few hundred, not three round trips per ticket).
         if !ended_now.is_empty() {
             let ids: Vec<TicketId> = ended_now.iter().map(|(t, _, _)| *t).collect();
             let mut ends = self.ends(&ids).await?;

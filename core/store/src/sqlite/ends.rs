@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::{BY_ID_CHUNK, SqliteStore, ticket_id};
+use super::{BY_ID_CHUNK, SqliteStore, ids_json, ticket_id};
 use crate::ticket::{TenantId, TicketId};
 use crate::{StoreError, TicketEnd, corrupt, state};
 
@@ -15,14 +15,7 @@ pub(super) async fn read(
 ) -> Result<Vec<TicketEnd>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(BY_ID_CHUNK) {
-        // The ids one JSON array (one bound parameter).
-        let ids = serde_json::Value::Array(
-            chunk
-                .iter()
-                .map(|t| serde_json::Value::String(t.to_string()))
-                .collect(),
-        )
-        .to_string();
+        let ids = ids_json(chunk);
         let rows = sqlx::query(
             "SELECT t.id, t.kind, t.state, t.attempts, t.max_attempts, t.result, t.error, t.updated_at_ms, \
                (SELECT COALESCE(SUM(l.cost_nusd), 0) FROM ledger l WHERE l.ticket_id = t.id) AS cost_nusd, \

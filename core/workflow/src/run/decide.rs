@@ -23,12 +23,27 @@ pub const SCHEDULE_BATCH: usize = 256;
 /// The largest batch [`batch_after`] gives.
 pub const MAX_SCHEDULE_BATCH: usize = 4_096;
 
+/// The most bytes of payloads and memoized outputs one batch carries,
+/// whatever its count (a batch stops at the unit that reaches it): what
+/// 256 of the largest events a run's history keeps would take.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+
 /// How many units one call may hand out once `handed` units of the node
 /// have been: [`SCHEDULE_BATCH`] at first (its first units start at
 /// once), then as many as went before, up to [`MAX_SCHEDULE_BATCH`]. A
-/// fan-out of 10,000 takes 8 writes of its history and of tickets, not 40.
+/// fan-out of 10,000 is handed out in 7 batches, not 40.
 pub fn batch_after(handed: usize) -> usize {
     handed.clamp(SCHEDULE_BATCH, MAX_SCHEDULE_BATCH)
+}
+
+/// About how many bytes a handed-out unit adds to its batch: its task's
+/// payload, or its memoized output.
+fn batch_bytes(e: &Event) -> usize {
+    match e {
+        Event::NodeScheduled { task, .. } => task.payload.to_string().len(),
+        Event::NodeMemoized { output, .. } => output.to_string().len(),
+        _ => 0,
+    }
 }
 
 /// Outputs kept by the hash of the input that made them.
@@ -278,6 +293,7 @@ impl Run {
                 .filter(|e| matches!(e, Event::NodeScheduled { .. } | Event::NodeMemoized { .. }))
                 .count(),
         );
+        let mut bytes = 0;
         let t = self.workflow.spec.timeouts_of(spec);
         for u in &n.units {
             if u.in_flight() {
@@ -326,9 +342,14 @@ impl Run {
                     Some(_) => {}
                 }
             }
-            out.push(self.schedule(i, u, now, memo));
+            let e = self.schedule(i, u, now, memo);
+            bytes += batch_bytes(&e);
+            out.push(e);
             running += 1;
             budget -= 1;
+            if bytes >= MAX_BATCH_BYTES {
+                budget = 0;
+            }
         }
     }
 

@@ -385,6 +385,33 @@ fn a_large_fan_out_is_handed_out_in_batches_that_grow() {
 }
 
 #[test]
+fn a_batch_of_large_payloads_stops_at_its_byte_bound() {
+    // 300 items of 100 KB: a batch holds what fits in MAX_BATCH_BYTES,
+    // the unit that reaches it included.
+    let item = "x".repeat(100_000);
+    let items: Vec<Value> = (0..300).map(|_| json!(item)).collect();
+    let mut d = Driver::new(
+        &format!(
+            "{HEAD}inputs: {{ items: {{}} }}\nnodes:\n  - {{ name: fan, with_items: '${{{{ inputs.items }}}}', task: {{ kind: chat, payload: {{ prompt: '${{{{ item }}}}' }} }} }}\n"
+        ),
+        json!({ "items": items }),
+    );
+    let mut batches = Vec::new();
+    loop {
+        let next = d.run.decide(0, &());
+        if next.is_empty() {
+            break;
+        }
+        batches.push(Driver::scheduled(&next).len());
+        for e in next {
+            d.record(e);
+        }
+    }
+    let per_batch = MAX_BATCH_BYTES.div_ceil(json!({ "prompt": item }).to_string().len());
+    assert_eq!(batches, [0, per_batch, 300 - per_batch]);
+}
+
+#[test]
 fn a_matrix_crosses_its_keys_in_order() {
     let mut d = Driver::new(
         &format!(

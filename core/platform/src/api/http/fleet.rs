@@ -78,12 +78,13 @@ pub(super) async fn uncordon_node(
     PathId(id): PathId,
 ) -> ApiResult<Response> {
     crate::ticket::check_name("node", &id)?;
-    let Some((was, held)) = state.controller.uncordon_node(&id).await? else {
+    let Some((was, held, lifted)) = state.controller.uncordon_node(&id).await? else {
         return Err(ApiError::new(
             ErrorKind::NotFound,
             format!("no node {id} is known to this controller"),
         ));
     };
+    // Its registered bots, and those uncordoned before they register again.
     let bots = state
         .controller
         .bots()
@@ -91,6 +92,7 @@ pub(super) async fn uncordon_node(
         .into_iter()
         .filter(|b| b.node.as_deref() == Some(id.as_str()))
         .map(|b| b.id.to_string())
+        .chain(lifted.iter().map(ToString::to_string))
         .collect();
     Ok(Json(NodeHold {
         node: id,

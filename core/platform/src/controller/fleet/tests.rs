@@ -65,6 +65,23 @@ async fn wait_until_finished(c: &Controller, ids: &[TicketId]) -> Vec<TicketStat
     }
 }
 
+/// A node of `bots` built-in-model bots, running until its token is
+/// cancelled.
+type Running = (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), crate::bot::node::NodeError>>,
+);
+
+fn start_node(r: &TestRedis, name: &str, bots: usize) -> Running {
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(run_node(
+        node(r, name, bots, Arc::new(BuiltinModel::new())),
+        Arc::new(SystemClock),
+        stop.clone(),
+    ));
+    (stop, run)
+}
+
 async fn wait_for_bots(c: &Controller, n: u32) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while c.health().await.bots_live != n {
@@ -571,9 +588,15 @@ async fn a_drained_node_gives_its_lanes_to_the_other_nodes_and_keeps_what_it_hol
     assert_eq!(c.drain_node("nobody").await.unwrap(), NodeDrained::Unknown);
     assert_eq!(c.uncordon_node("nobody").await.unwrap(), None);
     // Uncordoned, its two bots take work again; a repeat changes nothing.
-    assert_eq!(c.uncordon_node("stuck").await.unwrap(), Some((2, held)));
     assert_eq!(
-        c.uncordon_node("stuck").await.unwrap().map(|(was, _)| was),
+        c.uncordon_node("stuck").await.unwrap(),
+        Some((2, held, Vec::new()))
+    );
+    assert_eq!(
+        c.uncordon_node("stuck")
+            .await
+            .unwrap()
+            .map(|(was, _, _)| was),
         Some(0)
     );
     assert!(c.bots().await.iter().all(|b| !b.cordoned));
@@ -602,13 +625,7 @@ async fn a_drained_node_stays_drained_across_a_controller_restart() {
     let c = controller(&db, &r).await;
     let mut nodes = Vec::new();
     for name in ["a", "b"] {
-        let stop = CancellationToken::new();
-        let run = tokio::spawn(run_node(
-            node(&r, name, 2, Arc::new(BuiltinModel::new())),
-            Arc::new(SystemClock),
-            stop.clone(),
-        ));
-        nodes.push((stop, run));
+        nodes.push(start_node(&r, name, 2));
     }
     wait_for_bots(&c, 4).await;
     assert!(matches!(
@@ -638,7 +655,7 @@ async fn a_drained_node_stays_drained_across_a_controller_restart() {
         );
     }
     assert_eq!(
-        c.uncordon_node("a").await.unwrap().map(|(was, _)| was),
+        c.uncordon_node("a").await.unwrap().map(|(was, _, _)| was),
         Some(2)
     );
     assert!(c.bots().await.iter().all(|b| !b.cordoned));
@@ -658,15 +675,7 @@ async fn a_drained_node_stays_drained_across_a_controller_restart() {
 async fn a_drained_bot_is_uncordoned_before_it_registers_again() {
     let (db, r) = (TestDb::new().await, TestRedis::new().await);
     let c = controller(&db, &r).await;
-    let start = |name: &'static str| {
-        let stop = CancellationToken::new();
-        let run = tokio::spawn(run_node(
-            node(&r, name, 1, Arc::new(BuiltinModel::new())),
-            Arc::new(SystemClock),
-            stop.clone(),
-        ));
-        (stop, run)
-    };
+    let start = |name: &str| start_node(&r, name, 1);
     let (stop_a, run_a) = start("a");
     let b = start("b");
     wait_for_bots(&c, 2).await;
@@ -722,17 +731,8 @@ async fn a_drained_bot_is_uncordoned_before_it_registers_again() {
 async fn a_drained_node_is_uncordoned_before_its_bots_register_again() {
     let (db, r) = (TestDb::new().await, TestRedis::new().await);
     let c = controller(&db, &r).await;
-    let start = |name: &'static str, bots: usize| {
-        let stop = CancellationToken::new();
-        let run = tokio::spawn(run_node(
-            node(&r, name, bots, Arc::new(BuiltinModel::new())),
-            Arc::new(SystemClock),
-            stop.clone(),
-        ));
-        (stop, run)
-    };
-    let (stop_a, run_a) = start("a", 2);
-    let b = start("b", 1);
+    let (stop_a, run_a) = start_node(&r, "a", 2);
+    let b = start_node(&r, "b", 1);
     wait_for_bots(&c, 3).await;
     assert!(matches!(
         c.drain_node("a").await.unwrap(),
@@ -751,16 +751,22 @@ async fn a_drained_node_is_uncordoned_before_its_bots_register_again() {
             .all(|v| v.node.as_deref() != Some("a")),
         "node a is down"
     );
-    assert_eq!(c.uncordon_node("a").await.unwrap(), Some((2, 0)));
+    let (was, held, mut lifted) = c.uncordon_node("a").await.unwrap().unwrap();
+    lifted.sort();
+    assert_eq!((was, held), (2, 0));
+    assert_eq!(
+        lifted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["a-bot-01", "a-bot-02"]
+    );
     assert_eq!(
         c.uncordon_node("a").await.unwrap(),
-        None,
-        "nothing left of node a"
+        Some((0, 0, Vec::new())),
+        "a repeat changes nothing"
     );
     c.shutdown().await;
 
     let c = controller(&db, &r).await;
-    let a = start("a", 2);
+    let a = start_node(&r, "a", 2);
     wait_for_bots(&c, 3).await;
     for v in c.bots().await {
         assert!(!v.cordoned, "{v:?}");

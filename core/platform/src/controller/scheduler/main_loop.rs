@@ -106,7 +106,7 @@ pub(crate) enum Command {
     /// A drained node's bots may take work again (`None`: no such node).
     UncordonNode {
         node: String,
-        reply: oneshot::Sender<Option<(u32, u32, Vec<BotId>)>>,
+        reply: oneshot::Sender<Option<(u32, u32)>>,
     },
     /// A drained bot may take work again (`None`: no such bot).
     Uncordon {

@@ -166,11 +166,11 @@ impl Scheduler {
         Ok(NodeDrained::Drained { bots, fresh })
     }
 
-    /// Lets every drained bot of `node` take work again: how many were
-    /// drained, the attempts its bots hold, and which of them were drained
-    /// before a restart and have not registered since (they join as any
-    /// bot does); `None` for a node never known.
-    pub(super) fn uncordon_node(&mut self, node: &str) -> Option<(u32, u32, Vec<BotId>)> {
+    /// Lets every drained bot of `node` take work again, those drained
+    /// before a restart that have not registered since among them (they
+    /// join as any bot does): how many were drained, and the attempts its
+    /// bots hold; `None` for a node never known.
+    pub(super) fn uncordon_node(&mut self, node: &str) -> Option<(u32, u32)> {
         if !self.roster.knows_node(node) {
             return None;
         }
@@ -191,7 +191,7 @@ impl Scheduler {
             );
         }
         was += unregistered.len() as u32;
-        Some((was, held, unregistered))
+        Some((was, held))
     }
 
     /// Lets a drained bot take work again: whether it was drained, and

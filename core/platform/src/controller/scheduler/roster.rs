@@ -50,6 +50,9 @@ pub(super) struct Roster {
     /// the controller started: each joins drained.
     /// By bot, with the node its drain was kept with.
     cordon_on_join: HashMap<BotId, Option<String>>,
+    /// The nodes those drains named: known even once they are lifted, so
+    /// a repeated uncordon of the node changes nothing rather than fail.
+    nodes_from_journal: std::collections::HashSet<String>,
 }
 
 impl Roster {
@@ -79,6 +82,7 @@ impl Roster {
             outstanding: HashMap::new(),
             max_in_flight,
             cordon_on_join: HashMap::new(),
+            nodes_from_journal: std::collections::HashSet::new(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Roster {
             match self.index.get(&bot) {
                 Some(&idx) => known.push(idx),
                 None => {
+                    self.nodes_from_journal.extend(node.clone());
                     self.cordon_on_join.insert(bot, node);
                 }
             }
@@ -366,16 +371,14 @@ impl Roster {
             .collect()
     }
 
-    /// Whether any bot, live or not, ever came from `node`, or is to
-    /// join from it drained.
+    /// Whether any bot, live or not, ever came from `node`, or the
+    /// journal's drains named it at start.
     pub(super) fn knows_node(&self, node: &str) -> bool {
-        self.slots
-            .iter()
-            .any(|s| s.handle.node.as_deref() == Some(node))
+        self.nodes_from_journal.contains(node)
             || self
-                .cordon_on_join
-                .values()
-                .any(|n| n.as_deref() == Some(node))
+                .slots
+                .iter()
+                .any(|s| s.handle.node.as_deref() == Some(node))
     }
 
     /// How many live bots offering `skill` are drained.
