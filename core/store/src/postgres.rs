@@ -456,60 +456,7 @@ impl Store for PgStore {
         ids: &[TicketId],
         only: Option<&TenantId>,
     ) -> Result<Vec<TicketView>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<uuid::Uuid> = ids.iter().map(|t| t.0).collect();
-        let tenants = self.tenants_to_read(only).await?;
-        let mut tx = self.read_tx().await?;
-        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ANY($1)");
-        let mut out = Vec::with_capacity(ids.len());
-        for tenant in &tenants {
-            scope(&mut tx, tenant).await?;
-            let mut tickets = std::collections::HashMap::new();
-            for row in sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                let t = ticket_from_row(&row, tenant)?;
-                tickets.insert(t.id.0, (t, Vec::new(), Vec::new()));
-            }
-            if tickets.is_empty() {
-                continue;
-            }
-            for row in sqlx::query(
-                "SELECT * FROM ticket_events WHERE ticket_id = ANY($1) ORDER BY ticket_id, seq",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            {
-                let id: uuid::Uuid = row.try_get("ticket_id")?;
-                if let Some((t, events, _)) = tickets.get_mut(&id) {
-                    events.push(transition_from_row(&row, t)?);
-                }
-            }
-            for row in sqlx::query(
-                "SELECT * FROM ledger WHERE ticket_id = ANY($1) ORDER BY ticket_id, attempt",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            {
-                let id: uuid::Uuid = row.try_get("ticket_id")?;
-                if let Some((_, _, ledger)) = tickets.get_mut(&id) {
-                    ledger.push(ledger_from_row(&row, tenant)?);
-                }
-            }
-            out.extend(
-                tickets
-                    .into_values()
-                    .map(|(t, events, ledger)| super::view(t, events, ledger)),
-            );
-        }
-        tx.commit().await?;
-        Ok(out)
+        by_id::views(self, ids, only).await
     }
 
     async fn ticket_ends(
@@ -517,7 +464,7 @@ impl Store for PgStore {
         ids: &[TicketId],
         only: Option<&TenantId>,
     ) -> Result<Vec<crate::TicketEnd>, StoreError> {
-        ends::read(self, ids, only).await
+        by_id::ends(self, ids, only).await
     }
 
     async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
@@ -804,7 +751,7 @@ impl Store for PgStore {
     }
 }
 
-mod ends;
+mod by_id;
 mod journal;
 mod setup;
 #[cfg(any(test, feature = "test-support"))]

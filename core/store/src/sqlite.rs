@@ -12,7 +12,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -268,23 +267,8 @@ SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value-
 FROM jsonb_each(?1) AS j WHERE true
 ON CONFLICT DO NOTHING";
 
-/// The most ids one statement of [`Store::tickets_by_id`] or
-/// [`Store::ticket_ends`] reads.
-const BY_ID_CHUNK: usize = 500;
-
 const TICKET_COLUMNS: &str = "id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, transitions, bot_id, \
      parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms";
-
-/// Ticket ids as one JSON array, bound as one parameter (SQLite looks
-/// each bound name up, so hundreds of them would cost more than the rows).
-fn ids_json(ids: &[TicketId]) -> String {
-    serde_json::Value::Array(
-        ids.iter()
-            .map(|t| serde_json::Value::String(t.to_string()))
-            .collect(),
-    )
-    .to_string()
-}
 
 fn ticket_id(s: &str) -> Result<TicketId, StoreError> {
     TicketId::parse(s).map_err(|e| corrupt("ticket id", e))
@@ -517,54 +501,7 @@ impl Store for SqliteStore {
         ids: &[TicketId],
         only: Option<&TenantId>,
     ) -> Result<Vec<TicketView>, StoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        // Three statements a chunk, the ids one JSON array.
-        for chunk in ids.chunks(BY_ID_CHUNK) {
-            let ids = ids_json(chunk);
-            let q = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {TICKET_COLUMNS} FROM tickets WHERE (?1 IS NULL OR tenant_id = ?1) \
-                 AND id IN (SELECT value FROM json_each(?2))"
-            )))
-            .bind(only.map(TenantId::as_str))
-            .bind(&ids);
-            let mut tickets: HashMap<String, (Ticket, Vec<Transition>, Vec<LedgerEntry>)> = q
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok((
-                        row.try_get("id")?,
-                        (ticket_from_row(row)?, Vec::new(), Vec::new()),
-                    ))
-                })
-                .collect::<Result<_, StoreError>>()?;
-            // Only the tickets found (`only`'s) take their rows.
-            let rows = |table: &str, order: &str| {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT * FROM {table} WHERE ticket_id IN (SELECT value FROM json_each(?1)) \
-                     ORDER BY ticket_id, {order}"
-                )))
-                .bind(&ids)
-            };
-            for row in rows("ticket_events", "seq").fetch_all(&self.pool).await? {
-                let id: String = row.try_get("ticket_id")?;
-                if let Some((t, events, _)) = tickets.get_mut(&id) {
-                    events.push(transition_from_row(&row, t)?);
-                }
-            }
-            for row in rows("ledger", "attempt").fetch_all(&self.pool).await? {
-                let id: String = row.try_get("ticket_id")?;
-                if let Some((_, _, ledger)) = tickets.get_mut(&id) {
-                    ledger.push(ledger_from_row(&row)?);
-                }
-            }
-            out.extend(
-                tickets
-                    .into_values()
-                    .map(|(t, events, ledger)| super::view(t, events, ledger)),
-            );
-        }
-        Ok(out)
+        by_id::views(self, ids, only).await
     }
 
     async fn ticket_ends(
@@ -572,7 +509,7 @@ impl Store for SqliteStore {
         ids: &[TicketId],
         only: Option<&TenantId>,
     ) -> Result<Vec<crate::TicketEnd>, StoreError> {
-        ends::read(self, ids, only).await
+        by_id::ends(self, ids, only).await
     }
 
     async fn tickets(&self, q: &TicketQuery) -> Result<TicketPage, StoreError> {
@@ -829,7 +766,7 @@ impl Store for SqliteStore {
     }
 }
 
-mod ends;
+mod by_id;
 mod journal;
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,22 @@ impl Driver {
         }
     }
 
+    /// Decides and records until nothing is proposed: how many units each
+    /// call handed out.
+    fn batches(&mut self) -> Vec<usize> {
+        let mut batches = Vec::new();
+        loop {
+            let next = self.run.decide(0, &());
+            if next.is_empty() {
+                return batches;
+            }
+            batches.push(Driver::scheduled(&next).len());
+            for e in next {
+                self.record(e);
+            }
+        }
+    }
+
     fn record(&mut self, e: Event) {
         self.run.apply(&e).unwrap_or_else(|s| panic!("{s}"));
         self.history.push(e);
@@ -363,17 +379,7 @@ fn a_large_fan_out_is_handed_out_in_batches_that_grow() {
         ),
         json!({}),
     );
-    let mut batches = Vec::new();
-    loop {
-        let next = d.run.decide(0, &());
-        if next.is_empty() {
-            break;
-        }
-        batches.push(Driver::scheduled(&next).len());
-        for e in next {
-            d.record(e);
-        }
-    }
+    let batches = d.batches();
     // The expansion alone, then the units in batches, each in order: the
     // first small, so the first units start at once, then each as large
     // as all before it.
@@ -396,17 +402,7 @@ fn a_batch_of_large_payloads_stops_at_its_byte_bound() {
         ),
         json!({ "items": items }),
     );
-    let mut batches = Vec::new();
-    loop {
-        let next = d.run.decide(0, &());
-        if next.is_empty() {
-            break;
-        }
-        batches.push(Driver::scheduled(&next).len());
-        for e in next {
-            d.record(e);
-        }
-    }
+    let batches = d.batches();
     let per_batch = MAX_BATCH_BYTES.div_ceil(json!({ "prompt": item }).to_string().len());
     assert_eq!(batches, [0, per_batch, 300 - per_batch]);
 }
