@@ -33,6 +33,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             commands::ticket::submit,
             commands::ticket::cancel,
             commands::ticket::bulk,
+            commands::ticket::clear_tour,
             commands::bot::bots,
             commands::bot::drain_bot,
             commands::bot::uncordon_bot,

@@ -18,6 +18,11 @@ export const commands = {
 	 *  count).
 	 */
 	bulk: (request: BulkRequest) => typedError<BulkReport, ApiError>(__TAURI_INVOKE("bulk", { request })),
+	/**
+	 *  Clears the walk-through's tickets by its tag: the unfinished cancelled,
+	 *  the ended removed where the store allows it.
+	 */
+	clearTour: (query: ClearQuery) => typedError<Cleared, ApiError>(__TAURI_INVOKE("clear_tour", { query })),
 	bots: () => typedError<BotView[], ApiError>(__TAURI_INVOKE("bots")),
 	/**
 	 *  Drains a bot: routed nothing more, what waits in its lane goes back to
@@ -636,6 +641,38 @@ export type CheckView = {
 export type Claim = {
 	text: string,
 	evidence: string[],
+};
+
+/**  Which walk-through's tickets a clear takes. */
+export type ClearQuery = {
+	/**
+	 *  The walk-through's tag, `tour:` and its id (`tour:<id>:`): 6..=64
+	 *  of a-z, 0-9, ':' and '-'.
+	 */
+	tag: string,
+	/**  A known tenant; every tenant's if absent (a tenant's token: its own). */
+	tenant?: string | null,
+};
+
+/**  What clearing a tag's tickets did. */
+export type Cleared = {
+	/**
+	 *  Unfinished tickets cancelled before the clear (by the controller;
+	 *  a store cancels nothing).
+	 */
+	cancelled: number,
+	/**
+	 *  Ended tickets removed with their history (their ledger rows stay:
+	 *  what they cost was spent).
+	 */
+	removed: number,
+	/**  Tickets not yet ended, left as they are: cancel them first. */
+	unfinished: number,
+	/**
+	 *  Ended tickets kept: this store's history is append-only (a fleet's
+	 *  PostgreSQL, whose controller role may not delete).
+	 */
+	kept: number,
 };
 
 /**  Closes a running session: its runner stops where it is, for good. */
@@ -2582,6 +2619,11 @@ export type TicketFilter = {
 	bot?: string | null,
 	/**  A kind of work: `chat`, `tool`, `signal`, `media` or `build`. */
 	kind?: string | null,
+	/**
+	 *  Only tickets whose idempotency key starts with this: 1..=64 of
+	 *  a-z, 0-9, ':' and '-' (the walk-through tags its own `tour:<id>:`).
+	 */
+	tag?: string | null,
 	/**  `next_cursor` of the previous page (not in a bulk filter). */
 	cursor?: string | null,
 	/**  1..=1000; 100 if absent (not in a bulk filter). */

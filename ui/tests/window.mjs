@@ -2,7 +2,8 @@
 // front of Debian's WebKitWebDriver), in the W3C protocol with plain fetch:
 //   node tests/window.mjs DRIVER_URL APP_BINARY FLEET_URL FLEET_TOKEN TENANT_TOKEN SHOT.png
 // Flow: the window comes up on the embedded controller; a ticket submitted
-// there succeeds; the architecture draws the window and IPC (no listener,
+// there succeeds; the walk-through runs its routing step (a ticket
+// followed hop by hop) over IPC and clears that ticket; the architecture draws the window and IPC (no listener,
 // no gate); the window attaches to a fleet (its token goes to the OS
 // keyring), shows the fleet's name and its bots, and switches back to local
 // in one click; attached again with a tenant's viewer token (acme), the
@@ -54,6 +55,18 @@ try {
     await type('[data-testid="prompt"]', "What is the state of the fleet?");
     await click('[data-testid="submit"]');
     await until('[data-testid="detail-state"]', /succeeded/);
+  });
+
+  await step("the walk-through runs its routing step in the window, and clears its ticket", async () => {
+    await click('[data-testid="nav-routing"]');
+    await click('[data-testid="tour-here"]');
+    await until('[data-testid="tour-position"]', /^3 \/ 10$/);
+    await click('[data-testid="tour-run"]');
+    await until('[data-testid="tour-effect"]', /Ticket \w+ succeeded on bot-\d+/);
+    await until('[data-testid="journey"]', /surface[\s\S]*back/);
+    await click('[data-testid="tour-clear"]');
+    await until('[data-testid="tour-cleared"]', /0 cancelled, 1 removed\./);
+    await click('[data-testid="tour-leave"]');
   });
 
   await step("the architecture draws the window and its IPC, no listener and no gate", async () => {

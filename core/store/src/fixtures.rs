@@ -357,3 +357,101 @@ pub async fn journal(store: &dyn super::Store) {
         "nothing half-written"
     );
 }
+
+/// What both adapters must agree on for tagged tickets: a tag matches a
+/// key's exact prefix (no other case, no longer segment), scoped to a
+/// tenant when asked; a clear takes only ended tickets (where the store
+/// `removes` at all, else it counts them as kept) and never their ledger
+/// rows.
+pub async fn tagged(store: &dyn super::Store, removes: bool) {
+    use crate::ticket::{TenantId, TicketState};
+    use crate::{Cleared, Tag, TicketQuery};
+    let acme = TenantId::parse("acme").unwrap();
+    let mut batch = WriteBatch::default();
+    for tenant in ["acme", "globex"] {
+        batch.tenants.push(super::Tenant {
+            id: TenantId::parse(tenant).unwrap(),
+            budget_nusd: None,
+            created_at_ms: 1,
+        });
+    }
+    let mut ended = Vec::new();
+    for (tenant, key) in [
+        ("acme", "tour:t1:a"),
+        ("globex", "tour:t1:c"),
+        ("acme", "tour:t10:x"),
+        ("acme", "Tour:t1:z"),
+    ] {
+        let (t, b) = finished_batch(tenant, Some(key), 30);
+        batch.absorb(b);
+        ended.push(t);
+    }
+    let (running, created) = ticket("acme", Some("tour:t1:b"));
+    batch.new_tickets.push(running.clone());
+    batch.transitions.push(created);
+    store.apply(&batch).await.unwrap();
+
+    let tag = Tag::parse("tour:t1:").unwrap();
+    let listed = |only: Option<TenantId>| {
+        let tag = tag.clone();
+        async move {
+            let page = store
+                .tickets(&TicketQuery {
+                    tenant: only,
+                    tag: Some(tag),
+                    limit: 100,
+                    ..TicketQuery::default()
+                })
+                .await
+                .unwrap();
+            let mut ids: Vec<_> = page.tickets.iter().map(|t| t.id).collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut want = vec![ended[0].id, ended[1].id, running.id];
+    want.sort();
+    assert_eq!(listed(None).await, want, "the exact prefix, every tenant");
+    let mut want = vec![ended[0].id, running.id];
+    want.sort();
+    assert_eq!(listed(Some(acme.clone())).await, want, "one tenant's");
+
+    let cleared = store.clear_tagged(&tag, Some(&acme)).await.unwrap();
+    let expect = |n: u32| match removes {
+        true => Cleared {
+            removed: n,
+            unfinished: 1,
+            ..Cleared::default()
+        },
+        false => Cleared {
+            unfinished: 1,
+            kept: n,
+            ..Cleared::default()
+        },
+    };
+    assert_eq!(cleared, expect(1));
+    assert_eq!(
+        store.ticket(ended[0].id, None).await.unwrap().is_none(),
+        removes,
+        "acme's ended tour ticket"
+    );
+    for t in &ended[1..] {
+        assert!(
+            store.ticket(t.id, None).await.unwrap().is_some(),
+            "{:?} stays",
+            t.idempotency_key
+        );
+    }
+    let left = store.ticket(running.id, None).await.unwrap().unwrap();
+    assert_eq!(
+        left.state,
+        TicketState::Queued,
+        "an unfinished ticket is not touched"
+    );
+    // What the removed ticket cost was spent: its ledger row stays.
+    let spent = store.cost_summary(Some(&acme)).await.unwrap();
+    assert_eq!(spent.total.cost_nusd, 90, "{spent:?}");
+
+    let all = store.clear_tagged(&tag, None).await.unwrap();
+    assert_eq!(all, if removes { expect(1) } else { expect(2) });
+}

@@ -18,6 +18,8 @@ pub mod journal;
 pub mod limit;
 pub mod postgres;
 pub mod sqlite;
+pub mod tagged;
+mod texts;
 pub mod tokens;
 pub mod writer;
 
@@ -34,6 +36,8 @@ use crate::ticket::{
 pub use ends::TicketEnd;
 pub use journal::JournalEntry;
 use oshal_kernel::name::Named;
+pub use tagged::{Cleared, Tag};
+pub use texts::StoredText;
 pub use tokens::{TokenRecord, TokenRole};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -539,6 +543,8 @@ pub struct TicketQuery {
     pub tenant: Option<TenantId>,
     pub bot: Option<BotId>,
     pub kind: Option<String>,
+    /// Only tickets whose idempotency key starts with this.
+    pub tag: Option<Tag>,
     /// Return tickets older than this one.
     pub cursor: Option<TicketId>,
     pub limit: u32,
@@ -631,6 +637,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         session: &str,
         tenant: &TenantId,
     ) -> Result<Vec<JournalEntry>, StoreError>;
+    /// Removes the ended tickets of `tag` (with `only`, of that tenant),
+    /// their rows and events, in one transaction, and counts the rest;
+    /// their ledger rows stay. This default removes nothing: a store whose
+    /// history is append-only counts what it keeps.
+    async fn clear_tagged(
+        &self,
+        tag: &Tag,
+        only: Option<&TenantId>,
+    ) -> Result<Cleared, StoreError> {
+        let mut cleared = Cleared::default();
+        let mut query = TicketQuery {
+            tenant: only.cloned(),
+            tag: Some(tag.clone()),
+            limit: MAX_PAGE,
+            ..TicketQuery::default()
+        };
+        loop {
+            let page = self.tickets(&query).await?;
+            for t in &page.tickets {
+                *if t.state.is_terminal() {
+                    &mut cleared.kept
+                } else {
+                    &mut cleared.unfinished
+                } += 1;
+            }
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(c),
+                None => return Ok(cleared),
+            }
+        }
+    }
     /// Liveness of the backing database.
     async fn ping(&self) -> Result<(), StoreError>;
     /// How many batches the writer may apply at once, each in its own
@@ -745,6 +782,13 @@ impl<H: ApplyHook> Store for Hooked<H> {
     ) -> Result<Vec<JournalEntry>, StoreError> {
         self.inner.journal_of(book, session, tenant).await
     }
+    async fn clear_tagged(
+        &self,
+        tag: &Tag,
+        only: Option<&TenantId>,
+    ) -> Result<Cleared, StoreError> {
+        self.inner.clear_tagged(tag, only).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
@@ -757,38 +801,5 @@ impl<H: ApplyHook> Store for Hooked<H> {
         limit: u32,
     ) -> Result<Vec<StoredText>, StoreError> {
         self.inner.texts(after, limit).await
-    }
-}
-
-/// One stored text of a ticket: `field` is `payload`, `result`, `error` or
-/// `event <seq>`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredText {
-    pub ticket: TicketId,
-    pub field: String,
-    pub text: String,
-}
-
-impl StoredText {
-    /// The texts of one ticket's row, skipping the absent ones.
-    pub(crate) fn of_row(
-        ticket: TicketId,
-        payload: String,
-        result: Option<String>,
-        error: Option<String>,
-    ) -> impl Iterator<Item = StoredText> {
-        [
-            ("payload", Some(payload)),
-            ("result", result),
-            ("error", error),
-        ]
-        .into_iter()
-        .filter_map(move |(field, text)| {
-            text.map(|text| StoredText {
-                ticket,
-                field: field.to_owned(),
-                text,
-            })
-        })
     }
 }

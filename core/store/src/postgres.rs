@@ -479,6 +479,7 @@ impl Store for PgStore {
                  FROM tickets
                  WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR bot_id = $2)
                    AND ($3::text IS NULL OR kind = $3) AND ($4::uuid IS NULL OR id < $4)
+                   AND ($6::text IS NULL OR starts_with(idempotency_key, $6))
                  ORDER BY id DESC LIMIT $5",
             )
             .bind(q.state.map(TicketState::as_str))
@@ -486,6 +487,7 @@ impl Store for PgStore {
             .bind(q.kind.as_deref())
             .bind(q.cursor.map(|c| c.0))
             .bind(limit as i64 + 1)
+            .bind(q.tag.as_ref().map(crate::Tag::as_str))
             .fetch_all(&mut *tx)
             .await?;
             for row in &rows {

@@ -518,6 +518,7 @@ impl Store for SqliteStore {
             "SELECT id, tenant_id, kind, skill, priority, state, attempts, bot_id, error, created_at_ms, updated_at_ms FROM tickets
              WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR tenant_id = ?2) AND (?3 IS NULL OR bot_id = ?3)
                AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR id < ?5)
+               AND (?7 IS NULL OR substr(idempotency_key, 1, length(?7)) = ?7)
              ORDER BY id DESC LIMIT ?6",
         )
         .bind(q.state.map(TicketState::as_str))
@@ -526,6 +527,7 @@ impl Store for SqliteStore {
         .bind(q.kind.as_deref())
         .bind(q.cursor.map(|c| c.to_string()))
         .bind(i64::from(limit) + 1)
+        .bind(q.tag.as_ref().map(crate::Tag::as_str))
         .fetch_all(&self.pool)
         .await?;
         let tickets = rows
@@ -718,6 +720,14 @@ impl Store for SqliteStore {
         journal::read_session(self, book, session, tenant).await
     }
 
+    async fn clear_tagged(
+        &self,
+        tag: &crate::Tag,
+        only: Option<&TenantId>,
+    ) -> Result<crate::Cleared, StoreError> {
+        tagged::clear(self, tag, only).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -768,5 +778,6 @@ impl Store for SqliteStore {
 
 mod by_id;
 mod journal;
+mod tagged;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,10 @@
 //! Tickets: counts per state, pages, one ticket, submit, cancel, bulk
-//! cancel and retry — on the embedded controller or the attached fleet's.
+//! cancel and retry, the walk-through's clear — on the embedded controller
+//! or the attached fleet's.
 
-use oshal_core::api::{BulkReport, BulkRequest, StateCount, TicketFilter};
+use oshal_core::api::{BulkReport, BulkRequest, ClearQuery, StateCount, TicketFilter};
 use oshal_core::controller::Submitted;
-use oshal_core::store::{TicketPage, TicketView};
+use oshal_core::store::{Cleared, TicketPage, TicketView};
 use oshal_core::ticket::NewTicket;
 use tauri::State;
 
@@ -70,5 +71,16 @@ pub async fn bulk(desktop: State<'_, Desktop>, request: BulkRequest) -> CommandR
     match desktop.target() {
         Target::Local(c) => oshal_core::api::bulk(&c, &request).await,
         Target::Fleet(r) => Ok(r.client.bulk(&request).await?),
+    }
+}
+
+/// Clears the walk-through's tickets by its tag: the unfinished cancelled,
+/// the ended removed where the store allows it.
+#[tauri::command]
+#[specta::specta]
+pub async fn clear_tour(desktop: State<'_, Desktop>, query: ClearQuery) -> CommandResult<Cleared> {
+    match desktop.target() {
+        Target::Local(c) => oshal_core::api::clear(&c, &query).await,
+        Target::Fleet(r) => Ok(r.client.clear(&query).await?),
     }
 }

@@ -10,6 +10,7 @@ import type {
   Blotter,
   BotView,
   BulkReport,
+  Cleared,
   BulkRequest,
   CloseRequest,
   ControlView,
@@ -83,6 +84,9 @@ export interface Transport {
   cancel(id: string): Promise<TicketView>;
   /** Cancel or retry every ticket a filter matches (dry-run for the count). */
   bulk(request: BulkRequest): Promise<BulkReport>;
+  /** Clears a walk-through's tickets by its tag (`tour:<id>:`): the
+   * unfinished cancelled, the ended removed where the store allows it. */
+  clearTour(tag: string): Promise<Cleared>;
   bots(): Promise<BotView[]>;
   /** Drains a bot (routed nothing more; what waits in its lane goes to
    * other bots, what it holds finishes on it), or lets it work again. */
@@ -208,6 +212,7 @@ export class HttpTransport implements Transport {
   drainBot = (bot: string) => this.call<BotHold>("POST", `/api/v1/bots/${encodeURIComponent(bot)}/drain`);
   uncordonBot = (bot: string) => this.call<BotHold>("POST", `/api/v1/bots/${encodeURIComponent(bot)}/uncordon`);
   bulk = (r: BulkRequest) => this.call<BulkReport>("POST", "/api/v1/tickets/bulk", r);
+  clearTour = (tag: string) => this.call<Cleared>("DELETE", `/api/v1/tickets?tag=${encodeURIComponent(tag)}`);
   bots = () => this.call<BotView[]>("GET", "/api/v1/bots");
   mesh = () => this.call<MeshView>("GET", "/api/v1/mesh");
   flow = () => this.call<FlowCounts>("GET", "/api/v1/flow");
@@ -369,6 +374,7 @@ export class TauriTransport implements Transport {
   drainBot = (bot: string) => answer(commands.drainBot(bot));
   uncordonBot = (bot: string) => answer(commands.uncordonBot(bot));
   bulk = (r: BulkRequest) => answer(commands.bulk(r));
+  clearTour = (tag: string) => answer(commands.clearTour({ tag, tenant: null }));
   bots = () => answer(commands.bots());
   mesh = () => answer(commands.mesh());
   flow = () => answer(commands.flow());

@@ -232,6 +232,15 @@ impl Client {
             .await
     }
 
+    /// Clear a walk-through's tickets: the unfinished cancelled, the ended
+    /// removed where the store allows it.
+    pub async fn clear(
+        &self,
+        query: &super::ClearQuery,
+    ) -> Result<crate::store::Cleared, ClientError> {
+        self.request::<r::ClearTickets>((), Some(query), None).await
+    }
+
     pub async fn batch(&self, tickets: &BatchSubmit) -> Result<BatchReport, ClientError> {
         self.request::<r::BatchTickets>((), None, Some(tickets))
             .await

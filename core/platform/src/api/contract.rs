@@ -105,6 +105,7 @@ named!(
     crate::ticket::NewTicket,
     crate::store::TicketPage,
     crate::store::TicketView,
+    crate::store::Cleared,
     crate::store::Tenant,
     crate::cost::CostSummary,
     super::StateCount,
@@ -208,6 +209,7 @@ macro_rules! query {
 
 query!(
     super::TicketFilter,
+    super::ClearQuery,
     super::GrantQuery,
     super::RevokeQuery,
     super::TrailQuery,

@@ -6,6 +6,7 @@
 //! written. There is one error shape a caller may see, [`ApiError`]: it names
 //! the field and the limit for bad input and hides internals for bugs.
 
+mod clear;
 pub mod client;
 pub mod contract;
 mod from;
@@ -14,6 +15,8 @@ pub mod routes;
 #[cfg(test)]
 mod tests;
 pub mod tokens;
+
+pub use clear::{ClearQuery, clear};
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -392,6 +395,12 @@ pub struct TicketFilter {
     #[schema(value_type = Option<String>, pattern = "^(chat|tool|signal|media|build|investigate)$")]
     #[param(value_type = Option<String>, pattern = "^(chat|tool|signal|media|build|investigate)$")]
     pub kind: Option<String>,
+    /// Only tickets whose idempotency key starts with this: 1..=64 of
+    /// a-z, 0-9, ':' and '-' (the walk-through tags its own `tour:<id>:`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^[a-z0-9][a-z0-9:-]{0,63}$")]
+    #[param(value_type = Option<String>, pattern = "^[a-z0-9][a-z0-9:-]{0,63}$")]
+    pub tag: Option<String>,
     /// `next_cursor` of the previous page (not in a bulk filter).
     #[serde(default)]
     #[schema(ignore)]
@@ -415,6 +424,7 @@ impl TicketFilter {
             ("tenant", &self.tenant),
             ("bot", &self.bot),
             ("kind", &self.kind),
+            ("tag", &self.tag),
             ("cursor", &self.cursor),
             ("limit", &self.limit),
         ] {
@@ -476,6 +486,12 @@ impl TicketFilter {
                     )),
                 })
                 .transpose()?,
+            tag: self
+                .tag
+                .as_deref()
+                .map(crate::store::Tag::parse)
+                .transpose()
+                .map_err(|e| invalid("tag", e).limit(crate::store::tagged::MAX_TAG as u64))?,
             cursor,
             limit,
         })

@@ -253,6 +253,10 @@ routes! {
     SubmitTicket = Post "/api/v1/tickets" Bearer Write, args: (), query: (), body: NewTicket => Submitted, 201;
     /// A page of tickets, newest first.
     ListTickets = Get "/api/v1/tickets" Bearer Read, args: (), query: TicketFilter, body: () => TicketPage;
+    /// Clear a walk-through's tickets (its tag, `tour:<id>:`): the unfinished
+    /// are cancelled, the ended removed where the store allows it (the
+    /// embedded SQLite; a fleet's history is append-only and keeps them).
+    ClearTickets = Delete "/api/v1/tickets" Bearer Write, args: (), query: crate::api::ClearQuery, body: () => crate::store::Cleared;
     /// Tickets per state, every state listed.
     CountTickets = Get "/api/v1/tickets/counts" Bearer Read, args: (), query: (), body: () => Vec<StateCount>;
     /// Cancel or retry every ticket a filter matches (a dry run only counts).

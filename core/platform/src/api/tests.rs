@@ -415,3 +415,121 @@ async fn the_tenant_directory_says_which_tenants_are_paused() {
     }
     served.stop().await;
 }
+
+/// The walk-through's tickets, tagged by their keys, are listed by the tag
+/// and cleared over HTTP: the unfinished cancelled, the ended removed
+/// (SQLite), an operator's untagged ticket untouched; any other tag is
+/// refused, naming the field.
+#[tokio::test]
+async fn a_walk_through_s_tickets_are_listed_by_tag_and_cleared() {
+    let served = Served::start().await;
+    let (base, token) = (served.base(), &served.token);
+    let client = reqwest::Client::new();
+    let tag = "tour:0193a0c4-1b2c-7def-8000-00000000abcd:";
+    let mut ids = Vec::new();
+    for (key, held) in [
+        (format!("{tag}route-1"), false),
+        (format!("{tag}cancel-1"), true),
+        ("mine".into(), false),
+    ] {
+        let r = client
+            .post(format!("{base}/api/v1/tickets"))
+            .bearer_auth(token.expose())
+            .json(&serde_json::json!({"kind": "chat", "payload": {"prompt": "hello"}, "idempotency_key": key, "requires_approval": held}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: serde_json::Value = r.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    // The first and the operator's run to the end; the second waits for an approval.
+    for id in [&ids[0], &ids[2]] {
+        let id = crate::ticket::TicketId::parse(id).unwrap();
+        for _ in 0..200 {
+            if served
+                .controller
+                .ticket(id)
+                .await
+                .unwrap()
+                .state
+                .is_terminal()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    let listed: crate::store::TicketPage = client
+        .get(format!("{base}/api/v1/tickets?tag={tag}"))
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut got: Vec<String> = listed.tickets.iter().map(|t| t.id.to_string()).collect();
+    got.sort();
+    let mut want = vec![ids[0].clone(), ids[1].clone()];
+    want.sort();
+    assert_eq!(got, want);
+
+    let delete = |query: &str, auth: bool| {
+        let r = client.delete(format!("{base}/api/v1/tickets?{query}"));
+        if auth {
+            r.bearer_auth(token.expose())
+        } else {
+            r
+        }
+        .send()
+    };
+    assert_eq!(
+        delete(&format!("tag={tag}"), false).await.unwrap().status(),
+        401
+    );
+    for (query, says) in [
+        ("tag=mine", "not a walk-through"),
+        ("tag=TOUR:x", "'T'"),
+        ("tag=tour:", "not a walk-through"),
+    ] {
+        let r = delete(query, true).await.unwrap();
+        assert_eq!(r.status(), 422, "{query}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "tag", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(says),
+            "{body}"
+        );
+    }
+    let r = delete(&format!("tag={tag}"), true).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared: crate::store::Cleared = r.json().await.unwrap();
+    assert_eq!(
+        cleared,
+        crate::store::Cleared {
+            cancelled: 1,
+            removed: 2,
+            unfinished: 0,
+            kept: 0
+        }
+    );
+    for (id, status) in [(&ids[0], 404), (&ids[1], 404), (&ids[2], 200)] {
+        let r = client
+            .get(format!("{base}/api/v1/tickets/{id}"))
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{id}");
+    }
+    // Again: nothing is left to clear.
+    let again: crate::store::Cleared = delete(&format!("tag={tag}"), true)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, crate::store::Cleared::default());
+    served.stop().await;
+}

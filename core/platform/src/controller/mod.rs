@@ -652,7 +652,8 @@ impl Controller {
         Ok(self.inner.store.state_counts(only).await?)
     }
 
-    /// The store, for the API's token directory (`api::tokens`).
+    /// The store, for the API's token directory (`api::tokens`) and the
+    /// walk-through's clear (`api::clear`).
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }

@@ -120,6 +120,7 @@ const MAX_READ_BACK: u32 = 1000;
 /// (tenant, time, error).
 async fn recent_deaths(ops: &Operations, since_ms: i64) -> Vec<(String, i64, String)> {
     let query = crate::store::TicketQuery {
+        tag: None,
         state: Some(TicketState::Dead),
         tenant: None,
         bot: None,

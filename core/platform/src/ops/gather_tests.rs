@@ -707,6 +707,7 @@ async fn a_replay_runs_the_dead_once_and_its_recheck_sees_them_die_again() {
     assert_eq!(recheck.passed, Some(false), "{recheck:#?}");
     // Each dead ticket ran again exactly once, caused by it.
     let query = crate::store::TicketQuery {
+        tag: None,
         state: Some(TicketState::Dead),
         tenant: None,
         bot: None,

@@ -98,6 +98,7 @@ pub(super) async fn dead_since(
     since_ms: i64,
 ) -> Result<Vec<DeadTicket>, crate::controller::ControllerError> {
     let query = crate::store::TicketQuery {
+        tag: None,
         state: Some(crate::ticket::TicketState::Dead),
         tenant: of,
         bot: None,

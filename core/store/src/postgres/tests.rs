@@ -616,3 +616,11 @@ async fn a_desk_journal_keeps_each_entry_once_and_per_tenant() {
     crate::fixtures::journal(&db.store).await;
     db.drop().await;
 }
+
+/// A fleet's history is append-only (the controller's role may not
+/// delete): a clear counts the tag's ended tickets as kept.
+#[tokio::test]
+async fn a_tag_lists_its_tickets_and_a_clear_keeps_them() {
+    let db = TestDb::new().await;
+    crate::fixtures::tagged(&db.store, false).await;
+}

@@ -308,3 +308,11 @@ async fn a_desk_journal_keeps_each_entry_once_and_per_tenant() {
     let (_dir, store) = store().await;
     crate::fixtures::journal(&store).await;
 }
+
+/// The embedded store is one operator's file: the walk-through's ended
+/// tickets can be removed.
+#[tokio::test]
+async fn a_tag_lists_its_tickets_and_a_clear_removes_the_ended_ones() {
+    let (_dir, store) = store().await;
+    crate::fixtures::tagged(&store, true).await;
+}

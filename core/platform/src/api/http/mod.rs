@@ -205,6 +205,7 @@ fn mount() -> Mount {
     .at::<ListTickets, _, _>(tickets::list)
     .at::<CountTickets, _, _>(tickets::counts)
     .at::<BulkTickets, _, _>(tickets::bulk)
+    .at::<ClearTickets, _, _>(tickets::clear)
     .at::<BatchTickets, _, _>(tickets::batch)
     .at::<GetTicket, _, _>(tickets::ticket)
     .at::<CancelTicket, _, _>(tickets::cancel)

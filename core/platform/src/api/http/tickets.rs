@@ -1,5 +1,5 @@
 //! Handlers of the ticket routes and health: submit (one, a batch), list,
-//! count, show, cancel, approve, bulk.
+//! count, show, cancel, approve, bulk, and clearing the walk-through's.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -88,6 +88,15 @@ pub(super) async fn bulk(
     let mut request: crate::api::BulkRequest = json_body(&headers, body).await?;
     request.filter.tenant = who.fence(request.filter.tenant.as_deref(), "filter.tenant")?;
     Ok(Json(crate::api::bulk(&state.controller, &request).await?))
+}
+
+pub(super) async fn clear(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Params(mut query): Params<crate::api::ClearQuery>,
+) -> ApiResult<Json<crate::store::Cleared>> {
+    query.tenant = who.fence(query.tenant.as_deref(), "tenant")?;
+    Ok(Json(crate::api::clear(&state.controller, &query).await?))
 }
 
 pub(super) async fn batch(

@@ -170,6 +170,7 @@ impl Operations {
         bot: Option<&crate::ticket::BotId>,
     ) -> Result<Vec<crate::store::TicketSummary>, OpsError> {
         let query = TicketQuery {
+            tag: None,
             state: Some(state),
             tenant: tenant.cloned(),
             bot: bot.cloned(),

@@ -1,0 +1,250 @@
+// The walk-through: one step per layer the seeds name, each on its live
+// view. A step points at the element it explains, says what it is, and may
+// run a real action on the attached controller and say what happened. The
+// tour's tickets carry idempotency keys under its tag (`tour:<id>:`), so
+// they can be told apart and cleared; it changes nothing else, and nothing
+// unless a step's action is run. Where it stands is kept in local storage,
+// so it resumes where it was left.
+import type { Live } from "./live.svelte";
+import type { Transport } from "./transport";
+import type { NewTicket, TicketView } from "../bindings";
+import { short, usd } from "./format";
+
+export type View = "architecture" | "topology" | "tickets" | "routing" | "integrations" | "security" | "trading" | "workflows" | "operations";
+
+/** What a step's action can reach. */
+export interface TourContext {
+  transport: Transport;
+  live: Live;
+  /** The idempotency key of the tour's next ticket for `step`. */
+  key(step: string): string;
+  /** Opens a ticket: in the routing view (its journey) or the tickets view. */
+  open(view: "routing" | "tickets", ticket: string): void;
+}
+
+/** What an action did: lines to show, and the element to point at now. */
+export interface Effect {
+  lines: string[];
+  target?: string;
+}
+
+export interface Step {
+  id: string;
+  view: View;
+  title: string;
+  /** Selectors of the live element, the first present wins. */
+  targets: string[];
+  text: string;
+  action?: { label: string; run(ctx: TourContext): Promise<Effect> };
+}
+
+/** Where a walk-through stands: its id (its tickets' tag), the step, how
+ * many tickets it has made, and whether it is open. */
+export interface TourState {
+  id: string;
+  step: number;
+  made: number;
+  open: boolean;
+}
+
+const STORAGE = "oshal.tour";
+
+/** A UUIDv7 (time first, like the platform's ticket ids): a tour's id. */
+export function uuidv7(now = Date.now(), random: (n: number) => Uint8Array = (n) => crypto.getRandomValues(new Uint8Array(n))): string {
+  const b = random(16);
+  for (let i = 0; i < 6; i++) b[i] = Math.floor(now / 2 ** (8 * (5 - i))) & 0xff;
+  b[6] = 0x70 | (b[6] & 0x0f);
+  b[8] = 0x80 | (b[8] & 0x3f);
+  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** The tag every ticket of the tour `id` is keyed under. */
+export const tagOf = (id: string) => `tour:${id}:`;
+
+export function fresh(): TourState {
+  return { id: uuidv7(), step: 0, made: 0, open: true };
+}
+
+/** The saved walk-through, if one is saved and whole. */
+export function load(storage: Pick<Storage, "getItem"> = localStorage): TourState | null {
+  try {
+    const s = JSON.parse(storage.getItem(STORAGE) ?? "null");
+    const ok = s && typeof s.id === "string" && /^[0-9a-f-]{36}$/.test(s.id) && Number.isInteger(s.step) && s.step >= 0 && s.step < STEPS.length && Number.isInteger(s.made) && typeof s.open === "boolean";
+    return ok ? (s as TourState) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function save(state: TourState | null, storage: Pick<Storage, "setItem" | "removeItem"> = localStorage) {
+  if (state) storage.setItem(STORAGE, JSON.stringify(state));
+  else storage.removeItem(STORAGE);
+}
+
+/** The first step on `view` (a view's own walk-through starts there). */
+export const stepOn = (view: View) => Math.max(0, STEPS.findIndex((s) => s.view === view));
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Reads a ticket until `done` holds or `ms` pass; the last read. */
+async function until(t: Transport, id: string, done: (v: TicketView) => boolean, ms: number, every = 100): Promise<TicketView> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await t.ticket(id);
+    if (done(v) || Date.now() > end) return v;
+    await sleep(every);
+  }
+}
+
+const ENDED = ["succeeded", "dead", "cancelled"];
+const ended = (v: TicketView) => ENDED.includes(v.state);
+const chat = (key: string, prompt: string, max_tokens: number): NewTicket => ({
+  kind: "chat",
+  payload: { prompt, max_tokens },
+  idempotency_key: key,
+});
+
+export const STEPS: Step[] = [
+  {
+    id: "deployment",
+    view: "architecture",
+    title: "The real deployment",
+    targets: ['[data-testid="architecture"]'],
+    text: "Work flows down from a surface to the controller, which stores every ticket before anything happens to it, routes it to one bot's own lane, and lands results and cost in the store. Each edge carries its own rate, measured from the controller's counters each second; what cannot be read is shown as unknown.",
+    action: {
+      label: "Send 20 tickets through it",
+      async run(ctx) {
+        const sent = await Promise.all(Array.from({ length: 20 }, () => ctx.transport.submit(chat(ctx.key("deployment"), "A walk-through ticket: say hello.", 8))));
+        return { lines: [`${sent.length} tickets admitted; the edges above move with them within a second or two.`] };
+      },
+    },
+  },
+  {
+    id: "topology",
+    view: "topology",
+    title: "Lanes, one per bot",
+    targets: ['[data-testid="topology"]'],
+    text: "Every bot consumes only its own lane (on a fleet, its own Redis stream), so one slow bot never holds up another. Each bot shows its lane's depth, what is pending and its lag; find one by name, and drain or uncordon it from its row.",
+  },
+  {
+    id: "routing",
+    view: "routing",
+    title: "The routing, hop by hop",
+    targets: ['[data-testid="journey"]', '[data-testid="routing"]'],
+    text: "A ticket's real journey: the surface, the auth gate, durable as queued at the controller, routed to a lane, run by the bot's model, and back with its cost captured once. The times are the ones recorded, to the millisecond, with the gap between hops.",
+    action: {
+      label: "Submit a ticket and follow it",
+      async run(ctx) {
+        const s = await ctx.transport.submit(chat(ctx.key("routing"), "A walk-through ticket: where do I go?", 16));
+        ctx.open("routing", s.id);
+        const v = await until(ctx.transport, s.id, ended, 15_000);
+        return { lines: [`Ticket ${short(s.id)} ${v.state}${v.bot ? ` on ${v.bot}` : ""}, ${v.events.length} recorded moves.`], target: '[data-testid="journey"]' };
+      },
+    },
+  },
+  {
+    id: "isolation",
+    view: "security",
+    title: "The isolation",
+    targets: ['[data-control="tenant-isolation"]', '[data-testid="security"]'],
+    text: "Tenants are isolated in the store itself: on a fleet's PostgreSQL, row-level security is enabled and forced on every tenant table, and a canary reads across tenants as the controller's own role and must see 0 rows. The checks run live against the platform, not from a document.",
+    action: {
+      label: "Run the isolation checks now",
+      async run(ctx) {
+        await ctx.transport.securityScan();
+        const controls = await ctx.transport.securityControls();
+        const control = controls.find((c) => c.id === "tenant-isolation");
+        if (!control) return { lines: ["This controller has no tenant-isolation control to show."] };
+        const canary = control.checks.find((c) => c.id === "pg.canary-cross-tenant");
+        const lines = [`${control.title}: ${control.status.replace("_", " ")}.`];
+        if (canary?.status === "passed") lines.push(`The canary: ${canary.evidence}.`);
+        else if (canary?.status === "skipped") lines.push(`The canary did not run here: ${canary.evidence ?? "this store has no row-level security"}. On a fleet's PostgreSQL it reads across tenants and must see 0 rows.`);
+        else if (canary) lines.push(`The canary ${canary.status ?? "never ran"}: ${canary.evidence ?? "no evidence"}.`);
+        return { lines, target: '[data-control="tenant-isolation"]' };
+      },
+    },
+  },
+  {
+    id: "security",
+    view: "integrations",
+    title: "The security model: deny by default",
+    targets: ['[data-testid="integrations"] .trail', '[data-testid="integrations"]'],
+    text: "A bot reaches an outside system only through the auth gate and a brokered connector, and only with a grant: an operation, scopes, a rate and a budget. Without one, the call is refused before anything leaves, and the refusal is in the audit trail.",
+    action: {
+      label: "Make a bot call a tool it has no grant for",
+      async run(ctx) {
+        const view = await ctx.transport.integrations();
+        const granted = new Set(view.grants.flatMap((g) => g.operations.map((o) => `${g.connector}.${o}`)));
+        const pick = view.connectors.flatMap((c) => c.operations.map((o) => ({ connector: c.id, operation: o.id }))).find((c) => !granted.has(`${c.connector}.${c.operation}`));
+        if (!pick) return { lines: ["Every operation of every connector is granted here: nothing to be refused."] };
+        const s = await ctx.transport.submit({ kind: "tool", payload: { connector: pick.connector, operation: pick.operation, params: {} }, idempotency_key: ctx.key("security"), max_attempts: 1 });
+        const v = await until(ctx.transport, s.id, ended, 15_000);
+        await ctx.live.loadIntegrations();
+        const denial = ctx.live.integrations?.audit.find((a) => a.ticket === s.id && a.kind === "decision");
+        const lines = [`Ticket ${short(s.id)} asked for ${pick.connector}.${pick.operation}: ${v.state}.`];
+        lines.push(denial ? `The gate ${denial.allowed ? "allowed it" : "denied it"} for ${denial.actor ?? "the bot"}: ${denial.reason}` : "No decision of the gate is in the audit trail yet.");
+        return { lines, target: `[data-testid="audit-row"][data-ticket="${s.id}"]` };
+      },
+    },
+  },
+  {
+    id: "connectors",
+    view: "integrations",
+    title: "Brokered connectors",
+    targets: ['[data-testid="integrations"] .diagram'],
+    text: "Each bot's actual grants run through the gate, the connector runtime (every write kept in the effect ledger) and the token broker, which holds the credentials in the OS keyring or a Vault: a bot never sees a secret, only the answer.",
+  },
+  {
+    id: "lifecycle",
+    view: "tickets",
+    title: "The ticket lifecycle",
+    targets: ['[data-testid="detail"]', 'svg[aria-label="Ticket lifecycle"]'],
+    text: "The lifecycle is drawn from the state machine in the code, with live counts per state. A cancel reaches a running ticket's bot at once and aborts its model call; an attempt is charged once, when it ends, and a cancelled attempt's call was aborted, so nothing more is charged for it.",
+    action: {
+      label: "Start a long ticket and cancel it while it runs",
+      async run(ctx) {
+        const s = await ctx.transport.submit(chat(ctx.key("lifecycle"), "Write a long essay about queues, lanes and bots, in many paragraphs.", 2048));
+        ctx.open("tickets", s.id);
+        const seen = await until(ctx.transport, s.id, (v) => v.state === "running" || ended(v), 15_000, 20);
+        if (seen.state !== "running") {
+          return { lines: [`It ${seen.state} before it could be seen running: this controller's model answers at once. Its spend: ${usd(seen.cost.cost_nusd)}, captured once.`], target: '[data-testid="detail"]' };
+        }
+        const ran = seen.events.findLast((e) => e.to === "running")?.at_ms ?? Date.now();
+        const cancelled = await ctx.transport.cancel(s.id);
+        const at = cancelled.cost.cost_nusd;
+        // A reply that still arrived would be charged: wait, then read again.
+        await sleep(3000);
+        const after = await ctx.transport.ticket(s.id);
+        return {
+          lines: [
+            `Running on ${seen.bot}; cancelled ${Math.max(0, (cancelled.events.at(-1)?.at_ms ?? ran) - ran)} ms later: ${cancelled.state}.`,
+            `Its spend at the cancel: ${usd(at)}; three seconds later: ${usd(after.cost.cost_nusd)}, ${after.ledger.length} attempts charged — ${after.cost.cost_nusd === at ? "stopped" : "a late reply was charged"}.`,
+          ],
+          target: '[data-testid="detail"]',
+        };
+      },
+    },
+  },
+  {
+    id: "trading",
+    view: "trading",
+    title: "The trading desk",
+    targets: ['ol.flow', '[data-testid="trading"]'],
+    text: "Paper sessions run Signal → Risk → Execute → Ledger → Recap with live counts. Orders carry NautilusTrader's states, every fill posts to a double-entry ledger, and a fill traces down to its signal, its ticket and the model call that made it. The kill switch is always in reach.",
+  },
+  {
+    id: "operations",
+    view: "operations",
+    title: "The operations loop",
+    targets: ['[data-testid="operations"] .loop', '[data-testid="operations"]'],
+    text: "Monitor → Gather → Diagnose → Heal → Report: alerts from the platform's own signals and from Alertmanager open incidents; investigations run read-only tools inside a box, every call kept as evidence; any write waits for an approval.",
+  },
+  {
+    id: "workflows",
+    view: "workflows",
+    title: "Workflows",
+    targets: ['[data-testid="workflows"] .shapes', '[data-testid="workflows"]'],
+    text: "The shipped shapes (build, ticket, video) run as DAGs of real tickets: each node's phase, progress and cost, the critical path, approvals in an inbox, and a failed node retried from where it failed.",
+  },
+];
