@@ -2677,6 +2677,8 @@ export type TicketView = {
 	not_before_ms: number | null,
 	result: unknown | null,
 	error: string | null,
+	/**  When the API's auth gate admitted its submission; absent where no gate stands (IPC, the controller's own). */
+	gate_at_ms: number | null,
 	created_at_ms: number,
 	updated_at_ms: number,
 	cost: TicketCost,

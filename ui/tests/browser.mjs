@@ -188,6 +188,12 @@ try {
     await hops.nth(6).waitFor();
     const missing = await page.getByTestId("journey").locator("li.missing").count();
     if (missing !== 0) throw new Error(`${missing} hops not reached for a succeeded ticket`);
+    // Submitted over HTTP: the gate's decision has its own recorded time,
+    // at or before the controller's admission.
+    const gate = await hops.filter({ hasText: "auth gate" }).getByTestId("hop-time").innerText();
+    if (!/^\d\d:\d\d:\d\d\.\d{3}$/.test(gate.trim())) throw new Error(`the gate hop reads ${JSON.stringify(gate)}`);
+    const controller = await hops.filter({ hasText: "controller" }).getByTestId("hop-time").innerText();
+    if (!/\+\d+ ms/.test(controller)) throw new Error(`the controller hop reads ${JSON.stringify(controller)}`);
   });
 
   await step("integrations draws each bot's grants through the gate, runtime and broker to the connectors", async () => {

@@ -7,11 +7,13 @@ use super::{TicketUpdate, WriteBatch};
 use crate::cost::LedgerEntry;
 use crate::ticket::{BotId, ModelId, NewTicket, Ticket, TicketId, Transition, TransitionKind};
 
-/// A new chat ticket of `tenant`, with its creating transition.
+/// A new chat ticket of `tenant`, with its creating transition (its
+/// gate decision at 999).
 pub fn ticket(tenant: &str, key: Option<&str>) -> (Ticket, Transition) {
     let v = NewTicket {
         tenant: Some(tenant.into()),
         idempotency_key: key.map(Into::into),
+        gate_at_ms: Some(999),
         ..NewTicket::chat("hello")
     }
     .validate()
@@ -134,6 +136,7 @@ pub async fn scoped_reads_and_tokens(store: &dyn super::Store) {
     assert_eq!(both.len(), 2);
     for (b, a) in both.iter().zip(&alone) {
         assert_eq!(b, a);
+        assert_eq!(a.gate_at_ms, Some(999), "the gate's time round-trips");
         assert!(!b.events.is_empty() && !b.ledger.is_empty(), "{b:?}");
     }
     // Their ends, read narrowly, tell what the whole views tell; a ticket

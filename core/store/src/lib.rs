@@ -408,6 +408,10 @@ pub struct TicketView {
     #[specta(type = Option<specta_typescript::Unknown>)]
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// When the API's auth gate admitted its submission; absent where no gate stands (IPC, the controller's own).
+    #[specta(type = Option<specta_typescript::Number>)]
+    #[schema(value_type = Option<i64>)]
+    pub gate_at_ms: Option<UnixMs>,
     #[specta(type = specta_typescript::Number)]
     #[schema(value_type = i64)]
     pub created_at_ms: UnixMs,
@@ -483,6 +487,7 @@ pub(crate) fn view(t: Ticket, events: Vec<Transition>, ledger: Vec<LedgerEntry>)
         not_before_ms: t.not_before_ms,
         result: t.result.map(|r| (*r).clone()),
         error: t.error,
+        gate_at_ms: t.gate_at_ms,
         created_at_ms: t.created_at_ms,
         updated_at_ms: t.updated_at_ms,
         cost: TicketCost::of(&ledger),

@@ -213,7 +213,7 @@ fn u32_of(v: i32) -> u32 {
 }
 
 const TICKET_COLUMNS: &str = "id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, \
-     transitions, bot_id, parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms";
+     transitions, bot_id, parent_id, correlation_id, causation_id, not_before_ms, result, error, gate_at_ms, created_at_ms, updated_at_ms";
 
 fn ticket_from_row(row: &PgRow, tenant: &TenantId) -> Result<Ticket, StoreError> {
     let kind: String = row.try_get("kind")?;
@@ -241,6 +241,7 @@ fn ticket_from_row(row: &PgRow, tenant: &TenantId) -> Result<Ticket, StoreError>
         not_before_ms: row.try_get("not_before_ms")?,
         result: result.map(Arc::new),
         error: row.try_get("error")?,
+        gate_at_ms: row.try_get("gate_at_ms")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -289,7 +290,7 @@ fn col<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
     rows.iter().map(f).collect()
 }
 
-/// The whole batch as one call of `apply_batch` (migration 0003): one round
+/// The whole batch as one call of `apply_batch` (migration 0011): one round
 /// trip and one implicit transaction, whatever the number of tenants.
 fn apply_batch_query(batch: &WriteBatch) -> sqlx::query::Query<'static, Postgres, PgArguments> {
     let tenants: Vec<(&Tenant, bool)> = batch
@@ -330,6 +331,7 @@ fn apply_batch_query(batch: &WriteBatch) -> sqlx::query::Query<'static, Postgres
         .bind(col(n, |t| t.error.clone()))
         .bind(col(n, |t| t.created_at_ms))
         .bind(col(n, |t| t.updated_at_ms))
+        .bind(col(n, |t| t.gate_at_ms))
         .bind(col(u, |u| u.tenant.uuid()))
         .bind(col(u, |u| u.id.0))
         .bind(col(u, |u| u.state.as_str()))
@@ -365,7 +367,7 @@ fn apply_batch_query(batch: &WriteBatch) -> sqlx::query::Query<'static, Postgres
 const APPLY_BATCH: &str = "SELECT refused, existing FROM apply_batch(\
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
     $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, \
-    $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55)";
+    $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56)";
 
 /// Ledger totals grouped by (bot, model, day) for one tenant.
 const LEDGER_GROUPS: &str = "

@@ -104,6 +104,7 @@ type NewTicketRow<'a> = (
         Option<&'a str>,
         i64,
         i64,
+        Option<i64>,
     ),
 );
 type UpdateRow<'a> = (
@@ -175,6 +176,7 @@ pub(crate) fn new_ticket_rows<'a>(
                 t.error.as_deref(),
                 t.created_at_ms,
                 t.updated_at_ms,
+                t.gate_at_ms,
             ),
         )
     }))
@@ -238,11 +240,12 @@ pub(crate) fn ledger_rows<'a>(
 const INSERT_TICKETS: &str = "
 INSERT INTO tickets (id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts,
                      transitions, bot_id, parent_id, correlation_id, causation_id, not_before_ms, result, error,
-                     created_at_ms, updated_at_ms)
+                     created_at_ms, updated_at_ms, gate_at_ms)
 SELECT r->>'$[0][0]', r->>'$[0][1]', r->>'$[0][2]', r->'$[0][3]', r->>'$[0][4]', r->>'$[0][5]', r->>'$[0][6]',
        r->>'$[0][7]', r->>'$[0][8]', r->>'$[0][9]',
        r->>'$[1][0]', r->>'$[1][1]', r->>'$[1][2]', r->>'$[1][3]', r->>'$[1][4]', r->>'$[1][5]',
-       CASE WHEN r->>'$[1][6]' IS NULL THEN NULL ELSE r->'$[1][6]' END, r->>'$[1][7]', r->>'$[1][8]', r->>'$[1][9]'
+       CASE WHEN r->>'$[1][6]' IS NULL THEN NULL ELSE r->'$[1][6]' END, r->>'$[1][7]', r->>'$[1][8]', r->>'$[1][9]',
+       r->>'$[1][10]'
 FROM (SELECT j.value AS r FROM jsonb_each(?1) AS j) WHERE true
 ON CONFLICT DO NOTHING
 RETURNING id";
@@ -268,7 +271,7 @@ FROM jsonb_each(?1) AS j WHERE true
 ON CONFLICT DO NOTHING";
 
 const TICKET_COLUMNS: &str = "id, tenant_id, kind, payload, priority, skill, idempotency_key, state, attempts, max_attempts, transitions, bot_id, \
-     parent_id, correlation_id, causation_id, not_before_ms, result, error, created_at_ms, updated_at_ms";
+     parent_id, correlation_id, causation_id, not_before_ms, result, error, gate_at_ms, created_at_ms, updated_at_ms";
 
 fn ticket_id(s: &str) -> Result<TicketId, StoreError> {
     TicketId::parse(s).map_err(|e| corrupt("ticket id", e))
@@ -308,6 +311,7 @@ fn ticket_from_row(row: &SqliteRow) -> Result<Ticket, StoreError> {
         not_before_ms: row.try_get("not_before_ms")?,
         result,
         error: row.try_get("error")?,
+        gate_at_ms: row.try_get("gate_at_ms")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })

@@ -353,6 +353,10 @@ pub struct NewTicket {
     /// Hold the ticket in `awaiting_approval` until a person or rule approves it.
     #[serde(default)]
     pub requires_approval: bool,
+    /// When the API's auth gate admitted the request that carried it: set
+    /// by the HTTP surface, never taken from a caller (not part of the body).
+    #[serde(skip)]
+    pub gate_at_ms: Option<UnixMs>,
 }
 
 /// A submission that passed every check at the edge.
@@ -369,6 +373,7 @@ pub struct ValidTicket {
     pub correlation_id: Option<TicketId>,
     pub causation_id: Option<TicketId>,
     pub requires_approval: bool,
+    pub gate_at_ms: Option<UnixMs>,
 }
 
 impl NewTicket {
@@ -455,6 +460,7 @@ impl NewTicket {
             correlation_id: parse_ref("correlation_id", self.correlation_id)?,
             causation_id: parse_ref("causation_id", self.causation_id)?,
             requires_approval: self.requires_approval,
+            gate_at_ms: self.gate_at_ms,
         })
     }
 }
@@ -514,6 +520,10 @@ pub struct Ticket {
     pub not_before_ms: Option<UnixMs>,
     pub result: Option<Arc<serde_json::Value>>,
     pub error: Option<String>,
+    /// When the API's auth gate admitted its submission; `None` where no
+    /// gate stands (the desktop's IPC, the controller's own submissions)
+    /// and for tickets stored before it was recorded.
+    pub gate_at_ms: Option<UnixMs>,
     pub created_at_ms: UnixMs,
     pub updated_at_ms: UnixMs,
 }
@@ -563,6 +573,7 @@ impl Ticket {
             not_before_ms: None,
             result: None,
             error: None,
+            gate_at_ms: v.gate_at_ms,
             created_at_ms: now,
             updated_at_ms: now,
         };

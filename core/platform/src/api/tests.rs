@@ -533,3 +533,55 @@ async fn a_walk_through_s_tickets_are_listed_by_tag_and_cleared() {
     assert_eq!(again, crate::store::Cleared::default());
     served.stop().await;
 }
+
+/// A ticket submitted over HTTP keeps the time the gate admitted its
+/// request (a caller cannot set it), at or before the controller's
+/// admission; one submitted in process passed no gate and has none.
+#[tokio::test]
+async fn a_ticket_over_http_keeps_the_gate_s_time_and_one_in_process_has_none() {
+    let served = Served::start().await;
+    let client = reqwest::Client::new();
+    let before = crate::clock::Clock::now_ms(&SystemClock);
+    let submit = |body: serde_json::Value| {
+        client
+            .post(format!("{}/api/v1/tickets", served.base()))
+            .bearer_auth(served.token.expose())
+            .json(&body)
+            .send()
+    };
+    let r =
+        submit(serde_json::json!({"kind": "chat", "payload": {"prompt": "hi"}, "gate_at_ms": 5}))
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 422, "a caller cannot say when the gate decided");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gate_at_ms"),
+        "{body}"
+    );
+    let r = submit(serde_json::json!({"kind": "chat", "payload": {"prompt": "hi"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id: serde_json::Value = r.json().await.unwrap();
+    let id = crate::ticket::TicketId::parse(id["id"].as_str().unwrap()).unwrap();
+    let view = served.controller.ticket(id).await.unwrap();
+    let gate = view.gate_at_ms.expect("a gate decision is recorded");
+    assert!(
+        before <= gate && gate <= view.created_at_ms,
+        "{before} {gate} {}",
+        view.created_at_ms
+    );
+    assert_eq!(view.events[0].at_ms, view.created_at_ms);
+    let inside = served
+        .controller
+        .submit(crate::ticket::NewTicket::chat("hi"))
+        .await
+        .unwrap();
+    let view = served.controller.ticket(inside.id).await.unwrap();
+    assert_eq!(view.gate_at_ms, None);
+    served.stop().await;
+}

@@ -546,6 +546,8 @@ async fn replay_dead(
             causation_id: Some(id.to_string()),
             // What a person had to approve, a person approves again.
             requires_approval: approved,
+            // Replayed by the controller itself: no gate on its way.
+            gate_at_ms: None,
         });
     }
     let mut replays = Vec::with_capacity(again.len());

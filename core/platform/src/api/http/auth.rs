@@ -137,8 +137,8 @@ impl GateCounters {
 
 /// The auth gate: a bearer token on every request (a `token` query
 /// parameter is accepted for the event stream, which browsers cannot give
-/// headers); the request goes on with its [`Principal`]. Each decision is
-/// counted.
+/// headers); the request goes on with its [`Principal`] and the time of the
+/// decision ([`GateAt`]). Each decision is counted.
 pub(super) async fn auth(
     State(state): State<AppState>,
     mut request: Request,
@@ -196,8 +196,15 @@ async fn admit(state: &AppState, request: &mut Request) -> Result<(), Response> 
     };
     allowed(&who, row_of(request)).map_err(IntoResponse::into_response)?;
     request.extensions_mut().insert(who);
+    let at = state.controller.clock().now_ms();
+    request.extensions_mut().insert(GateAt(at));
     Ok(())
 }
+
+/// When the gate admitted the request: a submission's tickets keep it
+/// (`Ticket::gate_at_ms`, the routing view's gate hop).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GateAt(pub crate::clock::UnixMs);
 
 #[cfg(test)]
 mod tests {

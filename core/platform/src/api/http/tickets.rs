@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
+use super::auth::GateAt;
 use super::body::{json_body, tickets_body};
 use super::extract::{Params, PathId};
 use super::{ApiResult, AppState};
@@ -56,11 +57,13 @@ pub(super) async fn counts(
 pub(super) async fn submit(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(GateAt(gate_at)): Extension<GateAt>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let mut new: NewTicket = tickets_body(&headers, body).await?;
     new.tenant = who.fence(new.tenant.as_deref(), "tenant")?;
+    new.gate_at_ms = Some(gate_at);
     let submitted = state.controller.submit(new).await?;
     let status = if submitted.duplicate {
         StatusCode::OK
@@ -102,12 +105,14 @@ pub(super) async fn clear(
 pub(super) async fn batch(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(GateAt(gate_at)): Extension<GateAt>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<crate::api::BatchReport>> {
     let mut request: crate::api::BatchSubmit = tickets_body(&headers, body).await?;
     for (i, t) in request.tickets.iter_mut().enumerate() {
         t.tenant = who.fence(t.tenant.as_deref(), &format!("tickets[{i}].tenant"))?;
+        t.gate_at_ms = Some(gate_at);
     }
     Ok(Json(
         crate::api::submit_batch(&state.controller, request).await?,
