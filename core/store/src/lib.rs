@@ -651,27 +651,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         tag: &Tag,
         only: Option<&TenantId>,
     ) -> Result<Cleared, StoreError> {
-        let mut cleared = Cleared::default();
-        let mut query = TicketQuery {
-            tenant: only.cloned(),
-            tag: Some(tag.clone()),
-            limit: MAX_PAGE,
-            ..TicketQuery::default()
-        };
-        loop {
-            let page = self.tickets(&query).await?;
-            for t in &page.tickets {
-                *if t.state.is_terminal() {
-                    &mut cleared.kept
-                } else {
-                    &mut cleared.unfinished
-                } += 1;
-            }
-            match page.next_cursor {
-                Some(c) => query.cursor = Some(c),
-                None => return Ok(cleared),
-            }
-        }
+        tagged::count_kept(self, tag, only).await
     }
     /// Liveness of the backing database.
     async fn ping(&self) -> Result<(), StoreError>;

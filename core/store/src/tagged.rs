@@ -8,6 +8,9 @@
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
+use crate::ticket::TenantId;
+use crate::{MAX_PAGE, Store, StoreError, TicketQuery};
+
 /// What every walk-through tag starts with: the only tickets a clear takes.
 pub const TOUR_PREFIX: &str = "tour:";
 /// The longest tag.
@@ -65,6 +68,35 @@ pub struct Cleared {
     /// Ended tickets kept: this store's history is append-only (a fleet's
     /// PostgreSQL, whose controller role may not delete).
     pub kept: u32,
+}
+
+/// What a store that keeps every ticket answers a clear: the tag's
+/// tickets counted, the ended as kept, the rest as unfinished.
+pub(crate) async fn count_kept<S: Store + ?Sized>(
+    store: &S,
+    tag: &Tag,
+    only: Option<&TenantId>,
+) -> Result<Cleared, StoreError> {
+    let mut cleared = Cleared::default();
+    let mut query = TicketQuery {
+        tenant: only.cloned(),
+        tag: Some(tag.clone()),
+        limit: MAX_PAGE,
+        ..TicketQuery::default()
+    };
+    loop {
+        let page = store.tickets(&query).await?;
+        for t in &page.tickets {
+            match t.state.is_terminal() {
+                true => cleared.kept += 1,
+                false => cleared.unfinished += 1,
+            }
+        }
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => return Ok(cleared),
+        }
+    }
 }
 
 #[cfg(test)]
