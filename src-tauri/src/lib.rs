@@ -158,8 +158,9 @@ pub fn run() {
 /// process: about 100 MB for a page that draws one canvas and some SVG),
 /// WebKitGTK's document-viewer cache model (no memory cache of other pages'
 /// resources) and no back/forward page cache, which a single-page app never
-/// uses.
-fn lean_webview(app: &tauri::App) -> tauri::Result<()> {
+/// uses. (Public for `examples/bare_window.rs`, whose lean variant is the
+/// app's memory floor with the same settings.)
+pub fn lean_webview(app: &tauri::App) -> tauri::Result<()> {
     let Some(window) = app.get_webview_window("main") else {
         return Ok(());
     };

@@ -645,10 +645,7 @@ export type Claim = {
 
 /**  Which walk-through's tickets a clear takes. */
 export type ClearQuery = {
-	/**
-	 *  The walk-through's tag, `tour:` and its id (`tour:<id>:`): 6..=64
-	 *  of a-z, 0-9, ':' and '-'.
-	 */
+	/**  One walk-through's tag: `tour:`, its UUID and `:`. */
 	tag: string,
 	/**  A known tenant; every tenant's if absent (a tenant's token: its own). */
 	tenant?: string | null,

@@ -9,7 +9,8 @@
 // resumes after a reload where it was left, and each view opens its own
 // step. Cleared at the end, it leaves nothing behind: no ticket of its tag,
 // the counts, grants, bots and tenants as they were, and the operator's own
-// ticket (submitted before it) untouched.
+// ticket (submitted before it) untouched (the audit trail keeps the denial,
+// as an audit must). With `fleet`, the steps a fleet's controller shows.
 import { chromium } from "playwright-core";
 
 const [url, token, mode] = process.argv.slice(2);
@@ -97,118 +98,119 @@ try {
       await tour.getByTestId("tour-clear").click();
       await tour.getByTestId("tour-cleared").filter({ hasText: "0 cancelled, 0 removed, 1 kept (this fleet's history is append-only)." }).waitFor();
     });
-    console.log("walk-through on a fleet: all steps passed");
-    process.exit(0);
   }
 
-  let before, mine;
-  await step("attach; the operator's own ticket, and what is there before the tour", async () => {
-    mine = (await post("/api/v1/tickets", { kind: "chat", payload: { prompt: "The operator's own.", max_tokens: 8 } })).id;
-    for (let i = 0; i < 300 && (await get(`/api/v1/tickets/${mine}`)).state !== "succeeded"; i++) await new Promise((r) => setTimeout(r, 100));
-    await page.goto(`${url}/#token=${token}`);
-    await page.getByTestId("connection").getByText("live").waitFor();
-    before = await snapshot();
-    if (!before.includes('"succeeded":1')) throw new Error(`the operator's ticket did not succeed: ${before}`);
-  });
+  if (mode !== "fleet") {
+    let before, mine;
+    await step("attach; the operator's own ticket, and what is there before the tour", async () => {
+      mine = (await post("/api/v1/tickets", { kind: "chat", payload: { prompt: "The operator's own.", max_tokens: 8 } })).id;
+      for (let i = 0; i < 300 && (await get(`/api/v1/tickets/${mine}`)).state !== "succeeded"; i++) await new Promise((r) => setTimeout(r, 100));
+      await page.goto(`${url}/#token=${token}`);
+      await page.getByTestId("connection").getByText("live").waitFor();
+      before = await snapshot();
+      if (!before.includes('"succeeded":1')) throw new Error(`the operator's ticket did not succeed: ${before}`);
+    });
 
-  await step("the palette starts the walk-through at the deployment", async () => {
-    await palette("Start the walk-through");
-    await at("deployment", "1 / 10");
-    await page.getByTestId("architecture").waitFor();
-    await run(/20 tickets admitted/);
-  });
+    await step("the palette starts the walk-through at the deployment", async () => {
+      await palette("Start the walk-through");
+      await at("deployment", "1 / 10");
+      await page.getByTestId("architecture").waitFor();
+      await run(/20 tickets admitted/);
+    });
 
-  await step("→ moves on: the topology, no action", async () => {
-    await next();
-    await at("topology", "2 / 10");
-    if (await tour.getByTestId("tour-run").count()) throw new Error("the topology step acts");
-  });
-
-  await step("← goes back, → forward again", async () => {
-    await page.keyboard.press("ArrowLeft");
-    await at("deployment", "1 / 10");
-    await page.keyboard.press("ArrowRight");
-    await at("topology", "2 / 10");
-  });
-
-  await step("routing: a ticket submitted and followed hop by hop", async () => {
-    await next();
-    await at("routing", "3 / 10");
-    await run(/Ticket \w+ succeeded on bot-\d+, \d+ recorded moves/);
-    await page.getByTestId("journey").waitFor();
-    const times = await page.getByTestId("hop-time").allInnerTexts();
-    if (!times.some((t) => /\+\d+ ms/.test(t))) throw new Error(`no hop has its gap: ${times}`);
-  });
-
-  await step("isolation: the checks run live and say what the canary did", async () => {
-    await next();
-    await at("isolation", "4 / 10");
-    await run(/canary/i);
-    await page.locator('[data-control="tenant-isolation"]').waitFor();
-  });
-
-  await step("security: a tool call with no grant is denied, and the denial is in the audit", async () => {
-    await next();
-    await at("security", "5 / 10");
-    await run(/The gate denied it/);
-    const row = page.locator('[data-testid="audit-row"].denied[data-ticket]:not([data-ticket=""])');
-    await row.first().waitFor();
-  });
-
-  await step("leave with Esc; a reload keeps it closed, and the palette resumes it where it was", async () => {
-    await tour.locator("h3").click();
-    await page.keyboard.press("Escape");
-    await tour.waitFor({ state: "detached" });
-    await page.reload();
-    await page.getByTestId("connection").getByText("live").waitFor();
-    if (await tour.count()) throw new Error("a left walk-through opened itself again");
-    await palette("Resume the walk-through (step 5 of 10)");
-    await at("security", "5 / 10");
-  });
-
-  await step("connectors, no action", async () => {
-    await next();
-    await at("connectors", "6 / 10");
-  });
-
-  await step("lifecycle: a running ticket cancelled, its spend stopped", async () => {
-    await next();
-    await at("lifecycle", "7 / 10");
-    await run(/cancelled[\s\S]*stopped/);
-    await page.getByTestId("detail-state").getByText("cancelled").waitFor();
-  });
-
-  for (const [id, n] of [["trading", 8], ["operations", 9], ["workflows", 10]]) {
-    await step(`${id}: its live view, pointed at`, async () => {
+    await step("→ moves on: the topology, no action", async () => {
       await next();
-      await at(id, `${n} / 10`);
+      await at("topology", "2 / 10");
+      if (await tour.getByTestId("tour-run").count()) throw new Error("the topology step acts");
+    });
+
+    await step("← goes back, → forward again", async () => {
+      await page.keyboard.press("ArrowLeft");
+      await at("deployment", "1 / 10");
+      await page.keyboard.press("ArrowRight");
+      await at("topology", "2 / 10");
+    });
+
+    await step("routing: a ticket submitted and followed hop by hop", async () => {
+      await next();
+      await at("routing", "3 / 10");
+      await run(/Ticket \w+ succeeded on bot-\d+, \d+ recorded moves/);
+      await page.getByTestId("journey").waitFor();
+      const times = await page.getByTestId("hop-time").allInnerTexts();
+      if (!times.some((t) => /\+\d+ ms/.test(t))) throw new Error(`no hop has its gap: ${times}`);
+    });
+
+    await step("isolation: the checks run live and say what the canary did", async () => {
+      await next();
+      await at("isolation", "4 / 10");
+      await run(/canary/i);
+      await page.locator('[data-control="tenant-isolation"]').waitFor();
+    });
+
+    await step("security: a tool call with no grant is denied, and the denial is in the audit", async () => {
+      await next();
+      await at("security", "5 / 10");
+      await run(/The gate denied it/);
+      // Its own denial, pointed at by the ring: the row of the tour's ticket.
+      const short = (await tour.getByTestId("tour-effect").innerText()).match(/Ticket (\w{8}) asked/)[1];
+      await page.locator(`[data-testid="audit-row"].denied[data-ticket$="${short}"]`).waitFor();
+    });
+
+    await step("leave with Esc; a reload keeps it closed, and the palette resumes it where it was", async () => {
+      await tour.locator("h3").click();
+      await page.keyboard.press("Escape");
+      await tour.waitFor({ state: "detached" });
+      await page.reload();
+      await page.getByTestId("connection").getByText("live").waitFor();
+      if (await tour.count()) throw new Error("a left walk-through opened itself again");
+      await palette("Resume the walk-through (step 5 of 10)");
+      await at("security", "5 / 10");
+    });
+
+    await step("connectors, no action", async () => {
+      await next();
+      await at("connectors", "6 / 10");
+    });
+
+    await step("lifecycle: a running ticket cancelled, its spend stopped", async () => {
+      await next();
+      await at("lifecycle", "7 / 10");
+      await run(/cancelled[\s\S]*stopped/);
+      await page.getByTestId("detail-state").getByText("cancelled").waitFor();
+    });
+
+    for (const [id, n] of [["trading", 8], ["operations", 9], ["workflows", 10]]) {
+      await step(`${id}: its live view, pointed at`, async () => {
+        await next();
+        await at(id, `${n} / 10`);
+      });
+    }
+
+    await step("each view opens its own step", async () => {
+      await page.getByTestId("nav-topology").click();
+      await page.getByTestId("tour-here").click();
+      await at("topology", "2 / 10");
+    });
+
+    await step("cleared, it leaves nothing behind", async () => {
+      const id = await page.evaluate(() => JSON.parse(localStorage.getItem("oshal.tour")).id);
+      await tour.getByTestId("tour-clear").click();
+      await tour.getByTestId("tour-cleared").filter({ hasText: /removed/ }).waitFor();
+      const said = await tour.getByTestId("tour-cleared").innerText();
+      const removed = Number(said.match(/(\d+) removed/)?.[1]);
+      // 20 + 1 + 1 + 1 tickets: the deployment's, the routing's, the tool call, the cancelled one.
+      if (removed !== 23 || /unfinished/.test(said)) throw new Error(said);
+      const left = await get(`/api/v1/tickets?tag=${encodeURIComponent(`tour:${id}:`)}`);
+      if (left.tickets.length) throw new Error(`${left.tickets.length} tickets of the tour are left`);
+      const after = await snapshot();
+      if (after !== before) throw new Error(`before ${before}\nafter ${after}`);
+      if ((await get(`/api/v1/tickets/${mine}`)).state !== "succeeded") throw new Error("the operator's ticket was touched");
     });
   }
 
-  await step("each view opens its own step", async () => {
-    await page.getByTestId("nav-topology").click();
-    await page.getByTestId("tour-here").click();
-    await at("topology", "2 / 10");
-  });
-
-  await step("cleared, it leaves nothing behind", async () => {
-    const id = await page.evaluate(() => JSON.parse(localStorage.getItem("oshal.tour")).id);
-    await tour.getByTestId("tour-clear").click();
-    await tour.getByTestId("tour-cleared").filter({ hasText: /removed/ }).waitFor();
-    const said = await tour.getByTestId("tour-cleared").innerText();
-    const removed = Number(said.match(/(\d+) removed/)?.[1]);
-    // 20 + 1 + 1 + 1 tickets: the deployment's, the routing's, the tool call, the cancelled one.
-    if (removed !== 23 || /unfinished/.test(said)) throw new Error(said);
-    const left = await get(`/api/v1/tickets?tag=${encodeURIComponent(`tour:${id}:`)}`);
-    if (left.tickets.length) throw new Error(`${left.tickets.length} tickets of the tour are left`);
-    const after = await snapshot();
-    if (after !== before) throw new Error(`before ${before}\nafter ${after}`);
-    if ((await get(`/api/v1/tickets/${mine}`)).state !== "succeeded") throw new Error("the operator's ticket was touched");
-  });
-
   const csp = problems.filter((p) => /Content Security Policy/i.test(p));
   if (csp.length) throw new Error(csp.join("\n"));
-  console.log("walk-through: all steps passed");
+  console.log(`walk-through${mode === "fleet" ? " on a fleet" : ""}: all steps passed`);
 } catch (e) {
   console.error(`walk-through test failed at ${e.message}`);
   if (process.env.OSHAL_SHOT_ON_FAILURE) {

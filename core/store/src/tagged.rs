@@ -2,6 +2,8 @@
 //! walk-through's. The desktop's guided tour submits its tickets under keys
 //! `tour:<tour id>:<step>`, so they can be listed, cancelled and, where the
 //! store allows it, removed: [`Store::clear_tagged`](crate::Store::clear_tagged).
+//! A key is its submitter's to choose, so a clear takes one tour's whole tag
+//! (its UUID), within the caller's tenant: nothing shorter.
 //! A removal takes a ticket's row and its events; its ledger rows stay
 //! (what it cost was spent, and a budget has counted it).
 
@@ -46,9 +48,14 @@ impl Tag {
         &self.0
     }
 
-    /// Whether it tags the walk-through's tickets (the only ones a clear takes).
+    /// Whether it is one walk-through's whole tag, `tour:<uuid>:` (the
+    /// only tag a clear takes): a shorter prefix would reach every tour's
+    /// tickets, or keys that merely begin alike.
     pub fn is_tour(&self) -> bool {
-        self.0.starts_with(TOUR_PREFIX) && self.0.len() > TOUR_PREFIX.len()
+        self.0
+            .strip_prefix(TOUR_PREFIX)
+            .and_then(|rest| rest.strip_suffix(':'))
+            .is_some_and(|id| id.len() == 36 && uuid::Uuid::parse_str(id).is_ok())
     }
 }
 
@@ -110,7 +117,15 @@ mod tests {
                 .unwrap()
                 .is_tour()
         );
-        assert!(!Tag::parse("tour:").unwrap().is_tour());
+        for partial in [
+            "tour:",
+            "tour:0",
+            "tour:0193a0c4-1b2c-7def-8000-000000000000",
+            "tour:0193a0c4-1b2c-7def-8000-000000000000:x",
+            "tour:booking-00000000000000000000000000000:",
+        ] {
+            assert!(!Tag::parse(partial).unwrap().is_tour(), "{partial}");
+        }
         assert!(!Tag::parse("batch-7").unwrap().is_tour());
         assert!(Tag::parse("").unwrap_err().contains("1..=64"));
         assert!(Tag::parse(&"a".repeat(65)).unwrap_err().contains("has 65"));

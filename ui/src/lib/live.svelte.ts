@@ -16,6 +16,9 @@ export const STATES: TicketState[] = [
   "cancelled",
 ];
 
+/** The states a ticket ends in. */
+export const ENDED: TicketState[] = ["succeeded", "dead", "cancelled"];
+
 export interface Sample {
   t: number;
   finished: number;

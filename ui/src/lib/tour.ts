@@ -1,11 +1,12 @@
 // The walk-through: one step per layer the seeds name, each on its live
 // view. A step points at the element it explains, says what it is, and may
-// run a real action on the attached controller and say what happened. The
-// tour's tickets carry idempotency keys under its tag (`tour:<id>:`), so
-// they can be told apart and cleared; it changes nothing else, and nothing
-// unless a step's action is run. Where it stands is kept in local storage,
-// so it resumes where it was left.
-import type { Live } from "./live.svelte";
+// run a real action on the attached controller and say what happened.
+// Nothing runs unless a step's action is pressed, and the actions are the
+// ones the views offer (the isolation step runs the Security Center's scan,
+// as its "Scan now" does). The tour's tickets carry idempotency keys under
+// its tag (`tour:<id>:`), so they can be told apart and cleared. Where it
+// stands is kept in local storage, so it resumes where it was left.
+import { ENDED, type Live } from "./live.svelte";
 import type { Transport } from "./transport";
 import type { NewTicket, TicketView } from "../bindings";
 import { short, usd } from "./format";
@@ -97,7 +98,6 @@ async function until(t: Transport, id: string, done: (v: TicketView) => boolean,
   }
 }
 
-const ENDED = ["succeeded", "dead", "cancelled"];
 const ended = (v: TicketView) => ENDED.includes(v.state);
 const chat = (key: string, prompt: string, max_tokens: number): NewTicket => ({
   kind: "chat",
@@ -150,7 +150,7 @@ export const STEPS: Step[] = [
     targets: ['[data-control="tenant-isolation"]', '[data-testid="security"]'],
     text: "Tenants are isolated in the store itself: on a fleet's PostgreSQL, row-level security is enabled and forced on every tenant table, and a canary reads across tenants as the controller's own role and must see 0 rows. The checks run live against the platform, not from a document.",
     action: {
-      label: "Run the isolation checks now",
+      label: "Run the Security Center's scan now",
       async run(ctx) {
         await ctx.transport.securityScan();
         const controls = await ctx.transport.securityControls();
@@ -176,8 +176,10 @@ export const STEPS: Step[] = [
       async run(ctx) {
         const view = await ctx.transport.integrations();
         const granted = new Set(view.grants.flatMap((g) => g.operations.map((o) => `${g.connector}.${o}`)));
-        const pick = view.connectors.flatMap((c) => c.operations.map((o) => ({ connector: c.id, operation: o.id }))).find((c) => !granted.has(`${c.connector}.${c.operation}`));
-        if (!pick) return { lines: ["Every operation of every connector is granted here: nothing to be refused."] };
+        // A read: nothing would change outside even were it let through.
+        const reads = view.connectors.flatMap((c) => c.operations.filter((o) => o.effect === "read").map((o) => ({ connector: c.id, operation: o.id })));
+        const pick = reads.find((c) => !granted.has(`${c.connector}.${c.operation}`));
+        if (!pick) return { lines: ["Every read of every connector is granted here: nothing to be refused."] };
         const s = await ctx.transport.submit({ kind: "tool", payload: { connector: pick.connector, operation: pick.operation, params: {} }, idempotency_key: ctx.key("security"), max_attempts: 1 });
         const v = await until(ctx.transport, s.id, ended, 15_000);
         await ctx.live.loadIntegrations();

@@ -3,8 +3,8 @@
 //! with its tag, `tour:<tour id>:`, and a clear cancels those still
 //! unfinished, then removes the ended ones where the store allows it (the
 //! embedded SQLite; a fleet's PostgreSQL history is append-only, and they
-//! stay there, tagged). Only a walk-through's tag is taken: nothing else an
-//! operator ran can be cleared this way.
+//! stay there, tagged). Only one walk-through's whole tag is taken (its
+//! UUID), and a tenant's token reaches only its own tenant's tickets.
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -19,9 +19,8 @@ use crate::ticket::{TenantId, TicketError};
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ClearQuery {
-    /// The walk-through's tag, `tour:` and its id (`tour:<id>:`): 6..=64
-    /// of a-z, 0-9, ':' and '-'.
-    #[param(pattern = "^tour:[a-z0-9:-]{1,59}$")]
+    /// One walk-through's tag: `tour:`, its UUID and `:`.
+    #[param(pattern = "^tour:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:$")]
     pub tag: String,
     /// A known tenant; every tenant's if absent (a tenant's token: its own).
     #[serde(default)]
@@ -38,7 +37,7 @@ pub async fn clear(controller: &Controller, query: &ClearQuery) -> Result<Cleare
         return Err(invalid(
             "tag",
             format!(
-                "{:?} is not a walk-through's tag: only tickets tagged `tour:<id>` can be cleared",
+                "{:?} is not a walk-through's tag: only one tour's tickets, tagged `tour:<uuid>:`, can be cleared",
                 query.tag
             ),
         ));

@@ -418,82 +418,128 @@ async fn the_tenant_directory_says_which_tenants_are_paused() {
 
 /// The walk-through's tickets, tagged by their keys, are listed by the tag
 /// and cleared over HTTP: the unfinished cancelled, the ended removed
-/// (SQLite), an operator's untagged ticket untouched; any other tag is
-/// refused, naming the field.
+/// (SQLite), an untagged ticket untouched; a tenant's token clears only its
+/// tenant's; any tag but one tour's whole one is refused, naming the field.
 #[tokio::test]
 async fn a_walk_through_s_tickets_are_listed_by_tag_and_cleared() {
     let served = Served::start().await;
-    let (base, token) = (served.base(), &served.token);
+    let (base, token) = (served.base(), served.token.expose().to_owned());
     let client = reqwest::Client::new();
+    let send =
+        |method: reqwest::Method, path: String, bearer: &str, body: Option<serde_json::Value>| {
+            let r = client.request(method, format!("{base}{path}"));
+            let r = if bearer.is_empty() {
+                r
+            } else {
+                r.bearer_auth(bearer)
+            };
+            match body {
+                Some(b) => r.json(&b),
+                None => r,
+            }
+            .send()
+        };
+    let r = send(
+        reqwest::Method::PUT,
+        "/api/v1/tenants/acme".into(),
+        &token,
+        Some(serde_json::json!({"budget_usd": 10.0})),
+    );
+    assert!(r.await.unwrap().status().is_success());
+    let r = send(
+        reqwest::Method::POST,
+        "/api/v1/tokens".into(),
+        &token,
+        Some(serde_json::json!({"tenant": "acme", "role": "operator"})),
+    );
+    let acme: serde_json::Value = r.await.unwrap().json().await.unwrap();
+    let acme = acme["token"].as_str().unwrap().to_owned();
+
     let tag = "tour:0193a0c4-1b2c-7def-8000-00000000abcd:";
     let mut ids = Vec::new();
-    for (key, held) in [
-        (format!("{tag}route-1"), false),
-        (format!("{tag}cancel-1"), true),
-        ("mine".into(), false),
+    for (tenant, key, held) in [
+        ("default", format!("{tag}route-1"), false),
+        ("default", format!("{tag}cancel-1"), true),
+        ("acme", format!("{tag}route-2"), false),
+        ("default", "mine".to_owned(), false),
     ] {
-        let r = client
-            .post(format!("{base}/api/v1/tickets"))
-            .bearer_auth(token.expose())
-            .json(&serde_json::json!({"kind": "chat", "payload": {"prompt": "hello"}, "idempotency_key": key, "requires_approval": held}))
-            .send()
-            .await
-            .unwrap();
+        let body = serde_json::json!({"kind": "chat", "payload": {"prompt": "hello"}, "tenant": tenant, "idempotency_key": key, "requires_approval": held});
+        let r = send(
+            reqwest::Method::POST,
+            "/api/v1/tickets".into(),
+            &token,
+            Some(body),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status(), 201);
         let body: serde_json::Value = r.json().await.unwrap();
-        ids.push(body["id"].as_str().unwrap().to_owned());
+        ids.push(crate::ticket::TicketId::parse(body["id"].as_str().unwrap()).unwrap());
     }
-    // The first and the operator's run to the end; the second waits for an approval.
-    for id in [&ids[0], &ids[2]] {
-        let id = crate::ticket::TicketId::parse(id).unwrap();
-        for _ in 0..200 {
-            if served
+    // All but the second run to the end; the second waits for an approval.
+    for id in [ids[0], ids[2], ids[3]] {
+        let mut ended = false;
+        for _ in 0..300 {
+            ended = served
                 .controller
                 .ticket(id)
                 .await
                 .unwrap()
                 .state
-                .is_terminal()
-            {
+                .is_terminal();
+            if ended {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        assert!(ended, "{id} did not end");
     }
-    let listed: crate::store::TicketPage = client
-        .get(format!("{base}/api/v1/tickets?tag={tag}"))
-        .bearer_auth(token.expose())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut got: Vec<String> = listed.tickets.iter().map(|t| t.id.to_string()).collect();
-    got.sort();
-    let mut want = vec![ids[0].clone(), ids[1].clone()];
-    want.sort();
-    assert_eq!(got, want);
-
-    let delete = |query: &str, auth: bool| {
-        let r = client.delete(format!("{base}/api/v1/tickets?{query}"));
-        if auth {
-            r.bearer_auth(token.expose())
-        } else {
-            r
+    let listed = |bearer: String| {
+        let r = send(
+            reqwest::Method::GET,
+            format!("/api/v1/tickets?tag={tag}"),
+            &bearer,
+            None,
+        );
+        async move {
+            let page: crate::store::TicketPage = r.await.unwrap().json().await.unwrap();
+            let mut got: Vec<_> = page.tickets.iter().map(|t| t.id).collect();
+            got.sort();
+            got
         }
-        .send()
+    };
+    let mut want = vec![ids[0], ids[1], ids[2]];
+    want.sort();
+    assert_eq!(listed(token.clone()).await, want);
+    assert_eq!(
+        listed(acme.clone()).await,
+        vec![ids[2]],
+        "a tenant lists its own"
+    );
+
+    let delete = |query: String, bearer: String| {
+        send(
+            reqwest::Method::DELETE,
+            format!("/api/v1/tickets?{query}"),
+            &bearer,
+            None,
+        )
     };
     assert_eq!(
-        delete(&format!("tag={tag}"), false).await.unwrap().status(),
+        delete(format!("tag={tag}"), String::new())
+            .await
+            .unwrap()
+            .status(),
         401
     );
     for (query, says) in [
         ("tag=mine", "not a walk-through"),
         ("tag=TOUR:x", "'T'"),
         ("tag=tour:", "not a walk-through"),
+        // A prefix of every tour's tag (their UUIDs begin alike) is not one tour's.
+        ("tag=tour:0", "not a walk-through"),
     ] {
-        let r = delete(query, true).await.unwrap();
+        let r = delete(query.into(), token.clone()).await.unwrap();
         assert_eq!(r.status(), 422, "{query}");
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["error"]["field"], "tag", "{body}");
@@ -502,11 +548,26 @@ async fn a_walk_through_s_tickets_are_listed_by_tag_and_cleared() {
             "{body}"
         );
     }
-    let r = delete(&format!("tag={tag}"), true).await.unwrap();
-    assert_eq!(r.status(), 200);
-    let cleared: crate::store::Cleared = r.json().await.unwrap();
+    let cleared = |bearer: String| {
+        let r = delete(format!("tag={tag}"), bearer);
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<crate::store::Cleared>().await.unwrap()
+        }
+    };
+    // acme's token reaches acme's ticket alone.
+    let by_acme = cleared(acme.clone()).await;
     assert_eq!(
-        cleared,
+        by_acme,
+        crate::store::Cleared {
+            removed: 1,
+            ..Default::default()
+        }
+    );
+    let by_operator = cleared(token.clone()).await;
+    assert_eq!(
+        by_operator,
         crate::store::Cleared {
             cancelled: 1,
             removed: 2,
@@ -514,23 +575,20 @@ async fn a_walk_through_s_tickets_are_listed_by_tag_and_cleared() {
             kept: 0
         }
     );
-    for (id, status) in [(&ids[0], 404), (&ids[1], 404), (&ids[2], 200)] {
-        let r = client
-            .get(format!("{base}/api/v1/tickets/{id}"))
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), status, "{id}");
+    for (id, status) in [(ids[0], 404), (ids[1], 404), (ids[2], 404), (ids[3], 200)] {
+        let r = send(
+            reqwest::Method::GET,
+            format!("/api/v1/tickets/{id}"),
+            &token,
+            None,
+        );
+        assert_eq!(r.await.unwrap().status(), status, "{id}");
     }
     // Again: nothing is left to clear.
-    let again: crate::store::Cleared = delete(&format!("tag={tag}"), true)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(again, crate::store::Cleared::default());
+    assert_eq!(
+        cleared(token.clone()).await,
+        crate::store::Cleared::default()
+    );
     served.stop().await;
 }
 

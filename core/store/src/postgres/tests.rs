@@ -607,6 +607,7 @@ async fn tenant_tables_are_the_tables_the_migrations_give_a_tenant() {
 async fn reads_scoped_to_a_tenant_see_only_it_and_tokens_keep_their_hash() {
     let db = TestDb::new().await;
     crate::fixtures::scoped_reads_and_tokens(&db.store).await;
+    db.drop().await;
 }
 
 /// Row-level security keeps another tenant's journal out.
@@ -623,4 +624,5 @@ async fn a_desk_journal_keeps_each_entry_once_and_per_tenant() {
 async fn a_tag_lists_its_tickets_and_a_clear_keeps_them() {
     let db = TestDb::new().await;
     crate::fixtures::tagged(&db.store, false).await;
+    db.drop().await;
 }
