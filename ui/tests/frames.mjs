@@ -28,6 +28,9 @@ page.setDefaultTimeout(60000);
 await page.goto(`${url}/#token=${token}`);
 await page.getByTestId("connection").getByText("live").waitFor();
 await page.getByTestId("nav-topology").click();
+// Every bot in the window first (a fleet's list arrives on the feed): the
+// renderer is chosen by their number.
+await page.locator("header").getByText(`${bots} bots live`).waitFor();
 // Large fleets are drawn on a canvas, small ones as elements.
 await page.locator('[data-testid="canvas-diagram"], .svelte-flow__node').first().waitFor();
 const renderer = (await page.getByTestId("canvas-diagram").count()) ? "canvas" : "elements";
