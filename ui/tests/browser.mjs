@@ -1,27 +1,15 @@
 // The control center in a real browser (Debian's Chromium, driven by
 // playwright-core) against a real `oshal serve`: node tests/browser.mjs URL TOKEN [SHOT.png]
 // Exits non-zero with the failing step on stderr.
-import { chromium } from "playwright-core";
+import { open } from "./chromium.mjs";
 
 const [url, token, shot] = process.argv.slice(2);
 if (!url || !token) {
   console.error("usage: node tests/browser.mjs URL TOKEN [SHOT.png]");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const problems = [];
+const { browser, page, problems, step } = await open({ width: 1280, height: 800, timeout: 20000 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(20000);
-  const step = async (name, f) => {
-    try { await f(); } catch (e) { throw new Error(`${name}: ${e.message}`); }
-  };
 
   await step("a wrong token shows the server's refusal", async () => {
     await page.goto(`${url}/#token=not-the-token-0000`);

@@ -9,7 +9,7 @@
 // the deployment's containers (a real Podman engine) each with its image,
 // state, health and restarts; the API's edge and the secret backend (Vault
 // as it says of itself). Exits non-zero with the failing step.
-import { chromium } from "playwright-core";
+import { open } from "./chromium.mjs";
 
 const [url, token] = process.argv.slice(2);
 if (!url || !token) {
@@ -17,20 +17,8 @@ if (!url || !token) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const problems = [];
+const { browser, page, problems, step } = await open({ width: 1600, height: 1000, timeout: 30000 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
-  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(30000);
-  const step = async (name, f) => {
-    try { await f(); } catch (e) { throw new Error(`${name}: ${e.message}`); }
-  };
   const node = (text) => page.locator(".svelte-flow__node", { hasText: text }).first();
   const text = async (text) => ((await node(text).textContent()) ?? "").trim();
 

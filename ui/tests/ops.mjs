@@ -11,7 +11,7 @@
 // diagnoses the budget, a heal is proposed with its dry run and blast
 // radius, approved from the view, written under its one grant and
 // re-checked. Exits non-zero with the failing step.
-import { chromium } from "playwright-core";
+import { open } from "./chromium.mjs";
 
 const [url, token] = process.argv.slice(2);
 if (!url || !token) {
@@ -36,20 +36,8 @@ const alert = (bot, status) => ({
 });
 const am = (alerts) => ({ version: "4", status: "firing", receiver: "oshal", alerts });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const problems = [];
+const { browser, page, problems, step } = await open({ width: 1400, height: 1000, timeout: 30000 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(30000);
-  const step = async (name, f) => {
-    try { await f(); } catch (e) { throw new Error(`${name}: ${e.message}`); }
-  };
   const view = page.getByTestId("operations");
 
   await step("attach and open the Operations view: no incidents yet", async () => {

@@ -11,7 +11,7 @@
 // the counts, grants, bots and tenants as they were, and the operator's own
 // ticket (submitted before it) untouched (the audit trail keeps the denial,
 // as an audit must). With `fleet`, the steps a fleet's controller shows.
-import { chromium } from "playwright-core";
+import { open } from "./chromium.mjs";
 
 const [url, token, mode] = process.argv.slice(2);
 if (!url || !token) {
@@ -41,20 +41,8 @@ const snapshot = async () => {
   return JSON.stringify({ counts, grants, bots, tenants });
 };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const problems = [];
+const { browser, page, problems, step } = await open({ width: 1400, height: 1000, timeout: 30000 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(30000);
-  const step = async (name, f) => {
-    try { await f(); } catch (e) { throw new Error(`${name}: ${e.message}`); }
-  };
   const tour = page.getByTestId("tour");
   const at = async (id, position) => {
     await page.locator(`[data-testid="tour"][data-step="${id}"]`).waitFor();

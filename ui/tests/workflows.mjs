@@ -4,7 +4,7 @@
 // CLIP is a video file; INBOX the server's artifact inbox, where the clip is
 // put only after a run that needs it has failed, so the view's "Retry from
 // here" has something to find. Exits non-zero with the failing step.
-import { chromium } from "playwright-core";
+import { open } from "./chromium.mjs";
 import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -13,20 +13,8 @@ if (!url || !token || !clip || !inbox) {
   console.error("usage: node tests/workflows.mjs URL TOKEN CLIP INBOX");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const problems = [];
+const { browser, page, problems, step } = await open({ width: 1400, height: 1000, timeout: 30000 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(30000);
-  const step = async (name, f) => {
-    try { await f(); } catch (e) { throw new Error(`${name}: ${e.message}`); }
-  };
   const view = page.getByTestId("workflows");
   const approve = async (node, answer) => {
     const row = view.getByTestId("approval-row").filter({ hasText: node });
