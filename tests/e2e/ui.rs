@@ -5,7 +5,8 @@
 //! (and filtering by it), the topology's bots and lanes,
 //! the command palette, the architecture view, a ticket's journey, the
 //! integrations and the security views; the other views' own tests, and
-//! the walk-through (`ui/tests/tour.mjs`) on a pool that runs a real model.
+//! the walk-through (`ui/tests/tour.mjs`) on a pool that runs a real model,
+//! and a fleet of 10,000 bots (`ui/tests/scale.mjs`).
 //! The first serves the UI built into the binary, the second one from
 //! `--ui-dir`. `scripts/test` builds `ui/dist` and installs Chromium first.
 
@@ -194,6 +195,35 @@ async fn the_walk_through_shows_the_canary_reading_nothing_on_a_fleet() {
         assert!(r.status().is_success(), "{tenant}: {}", r.status());
     }
     browse(&ui, "tour.mjs", &server, &["fleet"]);
+    drop(server);
+    space.cleanup().await.unwrap();
+}
+
+/// A fleet at the scale the control center is built for: 10,000 bots over
+/// 100 nodes (real `oshal node` processes on one Redis, a controller on
+/// PostgreSQL). Every bot reaches the window, drawn on one canvas that
+/// pans and zooms; the bot a real ticket ran on is found by name with its
+/// lane's figures, the diagram is brought to it, and clicking it there
+/// opens its tickets; a node's name finds its 100 bots.
+#[tokio::test]
+async fn a_fleet_of_ten_thousand_bots_is_searched_shown_and_opened() {
+    const NODES: usize = 100;
+    const BOTS_EACH: usize = 100;
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
+    let space = oshal_e2e::FleetSpace::new().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = space.serve(&dir.path().join("data")).unwrap();
+    let each = BOTS_EACH.to_string();
+    let nodes: Vec<_> = (1..=NODES)
+        .map(|i| space.node(&format!("n{i}"), &["--bots", &each]).unwrap())
+        .collect();
+    browse(
+        &ui,
+        "scale.mjs",
+        &server,
+        &[&(NODES * BOTS_EACH).to_string()],
+    );
+    drop(nodes);
     drop(server);
     space.cleanup().await.unwrap();
 }

@@ -5,9 +5,11 @@
 // frame's interval; the event rate is read off the server's metrics. An
 // interval cannot be shorter than the display's frame (16.7 ms at 60 Hz),
 // so the page's own work is reported too: the renderer main thread's busy
-// time (Chromium's TaskDuration, over CDP) per frame.
+// time (Chromium's TaskDuration, over CDP) per frame. The same is then
+// measured on a blank page for as long, under the same load: the floor a
+// machine this busy gives any page (`floor_*`).
 //   node tests/frames.mjs URL TOKEN [SECONDS] [RATE_TICKETS_PER_S]
-// Prints `bots=N renderer=R events_per_s=E frames=F frame_p50_ms=A frame_p95_ms=B dropped_pct=D busy_ms_per_frame=M`.
+// Prints `bots=N renderer=R events_per_s=E messages_per_s=W frames=F frame_p50_ms=A frame_p95_ms=B dropped_pct=D busy_ms_per_frame=M floor_dropped_pct=FD floor_busy_ms_per_frame=FM`.
 import { chromium } from "playwright-core";
 
 const [url, token, seconds = "10", rate = "2500"] = process.argv.slice(2);
@@ -43,7 +45,8 @@ const transitions = async () => {
 
 // The load: RATE tickets a second, one batch every 20 ms (a batch is one
 // request and one durable commit), 8 batches in flight at most.
-const stopAt = performance.now() + Number(seconds) * 1000 + 2000;
+// Through the warm-up, the app's seconds and the blank page's.
+const stopAt = performance.now() + 2 * Number(seconds) * 1000 + 3000;
 let inFlight = 0;
 let submitted = 0;
 const load = (async () => {
@@ -62,39 +65,71 @@ const load = (async () => {
   }
 })();
 
-// Warm up 2 s, then record frames for SECONDS.
-await page.waitForTimeout(2000);
+// Frames and the renderer's busy time over SECONDS, on whatever the page
+// shows now.
 const cdp = await page.context().newCDPSession(page);
 await cdp.send("Performance.enable");
+// Messages the page's feed receives (each one a task of the renderer's).
+await cdp.send("Network.enable");
+let messages = 0;
+cdp.on("Network.webSocketFrameReceived", () => messages++);
 const busySeconds = async () =>
   (await cdp.send("Performance.getMetrics")).metrics.find((m) => m.name === "TaskDuration").value;
-const busyBefore = await busySeconds();
+async function measure(profile) {
+  const busyBefore = await busySeconds();
+  const messagesBefore = messages;
+  if (profile) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.start");
+  }
+  const frames = await page.evaluate((ms) => new Promise((resolve) => {
+    const out = [];
+    let last = performance.now();
+    const end = last + ms;
+    const tick = (now) => {
+      out.push(now - last);
+      last = now;
+      if (now < end) requestAnimationFrame(tick); else resolve(out);
+    };
+    requestAnimationFrame(tick);
+  }), Number(seconds) * 1000);
+  const busy = (await busySeconds()) - busyBefore;
+  const received = messages - messagesBefore;
+  if (profile) {
+    const { profile: p } = await cdp.send("Profiler.stop");
+    (await import("node:fs")).writeFileSync(profile, JSON.stringify(p));
+  }
+  const sorted = frames.slice(1).sort((a, b) => a - b);
+  const pct = (p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+  // rAF ticks at the display's rate (60 Hz here: 16.7 ms), so an interval
+  // past one and a half of those means at least one frame was dropped.
+  const dropped = sorted.filter((ms) => ms > 25).length;
+  return {
+    frames: sorted.length,
+    p50: pct(50).toFixed(1),
+    p95: pct(95).toFixed(1),
+    dropped: ((100 * dropped) / sorted.length).toFixed(1),
+    busy: ((busy * 1000) / frames.length).toFixed(1),
+    messagesPerS: Math.round(received / Number(seconds)),
+  };
+}
+
+// Warm up 2 s, then the app for SECONDS (OSHAL_FRAMES_PROFILE=FILE: the
+// renderer's CPU profile of those seconds, a .cpuprofile for DevTools).
+await page.waitForTimeout(2000);
 const eventsBefore = await transitions();
 const t0 = performance.now();
-const frames = await page.evaluate((ms) => new Promise((resolve) => {
-  const out = [];
-  let last = performance.now();
-  const end = last + ms;
-  const tick = (now) => {
-    out.push(now - last);
-    last = now;
-    if (now < end) requestAnimationFrame(tick); else resolve(out);
-  };
-  requestAnimationFrame(tick);
-}), Number(seconds) * 1000);
-const busy = (await busySeconds()) - busyBefore;
+const app = await measure(process.env.OSHAL_FRAMES_PROFILE);
 const eventsPerS = Math.round((((await transitions()) - eventsBefore) * 1000) / (performance.now() - t0));
+// Then the floor: a blank page, under the same load on the same machine,
+// for as long. What the app costs is what it adds to this.
+await page.goto("about:blank");
+const floor = await measure(null);
 await load;
 await browser.close();
 
-const sorted = frames.slice(1).sort((a, b) => a - b);
-const pct = (p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-// rAF ticks at the display's rate (60 Hz here: 16.7 ms), so an interval
-// past one and a half of those means at least one frame was dropped.
-const dropped = sorted.filter((ms) => ms > 25).length;
 console.log(
-  `bots=${bots} renderer=${renderer} events_per_s=${eventsPerS} frames=${sorted.length} ` +
-  `frame_p50_ms=${pct(50).toFixed(1)} frame_p95_ms=${pct(95).toFixed(1)} ` +
-  `dropped_pct=${((100 * dropped) / sorted.length).toFixed(1)} ` +
-  `busy_ms_per_frame=${((busy * 1000) / frames.length).toFixed(1)}`,
+  `bots=${bots} renderer=${renderer} events_per_s=${eventsPerS} messages_per_s=${app.messagesPerS} frames=${app.frames} ` +
+  `frame_p50_ms=${app.p50} frame_p95_ms=${app.p95} dropped_pct=${app.dropped} busy_ms_per_frame=${app.busy} ` +
+  `floor_dropped_pct=${floor.dropped} floor_busy_ms_per_frame=${floor.busy}`,
 );

@@ -5,7 +5,10 @@
 // at its live element, and each action runs for real (tickets sent through
 // the architecture, one followed hop by hop, the isolation checks run, a
 // tool call with no grant denied and found in the audit, a running ticket
-// cancelled with its spend stopped). The keys move it (→, ←, Esc); it
+// cancelled with its spend stopped; then reads only: the trading desk and
+// the operations loop say plainly that a fresh controller has no session
+// and no incident yet, and the build shape is checked with its five nodes
+// and no run to estimate from). The keys move it (→, ←, Esc); it
 // resumes after a reload where it was left, and each view opens its own
 // step. Cleared at the end, it leaves nothing behind: no ticket of its tag,
 // the counts, grants, bots and tenants as they were, and the operator's own
@@ -61,6 +64,20 @@ try {
     if (await tour.getByTestId("tour-failed").count()) throw new Error(await tour.getByTestId("tour-failed").innerText());
     console.log(`${await tour.getAttribute("data-step")}: ${(await tour.getByTestId("tour-effect").innerText()).replace(/\n/g, " | ")}`);
   };
+  const said = () => tour.getByTestId("tour-effect").innerText();
+  /** A read's lines name no field that was not there. */
+  const sane = (text) => {
+    if (/undefined|NaN|\[object/.test(text)) throw new Error(`a line shows what was not read: ${text}`);
+  };
+  /** The ring is drawn around `selector` (its first element), within 10 px. */
+  const ringed = (selector) =>
+    page.waitForFunction((sel) => {
+      const ring = document.querySelector('[data-testid="tour-ring"]')?.getBoundingClientRect();
+      const el = document.querySelector(sel)?.getBoundingClientRect();
+      if (!ring || !el) return false;
+      const near = (outer, inner, sign) => sign * (inner - outer) >= 0 && sign * (inner - outer) <= 10;
+      return near(ring.left, el.left, 1) && near(ring.top, el.top, 1) && near(ring.right, el.right, -1) && near(ring.bottom, el.bottom, -1);
+    }, selector, { timeout: 5000 });
   const next = async () => {
     await tour.locator("h3").click(); // off any input: the keys are the tour's
     await page.keyboard.press("ArrowRight");
@@ -167,12 +184,48 @@ try {
       await page.getByTestId("detail-state").getByText("cancelled").waitFor();
     });
 
-    for (const [id, n] of [["trading", 8], ["operations", 9], ["workflows", 10]]) {
-      await step(`${id}: its live view, pointed at`, async () => {
-        await next();
-        await at(id, `${n} / 10`);
-      });
-    }
+    await step("trading: its live view, pointed at; no session yet, said so, and the ring on Open", async () => {
+      await next();
+      await at("trading", "8 / 10");
+      await run(/No paper session has been opened here yet, so there is no fill to trace\. Open one above/);
+      sane(await said());
+      await page.getByTestId("desk-empty").waitFor();
+      await ringed('[data-testid="desk-open"]');
+    });
+
+    await step("operations: its live view, pointed at; no incident yet, said so, with what the loop watches", async () => {
+      await next();
+      await at("operations", "9 / 10");
+      await run(/No incident has opened here yet\.|INC-\d+ “/);
+      const text = await said();
+      sane(text);
+      if (/No incident has opened here yet\./.test(text)) {
+        for (const want of [
+          /The loop watches the platform's own signals \(.+\) and the alerts Alertmanager and PagerDuty post/,
+          /No alert is on record\.|The newest \d+ alerts? on record: \d+ firing; none has opened an incident\./,
+          /\d+ correlation rules? \(.+\) decides? which alerts open one; each incident opened is investigated\./,
+        ]) if (!want.test(text)) throw new Error(`not said: ${want} in ${text}`);
+        await page.getByTestId("no-incidents").waitFor();
+        await ringed('[data-testid="stage-monitor"]');
+      } else {
+        // An alert of the platform's own opened one meanwhile: it is weighed.
+        if (!/read-only tool calls? kept as evidence: \d+ success, \d+ error, \d+ no_data, \d+ approval_required\.|No investigation ran for it/.test(text)) throw new Error(text);
+        await ringed('[data-testid="incident-row"]');
+      }
+    });
+
+    await step("workflows: its live view, pointed at; the build shape checked here, five nodes, no run yet", async () => {
+      await next();
+      await at("workflows", "10 / 10");
+      await run(/build is valid here, pinned to sha256:[0-9a-f]{12}…: 5 nodes, checkout \(build\), compile \(build, matrix\), test \(build, with_items\), approve \(approval\), deploy \(build\)\./);
+      const text = await said();
+      sane(text);
+      for (const want of ["Its longest chain of waits: checkout → compile → test → approve → deploy, 5 of 5 nodes.", "No run of build yet, so nothing to estimate from"]) {
+        if (!text.includes(want)) throw new Error(`not said: ${want} in ${text}`);
+      }
+      await page.getByTestId("no-runs").waitFor();
+      await ringed('[data-testid="shape-build"]');
+    });
 
     await step("each view opens its own step", async () => {
       await page.getByTestId("nav-topology").click();

@@ -4,7 +4,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { BotView, CoreEvent, FlowCounts, StateCount, Transition } from "../bindings";
 import { usd } from "./format";
-import { Live, flowRates } from "./live.svelte";
+import { FLUSH_MS, Live, flowRates } from "./live.svelte";
 import type { Transport } from "./transport";
 
 function transport(counts: StateCount[]) {
@@ -46,8 +46,13 @@ describe("Live", () => {
     expect(live.counts.queued).toBe(2);
 
     t.push({ type: "tickets_transitioned", transitions: [tr("a", "queued", "running", "bot-01"), tr("a", "running", "succeeded", "bot-01")] });
-    expect(live.counts).toMatchObject({ queued: 1, running: 0, succeeded: 1 });
-    expect(live.recent.map((r) => r.to)).toEqual(["succeeded", "running"]);
+    t.push({ type: "tickets_transitioned", transitions: [tr("b", "queued", "running", "bot-02")] });
+    // Heard, not yet said: the views hear of them together, once.
+    expect(live.counts.queued).toBe(2);
+    expect(live.batches).toBe(0);
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
+    expect(live.counts).toMatchObject({ queued: 0, running: 1, succeeded: 1 });
+    expect(live.recent.map((r) => [r.ticket, r.to])).toEqual([["b", "running"], ["a", "succeeded"], ["a", "running"]]);
     expect(live.batches).toBe(1);
     live.dispose();
   });
@@ -58,6 +63,7 @@ describe("Live", () => {
     live.start();
     await vi.advanceTimersByTimeAsync(0);
     t.push({ type: "tickets_transitioned", transitions: [tr("b", "routed", "running")] });
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
     expect(live.counts.routed).toBe(0);
     expect(live.counts.running).toBe(1);
     live.dispose();
@@ -86,15 +92,33 @@ describe("Live", () => {
       ({ id, skills: ["chat"], model: "builtin", node: null, live: true, cordoned: false, in_flight,
          succeeded: 0, failed: 0, attempt_ms: null, lane: null }) as unknown as BotView;
     t.push({ type: "bots_changed", changed: [bot("a", 0), bot("b", 0), bot("c", 0)], gone: [] });
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
     expect(live.bots.map((b) => b.id)).toEqual(["a", "b", "c"]);
     t.push({ type: "bots_changed", changed: [bot("b", 4)], gone: [] });
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
     expect(live.bots.map((b) => [b.id, b.in_flight])).toEqual([["a", 0], ["b", 4], ["c", 0]]);
     t.push({ type: "bots_changed", changed: [bot("d", 1), bot("c", 2)], gone: ["a"] });
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
     expect(live.bots.map((b) => [b.id, b.in_flight])).toEqual([["b", 4], ["c", 2], ["d", 1]]);
+    expect(live.botsLive).toBe(3);
+    t.push({ type: "bots_changed", changed: [{ ...bot("c", 0), live: false }], gone: [] });
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
+    expect(live.botsLive).toBe(2);
     // A whole list (a feed's first word) replaces them all.
     t.push({ type: "bots_updated", bots: [bot("z", 0)] });
     t.push({ type: "bots_changed", changed: [bot("y", 0)], gone: [] });
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
     expect(live.bots.map((b) => b.id)).toEqual(["z", "y"]);
+    // A fleet said in parts within one flush: one new list, drawn once.
+    const parts = Array.from({ length: 4 }, (_, p) => Array.from({ length: 500 }, (_, i) => bot(`n${p}-bot-${i}`, 0)));
+    t.push({ type: "bots_updated", bots: parts[0] });
+    for (const part of parts.slice(1)) t.push({ type: "bots_changed", changed: part, gone: [] });
+    // Nothing folded per message: the parts wait for the flush.
+    expect(live.bots.map((b) => b.id)).toEqual(["z", "y"]);
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
+    expect(live.bots.length).toBe(2000);
+    expect(live.bots[1999].id).toBe("n3-bot-499");
+    expect(live.botsLive).toBe(2000);
     live.dispose();
   });
 
@@ -115,7 +139,7 @@ describe("Live", () => {
     await vi.advanceTimersByTimeAsync(0);
     t.push({ type: "bots_updated", bots: [bot("a", 1)] });
     answer([bot("stale", 0)]);
-    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
     expect(live.bots.map((b) => b.id)).toEqual(["a"]);
     // Fed since it connected: the periodic resync leaves the bots to the feed.
     await vi.advanceTimersByTimeAsync(5000);

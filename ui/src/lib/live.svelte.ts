@@ -73,8 +73,20 @@ export function flowRates(prev: FlowCounts, next: FlowCounts): FlowRates | null 
   return back ? null : out;
 }
 
+/** How long transitions and the bots' parts gather before the views hear
+ * of them: a feed of thousands of transitions a second, and a fleet of
+ * 10,000 bots said in twenty parts, reach them at most ten times a second,
+ * not once per message. */
+export const FLUSH_MS = 100;
+
+type BotsEvent = Extract<CoreEvent, { type: "bots_updated" | "bots_changed" }>;
+
 export class Live {
-  bots = $state<BotView[]>([]);
+  /** Every bot, in the fleet's order. Replaced whole on each change (not a
+   * deep proxy: 10,000 bots would be 100,000 signals read each second). */
+  bots = $state.raw<BotView[]>([]);
+  /** How many of `bots` are live, counted with each change. */
+  botsLive = $state(0);
   /** Where each bot sits in `bots`, so a change lands in place. */
   private botAt = new Map<string, number>();
   /** Whether the event feed has said the bots since it last connected
@@ -85,15 +97,16 @@ export class Live {
   private botsFed = false;
   /** Bots events seen: a read of the bots begun before one is stale. */
   private botsSeq = 0;
-  counts = $state<Record<string, number>>({});
+  counts = $state.raw<Record<string, number>>({});
   health = $state<Health | null>(null);
   connected = $state(false);
-  recent = $state<Transition[]>([]);
-  /** Batches of transitions seen so far: views refresh when it moves. */
+  recent = $state.raw<Transition[]>([]);
+  /** Flushes of transitions so far (at most one per `FLUSH_MS`): views
+   * refresh when it moves. */
   batches = $state(0);
-  series = $state<Sample[]>([]);
+  series = $state.raw<Sample[]>([]);
   /** Transitions seen per bot in the last second, for edge rates. */
-  rates = $state<Record<string, number>>({});
+  rates = $state.raw<Record<string, number>>({});
   error = $state<string | null>(null);
   /** Connectors, grants, recent audit and effects (refreshed with each resync). */
   integrations = $state<IntegrationView | null>(null);
@@ -125,6 +138,11 @@ export class Live {
   /** This token may not read the flow: it is not asked again. */
   private flowForbidden = false;
 
+  /** Transitions heard and not yet folded into `counts` and `recent`. */
+  private heard: Transition[][] = [];
+  /** The bots' events heard and not yet folded into `bots`, in order. */
+  private heardBots: BotsEvent[] = [];
+  private flushing: ReturnType<typeof setTimeout> | null = null;
   private finishedThisSecond = 0;
   private costThisSecond = 0;
   private perBot: Record<string, number> = {};
@@ -150,6 +168,7 @@ export class Live {
   dispose() {
     this.stop?.();
     this.timers.forEach(clearInterval);
+    if (this.flushing) clearTimeout(this.flushing);
   }
 
   async resync() {
@@ -260,31 +279,26 @@ export class Live {
   private apply(e: CoreEvent) {
     switch (e.type) {
       case "tickets_transitioned": {
-        const counts = { ...this.counts };
         for (const t of e.transitions) {
-          if (t.from) counts[t.from] = Math.max(0, (counts[t.from] ?? 0) - 1);
-          counts[t.to] = (counts[t.to] ?? 0) + 1;
           if (t.to === "succeeded" || t.to === "dead" || t.to === "cancelled") this.finishedThisSecond++;
           if (t.bot) this.perBot[t.bot] = (this.perBot[t.bot] ?? 0) + 1;
         }
-        this.counts = counts;
-        this.recent = [...e.transitions.slice(-50).reverse(), ...this.recent].slice(0, 200);
-        this.batches++;
+        this.heard.push(e.transitions);
+        this.flushing ??= setTimeout(() => this.flush(), FLUSH_MS);
         break;
       }
       case "cost_captured":
         for (const l of e.entries) this.costThisSecond += l.cost_nusd;
         break;
       case "bots_updated":
-        this.setBots(e.bots);
-        this.botsKnown = true;
-        this.botsFed = true;
-        this.botsSeq++;
-        break;
       case "bots_changed":
-        this.changeBots(e.changed, e.gone);
+        // Said now (a read of the bots begun before is stale), folded in
+        // with the next flush.
+        this.heardBots.push(e);
+        if (e.type === "bots_updated") this.botsKnown = true;
         this.botsFed = true;
         this.botsSeq++;
+        this.flushing ??= setTimeout(() => this.flush(), FLUSH_MS);
         break;
       case "lagged":
         this.resync();
@@ -292,29 +306,65 @@ export class Live {
     }
   }
 
-  private setBots(bots: BotView[]) {
-    this.bots = bots;
-    this.botAt = new Map(bots.map((b, i) => [b.id, i]));
+  /** What was heard since the last flush, folded in at once: the views
+   *  redraw once for it all. */
+  private flush() {
+    this.flushing = null;
+    if (this.heardBots.length) this.foldBots(this.heardBots.splice(0));
+    if (this.heard.length) this.foldTransitions(this.heard.splice(0));
   }
 
-  /** What moved since the feed last spoke: each changed bot replaced in
-   *  place (a new one appended, until the next whole list puts it in the
-   *  fleet's order), so a second in which ten of 10,000 bots moved
-   *  touches ten entries; only bots leaving rebuild the list. */
-  private changeBots(changed: BotView[], gone: string[]) {
-    if (gone.length > 0) {
-      const leaving = new Set(gone);
-      this.setBots(this.bots.filter((b) => !leaving.has(b.id)));
+  private foldTransitions(heard: Transition[][]) {
+    const counts = { ...this.counts };
+    let recent = this.recent;
+    for (const batch of heard) {
+      for (const t of batch) {
+        if (t.from) counts[t.from] = Math.max(0, (counts[t.from] ?? 0) - 1);
+        counts[t.to] = (counts[t.to] ?? 0) + 1;
+      }
+      recent = [...batch.slice(-50).reverse(), ...recent].slice(0, 200);
     }
-    for (const b of changed) {
-      const i = this.botAt.get(b.id);
-      if (i === undefined) {
-        this.botAt.set(b.id, this.bots.length);
-        this.bots.push(b);
-      } else {
-        this.bots[i] = b;
+    this.counts = counts;
+    this.recent = recent;
+    this.batches++;
+  }
+
+  private setBots(bots: BotView[], at = new Map(bots.map((b, i) => [b.id, i]))) {
+    this.bots = bots;
+    this.botAt = at;
+    this.botsLive = bots.reduce((n, b) => n + (b.live ? 1 : 0), 0);
+  }
+
+  /** The bots' events since the last flush, in order, into one new list:
+   *  a whole list replaces, then each changed bot is replaced at its place
+   *  (a new one appended, until the next whole list puts it in the fleet's
+   *  order) and those gone leave. About once a second, never per
+   *  transition. */
+  private foldBots(heard: BotsEvent[]) {
+    let bots = this.bots.slice();
+    let at = this.botAt;
+    for (const e of heard) {
+      if (e.type === "bots_updated") {
+        bots = e.bots.slice();
+        at = new Map(bots.map((b, i) => [b.id, i]));
+        continue;
+      }
+      for (const b of e.changed) {
+        const i = at.get(b.id);
+        if (i === undefined) {
+          at.set(b.id, bots.length);
+          bots.push(b);
+        } else {
+          bots[i] = b;
+        }
+      }
+      if (e.gone.length > 0) {
+        const leaving = new Set(e.gone);
+        bots = bots.filter((b) => !leaving.has(b.id));
+        at = new Map(bots.map((b, i) => [b.id, i]));
       }
     }
+    this.setBots(bots, at);
   }
 
   private tick() {

@@ -11,11 +11,21 @@
 //! the viewer saw, so an event the controller's channel dropped
 //! (`Lagged`) loses nothing: the next list is compared with what was
 //! sent.
+//!
+//! Either is said in parts of at most [`PART`] bots: a fleet of 10,000
+//! whose every bot moved in a second is three megabytes of JSON, which one
+//! message would make the viewer parse in one long task (a dropped frame
+//! each second); parts let it draw between them. The first part of a whole
+//! list is `BotsUpdated` (it replaces), the rest `BotsChanged` (they add);
+//! the bots gone go with the last part.
 
 use std::collections::{HashMap, HashSet};
 
 use super::{BotView, CoreEvent};
 use crate::ticket::BotId;
+
+/// The most bots one event carries (about 150 KB of JSON).
+pub const PART: usize = 500;
 
 /// What one viewer has been told of the bots.
 #[derive(Debug, Default)]
@@ -26,17 +36,29 @@ pub struct BotFeed {
 }
 
 impl BotFeed {
-    /// The event to send for `event`: every other event as it is, the
-    /// first whole list as it is, a later one as what changed in it
-    /// (`None` when nothing did).
-    pub fn next(&mut self, event: CoreEvent) -> Option<CoreEvent> {
+    /// The events to send for `event`: every other event as it is, the
+    /// first whole list as it is, a later one as what changed in it (none
+    /// when nothing did); the bots in parts of at most [`PART`].
+    pub fn next(&mut self, event: CoreEvent) -> Vec<CoreEvent> {
         let CoreEvent::BotsUpdated { bots } = event else {
-            return Some(event);
+            return vec![event];
         };
         if !self.spoke {
             self.spoke = true;
             self.sent = bots.iter().map(|b| (b.id.clone(), b.clone())).collect();
-            return Some(CoreEvent::BotsUpdated { bots });
+            // The first part replaces what the viewer held: it goes even
+            // when there are no bots.
+            let mut parts = parts(bots, Vec::new());
+            match parts.first_mut() {
+                Some(first) => {
+                    if let CoreEvent::BotsChanged { changed, .. } = first {
+                        let bots = std::mem::take(changed);
+                        *first = CoreEvent::BotsUpdated { bots };
+                    }
+                }
+                None => parts.push(CoreEvent::BotsUpdated { bots: Vec::new() }),
+            }
+            return parts;
         }
         let listed: HashSet<&BotId> = bots.iter().map(|b| &b.id).collect();
         let mut gone: Vec<BotId> = self
@@ -56,9 +78,32 @@ impl BotFeed {
                 changed.push(b);
             }
         }
-        (!changed.is_empty() || !gone.is_empty())
-            .then_some(CoreEvent::BotsChanged { changed, gone })
+        parts(changed, gone)
     }
+}
+
+/// `changed` as `BotsChanged` events of at most [`PART`] bots each, `gone`
+/// with the last; none when both are empty.
+fn parts(changed: Vec<BotView>, gone: Vec<BotId>) -> Vec<CoreEvent> {
+    if changed.is_empty() && gone.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<CoreEvent> = Vec::with_capacity(changed.len().div_ceil(PART).max(1));
+    let mut changed = changed.into_iter().peekable();
+    while changed.peek().is_some() {
+        out.push(CoreEvent::BotsChanged {
+            changed: changed.by_ref().take(PART).collect(),
+            gone: Vec::new(),
+        });
+    }
+    match out.last_mut() {
+        Some(CoreEvent::BotsChanged { gone: last, .. }) => *last = gone,
+        _ => out.push(CoreEvent::BotsChanged {
+            changed: Vec::new(),
+            gone,
+        }),
+    }
+    out
 }
 
 #[cfg(test)]
@@ -93,27 +138,35 @@ mod tests {
         let mut feed = BotFeed::default();
         let (a, b) = (bot("a", 0), bot("b", 0));
         let first = updated(&[a.clone(), b.clone()]);
-        assert_eq!(feed.next(first.clone()), Some(first));
+        assert_eq!(feed.next(first.clone()), vec![first]);
         assert_eq!(
             feed.next(updated(&[a.clone(), b.clone()])),
-            None,
+            vec![],
             "nothing moved"
         );
         let busy = bot("b", 3);
         assert_eq!(
             feed.next(updated(&[a.clone(), busy.clone()])),
-            Some(CoreEvent::BotsChanged {
+            vec![CoreEvent::BotsChanged {
                 changed: vec![busy.clone()],
                 gone: vec![],
-            })
+            }]
         );
         let c = bot("c", 0);
         assert_eq!(
             feed.next(updated(&[busy.clone(), c.clone()])),
-            Some(CoreEvent::BotsChanged {
+            vec![CoreEvent::BotsChanged {
                 changed: vec![c],
                 gone: vec![a.id.clone()],
-            })
+            }]
+        );
+        assert_eq!(
+            feed.next(updated(std::slice::from_ref(&busy))),
+            vec![CoreEvent::BotsChanged {
+                changed: vec![],
+                gone: vec![BotId::parse("c").unwrap()],
+            }],
+            "only a bot gone"
         );
     }
 
@@ -121,17 +174,81 @@ mod tests {
     fn other_events_pass_as_they_are_and_a_lag_loses_no_change() {
         let mut feed = BotFeed::default();
         let lag = CoreEvent::Lagged { missed: 3 };
-        assert_eq!(feed.next(lag.clone()), Some(lag));
+        assert_eq!(feed.next(lag.clone()), vec![lag]);
         feed.next(updated(&[bot("a", 0)]));
         // The controller's list of a moment the viewer missed: the next one
         // is compared with what was sent, so the move still goes out.
         let moved = bot("a", 1);
         assert_eq!(
             feed.next(updated(std::slice::from_ref(&moved))),
-            Some(CoreEvent::BotsChanged {
+            vec![CoreEvent::BotsChanged {
                 changed: vec![moved],
                 gone: vec![],
-            })
+            }]
         );
+    }
+
+    fn ids(event: &CoreEvent) -> (Vec<String>, Vec<String>, bool) {
+        match event {
+            CoreEvent::BotsUpdated { bots } => (
+                bots.iter().map(|b| b.id.to_string()).collect(),
+                vec![],
+                true,
+            ),
+            CoreEvent::BotsChanged { changed, gone } => (
+                changed.iter().map(|b| b.id.to_string()).collect(),
+                gone.iter().map(ToString::to_string).collect(),
+                false,
+            ),
+            other => panic!("not the bots: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_large_fleet_is_said_in_parts_the_first_replacing_the_gone_last() {
+        let mut feed = BotFeed::default();
+        let fleet: Vec<BotView> = (0..PART * 2 + 1)
+            .map(|i| bot(&format!("b{i:04}"), 0))
+            .collect();
+        let first = feed.next(updated(&fleet));
+        let said: Vec<_> = first.iter().map(ids).collect();
+        assert_eq!(
+            said.iter().map(|(c, _, _)| c.len()).collect::<Vec<_>>(),
+            [PART, PART, 1]
+        );
+        assert_eq!(
+            said.iter().map(|(_, _, whole)| *whole).collect::<Vec<_>>(),
+            [true, false, false]
+        );
+        let all: Vec<String> = said.iter().flat_map(|(c, _, _)| c.clone()).collect();
+        assert_eq!(
+            all,
+            fleet.iter().map(|b| b.id.to_string()).collect::<Vec<_>>(),
+            "in the fleet's order"
+        );
+
+        // Every bot moved but the first, which left: the moves in parts,
+        // the one gone with the last.
+        let moved: Vec<BotView> = fleet[1..]
+            .iter()
+            .map(|b| BotView {
+                in_flight: 1,
+                ..b.clone()
+            })
+            .collect();
+        let next: Vec<_> = feed.next(updated(&moved)).iter().map(ids).collect();
+        assert_eq!(
+            next.iter().map(|(c, _, _)| c.len()).collect::<Vec<_>>(),
+            [PART, PART]
+        );
+        assert!(next[0].1.is_empty());
+        assert_eq!(next[1].1, ["b0000"]);
+    }
+
+    #[test]
+    fn an_empty_fleet_is_still_said_whole_first() {
+        let mut feed = BotFeed::default();
+        assert_eq!(feed.next(updated(&[])), vec![updated(&[])]);
+        assert_eq!(feed.next(updated(&[])), vec![]);
     }
 }

@@ -35,13 +35,15 @@ pub enum CoreEvent {
     },
     /// Bots, their lanes and their load, every one (about once a second):
     /// what the controller's own watchers read. A surface's feed sends it
-    /// once, first, then `BotsChanged` (see `feed::BotFeed`).
+    /// once, first (its first part of at most 500 bots; the rest follow as
+    /// `BotsChanged`), then `BotsChanged` (see `feed::BotFeed`).
     BotsUpdated { bots: Vec<BotView> },
     /// What changed among the bots since this feed's last word of them
     /// (its first is a whole `BotsUpdated`): each bot that is new or whose
     /// figures moved, in the order the fleet lists them, and the ids of
-    /// those no longer listed. At most one a second, and none while nothing
-    /// changes, so a quiet fleet of 10,000 bots sends its viewers nothing.
+    /// those no longer listed (with the last part). About once a second,
+    /// in parts of at most 500 bots, and none while nothing changes, so a
+    /// quiet fleet of 10,000 bots sends its viewers nothing.
     BotsChanged {
         changed: Vec<BotView>,
         gone: Vec<BotId>,

@@ -281,12 +281,12 @@ pub(super) async fn stream_events(mut socket: WebSocket, controller: Controller,
                     Err(RecvError::Lagged(missed)) => CoreEvent::Lagged { missed },
                     Err(RecvError::Closed) => return,
                 };
-                let Some(event) = fenced(event, &who).and_then(|e| bots.next(e)) else {
-                    continue;
-                };
-                let Ok(text) = serde_json::to_string(&event) else { continue };
-                if socket.send(Message::Text(text.into())).await.is_err() {
-                    return;
+                let Some(event) = fenced(event, &who) else { continue };
+                for event in bots.next(event) {
+                    let Ok(text) = serde_json::to_string(&event) else { continue };
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
