@@ -798,8 +798,7 @@ export type CoreEvent =
 /**
  *  Bots, their lanes and their load, every one (about once a second):
  *  what the controller's own watchers read. A surface's feed sends it
- *  once, first (its first part of at most 500 bots; the rest follow as
- *  `BotsChanged`), then `BotsChanged` (see `feed::BotFeed`).
+ *  once, first, then `BotsChanged` (see `feed::BotFeed`).
  */
 { type: "bots_updated"; bots: BotView[] } | 
 /**

@@ -1,8 +1,8 @@
 //! The bridge: the controller's events to the window, over a channel.
 //!
 //! The core already batches (one event per group commit, bots once a
-//! second, sent as what changed in parts of at most 500: `BotFeed`), so
-//! each `CoreEvent` is one message. Locally the feed is the embedded controller's broadcast (a
+//! second, sent as what changed in parts of at most 500: `BotFeed`); each
+//! `CoreEvent` is one message. Locally the feed is the embedded controller's broadcast (a
 //! window that falls behind gets `lagged` and resyncs); on a fleet it is
 //! the controller's WebSocket, read here so the token never reaches the
 //! page, and opened again (with backoff) when it drops, the window told

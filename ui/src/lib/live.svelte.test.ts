@@ -57,6 +57,20 @@ describe("Live", () => {
     live.dispose();
   });
 
+  it("counts a resync's read as it is, not moved again by what was heard before it", async () => {
+    const t = transport([{ state: "queued", count: 0 }, { state: "running", count: 1 }] as StateCount[]);
+    const live = new Live(t);
+    live.start();
+    await vi.advanceTimersByTimeAsync(0);
+    // The store's read already counts this move: heard, then read.
+    t.push({ type: "tickets_transitioned", transitions: [tr("a", "queued", "running")] });
+    await live.resync();
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
+    expect(live.counts).toMatchObject({ queued: 0, running: 1 });
+    expect(live.recent.map((r) => r.ticket)).toEqual(["a"]);
+    live.dispose();
+  });
+
   it("never counts below zero when events arrive before a resync", async () => {
     const t = transport([]);
     const live = new Live(t);

@@ -185,6 +185,12 @@ export class Live {
             }),
         this.transport.health(),
       ]);
+      // What was heard before this read is in it: folded first, then
+      // replaced, so it is not counted twice.
+      if (this.flushing) {
+        clearTimeout(this.flushing);
+        this.flush();
+      }
       this.counts = Object.fromEntries(counts.map((c) => [c.state, c.count]));
       this.countsKnown = true;
       // What the feed said meanwhile is newer than this read.
@@ -295,7 +301,6 @@ export class Live {
         // Said now (a read of the bots begun before is stale), folded in
         // with the next flush.
         this.heardBots.push(e);
-        if (e.type === "bots_updated") this.botsKnown = true;
         this.botsFed = true;
         this.botsSeq++;
         this.flushing ??= setTimeout(() => this.flush(), FLUSH_MS);
@@ -345,6 +350,7 @@ export class Live {
     let at = this.botAt;
     for (const e of heard) {
       if (e.type === "bots_updated") {
+        this.botsKnown = true;
         bots = e.bots.slice();
         at = new Map(bots.map((b, i) => [b.id, i]));
         continue;

@@ -12,12 +12,14 @@
 //! (`Lagged`) loses nothing: the next list is compared with what was
 //! sent.
 //!
-//! Either is said in parts of at most [`PART`] bots: a fleet of 10,000
-//! whose every bot moved in a second is three megabytes of JSON, which one
-//! message would make the viewer parse in one long task (a dropped frame
-//! each second); parts let it draw between them. The first part of a whole
-//! list is `BotsUpdated` (it replaces), the rest `BotsChanged` (they add);
-//! the bots gone go with the last part.
+//! What changed is said in parts of at most [`PART`] bots: a fleet of
+//! 10,000 whose every bot moved in a second is three megabytes of JSON,
+//! which one message would make the viewer parse in one long task (a
+//! dropped frame each second); parts let it draw between them, and each
+//! part holds whole bots, so one folded before the next arrives is never
+//! false. The bots gone go with the last part. The whole list goes whole,
+//! once per connection: it replaces, so a part of it would be a fleet cut
+//! short.
 
 use std::collections::{HashMap, HashSet};
 
@@ -38,7 +40,7 @@ pub struct BotFeed {
 impl BotFeed {
     /// The events to send for `event`: every other event as it is, the
     /// first whole list as it is, a later one as what changed in it (none
-    /// when nothing did); the bots in parts of at most [`PART`].
+    /// when nothing did) in parts of at most [`PART`] bots.
     pub fn next(&mut self, event: CoreEvent) -> Vec<CoreEvent> {
         let CoreEvent::BotsUpdated { bots } = event else {
             return vec![event];
@@ -46,19 +48,7 @@ impl BotFeed {
         if !self.spoke {
             self.spoke = true;
             self.sent = bots.iter().map(|b| (b.id.clone(), b.clone())).collect();
-            // The first part replaces what the viewer held: it goes even
-            // when there are no bots.
-            let mut parts = parts(bots, Vec::new());
-            match parts.first_mut() {
-                Some(first) => {
-                    if let CoreEvent::BotsChanged { changed, .. } = first {
-                        let bots = std::mem::take(changed);
-                        *first = CoreEvent::BotsUpdated { bots };
-                    }
-                }
-                None => parts.push(CoreEvent::BotsUpdated { bots: Vec::new() }),
-            }
-            return parts;
+            return vec![CoreEvent::BotsUpdated { bots }];
         }
         let listed: HashSet<&BotId> = bots.iter().map(|b| &b.id).collect();
         let mut gone: Vec<BotId> = self
@@ -188,44 +178,26 @@ mod tests {
         );
     }
 
-    fn ids(event: &CoreEvent) -> (Vec<String>, Vec<String>, bool) {
+    /// The ids a `BotsChanged` carries, changed and gone.
+    fn ids(event: &CoreEvent) -> (Vec<String>, Vec<String>) {
         match event {
-            CoreEvent::BotsUpdated { bots } => (
-                bots.iter().map(|b| b.id.to_string()).collect(),
-                vec![],
-                true,
-            ),
             CoreEvent::BotsChanged { changed, gone } => (
                 changed.iter().map(|b| b.id.to_string()).collect(),
                 gone.iter().map(ToString::to_string).collect(),
-                false,
             ),
-            other => panic!("not the bots: {other:?}"),
+            other => panic!("not what changed: {other:?}"),
         }
     }
 
     #[test]
-    fn a_large_fleet_is_said_in_parts_the_first_replacing_the_gone_last() {
+    fn a_large_fleets_moves_are_said_in_parts_the_gone_last() {
         let mut feed = BotFeed::default();
         let fleet: Vec<BotView> = (0..PART * 2 + 1)
             .map(|i| bot(&format!("b{i:04}"), 0))
             .collect();
-        let first = feed.next(updated(&fleet));
-        let said: Vec<_> = first.iter().map(ids).collect();
-        assert_eq!(
-            said.iter().map(|(c, _, _)| c.len()).collect::<Vec<_>>(),
-            [PART, PART, 1]
-        );
-        assert_eq!(
-            said.iter().map(|(_, _, whole)| *whole).collect::<Vec<_>>(),
-            [true, false, false]
-        );
-        let all: Vec<String> = said.iter().flat_map(|(c, _, _)| c.clone()).collect();
-        assert_eq!(
-            all,
-            fleet.iter().map(|b| b.id.to_string()).collect::<Vec<_>>(),
-            "in the fleet's order"
-        );
+        // The whole list goes whole: a part of it would replace the fleet
+        // with a piece of it.
+        assert_eq!(feed.next(updated(&fleet)), vec![updated(&fleet)]);
 
         // Every bot moved but the first, which left: the moves in parts,
         // the one gone with the last.
@@ -238,8 +210,14 @@ mod tests {
             .collect();
         let next: Vec<_> = feed.next(updated(&moved)).iter().map(ids).collect();
         assert_eq!(
-            next.iter().map(|(c, _, _)| c.len()).collect::<Vec<_>>(),
+            next.iter().map(|(c, _)| c.len()).collect::<Vec<_>>(),
             [PART, PART]
+        );
+        let said: Vec<String> = next.iter().flat_map(|(c, _)| c.clone()).collect();
+        assert_eq!(
+            said,
+            moved.iter().map(|b| b.id.to_string()).collect::<Vec<_>>(),
+            "in the fleet's order"
         );
         assert!(next[0].1.is_empty());
         assert_eq!(next[1].1, ["b0000"]);

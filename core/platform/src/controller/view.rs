@@ -35,8 +35,7 @@ pub enum CoreEvent {
     },
     /// Bots, their lanes and their load, every one (about once a second):
     /// what the controller's own watchers read. A surface's feed sends it
-    /// once, first (its first part of at most 500 bots; the rest follow as
-    /// `BotsChanged`), then `BotsChanged` (see `feed::BotFeed`).
+    /// once, first, then `BotsChanged` (see `feed::BotFeed`).
     BotsUpdated { bots: Vec<BotView> },
     /// What changed among the bots since this feed's last word of them
     /// (its first is a whole `BotsUpdated`): each bot that is new or whose
