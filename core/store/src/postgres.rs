@@ -22,7 +22,7 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use sqlx::{Connection as _, PgConnection, Postgres, Row, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -92,6 +92,9 @@ impl Statistics {
     }
 }
 
+/// A pooled connection idle this long is pinged before it is used.
+const PING_IDLE: Duration = Duration::from_secs(1);
+
 impl PgStore {
     /// Connects to a database prepared by [`setup`], with `schema` as the
     /// search path. `url` names the role to act as (normally `oshal_app`).
@@ -105,6 +108,19 @@ impl PgStore {
             .max_connections(8)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(2))
+            // sqlx pings every connection it hands out: a round trip per
+            // commit. Only one idle long enough to have outlived a server
+            // restart is pinged; a busy one that broke fails its commit,
+            // which the writer retries on another.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(opts)
             .await?;
         setup::check_prepared(&pool, schema).await?;

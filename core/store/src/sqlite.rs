@@ -57,6 +57,9 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            // A file in this process has no server to lose: no ping (a
+            // round trip to the connection's thread) before each use.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite")
