@@ -60,6 +60,30 @@ try {
     await page.waitForFunction((k) => Number(document.querySelector('[data-testid="canvas-diagram"]').dataset.view.split(" ")[2]) > k * 1.5, k0);
   });
 
+  await step("a pixel ratio change alone sizes the canvas again at the new ratio", async () => {
+    // The canvas's pixels against its CSS size times the ratio (within a
+    // pixel of rounding).
+    const sized = async (ratio) => {
+      let seen = null;
+      for (const deadline = Date.now() + 10000; Date.now() < deadline; await page.waitForTimeout(100)) {
+        seen = await page.evaluate(() => {
+          const c = document.querySelector('[data-testid="canvas-diagram"] canvas');
+          return { width: c.width, css: c.getBoundingClientRect().width, ratio: window.devicePixelRatio };
+        });
+        if (seen.ratio === ratio && Math.abs(seen.width - seen.css * ratio) <= ratio) return;
+      }
+      throw new Error(`at ratio ${ratio}: ${JSON.stringify(seen)}`);
+    };
+    await sized(1);
+    // The screen changes under the window (as a move to a HiDPI screen
+    // does); the window's CSS size stays the same.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send("Emulation.setDeviceMetricsOverride", { width: 1280, height: 800, deviceScaleFactor: 2, mobile: false });
+    await sized(2);
+    await cdp.send("Emulation.clearDeviceMetricsOverride");
+    await sized(1);
+  });
+
   // One real ticket, so the bot it ran on has a ticket to be found by.
   const ticket = await api("/tickets", { method: "POST", body: JSON.stringify({ kind: "chat", payload: { prompt: "which bot am I on?" } }) });
   let bot = null;
