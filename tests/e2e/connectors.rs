@@ -1706,3 +1706,201 @@ async fn a_dry_run_refuses_every_write_before_it_is_sent_and_still_reads() -> Re
     controller.shutdown().await;
     Ok(())
 }
+
+/// A stored OAuth2 refresh token, as `Rig::oauth` stores it.
+fn refresh_of(rig: &Rig) -> String {
+    rig.outside.state.refresh_token.lock().unwrap().clone()
+}
+
+impl Rig {
+    /// Imports, approves and stores connector `id` on the outside system's
+    /// refresh-token flow; `revocation` keeps the RFC 7009 endpoint the
+    /// document names.
+    async fn oauth(&self, id: &str, revocation: bool) -> Result<()> {
+        let mut doc = self.outside.openapi(id, "refresh");
+        if !revocation {
+            let flow = doc
+                .pointer_mut("/components/securitySchemes/shop/flows/authorizationCode")
+                .and_then(Value::as_object_mut)
+                .expect("the document has its refresh flow");
+            assert!(flow.remove("x-revocation-endpoint").is_some());
+        }
+        self.connectors.import_openapi(&doc, "test").await?;
+        self.connectors.approve(id, "test").await?;
+        self.connectors
+            .broker()
+            .store_credential(
+                id,
+                &json!({
+                    "client_id": self.outside.state.client_id,
+                    "client_secret": self.outside.state.client_secret,
+                    "refresh_token": refresh_of(self),
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_exposed_refresh_token_is_told_apart_rotated_revoked_and_refused() -> Result<()> {
+    use oshal_core::connector::broker::BrokerError;
+    use std::sync::atomic::Ordering;
+    let rig = Rig::new().await?;
+    // A provider that keeps a replaced token working until it is revoked
+    // (a reuse grace period): only a revocation ends it.
+    rig.outside
+        .state
+        .keep_replaced_refresh_tokens
+        .store(true, Ordering::SeqCst);
+    rig.oauth("shop-oauth", true).await?;
+    let first = refresh_of(&rig);
+    let c = &rig.connectors;
+    let owner = async |v: &str| c.credential_owner(v).await.unwrap();
+    let of = |c: &str, f: &'static str| Some((c.to_owned(), f));
+
+    // Whose credential a found value is: compared inside the broker.
+    assert_eq!(owner(&first).await, of("shop-oauth", "refresh_token"));
+    let secret = rig.outside.state.client_secret.clone();
+    assert_eq!(owner(&secret).await, of("shop-oauth", "client_secret"));
+    assert_eq!(owner(&rig.api_key).await, of("shop", "api_key"));
+    assert_eq!(owner("rt-not-anyones-token").await, None);
+
+    // A call refreshes, and the provider rotates: the first token is
+    // replaced, still known as this connector's.
+    c.grant(
+        NewGrant {
+            bot: "bot-01".into(),
+            connector: "shop-oauth".into(),
+            operations: vec!["list_orders".into()],
+            scopes: vec!["orders:read".into()],
+            ..NewGrant::default()
+        },
+        "test",
+    )
+    .await?;
+    let list = || {
+        let mut r = call(
+            "bot-01",
+            new_ticket(),
+            1,
+            "list_orders",
+            json!({"limit": 5}),
+        );
+        r.call.connector = "shop-oauth".into();
+        r
+    };
+    run(c, &list()).await?;
+    let second = refresh_of(&rig);
+    assert_ne!(second, first);
+    assert_eq!(owner(&second).await, of("shop-oauth", "refresh_token"));
+    assert_eq!(
+        owner(&first).await,
+        of("shop-oauth", "replaced_refresh_token")
+    );
+
+    let heal = CallRef {
+        bot: BotId::parse("ops-loop").unwrap(),
+        tenant: Some(TenantId::default_tenant()),
+        ticket: new_ticket(),
+        attempt: 1,
+        connector: "oshal-ops".into(),
+        operation: "rotate_credential".into(),
+    };
+    // A value that is none of its refresh tokens is never sent.
+    let tokens_asked = rig.outside.count("POST", "/oauth/token");
+    let err = c
+        .rotate_credential(&heal, "shop-oauth", &[Secret::new("rt-someone-elses")])
+        .await
+        .unwrap()
+        .expect_err("an unknown value is refused");
+    assert!(
+        matches!(&err, BrokerError::NotRotated(why) if why.contains("nothing was sent")),
+        "{err}"
+    );
+    assert_eq!(rig.outside.count("POST", "/oauth/token"), tokens_asked);
+
+    // The exposed token is the replaced first one: the stored second and
+    // the first are both revoked and both refused.
+    let rotation = c
+        .rotate_credential(&heal, "shop-oauth", &[Secret::new(first.clone())])
+        .await
+        .unwrap()?;
+    assert!(rotation.revoked, "{rotation:?}");
+    assert_eq!(rotation.probe, "400 Bad Request: invalid_grant");
+    assert_eq!(rig.outside.count("POST", "/oauth/revoke"), 2);
+    let third = refresh_of(&rig);
+    assert!(third != first && third != second);
+    assert_eq!(
+        owner(&third).await,
+        of("shop-oauth", "refresh_token"),
+        "the new token is the one stored"
+    );
+    for dead in [&first, &second] {
+        let reuse = reqwest::Client::new()
+            .post(format!("{}/oauth/token", rig.outside.base_url))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", dead.as_str()),
+                ("client_id", rig.outside.state.client_id.as_str()),
+                ("client_secret", secret.as_str()),
+            ])
+            .send()
+            .await?;
+        assert_eq!(reuse.status(), 400);
+    }
+    // Calls go on under the new token.
+    run(c, &list()).await?;
+    let audit = c.audit(Some(heal.ticket), None, 50).await?;
+    let rotated = audit
+        .iter()
+        .find(|e| e.kind == AuditKind::Revoke && e.allowed == Some(true))
+        .expect("the rotation is audited");
+    assert_eq!(rotated.connector.as_deref(), Some("shop-oauth"));
+    assert!(
+        rotated
+            .reason
+            .contains("2 ended (the old one and 1 exposed) by revocation at the provider"),
+        "{}",
+        rotated.reason
+    );
+    for e in &audit {
+        for t in [&first, &second, &third] {
+            assert!(!e.reason.contains(t.as_str()), "{}", e.reason);
+        }
+    }
+
+    // With no revocation endpoint, this provider's old token still works:
+    // the rotation is refused as not done, and the newest token is kept.
+    rig.oauth("shop-norevoke", false).await?;
+    let held = refresh_of(&rig);
+    let refused = c
+        .rotate_credential(&heal, "shop-norevoke", &[])
+        .await
+        .unwrap();
+    let why = refused
+        .expect_err("an old token still accepted is no rotation")
+        .to_string();
+    assert!(
+        why.contains("still accepted") && why.contains("no revocation_url"),
+        "{why}"
+    );
+    assert_ne!(refresh_of(&rig), held);
+    assert_eq!(
+        owner(&refresh_of(&rig)).await,
+        of("shop-norevoke", "refresh_token"),
+        "the newest token the provider gave is the one stored: nothing is lost"
+    );
+
+    // A static key is changed only at its provider; an unknown connector
+    // is none.
+    let why = c
+        .rotate_credential(&heal, "shop", &[])
+        .await
+        .unwrap()
+        .expect_err("an API key cannot be rotated from here")
+        .to_string();
+    assert!(why.contains("api key") && why.contains("provider"), "{why}");
+    assert!(c.rotate_credential(&heal, "no-such", &[]).await.is_none());
+    Ok(())
+}

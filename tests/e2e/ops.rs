@@ -680,11 +680,33 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         replayed.1
     );
 
-    // 6. A secret planted in a log the Security Center reads.
+    // 6. A connector's live refresh token planted in a log the Security
+    // Center reads; the provider keeps a replaced token working until it
+    // is revoked, so only the revocation ends it.
+    let r = server
+        .post("/api/v1/catalog/import")
+        .json(&outside.openapi("shop-oauth", "refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let leaked = outside.state.refresh_token.lock().unwrap().clone();
+    let r = server
+        .put("/api/v1/connectors/shop-oauth/credential")
+        .json(&json!({"client_id": outside.state.client_id,
+            "client_secret": outside.state.client_secret, "refresh_token": leaked}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    outside
+        .state
+        .keep_replaced_refresh_tokens
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let at = now_ms();
     std::fs::write(
         dir.path().join("data").join("deploy.log"),
-        "10:00:01 WARN pushing with ghp_E2eT0kenN0tR3alAbCdEfGhIjKlMnOpQrStU\n",
+        format!("10:00:01 DEBUG oauth refresh_token={leaked} client=oshal\n"),
     )
     .unwrap();
     let r = server.post("/api/v1/security/scans").send().await.unwrap();
@@ -702,15 +724,48 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         })
         .unwrap_or_else(|| panic!("the planted secret found: {findings:#}"))
         .clone();
-    catalogue.push(json!({"fault": "a secret planted in a log",
+    catalogue.push(
+        json!({"fault": "a connector's refresh token planted in a log",
         "alert": "OshalSecretFound", "labels": {"finding": leak["id"]},
-        "cause": "secret_exposed", "subject": leak["object"], "injected_ms": at}));
+        "cause": "secret_exposed", "subject": leak["object"], "heal": true, "injected_ms": at}),
+    );
     let finding = leak["id"].as_str().unwrap();
     let secret = incident_of(&server, "OshalSecretFound", &[("finding", finding)]).await;
-    let view = investigated(&server, &secret).await;
+    investigated(&server, &secret).await;
+    let heal = proposed(&server, &secret).await;
+    assert_eq!(
+        heal["action"],
+        json!({"action": "rotate_credential", "connector": "shop-oauth", "finding": finding}),
+        "{heal:#}"
+    );
+    let rotated = approved(&server, &secret, "rotate the leaked token").await;
+    assert!(rotated.0, "{:#}", rotated.1);
+    assert_eq!(outside.count("POST", "/oauth/revoke"), 1);
+    let reuse = reqwest::Client::new()
+        .post(format!("{}/oauth/token", outside.base_url))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", leaked.as_str()),
+            ("client_id", outside.state.client_id.as_str()),
+            ("client_secret", outside.state.client_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reuse.status(), 400, "the leaked token is dead");
+    let shown = rotated.1.to_string();
     assert!(
-        !view.to_string().contains("ghp_E2eT0ken"),
-        "no secret in the incident, its evidence or its diagnosis"
+        !shown.contains(&leaked)
+            && !shown.contains(outside.state.refresh_token.lock().unwrap().as_str()),
+        "no token in the incident, its evidence, its heal or its diagnosis"
+    );
+    let r = server
+        .json("/api/v1/security/findings?state=suppressed")
+        .await
+        .unwrap();
+    assert!(
+        r.as_array().unwrap().iter().any(|f| f["id"] == finding),
+        "the finding is suppressed with what was done: {r:#}"
     );
 
     // 7. PostgreSQL, the store, stopped for a few seconds.
@@ -845,10 +900,10 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
         "every claim backed by evidence: {report:#}"
     );
     assert_eq!(totals["unapproved_writes"], 0, "{report:#}");
-    assert_eq!(totals["writes"], 4, "each heal's one write: {report:#}");
+    assert_eq!(totals["writes"], 5, "each heal's one write: {report:#}");
     assert_eq!(
         (totals["healed"].as_u64(), totals["heals_expected"].as_u64()),
-        (Some(4), Some(4))
+        (Some(5), Some(5))
     );
     // The table a person reads, in the test's log.
     let table = std::process::Command::new(oshal_e2e::oshal_bin())
@@ -860,7 +915,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     let table = String::from_utf8(table.stdout).unwrap();
     eprintln!("{table}");
     assert!(
-        table.contains("top-1 100%") && table.contains("0 of 4 writes without an approval"),
+        table.contains("top-1 100%") && table.contains("0 of 5 writes without an approval"),
         "{table}"
     );
     drop(server);

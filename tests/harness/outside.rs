@@ -135,6 +135,12 @@ pub struct OutsideState {
     pub client_secret: String,
     /// The refresh token it accepts now (rotated on each use).
     pub refresh_token: Mutex<String>,
+    /// A refresh leaves the token it replaces working until it is revoked
+    /// at `/oauth/revoke` (as a provider with a reuse grace period does);
+    /// unset, rotation ends it at once.
+    pub keep_replaced_refresh_tokens: AtomicBool,
+    /// Replaced refresh tokens that still work (see above).
+    replaced: Mutex<Vec<String>>,
     access_tokens: Mutex<Vec<String>>,
     pub received: Mutex<Vec<Received>>,
     orders: Mutex<HashMap<String, Value>>,
@@ -175,6 +181,7 @@ impl Outside {
             .route("/orders/by-key/{key}", get(order_by_key))
             .route("/orders/{id}", get(get_order))
             .route("/oauth/token", post(token))
+            .route("/oauth/revoke", post(revoke))
             .layer(axum::middleware::from_fn_with_state(state.clone(), record))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -225,7 +232,7 @@ impl Outside {
                 json!({"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": format!("{}/oauth/token", self.base_url), "scopes": {}}}})
             }
             "refresh" => {
-                json!({"type": "oauth2", "flows": {"authorizationCode": {"authorizationUrl": format!("{}/authorize", self.base_url), "tokenUrl": format!("{}/oauth/token", self.base_url), "scopes": {}}}})
+                json!({"type": "oauth2", "flows": {"authorizationCode": {"authorizationUrl": format!("{}/authorize", self.base_url), "tokenUrl": format!("{}/oauth/token", self.base_url), "x-revocation-endpoint": format!("{}/oauth/revoke", self.base_url), "scopes": {}}}})
             }
             _ => json!({"type": "apiKey", "in": "header", "name": "X-Api-Key"}),
         };
@@ -396,6 +403,38 @@ async fn create_order(
     (StatusCode::CREATED, Json(order)).into_response()
 }
 
+/// RFC 7009 token revocation: the client authenticates; any token it
+/// names stops working (an unknown one answers 200 all the same).
+async fn revoke(State(state): State<Arc<OutsideState>>, body: String) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    if get("client_id") != state.client_id || get("client_secret") != state.client_secret {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let token = get("token");
+    if token.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request"})),
+        )
+            .into_response();
+    }
+    state.replaced.lock().unwrap().retain(|r| r != token);
+    state.access_tokens.lock().unwrap().retain(|a| a != token);
+    let mut current = state.refresh_token.lock().unwrap();
+    if *current == token {
+        // Revoked with no successor: no refresh token works any more.
+        *current = format!("revoked-{}", uuid::Uuid::new_v4().simple());
+    }
+    StatusCode::OK.into_response()
+}
+
 async fn token(State(state): State<Arc<OutsideState>>, body: String) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
@@ -413,12 +452,17 @@ async fn token(State(state): State<Arc<OutsideState>>, body: String) -> Response
         "client_credentials" => {}
         "refresh_token" => {
             let mut current = state.refresh_token.lock().unwrap();
-            if get("refresh_token") != current.as_str() {
+            let offered = get("refresh_token");
+            let replaced = state.replaced.lock().unwrap().iter().any(|r| r == offered);
+            if offered != current.as_str() && !replaced {
                 return (
                     StatusCode::BAD_REQUEST,
                     Json(json!({"error": "invalid_grant"})),
                 )
                     .into_response();
+            }
+            if state.keep_replaced_refresh_tokens.load(Ordering::SeqCst) {
+                state.replaced.lock().unwrap().push(current.clone());
             }
             *current = format!("rt-{}", uuid::Uuid::new_v4().simple());
             reply["refresh_token"] = json!(current.clone());

@@ -201,7 +201,14 @@ export type Action =
  *  Pause a tenant: its tickets are admitted and kept, not routed,
  *  until a person resumes it.
  */
-{ action: "pause_tenant"; tenant: string };
+{ action: "pause_tenant"; tenant: string } | 
+/**
+ *  Rotate a connector's OAuth2 refresh token that a Security Center
+ *  finding holds: a new one is stored, the old one revoked and proved
+ *  refused, and the finding suppressed with what was done (the text
+ *  stays where it was found, now dead).
+ */
+{ action: "rotate_credential"; connector: string; finding: string };
 
 /**
  *  What a heal rule does, as a template the adapter fills in from the
@@ -259,7 +266,14 @@ export type ActionTemplate =
  *  dying of a poison input, or of an outside system failing): they
  *  are admitted and kept, not routed, until a person resumes it.
  */
-{ action: "pause_tenant" };
+{ action: "pause_tenant" } | 
+/**
+ *  Rotate the connector credential the exposed secret is (an OAuth2
+ *  refresh token): a new one stored, the old one revoked and proved
+ *  refused, and the finding suppressed with what was done. A secret
+ *  that is no stored credential, or a static key, is not proposed.
+ */
+{ action: "rotate_credential" };
 
 /**  One alert: every report of one fingerprint, folded. */
 export type Alert = {
@@ -613,7 +627,12 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
  *  A node's (`subject`) live bots drained together by a heal: `count`
  *  tickets waiting in their lanes went back to the queue.
  */
-"node_drained";
+"node_drained" | 
+/**
+ *  A connector's (`subject`) exposed refresh token rotated by a heal:
+ *  the old one revoked and refused, the finding that held it suppressed.
+ */
+"credential_rotated";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */

@@ -204,6 +204,7 @@ try {
           /The loop watches the platform's own signals \(.+\) and the alerts Alertmanager and PagerDuty post/,
           /No alert is on record\.|The newest \d+ alerts? on record: \d+ firing; none has opened an incident\./,
           /\d+ correlation rules? \(.+\) decides? which alerts open one; each incident opened is investigated\./,
+          /\d+ heal rules? may propose a fix \(.*rotate_credential.*\); none writes before a person approves it\./,
         ]) if (!want.test(text)) throw new Error(`not said: ${want} in ${text}`);
         await page.getByTestId("no-incidents").waitFor();
         await ringed('[data-testid="stage-monitor"]');

@@ -599,6 +599,36 @@ impl Connectors {
         Ok(self.inner.db.audit(&e).await?)
     }
 
+    /// Which connector's stored credential `value` is, and in which field
+    /// (built-ins hold none). See [`Broker::owner`].
+    pub async fn credential_owner(
+        &self,
+        value: &str,
+    ) -> Result<Option<(String, &'static str)>, broker::BrokerError> {
+        let manifests: Vec<Arc<Manifest>> = self
+            .inner
+            .registry
+            .read()
+            .values()
+            .filter(|e| e.source != Source::BuiltIn)
+            .map(|e| e.manifest.clone())
+            .collect();
+        self.broker().owner(&manifests, value).await
+    }
+
+    /// Rotates connector `id`'s refresh token for the heal `call` and
+    /// proves the old one and the `exposed` ones refused
+    /// ([`Broker::rotate`]); `None` when there is no connector `id`.
+    pub async fn rotate_credential(
+        &self,
+        call: &call::CallRef,
+        id: &str,
+        exposed: &[broker::Secret],
+    ) -> Option<Result<broker::Rotation, broker::BrokerError>> {
+        let manifest = self.inner.registry.get(id)?;
+        Some(self.broker().rotate(call, &manifest, exposed).await)
+    }
+
     /// The gate's decision on `call`, as the runtime would take it (audited).
     pub async fn decide(&self, call: &call::CallRef, params: &serde_json::Value) -> gate::Decision {
         self.inner.runtime.decide(call, params).await

@@ -70,7 +70,13 @@ pub enum AuthKind {
     Oauth2ClientCredentials { token_url: String },
     /// OAuth2 with a refresh token (secret fields `client_id`,
     /// `client_secret`, `refresh_token`); a rotated refresh token is stored back.
-    Oauth2RefreshToken { token_url: String },
+    /// `revocation_url` is the provider's RFC 7009 revocation endpoint: where
+    /// a rotation revokes the refresh token it replaces.
+    Oauth2RefreshToken {
+        token_url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revocation_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, utoipa::ToSchema)]
@@ -306,8 +312,18 @@ impl Manifest {
                 }
             }
             AuthKind::Bearer => {}
-            AuthKind::Oauth2ClientCredentials { token_url }
-            | AuthKind::Oauth2RefreshToken { token_url } => check_url("auth.token_url", token_url)?,
+            AuthKind::Oauth2ClientCredentials { token_url } => {
+                check_url("auth.token_url", token_url)?
+            }
+            AuthKind::Oauth2RefreshToken {
+                token_url,
+                revocation_url,
+            } => {
+                check_url("auth.token_url", token_url)?;
+                if let Some(url) = revocation_url {
+                    check_url("auth.revocation_url", url)?;
+                }
+            }
         }
         if self.operations.is_empty() || self.operations.len() > MAX_OPERATIONS {
             return Err(bad(

@@ -169,7 +169,19 @@ fn auth(doc: &Value) -> Result<(String, Value), ManifestError> {
                 .or_else(|| flows.pointer("/authorizationCode/tokenUrl"))
                 .and_then(Value::as_str)
             {
-                json!({ "kind": "oauth2_refresh_token", "token_url": url })
+                // OpenAPI has no field for it; RFC 8414 names it
+                // `revocation_endpoint`, which the extension follows.
+                match flows
+                    .pointer("/authorizationCode/x-revocation-endpoint")
+                    .and_then(Value::as_str)
+                {
+                    Some(revoke) => json!({
+                        "kind": "oauth2_refresh_token",
+                        "token_url": url,
+                        "revocation_url": revoke,
+                    }),
+                    None => json!({ "kind": "oauth2_refresh_token", "token_url": url }),
+                }
             } else {
                 return Err(bad(
                     format!("{field}.{name}.flows"),

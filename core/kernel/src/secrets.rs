@@ -291,6 +291,16 @@ impl SecretRules {
         self.spans(text).into_iter().map(|(_, _, h)| h).collect()
     }
 
+    /// Every secret in `text` with the text it matched, for a caller that
+    /// must tell whose secret it is (the connector broker compares it with
+    /// its stored credentials); never for showing or keeping.
+    pub fn matches<'a>(&self, text: &'a str) -> Vec<(Hit, &'a str)> {
+        self.spans(text)
+            .into_iter()
+            .map(|(s, e, h)| (h, &text[s..e]))
+            .collect()
+    }
+
     /// `text` with every secret replaced by `[redacted: <rule>]`; borrowed
     /// when there is none.
     pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
@@ -445,6 +455,19 @@ mod tests {
         assert_eq!(
             rules.redact(text),
             "a [redacted: github-token] b\naws = [redacted: aws-access-key-id]"
+        );
+        let found: Vec<&str> = rules.matches(text).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(
+            found,
+            [
+                "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+                "AKIAZ7Q4LMNB2XKD3PQR"
+            ],
+            "the matched text, without the assignment around it"
+        );
+        assert_eq!(
+            rules.matches("refresh_token=rt-0123456789abcdef")[0].1,
+            "rt-0123456789abcdef"
         );
         assert!(matches!(
             rules.redact("nothing here"),

@@ -59,6 +59,9 @@ pub enum ChangeKind {
     /// A node's (`subject`) live bots drained together by a heal: `count`
     /// tickets waiting in their lanes went back to the queue.
     NodeDrained,
+    /// A connector's (`subject`) exposed refresh token rotated by a heal:
+    /// the old one revoked and refused, the finding that held it suppressed.
+    CredentialRotated,
 }
 
 /// A change event.

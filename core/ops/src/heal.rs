@@ -86,6 +86,11 @@ pub enum Action {
     /// Pause a tenant: its tickets are admitted and kept, not routed,
     /// until a person resumes it.
     PauseTenant { tenant: String },
+    /// Rotate a connector's OAuth2 refresh token that a Security Center
+    /// finding holds: a new one is stored, the old one revoked and proved
+    /// refused, and the finding suppressed with what was done (the text
+    /// stays where it was found, now dead).
+    RotateCredential { connector: String, finding: String },
 }
 
 /// The most grants one revocation names.
@@ -116,6 +121,7 @@ impl Action {
             Action::DrainBot { .. } => "drain_bot",
             Action::DrainNode { .. } => "drain_node",
             Action::PauseTenant { .. } => "pause_tenant",
+            Action::RotateCredential { .. } => "rotate_credential",
         }
     }
 
@@ -141,6 +147,9 @@ impl Action {
             Action::DrainBot { bot } => json!({"bot": bot}),
             Action::DrainNode { node } => json!({"node": node}),
             Action::PauseTenant { tenant } => json!({"tenant": tenant}),
+            Action::RotateCredential { connector, finding } => {
+                json!({"connector": connector, "finding": finding})
+            }
         }
     }
 
@@ -163,6 +172,17 @@ impl Action {
             | Action::PauseTenant { .. } => {
                 return Ok(action);
             }
+            Action::RotateCredential { connector, finding } => {
+                for (field, v, max) in [("connector", connector, 64), ("finding", finding, 16)] {
+                    if v.is_empty() || v.chars().count() > max {
+                        return Err(format!(
+                            "params.{field}: {} characters; must be 1 to {max}",
+                            v.chars().count()
+                        ));
+                    }
+                }
+                return Ok(action);
+            }
             Action::ReplayDead { tickets, .. } => ("tickets", tickets.len(), MAX_BLAST_TICKETS),
             Action::RevokeGrants { grants, .. } => ("grants", grants.len(), MAX_BLAST_GRANTS),
         };
@@ -174,7 +194,7 @@ impl Action {
 
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
-    pub fn operations() -> [(&'static str, Value, &'static str); 8] {
+    pub fn operations() -> [(&'static str, Value, &'static str); 9] {
         [
             (
                 "set_budget",
@@ -259,6 +279,19 @@ impl Action {
                 named("node"),
                 "Drain every live bot of a node at once: each finishes what it holds and is routed nothing more; the tickets waiting in their lanes go to other nodes' bots (a heal's write: needs an approval)",
             ),
+            (
+                "rotate_credential",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["connector", "finding"],
+                    "properties": {
+                        "connector": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "finding": {"type": "string", "minLength": 1, "maxLength": 16}
+                    }
+                }),
+                "Rotate a connector's exposed OAuth2 refresh token: store a new one, revoke the old one and prove it refused, then suppress the finding that held it (a heal's write: needs an approval)",
+            ),
         ]
     }
 
@@ -274,6 +307,10 @@ impl Action {
                 | (Action::DrainBot { .. }, ActionTemplate::DrainBot)
                 | (Action::DrainNode { .. }, ActionTemplate::DrainNode)
                 | (Action::PauseTenant { .. }, ActionTemplate::PauseTenant)
+                | (
+                    Action::RotateCredential { .. },
+                    ActionTemplate::RotateCredential
+                )
         )
     }
 }

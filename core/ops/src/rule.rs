@@ -227,6 +227,11 @@ pub enum ActionTemplate {
     /// dying of a poison input, or of an outside system failing): they
     /// are admitted and kept, not routed, until a person resumes it.
     PauseTenant,
+    /// Rotate the connector credential the exposed secret is (an OAuth2
+    /// refresh token): a new one stored, the old one revoked and proved
+    /// refused, and the finding suppressed with what was done. A secret
+    /// that is no stored credential, or a static key, is not proposed.
+    RotateCredential,
 }
 
 impl ActionTemplate {
@@ -244,6 +249,7 @@ impl ActionTemplate {
             ActionTemplate::PauseTenant => {
                 &[CauseKind::PoisonInput, CauseKind::OutsideSystemFailing]
             }
+            ActionTemplate::RotateCredential => &[CauseKind::SecretExposed],
         }
     }
 
@@ -257,6 +263,7 @@ impl ActionTemplate {
             ActionTemplate::DrainBot => "drain_bot",
             ActionTemplate::DrainNode => "drain_node",
             ActionTemplate::PauseTenant => "pause_tenant",
+            ActionTemplate::RotateCredential => "rotate_credential",
         }
     }
 }
@@ -338,6 +345,14 @@ impl HealRule {
                 trigger: CauseKind::RunawaySpend,
                 matchers: vec!["alertname=\"OshalSpendBurning\"".into()],
                 action: ActionTemplate::CapBudget { minutes: 10 },
+                max_attempts: 2,
+                concurrency: 1,
+            },
+            HealRule {
+                name: "rotate-exposed-credential".into(),
+                trigger: CauseKind::SecretExposed,
+                matchers: vec!["alertname=\"OshalSecretFound\"".into()],
+                action: ActionTemplate::RotateCredential,
                 max_attempts: 2,
                 concurrency: 1,
             },

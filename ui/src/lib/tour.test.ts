@@ -160,12 +160,24 @@ describe("the operations step's action", () => {
     const { ctx } = fake({
       opsIncidents: () => [],
       opsAlerts: () => [],
-      opsSettings: () => ({ settings: { rules: [{ name: "by-alertname-and-tenant", window_secs: 300 }], investigate: true } }),
+      opsSettings: () => ({
+        settings: {
+          rules: [{ name: "by-alertname-and-tenant", window_secs: 300 }],
+          investigate: true,
+          heal: [{ action: { action: "drain_node" } }, { action: { action: "drain_bot" } }, { action: { action: "drain_node" } }],
+        },
+      }),
     });
     const e = await act("operations").run(ctx);
     expect(e.lines[0]).toBe("No incident has opened here yet.");
     expect(e.lines[1]).toMatch(/^The loop watches the platform's own signals .* and the alerts Alertmanager and PagerDuty post/);
-    expect(e.lines.slice(2)).toEqual(["No alert is on record.", "1 correlation rule (by-alertname-and-tenant) decides which alerts open one; each incident opened is investigated."]);
+    expect(e.lines.slice(2)).toEqual([
+      "No alert is on record.",
+      "1 correlation rule (by-alertname-and-tenant) decides which alerts open one; each incident opened is investigated.",
+      "3 heal rules may propose a fix (drain_node, drain_bot); none writes before a person approves it.",
+    ]);
+    const unhealed = await act("operations").run(fake({ opsIncidents: () => [], opsAlerts: () => [], opsSettings: () => ({ settings: { rules: [], investigate: false, heal: [] } }) }).ctx);
+    expect(unhealed.lines.slice(3)).toEqual(["No correlation rule is set, so no alert opens an incident.", "No heal rule is set: incidents are diagnosed, never healed."]);
     expect(e.target).toBe('[data-testid="stage-monitor"]');
     const resolved = await act("operations").run(fake({ opsIncidents: () => [], opsAlerts: () => [{ state: "RESOLVED" }, { state: "FIRING" }], opsSettings: refused("forbidden", "a tenant's token may not read another tenant's settings") }).ctx);
     expect(resolved.lines.slice(2)).toEqual([

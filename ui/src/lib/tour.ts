@@ -232,6 +232,8 @@ async function watching(t: Transport): Promise<Effect> {
     const s = settings.value.settings;
     const investigated = s.investigate === false ? "investigations are turned off" : "each incident opened is investigated";
     lines.push(s.rules.length ? `${plural(s.rules.length, "correlation rule")} (${s.rules.map((r) => r.name).join(", ")}) ${s.rules.length === 1 ? "decides" : "decide"} which alerts open one; ${investigated}.` : "No correlation rule is set, so no alert opens an incident.");
+    const heal = s.heal ?? [];
+    lines.push(heal.length ? `${plural(heal.length, "heal rule")} may propose a fix (${heal.map((r) => r.action.action).filter((a, i, all) => all.indexOf(a) === i).join(", ")}); none writes before a person approves it.` : "No heal rule is set: incidents are diagnosed, never healed.");
   }
   return { lines, target: '[data-testid="stage-monitor"]' };
 }

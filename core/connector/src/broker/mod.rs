@@ -12,7 +12,8 @@
 //! request. A token is a random 256-bit string kept only as its SHA-256;
 //! cancelling a ticket revokes its tokens at once, and every later exchange
 //! fails. OAuth2 access tokens are fetched and refreshed here (a rotated
-//! refresh token is written back). Every credential read and every refresh
+//! refresh token is written back), and a refresh token found exposed is
+//! rotated and revoked here ([`rotate`]). Every credential read and every refresh
 //! is audited with its token id, ticket, attempt, bot and operation.
 //!
 //! [`Secret`] has no `Serialize` and prints as `Secret(***)`: a credential
@@ -20,7 +21,10 @@
 //! accident.
 
 pub mod keyring;
+mod rotate;
 pub mod vault;
+
+pub use rotate::Rotation;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -78,6 +82,10 @@ pub enum BrokerError {
     OAuth(String),
     #[error("audit failed: {0}")]
     Audit(String),
+    /// The credential cannot be rotated from here (a static key, a provider
+    /// that does not rotate), or the rotation did not take: why.
+    #[error("cannot rotate: {0}")]
+    NotRotated(String),
 }
 
 /// Where secrets live.
@@ -466,7 +474,7 @@ impl Broker {
                 })
             }
             AuthKind::Oauth2ClientCredentials { token_url }
-            | AuthKind::Oauth2RefreshToken { token_url } => {
+            | AuthKind::Oauth2RefreshToken { token_url, .. } => {
                 let mut access = self.access.lock().await;
                 let now = self.clock.now_ms();
                 if let Some((token, until)) = access.get(&manifest.id)
@@ -489,18 +497,7 @@ impl Broker {
                     form.push(("scope", Secret::new(scopes.join(" "))));
                 }
                 let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.expose())).collect();
-                let reply = self
-                    .http
-                    .post(token_url)
-                    .form(&form)
-                    .send()
-                    .await
-                    .map_err(|e| BrokerError::OAuth(e.without_url().to_string()))?;
-                let status = reply.status();
-                let body: serde_json::Value = reply
-                    .json()
-                    .await
-                    .map_err(|_| BrokerError::OAuth(format!("{status}: the reply is not JSON")))?;
+                let (status, body) = self.post_form(token_url, &form).await?;
                 let token = match body.get("access_token").and_then(|t| t.as_str()) {
                     Some(t) if status.is_success() => Secret::new(t),
                     _ => {
@@ -528,8 +525,7 @@ impl Broker {
                     && refresh
                     && Some(new_refresh) != stored.get("refresh_token").and_then(|t| t.as_str())
                 {
-                    let mut next = stored.clone();
-                    next["refresh_token"] = serde_json::Value::String(new_refresh.to_owned());
+                    let next = rotate::replaced(&stored, new_refresh);
                     self.backend
                         .write(&path, &Secret::new(next.to_string()))
                         .await?;
@@ -562,6 +558,35 @@ impl Broker {
                 Ok(bearer(&token))
             }
         }
+    }
+}
+
+impl Broker {
+    /// POSTs `form` to an OAuth2 endpoint and reads its JSON answer (an
+    /// empty answer, which RFC 7009's revocation may give, reads as null).
+    async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(reqwest::StatusCode, serde_json::Value), BrokerError> {
+        let reply = self
+            .http
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| BrokerError::OAuth(e.without_url().to_string()))?;
+        let status = reply.status();
+        let bytes = reply
+            .bytes()
+            .await
+            .map_err(|e| BrokerError::OAuth(e.without_url().to_string()))?;
+        if bytes.is_empty() {
+            return Ok((status, serde_json::Value::Null));
+        }
+        let body = serde_json::from_slice(&bytes)
+            .map_err(|_| BrokerError::OAuth(format!("{status}: the reply is not JSON")))?;
+        Ok((status, body))
     }
 }
 

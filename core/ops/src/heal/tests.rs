@@ -345,4 +345,21 @@ fn an_action_follows_its_template_and_names_its_operation() {
     assert!(p.follows(&ActionTemplate::PauseTenant));
     assert_eq!(p.operation(), Action::operations()[5].0);
     assert_eq!(Action::from_call(p.operation(), &p.params()), Ok(p.clone()));
+    let c = Action::RotateCredential {
+        connector: "shop-oauth".into(),
+        finding: "0123456789abcdef".into(),
+    };
+    assert!(c.follows(&ActionTemplate::RotateCredential));
+    assert!(!c.follows(&ActionTemplate::RevokeGrants));
+    assert_eq!(c.operation(), Action::operations()[8].0);
+    assert_eq!(Action::from_call(c.operation(), &c.params()), Ok(c.clone()));
+    let e = Action::from_call(
+        "rotate_credential",
+        &json!({"connector": "shop-oauth", "finding": "0123456789abcdef0"}),
+    )
+    .unwrap_err();
+    assert_eq!(e, "params.finding: 17 characters; must be 1 to 16");
+    let e =
+        Action::from_call("rotate_credential", &json!({"connector": "shop-oauth"})).unwrap_err();
+    assert!(e.contains("finding"), "{e}");
 }

@@ -44,7 +44,11 @@ fn a_bad_heal_rule_is_refused_at_its_field_and_limit() {
     assert_eq!(e.path, "heal[0].name");
     let mut twice = Settings::default();
     twice.heal.push(twice.heal[0].clone());
-    assert_eq!(twice.check().unwrap_err().path, "heal[6].name");
+    let last = twice.heal.len() - 1;
+    assert_eq!(
+        twice.check().unwrap_err().path,
+        format!("heal[{last}].name")
+    );
     let e = refused(|r| r.action = ActionTemplate::ReplayDead);
     assert!(
         e.path == "heal[0].trigger"
@@ -77,9 +81,10 @@ fn a_bad_heal_rule_is_refused_at_its_field_and_limit() {
             "raise-exhausted-budget",
             "drain-slow-node",
             "drain-slow-bot",
-            "cap-runaway-spend"
+            "cap-runaway-spend",
+            "rotate-exposed-credential"
         ],
-        "replay-after-outside-failure was taken out; the drains and cap-runaway-spend are new"
+        "replay-after-outside-failure was taken out; the drains, cap-runaway-spend and rotate-exposed-credential are new"
     );
     let once = saved.clone();
     saved.offer_shipped();

@@ -40,6 +40,7 @@ use crate::ticket::{NewTicket, TenantId, TicketId, TicketState, ToolPayload};
 use plan::Planned;
 
 mod plan;
+pub(super) mod rotate;
 
 /// How long a heal's write grant lasts once released.
 pub const HEAL_GRANT_MS: i64 = 600_000;
@@ -188,6 +189,7 @@ impl Operations {
             ActionTemplate::DrainBot => self.plan_drain(rule, subject).await,
             ActionTemplate::DrainNode => self.plan_drain_node(rule, subject).await,
             ActionTemplate::PauseTenant => self.plan_pause(rule, planned).await,
+            ActionTemplate::RotateCredential => self.plan_rotate(rule, planned).await,
         }
     }
 

@@ -80,6 +80,11 @@ pub(super) async fn apply(
             Ok(t) => pause_tenant(&inner, t, call, key).await?,
             Err(refused) => Err(refused),
         },
+        Action::RotateCredential { connector, finding } => {
+            let before =
+                written_before(&inner, ChangeKind::CredentialRotated, &connector, key).await;
+            super::heal::rotate::write(&inner, &connector, &finding, call, key, before).await?
+        }
     };
     let (answer, change) = match written {
         Ok(done) => done,
