@@ -476,17 +476,19 @@ async fn resolved(server: &Server, incident: &str) {
 /// nodes over PostgreSQL and Redis, credentials in OpenBao, a real
 /// outside system): a node killed with `kill -9`, a tenant's budget
 /// exhausted, a poison input that fails every attempt, an outside system
-/// answering 503, the lanes' Redis restarted empty mid-work, a secret
-/// planted where the Security Center finds it, PostgreSQL stopped, a
+/// answering 503, the lanes' Redis restarted empty mid-work, a
+/// connector's live refresh token planted where the Security Center finds
+/// it, PostgreSQL stopped, a
 /// slow model (a real model server behind a link that holds each call).
 /// Each raises the platform's own alert, opens an incident, is
 /// investigated through the connector gate and diagnosed from its
 /// evidence; the budget is healed after an approval given with the CLI,
 /// re-checked, and its postmortem published; the killed node is retired
 /// and the tickets the outside system failed are replayed, once it is
-/// back, and the slow model's node (both its bots slow) drained once a
-/// node with its skill joins and the incident is investigated again,
-/// each after an approval.
+/// back, the planted refresh token rotated (revoked and refused at the
+/// provider, the finding suppressed), and the slow model's node (both its
+/// bots slow) drained once a node with its skill joins and the incident is
+/// investigated again, each after an approval.
 /// `oshal ops eval` then scores
 /// the record: every fault's injected cause ranked first, every claim
 /// backed by evidence, every heal approved before it wrote.

@@ -204,7 +204,8 @@ export type Action =
 { action: "pause_tenant"; tenant: string } | 
 /**
  *  Rotate a connector's OAuth2 refresh token that a Security Center
- *  finding holds: a new one is stored, the old one revoked and proved
+ *  finding holds: a new one is stored, the old and exposed ones ended
+ *  (revoked where the provider names a revocation endpoint) and proved
  *  refused, and the finding suppressed with what was done (the text
  *  stays where it was found, now dead).
  */
@@ -269,8 +270,9 @@ export type ActionTemplate =
 { action: "pause_tenant" } | 
 /**
  *  Rotate the connector credential the exposed secret is (an OAuth2
- *  refresh token): a new one stored, the old one revoked and proved
- *  refused, and the finding suppressed with what was done. A secret
+ *  refresh token, now or one it replaced): a new one stored, the old
+ *  and exposed ones ended and proved refused, the new one proved
+ *  working, and the finding suppressed with what was done. A secret
  *  that is no stored credential, or a static key, is not proposed.
  */
 { action: "rotate_credential" };
@@ -630,7 +632,8 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
 "node_drained" | 
 /**
  *  A connector's (`subject`) exposed refresh token rotated by a heal:
- *  the old one revoked and refused, the finding that held it suppressed.
+ *  `count` tokens ended (revoked where the provider names a revocation
+ *  endpoint) and refused, the finding that held it suppressed.
  */
 "credential_rotated";
 

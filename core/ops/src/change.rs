@@ -60,7 +60,8 @@ pub enum ChangeKind {
     /// tickets waiting in their lanes went back to the queue.
     NodeDrained,
     /// A connector's (`subject`) exposed refresh token rotated by a heal:
-    /// the old one revoked and refused, the finding that held it suppressed.
+    /// `count` tokens ended (revoked where the provider names a revocation
+    /// endpoint) and refused, the finding that held it suppressed.
     CredentialRotated,
 }
 

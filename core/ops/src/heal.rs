@@ -87,7 +87,8 @@ pub enum Action {
     /// until a person resumes it.
     PauseTenant { tenant: String },
     /// Rotate a connector's OAuth2 refresh token that a Security Center
-    /// finding holds: a new one is stored, the old one revoked and proved
+    /// finding holds: a new one is stored, the old and exposed ones ended
+    /// (revoked where the provider names a revocation endpoint) and proved
     /// refused, and the finding suppressed with what was done (the text
     /// stays where it was found, now dead).
     RotateCredential { connector: String, finding: String },
@@ -290,7 +291,7 @@ impl Action {
                         "finding": {"type": "string", "minLength": 1, "maxLength": 16}
                     }
                 }),
-                "Rotate a connector's exposed OAuth2 refresh token: store a new one, revoke the old one and prove it refused, then suppress the finding that held it (a heal's write: needs an approval)",
+                "Rotate a connector's exposed OAuth2 refresh token: store a new one, end the old and exposed ones (revoked where the provider can) and prove them refused, then suppress the finding that held it (a heal's write: needs an approval)",
             ),
         ]
     }

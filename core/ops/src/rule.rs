@@ -228,8 +228,9 @@ pub enum ActionTemplate {
     /// are admitted and kept, not routed, until a person resumes it.
     PauseTenant,
     /// Rotate the connector credential the exposed secret is (an OAuth2
-    /// refresh token): a new one stored, the old one revoked and proved
-    /// refused, and the finding suppressed with what was done. A secret
+    /// refresh token, now or one it replaced): a new one stored, the old
+    /// and exposed ones ended and proved refused, the new one proved
+    /// working, and the finding suppressed with what was done. A secret
     /// that is no stored credential, or a static key, is not proposed.
     RotateCredential,
 }

@@ -115,8 +115,12 @@ impl PgStore {
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
-                    if meta.idle_for >= PING_IDLE {
-                        conn.ping().await?;
+                    if meta.idle_for >= PING_IDLE
+                        && let Err(e) = conn.ping().await
+                    {
+                        // Gone with a restart: the pool opens another.
+                        tracing::debug!(error = %e, "a pooled connection did not answer its ping");
+                        return Ok(false);
                     }
                     Ok(true)
                 })

@@ -13,8 +13,10 @@
 //! cancelling a ticket revokes its tokens at once, and every later exchange
 //! fails. OAuth2 access tokens are fetched and refreshed here (a rotated
 //! refresh token is written back), and a refresh token found exposed is
-//! rotated and revoked here ([`rotate`]). Every credential read and every refresh
-//! is audited with its token id, ticket, attempt, bot and operation.
+//! told apart by digest and rotated here ([`rotate`]). Every credential
+//! read for a call and every refresh is audited with its token id,
+//! ticket, attempt, bot and operation; every rotation step with its heal's
+//! ticket (a digest comparison releases nothing and is not).
 //!
 //! [`Secret`] has no `Serialize` and prints as `Secret(***)`: a credential
 //! cannot reach a lane message, an event, a stored result or a log line by
@@ -243,15 +245,21 @@ impl Broker {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a connector's credential (an operator's action; never a bot's).
+    /// Stores a connector's credential (an operator's action; never a
+    /// bot's), replacing it whole; the access token cached from the old one
+    /// is dropped. Taken under the access-token lock, so it never races a
+    /// refresh or a rotation writing the credential back.
     pub async fn store_credential(
         &self,
         connector: &str,
         value: &serde_json::Value,
     ) -> Result<(), BrokerError> {
+        let mut access = self.access.lock().await;
         self.backend
             .write(&secret_path(connector), &Secret::new(value.to_string()))
-            .await
+            .await?;
+        access.remove(connector);
+        Ok(())
     }
 
     /// Stores one of the platform's own credentials (`platform/<name>`:
@@ -423,8 +431,12 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         let mut e = AuditEntry::for_call(kind, call, allowed, reason, self.clock.now_ms());
         e.token_id = Some(token_id.to_owned());
+        self.keep(&e).await
+    }
+
+    async fn keep(&self, e: &AuditEntry) -> Result<(), BrokerError> {
         self.db
-            .audit(&e)
+            .audit(e)
             .await
             .map_err(|e| BrokerError::Audit(e.to_string()))
     }
@@ -449,15 +461,7 @@ impl Broker {
         manifest: &Manifest,
     ) -> Result<Credential, BrokerError> {
         let path = secret_path(&manifest.id);
-        let field = |v: &serde_json::Value, f: &'static str| {
-            v.get(f)
-                .and_then(|s| s.as_str())
-                .map(Secret::new)
-                .ok_or_else(|| BrokerError::CredentialField {
-                    path: path.clone(),
-                    field: f,
-                })
-        };
+        let field = |v: &serde_json::Value, f: &'static str| field(v, &path, f);
         match &manifest.auth {
             AuthKind::ApiKey { header } => {
                 let stored = self.stored(&manifest.id).await?;
@@ -498,13 +502,13 @@ impl Broker {
                 }
                 let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.expose())).collect();
                 let (status, body) = self.post_form(token_url, &form).await?;
-                let token = match body.get("access_token").and_then(|t| t.as_str()) {
-                    Some(t) if status.is_success() => Secret::new(t),
+                let token = match rotate::token(&body, "access_token") {
+                    Some(t) if status.is_success() => t,
                     _ => {
-                        let error = body
-                            .get("error")
-                            .and_then(|e| e.as_str())
-                            .unwrap_or("no access_token");
+                        let error = match status.is_success() {
+                            true => "no access_token".to_owned(),
+                            false => rotate::error_of(&body),
+                        };
                         self.audit(
                             AuditKind::Refresh,
                             call,
@@ -581,13 +585,26 @@ impl Broker {
             .bytes()
             .await
             .map_err(|e| BrokerError::OAuth(e.without_url().to_string()))?;
-        if bytes.is_empty() {
-            return Ok((status, serde_json::Value::Null));
-        }
-        let body = serde_json::from_slice(&bytes)
-            .map_err(|_| BrokerError::OAuth(format!("{status}: the reply is not JSON")))?;
-        Ok((status, body))
+        // An answer that is no JSON (RFC 7009's revocation may give any
+        // body) reads as null: what follows judges by the status and the
+        // fields it needs.
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        ))
     }
+}
+
+/// A stored credential's field `f` (at `path`, for the error).
+fn field(stored: &serde_json::Value, path: &str, f: &'static str) -> Result<Secret, BrokerError> {
+    stored
+        .get(f)
+        .and_then(|s| s.as_str())
+        .map(Secret::new)
+        .ok_or_else(|| BrokerError::CredentialField {
+            path: path.to_owned(),
+            field: f,
+        })
 }
 
 fn bearer(token: &Secret) -> Credential {

@@ -125,6 +125,7 @@ impl Operations {
                 cause: cause.kind,
                 subject: cause.subject.clone(),
                 tenant: labels.get("tenant").cloned(),
+                finding: labels.get("finding").cloned(),
                 since_ms: (inc.opened_ms - CHANGE_LOOKBACK_MS).max(0),
             };
             (incident.to_owned(), rules, planned)

@@ -365,7 +365,7 @@ async fn written_before(inner: &Inner, kind: ChangeKind, subject: &str, key: &st
 
 /// What a heal's write did (its answer, and the change event to record,
 /// none when it had been applied already), or its refusal as an answer.
-type Written = Result<Result<(Value, Option<ChangeEvent>), (u16, Value)>, String>;
+pub(super) type Written = Result<Result<(Value, Option<ChangeEvent>), (u16, Value)>, String>;
 
 /// Which way a budget heal moves a budget.
 #[derive(Clone, Copy, PartialEq)]

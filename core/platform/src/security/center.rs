@@ -400,6 +400,11 @@ impl SecurityCenter {
         self.inner.db.controls().await
     }
 
+    /// A finding by id (or fingerprint).
+    pub async fn finding(&self, id: &str) -> Result<Finding, SecurityError> {
+        self.inner.db.finding(id).await
+    }
+
     /// Suppresses a finding for `days` with a justification.
     pub async fn suppress(
         &self,

@@ -191,29 +191,61 @@ pub fn scan_files(
     perms.observations.dedup_by(|a, b| a.object == b.object);
     perms.evidence = format!("{permission_checked} token files checked");
     for path in &files {
-        let Ok(meta) = std::fs::metadata(path) else {
-            stats.unreadable += 1;
-            continue;
+        let text = match read_text(path) {
+            Ok(text) => text,
+            Err(Unread::Unreadable(_)) => {
+                stats.unreadable += 1;
+                continue;
+            }
+            Err(Unread::Large(_)) => {
+                stats.skipped_large += 1;
+                continue;
+            }
+            Err(Unread::Binary) => {
+                stats.skipped_binary += 1;
+                continue;
+            }
         };
-        if meta.len() > MAX_FILE_BYTES {
-            stats.skipped_large += 1;
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(path) else {
-            stats.unreadable += 1;
-            continue;
-        };
-        if bytes[..bytes.len().min(8192)].contains(&0) {
-            stats.skipped_binary += 1;
-            continue;
-        }
         stats.files += 1;
-        report(
-            rules,
-            exposed,
-            &Place::File(path.clone()),
-            &String::from_utf8_lossy(&bytes),
-        );
+        report(rules, exposed, &Place::File(path.clone()), &text);
     }
     stats
+}
+
+/// Why a file's text was not read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unread {
+    /// Gone, not a regular file (a link is not followed), or not readable.
+    Unreadable(String),
+    /// Its size, over [`MAX_FILE_BYTES`].
+    Large(u64),
+    /// A NUL in its first 8 KiB.
+    Binary,
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unread::Unreadable(why) => f.write_str(why),
+            Unread::Large(n) => write!(f, "{n} bytes, over the {MAX_FILE_BYTES} a scan reads"),
+            Unread::Binary => f.write_str("a binary file"),
+        }
+    }
+}
+
+/// A file's text as a scan reads it: a regular file (a link is not
+/// followed) of at most [`MAX_FILE_BYTES`], not binary.
+pub fn read_text(path: &Path) -> Result<String, Unread> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Unread::Unreadable(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(Unread::Unreadable("not a regular file".into()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Unread::Large(meta.len()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Unread::Unreadable(e.to_string()))?;
+    if bytes[..bytes.len().min(8192)].contains(&0) {
+        return Err(Unread::Binary);
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

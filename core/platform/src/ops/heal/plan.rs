@@ -19,6 +19,8 @@ pub(super) struct Planned {
     pub(super) cause: CauseKind,
     pub(super) subject: String,
     pub(super) tenant: Option<String>,
+    /// The Security Center finding the incident's first alert names.
+    pub(super) finding: Option<String>,
     pub(super) since_ms: i64,
 }
 

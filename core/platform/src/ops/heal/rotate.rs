@@ -1,54 +1,54 @@
 //! The rotation heal: a secret the Security Center found that is a
 //! connector's stored OAuth2 refresh token is rotated by the broker.
 //!
-//! The plan reads the finding's file again and asks the broker whose
-//! credential each match of the finding's rule is (the broker compares
-//! digests; no value leaves it). It holds only when every match is the
-//! same connector's refresh token: a static key or a client secret is
-//! changed at its provider, and a place that also holds other secrets
+//! The plan takes the finding the incident's alert names (the platform's
+//! own, open, and the diagnosis's top cause), reads its file again (a
+//! regular file, as a scan reads it) and asks the broker whose credential
+//! each match of the finding's rule is (the broker compares digests; a
+//! stored credential never leaves it). It holds only when every match is
+//! one connector's refresh token, now or one it replaced: a static key or
+//! a client secret is changed at its provider, and a match that is none
 //! would stay exposed after the rotation. Its dry run names the
-//! connector, the place and the bots holding grants on it (their calls
-//! go on under the new token).
+//! connector, the place and the bots holding grants on it (their calls go
+//! on under the new token).
 //!
-//! The write rotates through the broker (refresh, store, revoke, probe:
-//! `oshal_connector::broker::rotate`), then suppresses the finding with
-//! what was done: the text stays where it was found, dead, for a person
-//! to remove. A retry after a lost answer answers as before.
+//! The write checks the file again (only this connector's tokens are
+//! handed to the broker, which sends nothing else to the provider),
+//! rotates through the broker (`oshal_connector::broker::rotate`), then
+//! suppresses the finding, if it is still open, with what was done: the
+//! text stays where it was found, dead, for a person to remove. A retry
+//! after a lost answer answers as before.
 
 use oshal_ops::change::{ChangeEvent, ChangeKind};
 use oshal_ops::heal::{Action, BlastRadius, DryRun};
 use oshal_ops::rule::HealRule;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::super::writes::Written;
 use super::super::{Inner, Operations, OpsError};
 use super::plan::Planned;
 use crate::connector::broker::Secret;
 use crate::connector::call::CallRef;
-use crate::security::{Finding, FindingQuery, FindingState, SuppressRequest};
+use crate::security::{Finding, FindingState, SecurityError, SuppressRequest};
 
 /// How long a rotated finding stays suppressed: long enough for a person
 /// to remove the dead text; a scan after that finds it again if it stays.
 const SUPPRESS_DAYS: u32 = 30;
 
-/// The open secret finding whose object (or id) is `subject`.
-async fn finding(inner: &Inner, subject: &str) -> Result<Finding, String> {
+/// The platform's own secret finding `id`, if it is still open (`None`:
+/// gone, resolved or suppressed since).
+async fn open_finding(inner: &Inner, id: &str) -> Result<Option<Finding>, String> {
     let Some(center) = inner.security.get() else {
         return Err("no Security Center runs with this platform".into());
     };
-    let query = FindingQuery {
-        state: Some(FindingState::Open),
-        source: None,
-        limit: Some(crate::security::store::MAX_LIST),
-    };
-    center
-        .findings(&query)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .find(|f| {
-            (f.object == subject || f.id == subject) && f.rule == oshal_ops::gather::SECRET_RULE
-        })
-        .ok_or_else(|| format!("no open secret finding on {subject}"))
+    match center.finding(id).await {
+        Ok(f) => Ok((f.state == FindingState::Open
+            && f.source == "oshal"
+            && f.rule == oshal_ops::gather::SECRET_RULE)
+            .then_some(f)),
+        Err(SecurityError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Whose credential the finding holds: the connector, when every match of
@@ -70,19 +70,25 @@ async fn exposed(inner: &Inner, finding: &Finding) -> Result<(String, Vec<Secret
         .rsplit_once(" (")
         .and_then(|(_, r)| r.strip_suffix(')'))
         .unwrap_or_default();
-    let text = read_bounded(&path).await?;
+    let text = crate::security::secrets::read_text(std::path::Path::new(&path))
+        .map_err(|e| format!("{path}: {e}"))?;
     let rules = inner.controller.secret_rules();
     let mut found = Vec::new();
-    let mut values = Vec::new();
+    let mut values: Vec<Secret> = Vec::new();
+    let mut owners = std::collections::HashMap::new();
     for (hit, value) in rules.matches(&text) {
-        if rules.rules()[hit.rule].id == rule_id {
+        if rules.rules()[hit.rule].id != rule_id {
+            continue;
+        }
+        if !owners.contains_key(value) {
             let whose = connectors
                 .credential_owner(value)
                 .await
                 .map_err(|e| format!("the connector broker: {e}"))?;
-            found.push((hit.line, whose));
+            owners.insert(value, whose);
             values.push(Secret::new(value));
         }
+        found.push((hit.line, owners[value].clone()));
     }
     Ok((one_owner(&path, rule_id, &found)?, values))
 }
@@ -99,7 +105,7 @@ fn one_owner(
         match (whose, owner) {
             (None, _) => {
                 return Err(format!(
-                    "{path} line {line}: a secret that is no connector's stored credential now (one rotated since is dead already; any other would stay exposed): remove it, and rotate it by hand if it is live"
+                    "{path} line {line}: a secret that is no connector's stored credential (it would stay exposed): remove it, and rotate it by hand if it is live"
                 ));
             }
             (Some((_, field)), _)
@@ -125,58 +131,47 @@ fn one_owner(
     })
 }
 
-async fn read_bounded(path: &str) -> Result<String, String> {
-    let meta = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| format!("{path}: {e}"))?;
-    if meta.len() > crate::security::secrets::MAX_FILE_BYTES {
-        return Err(format!(
-            "{path}: {} bytes, over the {} a scan reads",
-            meta.len(),
-            crate::security::secrets::MAX_FILE_BYTES
-        ));
-    }
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| format!("{path}: {e}"))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
 impl Operations {
-    /// The rotation of the credential the finding on `planned.subject`
-    /// holds, and its dry run.
+    /// The rotation of the credential the incident's finding holds, and
+    /// its dry run.
     pub(super) async fn plan_rotate(
         &self,
         rule: &HealRule,
         planned: &Planned,
     ) -> Result<(Action, DryRun), OpsError> {
         let refused = |why: String| OpsError::Conflict(format!("heal rule {}: {why}", rule.name));
-        let finding = finding(&self.inner, &planned.subject)
+        let Some(id) = planned.finding.as_deref() else {
+            return Err(refused("the incident's alert names no finding".into()));
+        };
+        let finding = open_finding(&self.inner, id)
             .await
-            .map_err(refused)?;
+            .map_err(refused)?
+            .ok_or_else(|| {
+                refused(format!(
+                    "finding {id} is not an open secret finding of the platform's"
+                ))
+            })?;
+        if finding.object != planned.subject {
+            return Err(refused(format!(
+                "the diagnosis's top cause is {}, not the alert's finding {id} ({})",
+                planned.subject, finding.object
+            )));
+        }
         let (connector, _) = exposed(&self.inner, &finding).await.map_err(refused)?;
         let Some(connectors) = self.inner.controller.connectors() else {
             return Err(refused(
                 "this platform runs without a connector runtime".into(),
             ));
         };
-        let revocation = match connectors
-            .registry()
-            .get(&connector)
-            .map(|m| m.auth.clone())
-        {
+        let revocation = match connectors.registry().get(&connector).map(|m| m.auth.clone()) {
             Some(crate::connector::manifest::AuthKind::Oauth2RefreshToken {
                 revocation_url: Some(url),
                 ..
-            }) => format!("revoke the old one at {url}"),
+            }) => format!("revoke the old and exposed ones at {url}"),
             Some(crate::connector::manifest::AuthKind::Oauth2RefreshToken { .. }) => {
-                "end the old one by the rotation (the manifest names no revocation_url)".into()
+                "end the old one by the rotation alone (the manifest names no revocation_url: a provider that still takes it fails the heal)".into()
             }
-            _ => {
-                return Err(refused(format!(
-                    "{connector} is not an OAuth2 refresh-token connector"
-                )));
-            }
+            _ => return Err(refused(format!("{connector} is not an OAuth2 refresh-token connector"))),
         };
         let mut bots: Vec<String> = connectors
             .grants(None)
@@ -190,7 +185,7 @@ impl Operations {
         bots.dedup();
         let dry_run = DryRun {
             summary: format!(
-                "rotate {connector}'s refresh token, found in {}: refresh now and store the new one, {revocation}, and prove the old one refused; then suppress finding {} for {SUPPRESS_DAYS} days (the dead text stays for a person to remove). Calls through its grants ({} bots) go on under the new token",
+                "rotate {connector}'s refresh token, found in {}: refresh now and store the new one, {revocation}, prove each refused and the new one working; then suppress finding {} for {SUPPRESS_DAYS} days (the dead text stays for a person to remove). Calls through its grants ({} bots) go on under the new token",
                 finding.object,
                 finding.id,
                 bots.len()
@@ -214,11 +209,8 @@ impl Operations {
     }
 }
 
-/// What a heal's write did, or its refusal as an answer (`writes.rs`).
-type Written = Result<Result<(Value, Option<ChangeEvent>), (u16, Value)>, String>;
-
-/// Rotates `connector`'s refresh token and suppresses `finding`; one
-/// rotated by this write before answers as before.
+/// Rotates `connector`'s refresh token and suppresses `finding_id` if it
+/// is still open; one rotated by this write before answers as before.
 pub(in crate::ops) async fn write(
     inner: &Inner,
     connector: &str,
@@ -238,11 +230,12 @@ pub(in crate::ops) async fn write(
         return Err("no Security Center runs with this platform".into());
     };
     // What the finding's file holds now, checked again: only this
-    // connector's refresh tokens are sent to its provider. A finding no
+    // connector's refresh tokens are handed to the broker. A finding no
     // longer open leaves only the stored token to end.
-    let values = match finding(inner, finding_id).await {
-        Err(_) => Vec::new(),
-        Ok(f) => match exposed(inner, &f).await {
+    let open = open_finding(inner, finding_id).await?;
+    let values = match &open {
+        None => Vec::new(),
+        Some(f) => match exposed(inner, f).await {
             Ok((c, values)) if c == connector => values,
             Ok((c, _)) => {
                 return Ok(Err((
@@ -267,28 +260,32 @@ pub(in crate::ops) async fn write(
         Some(Ok(r)) => r,
     };
     let done = format!(
-        "{connector}'s refresh token rotated by heal ticket {} (write {key}): the old one {} and refused ({})",
+        "{connector}'s refresh token rotated by heal ticket {} (write {key}): {} ended {} and refused ({})",
         call.ticket,
+        rotation.ended,
         if rotation.revoked {
-            "revoked at the provider"
+            "by revocation at the provider"
         } else {
-            "ended by the rotation"
+            "by the rotation"
         },
         rotation.probe
     );
-    let request = SuppressRequest {
-        reason: format!("{done}; remove the dead text"),
-        days: SUPPRESS_DAYS,
-    };
-    if let Err(e) = center.suppress(finding_id, &request, "ops-loop heal").await {
-        // Rotated all the same; the finding stays open for a person.
-        tracing::warn!(finding = finding_id, error = %e, "a rotated credential's finding could not be suppressed");
+    if open.is_some() {
+        let request = SuppressRequest {
+            reason: format!("{done}; remove the dead text"),
+            days: SUPPRESS_DAYS,
+        };
+        if let Err(e) = center.suppress(finding_id, &request, "ops-loop heal").await {
+            // Rotated all the same; the finding stays open for a person,
+            // and the re-check says the heal did not hold.
+            tracing::warn!(finding = finding_id, error = %e, "a rotated credential's finding could not be suppressed");
+        }
     }
     let change = ChangeEvent {
         kind: ChangeKind::CredentialRotated,
         subject: connector.to_owned(),
         detail: done,
-        count: 1,
+        count: rotation.ended,
         at_ms: 0,
     };
     Ok(Ok((
