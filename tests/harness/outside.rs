@@ -403,20 +403,33 @@ async fn create_order(
     (StatusCode::CREATED, Json(order)).into_response()
 }
 
-/// RFC 7009 token revocation: the client authenticates; any token it
-/// names stops working (an unknown one answers 200 all the same).
-async fn revoke(State(state): State<Arc<OutsideState>>, body: String) -> Response {
+/// An OAuth2 endpoint's form, once its client authenticated (RFC 6749
+/// §2.3.1, in the body); `invalid_client` if it did not.
+fn client_form(state: &OutsideState, body: &str) -> Result<HashMap<String, String>, Box<Response>> {
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     if get("client_id") != state.client_id || get("client_secret") != state.client_secret {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_client"})),
-        )
-            .into_response();
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "invalid_client"})),
+            )
+                .into_response(),
+        ));
     }
+    Ok(form)
+}
+
+/// RFC 7009 token revocation: the client authenticates; any token it
+/// names stops working (an unknown one answers 200 all the same).
+async fn revoke(State(state): State<Arc<OutsideState>>, body: String) -> Response {
+    let form = match client_form(&state, &body) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
+    let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let token = get("token");
     if token.is_empty() {
         return (
@@ -436,17 +449,11 @@ async fn revoke(State(state): State<Arc<OutsideState>>, body: String) -> Respons
 }
 
 async fn token(State(state): State<Arc<OutsideState>>, body: String) -> Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
+    let form = match client_form(&state, &body) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    if get("client_id") != state.client_id || get("client_secret") != state.client_secret {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_client"})),
-        )
-            .into_response();
-    }
     let mut reply = json!({"token_type": "Bearer", "expires_in": 3600});
     match get("grant_type") {
         "client_credentials" => {}

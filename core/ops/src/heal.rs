@@ -358,6 +358,18 @@ pub struct BlastRadius {
     pub tickets_total: u32,
 }
 
+impl BlastRadius {
+    /// Only these bots: an action that touches no tenant and no ticket.
+    pub fn bots(bots: Vec<String>) -> Self {
+        Self {
+            tenants: Vec::new(),
+            bots,
+            tickets: Vec::new(),
+            tickets_total: 0,
+        }
+    }
+}
+
 /// What an action would do, worked out without doing it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct DryRun {

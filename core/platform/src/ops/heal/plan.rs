@@ -421,12 +421,7 @@ impl Operations {
             ),
             before: json!({"connector": subject, "grants": ids}),
             after: json!({"connector": subject, "grants": []}),
-            blast: BlastRadius {
-                tenants: Vec::new(),
-                bots,
-                tickets: Vec::new(),
-                tickets_total: 0,
-            },
+            blast: BlastRadius::bots(bots),
         };
         let action = Action::RevokeGrants {
             connector: subject.to_owned(),
@@ -687,12 +682,7 @@ impl Operations {
             ),
             before: json!({"node": subject, "bots": bots, "live": 0}),
             after: json!({"node": subject, "bots": [], "live": 0}),
-            blast: BlastRadius {
-                tenants: Vec::new(),
-                bots,
-                tickets: Vec::new(),
-                tickets_total: 0,
-            },
+            blast: BlastRadius::bots(bots),
         };
         Ok((
             Action::RetireNode {

@@ -192,12 +192,7 @@ impl Operations {
             ),
             before: json!({"connector": connector, "finding": finding.id, "state": "open"}),
             after: json!({"connector": connector, "finding": finding.id, "state": "suppressed", "old_token": "refused"}),
-            blast: BlastRadius {
-                tenants: Vec::new(),
-                bots,
-                tickets: Vec::new(),
-                tickets_total: 0,
-            },
+            blast: BlastRadius::bots(bots),
         };
         Ok((
             Action::RotateCredential {
