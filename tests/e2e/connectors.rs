@@ -72,12 +72,23 @@ impl Rig {
     }
 
     async fn grant(&self, bot: &str, ops: &[&str], scopes: &[&str]) -> Result<String> {
+        self.grant_on("shop", bot, ops, scopes).await
+    }
+
+    /// Grants `bot` the operations and scopes on `connector`; the grant's id.
+    async fn grant_on(
+        &self,
+        connector: &str,
+        bot: &str,
+        ops: &[&str],
+        scopes: &[&str],
+    ) -> Result<String> {
         let g = self
             .connectors
             .grant(
                 NewGrant {
                     bot: bot.into(),
-                    connector: "shop".into(),
+                    connector: connector.into(),
                     operations: ops.iter().map(|s| s.to_string()).collect(),
                     scopes: scopes.iter().map(|s| s.to_string()).collect(),
                     ..NewGrant::default()
@@ -240,15 +251,11 @@ async fn the_gate_denies_by_default_and_a_grant_allows_exactly_its_operations_an
     doc["info"]["title"] = json!("Unapproved");
     let view = c.import_openapi(&doc, "test").await?;
     assert!(!view.enabled && !view.signed);
-    c.grant(
-        NewGrant {
-            bot: "bot-01".into(),
-            connector: "shop-unapproved".into(),
-            operations: vec!["get_order".into()],
-            scopes: vec!["orders:read".into()],
-            ..NewGrant::default()
-        },
-        "test",
+    rig.grant_on(
+        "shop-unapproved",
+        "bot-01",
+        &["get_order"],
+        &["orders:read"],
     )
     .await?;
     let mut req = call("bot-01", t, 1, "get_order", json!({"order_id": "o1"}));
@@ -727,17 +734,7 @@ async fn no_raw_credential_reaches_a_lane_an_event_a_result_a_prompt_or_a_log() 
             &["orders:read", "orders:write"],
         )
         .await?;
-        rig.connectors
-            .grant(
-                NewGrant {
-                    bot: bot.into(),
-                    connector: "shop-oauth".into(),
-                    operations: vec!["list_orders".into()],
-                    scopes: vec!["orders:read".into()],
-                    ..NewGrant::default()
-                },
-                "test",
-            )
+        rig.grant_on("shop-oauth", bot, &["list_orders"], &["orders:read"])
             .await?;
     }
     let prompts = Arc::new(Mutex::new(Vec::new()));
@@ -1756,7 +1753,7 @@ async fn an_exposed_refresh_token_is_told_apart_rotated_revoked_and_refused() ->
     rig.oauth("shop-oauth", true).await?;
     let first = refresh_of(&rig);
     let c = &rig.connectors;
-    let owner = async |v: &str| c.credential_owner(v).await.unwrap();
+    let owner = async |v: &str| c.credential_owners(&[v]).await.unwrap().remove(0);
     let of = |c: &str, f: &'static str| Some((c.to_owned(), f));
 
     // Whose credential a found value is: compared inside the broker.
@@ -1768,17 +1765,8 @@ async fn an_exposed_refresh_token_is_told_apart_rotated_revoked_and_refused() ->
 
     // A call refreshes, and the provider rotates: the first token is
     // replaced, still known as this connector's.
-    c.grant(
-        NewGrant {
-            bot: "bot-01".into(),
-            connector: "shop-oauth".into(),
-            operations: vec!["list_orders".into()],
-            scopes: vec!["orders:read".into()],
-            ..NewGrant::default()
-        },
-        "test",
-    )
-    .await?;
+    rig.grant_on("shop-oauth", "bot-01", &["list_orders"], &["orders:read"])
+        .await?;
     let list = || {
         let mut r = call(
             "bot-01",
@@ -1873,6 +1861,12 @@ async fn an_exposed_refresh_token_is_told_apart_rotated_revoked_and_refused() ->
     // With no revocation endpoint, this provider's old token still works:
     // the rotation is refused as not done, and the newest token is kept.
     rig.oauth("shop-norevoke", false).await?;
+    let why = c
+        .credential_owners(&[&secret])
+        .await
+        .expect_err("both connectors hold the provider's one client secret")
+        .to_string();
+    assert!(why.contains("both shop-norevoke and shop-oauth"), "{why}");
     let held = refresh_of(&rig);
     let refused = c
         .rotate_credential(&heal, "shop-norevoke", &[])

@@ -599,12 +599,12 @@ impl Connectors {
         Ok(self.inner.db.audit(&e).await?)
     }
 
-    /// Which connector's stored credential `value` is, and in which field
-    /// (built-ins hold none). See [`Broker::owner`].
-    pub async fn credential_owner(
+    /// Which connector's stored credential each of `values` is, and in
+    /// which field (built-ins hold none). See [`Broker::owners`].
+    pub async fn credential_owners(
         &self,
-        value: &str,
-    ) -> Result<Option<(String, &'static str)>, broker::BrokerError> {
+        values: &[&str],
+    ) -> Result<Vec<Option<(String, &'static str)>>, broker::BrokerError> {
         let manifests: Vec<Arc<Manifest>> = self
             .inner
             .registry
@@ -613,7 +613,7 @@ impl Connectors {
             .filter(|e| e.source != Source::BuiltIn)
             .map(|e| e.manifest.clone())
             .collect();
-        self.broker().owner(&manifests, value).await
+        self.broker().owners(&manifests, values).await
     }
 
     /// Rotates connector `id`'s refresh token for the heal `call` and

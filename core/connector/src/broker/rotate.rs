@@ -1,6 +1,6 @@
 //! A connector credential found exposed: whose it is, and its rotation.
 //!
-//! [`Broker::owner`] tells which stored credential a found value is (the
+//! [`Broker::owners`] tells which stored credential a found value is (the
 //! connector and the field), comparing SHA-256 digests inside the broker:
 //! the stored values never leave it. A refresh token the provider replaced
 //! is still told apart (`replaced_refresh_token`): its digest is kept with
@@ -92,44 +92,52 @@ fn holds_refresh(stored: &serde_json::Value, value: &str) -> bool {
 }
 
 impl Broker {
-    /// Which of `manifests`' stored credentials `value` is, as (connector,
-    /// field); `None` when it is none of them. A connector with no stored
-    /// credential is passed over; a value two connectors hold is refused.
+    /// Which of `manifests`' stored credentials each of `values` is, as
+    /// (connector, field); `None` for one that is none of them. Each
+    /// credential is read once, however many values; a connector with none
+    /// stored is passed over; a value two connectors hold is refused.
     /// Compares only: nothing is released, so nothing is audited.
-    pub async fn owner(
+    pub async fn owners(
         &self,
         manifests: &[std::sync::Arc<Manifest>],
-        value: &str,
-    ) -> Result<Option<(String, &'static str)>, BrokerError> {
-        let found = digest(value);
-        let mut owners: Vec<(String, &'static str)> = Vec::new();
+        values: &[&str],
+    ) -> Result<Vec<Option<(String, &'static str)>>, BrokerError> {
+        let found: Vec<String> = values.iter().map(|v| digest(v)).collect();
+        let mut owners: Vec<Option<(String, &'static str)>> = vec![None; values.len()];
         for manifest in manifests {
             let stored = match self.stored(&manifest.id).await {
                 Ok(stored) => stored,
                 Err(BrokerError::NoCredential(_)) => continue,
                 Err(e) => return Err(e),
             };
-            let field = FIELDS
+            let held: Vec<(&'static str, String)> = FIELDS
                 .into_iter()
-                .find(|f| {
+                .filter_map(|f| {
                     stored
-                        .get(*f)
+                        .get(f)
                         .and_then(|v| v.as_str())
-                        .is_some_and(|held| digest(held) == found)
+                        .map(|v| (f, digest(v)))
                 })
-                .or_else(|| holds_refresh(&stored, value).then_some("replaced_refresh_token"));
-            if let Some(field) = field {
-                owners.push((manifest.id.clone(), field));
+                .collect();
+            for (i, value) in values.iter().enumerate() {
+                let field = held
+                    .iter()
+                    .find(|(_, d)| *d == found[i])
+                    .map(|(f, _)| *f)
+                    .or_else(|| holds_refresh(&stored, value).then_some("replaced_refresh_token"));
+                match (field, &owners[i]) {
+                    (None, _) => {}
+                    (Some(_), Some((other, _))) => {
+                        return Err(BrokerError::NotRotated(format!(
+                            "a value is a credential of both {other} and {}: a rotation of one would end the other's; change it at the provider and store one for each",
+                            manifest.id
+                        )));
+                    }
+                    (Some(field), None) => owners[i] = Some((manifest.id.clone(), field)),
+                }
             }
         }
-        match owners.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(one.clone())),
-            [a, b, ..] => Err(BrokerError::NotRotated(format!(
-                "the value is a credential of both {} and {}: a rotation of one would end the other's; change it at the provider and store one for each",
-                a.0, b.0
-            ))),
-        }
+        Ok(owners)
     }
 
     /// Rotates `manifest`'s refresh token for the heal `call`, revoking the

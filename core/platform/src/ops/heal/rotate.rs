@@ -73,23 +73,26 @@ async fn exposed(inner: &Inner, finding: &Finding) -> Result<(String, Vec<Secret
     let text = crate::security::secrets::read_text(std::path::Path::new(&path))
         .map_err(|e| format!("{path}: {e}"))?;
     let rules = inner.controller.secret_rules();
-    let mut found = Vec::new();
-    let mut values: Vec<Secret> = Vec::new();
-    let mut owners = std::collections::HashMap::new();
-    for (hit, value) in rules.matches(&text) {
-        if rules.rules()[hit.rule].id != rule_id {
-            continue;
-        }
-        if !owners.contains_key(value) {
-            let whose = connectors
-                .credential_owner(value)
-                .await
-                .map_err(|e| format!("the connector broker: {e}"))?;
-            owners.insert(value, whose);
-            values.push(Secret::new(value));
-        }
-        found.push((hit.line, owners[value].clone()));
-    }
+    let matched: Vec<_> = rules
+        .matches(&text)
+        .into_iter()
+        .filter(|(hit, _)| rules.rules()[hit.rule].id == rule_id)
+        .collect();
+    let mut distinct: Vec<&str> = matched.iter().map(|(_, v)| *v).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let whose = connectors
+        .credential_owners(&distinct)
+        .await
+        .map_err(|e| format!("the connector broker: {e}"))?;
+    let found: Vec<_> = matched
+        .iter()
+        .map(|(hit, v)| {
+            let i = distinct.binary_search(v).unwrap_or_default();
+            (hit.line, whose[i].clone())
+        })
+        .collect();
+    let values = distinct.into_iter().map(Secret::new).collect();
     Ok((one_owner(&path, rule_id, &found)?, values))
 }
 
