@@ -260,11 +260,15 @@ pub struct EpochWatch(Arc<std::sync::Mutex<Option<Arc<str>>>>);
 
 impl EpochWatch {
     /// Records what the server said; an absent epoch changes nothing (the
-    /// controller sets a fresh one within its poll).
+    /// controller sets a fresh one within its poll), nor does an older one:
+    /// epochs are UUIDv7s, so one that sorts first is a late answer from
+    /// the server since lost (a lane's read answered before the restart and
+    /// looked at after another lane had seen the new epoch), and taking it
+    /// would make current entries look superseded and be skipped.
     pub fn observe(&self, epoch: Option<String>) {
         if let Some(e) = epoch {
             let mut latest = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            if latest.as_deref() != Some(e.as_str()) {
+            if latest.as_deref().is_none_or(|l| l < e.as_str()) {
                 *latest = Some(e.into());
             }
         }

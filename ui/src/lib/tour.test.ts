@@ -56,7 +56,7 @@ function fake(answers: Record<string, (...args: never[]) => unknown>) {
       return Promise.resolve().then(() => a[name](...args));
     },
   }) as unknown as Transport;
-  const ctx: TourContext = { transport, live: {} as Live, key: (s) => `tour:test:${s}`, open: () => {} };
+  const ctx: TourContext = { transport, live: {} as Live, key: (s) => `tour:test:${s}`, open: () => {}, say: () => {} };
   return { ctx, calls };
 }
 
@@ -72,6 +72,31 @@ const signal = {
   reference_price: "2301.50", checks: [{ code: "max_notional", limit: "10000", observed: "2301.5", pass: true }, { code: "max_position", limit: "2", observed: "1", pass: true }],
 };
 const fill = { ts_ms: 1_260_000, order: "O-2", signal: "S-2", trade_id: "T-2", side: "BUY", quantity: "1.0", price: "2301.62", liquidity_side: "TAKER", slippage: "0.12" };
+
+describe("the routing step's action", () => {
+  it("follows its ticket to its end, saying where it is meanwhile", async () => {
+    const id = "0193a0c4-1b2c-7fff-bfff-00000000beef";
+    const moves = (n: number) => Array.from({ length: n }, () => ({}));
+    const reads = [
+      { id, state: "queued", bot: null, events: moves(1) },
+      { id, state: "routed", bot: "bot-2", events: moves(2) },
+      { id, state: "running", bot: "bot-2", events: moves(3) },
+      { id, state: "succeeded", bot: "bot-2", events: moves(4) },
+    ];
+    const { ctx, calls } = fake({ submit: () => ({ id }), ticket: () => reads.shift() });
+    const said: string[][] = [];
+    const opened: string[] = [];
+    const e = await act("routing").run({ ...ctx, say: (lines) => said.push(lines), open: (view, t) => opened.push(`${view}:${t}`) });
+    expect(opened).toEqual([`routing:${id}`]);
+    expect(said).toEqual([
+      ["Ticket 0000beef queued, 1 recorded move so far; following it to its end…"],
+      ["Ticket 0000beef routed on bot-2, 2 recorded moves so far; following it to its end…"],
+      ["Ticket 0000beef running on bot-2, 3 recorded moves so far; following it to its end…"],
+    ]);
+    expect(e.lines).toEqual(["Ticket 0000beef succeeded on bot-2, 4 recorded moves."]);
+    expect(calls.filter((c) => c === "submit")).toHaveLength(1);
+  });
+});
 
 describe("the trading step's action", () => {
   it("traces the newest fill of the newest session to its order, signal, ticket and model call", async () => {

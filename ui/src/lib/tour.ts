@@ -23,6 +23,8 @@ export interface TourContext {
   key(step: string): string;
   /** Opens a ticket: in the routing view (its journey) or the tickets view. */
   open(view: "routing" | "tickets", ticket: string): void;
+  /** Says what a long action has seen so far, while it goes on. */
+  say(lines: string[]): void;
 }
 
 /** What an action did: lines to show, and the element to point at now. */
@@ -90,15 +92,22 @@ export const stepOn = (view: View) => Math.max(0, STEPS.findIndex((s) => s.view 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Reads a ticket until `done` holds or `ms` pass; the last read. */
-async function until(t: Transport, id: string, done: (v: TicketView) => boolean, ms: number, every = 100): Promise<TicketView> {
+/** Reads a ticket until `done` holds or `ms` pass; the last read. Each
+ * read that does not end the wait is given to `seen`. */
+async function until(t: Transport, id: string, done: (v: TicketView) => boolean, ms: number, every = 100, seen?: (v: TicketView) => void): Promise<TicketView> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await t.ticket(id);
     if (done(v) || Date.now() > end) return v;
+    seen?.(v);
     await sleep(every);
   }
 }
+
+/** How long the routing step follows its ticket: behind the deployment's
+ * twenty on a busy model it can wait its turn for a while, and the step
+ * says where it is meanwhile. */
+export const FOLLOW_MS = 180_000;
 
 const ended = (v: TicketView) => ENDED.includes(v.state);
 const chat = (key: string, prompt: string, max_tokens: number): NewTicket => ({
@@ -322,8 +331,13 @@ export const STEPS: Step[] = [
       async run(ctx) {
         const s = await ctx.transport.submit(chat(ctx.key("routing"), "A walk-through ticket: where do I go?", 16));
         ctx.open("routing", s.id);
-        const v = await until(ctx.transport, s.id, ended, 15_000);
-        return { lines: [`Ticket ${short(s.id)} ${v.state}${v.bot ? ` on ${v.bot}` : ""}, ${v.events.length} recorded moves.`], target: '[data-testid="journey"]' };
+        const target = '[data-testid="journey"]';
+        const where = (v: TicketView) => `Ticket ${short(s.id)} ${v.state}${v.bot ? ` on ${v.bot}` : ""}, ${plural(v.events.length, "recorded move")}`;
+        // Followed to its end, saying where it is meanwhile: a ticket
+        // behind others in its lane waits its turn.
+        const v = await until(ctx.transport, s.id, ended, FOLLOW_MS, 250, (v) => ctx.say([`${where(v)} so far; following it to its end…`]));
+        if (!ended(v)) return { lines: [`${where(v)}: not ended after ${FOLLOW_MS / 60_000} minutes. The journey below goes on following it.`], target };
+        return { lines: [`${where(v)}.`], target };
       },
     },
   },

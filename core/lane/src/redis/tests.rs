@@ -154,7 +154,7 @@ async fn entries_read_before_redis_lost_its_data_are_superseded() {
     l.publish(vec![entry()]).await.unwrap();
     assert_eq!(l.read("c", 1, Duration::ZERO).await.unwrap().len(), 1);
     assert!(!l.superseded(), "no epoch yet: never superseded");
-    watch.observe(Some("e2".into()));
+    watch.observe(Some("e0".into()));
     assert!(!l.superseded(), "read with no epoch: kept");
 
     set_epoch(&mut conn, "e1").await;
@@ -170,6 +170,12 @@ async fn entries_read_before_redis_lost_its_data_are_superseded() {
     assert!(!l.superseded(), "an absent epoch changes nothing");
     watch.observe(Some("e2".into()));
     assert!(l.superseded(), "read under e1, the fleet is now at e2");
+    watch.observe(Some("e1".into()));
+    assert_eq!(
+        watch.latest().as_deref(),
+        Some("e2"),
+        "a late answer from the lost server does not take the node back"
+    );
 
     set_epoch(&mut conn, "e2").await;
     l.publish(vec![entry()]).await.unwrap();

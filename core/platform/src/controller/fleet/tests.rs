@@ -13,6 +13,8 @@ use crate::store::postgres::testing::TestDb;
 use crate::ticket::{NewTicket, Skill, TicketState};
 use async_trait::async_trait;
 
+mod faults;
+
 const WAIT: Duration = Duration::from_secs(60);
 
 fn node(r: &TestRedis, name: &str, bots: usize, model: Arc<dyn Model>) -> NodeConfig {
@@ -345,78 +347,6 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_with_the_rea
     n.await.unwrap().unwrap();
     c.shutdown().await;
     db.drop().await;
-    r.cleanup().await;
-}
-
-/// Redis restarting empty wipes the registrations with everything else,
-/// while the nodes are fine and re-register within a heartbeat. The registry
-/// re-drives at once but does not declare the bots lost during one TTL (that
-/// would requeue the re-driven work a second time); a bot that stays away
-/// past it is still declared lost.
-#[tokio::test]
-async fn a_redis_restart_is_not_taken_for_every_bot_lost() {
-    let r = TestRedis::new().await;
-    let redis = Redis::connect(&FleetConfig {
-        redis_url: redis_url(),
-        prefix: r.keys.prefix().to_owned(),
-    })
-    .await
-    .unwrap();
-    let reg = Registration {
-        bot: BotId::parse("n1-bot-01").unwrap(),
-        node: "n1".into(),
-        skills: vec![Skill::parse("chat").unwrap()],
-        model: ModelId::parse(BuiltinModel::NAME).unwrap(),
-        run: "run-1".into(),
-    };
-    let beat = || async {
-        let pipe =
-            crate::bot::node::heartbeat_pipeline(&r.keys, std::slice::from_ref(&reg)).unwrap();
-        pipe.query_async::<()>(&mut r.conn.clone()).await.unwrap();
-    };
-    beat().await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let shutdown = CancellationToken::new();
-    let registry = spawn_registry(redis, PriceTable::builtin(), 64, tx, shutdown.clone());
-    let next = async |rx: &mut mpsc::UnboundedReceiver<Command>, within: Duration| {
-        tokio::time::timeout(within, rx.recv()).await.ok().flatten()
-    };
-    match next(&mut rx, Duration::from_secs(5)).await {
-        Some(Command::BotsChanged { up, down }) => {
-            assert_eq!(up.len(), 1);
-            assert!(down.is_empty());
-        }
-        _ => panic!("the bot did not come up"),
-    }
-
-    r.flush().await;
-    assert!(
-        matches!(
-            next(&mut rx, Duration::from_secs(2)).await,
-            Some(Command::Redrive { .. })
-        ),
-        "no re-drive after the restart"
-    );
-    // The node heartbeats again within its period; meanwhile, and after,
-    // nothing says the bot was lost.
-    tokio::time::sleep(crate::bot::node::HEARTBEAT_TTL / 3).await;
-    beat().await;
-    let quiet_until = tokio::time::Instant::now() + crate::bot::node::HEARTBEAT_TTL;
-    while tokio::time::Instant::now() < quiet_until {
-        beat().await;
-        if let Some(Command::BotsChanged { down, .. }) =
-            next(&mut rx, Duration::from_millis(500)).await
-        {
-            panic!("declared lost after a restart: {down:?}");
-        }
-    }
-    // A bot that really stops beating is still declared lost.
-    match next(&mut rx, crate::bot::node::HEARTBEAT_TTL * 2).await {
-        Some(Command::BotsChanged { down, .. }) => assert_eq!(down.len(), 1),
-        _ => panic!("a silent bot was never declared lost"),
-    }
-    shutdown.cancel();
-    registry.await.unwrap();
     r.cleanup().await;
 }
 

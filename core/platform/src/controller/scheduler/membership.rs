@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 
 use super::super::{BotHandle, ControllerError, Drained, NodeDrained, Retired};
 use super::state::Scheduler;
+use crate::lane::LaneEntry;
 use crate::ticket::{BotId, TicketState, TransitionKind};
 
 impl Scheduler {
@@ -77,6 +78,21 @@ impl Scheduler {
         self.admitted_routes = kept;
         let lane = self.roster.handle(idx).lane.clone();
         let mut back: Vec<_> = unsent.into_iter().map(|(_, e)| e).collect();
+        // A publish that failed: not known to be in the lane, nor to be
+        // withdrawn from it. Requeued all the same; should it have landed,
+        // the bot may run that attempt too, and its reply is charged to
+        // it, once, as any late reply is.
+        back.extend(
+            self.unpublished
+                .take_for(idx)
+                .into_iter()
+                .filter_map(|(t, a)| {
+                    self.live
+                        .get(&t)
+                        .filter(|t| t.attempts == a)
+                        .map(LaneEntry::of)
+                }),
+        );
         // Those never sent are requeued even when the lane fails.
         let failed = match lane.withdraw().await {
             Ok(withdrawn) => {

@@ -5,13 +5,18 @@
 //! and the routing pass at the end of each turn that publishes every lane's
 //! share at once. It must never route a ticket whose tenant's budget is
 //! spent or who is paused (that ticket is parked), nor give a bot more attempts than its
-//! limit. Start at [`route_step`], then [`Scheduler::route`].
+//! limit. A publish that fails (Redis restarting, a link cut) is never
+//! taken as sent: its tickets stay routed, holding their slots, and are
+//! published again after a backoff ([`Unpublished`]) unless they moved on
+//! meanwhile. Start at [`route_step`], then [`Scheduler::route`].
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::clock::UnixMs;
 use crate::lane::LaneEntry;
-use crate::ticket::{Ticket, TicketState, Transition, TransitionKind};
+use crate::ticket::{Ticket, TicketId, TicketState, Transition, TransitionKind};
 
 use super::roster::Roster;
 use super::state::Scheduler;
@@ -42,7 +47,72 @@ pub(super) fn route_step(
     Some((bot, routed))
 }
 
+/// The first wait before a failed publish is tried again, and the longest
+/// (it doubles between).
+const REPUBLISH_FIRST: Duration = Duration::from_millis(50);
+const REPUBLISH_MAX: Duration = Duration::from_secs(2);
+
+/// Routed tickets whose lane publish failed, to be sent again once their
+/// backoff has passed: (bot, ticket, attempt). The entries themselves are
+/// rebuilt from the live tickets then, so one that moved on meanwhile
+/// (cancelled, re-driven, its bot lost) is simply not sent.
+#[derive(Debug, Default)]
+pub(crate) struct Unpublished {
+    held: Vec<(usize, TicketId, u32)>,
+    due: Option<Instant>,
+    delay: Duration,
+}
+
+impl Unpublished {
+    /// Holds what a publish to `bot` failed to send, and backs off.
+    fn failed(
+        &mut self,
+        bot: usize,
+        sent: impl IntoIterator<Item = (TicketId, u32)>,
+        now: Instant,
+    ) {
+        self.held.extend(sent.into_iter().map(|(t, a)| (bot, t, a)));
+        self.delay = (self.delay * 2).clamp(REPUBLISH_FIRST, REPUBLISH_MAX);
+        self.due = Some(now + self.delay);
+    }
+
+    /// A publish went through: the next failure starts from the first wait.
+    fn succeeded(&mut self) {
+        if self.held.is_empty() {
+            self.delay = Duration::ZERO;
+        }
+    }
+
+    /// What is due to be sent again now (nothing before its backoff ends).
+    fn take_due(&mut self, now: Instant) -> Vec<(usize, TicketId, u32)> {
+        match self.due {
+            Some(at) if now >= at => {
+                self.due = None;
+                std::mem::take(&mut self.held)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Takes out what was held for `bot` (a drained bot's never-sent work).
+    pub(super) fn take_for(&mut self, bot: usize) -> Vec<(TicketId, u32)> {
+        let (of, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|&(b, _, _)| b == bot);
+        self.held = rest;
+        of.into_iter().map(|(_, t, a)| (t, a)).collect()
+    }
+}
+
 impl Scheduler {
+    /// The entry of `ticket`'s `attempt`, if it is still routed to `bot`
+    /// with that attempt (so still to be published there).
+    fn still_routed(&self, bot: usize, ticket: TicketId, attempt: u32) -> Option<LaneEntry> {
+        let t = self.live.get(&ticket)?;
+        let held = self.roster.holder(ticket, attempt).map(|h| h.0) == Some(bot);
+        (held && t.state == TicketState::Routed && t.attempts == attempt).then(|| LaneEntry::of(t))
+    }
+
     /// Routes queued tickets to the least-loaded live bot with the skill,
     /// publishing each bot's share to its own lane in one call, along with
     /// the tickets routed at admission whose commit is durable now.
@@ -59,6 +129,11 @@ impl Scheduler {
         };
         for (bot, entry) in std::mem::take(&mut self.admitted_routes) {
             add(&mut per_bot, bot, entry);
+        }
+        for (bot, ticket, attempt) in self.unpublished.take_due(Instant::now()) {
+            if let Some(entry) = self.still_routed(bot, ticket, attempt) {
+                add(&mut per_bot, bot, entry);
+            }
         }
         for skill in self.queues.skills_waiting() {
             if !self.roster.knows_skill(&skill) {
@@ -97,7 +172,8 @@ impl Scheduler {
 
     /// Every lane's share at once: over Redis the publishes share one
     /// multiplexed connection, so they cost one round trip, not one each.
-    /// What a lane refuses (it is full) goes back to the queue.
+    /// What a lane refuses (it is full) goes back to the queue; what a
+    /// publish that failed held is sent again after a backoff.
     async fn publish(&mut self, per_bot: Vec<Vec<LaneEntry>>, now: UnixMs) {
         let publishes: Vec<_> = per_bot
             .into_iter()
@@ -105,7 +181,8 @@ impl Scheduler {
             .filter(|(_, entries)| !entries.is_empty())
             .map(|(bot, entries)| {
                 let lane = self.roster.handle(bot).lane.clone();
-                let sent = entries.len();
+                let sent: Vec<(TicketId, u32)> =
+                    entries.iter().map(|e| (e.ticket, e.attempt)).collect();
                 async move { (bot, sent, lane.publish(entries).await) }
             })
             .collect();
@@ -114,11 +191,17 @@ impl Scheduler {
                 Ok(rest) => {
                     self.stats
                         .routed
-                        .fetch_add((sent - rest.len()) as u64, Ordering::Relaxed);
+                        .fetch_add((sent.len() - rest.len()) as u64, Ordering::Relaxed);
+                    self.unpublished.succeeded();
                     rest
                 }
                 Err(e) => {
-                    tracing::warn!(bot = %self.roster.handle(bot).id, error = %e, "lane publish failed");
+                    // Not known to be in the lane, so not taken as sent: a
+                    // ticket whose entry is nowhere would wait forever. One
+                    // that did land is delivered twice at worst, and an
+                    // attempt is recorded and charged once.
+                    tracing::warn!(bot = %self.roster.handle(bot).id, error = %e, tickets = sent.len(), "lane publish failed; sending again after a backoff");
+                    self.unpublished.failed(bot, sent, Instant::now());
                     Vec::new()
                 }
             };

@@ -18,6 +18,7 @@ use super::main_loop::{Command, spawn_acker};
 use super::queues::Queues;
 use super::requests::Answer;
 use super::roster::Roster;
+use super::routing::Unpublished;
 use crate::bot::CancelRegistry;
 use crate::clock::{SharedClock, UnixMs};
 use crate::lane::{EntryId, Lane, LaneEntry};
@@ -54,6 +55,8 @@ pub(crate) struct Scheduler {
     /// Tickets routed in the commit that admitted them, durable now, to be
     /// published with the next routing pass: (bot, entry).
     pub(super) admitted_routes: Vec<(usize, LaneEntry)>,
+    /// Routed tickets whose publish failed: sent again, after a backoff.
+    pub(super) unpublished: Unpublished,
 
     /// What this turn decided, written at the end of the turn.
     pub(super) batch: WriteBatch,
@@ -126,6 +129,7 @@ impl Scheduler {
             reconciling: false,
             stopped_rejected: HashSet::new(),
             admitted_routes: Vec::new(),
+            unpublished: Unpublished::default(),
             batch: WriteBatch::default(),
             acks: Vec::new(),
             receipts: Vec::new(),
