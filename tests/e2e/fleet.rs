@@ -126,6 +126,75 @@ async fn a_sigtermed_node_hands_back_its_in_flight_tickets() {
 /// had not finished, the node re-registers and re-creates its groups, and
 /// every ticket still succeeds. The ledger holds one row per attempt whose
 /// result was recorded, never two for one attempt.
+/// `POST /api/v1/nodes/{id}/restart`: the node, a real `oshal node`, stops
+/// as on SIGTERM and replaces its own image (the same pid, a new run under
+/// the same name) mid-load; every ticket succeeds, charged once. A node
+/// none knows is 404; the embedded pool has no node to restart (409).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_ordered_to_restart_comes_back_in_the_same_process_and_loses_nothing() {
+    let space = FleetSpace::new().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = space.serve(dir.path()).unwrap();
+    server.no_investigations().await.unwrap();
+    let mut node = space.node("n1", &["--bots", "2"]).unwrap();
+    wait_for("the node's bots", async || bots_live(&server).await == 2).await;
+    let pid = node.pid();
+
+    let ids = server
+        .submit_all((0..400).map(|i| format!("restart {i}")), 16)
+        .await;
+    let r = server
+        .post("/api/v1/nodes/n1/restart")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ordered: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(ordered["node"], "n1", "{ordered:#}");
+    assert_eq!(ordered["bots"].as_array().unwrap().len(), 2, "{ordered:#}");
+    let line = node.next_up().unwrap();
+    assert!(line.starts_with("node n1 up with 2 bots"), "{line}");
+    assert_eq!(node.pid(), pid);
+    assert!(node.running(), "the same process goes on");
+
+    for id in &ids {
+        let v = server.wait_terminal(id).await.unwrap();
+        assert_eq!(v["state"], "succeeded", "{v:#}");
+        assert_eq!(
+            v["ledger"].as_array().unwrap().len(),
+            1,
+            "charged once: {v:#}"
+        );
+    }
+    let cost = server.json("/api/v1/cost/summary").await.unwrap();
+    assert_eq!(cost["total"]["attempts"], 400);
+    wait_for("the node's bots again", async || {
+        bots_live(&server).await == 2
+    })
+    .await;
+
+    let r = server
+        .post("/api/v1/nodes/n9/restart")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    drop(server);
+    space.cleanup().await.unwrap();
+
+    let local = Server::start(&dir.path().join("local"), &["--bots", "1"]).unwrap();
+    let r = local.post("/api/v1/nodes/n1/restart").send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no node to restart"),
+        "{body:#}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarting_empty_mid_load_loses_no_ticket() {
     let llama = LlamaServer::start().await.unwrap();

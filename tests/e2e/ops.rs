@@ -15,6 +15,8 @@ use oshal_e2e::slowlink::SlowLink;
 use oshal_e2e::{LlamaServer, Server, free_port};
 use serde_json::{Value, json};
 
+mod restart;
+
 /// A child process killed when dropped.
 struct Killed(Child);
 

@@ -122,7 +122,7 @@ impl Server {
         if !extra.contains(&"--security-scan-every-min") {
             cmd.args(["--security-scan-every-min", "0"]);
         }
-        let (child, line) = spawn_until(cmd, "oshal serve", "listening on ", log)?;
+        let (child, line, _) = spawn_until(cmd, "oshal serve", "listening on ", log)?;
         let url = url.unwrap_or_else(|| line["listening on ".len()..].to_owned());
         let token = std::fs::read_to_string(data_dir.join("api-token"))
             .context("reading the API token")?
@@ -330,6 +330,8 @@ impl Drop for Server {
 pub struct Node {
     child: Option<Child>,
     pub name: String,
+    /// Its later "node … up" lines (a restart it was ordered to make).
+    ups: std::sync::mpsc::Receiver<String>,
 }
 
 impl Node {
@@ -356,11 +358,32 @@ impl Node {
 
     fn launch(mut cmd: Command, name: &str, extra: &[&str], log: Option<&Path>) -> Result<Node> {
         cmd.args(["node", "--name", name]).args(extra);
-        let (child, _) = spawn_until(cmd, "oshal node", "node ", log)?;
+        let (child, _, ups) = spawn_until(cmd, "oshal node", "node ", log)?;
         Ok(Node {
             child: Some(child),
             name: name.to_owned(),
+            ups,
         })
+    }
+
+    /// Its process id (the same across a restart it was ordered to make:
+    /// the process replaces its own image).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits for its next "node … up" line, as after an ordered restart.
+    pub fn next_up(&self) -> Result<String> {
+        self.ups
+            .recv_timeout(WAIT)
+            .with_context(|| format!("node {} did not come up again within {WAIT:?}", self.name))
+    }
+
+    /// Whether the process is still running (not exited, not reaped).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// `kill -9`: no goodbye; its heartbeat just stops.
@@ -383,13 +406,13 @@ impl Drop for Node {
 
 /// Spawns `cmd` (quiet logs on stderr, or every log line in `log`; stdout
 /// piped) and waits for its first stdout line starting with `prefix`, which
-/// says it is up; returns that line.
+/// says it is up; returns that line, and the later ones so prefixed.
 fn spawn_until(
     mut cmd: Command,
     what: &str,
     prefix: &'static str,
     log: Option<&Path>,
-) -> Result<(Child, String)> {
+) -> Result<(Child, String, std::sync::mpsc::Receiver<String>)> {
     match log {
         Some(path) => cmd
             .env("RUST_LOG", "trace")
@@ -410,7 +433,7 @@ fn spawn_until(
         }
     });
     match rx.recv_timeout(WAIT) {
-        Ok(line) => Ok((child, line)),
+        Ok(line) => Ok((child, line, rx)),
         Err(_) => {
             let _ = child.kill();
             bail!("{what} did not start within {WAIT:?}")

@@ -3,6 +3,12 @@
 //! a latency fault injector (toxiproxy's `latency`) does. Put in front of a
 //! model server, every call takes the delay longer: a slow model, as the
 //! bots calling it see one. The delay can change while it runs.
+//!
+//! It can also hold only the connections already open
+//! ([`SlowLink::slow_open_ones`]): a client's pooled connections pinned
+//! to a sick path (a backend a load balancer drains, a half-broken NAT
+//! entry) while a new connection goes through at once. A client that
+//! keeps its pool stays slow; one that starts afresh does not.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +22,17 @@ pub struct SlowLink {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     delay_ms: Arc<AtomicU64>,
+    pinned: Arc<Pinned>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Connections numbered below `below` are held `delay_ms`; `accepted`
+/// numbers them.
+#[derive(Default)]
+struct Pinned {
+    accepted: AtomicU64,
+    below: AtomicU64,
+    delay_ms: AtomicU64,
 }
 
 impl SlowLink {
@@ -26,14 +42,24 @@ impl SlowLink {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let pinned = Arc::new(Pinned::default());
         let upstream = upstream.to_owned();
-        let delay = delay_ms.clone();
+        let (delay, pins) = (delay_ms.clone(), pinned.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, delay) = (upstream.clone(), delay.clone());
+                let (upstream, delay, pins) = (upstream.clone(), delay.clone(), pins.clone());
+                let id = pins.accepted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {
-                        relay(client, server, delay).await;
+                        let held = move || {
+                            let pinned = if id < pins.below.load(Ordering::SeqCst) {
+                                pins.delay_ms.load(Ordering::SeqCst)
+                            } else {
+                                0
+                            };
+                            delay.load(Ordering::SeqCst).max(pinned)
+                        };
+                        relay(client, server, held).await;
                     }
                 });
             }
@@ -41,8 +67,26 @@ impl SlowLink {
         Ok(SlowLink {
             url,
             delay_ms,
+            pinned,
             task,
         })
+    }
+
+    /// Holds every connection open now `delay` (on top of
+    /// [`Self::set_delay`]), and none opened from now on.
+    pub fn slow_open_ones(&self, delay: Duration) {
+        self.pinned
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.pinned.below.store(
+            self.pinned.accepted.load(Ordering::SeqCst),
+            Ordering::SeqCst,
+        );
+    }
+
+    /// How many connections it has taken so far.
+    pub fn accepted(&self) -> u64 {
+        self.pinned.accepted.load(Ordering::SeqCst)
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -57,7 +101,7 @@ impl Drop for SlowLink {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, delay: Arc<AtomicU64>) {
+async fn relay(client: TcpStream, server: TcpStream, delay: impl Fn() -> u64) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let up = async {
@@ -68,7 +112,7 @@ async fn relay(client: TcpStream, server: TcpStream, delay: Arc<AtomicU64>) {
                 Ok(n) => n,
             };
             let mut burst = buf[..n].to_vec();
-            let ms = delay.load(Ordering::SeqCst);
+            let ms = delay();
             if ms > 0 {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 // What arrived meanwhile belongs to the same burst.

@@ -49,7 +49,7 @@ impl VenueProcess {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(&self.data_dir);
-        let (child, _) = spawn_until(cmd, "oshal venue", "listening on ", None)?;
+        let (child, _, _) = spawn_until(cmd, "oshal venue", "listening on ", None)?;
         self.child = Some(child);
         Ok(())
     }

@@ -209,7 +209,13 @@ export type Action =
  *  refused, and the finding suppressed with what was done (the text
  *  stays where it was found, now dead).
  */
-{ action: "rotate_credential"; connector: string; finding: string };
+{ action: "rotate_credential"; connector: string; finding: string } | 
+/**
+ *  Restart a live node: it stops as on SIGTERM (its bots abandon their
+ *  calls, what they held goes back to the queue) and starts again
+ *  under its name as a new run.
+ */
+{ action: "restart_node"; node: string };
 
 /**
  *  What a heal rule does, as a template the adapter fills in from the
@@ -275,7 +281,17 @@ export type ActionTemplate =
  *  working, and the finding suppressed with what was done. A secret
  *  that is no stored credential, or a static key, is not proposed.
  */
-{ action: "rotate_credential" };
+{ action: "rotate_credential" } | 
+/**
+ *  Restart the node of the slow bot the cause names: it stops as on
+ *  SIGTERM (what its bots held goes back to the queue) and starts
+ *  again under its name as a new run, with fresh connections and
+ *  memory. It heals what the node's own process holds (a wedged
+ *  client, a leak), not a slow model server its bots share: then the
+ *  re-check still fails and the heal says so. No shipped rule takes
+ *  it; an operator's rule may, in place of a drain.
+ */
+{ action: "restart_node" };
 
 /**  One alert: every report of one fingerprint, folded. */
 export type Alert = {
@@ -580,7 +596,8 @@ export type ChangeEvent = {
 	detail?: string,
 	/**
 	 *  How many it concerns (tickets requeued or re-driven), where that
-	 *  is the point; 0 otherwise.
+	 *  is the point; 0 otherwise. (Stated as what it is, 0 to
+	 *  4,294,967,295: a 32-bit format would say half that.)
 	 */
 	count?: number,
 	at_ms?: number,
@@ -635,7 +652,13 @@ export type ChangeKind = "node_joined" | "node_left" | "budget_changed" | "conne
  *  `count` tokens ended (revoked where the provider names a revocation
  *  endpoint) and refused, the finding that held it suppressed.
  */
-"credential_rotated";
+"credential_rotated" | 
+/**
+ *  A node (`subject`) ordered by a heal to restart: it stopped as on
+ *  SIGTERM, `count` attempts its bots held went back to the queue, and
+ *  it came back under its name as a new run.
+ */
+"node_restarted";
 
 export type CheckStatus = "passed" | "failed" | 
 /**  Not applicable here (e.g. no PostgreSQL in local mode). */

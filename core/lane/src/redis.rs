@@ -100,6 +100,28 @@ pub struct Registration {
     pub run: String,
 }
 
+/// An order from the controller to one run of one node, published on
+/// [`Keys::control`] of its node. Naming the run makes it said once: a node started
+/// since (the restart itself, or one started by hand) is not the run the
+/// order was for, and lets it be.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeControl {
+    /// Stop as on SIGTERM (the bots abandon their calls, the registrations
+    /// go, so the controller requeues what they held at once), then start
+    /// again under the same name as a new run.
+    Restart { node: String, run: String },
+}
+
+impl NodeControl {
+    /// Whether the order is for this run of node `node`.
+    pub fn is_for(&self, node: &str, run: &str) -> bool {
+        match self {
+            NodeControl::Restart { node: n, run: r } => n == node && r == run,
+        }
+    }
+}
+
 /// Every key of one fleet, under one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -138,6 +160,12 @@ impl Keys {
     /// Cancel signals from the controller to the nodes (pub/sub).
     pub fn cancels(&self) -> String {
         format!("{}:cancel", self.prefix)
+    }
+    /// The controller's orders to one node (pub/sub): [`NodeControl`].
+    /// A channel per node, so a publish's count of listeners says whether
+    /// that node heard it.
+    pub fn control(&self, node: &str) -> String {
+        format!("{}:control:{node}", self.prefix)
     }
     /// Set by the controller; its absence means Redis lost its data.
     pub fn epoch(&self) -> String {

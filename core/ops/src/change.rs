@@ -63,6 +63,10 @@ pub enum ChangeKind {
     /// `count` tokens ended (revoked where the provider names a revocation
     /// endpoint) and refused, the finding that held it suppressed.
     CredentialRotated,
+    /// A node (`subject`) ordered by a heal to restart: it stopped as on
+    /// SIGTERM, `count` attempts its bots held went back to the queue, and
+    /// it came back under its name as a new run.
+    NodeRestarted,
 }
 
 /// A change event.
@@ -75,8 +79,10 @@ pub struct ChangeEvent {
     #[serde(default)]
     pub detail: String,
     /// How many it concerns (tickets requeued or re-driven), where that
-    /// is the point; 0 otherwise.
+    /// is the point; 0 otherwise. (Stated as what it is, 0 to
+    /// 4,294,967,295: a 32-bit format would say half that.)
     #[serde(default)]
+    #[schema(value_type = u64, maximum = 4294967295_u64)]
     pub count: u32,
     #[serde(default)]
     #[specta(type = specta_typescript::Number)]

@@ -92,6 +92,10 @@ pub enum Action {
     /// refused, and the finding suppressed with what was done (the text
     /// stays where it was found, now dead).
     RotateCredential { connector: String, finding: String },
+    /// Restart a live node: it stops as on SIGTERM (its bots abandon their
+    /// calls, what they held goes back to the queue) and starts again
+    /// under its name as a new run.
+    RestartNode { node: String },
 }
 
 /// The most grants one revocation names.
@@ -123,6 +127,7 @@ impl Action {
             Action::DrainNode { .. } => "drain_node",
             Action::PauseTenant { .. } => "pause_tenant",
             Action::RotateCredential { .. } => "rotate_credential",
+            Action::RestartNode { .. } => "restart_node",
         }
     }
 
@@ -146,7 +151,7 @@ impl Action {
             }
             Action::RetireNode { node } => json!({"node": node}),
             Action::DrainBot { bot } => json!({"bot": bot}),
-            Action::DrainNode { node } => json!({"node": node}),
+            Action::DrainNode { node } | Action::RestartNode { node } => json!({"node": node}),
             Action::PauseTenant { tenant } => json!({"tenant": tenant}),
             Action::RotateCredential { connector, finding } => {
                 json!({"connector": connector, "finding": finding})
@@ -170,6 +175,7 @@ impl Action {
             | Action::RetireNode { .. }
             | Action::DrainBot { .. }
             | Action::DrainNode { .. }
+            | Action::RestartNode { .. }
             | Action::PauseTenant { .. } => {
                 return Ok(action);
             }
@@ -195,7 +201,7 @@ impl Action {
 
     /// Every write operation a heal may take, with its parameters' JSON
     /// Schema and what it does.
-    pub fn operations() -> [(&'static str, Value, &'static str); 9] {
+    pub fn operations() -> [(&'static str, Value, &'static str); 10] {
         [
             (
                 "set_budget",
@@ -293,6 +299,11 @@ impl Action {
                 }),
                 "Rotate a connector's exposed OAuth2 refresh token: store a new one, end the old and exposed ones (revoked where the provider can) and prove them refused, then suppress the finding that held it (a heal's write: needs an approval)",
             ),
+            (
+                "restart_node",
+                named("node"),
+                "Restart a live node: it stops as on SIGTERM, what its bots held goes back to the queue, and it starts again under its name as a new run (a heal's write: needs an approval)",
+            ),
         ]
     }
 
@@ -307,6 +318,7 @@ impl Action {
                 | (Action::RetireNode { .. }, ActionTemplate::RetireNode)
                 | (Action::DrainBot { .. }, ActionTemplate::DrainBot)
                 | (Action::DrainNode { .. }, ActionTemplate::DrainNode)
+                | (Action::RestartNode { .. }, ActionTemplate::RestartNode)
                 | (Action::PauseTenant { .. }, ActionTemplate::PauseTenant)
                 | (
                     Action::RotateCredential { .. },

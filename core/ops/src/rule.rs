@@ -233,6 +233,14 @@ pub enum ActionTemplate {
     /// working, and the finding suppressed with what was done. A secret
     /// that is no stored credential, or a static key, is not proposed.
     RotateCredential,
+    /// Restart the node of the slow bot the cause names: it stops as on
+    /// SIGTERM (what its bots held goes back to the queue) and starts
+    /// again under its name as a new run, with fresh connections and
+    /// memory. It heals what the node's own process holds (a wedged
+    /// client, a leak), not a slow model server its bots share: then the
+    /// re-check still fails and the heal says so. No shipped rule takes
+    /// it; an operator's rule may, in place of a drain.
+    RestartNode,
 }
 
 impl ActionTemplate {
@@ -246,7 +254,9 @@ impl ActionTemplate {
             }
             ActionTemplate::RevokeGrants => &[CauseKind::OutsideSystemFailing],
             ActionTemplate::RetireNode => &[CauseKind::NodeDown],
-            ActionTemplate::DrainBot | ActionTemplate::DrainNode => &[CauseKind::SlowModel],
+            ActionTemplate::DrainBot | ActionTemplate::DrainNode | ActionTemplate::RestartNode => {
+                &[CauseKind::SlowModel]
+            }
             ActionTemplate::PauseTenant => {
                 &[CauseKind::PoisonInput, CauseKind::OutsideSystemFailing]
             }
@@ -265,6 +275,7 @@ impl ActionTemplate {
             ActionTemplate::DrainNode => "drain_node",
             ActionTemplate::PauseTenant => "pause_tenant",
             ActionTemplate::RotateCredential => "rotate_credential",
+            ActionTemplate::RestartNode => "restart_node",
         }
     }
 }

@@ -2,7 +2,8 @@
 //! (live, drained, load, lane, pace), drain one (it finishes what it holds
 //! and is routed nothing more; the tickets waiting in its lane go to other
 //! bots) or every live bot of a node (`--node`), uncordon them (they take
-//! work again).
+//! work again), or restart a fleet node (it stops as on SIGTERM, what its
+//! bots held goes back to the queue, and it starts again as a new run).
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -29,6 +30,13 @@ pub enum Action {
         /// A node: all of its live bots, together.
         #[arg(long)]
         node: Option<String>,
+    },
+    /// Restart a fleet node: it stops as on SIGTERM (what its bots hold
+    /// goes back to the queue) and starts again under its name.
+    Restart {
+        /// The node.
+        #[arg(long)]
+        node: String,
     },
     /// Let a drained bot, or with `--node` a node's bots, take work again.
     Uncordon {
@@ -57,6 +65,7 @@ impl Action {
             Self::Drain { bot, .. } => {
                 json(client.drain_bot(bot.unwrap_or_default().as_str()).await)
             }
+            Self::Restart { node } => json(client.restart_node(node.as_str()).await),
             Self::Uncordon {
                 node: Some(node), ..
             } => json(client.uncordon_node(node.as_str()).await),

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use std::sync::Arc;
 
-use oshal_core::bot::node::{NodeConfig, run_node};
+use oshal_core::bot::node::{NodeConfig, NodeExit, run_node};
 use oshal_core::clock::SystemClock;
 
 use crate::args::{ModelArgs, PoolArgs};
@@ -71,7 +71,44 @@ pub async fn run(args: Args) -> Result<()> {
     let node = tokio::spawn(run_node(config, Arc::new(SystemClock), shutdown.clone()));
     // Tests and scripts wait for this line on stdout.
     println!("node {name} up with {bots} bots");
-    node.await??;
-    eprintln!("oshal: node {name} stopped; its bots' work was handed back");
-    Ok(())
+    match node.await?? {
+        NodeExit::Stopped => {
+            eprintln!("oshal: node {name} stopped; its bots' work was handed back");
+            Ok(())
+        }
+        NodeExit::Restart => restart(&name),
+    }
+}
+
+/// Starts this node again as ordered: the same arguments, the name pinned
+/// (a name made up at start would make it another node). On Unix the
+/// process replaces its own image: the same pid, so a supervisor sees no
+/// exit, and everything of the old run (connections, memory, the model's
+/// client) is gone. Elsewhere a new process takes over and this one ends.
+fn restart(name: &str) -> Result<()> {
+    use std::io::Write;
+    eprintln!("oshal: node {name} restarting as ordered; its bots' work was handed back");
+    let _ = std::io::stdout().flush();
+    let exe = std::env::current_exe()?;
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let named = args
+        .iter()
+        .any(|a| a == "--name" || a.to_string_lossy().starts_with("--name="));
+    if !named {
+        args.extend(["--name".into(), name.into()]);
+    }
+    let mut again = std::process::Command::new(exe);
+    again.args(&args);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Only returns if it failed.
+        let e = again.exec();
+        anyhow::bail!("node {name} could not start again: {e}");
+    }
+    #[cfg(not(unix))]
+    {
+        again.spawn()?;
+        Ok(())
+    }
 }

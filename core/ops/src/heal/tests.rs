@@ -98,6 +98,19 @@ fn a_slow_model_is_healed_by_draining_its_node_else_its_bot_in_that_order() {
     assert_eq!(Action::from_call(n.operation(), &n.params()), Ok(n.clone()));
     let e = Action::from_call("drain_node", &json!({"node": "n3", "bot": "b"})).unwrap_err();
     assert!(e.contains("bot"), "{e}");
+    // A restart is an operator's choice for the same cause; no shipped
+    // rule takes it.
+    let r = Action::RestartNode { node: "n3".into() };
+    assert!(r.follows(&ActionTemplate::RestartNode) && !r.follows(&ActionTemplate::DrainNode));
+    assert!(!n.follows(&ActionTemplate::RestartNode));
+    assert_eq!(ActionTemplate::RestartNode.heals(), [CauseKind::SlowModel]);
+    assert_eq!(r.operation(), Action::operations()[9].0);
+    assert_eq!(Action::from_call(r.operation(), &r.params()), Ok(r.clone()));
+    assert!(
+        rules
+            .iter()
+            .all(|h| h.action != ActionTemplate::RestartNode)
+    );
 }
 
 #[test]

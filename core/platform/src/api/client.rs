@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::routes::{self as r, Endpoint, Id, PathArgs};
 use super::{
     ApiError, BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, ErrorBody,
-    ErrorKind, FindingsQuery, GrantQuery, NodeHold, StateCount, TenantHold, TenantView,
-    TicketFilter, TrailQuery,
+    ErrorKind, FindingsQuery, GrantQuery, NodeHold, NodeRestarted, StateCount, TenantHold,
+    TenantView, TicketFilter, TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -273,6 +273,11 @@ impl Client {
 
     pub async fn drain_node(&self, node: impl Into<Id>) -> Result<NodeHold, ClientError> {
         self.request::<r::DrainNode>(node.into(), None, None).await
+    }
+
+    pub async fn restart_node(&self, node: impl Into<Id>) -> Result<NodeRestarted, ClientError> {
+        self.request::<r::RestartNode>(node.into(), None, None)
+            .await
     }
 
     pub async fn uncordon_node(&self, node: impl Into<Id>) -> Result<NodeHold, ClientError> {

@@ -116,6 +116,7 @@ named!(
     super::BudgetBody,
     super::BotHold,
     super::NodeHold,
+    super::NodeRestarted,
     super::TenantHold,
     super::TenantView,
     crate::connector::ConnectorView,

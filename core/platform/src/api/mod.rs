@@ -599,6 +599,20 @@ pub struct NodeHold {
     pub held: u32,
 }
 
+/// A node ordered to restart (`POST /api/v1/nodes/{id}/restart`): it
+/// stops as on SIGTERM, what its bots held goes back to the queue, and it
+/// starts again under its name as a new run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
+pub struct NodeRestarted {
+    pub node: String,
+    /// The run ordered to stop (a UUIDv7; the next one sorts after it).
+    pub run: String,
+    /// Its live bots when the order went.
+    pub bots: Vec<String>,
+    /// The attempts they held, requeued as it stops.
+    pub held: u32,
+}
+
 /// A tenant as the directory lists it (`GET /api/v1/tenants`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, utoipa::ToSchema)]
 pub struct TenantView {

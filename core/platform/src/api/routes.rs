@@ -16,8 +16,8 @@ use super::contract::{ContractType, Defs, QueryParams};
 
 use super::{
     BatchReport, BatchSubmit, BotHold, BudgetBody, BulkReport, BulkRequest, FindingsQuery,
-    GrantQuery, NodeHold, RevokeQuery, StateCount, TenantHold, TenantView, TicketFilter,
-    TrailQuery,
+    GrantQuery, NodeHold, NodeRestarted, RevokeQuery, StateCount, TenantHold, TenantView,
+    TicketFilter, TrailQuery,
 };
 use crate::connector::store::{AuditEntry, EffectRow, Grant};
 use crate::connector::{ConnectorView, IntegrationView, NewGrant};
@@ -284,6 +284,13 @@ routes! {
     DrainNode = Post "/api/v1/nodes/{id}/drain" Bearer Operator, args: Id, query: (), body: () => NodeHold;
     /// Let a drained node's bots take work again.
     UncordonNode = Post "/api/v1/nodes/{id}/uncordon" Bearer Operator, args: Id, query: (), body: () => NodeHold;
+    /// Order a fleet node to restart.
+    ///
+    /// It stops as on SIGTERM (its bots abandon their calls; what they
+    /// held goes back to the queue) and starts again under its name as a
+    /// new run. Refused (409) for a node with no bot registered, one that
+    /// does not hear the order, and the embedded pool (no node).
+    RestartNode = Post "/api/v1/nodes/{id}/restart" Bearer Operator, args: Id, query: (), body: () => NodeRestarted;
     /// Spend in total and by bot, tenant, model and day.
     GetCostSummary = Get "/api/v1/cost/summary" Bearer Read, args: (), query: (), body: () => CostSummary;
     /// Tenants, their budgets, and whether each is paused.

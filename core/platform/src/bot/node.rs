@@ -24,6 +24,13 @@
 //! On shutdown (SIGTERM) the bots abandon their calls and the node removes
 //! its registrations at once: the controller takes that as the bots leaving
 //! and requeues what they held, so nothing waits for a TTL to expire.
+//!
+//! The controller may order one run of a node to restart
+//! ([`NodeControl::Restart`], on the same subscription as the cancels): it
+//! stops exactly as on SIGTERM and [`run_node`] answers
+//! [`NodeExit::Restart`]; `oshal node` then starts again in the same
+//! process (on Unix it replaces its own image: the same pid, a fresh
+//! process) under the same name, as a new run.
 
 use futures::StreamExt;
 use redis::Client;
@@ -34,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BotContext, BotReport, BotSpec, CancelRegistry, spawn_supervised};
 use crate::clock::SharedClock;
-use crate::lane::redis::{self as rl, Keys, RedisLane, Registration};
+use crate::lane::redis::{self as rl, Keys, NodeControl, RedisLane, Registration};
 use crate::lane::{Lane, LaneError};
 use crate::model::Model;
 use crate::ticket::{BotId, Skill, TicketId};
@@ -74,12 +81,23 @@ pub enum NodeError {
     Lane(#[from] LaneError),
 }
 
-/// Runs a node until `shutdown`, then hands its work back and returns.
+/// Why [`run_node`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeExit {
+    /// Its shutdown was asked (a signal).
+    Stopped,
+    /// The controller ordered this run to restart: start again, under the
+    /// same name.
+    Restart,
+}
+
+/// Runs a node until `shutdown` or the controller's order to restart, then
+/// hands its work back and says which it was.
 pub async fn run_node(
     config: NodeConfig,
     clock: SharedClock,
     shutdown: CancellationToken,
-) -> Result<(), NodeError> {
+) -> Result<NodeExit, NodeError> {
     if config.bots == 0 || config.bots > super::MAX_BOTS {
         return Err(NodeError::Invalid(format!(
             "bots is {}; a node hosts 1..={}",
@@ -89,6 +107,10 @@ pub async fn run_node(
     }
     let client = Client::open(config.redis_url.as_str())
         .map_err(|e| NodeError::Invalid(format!("redis URL: {e}")))?;
+    // Everything the run started stops with it: on shutdown, or when the
+    // controller orders a restart (which cancels `stop` alone).
+    let outer = shutdown;
+    let stop = outer.child_token();
     let conn = rl::manager(&client).await?;
     let keys = Keys::new(&config.prefix);
     let cancels = Arc::new(CancelRegistry::default());
@@ -102,7 +124,7 @@ pub async fn run_node(
             conn.clone(),
             &keys,
             &config.name,
-            shutdown.clone(),
+            stop.clone(),
         ))
     });
 
@@ -143,7 +165,7 @@ pub async fn run_node(
             reports: reports_tx.clone(),
             cancels: cancels.clone(),
             clock: clock.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: stop.clone(),
         }));
     }
     drop(reports_tx);
@@ -157,13 +179,13 @@ pub async fn run_node(
         .map_err(rl::backend)?;
     epoch.observe(seen);
     let beat = {
-        let shutdown = shutdown.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
             loop {
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
                 match beat_pipe
@@ -177,25 +199,31 @@ pub async fn run_node(
         })
     };
     let forward = tokio::spawn(forward_reports(conn.clone(), keys.clone(), reports_rx));
-    let listen = tokio::spawn(listen_for_cancels(
+    let hear = tokio::spawn(listen(
         client.clone(),
         keys.clone(),
         cancels.clone(),
-        shutdown.clone(),
+        (config.name.clone(), run.clone()),
+        stop.clone(),
     ));
-    tracing::info!(node = %config.name, bots = config.bots, "node up");
+    tracing::info!(node = %config.name, bots = config.bots, %run, "node up");
 
-    shutdown.cancelled().await;
+    stop.cancelled().await;
+    let exit = if outer.is_cancelled() {
+        NodeExit::Stopped
+    } else {
+        NodeExit::Restart
+    };
     for b in bots {
         let _ = tokio::time::timeout(Duration::from_secs(5), b).await;
     }
     // Every report the bots made is out before the node says goodbye.
     let _ = tokio::time::timeout(Duration::from_secs(5), forward).await;
     beat.abort();
-    listen.abort();
+    hear.abort();
     deregister(&conn, &keys, &registrations).await?;
-    tracing::info!(node = %config.name, "node down; its bots' work is handed back");
-    Ok(())
+    tracing::info!(node = %config.name, ?exit, "node down; its bots' work is handed back");
+    Ok(exit)
 }
 
 /// Refreshes every registration with its TTL and keeps the bots in the set;
@@ -327,22 +355,30 @@ fn drop_shown_starts(batch: &mut Vec<BotReport>) {
     });
 }
 
-async fn listen_for_cancels(
+/// Hears the controller: its cancels (a ticket id), and its orders to this
+/// run of the node (`(name, run)`); a restart ordered cancels `stop`.
+async fn listen(
     client: Client,
     keys: Keys,
     cancels: Arc<CancelRegistry>,
-    shutdown: CancellationToken,
+    (node, run): (String, String),
+    stop: CancellationToken,
 ) {
-    while !shutdown.is_cancelled() {
+    let (cancel_channel, control_channel) = (keys.cancels(), keys.control(&node));
+    while !stop.is_cancelled() {
         let mut pubsub = match client.get_async_pubsub().await {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to cancels; retrying");
+                tracing::warn!(error = %e, "cannot subscribe to the controller; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        if pubsub.subscribe(keys.cancels()).await.is_err() {
+        if pubsub
+            .subscribe(&[&cancel_channel, &control_channel])
+            .await
+            .is_err()
+        {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
@@ -351,7 +387,17 @@ async fn listen_for_cancels(
             let Ok(payload) = msg.get_payload::<String>() else {
                 continue;
             };
-            if let Ok(id) = TicketId::parse(&payload) {
+            if msg.get_channel_name() == control_channel {
+                match serde_json::from_str::<NodeControl>(&payload) {
+                    Ok(order) if order.is_for(&node, &run) => {
+                        tracing::warn!(%node, %run, "restart ordered by the controller");
+                        stop.cancel();
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "unreadable order ignored"),
+                }
+            } else if let Ok(id) = TicketId::parse(&payload) {
                 cancels.cancel_running(id);
             }
         }

@@ -285,7 +285,7 @@ async fn check_epoch(
     }
 }
 
-async fn registrations(
+pub(super) async fn registrations(
     conn: &mut ConnectionManager,
     keys: &Keys,
 ) -> Result<HashMap<BotId, Registration>, redis::RedisError> {

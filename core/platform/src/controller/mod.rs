@@ -22,6 +22,7 @@ pub mod feed;
 pub mod fleet;
 mod holds;
 pub mod pace;
+mod restart;
 mod scheduler;
 pub mod series;
 mod view;
@@ -48,6 +49,7 @@ use crate::ticket::{
 
 pub use config::ControllerConfig;
 pub use holds::Paused;
+pub use restart::NodeRestart;
 pub use scheduler::{Spend, Submitted};
 pub use view::{
     BotView, CoreEvent, Drained, FlowCounts, FlowSurface, GateCounts, Health, NodeDrained, Retired,
@@ -129,6 +131,8 @@ struct Wiring {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
     connectors: Option<crate::connector::Connectors>,
+    /// A fleet's Redis, for orders to its nodes (`restart`).
+    fleet: Option<fleet::Redis>,
 }
 
 pub use crate::bot::MAX_BOTS;
@@ -180,6 +184,7 @@ struct Inner {
     price_version: String,
     secret_rules: Arc<SecretRules>,
     connectors: Option<crate::connector::Connectors>,
+    fleet: Option<fleet::Redis>,
     clock: SharedClock,
     /// One pause or resume at a time, journal write to scheduler.
     holds: tokio::sync::Mutex<()>,
@@ -253,6 +258,7 @@ impl Controller {
             tasks,
             shutdown,
             connectors: pool.tools,
+            fleet: None,
         };
         Self::start_with(config, store, clock, wiring, |_, _| Vec::new()).await
     }
@@ -297,6 +303,7 @@ impl Controller {
             tasks,
             shutdown: shutdown.clone(),
             connectors: tools.clone(),
+            fleet: Some(redis.clone()),
         };
         let prices = config.prices.clone();
         let lane_capacity = config.lane_capacity;
@@ -351,6 +358,7 @@ impl Controller {
             mut tasks,
             shutdown,
             connectors,
+            fleet,
         } = wiring;
 
         let on_commit = {
@@ -418,6 +426,7 @@ impl Controller {
                 price_version,
                 secret_rules,
                 connectors,
+                fleet,
                 clock,
                 holds: tokio::sync::Mutex::new(()),
             }),

@@ -40,6 +40,7 @@ use crate::ticket::{NewTicket, TenantId, TicketId, TicketState, ToolPayload};
 use plan::Planned;
 
 mod plan;
+pub(super) mod restart;
 pub(super) mod rotate;
 
 /// How long a heal's write grant lasts once released.
@@ -191,6 +192,7 @@ impl Operations {
             ActionTemplate::DrainNode => self.plan_drain_node(rule, subject).await,
             ActionTemplate::PauseTenant => self.plan_pause(rule, planned).await,
             ActionTemplate::RotateCredential => self.plan_rotate(rule, planned).await,
+            ActionTemplate::RestartNode => self.plan_restart_node(rule, subject).await,
         }
     }
 

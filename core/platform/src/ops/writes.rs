@@ -85,6 +85,10 @@ pub(super) async fn apply(
                 written_before(&inner, ChangeKind::CredentialRotated, &connector, key).await;
             super::heal::rotate::write(&inner, &connector, &finding, call, key, before).await?
         }
+        Action::RestartNode { node } => {
+            let before = written_before(&inner, ChangeKind::NodeRestarted, &node, key).await;
+            super::heal::restart::write(&inner, &node, call, key, before).await?
+        }
     };
     let (answer, change) = match written {
         Ok(done) => done,

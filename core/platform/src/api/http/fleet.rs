@@ -17,8 +17,8 @@ use super::body::json_body;
 use super::extract::PathId;
 use super::{ApiResult, AppState};
 use crate::api::tokens::Principal;
-use crate::api::{ApiError, BotHold, ErrorKind, NodeHold};
-use crate::controller::{Controller, CoreEvent, Drained, NodeDrained};
+use crate::api::{ApiError, BotHold, ErrorKind, NodeHold, NodeRestarted};
+use crate::controller::{Controller, CoreEvent, Drained, NodeDrained, NodeRestart};
 use crate::ticket::{TenantId, TicketState};
 use oshal_kernel::name::Named;
 
@@ -69,6 +69,32 @@ pub(super) async fn drain_node(
         held,
     })
     .into_response())
+}
+
+/// Orders a node to restart; answered once the order is heard.
+pub(super) async fn restart_node(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    crate::ticket::check_name("node", &id)?;
+    match state.controller.restart_node(&id).await? {
+        NodeRestart::Ordered { run, bots, held } => Ok(Json(NodeRestarted {
+            node: id,
+            run,
+            bots: bots.iter().map(|b| b.to_string()).collect(),
+            held,
+        })
+        .into_response()),
+        refused => {
+            let (unknown, why) = refused.refusal(&id).unwrap_or_default();
+            let kind = if unknown {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::IllegalTransition
+            };
+            Err(ApiError::new(kind, why))
+        }
+    }
 }
 
 /// Lets every drained bot of a node take work again (none drained

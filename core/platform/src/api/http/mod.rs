@@ -215,6 +215,7 @@ fn mount() -> Mount {
     .at::<UncordonBot, _, _>(fleet::uncordon_bot)
     .at::<DrainNode, _, _>(fleet::drain_node)
     .at::<UncordonNode, _, _>(fleet::uncordon_node)
+    .at::<RestartNode, _, _>(fleet::restart_node)
     .at::<GetCostSummary, _, _>(fleet::cost_summary)
     .at::<ListTenants, _, _>(fleet::tenants)
     .at::<SetBudget, _, _>(fleet::set_budget)

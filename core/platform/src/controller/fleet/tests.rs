@@ -71,7 +71,7 @@ async fn wait_until_finished(c: &Controller, ids: &[TicketId]) -> Vec<TicketStat
 /// cancelled.
 type Running = (
     CancellationToken,
-    tokio::task::JoinHandle<Result<(), crate::bot::node::NodeError>>,
+    tokio::task::JoinHandle<Result<crate::bot::node::NodeExit, crate::bot::node::NodeError>>,
 );
 
 fn start_node(r: &TestRedis, name: &str, bots: usize) -> Running {
@@ -196,7 +196,7 @@ async fn held_by_a_hanging_node(
     name: &str,
     n: usize,
 ) -> (
-    tokio::task::JoinHandle<Result<(), crate::bot::node::NodeError>>,
+    tokio::task::JoinHandle<Result<crate::bot::node::NodeExit, crate::bot::node::NodeError>>,
     CancellationToken,
     Vec<TicketId>,
 ) {
@@ -292,6 +292,51 @@ async fn a_node_back_under_its_own_name_runs_each_ticket_once() {
     }
     stop.cancel();
     again.await.unwrap().unwrap();
+    c.shutdown().await;
+    db.drop().await;
+    r.cleanup().await;
+}
+
+/// A node ordered to restart (`Controller::restart_node`) stops as on
+/// SIGTERM: its bots abandon their calls and what they held is requeued
+/// at once. `run_node` says it was ordered; started again under its name
+/// (as `oshal node` does), it is a new run, and each ticket is charged
+/// once. A node not registered, or none known, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_ordered_to_restart_hands_back_its_work_and_comes_back_as_a_new_run() {
+    use crate::bot::node::NodeExit;
+    use crate::controller::NodeRestart;
+    let (db, r) = (TestDb::new().await, TestRedis::new().await);
+    let c = controller(&db, &r).await;
+    let (first, stop_first, ids) = held_by_a_hanging_node(&c, &r, "n1", 6).await;
+    let old = c.node_run("n1").await.unwrap().expect("registered");
+
+    let ordered = c.restart_node("n1").await.unwrap();
+    let NodeRestart::Ordered { run, bots, held } = ordered else {
+        panic!("not ordered: {ordered:?}");
+    };
+    assert_eq!((run, bots.len(), held), (old.clone(), 2, 6));
+    assert_eq!(first.await.unwrap().unwrap(), NodeExit::Restart);
+    assert!(
+        !stop_first.is_cancelled(),
+        "the order stops the run, not its parent"
+    );
+
+    let (stop, again) = start_node(&r, "n1", 2);
+    let states = wait_until_finished(&c, &ids).await;
+    assert!(states.iter().all(|s| *s == TicketState::Succeeded));
+    let new = c.node_run("n1").await.unwrap().expect("registered again");
+    assert!(new > old, "a new run: {new} after {old}");
+    for id in &ids {
+        let v = c.ticket(*id).await.unwrap();
+        assert!(v.attempts >= 2, "requeued when the run stopped");
+        assert_eq!(v.ledger.len(), 1, "charged once: {:#?}", v.ledger);
+    }
+    assert_eq!(c.restart_node("n9").await.unwrap(), NodeRestart::Unknown);
+    stop.cancel();
+    assert_eq!(again.await.unwrap().unwrap(), NodeExit::Stopped);
+    wait_for_bots(&c, 0).await;
+    assert_eq!(c.restart_node("n1").await.unwrap(), NodeRestart::NotLive);
     c.shutdown().await;
     db.drop().await;
     r.cleanup().await;

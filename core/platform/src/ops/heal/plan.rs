@@ -165,7 +165,7 @@ impl Operations {
 
     /// The newest tickets in `state` of `tenant` or on `bot` a blast
     /// radius names (at most [`MAX_BLAST_TICKETS`]; its total counts all).
-    async fn named(
+    pub(super) async fn named(
         &self,
         state: TicketState,
         tenant: Option<&TenantId>,
