@@ -5,7 +5,8 @@
 //! mid-load: the controller re-drives from PostgreSQL and nothing is lost.
 //! PostgreSQL crashes mid-load: submissions are refused (503, nothing
 //! written) until it is back, and the work already accepted completes,
-//! charged once.
+//! charged once. A node ordered to restart replaces its own image and
+//! hands back what it held, charged once.
 
 use oshal_e2e::{FleetSpace, LlamaServer, PrivatePostgres, PrivateRedis, Server};
 use std::time::{Duration, Instant};
@@ -120,29 +121,38 @@ async fn a_sigtermed_node_hands_back_its_in_flight_tickets() {
     a_node_leaving_mid_work_loses_nothing(Exit::Sigterm).await;
 }
 
-/// Redis keeps nothing on disk here: a restart loses every stream, group,
-/// registration and result in flight. PostgreSQL is the source of truth, so
-/// the controller notices the lost epoch, re-drives every routed ticket that
-/// had not finished, the node re-registers and re-creates its groups, and
-/// every ticket still succeeds. The ledger holds one row per attempt whose
-/// result was recorded, never two for one attempt.
 /// `POST /api/v1/nodes/{id}/restart`: the node, a real `oshal node`, stops
 /// as on SIGTERM and replaces its own image (the same pid, a new run under
-/// the same name) mid-load; every ticket succeeds, charged once. A node
+/// the same name) while its bots' real model calls are under way: what
+/// they held is handed back and every ticket succeeds, charged once. A node
 /// none knows is 404; the embedded pool has no node to restart (409).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_ordered_to_restart_comes_back_in_the_same_process_and_loses_nothing() {
+    let llama = LlamaServer::start().await.unwrap();
     let space = FleetSpace::new().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = space.serve(dir.path()).unwrap();
     server.no_investigations().await.unwrap();
-    let mut node = space.node("n1", &["--bots", "2"]).unwrap();
+    // A real model: its calls take long enough to be under way at the order.
+    let args = [&["--bots", "2"][..], &llama.model_flags()].concat();
+    let mut node = space.node("n1", &args).unwrap();
     wait_for("the node's bots", async || bots_live(&server).await == 2).await;
     let pid = node.pid();
 
-    let ids = server
-        .submit_all((0..400).map(|i| format!("restart {i}")), 16)
-        .await;
+    // Few and short: on a machine running the whole suite, what the
+    // restart hands back must still be run again well within the wait.
+    let payloads = (0..12).map(|i| {
+        serde_json::json!({"prompt": format!("Say the number {i} in one word."), "max_tokens": 8})
+    });
+    let ids = server.submit_all_chats(payloads, 8).await;
+    wait_for("work in the node's hands", async || {
+        let bots = server.json("/api/v1/bots").await.unwrap();
+        bots.as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["in_flight"].as_u64().unwrap() > 0)
+    })
+    .await;
     let r = server
         .post("/api/v1/nodes/n1/restart")
         .send()
@@ -152,11 +162,13 @@ async fn a_node_ordered_to_restart_comes_back_in_the_same_process_and_loses_noth
     let ordered: serde_json::Value = r.json().await.unwrap();
     assert_eq!(ordered["node"], "n1", "{ordered:#}");
     assert_eq!(ordered["bots"].as_array().unwrap().len(), 2, "{ordered:#}");
+    assert!(ordered["held"].as_u64().unwrap() > 0, "{ordered:#}");
     let line = node.next_up().unwrap();
     assert!(line.starts_with("node n1 up with 2 bots"), "{line}");
     assert_eq!(node.pid(), pid);
     assert!(node.running(), "the same process goes on");
 
+    let mut requeued = 0;
     for id in &ids {
         let v = server.wait_terminal(id).await.unwrap();
         assert_eq!(v["state"], "succeeded", "{v:#}");
@@ -165,9 +177,11 @@ async fn a_node_ordered_to_restart_comes_back_in_the_same_process_and_loses_noth
             1,
             "charged once: {v:#}"
         );
+        requeued += usize::from(v["attempts"].as_u64().unwrap() > 1);
     }
+    assert!(requeued > 0, "the restart handed work back");
     let cost = server.json("/api/v1/cost/summary").await.unwrap();
-    assert_eq!(cost["total"]["attempts"], 400);
+    assert_eq!(cost["total"]["attempts"], 12);
     wait_for("the node's bots again", async || {
         bots_live(&server).await == 2
     })
@@ -195,13 +209,24 @@ async fn a_node_ordered_to_restart_comes_back_in_the_same_process_and_loses_noth
     );
 }
 
+/// Redis keeps nothing on disk here: a restart loses every stream, group,
+/// registration and result in flight. PostgreSQL is the source of truth, so
+/// the controller notices the lost epoch, re-drives every routed ticket that
+/// had not finished, the node re-registers and re-creates its groups, and
+/// every ticket still succeeds. The ledger holds one row per attempt whose
+/// result was recorded, never two for one attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarting_empty_mid_load_loses_no_ticket() {
     let llama = LlamaServer::start().await.unwrap();
     let mut redis = PrivateRedis::start().await.unwrap();
-    let space = FleetSpace::on(&oshal_e2e::postgres_admin_url(), &redis.url())
+    let mut space = FleetSpace::on(&oshal_e2e::postgres_admin_url(), &redis.url())
         .await
         .unwrap();
+    // Its processes' logs (at TRACE) outlive a failure, which names them;
+    // a pass removes them.
+    let logs = std::env::temp_dir().join(format!("oshal-redis-restart-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&logs).unwrap();
+    space.logs = Some(logs.clone());
     let dir = tempfile::tempdir().unwrap();
     let server = space.serve(dir.path()).unwrap();
     // This test counts every attempt charged: no investigation of the
@@ -235,7 +260,10 @@ async fn redis_restarting_empty_mid_load_loses_no_ticket() {
     let mut redriven = 0;
     let mut ledger_rows = 0;
     for id in &ids {
-        let v = server.wait_terminal(id).await.unwrap();
+        let v = server
+            .wait_terminal(id)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\nlogs in {}", logs.display()));
         assert_eq!(v["state"], "succeeded", "{v:#}");
         let ledger = v["ledger"].as_array().unwrap();
         let attempts: Vec<u64> = ledger
@@ -279,6 +307,7 @@ async fn redis_restarting_empty_mid_load_loses_no_ticket() {
     assert_eq!(cost["total"]["attempts"], ledger_rows as u64);
     drop(server);
     space.cleanup().await.unwrap();
+    let _ = std::fs::remove_dir_all(&logs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

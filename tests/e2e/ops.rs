@@ -442,6 +442,36 @@ async fn connect_shop(server: &Server, outside: &Outside, api_key: &str, bot: &s
     grant
 }
 
+/// Node `name` of `bots` bots with the `summarize` skill only (so the
+/// loop's own work runs elsewhere), calling a real model server through
+/// a [`SlowLink`] that passes bytes on at once until told otherwise.
+async fn behind_a_slow_link(
+    space: &oshal_e2e::FleetSpace,
+    name: &str,
+    bots: usize,
+) -> (LlamaServer, SlowLink, oshal_e2e::Node) {
+    let llama = LlamaServer::start().await.unwrap();
+    let upstream = llama
+        .base_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1");
+    let link = SlowLink::start(upstream).await.unwrap();
+    let model_url = format!("{}/v1", link.url);
+    let bots = bots.to_string();
+    let args = [
+        "--bots",
+        &bots,
+        "--skills",
+        "summarize",
+        "--model-url",
+        &model_url,
+        "--model-name",
+        LlamaServer::MODEL,
+    ];
+    let node = space.node(name, &args).unwrap();
+    (llama, link, node)
+}
+
 /// The incident's first heal once it is proposed (pending).
 async fn proposed(server: &Server, incident: &str) -> Value {
     let path = format!("/api/v1/ops/incidents/{incident}");
@@ -785,28 +815,7 @@ async fn oshal_ops_eval_scores_the_injected_faults() {
     // 8. A slow model: node n3's two bots call a real model server
     // through a link that holds every request 3 s, and their lanes lag
     // behind it.
-    let llama = LlamaServer::start().await.unwrap();
-    let upstream = llama
-        .base_url
-        .trim_start_matches("http://")
-        .trim_end_matches("/v1");
-    let link = SlowLink::start(upstream).await.unwrap();
-    let model_url = format!("{}/v1", link.url);
-    let _n3 = space
-        .node(
-            "n3",
-            &[
-                "--bots",
-                "2",
-                "--skills",
-                "summarize",
-                "--model-url",
-                &model_url,
-                "--model-name",
-                LlamaServer::MODEL,
-            ],
-        )
-        .unwrap();
+    let (_llama, link, _n3) = behind_a_slow_link(&space, "n3", 2).await;
     until("n3's bots live", 60, async || {
         let h = server.json("/api/v1/health").await.ok()?;
         (h["bots_live"] == 3).then_some(())

@@ -211,11 +211,12 @@ export type Action =
  */
 { action: "rotate_credential"; connector: string; finding: string } | 
 /**
- *  Restart a live node: it stops as on SIGTERM (its bots abandon their
- *  calls, what they held goes back to the queue) and starts again
- *  under its name as a new run.
+ *  Restart run `run` of a live node: it stops as on SIGTERM (its bots
+ *  abandon their calls, what they held goes back to the queue) and
+ *  starts again under its name as a new run. Naming the run makes a
+ *  retry harmless: the run that came back is not the one named.
  */
-{ action: "restart_node"; node: string };
+{ action: "restart_node"; node: string; run: string };
 
 /**
  *  What a heal rule does, as a template the adapter fills in from the

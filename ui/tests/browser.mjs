@@ -31,8 +31,12 @@ try {
     await page.getByTestId("detail-state").getByText("succeeded").waitFor();
     await page.getByTestId("result").waitFor();
     id = (await page.getByTestId("detail").locator("h3").innerText()).trim();
-    const n = Number(await page.getByTestId("count-succeeded").textContent());
-    if (!(n >= 1)) throw new Error(`succeeded count ${n}`);
+    // The counts fold the event stream's transitions at their next flush,
+    // which a busy machine may run after the detail's own read: wait for it.
+    const counted = () => Number(document.querySelector('[data-testid="count-succeeded"]')?.textContent) >= 1;
+    await page.waitForFunction(counted, null, { timeout: 15000 }).catch(async () => {
+      throw new Error(`succeeded count ${await page.getByTestId("count-succeeded").textContent()}`);
+    });
     await page.getByTestId("ticket-row").first().waitFor();
   });
 

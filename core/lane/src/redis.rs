@@ -284,26 +284,48 @@ pub async fn ensure_group(
 /// controller; a new value means Redis restarted without its data). Cheap to
 /// clone; every lane of a node shares one.
 #[derive(Debug, Clone, Default)]
-pub struct EpochWatch(Arc<std::sync::Mutex<Option<Arc<str>>>>);
+pub struct EpochWatch(Arc<std::sync::Mutex<Epochs>>);
+
+/// The newest epoch seen, and the last few it replaced.
+#[derive(Debug, Default)]
+struct Epochs {
+    latest: Option<Arc<str>>,
+    replaced: std::collections::VecDeque<Arc<str>>,
+}
+
+/// How many replaced epochs a node remembers (one per Redis restart).
+const REPLACED_KEPT: usize = 8;
 
 impl EpochWatch {
     /// Records what the server said; an absent epoch changes nothing (the
-    /// controller sets a fresh one within its poll), nor does an older one:
-    /// epochs are UUIDv7s, so one that sorts first is a late answer from
-    /// the server since lost (a lane's read answered before the restart and
-    /// looked at after another lane had seen the new epoch), and taking it
-    /// would make current entries look superseded and be skipped.
+    /// controller sets a fresh one within its poll), nor does one already
+    /// replaced: that is a late answer from the server since lost (a lane's
+    /// read answered before the restart and looked at after another lane
+    /// had seen the new epoch), and taking it back would make current
+    /// entries look superseded and be skipped. Told apart by what was
+    /// replaced, not by order, so no clock decides it.
     pub fn observe(&self, epoch: Option<String>) {
-        if let Some(e) = epoch {
-            let mut latest = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            if latest.as_deref().is_none_or(|l| l < e.as_str()) {
-                *latest = Some(e.into());
+        let Some(e) = epoch else {
+            return;
+        };
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.latest.as_deref() == Some(e.as_str()) || seen.replaced.iter().any(|r| **r == *e) {
+            return;
+        }
+        if let Some(old) = seen.latest.replace(e.into()) {
+            seen.replaced.push_back(old);
+            if seen.replaced.len() > REPLACED_KEPT {
+                seen.replaced.pop_front();
             }
         }
     }
 
     pub fn latest(&self) -> Option<Arc<str>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .latest
+            .clone()
     }
 }
 

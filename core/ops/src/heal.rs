@@ -92,10 +92,11 @@ pub enum Action {
     /// refused, and the finding suppressed with what was done (the text
     /// stays where it was found, now dead).
     RotateCredential { connector: String, finding: String },
-    /// Restart a live node: it stops as on SIGTERM (its bots abandon their
-    /// calls, what they held goes back to the queue) and starts again
-    /// under its name as a new run.
-    RestartNode { node: String },
+    /// Restart run `run` of a live node: it stops as on SIGTERM (its bots
+    /// abandon their calls, what they held goes back to the queue) and
+    /// starts again under its name as a new run. Naming the run makes a
+    /// retry harmless: the run that came back is not the one named.
+    RestartNode { node: String, run: String },
 }
 
 /// The most grants one revocation names.
@@ -151,7 +152,8 @@ impl Action {
             }
             Action::RetireNode { node } => json!({"node": node}),
             Action::DrainBot { bot } => json!({"bot": bot}),
-            Action::DrainNode { node } | Action::RestartNode { node } => json!({"node": node}),
+            Action::DrainNode { node } => json!({"node": node}),
+            Action::RestartNode { node, run } => json!({"node": node, "run": run}),
             Action::PauseTenant { tenant } => json!({"tenant": tenant}),
             Action::RotateCredential { connector, finding } => {
                 json!({"connector": connector, "finding": finding})
@@ -175,8 +177,14 @@ impl Action {
             | Action::RetireNode { .. }
             | Action::DrainBot { .. }
             | Action::DrainNode { .. }
-            | Action::RestartNode { .. }
             | Action::PauseTenant { .. } => {
+                return Ok(action);
+            }
+            Action::RestartNode { run, .. } => {
+                let n = run.chars().count();
+                if n == 0 || n > 64 {
+                    return Err(format!("params.run: {n} characters; must be 1 to 64"));
+                }
                 return Ok(action);
             }
             Action::RotateCredential { connector, finding } => {
@@ -301,8 +309,16 @@ impl Action {
             ),
             (
                 "restart_node",
-                named("node"),
-                "Restart a live node: it stops as on SIGTERM, what its bots held goes back to the queue, and it starts again under its name as a new run (a heal's write: needs an approval)",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["node", "run"],
+                    "properties": {
+                        "node": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "run": {"type": "string", "minLength": 1, "maxLength": 64}
+                    }
+                }),
+                "Restart a run of a live node: it stops as on SIGTERM, what its bots held goes back to the queue, and it starts again under its name as a new run (a heal's write: needs an approval)",
             ),
         ]
     }

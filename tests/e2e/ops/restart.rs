@@ -44,28 +44,7 @@ async fn a_node_pinned_to_a_slow_path_is_restarted_after_an_approval_and_is_quic
 
     // n1 runs the loop's own work (investigations, the heal's write).
     let _n1 = space.node("n1", &["--bots", "1"]).unwrap();
-    let llama = LlamaServer::start().await.unwrap();
-    let upstream = llama
-        .base_url
-        .trim_start_matches("http://")
-        .trim_end_matches("/v1");
-    let link = SlowLink::start(upstream).await.unwrap();
-    let model_url = format!("{}/v1", link.url);
-    let n2 = space
-        .node(
-            "n2",
-            &[
-                "--bots",
-                "1",
-                "--skills",
-                "summarize",
-                "--model-url",
-                &model_url,
-                "--model-name",
-                LlamaServer::MODEL,
-            ],
-        )
-        .unwrap();
+    let (_llama, link, n2) = behind_a_slow_link(&space, "n2", 1).await;
     until("both nodes' bots live", 60, async || {
         let h = server.json("/api/v1/health").await.ok()?;
         (h["bots_live"] == 2).then_some(())
@@ -95,11 +74,11 @@ async fn a_node_pinned_to_a_slow_path_is_restarted_after_an_approval_and_is_quic
     assert_eq!(d["causes"][0]["kind"], "slow_model", "{d:#}");
     let heal = proposed(&server, &slow).await;
     assert_eq!(heal["rule"], "restart-slow-node", "{heal:#}");
-    assert_eq!(
-        heal["action"],
-        json!({"action": "restart_node", "node": "n2"}),
-        "{heal:#}"
-    );
+    assert_eq!(heal["action"]["action"], "restart_node", "{heal:#}");
+    assert_eq!(heal["action"]["node"], "n2", "{heal:#}");
+    // The run the approval names is the one that will stop.
+    let run = heal["action"]["run"].as_str().unwrap();
+    assert_eq!(heal["dry_run"]["before"]["run"], run, "{heal:#}");
     assert_eq!(heal["dry_run"]["blast"]["bots"], json!(["n2-bot-01"]));
     assert_eq!(link.accepted(), 1, "nothing restarted before the approval");
     let pid = n2.pid();
@@ -123,7 +102,7 @@ async fn a_node_pinned_to_a_slow_path_is_restarted_after_an_approval_and_is_quic
             "charged once: {t:#}"
         );
     }
-    assert_eq!(link.accepted(), 2, "the new run's one fresh connection");
+    assert!(link.accepted() >= 2, "the new run's fresh connection");
     let changes = server.json("/api/v1/ops/changes").await.unwrap();
     assert!(
         changes.to_string().contains("node_restarted"),

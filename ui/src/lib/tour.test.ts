@@ -56,7 +56,7 @@ function fake(answers: Record<string, (...args: never[]) => unknown>) {
       return Promise.resolve().then(() => a[name](...args));
     },
   }) as unknown as Transport;
-  const ctx: TourContext = { transport, live: {} as Live, key: (s) => `tour:test:${s}`, open: () => {}, say: () => {} };
+  const ctx: TourContext = { transport, live: {} as Live, key: (s) => `tour:test:${s}`, open: () => {}, say: () => {}, shown: () => true };
   return { ctx, calls };
 }
 
@@ -95,6 +95,16 @@ describe("the routing step's action", () => {
     ]);
     expect(e.lines).toEqual(["Ticket 0000beef succeeded on bot-2, 4 recorded moves."]);
     expect(calls.filter((c) => c === "submit")).toHaveLength(1);
+  });
+
+  it("stops following once the step is no longer shown", async () => {
+    const id = "0193a0c4-1b2c-7fff-bfff-00000000beef";
+    let reads = 0;
+    const { ctx } = fake({ submit: () => ({ id }), ticket: () => (reads++, { id, state: "queued", bot: null, events: [{}] }) });
+    let shown = true;
+    const e = await act("routing").run({ ...ctx, say: () => (shown = false), shown: () => shown });
+    expect(reads).toBe(2);
+    expect(e.lines).toEqual(["Ticket 0000beef queued, 1 recorded move: not ended yet. The journey below goes on following it."]);
   });
 });
 

@@ -25,6 +25,9 @@ export interface TourContext {
   open(view: "routing" | "tickets", ticket: string): void;
   /** Says what a long action has seen so far, while it goes on. */
   say(lines: string[]): void;
+  /** Whether the step is still the one shown: a long action stops
+   *  following once it is not (moved on, left). */
+  shown(): boolean;
 }
 
 /** What an action did: lines to show, and the element to point at now. */
@@ -92,13 +95,14 @@ export const stepOn = (view: View) => Math.max(0, STEPS.findIndex((s) => s.view 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Reads a ticket until `done` holds or `ms` pass; the last read. Each
- * read that does not end the wait is given to `seen`. */
-async function until(t: Transport, id: string, done: (v: TicketView) => boolean, ms: number, every = 100, seen?: (v: TicketView) => void): Promise<TicketView> {
+/** Reads a ticket until `done` holds, `ms` pass or `shown` no longer
+ * holds; the last read. Each read that does not end the wait is given to
+ * `seen`. */
+async function until(t: Transport, id: string, done: (v: TicketView) => boolean, ms: number, every = 100, seen?: (v: TicketView) => void, shown?: () => boolean): Promise<TicketView> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await t.ticket(id);
-    if (done(v) || Date.now() > end) return v;
+    if (done(v) || Date.now() > end || (shown && !shown())) return v;
     seen?.(v);
     await sleep(every);
   }
@@ -335,8 +339,9 @@ export const STEPS: Step[] = [
         const where = (v: TicketView) => `Ticket ${short(s.id)} ${v.state}${v.bot ? ` on ${v.bot}` : ""}, ${plural(v.events.length, "recorded move")}`;
         // Followed to its end, saying where it is meanwhile: a ticket
         // behind others in its lane waits its turn.
-        const v = await until(ctx.transport, s.id, ended, FOLLOW_MS, 250, (v) => ctx.say([`${where(v)} so far; following it to its end…`]));
-        if (!ended(v)) return { lines: [`${where(v)}: not ended after ${FOLLOW_MS / 60_000} minutes. The journey below goes on following it.`], target };
+        const v = await until(ctx.transport, s.id, ended, FOLLOW_MS, 250, (v) => ctx.say([`${where(v)} so far; following it to its end…`]), ctx.shown);
+        // Not ended within the bound, or the step was left meanwhile.
+        if (!ended(v)) return { lines: [`${where(v)}: not ended yet. The journey below goes on following it.`], target };
         return { lines: [`${where(v)}.`], target };
       },
     },

@@ -18,7 +18,7 @@ pub struct Args {
     /// The fleet's key prefix (the controller's --redis-prefix).
     #[arg(long, default_value = "oshal")]
     redis_prefix: String,
-    /// This node's name; its bots are NAME-bot-NN. Defaults to host-pid-RAND (new at each start).
+    /// This node's name; its bots are NAME-bot-NN. Defaults to host-pid-RAND (new at each start; kept across a restart the controller orders).
     #[arg(long)]
     name: Option<String>,
     #[command(flatten)]
@@ -72,11 +72,13 @@ pub async fn run(args: Args) -> Result<()> {
     // Tests and scripts wait for this line on stdout.
     println!("node {name} up with {bots} bots");
     match node.await?? {
-        NodeExit::Stopped => {
+        // A signal that came while the run wound down for a restart wins:
+        // a supervisor that asked it to stop must see it stop.
+        NodeExit::Restart if !shutdown.is_cancelled() => restart(&name),
+        NodeExit::Stopped | NodeExit::Restart => {
             eprintln!("oshal: node {name} stopped; its bots' work was handed back");
             Ok(())
         }
-        NodeExit::Restart => restart(&name),
     }
 }
 

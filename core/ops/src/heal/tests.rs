@@ -100,12 +100,18 @@ fn a_slow_model_is_healed_by_draining_its_node_else_its_bot_in_that_order() {
     assert!(e.contains("bot"), "{e}");
     // A restart is an operator's choice for the same cause; no shipped
     // rule takes it.
-    let r = Action::RestartNode { node: "n3".into() };
+    let r = Action::RestartNode {
+        node: "n3".into(),
+        run: "01a24981-bd1c-72f7-ac62-9d8b72743fcd".into(),
+    };
     assert!(r.follows(&ActionTemplate::RestartNode) && !r.follows(&ActionTemplate::DrainNode));
     assert!(!n.follows(&ActionTemplate::RestartNode));
     assert_eq!(ActionTemplate::RestartNode.heals(), [CauseKind::SlowModel]);
     assert_eq!(r.operation(), Action::operations()[9].0);
     assert_eq!(Action::from_call(r.operation(), &r.params()), Ok(r.clone()));
+    let e = Action::from_call("restart_node", &json!({"node": "n3", "run": ""})).unwrap_err();
+    assert_eq!(e, "params.run: 0 characters; must be 1 to 64");
+    assert!(Action::from_call("restart_node", &json!({"node": "n3"})).is_err());
     assert!(
         rules
             .iter()

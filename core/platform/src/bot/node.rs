@@ -214,8 +214,17 @@ pub async fn run_node(
     } else {
         NodeExit::Restart
     };
-    for b in bots {
-        let _ = tokio::time::timeout(Duration::from_secs(5), b).await;
+    for mut b in bots {
+        // One that outlives its 5 s is aborted and awaited, so what it held
+        // (a sandboxed build's process group) is gone before the node
+        // hands back, or replaces its own image.
+        if tokio::time::timeout(Duration::from_secs(5), &mut b)
+            .await
+            .is_err()
+        {
+            b.abort();
+            let _ = b.await;
+        }
     }
     // Every report the bots made is out before the node says goodbye.
     let _ = tokio::time::timeout(Duration::from_secs(5), forward).await;

@@ -16,7 +16,9 @@
 //!   them to the scheduler, and each results entry is acknowledged only once
 //!   what it reported is durable ([`spawn_receipt_acker`]). After a restart
 //!   the reader first re-reads what it had been given and not acknowledged.
-//! - Cancels go out on the `P:cancel` channel to every node.
+//! - Cancels go out on the `P:cancel` channel to every node; an order to
+//!   restart goes to one node on its own `P:control:<node>` channel
+//!   (`restart.rs`).
 //! - Tool calls: the nodes' bots send them to the controller, which runs
 //!   them on its connector runtime once the scheduler confirms the bot holds
 //!   that attempt ([`verify_calls`], `connector::remote`).

@@ -49,7 +49,7 @@ use crate::ticket::{
 
 pub use config::ControllerConfig;
 pub use holds::Paused;
-pub use restart::NodeRestart;
+pub use restart::{NodeRestart, live_on};
 pub use scheduler::{Spend, Submitted};
 pub use view::{
     BotView, CoreEvent, Drained, FlowCounts, FlowSurface, GateCounts, Health, NodeDrained, Retired,

@@ -8,11 +8,15 @@
 //! not charged) and its registrations go, so the registry requeues what
 //! they held at once; then `oshal node` starts again under the same name
 //! as a new run, whose lanes drop whatever was addressed to the old one.
-//! An order names one run, so it is carried out once: the run that comes
-//! back is not the one it named. The embedded pool runs in the
-//! controller's own process and has no node to restart.
+//! An order names one run, so a node carries it out once: the run that
+//! comes back is not the one it named. A caller that names the run it
+//! means (a heal does: the run its approval showed) is told the node has
+//! [`NodeRestart::Moved`] on, and nothing is ordered, when that run is no
+//! longer the node's: a retry after a lost answer restarts nothing twice.
+//! The embedded pool runs in the controller's own process and has no node
+//! to restart.
 
-use super::{Controller, ControllerError, fleet};
+use super::{BotView, Controller, ControllerError, fleet};
 use crate::lane::LaneError;
 use crate::lane::redis::NodeControl;
 use crate::ticket::BotId;
@@ -34,6 +38,9 @@ pub enum NodeRestart {
     /// Registered, but nothing listens on its control channel (its link
     /// to Redis is down, or it predates orders): nothing was done.
     Unheard { run: String },
+    /// The run named is no longer the node's: it restarted already, or
+    /// was started again since. Nothing was ordered; `run` is its run now.
+    Moved { run: String },
     /// The bots run inside this controller's process: there is no node.
     Local,
 }
@@ -49,6 +56,12 @@ impl NodeRestart {
                 format!("node {node} has no bot registered now: nothing runs to restart"),
             )),
             NodeRestart::Unknown => Some((true, format!("no node {node} is known"))),
+            NodeRestart::Moved { run } => Some((
+                false,
+                format!(
+                    "node {node} runs as run {run} now, not the run named: nothing was ordered"
+                ),
+            )),
             NodeRestart::Unheard { run } => Some((
                 false,
                 format!(
@@ -64,9 +77,24 @@ impl NodeRestart {
     }
 }
 
+/// The live bots of `node` among `bots`, and the attempts they hold.
+pub fn live_on<'a>(bots: &'a [BotView], node: &str) -> (Vec<&'a BotView>, u32) {
+    let mine: Vec<&BotView> = bots
+        .iter()
+        .filter(|b| b.live && b.node.as_deref() == Some(node))
+        .collect();
+    let held = mine.iter().map(|b| b.in_flight).sum();
+    (mine, held)
+}
+
 impl Controller {
-    /// Orders node `node`'s current run to restart: see [`NodeRestart`].
-    pub async fn restart_node(&self, node: &str) -> Result<NodeRestart, ControllerError> {
+    /// Orders node `node`'s current run to restart, or only run `named`
+    /// of it when one is named: see [`NodeRestart`].
+    pub async fn restart_node(
+        &self,
+        node: &str,
+        named: Option<&str>,
+    ) -> Result<NodeRestart, ControllerError> {
         let Some(redis) = &self.inner.fleet else {
             return Ok(NodeRestart::Local);
         };
@@ -81,18 +109,12 @@ impl Controller {
                 NodeRestart::Unknown
             });
         };
-        let (bots, held) =
-            self.bots()
-                .await
-                .into_iter()
-                .fold((Vec::new(), 0u32), |(mut bots, held), b| {
-                    if b.live && b.node.as_deref() == Some(node) {
-                        bots.push(b.id);
-                        (bots, held + b.in_flight)
-                    } else {
-                        (bots, held)
-                    }
-                });
+        if named.is_some_and(|n| n != run) {
+            return Ok(NodeRestart::Moved { run });
+        }
+        let views = self.bots().await;
+        let (mine, held) = live_on(&views, node);
+        let bots = mine.iter().map(|b| b.id.clone()).collect();
         let order = NodeControl::Restart {
             node: node.to_owned(),
             run: run.clone(),

@@ -85,9 +85,9 @@ pub(super) async fn apply(
                 written_before(&inner, ChangeKind::CredentialRotated, &connector, key).await;
             super::heal::rotate::write(&inner, &connector, &finding, call, key, before).await?
         }
-        Action::RestartNode { node } => {
+        Action::RestartNode { node, run } => {
             let before = written_before(&inner, ChangeKind::NodeRestarted, &node, key).await;
-            super::heal::restart::write(&inner, &node, call, key, before).await?
+            super::heal::restart::write(&inner, (&node, &run), call, key, before).await?
         }
     };
     let (answer, change) = match written {

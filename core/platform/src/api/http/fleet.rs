@@ -44,15 +44,7 @@ pub(super) async fn drain_node(
     let held = drained.held();
     let (bots, fresh) = match drained {
         NodeDrained::Drained { bots, fresh } => (bots, fresh),
-        refused => {
-            let (unknown, why) = refused.refusal(&id).unwrap_or_default();
-            let kind = if unknown {
-                ErrorKind::NotFound
-            } else {
-                ErrorKind::IllegalTransition
-            };
-            return Err(ApiError::new(kind, why));
-        }
+        refused => return Err(refused_node(refused.refusal(&id))),
     };
     let mut requeued = Vec::new();
     for (_, d) in &bots {
@@ -71,13 +63,25 @@ pub(super) async fn drain_node(
     .into_response())
 }
 
+/// A node's drain or restart refused, as its refusal says: 404 when no
+/// such node is known, 409 otherwise.
+fn refused_node(refusal: Option<(bool, String)>) -> ApiError {
+    let (unknown, why) = refusal.unwrap_or_default();
+    let kind = if unknown {
+        ErrorKind::NotFound
+    } else {
+        ErrorKind::IllegalTransition
+    };
+    ApiError::new(kind, why)
+}
+
 /// Orders a node to restart; answered once the order is heard.
 pub(super) async fn restart_node(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
     crate::ticket::check_name("node", &id)?;
-    match state.controller.restart_node(&id).await? {
+    match state.controller.restart_node(&id, None).await? {
         NodeRestart::Ordered { run, bots, held } => Ok(Json(NodeRestarted {
             node: id,
             run,
@@ -85,15 +89,7 @@ pub(super) async fn restart_node(
             held,
         })
         .into_response()),
-        refused => {
-            let (unknown, why) = refused.refusal(&id).unwrap_or_default();
-            let kind = if unknown {
-                ErrorKind::NotFound
-            } else {
-                ErrorKind::IllegalTransition
-            };
-            Err(ApiError::new(kind, why))
-        }
+        refused => Err(refused_node(refused.refusal(&id))),
     }
 }
 

@@ -311,12 +311,13 @@ async fn a_node_ordered_to_restart_hands_back_its_work_and_comes_back_as_a_new_r
     let (first, stop_first, ids) = held_by_a_hanging_node(&c, &r, "n1", 6).await;
     let old = c.node_run("n1").await.unwrap().expect("registered");
 
-    let ordered = c.restart_node("n1").await.unwrap();
+    let ordered = c.restart_node("n1", None).await.unwrap();
     let NodeRestart::Ordered { run, bots, held } = ordered else {
         panic!("not ordered: {ordered:?}");
     };
     assert_eq!((run, bots.len(), held), (old.clone(), 2, 6));
     assert_eq!(first.await.unwrap().unwrap(), NodeExit::Restart);
+
     assert!(
         !stop_first.is_cancelled(),
         "the order stops the run, not its parent"
@@ -327,16 +328,28 @@ async fn a_node_ordered_to_restart_hands_back_its_work_and_comes_back_as_a_new_r
     assert!(states.iter().all(|s| *s == TicketState::Succeeded));
     let new = c.node_run("n1").await.unwrap().expect("registered again");
     assert!(new > old, "a new run: {new} after {old}");
+    // An order naming the run that stopped (a retried heal's) orders
+    // nothing: the node is past it.
+    assert_eq!(
+        c.restart_node("n1", Some(&old)).await.unwrap(),
+        NodeRestart::Moved { run: new.clone() }
+    );
     for id in &ids {
         let v = c.ticket(*id).await.unwrap();
         assert!(v.attempts >= 2, "requeued when the run stopped");
         assert_eq!(v.ledger.len(), 1, "charged once: {:#?}", v.ledger);
     }
-    assert_eq!(c.restart_node("n9").await.unwrap(), NodeRestart::Unknown);
+    assert_eq!(
+        c.restart_node("n9", None).await.unwrap(),
+        NodeRestart::Unknown
+    );
     stop.cancel();
     assert_eq!(again.await.unwrap().unwrap(), NodeExit::Stopped);
     wait_for_bots(&c, 0).await;
-    assert_eq!(c.restart_node("n1").await.unwrap(), NodeRestart::NotLive);
+    assert_eq!(
+        c.restart_node("n1", None).await.unwrap(),
+        NodeRestart::NotLive
+    );
     c.shutdown().await;
     db.drop().await;
     r.cleanup().await;

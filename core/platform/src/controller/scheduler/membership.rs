@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 
 use super::super::{BotHandle, ControllerError, Drained, NodeDrained, Retired};
 use super::state::Scheduler;
-use crate::lane::LaneEntry;
 use crate::ticket::{BotId, TicketState, TransitionKind};
 
 impl Scheduler {
@@ -82,17 +81,9 @@ impl Scheduler {
         // withdrawn from it. Requeued all the same; should it have landed,
         // the bot may run that attempt too, and its reply is charged to
         // it, once, as any late reply is.
-        back.extend(
-            self.unpublished
-                .take_for(idx)
-                .into_iter()
-                .filter_map(|(t, a)| {
-                    self.live
-                        .get(&t)
-                        .filter(|t| t.attempts == a)
-                        .map(LaneEntry::of)
-                }),
-        );
+        for (t, a) in self.unpublished.take_for(idx) {
+            back.extend(self.still_routed(idx, t, a));
+        }
         // Those never sent are requeued even when the lane fails.
         let failed = match lane.withdraw().await {
             Ok(withdrawn) => {

@@ -45,6 +45,7 @@ mod results;
 mod roster;
 mod routing;
 mod state;
+mod unpublished;
 
 pub use admission::Submitted;
 pub use budgets::Spend;

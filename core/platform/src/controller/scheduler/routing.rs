@@ -7,11 +7,12 @@
 //! spent or who is paused (that ticket is parked), nor give a bot more attempts than its
 //! limit. A publish that fails (Redis restarting, a link cut) is never
 //! taken as sent: its tickets stay routed, holding their slots, and are
-//! published again after a backoff ([`Unpublished`]) unless they moved on
-//! meanwhile. Start at [`route_step`], then [`Scheduler::route`].
+//! published again after a backoff (`unpublished.rs`) unless they moved
+//! on meanwhile; one whose lane has taken no publish for 30 s goes back
+//! to the queue for any bot. Start at [`route_step`], then
+//! [`Scheduler::route`].
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::clock::UnixMs;
@@ -20,6 +21,7 @@ use crate::ticket::{Ticket, TicketId, TicketState, Transition, TransitionKind};
 
 use super::roster::Roster;
 use super::state::Scheduler;
+use super::unpublished::REPUBLISH_GIVE_UP;
 
 /// The reason every route records.
 const ROUTED: &str = "least-loaded live bot with the skill";
@@ -47,67 +49,15 @@ pub(super) fn route_step(
     Some((bot, routed))
 }
 
-/// The first wait before a failed publish is tried again, and the longest
-/// (it doubles between).
-const REPUBLISH_FIRST: Duration = Duration::from_millis(50);
-const REPUBLISH_MAX: Duration = Duration::from_secs(2);
-
-/// Routed tickets whose lane publish failed, to be sent again once their
-/// backoff has passed: (bot, ticket, attempt). The entries themselves are
-/// rebuilt from the live tickets then, so one that moved on meanwhile
-/// (cancelled, re-driven, its bot lost) is simply not sent.
-#[derive(Debug, Default)]
-pub(crate) struct Unpublished {
-    held: Vec<(usize, TicketId, u32)>,
-    due: Option<Instant>,
-    delay: Duration,
-}
-
-impl Unpublished {
-    /// Holds what a publish to `bot` failed to send, and backs off.
-    fn failed(
-        &mut self,
-        bot: usize,
-        sent: impl IntoIterator<Item = (TicketId, u32)>,
-        now: Instant,
-    ) {
-        self.held.extend(sent.into_iter().map(|(t, a)| (bot, t, a)));
-        self.delay = (self.delay * 2).clamp(REPUBLISH_FIRST, REPUBLISH_MAX);
-        self.due = Some(now + self.delay);
-    }
-
-    /// A publish went through: the next failure starts from the first wait.
-    fn succeeded(&mut self) {
-        if self.held.is_empty() {
-            self.delay = Duration::ZERO;
-        }
-    }
-
-    /// What is due to be sent again now (nothing before its backoff ends).
-    fn take_due(&mut self, now: Instant) -> Vec<(usize, TicketId, u32)> {
-        match self.due {
-            Some(at) if now >= at => {
-                self.due = None;
-                std::mem::take(&mut self.held)
-            }
-            _ => Vec::new(),
-        }
-    }
-
-    /// Takes out what was held for `bot` (a drained bot's never-sent work).
-    pub(super) fn take_for(&mut self, bot: usize) -> Vec<(TicketId, u32)> {
-        let (of, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|&(b, _, _)| b == bot);
-        self.held = rest;
-        of.into_iter().map(|(_, t, a)| (t, a)).collect()
-    }
-}
-
 impl Scheduler {
     /// The entry of `ticket`'s `attempt`, if it is still routed to `bot`
     /// with that attempt (so still to be published there).
-    fn still_routed(&self, bot: usize, ticket: TicketId, attempt: u32) -> Option<LaneEntry> {
+    pub(super) fn still_routed(
+        &self,
+        bot: usize,
+        ticket: TicketId,
+        attempt: u32,
+    ) -> Option<LaneEntry> {
         let t = self.live.get(&ticket)?;
         let held = self.roster.holder(ticket, attempt).map(|h| h.0) == Some(bot);
         (held && t.state == TicketState::Routed && t.attempts == attempt).then(|| LaneEntry::of(t))
@@ -130,9 +80,18 @@ impl Scheduler {
         for (bot, entry) in std::mem::take(&mut self.admitted_routes) {
             add(&mut per_bot, bot, entry);
         }
-        for (bot, ticket, attempt) in self.unpublished.take_due(Instant::now()) {
-            if let Some(entry) = self.still_routed(bot, ticket, attempt) {
-                add(&mut per_bot, bot, entry);
+        let at = Instant::now();
+        for (bot, ticket, attempt, since) in self.unpublished.take_due(at) {
+            match self.still_routed(bot, ticket, attempt) {
+                None => {}
+                Some(_) if at.duration_since(since) >= REPUBLISH_GIVE_UP => {
+                    let why = "its lane took no publish for 30 s; requeued for any bot";
+                    self.back_to_queue(bot, ticket, attempt, why, now);
+                }
+                Some(entry) => {
+                    self.unpublished.hold_again(ticket, attempt, since);
+                    add(&mut per_bot, bot, entry);
+                }
             }
         }
         for skill in self.queues.skills_waiting() {
@@ -192,7 +151,7 @@ impl Scheduler {
                     self.stats
                         .routed
                         .fetch_add((sent.len() - rest.len()) as u64, Ordering::Relaxed);
-                    self.unpublished.succeeded();
+                    self.unpublished.succeeded(&sent);
                     rest
                 }
                 Err(e) => {
@@ -206,14 +165,26 @@ impl Scheduler {
                 }
             };
             for entry in refused {
-                self.roster
-                    .release_refused(bot, entry.ticket, entry.attempt);
-                if let Some(mut t) = self.live.remove(&entry.ticket) {
-                    self.transition(&mut t, TransitionKind::Requeue, None, "lane full", now);
-                    self.queues.enqueue(&t);
-                    self.live.insert(t.id, t);
-                }
+                self.back_to_queue(bot, entry.ticket, entry.attempt, "lane full", now);
             }
+        }
+    }
+
+    /// Takes `attempt` of `ticket` back from `bot`, which never had it in
+    /// its lane, and queues the ticket again as a new attempt.
+    fn back_to_queue(
+        &mut self,
+        bot: usize,
+        ticket: TicketId,
+        attempt: u32,
+        why: &str,
+        now: UnixMs,
+    ) {
+        self.roster.release_refused(bot, ticket, attempt);
+        if let Some(mut t) = self.live.remove(&ticket) {
+            self.transition(&mut t, TransitionKind::Requeue, None, why, now);
+            self.queues.enqueue(&t);
+            self.live.insert(t.id, t);
         }
     }
 }

@@ -18,7 +18,7 @@ use super::main_loop::{Command, spawn_acker};
 use super::queues::Queues;
 use super::requests::Answer;
 use super::roster::Roster;
-use super::routing::Unpublished;
+use super::unpublished::Unpublished;
 use crate::bot::CancelRegistry;
 use crate::clock::{SharedClock, UnixMs};
 use crate::lane::{EntryId, Lane, LaneEntry};

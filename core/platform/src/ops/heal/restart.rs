@@ -4,12 +4,14 @@
 //! share; then the re-check fails and the heal says so. No shipped rule
 //! takes it: an operator's rule may, in place of a drain.
 //!
-//! The plan holds only for a live, registered node: its dry run names the
-//! run that will stop, its bots and the attempts they hold (they go back
-//! to the queue; an abandoned call is not charged). The write orders the
-//! restart, waits a while for the node to come back as a new run, and
-//! records what it saw. A retry after a lost answer answers as before and
-//! orders nothing again.
+//! The plan holds only for a live, registered node: its action names the
+//! run that will stop, and its dry run that run's bots and the attempts
+//! they hold (they go back to the queue; an abandoned call is not
+//! charged). The write orders that run, and only that run, to restart,
+//! waits a few seconds (well within a built-in write's 10 s) to see the
+//! new run, and records what it saw; the re-check tells the rest. A retry
+//! after a lost answer orders nothing again: its record is found, or the
+//! node is past the run named and that is recorded instead.
 
 use oshal_ops::change::{ChangeEvent, ChangeKind};
 use oshal_ops::heal::{Action, BlastRadius, DryRun, MAX_BLAST_TICKETS};
@@ -20,11 +22,12 @@ use std::time::Duration;
 use super::super::writes::Written;
 use super::super::{Inner, Operations, OpsError};
 use crate::connector::call::CallRef;
-use crate::controller::NodeRestart;
+use crate::controller::{NodeRestart, live_on};
 use crate::ticket::TicketState;
 
-/// How long the write waits for the node to come back as a new run.
-const BACK_WITHIN: Duration = Duration::from_secs(15);
+/// How long the write waits to see the node back as a new run: within a
+/// built-in connector write's 10 s limit, with room for the order itself.
+const BACK_WITHIN: Duration = Duration::from_secs(5);
 
 impl Operations {
     /// The restart of the node of `subject`, a slow bot, and its dry run.
@@ -43,10 +46,7 @@ impl Operations {
                 "bot {subject} runs in the local pool, on no node: there is no process to restart"
             )));
         };
-        let mine: Vec<_> = bots
-            .iter()
-            .filter(|b| b.node.as_deref() == Some(&node) && b.live)
-            .collect();
+        let (mine, total) = live_on(&bots, &node);
         let Some(run) = self.inner.controller.node_run(&node).await? else {
             return Err(refused(format!("node {node} has no bot registered now")));
         };
@@ -56,7 +56,6 @@ impl Operations {
                 held.extend(self.named(state, None, Some(&b.id)).await?);
             }
         }
-        let total: u32 = mine.iter().map(|b| b.in_flight).sum();
         let mut tenants: Vec<String> = held.iter().map(|t| t.tenant.to_string()).collect();
         tenants.sort();
         tenants.dedup();
@@ -84,16 +83,18 @@ impl Operations {
                 tickets_total: total,
             },
         };
-        Ok((Action::RestartNode { node }, dry_run))
+        Ok((Action::RestartNode { node, run }, dry_run))
     }
 }
 
-/// Orders `node` to restart and waits up to [`BACK_WITHIN`] for it to come
-/// back as a new run. A retry after a lost answer (`written_before`)
-/// answers as before and orders nothing.
+/// Orders run `run` of `node` to restart and waits up to [`BACK_WITHIN`]
+/// to see it back as a new run. A retry after a lost answer
+/// (`written_before`) answers as before and orders nothing; one whose
+/// record was lost finds the node past `run`, orders nothing, and records
+/// that.
 pub(in crate::ops) async fn write(
     inner: &Inner,
-    node: &str,
+    (node, run): (&str, &str),
     call: &CallRef,
     key: &str,
     written_before: bool,
@@ -106,9 +107,25 @@ pub(in crate::ops) async fn write(
     }
     let controller = &inner.controller;
     let ordered = controller
-        .restart_node(node)
+        .restart_node(node, Some(run))
         .await
         .map_err(|e| e.to_string())?;
+    if let NodeRestart::Moved { run: now } = &ordered
+        && now.as_str() > run
+    {
+        let answer = json!({"node": node, "restarted": true, "run": run, "back_as": now});
+        let change = ChangeEvent {
+            kind: ChangeKind::NodeRestarted,
+            subject: node.to_owned(),
+            detail: format!(
+                "node {node} was past run {run} when heal ticket {} (write {key}) asked again: it runs as run {now}; nothing was ordered",
+                call.ticket
+            ),
+            count: 0,
+            at_ms: 0,
+        };
+        return Ok(Ok((answer, Some(change))));
+    }
     let NodeRestart::Ordered { run, bots, held } = ordered else {
         let (unknown, why) = ordered.refusal(node).unwrap_or_default();
         return Ok(Err((
