@@ -118,7 +118,7 @@ pub(in crate::ops) async fn write(
             kind: ChangeKind::NodeRestarted,
             subject: node.to_owned(),
             detail: format!(
-                "node {node} was past run {run} when heal ticket {} (write {key}) asked again: it runs as run {now}; nothing was ordered",
+                "node {node} was past run {run} when heal ticket {} (write {key}) came to restart it (an earlier try of this write, or someone else, restarted it): it runs as run {now}; nothing was ordered",
                 call.ticket
             ),
             count: 0,
