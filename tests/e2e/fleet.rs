@@ -39,6 +39,18 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Waits until every bot holds work (`what` names whose, for the timeout).
+async fn every_bot_holds_work(server: &Server, what: &str) {
+    wait_for(&format!("work in {what}"), async || {
+        let bots = server.json("/api/v1/bots").await.unwrap();
+        bots.as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["in_flight"].as_u64().unwrap() > 0)
+    })
+    .await;
+}
+
 enum Exit {
     Kill9,
     Sigterm,
@@ -72,14 +84,7 @@ async fn a_node_leaving_mid_work_loses_nothing(exit: Exit) {
     let ids = server
         .submit_all((0..200).map(|i| format!("fleet {i}")), 16)
         .await;
-    wait_for("work in the stuck node's hands", async || {
-        let bots = server.json("/api/v1/bots").await.unwrap();
-        bots.as_array()
-            .unwrap()
-            .iter()
-            .all(|b| b["in_flight"].as_u64().unwrap() > 0)
-    })
-    .await;
+    every_bot_holds_work(&server, "the stuck node's hands").await;
 
     let _good = space.node("good", &["--bots", "2"]).unwrap();
     match exit {
@@ -145,14 +150,7 @@ async fn a_node_ordered_to_restart_comes_back_in_the_same_process_and_loses_noth
         serde_json::json!({"prompt": format!("Say the number {i} in one word."), "max_tokens": 8})
     });
     let ids = server.submit_all_chats(payloads, 8).await;
-    wait_for("work in the node's hands", async || {
-        let bots = server.json("/api/v1/bots").await.unwrap();
-        bots.as_array()
-            .unwrap()
-            .iter()
-            .all(|b| b["in_flight"].as_u64().unwrap() > 0)
-    })
-    .await;
+    every_bot_holds_work(&server, "the node's hands").await;
     let r = server
         .post("/api/v1/nodes/n1/restart")
         .send()

@@ -472,6 +472,19 @@ async fn behind_a_slow_link(
     (llama, link, node)
 }
 
+/// Puts the operator's heal `rule` first in the monitor's settings.
+async fn first_rule(server: &Server, rule: Value) {
+    let mut settings = server.json("/api/v1/ops/settings").await.unwrap()["settings"].clone();
+    settings["heal"].as_array_mut().unwrap().insert(0, rule);
+    let r = server
+        .put("/api/v1/ops/settings")
+        .json(&settings)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
 /// The incident's first heal once it is proposed (pending).
 async fn proposed(server: &Server, incident: &str) -> Value {
     let path = format!("/api/v1/ops/incidents/{incident}");
@@ -964,19 +977,12 @@ async fn a_failing_outside_systems_grants_are_revoked_after_an_approval() {
     .unwrap();
     let grant = connect_shop(&server, &outside, &api_key, "bot-01").await;
     // The operator's rule, tried before the shipped replay.
-    let mut settings = server.json("/api/v1/ops/settings").await.unwrap()["settings"].clone();
-    settings["heal"].as_array_mut().unwrap().insert(
-        0,
+    first_rule(
+        &server,
         json!({"name": "stop-calling-a-failing-system", "trigger": "outside_system_failing",
             "matchers": ["alertname=\"OshalTicketsDead\""], "action": {"action": "revoke_grants"}}),
-    );
-    let r = server
-        .put("/api/v1/ops/settings")
-        .json(&settings)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    )
+    .await;
 
     outside
         .state

@@ -28,19 +28,12 @@ async fn a_node_pinned_to_a_slow_path_is_restarted_after_an_approval_and_is_quic
     let space = oshal_e2e::FleetSpace::new().await.unwrap();
     let server = space.serve_with(&dir.path().join("data"), &vault).unwrap();
     // The operator's rule, tried before the shipped drains.
-    let mut settings = server.json("/api/v1/ops/settings").await.unwrap()["settings"].clone();
-    settings["heal"].as_array_mut().unwrap().insert(
-        0,
+    first_rule(
+        &server,
         json!({"name": "restart-slow-node", "trigger": "slow_model",
             "matchers": ["alertname=\"OshalLaneLag\""], "action": {"action": "restart_node"}}),
-    );
-    let r = server
-        .put("/api/v1/ops/settings")
-        .json(&settings)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    )
+    .await;
 
     // n1 runs the loop's own work (investigations, the heal's write).
     let _n1 = space.node("n1", &["--bots", "1"]).unwrap();

@@ -102,6 +102,13 @@ pub(super) async fn apply(
     Ok((200, answer))
 }
 
+/// A node's refusal (whether no such node is known, and why) as a write's
+/// answer: 404 for an unknown node, 409 otherwise.
+pub(super) fn refused(refusal: Option<(bool, String)>) -> (u16, Value) {
+    let (unknown, why) = refusal.unwrap_or_default();
+    (if unknown { 404 } else { 409 }, json!({"error": why}))
+}
+
 /// The tenant a write names, if it exists (a refusal as an answer if not).
 async fn known(inner: &Inner, named: &str) -> Result<Result<TenantId, (u16, Value)>, String> {
     match inner.controller.known_tenant(Some(named)).await {
@@ -271,11 +278,7 @@ async fn drain_node(inner: &Inner, node: &str, call: &CallRef, key: &str) -> Wri
         .map_err(|e| e.to_string())?;
     let (requeued, held) = (drained.requeued(), drained.held());
     let NodeDrained::Drained { bots, fresh } = drained else {
-        let (unknown, why) = drained.refusal(node).unwrap_or_default();
-        return Ok(Err((
-            if unknown { 404 } else { 409 },
-            json!({"error": why}),
-        )));
+        return Ok(Err(refused(drained.refusal(node))));
     };
     let names: Vec<String> = bots.iter().map(|(b, _)| b.to_string()).collect();
     let answer = json!({"node": node, "bots": names, "requeued": requeued, "held": held});

@@ -19,7 +19,7 @@ use oshal_ops::rule::HealRule;
 use serde_json::json;
 use std::time::Duration;
 
-use super::super::writes::Written;
+use super::super::writes::{Written, refused};
 use super::super::{Inner, Operations, OpsError};
 use crate::connector::call::CallRef;
 use crate::controller::{NodeRestart, live_on};
@@ -127,11 +127,7 @@ pub(in crate::ops) async fn write(
         return Ok(Ok((answer, Some(change))));
     }
     let NodeRestart::Ordered { run, bots, held } = ordered else {
-        let (unknown, why) = ordered.refusal(node).unwrap_or_default();
-        return Ok(Err((
-            if unknown { 404 } else { 409 },
-            json!({"error": why}),
-        )));
+        return Ok(Err(refused(ordered.refusal(node))));
     };
     let deadline = tokio::time::Instant::now() + BACK_WITHIN;
     let back = loop {
